@@ -1,0 +1,105 @@
+"""Capture the outputs of named modules during a forward pass, and nothing else.
+
+>>> with capture(model, {"inception4c"}) as cap:
+...     acts = cap.run(x)            # {"inception4c": tensor}, forward stopped after inception4c
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from .errors import DreamlabError
+from .models import resolve_layer
+
+OUTPUT = "logit"  # the name under which the model's own output is captured
+
+
+class ModuleReusedError(DreamlabError):
+    """A hooked module ran more than once in one forward pass (e.g. ResNet's shared `relu`)."""
+
+
+class _StopForward(Exception):
+    """Raised from a hook once every requested layer has been captured, to skip the rest of the network."""
+
+
+def _first_tensor(output: object) -> Tensor:
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+        return output[0]  # e.g. GoogLeNet's namedtuple in training mode
+    raise DreamlabError(f"cannot capture a module output of type {type(output).__name__}; pick a module that "
+                        f"returns a tensor")
+
+
+class Capture:
+    """Hooks on the requested modules; `run(x)` returns their outputs keyed by name.
+
+    The hooks clone what they capture: a later in-place op (GoogLeNet's `F.relu(inplace=True)` after `.bn`)
+    would otherwise overwrite the stored values. A module that runs twice in one forward is refused, since
+    its name would not say which call is meant.
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[str], stop_early: bool = True):
+        self.model = model
+        self.layers = sorted(set(layers))
+        self.stop_early = stop_early and OUTPUT not in self.layers
+        self.acts: dict[str, Tensor] = {}
+        self.calls: dict[str, int] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> Capture:
+        try:
+            for name in self.layers:
+                module = self.model if name == OUTPUT else resolve_layer(self.model, name)
+                self._handles.append(module.register_forward_hook(self._hook_for(name)))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove every hook this capture registered."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook_for(self, name: str):
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            count = self.calls.get(name, 0) + 1
+            self.calls[name] = count
+            if count > 1:
+                raise ModuleReusedError(
+                    f"layer {name!r} runs more than once per forward pass (the module object is reused), so its "
+                    f"output is ambiguous; address the enclosing block or a module that runs once instead"
+                )
+            self.acts[name] = _first_tensor(output).clone()
+            if self.stop_early and len(self.acts) == len(self.layers):
+                raise _StopForward
+
+        return hook
+
+    def run(self, x: Tensor) -> dict[str, Tensor]:
+        """Forward `x` and return the captured activations (stopping after the last one when allowed)."""
+        self.acts, self.calls = {}, {}
+        try:
+            self.model(x)
+        except _StopForward:
+            pass
+        missing = [n for n in self.layers if n not in self.acts]
+        if missing:
+            raise DreamlabError(f"layer {missing[0]!r} did not run in the forward pass (it is unused in eval mode); "
+                                f"pick a layer on the inference path")
+        return self.acts
+
+
+@contextmanager
+def capture(model: nn.Module, layers: Iterable[str], stop_early: bool = True) -> Iterator[Capture]:
+    """Context manager form of Capture; every hook is removed on exit, also on error."""
+    with Capture(model, layers, stop_early) as cap:
+        yield cap

@@ -1,0 +1,384 @@
+"""The render loop: optimize a batch of parameterized images so that each maximizes its unit's score.
+
+>>> result = render("googlenet", "inception4c:0-7", weights="none", steps=64, size=128, device="cpu")
+>>> result.images.shape, len(result.labels)
+(torch.Size([8, 3, 128, 128]), 8)
+"""
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from . import __version__
+from .capture import Capture
+from .errors import DreamlabError
+from .grammar import parse_objective
+from .models import LoadedModel, load_model, torchvision_categories
+from .objectives import IMAGE, Objective
+from .params import ImageParam, image_to_param_raw, make_param
+from .recipe import Recipe
+from .relu import RedirectedReLU
+from .transforms import RandomTransforms
+
+SnapshotCallback = Callable[[int, Tensor, Sequence[str]], None]  # (step, images [b,C,H,W] cpu, labels)
+
+
+@dataclass
+class RenderResult:
+    """Rendered images [B, C, H, W] in [0, 1] (CPU), one per unit, with what produced them."""
+
+    images: Tensor
+    labels: list[str]
+    history: Tensor  # objective per step and unit, [steps, B], measured on the transformed images
+    initial_scores: Tensor  # objective of each unit on its starting un-transformed image, [B]
+    final_scores: Tensor  # objective of each unit on its final un-transformed image, [B]
+    provenance: dict[str, str]
+    snapshots: dict[int, Tensor] = field(default_factory=dict)  # step -> images, for the requested thresholds
+    interrupted: bool = False  # Ctrl-C stopped the run early; images are the last state reached
+
+    def pil(self) -> list[Image.Image]:
+        """The images as PIL images (RGB, or L for one channel)."""
+        from .io import to_pil
+
+        return [to_pil(img) for img in self.images]
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Everything that decides the pixels, resolved from the recipe and the caller's overrides."""
+
+    steps: int
+    size: int
+    lr: float
+    param: str
+    transforms: str
+    seed: int
+    device: torch.device
+    precision: str  # "fp32" or "bf16" (autocast around the model only)
+    channels_last: bool
+    redirect_relu_steps: int  # steps at the start that use the redirected ReLU gradient (see relu.py)
+
+
+@dataclass
+class _Chunk:
+    """What one chunk of units produced (see _Renderer.run_chunk)."""
+
+    images: Tensor
+    history: Tensor
+    initial_scores: Tensor
+    final_scores: Tensor
+    snapshots: dict[int, Tensor]
+    interrupted: bool
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def custom_recipe(model: nn.Module, channels: int = 3, input_size: int = 224) -> Recipe:
+    """Settings for a model passed as a module without a recipe: ImageNet-style preprocessing."""
+    return Recipe(name=type(model).__name__, builder="custom:" + type(model).__name__, weights="none",
+                  channels=channels, input_size=input_size,
+                  mean=(0.485, 0.456, 0.406) if channels == 3 else (0.5,) * channels,
+                  std=(0.229, 0.224, 0.225) if channels == 3 else (0.5,) * channels)
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return None if tensor is None else tensor.device
+
+
+@contextmanager
+def prepared_model(model: nn.Module, device: torch.device, channels_last: bool, owned: bool) -> Iterator[nn.Module]:
+    """The model in eval mode with frozen parameters on `device`; a caller's model is left as it was found."""
+    if owned:
+        yield model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+        return
+    if _model_device(model) not in (None, device):
+        model = copy.deepcopy(model).to(device)  # never move the caller's model
+    modes = {m: m.training for m in model.modules()}
+    grads = {p: p.requires_grad for p in model.parameters()}
+    model.eval().requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
+        for p, flag in grads.items():
+            p.requires_grad_(flag)
+
+
+def _chunk_generator(seed: int, start: int, device: torch.device) -> torch.Generator:
+    """A generator per chunk of units, so a run split into chunks is reproducible for the same split."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
+
+
+class _Renderer:
+    """Holds the per-render state shared by every chunk of units."""
+
+    def __init__(self, model: nn.Module, objective: Objective, recipe: Recipe, settings: RenderSettings,
+                 init_image: Tensor | None, thresholds: Sequence[int], on_snapshot: SnapshotCallback | None,
+                 progress: bool):
+        self.model, self.objective, self.recipe, self.s = model, objective, recipe, settings
+        self.layers = sorted(objective.layers - {IMAGE})
+        dev = settings.device
+        self.mean = torch.tensor(recipe.mean, device=dev).view(1, -1, 1, 1)
+        self.std = torch.tensor(recipe.std, device=dev).view(1, -1, 1, 1)
+        self.transforms = RandomTransforms.preset(settings.transforms)
+        self.init_image = init_image
+        self.thresholds = sorted({t for t in thresholds if 0 < t <= settings.steps})
+        self.on_snapshot = on_snapshot
+        self.progress = progress
+        self.checked = False
+
+    def normalize(self, images: Tensor) -> Tensor:
+        x = (images - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.s.channels_last else x
+
+    def autocast(self):
+        if self.s.precision == "bf16":
+            return torch.autocast(self.s.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def scores(self, cap: Capture, images: Tensor, model_input: Tensor, index: Tensor) -> Tensor:
+        with self.autocast():
+            acts = dict(cap.run(model_input)) if self.layers else {}
+        acts[IMAGE] = images
+        return self.objective(acts, index)
+
+    def check_units(self, model_input: Tensor) -> None:
+        """One full forward of one input: catches reused modules and out-of-range units before optimizing."""
+        with torch.no_grad(), Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
+            acts = cap.run(self.normalize(model_input)) if self.layers else {}
+        self.objective.check({name: act.shape for name, act in acts.items()})
+        self.checked = True
+
+    def make_param(self, b: int, generator: torch.Generator) -> ImageParam:
+        param = make_param(self.s.param, b, self.recipe.channels, self.s.size, generator=generator,
+                           device=self.s.device)
+        if self.init_image is not None:
+            image_to_param_raw(self.init_image.to(self.s.device), param)
+        return param
+
+    def run_chunk(self, start: int, end: int, bar) -> _Chunk:
+        """Optimize the images of units start..end-1."""
+        dev = self.s.device
+        b = end - start
+        generator = _chunk_generator(self.s.seed, start, dev)
+        param = self.make_param(b, generator)
+        optimizer = torch.optim.Adam(param.parameters(), lr=self.s.lr)
+        index = torch.arange(start, end, device=dev)
+        history: list[Tensor] = []
+        snapshots: dict[int, Tensor] = {}
+        interrupted = False
+        if not self.checked:
+            size = self.transforms.output_size(self.s.size, self.s.size)
+            self.check_units(torch.zeros(1, self.recipe.channels, *size, device=dev))
+        with Capture(self.model, self.layers) as cap:
+            initial_scores = self.clean_scores(cap, param, index)[1]
+            try:
+                for step in range(1, self.s.steps + 1):
+                    images = param()
+                    model_input = self.normalize(self.transforms(images, generator))
+                    with RedirectedReLU() if step <= self.s.redirect_relu_steps else nullcontext():
+                        score = self.scores(cap, images, model_input, index)
+                    optimizer.zero_grad(set_to_none=True)
+                    (-score.sum()).backward()  # the one negation: objectives are maximized
+                    optimizer.step()
+                    history.append(score.detach())
+                    if bar is not None:
+                        bar.update(b)
+                    if step in self.thresholds:
+                        snapshots[step] = self.snapshot(param, start, end, step)
+            except KeyboardInterrupt:
+                interrupted = True
+            final, final_scores = self.clean_scores(cap, param, index)
+        hist = torch.stack(history).float().cpu() if history else torch.zeros(0, b)
+        return _Chunk(final.cpu(), hist, initial_scores, final_scores, snapshots, interrupted)
+
+    def clean_scores(self, cap: Capture, param: ImageParam, index: Tensor) -> tuple[Tensor, Tensor]:
+        """The images without transforms and their scores (CPU), e.g. to report what a render achieved."""
+        with torch.no_grad():
+            images = param().float()
+            return images, self.scores(cap, images, self.normalize(images), index).float().cpu()
+
+    def snapshot(self, param: ImageParam, start: int, end: int, step: int) -> Tensor:
+        with torch.no_grad():
+            images = param().float().cpu()
+        if self.on_snapshot is not None:
+            self.on_snapshot(step, images, self.objective.labels[start:end] if self.objective.batch_size > 1
+                             else [self.objective.labels[0]] * (end - start))
+        return images
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | None,
+                   weights: str | Path | None) -> tuple[nn.Module, Recipe, str, tuple[str, ...] | None, bool]:
+    """(module, recipe, weights description, class names, whether dreamlab owns the module)."""
+    if isinstance(model, str):
+        model = load_model(recipe if recipe is not None else model, weights)
+    if isinstance(model, LoadedModel):
+        return model.model, model.recipe, model.weights, model.categories, True
+    if isinstance(recipe, str):
+        from .recipe import load_recipe
+
+        recipe = load_recipe(recipe)
+    recipe = recipe or custom_recipe(model)
+    categories = recipe.categories or torchvision_categories(recipe)
+    return model, recipe, "caller's module", categories, False
+
+
+def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, recipe: Recipe | str | None = None,
+           weights: str | Path | None = "default", steps: int | None = None, size: int | None = None,
+           lr: float | None = None, param: str | None = None, transforms: str | None = None, seed: int = 0,
+           device: str | torch.device | None = None, batch_size: int | None = None,
+           thresholds: Sequence[int] = (), on_snapshot: SnapshotCallback | None = None,
+           init_image: Tensor | None = None, precision: str = "auto", channels_last: bool | None = None,
+           redirect_relu_steps: int = 16, progress: bool = False) -> RenderResult:
+    """Optimize one image per unit of `objective` and return them with their history and provenance.
+
+    `model` is a recipe or torchvision name ('googlenet'), a LoadedModel, or any nn.Module (left unmodified).
+    Unset settings come from the recipe. `batch_size` caps how many units are optimized at once (default: all;
+    on a GPU out-of-memory the batch is halved and the run goes on). Ctrl-C ends the run early and returns what
+    exists, with `interrupted=True`. The first `redirect_relu_steps` steps let gradient through ReLUs that
+    are off everywhere, so units that start dead can come alive (lucid's redirected ReLU).
+    """
+    module, recipe_obj, weights_desc, categories, owned = _resolve_model(model, recipe, weights)
+    obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
+    dev = torch.device(device) if device is not None else default_device()
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DreamlabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise DreamlabError(f"unknown precision {precision!r}; valid: auto, fp32, bf16")
+    settings = RenderSettings(
+        steps=int(steps if steps is not None else recipe_obj.steps),
+        size=int(size if size is not None else recipe_obj.input_size),
+        lr=float(lr if lr is not None else recipe_obj.lr),
+        param=param or recipe_obj.param,
+        transforms=transforms or recipe_obj.transforms,
+        seed=int(seed),
+        device=dev,
+        precision=("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision,
+        channels_last=(dev.type == "cuda" and owned) if channels_last is None else channels_last,
+        redirect_relu_steps=int(redirect_relu_steps),
+    )
+    _validate(settings)
+    if init_image is not None:
+        init_image = _fit_image(init_image, recipe_obj.channels, settings.size)
+    total = obj.batch_size
+    labels = list(obj.labels)
+    with prepared_model(module, dev, settings.channels_last, owned) as ready:
+        renderer = _Renderer(ready, obj, recipe_obj, settings, init_image, thresholds, on_snapshot, progress)
+        parts, start, chunk = [], 0, min(batch_size or total, total)
+        bar = _progress_bar(total * settings.steps) if progress else None
+        try:
+            while start < total:
+                end = min(start + chunk, total)
+                try:
+                    part = renderer.run_chunk(start, end, bar)
+                except (torch.OutOfMemoryError, RuntimeError) as exc:
+                    if not _out_of_memory(exc) or chunk == 1:
+                        raise
+                    chunk = (chunk + 1) // 2  # keep finished chunks, retry this one smaller
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
+                parts.append(part)
+                start = end
+                if part.interrupted:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+    done = sum(p.images.shape[0] for p in parts)
+    snapshots = {step: torch.cat([p.snapshots[step] for p in parts]) for step in renderer.thresholds
+                 if all(step in p.snapshots for p in parts)}
+    steps_run = min(p.history.shape[0] for p in parts)
+    return RenderResult(
+        images=torch.cat([p.images for p in parts]),
+        labels=labels[:done] if total > 1 else labels,
+        history=torch.cat([p.history[:steps_run] for p in parts], dim=1),
+        initial_scores=torch.cat([p.initial_scores for p in parts]),
+        final_scores=torch.cat([p.final_scores for p in parts]),
+        provenance=provenance(obj, recipe_obj, weights_desc, settings, steps_run),
+        snapshots=snapshots,
+        interrupted=any(p.interrupted for p in parts),
+    )
+
+
+def _validate(s: RenderSettings) -> None:
+    if s.steps < 1:
+        raise DreamlabError(f"steps must be at least 1, got {s.steps}")
+    if s.size < 8:
+        raise DreamlabError(f"size must be at least 8 pixels, got {s.size}")
+    if s.lr <= 0:
+        raise DreamlabError(f"learning rate must be positive, got {s.lr}")
+    RandomTransforms.preset(s.transforms)
+    from .params import PARAMS
+    from .errors import unknown
+
+    if s.param not in PARAMS:
+        raise unknown("parameterization", s.param, PARAMS)
+
+
+def _fit_image(image: Tensor, channels: int, size: int) -> Tensor:
+    """A [C,H,W] or [B,C,H,W] image in [0,1] resized to the render size with the model's channel count."""
+    image = image.float()
+    if image.dim() == 3:
+        image = image[None]
+    if image.shape[1] == 3 and channels == 1:
+        image = image.mean(1, keepdim=True)
+    elif image.shape[1] == 1 and channels == 3:
+        image = image.expand(-1, 3, -1, -1)
+    elif image.shape[1] != channels:
+        raise DreamlabError(f"the start image has {image.shape[1]} channels; this model takes {channels}")
+    image = torch.nn.functional.interpolate(image, size=(size, size), mode="bilinear", antialias=True,
+                                            align_corners=False)
+    return image.clamp(0, 1)
+
+
+def _progress_bar(total: int):
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="img-step", unit_scale=True, leave=False)
+
+
+def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, steps_run: int) -> dict[str, str]:
+    """What produced an image, stored in its PNG text chunks."""
+    import torchvision
+
+    return {
+        "dreamlab:objective": obj.name,
+        "dreamlab:model": recipe.name,
+        "dreamlab:weights": weights,
+        "dreamlab:recipe": recipe.name,
+        "dreamlab:recipe_hash": recipe.hash(),
+        "dreamlab:seed": str(s.seed),
+        "dreamlab:steps": str(steps_run),
+        "dreamlab:size": str(s.size),
+        "dreamlab:lr": f"{s.lr:g}",
+        "dreamlab:param": s.param,
+        "dreamlab:transforms": s.transforms,
+        "dreamlab:device": s.device.type,
+        "dreamlab:precision": s.precision,
+        "dreamlab:version": __version__,
+        "torch:version": torch.__version__,
+        "torchvision:version": torchvision.__version__,
+    }

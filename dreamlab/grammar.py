@@ -1,0 +1,175 @@
+"""The objective string grammar shared by the CLI and the API.
+
+    expr   := term (('+' | '-') term)*
+    term   := factor (('*' | '/') factor)*
+    factor := '-' factor | NUMBER | unit | '(' expr ')'
+    unit   := LAYER                       whole layer, DeepDream        inception4c
+            | LAYER ':' UNITS             channel(s), mean over space   inception4c:97, inception4c:0-63
+            | LAYER ':' UNITS '@' X ',' Y neuron at a position          inception4c:97@7,7
+            | LAYER ':' UNITS '@centre'   neuron at the centre
+            | 'logit' ':' (UNITS | CLASS) class logit                   logit:281, logit:tabby, logit:'tiger cat'
+    UNITS  := INT | INT '-' INT           (a range is written without spaces: 0-63)
+
+>>> parse_objective("inception4c:97 - 0.5*inception4d:12").name
+'inception4c:97 - 0.5*inception4d:12'
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .errors import ObjectiveSyntaxError, unknown
+from . import objectives as o
+
+_FORMS = "layer, layer:97, layer:0-63, layer:97@x,y, logit:281, logit:name, and + - * / with numbers"
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<number>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)
+  | (?P<name>[A-Za-z_0-9][A-Za-z_0-9.]*)
+  | (?P<quoted>'[^']*'|"[^"]*")
+  | (?P<op>[-+*/():@,])
+""", re.VERBOSE)
+
+
+class _Parser:
+    def __init__(self, text: str, categories: Sequence[str] | None):
+        self.text = text
+        self.categories = categories
+        self.tokens: list[tuple[str, str, int]] = []  # (kind, value, position)
+        pos = 0
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if not m:
+                self.fail(pos, f"unexpected character {text[pos]!r}")
+            if m.lastgroup != "space":
+                self.tokens.append((m.lastgroup, m.group(), pos))
+            pos = m.end()
+        self.tokens.append(("end", "", len(text)))
+        self.i = 0
+
+    def fail(self, pos: int, what: str) -> None:
+        marked = f"{self.text[:pos]}>>{self.text[pos:]}"
+        raise ObjectiveSyntaxError(f"bad objective {self.text!r}: {what} at position {pos + 1} ({marked}); "
+                                   f"valid forms: {_FORMS}")
+
+    @property
+    def peek(self) -> tuple[str, str, int]:
+        return self.tokens[self.i]
+
+    def take(self) -> tuple[str, str, int]:
+        token = self.tokens[self.i]
+        self.i += 1
+        return token
+
+    def expect(self, value: str, what: str) -> None:
+        kind, val, pos = self.take()
+        if val != value:
+            self.fail(pos, f"expected {what}, found {val or 'the end'!r}")
+
+    def parse(self) -> o.Objective:
+        if self.peek[0] == "end":
+            self.fail(0, "empty objective")
+        result = self.expr()
+        kind, val, pos = self.peek
+        if kind != "end":
+            self.fail(pos, f"unexpected {val!r}")
+        if not isinstance(result, o.Objective):
+            self.fail(0, "an objective needs at least one layer or logit, not just numbers")
+        return result
+
+    def expr(self) -> o.Objective | float:
+        left = self.term()
+        while self.peek[1] in ("+", "-"):
+            op = self.take()[1]
+            right = self.term()
+            left = left + right if op == "+" else left - right
+        return left
+
+    def term(self) -> o.Objective | float:
+        left = self.factor()
+        while self.peek[1] in ("*", "/"):
+            op = self.take()[1]
+            right = self.factor()
+            left = left * right if op == "*" else left / right
+        return left
+
+    def factor(self) -> o.Objective | float:
+        kind, val, pos = self.peek
+        if val == "-":
+            self.take()
+            return -self.factor()
+        if val == "(":
+            self.take()
+            inner = self.expr()
+            self.expect(")", "')'")
+            return inner
+        if kind == "number" or (kind == "name" and val.isdigit() and self.tokens[self.i + 1][1] not in (":", "@")):
+            self.take()
+            return float(val)
+        if kind == "name":
+            return self.unit()
+        self.fail(pos, f"expected a layer, a number or '(', found {val or 'the end'!r}")
+        raise AssertionError  # fail() always raises
+
+    def integer(self, what: str) -> tuple[int, int]:
+        kind, val, pos = self.take()
+        if kind != "name" or not val.isdigit():
+            self.fail(pos, f"expected {what}, found {val or 'the end'!r}")
+        return int(val), pos
+
+    def units(self) -> list[int]:
+        first, pos = self.integer("a channel number")
+        kind, val, next_pos = self.peek
+        # '-' glued to both numbers is a range (0-63); with spaces around it, it is a subtraction
+        if val == "-" and next_pos == pos + len(str(first)) and self.tokens[self.i + 1][2] == next_pos + 1 \
+                and self.tokens[self.i + 1][1].isdigit():
+            self.take()
+            last, last_pos = self.integer("the end of the range")
+            if last < first:
+                self.fail(last_pos, f"range {first}-{last} ends before it starts")
+            return list(range(first, last + 1))
+        return [first]
+
+    def unit(self) -> o.Objective:
+        kind, layer, pos = self.take()
+        if self.peek[1] != ":":
+            if layer == "logit":
+                self.fail(self.peek[2], "expected ':' and a class after 'logit' (logit:281)")
+            return o.deepdream(layer)
+        self.take()
+        if layer == "logit":
+            return self.logit()
+        units = self.units()
+        if self.peek[1] != "@":
+            return o.channel(layer, units)
+        self.take()
+        if self.peek[1] in ("centre", "center"):
+            self.take()
+            return o.neuron(layer, units)
+        x, _ = self.integer("an x position (layer:97@7,7)")
+        self.expect(",", "',' between the x and y positions")
+        y, _ = self.integer("a y position")
+        return o.neuron(layer, units, x, y)
+
+    def logit(self) -> o.Objective:
+        kind, val, pos = self.peek
+        if kind == "name" and val[0].isdigit():
+            return o.logit(self.units(), self.categories)
+        if kind not in ("name", "quoted"):
+            self.fail(pos, f"expected a class index or name after 'logit:', found {val or 'the end'!r}")
+        self.take()
+        name = val[1:-1] if kind == "quoted" else val.replace("_", " ")
+        return o.logit(self._class_index(name, pos), self.categories)
+
+    def _class_index(self, name: str, pos: int) -> int:
+        if not self.categories:
+            self.fail(pos, f"class name {name!r} given but this model has no class names; use an index")
+        lowered = [c.lower() for c in self.categories]
+        if name.lower() in lowered:
+            return lowered.index(name.lower())
+        raise unknown("class", name, self.categories, hint="give a class index (logit:281) or a listed name")
+
+
+def parse_objective(text: str, categories: Sequence[str] | None = None) -> o.Objective:
+    """Parse an objective string; `categories` (class names) lets `logit:tabby` resolve."""
+    return _Parser(text, categories).parse()

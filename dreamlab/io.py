@@ -1,0 +1,130 @@
+"""Images in and out: PNGs with provenance text chunks, grids, safe file names, atomic writes.
+
+>>> save_png(torch.rand(3, 64, 64), "unit.png", {"dreamlab:objective": "inception4c:97"})
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, PngImagePlugin
+from torch import Tensor
+
+from .errors import DreamlabError
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """[C, H, W] in [0, 1] (C = 1 or 3) to a PIL image ('L' or 'RGB')."""
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"expected an image [1|3, H, W], got shape {list(image.shape)}")
+    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    if image.shape[0] == 1:
+        return Image.fromarray(array[0].numpy(), mode="L")
+    return Image.fromarray(array.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
+
+
+def png_bytes(image: Tensor, text: Mapping[str, str] | None = None) -> bytes:
+    """Encode an image as PNG with `text` as tEXt/iTXt chunks (deterministic: no timestamps)."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, str(value))
+    buffer = BytesIO()
+    to_pil(image).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def _file_mode() -> int:
+    """Permissions of a new file under the current umask (mkstemp alone would leave it private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write to a temporary file beside `path`, then rename: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_png(image: Tensor, path: str | Path, text: Mapping[str, str] | None = None) -> Path:
+    """Save one image [C, H, W] in [0, 1] as a PNG with provenance text chunks (atomically)."""
+    return atomic_write_bytes(path, png_bytes(image, text))
+
+
+def read_png_text(path: str | Path) -> dict[str, str]:
+    """The text chunks of a PNG (what `save_png` stored)."""
+    with Image.open(path) as img:
+        img.load()
+        return dict(img.text)
+
+
+def grid(images: Tensor, columns: int | None = None, padding: int = 2, fill: float = 1.0) -> Tensor:
+    """Tile images [B, C, H, W] into one image [C, H', W'] (about square unless `columns` is given)."""
+    b, c, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(b))
+    rows = math.ceil(b / columns)
+    out = torch.full((c, rows * (h + padding) + padding, columns * (w + padding) + padding), fill)
+    for i, img in enumerate(images):
+        r, col = divmod(i, columns)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        out[:, top:top + h, left:left + w] = img
+    return out
+
+
+def safe_name(text: str, limit: int = 96) -> str:
+    """A file-name-safe version of a label: 'inception4c:97' -> 'inception4c_97'."""
+    name = re.sub(r"[^A-Za-z0-9.+-]+", "_", text.replace("@", "_at_")).strip("._")
+    if len(name) > limit:
+        import hashlib
+
+        name = name[:limit - 9] + "_" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return name or "image"
+
+
+def output_paths(model: str, labels: Sequence[str], out: str | Path | None) -> list[Path]:
+    """Where each unit's PNG goes: `out` itself for one unit, else descriptive names (in `out` if a folder)."""
+    names = [f"{safe_name(model)}_{safe_name(label)}.png" for label in labels]
+    if out is None:
+        return [Path(n) for n in names]
+    out = Path(out)
+    if len(labels) == 1 and out.suffix.lower() == ".png":
+        return [out]
+    if out.suffix.lower() == ".png":  # several units and a file name: stem_label.png beside it
+        return [out.with_name(f"{out.stem}_{safe_name(label)}.png") for label in labels]
+    return [out / n for n in names]
+
+
+def load_image(path: str | Path) -> Tensor:
+    """A PNG/JPEG from disk as [C, H, W] in [0, 1] (RGB or grayscale)."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if img.mode in ("L", "LA", "I", "I;16") else "RGB")
+            array = torch.from_numpy(np.asarray(img).copy())
+    except (OSError, ValueError) as exc:
+        raise DreamlabError(f"cannot read image {str(path)!r}: {exc}") from None
+    if array.dim() == 2:
+        array = array[None]
+    else:
+        array = array.permute(2, 0, 1)
+    return array.float() / 255

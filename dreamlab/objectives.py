@@ -1,0 +1,274 @@
+"""Objectives: one score per batch sample from captured activations; higher is better.
+
+Build them from functions here, from the string grammar (`parse_objective`), or with the `@objective`
+decorator; combine with `+ - * /` and numbers.
+
+>>> from dreamlab import objectives as o
+>>> obj = o.channel("inception4c", 97) - 0.5 * o.channel("inception4d", 12) + 0.1 * o.total_variation()
+>>> obj.name
+'inception4c:97 - 0.5*inception4d:12 + 0.1*total_variation'
+>>> o.channel("inception4c", range(64)).batch_size      # 64 units rendered together, sample i -> channel i
+64
+"""
+from __future__ import annotations
+
+import inspect
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .capture import OUTPUT
+from .errors import DreamlabError
+
+IMAGE = "@image"  # key of the clean (un-transformed) image in the activations mapping
+
+Acts = Mapping[str, Tensor]
+Scorer = Callable[[Acts, Tensor], Tensor]  # (activations, unit index of each sample [b]) -> scores [b] or []
+Check = Callable[[Mapping[str, torch.Size]], None]
+
+_ATOM, _UNARY, _PRODUCT, _SUM = 4, 3, 2, 1  # precedence, for parentheses in names
+
+
+@dataclass(frozen=True, eq=False)
+class Objective:
+    """A differentiable score per sample. `labels[i]` names what unit i of a batched objective optimizes."""
+
+    scorer: Scorer
+    layers: frozenset[str]
+    name: str
+    labels: tuple[str, ...]
+    checks: tuple[Check, ...] = ()
+    precedence: int = _ATOM
+
+    @property
+    def batch_size(self) -> int:
+        """How many units this objective renders together (1 for a single unit)."""
+        return len(self.labels)
+
+    def __call__(self, acts: Acts, index: Tensor | None = None) -> Tensor:
+        """Scores [b] for a batch whose sample k renders unit `index[k]` (default: 0..b-1)."""
+        b = next(iter(acts.values())).shape[0]
+        if index is None:
+            index = torch.arange(b, device=next(iter(acts.values())).device)
+        return self.scorer(acts, index).float().expand(b)
+
+    def check(self, shapes: Mapping[str, torch.Size]) -> None:
+        """Raise a one-line DreamlabError when a unit does not exist in layers of these shapes."""
+        for check in self.checks:
+            check(shapes)
+
+    # arithmetic: every operator goes through `combine`
+    def __add__(self, other: Objective | float) -> Objective:
+        return combine(operator.add, " + ", _SUM, self, other)
+
+    def __radd__(self, other: float) -> Objective:
+        return combine(operator.add, " + ", _SUM, other, self)
+
+    def __sub__(self, other: Objective | float) -> Objective:
+        return combine(operator.sub, " - ", _SUM, self, other)
+
+    def __rsub__(self, other: float) -> Objective:
+        return combine(operator.sub, " - ", _SUM, other, self)
+
+    def __mul__(self, other: Objective | float) -> Objective:
+        return combine(operator.mul, "*", _PRODUCT, self, other)
+
+    def __rmul__(self, other: float) -> Objective:
+        return combine(operator.mul, "*", _PRODUCT, other, self)
+
+    def __truediv__(self, other: Objective | float) -> Objective:
+        return combine(operator.truediv, "/", _PRODUCT, self, other)
+
+    def __rtruediv__(self, other: float) -> Objective:
+        return combine(operator.truediv, "/", _PRODUCT, other, self)
+
+    def __neg__(self) -> Objective:
+        return combine(operator.neg, "-", _UNARY, self)
+
+    def __repr__(self) -> str:
+        return f"Objective({self.name!r}, batch_size={self.batch_size})"
+
+
+def constant(value: float) -> Objective:
+    """A number as an objective (what `2 * obj` turns the 2 into)."""
+    value = float(value)
+    return Objective(lambda acts, index: torch.tensor(value), frozenset(), f"{value:g}", (f"{value:g}",))
+
+
+def _as_objective(x: Objective | float) -> Objective:
+    if isinstance(x, Objective):
+        return x
+    if isinstance(x, (int, float)):
+        return constant(x)
+    raise TypeError(f"cannot combine an objective with {type(x).__name__}")
+
+
+def _wrap(part: Objective, text: str, parent: int, right: bool) -> str:
+    # right operands of - and / need parentheses at equal precedence: a - (b - c)
+    if part.precedence < parent or (right and part.precedence == parent and parent != _UNARY):
+        return f"({text})"
+    return text
+
+
+def combine(op: Callable[..., Tensor], symbol: str, precedence: int, *parts: Objective | float) -> Objective:
+    """The one combinator under the arithmetic: applies `op` to the parts' scores."""
+    objs = [_as_objective(p) for p in parts]
+    sizes = {o.batch_size for o in objs} - {1}
+    if len(sizes) > 1:
+        raise DreamlabError(f"cannot combine objectives of batch sizes {sorted(sizes)}; batched terms must "
+                            f"render the same number of units")
+    size = sizes.pop() if sizes else 1
+
+    def fmt(texts: Sequence[str]) -> str:
+        if len(objs) == 1:
+            return symbol + _wrap(objs[0], texts[0], precedence, right=False)
+        left = _wrap(objs[0], texts[0], precedence, right=False)
+        return left + symbol + _wrap(objs[1], texts[1], precedence, right=symbol.strip() in "-/")
+
+    labels = tuple(fmt([o.labels[i if o.batch_size > 1 else 0] for o in objs]) for i in range(size))
+    return Objective(
+        scorer=lambda acts, index: op(*(o.scorer(acts, index) for o in objs)),
+        layers=frozenset().union(*(o.layers for o in objs)),
+        name=fmt([o.name for o in objs]),
+        labels=labels,
+        checks=tuple(c for o in objs for c in o.checks),
+        precedence=precedence,
+    )
+
+
+# --- units -----------------------------------------------------------------------------------------------
+
+def _unit_list(units: int | Sequence[int] | range) -> list[int]:
+    return [int(units)] if isinstance(units, int) else [int(u) for u in units]
+
+
+def _units_text(units: list[int]) -> str:
+    if len(units) == 1:
+        return str(units[0])
+    if units == list(range(units[0], units[-1] + 1)):
+        return f"{units[0]}-{units[-1]}"
+    return ",".join(map(str, units))
+
+
+class _IndexCache:
+    """The unit list as a tensor on each device, made once (no host-to-device copy per step)."""
+
+    def __init__(self, units: list[int]):
+        self.units = units
+        self._by_device: dict[torch.device, Tensor] = {}
+
+    def on(self, device: torch.device) -> Tensor:
+        if device not in self._by_device:
+            self._by_device[device] = torch.tensor(self.units, device=device)
+        return self._by_device[device]
+
+
+def _channel_check(layer: str, units: list[int], what: str = "channel") -> Check:
+    def check(shapes: Mapping[str, torch.Size]) -> None:
+        shape = shapes[layer]
+        if len(shape) < 2:
+            raise DreamlabError(f"layer {layer!r} has output shape {list(shape)}, which has no channels")
+        n = shape[1]
+        bad = [u for u in units if not 0 <= u < n]
+        if bad:
+            name = "logit" if layer == OUTPUT else f"layer {layer!r}"
+            raise DreamlabError(f"{what} {bad[0]} is out of range for {name} ({n} {what}s: valid 0-{n - 1})")
+
+    return check
+
+
+def _pick_units(act: Tensor, cache: _IndexCache, index: Tensor) -> Tensor:
+    """act[k, units[index[k]]] for every sample k: one gather, no Python loop over samples."""
+    units = cache.on(act.device)
+    if len(cache.units) == 1:
+        return act[:, cache.units[0]]
+    return act[torch.arange(act.shape[0], device=act.device), units[index]]
+
+
+def channel(layer: str, units: int | Sequence[int] | range) -> Objective:
+    """Mean activation of a channel over space; a sequence of channels renders one unit per sample."""
+    unit_list = _unit_list(units)
+    cache = _IndexCache(unit_list)
+
+    def scorer(acts: Acts, index: Tensor) -> Tensor:
+        picked = _pick_units(acts[layer], cache, index)
+        return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
+
+    return Objective(scorer, frozenset({layer}), f"{layer}:{_units_text(unit_list)}",
+                     tuple(f"{layer}:{u}" for u in unit_list), (_channel_check(layer, unit_list),))
+
+
+def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None, y: int | None = None) -> Objective:
+    """One spatial position of a channel (default: the centre of the activation map)."""
+    unit_list = _unit_list(units)
+    cache = _IndexCache(unit_list)
+    where = "" if x is None and y is None else f"@{x},{y}"
+
+    def scorer(acts: Acts, index: Tensor) -> Tensor:
+        picked = _pick_units(acts[layer], cache, index)  # [b, H, W]
+        h, w = picked.shape[-2:]
+        return picked[:, h // 2 if y is None else y, w // 2 if x is None else x]
+
+    def position_check(shapes: Mapping[str, torch.Size]) -> None:
+        shape = shapes[layer]
+        if len(shape) != 4:
+            raise DreamlabError(f"layer {layer!r} has output shape {list(shape)}: a neuron needs a spatial map; "
+                                f"use {layer}:{unit_list[0]} for the whole channel")
+        h, w = shape[-2:]
+        if (x is not None and not 0 <= x < w) or (y is not None and not 0 <= y < h):
+            raise DreamlabError(f"position {x},{y} is outside layer {layer!r} ({w}x{h} at the render size: "
+                                f"valid x 0-{w - 1}, y 0-{h - 1})")
+
+    if x is None and y is None:
+        name, labels = f"{layer}:{_units_text(unit_list)}@centre", tuple(f"{layer}:{u}@centre" for u in unit_list)
+    else:
+        name, labels = f"{layer}:{_units_text(unit_list)}{where}", tuple(f"{layer}:{u}{where}" for u in unit_list)
+    return Objective(scorer, frozenset({layer}), name, labels, (_channel_check(layer, unit_list), position_check))
+
+
+def deepdream(layer: str) -> Objective:
+    """DeepDream: the mean of squared activations of a whole layer."""
+    return Objective(lambda acts, index: acts[layer].float().pow(2).flatten(1).mean(1),
+                     frozenset({layer}), layer, (layer,))
+
+
+def logit(units: int | Sequence[int] | range, categories: Sequence[str] | None = None) -> Objective:
+    """A class logit (the model's output) by index; `categories` only makes the label readable."""
+    unit_list = _unit_list(units)
+    cache = _IndexCache(unit_list)
+    return Objective(lambda acts, index: _pick_units(acts[OUTPUT], cache, index), frozenset({OUTPUT}),
+                     f"logit:{_units_text(unit_list)}", tuple(f"logit:{u}" for u in unit_list),
+                     (_channel_check(OUTPUT, unit_list, "class"),))
+
+
+def total_variation() -> Objective:
+    """Smoothness: minus the mean absolute difference between neighbouring pixels (add it with a weight)."""
+
+    def scorer(acts: Acts, index: Tensor) -> Tensor:
+        img = acts[IMAGE]
+        dy = (img[..., 1:, :] - img[..., :-1, :]).abs().flatten(1).mean(1)
+        dx = (img[..., :, 1:] - img[..., :, :-1]).abs().flatten(1).mean(1)
+        return -(dx + dy)
+
+    return Objective(scorer, frozenset({IMAGE}), "total_variation", ("total_variation",))
+
+
+def objective(layers: Sequence[str], name: str | None = None) -> Callable[[Callable[..., Tensor]], Objective]:
+    """Decorator: a function of the captured activations (and optionally the unit index) becomes an Objective.
+
+    >>> @objective(layers=["inception4c"])
+    ... def centre_vs_edges(acts):
+    ...     a = acts["inception4c"][:, 97]
+    ...     return a[:, 5:9, 5:9].mean((1, 2)) - a.mean((1, 2))
+    """
+
+    def wrap(fn: Callable[..., Tensor]) -> Objective:
+        takes_index = len(inspect.signature(fn).parameters) >= 2
+        label = name or fn.__name__
+        scorer = (lambda acts, index: fn(acts, index)) if takes_index else (lambda acts, index: fn(acts))
+        return Objective(scorer, frozenset(layers), label, (label,))
+
+    return wrap

@@ -1,0 +1,124 @@
+"""Image parameterizations: modules whose forward() returns a batch of images [B, C, H, W] in [0, 1].
+
+>>> g = torch.Generator().manual_seed(0)
+>>> FourierParam(4, 3, 224, 224, generator=g)().shape
+torch.Size([4, 3, 224, 224])
+"""
+from __future__ import annotations
+
+
+import torch
+from torch import Tensor, nn
+
+# Square root of the colour correlation of ImageNet images, from lucid (tensorflow/lucid,
+# optvis/param/color.py, `color_correlation_svd_sqrt`). Optimizing in this basis decorrelates the colour
+# channels, so a unit step changes luminance and colour about equally.
+COLOR_CORRELATION_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02],
+                                           [0.27, 0.00, -0.05],
+                                           [0.27, -0.09, 0.03]])
+
+
+def normalized_color_matrix(matrix: Tensor = COLOR_CORRELATION_SVD_SQRT) -> Tensor:
+    """Scale the matrix so its largest column has unit norm (lucid's `max_norm_svd_sqrt`)."""
+    return matrix / matrix.norm(dim=0).max()
+
+
+class ImageParam(nn.Module):
+    """Base: subclasses produce unbounded 'raw' images; colour decorrelation and a sigmoid map them to [0, 1]."""
+
+    def __init__(self, channels: int, decorrelate: bool = True, color_matrix: Tensor | None = None):
+        super().__init__()
+        self.channels = channels
+        use_matrix = decorrelate and channels == 3
+        matrix = normalized_color_matrix(COLOR_CORRELATION_SVD_SQRT if color_matrix is None else color_matrix)
+        self.register_buffer("color_matrix", matrix if use_matrix else None, persistent=False)
+
+    def raw(self) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self) -> Tensor:
+        x = self.raw()
+        if self.color_matrix is not None:
+            x = torch.einsum("bchw,dc->bdhw", x, self.color_matrix)
+        return torch.sigmoid(x)
+
+
+class PixelParam(ImageParam):
+    """One free value per pixel and channel (small random init around grey)."""
+
+    def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: torch.Generator | None = None,
+                 sd: float = 0.01, decorrelate: bool = True, color_matrix: Tensor | None = None,
+                 device: torch.device | str | None = None):
+        super().__init__(channels, decorrelate, color_matrix)
+        init = torch.randn(batch, channels, height, width, generator=generator, device=device) * sd
+        self.pixels = nn.Parameter(init)
+
+    def raw(self) -> Tensor:
+        return self.pixels
+
+
+def fourier_scale(height: int, width: int, decay_power: float = 1.0) -> Tensor:
+    """Per-frequency scale 1/f^decay, with f clamped at the lowest frequency (the 1/f spectrum of natural images).
+
+    From lucid's `fft_image` (Olah et al., Feature Visualization, Distill 2017).
+    """
+    fy = torch.fft.fftfreq(height)[:, None]
+    fx = torch.fft.rfftfreq(width)[None, :]
+    freqs = torch.sqrt(fx * fx + fy * fy)
+    return 1.0 / freqs.clamp(min=1.0 / max(height, width)) ** decay_power
+
+
+class FourierParam(ImageParam):
+    """Image as a real FFT spectrum scaled by 1/frequency: optimization favours low frequencies."""
+
+    # lucid divides the inverse FFT by 4 (a constant found by hand to start near grey); kept for parity
+    SPATIAL_DIVISOR = 4.0
+
+    def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: torch.Generator | None = None,
+                 sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,
+                 color_matrix: Tensor | None = None, device: torch.device | str | None = None):
+        super().__init__(channels, decorrelate, color_matrix)
+        self.size = (height, width)
+        spectrum_shape = (batch, channels, height, width // 2 + 1, 2)
+        self.spectrum = nn.Parameter(torch.randn(spectrum_shape, generator=generator, device=device) * sd)
+        scale = fourier_scale(height, width, decay_power).to(device)
+        self.register_buffer("scale", scale, persistent=False)
+
+    def raw(self) -> Tensor:
+        spectrum = torch.view_as_complex(self.spectrum) * self.scale
+        image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
+        return image / self.SPATIAL_DIVISOR
+
+
+def image_to_param_raw(image: Tensor, param: ImageParam) -> None:
+    """Set `param` so that it produces `image` ([B|1, C, H, W] in (0, 1)): start from a photo instead of noise."""
+    target = torch.logit(image.clamp(1e-3, 1 - 1e-3))
+    if param.color_matrix is not None:
+        target = torch.einsum("bchw,dc->bdhw", target, torch.linalg.inv(param.color_matrix))
+    with torch.no_grad():
+        if isinstance(param, PixelParam):
+            param.pixels.copy_(target.expand_as(param.pixels))
+        elif isinstance(param, FourierParam):
+            spectrum = torch.fft.rfft2(target * FourierParam.SPATIAL_DIVISOR, norm="ortho") / param.scale
+            param.spectrum.copy_(torch.view_as_real(spectrum).expand_as(param.spectrum))
+        else:
+            raise TypeError(f"cannot initialize {type(param).__name__} from an image")
+
+
+PARAMS = {"pixel": PixelParam, "fourier": FourierParam}
+
+
+def make_param(kind: str, batch: int, channels: int, size: int | tuple[int, int], *,
+               generator: torch.Generator | None = None, device: torch.device | str | None = None,
+               **options: object) -> ImageParam:
+    """Build a parameterization by name ('pixel' or 'fourier')."""
+    from .errors import unknown
+
+    if kind not in PARAMS:
+        raise unknown("parameterization", kind, PARAMS)
+    h, w = (size, size) if isinstance(size, int) else size
+    return PARAMS[kind](batch, channels, h, w, generator=generator, device=device, **options)
+
+
+__all__ = ["ImageParam", "PixelParam", "FourierParam", "make_param", "fourier_scale", "image_to_param_raw",
+           "COLOR_CORRELATION_SVD_SQRT", "PARAMS"]

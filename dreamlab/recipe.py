@@ -1,0 +1,133 @@
+"""Recipes: per-architecture settings (builder, weights, preprocessing, render defaults) as TOML data.
+
+Shipped recipes live in the top-level `recipes/` folder, installed as the package `dreamlab.recipes`.
+Any torchvision classification model without a recipe gets one derived from its weights' metadata.
+
+>>> recipe = load_recipe("googlenet")
+>>> recipe.input_size, recipe.default_layer
+(224, 'inception4c')
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import DreamlabError, unknown
+
+TORCHVISION_PREFIX = "torchvision.models:"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What differs between architectures. Field names are the TOML keys."""
+
+    name: str
+    builder: str  # "package.module:function"; torchvision builders are "torchvision.models:<name>"
+    weights: str = "DEFAULT"  # torchvision enum member (IMAGENET1K_V1, DEFAULT), or what the builder takes; "none"
+    # builder arguments when dreamlab builds the model (random init, local weights file); a torchvision
+    # weights enum sets its own
+    builder_kwargs: dict[str, Any] = field(default_factory=dict)
+    weights_kwargs: dict[str, Any] = field(default_factory=dict)  # added to builder_kwargs for a local weights file
+    input_size: int = 224
+    channels: int = 3
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's weights use them
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    categories: tuple[str, ...] | None = None  # None: taken from the torchvision weights' metadata
+    default_layer: str | None = None
+    param: str = "fourier"
+    transforms: str = "standard"
+    lr: float = 0.05
+    steps: int = 512
+
+    @property
+    def is_torchvision(self) -> bool:
+        return self.builder.startswith(TORCHVISION_PREFIX)
+
+    @property
+    def torchvision_name(self) -> str:
+        return self.builder[len(TORCHVISION_PREFIX):]
+
+    def hash(self) -> str:
+        """A stable digest of every setting, recorded with rendered images."""
+        data = json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
+        return "sha256:" + hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))
+
+
+def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
+    """Validate a parsed TOML table into a Recipe; unknown keys are rejected with the valid ones listed."""
+    bad = sorted(set(data) - set(RECIPE_KEYS))
+    if bad:
+        raise DreamlabError(f"recipe {source}: unknown key {bad[0]!r}; valid keys: {', '.join(RECIPE_KEYS)}")
+    for key in ("name", "builder"):
+        if key not in data:
+            raise DreamlabError(f"recipe {source}: missing required key {key!r}")
+    data = dict(data)
+    for key in ("mean", "std", "categories"):
+        if data.get(key) is not None:
+            data[key] = tuple(data[key])
+    recipe = Recipe(**data)
+    if len(recipe.mean) != recipe.channels or len(recipe.std) != recipe.channels:
+        raise DreamlabError(
+            f"recipe {source}: mean and std need {recipe.channels} values (one per channel), "
+            f"got {len(recipe.mean)} and {len(recipe.std)}"
+        )
+    if ":" not in recipe.builder:
+        raise DreamlabError(f"recipe {source}: builder {recipe.builder!r} must look like 'package.module:function'")
+    return recipe
+
+
+def shipped_recipe_names() -> list[str]:
+    """Names of the recipes installed with dreamlab (file stems of recipes/*.toml)."""
+    folder = resources.files("dreamlab.recipes")
+    return sorted(p.name[:-5].replace("_", "-") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _read_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DreamlabError(f"recipe {source} is not valid TOML: {exc}") from None
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A shipped recipe by name ('googlenet', 'lenet-digits'), a TOML file path, or a derived torchvision recipe."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise DreamlabError(f"recipe file {str(path)!r} does not exist")
+        return recipe_from_dict(_read_toml(path.read_text(), str(path)), str(path))
+    name = str(name_or_path)
+    stem = name.replace("-", "_")
+    resource = resources.files("dreamlab.recipes") / f"{stem}.toml"
+    if resource.is_file():
+        return recipe_from_dict(_read_toml(resource.read_text(), f"{stem}.toml"), f"{stem}.toml")
+    return torchvision_recipe(name)
+
+
+def torchvision_recipe(name: str) -> Recipe:
+    """A recipe for any torchvision classification model, with preprocessing from its default weights."""
+    import torchvision.models as tvm
+
+    names = tvm.list_models(module=tvm)
+    if name not in names:
+        raise unknown("model", name, shipped_recipe_names() + names,
+                      hint="shipped recipes: " + ", ".join(shipped_recipe_names()))
+    weights = tvm.get_model_weights(name).DEFAULT
+    preprocess = weights.transforms()
+    return Recipe(
+        name=name,
+        builder=TORCHVISION_PREFIX + name,
+        weights="DEFAULT",
+        input_size=int(preprocess.crop_size[0]),
+        mean=tuple(preprocess.mean),
+        std=tuple(preprocess.std),
+    )

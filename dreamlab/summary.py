@@ -1,0 +1,94 @@
+"""The layer table: every addressable module with its output shape and parameter count (like torchinfo).
+
+Shapes come from one forward pass on a copy of the model on the meta device (no memory, no compute), so the
+caller's model is never moved or changed.
+
+>>> rows = layer_table(torchvision.models.googlenet(init_weights=True), input_size=224)
+>>> [r for r in rows if r.name == "inception4c"][0].channels
+512
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str  # dotted address, usable in objectives
+    type: str
+    output_shape: tuple[int, ...] | None  # without the batch dimension; None if the module did not run
+    channels: int | None
+    params: int  # parameters of the module and its children
+    calls: int  # forward calls in one pass; >1 means the module is reused and cannot be addressed alone
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _shapes_on(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[list[tuple[int, ...]], int]]:
+    found: dict[str, tuple[list[tuple[int, ...]], int]] = {}
+    handles = []
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            tensor = output if isinstance(output, torch.Tensor) else next(
+                (o for o in output if isinstance(o, torch.Tensor)), None) if isinstance(output, (tuple, list)) \
+                else None
+            shapes, calls = found.get(name, ([], 0))
+            found[name] = (shapes + ([tuple(tensor.shape[1:])] if tensor is not None else []), calls + 1)
+        return hook
+
+    for name, module in model.named_modules():
+        if name:
+            handles.append(module.register_forward_hook(hook_for(name)))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return found
+
+
+def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3) -> list[LayerRow]:
+    """One row per named module, in registration order, from a forward pass of a copy of `model`."""
+    probe = copy.deepcopy(model).eval()
+    try:
+        shapes = _shapes_on(probe.to("meta"), torch.zeros(1, channels, input_size, input_size, device="meta"))
+    except (NotImplementedError, RuntimeError):  # an op without a meta kernel: fall back on a CPU copy
+        probe = copy.deepcopy(model).eval().to("cpu")
+        shapes = _shapes_on(probe, torch.zeros(1, channels, input_size, input_size))
+    rows = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+        found, calls = shapes.get(name, ([], 0))
+        shape = found[0] if found else None
+        rows.append(LayerRow(
+            name=name,
+            type=type(module).__name__,
+            output_shape=shape,
+            channels=shape[0] if shape else None,
+            params=sum(p.numel() for p in module.parameters()),
+            calls=calls,
+        ))
+    return rows
+
+
+def format_table(rows: list[LayerRow]) -> str:
+    """A plain-text table of the rows, one line per module."""
+    header = ("layer", "type", "output shape", "channels", "params", "note")
+    lines = []
+    for r in rows:
+        shape = "x".join(map(str, r.output_shape)) if r.output_shape else "-"
+        note = f"runs {r.calls}x per pass: not addressable" if r.calls > 1 else ("not run" if r.calls == 0 else "")
+        lines.append((r.name, r.type, shape, str(r.channels) if r.channels is not None else "-", f"{r.params:,}",
+                      note))
+    widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i in (0, 1, 5) else c.rjust(w)  # noqa: E731
+                                 for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, lines)])

@@ -1,0 +1,1 @@
+"""Shipped recipes, one TOML file per architecture (installed as the package `dreamlab.recipes`)."""

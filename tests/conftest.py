@@ -1,0 +1,42 @@
+"""Shared fixtures. Every test runs offline: any attempt to open a network connection fails the test."""
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+
+class NetworkAccessError(ConnectionRefusedError):
+    """What a connection attempt gets in tests: an OSError, like a real offline machine gives."""
+
+
+@pytest.fixture(autouse=True)
+def no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """Refuse connections and name lookups and fail the test that tried, unless it is marked `offline_attempt`
+    (tests of the offline error path). Torch's download cache points at an empty folder."""
+    attempts: list[str] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        attempts.append(repr(args[1:] or args)[:200])
+        raise NetworkAccessError("network access is disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+    yield attempts
+    if attempts and request.node.get_closest_marker("offline_attempt") is None:
+        pytest.fail(f"test tried to reach the network: {attempts[0]}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,37 @@
+"""Small offline models shared by tests: random-weight torchvision models with usable activations."""
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+from dreamlab import load_model
+
+
+def calibrate_batchnorm(model: nn.Module, size: int = 64, channels: int = 3, seed: int = 0) -> nn.Module:
+    """Set BatchNorm running statistics from smooth random images, then eval().
+
+    Random-weight GoogLeNet's activations shrink ~1000x by inception4c with the default running statistics
+    (mean 0, var 1); recomputing them on noise keeps every layer near unit scale, as a trained model is.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the calibration batch
+    model.train()
+    with torch.no_grad():
+        x = torch.rand(16, channels, size // 8, size // 8, generator=generator)
+        x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        model((x - 0.45) / 0.225)
+    return model.eval().requires_grad_(False)
+
+
+def random_googlenet(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return calibrate_batchnorm(load_model("googlenet", weights="none").model)
+
+
+def random_resnet18(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return calibrate_batchnorm(torchvision.models.resnet18())

@@ -1,0 +1,189 @@
+"""The render loop on random-weight models: objectives go up, batches stay independent, runs repeat exactly."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dreamlab import objectives as o
+from dreamlab import render
+from dreamlab.errors import DreamlabError
+
+from models_fixtures import random_googlenet, random_resnet18
+
+MODELS = {"googlenet": random_googlenet, "resnet18": random_resnet18}
+OBJECTIVES = {
+    "googlenet": {"channel": "inception4c:97", "neuron": "inception4c:97@2,2", "layer": "inception4c",
+                  "logit": "logit:5", "batch": "inception4c:0-3", "arithmetic": "inception4c:1 - 0.5*inception4a:3"},
+    "resnet18": {"channel": "layer3:5", "neuron": "layer3:5@2,2", "layer": "layer3", "logit": "logit:5",
+                 "batch": "layer3:0-3", "arithmetic": "layer3:1 - 0.5*layer2:3"},
+}
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, nn.Module]:
+    return {name: build() for name, build in MODELS.items()}
+
+
+@pytest.mark.parametrize("param", ["pixel", "fourier"])
+@pytest.mark.parametrize("kind", list(OBJECTIVES["googlenet"]))
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_objective_increases_on_the_clean_image(models, model_name, kind, param):
+    result = render(models[model_name], OBJECTIVES[model_name][kind], steps=20, size=64, param=param,
+                    transforms="none", device="cpu", seed=1)
+    assert result.images.shape == (result.final_scores.shape[0], 3, 64, 64)
+    assert torch.all(result.final_scores > result.initial_scores), (result.initial_scores, result.final_scores)
+
+
+def test_objective_increases_under_standard_transforms(models):
+    result = render(models["resnet18"], "layer3:0-3", steps=30, size=96, transforms="standard", device="cpu")
+    assert torch.all(result.final_scores > result.initial_scores)
+    assert result.history.shape == (30, 4)
+
+
+def test_unit_i_of_a_batch_only_sees_channel_i(models):
+    """d score_i / d image_j == 0 for j != i: samples of a batched objective are independent."""
+    model = models["googlenet"]
+    obj = o.channel("inception4c", range(4))
+    images = (torch.rand(4, 3, 64, 64) * 0.5 + 0.25).requires_grad_(True)
+    from dreamlab.capture import capture
+
+    with capture(model, obj.layers) as cap:
+        scores = obj(cap.run((images - 0.45) / 0.225))
+    for i in range(4):
+        (grad,) = torch.autograd.grad(scores[i], images, retain_graph=True)
+        per_sample = grad.flatten(1).abs().sum(1)
+        assert per_sample[i] > 0
+        assert torch.all(per_sample[torch.arange(4) != i] == 0)
+    # and sample i's score is channel i of sample i
+    with capture(model, obj.layers) as cap:
+        acts = cap.run((images.detach() - 0.45) / 0.225)["inception4c"]
+    expected = torch.stack([acts[i, i].mean() for i in range(4)])
+    assert torch.allclose(scores.detach(), expected)
+
+
+def test_same_seed_gives_identical_images_and_other_seed_does_not(models):
+    args = dict(steps=5, size=48, device="cpu", transforms="standard")
+    a = render(models["resnet18"], "layer2:3", seed=7, **args).images
+    b = render(models["resnet18"], "layer2:3", seed=7, **args).images
+    c = render(models["resnet18"], "layer2:3", seed=8, **args).images
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_hooks_are_removed_after_render_and_after_an_error(models):
+    model = models["resnet18"]
+    render(model, "layer3:1", steps=2, size=48, device="cpu")
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(DreamlabError, match="out of range"):
+        render(model, "layer3:600", steps=2, size=48, device="cpu")
+    assert all(not m._forward_hooks for m in model.modules())
+
+    @o.objective(layers=["layer3"])
+    def broken(acts):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        render(model, broken, steps=2, size=48, device="cpu")
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_callers_model_is_left_as_found():
+    model = random_resnet18().train()
+    model.fc.weight.requires_grad_(True)
+    render(model, "layer2:0", steps=1, size=32, device="cpu")
+    assert model.training and model.fc.weight.requires_grad
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_channel_out_of_range_names_the_valid_range(models):
+    with pytest.raises(DreamlabError, match=r"channel 600 is out of range for layer 'inception4c' "
+                                            r"\(512 channels: valid 0-511\)"):
+        render(models["googlenet"], "inception4c:600", steps=1, size=64, device="cpu")
+
+
+def test_unknown_layer_lists_close_matches(models):
+    with pytest.raises(DreamlabError, match=r"unknown layer 'inception4x'; close matches: inception4[a-e]"):
+        render(models["googlenet"], "inception4x:1", steps=1, size=64, device="cpu")
+
+
+def test_reused_module_is_refused(models):
+    # torchvision's BasicBlock calls its one `relu` module twice per forward
+    with pytest.raises(DreamlabError, match="runs more than once per forward"):
+        render(models["resnet18"], "layer1.0.relu:0", steps=1, size=32, device="cpu")
+
+
+def test_user_objective_with_total_variation_and_decorator(models):
+    @o.objective(layers=["layer2"])
+    def centre(acts):
+        a = acts["layer2"][:, 3]
+        h, w = a.shape[-2:]
+        return a[:, h // 2 - 1:h // 2 + 1, w // 2 - 1:w // 2 + 1].mean((1, 2))
+
+    obj = centre + 0.1 * o.total_variation()
+    assert obj.name == "centre + 0.1*total_variation"
+    result = render(models["resnet18"], obj, steps=15, size=48, transforms="none", device="cpu")
+    assert result.final_scores[0] > result.initial_scores[0]
+    assert result.provenance["dreamlab:objective"] == "centre + 0.1*total_variation"
+
+
+def test_batches_split_into_chunks_keep_every_unit(models):
+    result = render(models["resnet18"], "layer2:0-4", steps=3, size=32, device="cpu", batch_size=2)
+    assert result.images.shape[0] == 5
+    assert result.labels == [f"layer2:{i}" for i in range(5)]
+    assert result.history.shape == (3, 5)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_finished_units(models, monkeypatch):
+    from dreamlab import engine as render_module
+
+    original = render_module._Renderer.run_chunk
+    sizes = []
+
+    def flaky(self, start, end, bar):
+        sizes.append(end - start)
+        if end - start > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, start, end, bar)
+
+    monkeypatch.setattr(render_module._Renderer, "run_chunk", flaky)
+    result = render(models["resnet18"], "layer2:0-5", steps=2, size=32, device="cpu")
+    assert sizes == [6, 3, 2, 2, 2]
+    assert result.images.shape[0] == 6 and result.labels[-1] == "layer2:5"
+
+
+def test_thresholds_snapshot_and_callback(models):
+    seen = []
+    result = render(models["resnet18"], "layer2:0-1", steps=6, size=32, device="cpu", thresholds=[2, 6, 99],
+                    on_snapshot=lambda step, images, labels: seen.append((step, images.shape[0], list(labels))))
+    assert sorted(result.snapshots) == [2, 6]
+    assert torch.equal(result.snapshots[6], result.images)
+    assert seen == [(2, 2, ["layer2:0", "layer2:1"]), (6, 2, ["layer2:0", "layer2:1"])]
+
+
+def test_keyboard_interrupt_returns_what_exists(models, monkeypatch):
+    from dreamlab import engine as render_module
+
+    calls = {"n": 0}
+    original = render_module._Renderer.scores
+
+    def interrupt_on_fourth(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 1 initial clean forward + 3 steps, then Ctrl-C
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(render_module._Renderer, "scores", interrupt_on_fourth)
+    result = render(models["resnet18"], "layer2:0-1", steps=50, size=32, device="cpu")
+    assert result.interrupted
+    assert result.history.shape == (3, 2)
+    assert result.images.shape == (2, 3, 32, 32)
+    assert result.provenance["dreamlab:steps"] == "3"
+
+
+def test_start_from_an_image(models):
+    photo = torch.zeros(3, 40, 40)
+    photo[0] = 0.9  # red
+    result = render(models["resnet18"], "layer2:0", steps=1, size=32, lr=1e-6, device="cpu", init_image=photo,
+                    param="pixel", transforms="none")
+    assert torch.allclose(result.images[0, :, 5, 5], torch.tensor([0.9, 0.001, 0.001]), atol=0.01)
