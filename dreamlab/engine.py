@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -134,7 +135,7 @@ class _Renderer:
         dev = settings.device
         self.mean = torch.tensor(recipe.mean, device=dev).view(1, -1, 1, 1)
         self.std = torch.tensor(recipe.std, device=dev).view(1, -1, 1, 1)
-        self.transforms = RandomTransforms.preset(settings.transforms)
+        self.transforms = dataclasses.replace(RandomTransforms.preset(settings.transforms), fill=recipe.fill)
         self.init_image = init_image
         self.thresholds = sorted({t for t in thresholds if 0 < t <= settings.steps})
         self.on_snapshot = on_snapshot

@@ -4,10 +4,11 @@
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Mapping, Sequence
 from io import BytesIO
 from pathlib import Path
@@ -40,31 +41,33 @@ def png_bytes(image: Tensor, text: Mapping[str, str] | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def _file_mode() -> int:
-    """Permissions of a new file under the current umask (mkstemp alone would leave it private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True) -> Path:
+    """Write `data` to `path` all-or-nothing: a temp file in the same folder, then os.replace.
 
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write to a temporary file beside `path`, then rename: readers never see a half-written file."""
+    Readers never see a half-written file, and an interrupted run leaves the old file (or none) in place.
+    Parent folders are created. The file gets the usual mode (0o666 less the umask), not mkstemp's 0o600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name[:80]}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, _file_mode())
+            if fsync:  # else a crash right after the rename can leave an empty file under the final name
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise
     return path
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8", fsync: bool = True) -> Path:
+    """atomic_write_bytes for text."""
+    return atomic_write_bytes(path, text.encode(encoding), fsync=fsync)
 
 
 def save_png(image: Tensor, path: str | Path, text: Mapping[str, str] | None = None) -> Path:

@@ -42,6 +42,7 @@ class Recipe:
     default_layer: str | None = None
     param: str = "fourier"
     transforms: str = "standard"
+    fill: float = 0.5  # grey level shown where transforms uncover the canvas (0 for digits on black)
     lr: float = 0.05
     steps: int = 512
 

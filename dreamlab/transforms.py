@@ -66,7 +66,8 @@ class RandomTransforms:
 # 0.9-1.1, rotation +-10 degrees; Olah et al., Distill 2017), with the jitters folded into one shift.
 PRESETS: dict[str, RandomTransforms] = {
     "standard": RandomTransforms(pad=12, translate=6, scale=(0.9, 1.1), degrees=10),
-    "small": RandomTransforms(pad=2, translate=1, scale=(0.95, 1.05), degrees=5),
+    # for small fixed-size inputs (28 px digits): no padding, so a model ending in a fixed-size FC layer still fits
+    "small": RandomTransforms(translate=2, scale=(0.9, 1.1), degrees=8),
     "jitter": RandomTransforms(pad=4, translate=4),
     "none": RandomTransforms(),
 }
