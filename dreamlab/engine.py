@@ -129,7 +129,7 @@ class _Renderer:
 
     def __init__(self, model: nn.Module, objective: Objective, recipe: Recipe, settings: RenderSettings,
                  init_image: Tensor | None, thresholds: Sequence[int], on_snapshot: SnapshotCallback | None,
-                 progress: bool):
+                 param_options: dict):
         self.model, self.objective, self.recipe, self.s = model, objective, recipe, settings
         self.layers = sorted(objective.layers - {IMAGE})
         dev = settings.device
@@ -139,7 +139,7 @@ class _Renderer:
         self.init_image = init_image
         self.thresholds = sorted({t for t in thresholds if 0 < t <= settings.steps})
         self.on_snapshot = on_snapshot
-        self.progress = progress
+        self.param_options = param_options
         self.checked = False
 
     def normalize(self, images: Tensor) -> Tensor:
@@ -166,7 +166,7 @@ class _Renderer:
 
     def make_param(self, b: int, generator: torch.Generator) -> ImageParam:
         param = make_param(self.s.param, b, self.recipe.channels, self.s.size, generator=generator,
-                           device=self.s.device)
+                           device=self.s.device, **self.param_options)
         if self.init_image is not None:
             image_to_param_raw(self.init_image.to(self.s.device), param)
         return param
@@ -248,14 +248,16 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
            device: str | torch.device | None = None, batch_size: int | None = None,
            thresholds: Sequence[int] = (), on_snapshot: SnapshotCallback | None = None,
            init_image: Tensor | None = None, precision: str = "auto", channels_last: bool | None = None,
-           redirect_relu_steps: int = 16, progress: bool = False) -> RenderResult:
+           redirect_relu_steps: int = 16, param_options: dict | None = None,
+           progress: bool = False) -> RenderResult:
     """Optimize one image per unit of `objective` and return them with their history and provenance.
 
     `model` is a recipe or torchvision name ('googlenet'), a LoadedModel, or any nn.Module (left unmodified).
     Unset settings come from the recipe. `batch_size` caps how many units are optimized at once (default: all;
     on a GPU out-of-memory the batch is halved and the run goes on). Ctrl-C ends the run early and returns what
     exists, with `interrupted=True`. The first `redirect_relu_steps` steps let gradient through ReLUs that
-    are off everywhere, so units that start dead can come alive (lucid's redirected ReLU).
+    are off everywhere, so units that start dead can come alive (lucid's redirected ReLU). `param_options` go to
+    the parameterization (e.g. {"decay_power": 1.0, "decorrelate": True, "color_matrix": tensor, "sd": 0.01}).
     """
     module, recipe_obj, weights_desc, categories, owned = _resolve_model(model, recipe, weights)
     obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
@@ -282,7 +284,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
     total = obj.batch_size
     labels = list(obj.labels)
     with prepared_model(module, dev, settings.channels_last, owned) as ready:
-        renderer = _Renderer(ready, obj, recipe_obj, settings, init_image, thresholds, on_snapshot, progress)
+        renderer = _Renderer(ready, obj, recipe_obj, settings, init_image, thresholds, on_snapshot,
+                             param_options or {})
         parts, start, chunk = [], 0, min(batch_size or total, total)
         bar = _progress_bar(total * settings.steps) if progress else None
         try:
