@@ -31,6 +31,8 @@ def close_matches(name: str, options: Iterable[str], n: int = 5) -> list[str]:
     """Up to `n` options that look like `name` (difflib), for 'did you mean' hints."""
     options = list(options)
     found = difflib.get_close_matches(name, options, n=n, cutoff=0.6)
+    # best first, ties in alphabetical order (difflib lists ties in reverse)
+    found.sort(key=lambda o: (-difflib.SequenceMatcher(None, name, o).ratio(), o))
     if not found:  # fall back on substring hits: 'inception4' -> inception4a..e
         found = [o for o in options if name and name.lower() in o.lower()][:n]
     return found

@@ -93,8 +93,7 @@ def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
         state = {k[len("module."):]: v for k, v in state.items()}
     # parts the model does not build (GoogLeNet's aux heads are None without aux_logits) have no use for weights
-    absent = {name for name, child in model._modules.items() if child is None}
-    state = {k: v for k, v in state.items() if k.split(".")[0] not in absent}
+    state = {k: v for k, v in state.items() if getattr(model, k.split(".")[0], ...) is not None}
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     extra = [k for k in state if k not in expected]

@@ -1,0 +1,91 @@
+"""capture(): what hooks record, that they go away, in-place ReLU and reused modules."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dreamlab.capture import ModuleReusedError, capture
+from dreamlab.errors import UnknownNameError
+
+
+class InplaceBlock(nn.Module):
+    """conv -> bn -> F.relu(inplace=True), like torchvision GoogLeNet's BasicConv2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class Reuser(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 3, 1)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.a(self.act(x)))
+
+
+def no_hooks(model: nn.Module) -> bool:
+    return all(not m._forward_hooks for m in model.modules())
+
+
+def test_hook_on_bn_before_inplace_relu_keeps_pre_relu_values():
+    torch.manual_seed(0)
+    model = InplaceBlock().eval()
+    x = torch.randn(2, 3, 8, 8)
+    expected = model.bn(model.conv(x))
+    assert (expected < 0).any()
+    with capture(model, ["bn"], stop_early=False) as cap:
+        acts = cap.run(x)
+    assert torch.equal(acts["bn"], expected)
+
+
+def test_module_called_twice_is_detected():
+    model = Reuser()
+    with capture(model, ["act"], stop_early=False) as cap:
+        with pytest.raises(ModuleReusedError, match="'act' runs more than once per forward pass"):
+            cap.run(torch.randn(1, 3, 4, 4))
+    assert no_hooks(model)
+
+
+def test_stops_after_the_deepest_layer_and_removes_hooks():
+    seen = []
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1))
+    model[2].register_forward_pre_hook(lambda m, i: seen.append("ran"))
+    with capture(model, ["1"]) as cap:
+        acts = cap.run(torch.randn(1, 3, 4, 4))
+    assert set(acts) == {"1"} and seen == []
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_hooks_removed_on_error_inside_the_block():
+    model = nn.Sequential(nn.Conv2d(3, 3, 1))
+    with pytest.raises(RuntimeError, match="inside"):
+        with capture(model, ["0"]):
+            raise RuntimeError("inside")
+    assert no_hooks(model)
+
+
+def test_unknown_layer_lists_close_matches_and_leaves_no_hook():
+    model = nn.Sequential()
+    model.add_module("conv1", nn.Conv2d(3, 3, 1))
+    model.add_module("conv2", nn.Conv2d(3, 3, 1))
+    with pytest.raises(UnknownNameError, match="unknown layer 'conv3'; close matches: conv1, conv2; `dreamlab layers MODEL` lists them all"):
+        with capture(model, ["conv1", "conv3"]):
+            pass
+    assert no_hooks(model)
+
+
+def test_logit_captures_the_model_output():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))
+    x = torch.randn(2, 3, 2, 2)
+    expected = model(x)
+    with capture(model, ["logit"]) as cap:
+        assert torch.equal(cap.run(x)["logit"], expected)

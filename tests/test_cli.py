@@ -1,0 +1,143 @@
+"""The dreamlab command line, end to end on offline models."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from dreamlab.cli import main
+from dreamlab.io import read_png_text
+
+FAST = ["--steps", "3", "--size", "64", "--device", "cpu"]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The installed CLI in a fresh process (how a user runs it)."""
+    return subprocess.run([sys.executable, "-m", "dreamlab", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TORCH_HOME": str(cwd / "torch_home")})
+
+
+def test_render_with_random_weights_writes_png_with_provenance(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["render", "inception4c:97", "--weights", "none", *FAST]) == 0
+    path = tmp_path / "googlenet_inception4c_97.png"
+    assert capsys.readouterr().out.strip() == "googlenet_inception4c_97.png"
+    with Image.open(path) as img:
+        assert img.size == (64, 64) and img.mode == "RGB"
+    text = read_png_text(path)
+    assert text["dreamlab:objective"] == "inception4c:97"
+    assert text["dreamlab:model"] == "googlenet" and text["dreamlab:weights"] == "none"
+    assert text["dreamlab:seed"] == "0" and text["dreamlab:steps"] == "3" and text["dreamlab:size"] == "64"
+    assert text["dreamlab:recipe_hash"].startswith("sha256:")
+    assert text["dreamlab:version"] == "0.1.0" and text["torch:version"] == torch.__version__
+    float(text["dreamlab:score"])
+
+
+def test_same_seed_gives_byte_identical_png(tmp_path):
+    outputs = []
+    for name, seed in (("a.png", "3"), ("b.png", "3"), ("c.png", "4")):
+        assert main(["render", "conv2:7", "--model", "lenet-digits", "--steps", "12", "--device", "cpu",
+                     "--seed", seed, "-o", str(tmp_path / name)]) == 0
+        outputs.append((tmp_path / name).read_bytes())
+    assert outputs[0] == outputs[1]
+    assert outputs[0] != outputs[2]
+
+
+def test_batch_writes_one_png_per_unit_or_a_grid(tmp_path):
+    assert main(["render", "conv2:0-3", "--model", "lenet-digits", "--steps", "2", "--device", "cpu",
+                 "-o", str(tmp_path / "units")]) == 0
+    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
+        f"lenet-digits_conv2_{i}.png" for i in range(4)]
+    assert read_png_text(tmp_path / "units" / "lenet-digits_conv2_2.png")["dreamlab:unit"] == "conv2:2"
+    with Image.open(tmp_path / "units" / "lenet-digits_conv2_2.png") as img:
+        assert img.mode == "L" and img.size == (28, 28)
+    assert main(["render", "conv2:0-3", "--model", "lenet-digits", "--steps", "2", "--device", "cpu", "--grid",
+                 "-o", str(tmp_path / "grid.png")]) == 0
+    with Image.open(tmp_path / "grid.png") as img:
+        assert img.size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)
+
+
+def test_thresholds_save_snapshots(tmp_path):
+    assert main(["render", "logit:3", "--model", "lenet-digits", "--steps", "6", "--device", "cpu",
+                 "--thresholds", "2,4", "-o", str(tmp_path / "three.png")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["three.png", "three_step0002.png", "three_step0004.png"]
+
+
+def test_ctrl_c_saves_what_exists_and_exits_130(tmp_path, monkeypatch, capsys):
+    from dreamlab import engine
+
+    original = engine._Renderer.scores
+    calls = {"n": 0}
+
+    def interrupt(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(engine._Renderer, "scores", interrupt)
+    code = main(["render", "conv2:0-1", "--model", "lenet-digits", "--steps", "100", "--device", "cpu",
+                 "-o", str(tmp_path)])
+    assert code == 130
+    assert "interrupted after 2 steps" in capsys.readouterr().err
+    assert read_png_text(tmp_path / "lenet-digits_conv2_1.png")["dreamlab:steps"] == "2"
+
+
+def test_layers_table_and_json(capsys):
+    assert main(["layers", "googlenet"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("inception4c "))
+    assert row.split()[:5] == ["inception4c", "Inception", "512x14x14", "512", "2,630,144"] or \
+        row.split()[2:4] == ["512x14x14", "512"]
+    assert main(["layers", "lenet-digits", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["conv1"]["output_shape"] == [20, 28, 28]
+    assert rows["conv2"]["output_shape"] == [50, 14, 14]
+    assert rows["fc2"]["output_shape"] == [10] and rows["fc2"]["params"] == 5010
+
+
+@pytest.mark.parametrize("args, message", [
+    (["render", "inception4x:1", "--weights", "none", *FAST],
+     "dreamlab: error: unknown layer 'inception4x'; close matches: inception4a, inception4b"),
+    (["render", "inception4c:600", "--weights", "none", *FAST],
+     "dreamlab: error: channel 600 is out of range for layer 'inception4c' (512 channels: valid 0-511)"),
+    (["render", "inception4c::1", "--weights", "none", *FAST],
+     "dreamlab: error: bad objective 'inception4c::1': expected a channel number, found ':' at position 13"),
+    (["render", "conv1:1", "--model", "lenet", *FAST], "dreamlab: error: unknown model 'lenet'; close matches:"),
+    (["render", "conv1:1", "--model", "lenet-digits", "--param", "wavelet", *FAST],
+     "dreamlab: error: unknown parameterization 'wavelet'; valid: pixel, fourier"),
+    (["render", "conv1:1", "--model", "lenet-digits", "--steps", "0"],
+     "dreamlab render: error: argument --steps: expected a positive integer, got '0'"),
+    (["render", "conv1:1", "--model", "lenet-digits", "--weights", "missing.pt"],
+     "dreamlab: error: weights file 'missing.pt' does not exist"),
+    (["render", "logit:tabbby", "--weights", "none", *FAST],
+     "dreamlab: error: unknown class 'tabbby'; close matches: tabby"),
+    (["layers", "resnet-50"], "dreamlab: error: unknown model 'resnet-50'; close matches: resnet50"),
+])
+def test_errors_are_one_line_without_traceback(tmp_path, args, message):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(message), lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.offline_attempt
+def test_default_weights_offline_says_what_to_do(tmp_path, capsys, no_network):
+    assert main(["render", "inception4c:97", *FAST, "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dreamlab: error: could not download the GoogLeNet_Weights.IMAGENET1K_V1 weights")
+    assert err.endswith("use --weights PATH for a local state-dict file, or --weights none for random init")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_recipes_lists_shipped_recipes(capsys):
+    assert main(["recipes"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert names == ["googlenet", "lenet-digits", "resnet50", "vgg16"]

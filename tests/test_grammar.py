@@ -1,0 +1,72 @@
+"""The objective string grammar: what parses to what, and errors that point at the offending position."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dreamlab.errors import ObjectiveSyntaxError, UnknownNameError
+from dreamlab.grammar import parse_objective
+
+
+@pytest.mark.parametrize("text, name, layers, batch", [
+    ("inception4c:97", "inception4c:97", {"inception4c"}, 1),
+    ("inception4c:97@7,7", "inception4c:97@7,7", {"inception4c"}, 1),
+    ("inception4c:97@centre", "inception4c:97@centre", {"inception4c"}, 1),
+    ("inception4c", "inception4c", {"inception4c"}, 1),
+    ("logit:281", "logit:281", {"logit"}, 1),
+    ("inception4c:0-63", "inception4c:0-63", {"inception4c"}, 64),
+    ("inception4c:97 - 0.5*inception4d:12", "inception4c:97 - 0.5*inception4d:12", {"inception4c", "inception4d"}, 1),
+    ("2*logit:1 + inception4a:3", "2*logit:1 + inception4a:3", {"logit", "inception4a"}, 1),
+    ("-(a:1 - b:2) / 2", "-(a:1 - b:2)/2", {"a", "b"}, 1),
+    ("layer1.0.conv1:5", "layer1.0.conv1:5", {"layer1.0.conv1"}, 1),
+    ("features.28:3-4 + 1e-2*features.28", "features.28:3-4 + 0.01*features.28", {"features.28"}, 2),
+])
+def test_parses(text, name, layers, batch):
+    obj = parse_objective(text)
+    assert obj.name == name
+    assert obj.layers == frozenset(layers)
+    assert obj.batch_size == batch
+
+
+def test_range_labels_one_unit_per_sample():
+    assert parse_objective("conv2:3-5").labels == ("conv2:3", "conv2:4", "conv2:5")
+    assert parse_objective("conv2:3-5 - 0.5*conv1:0").labels[1] == "conv2:4 - 0.5*conv1:0"
+
+
+def test_arithmetic_evaluates_like_the_expression():
+    acts = {"a": torch.arange(8.0).view(2, 4, 1, 1), "b": torch.ones(2, 4, 1, 1) * 10}
+    assert torch.allclose(parse_objective("a:1 - 0.5*b:2")(acts), torch.tensor([1 - 5.0, 5 - 5.0]))
+    assert torch.allclose(parse_objective("(a:3 + 1) / 2")(acts), torch.tensor([2.0, 4.0]))
+    assert torch.allclose(parse_objective("a:0-1")(acts), torch.tensor([0.0, 5.0]))  # sample i reads channel i
+
+
+def test_class_names_resolve_with_categories():
+    categories = ["tench", "goldfish", "tabby", "tiger cat"]
+    assert parse_objective("logit:tabby", categories).name == "logit:2"
+    assert parse_objective("logit:Tabby", categories).name == "logit:2"
+    assert parse_objective("logit:tiger_cat", categories).name == "logit:3"
+    assert parse_objective("logit:'tiger cat'", categories).name == "logit:3"
+    with pytest.raises(UnknownNameError, match="unknown class 'tabbi'; close matches: tabby"):
+        parse_objective("logit:tabbi", categories)
+
+
+@pytest.mark.parametrize("text, position, marked", [
+    ("inception4c::97", 13, "inception4c:>>:97"),
+    ("inception4c:9x7", 13, "inception4c:>>9x7"),
+    ("a:1 +", 6, "a:1 +>>"),
+    ("a:1 $ b:2", 5, "a:1 >>$ b:2"),
+    ("(a:1", 5, "(a:1>>"),
+    ("a:5-2", 5, "a:5->>2"),
+    ("a:1@3", 6, "a:1@3>>"),
+])
+def test_syntax_errors_point_at_the_position(text, position, marked):
+    with pytest.raises(ObjectiveSyntaxError) as info:
+        parse_objective(text)
+    message = str(info.value)
+    assert f"at position {position} ({marked})" in message
+    assert "valid forms:" in message and "\n" not in message
+
+
+def test_class_name_without_categories_is_an_error():
+    with pytest.raises(ObjectiveSyntaxError, match="has no class names; use an index"):
+        parse_objective("logit:tabby")

@@ -1,0 +1,138 @@
+"""Recipes and model loading: shipped and derived recipes, weights files, the offline download error."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from dreamlab import load_model
+from dreamlab.errors import DreamlabError, UnknownNameError, WeightsError
+from dreamlab.recipe import RECIPE_KEYS, load_recipe, shipped_recipe_names
+
+
+def test_shipped_recipes():
+    assert {"googlenet", "resnet50", "vgg16", "lenet-digits"} <= set(shipped_recipe_names())
+    googlenet = load_recipe("googlenet")
+    assert (googlenet.input_size, googlenet.default_layer, googlenet.weights) == (224, "inception4c", "IMAGENET1K_V1")
+    assert load_recipe("lenet-digits").channels == 1
+
+
+def test_recipe_with_unknown_key_lists_valid_keys(tmp_path: Path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\nbuilder = "torchvision.models:resnet18"\nlearning_rate = 0.1\n')
+    with pytest.raises(DreamlabError) as info:
+        load_recipe(path)
+    message = str(info.value)
+    assert "unknown key 'learning_rate'" in message
+    assert "valid keys: " + ", ".join(RECIPE_KEYS) in message
+
+
+def test_recipe_file_overrides_settings(tmp_path: Path):
+    path = tmp_path / "r18.toml"
+    path.write_text('name = "r18"\nbuilder = "torchvision.models:resnet18"\nweights = "none"\nlr = 0.02\n'
+                    'input_size = 160\n')
+    loaded = load_model(path)
+    assert loaded.recipe.lr == 0.02 and loaded.recipe.input_size == 160
+    assert type(loaded.model).__name__ == "ResNet" and loaded.weights == "none"
+
+
+def test_any_torchvision_model_gets_a_recipe_from_its_weights_metadata():
+    recipe = load_recipe("convnext_tiny")
+    weights = torchvision.models.ConvNeXt_Tiny_Weights.DEFAULT
+    assert recipe.input_size == weights.transforms().crop_size[0] == 224
+    assert recipe.mean == tuple(weights.transforms().mean)
+    loaded = load_model("convnext_tiny", weights="none")
+    assert loaded.categories[281] == "tabby"
+
+
+def test_unknown_model_lists_close_matches():
+    with pytest.raises(UnknownNameError, match="unknown model 'googlenett'; close matches: googlenet"):
+        load_recipe("googlenett")
+
+
+@pytest.mark.offline_attempt
+def test_offline_download_fails_with_one_clear_line(no_network):
+    with pytest.raises(WeightsError) as info:
+        load_model("googlenet")
+    message = str(info.value)
+    assert message.startswith("could not download the GoogLeNet_Weights.IMAGENET1K_V1 weights of googlenet")
+    assert "--weights PATH" in message and "--weights none" in message and "\n" not in message
+    assert no_network, "the download should have been attempted (and refused)"
+
+
+def test_unknown_weights_name_lists_the_valid_ones():
+    with pytest.raises(UnknownNameError, match="unknown weights for resnet50 .IMAGENET1K_V9.; close matches: IMAGENET1K_V1, IMAGENET1K_V2"):
+        load_model("resnet50", weights="IMAGENET1K_V9")
+
+
+def test_weights_file_round_trip(tmp_path: Path):
+    torch.manual_seed(0)
+    source = torchvision.models.resnet18()
+    path = tmp_path / "r18.pt"
+    torch.save(source.state_dict(), path)
+    loaded = load_model("resnet18", weights=path)
+    assert loaded.weights == str(path)
+    assert torch.equal(loaded.model.fc.weight, source.fc.weight)
+
+
+def test_weights_file_wrapped_in_a_checkpoint_and_from_dataparallel(tmp_path: Path):
+    source = torchvision.models.resnet18()
+    path = tmp_path / "ckpt.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}, "epoch": 3}, path)
+    assert torch.equal(load_model("resnet18", weights=path).model.conv1.weight, source.conv1.weight)
+
+
+def test_googlenet_file_with_aux_heads_loads(tmp_path: Path):
+    full = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False)
+    path = tmp_path / "googlenet.pth"
+    torch.save(full.state_dict(), path)
+    loaded = load_model("googlenet", weights=path)
+    assert torch.equal(loaded.model.fc.weight, full.fc.weight)
+    assert loaded.model.transform_input  # ImageNet weights expect GoogLeNet's input re-normalization
+
+
+def test_weights_file_that_does_not_fit_names_the_keys(tmp_path: Path):
+    state = torchvision.models.resnet18(num_classes=10).state_dict()
+    del state["layer1.0.conv1.weight"]
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "wrong.pt"
+    torch.save(state, path)
+    with pytest.raises(WeightsError) as info:
+        load_model("resnet18", weights=path)
+    message = str(info.value)
+    assert "does not fit resnet18" in message
+    assert "missing keys: layer1.0.conv1.weight" in message
+    assert "unexpected keys: extra.weight" in message
+    assert "shape mismatches: fc.weight (file [10, 512], model [1000, 512])" in message
+
+
+def test_weights_file_errors(tmp_path: Path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_model("resnet18", weights=tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a pickle")
+    with pytest.raises(WeightsError, match="cannot read weights file"):
+        load_model("resnet18", weights=garbage)
+    tensor_only = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor_only)
+    with pytest.raises(WeightsError, match="holds a Tensor, not a state dict"):
+        load_model("resnet18", weights=tensor_only)
+
+
+def test_weights_file_must_not_execute_code(tmp_path: Path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(WeightsError, match="cannot read weights file"):
+        load_model("resnet18", weights=path)
+
+
+def test_loaded_model_is_frozen_and_in_eval_mode():
+    model = load_model("lenet-digits").model
+    assert not model.training
+    assert not any(p.requires_grad for p in model.parameters())

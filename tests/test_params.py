@@ -1,0 +1,72 @@
+"""Parameterizations, transforms and PNG output."""
+from __future__ import annotations
+
+import torch
+
+from dreamlab.io import grid, output_paths, png_bytes, read_png_text, safe_name, save_png
+from dreamlab.params import COLOR_CORRELATION_SVD_SQRT, FourierParam, PixelParam, fourier_scale, make_param
+from dreamlab.transforms import RandomTransforms
+
+
+def test_params_give_batched_images_in_unit_range():
+    g = torch.Generator().manual_seed(0)
+    for kind in ("pixel", "fourier"):
+        for channels in (1, 3):
+            param = make_param(kind, 5, channels, (32, 48), generator=g, sd=1.0)
+            img = param()
+            assert img.shape == (5, channels, 32, 48)
+            assert img.min() >= 0 and img.max() <= 1
+            assert img.std() > 0.01
+
+
+def test_fourier_scale_is_one_over_frequency():
+    scale = fourier_scale(8, 8)
+    assert scale[0, 0] == 8  # DC clamped at the lowest frequency 1/8
+    assert torch.isclose(scale[0, 2], torch.tensor(1 / 0.25))  # fx = 2/8
+    assert torch.isclose(scale[4, 4], torch.tensor(1 / (0.5 * 2 ** 0.5)))
+
+
+def test_fourier_param_favours_low_frequencies():
+    g = torch.Generator().manual_seed(0)
+    img = FourierParam(1, 1, 64, 64, generator=g, sd=1.0, decorrelate=False).raw()[0, 0]
+    power = torch.fft.rfft2(img).abs() ** 2
+    assert power[1:4, 1:4].mean() > 20 * power[20:30, 20:30].mean()
+
+
+def test_colour_decorrelation_uses_lucids_matrix():
+    param = PixelParam(1, 3, 2, 2, decorrelate=True)
+    matrix = param.color_matrix
+    assert torch.allclose(matrix * COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max(), COLOR_CORRELATION_SVD_SQRT)
+    with torch.no_grad():
+        param.pixels.zero_()
+        param.pixels[:, 0] = 1.0  # first decorrelated component: luminance-like, all channels up
+    assert torch.all(param()[0, :, 0, 0] > 0.55)
+    assert PixelParam(1, 1, 2, 2).color_matrix is None  # grayscale: no colour matrix
+
+
+def test_transforms_are_per_sample_and_seeded():
+    images = torch.rand(1, 3, 32, 32).expand(4, 3, 32, 32)
+    t = RandomTransforms.preset("standard")
+    a = t(images, torch.Generator().manual_seed(1))
+    b = t(images, torch.Generator().manual_seed(1))
+    assert a.shape == (4, 3, 56, 56)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a[0], a[1])  # each sample drew its own transform
+    assert torch.equal(RandomTransforms.preset("none")(images, torch.Generator()), images)
+    small = RandomTransforms.preset("small")(images, torch.Generator().manual_seed(0))
+    assert small.shape == images.shape  # no padding: fixed-size models still fit
+
+
+def test_png_provenance_and_determinism(tmp_path):
+    img = torch.rand(3, 10, 12)
+    path = save_png(img, tmp_path / "x.png", {"dreamlab:objective": "a:1", "note": "ü"})
+    assert read_png_text(path) == {"dreamlab:objective": "a:1", "note": "ü"}
+    assert png_bytes(img, {"k": "v"}) == png_bytes(img, {"k": "v"})
+
+
+def test_grid_and_names():
+    g = grid(torch.zeros(5, 1, 4, 4), padding=1)
+    assert g.shape == (1, 2 * 5 + 1, 3 * 5 + 1)
+    assert safe_name("inception4c:97@7,7") == "inception4c_97_at_7_7"
+    assert [p.name for p in output_paths("googlenet", ["a:1"], None)] == ["googlenet_a_1.png"]
+    assert [str(p) for p in output_paths("m", ["a:1", "a:2"], "out.png")] == ["out_a_1.png", "out_a_2.png"]
