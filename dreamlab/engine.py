@@ -119,9 +119,9 @@ def prepared_model(model: nn.Module, device: torch.device, channels_last: bool, 
             p.requires_grad_(flag)
 
 
-def _chunk_generator(seed: int, start: int, device: torch.device) -> torch.Generator:
-    """A generator per chunk of units, so a run split into chunks is reproducible for the same split."""
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + start)
+def _seed(*parts: int) -> int:
+    """A 63-bit seed from integers (tuple hashing of ints is the same in every process)."""
+    return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 class _Renderer:
@@ -164,8 +164,11 @@ class _Renderer:
         self.objective.check({name: act.shape for name, act in acts.items()})
         self.checked = True
 
-    def make_param(self, b: int, generator: torch.Generator) -> ImageParam:
-        param = make_param(self.s.param, b, self.recipe.channels, self.s.size, generator=generator,
+    def make_param(self, start: int, end: int) -> ImageParam:
+        # one generator per unit: a unit's start does not depend on how the units are split into batches
+        generators = [torch.Generator(self.s.device).manual_seed(_seed(self.s.seed, 0, unit))
+                      for unit in range(start, end)]
+        param = make_param(self.s.param, end - start, self.recipe.channels, self.s.size, generator=generators,
                            device=self.s.device, **self.param_options)
         if self.init_image is not None:
             image_to_param_raw(self.init_image.to(self.s.device), param)
@@ -175,8 +178,9 @@ class _Renderer:
         """Optimize the images of units start..end-1."""
         dev = self.s.device
         b = end - start
-        generator = _chunk_generator(self.s.seed, start, dev)
-        param = self.make_param(b, generator)
+        param = self.make_param(start, end)
+        step_generator = torch.Generator(dev)
+        total = self.objective.batch_size
         optimizer = torch.optim.Adam(param.parameters(), lr=self.s.lr)
         index = torch.arange(start, end, device=dev)
         history: list[Tensor] = []
@@ -190,7 +194,12 @@ class _Renderer:
             try:
                 for step in range(1, self.s.steps + 1):
                     images = param()
-                    model_input = self.normalize(self.transforms(images, generator))
+                    # every step draws the transforms of all units and keeps this chunk's: same per unit
+                    # whatever the split
+                    step_generator.manual_seed(_seed(self.s.seed, 1, step))
+                    draws = torch.rand(total, RandomTransforms.DRAWS_PER_SAMPLE, generator=step_generator,
+                                       device=dev)[start:end]
+                    model_input = self.normalize(self.transforms(images, draws=draws))
                     with RedirectedReLU() if step <= self.s.redirect_relu_steps else nullcontext():
                         score = self.scores(cap, images, model_input, index)
                     optimizer.zero_grad(set_to_none=True)

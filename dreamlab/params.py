@@ -7,6 +7,8 @@ torch.Size([4, 3, 224, 224])
 from __future__ import annotations
 
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -21,6 +23,19 @@ COLOR_CORRELATION_SVD_SQRT = torch.tensor([[0.26, 0.09, 0.02],
 def normalized_color_matrix(matrix: Tensor = COLOR_CORRELATION_SVD_SQRT) -> Tensor:
     """Scale the matrix so its largest column has unit norm (lucid's `max_norm_svd_sqrt`)."""
     return matrix / matrix.norm(dim=0).max()
+
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def seeded_randn(shape: tuple[int, ...], generator: Generators, device: torch.device | str | None) -> Tensor:
+    """Normal noise of `shape`; with one generator per sample, sample i comes from generator i alone, so a
+    unit's starting image does not depend on which other units share its batch."""
+    if isinstance(generator, Sequence):
+        if len(generator) != shape[0]:
+            raise ValueError(f"expected {shape[0]} generators (one per sample), got {len(generator)}")
+        return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
+    return torch.randn(shape, generator=generator, device=device)
 
 
 class ImageParam(nn.Module):
@@ -46,11 +61,11 @@ class ImageParam(nn.Module):
 class PixelParam(ImageParam):
     """One free value per pixel and channel (small random init around grey)."""
 
-    def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: torch.Generator | None = None,
+    def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  sd: float = 0.01, decorrelate: bool = True, color_matrix: Tensor | None = None,
                  device: torch.device | str | None = None):
         super().__init__(channels, decorrelate, color_matrix)
-        init = torch.randn(batch, channels, height, width, generator=generator, device=device) * sd
+        init = seeded_randn((batch, channels, height, width), generator, device) * sd
         self.pixels = nn.Parameter(init)
 
     def raw(self) -> Tensor:
@@ -74,13 +89,13 @@ class FourierParam(ImageParam):
     # lucid divides the inverse FFT by 4 (a constant found by hand to start near grey); kept for parity
     SPATIAL_DIVISOR = 4.0
 
-    def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: torch.Generator | None = None,
+    def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,
                  color_matrix: Tensor | None = None, device: torch.device | str | None = None):
         super().__init__(channels, decorrelate, color_matrix)
         self.size = (height, width)
         spectrum_shape = (batch, channels, height, width // 2 + 1, 2)
-        self.spectrum = nn.Parameter(torch.randn(spectrum_shape, generator=generator, device=device) * sd)
+        self.spectrum = nn.Parameter(seeded_randn(spectrum_shape, generator, device) * sd)
         scale = fourier_scale(height, width, decay_power).to(device)
         self.register_buffer("scale", scale, persistent=False)
 
@@ -109,7 +124,7 @@ PARAMS = {"pixel": PixelParam, "fourier": FourierParam}
 
 
 def make_param(kind: str, batch: int, channels: int, size: int | tuple[int, int], *,
-               generator: torch.Generator | None = None, device: torch.device | str | None = None,
+               generator: Generators = None, device: torch.device | str | None = None,
                **options: object) -> ImageParam:
     """Build a parameterization by name ('pixel' or 'fourier')."""
     from .errors import unknown

@@ -36,6 +36,8 @@ class RandomTransforms:
             raise unknown("transforms preset", name, PRESETS)
         return PRESETS[name]
 
+    DRAWS_PER_SAMPLE = 4  # x shift, y shift, scale, angle
+
     @property
     def is_identity(self) -> bool:
         return self.pad == 0 and self.translate == 0 and self.scale == (1.0, 1.0) and self.degrees == 0
@@ -43,7 +45,8 @@ class RandomTransforms:
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return height + 2 * self.pad, width + 2 * self.pad
 
-    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None, draws: Tensor | None = None) -> Tensor:
+        """Transform each sample; `draws` [B, 4] of uniforms in [0, 1) replace drawing from `generator`."""
         if self.is_identity:
             return images
         if self.pad:
@@ -51,7 +54,9 @@ class RandomTransforms:
         if self.translate == 0 and self.scale == (1.0, 1.0) and self.degrees == 0:
             return images
         b, c, h, w = images.shape
-        draws = torch.rand(b, 4, generator=generator, device=images.device, dtype=images.dtype)
+        if draws is None:
+            draws = torch.rand(b, 4, generator=generator, device=images.device, dtype=images.dtype)
+        draws = draws.to(images.dtype)
         translations = (draws[:, 0:2] * 2 - 1) * self.translate
         lo, hi = self.scale
         scale = (lo + (hi - lo) * draws[:, 2:3]).expand(b, 2)

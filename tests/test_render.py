@@ -37,8 +37,10 @@ def test_objective_increases_on_the_clean_image(models, model_name, kind, param)
 
 def test_objective_increases_under_standard_transforms(models):
     result = render(models["resnet18"], "layer3:0-3", steps=30, size=96, transforms="standard", device="cpu")
-    assert torch.all(result.final_scores > result.initial_scores)
     assert result.history.shape == (30, 4)
+    # under random transforms single steps are noisy: compare the first and last few
+    assert torch.all(result.history[-5:].mean(0) > result.history[:5].mean(0)), result.history
+    assert result.final_scores.mean() > result.initial_scores.mean()
 
 
 def test_unit_i_of_a_batch_only_sees_channel_i(models):
@@ -187,3 +189,12 @@ def test_start_from_an_image(models):
     result = render(models["resnet18"], "layer2:0", steps=1, size=32, lr=1e-6, device="cpu", init_image=photo,
                     param="pixel", transforms="none")
     assert torch.allclose(result.images[0, :, 5, 5], torch.tensor([0.9, 0.001, 0.001]), atol=0.01)
+
+
+def test_a_units_image_does_not_depend_on_the_batch_split(models):
+    args = dict(steps=4, size=48, device="cpu", transforms="standard", seed=3)
+    whole = render(models["resnet18"], "layer2:0-3", **args).images
+    split = render(models["resnet18"], "layer2:0-3", batch_size=1, **args).images
+    assert torch.allclose(whole, split, atol=1e-4)
+    alone = render(models["resnet18"], o.channel("layer2", [0, 1, 2, 3]), **args).images
+    assert torch.allclose(whole, alone, atol=1e-4)

@@ -1,0 +1,90 @@
+"""`dreamlab bench`: time fixed render workloads and print one JSON line per measurement.
+
+Workloads on random-weight GoogLeNet (speed does not depend on the weights):
+- unit:  `inception4c:97`, one image;
+- layer: `inception4c:0-<units-1>`, every channel of the layer rendered together.
+
+image-steps/s = images optimized in parallel x steps / seconds, the unit of ../shared/bench/peer_bench.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+
+import torch
+
+from .errors import DreamlabError
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_workload(workload: str, *, steps: int, size: int, units: int, device: torch.device, precision: str,
+                   param: str, transforms: str, batch_size: int | None) -> dict:
+    """Render one workload end to end (model already built) and return its figures."""
+    from .engine import render
+    from .models import load_model
+
+    torch.manual_seed(0)
+    loaded = load_model("googlenet", weights="none")
+    objective = "inception4c:97" if workload == "unit" else f"inception4c:0-{units - 1}"
+    n = 1 if workload == "unit" else units
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    start = time.perf_counter()
+    result = render(loaded, objective, steps=steps, size=size, device=device, precision=precision, param=param,
+                    transforms=transforms, batch_size=batch_size)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    figures = {
+        "what": f"dreamlab_{workload}",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "units": n, "steps": steps, "size": size, "precision": result.provenance["dreamlab:precision"],
+        "param": param, "transforms": transforms,
+        "seconds": round(seconds, 3),
+        "ms_per_step": round(1000 * seconds / steps, 3),
+        "images_per_s": round(n * steps / seconds, 2),
+    }
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        figures.update(peak_gpu_mb=round(peak, 1), peak_gpu_mb_per_unit=round(peak / n, 2))
+    else:
+        figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return figures
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time fixed render workloads on random-weight GoogLeNet; prints JSON lines")
+    p.add_argument("--workload", default="both", choices=["unit", "layer", "both"])
+    p.add_argument("--steps", type=int, default=512)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--units", type=int, default=512, help="units of the layer workload (inception4c has 512)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--precision", default="auto", help="auto (bf16 on cuda), fp32 or bf16")
+    p.add_argument("--param", default="fourier")
+    p.add_argument("--transforms", default="standard")
+    p.add_argument("--batch-size", type=int, help="units per batch (default: all)")
+    p.set_defaults(run=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .engine import default_device
+
+    if not 1 <= args.units <= 512:
+        raise DreamlabError(f"--units must be between 1 and 512 (inception4c has 512 channels), got {args.units}")
+    if args.steps < 1 or args.size < 32:
+        raise DreamlabError("--steps must be at least 1 and --size at least 32")
+    device = torch.device(args.device) if args.device else default_device()
+    print(json.dumps({"what": "env", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}), flush=True)
+    for workload in (["unit", "layer"] if args.workload == "both" else [args.workload]):
+        figures = bench_workload(workload, steps=args.steps, size=args.size, units=args.units, device=device,
+                                 precision=args.precision, param=args.param, transforms=args.transforms,
+                                 batch_size=args.batch_size)
+        print(json.dumps(figures), flush=True)
+    return 0

@@ -1,0 +1,78 @@
+"""The speed paths (early stop, bf16 autocast, channels_last) compute what the plain path computes."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dreamlab import objectives as o
+from dreamlab import render
+from dreamlab.capture import capture
+
+from models_fixtures import random_googlenet
+
+
+@pytest.fixture(scope="module")
+def googlenet():
+    return random_googlenet()
+
+
+def test_early_stop_gives_the_same_scores_and_gradients(googlenet):
+    obj = o.channel("inception4c", range(3))
+    results = []
+    for stop_early in (True, False):
+        x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+        with capture(googlenet, obj.layers, stop_early=stop_early) as cap:
+            score = obj(cap.run(x))
+        score.sum().backward()
+        results.append((score.detach(), x.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-7)
+
+
+def test_early_stop_skips_the_layers_after_the_objective(googlenet):
+    ran = []
+    handle = googlenet.inception5b.register_forward_pre_hook(lambda m, i: ran.append(1))
+    try:
+        with capture(googlenet, {"inception4c"}) as cap:
+            cap.run(torch.rand(1, 3, 64, 64))
+    finally:
+        handle.remove()
+    assert ran == []
+
+
+def score_and_gradient(model, x, layout=torch.contiguous_format, precision=None):
+    """One step of the render loop's maths: scores of inception4c:0-3 and their gradient w.r.t. the input."""
+    obj = o.channel("inception4c", range(4))
+    x = x.clone().to(memory_format=layout).requires_grad_(True)
+    with capture(model, obj.layers) as cap:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            score = obj(cap.run(x))
+    score.sum().backward()
+    return score.detach(), x.grad
+
+
+def test_channels_last_matches_the_plain_layout(googlenet):
+    import copy
+
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    plain = score_and_gradient(googlenet, x)
+    fast_model = copy.deepcopy(googlenet).to(memory_format=torch.channels_last)
+    fast = score_and_gradient(fast_model, x, layout=torch.channels_last)
+    assert torch.allclose(plain[0], fast[0], rtol=1e-4, atol=1e-6)
+    assert torch.allclose(plain[1], fast[1], rtol=1e-3, atol=1e-6 * plain[1].abs().max())
+
+
+def test_bf16_autocast_stays_close_to_fp32(googlenet):
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    fp32 = score_and_gradient(googlenet, x)
+    bf16 = score_and_gradient(googlenet, x, precision="bf16")
+    assert torch.allclose(fp32[0], bf16[0], rtol=0.05, atol=0.02 * fp32[0].abs().max())
+    cosine = torch.nn.functional.cosine_similarity(fp32[1].flatten(1), bf16[1].flatten(1).float())
+    assert torch.all(cosine > 0.9), cosine  # bf16 keeps 8 bits of mantissa through ~40 layers
+
+
+def test_render_in_bf16_and_channels_last_still_optimizes(googlenet):
+    result = render(googlenet, "inception4c:0-3", steps=6, size=64, device="cpu", transforms="none",
+                    precision="bf16", channels_last=True)
+    assert result.provenance["dreamlab:precision"] == "bf16"
+    assert torch.all(result.final_scores > result.initial_scores)

@@ -1,0 +1,487 @@
+"""`dreamlab gallery` on lenet-digits (few steps, few channels): the files it writes, resume after Ctrl-C and
+kill -9, settings checks, two gloo ranks under torchrun, odd names, and the page in headless Chromium."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from browser import Chromium, Page, find_chromium  # tests/browser.py
+from PIL import Image
+from torch import nn
+
+from dreamlab import gallery, load_model, render
+from dreamlab.cli import main
+from dreamlab.errors import DreamlabError
+from dreamlab.gallery import GalleryFolder, build_gallery, layer_folder, parse_channels, plan_batches, render_seed
+from dreamlab.gallery_page import DATA_ELEMENT_ID
+from dreamlab.io import load_image, read_png_text
+from dreamlab.models import LoadedModel
+from dreamlab.recipe import Recipe, load_recipe
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ODD_DIR = "my gallery 'q\" #1 & co"  # spaces, quotes, '#' and '&' in the user's output path
+LAYERS = ("conv1", "conv2", "fc2")
+CHANNELS = range(10)
+BATCH = 4
+ARGS = ["lenet-digits", "--layers", ",".join(LAYERS), "--channels", "0-9", "--steps", "8", "--batch-size",
+        str(BATCH), "--device", "cpu"]
+EXPECTED = [f"{layer}:{c}" for layer in LAYERS for c in CHANNELS]
+BATCH_LABELS = [f"{layer}:{a}-{min(a + BATCH, 10) - 1}" for layer in LAYERS for a in range(0, 10, BATCH)]
+# subprocesses: one thread each (two threads on a busy 2-core box make small renders ~20x slower)
+SUBPROCESS_ENV = {**{k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")},
+                  "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # same arithmetic as the subprocesses, whose PNGs are compared byte for byte
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run through the CLI, into a folder whose name has odd characters."""
+    out = tmp_path_factory.mktemp("ref") / ODD_DIR
+    assert main(["gallery", *ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def manifest_of(out: Path) -> dict[str, Any]:
+    return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+
+def pngs_of(out: Path) -> dict[str, bytes]:
+    """unit -> PNG bytes, for every unit of the manifest."""
+    return {u["unit"]: (out / u["file"]).read_bytes() for u in manifest_of(out)["units"]}
+
+
+def leftovers(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def assert_same_gallery(out: Path, reference: Path) -> None:
+    """Exactly the reference's units, each once, with byte-identical PNGs and records; no temp files."""
+    units = manifest_of(out)["units"]
+    assert [u["unit"] for u in units] == EXPECTED
+    assert units == manifest_of(reference)["units"]
+    assert pngs_of(out) == pngs_of(reference)
+    assert sorted(p.name for p in (out / ".units").glob("*/*.json")) == \
+        sorted(p.name for p in (reference / ".units").glob("*/*.json"))
+    assert leftovers(out) == []
+
+
+# ------------------------------------------------------------------------------------------- the files
+
+
+def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) -> None:
+    manifest = manifest_of(reference)
+    recipe = load_recipe("lenet-digits")
+    assert {k: manifest[k] for k in ("model", "recipe", "recipe_hash", "weights", "steps", "size", "seed",
+                                     "batch_size")} == {
+        "model": "lenet-digits", "recipe": "lenet-digits", "recipe_hash": recipe.hash(), "weights": "default",
+        "steps": 8, "size": 28, "seed": 0, "batch_size": BATCH}
+    assert manifest["layers"] == [{"name": name, "channels": n, "sheet": f"{name}/contact_sheet.png"}
+                                  for name, n in zip(LAYERS, (20, 50, 10))]
+    assert [u["unit"] for u in manifest["units"]] == EXPECTED
+
+    for unit in manifest["units"]:
+        layer, ch = unit["layer"], unit["channel"]
+        first = ch // BATCH * BATCH
+        assert unit == {
+            "unit": f"{layer}:{ch}", "layer": layer, "channel": ch, "objective": f"{layer}:{ch}",
+            "activation": unit["activation"], "seed": 0, "steps": 8, "size": 28, "recipe": "lenet-digits",
+            "recipe_hash": recipe.hash(), "weights": "default", "batch": f"{layer}:{first}-{min(first + BATCH, 10) - 1}",
+            "batch_size": BATCH, "render_seed": render_seed(0, layer, first), "device": "cpu", "precision": "fp32",
+            "file": f"{layer}/{layer}_{ch:04d}.png"}
+        assert isinstance(unit["activation"], float)
+        record = json.loads((reference / ".units" / layer / f"{ch:04d}.json").read_text())
+        assert record == unit
+        with Image.open(reference / unit["file"]) as img:
+            assert (img.size, img.mode) == ((28, 28), "L")
+        text = read_png_text(reference / unit["file"])
+        assert text["dreamlab:unit"] == unit["unit"] and text["dreamlab:batch"] == unit["batch"]
+        assert float(text["dreamlab:score"]) == pytest.approx(unit["activation"], rel=1e-5)
+    # the logit units did what they were asked: each logit is far above its starting value
+    assert min(u["activation"] for u in manifest["units"] if u["layer"] == "fc2") > 0
+
+    for layer in manifest["layers"]:  # 10 tiles of 28 px: 4 columns, 3 rows, 2 px gaps
+        with Image.open(reference / layer["sheet"]) as sheet:
+            assert sheet.size == (4 * 30 + 2, 3 * 30 + 2)
+    assert len(list((reference / ".units").glob("*/*.json"))) == len(EXPECTED)
+    page = (reference / "index.html").read_text(encoding="utf-8")
+    block = re.search(rf'<script type="application/json" id="{DATA_ELEMENT_ID}">(.*?)</script>', page, re.DOTALL)
+    assert block and json.loads(block[1]) == manifest
+    assert leftovers(reference) == []
+
+
+def test_a_units_record_says_how_to_render_it_again(reference: Path) -> None:
+    unit = next(u for u in manifest_of(reference)["units"] if u["unit"] == "conv2:6")
+    assert unit["batch"] == "conv2:4-7"
+    again = render(load_model("lenet-digits"), unit["batch"], seed=unit["render_seed"], steps=unit["steps"],
+                   size=unit["size"], device="cpu")
+    as_bytes = (again.images[6 - 4] * 255).round().to(torch.uint8)
+    assert torch.equal(as_bytes, (load_image(reference / unit["file"]) * 255).round().to(torch.uint8))
+
+
+# ---------------------------------------------------------------------------------------------- resume
+
+
+def _interrupt_on_call(monkeypatch: pytest.MonkeyPatch, n: int, how: str) -> list[str]:
+    """Make the gallery's n-th render call end as Ctrl-C would: 'flag' (the engine caught it mid-batch and
+    returned early) or 'raise' (it arrived outside the step loop). Returns the batches rendered."""
+    calls: list[str] = []
+    count = [0]  # calls so far, also after `calls` is cleared: the interruption happens once
+    real = gallery.render
+
+    def fake(model: Any, objective: Any, **kwargs: Any) -> Any:
+        calls.append(objective.name)
+        count[0] += 1
+        if count[0] == n and how == "raise":
+            raise KeyboardInterrupt
+        result = real(model, objective, **kwargs)
+        return dataclasses.replace(result, interrupted=True) if count[0] == n else result
+
+    monkeypatch.setattr(gallery, "render", fake)
+    return calls
+
+
+def test_resume_after_ctrl_c_renders_each_missing_unit_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            reference: Path) -> None:
+    out = tmp_path / "g"
+    args: dict[str, Any] = {"layers": LAYERS, "steps": 8, "batch_size": BATCH, "channels": CHANNELS, "device": "cpu"}
+    calls = _interrupt_on_call(monkeypatch, 3, "flag")
+    with pytest.raises(KeyboardInterrupt):
+        build_gallery("lenet-digits", out, **args)
+    assert calls == BATCH_LABELS[:3]
+    done = [u["unit"] for u in manifest_of(out)["units"]]  # valid JSON, listing the two finished batches
+    assert done == EXPECTED[:8]
+    assert sorted(p.name for p in (out / "conv1").glob("conv1_*.png")) == [f"conv1_{c:04d}.png" for c in range(8)]
+    assert leftovers(out) == []
+
+    # as if killed between a PNG and its record: the unit counts as not done, its batch is rendered again
+    (out / ".units" / "conv1" / "0005.json").unlink()
+    calls.clear()
+    result = build_gallery("lenet-digits", out, **args)
+    assert calls == [BATCH_LABELS[1]] + BATCH_LABELS[2:]
+    assert (result.skipped, result.total) == (7, 30)
+    assert result.manifest == manifest_of(out)
+    assert_same_gallery(out, reference)
+
+    calls.clear()
+    assert build_gallery("lenet-digits", out, **args).skipped == 30  # a third run has nothing to do
+    assert calls == []
+    assert_same_gallery(out, reference)
+
+
+def test_cli_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "g"
+    _interrupt_on_call(monkeypatch, 2, "raise")
+    assert main(["gallery", *ARGS, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; 4 finished units are saved" in err and "Run the same command again" in err
+    assert [u["unit"] for u in manifest_of(out)["units"]] == EXPECTED[:4]
+
+
+SLOW_RUN = """
+import sys, time
+import dreamlab.gallery as g
+real = g.render
+def slow(*args, **kwargs):
+    result = real(*args, **kwargs)
+    time.sleep(0.5)  # leaves time to kill the run with a batch in flight
+    return result
+g.render = slow
+from dreamlab.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, reference: Path) -> None:
+    out = tmp_path / ODD_DIR
+    cmd = ["gallery", *ARGS, "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN, *cmd], cwd=tmp_path, env=SUBPROCESS_ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob(".units/*/*.json"))) < BATCH and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        if proc.stdout:
+            proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert 0 < len(list(out.glob(".units/*/*.json"))) < len(EXPECTED)
+    stale = out / "conv1" / ".conv1_0009.png.0123456789ab.tmp"  # what a kill inside atomic_write leaves
+    stale.write_bytes(b"half a png")
+
+    rerun = subprocess.run([sys.executable, "-m", "dreamlab", *cmd], cwd=tmp_path, env=SUBPROCESS_ENV,
+                           capture_output=True, text=True, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.strip() == str(out / "index.html")
+    assert "removed temporary files" in rerun.stderr
+    assert not stale.exists()
+    assert_same_gallery(out, reference)
+
+
+# ----------------------------------------------------------------------------------- settings and checks
+
+
+def test_other_settings_are_refused_and_overwrite_replaces_them(tmp_path: Path) -> None:
+    out = tmp_path / "g"
+    small: dict[str, Any] = {"layers": ["conv1"], "channels": [0, 1], "batch_size": 2, "device": "cpu"}
+    build_gallery("lenet-digits", out, steps=4, **small)
+    with pytest.raises(DreamlabError, match=r"steps=4, this run has steps=5; use another --out, or --overwrite"):
+        build_gallery("lenet-digits", out, steps=5, **small)
+    with pytest.raises(DreamlabError, match="rendered in batches of 2, this run asks for --batch-size 3"):
+        build_gallery("lenet-digits", out, steps=4, **{**small, "batch_size": 3})
+    with pytest.raises(DreamlabError, match="weights='default', this run has weights='none'"):
+        build_gallery("lenet-digits", out, steps=4, weights="none", **small)
+
+    # same settings, another layer: the gallery grows; the batch size is taken from the folder
+    grown = build_gallery("lenet-digits", out, steps=4, layers=["fc2"], channels=[0, 1], device="cpu").manifest
+    assert grown is not None and [u["unit"] for u in grown["units"]] == ["conv1:0", "conv1:1", "fc2:0", "fc2:1"]
+    assert {u["batch_size"] for u in grown["units"]} == {2}
+
+    replaced = build_gallery("lenet-digits", out, steps=5, overwrite=True, **small).manifest
+    assert replaced is not None and replaced["steps"] == 5
+    assert [(u["unit"], u["steps"]) for u in replaced["units"]] == [("conv1:0", 5), ("conv1:1", 5)]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "conv1/contact_sheet.png", "conv1/conv1_0000.png", "conv1/conv1_0001.png"]
+
+
+def test_bad_requests_fail_before_touching_the_folder(tmp_path: Path) -> None:
+    out = tmp_path / "g"
+    with pytest.raises(DreamlabError, match="unknown layer 'conv9'; close matches: conv1, conv2"):
+        build_gallery("lenet-digits", out, layers=["conv9"], device="cpu")
+    with pytest.raises(DreamlabError, match=r"selects no channel of layer 'fc2' \(10 channels: 0-9\)"):
+        build_gallery("lenet-digits", out, layers=["conv1", "fc2"], channels=[12, 13], device="cpu")
+    assert not out.exists()
+
+
+def test_cli_reports_bad_channels_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gallery", "lenet-digits", "--channels", "3-x", "--out", str(tmp_path / "g")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read '3-x'" in err
+    assert main(["gallery", "lenet-digits", "--layers", "nope", "--out", str(tmp_path / "g")]) == 2
+    assert "unknown layer 'nope'" in capsys.readouterr().err
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    folder = GalleryFolder(tmp_path / "g")
+    with folder.locked(), pytest.raises(DreamlabError, match="another dreamlab gallery run is writing"):
+        build_gallery("lenet-digits", folder.out, layers=["fc2"], channels=[0], steps=2, device="cpu")
+
+
+def test_channels_batches_and_folder_names() -> None:
+    assert parse_channels("0-3,8, 10-11,2") == [0, 1, 2, 3, 8, 10, 11]
+    for bad in ("3-1", "a", "1-", ""):
+        with pytest.raises(DreamlabError):
+            parse_channels(bad)
+    # aligned windows: the same channel always lands in the same batch, whatever else is chosen
+    labels = [b.label for b in plan_batches([("a", 10), ("b", 3)], [1, 2, 3, 4, 5, 7, 9], 4)]
+    assert labels == ["a:1-3", "a:4-5", "a:7", "a:9", "b:1-2"]
+    assert [b.label for b in plan_batches([("a", 5)], None, 2)] == ["a:0-1", "a:2-3", "a:4"]
+
+    odd = ["a b", "a_b", "a/b", "index.html", "manifest.json", "ünï", ".units", "x" * 200]
+    folders = [layer_folder(name) for name in odd]
+    assert len(set(folders)) == len(odd)
+    assert all(re.fullmatch(r"[A-Za-z0-9.+_-]{1,80}", f) and not f.startswith(".") for f in folders), folders
+    assert folders[3] != "index.html" and layer_folder("inception4c") == "inception4c"
+
+
+# -------------------------------------------------------------------------------------------- torchrun
+
+
+def test_torchrun_two_gloo_ranks_share_the_units(tmp_path: Path, reference: Path) -> None:
+    out = tmp_path / "dist"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "dreamlab", "gallery", *ARGS, "--out", str(out)]
+    run = subprocess.run(cmd, cwd=tmp_path, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout + run.stderr
+    by_rank: dict[int, list[str]] = {0: [], 1: []}
+    for rank, label in re.findall(r"^\[rank (\d)/2\] (\S+): \d+ units", run.stderr, re.MULTILINE):
+        by_rank[int(rank)].append(label)
+    assert by_rank[0] and by_rank[1], run.stderr  # both ranks rendered
+    assert sorted(by_rank[0] + by_rank[1]) == sorted(BATCH_LABELS)  # every batch once
+    assert run.stdout.strip() == str(out / "index.html")  # rank 0 alone reports
+    assert_same_gallery(out, reference)  # same bytes as one process: sharding does not change pixels
+    assert (out / "index.html").is_file() and all((out / f"{layer}/contact_sheet.png").is_file() for layer in LAYERS)
+
+
+# ------------------------------------------------------------------------------------------ odd names
+
+ODD_LAYERS = ('</script><b>x</b> "q" & #1', "sp ace/slash?é", "index.html")
+
+
+class OddNet(nn.Module):
+    """Three convs whose layer names are hostile as HTML, as paths and as file names ("index.html" is the
+    dotted address of a nested module: names themselves cannot contain '.')."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_module(ODD_LAYERS[0], nn.Conv2d(1, 3, 3, padding=1))
+        self.add_module(ODD_LAYERS[1], nn.Conv2d(3, 2, 3, padding=1))
+        self.index = nn.Module()
+        self.index.add_module("html", nn.Conv2d(2, 2, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in ODD_LAYERS:
+            x = torch.tanh(self.get_submodule(name)(x))
+        return x
+
+
+@pytest.fixture(scope="module")
+def odd_gallery(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    recipe = Recipe(name="odd-net", builder="tests:OddNet", weights="none", input_size=16, channels=1,
+                    mean=(0.5,), std=(0.5,), transforms="small", steps=4)
+    loaded = LoadedModel(model=OddNet().eval().requires_grad_(False), recipe=recipe, weights="none",
+                         categories=None)
+    out = tmp_path_factory.mktemp("odd") / ODD_DIR / "sub dir #2"
+    build_gallery(loaded, out, layers=list(ODD_LAYERS), device="cpu")
+    return out
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.h2: list[str] = []
+        self._in_h2 = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self._in_h2 = tag == "h2"
+        if tag == "h2":
+            self.h2.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_h2 = False if tag == "h2" else self._in_h2
+
+    def handle_data(self, data: str) -> None:
+        if self._in_h2:
+            self.h2[-1] += data
+
+
+def test_odd_layer_names_and_paths_stay_inert(odd_gallery: Path) -> None:
+    manifest = manifest_of(odd_gallery)
+    assert [layer["name"] for layer in manifest["layers"]] == list(ODD_LAYERS)
+    assert [u["unit"] for u in manifest["units"]] == [f"{name}:{c}" for name, n in zip(ODD_LAYERS, (3, 2, 2))
+                                                      for c in range(n)]
+    paths = [u["file"] for u in manifest["units"]] + [layer["sheet"] for layer in manifest["layers"]]
+    for path in paths:  # plain relative names inside the folder, whatever the layer was called
+        assert re.fullmatch(r"[A-Za-z0-9.+_-]+/[A-Za-z0-9.+_-]+\.png", path), path
+        assert (odd_gallery / path).resolve().is_relative_to(odd_gallery.resolve())
+        assert (odd_gallery / path).is_file()
+    assert len({p.split("/")[0] for p in paths}) == 3
+    assert (odd_gallery / "index.html").is_file() and (odd_gallery / "index.html").stat().st_size > 1000
+
+    parser = _Tags()
+    parser.feed((odd_gallery / "index.html").read_text(encoding="utf-8"))
+    assert parser.tags.count("script") == 2 and "b" not in parser.tags
+    assert parser.h2[:3] == list(ODD_LAYERS)
+
+
+# ------------------------------------------------------------------------------------------ browser
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Chromium]:
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("chromium not installed (apt-get install chromium; .ci/run installs it)")
+    with Chromium(binary) as browser:
+        yield browser
+
+
+def _load_all_thumbnails(page: Page) -> list[list[Any]]:
+    """Scroll each lazy thumbnail into view and wait for it; return [src, naturalWidth] per thumbnail."""
+    return page.evaluate("""(async () => {
+        const imgs = Array.from(document.querySelectorAll('.unit img'));
+        const done = (img) => new Promise((resolve) => {
+            if (img.complete) return resolve();
+            img.addEventListener('load', resolve, {once: true});
+            img.addEventListener('error', resolve, {once: true});
+            setTimeout(resolve, 3000);
+        });
+        for (const img of imgs) { img.scrollIntoView({block: 'center'}); await done(img); }
+        window.scrollTo(0, 0);
+        return imgs.map((img) => [img.getAttribute('src'), img.naturalWidth]);
+    })()""", timeout=30)
+
+
+def _jump(page: Page, text: str) -> dict[str, Any]:
+    page.evaluate("(() => { const i = document.getElementById('jump-input'); i.value = ''; i.focus(); })()")
+    page.type_text(text)
+    page.press("Enter")
+    page.wait_for("document.getElementById('viewer').open")
+    return page.evaluate("""(() => ({title: document.getElementById('viewer-title').textContent,
+        meta: Array.from(document.querySelectorAll('#viewer-meta dd'), (e) => e.textContent),
+        img: document.getElementById('viewer-img').getAttribute('src')}))()""")
+
+
+def _check_clean(page: Page) -> None:
+    page.browser.pump(0.05)
+    assert page.console_errors() == []
+    assert page.events("Page.javascriptDialogOpening") == []
+    assert all(u.startswith(("file://", "data:")) for u in page.requested_urls())
+
+
+def test_browser_shows_the_real_gallery_and_jumps_to_a_unit(chromium: Chromium, reference: Path) -> None:
+    page = chromium.new_page(width=1100, height=800)
+    page.goto((reference / "index.html").as_uri())
+    assert page.evaluate("Array.from(document.querySelectorAll('section.layer h2'), (h) => h.textContent)") == \
+        list(LAYERS)
+    loaded = _load_all_thumbnails(page)
+    assert [src for src, _ in loaded] == [u["file"] for u in manifest_of(reference)["units"]]
+    assert all(width == 28 for _, width in loaded), loaded  # every thumbnail's image loaded
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(ARTIFACTS / "gallery_lenet.png", full_page=True)
+
+    below = "(() => { const r = document.getElementById('u27').getBoundingClientRect(); return r.top > innerHeight; })()"
+    assert page.evaluate(below) is True  # fc2:7 starts below the fold
+    state = _jump(page, "fc2:7")
+    assert state["title"] == "fc2:7" and state["img"] == "fc2/fc2_0007.png"
+    assert "fc2:4-7" in state["meta"] and "lenet-digits" in state["meta"]
+    assert page.evaluate(below) is False
+    assert page.wait_for("document.getElementById('viewer-img').naturalWidth") == 28
+    page.screenshot(ARTIFACTS / "gallery_lenet_viewer.png")
+    _check_clean(page)
+
+
+def test_browser_odd_names_render_as_text(chromium: Chromium, odd_gallery: Path) -> None:
+    page = chromium.new_page(width=900, height=700)
+    page.goto((odd_gallery / "index.html").as_uri())
+    assert page.evaluate("document.scripts.length") == 2
+    assert page.evaluate("document.querySelectorAll('b').length") == 0
+    assert page.evaluate("Array.from(document.querySelectorAll('section.layer h2'), (h) => h.textContent)") == \
+        list(ODD_LAYERS)
+    assert all(width == 16 for _, width in _load_all_thumbnails(page))
+    state = _jump(page, f"{ODD_LAYERS[1]}:1")
+    assert state["title"] == f"{ODD_LAYERS[1]}:1"
+    sheets = page.evaluate("""Promise.all(Array.from(document.querySelectorAll('a.sheet'), (a) =>
+        new Promise((resolve) => { const i = new Image(); i.onload = () => resolve(i.naturalWidth);
+                                   i.onerror = () => resolve(0); i.src = a.href; })))""")
+    assert sheets == [2 * 18 + 2, 2 * 18 + 2, 2 * 18 + 2]  # 3, 2, 2 tiles of 16 px: two columns each
+    page.screenshot(ARTIFACTS / "gallery_odd_names.png")
+    _check_clean(page)
+
