@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -70,6 +74,12 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", default="fourier")
     p.add_argument("--transforms", default="standard")
     p.add_argument("--batch-size", type=int, help="units per batch (default: all)")
+    p.add_argument("--peer-bench", type=Path, metavar="PEER_BENCH_PY",
+                   help="also run this peer benchmark (../shared/bench/peer_bench.py) with the same settings, "
+                        "in the same run, and print the ratios")
+    p.add_argument("--peer-site", type=Path, default=Path("/tmp/peers_site"),
+                   help="where setup_peers.sh installed the peers (default: %(default)s)")
+    p.add_argument("--peer-batches", default="1", help="lucent batch sizes to time (default: 1)")
     p.set_defaults(run=_cmd_bench)
 
 
@@ -82,9 +92,41 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise DreamlabError("--steps must be at least 1 and --size at least 32")
     device = torch.device(args.device) if args.device else default_device()
     print(json.dumps({"what": "env", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}), flush=True)
+    ours = {}
     for workload in (["unit", "layer"] if args.workload == "both" else [args.workload]):
         figures = bench_workload(workload, steps=args.steps, size=args.size, units=args.units, device=device,
                                  precision=args.precision, param=args.param, transforms=args.transforms,
                                  batch_size=args.batch_size)
+        ours[workload] = figures
         print(json.dumps(figures), flush=True)
+    if args.peer_bench:
+        peers = run_peer_bench(args.peer_bench, args.peer_site, steps=args.steps, size=args.size,
+                               batches=args.peer_batches)
+        print(json.dumps({"what": "ratios", **ratios(ours, peers)}), flush=True)
     return 0
+
+
+def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: str) -> list[dict]:
+    """Run the shared peer benchmark (lucent) in a subprocess and echo its JSON lines."""
+    if not script.is_file():
+        raise DreamlabError(f"peer benchmark {str(script)!r} not found; it lives in ../shared/bench/peer_bench.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(script.parent / "stubs")])}
+    cmd = [sys.executable, str(script), "--steps", str(steps), "--size", str(size), "--batches", batches,
+           "--only", "lucent"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False).stdout
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    for line in lines:
+        print(json.dumps(line), flush=True)
+    return lines
+
+
+def ratios(ours: dict[str, dict], peers: list[dict]) -> dict[str, float]:
+    """dreamlab's image-steps/s over lucent's, per workload, from figures of the same run."""
+    lucent = {line["batch"]: line["images_per_s"] for line in peers if line.get("what") == "lucent_render_vis"}
+    found = {}
+    if "unit" in ours and 1 in lucent:
+        found["unit_vs_lucent_1"] = round(ours["unit"]["images_per_s"] / lucent[1], 2)
+    if "layer" in ours and lucent:
+        best = max(lucent.values())
+        found["layer_vs_lucent_best_batched"] = round(ours["layer"]["images_per_s"] / best, 2)
+    return found

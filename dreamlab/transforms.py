@@ -5,7 +5,7 @@ random draw taken from an explicit `torch.Generator`: same seed, same transforms
 
 >>> t = RandomTransforms.preset("standard")
 >>> t(torch.rand(8, 3, 224, 224), torch.Generator().manual_seed(0)).shape
-torch.Size([8, 3, 248, 248])
+torch.Size([8, 3, 236, 236])
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class RandomTransforms:
     translate: float = 0.0  # maximum shift in pixels, each axis, uniform in [-translate, translate]
     scale: tuple[float, float] = (1.0, 1.0)  # uniform scale range
     degrees: float = 0.0  # maximum rotation, uniform in [-degrees, degrees]
+    crop: int = 0  # pixels dropped from every side after the warp (lucid's jitter crops as it shifts)
     fill: float = 0.5
 
     @staticmethod
@@ -43,7 +44,8 @@ class RandomTransforms:
         return self.pad == 0 and self.translate == 0 and self.scale == (1.0, 1.0) and self.degrees == 0
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        return height + 2 * self.pad, width + 2 * self.pad
+        grow = 2 * (self.pad - self.crop)
+        return height + grow, width + grow
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None, draws: Tensor | None = None) -> Tensor:
         """Transform each sample; `draws` [B, 4] of uniforms in [0, 1) replace drawing from `generator`."""
@@ -64,13 +66,15 @@ class RandomTransforms:
         center = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=images.device, dtype=images.dtype).expand(b, 2)
         matrix = get_affine_matrix2d(translations, center, scale, angle)[:, :2]
         fill = torch.full((c,), self.fill, device=images.device, dtype=images.dtype)
-        return warp_affine(images, matrix, (h, w), padding_mode="fill", fill_value=fill, align_corners=True)
+        warped = warp_affine(images, matrix, (h, w), padding_mode="fill", fill_value=fill, align_corners=True)
+        return warped[..., self.crop:h - self.crop, self.crop:w - self.crop] if self.crop else warped
 
 
-# 'standard' follows lucid's standard_transforms in spirit (pad 12 with grey, jitter 8 then 4, scale
-# 0.9-1.1, rotation +-10 degrees; Olah et al., Distill 2017), with the jitters folded into one shift.
+# 'standard' follows lucid's standard_transforms (pad 12 with grey, jitter 8 then 4, scale 0.9-1.1, rotation
+# +-10 degrees; Olah et al., Distill 2017), with both jitters folded into one shift of up to 6 px and their
+# crops (8 + 4 px) into one of 6 px a side: a 224 px image reaches the model at 236 px, as in lucid.
 PRESETS: dict[str, RandomTransforms] = {
-    "standard": RandomTransforms(pad=12, translate=6, scale=(0.9, 1.1), degrees=10),
+    "standard": RandomTransforms(pad=12, translate=6, scale=(0.9, 1.1), degrees=10, crop=6),
     # for small fixed-size inputs (28 px digits): no padding, so a model ending in a fixed-size FC layer still fits
     "small": RandomTransforms(translate=2, scale=(0.9, 1.1), degrees=8),
     "jitter": RandomTransforms(pad=4, translate=4),

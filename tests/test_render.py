@@ -36,11 +36,12 @@ def test_objective_increases_on_the_clean_image(models, model_name, kind, param)
 
 
 def test_objective_increases_under_standard_transforms(models):
+    """The objective on the transformed images goes up. (On the clean image it need not, for random weights:
+    their channel means depend on the grey border the transforms add, which the clean image lacks.)"""
     result = render(models["resnet18"], "layer3:0-3", steps=30, size=96, transforms="standard", device="cpu")
     assert result.history.shape == (30, 4)
     # under random transforms single steps are noisy: compare the first and last few
     assert torch.all(result.history[-5:].mean(0) > result.history[:5].mean(0)), result.history
-    assert result.final_scores.mean() > result.initial_scores.mean()
 
 
 def test_unit_i_of_a_batch_only_sees_channel_i(models):
