@@ -74,9 +74,11 @@ class Capture:
             count = self.calls.get(name, 0) + 1
             self.calls[name] = count
             if count > 1:
+                block = f" {name.rsplit('.', 1)[0]!r}" if "." in name else ""
                 raise ModuleReusedError(
                     f"layer {name!r} runs more than once per forward pass (the module object is reused), so its "
-                    f"output is ambiguous; address the enclosing block or a module that runs once instead"
+                    f"output is ambiguous; address its block{block} or a module that runs once instead "
+                    f"(`dreamlab layers MODEL` marks reused modules)"
                 )
             self.acts[name] = _first_tensor(output).clone()
             if self.stop_early and len(self.acts) == len(self.layers):

@@ -22,8 +22,9 @@ ones), each batch with a seed derived from (seed, layer, first channel). A unit'
 settings and on its batch, never on interruptions, resumes, which rank rendered it or how many ranks
 there were: on CPU a resumed or sharded run writes byte-identical PNGs to one uninterrupted run (on CUDA,
 up to cuDNN's own nondeterminism). Each record names its batch and seed, and
-`dreamlab render <batch> --model M --seed <render_seed> --steps N --size S` renders the same images. A batch
-that the engine splits after a CUDA out-of-memory error gets other noise, so other pixels.
+`dreamlab render <batch> --model M --seed <render_seed> --steps N --size S` renders the same images. (The
+engine seeds each unit of a render call on its own, so its splitting a batch after a CUDA out-of-memory
+error does not change the noise a unit gets.)
 
 Distributed: under torchrun (WORLD_SIZE > 1) rank 0 plans (loads the model, checks the folder, lists the
 batches still to do) and broadcasts the plan; ranks take every world-th batch and write their own units;
@@ -158,7 +159,7 @@ def plan_batches(layers: Sequence[tuple[str, int]], channels: Sequence[int] | No
     `batch_size`: the same channels always form the same batches."""
     batches = []
     for layer, count in layers:
-        chosen = [c for c in channels if c < count] if channels is not None else list(range(count))
+        chosen = sorted({c for c in channels if 0 <= c < count}) if channels is not None else list(range(count))
         if not chosen:
             raise DreamlabError(f"--channels selects no channel of layer {layer!r} ({count} channels: 0-{count - 1})")
         run: list[int] = []
@@ -200,6 +201,8 @@ class GalleryFolder:
             except BlockingIOError:
                 raise DreamlabError(f"another dreamlab gallery run is writing {str(self.out)!r}; wait for it to "
                                     f"finish or use another --out") from None
+            except OSError:  # a file system without locks (some network mounts): go without
+                pass
             yield  # the kernel drops the lock when the process ends, however it ends
 
     def remove_temp_files(self) -> int:
@@ -415,7 +418,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
         group.barrier()
         manifest = None
         if group.rank == 0:
-            stale = {b.layer for b in plan.todo}  # other ranks' units, or sheets a stopped run did not update
+            # sheets with other ranks' units, and any that a stopped run did not get to write
+            stale = {b.layer for b in plan.todo} if group.distributed else set()
             stale |= {layer for layer, _ in plan.layers if not (out / sheet_file(layer)).is_file()}
             manifest = _write_pages(folder, plan, stale)
         return GalleryResult(out, manifest, rendered, done_before, total)

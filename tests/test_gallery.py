@@ -231,7 +231,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, reference
     stale = out / "conv1" / ".conv1_0009.png.0123456789ab.tmp"  # what a kill inside atomic_write leaves
     stale.write_bytes(b"half a png")
 
-    rerun = subprocess.run([sys.executable, "-m", "dreamlab", *cmd], cwd=tmp_path, env=SUBPROCESS_ENV,
+    rerun = subprocess.run([sys.executable, "-m", "dreamlab", *cmd], check=False, cwd=tmp_path, env=SUBPROCESS_ENV,
                            capture_output=True, text=True, timeout=180)
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.strip() == str(out / "index.html")
@@ -315,7 +315,8 @@ def test_torchrun_two_gloo_ranks_share_the_units(tmp_path: Path, reference: Path
     out = tmp_path / "dist"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "dreamlab", "gallery", *ARGS, "--out", str(out)]
-    run = subprocess.run(cmd, cwd=tmp_path, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=240)
+    run = subprocess.run(cmd, check=False, cwd=tmp_path, env=SUBPROCESS_ENV, capture_output=True, text=True,
+                         timeout=240)
     assert run.returncode == 0, run.stdout + run.stderr
     by_rank: dict[int, list[str]] = {0: [], 1: []}
     for rank, label in re.findall(r"^\[rank (\d)/2\] (\S+): \d+ units", run.stderr, re.MULTILINE):
