@@ -1,0 +1,350 @@
+"""Quality measures of the render engine (GitHub issue #3), and the `dreamlab quality` command.
+
+- transfer: render logit:0-9 of lenet-digits with its recipe; an independently trained judge must classify
+  render k as digit k.
+- dataset ("beats the dataset"): each conv2 channel and class logit must reach at least the best activation
+  over the whole digits dataset.
+- planted: on models whose channels are known colour gratings (dreamlab.planted), every channel's render must
+  have the planted orientation and correlate with the best-matching tiling of the planted filter.
+
+Each measure returns a `Measure` with its figure, its goal and per-item details; the command prints them as a
+table and exits 1 when a goal is missed.
+
+>>> m = measure_dataset(QualitySettings(steps=64, conv2_units=range(4), logit_units=range(2)))  # doctest: +SKIP
+>>> m.figure_text, m.goal_text, m.passed                                                        # doctest: +SKIP
+('6/6 units (100%)', '>= 95% of units with ratio >= 1.0', True)
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import DreamlabError, unknown
+
+DIGITS_MODEL = "lenet-digits"
+MEASURES = ("transfer", "dataset", "planted")
+PARAMS = ("pixel", "fourier")
+PRESETS = ("standard", "small", "jitter", "none")
+
+# the goals of issue #3
+TRANSFER_GOAL = 0.9  # fraction of logit renders the judge classifies as their digit (9/10)
+DATASET_GOAL = 0.95  # fraction of units whose render reaches the dataset's best activation
+ORIENTATION_GOAL = 10.0  # degrees
+CORRELATION_GOAL = 0.8
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """What the measures render. `None` steps take the recipes' (256 for lenet-digits, 1024 for planted)."""
+
+    steps: int | None = None  # digits renders
+    planted_steps: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    logit_units: Sequence[int] = range(10)
+    conv2_units: Sequence[int] = range(50)
+    planted_layers: Sequence[int] = (1, 2)
+    planted_params: Sequence[str] = PARAMS
+    planted_presets: Sequence[str] = PRESETS
+    param_options: dict | None = None  # passed to every render (e.g. to show that a broken parameterization fails)
+
+
+# the small version that the test suite runs (seconds, not minutes)
+FAST = QualitySettings(steps=128, planted_steps=512, logit_units=range(10), conv2_units=range(0, 50, 5),
+                       planted_layers=(1,), planted_params=("pixel",), planted_presets=("none", "jitter"))
+
+
+@dataclass
+class Measure:
+    """One measure's outcome: `figure` (a number) compared with `goal`; `items` per unit or per cell."""
+
+    name: str
+    title: str
+    figure: float
+    figure_text: str
+    goal: float
+    goal_text: str
+    passed: bool
+    items: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- digits ----------------------------------------------------------------------------------------------------
+
+def digits_data() -> Tensor:
+    """Every image of scikit-learn's digits (train and held-out), [1797, 1, 28, 28] in [0, 1]."""
+    try:
+        from .zoo.digits import load_digits_split
+
+        x_train, _, x_test, _ = load_digits_split()
+    except ImportError:
+        raise DreamlabError("the digits measures need scikit-learn: pip install 'dreamlab[digits]'") from None
+    return torch.cat([x_train, x_test])
+
+
+def unit_scores(model: torch.nn.Module, images: Tensor, layer: str, units: Sequence[int],
+                mean: float, std: float, per_sample: bool) -> Tensor:
+    """The objectives' values without gradient: a channel's spatial mean, or a logit (layer 'logit').
+
+    `per_sample`: image i is scored on units[i] only ([N]); otherwise every image on every unit ([N, U]).
+    """
+    from .capture import Capture
+
+    device = next(model.parameters()).device
+    with torch.no_grad(), Capture(model, [layer], stop_early=False) as cap:
+        act = cap.run((images.to(device) - mean) / std)[layer].float().cpu()
+    act = act.flatten(2).mean(2) if act.dim() > 2 else act
+    index = torch.as_tensor(list(units))
+    if per_sample:
+        return act[torch.arange(len(index)), index]
+    return act[:, index]
+
+
+def _digits_render(settings: QualitySettings, layer: str, units: Sequence[int]):
+    """(loaded lenet-digits, RenderResult) of one batched render of `units` of `layer` ('logit' or a layer)."""
+    from .engine import render
+    from .models import load_model
+    from .objectives import channel, logit
+
+    loaded = load_model(DIGITS_MODEL)
+    objective = logit(list(units)) if layer == "logit" else channel(layer, list(units))
+    result = render(loaded, objective, steps=settings.steps, seed=settings.seed, device=settings.device,
+                    param_options=settings.param_options)
+    return loaded, result
+
+
+def measure_transfer(settings: QualitySettings = QualitySettings(), logits=None) -> Measure:
+    """Render logit:k of lenet-digits and count the renders the independent judge classifies as k.
+
+    `logits` may be a finished (loaded model, RenderResult) of the logit units, to share one render with
+    measure_dataset.
+    """
+    from .zoo.digits import DIGITS_MEAN, DIGITS_STD, digits_judge
+
+    start = time.perf_counter()
+    units = list(settings.logit_units)
+    _, result = logits or _digits_render(settings, "logit", units)
+    with torch.no_grad():
+        probs = digits_judge()((result.images - DIGITS_MEAN) / DIGITS_STD).softmax(1)
+    items, hits = [], 0
+    for i, unit in enumerate(units):
+        said = int(probs[i].argmax())
+        hits += said == unit
+        items.append({"unit": f"logit:{unit}", "judge": said, "p_judge": round(float(probs[i, said]), 4),
+                      "p_target": round(float(probs[i, unit]), 4), "passed": said == unit})
+    need = math.ceil(TRANSFER_GOAL * len(units) - 1e-9)
+    missed = [f"logit:{it['unit'].split(':')[1]} -> {it['judge']} (p={it['p_judge']:.2f})"
+              for it in items if not it["passed"]]
+    return Measure(
+        name="transfer", title="Transfer to an independent judge", figure=hits / len(units),
+        figure_text=f"{hits}/{len(units)} classified as their digit", goal=TRANSFER_GOAL,
+        goal_text=f">= {need}/{len(units)}", passed=hits >= need, items=items,
+        notes=[f"misclassified: {', '.join(missed)}"] if missed else [],
+        seconds=time.perf_counter() - start)
+
+
+def measure_dataset(settings: QualitySettings = QualitySettings(), logits=None) -> Measure:
+    """For every conv2 channel and class logit: the rendered image's activation against the best over the dataset.
+
+    The ratio is taken from the dataset's mean activation, (rendered - mean) / (best - mean): conv2 is read
+    before its ReLU and its spatial mean is negative on most digits (black background), so a plain
+    rendered / best would flip sign. Ratio >= 1 is exactly "the render reaches the dataset's best".
+    """
+    from .zoo.digits import DIGITS_MEAN, DIGITS_STD
+
+    start = time.perf_counter()
+    data = digits_data()
+    items: list[dict[str, Any]] = []
+    jobs = [("conv2", list(settings.conv2_units)), ("logit", list(settings.logit_units))]
+    for layer, units in jobs:
+        if not units:
+            continue
+        if layer == "logit" and logits is not None:
+            loaded, result = logits
+        else:
+            loaded, result = _digits_render(settings, layer, units)
+        model = loaded.model
+        dataset = unit_scores(model, data, layer, units, DIGITS_MEAN, DIGITS_STD, per_sample=False)
+        rendered = unit_scores(model, result.images, layer, units, DIGITS_MEAN, DIGITS_STD, per_sample=True)
+        best, typical = dataset.max(0).values, dataset.mean(0)
+        ratio = (rendered - typical) / (best - typical)
+        for i, unit in enumerate(units):
+            items.append({"unit": f"{layer}:{unit}", "rendered": round(float(rendered[i]), 4),
+                          "dataset_best": round(float(best[i]), 4), "dataset_mean": round(float(typical[i]), 4),
+                          "ratio": round(float(ratio[i]), 3), "passed": bool(ratio[i] >= 1.0)})
+    n = len(items)
+    if n == 0:
+        raise DreamlabError("the dataset measure needs at least one unit")
+    hits = sum(it["passed"] for it in items)
+    ratios = sorted(it["ratio"] for it in items)
+    notes = [f"ratio min {ratios[0]:.2f}, median {ratios[n // 2]:.2f}"]
+    notes += [f"{it['unit']} reached ratio {it['ratio']:.2f}" for it in items if not it["passed"]]
+    return Measure(
+        name="dataset", title="Beats the dataset", figure=hits / n,
+        figure_text=f"{hits}/{n} units ({100 * hits / n:.0f}%) reach the dataset's best",
+        goal=DATASET_GOAL, goal_text=f">= {100 * DATASET_GOAL:.0f}% of units", passed=hits / n >= DATASET_GOAL,
+        items=items, notes=notes, seconds=time.perf_counter() - start)
+
+
+# --- planted filters ---------------------------------------------------------------------------------------------
+
+def planted_cell(layers: int, param: str, preset: str, settings: QualitySettings = QualitySettings()) -> dict:
+    """Render every channel of one planted model with one parameterization and transform preset; check each."""
+    from .engine import render
+    from .objectives import channel
+    from .planted import dominant_orientation, orientation_error, planted_model, tiling_correlation
+
+    planted = planted_model(layers=layers)
+    result = render(planted.model, channel(planted.layer, range(planted.units)), recipe=planted.recipe,
+                    param=param, transforms=preset, steps=settings.planted_steps, seed=settings.seed,
+                    device=settings.device, param_options=settings.param_options)
+    channels = []
+    for k in range(planted.units):
+        error = orientation_error(dominant_orientation(result.images[k]), planted.orientations[k])
+        corr, _ = tiling_correlation(result.images[k], planted.kernels[k])
+        channels.append({"channel": k, "orientation": planted.orientations[k], "hue": planted.hues[k],
+                         "orientation_error": round(error, 2), "correlation": round(corr, 3),
+                         "passed": error <= ORIENTATION_GOAL and corr >= CORRELATION_GOAL})
+    recovered = sum(c["passed"] for c in channels)
+    return {"model": f"{layers}-layer", "param": param, "transforms": preset, "recovered": recovered,
+            "channels": len(channels), "min_correlation": min(c["correlation"] for c in channels),
+            "max_orientation_error": max(c["orientation_error"] for c in channels),
+            "passed": recovered == len(channels), "per_channel": channels}
+
+
+def measure_planted(settings: QualitySettings = QualitySettings()) -> Measure:
+    """Every (model, parameterization, preset) cell must recover all of its planted channels."""
+    start = time.perf_counter()
+    cells = [planted_cell(layers, param, preset, settings) for layers in settings.planted_layers
+             for param in settings.planted_params for preset in settings.planted_presets]
+    if not cells:
+        raise DreamlabError("the planted measure needs at least one model, parameterization and preset")
+    passed = sum(c["passed"] for c in cells)
+    notes = []
+    for param in settings.planted_params:
+        mine = [c for c in cells if c["param"] == param]
+        notes.append(f"{param}: {sum(c['passed'] for c in mine)}/{len(mine)} cells, correlation "
+                     f"{min(c['min_correlation'] for c in mine):.2f}..{max(c['min_correlation'] for c in mine):.2f}"
+                     f" (worst channel per cell)")
+    return Measure(
+        name="planted", title="Planted filters", figure=passed / len(cells),
+        figure_text=f"{passed}/{len(cells)} cells recover every channel",
+        goal=1.0, goal_text=f"{len(cells)}/{len(cells)} (orientation <= {ORIENTATION_GOAL:g} deg, "
+                            f"correlation >= {CORRELATION_GOAL:g})",
+        passed=passed == len(cells), items=cells, notes=notes, seconds=time.perf_counter() - start)
+
+
+# --- running and printing ---------------------------------------------------------------------------------------
+
+def run_measures(names: Sequence[str] = MEASURES, settings: QualitySettings = QualitySettings()) -> list[Measure]:
+    """Run the named measures; transfer and dataset share one logit render."""
+    bad = [n for n in names if n not in MEASURES]
+    if bad:
+        raise unknown("quality measure", bad[0], MEASURES)
+    out: list[Measure] = []
+    logits, render_seconds = None, 0.0
+    if "transfer" in names or "dataset" in names:
+        digits_data()  # fail early, with the install hint, when scikit-learn is missing
+        if "transfer" in names and list(settings.logit_units):
+            start = time.perf_counter()
+            logits = _digits_render(settings, "logit", settings.logit_units)
+            render_seconds = time.perf_counter() - start
+    for name in MEASURES:
+        if name not in names:
+            continue
+        if name == "transfer":
+            out.append(measure_transfer(settings, logits))
+            out[-1].seconds += render_seconds  # the shared logit render is counted once, here
+        elif name == "dataset":
+            out.append(measure_dataset(settings, logits))
+        else:
+            out.append(measure_planted(settings))
+    return out
+
+
+def format_report(measures: Sequence[Measure], settings: QualitySettings) -> str:
+    """The summary table, then the notes and the planted cells."""
+    rows = [("measure", "figure", "goal", "result")]
+    rows += [(m.title, m.figure_text, m.goal_text, "ok" if m.passed else "MISSED") for m in measures]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    header = (f"dreamlab quality: device {settings.device}, seed {settings.seed}, digits steps "
+              f"{settings.steps or 'recipe (256)'}, planted steps {settings.planted_steps or 'recipe (1024)'}")
+    lines = [header, ""]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    for m in measures:
+        for note in m.notes:
+            lines.append(f"  {m.name}: {note}")
+        if m.name == "planted":
+            lines.append("")
+            lines.append(f"planted filters per cell (recovered = orientation within {ORIENTATION_GOAL:g} deg and "
+                         f"correlation >= {CORRELATION_GOAL:g}):")
+            lines.append(f"  {'model':8} {'param':8} {'transforms':10} {'recovered':>9} {'min corr':>8} "
+                         f"{'max err (deg)':>13}")
+            for c in m.items:
+                lines.append(f"  {c['model']:8} {c['param']:8} {c['transforms']:10} "
+                             f"{c['recovered']:>5}/{c['channels']:<3} {c['min_correlation']:8.2f} "
+                             f"{c['max_orientation_error']:11.1f}")
+    lines.append("")
+    lines.append(f"{sum(m.passed for m in measures)}/{len(measures)} goals met in "
+                 f"{sum(m.seconds for m in measures):.0f} s")
+    return "\n".join(lines)
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `dreamlab quality` to the command line."""
+    p = subparsers.add_parser("quality", help="run the quality measures (transfer, dataset, planted) against "
+                                              "their goals; exits 1 when a goal is missed")
+    p.add_argument("--measures", default=",".join(MEASURES),
+                   help="comma-separated subset of: " + ", ".join(MEASURES) + " (default: all)")
+    p.add_argument("--steps", type=int, help="steps of the digits renders (default: the recipe's, 256)")
+    p.add_argument("--planted-steps", type=int, help="steps of the planted renders (default: 1024)")
+    p.add_argument("--fast", action="store_true",
+                   help="the small version the tests run: fewer steps, units and planted cells (same goals)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu, where the goals were set)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (default: 1; the renders are tiny, and on a busy machine more "
+                        "threads make them several times slower)")
+    p.add_argument("--json", action="store_true", help="print the measures as JSON instead of a table")
+    p.set_defaults(run=cmd_quality)
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.measures.split(",") if n.strip()]
+    for value, flag in ((args.steps, "--steps"), (args.planted_steps, "--planted-steps"), (args.threads, "--threads")):
+        if value is not None and value < 1:
+            raise DreamlabError(f"{flag} must be a positive integer, got {value}")
+    torch.set_num_threads(args.threads)
+    base = FAST if args.fast else QualitySettings()
+    settings = dataclasses.replace(base, seed=args.seed, device=args.device,
+                                   steps=args.steps if args.steps is not None else base.steps,
+                                   planted_steps=args.planted_steps if args.planted_steps is not None
+                                   else base.planted_steps)
+    measures = run_measures(names, settings)
+    if args.json:
+        print(json.dumps({"settings": _settings_dict(settings), "measures": [m.as_dict() for m in measures]},
+                         indent=1))
+    else:
+        print(format_report(measures, settings))
+    return 0 if all(m.passed for m in measures) else 1
+
+
+def _settings_dict(settings: QualitySettings) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, (range, tuple)) else v for k, v in dataclasses.asdict(settings).items()}
+
+
+__all__ = ["QualitySettings", "FAST", "Measure", "measure_transfer", "measure_dataset", "measure_planted",
+           "planted_cell", "run_measures", "format_report", "register_cli", "unit_scores", "digits_data"]
