@@ -19,7 +19,6 @@ import pytest
 from browser import Chromium, Page, find_chromium  # tests/browser.py: pytest puts tests/ (no __init__) on sys.path
 from PIL import Image
 
-from dreamlab import gallery_page
 from dreamlab import io as dreamlab_io
 from dreamlab.gallery_page import atomic_write_bytes, atomic_write_text, json_for_script, render_index, write_index
 
