@@ -33,6 +33,28 @@ def no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
         pytest.fail(f"test tried to reach the network: {attempts[0]}")
 
 
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """For modules of tiny renders (`pytestmark = pytest.mark.usefixtures("one_thread")`): one torch thread
+    is faster there, several times so on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium for page tests; skips where none is installed (.ci/run installs Debian's)."""
+    from browser import Chromium, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("chromium not installed: apt-get install chromium (.ci/run installs it)")
+    with Chromium(binary) as browser:
+        yield browser
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():
         return

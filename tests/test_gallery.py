@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from browser import Chromium, Page, find_chromium  # tests/browser.py
+from browser import Chromium, Page  # tests/browser.py
 from PIL import Image
 from torch import nn
 
@@ -405,13 +405,6 @@ def test_odd_layer_names_and_paths_stay_inert(odd_gallery: Path) -> None:
 # ------------------------------------------------------------------------------------------ browser
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Chromium]:
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("chromium not installed (apt-get install chromium; .ci/run installs it)")
-    with Chromium(binary) as browser:
-        yield browser
 
 
 def _load_all_thumbnails(page: Page) -> list[list[Any]]:

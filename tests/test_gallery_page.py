@@ -8,7 +8,6 @@ import math
 import os
 import shutil
 import stat
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 import pytest
-from browser import Chromium, Page, find_chromium  # tests/browser.py: pytest puts tests/ (no __init__) on sys.path
+from browser import Chromium, Page  # tests/browser.py: pytest puts tests/ (no __init__) on sys.path
 from PIL import Image
 
 from dreamlab import io as dreamlab_io
@@ -268,13 +267,6 @@ def make_gallery(out: Path) -> dict[str, Any]:
     return manifest
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Chromium]:
-    binary = find_chromium()
-    if binary is None:
-        pytest.skip("chromium not installed: apt-get install chromium")
-    with Chromium(binary) as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")

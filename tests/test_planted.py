@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,13 +14,7 @@ from dreamlab.planted import (KERNEL, WAVE_VECTORS, dominant_orientation, gratin
 from dreamlab.quality import CORRELATION_GOAL, FAST, planted_cell
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny renders: one thread is faster, several times so on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- analysis on synthetic images with known answers ------------------------------------------------------------

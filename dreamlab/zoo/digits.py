@@ -24,7 +24,7 @@ __all__ = [
     "digits_judge",
     "lenet_digits",
     "load_digits_split",
-    "load_state_dict_file",
+    "load_fp16_state_dict",
 ]
 
 # Pixel mean and std of x_train from load_digits_split() (all 1347 training
@@ -107,7 +107,7 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
     )
 
 
-def load_state_dict_file(source: str | Path | io.BufferedIOBase) -> dict[str, Tensor]:
+def load_fp16_state_dict(source: str | Path | io.BufferedIOBase) -> dict[str, Tensor]:
     """Load a state dict saved by train_digits.py, restoring fp16 to float32."""
     state = torch.load(source, weights_only=True, map_location="cpu")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
@@ -117,7 +117,7 @@ def _load_shipped(filename: str) -> dict[str, Tensor]:
     ref = resources.files(__package__).joinpath(_WEIGHTS_DIR, filename)
     with ref.open("rb") as f:
         # torch.load needs a seekable file; resources may hand out a stream.
-        return load_state_dict_file(io.BytesIO(f.read()))
+        return load_fp16_state_dict(io.BytesIO(f.read()))
 
 
 def _build(model: nn.Module, weights: str | Path | None, filename: str) -> nn.Module:
@@ -126,7 +126,7 @@ def _build(model: nn.Module, weights: str | Path | None, filename: str) -> nn.Mo
     elif weights == "default":
         model.load_state_dict(_load_shipped(filename))
     elif Path(weights).is_file():
-        model.load_state_dict(load_state_dict_file(Path(weights)))
+        model.load_state_dict(load_fp16_state_dict(Path(weights)))
     else:
         raise ValueError(f"weights must be 'default', None or a .pt file path, got {weights!r}")
     return model.eval()

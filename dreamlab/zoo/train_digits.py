@@ -26,7 +26,7 @@ from dreamlab.zoo.digits import (
     DigitsJudge,
     LeNetDigits,
     load_digits_split,
-    load_state_dict_file,
+    load_fp16_state_dict,
 )
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights"
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         path = args.out / filename
         save_fp16(model, path)
         reloaded = cls()
-        reloaded.load_state_dict(load_state_dict_file(path))
+        reloaded.load_state_dict(load_fp16_state_dict(path))
         acc16 = accuracy(reloaded, x_test, y_test)
         elapsed = time.perf_counter() - start
         print(
