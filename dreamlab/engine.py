@@ -160,7 +160,15 @@ class _Renderer:
     def check_units(self, model_input: Tensor) -> None:
         """One full forward of one input: catches reused modules and out-of-range units before optimizing."""
         with torch.no_grad(), Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
-            acts = cap.run(self.normalize(model_input)) if self.layers else {}
+            try:
+                acts = cap.run(self.normalize(model_input)) if self.layers else {}
+            except (RuntimeError, AssertionError, ValueError) as exc:  # the model refused the input's shape
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                shape = "x".join(map(str, model_input.shape[1:]))
+                raise DreamlabError(
+                    f"{self.recipe.name} rejected a {shape} input ({reason}); a model with a fixed input size "
+                    f"needs --size {self.recipe.input_size} and transforms that keep the size "
+                    f"(--transforms small or none)") from None
         self.objective.check({name: act.shape for name, act in acts.items()})
         self.checked = True
 
