@@ -172,25 +172,24 @@ class _Renderer:
         self.objective.check({name: act.shape for name, act in acts.items()})
         self.checked = True
 
-    def make_param(self, start: int, end: int) -> ImageParam:
+    def make_param(self, units: Sequence[int]) -> ImageParam:
         # one generator per unit: a unit's start does not depend on how the units are split into batches
-        generators = [torch.Generator(self.s.device).manual_seed(_seed(self.s.seed, 0, unit))
-                      for unit in range(start, end)]
-        param = make_param(self.s.param, end - start, self.recipe.channels, self.s.size, generator=generators,
+        generators = [torch.Generator(self.s.device).manual_seed(_seed(self.s.seed, 0, unit)) for unit in units]
+        param = make_param(self.s.param, len(units), self.recipe.channels, self.s.size, generator=generators,
                            device=self.s.device, **self.param_options)
         if self.init_image is not None:
             image_to_param_raw(self.init_image.to(self.s.device), param)
         return param
 
-    def run_chunk(self, start: int, end: int, bar) -> _Chunk:
-        """Optimize the images of units start..end-1."""
+    def run_chunk(self, units: Sequence[int], bar) -> _Chunk:
+        """Optimize the images of these units (indices into the objective's batch)."""
         dev = self.s.device
-        b = end - start
-        param = self.make_param(start, end)
+        b = len(units)
+        param = self.make_param(units)
         step_generator = torch.Generator(dev)
         total = self.objective.batch_size
         optimizer = torch.optim.Adam(param.parameters(), lr=self.s.lr)
-        index = torch.arange(start, end, device=dev)
+        index = torch.tensor(list(units), device=dev)
         history: list[Tensor] = []
         snapshots: dict[int, Tensor] = {}
         interrupted = False
@@ -206,7 +205,7 @@ class _Renderer:
                     # whatever the split
                     step_generator.manual_seed(_seed(self.s.seed, 1, step))
                     draws = torch.rand(total, RandomTransforms.DRAWS_PER_SAMPLE, generator=step_generator,
-                                       device=dev)[start:end]
+                                       device=dev)[index]
                     model_input = self.normalize(self.transforms(images, draws=draws))
                     with RedirectedReLU() if step <= self.s.redirect_relu_steps else nullcontext():
                         score = self.scores(cap, images, model_input, index)
@@ -217,7 +216,7 @@ class _Renderer:
                     if bar is not None:
                         bar.update(b)
                     if step in self.thresholds:
-                        snapshots[step] = self.snapshot(param, start, end, step)
+                        snapshots[step] = self.snapshot(param, units, step)
             except KeyboardInterrupt:
                 interrupted = True
             final, final_scores = self.clean_scores(cap, param, index)
@@ -230,12 +229,11 @@ class _Renderer:
             images = param().float()
             return images, self.scores(cap, images, self.normalize(images), index).float().cpu()
 
-    def snapshot(self, param: ImageParam, start: int, end: int, step: int) -> Tensor:
+    def snapshot(self, param: ImageParam, units: Sequence[int], step: int) -> Tensor:
         with torch.no_grad():
             images = param().float().cpu()
         if self.on_snapshot is not None:
-            self.on_snapshot(step, images, self.objective.labels[start:end] if self.objective.batch_size > 1
-                             else [self.objective.labels[0]] * (end - start))
+            self.on_snapshot(step, images, [self.objective.labels[u] for u in units])
         return images
 
 
@@ -266,7 +264,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
            thresholds: Sequence[int] = (), on_snapshot: SnapshotCallback | None = None,
            init_image: Tensor | None = None, precision: str = "auto", channels_last: bool | None = None,
            redirect_relu_steps: int = 16, param_options: dict | None = None,
-           progress: bool = False) -> RenderResult:
+           units: Sequence[int] | None = None, progress: bool = False) -> RenderResult:
     """Optimize one image per unit of `objective` and return them with their history and provenance.
 
     `model` is a recipe or torchvision name ('googlenet'), a LoadedModel, or any nn.Module (left unmodified).
@@ -275,6 +273,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
     exists, with `interrupted=True`. The first `redirect_relu_steps` steps let gradient through ReLUs that
     are off everywhere, so units that start dead can come alive (lucid's redirected ReLU). `param_options` go to
     the parameterization (e.g. {"decay_power": 1.0, "decorrelate": True, "color_matrix": tensor, "sd": 0.01}).
+    `units` renders only these indices of a batched objective (e.g. `range(16, 32)` of `layer:0-511`); each
+    unit's image is the same as in a render of them all, whatever the split.
     """
     module, recipe_obj, weights_desc, categories, owned = _resolve_model(model, recipe, weights)
     obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
@@ -299,17 +299,20 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
     if init_image is not None:
         init_image = _fit_image(init_image, recipe_obj.channels, settings.size)
     total = obj.batch_size
-    labels = list(obj.labels)
+    todo = list(range(total)) if units is None else [int(u) for u in units]
+    if not todo or any(not 0 <= u < total for u in todo):
+        raise DreamlabError(f"units must be indices into the objective's {total} units (0-{total - 1}), "
+                            f"got {list(units) if units is not None else []}"[:300])
     with prepared_model(module, dev, settings.channels_last, owned) as ready:
         renderer = _Renderer(ready, obj, recipe_obj, settings, init_image, thresholds, on_snapshot,
                              param_options or {})
-        parts, start, chunk = [], 0, min(batch_size or total, total)
-        bar = _progress_bar(total * settings.steps) if progress else None
+        parts, start, chunk = [], 0, min(batch_size or len(todo), len(todo))
+        bar = _progress_bar(len(todo) * settings.steps) if progress else None
         try:
-            while start < total:
-                end = min(start + chunk, total)
+            while start < len(todo):
+                end = min(start + chunk, len(todo))
                 try:
-                    part = renderer.run_chunk(start, end, bar)
+                    part = renderer.run_chunk(todo[start:end], bar)
                 except (torch.OutOfMemoryError, RuntimeError) as exc:
                     if not _out_of_memory(exc) or chunk == 1:
                         raise
@@ -330,7 +333,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
     steps_run = min(p.history.shape[0] for p in parts)
     return RenderResult(
         images=torch.cat([p.images for p in parts]),
-        labels=labels[:done] if total > 1 else labels,
+        labels=[obj.labels[u] for u in todo[:done]],
         history=torch.cat([p.history[:steps_run] for p in parts], dim=1),
         initial_scores=torch.cat([p.initial_scores for p in parts]),
         final_scores=torch.cat([p.final_scores for p in parts]),

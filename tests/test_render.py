@@ -143,11 +143,11 @@ def test_out_of_memory_halves_the_batch_and_keeps_finished_units(models, monkeyp
     original = render_module._Renderer.run_chunk
     sizes = []
 
-    def flaky(self, start, end, bar):
-        sizes.append(end - start)
-        if end - start > 2:
+    def flaky(self, units, bar):
+        sizes.append(len(units))
+        if len(units) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return original(self, start, end, bar)
+        return original(self, units, bar)
 
     monkeypatch.setattr(render_module._Renderer, "run_chunk", flaky)
     result = render(models["resnet18"], "layer2:0-5", steps=2, size=32, device="cpu")
@@ -199,3 +199,11 @@ def test_a_units_image_does_not_depend_on_the_batch_split(models):
     assert torch.allclose(whole, split, atol=1e-4)
     alone = render(models["resnet18"], o.channel("layer2", [0, 1, 2, 3]), **args).images
     assert torch.allclose(whole, alone, atol=1e-4)
+    subset = render(models["resnet18"], "layer2:0-3", units=[3, 1], **args)
+    assert subset.labels == ["layer2:3", "layer2:1"]
+    assert torch.allclose(subset.images, whole[[3, 1]], atol=1e-4)
+
+
+def test_units_outside_the_objective_are_refused(models):
+    with pytest.raises(DreamlabError, match=r"units must be indices into the objective's 4 units \(0-3\), got \[4\]"):
+        render(models["resnet18"], "layer2:0-3", units=[4], steps=1, size=32, device="cpu")
