@@ -13,18 +13,16 @@ What OUT holds:
 Resume: a rerun skips every unit whose record and PNG exist and renders the rest. Every file is written
 under a temporary name and renamed into place, so a stop at any moment (Ctrl-C, kill -9, power loss) leaves
 whole files or none; temporary files a killed run left behind are removed at the next start. Records made
-with other settings (recipe, weights, steps, size, seed, batch size) stop the run with an error rather
-than mixing two galleries in one folder; `--overwrite` replaces them.
+with other settings (recipe, weights, steps, size, seed) stop the run with an error rather than mixing two
+galleries in one folder; `--overwrite` replaces them.
 
-Determinism: units are rendered in fixed batches of up to `batch_size` consecutive channels of one layer,
-aligned to multiples of the batch size (conv2:0-15, conv2:16-31, ...; with `channels`, only the chosen
-ones), each batch with a seed derived from (seed, layer, first channel). A unit's pixels depend on the
-settings and on its batch, never on interruptions, resumes, which rank rendered it or how many ranks
-there were: on CPU a resumed or sharded run writes byte-identical PNGs to one uninterrupted run (on CUDA,
-up to cuDNN's own nondeterminism). Each record names its batch and seed, and
-`dreamlab render <batch> --model M --seed <render_seed> --steps N --size S` renders the same images. (The
-engine seeds each unit of a render call on its own, so its splitting a batch after a CUDA out-of-memory
-error does not change the noise a unit gets.)
+Determinism: every unit is unit `channel` of the one objective `layer:0-(n-1)` with the gallery's seed,
+rendered in batches of up to `batch_size` consecutive channels through `render(..., units=...)`, which gives
+each unit its own starting noise and transform draws. So a unit's pixels depend on the settings alone, never
+on the batch size, interruptions, resumes, which rank rendered it or how many ranks there were: on CPU a
+resumed or sharded run writes byte-identical PNGs to one uninterrupted run (on CUDA, up to cuDNN's own
+nondeterminism). `render(model, channel(layer, range(n)), units=[ch], seed=seed, steps=..., size=...)`
+renders one unit again.
 
 Distributed: under torchrun (WORLD_SIZE > 1) rank 0 plans (loads the model, checks the folder, lists the
 batches still to do) and broadcasts the plan; ranks take every world-th batch and write their own units;
@@ -73,7 +71,7 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Settings:
-    """What decides a unit's pixels (besides its batch), shared by every unit of a gallery."""
+    """What decides a unit's pixels, shared by every unit of a gallery."""
 
     model: str
     recipe: str
@@ -82,7 +80,6 @@ class Settings:
     steps: int
     size: int
     seed: int
-    batch_size: int
 
 
 @dataclass(frozen=True)
@@ -146,12 +143,6 @@ def unit_file(layer: str, ch: int) -> str:
 
 def sheet_file(layer: str) -> str:
     return f"{layer_folder(layer)}/{SHEET_NAME}"
-
-
-def render_seed(seed: int, layer: str, first: int) -> int:
-    """The seed of the batch that starts at channel `first` of `layer` (31 bits, for the CLI's --seed)."""
-    digest = hashlib.sha256(f"{seed}\0{layer}\0{first}".encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFF_FFFF
 
 
 def plan_batches(layers: Sequence[tuple[str, int]], channels: Sequence[int] | None, batch_size: int) -> list[Batch]:
@@ -372,7 +363,7 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     """Render one image per channel of `layers` (default: the recipe's default layer) into the folder `out`.
 
     Units already in `out` are skipped (see the module docstring for resume, determinism and torchrun).
-    `batch_size` is the number of units per engine call (default: the gallery's, else 64 on CUDA, 16 on CPU);
+    `batch_size` is the number of units per engine call (default: 64 on CUDA, 16 on CPU; it does not change images);
     `channels` limits every layer to those channel numbers. Ctrl-C raises KeyboardInterrupt once every
     finished unit is on disk (the batch in progress is dropped).
     """
@@ -452,12 +443,11 @@ def _make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exi
         if removed:
             log(f"{folder.out}: --overwrite removed {removed} units of an earlier run")
     records = folder.read_records()
-    stored_batch = _check_settings(records.values(), loaded, steps, size, seed, batch_size, folder.out)
-    if batch_size is None:
-        batch_size = stored_batch or (64 if device.type == "cuda" else 16)
+    _check_settings(records.values(), loaded, steps, size, seed, folder.out)
     settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
-                        steps=steps, size=size, seed=int(seed), batch_size=int(batch_size))
-    batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, settings.batch_size)
+                        steps=steps, size=size, seed=int(seed))
+    batch_size = batch_size or (64 if device.type == "cuda" else 16)
+    batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
     done = set(records)
     todo = [b for b in batches if any((b.layer, c) not in done for c in b.channels)]
     shown = set(wanted) | {layer for layer, _ in records}
@@ -477,33 +467,25 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
     return [r.name for r in rows], counts  # type: ignore[return-value]
 
 
-def _check_settings(records: Any, loaded: LoadedModel, steps: int, size: int, seed: int,
-                    batch_size: int | None, out: Path) -> int | None:
-    """Refuse to mix settings in one folder; return the batch size the existing units were made with."""
+def _check_settings(records: Any, loaded: LoadedModel, steps: int, size: int, seed: int, out: Path) -> None:
+    """Refuse to mix settings in one folder."""
     wanted = {"recipe": loaded.recipe.name, "recipe_hash": loaded.recipe.hash(), "weights": loaded.weights,
               "steps": steps, "size": size, "seed": int(seed)}
-    stored: int | None = None
     for record in records:
         for key in SETTING_KEYS:
             if record.get(key) != wanted[key]:
                 raise DreamlabError(
                     f"{str(out)!r} holds units made with {key}={record.get(key)!r}, this run has "
                     f"{key}={wanted[key]!r}; use another --out, or --overwrite to replace them")
-        stored = record.get("batch_size", stored)
-        if batch_size is not None and stored is not None and stored != batch_size:
-            raise DreamlabError(
-                f"{str(out)!r} holds units rendered in batches of {stored}, this run asks for --batch-size "
-                f"{batch_size}; leave --batch-size out (or give {stored}) to resume, or use --overwrite")
-    return stored
 
 
 def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: _Plan, batch: Batch, device: torch.device,
                   progress: bool) -> int:
     """Render one batch and save its unfinished units; return how many were saved."""
     s = plan.settings
-    seed = render_seed(s.seed, batch.layer, batch.channels[0])
-    result = render(loaded, channel(batch.layer, list(batch.channels)), steps=s.steps, size=s.size, seed=seed,
-                    device=device, progress=progress)
+    count = dict(plan.layers)[batch.layer]
+    result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=s.steps, size=s.size,
+                    seed=s.seed, device=device, progress=progress)
     if result.interrupted:  # the images are part-way: keep none of them
         raise KeyboardInterrupt
     written = 0
@@ -515,13 +497,11 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: _Plan, batch
             "unit": unit, "layer": batch.layer, "channel": ch, "objective": unit,
             "activation": score if math.isfinite(score) else None,
             "seed": s.seed, "steps": s.steps, "size": s.size, "recipe": s.recipe, "recipe_hash": s.recipe_hash,
-            "weights": s.weights, "batch": batch.label, "batch_size": s.batch_size, "render_seed": seed,
-            "device": device.type, "precision": result.provenance.get("dreamlab:precision", ""),
+            "weights": s.weights, "device": device.type, "precision": result.provenance.get("dreamlab:precision", ""),
             "file": unit_file(batch.layer, ch),
         }
         text = {**result.provenance, "dreamlab:objective": unit, "dreamlab:unit": unit,
-                "dreamlab:score": f"{score:.6g}", "dreamlab:batch": batch.label,
-                "dreamlab:gallery_seed": str(s.seed)}
+                "dreamlab:score": f"{score:.6g}"}
         folder.write_unit(record, image, text)
         written += 1
     return written
@@ -541,8 +521,7 @@ def _write_pages(folder: GalleryFolder, plan: _Plan, sheets_for: Iterable[str]) 
         layers.append(entry)
         units += [records[(layer, ch)] for ch in chans]
     manifest = {"model": s.model, "recipe": s.recipe, "recipe_hash": s.recipe_hash, "weights": s.weights,
-                "steps": s.steps, "size": s.size, "seed": s.seed, "batch_size": s.batch_size,
-                "layers": layers, "units": units}
+                "steps": s.steps, "size": s.size, "seed": s.seed, "layers": layers, "units": units}
     folder.write_manifest(manifest)
     return manifest
 
@@ -575,7 +554,7 @@ def register_cli(subparsers: Any) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     g.add_argument("--device", help="cpu or cuda (default: cuda when available; cuda:LOCAL_RANK under torchrun)")
     g.add_argument("--batch-size", type=_positive_int,
-                   help="units per render call (default: the gallery's, else 64 on cuda, 16 on cpu)")
+                   help="units per render call (default: 64 on cuda, 16 on cpu); images do not depend on it")
     g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
     g.add_argument("--overwrite", action="store_true", help="replace units made with other settings")
     g.set_defaults(run=cmd_gallery)

@@ -24,10 +24,17 @@ from torch import nn
 from dreamlab import gallery, load_model, render
 from dreamlab.cli import main
 from dreamlab.errors import DreamlabError
-from dreamlab.gallery import GalleryFolder, build_gallery, layer_folder, parse_channels, plan_batches, render_seed
+from dreamlab.gallery import (
+    GalleryFolder,
+    build_gallery,
+    layer_folder,
+    parse_channels,
+    plan_batches,
+)
 from dreamlab.gallery_page import DATA_ELEMENT_ID
 from dreamlab.io import load_image, read_png_text
 from dreamlab.models import LoadedModel
+from dreamlab.objectives import channel
 from dreamlab.recipe import Recipe, load_recipe
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -90,22 +97,19 @@ def assert_same_gallery(out: Path, reference: Path) -> None:
 def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) -> None:
     manifest = manifest_of(reference)
     recipe = load_recipe("lenet-digits")
-    assert {k: manifest[k] for k in ("model", "recipe", "recipe_hash", "weights", "steps", "size", "seed",
-                                     "batch_size")} == {
+    assert {k: manifest[k] for k in ("model", "recipe", "recipe_hash", "weights", "steps", "size", "seed")} == {
         "model": "lenet-digits", "recipe": "lenet-digits", "recipe_hash": recipe.hash(), "weights": "default",
-        "steps": 8, "size": 28, "seed": 0, "batch_size": BATCH}
+        "steps": 8, "size": 28, "seed": 0}
     assert manifest["layers"] == [{"name": name, "channels": n, "sheet": f"{name}/contact_sheet.png"}
                                   for name, n in zip(LAYERS, (20, 50, 10))]
     assert [u["unit"] for u in manifest["units"]] == EXPECTED
 
     for unit in manifest["units"]:
         layer, ch = unit["layer"], unit["channel"]
-        first = ch // BATCH * BATCH
         assert unit == {
             "unit": f"{layer}:{ch}", "layer": layer, "channel": ch, "objective": f"{layer}:{ch}",
             "activation": unit["activation"], "seed": 0, "steps": 8, "size": 28, "recipe": "lenet-digits",
-            "recipe_hash": recipe.hash(), "weights": "default", "batch": f"{layer}:{first}-{min(first + BATCH, 10) - 1}",
-            "batch_size": BATCH, "render_seed": render_seed(0, layer, first), "device": "cpu", "precision": "fp32",
+            "recipe_hash": recipe.hash(), "weights": "default", "device": "cpu", "precision": "fp32",
             "file": f"{layer}/{layer}_{ch:04d}.png"}
         assert isinstance(unit["activation"], float)
         record = json.loads((reference / ".units" / layer / f"{ch:04d}.json").read_text())
@@ -113,7 +117,7 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
         with Image.open(reference / unit["file"]) as img:
             assert (img.size, img.mode) == ((28, 28), "L")
         text = read_png_text(reference / unit["file"])
-        assert text["dreamlab:unit"] == unit["unit"] and text["dreamlab:batch"] == unit["batch"]
+        assert text["dreamlab:unit"] == unit["unit"] and text["dreamlab:seed"] == "0"
         assert float(text["dreamlab:score"]) == pytest.approx(unit["activation"], rel=1e-5)
     # the logit units did what they were asked: each logit is far above its starting value
     assert min(u["activation"] for u in manifest["units"] if u["layer"] == "fc2") > 0
@@ -130,10 +134,9 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
 
 def test_a_units_record_says_how_to_render_it_again(reference: Path) -> None:
     unit = next(u for u in manifest_of(reference)["units"] if u["unit"] == "conv2:6")
-    assert unit["batch"] == "conv2:4-7"
-    again = render(load_model("lenet-digits"), unit["batch"], seed=unit["render_seed"], steps=unit["steps"],
-                   size=unit["size"], device="cpu")
-    as_bytes = (again.images[6 - 4] * 255).round().to(torch.uint8)
+    again = render(load_model("lenet-digits"), channel("conv2", range(50)), units=[6], seed=unit["seed"],
+                   steps=unit["steps"], size=unit["size"], device="cpu")
+    as_bytes = (again.images[0] * 255).round().to(torch.uint8)
     assert torch.equal(as_bytes, (load_image(reference / unit["file"]) * 255).round().to(torch.uint8))
 
 
@@ -148,7 +151,8 @@ def _interrupt_on_call(monkeypatch: pytest.MonkeyPatch, n: int, how: str) -> lis
     real = gallery.render
 
     def fake(model: Any, objective: Any, **kwargs: Any) -> Any:
-        calls.append(objective.name)
+        layer, units = objective.name.split(":")[0], list(kwargs["units"])  # the batch, as Batch.label says it
+        calls.append(f"{layer}:{units[0]}-{units[-1]}" if len(units) > 1 else f"{layer}:{units[0]}")
         count[0] += 1
         if count[0] == n and how == "raise":
             raise KeyboardInterrupt
@@ -249,15 +253,15 @@ def test_other_settings_are_refused_and_overwrite_replaces_them(tmp_path: Path) 
     build_gallery("lenet-digits", out, steps=4, **small)
     with pytest.raises(DreamlabError, match=r"steps=4, this run has steps=5; use another --out, or --overwrite"):
         build_gallery("lenet-digits", out, steps=5, **small)
-    with pytest.raises(DreamlabError, match="rendered in batches of 2, this run asks for --batch-size 3"):
-        build_gallery("lenet-digits", out, steps=4, **{**small, "batch_size": 3})
     with pytest.raises(DreamlabError, match="weights='default', this run has weights='none'"):
         build_gallery("lenet-digits", out, steps=4, weights="none", **small)
 
-    # same settings, another layer: the gallery grows; the batch size is taken from the folder
+    # another batch size is no other setting: the units are already there
+    assert build_gallery("lenet-digits", out, steps=4, **{**small, "batch_size": 3}).rendered == 0
+
+    # same settings, another layer: the gallery grows
     grown = build_gallery("lenet-digits", out, steps=4, layers=["fc2"], channels=[0, 1], device="cpu").manifest
     assert grown is not None and [u["unit"] for u in grown["units"]] == ["conv1:0", "conv1:1", "fc2:0", "fc2:1"]
-    assert {u["batch_size"] for u in grown["units"]} == {2}
 
     replaced = build_gallery("lenet-digits", out, steps=5, overwrite=True, **small).manifest
     assert replaced is not None and replaced["steps"] == 5
@@ -455,7 +459,7 @@ def test_browser_shows_the_real_gallery_and_jumps_to_a_unit(chromium: Chromium, 
     assert page.evaluate(below) is True  # fc2:7 starts below the fold
     state = _jump(page, "fc2:7")
     assert state["title"] == "fc2:7" and state["img"] == "fc2/fc2_0007.png"
-    assert "fc2:4-7" in state["meta"] and "lenet-digits" in state["meta"]
+    assert "fc2:7" in state["meta"] and "lenet-digits" in state["meta"]
     assert page.evaluate(below) is False
     assert page.wait_for("document.getElementById('viewer-img').naturalWidth") == 28
     page.screenshot(ARTIFACTS / "gallery_lenet_viewer.png")
@@ -479,3 +483,14 @@ def test_browser_odd_names_render_as_text(chromium: Chromium, odd_gallery: Path)
     page.screenshot(ARTIFACTS / "gallery_odd_names.png")
     _check_clean(page)
 
+
+
+def test_images_do_not_depend_on_the_batch_size(tmp_path: Path, reference: Path) -> None:
+    other = build_gallery("lenet-digits", tmp_path / "b3", layers=["conv2"], channels=CHANNELS, steps=8,
+                          batch_size=3, device="cpu").manifest
+    assert other is not None
+    by_unit = {u["unit"]: u for u in manifest_of(reference)["units"]}
+    for unit in other["units"]:
+        mine, theirs = load_image(tmp_path / "b3" / unit["file"]), load_image(reference / unit["file"])
+        assert (mine - theirs).abs().max() <= 1 / 255 + 1e-6, unit["unit"]  # batched convs may round differently
+        assert unit["activation"] == pytest.approx(by_unit[unit["unit"]]["activation"], rel=1e-3, abs=1e-4)
