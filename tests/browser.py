@@ -315,3 +315,20 @@ class Page:
     def requested_urls(self) -> list[str]:
         """URLs of every network request the tab made."""
         return [p["request"]["url"] for p in self.events("Network.requestWillBeSent")]
+
+
+def load_all_thumbnails(page: "Page") -> list[list[Any]]:
+    """Scroll each lazy thumbnail (`.unit img`) into view and wait for it to load or fail; return
+    [loading, src, naturalWidth] per thumbnail, in page order."""
+    return page.evaluate("""(async () => {
+        const imgs = Array.from(document.querySelectorAll('.unit img'));
+        const done = (img) => new Promise((resolve) => {
+            if (img.complete) return resolve();
+            img.addEventListener('load', resolve, {once: true});
+            img.addEventListener('error', resolve, {once: true});
+            setTimeout(resolve, 3000);
+        });
+        for (const img of imgs) { img.scrollIntoView({block: 'center'}); await done(img); }
+        window.scrollTo(0, 0);
+        return imgs.map((img) => [img.loading, img.getAttribute('src'), img.naturalWidth]);
+    })()""", timeout=30)

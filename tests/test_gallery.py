@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from browser import Chromium, Page  # tests/browser.py
+from browser import Chromium, Page, load_all_thumbnails  # tests/browser.py
 from PIL import Image
 from torch import nn
 
@@ -411,22 +411,6 @@ def test_odd_layer_names_and_paths_stay_inert(odd_gallery: Path) -> None:
 
 
 
-def _load_all_thumbnails(page: Page) -> list[list[Any]]:
-    """Scroll each lazy thumbnail into view and wait for it; return [src, naturalWidth] per thumbnail."""
-    return page.evaluate("""(async () => {
-        const imgs = Array.from(document.querySelectorAll('.unit img'));
-        const done = (img) => new Promise((resolve) => {
-            if (img.complete) return resolve();
-            img.addEventListener('load', resolve, {once: true});
-            img.addEventListener('error', resolve, {once: true});
-            setTimeout(resolve, 3000);
-        });
-        for (const img of imgs) { img.scrollIntoView({block: 'center'}); await done(img); }
-        window.scrollTo(0, 0);
-        return imgs.map((img) => [img.getAttribute('src'), img.naturalWidth]);
-    })()""", timeout=30)
-
-
 def _jump(page: Page, text: str) -> dict[str, Any]:
     page.evaluate("(() => { const i = document.getElementById('jump-input'); i.value = ''; i.focus(); })()")
     page.type_text(text)
@@ -449,9 +433,9 @@ def test_browser_shows_the_real_gallery_and_jumps_to_a_unit(chromium: Chromium, 
     page.goto((reference / "index.html").as_uri())
     assert page.evaluate("Array.from(document.querySelectorAll('section.layer h2'), (h) => h.textContent)") == \
         list(LAYERS)
-    loaded = _load_all_thumbnails(page)
-    assert [src for src, _ in loaded] == [u["file"] for u in manifest_of(reference)["units"]]
-    assert all(width == 28 for _, width in loaded), loaded  # every thumbnail's image loaded
+    loaded = load_all_thumbnails(page)
+    assert [src for _, src, _ in loaded] == [u["file"] for u in manifest_of(reference)["units"]]
+    assert all(width == 28 for _, _, width in loaded), loaded  # every thumbnail's image loaded
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(ARTIFACTS / "gallery_lenet.png", full_page=True)
 
@@ -473,7 +457,7 @@ def test_browser_odd_names_render_as_text(chromium: Chromium, odd_gallery: Path)
     assert page.evaluate("document.querySelectorAll('b').length") == 0
     assert page.evaluate("Array.from(document.querySelectorAll('section.layer h2'), (h) => h.textContent)") == \
         list(ODD_LAYERS)
-    assert all(width == 16 for _, width in _load_all_thumbnails(page))
+    assert all(width == 16 for _, _, width in load_all_thumbnails(page))
     state = _jump(page, f"{ODD_LAYERS[1]}:1")
     assert state["title"] == f"{ODD_LAYERS[1]}:1"
     sheets = page.evaluate("""Promise.all(Array.from(document.querySelectorAll('a.sheet'), (a) =>

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 import pytest
-from browser import Chromium, Page  # tests/browser.py: pytest puts tests/ (no __init__) on sys.path
+from browser import Chromium, Page, load_all_thumbnails  # tests/browser.py: pytest puts tests/ (no __init__) on sys.path
 from PIL import Image
 
 from dreamlab import io as dreamlab_io
@@ -321,21 +321,7 @@ def test_browser_page_loads_all_thumbnails_without_errors(chromium: Chromium,
     headings = page.evaluate("Array.from(document.querySelectorAll('section.layer h2'), (h) => h.textContent)")
     assert headings == [layer["name"] for layer in manifest["layers"]]
 
-    loaded = page.evaluate("""(async () => {
-        const imgs = Array.from(document.querySelectorAll('.unit img'));
-        const done = (img) => new Promise((resolve) => {
-            if (img.complete) return resolve();
-            img.addEventListener('load', resolve, {once: true});
-            img.addEventListener('error', resolve, {once: true});
-            setTimeout(resolve, 3000);
-        });
-        for (const img of imgs) {  // loading="lazy": bring each into view, then wait for it
-            img.scrollIntoView({block: 'center'});
-            await done(img);
-        }
-        window.scrollTo(0, 0);
-        return imgs.map((img) => [img.loading, img.getAttribute('src'), img.naturalWidth]);
-    })()""", timeout=20)
+    loaded = load_all_thumbnails(page)
     assert len(loaded) == len(manifest["units"])
     for (lazy, src, width), unit in zip(loaded, manifest["units"], strict=True):
         assert lazy == "lazy" and src == quote(unit["file"], safe="/")
