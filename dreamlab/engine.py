@@ -20,11 +20,11 @@ from torch import Tensor, nn
 
 from . import __version__
 from .capture import Capture
-from .errors import DreamlabError
+from .errors import DreamlabError, unknown
 from .grammar import parse_objective
 from .models import LoadedModel, load_model, torchvision_categories
 from .objectives import IMAGE, Objective
-from .params import ImageParam, image_to_param_raw, make_param
+from .params import PARAMS, ImageParam, image_to_param_raw, make_param
 from .recipe import Recipe
 from .relu import RedirectedReLU
 from .transforms import RandomTransforms
@@ -351,9 +351,6 @@ def _validate(s: RenderSettings) -> None:
     if s.lr <= 0:
         raise DreamlabError(f"learning rate must be positive, got {s.lr}")
     RandomTransforms.preset(s.transforms)
-    from .params import PARAMS
-    from .errors import unknown
-
     if s.param not in PARAMS:
         raise unknown("parameterization", s.param, PARAMS)
 

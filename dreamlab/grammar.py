@@ -154,12 +154,12 @@ class _Parser:
     def logit(self) -> o.Objective:
         kind, val, pos = self.peek
         if kind == "name" and val[0].isdigit():
-            return o.logit(self.units(), self.categories)
+            return o.logit(self.units())
         if kind not in ("name", "quoted"):
             self.fail(pos, f"expected a class index or name after 'logit:', found {val or 'the end'!r}")
         self.take()
         name = val[1:-1] if kind == "quoted" else val.replace("_", " ")
-        return o.logit(self._class_index(name, pos), self.categories)
+        return o.logit(self._class_index(name, pos))
 
     def _class_index(self, name: str, pos: int) -> int:
         if not self.categories:

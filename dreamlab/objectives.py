@@ -95,7 +95,8 @@ class Objective:
 def constant(value: float) -> Objective:
     """A number as an objective (what `2 * obj` turns the 2 into)."""
     value = float(value)
-    return Objective(lambda acts, index: torch.tensor(value), frozenset(), f"{value:g}", (f"{value:g}",))
+    as_tensor = torch.tensor(value)  # made once: scorers run every step
+    return Objective(lambda acts, index: as_tensor, frozenset(), f"{value:g}", (f"{value:g}",))
 
 
 def _as_objective(x: Objective | float) -> Objective:
@@ -235,8 +236,8 @@ def deepdream(layer: str) -> Objective:
                      frozenset({layer}), layer, (layer,))
 
 
-def logit(units: int | Sequence[int] | range, categories: Sequence[str] | None = None) -> Objective:
-    """A class logit (the model's output) by index; `categories` only makes the label readable."""
+def logit(units: int | Sequence[int] | range) -> Objective:
+    """A class logit (the model's output) by index; the grammar resolves class names to indices."""
     unit_list = _unit_list(units)
     cache = _IndexCache(unit_list)
     return Objective(lambda acts, index: _pick_units(acts[OUTPUT], cache, index), frozenset({OUTPUT}),
