@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--grid", action="store_true", help="save all units as one grid image")
     r.add_argument("--steps", type=_positive_int, help="optimization steps (default: the recipe's)")
     r.add_argument("--size", type=_positive_int, help="image size in pixels (default: the recipe's input size)")
-    r.add_argument("--lr", type=float, help="Adam learning rate (default: the recipe's)")
+    r.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    r.add_argument("--optimizer", help="channel-adam or adam (default: the recipe's; see dreamlab/optim.py)")
     r.add_argument("--param", help="image parameterization: pixel or fourier (default: the recipe's)")
     r.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -127,8 +128,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         for path, image in zip(paths, images):
             save_png(image, path.with_name(f"{path.stem}_step{step:04d}.png"), {"dreamlab:step": str(step)})
 
-    result = render(loaded, args.objective, steps=args.steps, size=args.size, lr=args.lr, param=args.param,
-                    transforms=args.transforms, seed=args.seed, device=args.device, batch_size=args.batch_size,
+    result = render(loaded, args.objective, steps=args.steps, size=args.size, lr=args.lr,
+                    optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
+                    device=args.device, batch_size=args.batch_size,
                     thresholds=args.thresholds, on_snapshot=save_snapshot if args.thresholds else None,
                     init_image=init, precision=args.precision, progress=True)
     written = []

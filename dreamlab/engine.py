@@ -24,6 +24,7 @@ from .errors import DreamlabError, unknown
 from .grammar import parse_objective
 from .models import LoadedModel, load_model, torchvision_categories
 from .objectives import IMAGE, Objective
+from .optim import OPTIMIZERS, make_optimizer
 from .params import PARAMS, ImageParam, image_to_param_raw, make_param
 from .recipe import Recipe
 from .relu import RedirectedReLU
@@ -59,6 +60,7 @@ class RenderSettings:
     steps: int
     size: int
     lr: float
+    optimizer: str
     param: str
     transforms: str
     seed: int
@@ -188,7 +190,7 @@ class _Renderer:
         param = self.make_param(units)
         step_generator = torch.Generator(dev)
         total = self.objective.batch_size
-        optimizer = torch.optim.Adam(param.parameters(), lr=self.s.lr)
+        optimizer = make_optimizer(self.s.optimizer, param.parameters(), lr=self.s.lr)
         index = torch.tensor(list(units), device=dev)
         history: list[Tensor] = []
         snapshots: dict[int, Tensor] = {}
@@ -259,7 +261,8 @@ def _resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | 
 
 def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, recipe: Recipe | str | None = None,
            weights: str | Path | None = "default", steps: int | None = None, size: int | None = None,
-           lr: float | None = None, param: str | None = None, transforms: str | None = None, seed: int = 0,
+           lr: float | None = None, optimizer: str | None = None, param: str | None = None,
+           transforms: str | None = None, seed: int = 0,
            device: str | torch.device | None = None, batch_size: int | None = None,
            thresholds: Sequence[int] = (), on_snapshot: SnapshotCallback | None = None,
            init_image: Tensor | None = None, precision: str = "auto", channels_last: bool | None = None,
@@ -271,8 +274,9 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
     Unset settings come from the recipe. `batch_size` caps how many units are optimized at once (default: all;
     on a GPU out-of-memory the batch is halved and the run goes on). Ctrl-C ends the run early and returns what
     exists, with `interrupted=True`. The first `redirect_relu_steps` steps let gradient through ReLUs that
-    are off everywhere, so units that start dead can come alive (lucid's redirected ReLU). `param_options` go to
-    the parameterization (e.g. {"decay_power": 1.0, "decorrelate": True, "color_matrix": tensor, "sd": 0.01}).
+    are off everywhere, so units that start dead can come alive (lucid's redirected ReLU). `optimizer` is
+    'channel-adam' or 'adam' (see optim.py). `param_options` go to the parameterization and override the
+    recipe's (e.g. {"decay_power": 1.0, "decorrelate": True, "color_matrix": tensor, "sd": 0.01}).
     `units` renders only these indices of a batched objective (e.g. `range(16, 32)` of `layer:0-511`); each
     unit's image is the same as in a render of them all, whatever the split.
     """
@@ -287,6 +291,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
         steps=int(steps if steps is not None else recipe_obj.steps),
         size=int(size if size is not None else recipe_obj.input_size),
         lr=float(lr if lr is not None else recipe_obj.lr),
+        optimizer=optimizer or recipe_obj.optimizer,
         param=param or recipe_obj.param,
         transforms=transforms or recipe_obj.transforms,
         seed=int(seed),
@@ -305,7 +310,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
                             f"got {list(units) if units is not None else []}"[:300])
     with prepared_model(module, dev, settings.channels_last, owned) as ready:
         renderer = _Renderer(ready, obj, recipe_obj, settings, init_image, thresholds, on_snapshot,
-                             param_options or {})
+                             _param_options(recipe_obj, settings.param, param_options))
         parts, start, chunk = [], 0, min(batch_size or len(todo), len(todo))
         bar = _progress_bar(len(todo) * settings.steps) if progress else None
         try:
@@ -343,6 +348,14 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
     )
 
 
+def _param_options(recipe: Recipe, param: str, overrides: dict | None) -> dict:
+    """The parameterization's options: the recipe's start level and Fourier decay, then the caller's."""
+    options: dict = {"start_level": recipe.start_level}
+    if param == "fourier":
+        options["decay_power"] = recipe.fourier_decay
+    return options | dict(overrides or {})
+
+
 def _validate(s: RenderSettings) -> None:
     if s.steps < 1:
         raise DreamlabError(f"steps must be at least 1, got {s.steps}")
@@ -353,6 +366,8 @@ def _validate(s: RenderSettings) -> None:
     RandomTransforms.preset(s.transforms)
     if s.param not in PARAMS:
         raise unknown("parameterization", s.param, PARAMS)
+    if s.optimizer not in OPTIMIZERS:
+        raise unknown("optimizer", s.optimizer, OPTIMIZERS)
 
 
 def _fit_image(image: Tensor, channels: int, size: int) -> Tensor:
@@ -395,6 +410,7 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
         "dreamlab:steps": str(steps_run),
         "dreamlab:size": str(s.size),
         "dreamlab:lr": f"{s.lr:g}",
+        "dreamlab:optimizer": s.optimizer,
         "dreamlab:param": s.param,
         "dreamlab:transforms": s.transforms,
         "dreamlab:device": s.device.type,

@@ -6,7 +6,7 @@ torch.Size([4, 3, 224, 224])
 """
 from __future__ import annotations
 
-
+import math
 from collections.abc import Sequence
 
 import torch
@@ -39,14 +39,21 @@ def seeded_randn(shape: tuple[int, ...], generator: Generators, device: torch.de
 
 
 class ImageParam(nn.Module):
-    """Base: subclasses produce unbounded 'raw' images; colour decorrelation and a sigmoid map them to [0, 1]."""
+    """Base: subclasses produce unbounded 'raw' images; colour decorrelation and a sigmoid map them to [0, 1].
 
-    def __init__(self, channels: int, decorrelate: bool = True, color_matrix: Tensor | None = None):
+    `start_level` is the value a zero raw image maps to (0.5: grey; 0.05: near-black, for digits on black).
+    """
+
+    def __init__(self, channels: int, decorrelate: bool = True, color_matrix: Tensor | None = None,
+                 start_level: float = 0.5):
         super().__init__()
+        if not 0 < start_level < 1:
+            raise ValueError(f"start_level must be between 0 and 1 (exclusive), got {start_level}")
         self.channels = channels
         use_matrix = decorrelate and channels == 3
         matrix = normalized_color_matrix(COLOR_CORRELATION_SVD_SQRT if color_matrix is None else color_matrix)
         self.register_buffer("color_matrix", matrix if use_matrix else None, persistent=False)
+        self.offset = math.log(start_level / (1 - start_level))  # logit: added before the sigmoid
 
     def raw(self) -> Tensor:
         raise NotImplementedError
@@ -55,7 +62,7 @@ class ImageParam(nn.Module):
         x = self.raw()
         if self.color_matrix is not None:
             x = torch.einsum("bchw,dc->bdhw", x, self.color_matrix)
-        return torch.sigmoid(x)
+        return torch.sigmoid(x + self.offset if self.offset else x)
 
 
 class PixelParam(ImageParam):
@@ -63,8 +70,8 @@ class PixelParam(ImageParam):
 
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  sd: float = 0.01, decorrelate: bool = True, color_matrix: Tensor | None = None,
-                 device: torch.device | str | None = None):
-        super().__init__(channels, decorrelate, color_matrix)
+                 start_level: float = 0.5, device: torch.device | str | None = None):
+        super().__init__(channels, decorrelate, color_matrix, start_level)
         init = seeded_randn((batch, channels, height, width), generator, device) * sd
         self.pixels = nn.Parameter(init)
 
@@ -91,8 +98,9 @@ class FourierParam(ImageParam):
 
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,
-                 color_matrix: Tensor | None = None, device: torch.device | str | None = None):
-        super().__init__(channels, decorrelate, color_matrix)
+                 color_matrix: Tensor | None = None, start_level: float = 0.5,
+                 device: torch.device | str | None = None):
+        super().__init__(channels, decorrelate, color_matrix, start_level)
         self.size = (height, width)
         spectrum_shape = (batch, channels, height, width // 2 + 1, 2)
         self.spectrum = nn.Parameter(seeded_randn(spectrum_shape, generator, device) * sd)
@@ -107,7 +115,7 @@ class FourierParam(ImageParam):
 
 def image_to_param_raw(image: Tensor, param: ImageParam) -> None:
     """Set `param` so that it produces `image` ([B|1, C, H, W] in (0, 1)): start from a photo instead of noise."""
-    target = torch.logit(image.clamp(1e-3, 1 - 1e-3))
+    target = torch.logit(image.clamp(1e-3, 1 - 1e-3)) - param.offset
     if param.color_matrix is not None:
         target = torch.einsum("bchw,dc->bdhw", target, torch.linalg.inv(param.color_matrix))
     with torch.no_grad():

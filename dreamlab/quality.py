@@ -56,10 +56,11 @@ class QualitySettings:
     planted_params: Sequence[str] = PARAMS
     planted_presets: Sequence[str] = PRESETS
     param_options: dict | None = None  # passed to every render (e.g. to show that a broken parameterization fails)
+    optimizer: str | None = None  # None: the recipes' ('channel-adam'); 'adam' shows lucid's optimizer
 
 
 # the small version that the test suite runs (seconds, not minutes)
-FAST = QualitySettings(steps=128, planted_steps=512, logit_units=range(10), conv2_units=range(0, 50, 5),
+FAST = QualitySettings(steps=None, planted_steps=512, logit_units=range(10), conv2_units=range(0, 50, 5),
                        planted_layers=(1,), planted_params=("pixel",), planted_presets=("none", "jitter"))
 
 
@@ -122,7 +123,7 @@ def _digits_render(settings: QualitySettings, layer: str, units: Sequence[int]):
     loaded = load_model(DIGITS_MODEL)
     objective = logit(list(units)) if layer == "logit" else channel(layer, list(units))
     result = render(loaded, objective, steps=settings.steps, seed=settings.seed, device=settings.device,
-                    param_options=settings.param_options)
+                    param_options=settings.param_options, optimizer=settings.optimizer)
     return loaded, result
 
 
@@ -210,7 +211,7 @@ def planted_cell(layers: int, param: str, preset: str, settings: QualitySettings
     planted = planted_model(layers=layers)
     result = render(planted.model, channel(planted.layer, range(planted.units)), recipe=planted.recipe,
                     param=param, transforms=preset, steps=settings.planted_steps, seed=settings.seed,
-                    device=settings.device, param_options=settings.param_options)
+                    device=settings.device, param_options=settings.param_options, optimizer=settings.optimizer)
     channels = []
     for k in range(planted.units):
         error = orientation_error(dominant_orientation(result.images[k]), planted.orientations[k])

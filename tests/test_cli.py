@@ -111,6 +111,8 @@ def test_layers_table_and_json(capsys):
     (["render", "conv1:1", "--model", "lenet", *FAST], "dreamlab: error: unknown model 'lenet'; close matches:"),
     (["render", "conv1:1", "--model", "lenet-digits", "--param", "wavelet", *FAST],
      "dreamlab: error: unknown parameterization 'wavelet'; valid: pixel, fourier"),
+    (["render", "conv1:1", "--model", "lenet-digits", "--optimizer", "sgd", *FAST],
+     "dreamlab: error: unknown optimizer 'sgd'; valid: channel-adam, adam"),
     (["render", "conv1:1", "--model", "lenet-digits", "--steps", "0"],
      "dreamlab render: error: argument --steps: expected a positive integer, got '0'"),
     (["render", "conv1:1", "--model", "lenet-digits", "--weights", "missing.pt"],

@@ -119,8 +119,10 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
         text = read_png_text(reference / unit["file"])
         assert text["dreamlab:unit"] == unit["unit"] and text["dreamlab:seed"] == "0"
         assert float(text["dreamlab:score"]) == pytest.approx(unit["activation"], rel=1e-5)
-    # the logit units did what they were asked: each logit is far above its starting value
-    assert min(u["activation"] for u in manifest["units"] if u["layer"] == "fc2") > 0
+    # the logit units did what they were asked: each logit went up from its value on the unit's start image
+    start = render(load_model("lenet-digits"), "fc2:0-9", steps=1, device="cpu").initial_scores
+    reached = torch.tensor([u["activation"] for u in manifest["units"] if u["layer"] == "fc2"])
+    assert torch.all(reached > start + 0.2), (reached, start)
 
     for layer in manifest["layers"]:  # 10 tiles of 28 px: 4 columns, 3 rows, 2 px gaps
         with Image.open(reference / layer["sheet"]) as sheet:

@@ -1,10 +1,18 @@
 """Parameterizations, transforms and PNG output."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dreamlab.io import grid, output_paths, png_bytes, read_png_text, safe_name, save_png
-from dreamlab.params import COLOR_CORRELATION_SVD_SQRT, FourierParam, PixelParam, fourier_scale, make_param
+from dreamlab.params import (
+    COLOR_CORRELATION_SVD_SQRT,
+    FourierParam,
+    PixelParam,
+    fourier_scale,
+    image_to_param_raw,
+    make_param,
+)
 from dreamlab.transforms import RandomTransforms
 
 
@@ -42,6 +50,28 @@ def test_colour_decorrelation_uses_lucids_matrix():
         param.pixels[:, 0] = 1.0  # first decorrelated component: luminance-like, all channels up
     assert torch.all(param()[0, :, 0, 0] > 0.55)
     assert PixelParam(1, 1, 2, 2).color_matrix is None  # grayscale: no colour matrix
+
+
+@pytest.mark.parametrize("kind", ["pixel", "fourier"])
+def test_start_level_centres_the_random_start(kind):
+    g = torch.Generator().manual_seed(0)
+    dark = make_param(kind, 2, 3, 16, generator=g, start_level=0.05)()
+    assert dark.mean().item() == pytest.approx(0.05, abs=0.002)
+    grey = make_param(kind, 2, 1, 16, generator=g)()
+    assert grey.mean().item() == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("kind", ["pixel", "fourier"])
+def test_a_start_image_is_reproduced_whatever_the_start_level(kind):
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 0.9 + 0.05
+    param = make_param(kind, 2, 3, 16, start_level=0.05)
+    image_to_param_raw(image, param)
+    torch.testing.assert_close(param(), image.expand(2, -1, -1, -1), atol=1e-4, rtol=1e-4)
+
+
+def test_start_level_outside_zero_one_is_refused():
+    with pytest.raises(ValueError, match="start_level must be between 0 and 1"):
+        PixelParam(1, 1, 4, 4, start_level=1.0)
 
 
 def test_transforms_are_per_sample_and_seeded():

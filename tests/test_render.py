@@ -207,3 +207,35 @@ def test_a_units_image_does_not_depend_on_the_batch_split(models):
 def test_units_outside_the_objective_are_refused(models):
     with pytest.raises(DreamlabError, match=r"units must be indices into the objective's 4 units \(0-3\), got \[4\]"):
         render(models["resnet18"], "layer2:0-3", units=[4], steps=1, size=32, device="cpu")
+
+
+def test_the_recipes_optimizer_and_start_level_reach_the_render():
+    from dreamlab import load_model
+
+    digits = load_model("lenet-digits")  # channel-adam, start_level 0.05, fourier_decay 0.5
+    dark = render(digits, "logit:3", steps=1, transforms="none", device="cpu")
+    assert dark.provenance["dreamlab:optimizer"] == "channel-adam"
+    assert dark.images.mean().item() == pytest.approx(0.05, abs=0.02)
+    grey = render(digits, "logit:3", steps=1, transforms="none", device="cpu", optimizer="adam",
+                  param_options={"start_level": 0.5})
+    assert grey.provenance["dreamlab:optimizer"] == "adam"
+    assert grey.images.mean().item() == pytest.approx(0.5, abs=0.05)
+
+
+def test_param_options_take_the_recipes_fourier_decay_unless_overridden():
+    from dreamlab.engine import _param_options
+    from dreamlab.recipe import load_recipe
+
+    digits = load_recipe("lenet-digits")
+    assert _param_options(digits, "fourier", None) == {"start_level": 0.05, "decay_power": 0.5}
+    assert _param_options(digits, "pixel", {"sd": 0.1}) == {"start_level": 0.05, "sd": 0.1}
+    assert _param_options(digits, "fourier", {"decay_power": 1.0})["decay_power"] == 1.0
+
+
+def test_an_unknown_optimizer_in_a_recipe_is_named(tmp_path):
+    from dreamlab.errors import DreamlabError
+
+    path = tmp_path / "r.toml"
+    path.write_text('name = "r"\nbuilder = "torchvision.models:resnet18"\nweights = "none"\noptimizer = "adamw"\n')
+    with pytest.raises(DreamlabError, match="unknown optimizer 'adamw'; close matches: adam"):
+        render(str(path), "layer1:0", steps=1, size=32, device="cpu")
