@@ -29,8 +29,12 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_workload(workload: str, *, steps: int, size: int, units: int, device: torch.device, precision: str,
-                   param: str, transforms: str, batch_size: int | None) -> dict:
-    """Render one workload end to end (model already built) and return its figures."""
+                   param: str, transforms: str, batch_size: int | None, compile: str | None = None) -> dict:
+    """Render one workload end to end and return its figures.
+
+    With `compile` the workload is rendered twice in this process: the first render pays the compile warm-up,
+    the second reuses it; the figures are the second's, and `warmup_s` is the difference.
+    """
     from .engine import render
     from .models import load_model
 
@@ -38,23 +42,33 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
     loaded = load_model("googlenet", weights="none")
     objective = "inception4c:97" if workload == "unit" else f"inception4c:0-{units - 1}"
     n = 1 if workload == "unit" else units
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    _sync(device)
-    start = time.perf_counter()
-    result = render(loaded, objective, steps=steps, size=size, device=device, precision=precision, param=param,
-                    transforms=transforms, batch_size=batch_size)
-    _sync(device)
-    seconds = time.perf_counter() - start
+
+    def timed_render():
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        _sync(device)
+        start = time.perf_counter()
+        result = render(loaded, objective, steps=steps, size=size, device=device, precision=precision,
+                        param=param, transforms=transforms, batch_size=batch_size, compile=compile or False)
+        _sync(device)
+        return result, time.perf_counter() - start
+
+    result, seconds = timed_render()
+    first_seconds = None
+    if compile:
+        first_seconds = seconds
+        result, seconds = timed_render()
     figures = {
         "what": f"dreamlab_{workload}",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "units": n, "steps": steps, "size": size, "precision": result.provenance["dreamlab:precision"],
-        "param": param, "transforms": transforms,
+        "param": param, "transforms": transforms, "compile": compile or "no",
         "seconds": round(seconds, 3),
         "ms_per_step": round(1000 * seconds / steps, 3),
         "images_per_s": round(n * steps / seconds, 2),
     }
+    if first_seconds is not None:
+        figures.update(first_render_s=round(first_seconds, 3), warmup_s=round(first_seconds - seconds, 3))
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
         figures.update(peak_gpu_mb=round(peak, 1), peak_gpu_mb_per_unit=round(peak / n, 2))
@@ -74,6 +88,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", default="fourier")
     p.add_argument("--transforms", default="standard")
     p.add_argument("--batch-size", type=int, help="units per batch (default: all)")
+    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help="torch.compile the steps (MODE: default, reduce-overhead, ...); each workload is then "
+                        "rendered twice and the warm-up reported as warmup_s")
     p.add_argument("--peer-bench", type=Path, metavar="PEER_BENCH_PY",
                    help="also run this peer benchmark (../shared/bench/peer_bench.py) with the same settings, "
                         "in the same run, and print the ratios")
@@ -96,7 +113,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for workload in (["unit", "layer"] if args.workload == "both" else [args.workload]):
         figures = bench_workload(workload, steps=args.steps, size=args.size, units=args.units, device=device,
                                  precision=args.precision, param=args.param, transforms=args.transforms,
-                                 batch_size=args.batch_size)
+                                 batch_size=args.batch_size, compile=args.compile)
         ours[workload] = figures
         print(json.dumps(figures), flush=True)
     if args.peer_bench:

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                     "e.g. 64,256,512")
     r.add_argument("--init", type=Path, help="start from this image instead of noise")
     r.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda)")
+    r.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help="torch.compile each step's forward (warm-up once per process; pays off over long or "
+                        "repeated renders); MODE: default, reduce-overhead (CUDA graphs), max-autotune")
     r.set_defaults(run=cmd_render)
 
     lay = sub.add_parser("layers", help="list addressable layers with output shapes and parameter counts")
@@ -132,7 +135,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                     optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
                     device=args.device, batch_size=args.batch_size,
                     thresholds=args.thresholds, on_snapshot=save_snapshot if args.thresholds else None,
-                    init_image=init, precision=args.precision, progress=True)
+                    init_image=init, precision=args.precision, progress=True, compile=args.compile or False)
     written = []
     if args.grid:
         path = _grid_path(args.out, model_name, result.labels)

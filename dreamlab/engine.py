@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .recipe import Recipe
 from .relu import RedirectedReLU
 from .transforms import RandomTransforms
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 SnapshotCallback = Callable[[int, Tensor, Sequence[str]], None]  # (step, images [b,C,H,W] cpu, labels)
 
 
@@ -68,6 +70,8 @@ class RenderSettings:
     precision: str  # "fp32" or "bf16" (autocast around the model only)
     channels_last: bool
     redirect_relu_steps: int  # steps at the start that use the redirected ReLU gradient (see relu.py)
+    # torch.compile mode for each step's forward ("default", "reduce-overhead" for CUDA graphs, ...), or None
+    compile: str | None = None
 
 
 @dataclass
@@ -143,6 +147,16 @@ class _Renderer:
         self.on_snapshot = on_snapshot
         self.param_options = param_options
         self.checked = False
+        self.features: nn.Module | None = None
+        self.compiled_scores = None
+        if settings.compile:
+            from .truncate import truncated_forward
+
+            self.features = truncated_forward(model, self.layers) if self.layers else None
+            # the FFT of the Fourier parameterization runs as a library call, which is what this warns about
+            warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for complex")
+            self.compiled_scores = torch.compile(self.step_scores, dynamic=False,
+                                                 mode=None if settings.compile == "default" else settings.compile)
 
     def normalize(self, images: Tensor) -> Tensor:
         x = (images - self.mean) / self.std
@@ -153,11 +167,19 @@ class _Renderer:
             return torch.autocast(self.s.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def scores(self, cap: Capture, images: Tensor, model_input: Tensor, index: Tensor) -> Tensor:
+    def scores(self, run_layers: Callable[[Tensor], dict[str, Tensor]], images: Tensor, model_input: Tensor,
+               index: Tensor) -> Tensor:
         with self.autocast():
-            acts = dict(cap.run(model_input)) if self.layers else {}
+            acts = dict(run_layers(model_input)) if self.layers else {}
         acts[IMAGE] = images
         return self.objective(acts, index)
+
+    def step_scores(self, run_layers: Callable[[Tensor], dict[str, Tensor]], param: ImageParam, draws: Tensor,
+                    index: Tensor) -> Tensor:
+        """One step's forward: the images, their transforms, the model up to the objective's layers, the scores."""
+        images = param()
+        model_input = self.normalize(self.transforms(images, draws=draws))
+        return self.scores(run_layers, images, model_input, index)
 
     def check_units(self, model_input: Tensor) -> None:
         """One full forward of one input: catches reused modules and out-of-range units before optimizing."""
@@ -198,38 +220,40 @@ class _Renderer:
         if not self.checked:
             size = self.transforms.output_size(self.s.size, self.s.size)
             self.check_units(torch.zeros(1, self.recipe.channels, *size, device=dev))
-        with Capture(self.model, self.layers) as cap:
-            initial_scores = self.clean_scores(cap, param, index)[1]
+        initial_scores = self.clean_scores(param, index)[1]
+        with Capture(self.model, self.layers) if self.features is None else nullcontext() as cap:
+            run_layers = self.features if cap is None else cap.run
             try:
                 for step in range(1, self.s.steps + 1):
-                    images = param()
                     # every step draws the transforms of all units and keeps this chunk's: same per unit
                     # whatever the split
                     step_generator.manual_seed(_seed(self.s.seed, 1, step))
                     draws = torch.rand(total, RandomTransforms.DRAWS_PER_SAMPLE, generator=step_generator,
                                        device=dev)[index]
-                    model_input = self.normalize(self.transforms(images, draws=draws))
-                    with RedirectedReLU() if step <= self.s.redirect_relu_steps else nullcontext():
-                        score = self.scores(cap, images, model_input, index)
+                    if step <= self.s.redirect_relu_steps:  # eager: the mode swaps every ReLU's gradient
+                        with RedirectedReLU():
+                            score = self.step_scores(run_layers, param, draws, index)
+                    else:
+                        score = (self.compiled_scores or self.step_scores)(run_layers, param, draws, index)
                     optimizer.zero_grad(set_to_none=True)
                     (-score.sum()).backward()  # the one negation: objectives are maximized
                     optimizer.step()
-                    history.append(score.detach())
+                    history.append(score.detach().clone())  # a CUDA graph reuses its output buffer
                     if bar is not None:
                         bar.update(b)
                     if step in self.thresholds:
                         snapshots[step] = self.snapshot(param, units, step)
             except KeyboardInterrupt:
                 interrupted = True
-            final, final_scores = self.clean_scores(cap, param, index)
+        final, final_scores = self.clean_scores(param, index)
         hist = torch.stack(history).float().cpu() if history else torch.zeros(0, b)
         return _Chunk(final.cpu(), hist, initial_scores, final_scores, snapshots, interrupted)
 
-    def clean_scores(self, cap: Capture, param: ImageParam, index: Tensor) -> tuple[Tensor, Tensor]:
+    def clean_scores(self, param: ImageParam, index: Tensor) -> tuple[Tensor, Tensor]:
         """The images without transforms and their scores (CPU), e.g. to report what a render achieved."""
-        with torch.no_grad():
+        with torch.no_grad(), Capture(self.model, self.layers) as cap:
             images = param().float()
-            return images, self.scores(cap, images, self.normalize(images), index).float().cpu()
+            return images, self.scores(cap.run, images, self.normalize(images), index).float().cpu()
 
     def snapshot(self, param: ImageParam, units: Sequence[int], step: int) -> Tensor:
         with torch.no_grad():
@@ -267,7 +291,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
            thresholds: Sequence[int] = (), on_snapshot: SnapshotCallback | None = None,
            init_image: Tensor | None = None, precision: str = "auto", channels_last: bool | None = None,
            redirect_relu_steps: int = 16, param_options: dict | None = None,
-           units: Sequence[int] | None = None, progress: bool = False) -> RenderResult:
+           units: Sequence[int] | None = None, progress: bool = False, compile: bool | str = False) -> RenderResult:
     """Optimize one image per unit of `objective` and return them with their history and provenance.
 
     `model` is a recipe or torchvision name ('googlenet'), a LoadedModel, or any nn.Module (left unmodified).
@@ -278,7 +302,10 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
     'channel-adam' or 'adam' (see optim.py). `param_options` go to the parameterization and override the
     recipe's (e.g. {"decay_power": 1.0, "decorrelate": True, "color_matrix": tensor, "sd": 0.01}).
     `units` renders only these indices of a batched objective (e.g. `range(16, 32)` of `layer:0-511`); each
-    unit's image is the same as in a render of them all, whatever the split.
+    unit's image is the same as in a render of them all, whatever the split. `compile` (True, or a torch.compile
+    mode such as "reduce-overhead" for CUDA graphs) compiles each step's forward after the redirected-ReLU
+    steps: the warm-up is paid once per model, layers and shape in a process, later renders reuse it. The model
+    must be traceable by torch.fx.
     """
     module, recipe_obj, weights_desc, categories, owned = _resolve_model(model, recipe, weights)
     obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
@@ -299,6 +326,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
         precision=("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision,
         channels_last=(dev.type == "cuda" and owned) if channels_last is None else channels_last,
         redirect_relu_steps=int(redirect_relu_steps),
+        compile=("default" if compile is True else compile) or None,
     )
     _validate(settings)
     if init_image is not None:
@@ -368,6 +396,8 @@ def _validate(s: RenderSettings) -> None:
         raise unknown("parameterization", s.param, PARAMS)
     if s.optimizer not in OPTIMIZERS:
         raise unknown("optimizer", s.optimizer, OPTIMIZERS)
+    if s.compile is not None and s.compile not in COMPILE_MODES:
+        raise unknown("compile mode", s.compile, COMPILE_MODES)
 
 
 def _fit_image(image: Tensor, channels: int, size: int) -> Tensor:
@@ -415,6 +445,7 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
         "dreamlab:transforms": s.transforms,
         "dreamlab:device": s.device.type,
         "dreamlab:precision": s.precision,
+        "dreamlab:compile": s.compile or "no",
         "dreamlab:version": __version__,
         "torch:version": torch.__version__,
         "torchvision:version": torchvision.__version__,

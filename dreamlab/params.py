@@ -108,7 +108,8 @@ class FourierParam(ImageParam):
         self.register_buffer("scale", scale, persistent=False)
 
     def raw(self) -> Tensor:
-        spectrum = torch.view_as_complex(self.spectrum) * self.scale
+        # scaled as real pairs, so that torch.compile has no complex arithmetic to generate code for
+        spectrum = torch.view_as_complex(self.spectrum * self.scale[..., None])
         image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
         return image / self.SPATIAL_DIVISOR
 

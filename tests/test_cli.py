@@ -113,6 +113,9 @@ def test_layers_table_and_json(capsys):
      "dreamlab: error: unknown parameterization 'wavelet'; valid: pixel, fourier"),
     (["render", "conv1:1", "--model", "lenet-digits", "--optimizer", "sgd", *FAST],
      "dreamlab: error: unknown optimizer 'sgd'; valid: channel-adam, adam"),
+    (["render", "conv1:1", "--model", "lenet-digits", "--compile", "fast", *FAST],
+     "dreamlab: error: unknown compile mode 'fast'; valid: default, reduce-overhead, max-autotune, "
+     "max-autotune-no-cudagraphs"),
     (["render", "conv1:1", "--model", "lenet-digits", "--steps", "0"],
      "dreamlab render: error: argument --steps: expected a positive integer, got '0'"),
     (["render", "conv1:1", "--model", "lenet-digits", "--weights", "missing.pt"],

@@ -57,3 +57,14 @@ def test_cuda_default_path_optimizes_and_reports_bf16():
     result = render(random_googlenet(), "inception4c:0-7", steps=16, size=96, device="cuda", transforms="none")
     assert result.provenance["dreamlab:precision"] == "bf16"
     assert torch.all(result.final_scores > result.initial_scores)
+
+
+@pytest.mark.parametrize("mode", [True, "reduce-overhead"])
+def test_compiled_cuda_render_matches_eager(mode):
+    """torch.compile on the GPU, with and without CUDA graphs: the same images over a few steps."""
+    model = random_googlenet().cuda()
+    args = dict(steps=6, redirect_relu_steps=2, size=96, device="cuda", precision="fp32", transforms="none")
+    eager = render(model, "inception4c:0-3", **args)
+    compiled = render(model, "inception4c:0-3", compile=mode, **args)
+    torch.testing.assert_close(compiled.images, eager.images, rtol=0, atol=1e-3)
+    torch.testing.assert_close(compiled.history, eager.history, rtol=1e-3, atol=1e-4)

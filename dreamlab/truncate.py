@@ -1,0 +1,72 @@
+"""A model cut after the deepest layer an objective reads, as a torch.fx graph: the forward that `--compile` uses.
+
+The hook-based `Capture` stops a forward by raising an exception from a hook, which torch.compile cannot put in
+a graph. Here the model is traced with torchvision's feature extractor instead, so everything after the deepest
+requested layer is simply not in the graph, and the graph returns the requested outputs as a dict.
+
+>>> features = truncated_forward(model, ["inception4c"])       # doctest: +SKIP
+>>> features(x)["inception4c"].shape                          # doctest: +SKIP
+torch.Size([1, 512, 14, 14])
+"""
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+
+from torch import fx, nn
+
+from .capture import OUTPUT
+from .errors import DreamlabError
+
+# one graph per (model, layers), kept while the model lives: every trace makes a new GraphModule class, and
+# torch.compile recompiles for a new class (and gives up after a few), so renders must share the graph
+_GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, ...], fx.GraphModule]] = weakref.WeakKeyDictionary()
+
+
+def truncated_forward(model: nn.Module, layers: Sequence[str]) -> fx.GraphModule:
+    """`model` (in eval mode) traced up to the deepest of `layers`, returning {layer: output}; cached per model.
+
+    Each output is cloned right where it is produced, as Capture's hooks do, so that a later in-place op
+    (GoogLeNet's `relu(inplace=True)`, ResNet's `out += identity`) cannot change it. The graph shares the
+    model's parameters. `layers` are module names, or "logit" for the model's output.
+    """
+    key = tuple(sorted(set(layers)))
+    graphs = _GRAPHS.setdefault(model, {})
+    if key not in graphs:
+        graphs[key] = _trace(model, key)
+    return graphs[key]
+
+
+def _trace(model: nn.Module, layers: tuple[str, ...]) -> fx.GraphModule:
+    from torchvision.models.feature_extraction import (
+        create_feature_extractor,
+        get_graph_node_names,
+    )
+
+    try:
+        nodes = {name: name for name in layers if name != OUTPUT}
+        if OUTPUT in layers:
+            nodes[get_graph_node_names(model)[1][-1]] = OUTPUT
+        graph_module = create_feature_extractor(model, return_nodes=nodes)
+    except Exception as exc:  # fx raises many kinds of errors on untraceable code
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise DreamlabError(f"--compile needs a model that torch.fx can trace, and {type(model).__name__} cannot "
+                            f"be traced ({reason}); render without --compile") from None
+    _clone_outputs(graph_module.graph)
+    graph_module.recompile()
+    return graph_module.eval()
+
+
+def _clone_outputs(graph: fx.Graph) -> None:
+    """Return a clone of each output node, taken right after the node runs."""
+    output = next(n for n in graph.nodes if n.op == "output")
+    returned: dict = output.args[0]
+    clones = {}
+    for name, node in returned.items():
+        with graph.inserting_after(node):
+            clones[name] = graph.call_method("clone", (node,))
+    output.args = (clones,)
+    graph.lint()
+
+
+__all__ = ["truncated_forward"]
