@@ -97,6 +97,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--peer-site", type=Path, default=Path("/tmp/peers_site"),
                    help="where setup_peers.sh installed the peers (default: %(default)s)")
     p.add_argument("--peer-batches", default="1", help="lucent batch sizes to time (default: 1)")
+    p.add_argument("--peer-parts", default="lucent",
+                   help="what the peer benchmark runs: any of ceiling (bare GoogLeNet fwd+bwd), lucent, dreams "
+                        "(default: lucent)")
     p.set_defaults(run=_cmd_bench)
 
 
@@ -107,6 +110,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise DreamlabError(f"--units must be between 1 and 512 (inception4c has 512 channels), got {args.units}")
     if args.steps < 1 or args.size < 32:
         raise DreamlabError("--steps must be at least 1 and --size at least 32")
+    if args.peer_bench and not args.peer_bench.is_file():
+        raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; it lives in "
+                            f"../shared/bench/peer_bench.py")
     device = torch.device(args.device) if args.device else default_device()
     print(json.dumps({"what": "env", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}), flush=True)
     ours = {}
@@ -118,18 +124,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(figures), flush=True)
     if args.peer_bench:
         peers = run_peer_bench(args.peer_bench, args.peer_site, steps=args.steps, size=args.size,
-                               batches=args.peer_batches)
+                               batches=args.peer_batches, parts=args.peer_parts)
         print(json.dumps({"what": "ratios", **ratios(ours, peers)}), flush=True)
     return 0
 
 
-def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: str) -> list[dict]:
+def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: str,
+                   parts: str = "lucent") -> list[dict]:
     """Run the shared peer benchmark (lucent) in a subprocess and echo its JSON lines."""
     if not script.is_file():
         raise DreamlabError(f"peer benchmark {str(script)!r} not found; it lives in ../shared/bench/peer_bench.py")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(script.parent / "stubs")])}
     cmd = [sys.executable, str(script), "--steps", str(steps), "--size", str(size), "--batches", batches,
-           "--only", "lucent"]
+           "--only", parts]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False).stdout
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     for line in lines:
@@ -146,4 +153,8 @@ def ratios(ours: dict[str, dict], peers: list[dict]) -> dict[str, float]:
     if "layer" in ours and lucent:
         best = max(lucent.values())
         found["layer_vs_lucent_best_batched"] = round(ours["layer"]["images_per_s"] / best, 2)
+    ceiling = [line["images_per_s"] for line in peers
+               if line.get("what") == "ceiling_googlenet_fwd_bwd" and "images_per_s" in line]
+    if "layer" in ours and ceiling:
+        found["layer_vs_best_fwd_bwd_ceiling"] = round(ours["layer"]["images_per_s"] / max(ceiling), 2)
     return found

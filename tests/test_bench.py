@@ -1,0 +1,55 @@
+"""`dreamlab bench`: its JSON lines, the ratios it derives from a peer run, its errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dreamlab.bench import ratios, run_peer_bench
+from dreamlab.cli import main
+
+
+def test_ratios_compare_with_the_peer_figures_of_the_same_run() -> None:
+    ours = {"unit": {"images_per_s": 30.0}, "layer": {"images_per_s": 8000.0}}
+    peers = [{"what": "env"},
+             {"what": "lucent_render_vis", "batch": 1, "images_per_s": 20.0},
+             {"what": "lucent_render_vis", "batch": 128, "images_per_s": 1000.0},
+             {"what": "ceiling_googlenet_fwd_bwd", "mode": "fp32", "batch": 128, "images_per_s": 4000.0},
+             {"what": "ceiling_googlenet_fwd_bwd", "mode": "bf16_cl", "batch": 128, "images_per_s": 10000.0},
+             {"what": "ceiling_googlenet_fwd_bwd", "mode": "bf16_cl", "batch": 256, "error": "out of memory"}]
+    assert ratios(ours, peers) == {"unit_vs_lucent_1": 1.5, "layer_vs_lucent_best_batched": 8.0,
+                                   "layer_vs_best_fwd_bwd_ceiling": 0.8}
+    assert ratios({"unit": {"images_per_s": 30.0}}, []) == {}
+
+
+def test_the_unit_workload_prints_its_figures(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "--workload", "unit", "--steps", "2", "--size", "64", "--device", "cpu"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["what"] == "env"
+    unit = lines[1]
+    assert (unit["what"], unit["units"], unit["steps"], unit["size"], unit["compile"]) == ("dreamlab_unit", 1, 2,
+                                                                                         64, "no")
+    assert unit["images_per_s"] == pytest.approx(2 / unit["seconds"], rel=0.01)
+    assert unit["peak_rss_mb"] > 0
+
+
+def test_the_peer_benchmark_runs_the_parts_asked_for(tmp_path: Path) -> None:
+    script = tmp_path / "peer_bench.py"  # a stand-in that reports the arguments it was given
+    script.write_text("import json, sys\nprint('noise')\nprint(json.dumps({'what': 'args', 'argv': sys.argv[1:]}))\n")
+    lines = run_peer_bench(script, tmp_path, steps=8, size=64, batches="1,8", parts="ceiling,lucent")
+    assert lines == [{"what": "args", "argv": ["--steps", "8", "--size", "64", "--batches", "1,8",
+                                                "--only", "ceiling,lucent"]}]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--units", "0"], "--units must be between 1 and 512 (inception4c has 512 channels), got 0"),
+    (["--device", "cpu", "--peer-bench", "nowhere/peer_bench.py"],  # refused before the 512-step workloads
+     "peer benchmark 'nowhere/peer_bench.py' not found; it lives in ../shared/bench/peer_bench.py"),
+    (["--workload", "unit", "--steps", "1", "--size", "64", "--device", "cpu", "--compile", "fast"],
+     "unknown compile mode 'fast'"),
+])
+def test_bad_bench_arguments_get_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
