@@ -358,14 +358,15 @@ class _Plan:
 def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequence[str] | None = None, *,
                   weights: str | Path | None = "default", steps: int | None = None, size: int | None = None,
                   seed: int = 0, device: str | torch.device | None = None, batch_size: int | None = None,
-                  channels: Sequence[int] | None = None, overwrite: bool = False,
+                  channels: Sequence[int] | None = None, overwrite: bool = False, compile: bool | str = False,
                   log: Log | None = None) -> GalleryResult:
     """Render one image per channel of `layers` (default: the recipe's default layer) into the folder `out`.
 
     Units already in `out` are skipped (see the module docstring for resume, determinism and torchrun).
     `batch_size` is the number of units per engine call (default: 64 on CUDA, 16 on CPU; it does not change images);
     `channels` limits every layer to those channel numbers. Ctrl-C raises KeyboardInterrupt once every
-    finished unit is on disk (the batch in progress is dropped).
+    finished unit is on disk (the batch in progress is dropped). `compile` is render's: the warm-up is paid
+    by the first batch (and once more by a smaller last one), every other batch reuses it.
     """
     out = Path(out)
     log = log or _stderr
@@ -400,7 +401,7 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
         rendered = 0
         for i, batch in enumerate(mine):
             start = time.monotonic()
-            new = _render_batch(loaded, folder, plan, batch, dev, progress=not group.distributed)
+            new = _render_batch(loaded, folder, plan, batch, dev, progress=not group.distributed, compile=compile)
             rendered += new
             if group.rank == 0:
                 _write_pages(folder, plan, [batch.layer])
@@ -480,12 +481,12 @@ def _check_settings(records: Any, loaded: LoadedModel, steps: int, size: int, se
 
 
 def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: _Plan, batch: Batch, device: torch.device,
-                  progress: bool) -> int:
+                  progress: bool, compile: bool | str = False) -> int:
     """Render one batch and save its unfinished units; return how many were saved."""
     s = plan.settings
     count = dict(plan.layers)[batch.layer]
     result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=s.steps, size=s.size,
-                    seed=s.seed, device=device, progress=progress)
+                    seed=s.seed, device=device, progress=progress, compile=compile)
     if result.interrupted:  # the images are part-way: keep none of them
         raise KeyboardInterrupt
     written = 0
@@ -557,6 +558,8 @@ def register_cli(subparsers: Any) -> None:
                    help="units per render call (default: 64 on cuda, 16 on cpu); images do not depend on it")
     g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
     g.add_argument("--overwrite", action="store_true", help="replace units made with other settings")
+    g.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help="torch.compile the renders (see dreamlab render --help); pays off over many batches")
     g.set_defaults(run=cmd_gallery)
 
 
@@ -575,7 +578,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     try:
         result = build_gallery(args.model, out, layers, weights=args.weights, steps=args.steps, size=args.size,
                                seed=args.seed, device=args.device, batch_size=args.batch_size,
-                               channels=args.channels, overwrite=args.overwrite)
+                               channels=args.channels, overwrite=args.overwrite, compile=args.compile or False)
     except KeyboardInterrupt:
         done = len(GalleryFolder(out).read_records())
         print(f"dreamlab: interrupted; {done} finished units are saved in {out}. Run the same command again to "

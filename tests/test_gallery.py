@@ -203,6 +203,21 @@ def test_cli_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path, monkeypatch
     assert [u["unit"] for u in manifest_of(out)["units"]] == EXPECTED[:4]
 
 
+def test_cli_compile_reaches_every_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    modes = []
+    real = gallery.render
+
+    def spy(*args, **kwargs):
+        modes.append(kwargs["compile"])
+        return real(*args, **{**kwargs, "compile": False})  # the compiled path itself: tests/test_compile.py
+
+    monkeypatch.setattr(gallery, "render", spy)
+    assert main(["gallery", *ARGS, "--out", str(tmp_path / "g"), "--compile"]) == 0
+    assert main(["gallery", *ARGS, "--out", str(tmp_path / "h"), "--compile", "reduce-overhead"]) == 0
+    assert len(modes) > 2 and set(modes[:len(modes) // 2]) == {"default"}
+    assert set(modes[len(modes) // 2:]) == {"reduce-overhead"}
+
+
 SLOW_RUN = """
 import sys, time
 import dreamlab.gallery as g
