@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -155,6 +156,8 @@ class _Renderer:
             self.features = truncated_forward(model, self.layers) if self.layers else None
             # the FFT of the Fourier parameterization runs as a library call, which is what this warns about
             warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for complex")
+            # inductor looks for CUDA even when compiling for the CPU, and says so once per process
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             self.compiled_scores = torch.compile(self.step_scores, dynamic=False,
                                                  mode=None if settings.compile == "default" else settings.compile)
 
