@@ -9,6 +9,7 @@ image-steps/s = images optimized in parallel x steps / seconds, the unit of ../s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -58,9 +59,10 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
     if compile:
         first_seconds = seconds
         result, seconds = timed_render()
+    cpu = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     figures = {
         "what": f"dreamlab_{workload}",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
         "units": n, "steps": steps, "size": size, "precision": result.provenance["dreamlab:precision"],
         "param": param, "transforms": transforms, "compile": compile or "no",
         "seconds": round(seconds, 3),
@@ -75,6 +77,63 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
     else:
         figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return figures
+
+
+def _loop_objective(layer: str, units: list[int]):
+    """The same scores as `channel(layer, units)`, computed the naive way: one Python step per unit."""
+    from .objectives import Objective
+
+    def scorer(acts: dict, index: torch.Tensor) -> torch.Tensor:
+        return torch.stack([acts[layer][k, units[u]].mean() for k, u in enumerate(index.tolist())])
+
+    return Objective(scorer, frozenset({layer}), f"loop over {layer} units", tuple(f"{layer}:{u}" for u in units))
+
+
+def run_ablation(*, steps: int, size: int, units: int, device: torch.device, compile: str | None = None,
+                 repeats: int = 3):
+    """Time `inception4c:0-<units-1>` with one speed-up at a time switched (yield one dict per variant).
+
+    Each variant changes one thing against the default render of this device: the forward runs to the end
+    (no early stop), the objective loops over units in Python instead of one gather, the other precision, the
+    other memory layout, per-coordinate Adam, and (with `compile`) torch.compile, timed after its warm-up.
+    Each variant's figure is the best of `repeats` rounds.
+    """
+    from functools import partial
+    from unittest import mock
+
+    from .capture import Capture
+    from .engine import render
+    from .models import load_model
+    from .objectives import channel
+
+    loaded = load_model("googlenet", weights="none")
+    cuda = device.type == "cuda"
+    gather = channel("inception4c", range(units))
+    variants = [
+        ("default", gather, {}, None),
+        ("no_early_stop", gather, {}, mock.patch("dreamlab.engine.Capture", partial(Capture, stop_early=False))),
+        ("per_unit_loop", _loop_objective("inception4c", list(range(units))), {}, None),
+        ("fp32" if cuda else "bf16", gather, {"precision": "fp32" if cuda else "bf16"}, None),
+        ("no_channels_last" if cuda else "channels_last", gather, {"channels_last": not cuda}, None),
+        ("adam", gather, {"optimizer": "adam"}, None),
+    ]
+    render(loaded, gather, steps=2, size=size, device=device)  # first-call costs (allocator, kernels) go here
+    if compile:
+        render(loaded, gather, steps=steps, size=size, device=device, compile=compile)  # the warm-up
+        variants.append((f"compile_{compile}", gather, {"compile": compile}, None))
+    best: dict[str, float] = {}
+    for _ in range(repeats):  # rounds over all variants, best of each: drifts in machine speed hit them all
+        for name, objective, options, patch in variants:
+            with patch or contextlib.nullcontext():
+                _sync(device)
+                start = time.perf_counter()
+                render(loaded, objective, steps=steps, size=size, device=device, **options)
+                _sync(device)
+            ms = 1000 * (time.perf_counter() - start) / steps
+            best[name] = min(ms, best.get(name, ms))
+    for name, ms in best.items():
+        yield {"what": "ablation", "variant": name, "units": units, "steps": steps, "size": size,
+               "repeats": repeats, "ms_per_step": round(ms, 3), "vs_default": round(ms / best["default"], 3)}
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
@@ -100,6 +159,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--peer-parts", default="lucent",
                    help="what the peer benchmark runs: any of ceiling (bare GoogLeNet fwd+bwd), lucent, dreams "
                         "(default: lucent)")
+    p.add_argument("--ablation", action="store_true",
+                   help="instead of the workloads: time inception4c:0-<units-1> with each speed-up switched off "
+                        "alone (early stop, one gather, precision, layout, optimizer; --compile adds compile)")
     p.set_defaults(run=_cmd_bench)
 
 
@@ -115,6 +177,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                             f"../shared/bench/peer_bench.py")
     device = torch.device(args.device) if args.device else default_device()
     print(json.dumps({"what": "env", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}), flush=True)
+    if args.ablation:
+        for line in run_ablation(steps=args.steps, size=args.size, units=args.units, device=device,
+                                 compile=args.compile):
+            print(json.dumps(line), flush=True)
+        return 0
     ours = {}
     for workload in (["unit", "layer"] if args.workload == "both" else [args.workload]):
         figures = bench_workload(workload, steps=args.steps, size=args.size, units=args.units, device=device,

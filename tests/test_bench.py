@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from dreamlab.bench import ratios, run_peer_bench
 from dreamlab.cli import main
@@ -53,3 +54,24 @@ def test_bad_bench_arguments_get_one_line(args: list[str], message: str, capsys:
     assert main(["bench", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_the_ablation_times_every_variant_against_the_default(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "--ablation", "--steps", "1", "--size", "64", "--units", "2", "--device", "cpu"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()][1:]
+    assert [line["variant"] for line in lines] == ["default", "no_early_stop", "per_unit_loop", "bf16",
+                                                    "channels_last", "adam"]
+    assert lines[0]["vs_default"] == 1.0
+    for line in lines:
+        assert line["vs_default"] == pytest.approx(line["ms_per_step"] / lines[0]["ms_per_step"], abs=2e-3)
+
+
+def test_the_loop_objective_scores_as_the_gather_does() -> None:
+    from dreamlab.bench import _loop_objective
+    from dreamlab.objectives import channel
+
+    acts = {"inception4c": torch.randn(3, 8, 4, 4, generator=torch.Generator().manual_seed(0))}
+    index = torch.tensor([5, 0, 2])
+    units = [1, 3, 4, 6, 7, 2]
+    torch.testing.assert_close(_loop_objective("inception4c", units)(acts, index),
+                               channel("inception4c", units)(acts, index))
