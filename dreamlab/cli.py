@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=_positive_int, help="image size in pixels (default: the recipe's input size)")
     r.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     r.add_argument("--optimizer", help="channel-adam or adam (default: the recipe's; see dreamlab/optim.py)")
+    r.add_argument("--fourier-decay", type=float, metavar="D",
+                   help="the Fourier spectrum's 1/f^D scale (default: the recipe's, 0.5; lucid: --optimizer adam "
+                        "--fourier-decay 1)")
     r.add_argument("--param", help="image parameterization: pixel or fourier (default: the recipe's)")
     r.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -119,6 +122,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .engine import render
 
     loaded = load_model(args.recipe or args.model, args.weights)
+    if args.fourier_decay is not None and (args.param or loaded.recipe.param) != "fourier":
+        raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
+                            "or leave it out")
+    if args.fourier_decay is not None and args.fourier_decay < 0:
+        raise DreamlabError(f"--fourier-decay must be 0 or more (0: no preference, 1: lucid's 1/f), got "
+                            f"{args.fourier_decay:g}")
     init = load_image(args.init) if args.init else None
     model_name = loaded.recipe.name
 
@@ -135,7 +144,8 @@ def cmd_render(args: argparse.Namespace) -> int:
                     optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
                     device=args.device, batch_size=args.batch_size,
                     thresholds=args.thresholds, on_snapshot=save_snapshot if args.thresholds else None,
-                    init_image=init, precision=args.precision, progress=True, compile=args.compile or False)
+                    init_image=init, precision=args.precision, progress=True, compile=args.compile or False,
+                    param_options=None if args.fourier_decay is None else {"decay_power": args.fourier_decay})
     written = []
     if args.grid:
         path = _grid_path(args.out, model_name, result.labels)

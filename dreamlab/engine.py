@@ -373,7 +373,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
         history=torch.cat([p.history[:steps_run] for p in parts], dim=1),
         initial_scores=torch.cat([p.initial_scores for p in parts]),
         final_scores=torch.cat([p.final_scores for p in parts]),
-        provenance=provenance(obj, recipe_obj, weights_desc, settings, steps_run),
+        provenance=provenance(obj, recipe_obj, weights_desc, settings, steps_run, renderer.param_options),
         snapshots=snapshots,
         interrupted=any(p.interrupted for p in parts),
     )
@@ -429,10 +429,13 @@ def _progress_bar(total: int):
     return tqdm(total=total, unit="img-step", unit_scale=True, leave=False)
 
 
-def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, steps_run: int) -> dict[str, str]:
+def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, steps_run: int,
+               param_options: dict | None = None) -> dict[str, str]:
     """What produced an image, stored in its PNG text chunks."""
     import torchvision
 
+    options = {f"dreamlab:{key}": f"{value:g}" for key, value in (param_options or {}).items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
     return {
         "dreamlab:objective": obj.name,
         "dreamlab:model": recipe.name,
@@ -446,6 +449,7 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
         "dreamlab:optimizer": s.optimizer,
         "dreamlab:param": s.param,
         "dreamlab:transforms": s.transforms,
+        **options,  # the parameterization's numeric options: start_level, decay_power, sd
         "dreamlab:device": s.device.type,
         "dreamlab:precision": s.precision,
         "dreamlab:compile": s.compile or "no",

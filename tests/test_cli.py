@@ -37,6 +37,17 @@ def test_render_with_random_weights_writes_png_with_provenance(tmp_path, monkeyp
     assert text["dreamlab:recipe_hash"].startswith("sha256:")
     assert text["dreamlab:version"] == "0.1.0" and text["torch:version"] == torch.__version__
     float(text["dreamlab:score"])
+    assert (text["dreamlab:optimizer"], text["dreamlab:decay_power"], text["dreamlab:start_level"]) == (
+        "channel-adam", "0.5", "0.5")
+
+
+def test_lucids_optimization_from_the_command_line(tmp_path):
+    out = tmp_path / "lucid.png"
+    assert main(["render", "conv2:7", "--model", "lenet-digits", "--steps", "2", "--device", "cpu",
+                 "--optimizer", "adam", "--fourier-decay", "1", "-o", str(out)]) == 0
+    text = read_png_text(out)
+    assert (text["dreamlab:optimizer"], text["dreamlab:decay_power"], text["dreamlab:start_level"]) == (
+        "adam", "1", "0.05")
 
 
 def test_same_seed_gives_byte_identical_png(tmp_path):
@@ -113,6 +124,10 @@ def test_layers_table_and_json(capsys):
      "dreamlab: error: unknown parameterization 'wavelet'; valid: pixel, fourier"),
     (["render", "conv1:1", "--model", "lenet-digits", "--optimizer", "sgd", *FAST],
      "dreamlab: error: unknown optimizer 'sgd'; valid: channel-adam, adam"),
+    (["render", "conv1:1", "--model", "lenet-digits", "--param", "pixel", "--fourier-decay", "1", *FAST],
+     "dreamlab: error: --fourier-decay applies to the Fourier parameterization only; add --param fourier"),
+    (["render", "conv1:1", "--model", "lenet-digits", "--fourier-decay=-1", *FAST],
+     "dreamlab: error: --fourier-decay must be 0 or more (0: no preference, 1: lucid's 1/f), got -1"),
     (["render", "conv1:1", "--model", "lenet-digits", "--compile", "fast", *FAST],
      "dreamlab: error: unknown compile mode 'fast'; valid: default, reduce-overhead, max-autotune, "
      "max-autotune-no-cudagraphs"),
