@@ -29,6 +29,19 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed_render(device: torch.device, *args, **kwargs):
+    """(RenderResult, seconds) of one render, with the device idle at both ends; resets CUDA's peak memory."""
+    from .engine import render
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    start = time.perf_counter()
+    result = render(*args, device=device, **kwargs)
+    _sync(device)
+    return result, time.perf_counter() - start
+
+
 def bench_workload(workload: str, *, steps: int, size: int, units: int, device: torch.device, precision: str,
                    param: str, transforms: str, batch_size: int | None, compile: str | None = None) -> dict:
     """Render one workload end to end and return its figures.
@@ -36,29 +49,19 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
     With `compile` the workload is rendered twice in this process: the first render pays the compile warm-up,
     the second reuses it; the figures are the second's, and `warmup_s` is the difference.
     """
-    from .engine import render
     from .models import load_model
 
     torch.manual_seed(0)
     loaded = load_model("googlenet", weights="none")
     objective = "inception4c:97" if workload == "unit" else f"inception4c:0-{units - 1}"
     n = 1 if workload == "unit" else units
-
-    def timed_render():
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        _sync(device)
-        start = time.perf_counter()
-        result = render(loaded, objective, steps=steps, size=size, device=device, precision=precision,
-                        param=param, transforms=transforms, batch_size=batch_size, compile=compile or False)
-        _sync(device)
-        return result, time.perf_counter() - start
-
-    result, seconds = timed_render()
+    settings = dict(steps=steps, size=size, precision=precision, param=param, transforms=transforms,
+                    batch_size=batch_size, compile=compile or False)
+    result, seconds = _timed_render(device, loaded, objective, **settings)
     first_seconds = None
     if compile:
         first_seconds = seconds
-        result, seconds = timed_render()
+        result, seconds = _timed_render(device, loaded, objective, **settings)
     cpu = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     figures = {
         "what": f"dreamlab_{workload}",
@@ -125,11 +128,8 @@ def run_ablation(*, steps: int, size: int, units: int, device: torch.device, com
     for _ in range(repeats):  # rounds over all variants, best of each: drifts in machine speed hit them all
         for name, objective, options, patch in variants:
             with patch or contextlib.nullcontext():
-                _sync(device)
-                start = time.perf_counter()
-                render(loaded, objective, steps=steps, size=size, device=device, **options)
-                _sync(device)
-            ms = 1000 * (time.perf_counter() - start) / steps
+                seconds = _timed_render(device, loaded, objective, steps=steps, size=size, **options)[1]
+            ms = 1000 * seconds / steps
             best[name] = min(ms, best.get(name, ms))
     for name, ms in best.items():
         yield {"what": "ablation", "variant": name, "units": units, "steps": steps, "size": size,
@@ -199,8 +199,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: str,
                    parts: str = "lucent") -> list[dict]:
     """Run the shared peer benchmark (lucent) in a subprocess and echo its JSON lines."""
-    if not script.is_file():
-        raise DreamlabError(f"peer benchmark {str(script)!r} not found; it lives in ../shared/bench/peer_bench.py")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(script.parent / "stubs")])}
     cmd = [sys.executable, str(script), "--steps", str(steps), "--size", str(size), "--batches", batches,
            "--only", parts]

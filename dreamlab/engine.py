@@ -226,6 +226,7 @@ class _Renderer:
         initial_scores = self.clean_scores(param, index)[1]
         with Capture(self.model, self.layers) if self.features is None else nullcontext() as cap:
             run_layers = self.features if cap is None else cap.run
+            fast_scores = self.compiled_scores or self.step_scores  # after the redirected-ReLU steps
             try:
                 for step in range(1, self.s.steps + 1):
                     # every step draws the transforms of all units and keeps this chunk's: same per unit
@@ -237,7 +238,7 @@ class _Renderer:
                         with RedirectedReLU():
                             score = self.step_scores(run_layers, param, draws, index)
                     else:
-                        score = (self.compiled_scores or self.step_scores)(run_layers, param, draws, index)
+                        score = fast_scores(run_layers, param, draws, index)
                     optimizer.zero_grad(set_to_none=True)
                     (-score.sum()).backward()  # the one negation: objectives are maximized
                     optimizer.step()
