@@ -1,4 +1,4 @@
 """`python -m dreamlab` runs the CLI (also what `torchrun -m dreamlab` starts)."""
-from .cli import main
+from dreamlab.apps.cli import main
 
 raise SystemExit(main())

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, PngImagePlugin
 from torch import Tensor
 
-from .errors import DreamlabError
+from dreamlab.errors import DreamlabError
 
 
 def to_pil(image: Tensor) -> Image.Image:

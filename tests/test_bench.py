@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dreamlab.bench import ratios, run_peer_bench
-from dreamlab.cli import main
+from dreamlab.apps.bench import ratios, run_peer_bench
+from dreamlab.apps.cli import main
 
 
 def test_ratios_compare_with_the_peer_figures_of_the_same_run() -> None:
@@ -67,8 +67,8 @@ def test_the_ablation_times_every_variant_against_the_default(capsys: pytest.Cap
 
 
 def test_the_loop_objective_scores_as_the_gather_does() -> None:
-    from dreamlab.bench import _loop_objective
-    from dreamlab.objectives import channel
+    from dreamlab.apps.bench import _loop_objective
+    from dreamlab.optvis.objectives import channel
 
     acts = {"inception4c": torch.randn(3, 8, 4, 4, generator=torch.Generator().manual_seed(0))}
     index = torch.tensor([5, 0, 2])

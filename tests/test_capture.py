@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamlab.capture import ModuleReusedError, capture
+from dreamlab.optvis.capture import ModuleReusedError, capture
 from dreamlab.errors import UnknownNameError
 
 

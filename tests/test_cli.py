@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamlab.cli import main
+from dreamlab.apps.cli import main
 from dreamlab.io import read_png_text
 
 FAST = ["--steps", "3", "--size", "64", "--device", "cpu"]
@@ -81,7 +81,7 @@ def test_thresholds_save_snapshots(tmp_path):
 
 
 def test_ctrl_c_saves_what_exists_and_exits_130(tmp_path, monkeypatch, capsys):
-    from dreamlab import engine
+    from dreamlab.optvis import engine
 
     original = engine._Renderer.scores
     calls = {"n": 0}
@@ -132,7 +132,7 @@ def test_layers_table_and_json(capsys):
      "dreamlab: error: unknown compile mode 'fast'; valid: default, reduce-overhead, max-autotune, "
      "max-autotune-no-cudagraphs"),
     (["render", "conv1:1", "--model", "lenet-digits", "--steps", "0"],
-     "dreamlab render: error: argument --steps: expected a positive integer, got '0'"),
+     "dreamlab: error: argument --steps: expected a positive integer, got '0'"),
     (["render", "conv1:1", "--model", "lenet-digits", "--weights", "missing.pt"],
      "dreamlab: error: weights file 'missing.pt' does not exist"),
     (["render", "logit:tabbby", "--weights", "none", *FAST],

@@ -1,4 +1,4 @@
-"""`compile`: the truncated fx forward (dreamlab.truncate) and compiled renders that match the eager ones."""
+"""`compile`: the truncated fx forward (dreamlab.optvis.truncate) and compiled renders that match the eager ones."""
 from __future__ import annotations
 
 import pytest
@@ -7,9 +7,9 @@ from models_fixtures import random_googlenet
 from torch import nn
 
 from dreamlab import load_model, render
-from dreamlab.capture import Capture
+from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError
-from dreamlab.truncate import truncated_forward
+from dreamlab.optvis.truncate import truncated_forward
 
 
 @pytest.fixture(scope="module")

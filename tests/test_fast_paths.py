@@ -6,7 +6,7 @@ import torch
 
 from dreamlab import objectives as o
 from dreamlab import render
-from dreamlab.capture import capture
+from dreamlab.optvis.capture import capture
 
 from models_fixtures import random_googlenet
 

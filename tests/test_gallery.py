@@ -21,21 +21,22 @@ from browser import Chromium, Page, load_all_thumbnails  # tests/browser.py
 from PIL import Image
 from torch import nn
 
-from dreamlab import gallery, load_model, render
-from dreamlab.cli import main
+from dreamlab import load_model, render
+from dreamlab.apps.gallery import build as gallery
+from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
-from dreamlab.gallery import (
+from dreamlab.apps.gallery.build import (
     GalleryFolder,
     build_gallery,
     layer_folder,
     parse_channels,
     plan_batches,
 )
-from dreamlab.gallery_page import DATA_ELEMENT_ID
+from dreamlab.apps.gallery.page import DATA_ELEMENT_ID
 from dreamlab.io import load_image, read_png_text
-from dreamlab.models import LoadedModel
-from dreamlab.objectives import channel
-from dreamlab.recipe import Recipe, load_recipe
+from dreamlab.models.loading import LoadedModel
+from dreamlab.optvis.objectives import channel
+from dreamlab.models.recipe import Recipe, load_recipe
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ODD_DIR = "my gallery 'q\" #1 & co"  # spaces, quotes, '#' and '&' in the user's output path
@@ -220,14 +221,14 @@ def test_cli_compile_reaches_every_batch(tmp_path: Path, monkeypatch: pytest.Mon
 
 SLOW_RUN = """
 import sys, time
-import dreamlab.gallery as g
+import dreamlab.apps.gallery.build as g
 real = g.render
 def slow(*args, **kwargs):
     result = real(*args, **kwargs)
     time.sleep(0.5)  # leaves time to kill the run with a batch in flight
     return result
 g.render = slow
-from dreamlab.cli import main
+from dreamlab.apps.cli import main
 raise SystemExit(main(sys.argv[1:]))
 """
 

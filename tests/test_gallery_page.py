@@ -19,7 +19,7 @@ from browser import Chromium, Page, load_all_thumbnails  # tests/browser.py: pyt
 from PIL import Image
 
 from dreamlab import io as dreamlab_io
-from dreamlab.gallery_page import atomic_write_bytes, atomic_write_text, json_for_script, render_index, write_index
+from dreamlab.apps.gallery.page import atomic_write_bytes, atomic_write_text, json_for_script, render_index, write_index
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 SCREENSHOT_COPY = Path("/tmp/gallery_page_screenshot.png")

@@ -6,7 +6,8 @@ import contextlib
 import pytest
 import torch
 
-from dreamlab import engine, render
+from dreamlab import render
+from dreamlab.optvis import engine
 
 from models_fixtures import random_googlenet
 

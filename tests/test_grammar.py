@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dreamlab.errors import ObjectiveSyntaxError, UnknownNameError
-from dreamlab.grammar import parse_objective
+from dreamlab.optvis.grammar import parse_objective
 
 
 @pytest.mark.parametrize("text, name, layers, batch", [

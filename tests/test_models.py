@@ -9,7 +9,7 @@ import torchvision
 
 from dreamlab import load_model
 from dreamlab.errors import DreamlabError, UnknownNameError, WeightsError
-from dreamlab.recipe import RECIPE_KEYS, load_recipe, shipped_recipe_names
+from dreamlab.models.recipe import RECIPE_KEYS, load_recipe, shipped_recipe_names
 
 
 def test_shipped_recipes():

@@ -1,11 +1,11 @@
-"""ChannelAdam (dreamlab.optim): Adam with one second moment per (sample, channel)."""
+"""ChannelAdam (dreamlab.optvis.optimizers): Adam with one second moment per (sample, channel)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from dreamlab.errors import DreamlabError
-from dreamlab.optim import ChannelAdam, make_optimizer
+from dreamlab.optvis.optimizers import ChannelAdam, make_optimizer
 
 
 def _first_step(grad: torch.Tensor, lr: float = 0.1) -> torch.Tensor:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dreamlab.io import grid, output_paths, png_bytes, read_png_text, safe_name, save_png
-from dreamlab.params import (
+from dreamlab.optvis.params import (
     COLOR_CORRELATION_SVD_SQRT,
     FourierParam,
     PixelParam,
@@ -13,7 +13,7 @@ from dreamlab.params import (
     image_to_param_raw,
     make_param,
 )
-from dreamlab.transforms import RandomTransforms
+from dreamlab.optvis.transforms import RandomTransforms
 
 
 def test_params_give_batched_images_in_unit_range():

@@ -1,4 +1,4 @@
-"""Planted-filter models and their analysis (dreamlab.planted), and the fast planted measure."""
+"""Planted-filter models and their analysis (dreamlab.apps.quality.planted), and the fast planted measure."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from dreamlab import load_model
-from dreamlab.params import COLOR_CORRELATION_SVD_SQRT
-from dreamlab.planted import (KERNEL, WAVE_VECTORS, dominant_orientation, grating, hue_color, orientation_error,
+from dreamlab.optvis.params import COLOR_CORRELATION_SVD_SQRT
+from dreamlab.apps.quality.planted import (KERNEL, WAVE_VECTORS, dominant_orientation, grating, hue_color, orientation_error,
                               orientation_of, planted_model, tile, tiling_correlation)
-from dreamlab.quality import CORRELATION_GOAL, FAST, planted_cell
+from dreamlab.apps.quality.measures import CORRELATION_GOAL, FAST, planted_cell
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

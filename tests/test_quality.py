@@ -1,4 +1,4 @@
-"""The quality measures of issue #3 (dreamlab.quality) in their small, fast version, and `dreamlab quality`.
+"""The quality measures of issue #3 (dreamlab.apps.quality.measures) in their small, fast version, and `dreamlab quality`.
 
 The fast settings (quality.FAST) render 10 conv2 channels instead of 50 and the logits exactly as the full measure
 does (the recipe's 256 steps); the planted measure's fast cells are in test_planted.py.
@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from dreamlab import load_model, render
-from dreamlab.cli import main
-from dreamlab.quality import FAST, Measure, QualitySettings, run_measures, unit_scores
-from dreamlab.zoo.digits import DIGITS_MEAN, DIGITS_STD
+from dreamlab.apps.cli import main
+from dreamlab.apps.quality.measures import FAST, Measure, QualitySettings, run_measures, unit_scores
+from dreamlab.models.zoo.digits import DIGITS_MEAN, DIGITS_STD
 
 # an FFT scale of 1 (no 1/f decay): the Fourier parameterization then favours no frequency over another
 FFT_SCALE_OF_ONE = {"decay_power": 0.0}
@@ -96,7 +96,7 @@ def _measure(passed: bool) -> Measure:
 @pytest.mark.parametrize("passed, code", [(True, 0), (False, 1)])
 def test_command_exit_status_follows_the_goals(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                                                passed: bool, code: int) -> None:
-    monkeypatch.setattr("dreamlab.quality.run_measures", lambda names, settings: [_measure(passed)])
+    monkeypatch.setattr("dreamlab.apps.quality.measures.run_measures", lambda names, settings: [_measure(passed)])
     assert main(["quality", "--measures", "dataset"]) == code
     out = capsys.readouterr().out
     assert ">= 95% of units" in out and ("MISSED" in out) == (not passed)
@@ -123,6 +123,6 @@ def test_digits_measures_without_scikit_learn_say_what_to_install(monkeypatch: p
     def missing():
         raise ImportError("scikit-learn is needed")
 
-    monkeypatch.setattr("dreamlab.zoo.digits.load_digits_split", missing)
+    monkeypatch.setattr("dreamlab.models.zoo.digits.load_digits_split", missing)
     assert main(["quality", "--measures", "dataset"]) == 2
     assert "pip install 'dreamlab[digits]'" in capsys.readouterr().err

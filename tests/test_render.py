@@ -49,7 +49,7 @@ def test_unit_i_of_a_batch_only_sees_channel_i(models):
     model = models["googlenet"]
     obj = o.channel("inception4c", range(4))
     images = (torch.rand(4, 3, 64, 64) * 0.5 + 0.25).requires_grad_(True)
-    from dreamlab.capture import capture
+    from dreamlab.optvis.capture import capture
 
     with capture(model, obj.layers) as cap:
         scores = obj(cap.run((images - 0.45) / 0.225))
@@ -138,7 +138,7 @@ def test_batches_split_into_chunks_keep_every_unit(models):
 
 
 def test_out_of_memory_halves_the_batch_and_keeps_finished_units(models, monkeypatch):
-    from dreamlab import engine as render_module
+    from dreamlab.optvis import engine as render_module
 
     original = render_module._Renderer.run_chunk
     sizes = []
@@ -165,7 +165,7 @@ def test_thresholds_snapshot_and_callback(models):
 
 
 def test_keyboard_interrupt_returns_what_exists(models, monkeypatch):
-    from dreamlab import engine as render_module
+    from dreamlab.optvis import engine as render_module
 
     calls = {"n": 0}
     original = render_module._Renderer.scores
@@ -223,8 +223,8 @@ def test_the_recipes_optimizer_and_start_level_reach_the_render():
 
 
 def test_param_options_take_the_recipes_fourier_decay_unless_overridden():
-    from dreamlab.engine import _param_options
-    from dreamlab.recipe import load_recipe
+    from dreamlab.optvis.engine import _param_options
+    from dreamlab.models.recipe import load_recipe
 
     digits = load_recipe("lenet-digits")
     assert _param_options(digits, "fourier", None) == {"start_level": 0.05, "decay_power": 0.5}

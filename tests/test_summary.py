@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torchvision
 
-from dreamlab.summary import format_table, layer_table
+from dreamlab.models.summary import format_table, layer_table
 
 
 def test_googlenet_inception4c_has_512_channels_at_224():

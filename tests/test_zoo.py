@@ -1,4 +1,4 @@
-"""Tests for the embedded digits models in dreamlab.zoo."""
+"""Tests for the embedded digits models in dreamlab.models.zoo."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from dreamlab.zoo import (
+from dreamlab.models.zoo import (
     DIGITS_MEAN,
     DIGITS_STD,
     DigitsJudge,
@@ -41,7 +41,7 @@ def _accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 @pytest.mark.parametrize("name", WEIGHT_FILES)
 def test_shipped_weights_are_small_fp16_and_safe_to_load(name: str) -> None:
-    ref = resources.files("dreamlab.zoo").joinpath("weights", name)
+    ref = resources.files("dreamlab.models.zoo").joinpath("weights", name)
     with resources.as_file(ref) as path:
         assert path.stat().st_size < 3_000_000
         state = torch.load(path, weights_only=True, map_location="cpu")
@@ -77,7 +77,7 @@ def test_judge_held_out_accuracy(split) -> None:
 
 
 def test_judge_is_robust_to_small_jitter(split) -> None:
-    from dreamlab.zoo.train_digits import Augment, augment
+    from dreamlab.models.zoo.train_digits import Augment, augment
 
     _, _, x_test, y_test = split
     gen = torch.Generator().manual_seed(99)
@@ -140,7 +140,7 @@ def test_unknown_weights_value_is_rejected() -> None:
 
 def test_recipe_matches_the_zoo() -> None:
     recipe = tomllib.loads(RECIPE.read_text())
-    assert recipe["builder"] == "dreamlab.zoo.digits:lenet_digits"
+    assert recipe["builder"] == "dreamlab.models.zoo.digits:lenet_digits"
     assert recipe["mean"] == [DIGITS_MEAN] and recipe["std"] == [DIGITS_STD]
     assert recipe["categories"] == [str(k) for k in range(10)]
     assert recipe["default_layer"] in dict(LeNetDigits().named_children())

@@ -8,7 +8,6 @@ image-steps/s = images optimized in parallel x steps / seconds, the unit of ../s
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from .errors import DreamlabError
 
 
 def _sync(device: torch.device) -> None:
@@ -31,7 +29,7 @@ def _sync(device: torch.device) -> None:
 
 def _timed_render(device: torch.device, *args, **kwargs):
     """(RenderResult, seconds) of one render, with the device idle at both ends; resets CUDA's peak memory."""
-    from .engine import render
+    from dreamlab.optvis.engine import render
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -49,7 +47,7 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
     With `compile` the workload is rendered twice in this process: the first render pays the compile warm-up,
     the second reuses it; the figures are the second's, and `warmup_s` is the difference.
     """
-    from .models import load_model
+    from dreamlab.models.loading import load_model
 
     torch.manual_seed(0)
     loaded = load_model("googlenet", weights="none")
@@ -84,7 +82,7 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
 
 def _loop_objective(layer: str, units: list[int]):
     """The same scores as `channel(layer, units)`, computed the naive way: one Python step per unit."""
-    from .objectives import Objective
+    from dreamlab.optvis.objectives import Objective
 
     def scorer(acts: dict, index: torch.Tensor) -> torch.Tensor:
         return torch.stack([acts[layer][k, units[u]].mean() for k, u in enumerate(index.tolist())])
@@ -104,17 +102,17 @@ def run_ablation(*, steps: int, size: int, units: int, device: torch.device, com
     from functools import partial
     from unittest import mock
 
-    from .capture import Capture
-    from .engine import render
-    from .models import load_model
-    from .objectives import channel
+    from dreamlab.optvis.capture import Capture
+    from dreamlab.optvis.engine import render
+    from dreamlab.models.loading import load_model
+    from dreamlab.optvis.objectives import channel
 
     loaded = load_model("googlenet", weights="none")
     cuda = device.type == "cuda"
     gather = channel("inception4c", range(units))
     variants = [
         ("default", gather, {}, None),
-        ("no_early_stop", gather, {}, mock.patch("dreamlab.engine.Capture", partial(Capture, stop_early=False))),
+        ("no_early_stop", gather, {}, mock.patch("dreamlab.optvis.engine.Capture", partial(Capture, stop_early=False))),
         ("per_unit_loop", _loop_objective("inception4c", list(range(units))), {}, None),
         ("fp32" if cuda else "bf16", gather, {"precision": "fp32" if cuda else "bf16"}, None),
         ("no_channels_last" if cuda else "channels_last", gather, {"channels_last": not cuda}, None),
@@ -134,66 +132,6 @@ def run_ablation(*, steps: int, size: int, units: int, device: torch.device, com
     for name, ms in best.items():
         yield {"what": "ablation", "variant": name, "units": units, "steps": steps, "size": size,
                "repeats": repeats, "ms_per_step": round(ms, 3), "vs_default": round(ms / best["default"], 3)}
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="time fixed render workloads on random-weight GoogLeNet; prints JSON lines")
-    p.add_argument("--workload", default="both", choices=["unit", "layer", "both"])
-    p.add_argument("--steps", type=int, default=512)
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--units", type=int, default=512, help="units of the layer workload (inception4c has 512)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--precision", default="auto", help="auto (bf16 on cuda), fp32 or bf16")
-    p.add_argument("--param", default="fourier")
-    p.add_argument("--transforms", default="standard")
-    p.add_argument("--batch-size", type=int, help="units per batch (default: all)")
-    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
-                   help="torch.compile the steps (MODE: default, reduce-overhead, ...); each workload is then "
-                        "rendered twice and the warm-up reported as warmup_s")
-    p.add_argument("--peer-bench", type=Path, metavar="PEER_BENCH_PY",
-                   help="also run this peer benchmark (../shared/bench/peer_bench.py) with the same settings, "
-                        "in the same run, and print the ratios")
-    p.add_argument("--peer-site", type=Path, default=Path("/tmp/peers_site"),
-                   help="where setup_peers.sh installed the peers (default: %(default)s)")
-    p.add_argument("--peer-batches", default="1", help="lucent batch sizes to time (default: 1)")
-    p.add_argument("--peer-parts", default="lucent",
-                   help="what the peer benchmark runs: any of ceiling (bare GoogLeNet fwd+bwd), lucent, dreams "
-                        "(default: lucent)")
-    p.add_argument("--ablation", action="store_true",
-                   help="instead of the workloads: time inception4c:0-<units-1> with each speed-up switched off "
-                        "alone (early stop, one gather, precision, layout, optimizer; --compile adds compile)")
-    p.set_defaults(run=_cmd_bench)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from .engine import default_device
-
-    if not 1 <= args.units <= 512:
-        raise DreamlabError(f"--units must be between 1 and 512 (inception4c has 512 channels), got {args.units}")
-    if args.steps < 1 or args.size < 32:
-        raise DreamlabError("--steps must be at least 1 and --size at least 32")
-    if args.peer_bench and not args.peer_bench.is_file():
-        raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; it lives in "
-                            f"../shared/bench/peer_bench.py")
-    device = torch.device(args.device) if args.device else default_device()
-    print(json.dumps({"what": "env", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}), flush=True)
-    if args.ablation:
-        for line in run_ablation(steps=args.steps, size=args.size, units=args.units, device=device,
-                                 compile=args.compile):
-            print(json.dumps(line), flush=True)
-        return 0
-    ours = {}
-    for workload in (["unit", "layer"] if args.workload == "both" else [args.workload]):
-        figures = bench_workload(workload, steps=args.steps, size=args.size, units=args.units, device=device,
-                                 precision=args.precision, param=args.param, transforms=args.transforms,
-                                 batch_size=args.batch_size, compile=args.compile)
-        ours[workload] = figures
-        print(json.dumps(figures), flush=True)
-    if args.peer_bench:
-        peers = run_peer_bench(args.peer_bench, args.peer_site, steps=args.steps, size=args.size,
-                               batches=args.peer_batches, parts=args.peer_parts)
-        print(json.dumps({"what": "ratios", **ratios(ours, peers)}), flush=True)
-    return 0
 
 
 def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: str,

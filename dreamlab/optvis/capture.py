@@ -11,8 +11,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .errors import DreamlabError
-from .models import resolve_layer
+from dreamlab.errors import DreamlabError
+from dreamlab.models.loading import resolve_layer
 
 OUTPUT = "logit"  # the name under which the model's own output is captured
 

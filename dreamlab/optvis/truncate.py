@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from torch import fx, nn
 
-from .capture import OUTPUT
-from .errors import DreamlabError
+from dreamlab.optvis.capture import OUTPUT
+from dreamlab.errors import DreamlabError
 
 # one graph per (model, layers), kept while the model lives: every trace makes a new GraphModule class, and
 # torch.compile recompiles for a new class (and gives up after a few), so renders must share the graph

@@ -1,6 +1,6 @@
 """Offline model zoo: small models whose weights ship inside the package."""
 
-from dreamlab.zoo.digits import (
+from dreamlab.models.zoo.digits import (
     DIGITS_MEAN,
     DIGITS_STD,
     DigitsJudge,

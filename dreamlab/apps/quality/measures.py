@@ -4,7 +4,7 @@
   render k as digit k.
 - dataset ("beats the dataset"): each conv2 channel and class logit must reach at least the best activation
   over the whole digits dataset.
-- planted: on models whose channels are known colour gratings (dreamlab.planted), every channel's render must
+- planted: on models whose channels are known colour gratings (dreamlab.apps.quality.planted), every channel's render must
   have the planted orientation and correlate with the best-matching tiling of the planted filter.
 
 Each measure returns a `Measure` with its figure, its goal and per-item details; the command prints them as a
@@ -16,9 +16,7 @@ table and exits 1 when a goal is missed.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -28,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, unknown
 
 DIGITS_MODEL = "lenet-digits"
 MEASURES = ("transfer", "dataset", "planted")
@@ -88,7 +86,7 @@ class Measure:
 def digits_data() -> Tensor:
     """Every image of scikit-learn's digits (train and held-out), [1797, 1, 28, 28] in [0, 1]."""
     try:
-        from .zoo.digits import load_digits_split
+        from dreamlab.models.zoo.digits import load_digits_split
 
         x_train, _, x_test, _ = load_digits_split()
     except ImportError:
@@ -102,7 +100,7 @@ def unit_scores(model: torch.nn.Module, images: Tensor, layer: str, units: Seque
 
     `per_sample`: image i is scored on units[i] only ([N]); otherwise every image on every unit ([N, U]).
     """
-    from .capture import Capture
+    from dreamlab.optvis.capture import Capture
 
     device = next(model.parameters()).device
     with torch.no_grad(), Capture(model, [layer], stop_early=False) as cap:
@@ -116,9 +114,9 @@ def unit_scores(model: torch.nn.Module, images: Tensor, layer: str, units: Seque
 
 def _digits_render(settings: QualitySettings, layer: str, units: Sequence[int]):
     """(loaded lenet-digits, RenderResult) of one batched render of `units` of `layer` ('logit' or a layer)."""
-    from .engine import render
-    from .models import load_model
-    from .objectives import channel, logit
+    from dreamlab.optvis.engine import render
+    from dreamlab.models.loading import load_model
+    from dreamlab.optvis.objectives import channel, logit
 
     loaded = load_model(DIGITS_MODEL)
     objective = logit(list(units)) if layer == "logit" else channel(layer, list(units))
@@ -133,7 +131,7 @@ def measure_transfer(settings: QualitySettings = QualitySettings(), logits=None)
     `logits` may be a finished (loaded model, RenderResult) of the logit units, to share one render with
     measure_dataset.
     """
-    from .zoo.digits import DIGITS_MEAN, DIGITS_STD, digits_judge
+    from dreamlab.models.zoo.digits import DIGITS_MEAN, DIGITS_STD, digits_judge
 
     start = time.perf_counter()
     units = list(settings.logit_units)
@@ -164,7 +162,7 @@ def measure_dataset(settings: QualitySettings = QualitySettings(), logits=None) 
     before its ReLU and its spatial mean is negative on most digits (black background), so a plain
     rendered / best would flip sign. Ratio >= 1 is exactly "the render reaches the dataset's best".
     """
-    from .zoo.digits import DIGITS_MEAN, DIGITS_STD
+    from dreamlab.models.zoo.digits import DIGITS_MEAN, DIGITS_STD
 
     start = time.perf_counter()
     data = digits_data()
@@ -204,9 +202,9 @@ def measure_dataset(settings: QualitySettings = QualitySettings(), logits=None) 
 
 def planted_cell(layers: int, param: str, preset: str, settings: QualitySettings = QualitySettings()) -> dict:
     """Render every channel of one planted model with one parameterization and transform preset; check each."""
-    from .engine import render
-    from .objectives import channel
-    from .planted import dominant_orientation, orientation_error, planted_model, tiling_correlation
+    from dreamlab.optvis.engine import render
+    from dreamlab.optvis.objectives import channel
+    from dreamlab.apps.quality.planted import dominant_orientation, orientation_error, planted_model, tiling_correlation
 
     planted = planted_model(layers=layers)
     result = render(planted.model, channel(planted.layer, range(planted.units)), recipe=planted.recipe,
@@ -304,48 +302,5 @@ def format_report(measures: Sequence[Measure], settings: QualitySettings) -> str
     return "\n".join(lines)
 
 
-def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `dreamlab quality` to the command line."""
-    p = subparsers.add_parser("quality", help="run the quality measures (transfer, dataset, planted) against "
-                                              "their goals; exits 1 when a goal is missed")
-    p.add_argument("--measures", default=",".join(MEASURES),
-                   help="comma-separated subset of: " + ", ".join(MEASURES) + " (default: all)")
-    p.add_argument("--steps", type=int, help="steps of the digits renders (default: the recipe's, 256)")
-    p.add_argument("--planted-steps", type=int, help="steps of the planted renders (default: 1024)")
-    p.add_argument("--fast", action="store_true",
-                   help="the small version the tests run: fewer steps, units and planted cells (same goals)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu, where the goals were set)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (default: 1; the renders are tiny, and on a busy machine more "
-                        "threads make them several times slower)")
-    p.add_argument("--json", action="store_true", help="print the measures as JSON instead of a table")
-    p.set_defaults(run=cmd_quality)
-
-
-def cmd_quality(args: argparse.Namespace) -> int:
-    names = [n.strip() for n in args.measures.split(",") if n.strip()]
-    for value, flag in ((args.steps, "--steps"), (args.planted_steps, "--planted-steps"), (args.threads, "--threads")):
-        if value is not None and value < 1:
-            raise DreamlabError(f"{flag} must be a positive integer, got {value}")
-    torch.set_num_threads(args.threads)
-    base = FAST if args.fast else QualitySettings()
-    settings = dataclasses.replace(base, seed=args.seed, device=args.device,
-                                   steps=args.steps if args.steps is not None else base.steps,
-                                   planted_steps=args.planted_steps if args.planted_steps is not None
-                                   else base.planted_steps)
-    measures = run_measures(names, settings)
-    if args.json:
-        print(json.dumps({"settings": _settings_dict(settings), "measures": [m.as_dict() for m in measures]},
-                         indent=1))
-    else:
-        print(format_report(measures, settings))
-    return 0 if all(m.passed for m in measures) else 1
-
-
-def _settings_dict(settings: QualitySettings) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, (range, tuple)) else v for k, v in dataclasses.asdict(settings).items()}
-
-
 __all__ = ["QualitySettings", "FAST", "Measure", "measure_transfer", "measure_dataset", "measure_planted",
-           "planted_cell", "run_measures", "format_report", "register_cli", "unit_scores", "digits_data"]
+           "planted_cell", "run_measures", "format_report", "unit_scores", "digits_data"]

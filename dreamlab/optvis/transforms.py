@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 from torch import Tensor
 
-from .errors import unknown
+from dreamlab.errors import unknown
 
 
 @dataclass(frozen=True)

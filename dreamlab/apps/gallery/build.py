@@ -30,7 +30,6 @@ after a barrier rank 0 writes the contact sheets, manifest and page. OUT must be
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -49,13 +48,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .engine import default_device, render
-from .errors import DreamlabError, unknown
-from .gallery_page import INDEX_NAME, write_index
-from .io import atomic_write_bytes, atomic_write_text, grid, load_image, png_bytes, safe_name
-from .models import LoadedModel, load_model
-from .objectives import channel
-from .summary import layer_table
+from dreamlab.optvis.engine import default_device, render
+from dreamlab.errors import DreamlabError, unknown
+from dreamlab.apps.gallery.page import INDEX_NAME, write_index
+from dreamlab.io import atomic_write_bytes, atomic_write_text, grid, load_image, png_bytes, safe_name
+from dreamlab.models.loading import LoadedModel, load_model
+from dreamlab.optvis.objectives import channel
+from dreamlab.models.summary import layer_table
 
 UNITS_DIR = ".units"
 LOCK_NAME = "lock"
@@ -531,61 +530,3 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add `dreamlab gallery` to the CLI."""
-    from .cli import _positive_int
-
-    g = subparsers.add_parser(
-        "gallery", help="render every channel of some layers into a browsable, resumable folder",
-        description="Render every channel of LAYERS into OUT: one PNG per unit, contact sheets, manifest.json "
-                    "and index.html. Run the same command again to resume; under torchrun the units are "
-                    "shared across ranks.")
-    g.add_argument("model", help="recipe name (googlenet, lenet-digits, ...), a recipe .toml, or any "
-                                 "torchvision model name")
-    g.add_argument("--layers", help="comma-separated layer names (default: the recipe's default layer); "
-                                    "`dreamlab layers MODEL` lists them")
-    g.add_argument("-o", "--out", type=Path, help="output folder (default: gallery/MODEL)")
-    g.add_argument("--weights", default="default",
-                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
-    g.add_argument("--steps", type=_positive_int, help="optimization steps (default: the recipe's)")
-    g.add_argument("--size", type=_positive_int, help="image size in pixels (default: the recipe's input size)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    g.add_argument("--device", help="cpu or cuda (default: cuda when available; cuda:LOCAL_RANK under torchrun)")
-    g.add_argument("--batch-size", type=_positive_int,
-                   help="units per render call (default: 64 on cuda, 16 on cpu); images do not depend on it")
-    g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
-    g.add_argument("--overwrite", action="store_true", help="replace units made with other settings")
-    g.add_argument("--compile", nargs="?", const="default", metavar="MODE",
-                   help="torch.compile the renders (see dreamlab render --help); pays off over many batches")
-    g.set_defaults(run=cmd_gallery)
-
-
-def _channels_arg(text: str) -> list[int]:
-    try:
-        return parse_channels(text)
-    except DreamlabError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--channels: ")) from None
-
-
-def cmd_gallery(args: argparse.Namespace) -> int:
-    from .cli import EXIT_INTERRUPTED
-
-    layers = [name.strip() for name in args.layers.split(",") if name.strip()] if args.layers else None
-    out = args.out if args.out is not None else Path("gallery") / safe_name(Path(str(args.model)).stem)
-    try:
-        result = build_gallery(args.model, out, layers, weights=args.weights, steps=args.steps, size=args.size,
-                               seed=args.seed, device=args.device, batch_size=args.batch_size,
-                               channels=args.channels, overwrite=args.overwrite, compile=args.compile or False)
-    except KeyboardInterrupt:
-        done = len(GalleryFolder(out).read_records())
-        print(f"dreamlab: interrupted; {done} finished units are saved in {out}. Run the same command again to "
-              f"render the rest.", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if result.manifest is not None:
-        print(out / INDEX_NAME)
-        print(f"{len(result.manifest['units'])} units in {out} ({result.total - result.skipped} rendered now, "
-              f"{result.skipped} already done)", file=sys.stderr)
-    return 0

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .capture import OUTPUT
-from .errors import DreamlabError
+from dreamlab.optvis.capture import OUTPUT
+from dreamlab.errors import DreamlabError
 
 IMAGE = "@image"  # key of the clean (un-transformed) image in the activations mapping
 

@@ -20,17 +20,17 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from . import __version__
-from .capture import Capture
-from .errors import DreamlabError, unknown
-from .grammar import parse_objective
-from .models import LoadedModel, load_model, torchvision_categories
-from .objectives import IMAGE, Objective
-from .optim import OPTIMIZERS, make_optimizer
-from .params import PARAMS, ImageParam, image_to_param_raw, make_param
-from .recipe import Recipe
-from .relu import RedirectedReLU
-from .transforms import RandomTransforms
+from dreamlab import __version__
+from dreamlab.optvis.capture import Capture
+from dreamlab.errors import DreamlabError, unknown
+from dreamlab.optvis.grammar import parse_objective
+from dreamlab.models.loading import LoadedModel, load_model, torchvision_categories
+from dreamlab.optvis.objectives import IMAGE, Objective
+from dreamlab.optvis.optimizers import OPTIMIZERS, make_optimizer
+from dreamlab.optvis.params import PARAMS, ImageParam, image_to_param_raw, make_param
+from dreamlab.models.recipe import Recipe
+from dreamlab.optvis.relu import RedirectedReLU
+from dreamlab.optvis.transforms import RandomTransforms
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 SnapshotCallback = Callable[[int, Tensor, Sequence[str]], None]  # (step, images [b,C,H,W] cpu, labels)
@@ -51,7 +51,7 @@ class RenderResult:
 
     def pil(self) -> list[Image.Image]:
         """The images as PIL images (RGB, or L for one channel)."""
-        from .io import to_pil
+        from dreamlab.io import to_pil
 
         return [to_pil(img) for img in self.images]
 
@@ -151,7 +151,7 @@ class _Renderer:
         self.features: nn.Module | None = None
         self.compiled_scores = None
         if settings.compile:
-            from .truncate import truncated_forward
+            from dreamlab.optvis.truncate import truncated_forward
 
             self.features = truncated_forward(model, self.layers) if self.layers else None
             # the FFT of the Fourier parameterization runs as a library call, which is what this warns about
@@ -279,7 +279,7 @@ def _resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | 
     if isinstance(model, LoadedModel):
         return model.model, model.recipe, model.weights, model.categories, True
     if isinstance(recipe, str):
-        from .recipe import load_recipe
+        from dreamlab.models.recipe import load_recipe
 
         recipe = load_recipe(recipe)
     recipe = recipe or custom_recipe(model)
@@ -303,7 +303,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
     on a GPU out-of-memory the batch is halved and the run goes on). Ctrl-C ends the run early and returns what
     exists, with `interrupted=True`. The first `redirect_relu_steps` steps let gradient through ReLUs that
     are off everywhere, so units that start dead can come alive (lucid's redirected ReLU). `optimizer` is
-    'channel-adam' or 'adam' (see optim.py). `param_options` go to the parameterization and override the
+    'channel-adam' or 'adam' (see optimizers.py). `param_options` go to the parameterization and override the
     recipe's (e.g. {"decay_power": 1.0, "decorrelate": True, "color_matrix": tensor, "sd": 0.01}).
     `units` renders only these indices of a batched objective (e.g. `range(16, 32)` of `layer:0-511`); each
     unit's image is the same as in a render of them all, whatever the split. `compile` (True, or a torch.compile

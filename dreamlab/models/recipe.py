@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, unknown
 
 TORCHVISION_PREFIX = "torchvision.models:"
 
@@ -45,7 +45,7 @@ class Recipe:
     fill: float = 0.5  # grey level shown where transforms uncover the canvas (0 for digits on black)
     lr: float = 0.05
     steps: int = 512
-    optimizer: str = "channel-adam"  # or "adam" (per-coordinate, as lucid); see dreamlab/optim.py
+    optimizer: str = "channel-adam"  # or "adam" (per-coordinate, as lucid); see dreamlab/optvis/optimizers.py
     fourier_decay: float = 0.5  # the Fourier spectrum's 1/f^decay scale; 0.5 with channel-adam, 1 with adam
     start_level: float = 0.5  # the grey level the random start image is centred on (0.05 for digits on black)
 

@@ -136,7 +136,7 @@ def make_param(kind: str, batch: int, channels: int, size: int | tuple[int, int]
                generator: Generators = None, device: torch.device | str | None = None,
                **options: object) -> ImageParam:
     """Build a parameterization by name ('pixel' or 'fourier')."""
-    from .errors import unknown
+    from dreamlab.errors import unknown
 
     if kind not in PARAMS:
         raise unknown("parameterization", kind, PARAMS)

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .errors import ObjectiveSyntaxError, unknown
-from . import objectives as o
+from dreamlab.errors import ObjectiveSyntaxError, unknown
+from dreamlab.optvis import objectives as o
 
 _FORMS = "layer, layer:97, layer:0-63, layer:97@x,y, logit:281, logit:name, and + - * / with numbers"
 _TOKEN = re.compile(r"""

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from .errors import unknown
+from dreamlab.errors import unknown
 
 
 class ChannelAdam(torch.optim.Optimizer):

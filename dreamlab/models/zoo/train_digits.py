@@ -1,6 +1,6 @@
 """Reproducibly train the zoo's digit models and save their fp16 weights.
 
-Usage: ``python -m dreamlab.zoo.train_digits [--out DIR]`` (default: the
+Usage: ``python -m dreamlab.models.zoo.train_digits [--out DIR]`` (default: the
 package's ``dreamlab/zoo/weights/``). Runs in about two minutes on 2 idle CPU
 cores and prints the held-out accuracy of each model after the fp16 round
 trip that the shipped files go through.
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.zoo.digits import (
+from dreamlab.models.zoo.digits import (
     DIGITS_MEAN,
     DIGITS_STD,
     JUDGE_WEIGHTS_FILE,

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import DreamlabError, WeightsError, unknown
-from .recipe import Recipe, load_recipe
+from dreamlab.errors import DreamlabError, WeightsError, unknown
+from dreamlab.models.recipe import Recipe, load_recipe
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,43 @@
+"""What every subcommand shares: exit codes, the one-line-error parser, argument types, model arguments."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line with dreamlab's prefix (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"dreamlab: error: {message} (see {self.prog} --help)\n")
+
+
+def int_list(text: str) -> list[int]:
+    """``"64,256,512"`` -> ``[64, 256, 512]`` (for --thresholds)."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated step counts like 64,256,512, got {text!r}")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = "googlenet") -> None:
+    """--model/--weights/--recipe, shared by every subcommand that loads a model."""
+    p.add_argument("--model", "-m", default=default_model,
+                   help="recipe name (googlenet, resnet50, vgg16, lenet-digits) or any torchvision model name "
+                        "(default: %(default)s)")
+    p.add_argument("--weights", default="default",
+                   help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
+                        "a torchvision weights name, or PATH to a state-dict file")
+    p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")

@@ -1,0 +1,68 @@
+"""The `dreamlab` command line: a table of subcommands, each a module in ``dreamlab.apps.commands``.
+
+Only the module of the subcommand being run is imported (``dreamlab --help`` imports none), so a new
+subcommand is one module with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``, plus one line in
+``COMMANDS``. Every user error prints one line, ``dreamlab: error: ...``, and exits with status 2; Ctrl-C exits
+with 130 after saving what was computed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser
+from dreamlab.errors import DreamlabError
+
+# name -> (module, one-line help shown by `dreamlab --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "render": ("dreamlab.apps.commands.render", "optimize images that maximize a unit, channel, logit or layer"),
+    "layers": ("dreamlab.apps.commands.layers", "list addressable layers with output shapes and parameter counts"),
+    "recipes": ("dreamlab.apps.commands.recipes", "list the shipped recipes"),
+    "gallery": ("dreamlab.apps.commands.gallery",
+                "render every channel of some layers into a browsable, resumable folder"),
+    "quality": ("dreamlab.apps.commands.quality",
+                "run the quality measures against their goals; exits 1 when a goal is missed"),
+    "bench": ("dreamlab.apps.commands.bench",
+              "time fixed render workloads on random-weight GoogLeNet; prints JSON lines"),
+}
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    return argv[0] if argv and argv[0] in COMMANDS else None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser, with the arguments of the subcommand named in ``argv`` (the others are listed only)."""
+    from dreamlab import __version__
+
+    parser = OneLineParser(prog="dreamlab", description="Feature visualization for PyTorch models.")
+    parser.add_argument("--version", action="version", version=f"dreamlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser, metavar="COMMAND")
+    chosen = _chosen(argv)
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name != chosen:
+            sub.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=getattr(module, "DESCRIPTION", help_text))
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+        return args.run(args)
+    except DreamlabError as exc:
+        print(f"dreamlab: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dreamlab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:  # files that cannot be written or read
+        print(f"dreamlab: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILURE

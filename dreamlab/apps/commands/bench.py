@@ -1,0 +1,70 @@
+"""`dreamlab bench`: time fixed render workloads (and the peers, in the same run); prints JSON lines."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from dreamlab.apps.bench import bench_workload, ratios, run_ablation, run_peer_bench
+from dreamlab.errors import DreamlabError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workload", default="both", choices=["unit", "layer", "both"])
+    p.add_argument("--steps", type=int, default=512)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--units", type=int, default=512, help="units of the layer workload (inception4c has 512)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--precision", default="auto", help="auto (bf16 on cuda), fp32 or bf16")
+    p.add_argument("--param", default="fourier")
+    p.add_argument("--transforms", default="standard")
+    p.add_argument("--batch-size", type=int, help="units per batch (default: all)")
+    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help="torch.compile the steps (MODE: default, reduce-overhead, ...); each workload is then "
+                        "rendered twice and the warm-up reported as warmup_s")
+    p.add_argument("--peer-bench", type=Path, metavar="PEER_BENCH_PY",
+                   help="also run this peer benchmark (../shared/bench/peer_bench.py) with the same settings, "
+                        "in the same run, and print the ratios")
+    p.add_argument("--peer-site", type=Path, default=Path("/tmp/peers_site"),
+                   help="where setup_peers.sh installed the peers (default: %(default)s)")
+    p.add_argument("--peer-batches", default="1", help="lucent batch sizes to time (default: 1)")
+    p.add_argument("--peer-parts", default="lucent",
+                   help="what the peer benchmark runs: any of ceiling (bare GoogLeNet fwd+bwd), lucent, dreams "
+                        "(default: lucent)")
+    p.add_argument("--ablation", action="store_true",
+                   help="instead of the workloads: time inception4c:0-<units-1> with each speed-up switched off "
+                        "alone (early stop, one gather, precision, layout, optimizer; --compile adds compile)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dreamlab.optvis.engine import default_device
+
+    if not 1 <= args.units <= 512:
+        raise DreamlabError(f"--units must be between 1 and 512 (inception4c has 512 channels), got {args.units}")
+    if args.steps < 1 or args.size < 32:
+        raise DreamlabError("--steps must be at least 1 and --size at least 32")
+    if args.peer_bench and not args.peer_bench.is_file():
+        raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; it lives in "
+                            f"../shared/bench/peer_bench.py")
+    device = torch.device(args.device) if args.device else default_device()
+    print(json.dumps({"what": "env", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}), flush=True)
+    if args.ablation:
+        for line in run_ablation(steps=args.steps, size=args.size, units=args.units, device=device,
+                                 compile=args.compile):
+            print(json.dumps(line), flush=True)
+        return 0
+    ours = {}
+    for workload in (["unit", "layer"] if args.workload == "both" else [args.workload]):
+        figures = bench_workload(workload, steps=args.steps, size=args.size, units=args.units, device=device,
+                                 precision=args.precision, param=args.param, transforms=args.transforms,
+                                 batch_size=args.batch_size, compile=args.compile)
+        ours[workload] = figures
+        print(json.dumps(figures), flush=True)
+    if args.peer_bench:
+        peers = run_peer_bench(args.peer_bench, args.peer_site, steps=args.steps, size=args.size,
+                               batches=args.peer_batches, parts=args.peer_parts)
+        print(json.dumps({"what": "ratios", **ratios(ours, peers)}), flush=True)
+    return 0

@@ -1,0 +1,61 @@
+"""`dreamlab gallery MODEL`: every channel of some layers as PNGs, contact sheets and a static page."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dreamlab.apps.args import EXIT_INTERRUPTED, positive_int
+from dreamlab.apps.gallery.build import GalleryFolder, build_gallery, parse_channels
+from dreamlab.apps.gallery.page import INDEX_NAME
+from dreamlab.errors import DreamlabError
+from dreamlab.io import safe_name
+
+DESCRIPTION = ("Render every channel of LAYERS into OUT: one PNG per unit, contact sheets, manifest.json "
+                    "and index.html. Run the same command again to resume; under torchrun the units are shared across ranks.")
+
+
+def add_arguments(g: argparse.ArgumentParser) -> None:
+    g.add_argument("model", help="recipe name (googlenet, lenet-digits, ...), a recipe .toml, or any "
+                                 "torchvision model name")
+    g.add_argument("--layers", help="comma-separated layer names (default: the recipe's default layer); "
+                                    "`dreamlab layers MODEL` lists them")
+    g.add_argument("-o", "--out", type=Path, help="output folder (default: gallery/MODEL)")
+    g.add_argument("--weights", default="default",
+                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
+    g.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
+    g.add_argument("--size", type=positive_int, help="image size in pixels (default: the recipe's input size)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    g.add_argument("--device", help="cpu or cuda (default: cuda when available; cuda:LOCAL_RANK under torchrun)")
+    g.add_argument("--batch-size", type=positive_int,
+                   help="units per render call (default: 64 on cuda, 16 on cpu); images do not depend on it")
+    g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
+    g.add_argument("--overwrite", action="store_true", help="replace units made with other settings")
+    g.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help="torch.compile the renders (see dreamlab render --help); pays off over many batches")
+
+
+def _channels_arg(text: str) -> list[int]:
+    try:
+        return parse_channels(text)
+    except DreamlabError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--channels: ")) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    layers = [name.strip() for name in args.layers.split(",") if name.strip()] if args.layers else None
+    out = args.out if args.out is not None else Path("gallery") / safe_name(Path(str(args.model)).stem)
+    try:
+        result = build_gallery(args.model, out, layers, weights=args.weights, steps=args.steps, size=args.size,
+                               seed=args.seed, device=args.device, batch_size=args.batch_size,
+                               channels=args.channels, overwrite=args.overwrite, compile=args.compile or False)
+    except KeyboardInterrupt:
+        done = len(GalleryFolder(out).read_records())
+        print(f"dreamlab: interrupted; {done} finished units are saved in {out}. Run the same command again to "
+              f"render the rest.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.manifest is not None:
+        print(out / INDEX_NAME)
+        print(f"{len(result.manifest['units'])} units in {out} ({result.total - result.skipped} rendered now, "
+              f"{result.skipped} already done)", file=sys.stderr)
+    return 0

@@ -1,0 +1,99 @@
+"""`dreamlab render OBJECTIVE`: optimize images for a unit, channel, logit or layer and save them as PNGs."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dreamlab.apps.args import EXIT_INTERRUPTED, add_model_arguments, int_list, positive_int
+from dreamlab.errors import DreamlabError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("objective", help="e.g. inception4c:97, inception4c:97@7,7, inception4c, logit:tabby, "
+                                     "inception4c:0-63, 'inception4c:97 - 0.5*inception4d:12'")
+    add_model_arguments(p)
+    p.add_argument("-o", "--out", type=Path, help="output PNG (one unit or --grid) or folder (several units); "
+                                                  "default: descriptive names in the current directory")
+    p.add_argument("--grid", action="store_true", help="save all units as one grid image")
+    p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
+    p.add_argument("--size", type=positive_int, help="image size in pixels (default: the recipe's input size)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    p.add_argument("--optimizer", help="channel-adam or adam (default: the recipe's; see dreamlab/optvis/optimizers.py)")
+    p.add_argument("--fourier-decay", type=float, metavar="D",
+                   help="the Fourier spectrum's 1/f^D scale (default: the recipe's, 0.5; lucid: --optimizer adam "
+                        "--fourier-decay 1)")
+    p.add_argument("--param", help="image parameterization: pixel or fourier (default: the recipe's)")
+    p.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=positive_int, help="units optimized at once (default: all)")
+    p.add_argument("--thresholds", type=int_list, default=[], help="also save snapshots at these steps, "
+                                                                    "e.g. 64,256,512")
+    p.add_argument("--init", type=Path, help="start from this image instead of noise")
+    p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda)")
+    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help="torch.compile each step's forward (warm-up once per process; pays off over long or "
+                        "repeated renders); MODE: default, reduce-overhead (CUDA graphs), max-autotune")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dreamlab.io import grid, load_image, output_paths, save_png
+    from dreamlab.models.loading import load_model
+    from dreamlab.optvis.engine import render
+
+    loaded = load_model(args.recipe or args.model, args.weights)
+    if args.fourier_decay is not None and (args.param or loaded.recipe.param) != "fourier":
+        raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
+                            "or leave it out")
+    if args.fourier_decay is not None and args.fourier_decay < 0:
+        raise DreamlabError(f"--fourier-decay must be 0 or more (0: no preference, 1: lucid's 1/f), got "
+                            f"{args.fourier_decay:g}")
+    init = load_image(args.init) if args.init else None
+    model_name = loaded.recipe.name
+
+    def save_snapshot(step: int, images, labels) -> None:
+        if args.grid:
+            paths = [_grid_path(args.out, model_name, labels)]
+            images = grid(images)[None]
+        else:
+            paths = output_paths(model_name, labels, args.out)
+        for path, image in zip(paths, images):
+            save_png(image, path.with_name(f"{path.stem}_step{step:04d}.png"), {"dreamlab:step": str(step)})
+
+    result = render(loaded, args.objective, steps=args.steps, size=args.size, lr=args.lr,
+                    optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
+                    device=args.device, batch_size=args.batch_size,
+                    thresholds=args.thresholds, on_snapshot=save_snapshot if args.thresholds else None,
+                    init_image=init, precision=args.precision, progress=True, compile=args.compile or False,
+                    param_options=None if args.fourier_decay is None else {"decay_power": args.fourier_decay})
+    written = []
+    if args.grid:
+        path = _grid_path(args.out, model_name, result.labels)
+        save_png(grid(result.images), path, {**result.provenance, "dreamlab:units": " | ".join(result.labels)})
+        written.append(path)
+    else:
+        for path, image, label, score in zip(output_paths(model_name, result.labels, args.out), result.images,
+                                             result.labels, result.final_scores.tolist()):
+            save_png(image, path, {**result.provenance, "dreamlab:unit": label, "dreamlab:score": f"{score:.6g}"})
+            written.append(path)
+    for path in written[:10]:
+        print(path)
+    if len(written) > 10:
+        print(f"... and {len(written) - 10} more in {written[-1].parent}")
+    if result.interrupted:
+        print(f"dreamlab: interrupted after {result.history.shape[0]} steps; saved the images as they were",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _grid_path(out: Path | None, model: str, labels: Sequence[str]) -> Path:
+    from dreamlab.io import safe_name
+
+    if out is not None and out.suffix.lower() == ".png":
+        return out
+    span = labels[0] if len(labels) == 1 else f"{labels[0]}..{labels[-1].split(':')[-1]}"
+    name = f"{safe_name(model)}_{safe_name(span)}_grid.png"
+    return (out / name) if out is not None else Path(name)

@@ -1,0 +1,2 @@
+"""Where the model looks: Grad-CAM and gradient attributions (saliency, SmoothGrad, integrated gradients,
+deconvnet, guided backpropagation), with the model-randomization sanity check."""
