@@ -75,3 +75,40 @@ def test_the_loop_objective_scores_as_the_gather_does() -> None:
     units = [1, 3, 4, 6, 7, 2]
     torch.testing.assert_close(_loop_objective("inception4c", units)(acts, index),
                                channel("inception4c", units)(acts, index))
+
+
+def _layout_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, bool]]:
+    """(channels_last asked for, channels_last found in the model's first spatial conv weight) per render."""
+    from dreamlab.optvis import engine
+
+    seen: list[tuple[bool, bool]] = []
+    original = engine._Renderer.__init__
+
+    def spy(self, model, objective, recipe, settings, *args, **kwargs):
+        weight = next(p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[-1] > 1)
+        seen.append((settings.channels_last, weight.is_contiguous(memory_format=torch.channels_last)))
+        original(self, model, objective, recipe, settings, *args, **kwargs)
+
+    monkeypatch.setattr(engine._Renderer, "__init__", spy)
+    return seen
+
+
+def test_a_channels_last_render_leaves_the_loaded_model_contiguous(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dreamlab import load_model, render
+
+    seen = _layout_spy(monkeypatch)
+    digits = load_model("lenet-digits")
+    render(digits, "conv2:0", steps=1, device="cpu", channels_last=True)
+    render(digits, "conv2:0", steps=1, device="cpu", channels_last=False)
+    assert seen == [(True, True), (False, False)]
+    assert all(p.is_contiguous() for p in digits.model.parameters())
+
+
+def test_every_ablation_variant_renders_the_layout_it_claims(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dreamlab.apps.bench import run_ablation
+
+    seen = _layout_spy(monkeypatch)
+    lines = list(run_ablation(steps=1, size=32, units=1, device=torch.device("cpu"), repeats=1))
+    assert "channels_last" in [line["variant"] for line in lines]
+    assert sum(asked for asked, _ in seen) == 1  # the one channels_last variant
+    assert all(asked == found for asked, found in seen), seen

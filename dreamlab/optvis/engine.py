@@ -21,6 +21,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab import __version__
+from dreamlab.devices import resolve_device, same_device
 from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError, unknown
 from dreamlab.optvis.grammar import parse_objective
@@ -87,10 +88,6 @@ class _Chunk:
     interrupted: bool
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def custom_recipe(model: nn.Module, channels: int = 3, input_size: int = 224) -> Recipe:
     """Settings for a model passed as a module without a recipe: ImageNet-style preprocessing."""
     return Recipe(name=type(model).__name__, builder="custom:" + type(model).__name__, weights="none",
@@ -108,11 +105,24 @@ def _model_device(model: nn.Module) -> torch.device | None:
 
 @contextmanager
 def prepared_model(model: nn.Module, device: torch.device, channels_last: bool, owned: bool) -> Iterator[nn.Module]:
-    """The model in eval mode with frozen parameters on `device`; a caller's model is left as it was found."""
+    """The model in eval mode with frozen parameters on `device`.
+
+    A model dreamlab loaded (`owned`, e.g. a LoadedModel) is moved to `device` in place and stays there, so the
+    next render on that device finds it ready; its memory layout is channels_last for this render only and is
+    contiguous again afterwards, so one render's layout never leaks into the next. A caller's module is left
+    exactly as it was found: on another device it is copied, never moved.
+    """
     if owned:
-        yield model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+        model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        try:
+            yield model
+        finally:
+            if channels_last:
+                model.to(memory_format=torch.contiguous_format)
         return
-    if _model_device(model) not in (None, device):
+    if not same_device(_model_device(model), device):
         model = copy.deepcopy(model).to(device)  # never move the caller's model
     modes = {m: m.training for m in model.modules()}
     grads = {p: p.requires_grad for p in model.parameters()}
@@ -313,9 +323,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
     """
     module, recipe_obj, weights_desc, categories, owned = _resolve_model(model, recipe, weights)
     obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
-    dev = torch.device(device) if device is not None else default_device()
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DreamlabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    dev = resolve_device(device)
     if precision not in ("auto", "fp32", "bf16"):
         raise DreamlabError(f"unknown precision {precision!r}; valid: auto, fp32, bf16")
     settings = RenderSettings(

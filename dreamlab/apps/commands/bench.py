@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dreamlab.optvis.engine import default_device
+    from dreamlab.devices import resolve_device
 
     if not 1 <= args.units <= 512:
         raise DreamlabError(f"--units must be between 1 and 512 (inception4c has 512 channels), got {args.units}")
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.peer_bench and not args.peer_bench.is_file():
         raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; it lives in "
                             f"../shared/bench/peer_bench.py")
-    device = torch.device(args.device) if args.device else default_device()
+    device = resolve_device(args.device)
     print(json.dumps({"what": "env", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}), flush=True)
     if args.ablation:
         for line in run_ablation(steps=args.steps, size=args.size, units=args.units, device=device,

@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dreamlab.optvis.engine import default_device, render
+from dreamlab.devices import resolve_device
+from dreamlab.optvis.engine import render
 from dreamlab.errors import DreamlabError, unknown
 from dreamlab.apps.gallery.page import INDEX_NAME, write_index
 from dreamlab.io import atomic_write_bytes, atomic_write_text, grid, load_image, png_bytes, safe_name
@@ -296,15 +297,13 @@ class _Group:
 
     @classmethod
     def start(cls, device: str | torch.device | None) -> tuple[_Group, torch.device]:
-        dev = torch.device(device) if device is not None else default_device()
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise DreamlabError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        dev = resolve_device(device)
         world = int(os.environ.get("WORLD_SIZE") or 1)
         if world <= 1:
             return cls(), dev
         import torch.distributed as dist
 
-        if dev.type == "cuda" and dev.index is None:
+        if dev.type == "cuda" and (device is None or torch.device(device).index is None):  # one GPU per rank
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK") or 0))
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
