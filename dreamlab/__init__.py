@@ -16,7 +16,11 @@ The names most users need are re-exported here:
 """
 __version__ = "0.1.0"
 
+from dreamlab.attribution.api import attribute, gradcam  # noqa: E402
 from dreamlab.errors import DreamlabError  # noqa: E402
+from dreamlab.inspect.features import features  # noqa: E402
+from dreamlab.inspect.graph import graph  # noqa: E402
+from dreamlab.inspect.kernels import kernels  # noqa: E402
 from dreamlab.models.loading import load_model  # noqa: E402
 from dreamlab.models.recipe import Recipe, load_recipe  # noqa: E402
 from dreamlab.models.summary import layer_table  # noqa: E402
@@ -27,4 +31,5 @@ from dreamlab.optvis.grammar import parse_objective  # noqa: E402
 from dreamlab.optvis.objectives import Objective, objective  # noqa: E402
 
 __all__ = ["__version__", "objectives", "capture", "DreamlabError", "parse_objective", "load_model", "Objective",
-           "objective", "Recipe", "load_recipe", "RenderResult", "render", "layer_table"]
+           "objective", "Recipe", "load_recipe", "RenderResult", "render", "layer_table",
+           "gradcam", "attribute", "graph", "kernels", "features"]

@@ -40,6 +40,7 @@ class Recipe:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     categories: tuple[str, ...] | None = None  # None: taken from the torchvision weights' metadata
     default_layer: str | None = None
+    cam_layer: str | None = None  # Grad-CAM's default layer (the last conv block); None: the last spatial layer
     param: str = "fourier"
     transforms: str = "standard"
     fill: float = 0.5  # grey level shown where transforms uncover the canvas (0 for digits on black)
@@ -59,7 +60,9 @@ class Recipe:
 
     def hash(self) -> str:
         """A stable digest of every setting, recorded with rendered images."""
-        data = json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
+        settings = dataclasses.asdict(self)
+        settings.pop("cam_layer")  # attribution only: renders (and their recorded hashes) do not depend on it
+        data = json.dumps(settings, sort_keys=True, default=list)
         return "sha256:" + hashlib.sha256(data.encode()).hexdigest()[:16]
 
 

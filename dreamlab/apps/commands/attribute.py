@@ -1,0 +1,93 @@
+"""`dreamlab attribute MODEL --image PHOTO --method M`: per-pixel attributions as a heat map and a signed map."""
+from __future__ import annotations
+
+import argparse
+
+from dreamlab.apps.args import positive_int
+from dreamlab.apps.commands.cam import add_subject_arguments
+
+DESCRIPTION = ("Per-pixel attributions of a target: FILE.png shows the heat map over the photo and the signed map "
+               "(blue negative, red positive) side by side; FILE.npy holds the signed attributions at the model's "
+               "input size. --sanity runs the model-randomization test of Adebayo et al. (2018) instead.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_subject_arguments(p)
+    p.add_argument("--method", "-M", default="saliency",
+                   help="saliency, smoothgrad, ig, deconvnet, guided, guided-gradcam (default: %(default)s); "
+                        "with --sanity, a comma-separated list that may also name gradcam and gradcam++")
+    p.add_argument("--baseline", default="black", help="IG baseline: black, blurred or noise (default: %(default)s)")
+    p.add_argument("--steps", type=positive_int, default=64, help="IG steps (default: %(default)s)")
+    p.add_argument("--samples", type=positive_int, default=32, help="SmoothGrad samples (default: %(default)s)")
+    p.add_argument("--noise", type=float, default=0.15,
+                   help="SmoothGrad noise, a fraction of the image's value range (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="images per forward pass for IG steps and SmoothGrad samples (default: %(default)s)")
+    p.add_argument("--layer", "-l", help="guided-gradcam's CAM layer (default: the recipe's cam_layer)")
+    p.add_argument("--seed", type=int, default=0, help="seed of SmoothGrad's and the noise baseline's noise")
+    p.add_argument("--sanity", action="store_true",
+                   help="re-initialize the model's blocks top-down and print the rank correlation with the "
+                        "trained model's map at each step (low = the method depends on the weights)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dreamlab.attribution.api import METHODS, attribute
+    from dreamlab.attribution.cam import CAM_METHODS
+    from dreamlab.attribution.overlay import heat, overlay, signed_map
+    from dreamlab.attribution.photos import default_output, predicted_class, read_photo, save_outputs, to_photo_size
+    from dreamlab.attribution.target import subject
+    from dreamlab.errors import unknown
+    from dreamlab.io import grid
+
+    subj = subject(str(args.recipe or args.model), weights=args.weights)
+    photo, x = read_photo(args.image, subj, args.size)
+    target = args.target or predicted_class(subj, x)
+    methods = [m.strip() for m in args.method.split(",") if m.strip()] if args.sanity else [args.method]
+    valid = METHODS + CAM_METHODS if args.sanity else METHODS
+    for method in methods:
+        if method not in valid:
+            raise unknown("attribution method", method, valid)
+    options = dict(baseline=args.baseline, steps=args.steps, samples=args.samples, noise=args.noise,
+                   layer=args.layer, batch_size=args.batch_size, seed=args.seed)
+    if args.sanity:
+        return _sanity(subj, x, target, methods, options)
+    method = methods[0]
+    result = attribute(subj, x, target, method, **options)[0]
+    signed = method == "ig"
+    panels = torch.stack([overlay(photo, to_photo_size(heat(result, signed)[None], photo)[0].clamp(0, 1)),
+                          to_photo_size(signed_map(result), photo).clamp(0, 1)])
+    out = args.out or default_output(subj.recipe.name, target, method)
+    png, npy = save_outputs(grid(panels, columns=2, padding=2, fill=1.0), result, out,
+                            {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
+                             "dreamlab:method": method, "dreamlab:weights": str(args.weights),
+                             "dreamlab:options": repr(options)})
+    print(f"{png} ({method} of {target}: heat map | signed map; attributions in {npy})")
+    return 0
+
+
+def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
+    from dreamlab.attribution.api import attribute, gradcam
+    from dreamlab.attribution.cam import CAM_METHODS
+    from dreamlab.attribution.sanity import blocks_top_down, cascading_randomization
+    from dreamlab.attribution.target import Subject
+
+    def attribution(model, method: str):
+        copy = Subject(model, subj.recipe, subj.categories)
+        if method in CAM_METHODS:
+            return gradcam(copy, x, target, options["layer"], method=method)
+        return attribute(copy, x, target, method, **options)
+
+    blocks = blocks_top_down(subj.model)
+    print(f"cascading randomization (Adebayo et al. 2018) of {target}: rank correlation of |attribution| with "
+          f"the trained model's, blocks re-initialized from the top down")
+    table = {}
+    for method in methods:
+        steps = cascading_randomization(subj.model, lambda model: attribution(model, method), blocks)
+        table[method] = [s.correlation for s in steps]
+    width = max(len(b) for b in blocks + ["randomized"])
+    print(f"{'randomized':<{width}}  " + "  ".join(f"{m:>14}" for m in methods))
+    for i, block in enumerate(blocks):
+        print(f"{'+' + block if i else block:<{width}}  " + "  ".join(f"{table[m][i]:>14.3f}" for m in methods))
+    return 0

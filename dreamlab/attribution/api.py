@@ -1,0 +1,90 @@
+"""`dreamlab.gradcam` and `dreamlab.attribute`: attributions for a model, an image and a target.
+
+>>> cam = dreamlab.gradcam("lenet-digits", digit, "logit:3")                 # [1, 28, 28], >= 0
+>>> ig = dreamlab.attribute("lenet-digits", digit, "logit:3", method="ig")   # [1, 28, 28], signed
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dreamlab.attribution import gradients as g
+from dreamlab.attribution.cam import CAM_METHODS, class_activation_map, default_cam_layer
+from dreamlab.attribution.target import ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target, subject
+from dreamlab.errors import unknown
+from dreamlab.models.recipe import Recipe
+from dreamlab.optvis.objectives import Objective
+
+METHODS = ("saliency", "smoothgrad", "ig", "deconvnet", "guided", "guided-gradcam")
+
+Target = Objective | str | int
+
+
+def _device(subj: Subject, images: Tensor) -> torch.device:
+    tensor = next(subj.model.parameters(), None)
+    return images.device if tensor is None else tensor.device
+
+
+def _prepare(subj: Subject, image: Tensor, target: Target) -> tuple[Tensor, TargetScore]:
+    images = as_batch(image, subj.recipe.channels)
+    images = images.to(_device(subj, images))
+    return images, TargetScore(subj, parse_target(target, subj.categories), images.shape[0])
+
+
+def _like_input(result: Tensor, image: Tensor) -> Tensor:
+    return result[0] if image.dim() == 3 else result
+
+
+def cam_layer(subj: Subject, images: Tensor, layer: str | None) -> str:
+    """The layer asked for, else the recipe's `cam_layer`, else the last spatial layer."""
+    if layer:
+        return layer
+    with evaluating(subj.model):
+        return default_cam_layer(subj.model, subj.normalize(images[:1]), getattr(subj.recipe, "cam_layer", None))
+
+
+def gradcam(model: ModelLike, image: Tensor, target: Target, layer: str | None = None, *, method: str = "gradcam",
+            recipe: Recipe | str | None = None, weights: str | Path | None = "default") -> Tensor:
+    """The class activation map of `target` at `layer`, upsampled to the image: [1, H, W] or [B, 1, H, W], >= 0.
+
+    `image` is in [0, 1] ([C, H, W] or a batch); it is normalized with the recipe's mean and std. `target` is an
+    objective string (`logit:281`, `logit:tabby`, `inception4c:97`), an Objective, or a class index. `method` is
+    gradcam or gradcam++.
+    """
+    subj = subject(model, recipe, weights)
+    images, score = _prepare(subj, image, target)
+    with evaluating(subj.model):
+        return _like_input(class_activation_map(score, images, cam_layer(subj, images, layer), method), image)
+
+
+def attribute(model: ModelLike, image: Tensor, target: Target, method: str = "saliency", *,
+              recipe: Recipe | str | None = None, weights: str | Path | None = "default",
+              baseline: str | Tensor = "black", steps: int = 64, samples: int = 32, noise: float = 0.15,
+              layer: str | None = None, batch_size: int = 64, seed: int = 0) -> Tensor:
+    """Per-pixel attributions of `target` with the image's shape, signed.
+
+    `method`: saliency, smoothgrad (`samples`, `noise`), ig (`baseline` black|blurred|noise or an image,
+    `steps`), deconvnet, guided, guided-gradcam (guided backprop times the Grad-CAM at `layer`). Expanded
+    batches (IG steps, SmoothGrad samples) run `batch_size` images per forward pass.
+    """
+    if method not in METHODS:
+        raise unknown("attribution method", method, METHODS)
+    subj = subject(model, recipe, weights)
+    images, score = _prepare(subj, image, target)
+    with evaluating(subj.model):
+        if method == "saliency":
+            result = g.saliency(score, images)
+        elif method == "smoothgrad":
+            result = g.smoothgrad(score, images, samples, noise, seed, batch_size)
+        elif method == "ig":
+            result = g.integrated_gradients(score, images, baseline, steps, batch_size, seed)
+        elif method == "deconvnet":
+            result = g.deconvnet(score, images)
+        elif method == "guided":
+            result = g.guided_backprop(score, images)
+        else:
+            cam = class_activation_map(score, images, cam_layer(subj, images, layer), CAM_METHODS[0])
+            result = g.guided_backprop(score, images) * cam
+    return _like_input(result, image)

@@ -1,0 +1,151 @@
+"""What every attribution method shares: a model with its preprocessing, and a target score per image.
+
+A target is any objective (`logit:281`, `logit:tabby`, `inception4c:97`, sums of them), evaluated through
+`dreamlab.optvis.capture` on the normalized image. Images are in [0, 1], [B, C, H, W]; attributions are taken
+with respect to those pixels, so the normalization is part of the differentiated function.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from dreamlab.errors import DreamlabError
+from dreamlab.models.loading import LoadedModel, load_model, resolve_layer
+from dreamlab.models.recipe import Recipe, load_recipe
+from dreamlab.optvis.capture import capture
+from dreamlab.optvis.grammar import parse_objective
+from dreamlab.optvis.objectives import Objective
+
+@dataclass(frozen=True)
+class Subject:
+    """A model in eval mode with the recipe that says how to normalize its input, and its class names."""
+
+    model: nn.Module
+    recipe: Recipe
+    categories: tuple[str, ...] | None
+
+    def normalize(self, images: Tensor) -> Tensor:
+        mean = torch.tensor(self.recipe.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.recipe.std, device=images.device).view(1, -1, 1, 1)
+        return (images - mean) / std
+
+
+ModelLike = nn.Module | str | LoadedModel | Subject
+
+
+def subject(model: ModelLike, recipe: Recipe | str | None = None, weights: str | Path | None = "default") -> Subject:
+    """A Subject from a recipe name, a LoadedModel, or a module (with `recipe`, else ImageNet-style settings)."""
+    from dreamlab.models.loading import torchvision_categories
+    from dreamlab.optvis.engine import custom_recipe
+
+    if isinstance(model, Subject):
+        return model
+    if isinstance(model, str):
+        model = load_model(recipe if recipe is not None else model, weights)
+    if isinstance(model, LoadedModel):
+        return Subject(model.model, model.recipe, model.categories)
+    if isinstance(recipe, str):
+        recipe = load_recipe(recipe)
+    if recipe is None:
+        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        recipe = custom_recipe(model, channels=first.in_channels if first is not None else 3)
+    return Subject(model, recipe, recipe.categories or torchvision_categories(recipe))
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode for the duration; a caller's training flags are restored afterwards."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def as_batch(image: Tensor, channels: int) -> Tensor:
+    """[C, H, W] or [B, C, H, W] in [0, 1] as a float batch; a channel count the model does not take is refused."""
+    if image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4:
+        raise DreamlabError(f"expected an image [C, H, W] or a batch [B, C, H, W], got shape {list(image.shape)}")
+    if image.shape[1] != channels:
+        raise DreamlabError(f"the image has {image.shape[1]} channels; this model takes {channels}")
+    return image.float()
+
+
+def parse_target(target: Objective | str | int, categories: tuple[str, ...] | None) -> Objective:
+    """An objective from a string (`logit:281`, `logit:tabby`, `inception4c:97`), an int (a class), or as is."""
+    if isinstance(target, Objective):
+        return target
+    if isinstance(target, int):
+        target = f"logit:{target}"
+    return parse_objective(target, categories)
+
+
+class TargetScore:
+    """`scores(images, index)`: the target for each image, differentiable w.r.t. the pixels.
+
+    A target with one unit scores every image on it; a batched target (`logit:0-9`, or `o.logit(labels)`)
+    scores image i on unit i, so a batch of images can each have their own class. `index[k]` says which image
+    (hence unit) row k of an expanded batch (IG steps, SmoothGrad samples) belongs to.
+    """
+
+    def __init__(self, subj: Subject, target: Objective, n_images: int):
+        if target.batch_size not in (1, n_images):
+            raise DreamlabError(f"target {target.name!r} has {target.batch_size} units for {n_images} image(s); "
+                                f"give one unit (logit:3) or one per image")
+        self.subject = subj
+        self.objective = target
+        self.checked = False
+
+    def __call__(self, images: Tensor, index: Tensor) -> Tensor:
+        if not self.objective.layers:
+            raise DreamlabError(f"target {self.objective.name!r} reads no layer; give a logit or a layer unit")
+        with capture(self.subject.model, self.objective.layers) as cap:
+            acts = cap.run(self.subject.normalize(images))
+        if not self.checked:
+            self.objective.check({k: v.shape for k, v in acts.items()})
+            self.checked = True
+        return self.objective(acts, index)
+
+
+@contextmanager
+def tap(model: nn.Module, layer: str) -> Iterator[dict[str, Tensor]]:
+    """Record `layer`'s output tensor (autograd-connected) under key "out" during forwards in this block.
+
+    The rest of the network gets a clone, so an in-place op after the layer (GoogLeNet's `F.relu(inplace=True)`,
+    VGG's in-place ReLU modules) cannot overwrite the recorded tensor, and gradients w.r.t. it are the layer's.
+    """
+    module = resolve_layer(model, layer)
+    store: dict[str, Tensor] = {}
+
+    def hook(mod: nn.Module, inputs: object, output: object):
+        if not isinstance(output, Tensor):
+            raise DreamlabError(f"layer {layer!r} returns a {type(output).__name__}, not a tensor; pick another")
+        if "out" in store:
+            raise DreamlabError(f"layer {layer!r} runs more than once per forward pass (the module is reused); "
+                                f"pick its block or a module that runs once")
+        store["out"] = output
+        return output.clone()
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def input_gradient(score: TargetScore, images: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+    """(d score / d pixels, scores) for a batch of images whose rows belong to images `index`."""
+    x = images.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        values = score(x, index)
+        (grad,) = torch.autograd.grad(values.sum(), x)
+    return grad, values.detach()

@@ -1,0 +1,119 @@
+"""Gradient attributions: agreement with captum on an nn.ReLU model, IG completeness, SmoothGrad, baselines."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dreamlab import attribute
+from dreamlab.attribution.gradients import baseline_for
+from dreamlab.errors import DreamlabError
+from dreamlab.models.recipe import Recipe
+from dreamlab.models.zoo.digits import load_digits_split
+from dreamlab.optvis import objectives as o
+
+captum_attr = pytest.importorskip("captum.attr")
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.filterwarnings("ignore::UserWarning")]  # captum's "setting backward hooks" notices
+
+IDENTITY = Recipe(name="relu-net", builder="tests:relu_net", weights="none", channels=3, mean=(0.0, 0.0, 0.0),
+                  std=(1.0, 1.0, 1.0))  # no normalization, so pixels are what captum differentiates too
+
+
+def relu_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Linear(32, 5)).eval()
+
+
+@pytest.fixture(scope="module")
+def model_and_images():
+    return relu_net(), torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("method, make, options", [
+    ("saliency", lambda m: captum_attr.Saliency(m), {"abs": False}),
+    ("guided", lambda m: captum_attr.GuidedBackprop(m), {}),
+    ("deconvnet", lambda m: captum_attr.Deconvolution(m), {}),
+])
+def test_gradient_methods_agree_with_captum(model_and_images, method, make, options):
+    model, x = model_and_images
+    ours = attribute(model, x, "logit:3", method, recipe=IDENTITY)
+    theirs = make(model).attribute(x.clone(), target=3, **options)
+    assert ours.shape == x.shape
+    assert theirs.abs().max() > 0
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_integrated_gradients_agree_with_captum_same_baseline_and_steps(model_and_images):
+    model, x = model_and_images
+    ours = attribute(model, x, 2, "ig", recipe=IDENTITY, baseline="black", steps=16, batch_size=7)
+    theirs = captum_attr.IntegratedGradients(model).attribute(x.clone(), baselines=torch.zeros_like(x), target=2,
+                                                              n_steps=16, method="gausslegendre")
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-7)
+
+
+def test_rules_change_the_gradient_on_this_model(model_and_images):
+    model, x = model_and_images
+    plain = attribute(model, x, "logit:3", "saliency", recipe=IDENTITY)
+    for method in ("guided", "deconvnet"):
+        assert not torch.allclose(attribute(model, x, "logit:3", method, recipe=IDENTITY), plain)
+
+
+def test_single_image_keeps_its_shape_and_batched_targets_pick_one_class_per_image(model_and_images):
+    model, x = model_and_images
+    one = attribute(model, x[1], "logit:4", "saliency", recipe=IDENTITY)
+    assert one.shape == x[1].shape
+    per_image = attribute(model, x, o.logit([0, 4]), "saliency", recipe=IDENTITY)
+    torch.testing.assert_close(per_image[1], one)
+    torch.testing.assert_close(per_image[0], attribute(model, x[0], 0, "saliency", recipe=IDENTITY))
+    with pytest.raises(DreamlabError, match="3 units for 2 image"):
+        attribute(model, x, o.logit([0, 1, 2]), "saliency", recipe=IDENTITY)
+
+
+def test_integrated_gradients_completeness_within_one_percent_on_digits():
+    _, _, x, y = load_digits_split()
+    x, y = x[:12], y[:12]
+    ig = attribute("lenet-digits", x, o.logit(y.tolist()), "ig", steps=64)
+    from dreamlab import load_model
+
+    loaded = load_model("lenet-digits")
+    mean, std = loaded.recipe.mean[0], loaded.recipe.std[0]
+    with torch.no_grad():
+        f = loaded.model((x - mean) / std).gather(1, y[:, None])[:, 0]
+        f0 = loaded.model((torch.zeros_like(x) - mean) / std).gather(1, y[:, None])[:, 0]
+    relative = (ig.flatten(1).sum(1) - (f - f0)).abs() / (f - f0).abs()
+    assert relative.max() < 0.01
+
+
+def test_smoothgrad_is_seeded_and_averages_towards_the_gradient(model_and_images):
+    model, x = model_and_images
+    a = attribute(model, x, 1, "smoothgrad", recipe=IDENTITY, samples=4, noise=0.1, seed=3, batch_size=3)
+    assert torch.equal(a, attribute(model, x, 1, "smoothgrad", recipe=IDENTITY, samples=4, noise=0.1, seed=3))
+    assert not torch.equal(a, attribute(model, x, 1, "smoothgrad", recipe=IDENTITY, samples=4, noise=0.1, seed=4))
+    no_noise = attribute(model, x, 1, "smoothgrad", recipe=IDENTITY, samples=2, noise=0.0)
+    torch.testing.assert_close(no_noise, attribute(model, x, 1, "saliency", recipe=IDENTITY))
+
+
+def test_baselines():
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(baseline_for(x, "black"), torch.zeros_like(x))
+    blurred = baseline_for(x, "blurred")
+    assert blurred.shape == x.shape
+    assert blurred.std() < 0.5 * x.std()  # the detail is gone
+    torch.testing.assert_close(blurred.mean(), x.mean(), atol=0.02, rtol=0)  # the overall level stays
+    noise = baseline_for(x, "noise", seed=1)
+    assert torch.equal(noise, baseline_for(x, "noise", seed=1)) and 0 <= noise.min() and noise.max() <= 1
+    with pytest.raises(DreamlabError, match="close matches: blurred"):
+        baseline_for(x, "blurry")
+
+
+def test_unknown_method_and_bad_image_shapes_are_one_line_errors(model_and_images):
+    model, x = model_and_images
+    with pytest.raises(DreamlabError, match="unknown attribution method 'gided'; close matches: guided"):
+        attribute(model, x, 1, "gided", recipe=IDENTITY)
+    with pytest.raises(DreamlabError, match="has 1 channels; this model takes 3"):
+        attribute(model, x[:, :1], 1, "saliency", recipe=IDENTITY)
+    with pytest.raises(DreamlabError, match="class 7 is out of range"):
+        attribute(model, x, "logit:7", "saliency", recipe=IDENTITY)
