@@ -55,14 +55,56 @@ def test_module_called_twice_is_detected():
     assert no_hooks(model)
 
 
-def test_stops_after_the_deepest_layer_and_removes_hooks():
+def test_stops_after_the_deepest_layer_once_a_whole_forward_has_run_and_removes_hooks():
     seen = []
     model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1))
     model[2].register_forward_pre_hook(lambda m, i: seen.append("ran"))
     with capture(model, ["1"]) as cap:
+        first = cap.run(torch.randn(1, 3, 4, 4))
+        assert seen == ["ran"]  # the first run checks that no requested module runs twice
         acts = cap.run(torch.randn(1, 3, 4, 4))
-    assert set(acts) == {"1"} and seen == []
+    assert set(acts) == set(first) == {"1"} and seen == ["ran"]
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_a_module_called_twice_is_refused_with_early_stop_too():
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None).eval()  # each BasicBlock calls its one `relu` module twice
+    with capture(model, ["layer1.0.relu"]) as cap:
+        with pytest.raises(ModuleReusedError, match=r"'layer1.0.relu' runs more than once per forward pass .*; "
+                                                    r"address its block 'layer1.0'"):
+            cap.run(torch.randn(1, 3, 32, 32))
+    assert no_hooks(model)
+
+
+class Forgiving(nn.Module):
+    """A model whose forward catches every Exception around its first layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Conv2d(3, 3, 1)
+        self.last = nn.Conv2d(3, 3, 1)
+        self.calls = 0
+
+    def forward(self, x):
+        try:
+            x = self.first(x)
+        except Exception:  # noqa: BLE001 - what some user models do
+            pass
+        self.calls += 1
+        return self.last(x)
+
+
+def test_a_models_except_exception_does_not_swallow_the_early_stop():
+    model = Forgiving()
+    x = torch.randn(1, 3, 4, 4)
+    with capture(model, ["first"]) as cap:
+        cap.run(x)
+        calls = model.calls  # the first, whole forward
+        acts = cap.run(x)
+    assert model.calls == calls  # the second forward stopped inside `first`
+    torch.testing.assert_close(acts["first"], model.first(x))
 
 
 def test_hooks_removed_on_error_inside_the_block():

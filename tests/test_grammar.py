@@ -70,3 +70,26 @@ def test_syntax_errors_point_at_the_position(text, position, marked):
 def test_class_name_without_categories_is_an_error():
     with pytest.raises(ObjectiveSyntaxError, match="has no class names; use an index"):
         parse_objective("logit:tabby")
+
+
+@pytest.mark.parametrize("text, layers", [
+    ("0.2:3", {"0.2"}),  # a bare nn.Sequential of Sequentials
+    ("0.2:3-4 - 0.5*1.conv:2", {"0.2", "1.conv"}),
+    ("1:0@centre", {"1"}),
+    ("0.5*a:1 + 2", {"a"}),  # numbers stay numbers where no ':' follows
+])
+def test_layer_names_may_start_with_digits(text, layers):
+    assert parse_objective(text).layers == frozenset(layers)
+
+
+def test_a_sequential_unit_renders_from_its_string():
+    from torch import nn
+
+    from dreamlab.optvis.capture import capture
+
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 5, 1)))
+    obj = parse_objective("0.2:3")
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    with capture(model, obj.layers) as cap:
+        score = obj(cap.run(x))
+    torch.testing.assert_close(score, model(x)[:, 3].mean((1, 2)))

@@ -21,8 +21,11 @@ class ModuleReusedError(DreamlabError):
     """A hooked module ran more than once in one forward pass (e.g. ResNet's shared `relu`)."""
 
 
-class _StopForward(Exception):
-    """Raised from a hook once every requested layer has been captured, to skip the rest of the network."""
+class _StopForward(BaseException):
+    """Raised from a hook once every requested layer has been captured, to skip the rest of the network.
+
+    A BaseException, like KeyboardInterrupt, so that a model's own `except Exception:` cannot swallow it.
+    """
 
 
 def _first_tensor(output: object) -> Tensor:
@@ -39,7 +42,9 @@ class Capture:
 
     The hooks clone what they capture: a later in-place op (GoogLeNet's `F.relu(inplace=True)` after `.bn`)
     would otherwise overwrite the stored values. A module that runs twice in one forward is refused, since
-    its name would not say which call is meant.
+    its name would not say which call is meant. To see a second call the forward must go on past the first,
+    so the first `run` of a Capture always runs the whole model; with `stop_early` later runs stop after the
+    deepest requested layer.
     """
 
     def __init__(self, model: nn.Module, layers: Iterable[str], stop_early: bool = True):
@@ -48,6 +53,8 @@ class Capture:
         self.stop_early = stop_early and OUTPUT not in self.layers
         self.acts: dict[str, Tensor] = {}
         self.calls: dict[str, int] = {}
+        self._stopping = False  # stop the current forward once every layer is captured
+        self._checked = False  # a whole forward has shown that no requested module runs twice
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> Capture:
@@ -81,7 +88,7 @@ class Capture:
                     f"(`dreamlab layers MODEL` marks reused modules)"
                 )
             self.acts[name] = _first_tensor(output).clone()
-            if self.stop_early and len(self.acts) == len(self.layers):
+            if self._stopping and len(self.acts) == len(self.layers):
                 raise _StopForward
 
         return hook
@@ -89,10 +96,12 @@ class Capture:
     def run(self, x: Tensor) -> dict[str, Tensor]:
         """Forward `x` and return the captured activations (stopping after the last one when allowed)."""
         self.acts, self.calls = {}, {}
+        self._stopping = self.stop_early and self._checked
         try:
             self.model(x)
         except _StopForward:
             pass
+        self._checked = True
         missing = [n for n in self.layers if n not in self.acts]
         if missing:
             raise DreamlabError(f"layer {missing[0]!r} did not run in the forward pass (it is unused in eval mode); "

@@ -10,6 +10,9 @@
             | 'logit' ':' (UNITS | CLASS) class logit                   logit:281, logit:tabby, logit:'tiger cat'
     UNITS  := INT | INT '-' INT           (a range is written without spaces: 0-63)
 
+A LAYER is a dotted module name; its parts may start with a digit, as in a bare nn.Sequential (`0.2:3`). Such a
+name followed by ':' is a layer; without ':' it reads as a number, so the whole-layer form needs a letter in it.
+
 >>> parse_objective("inception4c:97 - 0.5*inception4d:12").name
 'inception4c:97 - 0.5*inception4d:12'
 """
@@ -24,6 +27,7 @@ from dreamlab.optvis import objectives as o
 _FORMS = "layer, layer:97, layer:0-63, layer:97@x,y, logit:281, logit:name, and + - * / with numbers"
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
+  | (?P<layer>[A-Za-z_0-9][A-Za-z_0-9.]*(?=\s*:))   # before a ':' even '0.2' is a layer name, not a number
   | (?P<number>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)
   | (?P<name>[A-Za-z_0-9][A-Za-z_0-9.]*)
   | (?P<quoted>'[^']*'|"[^"]*")
@@ -42,7 +46,8 @@ class _Parser:
             if not m:
                 self.fail(pos, f"unexpected character {text[pos]!r}")
             if m.lastgroup != "space":
-                self.tokens.append((m.lastgroup, m.group(), pos))
+                kind = "name" if m.lastgroup == "layer" else m.lastgroup
+                self.tokens.append((kind, m.group(), pos))
             pos = m.end()
         self.tokens.append(("end", "", len(text)))
         self.i = 0
