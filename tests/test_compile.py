@@ -76,3 +76,16 @@ def test_compiled_renders_match_eager_and_reuse_one_graph() -> None:
     assert counters["stats"]["unique_graphs"] == graphs  # the warm-up was paid once
     torch.testing.assert_close(again.images, render(digits, "logit:0-9", units=[5, 6, 7], **settings).images,
                                rtol=0, atol=1e-4)
+
+
+def test_a_replaced_submodule_gets_a_new_graph() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 5, 1)).eval()
+    x = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    first = truncated_forward(model, ["2"])
+    torch.testing.assert_close(first(x)["2"], model(x))
+    model[2] = nn.Conv2d(4, 5, 1)  # e.g. a head swapped after a compiled render
+    torch.testing.assert_close(truncated_forward(model, ["2"])(x)["2"], model(x))
+    model[2].weight = nn.Parameter(torch.zeros(5, 4, 1, 1))  # a parameter replaced, not changed in place
+    torch.testing.assert_close(truncated_forward(model, ["2"])(x)["2"], model(x))
+    graph = truncated_forward(model, ["2"])
+    assert truncated_forward(model, ["2"]) is graph  # unchanged model: the graph is shared

@@ -19,8 +19,11 @@ from dreamlab.optvis.capture import OUTPUT
 from dreamlab.errors import DreamlabError
 
 # one graph per (model, layers), kept while the model lives: every trace makes a new GraphModule class, and
-# torch.compile recompiles for a new class (and gives up after a few), so renders must share the graph
-_GRAPHS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, ...], fx.GraphModule]] = weakref.WeakKeyDictionary()
+# torch.compile recompiles for a new class (and gives up after a few), so renders must share the graph. The
+# graph holds the submodules, parameters and buffers it was traced with, so it is only reused while the model
+# still has those very objects (see _fingerprint).
+_GRAPHS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, dict[tuple[str, ...], fx.GraphModule]]] = \
+    weakref.WeakKeyDictionary()
 
 
 def truncated_forward(model: nn.Module, layers: Sequence[str]) -> fx.GraphModule:
@@ -31,10 +34,21 @@ def truncated_forward(model: nn.Module, layers: Sequence[str]) -> fx.GraphModule
     model's parameters. `layers` are module names, or "logit" for the model's output.
     """
     key = tuple(sorted(set(layers)))
-    graphs = _GRAPHS.setdefault(model, {})
+    fingerprint = _fingerprint(model)
+    known, graphs = _GRAPHS.get(model, (None, {}))
+    if known != fingerprint:  # a submodule, parameter or buffer was replaced since: trace again
+        graphs = {}
+        _GRAPHS[model] = (fingerprint, graphs)
     if key not in graphs:
         graphs[key] = _trace(model, key)
     return graphs[key]
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    """The identity of every submodule, parameter and buffer, by name (cheap: no tensor is read)."""
+    return (tuple((name, id(m), type(m)) for name, m in model.named_modules()),
+            tuple((name, id(t)) for name, t in model.named_parameters()),
+            tuple((name, id(t)) for name, t in model.named_buffers()))
 
 
 def _trace(model: nn.Module, layers: tuple[str, ...]) -> fx.GraphModule:
