@@ -1,0 +1,34 @@
+"""`dreamlab features MODEL LAYER --image PHOTO`: the activation maps a photo produces at a layer."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dreamlab.apps.args import positive_int
+
+DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the recipe says) and save the "
+               "activation maps of LAYER's strongest channels (by mean activation) as a labelled grid.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="recipe name, recipe .toml or torchvision model name")
+    p.add_argument("layer", help="layer address, e.g. inception4c (`dreamlab layers MODEL` lists them)")
+    p.add_argument("--image", "-i", required=True,
+                   help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline)")
+    p.add_argument("--weights", default="default",
+                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
+    p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
+    p.add_argument("--top", type=positive_int,
+                   help="show the K strongest channels (default: all up to 64 channels, else 64)")
+    p.add_argument("-o", "--out", type=Path, help="output PNG (default: MODEL_LAYER_features.png)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dreamlab.inspect.features import features
+    from dreamlab.io import safe_name
+
+    name = args.recipe or args.model
+    out = args.out or Path(f"{safe_name(Path(str(args.model)).stem)}_{safe_name(args.layer)}_features.png")
+    features(name, args.layer, args.image, top=args.top, out=out, weights=args.weights)
+    print(out)
+    return 0

@@ -1,0 +1,37 @@
+"""`dreamlab graph MODEL`: the architecture as a diagram (DOT text, or SVG/PNG/PDF through Graphviz)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dreamlab.apps.args import positive_int
+
+DESCRIPTION = ("Draw MODEL's data flow: one node per module at --depth with its dotted address, type and output "
+               "shape; functional ops where branches join (concat, add). Without -o the DOT text is printed; "
+               ".svg, .png and .pdf need Graphviz's `dot`.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="recipe name, recipe .toml or torchvision model name")
+    p.add_argument("-o", "--out", type=Path, help="output file: .dot/.gv (text), .svg, .png or .pdf (Graphviz)")
+    p.add_argument("--rankdir", type=str.upper, default="TB",
+                   help="layout direction: TB, LR, BT or RL (default: %(default)s)")
+    p.add_argument("--depth", type=positive_int, default=2,
+                   help="how far modules are opened: 1 = top-level modules (default: %(default)s; "
+                        "ResNet's residual adds show at 3)")
+    p.add_argument("--size", type=positive_int, help="input size in pixels (default: the recipe's)")
+    p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
+    p.add_argument("--weights", default="none",
+                   help="weights to load (default: none; shapes do not depend on them)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dreamlab.inspect.graph import check_output, check_rankdir, graph
+
+    check_rankdir(args.rankdir)  # before building the model
+    if args.out is not None:
+        check_output(args.out)
+    dot_text = graph(args.recipe or args.model, rankdir=args.rankdir, depth=args.depth, size=args.size,
+                     out=args.out, weights=args.weights)
+    print(args.out if args.out is not None else dot_text, end="\n" if args.out is not None else "")
+    return 0

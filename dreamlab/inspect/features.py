@@ -1,0 +1,139 @@
+"""Feature maps: what a photo makes a layer's channels do, the strongest channels first.
+
+The photo goes through the recipe's preprocessing (shorter side resized to the input size, centre crop,
+the recipe's channel count, mean and std), the model runs up to the layer under `capture`, and the top K
+channels by mean activation are tiled, each labelled with its channel index.
+
+>>> maps = features("lenet-digits", "conv1", "digit.png", top=8)
+>>> maps.maps.shape, maps.channels                  # [8, 28, 28], the 8 strongest channels
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamlab.errors import DreamlabError
+from dreamlab.inspect.source import model_and_recipe
+from dreamlab.inspect.tiles import TileGrid, draw_labels, normalize_each, upscale
+from dreamlab.models.recipe import Recipe
+
+SAMPLE_IMAGES = ("china", "flower")  # scikit-learn's bundled photos (the `digits` or `test` extra installs it)
+DEFAULT_TOP = 64  # layers with more channels show their 64 strongest unless --top says otherwise
+MIN_TILE_PIXELS = 64  # small maps are enlarged (nearest neighbour) so the labels fit
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, as PIL's RGB -> L conversion uses
+
+
+@dataclass
+class FeatureMaps:
+    """The top channels' activation maps [K, h, w] (raw values), their channels and means, and the grid."""
+
+    maps: Tensor
+    channels: list[int]
+    means: Tensor
+    input: Tensor  # the preprocessed model input [1, C, S, S]
+    grid: TileGrid
+
+    def save(self, path: str | Path) -> Path:
+        return self.grid.save(path)
+
+
+def sample_image(name: str) -> Tensor:
+    """scikit-learn's sample photo 'china' or 'flower' as [3, H, W] in [0, 1] (bundled: no download)."""
+    try:
+        from sklearn.datasets import load_sample_image
+    except ImportError:
+        raise DreamlabError(f"--image {name} needs scikit-learn: pip install 'dreamlab[digits]' "
+                            f"(or give a PNG/JPEG path)") from None
+    return torch.from_numpy(load_sample_image(f"{name}.jpg").copy()).permute(2, 0, 1).float() / 255
+
+
+def read_photo(image: Tensor | str | Path) -> Tensor:
+    """A photo [C, H, W] in [0, 1] from a tensor, a file path, or a sample name (china, flower)."""
+    if isinstance(image, Tensor):
+        return image.float()
+    if str(image) in SAMPLE_IMAGES and not Path(image).exists():
+        return sample_image(str(image))
+    from dreamlab.io import load_image
+
+    if not Path(image).exists():
+        raise DreamlabError(f"cannot read image {str(image)!r}: no such file; give a PNG/JPEG path or one of "
+                            f"{', '.join(SAMPLE_IMAGES)} (scikit-learn's sample photos)")
+    return load_image(image)
+
+
+def preprocess(photo: Tensor, recipe: Recipe) -> Tensor:
+    """[C, H, W] in [0, 1] -> the model input [1, C', S, S]: shorter side to S, centre crop, channels, mean/std."""
+    if photo.dim() != 3 or photo.shape[0] not in (1, 3):
+        raise DreamlabError(f"expected an image [1 or 3, H, W], got shape {list(photo.shape)}")
+    if photo.shape[0] == 3 and recipe.channels == 1:
+        photo = (photo * torch.tensor(LUMA).view(3, 1, 1)).sum(0, keepdim=True)
+    elif photo.shape[0] == 1 and recipe.channels == 3:
+        photo = photo.expand(3, -1, -1)
+    elif photo.shape[0] != recipe.channels:
+        raise DreamlabError(f"the photo has {photo.shape[0]} channels; {recipe.name} takes {recipe.channels}")
+    side = recipe.input_size
+    h, w = photo.shape[1:]
+    new = (side, max(side, round(w * side / h))) if h <= w else (max(side, round(h * side / w)), side)
+    x = photo[None]
+    if (h, w) != new:
+        x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    top, left = (new[0] - side) // 2, (new[1] - side) // 2
+    x = x[:, :, top:top + side, left:left + side]
+    mean = torch.tensor(recipe.mean).view(1, -1, 1, 1)
+    std = torch.tensor(recipe.std).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def activations(model: nn.Module, layer: str, x: Tensor) -> Tensor:
+    """The output [C, h, w] of `layer` for one input, with the model in eval mode and left as it was found."""
+    from dreamlab.optvis.capture import Capture
+    from dreamlab.optvis.engine import _model_device, prepared_model
+
+    device = _model_device(model) or torch.device("cpu")
+    with prepared_model(model, device, channels_last=False, owned=False) as ready, torch.no_grad(), \
+            Capture(ready, [layer]) as cap:
+        act = cap.run(x.to(device))[layer][0].float().cpu()
+    if act.dim() != 3:
+        raise DreamlabError(f"layer {layer!r} outputs shape {list(act.shape)}, not feature maps [C, H, W]; "
+                            f"pick a convolutional layer (`dreamlab layers MODEL` lists shapes)")
+    return act
+
+
+def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Path, *, top: int | None = None,
+             out: str | Path | None = None, recipe: object = None, weights: str | Path | None = "default",
+             padding: int = 2) -> FeatureMaps:
+    """The activation maps `image` produces at `layer`: the `top` channels by mean activation (default: all
+    for layers of up to 64 channels, else the 64 strongest), as raw maps and as a labelled grid (saved to `out`).
+
+    `image` is a [C, H, W] tensor in [0, 1], a PNG/JPEG path, or 'china'/'flower' (scikit-learn's photos).
+    """
+    module, rec = model_and_recipe(model, recipe, weights)
+    x = preprocess(read_photo(image), rec)
+    act = activations(module, layer, x)
+    count = act.shape[0]
+    if top is not None and top < 1:
+        raise DreamlabError(f"--top must be at least 1, got {top}")
+    k = min(count, top if top is not None else DEFAULT_TOP)
+    means = act.mean((1, 2))
+    order = torch.sort(means, descending=True, stable=True).indices[:k]
+    maps = act[order]
+    h, w = maps.shape[1:]
+    scale = max(1, math.ceil(MIN_TILE_PIXELS / max(h, w)))
+    tiles = upscale(normalize_each(maps)[:, None], scale)
+    channels = order.tolist()
+    tiles = draw_labels(tiles, [str(c) for c in channels])
+    text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": str(weights),
+            "dreamlab:image": image if isinstance(image, (str, Path)) else "tensor",
+            "dreamlab:channels": ",".join(map(str, channels)), "dreamlab:order": "mean activation, descending",
+            "dreamlab:normalization": "each tile", "dreamlab:scale": str(scale)}
+    grid = TileGrid(tiles, columns=min(k, math.ceil(math.sqrt(k))), padding=padding, text={
+        k_: str(v) for k_, v in text.items()})
+    result = FeatureMaps(maps=maps, channels=channels, means=means[order], input=x, grid=grid)
+    if out is not None:
+        result.save(out)
+    return result

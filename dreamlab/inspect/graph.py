@@ -1,0 +1,254 @@
+"""The architecture as a diagram: torch.fx data flow, one node per module at a chosen depth, with output shapes.
+
+The model is traced with torch.fx, with every module at ``depth`` (or without children) kept as one node, and
+shapes come from one forward of a weightless copy on the meta device, so the caller's model is never moved,
+run or changed. Functional ops where branches join (GoogLeNet's concats, ResNet's residual adds) are nodes too.
+
+>>> dot = graph("googlenet", rankdir="LR")          # DOT text; needs nothing installed
+>>> graph("resnet18", depth=3, out="resnet18.svg")   # SVG/PNG/PDF through Graphviz's `dot`
+"""
+from __future__ import annotations
+
+import copy
+import operator
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from dreamlab.errors import DreamlabError, unknown
+from dreamlab.inspect.source import model_and_recipe
+
+RANKDIRS = ("TB", "LR", "BT", "RL")
+TEXT_FORMATS = (".dot", ".gv")
+DOT_FORMATS = (".svg", ".png", ".pdf")
+GRAPHVIZ_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz) " \
+                "or write DOT text with -o FILE.dot"
+
+# fill colour by layer family, matched against the module's class name (first match wins)
+_COLOURS = (("Conv", "#cfe2f3"), ("Pool", "#d9ead3"), ("Norm", "#fff2cc"), ("ReLU", "#f4cccc"),
+            ("Linear", "#ead1dc"), ("Dropout", "#eeeeee"))
+_JOIN_COLOUR = "#fce5cd"  # functional ops (cat, add, ...)
+_SKIPPED_FUNCTIONS = {operator.getitem, getattr}  # plumbing between nodes, not computation
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One node of the diagram: a module call, a functional op, the input or the output."""
+
+    id: str  # unique (fx node name: a module called twice gets two nodes)
+    address: str  # dotted module address; for functional ops the module they run in ('' at the top)
+    kind: str  # module class name, op name ('cat', 'add'), 'input' or 'output'
+    shape: tuple[int, ...] | None  # output shape without the batch dimension
+    op: str  # 'input', 'module', 'function', 'output'
+
+    @property
+    def label(self) -> str:
+        shape = "×".join(map(str, self.shape)) if self.shape else "?"
+        if self.op == "module":
+            return f"{self.address}\n{self.kind}\n{shape}"
+        if self.op == "function":
+            return f"{self.kind}\n{self.address + ' · ' if self.address else ''}{shape}"
+        return f"{self.kind}\n{shape}"
+
+
+@dataclass(frozen=True)
+class ModelGraph:
+    """Nodes in execution order and edges (source id, target id) along the data flow."""
+
+    name: str
+    nodes: tuple[GraphNode, ...]
+    edges: tuple[tuple[str, str], ...]
+
+    def node(self, address: str, kind: str | None = None) -> GraphNode:
+        """The first node at `address` (and of `kind`, when given)."""
+        for n in self.nodes:
+            if n.address == address and (kind is None or n.kind == kind):
+                return n
+        raise KeyError(address)
+
+    def inputs_of(self, node_id: str) -> list[GraphNode]:
+        by_id = {n.id: n for n in self.nodes}
+        return [by_id[s] for s, t in self.edges if t == node_id]
+
+    def to_dot(self, rankdir: str = "TB") -> str:
+        """Graphviz DOT text."""
+        check_rankdir(rankdir)
+        lines = [f"digraph {_quote(self.name)} {{",
+                 f'  graph [rankdir={rankdir}, nodesep=0.2, ranksep=0.3, fontname="Helvetica"];',
+                 '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica", '
+                 'fontsize=10, margin="0.08,0.04"];',
+                 '  edge [arrowsize=0.6, color="#555555"];']
+        for n in self.nodes:
+            attrs = {"label": n.label}
+            if n.op == "function":
+                attrs |= {"shape": "ellipse", "style": "filled", "fillcolor": _JOIN_COLOUR}
+            elif n.op in ("input", "output"):
+                attrs |= {"shape": "box", "style": "filled", "fillcolor": "#dddddd"}
+            else:
+                attrs["fillcolor"] = next((c for key, c in _COLOURS if key in n.kind), "#ffffff")
+            lines.append(f"  {_quote(n.id)} [{', '.join(f'{k}={_quote(v)}' for k, v in attrs.items())}];")
+        lines += [f"  {_quote(s)} -> {_quote(t)};" for s, t in self.edges]
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def check_rankdir(rankdir: str) -> None:
+    if rankdir not in RANKDIRS:
+        raise unknown("rankdir", rankdir, RANKDIRS, hint="TB: top to bottom, LR: left to right")
+
+
+class _DepthTracer(fx.Tracer):
+    """Keeps modules at `depth` (1 = the model's children) and modules without children as single calls."""
+
+    def __init__(self, depth: int):
+        super().__init__()
+        self.depth = depth
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return qualname.count(".") + 1 >= self.depth or next(m.children(), None) is None
+
+
+def weightless_copy(model: nn.Module) -> nn.Module:
+    """A deep copy whose parameters and buffers live on the meta device (no memory, no data copied)."""
+    memo: dict[int, object] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        empty = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(empty, t.requires_grad) if isinstance(t, nn.Parameter) else empty
+    return copy.deepcopy(model, memo)
+
+
+def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, name: str = "model") -> ModelGraph:
+    """The data-flow graph of `model` for one input of `input_shape` ([1, C, H, W]); the model is not touched."""
+    if depth < 1:
+        raise DreamlabError(f"depth must be at least 1 (1: the model's top-level modules), got {depth}")
+    copied = weightless_copy(model).eval()
+    x = torch.empty(*input_shape, device="meta")
+    try:
+        traced = fx.GraphModule(copied, _DepthTracer(depth).trace(copied))
+    except Exception:  # fx raises many kinds (TraceError, TypeError on data-dependent control flow)
+        traced = None  # Python control flow: record one real forward instead (see runtrace.py)
+    try:
+        if traced is None:
+            from dreamlab.inspect.runtrace import run_graph
+
+            return run_graph(copied, x, depth, name)
+        ShapeProp(traced).propagate(x)
+    except Exception as exc:  # the model refused the input size, or an op has no meta kernel
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise DreamlabError(f"{name} rejected a {'x'.join(map(str, input_shape[1:]))} input ({reason}); "
+                            f"try --size with the model's input size") from None
+    return _collapse(traced.graph, name)
+
+
+def _shape(node: fx.Node) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta")
+    shape = getattr(meta, "shape", None)
+    return tuple(shape[1:]) if shape is not None else None
+
+
+def _kept(node: fx.Node) -> bool:
+    if node.op in ("placeholder", "output", "call_module"):
+        return True
+    if node.op in ("call_function", "call_method"):
+        return node.target not in _SKIPPED_FUNCTIONS and _shape(node) is not None
+    return False  # get_attr: constants and buffers
+
+
+def _function_name(node: fx.Node) -> str:
+    target = node.target
+    return target if isinstance(target, str) else getattr(target, "__name__", str(target))
+
+
+def _collapse(g: fx.Graph, name: str) -> ModelGraph:
+    """Graph nodes for the kept fx nodes; edges skip the plumbing nodes in between (getitem, size, ...)."""
+    modules = {}  # fx node -> the kept nodes it stands for (itself, or the kept nodes feeding a skipped one)
+    nodes: list[GraphNode] = []
+    edges: list[tuple[str, str]] = []
+    for node in g.nodes:
+        sources: list[str] = []
+        for arg in node.all_input_nodes:
+            for s in modules.get(arg, ()):
+                if s not in sources:
+                    sources.append(s)
+        if not _kept(node):
+            modules[node] = sources
+            continue
+        stack = node.meta.get("nn_module_stack") or {}
+        scope = next(reversed(stack)) if stack else ""
+        if node.op == "placeholder":
+            item = GraphNode(node.name, "", "input", _shape(node), "input")
+        elif node.op == "output":
+            item = GraphNode(node.name, "", "output", _shape(node.all_input_nodes[0]) if node.all_input_nodes
+                             else None, "output")
+        elif node.op == "call_module":
+            module = g.owning_module.get_submodule(str(node.target)) if g.owning_module else None
+            item = GraphNode(node.name, str(node.target), type(module).__name__, _shape(node), "module")
+        else:
+            item = GraphNode(node.name, scope if isinstance(scope, str) else "", _function_name(node), _shape(node),
+                             "function")
+        nodes.append(item)
+        edges += [(s, item.id) for s in sources]
+        modules[node] = [item.id]
+    return ModelGraph(name, tuple(nodes), tuple(edges))
+
+
+def check_output(path: str | Path) -> str:
+    """The output format (file suffix) of `path`, refused unless DOT text or one Graphviz renders."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TEXT_FORMATS + DOT_FORMATS:
+        raise DreamlabError(f"cannot write a graph as {suffix or 'a file without suffix'!r}; "
+                            f"valid: {', '.join(TEXT_FORMATS + DOT_FORMATS)}")
+    return suffix
+
+
+def write_graph(dot_text: str, path: str | Path) -> Path:
+    """Write DOT text (.dot/.gv) or render it with Graphviz's `dot` (.svg/.png/.pdf)."""
+    from dreamlab.io import atomic_write_bytes, atomic_write_text
+
+    path = Path(path)
+    suffix = check_output(path)
+    if suffix in TEXT_FORMATS:
+        return atomic_write_text(path, dot_text)
+    binary = shutil.which("dot")
+    if binary is None:
+        raise DreamlabError(f"writing {suffix} needs Graphviz's `dot` program; {GRAPHVIZ_HINT}")
+    done = subprocess.run([binary, f"-T{suffix[1:]}"], input=dot_text.encode(), capture_output=True, timeout=300)
+    if done.returncode != 0:
+        raise DreamlabError(f"Graphviz's dot failed: {done.stderr.decode(errors='replace').strip()[:300]}")
+    return atomic_write_bytes(path, done.stdout)
+
+
+def model_graph(model: nn.Module | str | Path, *, depth: int = 2, size: int | None = None,
+                recipe: object = None, weights: str | Path | None = "none") -> ModelGraph:
+    """The ModelGraph of a recipe/torchvision name or a module (see `graph`)."""
+    module, rec = model_and_recipe(model, recipe, weights)
+    side = size or rec.input_size
+    return trace_graph(module, (1, rec.channels, side, side), depth=depth, name=rec.name)
+
+
+def graph(model: nn.Module | str | Path, *, rankdir: str = "TB", depth: int = 2, size: int | None = None,
+          out: str | Path | None = None, recipe: object = None, weights: str | Path | None = "none") -> str:
+    """The architecture of `model` as DOT text, also written to `out` (.dot, .gv, .svg, .png, .pdf) when given.
+
+    `model` is a recipe or torchvision name, a recipe TOML path, or an nn.Module (with `recipe` for its input
+    size and channels; default 3x224x224). `depth` picks how far modules are opened (1: the top-level ones;
+    GoogLeNet's inception branches show at 2, ResNet's residual adds at 3). `size` is the input side in pixels
+    (default: the recipe's). Shapes need no weights, so the default `weights` is 'none'.
+    """
+    check_rankdir(rankdir)
+    if out is not None:
+        check_output(out)
+    dot_text = model_graph(model, depth=depth, size=size, recipe=recipe, weights=weights).to_dot(rankdir)
+    if out is not None:
+        write_graph(dot_text, out)
+    return dot_text

@@ -1,0 +1,86 @@
+"""A convolution layer's weights as a grid of tiles.
+
+A layer that reads RGB (the first layer) shows one colour tile per filter. Deeper layers show one grey
+tile per (output, input) pair, a row per output channel, or with ``sum_inputs`` one tile per filter with its
+input channels summed. Each tile is stretched to [0, 1] on its own unless ``shared_scale``, which puts every
+tile on one scale with zero at mid-grey (signs and relative strengths stay comparable).
+
+>>> kernels("googlenet", "conv1.conv", weights="none").image.shape   # 64 filters 7x7, 8 a row
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from dreamlab.errors import DreamlabError, close_matches
+from dreamlab.inspect.source import model_and_recipe
+from dreamlab.inspect.tiles import TileGrid, normalize_each, normalize_shared, upscale
+from dreamlab.models.loading import resolve_layer
+
+MIN_TILE_PIXELS = 28  # default upscaling makes tiles at least this wide, so 3x3 kernels stay visible
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Addresses of the modules with a 4-D `weight` (2-D convolutions)."""
+    return [name for name, m in model.named_modules()
+            if name and isinstance(getattr(m, "weight", None), Tensor) and m.weight.dim() == 4]
+
+
+def conv_weight(model: nn.Module, layer: str) -> Tensor:
+    """The [out, in, kh, kw] weight of the conv layer at `layer`; other layers get one line naming conv layers."""
+    module = resolve_layer(model, layer)
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, Tensor) and weight.dim() == 4:
+        return weight.detach()
+    convs = conv_layers(model)
+    inside = [name for name in convs if name.startswith(layer + ".")]
+    suggestions = inside[:3] or close_matches(layer, convs)[:3] or convs[:3]
+    raise DreamlabError(f"layer {layer!r} ({type(module).__name__}) has no convolution weights; try "
+                        f"{' or '.join(suggestions) or 'another model'} (`dreamlab layers MODEL` lists the layers)")
+
+
+def kernel_grid(weight: Tensor, *, shared_scale: bool = False, sum_inputs: bool = False, limit: int = 64,
+                scale: int | None = None, padding: int = 2) -> TileGrid:
+    """Tiles for a conv weight [out, in, kh, kw]; at most `limit` output (and input) channels are shown."""
+    if limit < 1:
+        raise DreamlabError(f"limit must be at least 1, got {limit}")
+    w = weight.detach().float().cpu()
+    n_out, n_in, kh, kw = w.shape
+    w = w[:limit]
+    if sum_inputs:
+        tiles, mode, columns = w.sum(1, keepdim=True), "inputs summed", None
+    elif n_in == 3:
+        tiles, mode, columns = w, "rgb", None
+    elif n_in == 1:
+        tiles, mode, columns = w, "grey", None
+    else:  # one row per output channel, one column per input channel
+        w = w[:, :limit]
+        tiles, mode, columns = w.reshape(-1, 1, kh, kw), "pairs", w.shape[1]
+    tiles = normalize_shared(tiles) if shared_scale else normalize_each(tiles)
+    scale = scale or max(1, math.ceil(MIN_TILE_PIXELS / max(kh, kw)))
+    columns = columns or min(tiles.shape[0], math.ceil(math.sqrt(tiles.shape[0])))
+    text = {"dreamlab:mode": mode, "dreamlab:normalization": "shared" if shared_scale else "each tile",
+            "dreamlab:kernel": f"{kh}x{kw}", "dreamlab:scale": str(scale),
+            "dreamlab:outputs": f"{min(n_out, limit)} of {n_out}",
+            "dreamlab:inputs": f"{w.shape[1] if mode == 'pairs' else n_in} of {n_in}"}
+    return TileGrid(upscale(tiles, scale), columns=columns, padding=padding, text=text)
+
+
+def kernels(model: nn.Module | str | Path, layer: str, *, shared_scale: bool = False, sum_inputs: bool = False,
+            limit: int = 64, scale: int | None = None, padding: int = 2, out: str | Path | None = None,
+            recipe: object = None, weights: str | Path | None = "default") -> TileGrid:
+    """The weights of conv `layer` as a TileGrid (`.image` [C, H, W], `.tiles`, `.geometry()`); saved to `out`.
+
+    `model` is a recipe or torchvision name, a recipe path or an nn.Module (not changed). `scale` enlarges each
+    weight to a block of scale x scale pixels (default: tiles at least 28 px wide).
+    """
+    module, rec = model_and_recipe(model, recipe, weights)
+    result = kernel_grid(conv_weight(module, layer), shared_scale=shared_scale, sum_inputs=sum_inputs,
+                         limit=limit, scale=scale, padding=padding)
+    result.text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": str(weights),
+                   **result.text}
+    if out is not None:
+        result.save(out)
+    return result

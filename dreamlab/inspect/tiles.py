@@ -1,0 +1,90 @@
+"""Tile grids for the inspection views: per-tile normalization, integer upscaling, channel labels, geometry.
+
+The layout is the one `torchvision.utils.make_grid` gives (`columns` tiles a row, `padding` pixels around
+and between them), so a grid's geometry can be checked against it.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dreamlab.io import grid, save_png
+
+
+def normalize_each(tiles: Tensor) -> Tensor:
+    """Each tile [N, ...] stretched on its own to [0, 1]; a constant tile becomes mid-grey."""
+    flat = tiles.flatten(1).float()
+    low, high = flat.min(1).values, flat.max(1).values
+    span = (high - low).clamp_min(1e-12)
+    out = (flat - low[:, None]) / span[:, None]
+    out[high - low <= 1e-12] = 0.5
+    return out.view_as(tiles)
+
+
+def normalize_shared(tiles: Tensor) -> Tensor:
+    """All tiles on one scale centred on zero: 0 is mid-grey, the largest |value| is black or white."""
+    peak = tiles.abs().max().clamp_min(1e-12)
+    return (0.5 + tiles.float() / (2 * peak)).clamp(0, 1)
+
+
+def upscale(tiles: Tensor, scale: int) -> Tensor:
+    """Nearest-neighbour enlargement of [N, C, h, w] by an integer factor (each value stays one block)."""
+    if scale == 1:
+        return tiles
+    return tiles.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+
+
+def draw_labels(tiles: Tensor, labels: Sequence[str]) -> Tensor:
+    """Write each label in the top-left corner of its tile ([N, C, h, w] in [0, 1]), white on a black box."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    out = []
+    for tile, label in zip(tiles, labels):
+        array = (tile.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        image = Image.fromarray(array[..., 0] if tile.shape[0] == 1 else array, mode="L" if tile.shape[0] == 1
+                                else "RGB")
+        draw = ImageDraw.Draw(image)
+        left, top, right, bottom = draw.textbbox((2, 1), label, font=font)
+        draw.rectangle((0, 0, right + 1, bottom + 1), fill=0)
+        draw.text((2, 1), label, fill=255 if tile.shape[0] == 1 else (255, 255, 255), font=font)
+        labelled = torch.from_numpy(np.asarray(image).copy()).float() / 255
+        out.append(labelled[None] if labelled.dim() == 2 else labelled.permute(2, 0, 1))
+    return torch.stack(out)
+
+
+@dataclass
+class TileGrid:
+    """Tiles [N, C, h, w] in [0, 1] laid out `columns` to a row, the grid image [C, H, W], and what they show."""
+
+    tiles: Tensor
+    columns: int
+    padding: int = 2
+    fill: float = 1.0
+    text: dict[str, str] = field(default_factory=dict)  # provenance written into the PNG
+
+    @property
+    def rows(self) -> int:
+        return math.ceil(self.tiles.shape[0] / self.columns)
+
+    @property
+    def image(self) -> Tensor:
+        return grid(self.tiles, columns=self.columns, padding=self.padding, fill=self.fill)
+
+    def geometry(self) -> dict[str, str]:
+        """Tile size, counts and padding, as the PNG's provenance records them."""
+        n, _, h, w = self.tiles.shape
+        height, width = self.image.shape[1:]
+        return {"dreamlab:tiles": str(n), "dreamlab:columns": str(self.columns), "dreamlab:rows": str(self.rows),
+                "dreamlab:tile_size": f"{h}x{w}", "dreamlab:padding": str(self.padding),
+                "dreamlab:grid_size": f"{height}x{width}"}
+
+    def save(self, path: str | Path, extra: Mapping[str, str] | None = None) -> Path:
+        """The grid as a PNG with its provenance and geometry in text chunks."""
+        return save_png(self.image, path, {**self.text, **self.geometry(), **(extra or {})})

@@ -1,0 +1,90 @@
+"""dreamlab.inspect.features and `dreamlab features`: preprocessing, hand-set kernels, ranking, labels, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from dreamlab.apps.cli import main
+from dreamlab.inspect.features import features, preprocess
+from dreamlab.io import read_png_text
+from dreamlab.models.recipe import Recipe
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+GREY = Recipe(name="edges", builder="custom:edges", weights="none", input_size=8, channels=1, mean=(0.0,),
+              std=(1.0,))
+
+
+def edge_model() -> nn.Module:
+    """Channel 0 finds dark-to-bright vertical edges, channel 1 bright-to-dark (after the ReLU)."""
+    conv = nn.Conv2d(1, 2, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, :, 0], conv.weight[0, 0, :, 2] = -1.0, 1.0
+        conv.weight[1] = -conv.weight[0]
+    return nn.Sequential(conv, nn.ReLU())
+
+
+def test_edge_detector_on_a_step_gives_the_expected_map():
+    step = torch.zeros(1, 8, 8)
+    step[:, :, 4:] = 1.0
+    result = features(edge_model(), "1", step, recipe=GREY)
+    assert result.channels == [0, 1]
+    expected = torch.zeros(6, 6)
+    expected[:, 2:4] = 3.0  # windows over columns 2-4 and 3-5 straddle the step: three rows of (1 - 0)
+    torch.testing.assert_close(result.maps[0], expected)
+    torch.testing.assert_close(result.maps[1], torch.zeros(6, 6))
+    torch.testing.assert_close(result.means, torch.tensor([1.0, 0.0]))  # 12 of 36 pixels at 3
+    mirrored = features(edge_model(), "1", 1 - step, recipe=GREY)
+    assert mirrored.channels == [1, 0]  # the bright-to-dark detector is now the strongest
+    torch.testing.assert_close(mirrored.maps[0], expected)
+
+
+def test_preprocess_resizes_crops_and_normalizes_as_the_recipe_says():
+    recipe = Recipe(name="r", builder="custom:r", input_size=10, mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 2.0))
+    photo = torch.zeros(3, 20, 40)
+    photo[:, :, 10:30] = 1.0  # the middle half is white: after resize to 10x20 and a centre crop, all of it
+    x = preprocess(photo, recipe)
+    assert x.shape == (1, 3, 10, 10)
+    torch.testing.assert_close(x[0, :, :, 2:8], ((1 - torch.tensor([0.5, 0.25, 0.0])) /
+                                                  torch.tensor([0.5, 0.25, 2.0])).view(3, 1, 1).expand(3, 10, 6))
+    grey = preprocess(torch.ones(3, 8, 8) * torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1), GREY)
+    torch.testing.assert_close(grey, torch.full((1, 1, 8, 8), 0.299))  # BT.601 luma of pure red
+
+
+def test_cli_top_k_labelled_grid(tmp_path, capsys):
+    out = tmp_path / "f.png"
+    assert main(["features", "lenet-digits", "conv1", "--image", "china", "--top", "4", "-o", str(out)]) == 0
+    text = read_png_text(out)
+    channels = [int(c) for c in text["dreamlab:channels"].split(",")]
+    assert len(channels) == 4 and len(set(channels)) == 4
+    result = features("lenet-digits", "conv1", "china", top=20)
+    assert result.channels[:4] == channels and torch.all(result.means[:-1] >= result.means[1:])
+    with Image.open(out) as img:
+        assert img.size == (2 * (84 + 2) + 2, 2 * (84 + 2) + 2)  # 28x28 maps at 3x, two a row
+        corner = np.asarray(img.crop((2, 2, 20, 14)))
+    assert (corner == 0).mean() > 0.5 and (corner > 150).any()  # the channel label: light text on a black box
+
+
+def test_bad_input_gets_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    assert main(["features", "lenet-digits", "conv1", "--image", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"dreamlab: error: cannot read image '{bad}'")
+    assert main(["features", "lenet-digits", "conv1", "--image", "missing.jpg"]) == 2
+    assert "give a PNG/JPEG path or one of china, flower" in capsys.readouterr().err
+    assert main(["features", "lenet-digits", "fc1", "--image", "flower"]) == 2
+    assert "not feature maps" in capsys.readouterr().err
+    assert main(["features", "lenet-digits", "conv9", "--image", "flower"]) == 2
+    assert "close matches: conv1, conv2" in capsys.readouterr().err
+
+
+def test_callers_model_is_unchanged():
+    model = edge_model().train()
+    before = [p.clone() for p in model.parameters()]
+    features(model, "0", torch.rand(1, 8, 8), recipe=GREY)
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert not any(m._forward_hooks for m in model.modules())
