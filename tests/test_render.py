@@ -130,7 +130,7 @@ def test_user_objective_with_total_variation_and_decorator(models):
     assert result.provenance["dreamlab:objective"] == "centre + 0.1*total_variation"
 
 
-def test_batches_split_into_chunks_keep_every_unit(models):
+def test_units_split_into_batches_are_all_kept(models):
     result = render(models["resnet18"], "layer2:0-4", steps=3, size=32, device="cpu", batch_size=2)
     assert result.images.shape[0] == 5
     assert result.labels == [f"layer2:{i}" for i in range(5)]
@@ -140,7 +140,7 @@ def test_batches_split_into_chunks_keep_every_unit(models):
 def test_out_of_memory_halves_the_batch_and_keeps_finished_units(models, monkeypatch):
     from dreamlab.optvis import engine as render_module
 
-    original = render_module._Renderer.run_chunk
+    original = render_module._Renderer.run_batch
     sizes = []
 
     def flaky(self, units, bar):
@@ -149,7 +149,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_finished_units(models, monkeyp
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(self, units, bar)
 
-    monkeypatch.setattr(render_module._Renderer, "run_chunk", flaky)
+    monkeypatch.setattr(render_module._Renderer, "run_batch", flaky)
     result = render(models["resnet18"], "layer2:0-5", steps=2, size=32, device="cpu")
     assert sizes == [6, 3, 2, 2, 2]
     assert result.images.shape[0] == 6 and result.labels[-1] == "layer2:5"
@@ -157,7 +157,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_finished_units(models, monkeyp
 
 def test_thresholds_snapshot_and_callback(models):
     seen = []
-    result = render(models["resnet18"], "layer2:0-1", steps=6, size=32, device="cpu", thresholds=[2, 6, 99],
+    result = render(models["resnet18"], "layer2:0-1", steps=6, size=32, device="cpu", thresholds=[2, 6],
                     on_snapshot=lambda step, images, labels: seen.append((step, images.shape[0], list(labels))))
     assert sorted(result.snapshots) == [2, 6]
     assert torch.equal(result.snapshots[6], result.images)
@@ -217,19 +217,23 @@ def test_the_recipes_optimizer_and_start_level_reach_the_render():
     assert dark.provenance["dreamlab:optimizer"] == "channel-adam"
     assert dark.images.mean().item() == pytest.approx(0.05, abs=0.02)
     grey = render(digits, "logit:3", steps=1, transforms="none", device="cpu", optimizer="adam",
-                  param_options={"start_level": 0.5})
+                  start_level=0.5)
     assert grey.provenance["dreamlab:optimizer"] == "adam"
     assert grey.images.mean().item() == pytest.approx(0.5, abs=0.05)
 
 
 def test_param_options_take_the_recipes_fourier_decay_unless_overridden():
-    from dreamlab.optvis.engine import _param_options
     from dreamlab.models.recipe import load_recipe
+    from dreamlab.optvis.settings import RenderSettings, param_options, resolve_settings
 
     digits = load_recipe("lenet-digits")
-    assert _param_options(digits, "fourier", None) == {"start_level": 0.05, "decay_power": 0.5}
-    assert _param_options(digits, "pixel", {"sd": 0.1}) == {"start_level": 0.05, "sd": 0.1}
-    assert _param_options(digits, "fourier", {"decay_power": 1.0})["decay_power"] == 1.0
+
+    def options(**given):
+        return param_options(resolve_settings(RenderSettings(**given), digits, owned=True))
+
+    assert options(param="fourier") == {"start_level": 0.05, "decay_power": 0.5, "sd": 0.01, "decorrelate": True}
+    assert options(param="pixel", init_sd=0.1) == {"start_level": 0.05, "sd": 0.1, "decorrelate": True}
+    assert options(param="fourier", fourier_decay=1.0)["decay_power"] == 1.0
 
 
 def test_an_unknown_optimizer_in_a_recipe_is_named(tmp_path):

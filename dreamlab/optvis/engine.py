@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import sys
 import warnings
@@ -15,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -23,17 +23,18 @@ from torch import Tensor, nn
 from dreamlab import __version__
 from dreamlab.devices import resolve_device, same_device
 from dreamlab.optvis.capture import Capture
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.loading import LoadedModel, load_model, torchvision_categories
 from dreamlab.optvis.objectives import IMAGE, Objective
-from dreamlab.optvis.optimizers import OPTIMIZERS, make_optimizer
-from dreamlab.optvis.params import PARAMS, ImageParam, image_to_param_raw, make_param
+from dreamlab.optvis.optimizers import make_optimizer
+from dreamlab.optvis.params import ImageParam, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
-from dreamlab.optvis.transforms import RandomTransforms
+from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, describe, fit_init_image,
+                                      param_options, resolve_settings, with_overrides)
+from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, make_transforms, seeded_rng
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 SnapshotCallback = Callable[[int, Tensor, Sequence[str]], None]  # (step, images [b,C,H,W] cpu, labels)
 
 
@@ -49,6 +50,8 @@ class RenderResult:
     provenance: dict[str, str]
     snapshots: dict[int, Tensor] = field(default_factory=dict)  # step -> images, for the requested thresholds
     interrupted: bool = False  # Ctrl-C stopped the run early; images are the last state reached
+    # each unit's gradient norm per step, [steps, B], over the parameterization's tensors, before the update
+    grad_norms: Tensor = field(default_factory=lambda: torch.zeros(0, 0))
 
     def pil(self) -> list[Image.Image]:
         """The images as PIL images (RGB, or L for one channel)."""
@@ -57,28 +60,9 @@ class RenderResult:
         return [to_pil(img) for img in self.images]
 
 
-@dataclass(frozen=True)
-class RenderSettings:
-    """Everything that decides the pixels, resolved from the recipe and the caller's overrides."""
-
-    steps: int
-    size: int
-    lr: float
-    optimizer: str
-    param: str
-    transforms: str
-    seed: int
-    device: torch.device
-    precision: str  # "fp32" or "bf16" (autocast around the model only)
-    channels_last: bool
-    redirect_relu_steps: int  # steps at the start that use the redirected ReLU gradient (see relu.py)
-    # torch.compile mode for each step's forward ("default", "reduce-overhead" for CUDA graphs, ...), or None
-    compile: str | None = None
-
-
 @dataclass
-class _Chunk:
-    """What one chunk of units produced (see _Renderer.run_chunk)."""
+class _Batch:
+    """What one batch of units produced (see _Renderer.run_batch)."""
 
     images: Tensor
     history: Tensor
@@ -86,6 +70,7 @@ class _Chunk:
     final_scores: Tensor
     snapshots: dict[int, Tensor]
     interrupted: bool
+    grad_norms: Tensor
 
 
 def custom_recipe(model: nn.Module, channels: int = 3, input_size: int = 224) -> Recipe:
@@ -142,21 +127,20 @@ def _seed(*parts: int) -> int:
 
 
 class _Renderer:
-    """Holds the per-render state shared by every chunk of units."""
+    """Holds the per-render state shared by every batch of units."""
 
     def __init__(self, model: nn.Module, objective: Objective, recipe: Recipe, settings: RenderSettings,
-                 init_image: Tensor | None, thresholds: Sequence[int], on_snapshot: SnapshotCallback | None,
-                 param_options: dict):
-        self.model, self.objective, self.recipe, self.s = model, objective, recipe, settings
+                 init_images: dict[int, Tensor] | Tensor | None, thresholds: Sequence[int],
+                 on_snapshot: SnapshotCallback | None):
+        self.model, self.objective, self.recipe, self.settings = model, objective, recipe, settings
         self.layers = sorted(objective.layers - {IMAGE})
         dev = settings.device
         self.mean = torch.tensor(recipe.mean, device=dev).view(1, -1, 1, 1)
         self.std = torch.tensor(recipe.std, device=dev).view(1, -1, 1, 1)
-        self.transforms = dataclasses.replace(RandomTransforms.preset(settings.transforms), fill=recipe.fill)
-        self.init_image = init_image
-        self.thresholds = sorted({t for t in thresholds if 0 < t <= settings.steps})
+        self.transforms = make_transforms(settings.transforms, recipe.fill)
+        self.init_images = init_images  # one image for every unit, or one per unit
+        self.thresholds = sorted(set(thresholds))  # checked against the steps by render()
         self.on_snapshot = on_snapshot
-        self.param_options = param_options
         self.checked = False
         self.features: nn.Module | None = None
         self.compiled_scores = None
@@ -173,11 +157,11 @@ class _Renderer:
 
     def normalize(self, images: Tensor) -> Tensor:
         x = (images - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.s.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.settings.channels_last else x
 
     def autocast(self):
-        if self.s.precision == "bf16":
-            return torch.autocast(self.s.device.type, dtype=torch.bfloat16)
+        if self.settings.precision == "bf16":
+            return torch.autocast(self.settings.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     def scores(self, run_layers: Callable[[Tensor], dict[str, Tensor]], images: Tensor, model_input: Tensor,
@@ -209,48 +193,61 @@ class _Renderer:
         self.objective.check({name: act.shape for name, act in acts.items()})
         self.checked = True
 
-    def make_param(self, units: Sequence[int]) -> ImageParam:
+    def make_param(self, units: Sequence[int]) -> nn.Module:
+        s = self.settings
         # one generator per unit: a unit's start does not depend on how the units are split into batches
-        generators = [torch.Generator(self.s.device).manual_seed(_seed(self.s.seed, 0, unit)) for unit in units]
-        param = make_param(self.s.param, len(units), self.recipe.channels, self.s.size, generator=generators,
-                           device=self.s.device, **self.param_options)
-        if self.init_image is not None:
-            image_to_param_raw(self.init_image.to(self.s.device), param)
+        generators = [torch.Generator(s.device).manual_seed(_seed(s.seed, 0, unit)) for unit in units]
+        param = make_param(s.param, len(units), self.recipe.channels, s.height_width, generator=generators,
+                           device=s.device, **param_options(s))
+        if isinstance(self.init_images, dict):
+            image_to_param_raw(torch.stack([self.init_images[u] for u in units]).to(s.device), param)
+        elif self.init_images is not None:
+            image_to_param_raw(self.init_images.to(s.device), param)
         return param
 
-    def run_chunk(self, units: Sequence[int], bar) -> _Chunk:
-        """Optimize the images of these units (indices into the objective's batch)."""
-        dev = self.s.device
+    def step_rng(self, step: int):
+        """User transforms draw from torch's global RNG: seed it from the render's seed and the step."""
+        if isinstance(self.transforms, CallableTransforms):
+            return seeded_rng(_seed(self.settings.seed, 1, step), self.settings.device)
+        return nullcontext()
+
+    def run_batch(self, units: Sequence[int], bar) -> _Batch:
+        """Optimize the images of these units (indices into the objective's units)."""
+        dev = self.settings.device
         b = len(units)
         param = self.make_param(units)
         step_generator = torch.Generator(dev)
         total = self.objective.batch_size
-        optimizer = make_optimizer(self.s.optimizer, param.parameters(), lr=self.s.lr)
+        optimizer = make_optimizer(self.settings.optimizer, param.parameters(), lr=self.settings.lr)
         index = torch.tensor(list(units), device=dev)
         history: list[Tensor] = []
+        grad_norms: list[Tensor] = []
         snapshots: dict[int, Tensor] = {}
         interrupted = False
         if not self.checked:
-            size = self.transforms.output_size(self.s.size, self.s.size)
-            self.check_units(torch.zeros(1, self.recipe.channels, *size, device=dev))
+            with torch.no_grad(), self.step_rng(0):
+                middle = torch.full((1, RandomTransforms.DRAWS_PER_SAMPLE), 0.5, device=dev)
+                self.check_units(self.transforms(torch.zeros_like(param()[:1]), draws=middle))
         initial_scores = self.clean_scores(param, index)[1]
         with Capture(self.model, self.layers) if self.features is None else nullcontext() as cap:
             run_layers = self.features if cap is None else cap.run
             fast_scores = self.compiled_scores or self.step_scores  # after the redirected-ReLU steps
             try:
-                for step in range(1, self.s.steps + 1):
-                    # every step draws the transforms of all units and keeps this chunk's: same per unit
+                for step in range(1, self.settings.steps + 1):
+                    # every step draws the transforms of all units and keeps this batch's: same per unit
                     # whatever the split
-                    step_generator.manual_seed(_seed(self.s.seed, 1, step))
+                    step_generator.manual_seed(_seed(self.settings.seed, 1, step))
                     draws = torch.rand(total, RandomTransforms.DRAWS_PER_SAMPLE, generator=step_generator,
                                        device=dev)[index]
-                    if step <= self.s.redirect_relu_steps:  # eager: the mode swaps every ReLU's gradient
-                        with RedirectedReLU():
+                    if step <= self.settings.redirect_relu_steps:  # eager: the mode swaps every ReLU's gradient
+                        with RedirectedReLU(), self.step_rng(step):
                             score = self.step_scores(run_layers, param, draws, index)
                     else:
-                        score = fast_scores(run_layers, param, draws, index)
+                        with self.step_rng(step):
+                            score = fast_scores(run_layers, param, draws, index)
                     optimizer.zero_grad(set_to_none=True)
                     (-score.sum()).backward()  # the one negation: objectives are maximized
+                    grad_norms.append(_grad_norms(param, b))  # on the device: no host sync
                     optimizer.step()
                     history.append(score.detach().clone())  # a CUDA graph reuses its output buffer
                     if bar is not None:
@@ -261,7 +258,8 @@ class _Renderer:
                 interrupted = True
         final, final_scores = self.clean_scores(param, index)
         hist = torch.stack(history).float().cpu() if history else torch.zeros(0, b)
-        return _Chunk(final.cpu(), hist, initial_scores, final_scores, snapshots, interrupted)
+        norms = torch.stack(grad_norms).float().cpu() if grad_norms else torch.zeros(0, b)
+        return _Batch(final.cpu(), hist, initial_scores, final_scores, snapshots, interrupted, norms)
 
     def clean_scores(self, param: ImageParam, index: Tensor) -> tuple[Tensor, Tensor]:
         """The images without transforms and their scores (CPU), e.g. to report what a render achieved."""
@@ -297,71 +295,54 @@ def _resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | 
     return model, recipe, "caller's module", categories, False
 
 
-def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, recipe: Recipe | str | None = None,
-           weights: str | Path | None = "default", steps: int | None = None, size: int | None = None,
-           lr: float | None = None, optimizer: str | None = None, param: str | None = None,
-           transforms: str | None = None, seed: int = 0,
-           device: str | torch.device | None = None, batch_size: int | None = None,
-           thresholds: Sequence[int] = (), on_snapshot: SnapshotCallback | None = None,
-           init_image: Tensor | None = None, precision: str = "auto", channels_last: bool | None = None,
-           redirect_relu_steps: int = 16, param_options: dict | None = None,
-           units: Sequence[int] | None = None, progress: bool = False, compile: bool | str = False) -> RenderResult:
+def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
+           settings: RenderSettings | None = None, *, recipe: Recipe | str | None = None,
+           weights: str | Path | None = "default", units: Sequence[int] | None = None,
+           batch_size: int | None = None, thresholds: Sequence[int] = (), on_snapshot: SnapshotCallback | None = None,
+           init_image: Tensor | None = None, progress: bool = False, **overrides: Any) -> RenderResult:
     """Optimize one image per unit of `objective` and return them with their history and provenance.
 
     `model` is a recipe or torchvision name ('googlenet'), a LoadedModel, or any nn.Module (left unmodified).
-    Unset settings come from the recipe. `batch_size` caps how many units are optimized at once (default: all;
-    on a GPU out-of-memory the batch is halved and the run goes on). Ctrl-C ends the run early and returns what
-    exists, with `interrupted=True`. The first `redirect_relu_steps` steps let gradient through ReLUs that
-    are off everywhere, so units that start dead can come alive (lucid's redirected ReLU). `optimizer` is
-    'channel-adam' or 'adam' (see optimizers.py). `param_options` go to the parameterization and override the
-    recipe's (e.g. {"decay_power": 1.0, "decorrelate": True, "color_matrix": tensor, "sd": 0.01}).
-    `units` renders only these indices of a batched objective (e.g. `range(16, 32)` of `layer:0-511`); each
-    unit's image is the same as in a render of them all, whatever the split. `compile` (True, or a torch.compile
-    mode such as "reduce-overhead" for CUDA graphs) compiles each step's forward after the redirected-ReLU
-    steps: the warm-up is paid once per model, layers and shape in a process, later renders reuse it. The model
-    must be traceable by torch.fx.
+    What decides the pixels is one `RenderSettings`; its fields can also be given as keywords, which override
+    it (`render(model, "inception4c:97", steps=256, size=(96, 128), seed=1)`). Unset settings come from the
+    recipe. `units` renders only these indices of a batched objective (e.g. `range(16, 32)` of `layer:0-511`);
+    each unit's image is the same as in a render of them all, whatever the split into batches. `batch_size`
+    caps how many units are optimized at once (default: all; on a GPU out-of-memory the batch is halved and the
+    run goes on). `thresholds` are steps (1..steps) at which snapshots are kept and `on_snapshot` is called.
+    `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]) replaces the random start. Ctrl-C ends
+    the run early and returns what exists, with `interrupted=True`. With `compile`, the model must be
+    traceable by torch.fx; the warm-up is paid once per model, layers and shape in a process.
     """
+    requested = with_overrides(settings, overrides)
     module, recipe_obj, weights_desc, categories, owned = _resolve_model(model, recipe, weights)
     obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
-    dev = resolve_device(device)
-    if precision not in ("auto", "fp32", "bf16"):
-        raise DreamlabError(f"unknown precision {precision!r}; valid: auto, fp32, bf16")
-    settings = RenderSettings(
-        steps=int(steps if steps is not None else recipe_obj.steps),
-        size=int(size if size is not None else recipe_obj.input_size),
-        lr=float(lr if lr is not None else recipe_obj.lr),
-        optimizer=optimizer or recipe_obj.optimizer,
-        param=param or recipe_obj.param,
-        transforms=transforms or recipe_obj.transforms,
-        seed=int(seed),
-        device=dev,
-        precision=("bf16" if dev.type == "cuda" else "fp32") if precision == "auto" else precision,
-        channels_last=(dev.type == "cuda" and owned) if channels_last is None else channels_last,
-        redirect_relu_steps=int(redirect_relu_steps),
-        compile=("default" if compile is True else compile) or None,
-    )
-    _validate(settings)
+    dev = resolve_device(requested.device)
+    settings = resolve_settings(requested, recipe_obj, owned, dev)
+    todo = check_units(units, obj.batch_size)
+    thresholds = check_call(settings.steps, todo, batch_size, thresholds)
+    per_batch = min(batch_size or len(todo), len(todo))
+    if isinstance(settings.param, nn.Module) and per_batch < len(todo):
+        raise DreamlabError(f"a param module holds one fixed batch: render its {len(todo)} units at once (leave "
+                            f"batch_size unset) or pass a factory")
+    init_images = None
     if init_image is not None:
-        init_image = _fit_image(init_image, recipe_obj.channels, settings.size)
-    total = obj.batch_size
-    todo = list(range(total)) if units is None else [int(u) for u in units]
-    if not todo or any(not 0 <= u < total for u in todo):
-        raise DreamlabError(f"units must be indices into the objective's {total} units (0-{total - 1}), "
-                            f"got {list(units) if units is not None else []}"[:300])
+        if not isinstance(settings.param, str):
+            raise DreamlabError("init_image works with the pixel and fourier parameterizations only")
+        fitted = fit_init_image(init_image, recipe_obj.channels, settings.height_width, len(todo))
+        init_images = fitted if fitted.shape[0] == 1 else dict(zip(todo, fitted))
     with prepared_model(module, dev, settings.channels_last, owned) as ready:
-        renderer = _Renderer(ready, obj, recipe_obj, settings, init_image, thresholds, on_snapshot,
-                             _param_options(recipe_obj, settings.param, param_options))
-        parts, start, chunk = [], 0, min(batch_size or len(todo), len(todo))
+        renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot)
+        parts, start = [], 0
         bar = _progress_bar(len(todo) * settings.steps) if progress else None
         try:
             while start < len(todo):
-                end = min(start + chunk, len(todo))
+                end = min(start + per_batch, len(todo))
                 try:
-                    part = renderer.run_chunk(todo[start:end], bar)
+                    part = renderer.run_batch(todo[start:end], bar)
                 except (torch.OutOfMemoryError, RuntimeError) as exc:
-                    if not _out_of_memory(exc) or chunk == 1:
+                    if not _out_of_memory(exc) or per_batch == 1 or isinstance(settings.param, nn.Module):
                         raise
-                    chunk = (chunk + 1) // 2  # keep finished chunks, retry this one smaller
+                    per_batch = (per_batch + 1) // 2  # keep finished batches, retry this one smaller
                     if dev.type == "cuda":
                         torch.cuda.empty_cache()
                     continue
@@ -382,50 +363,20 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str, *, 
         history=torch.cat([p.history[:steps_run] for p in parts], dim=1),
         initial_scores=torch.cat([p.initial_scores for p in parts]),
         final_scores=torch.cat([p.final_scores for p in parts]),
-        provenance=provenance(obj, recipe_obj, weights_desc, settings, steps_run, renderer.param_options),
+        provenance=provenance(obj, recipe_obj, weights_desc, settings, steps_run),
         snapshots=snapshots,
         interrupted=any(p.interrupted for p in parts),
+        grad_norms=torch.cat([p.grad_norms[:steps_run] for p in parts], dim=1),
     )
 
 
-def _param_options(recipe: Recipe, param: str, overrides: dict | None) -> dict:
-    """The parameterization's options: the recipe's start level and Fourier decay, then the caller's."""
-    options: dict = {"start_level": recipe.start_level}
-    if param == "fourier":
-        options["decay_power"] = recipe.fourier_decay
-    return options | dict(overrides or {})
-
-
-def _validate(s: RenderSettings) -> None:
-    if s.steps < 1:
-        raise DreamlabError(f"steps must be at least 1, got {s.steps}")
-    if s.size < 8:
-        raise DreamlabError(f"size must be at least 8 pixels, got {s.size}")
-    if s.lr <= 0:
-        raise DreamlabError(f"learning rate must be positive, got {s.lr}")
-    RandomTransforms.preset(s.transforms)
-    if s.param not in PARAMS:
-        raise unknown("parameterization", s.param, PARAMS)
-    if s.optimizer not in OPTIMIZERS:
-        raise unknown("optimizer", s.optimizer, OPTIMIZERS)
-    if s.compile is not None and s.compile not in COMPILE_MODES:
-        raise unknown("compile mode", s.compile, COMPILE_MODES)
-
-
-def _fit_image(image: Tensor, channels: int, size: int) -> Tensor:
-    """A [C,H,W] or [B,C,H,W] image in [0,1] resized to the render size with the model's channel count."""
-    image = image.float()
-    if image.dim() == 3:
-        image = image[None]
-    if image.shape[1] == 3 and channels == 1:
-        image = image.mean(1, keepdim=True)
-    elif image.shape[1] == 1 and channels == 3:
-        image = image.expand(-1, 3, -1, -1)
-    elif image.shape[1] != channels:
-        raise DreamlabError(f"the start image has {image.shape[1]} channels; this model takes {channels}")
-    image = torch.nn.functional.interpolate(image, size=(size, size), mode="bilinear", antialias=True,
-                                            align_corners=False)
-    return image.clamp(0, 1)
+def _grad_norms(param: ImageParam, units: int) -> Tensor:
+    """Each unit's gradient norm [units] over the parameterization's batched tensors (for --tensorboard)."""
+    squares = [p.grad.detach().reshape(units, -1).float().pow(2).sum(1) for p in param.parameters()
+               if p.grad is not None and p.dim() > 0 and p.shape[0] == units]
+    if not squares:
+        return torch.zeros(units, device=next(param.parameters()).device)
+    return torch.stack(squares).sum(0).sqrt()
 
 
 def _progress_bar(total: int):
@@ -438,13 +389,17 @@ def _progress_bar(total: int):
     return tqdm(total=total, unit="img-step", unit_scale=True, leave=False)
 
 
-def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, steps_run: int,
-               param_options: dict | None = None) -> dict[str, str]:
-    """What produced an image, stored in its PNG text chunks."""
+def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, steps_run: int) -> dict[str, str]:
+    """What produced an image, stored in its PNG text chunks (`s` resolved)."""
     import torchvision
 
-    options = {f"dreamlab:{key}": f"{value:g}" for key, value in (param_options or {}).items()
-               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    defaults = {"sd": 0.01, "decorrelate": True}  # recorded only when changed, so default PNGs stay as they were
+    options = {f"dreamlab:{key}": f"{value:g}" if isinstance(value, float) else str(value)
+               for key, value in param_options(s).items()
+               if key != "color_matrix" and (key not in defaults or value != defaults[key])}
+    if s.color_matrix is not None:
+        options["dreamlab:color_matrix"] = repr(s.color_matrix)
+    height, width = s.height_width
     return {
         "dreamlab:objective": obj.name,
         "dreamlab:model": recipe.name,
@@ -453,12 +408,12 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
         "dreamlab:recipe_hash": recipe.hash(),
         "dreamlab:seed": str(s.seed),
         "dreamlab:steps": str(steps_run),
-        "dreamlab:size": str(s.size),
-        "dreamlab:lr": f"{s.lr:g}",
-        "dreamlab:optimizer": s.optimizer,
-        "dreamlab:param": s.param,
-        "dreamlab:transforms": s.transforms,
-        **options,  # the parameterization's numeric options: start_level, decay_power, sd
+        "dreamlab:size": str(height) if height == width else f"{height}x{width}",
+        "dreamlab:lr": f"{s.lr:g}" if isinstance(s.optimizer, str) else "set by the optimizer factory",
+        "dreamlab:optimizer": describe(s.optimizer),
+        "dreamlab:param": describe(s.param),
+        "dreamlab:transforms": describe(s.transforms),
+        **options,  # the built-in parameterization's options: start_level, decay_power, ...
         "dreamlab:device": s.device.type,
         "dreamlab:precision": s.precision,
         "dreamlab:compile": s.compile or "no",

@@ -19,12 +19,12 @@ decay 1 gives with Adam (lucid's setting). Recipes therefore pair `optimizer = "
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
 
-from dreamlab.errors import unknown
+from dreamlab.errors import DreamlabError, unknown
 
 
 class ChannelAdam(torch.optim.Optimizer):
@@ -66,11 +66,25 @@ class ChannelAdam(torch.optim.Optimizer):
 OPTIMIZERS = {"channel-adam": ChannelAdam, "adam": torch.optim.Adam}
 
 
-def make_optimizer(name: str, params: Iterable[Tensor], lr: float) -> torch.optim.Optimizer:
-    """An optimizer by name: 'channel-adam' (dreamlab's default) or 'adam' (per-coordinate, as lucid)."""
-    if name not in OPTIMIZERS:
-        raise unknown("optimizer", name, OPTIMIZERS)
-    return OPTIMIZERS[name](params, lr=lr)
+OptimizerFactory = Callable[[list[Tensor]], torch.optim.Optimizer]  # e.g. lambda p: torch.optim.Adam(p, lr=0.05)
 
 
-__all__ = ["ChannelAdam", "OPTIMIZERS", "make_optimizer"]
+def make_optimizer(spec: str | OptimizerFactory, params: Iterable[Tensor], lr: float) -> torch.optim.Optimizer:
+    """An optimizer by name ('channel-adam', dreamlab's default, or 'adam', per-coordinate as lucid) at `lr`, or
+    from a factory called with the list of parameters (the factory sets its own learning rate)."""
+    params = list(params)
+    if isinstance(spec, str):
+        if spec not in OPTIMIZERS:
+            raise unknown("optimizer", spec, OPTIMIZERS)
+        return OPTIMIZERS[spec](params, lr=lr)
+    if not callable(spec):
+        raise DreamlabError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or a factory params -> "
+                            f"torch.optim.Optimizer, got {type(spec).__name__}")
+    optimizer = spec(params)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise DreamlabError(f"the optimizer factory returned {type(optimizer).__name__}; it must return a "
+                            f"torch.optim.Optimizer over the parameters it is given")
+    return optimizer
+
+
+__all__ = ["OPTIMIZERS", "ChannelAdam", "OptimizerFactory", "make_optimizer"]

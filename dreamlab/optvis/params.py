@@ -6,11 +6,14 @@ torch.Size([4, 3, 224, 224])
 """
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from dreamlab.errors import DreamlabError, unknown
 
 # Square root of the colour correlation of ImageNet images, from lucid (tensorflow/lucid,
 # optvis/param/color.py, `color_correlation_svd_sqrt`). Optimizing in this basis decorrelates the colour
@@ -126,23 +129,66 @@ def image_to_param_raw(image: Tensor, param: ImageParam) -> None:
             spectrum = torch.fft.rfft2(target * FourierParam.SPATIAL_DIVISOR, norm="ortho") / param.scale
             param.spectrum.copy_(torch.view_as_real(spectrum).expand_as(param.spectrum))
         else:
-            raise TypeError(f"cannot initialize {type(param).__name__} from an image")
+            raise DreamlabError(f"init_image works with the pixel and fourier parameterizations, not "
+                                f"{type(param).__name__}")
 
 
 PARAMS = {"pixel": PixelParam, "fourier": FourierParam}
 
+# a user's parameterization: called as factory(batch, channels, height, width, generator=..., device=...) (the
+# signature of PixelParam and FourierParam, so a class or a functools.partial of one fits), or with no arguments
+ParamFactory = Callable[..., nn.Module]
+ParamSpec = str | nn.Module | ParamFactory
 
-def make_param(kind: str, batch: int, channels: int, size: int | tuple[int, int], *,
+
+def make_param(spec: ParamSpec, batch: int, channels: int, size: int | tuple[int, int], *,
                generator: Generators = None, device: torch.device | str | None = None,
-               **options: object) -> ImageParam:
-    """Build a parameterization by name ('pixel' or 'fourier')."""
-    from dreamlab.errors import unknown
-
-    if kind not in PARAMS:
-        raise unknown("parameterization", kind, PARAMS)
+               **options: object) -> nn.Module:
+    """A parameterization from a name ('pixel' or 'fourier', with `options`), a module (used as it is, moved to
+    `device`), or a factory returning one. `generator` holds one generator per sample (see `seeded_randn`).
+    A module or factory must produce [batch, channels, H, W] in [0, 1]; anything else is refused here."""
     h, w = (size, size) if isinstance(size, int) else size
-    return PARAMS[kind](batch, channels, h, w, generator=generator, device=device, **options)
+    if isinstance(spec, str):
+        if spec not in PARAMS:
+            raise unknown("parameterization", spec, PARAMS)
+        return PARAMS[spec](batch, channels, h, w, generator=generator, device=device, **options)
+    if isinstance(spec, nn.Module):
+        param = spec
+    elif callable(spec):
+        param = spec() if _takes_no_arguments(spec) else spec(batch, channels, h, w, generator=generator,
+                                                                device=device)
+    else:
+        raise DreamlabError(f"param must be a name ({', '.join(PARAMS)}), an ImageParam module or a factory "
+                            f"returning one, got {type(spec).__name__}")
+    if not isinstance(param, nn.Module):
+        raise DreamlabError(f"the param factory returned {type(param).__name__}; it must return an nn.Module "
+                            f"(e.g. an ImageParam) whose forward() gives [B, C, H, W] images in [0, 1]")
+    param = param.to(device)
+    with torch.no_grad():
+        images = param()
+    if not isinstance(images, Tensor) or images.dim() != 4 or tuple(images.shape[:2]) != (batch, channels):
+        shape = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise DreamlabError(f"the custom param produced {shape}; expected [{batch}, {channels}, H, W] "
+                            f"(one image per unit, the model's {channels} channels)")
+    return param
 
 
-__all__ = ["ImageParam", "PixelParam", "FourierParam", "make_param", "fourier_scale", "image_to_param_raw",
-           "COLOR_CORRELATION_SVD_SQRT", "PARAMS"]
+def _takes_no_arguments(factory: Callable) -> bool:
+    try:
+        return not inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+
+
+__all__ = [
+    "COLOR_CORRELATION_SVD_SQRT",
+    "PARAMS",
+    "FourierParam",
+    "ImageParam",
+    "ParamFactory",
+    "ParamSpec",
+    "PixelParam",
+    "fourier_scale",
+    "image_to_param_raw",
+    "make_param",
+]

@@ -3,20 +3,28 @@
 All of a preset's geometry is folded into one affine warp per sample (kornia's `warp_affine`), with every
 random draw taken from an explicit `torch.Generator`: same seed, same transforms.
 
+User transforms (kornia augmentations, an `nn.Sequential`, plain callables, or a list of them) run in order
+through `CallableTransforms`. kornia draws its random parameters from torch's global RNG, so the render runs
+them inside `seeded_rng`, which forks that RNG and seeds it from the render's seed and step: same seed, same
+images, and the caller's RNG state is left as it was.
+
 >>> t = RandomTransforms.preset("standard")
 >>> t(torch.rand(8, 3, 224, 224), torch.Generator().manual_seed(0)).shape
 torch.Size([8, 3, 236, 236])
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
-from torch import Tensor
+from torch import Tensor, nn
 
-from dreamlab.errors import unknown
+from dreamlab.errors import DreamlabError, unknown
 
 
 @dataclass(frozen=True)
@@ -81,4 +89,47 @@ PRESETS: dict[str, RandomTransforms] = {
     "none": RandomTransforms(),
 }
 
-__all__ = ["RandomTransforms", "PRESETS"]
+
+
+class CallableTransforms:
+    """User transforms applied in order; their randomness comes from torch's global RNG (see `seeded_rng`)."""
+
+    def __init__(self, functions: Sequence[Callable[[Tensor], Tensor]]):
+        self.functions = tuple(functions)
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None,
+                 draws: Tensor | None = None) -> Tensor:
+        for function in self.functions:
+            images = function(images)
+        return images
+
+
+TransformSpec = str | RandomTransforms | Callable[[Tensor], Tensor] | Sequence[Callable[[Tensor], Tensor]]
+
+
+def make_transforms(spec: TransformSpec, fill: float = 0.5) -> RandomTransforms | CallableTransforms:
+    """A preset name (uncovered canvas shown at `fill`), a RandomTransforms, or user callables (one, a list, an
+    `nn.Sequential`), e.g. `[kornia.augmentation.RandomAffine(10, p=1.0), lambda x: x.flip(-1)]`."""
+    if isinstance(spec, str):
+        return dataclasses.replace(RandomTransforms.preset(spec), fill=fill)
+    if isinstance(spec, RandomTransforms):
+        return spec
+    functions = list(spec) if isinstance(spec, (list, tuple, nn.Sequential)) else [spec]
+    for function in functions:
+        if not callable(function):
+            raise DreamlabError(f"transforms must be a preset name ({', '.join(PRESETS)}), or callables from images "
+                                f"[B,C,H,W] to images (kornia augmentations, functions), got "
+                                f"{type(function).__name__}")
+    return CallableTransforms(functions)
+
+
+@contextmanager
+def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Torch's global RNG (CPU and `device`) seeded with `seed` inside, restored to the caller's state after."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type="cuda"):
+        torch.manual_seed(seed)
+        yield
+
+
+__all__ = ["PRESETS", "CallableTransforms", "RandomTransforms", "TransformSpec", "make_transforms", "seeded_rng"]

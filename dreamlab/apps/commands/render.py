@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                     device=args.device, batch_size=args.batch_size,
                     thresholds=args.thresholds, on_snapshot=save_snapshot if args.thresholds else None,
                     init_image=init, precision=args.precision, progress=True, compile=args.compile or False,
-                    param_options=None if args.fourier_decay is None else {"decay_power": args.fourier_decay})
+                    fourier_decay=args.fourier_decay)
     written = []
     if args.grid:
         path = _grid_path(args.out, model_name, result.labels)

@@ -26,12 +26,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dreamlab.apps.quality.planted import dominant_orientation, orientation_error, planted_model, tiling_correlation
 from dreamlab.errors import DreamlabError, unknown
+from dreamlab.models.loading import load_model
+from dreamlab.models.zoo.digits import DIGITS_MEAN, DIGITS_STD, digits_judge, load_digits_split
+from dreamlab.optvis.capture import Capture
+from dreamlab.optvis.engine import render
+from dreamlab.optvis.objectives import channel, logit
+from dreamlab.optvis.params import PARAMS
+from dreamlab.optvis.transforms import PRESETS
 
 DIGITS_MODEL = "lenet-digits"
 MEASURES = ("transfer", "dataset", "planted")
-PARAMS = ("pixel", "fourier")
-PRESETS = ("standard", "small", "jitter", "none")
 
 # the goals of issue #3
 TRANSFER_GOAL = 0.9  # fraction of logit renders the judge classifies as their digit (9/10)
@@ -51,10 +57,23 @@ class QualitySettings:
     logit_units: Sequence[int] = range(10)
     conv2_units: Sequence[int] = range(50)
     planted_layers: Sequence[int] = (1, 2)
-    planted_params: Sequence[str] = PARAMS
-    planted_presets: Sequence[str] = PRESETS
+    planted_params: Sequence[str] = tuple(PARAMS)
+    planted_presets: Sequence[str] = tuple(PRESETS)
     param_options: dict | None = None  # passed to every render (e.g. to show that a broken parameterization fails)
     optimizer: str | None = None  # None: the recipes' ('channel-adam'); 'adam' shows lucid's optimizer
+
+
+# QualitySettings.param_options keys (the parameterization's own names) -> the render settings they set
+_PARAM_SETTINGS = {"decay_power": "fourier_decay", "sd": "init_sd", "start_level": "start_level",
+                   "decorrelate": "decorrelate", "color_matrix": "color_matrix"}
+
+
+def _param_settings(settings: QualitySettings) -> dict[str, Any]:
+    options = settings.param_options or {}
+    for key in options:
+        if key not in _PARAM_SETTINGS:
+            raise unknown("param option", key, _PARAM_SETTINGS)
+    return {_PARAM_SETTINGS[key]: value for key, value in options.items()}
 
 
 # the small version that the test suite runs (seconds, not minutes)
@@ -86,8 +105,6 @@ class Measure:
 def digits_data() -> Tensor:
     """Every image of scikit-learn's digits (train and held-out), [1797, 1, 28, 28] in [0, 1]."""
     try:
-        from dreamlab.models.zoo.digits import load_digits_split
-
         x_train, _, x_test, _ = load_digits_split()
     except ImportError:
         raise DreamlabError("the digits measures need scikit-learn: pip install 'dreamlab[digits]'") from None
@@ -100,8 +117,6 @@ def unit_scores(model: torch.nn.Module, images: Tensor, layer: str, units: Seque
 
     `per_sample`: image i is scored on units[i] only ([N]); otherwise every image on every unit ([N, U]).
     """
-    from dreamlab.optvis.capture import Capture
-
     device = next(model.parameters()).device
     with torch.no_grad(), Capture(model, [layer], stop_early=False) as cap:
         act = cap.run((images.to(device) - mean) / std)[layer].float().cpu()
@@ -114,14 +129,10 @@ def unit_scores(model: torch.nn.Module, images: Tensor, layer: str, units: Seque
 
 def _digits_render(settings: QualitySettings, layer: str, units: Sequence[int]):
     """(loaded lenet-digits, RenderResult) of one batched render of `units` of `layer` ('logit' or a layer)."""
-    from dreamlab.optvis.engine import render
-    from dreamlab.models.loading import load_model
-    from dreamlab.optvis.objectives import channel, logit
-
     loaded = load_model(DIGITS_MODEL)
     objective = logit(list(units)) if layer == "logit" else channel(layer, list(units))
     result = render(loaded, objective, steps=settings.steps, seed=settings.seed, device=settings.device,
-                    param_options=settings.param_options, optimizer=settings.optimizer)
+                    optimizer=settings.optimizer, **_param_settings(settings))
     return loaded, result
 
 
@@ -131,8 +142,6 @@ def measure_transfer(settings: QualitySettings = QualitySettings(), logits=None)
     `logits` may be a finished (loaded model, RenderResult) of the logit units, to share one render with
     measure_dataset.
     """
-    from dreamlab.models.zoo.digits import DIGITS_MEAN, DIGITS_STD, digits_judge
-
     start = time.perf_counter()
     units = list(settings.logit_units)
     _, result = logits or _digits_render(settings, "logit", units)
@@ -162,8 +171,6 @@ def measure_dataset(settings: QualitySettings = QualitySettings(), logits=None) 
     before its ReLU and its spatial mean is negative on most digits (black background), so a plain
     rendered / best would flip sign. Ratio >= 1 is exactly "the render reaches the dataset's best".
     """
-    from dreamlab.models.zoo.digits import DIGITS_MEAN, DIGITS_STD
-
     start = time.perf_counter()
     data = digits_data()
     items: list[dict[str, Any]] = []
@@ -202,14 +209,10 @@ def measure_dataset(settings: QualitySettings = QualitySettings(), logits=None) 
 
 def planted_cell(layers: int, param: str, preset: str, settings: QualitySettings = QualitySettings()) -> dict:
     """Render every channel of one planted model with one parameterization and transform preset; check each."""
-    from dreamlab.optvis.engine import render
-    from dreamlab.optvis.objectives import channel
-    from dreamlab.apps.quality.planted import dominant_orientation, orientation_error, planted_model, tiling_correlation
-
     planted = planted_model(layers=layers)
     result = render(planted.model, channel(planted.layer, range(planted.units)), recipe=planted.recipe,
                     param=param, transforms=preset, steps=settings.planted_steps, seed=settings.seed,
-                    device=settings.device, param_options=settings.param_options, optimizer=settings.optimizer)
+                    device=settings.device, optimizer=settings.optimizer, **_param_settings(settings))
     channels = []
     for k in range(planted.units):
         error = orientation_error(dominant_orientation(result.images[k]), planted.orientations[k])

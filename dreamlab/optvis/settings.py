@@ -1,0 +1,261 @@
+"""What a render is asked for: the settings that decide the pixels (`RenderSettings`), resolved against a
+recipe, and the checks of everything a caller passes to `render()`, each failing with one line that names the
+argument and what is valid.
+
+>>> from dreamlab.models.recipe import load_recipe
+>>> s = resolve_settings(RenderSettings(steps=8, size=(48, 64)), load_recipe("lenet-digits"), owned=True)
+>>> s.steps, s.height_width, s.optimizer, s.fourier_decay
+(8, (48, 64), 'channel-adam', 0.5)
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from dreamlab.errors import DreamlabError, unknown
+from dreamlab.models.recipe import Recipe
+from dreamlab.optvis.optimizers import OPTIMIZERS, OptimizerFactory
+from dreamlab.optvis.params import PARAMS, ParamSpec
+from dreamlab.optvis.transforms import (
+    CallableTransforms,
+    TransformSpec,
+    make_transforms,
+)
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Everything that decides the pixels. A field left at None takes the recipe's value (or dreamlab's default)
+    when `render` resolves it; `render(m, o, steps=64)` is short for `render(m, o, RenderSettings(steps=64))`.
+
+    `param`, `transforms` and `optimizer` take a name or user code: an ImageParam module or a factory
+    (params.make_param), a list or nn.Sequential of kornia augmentations or callables
+    (transforms.make_transforms), a factory `params -> torch.optim.Optimizer` (optimizers.make_optimizer).
+    The provenance then records "custom:<name of the callable>".
+    """
+
+    steps: int | None = None
+    size: int | tuple[int, int] | None = None  # pixels, or (height, width)
+    lr: float | None = None  # an optimizer factory sets its own
+    seed: int = 0
+    device: str | torch.device | None = None  # None: cuda when available
+    optimizer: str | OptimizerFactory | None = None
+    param: ParamSpec | None = None
+    transforms: TransformSpec | None = None
+    fourier_decay: float | None = None  # the Fourier spectrum's 1/f^decay scale (0: flat); see optimizers.py
+    start_level: float | None = None  # the grey level a zero image maps to (0.05 for digits on black)
+    init_sd: float = 0.01  # spread of the built-in params' random start
+    decorrelate: bool = True  # optimize colour in a decorrelated basis (3-channel models; see params.py)
+    color_matrix: tuple[tuple[float, ...], ...] | None = None  # that basis (a tensor is accepted); None: lucid's
+    precision: str = "auto"  # "fp32", "bf16" (autocast around the model only), "auto": bf16 on cuda
+    channels_last: bool | None = None  # None: on cuda for dreamlab's own models
+    redirect_relu_steps: int = 16  # steps at the start that use the redirected ReLU gradient (see relu.py)
+    # torch.compile mode for each step's forward ("default", "reduce-overhead" for CUDA graphs, ...); True: default
+    compile: bool | str | None = None
+
+    @property
+    def height_width(self) -> tuple[int, int]:
+        size = self.size
+        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))  # type: ignore[index]
+
+
+SETTING_NAMES = tuple(f.name for f in dataclasses.fields(RenderSettings))
+
+
+def with_overrides(settings: RenderSettings | None, overrides: Mapping[str, Any]) -> RenderSettings:
+    """`settings` (default: all unset) with the keyword form's values; an unknown keyword names close matches."""
+    if settings is not None and not isinstance(settings, RenderSettings):
+        raise DreamlabError(f"settings must be a RenderSettings, got {type(settings).__name__}")
+    for name in overrides:
+        if name not in SETTING_NAMES:
+            raise unknown("render option", name, SETTING_NAMES,
+                          "param_options became typed settings: fourier_decay, start_level, init_sd, decorrelate, "
+                          "color_matrix" if name == "param_options" else "")
+    return dataclasses.replace(settings or RenderSettings(), **overrides)
+
+
+def resolve_settings(s: RenderSettings, recipe: Recipe, owned: bool, device: torch.device | None = None
+                     ) -> RenderSettings:
+    """`s` with every unset field filled from `recipe` or dreamlab's defaults, checked; `device` is the resolved
+    device (default: cpu). `owned`: the model is dreamlab's to move and re-layout."""
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+
+    s = dataclasses.replace(
+        s, steps=pick(s.steps, recipe.steps), size=pick(s.size, recipe.input_size), lr=pick(s.lr, recipe.lr),
+        optimizer=pick(s.optimizer, recipe.optimizer), param=pick(s.param, recipe.param),
+        transforms=pick(s.transforms, recipe.transforms), fourier_decay=pick(s.fourier_decay, recipe.fourier_decay),
+        start_level=pick(s.start_level, recipe.start_level))
+    _validate(s)
+    dev = device or torch.device("cpu")
+    matrix = s.color_matrix
+    return dataclasses.replace(
+        s, size=s.height_width, lr=float(s.lr), seed=int(s.seed), device=dev,
+        fourier_decay=float(s.fourier_decay), start_level=float(s.start_level),
+        precision=("bf16" if dev.type == "cuda" else "fp32") if s.precision == "auto" else s.precision,
+        channels_last=(dev.type == "cuda" and owned) if s.channels_last is None else s.channels_last,
+        compile=("default" if s.compile is True else s.compile) or None,
+        color_matrix=None if matrix is None else tuple(tuple(map(float, row)) for row in torch.as_tensor(matrix)))
+
+
+def _whole(name: str, value: Any, minimum: int, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise DreamlabError(f"{name} must be a whole number >= {minimum}{hint}, got {value!r}")
+
+
+def _finite(name: str, value: Any, low: float, low_ok: bool, hint: str = "") -> None:
+    bad = isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+    if bad or value < low or (value == low and not low_ok):
+        relation = ">=" if low_ok else ">"
+        raise DreamlabError(f"{name} must be a finite number {relation} {low:g}{hint}, got {value!r}")
+
+
+def _validate(s: RenderSettings) -> None:
+    """Every field of a recipe-filled RenderSettings, with the first problem as one line."""
+    _whole("steps", s.steps, 1)
+    if isinstance(s.size, (tuple, list)):
+        if len(s.size) != 2:
+            raise DreamlabError(f"size must be an int or (height, width), got {s.size!r}")
+        for side in s.size:
+            _whole("size", side, 8, " pixels a side")
+    else:
+        _whole("size", s.size, 8, " pixels (or a (height, width) pair)")
+    _finite("lr", s.lr, 0, False, " (the learning rate)")
+    _whole("seed", s.seed, -(2 ** 63))
+    _finite("fourier_decay", s.fourier_decay, 0, True, " (0: flat spectrum, 1: lucid's 1/f)")
+    _finite("start_level", s.start_level, 0, False)
+    if s.start_level >= 1:
+        raise DreamlabError(f"start_level must be between 0 and 1 (exclusive), got {s.start_level!r}")
+    _finite("init_sd", s.init_sd, 0, True)
+    _whole("redirect_relu_steps", s.redirect_relu_steps, 0)
+    for name in ("decorrelate", "channels_last"):
+        value = getattr(s, name)
+        if not isinstance(value, bool) and not (name == "channels_last" and value is None):
+            raise DreamlabError(f"{name} must be True or False, got {value!r}")
+    if s.precision not in PRECISIONS:
+        raise unknown("precision", str(s.precision), PRECISIONS)
+    if isinstance(s.param, str) and s.param not in PARAMS:
+        raise unknown("parameterization", s.param, PARAMS)
+    if not isinstance(s.param, (str, nn.Module)) and not callable(s.param):
+        raise DreamlabError(f"param must be a name ({', '.join(PARAMS)}), an ImageParam module or a factory "
+                            f"returning one, got {type(s.param).__name__}")
+    if isinstance(s.optimizer, str) and s.optimizer not in OPTIMIZERS:
+        raise unknown("optimizer", s.optimizer, OPTIMIZERS)
+    if not isinstance(s.optimizer, str) and not callable(s.optimizer):
+        raise DreamlabError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or a factory params -> "
+                            f"torch.optim.Optimizer, got {type(s.optimizer).__name__}")
+    transforms = make_transforms(s.transforms)  # raises for an unknown preset or a non-callable
+    if s.compile not in (None, False, True) and s.compile not in COMPILE_MODES:
+        raise unknown("compile mode", str(s.compile), COMPILE_MODES)
+    if s.compile and isinstance(transforms, CallableTransforms):
+        raise DreamlabError("compile works with the named transforms presets only; user transforms run eagerly "
+                            "(leave compile off)")
+    if s.color_matrix is not None and tuple(torch.as_tensor(s.color_matrix).shape) != (3, 3):
+        raise DreamlabError(f"color_matrix must be 3x3, got shape {list(torch.as_tensor(s.color_matrix).shape)}")
+
+
+def check_call(steps: int, units: Sequence[int], batch_size: Any, thresholds: Any) -> list[int]:
+    """The render arguments besides the settings; returns the thresholds as a sorted list."""
+    if batch_size is not None:
+        _whole("batch_size", batch_size, 1, " (units optimized at once; None: all)")
+    try:
+        ok = all(not isinstance(t, bool) and isinstance(t, numbers.Integral) and 1 <= t <= steps
+                 for t in thresholds)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise DreamlabError(f"thresholds must be step numbers from 1 to {steps} (the render's steps), got "
+                            f"{thresholds!r}"[:300])
+    return sorted({int(t) for t in thresholds})
+
+
+def check_units(units: Sequence[int] | None, total: int) -> list[int]:
+    """Indices into the objective's `total` units (default: all of them)."""
+    if units is None:
+        return list(range(total))
+    units = list(units)
+    if not units or any(isinstance(u, bool) or not isinstance(u, numbers.Integral) or not 0 <= u < total
+                        for u in units):
+        raise DreamlabError(f"units must be indices into the objective's {total} units (0-{total - 1}), "
+                            f"got {units}"[:300])
+    return [int(u) for u in units]
+
+
+def fit_init_image(image: Any, channels: int, size: tuple[int, int], units: int) -> Tensor:
+    """A start image [H,W] (grey), [C,H,W] or [B,C,H,W] in [0,1] as [1 or `units`, channels, *size]."""
+    if not isinstance(image, Tensor):
+        raise DreamlabError(f"init_image must be a tensor [C,H,W] in [0,1], got {type(image).__name__}")
+    image = image.float()
+    if image.dim() == 2:  # one grey channel
+        image = image[None]
+    if image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4:
+        raise DreamlabError(f"init_image must be [C,H,W] (or [H,W] grey, or [B,C,H,W] one per unit), got shape "
+                            f"{list(image.shape)}")
+    if image.shape[0] not in (1, units):
+        raise DreamlabError(f"init_image holds {image.shape[0]} images for {units} unit(s); give one image for all "
+                            f"units or one per unit")
+    if image.shape[1] == 3 and channels == 1:
+        image = image.mean(1, keepdim=True)
+    elif image.shape[1] == 1 and channels == 3:
+        image = image.expand(-1, 3, -1, -1)
+    elif image.shape[1] != channels:
+        raise DreamlabError(f"init_image has {image.shape[1]} channels (shape {list(image.shape)}, read as "
+                            f"[B,C,H,W]); this model takes {channels}")
+    image = torch.nn.functional.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return image.clamp(0, 1)
+
+
+def param_options(s: RenderSettings) -> dict[str, Any]:
+    """The options a built-in parameterization is built with (none for user code)."""
+    if not isinstance(s.param, str):
+        return {}
+    options: dict[str, Any] = {"start_level": s.start_level, "sd": s.init_sd, "decorrelate": s.decorrelate}
+    if s.color_matrix is not None:
+        options["color_matrix"] = torch.tensor(s.color_matrix)
+    if s.param == "fourier":
+        options["decay_power"] = s.fourier_decay
+    return options
+
+
+def describe(spec: Any) -> str:
+    """A name as it is; user code as "custom:<name>" (a list of transforms joined by '+')."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, (list, tuple, nn.Sequential)):
+        return "custom:" + "+".join(_callable_name(part) for part in spec)
+    return "custom:" + _callable_name(spec)
+
+
+def _callable_name(function: Any) -> str:
+    if isinstance(function, functools.partial):
+        function = function.func
+    if isinstance(function, nn.Module):
+        return type(function).__name__
+    return getattr(function, "__name__", None) or type(function).__name__
+
+
+__all__ = [
+    "COMPILE_MODES",
+    "SETTING_NAMES",
+    "RenderSettings",
+    "check_call",
+    "check_units",
+    "describe",
+    "fit_init_image",
+    "param_options",
+    "resolve_settings",
+    "with_overrides",
+]
