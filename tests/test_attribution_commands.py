@@ -1,0 +1,113 @@
+"""`dreamlab cam` and `dreamlab attribute`: files written, provenance, --sanity, one-line errors; the colour maps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dreamlab.apps.cli import main
+from dreamlab.attribution.overlay import HEAT, SIGNED, colorize, heat, overlay, signed_map
+from dreamlab.io import load_image, read_png_text, save_png
+from dreamlab.models.zoo.digits import load_digits_split
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def digit_photo(tmp_path_factory):
+    """A held-out 4, saved at 56 px (twice the model's input size) as a user's photo would be."""
+    _, _, x, y = load_digits_split()
+    assert int(y[2]) == 4
+    path = tmp_path_factory.mktemp("photos") / "four.png"
+    save_png(F.interpolate(x[2:3], size=(56, 56), mode="bilinear", align_corners=False)[0], path)
+    return path
+
+
+def test_cam_writes_an_overlay_at_the_photo_size_and_the_raw_map(digit_photo, tmp_path, capsys):
+    out = tmp_path / "cam.png"
+    assert main(["cam", "lenet-digits", "--image", str(digit_photo), "-o", str(out)]) == 0
+    assert "logit:4" in capsys.readouterr().out  # the default target is the model's top class
+    picture = load_image(out)
+    raw = np.load(out.with_suffix(".npy"))
+    assert picture.shape == (3, 56, 56) and raw.shape == (56, 56)
+    assert raw.min() >= 0 and raw.max() > 0
+    text = read_png_text(out)
+    assert text["dreamlab:target"] == "logit:4" and text["dreamlab:layer"] == "relu2"
+    assert text["dreamlab:method"] == "gradcam"
+    assert main(["cam", "lenet-digits", "--image", str(digit_photo), "--method", "gradcam++", "--layer", "conv1",
+                 "--target", "logit:7", "-o", str(tmp_path / "pp.png")]) == 0
+    assert read_png_text(tmp_path / "pp.png")["dreamlab:layer"] == "conv1"
+
+
+@pytest.mark.parametrize("method", ["saliency", "ig", "guided-gradcam"])
+def test_attribute_writes_heat_and_signed_panels_and_the_signed_attributions(digit_photo, tmp_path, method):
+    out = tmp_path / f"{method}.png"
+    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), "--method", method, "--steps", "8",
+                 "-o", str(out)]) == 0
+    picture = load_image(out)
+    assert picture.shape == (3, 56 + 4, 2 * 56 + 6)  # two panels with 2 px padding
+    values = np.load(out.with_suffix(".npy"))
+    assert values.shape == (1, 28, 28) and np.abs(values).max() > 0
+    if method != "guided-gradcam":
+        assert (values < 0).any() and (values > 0).any()  # the signed attributions, not a heat map
+    assert read_png_text(out)["dreamlab:method"] == method
+
+
+def test_sanity_prints_one_row_per_block_with_a_column_per_method(digit_photo, capsys):
+    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), "--sanity",
+                 "--method", "saliency,guided,gradcam"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[1].split() == ["randomized", "saliency", "guided", "gradcam"]
+    rows = [line.split() for line in lines[2:]]
+    assert [r[0] for r in rows] == ["fc2", "+fc1", "+conv2", "+conv1"]
+    assert all(-1 <= float(v) <= 1 for r in rows for v in r[1:])
+    assert float(rows[0][2]) > float(rows[0][1])  # guided backprop barely changes when the classifier is random
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["cam", "lenet-digits", "--target", "logit:12"], "class 12 is out of range for logit"),
+    (["cam", "lenet-digits", "--target", "logit:tabby"], "unknown class 'tabby'"),
+    (["cam", "lenet-digits", "--layer", "fc1"], "'fc1' has output shape [1, 500], with no spatial dimensions"),
+    (["cam", "lenet-digits", "--layer", "conv3"], "unknown layer 'conv3'; close matches: conv1, conv2"),
+    (["attribute", "lenet-digits", "--method", "guidedd"], "close matches: guided"),
+    (["attribute", "lenet-digits", "--method", "ig", "--baseline", "blurry"], "close matches: blurred"),
+    (["attribute", "lenet-digits", "--target", "conv7:1"], "unknown layer 'conv7'"),
+])
+def test_bad_input_is_one_line_and_exit_2(digit_photo, capsys, argv, message):
+    assert main([*argv, "--image", str(digit_photo)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlab: error: ") and message in err and err.count("\n") == 1
+
+
+def test_an_unreadable_photo_is_one_line_and_exit_2(tmp_path, capsys):
+    bad = tmp_path / "not-a-photo.png"
+    bad.write_text("hello")
+    for command in ("cam", "attribute"):
+        for photo in (bad, tmp_path / "missing.jpg"):
+            assert main([command, "lenet-digits", "--image", str(photo)]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("dreamlab: error: cannot read image") and err.count("\n") == 1
+
+
+def test_colour_maps_hit_their_anchors_and_stay_in_range():
+    values = np.array([0.0, 0.25, 1.0, -3.0, 7.0])
+    rgb = colorize(values)
+    assert rgb.shape == (5, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    np.testing.assert_allclose(rgb[1], np.array(HEAT[1][1]) / 255)
+    np.testing.assert_allclose(rgb[3], rgb[0])  # clipped
+    assert np.all(np.diff(colorize(np.linspace(0, 1, 11)).mean(1)) > 0)  # lightness rises with the value
+    np.testing.assert_allclose(colorize(np.array([0.5]), SIGNED)[0], np.array(SIGNED[1][1]) / 255)
+
+
+def test_heat_signed_map_and_overlay():
+    a = torch.zeros(3, 4, 4)
+    a[0, 1, 1], a[1, 2, 2] = 2.0, -4.0
+    h = heat(a)
+    assert h.shape == (4, 4) and h[2, 2] == 1 and 0 < h[1, 1] < 1 and h[0, 0] == 0
+    assert heat(a, signed=True)[2, 2] == 0  # the negative sum is not positive evidence
+    s = signed_map(a)
+    assert s.shape == (3, 4, 4) and s[2, 2, 2] > s[0, 2, 2] and s[0, 1, 1] > s[2, 1, 1]  # blue neg, red pos
+    assert heat(torch.zeros(1, 3, 3)).max() == 0
+    o = overlay(torch.ones(1, 4, 4), h)
+    assert o.shape == (3, 4, 4) and 0 <= o.min() and o.max() <= 1
