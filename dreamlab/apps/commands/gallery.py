@@ -9,6 +9,7 @@ from dreamlab.apps.args import EXIT_INTERRUPTED, positive_int
 from dreamlab.apps.gallery.build import GalleryFolder, build_gallery, parse_channels
 from dreamlab.apps.gallery.page import INDEX_NAME
 from dreamlab.errors import DreamlabError
+from dreamlab.inspect.tensorboard import TensorBoardLog
 from dreamlab.io import safe_name
 
 DESCRIPTION = ("Render every channel of LAYERS into OUT: one PNG per unit, contact sheets, manifest.json "
@@ -33,6 +34,9 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace units made with other settings")
     g.add_argument("--compile", nargs="?", const="default", metavar="MODE",
                    help="torch.compile the renders (see dreamlab render --help); pays off over many batches")
+    g.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="log each unit's objective and gradient norm per step, and images, to a TensorBoard run "
+                        "folder (needs: pip install 'dreamlab[tensorboard]')")
 
 
 def _channels_arg(text: str) -> list[int]:
@@ -45,15 +49,20 @@ def _channels_arg(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     layers = [name.strip() for name in args.layers.split(",") if name.strip()] if args.layers else None
     out = args.out if args.out is not None else Path("gallery") / safe_name(Path(str(args.model)).stem)
+    tensorboard = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
     try:
         result = build_gallery(args.model, out, layers, weights=args.weights, steps=args.steps, size=args.size,
                                seed=args.seed, device=args.device, batch_size=args.batch_size,
-                               channels=args.channels, overwrite=args.overwrite, compile=args.compile or False)
+                               channels=args.channels, overwrite=args.overwrite, compile=args.compile or False,
+                               tensorboard=tensorboard)
     except KeyboardInterrupt:
         done = len(GalleryFolder(out).read_records())
         print(f"dreamlab: interrupted; {done} finished units are saved in {out}. Run the same command again to "
               f"render the rest.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
     if result.manifest is not None:
         print(out / INDEX_NAME)
         print(f"{len(result.manifest['units'])} units in {out} ({result.total - result.skipped} rendered now, "

@@ -36,9 +36,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
                    help="torch.compile each step's forward (warm-up once per process; pays off over long or "
                         "repeated renders); MODE: default, reduce-overhead (CUDA graphs), max-autotune")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="log the objective and gradient norm of each unit per step, and images, to a TensorBoard "
+                        "run folder (needs: pip install 'dreamlab[tensorboard]')")
+    p.add_argument("--tensorboard-every", type=positive_int, metavar="N",
+                   help="log images every N steps (default: 8 images over the run)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
     from dreamlab.io import grid, load_image, output_paths, save_png
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.engine import render
@@ -62,12 +68,17 @@ def run(args: argparse.Namespace) -> int:
         for path, image in zip(paths, images):
             save_png(image, path.with_name(f"{path.stem}_step{step:04d}.png"), {"dreamlab:step": str(step)})
 
+    log = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
+    thresholds, on_snapshot = with_snapshots(log, args.steps or loaded.recipe.steps, args.thresholds,
+                                             save_snapshot if args.thresholds else None, args.tensorboard_every)
     result = render(loaded, args.objective, steps=args.steps, size=args.size, lr=args.lr,
                     optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
-                    device=args.device, batch_size=args.batch_size,
-                    thresholds=args.thresholds, on_snapshot=save_snapshot if args.thresholds else None,
+                    device=args.device, batch_size=args.batch_size, thresholds=thresholds, on_snapshot=on_snapshot,
                     init_image=init, precision=args.precision, progress=True, compile=args.compile or False,
                     fourier_decay=args.fourier_decay)
+    if log is not None:
+        log.write_result(result)
+        log.close()
     written = []
     if args.grid:
         path = _grid_path(args.out, model_name, result.labels)

@@ -52,6 +52,7 @@ from dreamlab.devices import resolve_device
 from dreamlab.optvis.engine import render
 from dreamlab.errors import DreamlabError, unknown
 from dreamlab.apps.gallery.page import INDEX_NAME, write_index
+from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
 from dreamlab.io import atomic_write_bytes, atomic_write_text, grid, load_image, png_bytes, safe_name
 from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.optvis.objectives import channel
@@ -357,14 +358,15 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
                   weights: str | Path | None = "default", steps: int | None = None, size: int | None = None,
                   seed: int = 0, device: str | torch.device | None = None, batch_size: int | None = None,
                   channels: Sequence[int] | None = None, overwrite: bool = False, compile: bool | str = False,
-                  log: Log | None = None) -> GalleryResult:
+                  log: Log | None = None, tensorboard: TensorBoardLog | None = None) -> GalleryResult:
     """Render one image per channel of `layers` (default: the recipe's default layer) into the folder `out`.
 
     Units already in `out` are skipped (see the module docstring for resume, determinism and torchrun).
     `batch_size` is the number of units per engine call (default: 64 on CUDA, 16 on CPU; it does not change images);
     `channels` limits every layer to those channel numbers. Ctrl-C raises KeyboardInterrupt once every
     finished unit is on disk (the batch in progress is dropped). `compile` is render's: the warm-up is paid
-    by the first batch (and once more by a smaller last one), every other batch reuses it.
+    by the first batch (and once more by a smaller last one), every other batch reuses it. `tensorboard` logs
+    each rendered batch's objective and gradient norm per unit per step, and its images.
     """
     out = Path(out)
     log = log or _stderr
@@ -399,7 +401,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
         rendered = 0
         for i, batch in enumerate(mine):
             start = time.monotonic()
-            new = _render_batch(loaded, folder, plan, batch, dev, progress=not group.distributed, compile=compile)
+            new = _render_batch(loaded, folder, plan, batch, dev, progress=not group.distributed, compile=compile,
+                                tensorboard=tensorboard)
             rendered += new
             if group.rank == 0:
                 _write_pages(folder, plan, [batch.layer])
@@ -479,12 +482,16 @@ def _check_settings(records: Any, loaded: LoadedModel, steps: int, size: int, se
 
 
 def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: _Plan, batch: Batch, device: torch.device,
-                  progress: bool, compile: bool | str = False) -> int:
+                  progress: bool, compile: bool | str = False, tensorboard: TensorBoardLog | None = None) -> int:
     """Render one batch and save its unfinished units; return how many were saved."""
     s = plan.settings
     count = dict(plan.layers)[batch.layer]
+    thresholds, on_snapshot = with_snapshots(tensorboard, s.steps, (), None)
     result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=s.steps, size=s.size,
-                    seed=s.seed, device=device, progress=progress, compile=compile)
+                    seed=s.seed, device=device, progress=progress, compile=compile, thresholds=thresholds,
+                    on_snapshot=on_snapshot)
+    if tensorboard is not None:
+        tensorboard.write_result(result)
     if result.interrupted:  # the images are part-way: keep none of them
         raise KeyboardInterrupt
     written = 0

@@ -1,0 +1,96 @@
+"""Renders in TensorBoard: the objective and the gradient norm of each unit per step, images every N steps.
+
+The step loop stays free of host syncs: the engine keeps the per-step values on the device (`RenderResult.history`
+and `.grad_norms`, [steps, units]) and they are written here after the render. Images arrive through the
+engine's snapshot callback at the steps `image_steps` lists.
+
+>>> log = TensorBoardLog("runs/unit97")
+>>> result = render(..., thresholds=log.image_steps(steps), on_snapshot=log.on_snapshot)
+>>> log.write_result(result); log.close()
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from dreamlab.errors import DreamlabError
+
+INSTALL_HINT = "pip install 'dreamlab[tensorboard]' (or pip install tensorboard)"
+
+
+def tag(label: str) -> str:
+    """A TensorBoard tag for a unit label: 'inception4c:97' stays, spaces and odd characters become '_'."""
+    return re.sub(r"[^\w.:@,+-]+", "_", label).strip("_") or "unit"
+
+
+def image_steps(steps: int, every: int | None = None) -> list[int]:
+    """The steps whose images are logged: every `every` steps (default: 8 images over the run) and the last."""
+    every = every or max(1, steps // 8)
+    return sorted({*range(every, steps + 1, every), steps})
+
+
+class TensorBoardLog:
+    """One TensorBoard run folder; `prefix` separates several renders in one folder (the gallery's batches)."""
+
+    def __init__(self, logdir: str | Path, prefix: str = ""):
+        if importlib.util.find_spec("tensorboard") is None:
+            raise DreamlabError(f"--tensorboard needs the tensorboard package; {INSTALL_HINT}")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.logdir = Path(logdir)
+        self.prefix = prefix
+        self.writer: Any = SummaryWriter(log_dir=str(self.logdir))
+
+    def _tag(self, kind: str, label: str) -> str:
+        return f"{kind}/{self.prefix}{tag(label)}"
+
+    def on_snapshot(self, step: int, images: Tensor, labels: Sequence[str]) -> None:
+        """The engine's snapshot callback: one image per unit at this step."""
+        for image, label in zip(images, labels):
+            self.writer.add_image(self._tag("image", label), image.clamp(0, 1), global_step=step)
+
+    def write_result(self, result: Any) -> None:
+        """The objective and the gradient norm per unit per step (steps counted from 1), and the final scores."""
+        for i, label in enumerate(result.labels):
+            for name, values in (("objective", result.history), ("grad_norm", result.grad_norms)):
+                if values.numel() == 0:
+                    continue
+                series = values[:, i].tolist()
+                for step, value in enumerate(series, start=1):
+                    self.writer.add_scalar(self._tag(name, label), value, global_step=step)
+            self.writer.add_scalar(self._tag("final_score", label), float(result.final_scores[i]),
+                                   global_step=int(result.history.shape[0]))
+        self.writer.add_text(f"provenance/{self.prefix}".rstrip("/"),
+                             "\n".join(f"    {k}: {v}" for k, v in result.provenance.items()))
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def __enter__(self) -> TensorBoardLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def with_snapshots(log: TensorBoardLog | None, steps: int, thresholds: Sequence[int],
+                   on_snapshot: Callable[[int, Tensor, Sequence[str]], None] | None,
+                   every: int | None = None) -> tuple[list[int], Callable[[int, Tensor, Sequence[str]], None] | None]:
+    """The render's thresholds and snapshot callback, serving both the caller's snapshots and the log's images."""
+    if log is None:
+        return list(thresholds), on_snapshot
+    logged, wanted = set(image_steps(steps, every)), set(thresholds)
+
+    def callback(step: int, images: Tensor, labels: Sequence[str]) -> None:
+        if step in logged:
+            log.on_snapshot(step, images, labels)
+        if on_snapshot is not None and step in wanted:
+            on_snapshot(step, images, labels)
+
+    return sorted(logged | wanted), callback

@@ -1,0 +1,92 @@
+"""--tensorboard: event files that TensorBoard's own reader reads back with the scalars and images written."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from dreamlab.apps.cli import main
+from dreamlab.inspect import tensorboard as tb
+from dreamlab.inspect.tensorboard import TensorBoardLog, image_steps, with_snapshots
+from dreamlab.optvis.engine import render
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+needs_tensorboard = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
+                                       reason="tensorboard not installed (pip install 'dreamlab[tensorboard]')")
+
+
+def read_events(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc
+
+
+def test_image_steps():
+    assert image_steps(64) == [8, 16, 24, 32, 40, 48, 56, 64]
+    assert image_steps(10, every=4) == [4, 8, 10]
+    assert image_steps(3) == [1, 2, 3]
+
+
+def test_grad_norms_are_recorded_per_unit_and_step():
+    result = render("lenet-digits", "conv2:0-2", steps=4, device="cpu")
+    assert result.grad_norms.shape == (4, 3)
+    assert torch.all(result.grad_norms > 0) and torch.isfinite(result.grad_norms).all()
+    alone = render("lenet-digits", "conv2:0-2", steps=4, device="cpu", units=[1])
+    torch.testing.assert_close(alone.grad_norms[:, 0], result.grad_norms[:, 1], rtol=1e-4, atol=1e-6)
+
+
+@needs_tensorboard
+def test_render_events_hold_the_history_and_images(tmp_path):
+    logdir = tmp_path / "tb"
+    user_steps: list[int] = []
+    with TensorBoardLog(logdir) as log:
+        thresholds, callback = with_snapshots(log, 6, [5], lambda step, images, labels: user_steps.append(step),
+                                              every=3)
+        assert thresholds == [3, 5, 6]
+        result = render("lenet-digits", "conv2:0-1", steps=6, device="cpu", thresholds=thresholds,
+                        on_snapshot=callback)
+        log.write_result(result)
+    assert user_steps == [5]  # the caller's snapshots still arrive, only at their own steps
+    acc = read_events(logdir)
+    for i, label in enumerate(["conv2:0", "conv2:1"]):
+        objective = acc.Scalars(f"objective/{label}")
+        assert [e.step for e in objective] == list(range(1, 7))
+        torch.testing.assert_close(torch.tensor([e.value for e in objective]), result.history[:, i])
+        norms = torch.tensor([e.value for e in acc.Scalars(f"grad_norm/{label}")])
+        torch.testing.assert_close(norms, result.grad_norms[:, i])
+        assert [e.step for e in acc.Images(f"image/{label}")] == [3, 6]
+        assert acc.Images(f"image/{label}")[0].width == 28
+
+
+@needs_tensorboard
+def test_render_command_writes_events(tmp_path):
+    logdir = tmp_path / "tb"
+    assert main(["render", "conv2:3", "--model", "lenet-digits", "--steps", "4", "--device", "cpu",
+                 "-o", str(tmp_path / "u.png"), "--tensorboard", str(logdir), "--tensorboard-every", "2"]) == 0
+    acc = read_events(logdir)
+    assert len(acc.Scalars("objective/conv2:3")) == 4 and len(acc.Scalars("grad_norm/conv2:3")) == 4
+    assert [e.step for e in acc.Images("image/conv2:3")] == [2, 4]
+
+
+@needs_tensorboard
+def test_gallery_command_writes_events(tmp_path):
+    logdir = tmp_path / "tb"
+    assert main(["gallery", "lenet-digits", "--layers", "conv1", "--channels", "0-1", "--steps", "3",
+                 "--device", "cpu", "-o", str(tmp_path / "g"), "--tensorboard", str(logdir)]) == 0
+    acc = read_events(logdir)
+    assert {t for t in acc.Tags()["scalars"] if t.startswith("objective/")} == {"objective/conv1:0",
+                                                                                 "objective/conv1:1"}
+    assert len(acc.Scalars("objective/conv1:1")) == 3
+
+
+def test_without_tensorboard_one_line_says_what_to_install(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(tb.importlib.util, "find_spec", lambda name: None)
+    assert main(["render", "conv2:3", "--model", "lenet-digits", "--steps", "2", "--device", "cpu",
+                 "-o", str(tmp_path / "u.png"), "--tensorboard", str(tmp_path / "tb")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("dreamlab: error: --tensorboard needs the tensorboard package; pip install "
+                   "'dreamlab[tensorboard]' (or pip install tensorboard)")
+    assert not (tmp_path / "u.png").exists()
