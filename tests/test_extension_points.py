@@ -1,0 +1,159 @@
+"""render() accepts user code for the parameterization, the transforms and the optimizer (issue #11, point 4)."""
+from __future__ import annotations
+
+import functools
+
+import kornia.augmentation as K
+import pytest
+import torch
+from torch import Tensor, nn
+
+from dreamlab import render
+from dreamlab.errors import DreamlabError
+from dreamlab.io import read_png_text, save_png
+from dreamlab.optvis.params import ImageParam, PixelParam, seeded_randn
+from dreamlab.optvis.settings import RenderSettings
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class TinyNet(nn.Module):
+    """Two random convolutions: small enough for renders of a second, any input size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 6, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv2(self.relu(self.conv1(x)))
+
+
+class StripesParam(ImageParam):
+    """A user's parameterization: one free value per row and channel, the same along each row."""
+
+    def __init__(self, batch: int, channels: int, height: int, width: int, generator=None, device=None):
+        super().__init__(channels)
+        self.rows = nn.Parameter(seeded_randn((batch, channels, height, 1), generator, device) * 0.01)
+        self.width = width
+
+    def raw(self) -> Tensor:
+        return self.rows.expand(-1, -1, -1, self.width)
+
+
+FAST = dict(steps=6, size=24, device="cpu", transforms="none", seed=0)
+
+
+@pytest.fixture(scope="module")
+def net() -> nn.Module:
+    return TinyNet().eval()
+
+
+def test_a_param_module_is_optimized_and_named_in_the_provenance(net):
+    param = StripesParam(2, 3, 24, 24)
+    result = render(net, "conv2:0-1", param=param, **FAST)
+    rows = result.images[:, :, :, 0]
+    assert torch.equal(result.images, rows[..., None].expand_as(result.images))  # still stripes
+    assert torch.all(result.final_scores > result.initial_scores)
+    assert result.provenance["dreamlab:param"] == "custom:StripesParam"
+
+
+def test_a_param_factory_gets_batch_channels_size_generator_and_device(net):
+    seen = {}
+
+    def stripes(batch, channels, height, width, *, generator, device):
+        seen.update(batch=batch, channels=channels, size=(height, width), generators=len(generator))
+        return StripesParam(batch, channels, height, width, generator, device)
+
+    result = render(net, "conv2:0-2", param=stripes, **{**FAST, "size": (16, 20)})
+    assert seen == {"batch": 3, "channels": 3, "size": (16, 20), "generators": 3}
+    assert result.images.shape == (3, 3, 16, 20)
+    assert result.provenance["dreamlab:param"] == "custom:stripes"
+
+
+def test_a_lucent_style_factory_without_arguments_and_a_partial_of_a_class(net):
+    zero_args = render(net, "conv2:0", param=lambda: StripesParam(1, 3, 24, 24), **FAST)
+    assert zero_args.provenance["dreamlab:param"] == "custom:<lambda>"
+    partial = render(net, "conv2:0", param=functools.partial(PixelParam, sd=0.1), **FAST)
+    assert partial.provenance["dreamlab:param"] == "custom:PixelParam"
+    assert torch.all(partial.final_scores > partial.initial_scores)
+
+
+def test_a_param_with_the_wrong_output_is_refused_in_one_line(net):
+    with pytest.raises(DreamlabError, match=r"the custom param produced \[1, 3, 24, 24\]; expected \[2, 3, H, W\]"):
+        render(net, "conv2:0-1", param=StripesParam(1, 3, 24, 24), **FAST)
+    with pytest.raises(DreamlabError, match="the param factory returned Tensor"):
+        render(net, "conv2:0", param=lambda: torch.zeros(1, 3, 8, 8), **FAST)
+    with pytest.raises(DreamlabError, match="a param module holds one fixed batch"):
+        render(net, "conv2:0-1", param=StripesParam(2, 3, 24, 24), batch_size=1, **FAST)
+
+
+def kornia_transforms() -> list:
+    return [K.RandomAffine(degrees=15, translate=(0.1, 0.1), p=1.0), K.RandomHorizontalFlip(p=0.5),
+            lambda x: x * 0.9 + 0.05]
+
+
+def test_kornia_transforms_are_seeded_by_the_render(net):
+    args = {**FAST, "steps": 4}
+    del args["transforms"]
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = render(net, "conv2:0-1", transforms=kornia_transforms(), **args)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left as it was
+    torch.manual_seed(456)  # another global state: the render must not depend on it
+    b = render(net, "conv2:0-1", transforms=nn.Sequential(*kornia_transforms()[:2]), **args)
+    c = render(net, "conv2:0-1", transforms=kornia_transforms()[:2], **{**args, "seed": 1})
+    d = render(net, "conv2:0-1", transforms=kornia_transforms()[:2], **args)
+    assert torch.equal(b.images, d.images)  # same seed, same images (list or nn.Sequential)
+    assert not torch.allclose(c.images, d.images, atol=1e-3)  # the seed reaches kornia's draws
+    assert a.provenance["dreamlab:transforms"] == "custom:RandomAffine+RandomHorizontalFlip+<lambda>"
+    assert b.provenance["dreamlab:transforms"] == "custom:RandomAffine+RandomHorizontalFlip"
+
+
+def test_transforms_that_change_nothing_give_the_untransformed_render(net):
+    plain = render(net, "conv2:0", **FAST)
+    args = {**FAST}
+    del args["transforms"]
+    identity = render(net, "conv2:0", transforms=[lambda x: x], **args)
+    assert torch.allclose(plain.images, identity.images, atol=1e-6)
+
+
+def test_an_optimizer_factory_is_used(net):
+    made = []
+
+    def sgd(params):
+        made.append(torch.optim.SGD(params, lr=0.5))
+        return made[-1]
+
+    result = render(net, "conv2:0", optimizer=sgd, **FAST)
+    assert len(made) == 1 and made[0].state == {} and made[0].param_groups[0]["lr"] == 0.5
+    assert result.provenance["dreamlab:optimizer"] == "custom:sgd"
+    assert result.provenance["dreamlab:lr"] == "set by the optimizer factory"
+    adam = render(net, "conv2:0", optimizer=lambda p: torch.optim.Adam(p, lr=0.05), **FAST)
+    assert adam.provenance["dreamlab:optimizer"] == "custom:<lambda>"
+    assert torch.all(adam.final_scores > adam.initial_scores)
+    with pytest.raises(DreamlabError, match="the optimizer factory returned list"):
+        render(net, "conv2:0", optimizer=lambda p: p, **FAST)
+
+
+def test_non_square_renders_work_end_to_end(net, tmp_path):
+    settings = RenderSettings(steps=3, size=(32, 48), device="cpu", transforms="standard", param="fourier")
+    result = render(net, "conv2:0-1", settings)
+    assert result.images.shape == (2, 3, 32, 48)
+    assert result.provenance["dreamlab:size"] == "32x48"
+    path = tmp_path / "wide.png"
+    save_png(result.images[0], path, result.provenance)
+    from PIL import Image
+
+    assert Image.open(path).size == (48, 32)
+    assert read_png_text(path)["dreamlab:size"] == "32x48"
+    pixel = render(net, "conv2:0", settings, param="pixel", init_image=torch.rand(3, 10, 20))
+    assert pixel.images.shape == (1, 3, 32, 48)
+
+
+def test_keywords_override_the_settings_object(net):
+    settings = RenderSettings(steps=2, size=16, device="cpu", transforms="none")
+    assert render(net, "conv2:0", settings, steps=3).history.shape == (3, 1)
+    assert render(net, "conv2:0", settings).history.shape == (2, 1)
