@@ -35,3 +35,17 @@ def random_googlenet(seed: int = 0) -> nn.Module:
 def random_resnet18(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return calibrate_batchnorm(torchvision.models.resnet18())
+
+
+class TinyNet(nn.Module):
+    """Two random convolutions (conv1, relu, conv2: 6 channels): renders of a second, any input size."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 6, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.relu(self.conv1(x)))

@@ -14,21 +14,9 @@ from dreamlab.io import read_png_text, save_png
 from dreamlab.optvis.params import ImageParam, PixelParam, seeded_randn
 from dreamlab.optvis.settings import RenderSettings
 
+from models_fixtures import TinyNet
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class TinyNet(nn.Module):
-    """Two random convolutions: small enough for renders of a second, any input size."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.relu = nn.ReLU()
-        self.conv2 = nn.Conv2d(8, 6, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv2(self.relu(self.conv1(x)))
 
 
 class StripesParam(ImageParam):

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from torch import Tensor, nn
 
 from dreamlab import render
 from dreamlab.apps.cli import main
@@ -14,17 +13,9 @@ from dreamlab.errors import DreamlabError
 from dreamlab.models.recipe import load_recipe
 from dreamlab.optvis.settings import RenderSettings, resolve_settings
 
+from models_fixtures import TinyNet
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class TinyNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x)
 
 
 FAST = dict(steps=2, size=16, device="cpu", transforms="none")
@@ -82,7 +73,7 @@ BAD = [
 def test_bad_render_arguments_are_one_line_errors(given, message):
     args = {**FAST, **given}
     with pytest.raises(DreamlabError) as caught:
-        render(TinyNet(), "conv:0-1", **args)
+        render(TinyNet(), "conv2:0-1", **args)
     text = str(caught.value)
     assert text.startswith(message), text
     assert "\n" not in text
@@ -103,7 +94,7 @@ def test_the_cli_maps_to_the_same_checks(capsys, option, value, message):
 def test_a_grey_2d_init_image_is_one_channel():
     digits_like = torch.zeros(28, 28)
     digits_like[10:18, 12:16] = 1.0
-    result = render(TinyNet(), "conv:0", init_image=digits_like, param="pixel", lr=1e-6, steps=1, size=28,
+    result = render(TinyNet(), "conv2:0", init_image=digits_like, param="pixel", lr=1e-6, steps=1, size=28,
                     device="cpu", transforms="none")
     image = result.images[0]
     assert image.shape == (3, 28, 28)
@@ -112,7 +103,7 @@ def test_a_grey_2d_init_image_is_one_channel():
 
 def test_one_init_image_per_unit_follows_the_units():
     dark, light = torch.full((3, 16, 16), 0.1), torch.full((3, 16, 16), 0.9)
-    result = render(TinyNet(), "conv:0-3", units=[3, 1], init_image=torch.stack([dark, light]), param="pixel",
+    result = render(TinyNet(), "conv2:0-3", units=[3, 1], init_image=torch.stack([dark, light]), param="pixel",
                     lr=1e-6, batch_size=1, **{**FAST, "steps": 1})
     assert result.images[0].mean() == pytest.approx(0.1, abs=0.01)
     assert result.images[1].mean() == pytest.approx(0.9, abs=0.01)
