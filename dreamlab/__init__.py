@@ -16,19 +16,33 @@ The names most users need are re-exported here:
 """
 __version__ = "0.1.0"
 
-from dreamlab.attribution.api import attribute, gradcam  # noqa: E402
-from dreamlab.errors import DreamlabError  # noqa: E402
-from dreamlab.inspect.features import features  # noqa: E402
-from dreamlab.inspect.graph import graph  # noqa: E402
-from dreamlab.inspect.kernels import kernels  # noqa: E402
-from dreamlab.models.loading import load_model  # noqa: E402
-from dreamlab.models.recipe import Recipe, load_recipe  # noqa: E402
-from dreamlab.models.summary import layer_table  # noqa: E402
-from dreamlab.optvis import objectives  # noqa: E402
-from dreamlab.optvis.capture import capture  # noqa: E402
-from dreamlab.optvis.engine import RenderResult, render  # noqa: E402
-from dreamlab.optvis.grammar import parse_objective  # noqa: E402
-from dreamlab.optvis.objectives import Objective, objective  # noqa: E402
+import importlib
+
+# name -> module that defines it. Imported on first use (PEP 562), so `import dreamlab` (and the CLI's entry
+# point) does not pay for torch up front, and Ctrl-C while torch loads reaches the CLI's guard.
+_EXPORTS = {
+    "attribute": "dreamlab.attribution.api", "gradcam": "dreamlab.attribution.api",
+    "DreamlabError": "dreamlab.errors",
+    "features": "dreamlab.inspect.features", "graph": "dreamlab.inspect.graph", "kernels": "dreamlab.inspect.kernels",
+    "load_model": "dreamlab.models.loading",
+    "Recipe": "dreamlab.models.recipe", "load_recipe": "dreamlab.models.recipe",
+    "layer_table": "dreamlab.models.summary",
+    "objectives": "dreamlab.optvis.objectives",  # the module itself
+    "capture": "dreamlab.optvis.capture",
+    "RenderResult": "dreamlab.optvis.engine", "render": "dreamlab.optvis.engine",
+    "parse_objective": "dreamlab.optvis.grammar",
+    "Objective": "dreamlab.optvis.objectives", "objective": "dreamlab.optvis.objectives",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dreamlab' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    value = module if name == "objectives" else getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["__version__", "objectives", "capture", "DreamlabError", "parse_objective", "load_model", "Objective",
            "objective", "Recipe", "load_recipe", "RenderResult", "render", "layer_table",

@@ -1,4 +1,4 @@
 """`python -m dreamlab` runs the CLI (also what `torchrun -m dreamlab` starts)."""
-from dreamlab.apps.cli import main
+from dreamlab._entry import main
 
 raise SystemExit(main())

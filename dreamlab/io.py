@@ -9,6 +9,7 @@ import math
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Mapping, Sequence
 from io import BytesIO
 from pathlib import Path
@@ -50,17 +51,19 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True) -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name[:80]}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if fsync:  # else a crash right after the rename can leave an empty file under the final name
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):  # name the user's path, not the temp
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
     return path
 
@@ -118,16 +121,74 @@ def output_paths(model: str, labels: Sequence[str], out: str | Path | None) -> l
     return [out / n for n in names]
 
 
-def load_image(path: str | Path) -> Tensor:
-    """A PNG/JPEG from disk as [C, H, W] in [0, 1] (RGB or grayscale)."""
+MAX_IMAGE_PIXELS = 64 * 2 ** 20  # 8192 x 8192: far above any render size, far below a decompression bomb
+ALPHA_BACKGROUND = 0.5  # transparent pixels become this grey (the renders' neutral start level)
+
+
+def load_image(path: str | Path, background: float = ALPHA_BACKGROUND) -> Tensor:
+    """A PNG/JPEG from disk as [C, H, W] in [0, 1]: RGB, or one channel for greyscale.
+
+    16-bit images are scaled (65535 is white), not clipped. Transparency is composited over a grey of level
+    `background`, so a transparent region reads as neutral rather than as whatever colour it happens to hold.
+    Images of more than 64 Mpixels are refused before they are decoded.
+    """
     try:
         with Image.open(path) as img:
-            img = img.convert("L" if img.mode in ("L", "LA", "I", "I;16") else "RGB")
-            array = torch.from_numpy(np.asarray(img).copy())
-    except (OSError, ValueError) as exc:
-        raise DreamlabError(f"cannot read image {str(path)!r}: {exc}") from None
-    if array.dim() == 2:
-        array = array[None]
-    else:
-        array = array.permute(2, 0, 1)
-    return array.float() / 255
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DreamlabError(f"image {str(path)!r} is {width}x{height} pixels, more than dreamlab reads "
+                                    f"(8192x8192); resize it first")
+            img.load()
+            return _image_tensor(img, background)
+    except Image.DecompressionBombError:  # PIL refuses these sizes itself while reading the header
+        raise DreamlabError(f"image {str(path)!r} has more pixels than dreamlab reads (8192x8192; it may be a "
+                            f"decompression bomb); resize it first") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError for some broken headers
+        reason = getattr(exc, "strerror", None) or exc
+        raise DreamlabError(f"cannot read image {str(path)!r}: {reason}; give a PNG or JPEG file") from None
+
+
+def _image_tensor(img: Image.Image, background: float) -> Tensor:
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit greyscale PNG
+        array = torch.from_numpy(np.asarray(img).astype(np.float32))
+        return (array / 65535.0).clamp(0, 1)[None]
+    if img.mode == "F":
+        return torch.from_numpy(np.asarray(img).astype(np.float32)).clamp(0, 1)[None]
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    grey = img.mode in ("1", "L", "LA", "La") or (img.mode == "P" and _palette_is_grey(img))
+    if has_alpha:
+        rgba = torch.from_numpy(np.asarray(img.convert("RGBA")).copy()).permute(2, 0, 1).float() / 255
+        alpha = rgba[3:]
+        image = rgba[:3] * alpha + background * (1 - alpha)
+        return image[:1] if grey else image
+    array = torch.from_numpy(np.asarray(img.convert("L" if grey else "RGB")).copy()).float() / 255
+    return array[None] if grey else array.permute(2, 0, 1)
+
+
+def _palette_is_grey(img: Image.Image) -> bool:
+    colours = np.asarray(img.convert("RGB"))
+    return bool((colours[..., 0] == colours[..., 1]).all() and (colours[..., 1] == colours[..., 2]).all())
+
+
+def check_writable(path: str | Path, what: str = "output") -> None:
+    """Refuse, before any work, an output path that cannot be written (read-only place, a file in the way).
+
+    Probes with a temporary file in the nearest existing folder: permission bits alone miss read-only mounts.
+    """
+    path = Path(path)
+    if path.is_dir() and path.suffix.lower() in (".png", ".html", ".json"):
+        raise DreamlabError(f"{what} {str(path)!r} is a folder; give a file name or another path")
+    folder = path.parent if path.suffix else path
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DreamlabError(f"cannot write {what} {str(path)!r}: {str(existing)!r} is a file, not a folder; "
+                            f"choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dreamlab-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DreamlabError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}; choose a writable "
+                            f"place with -o") from None

@@ -140,7 +140,7 @@ def test_unknown_weights_value_is_rejected() -> None:
 
 def test_recipe_matches_the_zoo() -> None:
     recipe = tomllib.loads(RECIPE.read_text())
-    assert recipe["builder"] == "dreamlab.models.zoo.digits:lenet_digits"
+    assert recipe["builder"] == "zoo:lenet_digits"
     assert recipe["mean"] == [DIGITS_MEAN] and recipe["std"] == [DIGITS_STD]
     assert recipe["categories"] == [str(k) for k in range(10)]
     assert recipe["default_layer"] in dict(LeNetDigits().named_children())

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser
+from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OneLineParser
 from dreamlab.errors import DreamlabError
 
 # name -> (module, one-line help shown by `dreamlab --help`)
@@ -60,9 +61,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; every failure is one line on stderr and an exit status (see dreamlab.apps.args)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser(argv).parse_args(argv)
+        if getattr(args, "allow_recipe_code", False):
+            os.environ["DREAMLAB_ALLOW_RECIPE_CODE"] = "1"  # read by dreamlab.models.loading
         return args.run(args)
     except DreamlabError as exc:
         print(f"dreamlab: error: {exc}", file=sys.stderr)
@@ -70,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dreamlab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except OSError as exc:  # files that cannot be written or read
-        print(f"dreamlab: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+    except BrokenPipeError:  # the reader went away (`dreamlab recipes | head -3`): nothing to report
+        return EXIT_OK
+    except OSError as exc:  # a real failure of the machine (disk full mid-write): name the user's path
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"dreamlab: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return EXIT_FAILURE

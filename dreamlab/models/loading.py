@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,46 @@ class LoadedModel:
     categories: tuple[str, ...] | None
 
 
-def _import_builder(spec: str):
-    module_name, _, attr = spec.partition(":")
+# Builders a recipe may name without running code of its choosing. Values are "module:function" inside dreamlab,
+# imported only when used. A recipe that names any other "module:function" is refused unless code is allowed.
+_BUILDERS: dict[str, Callable[..., nn.Module] | str] = {
+    "zoo:lenet_digits": "dreamlab.models.zoo.digits:lenet_digits",
+    "zoo:digits_judge": "dreamlab.models.zoo.digits:digits_judge",
+    "zoo:hed_vgg16": "dreamlab.models.zoo.hed:hed_vgg16",
+    "quality:planted": "dreamlab.apps.quality.planted:build_planted",
+}
+ALLOW_CODE_ENV = "DREAMLAB_ALLOW_RECIPE_CODE"  # "1": a recipe's builder may be any importable module:function
+
+
+def register_builder(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Let recipes name `builder` as `builder = "<name>"`; it is called as builder(weights=..., **builder_kwargs)."""
+    if not isinstance(name, str) or not name or name.startswith(("torchvision:", "torchvision.models:")):
+        raise DreamlabError(f"builder name {name!r} must be a non-empty string outside torchvision's namespace")
+    if not callable(builder):
+        raise DreamlabError(f"register_builder({name!r}, ...) needs a callable that returns an nn.Module")
+    _BUILDERS[name] = builder
+
+
+def code_allowed(allow_code: bool = False) -> bool:
+    """Whether recipes may name arbitrary module:function builders (the API flag or the environment says so)."""
+    return allow_code or os.environ.get(ALLOW_CODE_ENV, "") == "1"
+
+
+def _builder(recipe: Recipe, allow_code: bool) -> Callable[..., nn.Module]:
+    spec = recipe.builder
+    # recipes written before the registry spell a registered builder by its module path: same function, no new code
+    found = _BUILDERS.get(spec) or next((b for b in _BUILDERS.values() if b == spec), None)
+    if found is None:
+        if ":" not in spec or not code_allowed(allow_code):
+            zoo = ", ".join(sorted(_BUILDERS))
+            raise DreamlabError(
+                f"recipe {recipe.name}: builder {spec!r} is not a registered builder (torchvision:<model name>, "
+                f"{zoo}); naming any module:function would run its code, which needs --allow-recipe-code (or "
+                f"{ALLOW_CODE_ENV}=1, or load_model(..., allow_code=True)); from Python, register_builder() it")
+        found = spec
+    if callable(found):
+        return found
+    module_name, _, attr = found.partition(":")
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
@@ -90,6 +130,7 @@ def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
             state = state[wrapper]
     if not isinstance(state, dict):
         raise WeightsError(f"weights file {str(path)!r} holds a {type(state).__name__}, not a state dict")
+    _check_state(state, path)
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
         state = {k[len("module."):]: v for k, v in state.items()}
     # parts the model does not build (GoogLeNet's aux heads are None without aux_logits) have no use for weights
@@ -109,7 +150,23 @@ def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
     model.load_state_dict(state)
 
 
-def build_model(recipe: Recipe, weights: str | Path | None = "default") -> tuple[nn.Module, str]:
+def _check_state(state: dict, path: Path) -> None:
+    """A state dict maps names (str) to finite tensors; anything else is named before load_state_dict sees it."""
+    where = f"weights file {str(path)!r}"
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"{where} has a key {key!r} of type {type(key).__name__}; a state dict maps "
+                               f"parameter names (strings) to tensors; save model.state_dict()")
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{where} maps {key!r} to a {type(value).__name__}, not a tensor; save "
+                               f"model.state_dict()")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise WeightsError(f"{where} holds NaN or infinite values in {key!r}; the weights are broken (a "
+                               f"diverged training run?); use other weights or --weights none")
+
+
+def build_model(recipe: Recipe, weights: str | Path | None = "default",
+                allow_code: bool = False) -> tuple[nn.Module, str]:
     """Build the recipe's model. `weights`: 'default', 'none'/None, a torchvision enum member, or a file path."""
     if weights is None:
         weights = "none"
@@ -119,29 +176,42 @@ def build_model(recipe: Recipe, weights: str | Path | None = "default") -> tuple
     if choice == "default":
         choice = recipe.weights
     if is_file:
-        model = _call_builder(recipe, None, recipe.weights_kwargs)
+        model = _call_builder(recipe, None, recipe.weights_kwargs, allow_code)
         load_state_dict_file(model, as_path, recipe.name)
         return model, str(as_path)
     if choice.lower() == "none":
-        return _call_builder(recipe, None, {}), "none"
+        return _call_builder(recipe, None, {}, allow_code), "none"
     if recipe.is_torchvision:
         return _build_with_download(recipe, choice), str(_torchvision_weights_enum(recipe, choice)).split(".")[-1]
-    return _call_builder(recipe, choice, {}), choice
+    try:
+        return _call_builder(recipe, choice, {}, allow_code), choice
+    except ValueError:  # the zoo's builders refuse weights they do not know
+        raise WeightsError(f"unknown weights {choice!r} for {recipe.name}; valid: default, none, or the PATH of a "
+                           f"state-dict file") from None
 
 
-def _call_builder(recipe: Recipe, weights: Any, extra: dict[str, Any]) -> nn.Module:
+def _call_builder(recipe: Recipe, weights: Any, extra: dict[str, Any], allow_code: bool) -> nn.Module:
     kwargs = {**recipe.builder_kwargs, **extra}
     if recipe.is_torchvision:
         import torchvision.models as tvm
 
-        return tvm.get_model(recipe.torchvision_name, weights=None, **kwargs)
-    return _import_builder(recipe.builder)(weights=weights, **kwargs)
+        if recipe.torchvision_name not in tvm.list_models():
+            raise unknown(f"torchvision model in recipe {recipe.name}:", recipe.torchvision_name, tvm.list_models())
+        builder, call = tvm.get_model, {"name": recipe.torchvision_name, "weights": None, **kwargs}
+    else:
+        builder, call = _builder(recipe, allow_code), {"weights": weights, **kwargs}
+    try:
+        return builder(**call)
+    except TypeError as exc:  # builder_kwargs the builder does not take
+        raise DreamlabError(f"recipe {recipe.name}: builder {recipe.builder!r} refused its arguments "
+                            f"{sorted(kwargs)} ({exc}); check builder_kwargs") from None
 
 
-def load_model(name: str | Path | Recipe, weights: str | Path | None = "default") -> LoadedModel:
+def load_model(name: str | Path | Recipe, weights: str | Path | None = "default", *,
+               allow_code: bool = False) -> LoadedModel:
     """A model by recipe name, recipe file or torchvision name, in eval mode with frozen parameters."""
     recipe = name if isinstance(name, Recipe) else load_recipe(name)
-    model, described = build_model(recipe, weights)
+    model, described = build_model(recipe, weights, allow_code)
     model.eval().requires_grad_(False)
     categories = recipe.categories or torchvision_categories(recipe)
     return LoadedModel(model=model, recipe=recipe, weights=described, categories=categories)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,7 +21,8 @@ from typing import Any
 
 from dreamlab.errors import DreamlabError, unknown
 
-TORCHVISION_PREFIX = "torchvision.models:"
+TORCHVISION_PREFIX = "torchvision:"
+TORCHVISION_PREFIXES = ("torchvision:", "torchvision.models:")  # the second: recipes written before the registry
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class Recipe:
     """What differs between architectures. Field names are the TOML keys."""
 
     name: str
-    builder: str  # "package.module:function"; torchvision builders are "torchvision.models:<name>"
+    builder: str  # "torchvision:<name>", "zoo:<name>", a name given to register_builder, or "module:function"
     weights: str = "DEFAULT"  # torchvision enum member (IMAGENET1K_V1, DEFAULT), or what the builder takes; "none"
     # builder arguments when dreamlab builds the model (random init, local weights file); a torchvision
     # weights enum sets its own
@@ -52,11 +54,11 @@ class Recipe:
 
     @property
     def is_torchvision(self) -> bool:
-        return self.builder.startswith(TORCHVISION_PREFIX)
+        return self.builder.startswith(TORCHVISION_PREFIXES)
 
     @property
     def torchvision_name(self) -> str:
-        return self.builder[len(TORCHVISION_PREFIX):]
+        return self.builder.partition(":")[2]
 
     def hash(self) -> str:
         """A stable digest of every setting, recorded with rendered images."""
@@ -69,14 +71,55 @@ class Recipe:
 RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_value(key: str, value: Any) -> str | None:
+    """What is wrong with one recipe value (None when it is fine)."""
+    if key in ("name", "builder", "weights", "param", "transforms", "optimizer"):
+        return None if isinstance(value, str) and value else "a non-empty string"
+    if key in ("default_layer", "cam_layer"):
+        return None if isinstance(value, str) else "a layer name (a string)"
+    if key in ("builder_kwargs", "weights_kwargs"):
+        return None if isinstance(value, dict) else "a table of builder arguments ({ name = value })"
+    if key in ("input_size", "steps"):
+        return None if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else \
+            "a positive integer"
+    if key == "channels":
+        return None if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 4 else \
+            "an integer from 1 to 4"
+    if key in ("mean", "std"):
+        if not isinstance(value, list) or not value or not all(_number(v) for v in value):
+            return "a list of numbers, one per channel, like [0.485, 0.456, 0.406]"
+        if key == "std" and not all(v > 0 for v in value):
+            return "a list of positive numbers (a std of 0 divides by zero)"
+        return None
+    if key == "categories":
+        return None if isinstance(value, list) and all(isinstance(v, str) for v in value) else \
+            'a list of class names, like ["cat", "dog"]'
+    if key == "lr":
+        return None if _number(value) and value > 0 else "a positive number"
+    if key in ("fill", "start_level"):
+        return None if _number(value) and 0 <= value <= 1 else "a number from 0 to 1"
+    if key == "fourier_decay":
+        return None if _number(value) and value >= 0 else "a number of at least 0"
+    return None
+
+
 def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
-    """Validate a parsed TOML table into a Recipe; unknown keys are rejected with the valid ones listed."""
+    """Validate a parsed TOML table into a Recipe: unknown keys and values of the wrong type are refused, the
+    key named, with what is valid."""
     bad = sorted(set(data) - set(RECIPE_KEYS))
     if bad:
         raise DreamlabError(f"recipe {source}: unknown key {bad[0]!r}; valid keys: {', '.join(RECIPE_KEYS)}")
     for key in ("name", "builder"):
         if key not in data:
             raise DreamlabError(f"recipe {source}: missing required key {key!r}")
+    for key, value in data.items():
+        wanted = _check_value(key, value)
+        if wanted:
+            raise DreamlabError(f"recipe {source}: {key} = {_toml_repr(value)} is not valid; {key} must be {wanted}")
     data = dict(data)
     for key in ("mean", "std", "categories"):
         if data.get(key) is not None:
@@ -84,12 +127,15 @@ def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
     recipe = Recipe(**data)
     if len(recipe.mean) != recipe.channels or len(recipe.std) != recipe.channels:
         raise DreamlabError(
-            f"recipe {source}: mean and std need {recipe.channels} values (one per channel), "
+            f"recipe {source}: mean and std need {recipe.channels} values (channels = {recipe.channels}), "
             f"got {len(recipe.mean)} and {len(recipe.std)}"
         )
-    if ":" not in recipe.builder:
-        raise DreamlabError(f"recipe {source}: builder {recipe.builder!r} must look like 'package.module:function'")
     return recipe
+
+
+def _toml_repr(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def shipped_recipe_names() -> list[str]:
@@ -111,7 +157,12 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     if path.suffix == ".toml":
         if not path.is_file():
             raise DreamlabError(f"recipe file {str(path)!r} does not exist")
-        return recipe_from_dict(_read_toml(path.read_text(), str(path)), str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DreamlabError(f"recipe {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+                                f"TOML") from None
+        return recipe_from_dict(_read_toml(text, str(path)), str(path))
     name = str(name_or_path)
     stem = name.replace("-", "_")
     resource = resources.files("dreamlab.recipes") / f"{stem}.toml"
