@@ -1,0 +1,169 @@
+"""`dreamlab dream PHOTO`: DeepDream on a photo at its own size; `--zoom-frames N` makes the endless zoom."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from dreamlab.apps.args import EXIT_INTERRUPTED, add_model_arguments, positive_int
+from dreamlab.errors import DreamlabError
+
+DESCRIPTION = ("DeepDream on a photo: gradient ascent on a layer (default: the recipe's default layer, the L2 of "
+               "its activations) at several scales, the photo at its own size (tiled when larger than --tile). "
+               "--guide IMAGE dreams towards that image's features; --zoom-frames N writes the endless zoom as "
+               "an animation (.webp, .gif, or .mp4 with the video extra), resumable from its frames folder.")
+ANIMATIONS = (".webp", ".gif", ".mp4")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("photo", type=Path, help="the photo (PNG, JPEG, ...), dreamed at its own size")
+    add_model_arguments(p)
+    p.add_argument("--objective", help="what to amplify: a whole layer (inception4c), a channel (inception4c:97) "
+                                       "or any objective (default: the recipe's default layer)")
+    p.add_argument("-o", "--out", type=Path, help="output: .png, or with --zoom-frames .webp, .gif or .mp4 "
+                                                  "(default: PHOTO_dream.png / PHOTO_zoom.webp here)")
+    p.add_argument("--octaves", type=positive_int, default=4, help="scales dreamed, smallest first (default: 4)")
+    p.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default: 1.4)")
+    p.add_argument("--steps", type=positive_int, default=10, help="steps per octave (default: 10)")
+    p.add_argument("--lr", type=float, default=0.01, help="mean absolute change per step in [0,1] units "
+                                                          "(default: 0.01)")
+    p.add_argument("--jitter", type=int, default=32, help="largest random roll per step, pixels (default: 32)")
+    p.add_argument("--guide", type=Path, help="an image whose features at the layer the photo takes on")
+    p.add_argument("--tile", type=int, default=1024,
+                   help="photos (octaves) with a longer side above this many pixels are dreamed in tiles; lower "
+                        "it to use less memory (default: 1024)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the jitter (default: 0)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--zoom-frames", type=positive_int, metavar="N", help="make an endless zoom of N frames")
+    p.add_argument("--zoom", type=float, default=1.05, help="magnification per frame (default: 1.05)")
+    p.add_argument("--rotate", type=float, default=0.0, metavar="DEG", help="rotation per frame (default: 0)")
+    p.add_argument("--fps", type=positive_int, default=12, help="frames per second of the animation (default: 12)")
+    p.add_argument("--frames-dir", type=Path, help="where the zoom's numbered PNG frames go, and where a stopped "
+                                                   "run resumes from (default: OUT's name + _frames)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dreamlab.io import load_image, save_png
+    from dreamlab.models.loading import load_model
+    from dreamlab.optvis.dream import dream
+
+    zoom = bool(args.zoom_frames)
+    out = args.out or Path(f"{args.photo.stem}_{'zoom.webp' if zoom else 'dream.png'}")
+    if zoom and out.suffix.lower() not in ANIMATIONS:
+        raise DreamlabError(f"--zoom-frames writes an animation: give -o a name ending in {', '.join(ANIMATIONS)}, "
+                            f"got {str(out)!r}")
+    if not zoom and out.suffix.lower() != ".png":
+        raise DreamlabError(f"a dream is saved as PNG: give -o a name ending in .png (animations need "
+                            f"--zoom-frames), got {str(out)!r}")
+    if out.suffix.lower() == ".mp4":
+        _imageio()  # fail before dreaming when the extra is missing
+    photo = load_image(args.photo)
+    guide = load_image(args.guide) if args.guide else None
+    loaded = load_model(args.recipe or args.model, args.weights)
+    options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,
+                   jitter=args.jitter, guide=guide, tile=args.tile, seed=args.seed, device=args.device,
+                   progress=True)
+    if not zoom:
+        result = dream(loaded, photo, args.objective, **options)
+        save_png(result.image, out, {**result.provenance, "dreamlab:photo": args.photo.name,
+                                     "dreamlab:score": f"{result.final_score:.6g}"})
+        print(out)
+        return _finish(result.interrupted, "the octaves done so far")
+
+    frames_dir = args.frames_dir or out.with_name(out.stem + "_frames")
+    key = _zoom_key(args, loaded)
+    done = _frames_done(frames_dir, key, args.zoom_frames)
+    text = {"dreamlab:mode": "dream-zoom", "dreamlab:zoom_key": key, "dreamlab:model": loaded.recipe.name,
+            "dreamlab:photo": args.photo.name, "dreamlab:seed": str(args.seed)}
+
+    def save_frame(index: int, frame) -> None:
+        save_png(frame, _frame_path(frames_dir, index), {**text, "dreamlab:frame": str(index)})
+
+    interrupted = False
+    if done < args.zoom_frames:
+        if done:
+            print(f"dreamlab: resuming at frame {done} of {args.zoom_frames} from {frames_dir}", file=sys.stderr)
+        start = load_image(_frame_path(frames_dir, done - 1)) if done else photo
+        result = dream(loaded, start, args.objective, zoom_frames=args.zoom_frames, zoom=args.zoom,
+                       rotate=args.rotate, start_frame=done, on_frame=save_frame, **options)
+        interrupted = result.interrupted
+    paths = [_frame_path(frames_dir, i) for i in range(args.zoom_frames) if _frame_path(frames_dir, i).is_file()]
+    write_animation(paths, out, args.fps)
+    print(out)
+    return _finish(interrupted, f"the {len(paths)} finished frames (run again to resume)")
+
+
+def _finish(interrupted: bool, what: str) -> int:
+    if interrupted:
+        print(f"dreamlab: interrupted; saved {what}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _frame_path(folder: Path, index: int) -> Path:
+    return folder / f"frame_{index:04d}.png"
+
+
+def _zoom_key(args: argparse.Namespace, loaded) -> str:
+    """What decides a zoom's frames: a resumed run must have the same, or its frames would not continue."""
+    digest = hashlib.sha256()
+    for path in (args.photo, args.guide):
+        digest.update(path.read_bytes() if path else b"")
+    settings = [loaded.recipe.name, loaded.recipe.hash(), loaded.weights, args.objective, args.octaves,
+                args.octave_scale, args.steps, args.lr, args.jitter, args.tile, args.seed, args.zoom, args.rotate]
+    digest.update(json.dumps(settings).encode())
+    return digest.hexdigest()[:16]
+
+
+def _frames_done(folder: Path, key: str, total: int) -> int:
+    """How many frames (0, 1, ... in a row) a stopped run with the same settings left in `folder`."""
+    from dreamlab.io import read_png_text
+
+    done = 0
+    while done < total and _frame_path(folder, done).is_file():
+        found = read_png_text(_frame_path(folder, done)).get("dreamlab:zoom_key")
+        if found != key:
+            raise DreamlabError(f"{str(folder)!r} holds frames of a zoom with other settings (or another photo); "
+                                f"give another --frames-dir, or remove those frames to start over")
+        done += 1
+    return done
+
+
+def _imageio():
+    try:
+        import imageio.v2 as imageio  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        raise DreamlabError("MP4 needs imageio and imageio-ffmpeg: pip install 'dreamlab[video]', or write "
+                            ".webp or .gif") from None
+    return imageio
+
+
+def write_animation(frames: list[Path], out: Path, fps: int) -> Path:
+    """The frames (PNG files) as one animation; the format follows `out`'s suffix (.webp, .gif, .mp4)."""
+    from PIL import Image
+
+    from dreamlab.io import atomic_write_bytes
+
+    if not frames:
+        raise DreamlabError("no zoom frame was finished, so there is no animation to write")
+    if out.suffix.lower() == ".mp4":
+        import numpy as np
+
+        imageio = _imageio()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with imageio.get_writer(out, fps=fps, macro_block_size=1) as writer:
+            for path in frames:
+                writer.append_data(np.asarray(Image.open(path).convert("RGB")))
+        return out
+    from io import BytesIO
+
+    images = [Image.open(path) for path in frames]
+    buffer = BytesIO()
+    fmt = "WEBP" if out.suffix.lower() == ".webp" else "GIF"
+    extra = {"quality": 90, "method": 4} if fmt == "WEBP" else {}
+    images[0].save(buffer, format=fmt, save_all=True, append_images=images[1:], duration=round(1000 / fps),
+                   loop=0, **extra)
+    return atomic_write_bytes(out, buffer.getvalue())

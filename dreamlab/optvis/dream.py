@@ -1,0 +1,304 @@
+"""DeepDream on photos: amplify what a layer sees in a photo, at several scales (octaves), optionally guided by
+another image, and the endless zoom (dream, zoom in a little, dream again).
+
+The method follows google/deepdream's notebook: gradient ascent on the objective (by default the L2 of a whole
+layer's activations), each step divided by the mean absolute gradient, a random roll of the image per step,
+octaves dreamed from the smallest up with the detail of each added to the next; a guide replaces the L2 by the
+dot product of each position's features with the best-matching feature of the guide.
+
+>>> result = dream("lenet-digits", torch.rand(1, 96, 128), weights="none", octaves=2, steps=4, device="cpu")
+>>> result.image.shape
+torch.Size([1, 96, 128])
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamlab import __version__
+from dreamlab.devices import resolve_device
+from dreamlab.errors import DreamlabError
+from dreamlab.models.loading import LoadedModel
+from dreamlab.models.recipe import Recipe
+from dreamlab.optvis.capture import Capture
+from dreamlab.optvis.dream_tiles import tiled_gradient, tiled_score, tiles, zoom_rotate
+from dreamlab.optvis.engine import _progress_bar, _resolve_model, _seed, prepared_model
+from dreamlab.optvis.grammar import parse_objective
+from dreamlab.optvis.objectives import IMAGE, Objective, deepdream
+
+MIN_SIDE = 16  # the smallest octave side dreamed; smaller ones carry no pattern a layer could amplify
+GUIDE_SIDE = 512  # the guide's longer side is shrunk to this: its features only need to be representative
+
+
+@dataclass(frozen=True)
+class DreamStep:
+    """What `on_step` receives after every step: where the loop is and the step's score (a 0-dim tensor)."""
+
+    frame: int
+    octave: int  # 0 is the smallest
+    step: int
+    score: Tensor
+    image: Tensor  # the current octave's image [1, C, h, w] (not a copy: read, do not modify)
+
+
+@dataclass
+class DreamResult:
+    """The dreamed image [C, H, W] in [0, 1] (CPU, the photo's size), the zoom frames, and their provenance."""
+
+    image: Tensor
+    frames: list[Tensor]  # every frame made by this call (the image alone without zoom)
+    initial_score: float  # the objective on the photo (on the first frame's start for a zoom)
+    final_score: float  # the objective on the last image
+    provenance: dict[str, str]
+    interrupted: bool = False  # Ctrl-C: the last image holds the octaves finished so far
+    frame_numbers: list[int] = field(default_factory=list)
+
+
+def guided(layer: str, guide_features: Tensor) -> Objective:
+    """The guide objective: each position's features dotted with the guide feature it matches best.
+
+    `guide_features` [C, M] are the guide's activations at `layer`, one column per position (google/deepdream's
+    `objective_guide`). The match is chosen without gradient; the dot product is then maximized.
+    """
+    def scorer(acts, index: Tensor) -> Tensor:
+        a = acts[layer].float().flatten(2)  # [B, C, N]
+        g = guide_features.to(a.device)
+        best = torch.einsum("bcn,cm->bnm", a.detach(), g).argmax(-1)  # [B, N]
+        matched = g.t()[best]  # [B, N, C]
+        return (a.transpose(1, 2) * matched).sum(-1).mean(-1)
+
+    return Objective(scorer, frozenset({layer}), f"guide@{layer}", (f"guide@{layer}",))
+
+
+def _number(name: str, value: object, low: float, integral: bool = False, strict: bool = False) -> None:
+    bad = isinstance(value, bool) or not isinstance(value, numbers.Integral if integral else numbers.Real)
+    if bad or not math.isfinite(value) or value < low or (strict and value == low):  # type: ignore[arg-type]
+        kind = "a whole number" if integral else "a finite number"
+        raise DreamlabError(f"{name} must be {kind} {'>' if strict else '>='} {low:g}, got {value!r}")
+
+
+def fit_photo(image: object, channels: int) -> Tensor:
+    """A photo [C,H,W] or [H,W] in [0,1] as [1, channels, H, W] (RGB photos are greyed for 1-channel models)."""
+    if not isinstance(image, Tensor):
+        raise DreamlabError(f"the photo must be a tensor [C,H,W] in [0,1] (dreamlab.io.load_image reads one), "
+                            f"got {type(image).__name__}")
+    image = image.detach().float().cpu()
+    image = image[None] if image.dim() == 2 else image
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise DreamlabError(f"the photo must be [C,H,W] with 1 or 3 channels, got shape {list(image.shape)}")
+    if image.shape[0] == 3 and channels == 1:
+        image = image.mean(0, keepdim=True)
+    elif image.shape[0] == 1 and channels == 3:
+        image = image.expand(3, -1, -1)
+    return image.clamp(0, 1)[None].contiguous()
+
+
+def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
+    """The size of each octave, the photo's first; a one-line error when the smallest gets too small."""
+    sizes = [(round(height / scale ** k), round(width / scale ** k)) for k in range(octaves)]
+    if min(sizes[-1]) < MIN_SIDE:
+        fit = 1 + int(math.log(min(height, width) / MIN_SIDE) / math.log(scale)) if min(height, width) >= MIN_SIDE else 0
+        raise DreamlabError(f"{octaves} octaves at scale {scale:g} shrink the {width}x{height} photo to "
+                            f"{sizes[-1][1]}x{sizes[-1][0]}, below {MIN_SIDE} px a side; use --octaves {max(fit, 1)} "
+                            f"or less, or a smaller --octave-scale")
+    return sizes
+
+
+def _resize(image: Tensor, size: tuple[int, int]) -> Tensor:
+    if tuple(image.shape[-2:]) == size:
+        return image
+    shrink = size[0] < image.shape[-2]
+    return F.interpolate(image, size=size, mode="bilinear", antialias=shrink, align_corners=False)
+
+
+class _Dreamer:
+    """The model, objective and settings of one dream() call; `octaves(image)` dreams one image."""
+
+    def __init__(self, model: nn.Module, objective: Objective, recipe: Recipe, device: torch.device, *,
+                 octaves: int, octave_scale: float, steps: int, lr: float, jitter: int, tile: int | None,
+                 overlap: int, on_step: Callable[[DreamStep], None] | None, progress: bool):
+        self.model, self.objective, self.device = model, objective, device
+        self.octaves, self.octave_scale, self.steps, self.lr, self.jitter = octaves, octave_scale, steps, lr, jitter
+        self.tile, self.overlap, self.on_step, self.progress = tile, overlap, on_step, progress
+        self.layers = sorted(objective.layers - {IMAGE})
+        self.mean = torch.tensor(recipe.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(recipe.std, device=device).view(1, -1, 1, 1)
+        self.recipe = recipe
+        self.capture: Capture | None = None
+
+    def score(self, crop: Tensor) -> tuple[Tensor, int]:
+        """The objective of a crop and the positions of its first layer (see dream_tiles.tiled_gradient)."""
+        acts = dict(self.capture.run((crop - self.mean) / self.std)) if self.layers else {}
+        acts[IMAGE] = crop
+        first = acts[self.layers[0]] if self.layers else crop
+        return self.objective(acts), math.prod(first.shape[2:]) if first.dim() > 2 else 1
+
+    def check(self, image: Tensor) -> None:
+        """Before dreaming: reused modules and missing units (one whole forward at the recipe's input size, which
+        every model takes), then whether the model takes the smallest octave's size up to the objective's layers."""
+        side = self.recipe.input_size
+        with torch.no_grad():
+            acts = self.capture.run((_resize(image, (side, side)) - self.mean) / self.std) if self.layers else {}
+            self.objective.check({name: act.shape for name, act in acts.items()})
+            try:
+                self.score(image)
+            except (RuntimeError, ValueError) as exc:
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise DreamlabError(f"{self.recipe.name} rejected a {image.shape[-1]}x{image.shape[-2]} octave "
+                                    f"({reason}); objectives past a fixed-size layer (logit) need the model's "
+                                    f"{side}x{side} input: use a layer objective, or fewer --octaves") from None
+
+    def measure(self, image: Tensor) -> float:
+        return float(tiled_score(self.score, image.to(self.device), tiles(*image.shape[-2:], self.tile, self.overlap)))
+
+    def octaves_of(self, photo: Tensor, seed: int, frame: int) -> tuple[Tensor, bool]:
+        """(the dreamed photo [1, C, H, W] on the CPU, whether Ctrl-C stopped it early)."""
+        generator = torch.Generator().manual_seed(seed)  # on the CPU: the jitter is a pair of ints per step
+        base = photo.to(self.device)
+        sizes = octave_sizes(*base.shape[-2:], self.octaves, self.octave_scale)
+        bases = [_resize(base, size) for size in sizes]
+        detail = torch.zeros_like(bases[-1])
+        image = bases[-1]
+        bar = _progress_bar(self.octaves * self.steps) if self.progress else None
+        try:
+            for octave, size in enumerate(reversed(sizes)):
+                start = bases[len(sizes) - 1 - octave]
+                detail = _resize(detail, size)
+                image = (start + detail).clamp(0, 1)
+                parts = tiles(*size, self.tile, self.overlap)
+                if bar is not None:
+                    bar.set_description(f"{'frame %d, ' % frame if frame >= 0 else ''}octave {octave + 1}/{self.octaves}")
+                for step in range(self.steps):
+                    dy, dx = torch.randint(-self.jitter, self.jitter + 1, (2,), generator=generator).tolist()
+                    shifted = image.roll((dy, dx), (-2, -1))
+                    grad, score = tiled_gradient(self.score, shifted, parts)
+                    grad = grad.roll((-dy, -dx), (-2, -1))
+                    # google/deepdream's normalized step: the mean absolute change per step is lr
+                    image = (image + self.lr / (grad.abs().mean() + 1e-8) * grad).clamp(0, 1)
+                    detail = image - start
+                    if self.on_step is not None:
+                        self.on_step(DreamStep(frame, octave, step, score, image))
+                    if bar is not None:
+                        bar.update(1)
+        except KeyboardInterrupt:
+            return (base + _resize(detail, sizes[0])).clamp(0, 1).cpu(), True
+        finally:
+            if bar is not None:
+                bar.close()
+        return image.cpu(), False
+
+
+def _quantized(image: Tensor) -> Tensor:
+    """The 8-bit image a PNG holds, so a frame read back from disk is exactly the frame that was made."""
+    return (image * 255).round() / 255
+
+
+def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Objective | str | None = None, *,
+          recipe: Recipe | str | None = None, weights: str | Path | None = "default", octaves: int = 4,
+          octave_scale: float = 1.4, steps: int = 10, lr: float = 0.01, jitter: int = 32,
+          guide: Tensor | None = None, tile: int | None = 1024, overlap: int = 64, seed: int = 0,
+          device: str | torch.device | None = None, zoom_frames: int = 0, zoom: float = 1.05, rotate: float = 0.0,
+          start_frame: int = 0, on_step: Callable[[DreamStep], None] | None = None,
+          on_frame: Callable[[int, Tensor], None] | None = None, progress: bool = False) -> DreamResult:
+    """Dream on a photo [C,H,W] in [0,1] at its own size and return it with its provenance.
+
+    `objective`: a string (`inception4c`, `inception4c:97`, any objective of the grammar) or an Objective;
+    default: the recipe's `default_layer` as a whole layer. `octaves` sizes, each `octave_scale` times smaller,
+    get `steps` steps of size `lr` (mean absolute change in [0,1] units) with a random roll of up to `jitter`
+    pixels. `guide`: an image [C,H,W] whose features at the objective's layer the photo takes on (the objective
+    must then be a whole layer). Photos whose longer side exceeds `tile` pixels are dreamed in tiles with
+    `overlap` pixels of context (None: never tile). `zoom_frames` N > 0 makes the endless zoom: frame 0 dreams
+    the photo, frame i dreams frame i-1 magnified by `zoom` and turned by `rotate` degrees; `start_frame` k
+    resumes a zoom whose frame k-1 is `image`. `on_step` gets a DreamStep after every step, `on_frame(i, image)`
+    every finished frame. Ctrl-C returns what is done with `interrupted=True`. Same seed, same device: same pixels.
+    """
+    for name, value, low, integral, strict in (
+            ("octaves", octaves, 1, True, False), ("octave_scale", octave_scale, 1, False, True),
+            ("steps", steps, 1, True, False), ("lr", lr, 0, False, True), ("jitter", jitter, 0, True, False),
+            ("overlap", overlap, 0, True, False), ("zoom_frames", zoom_frames, 0, True, False),
+            ("zoom", zoom, 0, False, True), ("rotate", rotate, -360, False, False),
+            ("start_frame", start_frame, 0, True, False), ("seed", seed, -(2 ** 63), True, False)):
+        _number(name, value, low, integral, strict)
+    if tile is not None:
+        _number("tile", tile, 64, True)
+    if start_frame and start_frame >= max(zoom_frames, 1):
+        raise DreamlabError(f"start_frame {start_frame} is past the last of {zoom_frames} zoom frames")
+    module, recipe_obj, weights_desc, categories, owned = _resolve_model(model, recipe, weights)
+    obj = _objective(objective, recipe_obj, categories)
+    photo = fit_photo(image, recipe_obj.channels)
+    dev = resolve_device(device)
+    guide_name = "none"
+    with prepared_model(module, dev, channels_last=False, owned=owned) as ready:
+        if guide is not None:
+            if obj.name not in obj.layers:
+                raise DreamlabError(f"a guide works with a whole-layer objective (e.g. {recipe_obj.default_layer}), "
+                                    f"got {obj.name!r}")
+            obj, guide_name = _guide_objective(ready, obj.name, guide, recipe_obj, dev), f"{obj.name} features"
+        dreamer = _Dreamer(ready, obj, recipe_obj, dev, octaves=octaves, octave_scale=octave_scale, steps=steps,
+                           lr=lr, jitter=jitter, tile=tile, overlap=overlap, on_step=on_step, progress=progress)
+        with Capture(ready, dreamer.layers) as dreamer.capture:
+            smallest = octave_sizes(*photo.shape[-2:], octaves, octave_scale)[-1]
+            dreamer.check(_resize(photo, smallest).to(dev))
+            first = photo if start_frame == 0 else _quantized(zoom_rotate(photo, zoom, rotate))
+            initial = dreamer.measure(first)
+            frames, numbers_done, interrupted, current = [], [], False, first
+            for frame in range(start_frame, max(zoom_frames, 1)):
+                if frame > start_frame:
+                    current = _quantized(zoom_rotate(current, zoom, rotate))
+                out, interrupted = dreamer.octaves_of(current, _seed(seed, frame), frame if zoom_frames else -1)
+                current = _quantized(out)
+                if interrupted and zoom_frames:
+                    break  # an unfinished zoom frame is not kept: a resumed run redoes it
+                frames.append(current[0])
+                numbers_done.append(frame)
+                if on_frame is not None:
+                    on_frame(frame, current[0])
+                if interrupted:
+                    break
+            final = dreamer.measure(current) if frames else initial
+    settings = {"octaves": octaves, "octave_scale": f"{octave_scale:g}", "steps": steps, "lr": f"{lr:g}",
+                "jitter": jitter, "tile": tile or "none", "overlap": overlap, "guide": guide_name}
+    if zoom_frames:
+        settings.update(zoom_frames=zoom_frames, zoom=f"{zoom:g}", rotate=f"{rotate:g}")
+    provenance = {"dreamlab:mode": "dream", "dreamlab:objective": obj.name, "dreamlab:model": recipe_obj.name,
+                  "dreamlab:weights": weights_desc, "dreamlab:recipe_hash": recipe_obj.hash(),
+                  "dreamlab:seed": str(seed), "dreamlab:size": f"{photo.shape[-2]}x{photo.shape[-1]}",
+                  **{f"dreamlab:{k}": str(v) for k, v in settings.items()},
+                  "dreamlab:device": dev.type, "dreamlab:version": __version__, "torch:version": torch.__version__}
+    last = frames[-1] if frames else current[0]
+    return DreamResult(last, frames, initial, final, provenance, interrupted, numbers_done)
+
+
+def _objective(objective: Objective | str | None, recipe: Recipe, categories) -> Objective:
+    if objective is None:
+        if not recipe.default_layer:
+            raise DreamlabError(f"recipe {recipe.name!r} names no default_layer; give an objective, e.g. a layer "
+                                f"from `dreamlab layers {recipe.name}`")
+        return deepdream(recipe.default_layer)
+    obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
+    if not isinstance(obj, Objective):
+        raise DreamlabError(f"objective must be a string or an Objective, got {type(objective).__name__}")
+    if obj.batch_size != 1:
+        raise DreamlabError(f"a dream takes one objective, and {obj.name!r} has {obj.batch_size} units; pick one "
+                            f"unit (e.g. {obj.labels[0]}) or the whole layer")
+    return obj
+
+
+def _guide_objective(model: nn.Module, layer: str, guide: Tensor, recipe: Recipe, device: torch.device) -> Objective:
+    """The guided objective, with the guide's features at `layer` computed once (longer side <= GUIDE_SIDE)."""
+    picture = fit_photo(guide, recipe.channels).to(device)
+    height, width = picture.shape[-2:]
+    shrink = min(1.0, GUIDE_SIDE / max(height, width))
+    picture = _resize(picture, (max(MIN_SIDE, round(height * shrink)), max(MIN_SIDE, round(width * shrink))))
+    mean = torch.tensor(recipe.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(recipe.std, device=device).view(1, -1, 1, 1)
+    with torch.no_grad(), Capture(model, [layer]) as cap:
+        features = cap.run((picture - mean) / std)[layer].float()
+    return guided(layer, features[0].flatten(1))
