@@ -1,0 +1,173 @@
+(() => {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  let data = {};
+  try {
+    data = JSON.parse($("gallery-data").textContent || "{}");
+  } catch (err) {
+    console.error("dreamlab gallery: unreadable unit data", err);
+  }
+  const units = Array.isArray(data.units) ? data.units : [];
+  const tiles = Array.from(document.querySelectorAll(".unit[data-idx]"));
+  const tileByIdx = new Map(tiles.map((t) => [Number(t.dataset.idx), t]));
+  const order = new Map(tiles.map((t, p) => [Number(t.dataset.idx), p]));
+  const keys = new Map(), keysLower = new Map(), sections = new Map();
+  const addKey = (k, i) => {
+    if (typeof k !== "string" || !k) return;
+    if (!keys.has(k)) keys.set(k, i);
+    if (!keysLower.has(k.toLowerCase())) keysLower.set(k.toLowerCase(), i);
+  };
+  for (const t of tiles) addKey(t.dataset.key, Number(t.dataset.idx));
+  units.forEach((u, i) => { if (u && tileByIdx.has(i)) addKey(u.unit, i); });
+  for (const s of document.querySelectorAll("section.layer")) {
+    const name = s.dataset.layer;
+    if (!sections.has(name)) sections.set(name, s);
+    if (!sections.has(name.toLowerCase())) sections.set(name.toLowerCase(), s);
+  }
+
+  const form = $("jump"), input = $("jump-input"), msg = $("jump-msg");
+  const viewer = $("viewer"), vTitle = $("viewer-title"), vImg = $("viewer-img"), vMeta = $("viewer-meta");
+  const vFile = $("viewer-file"), vLink = $("viewer-link"), vPrev = $("viewer-prev"), vNext = $("viewer-next");
+  let current = -1, hit = null;
+
+  function lookup(q) {
+    if (keys.has(q)) return keys.get(q);
+    const c = q.lastIndexOf(":");
+    if (c > 0) {
+      const ch = q.slice(c + 1).trim();
+      if (/^[0-9]+$/.test(ch)) {  // tolerate "a : 007"
+        const k = q.slice(0, c).trim() + ":" + String(parseInt(ch, 10));
+        if (keys.has(k)) return keys.get(k);
+        if (keysLower.has(k.toLowerCase())) return keysLower.get(k.toLowerCase());
+      }
+    }
+    return keysLower.has(q.toLowerCase()) ? keysLower.get(q.toLowerCase()) : -1;
+  }
+
+  function markHit(t) {
+    if (hit) hit.classList.remove("hit");
+    hit = t;
+    void t.offsetWidth;  // restart the pulse animation when the same tile is hit again
+    t.classList.add("hit");
+  }
+
+  function reveal(i) {
+    const t = tileByIdx.get(i);
+    if (!t) return;
+    markHit(t);
+    t.scrollIntoView({ block: "center", inline: "nearest" });
+  }
+
+  function fmt(v) {
+    if (typeof v === "number") return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
+    if (typeof v === "string") return v;
+    return JSON.stringify(v);
+  }
+
+  function openUnit(i) {
+    const t = tileByIdx.get(i);
+    if (!t) return;
+    current = i;
+    const key = t.dataset.key || "";
+    const img = t.querySelector("img");
+    const src = img ? img.getAttribute("src") : null;
+    vTitle.textContent = key;
+    vImg.setAttribute("alt", key);
+    if (src) {
+      vImg.setAttribute("src", src);
+      vFile.setAttribute("href", src);
+    } else {
+      vImg.removeAttribute("src");
+      vFile.removeAttribute("href");
+    }
+    vImg.hidden = !src;
+    vFile.hidden = !src;
+    vLink.setAttribute("href", "#unit=" + encodeURIComponent(key));
+    const rows = [];
+    const u = units[i];
+    for (const [k, v] of Object.entries(u && typeof u === "object" ? u : {})) {
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      dd.textContent = fmt(v);
+      if (typeof v === "number" && dd.textContent !== String(v)) dd.setAttribute("title", String(v));
+      rows.push(dt, dd);
+    }
+    vMeta.replaceChildren(...rows);
+    const p = order.get(i);
+    vPrev.disabled = !(p > 0);
+    vNext.disabled = !(p < tiles.length - 1);
+    if (!viewer.open) viewer.showModal();
+  }
+
+  function step(d) {
+    const p = order.get(current);
+    if (p === undefined || !tiles[p + d]) return;
+    const i = Number(tiles[p + d].dataset.idx);
+    reveal(i);
+    openUnit(i);
+  }
+
+  function setMsg(text) { msg.textContent = text; }
+
+  function jump(raw) {
+    const q = raw.trim();
+    setMsg("");
+    if (!q) return;
+    const i = lookup(q);
+    if (i >= 0) {
+      reveal(i);
+      openUnit(i);
+      return;
+    }
+    const s = sections.get(q) || sections.get(q.toLowerCase());
+    if (s) {
+      s.scrollIntoView({ block: "start" });
+      return;
+    }
+    const c = q.lastIndexOf(":");
+    const layer = c > 0 ? q.slice(0, c).trim() : "";
+    if (layer && (sections.has(layer) || sections.has(layer.toLowerCase()))) {
+      setMsg("Layer " + layer + " has no unit " + q.slice(c + 1).trim() + " in this gallery.");
+    } else {
+      const example = tiles.length ? tiles[0].dataset.key : "layer:channel";
+      setMsg("No unit \u201c" + q + "\u201d in this gallery. Type layer:channel, e.g. " + example + ".");
+    }
+  }
+
+  form.addEventListener("submit", (e) => { e.preventDefault(); jump(input.value); });
+  input.addEventListener("input", () => setMsg(""));
+  document.addEventListener("click", (e) => {
+    const t = e.target instanceof Element ? e.target.closest(".unit[data-idx]") : null;
+    if (!t || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) return;
+    e.preventDefault();  // a plain click opens the large view; modified clicks keep the link behaviour
+    markHit(t);
+    openUnit(Number(t.dataset.idx));
+  });
+  $("viewer-close").addEventListener("click", () => viewer.close());
+  vPrev.addEventListener("click", () => step(-1));
+  vNext.addEventListener("click", () => step(1));
+  viewer.addEventListener("click", (e) => { if (e.target === viewer) viewer.close(); });  // the backdrop
+  viewer.addEventListener("keydown", (e) => {
+    if (e.key === "ArrowLeft") { step(-1); e.preventDefault(); }
+    if (e.key === "ArrowRight") { step(1); e.preventDefault(); }
+  });
+  document.addEventListener("keydown", (e) => {
+    const typing = e.target instanceof Element && e.target.closest("input, textarea, select");
+    if (e.key === "/" && !typing && !viewer.open && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      e.preventDefault();
+      input.focus();
+      input.select();
+    }
+  });
+
+  function fromHash() {  // index.html#unit=<layer:channel> opens that unit
+    if (!location.hash.startsWith("#unit=")) return;
+    let q;
+    try { q = decodeURIComponent(location.hash.slice(6)); } catch (err) { return; }
+    input.value = q;
+    jump(q);
+  }
+  window.addEventListener("hashchange", fromHash);
+  fromHash();
+})();
