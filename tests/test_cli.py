@@ -33,6 +33,7 @@ def test_render_with_random_weights_writes_png_with_provenance(tmp_path, monkeyp
     text = read_png_text(path)
     assert text["dreamlab:objective"] == "inception4c:97"
     assert text["dreamlab:model"] == "googlenet" and text["dreamlab:weights"] == "none"
+    assert text["dreamlab:weights_seed"] == "0"  # random init is seeded, so the PNG can be made again
     assert text["dreamlab:seed"] == "0" and text["dreamlab:steps"] == "3" and text["dreamlab:size"] == "64"
     assert text["dreamlab:recipe_hash"].startswith("sha256:")
     assert text["dreamlab:version"] == "0.1.0" and text["torch:version"] == torch.__version__
@@ -58,6 +59,16 @@ def test_same_seed_gives_byte_identical_png(tmp_path):
         outputs.append((tmp_path / name).read_bytes())
     assert outputs[0] == outputs[1]
     assert outputs[0] != outputs[2]
+
+
+def test_random_weights_are_the_same_in_every_run(tmp_path):
+    outputs = []
+    for name, global_seed in (("a.png", 1), ("b.png", 2)):
+        torch.manual_seed(global_seed)  # whatever state the global RNG is in
+        assert main(["render", "inception4c:5", "--weights", "none", *FAST, "--seed", "3",
+                     "-o", str(tmp_path / name)]) == 0
+        outputs.append((tmp_path / name).read_bytes())
+    assert outputs[0] == outputs[1]
 
 
 def test_batch_writes_one_png_per_unit_or_a_grid(tmp_path):

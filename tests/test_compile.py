@@ -62,8 +62,12 @@ def test_an_unknown_compile_mode_is_named() -> None:
 
 def test_compiled_renders_match_eager_and_reuse_one_graph() -> None:
     """Real torch.compile (inductor, CPU): about 40 s, most of it the one compile."""
+    import logging
+    import warnings
+
     from torch._dynamo.utils import counters
 
+    process_settings = (list(warnings.filters), logging.getLogger("torch.utils.cpp_extension").level)
     digits = load_model("lenet-digits")
     settings = {"steps": 6, "redirect_relu_steps": 2, "device": "cpu"}
     eager = render(digits, "logit:0-9", units=[0, 1, 2], **settings)
@@ -76,6 +80,8 @@ def test_compiled_renders_match_eager_and_reuse_one_graph() -> None:
     assert counters["stats"]["unique_graphs"] == graphs  # the warm-up was paid once
     torch.testing.assert_close(again.images, render(digits, "logit:0-9", units=[5, 6, 7], **settings).images,
                                rtol=0, atol=1e-4)
+    # compiling silences two messages for the render only
+    assert (list(warnings.filters), logging.getLogger("torch.utils.cpp_extension").level) == process_settings
 
 
 def test_a_replaced_submodule_gets_a_new_graph() -> None:

@@ -19,6 +19,10 @@ from torch import nn
 from dreamlab.errors import DreamlabError, WeightsError, unknown
 from dreamlab.models.recipe import Recipe, load_recipe
 
+# Random init ("--weights none") draws from this seed, never from the global RNG, so the same command gives the
+# same model in every process; renders record it as dreamlab:weights_seed, gallery units as weights_seed.
+WEIGHTS_SEED = 0
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -167,7 +171,16 @@ def _check_state(state: dict, path: Path) -> None:
 
 def build_model(recipe: Recipe, weights: str | Path | None = "default",
                 allow_code: bool = False) -> tuple[nn.Module, str]:
-    """Build the recipe's model. `weights`: 'default', 'none'/None, a torchvision enum member, or a file path."""
+    """Build the recipe's model. `weights`: 'default', 'none'/None, a torchvision enum member, or a file path.
+
+    Whatever the builder initializes at random is drawn from WEIGHTS_SEED, and the global RNG is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(WEIGHTS_SEED)
+        return _build_model(recipe, weights, allow_code)
+
+
+def _build_model(recipe: Recipe, weights: str | Path | None, allow_code: bool) -> tuple[nn.Module, str]:
     if weights is None:
         weights = "none"
     choice = str(weights)

@@ -25,7 +25,7 @@ from dreamlab.devices import resolve_device, same_device
 from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.grammar import parse_objective
-from dreamlab.models.loading import LoadedModel, load_model, torchvision_categories
+from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, load_model, torchvision_categories
 from dreamlab.optvis.objectives import IMAGE, Objective
 from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import ImageParam, image_to_param_raw, make_param
@@ -148,10 +148,6 @@ class _Renderer:
             from dreamlab.optvis.truncate import truncated_forward
 
             self.features = truncated_forward(model, self.layers) if self.layers else None
-            # the FFT of the Fourier parameterization runs as a library call, which is what this warns about
-            warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for complex")
-            # inductor looks for CUDA even when compiling for the CPU, and says so once per process
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             self.compiled_scores = torch.compile(self.step_scores, dynamic=False,
                                                  mode=None if settings.compile == "default" else settings.compile)
 
@@ -178,20 +174,41 @@ class _Renderer:
         model_input = self.normalize(self.transforms(images, draws=draws))
         return self.scores(run_layers, images, model_input, index)
 
-    def check_units(self, model_input: Tensor) -> None:
-        """One full forward of one input: catches reused modules and out-of-range units before optimizing."""
-        with torch.no_grad(), Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
-            try:
-                acts = cap.run(self.normalize(model_input)) if self.layers else {}
-            except (RuntimeError, AssertionError, ValueError) as exc:  # the model refused the input's shape
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                shape = "x".join(map(str, model_input.shape[1:]))
-                raise DreamlabError(
-                    f"{self.recipe.name} rejected a {shape} input ({reason}); a model with a fixed input size "
-                    f"needs --size {self.recipe.input_size} and transforms that keep the size "
-                    f"(--transforms small or none)") from None
+    def check_units(self) -> None:
+        """One forward of one grey input, before any image is allocated: refuses reused modules, units out of
+        range of their layer's channels, and input sizes the model rejects."""
+        dev = self.settings.device
+        with torch.no_grad(), self.step_rng(0):
+            middle = torch.full((1, RandomTransforms.DRAWS_PER_SAMPLE), 0.5, device=dev)
+            grey = torch.full((1, self.recipe.channels, *self.settings.height_width), 0.5, device=dev)
+            model_input = self.transforms(grey, draws=middle)
+        acts = self._forward_once(model_input) if self.layers else {}
         self.objective.check({name: act.shape for name, act in acts.items()})
         self.checked = True
+
+    def _forward_once(self, model_input: Tensor) -> dict[str, Tensor]:
+        try:
+            with torch.no_grad(), Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
+                return cap.run(self.normalize(model_input))
+        except (RuntimeError, AssertionError, ValueError) as exc:
+            size = self.recipe.input_size
+            if tuple(model_input.shape[2:]) == (size, size) or not self._accepts(size):
+                raise  # the model fails at its own size too: its error, not a size rejection
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            shape = "x".join(map(str, model_input.shape[1:]))
+            raise DreamlabError(
+                f"{self.recipe.name} rejected a {shape} input ({reason}); a model with a fixed input size "
+                f"needs --size {size} and transforms that keep the size (--transforms small or none)") from None
+
+    def _accepts(self, size: int) -> bool:
+        """Whether the model runs on a grey input of the recipe's size (telling a size rejection from a bug)."""
+        grey = torch.full((1, self.recipe.channels, size, size), 0.5, device=self.settings.device)
+        try:
+            with torch.no_grad(), Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
+                cap.run(self.normalize(grey))
+        except (RuntimeError, AssertionError, ValueError):
+            return False
+        return True
 
     def make_param(self, units: Sequence[int]) -> nn.Module:
         s = self.settings
@@ -225,11 +242,12 @@ class _Renderer:
         snapshots: dict[int, Tensor] = {}
         interrupted = False
         if not self.checked:
-            with torch.no_grad(), self.step_rng(0):
-                middle = torch.full((1, RandomTransforms.DRAWS_PER_SAMPLE), 0.5, device=dev)
-                self.check_units(self.transforms(torch.zeros_like(param()[:1]), draws=middle))
+            self.check_units()
         initial_scores = self.clean_scores(param, index)[1]
-        with Capture(self.model, self.layers) if self.features is None else nullcontext() as cap:
+        broken = NonFinite(units, self.objective.labels)
+        broken.check_scores(initial_scores, 0)
+        with Capture(self.model, self.layers) if self.features is None else nullcontext() as cap, \
+                _quiet_compiler() if self.compiled_scores else nullcontext():
             run_layers = self.features if cap is None else cap.run
             fast_scores = self.compiled_scores or self.step_scores  # after the redirected-ReLU steps
             try:
@@ -250,12 +268,15 @@ class _Renderer:
                     grad_norms.append(_grad_norms(param, b))  # on the device: no host sync
                     optimizer.step()
                     history.append(score.detach().clone())  # a CUDA graph reuses its output buffer
+                    broken.record(score, step)  # on the device: read only at snapshots and at the end
                     if bar is not None:
                         bar.update(b)
                     if step in self.thresholds:
+                        broken.raise_if_any()
                         snapshots[step] = self.snapshot(param, units, step)
             except KeyboardInterrupt:
                 interrupted = True
+        broken.raise_if_any()
         final, final_scores = self.clean_scores(param, index)
         hist = torch.stack(history).float().cpu() if history else torch.zeros(0, b)
         norms = torch.stack(grad_norms).float().cpu() if grad_norms else torch.zeros(0, b)
@@ -273,6 +294,54 @@ class _Renderer:
         if self.on_snapshot is not None:
             self.on_snapshot(step, images, [self.objective.labels[u] for u in units])
         return images
+
+
+@contextmanager
+def _quiet_compiler() -> Iterator[None]:
+    """Silence two harmless messages of torch.compile while it compiles, then restore the process's settings."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    with warnings.catch_warnings():
+        # the FFT of the Fourier parameterization runs as a library call, which is what this warns about
+        warnings.filterwarnings("ignore", message="Torchinductor does not support code generation for complex")
+        # inductor looks for CUDA even when compiling for the CPU, and says so
+        logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+class NonFinite:
+    """Watches a batch's scores for NaN/inf on the device (no host sync per step) and stops the render with the
+    unit and the first bad step when it is read (at snapshots and at the end of the batch)."""
+
+    def __init__(self, units: Sequence[int], labels: Sequence[str]):
+        self.units, self.labels = list(units), labels
+        self.first_bad: Tensor | None = None  # per unit: the first step whose score was not finite, 0 if none
+
+    def record(self, score: Tensor, step: int) -> None:
+        bad = ~torch.isfinite(score.detach())
+        if self.first_bad is None:
+            self.first_bad = torch.zeros(score.shape, dtype=torch.long, device=score.device)
+        self.first_bad = torch.where(bad & (self.first_bad == 0), step, self.first_bad)
+
+    def check_scores(self, scores: Tensor, step: int) -> None:
+        self.record(scores, step if step else -1)  # -1: the start image already scores NaN/inf
+        self.raise_if_any()
+
+    def raise_if_any(self) -> None:
+        if self.first_bad is None:
+            return
+        found = self.first_bad.cpu()
+        if not bool((found != 0).any()):
+            return
+        k = int((found != 0).nonzero()[0, 0])
+        step = int(found[k])
+        when = "on the start image" if step < 0 else f"at step {step}"
+        raise DreamlabError(
+            f"the score of {self.labels[self.units[k]]} became NaN or infinite {when}, so the render was stopped "
+            f"and nothing saved; lower --lr, or check the objective (a division by ~0?) and the weights")
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -332,6 +401,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         init_images = fitted if fitted.shape[0] == 1 else dict(zip(todo, fitted))
     with prepared_model(module, dev, settings.channels_last, owned) as ready:
         renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot)
+        renderer.check_units()  # before the first image is allocated
         parts, start = [], 0
         bar = _progress_bar(len(todo) * settings.steps) if progress else None
         try:
@@ -404,6 +474,7 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
         "dreamlab:objective": obj.name,
         "dreamlab:model": recipe.name,
         "dreamlab:weights": weights,
+        **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {}),  # random init's seed
         "dreamlab:recipe": recipe.name,
         "dreamlab:recipe_hash": recipe.hash(),
         "dreamlab:seed": str(s.seed),
