@@ -81,5 +81,6 @@ def test_bad_layers_get_one_line(capsys):
 
 def test_callers_model_is_unchanged(googlenet):
     before = {k: v.clone() for k, v in googlenet.state_dict().items()}
-    kernels(googlenet, "inception4c.branch2.1.conv", limit=4, shared_scale=True)
+    result = kernels(googlenet, "inception4c.branch2.1.conv", limit=4, shared_scale=True)
+    assert result.text["dreamlab:weights"] == "caller's module" and result.text["dreamlab:model"] == "GoogLeNet"
     assert all(torch.equal(before[k], v) for k, v in googlenet.state_dict().items())

@@ -90,3 +90,16 @@ def test_without_tensorboard_one_line_says_what_to_install(monkeypatch, capsys, 
     assert err == ("dreamlab: error: --tensorboard needs the tensorboard package; pip install "
                    "'dreamlab[tensorboard]' (or pip install tensorboard)")
     assert not (tmp_path / "u.png").exists()
+
+
+@needs_tensorboard
+def test_dream_command_writes_events(tmp_path):
+    from dreamlab.io import save_png
+
+    photo = save_png(torch.rand(1, 28, 28), tmp_path / "photo.png")
+    logdir = tmp_path / "tb"
+    assert main(["dream", str(photo), "--model", "lenet-digits", "--objective", "conv2", "--octaves", "2",
+                 "--steps", "3", "--device", "cpu", "-o", str(tmp_path / "d.png"), "--tensorboard", str(logdir)]) == 0
+    acc = read_events(logdir)
+    assert [e.step for e in acc.Scalars("objective/dream")] == list(range(1, 7))  # 2 octaves x 3 steps
+    assert [e.step for e in acc.Images("image/dream")] == [3, 6]  # once per octave by default

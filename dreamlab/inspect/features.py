@@ -112,7 +112,7 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
 
     `image` is a [C, H, W] tensor in [0, 1], a PNG/JPEG path, or 'china'/'flower' (scikit-learn's photos).
     """
-    module, rec = model_and_recipe(model, recipe, weights)
+    module, rec, described = model_and_recipe(model, recipe, weights)
     x = preprocess(read_photo(image), rec)
     act = activations(module, layer, x)
     count = act.shape[0]
@@ -127,7 +127,7 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
     tiles = upscale(normalize_each(maps)[:, None], scale)
     channels = order.tolist()
     tiles = draw_labels(tiles, [str(c) for c in channels])
-    text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": str(weights),
+    text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": described,
             "dreamlab:image": image if isinstance(image, (str, Path)) else "tensor",
             "dreamlab:channels": ",".join(map(str, channels)), "dreamlab:order": "mean activation, descending",
             "dreamlab:normalization": "each tile", "dreamlab:scale": str(scale)}

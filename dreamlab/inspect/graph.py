@@ -231,7 +231,7 @@ def write_graph(dot_text: str, path: str | Path) -> Path:
 def model_graph(model: nn.Module | str | Path, *, depth: int = 2, size: int | None = None,
                 recipe: object = None, weights: str | Path | None = "none") -> ModelGraph:
     """The ModelGraph of a recipe/torchvision name or a module (see `graph`)."""
-    module, rec = model_and_recipe(model, recipe, weights)
+    module, rec, _ = model_and_recipe(model, recipe, weights)
     side = size or rec.input_size
     return trace_graph(module, (1, rec.channels, side, side), depth=depth, name=rec.name)
 

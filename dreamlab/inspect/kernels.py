@@ -76,10 +76,10 @@ def kernels(model: nn.Module | str | Path, layer: str, *, shared_scale: bool = F
     `model` is a recipe or torchvision name, a recipe path or an nn.Module (not changed). `scale` enlarges each
     weight to a block of scale x scale pixels (default: tiles at least 28 px wide).
     """
-    module, rec = model_and_recipe(model, recipe, weights)
+    module, rec, described = model_and_recipe(model, recipe, weights)
     result = kernel_grid(conv_weight(module, layer), shared_scale=shared_scale, sum_inputs=sum_inputs,
                          limit=limit, scale=scale, padding=padding)
-    result.text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": str(weights),
+    result.text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": described,
                    **result.text}
     if out is not None:
         result.save(out)

@@ -10,16 +10,16 @@ from dreamlab.models.recipe import Recipe, load_recipe
 
 
 def model_and_recipe(model: nn.Module | str | Path | LoadedModel, recipe: Recipe | str | Path | None = None,
-                     weights: str | Path | None = "default") -> tuple[nn.Module, Recipe]:
-    """The module and the recipe that describes its input (size, channels, mean, std).
+                     weights: str | Path | None = "default") -> tuple[nn.Module, Recipe, str]:
+    """The module, the recipe that describes its input (size, channels, mean, std), and where its weights came from.
 
     A module passed without a recipe gets ImageNet-style settings for 3 channels at 224 px.
     """
     if isinstance(model, (str, Path)):
         model = load_model(recipe if recipe is not None else model, weights)
     if isinstance(model, LoadedModel):
-        return model.model, model.recipe
+        return model.model, model.recipe, model.weights
     if isinstance(recipe, (str, Path)):
         recipe = load_recipe(recipe)
-    return model, recipe or Recipe(name=type(model).__name__, builder="custom:" + type(model).__name__,
-                                   weights="none")
+    recipe = recipe or Recipe(name=type(model).__name__, builder="custom:" + type(model).__name__, weights="none")
+    return model, recipe, "caller's module"

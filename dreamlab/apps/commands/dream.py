@@ -37,6 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the jitter (default: 0)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--zoom-frames", type=positive_int, metavar="N", help="make an endless zoom of N frames")
+    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+                   help="log the objective per step and images to a TensorBoard run folder (needs: pip install "
+                        "'dreamlab[tensorboard]')")
+    p.add_argument("--tensorboard-every", type=positive_int, metavar="N",
+                   help="log the image every N steps (default: --steps, once per octave)")
     p.add_argument("--zoom", type=float, default=1.05, help="magnification per frame (default: 1.05)")
     p.add_argument("--rotate", type=float, default=0.0, metavar="DEG", help="rotation per frame (default: 0)")
     p.add_argument("--fps", type=positive_int, default=12, help="frames per second of the animation (default: 12)")
@@ -45,6 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dreamlab.inspect.tensorboard import DreamSteps, TensorBoardLog
     from dreamlab.io import load_image, save_png
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.dream import dream
@@ -62,11 +68,15 @@ def run(args: argparse.Namespace) -> int:
     photo = load_image(args.photo)
     guide = load_image(args.guide) if args.guide else None
     loaded = load_model(args.recipe or args.model, args.weights)
+    board = DreamSteps(TensorBoardLog(args.tensorboard), args.tensorboard_every or args.steps) \
+        if args.tensorboard is not None else None
     options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,
                    jitter=args.jitter, guide=guide, tile=args.tile, seed=args.seed, device=args.device,
-                   progress=True)
+                   progress=True, on_step=board)
     if not zoom:
         result = dream(loaded, photo, args.objective, **options)
+        if board is not None:
+            board.finish(result.provenance)
         save_png(result.image, out, {**result.provenance, "dreamlab:photo": args.photo.name,
                                      "dreamlab:score": f"{result.final_score:.6g}"})
         print(out)
@@ -89,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         result = dream(loaded, start, args.objective, zoom_frames=args.zoom_frames, zoom=args.zoom,
                        rotate=args.rotate, start_frame=done, on_frame=save_frame, **options)
         interrupted = result.interrupted
+        if board is not None:
+            board.finish(result.provenance)
     paths = [_frame_path(frames_dir, i) for i in range(args.zoom_frames) if _frame_path(frames_dir, i).is_file()]
     write_animation(paths, out, args.fps)
     print(out)
