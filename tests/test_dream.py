@@ -1,0 +1,235 @@
+"""DeepDream on photos: the photo keeps its size and the objective goes up; octaves, tiles, guide, zoom, resume."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from dreamlab import dream
+from dreamlab.apps.cli import main
+from dreamlab.errors import DreamlabError
+from dreamlab.io import read_png_text, save_png
+from dreamlab.optvis.dream import guided
+from dreamlab.optvis.dream_tiles import tiles, zoom_rotate
+
+from models_fixtures import random_googlenet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def smooth_photo(height: int, width: int, seed: int = 0, channels: int = 3) -> torch.Tensor:
+    """A photo-like image: smooth random colour fields, not square."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, channels, max(2, height // 8), max(2, width // 8), generator=generator)
+    return F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)[0]
+
+
+@pytest.fixture(scope="module")
+def googlenet() -> nn.Module:
+    return random_googlenet()
+
+
+def layer_score(model: nn.Module, image: torch.Tensor, objective: str = "inception4c") -> float:
+    """The objective on a whole image, measured the way dream() reports it (one piece)."""
+    return dream(model, image, objective, recipe="googlenet", octaves=1, steps=1, lr=1e-9, device="cpu").initial_score
+
+
+def test_dream_keeps_the_photo_size_and_raises_the_layer(googlenet):
+    photo = smooth_photo(72, 104)
+    result = dream(googlenet, photo, "inception4c", recipe="googlenet", octaves=2, steps=4, device="cpu")
+    assert result.image.shape == photo.shape
+    assert result.final_score > result.initial_score
+    assert result.initial_score == pytest.approx(layer_score(googlenet, photo), rel=1e-4)
+    assert result.provenance["dreamlab:size"] == "72x104"
+    assert result.provenance["dreamlab:objective"] == "inception4c"
+
+
+def test_one_octave_differs_from_four_and_both_raise_the_objective():
+    photo = smooth_photo(96, 128)
+    one = dream("lenet-digits", photo, octaves=1, steps=5, device="cpu")
+    four = dream("lenet-digits", photo, octaves=4, steps=5, device="cpu")
+    assert one.final_score > one.initial_score and four.final_score > four.initial_score
+    assert (one.image - four.image).abs().mean() > 0.01
+    assert one.image.shape == four.image.shape == (1, 96, 128)  # the RGB photo greyed for a 1-channel model
+
+
+def test_tiles_give_the_one_piece_result():
+    photo = smooth_photo(96, 128, seed=3)
+    assert len(tiles(96, 128, tile=64, overlap=32)) > 1
+    whole = dream("lenet-digits", photo, octaves=2, steps=6, device="cpu", tile=None)
+    tiled = dream("lenet-digits", photo, octaves=2, steps=6, device="cpu", tile=64, overlap=32)
+    changed = (whole.image - photo.mean(0, keepdim=True)).abs().mean()
+    assert changed > 0.02  # the dream did something, and the tiles did the same thing
+    assert (whole.image - tiled.image).abs().max() <= 2 / 255
+
+
+def test_tiles_cover_the_image_once():
+    parts = tiles(300, 500, tile=256, overlap=64)
+    covered = torch.zeros(300, 500)
+    for part in parts:
+        covered[part.core] += 1
+        assert part.crop[0].start <= part.core[0].start and part.crop[1].stop >= part.core[1].stop
+    assert torch.all(covered == 1)
+
+
+def test_guide_moves_the_features_towards_the_guide(googlenet):
+    from dreamlab.optvis.capture import capture
+
+    photo, guide = smooth_photo(64, 80, seed=1), smooth_photo(64, 64, seed=10)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    def features(image: torch.Tensor) -> torch.Tensor:  # [C, positions] at inception3b, as dream() computes them
+        with torch.no_grad(), capture(googlenet, ["inception3b"]) as cap:
+            return cap.run((image[None] - mean) / std)["inception3b"][0].flatten(1)
+
+    towards_guide = guided("inception3b", features(guide))
+    kwargs = dict(recipe="googlenet", octaves=2, steps=5, device="cpu")
+    plain = dream(googlenet, photo, "inception3b", **kwargs)
+    result = dream(googlenet, photo, "inception3b", guide=guide, **kwargs)
+    photo_dot = dream(googlenet, photo, towards_guide, recipe="googlenet", octaves=1, steps=1, lr=1e-9,
+                      device="cpu").initial_score
+    assert result.initial_score == pytest.approx(photo_dot, rel=1e-4)  # dream() used this guide objective
+    assert result.final_score > photo_dot  # the dot product with the guide's features went up
+    assert result.provenance["dreamlab:guide"] == "inception3b features"
+
+    def likeness(image: torch.Tensor) -> float:  # the direction of the mean feature, the guide's vs the image's
+        return F.cosine_similarity(features(image).mean(1), features(guide).mean(1), dim=0).item()
+
+    assert likeness(result.image) > likeness(plain.image)  # the guide, not just any dream, moved it there
+
+
+def test_zoom_makes_n_frames_of_the_photo_size():
+    photo = smooth_photo(48, 64)
+    seen = []
+    result = dream("lenet-digits", photo, octaves=1, steps=2, zoom_frames=3, zoom=1.1, rotate=5, device="cpu",
+                   on_frame=lambda i, frame: seen.append(i))
+    assert seen == [0, 1, 2] and result.frame_numbers == [0, 1, 2]
+    assert [tuple(f.shape) for f in result.frames] == [(1, 48, 64)] * 3
+    assert (result.frames[1] - result.frames[2]).abs().mean() > 0.005
+
+
+def test_zoom_rotate_identity_and_quarter_turn():
+    image = smooth_photo(32, 32)[None]
+    assert torch.allclose(zoom_rotate(image, 1.0, 0.0), image, atol=1e-5)
+    turned = zoom_rotate(image, 1.0, 90.0)
+    assert (turned - torch.rot90(image, 1, (-2, -1))).abs().mean() < 1e-4 or \
+        (turned - torch.rot90(image, -1, (-2, -1))).abs().mean() < 1e-4
+    assert (zoom_rotate(image, 1.5, 0.0) - image).abs().mean() > 0.01
+
+
+def test_on_step_sees_every_step_and_ctrl_c_keeps_what_is_done():
+    photo = smooth_photo(48, 64)
+    steps = []
+    dream("lenet-digits", photo, octaves=2, steps=3, device="cpu", on_step=lambda s: steps.append((s.octave, s.step)))
+    assert steps == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+
+    def stop_in_second_octave(step) -> None:
+        if step.octave == 1:
+            raise KeyboardInterrupt
+
+    result = dream("lenet-digits", photo, octaves=2, steps=3, device="cpu", on_step=stop_in_second_octave)
+    assert result.interrupted and result.image.shape == (1, 48, 64)
+
+    def stop_in_second_frame(step) -> None:
+        if step.frame == 1:
+            raise KeyboardInterrupt
+
+    zoomed = dream("lenet-digits", photo, octaves=1, steps=2, zoom_frames=3, device="cpu",
+                   on_step=stop_in_second_frame)
+    assert zoomed.interrupted and zoomed.frame_numbers == [0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(objective="conv2:0-3"), "has 4 units"),
+    (dict(objective="conv2:1", guide=torch.rand(1, 32, 32)), "whole-layer objective"),
+    (dict(octaves=9), "use --octaves"),
+    (dict(octave_scale=1.0), "octave_scale must be"),
+    (dict(tile=10), "tile must be"),
+    (dict(objective="conv9"), "unknown layer"),
+])
+def test_bad_arguments_get_one_line(kwargs, message):
+    with pytest.raises(DreamlabError, match=message):
+        dream("lenet-digits", smooth_photo(48, 64), device="cpu", **{"octaves": 2, **kwargs})
+
+
+@pytest.mark.parametrize("recipe", ["googlenet", "resnet50", pytest.param("vgg16", marks=pytest.mark.slow),
+                                    "lenet-digits"])  # building VGG16 takes ~10 s
+def test_every_recipe_dreams_with_random_weights(recipe):
+    result = dream(recipe, smooth_photo(40, 56), weights="none", octaves=1, steps=1, device="cpu")
+    assert result.image.shape[-2:] == (40, 56)
+    assert result.provenance["dreamlab:weights"] == "none"
+
+
+# the command line
+
+@pytest.fixture()
+def photo_file(tmp_path):
+    path = tmp_path / "photo.png"
+    save_png(smooth_photo(48, 64), path)
+    return path
+
+
+def run_dream(*args) -> int:
+    return main(["dream", *map(str, args), "--model", "lenet-digits", "--octaves", "2", "--steps", "2",
+                 "--device", "cpu"])
+
+
+def test_cli_same_seed_same_bytes_and_provenance(photo_file, tmp_path):
+    for name, seed in (("a.png", 0), ("b.png", 0), ("c.png", 1)):
+        assert run_dream(photo_file, "-o", tmp_path / name, "--seed", seed) == 0
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "a.png").read_bytes() != (tmp_path / "c.png").read_bytes()
+    text = read_png_text(tmp_path / "a.png")
+    assert text["dreamlab:model"] == "lenet-digits" and text["dreamlab:octaves"] == "2"
+    assert text["dreamlab:objective"] == "conv2" and text["dreamlab:photo"] == "photo.png"
+    with Image.open(tmp_path / "a.png") as image:
+        assert image.size == (64, 48)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_cli_zoom_writes_an_animation_of_n_frames(photo_file, tmp_path, suffix):
+    out = tmp_path / f"zoom{suffix}"
+    assert run_dream(photo_file, "-o", out, "--zoom-frames", 3, "--rotate", 2) == 0
+    with Image.open(out) as animation:
+        assert animation.n_frames == 3 and animation.size == (64, 48)
+    assert sorted(p.name for p in (tmp_path / "zoom_frames").iterdir()) == [f"frame_000{i}.png" for i in range(3)]
+
+
+def test_cli_zoom_resumes_from_the_last_frame(photo_file, tmp_path, capsys):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run_dream(photo_file, "-o", tmp_path / "s.gif", "--zoom-frames", 4, "--frames-dir", straight) == 0
+    assert run_dream(photo_file, "-o", tmp_path / "r.gif", "--zoom-frames", 2, "--frames-dir", resumed) == 0
+    (resumed / "frame_0001.png").unlink()  # as if stopped during frame 1
+    assert run_dream(photo_file, "-o", tmp_path / "r.gif", "--zoom-frames", 4, "--frames-dir", resumed) == 0
+    assert "resuming at frame 1" in capsys.readouterr().err
+    for i in range(4):
+        assert (straight / f"frame_{i:04d}.png").read_bytes() == (resumed / f"frame_{i:04d}.png").read_bytes()
+    # frames of other settings are not continued
+    assert run_dream(photo_file, "-o", tmp_path / "r.gif", "--zoom-frames", 5, "--frames-dir", resumed,
+                     "--seed", 7) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--zoom-frames", "2", "-o", "z.png"], "writes an animation"),
+    (["-o", "z.gif"], "saved as PNG"),
+    (["--objective", "logit:3"], "fixed-size layer"),
+])
+def test_cli_errors_are_one_line(photo_file, tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert run_dream(photo_file, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlab: error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_mp4_without_the_video_extra(photo_file, tmp_path, capsys):
+    try:
+        import imageio_ffmpeg  # noqa: F401
+        pytest.skip("imageio-ffmpeg is installed")
+    except ImportError:
+        pass
+    assert run_dream(photo_file, "-o", tmp_path / "z.mp4", "--zoom-frames", 2) == 2
+    assert "dreamlab[video]" in capsys.readouterr().err
