@@ -91,6 +91,14 @@ def test_thresholds_save_snapshots(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["three.png", "three_step0002.png", "three_step0004.png"]
 
 
+def test_grid_snapshots_hold_every_batch(tmp_path):
+    assert main(["render", "conv2:0-3", "--model", "lenet-digits", "--steps", "3", "--device", "cpu", "--grid",
+                 "--thresholds", "2", "--batch-size", "2", "-o", str(tmp_path / "g.png")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "g_step0002.png"]
+    with Image.open(tmp_path / "g.png") as final, Image.open(tmp_path / "g_step0002.png") as snapshot:
+        assert snapshot.size == final.size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)  # all 4 units, not the last 2
+
+
 def test_ctrl_c_saves_what_exists_and_exits_130(tmp_path, monkeypatch, capsys):
     from dreamlab.optvis import engine
 

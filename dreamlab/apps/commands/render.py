@@ -60,12 +60,9 @@ def run(args: argparse.Namespace) -> int:
     model_name = loaded.recipe.name
 
     def save_snapshot(step: int, images, labels) -> None:
-        if args.grid:
-            paths = [_grid_path(args.out, model_name, labels)]
-            images = grid(images)[None]
-        else:
-            paths = output_paths(model_name, labels, args.out)
-        for path, image in zip(paths, images):
+        if args.grid:  # a grid needs the units of every batch: written from result.snapshots after the render
+            return
+        for path, image in zip(output_paths(model_name, labels, args.out), images):
             save_png(image, path.with_name(f"{path.stem}_step{step:04d}.png"), {"dreamlab:step": str(step)})
 
     log = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
@@ -84,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         path = _grid_path(args.out, model_name, result.labels)
         save_png(grid(result.images), path, {**result.provenance, "dreamlab:units": " | ".join(result.labels)})
         written.append(path)
+        for step in sorted(set(args.thresholds) & set(result.snapshots)):
+            save_png(grid(result.snapshots[step]), path.with_name(f"{path.stem}_step{step:04d}.png"),
+                     {"dreamlab:step": str(step)})
     else:
         for path, image, label, score in zip(output_paths(model_name, result.labels, args.out), result.images,
                                              result.labels, result.final_scores.tolist()):
