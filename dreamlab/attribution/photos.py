@@ -5,6 +5,7 @@ the pictures, so an overlay lines up with the original.
 """
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,6 @@ def save_outputs(picture: Tensor, raw: Tensor, path: Path, provenance: dict[str,
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
-    from io import BytesIO
-
     buffer = BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()

@@ -84,7 +84,7 @@ def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
           f"the trained model's, blocks re-initialized from the top down")
     table = {}
     for method in methods:
-        steps = cascading_randomization(subj.model, lambda model: attribution(model, method), blocks)
+        steps = cascading_randomization(subj.model, lambda model, m=method: attribution(model, m), blocks)
         table[method] = [s.correlation for s in steps]
     width = max(len(b) for b in blocks + ["randomized"])
     print(f"{'randomized':<{width}}  " + "  ".join(f"{m:>14}" for m in methods))
