@@ -80,8 +80,8 @@ class ModelGraph:
         check_rankdir(rankdir)
         lines = [f"digraph {_quote(self.name)} {{",
                  f'  graph [rankdir={rankdir}, nodesep=0.2, ranksep=0.3, fontname="Helvetica"];',
-                 '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica", '
-                 'fontsize=10, margin="0.08,0.04"];',
+                 ('  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica", '
+                  'fontsize=10, margin="0.08,0.04"];'),
                  '  edge [arrowsize=0.6, color="#555555"];']
         for n in self.nodes:
             attrs = {"label": n.label}
@@ -135,7 +135,7 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, 
     x = torch.empty(*input_shape, device="meta")
     try:
         traced = fx.GraphModule(copied, _DepthTracer(depth).trace(copied))
-    except Exception:  # fx raises many kinds (TraceError, TypeError on data-dependent control flow)
+    except Exception:  # noqa: BLE001 -- fx raises many kinds (TraceError, TypeError on data-dependent control flow)
         traced = None  # Python control flow: record one real forward instead (see runtrace.py)
     try:
         if traced is None:
@@ -143,7 +143,7 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, 
 
             return run_graph(copied, x, depth, name)
         ShapeProp(traced).propagate(x)
-    except Exception as exc:  # the model refused the input size, or an op has no meta kernel
+    except Exception as exc:  # noqa: BLE001 -- the model refused the input size, or an op has no meta kernel
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise DreamlabError(f"{name} rejected a {'x'.join(map(str, input_shape[1:]))} input ({reason}); "
                             f"try --size with the model's input size") from None
@@ -222,7 +222,8 @@ def write_graph(dot_text: str, path: str | Path) -> Path:
     binary = shutil.which("dot")
     if binary is None:
         raise DreamlabError(f"writing {suffix} needs Graphviz's `dot` program; {GRAPHVIZ_HINT}")
-    done = subprocess.run([binary, f"-T{suffix[1:]}"], input=dot_text.encode(), capture_output=True, timeout=300)
+    done = subprocess.run([binary, f"-T{suffix[1:]}"], input=dot_text.encode(), capture_output=True, timeout=300,
+                          check=False)
     if done.returncode != 0:
         raise DreamlabError(f"Graphviz's dot failed: {done.stderr.decode(errors='replace').strip()[:300]}")
     return atomic_write_bytes(path, done.stdout)

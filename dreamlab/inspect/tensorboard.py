@@ -14,7 +14,7 @@ import importlib.util
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from torch import Tensor
 
@@ -72,7 +72,7 @@ class TensorBoardLog:
     def close(self) -> None:
         self.writer.close()
 
-    def __enter__(self) -> TensorBoardLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -109,8 +109,8 @@ class DreamSteps:
     def __call__(self, step: Any) -> None:
         self.scores.append(step.score.detach().reshape(()))
         if len(self.scores) % self.every == 0:
-            self.log.writer.add_image(f"image/{self.log.prefix}dream", step.image[0].detach().float().clamp(0, 1).cpu(),
-                                      global_step=len(self.scores))
+            image = step.image[0].detach().float().clamp(0, 1).cpu()
+            self.log.writer.add_image(f"image/{self.log.prefix}dream", image, global_step=len(self.scores))
 
     def finish(self, provenance: dict[str, str]) -> None:
         import torch

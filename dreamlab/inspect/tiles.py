@@ -51,7 +51,7 @@ def draw_labels(tiles: Tensor, labels: Sequence[str]) -> Tensor:
         image = Image.fromarray(array[..., 0] if tile.shape[0] == 1 else array, mode="L" if tile.shape[0] == 1
                                 else "RGB")
         draw = ImageDraw.Draw(image)
-        left, top, right, bottom = draw.textbbox((2, 1), label, font=font)
+        _, _, right, bottom = draw.textbbox((2, 1), label, font=font)
         draw.rectangle((0, 0, right + 1, bottom + 1), fill=0)
         draw.text((2, 1), label, fill=255 if tile.shape[0] == 1 else (255, 255, 255), font=font)
         labelled = torch.from_numpy(np.asarray(image).copy()).float() / 255
