@@ -25,13 +25,11 @@ from dreamlab import load_model, render
 from dreamlab.apps.gallery import build as gallery
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
-from dreamlab.apps.gallery.build import (
-    GalleryFolder,
-    build_gallery,
-    layer_folder,
-    parse_channels,
-    plan_batches,
-)
+from dreamlab.apps.gallery.build import build_gallery
+from dreamlab.apps.gallery.folder import GalleryFolder
+from dreamlab.apps.gallery.naming import layer_folder
+from dreamlab.apps.gallery.plan import plan_batches
+from dreamlab.optvis.units import parse_units
 from dreamlab.apps.gallery.page import DATA_ELEMENT_ID
 from dreamlab.io import load_image, read_png_text
 from dreamlab.models.loading import LoadedModel
@@ -314,10 +312,10 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_channels_batches_and_folder_names() -> None:
-    assert parse_channels("0-3,8, 10-11,2") == [0, 1, 2, 3, 8, 10, 11]
+    assert parse_units("0-3,8, 10-11,2") == [0, 1, 2, 3, 8, 10, 11]
     for bad in ("3-1", "a", "1-", ""):
         with pytest.raises(DreamlabError):
-            parse_channels(bad)
+            parse_units(bad)
     # aligned windows: the same channel always lands in the same batch, whatever else is chosen
     labels = [b.label for b in plan_batches([("a", 10), ("b", 3)], [1, 2, 3, 4, 5, 7, 9], 4)]
     assert labels == ["a:1-3", "a:4-5", "a:7", "a:9", "b:1-2"]

@@ -6,11 +6,13 @@ import sys
 from pathlib import Path
 
 from dreamlab.apps.args import EXIT_INTERRUPTED, positive_int
-from dreamlab.apps.gallery.build import GalleryFolder, build_gallery, parse_channels
+from dreamlab.apps.gallery.build import build_gallery
+from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import INDEX_NAME
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.tensorboard import TensorBoardLog
 from dreamlab.io import safe_name
+from dreamlab.optvis.units import parse_units
 
 DESCRIPTION = ("Render every channel of LAYERS into OUT: one PNG per unit, contact sheets, manifest.json "
                     "and index.html. Run the same command again to resume; under torchrun the units are shared across ranks.")
@@ -41,9 +43,9 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
 
 def _channels_arg(text: str) -> list[int]:
     try:
-        return parse_channels(text)
+        return parse_units(text)
     except DreamlabError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--channels: ")) from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:

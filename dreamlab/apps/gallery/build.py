@@ -27,73 +27,32 @@ renders one unit again.
 Distributed: under torchrun (WORLD_SIZE > 1) rank 0 plans (loads the model, checks the folder, lists the
 batches still to do) and broadcasts the plan; ranks take every world-th batch and write their own units;
 after a barrier rank 0 writes the contact sheets, manifest and page. OUT must be one folder all ranks see.
+
+The parts: naming.py (file names), folder.py (the folder's files, lock and clean-up), ranks.py
+(torch.distributed), plan.py (checks and batches), page.py and static/ (index.html); this module runs them.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
-import os
-import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
-from dreamlab.devices import resolve_device
-from dreamlab.optvis.engine import render
-from dreamlab.errors import DreamlabError, unknown
-from dreamlab.apps.gallery.page import INDEX_NAME, write_index
+from dreamlab.apps.gallery.folder import GalleryFolder
+from dreamlab.apps.gallery.naming import sheet_file, unit_file
+from dreamlab.apps.gallery.plan import Batch, Log, Plan, make_plan
+from dreamlab.apps.gallery.ranks import RankGroup
+from dreamlab.errors import DreamlabError
 from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
-from dreamlab.io import atomic_write_bytes, atomic_write_text, grid, load_image, png_bytes, safe_name
 from dreamlab.models.loading import LoadedModel, load_model
+from dreamlab.optvis.engine import render
 from dreamlab.optvis.objectives import channel
-from dreamlab.models.summary import layer_table
-
-UNITS_DIR = ".units"
-LOCK_NAME = "lock"
-MANIFEST_NAME = "manifest.json"
-SHEET_NAME = "contact_sheet.png"
-SHEET_TILE = 128  # largest tile side in contact sheets (bigger renders are scaled down)
-RESERVED_FOLDERS = {INDEX_NAME, MANIFEST_NAME, UNITS_DIR}
-SETTING_KEYS = ("recipe", "recipe_hash", "weights", "steps", "size", "seed")  # must match to resume
-_TEMP_FILE = re.compile(r"^\..*\.[0-9a-f]{12}\.tmp$")  # what io.atomic_write_bytes writes before its rename
-
-Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What decides a unit's pixels, shared by every unit of a gallery."""
-
-    model: str
-    recipe: str
-    recipe_hash: str
-    weights: str
-    steps: int
-    size: int
-    seed: int
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Consecutive channels of one layer, rendered together by one engine call."""
-
-    layer: str
-    channels: tuple[int, ...]
-
-    @property
-    def label(self) -> str:
-        first, last = self.channels[0], self.channels[-1]
-        return f"{self.layer}:{first}" if first == last else f"{self.layer}:{first}-{last}"
 
 
 @dataclass
@@ -105,253 +64,6 @@ class GalleryResult:
     rendered: int  # units rendered by this process
     skipped: int  # units that were already done when the run started
     total: int  # units this run asked for
-
-
-# --------------------------------------------------------------------------------------------- naming
-
-
-def parse_channels(text: str) -> list[int]:
-    """'0-15' or '0-3,8,10-12' -> sorted channel numbers."""
-    found: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise DreamlabError(f"--channels: cannot read {part!r} in {text!r}; give ranges and numbers like "
-                                f"0-15 or 0-3,8,10-12")
-        first, last = int(m[1]), int(m[2] if m[2] is not None else m[1])
-        if last < first:
-            raise DreamlabError(f"--channels: range {part} ends before it starts; write it as {last}-{first}")
-        found.update(range(first, last + 1))
-    return sorted(found)
-
-
-def layer_folder(layer: str) -> str:
-    """The folder name of a layer's images: the name itself when it is file-safe, else a safe form plus a hash
-    (so that 'a b' and 'a_b' cannot share a folder)."""
-    name = safe_name(layer, limit=64)
-    if name != layer or name.lower() in RESERVED_FOLDERS:
-        digest = hashlib.sha1(layer.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        name = f"{name}-{digest}"
-    return name
-
-
-def unit_file(layer: str, ch: int) -> str:
-    """A unit's PNG, relative to the gallery folder, with '/' separators (as the manifest stores it)."""
-    folder = layer_folder(layer)
-    return f"{folder}/{folder}_{ch:04d}.png"
-
-
-def sheet_file(layer: str) -> str:
-    return f"{layer_folder(layer)}/{SHEET_NAME}"
-
-
-def plan_batches(layers: Sequence[tuple[str, int]], channels: Sequence[int] | None, batch_size: int) -> list[Batch]:
-    """Split each layer's (chosen) channels into runs of consecutive channels within aligned windows of
-    `batch_size`: the same channels always form the same batches."""
-    batches = []
-    for layer, count in layers:
-        chosen = sorted({c for c in channels if 0 <= c < count}) if channels is not None else list(range(count))
-        if not chosen:
-            raise DreamlabError(f"--channels selects no channel of layer {layer!r} ({count} channels: 0-{count - 1})")
-        run: list[int] = []
-        for c in chosen:
-            if run and (c != run[-1] + 1 or c // batch_size != run[0] // batch_size):
-                batches.append(Batch(layer, tuple(run)))
-                run = []
-            run.append(c)
-        batches.append(Batch(layer, tuple(run)))
-    return batches
-
-
-# --------------------------------------------------------------------------------------------- folder
-
-
-class GalleryFolder:
-    """The files of one gallery: unit PNGs and records, contact sheets, manifest and page."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        self.units = out / UNITS_DIR
-        self._thumbs: dict[tuple[str, int], Tensor] = {}  # contact-sheet tiles, uint8
-
-    def record_path(self, layer: str, ch: int) -> Path:
-        return self.units / layer_folder(layer) / f"{ch:04d}.json"
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold an exclusive lock on the folder for the run: two runs writing one gallery would clash."""
-        self.units.mkdir(parents=True, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): go without
-            yield
-            return
-        with open(self.units / LOCK_NAME, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DreamlabError(f"another dreamlab gallery run is writing {str(self.out)!r}; wait for it to "
-                                    f"finish or use another --out") from None
-            except OSError:  # a file system without locks (some network mounts): go without
-                pass
-            yield  # the kernel drops the lock when the process ends, however it ends
-
-    def remove_temp_files(self) -> int:
-        """Delete temporary files that a killed run left (only ones named like atomic_write's)."""
-        removed = 0
-        folders = [self.out, *(p for p in self.out.iterdir() if p.is_dir())] if self.out.is_dir() else []
-        if self.units.is_dir():
-            folders += [p for p in self.units.iterdir() if p.is_dir()]
-        for folder in folders:
-            for path in folder.iterdir():
-                if _TEMP_FILE.match(path.name) and path.is_file():
-                    path.unlink(missing_ok=True)
-                    removed += 1
-        return removed
-
-    def read_records(self) -> dict[tuple[str, int], dict[str, Any]]:
-        """The finished units: records that parse, sit where their unit's record belongs, and have their PNG."""
-        found: dict[tuple[str, int], dict[str, Any]] = {}
-        if not self.units.is_dir():
-            return found
-        for path in sorted(self.units.glob("*/*.json")):
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-                layer, ch = record["layer"], record["channel"]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # unreadable: the unit is rendered again
-            if not isinstance(layer, str) or not isinstance(ch, int) or self.record_path(layer, ch) != path:
-                continue
-            if record.get("file") == unit_file(layer, ch) and (self.out / unit_file(layer, ch)).is_file():
-                found[(layer, ch)] = record
-        return found
-
-    def remove_units(self) -> int:
-        """--overwrite: delete every record with its PNG and contact sheet (only files this module names)."""
-        count = 0
-        for path in list(self.units.glob("*/*.json")):
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-                layer, ch = str(record["layer"]), int(record["channel"])
-            except (OSError, ValueError, KeyError, TypeError):
-                path.unlink(missing_ok=True)
-                continue
-            (self.out / unit_file(layer, ch)).unlink(missing_ok=True)
-            (self.out / sheet_file(layer)).unlink(missing_ok=True)
-            path.unlink(missing_ok=True)
-            count += 1
-        return count
-
-    def write_unit(self, record: dict[str, Any], image: Tensor, text: dict[str, str]) -> None:
-        """The PNG first, then the record: a record always means a whole PNG is there."""
-        layer, ch = record["layer"], record["channel"]
-        atomic_write_bytes(self.out / record["file"], png_bytes(image, text))
-        atomic_write_text(self.record_path(layer, ch), json.dumps(record, indent=1, allow_nan=False) + "\n")
-        self._thumbs[(layer, ch)] = _thumbnail(image)
-
-    def write_sheet(self, layer: str, channels: Sequence[int]) -> str:
-        """Tile the layer's finished units (in channel order) into its contact sheet; return its path."""
-        tiles = []
-        for ch in channels:
-            if (layer, ch) not in self._thumbs:
-                self._thumbs[(layer, ch)] = _thumbnail(load_image(self.out / unit_file(layer, ch)))
-            tiles.append(self._thumbs[(layer, ch)])
-        sheet = grid(torch.stack(tiles).float() / 255, columns=math.ceil(math.sqrt(len(tiles))))
-        text = {"dreamlab:layer": layer, "dreamlab:channels": _ranges(channels)}
-        atomic_write_bytes(self.out / sheet_file(layer), png_bytes(sheet, text))
-        return sheet_file(layer)
-
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        """manifest.json, then index.html (each replaced atomically)."""
-        atomic_write_text(self.out / MANIFEST_NAME, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
-        write_index(self.out, manifest)
-
-
-def _thumbnail(image: Tensor) -> Tensor:
-    """A contact-sheet tile: the image scaled down to SHEET_TILE pixels at most, as uint8."""
-    if max(image.shape[-2:]) > SHEET_TILE:
-        image = F.interpolate(image[None].float(), size=(SHEET_TILE, SHEET_TILE), mode="bilinear",
-                              antialias=True, align_corners=False)[0]
-    return (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
-
-
-def _ranges(channels: Sequence[int]) -> str:
-    """[0, 1, 2, 5] -> '0-2,5'."""
-    parts: list[list[int]] = []
-    for c in channels:
-        if parts and c == parts[-1][1] + 1:
-            parts[-1][1] = c
-        else:
-            parts.append([c, c])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
-
-
-# -------------------------------------------------------------------------------------------- ranks
-
-
-class _Group:
-    """torch.distributed when torchrun started this process (WORLD_SIZE > 1), else a group of one."""
-
-    def __init__(self, rank: int = 0, world: int = 1, owned: bool = False):
-        self.rank, self.world, self.owned = rank, world, owned
-
-    @classmethod
-    def start(cls, device: str | torch.device | None) -> tuple[_Group, torch.device]:
-        dev = resolve_device(device)
-        world = int(os.environ.get("WORLD_SIZE") or 1)
-        if world <= 1:
-            return cls(), dev
-        import torch.distributed as dist
-
-        if dev.type == "cuda" and (device is None or torch.device(device).index is None):  # one GPU per rank
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK") or 0))
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-        owned = not dist.is_initialized()
-        if owned:  # the final barrier waits for the slowest rank's share, which can take hours
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(hours=24))
-        return cls(dist.get_rank(), dist.get_world_size(), owned), dev
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-    def broadcast(self, value: Any) -> Any:
-        """Rank 0's `value` on every rank."""
-        if not self.distributed:
-            return value
-        import torch.distributed as dist
-
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def barrier(self) -> None:
-        if self.distributed:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def close(self) -> None:
-        if self.owned:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
-# ------------------------------------------------------------------------------------------- runner
-
-
-@dataclass
-class _Plan:
-    """What rank 0 decided; broadcast to the other ranks."""
-
-    settings: Settings
-    layers: list[tuple[str, int]]  # every layer of the gallery in model order, with its channel count
-    batches: list[Batch]  # the run's batches (finished ones included)
-    todo: list[Batch]  # batches with at least one unfinished unit
-    done: set[tuple[str, int]] = field(default_factory=set)  # units finished before the run
 
 
 def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequence[str] | None = None, *,
@@ -370,17 +82,17 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     """
     out = Path(out)
     log = log or _stderr
-    group, dev = _Group.start(device)
+    group, dev = RankGroup.start(device)
     prefix = f"[rank {group.rank}/{group.world}] " if group.distributed else ""
     folder = GalleryFolder(out)
     with contextlib.ExitStack() as stack:
         stack.callback(group.close)
         loaded: LoadedModel | None = None
-        plan: _Plan | None = None
+        plan: Plan | None = None
         if group.rank == 0:
             try:
                 loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
-                plan = _make_plan(loaded, folder, stack, layers, steps=steps, size=size, seed=seed, device=dev,
+                plan = make_plan(loaded, folder, stack, layers, steps=steps, size=size, seed=seed, device=dev,
                                   batch_size=batch_size, channels=channels, overwrite=overwrite, log=log)
             except Exception as exc:
                 if group.distributed:  # tell the other ranks, or they wait for the plan until the timeout
@@ -418,70 +130,7 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
         return GalleryResult(out, manifest, rendered, done_before, total)
 
 
-def _make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.ExitStack,
-               layers: Sequence[str] | None, *, steps: int | None, size: int | None, seed: int,
-               device: torch.device, batch_size: int | None, channels: Sequence[int] | None, overwrite: bool,
-               log: Log) -> _Plan:
-    """Check the request and the folder (holding its lock on `stack` from here on) and list the batches."""
-    recipe = loaded.recipe
-    size = int(size if size is not None else recipe.input_size)
-    steps = int(steps if steps is not None else recipe.steps)
-    order, counts = _layer_channels(loaded, size)
-    wanted = list(dict.fromkeys(layers)) if layers else ([recipe.default_layer] if recipe.default_layer else [])
-    if not wanted:
-        raise DreamlabError(f"recipe {recipe.name!r} names no default layer; give --layers (`dreamlab layers "
-                            f"{recipe.name}` lists them)")
-    for layer in wanted:
-        if layer not in counts:
-            raise unknown("layer", layer, order, hint=f"`dreamlab layers {recipe.name}` lists them")
-    if channels is not None:
-        plan_batches([(layer, counts[layer]) for layer in wanted], channels, 1)  # fail before touching the folder
-
-    stack.enter_context(folder.locked())
-    if folder.remove_temp_files():
-        log(f"{folder.out}: removed temporary files left by a stopped run")
-    if overwrite:
-        removed = folder.remove_units()
-        if removed:
-            log(f"{folder.out}: --overwrite removed {removed} units of an earlier run")
-    records = folder.read_records()
-    _check_settings(records.values(), loaded, steps, size, seed, folder.out)
-    settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
-                        steps=steps, size=size, seed=int(seed))
-    batch_size = batch_size or (64 if device.type == "cuda" else 16)
-    batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
-    done = set(records)
-    todo = [b for b in batches if any((b.layer, c) not in done for c in b.channels)]
-    shown = set(wanted) | {layer for layer, _ in records}
-    gallery_layers = [(name, counts[name]) for name in order if name in shown and name in counts]
-    return _Plan(settings, gallery_layers, batches, todo, done)
-
-
-def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str, int]]:
-    """(every module name in model order, channel count of each addressable one) at the render size."""
-    recipe = loaded.recipe
-    try:
-        rows = layer_table(loaded.model, input_size=size, channels=recipe.channels)
-    except RuntimeError as exc:
-        raise DreamlabError(f"{recipe.name} does not run on {size}px images ({str(exc).splitlines()[0]}); "
-                            f"use --size {recipe.input_size}") from None
-    counts = {r.name: r.channels for r in rows if r.channels and r.calls == 1}
-    return [r.name for r in rows], counts  # type: ignore[return-value]
-
-
-def _check_settings(records: Any, loaded: LoadedModel, steps: int, size: int, seed: int, out: Path) -> None:
-    """Refuse to mix settings in one folder."""
-    wanted = {"recipe": loaded.recipe.name, "recipe_hash": loaded.recipe.hash(), "weights": loaded.weights,
-              "steps": steps, "size": size, "seed": int(seed)}
-    for record in records:
-        for key in SETTING_KEYS:
-            if record.get(key) != wanted[key]:
-                raise DreamlabError(
-                    f"{str(out)!r} holds units made with {key}={record.get(key)!r}, this run has "
-                    f"{key}={wanted[key]!r}; use another --out, or --overwrite to replace them")
-
-
-def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: _Plan, batch: Batch, device: torch.device,
+def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch: Batch, device: torch.device,
                   progress: bool, compile: bool | str = False, tensorboard: TensorBoardLog | None = None) -> int:
     """Render one batch and save its unfinished units; return how many were saved."""
     s = plan.settings
@@ -513,7 +162,7 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: _Plan, batch
     return written
 
 
-def _write_pages(folder: GalleryFolder, plan: _Plan, sheets_for: Iterable[str]) -> dict[str, Any]:
+def _write_pages(folder: GalleryFolder, plan: Plan, sheets_for: Iterable[str]) -> dict[str, Any]:
     """Rebuild the contact sheets of `sheets_for`, then manifest.json and index.html, from the records on disk."""
     records = folder.read_records()
     sheets_for = set(sheets_for)

@@ -1,0 +1,146 @@
+"""The files of one gallery folder: unit PNGs and their records, contact sheets, manifest and page, written
+atomically; the folder's lock, and the clean-up of temporary files a killed run left behind."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dreamlab.apps.gallery.naming import (
+    LOCK_NAME,
+    MANIFEST_NAME,
+    UNITS_DIR,
+    layer_folder,
+    sheet_file,
+    unit_file,
+)
+from dreamlab.apps.gallery.page import write_index
+from dreamlab.errors import DreamlabError
+from dreamlab.io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    grid,
+    load_image,
+    png_bytes,
+)
+from dreamlab.optvis.units import format_units
+
+SHEET_TILE = 128  # largest tile side in contact sheets (bigger renders are scaled down)
+_TEMP_FILE = re.compile(r"^\..*\.[0-9a-f]{12}\.tmp$")  # what io.atomic_write_bytes writes before its rename
+
+
+class GalleryFolder:
+    """The files of one gallery: unit PNGs and records, contact sheets, manifest and page."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.units = out / UNITS_DIR
+        self._thumbs: dict[tuple[str, int], Tensor] = {}  # contact-sheet tiles, uint8
+
+    def record_path(self, layer: str, ch: int) -> Path:
+        return self.units / layer_folder(layer) / f"{ch:04d}.json"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the folder for the run: two runs writing one gallery would clash."""
+        self.units.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): go without
+            yield
+            return
+        with open(self.units / LOCK_NAME, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DreamlabError(f"another dreamlab gallery run is writing {str(self.out)!r}; wait for it to "
+                                    f"finish or use another --out") from None
+            except OSError:  # a file system without locks (some network mounts): go without
+                pass
+            yield  # the kernel drops the lock when the process ends, however it ends
+
+    def remove_temp_files(self) -> int:
+        """Delete temporary files that a killed run left (only ones named like atomic_write's)."""
+        removed = 0
+        folders = [self.out, *(p for p in self.out.iterdir() if p.is_dir())] if self.out.is_dir() else []
+        if self.units.is_dir():
+            folders += [p for p in self.units.iterdir() if p.is_dir()]
+        for folder in folders:
+            for path in folder.iterdir():
+                if _TEMP_FILE.match(path.name) and path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    def read_records(self) -> dict[tuple[str, int], dict[str, Any]]:
+        """The finished units: records that parse, sit where their unit's record belongs, and have their PNG."""
+        found: dict[tuple[str, int], dict[str, Any]] = {}
+        if not self.units.is_dir():
+            return found
+        for path in sorted(self.units.glob("*/*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                layer, ch = record["layer"], record["channel"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # unreadable: the unit is rendered again
+            if not isinstance(layer, str) or not isinstance(ch, int) or self.record_path(layer, ch) != path:
+                continue
+            if record.get("file") == unit_file(layer, ch) and (self.out / unit_file(layer, ch)).is_file():
+                found[(layer, ch)] = record
+        return found
+
+    def remove_units(self) -> int:
+        """--overwrite: delete every record with its PNG and contact sheet (only files this module names)."""
+        count = 0
+        for path in list(self.units.glob("*/*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                layer, ch = str(record["layer"]), int(record["channel"])
+            except (OSError, ValueError, KeyError, TypeError):
+                path.unlink(missing_ok=True)
+                continue
+            (self.out / unit_file(layer, ch)).unlink(missing_ok=True)
+            (self.out / sheet_file(layer)).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            count += 1
+        return count
+
+    def write_unit(self, record: dict[str, Any], image: Tensor, text: dict[str, str]) -> None:
+        """The PNG first, then the record: a record always means a whole PNG is there."""
+        layer, ch = record["layer"], record["channel"]
+        atomic_write_bytes(self.out / record["file"], png_bytes(image, text))
+        atomic_write_text(self.record_path(layer, ch), json.dumps(record, indent=1, allow_nan=False) + "\n")
+        self._thumbs[(layer, ch)] = _thumbnail(image)
+
+    def write_sheet(self, layer: str, channels: Sequence[int]) -> str:
+        """Tile the layer's finished units (in channel order) into its contact sheet; return its path."""
+        tiles = []
+        for ch in channels:
+            if (layer, ch) not in self._thumbs:
+                self._thumbs[(layer, ch)] = _thumbnail(load_image(self.out / unit_file(layer, ch)))
+            tiles.append(self._thumbs[(layer, ch)])
+        sheet = grid(torch.stack(tiles).float() / 255, columns=math.ceil(math.sqrt(len(tiles))))
+        text = {"dreamlab:layer": layer, "dreamlab:channels": format_units(channels)}
+        atomic_write_bytes(self.out / sheet_file(layer), png_bytes(sheet, text))
+        return sheet_file(layer)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """manifest.json, then index.html (each replaced atomically)."""
+        atomic_write_text(self.out / MANIFEST_NAME, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
+        write_index(self.out, manifest)
+
+
+def _thumbnail(image: Tensor) -> Tensor:
+    """A contact-sheet tile: the image scaled down to SHEET_TILE pixels at most, as uint8."""
+    if max(image.shape[-2:]) > SHEET_TILE:
+        image = F.interpolate(image[None].float(), size=(SHEET_TILE, SHEET_TILE), mode="bilinear",
+                              antialias=True, align_corners=False)[0]
+    return (image.float().clamp(0, 1) * 255).round().to(torch.uint8)

@@ -1,0 +1,33 @@
+"""Where a gallery keeps each file: folder and file names of units, contact sheets and records."""
+from __future__ import annotations
+
+import hashlib
+
+from dreamlab.apps.gallery.page import INDEX_NAME
+from dreamlab.io import safe_name
+
+UNITS_DIR = ".units"
+LOCK_NAME = "lock"
+MANIFEST_NAME = "manifest.json"
+SHEET_NAME = "contact_sheet.png"
+RESERVED_FOLDERS = {INDEX_NAME, MANIFEST_NAME, UNITS_DIR}
+
+
+def layer_folder(layer: str) -> str:
+    """The folder name of a layer's images: the name itself when it is file-safe, else a safe form plus a hash
+    (so that 'a b' and 'a_b' cannot share a folder)."""
+    name = safe_name(layer, limit=64)
+    if name != layer or name.lower() in RESERVED_FOLDERS:
+        digest = hashlib.sha1(layer.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        name = f"{name}-{digest}"
+    return name
+
+
+def unit_file(layer: str, ch: int) -> str:
+    """A unit's PNG, relative to the gallery folder, with '/' separators (as the manifest stores it)."""
+    folder = layer_folder(layer)
+    return f"{folder}/{folder}_{ch:04d}.png"
+
+
+def sheet_file(layer: str) -> str:
+    return f"{layer_folder(layer)}/{SHEET_NAME}"

@@ -1,0 +1,137 @@
+"""Planning a gallery run: check the request against the model and the folder, and split the chosen
+channels into batches (the same channels always form the same batches)."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamlab.apps.gallery.folder import GalleryFolder
+from dreamlab.errors import DreamlabError, unknown
+from dreamlab.models.loading import LoadedModel
+from dreamlab.models.summary import layer_table
+
+SETTING_KEYS = ("recipe", "recipe_hash", "weights", "steps", "size", "seed")  # must match to resume
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What decides a unit's pixels, shared by every unit of a gallery."""
+
+    model: str
+    recipe: str
+    recipe_hash: str
+    weights: str
+    steps: int
+    size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive channels of one layer, rendered together by one engine call."""
+
+    layer: str
+    channels: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        first, last = self.channels[0], self.channels[-1]
+        return f"{self.layer}:{first}" if first == last else f"{self.layer}:{first}-{last}"
+
+
+def plan_batches(layers: Sequence[tuple[str, int]], channels: Sequence[int] | None, batch_size: int) -> list[Batch]:
+    """Split each layer's (chosen) channels into runs of consecutive channels within aligned windows of
+    `batch_size`: the same channels always form the same batches."""
+    batches = []
+    for layer, count in layers:
+        chosen = sorted({c for c in channels if 0 <= c < count}) if channels is not None else list(range(count))
+        if not chosen:
+            raise DreamlabError(f"--channels selects no channel of layer {layer!r} ({count} channels: 0-{count - 1})")
+        run: list[int] = []
+        for c in chosen:
+            if run and (c != run[-1] + 1 or c // batch_size != run[0] // batch_size):
+                batches.append(Batch(layer, tuple(run)))
+                run = []
+            run.append(c)
+        batches.append(Batch(layer, tuple(run)))
+    return batches
+
+
+@dataclass
+class Plan:
+    """What rank 0 decided; broadcast to the other ranks."""
+
+    settings: Settings
+    layers: list[tuple[str, int]]  # every layer of the gallery in model order, with its channel count
+    batches: list[Batch]  # the run's batches (finished ones included)
+    todo: list[Batch]  # batches with at least one unfinished unit
+    done: set[tuple[str, int]] = field(default_factory=set)  # units finished before the run
+
+
+def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.ExitStack,
+               layers: Sequence[str] | None, *, steps: int | None, size: int | None, seed: int,
+               device: torch.device, batch_size: int | None, channels: Sequence[int] | None, overwrite: bool,
+               log: Log) -> Plan:
+    """Check the request and the folder (holding its lock on `stack` from here on) and list the batches."""
+    recipe = loaded.recipe
+    size = int(size if size is not None else recipe.input_size)
+    steps = int(steps if steps is not None else recipe.steps)
+    order, counts = _layer_channels(loaded, size)
+    wanted = list(dict.fromkeys(layers)) if layers else ([recipe.default_layer] if recipe.default_layer else [])
+    if not wanted:
+        raise DreamlabError(f"recipe {recipe.name!r} names no default layer; give --layers (`dreamlab layers "
+                            f"{recipe.name}` lists them)")
+    for layer in wanted:
+        if layer not in counts:
+            raise unknown("layer", layer, order, hint=f"`dreamlab layers {recipe.name}` lists them")
+    if channels is not None:
+        plan_batches([(layer, counts[layer]) for layer in wanted], channels, 1)  # fail before touching the folder
+
+    stack.enter_context(folder.locked())
+    if folder.remove_temp_files():
+        log(f"{folder.out}: removed temporary files left by a stopped run")
+    if overwrite:
+        removed = folder.remove_units()
+        if removed:
+            log(f"{folder.out}: --overwrite removed {removed} units of an earlier run")
+    records = folder.read_records()
+    _check_settings(records.values(), loaded, steps, size, seed, folder.out)
+    settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
+                        steps=steps, size=size, seed=int(seed))
+    batch_size = batch_size or (64 if device.type == "cuda" else 16)
+    batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
+    done = set(records)
+    todo = [b for b in batches if any((b.layer, c) not in done for c in b.channels)]
+    shown = set(wanted) | {layer for layer, _ in records}
+    gallery_layers = [(name, counts[name]) for name in order if name in shown and name in counts]
+    return Plan(settings, gallery_layers, batches, todo, done)
+
+
+def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str, int]]:
+    """(every module name in model order, channel count of each addressable one) at the render size."""
+    recipe = loaded.recipe
+    try:
+        rows = layer_table(loaded.model, input_size=size, channels=recipe.channels)
+    except RuntimeError as exc:
+        raise DreamlabError(f"{recipe.name} does not run on {size}px images ({str(exc).splitlines()[0]}); "
+                            f"use --size {recipe.input_size}") from None
+    counts = {r.name: r.channels for r in rows if r.channels and r.calls == 1}
+    return [r.name for r in rows], counts  # type: ignore[return-value]
+
+
+def _check_settings(records: Any, loaded: LoadedModel, steps: int, size: int, seed: int, out: Path) -> None:
+    """Refuse to mix settings in one folder."""
+    wanted = {"recipe": loaded.recipe.name, "recipe_hash": loaded.recipe.hash(), "weights": loaded.weights,
+              "steps": steps, "size": size, "seed": int(seed)}
+    for record in records:
+        for key in SETTING_KEYS:
+            if record.get(key) != wanted[key]:
+                raise DreamlabError(
+                    f"{str(out)!r} holds units made with {key}={record.get(key)!r}, this run has "
+                    f"{key}={wanted[key]!r}; use another --out, or --overwrite to replace them")
