@@ -233,3 +233,11 @@ def test_cli_mp4_without_the_video_extra(photo_file, tmp_path, capsys):
         pass
     assert run_dream(photo_file, "-o", tmp_path / "z.mp4", "--zoom-frames", 2) == 2
     assert "dreamlab[video]" in capsys.readouterr().err
+
+
+def test_bench_dream_workload_reports_ms_per_step():
+    from dreamlab.apps.bench import bench_dream
+
+    figures = bench_dream(steps=1, device=torch.device("cpu"), size=(64, 96))
+    assert figures["what"] == "dreamlab_dream" and figures["size"] == "96x64"
+    assert figures["ms_per_step"] > 0 and figures["steps"] == 1

@@ -3,6 +3,7 @@
 Workloads on random-weight GoogLeNet (speed does not depend on the weights):
 - unit:  `inception4c:97`, one image;
 - layer: `inception4c:0-<units-1>`, every channel of the layer rendered together.
+- dream: DeepDream (`dreamlab dream`) on a 1024x768 image, one octave on inception4c (ms per step).
 
 image-steps/s = images optimized in parallel x steps / seconds, the unit of ../shared/bench/peer_bench.py.
 """
@@ -75,6 +76,35 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
         figures.update(peak_gpu_mb=round(peak, 1), peak_gpu_mb_per_unit=round(peak / n, 2))
+    else:
+        figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return figures
+
+
+def bench_dream(*, steps: int, device: torch.device, size: tuple[int, int] = (768, 1024)) -> dict:
+    """DeepDream on a smooth 1024x768 image (a photo stand-in): one octave of `steps` steps on inception4c of
+    random-weight GoogLeNet, in one piece; the figure is ms per step at that size."""
+    from dreamlab.models.loading import load_model
+    from dreamlab.optvis.dream import dream
+
+    torch.manual_seed(0)
+    loaded = load_model("googlenet", weights="none")
+    coarse = torch.rand(1, 3, size[0] // 32, size[1] // 32, generator=torch.Generator().manual_seed(0))
+    photo = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)[0]
+    dream(loaded, photo, "inception4c", octaves=1, steps=1, device=device)  # first-call costs go here
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    start = time.perf_counter()
+    dream(loaded, photo, "inception4c", octaves=1, steps=steps, device=device)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    figures = {"what": "dreamlab_dream", "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+               else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+               "size": f"{size[1]}x{size[0]}", "layer": "inception4c", "steps": steps,
+               "seconds": round(seconds, 3), "ms_per_step": round(1000 * seconds / steps, 1)}
+    if device.type == "cuda":
+        figures["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     else:
         figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return figures

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 
-from dreamlab.apps.bench import bench_workload, ratios, run_ablation, run_peer_bench
+from dreamlab.apps.bench import bench_dream, bench_workload, ratios, run_ablation, run_peer_bench
 from dreamlab.errors import DreamlabError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workload", default="both", choices=["unit", "layer", "both"])
+    p.add_argument("--workload", default="both", choices=["unit", "layer", "both", "dream"],
+                   help="both: unit and layer; dream: DeepDream at 1024x768, --steps steps (try 10)")
     p.add_argument("--steps", type=int, default=512)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--units", type=int, default=512, help="units of the layer workload (inception4c has 512)")
@@ -57,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(line), flush=True)
         return 0
     ours = {}
+    if args.workload == "dream":
+        print(json.dumps(bench_dream(steps=args.steps, device=device)), flush=True)
+        return 0
     for workload in (["unit", "layer"] if args.workload == "both" else [args.workload]):
         figures = bench_workload(workload, steps=args.steps, size=args.size, units=args.units, device=device,
                                  precision=args.precision, param=args.param, transforms=args.transforms,
