@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -44,3 +45,10 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = 
     p.add_argument("--allow-recipe-code", action="store_true",
                    help="let the recipe's builder be any module:function, which RUNS THAT MODULE'S CODE (only for "
                         "recipes you trust; same as DREAMLAB_ALLOW_RECIPE_CODE=1)")
+
+
+def phase(what: str) -> None:
+    """One line per phase on stderr when it is not a terminal (a terminal gets the progress bar), so a long run
+    in a log or a pipe is not silent."""
+    if not sys.stderr.isatty():
+        print(f"dreamlab: {what}", file=sys.stderr, flush=True)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from dreamlab.errors import DreamlabError
+
 
 @dataclass(frozen=True)
 class LayerRow:
@@ -54,14 +56,25 @@ def _shapes_on(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[list[tuple[
     return found
 
 
+MAX_INPUT_SIZE = 2048  # the CPU fallback below runs a real forward: bounded so it cannot exhaust memory
+
+
 def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3) -> list[LayerRow]:
     """One row per named module, in registration order, from a forward pass of a copy of `model`."""
+    if not 1 <= input_size <= MAX_INPUT_SIZE:
+        raise DreamlabError(f"input size {input_size} is out of range; valid: 1 to {MAX_INPUT_SIZE} pixels")
     probe = copy.deepcopy(model).eval()
     try:
         shapes = _shapes_on(probe.to("meta"), torch.zeros(1, channels, input_size, input_size, device="meta"))
-    except (NotImplementedError, RuntimeError):  # an op without a meta kernel: fall back on a CPU copy
+    except (NotImplementedError, RuntimeError, ValueError, AssertionError):
+        # an op without a meta kernel, or a size the model refuses: a real forward on a CPU copy says which
         probe = copy.deepcopy(model).eval().to("cpu")
-        shapes = _shapes_on(probe, torch.zeros(1, channels, input_size, input_size))
+        try:
+            shapes = _shapes_on(probe, torch.zeros(1, channels, input_size, input_size))
+        except (RuntimeError, ValueError, AssertionError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DreamlabError(f"{type(model).__name__} cannot take a {input_size}x{input_size} input ({reason}); "
+                                f"try a size near the recipe's (--size)") from None
     rows = []
     for name, module in model.named_modules():
         if not name:

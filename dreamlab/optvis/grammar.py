@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dreamlab.errors import ObjectiveSyntaxError, unknown
 from dreamlab.optvis import objectives as o
 
+MAX_RANGE = 2 ** 20  # units in one range: far more than any layer has channels, far fewer than exhaust memory
 _FORMS = "layer, layer:97, layer:0-63, layer:97@x,y, logit:281, logit:name, and + - * / with numbers"
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -94,7 +95,10 @@ class _Parser:
         left = self.factor()
         while self.peek[1] in ("*", "/"):
             op = self.take()[1]
+            pos = self.peek[2]
             right = self.factor()
+            if op == "/" and not isinstance(right, o.Objective) and right == 0:
+                self.fail(pos, "division by zero")
             left = left * right if op == "*" else left / right
         return left
 
@@ -132,6 +136,9 @@ class _Parser:
             last, last_pos = self.integer("the end of the range")
             if last < first:
                 self.fail(last_pos, f"range {first}-{last} ends before it starts")
+            if last - first >= MAX_RANGE:  # each unit is an image: refuse before listing them all
+                self.fail(last_pos, f"range {first}-{last} has {last - first + 1} units, more than {MAX_RANGE} "
+                                    f"(`dreamlab layers MODEL` lists each layer's channel count)")
             return list(range(first, last + 1))
         return [first]
 

@@ -80,6 +80,8 @@ class Objective:
         return combine(operator.mul, "*", _PRODUCT, other, self)
 
     def __truediv__(self, other: Objective | float) -> Objective:
+        if isinstance(other, (int, float)) and other == 0:
+            raise DreamlabError(f"cannot divide objective {self.name!r} by zero; divide by a non-zero number")
         return combine(operator.truediv, "/", _PRODUCT, self, other)
 
     def __rtruediv__(self, other: float) -> Objective:

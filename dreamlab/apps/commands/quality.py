@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.measures.split(",") if n.strip()]
+    if not names:
+        raise DreamlabError(f"--measures {args.measures!r} names no measure; valid: {', '.join(MEASURES)} "
+                            f"(comma-separated)")
     for value, flag in ((args.steps, "--steps"), (args.planted_steps, "--planted-steps"), (args.threads, "--threads")):
         if value is not None and value < 1:
             raise DreamlabError(f"{flag} must be a positive integer, got {value}")

@@ -45,10 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
-    from dreamlab.io import grid, load_image, output_paths, save_png
+    from dreamlab.apps.args import phase
+    from dreamlab.io import check_writable, grid, load_image, output_paths, save_png
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.engine import render
 
+    check_writable(args.out if args.out is not None else Path("."), "output")  # before any work
+    phase("loading model")
     loaded = load_model(args.recipe or args.model, args.weights)
     if args.fourier_decay is not None and (args.param or loaded.recipe.param) != "fourier":
         raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     log = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
     thresholds, on_snapshot = with_snapshots(log, args.steps or loaded.recipe.steps, args.thresholds,
                                              save_snapshot if args.thresholds else None, args.tensorboard_every)
+    phase(f"rendering {args.objective} ({args.steps or loaded.recipe.steps} steps)")
     result = render(loaded, args.objective, steps=args.steps, size=args.size, lr=args.lr,
                     optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
                     device=args.device, batch_size=args.batch_size, thresholds=thresholds, on_snapshot=on_snapshot,
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         log.write_result(result)
         log.close()
     written = []
+    phase(f"saving {len(result.labels)} image(s)")
     if args.grid:
         path = _grid_path(args.out, model_name, result.labels)
         save_png(grid(result.images), path, {**result.provenance, "dreamlab:units": " | ".join(result.labels)})
