@@ -45,10 +45,16 @@ def test_colour_decorrelation_uses_lucids_matrix():
     param = PixelParam(1, 3, 2, 2, decorrelate=True)
     matrix = param.color_matrix
     assert torch.allclose(matrix * COLOR_CORRELATION_SVD_SQRT.norm(dim=0).max(), COLOR_CORRELATION_SVD_SQRT)
-    with torch.no_grad():
-        param.pixels.zero_()
-        param.pixels[:, 0] = 1.0  # first decorrelated component: luminance-like, all channels up
-    assert torch.all(param()[0, :, 0, 0] > 0.55)
+    for k in range(3):  # component k of the decorrelated space becomes column k of lucid's matrix in RGB
+        with torch.no_grad():
+            param.pixels.zero_()
+            param.pixels[:, k] = 1.0
+        rgb = param()[0, :, 0, 0]
+        expected = torch.sigmoid(COLOR_CORRELATION_SVD_SQRT[:, k] / 0.462)  # 0.462: the largest column norm
+        torch.testing.assert_close(rgb, expected, atol=2e-4, rtol=0)
+    # the last one, column (0.02, -0.05, 0.03), lowers green while red and blue rise; its transpose, row
+    # (0.27, -0.09, 0.03), would raise red by 0.13 instead: a wrong orientation misses by far more than the tolerance
+    assert rgb[1] < 0.5 < rgb[0] < rgb[2] < 0.55
     assert PixelParam(1, 1, 2, 2).color_matrix is None  # grayscale: no colour matrix
 
 
