@@ -44,8 +44,9 @@ def test_fast_dataset_measure_passes(correct: dict[str, Measure]) -> None:
     m = correct["dataset"]
     assert m.passed and m.figure >= 0.95
     assert len(m.items) == 20  # 10 conv2 channels and 10 logits
-    # logit:1 is the one unit short of the dataset's best at 256 steps (ratio 0.70; QUALITY.md)
-    assert [it["unit"] for it in m.items if it["ratio"] < 1.0] in ([], ["logit:1"])
+    # at most one unit short of the dataset's best (at seed 0 it is logit:1, ratio 0.70; QUALITY.md), whichever
+    short = [it["unit"] for it in m.items if it["ratio"] < 1.0]
+    assert len(short) <= 1, short
     assert sorted(it["ratio"] for it in m.items)[len(m.items) // 2] >= 1.5  # median 2.2 at seed 0
 
 
@@ -69,7 +70,8 @@ def test_transfer_goal_with_the_default_recipe(correct: dict[str, Measure]) -> N
     assert (FAST.steps, FAST.seed, FAST.logit_units) == (default.steps, default.seed, default.logit_units)
     m = correct["transfer"]
     assert m.passed, m.notes
-    assert [it["unit"] for it in m.items if not it["passed"]] in ([], ["logit:1"])  # the one miss (QUALITY.md)
+    missed = [it["unit"] for it in m.items if not it["passed"]]
+    assert len(missed) <= 1, missed  # at seed 0 logit:1, read as a 5 (QUALITY.md); not pinned to one unit
 
 
 def test_lucids_adam_with_the_digits_recipe_fails_the_measures() -> None:
