@@ -22,6 +22,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from dreamlab.errors import DreamlabError, unknown
 from dreamlab.inspect.source import model_and_recipe
+from dreamlab.models.recipe import Recipe
 
 RANKDIRS = ("TB", "LR", "BT", "RL")
 TEXT_FORMATS = (".dot", ".gv")
@@ -229,10 +230,23 @@ def write_graph(dot_text: str, path: str | Path) -> Path:
     return atomic_write_bytes(path, done.stdout)
 
 
+def _build(model: nn.Module | str | Path, recipe: object, weights: str | Path | None) -> tuple[nn.Module, Recipe]:
+    """The module and its recipe; a named model without weights is built on the meta device (VGG16: 0.2 s, not 8)."""
+    if isinstance(model, (str, Path)) and str(weights).lower() == "none":
+        try:
+            with torch.device("meta"):
+                return model_and_recipe(model, recipe, weights)[:2]
+        except DreamlabError:
+            raise
+        except Exception:  # noqa: BLE001, S110 -- a builder that needs real tensors: build it normally below
+            pass
+    return model_and_recipe(model, recipe, weights)[:2]
+
+
 def model_graph(model: nn.Module | str | Path, *, depth: int = 2, size: int | None = None,
                 recipe: object = None, weights: str | Path | None = "none") -> ModelGraph:
     """The ModelGraph of a recipe/torchvision name or a module (see `graph`)."""
-    module, rec, _ = model_and_recipe(model, recipe, weights)
+    module, rec = _build(model, recipe, weights)
     side = size or rec.input_size
     return trace_graph(module, (1, rec.channels, side, side), depth=depth, name=rec.name)
 
