@@ -78,6 +78,22 @@ def save_png(image: Tensor, path: str | Path, text: Mapping[str, str] | None = N
     return atomic_write_bytes(path, png_bytes(image, text))
 
 
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
+
+
+def is_whole_png(path: str | Path) -> bool:
+    """Whether `path` is a PNG that was written to its end (a truncated copy lacks the closing IEND chunk);
+    reads 12 bytes, so a resume can check every unit."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return False
+            f.seek(-len(_PNG_END), os.SEEK_END)
+            return f.read() == _PNG_END
+    except OSError:
+        return False
+
+
 def read_png_text(path: str | Path) -> dict[str, str]:
     """The text chunks of a PNG (what `save_png` stored)."""
     with Image.open(path) as img:
@@ -191,4 +207,4 @@ def check_writable(path: str | Path, what: str = "output") -> None:
         os.unlink(probe)
     except OSError as exc:
         raise DreamlabError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}; choose a writable "
-                            f"place with -o") from None
+                            f"place") from None

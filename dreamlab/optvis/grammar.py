@@ -21,10 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from dreamlab.errors import ObjectiveSyntaxError, unknown
+from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, unknown
 from dreamlab.optvis import objectives as o
+from dreamlab.optvis.units import unit_range
 
-MAX_RANGE = 2 ** 20  # units in one range: far more than any layer has channels, far fewer than exhaust memory
 _FORMS = "layer, layer:97, layer:0-63, layer:97@x,y, logit:281, logit:name, and + - * / with numbers"
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -134,12 +134,10 @@ class _Parser:
                 and self.tokens[self.i + 1][1].isdigit():
             self.take()
             last, last_pos = self.integer("the end of the range")
-            if last < first:
-                self.fail(last_pos, f"range {first}-{last} ends before it starts")
-            if last - first >= MAX_RANGE:  # each unit is an image: refuse before listing them all
-                self.fail(last_pos, f"range {first}-{last} has {last - first + 1} units, more than {MAX_RANGE} "
-                                    f"(`dreamlab layers MODEL` lists each layer's channel count)")
-            return list(range(first, last + 1))
+            try:
+                return unit_range(first, last)
+            except DreamlabError as exc:  # backwards, or too long to render
+                self.fail(last_pos, str(exc))
         return [first]
 
     def unit(self) -> o.Objective:

@@ -50,6 +50,7 @@ from dreamlab.apps.gallery.plan import Batch, Log, Plan, make_plan
 from dreamlab.apps.gallery.ranks import RankGroup
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
+from dreamlab.io import check_writable
 from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.optvis.engine import render
 from dreamlab.optvis.objectives import channel
@@ -81,6 +82,7 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     each rendered batch's objective and gradient norm per unit per step, and its images.
     """
     out = Path(out)
+    check_writable(out, "gallery folder")  # before the model is loaded
     log = log or _stderr
     group, dev = RankGroup.start(device)
     prefix = f"[rank {group.rank}/{group.world}] " if group.distributed else ""

@@ -28,6 +28,7 @@ from dreamlab.io import (
     atomic_write_bytes,
     atomic_write_text,
     grid,
+    is_whole_png,
     load_image,
     png_bytes,
 )
@@ -93,7 +94,8 @@ class GalleryFolder:
                 continue  # unreadable: the unit is rendered again
             if not isinstance(layer, str) or not isinstance(ch, int) or self.record_path(layer, ch) != path:
                 continue
-            if record.get("file") == unit_file(layer, ch) and (self.out / unit_file(layer, ch)).is_file():
+            # a truncated PNG (a copy cut short, a full disk) is not done: the unit is rendered again
+            if record.get("file") == unit_file(layer, ch) and is_whole_png(self.out / unit_file(layer, ch)):
                 found[(layer, ch)] = record
         return found
 
