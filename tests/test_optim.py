@@ -70,3 +70,16 @@ def test_optimizers_by_name() -> None:
     assert type(make_optimizer("adam", [p], lr=0.1)) is torch.optim.Adam
     with pytest.raises(DreamlabError, match="unknown optimizer 'sgd'; valid: channel-adam, adam"):
         make_optimizer("sgd", [p], lr=0.1)
+
+
+def test_near_a_minimum_channel_adam_keeps_full_steps_where_adam_stops() -> None:
+    """The limit optimizers.py documents: a vanishing gradient (a penalty at its minimum) still gets a step of lr."""
+    moved = {}
+    for name in ("channel-adam", "adam"):
+        p = torch.nn.Parameter(torch.full((1, 2, 4, 4), 1e-10))
+        opt = make_optimizer(name, [p], lr=0.02)
+        p.grad = 2 * p.detach()  # the gradient of the penalty p^2 at 1e-10 from its minimum
+        opt.step()
+        moved[name] = float((p.detach() - 1e-10).abs().max())
+    assert moved["channel-adam"] == pytest.approx(0.02, rel=0.01)  # a full step away from the minimum
+    assert moved["adam"] < 1e-3  # Adam's eps (1e-8) damps it to 2% of lr
