@@ -41,7 +41,7 @@ ModelLike = nn.Module | str | LoadedModel | Subject
 def subject(model: ModelLike, recipe: Recipe | str | None = None, weights: str | Path | None = "default") -> Subject:
     """A Subject from a recipe name, a LoadedModel, or a module (with `recipe`, else ImageNet-style settings)."""
     from dreamlab.models.loading import torchvision_categories
-    from dreamlab.optvis.engine import custom_recipe
+    from dreamlab.models.prepare import custom_recipe
 
     if isinstance(model, Subject):
         return model

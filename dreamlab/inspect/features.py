@@ -92,9 +92,9 @@ def preprocess(photo: Tensor, recipe: Recipe) -> Tensor:
 def activations(model: nn.Module, layer: str, x: Tensor) -> Tensor:
     """The output [C, h, w] of `layer` for one input, with the model in eval mode and left as it was found."""
     from dreamlab.optvis.capture import Capture
-    from dreamlab.optvis.engine import _model_device, prepared_model
+    from dreamlab.models.prepare import model_device, prepared_model
 
-    device = _model_device(model) or torch.device("cpu")
+    device = model_device(model) or torch.device("cpu")
     with prepared_model(model, device, channels_last=False, owned=False) as ready, torch.no_grad(), \
             Capture(ready, [layer]) as cap:
         act = cap.run(x.to(device))[layer][0].float().cpu()

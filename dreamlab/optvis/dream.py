@@ -29,7 +29,8 @@ from dreamlab.models.loading import LoadedModel
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import Capture
 from dreamlab.optvis.dream_tiles import tiled_gradient, tiled_score, tiles, zoom_rotate
-from dreamlab.optvis.engine import _progress_bar, _resolve_model, _seed, prepared_model
+from dreamlab.models.prepare import prepared_model, resolve_model
+from dreamlab.optvis.engine import derived_seed, progress_bar
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.optvis.objectives import IMAGE, Objective, deepdream
 
@@ -166,7 +167,7 @@ class _Dreamer:
         bases = [_resize(base, size) for size in sizes]
         detail = torch.zeros_like(bases[-1])
         image = bases[-1]
-        bar = _progress_bar(self.octaves * self.steps) if self.progress else None
+        bar = progress_bar(self.octaves * self.steps) if self.progress else None
         try:
             for octave, size in enumerate(reversed(sizes)):
                 start = bases[len(sizes) - 1 - octave]
@@ -230,7 +231,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
         _number("tile", tile, 64, True)
     if start_frame and start_frame >= max(zoom_frames, 1):
         raise DreamlabError(f"start_frame {start_frame} is past the last of {zoom_frames} zoom frames")
-    module, recipe_obj, weights_desc, categories, owned = _resolve_model(model, recipe, weights)
+    module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = _objective(objective, recipe_obj, categories)
     photo = fit_photo(image, recipe_obj.channels)
     dev = resolve_device(device)
@@ -252,7 +253,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
             for frame in range(start_frame, max(zoom_frames, 1)):
                 if frame > start_frame:
                     current = _quantized(zoom_rotate(current, zoom, rotate))
-                out, interrupted = dreamer.octaves_of(current, _seed(seed, frame), frame if zoom_frames else -1)
+                out, interrupted = dreamer.octaves_of(current, derived_seed(seed, frame), frame if zoom_frames else -1)
                 current = _quantized(out)
                 if interrupted and zoom_frames:
                     break  # an unfinished zoom frame is not kept: a resumed run redoes it

@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import copy
 import logging
 import sys
 import warnings
@@ -20,19 +19,19 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from dreamlab import __version__
-from dreamlab.devices import resolve_device, same_device
+from dreamlab.devices import resolve_device
 from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.grammar import parse_objective
-from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, load_model, torchvision_categories
+from dreamlab.models.loading import LoadedModel
 from dreamlab.optvis.objectives import IMAGE, Objective
 from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import ImageParam, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
-from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, describe, fit_init_image,
-                                      param_options, resolve_settings, with_overrides)
+from dreamlab.models.prepare import prepared_model, resolve_model
+from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, fit_init_image, param_options,
+                                      provenance, resolve_settings, with_overrides)
 from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, make_transforms, seeded_rng
 
 SnapshotCallback = Callable[[int, Tensor, Sequence[str]], None]  # (step, images [b,C,H,W] cpu, labels)
@@ -73,55 +72,7 @@ class _Batch:
     grad_norms: Tensor
 
 
-def custom_recipe(model: nn.Module, channels: int = 3, input_size: int = 224) -> Recipe:
-    """Settings for a model passed as a module without a recipe: ImageNet-style preprocessing."""
-    return Recipe(name=type(model).__name__, builder="custom:" + type(model).__name__, weights="none",
-                  channels=channels, input_size=input_size,
-                  mean=(0.485, 0.456, 0.406) if channels == 3 else (0.5,) * channels,
-                  std=(0.229, 0.224, 0.225) if channels == 3 else (0.5,) * channels)
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return None if tensor is None else tensor.device
-
-
-@contextmanager
-def prepared_model(model: nn.Module, device: torch.device, channels_last: bool, owned: bool) -> Iterator[nn.Module]:
-    """The model in eval mode with frozen parameters on `device`.
-
-    A model dreamlab loaded (`owned`, e.g. a LoadedModel) is moved to `device` in place and stays there, so the
-    next render on that device finds it ready; its memory layout is channels_last for this render only and is
-    contiguous again afterwards, so one render's layout never leaks into the next. A caller's module is left
-    exactly as it was found: on another device it is copied, never moved.
-    """
-    if owned:
-        model.to(device)
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        try:
-            yield model
-        finally:
-            if channels_last:
-                model.to(memory_format=torch.contiguous_format)
-        return
-    if not same_device(_model_device(model), device):
-        model = copy.deepcopy(model).to(device)  # never move the caller's model
-    modes = {m: m.training for m in model.modules()}
-    grads = {p: p.requires_grad for p in model.parameters()}
-    model.eval().requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for m, training in modes.items():
-            m.training = training
-        for p, flag in grads.items():
-            p.requires_grad_(flag)
-
-
-def _seed(*parts: int) -> int:
+def derived_seed(*parts: int) -> int:
     """A 63-bit seed from integers (tuple hashing of ints is the same in every process)."""
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -213,7 +164,7 @@ class _Renderer:
     def make_param(self, units: Sequence[int]) -> nn.Module:
         s = self.settings
         # one generator per unit: a unit's start does not depend on how the units are split into batches
-        generators = [torch.Generator(s.device).manual_seed(_seed(s.seed, 0, unit)) for unit in units]
+        generators = [torch.Generator(s.device).manual_seed(derived_seed(s.seed, 0, unit)) for unit in units]
         param = make_param(s.param, len(units), self.recipe.channels, s.height_width, generator=generators,
                            device=s.device, **param_options(s))
         if isinstance(self.init_images, dict):
@@ -225,7 +176,7 @@ class _Renderer:
     def step_rng(self, step: int):
         """User transforms draw from torch's global RNG: seed it from the render's seed and the step."""
         if isinstance(self.transforms, CallableTransforms):
-            return seeded_rng(_seed(self.settings.seed, 1, step), self.settings.device)
+            return seeded_rng(derived_seed(self.settings.seed, 1, step), self.settings.device)
         return nullcontext()
 
     def run_batch(self, units: Sequence[int], bar) -> _Batch:
@@ -254,7 +205,7 @@ class _Renderer:
                 for step in range(1, self.settings.steps + 1):
                     # every step draws the transforms of all units and keeps this batch's: same per unit
                     # whatever the split
-                    step_generator.manual_seed(_seed(self.settings.seed, 1, step))
+                    step_generator.manual_seed(derived_seed(self.settings.seed, 1, step))
                     draws = torch.rand(total, RandomTransforms.DRAWS_PER_SAMPLE, generator=step_generator,
                                        device=dev)[index]
                     if step <= self.settings.redirect_relu_steps:  # eager: the mode swaps every ReLU's gradient
@@ -348,22 +299,6 @@ def _out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def _resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | None,
-                   weights: str | Path | None) -> tuple[nn.Module, Recipe, str, tuple[str, ...] | None, bool]:
-    """(module, recipe, weights description, class names, whether dreamlab owns the module)."""
-    if isinstance(model, str):
-        model = load_model(recipe if recipe is not None else model, weights)
-    if isinstance(model, LoadedModel):
-        return model.model, model.recipe, model.weights, model.categories, True
-    if isinstance(recipe, str):
-        from dreamlab.models.recipe import load_recipe
-
-        recipe = load_recipe(recipe)
-    recipe = recipe or custom_recipe(model)
-    categories = recipe.categories or torchvision_categories(recipe)
-    return model, recipe, "caller's module", categories, False
-
-
 def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
            settings: RenderSettings | None = None, *, recipe: Recipe | str | None = None,
            weights: str | Path | None = "default", units: Sequence[int] | None = None,
@@ -383,7 +318,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     traceable by torch.fx; the warm-up is paid once per model, layers and shape in a process.
     """
     requested = with_overrides(settings, overrides)
-    module, recipe_obj, weights_desc, categories, owned = _resolve_model(model, recipe, weights)
+    module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
     dev = resolve_device(requested.device)
     settings = resolve_settings(requested, recipe_obj, owned, dev)
@@ -403,7 +338,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot)
         renderer.check_units()  # before the first image is allocated
         parts, start = [], 0
-        bar = _progress_bar(len(todo) * settings.steps) if progress else None
+        bar = progress_bar(len(todo) * settings.steps) if progress else None
         try:
             while start < len(todo):
                 end = min(start + per_batch, len(todo))
@@ -449,7 +384,7 @@ def _grad_norms(param: ImageParam, units: int) -> Tensor:
     return torch.stack(squares).sum(0).sqrt()
 
 
-def _progress_bar(total: int):
+def progress_bar(total: int):
     if not sys.stderr.isatty():
         return None
     try:
@@ -457,38 +392,3 @@ def _progress_bar(total: int):
     except ImportError:
         return None
     return tqdm(total=total, unit="img-step", unit_scale=True, leave=False)
-
-
-def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, steps_run: int) -> dict[str, str]:
-    """What produced an image, stored in its PNG text chunks (`s` resolved)."""
-    import torchvision
-
-    defaults = {"sd": 0.01, "decorrelate": True}  # recorded only when changed, so default PNGs stay as they were
-    options = {f"dreamlab:{key}": f"{value:g}" if isinstance(value, float) else str(value)
-               for key, value in param_options(s).items()
-               if key != "color_matrix" and (key not in defaults or value != defaults[key])}
-    if s.color_matrix is not None:
-        options["dreamlab:color_matrix"] = repr(s.color_matrix)
-    height, width = s.height_width
-    return {
-        "dreamlab:objective": obj.name,
-        "dreamlab:model": recipe.name,
-        "dreamlab:weights": weights,
-        **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {}),  # random init's seed
-        "dreamlab:recipe": recipe.name,
-        "dreamlab:recipe_hash": recipe.hash(),
-        "dreamlab:seed": str(s.seed),
-        "dreamlab:steps": str(steps_run),
-        "dreamlab:size": str(height) if height == width else f"{height}x{width}",
-        "dreamlab:lr": f"{s.lr:g}" if isinstance(s.optimizer, str) else "set by the optimizer factory",
-        "dreamlab:optimizer": describe(s.optimizer),
-        "dreamlab:param": describe(s.param),
-        "dreamlab:transforms": describe(s.transforms),
-        **options,  # the built-in parameterization's options: start_level, decay_power, ...
-        "dreamlab:device": s.device.type,
-        "dreamlab:precision": s.precision,
-        "dreamlab:compile": s.compile or "no",
-        "dreamlab:version": __version__,
-        "torch:version": torch.__version__,
-        "torchvision:version": torchvision.__version__,
-    }

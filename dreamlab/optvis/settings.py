@@ -1,6 +1,6 @@
 """What a render is asked for: the settings that decide the pixels (`RenderSettings`), resolved against a
-recipe, and the checks of everything a caller passes to `render()`, each failing with one line that names the
-argument and what is valid.
+recipe, the checks of everything a caller passes to `render()`, each failing with one line that names the
+argument and what is valid, and the provenance that records them in every PNG.
 
 >>> from dreamlab.models.recipe import load_recipe
 >>> s = resolve_settings(RenderSettings(steps=8, size=(48, 64)), load_recipe("lenet-digits"), owned=True)
@@ -20,8 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dreamlab import __version__
 from dreamlab.errors import DreamlabError, unknown
+from dreamlab.models.loading import WEIGHTS_SEED
 from dreamlab.models.recipe import Recipe
+from dreamlab.optvis.objectives import Objective
 from dreamlab.optvis.optimizers import OPTIMIZERS, OptimizerFactory
 from dreamlab.optvis.params import PARAMS, ParamSpec
 from dreamlab.optvis.transforms import (
@@ -247,6 +250,41 @@ def _callable_name(function: Any) -> str:
     return getattr(function, "__name__", None) or type(function).__name__
 
 
+def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, steps_run: int) -> dict[str, str]:
+    """What produced an image, stored in its PNG text chunks (`s` resolved)."""
+    import torchvision
+
+    defaults = {"sd": 0.01, "decorrelate": True}  # recorded only when changed, so default PNGs stay as they were
+    options = {f"dreamlab:{key}": f"{value:g}" if isinstance(value, float) else str(value)
+               for key, value in param_options(s).items()
+               if key != "color_matrix" and (key not in defaults or value != defaults[key])}
+    if s.color_matrix is not None:
+        options["dreamlab:color_matrix"] = repr(s.color_matrix)
+    height, width = s.height_width
+    return {
+        "dreamlab:objective": obj.name,
+        "dreamlab:model": recipe.name,
+        "dreamlab:weights": weights,
+        **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {}),  # random init's seed
+        "dreamlab:recipe": recipe.name,
+        "dreamlab:recipe_hash": recipe.hash(),
+        "dreamlab:seed": str(s.seed),
+        "dreamlab:steps": str(steps_run),
+        "dreamlab:size": str(height) if height == width else f"{height}x{width}",
+        "dreamlab:lr": f"{s.lr:g}" if isinstance(s.optimizer, str) else "set by the optimizer factory",
+        "dreamlab:optimizer": describe(s.optimizer),
+        "dreamlab:param": describe(s.param),
+        "dreamlab:transforms": describe(s.transforms),
+        **options,  # the built-in parameterization's options: start_level, decay_power, ...
+        "dreamlab:device": s.device.type,
+        "dreamlab:precision": s.precision,
+        "dreamlab:compile": s.compile or "no",
+        "dreamlab:version": __version__,
+        "torch:version": torch.__version__,
+        "torchvision:version": torchvision.__version__,
+    }
+
+
 __all__ = [
     "COMPILE_MODES",
     "SETTING_NAMES",
@@ -256,6 +294,7 @@ __all__ = [
     "describe",
     "fit_init_image",
     "param_options",
+    "provenance",
     "resolve_settings",
     "with_overrides",
 ]

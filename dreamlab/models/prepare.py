@@ -1,0 +1,78 @@
+"""A model made ready for a render or an inspection: the module and its recipe from whatever the caller gave
+(a name, a LoadedModel, any nn.Module), and the module in eval mode on the device, a caller's module left as it
+was found."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dreamlab.devices import same_device
+from dreamlab.models.loading import LoadedModel, load_model, torchvision_categories
+from dreamlab.models.recipe import Recipe, load_recipe
+
+
+def custom_recipe(model: nn.Module, channels: int = 3, input_size: int = 224) -> Recipe:
+    """Settings for a model passed as a module without a recipe: ImageNet-style preprocessing."""
+    return Recipe(name=type(model).__name__, builder="custom:" + type(model).__name__, weights="none",
+                  channels=channels, input_size=input_size,
+                  mean=(0.485, 0.456, 0.406) if channels == 3 else (0.5,) * channels,
+                  std=(0.229, 0.224, 0.225) if channels == 3 else (0.5,) * channels)
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return None if tensor is None else tensor.device
+
+
+@contextmanager
+def prepared_model(model: nn.Module, device: torch.device, channels_last: bool, owned: bool) -> Iterator[nn.Module]:
+    """The model in eval mode with frozen parameters on `device`.
+
+    A model dreamlab loaded (`owned`, e.g. a LoadedModel) is moved to `device` in place and stays there, so the
+    next render on that device finds it ready; its memory layout is channels_last for this render only and is
+    contiguous again afterwards, so one render's layout never leaks into the next. A caller's module is left
+    exactly as it was found: on another device it is copied, never moved.
+    """
+    if owned:
+        model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        try:
+            yield model
+        finally:
+            if channels_last:
+                model.to(memory_format=torch.contiguous_format)
+        return
+    if not same_device(model_device(model), device):
+        model = copy.deepcopy(model).to(device)  # never move the caller's model
+    modes = {m: m.training for m in model.modules()}
+    grads = {p: p.requires_grad for p in model.parameters()}
+    model.eval().requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
+        for p, flag in grads.items():
+            p.requires_grad_(flag)
+
+
+def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | None,
+                   weights: str | Path | None) -> tuple[nn.Module, Recipe, str, tuple[str, ...] | None, bool]:
+    """(module, recipe, weights description, class names, whether dreamlab owns the module)."""
+    if isinstance(model, str):
+        model = load_model(recipe if recipe is not None else model, weights)
+    if isinstance(model, LoadedModel):
+        return model.model, model.recipe, model.weights, model.categories, True
+    if isinstance(recipe, str):
+        recipe = load_recipe(recipe)
+    recipe = recipe or custom_recipe(model)
+    categories = recipe.categories or torchvision_categories(recipe)
+    return model, recipe, "caller's module", categories, False
