@@ -1,6 +1,8 @@
 """Gradient attributions: agreement with captum on an nn.ReLU model, IG completeness, SmoothGrad, baselines."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -117,3 +119,14 @@ def test_unknown_method_and_bad_image_shapes_are_one_line_errors(model_and_image
         attribute(model, x[:, :1], 1, "saliency", recipe=IDENTITY)
     with pytest.raises(DreamlabError, match="class 7 is out of range"):
         attribute(model, x, "logit:7", "saliency", recipe=IDENTITY)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["saliency", "smoothgrad", "ig", "guided", "guided-gradcam"])
+def test_a_model_on_the_gpu_gives_the_cpu_result(model_and_images, method):
+    model, x = model_and_images
+    on_cpu = attribute(model, x, 3, method, recipe=IDENTITY, steps=8, samples=4, layer="6")
+    on_gpu = attribute(copy.deepcopy(model).to("cuda"), x, 3, method, recipe=IDENTITY, steps=8, samples=4, layer="6")
+    assert on_gpu.device.type == "cuda" and on_gpu.shape == x.shape
+    if method != "smoothgrad":  # SmoothGrad's noise comes from the device's own generator
+        torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-3, atol=1e-6)
