@@ -21,6 +21,7 @@ from dreamlab.optvis.capture import capture
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.optvis.objectives import Objective
 
+
 @dataclass(frozen=True)
 class Subject:
     """A model in eval mode with the recipe that says how to normalize its input, and its class names."""
@@ -118,7 +119,7 @@ class TargetScore:
 
 @contextmanager
 def tap(model: nn.Module, layer: str) -> Iterator[dict[str, Tensor]]:
-    """Record `layer`'s output tensor (autograd-connected) under key "out" during forwards in this block.
+    """Record `layer`'s output tensor (autograd-connected) under key "out" during the one forward in this block.
 
     The rest of the network gets a clone, so an in-place op after the layer (GoogLeNet's `F.relu(inplace=True)`,
     VGG's in-place ReLU modules) cannot overwrite the recorded tensor, and gradients w.r.t. it are the layer's.

@@ -22,7 +22,8 @@ def add_subject_arguments(p: argparse.ArgumentParser) -> None:
                         "a torchvision weights name, or PATH to a state-dict file")
     p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     p.add_argument("--size", type=positive_int, help="the model's input size (default: the recipe's)")
-    p.add_argument("-o", "--out", type=Path, help="output PNG (default: MODEL_TARGET_KIND.png); the .npy goes beside it")
+    p.add_argument("-o", "--out", type=Path,
+                   help="output PNG (default: MODEL_TARGET_METHOD.png); the .npy goes beside it")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
