@@ -27,6 +27,11 @@ class WeightsError(DreamlabError):
     """Weights that could not be downloaded, read, or fitted to the model."""
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 def close_matches(name: str, options: Iterable[str], n: int = 5) -> list[str]:
     """Up to `n` options that look like `name` (difflib), for 'did you mean' hints."""
     options = list(options)

@@ -20,7 +20,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.inspect.source import model_and_recipe
 from dreamlab.models.recipe import Recipe
 
@@ -145,7 +145,7 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, 
             return run_graph(copied, x, depth, name)
         ShapeProp(traced).propagate(x)
     except Exception as exc:  # noqa: BLE001 -- the model refused the input size, or an op has no meta kernel
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = first_line(exc)
         raise DreamlabError(f"{name} rejected a {'x'.join(map(str, input_shape[1:]))} input ({reason}); "
                             f"try --size with the model's input size") from None
     return _collapse(traced.graph, name)

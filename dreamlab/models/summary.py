@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, first_line
+from dreamlab.optvis.capture import first_tensor
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,7 @@ def _shapes_on(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[list[tuple[
 
     def hook_for(name: str):
         def hook(module: nn.Module, inputs: object, output: object) -> None:
-            tensor = output if isinstance(output, torch.Tensor) else next(
-                (o for o in output if isinstance(o, torch.Tensor)), None) if isinstance(output, (tuple, list)) \
-                else None
+            tensor = first_tensor(output)
             shapes, calls = found.get(name, ([], 0))
             found[name] = (shapes + ([tuple(tensor.shape[1:])] if tensor is not None else []), calls + 1)
         return hook
@@ -72,7 +71,7 @@ def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3) -> l
         try:
             shapes = _shapes_on(probe, torch.zeros(1, channels, input_size, input_size))
         except (RuntimeError, ValueError, AssertionError) as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = first_line(exc)
             raise DreamlabError(f"{type(model).__name__} cannot take a {input_size}x{input_size} input ({reason}); "
                                 f"try a size near the recipe's (--size)") from None
     rows = []

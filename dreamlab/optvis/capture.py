@@ -28,13 +28,22 @@ class _StopForward(BaseException):
     """
 
 
-def _first_tensor(output: object) -> Tensor:
+def first_tensor(output: object) -> Tensor | None:
+    """A module's output as one tensor: the tensor itself, or the first item of a tuple or list when it is one
+    (e.g. GoogLeNet's namedtuple in training mode); None for anything else."""
     if isinstance(output, Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
-        return output[0]  # e.g. GoogLeNet's namedtuple in training mode
-    raise DreamlabError(f"cannot capture a module output of type {type(output).__name__}; pick a module that "
-                        f"returns a tensor")
+        return output[0]
+    return None
+
+
+def _captured(output: object) -> Tensor:
+    tensor = first_tensor(output)
+    if tensor is None:
+        raise DreamlabError(f"cannot capture a module output of type {type(output).__name__}; pick a module that "
+                            f"returns a tensor")
+    return tensor
 
 
 class Capture:
@@ -87,7 +96,7 @@ class Capture:
                     f"output is ambiguous; address its block{block} or a module that runs once instead "
                     f"(`dreamlab layers MODEL` marks reused modules)"
                 )
-            self.acts[name] = _first_tensor(output).clone()
+            self.acts[name] = _captured(output).clone()
             if self._stopping and len(self.acts) == len(self.layers):
                 raise _StopForward
 

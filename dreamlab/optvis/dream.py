@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.devices import resolve_device
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, first_line
 from dreamlab.models.loading import LoadedModel
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import Capture
@@ -151,7 +151,7 @@ class _Dreamer:
             try:
                 self.score(image)
             except (RuntimeError, ValueError) as exc:
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                reason = first_line(exc)
                 raise DreamlabError(f"{self.recipe.name} rejected a {image.shape[-1]}x{image.shape[-2]} octave "
                                     f"({reason}); objectives past a fixed-size layer (logit) need the model's "
                                     f"{side}x{side} input: use a layer objective, or fewer --octaves") from None

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from dreamlab.devices import resolve_device
 from dreamlab.optvis.capture import Capture
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, first_line
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.loading import LoadedModel
 from dreamlab.optvis.objectives import IMAGE, Objective
@@ -145,7 +145,7 @@ class _Renderer:
             size = self.recipe.input_size
             if tuple(model_input.shape[2:]) == (size, size) or not self._accepts(size):
                 raise  # the model fails at its own size too: its error, not a size rejection
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = first_line(exc)
             shape = "x".join(map(str, model_input.shape[1:]))
             raise DreamlabError(
                 f"{self.recipe.name} rejected a {shape} input ({reason}); a model with a fixed input size "

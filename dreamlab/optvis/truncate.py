@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from torch import fx, nn
 
 from dreamlab.optvis.capture import OUTPUT
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, first_line
 
 # one graph per (model, layers), kept while the model lives: every trace makes a new GraphModule class, and
 # torch.compile recompiles for a new class (and gives up after a few), so renders must share the graph. The
@@ -63,7 +63,7 @@ def _trace(model: nn.Module, layers: tuple[str, ...]) -> fx.GraphModule:
             nodes[get_graph_node_names(model)[1][-1]] = OUTPUT
         graph_module = create_feature_extractor(model, return_nodes=nodes)
     except Exception as exc:  # fx raises many kinds of errors on untraceable code
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = first_line(exc)
         raise DreamlabError(f"--compile needs a model that torch.fx can trace, and {type(model).__name__} cannot "
                             f"be traced ({reason}); render without --compile") from None
     _clone_outputs(graph_module.graph)
