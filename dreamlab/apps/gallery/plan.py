@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from dreamlab.apps.gallery.folder import GalleryFolder
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import LoadedModel
 from dreamlab.models.summary import layer_table
 
@@ -119,7 +119,7 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
     try:
         rows = layer_table(loaded.model, input_size=size, channels=recipe.channels)
     except RuntimeError as exc:
-        raise DreamlabError(f"{recipe.name} does not run on {size}px images ({str(exc).splitlines()[0]}); "
+        raise DreamlabError(f"{recipe.name} does not run on {size}px images ({first_line(exc)}); "
                             f"use --size {recipe.input_size}") from None
     counts = {r.name: r.channels for r in rows if r.channels and r.calls == 1}
     return [r.name for r in rows], counts  # type: ignore[return-value]
