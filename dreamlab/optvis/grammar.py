@@ -36,7 +36,9 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 
-class _Parser:
+class _ObjectiveParser:
+    """A recursive-descent parser of one objective string (the grammar above) into an Objective."""
+
     def __init__(self, text: str, categories: Sequence[str] | None):
         self.text = text
         self.categories = categories
@@ -182,4 +184,4 @@ class _Parser:
 
 def parse_objective(text: str, categories: Sequence[str] | None = None) -> o.Objective:
     """Parse an objective string; `categories` (class names) lets `logit:tabby` resolve."""
-    return _Parser(text, categories).parse()
+    return _ObjectiveParser(text, categories).parse()

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from dreamlab.optvis.capture import OUTPUT
 from dreamlab.errors import DreamlabError
+from dreamlab.optvis.units import format_units
 
 IMAGE = "@image"  # key of the clean (un-transformed) image in the activations mapping
 
@@ -148,14 +149,6 @@ def _unit_list(units: int | Sequence[int] | range) -> list[int]:
     return [int(units)] if isinstance(units, int) else [int(u) for u in units]
 
 
-def _units_text(units: list[int]) -> str:
-    if len(units) == 1:
-        return str(units[0])
-    if units == list(range(units[0], units[-1] + 1)):
-        return f"{units[0]}-{units[-1]}"
-    return ",".join(map(str, units))
-
-
 class _IndexCache:
     """The unit list as a tensor on each device, made once (no host-to-device copy per step)."""
 
@@ -200,7 +193,7 @@ def channel(layer: str, units: int | Sequence[int] | range) -> Objective:
         picked = _pick_units(acts[layer], cache, index)
         return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
 
-    return Objective(scorer, frozenset({layer}), f"{layer}:{_units_text(unit_list)}",
+    return Objective(scorer, frozenset({layer}), f"{layer}:{format_units(unit_list)}",
                      tuple(f"{layer}:{u}" for u in unit_list), (_channel_check(layer, unit_list),))
 
 
@@ -226,9 +219,9 @@ def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None,
                                 f"valid x 0-{w - 1}, y 0-{h - 1})")
 
     if x is None and y is None:
-        name, labels = f"{layer}:{_units_text(unit_list)}@centre", tuple(f"{layer}:{u}@centre" for u in unit_list)
+        name, labels = f"{layer}:{format_units(unit_list)}@centre", tuple(f"{layer}:{u}@centre" for u in unit_list)
     else:
-        name, labels = f"{layer}:{_units_text(unit_list)}{where}", tuple(f"{layer}:{u}{where}" for u in unit_list)
+        name, labels = f"{layer}:{format_units(unit_list)}{where}", tuple(f"{layer}:{u}{where}" for u in unit_list)
     return Objective(scorer, frozenset({layer}), name, labels, (_channel_check(layer, unit_list), position_check))
 
 
@@ -243,7 +236,7 @@ def logit(units: int | Sequence[int] | range) -> Objective:
     unit_list = _unit_list(units)
     cache = _IndexCache(unit_list)
     return Objective(lambda acts, index: _pick_units(acts[OUTPUT], cache, index), frozenset({OUTPUT}),
-                     f"logit:{_units_text(unit_list)}", tuple(f"logit:{u}" for u in unit_list),
+                     f"logit:{format_units(unit_list)}", tuple(f"logit:{u}" for u in unit_list),
                      (_channel_check(OUTPUT, unit_list, "class"),))
 
 
