@@ -193,3 +193,35 @@ def test_a_model_that_refuses_the_input_size_gets_one_line(tmp_path, capsys):
     assert err.endswith("needs --size 224 and transforms that keep the size (--transforms small or none)")
     assert main(["render", "encoder.layers.encoder_layer_0:5", "--model", "vit_b_16", "--weights", "none",
                  "--steps", "1", "--device", "cpu", "--transforms", "small", "-o", str(tmp_path / "v.png")]) == 0
+
+
+GALLERY = ["gallery", "lenet-digits", "--weights", "none", "--layers", "conv1", "--steps", "3", "--device", "cpu",
+           "--batch-size", "4"]
+
+
+def _unit_pngs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((folder / "conv1").glob("conv1_*.png"))}
+
+
+def test_a_random_weights_gallery_resumes_into_the_uninterrupted_one(tmp_path):
+    torch.manual_seed(1)
+    assert main([*GALLERY, "--channels", "0-3", "--out", str(tmp_path / "resumed")]) == 0
+    torch.manual_seed(2)  # another process would start from another global RNG state
+    assert main([*GALLERY, "--out", str(tmp_path / "resumed")]) == 0
+    assert main([*GALLERY, "--out", str(tmp_path / "whole")]) == 0
+    resumed, whole = _unit_pngs(tmp_path / "resumed"), _unit_pngs(tmp_path / "whole")
+    assert len(whole) == 20 and resumed == whole
+    record = json.loads((tmp_path / "whole" / ".units" / "conv1" / "0003.json").read_text())
+    assert record["weights"] == "none" and record["weights_seed"] == 0
+
+
+def test_a_gallery_of_unseeded_random_weights_is_not_resumed(tmp_path, capsys):
+    assert main([*GALLERY, "--channels", "0-1", "--out", str(tmp_path)]) == 0
+    record_path = tmp_path / ".units" / "conv1" / "0000.json"
+    record = json.loads(record_path.read_text())
+    del record["weights_seed"]  # as written before random init was seeded
+    record_path.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main([*GALLERY, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"dreamlab: error: {str(tmp_path)!r} holds units made with weights_seed=None, this run has weights_seed=0")

@@ -154,7 +154,8 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
             "unit": unit, "layer": batch.layer, "channel": ch, "objective": unit,
             "activation": score if math.isfinite(score) else None,
             "seed": s.seed, "steps": s.steps, "size": s.size, "recipe": s.recipe, "recipe_hash": s.recipe_hash,
-            "weights": s.weights, "device": device.type, "precision": result.provenance.get("dreamlab:precision", ""),
+            "weights": s.weights, "weights_seed": s.weights_seed, "device": device.type,
+            "precision": result.provenance.get("dreamlab:precision", ""),
             "file": unit_file(batch.layer, ch),
         }
         text = {**result.provenance, "dreamlab:objective": unit, "dreamlab:unit": unit,

@@ -12,10 +12,11 @@ import torch
 
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.errors import DreamlabError, first_line, unknown
-from dreamlab.models.loading import LoadedModel
+from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel
 from dreamlab.models.summary import layer_table
 
-SETTING_KEYS = ("recipe", "recipe_hash", "weights", "steps", "size", "seed")  # must match to resume
+# must match to resume; weights_seed is random init's seed (None for loaded weights), absent from older records
+SETTING_KEYS = ("recipe", "recipe_hash", "weights", "weights_seed", "steps", "size", "seed")
 Log = Callable[[str], None]
 
 
@@ -27,6 +28,7 @@ class Settings:
     recipe: str
     recipe_hash: str
     weights: str
+    weights_seed: int | None  # the seed of random init ("none" weights), else None
     steps: int
     size: int
     seed: int
@@ -103,7 +105,7 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     records = folder.read_records()
     _check_settings(records.values(), loaded, steps, size, seed, folder.out)
     settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
-                        steps=steps, size=size, seed=int(seed))
+                        weights_seed=_weights_seed(loaded), steps=steps, size=size, seed=int(seed))
     batch_size = batch_size or (64 if device.type == "cuda" else 16)
     batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
     done = set(records)
@@ -125,10 +127,15 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
     return [r.name for r in rows], counts  # type: ignore[return-value]
 
 
+def _weights_seed(loaded: LoadedModel) -> int | None:
+    """The seed random init drew from (load_model seeds it), or None for weights that were loaded."""
+    return WEIGHTS_SEED if loaded.weights == "none" else None
+
+
 def _check_settings(records: Any, loaded: LoadedModel, steps: int, size: int, seed: int, out: Path) -> None:
     """Refuse to mix settings in one folder."""
     wanted = {"recipe": loaded.recipe.name, "recipe_hash": loaded.recipe.hash(), "weights": loaded.weights,
-              "steps": steps, "size": size, "seed": int(seed)}
+              "weights_seed": _weights_seed(loaded), "steps": steps, "size": size, "seed": int(seed)}
     for record in records:
         for key in SETTING_KEYS:
             if record.get(key) != wanted[key]:
