@@ -30,6 +30,7 @@ _EXPORTS = {
     "objectives": "dreamlab.optvis.objectives",  # the module itself
     "capture": "dreamlab.optvis.capture",
     "RenderResult": "dreamlab.optvis.engine", "render": "dreamlab.optvis.engine",
+    "RenderSettings": "dreamlab.optvis.settings",
     "dream": "dreamlab.optvis.dream", "DreamResult": "dreamlab.optvis.dream",
     "parse_objective": "dreamlab.optvis.grammar",
     "Objective": "dreamlab.optvis.objectives", "objective": "dreamlab.optvis.objectives",
@@ -46,5 +47,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["__version__", "objectives", "capture", "DreamlabError", "parse_objective", "load_model", "Objective",
-           "objective", "Recipe", "load_recipe", "RenderResult", "render", "layer_table",
+           "objective", "Recipe", "load_recipe", "RenderResult", "RenderSettings", "render", "layer_table",
            "gradcam", "attribute", "graph", "kernels", "features", "dream", "DreamResult"]
