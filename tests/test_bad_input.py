@@ -1,0 +1,346 @@
+"""Bad input (#10): every mistake is one line `dreamlab: error: ...` and exit 2, found before work is done.
+
+The table holds each input with the line it must produce; the tests below it cover what a table cannot (images
+that are read right, renders that stop, recipes that cannot run code, Ctrl-C while torch loads).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import dreamlab.models.loading as loading
+from dreamlab import render
+from dreamlab.apps.cli import main
+from dreamlab.errors import DreamlabError, WeightsError
+from dreamlab.io import is_whole_png, load_image, read_png_text
+from dreamlab.models.recipe import load_recipe
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LENET = ["--model", "lenet-digits", "--steps", "2", "--device", "cpu"]
+GOOGLENET = ["--weights", "none", "--steps", "1", "--size", "64", "--device", "cpu"]
+
+
+def _recipe(tmp: Path, **values: str) -> str:
+    """A lenet-digits recipe file with some values (TOML text) replaced."""
+    settings = {"name": '"r"', "builder": '"zoo:lenet_digits"', "input_size": "28", "channels": "1",
+                "mean": "[0.3]", "std": "[0.3]", **values}
+    path = tmp / "r.toml"
+    path.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))
+    return str(path)
+
+
+def _weights(tmp: Path, state: object) -> str:
+    path = tmp / "w.pt"
+    torch.save(state, path)
+    return str(path)
+
+
+def _lenet_state(fill: float | None = None) -> dict:
+    state = loading.load_model("lenet-digits").model.state_dict()
+    if fill is not None:
+        state = {k: torch.full_like(v, fill) if v.is_floating_point() else v for k, v in state.items()}
+    return state
+
+
+def _bomb(tmp: Path) -> str:
+    path = tmp / "bomb.png"
+    Image.new("1", (15000, 15000)).save(path)  # 225 Mpixels in about 27 KB
+    return str(path)
+
+
+def _non_utf8(tmp: Path) -> str:
+    path = tmp / "latin1.toml"
+    path.write_bytes('name = "r"\nbuilder = "zoo:lenet_digits"\n# caf\xe9\n'.encode("latin-1"))
+    return str(path)
+
+
+def _file_in_the_way(tmp: Path) -> str:
+    (tmp / "afile").write_text("x")
+    return str(tmp / "afile" / "x.png")
+
+
+# (argv, or a function of the temp folder that returns it) -> (exit status, text of the error line)
+CASES = {
+    # the objective grammar
+    "divide by zero in a sum": (["render", "inception4c:1 + 1/0", *GOOGLENET], 2, "division by zero"),
+    "divide a unit by zero": (["render", "inception4c:1/0", *GOOGLENET], 2, "division by zero"),
+    "huge range": (["render", "inception4c:0-99999999", *GOOGLENET], 2, "has 100000000 units, more than"),
+    "large range": (["render", "inception4c:0-99999", *GOOGLENET], 2, "has 100000 units, more than"),
+    "unit past the layer": (["render", "inception4c:512", *GOOGLENET], 2,
+                            "channel 512 is out of range for layer 'inception4c' (512 channels: valid 0-511)"),
+    "gallery channels": (lambda t: ["gallery", "lenet-digits", "--channels", "0-999999999", "--out", str(t / "g")],
+                         2, "has 1000000000 units"),
+    "gallery channel past the layer": (
+        lambda t: ["gallery", "lenet-digits", "--layers", "conv1", "--channels", "500", "--out", str(t / "g")],
+        2, "selects no channel of layer 'conv1'"),
+    # weights
+    "unknown zoo weights": (["render", "conv2:1", *LENET, "--weights", "nosuchweights"], 2,
+                            "unknown weights 'nosuchweights' for lenet-digits; valid: default, none"),
+    "weights keys are ints": (lambda t: ["render", "conv2:1", *LENET, "--weights", _weights(t, {0: torch.ones(1)})],
+                              2, "has a key 0 of type int"),
+    "weights values are strings": (
+        lambda t: ["render", "conv2:1", *LENET, "--weights", _weights(t, {"conv1.weight": "x"})],
+        2, "maps 'conv1.weight' to a str, not a tensor"),
+    "weights full of NaN": (
+        lambda t: ["render", "conv2:1", *LENET, "--weights", _weights(t, _lenet_state(float("nan")))],
+        2, "holds NaN or infinite values in"),
+    "weights file missing": (["render", "conv2:1", *LENET, "--weights", "nope.pt"], 2, "does not exist"),
+    # --init images
+    "init decompression bomb": (lambda t: ["render", "conv2:1", *LENET, "--init", _bomb(t)], 2,
+                                "has more pixels than dreamlab reads"),
+    "init not an image": (lambda t: ["render", "conv2:1", *LENET, "--init", _recipe(t)], 2,
+                          "cannot read image"),
+    # recipe values of the wrong type, each with its key named
+    "recipe input_size": (lambda t: ["layers", "r", "--recipe", _recipe(t, input_size='"big"')], 2,
+                          'input_size = "big" is not valid; input_size must be a positive integer'),
+    "recipe lr": (lambda t: ["layers", "r", "--recipe", _recipe(t, lr='"fast"')], 2,
+                  'lr = "fast" is not valid; lr must be a positive number'),
+    "recipe mean": (lambda t: ["layers", "r", "--recipe", _recipe(t, mean="5")], 2,
+                    "mean = 5 is not valid; mean must be a list of numbers"),
+    "recipe categories": (lambda t: ["layers", "r", "--recipe", _recipe(t, categories="7")], 2,
+                          "categories = 7 is not valid; categories must be a list of class names"),
+    "recipe channels": (lambda t: ["layers", "r", "--recipe", _recipe(t, channels='"1"')],
+                        2, 'channels = "1" is not valid; channels must be an integer from 1 to 4'),
+    "recipe std zero": (lambda t: ["layers", "r", "--recipe", _recipe(t, std="[0.0]")], 2,
+                        "std = [0.0] is not valid; std must be a list of positive numbers"),
+    "recipe not UTF-8": (lambda t: ["layers", "r", "--recipe", _non_utf8(t)], 2, "is not UTF-8 text"),
+    "recipe runs code": (lambda t: ["render", "x:0", "--recipe", _recipe(t, builder='"torch.hub:load"')], 2,
+        "builder 'torch.hub:load' is not a registered builder"),
+    # layer table sizes
+    "layers too small": (["layers", "googlenet", "--size", "8"], 2, "GoogLeNet cannot take a 8x8 input"),
+    "layers too large": (["layers", "lenet-digits", "--size", "100000"], 2,
+                         "input size 100000 is out of range; valid: 1 to 2048"),
+    # bench and quality arguments
+    "bench batch size": (["bench", "--batch-size", "-1"], 2, "argument --batch-size: expected a positive integer"),
+    "bench steps": (["bench", "--steps", "0"], 2, "argument --steps: expected a positive integer"),
+    "bench size": (["bench", "--size", "-3"], 2, "argument --size: expected a positive integer"),
+    "bench units": (["bench", "--units", "0"], 2, "argument --units: expected a positive integer"),
+    "quality no measure": (["quality", "--measures", ","], 2, "--measures ',' names no measure"),
+    "quality unknown measure": (["quality", "--measures", "transfr"], 2, "unknown quality measure 'transfr'"),
+    # outputs that cannot be written, found before the render
+    "output in /proc": (["render", "conv2:1", *LENET, "-o", "/proc/dreamlab-x.png"], 2,
+                        "cannot write output '/proc/dreamlab-x.png'"),
+    "output under a file": (lambda t: ["render", "conv2:1", *LENET, "-o", _file_in_the_way(t)], 2,
+                            "is a file, not a folder"),
+    "gallery under a file": (lambda t: ["gallery", "lenet-digits", "--out", _file_in_the_way(t)], 2,
+                             "cannot write gallery folder"),
+    # render settings from the command line (checked by the settings object)
+    "lr nan": (["render", "conv2:1", *LENET, "--lr", "nan"], 2, "lr"),
+    "lr inf": (["render", "conv2:1", *LENET, "--lr", "inf"], 2, "lr"),
+    "fourier decay nan": (["render", "conv2:1", *LENET, "--fourier-decay", "nan"], 2, "fourier"),
+    "steps not an integer": (["render", "conv2:1", *LENET, "--steps", "2.7"], 2, "--steps"),
+    "unknown model": (["render", "conv2:1", "--model", "lenet-digit"], 2, "unknown model 'lenet-digit'"),
+    "a right recipe still runs": (lambda t: ["layers", "r", "--recipe", _recipe(t)], 0, ""),
+}
+SLOW = {"divide by zero in a sum", "divide a unit by zero", "huge range", "large range", "unit past the layer",
+        "layers too small"}
+
+
+@pytest.fixture(scope="module")
+def cached_models():
+    """Load each model once for the module (GoogLeNet's construction dominates the table's time)."""
+    real, cache = loading.load_model, {}
+
+    def load(name, weights="default", **kwargs):
+        key = (str(name), str(weights), tuple(sorted(kwargs.items())))
+        if not isinstance(name, (str,)) or name not in ("googlenet",):
+            return real(name, weights, **kwargs)
+        if key not in cache:
+            cache[key] = real(name, weights, **kwargs)
+        return cache[key]
+
+    return load
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CASES])
+def test_bad_input_table(name, tmp_path, monkeypatch, capsys, cached_models):
+    argv, status, line = CASES[name]
+    monkeypatch.setattr(loading, "load_model", cached_models)
+    monkeypatch.chdir(tmp_path)
+    argv = argv(tmp_path) if callable(argv) else argv
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own exit
+        code = exc.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == status, err
+    if status:
+        errors = [e for e in err.splitlines() if e.startswith("dreamlab: error: ")]
+        assert len(errors) == 1 and line in errors[0], err
+    assert not list(tmp_path.glob("**/*.png")) or status == 0 or name.startswith("init")
+
+
+# --- what a table row cannot show ----------------------------------------------------------------------------
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 256).astype(np.uint16)[None].repeat(4, 0)
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    image = load_image(tmp_path / "ramp.png")
+    assert image.shape == (1, 4, 256)
+    assert image.max() == 1.0 and image.min() == 0.0
+    assert float((image > 0.99).float().mean()) < 0.02  # clipping made 99.6% of it white
+    assert torch.allclose(image[0, 0, 128], torch.tensor(ramp[0, 128] / 65535.0, dtype=torch.float32))
+
+
+def test_rgba_is_composited_over_grey(tmp_path):
+    pixels = np.zeros((2, 2, 4), np.uint8)
+    pixels[..., 0] = 255  # red everywhere, opaque only at the top left
+    pixels[0, 0, 3] = 255
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "a.png")
+    image = load_image(tmp_path / "a.png")
+    assert image[:, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    assert image[:, 1, 1].tolist() == [0.5, 0.5, 0.5]
+
+
+def test_greyscale_init_starts_an_rgb_render(tmp_path):
+    Image.new("L", (16, 16), 200).save(tmp_path / "grey.png")
+    assert load_image(tmp_path / "grey.png").shape == (1, 16, 16)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    result = render(model, "0:1", steps=1, size=16, transforms="none", device="cpu",
+                    init_image=load_image(tmp_path / "grey.png"))
+    assert result.images.shape == (1, 3, 16, 16)
+
+
+def test_score_that_turns_non_finite_stops_the_render_naming_unit_and_step(tmp_path):
+    calls = []
+
+    def poison(images):  # the clean start image and the first two steps are fine, then NaN
+        calls.append(1)
+        return images * float("nan") if len(calls) > 3 else images
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    with pytest.raises(DreamlabError, match=r"score of 0:2 became NaN or infinite at step 3, so the render was "
+                                            r"stopped and nothing saved"):
+        render(model, "0:2", steps=6, size=16, transforms=[poison], device="cpu")
+
+
+def test_score_non_finite_from_the_start_is_refused():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    with pytest.raises(DreamlabError, match="became NaN or infinite on the start image"):
+        render(model, "0:1 / (0:2 - 0:2)", steps=2, size=16, transforms="none", device="cpu")
+
+
+def test_model_errors_are_not_reported_as_size_rejections():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 3)
+
+        def forward(self, x):
+            self.conv(x)
+            raise RuntimeError("a bug in the model")
+
+    with pytest.raises(RuntimeError, match="a bug in the model"):
+        render(Broken(), "conv:0", steps=1, size=16, device="cpu")
+
+
+def test_recipes_name_registered_builders_only(tmp_path, monkeypatch):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "hubconf.py").write_text("open(__file__ + '.ran', 'w').close()\ndef m(**kw):\n    raise SystemExit\n")
+    path = tmp_path / "code.toml"
+    path.write_text(f'name = "code"\nbuilder = "torch.hub:load"\nweights = "none"\n'
+                    f'builder_kwargs = {{repo_or_dir = "{hub}", model = "m", source = "local"}}\n')
+    monkeypatch.delenv(loading.ALLOW_CODE_ENV, raising=False)
+    with pytest.raises(DreamlabError, match="needs --allow-recipe-code"):
+        loading.load_model(path, weights="none")
+    assert not (hub / "hubconf.py.ran").exists()
+    # a builder registered from Python, and the explicit opt-in for module:function
+    monkeypatch.setitem(loading._BUILDERS, "mine:tiny", lambda weights=None: nn.Sequential(nn.Conv2d(3, 2, 3)))
+    path.write_text('name = "tiny"\nbuilder = "mine:tiny"\nweights = "none"\n')
+    assert isinstance(loading.load_model(path, weights="none").model, nn.Sequential)
+    path.write_text('name = "tiny"\nbuilder = "torchvision.models:resnet18"\nweights = "none"\n')
+    assert loading.load_model(path, weights="none").recipe.is_torchvision  # the old spelling still works
+    path.write_text('name = "tiny"\nbuilder = "torch.nn:Identity"\nweights = "none"\n')
+    with pytest.raises(DreamlabError, match="not a registered builder"):
+        loading.load_model(path, weights="none")
+    assert isinstance(loading.load_model(path, weights="none", allow_code=True).model, nn.Identity)
+
+
+def test_register_builder_checks_its_arguments():
+    with pytest.raises(DreamlabError, match="torchvision's namespace"):
+        loading.register_builder("torchvision:mine", nn.Identity)
+    with pytest.raises(DreamlabError, match="needs a callable"):
+        loading.register_builder("mine", "nn.Identity")
+
+
+def test_shipped_recipes_use_registered_builders():
+    for name in ("googlenet", "lenet-digits", "resnet50", "vgg16", "hed-vgg16"):
+        builder = load_recipe(name).builder
+        assert builder.startswith("torchvision:") or builder in loading._BUILDERS, builder
+
+
+def test_nan_weights_refused_from_the_api(tmp_path):
+    torch.save(_lenet_state(float("inf")), tmp_path / "w.pt")
+    with pytest.raises(WeightsError, match="NaN or infinite"):
+        loading.load_model("lenet-digits", weights=tmp_path / "w.pt")
+
+
+def test_disk_full_mid_write_exits_1_naming_the_users_path(tmp_path, monkeypatch, capsys):
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "unit.png"
+    assert main(["render", "conv2:1", *LENET, "-o", str(out)]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == f"dreamlab: error: No space left on device: {out}"
+    assert not list(tmp_path.iterdir())  # no temp file left behind
+
+
+def test_truncated_gallery_unit_is_rendered_again(tmp_path):
+    out = tmp_path / "g"
+    args = ["gallery", "lenet-digits", "--layers", "conv1", "--channels", "0-1", "--steps", "1", "--device", "cpu",
+            "--out", str(out)]
+    assert main(args) == 0
+    unit = out / "conv1" / "conv1_0001.png"
+    whole = unit.read_bytes()
+    unit.write_bytes(whole[:200])
+    assert not is_whole_png(unit)
+    assert main(args) == 0
+    assert is_whole_png(unit) and unit.read_bytes() == whole
+    assert read_png_text(unit)["dreamlab:unit"] == "conv1:1"
+
+
+def run_module(code: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_ctrl_c_while_torch_is_imported_exits_130_quietly(tmp_path):
+    # Ctrl-C delivered at the moment the CLI imports torch: the console entry point must catch it
+    code = ("import builtins, sys\n"
+            "real = builtins.__import__\n"
+            "def interrupt(name, *a, **k):\n"
+            "    if name == 'torch':\n"
+            "        raise KeyboardInterrupt\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = interrupt\n"
+            "sys.argv = ['dreamlab', 'layers', 'lenet-digits']\n"
+            "from dreamlab._entry import main\n"
+            "sys.exit(main())\n")
+    done = run_module(code, cwd=tmp_path)
+    assert done.returncode == 130
+    assert done.stderr == "dreamlab: interrupted\n"
+
+
+def test_closed_pipe_exits_quietly(tmp_path):
+    """`dreamlab recipes | head -1` after head has gone: no 'Broken pipe' error, exit 0."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run([sys.executable, "-m", "dreamlab", "recipes"], stdout=write, stderr=subprocess.PIPE,
+                              cwd=tmp_path, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (0, "")
