@@ -8,7 +8,7 @@ from torch import nn
 from dreamlab.apps.cli import main
 from dreamlab.devices import resolve_device, same_device
 from dreamlab.errors import DreamlabError
-from dreamlab.optvis import engine
+from dreamlab.models import prepare
 
 
 @pytest.fixture
@@ -50,8 +50,8 @@ def test_a_missing_gpu_index_is_refused(two_gpus):
 def test_a_callers_model_already_on_the_gpu_is_not_copied(two_gpus, monkeypatch):
     """The model reports cuda:1 (where its tensors would be); a render asks for plain 'cuda'."""
     model = nn.Linear(2, 2)
-    monkeypatch.setattr(engine, "_model_device", lambda m: torch.device("cuda", 1))
-    with engine.prepared_model(model, resolve_device("cuda"), channels_last=False, owned=False) as ready:
+    monkeypatch.setattr(prepare, "model_device", lambda m: torch.device("cuda", 1))
+    with prepare.prepared_model(model, resolve_device("cuda"), channels_last=False, owned=False) as ready:
         assert ready is model
         assert not model.training and not model.weight.requires_grad
     assert model.training and model.weight.requires_grad  # left as it was found
@@ -59,8 +59,8 @@ def test_a_callers_model_already_on_the_gpu_is_not_copied(two_gpus, monkeypatch)
 
 def test_a_callers_model_on_another_device_is_copied_not_moved(monkeypatch):
     model = nn.Linear(2, 2)
-    monkeypatch.setattr(engine, "_model_device", lambda m: torch.device("meta"))
-    with engine.prepared_model(model, torch.device("cpu"), channels_last=False, owned=False) as ready:
+    monkeypatch.setattr(prepare, "model_device", lambda m: torch.device("meta"))
+    with prepare.prepared_model(model, torch.device("cpu"), channels_last=False, owned=False) as ready:
         assert ready is not model
 
 
@@ -90,3 +90,34 @@ def test_render_api_refuses_a_bad_device(no_gpu):
 
     with pytest.raises(DreamlabError, match="^cannot render on device 'meta'; valid here: cpu$"):
         render(load_model("lenet-digits"), "conv2:1", steps=1, device="meta")
+
+
+@pytest.mark.parametrize("owned, channels_last", [(True, True), (False, False)])
+def test_cuda_defaults_are_chosen_without_a_gpu(two_gpus, owned, channels_last):
+    """The CUDA-only choices (bf16 autocast, channels_last for dreamlab's own model) as plain logic."""
+    from dreamlab import load_model
+    from dreamlab.optvis.settings import RenderSettings, resolve_settings
+
+    recipe = load_model("lenet-digits").recipe
+    on_gpu = resolve_settings(RenderSettings(), recipe, owned, resolve_device("cuda"))
+    assert (on_gpu.device, on_gpu.precision, on_gpu.channels_last) == (torch.device("cuda", 1), "bf16",
+                                                                       channels_last)
+    on_cpu = resolve_settings(RenderSettings(), recipe, owned, resolve_device("cpu"))
+    assert (on_cpu.precision, on_cpu.channels_last) == ("fp32", False)
+
+
+def test_gallery_ranks_get_one_gpu_each_without_a_gpu(two_gpus, monkeypatch):
+    """Under torchrun, plain 'cuda' becomes cuda:LOCAL_RANK; an explicit index is kept."""
+    import torch.distributed as dist
+
+    from dreamlab.apps.gallery.ranks import RankGroup
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(torch.cuda, "set_device", lambda dev: None)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)  # as if torchrun's group already existed
+    monkeypatch.setattr(dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    assert RankGroup.start("cuda")[1] == torch.device("cuda", 0)  # LOCAL_RANK, not the current device (1)
+    assert RankGroup.start(None)[1] == torch.device("cuda", 0)
+    assert RankGroup.start("cuda:1")[1] == torch.device("cuda", 1)

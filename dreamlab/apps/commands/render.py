@@ -46,11 +46,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
     from dreamlab.apps.args import phase
+    from dreamlab.devices import resolve_device
     from dreamlab.io import check_writable, grid, load_image, output_paths, save_png
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.engine import render
 
     check_writable(args.out if args.out is not None else Path("."), "output")  # before any work
+    resolve_device(args.device)  # a bad --device is refused before the model loads
     phase("loading model")
     loaded = load_model(args.recipe or args.model, args.weights)
     if args.fourier_decay is not None and (args.param or loaded.recipe.param) != "fourier":
