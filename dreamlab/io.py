@@ -63,7 +63,7 @@ def atomic_write_bytes(path: Path | str, data: bytes, *, fsync: bool = True) -> 
         with contextlib.suppress(OSError):
             tmp.unlink()
         if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):  # name the user's path, not the temp
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None  # keep the reason
         raise
     return path
 
