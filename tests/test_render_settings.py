@@ -40,7 +40,7 @@ BAD = [
     ({"fourier_decay": -1}, "fourier_decay must be a finite number >= 0"),
     ({"start_level": 1.0}, "start_level must be between 0 and 1 (exclusive), got 1.0"),
     ({"init_sd": math.nan}, "init_sd must be a finite number >= 0"),
-    ({"seed": "1"}, "seed must be a whole number"),
+    ({"seed": "1"}, "seed must be a whole number (an int), got '1'"),
     ({"seed": 1.5}, "seed must be a whole number"),
     ({"size": 4}, "size must be a whole number >= 8 pixels (or a (height, width) pair), got 4"),
     ({"size": (48,)}, "size must be an int or (height, width), got (48,)"),

@@ -135,7 +135,8 @@ def _validate(s: RenderSettings) -> None:
     else:
         _whole("size", s.size, 8, " pixels (or a (height, width) pair)")
     _finite("lr", s.lr, 0, False, " (the learning rate)")
-    _whole("seed", s.seed, -(2 ** 63))
+    if isinstance(s.seed, bool) or not isinstance(s.seed, numbers.Integral):
+        raise DreamlabError(f"seed must be a whole number (an int), got {s.seed!r}")
     _finite("fourier_decay", s.fourier_decay, 0, True, " (0: flat spectrum, 1: lucid's 1/f)")
     _finite("start_level", s.start_level, 0, False)
     if s.start_level >= 1:
