@@ -241,3 +241,12 @@ def test_bench_dream_workload_reports_ms_per_step():
     figures = bench_dream(steps=1, device=torch.device("cpu"), size=(64, 96))
     assert figures["what"] == "dreamlab_dream" and figures["size"] == "96x64"
     assert figures["ms_per_step"] > 0 and figures["steps"] == 1
+
+
+def test_cli_zoom_mp4_with_the_video_extra(photo_file, tmp_path):
+    imageio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg")
+    out = tmp_path / "zoom.mp4"
+    assert run_dream(photo_file, "-o", out, "--zoom-frames", 3) == 0
+    with imageio.get_reader(out) as reader:
+        assert reader.count_frames() == 3 and tuple(reader.get_meta_data()["size"]) == (64, 48)

@@ -35,6 +35,7 @@ from dreamlab.optvis.grammar import parse_objective
 from dreamlab.optvis.objectives import IMAGE, Objective, deepdream
 
 MIN_SIDE = 16  # the smallest octave side dreamed; smaller ones carry no pattern a layer could amplify
+LR = 0.006  # google/deepdream's step_size 1.5 on 0-255 pixels, in [0, 1] units
 GUIDE_SIDE = 512  # the guide's longer side is shrunk to this: its features only need to be representative
 
 
@@ -159,7 +160,7 @@ class _Dreamer:
     def measure(self, image: Tensor) -> float:
         return float(tiled_score(self.score, image.to(self.device), tiles(*image.shape[-2:], self.tile, self.overlap)))
 
-    def octaves_of(self, photo: Tensor, seed: int, frame: int) -> tuple[Tensor, bool]:
+    def octaves_of(self, photo: Tensor, seed: int, frame: int, zooming: bool) -> tuple[Tensor, bool]:
         """(the dreamed photo [1, C, H, W] on the CPU, whether Ctrl-C stopped it early)."""
         generator = torch.Generator().manual_seed(seed)  # on the CPU: the jitter is a pair of ints per step
         base = photo.to(self.device)
@@ -175,7 +176,8 @@ class _Dreamer:
                 image = (start + detail).clamp(0, 1)
                 parts = tiles(*size, self.tile, self.overlap)
                 if bar is not None:
-                    bar.set_description(f"{'frame %d, ' % frame if frame >= 0 else ''}octave {octave + 1}/{self.octaves}")
+                    where = f"frame {frame}, " if zooming else ""
+                    bar.set_description(f"{where}octave {octave + 1}/{self.octaves}")
                 for step in range(self.steps):
                     dy, dx = torch.randint(-self.jitter, self.jitter + 1, (2,), generator=generator).tolist()
                     shifted = image.roll((dy, dx), (-2, -1))
@@ -203,7 +205,7 @@ def _quantized(image: Tensor) -> Tensor:
 
 def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Objective | str | None = None, *,
           recipe: Recipe | str | None = None, weights: str | Path | None = "default", octaves: int = 4,
-          octave_scale: float = 1.4, steps: int = 10, lr: float = 0.01, jitter: int = 32,
+          octave_scale: float = 1.4, steps: int = 10, lr: float = LR, jitter: int = 32,
           guide: Tensor | None = None, tile: int | None = 1024, overlap: int = 64, seed: int = 0,
           device: str | torch.device | None = None, zoom_frames: int = 0, zoom: float = 1.05, rotate: float = 0.0,
           start_frame: int = 0, on_step: Callable[[DreamStep], None] | None = None,
@@ -253,7 +255,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
             for frame in range(start_frame, max(zoom_frames, 1)):
                 if frame > start_frame:
                     current = _quantized(zoom_rotate(current, zoom, rotate))
-                out, interrupted = dreamer.octaves_of(current, derived_seed(seed, frame), frame if zoom_frames else -1)
+                out, interrupted = dreamer.octaves_of(current, derived_seed(seed, frame), frame, zoom_frames > 0)
                 current = _quantized(out)
                 if interrupted and zoom_frames:
                     break  # an unfinished zoom frame is not kept: a resumed run redoes it

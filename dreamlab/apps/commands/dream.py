@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--octaves", type=positive_int, default=4, help="scales dreamed, smallest first (default: 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default: 1.4)")
     p.add_argument("--steps", type=positive_int, default=10, help="steps per octave (default: 10)")
-    p.add_argument("--lr", type=float, default=0.01, help="mean absolute change per step in [0,1] units "
-                                                          "(default: 0.01)")
+    p.add_argument("--lr", type=float, default=0.006, help="mean absolute change per step in [0,1] units "
+                                                           "(default: 0.006, google/deepdream's)")
     p.add_argument("--jitter", type=int, default=32, help="largest random roll per step, pixels (default: 32)")
     p.add_argument("--guide", type=Path, help="an image whose features at the layer the photo takes on")
     p.add_argument("--tile", type=int, default=1024,
