@@ -144,7 +144,7 @@ def planted_model(weights: object = None, layers: int = 1) -> PlantedModel:
     else:
         model = PlantedTwoLayer(kernels, torch.stack(sin_kernels))
         layer = "relu2"
-    recipe = Recipe(name=f"planted-{layers}layer", builder="dreamlab.apps.quality.planted:build_planted", weights="none",
+    recipe = Recipe(name=f"planted-{layers}layer", builder="quality:planted", weights="none",
                     builder_kwargs={"layers": layers}, input_size=KERNEL, channels=3, mean=(MEAN,) * 3,
                     std=(STD,) * 3, fill=MEAN, default_layer=layer, param="fourier", transforms="standard",
                     lr=0.05, steps=PLANTED_STEPS)
