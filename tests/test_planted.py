@@ -9,9 +9,13 @@ import torch
 
 from dreamlab import load_model
 from dreamlab.optvis.params import COLOR_CORRELATION_SVD_SQRT
-from dreamlab.apps.quality.planted import (KERNEL, WAVE_VECTORS, dominant_orientation, grating, hue_color, orientation_error,
-                              orientation_of, planted_model, tile, tiling_correlation)
-from dreamlab.apps.quality.measures import CORRELATION_GOAL, FAST, planted_cell
+from dreamlab.apps.quality.planted import (KERNEL, MEAN, STD, WAVE_VECTORS, channel_activations, dominant_orientation,
+                                           grating, grating_images, hue_color, orientation_error, orientation_of,
+                                           planted_model, reference_activations, tile, tiling_correlation)
+from dreamlab.apps.quality.measures import (ACTIVATION_GOAL, CORRELATION_GOAL, FAST, planted_cell,
+                                            score_planted)
+from dreamlab.optvis.engine import render
+from dreamlab.optvis.objectives import channel
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -135,3 +139,47 @@ def test_per_coordinate_adam_on_the_spectrum_fails() -> None:
     settings = dataclasses.replace(FAST, optimizer="adam", param_options={"decay_power": 1.0})
     cell = planted_cell(1, "fourier", "none", settings)
     assert cell["recovered"] == 0 and cell["min_correlation"] < 0.7, cell
+
+
+# --- negative controls (issue #12): each must fail the planted measure ---------------------------------------------
+
+def test_a_render_that_minimizes_the_planted_unit_fails_on_activation() -> None:
+    # its shape passes (a negated grating is the grating shifted by half a period): the activation must not
+    planted = planted_model(layers=1)
+    result = render(planted.model, -channel(planted.layer, range(planted.units)), recipe=planted.recipe,
+                    param="pixel", transforms="none", steps=256)
+    cell = score_planted(planted, result.images, "none")
+    assert cell["recovered"] == 0 and max(c["activation"] for c in cell["per_channel"]) < 0.1
+
+
+def test_one_signed_gradient_step_from_the_start_fails() -> None:
+    planted = planted_model(layers=1)
+    start = 0.5 + 0.01 * torch.randn(planted.units, 3, KERNEL, KERNEL, generator=torch.Generator().manual_seed(0))
+    start.requires_grad_(True)
+    scores = planted.model((start - MEAN) / STD).flatten(2).mean(2)
+    scores[torch.arange(planted.units), torch.arange(planted.units)].sum().backward()
+    one_step = (start + 0.05 * start.grad.sign()).clamp(0, 1).detach()  # one step of the recipe's size
+    cell = score_planted(planted, one_step, "none")
+    assert cell["recovered"] == 0 and cell["min_activation"] < ACTIVATION_GOAL
+
+
+def test_noise_and_the_render_of_another_unit_fail() -> None:
+    planted = planted_model(layers=1)
+    noise = torch.rand(planted.units, 3, KERNEL, KERNEL, generator=torch.Generator().manual_seed(0))
+    assert score_planted(planted, noise, "none")["recovered"] == 0
+    good = render(planted.model, channel(planted.layer, range(planted.units)), recipe=planted.recipe,
+                  param="pixel", transforms="none", steps=FAST.planted_steps).images
+    assert score_planted(planted, good, "none")["recovered"] == planted.units
+    assert score_planted(planted, good.roll(1, 0), "none")["recovered"] == 0  # image k-1 scored as unit k
+
+
+def test_the_planted_grating_reaches_its_own_reference_and_a_square_wave_more() -> None:
+    planted = planted_model(layers=1)
+    gratings = grating_images(planted)  # [K, phases, 3, S, S]
+    reference = reference_activations(planted)
+    assert torch.allclose(channel_activations(planted, gratings[:, 0]), reference)  # phase 0 is the filter's
+    square = (gratings[:, 0] > 0.5).float()  # the saturated render a sigmoid parameterization ends at
+    assert (channel_activations(planted, square) / reference > 1.1).all()
+    # under the jitter preset the activation is averaged over shifts: below the best phase, never above
+    jittered = channel_activations(planted, gratings[:, 0], "jitter")
+    assert (jittered < reference).all() and (reference_activations(planted, "jitter") <= reference).all()

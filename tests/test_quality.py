@@ -13,7 +13,9 @@ import torch
 
 from dreamlab import load_model, render
 from dreamlab.apps.cli import main
-from dreamlab.apps.quality.measures import FAST, Measure, QualitySettings, run_measures, unit_scores
+from dreamlab.apps.quality.measures import (FAST, Measure, QualitySettings, digits_data, measure_kept, run_measures,
+                                            score_against_dataset, unit_scores)
+from dreamlab.optvis.objectives import channel, logit
 from dreamlab.models.zoo.digits import DIGITS_MEAN, DIGITS_STD
 
 # an FFT scale of 1 (no 1/f decay): the Fourier parameterization then favours no frequency over another
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def correct() -> dict[str, Measure]:
     pytest.importorskip("sklearn")
-    return {m.name: m for m in run_measures(["transfer", "dataset"], FAST)}
+    return {m.name: m for m in run_measures(["transfer", "dataset", "kept"], FAST)}
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +42,67 @@ def _logit_items(measure: Measure) -> list[dict]:
     return [it for it in measure.items if it["unit"].startswith("logit:")]
 
 
-def test_fast_dataset_measure_passes(correct: dict[str, Measure]) -> None:
+def test_fast_dataset_measure_of_the_default_recipe(correct: dict[str, Measure]) -> None:
     m = correct["dataset"]
-    assert m.passed and m.figure >= 0.95
     assert len(m.items) == 20  # 10 conv2 channels and 10 logits
-    # at most one unit short of the dataset's best (at seed 0 it is logit:1, ratio 0.70; QUALITY.md), whichever
-    short = [it["unit"] for it in m.items if it["ratio"] < 1.0]
-    assert len(short) <= 1, short
-    assert sorted(it["ratio"] for it in m.items)[len(m.items) // 2] >= 1.5  # median 2.2 at seed 0
+    assert {"ratio", "robust_ratio", "kept"} <= set(m.items[0])
+    # every unit that counts keeps the dataset's best under the worst perturbation and half of its lead
+    assert all(it["robust_ratio"] >= 1.0 and it["kept"] >= 0.5 for it in m.items if it["passed"])
+    assert m.figure >= 0.85  # 18/20 at seed 0 (QUALITY.md): logit:1 short of the dataset, conv2:30 keeps 0.41
+    assert correct["kept"].figure >= 0.9
+
+
+def _adversarial(layer: str, units: list[int]):
+    """An adversarial-style render of lenet-digits: pixel parameterization, no transforms (issue #12)."""
+    loaded = load_model("lenet-digits")
+    objective = logit(units) if layer == "logit" else channel(layer, units)
+    return loaded, render(loaded, objective, steps=256, param="pixel", transforms="none")
+
+
+def _dataset_items(images_for: dict[str, torch.Tensor]) -> list[dict]:
+    loaded, data = load_model("lenet-digits"), digits_data()
+    units = {"conv2": list(FAST.conv2_units), "logit": list(FAST.logit_units)}
+    return [it for layer, images in images_for.items()
+            for it in score_against_dataset(loaded.model, images, layer, units[layer], data)]
+
+
+def _figure(items: list[dict]) -> float:
+    return sum(it["passed"] for it in items) / len(items)
+
+
+@pytest.fixture(scope="module")
+def adversarial_items() -> list[dict]:
+    pytest.importorskip("sklearn")
+    return _dataset_items({"conv2": _adversarial("conv2", list(FAST.conv2_units))[1].images,
+                           "logit": _adversarial("logit", list(FAST.logit_units))[1].images})
+
+
+def test_adversarial_style_renders_no_longer_beat_the_dataset(correct: dict[str, Measure],
+                                                              adversarial_items: list[dict]) -> None:
+    # before issue #12 they won 20/20 with a higher median ratio than the recipe's
+    assert sum(it["ratio"] >= 1.0 for it in adversarial_items) >= 18  # they do reach the dataset's best, clean
+    assert _figure(adversarial_items) <= 0.7 < correct["dataset"].figure
+    kept = measure_kept(adversarial_items)
+    assert not kept.passed and kept.figure <= 0.7 < correct["kept"].figure
+
+
+def test_minimizing_one_step_noise_and_other_units_fail_the_dataset_measure() -> None:
+    pytest.importorskip("sklearn")
+    loaded = load_model("lenet-digits")
+    conv2, logits = list(FAST.conv2_units), list(FAST.logit_units)
+    minimized = {"conv2": render(loaded, -channel("conv2", conv2), steps=64).images,
+                 "logit": render(loaded, -logit(logits), steps=64).images}
+    one_step = {"conv2": render(loaded, channel("conv2", conv2), steps=1).images,
+                "logit": render(loaded, logit(logits), steps=1).images}
+    generator = torch.Generator().manual_seed(0)
+    noise = {layer: torch.rand(len(units), 1, 28, 28, generator=generator)
+             for layer, units in (("conv2", conv2), ("logit", logits))}
+    good = {"conv2": render(loaded, channel("conv2", conv2)).images, "logit": render(loaded, logit(logits)).images}
+    others = {layer: images.roll(1, 0) for layer, images in good.items()}  # render k-1 scored as unit k
+    for name, images in (("minimized", minimized), ("one step", one_step), ("noise", noise), ("others", others)):
+        items = _dataset_items(images)
+        assert _figure(items) <= 0.3, (name, [it["unit"] for it in items if it["passed"]])
+        assert measure_kept(items).figure < 0.95 or _figure(items) == 0, name
 
 
 def test_an_fft_scale_of_one_fails_the_dataset_measure(broken: dict[str, Measure]) -> None:
@@ -125,6 +180,58 @@ def test_digits_measures_without_scikit_learn_say_what_to_install(monkeypatch: p
     def missing():
         raise ImportError("scikit-learn is needed")
 
-    monkeypatch.setattr("dreamlab.models.zoo.digits.load_digits_split", missing)
+    monkeypatch.setattr("dreamlab.apps.quality.measures.load_digits_split", missing)
     assert main(["quality", "--measures", "dataset"]) == 2
     assert "pip install 'dreamlab[digits]'" in capsys.readouterr().err
+
+
+# --- perturbations and the natural-image measure (issue #12) -----------------------------------------------------
+
+def test_a_pixel_level_pattern_loses_its_activation_under_perturbation_a_coarse_one_keeps_it() -> None:
+    from dreamlab.apps.quality.perturb import kept_activation, kept_fraction, perturb
+
+    fine = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])  # unit 0 reads a 1-px checkerboard
+    coarse = torch.cat([torch.ones(4, 8), -torch.ones(4, 8)])  # unit 1 reads 8-px horizontal stripes
+    convs = [torch.nn.Conv2d(1, 1, k.shape[0], bias=False) for k in (fine, coarse)]
+    for conv, k in zip(convs, (fine, coarse)):
+        conv.weight.data.copy_(k[None, None])
+    y, x = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    images = torch.stack([((x + y) % 2).float(), (y % 8 < 4).float()])[:, None]
+
+    def score(batch: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.relu(conv(batch[i:i + 1] - 0.5)).mean() for i, conv in enumerate(convs)])
+
+    clean, worst = kept_activation(score, images, fill=0.5)
+    kept = kept_fraction(clean, worst)
+    assert kept[0] < 0.2 and kept[1] > 0.5
+    assert perturb(images, "rescale", 0.5)[0, 0, 0, 0] == 0.5  # the uncovered border takes the fill
+    with pytest.raises(ValueError, match="blur, rescale, rotate"):
+        perturb(images, "shear", 0.5)
+
+
+def test_photo_crops_and_a_crop_cannot_beat_the_best_crop() -> None:
+    pytest.importorskip("sklearn")
+    from dreamlab.apps.quality.natural import channel_means, colour_stats, photo_crops, score_natural
+
+    crops = photo_crops(size=64, stride=64, scales=(0.5,))  # two 214x320 photos: 3 x 5 crops each
+    assert crops.shape == (30, 3, 64, 64) and 0 <= crops.min() and crops.max() <= 1
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5), torch.nn.ReLU()).eval()
+    acts = channel_means(model, crops, ["1"], (0.5,) * 3, (0.25,) * 3)["1"]
+    assert acts.shape == (30, 4)
+    assert torch.allclose(acts[3], model((crops[3:4] - 0.5) / 0.25).mean((2, 3))[0], atol=1e-5)
+    best = acts.max(0).values
+    items = score_natural(model, crops[:4], "1", range(4), best, (0.5,) * 3, (0.25,) * 3)
+    assert not any(it["passed"] for it in items) and all(it["ratio"] <= 1 for it in items)
+    assert colour_stats(torch.ones(2, 3, 4, 4) * torch.tensor([0.2, 0.5, 0.8]).view(1, 3, 1, 1)) == {
+        "r": 0.2, "g": 0.5, "b": 0.8, "blue_minus_red": 0.6}
+
+
+def test_the_natural_measure_is_skipped_without_hed_weights(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("DREAMLAB_CACHE", str(tmp_path))
+    (natural,) = run_measures(["natural"], FAST)
+    assert natural.skipped and "dreamlab fetch hed-vgg16" in natural.figure_text
+    assert main(["quality", "--measures", "natural"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped" in out and "0/0 goals met" in out
+    assert main(["quality", "--hed-units", "0"]) == 2

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--planted-steps", type=int, help="steps of the planted renders (default: 1024)")
     p.add_argument("--fast", action="store_true",
                    help="the small version the tests run: fewer steps, units and planted cells (same goals)")
+    p.add_argument("--hed-units", type=int, default=4,
+                   help="units per layer (features.15, .22, .29) of the hed-vgg16 natural-image measure (default: 4; "
+                        "64 is the full measure, hours on a CPU)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu, where the goals were set)")
     p.add_argument("--threads", type=int, default=1,
@@ -33,12 +36,13 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         raise DreamlabError(f"--measures {args.measures!r} names no measure; valid: {', '.join(MEASURES)} "
                             f"(comma-separated)")
-    for value, flag in ((args.steps, "--steps"), (args.planted_steps, "--planted-steps"), (args.threads, "--threads")):
+    for value, flag in ((args.steps, "--steps"), (args.planted_steps, "--planted-steps"), (args.threads, "--threads"),
+                        (args.hed_units, "--hed-units")):
         if value is not None and value < 1:
             raise DreamlabError(f"{flag} must be a positive integer, got {value}")
     torch.set_num_threads(args.threads)
     base = FAST if args.fast else QualitySettings()
-    settings = dataclasses.replace(base, seed=args.seed, device=args.device,
+    settings = dataclasses.replace(base, seed=args.seed, device=args.device, hed_units=args.hed_units,
                                    steps=args.steps if args.steps is not None else base.steps,
                                    planted_steps=args.planted_steps if args.planted_steps is not None
                                    else base.planted_steps)

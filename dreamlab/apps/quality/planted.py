@@ -16,6 +16,7 @@ perfect render is the square-wave version of the grating, whose correlation with
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -157,6 +158,51 @@ def build_planted(weights: object = None, layers: int = 1) -> nn.Module:
     return planted_model(weights, layers).model
 
 
+def grating_images(planted: PlantedModel, phases: int = 8) -> Tensor:
+    """[K, phases, 3, S, S]: each channel's own grating at full contrast (pixels 0.5 +- 0.5 along its colour
+    direction, S the render size), at `phases` evenly spaced phases."""
+    size = planted.recipe.input_size
+    out = []
+    for wave, hue in zip(WAVE_VECTORS[:planted.units], planted.hues):
+        color = hue_color(hue) * math.sqrt(3)  # +-1 per channel: the grating spans [0, 1]
+        out.append(torch.stack([0.5 + 0.5 * grating(wave, color, size, phase=2 * math.pi * p / phases)
+                                for p in range(phases)]))
+    return torch.stack(out)
+
+
+TRANSFORM_DRAWS = 32  # random transforms averaged over when a render's activation is checked
+
+
+def channel_activations(planted: PlantedModel, images: Tensor, transforms: str = "none") -> Tensor:
+    """[N]: image i's activation of channel i % K of the planted layer, as the render objective saw it: the
+    spatial mean, averaged over fixed draws of the transforms preset the render was optimized under.
+
+    The 1-layer model reads one position, so its activation depends on the grating's phase; under random
+    translations a render cannot choose its phase, and is judged on the average over them, as it was optimized.
+    """
+    from dreamlab.optvis.transforms import RandomTransforms
+
+    warp = dataclasses.replace(RandomTransforms.preset(transforms), fill=MEAN)
+    n = images.shape[0]
+    draws = torch.rand(1 if warp.is_identity else TRANSFORM_DRAWS, warp.DRAWS_PER_SAMPLE,
+                       generator=torch.Generator().manual_seed(0))
+    total = torch.zeros(n)
+    with torch.no_grad():
+        for d in draws:
+            out = planted.model((warp(images.float(), draws=d.expand(n, -1)) - MEAN) / STD)
+            total += out.flatten(2).mean(2)[torch.arange(n), torch.arange(n) % planted.units]
+    return total / draws.shape[0]
+
+
+def reference_activations(planted: PlantedModel, transforms: str = "none") -> Tensor:
+    """[K]: what each channel's planted grating itself reaches (best phase), the yardstick for a render."""
+    images = grating_images(planted)
+    p = images.shape[1]
+    flat = images.flatten(0, 1)  # channel-major: flat[j::p] is every channel's grating at phase j
+    acts = torch.stack([channel_activations(planted, flat[j::p], transforms) for j in range(p)], 1)
+    return acts.max(1).values
+
+
 # --- analysis ------------------------------------------------------------------------------------------------
 
 def tile(kernel: Tensor, size: int) -> Tensor:
@@ -223,6 +269,7 @@ def tiling_correlation(image: Tensor, kernel: Tensor) -> tuple[float, tuple[int,
     return (dot.flatten()[best] / denom).item(), (best // s, best % s)
 
 
-__all__ = ["KERNEL", "WAVE_VECTORS", "PlantedModel", "PlantedConv", "PlantedTwoLayer", "planted_model",
+__all__ = ["KERNEL", "WAVE_VECTORS", "PlantedModel", "grating_images", "channel_activations",
+           "reference_activations", "PlantedConv", "PlantedTwoLayer", "planted_model",
            "build_planted", "grating", "hue_color", "orientation_of", "tile", "dominant_orientation",
            "orientation_error", "tiling_correlation"]
