@@ -78,3 +78,40 @@ def test_render_in_bf16_and_channels_last_still_optimizes(googlenet):
                     precision="bf16", channels_last=True)
     assert result.provenance["dreamlab:precision"] == "bf16"
     assert torch.all(result.final_scores > result.initial_scores)
+
+
+class _HostReads(torch.overrides.TorchFunctionMode):
+    """Counts the tensor calls that read a value back to the host (each one would wait for a GPU)."""
+
+    READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__float__,
+             torch.Tensor.__int__, torch.Tensor.__index__, torch.Tensor.cpu, torch.Tensor.numpy,
+             torch.Tensor.nonzero, torch.nonzero}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        to_host = func is torch.Tensor.to and any(str(a) == "cpu" for a in (*args[1:], *kwargs.values()))
+        self.count += func in self.READS or to_host
+        return func(*args, **kwargs)
+
+
+def _reads(model, objective, steps: int) -> int:
+    with _HostReads() as mode:
+        render(model, objective, steps=steps, device="cpu", thresholds=[4], redirect_relu_steps=3)
+    return mode.count
+
+
+def test_the_step_loop_reads_nothing_back_to_the_host():
+    """test_gpu.py's no-sync check as logic on the CPU: the host reads of a render do not grow with its steps."""
+    from dreamlab import load_model
+    from dreamlab.optvis.objectives import Objective
+
+    digits = load_model("lenet-digits")
+    assert _reads(digits, "conv2:0-3", 6) == _reads(digits, "conv2:0-3", 16)
+    # negative control: an objective that reads a value every step is seen
+    reading = Objective(lambda acts, index: acts["conv2"][:, :4].mean((2, 3))[:, 0] * float(acts["conv2"].detach().max()),
+                        frozenset({"conv2"}), "reading", ("reading",))
+    assert _reads(digits, reading, 16) - _reads(digits, reading, 6) >= 10
