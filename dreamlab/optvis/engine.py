@@ -338,7 +338,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot)
         renderer.check_units()  # before the first image is allocated
         parts, start = [], 0
-        bar = progress_bar(len(todo) * settings.steps) if progress else None
+        bar = progress_bar(len(todo) * settings.steps, f"rendering {len(todo)} unit(s), {settings.steps} steps") \
+            if progress else None
         try:
             while start < len(todo):
                 end = min(start + per_batch, len(todo))
@@ -384,8 +385,12 @@ def _grad_norms(param: ImageParam, units: int) -> Tensor:
     return torch.stack(squares).sum(0).sqrt()
 
 
-def progress_bar(total: int):
+def progress_bar(total: int, what: str = ""):
+    """A tqdm bar on a terminal; elsewhere (a log, a pipe) the line `dreamlab: <what>`, so a run is not silent.
+    Called once the inputs are checked, so a bad input still gets its error as the only line."""
     if not sys.stderr.isatty():
+        if what:
+            print(f"dreamlab: {what}", file=sys.stderr, flush=True)
         return None
     try:
         from tqdm import tqdm

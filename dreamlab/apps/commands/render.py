@@ -53,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
 
     check_writable(args.out if args.out is not None else Path("."), "output")  # before any work
     resolve_device(args.device)  # a bad --device is refused before the model loads
-    phase("loading model")
     loaded = load_model(args.recipe or args.model, args.weights)
     if args.fourier_decay is not None and (args.param or loaded.recipe.param) != "fourier":
         raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
@@ -73,7 +72,6 @@ def run(args: argparse.Namespace) -> int:
     log = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
     thresholds, on_snapshot = with_snapshots(log, args.steps or loaded.recipe.steps, args.thresholds,
                                              save_snapshot if args.thresholds else None, args.tensorboard_every)
-    phase(f"rendering {args.objective} ({args.steps or loaded.recipe.steps} steps)")
     result = render(loaded, args.objective, steps=args.steps, size=args.size, lr=args.lr,
                     optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
                     device=args.device, batch_size=args.batch_size, thresholds=thresholds, on_snapshot=on_snapshot,
