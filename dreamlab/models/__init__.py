@@ -1,2 +1,3 @@
 """Model access: recipes (``recipe``), building and loading models and resolving layer addresses
-(``loading``), the layer table (``summary``) and the offline zoo (``zoo``)."""
+(``loading``), a model made ready for a render (``prepare``), the layer table (``summary``) and the offline zoo
+(``zoo``)."""
