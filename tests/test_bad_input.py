@@ -174,9 +174,10 @@ def test_bad_input_table(name, tmp_path, monkeypatch, capsys, cached_models):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert code == status, err
-    if status:
-        errors = [e for e in err.splitlines() if e.startswith("dreamlab: error: ")]
-        assert len(errors) == 1 and line in errors[0], err
+    if status:  # the error is the first line, and the only error line
+        lines = err.splitlines()
+        assert lines[0].startswith("dreamlab: error: ") and line in lines[0], err
+        assert sum(e.startswith("dreamlab: error: ") for e in lines) == 1, err
     assert not list(tmp_path.glob("**/*.png")) or status == 0 or name.startswith("init")
 
 
