@@ -268,6 +268,15 @@ def test_recipes_name_registered_builders_only(tmp_path, monkeypatch):
     assert isinstance(loading.load_model(path, weights="none", allow_code=True).model, nn.Identity)
 
 
+def test_allow_recipe_code_flag_opts_in_for_one_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(loading.ALLOW_CODE_ENV, raising=False)
+    recipe = _recipe(tmp_path, builder='"torch.nn:Identity"')
+    assert main(["layers", "r", "--recipe", recipe]) == 2
+    assert "not a registered builder" in capsys.readouterr().err
+    assert main(["layers", "r", "--recipe", recipe, "--allow-recipe-code"]) == 0
+    assert loading.ALLOW_CODE_ENV not in os.environ  # the opt-in ends with the command
+
+
 def test_register_builder_checks_its_arguments():
     with pytest.raises(DreamlabError, match="torchvision's namespace"):
         loading.register_builder("torchvision:mine", nn.Identity)

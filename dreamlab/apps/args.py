@@ -42,6 +42,11 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = 
                    help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
                         "a torchvision weights name, or PATH to a state-dict file")
     p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
+    add_allow_code_argument(p)
+
+
+def add_allow_code_argument(p: argparse.ArgumentParser) -> None:
+    """--allow-recipe-code: the explicit opt-in for recipes whose builder is arbitrary code (cli.main reads it)."""
     p.add_argument("--allow-recipe-code", action="store_true",
                    help="let the recipe's builder be any module:function, which RUNS THAT MODULE'S CODE (only for "
                         "recipes you trust; same as DREAMLAB_ALLOW_RECIPE_CODE=1)")

@@ -11,7 +11,8 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OneLineParser
 from dreamlab.errors import DreamlabError
@@ -62,14 +63,28 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def _recipe_code_allowed(allowed: bool) -> Iterator[None]:
+    """--allow-recipe-code for this command only: the environment variable that dreamlab.models.loading reads."""
+    name, before = "DREAMLAB_ALLOW_RECIPE_CODE", os.environ.get("DREAMLAB_ALLOW_RECIPE_CODE")
+    if allowed:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        if allowed and before is None:
+            os.environ.pop(name, None)
+        elif allowed:
+            os.environ[name] = before
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; every failure is one line on stderr and an exit status (see dreamlab.apps.args)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser(argv).parse_args(argv)
-        if getattr(args, "allow_recipe_code", False):
-            os.environ["DREAMLAB_ALLOW_RECIPE_CODE"] = "1"  # read by dreamlab.models.loading
-        return args.run(args)
+        with _recipe_code_allowed(getattr(args, "allow_recipe_code", False)):
+            return args.run(args)
     except DreamlabError as exc:
         print(f"dreamlab: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

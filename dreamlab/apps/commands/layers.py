@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dreamlab.apps.args import positive_int
+from dreamlab.apps.args import add_allow_code_argument, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -13,6 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=positive_int, help="input size (default: the recipe's)")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--recipe", type=Path, help="a recipe TOML file")
+    add_allow_code_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:

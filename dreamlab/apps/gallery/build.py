@@ -115,7 +115,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
         rendered = 0
         for i, batch in enumerate(mine):
             start = time.monotonic()
-            new = _render_batch(loaded, folder, plan, batch, dev, progress=not group.distributed, compile=compile,
+            bar = not group.distributed and sys.stderr.isatty()  # off a terminal, the batch lines below say it
+            new = _render_batch(loaded, folder, plan, batch, dev, progress=bar, compile=compile,
                                 tensorboard=tensorboard)
             rendered += new
             if group.rank == 0:
