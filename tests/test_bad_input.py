@@ -123,7 +123,9 @@ CASES = {
     "bench batch size": (["bench", "--batch-size", "-1"], 2, "argument --batch-size: expected a positive integer"),
     "bench steps": (["bench", "--steps", "0"], 2, "argument --steps: expected a positive integer"),
     "bench size": (["bench", "--size", "-3"], 2, "argument --size: expected a positive integer"),
-    "bench units": (["bench", "--units", "0"], 2, "argument --units: expected a positive integer"),
+    "bench units": (["bench", "--units", "-1"], 2, "--units must be between 1 and 512"),
+    "bench precision": (["bench", "--precision", "fp8"], 2, "argument --precision: invalid choice: 'fp8'"),
+    "bench transforms": (["bench", "--transforms", "nope"], 2, "argument --transforms: invalid choice: 'nope'"),
     "quality no measure": (["quality", "--measures", ","], 2, "--measures ',' names no measure"),
     "quality unknown measure": (["quality", "--measures", "transfr"], 2, "unknown quality measure 'transfr'"),
     # outputs that cannot be written, found before the render

@@ -11,6 +11,8 @@ import torch
 from dreamlab.apps.bench import bench_dream, bench_workload, ratios, run_ablation, run_peer_bench
 from dreamlab.apps.args import positive_int
 from dreamlab.errors import DreamlabError
+from dreamlab.optvis.params import PARAMS
+from dreamlab.optvis.transforms import PRESETS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,11 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="both: unit and layer; dream: DeepDream at 1024x768, --steps steps (try 10)")
     p.add_argument("--steps", type=positive_int, default=512)
     p.add_argument("--size", type=positive_int, default=224)
-    p.add_argument("--units", type=positive_int, default=512, help="units of the layer workload (inception4c has 512)")
+    p.add_argument("--units", type=int, default=512, help="units of the layer workload (inception4c has 512)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--precision", default="auto", help="auto (bf16 on cuda), fp32 or bf16")
-    p.add_argument("--param", default="fourier")
-    p.add_argument("--transforms", default="standard")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on cuda")
+    p.add_argument("--param", default="fourier", choices=sorted(PARAMS))
+    p.add_argument("--transforms", default="standard", choices=sorted(PRESETS))
     p.add_argument("--batch-size", type=positive_int, help="units per batch (default: all)")
     p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
                    help="torch.compile the steps (MODE: default, reduce-overhead, ...); each workload is then "
