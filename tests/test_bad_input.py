@@ -310,6 +310,12 @@ def test_disk_full_mid_write_exits_1_naming_the_users_path(tmp_path, monkeypatch
     assert not list(tmp_path.iterdir())  # no temp file left behind
 
 
+def test_a_run_off_a_terminal_says_each_phase_once_the_inputs_are_checked(tmp_path, capsys):
+    assert main(["render", "conv2:1-2", *LENET, "-o", str(tmp_path)]) == 0
+    assert capsys.readouterr().err.splitlines() == ["dreamlab: rendering 2 unit(s), 2 steps",
+                                                    "dreamlab: saving 2 image(s)"]
+
+
 def test_truncated_gallery_unit_is_rendered_again(tmp_path):
     out = tmp_path / "g"
     args = ["gallery", "lenet-digits", "--layers", "conv1", "--channels", "0-1", "--steps", "1", "--device", "cpu",
