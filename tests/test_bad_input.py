@@ -22,6 +22,7 @@ from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError, WeightsError
 from dreamlab.io import is_whole_png, load_image, read_png_text
 from dreamlab.models.recipe import load_recipe
+from dreamlab.optvis.grammar import check_syntax
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -141,6 +142,7 @@ CASES = {
     "fourier decay nan": (["render", "conv2:1", *LENET, "--fourier-decay", "nan"], 2, "fourier"),
     "steps not an integer": (["render", "conv2:1", *LENET, "--steps", "2.7"], 2, "--steps"),
     "unknown model": (["render", "conv2:1", "--model", "lenet-digit"], 2, "unknown model 'lenet-digit'"),
+    "syntax before the model loads": (["render", "x:1/0", "--model", "no-such-model"], 2, "division by zero"),
     "a right recipe still runs": (lambda t: ["layers", "r", "--recipe", _recipe(t)], 0, ""),
 }
 SLOW = {"divide by zero in a sum", "divide a unit by zero", "huge range", "large range", "unit past the layer",
@@ -184,6 +186,12 @@ def test_bad_input_table(name, tmp_path, monkeypatch, capsys, cached_models):
 
 
 # --- what a table row cannot show ----------------------------------------------------------------------------
+
+def test_syntax_check_leaves_class_names_to_the_model():
+    check_syntax("logit:tabby + 0.5*inception4c:3")  # any class name passes until the model's are known
+    with pytest.raises(DreamlabError, match="division by zero"):
+        check_syntax("logit:tabby / 0")
+
 
 def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     ramp = np.linspace(0, 65535, 256).astype(np.uint16)[None].repeat(4, 0)

@@ -174,12 +174,23 @@ class _ObjectiveParser:
         return o.logit(self._class_index(name, pos))
 
     def _class_index(self, name: str, pos: int) -> int:
+        if self.categories is ANY_CLASS_NAME:  # checking the syntax before the model (and its classes) loads
+            return 0
         if not self.categories:
             self.fail(pos, f"class name {name!r} given but this model has no class names; use an index")
         lowered = [c.lower() for c in self.categories]
         if name.lower() in lowered:
             return lowered.index(name.lower())
         raise unknown("class", name, self.categories, hint="give a class index (logit:281) or a listed name")
+
+
+ANY_CLASS_NAME: Sequence[str] = ("any class name",)  # categories that accept every name: see check_syntax
+
+
+def check_syntax(text: str) -> None:
+    """Refuse an objective string that cannot parse for any model, before a model is loaded (class names are
+    checked later, against the model's)."""
+    _ObjectiveParser(text, ANY_CLASS_NAME).parse()
 
 
 def parse_objective(text: str, categories: Sequence[str] | None = None) -> o.Objective:

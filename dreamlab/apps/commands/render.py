@@ -49,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.devices import resolve_device
     from dreamlab.io import check_writable, grid, load_image, output_paths, save_png
     from dreamlab.models.loading import load_model
+    from dreamlab.optvis.grammar import check_syntax
     from dreamlab.optvis.engine import render
 
     check_writable(args.out if args.out is not None else Path("."), "output")  # before any work
+    check_syntax(args.objective)  # a typo is refused before the model loads (tens of seconds on a CPU)
     resolve_device(args.device)  # a bad --device is refused before the model loads
     loaded = load_model(args.recipe or args.model, args.weights)
     if args.fourier_decay is not None and (args.param or loaded.recipe.param) != "fourier":
