@@ -225,3 +225,13 @@ def test_a_gallery_of_unseeded_random_weights_is_not_resumed(tmp_path, capsys):
     assert main([*GALLERY, "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith(
         f"dreamlab: error: {str(tmp_path)!r} holds units made with weights_seed=None, this run has weights_seed=0")
+
+
+def test_a_gallery_resumed_with_another_batch_size_says_so(tmp_path, capsys):
+    assert main([*GALLERY, "--channels", "0-3", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / ".units" / "conv1" / "0002.json").read_text())["batch_size"] == 4
+    capsys.readouterr()
+    assert main([*GALLERY[:-1], "2", "--channels", "0-5", "--out", str(tmp_path)]) == 0
+    assert (f"{tmp_path}: note: units there were rendered with --batch-size 4 and this run uses 2; on the CPUs "
+            f"measured the pixels are the same, a GPU may round them differently") in capsys.readouterr().err
+    assert json.loads((tmp_path / ".units" / "conv1" / "0005.json").read_text())["batch_size"] == 2

@@ -115,3 +115,14 @@ def test_the_step_loop_reads_nothing_back_to_the_host():
     reading = Objective(lambda acts, index: acts["conv2"][:, :4].mean((2, 3))[:, 0] * float(acts["conv2"].detach().max()),
                         frozenset({"conv2"}), "reading", ("reading",))
     assert _reads(digits, reading, 16) - _reads(digits, reading, 6) >= 10
+
+
+@pytest.mark.slow
+def test_the_batch_size_does_not_change_the_images_at_real_step_counts():
+    """What gallery/README.md claims, at the digits recipe's 256 steps (a chaotic optimization amplifies rounding)."""
+    from dreamlab import load_model
+
+    digits = load_model("lenet-digits")
+    whole = render(digits, "conv2:0-49", steps=256, device="cpu")
+    split = render(digits, "conv2:0-49", steps=256, device="cpu", batch_size=3)
+    assert torch.equal(whole.images, split.images)

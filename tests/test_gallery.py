@@ -108,8 +108,8 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
         assert unit == {
             "unit": f"{layer}:{ch}", "layer": layer, "channel": ch, "objective": f"{layer}:{ch}",
             "activation": unit["activation"], "seed": 0, "steps": 8, "size": 28, "recipe": "lenet-digits",
-            "recipe_hash": recipe.hash(), "weights": "default", "device": "cpu", "precision": "fp32",
-            "file": f"{layer}/{layer}_{ch:04d}.png"}
+            "recipe_hash": recipe.hash(), "weights": "default", "weights_seed": None, "device": "cpu",
+            "precision": "fp32", "batch_size": BATCH, "file": f"{layer}/{layer}_{ch:04d}.png"}
         assert isinstance(unit["activation"], float)
         record = json.loads((reference / ".units" / layer / f"{ch:04d}.json").read_text())
         assert record == unit

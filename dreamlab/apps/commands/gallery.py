@@ -31,7 +31,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     g.add_argument("--device", help="cpu or cuda (default: cuda when available; cuda:LOCAL_RANK under torchrun)")
     g.add_argument("--batch-size", type=positive_int,
-                   help="units per render call (default: 64 on cuda, 16 on cpu); images do not depend on it")
+                   help="units per render call (default: 64 on cuda, 16 on cpu); on a CPU images do not depend "
+                        "on it (gallery/README.md)")
     g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
     g.add_argument("--overwrite", action="store_true", help="replace units made with other settings")
     g.add_argument("--compile", nargs="?", const="default", metavar="MODE",

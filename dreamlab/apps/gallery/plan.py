@@ -32,6 +32,7 @@ class Settings:
     steps: int
     size: int
     seed: int
+    batch_size: int  # units per render call: recorded, and a resume with another one is warned about
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,11 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
             log(f"{folder.out}: --overwrite removed {removed} units of an earlier run")
     records = folder.read_records()
     _check_settings(records.values(), loaded, steps, size, seed, folder.out)
-    settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
-                        weights_seed=_weights_seed(loaded), steps=steps, size=size, seed=int(seed))
     batch_size = batch_size or (64 if device.type == "cuda" else 16)
+    _warn_batch_sizes(records.values(), batch_size, folder.out, log)
+    settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
+                        weights_seed=_weights_seed(loaded), steps=steps, size=size, seed=int(seed),
+                        batch_size=batch_size)
     batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
     done = set(records)
     todo = [b for b in batches if any((b.layer, c) not in done for c in b.channels)]
@@ -125,6 +128,14 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
                             f"use --size {recipe.input_size}") from None
     counts = {r.name: r.channels for r in rows if r.channels and r.calls == 1}
     return [r.name for r in rows], counts  # type: ignore[return-value]
+
+
+def _warn_batch_sizes(records: Any, batch_size: int, out: Path, log: Log) -> None:
+    """A resume with another --batch-size is allowed but said: only the CPU results are measured to match."""
+    other = sorted({r["batch_size"] for r in records if isinstance(r.get("batch_size"), int)} - {batch_size})
+    if other:
+        log(f"{out}: note: units there were rendered with --batch-size {', '.join(map(str, other))} and this run "
+            f"uses {batch_size}; on the CPUs measured the pixels are the same, a GPU may round them differently")
 
 
 def _weights_seed(loaded: LoadedModel) -> int | None:
