@@ -50,8 +50,7 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
     """
     from dreamlab.models.loading import load_model
 
-    torch.manual_seed(0)
-    loaded = load_model("googlenet", weights="none")
+    loaded = load_model("googlenet", weights="none")  # random init draws from its own fixed seed
     objective = "inception4c:97" if workload == "unit" else f"inception4c:0-{units - 1}"
     n = 1 if workload == "unit" else units
     settings = dict(steps=steps, size=size, precision=precision, param=param, transforms=transforms,
@@ -88,8 +87,7 @@ def bench_dream(*, steps: int, device: torch.device, size: tuple[int, int] = (76
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.dream import dream
 
-    torch.manual_seed(0)
-    loaded = load_model("googlenet", weights="none")
+    loaded = load_model("googlenet", weights="none")  # random init draws from its own fixed seed
     coarse = torch.rand(1, 3, size[0] // 32, size[1] // 32, generator=torch.Generator().manual_seed(0))
     photo = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)[0]
     dream(loaded, photo, "inception4c", octaves=1, steps=1, device=device)  # first-call costs go here
@@ -135,7 +133,9 @@ def run_ablation(*, steps: int, size: int, units: int, device: torch.device, com
     Each variant changes one thing against the default render of this device: the forward runs to the end
     (no early stop), the objective loops over units in Python instead of one gather, the other precision, the
     other memory layout, per-coordinate Adam, and (with `compile`) torch.compile, timed after its warm-up.
-    Each variant's figure is the best of `repeats` rounds.
+    Each variant's figure is the best of `repeats` rounds. All variants share one loaded model, which is
+    dreamlab's: the first render moves it to `device` for good, and each render gets the memory layout it asks
+    for and leaves it contiguous again (models/prepare.py), so no variant inherits another's layout.
     """
     from functools import partial
     from unittest import mock
