@@ -121,3 +121,15 @@ def test_gallery_ranks_get_one_gpu_each_without_a_gpu(two_gpus, monkeypatch):
     assert RankGroup.start("cuda")[1] == torch.device("cuda", 0)  # LOCAL_RANK, not the current device (1)
     assert RankGroup.start(None)[1] == torch.device("cuda", 0)
     assert RankGroup.start("cuda:1")[1] == torch.device("cuda", 1)
+
+
+@pytest.mark.parametrize("command", [["quality", "--measures", "transfer"],
+                                     ["dream", "PHOTO", "--model", "lenet-digits"]])
+def test_dream_and_quality_refuse_a_bad_device_too(no_gpu, tmp_path, monkeypatch, capsys, command):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("L", (32, 32)).save(tmp_path / "photo.png")
+    command = [str(tmp_path / "photo.png") if part == "PHOTO" else part for part in command]
+    assert main([*command, "--device", "tpu"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "dreamlab: error: unknown device 'tpu'; valid here: cpu"

@@ -24,8 +24,8 @@ on interruptions, resumes, which rank rendered it or how many ranks there were: 
 run writes byte-identical PNGs to one uninterrupted run (on CUDA, up to cuDNN's own nondeterminism). The
 batch size only changes floating-point rounding where a kernel's result depends on it: none on the CPUs
 measured (lenet-digits conv2:0-49 at 256 steps, batches of 3 and 16 against all 50: the same bytes), but
-cuDNN picks its algorithm per batch size, so records keep it and a resume with another one says so. `render(model, channel(layer, range(n)), units=[ch], seed=seed, steps=..., size=...)`
-renders one unit again.
+cuDNN picks its algorithm per batch size, so records keep it and a resume with another one says so.
+`render(model, channel(layer, range(n)), units=[ch], seed=seed, steps=..., size=...)` renders one unit again.
 
 Distributed: under torchrun (WORLD_SIZE > 1) rank 0 plans (loads the model, checks the folder, lists the
 batches still to do) and broadcasts the plan; ranks take every world-th batch and write their own units;
