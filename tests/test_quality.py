@@ -86,6 +86,7 @@ def test_adversarial_style_renders_no_longer_beat_the_dataset(correct: dict[str,
     assert not kept.passed and kept.figure <= 0.7 < correct["kept"].figure
 
 
+@pytest.mark.slow  # five renders of 20 digits units: about 20 s on a busy CPU
 def test_minimizing_one_step_noise_and_other_units_fail_the_dataset_measure() -> None:
     pytest.importorskip("sklearn")
     loaded = load_model("lenet-digits")
