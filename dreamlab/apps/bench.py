@@ -68,7 +68,7 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
         "param": param, "transforms": transforms, "compile": compile or "no",
         "seconds": round(seconds, 3),
         "ms_per_step": round(1000 * seconds / steps, 3),
-        "images_per_s": round(n * steps / seconds, 2),
+        "images_per_s": float(f"{n * steps / seconds:.4g}"),  # 4 significant digits: slow CPU runs are below 1
     }
     if first_seconds is not None:
         figures.update(first_render_s=round(first_seconds, 3), warmup_s=round(first_seconds - seconds, 3))
