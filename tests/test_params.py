@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from dreamlab.io import grid, output_paths, png_bytes, read_png_text, safe_name, save_png
+from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import (
     COLOR_CORRELATION_SVD_SQRT,
     FourierParam,
@@ -73,6 +74,53 @@ def test_a_start_image_is_reproduced_whatever_the_start_level(kind):
     param = make_param(kind, 2, 3, 16, start_level=0.05)
     image_to_param_raw(image, param)
     torch.testing.assert_close(param(), image.expand(2, -1, -1, -1), atol=1e-4, rtol=1e-4)
+
+
+def _push_blue_and_bright(param: FourierParam, steps: int = 60, bright: float = 1.0) -> None:
+    """Optimize toward a bluer (and brighter) image: the objective that ran away into a colour cast."""
+    optimizer = make_optimizer("channel-adam", param.parameters(), lr=0.05)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        image = param()
+        loss = -(image[:, 2] - image[:, 0] + bright * image.sum(1)).mean()
+        loss.backward()
+        optimizer.step()
+
+
+def test_fourier_keeps_the_chromatic_mean_and_frees_luminance():
+    param = FourierParam(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    start = param.raw().detach().mean((2, 3))
+    _push_blue_and_bright(param)
+    end = param.raw().detach().mean((2, 3))
+    torch.testing.assert_close(end[:, 1:], start[:, 1:])  # the chromatic axes' mean: frozen
+    assert (end[:, 0] - start[:, 0]).min() > 0.5  # luminance's mean moved
+    image = param().detach()
+    assert (image[:, 2].mean() - image[:, 0].mean()).abs() < 0.1  # no cast, although blue was rewarded
+    unfrozen = FourierParam(2, 3, 16, 16, generator=torch.Generator().manual_seed(0), freeze_chroma_mean=False)
+    _push_blue_and_bright(unfrozen)
+    assert (unfrozen.raw().detach().mean((2, 3))[:, 1:] - start[:, 1:]).abs().max() > 0.5  # it would run away
+
+
+def test_an_init_image_keeps_its_mean_colour():
+    reddish = torch.tensor([0.7, 0.4, 0.25])[None, :, None, None].expand(1, 3, 16, 16).clone()
+    reddish += 0.1 * torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    grating = torch.cos(torch.arange(16) * torch.pi / 2).expand(16, 16)  # a colour-blind objective
+    red_minus_blue = {}
+    for freeze in (True, False):
+        param = FourierParam(2, 3, 16, 16, freeze_chroma_mean=freeze)
+        image_to_param_raw(reddish, param)
+        start = param.raw().detach().mean((2, 3))
+        optimizer = make_optimizer("channel-adam", param.parameters(), lr=0.05)
+        for _ in range(60):
+            optimizer.zero_grad()
+            (-(param() * grating).mean()).backward()
+            optimizer.step()
+        if freeze:
+            torch.testing.assert_close(param.raw().detach().mean((2, 3))[:, 1:], start[:, 1:])
+        image = param().detach()
+        red_minus_blue[freeze] = (image[:, 0].mean() - image[:, 2].mean()).item()
+    assert red_minus_blue[True] > 0.2  # the start's is 0.45: still red
+    assert red_minus_blue[False] < 0.1  # unfrozen, the colour is lost
 
 
 def test_start_level_outside_zero_one_is_refused():

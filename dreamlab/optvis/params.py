@@ -94,7 +94,13 @@ def fourier_scale(height: int, width: int, decay_power: float = 1.0) -> Tensor:
 
 
 class FourierParam(ImageParam):
-    """Image as a real FFT spectrum scaled by 1/frequency: optimization favours low frequencies."""
+    """Image as a real FFT spectrum scaled by 1/frequency: optimization favours low frequencies.
+
+    With 3 decorrelated colour channels the two chromatic axes' zero frequency (the image's mean colour) is
+    frozen at its start value (`freeze_chroma_mean`): optimizers that normalize each colour axis on its own
+    (ChannelAdam) otherwise let it run away into a colour cast (QUALITY.md, hed-vgg16). Luminance's mean stays
+    free, and an init image (`image_to_param_raw`) sets the frozen value, so it keeps its mean colour.
+    """
 
     # lucid divides the inverse FFT by 4 (a constant found by hand to start near grey); kept for parity
     SPATIAL_DIVISOR = 4.0
@@ -102,17 +108,32 @@ class FourierParam(ImageParam):
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,
                  color_matrix: Tensor | None = None, start_level: float = 0.5,
-                 device: torch.device | str | None = None):
+                 freeze_chroma_mean: bool = True, device: torch.device | str | None = None):
         super().__init__(channels, decorrelate, color_matrix, start_level)
         self.size = (height, width)
         spectrum_shape = (batch, channels, height, width // 2 + 1, 2)
         self.spectrum = nn.Parameter(seeded_randn(spectrum_shape, generator, device) * sd)
         scale = fourier_scale(height, width, decay_power).to(device)
         self.register_buffer("scale", scale, persistent=False)
+        if freeze_chroma_mean and self.color_matrix is not None:
+            # free: 1 everywhere but the chromatic axes' zero frequency; there the spectrum is replaced by the
+            # frozen start value, so those coefficients get no gradient and never move
+            free = torch.ones(spectrum_shape[1:], device=device)
+            free[1:, 0, 0, :] = 0
+            self.register_buffer("free", free, persistent=False)
+            self.register_buffer("frozen", (self.spectrum.detach() * (1 - free)).clone(), persistent=False)
+        else:
+            self.free = self.frozen = None
+
+    def spectrum_used(self) -> Tensor:
+        """The spectrum the image is made from: the parameter with the frozen coefficients put in."""
+        if self.free is None:
+            return self.spectrum
+        return self.spectrum * self.free + self.frozen
 
     def raw(self) -> Tensor:
         # scaled as real pairs, so that torch.compile has no complex arithmetic to generate code for
-        spectrum = torch.view_as_complex(self.spectrum * self.scale[..., None])
+        spectrum = torch.view_as_complex(self.spectrum_used() * self.scale[..., None])
         image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
         return image / self.SPATIAL_DIVISOR
 
@@ -128,6 +149,8 @@ def image_to_param_raw(image: Tensor, param: ImageParam) -> None:
         elif isinstance(param, FourierParam):
             spectrum = torch.fft.rfft2(target * FourierParam.SPATIAL_DIVISOR, norm="ortho") / param.scale
             param.spectrum.copy_(torch.view_as_real(spectrum).expand_as(param.spectrum))
+            if param.frozen is not None:
+                param.frozen.copy_(param.spectrum * (1 - param.free))
         else:
             raise DreamlabError(f"init_image works with the pixel and fourier parameterizations, not "
                                 f"{type(param).__name__}")
