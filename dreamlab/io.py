@@ -208,3 +208,19 @@ def check_writable(path: str | Path, what: str = "output") -> None:
     except OSError as exc:
         raise DreamlabError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}; choose a writable "
                             f"place") from None
+
+
+SAMPLE_PHOTOS = ("china", "flower")  # the photos that ship inside scikit-learn (no download)
+
+
+def sample_photo(name: str, needed_for: str) -> Tensor:
+    """scikit-learn's sample photo 'china' or 'flower' as [3, H, W] in [0, 1].
+
+    `needed_for` completes the error line when scikit-learn is missing ("--image china needs ...").
+    """
+    try:
+        from sklearn.datasets import load_sample_image
+    except ImportError:
+        raise DreamlabError(f"{needed_for} needs scikit-learn's sample photos: pip install 'dreamlab[digits]'"
+                            ) from None
+    return torch.from_numpy(load_sample_image(f"{name}.jpg").copy()).permute(2, 0, 1).float() / 255

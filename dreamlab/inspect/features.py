@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError
+from dreamlab.io import SAMPLE_PHOTOS, load_image, sample_photo
 from dreamlab.inspect.source import model_and_recipe
 from dreamlab.inspect.tiles import TileGrid, draw_labels, normalize_each, upscale
 from dreamlab.models.recipe import Recipe
 
-SAMPLE_IMAGES = ("china", "flower")  # scikit-learn's bundled photos (the `digits` or `test` extra installs it)
 DEFAULT_TOP = 64  # layers with more channels show their 64 strongest unless --top says otherwise
 MIN_TILE_PIXELS = 64  # small maps are enlarged (nearest neighbour) so the labels fit
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, as PIL's RGB -> L conversion uses
@@ -42,27 +42,15 @@ class FeatureMaps:
         return self.grid.save(path)
 
 
-def sample_image(name: str) -> Tensor:
-    """scikit-learn's sample photo 'china' or 'flower' as [3, H, W] in [0, 1] (bundled: no download)."""
-    try:
-        from sklearn.datasets import load_sample_image
-    except ImportError:
-        raise DreamlabError(f"--image {name} needs scikit-learn: pip install 'dreamlab[digits]' "
-                            f"(or give a PNG/JPEG path)") from None
-    return torch.from_numpy(load_sample_image(f"{name}.jpg").copy()).permute(2, 0, 1).float() / 255
-
-
 def read_photo(image: Tensor | str | Path) -> Tensor:
     """A photo [C, H, W] in [0, 1] from a tensor, a file path, or a sample name (china, flower)."""
     if isinstance(image, Tensor):
         return image.float()
-    if str(image) in SAMPLE_IMAGES and not Path(image).exists():
-        return sample_image(str(image))
-    from dreamlab.io import load_image
-
+    if str(image) in SAMPLE_PHOTOS and not Path(image).exists():
+        return sample_photo(str(image), f"--image {image}")
     if not Path(image).exists():
         raise DreamlabError(f"cannot read image {str(image)!r}: no such file; give a PNG/JPEG path or one of "
-                            f"{', '.join(SAMPLE_IMAGES)} (scikit-learn's sample photos)")
+                            f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
     return load_image(image)
 
 

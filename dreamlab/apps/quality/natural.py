@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.apps.quality.perturb import kept_activation, kept_fraction
-from dreamlab.errors import DreamlabError
+from dreamlab.io import SAMPLE_PHOTOS, sample_photo
 
 HED_MODEL = "hed-vgg16"
 HED_LAYERS = ("features.15", "features.22", "features.29")
@@ -31,12 +31,7 @@ KEPT = 0.5
 
 def photos() -> list[Tensor]:
     """scikit-learn's sample photos, each [3, H, W] in [0, 1]."""
-    try:
-        from sklearn.datasets import load_sample_images
-    except ImportError:
-        raise DreamlabError("the natural-image measure needs scikit-learn's sample photos: pip install "
-                            "'dreamlab[digits]'") from None
-    return [torch.tensor(img).permute(2, 0, 1).float() / 255 for img in load_sample_images().images]
+    return [sample_photo(name, "the natural-image measure") for name in SAMPLE_PHOTOS]
 
 
 def photo_crops(size: int = CROP, stride: int = STRIDE, scales: Sequence[float] = PHOTO_SCALES) -> Tensor:
