@@ -70,11 +70,12 @@ class LeNetDigits(nn.Module):
 
 
 class DigitsJudge(nn.Module):
-    """An independent referee: three 3x3 conv+BN blocks, global pooling, linear.
+    """A second digits CNN: three 3x3 conv+BN blocks, global pooling, linear.
 
     Trained with a different seed and with shift/scale/rotation/noise
-    augmentation, it is used to check that images rendered for a LeNet logit
-    are recognised as that digit by a model of another architecture. The
+    augmentation, but on LeNet's own training split: `dreamlab quality`
+    shows its reading of LeNet's logit renders as a validation figure (the
+    independent judge is dreamlab.apps.quality.judge). The
     shipped weights reach 99.6% held-out accuracy, 99.1% on test images
     jittered by up to 2 px, 8 degrees, 8% scale and noise 0.05
     (``tests/test_zoo.py`` requires >= 98% and >= 97%).
@@ -142,7 +143,7 @@ def lenet_digits(weights: str | None = "default") -> LeNetDigits:
 
 
 def digits_judge(weights: str | None = "default") -> DigitsJudge:
-    """Build the independent judge model in eval mode (same ``weights`` rules)."""
+    """Build the second digits CNN in eval mode (same ``weights`` rules)."""
     return _build(DigitsJudge(), weights, JUDGE_WEIGHTS_FILE)  # type: ignore[return-value]
 
 
