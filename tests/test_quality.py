@@ -273,3 +273,21 @@ def test_the_natural_measure_is_skipped_without_hed_weights(tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "skipped" in out and "0/0 goals met" in out
     assert main(["quality", "--hed-units", "0"]) == 2
+
+
+def test_command_runs_the_measures_with_lucids_settings(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    seen: list[QualitySettings] = []
+
+    def fake_run(names, settings):
+        seen.append(settings)
+        return [_measure(False)]
+
+    monkeypatch.setattr("dreamlab.apps.quality.measures.run_measures", fake_run)
+    assert main(["quality", "--measures", "dataset", "--settings", "lucid", "--seed", "3"]) == 1
+    (settings,) = seen
+    assert (settings.optimizer, settings.param_options, settings.seed) == ("adam", {"decay_power": 1.0}, 3)
+    assert "optimizer adam" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["quality", "--settings", "lucent"])
+    assert exit_info.value.code == 2 and "invalid choice: 'lucent'" in capsys.readouterr().err

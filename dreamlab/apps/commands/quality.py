@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from dreamlab.apps.quality import measures as quality
-from dreamlab.apps.quality.measures import FAST, MEASURES, QualitySettings, format_report
+from dreamlab.apps.quality.measures import FAST, MEASURES, SETTINGS_PRESETS, QualitySettings, format_report
 from dreamlab.errors import DreamlabError
 
 
@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hed-units", type=int, default=4,
                    help="units per layer (features.15, .22, .29) of the hed-vgg16 natural-image measure (default: 4; "
                         "64 is the full measure, hours on a CPU)")
+    p.add_argument("--settings", default="recipe", choices=sorted(SETTINGS_PRESETS),
+                   help="render with the recipes' settings (default) or with lucid's optimizer and 1/f scale "
+                        "(Adam, Fourier decay 1) on the recipes' other settings, to compare (QUALITY.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu, where the goals were set)")
     p.add_argument("--threads", type=int, default=1,
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
             raise DreamlabError(f"{flag} must be a positive integer, got {value}")
     torch.set_num_threads(args.threads)
     base = FAST if args.fast else QualitySettings()
-    settings = dataclasses.replace(base, seed=args.seed, device=args.device, hed_units=args.hed_units,
+    settings = dataclasses.replace(base, **SETTINGS_PRESETS[args.settings])
+    settings = dataclasses.replace(settings, seed=args.seed, device=args.device, hed_units=args.hed_units,
                                    steps=args.steps if args.steps is not None else base.steps,
                                    planted_steps=args.planted_steps if args.planted_steps is not None
                                    else base.planted_steps)
