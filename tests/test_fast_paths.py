@@ -119,12 +119,17 @@ def test_the_step_loop_reads_nothing_back_to_the_host():
     assert _reads(digits, reading, 16) - _reads(digits, reading, 6) >= 10
 
 
-@pytest.mark.slow
-def test_the_batch_size_does_not_change_the_images_at_real_step_counts():
-    """What gallery/README.md claims, at the digits recipe's 256 steps (a chaotic optimization amplifies rounding)."""
+def test_units_in_one_batch_do_not_affect_each_other():
+    """A unit renders the same alone in small batches as among 50, up to float rounding, over the first steps.
+
+    Later the optimization amplifies rounding (the kernels' blocking differs per batch size on some CPUs): at 256
+    steps a few units can differ visibly, which gallery/README.md says. Cross-talk between the units of a batch
+    (a batch-wide normalization, shared random transforms) would show at once; another seed is the control."""
     from dreamlab import load_model
 
     digits = load_model("lenet-digits")
-    whole = render(digits, "conv2:0-49", steps=256, device="cpu")
-    split = render(digits, "conv2:0-49", steps=256, device="cpu", batch_size=3)
-    assert torch.equal(whole.images, split.images)
+    whole = render(digits, "conv2:0-49", steps=4, device="cpu")
+    split = render(digits, "conv2:0-49", steps=4, device="cpu", batch_size=3)
+    other_seed = render(digits, "conv2:0-49", steps=4, device="cpu", batch_size=3, seed=1)
+    assert (whole.images - split.images).abs().max() < 1e-6
+    assert (whole.images - other_seed.images).abs().max() > 1e-3
