@@ -14,8 +14,9 @@ import torch
 
 from dreamlab import load_model, render
 from dreamlab.apps.cli import main
-from dreamlab.apps.quality.measures import (FAST, Measure, QualitySettings, digits_data, measure_kept,
-                                            measure_transfer, run_measures, score_against_dataset, unit_scores)
+from dreamlab.apps.quality.measures import (FAST, SETTINGS_PRESETS, Measure, QualitySettings, _digits_render,
+                                            digits_data, measure_kept, measure_transfer, run_measures,
+                                            score_against_dataset, unit_scores)
 from dreamlab.optvis.objectives import channel, logit
 from dreamlab.models.zoo.digits import DIGITS_MEAN, DIGITS_STD
 
@@ -54,10 +55,9 @@ def test_fast_dataset_measure_of_the_default_recipe(correct: dict[str, Measure])
 
 
 def _adversarial(layer: str, units: list[int]):
-    """An adversarial-style render of lenet-digits: pixel parameterization, no transforms (issue #12)."""
-    loaded = load_model("lenet-digits")
-    objective = logit(units) if layer == "logit" else channel(layer, units)
-    return loaded, render(loaded, objective, steps=256, param="pixel", transforms="none")
+    """An adversarial-style render of lenet-digits (issue #12), as `dreamlab quality --settings adversarial`
+    renders it: pixel parameterization, no transforms, no decorrelation, the recipe's 256 steps."""
+    return _digits_render(dataclasses.replace(FAST, **SETTINGS_PRESETS["adversarial"]), layer, units)
 
 
 def _dataset_items(images_for: dict[str, torch.Tensor]) -> list[dict]:
@@ -288,6 +288,10 @@ def test_command_runs_the_measures_with_lucids_settings(monkeypatch: pytest.Monk
     (settings,) = seen
     assert (settings.optimizer, settings.param_options, settings.seed) == ("adam", {"decay_power": 1.0}, 3)
     assert "optimizer adam" in capsys.readouterr().out
+    assert main(["quality", "--measures", "dataset", "--settings", "adversarial"]) == 1
+    settings = seen[-1]
+    assert (settings.param, settings.transforms, settings.param_options) == ("pixel", "none", {"decorrelate": False})
+    assert "param pixel, transforms none" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main(["quality", "--settings", "lucent"])
     assert exit_info.value.code == 2 and "invalid choice: 'lucent'" in capsys.readouterr().err

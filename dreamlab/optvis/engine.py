@@ -312,7 +312,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     recipe. `units` renders only these indices of a batched objective (e.g. `range(16, 32)` of `layer:0-511`);
     each unit starts from the same noise and draws the same transforms as in a render of them all, whatever
     the split into batches, so its image is the same up to the rounding of kernels whose results depend on the
-    batch size (none on the CPUs measured; GPUs may differ: gallery/README.md). `batch_size` caps how many
+    batch size (cuDNN's and some CPUs', amplified over many steps: gallery/README.md). `batch_size` caps how many
     units are optimized at once (default: all; on a GPU out-of-memory the batch is halved and the
     run goes on). `thresholds` are steps (1..steps) at which snapshots are kept and `on_snapshot` is called.
     `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]) replaces the random start. Ctrl-C ends

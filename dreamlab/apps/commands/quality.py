@@ -24,8 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="units per layer (features.15, .22, .29) of the hed-vgg16 natural-image measure (default: 4; "
                         "64 is the full measure, hours on a CPU)")
     p.add_argument("--settings", default="recipe", choices=sorted(SETTINGS_PRESETS),
-                   help="render with the recipes' settings (default) or with lucid's optimizer and 1/f scale "
-                        "(Adam, Fourier decay 1) on the recipes' other settings, to compare (QUALITY.md)")
+                   help="render with the recipes' settings (default), with lucid's optimizer and 1/f scale "
+                        "(Adam, Fourier decay 1) on the recipes' other settings, or adversarial-style (pixel, no "
+                        "transforms, no decorrelation; planted cells keep their own), to compare (QUALITY.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu, where the goals were set)")
     p.add_argument("--threads", type=int, default=1,

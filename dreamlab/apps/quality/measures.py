@@ -91,6 +91,8 @@ class QualitySettings:
     planted_presets: Sequence[str] = tuple(PRESETS)
     param_options: dict | None = None  # passed to every render (e.g. to show that a broken parameterization fails)
     optimizer: str | None = None  # None: the recipes' ('channel-adam'); 'adam' shows lucid's optimizer
+    param: str | None = None  # None: the recipes'; 'pixel' for the adversarial-style control (not planted)
+    transforms: str | None = None  # None: the recipes'; 'none' for the adversarial-style control (not planted)
     hed_units: int = 4  # units per layer of the natural-image measure on hed-vgg16 (64: the full measure)
 
 
@@ -107,12 +109,15 @@ def _param_settings(settings: QualitySettings) -> dict[str, Any]:
     return {_PARAM_SETTINGS[key]: value for key, value in options.items()}
 
 
-# the render settings the measures can be run with instead of the recipes': lucid's optimizer and 1/f scale
-# (lucid's render_vis: Adam, Fourier decay 1) on the recipes' other settings. Its figures stand beside the
-# default's in QUALITY.md; its goals are expected to be missed.
+# the render settings the measures can be run with instead of the recipes', to stand beside the default's in
+# QUALITY.md (their goals are expected to be missed): lucid's optimizer and 1/f scale (lucid's render_vis: Adam,
+# Fourier decay 1) on the recipes' other settings; and adversarial-style renders (pixel parameterization, no
+# transforms, no colour decorrelation), the negative control that the measures must rank below the default.
+# The planted cells choose their own parameterization and transforms: only the optimizer and decay reach them.
 SETTINGS_PRESETS: dict[str, dict[str, Any]] = {
     "recipe": {},
     "lucid": {"optimizer": "adam", "param_options": {"decay_power": 1.0}},
+    "adversarial": {"param": "pixel", "transforms": "none", "param_options": {"decorrelate": False}},
 }
 
 
@@ -173,7 +178,8 @@ def _digits_render(settings: QualitySettings, layer: str, units: Sequence[int]):
     loaded = load_model(DIGITS_MODEL)
     objective = logit(list(units)) if layer == "logit" else channel(layer, list(units))
     result = render(loaded, objective, steps=settings.steps, seed=settings.seed, device=settings.device,
-                    optimizer=settings.optimizer, **_param_settings(settings))
+                    optimizer=settings.optimizer, param=settings.param, transforms=settings.transforms,
+                    **_param_settings(settings))
     return loaded, result
 
 
@@ -395,7 +401,8 @@ def _natural(settings: QualitySettings) -> Measure:
                        figure_text="skipped: hed-vgg16 weights not in the cache (dreamlab fetch hed-vgg16)",
                        goal=0.95, goal_text=">= 95% of units", passed=True, skipped=True)
     measure, _ = measure_natural(settings.hed_units, seed=settings.seed, device=settings.device,
-                                 optimizer=settings.optimizer, **_param_settings(settings))
+                                 optimizer=settings.optimizer, param=settings.param, transforms=settings.transforms,
+                                 **_param_settings(settings))
     return measure
 
 
@@ -406,7 +413,8 @@ def format_report(measures: Sequence[Measure], settings: QualitySettings) -> str
              for m in measures]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     header = (f"dreamlab quality: device {settings.device}, seed {settings.seed}, optimizer "
-              f"{settings.optimizer or 'recipe'}, {settings.param_options or 'recipe parameterization'}, digits steps "
+              f"{settings.optimizer or 'recipe'}, param {settings.param or 'recipe'}, transforms "
+              f"{settings.transforms or 'recipe'}, {settings.param_options or 'recipe parameter options'}, digits steps "
               f"{settings.steps or 'recipe (256)'}, planted steps {settings.planted_steps or 'recipe (1024)'}")
     lines = [header, ""]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
