@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the hed-vgg16 examples: a few channels of features.8, .15, .22 and .29 (the ReLUs after conv2_2,
-# conv3_3, conv4_3, conv5_3) with the recipe's settings (128 px, 256 steps, channel-adam, Fourier decay 0.5,
+# conv3_3, conv4_3, conv5_3) with the recipe's settings (128 px, 256 steps, channel-adam, Fourier decay 0.75,
 # seed 0), and features.22:0-3 with lucid's settings beside them (QUALITY.md, "hed-vgg16"). Needs the weights
 # once: `dreamlab fetch hed-vgg16`. CPU: about an hour on a busy 2-core machine. PYTHON picks the interpreter.
 set -euo pipefail
