@@ -20,6 +20,9 @@ from dreamlab.optvis.grammar import parse_objective
     ("-(a:1 - b:2) / 2", "-(a:1 - b:2)/2", {"a", "b"}, 1),
     ("layer1.0.conv1:5", "layer1.0.conv1:5", {"layer1.0.conv1"}, 1),
     ("features.28:3-4 + 1e-2*features.28", "features.28:3-4 + 0.01*features.28", {"features.28"}, 2),
+    ("conv2:14,2,20-23", "conv2:14,2,20-23", {"conv2"}, 6),
+    ("logit:1,3", "logit:1,3", {"logit"}, 2),
+    ("conv2:2,14@3,4 - conv2:5", "conv2:2,14@3,4 - conv2:5", {"conv2"}, 2),
 ])
 def test_parses(text, name, layers, batch):
     obj = parse_objective(text)
@@ -31,6 +34,21 @@ def test_parses(text, name, layers, batch):
 def test_range_labels_one_unit_per_sample():
     assert parse_objective("conv2:3-5").labels == ("conv2:3", "conv2:4", "conv2:5")
     assert parse_objective("conv2:3-5 - 0.5*conv1:0").labels[1] == "conv2:4 - 0.5*conv1:0"
+
+
+def test_unit_lists_keep_the_written_order_and_round_trip_through_names():
+    from dreamlab.optvis import objectives
+
+    assert parse_objective("conv2:14,2,5-6").labels == ("conv2:14", "conv2:2", "conv2:5", "conv2:6")
+    written = objectives.channel("conv2", [7, 1, 2, 3])  # the API names it conv2:7,1-3
+    assert parse_objective(written.name).labels == written.labels
+
+
+def test_unit_list_errors_say_what_to_write():
+    with pytest.raises(ObjectiveSyntaxError, match="unit 2 is listed twice"):
+        parse_objective("conv2:1-3,2")
+    with pytest.raises(ObjectiveSyntaxError, match=r"a unit list is written without spaces: 2,14"):
+        parse_objective("conv2:2, 14")
 
 
 def test_arithmetic_evaluates_like_the_expression():
@@ -58,6 +76,8 @@ def test_class_names_resolve_with_categories():
     ("(a:1", 5, "(a:1>>"),
     ("a:5-2", 5, "a:5->>2"),
     ("a:1@3", 6, "a:1@3>>"),
+    ("a:1,1", 5, "a:1,>>1"),  # "unit 1 is listed twice"
+    ("a:1, 2", 4, "a:1>>, 2"),  # "a unit list is written without spaces"
 ])
 def test_syntax_errors_point_at_the_position(text, position, marked):
     with pytest.raises(ObjectiveSyntaxError) as info:

@@ -8,7 +8,8 @@
             | LAYER ':' UNITS '@' X ',' Y neuron at a position          inception4c:97@7,7
             | LAYER ':' UNITS '@centre'   neuron at the centre
             | 'logit' ':' (UNITS | CLASS) class logit                   logit:281, logit:tabby, logit:'tiger cat'
-    UNITS  := INT | INT '-' INT           (a range is written without spaces: 0-63)
+    UNITS  := SPAN (',' SPAN)*            (no spaces: 0-63, 2,14,20-23; in the order written)
+    SPAN   := INT | INT '-' INT
 
 A LAYER is a dotted module name; its parts may start with a digit, as in a bare nn.Sequential (`0.2:3`). Such a
 name followed by ':' is a layer; without ':' it reads as a number, so the whole-layer form needs a letter in it.
@@ -25,7 +26,8 @@ from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, unknown
 from dreamlab.optvis import objectives as o
 from dreamlab.optvis.units import unit_range
 
-_FORMS = "layer, layer:97, layer:0-63, layer:97@x,y, logit:281, logit:name, and + - * / with numbers"
+_FORMS = ("layer, layer:97, layer:0-63, layer:2,14,20-23, layer:97@x,y, logit:281, logit:name, and + - * / with "
+          "numbers")
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
   | (?P<layer>[A-Za-z_0-9][A-Za-z_0-9.]*(?=\s*:))   # before a ':' even '0.2' is a layer name, not a number
@@ -80,7 +82,8 @@ class _ObjectiveParser:
         result = self.expr()
         kind, val, pos = self.peek
         if kind != "end":
-            self.fail(pos, f"unexpected {val!r}")
+            self.fail(pos, f"unexpected {val!r}" + (" (a unit list is written without spaces: 2,14)" if val == ","
+                                                   else ""))
         if not isinstance(result, o.Objective):
             self.fail(0, "an objective needs at least one layer or logit, not just numbers")
         return result
@@ -129,6 +132,24 @@ class _ObjectiveParser:
         return int(val), pos
 
     def units(self) -> list[int]:
+        """UNITS: spans joined by commas written without spaces (2,14,20-23), in the order written."""
+        found = self.span()
+        while self.glued_next(",") and self.tokens[self.i + 1][1].isdigit() \
+                and self.tokens[self.i + 1][2] == self.peek[2] + 1:
+            self.take()
+            pos = self.peek[2]
+            for unit in self.span():
+                if unit in found:
+                    self.fail(pos, f"unit {unit} is listed twice")
+                found.append(unit)
+        return found
+
+    def glued_next(self, value: str) -> bool:
+        """The next token is `value` and touches the previous one (no space between)."""
+        _, last, last_pos = self.tokens[self.i - 1]
+        return self.peek[1] == value and self.peek[2] == last_pos + len(last)
+
+    def span(self) -> list[int]:
         first, pos = self.integer("a channel number")
         kind, val, next_pos = self.peek
         # '-' glued to both numbers is a range (0-63); with spaces around it, it is a subtraction
