@@ -134,8 +134,7 @@ class _ObjectiveParser:
     def units(self) -> list[int]:
         """UNITS: spans joined by commas written without spaces (2,14,20-23), in the order written."""
         found = self.span()
-        while self.glued_next(",") and self.tokens[self.i + 1][1].isdigit() \
-                and self.tokens[self.i + 1][2] == self.peek[2] + 1:
+        while self.joins(","):
             self.take()
             pos = self.peek[2]
             for unit in self.span():
@@ -144,17 +143,17 @@ class _ObjectiveParser:
                 found.append(unit)
         return found
 
-    def glued_next(self, value: str) -> bool:
-        """The next token is `value` and touches the previous one (no space between)."""
+    def joins(self, value: str) -> bool:
+        """The next token is `value` glued between the previous token and a number (0-63, 2,14: no spaces)."""
         _, last, last_pos = self.tokens[self.i - 1]
-        return self.peek[1] == value and self.peek[2] == last_pos + len(last)
+        _, val, pos = self.peek
+        _, after, after_pos = self.tokens[self.i + 1] if val == value else ("", "", -1)
+        return val == value and pos == last_pos + len(last) and after.isdigit() and after_pos == pos + 1
 
     def span(self) -> list[int]:
-        first, pos = self.integer("a channel number")
-        kind, val, next_pos = self.peek
+        first, _ = self.integer("a channel number")
         # '-' glued to both numbers is a range (0-63); with spaces around it, it is a subtraction
-        if val == "-" and next_pos == pos + len(str(first)) and self.tokens[self.i + 1][2] == next_pos + 1 \
-                and self.tokens[self.i + 1][1].isdigit():
+        if self.joins("-"):
             self.take()
             last, last_pos = self.integer("the end of the range")
             try:

@@ -81,9 +81,9 @@ def score_natural(model: torch.nn.Module, images: Tensor, layer: str, units: Seq
     def score(x: Tensor) -> Tensor:
         return channel_means(model, x, [layer], mean, std)[layer][torch.arange(len(index)), index]
 
-    rendered, worst = kept_activation(score, images, fill)
-    kept = kept_fraction(rendered, worst)
     on_units = channel_means(model, images, [layer], mean, std)[layer][:, index]  # [image, unit]
+    rendered, worst = kept_activation(score, images, fill, clean=on_units.diagonal())
+    kept = kept_fraction(rendered, worst)
     others = on_units.masked_fill(torch.eye(len(index), dtype=torch.bool), float("-inf"))
     rival = others.max(0).values  # -inf for a lone image
     return [{"unit": f"{layer}:{u}", "rendered": round(float(rendered[i]), 3),
@@ -144,7 +144,7 @@ def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: in
     if silent:  # a unit no photo crop turns on: its render "beats" 0 with any activation; listed, still counted
         notes.append(f"{len(silent)} unit(s) that no photo crop activates: "
                      + ", ".join(f"{it['unit']} (render {it['rendered']:g}, kept {it['kept']:.2f})" for it in silent)
-                     + f"; the other units: {sum(it['passed'] for it in items if it not in silent)}/"
+                     + f"; the other units: {sum(it['passed'] for it in items if it['best_crop'] > 0)}/"
                        f"{n - len(silent)} pass")
     measure = Measure(
         name="natural", title="hed-vgg16 vs photo crops", figure=hits / n,

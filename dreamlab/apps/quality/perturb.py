@@ -54,9 +54,11 @@ def perturbations(images: Tensor, fill: float) -> dict[str, Tensor]:
     return {kind: perturb(images, kind, fill) for kind in PERTURBATIONS}
 
 
-def kept_activation(score: Callable[[Tensor], Tensor], images: Tensor, fill: float) -> tuple[Tensor, Tensor]:
-    """(clean scores [N], worst scores over the perturbations [N]) of `score` (image i scored on its own unit)."""
-    clean = score(images)
+def kept_activation(score: Callable[[Tensor], Tensor], images: Tensor, fill: float,
+                    clean: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(clean scores [N], worst scores over the perturbations [N]) of `score` (image i scored on its own unit);
+    `clean` passes scores of the unperturbed images already at hand."""
+    clean = score(images) if clean is None else clean
     worst = torch.stack([score(p) for p in perturbations(images, fill).values()]).min(0).values
     return clean, worst
 
