@@ -36,7 +36,7 @@ def test_cam_writes_an_overlay_at_the_photo_size_and_the_raw_map(digit_photo, tm
     assert text["dreamlab:target"] == "logit:4" and text["dreamlab:layer"] == "relu2"
     assert text["dreamlab:method"] == "gradcam"
     assert main(["cam", "lenet-digits", "--image", str(digit_photo), "--method", "gradcam++", "--layer", "conv1",
-                 "--target", "logit:7", "-o", str(tmp_path / "pp.png")]) == 0
+                 "--target", "logit:7", "--device", "cpu", "-o", str(tmp_path / "pp.png")]) == 0
     assert read_png_text(tmp_path / "pp.png")["dreamlab:layer"] == "conv1"
 
 
@@ -73,6 +73,8 @@ def test_sanity_prints_one_row_per_block_with_a_column_per_method(digit_photo, c
     (["attribute", "lenet-digits", "--method", "guidedd"], "close matches: guided"),
     (["attribute", "lenet-digits", "--method", "ig", "--baseline", "blurry"], "close matches: blurred"),
     (["attribute", "lenet-digits", "--target", "conv7:1"], "unknown layer 'conv7'"),
+    (["cam", "lenet-digits", "--device", "gpu"], "unknown device 'gpu'; valid here: cpu"),
+    (["attribute", "lenet-digits", "--device", "gpu"], "unknown device 'gpu'; valid here: cpu"),
 ])
 def test_bad_input_is_one_line_and_exit_2(digit_photo, capsys, argv, message):
     assert main([*argv, "--image", str(digit_photo)]) == 2

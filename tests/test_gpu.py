@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,3 +61,19 @@ def test_compiled_cuda_render_matches_eager(mode):
     compiled = render(model, "inception4c:0-3", compile=mode, **args)
     torch.testing.assert_close(compiled.images, eager.images, rtol=0, atol=1e-3)
     torch.testing.assert_close(compiled.history, eager.history, rtol=1e-3, atol=1e-4)
+
+
+def test_cam_and_attribute_on_cuda_match_the_cpu(tmp_path):
+    from dreamlab.apps.cli import main
+    from dreamlab.io import save_png
+
+    photo = tmp_path / "photo.png"
+    save_png(torch.rand(3, 56, 56, generator=torch.Generator().manual_seed(0)), photo)
+    for command in (["cam"], ["attribute", "--method", "ig", "--steps", "8"]):
+        maps = {}
+        for device in ("cpu", "cuda"):
+            out = tmp_path / f"{command[0]}_{device}.png"
+            assert main([command[0], "lenet-digits", "--image", str(photo), "--target", "logit:3", *command[1:],
+                         "--device", device, "-o", str(out)]) == 0
+            maps[device] = torch.from_numpy(np.load(out.with_suffix(".npy")))
+        assert torch.allclose(maps["cpu"], maps["cuda"], atol=1e-3 * float(maps["cpu"].abs().max()))

@@ -36,13 +36,27 @@ def positive_int(text: str) -> int:
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = "googlenet") -> None:
     """--model/--weights/--recipe, shared by every subcommand that loads a model."""
     p.add_argument("--model", "-m", default=default_model,
-                   help="recipe name (googlenet, resnet50, vgg16, lenet-digits) or any torchvision model name "
+                   help=f"recipe name ({recipe_names()}) or any torchvision model name "
                         "(default: %(default)s)")
     p.add_argument("--weights", default="default",
                    help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
                         "a torchvision weights name, or PATH to a state-dict file")
     p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     add_allow_code_argument(p)
+
+
+def add_compile_argument(p: argparse.ArgumentParser, when: str) -> None:
+    """--compile [MODE], shared by render, gallery and bench; `when` says when it pays off for the command."""
+    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help=f"torch.compile each step's forward; MODE: default, reduce-overhead (CUDA graphs), "
+                        f"max-autotune. The warm-up is paid once per model, layers and shape in a process: {when}")
+
+
+def recipe_names() -> str:
+    """The shipped recipes' names, comma-separated, for help texts."""
+    from dreamlab.models.recipe import shipped_recipe_names
+
+    return ", ".join(shipped_recipe_names())
 
 
 def add_allow_code_argument(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from dreamlab.apps.args import positive_int
-from dreamlab.apps.commands.cam import add_subject_arguments
+from dreamlab.apps.commands.cam import add_subject_arguments, load_subject
 
 DESCRIPTION = ("Per-pixel attributions of a target: FILE.png shows the heat map over the photo and the signed map "
                "(blue negative, red positive) side by side; FILE.npy holds the signed attributions at the model's "
@@ -36,13 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.attribution.api import METHODS, attribute
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.attribution.overlay import heat, overlay, signed_map
-    from dreamlab.attribution.photos import default_output, predicted_class, read_photo, save_outputs, to_photo_size
-    from dreamlab.attribution.target import subject
+    from dreamlab.attribution.photos import default_output, predicted_class, save_outputs, to_photo_size
     from dreamlab.errors import unknown
     from dreamlab.io import grid
 
-    subj = subject(str(args.recipe or args.model), weights=args.weights)
-    photo, x = read_photo(args.image, subj, args.size)
+    subj, photo, x = load_subject(args)
     target = args.target or predicted_class(subj, x)
     methods = [m.strip() for m in args.method.split(",") if m.strip()] if args.sanity else [args.method]
     valid = METHODS + CAM_METHODS if args.sanity else METHODS
@@ -54,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sanity:
         return _sanity(subj, x, target, methods, options)
     method = methods[0]
-    result = attribute(subj, x, target, method, **options)[0]
+    result = attribute(subj, x, target, method, **options)[0].cpu()
     signed = method == "ig"
     panels = torch.stack([overlay(photo, to_photo_size(heat(result, signed)[None], photo)[0].clamp(0, 1)),
                           to_photo_size(signed_map(result), photo).clamp(0, 1)])

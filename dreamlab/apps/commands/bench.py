@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from dreamlab.apps.bench import bench_dream, bench_workload, ratios, run_ablation, run_peer_bench
-from dreamlab.apps.args import positive_int
+from dreamlab.apps.args import add_compile_argument, positive_int
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.params import PARAMS
 from dreamlab.optvis.transforms import PRESETS
@@ -26,9 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", default="fourier", choices=sorted(PARAMS))
     p.add_argument("--transforms", default="standard", choices=sorted(PRESETS))
     p.add_argument("--batch-size", type=positive_int, help="units per batch (default: all)")
-    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
-                   help="torch.compile the steps (MODE: default, reduce-overhead, ...); each workload is then "
-                        "rendered twice and the warm-up reported as warmup_s")
+    add_compile_argument(p, "each workload is then rendered twice and the warm-up reported as warmup_s")
     p.add_argument("--peer-bench", type=Path, metavar="PEER_BENCH_PY",
                    help="also run this peer benchmark (../shared/bench/peer_bench.py) with the same settings, "
                         "in the same run, and print the ratios")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import positive_int
+from dreamlab.apps.args import positive_int, recipe_names
 
 DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or Grad-CAM++) of a target at a "
                "layer, upsampled to the photo and overlaid with a colour map (FILE.png), and the raw map at the "
@@ -12,8 +12,8 @@ DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or
 
 
 def add_subject_arguments(p: argparse.ArgumentParser) -> None:
-    """MODEL, --image, --target, --weights, --recipe: shared with `dreamlab attribute`."""
-    p.add_argument("model", help="recipe name (googlenet, resnet50, vgg16, lenet-digits) or a torchvision model name")
+    """MODEL, --image, --target, --weights, --recipe, --size, --device, --out: shared with `dreamlab attribute`."""
+    p.add_argument("model", help=f"recipe name ({recipe_names()}) or a torchvision model name")
     p.add_argument("--image", "-i", type=Path, required=True, help="the photo (PNG or JPEG)")
     p.add_argument("--target", "-t",
                    help="an objective: logit:281, logit:tabby, inception4c:97, ... (default: the model's top class)")
@@ -22,6 +22,7 @@ def add_subject_arguments(p: argparse.ArgumentParser) -> None:
                         "a torchvision weights name, or PATH to a state-dict file")
     p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     p.add_argument("--size", type=positive_int, help="the model's input size (default: the recipe's)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("-o", "--out", type=Path,
                    help="output PNG (default: MODEL_TARGET_METHOD.png); the .npy goes beside it")
 
@@ -32,18 +33,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="gradcam", help="gradcam or gradcam++ (default: %(default)s)")
 
 
+def load_subject(args: argparse.Namespace):
+    """(the Subject on --device, the photo as read [C, H, W], the model's input on that device): shared with
+    `dreamlab attribute`. A bad --device is refused before the model loads."""
+    from dreamlab.attribution.photos import read_photo
+    from dreamlab.attribution.target import subject
+    from dreamlab.devices import resolve_device
+
+    device = resolve_device(args.device)
+    subj = subject(str(args.recipe or args.model), weights=args.weights)
+    subj.model.to(device)
+    photo, x = read_photo(args.image, subj, args.size)
+    return subj, photo, x.to(device)
+
+
 def run(args: argparse.Namespace) -> int:
     from dreamlab.attribution.api import cam_layer, gradcam
     from dreamlab.attribution.overlay import overlay
-    from dreamlab.attribution.photos import default_output, predicted_class, read_photo, save_outputs, to_photo_size
-    from dreamlab.attribution.target import subject
+    from dreamlab.attribution.photos import default_output, predicted_class, save_outputs, to_photo_size
 
-    subj = subject(str(args.recipe or args.model), weights=args.weights)
-    photo, x = read_photo(args.image, subj, args.size)
+    subj, photo, x = load_subject(args)
     target = args.target or predicted_class(subj, x)
     layer = cam_layer(subj, x, args.layer)
     cam = gradcam(subj, x, target, layer, method=args.method)
-    raw = to_photo_size(cam[0], photo)[0].clamp(min=0)
+    raw = to_photo_size(cam[0].cpu(), photo)[0].clamp(min=0)
     top = float(raw.max())
     picture = overlay(photo, raw / top if top > 0 else raw)
     out = args.out or default_output(subj.recipe.name, target, args.method)

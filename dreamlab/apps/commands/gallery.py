@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import EXIT_INTERRUPTED, positive_int
+from dreamlab.apps.args import EXIT_INTERRUPTED, add_compile_argument, positive_int
 from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import INDEX_NAME
@@ -35,8 +35,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                         "on it (gallery/README.md)")
     g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
     g.add_argument("--overwrite", action="store_true", help="replace units made with other settings")
-    g.add_argument("--compile", nargs="?", const="default", metavar="MODE",
-                   help="torch.compile the renders (see dreamlab render --help); pays off over many batches")
+    add_compile_argument(g, "pays off over many batches")
     g.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="log each unit's objective and gradient norm per step, and images, to a TensorBoard run "
                         "folder (needs: pip install 'dreamlab[tensorboard]')")

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dreamlab.apps.args import EXIT_INTERRUPTED, add_model_arguments, int_list, positive_int
+from dreamlab.apps.args import EXIT_INTERRUPTED, add_compile_argument, add_model_arguments, int_list, positive_int
 from dreamlab.errors import DreamlabError
 
 
@@ -33,9 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                                     "e.g. 64,256,512")
     p.add_argument("--init", type=Path, help="start from this image instead of noise")
     p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda)")
-    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
-                   help="torch.compile each step's forward (warm-up once per process; pays off over long or "
-                        "repeated renders); MODE: default, reduce-overhead (CUDA graphs), max-autotune")
+    add_compile_argument(p, "pays off over long or repeated renders")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="log the objective and gradient norm of each unit per step, and images, to a TensorBoard "
                         "run folder (needs: pip install 'dreamlab[tensorboard]')")
