@@ -235,3 +235,35 @@ def test_a_gallery_resumed_with_another_batch_size_says_so(tmp_path, capsys):
     assert (f"{tmp_path}: note: units there were rendered with --batch-size 4 and this run uses 2; on the CPUs "
             f"measured the pixels are the same, a GPU may round them differently") in capsys.readouterr().err
     assert json.loads((tmp_path / ".units" / "conv1" / "0005.json").read_text())["batch_size"] == 2
+
+
+class _TwoUnits(torch.nn.Module):
+    """conv:0 follows the image's brightness; conv:1 has a bias no image in [0, 1] can overcome: always off."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        with torch.no_grad():
+            self.conv.weight.fill_(1.0)
+            self.conv.bias.copy_(torch.tensor([0.0, -100.0]))
+        self.relu = torch.nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.conv(x)).mean((2, 3))
+
+
+def test_units_that_never_turn_on_get_a_note(tmp_path, monkeypatch, capsys):
+    from dreamlab.models import loading
+
+    monkeypatch.setitem(loading._BUILDERS, "tests:two_units", lambda weights=None: _TwoUnits())
+    recipe = tmp_path / "two.toml"
+    recipe.write_text('name = "two"\nbuilder = "tests:two_units"\nweights = "none"\ninput_size = 16\n'
+                      'default_layer = "relu"\n')
+    args = ["--recipe", str(recipe), "--steps", "20", "--device", "cpu", "--transforms", "none"]
+    assert main(["render", "relu:0-1", *args, "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "note: relu:1 stayed at 0 for all 20 steps: no image the optimizer reached turned it on" in err
+    assert "relu:0" not in err  # the unit that came on gets no note
+    assert main(["gallery", str(recipe), "--layers", "relu", "--steps", "4", "--device", "cpu",
+                 "-o", str(tmp_path / "gallery")]) == 0
+    assert "note: relu:1 ended at activation 0: no image the optimizer reached turned it on" in capsys.readouterr().err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -64,6 +65,18 @@ def add_allow_code_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-recipe-code", action="store_true",
                    help="let the recipe's builder be any module:function, which RUNS THAT MODULE'S CODE (only for "
                         "recipes you trust; same as DREAMLAB_ALLOW_RECIPE_CODE=1)")
+
+
+def warn_never_on(labels: Sequence[str], how: str) -> None:
+    """One stderr line naming the units that were never on (`how`: "stayed at 0 for all 256 steps"): their images
+    show nothing they respond to, which a grey picture alone does not say."""
+    if not labels:
+        return
+    names = ", ".join(labels[:8]) + (f" and {len(labels) - 8} more" if len(labels) > 8 else "")
+    one = len(labels) == 1
+    print(f"dreamlab: note: {names} {how}: no image the optimizer reached turned {'it' if one else 'them'} on, so "
+          f"{'its image shows' if one else 'their images show'} nothing {'it responds' if one else 'they respond'} "
+          f"to", file=sys.stderr)
 
 
 def phase(what: str) -> None:

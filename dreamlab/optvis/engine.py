@@ -52,6 +52,15 @@ class RenderResult:
     # each unit's gradient norm per step, [steps, B], over the parameterization's tensors, before the update
     grad_norms: Tensor = field(default_factory=lambda: torch.zeros(0, 0))
 
+    def never_on(self) -> list[str]:
+        """Labels of the units whose score was exactly 0 on the start image, at every step and at the end: a ReLU'd
+        unit that no image the optimizer reached turned on (the redirected ReLU's first steps included), so its
+        image shows nothing it responds to."""
+        off = (self.initial_scores == 0) & (self.final_scores == 0)
+        if self.history.numel():
+            off &= (self.history == 0).all(0)
+        return [label for label, is_off in zip(self.labels, off.tolist()) if is_off]
+
     def pil(self) -> list[Image.Image]:
         """The images as PIL images (RGB, or L for one channel)."""
         from dreamlab.io import to_pil

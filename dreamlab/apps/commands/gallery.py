@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import EXIT_INTERRUPTED, add_compile_argument, positive_int
+from dreamlab.apps.args import EXIT_INTERRUPTED, add_compile_argument, positive_int, warn_never_on
 from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import INDEX_NAME
@@ -69,4 +69,6 @@ def run(args: argparse.Namespace) -> int:
         print(out / INDEX_NAME)
         print(f"{len(result.manifest['units'])} units in {out} ({result.total - result.skipped} rendered now, "
               f"{result.skipped} already done)", file=sys.stderr)
+        warn_never_on([u["unit"] for u in result.manifest["units"] if u.get("activation") == 0],
+                      "ended at activation 0")
     return 0

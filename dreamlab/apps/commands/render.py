@@ -6,7 +6,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dreamlab.apps.args import EXIT_INTERRUPTED, add_compile_argument, add_model_arguments, int_list, positive_int
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_model_arguments, int_list, positive_int,
+                                warn_never_on)
 from dreamlab.errors import DreamlabError
 
 
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         print(path)
     if len(written) > 10:
         print(f"... and {len(written) - 10} more in {written[-1].parent}")
+    warn_never_on(result.never_on(), f"stayed at 0 for all {len(result.history)} steps")
     if result.interrupted:
         print(f"dreamlab: interrupted after {result.history.shape[0]} steps; saved the images as they were",
               file=sys.stderr)
