@@ -1,6 +1,7 @@
 """Images in and out: PNGs with provenance text chunks, grids, safe file names, atomic writes.
 
->>> save_png(torch.rand(3, 64, 64), "unit.png", {"dreamlab:objective": "inception4c:97"})
+>>> save_png(torch.rand(3, 64, 64), "unit.png", {"dreamlab:objective": "inception4c:97"})  # doctest: +SKIP
+PosixPath('unit.png')
 """
 from __future__ import annotations
 
@@ -179,6 +180,21 @@ def _image_tensor(img: Image.Image, background: float) -> Tensor:
         return image[:1] if grey else image
     array = torch.from_numpy(np.asarray(img.convert("L" if grey else "RGB")).copy()).float() / 255
     return array[None] if grey else array.permute(2, 0, 1)
+
+
+def match_channels(images: Tensor, channels: int) -> Tensor:
+    """Images [..., C, H, W] with C made `channels`: RGB averaged to grey for a 1-channel model, grey repeated for
+    a 3-channel one; any other count is left as it is, for the caller to refuse.
+
+    >>> match_channels(torch.ones(3, 4, 4), 1).shape
+    torch.Size([1, 4, 4])
+    """
+    c = images.shape[-3]
+    if c == 3 and channels == 1:
+        return images.mean(-3, keepdim=True)
+    if c == 1 and channels == 3:
+        return images.expand(*images.shape[:-3], 3, *images.shape[-2:])
+    return images
 
 
 def _palette_is_grey(img: Image.Image) -> bool:

@@ -113,3 +113,13 @@ def test_heat_signed_map_and_overlay():
     assert heat(torch.zeros(1, 3, 3)).max() == 0
     o = overlay(torch.ones(1, 4, 4), h)
     assert o.shape == (3, 4, 4) and 0 <= o.min() and o.max() <= 1
+
+
+def test_a_photo_with_the_wrong_channel_count_is_one_line(tmp_path):
+    from dreamlab.attribution.photos import fit_photo
+    from dreamlab.errors import DreamlabError
+
+    assert fit_photo(torch.rand(3, 20, 20), 1, 28).shape == (1, 1, 28, 28)  # RGB read as grey
+    assert fit_photo(torch.rand(1, 20, 20), 3, 28).shape == (1, 3, 28, 28)  # grey repeated
+    with pytest.raises(DreamlabError, match="the photo has 3 channels and this model takes 4; give a 4-channel"):
+        fit_photo(torch.rand(3, 20, 20), 4, 28)

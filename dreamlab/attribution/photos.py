@@ -14,16 +14,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.attribution.target import Subject
-from dreamlab.io import atomic_write_bytes, load_image, safe_name, save_png
+from dreamlab.errors import DreamlabError
+from dreamlab.io import atomic_write_bytes, load_image, match_channels, safe_name, save_png
 
 
 def fit_photo(photo: Tensor, channels: int, size: int) -> Tensor:
     """A photo [C, H, W] in [0, 1] as the model's input [1, channels, size, size]."""
-    x = photo[None].float()
-    if x.shape[1] == 3 and channels == 1:
-        x = x.mean(1, keepdim=True)
-    elif x.shape[1] == 1 and channels != 1:
-        x = x.expand(-1, channels, -1, -1)
+    x = match_channels(photo[None].float(), channels)
+    if x.shape[1] != channels:
+        raise DreamlabError(f"the photo has {x.shape[1]} channels and this model takes {channels}; give a "
+                            f"{'greyscale or RGB' if channels in (1, 3) else f'{channels}-channel'} image")
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from dreamlab import __version__
 from dreamlab.devices import resolve_device
 from dreamlab.errors import DreamlabError, first_line
+from dreamlab.io import match_channels
 from dreamlab.models.loading import LoadedModel
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import Capture
@@ -95,11 +96,7 @@ def fit_photo(image: object, channels: int) -> Tensor:
     image = image[None] if image.dim() == 2 else image
     if image.dim() != 3 or image.shape[0] not in (1, 3):
         raise DreamlabError(f"the photo must be [C,H,W] with 1 or 3 channels, got shape {list(image.shape)}")
-    if image.shape[0] == 3 and channels == 1:
-        image = image.mean(0, keepdim=True)
-    elif image.shape[0] == 1 and channels == 3:
-        image = image.expand(3, -1, -1)
-    return image.clamp(0, 1)[None].contiguous()
+    return match_channels(image, channels).clamp(0, 1)[None].contiguous()
 
 
 def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.errors import DreamlabError, unknown
+from dreamlab.io import match_channels
 from dreamlab.models.loading import WEIGHTS_SEED
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.objectives import Objective
@@ -211,11 +212,8 @@ def fit_init_image(image: Any, channels: int, size: tuple[int, int], units: int)
     if image.shape[0] not in (1, units):
         raise DreamlabError(f"init_image holds {image.shape[0]} images for {units} unit(s); give one image for all "
                             f"units or one per unit")
-    if image.shape[1] == 3 and channels == 1:
-        image = image.mean(1, keepdim=True)
-    elif image.shape[1] == 1 and channels == 3:
-        image = image.expand(-1, 3, -1, -1)
-    elif image.shape[1] != channels:
+    image = match_channels(image, channels)
+    if image.shape[1] != channels:
         raise DreamlabError(f"init_image has {image.shape[1]} channels (shape {list(image.shape)}, read as "
                             f"[B,C,H,W]); this model takes {channels}")
     image = torch.nn.functional.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
