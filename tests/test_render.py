@@ -243,3 +243,10 @@ def test_an_unknown_optimizer_in_a_recipe_is_named(tmp_path):
     path.write_text('name = "r"\nbuilder = "torchvision.models:resnet18"\nweights = "none"\noptimizer = "adamw"\n')
     with pytest.raises(DreamlabError, match="unknown optimizer 'adamw'; close matches: adam"):
         render(str(path), "layer1:0", steps=1, size=32, device="cpu")
+
+
+def test_a_callers_module_without_a_recipe_gets_its_input_channels_from_its_first_conv():
+    grey = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+    result = render(grey, "1:0-1", steps=2, size=16, device="cpu")
+    assert result.images.shape == (2, 1, 16, 16)
+    assert result.provenance["dreamlab:recipe"] == "Sequential"

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError
-from dreamlab.models.loading import LoadedModel, load_model, resolve_layer
-from dreamlab.models.recipe import Recipe, load_recipe
+from dreamlab.models.loading import LoadedModel, resolve_layer
+from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import capture
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.optvis.objectives import Objective
@@ -41,21 +41,12 @@ ModelLike = nn.Module | str | LoadedModel | Subject
 
 def subject(model: ModelLike, recipe: Recipe | str | None = None, weights: str | Path | None = "default") -> Subject:
     """A Subject from a recipe name, a LoadedModel, or a module (with `recipe`, else ImageNet-style settings)."""
-    from dreamlab.models.loading import torchvision_categories
-    from dreamlab.models.prepare import custom_recipe
+    from dreamlab.models.prepare import resolve_model
 
     if isinstance(model, Subject):
         return model
-    if isinstance(model, str):
-        model = load_model(recipe if recipe is not None else model, weights)
-    if isinstance(model, LoadedModel):
-        return Subject(model.model, model.recipe, model.categories)
-    if isinstance(recipe, str):
-        recipe = load_recipe(recipe)
-    if recipe is None:
-        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-        recipe = custom_recipe(model, channels=first.in_channels if first is not None else 3)
-    return Subject(model, recipe, recipe.categories or torchvision_categories(recipe))
+    module, recipe_obj, _, categories, _ = resolve_model(model, recipe, weights)
+    return Subject(module, recipe_obj, categories)
 
 
 @contextmanager

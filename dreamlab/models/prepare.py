@@ -16,8 +16,12 @@ from dreamlab.models.loading import LoadedModel, load_model, torchvision_categor
 from dreamlab.models.recipe import Recipe, load_recipe
 
 
-def custom_recipe(model: nn.Module, channels: int = 3, input_size: int = 224) -> Recipe:
-    """Settings for a model passed as a module without a recipe: ImageNet-style preprocessing."""
+def custom_recipe(model: nn.Module, channels: int | None = None, input_size: int = 224) -> Recipe:
+    """Settings for a model passed as a module without a recipe: ImageNet-style preprocessing; `channels`
+    defaults to the first Conv2d's input channels (3 without one)."""
+    if channels is None:
+        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        channels = first.in_channels if first is not None else 3
     return Recipe(name=type(model).__name__, builder="custom:" + type(model).__name__, weights="none",
                   channels=channels, input_size=input_size,
                   mean=(0.485, 0.456, 0.406) if channels == 3 else (0.5,) * channels,
