@@ -18,7 +18,7 @@ LAYER, UNITS = "features.22", [2, 3]
 
 @pytest.fixture(scope="module")
 def scored():
-    """(score(images) -> items, the recipe's renders of UNITS), with the model and the photo crops set up once."""
+    """(score(images) -> items, the recipe's renders of UNITS, the model, the units' best photo crops), set up once."""
     if not hed.weights_path().is_file():
         pytest.skip(f"hed-vgg16 weights not in the cache ({hed.weights_path()}): run `dreamlab fetch hed-vgg16`")
     pytest.importorskip("sklearn")
@@ -26,16 +26,18 @@ def scored():
 
     loaded = load_model("hed-vgg16")
     recipe = loaded.recipe
-    best = channel_means(loaded.model, photo_crops(), [LAYER], recipe.mean, recipe.std)[LAYER][:, UNITS].max(0).values
+    crops = photo_crops()
+    best, best_index = channel_means(loaded.model, crops, [LAYER], recipe.mean, recipe.std)[LAYER][:, UNITS].max(0)
 
-    def score(images: torch.Tensor) -> list[dict]:
-        return score_natural(loaded.model, images, LAYER, UNITS, best, recipe.mean, recipe.std, recipe.fill)
+    def score(images: torch.Tensor, **options) -> list[dict]:
+        return score_natural(loaded.model, images, LAYER, UNITS, best, recipe.mean, recipe.std, recipe.fill,
+                             **options)
 
-    return score, render(loaded, channel(LAYER, UNITS), seed=0).images, loaded
+    return score, render(loaded, channel(LAYER, UNITS), seed=0).images, loaded, crops[best_index]
 
 
 def test_the_recipes_renders_pass(scored) -> None:
-    score, good, _ = scored
+    score, good, *_ = scored
     items = score(good)
     assert all(it["passed"] for it in items), items
     # renders are super-stimuli: many times the best photo crop (at seed 0: 17x and 61x)
@@ -43,7 +45,7 @@ def test_the_recipes_renders_pass(scored) -> None:
 
 
 def test_every_negative_control_fails(scored) -> None:
-    score, good, loaded = scored
+    score, good, loaded, _ = scored
     objective = channel(LAYER, UNITS)
     controls = {
         # beats the photos too (unit 3's render drives unit 2 to 5x its best crop), loses to unit 2's own render
@@ -60,9 +62,20 @@ def test_every_negative_control_fails(scored) -> None:
 
 
 def test_adversarial_style_renders_beat_the_photos_but_keep_far_less(scored) -> None:
-    score, good, loaded = scored
+    score, good, loaded, _ = scored
     adversarial = render(loaded, channel(LAYER, UNITS), seed=0, param="pixel", transforms="none",
                          decorrelate=False).images
     items, reference = score(adversarial), score(good)
     assert all(it["ratio"] > 10 and not it["passed"] for it in items), items  # kept 0.24, 0.19 at seed 0
     assert all(a["kept"] < 0.4 and a["kept"] < r["kept"] - 0.2 for a, r in zip(items, reference)), items
+
+
+def test_the_best_photo_crops_are_the_reference_and_do_not_pass(scored) -> None:
+    """Scored as renders, the best crops tie the photos (the crops are the reference); what they keep under the
+    perturbations is reported beside each render as `crop_kept`."""
+    score, good, _, best_crops = scored
+    as_renders = score(best_crops)
+    assert all(it["ratio"] == pytest.approx(1, abs=1e-3) for it in as_renders), as_renders
+    items = score(good, best_crops=best_crops)
+    for item, crop in zip(items, as_renders):
+        assert item["crop_kept"] == pytest.approx(crop["kept"], abs=1e-3) and 0 < item["crop_kept"] < 1

@@ -66,14 +66,16 @@ def channel_means(model: torch.nn.Module, images: Tensor, layers: Sequence[str],
 
 
 def score_natural(model: torch.nn.Module, images: Tensor, layer: str, units: Sequence[int],
-                  crop_best: Tensor, mean: Sequence[float], std: Sequence[float], fill: float = 0.5
-                  ) -> list[dict[str, Any]]:
+                  crop_best: Tensor, mean: Sequence[float], std: Sequence[float], fill: float = 0.5, *,
+                  best_crops: Tensor | None = None) -> list[dict[str, Any]]:
     """Per unit: image i on unit units[i] against the best crop's activation `crop_best` [U] and against the
     other images (the other units' renders: `rival`), clean and kept under the unseen perturbations.
 
     The renders are super-stimuli: the render of one unit often drives a neighbouring unit harder than any photo
     does, so beating the photos alone would pass another unit's render. A unit passes when its own render beats
-    the best crop *and* every other render on that unit, and keeps at least KEPT of its activation."""
+    the best crop *and* every other render on that unit, and keeps at least KEPT of its activation.
+    With `best_crops` (crop i: unit i's best photo crop), each item also says how much of its activation that
+    photo keeps under the same perturbations (`crop_kept`): a reference, not part of passing."""
     index = torch.as_tensor(list(units))
     if len(index) != images.shape[0]:
         raise ValueError(f"one image per unit: got {images.shape[0]} images for {len(index)} units")
@@ -86,12 +88,32 @@ def score_natural(model: torch.nn.Module, images: Tensor, layer: str, units: Seq
     kept = kept_fraction(rendered, worst)
     others = on_units.masked_fill(torch.eye(len(index), dtype=torch.bool), float("-inf"))
     rival = others.max(0).values  # -inf for a lone image
-    return [{"unit": f"{layer}:{u}", "rendered": round(float(rendered[i]), 3),
-             "best_crop": round(float(crop_best[i]), 3), "ratio": round(float(rendered[i] / crop_best[i]), 3)
-             if crop_best[i] > 0 else float("inf"), "rival": round(float(rival[i]), 3),
-             "kept": round(float(kept[i]), 3),
-             "passed": bool(rendered[i] > crop_best[i] and rendered[i] > rival[i] and kept[i] >= KEPT)}
-            for i, u in enumerate(units)]
+    crop_kept = kept_fraction(*kept_activation(score, best_crops, fill)) if best_crops is not None else None
+    items = [{"unit": f"{layer}:{u}", "rendered": round(float(rendered[i]), 3),
+              "best_crop": round(float(crop_best[i]), 3), "ratio": round(float(rendered[i] / crop_best[i]), 3)
+              if crop_best[i] > 0 else float("inf"), "rival": round(float(rival[i]), 3),
+              "kept": round(float(kept[i]), 3),
+              "passed": bool(rendered[i] > crop_best[i] and rendered[i] > rival[i] and kept[i] >= KEPT)}
+             for i, u in enumerate(units)]
+    if crop_kept is not None:
+        for item, value in zip(items, crop_kept.tolist()):
+            item["crop_kept"] = round(value, 3)
+    return items
+
+
+def fragile_note(items: Sequence[dict[str, Any]]) -> str:
+    """How much the units' best photo crops keep under the same perturbations, beside the renders: a unit whose
+    best photo keeps less than KEPT responds to detail that a 1-px blur or a small rescale removes."""
+    live = [it for it in items if it["best_crop"] > 0 and "crop_kept" in it]
+    if not live:
+        return "no unit has a photo crop that activates it"
+    crop_kept = sorted(it["crop_kept"] for it in live)
+    short = [it for it in live if it["kept"] < KEPT]
+    both = [it for it in short if it["crop_kept"] < KEPT]
+    return (f"the units' best photo crops keep median {crop_kept[len(crop_kept) // 2]:.2f} (min {crop_kept[0]:.2f}) "
+            f"of their activation under the same perturbations; {len(both)} of the {len(short)} live unit(s) whose "
+            f"render keeps < {KEPT:g} have a best crop that keeps < {KEPT:g} too"
+            + (" (" + ", ".join(f"{it['unit']} {it['crop_kept']:.2f}" for it in both) + ")" if both else ""))
 
 
 def colour_stats(images: Tensor) -> dict[str, float]:
@@ -123,9 +145,9 @@ def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: in
         units = sorted({round(i * width / units_per_layer) for i in range(units_per_layer)})
         result = render(loaded, channel(layer, units), steps=steps, seed=seed, device=device, **render_settings)
         images[layer] = result.images.cpu()
-        best = crop_acts[layer][:, units].max(0).values
+        best, best_index = crop_acts[layer][:, units].max(0)
         items += score_natural(loaded.model, images[layer], layer, units, best, recipe.mean, recipe.std,
-                               recipe.fill)
+                               recipe.fill, best_crops=crops[best_index])
     n = len(items)
     hits = sum(it["passed"] for it in items)
     beat = sum(it["rendered"] > it["best_crop"] for it in items)
@@ -140,6 +162,7 @@ def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: in
              f"{rendered_colour['b']:.2f}), blue - red {rendered_colour['blue_minus_red']:+.2f}; of the photo "
              f"crops ({photo_colour['r']:.2f}, {photo_colour['g']:.2f}, {photo_colour['b']:.2f}), "
              f"{photo_colour['blue_minus_red']:+.2f}"]
+    notes.append(fragile_note(items))
     silent = [it for it in items if it["best_crop"] <= 0]
     if silent:  # a unit no photo crop turns on: its render "beats" 0 with any activation; listed, still counted
         notes.append(f"{len(silent)} unit(s) that no photo crop activates: "
@@ -154,5 +177,5 @@ def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: in
     return measure, images
 
 
-__all__ = ["HED_LAYERS", "photos", "photo_crops", "channel_means", "score_natural", "colour_stats",
+__all__ = ["HED_LAYERS", "photos", "photo_crops", "channel_means", "score_natural", "fragile_note", "colour_stats",
            "measure_natural"]
