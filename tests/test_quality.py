@@ -247,6 +247,13 @@ def test_a_pixel_level_pattern_loses_its_activation_under_perturbation_a_coarse_
         perturb(images, "shear", 0.5)
 
 
+def test_kept_fractions_are_cut_not_rounded_so_a_miss_never_reads_as_the_bar() -> None:
+    from dreamlab.apps.quality.perturb import rounded_down
+
+    assert rounded_down(0.4996) == 0.499 and rounded_down(0.5) == 0.5 and rounded_down(0.29) == 0.29
+    assert rounded_down(-0.0004) == -0.001  # a loss stays a loss
+
+
 def test_photo_crops_and_a_crop_cannot_beat_the_best_crop() -> None:
     pytest.importorskip("sklearn")
     from dreamlab.apps.quality.natural import channel_means, colour_stats, photo_crops, score_natural

@@ -44,7 +44,7 @@ from dreamlab.apps.quality.planted import (
     reference_activations,
     tiling_correlation,
 )
-from dreamlab.apps.quality.perturb import kept_activation, kept_fraction
+from dreamlab.apps.quality.perturb import kept_activation, kept_fraction, rounded_down
 from dreamlab.errors import DreamlabError, unknown
 from dreamlab.models.loading import load_model
 from dreamlab.models.zoo.digits import (
@@ -252,7 +252,7 @@ def measure_dataset(settings: QualitySettings = QualitySettings(), logits=None) 
     notes = [f"ratio min {ratios[0]:.2f}, median {ratios[n // 2]:.2f}; under the worst perturbation min "
              f"{robust[0]:.2f}, median {robust[n // 2]:.2f}"]
     notes += [f"{it['unit']} reached ratio {it['ratio']:.2f}, {it['robust_ratio']:.2f} perturbed, kept "
-              f"{it['kept']:.2f}" for it in items if not it["passed"]]
+              f"{it['kept']:.3f}" for it in items if not it["passed"]]
     return Measure(
         name="dataset", title="Beats the dataset, perturbed", figure=hits / n,
         figure_text=f"{hits}/{n} units ({100 * hits / n:.0f}%) keep the dataset's best under perturbations",
@@ -274,7 +274,7 @@ def score_against_dataset(model: torch.nn.Module, images: Tensor, layer: str, un
     return [{"unit": f"{layer}:{unit}", "rendered": round(float(rendered[i]), 4),
              "dataset_best": round(float(best[i]), 4), "dataset_mean": round(float(typical[i]), 4),
              "ratio": round(float(ratio[i]), 3), "robust_ratio": round(float(robust[i]), 3),
-             "kept": round(float(kept[i]), 3),
+             "kept": rounded_down(float(kept[i])),
              "passed": bool(robust[i] >= 1.0 and kept[i] >= KEPT_GOAL)} for i, unit in enumerate(units)]
 
 
@@ -288,7 +288,7 @@ def measure_kept(items: Sequence[dict[str, Any]], seconds: float = 0.0) -> Measu
         figure_text=f"{hits}/{n} units keep >= {KEPT_GOAL:g} (median {kept[n // 2]:.2f})", goal=KEPT_UNITS_GOAL,
         goal_text=f">= {100 * KEPT_UNITS_GOAL:.0f}% of units", passed=hits / n >= KEPT_UNITS_GOAL,
         items=[{"unit": it["unit"], "kept": it["kept"]} for it in items],
-        notes=[f"kept min {kept[0]:.2f}, median {kept[n // 2]:.2f} (blur sigma 1 px, 0.85x rescale, 5 deg "
+        notes=[f"kept min {kept[0]:.3f}, median {kept[n // 2]:.2f} (blur sigma 1 px, 0.85x rescale, 5 deg "
                f"rotation; the worst of the three per unit)"], seconds=seconds)
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dreamlab.apps.quality.perturb import kept_activation, kept_fraction
+from dreamlab.apps.quality.perturb import kept_activation, kept_fraction, rounded_down
 from dreamlab.io import SAMPLE_PHOTOS, sample_photo
 
 HED_MODEL = "hed-vgg16"
@@ -92,12 +92,12 @@ def score_natural(model: torch.nn.Module, images: Tensor, layer: str, units: Seq
     items = [{"unit": f"{layer}:{u}", "rendered": round(float(rendered[i]), 3),
               "best_crop": round(float(crop_best[i]), 3), "ratio": round(float(rendered[i] / crop_best[i]), 3)
               if crop_best[i] > 0 else float("inf"), "rival": round(float(rival[i]), 3),
-              "kept": round(float(kept[i]), 3),
+              "kept": rounded_down(float(kept[i])),
               "passed": bool(rendered[i] > crop_best[i] and rendered[i] > rival[i] and kept[i] >= KEPT)}
              for i, u in enumerate(units)]
     if crop_kept is not None:
         for item, value in zip(items, crop_kept.tolist()):
-            item["crop_kept"] = round(value, 3)
+            item["crop_kept"] = rounded_down(value)
     return items
 
 
@@ -110,10 +110,10 @@ def fragile_note(items: Sequence[dict[str, Any]]) -> str:
     crop_kept = sorted(it["crop_kept"] for it in live)
     short = [it for it in live if it["kept"] < KEPT]
     both = [it for it in short if it["crop_kept"] < KEPT]
-    return (f"the units' best photo crops keep median {crop_kept[len(crop_kept) // 2]:.2f} (min {crop_kept[0]:.2f}) "
+    return (f"the units' best photo crops keep median {crop_kept[len(crop_kept) // 2]:.2f} (min {crop_kept[0]:.3f}) "
             f"of their activation under the same perturbations; {len(both)} of the {len(short)} live unit(s) whose "
             f"render keeps < {KEPT:g} have a best crop that keeps < {KEPT:g} too"
-            + (" (" + ", ".join(f"{it['unit']} {it['crop_kept']:.2f}" for it in both) + ")" if both else ""))
+            + (" (" + ", ".join(f"{it['unit']} {it['crop_kept']:.3f}" for it in both) + ")" if both else ""))
 
 
 def colour_stats(images: Tensor) -> dict[str, float]:
@@ -157,7 +157,7 @@ def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: in
     photo_colour = colour_stats(crops)
     notes = [f"{beat}/{n} beat the best of {crops.shape[0]} photo crops, {beat_rivals}/{n} every other unit's render "
              f"of their layer; kept under perturbation: median "
-             f"{kept[n // 2]:.2f}, min {kept[0]:.2f}",
+             f"{kept[n // 2]:.2f}, min {kept[0]:.3f}",
              f"mean colour of the renders (r, g, b) = ({rendered_colour['r']:.2f}, {rendered_colour['g']:.2f}, "
              f"{rendered_colour['b']:.2f}), blue - red {rendered_colour['blue_minus_red']:+.2f}; of the photo "
              f"crops ({photo_colour['r']:.2f}, {photo_colour['g']:.2f}, {photo_colour['b']:.2f}), "
@@ -166,7 +166,7 @@ def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: in
     silent = [it for it in items if it["best_crop"] <= 0]
     if silent:  # a unit no photo crop turns on: its render "beats" 0 with any activation; listed, still counted
         notes.append(f"{len(silent)} unit(s) that no photo crop activates: "
-                     + ", ".join(f"{it['unit']} (render {it['rendered']:g}, kept {it['kept']:.2f})" for it in silent)
+                     + ", ".join(f"{it['unit']} (render {it['rendered']:g}, kept {it['kept']:.3f})" for it in silent)
                      + f"; the other units: {sum(it['passed'] for it in items if it['best_crop'] > 0)}/"
                        f"{n - len(silent)} pass")
     measure = Measure(

@@ -16,6 +16,7 @@ transforms' range ('standard': scale 0.9-1.1, so 0.85x is outside it; no transfo
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -63,6 +64,13 @@ def kept_activation(score: Callable[[Tensor], Tensor], images: Tensor, fill: flo
     return clean, worst
 
 
+def rounded_down(value: float, digits: int = 3) -> float:
+    """`value` cut (not rounded) to `digits` decimals, so a kept fraction of 0.4996 reads 0.499, below the 0.5 bar
+    it missed, not 0.5."""
+    scale = 10 ** digits
+    return math.floor(value * scale + 1e-9) / scale
+
+
 def kept_fraction(clean: Tensor, worst: Tensor, baseline: Tensor | float = 0.0) -> Tensor:
     """How much of its lead over `baseline` a render keeps under the worst perturbation (1: all, <= 0: none).
 
@@ -72,4 +80,4 @@ def kept_fraction(clean: Tensor, worst: Tensor, baseline: Tensor | float = 0.0) 
     return torch.where(lead > 0, (worst - baseline) / lead.clamp(min=1e-12), torch.zeros_like(lead))
 
 
-__all__ = ["PERTURBATIONS", "perturb", "perturbations", "kept_activation", "kept_fraction"]
+__all__ = ["PERTURBATIONS", "perturb", "perturbations", "kept_activation", "kept_fraction", "rounded_down"]
