@@ -28,6 +28,7 @@ CROP, STRIDE = 128, 32
 PHOTO_SCALES = (1.0, 0.6, 0.35)  # a 427-px photo at 0.35 is about one crop high
 BEAT_GOAL = 0.95  # fraction of units that beat the best crop and keep >= KEPT of their activation
 KEPT = 0.5
+RENDER_BATCH = 16  # units optimized at once: bounds memory at --hed-units 64 (QUALITY.md's full run used it too)
 
 
 def photos() -> list[Tensor]:
@@ -143,7 +144,8 @@ def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: in
     for layer in layers:
         width = crop_acts[layer].shape[1]
         units = sorted({round(i * width / units_per_layer) for i in range(units_per_layer)})
-        result = render(loaded, channel(layer, units), steps=steps, seed=seed, device=device, **render_settings)
+        result = render(loaded, channel(layer, units), steps=steps, seed=seed, device=device,
+                        batch_size=RENDER_BATCH, **render_settings)
         images[layer] = result.images.cpu()
         best, best_index = crop_acts[layer][:, units].max(0)
         items += score_natural(loaded.model, images[layer], layer, units, best, recipe.mean, recipe.std,
