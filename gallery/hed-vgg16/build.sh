@@ -13,3 +13,5 @@ render features.15:0-1 -o features.15_0-1.png
 render features.22:0-3 -o features.22_0-3.png
 render features.29:0-1 -o features.29_0-1.png
 render features.22:0-3 --optimizer adam --fourier-decay 1 -o features.22_0-3_lucid.png
+# twins of features.29 (QUALITY.md, "The full measure"): :440 and four units it out-drives, then :24 and :200
+render features.29:440,56,352,392,408,24,200 -o features.29_twins.png
