@@ -302,3 +302,17 @@ def test_command_runs_the_measures_with_lucids_settings(monkeypatch: pytest.Monk
     with pytest.raises(SystemExit) as exit_info:
         main(["quality", "--settings", "lucent"])
     assert exit_info.value.code == 2 and "invalid choice: 'lucent'" in capsys.readouterr().err
+
+
+def test_the_fragile_note_sets_each_failing_render_beside_its_best_photo() -> None:
+    from dreamlab.apps.quality.natural import fragile_note
+
+    def item(unit, kept, crop_kept, best_crop=1.0):
+        return {"unit": unit, "kept": kept, "crop_kept": crop_kept, "best_crop": best_crop}
+
+    note = fragile_note([item("l:1", 0.4, 0.3), item("l:2", 0.45, 0.7), item("l:3", 0.8, 0.9),
+                         item("l:4", 0.0, 0.0, best_crop=0.0)])  # l:4: no photo activates it, left out
+    assert note.endswith("1 of the 2 live unit(s) whose render keeps < 0.5 have a best crop that keeps < 0.5 too "
+                         "(l:1 0.300)")
+    assert "keep median 0.70 (min 0.300)" in note
+    assert fragile_note([item("l:1", 0.6, 0.3)]).endswith("every live unit's render keeps >= 0.5")

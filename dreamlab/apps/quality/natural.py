@@ -111,9 +111,12 @@ def fragile_note(items: Sequence[dict[str, Any]]) -> str:
     crop_kept = sorted(it["crop_kept"] for it in live)
     short = [it for it in live if it["kept"] < KEPT]
     both = [it for it in short if it["crop_kept"] < KEPT]
-    return (f"the units' best photo crops keep median {crop_kept[len(crop_kept) // 2]:.2f} (min {crop_kept[0]:.3f}) "
-            f"of their activation under the same perturbations; {len(both)} of the {len(short)} live unit(s) whose "
-            f"render keeps < {KEPT:g} have a best crop that keeps < {KEPT:g} too"
+    head = (f"the units' best photo crops keep median {crop_kept[len(crop_kept) // 2]:.2f} (min {crop_kept[0]:.3f}) "
+            f"of their activation under the same perturbations; ")
+    if not short:
+        return head + f"every live unit's render keeps >= {KEPT:g}"
+    return (head + f"{len(both)} of the {len(short)} live unit(s) whose render keeps < {KEPT:g} have a best crop "
+            f"that keeps < {KEPT:g} too"
             + (" (" + ", ".join(f"{it['unit']} {it['crop_kept']:.3f}" for it in both) + ")" if both else ""))
 
 
