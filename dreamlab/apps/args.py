@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,11 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = 
     add_allow_code_argument(p)
 
 
+def add_device_argument(p: argparse.ArgumentParser, default_note: str = "") -> None:
+    """--device, shared by the commands that run a model (devices.resolve_device checks the value)."""
+    p.add_argument("--device", help=f"cpu or cuda (default: cuda when available{default_note})")
+
+
 def add_compile_argument(p: argparse.ArgumentParser, when: str) -> None:
     """--compile [MODE], shared by render, gallery and bench; `when` says when it pays off for the command."""
     p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
@@ -53,8 +59,9 @@ def add_compile_argument(p: argparse.ArgumentParser, when: str) -> None:
                         f"max-autotune. The warm-up is paid once per model, layers and shape in a process: {when}")
 
 
+@functools.cache
 def recipe_names() -> str:
-    """The shipped recipes' names, comma-separated, for help texts."""
+    """The shipped recipes' names, comma-separated, for help texts (read once: every parser's help uses it)."""
     from dreamlab.models.recipe import shipped_recipe_names
 
     return ", ".join(shipped_recipe_names())

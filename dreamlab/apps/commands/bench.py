@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from dreamlab.apps.bench import bench_dream, bench_workload, ratios, run_ablation, run_peer_bench
-from dreamlab.apps.args import add_compile_argument, positive_int
+from dreamlab.apps.args import add_compile_argument, add_device_argument, positive_int
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.params import PARAMS
 from dreamlab.optvis.transforms import PRESETS
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, default=512)
     p.add_argument("--size", type=positive_int, default=224)
     p.add_argument("--units", type=int, default=512, help="units of the layer workload (inception4c has 512)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_device_argument(p)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on cuda")
     p.add_argument("--param", default="fourier", choices=sorted(PARAMS))
     p.add_argument("--transforms", default="standard", choices=sorted(PRESETS))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import positive_int, recipe_names
+from dreamlab.apps.args import add_device_argument, positive_int, recipe_names
 
 DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or Grad-CAM++) of a target at a "
                "layer, upsampled to the photo and overlaid with a colour map (FILE.png), and the raw map at the "
@@ -22,7 +22,7 @@ def add_subject_arguments(p: argparse.ArgumentParser) -> None:
                         "a torchvision weights name, or PATH to a state-dict file")
     p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     p.add_argument("--size", type=positive_int, help="the model's input size (default: the recipe's)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_device_argument(p)
     p.add_argument("-o", "--out", type=Path,
                    help="output PNG (default: MODEL_TARGET_METHOD.png); the .npy goes beside it")
 

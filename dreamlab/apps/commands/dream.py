@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import EXIT_INTERRUPTED, add_model_arguments, positive_int
+from dreamlab.apps.args import EXIT_INTERRUPTED, add_device_argument, add_model_arguments, positive_int
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("DeepDream on a photo: gradient ascent on a layer (default: the recipe's default layer, the L2 of "
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="photos (octaves) with a longer side above this many pixels are dreamed in tiles; lower "
                         "it to use less memory (default: 1024)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the jitter (default: 0)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_device_argument(p)
     p.add_argument("--zoom-frames", type=positive_int, metavar="N", help="make an endless zoom of N frames")
     p.add_argument("--tensorboard", type=Path, metavar="DIR",
                    help="log the objective per step and images to a TensorBoard run folder (needs: pip install "

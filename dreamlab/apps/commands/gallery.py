@@ -5,7 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import EXIT_INTERRUPTED, add_compile_argument, positive_int, warn_never_on
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, positive_int,
+                                warn_never_on)
 from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import INDEX_NAME
@@ -29,7 +30,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
     g.add_argument("--size", type=positive_int, help="image size in pixels (default: the recipe's input size)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    g.add_argument("--device", help="cpu or cuda (default: cuda when available; cuda:LOCAL_RANK under torchrun)")
+    add_device_argument(g, "; cuda:LOCAL_RANK under torchrun")
     g.add_argument("--batch-size", type=positive_int,
                    help="units per render call (default: 64 on cuda, 16 on cpu); on a CPU images do not depend "
                         "on it (gallery/README.md)")

@@ -6,8 +6,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_model_arguments, int_list, positive_int,
-                                warn_never_on)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, add_model_arguments,
+                                int_list, positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 
 
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", help="image parameterization: pixel or fourier (default: the recipe's)")
     p.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_device_argument(p)
     p.add_argument("--batch-size", type=positive_int, help="units optimized at once (default: all)")
     p.add_argument("--thresholds", type=int_list, default=[], help="also save snapshots at these steps, "
                                                                     "e.g. 64,256,512")

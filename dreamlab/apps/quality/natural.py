@@ -90,16 +90,13 @@ def score_natural(model: torch.nn.Module, images: Tensor, layer: str, units: Seq
     others = on_units.masked_fill(torch.eye(len(index), dtype=torch.bool), float("-inf"))
     rival = others.max(0).values  # -inf for a lone image
     crop_kept = kept_fraction(*kept_activation(score, best_crops, fill)) if best_crops is not None else None
-    items = [{"unit": f"{layer}:{u}", "rendered": round(float(rendered[i]), 3),
-              "best_crop": round(float(crop_best[i]), 3), "ratio": round(float(rendered[i] / crop_best[i]), 3)
-              if crop_best[i] > 0 else float("inf"), "rival": round(float(rival[i]), 3),
-              "kept": rounded_down(float(kept[i])),
-              "passed": bool(rendered[i] > crop_best[i] and rendered[i] > rival[i] and kept[i] >= KEPT)}
-             for i, u in enumerate(units)]
-    if crop_kept is not None:
-        for item, value in zip(items, crop_kept.tolist()):
-            item["crop_kept"] = rounded_down(value)
-    return items
+    return [{"unit": f"{layer}:{u}", "rendered": round(float(rendered[i]), 3),
+             "best_crop": round(float(crop_best[i]), 3), "ratio": round(float(rendered[i] / crop_best[i]), 3)
+             if crop_best[i] > 0 else float("inf"), "rival": round(float(rival[i]), 3),
+             "kept": rounded_down(float(kept[i])),
+             **({} if crop_kept is None else {"crop_kept": rounded_down(float(crop_kept[i]))}),
+             "passed": bool(rendered[i] > crop_best[i] and rendered[i] > rival[i] and kept[i] >= KEPT)}
+            for i, u in enumerate(units)]
 
 
 def fragile_note(items: Sequence[dict[str, Any]]) -> str:
