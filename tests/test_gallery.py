@@ -99,7 +99,7 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
     assert {k: manifest[k] for k in ("model", "recipe", "recipe_hash", "weights", "steps", "size", "seed")} == {
         "model": "lenet-digits", "recipe": "lenet-digits", "recipe_hash": recipe.hash(), "weights": "default",
         "steps": 8, "size": 28, "seed": 0}
-    assert manifest["layers"] == [{"name": name, "channels": n, "sheet": f"{name}/contact_sheet.png"}
+    assert manifest["layers"] == [{"name": name, "channels": n, "steps": 8, "sheet": f"{name}/contact_sheet.png"}
                                   for name, n in zip(LAYERS, (20, 50, 10))]
     assert [u["unit"] for u in manifest["units"]] == EXPECTED
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -51,6 +52,25 @@ class Recipe:
     optimizer: str = "channel-adam"  # or "adam" (per-coordinate, as lucid); see dreamlab/optvis/optimizers.py
     fourier_decay: float = 0.5  # the Fourier spectrum's 1/f^decay scale; 0.5 with channel-adam, 1 with adam
     start_level: float = 0.5  # the grey level the random start image is centred on (0.05 for digits on black)
+    # render settings of objectives that read a layer, over the ones above: {layer: {key: value}}, keys from
+    # LAYER_KEYS; in TOML, tables like [layers."features.29"]
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_layers(self, layers: Iterable[str]) -> Recipe:
+        """The recipe an objective reading `layers` renders with: the [layers."NAME"] settings of those layers
+        applied over the top-level ones. Where two of them set one key, the table written later in the recipe
+        wins (recipes list layers shallow to deep, so the deepest layer's).
+
+        >>> r = Recipe("r", "zoo:x", steps=256, layers={"deep": {"steps": 512}})
+        >>> r.for_layers(["deep"]).steps, r.for_layers(["shallow"]).steps
+        (512, 256)
+        """
+        wanted = set(layers)
+        chosen: dict[str, Any] = {}
+        for layer, settings in self.layers.items():
+            if layer in wanted:
+                chosen.update(settings)
+        return dataclasses.replace(self, **chosen) if chosen else self
 
     @property
     def is_torchvision(self) -> bool:
@@ -64,11 +84,14 @@ class Recipe:
         """A stable digest of every setting, recorded with rendered images."""
         settings = dataclasses.asdict(self)
         settings.pop("cam_layer")  # attribution only: renders (and their recorded hashes) do not depend on it
+        if not settings["layers"]:
+            settings.pop("layers")  # recipes without per-layer settings keep the hashes recorded before they existed
         data = json.dumps(settings, sort_keys=True, default=list)
         return "sha256:" + hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
 RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))
+LAYER_KEYS = ("steps", "lr", "optimizer", "param", "transforms", "fourier_decay", "start_level")  # per layer
 
 
 def _number(value: Any) -> bool:
@@ -104,7 +127,21 @@ def _check_value(key: str, value: Any) -> str | None:
         return None if _number(value) and 0 <= value <= 1 else "a number from 0 to 1"
     if key == "fourier_decay":
         return None if _number(value) and value >= 0 else "a number of at least 0"
+    if key == "layers":
+        return None if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()) else \
+            'tables of per-layer settings, like [layers."features.29"] with steps = 512'
     return None
+
+
+def _check_layer_settings(layers: dict[str, dict[str, Any]], source: str) -> None:
+    for layer, settings in layers.items():
+        for key, value in settings.items():
+            where = f'recipe {source}: [layers."{layer}"]'
+            if key not in LAYER_KEYS:
+                raise DreamlabError(f"{where}: {key!r} cannot be set per layer; valid: {', '.join(LAYER_KEYS)}")
+            wanted = _check_value(key, value)
+            if wanted:
+                raise DreamlabError(f"{where}: {key} = {_toml_repr(value)} is not valid; {key} must be {wanted}")
 
 
 def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
@@ -120,6 +157,7 @@ def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
         wanted = _check_value(key, value)
         if wanted:
             raise DreamlabError(f"recipe {source}: {key} = {_toml_repr(value)} is not valid; {key} must be {wanted}")
+    _check_layer_settings(data.get("layers", {}), source)
     data = dict(data)
     for key in ("mean", "std", "categories"):
         if data.get(key) is not None:

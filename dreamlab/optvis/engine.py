@@ -332,7 +332,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
     dev = resolve_device(requested.device)
-    settings = resolve_settings(requested, recipe_obj, owned, dev)
+    settings = resolve_settings(requested, recipe_obj, owned, dev, obj.layers)
     todo = check_units(units, obj.batch_size)
     thresholds = check_call(settings.steps, todo, batch_size, thresholds)
     per_batch = min(batch_size or len(todo), len(todo))

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,10 +89,13 @@ def with_overrides(settings: RenderSettings | None, overrides: Mapping[str, Any]
     return dataclasses.replace(settings or RenderSettings(), **overrides)
 
 
-def resolve_settings(s: RenderSettings, recipe: Recipe, owned: bool, device: torch.device | None = None
-                     ) -> RenderSettings:
-    """`s` with every unset field filled from `recipe` or dreamlab's defaults, checked; `device` is the resolved
-    device (default: cpu). `owned`: the model is dreamlab's to move and re-layout."""
+def resolve_settings(s: RenderSettings, recipe: Recipe, owned: bool, device: torch.device | None = None,
+                     layers: Iterable[str] = ()) -> RenderSettings:
+    """`s` with every unset field filled from `recipe` (with its settings for the objective's `layers`) or
+    dreamlab's defaults, checked; `device` is the resolved device (default: cpu). `owned`: the model is
+    dreamlab's to move and re-layout."""
+    recipe = recipe.for_layers(layers)
+
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
 

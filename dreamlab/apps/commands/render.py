@@ -23,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     p.add_argument("--optimizer", help="channel-adam or adam (default: the recipe's; see dreamlab/optvis/optimizers.py)")
     p.add_argument("--fourier-decay", type=float, metavar="D",
-                   help="the Fourier spectrum's 1/f^D scale (default: the recipe's, 0.5; lucid: --optimizer adam "
-                        "--fourier-decay 1)")
+                   help="the Fourier spectrum's 1/f^D scale (default: the recipe's, e.g. 0.5; lucid: --optimizer "
+                        "adam --fourier-decay 1)")
     p.add_argument("--param", help="image parameterization: pixel or fourier (default: the recipe's)")
     p.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -48,14 +48,16 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.devices import resolve_device
     from dreamlab.io import check_writable, grid, load_image, output_paths, save_png
     from dreamlab.models.loading import load_model
-    from dreamlab.optvis.grammar import check_syntax
+    from dreamlab.optvis.grammar import check_syntax, parse_objective
     from dreamlab.optvis.engine import render
 
     check_writable(args.out if args.out is not None else Path("."), "output")  # before any work
     check_syntax(args.objective)  # a typo is refused before the model loads (tens of seconds on a CPU)
     resolve_device(args.device)  # a bad --device is refused before the model loads
     loaded = load_model(args.recipe or args.model, args.weights)
-    if args.fourier_decay is not None and (args.param or loaded.recipe.param) != "fourier":
+    objective = parse_objective(args.objective, loaded.categories)
+    recipe = loaded.recipe.for_layers(objective.layers)  # with the recipe's settings for the layers it reads
+    if args.fourier_decay is not None and (args.param or recipe.param) != "fourier":
         raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
                             "or leave it out")
     if args.fourier_decay is not None and args.fourier_decay < 0:
@@ -71,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
             save_png(image, path.with_name(f"{path.stem}_step{step:04d}.png"), {"dreamlab:step": str(step)})
 
     log = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
-    thresholds, on_snapshot = with_snapshots(log, args.steps or loaded.recipe.steps, args.thresholds,
+    thresholds, on_snapshot = with_snapshots(log, args.steps or recipe.steps, args.thresholds,
                                              save_snapshot if args.thresholds else None, args.tensorboard_every)
-    result = render(loaded, args.objective, steps=args.steps, size=args.size, lr=args.lr,
+    result = render(loaded, objective, steps=args.steps, size=args.size, lr=args.lr,
                     optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
                     device=args.device, batch_size=args.batch_size, thresholds=thresholds, on_snapshot=on_snapshot,
                     init_image=init, precision=args.precision, progress=True, compile=args.compile or False,

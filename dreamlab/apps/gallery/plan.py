@@ -29,7 +29,7 @@ class Settings:
     recipe_hash: str
     weights: str
     weights_seed: int | None  # the seed of random init ("none" weights), else None
-    steps: int
+    steps: int | None  # --steps; None: each layer's recipe steps (Plan.steps)
     size: int
     seed: int
     batch_size: int  # units per render call: recorded, and a resume with another one is warned about
@@ -75,6 +75,10 @@ class Plan:
     batches: list[Batch]  # the run's batches (finished ones included)
     todo: list[Batch]  # batches with at least one unfinished unit
     done: set[tuple[str, int]] = field(default_factory=set)  # units finished before the run
+    layer_steps: dict[str, int] = field(default_factory=dict)  # the steps of each layer's units
+
+    def steps(self, layer: str) -> int:
+        return self.layer_steps[layer]
 
 
 def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.ExitStack,
@@ -84,7 +88,6 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     """Check the request and the folder (holding its lock on `stack` from here on) and list the batches."""
     recipe = loaded.recipe
     size = int(size if size is not None else recipe.input_size)
-    steps = int(steps if steps is not None else recipe.steps)
     order, counts = _layer_channels(loaded, size)
     wanted = list(dict.fromkeys(layers)) if layers else ([recipe.default_layer] if recipe.default_layer else [])
     if not wanted:
@@ -104,7 +107,9 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
         if removed:
             log(f"{folder.out}: --overwrite removed {removed} units of an earlier run")
     records = folder.read_records()
-    _check_settings(records.values(), loaded, steps, size, seed, folder.out)
+    layer_steps = {layer: int(steps if steps is not None else recipe.for_layers([layer]).steps)
+                   for layer in set(wanted) | {layer for layer, _ in records}}
+    _check_settings(records.values(), loaded, layer_steps, size, seed, folder.out)
     batch_size = batch_size or (64 if device.type == "cuda" else 16)
     _warn_batch_sizes(records.values(), batch_size, folder.out, log)
     settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
@@ -115,7 +120,7 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     todo = [b for b in batches if any((b.layer, c) not in done for c in b.channels)]
     shown = set(wanted) | {layer for layer, _ in records}
     gallery_layers = [(name, counts[name]) for name in order if name in shown and name in counts]
-    return Plan(settings, gallery_layers, batches, todo, done)
+    return Plan(settings, gallery_layers, batches, todo, done, layer_steps)
 
 
 def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str, int]]:
@@ -143,11 +148,13 @@ def _weights_seed(loaded: LoadedModel) -> int | None:
     return WEIGHTS_SEED if loaded.weights == "none" else None
 
 
-def _check_settings(records: Any, loaded: LoadedModel, steps: int, size: int, seed: int, out: Path) -> None:
-    """Refuse to mix settings in one folder."""
+def _check_settings(records: Any, loaded: LoadedModel, layer_steps: dict[str, int], size: int, seed: int,
+                    out: Path) -> None:
+    """Refuse to mix settings in one folder (`layer_steps`: the steps of each layer's units)."""
     wanted = {"recipe": loaded.recipe.name, "recipe_hash": loaded.recipe.hash(), "weights": loaded.weights,
-              "weights_seed": _weights_seed(loaded), "steps": steps, "size": size, "seed": int(seed)}
+              "weights_seed": _weights_seed(loaded), "size": size, "seed": int(seed)}
     for record in records:
+        wanted["steps"] = layer_steps[record["layer"]]
         for key in SETTING_KEYS:
             if record.get(key) != wanted[key]:
                 raise DreamlabError(
