@@ -268,6 +268,9 @@ def test_photo_crops_and_a_crop_cannot_beat_the_best_crop() -> None:
     best = acts.max(0).values
     items = score_natural(model, crops[:4], "1", range(4), best, (0.5,) * 3, (0.25,) * 3)
     assert not any(it["passed"] for it in items) and all(it["ratio"] <= 1 for it in items)
+    on_units = acts[:4].clone().fill_diagonal_(float("-inf"))  # image i on unit j, its own image left out
+    assert [it["rival_unit"] for it in items] == [f"1:{int(j)}" for j in on_units.argmax(0)]
+    assert [it["rival"] for it in items] == pytest.approx(on_units.max(0).values.tolist(), abs=1e-3)
     assert colour_stats(torch.ones(2, 3, 4, 4) * torch.tensor([0.2, 0.5, 0.8]).view(1, 3, 1, 1)) == {
         "r": 0.2, "g": 0.5, "b": 0.8, "blue_minus_red": 0.6}
 
@@ -302,6 +305,20 @@ def test_command_runs_the_measures_with_lucids_settings(monkeypatch: pytest.Monk
     with pytest.raises(SystemExit) as exit_info:
         main(["quality", "--settings", "lucent"])
     assert exit_info.value.code == 2 and "invalid choice: 'lucent'" in capsys.readouterr().err
+
+
+def test_the_rival_note_names_units_that_fail_only_to_another_units_render() -> None:
+    from dreamlab.apps.quality.natural import rival_note
+
+    def item(unit, rendered, rival, kept=0.6, best_crop=1.0):
+        return {"unit": unit, "rendered": rendered, "rival": rival, "rival_unit": "l:9", "kept": kept,
+                "best_crop": best_crop}
+
+    note = rival_note([item("l:1", 319.5, 327.4), item("l:2", 50, 10),  # l:2 passes
+                       item("l:3", 5, 9, kept=0.3), item("l:4", 5, 9, best_crop=6)])  # fail for other reasons too
+    assert note == ("1 unit(s) beat the photos and keep >= 0.5 but lose on their own channel to another unit's "
+                    "render: l:1 (l:9's render 327.4 against its own 319.5)")
+    assert rival_note([item("l:2", 50, 10)]) is None
 
 
 def test_the_fragile_note_sets_each_failing_render_beside_its_best_photo() -> None:

@@ -59,6 +59,8 @@ def test_every_negative_control_fails(scored) -> None:
         assert not any(it["passed"] for it in items), (name, items)
     rivals = score(controls["another unit's render"])
     assert all(it["rendered"] > it["best_crop"] and it["rendered"] < it["rival"] for it in rivals), rivals
+    # the image slots are swapped: unit 2's own render sits in unit 3's slot, and is named so
+    assert [it["rival_unit"] for it in rivals] == ["features.22:3", "features.22:2"]
 
 
 def test_adversarial_style_renders_beat_the_photos_but_keep_far_less(scored) -> None:

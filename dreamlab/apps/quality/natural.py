@@ -74,7 +74,8 @@ def score_natural(model: torch.nn.Module, images: Tensor, layer: str, units: Seq
 
     The renders are super-stimuli: the render of one unit often drives a neighbouring unit harder than any photo
     does, so beating the photos alone would pass another unit's render. A unit passes when its own render beats
-    the best crop *and* every other render on that unit, and keeps at least KEPT of its activation.
+    the best crop *and* every other render on that unit (`rival`: the strongest of them, `rival_unit`: whose
+    render it is), and keeps at least KEPT of its activation.
     With `best_crops` (crop i: unit i's best photo crop), each item also says how much of its activation that
     photo keeps under the same perturbations (`crop_kept`): a reference, not part of passing."""
     index = torch.as_tensor(list(units))
@@ -88,11 +89,12 @@ def score_natural(model: torch.nn.Module, images: Tensor, layer: str, units: Seq
     rendered, worst = kept_activation(score, images, fill, clean=on_units.diagonal())
     kept = kept_fraction(rendered, worst)
     others = on_units.masked_fill(torch.eye(len(index), dtype=torch.bool), float("-inf"))
-    rival = others.max(0).values  # -inf for a lone image
+    rival, rival_index = others.max(0)  # -inf for a lone image
     crop_kept = kept_fraction(*kept_activation(score, best_crops, fill)) if best_crops is not None else None
     return [{"unit": f"{layer}:{u}", "rendered": round(float(rendered[i]), 3),
              "best_crop": round(float(crop_best[i]), 3), "ratio": round(float(rendered[i] / crop_best[i]), 3)
              if crop_best[i] > 0 else float("inf"), "rival": round(float(rival[i]), 3),
+             "rival_unit": f"{layer}:{units[int(rival_index[i])]}" if len(index) > 1 else None,
              "kept": rounded_down(float(kept[i])),
              **({} if crop_kept is None else {"crop_kept": rounded_down(float(crop_kept[i]))}),
              "passed": bool(rendered[i] > crop_best[i] and rendered[i] > rival[i] and kept[i] >= KEPT)}
@@ -115,6 +117,18 @@ def fragile_note(items: Sequence[dict[str, Any]]) -> str:
     return (head + f"{len(both)} of the {len(short)} live unit(s) whose render keeps < {KEPT:g} have a best crop "
             f"that keeps < {KEPT:g} too"
             + (" (" + ", ".join(f"{it['unit']} {it['crop_kept']:.3f}" for it in both) + ")" if both else ""))
+
+
+def rival_note(items: Sequence[dict[str, Any]]) -> str | None:
+    """The units that fail only because another unit's render drives them harder than their own (units that
+    share a preferred pattern: the two renders look alike); None when there are none."""
+    beaten = [it for it in items if it["rendered"] > it["best_crop"] and it["kept"] >= KEPT
+              and it["rendered"] <= it["rival"]]
+    if not beaten:
+        return None
+    return (f"{len(beaten)} unit(s) beat the photos and keep >= {KEPT:g} but lose on their own channel to another "
+            f"unit's render: " + ", ".join(f"{it['unit']} ({it['rival_unit']}'s render {it['rival']:g} against "
+                                           f"its own {it['rendered']:g})" for it in beaten))
 
 
 def colour_stats(images: Tensor) -> dict[str, float]:
@@ -165,6 +179,9 @@ def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: in
              f"crops ({photo_colour['r']:.2f}, {photo_colour['g']:.2f}, {photo_colour['b']:.2f}), "
              f"{photo_colour['blue_minus_red']:+.2f}"]
     notes.append(fragile_note(items))
+    twins = rival_note(items)
+    if twins:
+        notes.append(twins)
     silent = [it for it in items if it["best_crop"] <= 0]
     if silent:  # a unit no photo crop turns on: its render "beats" 0 with any activation; listed, still counted
         notes.append(f"{len(silent)} unit(s) that no photo crop activates: "
@@ -179,5 +196,5 @@ def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: in
     return measure, images
 
 
-__all__ = ["HED_LAYERS", "photos", "photo_crops", "channel_means", "score_natural", "fragile_note", "colour_stats",
-           "measure_natural"]
+__all__ = ["HED_LAYERS", "photos", "photo_crops", "channel_means", "score_natural", "fragile_note", "rival_note",
+           "colour_stats", "measure_natural"]
