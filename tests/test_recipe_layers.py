@@ -82,11 +82,12 @@ def test_bad_layers_tables_are_refused_in_one_line(tmp_path: Path, tables: str, 
 
 
 def test_a_table_for_a_layer_the_model_lacks_names_close_matches(tmp_path: Path) -> None:
+    path = recipe_file(tmp_path, "[layers.conv3]\nsteps = 3\n")
     with pytest.raises(UnknownNameError) as info:
-        load_model(recipe_file(tmp_path, "[layers.conv3]\nsteps = 3\n"))
+        load_model(path)
     message = str(info.value)
     assert "'conv3'" in message and "close matches: conv1, conv2" in message
-    assert "`dreamlab layers digits-layers` lists them" in message
+    assert f"`dreamlab layers digits-layers --recipe {path}` lists them" in message
 
 
 def test_the_cli_takes_a_layers_steps_for_its_snapshots(tmp_path: Path, capsys: pytest.CaptureFixture[str]

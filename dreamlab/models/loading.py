@@ -226,20 +226,22 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
     recipe = name if isinstance(name, Recipe) else load_recipe(name)
     model, described = build_model(recipe, weights, allow_code)
     model.eval().requires_grad_(False)
-    _check_recipe_layers(recipe, model)
+    _check_recipe_layers(recipe, model, None if isinstance(name, Recipe) else str(name))
     categories = recipe.categories or torchvision_categories(recipe)
     return LoadedModel(model=model, recipe=recipe, weights=described, categories=categories)
 
 
-def _check_recipe_layers(recipe: Recipe, model: nn.Module) -> None:
-    """A [layers."NAME"] table must name a layer of the model (a typo would silently change nothing)."""
+def _check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None) -> None:
+    """A [layers."NAME"] table must name a layer of the model (a typo would silently change nothing);
+    `source` is what the recipe was loaded from (a file path ends in .toml)."""
     from dreamlab.optvis.capture import OUTPUT
 
     names = module_names(model) + [OUTPUT]
+    listing = f"{recipe.name} --recipe {source}" if source and source.endswith(".toml") else recipe.name
     for layer in recipe.layers:
         if layer not in names:
             raise unknown(f'layer in recipe {recipe.name}\'s [layers."..."] tables:', layer, names,
-                          hint=f"`dreamlab layers {recipe.name}` lists them")
+                          hint=f"`dreamlab layers {listing}` lists them")
 
 
 def module_names(model: nn.Module) -> list[str]:
