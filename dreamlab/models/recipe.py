@@ -133,15 +133,19 @@ def _check_value(key: str, value: Any) -> str | None:
     return None
 
 
+def _refuse_bad_value(where: str, key: str, value: Any) -> None:
+    wanted = _check_value(key, value)
+    if wanted:
+        raise DreamlabError(f"{where}: {key} = {_toml_repr(value)} is not valid; {key} must be {wanted}")
+
+
 def _check_layer_settings(layers: dict[str, dict[str, Any]], source: str) -> None:
     for layer, settings in layers.items():
+        where = f'recipe {source}: [layers."{layer}"]'
         for key, value in settings.items():
-            where = f'recipe {source}: [layers."{layer}"]'
             if key not in LAYER_KEYS:
                 raise DreamlabError(f"{where}: {key!r} cannot be set per layer; valid: {', '.join(LAYER_KEYS)}")
-            wanted = _check_value(key, value)
-            if wanted:
-                raise DreamlabError(f"{where}: {key} = {_toml_repr(value)} is not valid; {key} must be {wanted}")
+            _refuse_bad_value(where, key, value)
 
 
 def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
@@ -154,9 +158,7 @@ def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
         if key not in data:
             raise DreamlabError(f"recipe {source}: missing required key {key!r}")
     for key, value in data.items():
-        wanted = _check_value(key, value)
-        if wanted:
-            raise DreamlabError(f"recipe {source}: {key} = {_toml_repr(value)} is not valid; {key} must be {wanted}")
+        _refuse_bad_value(f"recipe {source}", key, value)
     _check_layer_settings(data.get("layers", {}), source)
     data = dict(data)
     for key in ("mean", "std", "categories"):

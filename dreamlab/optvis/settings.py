@@ -41,7 +41,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 @dataclass(frozen=True)
 class RenderSettings:
     """Everything that decides the pixels. A field left at None takes the recipe's value (its `layers` table's for
-    the layers the objective reads; else dreamlab's default) when `render` resolves it; `render(m, o, steps=64)` is short for `render(m, o, RenderSettings(steps=64))`.
+    the layers the objective reads; else dreamlab's default) when `render` resolves it; `render(m, o, steps=64)`
+    is short for `render(m, o, RenderSettings(steps=64))`.
 
     `param`, `transforms` and `optimizer` take a name or user code: an ImageParam module or a factory
     (params.make_param), a list or nn.Sequential of kornia augmentations or callables

@@ -140,7 +140,7 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
                   progress: bool, compile: bool | str = False, tensorboard: TensorBoardLog | None = None) -> int:
     """Render one batch and save its unfinished units; return how many were saved."""
     s = plan.settings
-    steps = plan.steps(batch.layer)
+    steps = plan.layer_steps[batch.layer]
     count = dict(plan.layers)[batch.layer]
     thresholds, on_snapshot = with_snapshots(tensorboard, steps, (), None)
     result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=steps, size=s.size,
@@ -178,12 +178,12 @@ def _write_pages(folder: GalleryFolder, plan: Plan, sheets_for: Iterable[str]) -
     layers, units = [], []
     for layer, count in plan.layers:
         chans = sorted(ch for (name, ch) in records if name == layer)
-        entry: dict[str, Any] = {"name": layer, "channels": count, "steps": plan.steps(layer)}
+        entry: dict[str, Any] = {"name": layer, "channels": count, "steps": plan.layer_steps[layer]}
         if chans:
             entry["sheet"] = folder.write_sheet(layer, chans) if layer in sheets_for else sheet_file(layer)
         layers.append(entry)
         units += [records[(layer, ch)] for ch in chans]
-    every_steps = {plan.steps(layer) for layer, _ in plan.layers}
+    every_steps = {plan.layer_steps[layer] for layer, _ in plan.layers}
     manifest = {"model": s.model, "recipe": s.recipe, "recipe_hash": s.recipe_hash, "weights": s.weights,
                 "steps": every_steps.pop() if len(every_steps) == 1 else None,  # None: they differ (see layers)
                 "size": s.size, "seed": s.seed, "layers": layers, "units": units}

@@ -29,7 +29,6 @@ class Settings:
     recipe_hash: str
     weights: str
     weights_seed: int | None  # the seed of random init ("none" weights), else None
-    steps: int | None  # --steps; None: each layer's recipe steps (Plan.steps)
     size: int
     seed: int
     batch_size: int  # units per render call: recorded, and a resume with another one is warned about
@@ -75,10 +74,7 @@ class Plan:
     batches: list[Batch]  # the run's batches (finished ones included)
     todo: list[Batch]  # batches with at least one unfinished unit
     done: set[tuple[str, int]] = field(default_factory=set)  # units finished before the run
-    layer_steps: dict[str, int] = field(default_factory=dict)  # the steps of each layer's units
-
-    def steps(self, layer: str) -> int:
-        return self.layer_steps[layer]
+    layer_steps: dict[str, int] = field(default_factory=dict)  # each layer's steps: --steps, or its recipe's
 
 
 def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.ExitStack,
@@ -113,7 +109,7 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     batch_size = batch_size or (64 if device.type == "cuda" else 16)
     _warn_batch_sizes(records.values(), batch_size, folder.out, log)
     settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
-                        weights_seed=_weights_seed(loaded), steps=steps, size=size, seed=int(seed),
+                        weights_seed=_weights_seed(loaded), size=size, seed=int(seed),
                         batch_size=batch_size)
     batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
     done = set(records)
@@ -154,9 +150,9 @@ def _check_settings(records: Any, loaded: LoadedModel, layer_steps: dict[str, in
     wanted = {"recipe": loaded.recipe.name, "recipe_hash": loaded.recipe.hash(), "weights": loaded.weights,
               "weights_seed": _weights_seed(loaded), "size": size, "seed": int(seed)}
     for record in records:
-        wanted["steps"] = layer_steps[record["layer"]]
+        expected = {**wanted, "steps": layer_steps[record["layer"]]}
         for key in SETTING_KEYS:
-            if record.get(key) != wanted[key]:
+            if record.get(key) != expected[key]:
                 raise DreamlabError(
                     f"{str(out)!r} holds units made with {key}={record.get(key)!r}, this run has "
-                    f"{key}={wanted[key]!r}; use another --out, or --overwrite to replace them")
+                    f"{key}={expected[key]!r}; use another --out, or --overwrite to replace them")
