@@ -81,11 +81,12 @@ def test_render_in_bf16_and_channels_last_still_optimizes(googlenet):
 
 
 class _HostReads(torch.overrides.TorchFunctionMode):
-    """Counts the tensor calls that read a value back to the host (each one would wait for a GPU)."""
+    """Counts the tensor calls that read a value back to the host, or copy host values to the device
+    (`torch.tensor([...], device=cuda)`): on a GPU each one waits for the queued work."""
 
     READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__float__,
              torch.Tensor.__int__, torch.Tensor.__index__, torch.Tensor.cpu, torch.Tensor.numpy,
-             torch.Tensor.nonzero, torch.nonzero}
+             torch.Tensor.nonzero, torch.nonzero, torch.tensor, torch.as_tensor, torch.Tensor.new_tensor}
 
     def __init__(self):
         super().__init__()

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab.attribution.faithfulness import importance
+from dreamlab.optvis.transforms import seeded_rng
 
 Attribute = Callable[[nn.Module], Tensor]  # model -> attributions [B, C, H, W]
 
@@ -48,8 +49,8 @@ def rank_correlation(a: Tensor, b: Tensor) -> Tensor:
 
 def reinitialize(module: nn.Module, seed: int) -> None:
     """Fresh default initialization for every submodule that has one (conv, linear, batch norm)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    device = next(module.parameters(), torch.empty(0)).device  # the initializers draw on the weights' device
+    with seeded_rng(seed, device):
         for sub in module.modules():
             if hasattr(sub, "reset_parameters"):
                 sub.reset_parameters()

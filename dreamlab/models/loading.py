@@ -176,8 +176,8 @@ def build_model(recipe: Recipe, weights: str | Path | None = "default",
     Whatever the builder initializes at random is drawn from WEIGHTS_SEED, and the global RNG is left as it was.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(WEIGHTS_SEED)
-        return _build_model(recipe, weights, allow_code)
+        torch.default_generator.manual_seed(WEIGHTS_SEED)  # the CPU's only: models are built there, and
+        return _build_model(recipe, weights, allow_code)  # torch.manual_seed would reseed every GPU too
 
 
 def _build_model(recipe: Recipe, weights: str | Path | None, allow_code: bool) -> tuple[nn.Module, str]:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dreamlab.devices import same_device
+from dreamlab.errors import DreamlabError
 from dreamlab.models.loading import LoadedModel, load_model, torchvision_categories
 from dreamlab.models.recipe import Recipe, load_recipe
 
@@ -71,11 +72,16 @@ def prepared_model(model: nn.Module, device: torch.device, channels_last: bool, 
 def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | None,
                    weights: str | Path | None) -> tuple[nn.Module, Recipe, str, tuple[str, ...] | None, bool]:
     """(module, recipe, weights description, class names, whether dreamlab owns the module)."""
-    if isinstance(model, str):
+    if recipe is not None and not isinstance(recipe, (str, Path, Recipe)):
+        raise DreamlabError(f"recipe must be a recipe name, a .toml path or a Recipe, got {type(recipe).__name__}")
+    if isinstance(model, (str, Path)):
         model = load_model(recipe if recipe is not None else model, weights)
     if isinstance(model, LoadedModel):
         return model.model, model.recipe, model.weights, model.categories, True
-    if isinstance(recipe, str):
+    if not isinstance(model, nn.Module):
+        raise DreamlabError(f"model must be a recipe or torchvision model name, a LoadedModel or an nn.Module, "
+                            f"got {type(model).__name__}")
+    if isinstance(recipe, (str, Path)):
         recipe = load_recipe(recipe)
     recipe = recipe or custom_recipe(model)
     categories = recipe.categories or torchvision_categories(recipe)

@@ -143,6 +143,10 @@ class _Renderer:
             grey = torch.full((1, self.recipe.channels, *self.settings.height_width), 0.5, device=dev)
             model_input = self.transforms(grey, draws=middle)
         acts = self._forward_once(model_input) if self.layers else {}
+        if acts and model_input.shape[-2:] != grey.shape[-2:]:
+            # units and positions are checked on the maps of the image at the render size, which the final
+            # scores read (the transforms' padding makes the maps the optimizer sees larger)
+            acts = self._forward_once(grey)
         self.objective.check({name: act.shape for name, act in acts.items()})
         self.checked = True
 
@@ -223,6 +227,10 @@ class _Renderer:
                     else:
                         with self.step_rng(step):
                             score = fast_scores(run_layers, param, draws, index)
+                    if not score.requires_grad:
+                        raise DreamlabError(f"the objective {self.objective.name!r} does not depend on the image "
+                                            f"(its score has no gradient): compute it from the activations it "
+                                            f"is given, without .detach(), .item() or torch.no_grad()")
                     optimizer.zero_grad(set_to_none=True)
                     (-score.sum()).backward()  # the one negation: objectives are maximized
                     grad_norms.append(_grad_norms(param, b))  # on the device: no host sync
@@ -287,17 +295,21 @@ class NonFinite:
         self.first_bad = torch.where(bad & (self.first_bad == 0), step, self.first_bad)
 
     def check_scores(self, scores: Tensor, step: int) -> None:
-        self.record(scores, step if step else -1)  # -1: the start image already scores NaN/inf
-        self.raise_if_any()
+        """Stop at once when `scores` (the start image's, read on the host) hold NaN/inf. Keeps no state, so
+        the per-step record lives on the device of the step scores, whatever device these came from."""
+        bad = ~torch.isfinite(scores.detach())
+        if bool(bad.any()):
+            self._stop(int(bad.nonzero()[0, 0]), step if step else -1)  # -1: the start image
 
     def raise_if_any(self) -> None:
         if self.first_bad is None:
             return
         found = self.first_bad.cpu()
-        if not bool((found != 0).any()):
-            return
-        k = int((found != 0).nonzero()[0, 0])
-        step = int(found[k])
+        if bool((found != 0).any()):
+            k = int((found != 0).nonzero()[0, 0])
+            self._stop(k, int(found[k]))
+
+    def _stop(self, k: int, step: int) -> None:
         when = "on the start image" if step < 0 else f"at step {step}"
         raise DreamlabError(
             f"the score of {self.labels[self.units[k]]} became NaN or infinite {when}, so the render was stopped "
@@ -331,6 +343,9 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     requested = with_overrides(settings, overrides)
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
+    if not isinstance(obj, Objective):
+        raise DreamlabError(f"objective must be a string such as 'inception4c:97' or an Objective (dreamlab."
+                            f"objectives), got {type(objective).__name__}")
     dev = resolve_device(requested.device)
     settings = resolve_settings(requested, recipe_obj, owned, dev, obj.layers)
     todo = check_units(units, obj.batch_size)

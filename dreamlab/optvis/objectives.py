@@ -13,6 +13,7 @@ decorator; combine with `+ - * /` and numbers.
 from __future__ import annotations
 
 import inspect
+import numbers
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,7 +55,12 @@ class Objective:
         b = next(iter(acts.values())).shape[0]
         if index is None:
             index = torch.arange(b, device=next(iter(acts.values())).device)
-        return self.scorer(acts, index).float().expand(b)
+        score = self.scorer(acts, index)
+        if not isinstance(score, Tensor) or score.dim() > 1 or (score.dim() == 1 and score.shape[0] not in (1, b)):
+            got = list(score.shape) if isinstance(score, Tensor) else type(score).__name__
+            raise DreamlabError(f"objective {self.name!r} returned {got}; an objective returns one score per "
+                                f"sample, a tensor [{b}] (or a 0-d tensor for all)")
+        return score.float().expand(b)
 
     def check(self, shapes: Mapping[str, torch.Size]) -> None:
         """Raise a one-line DreamlabError when a unit does not exist in layers of these shapes."""
@@ -145,8 +151,19 @@ def combine(op: Callable[..., Tensor], symbol: str, precedence: int, *parts: Obj
 
 # --- units -----------------------------------------------------------------------------------------------
 
-def _unit_list(units: int | Sequence[int] | range) -> list[int]:
-    return [int(units)] if isinstance(units, int) else [int(u) for u in units]
+def _unit_list(units: int | Sequence[int] | range | Tensor) -> list[int]:
+    """Units as ints: one int (numpy's too), a sequence or range of them, or an integer tensor."""
+    if isinstance(units, Tensor):
+        units = units.flatten().tolist()
+    elif isinstance(units, numbers.Integral):
+        units = [units]
+    try:
+        values = list(units)
+    except TypeError:
+        raise DreamlabError(f"units must be an int or a list of ints, got {type(units).__name__}") from None
+    if not values or any(isinstance(u, bool) or not isinstance(u, numbers.Integral) for u in values):
+        raise DreamlabError(f"units must be an int or a non-empty list of ints, got {values!r}"[:300])
+    return [int(u) for u in values]
 
 
 class _IndexCache:
@@ -198,15 +215,26 @@ def channel(layer: str, units: int | Sequence[int] | range) -> Objective:
 
 
 def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None, y: int | None = None) -> Objective:
-    """One spatial position of a channel (default: the centre of the activation map)."""
+    """One spatial position of a channel (default: the centre of the activation map).
+
+    x, y address the map of the image at the render size. A render's transforms pad the image, so the map the
+    optimizer sees is larger; the position is then taken at the same offset from its centre, which is the same
+    place in the image. The render's check records the map's size at the render size (`position_check`).
+    """
     unit_list = _unit_list(units)
     cache = _IndexCache(unit_list)
-    where = "" if x is None and y is None else f"@{x},{y}"
+    if (x is None) != (y is None):
+        raise DreamlabError(f"neuron({layer!r}, ...) needs both x and y, or neither for the centre; got x={x}, "
+                            f"y={y}")
+    render_size: list[int] = []  # the map's (height, width) at the render size, once checked
 
     def scorer(acts: Acts, index: Tensor) -> Tensor:
         picked = _pick_units(acts[layer], cache, index)  # [b, H, W]
         h, w = picked.shape[-2:]
-        return picked[:, h // 2 if y is None else y, w // 2 if x is None else x]
+        if x is None or y is None:
+            return picked[:, h // 2, w // 2]
+        h0, w0 = render_size or (h, w)
+        return picked[:, y + h // 2 - h0 // 2, x + w // 2 - w0 // 2]
 
     def position_check(shapes: Mapping[str, torch.Size]) -> None:
         shape = shapes[layer]
@@ -214,13 +242,15 @@ def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None,
             raise DreamlabError(f"layer {layer!r} has output shape {list(shape)}: a neuron needs a spatial map; "
                                 f"use {layer}:{unit_list[0]} for the whole channel")
         h, w = shape[-2:]
-        if (x is not None and not 0 <= x < w) or (y is not None and not 0 <= y < h):
+        if x is not None and y is not None and not (0 <= x < w and 0 <= y < h):
             raise DreamlabError(f"position {x},{y} is outside layer {layer!r} ({w}x{h} at the render size: "
                                 f"valid x 0-{w - 1}, y 0-{h - 1})")
+        render_size[:] = [h, w]
 
-    if x is None and y is None:
+    if x is None:
         name, labels = f"{layer}:{format_units(unit_list)}@centre", tuple(f"{layer}:{u}@centre" for u in unit_list)
     else:
+        where = f"@{x},{y}"
         name, labels = f"{layer}:{format_units(unit_list)}{where}", tuple(f"{layer}:{u}{where}" for u in unit_list)
     return Objective(scorer, frozenset({layer}), name, labels, (_channel_check(layer, unit_list), position_check))
 

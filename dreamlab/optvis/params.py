@@ -48,13 +48,14 @@ class ImageParam(nn.Module):
     """
 
     def __init__(self, channels: int, decorrelate: bool = True, color_matrix: Tensor | None = None,
-                 start_level: float = 0.5):
+                 start_level: float = 0.5, device: torch.device | str | None = None):
         super().__init__()
         if not 0 < start_level < 1:
             raise ValueError(f"start_level must be between 0 and 1 (exclusive), got {start_level}")
         self.channels = channels
         use_matrix = decorrelate and channels == 3
         matrix = normalized_color_matrix(COLOR_CORRELATION_SVD_SQRT if color_matrix is None else color_matrix)
+        matrix = matrix.to(device)  # on the image's device: the einsum in forward() mixes the two
         self.register_buffer("color_matrix", matrix if use_matrix else None, persistent=False)
         self.offset = math.log(start_level / (1 - start_level))  # logit: added before the sigmoid
 
@@ -74,7 +75,7 @@ class PixelParam(ImageParam):
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  sd: float = 0.01, decorrelate: bool = True, color_matrix: Tensor | None = None,
                  start_level: float = 0.5, device: torch.device | str | None = None):
-        super().__init__(channels, decorrelate, color_matrix, start_level)
+        super().__init__(channels, decorrelate, color_matrix, start_level, device)
         init = seeded_randn((batch, channels, height, width), generator, device) * sd
         self.pixels = nn.Parameter(init)
 
@@ -109,7 +110,7 @@ class FourierParam(ImageParam):
                  sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,
                  color_matrix: Tensor | None = None, start_level: float = 0.5,
                  freeze_chroma_mean: bool = True, device: torch.device | str | None = None):
-        super().__init__(channels, decorrelate, color_matrix, start_level)
+        super().__init__(channels, decorrelate, color_matrix, start_level, device)
         self.size = (height, width)
         spectrum_shape = (batch, channels, height, width // 2 + 1, 2)
         self.spectrum = nn.Parameter(seeded_randn(spectrum_shape, generator, device) * sd)
@@ -140,6 +141,7 @@ class FourierParam(ImageParam):
 
 def image_to_param_raw(image: Tensor, param: ImageParam) -> None:
     """Set `param` so that it produces `image` ([B|1, C, H, W] in (0, 1)): start from a photo instead of noise."""
+    image = image.to(next(param.parameters()).device)
     target = torch.logit(image.clamp(1e-3, 1 - 1e-3)) - param.offset
     if param.color_matrix is not None:
         target = torch.einsum("bchw,dc->bdhw", target, torch.linalg.inv(param.color_matrix))

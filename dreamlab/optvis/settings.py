@@ -170,8 +170,21 @@ def _validate(s: RenderSettings) -> None:
     if s.compile and isinstance(transforms, CallableTransforms):
         raise DreamlabError("compile works with the named transforms presets only; user transforms run eagerly "
                             "(leave compile off)")
-    if s.color_matrix is not None and tuple(torch.as_tensor(s.color_matrix).shape) != (3, 3):
-        raise DreamlabError(f"color_matrix must be 3x3, got shape {list(torch.as_tensor(s.color_matrix).shape)}")
+    if s.color_matrix is not None:
+        _check_color_matrix(s.color_matrix)
+
+
+def _check_color_matrix(matrix: Any) -> None:
+    """A 3x3 matrix of finite numbers that can be inverted (a start image is mapped through its inverse)."""
+    try:
+        values = torch.as_tensor(matrix, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise DreamlabError(f"color_matrix must be a 3x3 matrix of numbers, got {matrix!r}"[:300]) from None
+    if tuple(values.shape) != (3, 3):
+        raise DreamlabError(f"color_matrix must be 3x3, got shape {list(values.shape)}")
+    if not bool(torch.isfinite(values).all()) or abs(float(torch.linalg.det(values))) < 1e-9:
+        raise DreamlabError("color_matrix must hold finite numbers and be invertible (its columns are the colour "
+                            "basis); leave it out for lucid's")
 
 
 def check_call(steps: int, units: Sequence[int], batch_size: Any, thresholds: Any) -> list[int]:
@@ -198,6 +211,10 @@ def check_units(units: Sequence[int] | None, total: int) -> list[int]:
                         for u in units):
         raise DreamlabError(f"units must be indices into the objective's {total} units (0-{total - 1}), "
                             f"got {units}"[:300])
+    repeated = sorted({int(u) for u in units if units.count(u) > 1})
+    if repeated:
+        raise DreamlabError(f"units lists {repeated[0]} more than once; each unit is rendered once, so list it "
+                            f"once")
     return [int(u) for u in units]
 
 
@@ -210,7 +227,7 @@ def fit_init_image(image: Any, channels: int, size: tuple[int, int], units: int)
         image = image[None]
     if image.dim() == 3:
         image = image[None]
-    if image.dim() != 4:
+    if image.dim() != 4 or 0 in image.shape:
         raise DreamlabError(f"init_image must be [C,H,W] (or [H,W] grey, or [B,C,H,W] one per unit), got shape "
                             f"{list(image.shape)}")
     if image.shape[0] not in (1, units):

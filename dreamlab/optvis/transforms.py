@@ -71,7 +71,9 @@ class RandomTransforms:
         lo, hi = self.scale
         scale = (lo + (hi - lo) * draws[:, 2:3]).expand(b, 2)
         angle = (draws[:, 3] * 2 - 1) * self.degrees
-        center = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=images.device, dtype=images.dtype).expand(b, 2)
+        # filled on the device: torch.tensor([...], device=cuda) would copy from the host and wait for the GPU
+        center = torch.stack([torch.full((b,), (w - 1) / 2, device=images.device, dtype=images.dtype),
+                              torch.full((b,), (h - 1) / 2, device=images.device, dtype=images.dtype)], 1)
         matrix = get_affine_matrix2d(translations, center, scale, angle)[:, :2]
         fill = torch.full((c,), self.fill, device=images.device, dtype=images.dtype)
         warped = warp_affine(images, matrix, (h, w), padding_mode="fill", fill_value=fill, align_corners=True)
@@ -128,7 +130,10 @@ def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
     """Torch's global RNG (CPU and `device`) seeded with `seed` inside, restored to the caller's state after."""
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices, device_type="cuda"):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # not torch.manual_seed, which reseeds every GPU
+        for index in devices:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
         yield
 
 

@@ -1,0 +1,132 @@
+"""The Python API: what a caller passes is refused in one DreamlabError line, tensors land on the render's
+device, and the caller's random state is left alone (defects found by a review on 2026-12-04; the device ones
+broke every CUDA render and are checked here on the meta device, which needs no GPU)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import dreamlab
+from dreamlab import objectives as o
+from dreamlab.errors import DreamlabError
+from dreamlab.optvis.engine import NonFinite
+from dreamlab.optvis.params import FourierParam, PixelParam, image_to_param_raw, make_param
+from dreamlab.optvis.transforms import seeded_rng
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LENET = dict(steps=1, device="cpu")
+
+
+@pytest.mark.parametrize("spec", ["fourier", "pixel"])
+def test_a_param_puts_every_tensor_on_the_requested_device(spec):
+    param = make_param(spec, 2, 3, 16, device="meta")
+    placed = {name: t.device.type for name, t in [*param.named_buffers(), *param.named_parameters()]}
+    assert "color_matrix" in placed and set(placed.values()) == {"meta"}, placed
+    for cls in (FourierParam, PixelParam):  # built directly, as a user would
+        assert cls(1, 3, 8, 8, device="meta").color_matrix.device.type == "meta"
+
+
+def test_a_start_image_follows_the_param_to_its_device():
+    param = make_param("fourier", 1, 3, 8, device="meta")
+    image_to_param_raw(torch.full((1, 3, 8, 8), 0.3), param)  # a CPU image, a param elsewhere
+    assert param.spectrum.device.type == "meta"
+
+
+def test_the_nan_watch_lives_on_the_step_scores_device():
+    watch = NonFinite([0, 1], ["a:0", "a:1"])
+    watch.check_scores(torch.zeros(2), 0)  # the start scores come back to the host
+    watch.record(torch.zeros(2, device="meta"), 1)  # the step scores stay on the render's device
+    assert watch.first_bad.device.type == "meta"
+    with pytest.raises(DreamlabError, match="a:1 became NaN or infinite on the start image"):
+        NonFinite([0, 1], ["a:0", "a:1"]).check_scores(torch.tensor([0.0, float("nan")]), 0)
+
+
+def test_loading_a_model_and_seeding_a_cpu_render_leave_the_gpus_seeds_alone(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    state = torch.get_rng_state()
+    dreamlab.load_model("lenet-digits", "none")
+    with seeded_rng(3, torch.device("cpu")):
+        torch.rand(1)
+    assert calls == [] and torch.equal(torch.get_rng_state(), state)
+
+
+def test_neuron_positions_are_checked_at_the_render_size():
+    model = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1))  # the map has the image's size
+    with pytest.raises(DreamlabError, match=r"position 20,3 is outside layer '0' \(16x16 at the render size"):
+        dreamlab.render(model, "0:1@20,3", steps=1, size=16, transforms="standard", device="cpu")
+    result = dreamlab.render(model, "0:1@15,3", steps=2, size=16, transforms="standard", device="cpu")
+    assert result.images.shape == (1, 3, 16, 16)
+
+
+def test_a_neuron_is_read_at_the_same_place_in_a_padded_map():
+    objective = o.neuron("l", 0, x=2, y=5)
+    objective.check({"l": torch.Size([1, 1, 10, 10])})  # the map at the render size
+    padded = torch.zeros(1, 1, 16, 16)  # the transforms padded the image by 3 map positions a side
+    padded[0, 0, 5 + 3, 2 + 3] = 7.0
+    assert objective({"l": padded}).tolist() == [7.0]
+    clean = torch.zeros(1, 1, 10, 10)
+    clean[0, 0, 5, 2] = 4.0
+    assert objective({"l": clean}).tolist() == [4.0]
+
+
+def test_units_are_ints_in_any_form_and_listed_once():
+    assert o.channel("l", torch.tensor(3)).labels == ("l:3",)
+    assert o.channel("l", np.int64(3)).labels == ("l:3",)
+    assert o.channel("l", torch.tensor([1, 2])).labels == ("l:1", "l:2")
+    with pytest.raises(DreamlabError, match="non-empty list of ints"):
+        o.channel("l", [])
+    with pytest.raises(DreamlabError, match="non-empty list of ints"):
+        o.channel("l", [1.5])
+    with pytest.raises(DreamlabError, match="units lists 1 more than once"):
+        dreamlab.render("lenet-digits", "conv2:0-3", units=[1, 1], **LENET)
+    with pytest.raises(DreamlabError, match="needs both x and y"):
+        o.neuron("l", 0, x=3)
+
+
+@o.objective(layers=["conv2"])
+def _wide(acts):
+    return acts["conv2"][:, 0].mean(1)  # [b, W]: one score per column, not per sample
+
+
+@o.objective(layers=["conv2"])
+def _number(acts):
+    return 1.0
+
+
+@o.objective(layers=["conv2"])
+def _detached(acts):
+    return acts["conv2"][:, 0].mean((1, 2)).detach()
+
+
+BAD_CALLS = {
+    "objective an int": (lambda: dreamlab.render("lenet-digits", 5, **LENET), "objective must be a string"),
+    "objective None": (lambda: dreamlab.render("lenet-digits", None, **LENET), "got NoneType"),
+    "model an int": (lambda: dreamlab.render(5, "conv2:0", **LENET), "model must be a recipe or torchvision"),
+    "recipe an int": (lambda: dreamlab.render("lenet-digits", "conv2:0", recipe=5, **LENET),
+                      "recipe must be a recipe name"),
+    "empty start image": (lambda: dreamlab.render("lenet-digits", "conv2:0", init_image=torch.rand(1, 0, 5),
+                                                  **LENET), "init_image must be [C,H,W]"),
+    "colour matrix of words": (lambda: dreamlab.render("lenet-digits", "conv2:0", color_matrix=[["a"] * 3] * 3,
+                                                       **LENET), "color_matrix must be a 3x3 matrix of numbers"),
+    "singular colour matrix": (lambda: dreamlab.render("lenet-digits", "conv2:0", color_matrix=np.eye(3) * [1, 1, 0],
+                                                       **LENET), "color_matrix must hold finite numbers and be "
+                                                                 "invertible"),
+    "objective of the wrong shape": (lambda: dreamlab.render("lenet-digits", _wide, **LENET),
+                                     "objective '_wide' returned [1, 14]; an objective returns one score per sample"),
+    "objective returns a number": (lambda: dreamlab.render("lenet-digits", _number, **LENET),
+                                   "objective '_number' returned float"),
+    "objective without gradient": (lambda: dreamlab.render("lenet-digits", _detached, **LENET),
+                                   "does not depend on the image"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CALLS)
+def test_bad_api_input_is_one_dreamlab_error(name):
+    call, text = BAD_CALLS[name]
+    with pytest.raises(DreamlabError) as caught:
+        call()
+    assert text in str(caught.value) and "\n" not in str(caught.value)
