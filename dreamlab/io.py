@@ -202,16 +202,20 @@ def _palette_is_grey(img: Image.Image) -> bool:
     return bool((colours[..., 0] == colours[..., 1]).all() and (colours[..., 1] == colours[..., 2]).all())
 
 
-def check_writable(path: str | Path, what: str = "output") -> None:
+def check_writable(path: str | Path, what: str = "output", folder: bool | None = None) -> None:
     """Refuse, before any work, an output path that cannot be written (read-only place, a file in the way).
 
-    Probes with a temporary file in the nearest existing folder: permission bits alone miss read-only mounts.
+    `folder`: True when `path` is a folder to write into, False when it is a file, None to go by its suffix (a
+    name with a suffix is a file). Probes with a temporary file in the nearest existing folder: permission bits
+    alone miss read-only mounts.
     """
     path = Path(path)
-    if path.is_dir() and path.suffix.lower() in (".png", ".html", ".json"):
+    folder = not path.suffix if folder is None else folder
+    if not folder and path.is_dir():
         raise DreamlabError(f"{what} {str(path)!r} is a folder; give a file name or another path")
-    folder = path.parent if path.suffix else path
-    existing = folder
+    if folder and path.exists() and not path.is_dir():
+        raise DreamlabError(f"cannot write {what} {str(path)!r}: it is a file, not a folder; choose another path")
+    existing = path if folder else path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
@@ -224,6 +228,21 @@ def check_writable(path: str | Path, what: str = "output") -> None:
     except OSError as exc:
         raise DreamlabError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}; choose a writable "
                             f"place") from None
+
+
+def check_output_file(path: str | Path, suffixes: Sequence[str] = (".png",), what: str = "output") -> Path:
+    """`path` as a Path, refused before any work unless it ends in one of `suffixes` and can be written.
+
+    >>> check_output_file("maps.jpg")
+    Traceback (most recent call last):
+    dreamlab.errors.DreamlabError: output 'maps.jpg' would not be a .png file; give a name ending in .png
+    """
+    path = Path(path)
+    if path.suffix.lower() not in suffixes and not path.is_dir():
+        raise DreamlabError(f"{what} {str(path)!r} would not be a {' or '.join(suffixes)} file; give a name "
+                            f"ending in {' or '.join(suffixes)}")
+    check_writable(path, what, folder=False)
+    return path
 
 
 SAMPLE_PHOTOS = ("china", "flower")  # the photos that ship inside scikit-learn (no download)

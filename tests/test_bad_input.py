@@ -69,6 +69,16 @@ def _file_in_the_way(tmp: Path) -> str:
     return str(tmp / "afile" / "x.png")
 
 
+def _a_file(tmp: Path) -> str:
+    (tmp / "afile.txt").write_text("x")
+    return str(tmp / "afile.txt")
+
+
+def _photo(tmp: Path) -> str:
+    Image.new("L", (40, 40), 128).save(tmp / "photo.jpg")
+    return str(tmp / "photo.jpg")
+
+
 # (argv, or a function of the temp folder that returns it) -> (exit status, text of the error line)
 CASES = {
     # the objective grammar
@@ -136,6 +146,39 @@ CASES = {
                             "is a file, not a folder"),
     "gallery under a file": (lambda t: ["gallery", "lenet-digits", "--out", _file_in_the_way(t)], 2,
                              "cannot write gallery folder"),
+    "output of another type": (["render", "conv2:1", *LENET, "-o", "out.jpg"], 2,
+                               "-o 'out.jpg': images are saved as PNG"),
+    "empty output": (["render", "conv2:1", *LENET, "-o", ""], 2, "argument -o/--out: an empty path"),
+    "tensorboard folder is a file": (lambda t: ["render", "conv2:1", *LENET, "--tensorboard", _a_file(t)], 2,
+                                     "cannot write --tensorboard folder"),
+    "gallery folder is a file": (lambda t: ["gallery", "lenet-digits", "--out", _a_file(t)], 2,
+                                 "it is a file, not a folder"),
+    "cam output of another type": (["cam", "lenet-digits", "--image", "x.png", "-o", "c.jpg"], 2,
+                                   "output 'c.jpg' would not be a .png file"),
+    "attribute output under a file": (lambda t: ["attribute", "lenet-digits", "--image", "x.png", "-o",
+                                                 _file_in_the_way(t)], 2, "is a file, not a folder"),
+    "kernels output is a folder": (lambda t: ["kernels", "lenet-digits", "conv1", "-o", str(t)], 2,
+                                   "is a folder; give a file name"),
+    "features output in /proc": (["features", "lenet-digits", "conv1", "--image", "x.png", "-o", "/proc/f.png"], 2,
+                                 "cannot write output '/proc/f.png'"),
+    "graph output in /proc": (["graph", "lenet-digits", "-o", "/proc/g.dot"], 2, "cannot write output '/proc/g.dot'"),
+    "dream output in /proc": (lambda t: ["dream", _photo(t), "--model", "lenet-digits", "-o", "/proc/d.png"], 2,
+                              "cannot write output '/proc/d.png'"),
+    "zoom frames folder is a file": (lambda t: ["dream", _photo(t), "--model", "lenet-digits", "--zoom-frames", "2",
+                                                "-o", str(t / "z.gif"), "--frames-dir", _a_file(t)], 2,
+                                     "cannot write --frames-dir folder"),
+    "sanity with no method": (["attribute", "lenet-digits", "--image", "x.png", "--sanity", "--method", ","], 2,
+                              "--method ',' names no method; valid: saliency"),
+    "quality hed units past the layer": (["quality", "--measures", "natural", "--hed-units", "1000"], 2,
+                                         "--hed-units must be from 1 to 256"),
+    "tensorboard-every alone": (["render", "conv2:1", *LENET, "--tensorboard-every", "2"], 2,
+                                "--tensorboard-every applies to a TensorBoard log: add --tensorboard DIR"),
+    "zoom options without a zoom": (lambda t: ["dream", _photo(t), "--model", "lenet-digits", "--zoom", "1.1",
+                                               "--fps", "8"], 2, "--zoom, --fps apply to the endless zoom only"),
+    "sanity writes no file": (["attribute", "lenet-digits", "--image", "x.png", "--sanity", "-o", "a.png"], 2,
+                              "--sanity prints a table and writes no file"),
+    "unknown compile mode": (["gallery", "lenet-digits", "--compile", "fast"], 2,
+                             "argument --compile: invalid choice: 'fast'"),
     # render settings from the command line (checked by the settings object)
     "lr nan": (["render", "conv2:1", *LENET, "--lr", "nan"], 2, "lr"),
     "lr inf": (["render", "conv2:1", *LENET, "--lr", "inf"], 2, "lr"),
@@ -186,6 +229,13 @@ def test_bad_input_table(name, tmp_path, monkeypatch, capsys, cached_models):
 
 
 # --- what a table row cannot show ----------------------------------------------------------------------------
+
+def test_fetch_refuses_a_cache_it_cannot_write_before_downloading(tmp_path, monkeypatch, capsys):
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("DREAMLAB_CACHE", str(tmp_path / "cache"))
+    assert main(["fetch", "hed-vgg16"]) == 2
+    assert capsys.readouterr().err.startswith("dreamlab: error: cannot write weights cache ($DREAMLAB_CACHE)")
+
 
 def test_syntax_check_leaves_class_names_to_the_model():
     check_syntax("logit:tabby + 0.5*inception4c:3")  # any class name passes until the model's are known
@@ -358,6 +408,28 @@ def test_ctrl_c_while_torch_is_imported_exits_130_quietly(tmp_path):
     done = run_module(code, cwd=tmp_path)
     assert done.returncode == 130
     assert done.stderr == "dreamlab: interrupted\n"
+
+
+def test_ctrl_c_swallowed_by_an_import_still_exits_130(tmp_path):
+    # torch's C init clears errors of its numpy import, a KeyboardInterrupt included: the entry point must
+    # hold Ctrl-C while it imports and act on it afterwards, not run the command
+    code = ("import builtins, os, signal, sys\n"
+            "real = builtins.__import__\n"
+            "def swallow(name, *a, **k):\n"
+            "    if name == 'torch':\n"
+            "        try:\n"
+            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "            sum(range(100000))\n"
+            "        except KeyboardInterrupt:\n"
+            "            pass\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = swallow\n"
+            "sys.argv = ['dreamlab', 'layers', 'lenet-digits']\n"
+            "from dreamlab._entry import main\n"
+            "sys.exit(main())\n")
+    done = run_module(code, cwd=tmp_path)
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert done.stdout == "" and done.stderr == "dreamlab: interrupted\n"
 
 
 def test_closed_pipe_exits_quietly(tmp_path):

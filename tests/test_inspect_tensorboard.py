@@ -75,11 +75,13 @@ def test_render_command_writes_events(tmp_path):
 def test_gallery_command_writes_events(tmp_path):
     logdir = tmp_path / "tb"
     assert main(["gallery", "lenet-digits", "--layers", "conv1", "--channels", "0-1", "--steps", "3",
-                 "--device", "cpu", "-o", str(tmp_path / "g"), "--tensorboard", str(logdir)]) == 0
+                 "--device", "cpu", "-o", str(tmp_path / "g"), "--tensorboard", str(logdir),
+                 "--tensorboard-every", "2"]) == 0
     acc = read_events(logdir)
     assert {t for t in acc.Tags()["scalars"] if t.startswith("objective/")} == {"objective/conv1:0",
                                                                                  "objective/conv1:1"}
     assert len(acc.Scalars("objective/conv1:1")) == 3
+    assert [e.step for e in acc.Images("image/conv1:1")] == [2, 3]  # every 2 steps, and the last
 
 
 def test_without_tensorboard_one_line_says_what_to_install(monkeypatch, capsys, tmp_path):

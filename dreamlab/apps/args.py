@@ -35,6 +35,22 @@ def positive_int(text: str) -> int:
     return value
 
 
+def output_path(text: str) -> Path:
+    """argparse type of output paths: refuses an empty one (an unset shell variable), which Path would read as
+    the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    return Path(text)
+
+
+def need_tensorboard(args: argparse.Namespace) -> None:
+    """--tensorboard-every does nothing without --tensorboard: refuse it rather than ignore it."""
+    if getattr(args, "tensorboard_every", None) is not None and args.tensorboard is None:
+        from dreamlab.errors import DreamlabError
+
+        raise DreamlabError("--tensorboard-every applies to a TensorBoard log: add --tensorboard DIR, or leave it out")
+
+
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = "googlenet") -> None:
     """--model/--weights/--recipe, shared by every subcommand that loads a model."""
     p.add_argument("--model", "-m", default=default_model,
@@ -49,14 +65,16 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = 
 
 def add_device_argument(p: argparse.ArgumentParser, default_note: str = "") -> None:
     """--device, shared by the commands that run a model (devices.resolve_device checks the value)."""
-    p.add_argument("--device", help=f"cpu or cuda (default: cuda when available{default_note})")
+    p.add_argument("--device", help=f"cpu, cuda or cuda:N (default: cuda when available{default_note})")
 
 
 def add_compile_argument(p: argparse.ArgumentParser, when: str) -> None:
     """--compile [MODE], shared by render, gallery and bench; `when` says when it pays off for the command."""
-    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
-                   help=f"torch.compile each step's forward; MODE: default, reduce-overhead (CUDA graphs), "
-                        f"max-autotune. The warm-up is paid once per model, layers and shape in a process: {when}")
+    from dreamlab.optvis.settings import COMPILE_MODES  # the commands that take --compile import torch anyway
+
+    p.add_argument("--compile", nargs="?", const="default", metavar="MODE", choices=COMPILE_MODES,
+                   help=f"torch.compile each step's forward; MODE: {', '.join(COMPILE_MODES)} (reduce-overhead: "
+                        f"CUDA graphs). The warm-up is paid once per model, layers and shape in a process: {when}")
 
 
 @functools.cache

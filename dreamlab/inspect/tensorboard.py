@@ -35,15 +35,17 @@ def image_steps(steps: int, every: int | None = None) -> list[int]:
 
 
 class TensorBoardLog:
-    """One TensorBoard run folder; `prefix` separates several renders in one folder (the gallery's batches)."""
+    """One TensorBoard run folder; `prefix` separates several renders in one folder (the gallery's batches).
+    `image_every`: log images every so many steps (default: 8 images over a render)."""
 
-    def __init__(self, logdir: str | Path, prefix: str = ""):
+    def __init__(self, logdir: str | Path, prefix: str = "", image_every: int | None = None):
         if importlib.util.find_spec("tensorboard") is None:
             raise DreamlabError(f"--tensorboard needs the tensorboard package; {INSTALL_HINT}")
         from torch.utils.tensorboard import SummaryWriter
 
         self.logdir = Path(logdir)
         self.prefix = prefix
+        self.image_every = image_every
         self.writer: Any = SummaryWriter(log_dir=str(self.logdir))
 
     def _tag(self, kind: str, label: str) -> str:
@@ -85,7 +87,7 @@ def with_snapshots(log: TensorBoardLog | None, steps: int, thresholds: Sequence[
     """The render's thresholds and snapshot callback, serving both the caller's snapshots and the log's images."""
     if log is None:
         return list(thresholds), on_snapshot
-    logged, wanted = set(image_steps(steps, every)), set(thresholds)
+    logged, wanted = set(image_steps(steps, every or log.image_every)), set(thresholds)
 
     def callback(step: int, images: Tensor, labels: Sequence[str]) -> None:
         if step in logged:

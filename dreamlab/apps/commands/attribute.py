@@ -5,6 +5,7 @@ import argparse
 
 from dreamlab.apps.args import positive_int
 from dreamlab.apps.commands.cam import add_subject_arguments, load_subject
+from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("Per-pixel attributions of a target: FILE.png shows the heat map over the photo and the signed map "
                "(blue negative, red positive) side by side; FILE.npy holds the signed attributions at the model's "
@@ -40,13 +41,17 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.errors import unknown
     from dreamlab.io import grid
 
-    subj, photo, x = load_subject(args)
-    target = args.target or predicted_class(subj, x)
     methods = [m.strip() for m in args.method.split(",") if m.strip()] if args.sanity else [args.method]
     valid = METHODS + CAM_METHODS if args.sanity else METHODS
-    for method in methods:
+    if args.sanity and args.out is not None:
+        raise DreamlabError("--sanity prints a table and writes no file: leave out -o")
+    if not methods:
+        raise DreamlabError(f"--method {args.method!r} names no method; valid: {', '.join(valid)}")
+    for method in methods:  # before the model loads
         if method not in valid:
             raise unknown("attribution method", method, valid)
+    subj, photo, x = load_subject(args)
+    target = args.target or predicted_class(subj, x)
     options = dict(baseline=args.baseline, steps=args.steps, samples=args.samples, noise=args.noise,
                    layer=args.layer, batch_size=args.batch_size, seed=args.seed)
     if args.sanity:

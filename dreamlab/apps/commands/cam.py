@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import add_device_argument, positive_int, recipe_names
+from dreamlab.apps.args import add_device_argument, output_path, positive_int, recipe_names
 
 DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or Grad-CAM++) of a target at a "
                "layer, upsampled to the photo and overlaid with a colour map (FILE.png), and the raw map at the "
@@ -23,7 +23,7 @@ def add_subject_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     p.add_argument("--size", type=positive_int, help="the model's input size (default: the recipe's)")
     add_device_argument(p)
-    p.add_argument("-o", "--out", type=Path,
+    p.add_argument("-o", "--out", type=output_path,
                    help="output PNG (default: MODEL_TARGET_METHOD.png); the .npy goes beside it")
 
 
@@ -39,8 +39,11 @@ def load_subject(args: argparse.Namespace):
     from dreamlab.attribution.photos import read_photo
     from dreamlab.attribution.target import subject
     from dreamlab.devices import resolve_device
+    from dreamlab.io import check_output_file
 
     device = resolve_device(args.device)
+    if args.out is not None:
+        check_output_file(args.out)  # before the model loads
     subj = subject(str(args.recipe or args.model), weights=args.weights)
     subj.model.to(device)
     photo, x = read_photo(args.image, subj, args.size)

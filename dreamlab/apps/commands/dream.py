@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import EXIT_INTERRUPTED, add_device_argument, add_model_arguments, positive_int
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, need_tensorboard,
+                                output_path, positive_int)
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("DeepDream on a photo: gradient ascent on a layer (default: the recipe's default layer, the L2 of "
@@ -15,6 +16,7 @@ DESCRIPTION = ("DeepDream on a photo: gradient ascent on a layer (default: the r
                "--guide IMAGE dreams towards that image's features; --zoom-frames N writes the endless zoom as "
                "an animation (.webp, .gif, or .mp4 with the video extra), resumable from its frames folder.")
 ANIMATIONS = (".webp", ".gif", ".mp4")
+ZOOM_DEFAULTS = {"zoom": 1.05, "rotate": 0.0, "fps": 12}  # the zoom's options, which need --zoom-frames
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("--objective", help="what to amplify: a whole layer (inception4c), a channel (inception4c:97) "
                                        "or any objective (default: the recipe's default layer)")
-    p.add_argument("-o", "--out", type=Path, help="output: .png, or with --zoom-frames .webp, .gif or .mp4 "
+    p.add_argument("-o", "--out", type=output_path, help="output: .png, or with --zoom-frames .webp, .gif or .mp4 "
                                                   "(default: PHOTO_dream.png / PHOTO_zoom.webp here)")
     p.add_argument("--octaves", type=positive_int, default=4, help="scales dreamed, smallest first (default: 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default: 1.4)")
@@ -37,25 +39,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the jitter (default: 0)")
     add_device_argument(p)
     p.add_argument("--zoom-frames", type=positive_int, metavar="N", help="make an endless zoom of N frames")
-    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+    p.add_argument("--tensorboard", type=output_path, metavar="DIR",
                    help="log the objective per step and images to a TensorBoard run folder (needs: pip install "
                         "'dreamlab[tensorboard]')")
     p.add_argument("--tensorboard-every", type=positive_int, metavar="N",
                    help="log the image every N steps (default: --steps, once per octave)")
-    p.add_argument("--zoom", type=float, default=1.05, help="magnification per frame (default: 1.05)")
-    p.add_argument("--rotate", type=float, default=0.0, metavar="DEG", help="rotation per frame (default: 0)")
-    p.add_argument("--fps", type=positive_int, default=12, help="frames per second of the animation (default: 12)")
-    p.add_argument("--frames-dir", type=Path, help="where the zoom's numbered PNG frames go, and where a stopped "
+    p.add_argument("--zoom", type=float, help=f"magnification per frame (default: {ZOOM_DEFAULTS['zoom']})")
+    p.add_argument("--rotate", type=float, metavar="DEG",
+                   help=f"rotation per frame (default: {ZOOM_DEFAULTS['rotate']:g})")
+    p.add_argument("--fps", type=positive_int,
+                   help=f"frames per second of the animation (default: {ZOOM_DEFAULTS['fps']})")
+    p.add_argument("--frames-dir", type=output_path, help="where the zoom's numbered PNG frames go, and where a stopped "
                                                    "run resumes from (default: OUT's name + _frames)")
 
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import DreamSteps, TensorBoardLog
-    from dreamlab.io import load_image, save_png
+    from dreamlab.io import check_writable, load_image, save_png
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.dream import dream
 
     zoom = bool(args.zoom_frames)
+    _zoom_options(args, zoom)
+    need_tensorboard(args)
     out = args.out or Path(f"{args.photo.stem}_{'zoom.webp' if zoom else 'dream.png'}")
     if zoom and out.suffix.lower() not in ANIMATIONS:
         raise DreamlabError(f"--zoom-frames writes an animation: give -o a name ending in {', '.join(ANIMATIONS)}, "
@@ -65,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
                             f"--zoom-frames), got {str(out)!r}")
     if out.suffix.lower() == ".mp4":
         _imageio()  # fail before dreaming when the extra is missing
+    check_writable(out, "output", folder=False)
+    frames_dir = args.frames_dir or out.with_name(out.stem + "_frames")
+    if zoom:
+        check_writable(frames_dir, "--frames-dir folder", folder=True)
+    if args.tensorboard is not None:
+        check_writable(args.tensorboard, "--tensorboard folder", folder=True)
     photo = load_image(args.photo)
     guide = load_image(args.guide) if args.guide else None
     loaded = load_model(args.recipe or args.model, args.weights)
@@ -82,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
         print(out)
         return _finish(result.interrupted, "the octaves done so far")
 
-    frames_dir = args.frames_dir or out.with_name(out.stem + "_frames")
     key = _zoom_key(args, loaded)
     done = _frames_done(frames_dir, key, args.zoom_frames)
     text = {"dreamlab:mode": "dream-zoom", "dreamlab:zoom_key": key, "dreamlab:model": loaded.recipe.name,
@@ -105,6 +116,17 @@ def run(args: argparse.Namespace) -> int:
     write_animation(paths, out, args.fps)
     print(out)
     return _finish(interrupted, f"the {len(paths)} finished frames (run again to resume)")
+
+
+def _zoom_options(args: argparse.Namespace, zoom: bool) -> None:
+    """Refuse the zoom's options without --zoom-frames (they would do nothing); fill in their defaults."""
+    given = [f"--{name.replace('_', '-')}" for name in (*ZOOM_DEFAULTS, "frames_dir") if getattr(args, name) is not None]
+    if given and not zoom:
+        raise DreamlabError(f"{', '.join(given)} apply to the endless zoom only: add --zoom-frames N, or leave "
+                            f"{'it' if len(given) == 1 else 'them'} out")
+    for name, value in ZOOM_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 def _finish(interrupted: bool, what: str) -> int:

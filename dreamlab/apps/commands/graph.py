@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import positive_int
+from dreamlab.apps.args import output_path, positive_int
 
 DESCRIPTION = ("Draw MODEL's data flow: one node per module at --depth with its dotted address, type and output "
                "shape; functional ops where branches join (concat, add). Without -o the DOT text is printed; "
@@ -13,7 +13,7 @@ DESCRIPTION = ("Draw MODEL's data flow: one node per module at --depth with its 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="recipe name, recipe .toml or torchvision model name")
-    p.add_argument("-o", "--out", type=Path, help="output file: .dot/.gv (text), .svg, .png or .pdf (Graphviz)")
+    p.add_argument("-o", "--out", type=output_path, help="output file: .dot/.gv (text), .svg, .png or .pdf (Graphviz)")
     p.add_argument("--rankdir", type=str.upper, default="TB",
                    help="layout direction: TB, LR, BT or RL (default: %(default)s)")
     p.add_argument("--depth", type=positive_int, default=2,
@@ -27,10 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.graph import check_output, check_rankdir, graph
+    from dreamlab.io import check_writable
 
     check_rankdir(args.rankdir)  # before building the model
     if args.out is not None:
         check_output(args.out)
+        check_writable(args.out, folder=False)
     dot_text = graph(args.recipe or args.model, rankdir=args.rankdir, depth=args.depth, size=args.size,
                      out=args.out, weights=args.weights)
     print(args.out if args.out is not None else dot_text, end="\n" if args.out is not None else "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import positive_int
+from dreamlab.apps.args import output_path, positive_int
 
 DESCRIPTION = ("Save the weights of conv LAYER as a grid: RGB filters (the first layer) in colour, deeper layers one "
                "grey tile per (output, input) pair, a row per output channel, or --sum-inputs. Each tile is "
@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="default",
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
     p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
-    p.add_argument("-o", "--out", type=Path, help="output PNG (default: MODEL_LAYER_kernels.png)")
+    p.add_argument("-o", "--out", type=output_path, help="output PNG (default: MODEL_LAYER_kernels.png)")
     p.add_argument("--shared-scale", action="store_true",
                    help="one scale for all tiles, zero at mid-grey (default: each tile stretched on its own)")
     p.add_argument("--sum-inputs", action="store_true", help="one tile per filter, its input channels summed")
@@ -28,10 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.kernels import kernels
-    from dreamlab.io import safe_name
+    from dreamlab.io import check_output_file, safe_name
 
     name = args.recipe or args.model
     out = args.out or Path(f"{safe_name(Path(str(args.model)).stem)}_{safe_name(args.layer)}_kernels.png")
+    check_output_file(out)  # before the model loads
     kernels(name, args.layer, shared_scale=args.shared_scale, sum_inputs=args.sum_inputs, limit=args.limit,
             scale=args.scale, out=out, weights=args.weights)
     print(out)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from dreamlab.apps.quality import measures as quality
+from dreamlab.apps.quality.natural import HED_UNITS_MAX
 from dreamlab.apps.quality.measures import FAST, MEASURES, SETTINGS_PRESETS, QualitySettings, format_report
 from dreamlab.errors import DreamlabError
 
@@ -44,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
                         (args.hed_units, "--hed-units")):
         if value is not None and value < 1:
             raise DreamlabError(f"{flag} must be a positive integer, got {value}")
+    if args.hed_units > HED_UNITS_MAX:
+        raise DreamlabError(f"--hed-units must be from 1 to {HED_UNITS_MAX} (the channels of features.15, the "
+                            f"narrowest layer measured), got {args.hed_units}; 64 is the full measure")
     torch.set_num_threads(args.threads)
     base = FAST if args.fast else QualitySettings()
     settings = dataclasses.replace(base, **SETTINGS_PRESETS[args.settings])

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, add_model_arguments,
-                                int_list, positive_int, warn_never_on)
+                                int_list, need_tensorboard, output_path, positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 
 
@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("objective", help="e.g. inception4c:97, inception4c:97@7,7, inception4c, logit:tabby, "
                                      "inception4c:0-63, 'inception4c:97 - 0.5*inception4d:12'")
     add_model_arguments(p)
-    p.add_argument("-o", "--out", type=Path, help="output PNG (one unit or --grid) or folder (several units); "
+    p.add_argument("-o", "--out", type=output_path, help="output PNG (one unit or --grid) or folder (several units); "
                                                   "default: descriptive names in the current directory")
     p.add_argument("--grid", action="store_true", help="save all units as one grid image")
     p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=Path, help="start from this image instead of noise")
     p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda)")
     add_compile_argument(p, "pays off over long or repeated renders")
-    p.add_argument("--tensorboard", type=Path, metavar="DIR",
+    p.add_argument("--tensorboard", type=output_path, metavar="DIR",
                    help="log the objective and gradient norm of each unit per step, and images, to a TensorBoard "
                         "run folder (needs: pip install 'dreamlab[tensorboard]')")
     p.add_argument("--tensorboard-every", type=positive_int, metavar="N",
@@ -51,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.optvis.grammar import check_syntax, parse_objective
     from dreamlab.optvis.engine import render
 
-    check_writable(args.out if args.out is not None else Path("."), "output")  # before any work
+    _check_out(args.out)  # before any work
+    need_tensorboard(args)
+    if args.tensorboard is not None:
+        check_writable(args.tensorboard, "--tensorboard folder", folder=True)
     check_syntax(args.objective)  # a typo is refused before the model loads (tens of seconds on a CPU)
     resolve_device(args.device)  # a bad --device is refused before the model loads
     loaded = load_model(args.recipe or args.model, args.weights)
@@ -107,6 +110,18 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _check_out(out: Path | None) -> None:
+    """-o is a PNG file or a folder (a name without a suffix, or one that exists); refused before any work
+    when it is neither, or cannot be written."""
+    from dreamlab.io import check_writable
+
+    if out is not None and out.suffix and out.suffix.lower() != ".png" and not out.is_dir():
+        raise DreamlabError(f"-o {str(out)!r}: images are saved as PNG; give a name ending in .png, or a folder "
+                            f"(a name without a suffix)")
+    is_file = out is not None and out.suffix.lower() == ".png"
+    check_writable(out if out is not None else Path("."), "output", folder=not is_file)
 
 
 def _grid_path(out: Path | None, model: str, labels: Sequence[str]) -> Path:

@@ -85,7 +85,7 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     each rendered batch's objective and gradient norm per unit per step, and its images.
     """
     out = Path(out)
-    check_writable(out, "gallery folder")  # before the model is loaded
+    check_writable(out, "gallery folder", folder=True)  # before the model is loaded
     log = log or _stderr
     group, dev = RankGroup.start(device)
     prefix = f"[rank {group.rank}/{group.world}] " if group.distributed else ""
