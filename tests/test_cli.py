@@ -83,6 +83,10 @@ def test_batch_writes_one_png_per_unit_or_a_grid(tmp_path):
                  "-o", str(tmp_path / "grid.png")]) == 0
     with Image.open(tmp_path / "grid.png") as img:
         assert img.size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)
+    text = read_png_text(tmp_path / "grid.png")  # the score of each unit, in the order of dreamlab:units
+    assert text["dreamlab:units"] == "conv2:0 | conv2:1 | conv2:2 | conv2:3"
+    alone = [read_png_text(tmp_path / "units" / f"lenet-digits_conv2_{i}.png")["dreamlab:score"] for i in range(4)]
+    assert text["dreamlab:scores"].split(" | ") == alone  # the same seed: the same renders
 
 
 def test_thresholds_save_snapshots(tmp_path):

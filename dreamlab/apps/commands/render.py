@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
     phase(f"saving {len(result.labels)} image(s)")
     if args.grid:
         path = _grid_path(args.out, model_name, result.labels)
-        save_png(grid(result.images), path, {**result.provenance, "dreamlab:units": " | ".join(result.labels)})
+        save_png(grid(result.images), path, {**result.provenance, "dreamlab:units": " | ".join(result.labels),
+                                             "dreamlab:scores": " | ".join(f"{v:.6g}" for v in
+                                                                           result.final_scores.tolist())})
         written.append(path)
         for step in sorted(set(args.thresholds) & set(result.snapshots)):
             save_png(grid(result.snapshots[step]), path.with_name(f"{path.stem}_step{step:04d}.png"),
