@@ -295,6 +295,16 @@ def test_bad_requests_fail_before_touching_the_folder(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_channels_past_a_narrower_layer_are_named(tmp_path: Path) -> None:
+    said: list[str] = []
+    result = build_gallery("lenet-digits", tmp_path / "g", layers=["conv1", "conv2"], channels=range(18, 23),
+                           steps=2, device="cpu", log=said.append)
+    assert "dreamlab: note: --channels goes past layer 'conv1' (20 channels: 0-19); 20-22 left out there" in said
+    assert not any("past layer 'conv2'" in line for line in said)
+    assert [u["unit"] for u in result.manifest["units"]] == ["conv1:18", "conv1:19", *(f"conv2:{c}" for c in
+                                                                                         range(18, 23))]
+
+
 def test_cli_reports_bad_channels_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["gallery", "lenet-digits", "--channels", "3-x", "--out", str(tmp_path / "g")])

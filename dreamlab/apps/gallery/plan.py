@@ -14,6 +14,7 @@ from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel
 from dreamlab.models.summary import layer_table
+from dreamlab.optvis.units import format_units
 
 # must match to resume; weights_seed is random init's seed (None for loaded weights), absent from older records
 SETTING_KEYS = ("recipe", "recipe_hash", "weights", "weights_seed", "steps", "size", "seed")
@@ -94,6 +95,11 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
             raise unknown("layer", layer, order, hint=f"`dreamlab layers {recipe.name}` lists them")
     if channels is not None:
         plan_batches([(layer, counts[layer]) for layer in wanted], channels, 1)  # fail before touching the folder
+        for layer in wanted:
+            past = sorted(c for c in set(channels) if c >= counts[layer])
+            if past:  # one --channels serves layers of several widths: say what a narrower one leaves out
+                log(f"dreamlab: note: --channels goes past layer {layer!r} ({counts[layer]} channels: "
+                    f"0-{counts[layer] - 1}); {format_units(past)} left out there")
 
     stack.enter_context(folder.locked())
     if folder.remove_temp_files():
