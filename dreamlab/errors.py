@@ -33,8 +33,8 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
 
 
 def close_matches(name: str, options: Iterable[str], n: int = 5) -> list[str]:
-    """Up to `n` options that look like `name` (difflib), for 'did you mean' hints."""
-    options = list(options)
+    """Up to `n` distinct options that look like `name` (difflib), for 'did you mean' hints."""
+    options = list(dict.fromkeys(options))  # a name listed twice (a recipe and a torchvision model) counts once
     found = difflib.get_close_matches(name, options, n=n, cutoff=0.6)
     # best first, ties in alphabetical order (difflib lists ties in reverse)
     found.sort(key=lambda o: (-difflib.SequenceMatcher(None, name, o).ratio(), o))
@@ -44,14 +44,23 @@ def close_matches(name: str, options: Iterable[str], n: int = 5) -> list[str]:
 
 
 def unknown(kind: str, name: str, options: Iterable[str], hint: str = "") -> UnknownNameError:
-    """Build an UnknownNameError that names close matches, e.g. unknown('layer', 'inception4x', names)."""
-    options = list(options)
+    """Build an UnknownNameError that names close matches, e.g. unknown('layer', 'inception4x', names); a short
+    list of options is given in full too."""
+    options = list(dict.fromkeys(options))
     matches = close_matches(name, options)
     msg = f"unknown {kind} {name!r}"
     if matches:
         msg += f"; close matches: {', '.join(matches)}"
-    elif len(options) <= 12:
+    if len(options) <= 12 and set(matches) != set(options):
         msg += f"; valid: {', '.join(options)}"
     if hint:
         msg += f"; {hint}"
     return UnknownNameError(msg)
+
+
+def check_range(name: str, value: float, low: float, high: float, unit: str = "", hint: str = "") -> None:
+    """Refuse a value outside [low, high] (NaN included) with one line: 'NAME VALUE is out of range; valid: LOW to
+    HIGH UNIT', then `hint` (say what to try)."""
+    if not low <= value <= high:
+        unit = f" {unit}" if unit else ""
+        raise DreamlabError(f"{name} {value} is out of range; valid: {low:g} to {high:g}{unit}{hint}")

@@ -48,12 +48,19 @@ def test_the_peer_benchmark_runs_the_parts_asked_for(tmp_path: Path) -> None:
     (["--device", "cpu", "--peer-bench", "nowhere/peer_bench.py"],  # refused before the 512-step workloads
      "peer benchmark 'nowhere/peer_bench.py' not found; it lives in ../shared/bench/peer_bench.py"),
     (["--workload", "unit", "--steps", "1", "--size", "64", "--device", "cpu", "--compile", "fast"],
-     "unknown compile mode 'fast'"),
+     "argument --compile: invalid choice: 'fast'"),
+    (["--size", "100000"], "--size 100000 is out of range; valid: 32 to 2048 pixels"),
 ])
 def test_bad_bench_arguments_get_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
-    assert main(["bench", *args]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    try:
+        code = main(["bench", *args])
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    assert code == 2
+    out, err = capsys.readouterr()
+    err = err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+    assert out == ""  # refused before the environment line
 
 
 def test_the_ablation_times_every_variant_against_the_default(capsys: pytest.CaptureFixture) -> None:

@@ -154,8 +154,8 @@ def test_layers_table_and_json(capsys):
     (["render", "conv1:1", "--model", "lenet-digits", "--fourier-decay=-1", *FAST],
      "dreamlab: error: --fourier-decay must be 0 or more (0: no preference, 1: lucid's 1/f), got -1"),
     (["render", "conv1:1", "--model", "lenet-digits", "--compile", "fast", *FAST],
-     "dreamlab: error: unknown compile mode 'fast'; valid: default, reduce-overhead, max-autotune, "
-     "max-autotune-no-cudagraphs"),
+     "dreamlab: error: argument --compile: invalid choice: 'fast' (choose from 'default', 'reduce-overhead', "
+     "'max-autotune', 'max-autotune-no-cudagraphs')"),
     (["render", "conv1:1", "--model", "lenet-digits", "--steps", "0"],
      "dreamlab: error: argument --steps: expected a positive integer, got '0'"),
     (["render", "conv1:1", "--model", "lenet-digits", "--weights", "missing.pt"],

@@ -72,7 +72,7 @@ def test_a_recipe_without_layers_tables_keeps_the_hash_its_gallery_recorded() ->
     ("[layers.conv2]\ninput_size = 32\n",
      '[layers."conv2"]: \'input_size\' cannot be set per layer; valid: ' + ", ".join(LAYER_KEYS)),
     ("[layers.conv2]\nsteps = 0\n", '[layers."conv2"]: steps = 0 is not valid; steps must be a positive integer'),
-    ("[layers.conv2]\nfourier_decay = -1\n", "fourier_decay must be a number of at least 0"),
+    ("[layers.conv2]\nfourier_decay = -1\n", "fourier_decay must be a number from 0 to 4"),
     ("layers = 3\n", 'layers must be tables of per-layer settings, like [layers."features.29"]'),
 ])
 def test_bad_layers_tables_are_refused_in_one_line(tmp_path: Path, tables: str, expected: str) -> None:

@@ -23,6 +23,13 @@ import torch
 
 
 
+def check_bench_size(size: int) -> None:
+    """--size within the bound every command shares, refused before GoogLeNet is built."""
+    from dreamlab.models.summary import check_input_size
+
+    check_input_size(size, 32, "--size")
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -50,6 +57,7 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
     """
     from dreamlab.models.loading import load_model
 
+    check_bench_size(size)
     loaded = load_model("googlenet", weights="none")  # random init draws from its own fixed seed
     objective = "inception4c:97" if workload == "unit" else f"inception4c:0-{units - 1}"
     n = 1 if workload == "unit" else units
@@ -145,6 +153,7 @@ def run_ablation(*, steps: int, size: int, units: int, device: torch.device, com
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.objectives import channel
 
+    check_bench_size(size)
     loaded = load_model("googlenet", weights="none")
     cuda = device.type == "cuda"
     gather = channel("inception4c", range(units))

@@ -12,7 +12,8 @@ from torch import Tensor
 
 from dreamlab.attribution import gradients as g
 from dreamlab.attribution.cam import CAM_METHODS, class_activation_map, default_cam_layer
-from dreamlab.attribution.target import ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target, subject
+from dreamlab.attribution.target import (ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target,
+                                         sized_forward, subject)
 from dreamlab.errors import unknown
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.objectives import Objective
@@ -41,7 +42,7 @@ def cam_layer(subj: Subject, images: Tensor, layer: str | None) -> str:
     """The layer asked for, else the recipe's `cam_layer`, else the last spatial layer."""
     if layer:
         return layer
-    with evaluating(subj.model):
+    with evaluating(subj.model), sized_forward(subj, images):
         return default_cam_layer(subj.model, subj.normalize(images[:1]), getattr(subj.recipe, "cam_layer", None))
 
 
@@ -55,7 +56,7 @@ def gradcam(model: ModelLike, image: Tensor, target: Target, layer: str | None =
     """
     subj = subject(model, recipe, weights)
     images, score = _prepare(subj, image, target)
-    with evaluating(subj.model):
+    with evaluating(subj.model), sized_forward(subj, images):
         return _like_input(class_activation_map(score, images, cam_layer(subj, images, layer), method), image)
 
 
@@ -71,9 +72,13 @@ def attribute(model: ModelLike, image: Tensor, target: Target, method: str = "sa
     """
     if method not in METHODS:
         raise unknown("attribution method", method, METHODS)
+    if method == "smoothgrad":  # before the model loads
+        g.check_smoothgrad(samples, noise)
+    elif method == "ig":
+        g.check_ig_steps(steps)
     subj = subject(model, recipe, weights)
     images, score = _prepare(subj, image, target)
-    with evaluating(subj.model):
+    with evaluating(subj.model), sized_forward(subj, images):
         if method == "saliency":
             result = g.saliency(score, images)
         elif method == "smoothgrad":

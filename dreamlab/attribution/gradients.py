@@ -5,6 +5,8 @@ a heat map. Expanded batches (IG steps, SmoothGrad samples) are run in chunks of
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -12,9 +14,24 @@ from torch import Tensor
 
 from dreamlab.attribution.relu_rules import ReLURule
 from dreamlab.attribution.target import TargetScore, input_gradient
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, check_range, unknown
 
 BASELINES = ("black", "blurred", "noise")
+# IG steps and SmoothGrad samples: the papers use 20-300 steps and 50 samples; each is one more copy of the
+# images in memory, and Gauss-Legendre's nodes for n steps cost an n x n eigenproblem (1024: 0.1 s)
+MAX_EXPANSION = 1024
+
+
+def check_smoothgrad(samples: int, noise: float) -> None:
+    """SmoothGrad's arguments, each refused in one line naming it and its valid range."""
+    check_range("samples", samples, 1, MAX_EXPANSION, hint=" (SmoothGrad's noisy copies; the paper uses 50)")
+    if not math.isfinite(noise) or noise < 0:
+        raise DreamlabError(f"noise must be a finite number >= 0 (SmoothGrad's noise, a fraction of the image's "
+                            f"value range; 0.1 to 0.2 works best), got {noise}")
+
+
+def check_ig_steps(steps: int) -> None:
+    check_range("steps", steps, 1, MAX_EXPANSION, hint=" (integrated gradients' steps; 20 to 300 is usual)")
 
 
 def _chunked_gradient(score: TargetScore, inputs: Tensor, index: Tensor, batch_size: int) -> Tensor:
@@ -46,8 +63,7 @@ def smoothgrad(score: TargetScore, images: Tensor, samples: int = 32, noise: flo
 
     The noise's standard deviation is `noise` times each image's value range; the paper finds 10-20% best.
     """
-    if samples < 1 or noise < 0:
-        raise DreamlabError(f"SmoothGrad needs samples >= 1 and noise >= 0, got {samples} and {noise:g}")
+    check_smoothgrad(samples, noise)
     b = images.shape[0]
     generator = torch.Generator(device=images.device).manual_seed(seed)
     spread = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(b, 1, 1, 1)
@@ -91,8 +107,7 @@ def integrated_gradients(score: TargetScore, images: Tensor, baseline: str | Ten
 
     Completeness: the attributions of each image sum to f(x) - f(x'), up to the quadrature error.
     """
-    if steps < 1:
-        raise DreamlabError(f"integrated gradients needs steps >= 1, got {steps}")
+    check_ig_steps(steps)
     reference = baseline if isinstance(baseline, Tensor) else baseline_for(images, baseline, seed)
     reference = reference.to(images).expand_as(images)
     alphas, weights = gauss_legendre(steps)

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from dreamlab.attribution.target import Subject
+from dreamlab.attribution.target import Subject, evaluating, sized_forward
 from dreamlab.errors import DreamlabError
 from dreamlab.io import atomic_write_bytes, load_image, match_channels, safe_name, save_png
+from dreamlab.models.summary import check_input_size
 
 
 def fit_photo(photo: Tensor, channels: int, size: int) -> Tensor:
@@ -28,15 +29,44 @@ def fit_photo(photo: Tensor, channels: int, size: int) -> Tensor:
 
 
 def read_photo(path: Path, subj: Subject, size: int | None = None) -> tuple[Tensor, Tensor]:
-    """(the photo as read [C, H, W], the model's input [1, C, S, S]); an unreadable file is a DreamlabError."""
+    """(the photo as read [C, H, W], the model's input [1, C, S, S]); an unreadable file or a size out of range
+    is a DreamlabError."""
+    if size is not None:
+        check_input_size(size, name="--size")
     photo = load_image(path)
     return photo, fit_photo(photo, subj.recipe.channels, size or subj.recipe.input_size)
 
 
 def predicted_class(subj: Subject, x: Tensor) -> str:
-    """The target `logit:N` of the model's top class for `x`."""
-    with torch.no_grad():
-        return f"logit:{int(subj.model(subj.normalize(x)).argmax(1)[0])}"
+    """The target `logit:N` of the model's top class for `x`; a model whose output is not class scores
+    [N, classes] (an edge map, say) has no top class, and the caller must name a target."""
+    with torch.no_grad(), evaluating(subj.model), sized_forward(subj, x):
+        output = subj.model(subj.normalize(x))
+    if not isinstance(output, Tensor) or output.dim() != 2:
+        shape = list(output.shape) if isinstance(output, Tensor) else type(output).__name__
+        raise DreamlabError(f"{subj.recipe.name}'s output is {shape}, not class scores [N, classes], so there is "
+                            f"no top class to pick; give --target, e.g. {_example_target(subj, x)}")
+    return f"logit:{int(output.argmax(1)[0])}"
+
+
+def _example_target(subj: Subject, x: Tensor) -> str:
+    """Channel 0 of the module that returns the model's output (HED's `edges`), found by a forward with hooks."""
+    last: list[tuple[str, object]] = []
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            last[:] = [(name, output)]  # the last module to finish; kept alone so activations are not held
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(name)) for name, m in subj.model.named_modules() if name]
+    try:
+        with torch.no_grad(), evaluating(subj.model):
+            output = subj.model(subj.normalize(x))
+    finally:
+        for handle in handles:
+            handle.remove()
+    name = last[0][0] if last and last[0][1] is output else subj.recipe.default_layer or "LAYER"
+    return f"{name}:0"
 
 
 def to_photo_size(values: Tensor, photo: Tensor) -> Tensor:

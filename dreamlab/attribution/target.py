@@ -16,8 +16,9 @@ from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError
 from dreamlab.models.loading import LoadedModel, resolve_layer
+from dreamlab.models.prepare import FORWARD_ERRORS, size_rejection, takes_size
 from dreamlab.models.recipe import Recipe
-from dreamlab.optvis.capture import capture
+from dreamlab.optvis.capture import capture, reused_module
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.optvis.objectives import Objective
 
@@ -59,6 +60,21 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in modes.items():
             m.training = training
+
+
+@contextmanager
+def sized_forward(subj: Subject, images: Tensor) -> Iterator[None]:
+    """Work that runs the model on `images`; where it fails and the model takes its recipe's input size instead,
+    the error is one line saying which size the model needs."""
+    try:
+        yield
+    except FORWARD_ERRORS as exc:
+        size = subj.recipe.input_size
+        if isinstance(exc, DreamlabError) or tuple(images.shape[-2:]) == (size, size):
+            raise
+        if not takes_size(lambda x: subj.model(subj.normalize(x)), subj.recipe.channels, size, images.device):
+            raise  # the model fails at its own size too: its error, not a size rejection
+        raise size_rejection(subj.recipe.name, images.shape, exc, size) from None
 
 
 def as_batch(image: Tensor, channels: int) -> Tensor:
@@ -122,8 +138,7 @@ def tap(model: nn.Module, layer: str) -> Iterator[dict[str, Tensor]]:
         if not isinstance(output, Tensor):
             raise DreamlabError(f"layer {layer!r} returns a {type(output).__name__}, not a tensor; pick another")
         if "out" in store:
-            raise DreamlabError(f"layer {layer!r} runs more than once per forward pass (the module is reused); "
-                                f"pick its block or a module that runs once")
+            raise reused_module(layer)
         store["out"] = output
         return output.clone()
 

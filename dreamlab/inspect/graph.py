@@ -9,10 +9,14 @@ run or changed. Functional ops where branches join (GoogLeNet's concats, ResNet'
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import operator
 import shutil
 import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.inspect.source import model_and_recipe
+from dreamlab.models.prepare import size_rejection
 from dreamlab.models.recipe import Recipe
 
 RANKDIRS = ("TB", "LR", "BT", "RL")
@@ -128,27 +133,51 @@ def weightless_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, name: str = "model") -> ModelGraph:
-    """The data-flow graph of `model` for one input of `input_shape` ([1, C, H, W]); the model is not touched."""
+def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, name: str = "model",
+                input_size: int | None = None) -> ModelGraph:
+    """The data-flow graph of `model` for one input of `input_shape` ([1, C, H, W]); the model is not touched.
+    `input_size`: the recipe's, named in the error when the model takes it but not `input_shape`."""
     if depth < 1:
         raise DreamlabError(f"depth must be at least 1 (1: the model's top-level modules), got {depth}")
     copied = weightless_copy(model).eval()
-    x = torch.empty(*input_shape, device="meta")
     try:
         traced = fx.GraphModule(copied, _DepthTracer(depth).trace(copied))
     except Exception:  # noqa: BLE001 -- fx raises many kinds (TraceError, TypeError on data-dependent control flow)
         traced = None  # Python control flow: record one real forward instead (see runtrace.py)
     try:
-        if traced is None:
-            from dreamlab.inspect.runtrace import run_graph
-
-            return run_graph(copied, x, depth, name)
-        ShapeProp(traced).propagate(x)
+        result = _shapes(copied, traced, input_shape, depth, name)
     except Exception as exc:  # noqa: BLE001 -- the model refused the input size, or an op has no meta kernel
-        reason = first_line(exc)
-        raise DreamlabError(f"{name} rejected a {'x'.join(map(str, input_shape[1:]))} input ({reason}); "
+        cause = exc.__cause__ or exc  # ShapeProp wraps the op's error in one that quotes the whole node
+        size = input_size
+        if size and tuple(input_shape[-2:]) != (size, size) and _takes(copied, traced, input_shape, size, depth):
+            raise size_rejection(name, input_shape, cause, size) from None  # like render's, naming the size
+        raise DreamlabError(f"{name} rejected a {'x'.join(map(str, input_shape[1:]))} input ({first_line(cause)}); "
                             f"try --size with the model's input size") from None
+    return result
+
+
+def _shapes(copied: nn.Module, traced: fx.GraphModule | None, input_shape: Sequence[int], depth: int,
+            name: str) -> ModelGraph:
+    """The graph with the output shapes of one meta-device forward of `input_shape`."""
+    x = torch.empty(*input_shape, device="meta")
+    if traced is None:
+        from dreamlab.inspect.runtrace import run_graph
+
+        return run_graph(copied, x, depth, name)
+    with contextlib.redirect_stderr(io.StringIO()) as printed:  # ShapeProp prints a failing node's traceback
+        ShapeProp(traced).propagate(x)
+    sys.stderr.write(printed.getvalue())  # it succeeded: whatever else was printed (warnings) is the user's
     return _collapse(traced.graph, name)
+
+
+def _takes(copied: nn.Module, traced: fx.GraphModule | None, input_shape: Sequence[int], size: int,
+           depth: int) -> bool:
+    """Whether the model's shapes propagate at `size` pixels: a size rejection rather than a missing meta kernel."""
+    try:
+        _shapes(copied, traced, (*input_shape[:2], size, size), depth, "probe")
+    except Exception:  # noqa: BLE001 -- as in trace_graph
+        return False
+    return True
 
 
 def _shape(node: fx.Node) -> tuple[int, ...] | None:
@@ -248,7 +277,7 @@ def model_graph(model: nn.Module | str | Path, *, depth: int = 2, size: int | No
     """The ModelGraph of a recipe/torchvision name or a module (see `graph`)."""
     module, rec = _build(model, recipe, weights)
     side = size or rec.input_size
-    return trace_graph(module, (1, rec.channels, side, side), depth=depth, name=rec.name)
+    return trace_graph(module, (1, rec.channels, side, side), depth=depth, name=rec.name, input_size=rec.input_size)
 
 
 def graph(model: nn.Module | str | Path, *, rankdir: str = "TB", depth: int = 2, size: int | None = None,

@@ -10,6 +10,7 @@ tile on one scale with zero at mid-grey (signs and relative strengths stay compa
 from __future__ import annotations
 
 import math
+import numbers
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from dreamlab.errors import DreamlabError, close_matches
 from dreamlab.inspect.source import model_and_recipe
 from dreamlab.inspect.tiles import TileGrid, normalize_each, normalize_shared, upscale
+from dreamlab.io import MAX_IMAGE_PIXELS
 from dreamlab.models.loading import resolve_layer
 
 MIN_TILE_PIXELS = 28  # default upscaling makes tiles at least this wide, so 3x3 kernels stay visible
@@ -59,13 +61,32 @@ def kernel_grid(weight: Tensor, *, shared_scale: bool = False, sum_inputs: bool 
         w = w[:, :limit]
         tiles, mode, columns = w.reshape(-1, 1, kh, kw), "pairs", w.shape[1]
     tiles = normalize_shared(tiles) if shared_scale else normalize_each(tiles)
-    scale = scale or max(1, math.ceil(MIN_TILE_PIXELS / max(kh, kw)))
     columns = columns or min(tiles.shape[0], math.ceil(math.sqrt(tiles.shape[0])))
+    scale = scale or max(1, math.ceil(MIN_TILE_PIXELS / max(kh, kw)))
+    _check_scale(scale, tiles.shape[0], columns, (kh, kw), padding)
     text = {"dreamlab:mode": mode, "dreamlab:normalization": "shared" if shared_scale else "each tile",
             "dreamlab:kernel": f"{kh}x{kw}", "dreamlab:scale": str(scale),
             "dreamlab:outputs": f"{min(n_out, limit)} of {n_out}",
             "dreamlab:inputs": f"{w.shape[1] if mode == 'pairs' else n_in} of {n_in}"}
     return TileGrid(upscale(tiles, scale), columns=columns, padding=padding, text=text)
+
+
+def _grid_pixels(scale: int, n: int, columns: int, kernel: tuple[int, int], padding: int) -> int:
+    rows = math.ceil(n / columns)
+    return (rows * (kernel[0] * scale + padding) + padding) * (columns * (kernel[1] * scale + padding) + padding)
+
+
+def _check_scale(scale: int, n: int, columns: int, kernel: tuple[int, int], padding: int) -> None:
+    """Refuse a scale whose grid would be larger than the largest image dreamlab reads (io.MAX_IMAGE_PIXELS)."""
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Integral) or scale < 1:
+        raise DreamlabError(f"scale must be a whole number >= 1 (pixels per weight), got {scale!r}")
+    if _grid_pixels(scale, n, columns, kernel, padding) <= MAX_IMAGE_PIXELS:
+        return
+    largest = 1
+    while _grid_pixels(largest + 1, n, columns, kernel, padding) <= MAX_IMAGE_PIXELS:
+        largest += 1
+    raise DreamlabError(f"scale {scale} is out of range for {n} tiles of {kernel[0]}x{kernel[1]} weights; valid: 1 "
+                        f"to {largest} (the grid must stay within {MAX_IMAGE_PIXELS // 2 ** 20} Mpixels)")
 
 
 def kernels(model: nn.Module | str | Path, layer: str, *, shared_scale: bool = False, sum_inputs: bool = False,

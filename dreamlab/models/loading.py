@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +104,8 @@ def _torchvision_weights_enum(recipe: Recipe, member: str):
     try:
         return enum[member]
     except KeyError:
-        raise unknown(f"weights for {recipe.name}", member, ["DEFAULT", "none", *enum.__members__],
+        named = [name for name in enum.__members__ if name != "DEFAULT"]  # 'default' stands for DEFAULT
+        raise unknown(f"weights for {recipe.name}", member, ["default", "none", *named],
                       hint="or give a local file with --weights PATH") from None
 
 
@@ -122,13 +125,15 @@ def _build_with_download(recipe: Recipe, member: str) -> nn.Module:
 
 def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
     """Load a state dict saved with torch.save into `model`; mismatches are named in the error."""
+    if path.is_dir():
+        raise WeightsError(f"weights {str(path)!r} is a folder, not a state-dict file; give the file saved with "
+                           f"torch.save(model.state_dict(), PATH)")
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist; give a state-dict file saved with torch.save")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors have no common base class
-        raise WeightsError(f"cannot read weights file {str(path)!r} as a state dict ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise _unreadable(path, exc) from None
     for wrapper in ("state_dict", "model"):  # checkpoints that wrap the state dict
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -152,6 +157,26 @@ def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
     if problems:
         raise WeightsError(f"weights file {str(path)!r} does not fit {model_name}: " + "; ".join(problems))
     model.load_state_dict(state)
+
+
+def _unreadable(path: Path, exc: Exception) -> WeightsError:
+    """One line for a weights file torch.load(weights_only=True) refuses: a pickled object is named as such."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+) was not an allowed global", str(exc))
+    save = "save the weights with torch.save(model.state_dict(), PATH) and give that file"
+    if found:
+        what = "a pickled module" if _is_module_class(found.group(1)) else "a pickled object"
+        return WeightsError(f"cannot read weights file {str(path)!r}: it holds {what} ({found.group(1)}) rather "
+                            f"than a state dict; {save}")
+    return WeightsError(f"cannot read weights file {str(path)!r} as a state dict (torch.load raised "
+                        f"{type(exc).__name__}: the file is corrupt, truncated or not a PyTorch file); {save}")
+
+
+def _is_module_class(qualified: str) -> bool:
+    """Whether `module.Class` names an nn.Module subclass, looked up among modules already imported only:
+    a file's contents never make dreamlab import anything."""
+    module_name, _, attr = qualified.rpartition(".")
+    found = getattr(sys.modules.get(module_name), attr, None)
+    return isinstance(found, type) and issubclass(found, nn.Module)
 
 
 def _check_state(state: dict, path: Path) -> None:
@@ -188,6 +213,7 @@ def _build_model(recipe: Recipe, weights: str | Path | None, allow_code: bool) -
     is_file = isinstance(weights, Path) or as_path.suffix in (".pt", ".pth", ".bin", ".ckpt") or as_path.exists()
     if choice == "default":
         choice = recipe.weights
+    _check_torchvision_name(recipe)
     if is_file:
         model = _call_builder(recipe, None, recipe.weights_kwargs, allow_code)
         load_state_dict_file(model, as_path, recipe.name)
@@ -203,13 +229,20 @@ def _build_model(recipe: Recipe, weights: str | Path | None, allow_code: bool) -
                            f"state-dict file") from None
 
 
-def _call_builder(recipe: Recipe, weights: Any, extra: dict[str, Any], allow_code: bool) -> nn.Module:
-    kwargs = {**recipe.builder_kwargs, **extra}
+def _check_torchvision_name(recipe: Recipe) -> None:
+    """A recipe's torchvision:NAME must be a torchvision model, whichever weights are asked for."""
     if recipe.is_torchvision:
         import torchvision.models as tvm
 
         if recipe.torchvision_name not in tvm.list_models():
             raise unknown(f"torchvision model in recipe {recipe.name}:", recipe.torchvision_name, tvm.list_models())
+
+
+def _call_builder(recipe: Recipe, weights: Any, extra: dict[str, Any], allow_code: bool) -> nn.Module:
+    kwargs = {**recipe.builder_kwargs, **extra}
+    if recipe.is_torchvision:
+        import torchvision.models as tvm
+
         builder, call = tvm.get_model, {"name": recipe.torchvision_name, "weights": None, **kwargs}
     else:
         builder, call = _builder(recipe, allow_code), {"weights": weights, **kwargs}

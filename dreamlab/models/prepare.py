@@ -4,7 +4,7 @@ was found."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from dreamlab.devices import same_device
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, first_line
 from dreamlab.models.loading import LoadedModel, load_model, torchvision_categories
 from dreamlab.models.recipe import Recipe, load_recipe
 
@@ -86,3 +86,26 @@ def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | N
     recipe = recipe or custom_recipe(model)
     categories = recipe.categories or torchvision_categories(recipe)
     return model, recipe, "caller's module", categories, False
+
+
+FORWARD_ERRORS = (RuntimeError, AssertionError, ValueError)  # what a model raises for an input it cannot take
+
+
+def takes_size(forward: Callable[[torch.Tensor], object], channels: int, size: int,
+               device: torch.device | str | None = None) -> bool:
+    """Whether `forward` runs on a grey image of `size` pixels: tells a size rejection from a bug in the model."""
+    grey = torch.full((1, channels, size, size), 0.5, device=device)
+    try:
+        with torch.no_grad():
+            forward(grey)
+    except FORWARD_ERRORS:
+        return False
+    return True
+
+
+def size_rejection(name: str, shape: Sequence[int], exc: BaseException, input_size: int,
+                   advice: str = "") -> DreamlabError:
+    """The one line for a model that rejects an input of `shape` [B, C, H, W] and takes its recipe's size."""
+    side = "x".join(map(str, shape[1:]))
+    return DreamlabError(f"{name} rejected a {side} input ({first_line(exc)}); a model with a fixed input size "
+                         f"needs --size {input_size}{advice}")

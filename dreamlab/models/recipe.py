@@ -20,10 +20,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, UnknownNameError, unknown
 
 TORCHVISION_PREFIX = "torchvision:"
 TORCHVISION_PREFIXES = ("torchvision:", "torchvision.models:")  # the second: recipes written before the registry
+# the Fourier spectrum's 1/f^decay scale reaches size^decay: lucid uses decay 1 and the recipes 0.5 to 1, so 4
+# leaves ample room, while decays far above it overflow float32 (100 at 28 px made the first score NaN)
+MAX_FOURIER_DECAY = 4.0
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,8 @@ def _check_value(key: str, value: Any) -> str | None:
     if key in ("fill", "start_level"):
         return None if _number(value) and 0 <= value <= 1 else "a number from 0 to 1"
     if key == "fourier_decay":
-        return None if _number(value) and value >= 0 else "a number of at least 0"
+        return None if _number(value) and 0 <= value <= MAX_FOURIER_DECAY else \
+            f"a number from 0 to {MAX_FOURIER_DECAY:g}"
     if key == "layers":
         return None if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()) else \
             'tables of per-layer settings, like [layers."features.29"] with steps = 512'
@@ -208,7 +212,16 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     resource = resources.files("dreamlab.recipes") / f"{stem}.toml"
     if resource.is_file():
         return recipe_from_dict(_read_toml(resource.read_text(), f"{stem}.toml"), f"{stem}.toml")
-    return torchvision_recipe(name)
+    try:
+        return torchvision_recipe(name)
+    except UnknownNameError:
+        if path.is_dir():  # a path given as --recipe: say what it is rather than "unknown model"
+            raise DreamlabError(f"recipe {name!r} is a folder, not a TOML recipe file; give a .toml recipe file or "
+                                f"a model name ({', '.join(shipped_recipe_names())})") from None
+        if path.is_file():
+            raise DreamlabError(f"recipe {name!r} is not a TOML recipe file (recipe files end in .toml); give a "
+                                f".toml recipe file, or rename it if it is one") from None
+        raise
 
 
 def torchvision_recipe(name: str) -> Recipe:

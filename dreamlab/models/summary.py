@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from dreamlab.errors import DreamlabError, first_line
+from dreamlab.errors import DreamlabError, check_range, first_line
 from dreamlab.optvis.capture import first_tensor
 
 
@@ -55,13 +55,19 @@ def _shapes_on(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[list[tuple[
     return found
 
 
-MAX_INPUT_SIZE = 2048  # the CPU fallback below runs a real forward: bounded so it cannot exhaust memory
+# the layer table's CPU fallback below runs a real forward, and renders allocate images of this side: bounded so
+# that neither can exhaust memory
+MAX_INPUT_SIZE = 2048
+
+
+def check_input_size(size: int, minimum: int = 1, name: str = "input size") -> None:
+    """The one bound on image sides that every command shares: `minimum` to MAX_INPUT_SIZE pixels."""
+    check_range(name, size, minimum, MAX_INPUT_SIZE, "pixels")
 
 
 def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3) -> list[LayerRow]:
     """One row per named module, in registration order, from a forward pass of a copy of `model`."""
-    if not 1 <= input_size <= MAX_INPUT_SIZE:
-        raise DreamlabError(f"input size {input_size} is out of range; valid: 1 to {MAX_INPUT_SIZE} pixels")
+    check_input_size(input_size)
     probe = copy.deepcopy(model).eval()
     try:
         shapes = _shapes_on(probe.to("meta"), torch.zeros(1, channels, input_size, input_size, device="meta"))

@@ -21,6 +21,21 @@ class ModuleReusedError(DreamlabError):
     """A hooked module ran more than once in one forward pass (e.g. ResNet's shared `relu`)."""
 
 
+def reused_module(name: str) -> ModuleReusedError:
+    """The error for layer `name`, whose module runs more than once per forward pass."""
+    block = f" {name.rsplit('.', 1)[0]!r}" if "." in name else ""
+    return ModuleReusedError(
+        f"layer {name!r} runs more than once per forward pass (the module object is reused), so its output is "
+        f"ambiguous; address its block{block} or a module that runs once instead (`dreamlab layers MODEL` marks "
+        f"reused modules)")
+
+
+def unused_module(name: str) -> DreamlabError:
+    """The error for layer `name`, whose module does not run in an eval-mode forward pass."""
+    return DreamlabError(f"layer {name!r} did not run in the forward pass (it is unused in eval mode); pick a layer "
+                         f"on the inference path")
+
+
 class _StopForward(BaseException):
     """Raised from a hook once every requested layer has been captured, to skip the rest of the network.
 
@@ -90,12 +105,7 @@ class Capture:
             count = self.calls.get(name, 0) + 1
             self.calls[name] = count
             if count > 1:
-                block = f" {name.rsplit('.', 1)[0]!r}" if "." in name else ""
-                raise ModuleReusedError(
-                    f"layer {name!r} runs more than once per forward pass (the module object is reused), so its "
-                    f"output is ambiguous; address its block{block} or a module that runs once instead "
-                    f"(`dreamlab layers MODEL` marks reused modules)"
-                )
+                raise reused_module(name)
             self.acts[name] = _captured(output).clone()
             if self._stopping and len(self.acts) == len(self.layers):
                 raise _StopForward
@@ -113,8 +123,7 @@ class Capture:
         self._checked = True
         missing = [n for n in self.layers if n not in self.acts]
         if missing:
-            raise DreamlabError(f"layer {missing[0]!r} did not run in the forward pass (it is unused in eval mode); "
-                                f"pick a layer on the inference path")
+            raise unused_module(missing[0])
         return self.acts
 
 

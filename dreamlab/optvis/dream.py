@@ -101,11 +101,14 @@ def fit_photo(image: object, channels: int) -> Tensor:
 
 def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
     """The size of each octave, the photo's first; a one-line error when the smallest gets too small."""
+    if min(height, width) < MIN_SIDE:  # no number of octaves helps: the photo itself is too small
+        raise DreamlabError(f"the photo is {width}x{height} px; DeepDream needs at least {MIN_SIDE} px a side: give a "
+                            f"larger photo (or enlarge this one)")
     sizes = [(round(height / scale ** k), round(width / scale ** k)) for k in range(octaves)]
     if min(sizes[-1]) < MIN_SIDE:
-        fit = 1 + int(math.log(min(height, width) / MIN_SIDE) / math.log(scale)) if min(height, width) >= MIN_SIDE else 0
+        fit = 1 + int(math.log(min(height, width) / MIN_SIDE) / math.log(scale))
         raise DreamlabError(f"{octaves} octaves at scale {scale:g} shrink the {width}x{height} photo to "
-                            f"{sizes[-1][1]}x{sizes[-1][0]}, below {MIN_SIDE} px a side; use --octaves {max(fit, 1)} "
+                            f"{sizes[-1][1]}x{sizes[-1][0]}, below {MIN_SIDE} px a side; use --octaves {fit} "
                             f"or less, or a smaller --octave-scale")
     return sizes
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from dreamlab.devices import resolve_device
 from dreamlab.optvis.capture import Capture
-from dreamlab.errors import DreamlabError, first_line
+from dreamlab.errors import DreamlabError
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.loading import LoadedModel
 from dreamlab.optvis.objectives import IMAGE, Objective
@@ -29,7 +29,7 @@ from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import ImageParam, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
-from dreamlab.models.prepare import prepared_model, resolve_model
+from dreamlab.models.prepare import FORWARD_ERRORS, prepared_model, resolve_model, size_rejection, takes_size
 from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, fit_init_image, param_options,
                                       provenance, resolve_settings, with_overrides)
 from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, make_transforms, seeded_rng
@@ -154,25 +154,20 @@ class _Renderer:
         try:
             with torch.no_grad(), Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
                 return cap.run(self.normalize(model_input))
-        except (RuntimeError, AssertionError, ValueError) as exc:
+        except FORWARD_ERRORS as exc:
             size = self.recipe.input_size
             if tuple(model_input.shape[2:]) == (size, size) or not self._accepts(size):
                 raise  # the model fails at its own size too: its error, not a size rejection
-            reason = first_line(exc)
-            shape = "x".join(map(str, model_input.shape[1:]))
-            raise DreamlabError(
-                f"{self.recipe.name} rejected a {shape} input ({reason}); a model with a fixed input size "
-                f"needs --size {size} and transforms that keep the size (--transforms small or none)") from None
+            raise size_rejection(self.recipe.name, model_input.shape, exc, size,
+                                 " and transforms that keep the size (--transforms small or none)") from None
 
     def _accepts(self, size: int) -> bool:
         """Whether the model runs on a grey input of the recipe's size (telling a size rejection from a bug)."""
-        grey = torch.full((1, self.recipe.channels, size, size), 0.5, device=self.settings.device)
-        try:
-            with torch.no_grad(), Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
+        def forward(grey: Tensor) -> None:
+            with Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
                 cap.run(self.normalize(grey))
-        except (RuntimeError, AssertionError, ValueError):
-            return False
-        return True
+
+        return takes_size(forward, self.recipe.channels, size, self.settings.device)
 
     def make_param(self, units: Sequence[int]) -> nn.Module:
         s = self.settings

@@ -179,7 +179,7 @@ class _IndexCache:
         return self._by_device[device]
 
 
-def _channel_check(layer: str, units: list[int], what: str = "channel") -> Check:
+def _channel_check(layer: str, units: list[int], what: str = "channel", plural: str = "channels") -> Check:
     def check(shapes: Mapping[str, torch.Size]) -> None:
         shape = shapes[layer]
         if len(shape) < 2:
@@ -188,7 +188,7 @@ def _channel_check(layer: str, units: list[int], what: str = "channel") -> Check
         bad = [u for u in units if not 0 <= u < n]
         if bad:
             name = "logit" if layer == OUTPUT else f"layer {layer!r}"
-            raise DreamlabError(f"{what} {bad[0]} is out of range for {name} ({n} {what}s: valid 0-{n - 1})")
+            raise DreamlabError(f"{what} {bad[0]} is out of range for {name} ({n} {plural}: valid 0-{n - 1})")
 
     return check
 
@@ -267,7 +267,7 @@ def logit(units: int | Sequence[int] | range) -> Objective:
     cache = _IndexCache(unit_list)
     return Objective(lambda acts, index: _pick_units(acts[OUTPUT], cache, index), frozenset({OUTPUT}),
                      f"logit:{format_units(unit_list)}", tuple(f"logit:{u}" for u in unit_list),
-                     (_channel_check(OUTPUT, unit_list, "class"),))
+                     (_channel_check(OUTPUT, unit_list, "class", "classes"),))
 
 
 def total_variation() -> Objective:

@@ -21,10 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab import __version__
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, check_range, unknown
 from dreamlab.io import match_channels
 from dreamlab.models.loading import WEIGHTS_SEED
-from dreamlab.models.recipe import Recipe
+from dreamlab.models.recipe import MAX_FOURIER_DECAY, Recipe
+from dreamlab.models.summary import check_input_size
 from dreamlab.optvis.objectives import Objective
 from dreamlab.optvis.optimizers import OPTIMIZERS, OptimizerFactory
 from dreamlab.optvis.params import PARAMS, ParamSpec
@@ -36,6 +37,7 @@ from dreamlab.optvis.transforms import (
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 PRECISIONS = ("auto", "fp32", "bf16")
+MIN_SIZE = 8  # pixels a side of a rendered image
 
 
 @dataclass(frozen=True)
@@ -136,13 +138,16 @@ def _validate(s: RenderSettings) -> None:
         if len(s.size) != 2:
             raise DreamlabError(f"size must be an int or (height, width), got {s.size!r}")
         for side in s.size:
-            _whole("size", side, 8, " pixels a side")
+            _whole("size", side, MIN_SIZE, " pixels a side")
+            check_input_size(side, MIN_SIZE, "size")
     else:
-        _whole("size", s.size, 8, " pixels (or a (height, width) pair)")
+        _whole("size", s.size, MIN_SIZE, " pixels (or a (height, width) pair)")
+        check_input_size(s.size, MIN_SIZE, "size")
     _finite("lr", s.lr, 0, False, " (the learning rate)")
     if isinstance(s.seed, bool) or not isinstance(s.seed, numbers.Integral):
         raise DreamlabError(f"seed must be a whole number (an int), got {s.seed!r}")
     _finite("fourier_decay", s.fourier_decay, 0, True, " (0: flat spectrum, 1: lucid's 1/f)")
+    check_range("fourier_decay", s.fourier_decay, 0, MAX_FOURIER_DECAY, hint=" (0: flat spectrum, 1: lucid's 1/f)")
     _finite("start_level", s.start_level, 0, False)
     if s.start_level >= 1:
         raise DreamlabError(f"start_level must be between 0 and 1 (exclusive), got {s.start_level!r}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from dreamlab.apps.bench import bench_dream, bench_workload, ratios, run_ablation, run_peer_bench
+from dreamlab.apps.bench import bench_dream, bench_workload, check_bench_size, ratios, run_ablation, run_peer_bench
 from dreamlab.apps.args import add_compile_argument, add_device_argument, positive_int
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.params import PARAMS
@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.units <= 512:
         raise DreamlabError(f"--units must be between 1 and 512 (inception4c has 512 channels), got {args.units}")
-    if args.steps < 1 or args.size < 32:
-        raise DreamlabError("--steps must be at least 1 and --size at least 32")
+    if args.steps < 1:
+        raise DreamlabError(f"--steps must be at least 1, got {args.steps}")
+    check_bench_size(args.size)
     if args.peer_bench and not args.peer_bench.is_file():
         raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; it lives in "
                             f"../shared/bench/peer_bench.py")

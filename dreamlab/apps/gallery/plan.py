@@ -14,6 +14,7 @@ from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel
 from dreamlab.models.summary import layer_table
+from dreamlab.optvis.capture import reused_module, unused_module
 from dreamlab.optvis.units import format_units
 
 # must match to resume; weights_seed is random init's seed (None for loaded weights), absent from older records
@@ -85,12 +86,16 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     """Check the request and the folder (holding its lock on `stack` from here on) and list the batches."""
     recipe = loaded.recipe
     size = int(size if size is not None else recipe.input_size)
-    order, counts = _layer_channels(loaded, size)
+    order, counts, calls = _layer_channels(loaded, size)
     wanted = list(dict.fromkeys(layers)) if layers else ([recipe.default_layer] if recipe.default_layer else [])
     if not wanted:
         raise DreamlabError(f"recipe {recipe.name!r} names no default layer; give --layers (`dreamlab layers "
                             f"{recipe.name}` lists them)")
     for layer in wanted:
+        if calls.get(layer, 0) > 1:
+            raise reused_module(layer)
+        if calls.get(layer) == 0:
+            raise unused_module(layer)
         if layer not in counts:
             raise unknown("layer", layer, order, hint=f"`dreamlab layers {recipe.name}` lists them")
     if channels is not None:
@@ -125,8 +130,9 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     return Plan(settings, gallery_layers, batches, todo, done, layer_steps)
 
 
-def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str, int]]:
-    """(every module name in model order, channel count of each addressable one) at the render size."""
+def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str, int], dict[str, int]]:
+    """(every module name in model order, channel count of each addressable one, forward calls of each) at the
+    render size."""
     recipe = loaded.recipe
     try:
         rows = layer_table(loaded.model, input_size=size, channels=recipe.channels)
@@ -134,7 +140,7 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
         raise DreamlabError(f"{recipe.name} does not run on {size}px images ({first_line(exc)}); "
                             f"use --size {recipe.input_size}") from None
     counts = {r.name: r.channels for r in rows if r.channels and r.calls == 1}
-    return [r.name for r in rows], counts  # type: ignore[return-value]
+    return [r.name for r in rows], counts, {r.name: r.calls for r in rows}  # type: ignore[return-value]
 
 
 def _warn_batch_sizes(records: Any, batch_size: int, out: Path, log: Log) -> None:

