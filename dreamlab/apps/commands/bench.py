@@ -19,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workload", default="both", choices=["unit", "layer", "both", "dream"],
                    help="both: unit and layer; dream: DeepDream at 1024x768, --steps steps (try 10)")
     p.add_argument("--steps", type=positive_int, default=512)
-    p.add_argument("--size", type=positive_int, default=224)
-    p.add_argument("--units", type=int, default=512, help="units of the layer workload (inception4c has 512)")
+    p.add_argument("--size", type=positive_int, help="image size of the unit and layer workloads (default: 224)")
+    p.add_argument("--units", type=int, help="units of the layer workload (default: 512, all of inception4c's)")
     add_device_argument(p)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on cuda")
     p.add_argument("--param", default="fourier", choices=sorted(PARAMS))
@@ -41,9 +41,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "alone (early stop, one gather, precision, layout, optimizer; --compile adds compile)")
 
 
+DREAM_FIXED = ("size", "units", "batch_size", "compile", "peer_bench", "ablation")  # the dream workload's own
+
+
+def _dream_options(args: argparse.Namespace) -> None:
+    """The dream workload is one fixed DeepDream: refuse the options it would ignore."""
+    given = [f"--{name.replace('_', '-')}" for name in DREAM_FIXED if getattr(args, name) not in (None, False)]
+    if args.workload == "dream" and given:
+        raise DreamlabError(f"--workload dream times a fixed DeepDream of 1024x768 on inception4c: "
+                            f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to it")
+
+
 def run(args: argparse.Namespace) -> int:
     from dreamlab.devices import resolve_device
 
+    _dream_options(args)
+    args.size = args.size if args.size is not None else 224
+    args.units = args.units if args.units is not None else 512
     if not 1 <= args.units <= 512:
         raise DreamlabError(f"--units must be between 1 and 512 (inception4c has 512 channels), got {args.units}")
     if args.steps < 1:
