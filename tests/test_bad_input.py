@@ -179,6 +179,8 @@ CASES = {
                               "--sanity prints a table and writes no file"),
     "unknown compile mode": (["gallery", "lenet-digits", "--compile", "fast"], 2,
                              "argument --compile: invalid choice: 'fast'"),
+    "model and recipe": (lambda t: ["render", "conv2:1", *LENET, "--recipe", _recipe(t)], 2,
+                         "give --model or --recipe, not both"),
     # render settings from the command line (checked by the settings object)
     "lr nan": (["render", "conv2:1", *LENET, "--lr", "nan"], 2, "lr"),
     "lr inf": (["render", "conv2:1", *LENET, "--lr", "inf"], 2, "lr"),

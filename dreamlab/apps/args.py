@@ -52,8 +52,8 @@ def need_tensorboard(args: argparse.Namespace) -> None:
 
 
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = "googlenet") -> None:
-    """--model/--weights/--recipe, shared by every subcommand that loads a model."""
-    p.add_argument("--model", "-m", default=default_model,
+    """--model/--weights/--recipe, shared by every subcommand that loads a model; `model_recipe(args)` reads them."""
+    p.add_argument("--model", "-m", default=default_model, action=_Given,
                    help=f"recipe name ({recipe_names()}) or any torchvision model name "
                         "(default: %(default)s)")
     p.add_argument("--weights", default="default",
@@ -61,6 +61,25 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = 
                         "a torchvision weights name, or PATH to a state-dict file")
     p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     add_allow_code_argument(p)
+
+
+class _Given(argparse.Action):
+    """Stores the value and notes that it was given (`--model`'s default would hide that)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 - argparse's signature
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
+def model_recipe(args: argparse.Namespace) -> str | Path:
+    """What to load: the --recipe file, or the --model name; both at once are refused (the recipe names its own
+    model, so one of them would be ignored)."""
+    if args.recipe is not None and getattr(args, "model_given", False):
+        from dreamlab.errors import DreamlabError
+
+        raise DreamlabError(f"give --model or --recipe, not both: the recipe {str(args.recipe)!r} names its own "
+                            f"model (its builder)")
+    return args.recipe or args.model
 
 
 def add_device_argument(p: argparse.ArgumentParser, default_note: str = "") -> None:

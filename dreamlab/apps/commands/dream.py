@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, need_tensorboard,
-                                output_path, positive_int)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, model_recipe,
+                                need_tensorboard, output_path, positive_int)
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("DeepDream on a photo: gradient ascent on a layer (default: the recipe's default layer, the L2 of "
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.tensorboard, "--tensorboard folder", folder=True)
     photo = load_image(args.photo)
     guide = load_image(args.guide) if args.guide else None
-    loaded = load_model(args.recipe or args.model, args.weights)
+    loaded = load_model(model_recipe(args), args.weights)
     board = DreamSteps(TensorBoardLog(args.tensorboard), args.tensorboard_every or args.steps) \
         if args.tensorboard is not None else None
     options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, add_model_arguments,
-                                int_list, need_tensorboard, output_path, positive_int, warn_never_on)
+                                int_list, model_recipe, need_tensorboard, output_path, positive_int,
+                                warn_never_on)
 from dreamlab.errors import DreamlabError
 
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.tensorboard, "--tensorboard folder", folder=True)
     check_syntax(args.objective)  # a typo is refused before the model loads (tens of seconds on a CPU)
     resolve_device(args.device)  # a bad --device is refused before the model loads
-    loaded = load_model(args.recipe or args.model, args.weights)
+    loaded = load_model(model_recipe(args), args.weights)
     objective = parse_objective(args.objective, loaded.categories)
     recipe = loaded.recipe.for_layers(objective.layers)  # with the recipe's settings for the layers it reads
     if args.fourier_decay is not None and (args.param or recipe.param) != "fourier":
