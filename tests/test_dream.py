@@ -65,6 +65,24 @@ def test_tiles_give_the_one_piece_result():
     assert (whole.image - tiled.image).abs().max() <= 2 / 255
 
 
+@pytest.mark.parametrize("objective, splits", [
+    ("conv2", True), ("conv2:3", True), ("conv2:3 + 0.5*conv2:7", True), ("2*conv2:3 - 1", True),
+    ("conv2:3 / 2", True), ("conv2:3@centre", False), ("conv2:3 * conv2:4", False), ("2 / conv2:3", False),
+    ("conv2:3 + conv1:1", False)])
+def test_tiled_dreams_take_only_objectives_whose_tiles_add_up(objective, splits):
+    """Tiles add up their scores: right for means over one layer's positions, wrong for a neuron (each tile has
+    its own centre), a product, or two layers (weighted by the first one's positions)."""
+    photo = smooth_photo(96, 128, seed=3)
+    tiled = lambda: dream("lenet-digits", photo, objective, octaves=1, steps=1, device="cpu", tile=64)  # noqa: E731
+    if splits:
+        assert tiled().image.shape == (1, 96, 128)
+    else:
+        with pytest.raises(DreamlabError, match=r"the 128x96 photo is larger than --tile 64, so it is dreamed in "
+                                                r"tiles.*dream in one piece with --tile 128"):
+            tiled()
+        dream("lenet-digits", photo, objective, octaves=1, steps=1, device="cpu", tile=128)  # one piece: fine
+
+
 def test_tiles_cover_the_image_once():
     parts = tiles(300, 500, tile=256, overlap=64)
     covered = torch.zeros(300, 500)

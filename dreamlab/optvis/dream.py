@@ -77,7 +77,7 @@ def guided(layer: str, guide_features: Tensor) -> Objective:
         matched = g.t()[best]  # [B, N, C]
         return (a.transpose(1, 2) * matched).sum(-1).mean(-1)
 
-    return Objective(scorer, frozenset({layer}), f"guide@{layer}", (f"guide@{layer}",))
+    return Objective(scorer, frozenset({layer}), f"guide@{layer}", (f"guide@{layer}",), per_position=True)
 
 
 def _number(name: str, value: object, low: float, integral: bool = False, strict: bool = False) -> None:
@@ -142,13 +142,22 @@ class _Dreamer:
         first = acts[self.layers[0]] if self.layers else crop
         return self.objective(acts), math.prod(first.shape[2:]) if first.dim() > 2 else 1
 
-    def check(self, image: Tensor) -> None:
+    def check(self, image: Tensor, photo_size: tuple[int, int]) -> None:
         """Before dreaming: reused modules and missing units (one whole forward at the recipe's input size, which
-        every model takes), then whether the model takes the smallest octave's size up to the objective's layers."""
+        every model takes), whether a photo of `photo_size` needs tiles the objective cannot be split into, then
+        whether the model takes the smallest octave's size up to the objective's layers."""
         side = self.recipe.input_size
         with torch.no_grad():
             acts = self.capture.run((_resize(image, (side, side)) - self.mean) / self.std) if self.layers else {}
             self.objective.check({name: act.shape for name, act in acts.items()})
+            splits = self.objective.per_position and all(act.dim() == 4 for act in acts.values())
+            if len(tiles(*photo_size, self.tile, self.overlap)) > 1 and not splits:
+                height, width = photo_size
+                raise DreamlabError(
+                    f"the {width}x{height} photo is larger than --tile {self.tile}, so it is dreamed in tiles, whose "
+                    f"scores add up only for means over one layer's positions (a layer, a channel, --guide, sums "
+                    f"of these); {self.objective.name!r} is not one: pick such an objective, or dream in one piece "
+                    f"with --tile {max(height, width)}")
             try:
                 self.score(image)
             except (RuntimeError, ValueError) as exc:
@@ -248,7 +257,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
                            lr=lr, jitter=jitter, tile=tile, overlap=overlap, on_step=on_step, progress=progress)
         with Capture(ready, dreamer.layers) as dreamer.capture:
             smallest = octave_sizes(*photo.shape[-2:], octaves, octave_scale)[-1]
-            dreamer.check(_resize(photo, smallest).to(dev))
+            dreamer.check(_resize(photo, smallest).to(dev), tuple(photo.shape[-2:]))
             first = photo if start_frame == 0 else _quantized(zoom_rotate(photo, zoom, rotate))
             initial = dreamer.measure(first)
             frames, numbers_done, interrupted, current = [], [], False, first

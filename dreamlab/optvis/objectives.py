@@ -44,6 +44,9 @@ class Objective:
     labels: tuple[str, ...]
     checks: tuple[Check, ...] = ()
     precedence: int = _ATOM
+    # a mean over the positions of one layer (a channel, a whole layer, sums and multiples of those): the score of
+    # a large image is then the tiles' scores added up, which is how DeepDream dreams photos in tiles
+    per_position: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -140,6 +143,7 @@ def combine(op: Callable[..., Tensor], symbol: str, precedence: int, *parts: Obj
 
     labels = tuple(fmt([o.labels[i if o.batch_size > 1 else 0] for o in objs]) for i in range(size))
     return Objective(
+        per_position=_stays_per_position(op, objs),
         scorer=lambda acts, index: op(*(o.scorer(acts, index) for o in objs)),
         layers=frozenset().union(*(o.layers for o in objs)),
         name=fmt([o.name for o in objs]),
@@ -150,6 +154,17 @@ def combine(op: Callable[..., Tensor], symbol: str, precedence: int, *parts: Obj
 
 
 # --- units -----------------------------------------------------------------------------------------------
+
+def _stays_per_position(op: Callable[..., Tensor], objs: Sequence[Objective]) -> bool:
+    """Whether `op` of these parts is still a mean over one layer's positions: sums of such means on one layer,
+    plus constants, times or divided by constants."""
+    terms = [o for o in objs if o.layers]  # constants read no layer
+    if not terms or not all(o.per_position for o in terms) or len(frozenset().union(*(o.layers for o in terms))) > 1:
+        return False
+    if op in (operator.add, operator.sub, operator.neg):
+        return True
+    return len(terms) == 1 and (op is operator.mul or objs[0] is terms[0])  # a / c, not c / a
+
 
 def _unit_list(units: int | Sequence[int] | range | Tensor) -> list[int]:
     """Units as ints: one int (numpy's too), a sequence or range of them, or an integer tensor."""
@@ -211,7 +226,7 @@ def channel(layer: str, units: int | Sequence[int] | range) -> Objective:
         return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
 
     return Objective(scorer, frozenset({layer}), f"{layer}:{format_units(unit_list)}",
-                     tuple(f"{layer}:{u}" for u in unit_list), (_channel_check(layer, unit_list),))
+                     tuple(f"{layer}:{u}" for u in unit_list), (_channel_check(layer, unit_list),), per_position=True)
 
 
 def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None, y: int | None = None) -> Objective:
@@ -258,7 +273,7 @@ def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None,
 def deepdream(layer: str) -> Objective:
     """DeepDream: the mean of squared activations of a whole layer."""
     return Objective(lambda acts, index: acts[layer].float().pow(2).flatten(1).mean(1),
-                     frozenset({layer}), layer, (layer,))
+                     frozenset({layer}), layer, (layer,), per_position=True)
 
 
 def logit(units: int | Sequence[int] | range) -> Objective:
