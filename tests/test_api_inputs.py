@@ -62,15 +62,15 @@ def test_neuron_positions_are_checked_at_the_render_size():
     assert result.images.shape == (1, 3, 16, 16)
 
 
-def test_a_neuron_is_read_at_the_same_place_in_a_padded_map():
+def test_a_neuron_is_read_where_it_is_written_on_any_map():
+    """The check at the render size records nothing that moves the position: DeepDream's octaves and a cropping
+    transform give smaller maps, where a position shifted from the centre would land elsewhere or wrap."""
     objective = o.neuron("l", 0, x=2, y=5)
-    objective.check({"l": torch.Size([1, 1, 10, 10])})  # the map at the render size
-    padded = torch.zeros(1, 1, 16, 16)  # the transforms padded the image by 3 map positions a side
-    padded[0, 0, 5 + 3, 2 + 3] = 7.0
-    assert objective({"l": padded}).tolist() == [7.0]
-    clean = torch.zeros(1, 1, 10, 10)
-    clean[0, 0, 5, 2] = 4.0
-    assert objective({"l": clean}).tolist() == [4.0]
+    objective.check({"l": torch.Size([1, 1, 10, 10])})
+    for side in (6, 10, 16):
+        acts = torch.zeros(1, 1, side, side)
+        acts[0, 0, 5, 2] = 7.0
+        assert objective({"l": acts}).tolist() == [7.0]
 
 
 def test_units_are_ints_in_any_form_and_listed_once():

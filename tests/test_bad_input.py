@@ -148,6 +148,7 @@ CASES = {
                              "cannot write gallery folder"),
     "output of another type": (["render", "conv2:1", *LENET, "-o", "out.jpg"], 2,
                                "-o 'out.jpg': images are saved as PNG"),
+    "a folder with a dot is a folder": (["render", "conv2:1", *LENET, "-o", "renders.v2"], 0, ""),
     "empty output": (["render", "conv2:1", *LENET, "-o", ""], 2, "argument -o/--out: an empty path"),
     "tensorboard folder is a file": (lambda t: ["render", "conv2:1", *LENET, "--tensorboard", _a_file(t)], 2,
                                      "cannot write --tensorboard folder"),
@@ -416,6 +417,7 @@ def test_ctrl_c_swallowed_by_an_import_still_exits_130(tmp_path):
     # torch's C init clears errors of its numpy import, a KeyboardInterrupt included: the entry point must
     # hold Ctrl-C while it imports and act on it afterwards, not run the command
     code = ("import builtins, os, signal, sys\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)  # even if pytest runs with Ctrl-C ignored\n"
             "real = builtins.__import__\n"
             "def swallow(name, *a, **k):\n"
             "    if name == 'torch':\n"

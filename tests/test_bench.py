@@ -50,6 +50,7 @@ def test_the_peer_benchmark_runs_the_parts_asked_for(tmp_path: Path) -> None:
     (["--workload", "unit", "--steps", "1", "--size", "64", "--device", "cpu", "--compile", "fast"],
      "argument --compile: invalid choice: 'fast'"),
     (["--size", "100000"], "--size 100000 is out of range; valid: 32 to 2048 pixels"),
+    (["--workload", "dream", "--units", "0"], "--units does not apply to it"),
     (["--workload", "dream", "--size", "64", "--units", "3"],
      "--workload dream times a fixed DeepDream of 1024x768 on inception4c: --size, --units do not apply to it"),
 ])

@@ -70,8 +70,9 @@ def sized_forward(subj: Subject, images: Tensor) -> Iterator[None]:
         yield
     except FORWARD_ERRORS as exc:
         size = subj.recipe.input_size
-        if isinstance(exc, DreamlabError) or tuple(images.shape[-2:]) == (size, size):
-            raise
+        if isinstance(exc, (DreamlabError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower() \
+                or tuple(images.shape[-2:]) == (size, size):
+            raise  # the user's own error, or memory: not a size the model rejects
         if not takes_size(lambda x: subj.model(subj.normalize(x)), subj.recipe.channels, size, images.device):
             raise  # the model fails at its own size too: its error, not a size rejection
         raise size_rejection(subj.recipe.name, images.shape, exc, size) from None

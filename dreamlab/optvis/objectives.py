@@ -230,26 +230,17 @@ def channel(layer: str, units: int | Sequence[int] | range) -> Objective:
 
 
 def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None, y: int | None = None) -> Objective:
-    """One spatial position of a channel (default: the centre of the activation map).
-
-    x, y address the map of the image at the render size. A render's transforms pad the image, so the map the
-    optimizer sees is larger; the position is then taken at the same offset from its centre, which is the same
-    place in the image. The render's check records the map's size at the render size (`position_check`).
-    """
+    """One spatial position of a channel (default: the centre of the activation map); x, y are checked against
+    the map of the image at the render size, and read on whichever map the scorer is given."""
     unit_list = _unit_list(units)
     cache = _IndexCache(unit_list)
     if (x is None) != (y is None):
         raise DreamlabError(f"neuron({layer!r}, ...) needs both x and y, or neither for the centre; got x={x}, "
                             f"y={y}")
-    render_size: list[int] = []  # the map's (height, width) at the render size, once checked
-
     def scorer(acts: Acts, index: Tensor) -> Tensor:
         picked = _pick_units(acts[layer], cache, index)  # [b, H, W]
         h, w = picked.shape[-2:]
-        if x is None or y is None:
-            return picked[:, h // 2, w // 2]
-        h0, w0 = render_size or (h, w)
-        return picked[:, y + h // 2 - h0 // 2, x + w // 2 - w0 // 2]
+        return picked[:, h // 2 if y is None else y, w // 2 if x is None else x]
 
     def position_check(shapes: Mapping[str, torch.Size]) -> None:
         shape = shapes[layer]
@@ -260,7 +251,6 @@ def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None,
         if x is not None and y is not None and not (0 <= x < w and 0 <= y < h):
             raise DreamlabError(f"position {x},{y} is outside layer {layer!r} ({w}x{h} at the render size: "
                                 f"valid x 0-{w - 1}, y 0-{h - 1})")
-        render_size[:] = [h, w]
 
     if x is None:
         name, labels = f"{layer}:{format_units(unit_list)}@centre", tuple(f"{layer}:{u}@centre" for u in unit_list)

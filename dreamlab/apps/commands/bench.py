@@ -46,7 +46,7 @@ DREAM_FIXED = ("size", "units", "batch_size", "compile", "peer_bench", "ablation
 
 def _dream_options(args: argparse.Namespace) -> None:
     """The dream workload is one fixed DeepDream: refuse the options it would ignore."""
-    given = [f"--{name.replace('_', '-')}" for name in DREAM_FIXED if getattr(args, name) not in (None, False)]
+    given = [f"--{name.replace('_', '-')}" for name in DREAM_FIXED if getattr(args, name) is not None and getattr(args, name) is not False]
     if args.workload == "dream" and given:
         raise DreamlabError(f"--workload dream times a fixed DeepDream of 1024x768 on inception4c: "
                             f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to it")

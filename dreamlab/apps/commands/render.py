@@ -115,14 +115,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# names that mean a file of another type (render -o out.jpg used to make a folder out.jpg/); a folder may have
+# any other dot in its name (renders.v2)
+OTHER_FILE_TYPES = {".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".svg", ".pdf", ".npy", ".pt"}
+
+
 def _check_out(out: Path | None) -> None:
     """-o is a PNG file or a folder (a name without a suffix, or one that exists); refused before any work
     when it is neither, or cannot be written."""
     from dreamlab.io import check_writable
 
-    if out is not None and out.suffix and out.suffix.lower() != ".png" and not out.is_dir():
-        raise DreamlabError(f"-o {str(out)!r}: images are saved as PNG; give a name ending in .png, or a folder "
-                            f"(a name without a suffix)")
+    if out is not None and out.suffix.lower() in OTHER_FILE_TYPES and not out.is_dir():
+        raise DreamlabError(f"-o {str(out)!r}: images are saved as PNG; give a name ending in .png, or a folder")
     is_file = out is not None and out.suffix.lower() == ".png"
     check_writable(out if out is not None else Path("."), "output", folder=not is_file)
 
