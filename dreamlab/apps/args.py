@@ -43,11 +43,21 @@ def output_path(text: str) -> Path:
     return Path(text)
 
 
-def need_tensorboard(args: argparse.Namespace) -> None:
-    """--tensorboard-every does nothing without --tensorboard: refuse it rather than ignore it."""
-    if getattr(args, "tensorboard_every", None) is not None and args.tensorboard is None:
-        from dreamlab.errors import DreamlabError
+def given_options(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
+    """The options among `names` (argparse dests) that the user gave, as `--name`: those whose default is None
+    (or False, for flags), so that an option a command would ignore can be refused."""
+    return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None
+            and getattr(args, name) is not False]
 
+
+def check_tensorboard(args: argparse.Namespace) -> None:
+    """Before any work: --tensorboard's folder can be written, and --tensorboard-every comes with it."""
+    from dreamlab.errors import DreamlabError
+    from dreamlab.io import check_writable
+
+    if args.tensorboard is not None:
+        check_writable(args.tensorboard, "--tensorboard folder", folder=True)
+    elif given_options(args, ["tensorboard_every"]):
         raise DreamlabError("--tensorboard-every applies to a TensorBoard log: add --tensorboard DIR, or leave it out")
 
 

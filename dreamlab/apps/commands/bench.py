@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from dreamlab.apps.bench import bench_dream, bench_workload, check_bench_size, ratios, run_ablation, run_peer_bench
-from dreamlab.apps.args import add_compile_argument, add_device_argument, positive_int
+from dreamlab.apps.args import add_compile_argument, add_device_argument, given_options, positive_int
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.params import PARAMS
 from dreamlab.optvis.transforms import PRESETS
@@ -46,7 +46,7 @@ DREAM_FIXED = ("size", "units", "batch_size", "compile", "peer_bench", "ablation
 
 def _dream_options(args: argparse.Namespace) -> None:
     """The dream workload is one fixed DeepDream: refuse the options it would ignore."""
-    given = [f"--{name.replace('_', '-')}" for name in DREAM_FIXED if getattr(args, name) is not None and getattr(args, name) is not False]
+    given = given_options(args, DREAM_FIXED)
     if args.workload == "dream" and given:
         raise DreamlabError(f"--workload dream times a fixed DeepDream of 1024x768 on inception4c: "
                             f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to it")

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, model_recipe,
-                                need_tensorboard, output_path, positive_int)
+                                check_tensorboard, given_options, output_path,
+                                positive_int)
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("DeepDream on a photo: gradient ascent on a layer (default: the recipe's default layer, the L2 of "
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     zoom = bool(args.zoom_frames)
     _zoom_options(args, zoom)
-    need_tensorboard(args)
+    check_tensorboard(args)
     out = args.out or Path(f"{args.photo.stem}_{'zoom.webp' if zoom else 'dream.png'}")
     if zoom and out.suffix.lower() not in ANIMATIONS:
         raise DreamlabError(f"--zoom-frames writes an animation: give -o a name ending in {', '.join(ANIMATIONS)}, "
@@ -75,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
     frames_dir = args.frames_dir or out.with_name(out.stem + "_frames")
     if zoom:
         check_writable(frames_dir, "--frames-dir folder", folder=True)
-    if args.tensorboard is not None:
-        check_writable(args.tensorboard, "--tensorboard folder", folder=True)
     photo = load_image(args.photo)
     guide = load_image(args.guide) if args.guide else None
     loaded = load_model(model_recipe(args), args.weights)
@@ -120,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _zoom_options(args: argparse.Namespace, zoom: bool) -> None:
     """Refuse the zoom's options without --zoom-frames (they would do nothing); fill in their defaults."""
-    given = [f"--{name.replace('_', '-')}" for name in (*ZOOM_DEFAULTS, "frames_dir") if getattr(args, name) is not None]
+    given = given_options(args, [*ZOOM_DEFAULTS, "frames_dir"])
     if given and not zoom:
         raise DreamlabError(f"{', '.join(given)} apply to the endless zoom only: add --zoom-frames N, or leave "
                             f"{'it' if len(given) == 1 else 'them'} out")

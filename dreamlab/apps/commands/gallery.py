@@ -5,14 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, need_tensorboard,
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, check_tensorboard,
                                 output_path, positive_int, warn_never_on)
 from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import INDEX_NAME
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.tensorboard import TensorBoardLog
-from dreamlab.io import check_writable, safe_name
+from dreamlab.io import safe_name
 from dreamlab.optvis.units import parse_units
 
 DESCRIPTION = ("Render every channel of LAYERS into OUT: one PNG per unit, contact sheets, manifest.json "
@@ -54,9 +54,7 @@ def _channels_arg(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     layers = [name.strip() for name in args.layers.split(",") if name.strip()] if args.layers else None
     out = args.out if args.out is not None else Path("gallery") / safe_name(Path(str(args.model)).stem)
-    need_tensorboard(args)
-    if args.tensorboard is not None:
-        check_writable(args.tensorboard, "--tensorboard folder", folder=True)
+    check_tensorboard(args)
     tensorboard = TensorBoardLog(args.tensorboard, image_every=args.tensorboard_every) \
         if args.tensorboard is not None else None
     try:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, add_model_arguments,
-                                int_list, model_recipe, need_tensorboard, output_path, positive_int,
+                                check_tensorboard, int_list, model_recipe, output_path, positive_int,
                                 warn_never_on)
 from dreamlab.errors import DreamlabError
 
@@ -47,15 +47,13 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
     from dreamlab.apps.args import phase
     from dreamlab.devices import resolve_device
-    from dreamlab.io import check_writable, grid, load_image, output_paths, save_png
+    from dreamlab.io import grid, load_image, output_paths, save_png
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.grammar import check_syntax, parse_objective
     from dreamlab.optvis.engine import render
 
     _check_out(args.out)  # before any work
-    need_tensorboard(args)
-    if args.tensorboard is not None:
-        check_writable(args.tensorboard, "--tensorboard folder", folder=True)
+    check_tensorboard(args)
     check_syntax(args.objective)  # a typo is refused before the model loads (tens of seconds on a CPU)
     resolve_device(args.device)  # a bad --device is refused before the model loads
     loaded = load_model(model_recipe(args), args.weights)
