@@ -111,19 +111,19 @@ CASES = {
     "init not an image": (lambda t: ["render", "conv2:1", *LENET, "--init", _recipe(t)], 2,
                           "cannot read image"),
     # recipe values of the wrong type, each with its key named
-    "recipe input_size": (lambda t: ["layers", "r", "--recipe", _recipe(t, input_size='"big"')], 2,
+    "recipe input_size": (lambda t: ["layers", "--recipe", _recipe(t, input_size='"big"')], 2,
                           'input_size = "big" is not valid; input_size must be a positive integer'),
-    "recipe lr": (lambda t: ["layers", "r", "--recipe", _recipe(t, lr='"fast"')], 2,
+    "recipe lr": (lambda t: ["layers", "--recipe", _recipe(t, lr='"fast"')], 2,
                   'lr = "fast" is not valid; lr must be a positive number'),
-    "recipe mean": (lambda t: ["layers", "r", "--recipe", _recipe(t, mean="5")], 2,
+    "recipe mean": (lambda t: ["layers", "--recipe", _recipe(t, mean="5")], 2,
                     "mean = 5 is not valid; mean must be a list of numbers"),
-    "recipe categories": (lambda t: ["layers", "r", "--recipe", _recipe(t, categories="7")], 2,
+    "recipe categories": (lambda t: ["layers", "--recipe", _recipe(t, categories="7")], 2,
                           "categories = 7 is not valid; categories must be a list of class names"),
-    "recipe channels": (lambda t: ["layers", "r", "--recipe", _recipe(t, channels='"1"')],
+    "recipe channels": (lambda t: ["layers", "--recipe", _recipe(t, channels='"1"')],
                         2, 'channels = "1" is not valid; channels must be an integer from 1 to 4'),
-    "recipe std zero": (lambda t: ["layers", "r", "--recipe", _recipe(t, std="[0.0]")], 2,
+    "recipe std zero": (lambda t: ["layers", "--recipe", _recipe(t, std="[0.0]")], 2,
                         "std = [0.0] is not valid; std must be a list of positive numbers"),
-    "recipe not UTF-8": (lambda t: ["layers", "r", "--recipe", _non_utf8(t)], 2, "is not UTF-8 text"),
+    "recipe not UTF-8": (lambda t: ["layers", "--recipe", _non_utf8(t)], 2, "is not UTF-8 text"),
     "recipe runs code": (lambda t: ["render", "x:0", "--recipe", _recipe(t, builder='"torch.hub:load"')], 2,
         "builder 'torch.hub:load' is not a registered builder"),
     # layer table sizes
@@ -182,6 +182,11 @@ CASES = {
                              "argument --compile: invalid choice: 'fast'"),
     "model and recipe": (lambda t: ["render", "conv2:1", *LENET, "--recipe", _recipe(t)], 2,
                          "give --model or --recipe, not both"),
+    "positional model and recipe": (lambda t: ["layers", "lenet-digits", "--recipe", _recipe(t)], 2,
+                                    "give MODEL or --recipe, not both"),
+    "kernels model and recipe": (lambda t: ["kernels", "lenet-digits", "conv1", "--recipe", _recipe(t)], 2,
+                                 "give MODEL or --recipe, not both"),
+    "no model": (["graph"], 2, "name a model: MODEL (googlenet, hed-vgg16"),
     # render settings from the command line (checked by the settings object)
     "lr nan": (["render", "conv2:1", *LENET, "--lr", "nan"], 2, "lr"),
     "lr inf": (["render", "conv2:1", *LENET, "--lr", "inf"], 2, "lr"),
@@ -189,7 +194,7 @@ CASES = {
     "steps not an integer": (["render", "conv2:1", *LENET, "--steps", "2.7"], 2, "--steps"),
     "unknown model": (["render", "conv2:1", "--model", "lenet-digit"], 2, "unknown model 'lenet-digit'"),
     "syntax before the model loads": (["render", "x:1/0", "--model", "no-such-model"], 2, "division by zero"),
-    "a right recipe still runs": (lambda t: ["layers", "r", "--recipe", _recipe(t)], 0, ""),
+    "a right recipe still runs": (lambda t: ["layers", "--recipe", _recipe(t)], 0, ""),
 }
 SLOW = {"divide by zero in a sum", "divide a unit by zero", "huge range", "large range", "unit past the layer",
         "layers too small"}
@@ -334,9 +339,9 @@ def test_recipes_name_registered_builders_only(tmp_path, monkeypatch):
 def test_allow_recipe_code_flag_opts_in_for_one_command(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(loading.ALLOW_CODE_ENV, raising=False)
     recipe = _recipe(tmp_path, builder='"torch.nn:Identity"')
-    assert main(["layers", "r", "--recipe", recipe]) == 2
+    assert main(["layers", "--recipe", recipe]) == 2
     assert "not a registered builder" in capsys.readouterr().err
-    assert main(["layers", "r", "--recipe", recipe, "--allow-recipe-code"]) == 0
+    assert main(["layers", "--recipe", recipe, "--allow-recipe-code"]) == 0
     assert loading.ALLOW_CODE_ENV not in os.environ  # the opt-in ends with the command
 
 

@@ -87,7 +87,7 @@ def test_a_table_for_a_layer_the_model_lacks_names_close_matches(tmp_path: Path)
         load_model(path)
     message = str(info.value)
     assert "'conv3'" in message and "close matches: conv1, conv2" in message
-    assert f"`dreamlab layers digits-layers --recipe {path}` lists them" in message
+    assert f"`dreamlab layers --recipe {path}` lists them" in message
 
 
 def test_the_cli_takes_a_layers_steps_for_its_snapshots(tmp_path: Path, capsys: pytest.CaptureFixture[str]

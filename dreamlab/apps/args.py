@@ -92,6 +92,26 @@ def model_recipe(args: argparse.Namespace) -> str | Path:
     return args.recipe or args.model
 
 
+def add_positional_model(p: argparse.ArgumentParser, help_text: str) -> None:
+    """MODEL (optional) and --recipe FILE, for the commands whose model is positional; `positional_model(args)`
+    reads them."""
+    p.add_argument("model", nargs="?", help=f"{help_text} (or --recipe FILE instead)")
+    p.add_argument("--recipe", type=Path, help="a recipe TOML file, instead of MODEL (the file names its model)")
+
+
+def positional_model(args: argparse.Namespace) -> str | Path:
+    """MODEL or the --recipe file: exactly one of them (the recipe names its own model, so one would be ignored)."""
+    from dreamlab.errors import DreamlabError
+
+    if args.model is not None and args.recipe is not None:
+        raise DreamlabError(f"give MODEL or --recipe, not both: the recipe {str(args.recipe)!r} names its own model "
+                            f"(its builder); MODEL also takes a recipe .toml")
+    if args.model is None and args.recipe is None:
+        raise DreamlabError(f"name a model: MODEL ({recipe_names()}, a torchvision model name or a recipe .toml), "
+                            f"or --recipe FILE")
+    return args.recipe if args.recipe is not None else args.model
+
+
 def add_device_argument(p: argparse.ArgumentParser, default_note: str = "") -> None:
     """--device, shared by the commands that run a model (devices.resolve_device checks the value)."""
     p.add_argument("--device", help=f"cpu, cuda or cuda:N (default: cuda when available{default_note})")

@@ -270,7 +270,7 @@ def _check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None) -
     from dreamlab.optvis.capture import OUTPUT
 
     names = module_names(model) + [OUTPUT]
-    listing = f"{recipe.name} --recipe {source}" if source and source.endswith(".toml") else recipe.name
+    listing = f"--recipe {source}" if source and source.endswith(".toml") else recipe.name
     for layer in recipe.layers:
         if layer not in names:
             raise unknown(f'layer in recipe {recipe.name}\'s [layers."..."] tables:', layer, names,

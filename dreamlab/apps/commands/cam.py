@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import add_device_argument, output_path, positive_int, recipe_names
+from dreamlab.apps.args import add_device_argument, add_positional_model, output_path, positional_model, positive_int, \
+    recipe_names
 
 DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or Grad-CAM++) of a target at a "
                "layer, upsampled to the photo and overlaid with a colour map (FILE.png), and the raw map at the "
@@ -13,14 +14,13 @@ DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or
 
 def add_subject_arguments(p: argparse.ArgumentParser) -> None:
     """MODEL, --image, --target, --weights, --recipe, --size, --device, --out: shared with `dreamlab attribute`."""
-    p.add_argument("model", help=f"recipe name ({recipe_names()}) or a torchvision model name")
+    add_positional_model(p, f"recipe name ({recipe_names()}) or a torchvision model name")
     p.add_argument("--image", "-i", type=Path, required=True, help="the photo (PNG or JPEG)")
     p.add_argument("--target", "-t",
                    help="an objective: logit:281, logit:tabby, inception4c:97, ... (default: the model's top class)")
     p.add_argument("--weights", default="default",
                    help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
                         "a torchvision weights name, or PATH to a state-dict file")
-    p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     p.add_argument("--size", type=positive_int, help="the model's input size (default: the recipe's)")
     add_device_argument(p)
     p.add_argument("-o", "--out", type=output_path,
@@ -44,7 +44,7 @@ def load_subject(args: argparse.Namespace):
     device = resolve_device(args.device)
     if args.out is not None:
         check_output_file(args.out)  # before the model loads
-    subj = subject(str(args.recipe or args.model), weights=args.weights)
+    subj = subject(str(positional_model(args)), weights=args.weights)
     subj.model.to(device)
     photo, x = read_photo(args.image, subj, args.size)
     return subj, photo, x.to(device)

@@ -4,20 +4,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import output_path, positive_int
+from dreamlab.apps.args import add_positional_model, output_path, positional_model, positive_int
 
 DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the recipe says) and save the "
                "activation maps of LAYER's strongest channels (by mean activation) as a labelled grid.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="recipe name, recipe .toml or torchvision model name")
+    add_positional_model(p, "recipe name, recipe .toml or torchvision model name")
     p.add_argument("layer", help="layer address, e.g. inception4c (`dreamlab layers MODEL` lists them)")
     p.add_argument("--image", "-i", required=True,
                    help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline)")
     p.add_argument("--weights", default="default",
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
-    p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     p.add_argument("--top", type=positive_int,
                    help="show the K strongest channels (default: all up to 64 channels, else 64)")
     p.add_argument("-o", "--out", type=output_path, help="output PNG (default: MODEL_LAYER_features.png)")
@@ -27,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.features import features
     from dreamlab.io import check_output_file, safe_name
 
-    name = args.recipe or args.model
-    out = args.out or Path(f"{safe_name(Path(str(args.model)).stem)}_{safe_name(args.layer)}_features.png")
+    name = positional_model(args)
+    out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{safe_name(args.layer)}_features.png")
     check_output_file(out)  # before the model loads
     features(name, args.layer, args.image, top=args.top, out=out, weights=args.weights)
     print(out)

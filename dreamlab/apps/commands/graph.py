@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from dreamlab.apps.args import output_path, positive_int
+from dreamlab.apps.args import add_positional_model, output_path, positional_model, positive_int
 
 DESCRIPTION = ("Draw MODEL's data flow: one node per module at --depth with its dotted address, type and output "
                "shape; functional ops where branches join (concat, add). Without -o the DOT text is printed; "
@@ -12,7 +11,7 @@ DESCRIPTION = ("Draw MODEL's data flow: one node per module at --depth with its 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="recipe name, recipe .toml or torchvision model name")
+    add_positional_model(p, "recipe name, recipe .toml or torchvision model name")
     p.add_argument("-o", "--out", type=output_path, help="output file: .dot/.gv (text), .svg, .png or .pdf (Graphviz)")
     p.add_argument("--rankdir", type=str.upper, default="TB",
                    help="layout direction: TB, LR, BT or RL (default: %(default)s)")
@@ -20,7 +19,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how far modules are opened: 1 = top-level modules (default: %(default)s; "
                         "ResNet's residual adds show at 3)")
     p.add_argument("--size", type=positive_int, help="input size in pixels (default: the recipe's)")
-    p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     p.add_argument("--weights", default="none",
                    help="weights to load (default: none; shapes do not depend on them)")
 
@@ -29,11 +27,12 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.graph import check_output, check_rankdir, graph
     from dreamlab.io import check_writable
 
+    name = positional_model(args)
     check_rankdir(args.rankdir)  # before building the model
     if args.out is not None:
         check_output(args.out)
         check_writable(args.out, folder=False)
-    dot_text = graph(args.recipe or args.model, rankdir=args.rankdir, depth=args.depth, size=args.size,
+    dot_text = graph(name, rankdir=args.rankdir, depth=args.depth, size=args.size,
                      out=args.out, weights=args.weights)
     print(args.out if args.out is not None else dot_text, end="\n" if args.out is not None else "")
     return 0

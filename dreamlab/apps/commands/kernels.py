@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import output_path, positive_int
+from dreamlab.apps.args import add_positional_model, output_path, positional_model, positive_int
 
 DESCRIPTION = ("Save the weights of conv LAYER as a grid: RGB filters (the first layer) in colour, deeper layers one "
                "grey tile per (output, input) pair, a row per output channel, or --sum-inputs. Each tile is "
@@ -12,11 +12,10 @@ DESCRIPTION = ("Save the weights of conv LAYER as a grid: RGB filters (the first
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="recipe name, recipe .toml or torchvision model name")
+    add_positional_model(p, "recipe name, recipe .toml or torchvision model name")
     p.add_argument("layer", help="a conv layer address, e.g. conv1.conv (`dreamlab layers MODEL` lists them)")
     p.add_argument("--weights", default="default",
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
-    p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
     p.add_argument("-o", "--out", type=output_path, help="output PNG (default: MODEL_LAYER_kernels.png)")
     p.add_argument("--shared-scale", action="store_true",
                    help="one scale for all tiles, zero at mid-grey (default: each tile stretched on its own)")
@@ -30,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.kernels import kernels
     from dreamlab.io import check_output_file, safe_name
 
-    name = args.recipe or args.model
-    out = args.out or Path(f"{safe_name(Path(str(args.model)).stem)}_{safe_name(args.layer)}_kernels.png")
+    name = positional_model(args)
+    out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{safe_name(args.layer)}_kernels.png")
     check_output_file(out)  # before the model loads
     kernels(name, args.layer, shared_scale=args.shared_scale, sum_inputs=args.sum_inputs, limit=args.limit,
             scale=args.scale, out=out, weights=args.weights)

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from dreamlab.apps.args import add_allow_code_argument, positive_int
+from dreamlab.apps.args import add_allow_code_argument, add_positional_model, positional_model, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="recipe or torchvision model name")
+    add_positional_model(p, "recipe name, recipe .toml or torchvision model name")
     p.add_argument("--size", type=positive_int, help="input size (default: the recipe's)")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
-    p.add_argument("--recipe", type=Path, help="a recipe TOML file")
     add_allow_code_argument(p)
 
 
@@ -20,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.models.loading import load_model
     from dreamlab.models.summary import format_table, layer_table
 
-    loaded = load_model(args.recipe or args.model, weights="none")  # shapes need no weights
+    loaded = load_model(positional_model(args), weights="none")  # shapes need no weights
     rows = layer_table(loaded.model, input_size=args.size or loaded.recipe.input_size,
                        channels=loaded.recipe.channels)
     if args.json:
