@@ -73,6 +73,34 @@ def test_a_neuron_is_read_where_it_is_written_on_any_map():
         assert objective({"l": acts}).tolist() == [7.0]
 
 
+def test_a_neuron_on_a_padded_map_is_read_where_the_render_size_map_sits():
+    """at_offsets gives the objective the engine scores the transformed (padded) images with; the centre and
+    whole-channel objectives need no offset, and a sum carries the offset to its neuron."""
+    acts = torch.zeros(1, 1, 14, 14)
+    acts[0, 0, 5 + 3, 2 + 2] = 7.0  # the render-size map's (x=2, y=5), with the map sitting at (dy=3, dx=2)
+    shifted = o.neuron("l", 0, x=2, y=5).at_offsets({"l": (3, 2)})
+    assert shifted({"l": acts}).tolist() == [7.0]
+    assert o.neuron("l", 0, x=2, y=5)({"l": acts}).tolist() == [0.0]
+    centre = o.neuron("l", 0)
+    assert centre.at_offsets({"l": (3, 2)}) is centre
+    combined = (2 * o.neuron("l", 0, x=2, y=5) + o.channel("l", 0)).at_offsets({"l": (3, 2)})
+    assert combined({"l": acts}).tolist() == pytest.approx([14.0 + 7.0 / 196])
+
+
+def test_a_neuron_render_brightens_the_pixel_it_names_under_padding_transforms():
+    """An identity layer: neuron (x, y) is pixel (x, y) of the image. The transforms pad 4 px of grey on every
+    side, so the optimizer's maps are 8 px larger; the render must still change pixel (x, y), not the one 4 px
+    up and left (which is padding, with no gradient)."""
+    from dreamlab.optvis.transforms import RandomTransforms
+
+    model = nn.Sequential(nn.Identity())
+    result = dreamlab.render(model, "0:0@9,6", steps=8, size=16, param="pixel", optimizer="adam", lr=0.1,
+                             transforms=RandomTransforms(pad=4, fill=0.5), device="cpu")
+    change = result.images[0, 0] - result.images[0, 0].median()
+    assert divmod(int(change.abs().argmax()), 16) == (6, 9)
+    assert float(change[6, 9]) > 0.1
+
+
 def test_units_are_ints_in_any_form_and_listed_once():
     assert o.channel("l", torch.tensor(3)).labels == ("l:3",)
     assert o.channel("l", np.int64(3)).labels == ("l:3",)

@@ -81,6 +81,14 @@ class _Batch:
     grad_norms: Tensor
 
 
+def map_offsets(padded: dict[str, Tensor], plain: dict[str, Tensor]) -> dict[str, tuple[int, int]]:
+    """(dy, dx) per spatial layer: where the map of the image sits in the map of the padded image (the padding is
+    the same on every side). A smaller map (a user transform that crops) gets no offset."""
+    return {name: (max(0, (padded[name].shape[-2] - act.shape[-2]) // 2),
+                   max(0, (padded[name].shape[-1] - act.shape[-1]) // 2))
+            for name, act in plain.items() if act.dim() == 4 and padded[name].dim() == 4}
+
+
 def derived_seed(*parts: int) -> int:
     """A 63-bit seed from integers (tuple hashing of ints is the same in every process)."""
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF
@@ -93,6 +101,7 @@ class _Renderer:
                  init_images: dict[int, Tensor] | Tensor | None, thresholds: Sequence[int],
                  on_snapshot: SnapshotCallback | None):
         self.model, self.objective, self.recipe, self.settings = model, objective, recipe, settings
+        self.step_objective = objective  # read on the transformed images' maps: see check_units
         self.layers = sorted(objective.layers - {IMAGE})
         dev = settings.device
         self.mean = torch.tensor(recipe.mean, device=dev).view(1, -1, 1, 1)
@@ -121,18 +130,18 @@ class _Renderer:
         return nullcontext()
 
     def scores(self, run_layers: Callable[[Tensor], dict[str, Tensor]], images: Tensor, model_input: Tensor,
-               index: Tensor) -> Tensor:
+               index: Tensor, objective: Objective | None = None) -> Tensor:
         with self.autocast():
             acts = dict(run_layers(model_input)) if self.layers else {}
         acts[IMAGE] = images
-        return self.objective(acts, index)
+        return (objective or self.objective)(acts, index)
 
     def step_scores(self, run_layers: Callable[[Tensor], dict[str, Tensor]], param: ImageParam, draws: Tensor,
                     index: Tensor) -> Tensor:
         """One step's forward: the images, their transforms, the model up to the objective's layers, the scores."""
         images = param()
         model_input = self.normalize(self.transforms(images, draws=draws))
-        return self.scores(run_layers, images, model_input, index)
+        return self.scores(run_layers, images, model_input, index, self.step_objective)
 
     def check_units(self) -> None:
         """One forward of one grey input, before any image is allocated: refuses reused modules, units out of
@@ -145,8 +154,10 @@ class _Renderer:
         acts = self._forward_once(model_input) if self.layers else {}
         if acts and model_input.shape[-2:] != grey.shape[-2:]:
             # units and positions are checked on the maps of the image at the render size, which the final
-            # scores read (the transforms' padding makes the maps the optimizer sees larger)
-            acts = self._forward_once(grey)
+            # scores read; the transforms' padding makes the maps the optimizer sees larger, so fixed positions
+            # (a neuron at x, y) are read where the render-size map sits in them
+            padded, acts = acts, self._forward_once(grey)
+            self.step_objective = self.objective.at_offsets(map_offsets(padded, acts))
         self.objective.check({name: act.shape for name, act in acts.items()})
         self.checked = True
 

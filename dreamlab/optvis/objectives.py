@@ -30,6 +30,7 @@ IMAGE = "@image"  # key of the clean (un-transformed) image in the activations m
 Acts = Mapping[str, Tensor]
 Scorer = Callable[[Acts, Tensor], Tensor]  # (activations, unit index of each sample [b]) -> scores [b] or []
 Check = Callable[[Mapping[str, torch.Size]], None]
+Offsets = Mapping[str, tuple[int, int]]  # layer -> (dy, dx): where the render-size map sits in a larger one
 
 _ATOM, _UNARY, _PRODUCT, _SUM = 4, 3, 2, 1  # precedence, for parentheses in names
 
@@ -47,6 +48,9 @@ class Objective:
     # a mean over the positions of one layer (a channel, a whole layer, sums and multiples of those): the score of
     # a large image is then the tiles' scores added up, which is how DeepDream dreams photos in tiles
     per_position: bool = False
+    # for objectives that read fixed positions (a neuron at x, y): the same objective reading each layer's map
+    # shifted by `Offsets`, for the larger maps of a padded input (the render transforms' padding)
+    shifted: Callable[[Offsets], Objective] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -64,6 +68,11 @@ class Objective:
             raise DreamlabError(f"objective {self.name!r} returned {got}; an objective returns one score per "
                                 f"sample, a tensor [{b}] (or a 0-d tensor for all)")
         return score.float().expand(b)
+
+    def at_offsets(self, offsets: Offsets) -> Objective:
+        """This objective as read on maps that hold the render-size map at `offsets` (itself if it reads no fixed
+        position): the engine scores the transformed images, which the padding makes larger, with it."""
+        return self.shifted(offsets) if self.shifted is not None else self
 
     def check(self, shapes: Mapping[str, torch.Size]) -> None:
         """Raise a one-line DreamlabError when a unit does not exist in layers of these shapes."""
@@ -150,6 +159,8 @@ def combine(op: Callable[..., Tensor], symbol: str, precedence: int, *parts: Obj
         labels=labels,
         checks=tuple(c for o in objs for c in o.checks),
         precedence=precedence,
+        shifted=(lambda offsets: combine(op, symbol, precedence, *(o.at_offsets(offsets) for o in objs)))
+        if any(o.shifted is not None for o in objs) else None,
     )
 
 
@@ -230,17 +241,22 @@ def channel(layer: str, units: int | Sequence[int] | range) -> Objective:
 
 
 def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None, y: int | None = None) -> Objective:
-    """One spatial position of a channel (default: the centre of the activation map); x, y are checked against
-    the map of the image at the render size, and read on whichever map the scorer is given."""
+    """One spatial position of a channel (default: the centre of the activation map); x, y are positions of the
+    map of the image at the render size (checked there). The render's transforms pad the image, so the maps the
+    optimizer sees are larger: the engine reads x, y where that map sits in them (`Objective.at_offsets`)."""
     unit_list = _unit_list(units)
-    cache = _IndexCache(unit_list)
     if (x is None) != (y is None):
         raise DreamlabError(f"neuron({layer!r}, ...) needs both x and y, or neither for the centre; got x={x}, "
                             f"y={y}")
+    return _neuron(layer, unit_list, _IndexCache(unit_list), x, y, 0, 0)
+
+
+def _neuron(layer: str, unit_list: list[int], cache: _IndexCache, x: int | None, y: int | None,
+            dy: int, dx: int) -> Objective:
     def scorer(acts: Acts, index: Tensor) -> Tensor:
         picked = _pick_units(acts[layer], cache, index)  # [b, H, W]
         h, w = picked.shape[-2:]
-        return picked[:, h // 2 if y is None else y, w // 2 if x is None else x]
+        return picked[:, h // 2 if y is None else y + dy, w // 2 if x is None else x + dx]
 
     def position_check(shapes: Mapping[str, torch.Size]) -> None:
         shape = shapes[layer]
@@ -252,12 +268,16 @@ def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None,
             raise DreamlabError(f"position {x},{y} is outside layer {layer!r} ({w}x{h} at the render size: "
                                 f"valid x 0-{w - 1}, y 0-{h - 1})")
 
-    if x is None:
+    def shifted(offsets: Offsets) -> Objective:
+        return _neuron(layer, unit_list, cache, x, y, *offsets.get(layer, (0, 0)))
+
+    if x is None:  # the centre of whichever map: no offset needed
         name, labels = f"{layer}:{format_units(unit_list)}@centre", tuple(f"{layer}:{u}@centre" for u in unit_list)
     else:
         where = f"@{x},{y}"
         name, labels = f"{layer}:{format_units(unit_list)}{where}", tuple(f"{layer}:{u}{where}" for u in unit_list)
-    return Objective(scorer, frozenset({layer}), name, labels, (_channel_check(layer, unit_list), position_check))
+    return Objective(scorer, frozenset({layer}), name, labels, (_channel_check(layer, unit_list), position_check),
+                     shifted=None if x is None else shifted)
 
 
 def deepdream(layer: str) -> Objective:
