@@ -53,6 +53,9 @@ def test_the_peer_benchmark_runs_the_parts_asked_for(tmp_path: Path) -> None:
     (["--workload", "dream", "--units", "0"], "--units does not apply to it"),
     (["--workload", "dream", "--size", "64", "--units", "3"],
      "--workload dream times a fixed DeepDream of 1024x768 on inception4c: --size, --units do not apply to it"),
+    (["--workload", "dream", "--precision", "fp32", "--peer-parts", "ceiling"],  # options with defaults, given
+     "--precision, --peer-parts do not apply to it"),
+    (["--workload", "dream", "--transforms", "none"], "--transforms does not apply to it"),
 ])
 def test_bad_bench_arguments_get_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     try:

@@ -6,6 +6,7 @@ import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -44,10 +45,14 @@ def output_path(text: str) -> Path:
 
 
 def given_options(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
-    """The options among `names` (argparse dests) that the user gave, as `--name`: those whose default is None
-    (or False, for flags), so that an option a command would ignore can be refused."""
-    return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) is not None
-            and getattr(args, name) is not False]
+    """The options among `names` (argparse dests) that the user gave, as `--name`, so that an option a command
+    would ignore can be refused: those added by `add_given_option`, and those whose default is None (or False,
+    for flags)."""
+    def given(name: str) -> bool:
+        flag = getattr(args, f"{name}_given", None)
+        return flag if flag is not None else getattr(args, name) is not None and getattr(args, name) is not False
+
+    return [f"--{name.replace('_', '-')}" for name in names if given(name)]
 
 
 def check_tensorboard(args: argparse.Namespace) -> None:
@@ -63,9 +68,9 @@ def check_tensorboard(args: argparse.Namespace) -> None:
 
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = "googlenet") -> None:
     """--model/--weights/--recipe, shared by every subcommand that loads a model; `model_recipe(args)` reads them."""
-    p.add_argument("--model", "-m", default=default_model, action=_Given,
-                   help=f"recipe name ({recipe_names()}) or any torchvision model name "
-                        "(default: %(default)s)")
+    add_given_option(p, "--model", "-m", default=default_model,
+                     help=f"recipe name ({recipe_names()}) or any torchvision model name "
+                          "(default: %(default)s)")
     p.add_argument("--weights", default="default",
                    help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
                         "a torchvision weights name, or PATH to a state-dict file")
@@ -73,8 +78,15 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = 
     add_allow_code_argument(p)
 
 
+def add_given_option(p: argparse.ArgumentParser, *flags: str, **kwargs: Any) -> None:
+    """An option with a default whose use `given_options` still tells (DEST_given: False until it is given)."""
+    action = p.add_argument(*flags, action=_Given, **kwargs)
+    p.set_defaults(**{f"{action.dest}_given": False})
+
+
 class _Given(argparse.Action):
-    """Stores the value and notes that it was given (`--model`'s default would hide that)."""
+    """Stores the value and notes that it was given, as `DEST_given` (a default would hide that; see
+    `given_options`)."""
 
     def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 - argparse's signature
         setattr(namespace, self.dest, values)
@@ -84,7 +96,7 @@ class _Given(argparse.Action):
 def model_recipe(args: argparse.Namespace) -> str | Path:
     """What to load: the --recipe file, or the --model name; both at once are refused (the recipe names its own
     model, so one of them would be ignored)."""
-    if args.recipe is not None and getattr(args, "model_given", False):
+    if args.recipe is not None and args.model_given:
         from dreamlab.errors import DreamlabError
 
         raise DreamlabError(f"give --model or --recipe, not both: the recipe {str(args.recipe)!r} names its own "

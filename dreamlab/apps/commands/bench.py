@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from dreamlab.apps.bench import bench_dream, bench_workload, check_bench_size, ratios, run_ablation, run_peer_bench
-from dreamlab.apps.args import add_compile_argument, add_device_argument, given_options, positive_int
+from dreamlab.apps.args import add_compile_argument, add_device_argument, add_given_option, given_options, \
+    positive_int
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.params import PARAMS
 from dreamlab.optvis.transforms import PRESETS
@@ -22,26 +23,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=positive_int, help="image size of the unit and layer workloads (default: 224)")
     p.add_argument("--units", type=int, help="units of the layer workload (default: 512, all of inception4c's)")
     add_device_argument(p)
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on cuda")
-    p.add_argument("--param", default="fourier", choices=sorted(PARAMS))
-    p.add_argument("--transforms", default="standard", choices=sorted(PRESETS))
+    # add_given_option: these have defaults, and the dream workload must still tell whether they were given
+    add_given_option(p, "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on cuda")
+    add_given_option(p, "--param", default="fourier", choices=sorted(PARAMS))
+    add_given_option(p, "--transforms", default="standard", choices=sorted(PRESETS))
     p.add_argument("--batch-size", type=positive_int, help="units per batch (default: all)")
     add_compile_argument(p, "each workload is then rendered twice and the warm-up reported as warmup_s")
     p.add_argument("--peer-bench", type=Path, metavar="PEER_BENCH_PY",
                    help="also run this peer benchmark (../shared/bench/peer_bench.py) with the same settings, "
                         "in the same run, and print the ratios")
-    p.add_argument("--peer-site", type=Path, default=Path("/tmp/peers_site"),
-                   help="where setup_peers.sh installed the peers (default: %(default)s)")
-    p.add_argument("--peer-batches", default="1", help="lucent batch sizes to time (default: 1)")
-    p.add_argument("--peer-parts", default="lucent",
-                   help="what the peer benchmark runs: any of ceiling (bare GoogLeNet fwd+bwd), lucent, dreams "
-                        "(default: lucent)")
+    add_given_option(p, "--peer-site", type=Path, default=Path("/tmp/peers_site"),
+                     help="where setup_peers.sh installed the peers (default: %(default)s)")
+    add_given_option(p, "--peer-batches", default="1", help="lucent batch sizes to time (default: 1)")
+    add_given_option(p, "--peer-parts", default="lucent",
+                     help="what the peer benchmark runs: any of ceiling (bare GoogLeNet fwd+bwd), lucent, dreams "
+                          "(default: lucent)")
     p.add_argument("--ablation", action="store_true",
                    help="instead of the workloads: time inception4c:0-<units-1> with each speed-up switched off "
                         "alone (early stop, one gather, precision, layout, optimizer; --compile adds compile)")
 
 
-DREAM_FIXED = ("size", "units", "batch_size", "compile", "peer_bench", "ablation")  # the dream workload's own
+DREAM_FIXED = ("size", "units", "batch_size", "compile", "peer_bench", "ablation", "precision", "param",
+               "transforms", "peer_site", "peer_batches", "peer_parts")  # the dream workload's own
 
 
 def _dream_options(args: argparse.Namespace) -> None:
