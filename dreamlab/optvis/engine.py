@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import warnings
@@ -24,6 +25,7 @@ from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.loading import LoadedModel
+from dreamlab.optvis.diversity import diversity_layer, repeat_units, with_diversity
 from dreamlab.optvis.objectives import IMAGE, Objective
 from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import ImageParam, image_to_param_raw, make_param
@@ -101,8 +103,10 @@ class _Renderer:
                  init_images: dict[int, Tensor] | Tensor | None, thresholds: Sequence[int],
                  on_snapshot: SnapshotCallback | None):
         self.model, self.objective, self.recipe, self.settings = model, objective, recipe, settings
-        self.step_objective = objective  # read on the transformed images' maps: see check_units
-        self.layers = sorted(objective.layers - {IMAGE})
+        # what the optimizer maximizes: the objective read on the transformed images' maps (see check_units),
+        # with the diversity penalty; the clean scores that report a render are the objective's alone
+        self.step_objective = self.for_steps(objective)
+        self.layers = sorted(self.step_objective.layers - {IMAGE})
         dev = settings.device
         self.mean = torch.tensor(recipe.mean, device=dev).view(1, -1, 1, 1)
         self.std = torch.tensor(recipe.std, device=dev).view(1, -1, 1, 1)
@@ -119,6 +123,11 @@ class _Renderer:
             self.features = truncated_forward(model, self.layers) if self.layers else None
             self.compiled_scores = torch.compile(self.step_scores, dynamic=False,
                                                  mode=None if settings.compile == "default" else settings.compile)
+
+    def for_steps(self, objective: Objective) -> Objective:
+        s = self.settings
+        return with_diversity(objective, s.diversity, s.diversity_layer, s.diversity_weight) if s.diversity > 1 \
+            else objective
 
     def normalize(self, images: Tensor) -> Tensor:
         x = (images - self.mean) / self.std
@@ -157,8 +166,12 @@ class _Renderer:
             # scores read; the transforms' padding makes the maps the optimizer sees larger, so fixed positions
             # (a neuron at x, y) are read where the render-size map sits in them
             padded, acts = acts, self._forward_once(grey)
-            self.step_objective = self.objective.at_offsets(map_offsets(padded, acts))
+            self.step_objective = self.for_steps(self.objective.at_offsets(map_offsets(padded, acts)))
         self.objective.check({name: act.shape for name, act in acts.items()})
+        layer = self.settings.diversity_layer
+        if self.settings.diversity > 1 and acts[layer].dim() < 2:
+            raise DreamlabError(f"diversity compares the images' activations at {layer!r}, whose output "
+                                f"{list(acts[layer].shape)} has no channels: pick a conv layer")
         self.checked = True
 
     def _forward_once(self, model_input: Tensor) -> dict[str, Tensor]:
@@ -356,7 +369,17 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     settings = resolve_settings(requested, recipe_obj, owned, dev, obj.layers)
     todo = check_units(units, obj.batch_size)
     thresholds = check_call(settings.steps, todo, batch_size, thresholds)
+    copies = settings.diversity
+    if copies > 1:  # each unit becomes `copies` samples in a row, optimized in one batch
+        settings = dataclasses.replace(settings, diversity_layer=diversity_layer(
+            obj, recipe_obj.default_layer, settings.diversity_layer))
+        obj = repeat_units(obj, copies)
+        todo = [u * copies + k for u in todo for k in range(copies)]
+        if batch_size is not None and batch_size < copies:
+            raise DreamlabError(f"batch_size {batch_size} is below diversity {copies}: the images of one unit "
+                                f"are optimized together; give batch_size >= {copies} (or leave it unset)")
     per_batch = min(batch_size or len(todo), len(todo))
+    per_batch -= per_batch % copies
     if isinstance(settings.param, nn.Module) and per_batch < len(todo):
         raise DreamlabError(f"a param module holds one fixed batch: render its {len(todo)} units at once (leave "
                             f"batch_size unset) or pass a factory")
@@ -370,7 +393,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot)
         renderer.check_units()  # before the first image is allocated
         parts, start = [], 0
-        bar = progress_bar(len(todo) * settings.steps, f"rendering {len(todo)} unit(s), {settings.steps} steps") \
+        what = f"{len(todo) // copies} unit(s) x {copies} images" if copies > 1 else f"{len(todo)} unit(s)"
+        bar = progress_bar(len(todo) * settings.steps, f"rendering {what}, {settings.steps} steps") \
             if progress else None
         try:
             while start < len(todo):
@@ -378,9 +402,10 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
                 try:
                     part = renderer.run_batch(todo[start:end], bar)
                 except (torch.OutOfMemoryError, RuntimeError) as exc:
-                    if not _out_of_memory(exc) or per_batch == 1 or isinstance(settings.param, nn.Module):
+                    if not _out_of_memory(exc) or per_batch == copies or isinstance(settings.param, nn.Module):
                         raise
-                    per_batch = (per_batch + 1) // 2  # keep finished batches, retry this one smaller
+                    # keep finished batches, retry this one smaller (whole groups of a unit's images)
+                    per_batch = max(copies, (per_batch + 1) // 2 // copies * copies)
                     if dev.type == "cuda":
                         torch.cuda.empty_cache()
                     continue

@@ -38,6 +38,7 @@ from dreamlab.optvis.transforms import (
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 PRECISIONS = ("auto", "fp32", "bf16")
 MIN_SIZE = 8  # pixels a side of a rendered image
+MAX_DIVERSITY = 64  # images per unit: they are optimized in one batch
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class RenderSettings:
     redirect_relu_steps: int = 16  # steps at the start that use the redirected ReLU gradient (see relu.py)
     # torch.compile mode for each step's forward ("default", "reduce-overhead" for CUDA graphs, ...); True: default
     compile: bool | str | None = None
+    # images per unit, pushed apart by the Gram similarity of their activations at diversity_layer (diversity.py)
+    diversity: int = 1
+    diversity_weight: float = 1.0  # the penalty relative to each image's score (0: copies differ by their start only)
+    diversity_layer: str | None = None  # None: the objective's own layer, else the recipe's default layer
 
     @property
     def height_width(self) -> tuple[int, int]:
@@ -153,6 +158,9 @@ def _validate(s: RenderSettings) -> None:
         raise DreamlabError(f"start_level must be between 0 and 1 (exclusive), got {s.start_level!r}")
     _finite("init_sd", s.init_sd, 0, True)
     _whole("redirect_relu_steps", s.redirect_relu_steps, 0)
+    _whole("diversity", s.diversity, 1, " (images per unit; 1: no diversity)")
+    check_range("diversity", s.diversity, 1, MAX_DIVERSITY, "images per unit")
+    _finite("diversity_weight", s.diversity_weight, 0, True, " (0: the copies differ by their start only)")
     for name in ("decorrelate", "channels_last"):
         value = getattr(s, name)
         if not isinstance(value, bool) and not (name == "channels_last" and value is None):
@@ -285,6 +293,10 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
                if key != "color_matrix" and (key not in defaults or value != defaults[key])}
     if s.color_matrix is not None:
         options["dreamlab:color_matrix"] = repr(s.color_matrix)
+    if s.diversity > 1:
+        from dreamlab.optvis.diversity import describe as describe_diversity
+
+        options["dreamlab:diversity"] = describe_diversity(s.diversity, s.diversity_layer, s.diversity_weight)
     height, width = s.height_width
     return {
         "dreamlab:objective": obj.name,

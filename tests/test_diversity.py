@@ -1,0 +1,114 @@
+"""Diversity: several images per unit, pushed apart by the distance between their Gram matrices
+(dreamlab/optvis/diversity.py)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+import dreamlab
+from dreamlab import objectives as o
+from dreamlab.apps.cli import main
+from dreamlab.errors import DreamlabError
+from dreamlab.optvis.capture import Capture
+from dreamlab.optvis.diversity import gram_distance, repeat_units, with_diversity
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_the_gram_distance_is_zero_for_alike_styles_and_sqrt2_for_disjoint_channels():
+    a = torch.zeros(1, 2, 4, 4)
+    a[0, 0] = 1.0
+    b = torch.zeros(1, 2, 4, 4)
+    b[0, 1] = 1.0
+    shifted = a.roll(2, dims=-1)  # the same style elsewhere: a Gram matrix ignores positions
+    distance = gram_distance(torch.cat([a, shifted, b, a]), torch.tensor([0, 0, 1, 1]))
+    assert distance.tolist() == pytest.approx([0.0, 0.0, 2 ** 0.5, 2 ** 0.5], abs=1e-3)
+    assert gram_distance(a, torch.tensor([0])).tolist() == [0.0]  # alone in its group
+
+
+def test_repeated_units_read_their_unit_and_carry_the_neuron_offset():
+    acts = torch.arange(2 * 3 * 4 * 4, dtype=torch.float).view(2, 3, 4, 4).repeat(2, 1, 1, 1)  # 4 samples
+    twice = repeat_units(o.channel("l", [2, 0]), 2)
+    assert twice.labels == ("l:2 #1", "l:2 #2", "l:0 #1", "l:0 #2") and twice.batch_size == 4
+    expected = [acts[k, [2, 2, 0, 0][k]].mean() for k in range(4)]
+    assert twice({"l": acts}).tolist() == pytest.approx([float(v) for v in expected])
+    neuron = repeat_units(o.neuron("l", 1, x=0, y=0), 2).at_offsets({"l": (1, 1)})
+    assert neuron({"l": acts[:2]}).tolist() == [float(acts[0, 1, 1, 1]), float(acts[1, 1, 1, 1])]
+
+
+def test_the_penalty_pushes_nearly_alike_copies_apart():
+    """The copies start almost alike, where a cosine's gradient vanishes: the distance's gradient does not."""
+    torch.manual_seed(0)
+    base = torch.rand(1, 4, 6, 6)
+    features = (base + 1e-4 * torch.randn(2, 4, 6, 6)).requires_grad_(True)
+    objective = with_diversity(repeat_units(o.channel("l", 0), 2), 2, "l", 1.0)
+    score = objective({"l": features}, torch.tensor([0, 1]))
+    plain = features[:, 0].mean((1, 2))
+    penalty_grad, = torch.autograd.grad((score - plain).sum(), features)
+    assert float(penalty_grad.norm()) > 0.05 * float(plain.detach().abs().mean())
+    assert score.tolist() == pytest.approx(plain.tolist(), rel=1e-2)  # alike: the bonus is near 0
+
+
+@pytest.fixture(scope="module")
+def digits_renders():
+    """logit:0-9, 4 images each, with the penalty (weight 1) and without it (weight 0)."""
+    loaded = dreamlab.load_model("lenet-digits")
+    with_penalty = dreamlab.render(loaded, "logit:0-9", diversity=4, device="cpu")
+    without = dreamlab.render(loaded, "logit:0-9", diversity=4, diversity_weight=0.0, device="cpu")
+    return loaded, with_penalty, without
+
+
+def _distances(loaded, images):
+    mean = torch.tensor(loaded.recipe.mean).view(1, -1, 1, 1)
+    std = torch.tensor(loaded.recipe.std).view(1, -1, 1, 1)
+    with torch.no_grad(), Capture(loaded.model, ["conv2"]) as cap:
+        return gram_distance(cap.run((images - mean) / std)["conv2"], torch.arange(len(images)) // 4)
+
+
+def test_diverse_digits_differ_and_are_still_read_as_their_digit(digits_renders):
+    """Measured 2026-12-04: Gram distance 0.79 against 0.03 without the penalty; the independent judge (an SVM
+    fitted on digits lenet-digits never saw) reads 34 or 35 of the 40 images as their digit at seeds 0 and 1."""
+    pytest.importorskip("sklearn")
+    from dreamlab.apps.quality.judge import DigitsSvmJudge
+
+    loaded, with_penalty, without = digits_renders
+    assert with_penalty.images.shape == (40, 1, 28, 28)
+    assert with_penalty.labels[:5] == ["logit:0 #1", "logit:0 #2", "logit:0 #3", "logit:0 #4", "logit:1 #1"]
+    apart, alike = _distances(loaded, with_penalty.images), _distances(loaded, without.images)
+    assert float(apart.mean()) > 0.5 and float(alike.mean()) < 0.1
+    assert float(apart.min()) > float(alike.max())
+    read = DigitsSvmJudge.fit().predict(with_penalty.images)
+    assert (read == (torch.arange(40) // 4).numpy()).sum() >= 32
+    assert with_penalty.provenance["dreamlab:diversity"] == "4 images per unit, Gram distance at conv2, weight 1"
+    assert "dreamlab:diversity" not in dreamlab.render(loaded, "logit:3", steps=1, device="cpu").provenance
+
+
+def test_the_copies_of_a_unit_stay_in_one_batch():
+    loaded = dreamlab.load_model("lenet-digits")
+    whole = dreamlab.render(loaded, "conv2:3,7", diversity=2, steps=4, device="cpu")
+    split = dreamlab.render(loaded, "conv2:3,7", diversity=2, steps=4, batch_size=3, device="cpu")  # 3 -> 2
+    assert split.labels == whole.labels == ["conv2:3 #1", "conv2:3 #2", "conv2:7 #1", "conv2:7 #2"]
+    assert torch.allclose(split.images, whole.images, atol=1e-5)
+    with pytest.raises(DreamlabError, match="batch_size 1 is below diversity 2"):
+        dreamlab.render(loaded, "conv2:3", diversity=2, steps=1, batch_size=1, device="cpu")
+    with pytest.raises(DreamlabError, match="diversity 65 is out of range; valid: 1 to 64 images per unit"):
+        dreamlab.render(loaded, "conv2:3", diversity=65, steps=1, device="cpu")
+    with pytest.raises(DreamlabError, match="diversity_layer must be a layer address"):
+        dreamlab.render(loaded, "conv2:3", diversity=2, diversity_layer="", steps=1, device="cpu")
+
+
+def test_render_diversity_writes_a_row_per_unit(tmp_path, capsys):
+    out = tmp_path / "g.png"
+    assert main(["render", "conv2:3,7", "--model", "lenet-digits", "--diversity", "3", "--steps", "2", "--grid",
+                 "-o", str(out)]) == 0
+    with Image.open(out) as grid:
+        assert grid.size == (3 * 30 + 2, 2 * 30 + 2)  # 28 px tiles, 2 px padding: 3 columns, 2 rows
+        assert grid.text["dreamlab:units"] == "conv2:3 #1 | conv2:3 #2 | conv2:3 #3 | conv2:7 #1 | conv2:7 #2 | conv2:7 #3"
+    assert main(["render", "conv2:3", "--model", "lenet-digits", "--diversity", "2", "--steps", "2",
+                 "-o", str(tmp_path / "each")]) == 0
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["lenet-digits_conv2_3_1.png",
+                                                                    "lenet-digits_conv2_3_2.png"]
+    capsys.readouterr()
+    assert main(["render", "conv2:3", "--model", "lenet-digits", "--diversity-layer", "conv1"]) == 2
+    assert "--diversity-layer applies to several images per unit: add --diversity N" in capsys.readouterr().err
