@@ -101,6 +101,20 @@ def test_a_neuron_render_brightens_the_pixel_it_names_under_padding_transforms()
     assert float(change[6, 9]) > 0.1
 
 
+def test_a_neuron_under_a_cropping_transform_is_read_at_a_negative_offset_or_refused():
+    """A user transform that crops 4 px a side: the render-size map sits at offset -4 in the optimizer's; a
+    position that falls outside the cropped map is refused in one line rather than crashing mid-render."""
+    model = nn.Sequential(nn.Identity())
+    crop = [lambda x: x[..., 4:-4, 4:-4]]
+    result = dreamlab.render(model, "0:0@9,6", steps=8, size=16, param="pixel", optimizer="adam", lr=0.1,
+                             transforms=crop, device="cpu")
+    change = result.images[0, 0] - result.images[0, 0].median()
+    assert divmod(int(change.abs().argmax()), 16) == (6, 9)
+    with pytest.raises(DreamlabError, match=r"position 14,6 of layer '0' falls outside the map the transforms give "
+                                            r"the optimizer \(8x8, with the render-size map at offset -4,-4"):
+        dreamlab.render(model, "0:0@14,6", steps=1, size=16, transforms=crop, device="cpu")
+
+
 def test_units_are_ints_in_any_form_and_listed_once():
     assert o.channel("l", torch.tensor(3)).labels == ("l:3",)
     assert o.channel("l", np.int64(3)).labels == ("l:3",)

@@ -187,6 +187,8 @@ CASES = {
     "kernels model and recipe": (lambda t: ["kernels", "lenet-digits", "conv1", "--recipe", _recipe(t)], 2,
                                  "give MODEL or --recipe, not both"),
     "no model": (["graph"], 2, "name a model: MODEL (googlenet, hed-vgg16"),
+    "model without its layer": (["kernels", "lenet-digits"], 2,
+                                "give MODEL and LAYER (e.g. lenet-digits conv1), got only 'lenet-digits'"),
     # render settings from the command line (checked by the settings object)
     "lr nan": (["render", "conv2:1", *LENET, "--lr", "nan"], 2, "lr"),
     "lr inf": (["render", "conv2:1", *LENET, "--lr", "inf"], 2, "lr"),

@@ -56,6 +56,11 @@ def test_the_peer_benchmark_runs_the_parts_asked_for(tmp_path: Path) -> None:
     (["--workload", "dream", "--precision", "fp32", "--peer-parts", "ceiling"],  # options with defaults, given
      "--precision, --peer-parts do not apply to it"),
     (["--workload", "dream", "--transforms", "none"], "--transforms does not apply to it"),
+    (["--ablation", "--precision", "bf16", "--batch-size", "4"],
+     "--ablation times inception4c:0-<units-1> with each speed-up switched off alone: --precision, --batch-size do "
+     "not apply to it"),
+    (["--peer-parts", "ceiling"], "--peer-parts configures the peer benchmark: add --peer-bench PEER_BENCH_PY"),
+    (["--workload", "unit", "--units", "8"], "--workload unit renders one unit: --units does not apply to it"),
 ])
 def test_bad_bench_arguments_get_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     try:

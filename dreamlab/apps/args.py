@@ -119,6 +119,10 @@ def positional_model(args: argparse.Namespace) -> str | Path:
         raise DreamlabError(f"give MODEL or --recipe, not both: the recipe {str(args.recipe)!r} names its own model "
                             f"(its builder); MODEL also takes a recipe .toml")
     if args.model is None and args.recipe is None:
+        layer = getattr(args, "layer", None)
+        if layer is not None:  # one word: argparse gives it to LAYER, but the model is what comes first
+            raise DreamlabError(f"give MODEL and LAYER (e.g. lenet-digits conv1), got only {layer!r}; "
+                                f"`dreamlab layers MODEL` lists a model's layers")
         raise DreamlabError(f"name a model: MODEL ({recipe_names()}, a torchvision model name or a recipe .toml), "
                             f"or --recipe FILE")
     return args.recipe if args.recipe is not None else args.model

@@ -43,34 +43,36 @@ def repeat_units(objective: Objective, copies: int) -> Objective:
                      objective.per_position, shifted if objective.shifted is not None else None)
 
 
-def gram_distance(features: Tensor, groups: Tensor) -> Tensor:
+def gram_distance(features: Tensor, copies: int) -> Tensor:
     """[b]: each sample's mean distance between its Gram matrix at `features` ([b, C, H, W] or [b, C]), scaled
-    to unit length, and those of the other samples of its group (same value in `groups`); 0 for a sample alone.
-    The distance (sqrt(2 - 2 cos)) is 0 for alike styles and up to sqrt(2) for Gram matrices of ReLU activations
-    that share no channel."""
+    to unit length, and those of the other samples of its group: the samples come in groups of `copies` in a
+    row (a unit's images; the engine keeps them in one batch). The distance (sqrt(2 - 2 cos)) is 0 for alike
+    styles and up to sqrt(2) for Gram matrices of ReLU activations that share no channel."""
     b = features.shape[0]
+    if b % copies:
+        raise ValueError(f"{b} samples do not make groups of {copies}")
     flat = features.float().reshape(b, features.shape[1], -1)  # [b, C, positions]
     gram = F.normalize((flat @ flat.transpose(1, 2)).flatten(1), dim=1)  # [b, C*C], unit length
     # the cosine's gradient vanishes where two images are alike (the copies' random starts nearly are), the
     # distance's does not, so the copies part from the first step. Computed from the differences, not as
     # sqrt(2 - 2 cos), which loses nearly alike pairs to float rounding; cdist's gradient is 0 at distance 0.
-    distance = torch.cdist(gram, gram, compute_mode="donot_use_mm_for_euclid_dist")
-    others = (groups[:, None] == groups[None, :]) & ~torch.eye(b, dtype=torch.bool, device=features.device)
-    return (distance * others).sum(1) / others.sum(1).clamp(min=1)
+    # Within each group only: the pairs of different units would cost a batch's square for nothing.
+    grouped = gram.view(b // copies, copies, -1)
+    distance = torch.cdist(grouped, grouped, compute_mode="donot_use_mm_for_euclid_dist")  # [groups, k, k]
+    return (distance.sum(2) / max(copies - 1, 1)).flatten()  # the diagonal is 0
 
 
 def with_diversity(objective: Objective, copies: int, layer: str, weight: float) -> Objective:
     """What the optimizer maximizes for a `repeat_units` objective: each sample's score plus `weight` times its
-    size times its Gram distance at `layer` to the other copies of its unit."""
+    size times its Gram distance at `layer` to the other copies of its unit. The bonus adds its gradient only:
+    the value stays the objective's, so the per-step history (and TensorBoard's curves) read the objective."""
     def scorer(acts: Acts, index: Tensor) -> Tensor:
         score = objective(acts, index)
-        return score + weight * score.detach().abs() * gram_distance(acts[layer], index // copies)
-
-    def shifted(offsets: Offsets) -> Objective:
-        return with_diversity(objective.at_offsets(offsets), copies, layer, weight)
+        bonus = weight * score.detach().abs() * gram_distance(acts[layer], copies)
+        return score + (bonus - bonus.detach())
 
     return Objective(scorer, objective.layers | {layer}, objective.name, objective.labels, objective.checks,
-                     objective.precedence, False, shifted if objective.shifted is not None else None)
+                     objective.precedence, False)
 
 
 def diversity_layer(objective: Objective, default_layer: str | None, requested: str | None) -> str:
@@ -80,17 +82,17 @@ def diversity_layer(objective: Objective, default_layer: str | None, requested: 
     from dreamlab.optvis.objectives import IMAGE
 
     if requested is not None:
-        if not isinstance(requested, str) or not requested:
-            raise DreamlabError(f"diversity_layer must be a layer address (`dreamlab layers MODEL` lists them), "
-                                f"got {requested!r}")
+        if not isinstance(requested, str) or not requested or requested == IMAGE:
+            raise DreamlabError(f"diversity_layer (--diversity-layer) must be the address of a layer of the model "
+                                f"(`dreamlab layers MODEL` lists them), got {requested!r}")
         return requested
     layers = sorted(objective.layers - {IMAGE, OUTPUT})
     if len(layers) == 1:
         return layers[0]
     if default_layer is None:
         raise DreamlabError(f"diversity needs a layer to compare the images at, and {objective.name!r} reads "
-                            f"{'several' if layers else 'none with positions'}: give diversity_layer (a conv "
-                            f"layer's address; `dreamlab layers MODEL` lists them)")
+                            f"{'several' if layers else 'none with positions'}: give diversity_layer "
+                            f"(--diversity-layer), a conv layer's address (`dreamlab layers MODEL` lists them)")
     return default_layer
 
 

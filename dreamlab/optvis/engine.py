@@ -84,10 +84,10 @@ class _Batch:
 
 
 def map_offsets(padded: dict[str, Tensor], plain: dict[str, Tensor]) -> dict[str, tuple[int, int]]:
-    """(dy, dx) per spatial layer: where the map of the image sits in the map of the padded image (the padding is
-    the same on every side). A smaller map (a user transform that crops) gets no offset."""
-    return {name: (max(0, (padded[name].shape[-2] - act.shape[-2]) // 2),
-                   max(0, (padded[name].shape[-1] - act.shape[-1]) // 2))
+    """(dy, dx) per spatial layer: where the map of the image sits in the map of the transformed image, taken as
+    padded (or cropped, for a negative offset) by the same amount on every side. A user transform that resizes
+    the image breaks that assumption: a neuron is then read at the same offset from the map's centre."""
+    return {name: ((padded[name].shape[-2] - act.shape[-2]) // 2, (padded[name].shape[-1] - act.shape[-1]) // 2)
             for name, act in plain.items() if act.dim() == 4 and padded[name].dim() == 4}
 
 
@@ -161,13 +161,15 @@ class _Renderer:
             grey = torch.full((1, self.recipe.channels, *self.settings.height_width), 0.5, device=dev)
             model_input = self.transforms(grey, draws=middle)
         acts = self._forward_once(model_input) if self.layers else {}
-        if acts and model_input.shape[-2:] != grey.shape[-2:]:
-            # units and positions are checked on the maps of the image at the render size, which the final
-            # scores read; the transforms' padding makes the maps the optimizer sees larger, so fixed positions
-            # (a neuron at x, y) are read where the render-size map sits in them
-            padded, acts = acts, self._forward_once(grey)
-            self.step_objective = self.for_steps(self.objective.at_offsets(map_offsets(padded, acts)))
+        resized = bool(acts) and model_input.shape[-2:] != grey.shape[-2:]
+        transformed, acts = (acts, self._forward_once(grey)) if resized else (acts, acts)
+        # units and positions are checked on the maps of the image at the render size, which the final scores
+        # read; the transforms' padding makes the maps the optimizer sees larger, so fixed positions (a neuron at
+        # x, y) are read where the render-size map sits in them, and must fall inside them too
         self.objective.check({name: act.shape for name, act in acts.items()})
+        if resized:
+            self.step_objective = self.for_steps(self.objective.at_offsets(map_offsets(transformed, acts)))
+            self.step_objective.check({name: act.shape for name, act in transformed.items()})
         layer = self.settings.diversity_layer
         if self.settings.diversity > 1 and acts[layer].dim() < 2:
             raise DreamlabError(f"diversity compares the images' activations at {layer!r}, whose output "
@@ -199,10 +201,18 @@ class _Renderer:
         generators = [torch.Generator(s.device).manual_seed(derived_seed(s.seed, 0, unit)) for unit in units]
         param = make_param(s.param, len(units), self.recipe.channels, s.height_width, generator=generators,
                            device=s.device, **param_options(s))
+        if self.init_images is None:
+            return param
+        # a unit's images would all start as the same photo, where the diversity penalty has no gradient:
+        # each keeps its own random start on top of it
+        noise = [t.detach().clone() for t in param.parameters()] if s.diversity > 1 else []
         if isinstance(self.init_images, dict):
             image_to_param_raw(torch.stack([self.init_images[u] for u in units]).to(s.device), param)
-        elif self.init_images is not None:
+        else:
             image_to_param_raw(self.init_images.to(s.device), param)
+        with torch.no_grad():
+            for tensor, start in zip(param.parameters(), noise):
+                tensor.add_(start)
         return param
 
     def step_rng(self, step: int):
@@ -353,9 +363,10 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     each unit starts from the same noise and draws the same transforms as in a render of them all, whatever
     the split into batches, so its image is the same up to the rounding of kernels whose results depend on the
     batch size (cuDNN's and some CPUs', amplified over many steps: gallery/README.md). `batch_size` caps how many
-    units are optimized at once (default: all; on a GPU out-of-memory the batch is halved and the
-    run goes on). `thresholds` are steps (1..steps) at which snapshots are kept and `on_snapshot` is called.
-    `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]) replaces the random start. Ctrl-C ends
+    images are optimized at once (default: all; on a GPU out-of-memory the batch is halved and the run goes
+    on); with `diversity` N, a unit's N images share a batch, so it is rounded down to a multiple of N. `thresholds` are steps (1..steps) at which snapshots are kept and `on_snapshot` is called.
+    `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]) replaces the random start (with
+    `diversity`, a unit's images start from its image plus their own random starts). Ctrl-C ends
     the run early and returns what exists, with `interrupted=True`. With `compile`, the model must be
     traceable by torch.fx; the warm-up is paid once per model, layers and shape in a process.
     """
@@ -376,8 +387,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         obj = repeat_units(obj, copies)
         todo = [u * copies + k for u in todo for k in range(copies)]
         if batch_size is not None and batch_size < copies:
-            raise DreamlabError(f"batch_size {batch_size} is below diversity {copies}: the images of one unit "
-                                f"are optimized together; give batch_size >= {copies} (or leave it unset)")
+            raise DreamlabError(f"batch_size (--batch-size) {batch_size} is below diversity {copies}: the images of "
+                                f"one unit are optimized together; give at least {copies} (or leave it unset)")
     per_batch = min(batch_size or len(todo), len(todo))
     per_batch -= per_batch % copies
     if isinstance(settings.param, nn.Module) and per_batch < len(todo):
@@ -387,8 +398,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     if init_image is not None:
         if not isinstance(settings.param, str):
             raise DreamlabError("init_image works with the pixel and fourier parameterizations only")
-        fitted = fit_init_image(init_image, recipe_obj.channels, settings.height_width, len(todo))
-        init_images = fitted if fitted.shape[0] == 1 else dict(zip(todo, fitted))
+        fitted = fit_init_image(init_image, recipe_obj.channels, settings.height_width, len(todo) // copies)
+        init_images = fitted if fitted.shape[0] == 1 else dict(zip(todo, fitted.repeat_interleave(copies, 0)))
     with prepared_model(module, dev, settings.channels_last, owned) as ready:
         renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot)
         renderer.check_units()  # before the first image is allocated

@@ -264,9 +264,14 @@ def _neuron(layer: str, unit_list: list[int], cache: _IndexCache, x: int | None,
             raise DreamlabError(f"layer {layer!r} has output shape {list(shape)}: a neuron needs a spatial map; "
                                 f"use {layer}:{unit_list[0]} for the whole channel")
         h, w = shape[-2:]
-        if x is not None and y is not None and not (0 <= x < w and 0 <= y < h):
+        if x is None or y is None or (0 <= x + dx < w and 0 <= y + dy < h):
+            return
+        if dx == dy == 0:
             raise DreamlabError(f"position {x},{y} is outside layer {layer!r} ({w}x{h} at the render size: "
                                 f"valid x 0-{w - 1}, y 0-{h - 1})")
+        raise DreamlabError(f"position {x},{y} of layer {layer!r} falls outside the map the transforms give the "
+                            f"optimizer ({w}x{h}, with the render-size map at offset {dx},{dy} in it): use "
+                            f"transforms that keep the image's size, or a position nearer the centre")
 
     def shifted(offsets: Offsets) -> Objective:
         return _neuron(layer, unit_list, cache, x, y, *offsets.get(layer, (0, 0)))

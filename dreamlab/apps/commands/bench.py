@@ -47,18 +47,36 @@ DREAM_FIXED = ("size", "units", "batch_size", "compile", "peer_bench", "ablation
                "transforms", "peer_site", "peer_batches", "peer_parts")  # the dream workload's own
 
 
-def _dream_options(args: argparse.Namespace) -> None:
-    """The dream workload is one fixed DeepDream: refuse the options it would ignore."""
-    given = given_options(args, DREAM_FIXED)
-    if args.workload == "dream" and given:
-        raise DreamlabError(f"--workload dream times a fixed DeepDream of 1024x768 on inception4c: "
-                            f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to it")
+PEER_OPTIONS = ("peer_site", "peer_batches", "peer_parts")
+ABLATION_IGNORES = ("precision", "param", "transforms", "batch_size", "peer_bench", *PEER_OPTIONS)
+
+
+def _unused_options(args: argparse.Namespace) -> None:
+    """Refuse the options the chosen benchmark would ignore: the dream workload is one fixed DeepDream, the
+    ablation times its own variants, the peer options need --peer-bench, and the unit workload is one unit."""
+    def refuse(given: list[str], why: str) -> None:
+        if given:
+            raise DreamlabError(f"{why}: {', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to it")
+
+    if args.workload == "dream":
+        refuse(given_options(args, DREAM_FIXED), "--workload dream times a fixed DeepDream of 1024x768 on "
+                                                 "inception4c")
+    if args.ablation:
+        refuse(given_options(args, ABLATION_IGNORES), "--ablation times inception4c:0-<units-1> with each "
+                                                      "speed-up switched off alone")
+    peer = given_options(args, PEER_OPTIONS) if args.peer_bench is None else []
+    if peer:
+        one = len(peer) == 1
+        raise DreamlabError(f"{', '.join(peer)} configure{'s' if one else ''} the peer benchmark: add --peer-bench "
+                            f"PEER_BENCH_PY, or leave {'it' if one else 'them'} out")
+    if args.workload == "unit" and not args.ablation:
+        refuse(given_options(args, ["units"]), "--workload unit renders one unit")
 
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.devices import resolve_device
 
-    _dream_options(args)
+    _unused_options(args)
     args.size = args.size if args.size is not None else 224
     args.units = args.units if args.units is not None else 512
     if not 1 <= args.units <= 512:

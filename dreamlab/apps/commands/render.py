@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_argument(p)
-    p.add_argument("--batch-size", type=positive_int, help="units optimized at once (default: all)")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="images optimized at once (default: all; with --diversity N, a multiple of N: rounded down)")
     p.add_argument("--thresholds", type=int_list, default=[], help="also save snapshots at these steps, "
                                                                     "e.g. 64,256,512")
     p.add_argument("--init", type=Path, help="start from this image instead of noise")
@@ -151,6 +152,7 @@ def _grid_path(out: Path | None, model: str, labels: Sequence[str]) -> Path:
 
     if out is not None and out.suffix.lower() == ".png":
         return out
+    labels = list(dict.fromkeys(label.split(" #")[0] for label in labels))  # a unit's --diversity images: once
     span = labels[0] if len(labels) == 1 else f"{labels[0]}..{labels[-1].split(':')[-1]}"
     name = f"{safe_name(model)}_{safe_name(span)}_grid.png"
     return (out / name) if out is not None else Path(name)
