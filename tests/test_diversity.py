@@ -122,7 +122,7 @@ def test_render_diversity_writes_a_row_per_unit(tmp_path, capsys, monkeypatch):
                  "-o", str(out)]) == 0
     with Image.open(out) as grid:
         assert grid.size == (3 * 30 + 2, 2 * 30 + 2)  # 28 px tiles, 2 px padding: 3 columns, 2 rows
-        assert grid.text["dreamlab:units"] == "conv2:3 #1 | conv2:3 #2 | conv2:3 #3 | conv2:7 #1 | conv2:7 #2 | conv2:7 #3"
+        assert grid.text["dreamlab:units"] == " | ".join(f"conv2:{u} #{k}" for u in (3, 7) for k in (1, 2, 3))
     assert main(["render", "conv2:3", "--model", "lenet-digits", "--diversity", "2", "--steps", "2",
                  "-o", str(tmp_path / "each")]) == 0
     assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["lenet-digits_conv2_3_1.png",

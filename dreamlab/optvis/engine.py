@@ -364,7 +364,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     the split into batches, so its image is the same up to the rounding of kernels whose results depend on the
     batch size (cuDNN's and some CPUs', amplified over many steps: gallery/README.md). `batch_size` caps how many
     images are optimized at once (default: all; on a GPU out-of-memory the batch is halved and the run goes
-    on); with `diversity` N, a unit's N images share a batch, so it is rounded down to a multiple of N. `thresholds` are steps (1..steps) at which snapshots are kept and `on_snapshot` is called.
+    on); with `diversity` N, a unit's N images share a batch, so it is rounded down to a multiple of N.
+    `thresholds` are steps (1..steps) at which snapshots are kept and `on_snapshot` is called.
     `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]) replaces the random start (with
     `diversity`, a unit's images start from its image plus their own random starts). Ctrl-C ends
     the run early and returns what exists, with `interrupted=True`. With `compile`, the model must be
