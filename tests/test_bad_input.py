@@ -189,6 +189,7 @@ CASES = {
     "no model": (["graph"], 2, "name a model: MODEL (googlenet, hed-vgg16"),
     "model without its layer": (["kernels", "lenet-digits"], 2,
                                 "give MODEL and LAYER (e.g. lenet-digits conv1), got only 'lenet-digits'"),
+    "cam without a model": (["cam", "--image", "x.png", "--layer", "conv2"], 2, "name a model: MODEL ("),
     # render settings from the command line (checked by the settings object)
     "lr nan": (["render", "conv2:1", *LENET, "--lr", "nan"], 2, "lr"),
     "lr inf": (["render", "conv2:1", *LENET, "--lr", "inf"], 2, "lr"),

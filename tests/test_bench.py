@@ -61,6 +61,8 @@ def test_the_peer_benchmark_runs_the_parts_asked_for(tmp_path: Path) -> None:
      "not apply to it"),
     (["--peer-parts", "ceiling"], "--peer-parts configures the peer benchmark: add --peer-bench PEER_BENCH_PY"),
     (["--workload", "unit", "--units", "8"], "--workload unit renders one unit: --units does not apply to it"),
+    (["--workload", "unit", "--batch-size", "4"], "--workload unit renders one unit: --batch-size does not apply"),
+    (["--ablation", "--workload", "layer"], "switched off alone: --workload does not apply to it"),
 ])
 def test_bad_bench_arguments_get_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     try:

@@ -104,10 +104,11 @@ def model_recipe(args: argparse.Namespace) -> str | Path:
     return args.recipe or args.model
 
 
-def add_positional_model(p: argparse.ArgumentParser, help_text: str) -> None:
+def add_positional_model(p: argparse.ArgumentParser, help_text: str, layer_follows: bool = False) -> None:
     """MODEL (optional) and --recipe FILE, for the commands whose model is positional; `positional_model(args)`
-    reads them."""
+    reads them. `layer_follows`: a positional LAYER comes next (kernels, features)."""
     p.add_argument("model", nargs="?", help=f"{help_text} (or --recipe FILE instead)")
+    p.set_defaults(layer_follows=layer_follows)
     p.add_argument("--recipe", type=Path, help="a recipe TOML file, instead of MODEL (the file names its model)")
 
 
@@ -119,7 +120,7 @@ def positional_model(args: argparse.Namespace) -> str | Path:
         raise DreamlabError(f"give MODEL or --recipe, not both: the recipe {str(args.recipe)!r} names its own model "
                             f"(its builder); MODEL also takes a recipe .toml")
     if args.model is None and args.recipe is None:
-        layer = getattr(args, "layer", None)
+        layer = getattr(args, "layer", None) if getattr(args, "layer_follows", False) else None
         if layer is not None:  # one word: argparse gives it to LAYER, but the model is what comes first
             raise DreamlabError(f"give MODEL and LAYER (e.g. lenet-digits conv1), got only {layer!r}; "
                                 f"`dreamlab layers MODEL` lists a model's layers")

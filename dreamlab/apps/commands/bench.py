@@ -17,8 +17,8 @@ from dreamlab.optvis.transforms import PRESETS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workload", default="both", choices=["unit", "layer", "both", "dream"],
-                   help="both: unit and layer; dream: DeepDream at 1024x768, --steps steps (try 10)")
+    add_given_option(p, "--workload", default="both", choices=["unit", "layer", "both", "dream"],
+                     help="both: unit and layer; dream: DeepDream at 1024x768, --steps steps (try 10)")
     p.add_argument("--steps", type=positive_int, default=512)
     p.add_argument("--size", type=positive_int, help="image size of the unit and layer workloads (default: 224)")
     p.add_argument("--units", type=int, help="units of the layer workload (default: 512, all of inception4c's)")
@@ -48,7 +48,7 @@ DREAM_FIXED = ("size", "units", "batch_size", "compile", "peer_bench", "ablation
 
 
 PEER_OPTIONS = ("peer_site", "peer_batches", "peer_parts")
-ABLATION_IGNORES = ("precision", "param", "transforms", "batch_size", "peer_bench", *PEER_OPTIONS)
+ABLATION_IGNORES = ("workload", "precision", "param", "transforms", "batch_size", "peer_bench", *PEER_OPTIONS)
 
 
 def _unused_options(args: argparse.Namespace) -> None:
@@ -70,7 +70,7 @@ def _unused_options(args: argparse.Namespace) -> None:
         raise DreamlabError(f"{', '.join(peer)} configure{'s' if one else ''} the peer benchmark: add --peer-bench "
                             f"PEER_BENCH_PY, or leave {'it' if one else 'them'} out")
     if args.workload == "unit" and not args.ablation:
-        refuse(given_options(args, ["units"]), "--workload unit renders one unit")
+        refuse(given_options(args, ["units", "batch_size"]), "--workload unit renders one unit")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_positional_model(p, "recipe name, recipe .toml or torchvision model name")
+    add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
     p.add_argument("layer", help="layer address, e.g. inception4c (`dreamlab layers MODEL` lists them)")
     p.add_argument("--image", "-i", required=True,
                    help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline)")

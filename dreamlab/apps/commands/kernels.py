@@ -12,7 +12,7 @@ DESCRIPTION = ("Save the weights of conv LAYER as a grid: RGB filters (the first
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_positional_model(p, "recipe name, recipe .toml or torchvision model name")
+    add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
     p.add_argument("layer", help="a conv layer address, e.g. conv1.conv (`dreamlab layers MODEL` lists them)")
     p.add_argument("--weights", default="default",
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
