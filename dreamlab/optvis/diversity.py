@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.errors import DreamlabError
-from dreamlab.optvis.objectives import Acts, Objective, Offsets
+from dreamlab.optvis.capture import OUTPUT
+from dreamlab.optvis.objectives import IMAGE, Acts, Objective, Offsets
 
 
 def repeat_units(objective: Objective, copies: int) -> Objective:
@@ -78,9 +79,6 @@ def with_diversity(objective: Objective, copies: int, layer: str, weight: float)
 def diversity_layer(objective: Objective, default_layer: str | None, requested: str | None) -> str:
     """The layer whose Gram matrices are compared: `requested`, else the objective's own layer when it reads one
     (a logit reads the output, which has no positions: then the recipe's default layer)."""
-    from dreamlab.optvis.capture import OUTPUT
-    from dreamlab.optvis.objectives import IMAGE
-
     if requested is not None:
         if not isinstance(requested, str) or not requested or requested == IMAGE:
             raise DreamlabError(f"diversity_layer (--diversity-layer) must be the address of a layer of the model "

@@ -43,11 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "alone (early stop, one gather, precision, layout, optimizer; --compile adds compile)")
 
 
-DREAM_FIXED = ("size", "units", "batch_size", "compile", "peer_bench", "ablation", "precision", "param",
-               "transforms", "peer_site", "peer_batches", "peer_parts")  # the dream workload's own
-
-
 PEER_OPTIONS = ("peer_site", "peer_batches", "peer_parts")
+DREAM_FIXED = ("size", "units", "batch_size", "compile", "peer_bench", "ablation", "precision", "param",
+               "transforms", *PEER_OPTIONS)  # the dream workload's own
 ABLATION_IGNORES = ("workload", "precision", "param", "transforms", "batch_size", "peer_bench", *PEER_OPTIONS)
 
 
