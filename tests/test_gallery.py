@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -504,3 +505,88 @@ def test_images_do_not_depend_on_the_batch_size(tmp_path: Path, reference: Path)
         mine, theirs = load_image(tmp_path / "b3" / unit["file"]), load_image(reference / unit["file"])
         assert (mine - theirs).abs().max() <= 1 / 255 + 1e-6, unit["unit"]  # batched convs may round differently
         assert unit["activation"] == pytest.approx(by_unit[unit["unit"]]["activation"], rel=1e-3, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def diverse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """conv2:0-3 and fc2:0-3 with 3 images per unit, in batches of 2 units, through the CLI."""
+    out = tmp_path_factory.mktemp("diverse") / "g"
+    assert main(["gallery", "lenet-digits", "--layers", "conv2,fc2", "--channels", "0-3", "--steps", "8",
+                 "--batch-size", "2", "--diversity", "3", "--device", "cpu", "--out", str(out)]) == 0
+    return out
+
+
+def test_diversity_gallery_keeps_each_units_images_and_scores(diverse: Path) -> None:
+    manifest = manifest_of(diverse)
+    assert (manifest["diversity"], manifest["diversity_weight"]) == (3, 1.0)
+    units = manifest["units"]
+    assert [u["unit"] for u in units] == [f"{layer}:{c}" for layer in ("conv2", "fc2") for c in range(4)]
+    loaded = load_model("lenet-digits")
+    for layer in ("conv2", "fc2"):
+        count = 50 if layer == "conv2" else 10
+        again = render(loaded, channel(layer, range(count)), units=[1, 2], steps=8, diversity=3, device="cpu")
+        for k, ch in enumerate((1, 2)):
+            record = next(u for u in units if u["unit"] == f"{layer}:{ch}")
+            assert record["files"] == [f"{layer}/{layer}_{ch:04d}_{i}.png" for i in (1, 2, 3)]
+            assert record["file"] == record["files"][0] and record["activation"] == record["activations"][0]
+            assert record["activations"] == pytest.approx(again.final_scores[3 * k:3 * k + 3].tolist())
+            for i, file in enumerate(record["files"]):
+                expected = (again.images[3 * k + i] * 255).round() / 255
+                assert torch.allclose(load_image(diverse / file), expected, atol=1 / 255), file
+                assert read_png_text(diverse / file)["dreamlab:diversity"].startswith("3 images per unit")
+            assert not torch.equal(load_image(diverse / record["files"][0]), load_image(diverse / record["files"][1]))
+    # the contact sheet holds one tile per unit (its first image) and the page marks the units as N images
+    sheet = Image.open(diverse / "conv2" / "contact_sheet.png")
+    assert sheet.size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)
+    assert (diverse / "index.html").read_text(encoding="utf-8").count('class="ch">1 ×3<') == 2
+
+
+def test_diversity_gallery_resumes_and_refuses_other_settings(diverse: Path, tmp_path: Path) -> None:
+    out = tmp_path / "g"
+    shutil.copytree(diverse, out)
+    args: dict[str, Any] = {"layers": ["conv2", "fc2"], "channels": range(4), "steps": 8, "batch_size": 2,
+                            "device": "cpu"}
+    assert build_gallery("lenet-digits", out, diversity=3, **args).rendered == 0
+    with pytest.raises(DreamlabError, match="holds units made with diversity=3, this run has diversity=1"):
+        build_gallery("lenet-digits", out, **args)
+    with pytest.raises(DreamlabError, match="diversity_weight=1.0, this run has diversity_weight=2.0"):
+        build_gallery("lenet-digits", out, diversity=3, diversity_weight=2, **args)
+    # a unit missing one of its images is not done: it is rendered again, with the same pixels
+    second = out / "conv2" / "conv2_0001_2.png"
+    before = second.read_bytes()
+    second.unlink()
+    assert build_gallery("lenet-digits", out, diversity=3, **args).rendered == 1
+    assert second.read_bytes() == before
+    # --overwrite removes every image of every unit
+    build_gallery("lenet-digits", out, layers=["conv1"], channels=[0], steps=8, device="cpu", overwrite=True)
+    assert sorted(p.name for p in out.rglob("*.png")) == ["contact_sheet.png", "conv1_0000.png"]
+
+
+def test_diversity_gallery_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["gallery", "lenet-digits", "--diversity-weight", "2", "--out", str(tmp_path / "g")]) == 2
+    assert "--diversity-weight applies to several images per unit: add --diversity N" in capsys.readouterr().err
+    assert main(["gallery", "lenet-digits", "--diversity", "65", "--out", str(tmp_path / "g")]) == 2
+    assert "diversity 65 is out of range; valid: 1 to 64 images per unit" in capsys.readouterr().err
+    with pytest.raises(DreamlabError, match="diversity_weight"):
+        build_gallery("lenet-digits", tmp_path / "g", diversity=2, diversity_weight=-1.0, device="cpu")
+    assert not (tmp_path / "g").exists()
+
+
+def test_browser_viewer_shows_a_units_diversity_images(chromium: Chromium, diverse: Path) -> None:
+    page = chromium.new_page(width=1100, height=800)
+    page.goto((diverse / "index.html").as_uri())
+    state = _jump(page, "fc2:2")
+    assert state["img"] == "fc2/fc2_0002_1.png"
+    strip = "Array.from(document.querySelectorAll('#viewer-strip button'), (b) => [b.querySelector('img')" \
+            ".getAttribute('src'), b.getAttribute('aria-pressed')])"
+    assert page.evaluate(strip) == [[f"fc2/fc2_0002_{i}.png", str(i == 1).lower()] for i in (1, 2, 3)]
+    assert page.wait_for("Array.from(document.querySelectorAll('#viewer-strip img')).every((i) => i.naturalWidth "
+                         "=== 28)")
+    page.evaluate("document.querySelectorAll('#viewer-strip button')[2].click()")
+    assert page.evaluate("document.getElementById('viewer-img').getAttribute('src')") == "fc2/fc2_0002_3.png"
+    assert page.evaluate("document.getElementById('viewer-file').getAttribute('href')") == "fc2/fc2_0002_3.png"
+    assert page.evaluate(strip)[2][1] == "true"
+    page.screenshot(ARTIFACTS / "gallery_diversity_viewer.png")
+    page.evaluate("document.getElementById('viewer-next').click()")  # another unit: its own strip, first image
+    assert page.evaluate("document.getElementById('viewer-img').getAttribute('src')") == "fc2/fc2_0003_1.png"
+    _check_clean(page)

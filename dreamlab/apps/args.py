@@ -143,6 +143,33 @@ def add_compile_argument(p: argparse.ArgumentParser, when: str) -> None:
                         f"CUDA graphs). The warm-up is paid once per model, layers and shape in a process: {when}")
 
 
+def add_diversity_arguments(p: argparse.ArgumentParser, layer_option: bool = True, note: str = "") -> None:
+    """--diversity N and --diversity-weight W (and --diversity-layer LAYER with `layer_option`), shared by render
+    and gallery (`note` ends --diversity's help); `check_diversity_options` refuses the last two without it."""
+    p.add_argument("--diversity", type=positive_int, metavar="N",
+                   help="N images per unit, pushed apart so that they show different things the unit responds to "
+                        f"(Olah et al. 2017: the Gram matrices of their activations are made to differ{note})")
+    p.add_argument("--diversity-weight", type=float, metavar="W",
+                   help="how hard the images are pushed apart, relative to each image's score (default: 1; 0: "
+                        "they differ by their random start only)")
+    if layer_option:
+        p.add_argument("--diversity-layer", metavar="LAYER",
+                       help="the layer whose Gram matrices are compared (default: the objective's layer, or the "
+                            "recipe's default layer for a logit)")
+
+
+def check_diversity_options(args: argparse.Namespace) -> None:
+    """The options that tune --diversity are refused without it (they would be ignored)."""
+    from dreamlab.errors import DreamlabError
+
+    if (args.diversity or 1) > 1:
+        return
+    unused = given_options(args, [n for n in ("diversity_weight", "diversity_layer") if hasattr(args, n)])
+    if unused:
+        raise DreamlabError(f"{', '.join(unused)} appl{'ies' if len(unused) == 1 else 'y'} to several images per "
+                            f"unit: add --diversity N (N >= 2), or leave {'it' if len(unused) == 1 else 'them'} out")
+
+
 @functools.cache
 def recipe_names() -> str:
     """The shipped recipes' names, comma-separated, for help texts (read once: every parser's help uses it)."""

@@ -158,9 +158,7 @@ def _validate(s: RenderSettings) -> None:
         raise DreamlabError(f"start_level must be between 0 and 1 (exclusive), got {s.start_level!r}")
     _finite("init_sd", s.init_sd, 0, True)
     _whole("redirect_relu_steps", s.redirect_relu_steps, 0)
-    _whole("diversity", s.diversity, 1, " (images per unit; 1: no diversity)")
-    check_range("diversity", s.diversity, 1, MAX_DIVERSITY, "images per unit")
-    _finite("diversity_weight", s.diversity_weight, 0, True, " (0: the copies differ by their start only)")
+    check_diversity(s.diversity, s.diversity_weight)
     for name in ("decorrelate", "channels_last"):
         value = getattr(s, name)
         if not isinstance(value, bool) and not (name == "channels_last" and value is None):
@@ -185,6 +183,13 @@ def _validate(s: RenderSettings) -> None:
                             "(leave compile off)")
     if s.color_matrix is not None:
         _check_color_matrix(s.color_matrix)
+
+
+def check_diversity(copies: Any, weight: Any) -> None:
+    """diversity (images per unit, 1 to MAX_DIVERSITY) and diversity_weight (finite, >= 0), as one line each."""
+    _whole("diversity", copies, 1, " (images per unit; 1: no diversity)")
+    check_range("diversity", copies, 1, MAX_DIVERSITY, "images per unit")
+    _finite("diversity_weight", weight, 0, True, " (0: the copies differ by their start only)")
 
 
 def _check_color_matrix(matrix: Any) -> None:

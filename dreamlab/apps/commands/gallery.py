@@ -5,8 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, check_tensorboard,
-                                output_path, positive_int, warn_never_on)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
+                                add_diversity_arguments, check_diversity_options, check_tensorboard, output_path,
+                                positive_int, warn_never_on)
 from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import INDEX_NAME
@@ -32,10 +33,12 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_argument(g, "; cuda:LOCAL_RANK under torchrun")
     g.add_argument("--batch-size", type=positive_int,
-                   help="units per render call (default: 64 on cuda, 16 on cpu); on a CPU images do not depend "
-                        "on it (gallery/README.md)")
+                   help="units per render call (default: 64 on cuda, 16 on cpu, divided by --diversity); on a CPU "
+                        "images do not depend on it (gallery/README.md)")
     g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
     g.add_argument("--overwrite", action="store_true", help="replace units made with other settings")
+    add_diversity_arguments(g, layer_option=False, note="; at the unit's layer. The page shows a unit's N images "
+                                                        "together")
     add_compile_argument(g, "pays off over many batches")
     g.add_argument("--tensorboard", type=output_path, metavar="DIR",
                    help="log each unit's objective and gradient norm per step, and images, to a TensorBoard run "
@@ -55,13 +58,15 @@ def run(args: argparse.Namespace) -> int:
     layers = [name.strip() for name in args.layers.split(",") if name.strip()] if args.layers else None
     out = args.out if args.out is not None else Path("gallery") / safe_name(Path(str(args.model)).stem)
     check_tensorboard(args)
+    check_diversity_options(args)
     tensorboard = TensorBoardLog(args.tensorboard, image_every=args.tensorboard_every) \
         if args.tensorboard is not None else None
     try:
         result = build_gallery(args.model, out, layers, weights=args.weights, steps=args.steps, size=args.size,
                                seed=args.seed, device=args.device, batch_size=args.batch_size,
                                channels=args.channels, overwrite=args.overwrite, compile=args.compile or False,
-                               tensorboard=tensorboard)
+                               tensorboard=tensorboard, diversity=args.diversity or 1,
+                               diversity_weight=args.diversity_weight)
     except KeyboardInterrupt:
         done = len(GalleryFolder(out).read_records())
         print(f"dreamlab: interrupted; {done} finished units are saved in {out}. Run the same command again to "
@@ -74,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         print(out / INDEX_NAME)
         print(f"{len(result.manifest['units'])} units in {out} ({result.total - result.skipped} rendered now, "
               f"{result.skipped} already done)", file=sys.stderr)
-        warn_never_on([u["unit"] for u in result.manifest["units"] if u.get("activation") == 0],
-                      "ended at activation 0")
+        warn_never_on([u["unit"] for u in result.manifest["units"] if _never_on(u)], "ended at activation 0")
     return 0
+
+
+def _never_on(record: dict) -> bool:
+    """A unit whose image (every one of its --diversity images) ended at exactly 0."""
+    return all(v == 0 for v in record.get("activations") or [record.get("activation")])

@@ -6,9 +6,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument, add_model_arguments,
-                                check_tensorboard, given_options, int_list, model_recipe, output_path,
-                                positive_int, warn_never_on)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
+                                add_diversity_arguments, add_model_arguments, check_diversity_options,
+                                check_tensorboard, int_list, model_recipe, output_path, positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 
 
@@ -35,16 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thresholds", type=int_list, default=[], help="also save snapshots at these steps, "
                                                                     "e.g. 64,256,512")
     p.add_argument("--init", type=Path, help="start from this image instead of noise")
-    p.add_argument("--diversity", type=positive_int, metavar="N",
-                   help="N images per unit, pushed apart so that they show different things the unit responds to "
-                        "(Olah et al. 2017: the Gram matrices of their activations are made to differ; a --grid "
-                        "has a row per unit)")
-    p.add_argument("--diversity-weight", type=float, metavar="W",
-                   help="how hard the images are pushed apart, relative to each image's score (default: 1; 0: "
-                        "they differ by their random start only)")
-    p.add_argument("--diversity-layer", metavar="LAYER",
-                   help="the layer whose Gram matrices are compared (default: the objective's layer, or the "
-                        "recipe's default layer for a logit)")
+    add_diversity_arguments(p, note="; a --grid has a row per unit")
     p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda)")
     add_compile_argument(p, "pays off over long or repeated renders")
     p.add_argument("--tensorboard", type=output_path, metavar="DIR",
@@ -65,10 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     _check_out(args.out)  # before any work
     check_tensorboard(args)
-    unused = given_options(args, ["diversity_weight", "diversity_layer"]) if (args.diversity or 1) == 1 else []
-    if unused:
-        raise DreamlabError(f"{', '.join(unused)} appl{'ies' if len(unused) == 1 else 'y'} to several images per "
-                            f"unit: add --diversity N (N >= 2), or leave {'it' if len(unused) == 1 else 'them'} out")
+    check_diversity_options(args)
     check_syntax(args.objective)  # a typo is refused before the model loads (tens of seconds on a CPU)
     resolve_device(args.device)  # a bad --device is refused before the model loads
     loaded = load_model(model_recipe(args), args.weights)

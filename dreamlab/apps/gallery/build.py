@@ -7,6 +7,7 @@ What OUT holds:
 
     index.html, manifest.json     the page (opens from disk) and its data, rewritten after every batch
     <layer>/<layer>_0007.png      one image per unit, its provenance in PNG text chunks
+                                  (with diversity N: <layer>_0007_1.png to _N.png)
     <layer>/contact_sheet.png     the layer's finished units in one grid
     .units/<layer>/0007.json      the unit's record, written after its PNG: it is what marks the unit done
 
@@ -48,7 +49,7 @@ from typing import Any
 import torch
 
 from dreamlab.apps.gallery.folder import GalleryFolder
-from dreamlab.apps.gallery.naming import sheet_file, unit_file
+from dreamlab.apps.gallery.naming import sheet_file, unit_files
 from dreamlab.apps.gallery.plan import Batch, Log, Plan, make_plan
 from dreamlab.apps.gallery.ranks import RankGroup
 from dreamlab.errors import DreamlabError
@@ -57,6 +58,7 @@ from dreamlab.io import check_writable
 from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.optvis.engine import render
 from dreamlab.optvis.objectives import channel
+from dreamlab.optvis.settings import check_diversity
 
 
 @dataclass
@@ -74,7 +76,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
                   weights: str | Path | None = "default", steps: int | None = None, size: int | None = None,
                   seed: int = 0, device: str | torch.device | None = None, batch_size: int | None = None,
                   channels: Sequence[int] | None = None, overwrite: bool = False, compile: bool | str = False,
-                  log: Log | None = None, tensorboard: TensorBoardLog | None = None) -> GalleryResult:
+                  log: Log | None = None, tensorboard: TensorBoardLog | None = None, diversity: int = 1,
+                  diversity_weight: float | None = None) -> GalleryResult:
     """Render one image per channel of `layers` (default: the recipe's default layer) into the folder `out`.
 
     Units already in `out` are skipped (see the module docstring for resume, determinism and torchrun).
@@ -82,9 +85,19 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     `channels` limits every layer to those channel numbers. Ctrl-C raises KeyboardInterrupt once every
     finished unit is on disk (the batch in progress is dropped). `compile` is render's: the warm-up is paid
     by the first batch (and once more by a smaller last one), every other batch reuses it. `tensorboard` logs
-    each rendered batch's objective and gradient norm per unit per step, and its images.
+    each rendered batch's objective and gradient norm per unit per step, and its images. `diversity` N renders
+    N images per unit, pushed apart at the unit's layer (`render`'s diversity; `diversity_weight` default 1):
+    the record lists them as `files`, `file` is the first, and the default `batch_size` is divided by N.
     """
     out = Path(out)
+    if diversity == 1 and diversity_weight is not None:
+        raise DreamlabError("diversity_weight (--diversity-weight) applies to several images per unit: add "
+                            "diversity N (--diversity N, N >= 2), or leave it out")
+    if diversity != 1 and diversity_weight is None:
+        diversity_weight = 1.0
+    check_diversity(diversity, 1.0 if diversity_weight is None else diversity_weight)
+    if diversity_weight is not None:
+        diversity_weight = float(diversity_weight)
     check_writable(out, "gallery folder", folder=True)  # before the model is loaded
     log = log or _stderr
     group, dev = RankGroup.start(device)
@@ -98,7 +111,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
             try:
                 loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
                 plan = make_plan(loaded, folder, stack, layers, steps=steps, size=size, seed=seed, device=dev,
-                                  batch_size=batch_size, channels=channels, overwrite=overwrite, log=log)
+                                  batch_size=batch_size, channels=channels, overwrite=overwrite, log=log,
+                                  diversity=diversity, diversity_weight=diversity_weight)
             except Exception as exc:
                 if group.distributed:  # tell the other ranks, or they wait for the plan until the timeout
                     group.broadcast((None, str(exc) if isinstance(exc, DreamlabError) else "rank 0 failed"))
@@ -143,31 +157,44 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
     steps = plan.layer_steps[batch.layer]
     count = dict(plan.layers)[batch.layer]
     thresholds, on_snapshot = with_snapshots(tensorboard, steps, (), None)
+    copies = s.diversity
+    extra = {"diversity": copies, "diversity_weight": s.diversity_weight} if copies > 1 else {}
     result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=steps, size=s.size,
                     seed=s.seed, device=device, progress=progress, compile=compile, thresholds=thresholds,
-                    on_snapshot=on_snapshot)
+                    on_snapshot=on_snapshot, **extra)
     if tensorboard is not None:
         tensorboard.write_result(result)
     if result.interrupted:  # the images are part-way: keep none of them
         raise KeyboardInterrupt
     written = 0
-    for ch, image, score in zip(batch.channels, result.images, result.final_scores.tolist(), strict=True):
+    scores = result.final_scores.tolist()
+    for i, ch in enumerate(batch.channels):
         if (batch.layer, ch) in plan.done:
             continue
         unit = f"{batch.layer}:{ch}"
+        mine = scores[i * copies:(i + 1) * copies]  # a unit's images are consecutive
+        files = unit_files(batch.layer, ch, copies)
         record = {
             "unit": unit, "layer": batch.layer, "channel": ch, "objective": unit,
-            "activation": score if math.isfinite(score) else None,
+            "activation": _finite_or_none(mine[0]),  # the first image's: the one the page and sheet show
             "seed": s.seed, "steps": steps, "size": s.size, "recipe": s.recipe, "recipe_hash": s.recipe_hash,
             "weights": s.weights, "weights_seed": s.weights_seed, "device": device.type,
             "precision": result.provenance.get("dreamlab:precision", ""), "batch_size": s.batch_size,
-            "file": unit_file(batch.layer, ch),
+            "file": files[0],
         }
-        text = {**result.provenance, "dreamlab:objective": unit, "dreamlab:unit": unit,
-                "dreamlab:score": f"{score:.6g}"}
-        folder.write_unit(record, image, text)
+        if copies > 1:
+            record.update(diversity=copies, diversity_weight=s.diversity_weight, files=files,
+                          activations=[_finite_or_none(v) for v in mine])
+        texts = [{**result.provenance, "dreamlab:objective": unit, "dreamlab:unit": unit,
+                  "dreamlab:score": f"{score:.6g}"} for score in mine]
+        folder.write_unit(record, result.images[i * copies:(i + 1) * copies], texts)
         written += 1
     return written
+
+
+def _finite_or_none(score: float) -> float | None:
+    """A score for JSON (which has no NaN)."""
+    return score if math.isfinite(score) else None
 
 
 def _write_pages(folder: GalleryFolder, plan: Plan, sheets_for: Iterable[str]) -> dict[str, Any]:
@@ -180,13 +207,16 @@ def _write_pages(folder: GalleryFolder, plan: Plan, sheets_for: Iterable[str]) -
         chans = sorted(ch for (name, ch) in records if name == layer)
         entry: dict[str, Any] = {"name": layer, "channels": count, "steps": plan.layer_steps[layer]}
         if chans:
-            entry["sheet"] = folder.write_sheet(layer, chans) if layer in sheets_for else sheet_file(layer)
+            firsts = [(ch, records[(layer, ch)]["file"]) for ch in chans]
+            entry["sheet"] = folder.write_sheet(layer, firsts) if layer in sheets_for else sheet_file(layer)
         layers.append(entry)
         units += [records[(layer, ch)] for ch in chans]
     every_steps = {plan.layer_steps[layer] for layer, _ in plan.layers}
     manifest = {"model": s.model, "recipe": s.recipe, "recipe_hash": s.recipe_hash, "weights": s.weights,
                 "steps": every_steps.pop() if len(every_steps) == 1 else None,  # None: they differ (see layers)
-                "size": s.size, "seed": s.seed, "layers": layers, "units": units}
+                "size": s.size, "seed": s.seed,
+                **({"diversity": s.diversity, "diversity_weight": s.diversity_weight} if s.diversity > 1 else {}),
+                "layers": layers, "units": units}
     folder.write_manifest(manifest)
     return manifest
 

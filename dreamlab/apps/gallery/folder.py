@@ -20,7 +20,7 @@ from dreamlab.apps.gallery.naming import (
     UNITS_DIR,
     layer_folder,
     sheet_file,
-    unit_file,
+    unit_files,
 )
 from dreamlab.apps.gallery.page import write_index
 from dreamlab.errors import DreamlabError
@@ -94,8 +94,10 @@ class GalleryFolder:
                 continue  # unreadable: the unit is rendered again
             if not isinstance(layer, str) or not isinstance(ch, int) or self.record_path(layer, ch) != path:
                 continue
+            files = _files_of(record)
             # a truncated PNG (a copy cut short, a full disk) is not done: the unit is rendered again
-            if record.get("file") == unit_file(layer, ch) and is_whole_png(self.out / unit_file(layer, ch)):
+            if files and record.get("file") == files[0] and record.get("files", files) == files \
+                    and all(is_whole_png(self.out / f) for f in files):
                 found[(layer, ch)] = record
         return found
 
@@ -109,28 +111,32 @@ class GalleryFolder:
             except (OSError, ValueError, KeyError, TypeError):
                 path.unlink(missing_ok=True)
                 continue
-            (self.out / unit_file(layer, ch)).unlink(missing_ok=True)
+            for file in _files_of({**record, "layer": layer, "channel": ch}) or []:
+                (self.out / file).unlink(missing_ok=True)
             (self.out / sheet_file(layer)).unlink(missing_ok=True)
             path.unlink(missing_ok=True)
             count += 1
         return count
 
-    def write_unit(self, record: dict[str, Any], image: Tensor, text: dict[str, str]) -> None:
-        """The PNG first, then the record: a record always means a whole PNG is there."""
+    def write_unit(self, record: dict[str, Any], images: Sequence[Tensor], texts: Sequence[dict[str, str]]) -> None:
+        """The PNGs first (`record["files"]`, or its one `"file"`), then the record: a record always means whole
+        PNGs are there."""
         layer, ch = record["layer"], record["channel"]
-        atomic_write_bytes(self.out / record["file"], png_bytes(image, text))
+        for file, image, text in zip(record.get("files", [record["file"]]), images, texts, strict=True):
+            atomic_write_bytes(self.out / file, png_bytes(image, text))
         atomic_write_text(self.record_path(layer, ch), json.dumps(record, indent=1, allow_nan=False) + "\n")
-        self._thumbs[(layer, ch)] = _thumbnail(image)
+        self._thumbs[(layer, ch)] = _thumbnail(images[0])
 
-    def write_sheet(self, layer: str, channels: Sequence[int]) -> str:
-        """Tile the layer's finished units (in channel order) into its contact sheet; return its path."""
+    def write_sheet(self, layer: str, units: Sequence[tuple[int, str]]) -> str:
+        """Tile the layer's finished units, (channel, first file) in channel order, into its contact sheet;
+        return its path."""
         tiles = []
-        for ch in channels:
+        for ch, file in units:
             if (layer, ch) not in self._thumbs:
-                self._thumbs[(layer, ch)] = _thumbnail(load_image(self.out / unit_file(layer, ch)))
+                self._thumbs[(layer, ch)] = _thumbnail(load_image(self.out / file))
             tiles.append(self._thumbs[(layer, ch)])
         sheet = grid(torch.stack(tiles).float() / 255, columns=math.ceil(math.sqrt(len(tiles))))
-        text = {"dreamlab:layer": layer, "dreamlab:channels": format_units(channels)}
+        text = {"dreamlab:layer": layer, "dreamlab:channels": format_units([ch for ch, _ in units])}
         atomic_write_bytes(self.out / sheet_file(layer), png_bytes(sheet, text))
         return sheet_file(layer)
 
@@ -138,6 +144,14 @@ class GalleryFolder:
         """manifest.json, then index.html (each replaced atomically)."""
         atomic_write_text(self.out / MANIFEST_NAME, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
         write_index(self.out, manifest)
+
+
+def _files_of(record: dict[str, Any]) -> list[str] | None:
+    """The PNGs a record's unit should have (one, or its --diversity images), or None for a malformed count."""
+    copies = record.get("diversity", 1)
+    if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
+        return None
+    return unit_files(record["layer"], record["channel"], copies)
 
 
 def _thumbnail(image: Tensor) -> Tensor:

@@ -29,5 +29,13 @@ def unit_file(layer: str, ch: int) -> str:
     return f"{folder}/{folder}_{ch:04d}.png"
 
 
+def unit_files(layer: str, ch: int, copies: int = 1) -> list[str]:
+    """A unit's PNGs: `unit_file`'s one, or with --diversity N its N images, `..._0007_1.png` to `..._0007_N.png`."""
+    if copies == 1:
+        return [unit_file(layer, ch)]
+    first = unit_file(layer, ch)[:-len(".png")]
+    return [f"{first}_{k}.png" for k in range(1, copies + 1)]
+
+
 def sheet_file(layer: str) -> str:
     return f"{layer_folder(layer)}/{SHEET_NAME}"

@@ -164,5 +164,7 @@ def _tile(i: int, unit: Mapping[str, Any]) -> str:
         return f'<button type="button" class="unit missing" {attrs}><span class="noimg">no image</span>' \
                f'<span class="ch">{channel}</span></button>'
     src = _esc(url_path(file))
+    files = unit.get("files")
+    more = f" ×{len(files)}" if isinstance(files, list) and len(files) > 1 else ""  # --diversity: the viewer has all
     return (f'<a class="unit" href="{src}" {attrs}><img src="{src}" loading="lazy" decoding="async" alt="{key}">'
-            f'<span class="ch">{channel}</span></a>')
+            f'<span class="ch">{channel}{more}</span></a>')

@@ -18,7 +18,9 @@ from dreamlab.optvis.capture import reused_module, unused_module
 from dreamlab.optvis.units import format_units
 
 # must match to resume; weights_seed is random init's seed (None for loaded weights), absent from older records
-SETTING_KEYS = ("recipe", "recipe_hash", "weights", "weights_seed", "steps", "size", "seed")
+SETTING_KEYS = ("recipe", "recipe_hash", "weights", "weights_seed", "steps", "size", "seed", "diversity",
+                "diversity_weight")
+RECORD_DEFAULTS = {"diversity": 1}  # what a record written before the key existed meant
 Log = Callable[[str], None]
 
 
@@ -34,6 +36,8 @@ class Settings:
     size: int
     seed: int
     batch_size: int  # units per render call: recorded, and a resume with another one is warned about
+    diversity: int = 1  # images per unit (--diversity)
+    diversity_weight: float | None = None  # --diversity-weight; None without diversity
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class Plan:
 def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.ExitStack,
                layers: Sequence[str] | None, *, steps: int | None, size: int | None, seed: int,
                device: torch.device, batch_size: int | None, channels: Sequence[int] | None, overwrite: bool,
-               log: Log) -> Plan:
+               log: Log, diversity: int = 1, diversity_weight: float | None = None) -> Plan:
     """Check the request and the folder (holding its lock on `stack` from here on) and list the batches."""
     recipe = loaded.recipe
     size = int(size if size is not None else recipe.input_size)
@@ -116,12 +120,13 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     records = folder.read_records()
     layer_steps = {layer: int(steps if steps is not None else recipe.for_layers([layer]).steps)
                    for layer in set(wanted) | {layer for layer, _ in records}}
-    _check_settings(records.values(), loaded, layer_steps, size, seed, folder.out)
-    batch_size = batch_size or (64 if device.type == "cuda" else 16)
+    _check_settings(records.values(), loaded, layer_steps, size, seed, diversity, diversity_weight, folder.out)
+    # a unit is `diversity` images: the default keeps about as many images per call as without
+    batch_size = batch_size or max(1, (64 if device.type == "cuda" else 16) // diversity)
     _warn_batch_sizes(records.values(), batch_size, folder.out, log)
     settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
                         weights_seed=_weights_seed(loaded), size=size, seed=int(seed),
-                        batch_size=batch_size)
+                        batch_size=batch_size, diversity=diversity, diversity_weight=diversity_weight)
     batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
     done = set(records)
     todo = [b for b in batches if any((b.layer, c) not in done for c in b.channels)]
@@ -157,14 +162,16 @@ def _weights_seed(loaded: LoadedModel) -> int | None:
 
 
 def _check_settings(records: Any, loaded: LoadedModel, layer_steps: dict[str, int], size: int, seed: int,
-                    out: Path) -> None:
+                    diversity: int, diversity_weight: float | None, out: Path) -> None:
     """Refuse to mix settings in one folder (`layer_steps`: the steps of each layer's units)."""
     wanted = {"recipe": loaded.recipe.name, "recipe_hash": loaded.recipe.hash(), "weights": loaded.weights,
-              "weights_seed": _weights_seed(loaded), "size": size, "seed": int(seed)}
+              "weights_seed": _weights_seed(loaded), "size": size, "seed": int(seed), "diversity": diversity,
+              "diversity_weight": diversity_weight}
     for record in records:
         expected = {**wanted, "steps": layer_steps[record["layer"]]}
         for key in SETTING_KEYS:
-            if record.get(key) != expected[key]:
+            found = record.get(key, RECORD_DEFAULTS.get(key))
+            if found != expected[key]:
                 raise DreamlabError(
-                    f"{str(out)!r} holds units made with {key}={record.get(key)!r}, this run has "
+                    f"{str(out)!r} holds units made with {key}={found!r}, this run has "
                     f"{key}={expected[key]!r}; use another --out, or --overwrite to replace them")

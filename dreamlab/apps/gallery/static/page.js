@@ -28,6 +28,7 @@
   const form = $("jump"), input = $("jump-input"), msg = $("jump-msg");
   const viewer = $("viewer"), vTitle = $("viewer-title"), vImg = $("viewer-img"), vMeta = $("viewer-meta");
   const vFile = $("viewer-file"), vLink = $("viewer-link"), vPrev = $("viewer-prev"), vNext = $("viewer-next");
+  const vStrip = $("viewer-strip");
   let current = -1, hit = null;
 
   function lookup(q) {
@@ -61,7 +62,40 @@
   function fmt(v) {
     if (typeof v === "number") return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
     if (typeof v === "string") return v;
+    if (Array.isArray(v) && v.every((x) => typeof x === "number" || typeof x === "string")) {
+      return v.map(fmt).join(", ");  // --diversity: a unit's files and activations
+    }
     return JSON.stringify(v);
+  }
+
+  // a relative file path of the manifest as a URL path (as the page's Python side writes the tiles' src)
+  const urlPath = (file) => String(file).split("/").map(encodeURIComponent).join("/");
+
+  function show(src) {
+    vImg.setAttribute("src", src);
+    vFile.setAttribute("href", src);
+  }
+
+  function fillStrip(u) {  // a unit rendered with --diversity N: its N images, the first shown and marked
+    const files = u && Array.isArray(u.files) ? u.files.filter((f) => typeof f === "string") : [];
+    vStrip.hidden = files.length < 2;
+    if (vStrip.hidden) { vStrip.replaceChildren(); return; }
+    const buttons = files.map((f, k) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.title = "image " + (k + 1) + " of " + files.length;
+      b.setAttribute("aria-pressed", String(k === 0));
+      const img = document.createElement("img");
+      img.src = urlPath(f);
+      img.alt = b.title;
+      b.append(img);
+      b.addEventListener("click", () => {
+        for (const o of buttons) o.setAttribute("aria-pressed", String(o === b));
+        show(img.getAttribute("src"));
+      });
+      return b;
+    });
+    vStrip.replaceChildren(...buttons);
   }
 
   function openUnit(i) {
@@ -74,8 +108,7 @@
     vTitle.textContent = key;
     vImg.setAttribute("alt", key);
     if (src) {
-      vImg.setAttribute("src", src);
-      vFile.setAttribute("href", src);
+      show(src);
     } else {
       vImg.removeAttribute("src");
       vFile.removeAttribute("href");
@@ -94,6 +127,7 @@
       rows.push(dt, dd);
     }
     vMeta.replaceChildren(...rows);
+    fillStrip(u);
     const p = order.get(i);
     vPrev.disabled = !(p > 0);
     vNext.disabled = !(p < tiles.length - 1);
