@@ -1,6 +1,9 @@
 """DeepDream on photos: the photo keeps its size and the objective goes up; octaves, tiles, guide, zoom, resume."""
 from __future__ import annotations
 
+import re
+import shlex
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -67,11 +70,11 @@ def test_tiles_give_the_one_piece_result():
 
 @pytest.mark.parametrize("objective, splits", [
     ("conv2", True), ("conv2:3", True), ("conv2:3 + 0.5*conv2:7", True), ("2*conv2:3 - 1", True),
-    ("conv2:3 / 2", True), ("conv2:3@centre", False), ("conv2:3 * conv2:4", False), ("2 / conv2:3", False),
+    ("conv2:3 / 2", True), ("conv2:3 * conv2:4", False), ("2 / conv2:3", False),
     ("conv2:3 + conv1:1", False)])
 def test_tiled_dreams_take_only_objectives_whose_tiles_add_up(objective, splits):
-    """Tiles add up their scores: right for means over one layer's positions, wrong for a neuron (each tile has
-    its own centre), a product, or two layers (weighted by the first one's positions)."""
+    """Tiles add up their scores: right for means over one layer's positions, wrong for a product, or two layers
+    (weighted by the first one's positions)."""
     photo = smooth_photo(96, 128, seed=3)
     tiled = lambda: dream("lenet-digits", photo, objective, octaves=1, steps=1, device="cpu", tile=64)  # noqa: E731
     if splits:
@@ -81,6 +84,17 @@ def test_tiled_dreams_take_only_objectives_whose_tiles_add_up(objective, splits)
                                                 r"tiles.*dream in one piece with --tile 128"):
             tiled()
         dream("lenet-digits", photo, objective, octaves=1, steps=1, device="cpu", tile=128)  # one piece: fine
+
+
+@pytest.mark.parametrize("objective", ["conv2:3@centre", "conv2:3@2,1", "conv2:3 + 0.5*conv2:4@1,1"])
+def test_a_neuron_is_refused_with_render_init_named(objective):
+    """A neuron reads one fixed position, which the roll moves every step (it barely rose before) and the octaves
+    rescale: refused, naming the command that optimizes a neuron from a photo."""
+    quoted = shlex.quote(objective)
+    with pytest.raises(DreamlabError, match=re.escape(f"{objective!r} reads a neuron at a fixed position, which the "
+                                                      f"dream's random roll") + ".*" + re.escape(
+                           f"`dreamlab render {quoted} --init PHOTO`")):
+        dream("lenet-digits", smooth_photo(40, 40, seed=1), objective, octaves=1, steps=1, device="cpu")
 
 
 def test_tiles_cover_the_image_once():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,6 +301,11 @@ def _objective(objective: Objective | str | None, recipe: Recipe, categories) ->
     if obj.batch_size != 1:
         raise DreamlabError(f"a dream takes one objective, and {obj.name!r} has {obj.batch_size} units; pick one "
                             f"unit (e.g. {obj.labels[0]}) or the whole layer")
+    if obj.shifted is not None:  # a neuron: its position would not follow the roll and the octaves' rescaling
+        raise DreamlabError(f"{obj.name!r} reads a neuron at a fixed position, which the dream's random roll and "
+                            f"its octaves move each step; dream a channel or a layer, or optimize the neuron from "
+                            f"the photo with `dreamlab render {shlex.quote(obj.name)} --init PHOTO` (API: render(..., "
+                            f"init_image=))")
     return obj
 
 

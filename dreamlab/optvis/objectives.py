@@ -281,8 +281,9 @@ def _neuron(layer: str, unit_list: list[int], cache: _IndexCache, x: int | None,
     else:
         where = f"@{x},{y}"
         name, labels = f"{layer}:{format_units(unit_list)}{where}", tuple(f"{layer}:{u}{where}" for u in unit_list)
+    # the centre needs no offset, but carries `shifted` too: it marks an objective that reads a fixed position
     return Objective(scorer, frozenset({layer}), name, labels, (_channel_check(layer, unit_list), position_check),
-                     shifted=None if x is None else shifted)
+                     shifted=shifted)
 
 
 def deepdream(layer: str) -> Objective:
