@@ -81,10 +81,10 @@ def test_a_neuron_on_a_padded_map_is_read_where_the_render_size_map_sits():
     shifted = o.neuron("l", 0, x=2, y=5).at_offsets({"l": (3, 2)})
     assert shifted({"l": acts}).tolist() == [7.0]
     assert o.neuron("l", 0, x=2, y=5)({"l": acts}).tolist() == [0.0]
-    centre = o.neuron("l", 0)
-    assert centre.at_offsets({"l": (3, 2)}) is centre
     combined = (2 * o.neuron("l", 0, x=2, y=5) + o.channel("l", 0)).at_offsets({"l": (3, 2)})
     assert combined({"l": acts}).tolist() == pytest.approx([14.0 + 7.0 / 196])
+    acts[0, 0, 7, 7] = 5.0  # the centre of whichever map it reads: no offset moves it
+    assert o.neuron("l", 0).at_offsets({"l": (3, 2)})({"l": acts}).tolist() == [5.0]
 
 
 def test_a_neuron_render_brightens_the_pixel_it_names_under_padding_transforms():
