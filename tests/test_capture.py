@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dreamlab.optvis.capture import ModuleReusedError, capture
-from dreamlab.errors import UnknownNameError
+from dreamlab.errors import DreamlabError, UnknownNameError
 
 
 class InplaceBlock(nn.Module):
@@ -131,3 +131,27 @@ def test_logit_captures_the_model_output():
     expected = model(x)
     with capture(model, ["logit"]) as cap:
         assert torch.equal(cap.run(x)["logit"], expected)
+
+
+def test_one_layer_name_is_one_layer_not_its_characters():
+    model = nn.Sequential()
+    model.add_module("conv1", nn.Conv2d(3, 3, 1))
+    x = torch.randn(1, 3, 2, 2)
+    with capture(model, "conv1") as cap:
+        assert list(cap.run(x)) == ["conv1"]
+    assert no_hooks(model)
+
+
+@pytest.mark.parametrize("layers, message", [
+    (None, r"^layers must be a layer name or a list of them, like capture\(model, \['inception4c'\]\); "
+           r"got NoneType$"),
+    (["conv1", 2], r"^layers must be layer names \(non-empty strings\), like capture\(model, \['inception4c'\]\); "
+                   r"got 2 \(int\)$"),
+    ([""], r"got '' \(str\)$"),
+])
+def test_layers_that_are_not_names_are_refused(layers, message):
+    model = nn.Sequential(nn.Conv2d(3, 3, 1))
+    with pytest.raises(DreamlabError, match=message):
+        with capture(model, layers):
+            pass
+    assert no_hooks(model)

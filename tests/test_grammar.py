@@ -1,11 +1,13 @@
 """The objective string grammar: what parses to what, and errors that point at the offending position."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
-from dreamlab.errors import ObjectiveSyntaxError, UnknownNameError
-from dreamlab.optvis.grammar import parse_objective
+from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, UnknownNameError
+from dreamlab.optvis.grammar import check_syntax, parse_objective
 
 
 @pytest.mark.parametrize("text, name, layers, batch", [
@@ -113,3 +115,34 @@ def test_a_sequential_unit_renders_from_its_string():
     with capture(model, obj.layers) as cap:
         score = obj(cap.run(x))
     torch.testing.assert_close(score, model(x)[:, 3].mean((1, 2)))
+
+
+@pytest.mark.parametrize("text", [None, 97, b"inception4c:97", ["inception4c:97"]])
+def test_only_strings_parse(text):
+    with pytest.raises(DreamlabError, match=r"^an objective string is needed, such as 'inception4c:97' or "
+                                            rf"'logit:3'; got {type(text).__name__}$"):
+        parse_objective(text)
+    with pytest.raises(DreamlabError, match="an objective string is needed"):
+        check_syntax(text)
+
+
+def test_an_objective_is_not_parsed_again():
+    with pytest.raises(DreamlabError, match="got Objective; an Objective needs no parsing: pass it as it is"):
+        parse_objective(parse_objective("a:1"))
+
+
+@pytest.mark.parametrize("text, position, message", [
+    ("conv2:1 * 1e400", 11, "number 1e400 is too large: objective numbers are float32, at most ±3.4e+38"),
+    ("conv2:1 + 1" + "0" * 400, 11, "is too large"),
+    ("conv2:1 + 4e38", 11, "number 4e38 is too large"),
+    ("1e30*1e30*conv2:1", 6, "this arithmetic of numbers gives a number that is too large"),
+    ("conv2:1 + (3e38 + 3e38)", 17, "this arithmetic of numbers gives a number that is too large"),
+])
+def test_numbers_beyond_float32_are_refused_where_written(text, position, message):
+    with pytest.raises(ObjectiveSyntaxError, match=re.escape(message)) as info:
+        parse_objective(text)
+    assert f"at position {position} (" in str(info.value)
+
+
+def test_numbers_within_float32_still_parse():
+    assert parse_objective("conv2:1 * 3e38 + 1e-30").name == "conv2:1*3e+38 + 1e-30"

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dreamlab.errors import DreamlabError, check_range, first_line
+from dreamlab.models.layout import PROBE_GROWTH, is_channels_last
 from dreamlab.optvis.capture import first_tensor
 
 
@@ -27,6 +28,7 @@ class LayerRow:
     channels: int | None
     params: int  # parameters of the module and its children
     calls: int  # forward calls in one pass; >1 means the module is reused and cannot be addressed alone
+    channels_last: bool = False  # output laid out [H, W, C] (ConvNeXt block internals, Swin): channels are its last axis
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -66,11 +68,18 @@ def check_input_size(size: int, minimum: int = 1, name: str = "input size") -> N
 
 
 def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3) -> list[LayerRow]:
-    """One row per named module, in registration order, from a forward pass of a copy of `model`."""
+    """One row per named module, in registration order, from a forward pass of a copy of `model` (and one at a
+    larger size, which tells channels-last outputs: models/layout.py)."""
     check_input_size(input_size)
     probe = copy.deepcopy(model).eval()
+    larger: dict[str, tuple[list[tuple[int, ...]], int]] = {}
     try:
         shapes = _shapes_on(probe.to("meta"), torch.zeros(1, channels, input_size, input_size, device="meta"))
+        try:
+            side = input_size + PROBE_GROWTH
+            larger = _shapes_on(probe, torch.zeros(1, channels, side, side, device="meta"))
+        except (NotImplementedError, RuntimeError, ValueError, AssertionError):
+            pass  # a fixed-size model: its layers count as channels-first
     except (NotImplementedError, RuntimeError, ValueError, AssertionError):
         # an op without a meta kernel, or a size the model refuses: a real forward on a CPU copy says which
         probe = copy.deepcopy(model).eval().to("cpu")
@@ -86,13 +95,16 @@ def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3) -> l
             continue
         found, calls = shapes.get(name, ([], 0))
         shape = found[0] if found else None
+        bigger = larger.get(name, ([], 0))[0]
+        last = bool(shape) and bool(bigger) and is_channels_last((1, *shape), (1, *bigger[0]))
         rows.append(LayerRow(
             name=name,
             type=type(module).__name__,
             output_shape=shape,
-            channels=shape[0] if shape else None,
+            channels=(shape[-1] if last else shape[0]) if shape else None,
             params=sum(p.numel() for p in module.parameters()),
             calls=calls,
+            channels_last=last,
         ))
     return rows
 
@@ -104,6 +116,8 @@ def format_table(rows: list[LayerRow]) -> str:
     for r in rows:
         shape = "x".join(map(str, r.output_shape)) if r.output_shape else "-"
         note = f"runs {r.calls}x per pass: not addressable" if r.calls > 1 else ("not run" if r.calls == 0 else "")
+        if r.channels_last and r.calls == 1:
+            note = "channels last: read as CxHxW"
         lines.append((r.name, r.type, shape, str(r.channels) if r.channels is not None else "-", f"{r.params:,}",
                       note))
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(header)]

@@ -12,9 +12,27 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError
+from dreamlab.models.layout import channels_last_layers, to_channels_first
 from dreamlab.models.loading import resolve_layer
 
 OUTPUT = "logit"  # the name under which the model's own output is captured
+
+
+def layer_names(layers: str | Iterable[str], example: str) -> list[str]:
+    """Layer names as a list: one name (a str is not split into characters), or an iterable of names; anything
+    else is a DreamlabError that shows `example`."""
+    if isinstance(layers, str):
+        return [layers]
+    try:
+        names = list(layers)
+    except TypeError:
+        raise DreamlabError(f"layers must be a layer name or a list of them, like {example}; got "
+                            f"{type(layers).__name__}") from None
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise DreamlabError(f"layers must be layer names (non-empty strings), like {example}; got "
+                            f"{bad[0]!r} ({type(bad[0]).__name__})"[:300])
+    return names
 
 
 class ModuleReusedError(DreamlabError):
@@ -68,17 +86,20 @@ class Capture:
     would otherwise overwrite the stored values. A module that runs twice in one forward is refused, since
     its name would not say which call is meant. To see a second call the forward must go on past the first,
     so the first `run` of a Capture always runs the whole model; with `stop_early` later runs stop after the
-    deepest requested layer.
+    deepest requested layer. Outputs laid out [B, H, W, C] (inside ConvNeXt blocks, Swin) are returned as
+    [B, C, H, W], so that a unit is channel k of dim 1 everywhere; the first `run` finds them
+    (models/layout.py: one more forward of one image at a larger size).
     """
 
-    def __init__(self, model: nn.Module, layers: Iterable[str], stop_early: bool = True):
+    def __init__(self, model: nn.Module, layers: str | Iterable[str], stop_early: bool = True):
         self.model = model
-        self.layers = sorted(set(layers))
+        self.layers = sorted(set(layer_names(layers, "capture(model, ['inception4c'])")))
         self.stop_early = stop_early and OUTPUT not in self.layers
         self.acts: dict[str, Tensor] = {}
         self.calls: dict[str, int] = {}
         self._stopping = False  # stop the current forward once every layer is captured
         self._checked = False  # a whole forward has shown that no requested module runs twice
+        self.channels_last: frozenset[str] = frozenset()  # layers whose output is [B, H, W, C], read transposed
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> Capture:
@@ -106,7 +127,8 @@ class Capture:
             self.calls[name] = count
             if count > 1:
                 raise reused_module(name)
-            self.acts[name] = _captured(output).clone()
+            tensor = _captured(output)
+            self.acts[name] = (tensor.permute(0, 3, 1, 2) if name in self.channels_last else tensor).clone()
             if self._stopping and len(self.acts) == len(self.layers):
                 raise _StopForward
 
@@ -120,15 +142,25 @@ class Capture:
             self.model(x)
         except _StopForward:
             pass
-        self._checked = True
         missing = [n for n in self.layers if n not in self.acts]
         if missing:
             raise unused_module(missing[0])
+        if not self._checked:
+            spatial = [n for n, act in self.acts.items() if act.dim() == 4 and n != OUTPUT]
+            if spatial:
+                self.close()  # the probe's forwards must not reach these hooks
+                try:
+                    self.channels_last = channels_last_layers(self.model, spatial, x)
+                finally:
+                    self.__enter__()
+                self.acts = to_channels_first(self.acts, self.channels_last)
+        self._checked = True
         return self.acts
 
 
 @contextmanager
-def capture(model: nn.Module, layers: Iterable[str], stop_early: bool = True) -> Iterator[Capture]:
-    """Context manager form of Capture; every hook is removed on exit, also on error."""
+def capture(model: nn.Module, layers: str | Iterable[str], stop_early: bool = True) -> Iterator[Capture]:
+    """Context manager form of Capture (`layers`: one name or a list); every hook is removed on exit, also on
+    error."""
     with Capture(model, layers, stop_early) as cap:
         yield cap

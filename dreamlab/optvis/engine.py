@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from dreamlab.devices import resolve_device
 from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.grammar import parse_objective
+from dreamlab.models.layout import to_channels_first
 from dreamlab.models.loading import LoadedModel
 from dreamlab.optvis.diversity import diversity_layer, repeat_units, with_diversity
 from dreamlab.optvis.objectives import IMAGE, Objective
@@ -115,6 +117,7 @@ class _Renderer:
         self.thresholds = sorted(set(thresholds))  # checked against the steps by render()
         self.on_snapshot = on_snapshot
         self.checked = False
+        self.channels_last: frozenset[str] = frozenset()  # layers read transposed (models/layout.py)
         self.features: nn.Module | None = None
         self.compiled_scores = None
         if settings.compile:
@@ -179,7 +182,9 @@ class _Renderer:
     def _forward_once(self, model_input: Tensor) -> dict[str, Tensor]:
         try:
             with torch.no_grad(), Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
-                return cap.run(self.normalize(model_input))
+                acts = cap.run(self.normalize(model_input))
+                self.channels_last = cap.channels_last  # for the compiled forward, which has no Capture
+                return acts
         except FORWARD_ERRORS as exc:
             size = self.recipe.input_size
             if tuple(model_input.shape[2:]) == (size, size) or not self._accepts(size):
@@ -241,7 +246,8 @@ class _Renderer:
         broken.check_scores(initial_scores, 0)
         with Capture(self.model, self.layers) if self.features is None else nullcontext() as cap, \
                 _quiet_compiler() if self.compiled_scores else nullcontext():
-            run_layers = self.features if cap is None else cap.run
+            run_layers = cap.run if cap is not None else self.features if not self.channels_last else \
+                partial(_channels_first, self.features, self.channels_last)
             fast_scores = self.compiled_scores or self.step_scores  # after the redirected-ReLU steps
             try:
                 for step in range(1, self.settings.steps + 1):
@@ -291,6 +297,12 @@ class _Renderer:
         if self.on_snapshot is not None:
             self.on_snapshot(step, images, [self.objective.labels[u] for u in units])
         return images
+
+
+def _channels_first(features: Callable[[Tensor], dict[str, Tensor]], channels_last: frozenset[str],
+                    x: Tensor) -> dict[str, Tensor]:
+    """The compiled forward's activations, with channels-last layers transposed as Capture does."""
+    return to_channels_first(features(x), channels_last)
 
 
 @contextmanager

@@ -42,6 +42,10 @@ class _ObjectiveParser:
     """A recursive-descent parser of one objective string (the grammar above) into an Objective."""
 
     def __init__(self, text: str, categories: Sequence[str] | None):
+        if not isinstance(text, str):
+            already = "; an Objective needs no parsing: pass it as it is" if isinstance(text, o.Objective) else ""
+            raise DreamlabError(f"an objective string is needed, such as 'inception4c:97' or 'logit:3'; got "
+                                f"{type(text).__name__}{already}")
         self.text = text
         self.categories = categories
         self.tokens: list[tuple[str, str, int]] = []  # (kind, value, position)
@@ -91,9 +95,9 @@ class _ObjectiveParser:
     def expr(self) -> o.Objective | float:
         left = self.term()
         while self.peek[1] in ("+", "-"):
-            op = self.take()[1]
+            _, op, pos = self.take()
             right = self.term()
-            left = left + right if op == "+" else left - right
+            left = self.finite(left + right if op == "+" else left - right, pos)
         return left
 
     def term(self) -> o.Objective | float:
@@ -104,8 +108,15 @@ class _ObjectiveParser:
             right = self.factor()
             if op == "/" and not isinstance(right, o.Objective) and right == 0:
                 self.fail(pos, "division by zero")
-            left = left * right if op == "*" else left / right
+            left = self.finite(left * right if op == "*" else left / right, pos)
         return left
+
+    def finite(self, value: o.Objective | float, pos: int, written: str = "") -> o.Objective | float:
+        """`value`, refused at `pos` when it is a number the scores cannot hold (1e400, or 1e300*1e300)."""
+        if not isinstance(value, o.Objective) and o.constant_error(value):
+            what = f"number {written}" if written else "this arithmetic of numbers gives a number that"
+            self.fail(pos, f"{what} is too large: objective numbers are float32, at most ±{o.MAX_CONSTANT:.3g}")
+        return value
 
     def factor(self) -> o.Objective | float:
         kind, val, pos = self.peek
@@ -119,7 +130,7 @@ class _ObjectiveParser:
             return inner
         if kind == "number" or (kind == "name" and val.isdigit() and self.tokens[self.i + 1][1] not in (":", "@")):
             self.take()
-            return float(val)
+            return self.finite(float(val), pos, val)
         if kind == "name":
             return self.unit()
         self.fail(pos, f"expected a layer, a number or '(', found {val or 'the end'!r}")

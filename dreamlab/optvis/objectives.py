@@ -13,16 +13,17 @@ decorator; combine with `+ - * /` and numbers.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from dreamlab.optvis.capture import OUTPUT
-from dreamlab.errors import DreamlabError
+from dreamlab.optvis.capture import OUTPUT, layer_names
+from dreamlab.errors import DreamlabError, UnknownNameError
 from dreamlab.optvis.units import format_units
 
 IMAGE = "@image"  # key of the clean (un-transformed) image in the activations mapping
@@ -33,6 +34,8 @@ Check = Callable[[Mapping[str, torch.Size]], None]
 Offsets = Mapping[str, tuple[int, int]]  # layer -> (dy, dx): where the render-size map sits in a larger one
 
 _ATOM, _UNARY, _PRODUCT, _SUM = 4, 3, 2, 1  # precedence, for parentheses in names
+MAX_CONSTANT = torch.finfo(torch.float32).max  # scores are float32: a larger constant would turn them infinite
+_NUMBERS = "int, float, a NumPy scalar or a 0-d tensor"
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +54,8 @@ class Objective:
     # for objectives that read fixed positions (a neuron at x, y): the same objective reading each layer's map
     # shifted by `Offsets`, for the larger maps of a padded input (the render transforms' padding)
     shifted: Callable[[Offsets], Objective] | None = None
+
+    __array_ufunc__ = None  # `np.float32(2) * obj`: NumPy hands the operation to __rmul__
 
     @property
     def batch_size(self) -> int:
@@ -99,8 +104,11 @@ class Objective:
         return combine(operator.mul, "*", _PRODUCT, other, self)
 
     def __truediv__(self, other: Objective | float) -> Objective:
-        if isinstance(other, (int, float)) and other == 0:
-            raise DreamlabError(f"cannot divide objective {self.name!r} by zero; divide by a non-zero number")
+        value = as_number(other)
+        # 1e-50 is 0 too once the constant becomes a float32 tensor
+        if value is not None and constant_error(value) is None and float(torch.tensor(value).float()) == 0:
+            zero = "zero" if value == 0 else f"{value:g}, which is zero as a float32 score"
+            raise DreamlabError(f"cannot divide objective {self.name!r} by {zero}; divide by a non-zero number")
         return combine(operator.truediv, "/", _PRODUCT, self, other)
 
     def __rtruediv__(self, other: float) -> Objective:
@@ -113,19 +121,53 @@ class Objective:
         return f"Objective({self.name!r}, batch_size={self.batch_size})"
 
 
+def as_number(x: object) -> float | None:
+    """`x` as a float when it is one real number: Python's or NumPy's (not a bool), or a 0-d real tensor or
+    array; None for anything else. An int too large for a float is infinite."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, Tensor):
+        if x.dim() != 0 or x.dtype == torch.bool or x.is_complex():
+            return None
+    elif not isinstance(x, numbers.Real):
+        kind = getattr(getattr(x, "dtype", None), "kind", None)  # a 0-d NumPy array
+        if kind not in ("i", "u", "f") or getattr(x, "ndim", None) != 0:
+            return None
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
+def constant_error(value: float) -> str | None:
+    """Why `value` cannot be a constant of an objective (not finite, or beyond float32's range), or None."""
+    if not math.isfinite(value):
+        return f"{value:g} is not finite"
+    if abs(value) > MAX_CONSTANT:
+        return f"{value:g} is beyond float32's range (±{MAX_CONSTANT:.3g}), where scores would be infinite"
+    return None
+
+
 def constant(value: float) -> Objective:
-    """A number as an objective (what `2 * obj` turns the 2 into)."""
-    value = float(value)
-    as_tensor = torch.tensor(value)  # made once: scorers run every step
-    return Objective(lambda acts, index: as_tensor, frozenset(), f"{value:g}", (f"{value:g}",))
+    """A number as an objective (what `2 * obj` turns the 2 into): finite, within float32's range."""
+    number = as_number(value)
+    if number is None:
+        raise DreamlabError(f"an objective constant must be a number ({_NUMBERS}), got {type(value).__name__}")
+    problem = constant_error(number)
+    if problem:
+        raise DreamlabError(f"objective constant {problem}; use a finite number")
+    as_tensor = torch.tensor(number)  # made once: scorers run every step
+    return Objective(lambda acts, index: as_tensor, frozenset(), f"{number:g}", (f"{number:g}",))
 
 
 def _as_objective(x: Objective | float) -> Objective:
     if isinstance(x, Objective):
         return x
-    if isinstance(x, (int, float)):
-        return constant(x)
-    raise TypeError(f"cannot combine an objective with {type(x).__name__}")
+    if as_number(x) is None:
+        shown = f"{x!r}"[:60]
+        raise DreamlabError(f"cannot combine an objective with {type(x).__name__} {shown}; combine objectives "
+                            f"with numbers ({_NUMBERS}) and other objectives")
+    return constant(x)
 
 
 def _wrap(part: Objective, text: str, parent: int, right: bool) -> str:
@@ -248,7 +290,18 @@ def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None,
     if (x is None) != (y is None):
         raise DreamlabError(f"neuron({layer!r}, ...) needs both x and y, or neither for the centre; got x={x}, "
                             f"y={y}")
-    return _neuron(layer, unit_list, _IndexCache(unit_list), x, y, 0, 0)
+    return _neuron(layer, unit_list, _IndexCache(unit_list), _position("x", x), _position("y", y), 0, 0)
+
+
+def _position(axis: str, value: object) -> int | None:
+    """A neuron's x or y as an int: a whole number >= 0 (2.0 and NumPy's ints too), or None for the centre."""
+    if value is None:
+        return None
+    number = as_number(value)
+    if number is None or not math.isfinite(number) or not number.is_integer() or number < 0:
+        raise DreamlabError(f"neuron position {axis}={value!r} is not a whole number >= 0; give positions of the "
+                            f"layer's map, like x=7, y=7 (or neither x nor y, for the centre)")
+    return int(number)
 
 
 def _neuron(layer: str, unit_list: list[int], cache: _IndexCache, x: int | None, y: int | None,
@@ -313,19 +366,67 @@ def total_variation() -> Objective:
     return Objective(scorer, frozenset({IMAGE}), "total_variation", ("total_variation",))
 
 
-def objective(layers: Sequence[str], name: str | None = None) -> Callable[[Callable[..., Tensor]], Objective]:
+def objective(layers: str | Iterable[str], name: str | None = None) -> Callable[[Callable[..., Tensor]], Objective]:
     """Decorator: a function of the captured activations (and optionally the unit index) becomes an Objective.
+    `layers` names every layer the function reads (one name, or a list); reading another is a DreamlabError.
 
     >>> @objective(layers=["inception4c"])
     ... def centre_vs_edges(acts):
     ...     a = acts["inception4c"][:, 97]
     ...     return a[:, 5:9, 5:9].mean((1, 2)) - a.mean((1, 2))
     """
+    if callable(layers):  # @objective without its arguments: layers is the decorated function
+        raise DreamlabError("@objective needs the layers the function reads: write @objective(layers=['conv2']) "
+                            "above it, not a bare @objective")
+    declared = frozenset(layer_names(layers, "@objective(layers=['inception4c'])"))
+    if name is not None and not isinstance(name, str):
+        raise DreamlabError(f"an objective's name must be a string, got {type(name).__name__}")
 
     def wrap(fn: Callable[..., Tensor]) -> Objective:
+        if not callable(fn):
+            raise DreamlabError(f"@objective(...) decorates a function of the activations, got "
+                                f"{type(fn).__name__}")
         takes_index = len(inspect.signature(fn).parameters) >= 2
-        label = name or fn.__name__
-        scorer = (lambda acts, index: fn(acts, index)) if takes_index else (lambda acts, index: fn(acts))
-        return Objective(scorer, frozenset(layers), label, (label,))
+        label = name or getattr(fn, "__name__", "objective")
+
+        def scorer(acts: Acts, index: Tensor) -> Tensor:
+            seen = _DeclaredActs(acts, declared, label)
+            return fn(seen, index) if takes_index else fn(seen)
+
+        return Objective(scorer, declared, label, (label,))
 
     return wrap
+
+
+class _DeclaredActs(Mapping[str, Tensor]):
+    """The activations a custom objective is given: its declared layers only, so that it reads the same whatever
+    other terms of a sum capture, and a one-line error that names them when it reads another layer."""
+
+    __slots__ = ("_acts", "_declared", "_name")
+
+    def __init__(self, acts: Acts, declared: frozenset[str], name: str):
+        self._acts, self._declared, self._name = acts, declared, name
+
+    def __getitem__(self, layer: str) -> Tensor:
+        if not isinstance(layer, str):
+            raise UnknownNameError(f"objective {self._name!r} read acts[{layer!r}]; the activations are keyed by "
+                                   f"layer name: index the tensor, acts['conv2'][:, 0]"[:300])
+        if layer in self._declared and layer in self._acts:
+            return self._acts[layer]
+        if layer in self._declared:  # called by hand with activations that lack it
+            raise UnknownNameError(f"objective {self._name!r} read layer {layer!r}, which the activations it was "
+                                   f"given lack (they hold: {', '.join(map(repr, self._acts)) or 'nothing'}); "
+                                   f"capture every layer it declares")
+        held = ", ".join(repr(d) for d in sorted(self._declared)) or "none"
+        wanted = ", ".join(repr(d) for d in sorted(self._declared | {layer}))
+        raise UnknownNameError(f"objective {self._name!r} read layer {layer!r}, which is not among its declared "
+                               f"layers ({held}); add it to them: @objective(layers=[{wanted}])")
+
+    def __contains__(self, layer: object) -> bool:
+        return isinstance(layer, str) and layer in self._declared and layer in self._acts
+
+    def __iter__(self) -> Iterator[str]:
+        return (layer for layer in self._acts if layer in self._declared)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

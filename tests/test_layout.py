@@ -1,0 +1,101 @@
+"""Channels-last layers ([B, H, W, C]: ConvNeXt's block internals, Swin) are read as [B, C, H, W] everywhere:
+the layer table's channel count, capture, render's units and scores, and the compiled forward."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import dreamlab
+from dreamlab.errors import DreamlabError
+from dreamlab.models.layout import channels_last_layers, is_channels_last
+from dreamlab.models.summary import layer_table
+from dreamlab.optvis.capture import capture
+
+
+class Permute(nn.Module):
+    def __init__(self, *dims: int):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.dims)
+
+
+class ConvNeXtLike(nn.Module):
+    """conv (4 channels) -> to [B, H, W, C] -> Linear to 6 -> back to [B, C, H, W] -> BatchNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.to_last = Permute(0, 2, 3, 1)
+        self.lin = nn.Linear(4, 6)
+        self.to_first = Permute(0, 3, 1, 2)
+        self.bn = nn.BatchNorm2d(6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.to_first(self.lin(self.to_last(self.conv(x)))))
+
+
+def _model() -> ConvNeXtLike:
+    torch.manual_seed(0)
+    return ConvNeXtLike().eval()
+
+
+def test_the_layout_is_told_by_the_axes_that_grow_with_the_input():
+    assert is_channels_last((1, 8, 8, 6), (1, 12, 12, 6))
+    assert not is_channels_last((1, 6, 8, 8), (1, 6, 12, 12))
+    assert not is_channels_last((1, 6, 1, 1), (1, 6, 1, 1))  # after global pooling: channels-first
+    assert not is_channels_last((1, 6), (1, 6)) and not is_channels_last((1, 8, 8, 6), None)
+    model = _model().train()  # a probe in train mode would move BatchNorm's statistics
+    stats = model.bn.running_mean.clone()
+    found = channels_last_layers(model, ["conv", "to_last", "lin", "to_first", "bn"], torch.rand(2, 3, 16, 16))
+    assert found == {"to_last", "lin"}
+    assert model.training and torch.equal(model.bn.running_mean, stats)
+
+
+def test_the_layer_table_counts_the_last_axis_of_channels_last_layers():
+    rows = {r.name: r for r in layer_table(_model(), input_size=16)}
+    assert (rows["lin"].output_shape, rows["lin"].channels, rows["lin"].channels_last) == ((16, 16, 6), 6, True)
+    assert (rows["conv"].channels, rows["conv"].channels_last) == (4, False)
+    assert rows["to_first"].channels == 6 and not rows["to_first"].channels_last
+
+
+def test_capture_and_render_read_channel_k_of_the_last_axis():
+    model = _model()
+    x = torch.rand(2, 3, 16, 16)
+    with capture(model, ["lin", "conv"]) as cap:
+        acts = cap.run(x)
+        again = cap.run(x)  # later runs transpose in the hook
+    truth = model.lin(model.conv(x).permute(0, 2, 3, 1))  # [B, H, W, 6]
+    assert acts["lin"].shape == again["lin"].shape == (2, 6, 16, 16) and acts["conv"].shape == (2, 4, 16, 16)
+    assert torch.allclose(acts["lin"], truth.permute(0, 3, 1, 2)) and torch.allclose(again["lin"], acts["lin"])
+
+    result = dreamlab.render(model, "lin:5", steps=4, size=16, device="cpu")
+    with torch.no_grad():
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)  # a plain module's recipe: ImageNet's
+        images = (result.images - mean) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        mine = model.lin(model.conv(images).permute(0, 2, 3, 1))[..., 5].mean((1, 2))
+    assert result.final_scores.tolist() == pytest.approx(mine.tolist(), rel=1e-4)
+    with pytest.raises(DreamlabError, match=r"channel 6 is out of range.*valid 0-5"):
+        dreamlab.render(model, "lin:6", steps=1, size=16, device="cpu")  # 6 channels, not 16 rows
+
+
+def test_convnext_units_are_its_channels():
+    model = torchvision.models.convnext_tiny().eval()  # random weights: the layout is the architecture's
+    rows = {r.name: r for r in layer_table(model, input_size=32)}
+    assert rows["features.1.0.block.3"].channels == 384 and rows["features.1.0.block.3"].channels_last
+    result = dreamlab.render(model, "features.1.0.block.3:100", recipe="convnext_tiny", steps=1, size=32,
+                             device="cpu")
+    assert result.labels == ["features.1.0.block.3:100"]
+
+
+def test_the_compiled_forward_reads_them_as_capture_does():
+    """--compile traces the model without Capture's hooks: the engine transposes the same layers."""
+    model = _model()
+    settings = {"steps": 6, "size": 16, "device": "cpu", "seed": 1, "redirect_relu_steps": 0}
+    eager = dreamlab.render(model, "lin:0-2", **settings)
+    compiled = dreamlab.render(model, "lin:0-2", compile="default", **settings)
+    assert compiled.final_scores.tolist() == pytest.approx(eager.final_scores.tolist(), abs=1e-4)
+    assert (compiled.images - eager.images).abs().max() < 1e-4

@@ -1,0 +1,156 @@
+"""Objectives built from the Python API: what they accept (NumPy and torch numbers, one layer name) and the one
+DreamlabError line for what they refuse (defects found by a review on 2026-12-05)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import dreamlab
+from dreamlab import objectives as o
+from dreamlab.errors import DreamlabError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Simple(nn.Module):
+    """conv1 -> in-place ReLU -> conv2 -> F.relu -> pool -> fc(5)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x):
+        x = F.relu(self.conv2(self.relu(self.conv1(x))))
+        return self.fc(self.pool(x).flatten(1))
+
+
+def acts() -> dict[str, torch.Tensor]:
+    return {"conv1": torch.ones(2, 4, 3, 3), "conv2": torch.full((2, 6, 3, 3), 2.0)}
+
+
+def test_reading_an_undeclared_layer_names_it_and_the_declared_ones():
+    @o.objective(layers=["conv2"])
+    def reads_conv1(acts):
+        return acts["conv1"].mean((1, 2, 3))
+
+    with pytest.raises(DreamlabError, match=r"^objective 'reads_conv1' read layer 'conv1', which is not among its "
+                                            r"declared layers \('conv2'\); add it to them: "
+                                            r"@objective\(layers=\['conv1', 'conv2'\]\)$"):
+        dreamlab.render(Simple(), reads_conv1, steps=1, size=16, device="cpu")
+    # refused even where another term of a sum captures it: the objective reads the same alone or in a sum
+    with pytest.raises(DreamlabError, match="not among its declared layers"):
+        (reads_conv1 + o.channel("conv1", 0))(acts())
+
+
+def test_a_custom_objective_sees_its_declared_layers_as_a_mapping():
+    seen = []
+
+    @o.objective(layers=["conv2"])
+    def looks(acts):
+        seen.append((list(acts), len(acts), "conv2" in acts, "conv1" in acts, acts.get("conv1")))
+        return acts["conv2"].mean((1, 2, 3))
+
+    assert looks(acts()).tolist() == [2.0, 2.0]
+    assert seen == [(["conv2"], 1, True, False, None)]
+    with pytest.raises(DreamlabError, match=r"read layer 'conv2', which the activations it was given lack "
+                                            r"\(they hold: 'conv1'\)"):
+        looks({"conv1": torch.ones(2, 4, 3, 3)})
+
+
+def test_a_single_layer_name_is_one_layer_not_its_characters():
+    obj = o.objective(layers="conv2")(lambda acts: acts["conv2"].mean((1, 2, 3)))
+    assert obj.layers == frozenset({"conv2"})
+    assert obj(acts()).tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("layers, message", [
+    ([1], r"layers must be layer names \(non-empty strings\), like @objective\(layers=\['inception4c'\]\); "
+          r"got 1 \(int\)"),
+    (None, r"layers must be a layer name or a list of them, like @objective\(layers=\['inception4c'\]\); "
+           r"got NoneType"),
+    (lambda acts: acts, r"@objective needs the layers the function reads: write @objective\(layers=\['conv2'\]\)"),
+])
+def test_bad_layers_of_a_custom_objective_are_refused(layers, message):
+    with pytest.raises(DreamlabError, match=message):
+        o.objective(layers=layers)
+
+
+@pytest.mark.parametrize("number, name", [
+    (np.float32(0.5), "conv2:1 + 0.5"),
+    (np.int64(3), "conv2:1 + 3"),
+    (torch.tensor(2.0), "conv2:1 + 2"),
+    (torch.tensor(4), "conv2:1 + 4"),
+    (np.array(1.5), "conv2:1 + 1.5"),
+])
+def test_numpy_and_torch_scalars_are_numbers(number, name):
+    assert (o.channel("conv2", 1) + number).name == name
+
+
+def test_numpy_and_torch_scalars_combine_on_either_side():
+    obj = o.channel("conv2", 1)
+    assert (obj * torch.tensor(2.0)).name == "conv2:1*2"
+    assert (torch.tensor(2.0) * obj).name == "2*conv2:1"
+    assert (np.float32(2.0) * obj).name == "2*conv2:1"
+    assert (np.array(3.0) - obj).name == "3 - conv2:1"
+    assert (obj / np.float32(4)).name == "conv2:1/4"
+    assert ((obj * torch.tensor(2.0))(acts())).tolist() == [4.0, 4.0]
+
+
+@pytest.mark.parametrize("other, message", [
+    (float("nan"), r"^objective constant nan is not finite; use a finite number$"),
+    (float("inf"), r"^objective constant inf is not finite; use a finite number$"),
+    (np.float64("-inf"), r"^objective constant -inf is not finite"),
+    (1e39, r"^objective constant 1e\+39 is beyond float32's range \(±3.4e\+38\)"),
+    (10 ** 400, r"^objective constant inf is not finite"),
+    (torch.ones(2), r"^cannot combine an objective with Tensor tensor\(\[1\., 1\.\]\); combine objectives with "
+                    r"numbers \(int, float, a NumPy scalar or a 0-d tensor\) and other objectives$"),
+    ("2", r"^cannot combine an objective with str '2'"),
+    (True, r"^cannot combine an objective with bool"),
+    (torch.tensor(1j), r"^cannot combine an objective with Tensor"),
+])
+def test_non_finite_constants_and_non_numbers_are_refused(other, message):
+    obj = o.channel("conv2", 1)
+    with pytest.raises(DreamlabError, match=message):
+        obj + other
+    with pytest.raises(DreamlabError, match=message):
+        other * obj
+
+
+@pytest.mark.parametrize("divisor, message", [
+    (0, r"^cannot divide objective 'conv2:1' by zero; divide by a non-zero number$"),
+    (np.float32(0), r"^cannot divide objective 'conv2:1' by zero"),
+    (torch.tensor(0.0), r"^cannot divide objective 'conv2:1' by zero"),
+    (1e-50, r"^cannot divide objective 'conv2:1' by 1e-50, which is zero as a float32 score"),
+    (float("nan"), r"^objective constant nan is not finite"),
+])
+def test_division_by_zero_is_refused_in_every_number_type(divisor, message):
+    with pytest.raises(DreamlabError, match=message):
+        o.channel("conv2", 1) / divisor
+
+
+def test_whole_neuron_positions_are_accepted_as_ints():
+    assert o.neuron("conv2", 1, x=np.int64(1), y=2.0).name == "conv2:1@1,2"
+    assert o.neuron("conv2", 1, x=torch.tensor(0), y=0).labels == ("conv2:1@0,0",)
+    assert o.neuron("conv2", 1, x=1, y=2)(acts()).tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("x, y, shown", [
+    (1.5, 2, "x=1.5"),
+    (1, -1, "y=-1"),
+    (-1, 1, "x=-1"),
+    (float("nan"), 1, "x=nan"),
+    ("1", 1, "x='1'"),
+    (True, 1, "x=True"),
+])
+def test_neuron_positions_must_be_whole_numbers_from_zero(x, y, shown):
+    with pytest.raises(DreamlabError, match=rf"^neuron position {shown} is not a whole number >= 0; give positions "
+                                            rf"of the layer's map, like x=7, y=7 \(or neither x nor y, for the "
+                                            rf"centre\)$"):
+        o.neuron("conv2", 1, x=x, y=y)
