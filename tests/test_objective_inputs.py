@@ -1,34 +1,17 @@
 """Objectives built from the Python API: what they accept (NumPy and torch numbers, one layer name) and the one
-DreamlabError line for what they refuse (defects found by a review on 2026-12-05)."""
+DreamlabError line for what they refuse (defects found by a review on 2026-12-04)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 import dreamlab
 from dreamlab import objectives as o
 from dreamlab.errors import DreamlabError
+from models_fixtures import SmallNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class Simple(nn.Module):
-    """conv1 -> in-place ReLU -> conv2 -> F.relu -> pool -> fc(5)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(6, 5)
-
-    def forward(self, x):
-        x = F.relu(self.conv2(self.relu(self.conv1(x))))
-        return self.fc(self.pool(x).flatten(1))
 
 
 def acts() -> dict[str, torch.Tensor]:
@@ -43,7 +26,7 @@ def test_reading_an_undeclared_layer_names_it_and_the_declared_ones():
     with pytest.raises(DreamlabError, match=r"^objective 'reads_conv1' read layer 'conv1', which is not among its "
                                             r"declared layers \('conv2'\); add it to them: "
                                             r"@objective\(layers=\['conv1', 'conv2'\]\)$"):
-        dreamlab.render(Simple(), reads_conv1, steps=1, size=16, device="cpu")
+        dreamlab.render(SmallNet(), reads_conv1, steps=1, size=16, device="cpu")
     # refused even where another term of a sum captures it: the objective reads the same alone or in a sum
     with pytest.raises(DreamlabError, match="not among its declared layers"):
         (reads_conv1 + o.channel("conv1", 0))(acts())

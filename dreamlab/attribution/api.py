@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import torch
@@ -12,15 +13,17 @@ from torch import Tensor
 
 from dreamlab.attribution import gradients as g
 from dreamlab.attribution.cam import CAM_METHODS, class_activation_map, default_cam_layer
+from dreamlab.attribution.inputs import check_image, check_optional_text, shown
+from dreamlab.attribution.photos import predicted_classes
 from dreamlab.attribution.target import (ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target,
                                          sized_forward, subject)
-from dreamlab.errors import unknown
+from dreamlab.errors import DreamlabError, unknown
 from dreamlab.models.recipe import Recipe
-from dreamlab.optvis.objectives import Objective
+from dreamlab.optvis.objectives import Objective, logit
 
 METHODS = ("saliency", "smoothgrad", "ig", "deconvnet", "guided", "guided-gradcam")
 
-Target = Objective | str | int
+Target = Objective | str | int | None
 
 
 def _device(subj: Subject, images: Tensor) -> torch.device:
@@ -28,10 +31,24 @@ def _device(subj: Subject, images: Tensor) -> torch.device:
     return images.device if tensor is None else tensor.device
 
 
+def _check_arguments(image: object, layer: object, seed: object = 0) -> None:
+    """What every attribution takes, checked before the model loads."""
+    check_image(image)
+    check_optional_text("layer", layer, "a layer address, e.g. 'inception4c'")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise DreamlabError(f"seed must be a whole number (an int), got {shown(seed, kind=False)}")
+
+
 def _prepare(subj: Subject, image: Tensor, target: Target) -> tuple[Tensor, TargetScore]:
     images = as_batch(image, subj.recipe.channels)
     images = images.to(_device(subj, images))
-    return images, TargetScore(subj, parse_target(target, subj.categories), images.shape[0])
+    objective = top_classes(subj, images) if target is None else parse_target(target, subj.categories)
+    return images, TargetScore(subj, objective, images.shape[0])
+
+
+def top_classes(subj: Subject, images: Tensor) -> Objective:
+    """`logit` of each image's top class: image i is attributed to its own prediction."""
+    return logit(predicted_classes(subj, images, "give a target"))
 
 
 def _like_input(result: Tensor, image: Tensor) -> Tensor:
@@ -46,38 +63,49 @@ def cam_layer(subj: Subject, images: Tensor, layer: str | None) -> str:
         return default_cam_layer(subj.model, subj.normalize(images[:1]), getattr(subj.recipe, "cam_layer", None))
 
 
-def gradcam(model: ModelLike, image: Tensor, target: Target, layer: str | None = None, *, method: str = "gradcam",
-            recipe: Recipe | str | None = None, weights: str | Path | None = "default") -> Tensor:
+def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str | None = None, *,
+            method: str = "gradcam", recipe: Recipe | str | None = None,
+            weights: str | Path | None = "default") -> Tensor:
     """The class activation map of `target` at `layer`, upsampled to the image: [1, H, W] or [B, 1, H, W], >= 0.
 
     `image` is in [0, 1] ([C, H, W] or a batch); it is normalized with the recipe's mean and std. `target` is an
-    objective string (`logit:281`, `logit:tabby`, `inception4c:97`), an Objective, or a class index. `method` is
-    gradcam or gradcam++.
+    objective string (`logit:281`, `logit:tabby`, `inception4c:97`), an Objective, a class index, or None: each
+    image's top class. `method` is gradcam or gradcam++.
     """
+    _check_arguments(image, layer)
+    if not isinstance(method, str) or method not in CAM_METHODS:
+        raise unknown("CAM method", str(method), CAM_METHODS)
     subj = subject(model, recipe, weights)
     images, score = _prepare(subj, image, target)
     with evaluating(subj.model), sized_forward(subj, images):
         return _like_input(class_activation_map(score, images, cam_layer(subj, images, layer), method), image)
 
 
-def attribute(model: ModelLike, image: Tensor, target: Target, method: str = "saliency", *,
+def attribute(model: ModelLike, image: Tensor, target: Target = None, method: str = "saliency", *,
               recipe: Recipe | str | None = None, weights: str | Path | None = "default",
               baseline: str | Tensor = "black", steps: int = 64, samples: int = 32, noise: float = 0.15,
               layer: str | None = None, batch_size: int = 64, seed: int = 0) -> Tensor:
-    """Per-pixel attributions of `target` with the image's shape, signed.
+    """Per-pixel attributions of `target` (as for `gradcam`; None: each image's top class) with the image's
+    shape, signed.
 
     `method`: saliency, smoothgrad (`samples`, `noise`), ig (`baseline` black|blurred|noise or an image,
     `steps`), deconvnet, guided, guided-gradcam (guided backprop times the Grad-CAM at `layer`). Expanded
     batches (IG steps, SmoothGrad samples) run `batch_size` images per forward pass.
     """
-    if method not in METHODS:
-        raise unknown("attribution method", method, METHODS)
-    if method == "smoothgrad":  # before the model loads
+    if not isinstance(method, str) or method not in METHODS:
+        raise unknown("attribution method", str(method), METHODS)
+    _check_arguments(image, layer, seed)  # before the model loads
+    if method == "smoothgrad":
         g.check_smoothgrad(samples, noise)
+        g.check_batch_size(batch_size)
     elif method == "ig":
         g.check_ig_steps(steps)
+        g.check_batch_size(batch_size)
+        g.check_baseline(baseline)
     subj = subject(model, recipe, weights)
     images, score = _prepare(subj, image, target)
+    if method == "ig" and isinstance(baseline, Tensor):
+        g.check_baseline_shape(baseline, images)
     with evaluating(subj.model), sized_forward(subj, images):
         if method == "saliency":
             result = g.saliency(score, images)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.attribution.target import TargetScore, tap
+from dreamlab.models.layout import channels_last_layers
 from dreamlab.errors import DreamlabError, unknown
 
 CAM_METHODS = ("gradcam", "gradcam++")
@@ -36,7 +37,7 @@ def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None
         for h in handles:
             h.remove()
     if not order:
-        raise DreamlabError("this model has no layer with a spatial output map; Grad-CAM needs one (--layer)")
+        raise DreamlabError("this model has no layer with a spatial output map; Grad-CAM needs one (layer, --layer)")
     return order[-1]
 
 
@@ -58,6 +59,8 @@ def layer_activation_and_gradient(score: TargetScore, images: Tensor, layer: str
     if grad is None:
         raise DreamlabError(f"the target {score.objective.name!r} does not depend on layer {layer!r}; pick a layer "
                             f"on its path")
+    if layer in channels_last_layers(score.subject.model, [layer], images):  # [B, H, W, C]: ConvNeXt, Swin
+        act, grad = act.permute(0, 3, 1, 2), grad.permute(0, 3, 1, 2)
     return act.detach(), grad
 
 

@@ -6,15 +6,17 @@ a heat map. Expanded batches (IG steps, SmoothGrad samples) are run in chunks of
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dreamlab.attribution.inputs import check_image, check_whole, shown
 from dreamlab.attribution.relu_rules import ReLURule
 from dreamlab.attribution.target import TargetScore, input_gradient
-from dreamlab.errors import DreamlabError, check_range, unknown
+from dreamlab.errors import DreamlabError, unknown
 
 BASELINES = ("black", "blurred", "noise")
 # IG steps and SmoothGrad samples: the papers use 20-300 steps and 50 samples; each is one more copy of the
@@ -24,14 +26,44 @@ MAX_EXPANSION = 1024
 
 def check_smoothgrad(samples: int, noise: float) -> None:
     """SmoothGrad's arguments, each refused in one line naming it and its valid range."""
-    check_range("samples", samples, 1, MAX_EXPANSION, hint=" (SmoothGrad's noisy copies; the paper uses 50)")
-    if not math.isfinite(noise) or noise < 0:
-        raise DreamlabError(f"noise must be a finite number >= 0 (SmoothGrad's noise, a fraction of the image's "
-                            f"value range; 0.1 to 0.2 works best), got {noise}")
+    check_whole("samples", samples, 1, MAX_EXPANSION, "--samples", " (SmoothGrad's noisy copies; the paper uses 50)")
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
+        raise DreamlabError(f"noise must be a finite number >= 0 (--noise: SmoothGrad's noise, a fraction of the "
+                            f"image's value range; 0.1 to 0.2 works best), got {noise!r}")
 
 
 def check_ig_steps(steps: int) -> None:
-    check_range("steps", steps, 1, MAX_EXPANSION, hint=" (integrated gradients' steps; 20 to 300 is usual)")
+    check_whole("steps", steps, 1, MAX_EXPANSION, "--steps", " (integrated gradients' steps; 20 to 300 is usual)")
+
+
+def check_batch_size(batch_size: int) -> None:
+    check_whole("batch_size", batch_size, 1, flag="--batch-size",
+                hint=" (images per forward pass for IG steps and SmoothGrad samples)")
+
+
+def check_baseline(baseline: object) -> None:
+    """A baseline name or an image tensor in [0, 1]; its shape is checked against the images by
+    `check_baseline_shape`."""
+    if isinstance(baseline, str):
+        if baseline not in BASELINES:
+            raise unknown("baseline", baseline, BASELINES, hint="or give an image tensor in [0, 1]")
+        return
+    if not isinstance(baseline, Tensor):
+        raise DreamlabError(f"baseline must be one of {', '.join(BASELINES)} (--baseline) or an image tensor "
+                            f"[C, H, W] in [0, 1], got {shown(baseline)}")
+    check_image(baseline, "baseline")
+
+
+def check_baseline_shape(baseline: Tensor, images: Tensor) -> None:
+    """A baseline tensor must be one image like the images [C, H, W], or a batch of 1 or B of them."""
+    c, h, w = images.shape[1:]
+    b = images.shape[0]
+    shape = tuple(baseline.shape)
+    if shape == (c, h, w) or (len(shape) == 4 and shape[0] in (1, b) and shape[1:] == (c, h, w)):
+        return
+    batches = "1" if b == 1 else f"1 or {b}"
+    raise DreamlabError(f"baseline has shape {list(shape)}; valid: the image's [{c}, {h}, {w}] or a batch "
+                        f"[{batches}, {c}, {h}, {w}] (resize the baseline to the image)")
 
 
 def _chunked_gradient(score: TargetScore, inputs: Tensor, index: Tensor, batch_size: int) -> Tensor:
@@ -64,6 +96,7 @@ def smoothgrad(score: TargetScore, images: Tensor, samples: int = 32, noise: flo
     The noise's standard deviation is `noise` times each image's value range; the paper finds 10-20% best.
     """
     check_smoothgrad(samples, noise)
+    check_batch_size(batch_size)
     b = images.shape[0]
     generator = torch.Generator(device=images.device).manual_seed(seed)
     spread = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(b, 1, 1, 1)
@@ -108,6 +141,10 @@ def integrated_gradients(score: TargetScore, images: Tensor, baseline: str | Ten
     Completeness: the attributions of each image sum to f(x) - f(x'), up to the quadrature error.
     """
     check_ig_steps(steps)
+    check_batch_size(batch_size)
+    check_baseline(baseline)
+    if isinstance(baseline, Tensor):
+        check_baseline_shape(baseline, images)
     reference = baseline if isinstance(baseline, Tensor) else baseline_for(images, baseline, seed)
     reference = reference.to(images).expand_as(images)
     alphas, weights = gauss_legendre(steps)

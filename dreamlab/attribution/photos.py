@@ -40,13 +40,19 @@ def read_photo(path: Path, subj: Subject, size: int | None = None) -> tuple[Tens
 def predicted_class(subj: Subject, x: Tensor) -> str:
     """The target `logit:N` of the model's top class for `x`; a model whose output is not class scores
     [N, classes] (an edge map, say) has no top class, and the caller must name a target."""
+    return f"logit:{predicted_classes(subj, x)[0]}"
+
+
+def predicted_classes(subj: Subject, x: Tensor, ask: str = "give --target") -> list[int]:
+    """The model's top class for each image of `x`; `ask` says how to name a target instead, where the model's
+    output is not class scores."""
     with torch.no_grad(), evaluating(subj.model), sized_forward(subj, x):
         output = subj.model(subj.normalize(x))
-    if not isinstance(output, Tensor) or output.dim() != 2:
+    if not isinstance(output, Tensor) or output.dim() != 2 or output.shape[0] != x.shape[0]:
         shape = list(output.shape) if isinstance(output, Tensor) else type(output).__name__
         raise DreamlabError(f"{subj.recipe.name}'s output is {shape}, not class scores [N, classes], so there is "
-                            f"no top class to pick; give --target, e.g. {_example_target(subj, x)}")
-    return f"logit:{int(output.argmax(1)[0])}"
+                            f"no top class to pick; {ask}, e.g. {_example_target(subj, x)}")
+    return output.argmax(1).tolist()
 
 
 def _example_target(subj: Subject, x: Tensor) -> str:

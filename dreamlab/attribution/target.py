@@ -6,6 +6,7 @@ with respect to those pixels, so the normalization is part of the differentiated
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,13 +15,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dreamlab.attribution.inputs import shown
 from dreamlab.errors import DreamlabError
 from dreamlab.models.loading import LoadedModel, resolve_layer
 from dreamlab.models.prepare import FORWARD_ERRORS, size_rejection, takes_size
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import capture, reused_module
 from dreamlab.optvis.grammar import parse_objective
-from dreamlab.optvis.objectives import Objective
+from dreamlab.optvis.objectives import Objective, logit
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,22 @@ def sized_forward(subj: Subject, images: Tensor) -> Iterator[None]:
         if isinstance(exc, (DreamlabError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower() \
                 or tuple(images.shape[-2:]) == (size, size):
             raise  # the user's own error, or memory: not a size the model rejects
+        if _runs_on(subj, images):
+            raise  # the model takes this size: something else failed
         if not takes_size(lambda x: subj.model(subj.normalize(x)), subj.recipe.channels, size, images.device):
             raise  # the model fails at its own size too: its error, not a size rejection
         raise size_rejection(subj.recipe.name, images.shape, exc, size) from None
+
+
+def _runs_on(subj: Subject, images: Tensor) -> bool:
+    """Whether the model runs on one grey image of the images' shape (then a failure is not a size rejection)."""
+    grey = torch.full((1, *images.shape[1:]), 0.5, device=images.device)
+    try:
+        with torch.no_grad():
+            subj.model(subj.normalize(grey))
+    except FORWARD_ERRORS:
+        return False
+    return True
 
 
 def as_batch(image: Tensor, channels: int) -> Tensor:
@@ -90,11 +105,21 @@ def as_batch(image: Tensor, channels: int) -> Tensor:
 
 
 def parse_target(target: Objective | str | int, categories: tuple[str, ...] | None) -> Objective:
-    """An objective from a string (`logit:281`, `logit:tabby`, `inception4c:97`), an int (a class), or as is."""
+    """An objective from a string (`logit:281`, `logit:tabby`, `inception4c:97`), a class index (an int, numpy's
+    or torch's integer scalar; an integer tensor of one class per image), or as is."""
     if isinstance(target, Objective):
         return target
-    if isinstance(target, int):
-        target = f"logit:{target}"
+    if isinstance(target, Tensor) and not target.is_floating_point() and not target.is_complex() \
+            and target.dtype != torch.bool and target.numel() > 0:
+        return logit(target) if target.numel() > 1 else parse_target(int(target.flatten()[0]), categories)
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        if target < 0:
+            raise DreamlabError(f"class index {target} is negative; give a class index >= 0 (logit:N)")
+        target = f"logit:{int(target)}"
+    if not isinstance(target, str):
+        raise DreamlabError(f"target must be an objective string (logit:281, logit:tabby, inception4c:97), an "
+                            f"Objective, a class index (int) or None (each image's top class), got "
+                            f"{shown(target)}")
     return parse_objective(target, categories)
 
 

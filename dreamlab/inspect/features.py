@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dreamlab.attribution.inputs import check_image, check_whole
 from dreamlab.errors import DreamlabError
 from dreamlab.io import SAMPLE_PHOTOS, load_image, sample_photo
-from dreamlab.inspect.source import model_and_recipe
+from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.inspect.tiles import TileGrid, draw_labels, normalize_each, upscale
 from dreamlab.models.recipe import Recipe
 
@@ -45,7 +46,11 @@ class FeatureMaps:
 def read_photo(image: Tensor | str | Path) -> Tensor:
     """A photo [C, H, W] in [0, 1] from a tensor, a file path, or a sample name (china, flower)."""
     if isinstance(image, Tensor):
-        return image.float()
+        return check_image(image).float()
+    if not isinstance(image, (str, Path)):
+        raise DreamlabError(f"image must be a torch tensor [C, H, W] in [0, 1], a PNG/JPEG path, or one of "
+                            f"{', '.join(SAMPLE_PHOTOS)}, got {type(image).__name__}; dreamlab.io.load_image reads a "
+                            f"file as a tensor")
     if str(image) in SAMPLE_PHOTOS and not Path(image).exists():
         return sample_photo(str(image), f"--image {image}")
     if not Path(image).exists():
@@ -100,12 +105,14 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
 
     `image` is a [C, H, W] tensor in [0, 1], a PNG/JPEG path, or 'china'/'flower' (scikit-learn's photos).
     """
+    check_layer(layer)
+    if top is not None:
+        top = check_whole("top", top, 1, flag="--top", hint=" (how many channels to show)")
+    photo = read_photo(image)  # before the model loads
     module, rec, described = model_and_recipe(model, recipe, weights)
-    x = preprocess(read_photo(image), rec)
+    x = preprocess(photo, rec)
     act = activations(module, layer, x)
     count = act.shape[0]
-    if top is not None and top < 1:
-        raise DreamlabError(f"--top must be at least 1, got {top}")
     k = min(count, top if top is not None else DEFAULT_TOP)
     means = act.mean((1, 2))
     order = torch.sort(means, descending=True, stable=True).indices[:k]

@@ -16,7 +16,7 @@ import operator
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +24,12 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.inspect.source import model_and_recipe
 from dreamlab.models.prepare import size_rejection
 from dreamlab.models.recipe import Recipe
+from dreamlab.models.summary import check_input_size
 
 RANKDIRS = ("TB", "LR", "BT", "RL")
 TEXT_FORMATS = (".dot", ".gv")
@@ -54,7 +56,7 @@ class GraphNode:
 
     @property
     def label(self) -> str:
-        shape = "×".join(map(str, self.shape)) if self.shape else "?"
+        shape = "×".join(map(str, self.shape)) if self.shape else "?" if self.shape is None else "scalar"
         if self.op == "module":
             return f"{self.address}\n{self.kind}\n{shape}"
         if self.op == "function":
@@ -126,10 +128,21 @@ class _DepthTracer(fx.Tracer):
 
 def weightless_copy(model: nn.Module) -> nn.Module:
     """A deep copy whose parameters and buffers live on the meta device (no memory, no data copied)."""
+    return _copy_with(model, lambda t: torch.empty_like(t, device="meta"))
+
+
+def cpu_copy(model: nn.Module) -> nn.Module:
+    """A deep copy on the CPU with the model's weights (zeros for weights that are on the meta device), made
+    without copying anything on the model's own device first."""
+    return _copy_with(model, lambda t: torch.zeros_like(t, device="cpu") if t.is_meta else
+                      t.detach().to("cpu", copy=True))
+
+
+def _copy_with(model: nn.Module, make: Callable[[torch.Tensor], torch.Tensor]) -> nn.Module:
     memo: dict[int, object] = {}
     for t in [*model.parameters(), *model.buffers()]:
-        empty = torch.empty_like(t, device="meta")
-        memo[id(t)] = nn.Parameter(empty, t.requires_grad) if isinstance(t, nn.Parameter) else empty
+        new = make(t)
+        memo[id(t)] = nn.Parameter(new, t.requires_grad) if isinstance(t, nn.Parameter) else new
     return copy.deepcopy(model, memo)
 
 
@@ -137,45 +150,71 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, 
                 input_size: int | None = None) -> ModelGraph:
     """The data-flow graph of `model` for one input of `input_shape` ([1, C, H, W]); the model is not touched.
     `input_size`: the recipe's, named in the error when the model takes it but not `input_shape`."""
-    if depth < 1:
-        raise DreamlabError(f"depth must be at least 1 (1: the model's top-level modules), got {depth}")
+    check_whole("depth", depth, 1, flag="--depth", hint=" (1: the model's top-level modules)")
+    try:
+        return _graph_of(model, input_shape, depth, name)
+    except _Failed as failed:
+        cause = failed.cause
+    size = input_size
+    side = "x".join(map(str, input_shape[1:]))
+    if size and tuple(input_shape[-2:]) != (size, size) and _takes(model, input_shape, size, depth):
+        raise size_rejection(name, input_shape, cause, size) from None  # like render's, naming the size
+    raise DreamlabError(f"{name} failed on a {side} input ({first_line(cause)}) in one forward of a copy of it; "
+                        f"if it takes another input size, give size (--size)") from None
+
+
+class _Failed(Exception):
+    """Neither a meta-device nor a CPU forward gave the shapes; `cause` is the error that says most."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _graph_of(model: nn.Module, input_shape: Sequence[int], depth: int, name: str) -> ModelGraph:
+    """The graph from a forward of a weightless copy on the meta device; where the model needs real values (a
+    hook that reads them, `if x.mean() > 0`) or an op has no meta kernel, from a forward of a CPU copy."""
     copied = weightless_copy(model).eval()
     try:
-        traced = fx.GraphModule(copied, _DepthTracer(depth).trace(copied))
-    except Exception:  # noqa: BLE001 -- fx raises many kinds (TraceError, TypeError on data-dependent control flow)
-        traced = None  # Python control flow: record one real forward instead (see runtrace.py)
+        return _shapes(copied, _trace(copied, depth), input_shape, depth, name, "meta")
+    except Exception as exc:  # noqa: BLE001 -- the model refused the input, or it needs real tensors
+        meta_error = exc.__cause__ or exc  # ShapeProp wraps the op's error in one that quotes the whole node
+    copied = cpu_copy(model).eval()
     try:
-        result = _shapes(copied, traced, input_shape, depth, name)
-    except Exception as exc:  # noqa: BLE001 -- the model refused the input size, or an op has no meta kernel
-        cause = exc.__cause__ or exc  # ShapeProp wraps the op's error in one that quotes the whole node
-        size = input_size
-        if size and tuple(input_shape[-2:]) != (size, size) and _takes(copied, traced, input_shape, size, depth):
-            raise size_rejection(name, input_shape, cause, size) from None  # like render's, naming the size
-        raise DreamlabError(f"{name} rejected a {'x'.join(map(str, input_shape[1:]))} input ({first_line(cause)}); "
-                            f"try --size with the model's input size") from None
-    return result
+        return _shapes(copied, _trace(copied, depth), input_shape, depth, name, "cpu")
+    except Exception as exc:  # noqa: BLE001 -- whatever the model raises
+        cpu_error = exc.__cause__ or exc
+    # an error about the meta device says nothing about the model; otherwise the meta one is as good, and shorter
+    raise _Failed(cpu_error if "meta" in str(meta_error).lower() else meta_error)
+
+
+def _trace(copied: nn.Module, depth: int) -> fx.GraphModule | None:
+    """The fx GraphModule of `copied`, or None where Python control flow defeats tracing (see runtrace.py)."""
+    try:
+        return fx.GraphModule(copied, _DepthTracer(depth).trace(copied))
+    except Exception:  # noqa: BLE001 -- fx raises many kinds (TraceError, TypeError on data-dependent control flow)
+        return None
 
 
 def _shapes(copied: nn.Module, traced: fx.GraphModule | None, input_shape: Sequence[int], depth: int,
-            name: str) -> ModelGraph:
-    """The graph with the output shapes of one meta-device forward of `input_shape`."""
-    x = torch.empty(*input_shape, device="meta")
+            name: str, device: str = "meta") -> ModelGraph:
+    """The graph with the output shapes of one forward of `input_shape` (zeros on `device`)."""
+    x = torch.zeros(*input_shape, device=device)
     if traced is None:
         from dreamlab.inspect.runtrace import run_graph
 
         return run_graph(copied, x, depth, name)
-    with contextlib.redirect_stderr(io.StringIO()) as printed:  # ShapeProp prints a failing node's traceback
-        ShapeProp(traced).propagate(x)
+    with contextlib.redirect_stderr(io.StringIO()) as printed, torch.no_grad():
+        ShapeProp(traced).propagate(x)  # it prints a failing node's traceback
     sys.stderr.write(printed.getvalue())  # it succeeded: whatever else was printed (warnings) is the user's
     return _collapse(traced.graph, name)
 
 
-def _takes(copied: nn.Module, traced: fx.GraphModule | None, input_shape: Sequence[int], size: int,
-           depth: int) -> bool:
-    """Whether the model's shapes propagate at `size` pixels: a size rejection rather than a missing meta kernel."""
+def _takes(model: nn.Module, input_shape: Sequence[int], size: int, depth: int) -> bool:
+    """Whether the model's shapes propagate at `size` pixels: a size rejection rather than another failure."""
     try:
-        _shapes(copied, traced, (*input_shape[:2], size, size), depth, "probe")
-    except Exception:  # noqa: BLE001 -- as in trace_graph
+        _graph_of(model, (*input_shape[:2], size, size), depth, "probe")
+    except _Failed:
         return False
     return True
 
@@ -275,6 +314,10 @@ def _build(model: nn.Module | str | Path, recipe: object, weights: str | Path | 
 def model_graph(model: nn.Module | str | Path, *, depth: int = 2, size: int | None = None,
                 recipe: object = None, weights: str | Path | None = "none") -> ModelGraph:
     """The ModelGraph of a recipe/torchvision name or a module (see `graph`)."""
+    depth = check_whole("depth", depth, 1, flag="--depth", hint=" (1: the model's top-level modules)")
+    if size is not None:
+        size = check_whole("size", size, 1, flag="--size", hint=" (the input side in pixels)")
+        check_input_size(size, name="size")
     module, rec = _build(model, recipe, weights)
     side = size or rec.input_size
     return trace_graph(module, (1, rec.channels, side, side), depth=depth, name=rec.name, input_size=rec.input_size)

@@ -15,13 +15,16 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, close_matches
-from dreamlab.inspect.source import model_and_recipe
+from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.inspect.tiles import TileGrid, normalize_each, normalize_shared, upscale
 from dreamlab.io import MAX_IMAGE_PIXELS
 from dreamlab.models.loading import resolve_layer
 
 MIN_TILE_PIXELS = 28  # default upscaling makes tiles at least this wide, so 3x3 kernels stay visible
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *_TRANSPOSED)
 
 
 def conv_layers(model: nn.Module) -> list[str]:
@@ -31,23 +34,33 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 
 def conv_weight(model: nn.Module, layer: str) -> Tensor:
-    """The [out, in, kh, kw] weight of the conv layer at `layer`; other layers get one line naming conv layers."""
+    """The [out, in, kh, kw] weight of the conv layer at `layer`; other layers get one line naming conv layers.
+
+    A transposed convolution stores [in, out / groups, kh, kw]; it is returned as [out, in / groups, kh, kw], like a
+    convolution's, so each row of the grid is still one output channel.
+    """
     module = resolve_layer(model, layer)
     weight = getattr(module, "weight", None)
+    if isinstance(module, _TRANSPOSED) and isinstance(weight, Tensor) and weight.dim() == 4:
+        groups = module.groups
+        w = weight.detach()
+        return w.unflatten(0, (groups, -1)).transpose(1, 2).flatten(0, 1)
     if isinstance(weight, Tensor) and weight.dim() == 4:
         return weight.detach()
     convs = conv_layers(model)
     inside = [name for name in convs if name.startswith(layer + ".")]
     suggestions = inside[:3] or close_matches(layer, convs)[:3] or convs[:3]
-    raise DreamlabError(f"layer {layer!r} ({type(module).__name__}) has no convolution weights; try "
-                        f"{' or '.join(suggestions) or 'another model'} (`dreamlab layers MODEL` lists the layers)")
+    alternatives = f"try {' or '.join(suggestions) or 'another model'} (`dreamlab layers MODEL` lists the layers)"
+    if isinstance(module, _CONVOLUTIONS):
+        raise DreamlabError(f"only 2-D convolutions (Conv2d, ConvTranspose2d) are shown; {layer!r} is "
+                            f"{type(module).__name__}; {alternatives}")
+    raise DreamlabError(f"layer {layer!r} ({type(module).__name__}) has no convolution weights; {alternatives}")
 
 
 def kernel_grid(weight: Tensor, *, shared_scale: bool = False, sum_inputs: bool = False, limit: int = 64,
                 scale: int | None = None, padding: int = 2) -> TileGrid:
     """Tiles for a conv weight [out, in, kh, kw]; at most `limit` output (and input) channels are shown."""
-    if limit < 1:
-        raise DreamlabError(f"limit must be at least 1, got {limit}")
+    limit = check_whole("limit", limit, 1, flag="--limit", hint=" (output and input channels shown)")
     w = weight.detach().float().cpu()
     n_out, n_in, kh, kw = w.shape
     w = w[:limit]
@@ -97,11 +110,16 @@ def kernels(model: nn.Module | str | Path, layer: str, *, shared_scale: bool = F
     `model` is a recipe or torchvision name, a recipe path or an nn.Module (not changed). `scale` enlarges each
     weight to a block of scale x scale pixels (default: tiles at least 28 px wide).
     """
+    check_layer(layer)
+    check_whole("limit", limit, 1, flag="--limit", hint=" (output and input channels shown)")  # before loading
     module, rec, described = model_and_recipe(model, recipe, weights)
+    transposed = isinstance(resolve_layer(module, layer), _TRANSPOSED)
     result = kernel_grid(conv_weight(module, layer), shared_scale=shared_scale, sum_inputs=sum_inputs,
                          limit=limit, scale=scale, padding=padding)
     result.text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": described,
                    **result.text}
+    if transposed:
+        result.text["dreamlab:weight"] = "transposed conv [in, out, kh, kw], shown as [out, in, kh, kw]"
     if out is not None:
         result.save(out)
     return result

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from torch import nn
 
+from dreamlab.attribution.inputs import shown
+from dreamlab.errors import DreamlabError
 from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.models.recipe import Recipe, load_recipe
 
@@ -23,3 +25,10 @@ def model_and_recipe(model: nn.Module | str | Path | LoadedModel, recipe: Recipe
         recipe = load_recipe(recipe)
     recipe = recipe or Recipe(name=type(model).__name__, builder="custom:" + type(model).__name__, weights="none")
     return model, recipe, "caller's module"
+
+
+def check_layer(layer: object) -> None:
+    """A layer address is a string ('inception4c', 'conv1.conv'); anything else is refused in one line."""
+    if not isinstance(layer, str):
+        raise DreamlabError(f"layer must be a string, a dotted module address such as 'conv1' or 'inception4c', got "
+                            f"{shown(layer)}; `dreamlab layers MODEL` lists them")
