@@ -172,3 +172,56 @@ def test_bad_api_input_is_one_dreamlab_error(name):
     with pytest.raises(DreamlabError) as caught:
         call()
     assert text in str(caught.value) and "\n" not in str(caught.value)
+
+
+class _FixedSize(nn.Module):
+    """A CIFAR-style net: its Linear takes 32-px inputs only."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16 * 16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(nn.functional.max_pool2d(self.conv(x).relu(), 2).flatten(1))
+
+
+def test_a_module_with_a_fixed_size_is_told_how_to_say_it():
+    net = _FixedSize()
+    with pytest.raises(DreamlabError, match=r"_FixedSize failed on a 3x236x236 input \(mat1 and mat2 .*\) and runs "
+                                            r"on 32x32; for a module with a fixed input size, say it: recipe="
+                                            r"dreamlab.Recipe\('_FixedSize', 'custom:_FixedSize', input_size=32, "
+                                            r"channels=3\)"):
+        dreamlab.render(net, "logit:1", **LENET)
+    recipe = dreamlab.Recipe("cifar", "custom:cifar", input_size=32)
+    with pytest.raises(DreamlabError, match=r"cifar rejected a 3x44x44 input .* needs --size 32 and transforms "
+                                            r"that keep the size"):
+        dreamlab.render(net, "logit:1", recipe=recipe, **LENET)
+    done = dreamlab.render(net, "logit:1", recipe=recipe, transforms="none", **LENET)
+    assert done.images.shape == (1, 3, 32, 32)
+    with pytest.raises(DreamlabError, match=r"_FixedSize failed on a 3x224x224 input .* input_size=32"):
+        dreamlab.dream(net, torch.rand(3, 40, 40), "conv", octaves=1, steps=1)
+    assert dreamlab.dream(net, torch.rand(3, 40, 40), "conv", octaves=1, steps=1, recipe=recipe).image.shape == \
+        (3, 40, 40)
+
+
+def test_a_module_of_another_dtype_is_refused_before_it_runs():
+    with pytest.raises(DreamlabError, match=r"_FixedSize has float64 parameters; dreamlab runs float32 models .* "
+                                            r"pass model.float\(\)"):
+        dreamlab.render(_FixedSize().double(), "conv:0", **LENET)
+    with pytest.raises(DreamlabError, match="has bfloat16 parameters"):
+        dreamlab.gradcam(_FixedSize().bfloat16(), torch.rand(3, 32, 32), "logit:1")
+
+
+@pytest.mark.parametrize("recipe, message", [
+    (dreamlab.Recipe("r", "custom:r", std=(0.0, 1.0, 1.0)), r"recipe 'r': std = \[0.0, 1.0, 1.0\] is not valid; "
+                                                            r"std must be a list of positive numbers"),
+    (dreamlab.Recipe("r", "custom:r", channels=1, mean=(0.5,), std=(0.5,)),
+     r"recipe 'r' gives 1-channel images, but _FixedSize's first convolution reads 3; set channels=3"),
+    (dreamlab.Recipe("r", "custom:r", mean=(0.5,)), r"recipe 'r': mean and std need 3 values"),
+    (dreamlab.Recipe("r", "custom:r", layers={"nope": {"steps": 3}}),
+     r"unknown layer in recipe r's \[layers.\"...\"\] tables: 'nope'"),
+])
+def test_a_recipe_built_in_python_is_checked_as_a_file_is(recipe, message):
+    with pytest.raises(DreamlabError, match=message):
+        dreamlab.render(_FixedSize(), "conv:0", recipe=recipe, **LENET)

@@ -70,8 +70,12 @@ def test_a_lucent_style_factory_without_arguments_and_a_partial_of_a_class(net):
 
 
 def test_a_param_with_the_wrong_output_is_refused_in_one_line(net):
-    with pytest.raises(DreamlabError, match=r"the custom param produced \[1, 3, 24, 24\]; expected \[2, 3, H, W\]"):
+    with pytest.raises(DreamlabError, match=r"the custom param produced \[1, 3, 24, 24\]; expected \[2, 3, 24, 24\]"):
         render(net, "conv2:0-1", param=StripesParam(1, 3, 24, 24), **FAST)
+    # images of another size than the render's would carry a false size in their provenance
+    with pytest.raises(DreamlabError, match=r"the custom param produced 12x20 images, but the render size is 24x24; "
+                                            r"give size=\(20, 12\) \(height, width\)"):
+        render(net, "conv2:0", param=lambda: StripesParam(1, 3, 20, 12), **FAST)
     with pytest.raises(DreamlabError, match="the param factory returned Tensor"):
         render(net, "conv2:0", param=lambda: torch.zeros(1, 3, 8, 8), **FAST)
     with pytest.raises(DreamlabError, match="a param module holds one fixed batch"):

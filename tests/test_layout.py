@@ -99,3 +99,19 @@ def test_the_compiled_forward_reads_them_as_capture_does():
     compiled = dreamlab.render(model, "lin:0-2", compile="default", **settings)
     assert compiled.final_scores.tolist() == pytest.approx(eager.final_scores.tolist(), abs=1e-4)
     assert (compiled.images - eager.images).abs().max() < 1e-4
+
+
+def test_grad_cam_at_a_channels_last_layer_weights_its_channels():
+    """Grad-CAM at `lin` weights its 6 channels (read as [B, H, W, C], its 'channels' would be the map's rows):
+    the map equals the one computed by hand from the [B, C, H, W] activations and gradients."""
+    model = _model()
+    image = torch.rand(3, 16, 16)
+    cam = dreamlab.gradcam(model, image, "lin:2", layer="lin",
+                           recipe=dreamlab.Recipe("tiny", "custom:tiny", input_size=16))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    x = ((image - mean) / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1))[None]
+    acts = model.lin(model.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2).detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(acts[:, 2].mean(), acts)
+    mine = (grad.mean((2, 3), keepdim=True) * acts).sum(1).clamp(min=0)[0].detach()
+    assert cam.shape == (1, 16, 16)
+    assert torch.allclose(cam[0] / cam.max(), mine / mine.max(), atol=1e-4)

@@ -5,18 +5,19 @@ and so does torchvision's Swin throughout. dreamlab reads a unit as channel k of
 read transposed to [B, C, H, W] (`to_channels_first`); read as they are, `layer:3` would be row 3 of the map.
 
 One shape cannot tell the layouts apart, two can: the axes that grow with the input are the spatial ones. So
-one image is run again at a larger size, with hooks that only read shapes.
+a weightless copy of the model runs at two sizes on the meta device, with hooks that only read shapes.
 
 >>> channels_last_layers(convnext, ["features.1.0.block.0", "features.1.0.block.3"], x)  # doctest: +SKIP
 frozenset({'features.1.0.block.3'})
 """
 from __future__ import annotations
 
+import copy
+import itertools
 import weakref
 from collections.abc import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.models.loading import resolve_layer
@@ -33,21 +34,36 @@ class _Stop(BaseException):
 
 
 def channels_last_layers(model: nn.Module, names: Iterable[str], x: Tensor) -> frozenset[str]:
-    """The layers among `names` whose 4-D output is [B, H, W, C], found by forwarding one image of `x` (an input
-    the model takes, [B, C, H, W]) and the same image PROBE_GROWTH pixels larger. A layer whose output does
-    not change with the size (after global pooling), or that the larger input never reaches, counts as
-    channels-first. Cached per model and layer; the model's training flags are restored."""
+    """The layers among `names` whose 4-D output is [B, H, W, C], found from the shapes of a forward of one image
+    of `x`'s size ([B, C, H, W]) and one PROBE_GROWTH pixels larger, on a weightless copy of the model on the
+    meta device: the model itself never runs, so its hooks, statistics and memory are left alone. A layer
+    whose output does not change with the size (after global pooling), or that a forward never reaches (an op
+    without a meta kernel, a fixed input size), counts as channels-first. Cached per model and layer."""
     known = _KNOWN.setdefault(model, {})
     todo = [name for name in dict.fromkeys(names) if name not in known]
     if todo:
-        first = x[:1].detach()
-        height, width = first.shape[-2:]
-        bigger = F.interpolate(first.float(), size=(height + PROBE_GROWTH, width + PROBE_GROWTH), mode="bilinear",
-                               align_corners=False).to(first.dtype)
-        small, large = _shapes(model, todo, first), _shapes(model, todo, bigger)
+        probe = meta_copy(model)
+        channels, height, width = x.shape[1:]
+        small = _shapes(probe, todo, torch.zeros(1, channels, height, width, device="meta"))
+        large = _shapes(probe, todo, torch.zeros(1, channels, height + PROBE_GROWTH, width + PROBE_GROWTH,
+                                                 device="meta"))
         for name in todo:
             known[name] = is_channels_last(small.get(name), large.get(name))
     return frozenset(name for name in names if known.get(name))
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` on the meta device, without its hooks: no tensor data is copied (each
+    parameter and buffer becomes an empty meta tensor of its shape), and no hook of the caller's runs in it."""
+    memo: dict[int, object] = {}
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        empty = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = nn.Parameter(empty, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
+    for module in model.modules():
+        for key, value in vars(module).items():
+            if key.endswith("hooks") or key.endswith("hooks_with_kwargs") or key.endswith("hooks_always_called"):
+                memo[id(value)] = type(value)()  # the copy gets empty hook tables
+    return copy.deepcopy(model, memo).eval()
 
 
 def to_channels_first(acts: dict[str, Tensor], channels_last: frozenset[str]) -> dict[str, Tensor]:
@@ -64,7 +80,7 @@ def is_channels_last(small: Sequence[int] | None, large: Sequence[int] | None) -
 
 
 def _shapes(model: nn.Module, names: list[str], x: Tensor) -> dict[str, torch.Size]:
-    """The output shape of each of `names` in one eval-mode forward of `x` (stopped once all are seen)."""
+    """The output shape of each of `names` in one forward of `x` (stopped once all are seen)."""
     found: dict[str, torch.Size] = {}
 
     def hook_for(name: str):
@@ -77,12 +93,10 @@ def _shapes(model: nn.Module, names: list[str], x: Tensor) -> dict[str, torch.Si
                 raise _Stop
         return hook
 
-    modes = [(module, module.training) for module in model.modules()]
     handles = []
     try:
         for name in names:
             handles.append(resolve_layer(model, name).register_forward_hook(hook_for(name)))
-        model.eval()  # a probe must not move BatchNorm's running statistics
         with torch.no_grad():
             model(x)
     except (_Stop, *_FORWARD_ERRORS):
@@ -90,6 +104,4 @@ def _shapes(model: nn.Module, names: list[str], x: Tensor) -> dict[str, torch.Si
     finally:
         for handle in handles:
             handle.remove()
-        for module, training in modes:
-            module.training = training
     return found

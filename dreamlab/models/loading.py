@@ -259,12 +259,12 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
     recipe = name if isinstance(name, Recipe) else load_recipe(name)
     model, described = build_model(recipe, weights, allow_code)
     model.eval().requires_grad_(False)
-    _check_recipe_layers(recipe, model, None if isinstance(name, Recipe) else str(name))
+    check_recipe_layers(recipe, model, None if isinstance(name, Recipe) else str(name))
     categories = recipe.categories or torchvision_categories(recipe)
     return LoadedModel(model=model, recipe=recipe, weights=described, categories=categories)
 
 
-def _check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None) -> None:
+def check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None) -> None:
     """A [layers."NAME"] table must name a layer of the model (a typo would silently change nothing);
     `source` is what the recipe was loaded from (a file path ends in .toml)."""
     from dreamlab.optvis.capture import OUTPUT

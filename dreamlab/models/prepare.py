@@ -13,8 +13,8 @@ from torch import nn
 
 from dreamlab.devices import same_device
 from dreamlab.errors import DreamlabError, first_line
-from dreamlab.models.loading import LoadedModel, load_model, torchvision_categories
-from dreamlab.models.recipe import Recipe, load_recipe
+from dreamlab.models.loading import LoadedModel, check_recipe_layers, load_model, torchvision_categories
+from dreamlab.models.recipe import Recipe, check_recipe, load_recipe
 
 
 def custom_recipe(model: nn.Module, channels: int | None = None, input_size: int = 224) -> Recipe:
@@ -81,11 +81,35 @@ def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | N
     if not isinstance(model, nn.Module):
         raise DreamlabError(f"model must be a recipe or torchvision model name, a LoadedModel or an nn.Module, "
                             f"got {type(model).__name__}")
+    check_float32(model)
     if isinstance(recipe, (str, Path)):
         recipe = load_recipe(recipe)
+    elif isinstance(recipe, Recipe):
+        check_recipe(recipe)
+        check_recipe_layers(recipe, model, None)
     recipe = recipe or custom_recipe(model)
+    _check_channels(model, recipe)
     categories = recipe.categories or torchvision_categories(recipe)
     return model, recipe, "caller's module", categories, False
+
+
+def check_float32(model: nn.Module) -> None:
+    """dreamlab feeds float32 images (and runs bfloat16 through autocast, `precision`): a module whose
+    parameters are another dtype would fail deep inside torch, so it is refused in one line."""
+    dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()}
+                    - {"float32"})
+    if dtypes:
+        raise DreamlabError(f"{type(model).__name__} has {', '.join(dtypes)} parameters; dreamlab runs float32 "
+                            f"models (lower precision through precision='bf16', --precision): pass model.float()")
+
+
+def _check_channels(model: nn.Module, recipe: Recipe) -> None:
+    """A recipe's colour channels must be what the module's first convolution reads."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None and first.in_channels != recipe.channels:
+        raise DreamlabError(f"recipe {recipe.name!r} gives {recipe.channels}-channel images, but "
+                            f"{type(model).__name__}'s first convolution reads {first.in_channels}; set "
+                            f"channels={first.in_channels} (with a mean and std per channel)")
 
 
 FORWARD_ERRORS = (RuntimeError, AssertionError, ValueError)  # what a model raises for an input it cannot take
@@ -109,3 +133,23 @@ def size_rejection(name: str, shape: Sequence[int], exc: BaseException, input_si
     side = "x".join(map(str, shape[1:]))
     return DreamlabError(f"{name} rejected a {side} input ({first_line(exc)}); a model with a fixed input size "
                          f"needs --size {input_size}{advice}")
+
+
+COMMON_SIZES = (28, 32, 64, 96, 128, 299)  # input sides a module without a recipe is tried at when 224 fails
+
+
+def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseException,
+                         accepts: Callable[[int], bool]) -> DreamlabError | None:
+    """For a module passed without a recipe (whose made-up recipe assumes 224 px) that fails on an input of
+    `shape`: if it takes one of COMMON_SIZES (`accepts(side)`), the one line that says how to give that size;
+    None when it takes none of them (a bug in the module, whose own error should show) or has a real recipe."""
+    if not recipe.builder.startswith("custom:"):
+        return None
+    side = next((n for n in COMMON_SIZES if n != recipe.input_size and accepts(n)), None)
+    if side is None:
+        return None
+    shown = "x".join(map(str, shape[1:]))
+    return DreamlabError(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on {side}x{side}; "
+                         f"for a module with a fixed input size, say it: recipe=dreamlab.Recipe({recipe.name!r}, "
+                         f"'custom:{recipe.name}', input_size={side}, channels={recipe.channels}), and render with "
+                         f"transforms='none' (or 'small'), which keep the size")

@@ -177,6 +177,15 @@ def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
     return recipe
 
 
+def check_recipe(recipe: Recipe) -> Recipe:
+    """A Recipe built in Python, checked as a recipe file is (types, ranges, a std of 0, mean/std per channel)."""
+    if not isinstance(recipe, Recipe):
+        raise DreamlabError(f"recipe must be a Recipe, got {type(recipe).__name__}")
+    data = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(Recipe)}
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items() if v is not None}
+    return recipe_from_dict(data, repr(recipe.name))
+
+
 def _toml_repr(value: Any) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= 40 else text[:37] + "..."

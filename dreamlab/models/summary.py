@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dreamlab.errors import DreamlabError, check_range, first_line
-from dreamlab.models.layout import PROBE_GROWTH, is_channels_last
+from dreamlab.models.layout import PROBE_GROWTH, is_channels_last, meta_copy
 from dreamlab.optvis.capture import first_tensor
 
 
@@ -71,10 +71,10 @@ def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3) -> l
     """One row per named module, in registration order, from a forward pass of a copy of `model` (and one at a
     larger size, which tells channels-last outputs: models/layout.py)."""
     check_input_size(input_size)
-    probe = copy.deepcopy(model).eval()
+    probe = meta_copy(model)  # no data copied, none of the caller's hooks
     larger: dict[str, tuple[list[tuple[int, ...]], int]] = {}
     try:
-        shapes = _shapes_on(probe.to("meta"), torch.zeros(1, channels, input_size, input_size, device="meta"))
+        shapes = _shapes_on(probe, torch.zeros(1, channels, input_size, input_size, device="meta"))
         try:
             side = input_size + PROBE_GROWTH
             larger = _shapes_on(probe, torch.zeros(1, channels, side, side, device="meta"))

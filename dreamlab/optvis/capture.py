@@ -88,7 +88,7 @@ class Capture:
     so the first `run` of a Capture always runs the whole model; with `stop_early` later runs stop after the
     deepest requested layer. Outputs laid out [B, H, W, C] (inside ConvNeXt blocks, Swin) are returned as
     [B, C, H, W], so that a unit is channel k of dim 1 everywhere; the first `run` finds them
-    (models/layout.py: one more forward of one image at a larger size).
+    (models/layout.py: a weightless copy's shapes at two input sizes).
     """
 
     def __init__(self, model: nn.Module, layers: str | Iterable[str], stop_early: bool = True):
@@ -148,11 +148,7 @@ class Capture:
         if not self._checked:
             spatial = [n for n, act in self.acts.items() if act.dim() == 4 and n != OUTPUT]
             if spatial:
-                self.close()  # the probe's forwards must not reach these hooks
-                try:
-                    self.channels_last = channels_last_layers(self.model, spatial, x)
-                finally:
-                    self.__enter__()
+                self.channels_last = channels_last_layers(self.model, spatial, x)
                 self.acts = to_channels_first(self.acts, self.channels_last)
         self._checked = True
         return self.acts

@@ -31,7 +31,8 @@ from dreamlab.models.loading import LoadedModel
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import Capture
 from dreamlab.optvis.dream_tiles import tiled_gradient, tiled_score, tiles, zoom_rotate
-from dreamlab.models.prepare import prepared_model, resolve_model
+from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, resolve_model, takes_size,
+                                     unsized_module_error)
 from dreamlab.optvis.engine import derived_seed, progress_bar
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.optvis.objectives import IMAGE, Objective, deepdream
@@ -149,7 +150,16 @@ class _Dreamer:
         whether the model takes the smallest octave's size up to the objective's layers."""
         side = self.recipe.input_size
         with torch.no_grad():
-            acts = self.capture.run((_resize(image, (side, side)) - self.mean) / self.std) if self.layers else {}
+            model_input = (_resize(image, (side, side)) - self.mean) / self.std
+            try:
+                acts = self.capture.run(model_input) if self.layers else {}
+            except FORWARD_ERRORS as exc:
+                unsized = unsized_module_error(self.recipe, model_input.shape, exc, lambda n: takes_size(
+                    lambda grey: self.capture.run((grey - self.mean) / self.std), self.recipe.channels, n,
+                    self.device))
+                if unsized is None:
+                    raise
+                raise unsized from None
             self.objective.check({name: act.shape for name, act in acts.items()})
             splits = self.objective.per_position and all(act.dim() == 4 for act in acts.values())
             if len(tiles(*photo_size, self.tile, self.overlap)) > 1 and not splits:

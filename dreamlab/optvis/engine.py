@@ -33,7 +33,8 @@ from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import ImageParam, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
-from dreamlab.models.prepare import FORWARD_ERRORS, prepared_model, resolve_model, size_rejection, takes_size
+from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, resolve_model, size_rejection, takes_size,
+                                     unsized_module_error)
 from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, fit_init_image, param_options,
                                       provenance, resolve_settings, with_overrides)
 from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, make_transforms, seeded_rng
@@ -188,6 +189,9 @@ class _Renderer:
         except FORWARD_ERRORS as exc:
             size = self.recipe.input_size
             if tuple(model_input.shape[2:]) == (size, size) or not self._accepts(size):
+                unsized = unsized_module_error(self.recipe, model_input.shape, exc, self._accepts)
+                if unsized is not None:
+                    raise unsized from None
                 raise  # the model fails at its own size too: its error, not a size rejection
             raise size_rejection(self.recipe.name, model_input.shape, exc, size,
                                  " and transforms that keep the size (--transforms small or none)") from None

@@ -193,8 +193,11 @@ def make_param(spec: ParamSpec, batch: int, channels: int, size: int | tuple[int
         images = param()
     if not isinstance(images, Tensor) or images.dim() != 4 or tuple(images.shape[:2]) != (batch, channels):
         shape = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise DreamlabError(f"the custom param produced {shape}; expected [{batch}, {channels}, H, W] "
+        raise DreamlabError(f"the custom param produced {shape}; expected [{batch}, {channels}, {h}, {w}] "
                             f"(one image per unit, the model's {channels} channels)")
+    if tuple(images.shape[2:]) != (h, w):  # the provenance and the neuron checks read the render size
+        raise DreamlabError(f"the custom param produced {images.shape[3]}x{images.shape[2]} images, but the render "
+                            f"size is {w}x{h}; give size=({images.shape[2]}, {images.shape[3]}) (height, width)")
     return param
 
 
