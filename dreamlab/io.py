@@ -259,3 +259,30 @@ def sample_photo(name: str, needed_for: str) -> Tensor:
         raise DreamlabError(f"{needed_for} needs scikit-learn's sample photos: pip install 'dreamlab[digits]'"
                             ) from None
     return torch.from_numpy(load_sample_image(f"{name}.jpg").copy()).permute(2, 0, 1).float() / 255
+
+
+IMAGE_FORMS = "a torch tensor [C, H, W] or [B, C, H, W] in [0, 1]"
+
+
+def check_image(value: object, name: str = "image") -> Tensor:
+    """`value` if it is a float tensor of finite values in [0, 1]; anything else is refused naming `name`."""
+    if not isinstance(value, Tensor):
+        convert = "torch.from_numpy(array)" if type(value).__module__ == "numpy" else "torch.tensor(...)"
+        raise DreamlabError(f"{name} must be {IMAGE_FORMS}, got {type(value).__name__}; convert it with {convert} "
+                            f"(values in [0, 1]), or read a file with dreamlab.io.load_image")
+    if value.dtype == torch.uint8:
+        raise DreamlabError(f"{name} is a uint8 tensor (0-255) and images are in [0, 1]; divide it by 255 "
+                            f"({name}.float() / 255)")
+    if not value.is_floating_point():
+        raise DreamlabError(f"{name} has dtype {value.dtype}; images are float tensors in [0, 1] (divide 0-255 "
+                            f"values by 255)")
+    if value.numel() == 0:
+        raise DreamlabError(f"{name} is empty (shape {list(value.shape)}); give {IMAGE_FORMS}")
+    values = value.detach()
+    if not bool(torch.isfinite(values).all()):
+        raise DreamlabError(f"{name} has NaN or infinite values; give finite values in [0, 1]")
+    low, high = (float(v) for v in torch.aminmax(values.float()))
+    if low < 0 or high > 1:
+        raise DreamlabError(f"{name} has values from {low:.4g} to {high:.4g}, outside [0, 1]; images are in [0, 1]: "
+                            f"divide 0-255 values by 255, or clamp a resized image with .clamp(0, 1)")
+    return value

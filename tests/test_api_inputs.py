@@ -3,6 +3,8 @@ device, and the caller's random state is left alone (defects found by a review o
 broke every CUDA render and are checked here on the meta device, which needs no GPU)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -151,7 +153,7 @@ BAD_CALLS = {
     "recipe an int": (lambda: dreamlab.render("lenet-digits", "conv2:0", recipe=5, **LENET),
                       "recipe must be a recipe name"),
     "empty start image": (lambda: dreamlab.render("lenet-digits", "conv2:0", init_image=torch.rand(1, 0, 5),
-                                                  **LENET), "init_image must be [C,H,W]"),
+                                                  **LENET), "init_image is empty"),
     "colour matrix of words": (lambda: dreamlab.render("lenet-digits", "conv2:0", color_matrix=[["a"] * 3] * 3,
                                                        **LENET), "color_matrix must be a 3x3 matrix of numbers"),
     "singular colour matrix": (lambda: dreamlab.render("lenet-digits", "conv2:0", color_matrix=np.eye(3) * [1, 1, 0],
@@ -225,3 +227,16 @@ def test_a_module_of_another_dtype_is_refused_before_it_runs():
 def test_a_recipe_built_in_python_is_checked_as_a_file_is(recipe, message):
     with pytest.raises(DreamlabError, match=message):
         dreamlab.render(_FixedSize(), "conv:0", recipe=recipe, **LENET)
+
+
+@pytest.mark.parametrize("image, message", [
+    (torch.full((1, 28, 28), float("nan")), "has NaN or infinite values; give finite values in [0, 1]"),
+    (torch.full((1, 28, 28), 200.0), "has values from 200 to 200, outside [0, 1]"),
+    (torch.zeros(1, 28, 28, dtype=torch.uint8), "is a uint8 tensor (0-255) and images are in [0, 1]; divide it by 255"),
+])
+def test_a_start_image_or_photo_outside_0_1_is_refused_not_clamped(image, message):
+    """Before, a NaN start image ended in 'the score became NaN ... lower --lr' and a 0-255 one was clamped to white."""
+    with pytest.raises(DreamlabError, match=re.escape(f"init_image {message}")):
+        dreamlab.render("lenet-digits", "logit:1", init_image=image, **LENET)
+    with pytest.raises(DreamlabError, match=re.escape(f"image {message}")):
+        dreamlab.dream("lenet-digits", image, "conv2", octaves=1, steps=1, device="cpu")

@@ -64,7 +64,7 @@ BAD = [
                                                 "unit), got shape [1, 1, 3, 8, 8]"),
     ({"init_image": torch.rand(5, 8, 8)}, "init_image has 5 channels (shape [1, 5, 8, 8], read as [B,C,H,W]); this "
                                           "model takes 3"),
-    ({"init_image": [[0.5]]}, "init_image must be a tensor [C,H,W] in [0,1], got list"),
+    ({"init_image": [[0.5]]}, "init_image must be a torch tensor [C, H, W] or [B, C, H, W] in [0, 1], got list"),
     ({"settings": {"steps": 2}}, "settings must be a RenderSettings, got dict"),
 ]
 

@@ -13,7 +13,8 @@ from torch import Tensor
 
 from dreamlab.attribution import gradients as g
 from dreamlab.attribution.cam import CAM_METHODS, class_activation_map, default_cam_layer
-from dreamlab.attribution.inputs import check_image, check_optional_text, shown
+from dreamlab.attribution.inputs import check_optional_text, shown
+from dreamlab.io import check_image
 from dreamlab.attribution.photos import predicted_classes
 from dreamlab.attribution.target import (ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target,
                                          sized_forward, subject)

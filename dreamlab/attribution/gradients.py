@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dreamlab.attribution.inputs import check_image, check_whole, shown
+from dreamlab.attribution.inputs import check_whole, shown
+from dreamlab.io import check_image
 from dreamlab.attribution.relu_rules import ReLURule
 from dreamlab.attribution.target import TargetScore, input_gradient
 from dreamlab.errors import DreamlabError, unknown

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.attribution.inputs import check_image, check_whole
+from dreamlab.attribution.inputs import check_whole
+from dreamlab.io import check_image
 from dreamlab.errors import DreamlabError
 from dreamlab.io import SAMPLE_PHOTOS, load_image, sample_photo
 from dreamlab.inspect.source import check_layer, model_and_recipe

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from dreamlab import __version__
 from dreamlab.devices import resolve_device
 from dreamlab.errors import DreamlabError, first_line
-from dreamlab.io import match_channels
+from dreamlab.io import check_image, match_channels
 from dreamlab.models.loading import LoadedModel
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import Capture
@@ -91,10 +91,7 @@ def _number(name: str, value: object, low: float, integral: bool = False, strict
 
 def fit_photo(image: object, channels: int) -> Tensor:
     """A photo [C,H,W] or [H,W] in [0,1] as [1, channels, H, W] (RGB photos are greyed for 1-channel models)."""
-    if not isinstance(image, Tensor):
-        raise DreamlabError(f"the photo must be a tensor [C,H,W] in [0,1] (dreamlab.io.load_image reads one), "
-                            f"got {type(image).__name__}")
-    image = image.detach().float().cpu()
+    image = check_image(image).detach().float().cpu()
     image = image[None] if image.dim() == 2 else image
     if image.dim() != 3 or image.shape[0] not in (1, 3):
         raise DreamlabError(f"the photo must be [C,H,W] with 1 or 3 channels, got shape {list(image.shape)}")

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.errors import DreamlabError, check_range, unknown
-from dreamlab.io import match_channels
+from dreamlab.io import check_image, match_channels
 from dreamlab.models.loading import WEIGHTS_SEED
 from dreamlab.models.recipe import MAX_FOURIER_DECAY, Recipe
 from dreamlab.models.summary import check_input_size
@@ -238,9 +238,7 @@ def check_units(units: Sequence[int] | None, total: int) -> list[int]:
 
 def fit_init_image(image: Any, channels: int, size: tuple[int, int], units: int) -> Tensor:
     """A start image [H,W] (grey), [C,H,W] or [B,C,H,W] in [0,1] as [1 or `units`, channels, *size]."""
-    if not isinstance(image, Tensor):
-        raise DreamlabError(f"init_image must be a tensor [C,H,W] in [0,1], got {type(image).__name__}")
-    image = image.float()
+    image = check_image(image, "init_image").float()
     if image.dim() == 2:  # one grey channel
         image = image[None]
     if image.dim() == 3:
