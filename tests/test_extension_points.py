@@ -149,3 +149,38 @@ def test_keywords_override_the_settings_object(net):
     settings = RenderSettings(steps=2, size=16, device="cpu", transforms="none")
     assert render(net, "conv2:0", settings, steps=3).history.shape == (3, 1)
     assert render(net, "conv2:0", settings).history.shape == (2, 1)
+
+
+def test_lucents_param_f_pair_is_taken_as_it_is(net):
+    """lucent's param_f returns (params, image_f): the render optimizes those tensors, which image_f reads."""
+    made: list[torch.Tensor] = []
+
+    def param_f():  # lucent's pixel parameterization, in outline: one tensor, a sigmoid
+        tensor = (torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(0)) * 0.01).requires_grad_(True)
+        made.append(tensor)
+        return [tensor], lambda: torch.sigmoid(tensor)
+
+    result = render(net, "conv2:0", param=param_f, **FAST)
+    (tensor,) = made
+    start = torch.sigmoid(torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(0)) * 0.01)
+    assert not torch.allclose(torch.sigmoid(tensor.detach()), start)  # the optimizer stepped lucent's tensor
+    assert torch.allclose(result.images, torch.sigmoid(tensor.detach()))
+    assert result.final_scores[0] > result.initial_scores[0]
+    assert result.provenance["dreamlab:param"] == "custom:param_f"
+    with pytest.raises(DreamlabError, match=r"or lucent's pair \(params, image_f\)"):
+        render(net, "conv2:0", param=lambda: ([torch.zeros(3)], "not callable"), **FAST)
+
+
+def test_a_user_transform_that_breaks_the_batch_or_the_gradient_is_named(net):
+    """Before, both ended in an error that blamed the objective."""
+    settings = {**FAST, "transforms": [lambda x: x * 1.0, lambda x: x.detach()]}
+    with pytest.raises(DreamlabError, match=r"the transform <lambda> cut the gradient \(its output does not depend "
+                                            r"on the image\)"):
+        render(net, "conv2:0", **settings)
+
+    def first_only(x):
+        return x[:1]
+
+    with pytest.raises(DreamlabError, match=r"the transform first_only turned images \[2, 3, 24, 24\] into "
+                                            r"\[1, 3, 24, 24\]; a transform keeps the batch and the channels"):
+        render(net, "conv2:0-1", **{**FAST, "transforms": first_only})

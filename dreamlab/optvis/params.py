@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -185,9 +185,12 @@ def make_param(spec: ParamSpec, batch: int, channels: int, size: int | tuple[int
     else:
         raise DreamlabError(f"param must be a name ({', '.join(PARAMS)}), an ImageParam module or a factory "
                             f"returning one, got {type(spec).__name__}")
+    if _is_lucent_pair(param):
+        param = LucentParam(*param)
     if not isinstance(param, nn.Module):
         raise DreamlabError(f"the param factory returned {type(param).__name__}; it must return an nn.Module "
-                            f"(e.g. an ImageParam) whose forward() gives [B, C, H, W] images in [0, 1]")
+                            f"(e.g. an ImageParam) whose forward() gives [B, C, H, W] images in [0, 1], or "
+                            f"lucent's pair (params, image_f)")
     param = param.to(device)
     with torch.no_grad():
         images = param()
@@ -199,6 +202,29 @@ def make_param(spec: ParamSpec, batch: int, channels: int, size: int | tuple[int
         raise DreamlabError(f"the custom param produced {images.shape[3]}x{images.shape[2]} images, but the render "
                             f"size is {w}x{h}; give size=({images.shape[2]}, {images.shape[3]}) (height, width)")
     return param
+
+
+class LucentParam(nn.Module):
+    """lucent's parameterization, a pair (params: the tensors to optimize, image_f: () -> [B, C, H, W] images in
+    [0, 1]), as a module: `parameters()` gives those very tensors (image_f reads them), so the optimizer steps
+    them in place. They stay on the device lucent made them on."""
+
+    def __init__(self, params: Sequence[Tensor], image_f: Callable[[], Tensor]):
+        super().__init__()
+        self.tensors = list(params)
+        self.image_f = image_f
+
+    def parameters(self, recurse: bool = True) -> Iterator[Tensor]:  # type: ignore[override]
+        return iter(self.tensors)
+
+    def forward(self) -> Tensor:
+        return self.image_f()
+
+
+def _is_lucent_pair(value: object) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and callable(value[1]) and \
+        isinstance(value[0], (list, tuple)) and bool(value[0]) and all(
+            isinstance(t, Tensor) and t.requires_grad for t in value[0])
 
 
 def _takes_no_arguments(factory: Callable) -> bool:

@@ -102,8 +102,25 @@ class CallableTransforms:
     def __call__(self, images: Tensor, generator: torch.Generator | None = None,
                  draws: Tensor | None = None) -> Tensor:
         for function in self.functions:
-            images = function(images)
+            given = images
+            images = function(given)
+            _check_output(function, given, images)
         return images
+
+
+def _check_output(function: Callable[[Tensor], Tensor], given: Tensor, images: object) -> None:
+    """A user transform must give a batch of as many images, with their channels, that the gradient flows through
+    (otherwise the error would surface later as the objective's)."""
+    name = getattr(function, "__name__", type(function).__name__)
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[:2] != given.shape[:2]:
+        got = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise DreamlabError(f"the transform {name} turned images {list(given.shape)} into {got}; a transform keeps "
+                            f"the batch and the channels, [{given.shape[0]}, {given.shape[1]}, H, W] (kornia "
+                            f"augmentations: keepdim=False)")
+    if given.requires_grad and not images.requires_grad:
+        raise DreamlabError(f"the transform {name} cut the gradient (its output does not depend on the image): "
+                            f"compute it with differentiable torch ops, without .detach(), .numpy() or "
+                            f"torch.no_grad()")
 
 
 TransformSpec = str | RandomTransforms | Callable[[Tensor], Tensor] | Sequence[Callable[[Tensor], Tensor]]
