@@ -115,3 +115,38 @@ def test_grad_cam_at_a_channels_last_layer_weights_its_channels():
     mine = (grad.mean((2, 3), keepdim=True) * acts).sum(1).clamp(min=0)[0].detach()
     assert cam.shape == (1, 16, 16)
     assert torch.allclose(cam[0] / cam.max(), mine / mine.max(), atol=1e-4)
+
+
+class TinyViT(nn.Module):
+    """4-px patches -> tokens [B, N, 5] -> Linear (5 hidden units) -> mean over tokens -> 3 logits; `fixed` makes
+    it refuse any size but 16 px, as torchvision's ViT does (the probe at a larger size then fails)."""
+
+    def __init__(self, fixed: bool = False):
+        super().__init__()
+        self.fixed = fixed
+        self.patch = nn.Conv2d(3, 5, 4, stride=4)
+        self.mlp = nn.Linear(5, 5)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fixed:
+            torch._assert(x.shape[-1] == 16, "this model takes 16-px images")
+        tokens = self.patch(x).flatten(2).transpose(1, 2)  # [B, N, 5]
+        return self.head(self.mlp(tokens).mean(1))
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_a_token_sequence_is_read_by_its_hidden_units(fixed):
+    torch.manual_seed(0)
+    model = TinyViT(fixed).eval()
+    rows = {r.name: r for r in layer_table(model, input_size=16)}
+    assert (rows["mlp"].output_shape, rows["mlp"].channels, rows["mlp"].channels_last) == ((16, 5), 5, True)
+    x = torch.rand(2, 3, 16, 16)
+    with capture(model, "mlp") as cap:
+        acts = cap.run(x)
+    truth = model.mlp(model.patch(x).flatten(2).transpose(1, 2))  # [B, 16 tokens, 5]
+    assert acts["mlp"].shape == (2, 5, 16) and torch.allclose(acts["mlp"], truth.transpose(1, 2))
+    result = dreamlab.render(model, "mlp:4", steps=2, size=16, transforms="none", device="cpu")
+    with pytest.raises(DreamlabError, match=r"channel 5 is out of range.*valid 0-4"):  # 5 units, not 16 tokens
+        dreamlab.render(model, "mlp:5", steps=1, size=16, transforms="none", device="cpu")
+    assert result.final_scores.shape == (1,)

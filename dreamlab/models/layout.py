@@ -1,8 +1,10 @@
-"""Which layers put channels last: outputs laid out [B, H, W, C] instead of PyTorch's usual [B, C, H, W].
+"""Which layers put channels last: outputs laid out [B, H, W, C] instead of PyTorch's usual [B, C, H, W], and
+token sequences [B, N, D] (a vision transformer's hidden units are its last axis, its tokens the positions).
 
 ConvNeXt's blocks do (a Permute, then LayerNorm and Linear layers act on the last axis, then a Permute back),
 and so does torchvision's Swin throughout. dreamlab reads a unit as channel k of dim 1, so those layers are
-read transposed to [B, C, H, W] (`to_channels_first`); read as they are, `layer:3` would be row 3 of the map.
+read transposed to [B, C, H, W] or [B, D, N] (`to_channels_first`); read as they are, `layer:3` would be row 3
+of the map, or token 3.
 
 One shape cannot tell the layouts apart, two can: the axes that grow with the input are the spatial ones. So
 a weightless copy of the model runs at two sizes on the meta device, with hooks that only read shapes.
@@ -34,11 +36,12 @@ class _Stop(BaseException):
 
 
 def channels_last_layers(model: nn.Module, names: Iterable[str], x: Tensor) -> frozenset[str]:
-    """The layers among `names` whose 4-D output is [B, H, W, C], found from the shapes of a forward of one image
-    of `x`'s size ([B, C, H, W]) and one PROBE_GROWTH pixels larger, on a weightless copy of the model on the
-    meta device: the model itself never runs, so its hooks, statistics and memory are left alone. A layer
-    whose output does not change with the size (after global pooling), or that a forward never reaches (an op
-    without a meta kernel, a fixed input size), counts as channels-first. Cached per model and layer."""
+    """The layers among `names` (whose outputs are 3-D or 4-D) that put channels last, found from the shapes of a
+    forward of one image of `x`'s size ([B, C, H, W]) and one PROBE_GROWTH pixels larger, on a weightless copy
+    of the model on the meta device: the model itself never runs, so its hooks, statistics and memory are left
+    alone. A 4-D output that does not change with the size (after global pooling), or that a forward never
+    reaches (an op without a meta kernel, a fixed input size), counts as channels-first; a 3-D one as a token
+    sequence [B, N, D] unless its last axis grows with the image. Cached per model and layer."""
     known = _KNOWN.setdefault(model, {})
     todo = [name for name in dict.fromkeys(names) if name not in known]
     if todo:
@@ -67,13 +70,23 @@ def meta_copy(model: nn.Module) -> nn.Module:
 
 
 def to_channels_first(acts: dict[str, Tensor], channels_last: frozenset[str]) -> dict[str, Tensor]:
-    """`acts` with the channels-last layers' outputs transposed to [B, C, H, W] (views: no copy)."""
-    return {name: act.permute(0, 3, 1, 2) if name in channels_last and act.dim() == 4 else act
-            for name, act in acts.items()}
+    """`acts` with the channels-last layers' outputs as [B, C, H, W] or [B, D, N] (views: no copy)."""
+    return {name: channels_first(act) if name in channels_last else act for name, act in acts.items()}
+
+
+def channels_first(act: Tensor) -> Tensor:
+    """A channels-last output [B, H, W, C] as [B, C, H, W], a token sequence [B, N, D] as [B, D, N] (a view)."""
+    if act.dim() == 4:
+        return act.permute(0, 3, 1, 2)
+    return act.transpose(1, 2) if act.dim() == 3 else act
 
 
 def is_channels_last(small: Sequence[int] | None, large: Sequence[int] | None) -> bool:
-    """Whether an output of shape `small`, `large` at two input sizes is [B, H, W, C]: its last axis alone kept."""
+    """Whether an output of shape `small`, `large` (with the batch) at two input sizes puts channels last: 4-D
+    with its last axis alone kept, or 3-D (tokens) unless only its last axis grows; None: not reached."""
+    if small is not None and len(small) == 3:
+        grows_last = large is not None and len(large) == 3 and small[2] != large[2] and small[1] == large[1]
+        return not grows_last
     if small is None or large is None or len(small) != 4 or len(large) != 4:
         return False
     return small[3] == large[3] and small[1] != large[1] and small[2] != large[2]

@@ -96,7 +96,7 @@ def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3) -> l
         found, calls = shapes.get(name, ([], 0))
         shape = found[0] if found else None
         bigger = larger.get(name, ([], 0))[0]
-        last = bool(shape) and bool(bigger) and is_channels_last((1, *shape), (1, *bigger[0]))
+        last = bool(shape) and is_channels_last((1, *shape), (1, *bigger[0]) if bigger else None)
         rows.append(LayerRow(
             name=name,
             type=type(module).__name__,
@@ -117,7 +117,8 @@ def format_table(rows: list[LayerRow]) -> str:
         shape = "x".join(map(str, r.output_shape)) if r.output_shape else "-"
         note = f"runs {r.calls}x per pass: not addressable" if r.calls > 1 else ("not run" if r.calls == 0 else "")
         if r.channels_last and r.calls == 1:
-            note = "channels last: read as CxHxW"
+            note = "tokens x channels: read as CxN" if len(r.output_shape or ()) == 2 else \
+                "channels last: read as CxHxW"
         lines.append((r.name, r.type, shape, str(r.channels) if r.channels is not None else "-", f"{r.params:,}",
                       note))
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(header)]

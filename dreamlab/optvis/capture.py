@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError
-from dreamlab.models.layout import channels_last_layers, to_channels_first
+from dreamlab.models.layout import channels_first, channels_last_layers, to_channels_first
 from dreamlab.models.loading import resolve_layer
 
 OUTPUT = "logit"  # the name under which the model's own output is captured
@@ -87,7 +87,8 @@ class Capture:
     its name would not say which call is meant. To see a second call the forward must go on past the first,
     so the first `run` of a Capture always runs the whole model; with `stop_early` later runs stop after the
     deepest requested layer. Outputs laid out [B, H, W, C] (inside ConvNeXt blocks, Swin) are returned as
-    [B, C, H, W], so that a unit is channel k of dim 1 everywhere; the first `run` finds them
+    [B, C, H, W], and token sequences [B, N, D] (ViT) as [B, D, N], so that a unit is channel k of dim 1
+    everywhere; the first `run` finds them
     (models/layout.py: a weightless copy's shapes at two input sizes).
     """
 
@@ -128,7 +129,7 @@ class Capture:
             if count > 1:
                 raise reused_module(name)
             tensor = _captured(output)
-            self.acts[name] = (tensor.permute(0, 3, 1, 2) if name in self.channels_last else tensor).clone()
+            self.acts[name] = (channels_first(tensor) if name in self.channels_last else tensor).clone()
             if self._stopping and len(self.acts) == len(self.layers):
                 raise _StopForward
 
@@ -146,7 +147,7 @@ class Capture:
         if missing:
             raise unused_module(missing[0])
         if not self._checked:
-            spatial = [n for n, act in self.acts.items() if act.dim() == 4 and n != OUTPUT]
+            spatial = [n for n, act in self.acts.items() if act.dim() in (3, 4) and n != OUTPUT]
             if spatial:
                 self.channels_last = channels_last_layers(self.model, spatial, x)
                 self.acts = to_channels_first(self.acts, self.channels_last)
