@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from io import BytesIO
 from pathlib import Path
@@ -147,18 +148,22 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND) -> Tensor
 
     16-bit images are scaled (65535 is white), not clipped. Transparency is composited over a grey of level
     `background`, so a transparent region reads as neutral rather than as whatever colour it happens to hold.
-    Images of more than 64 Mpixels are refused before they are decoded.
+    Images of more than 64 Mpixels (8192x8192) are refused before they are decoded.
     """
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            # Pillow warns of sizes above its own limit while opening; the size is checked and said below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
             width, height = img.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise DreamlabError(f"image {str(path)!r} is {width}x{height} pixels, more than dreamlab reads "
-                                    f"(8192x8192); resize it first")
+                                    f"(64 Mpixels, 8192x8192); resize it first")
             img.load()
             return _image_tensor(img, background)
     except Image.DecompressionBombError:  # PIL refuses these sizes itself while reading the header
-        raise DreamlabError(f"image {str(path)!r} has more pixels than dreamlab reads (8192x8192; it may be a "
+        raise DreamlabError(f"image {str(path)!r} has more pixels than dreamlab reads (64 Mpixels; it may be a "
                             f"decompression bomb); resize it first") from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError for some broken headers
         reason = getattr(exc, "strerror", None) or exc

@@ -454,3 +454,19 @@ def test_closed_pipe_exits_quietly(tmp_path):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_a_large_image_is_refused_without_pillows_warning(tmp_path):
+    """100 Mpixels: above Pillow's warning limit (89 M), below its error (179 M); the warning printed two lines of
+    Pillow's source before dreamlab's one line."""
+    import warnings
+
+    from dreamlab.io import load_image
+
+    path = tmp_path / "big.png"
+    Image.new("1", (10000, 10000)).save(path)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(
+            DreamlabError, match=r"is 10000x10000 pixels, more than dreamlab reads \(64 Mpixels, 8192x8192\)"):
+        warnings.simplefilter("always")
+        load_image(path)
+    assert [str(w.message) for w in caught] == []

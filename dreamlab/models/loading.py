@@ -10,6 +10,7 @@ import importlib
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,7 +248,11 @@ def _call_builder(recipe: Recipe, weights: Any, extra: dict[str, Any], allow_cod
     else:
         builder, call = _builder(recipe, allow_code), {"weights": weights, **kwargs}
     try:
-        return builder(**call)
+        with warnings.catch_warnings():
+            # GoogLeNet's and Inception v3's builders warn that their random init will change some day: noise
+            # in front of every command on them, about a choice dreamlab does not make
+            warnings.filterwarnings("ignore", message="The default weight initialization", category=FutureWarning)
+            return builder(**call)
     except TypeError as exc:  # builder_kwargs the builder does not take
         raise DreamlabError(f"recipe {recipe.name}: builder {recipe.builder!r} refused its arguments "
                             f"{sorted(kwargs)} ({exc}); check builder_kwargs") from None

@@ -67,7 +67,8 @@ def check_input_size(size: int, minimum: int = 1, name: str = "input size") -> N
     check_range(name, size, minimum, MAX_INPUT_SIZE, "pixels")
 
 
-def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3) -> list[LayerRow]:
+def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3,
+                recipe_size: int | None = None) -> list[LayerRow]:
     """One row per named module, in registration order, from a forward pass of a copy of `model` (and one at a
     larger size, which tells channels-last outputs: models/layout.py)."""
     check_input_size(input_size)
@@ -87,8 +88,10 @@ def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3) -> l
             shapes = _shapes_on(probe, torch.zeros(1, channels, input_size, input_size))
         except (RuntimeError, ValueError, AssertionError) as exc:
             reason = first_line(exc)
+            near = f"try --size {recipe_size}, the recipe's" if recipe_size and recipe_size != input_size else \
+                "try a size near the recipe's (--size)"
             raise DreamlabError(f"{type(model).__name__} cannot take a {input_size}x{input_size} input ({reason}); "
-                                f"try a size near the recipe's (--size)") from None
+                                f"{near}") from None
     rows = []
     for name, module in model.named_modules():
         if not name:

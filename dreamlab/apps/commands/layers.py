@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = load_model(positional_model(args), weights="none")  # shapes need no weights
     rows = layer_table(loaded.model, input_size=args.size or loaded.recipe.input_size,
-                       channels=loaded.recipe.channels)
+                       channels=loaded.recipe.channels, recipe_size=loaded.recipe.input_size)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
     else:
