@@ -124,6 +124,15 @@ CASES = {
     "recipe std zero": (lambda t: ["layers", "--recipe", _recipe(t, std="[0.0]")], 2,
                         "std = [0.0] is not valid; std must be a list of positive numbers"),
     "recipe not UTF-8": (lambda t: ["layers", "--recipe", _non_utf8(t)], 2, "is not UTF-8 text"),
+    # names a recipe gives are checked when it loads, not when a command first reads them
+    "recipe default_layer": (lambda t: ["render", "conv2:1", "--weights", "none", "--recipe",
+                                                        _recipe(t, default_layer='"nope"')], 2,
+                             "unknown default_layer of recipe r: 'nope'"),
+    "recipe cam_layer": (lambda t: ["layers", "--recipe", _recipe(t, cam_layer='"conv9"')], 2,
+                         "unknown cam_layer of recipe r: 'conv9'; close matches: conv1, conv2"),
+    "recipe categories count": (lambda t: ["render", "logit:0", "--weights", "none", "--recipe",
+                                                           _recipe(t, categories='["a"]')], 2,
+                                "recipe r lists 1 categories, but the model has 10 outputs; give one class name"),
     "recipe runs code": (lambda t: ["render", "x:0", "--recipe", _recipe(t, builder='"torch.hub:load"')], 2,
         "builder 'torch.hub:load' is not a registered builder"),
     # layer table sizes

@@ -271,3 +271,26 @@ def test_units_that_never_turn_on_get_a_note(tmp_path, monkeypatch, capsys):
     assert main(["gallery", str(recipe), "--layers", "relu", "--steps", "4", "--device", "cpu",
                  "-o", str(tmp_path / "gallery")]) == 0
     assert "note: relu:1 ended at activation 0: no image the optimizer reached turned it on" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["render", "conv2:1", "--model", "lenet-digits", "--stesp", "4"],
+     "dreamlab: error: unrecognized arguments: --stesp 4; did you mean --steps or --size? (see dreamlab render --help)"),
+    (["render", "-o", "c.png", "-logit:3", "--model", "lenet-digits"],
+     "dreamlab: error: the following arguments are required: objective; a value that starts with '-' (-logit:3) "
+     "goes after --: dreamlab render [OPTIONS] -- -logit:3 (see dreamlab render --help)"),
+    (["render", "--compile", "logit:3"], "; --compile takes an optional MODE: put it after the positional arguments, "
+                                         "or write --compile=default (see dreamlab render --help)"),
+    (["render", "conv2:1", "--weights", ""], "dreamlab: error: argument --weights: an empty name"),
+    (["render", "conv2:1", "--model", " "], "dreamlab: error: argument --model/-m: an empty name"),
+    (["render", "conv2:1", "--init", ""], "dreamlab: error: argument --init: an empty path; give a file name"),
+    (["layers", "--recipe", ""], "dreamlab: error: argument --recipe: an empty path; give a file name"),
+    (["layers", ""], "dreamlab: error: argument model: an empty name"),
+])
+def test_command_line_slips_get_a_hint(argv, message, capsys):
+    """The subcommand names its own help and close options; an empty path is not read as the current folder."""
+    with pytest.raises(SystemExit) as exit_:  # argparse's errors exit from the parser
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err

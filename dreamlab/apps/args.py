@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import sys
 from collections.abc import Sequence
@@ -14,8 +15,44 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are one line with dreamlab's prefix (no usage dump)."""
 
+    argv: list[str] = []  # the command line, set by cli.build_parser for the chosen subcommand
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"dreamlab: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"dreamlab: error: {message}{self._hint(message)} (see {self.prog} --help)\n")
+
+    def _hint(self, message: str) -> str:
+        """What argparse's message leaves out, where the command line shows the likely slip."""
+        dashed = [a for a in self.argv[1:] if a.startswith("-") and a != "-" and not self._is_option(a)
+                  and not _is_number(a)]
+        if message.startswith("the following arguments are required") and dashed:
+            return (f"; a value that starts with '-' ({dashed[0]}) goes after --: "
+                    f"{self.prog} [OPTIONS] -- {dashed[0]}")
+        if message.startswith("argument --compile: invalid choice"):
+            return "; --compile takes an optional MODE: put it after the positional arguments, or write --compile=default"
+        return ""
+
+    def _is_option(self, text: str) -> bool:
+        return text.split("=", 1)[0] in self._option_string_actions
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """argparse's 'unrecognized arguments' message, with the options close to a mistyped one."""
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    options = [o for o in parser._option_string_actions if o.startswith("--")]
+    for extra in extras:
+        if extra.startswith("--"):
+            close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=2)
+            if close:
+                return f"{message}; did you mean {' or '.join(close)}?"
+    return message
 
 
 def int_list(text: str) -> list[int]:
@@ -44,6 +81,21 @@ def output_path(text: str) -> Path:
     return Path(text)
 
 
+def input_path(text: str) -> Path:
+    """argparse type of files to read: refuses an empty path, which Path would read as the current folder (and
+    the error would then name '.')."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file name")
+    return Path(text)
+
+
+def nonempty(text: str) -> str:
+    """argparse type of names (a model, weights): refuses an empty or blank one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name")
+    return text
+
+
 def given_options(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
     """The options among `names` (argparse dests) that the user gave, as `--name`, so that an option a command
     would ignore can be refused: those added by `add_given_option`, and those whose default is None (or False,
@@ -68,13 +120,13 @@ def check_tensorboard(args: argparse.Namespace) -> None:
 
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = "googlenet") -> None:
     """--model/--weights/--recipe, shared by every subcommand that loads a model; `model_recipe(args)` reads them."""
-    add_given_option(p, "--model", "-m", default=default_model,
+    add_given_option(p, "--model", "-m", default=default_model, type=nonempty,
                      help=f"recipe name ({recipe_names()}) or any torchvision model name "
                           "(default: %(default)s)")
-    p.add_argument("--weights", default="default",
+    p.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
                         "a torchvision weights name, or PATH to a state-dict file")
-    p.add_argument("--recipe", type=Path, help="a recipe TOML file to use instead of the model's shipped recipe")
+    p.add_argument("--recipe", type=input_path, help="a recipe TOML file to use instead of the model's shipped recipe")
     add_allow_code_argument(p)
 
 
@@ -107,9 +159,9 @@ def model_recipe(args: argparse.Namespace) -> str | Path:
 def add_positional_model(p: argparse.ArgumentParser, help_text: str, layer_follows: bool = False) -> None:
     """MODEL (optional) and --recipe FILE, for the commands whose model is positional; `positional_model(args)`
     reads them. `layer_follows`: a positional LAYER comes next (kernels, features)."""
-    p.add_argument("model", nargs="?", help=f"{help_text} (or --recipe FILE instead)")
+    p.add_argument("model", nargs="?", type=nonempty, help=f"{help_text} (or --recipe FILE instead)")
     p.set_defaults(layer_follows=layer_follows)
-    p.add_argument("--recipe", type=Path, help="a recipe TOML file, instead of MODEL (the file names its model)")
+    p.add_argument("--recipe", type=input_path, help="a recipe TOML file, instead of MODEL (the file names its model)")
 
 
 def positional_model(args: argparse.Namespace) -> str | Path:

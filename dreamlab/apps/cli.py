@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OneLineParser
+from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OneLineParser, unrecognized
 from dreamlab.errors import DreamlabError
 
 # name -> (module, one-line help shown by `dreamlab --help`)
@@ -60,7 +60,19 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=getattr(module, "DESCRIPTION", help_text))
         module.add_arguments(p)
         p.set_defaults(run=module.run)
+        p.argv = list(argv)  # for the hints in its error messages
+        parser.chosen = p
     return parser
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse `argv`; options the subcommand does not have are its error (with close matches), not the top's."""
+    parser = build_parser(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        chosen = getattr(parser, "chosen", parser)
+        chosen.error(unrecognized(extras, chosen))
+    return args
 
 
 @contextmanager
@@ -82,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; every failure is one line on stderr and an exit status (see dreamlab.apps.args)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser(argv).parse_args(argv)
+        args = _parse(argv)
         with _recipe_code_allowed(getattr(args, "allow_recipe_code", False)):
             return args.run(args)
     except DreamlabError as exc:

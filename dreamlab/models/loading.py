@@ -280,6 +280,28 @@ def check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None) ->
         if layer not in names:
             raise unknown(f'layer in recipe {recipe.name}\'s [layers."..."] tables:', layer, names,
                           hint=f"`dreamlab layers {listing}` lists them")
+    for key in ("default_layer", "cam_layer"):  # else the error comes later, naming a layer the user never typed
+        layer = getattr(recipe, key)
+        if layer and layer not in names[:-1]:
+            raise unknown(f"{key} of recipe {recipe.name}:", layer, names[:-1],
+                          hint=f"`dreamlab layers {listing}` lists them")
+    if recipe.categories:
+        _check_categories(recipe, model)
+
+
+def _check_categories(recipe: Recipe, model: nn.Module) -> None:
+    """A recipe's own class names must be as many as the model's outputs (one forward of a weightless copy)."""
+    from dreamlab.models.layout import meta_copy
+
+    try:
+        with torch.no_grad():
+            output = meta_copy(model)(torch.zeros(1, recipe.channels, recipe.input_size, recipe.input_size,
+                                                  device="meta"))
+    except Exception:  # an op without a meta kernel: the count cannot be had for free, so it is not checked
+        return
+    if isinstance(output, torch.Tensor) and output.dim() == 2 and output.shape[1] != len(recipe.categories):
+        raise DreamlabError(f"recipe {recipe.name} lists {len(recipe.categories)} categories, but the model has "
+                            f"{output.shape[1]} outputs; give one class name per output, in order")
 
 
 def module_names(model: nn.Module) -> list[str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from dreamlab.apps.args import add_positional_model, output_path, positional_model, positive_int
+from dreamlab.apps.args import add_positional_model, nonempty, output_path, positional_model, positive_int
 
 DESCRIPTION = ("Draw MODEL's data flow: one node per module at --depth with its dotted address, type and output "
                "shape; functional ops where branches join (concat, add). Without -o the DOT text is printed; "
@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how far modules are opened: 1 = top-level modules (default: %(default)s; "
                         "ResNet's residual adds show at 3)")
     p.add_argument("--size", type=positive_int, help="input size in pixels (default: the recipe's)")
-    p.add_argument("--weights", default="none",
+    p.add_argument("--weights", default="none", type=nonempty,
                    help="weights to load (default: none; shapes do not depend on them)")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import add_positional_model, output_path, positional_model, positive_int
+from dreamlab.apps.args import add_positional_model, nonempty, output_path, positional_model, positive_int
 
 DESCRIPTION = ("Save the weights of conv LAYER as a grid: RGB filters (the first layer) in colour, deeper layers one "
                "grey tile per (output, input) pair, a row per output channel, or --sum-inputs. Each tile is "
@@ -14,7 +14,7 @@ DESCRIPTION = ("Save the weights of conv LAYER as a grid: RGB filters (the first
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
     p.add_argument("layer", help="a conv layer address, e.g. conv1.conv (`dreamlab layers MODEL` lists them)")
-    p.add_argument("--weights", default="default",
+    p.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
     p.add_argument("-o", "--out", type=output_path, help="output PNG (default: MODEL_LAYER_kernels.png)")
     p.add_argument("--shared-scale", action="store_true",

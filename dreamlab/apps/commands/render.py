@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
                                 add_diversity_arguments, add_model_arguments, check_diversity_options,
-                                check_tensorboard, int_list, model_recipe, output_path, positive_int, warn_never_on)
+                                check_tensorboard, input_path, int_list, model_recipe, output_path, positive_int,
+                                warn_never_on)
 from dreamlab.errors import DreamlabError
 
 
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="images optimized at once (default: all; with --diversity N, a multiple of N: rounded down)")
     p.add_argument("--thresholds", type=int_list, default=[], help="also save snapshots at these steps, "
                                                                     "e.g. 64,256,512")
-    p.add_argument("--init", type=Path, help="start from this image instead of noise")
+    p.add_argument("--init", type=input_path, help="start from this image instead of noise")
     add_diversity_arguments(p, note="; a --grid has a row per unit")
     p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda)")
     add_compile_argument(p, "pays off over long or repeated renders")
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         log.write_result(result)
         log.close()
     written = []
-    phase(f"saving {len(result.labels)} image(s)")
+    count = len(result.labels)
+    phase(f"saving one grid of {count} image(s)" if args.grid else f"saving {count} image(s)")
     if args.grid:
         path = _grid_path(args.out, model_name, result.labels)
         columns = args.diversity if (args.diversity or 1) > 1 else None  # a row per unit
