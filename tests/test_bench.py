@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dreamlab.apps.bench import ratios, run_peer_bench
+from dreamlab.apps.bench import PeerBenchFailed, ratios, run_peer_bench
 from dreamlab.apps.cli import main
 
 
@@ -41,6 +41,64 @@ def test_the_peer_benchmark_runs_the_parts_asked_for(tmp_path: Path) -> None:
     lines = run_peer_bench(script, tmp_path, steps=8, size=64, batches="1,8", parts="ceiling,lucent")
     assert lines == [{"what": "args", "argv": ["--steps", "8", "--size", "64", "--batches", "1,8",
                                                 "--only", "ceiling,lucent"]}]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("import json\nprint(json.dumps({'what': 'env'}))\nraise RuntimeError('boom')\n",
+     "peer benchmark {script} failed (exit 1): RuntimeError: boom"),
+    ("import sys\nsys.exit(3)\n", "peer benchmark {script} failed (exit 3) with nothing on stderr"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+     "peer benchmark {script} failed (killed by signal 9) with nothing on stderr"),
+    ("import json\nprint(json.dumps({'what': 'env'}))\n"  # what peer_bench.py prints without lucent
+     "print(json.dumps({'what': 'lucent', 'error': 'ModuleNotFoundError(\"No module named lucent\")'}))\n",
+     "peer benchmark could not import lucent: give --peer-site DIR where lucent is installed (now {site}; "
+     "../shared/bench/setup_peers.sh installs it)"),
+    ("import json\nprint(json.dumps({'what': 'ceiling', 'error': 'RuntimeError(\"no GPU\")'}))\n",
+     "peer benchmark part ceiling failed: RuntimeError(\"no GPU\")"),
+])
+def test_a_failed_peer_benchmark_is_said(tmp_path: Path, capsys: pytest.CaptureFixture, body: str,
+                                          message: str) -> None:
+    script = tmp_path / "peer.py"
+    script.write_text(body)
+    with pytest.raises(PeerBenchFailed) as failed:
+        run_peer_bench(script, tmp_path, steps=2, size=32, batches="1", parts="lucent")
+    assert str(failed.value) == message.format(script=script, site=repr(str(tmp_path)))
+    echoed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert echoed == failed.value.lines  # the lines it printed before are kept
+
+
+def test_a_crashed_peer_exits_1_after_dreamlabs_figures(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "boom.py").write_text('raise RuntimeError("boom")\n')
+    code = main(["bench", "--peer-bench", str(tmp_path / "boom.py"), "--peer-site", str(tmp_path), "--workload",
+                 "layer", "--units", "2", "--steps", "2", "--size", "32", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err == f"dreamlab: error: peer benchmark {tmp_path / 'boom.py'} failed (exit 1): RuntimeError: boom\n"
+    assert [json.loads(line)["what"] for line in out.splitlines()] == ["env", "dreamlab_layer"]  # no empty ratios
+
+
+def test_peer_options_are_checked_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    script = tmp_path / "peer_bench.py"
+    script.write_text("")
+    (tmp_path / "pyproject.toml").write_text("")
+    base = ["bench", "--workload", "layer", "--units", "2", "--steps", "2", "--size", "32", "--device", "cpu"]
+    cases = [
+        (["--peer-bench", str(script), "--peer-site", str(tmp_path / "nowhere")],
+         f"--peer-site {str(tmp_path / 'nowhere')!r} is not a folder, and the peer benchmark imports lucent from it; "
+         f"give --peer-site DIR where lucent is installed, or install it there with ../shared/bench/setup_peers.sh"),
+        (["--peer-bench", str(tmp_path / "pyproject.toml")],
+         f"--peer-bench {str(tmp_path / 'pyproject.toml')!r} is not a Python script; give the peer benchmark, "
+         f"../shared/bench/peer_bench.py"),
+        (["--peer-bench", str(script), "--peer-site", str(tmp_path), "--peer-parts", "ceiling,lucnet"],
+         "--peer-parts 'ceiling,lucnet': unknown part 'lucnet'; valid: ceiling, lucent, dreams (comma-separated)"),
+    ]
+    for args, message in cases:
+        assert main([*base, *args]) == 2
+        out, err = capsys.readouterr()
+        assert (out, err) == ("", f"dreamlab: error: {message}\n")
+    # the ceiling alone imports nothing from --peer-site: a missing folder is no error there
+    from dreamlab.apps.bench import check_peer_options
+    check_peer_options(script, tmp_path / "nowhere", "ceiling")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -294,3 +294,16 @@ def test_command_line_slips_get_a_hint(argv, message, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["gallery", "", "--out", "g"], "argument model: an empty name"),
+    (["gallery", "lenet-digits", "--weights", "", "--out", "g"], "argument --weights: an empty name"),
+    (["bench", "--peer-bench", ""], "argument --peer-bench: an empty path; give a file name"),
+])
+def test_empty_names_of_gallery_and_bench_are_refused(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

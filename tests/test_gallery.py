@@ -280,11 +280,39 @@ def test_other_settings_are_refused_and_overwrite_replaces_them(tmp_path: Path) 
     grown = build_gallery("lenet-digits", out, steps=4, layers=["fc2"], channels=[0, 1], device="cpu").manifest
     assert grown is not None and [u["unit"] for u in grown["units"]] == ["conv1:0", "conv1:1", "fc2:0", "fc2:1"]
 
-    replaced = build_gallery("lenet-digits", out, steps=5, overwrite=True, **small).manifest
-    assert replaced is not None and replaced["steps"] == 5
-    assert [(u["unit"], u["steps"]) for u in replaced["units"]] == [("conv1:0", 5), ("conv1:1", 5)]
+    # --overwrite would delete fc2's units without rendering them: refused, and nothing is deleted
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(DreamlabError) as refused:
+        build_gallery("lenet-digits", out, steps=5, overwrite=True, **small)
+    assert str(refused.value) == (
+        f"--overwrite would delete the finished units of layer 'fc2' (2 units) in {str(out)!r}, which this run does "
+        f"not render; add it to --layers (--layers conv1,fc2) to render it again with this run's settings, or use "
+        f"another --out")
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+    replaced = build_gallery("lenet-digits", out, steps=5, overwrite=True, **{**small, "layers": ["fc2", "conv1"]})
+    assert replaced.manifest is not None and replaced.manifest["steps"] == 5 and replaced.rendered == 4
+    assert [(u["unit"], u["steps"]) for u in replaced.manifest["units"]] == [
+        ("conv1:0", 5), ("conv1:1", 5), ("fc2:0", 5), ("fc2:1", 5)]
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
-        "conv1/contact_sheet.png", "conv1/conv1_0000.png", "conv1/conv1_0001.png"]
+        "conv1/contact_sheet.png", "conv1/conv1_0000.png", "conv1/conv1_0001.png",
+        "fc2/contact_sheet.png", "fc2/fc2_0000.png", "fc2/fc2_0001.png"]
+
+
+def test_cli_overwrite_keeps_the_units_of_layers_it_does_not_render(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "g"
+    base = ["gallery", "lenet-digits", "--channels", "0-1", "--device", "cpu", "--out", str(out)]
+    assert main([*base, "--layers", "conv1,conv2,fc2", "--steps", "2"]) == 0
+    pngs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    capsys.readouterr()
+    assert main([*base, "--layers", "conv1", "--steps", "3", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"dreamlab: error: --overwrite would delete the finished units of layers 'conv2' (2 units), "
+                   f"'fc2' (2 units) in {str(out)!r}, which this run does not render; add them to --layers "
+                   f"(--layers conv1,conv2,fc2) to render them again with this run's settings, or use another --out\n")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == pngs
+    assert [u["steps"] for u in manifest_of(out)["units"]] == [2] * 6
 
 
 def test_bad_requests_fail_before_touching_the_folder(tmp_path: Path) -> None:
@@ -294,6 +322,22 @@ def test_bad_requests_fail_before_touching_the_folder(tmp_path: Path) -> None:
     with pytest.raises(DreamlabError, match=r"selects no channel of layer 'fc2' \(10 channels: 0-9\)"):
         build_gallery("lenet-digits", out, layers=["conv1", "fc2"], channels=[12, 13], device="cpu")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("layers, channels, message", [
+    (["conv1"], range(51), "--channels 0-50 goes past layer 'conv1' (20 channels: 0-19); use --channels 0-19, or "
+                           "leave --channels out for every channel"),
+    (["fc2", "conv1"], [3, 15, 25], "--channels 3,15,25 goes past layers 'fc2' (10 channels: 0-9), 'conv1' "
+                                    "(20 channels: 0-19); use --channels 3,15, or leave --channels out"),
+    (["conv1"], [25, 30], "--channels selects no channel of layer 'conv1' (20 channels: 0-19); pick channels "
+                          "within 0-19 for it, or leave --channels out"),
+])
+def test_channels_past_every_layer_asked_for_are_refused(tmp_path: Path, layers: list[str], channels: Any,
+                                                         message: str) -> None:
+    with pytest.raises(DreamlabError) as refused:
+        build_gallery("lenet-digits", tmp_path / "g", layers=layers, channels=channels, steps=2, device="cpu")
+    assert str(refused.value).startswith(message)
+    assert not (tmp_path / "g").exists()
 
 
 def test_channels_past_a_narrower_layer_are_named(tmp_path: Path) -> None:
@@ -314,6 +358,38 @@ def test_cli_reports_bad_channels_in_one_line(tmp_path: Path, capsys: pytest.Cap
     assert err.count("\n") == 1 and "cannot read '3-x'" in err
     assert main(["gallery", "lenet-digits", "--layers", "nope", "--out", str(tmp_path / "g")]) == 2
     assert "unknown layer 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "conv1", "--channels", "0-50"],
+     "--channels 0-50 goes past layer 'conv1' (20 channels: 0-19); use --channels 0-19, or leave --channels out "
+     "for every channel"),
+    (["--layers", ""], "--layers '' is empty; give comma-separated layer names, e.g. --layers conv1,conv2 "
+                       "(`dreamlab layers lenet-digits` lists them), or leave --layers out for the recipe's default "
+                       "layer"),
+    (["--layers", "conv1,,conv2"], "--layers 'conv1,,conv2' has an empty name at position 2; give comma-separated "
+                                   "layer names"),
+    (["--layers", "conv1,"], "--layers 'conv1,' has an empty name at position 2"),
+    (["--out", "{tmp}/gal/x.png"], "--out '{tmp}/gal/x.png' ends in .png like a file, but a gallery is a folder "
+                                   "(one PNG per unit, manifest.json, index.html); give a folder name, e.g. --out "
+                                   "'{tmp}/gal/x'"),
+    (["--out", "{tmp}/gal/page.HTML"], "--out '{tmp}/gal/page.HTML' ends in .html like a file"),
+])
+def test_cli_refuses_bad_layers_channels_and_out_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             args: list[str], message: str) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = ["--out", str(tmp_path / "gal")] if "--out" not in args else []
+    assert main(["gallery", "lenet-digits", "--steps", "2", "--device", "cpu", *out, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dreamlab: error: " + message.replace("{tmp}", str(tmp_path))), err
+    assert not (tmp_path / "gal").exists()  # refused before anything was written
+
+
+def test_a_gallery_folder_named_like_a_file_is_still_resumed(tmp_path: Path) -> None:
+    out = tmp_path / "old.png"  # made before such names were refused
+    build_gallery("lenet-digits", tmp_path / "g", layers=["fc2"], channels=[0], steps=2, device="cpu")
+    (tmp_path / "g").rename(out)
+    assert build_gallery("lenet-digits", out, layers=["fc2"], channels=[0], steps=2, device="cpu").rendered == 0
 
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path) -> None:
@@ -558,8 +634,9 @@ def test_diversity_gallery_resumes_and_refuses_other_settings(diverse: Path, tmp
     assert build_gallery("lenet-digits", out, diversity=3, **args).rendered == 1
     assert second.read_bytes() == before
     # --overwrite removes every image of every unit
-    build_gallery("lenet-digits", out, layers=["conv1"], channels=[0], steps=8, device="cpu", overwrite=True)
-    assert sorted(p.name for p in out.rglob("*.png")) == ["contact_sheet.png", "conv1_0000.png"]
+    build_gallery("lenet-digits", out, layers=["conv2", "fc2"], channels=[0], steps=8, device="cpu", overwrite=True)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "conv2/contact_sheet.png", "conv2/conv2_0000.png", "fc2/contact_sheet.png", "fc2/fc2_0000.png"]
 
 
 def test_diversity_gallery_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from dreamlab.errors import DreamlabError
 
 
 def check_bench_size(size: int) -> None:
@@ -181,17 +182,76 @@ def run_ablation(*, steps: int, size: int, units: int, device: torch.device, com
                "repeats": repeats, "ms_per_step": round(ms, 3), "vs_default": round(ms / best["default"], 3)}
 
 
+PEER_PARTS = ("ceiling", "lucent", "dreams")  # what ../shared/bench/peer_bench.py --only knows
+PEER_PACKAGES = {"lucent": "lucent", "dreams": "torch_dreams"}  # the parts that import from --peer-site
+
+
+class PeerBenchFailed(DreamlabError):
+    """The peer benchmark exited with an error, or reported that a part it was asked for failed; `lines` are the
+    JSON lines it printed before (already echoed)."""
+
+    def __init__(self, message: str, lines: list[dict]):
+        super().__init__(message)
+        self.lines = lines
+
+
+def check_peer_options(script: Path, site: Path, parts: str) -> None:
+    """Refuse, before any work, a peer benchmark that is not a Python script, parts it does not know, and a
+    --peer-site folder that is missing where the parts asked for import from it."""
+    if script.suffix != ".py":
+        raise DreamlabError(f"--peer-bench {str(script)!r} is not a Python script; give the peer benchmark, "
+                            f"../shared/bench/peer_bench.py")
+    asked = [part.strip() for part in parts.split(",")]
+    unknown_parts = [part for part in asked if part not in PEER_PARTS]
+    if unknown_parts:
+        raise DreamlabError(f"--peer-parts {parts!r}: unknown part {', '.join(map(repr, unknown_parts))}; valid: "
+                            f"{', '.join(PEER_PARTS)} (comma-separated)")
+    needs_site = [part for part in asked if part in PEER_PACKAGES]
+    if needs_site and not site.is_dir():
+        packages = " and ".join(PEER_PACKAGES[part] for part in needs_site)
+        one = len(needs_site) == 1
+        raise DreamlabError(f"--peer-site {str(site)!r} is not a folder, and the peer benchmark imports {packages} "
+                            f"from it; give --peer-site DIR where {packages} {'is' if one else 'are'} installed, or "
+                            f"install {'it' if one else 'them'} there with ../shared/bench/setup_peers.sh")
+
+
 def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: str,
                    parts: str = "lucent") -> list[dict]:
-    """Run the shared peer benchmark (lucent) in a subprocess and echo its JSON lines."""
+    """Run the shared peer benchmark (lucent) in a subprocess and echo its JSON lines.
+
+    Raises PeerBenchFailed, after echoing the lines, when it exits with an error (the message ends with the last
+    line of its stderr) or reports a part it was asked for as failed (a `{"what": part, "error": ...}` line)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(script.parent / "stubs")])}
     cmd = [sys.executable, str(script), "--steps", str(steps), "--size", str(size), "--batches", batches,
            "--only", parts]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False).stdout
-    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    lines: list[dict] = []
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                lines.append(json.loads(line))
     for line in lines:
         print(json.dumps(line), flush=True)
+    if done.returncode != 0:
+        said = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        how = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        last = f": {said[-1][:300]}" if said else " with nothing on stderr"
+        raise PeerBenchFailed(f"peer benchmark {script} failed ({how}){last}", lines)
+    failed = [_part_failure(line, site) for line in lines
+              if isinstance(line, dict) and line.get("what") in PEER_PARTS and "error" in line]
+    if failed:
+        raise PeerBenchFailed("; ".join(failed), lines)
     return lines
+
+
+def _part_failure(line: dict, site: Path) -> str:
+    """What a peer part's error line means, in words."""
+    part, error = line["what"], str(line["error"])
+    package = PEER_PACKAGES.get(part)
+    if package and error.startswith("ModuleNotFoundError"):
+        return (f"peer benchmark could not import {package}: give --peer-site DIR where {package} is installed "
+                f"(now {str(site)!r}; ../shared/bench/setup_peers.sh installs it)")
+    return f"peer benchmark part {part} failed: {error}"
 
 
 def ratios(ours: dict[str, dict], peers: list[dict]) -> dict[str, float]:

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from dreamlab.apps.bench import bench_dream, bench_workload, check_bench_size, ratios, run_ablation, run_peer_bench
-from dreamlab.apps.args import add_compile_argument, add_device_argument, add_given_option, given_options, \
-    positive_int
+from dreamlab.apps.bench import (PeerBenchFailed, bench_dream, bench_workload, check_bench_size, check_peer_options,
+                                 ratios, run_ablation, run_peer_bench)
+from dreamlab.apps.args import (EXIT_FAILURE, add_compile_argument, add_device_argument, add_given_option,
+                                given_options, input_path, positive_int)
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.params import PARAMS
 from dreamlab.optvis.transforms import PRESETS
@@ -29,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_given_option(p, "--transforms", default="standard", choices=sorted(PRESETS))
     p.add_argument("--batch-size", type=positive_int, help="units per batch (default: all)")
     add_compile_argument(p, "each workload is then rendered twice and the warm-up reported as warmup_s")
-    p.add_argument("--peer-bench", type=Path, metavar="PEER_BENCH_PY",
+    p.add_argument("--peer-bench", type=input_path, metavar="PEER_BENCH_PY",
                    help="also run this peer benchmark (../shared/bench/peer_bench.py) with the same settings, "
                         "in the same run, and print the ratios")
     add_given_option(p, "--peer-site", type=Path, default=Path("/tmp/peers_site"),
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if args.peer_bench and not args.peer_bench.is_file():
         raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; it lives in "
                             f"../shared/bench/peer_bench.py")
+    if args.peer_bench:
+        check_peer_options(args.peer_bench, args.peer_site, args.peer_parts)
     device = resolve_device(args.device)
     print(json.dumps({"what": "env", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}), flush=True)
     if args.ablation:
@@ -103,7 +107,14 @@ def run(args: argparse.Namespace) -> int:
         ours[workload] = figures
         print(json.dumps(figures), flush=True)
     if args.peer_bench:
-        peers = run_peer_bench(args.peer_bench, args.peer_site, steps=args.steps, size=args.size,
-                               batches=args.peer_batches, parts=args.peer_parts)
+        try:
+            peers = run_peer_bench(args.peer_bench, args.peer_site, steps=args.steps, size=args.size,
+                                   batches=args.peer_batches, parts=args.peer_parts)
+        except PeerBenchFailed as exc:  # dreamlab's figures are printed; say why the peer's are missing
+            found = ratios(ours, exc.lines)
+            if found:
+                print(json.dumps({"what": "ratios", **found}), flush=True)
+            print(f"dreamlab: error: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
         print(json.dumps({"what": "ratios", **ratios(ours, peers)}), flush=True)
     return 0

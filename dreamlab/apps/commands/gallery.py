@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
-                                add_diversity_arguments, check_diversity_options, check_tensorboard, output_path,
-                                positive_int, warn_never_on)
-from dreamlab.apps.gallery.build import build_gallery
+                                add_diversity_arguments, check_diversity_options, check_tensorboard, nonempty,
+                                output_path, positive_int, warn_never_on)
+from dreamlab.apps.gallery.build import build_gallery, check_out_folder
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import INDEX_NAME
 from dreamlab.errors import DreamlabError
@@ -21,12 +21,12 @@ DESCRIPTION = ("Render every channel of LAYERS into OUT: one PNG per unit, conta
 
 
 def add_arguments(g: argparse.ArgumentParser) -> None:
-    g.add_argument("model", help="recipe name (googlenet, lenet-digits, ...), a recipe .toml, or any "
+    g.add_argument("model", type=nonempty, help="recipe name (googlenet, lenet-digits, ...), a recipe .toml, or any "
                                  "torchvision model name")
     g.add_argument("--layers", help="comma-separated layer names (default: the recipe's default layer); "
                                     "`dreamlab layers MODEL` lists them")
     g.add_argument("-o", "--out", type=output_path, help="output folder (default: gallery/MODEL)")
-    g.add_argument("--weights", default="default",
+    g.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
     g.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
     g.add_argument("--size", type=positive_int, help="image size in pixels (default: the recipe's input size)")
@@ -36,7 +36,9 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                    help="units per render call (default: 64 on cuda, 16 on cpu, divided by --diversity); on a CPU "
                         "images do not depend on it (gallery/README.md)")
     g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
-    g.add_argument("--overwrite", action="store_true", help="replace units made with other settings")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the units of LAYERS made with other settings (refused while OUT holds units of "
+                        "other layers)")
     add_diversity_arguments(g, layer_option=False, note="; at the unit's layer. The page shows a unit's N images "
                                                         "together")
     add_compile_argument(g, "pays off over many batches")
@@ -54,9 +56,21 @@ def _channels_arg(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _layer_names(text: str, model: str) -> list[str]:
+    """--layers as a list of names, refusing an empty one (`--layers ''`, `conv1,,conv2`, a trailing comma)."""
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        where = "is empty" if not any(names) else f"has an empty name at position {names.index('') + 1}"
+        raise DreamlabError(f"--layers {text!r} {where}; give comma-separated layer names, e.g. --layers conv1,conv2 "
+                            f"(`dreamlab layers {model}` lists them), or leave --layers out for the recipe's "
+                            f"default layer")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
-    layers = [name.strip() for name in args.layers.split(",") if name.strip()] if args.layers else None
+    layers = _layer_names(args.layers, args.model) if args.layers is not None else None
     out = args.out if args.out is not None else Path("gallery") / safe_name(Path(str(args.model)).stem)
+    check_out_folder(out)
     check_tensorboard(args)
     check_diversity_options(args)
     tensorboard = TensorBoardLog(args.tensorboard, image_every=args.tensorboard_every) \

@@ -15,7 +15,8 @@ Resume: a rerun skips every unit whose record and PNG exist and renders the rest
 under a temporary name and renamed into place, so a stop at any moment (Ctrl-C, kill -9, power loss) leaves
 whole files or none; temporary files a killed run left behind are removed at the next start. Records made
 with other settings (recipe, weights and random init's weights_seed, steps, size, seed) stop the run with an
-error rather than mixing two galleries in one folder; `--overwrite` replaces them. Another batch size is
+error rather than mixing two galleries in one folder; `--overwrite` replaces them, and refuses while the folder
+holds units of layers the run does not render (it would delete them for good). Another batch size is
 recorded and noted, not refused (see Determinism).
 
 Determinism: every unit is unit `channel` of the one objective `layer:0-(n-1)` with the gallery's seed,
@@ -49,7 +50,7 @@ from typing import Any
 import torch
 
 from dreamlab.apps.gallery.folder import GalleryFolder
-from dreamlab.apps.gallery.naming import sheet_file, unit_files
+from dreamlab.apps.gallery.naming import UNITS_DIR, sheet_file, unit_files
 from dreamlab.apps.gallery.plan import Batch, Log, Plan, make_plan
 from dreamlab.apps.gallery.ranks import RankGroup
 from dreamlab.errors import DreamlabError
@@ -98,7 +99,7 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     check_diversity(diversity, 1.0 if diversity_weight is None else diversity_weight)
     if diversity_weight is not None:
         diversity_weight = float(diversity_weight)
-    check_writable(out, "gallery folder", folder=True)  # before the model is loaded
+    check_out_folder(out)  # before the model is loaded
     log = log or _stderr
     group, dev = RankGroup.start(device)
     prefix = f"[rank {group.rank}/{group.world}] " if group.distributed else ""
@@ -148,6 +149,20 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
             stale |= {layer for layer, _ in plan.layers if not (out / sheet_file(layer)).is_file()}
             manifest = _write_pages(folder, plan, stale)
         return GalleryResult(out, manifest, rendered, done_before, total)
+
+
+FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".html", ".htm", ".json")
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an output folder that cannot be written, or one named like an image or page file (`x.png`): a
+    gallery is a folder. A gallery folder that already has such a name is still resumed."""
+    check_writable(out, "gallery folder", folder=True)
+    suffix = out.suffix.lower()
+    if suffix in FILE_SUFFIXES and not (out / UNITS_DIR).is_dir():
+        raise DreamlabError(f"--out {str(out)!r} ends in {suffix} like a file, but a gallery is a folder (one PNG "
+                            f"per unit, manifest.json, index.html); give a folder name, e.g. --out "
+                            f"{str(out.with_suffix(''))!r}")
 
 
 def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch: Batch, device: torch.device,

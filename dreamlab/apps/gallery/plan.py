@@ -60,7 +60,8 @@ def plan_batches(layers: Sequence[tuple[str, int]], channels: Sequence[int] | No
     for layer, count in layers:
         chosen = sorted({c for c in channels if 0 <= c < count}) if channels is not None else list(range(count))
         if not chosen:
-            raise DreamlabError(f"--channels selects no channel of layer {layer!r} ({count} channels: 0-{count - 1})")
+            raise DreamlabError(f"--channels selects no channel of layer {layer!r} ({count} channels: 0-{count - 1}); "
+                                f"pick channels within 0-{count - 1} for it, or leave --channels out for every channel")
         run: list[int] = []
         for c in chosen:
             if run and (c != run[-1] + 1 or c // batch_size != run[0] // batch_size):
@@ -103,17 +104,13 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
         if layer not in counts:
             raise unknown("layer", layer, order, hint=f"`dreamlab layers {recipe.name}` lists them")
     if channels is not None:
-        plan_batches([(layer, counts[layer]) for layer in wanted], channels, 1)  # fail before touching the folder
-        for layer in wanted:
-            past = sorted(c for c in set(channels) if c >= counts[layer])
-            if past:  # one --channels serves layers of several widths: say what a narrower one leaves out
-                log(f"dreamlab: note: --channels goes past layer {layer!r} ({counts[layer]} channels: "
-                    f"0-{counts[layer] - 1}); {format_units(past)} left out there")
+        _check_channels(wanted, counts, channels, log)  # fail before touching the folder
 
     stack.enter_context(folder.locked())
     if folder.remove_temp_files():
         log(f"{folder.out}: removed temporary files left by a stopped run")
     if overwrite:
+        _check_overwrite(folder, wanted, order, counts, recipe.name)
         removed = folder.remove_units()
         if removed:
             log(f"{folder.out}: --overwrite removed {removed} units of an earlier run")
@@ -133,6 +130,50 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     shown = set(wanted) | {layer for layer, _ in records}
     gallery_layers = [(name, counts[name]) for name in order if name in shown and name in counts]
     return Plan(settings, gallery_layers, batches, todo, done, layer_steps)
+
+
+def _check_channels(wanted: Sequence[str], counts: dict[str, int], channels: Sequence[int], log: Log) -> None:
+    """Refuse a --channels that goes past every layer asked for (render refuses `conv1:20` alike) or selects no
+    channel of one; note what it leaves out of a narrower layer when a wider one takes all of it."""
+    chosen = sorted(set(channels))
+    if not chosen:
+        raise DreamlabError("--channels selects no channel; give some, e.g. 0-15, or leave it out for every channel")
+    widest = max(counts[layer] for layer in wanted)
+    within = [c for c in chosen if c < widest]
+    if within and chosen[-1] >= widest:  # (none within: plan_batches says it selects no channel)
+        past = ", ".join(f"{layer!r} ({counts[layer]} channels: 0-{counts[layer] - 1})" for layer in wanted)
+        raise DreamlabError(f"--channels {format_units(chosen)} goes past layer{'s' if len(wanted) > 1 else ''} "
+                            f"{past}; use --channels {format_units(within)}, or leave --channels out for every "
+                            f"channel")
+    plan_batches([(layer, counts[layer]) for layer in wanted], chosen, 1)  # a layer it selects nothing of
+    for layer in wanted:
+        past_layer = [c for c in chosen if c >= counts[layer]]
+        if past_layer:  # one --channels serves layers of several widths: say what a narrower one leaves out
+            log(f"dreamlab: note: --channels goes past layer {layer!r} ({counts[layer]} channels: "
+                f"0-{counts[layer] - 1}); {format_units(past_layer)} left out there")
+
+
+def _check_overwrite(folder: GalleryFolder, wanted: Sequence[str], order: Sequence[str], counts: dict[str, int],
+                     model: str) -> None:
+    """--overwrite replaces the units of the layers this run renders; refuse it while the folder holds finished
+    units of other layers, which it would delete without rendering them again."""
+    held: dict[str, int] = {}
+    for layer, _ in folder.read_records():
+        if layer not in wanted:
+            held[layer] = held.get(layer, 0) + 1
+    if not held:
+        return
+    rank = {name: i for i, name in enumerate(order)}
+    others = sorted(held, key=lambda name: (rank.get(name, len(rank)), name))
+    listed = ", ".join(f"{name!r} ({held[name]} unit{'s' if held[name] > 1 else ''})" for name in others)
+    if all(name in counts for name in others):
+        every = [name for name in order if name in set(wanted) | set(others)]
+        fix = (f"add {'it' if len(others) == 1 else 'them'} to --layers (--layers {','.join(every)}) to render "
+               f"{'it' if len(others) == 1 else 'them'} again with this run's settings, or use another --out")
+    else:
+        fix = f"they are not all layers of {model}: use another --out, or remove the folder yourself"
+    raise DreamlabError(f"--overwrite would delete the finished units of layer{'s' if len(others) > 1 else ''} "
+                        f"{listed} in {str(folder.out)!r}, which this run does not render; {fix}")
 
 
 def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str, int], dict[str, int]]:
