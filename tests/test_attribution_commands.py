@@ -40,10 +40,13 @@ def test_cam_writes_an_overlay_at_the_photo_size_and_the_raw_map(digit_photo, tm
     assert read_png_text(tmp_path / "pp.png")["dreamlab:layer"] == "conv1"
 
 
-@pytest.mark.parametrize("method", ["saliency", "ig", "guided-gradcam"])
-def test_attribute_writes_heat_and_signed_panels_and_the_signed_attributions(digit_photo, tmp_path, method):
+@pytest.mark.parametrize("method, options", [
+    ("saliency", []), ("ig", ["--steps", "8", "--baseline", "noise", "--seed", "3"]),
+    ("guided-gradcam", ["--layer", "conv2"])])
+def test_attribute_writes_heat_and_signed_panels_and_the_signed_attributions(digit_photo, tmp_path, method,
+                                                                             options):
     out = tmp_path / f"{method}.png"
-    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), "--method", method, "--steps", "8",
+    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), "--method", method, *options,
                  "-o", str(out)]) == 0
     picture = load_image(out)
     assert picture.shape == (3, 56 + 4, 2 * 56 + 6)  # two panels with 2 px padding
@@ -52,6 +55,8 @@ def test_attribute_writes_heat_and_signed_panels_and_the_signed_attributions(dig
     if method != "guided-gradcam":
         assert (values < 0).any() and (values > 0).any()  # the signed attributions, not a heat map
     assert read_png_text(out)["dreamlab:method"] == method
+    if method == "ig":  # the options given are the ones used
+        assert "'steps': 8" in read_png_text(out)["dreamlab:options"]
 
 
 def test_sanity_prints_one_row_per_block_with_a_column_per_method(digit_photo, capsys):
@@ -80,6 +85,77 @@ def test_bad_input_is_one_line_and_exit_2(digit_photo, capsys, argv, message):
     assert main([*argv, "--image", str(digit_photo)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dreamlab: error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "saliency", "--samples", "5"], "--samples applies to --method smoothgrad only, not saliency; "
+                                                 "leave it out"),
+    (["--method", "saliency", "--noise", "0.3"], "--noise applies to --method smoothgrad only"),
+    (["--method", "saliency", "--baseline", "noise"], "--baseline applies to --method ig only, not saliency"),
+    (["--method", "saliency", "--steps", "5"], "--steps applies to --method ig only, not saliency"),
+    (["--method", "guided", "--batch-size", "4"], "--batch-size applies to --method ig or smoothgrad only"),
+    (["--method", "ig", "--layer", "conv1"], "--layer applies to --method guided-gradcam only, not ig"),
+    (["--method", "ig", "--seed", "1"], "--seed applies to --method smoothgrad, and ig with --baseline noise, only"),
+    (["--sanity", "--method", "saliency,ig", "--layer", "conv1"],
+     "--layer applies to --method guided-gradcam, gradcam or gradcam++ only, not saliency,ig"),
+])
+def test_attribute_refuses_options_its_method_ignores(digit_photo, tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"dreamlab: error: {err[len('dreamlab: error: '):]}" and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["cam", "attribute"])
+@pytest.mark.parametrize("target", ["", " "])
+def test_an_empty_target_is_refused(digit_photo, tmp_path, capsys, command, target):
+    with pytest.raises(SystemExit) as exit_:  # argparse's errors exit from the parser
+        main([command, "lenet-digits", "--image", str(digit_photo), "--target", target, "-o", str(tmp_path / "a.png")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlab: error: argument --target/-t: an empty target; give an objective such as "
+                          "logit:3, or leave --target out") and err.count("\n") == 1
+    assert not (tmp_path / "a.png").exists()
+
+
+@pytest.mark.parametrize("command", [["cam", "lenet-digits"], ["attribute", "lenet-digits", "--method", "ig"]])
+def test_without_o_an_unwritable_current_folder_is_refused_before_the_model_loads(digit_photo, capsys,
+                                                                                  monkeypatch, command):
+    import dreamlab.attribution.target as target
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(target, "subject", no_model)
+    monkeypatch.chdir("/proc")  # not writable, even by root
+    assert main([*command, "--image", str(digit_photo)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlab: error: cannot write the default output in the current folder '/proc'")
+    assert err.rstrip().endswith("(-o FILE.png writes elsewhere)") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command, blocked", [
+    (["cam", "lenet-digits"], "lenet-digits_logit_4_gradcam.png"),
+    (["attribute", "lenet-digits", "--method", "ig"], "lenet-digits_logit_4_ig.npy"),
+])
+def test_without_o_the_default_names_are_checked_before_the_attribution_runs(digit_photo, tmp_path, capsys,
+                                                                             monkeypatch, command, blocked):
+    """The default name needs the target (the top class), so it is checked after that one forward, before the
+    attribution; the .npy beside the PNG too."""
+    import dreamlab.attribution.api as api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the attribution ran")
+
+    monkeypatch.setattr(api, "attribute", no_work)
+    monkeypatch.setattr(api, "gradcam", no_work)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / blocked).mkdir()  # a folder where the file would go
+    assert main([*command, "--image", str(digit_photo)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dreamlab: error: default output '{blocked}' is a folder; give a file name or another "
+                          f"path (-o FILE.png writes elsewhere)") and err.count("\n") == 1
 
 
 def test_an_unreadable_photo_is_one_line_and_exit_2(tmp_path, capsys):

@@ -164,6 +164,12 @@ def test_on_step_sees_every_step_and_ctrl_c_keeps_what_is_done():
 
     result = dream("lenet-digits", photo, octaves=2, steps=3, device="cpu", on_step=stop_in_second_octave)
     assert result.interrupted and result.image.shape == (1, 48, 64)
+    # the provenance says what the image holds: octave 0 and the one step of octave 1 that on_step saw
+    assert result.provenance["dreamlab:interrupted"] == "during octave 2 of 2, after 1 of its 3 steps"
+    assert result.provenance["dreamlab:octaves_done"] == "1"
+    assert result.provenance["dreamlab:last_octave_steps"] == "1"
+    assert result.provenance["dreamlab:octaves"] == "2"  # the settings asked for stay
+    assert "dreamlab:interrupted" not in dream("lenet-digits", photo, octaves=1, steps=1, device="cpu").provenance
 
     def stop_in_second_frame(step) -> None:
         if step.frame == 1:
@@ -172,6 +178,30 @@ def test_on_step_sees_every_step_and_ctrl_c_keeps_what_is_done():
     zoomed = dream("lenet-digits", photo, octaves=1, steps=2, zoom_frames=3, device="cpu",
                    on_step=stop_in_second_frame)
     assert zoomed.interrupted and zoomed.frame_numbers == [0]
+    assert zoomed.provenance["dreamlab:interrupted"] == "during frame 1 of 3 (0-based), which is not kept"
+    assert zoomed.provenance["dreamlab:frames_done"] == "1"
+
+
+def test_cli_ctrl_c_saves_a_png_that_says_how_far_the_dream_got(photo_file, tmp_path, monkeypatch, capsys):
+    import dreamlab.optvis.dream as dream_module
+
+    real, calls = dream_module.tiled_gradient, []
+
+    def ctrl_c_at_the_sixth_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:  # octave 1 has its 3 steps, octave 2 two of them
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dream_module, "tiled_gradient", ctrl_c_at_the_sixth_step)
+    out = tmp_path / "d.png"
+    assert main(["dream", str(photo_file), "--model", "lenet-digits", "--octaves", "3", "--steps", "3",
+                 "--device", "cpu", "-o", str(out)]) == 130
+    text = read_png_text(out)
+    assert text["dreamlab:interrupted"] == "during octave 2 of 3, after 2 of its 3 steps"
+    assert (text["dreamlab:octaves_done"], text["dreamlab:last_octave_steps"]) == ("1", "2")
+    assert (text["dreamlab:octaves"], text["dreamlab:steps"]) == ("3", "3")
+    assert "dreamlab: interrupted; saved the octaves done so far (during octave 2 of 3" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -180,7 +210,12 @@ def test_on_step_sees_every_step_and_ctrl_c_keeps_what_is_done():
     (dict(octaves=9), "use --octaves"),
     (dict(octave_scale=1.0), "octave_scale must be"),
     (dict(tile=10), "tile must be"),
-    (dict(objective="conv9"), "unknown layer"),
+    (dict(objective="conv9"), "unknown layer 'conv9'; close matches: conv1, conv2"),
+    (dict(objective="nope"), "unknown layer 'nope'; valid: conv1, .*; dream a layer such as conv2 \\(the recipe's "
+                             "default\\); `dreamlab layers lenet-digits` lists them all"),
+    (dict(zoom=4.5), "zoom must be a finite number from 0.25 to 4, got 4.5"),
+    (dict(zoom=1e308), "zoom must be a finite number from 0.25 to 4"),
+    (dict(rotate=361.0), "rotate must be a finite number from -360 to 360, got 361.0"),
 ])
 def test_bad_arguments_get_one_line(kwargs, message):
     with pytest.raises(DreamlabError, match=message):
@@ -249,12 +284,41 @@ def test_cli_zoom_resumes_from_the_last_frame(photo_file, tmp_path, capsys):
     (["--zoom-frames", "2", "-o", "z.png"], "writes an animation"),
     (["-o", "z.gif"], "saved as PNG"),
     (["--objective", "logit:3"], "fixed-size layer"),
+    (["--zoom-frames", "2", "--zoom", "1e308", "-o", "z.gif"],
+     "--zoom 1e+308 is out of range; valid: 0.25 to 4 (magnification per frame)"),
+    (["--zoom-frames", "2", "--zoom", "0.1", "-o", "z.gif"], "--zoom 0.1 is out of range; valid: 0.25 to 4"),
+    (["--zoom-frames", "2", "--rotate", "1e308", "-o", "z.gif"],
+     "--rotate 1e+308 is out of range; valid: -360 to 360 degrees per frame"),
+    (["--zoom", "2"], "--zoom applies to the endless zoom only: add --zoom-frames N, or leave it out"),
+    (["--rotate", "2"], "--rotate applies to the endless zoom only"),
+    (["--frames-dir", "f"], "--frames-dir applies to the endless zoom only"),
+    (["--zoom", "2", "--fps", "3"], "--zoom, --fps apply to the endless zoom only: add --zoom-frames N, or leave "
+                                    "them out"),
+    (["--objective", "nope"], "unknown layer 'nope'; valid: conv1, relu1"),
+    (["--octaves", "1", "--objective", "logit:3"],
+     "lenet-digits rejected the 64x48 photo itself (mat1 and mat2 shapes cannot be multiplied (1x9600 and 2450x500)"
+     "), so no number of octaves helps; objectives past a fixed-size layer (logit) need the model's 28x28 input: "
+     "use a layer objective, or resize the photo to 28x28 and dream it with --octaves 1"),
 ])
 def test_cli_errors_are_one_line(photo_file, tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     assert run_dream(photo_file, *args) == 2
     err = capsys.readouterr().err
     assert err.startswith("dreamlab: error: ") and message in err and err.count("\n") == 1
+    assert "fewer --octaves" not in err  # (the photo's own size is refused: fewer octaves would not help)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]  # nothing written
+
+
+def test_a_photo_of_the_input_size_is_told_to_use_fewer_octaves(tmp_path, capsys):
+    """A logit needs the model's input size: a 28x28 photo has it, its smaller octaves do not."""
+    photo = tmp_path / "digit.png"
+    save_png(smooth_photo(28, 28, channels=1), photo)
+    assert run_dream(photo, "--objective", "logit:3", "-o", tmp_path / "d.png") == 2
+    err = capsys.readouterr().err
+    assert "lenet-digits rejected a 20x20 octave" in err and "though it takes the photo's size" in err
+    assert "or fewer --octaves (--octaves 1 dreams the photo at its size only)" in err
+    assert main(["dream", str(photo), "--model", "lenet-digits", "--objective", "logit:3", "--octaves", "1",
+                 "--steps", "1", "--device", "cpu", "-o", str(tmp_path / "d.png")]) == 0
 
 
 def test_cli_mp4_without_the_video_extra(photo_file, tmp_path, capsys):

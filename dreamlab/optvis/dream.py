@@ -25,11 +25,11 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.devices import resolve_device
-from dreamlab.errors import DreamlabError, first_line
+from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.io import check_image, match_channels
-from dreamlab.models.loading import LoadedModel
-from dreamlab.models.recipe import Recipe
-from dreamlab.optvis.capture import Capture
+from dreamlab.models.loading import LoadedModel, module_names
+from dreamlab.models.recipe import Recipe, shipped_recipe_names
+from dreamlab.optvis.capture import OUTPUT, Capture
 from dreamlab.optvis.dream_tiles import tiled_gradient, tiled_score, tiles, zoom_rotate
 from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, resolve_model, takes_size,
                                      unsized_module_error)
@@ -40,6 +40,10 @@ from dreamlab.optvis.objectives import IMAGE, Objective, deepdream
 MIN_SIDE = 16  # the smallest octave side dreamed; smaller ones carry no pattern a layer could amplify
 LR = 0.006  # google/deepdream's step_size 1.5 on 0-255 pixels, in [0, 1] units
 GUIDE_SIDE = 512  # the guide's longer side is shrunk to this: its features only need to be representative
+# a zoom frame shows the middle 1/zoom of the last one: beyond 4x that is under 1/16 of its area, a blur of a few of
+# its pixels (1e308 gives one flat colour); below 1/4 mirrored copies of the border fill most of the frame
+ZOOM_RANGE = (0.25, 4.0)
+ROTATE_RANGE = (-360.0, 360.0)  # degrees per frame: a whole turn either way (more is the same turn again)
 
 
 @dataclass(frozen=True)
@@ -82,11 +86,15 @@ def guided(layer: str, guide_features: Tensor) -> Objective:
     return Objective(scorer, frozenset({layer}), f"guide@{layer}", (f"guide@{layer}",), per_position=True)
 
 
-def _number(name: str, value: object, low: float, integral: bool = False, strict: bool = False) -> None:
+def _number(name: str, value: object, low: float, integral: bool = False, strict: bool = False,
+            high: float | None = None) -> None:
+    """Refuse a value that is not a (whole) finite number >= low (> low: `strict`) and, given `high`, <= high."""
     bad = isinstance(value, bool) or not isinstance(value, numbers.Integral if integral else numbers.Real)
-    if bad or not math.isfinite(value) or value < low or (strict and value == low):  # type: ignore[arg-type]
+    if bad or not math.isfinite(value) or value < low or (strict and value == low) \
+            or (high is not None and value > high):  # type: ignore[operator]
         kind = "a whole number" if integral else "a finite number"
-        raise DreamlabError(f"{name} must be {kind} {'>' if strict else '>='} {low:g}, got {value!r}")
+        within = f"from {low:g} to {high:g}" if high is not None else f"{'>' if strict else '>='} {low:g}"
+        raise DreamlabError(f"{name} must be {kind} {within}, got {value!r}")
 
 
 def fit_photo(image: object, channels: int) -> Tensor:
@@ -141,11 +149,12 @@ class _Dreamer:
         first = acts[self.layers[0]] if self.layers else crop
         return self.objective(acts), math.prod(first.shape[2:]) if first.dim() > 2 else 1
 
-    def check(self, image: Tensor, photo_size: tuple[int, int]) -> None:
+    def check(self, image: Tensor, photo: Tensor) -> None:
         """Before dreaming: reused modules and missing units (one whole forward at the recipe's input size, which
-        every model takes), whether a photo of `photo_size` needs tiles the objective cannot be split into, then
-        whether the model takes the smallest octave's size up to the objective's layers."""
+        every model takes), whether `photo` [1, C, H, W] needs tiles the objective cannot be split into, then
+        whether the model takes the smallest octave's size (`image`) up to the objective's layers."""
         side = self.recipe.input_size
+        photo_size = tuple(photo.shape[-2:])
         with torch.no_grad():
             model_input = (_resize(image, (side, side)) - self.mean) / self.std
             try:
@@ -170,15 +179,40 @@ class _Dreamer:
                 self.score(image)
             except (RuntimeError, ValueError) as exc:
                 reason = first_line(exc)
+                refused = self._refusal(photo)
+                if refused is not None:  # the photo's own size: no number of octaves helps
+                    height, width = photo_size
+                    raise DreamlabError(
+                        f"{self.recipe.name} rejected the {width}x{height} photo itself ({refused}), so no number "
+                        f"of octaves helps; objectives past a fixed-size layer (logit) need the model's "
+                        f"{side}x{side} input: use a layer objective, or resize the photo to {side}x{side} and "
+                        f"dream it with --octaves 1") from None
                 raise DreamlabError(f"{self.recipe.name} rejected a {image.shape[-1]}x{image.shape[-2]} octave "
-                                    f"({reason}); objectives past a fixed-size layer (logit) need the model's "
-                                    f"{side}x{side} input: use a layer objective, or fewer --octaves") from None
+                                    f"({reason}) though it takes the photo's size; objectives past a fixed-size "
+                                    f"layer (logit) need the model's {side}x{side} input: use a layer objective, "
+                                    f"or fewer --octaves (--octaves 1 dreams the photo at its size only)") from None
+
+    def _refusal(self, photo: Tensor) -> str | None:
+        """Why the model cannot run the objective on the photo at its own size, or None where it can (the recipe's
+        input size, which `check` ran; a photo dreamed in tiles is assumed fine: past the tile check, its objective
+        is a mean over a spatial layer's positions)."""
+        if tuple(photo.shape[-2:]) == (self.recipe.input_size, self.recipe.input_size):
+            return None
+        if len(tiles(*photo.shape[-2:], self.tile, self.overlap)) > 1:
+            return None
+        try:
+            self.score(photo.to(self.device))
+        except (RuntimeError, ValueError) as exc:
+            return first_line(exc)
+        return None
 
     def measure(self, image: Tensor) -> float:
         return float(tiled_score(self.score, image.to(self.device), tiles(*image.shape[-2:], self.tile, self.overlap)))
 
-    def octaves_of(self, photo: Tensor, seed: int, frame: int, zooming: bool) -> tuple[Tensor, bool]:
-        """(the dreamed photo [1, C, H, W] on the CPU, whether Ctrl-C stopped it early)."""
+    def octaves_of(self, photo: Tensor, seed: int, frame: int,
+                   zooming: bool) -> tuple[Tensor, tuple[int, int] | None]:
+        """(the dreamed photo [1, C, H, W] on the CPU, None when it finished, or where Ctrl-C stopped it: (the
+        octaves finished, the steps done in the next one))."""
         generator = torch.Generator().manual_seed(seed)  # on the CPU: the jitter is a pair of ints per step
         base = photo.to(self.device)
         sizes = octave_sizes(*base.shape[-2:], self.octaves, self.octave_scale)
@@ -186,8 +220,10 @@ class _Dreamer:
         detail = torch.zeros_like(bases[-1])
         image = bases[-1]
         bar = progress_bar(self.octaves * self.steps) if self.progress else None
+        reached = [0, 0]  # [octave, steps done in it]: what the image holds when Ctrl-C comes
         try:
             for octave, size in enumerate(reversed(sizes)):
+                reached[:] = [octave, 0]
                 start = bases[len(sizes) - 1 - octave]
                 detail = _resize(detail, size)
                 image = (start + detail).clamp(0, 1)
@@ -203,16 +239,20 @@ class _Dreamer:
                     # google/deepdream's normalized step: the mean absolute change per step is lr
                     image = (image + self.lr / (grad.abs().mean() + 1e-8) * grad).clamp(0, 1)
                     detail = image - start
+                    reached[1] = step + 1
                     if self.on_step is not None:
                         self.on_step(DreamStep(frame, octave, step, score, image))
                     if bar is not None:
                         bar.update(1)
         except KeyboardInterrupt:
-            return (base + _resize(detail, sizes[0])).clamp(0, 1).cpu(), True
+            octave, steps = reached
+            if steps == self.steps:  # stopped after an octave's last step: that octave is finished
+                octave, steps = octave + 1, 0
+            return (base + _resize(detail, sizes[0])).clamp(0, 1).cpu(), (octave, steps)
         finally:
             if bar is not None:
                 bar.close()
-        return image.cpu(), False
+        return image.cpu(), None
 
 
 def _quantized(image: Tensor) -> Tensor:
@@ -243,15 +283,17 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
             ("octaves", octaves, 1, True, False), ("octave_scale", octave_scale, 1, False, True),
             ("steps", steps, 1, True, False), ("lr", lr, 0, False, True), ("jitter", jitter, 0, True, False),
             ("overlap", overlap, 0, True, False), ("zoom_frames", zoom_frames, 0, True, False),
-            ("zoom", zoom, 0, False, True), ("rotate", rotate, -360, False, False),
             ("start_frame", start_frame, 0, True, False), ("seed", seed, -(2 ** 63), True, False)):
         _number(name, value, low, integral, strict)
+    _number("zoom", zoom, ZOOM_RANGE[0], high=ZOOM_RANGE[1])
+    _number("rotate", rotate, ROTATE_RANGE[0], high=ROTATE_RANGE[1])
     if tile is not None:
         _number("tile", tile, 64, True)
     if start_frame and start_frame >= max(zoom_frames, 1):
         raise DreamlabError(f"start_frame {start_frame} is past the last of {zoom_frames} zoom frames")
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = _objective(objective, recipe_obj, categories)
+    _check_layers(obj, module, recipe_obj)
     photo = fit_photo(image, recipe_obj.channels)
     dev = resolve_device(device)
     guide_name = "none"
@@ -265,14 +307,16 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
                            lr=lr, jitter=jitter, tile=tile, overlap=overlap, on_step=on_step, progress=progress)
         with Capture(ready, dreamer.layers) as dreamer.capture:
             smallest = octave_sizes(*photo.shape[-2:], octaves, octave_scale)[-1]
-            dreamer.check(_resize(photo, smallest).to(dev), tuple(photo.shape[-2:]))
+            dreamer.check(_resize(photo, smallest).to(dev), photo)
             first = photo if start_frame == 0 else _quantized(zoom_rotate(photo, zoom, rotate))
             initial = dreamer.measure(first)
             frames, numbers_done, interrupted, current = [], [], False, first
+            stopped: tuple[int, int] | None = None
             for frame in range(start_frame, max(zoom_frames, 1)):
                 if frame > start_frame:
                     current = _quantized(zoom_rotate(current, zoom, rotate))
-                out, interrupted = dreamer.octaves_of(current, derived_seed(seed, frame), frame, zoom_frames > 0)
+                out, stopped = dreamer.octaves_of(current, derived_seed(seed, frame), frame, zoom_frames > 0)
+                interrupted = stopped is not None
                 current = _quantized(out)
                 if interrupted and zoom_frames:
                     break  # an unfinished zoom frame is not kept: a resumed run redoes it
@@ -282,11 +326,17 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
                     on_frame(frame, current[0])
                 if interrupted:
                     break
-            final = dreamer.measure(current) if frames else initial
+            try:
+                final = dreamer.measure(current) if frames else initial
+            except KeyboardInterrupt:  # the image is done: keep it, without its score
+                final, interrupted = math.nan, True
+                stopped = stopped or (octaves, 0)
     settings = {"octaves": octaves, "octave_scale": f"{octave_scale:g}", "steps": steps, "lr": f"{lr:g}",
                 "jitter": jitter, "tile": tile or "none", "overlap": overlap, "guide": guide_name}
     if zoom_frames:
         settings.update(zoom_frames=zoom_frames, zoom=f"{zoom:g}", rotate=f"{rotate:g}")
+    if interrupted:  # what the image holds, beside the settings asked for (render records the steps run)
+        settings.update(_stopped(stopped or (octaves, 0), octaves, steps, zoom_frames, start_frame, len(frames)))
     provenance = {"dreamlab:mode": "dream", "dreamlab:objective": obj.name, "dreamlab:model": recipe_obj.name,
                   "dreamlab:weights": weights_desc, "dreamlab:recipe_hash": recipe_obj.hash(),
                   "dreamlab:seed": str(seed), "dreamlab:size": f"{photo.shape[-2]}x{photo.shape[-1]}",
@@ -294,6 +344,33 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
                   "dreamlab:device": dev.type, "dreamlab:version": __version__, "torch:version": torch.__version__}
     last = frames[-1] if frames else current[0]
     return DreamResult(last, frames, initial, final, provenance, interrupted, numbers_done)
+
+
+def _stopped(stopped: tuple[int, int], octaves: int, steps: int, zoom_frames: int, start_frame: int,
+             frames_done: int) -> dict[str, object]:
+    """The provenance of an interrupted dream: how far it got. A zoom keeps finished frames only; a photo keeps
+    the octaves finished and the steps of the octave that was stopped (whose detail it holds)."""
+    if zoom_frames:
+        frame = start_frame + frames_done
+        where = (f"after all {zoom_frames} frames" if frame >= zoom_frames else
+                 f"during frame {frame} of {zoom_frames} (0-based), which is not kept")
+        return {"interrupted": where, "frames_done": frame}
+    octave, done = stopped
+    where = (f"after all {octaves} octaves" if octave >= octaves else
+             f"during octave {octave + 1} of {octaves}, after {done} of its {steps} steps")
+    return {"interrupted": where, "octaves_done": min(octave, octaves), "last_octave_steps": done}
+
+
+def _check_layers(obj: Objective, model: nn.Module, recipe: Recipe) -> None:
+    """Refuse a layer the model does not have before any work, naming close matches, a layer to dream, and the
+    command that lists them all."""
+    names = module_names(model)
+    for layer in sorted(obj.layers - {IMAGE, OUTPUT}):
+        if layer not in names:
+            example = f"dream a layer such as {recipe.default_layer} (the recipe's default); " \
+                if recipe.default_layer in names else ""
+            model_name = recipe.name if recipe.name in shipped_recipe_names() else "MODEL"
+            raise unknown("layer", layer, names, hint=f"{example}`dreamlab layers {model_name}` lists them all")
 
 
 def _objective(objective: Objective | str | None, recipe: Recipe, categories) -> Objective:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from dreamlab.apps.args import positive_int
-from dreamlab.apps.commands.cam import add_subject_arguments, load_subject
+from dreamlab.apps.args import add_given_option, given_options, positive_int
+from dreamlab.apps.commands.cam import add_subject_arguments, check_outputs, load_subject
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("Per-pixel attributions of a target: FILE.png shows the heat map over the photo and the signed map "
@@ -17,15 +17,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", "-M", default="saliency",
                    help="saliency, smoothgrad, ig, deconvnet, guided, guided-gradcam (default: %(default)s); "
                         "with --sanity, a comma-separated list that may also name gradcam and gradcam++")
-    p.add_argument("--baseline", default="black", help="IG baseline: black, blurred or noise (default: %(default)s)")
-    p.add_argument("--steps", type=positive_int, default=64, help="IG steps (default: %(default)s)")
-    p.add_argument("--samples", type=positive_int, default=32, help="SmoothGrad samples (default: %(default)s)")
-    p.add_argument("--noise", type=float, default=0.15,
-                   help="SmoothGrad noise, a fraction of the image's value range (default: %(default)s)")
-    p.add_argument("--batch-size", type=positive_int, default=32,
-                   help="images per forward pass for IG steps and SmoothGrad samples (default: %(default)s)")
-    p.add_argument("--layer", "-l", help="guided-gradcam's CAM layer (default: the recipe's cam_layer)")
-    p.add_argument("--seed", type=int, default=0, help="seed of SmoothGrad's and the noise baseline's noise")
+    # add_given_option: these have defaults, and an option the method does not use must still be told apart
+    add_given_option(p, "--baseline", default="black",
+                     help="IG baseline: black, blurred or noise (default: %(default)s)")
+    add_given_option(p, "--steps", type=positive_int, default=64, help="IG steps (default: %(default)s)")
+    add_given_option(p, "--samples", type=positive_int, default=32, help="SmoothGrad samples (default: %(default)s)")
+    add_given_option(p, "--noise", type=float, default=0.15,
+                     help="SmoothGrad noise, a fraction of the image's value range (default: %(default)s)")
+    add_given_option(p, "--batch-size", type=positive_int, default=32,
+                     help="images per forward pass for IG steps and SmoothGrad samples (default: %(default)s)")
+    p.add_argument("--layer", "-l", help="the CAM layer of guided-gradcam (and of gradcam, gradcam++ with --sanity; "
+                                         "default: the recipe's cam_layer)")
+    add_given_option(p, "--seed", type=int, default=0,
+                     help="seed of SmoothGrad's and the noise baseline's noise (default: %(default)s)")
     p.add_argument("--sanity", action="store_true",
                    help="re-initialize the model's blocks top-down and print the rank correlation with the "
                         "trained model's map at each step (low = the method depends on the weights)")
@@ -50,24 +54,54 @@ def run(args: argparse.Namespace) -> int:
     for method in methods:  # before the model loads
         if method not in valid:
             raise unknown("attribution method", method, valid)
-    subj, photo, x = load_subject(args)
+    refuse_unused_options(args, methods)
+    subj, photo, x = load_subject(args, writes=not args.sanity)
     target = args.target or predicted_class(subj, x)
     options = dict(baseline=args.baseline, steps=args.steps, samples=args.samples, noise=args.noise,
                    layer=args.layer, batch_size=args.batch_size, seed=args.seed)
     if args.sanity:
         return _sanity(subj, x, target, methods, options)
     method = methods[0]
+    out = args.out or default_output(subj.recipe.name, target, method)
+    if args.out is None:
+        check_outputs(out, default=True)  # before the attributions are computed
     result = attribute(subj, x, target, method, **options)[0].cpu()
     signed = method == "ig"
     panels = torch.stack([overlay(photo, to_photo_size(heat(result, signed)[None], photo)[0].clamp(0, 1)),
                           to_photo_size(signed_map(result), photo).clamp(0, 1)])
-    out = args.out or default_output(subj.recipe.name, target, method)
     png, npy = save_outputs(grid(panels, columns=2, padding=2, fill=1.0), result, out,
                             {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
                              "dreamlab:method": method, "dreamlab:weights": str(args.weights),
                              "dreamlab:options": repr(options)})
     print(f"{png} ({method} of {target}: heat map | signed map; attributions in {npy})")
     return 0
+
+
+# the options each method reads (the rest it ignores); with --sanity, those of any method in the list
+USED_BY = {"steps": ("ig",), "baseline": ("ig",), "samples": ("smoothgrad",), "noise": ("smoothgrad",),
+           "batch_size": ("ig", "smoothgrad"), "layer": ("guided-gradcam", "gradcam", "gradcam++")}
+
+
+def refuse_unused_options(args: argparse.Namespace, methods: list[str]) -> None:
+    """Before the model loads: refuse an option that none of `methods` reads, which would be silently ignored
+    (--seed seeds SmoothGrad's noise and IG's noise baseline)."""
+    from dreamlab.attribution.api import METHODS
+
+    asked = ",".join(methods)
+    for name, users in USED_BY.items():
+        if given_options(args, [name]) and not set(users) & set(methods):
+            which = list(users) if args.sanity else [u for u in users if u in METHODS]
+            raise DreamlabError(f"--{name.replace('_', '-')} applies to --method {_or(which)} only, not "
+                                f"{asked}; leave it out")
+    noisy = "smoothgrad" in methods or ("ig" in methods and args.baseline == "noise")
+    if given_options(args, ["seed"]) and not noisy:
+        raise DreamlabError(f"--seed applies to --method smoothgrad, and ig with --baseline noise, only (the "
+                            f"others draw no noise), not {asked}; leave it out")
+
+
+def _or(names: list[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:

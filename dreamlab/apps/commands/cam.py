@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dreamlab.apps.args import add_device_argument, add_positional_model, output_path, positional_model, positive_int, \
     recipe_names
+from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or Grad-CAM++) of a target at a "
                "layer, upsampled to the photo and overlaid with a colour map (FILE.png), and the raw map at the "
@@ -16,7 +17,7 @@ def add_subject_arguments(p: argparse.ArgumentParser) -> None:
     """MODEL, --image, --target, --weights, --recipe, --size, --device, --out: shared with `dreamlab attribute`."""
     add_positional_model(p, f"recipe name ({recipe_names()}) or a torchvision model name")
     p.add_argument("--image", "-i", type=Path, required=True, help="the photo (PNG or JPEG)")
-    p.add_argument("--target", "-t",
+    p.add_argument("--target", "-t", type=target_text,
                    help="an objective: logit:281, logit:tabby, inception4c:97, ... (default: the model's top class)")
     p.add_argument("--weights", default="default",
                    help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
@@ -27,23 +28,63 @@ def add_subject_arguments(p: argparse.ArgumentParser) -> None:
                    help="output PNG (default: MODEL_TARGET_METHOD.png); the .npy goes beside it")
 
 
+def target_text(text: str) -> str:
+    """argparse type of --target: refuses an empty or blank one (an unset shell variable), which would otherwise
+    fall back on the top class without a word."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty target; give an objective such as logit:3, or leave --target out "
+                                         "for the model's top class")
+    return text
+
+
+def check_outputs(out: Path, default: bool) -> None:
+    """Refuse, before the attribution runs, a PNG or its .npy beside it that cannot be written; `default`: the
+    name was made up (no -o), so say how to write elsewhere."""
+    from dreamlab.io import check_output_file, check_writable
+
+    try:
+        check_output_file(out, what="default output" if default else "output")
+        check_writable(out.with_suffix(".npy"), "default output" if default else "output", folder=False)
+    except DreamlabError as exc:
+        if not default:
+            raise
+        raise DreamlabError(f"{exc} (-o FILE.png writes elsewhere)") from None
+
+
+def check_default_folder() -> None:
+    """Without -o the outputs go to the current folder: refuse one that cannot be written before the model loads
+    (the exact names, which need the target, are checked by `check_outputs` before the attribution runs)."""
+    from dreamlab.io import check_writable
+
+    try:
+        here = Path.cwd()
+    except OSError:  # the current folder was removed
+        here = Path(".")
+    try:
+        check_writable(here, "the default output in the current folder", folder=True)
+    except DreamlabError as exc:
+        raise DreamlabError(f"{exc} (-o FILE.png writes elsewhere)") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_subject_arguments(p)
     p.add_argument("--layer", "-l", help="layer address (default: the recipe's cam_layer, else the last spatial layer)")
     p.add_argument("--method", default="gradcam", help="gradcam or gradcam++ (default: %(default)s)")
 
 
-def load_subject(args: argparse.Namespace):
+def load_subject(args: argparse.Namespace, writes: bool = True):
     """(the Subject on --device, the photo as read [C, H, W], the model's input on that device): shared with
-    `dreamlab attribute`. A bad --device is refused before the model loads."""
+    `dreamlab attribute`. A bad --device, and an output place that cannot be written (`writes`: the command
+    writes files), are refused before the model loads."""
     from dreamlab.attribution.photos import read_photo
     from dreamlab.attribution.target import subject
     from dreamlab.devices import resolve_device
-    from dreamlab.io import check_output_file
 
     device = resolve_device(args.device)
-    if args.out is not None:
-        check_output_file(args.out)  # before the model loads
+    if writes and args.out is not None:
+        check_outputs(args.out, default=False)  # before the model loads
+    elif writes:
+        check_default_folder()
     subj = subject(str(positional_model(args)), weights=args.weights)
     subj.model.to(device)
     photo, x = read_photo(args.image, subj, args.size)
@@ -52,17 +93,23 @@ def load_subject(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.attribution.api import cam_layer, gradcam
+    from dreamlab.attribution.cam import CAM_METHODS
+    from dreamlab.errors import unknown
     from dreamlab.attribution.overlay import overlay
     from dreamlab.attribution.photos import default_output, predicted_class, save_outputs, to_photo_size
 
+    if args.method not in CAM_METHODS:  # before the model loads
+        raise unknown("CAM method", args.method, CAM_METHODS)
     subj, photo, x = load_subject(args)
     target = args.target or predicted_class(subj, x)
+    out = args.out or default_output(subj.recipe.name, target, args.method)
+    if args.out is None:
+        check_outputs(out, default=True)  # before the map is computed
     layer = cam_layer(subj, x, args.layer)
     cam = gradcam(subj, x, target, layer, method=args.method)
     raw = to_photo_size(cam[0].cpu(), photo)[0].clamp(min=0)
     top = float(raw.max())
     picture = overlay(photo, raw / top if top > 0 else raw)
-    out = args.out or default_output(subj.recipe.name, target, args.method)
     png, npy = save_outputs(picture, raw, out, {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
                                                   "dreamlab:layer": layer, "dreamlab:method": args.method,
                                                   "dreamlab:weights": str(args.weights)})

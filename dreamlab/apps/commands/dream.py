@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         save_png(result.image, out, {**result.provenance, "dreamlab:photo": args.photo.name,
                                      "dreamlab:score": f"{result.final_score:.6g}"})
         print(out)
-        return _finish(result.interrupted, "the octaves done so far")
+        where = result.provenance.get("dreamlab:interrupted", "")
+        return _finish(result.interrupted, f"the octaves done so far ({where}; the PNG records it)")
 
     key = _zoom_key(args, loaded)
     done = _frames_done(frames_dir, key, args.zoom_frames)
@@ -119,13 +120,21 @@ def run(args: argparse.Namespace) -> int:
 
 def _zoom_options(args: argparse.Namespace, zoom: bool) -> None:
     """Refuse the zoom's options without --zoom-frames (they would do nothing); fill in their defaults."""
+    from dreamlab.errors import check_range
+    from dreamlab.optvis.dream import ROTATE_RANGE, ZOOM_RANGE
+
     given = given_options(args, [*ZOOM_DEFAULTS, "frames_dir"])
     if given and not zoom:
-        raise DreamlabError(f"{', '.join(given)} apply to the endless zoom only: add --zoom-frames N, or leave "
-                            f"{'it' if len(given) == 1 else 'them'} out")
+        one = len(given) == 1
+        raise DreamlabError(f"{', '.join(given)} appl{'ies' if one else 'y'} to the endless zoom only: add "
+                            f"--zoom-frames N, or leave {'it' if one else 'them'} out")
     for name, value in ZOOM_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    # before any work (dream() checks them too, after the model loads)
+    check_range("--zoom", args.zoom, *ZOOM_RANGE, "(magnification per frame)",
+                "; beyond 4 a frame is a blur of a few pixels of the last, below 0.25 mostly mirrored border")
+    check_range("--rotate", args.rotate, *ROTATE_RANGE, "degrees per frame", "; a whole turn either way at most")
 
 
 def _finish(interrupted: bool, what: str) -> int:
