@@ -120,7 +120,7 @@ CASES = {
                         "the photo is 1x1 px; DeepDream needs at least 16 px a side"),
     # 9. a Fourier decay that overflows
     "fourier decay": (["render", "logit:3", *LENET, "--fourier-decay", "100"],
-                      "--fourier-decay 100.0 is out of range; valid: 0 to 4"),
+                      "fourier_decay 100.0 is out of range; valid: 0 to 4"),
     "recipe fourier decay": (lambda t: ["layers", "--recipe", _recipe_with(t, "fourier_decay = 5")],
                              "fourier_decay = 5 is not valid; fourier_decay must be a number from 0 to 4"),
     # 10. error texts

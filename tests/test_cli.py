@@ -152,7 +152,7 @@ def test_layers_table_and_json(capsys):
     (["render", "conv1:1", "--model", "lenet-digits", "--param", "pixel", "--fourier-decay", "1", *FAST],
      "dreamlab: error: --fourier-decay applies to the Fourier parameterization only; add --param fourier"),
     (["render", "conv1:1", "--model", "lenet-digits", "--fourier-decay=-1", *FAST],
-     "dreamlab: error: --fourier-decay -1.0 is out of range; valid: 0 to 4 (0: flat spectrum, 1: lucid's 1/f)"),
+     "dreamlab: error: fourier_decay must be a finite number >= 0 (0: flat spectrum, 1: lucid's 1/f), got -1.0"),
     (["render", "conv1:1", "--model", "lenet-digits", "--compile", "fast", *FAST],
      "dreamlab: error: argument --compile: invalid choice: 'fast' (choose from 'default', 'reduce-overhead', "
      "'max-autotune', 'max-autotune-no-cudagraphs')"),

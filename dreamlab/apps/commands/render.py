@@ -10,8 +10,7 @@ from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_devi
                                 add_diversity_arguments, add_model_arguments, check_diversity_options,
                                 check_tensorboard, input_path, int_list, model_recipe, output_path, positive_int,
                                 warn_never_on)
-from dreamlab.errors import DreamlabError, check_range
-from dreamlab.models.recipe import MAX_FOURIER_DECAY
+from dreamlab.errors import DreamlabError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,9 +66,6 @@ def run(args: argparse.Namespace) -> int:
     if args.fourier_decay is not None and (args.param or recipe.param) != "fourier":
         raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
                             "or leave it out")
-    if args.fourier_decay is not None:
-        check_range("--fourier-decay", args.fourier_decay, 0, MAX_FOURIER_DECAY,
-                    hint=" (0: flat spectrum, 1: lucid's 1/f)")
     init = load_image(args.init) if args.init else None
     model_name = loaded.recipe.name
 
