@@ -15,7 +15,8 @@ from torch import nn
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect import graph as graph_module
-from dreamlab.inspect.graph import graph, model_graph, weightless_copy
+from dreamlab.inspect.graph import graph, model_graph
+from dreamlab.models.copies import weightless_copy
 from dreamlab.inspect.runtrace import run_graph
 from dreamlab.models.loading import load_model
 from dreamlab.models.recipe import load_recipe, shipped_recipe_names

@@ -75,22 +75,16 @@ def sized_forward(subj: Subject, images: Tensor) -> Iterator[None]:
         if isinstance(exc, (DreamlabError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower() \
                 or tuple(images.shape[-2:]) == (size, size):
             raise  # the user's own error, or memory: not a size the model rejects
-        if _runs_on(subj, images):
+
+        def forward(x: Tensor) -> None:
+            subj.model(subj.normalize(x))
+
+        channels = subj.recipe.channels
+        if takes_size(forward, channels, tuple(images.shape[-2:]), images.device):
             raise  # the model takes this size: something else failed
-        if not takes_size(lambda x: subj.model(subj.normalize(x)), subj.recipe.channels, size, images.device):
+        if not takes_size(forward, channels, size, images.device):
             raise  # the model fails at its own size too: its error, not a size rejection
         raise size_rejection(subj.recipe.name, images.shape, exc, size) from None
-
-
-def _runs_on(subj: Subject, images: Tensor) -> bool:
-    """Whether the model runs on one grey image of the images' shape (then a failure is not a size rejection)."""
-    grey = torch.full((1, *images.shape[1:]), 0.5, device=images.device)
-    try:
-        with torch.no_grad():
-            subj.model(subj.normalize(grey))
-    except FORWARD_ERRORS:
-        return False
-    return True
 
 
 def as_batch(image: Tensor, channels: int) -> Tensor:

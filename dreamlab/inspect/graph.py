@@ -10,13 +10,12 @@ run or changed. Functional ops where branches join (GoogLeNet's concats, ResNet'
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import operator
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.inspect.source import model_and_recipe
+from dreamlab.models.copies import cpu_copy, weightless_copy
 from dreamlab.models.prepare import size_rejection
 from dreamlab.models.recipe import Recipe
 from dreamlab.models.summary import check_input_size
@@ -124,26 +124,6 @@ class _DepthTracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return qualname.count(".") + 1 >= self.depth or next(m.children(), None) is None
-
-
-def weightless_copy(model: nn.Module) -> nn.Module:
-    """A deep copy whose parameters and buffers live on the meta device (no memory, no data copied)."""
-    return _copy_with(model, lambda t: torch.empty_like(t, device="meta"))
-
-
-def cpu_copy(model: nn.Module) -> nn.Module:
-    """A deep copy on the CPU with the model's weights (zeros for weights that are on the meta device), made
-    without copying anything on the model's own device first."""
-    return _copy_with(model, lambda t: torch.zeros_like(t, device="cpu") if t.is_meta else
-                      t.detach().to("cpu", copy=True))
-
-
-def _copy_with(model: nn.Module, make: Callable[[torch.Tensor], torch.Tensor]) -> nn.Module:
-    memo: dict[int, object] = {}
-    for t in [*model.parameters(), *model.buffers()]:
-        new = make(t)
-        memo[id(t)] = nn.Parameter(new, t.requires_grad) if isinstance(t, nn.Parameter) else new
-    return copy.deepcopy(model, memo)
 
 
 def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, name: str = "model",

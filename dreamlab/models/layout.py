@@ -14,14 +14,13 @@ frozenset({'features.1.0.block.3'})
 """
 from __future__ import annotations
 
-import copy
-import itertools
 import weakref
 from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from dreamlab.models.copies import weightless_copy
 from dreamlab.models.loading import resolve_layer
 
 PROBE_GROWTH = 32  # pixels added to the input's height and width for the second forward
@@ -56,17 +55,9 @@ def channels_last_layers(model: nn.Module, names: Iterable[str], x: Tensor) -> f
 
 
 def meta_copy(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of `model` on the meta device, without its hooks: no tensor data is copied (each
-    parameter and buffer becomes an empty meta tensor of its shape), and no hook of the caller's runs in it."""
-    memo: dict[int, object] = {}
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        empty = torch.empty_like(tensor, device="meta")
-        memo[id(tensor)] = nn.Parameter(empty, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
-    for module in model.modules():
-        for key, value in vars(module).items():
-            if key.endswith("hooks") or key.endswith("hooks_with_kwargs") or key.endswith("hooks_always_called"):
-                memo[id(value)] = type(value)()  # the copy gets empty hook tables
-    return copy.deepcopy(model, memo).eval()
+    """An eval-mode copy of `model` on the meta device, without its hooks: no tensor data is copied, and no hook
+    of the caller's runs in it."""
+    return weightless_copy(model, hooks=False).eval()
 
 
 def to_channels_first(acts: dict[str, Tensor], channels_last: frozenset[str]) -> dict[str, Tensor]:

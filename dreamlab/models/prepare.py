@@ -115,10 +115,12 @@ def _check_channels(model: nn.Module, recipe: Recipe) -> None:
 FORWARD_ERRORS = (RuntimeError, AssertionError, ValueError)  # what a model raises for an input it cannot take
 
 
-def takes_size(forward: Callable[[torch.Tensor], object], channels: int, size: int,
+def takes_size(forward: Callable[[torch.Tensor], object], channels: int, size: int | tuple[int, int],
                device: torch.device | str | None = None) -> bool:
-    """Whether `forward` runs on a grey image of `size` pixels: tells a size rejection from a bug in the model."""
-    grey = torch.full((1, channels, size, size), 0.5, device=device)
+    """Whether `forward` runs on a grey image of `size` pixels (a side, or height and width): tells a size
+    rejection from a bug in the model."""
+    height, width = (size, size) if isinstance(size, int) else size
+    grey = torch.full((1, channels, height, width), 0.5, device=device)
     try:
         with torch.no_grad():
             forward(grey)
