@@ -291,3 +291,39 @@ def check_image(value: object, name: str = "image") -> Tensor:
         raise DreamlabError(f"{name} has values from {low:.4g} to {high:.4g}, outside [0, 1]; images are in [0, 1]: "
                             f"divide 0-255 values by 255, or clamp a resized image with .clamp(0, 1)")
     return value
+
+
+VECTOR_SUFFIXES = (".npy", ".pt", ".txt", ".csv")
+
+
+def load_vectors(path: str | Path) -> Tensor:
+    """Directions in a layer's channel space from a file, as a tensor [C] or [N, C]: a NumPy `.npy` array, a
+    tensor saved with `torch.save` (`.pt`, loaded with `weights_only=True`), or numbers in text (`.txt` or `.csv`:
+    one direction per line, or one value per line for a single direction). `objectives.direction` checks the
+    values."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VECTOR_SUFFIXES:
+        raise DreamlabError(f"cannot read directions from {str(path)!r}: give a {', '.join(VECTOR_SUFFIXES)} file "
+                            f"holding a vector [C] or a matrix [N, C]")
+    if not path.is_file():
+        raise DreamlabError(f"no such file: {str(path)!r}")
+    try:
+        if suffix == ".npy":
+            value: object = np.load(path, allow_pickle=False)
+        elif suffix == ".pt":
+            value = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            value = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, dtype=np.float64, ndmin=2)
+            value = value.ravel() if value.shape[0] == 1 or value.shape[1] == 1 else value  # a row or a column
+    except Exception as exc:  # each reader has its own errors for a damaged or foreign file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DreamlabError(f"cannot read directions from {str(path)!r} ({first[:160]}); give a {suffix} file "
+                            f"holding a vector [C] or a matrix [N, C]") from None
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, Tensor):
+        return value.detach()
+    kind = f"a {type(value).__name__}" if not isinstance(value, np.ndarray) else f"an array of dtype {value.dtype}"
+    raise DreamlabError(f"{str(path)!r} holds {kind}, not numbers: save one vector [C] or matrix [N, C] of "
+                        f"floats (np.save, or torch.save of a tensor)")

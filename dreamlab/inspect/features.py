@@ -32,13 +32,16 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, as PIL's RGB -> L conversi
 
 @dataclass
 class FeatureMaps:
-    """The top channels' activation maps [K, h, w] (raw values), their channels and means, and the grid."""
+    """The top channels' activation maps [K, h, w] (raw values), their channels and means, and the grid;
+    `channel_means` holds every channel's mean activation [C] in channel order (the photo as a direction in the
+    layer's channel space, for `objectives.direction`)."""
 
     maps: Tensor
     channels: list[int]
     means: Tensor
     input: Tensor  # the preprocessed model input [1, C, S, S]
     grid: TileGrid
+    channel_means: Tensor
 
     def save(self, path: str | Path) -> Path:
         return self.grid.save(path)
@@ -129,7 +132,8 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
             "dreamlab:normalization": "each tile", "dreamlab:scale": str(scale)}
     grid = TileGrid(tiles, columns=min(k, math.ceil(math.sqrt(k))), padding=padding, text={
         k_: str(v) for k_, v in text.items()})
-    result = FeatureMaps(maps=maps, channels=channels, means=means[order], input=x, grid=grid)
+    result = FeatureMaps(maps=maps, channels=channels, means=means[order], input=x, grid=grid,
+                         channel_means=means)
     if out is not None:
         result.save(out)
     return result

@@ -354,6 +354,89 @@ def logit(units: int | Sequence[int] | range) -> Objective:
                      (_channel_check(OUTPUT, unit_list, "class", "classes"),))
 
 
+# lucid's dot_cossim (Olah et al. 2018, "The Building Blocks of Interpretability"): the cosine similarity is
+# floored at 0.1 so that a position pointing away from the direction still passes a gradient, and each magnitude
+# gets 1e-4 added before dividing
+COSSIM_FLOOR = 0.1
+COSSIM_EPS = 1e-4
+
+
+def direction(layer: str, vectors: object, cossim_power: float = 0.0, name: str = "direction") -> Objective:
+    """A direction in a layer's channel space: the dot product of the activation vector at each position with
+    `vectors`, averaged over positions. `vectors` is one vector of the layer's channel count [C] (a NumPy array,
+    a tensor or a list), or a matrix [N, C] of N directions rendered together (sample i renders row i). A one-hot
+    vector is the channel itself. `cossim_power` p > 0 multiplies each position's dot product by its cosine
+    similarity to the direction (floored at 0.1) to the power p, which favours activations that point along the
+    direction over ones that are merely large (lucid renders directions with p = 1 or more).
+
+    >>> import torch
+    >>> o.direction("inception4c", torch.randn(512)).name
+    'inception4c:direction'
+    >>> o.direction("inception4c", torch.randn(3, 512), cossim_power=1).labels
+    ('inception4c:direction^1[0]', 'inception4c:direction^1[1]', 'inception4c:direction^1[2]')
+    """
+    matrix = _direction_matrix(vectors)
+    power = as_number(cossim_power)
+    if power is None or not math.isfinite(power) or power < 0:
+        raise DreamlabError(f"cossim_power must be a number >= 0 (0: the plain dot product; lucid uses 1 or more), "
+                            f"got {cossim_power!r}"[:200])
+    if not isinstance(name, str) or not name or any(c in name for c in " :"):
+        raise DreamlabError(f"a direction's name must be a word without spaces or ':', like 'direction' or "
+                            f"'sae_17', got {name!r}"[:200])
+    count, channels = matrix.shape
+    by_device: dict[torch.device, Tensor] = {}
+
+    def scorer(acts: Acts, index: Tensor) -> Tensor:
+        act = acts[layer].float()
+        flat = act.flatten(2) if act.dim() > 2 else act.unsqueeze(-1)  # [b, C, positions]
+        if act.device not in by_device:
+            by_device[act.device] = matrix.to(act.device)
+        rows = by_device[act.device]
+        v = rows[:1].expand(act.shape[0], -1) if count == 1 else rows[index]  # [b, C]
+        dot = torch.einsum("bcp,bc->bp", flat, v)
+        if power:
+            cos = dot / (flat.norm(dim=1) + COSSIM_EPS) / (v.norm(dim=1, keepdim=True) + COSSIM_EPS)
+            dot = dot * cos.clamp_min(COSSIM_FLOOR) ** power
+        return dot.mean(1)
+
+    def check(shapes: Mapping[str, torch.Size]) -> None:
+        shape = shapes[layer]
+        if len(shape) < 2 or shape[1] != channels:
+            held = f"{shape[1]} channels" if len(shape) >= 2 else f"output shape {list(shape)}, no channels"
+            raise DreamlabError(f"the direction has {channels} values but layer {layer!r} has {held}; give one "
+                                f"value per channel of the layer ('dreamlab layers' lists them)")
+
+    suffix = f"{name}" + (f"^{power:g}" if power else "")
+    labels = (f"{layer}:{suffix}",) if count == 1 else tuple(f"{layer}:{suffix}[{i}]" for i in range(count))
+    title = labels[0] if count == 1 else f"{layer}:{suffix}[0-{count - 1}]"
+    return Objective(scorer, frozenset({layer}), title, labels, (check,), per_position=True)
+
+
+def _direction_matrix(vectors: object) -> Tensor:
+    """`vectors` as a float32 CPU matrix [N, C]: finite, every row non-zero."""
+    try:
+        matrix = torch.as_tensor(vectors).detach()
+    except (TypeError, ValueError, RuntimeError):
+        raise DreamlabError(f"a direction is a vector of numbers (a list, NumPy array or tensor), got "
+                            f"{type(vectors).__name__}") from None
+    if matrix.dtype == torch.bool or matrix.is_complex() or not (matrix.is_floating_point() or matrix.dtype in
+                                                                    (torch.int8, torch.int16, torch.int32,
+                                                                     torch.int64, torch.uint8)):
+        raise DreamlabError(f"a direction's values must be real numbers, got dtype {matrix.dtype}")
+    if matrix.dim() not in (1, 2) or matrix.numel() == 0:
+        raise DreamlabError(f"a direction is a vector [C] or a matrix [N, C] of N directions, got shape "
+                            f"{list(matrix.shape)}")
+    matrix = matrix.reshape(-1, matrix.shape[-1]).float().cpu()
+    if not torch.isfinite(matrix).all():
+        raise DreamlabError("a direction holds NaN or infinite values (or values beyond float32's range); give "
+                            "finite numbers")
+    zero = (matrix == 0).all(1).nonzero().flatten().tolist()
+    if zero:
+        which = "the direction is" if matrix.shape[0] == 1 else f"row {zero[0]} of the directions is"
+        raise DreamlabError(f"{which} all zeros, which points nowhere; give a non-zero vector")
+    return matrix.clone()
+
+
 def total_variation() -> Objective:
     """Smoothness: minus the mean absolute difference between neighbouring pixels (add it with a weight)."""
 

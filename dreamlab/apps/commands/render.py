@@ -5,12 +5,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
                                 add_diversity_arguments, add_model_arguments, check_diversity_options,
                                 check_tensorboard, input_path, int_list, model_recipe, output_path, positive_int,
                                 warn_never_on)
 from dreamlab.errors import DreamlabError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,6 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                                     "e.g. 64,256,512")
     p.add_argument("--init", type=input_path, help="start from this image instead of noise")
     add_diversity_arguments(p, note="; a --grid has a row per unit")
+    p.add_argument("--direction", type=input_path, metavar="FILE",
+                   help="render directions in the channel space of the layer given as OBJECTIVE: a vector [C] or a "
+                        "matrix [N, C] of N directions in a .npy, .pt (torch.save), .txt or .csv file")
+    p.add_argument("--cossim-power", type=float, metavar="P",
+                   help="with --direction: weight each position's dot product by its cosine similarity to the "
+                        "direction to the power P (default 0: the plain dot product; lucid uses 1 or more)")
     p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda)")
     add_compile_argument(p, "pays off over long or repeated renders")
     p.add_argument("--tensorboard", type=output_path, metavar="DIR",
@@ -54,14 +64,20 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.grammar import check_syntax, parse_objective
     from dreamlab.optvis.engine import render
+    from dreamlab.optvis.objectives import direction
 
     _check_out(args.out)  # before any work
     check_tensorboard(args)
     check_diversity_options(args)
-    check_syntax(args.objective)  # a typo is refused before the model loads (tens of seconds on a CPU)
+    directions = _directions(args)  # a bad file is refused before the model loads (tens of seconds on a CPU)
+    if directions is None:
+        check_syntax(args.objective)  # so is a typo
     resolve_device(args.device)  # a bad --device is refused before the model loads
     loaded = load_model(model_recipe(args), args.weights)
-    objective = parse_objective(args.objective, loaded.categories)
+    if directions is None:
+        objective = parse_objective(args.objective, loaded.categories)
+    else:
+        objective = direction(args.objective, directions, args.cossim_power or 0.0, name=args.direction.stem)
     recipe = loaded.recipe.for_layers(objective.layers)  # with the recipe's settings for the layers it reads
     if args.fourier_decay is not None and (args.param or recipe.param) != "fourier":
         raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
@@ -85,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
                     fourier_decay=args.fourier_decay, diversity=args.diversity or 1,
                     diversity_layer=args.diversity_layer,
                     **({} if args.diversity_weight is None else {"diversity_weight": args.diversity_weight}))
+    provenance = dict(result.provenance)
+    if args.direction is not None:  # the name is the file's stem: record which file, and its content
+        import hashlib
+
+        provenance["dreamlab:direction_file"] = str(args.direction)
+        provenance["dreamlab:direction_sha256"] = hashlib.sha256(args.direction.read_bytes()).hexdigest()[:16]
     if log is not None:
         log.write_result(result)
         log.close()
@@ -94,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if args.grid:
         path = _grid_path(args.out, model_name, result.labels)
         columns = args.diversity if (args.diversity or 1) > 1 else None  # a row per unit
-        save_png(grid(result.images, columns), path, {**result.provenance, "dreamlab:units": " | ".join(result.labels),
+        save_png(grid(result.images, columns), path, {**provenance, "dreamlab:units": " | ".join(result.labels),
                                                       "dreamlab:scores": " | ".join(f"{v:.6g}" for v in
                                                                                     result.final_scores.tolist())})
         written.append(path)
@@ -104,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for path, image, label, score in zip(output_paths(model_name, result.labels, args.out), result.images,
                                              result.labels, result.final_scores.tolist()):
-            save_png(image, path, {**result.provenance, "dreamlab:unit": label, "dreamlab:score": f"{score:.6g}"})
+            save_png(image, path, {**provenance, "dreamlab:unit": label, "dreamlab:score": f"{score:.6g}"})
             written.append(path)
     for path in written[:10]:
         print(path)
@@ -116,6 +138,24 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
+
+
+def _directions(args: argparse.Namespace) -> Tensor | None:
+    """The vectors of --direction, read and checked (None without it); OBJECTIVE must then be one layer."""
+    from dreamlab.io import load_vectors
+    from dreamlab.optvis.objectives import direction
+
+    if args.direction is None:
+        if args.cossim_power is not None:
+            raise DreamlabError("--cossim-power applies to --direction FILE only; add it, or leave --cossim-power out")
+        return None
+    layer = args.objective.strip()
+    if not layer or any(c in layer for c in " :@+*/()") or layer.startswith("-"):
+        raise DreamlabError(f"with --direction, OBJECTIVE is the layer the directions live in, like conv2 or "
+                            f"logit, got {args.objective!r}: give the layer alone")
+    vectors = load_vectors(args.direction)
+    direction(layer, vectors, args.cossim_power or 0.0, name=args.direction.stem)  # checks the values
+    return vectors
 
 
 # names that mean a file of another type (render -o out.jpg used to make a folder out.jpg/); a folder may have
