@@ -10,6 +10,7 @@ caller's model is never moved or changed.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -128,3 +129,51 @@ def format_table(rows: list[LayerRow]) -> str:
     fmt = lambda cells: "  ".join(c.ljust(w) if i in (0, 1, 5) else c.rjust(w)  # noqa: E731
                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     return "\n".join([fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, lines)])
+
+
+@dataclass(frozen=True)
+class ModelTotals:
+    """What the whole model holds, the table's last lines (like torchinfo's totals)."""
+
+    params: int  # every parameter once (a tensor shared by two modules is counted once)
+    trainable: int  # of those, the ones with requires_grad (dreamlab's loaded models are frozen: 0)
+    param_bytes: int
+    buffers: int  # elements of the buffers (BatchNorm's running statistics, ...)
+    buffer_bytes: int
+    output_bytes: int  # the outputs of the leaf modules for one image, as float32, every call counted
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_totals(model: nn.Module, rows: list[LayerRow]) -> ModelTotals:
+    """The totals of `model`, whose layer table is `rows` (for the outputs' size)."""
+    params = list(model.parameters())  # unique tensors: shared weights once
+    buffers = list(model.buffers())
+    leaves = {name for name, module in model.named_modules() if name and not any(True for _ in module.children())}
+    outputs = sum(math.prod(r.output_shape) * r.calls for r in rows if r.name in leaves and r.output_shape)
+    return ModelTotals(
+        params=sum(p.numel() for p in params),
+        trainable=sum(p.numel() for p in params if p.requires_grad),
+        param_bytes=sum(p.numel() * p.element_size() for p in params),
+        buffers=sum(b.numel() for b in buffers),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),
+        output_bytes=outputs * 4,
+    )
+
+
+def format_totals(totals: ModelTotals, input_size: int) -> str:
+    """The totals as the lines under the table."""
+    return "\n".join([
+        f"parameters: {totals.params:,} ({_size(totals.param_bytes)}); buffers: {totals.buffers:,} "
+        f"({_size(totals.buffer_bytes)})",
+        f"outputs of one {input_size}x{input_size} image (every leaf module, float32): {_size(totals.output_bytes)}",
+    ])
+
+
+def _size(count: int) -> str:
+    """Bytes in binary units, one decimal: '44.6 MB', '7.0 kB', '12 bytes'."""
+    for unit, power in (("GB", 30), ("MB", 20), ("kB", 10)):
+        if count >= 2 ** power:
+            return f"{count / 2 ** power:,.1f} {unit}"
+    return f"{count} bytes"

@@ -16,13 +16,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.models.loading import load_model
-    from dreamlab.models.summary import format_table, layer_table
+    from dreamlab.models.summary import format_table, format_totals, layer_table, model_totals
 
     loaded = load_model(positional_model(args), weights="none")  # shapes need no weights
-    rows = layer_table(loaded.model, input_size=args.size or loaded.recipe.input_size,
+    size = args.size or loaded.recipe.input_size
+    rows = layer_table(loaded.model, input_size=size,
                        channels=loaded.recipe.channels, recipe_size=loaded.recipe.input_size)
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=1))
     else:
         print(format_table(rows))
+        print()
+        print(format_totals(model_totals(loaded.model, rows), size))
     return 0
