@@ -23,7 +23,8 @@ import importlib
 _EXPORTS = {
     "attribute": "dreamlab.attribution.api", "gradcam": "dreamlab.attribution.api",
     "DreamlabError": "dreamlab.errors",
-    "features": "dreamlab.inspect.features", "graph": "dreamlab.inspect.graph", "kernels": "dreamlab.inspect.kernels",
+    "features": "dreamlab.inspect.features", "examples": "dreamlab.inspect.examples",
+    "graph": "dreamlab.inspect.graph", "kernels": "dreamlab.inspect.kernels",
     "load_model": "dreamlab.models.loading",
     "Recipe": "dreamlab.models.recipe", "load_recipe": "dreamlab.models.recipe",
     "layer_table": "dreamlab.models.summary",
@@ -48,4 +49,4 @@ def __getattr__(name: str):
 
 __all__ = ["__version__", "objectives", "capture", "DreamlabError", "parse_objective", "load_model", "Objective",
            "objective", "Recipe", "load_recipe", "RenderResult", "RenderSettings", "render", "layer_table",
-           "gradcam", "attribute", "graph", "kernels", "features", "dream", "DreamResult"]
+           "gradcam", "attribute", "graph", "kernels", "features", "examples", "dream", "DreamResult"]

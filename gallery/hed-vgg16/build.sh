@@ -15,3 +15,5 @@ render features.29:0-1 -o features.29_0-1.png
 render features.22:0-3 --optimizer adam --fourier-decay 1 -o features.22_0-3_lucid.png
 # twins of features.29 (QUALITY.md, "The full measure"): :440 and four units it out-drives, then :24 and :200
 render features.29:440,56,352,392,408,24,200 -o features.29_twins.png
+# beside features.22:0-3's renders: the crops of scikit-learn's two sample photos that drive each unit hardest
+"$PYTHON" -m dreamlab examples hed-vgg16 features.22:0-3 --images china flower --size 256 -o features.22_0-3_examples.png

@@ -1,0 +1,46 @@
+"""`dreamlab examples MODEL LAYER:UNITS --images DIR`: the photos that drive units hardest, cropped to what each
+unit saw (dataset examples, to set beside a unit's render)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dreamlab.apps.args import add_positional_model, nonempty, output_path, positional_model, positive_int
+
+DESCRIPTION = ("Run every image through MODEL (shorter side resized to the recipe's size, normalized as the recipe "
+               "says) and save, for each unit, the images that drive it hardest: a channel's strongest position, "
+               "cropped to that position's receptive field; a logit's whole image. A row per unit, best first.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
+    p.add_argument("layer", metavar="LAYER:UNITS",
+                   help="the units, e.g. features.22:0-7, inception4c:97,12 or logit:3 (`dreamlab layers MODEL`)")
+    p.add_argument("--images", "-i", nargs="+", required=True, metavar="IMAGE",
+                   help="a folder of PNG/JPEG photos, image files, or china / flower (scikit-learn's sample photos)")
+    p.add_argument("--weights", default="default", type=nonempty,
+                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
+    p.add_argument("--top", type=positive_int, default=8, help="images per unit (default: 8)")
+    p.add_argument("--size", type=positive_int,
+                   help="the images' shorter side in pixels (default: the recipe's input size)")
+    p.add_argument("-o", "--out", type=output_path,
+                   help="output PNG (default: MODEL_LAYER_UNITS_examples.png)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dreamlab.errors import DreamlabError
+    from dreamlab.inspect.examples import examples
+    from dreamlab.io import check_output_file, safe_name
+    from dreamlab.optvis.units import parse_units
+
+    name = positional_model(args)
+    layer, colon, units_text = args.layer.rpartition(":")
+    if not colon or not layer or not units_text:
+        raise DreamlabError(f"give the units as LAYER:UNITS, like features.22:0-7 or logit:3, got {args.layer!r}")
+    units = parse_units(units_text)
+    out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{safe_name(args.layer)}_examples.png")
+    check_output_file(out)  # before the model loads
+    images = args.images[0] if len(args.images) == 1 else args.images
+    examples(name, layer, units, images, top=args.top, size=args.size, weights=args.weights, out=out)
+    print(out)
+    return 0

@@ -1,0 +1,296 @@
+"""Dataset examples: the images that drive a unit hardest, cropped to what the unit saw, to set beside its render.
+
+Each image is resized so that its shorter side is the recipe's input size (not cropped: a convolutional layer
+reads it whole; a model that takes only its own size gets the centre square) and normalized as the recipe says. A channel's score on an image is its strongest position;
+the image is cropped to that position's receptive field, found once per layer as every input pixel that the
+gradient of a central position reaches. A logit (`layer="logit"`) scores the whole image, shown whole.
+
+>>> ex = examples("hed-vgg16", "features.22", [0, 12], ["china", "flower"], top=2)
+>>> [(e.image, round(e.score, 1)) for e in ex.units[0]]        # channel 0's two best images, best first
+>>> ex.save("features.22_examples.png")                         # a row per unit, each crop labelled
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamlab.attribution.inputs import check_whole
+from dreamlab.errors import DreamlabError
+from dreamlab.inspect.features import read_photo
+from dreamlab.inspect.source import check_layer, model_and_recipe
+from dreamlab.inspect.tiles import TileGrid, draw_labels
+from dreamlab.io import SAMPLE_PHOTOS
+from dreamlab.models.recipe import Recipe
+from dreamlab.models.summary import MAX_INPUT_SIZE
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CROP_FILL = 0.5  # where a receptive field reaches past the image: mid-grey, so a crop keeps its scale
+TILE = 96  # the side of each shown crop, in pixels
+
+
+@dataclass(frozen=True)
+class Example:
+    """One image's best response of a unit: which image, the score, and the box [top, left, bottom, right) of
+    the resized image that the unit saw (the whole image for a logit), with the crop itself [C, s, s]."""
+
+    image: str
+    score: float
+    box: tuple[int, int, int, int]
+    crop: Tensor
+
+
+@dataclass
+class Examples:
+    """The top examples of each unit (`units[i]`, best first, for unit `unit_ids[i]`) and their grid."""
+
+    layer: str
+    unit_ids: list[int]
+    units: list[list[Example]]
+    receptive_field: Field | None  # where map positions look in the resized images; None for a logit
+    grid: TileGrid
+
+    def save(self, path: str | Path) -> Path:
+        return self.grid.save(path)
+
+
+def image_list(images: str | Path | Sequence[str | Path | Tensor]) -> list[tuple[str, str | Path | Tensor]]:
+    """(name, source) of each image: a folder's PNG/JPEG files (sorted), or a list of paths, sample names
+    (china, flower) and [C, H, W] tensors in [0, 1]."""
+    if isinstance(images, (str, Path)) and Path(images).is_dir():
+        files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DreamlabError(f"no PNG or JPEG images in folder {str(images)!r}; give a folder of photos, or "
+                                f"image paths")
+        return [(p.name, p) for p in files]
+    if isinstance(images, (str, Path, Tensor)):
+        images = [images]
+    try:
+        items = list(images)
+    except TypeError:
+        raise DreamlabError(f"images must be a folder, or a list of image paths, sample names "
+                            f"({', '.join(SAMPLE_PHOTOS)}) or tensors; got {type(images).__name__}") from None
+    if not items:
+        raise DreamlabError("no images given; give a folder of photos, or image paths")
+    return [(f"tensor {i}" if isinstance(item, Tensor) else Path(str(item)).name, item) for i, item in enumerate(items)]
+
+
+def shorter_side_to(photo: Tensor, side: int) -> Tensor:
+    """[C, H, W] resized (antialiased) so that its shorter side is `side`, whole: [1, C, h, w]."""
+    h, w = photo.shape[1:]
+    size = (side, max(1, round(w * side / h))) if h <= w else (max(1, round(h * side / w)), side)
+    x = photo[None]
+    if (h, w) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return x
+
+
+def _to_channels(x: Tensor, recipe: Recipe) -> Tensor:
+    if x.shape[1] == 3 and recipe.channels == 1:
+        return (x * torch.tensor((0.299, 0.587, 0.114)).view(1, 3, 1, 1)).sum(1, keepdim=True)  # BT.601, as PIL
+    if x.shape[1] == 1 and recipe.channels == 3:
+        return x.expand(-1, 3, -1, -1)
+    return x
+
+
+def _normalize(x: Tensor, recipe: Recipe) -> Tensor:
+    return (x - torch.tensor(recipe.mean).view(1, -1, 1, 1)) / torch.tensor(recipe.std).view(1, -1, 1, 1)
+
+
+@dataclass(frozen=True)
+class Field:
+    """Where a layer's map positions look in the input: the receptive field's side, the stride between
+    neighbouring positions and the centre of position (0, 0)'s field, all in input pixels."""
+
+    side: int
+    stride: tuple[float, float]
+    origin: tuple[float, float]
+
+    def box(self, y: int, x: int) -> tuple[int, int, int, int]:
+        """[top, left, bottom, right) of position (y, x)'s field (it may reach past the image)."""
+        top = round(self.origin[0] + y * self.stride[0] - self.side / 2)
+        left = round(self.origin[1] + x * self.stride[1] - self.side / 2)
+        return top, left, top + self.side, left + self.side
+
+
+def receptive_field(model: nn.Module, layer: str, recipe: Recipe, samples: int = 4, seed: int = 0) -> Field | None:
+    """The receptive field of `layer`'s positions: every input pixel that the gradient of a central position (and
+    of its diagonal neighbour, for the stride) reaches, on `samples` noise images, so that ReLUs and max-pools
+    open every path. The noise is twice the recipe's size where the model takes it, so that fields wider than
+    the image fit. None for a layer without maps (a logit, a Linear layer): it sees the whole image."""
+    try:
+        probe = _probe(model, layer, recipe, 2 * recipe.input_size, samples, seed)
+    except (RuntimeError, ValueError, AssertionError):  # a model that takes only its own size
+        probe = _probe(model, layer, recipe, recipe.input_size, samples, seed)
+    if probe is None:
+        return None
+    side, (h, w), (cy, cx) = probe.side, probe.map_size, probe.centre
+    if len(probe.spans) < 2:  # nothing reached: spread the map evenly over the image
+        return Field(side, (side / h, side / w), (side / h / 2, side / w / 2))
+    (r0, r1, c0, c1), (s0, s1, d0, d1) = probe.spans
+
+    def step(first: int, last: int, first2: int, last2: int, moved: bool, count: int) -> float:
+        if moved and first > 0 and first2 > 0:
+            return float(first2 - first)
+        if moved and last < side - 1 and last2 < side - 1:
+            return float(last2 - last)
+        return side / count  # a map one position wide, or a field that covers the image both ways
+
+    stride = (step(r0, r1, s0, s1, cy + 1 < h, h), step(c0, c1, d0, d1, cx + 1 < w, w))
+    centre = ((r0 + r1 + 1) / 2, (c0 + c1 + 1) / 2)
+    extent = min(max(r1 - r0, c1 - c0) + 1, side)
+    return Field(extent, stride, (centre[0] - cy * stride[0], centre[1] - cx * stride[1]))
+
+
+@dataclass(frozen=True)
+class _Probe:
+    side: int  # of the noise images
+    map_size: tuple[int, int]
+    centre: tuple[int, int]  # the central position (cy, cx)
+    spans: list[tuple[int, int, int, int]]  # per probed position: first and last row and column reached
+
+
+def _probe(model: nn.Module, layer: str, recipe: Recipe, side: int, samples: int, seed: int) -> _Probe | None:
+    """Which input pixels the central position of `layer` and its diagonal neighbour reach (None: no maps)."""
+    from dreamlab.optvis.capture import Capture
+
+    noise = torch.rand(samples, recipe.channels, side, side, generator=torch.Generator().manual_seed(seed))
+    x = _normalize(noise, recipe).to(next(model.parameters()).device).requires_grad_(True)
+    with torch.enable_grad(), Capture(model, [layer]) as cap:
+        act = cap.run(x)[layer]
+        if act.dim() != 4:
+            return None
+        h, w = act.shape[-2:]
+        spans = []
+        for y, x_ in ((h // 2, w // 2), (min(h // 2 + 1, h - 1), min(w // 2 + 1, w - 1))):
+            grad, = torch.autograd.grad(act[:, :, y, x_].sum(), x, retain_graph=True)
+            reached = (grad.abs().sum((0, 1)) > 0).nonzero()
+            if reached.numel() == 0:
+                return _Probe(side, (h, w), (h // 2, w // 2), [])
+            (r0, r1), (c0, c1) = reached[:, 0].aminmax(), reached[:, 1].aminmax()
+            spans.append((int(r0), int(r1), int(c0), int(c1)))
+    return _Probe(side, (h, w), (h // 2, w // 2), spans)
+
+def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[int],
+             images: str | Path | Sequence[str | Path | Tensor], *, top: int = 8, size: int | None = None,
+             recipe: object = None, weights: str | Path | None = "default", out: str | Path | None = None) -> Examples:
+    """The `top` images of `images` that drive each of `units` of `layer` hardest (see the module's docstring);
+    `size`: the images' shorter side (default: the recipe's input size; a fixed-size model takes only that)."""
+    from dreamlab.models.prepare import model_device, prepared_model
+    from dreamlab.optvis.capture import Capture
+
+    check_layer(layer)
+    top = check_whole("top", top, 1, flag="--top", hint=" (how many images per unit)")
+    if size is not None:
+        size = check_whole("size", size, 8, MAX_INPUT_SIZE, flag="--size", hint=" (the images' shorter side)")
+    unit_ids = [units] if isinstance(units, int) else list(units)
+    if not unit_ids or any(isinstance(u, bool) or not isinstance(u, int) or u < 0 for u in unit_ids):
+        raise DreamlabError(f"units must be channel numbers >= 0, like [0, 12] or range(8); got {units!r}"[:200])
+    sources = image_list(images)
+    photos = [(name, read_photo(source)) for name, source in sources]  # every file read before the model loads
+    module, rec, described = model_and_recipe(model, recipe, weights)
+    device = model_device(module) or torch.device("cpu")
+    scores = torch.empty(len(photos), len(unit_ids))
+    where: list[list[tuple[int, int]]] = []  # per image, per unit: the best position of the map
+    resized: list[Tensor] = []
+    with prepared_model(module, device, channels_last=False, owned=False) as ready:
+        field = receptive_field(ready, layer, rec)
+        with torch.no_grad(), Capture(ready, [layer]) as cap:
+            whole = _takes_any_shape(cap, layer, rec, device)
+            side = size or rec.input_size
+            if not whole and side != rec.input_size:
+                raise DreamlabError(f"{rec.name} takes {rec.input_size}-pixel images only; leave size (--size) "
+                                    f"out, or give {rec.input_size}")
+            for i, (name, photo) in enumerate(photos):
+                x = _to_channels(shorter_side_to(photo, side), rec)
+                if not whole:
+                    x = _centre_square(x, side)
+                resized.append(x[0])
+                act = cap.run(_normalize(x, rec).to(device))[layer][0].float().cpu()
+                if i == 0:
+                    _check_units(act, layer, unit_ids)
+                if act.dim() == 1:  # a logit or a vector layer: the whole image
+                    scores[i] = act[unit_ids]
+                    where.append([(0, 0)] * len(unit_ids))
+                    continue
+                best, index = act[unit_ids].flatten(1).max(1)
+                scores[i] = best
+                where.append([divmod(k, act.shape[-1]) for k in index.tolist()])
+    chosen = []
+    for u in range(len(unit_ids)):
+        order = torch.sort(scores[:, u], descending=True, stable=True).indices[:top].tolist()
+        chosen.append([_example(photos[i][0], float(scores[i, u]), resized[i], where[i][u], field) for i in order])
+    return _finish(layer, unit_ids, chosen, field, rec, described, out)
+
+
+def _takes_any_shape(cap: object, layer: str, recipe: Recipe, device: torch.device) -> bool:
+    """Whether the model reads a wider-than-tall image up to `layer`; a fixed-size model (a Linear layer after
+    the convolutions) gets the centre square of each image instead."""
+    side = recipe.input_size
+    try:
+        cap.run(torch.zeros(1, recipe.channels, side, side + side // 3 + 1, device=device))
+    except (RuntimeError, ValueError, AssertionError):
+        return False
+    return True
+
+
+def _centre_square(x: Tensor, side: int) -> Tensor:
+    top, left = (x.shape[2] - side) // 2, (x.shape[3] - side) // 2
+    return x[:, :, top:top + side, left:left + side]
+
+
+def _check_units(act: Tensor, layer: str, unit_ids: list[int]) -> None:
+    if act.dim() not in (1, 3):
+        raise DreamlabError(f"layer {layer!r} outputs shape {list(act.shape)}: examples need channels [C] or "
+                            f"maps [C, H, W]; `dreamlab layers MODEL` lists shapes")
+    bad = [u for u in unit_ids if u >= act.shape[0]]
+    if bad:
+        raise DreamlabError(f"unit {bad[0]} is out of range for layer {layer!r} ({act.shape[0]} channels: valid "
+                            f"0-{act.shape[0] - 1})")
+
+
+def _example(name: str, score: float, image: Tensor, position: tuple[int, int], field: Field | None) -> Example:
+    """The crop of `image` [C, H, W] a unit saw at map `position`: its receptive field, grey past the edges (the
+    whole image, centred in a square, for a layer without maps)."""
+    c, h, w = image.shape
+    if field is None:
+        side = max(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+    else:
+        top, left, bottom, _ = field.box(*position)
+        side = bottom - top
+    canvas = torch.full((c, side, side), CROP_FILL)
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + side, h), min(left + side, w)
+    canvas[:, y0 - top:y1 - top, x0 - left:x1 - left] = image[:, y0:y1, x0:x1]
+    return Example(name, score, (top, left, top + side, left + side), canvas)
+
+
+def _finish(layer: str, unit_ids: list[int], chosen: list[list[Example]], field: Field | None, recipe: Recipe,
+            described: str, out: str | Path | None) -> Examples:
+    columns = max(len(row) for row in chosen)
+    tiles, labels = [], []
+    for unit, row in zip(unit_ids, chosen):
+        for k in range(columns):
+            if k < len(row):
+                crop = F.interpolate(row[k].crop[None], size=(TILE, TILE), mode="bilinear", antialias=True,
+                                     align_corners=False)[0].clamp(0, 1)
+                tiles.append(crop.expand(3, -1, -1) if crop.shape[0] == 1 else crop)
+                labels.append(f"{unit}: {row[k].score:.3g}")
+            else:
+                tiles.append(torch.ones(3, TILE, TILE))
+                labels.append("")
+    tiles_t = draw_labels(torch.stack(tiles), labels)
+    text = {"dreamlab:model": recipe.name, "dreamlab:layer": layer, "dreamlab:weights": described,
+            "dreamlab:units": ",".join(map(str, unit_ids)), "dreamlab:receptive_field": str(field.side) if field else "whole image",
+            "dreamlab:examples": " | ".join(",".join(f"{e.image}={e.score:.6g}" for e in row) for row in chosen),
+            "dreamlab:order": "a row per unit, best first"}
+    grid = TileGrid(tiles_t, columns=columns, padding=2, text=text)
+    result = Examples(layer, unit_ids, chosen, field, grid)
+    if out is not None:
+        result.save(out)
+    return result

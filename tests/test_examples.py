@@ -1,0 +1,133 @@
+"""Dataset examples (`dreamlab examples`, `dreamlab.inspect.examples`): planted patterns found in the right image
+at the right place, receptive fields against the arithmetic, fixed-size models, the command line."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import dreamlab
+from dreamlab.apps.cli import main
+from dreamlab.errors import DreamlabError
+from dreamlab.inspect.examples import examples, receptive_field
+from dreamlab.inspect.features import preprocess
+from dreamlab.io import read_png_text, sample_photo
+
+RECIPE = dreamlab.Recipe("colours", "custom:colours", input_size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def colour_detector() -> nn.Module:
+    """Channel 0 answers red over green and blue, channel 1 blue over red and green (3x3 sums, no padding)."""
+    conv = nn.Conv2d(3, 2, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0], conv.weight[0, 1:] = 1.0, -0.5
+        conv.weight[1, 2], conv.weight[1, :2] = 1.0, -0.5
+    return nn.Sequential(conv).eval()
+
+
+def grey_with_square(colour: tuple[float, float, float], top: int, left: int, size: int = 6) -> torch.Tensor:
+    image = torch.full((3, 32, 48), 0.5)
+    image[:, top:top + size, left:left + size] = torch.tensor(colour).view(3, 1, 1)
+    return image
+
+
+def test_planted_squares_are_found_in_their_image_at_their_place() -> None:
+    red, blue = grey_with_square((1, 0, 0), 4, 6), grey_with_square((0, 0, 1), 20, 36)
+    model = colour_detector()
+    found = examples(model, "0", [0, 1], [torch.full((3, 32, 48), 0.5), red, blue], top=3, recipe=RECIPE)
+    assert found.receptive_field.side == 3
+    best_red, best_blue = found.units[0][0], found.units[1][0]
+    assert best_red.image == "tensor 1" and best_blue.image == "tensor 2"
+    # the best position is inside the square, and its 3x3 crop shows the square's colour
+    top, left, bottom, right = best_red.box
+    assert 4 <= (top + bottom) // 2 < 10 and 6 <= (left + right) // 2 < 12 and bottom - top == 3
+    assert torch.allclose(best_red.crop, torch.tensor([1.0, 0, 0]).view(3, 1, 1).expand(3, 3, 3))
+    # the score is the channel's maximum over the map, as a hand computation gives it
+    assert best_red.score == pytest.approx(model(red[None])[0, 0].max().item(), abs=1e-5)
+    assert best_blue.score == pytest.approx(9 * 1.0, abs=1e-5)
+    assert [e.image for e in found.units[0]][1:] == ["tensor 0", "tensor 2"] or found.units[0][1].score >= \
+        found.units[0][2].score
+
+
+def test_receptive_field_matches_the_arithmetic() -> None:
+    # 3x3 (+2), 3x3 (+2), 2x2 max-pool stride 2 (+1), 3x3 at stride 2 (+4): 1 + 2 + 2 + 1 + 4 = 10 pixels
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(4, 4, 3)).eval()
+    deep, first = receptive_field(model, "5", RECIPE), receptive_field(model, "0", RECIPE)
+    assert (deep.side, deep.stride, deep.origin) == (10, (2.0, 2.0), (5.0, 5.0))  # position 0 sees pixels 0-9
+    assert (first.side, first.stride, first.origin) == (3, (1.0, 1.0), (1.5, 1.5))
+    assert deep.box(3, 0) == (6, 0, 16, 10) and first.box(4, 6) == (4, 6, 7, 9)
+    padded = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2, padding=1)).eval()
+    # position j of the stride-2 conv reads conv1 positions 2j-1..2j+1, which read pixels 2j-2..2j+2
+    assert receptive_field(padded, "2", RECIPE).box(5, 5) == (8, 8, 13, 13)
+    assert receptive_field(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2)), "1", RECIPE) is None
+
+
+def test_a_fixed_size_model_reads_centre_squares_and_a_logit_the_whole_image() -> None:
+    found = examples("lenet-digits", "logit", [3], ["china", "flower"], top=2)
+    loaded = dreamlab.load_model("lenet-digits")
+    by_hand = {name: loaded.model(preprocess(sample_photo(name, "test"), loaded.recipe))[0, 3].item()
+               for name in ("china", "flower")}
+    assert [e.image for e in found.units[0]] == sorted(by_hand, key=by_hand.get, reverse=True)
+    for example in found.units[0]:
+        assert example.score == pytest.approx(by_hand[example.image], abs=1e-4)
+        assert example.box == (0, 0, 28, 28) and example.crop.shape == (1, 28, 28)
+    assert found.receptive_field is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"units": [99]}, "unit 99 is out of range for layer 'conv2' (50 channels: valid 0-49)"),
+    ({"units": [-1]}, "units must be channel numbers >= 0"),
+    ({"top": 0}, "top"),
+    ({"images": []}, "no images given"),
+    ({"images": 3}, "images must be a folder"),
+])
+def test_bad_arguments_are_one_line_errors(kwargs, message) -> None:
+    arguments = {"units": [3], "images": ["china"], "top": 2, **kwargs}
+    with pytest.raises(DreamlabError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        examples("lenet-digits", "conv2", arguments["units"], arguments["images"], top=arguments["top"])
+    assert "\n" not in str(info.value)
+
+
+def test_examples_from_the_command_line(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("china", "flower"):
+        image = (sample_photo(name, "test").permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        from PIL import Image
+        Image.fromarray(image).save(folder / f"{name}.png")
+    (folder / "notes.txt").write_text("not an image")
+    assert main(["examples", "lenet-digits", "conv2:3,7", "--images", "photos", "--top", "2"]) == 0
+    out = tmp_path / "lenet-digits_conv2_3_7_examples.png"
+    assert capsys.readouterr().out.strip() == out.name
+    text = read_png_text(out)
+    assert text["dreamlab:units"] == "3,7" and text["dreamlab:receptive_field"] == "14"
+    rows = text["dreamlab:examples"].split(" | ")
+    assert len(rows) == 2 and all(sorted(e.split("=")[0] for e in row.split(",")) == ["china.png", "flower.png"]
+                                  for row in rows)
+    assert text["dreamlab:columns"] == "2" and text["dreamlab:rows"] == "2"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["lenet-digits", "conv2", "--images", "china"], "give the units as LAYER:UNITS"),
+    (["lenet-digits", "conv2:3", "--images", "missing.png"], "cannot read image 'missing.png': no such file"),
+    (["lenet-digits", "conv9:1", "--images", "china"], "unknown layer 'conv9'"),
+])
+def test_examples_bad_input_exits_with_one_line(tmp_path, monkeypatch, capsys, argv, message) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["examples", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and not list(tmp_path.glob("*.png"))
+
+
+def test_size_sets_the_shorter_side_and_a_fixed_size_model_refuses_another() -> None:
+    red = grey_with_square((1, 0, 0), 4, 6)
+    found = examples(colour_detector(), "0", [0], [red], top=1, size=64, recipe=RECIPE)  # twice the 32 px
+    top, left, bottom, right = found.units[0][0].box
+    assert 8 <= top and bottom <= 20 and 12 <= left and right <= 24  # inside the square, now at rows 8-19
+    with pytest.raises(DreamlabError, match="lenet-digits takes 28-pixel images only"):
+        examples("lenet-digits", "conv2", [0], ["china"], size=56)
+    with pytest.raises(DreamlabError, match="size 4 is out of range; valid: 8 to 2048"):
+        examples("lenet-digits", "conv2", [0], ["china"], size=4)
