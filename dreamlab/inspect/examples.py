@@ -192,12 +192,10 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
     if not unit_ids or any(isinstance(u, bool) or not isinstance(u, int) or u < 0 for u in unit_ids):
         raise DreamlabError(f"units must be channel numbers >= 0, like [0, 12] or range(8); got {units!r}"[:200])
     sources = image_list(images)
-    photos = [(name, read_photo(source)) for name, source in sources]  # every file read before the model loads
+    for _, source in sources:  # every image checked before the model loads; decoded one at a time below
+        _check_readable(source)
     module, rec, described = model_and_recipe(model, recipe, weights)
     device = model_device(module) or torch.device("cpu")
-    scores = torch.empty(len(photos), len(unit_ids))
-    where: list[list[tuple[int, int]]] = []  # per image, per unit: the best position of the map
-    resized: list[Tensor] = []
     with prepared_model(module, device, channels_last=False, owned=False) as ready:
         field = receptive_field(ready, layer, rec)
         with torch.no_grad(), Capture(ready, [layer]) as cap:
@@ -206,26 +204,75 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
             if not whole and side != rec.input_size:
                 raise DreamlabError(f"{rec.name} takes {rec.input_size}-pixel images only; leave size (--size) "
                                     f"out, or give {rec.input_size}")
-            for i, (name, photo) in enumerate(photos):
-                x = _to_channels(shorter_side_to(photo, side), rec)
-                if not whole:
-                    x = _centre_square(x, side)
-                resized.append(x[0])
-                act = cap.run(_normalize(x, rec).to(device))[layer][0].float().cpu()
+            model_input = lambda source: _model_input(read_photo(source), rec, side, whole)  # noqa: E731
+            best = _Best(len(unit_ids), top)
+            for i, (_, source) in enumerate(sources):
+                act = cap.run(_normalize(model_input(source), rec).to(device))[layer][0].float().cpu()
                 if i == 0:
                     _check_units(act, layer, unit_ids)
                 if act.dim() == 1:  # a logit or a vector layer: the whole image
-                    scores[i] = act[unit_ids]
-                    where.append([(0, 0)] * len(unit_ids))
-                    continue
-                best, index = act[unit_ids].flatten(1).max(1)
-                scores[i] = best
-                where.append([divmod(k, act.shape[-1]) for k in index.tolist()])
-    chosen = []
-    for u in range(len(unit_ids)):
-        order = torch.sort(scores[:, u], descending=True, stable=True).indices[:top].tolist()
-        chosen.append([_example(photos[i][0], float(scores[i, u]), resized[i], where[i][u], field) for i in order])
+                    best.add(i, act[unit_ids], torch.zeros(len(unit_ids), dtype=torch.long), 1)
+                else:
+                    values, index = act[unit_ids].flatten(1).max(1)
+                    best.add(i, values, index, act.shape[-1])
+    shown = {i: model_input(sources[i][1])[0] for i in sorted(set(best.image.flatten().tolist()) - {-1})}
+    chosen = [[_example(sources[i][0], score, shown[i], position, field)
+               for i, score, position in best.row(u)] for u in range(len(unit_ids))]
     return _finish(layer, unit_ids, chosen, field, rec, described, out)
+
+
+class _Best:
+    """The `top` best (score, image, map position) of each unit, kept as the images stream past (ties: the
+    earlier image first)."""
+
+    def __init__(self, units: int, top: int):
+        self.score = torch.full((units, 0), -math.inf)
+        self.image = torch.zeros((units, 0), dtype=torch.long)
+        self.position = torch.zeros((units, 0), dtype=torch.long)  # flat index into the map
+        self.width = torch.zeros((units, 0), dtype=torch.long)  # of that image's map
+        self.top = top
+
+    def add(self, image: int, scores: Tensor, positions: Tensor, width: int) -> None:
+        n = scores.shape[0]
+        score = torch.cat([self.score, scores[:, None]], 1)
+        order = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :self.top]
+        self.score = score.gather(1, order)
+        self.image = torch.cat([self.image, torch.full((n, 1), image)], 1).gather(1, order)
+        self.position = torch.cat([self.position, positions[:, None]], 1).gather(1, order)
+        self.width = torch.cat([self.width, torch.full((n, 1), width)], 1).gather(1, order)
+
+    def row(self, unit: int) -> list[tuple[int, float, tuple[int, int]]]:
+        """(image, score, (y, x) on the map) of the unit's best images, best first."""
+        return [(int(i), float(s), divmod(int(p), int(w))) for i, s, p, w in
+                zip(self.image[unit], self.score[unit], self.position[unit], self.width[unit])]
+
+
+def _check_readable(source: object) -> None:
+    """A path that names a readable image (its header only: the pixels are decoded when the model reads it), a
+    sample name, or an image tensor; anything else is refused in one line."""
+    from PIL import Image
+
+    if isinstance(source, Tensor) or str(source) in SAMPLE_PHOTOS and not Path(str(source)).exists():
+        read_photo(source)
+        return
+    if not isinstance(source, (str, Path)):
+        read_photo(source)  # says what images may be
+    path = Path(source)
+    if not path.is_file():
+        read_photo(path)  # the one-line "no such file"
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as exc:  # PIL raises many kinds for a damaged or foreign file
+        reason = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise DreamlabError(f"cannot read image {str(path)!r}: {reason}; give a PNG or JPEG file") from None
+
+
+def _model_input(photo: Tensor, recipe: Recipe, side: int, whole: bool) -> Tensor:
+    """A photo [C, H, W] as the model reads it, before normalization: [1, C', h, w] with the shorter side
+    `side`, or the centre square for a model that takes only its own size."""
+    x = _to_channels(shorter_side_to(photo, side), recipe)
+    return x if whole else _centre_square(x, side)
 
 
 def _takes_any_shape(cap: object, layer: str, recipe: Recipe, device: torch.device) -> bool:
