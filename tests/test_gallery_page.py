@@ -29,7 +29,7 @@ ODD_LAYER = "q\"u'o & <b>amp</b> #frag ?q=1 %41 ünï©ødé 🎨"
 ATTR_LAYER = '" onmouseover="alert(2)'
 PAGE_TAGS = {"html", "head", "meta", "title", "link", "style", "body", "header", "div", "h1", "span", "form",
              "label", "input", "button", "p", "main", "section", "dl", "dt", "dd", "nav", "ul", "li", "a", "h2",
-             "img", "footer", "dialog", "script"}
+             "img", "footer", "dialog", "script", "figure", "figcaption", "code"}
 
 
 def _unit(layer: str, channel: int, file: str | None, **extra: Any) -> dict[str, Any]:
@@ -158,7 +158,8 @@ def test_page_has_no_external_assets() -> None:
     for needle in ("http:", "https:", "@import", "url(", "@font-face", "innerHTML", "outerHTML",
                    "insertAdjacentHTML", "document.write", "eval("):
         assert needle not in page, needle
-    assert page.count("<img") == len(hostile_manifest()["units"]) + 1  # thumbnails and the large view
+    # thumbnails, the large view and its dataset examples
+    assert page.count("<img") == len(hostile_manifest()["units"]) + 2
     assert all(attrs.get("loading") == "lazy" for tag, attrs in parsed.tags if tag == "img" and attrs.get("src"))
 
 
@@ -422,4 +423,30 @@ def test_browser_narrow_screen_has_no_horizontal_overflow(chromium: Chromium,
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth") is True
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(ARTIFACTS / "gallery_page_narrow.png")
+    check_clean(page)
+
+
+def test_browser_large_view_shows_a_units_dataset_examples(chromium: Chromium, tmp_path: Path) -> None:
+    """gallery --examples: a unit with an examples strip shows it under its image; one without hides the figure."""
+    for name, seed in (("conv/conv_0000.png", 1), ("conv/conv_0001.png", 2), ("conv/conv_0000_examples.png", 3)):
+        atomic_write_bytes(tmp_path / name, _png(seed), fsync=False)
+    units = [_unit("conv", 0, "conv/conv_0000.png", examples="conv/conv_0000_examples.png",
+                   example_images=["a.jpg", "b.jpg"], example_scores=[3.5, 1.25]),
+             _unit("conv", 1, "conv/conv_0001.png")]
+    write_index(tmp_path, {"model": "m", "layers": [{"name": "conv", "channels": 2}], "units": units})
+    page = chromium.new_page(width=1000, height=700)
+    page.goto((tmp_path / "index.html").as_uri() + "#unit=conv:0")
+    page.browser.pump(0.2)
+    shown = page.evaluate("""new Promise((resolve) => { const f = document.getElementById('viewer-examples');
+        const i = document.getElementById('viewer-examples-img');
+        const done = () => resolve({hidden: f.hidden, src: i.getAttribute('src'), width: i.naturalWidth});
+        if (i.complete) done(); else { i.onload = done; i.onerror = done; } })""")
+    assert shown == {"hidden": False, "src": "conv/conv_0000_examples.png", "width": 48}
+    state = viewer_state(page)
+    assert state["dd"][state["dt"].index("example_scores")] == "3.5, 1.25"
+    page.press("ArrowRight")
+    page.browser.pump(0.1)
+    assert viewer_state(page)["title"] == "conv:1"
+    assert page.evaluate("document.getElementById('viewer-examples').hidden") is True
+    assert page.evaluate("document.getElementById('viewer-examples-img').getAttribute('src')") is None
     check_clean(page)

@@ -191,9 +191,7 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
     unit_ids = [units] if isinstance(units, int) else list(units)
     if not unit_ids or any(isinstance(u, bool) or not isinstance(u, int) or u < 0 for u in unit_ids):
         raise DreamlabError(f"units must be channel numbers >= 0, like [0, 12] or range(8); got {units!r}"[:200])
-    sources = image_list(images)
-    for _, source in sources:  # every image checked before the model loads; decoded one at a time below
-        _check_readable(source)
+    sources = checked_images(images)  # before the model loads; decoded one at a time below
     module, rec, described = model_and_recipe(model, recipe, weights)
     device = model_device(module) or torch.device("cpu")
     with prepared_model(module, device, channels_last=False, owned=False) as ready:
@@ -245,6 +243,14 @@ class _Best:
         """(image, score, (y, x) on the map) of the unit's best images, best first."""
         return [(int(i), float(s), divmod(int(p), int(w))) for i, s, p, w in
                 zip(self.image[unit], self.score[unit], self.position[unit], self.width[unit])]
+
+
+def checked_images(images: str | Path | Sequence[str | Path | Tensor]) -> list[tuple[str, str | Path | Tensor]]:
+    """`image_list(images)`, each image checked (a file by its header: decoding waits for its turn)."""
+    sources = image_list(images)
+    for _, source in sources:
+        _check_readable(source)
+    return sources
 
 
 def _check_readable(source: object) -> None:
@@ -317,26 +323,26 @@ def _example(name: str, score: float, image: Tensor, position: tuple[int, int], 
     return Example(name, score, (top, left, top + side, left + side), canvas)
 
 
+def example_tiles(row: Sequence[Example], columns: int, label: str = "") -> Tensor:
+    """One unit's crops as labelled RGB tiles [columns, 3, TILE, TILE] (`label` before each score), blank white
+    where the unit has fewer examples than `columns`."""
+    crops = [F.interpolate(e.crop[None], size=(TILE, TILE), mode="bilinear", antialias=True,
+                           align_corners=False)[0].clamp(0, 1).expand(3, -1, -1) for e in row[:columns]]
+    tiles = draw_labels(torch.stack(crops), [f"{label}{e.score:.3g}" for e in row[:columns]]) if crops else \
+        torch.ones(0, 3, TILE, TILE)
+    return torch.cat([tiles, torch.ones(columns - len(crops), 3, TILE, TILE)])
+
+
 def _finish(layer: str, unit_ids: list[int], chosen: list[list[Example]], field: Field | None, recipe: Recipe,
             described: str, out: str | Path | None) -> Examples:
     columns = max(len(row) for row in chosen)
-    tiles, labels = [], []
-    for unit, row in zip(unit_ids, chosen):
-        for k in range(columns):
-            if k < len(row):
-                crop = F.interpolate(row[k].crop[None], size=(TILE, TILE), mode="bilinear", antialias=True,
-                                     align_corners=False)[0].clamp(0, 1)
-                tiles.append(crop.expand(3, -1, -1) if crop.shape[0] == 1 else crop)
-                labels.append(f"{unit}: {row[k].score:.3g}")
-            else:
-                tiles.append(torch.ones(3, TILE, TILE))
-                labels.append("")
-    tiles_t = draw_labels(torch.stack(tiles), labels)
+    tiles = torch.cat([example_tiles(row, columns, f"{unit}: ") for unit, row in zip(unit_ids, chosen)])
     text = {"dreamlab:model": recipe.name, "dreamlab:layer": layer, "dreamlab:weights": described,
-            "dreamlab:units": ",".join(map(str, unit_ids)), "dreamlab:receptive_field": str(field.side) if field else "whole image",
+            "dreamlab:units": ",".join(map(str, unit_ids)),
+            "dreamlab:receptive_field": str(field.side) if field else "whole image",
             "dreamlab:examples": " | ".join(",".join(f"{e.image}={e.score:.6g}" for e in row) for row in chosen),
             "dreamlab:order": "a row per unit, best first"}
-    grid = TileGrid(tiles_t, columns=columns, padding=2, text=text)
+    grid = TileGrid(tiles, columns=columns, padding=2, text=text)
     result = Examples(layer, unit_ids, chosen, field, grid)
     if out is not None:
         result.save(out)

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
-                                add_diversity_arguments, check_diversity_options, check_tensorboard, nonempty,
-                                output_path, positive_int, warn_never_on)
+                                add_diversity_arguments, check_diversity_options, check_tensorboard, input_path,
+                                nonempty, output_path, positive_int, warn_never_on)
 from dreamlab.apps.gallery.build import build_gallery, check_out_folder
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import INDEX_NAME
@@ -42,6 +42,10 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     add_diversity_arguments(g, layer_option=False, note="; at the unit's layer. The page shows a unit's N images "
                                                         "together")
     add_compile_argument(g, "pays off over many batches")
+    g.add_argument("--examples", type=input_path, metavar="DIR",
+                   help="a folder of photos: each unit's best crops of them (`dreamlab examples`) are shown under "
+                        "its render in the page's large view")
+    g.add_argument("--examples-top", type=positive_int, metavar="K", help="crops per unit (default: 8)")
     g.add_argument("--tensorboard", type=output_path, metavar="DIR",
                    help="log each unit's objective and gradient norm per step, and images, to a TensorBoard run "
                         "folder (needs: pip install 'dreamlab[tensorboard]')")
@@ -73,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     check_out_folder(out)
     check_tensorboard(args)
     check_diversity_options(args)
+    if args.examples is None and args.examples_top is not None:
+        raise DreamlabError("--examples-top applies to --examples DIR: add it, or leave --examples-top out")
     tensorboard = TensorBoardLog(args.tensorboard, image_every=args.tensorboard_every) \
         if args.tensorboard is not None else None
     try:
@@ -80,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                                seed=args.seed, device=args.device, batch_size=args.batch_size,
                                channels=args.channels, overwrite=args.overwrite, compile=args.compile or False,
                                tensorboard=tensorboard, diversity=args.diversity or 1,
-                               diversity_weight=args.diversity_weight)
+                               diversity_weight=args.diversity_weight, examples=args.examples,
+                               examples_top=args.examples_top or 8)
     except KeyboardInterrupt:
         done = len(GalleryFolder(out).read_records())
         print(f"dreamlab: interrupted; {done} finished units are saved in {out}. Run the same command again to "

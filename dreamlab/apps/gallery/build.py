@@ -10,6 +10,8 @@ What OUT holds:
                                   (with diversity N: <layer>_0007_1.png to _N.png)
     <layer>/contact_sheet.png     the layer's finished units in one grid
     .units/<layer>/0007.json      the unit's record, written after its PNG: it is what marks the unit done
+    <layer>/<layer>_0007_examples.png, .examples/<layer>.json
+                                  with --examples DIR: the unit's best crops of those photos
 
 Resume: a rerun skips every unit whose record and PNG exist and renders the rest. Every file is written
 under a temporary name and renamed into place, so a stop at any moment (Ctrl-C, kill -9, power loss) leaves
@@ -49,11 +51,14 @@ from typing import Any
 
 import torch
 
+from dreamlab.apps.gallery.examples import examples_record, unit_examples, write_examples
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.naming import UNITS_DIR, sheet_file, unit_files
 from dreamlab.apps.gallery.plan import Batch, Log, Plan, make_plan
 from dreamlab.apps.gallery.ranks import RankGroup
+from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError
+from dreamlab.inspect.examples import checked_images
 from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
 from dreamlab.io import check_writable
 from dreamlab.models.loading import LoadedModel, load_model
@@ -78,7 +83,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
                   seed: int = 0, device: str | torch.device | None = None, batch_size: int | None = None,
                   channels: Sequence[int] | None = None, overwrite: bool = False, compile: bool | str = False,
                   log: Log | None = None, tensorboard: TensorBoardLog | None = None, diversity: int = 1,
-                  diversity_weight: float | None = None) -> GalleryResult:
+                  diversity_weight: float | None = None, examples: str | Path | None = None,
+                  examples_top: int = 8) -> GalleryResult:
     """Render one image per channel of `layers` (default: the recipe's default layer) into the folder `out`.
 
     Units already in `out` are skipped (see the module docstring for resume, determinism and torchrun).
@@ -89,6 +95,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     each rendered batch's objective and gradient norm per unit per step, and its images. `diversity` N renders
     N images per unit, pushed apart at the unit's layer (`render`'s diversity; `diversity_weight` default 1):
     the record lists them as `files`, `file` is the first, and the default `batch_size` is divided by N.
+    `examples`: a folder of photos (or image paths) whose `examples_top` best crops per unit the page shows
+    under its render (apps/gallery/examples.py), found once every unit is rendered.
     """
     out = Path(out)
     if diversity == 1 and diversity_weight is not None:
@@ -100,6 +108,9 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     if diversity_weight is not None:
         diversity_weight = float(diversity_weight)
     check_out_folder(out)  # before the model is loaded
+    if examples is not None:
+        examples_top = check_whole("examples_top", examples_top, 1, flag="--examples-top")
+        checked_images(examples)  # before hours of rendering
     log = log or _stderr
     group, dev = RankGroup.start(device)
     prefix = f"[rank {group.rank}/{group.world}] " if group.distributed else ""
@@ -147,6 +158,10 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
             # sheets with other ranks' units, and any that a stopped run did not get to write
             stale = {b.layer for b in plan.todo} if group.distributed else set()
             stale |= {layer for layer, _ in plan.layers if not (out / sheet_file(layer)).is_file()}
+            if examples is not None:
+                for layer, _ in plan.layers:
+                    chosen = [c for b in plan.batches if b.layer == layer for c in b.channels]
+                    write_examples(out, loaded, layer, chosen, examples, examples_top, plan.settings.size, log)
             manifest = _write_pages(folder, plan, stale)
         return GalleryResult(out, manifest, rendered, done_before, total)
 
@@ -225,7 +240,8 @@ def _write_pages(folder: GalleryFolder, plan: Plan, sheets_for: Iterable[str]) -
             firsts = [(ch, records[(layer, ch)]["file"]) for ch in chans]
             entry["sheet"] = folder.write_sheet(layer, firsts) if layer in sheets_for else sheet_file(layer)
         layers.append(entry)
-        units += [records[(layer, ch)] for ch in chans]
+        shown = examples_record(folder.out, layer)
+        units += [{**records[(layer, ch)], **unit_examples(shown, ch)} for ch in chans]
     every_steps = {plan.layer_steps[layer] for layer, _ in plan.layers}
     manifest = {"model": s.model, "recipe": s.recipe, "recipe_hash": s.recipe_hash, "weights": s.weights,
                 "steps": every_steps.pop() if len(every_steps) == 1 else None,  # None: they differ (see layers)

@@ -39,3 +39,8 @@ def unit_files(layer: str, ch: int, copies: int = 1) -> list[str]:
 
 def sheet_file(layer: str) -> str:
     return f"{layer_folder(layer)}/{SHEET_NAME}"
+
+
+def examples_file(layer: str, ch: int) -> str:
+    """A unit's dataset examples (`gallery --examples`): its best crops in a row, beside its PNG."""
+    return unit_file(layer, ch)[:-len(".png")] + "_examples.png"

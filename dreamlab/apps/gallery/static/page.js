@@ -28,7 +28,7 @@
   const form = $("jump"), input = $("jump-input"), msg = $("jump-msg");
   const viewer = $("viewer"), vTitle = $("viewer-title"), vImg = $("viewer-img"), vMeta = $("viewer-meta");
   const vFile = $("viewer-file"), vLink = $("viewer-link"), vPrev = $("viewer-prev"), vNext = $("viewer-next");
-  const vStrip = $("viewer-strip");
+  const vStrip = $("viewer-strip"), vExamples = $("viewer-examples"), vExamplesImg = $("viewer-examples-img");
   let current = -1, hit = null;
 
   function lookup(q) {
@@ -128,6 +128,14 @@
     }
     vMeta.replaceChildren(...rows);
     fillStrip(u);
+    const examples = u && typeof u.examples === "string" ? u.examples : null;  // gallery --examples
+    vExamples.hidden = !examples;
+    if (examples) {
+      vExamplesImg.setAttribute("src", urlPath(examples));
+      vExamplesImg.setAttribute("alt", "dataset examples of " + key);
+    } else {
+      vExamplesImg.removeAttribute("src");
+    }
     const p = order.get(i);
     vPrev.disabled = !(p > 0);
     vNext.disabled = !(p < tiles.length - 1);
