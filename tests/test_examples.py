@@ -9,7 +9,8 @@ from torch import nn
 import dreamlab
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
-from dreamlab.inspect.examples import examples, receptive_field
+from dreamlab.inspect.examples import examples
+from dreamlab.inspect.receptive import receptive_field
 from dreamlab.inspect.features import preprocess
 from dreamlab.io import read_png_text, sample_photo
 

@@ -80,10 +80,12 @@ def preprocess(photo: Tensor, recipe: Recipe) -> Tensor:
     if (h, w) != new:
         x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
     top, left = (new[0] - side) // 2, (new[1] - side) // 2
-    x = x[:, :, top:top + side, left:left + side]
-    mean = torch.tensor(recipe.mean).view(1, -1, 1, 1)
-    std = torch.tensor(recipe.std).view(1, -1, 1, 1)
-    return (x - mean) / std
+    return normalize(x[:, :, top:top + side, left:left + side], recipe)
+
+
+def normalize(x: Tensor, recipe: Recipe) -> Tensor:
+    """Images [B, C, H, W] in [0, 1] as the model reads them: minus the recipe's mean, over its std."""
+    return (x - torch.tensor(recipe.mean).view(1, -1, 1, 1)) / torch.tensor(recipe.std).view(1, -1, 1, 1)
 
 
 def activations(model: nn.Module, layer: str, x: Tensor) -> Tensor:
