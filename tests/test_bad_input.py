@@ -479,3 +479,21 @@ def test_a_large_image_is_refused_without_pillows_warning(tmp_path):
         warnings.simplefilter("always")
         load_image(path)
     assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.parametrize("argv", [["kernels", "{recipe}", "0"], ["features", "{recipe}", "0", "--image", "china"],
+                                  ["graph", "{recipe}"], ["examples", "{recipe}", "0:0", "--images", "china"]])
+def test_every_command_that_loads_a_model_takes_allow_recipe_code(tmp_path, monkeypatch, capsys, argv):
+    """The error tells a code recipe to add --allow-recipe-code: every command that loads one must take it."""
+    monkeypatch.delenv(loading.ALLOW_CODE_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(loading, "_BUILDERS", dict(loading._BUILDERS))
+    recipe = tmp_path / "code.toml"
+    recipe.write_text('name = "code"\nbuilder = "tests_code_builder:net"\nweights = "none"\ninput_size = 16\n')
+    (tmp_path / "tests_code_builder.py").write_text(
+        "import torch\ndef net(weights=None):\n    return torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = [a.format(recipe=recipe) for a in argv]
+    assert main(args) == 2
+    assert "--allow-recipe-code" in capsys.readouterr().err
+    assert main([*args, "--allow-recipe-code"]) == 0, capsys.readouterr().err

@@ -131,7 +131,9 @@ def test_layers_table_and_json(capsys):
     params = sum(p.numel() for p in load_model("googlenet", weights="none").model.inception4c.parameters())
     assert row.split() == ["inception4c", "Inception", "512x14x14", "512", f"{params:,}"]  # no note: runs once
     assert main(["layers", "lenet-digits", "--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    table = json.loads(capsys.readouterr().out)
+    rows = {r["name"]: r for r in table["layers"]}
+    assert table["totals"]["params"] == 1_256_080 and table["totals"]["param_bytes"] == 4 * 1_256_080
     assert rows["conv1"]["output_shape"] == [20, 28, 28]
     assert rows["conv2"]["output_shape"] == [50, 14, 14]
     assert rows["fc2"]["output_shape"] == [10] and rows["fc2"]["params"] == 5010

@@ -88,3 +88,12 @@ def test_callers_model_is_unchanged():
     assert model.training and all(m.training for m in model.modules())
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_a_channel_that_is_off_everywhere_is_black_not_grey():
+    maps = features("lenet-digits", "relu1", torch.zeros(1, 28, 28))
+    dead = [k for k, m in enumerate(maps.maps) if not m.any()]
+    assert dead, "relu1 has channels that a black image leaves at 0"
+    tiles = maps.grid.tiles
+    for k in dead:
+        assert tiles[k, :, 12:, :].max() == 0  # below the label: all black

@@ -198,3 +198,19 @@ def test_running_and_fx_tracing_agree(name, depth):
         return [(n.address, n.kind, n.shape) for n in g.nodes], sorted((address[s], address[t]) for s, t in g.edges)
 
     assert summary(traced) == summary(ran)
+
+
+def test_vit_graph_draws_data_not_shape_lookups_and_reads_attention_shapes():
+    model = torchvision.models.vit_b_16()
+    edges = set(model_graph(model, depth=4).edges)
+    assert ("conv_proj", "reshape") in edges and ("reshape", "permute") in edges
+    # the batch size read from x.shape feeds reshape and expand, but no image data does
+    assert ("x", "reshape") not in edges and ("permute", "expand") not in edges
+    nodes = {n.id: n for n in model_graph(model, depth=4).nodes}
+    assert nodes["encoder_layers_encoder_layer_0_self_attention"].shape == (197, 768)  # a tuple output's first
+
+
+def test_a_size_the_trace_rejects_is_named_with_its_value_not_a_tracing_proxy():
+    with pytest.raises(DreamlabError) as info:
+        model_graph(torchvision.models.vit_b_16(), size=128)
+    assert "Proxy" not in str(info.value) and "got 128" in str(info.value)

@@ -84,3 +84,9 @@ def test_callers_model_is_unchanged(googlenet):
     result = kernels(googlenet, "inception4c.branch2.1.conv", limit=4, shared_scale=True)
     assert result.text["dreamlab:weights"] == "caller's module" and result.text["dreamlab:model"] == "GoogLeNet"
     assert all(torch.equal(before[k], v) for k, v in googlenet.state_dict().items())
+
+
+def test_a_grouped_conv_with_three_inputs_per_group_is_not_drawn_as_colour():
+    grouped = kernels(nn.Sequential(nn.Conv2d(6, 12, 3, groups=2)), "0")
+    assert grouped.text["dreamlab:mode"] == "pairs" and grouped.tiles.shape[:2] == (12 * 3, 1)
+    assert kernels(nn.Sequential(nn.Conv2d(3, 4, 3)), "0").text["dreamlab:mode"] == "rgb"

@@ -62,6 +62,21 @@ def test_render_events_hold_the_history_and_images(tmp_path):
 
 
 @needs_tensorboard
+def test_an_interrupted_render_logs_the_images_where_it_stopped(tmp_path):
+    def stop(step, images, labels):
+        raise KeyboardInterrupt
+
+    with TensorBoardLog(tmp_path / "tb") as log:
+        thresholds, callback = with_snapshots(log, 20, [3], stop, every=10)
+        result = render("lenet-digits", "conv2:0", steps=20, device="cpu", thresholds=thresholds,
+                        on_snapshot=callback)
+        log.write_result(result)
+    assert result.interrupted and result.history.shape[0] < 10  # before the first scheduled image
+    images = read_events(tmp_path / "tb").Images("image/conv2:0")
+    assert [e.step for e in images] == [result.history.shape[0]]
+
+
+@needs_tensorboard
 def test_render_command_writes_events(tmp_path):
     logdir = tmp_path / "tb"
     assert main(["render", "conv2:3", "--model", "lenet-digits", "--steps", "4", "--device", "cpu",

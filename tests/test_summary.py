@@ -43,11 +43,9 @@ def test_totals_count_shared_weights_once_and_sum_the_leaf_outputs():
     c2.weight = c1.weight  # tied: counted once
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), relu, c1, relu, c2,
                                 torch.nn.Flatten())
-    model[0].bias.requires_grad_(False)
     rows = layer_table(model, input_size=8)
     totals = model_totals(model, rows)
     assert totals.params == 3 * 4 * 9 + 4 + 2 * 4 + 16 + 4 + 4
-    assert totals.trainable == totals.params - 4
     assert totals.param_bytes == totals.params * 4
     assert totals.buffers == 4 + 4 + 1  # running mean and var, the batch counter
     assert totals.buffer_bytes == 8 * 4 + 8

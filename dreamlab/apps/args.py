@@ -162,6 +162,7 @@ def add_positional_model(p: argparse.ArgumentParser, help_text: str, layer_follo
     p.add_argument("model", nargs="?", type=nonempty, help=f"{help_text} (or --recipe FILE instead)")
     p.set_defaults(layer_follows=layer_follows)
     p.add_argument("--recipe", type=input_path, help="a recipe TOML file, instead of MODEL (the file names its model)")
+    add_allow_code_argument(p)
 
 
 def positional_model(args: argparse.Namespace) -> str | Path:

@@ -125,7 +125,10 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
     maps = act[order]
     h, w = maps.shape[1:]
     scale = max(1, math.ceil(MIN_TILE_PIXELS / max(h, w)))
-    tiles = upscale(normalize_each(maps)[:, None], scale)
+    stretched = normalize_each(maps)
+    # a channel that is off everywhere is black, not the mid-grey that other constant maps get
+    stretched[(maps == 0).flatten(1).all(1)] = 0.0
+    tiles = upscale(stretched[:, None], scale)
     channels = order.tolist()
     tiles = draw_labels(tiles, [str(c) for c in channels])
     text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": described,

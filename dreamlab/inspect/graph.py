@@ -184,8 +184,16 @@ def _shapes(copied: nn.Module, traced: fx.GraphModule | None, input_shape: Seque
         from dreamlab.inspect.runtrace import run_graph
 
         return run_graph(copied, x, depth, name)
-    with contextlib.redirect_stderr(io.StringIO()) as printed, torch.no_grad():
-        ShapeProp(traced).propagate(x)  # it prints a failing node's traceback
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) as printed, torch.no_grad():
+            ShapeProp(traced).propagate(x)  # it prints a failing node's traceback
+    except Exception as exc:  # noqa: BLE001 -- whatever the model raises
+        if "Proxy(" not in str(exc.__cause__ or exc):
+            raise
+        # a message the trace baked in (f"got {h}" with h a tracing proxy): the untraced forward says it right
+        from dreamlab.inspect.runtrace import run_graph
+
+        return run_graph(copied, x, depth, name)
     sys.stderr.write(printed.getvalue())  # it succeeded: whatever else was printed (warnings) is the user's
     return _collapse(traced.graph, name)
 
@@ -201,6 +209,8 @@ def _takes(model: nn.Module, input_shape: Sequence[int], size: int, depth: int) 
 
 def _shape(node: fx.Node) -> tuple[int, ...] | None:
     meta = node.meta.get("tensor_meta")
+    if isinstance(meta, (tuple, list)) and not hasattr(meta, "shape"):  # a tuple of outputs (MultiheadAttention)
+        meta = next((m for m in meta if hasattr(m, "shape")), None)
     shape = getattr(meta, "shape", None)
     return tuple(shape[1:]) if shape is not None else None
 
@@ -230,7 +240,9 @@ def _collapse(g: fx.Graph, name: str) -> ModelGraph:
                 if s not in sources:
                     sources.append(s)
         if not _kept(node):
-            modules[node] = sources
+            # plumbing passes its tensors' sources on; a size or shape (`x.shape[0]`, no tensor) carries no data
+            modules[node] = sources if "tensor_meta" in node.meta or node.op != "call_function" and \
+                node.op != "call_method" else []
             continue
         stack = node.meta.get("nn_module_stack") or {}
         scope = next(reversed(stack)) if stack else ""

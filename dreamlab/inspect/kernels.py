@@ -58,15 +58,16 @@ def conv_weight(model: nn.Module, layer: str) -> Tensor:
 
 
 def kernel_grid(weight: Tensor, *, shared_scale: bool = False, sum_inputs: bool = False, limit: int = 64,
-                scale: int | None = None, padding: int = 2) -> TileGrid:
-    """Tiles for a conv weight [out, in, kh, kw]; at most `limit` output (and input) channels are shown."""
+                scale: int | None = None, padding: int = 2, groups: int = 1) -> TileGrid:
+    """Tiles for a conv weight [out, in, kh, kw]; at most `limit` output (and input) channels are shown. Three
+    inputs are drawn as colour only for an ungrouped conv (a grouped one's three are not an image's colours)."""
     limit = check_whole("limit", limit, 1, flag="--limit", hint=" (output and input channels shown)")
     w = weight.detach().float().cpu()
     n_out, n_in, kh, kw = w.shape
     w = w[:limit]
     if sum_inputs:
         tiles, mode, columns = w.sum(1, keepdim=True), "inputs summed", None
-    elif n_in == 3:
+    elif n_in == 3 and groups == 1:
         tiles, mode, columns = w, "rgb", None
     elif n_in == 1:
         tiles, mode, columns = w, "grey", None
@@ -113,9 +114,10 @@ def kernels(model: nn.Module | str | Path, layer: str, *, shared_scale: bool = F
     check_layer(layer)
     check_whole("limit", limit, 1, flag="--limit", hint=" (output and input channels shown)")  # before loading
     module, rec, described = model_and_recipe(model, recipe, weights)
-    transposed = isinstance(resolve_layer(module, layer), _TRANSPOSED)
+    conv = resolve_layer(module, layer)
+    transposed = isinstance(conv, _TRANSPOSED)
     result = kernel_grid(conv_weight(module, layer), shared_scale=shared_scale, sum_inputs=sum_inputs,
-                         limit=limit, scale=scale, padding=padding)
+                         limit=limit, scale=scale, padding=padding, groups=getattr(conv, "groups", 1))
     result.text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": described,
                    **result.text}
     if transposed:

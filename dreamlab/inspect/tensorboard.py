@@ -67,6 +67,9 @@ class TensorBoardLog:
                     self.writer.add_scalar(self._tag(name, label), value, global_step=step)
             self.writer.add_scalar(self._tag("final_score", label), float(result.final_scores[i]),
                                    global_step=int(result.history.shape[0]))
+        if getattr(result, "interrupted", False) and result.history.shape[0] > 0:
+            # the images where a stop left them: the last scheduled snapshot may be long before it
+            self.on_snapshot(int(result.history.shape[0]), result.images, result.labels)
         self.writer.add_text(f"provenance/{self.prefix}".rstrip("/"),
                              "\n".join(f"    {k}: {v}" for k, v in result.provenance.items()))
         self.writer.flush()

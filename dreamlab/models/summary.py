@@ -136,7 +136,6 @@ class ModelTotals:
     """What the whole model holds, the table's last lines (like torchinfo's totals)."""
 
     params: int  # every parameter once (a tensor shared by two modules is counted once)
-    trainable: int  # of those, the ones with requires_grad (dreamlab's loaded models are frozen: 0)
     param_bytes: int
     buffers: int  # elements of the buffers (BatchNorm's running statistics, ...)
     buffer_bytes: int
@@ -154,7 +153,6 @@ def model_totals(model: nn.Module, rows: list[LayerRow]) -> ModelTotals:
     outputs = sum(math.prod(r.output_shape) * r.calls for r in rows if r.name in leaves and r.output_shape)
     return ModelTotals(
         params=sum(p.numel() for p in params),
-        trainable=sum(p.numel() for p in params if p.requires_grad),
         param_bytes=sum(p.numel() * p.element_size() for p in params),
         buffers=sum(b.numel() for b in buffers),
         buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),

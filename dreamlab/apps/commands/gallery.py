@@ -5,9 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
-                                add_diversity_arguments, check_diversity_options, check_tensorboard, input_path,
-                                nonempty, output_path, positive_int, warn_never_on)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_allow_code_argument, add_compile_argument,
+                                add_device_argument, add_diversity_arguments, check_diversity_options,
+                                check_tensorboard, input_path, nonempty, output_path, positive_int, warn_never_on)
 from dreamlab.apps.gallery.build import build_gallery, check_out_folder
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import INDEX_NAME
@@ -49,6 +49,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--tensorboard", type=output_path, metavar="DIR",
                    help="log each unit's objective and gradient norm per step, and images, to a TensorBoard run "
                         "folder (needs: pip install 'dreamlab[tensorboard]')")
+    add_allow_code_argument(g)
     g.add_argument("--tensorboard-every", type=positive_int, metavar="N",
                    help="log images every N steps (default: 8 images over each batch's run)")
 

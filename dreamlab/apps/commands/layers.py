@@ -4,14 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from dreamlab.apps.args import add_allow_code_argument, add_positional_model, positional_model, positive_int
+from dreamlab.apps.args import add_positional_model, positional_model, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_positional_model(p, "recipe name, recipe .toml or torchvision model name")
     p.add_argument("--size", type=positive_int, help="input size (default: the recipe's)")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
-    add_allow_code_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,10 +21,11 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or loaded.recipe.input_size
     rows = layer_table(loaded.model, input_size=size,
                        channels=loaded.recipe.channels, recipe_size=loaded.recipe.input_size)
+    totals = model_totals(loaded.model, rows)
     if args.json:
-        print(json.dumps([r.as_dict() for r in rows], indent=1))
+        print(json.dumps({"layers": [r.as_dict() for r in rows], "totals": totals.as_dict()}, indent=1))
     else:
         print(format_table(rows))
         print()
-        print(format_totals(model_totals(loaded.model, rows), size))
+        print(format_totals(totals, size))
     return 0
