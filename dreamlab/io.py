@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin
 from torch import Tensor
 
 from dreamlab.errors import DreamlabError
@@ -146,9 +146,10 @@ ALPHA_BACKGROUND = 0.5  # transparent pixels become this grey (the renders' neut
 def load_image(path: str | Path, background: float = ALPHA_BACKGROUND) -> Tensor:
     """A PNG/JPEG from disk as [C, H, W] in [0, 1]: RGB, or one channel for greyscale.
 
-    16-bit images are scaled (65535 is white), not clipped. Transparency is composited over a grey of level
-    `background`, so a transparent region reads as neutral rather than as whatever colour it happens to hold.
-    Images of more than 64 Mpixels (8192x8192) are refused before they are decoded.
+    The image is turned as its EXIF orientation says (phone photos are stored sideways), so it has the shape
+    a viewer shows. 16-bit images are scaled (65535 is white), not clipped. Transparency is composited over a
+    grey of level `background`, so a transparent region reads as neutral rather than as whatever colour it
+    happens to hold. Images of more than 64 Mpixels (8192x8192) are refused before they are decoded.
     """
     try:
         with warnings.catch_warnings():
@@ -161,6 +162,7 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND) -> Tensor
                 raise DreamlabError(f"image {str(path)!r} is {width}x{height} pixels, more than dreamlab reads "
                                     f"(64 Mpixels, 8192x8192); resize it first")
             img.load()
+            ImageOps.exif_transpose(img, in_place=True)
             return _image_tensor(img, background)
     except Image.DecompressionBombError:  # PIL refuses these sizes itself while reading the header
         raise DreamlabError(f"image {str(path)!r} has more pixels than dreamlab reads (64 Mpixels; it may be a "

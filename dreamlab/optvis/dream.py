@@ -44,6 +44,9 @@ GUIDE_SIDE = 512  # the guide's longer side is shrunk to this: its features only
 # its pixels (1e308 gives one flat colour); below 1/4 mirrored copies of the border fill most of the frame
 ZOOM_RANGE = (0.25, 4.0)
 ROTATE_RANGE = (-360.0, 360.0)  # degrees per frame: a whole turn either way (more is the same turn again)
+# the least context around a tile; the default is the objective layer's receptive field when that is wider: a
+# pixel's gradient reads every position whose field holds it, and their fields, so it reaches one field's side
+OVERLAP = 64
 
 
 @dataclass(frozen=True)
@@ -177,20 +180,23 @@ class _Dreamer:
                     f"with --tile {max(height, width)}")
             try:
                 self.score(image)
-            except (RuntimeError, ValueError) as exc:
+            except FORWARD_ERRORS as exc:  # torchvision's ViT asserts its input size
                 reason = first_line(exc)
                 refused = self._refusal(photo)
+                # past a logit a layer objective helps; a model that takes one size only (ViT) takes it everywhere
+                needs = (f"objectives past a fixed-size layer (logit) need the model's {side}x{side} input: use a "
+                         f"layer objective, or" if OUTPUT in self.objective.layers else
+                         f"the model takes its {side}x{side} input only, for any layer:")
                 if refused is not None:  # the photo's own size: no number of octaves helps
                     height, width = photo_size
                     raise DreamlabError(
                         f"{self.recipe.name} rejected the {width}x{height} photo itself ({refused}), so no number "
-                        f"of octaves helps; objectives past a fixed-size layer (logit) need the model's "
-                        f"{side}x{side} input: use a layer objective, or resize the photo to {side}x{side} and "
-                        f"dream it with --octaves 1") from None
+                        f"of octaves helps; {needs} resize the photo to {side}x{side} and dream it with "
+                        f"--octaves 1") from None
                 raise DreamlabError(f"{self.recipe.name} rejected a {image.shape[-1]}x{image.shape[-2]} octave "
-                                    f"({reason}) though it takes the photo's size; objectives past a fixed-size "
-                                    f"layer (logit) need the model's {side}x{side} input: use a layer objective, "
-                                    f"or fewer --octaves (--octaves 1 dreams the photo at its size only)") from None
+                                    f"({reason}) though it takes the photo's size; {needs} "
+                                    f"{'' if OUTPUT in self.objective.layers else 'use '}fewer --octaves "
+                                    f"(--octaves 1 dreams the photo at its size only)") from None
 
     def _refusal(self, photo: Tensor) -> str | None:
         """Why the model cannot run the objective on the photo at its own size, or None where it can (the recipe's
@@ -202,7 +208,7 @@ class _Dreamer:
             return None
         try:
             self.score(photo.to(self.device))
-        except (RuntimeError, ValueError) as exc:
+        except FORWARD_ERRORS as exc:
             return first_line(exc)
         return None
 
@@ -236,8 +242,11 @@ class _Dreamer:
                     shifted = image.roll((dy, dx), (-2, -1))
                     grad, score = tiled_gradient(self.score, shifted, parts)
                     grad = grad.roll((-dy, -dx), (-2, -1))
-                    # google/deepdream's normalized step: the mean absolute change per step is lr
-                    image = (image + self.lr / (grad.abs().mean() + 1e-8) * grad).clamp(0, 1)
+                    # google/deepdream's normalized step: the mean absolute change per step is lr. Its epsilon
+                    # (1e-8) swallowed whole steps of random-weight models (mean |grad| ~5e-10), so the floor
+                    # here only keeps an all-zero gradient from dividing by zero
+                    scale = grad.abs().mean().clamp_min(torch.finfo(grad.dtype).tiny)
+                    image = (image + self.lr * (grad / scale)).clamp(0, 1)
                     detail = image - start
                     reached[1] = step + 1
                     if self.on_step is not None:
@@ -263,10 +272,11 @@ def _quantized(image: Tensor) -> Tensor:
 def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Objective | str | None = None, *,
           recipe: Recipe | str | None = None, weights: str | Path | None = "default", octaves: int = 4,
           octave_scale: float = 1.4, steps: int = 10, lr: float = LR, jitter: int = 32,
-          guide: Tensor | None = None, tile: int | None = 1024, overlap: int = 64, seed: int = 0,
+          guide: Tensor | None = None, tile: int | None = 1024, overlap: int | None = None, seed: int = 0,
           device: str | torch.device | None = None, zoom_frames: int = 0, zoom: float = 1.05, rotate: float = 0.0,
           start_frame: int = 0, on_step: Callable[[DreamStep], None] | None = None,
-          on_frame: Callable[[int, Tensor], None] | None = None, progress: bool = False) -> DreamResult:
+          on_frame: Callable[[int, Tensor], None] | None = None,
+          on_start: Callable[[dict[str, str]], None] | None = None, progress: bool = False) -> DreamResult:
     """Dream on a photo [C,H,W] in [0,1] at its own size and return it with its provenance.
 
     `objective`: a string (`inception4c`, `inception4c:97`, any objective of the grammar) or an Objective;
@@ -274,21 +284,25 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
     get `steps` steps of size `lr` (mean absolute change in [0,1] units) with a random roll of up to `jitter`
     pixels. `guide`: an image [C,H,W] whose features at the objective's layer the photo takes on (the objective
     must then be a whole layer). Photos whose longer side exceeds `tile` pixels are dreamed in tiles with
-    `overlap` pixels of context (None: never tile). `zoom_frames` N > 0 makes the endless zoom: frame 0 dreams
-    the photo, frame i dreams frame i-1 magnified by `zoom` and turned by `rotate` degrees; `start_frame` k
-    resumes a zoom whose frame k-1 is `image`. `on_step` gets a DreamStep after every step, `on_frame(i, image)`
-    every finished frame. Ctrl-C returns what is done with `interrupted=True`. Same seed, same device: same pixels.
+    `overlap` pixels of context (tile None: never tile; overlap None: the objective layer's receptive field, at
+    least 64). `zoom_frames` N > 0 makes the endless zoom: frame 0 dreams the photo, frame i dreams frame i-1
+    magnified by `zoom` and turned by `rotate` degrees; `start_frame` k resumes a zoom whose frame k-1 is
+    `image`. `on_start(provenance)` gets the provenance before the first step (without the fields an interruption
+    adds), `on_step` a DreamStep after every step, `on_frame(i, image)` every finished frame. Ctrl-C returns what
+    is done with `interrupted=True`. Same seed, same device: same pixels.
     """
     for name, value, low, integral, strict in (
             ("octaves", octaves, 1, True, False), ("octave_scale", octave_scale, 1, False, True),
             ("steps", steps, 1, True, False), ("lr", lr, 0, False, True), ("jitter", jitter, 0, True, False),
-            ("overlap", overlap, 0, True, False), ("zoom_frames", zoom_frames, 0, True, False),
+            ("zoom_frames", zoom_frames, 0, True, False),
             ("start_frame", start_frame, 0, True, False), ("seed", seed, -(2 ** 63), True, False)):
         _number(name, value, low, integral, strict)
     _number("zoom", zoom, ZOOM_RANGE[0], high=ZOOM_RANGE[1])
     _number("rotate", rotate, ROTATE_RANGE[0], high=ROTATE_RANGE[1])
     if tile is not None:
         _number("tile", tile, 64, True)
+    if overlap is not None:
+        _number("overlap", overlap, 0, True)
     if start_frame and start_frame >= max(zoom_frames, 1):
         raise DreamlabError(f"start_frame {start_frame} is past the last of {zoom_frames} zoom frames")
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
@@ -303,6 +317,16 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
                 raise DreamlabError(f"a guide works with a whole-layer objective (e.g. {recipe_obj.default_layer}), "
                                     f"got {obj.name!r}")
             obj, guide_name = _guide_objective(ready, obj.name, guide, recipe_obj, dev), f"{obj.name} features"
+        if overlap is None:  # the field is measured only where it is used: a photo dreamed in tiles
+            overlap = _context(ready, obj, recipe_obj) if len(tiles(*photo.shape[-2:], tile, OVERLAP)) > 1 \
+                else OVERLAP
+        settings = {"octaves": octaves, "octave_scale": f"{octave_scale:g}", "steps": steps, "lr": f"{lr:g}",
+                    "jitter": jitter, "tile": tile or "none", "overlap": overlap, "guide": guide_name}
+        if zoom_frames:
+            settings.update(zoom_frames=zoom_frames, zoom=f"{zoom:g}", rotate=f"{rotate:g}")
+        provenance = _provenance(obj, recipe_obj, weights_desc, seed, photo, settings, dev)
+        if on_start is not None:
+            on_start(dict(provenance))
         dreamer = _Dreamer(ready, obj, recipe_obj, dev, octaves=octaves, octave_scale=octave_scale, steps=steps,
                            lr=lr, jitter=jitter, tile=tile, overlap=overlap, on_step=on_step, progress=progress)
         with Capture(ready, dreamer.layers) as dreamer.capture:
@@ -331,19 +355,36 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
             except KeyboardInterrupt:  # the image is done: keep it, without its score
                 final, interrupted = math.nan, True
                 stopped = stopped or (octaves, 0)
-    settings = {"octaves": octaves, "octave_scale": f"{octave_scale:g}", "steps": steps, "lr": f"{lr:g}",
-                "jitter": jitter, "tile": tile or "none", "overlap": overlap, "guide": guide_name}
-    if zoom_frames:
-        settings.update(zoom_frames=zoom_frames, zoom=f"{zoom:g}", rotate=f"{rotate:g}")
     if interrupted:  # what the image holds, beside the settings asked for (render records the steps run)
-        settings.update(_stopped(stopped or (octaves, 0), octaves, steps, zoom_frames, start_frame, len(frames)))
-    provenance = {"dreamlab:mode": "dream", "dreamlab:objective": obj.name, "dreamlab:model": recipe_obj.name,
-                  "dreamlab:weights": weights_desc, "dreamlab:recipe_hash": recipe_obj.hash(),
-                  "dreamlab:seed": str(seed), "dreamlab:size": f"{photo.shape[-2]}x{photo.shape[-1]}",
-                  **{f"dreamlab:{k}": str(v) for k, v in settings.items()},
-                  "dreamlab:device": dev.type, "dreamlab:version": __version__, "torch:version": torch.__version__}
+        provenance.update({f"dreamlab:{k}": str(v) for k, v in _stopped(
+            stopped or (octaves, 0), octaves, steps, zoom_frames, start_frame, len(frames)).items()})
     last = frames[-1] if frames else current[0]
     return DreamResult(last, frames, initial, final, provenance, interrupted, numbers_done)
+
+
+def _provenance(obj: Objective, recipe: Recipe, weights: str, seed: int, photo: Tensor, settings: dict[str, object],
+                device: torch.device) -> dict[str, str]:
+    import torchvision
+
+    from dreamlab.models.loading import WEIGHTS_SEED
+
+    return {"dreamlab:mode": "dream", "dreamlab:objective": obj.name, "dreamlab:model": recipe.name,
+            "dreamlab:weights": weights,
+            **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {}),  # random init's seed
+            "dreamlab:recipe_hash": recipe.hash(), "dreamlab:seed": str(seed),
+            "dreamlab:size": f"{photo.shape[-2]}x{photo.shape[-1]}",
+            **{f"dreamlab:{k}": str(v) for k, v in settings.items()},
+            "dreamlab:device": device.type, "dreamlab:version": __version__, "torch:version": torch.__version__,
+            "torchvision:version": torchvision.__version__}
+
+
+def _context(model: nn.Module, obj: Objective, recipe: Recipe) -> int:
+    """The overlap a tile needs for the one-piece gradient: the widest receptive field among the objective's
+    layers (see OVERLAP), at least OVERLAP."""
+    from dreamlab.inspect.receptive import receptive_field
+
+    fields = (receptive_field(model, layer, recipe) for layer in sorted(obj.layers - {IMAGE, OUTPUT}))
+    return max([OVERLAP, *(field.side for field in fields if field is not None)])
 
 
 def _stopped(stopped: tuple[int, int], octaves: int, steps: int, zoom_frames: int, start_frame: int,
@@ -401,6 +442,12 @@ def _guide_objective(model: nn.Module, layer: str, guide: Tensor, recipe: Recipe
     picture = _resize(picture, (max(MIN_SIDE, round(height * shrink)), max(MIN_SIDE, round(width * shrink))))
     mean = torch.tensor(recipe.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(recipe.std, device=device).view(1, -1, 1, 1)
+    side = recipe.input_size
     with torch.no_grad(), Capture(model, [layer]) as cap:
-        features = cap.run((picture - mean) / std)[layer].float()
+        # a Capture's first run goes through the whole model, which takes the recipe's size only (a logit layer)
+        cap.run((_resize(picture, (side, side)) - mean) / std)
+        try:
+            features = cap.run((picture - mean) / std)[layer].float()
+        except FORWARD_ERRORS:  # a model of one input size (ViT) sees the guide at that size
+            features = cap.run((_resize(picture, (side, side)) - mean) / std)[layer].float()
     return guided(layer, features[0].flatten(1))

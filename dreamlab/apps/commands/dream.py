@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
+import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -21,7 +24,8 @@ ZOOM_DEFAULTS = {"zoom": 1.05, "rotate": 0.0, "fps": 12}  # the zoom's options, 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photo", type=Path, help="the photo (PNG, JPEG, ...), dreamed at its own size")
+    p.add_argument("photo", type=Path, help="the photo (PNG, JPEG, ...), dreamed at its own size, or china or "
+                                            "flower (scikit-learn's sample photos)")
     add_model_arguments(p)
     p.add_argument("--objective", help="what to amplify: a whole layer (inception4c), a channel (inception4c:97) "
                                        "or any objective (default: the recipe's default layer)")
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     zoom = bool(args.zoom_frames)
     _zoom_options(args, zoom)
+    _check_numbers(args)
     check_tensorboard(args)
     out = args.out or Path(f"{args.photo.stem}_{'zoom.webp' if zoom else 'dream.png'}")
     if zoom and out.suffix.lower() not in ANIMATIONS:
@@ -76,11 +81,18 @@ def run(args: argparse.Namespace) -> int:
     frames_dir = args.frames_dir or out.with_name(out.stem + "_frames")
     if zoom:
         check_writable(frames_dir, "--frames-dir folder", folder=True)
-    photo = load_image(args.photo)
+    photo = _read_photo(args.photo)
     guide = load_image(args.guide) if args.guide else None
     loaded = load_model(model_recipe(args), args.weights)
-    board = DreamSteps(TensorBoardLog(args.tensorboard), args.tensorboard_every or args.steps) \
-        if args.tensorboard is not None else None
+    files = _file_provenance(args)
+    key = _zoom_key(args, loaded) if zoom else ""
+    done = _frames_done(frames_dir, key, args.zoom_frames) if zoom else 0
+    board = None
+    if args.tensorboard is not None:
+        log = TensorBoardLog(args.tensorboard)
+        if done:  # a resumed zoom continues the step series of the frames already made
+            log.writer = _ShiftedSteps(log.writer, done * args.octaves * args.steps)
+        board = DreamSteps(log, args.tensorboard_every or args.steps)
     options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,
                    jitter=args.jitter, guide=guide, tile=args.tile, seed=args.seed, device=args.device,
                    progress=True, on_step=board)
@@ -88,16 +100,17 @@ def run(args: argparse.Namespace) -> int:
         result = dream(loaded, photo, args.objective, **options)
         if board is not None:
             board.finish(result.provenance)
-        save_png(result.image, out, {**result.provenance, "dreamlab:photo": args.photo.name,
-                                     "dreamlab:score": f"{result.final_score:.6g}"})
+        save_png(result.image, out, {**result.provenance, **files, "dreamlab:score": f"{result.final_score:.6g}"})
         print(out)
         where = result.provenance.get("dreamlab:interrupted", "")
         return _finish(result.interrupted, f"the octaves done so far ({where}; the PNG records it)")
 
-    key = _zoom_key(args, loaded)
-    done = _frames_done(frames_dir, key, args.zoom_frames)
-    text = {"dreamlab:mode": "dream-zoom", "dreamlab:zoom_key": key, "dreamlab:model": loaded.recipe.name,
-            "dreamlab:photo": args.photo.name, "dreamlab:seed": str(args.seed)}
+    text: dict[str, str] = {}
+
+    def start_frames(provenance: dict[str, str]) -> None:
+        # a frame does not depend on how many follow it, so a longer resumed zoom writes the same bytes
+        provenance.pop("dreamlab:zoom_frames", None)
+        text.update({**provenance, "dreamlab:mode": "dream-zoom", "dreamlab:zoom_key": key, **files})
 
     def save_frame(index: int, frame) -> None:
         save_png(frame, _frame_path(frames_dir, index), {**text, "dreamlab:frame": str(index)})
@@ -108,14 +121,81 @@ def run(args: argparse.Namespace) -> int:
             print(f"dreamlab: resuming at frame {done} of {args.zoom_frames} from {frames_dir}", file=sys.stderr)
         start = load_image(_frame_path(frames_dir, done - 1)) if done else photo
         result = dream(loaded, start, args.objective, zoom_frames=args.zoom_frames, zoom=args.zoom,
-                       rotate=args.rotate, start_frame=done, on_frame=save_frame, **options)
+                       rotate=args.rotate, start_frame=done, on_frame=save_frame, on_start=start_frames, **options)
         interrupted = result.interrupted
         if board is not None:
             board.finish(result.provenance)
     paths = [_frame_path(frames_dir, i) for i in range(args.zoom_frames) if _frame_path(frames_dir, i).is_file()]
+    if interrupted and not paths:
+        print(f"dreamlab: interrupted during frame 0, before any zoom frame was finished; nothing was written "
+              f"(run the command again to start over)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     write_animation(paths, out, args.fps)
     print(out)
     return _finish(interrupted, f"the {len(paths)} finished frames (run again to resume)")
+
+
+# the CLI's own names for dream()'s ranges, with what to try
+NUMBER_OPTIONS = (("octave_scale", "a finite number above 1", lambda v: v > 1, "try 1.4 (the default) to 2"),
+                  ("lr", "a finite number above 0", lambda v: v > 0, "try 0.006 (the default)"),
+                  ("jitter", "0 or more pixels", lambda v: v >= 0, "--jitter 0 turns the roll off"),
+                  ("tile", "at least 64 pixels", lambda v: v >= 64,
+                   "the default is 1024; lower it (not below 64) to use less memory"))
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse out-of-range numbers before any work, naming the option (dream() names its Python arguments)."""
+    for name, valid, ok, hint in NUMBER_OPTIONS:
+        value = getattr(args, name)
+        if not (math.isfinite(value) and ok(value)):
+            option = "--" + name.replace("_", "-")
+            raise DreamlabError(f"{option} {value:g} is out of range; valid: {valid}; {hint}")
+
+
+def _read_photo(path: Path):
+    """The photo from a file, or scikit-learn's sample photo of that name (china, flower) when no such file is
+    there, as `features`, `cam` and `attribute` take them."""
+    from dreamlab.io import SAMPLE_PHOTOS, load_image, sample_photo
+
+    if str(path) in SAMPLE_PHOTOS and not path.exists():
+        return sample_photo(str(path), f"the photo {path}")
+    if not path.exists():
+        raise DreamlabError(f"cannot read photo {str(path)!r}: no such file; give a PNG/JPEG path or one of "
+                            f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
+    return load_image(path)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _file_provenance(args: argparse.Namespace) -> dict[str, str]:
+    """The photo and the guide by name and sha256 prefix (as `render --direction` records its file)."""
+    text = {"dreamlab:photo": args.photo.name}
+    if args.photo.is_file():
+        text["dreamlab:photo_sha256"] = _sha256(args.photo)
+    if args.guide:
+        text.update({"dreamlab:guide_file": str(args.guide), "dreamlab:guide_sha256": _sha256(args.guide)})
+    return text
+
+
+class _ShiftedSteps:
+    """A SummaryWriter whose scalars and images land `offset` steps later (a resumed zoom's series continues)."""
+
+    def __init__(self, writer, offset: int):
+        self._writer, self._offset = writer, offset
+
+    def add_scalar(self, tag, value, global_step=None, *args, **kwargs):
+        return self._writer.add_scalar(tag, value, self._shift(global_step), *args, **kwargs)
+
+    def add_image(self, tag, image, global_step=None, *args, **kwargs):
+        return self._writer.add_image(tag, image, self._shift(global_step), *args, **kwargs)
+
+    def _shift(self, step):
+        return None if step is None else step + self._offset
+
+    def __getattr__(self, name):
+        return getattr(self._writer, name)
 
 
 def _zoom_options(args: argparse.Namespace, zoom: bool) -> None:
@@ -152,7 +232,10 @@ def _zoom_key(args: argparse.Namespace, loaded) -> str:
     """What decides a zoom's frames: a resumed run must have the same, or its frames would not continue."""
     digest = hashlib.sha256()
     for path in (args.photo, args.guide):
-        digest.update(path.read_bytes() if path else b"")
+        if path and not path.exists():  # a sample photo, named
+            digest.update(f"sample:{path}".encode())
+        else:
+            digest.update(path.read_bytes() if path else b"")
     settings = [loaded.recipe.name, loaded.recipe.hash(), loaded.weights, args.objective, args.octaves,
                 args.octave_scale, args.steps, args.lr, args.jitter, args.tile, args.seed, args.zoom, args.rotate]
     digest.update(json.dumps(settings).encode())
@@ -183,6 +266,34 @@ def _imageio():
     return imageio
 
 
+def _write_mp4(frames: list[Path], out: Path, fps: int) -> Path:
+    """The frames as an H.264 MP4, written to a temp name beside `out` and renamed when whole. libx264's yuv420p
+    needs even sides: an odd last row or column is repeated (imageio's own fix would rescale every frame)."""
+    import numpy as np
+    from PIL import Image
+
+    from dreamlab.errors import first_line
+
+    imageio = _imageio()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem[:80]}.{secrets.token_hex(6)}.tmp.mp4")  # imageio picks ffmpeg by suffix
+    try:
+        with imageio.get_writer(tmp, fps=fps, macro_block_size=1, ffmpeg_log_level="quiet") as writer:
+            for path in frames:
+                with Image.open(path) as image:
+                    array = np.asarray(image.convert("RGB"))
+                height, width = array.shape[:2]
+                writer.append_data(np.pad(array, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge"))
+        os.replace(tmp, out)
+    except Exception as exc:  # ffmpeg's failures arrive as OSError, RuntimeError or BrokenPipeError
+        raise DreamlabError(f"could not encode {str(out)!r} ({first_line(exc)}); the frames are kept in "
+                            f"{str(frames[0].parent)!r}: run again with -o NAME.webp or .gif and "
+                            f"--frames-dir {frames[0].parent} to make the animation from them") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
 def write_animation(frames: list[Path], out: Path, fps: int) -> Path:
     """The frames (PNG files) as one animation; the format follows `out`'s suffix (.webp, .gif, .mp4)."""
     from PIL import Image
@@ -192,14 +303,7 @@ def write_animation(frames: list[Path], out: Path, fps: int) -> Path:
     if not frames:
         raise DreamlabError("no zoom frame was finished, so there is no animation to write")
     if out.suffix.lower() == ".mp4":
-        import numpy as np
-
-        imageio = _imageio()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with imageio.get_writer(out, fps=fps, macro_block_size=1) as writer:
-            for path in frames:
-                writer.append_data(np.asarray(Image.open(path).convert("RGB")))
-        return out
+        return _write_mp4(frames, out, fps)
     from io import BytesIO
 
     images = [Image.open(path) for path in frames]
