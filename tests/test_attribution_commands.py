@@ -1,6 +1,9 @@
 """`dreamlab cam` and `dreamlab attribute`: files written, provenance, --sanity, one-line errors; the colour maps."""
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -54,9 +57,83 @@ def test_attribute_writes_heat_and_signed_panels_and_the_signed_attributions(dig
     assert values.shape == (1, 28, 28) and np.abs(values).max() > 0
     if method != "guided-gradcam":
         assert (values < 0).any() and (values > 0).any()  # the signed attributions, not a heat map
-    assert read_png_text(out)["dreamlab:method"] == method
-    if method == "ig":  # the options given are the ones used
-        assert "'steps': 8" in read_png_text(out)["dreamlab:options"]
+    text = read_png_text(out)
+    assert text["dreamlab:method"] == method
+    # only the options the method reads, as JSON: the ones given, and the defaults of the others it reads
+    assert json.loads(text["dreamlab:options"]) == {
+        "saliency": {}, "ig": {"steps": 8, "baseline": "noise", "batch_size": 32, "seed": 3},
+        "guided-gradcam": {"layer": "conv2"}}[method]
+    assert text.get("dreamlab:layer") == ("conv2" if method == "guided-gradcam" else None)
+
+
+def test_attribution_pngs_record_the_input_image_size_and_versions(digit_photo, tmp_path):
+    import torchvision
+
+    import dreamlab
+
+    sha = hashlib.sha256(digit_photo.read_bytes()).hexdigest()[:16]
+    for argv in (["cam"], ["attribute", "--method", "smoothgrad", "--samples", "4"], ["attribute", "--method",
+                                                                                    "guided-gradcam"]):
+        out = tmp_path / f"{argv[-1]}.png"
+        assert main([argv[0], "lenet-digits", "--image", str(digit_photo), *argv[1:], "-o", str(out)]) == 0
+        text = read_png_text(out)
+        assert (text["dreamlab:image"], text["dreamlab:image_sha256"], text["dreamlab:size"]) == (
+            "four.png", sha, "28")
+        assert (text["dreamlab:version"], text["torch:version"], text["torchvision:version"]) == (
+            dreamlab.__version__, torch.__version__, torchvision.__version__)
+    # the CAM layer guided-gradcam used, not None: the recipe's cam_layer
+    assert read_png_text(tmp_path / "guided-gradcam.png")["dreamlab:layer"] == "relu2"
+    assert json.loads(read_png_text(tmp_path / "guided-gradcam.png")["dreamlab:options"]) == {"layer": "relu2"}
+    assert json.loads(read_png_text(tmp_path / "4.png")["dreamlab:options"]) == {
+        "samples": 4, "noise": 0.15, "batch_size": 32, "seed": 0}
+
+
+@pytest.mark.parametrize("command", [["cam"], ["attribute", "--method", "saliency"]])
+def test_scikit_learns_sample_photos_are_accepted_by_name(tmp_path, monkeypatch, command):
+    pytest.importorskip("sklearn")
+    monkeypatch.chdir(tmp_path)  # no file named china here
+    out = tmp_path / "china.png"
+    assert main([command[0], "lenet-digits", "--image", "china", *command[1:], "--target", "logit:3",
+                 "-o", str(out)]) == 0
+    picture = load_image(out)
+    # china.jpg is 640x427, and the pictures are at the photo's size (attribute's: two panels, 2 px padding)
+    assert tuple(picture.shape) == ((3, 427, 640) if command[0] == "cam" else (3, 427 + 4, 2 * 640 + 6))
+    text = read_png_text(out)
+    assert (text["dreamlab:image"], text["dreamlab:image_source"]) == ("china", "scikit-learn sample photo")
+    assert "dreamlab:image_sha256" not in text
+
+
+@pytest.fixture(scope="module")
+def zero_cam_photo(tmp_path_factory):
+    """Held-out digit 6 of the split (a 2): its Grad-CAM of logit:9 at relu2 is all zero."""
+    _, _, x, y = load_digits_split()
+    path = tmp_path_factory.mktemp("photos") / "zero_case.png"
+    save_png(x[6], path)
+    return path
+
+
+def test_an_all_zero_cam_gets_a_note(zero_cam_photo, tmp_path, capsys):
+    out = tmp_path / "zero.png"
+    assert main(["cam", "lenet-digits", "--image", str(zero_cam_photo), "--target", "logit:9", "-o", str(out)]) == 0
+    assert np.load(out.with_suffix(".npy")).max() == 0
+    err = capsys.readouterr().err
+    assert err == ("dreamlab: note: the gradcam map of logit:9 at relu2 is all zero: its gradient-weighted sum of "
+                   "the layer's channels is 0 or negative at every position (nothing there raises the target), so "
+                   "the picture shows no heat; try another --layer or --target\n")
+    # a map with heat gets no note
+    assert main(["cam", "lenet-digits", "--image", str(zero_cam_photo), "--target", "logit:2", "-o", str(out)]) == 0
+    assert np.load(out.with_suffix(".npy")).max() > 0 and capsys.readouterr().err == ""
+
+
+def test_sanity_shows_an_all_zero_map_as_not_available(zero_cam_photo, capsys):
+    assert main(["attribute", "lenet-digits", "--image", str(zero_cam_photo), "--target", "logit:9", "--sanity",
+                 "--method", "saliency,gradcam"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = [line.split() for line in lines[2:6]]
+    assert [r[0] for r in rows] == ["fc2", "+fc1", "+conv2", "+conv1"]
+    assert [r[2] for r in rows] == ["n/a"] * 4  # the trained model's Grad-CAM is all zero: no correlation
+    assert all(0 < float(r[1]) <= 1 for r in rows)
+    assert lines[6].startswith("n/a: the trained or the randomized model's map is all zero") and len(lines) == 7
 
 
 def test_sanity_prints_one_row_per_block_with_a_column_per_method(digit_photo, capsys):

@@ -52,3 +52,26 @@ def test_rank_correlation_uses_average_ranks_for_ties():
     assert float(rank_correlation(a, -a)) == pytest.approx(-1.0)
     b = torch.tensor([[0.0, 0.0, 0.0, 2.0, 1.0]])  # ranks (2, 2, 2, 5, 4) against (2, 2, 2, 4, 5): 7 / 8
     assert float(rank_correlation(a, b)) == pytest.approx(0.875)
+
+
+def test_an_all_zero_map_has_no_rank_correlation(digits):
+    a = torch.tensor([[0.0, 0.0, 1.0, 2.0], [0.0, 1.0, 3.0, 2.0]])
+    zero = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 2.0, 3.0]])
+    r = rank_correlation(a, zero)
+    assert torch.isnan(r[0]) and float(r[1]) == pytest.approx(0.8)  # constant ranks: undefined, not 0
+    assert torch.isnan(rank_correlation(zero[:1], zero[:1])).all()
+    subj = digits[0]
+    steps = cascading_randomization(subj.model, lambda model: torch.zeros(2, 1, 4, 4))
+    assert [s.randomized for s in steps] == ["fc2", "fc1", "conv2", "conv1"]
+    assert all(s.correlation != s.correlation for s in steps)  # NaN at every step
+
+    def half_zero(model):  # image 0's map is all zero, image 1's is the model's saliency: the mean skips image 0
+        copy = Subject(model, subj.recipe, subj.categories)
+        x = digits[1][:1]
+        return torch.cat([torch.zeros_like(x), attribute(copy, x, "logit:0")])
+
+    mixed = cascading_randomization(subj.model, half_zero)
+    alone = cascading_randomization(subj.model, lambda model: attribute(Subject(model, subj.recipe,
+                                                                                subj.categories),
+                                                                        digits[1][:1], "logit:0"))
+    assert [s.correlation for s in mixed] == pytest.approx([s.correlation for s in alone])

@@ -572,7 +572,7 @@ def test_browser_odd_names_render_as_text(chromium: Chromium, odd_gallery: Path)
 
 
 
-def test_images_do_not_depend_on_the_batch_size(tmp_path: Path, reference: Path) -> None:
+def test_images_at_few_steps_barely_depend_on_the_batch_size(tmp_path: Path, reference: Path) -> None:
     other = build_gallery("lenet-digits", tmp_path / "b3", layers=["conv2"], channels=CHANNELS, steps=8,
                           batch_size=3, device="cpu").manifest
     assert other is not None
@@ -633,10 +633,14 @@ def test_diversity_gallery_resumes_and_refuses_other_settings(diverse: Path, tmp
     second.unlink()
     assert build_gallery("lenet-digits", out, diversity=3, **args).rendered == 1
     assert second.read_bytes() == before
-    # --overwrite removes every image of every unit
-    build_gallery("lenet-digits", out, layers=["conv2", "fc2"], channels=[0], steps=8, device="cpu", overwrite=True)
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
-        "conv2/contact_sheet.png", "conv2/conv2_0000.png", "fc2/contact_sheet.png", "fc2/fc2_0000.png"]
+    # --overwrite removes every image of every unit (and refuses to drop the units --channels leaves out)
+    with pytest.raises(DreamlabError, match=r"would delete 6 finished units \(conv2:1-3, fc2:1-3\)"):
+        build_gallery("lenet-digits", out, layers=["conv2", "fc2"], channels=[0], steps=8, device="cpu",
+                      overwrite=True)
+    build_gallery("lenet-digits", out, **{**args, "batch_size": 4}, overwrite=True)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == sorted([
+        "conv2/contact_sheet.png", "fc2/contact_sheet.png",
+        *(f"{layer}/{layer}_000{c}.png" for layer in ("conv2", "fc2") for c in range(4))])
 
 
 def test_diversity_gallery_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -663,7 +667,129 @@ def test_browser_viewer_shows_a_units_diversity_images(chromium: Chromium, diver
     assert page.evaluate("document.getElementById('viewer-img').getAttribute('src')") == "fc2/fc2_0002_3.png"
     assert page.evaluate("document.getElementById('viewer-file').getAttribute('href')") == "fc2/fc2_0002_3.png"
     assert page.evaluate(strip)[2][1] == "true"
+    # the side panel follows the image shown: its file, its activation, and which image it is
+    meta = "Object.fromEntries(Array.from(document.querySelectorAll('#viewer-meta dt'), (dt) => [dt.textContent, " \
+           "dt.nextElementSibling.textContent]))"
+    unit = next(u for u in manifest_of(diverse)["units"] if u["unit"] == "fc2:2")
+    shown = page.evaluate(meta)
+    assert (shown["image"], shown["file"]) == ("3 of 3", "fc2/fc2_0002_3.png")
+    assert float(shown["activation"]) == pytest.approx(unit["activations"][2], rel=1e-5)
+    assert float(shown["activation"]) != pytest.approx(unit["activations"][0], rel=1e-5)
+    page.evaluate("document.querySelectorAll('#viewer-strip button')[0].click()")
+    shown = page.evaluate(meta)
+    assert (shown["image"], shown["file"]) == ("1 of 3", "fc2/fc2_0002_1.png")
+    assert float(shown["activation"]) == pytest.approx(unit["activations"][0], rel=1e-5)
+    page.evaluate("document.querySelectorAll('#viewer-strip button')[2].click()")
     page.screenshot(ARTIFACTS / "gallery_diversity_viewer.png")
     page.evaluate("document.getElementById('viewer-next').click()")  # another unit: its own strip, first image
     assert page.evaluate("document.getElementById('viewer-img').getAttribute('src')") == "fc2/fc2_0003_1.png"
+    assert page.evaluate(meta)["image"] == "1 of 3"
     _check_clean(page)
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_overwrite_refuses_to_drop_finished_channels_outside_channels(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "g"
+    base = ["gallery", "lenet-digits", "--layers", "conv1", "--device", "cpu", "--out", str(out)]
+    assert main([*base, "--channels", "0-5", "--steps", "2"]) == 0
+    before = _files(out)
+    capsys.readouterr()
+    assert main([*base, "--channels", "0-1", "--steps", "3", "--overwrite"]) == 2
+    assert capsys.readouterr().err == (
+        f"dreamlab: error: --overwrite would delete 4 finished units (conv1:2-5) in {str(out)!r}, which this run's "
+        f"--channels 0-1 does not render; leave out --channels to render every channel again with this run's "
+        f"settings (or use --channels 0-5), or use another --out\n")
+    assert _files(out) == before  # nothing deleted, not even the page
+
+    # with the finished channels in --channels, --overwrite renders them all again
+    assert main([*base, "--channels", "0-5", "--steps", "3", "--overwrite"]) == 0
+    assert [(u["unit"], u["steps"]) for u in manifest_of(out)["units"]] == [(f"conv1:{c}", 3) for c in range(6)]
+
+
+def test_overwrite_names_the_dropped_channels_of_each_layer(tmp_path: Path) -> None:
+    out = tmp_path / "g"
+    build_gallery("lenet-digits", out, ["conv1", "fc2"], channels=[0, 1, 2, 5], steps=2, device="cpu")
+    with pytest.raises(DreamlabError, match=r"^--overwrite would delete 4 finished units \(conv1:2,5, fc2:2,5\) "
+                                            r".* --channels 0-1 does not render; leave out --channels .*"
+                                            r"\(or use --channels 0-2,5\)"):
+        build_gallery("lenet-digits", out, ["conv1", "fc2"], channels=[0, 1], steps=3, overwrite=True,
+                      device="cpu")
+    assert len(GalleryFolder(out).read_records()) == 8
+
+
+@pytest.mark.parametrize("name", ["index.html", "manifest.json"])
+def test_a_folder_that_is_no_gallery_keeps_its_own_page_and_manifest(tmp_path: Path, name: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / name).write_text("mine\n")
+    argv = ["gallery", "lenet-digits", "--layers", "conv1", "--channels", "0", "--steps", "2", "--device", "cpu",
+            "--out", str(out)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"dreamlab: error: --out {str(out)!r} already holds a {name} that no gallery wrote (there is no .units/ "
+        f"folder), which the gallery's own {name} would replace; give an empty folder or a new name, e.g. --out "
+        f"{str(out / 'gallery')!r}\n")
+    assert sorted(p.name for p in out.iterdir()) == [name] and (out / name).read_text() == "mine\n"
+    with pytest.raises(DreamlabError, match=f"already holds a {name} that no gallery wrote"):
+        build_gallery("lenet-digits", out, ["conv1"], channels=[0], steps=2, device="cpu")
+
+    # a folder with other files of the user's is fine, and a gallery's own folder resumes
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep\n")
+    assert main([*argv[:-1], str(other)]) == 0
+    assert (other / "notes.txt").read_text() == "keep\n"
+    assert main([*argv[:-1], str(other)]) == 0
+
+
+def test_per_layer_steps_show_in_the_page_header_and_sections(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[1] / "recipes" / "lenet_digits.toml").read_text(encoding="utf-8")
+    assert "\nsteps = 256\n" in text
+    recipe = tmp_path / "my_lenet.toml"
+    recipe.write_text(text.replace("\nsteps = 256\n", "\nsteps = 2\n") + '\n[layers."fc2"]\nsteps = 3\n')
+    out = tmp_path / "g"
+    assert main(["gallery", str(recipe), "--layers", "conv1,fc2", "--channels", "0-1", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    manifest = manifest_of(out)
+    assert manifest["steps"] is None and [(l["name"], l["steps"]) for l in manifest["layers"]] == [
+        ("conv1", 2), ("fc2", 3)]
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert '<dt>steps</dt><dd title="per layer">per layer</dd>' in page and "null" not in page.split("<script")[0]
+    assert '<h2>conv1</h2><span class="count">20 channels · 2 shown · 2 steps</span>' in page
+    assert '<h2>fc2</h2><span class="count">10 channels · 2 shown · 3 steps</span>' in page
+
+
+def test_progress_says_which_units_a_resume_renders(tmp_path: Path) -> None:
+    out = tmp_path / "g"
+    args: dict[str, Any] = {"layers": ["conv2"], "channels": range(4), "steps": 2, "batch_size": 4, "device": "cpu"}
+    lines: list[str] = []
+    build_gallery("lenet-digits", out, log=lines.append, **args)
+    assert any(re.fullmatch(r"conv2:0-3: 4 units in [0-9.]+ s \(batch 1/1\)", line) for line in lines), lines
+    (out / "conv2" / "conv2_0002.png").unlink()
+    lines.clear()
+    build_gallery("lenet-digits", out, log=lines.append, **args)
+    assert any(re.fullmatch(r"conv2:0-3: 1 unit \(conv2:2; 3 already done\) in [0-9.]+ s \(batch 1/1\)", line)
+               for line in lines), lines
+
+
+def test_help_and_resume_note_do_not_promise_batch_size_independence(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["gallery", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "do not depend on it" not in help_text
+    assert "rounding depends on it, on a CPU too" in help_text and "keep one per gallery" in help_text
+    out = tmp_path / "g"
+    args: dict[str, Any] = {"layers": ["conv1"], "channels": [0, 1], "steps": 2, "device": "cpu"}
+    build_gallery("lenet-digits", out, batch_size=2, **args)
+    lines: list[str] = []
+    build_gallery("lenet-digits", out, batch_size=1, log=lines.append, **args)
+    note = [line for line in lines if "note:" in line]
+    assert note == [f"{out}: note: units there were rendered with --batch-size 2 and this run uses 1; rounding "
+                    f"depends on the batch size (on CPUs too), so some units can differ slightly from a run with "
+                    f"one batch size (gallery/README.md, Determinism); pass --batch-size 2 to match them"]

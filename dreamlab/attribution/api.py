@@ -71,7 +71,8 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
 
     `image` is in [0, 1] ([C, H, W] or a batch); it is normalized with the recipe's mean and std. `target` is an
     objective string (`logit:281`, `logit:tabby`, `inception4c:97`), an Objective, a class index, or None: each
-    image's top class. `method` is gradcam or gradcam++.
+    image's top class. `method` is gradcam or gradcam++. A map can be all zero: where the gradient-weighted sum
+    of the layer's channels is 0 or negative at every position (`dreamlab cam` notes it).
     """
     _check_arguments(image, layer)
     if not isinstance(method, str) or method not in CAM_METHODS:

@@ -5,6 +5,7 @@ the pictures, so an overlay lines up with the original.
 """
 from __future__ import annotations
 
+import hashlib
 from io import BytesIO
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.target import Subject, evaluating, sized_forward
 from dreamlab.errors import DreamlabError
-from dreamlab.io import atomic_write_bytes, load_image, match_channels, safe_name, save_png
+from dreamlab.io import SAMPLE_PHOTOS, atomic_write_bytes, load_image, match_channels, safe_name, sample_photo, save_png
 from dreamlab.models.summary import check_input_size
 
 
@@ -30,11 +31,43 @@ def fit_photo(photo: Tensor, channels: int, size: int) -> Tensor:
 
 def read_photo(path: Path, subj: Subject, size: int | None = None) -> tuple[Tensor, Tensor]:
     """(the photo as read [C, H, W], the model's input [1, C, S, S]); an unreadable file or a size out of range
-    is a DreamlabError."""
+    is a DreamlabError. `china` and `flower` (when no such file exists) are scikit-learn's sample photos, as
+    `features` and `examples` take them."""
     if size is not None:
         check_input_size(size, name="--size")
-    photo = load_image(path)
+    if is_sample_photo(path):
+        photo = sample_photo(str(path), f"--image {path}")
+    elif not Path(path).exists():
+        raise DreamlabError(f"cannot read image {str(path)!r}: no such file; give a PNG or JPEG file, or "
+                            f"{' or '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
+    else:
+        photo = load_image(path)
     return photo, fit_photo(photo, subj.recipe.channels, size or subj.recipe.input_size)
+
+
+def is_sample_photo(path: Path) -> bool:
+    """`path` names one of scikit-learn's sample photos (china, flower) and no file of that name exists."""
+    return str(path) in SAMPLE_PHOTOS and not Path(path).exists()
+
+
+def photo_provenance(path: Path, size: int) -> dict[str, str]:
+    """The input image by name and sha256 prefix (a sample photo by name and source), and the input size."""
+    if is_sample_photo(path):
+        text = {"dreamlab:image": str(path), "dreamlab:image_source": "scikit-learn sample photo"}
+    else:
+        text = {"dreamlab:image": Path(path).name,
+                "dreamlab:image_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]}
+    return {**text, "dreamlab:size": str(size)}
+
+
+def versions() -> dict[str, str]:
+    """The library versions, under the keys render's PNGs use."""
+    import torchvision
+
+    from dreamlab import __version__
+
+    return {"dreamlab:version": __version__, "torch:version": torch.__version__,
+            "torchvision:version": torchvision.__version__}
 
 
 def predicted_class(subj: Subject, x: Tensor) -> str:

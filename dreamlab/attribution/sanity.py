@@ -22,8 +22,11 @@ Attribute = Callable[[nn.Module], Tensor]  # model -> attributions [B, C, H, W]
 
 @dataclass(frozen=True)
 class SanityStep:
+    """`correlation` is NaN where no image has one: a map that is all zero (or constant) has no ranks to
+    correlate, as for a Grad-CAM whose weighted sum is 0 or negative everywhere. It is not a low correlation."""
+
     randomized: str  # the block re-initialized at this step (every block above it is random too)
-    correlation: float  # mean over images of the rank correlation with the trained model's map
+    correlation: float  # mean over the images whose correlation is defined (both maps non-constant), else NaN
 
 
 def blocks_top_down(model: nn.Module) -> list[str]:
@@ -39,12 +42,14 @@ def average_ranks(values: Tensor) -> Tensor:
 
 
 def rank_correlation(a: Tensor, b: Tensor) -> Tensor:
-    """Spearman's rank correlation per row of [B, N]."""
+    """Spearman's rank correlation per row of [B, N]; NaN for a row where either map is constant (all zero),
+    whose correlation is undefined."""
     ranks_a = torch.stack([average_ranks(row) for row in a])
     ranks_b = torch.stack([average_ranks(row) for row in b])
     ranks_a = ranks_a - ranks_a.mean(1, keepdim=True)
     ranks_b = ranks_b - ranks_b.mean(1, keepdim=True)
-    return (ranks_a * ranks_b).sum(1) / (ranks_a.norm(dim=1) * ranks_b.norm(dim=1)).clamp(min=1e-12)
+    norms = ranks_a.norm(dim=1) * ranks_b.norm(dim=1)
+    return torch.where(norms > 0, (ranks_a * ranks_b).sum(1) / norms.clamp(min=1e-12), torch.nan)
 
 
 def reinitialize(module: nn.Module, seed: int) -> None:
@@ -60,7 +65,8 @@ def cascading_randomization(model: nn.Module, attribute: Attribute, blocks: list
                             seed: int = 0) -> list[SanityStep]:
     """Rank correlations between the trained model's map and maps with ever more blocks re-initialized.
 
-    The caller's model is not changed (a copy is randomized). `attribute(model)` computes the map.
+    The caller's model is not changed (a copy is randomized). `attribute(model)` computes the map. A step's
+    correlation is NaN where every image's trained or randomized map is all zero (see SanityStep).
     """
     reference = importance(attribute(model), signed=False)
     randomized = copy.deepcopy(model)
@@ -68,5 +74,5 @@ def cascading_randomization(model: nn.Module, attribute: Attribute, blocks: list
     for i, name in enumerate(blocks if blocks is not None else blocks_top_down(model)):
         reinitialize(randomized.get_submodule(name), seed + i)
         current = importance(attribute(randomized), signed=False)
-        steps.append(SanityStep(name, float(rank_correlation(reference, current).mean())))
+        steps.append(SanityStep(name, float(rank_correlation(reference, current).nanmean())))
     return steps

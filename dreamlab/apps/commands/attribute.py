@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import sys
 
 from dreamlab.apps.args import add_given_option, given_options, positive_int
-from dreamlab.apps.commands.cam import add_subject_arguments, check_outputs, load_subject
+from dreamlab.apps.commands.cam import add_subject_arguments, check_outputs, load_subject, note_zero_map
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("Per-pixel attributions of a target: FILE.png shows the heat map over the photo and the signed map "
@@ -38,10 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from dreamlab.attribution.api import METHODS, attribute
+    from dreamlab.attribution.api import METHODS, attribute, cam_layer, gradcam
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.attribution.overlay import heat, overlay, signed_map
-    from dreamlab.attribution.photos import default_output, predicted_class, save_outputs, to_photo_size
+    from dreamlab.attribution.photos import (default_output, photo_provenance, predicted_class, save_outputs,
+                                             to_photo_size, versions)
     from dreamlab.errors import unknown
     from dreamlab.io import grid
 
@@ -65,16 +69,35 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_output(subj.recipe.name, target, method)
     if args.out is None:
         check_outputs(out, default=True)  # before the attributions are computed
+    if method == "guided-gradcam":  # the layer it uses, for the provenance
+        options["layer"] = cam_layer(subj, x, args.layer)
     result = attribute(subj, x, target, method, **options)[0].cpu()
     signed = method == "ig"
     panels = torch.stack([overlay(photo, to_photo_size(heat(result, signed)[None], photo)[0].clamp(0, 1)),
                           to_photo_size(signed_map(result), photo).clamp(0, 1)])
+    used = options_used(method, options)
     png, npy = save_outputs(grid(panels, columns=2, padding=2, fill=1.0), result, out,
                             {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
                              "dreamlab:method": method, "dreamlab:weights": str(args.weights),
-                             "dreamlab:options": repr(options)})
+                             **({"dreamlab:layer": used["layer"]} if "layer" in used else {}),
+                             "dreamlab:options": json.dumps(used),
+                             **photo_provenance(args.image, x.shape[-1]), **versions()})
     print(f"{png} ({method} of {target}: heat map | signed map; attributions in {npy})")
+    if not bool(result.any()):
+        if method == "guided-gradcam" and not bool(gradcam(subj, x, target, used["layer"]).any()):
+            note_zero_map("Grad-CAM", target, used["layer"])
+        else:
+            print(f"dreamlab: note: the {method} attributions of {target} are all zero, so the picture shows no "
+                  f"heat; try another --target or --method", file=sys.stderr)
     return 0
+
+
+def options_used(method: str, options: dict) -> dict:
+    """The options `method` reads (USED_BY; --seed only where noise is drawn), for the PNG's provenance."""
+    used = {name: options[name] for name, users in USED_BY.items() if method in users}
+    if method == "smoothgrad" or (method == "ig" and options["baseline"] == "noise"):
+        used["seed"] = options["seed"]
+    return used
 
 
 # the options each method reads (the rest it ignores); with --sanity, those of any method in the list
@@ -126,5 +149,12 @@ def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
     width = max(len(b) for b in blocks + ["randomized"])
     print(f"{'randomized':<{width}}  " + "  ".join(f"{m:>14}" for m in methods))
     for i, block in enumerate(blocks):
-        print(f"{'+' + block if i else block:<{width}}  " + "  ".join(f"{table[m][i]:>14.3f}" for m in methods))
+        print(f"{'+' + block if i else block:<{width}}  " + "  ".join(f"{_cell(table[m][i]):>14}" for m in methods))
+    if any(math.isnan(c) for column in table.values() for c in column):
+        print("n/a: the trained or the randomized model's map is all zero (for Grad-CAM: its weighted sum of the "
+              "layer's channels is 0 or negative everywhere), so there is no rank correlation; it is not a pass")
     return 0
+
+
+def _cell(correlation: float) -> str:
+    return "n/a" if math.isnan(correlation) else f"{correlation:.3f}"

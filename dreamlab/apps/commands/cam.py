@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from dreamlab.apps.args import add_device_argument, add_positional_model, output_path, positional_model, positive_int, \
@@ -16,7 +17,8 @@ DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or
 def add_subject_arguments(p: argparse.ArgumentParser) -> None:
     """MODEL, --image, --target, --weights, --recipe, --size, --device, --out: shared with `dreamlab attribute`."""
     add_positional_model(p, f"recipe name ({recipe_names()}) or a torchvision model name")
-    p.add_argument("--image", "-i", type=Path, required=True, help="the photo (PNG or JPEG)")
+    p.add_argument("--image", "-i", type=Path, required=True,
+                   help="the photo (PNG or JPEG), or china or flower (scikit-learn's sample photos)")
     p.add_argument("--target", "-t", type=target_text,
                    help="an objective: logit:281, logit:tabby, inception4c:97, ... (default: the model's top class)")
     p.add_argument("--weights", default="default",
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.errors import unknown
     from dreamlab.attribution.overlay import overlay
-    from dreamlab.attribution.photos import default_output, predicted_class, save_outputs, to_photo_size
+    from dreamlab.attribution.photos import (default_output, photo_provenance, predicted_class, save_outputs,
+                                             to_photo_size, versions)
 
     if args.method not in CAM_METHODS:  # before the model loads
         raise unknown("CAM method", args.method, CAM_METHODS)
@@ -112,6 +115,16 @@ def run(args: argparse.Namespace) -> int:
     picture = overlay(photo, raw / top if top > 0 else raw)
     png, npy = save_outputs(picture, raw, out, {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
                                                   "dreamlab:layer": layer, "dreamlab:method": args.method,
-                                                  "dreamlab:weights": str(args.weights)})
+                                                  "dreamlab:weights": str(args.weights),
+                                                  **photo_provenance(args.image, x.shape[-1]), **versions()})
     print(f"{png} ({args.method} of {target} at {layer}; raw map in {npy})")
+    if top == 0:
+        note_zero_map(args.method, target, layer)
     return 0
+
+
+def note_zero_map(method: str, target: str, layer: str) -> None:
+    """One stderr line for an all-zero map, whose picture (the photo greyed, no heat) does not say why."""
+    print(f"dreamlab: note: the {method} map of {target} at {layer} is all zero: its gradient-weighted sum of the "
+          f"layer's channels is 0 or negative at every position (nothing there raises the target), so the picture "
+          f"shows no heat; try another --layer or --target", file=sys.stderr)

@@ -33,8 +33,9 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_argument(g, "; cuda:LOCAL_RANK under torchrun")
     g.add_argument("--batch-size", type=positive_int,
-                   help="units per render call (default: 64 on cuda, 16 on cpu, divided by --diversity); on a CPU "
-                        "images do not depend on it (gallery/README.md)")
+                   help="units per render call (default: 64 on cuda, 16 on cpu, divided by --diversity); "
+                        "floating-point rounding depends on it, on a CPU too, so a few units can come out slightly "
+                        "different with another one: keep one per gallery (gallery/README.md, Determinism)")
     g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
     g.add_argument("--overwrite", action="store_true",
                    help="replace the units of LAYERS made with other settings (refused while OUT holds units of "

@@ -25,10 +25,10 @@ Determinism: every unit is unit `channel` of the one objective `layer:0-(n-1)` w
 rendered in batches of up to `batch_size` consecutive channels through `render(..., units=...)`, which gives
 each unit its own starting noise and transform draws. So a unit's pixels depend on the settings alone, never
 on interruptions, resumes, which rank rendered it or how many ranks there were: on CPU a resumed or sharded
-run writes byte-identical PNGs to one uninterrupted run (on CUDA, up to cuDNN's own nondeterminism). The
-batch size only changes floating-point rounding where a kernel's result depends on it: none on the CPUs
-measured (lenet-digits conv2:0-49 at 256 steps, batches of 3 and 16 against all 50: the same bytes), but
-cuDNN picks its algorithm per batch size, so records keep it and a resume with another one says so.
+run writes byte-identical PNGs to one uninterrupted run with the same batch size (on CUDA, up to cuDNN's own
+nondeterminism). The batch size changes floating-point rounding wherever a kernel's result depends on it, on
+CPUs too, and a long optimization amplifies that (gallery/README.md, Determinism: lenet-digits conv2:0-49 at
+256 steps, batches of 3 change 8 of the 50 units), so records keep it and a resume with another one says so.
 `render(model, channel(layer, range(n)), units=[ch], seed=seed, steps=..., size=...)` renders one unit again.
 
 Distributed: under torchrun (WORLD_SIZE > 1) rank 0 plans (loads the model, checks the folder, lists the
@@ -53,7 +53,8 @@ import torch
 
 from dreamlab.apps.gallery.examples import examples_record, unit_examples, write_examples
 from dreamlab.apps.gallery.folder import GalleryFolder
-from dreamlab.apps.gallery.naming import UNITS_DIR, sheet_file, unit_files
+from dreamlab.apps.gallery.naming import MANIFEST_NAME, UNITS_DIR, sheet_file, unit_files
+from dreamlab.apps.gallery.page import INDEX_NAME
 from dreamlab.apps.gallery.plan import Batch, Log, Plan, make_plan
 from dreamlab.apps.gallery.ranks import RankGroup
 from dreamlab.attribution.inputs import check_whole
@@ -65,6 +66,7 @@ from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.optvis.engine import render
 from dreamlab.optvis.objectives import channel
 from dreamlab.optvis.settings import check_diversity
+from dreamlab.optvis.units import format_units
 
 
 @dataclass
@@ -150,7 +152,7 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
             rendered += new
             if group.rank == 0:
                 _write_pages(folder, plan, [batch.layer])
-            log(f"{prefix}{batch.label}: {new} units in {time.monotonic() - start:.1f} s "
+            log(f"{prefix}{_progress(batch, plan.done, new)} in {time.monotonic() - start:.1f} s "
                 f"(batch {i + 1}/{len(mine)})")
         group.barrier()
         manifest = None
@@ -170,14 +172,22 @@ FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".html", ".ht
 
 
 def check_out_folder(out: Path) -> None:
-    """Refuse an output folder that cannot be written, or one named like an image or page file (`x.png`): a
-    gallery is a folder. A gallery folder that already has such a name is still resumed."""
+    """Refuse an output folder that cannot be written, one named like an image or page file (`x.png`): a
+    gallery is a folder, or a folder that is no gallery (no .units/) but holds an index.html or manifest.json,
+    which the run would replace. A gallery folder that already has such a name is still resumed."""
     check_writable(out, "gallery folder", folder=True)
     suffix = out.suffix.lower()
-    if suffix in FILE_SUFFIXES and not (out / UNITS_DIR).is_dir():
+    is_gallery = (out / UNITS_DIR).is_dir()
+    if suffix in FILE_SUFFIXES and not is_gallery:
         raise DreamlabError(f"--out {str(out)!r} ends in {suffix} like a file, but a gallery is a folder (one PNG "
                             f"per unit, manifest.json, index.html); give a folder name, e.g. --out "
                             f"{str(out.with_suffix(''))!r}")
+    if not is_gallery and out.is_dir():  # a folder of the user's own: its page and data are not ours to replace
+        for name in (INDEX_NAME, MANIFEST_NAME):
+            if (out / name).exists():
+                raise DreamlabError(f"--out {str(out)!r} already holds a {name} that no gallery wrote (there is no "
+                                    f"{UNITS_DIR}/ folder), which the gallery's own {name} would replace; give an "
+                                    f"empty folder or a new name, e.g. --out {str(out / 'gallery')!r}")
 
 
 def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch: Batch, device: torch.device,
@@ -220,6 +230,16 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
         folder.write_unit(record, result.images[i * copies:(i + 1) * copies], texts)
         written += 1
     return written
+
+
+def _progress(batch: Batch, done: set[tuple[str, int]], new: int) -> str:
+    """'conv2:0-6: 7 units', or on a resume that renders part of a batch, which units it rendered:
+    'conv2:7-13: 1 unit (conv2:9; 6 already done)'."""
+    head = f"{batch.label}: {new} unit{'' if new == 1 else 's'}"
+    if new == len(batch.channels):
+        return head
+    rendered = [c for c in batch.channels if (batch.layer, c) not in done]
+    return f"{head} ({batch.layer}:{format_units(rendered)}; {len(batch.channels) - new} already done)"
 
 
 def _finite_or_none(score: float) -> float | None:

@@ -59,7 +59,9 @@ def render_index(manifest: Mapping[str, Any]) -> str:
     for i, unit in units.items():
         members.setdefault(_unit_layer(unit), []).append(i)
 
-    sections = [_section(j, name, info.get(name, {}), [(i, units[i]) for i in idx])
+    # one steps for the whole gallery goes in the header; steps that differ per layer go in each layer's head
+    per_layer = "steps" in manifest and manifest["steps"] is None
+    sections = [_section(j, name, info.get(name, {}), [(i, units[i]) for i in idx], per_layer)
                 for j, (name, idx) in enumerate(members.items())]
     nav = "".join(f'<li><a href="#layer-{j}">{_esc(name)}</a></li>' for j, name in enumerate(members))
     body = "\n".join(sections) if sections else '<p class="empty">This gallery is empty.</p>'
@@ -133,19 +135,27 @@ def _run_meta(manifest: Mapping[str, Any], n_units: int, n_layers: int) -> str:
         if key not in manifest:
             continue
         value = manifest[key]
-        text = value if isinstance(value, str) else json.dumps(_finite(value), default=str)
+        if key == "steps" and value is None:  # the manifest's None: the layers have different steps
+            text = "per layer"
+        else:
+            text = value if isinstance(value, str) else json.dumps(_finite(value), default=str)
         rows.append(f'<div><dt>{_esc(key)}</dt><dd title="{_esc(text)}">{_esc(text)}</dd></div>')
     rows.append(f"<div><dt>units</dt><dd>{n_units} in {n_layers} layer{'s' if n_layers != 1 else ''}</dd></div>")
     return f'<dl class="run-meta">{"".join(rows)}</dl>'
 
 
-def _section(j: int, name: str, layer: Mapping[str, Any], units: list[tuple[int, Mapping[str, Any]]]) -> str:
-    """One layer: heading (name, channel count, contact-sheet link) and its grid of thumbnails."""
+def _section(j: int, name: str, layer: Mapping[str, Any], units: list[tuple[int, Mapping[str, Any]]],
+             show_steps: bool = False) -> str:
+    """One layer: heading (name, channel count, its steps when `show_steps`, contact-sheet link) and its grid of
+    thumbnails."""
     channels = layer.get("channels")
     if channels is None:
         count = f"{len(units)} shown"
     else:
         count = f"{channels} channels" + ("" if str(channels) == str(len(units)) else f" · {len(units)} shown")
+    steps = layer.get("steps")
+    if show_steps and steps is not None:
+        count += f" · {steps} steps"
     sheet = layer.get("sheet")
     link = f' <a class="sheet" href="{_esc(url_path(sheet))}">contact sheet</a>' if sheet else ""
     tiles = "\n".join(_tile(i, unit) for i, unit in units)

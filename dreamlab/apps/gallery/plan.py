@@ -111,6 +111,7 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
         log(f"{folder.out}: removed temporary files left by a stopped run")
     if overwrite:
         _check_overwrite(folder, wanted, order, counts, recipe.name)
+        _check_overwrite_channels(folder, wanted, counts, channels)
         removed = folder.remove_units()
         if removed:
             log(f"{folder.out}: --overwrite removed {removed} units of an earlier run")
@@ -176,6 +177,28 @@ def _check_overwrite(folder: GalleryFolder, wanted: Sequence[str], order: Sequen
                         f"{listed} in {str(folder.out)!r}, which this run does not render; {fix}")
 
 
+def _check_overwrite_channels(folder: GalleryFolder, wanted: Sequence[str], counts: dict[str, int],
+                               channels: Sequence[int] | None) -> None:
+    """--overwrite with --channels: refuse while the folder holds finished units of the layers this run renders
+    but outside its --channels, which it would delete without rendering them again."""
+    if channels is None:
+        return
+    chosen = set(channels)
+    dropped: dict[str, list[int]] = {}
+    for layer, ch in sorted(folder.read_records()):
+        if layer in wanted and ch not in chosen:
+            dropped.setdefault(layer, []).append(ch)
+    if not dropped:
+        return
+    listed = ", ".join(f"{layer}:{format_units(dropped[layer])}" for layer in wanted if layer in dropped)
+    count = sum(len(chs) for chs in dropped.values())
+    keep = format_units(sorted(chosen | {ch for chs in dropped.values() for ch in chs}))
+    raise DreamlabError(f"--overwrite would delete {count} finished unit{'s' if count > 1 else ''} ({listed}) in "
+                        f"{str(folder.out)!r}, which this run's --channels {format_units(sorted(chosen))} does not "
+                        f"render; leave out --channels to render every channel again with this run's settings "
+                        f"(or use --channels {keep}), or use another --out")
+
+
 def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str, int], dict[str, int]]:
     """(every module name in model order, channel count of each addressable one, forward calls of each) at the
     render size."""
@@ -190,11 +213,14 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
 
 
 def _warn_batch_sizes(records: Any, batch_size: int, out: Path, log: Log) -> None:
-    """A resume with another --batch-size is allowed but said: only the CPU results are measured to match."""
+    """A resume with another --batch-size is allowed but said: floating-point rounding depends on the batch size
+    (on CPUs too), so its units may differ slightly from what the recorded one would have given."""
     other = sorted({r["batch_size"] for r in records if isinstance(r.get("batch_size"), int)} - {batch_size})
     if other:
         log(f"{out}: note: units there were rendered with --batch-size {', '.join(map(str, other))} and this run "
-            f"uses {batch_size}; on the CPUs measured the pixels are the same, a GPU may round them differently")
+            f"uses {batch_size}; rounding depends on the batch size (on CPUs too), so some units can differ "
+            f"slightly from a run with one batch size (gallery/README.md, Determinism); pass --batch-size "
+            f"{other[0]} to match them")
 
 
 def _weights_seed(loaded: LoadedModel) -> int | None:

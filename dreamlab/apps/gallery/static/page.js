@@ -76,6 +76,36 @@
     vFile.setAttribute("href", src);
   }
 
+  // --diversity N: a unit's N images. The side panel's file and activation are those of the image shown
+  // (record.file and record.activation are image 1's), and a row says which image that is.
+  function fillMeta(u, k) {
+    const shown = Object.assign({}, u && typeof u === "object" ? u : {});
+    const files = Array.isArray(shown.files) ? shown.files.filter((f) => typeof f === "string") : [];
+    if (files.length > 1) {  // as fillStrip numbers them
+      shown.file = files[k];
+      if (Array.isArray(shown.activations)) shown.activation = shown.activations[k];
+      const entries = Object.entries(shown);
+      const at = entries.findIndex(([key]) => key === "file");
+      entries.splice(at < 0 ? entries.length : at, 0, ["image", (k + 1) + " of " + files.length]);
+      return fillRows(entries);
+    }
+    fillRows(Object.entries(shown));
+  }
+
+  function fillRows(entries) {
+    const rows = [];
+    for (const [k, v] of entries) {
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      dd.textContent = fmt(v);
+      dd.dataset.key = k;
+      if (typeof v === "number" && dd.textContent !== String(v)) dd.setAttribute("title", String(v));
+      rows.push(dt, dd);
+    }
+    vMeta.replaceChildren(...rows);
+  }
+
   function fillStrip(u) {  // a unit rendered with --diversity N: its N images, the first shown and marked
     const files = u && Array.isArray(u.files) ? u.files.filter((f) => typeof f === "string") : [];
     vStrip.hidden = files.length < 2;
@@ -92,6 +122,7 @@
       b.addEventListener("click", () => {
         for (const o of buttons) o.setAttribute("aria-pressed", String(o === b));
         show(img.getAttribute("src"));
+        fillMeta(u, k);
       });
       return b;
     });
@@ -116,17 +147,8 @@
     vImg.hidden = !src;
     vFile.hidden = !src;
     vLink.setAttribute("href", "#unit=" + encodeURIComponent(key));
-    const rows = [];
     const u = units[i];
-    for (const [k, v] of Object.entries(u && typeof u === "object" ? u : {})) {
-      const dt = document.createElement("dt");
-      dt.textContent = k;
-      const dd = document.createElement("dd");
-      dd.textContent = fmt(v);
-      if (typeof v === "number" && dd.textContent !== String(v)) dd.setAttribute("title", String(v));
-      rows.push(dt, dd);
-    }
-    vMeta.replaceChildren(...rows);
+    fillMeta(u, 0);
     fillStrip(u);
     const examples = u && typeof u.examples === "string" ? u.examples : null;  // gallery --examples
     vExamples.hidden = !examples;
