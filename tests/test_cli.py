@@ -310,3 +310,17 @@ def test_empty_names_of_gallery_and_bench_are_refused(argv, message, capsys, tmp
         main(argv)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_render_whose_log_reader_went_away_still_writes_its_images(tmp_path):
+    """`dreamlab render ... 2>&1 | head -1`: the phase lines meet a closed pipe, the images are saved anyway."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        done = subprocess.run([sys.executable, "-m", "dreamlab", "render", "logit:0-1", "--model", "lenet-digits",
+                               "--steps", "2", "-o", str(tmp_path)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=write_end, timeout=300)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["lenet-digits_logit_0.png", "lenet-digits_logit_1.png"]

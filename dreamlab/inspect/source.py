@@ -8,6 +8,7 @@ from torch import nn
 from dreamlab.attribution.inputs import shown
 from dreamlab.errors import DreamlabError
 from dreamlab.models.loading import LoadedModel, load_model
+from dreamlab.models.prepare import custom_recipe
 from dreamlab.models.recipe import Recipe, load_recipe
 
 
@@ -15,7 +16,8 @@ def model_and_recipe(model: nn.Module | str | Path | LoadedModel, recipe: Recipe
                      weights: str | Path | None = "default") -> tuple[nn.Module, Recipe, str]:
     """The module, the recipe that describes its input (size, channels, mean, std), and where its weights came from.
 
-    A module passed without a recipe gets ImageNet-style settings for 3 channels at 224 px.
+    A module passed without a recipe gets ImageNet-style settings at 224 px for the channels its first
+    convolution reads, as `render` gives it.
     """
     if isinstance(model, (str, Path)):
         model = load_model(recipe if recipe is not None else model, weights)
@@ -23,8 +25,7 @@ def model_and_recipe(model: nn.Module | str | Path | LoadedModel, recipe: Recipe
         return model.model, model.recipe, model.weights
     if isinstance(recipe, (str, Path)):
         recipe = load_recipe(recipe)
-    recipe = recipe or Recipe(name=type(model).__name__, builder="custom:" + type(model).__name__, weights="none")
-    return model, recipe, "caller's module"
+    return model, recipe or custom_recipe(model), "caller's module"
 
 
 def check_layer(layer: object) -> None:

