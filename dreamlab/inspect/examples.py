@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError
-from dreamlab.inspect.features import normalize, read_photo
+from dreamlab.inspect.features import centre_square, normalize, read_photo, shorter_side_to, to_channels
 from dreamlab.inspect.receptive import Field, receptive_field
 from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.inspect.tiles import TileGrid, draw_labels
@@ -81,30 +81,12 @@ def image_list(images: str | Path | Sequence[str | Path | Tensor]) -> list[tuple
     return [(f"tensor {i}" if isinstance(item, Tensor) else Path(str(item)).name, item) for i, item in enumerate(items)]
 
 
-def shorter_side_to(photo: Tensor, side: int) -> Tensor:
-    """[C, H, W] resized (antialiased) so that its shorter side is `side`, whole: [1, C, h, w]."""
-    h, w = photo.shape[1:]
-    size = (side, max(1, round(w * side / h))) if h <= w else (max(1, round(h * side / w)), side)
-    x = photo[None]
-    if (h, w) != size:
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    return x
-
-
-def _to_channels(x: Tensor, recipe: Recipe) -> Tensor:
-    if x.shape[1] == 3 and recipe.channels == 1:
-        return (x * torch.tensor((0.299, 0.587, 0.114)).view(1, 3, 1, 1)).sum(1, keepdim=True)  # BT.601, as PIL
-    if x.shape[1] == 1 and recipe.channels == 3:
-        return x.expand(-1, 3, -1, -1)
-    return x
-
-
 def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[int],
              images: str | Path | Sequence[str | Path | Tensor], *, top: int = 8, size: int | None = None,
              recipe: object = None, weights: str | Path | None = "default", out: str | Path | None = None) -> Examples:
     """The `top` images of `images` that drive each of `units` of `layer` hardest (see the module's docstring);
     `size`: the images' shorter side (default: the recipe's input size; a fixed-size model takes only that)."""
-    from dreamlab.models.prepare import model_device, prepared_model
+    from dreamlab.models.prepare import model_device, prepared_model, takes_size
     from dreamlab.optvis.capture import Capture
 
     check_layer(layer)
@@ -120,7 +102,9 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
     with prepared_model(module, device, channels_last=False, owned=False) as ready:
         field = receptive_field(ready, layer, rec)
         with torch.no_grad(), Capture(ready, [layer]) as cap:
-            whole = _takes_any_shape(cap, layer, rec, device)
+            # a fixed-size model (a Linear layer after the convolutions) gets the centre square of each image
+            side = rec.input_size
+            whole = takes_size(cap.run, rec.channels, (side, side + side // 3 + 1), device)
             side = size or rec.input_size
             if not whole and side != rec.input_size:
                 raise DreamlabError(f"{rec.name} takes {rec.input_size}-pixel images only; leave size (--size) "
@@ -200,24 +184,8 @@ def _check_readable(source: object) -> None:
 def _model_input(photo: Tensor, recipe: Recipe, side: int, whole: bool) -> Tensor:
     """A photo [C, H, W] as the model reads it, before normalization: [1, C', h, w] with the shorter side
     `side`, or the centre square for a model that takes only its own size."""
-    x = _to_channels(shorter_side_to(photo, side), recipe)
-    return x if whole else _centre_square(x, side)
-
-
-def _takes_any_shape(cap: object, layer: str, recipe: Recipe, device: torch.device) -> bool:
-    """Whether the model reads a wider-than-tall image up to `layer`; a fixed-size model (a Linear layer after
-    the convolutions) gets the centre square of each image instead."""
-    side = recipe.input_size
-    try:
-        cap.run(torch.zeros(1, recipe.channels, side, side + side // 3 + 1, device=device))
-    except (RuntimeError, ValueError, AssertionError):
-        return False
-    return True
-
-
-def _centre_square(x: Tensor, side: int) -> Tensor:
-    top, left = (x.shape[2] - side) // 2, (x.shape[3] - side) // 2
-    return x[:, :, top:top + side, left:left + side]
+    x = shorter_side_to(to_channels(photo, recipe), side)
+    return x if whole else centre_square(x, side)
 
 
 def _check_units(act: Tensor, layer: str, unit_ids: list[int]) -> None:

@@ -65,22 +65,37 @@ def read_photo(image: Tensor | str | Path) -> Tensor:
 
 def preprocess(photo: Tensor, recipe: Recipe) -> Tensor:
     """[C, H, W] in [0, 1] -> the model input [1, C', S, S]: shorter side to S, centre crop, channels, mean/std."""
+    side = recipe.input_size
+    return normalize(centre_square(shorter_side_to(to_channels(photo, recipe), side), side), recipe)
+
+
+def to_channels(photo: Tensor, recipe: Recipe) -> Tensor:
+    """A photo [1 or 3, H, W] with the recipe's channels: RGB greyed for a 1-channel model, grey repeated for RGB."""
     if photo.dim() != 3 or photo.shape[0] not in (1, 3):
         raise DreamlabError(f"expected an image [1 or 3, H, W], got shape {list(photo.shape)}")
     if photo.shape[0] == 3 and recipe.channels == 1:
-        photo = (photo * torch.tensor(LUMA).view(3, 1, 1)).sum(0, keepdim=True)
-    elif photo.shape[0] == 1 and recipe.channels == 3:
-        photo = photo.expand(3, -1, -1)
-    elif photo.shape[0] != recipe.channels:
+        return (photo * torch.tensor(LUMA).view(3, 1, 1)).sum(0, keepdim=True)
+    if photo.shape[0] == 1 and recipe.channels == 3:
+        return photo.expand(3, -1, -1)
+    if photo.shape[0] != recipe.channels:
         raise DreamlabError(f"the photo has {photo.shape[0]} channels; {recipe.name} takes {recipe.channels}")
-    side = recipe.input_size
+    return photo
+
+
+def shorter_side_to(photo: Tensor, side: int) -> Tensor:
+    """[C, H, W] resized (antialiased) so that its shorter side is `side`, whole: [1, C, h, w]."""
     h, w = photo.shape[1:]
-    new = (side, max(side, round(w * side / h))) if h <= w else (max(side, round(h * side / w)), side)
+    size = (side, max(side, round(w * side / h))) if h <= w else (max(side, round(h * side / w)), side)
     x = photo[None]
-    if (h, w) != new:
-        x = F.interpolate(x, size=new, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    top, left = (new[0] - side) // 2, (new[1] - side) // 2
-    return normalize(x[:, :, top:top + side, left:left + side], recipe)
+    if (h, w) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return x
+
+
+def centre_square(x: Tensor, side: int) -> Tensor:
+    """The centre `side` x `side` crop of images [B, C, H, W]."""
+    top, left = (x.shape[2] - side) // 2, (x.shape[3] - side) // 2
+    return x[:, :, top:top + side, left:left + side]
 
 
 def normalize(x: Tensor, recipe: Recipe) -> Tensor:

@@ -104,24 +104,25 @@ def with_snapshots(log: TensorBoardLog | None, steps: int, thresholds: Sequence[
 class DreamSteps:
     """`on_step` for `dreamlab.dream`: keeps each step's score on the device (no host sync per step) and logs the
     image every `every` steps; `finish` writes the scores as `objective/dream` (steps counted across octaves and
-    frames from 1) and closes the log. The dream loop normalizes each step by the mean |gradient| (its step size
+    frames from 1, after `done` steps of a resumed zoom's earlier frames) and closes the log. The dream loop normalizes each step by the mean |gradient| (its step size
     is fixed), so it has no gradient norm to log."""
 
-    def __init__(self, log: TensorBoardLog, every: int):
-        self.log, self.every = log, max(1, every)
+    def __init__(self, log: TensorBoardLog, every: int, done: int = 0):
+        self.log, self.every, self.done = log, max(1, every), done
         self.scores: list[Tensor] = []
 
     def __call__(self, step: Any) -> None:
         self.scores.append(step.score.detach().reshape(()))
         if len(self.scores) % self.every == 0:
             image = step.image[0].detach().float().clamp(0, 1).cpu()
-            self.log.writer.add_image(f"image/{self.log.prefix}dream", image, global_step=len(self.scores))
+            self.log.writer.add_image(f"image/{self.log.prefix}dream", image,
+                                      global_step=self.done + len(self.scores))
 
     def finish(self, provenance: dict[str, str]) -> None:
         import torch
 
         values = torch.stack(self.scores).float().cpu().tolist() if self.scores else []
-        for i, value in enumerate(values, start=1):
+        for i, value in enumerate(values, start=self.done + 1):
             self.log.writer.add_scalar(f"objective/{self.log.prefix}dream", value, global_step=i)
         self.log.writer.add_text("provenance", "\n".join(f"    {k}: {v}" for k, v in provenance.items()))
         self.log.close()

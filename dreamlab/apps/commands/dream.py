@@ -89,10 +89,9 @@ def run(args: argparse.Namespace) -> int:
     done = _frames_done(frames_dir, key, args.zoom_frames) if zoom else 0
     board = None
     if args.tensorboard is not None:
-        log = TensorBoardLog(args.tensorboard)
-        if done:  # a resumed zoom continues the step series of the frames already made
-            log.writer = _ShiftedSteps(log.writer, done * args.octaves * args.steps)
-        board = DreamSteps(log, args.tensorboard_every or args.steps)
+        # a resumed zoom continues the step series of the frames already made
+        board = DreamSteps(TensorBoardLog(args.tensorboard), args.tensorboard_every or args.steps,
+                           done=done * args.octaves * args.steps)
     options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,
                    jitter=args.jitter, guide=guide, tile=args.tile, seed=args.seed, device=args.device,
                    progress=True, on_step=board)
@@ -127,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
             board.finish(result.provenance)
     paths = [_frame_path(frames_dir, i) for i in range(args.zoom_frames) if _frame_path(frames_dir, i).is_file()]
     if interrupted and not paths:
-        print(f"dreamlab: interrupted during frame 0, before any zoom frame was finished; nothing was written "
-              f"(run the command again to start over)", file=sys.stderr)
+        print("dreamlab: interrupted during frame 0, before any zoom frame was finished; nothing was written "
+              "(run the command again to start over)", file=sys.stderr)
         return EXIT_INTERRUPTED
     write_animation(paths, out, args.fps)
     print(out)
@@ -177,25 +176,6 @@ def _file_provenance(args: argparse.Namespace) -> dict[str, str]:
     if args.guide:
         text.update({"dreamlab:guide_file": str(args.guide), "dreamlab:guide_sha256": _sha256(args.guide)})
     return text
-
-
-class _ShiftedSteps:
-    """A SummaryWriter whose scalars and images land `offset` steps later (a resumed zoom's series continues)."""
-
-    def __init__(self, writer, offset: int):
-        self._writer, self._offset = writer, offset
-
-    def add_scalar(self, tag, value, global_step=None, *args, **kwargs):
-        return self._writer.add_scalar(tag, value, self._shift(global_step), *args, **kwargs)
-
-    def add_image(self, tag, image, global_step=None, *args, **kwargs):
-        return self._writer.add_image(tag, image, self._shift(global_step), *args, **kwargs)
-
-    def _shift(self, step):
-        return None if step is None else step + self._offset
-
-    def __getattr__(self, name):
-        return getattr(self._writer, name)
 
 
 def _zoom_options(args: argparse.Namespace, zoom: bool) -> None:

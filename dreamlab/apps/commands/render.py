@@ -14,7 +14,7 @@ from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_devi
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    from dreamlab.optvis.objectives import Objective
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,20 +64,16 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.grammar import check_syntax, parse_objective
     from dreamlab.optvis.engine import render
-    from dreamlab.optvis.objectives import direction
 
     _check_out(args.out)  # before any work
     check_tensorboard(args)
     check_diversity_options(args)
-    directions = _directions(args)  # a bad file is refused before the model loads (tens of seconds on a CPU)
-    if directions is None:
+    along = _direction_objective(args)  # a bad file is refused before the model loads (tens of seconds on a CPU)
+    if along is None:
         check_syntax(args.objective)  # so is a typo
     resolve_device(args.device)  # a bad --device is refused before the model loads
     loaded = load_model(model_recipe(args), args.weights)
-    if directions is None:
-        objective = parse_objective(args.objective, loaded.categories)
-    else:
-        objective = direction(args.objective, directions, args.cossim_power or 0.0, name=args.direction.stem)
+    objective = along if along is not None else parse_objective(args.objective, loaded.categories)
     recipe = loaded.recipe.for_layers(objective.layers)  # with the recipe's settings for the layers it reads
     if args.fourier_decay is not None and (args.param or recipe.param) != "fourier":
         raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
@@ -140,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _directions(args: argparse.Namespace) -> Tensor | None:
-    """The vectors of --direction, read and checked (None without it); OBJECTIVE must then be one layer."""
+def _direction_objective(args: argparse.Namespace) -> Objective | None:
+    """The objective of --direction, its file read and checked (None without it); OBJECTIVE must then be one
+    layer (it needs no model: the channel count is checked when the render reads the layer)."""
     from dreamlab.io import load_vectors
     from dreamlab.optvis.objectives import direction
 
@@ -153,9 +150,7 @@ def _directions(args: argparse.Namespace) -> Tensor | None:
     if not layer or any(c in layer for c in " :@+*/()") or layer.startswith("-"):
         raise DreamlabError(f"with --direction, OBJECTIVE is the layer the directions live in, like conv2 or "
                             f"logit, got {args.objective!r}: give the layer alone")
-    vectors = load_vectors(args.direction)
-    direction(layer, vectors, args.cossim_power or 0.0, name=args.direction.stem)  # checks the values
-    return vectors
+    return direction(layer, load_vectors(args.direction), args.cossim_power or 0.0, name=args.direction.stem)
 
 
 # names that mean a file of another type (render -o out.jpg used to make a folder out.jpg/); a folder may have
