@@ -6,6 +6,7 @@ PosixPath('unit.png')
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import re
@@ -22,6 +23,11 @@ from PIL import Image, ImageOps, PngImagePlugin
 from torch import Tensor
 
 from dreamlab.errors import DreamlabError
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The first 16 hex digits of a file's sha256: what provenance records to tell input files apart."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def to_pil(image: Tensor) -> Image.Image:

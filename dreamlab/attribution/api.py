@@ -86,7 +86,7 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
 def attribute(model: ModelLike, image: Tensor, target: Target = None, method: str = "saliency", *,
               recipe: Recipe | str | None = None, weights: str | Path | None = "default",
               baseline: str | Tensor = "black", steps: int = 64, samples: int = 32, noise: float = 0.15,
-              layer: str | None = None, batch_size: int = 64, seed: int = 0) -> Tensor:
+              layer: str | None = None, batch_size: int = 32, seed: int = 0) -> Tensor:
     """Per-pixel attributions of `target` (as for `gradcam`; None: each image's top class) with the image's
     shape, signed.
 

@@ -136,7 +136,7 @@ def gauss_legendre(steps: int) -> tuple[Tensor, Tensor]:
 
 
 def integrated_gradients(score: TargetScore, images: Tensor, baseline: str | Tensor = "black", steps: int = 64,
-                         batch_size: int = 64, seed: int = 0) -> Tensor:
+                         batch_size: int = 32, seed: int = 0) -> Tensor:
     """(x - x') times the path integral of the gradient from x' to x (Sundararajan et al. 2017).
 
     Completeness: the attributions of each image sum to f(x) - f(x'), up to the quadrature error.

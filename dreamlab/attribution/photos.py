@@ -5,7 +5,6 @@ the pictures, so an overlay lines up with the original.
 """
 from __future__ import annotations
 
-import hashlib
 from io import BytesIO
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.target import Subject, evaluating, sized_forward
 from dreamlab.errors import DreamlabError
-from dreamlab.io import SAMPLE_PHOTOS, atomic_write_bytes, load_image, match_channels, safe_name, sample_photo, save_png
+from dreamlab.io import (SAMPLE_PHOTOS, atomic_write_bytes, file_digest, load_image, match_channels, safe_name,
+                         sample_photo, save_png)
 from dreamlab.models.summary import check_input_size
 
 
@@ -56,7 +56,7 @@ def photo_provenance(path: Path, size: int) -> dict[str, str]:
         text = {"dreamlab:image": str(path), "dreamlab:image_source": "scikit-learn sample photo"}
     else:
         text = {"dreamlab:image": Path(path).name,
-                "dreamlab:image_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]}
+                "dreamlab:image_sha256": file_digest(path)}
     return {**text, "dreamlab:size": str(size)}
 
 

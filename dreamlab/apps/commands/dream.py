@@ -164,17 +164,15 @@ def _read_photo(path: Path):
     return load_image(path)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def _file_provenance(args: argparse.Namespace) -> dict[str, str]:
     """The photo and the guide by name and sha256 prefix (as `render --direction` records its file)."""
+    from dreamlab.io import file_digest
+
     text = {"dreamlab:photo": args.photo.name}
     if args.photo.is_file():
-        text["dreamlab:photo_sha256"] = _sha256(args.photo)
+        text["dreamlab:photo_sha256"] = file_digest(args.photo)
     if args.guide:
-        text.update({"dreamlab:guide_file": str(args.guide), "dreamlab:guide_sha256": _sha256(args.guide)})
+        text.update({"dreamlab:guide_file": str(args.guide), "dreamlab:guide_sha256": file_digest(args.guide)})
     return text
 
 

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
     from dreamlab.apps.args import phase
     from dreamlab.devices import resolve_device
-    from dreamlab.io import grid, load_image, output_paths, save_png
+    from dreamlab.io import file_digest, grid, load_image, output_paths, save_png
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.grammar import check_syntax, parse_objective
     from dreamlab.optvis.engine import render
@@ -99,10 +99,8 @@ def run(args: argparse.Namespace) -> int:
                     **({} if args.diversity_weight is None else {"diversity_weight": args.diversity_weight}))
     provenance = dict(result.provenance)
     if args.direction is not None:  # the name is the file's stem: record which file, and its content
-        import hashlib
-
         provenance["dreamlab:direction_file"] = str(args.direction)
-        provenance["dreamlab:direction_sha256"] = hashlib.sha256(args.direction.read_bytes()).hexdigest()[:16]
+        provenance["dreamlab:direction_sha256"] = file_digest(args.direction)
     if log is not None:
         log.write_result(result)
         log.close()
