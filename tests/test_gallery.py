@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from browser import Chromium, Page, load_all_thumbnails  # tests/browser.py
@@ -124,9 +125,12 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
     reached = torch.tensor([u["activation"] for u in manifest["units"] if u["layer"] == "fc2"])
     assert torch.all(reached > start + 0.2), (reached, start)
 
-    for layer in manifest["layers"]:  # 10 tiles of 28 px: 4 columns, 3 rows, 2 px gaps
+    for layer in manifest["layers"]:  # 10 tiles of 28 px enlarged to 84: 4 columns, 3 rows, 2 px gaps
         with Image.open(reference / layer["sheet"]) as sheet:
-            assert sheet.size == (4 * 30 + 2, 3 * 30 + 2)
+            assert sheet.size == (4 * 86 + 2, 3 * 86 + 2)
+            # each tile's channel is written in its top-left corner: white text on a black box
+            corner = np.asarray(sheet.convert("L"))[2:14, 2:14]
+            assert corner.max() > 200 and (corner == 0).mean() > 0.3
     assert len(list((reference / ".units").glob("*/*.json"))) == len(EXPECTED)
     page = (reference / "index.html").read_text(encoding="utf-8")
     block = re.search(rf'<script type="application/json" id="{DATA_ELEMENT_ID}">(.*?)</script>', page, re.DOTALL)
@@ -566,7 +570,7 @@ def test_browser_odd_names_render_as_text(chromium: Chromium, odd_gallery: Path)
     sheets = page.evaluate("""Promise.all(Array.from(document.querySelectorAll('a.sheet'), (a) =>
         new Promise((resolve) => { const i = new Image(); i.onload = () => resolve(i.naturalWidth);
                                    i.onerror = () => resolve(0); i.src = a.href; })))""")
-    assert sheets == [2 * 18 + 2, 2 * 18 + 2, 2 * 18 + 2]  # 3, 2, 2 tiles of 16 px: two columns each
+    assert sheets == [2 * 66 + 2] * 3  # 3, 2, 2 tiles of 16 px enlarged to 64: two columns each
     page.screenshot(ARTIFACTS / "gallery_odd_names.png")
     _check_clean(page)
 
@@ -613,7 +617,7 @@ def test_diversity_gallery_keeps_each_units_images_and_scores(diverse: Path) -> 
             assert not torch.equal(load_image(diverse / record["files"][0]), load_image(diverse / record["files"][1]))
     # the contact sheet holds one tile per unit (its first image) and the page marks the units as N images
     sheet = Image.open(diverse / "conv2" / "contact_sheet.png")
-    assert sheet.size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)
+    assert sheet.size == (2 * 84 + 3 * 2, 2 * 84 + 3 * 2)
     assert (diverse / "index.html").read_text(encoding="utf-8").count('class="ch">1 ×3<') == 2
 
 

@@ -24,6 +24,7 @@ from dreamlab.apps.gallery.naming import (
 )
 from dreamlab.apps.gallery.page import write_index
 from dreamlab.errors import DreamlabError
+from dreamlab.inspect.tiles import draw_labels, upscale
 from dreamlab.io import (
     atomic_write_bytes,
     atomic_write_text,
@@ -35,6 +36,7 @@ from dreamlab.io import (
 from dreamlab.optvis.units import format_units
 
 SHEET_TILE = 128  # largest tile side in contact sheets (bigger renders are scaled down)
+SHEET_MIN_TILE = 64  # smaller renders are enlarged (nearest neighbour) so that their channel labels fit
 _TEMP_FILE = re.compile(r"^\..*\.[0-9a-f]{12}\.tmp$")  # what io.atomic_write_bytes writes before its rename
 
 
@@ -128,14 +130,17 @@ class GalleryFolder:
         self._thumbs[(layer, ch)] = _thumbnail(images[0])
 
     def write_sheet(self, layer: str, units: Sequence[tuple[int, str]]) -> str:
-        """Tile the layer's finished units, (channel, first file) in channel order, into its contact sheet;
-        return its path."""
+        """Tile the layer's finished units, (channel, first file) in channel order, into its contact sheet,
+        each labelled with its channel; return its path."""
         tiles = []
         for ch, file in units:
             if (layer, ch) not in self._thumbs:
                 self._thumbs[(layer, ch)] = _thumbnail(load_image(self.out / file))
             tiles.append(self._thumbs[(layer, ch)])
-        sheet = grid(torch.stack(tiles).float() / 255, columns=math.ceil(math.sqrt(len(tiles))))
+        tiles = torch.stack(tiles).float() / 255
+        tiles = upscale(tiles, max(1, math.ceil(SHEET_MIN_TILE / max(tiles.shape[-2:]))))
+        tiles = draw_labels(tiles, [str(ch) for ch, _ in units])
+        sheet = grid(tiles, columns=math.ceil(math.sqrt(len(tiles))))
         text = {"dreamlab:layer": layer, "dreamlab:channels": format_units([ch for ch, _ in units])}
         atomic_write_bytes(self.out / sheet_file(layer), png_bytes(sheet, text))
         return sheet_file(layer)
