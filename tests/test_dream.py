@@ -1,8 +1,11 @@
 """DeepDream on photos: the photo keeps its size and the objective goes up; octaves, tiles, guide, zoom, resume."""
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -262,7 +265,13 @@ def test_cli_zoom_writes_an_animation_of_n_frames(photo_file, tmp_path, suffix):
     assert run_dream(photo_file, "-o", out, "--zoom-frames", 3, "--rotate", 2) == 0
     with Image.open(out) as animation:
         assert animation.n_frames == 3 and animation.size == (64, 48)
+        # the first frame's provenance, as JSON where the format keeps text
+        kept = animation.info["comment"] if suffix == ".gif" else animation.getexif()[0x010E]
     assert sorted(p.name for p in (tmp_path / "zoom_frames").iterdir()) == [f"frame_000{i}.png" for i in range(3)]
+    first = read_png_text(tmp_path / "zoom_frames" / "frame_0000.png")
+    del first["dreamlab:frame"]
+    assert json.loads(kept) == {**first, "dreamlab:frames": "3", "dreamlab:fps": "12"}
+    assert first["dreamlab:rotate"] == "2" and first["dreamlab:mode"] == "dream-zoom"
 
 
 def test_cli_zoom_resumes_from_the_last_frame(photo_file, tmp_path, capsys):
@@ -321,12 +330,8 @@ def test_a_photo_of_the_input_size_is_told_to_use_fewer_octaves(tmp_path, capsys
                  "--steps", "1", "--device", "cpu", "-o", str(tmp_path / "d.png")]) == 0
 
 
-def test_cli_mp4_without_the_video_extra(photo_file, tmp_path, capsys):
-    try:
-        import imageio_ffmpeg  # noqa: F401
-        pytest.skip("imageio-ffmpeg is installed")
-    except ImportError:
-        pass
+def test_cli_mp4_without_the_video_extra(photo_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if the extra were not installed
     assert run_dream(photo_file, "-o", tmp_path / "z.mp4", "--zoom-frames", 2) == 2
     assert "dreamlab[video]" in capsys.readouterr().err
 
@@ -341,8 +346,14 @@ def test_bench_dream_workload_reports_ms_per_step():
 
 def test_cli_zoom_mp4_with_the_video_extra(photo_file, tmp_path):
     imageio = pytest.importorskip("imageio.v2")
-    pytest.importorskip("imageio_ffmpeg")
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
     out = tmp_path / "zoom.mp4"
     assert run_dream(photo_file, "-o", out, "--zoom-frames", 3) == 0
     with imageio.get_reader(out) as reader:
         assert reader.count_frames() == 3 and tuple(reader.get_meta_data()["size"]) == (64, 48)
+    dump = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "quiet", "-i", str(out), "-f", "ffmetadata", "-"],
+                          capture_output=True, text=True, check=True).stdout
+    comment = next(line.partition("=")[2] for line in dump.splitlines() if line.startswith("comment="))
+    assert json.loads(comment)["dreamlab:frames"] == "3"
+    assert json.loads(comment)["dreamlab:objective"] == read_png_text(tmp_path / "zoom_frames" / "frame_0002.png")[
+        "dreamlab:objective"]

@@ -234,6 +234,9 @@ def _frames_done(folder: Path, key: str, total: int) -> int:
     return done
 
 
+EXIF_IMAGE_DESCRIPTION = 0x010E  # the EXIF tag a WebP animation's provenance is written to
+
+
 def _imageio():
     try:
         import imageio.v2 as imageio  # noqa: F401
@@ -244,7 +247,7 @@ def _imageio():
     return imageio
 
 
-def _write_mp4(frames: list[Path], out: Path, fps: int) -> Path:
+def _write_mp4(frames: list[Path], out: Path, fps: int, description: str) -> Path:
     """The frames as an H.264 MP4, written to a temp name beside `out` and renamed when whole. libx264's yuv420p
     needs even sides: an odd last row or column is repeated (imageio's own fix would rescale every frame)."""
     import numpy as np
@@ -256,7 +259,8 @@ def _write_mp4(frames: list[Path], out: Path, fps: int) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem[:80]}.{secrets.token_hex(6)}.tmp.mp4")  # imageio picks ffmpeg by suffix
     try:
-        with imageio.get_writer(tmp, fps=fps, macro_block_size=1, ffmpeg_log_level="quiet") as writer:
+        with imageio.get_writer(tmp, fps=fps, macro_block_size=1, ffmpeg_log_level="quiet",
+                                output_params=["-metadata", f"comment={description}"]) as writer:
             for path in frames:
                 with Image.open(path) as image:
                     array = np.asarray(image.convert("RGB"))
@@ -272,22 +276,39 @@ def _write_mp4(frames: list[Path], out: Path, fps: int) -> Path:
     return out
 
 
+def animation_description(frames: list[Path], fps: int) -> str:
+    """The provenance an animation carries, as JSON: its first frame's PNG text (less the frame's index), the
+    frame count and the rate."""
+    from dreamlab.io import read_png_text
+
+    text = {k: v for k, v in read_png_text(frames[0]).items() if k != "dreamlab:frame"}
+    return json.dumps({**text, "dreamlab:frames": str(len(frames)), "dreamlab:fps": str(fps)}, sort_keys=True)
+
+
 def write_animation(frames: list[Path], out: Path, fps: int) -> Path:
-    """The frames (PNG files) as one animation; the format follows `out`'s suffix (.webp, .gif, .mp4)."""
+    """The frames (PNG files) as one animation; the format follows `out`'s suffix (.webp, .gif, .mp4). The
+    provenance goes where each format keeps text: a GIF's comment, a WebP's EXIF ImageDescription, an MP4's
+    comment tag (`animation_description`)."""
     from PIL import Image
 
     from dreamlab.io import atomic_write_bytes
 
     if not frames:
         raise DreamlabError("no zoom frame was finished, so there is no animation to write")
+    description = animation_description(frames, fps)
     if out.suffix.lower() == ".mp4":
-        return _write_mp4(frames, out, fps)
+        return _write_mp4(frames, out, fps, description)
     from io import BytesIO
 
     images = [Image.open(path) for path in frames]
     buffer = BytesIO()
     fmt = "WEBP" if out.suffix.lower() == ".webp" else "GIF"
-    extra = {"quality": 90, "method": 4} if fmt == "WEBP" else {}
+    if fmt == "WEBP":
+        exif = Image.Exif()
+        exif[EXIF_IMAGE_DESCRIPTION] = description
+        extra = {"quality": 90, "method": 4, "exif": exif}
+    else:
+        extra = {"comment": description.encode()}
     images[0].save(buffer, format=fmt, save_all=True, append_images=images[1:], duration=round(1000 / fps),
                    loop=0, **extra)
     return atomic_write_bytes(out, buffer.getvalue())
