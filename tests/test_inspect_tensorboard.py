@@ -26,8 +26,19 @@ def read_events(folder):
 
 def test_image_steps():
     assert image_steps(64) == [8, 16, 24, 32, 40, 48, 56, 64]
+    assert image_steps(20) == [2, 5, 8, 10, 12, 15, 18, 20]  # 8 images, as the help says, not 10
+    assert all(len(image_steps(n)) == 8 and image_steps(n)[-1] == n for n in range(8, 300))
     assert image_steps(10, every=4) == [4, 8, 10]
     assert image_steps(3) == [1, 2, 3]
+
+
+def test_snapshots_can_be_left_to_the_callback():
+    seen: dict[int, torch.Tensor] = {}
+    kept = render("lenet-digits", "conv2:0-1", steps=4, device="cpu", thresholds=[2, 4])
+    left = render("lenet-digits", "conv2:0-1", steps=4, device="cpu", thresholds=[2, 4], keep_snapshots=False,
+                  on_snapshot=lambda step, images, labels: seen.__setitem__(step, images))
+    assert sorted(kept.snapshots) == [2, 4] and left.snapshots == {}
+    assert sorted(seen) == [2, 4] and torch.equal(seen[2], kept.snapshots[2])
 
 
 def test_grad_norms_are_recorded_per_unit_and_step():

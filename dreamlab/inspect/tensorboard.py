@@ -29,8 +29,14 @@ def tag(label: str) -> str:
 
 
 def image_steps(steps: int, every: int | None = None) -> list[int]:
-    """The steps whose images are logged: every `every` steps (default: 8 images over the run) and the last."""
-    every = every or max(1, steps // 8)
+    """The steps whose images are logged: every `every` steps and the last; by default 8 images spread evenly
+    over the run, the last step's included (all of them when the run is shorter).
+
+    >>> image_steps(20), image_steps(20, every=8)
+    ([2, 5, 8, 10, 12, 15, 18, 20], [8, 16, 20])
+    """
+    if every is None:
+        return sorted({max(1, round(k * steps / 8)) for k in range(1, 9)})
     return sorted({*range(every, steps + 1, every), steps})
 
 

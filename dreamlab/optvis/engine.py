@@ -104,7 +104,7 @@ class _Renderer:
 
     def __init__(self, model: nn.Module, objective: Objective, recipe: Recipe, settings: RenderSettings,
                  init_images: dict[int, Tensor] | Tensor | None, thresholds: Sequence[int],
-                 on_snapshot: SnapshotCallback | None):
+                 on_snapshot: SnapshotCallback | None, keep_snapshots: bool = True):
         self.model, self.objective, self.recipe, self.settings = model, objective, recipe, settings
         # what the optimizer maximizes: the objective read on the transformed images' maps (see check_units),
         # with the diversity penalty; the clean scores that report a render are the objective's alone
@@ -117,6 +117,7 @@ class _Renderer:
         self.init_images = init_images  # one image for every unit, or one per unit
         self.thresholds = sorted(set(thresholds))  # checked against the steps by render()
         self.on_snapshot = on_snapshot
+        self.keep_snapshots = keep_snapshots
         self.checked = False
         self.channels_last: frozenset[str] = frozenset()  # layers read transposed (models/layout.py)
         self.features: nn.Module | None = None
@@ -280,7 +281,9 @@ class _Renderer:
                         bar.update(b)
                     if step in self.thresholds:
                         broken.raise_if_any()
-                        snapshots[step] = self.snapshot(param, units, step)
+                        images = self.snapshot(param, units, step)
+                        if self.keep_snapshots:
+                            snapshots[step] = images
             except KeyboardInterrupt:
                 interrupted = True
         broken.raise_if_any()
@@ -369,7 +372,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
            settings: RenderSettings | None = None, *, recipe: Recipe | str | None = None,
            weights: str | Path | None = "default", units: Sequence[int] | None = None,
            batch_size: int | None = None, thresholds: Sequence[int] = (), on_snapshot: SnapshotCallback | None = None,
-           init_image: Tensor | None = None, progress: bool = False, **overrides: Any) -> RenderResult:
+           keep_snapshots: bool = True, init_image: Tensor | None = None, progress: bool = False,
+           **overrides: Any) -> RenderResult:
     """Optimize one image per unit of `objective` and return them with their history and provenance.
 
     `model` is a recipe or torchvision name ('googlenet'), a LoadedModel, or any nn.Module (left unmodified).
@@ -381,7 +385,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     batch size (cuDNN's and some CPUs', amplified over many steps: gallery/README.md). `batch_size` caps how many
     images are optimized at once (default: all; on a GPU out-of-memory the batch is halved and the run goes
     on); with `diversity` N, a unit's N images share a batch, so it is rounded down to a multiple of N.
-    `thresholds` are steps (1..steps) at which snapshots are kept and `on_snapshot` is called.
+    `thresholds` are steps (1..steps) at which `on_snapshot` is called and snapshots are kept in the result
+    (`keep_snapshots=False` leaves them to the callback: a TensorBoard log's images need not stay in memory).
     `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]) replaces the random start (with
     `diversity`, a unit's images start from its image plus their own random starts). Ctrl-C ends
     the run early and returns what exists, with `interrupted=True`. With `compile`, the model must be
@@ -418,7 +423,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         fitted = fit_init_image(init_image, recipe_obj.channels, settings.height_width, len(todo) // copies)
         init_images = fitted if fitted.shape[0] == 1 else dict(zip(todo, fitted.repeat_interleave(copies, 0)))
     with prepared_model(module, dev, settings.channels_last, owned) as ready:
-        renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot)
+        renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot,
+                             keep_snapshots)
         renderer.check_units()  # before the first image is allocated
         parts, start = [], 0
         what = f"{len(todo) // copies} unit(s) x {copies} images" if copies > 1 else f"{len(todo)} unit(s)"

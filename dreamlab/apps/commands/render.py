@@ -57,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
     from dreamlab.apps.args import phase
     from dreamlab.devices import resolve_device
@@ -81,8 +83,11 @@ def run(args: argparse.Namespace) -> int:
     init = load_image(args.init) if args.init else None
     model_name = loaded.recipe.name
 
+    grid_snapshots: dict[int, list] = {}  # step -> each batch's images: a grid needs the units of every batch
+
     def save_snapshot(step: int, images, labels) -> None:
-        if args.grid:  # a grid needs the units of every batch: written from result.snapshots after the render
+        if args.grid:
+            grid_snapshots.setdefault(step, []).append(images)
             return
         for path, image in zip(output_paths(model_name, labels, args.out), images):
             save_png(image, path.with_name(f"{path.stem}_step{step:04d}.png"), {"dreamlab:step": str(step)})
@@ -93,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     result = render(loaded, objective, steps=args.steps, size=args.size, lr=args.lr,
                     optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
                     device=args.device, batch_size=args.batch_size, thresholds=thresholds, on_snapshot=on_snapshot,
-                    init_image=init, precision=args.precision, progress=True, compile=args.compile or False,
+                    keep_snapshots=False, init_image=init, precision=args.precision, progress=True,
+                    compile=args.compile or False,
                     fourier_decay=args.fourier_decay, diversity=args.diversity or 1,
                     diversity_layer=args.diversity_layer,
                     **({} if args.diversity_weight is None else {"diversity_weight": args.diversity_weight}))
@@ -114,9 +120,11 @@ def run(args: argparse.Namespace) -> int:
                                                       "dreamlab:scores": " | ".join(f"{v:.6g}" for v in
                                                                                     result.final_scores.tolist())})
         written.append(path)
-        for step in sorted(set(args.thresholds) & set(result.snapshots)):
-            save_png(grid(result.snapshots[step], columns), path.with_name(f"{path.stem}_step{step:04d}.png"),
-                     {"dreamlab:step": str(step)})
+        for step, parts in sorted(grid_snapshots.items()):
+            images = torch.cat(parts)
+            if len(images) == count:  # every batch reached this step
+                save_png(grid(images, columns), path.with_name(f"{path.stem}_step{step:04d}.png"),
+                         {"dreamlab:step": str(step)})
     else:
         for path, image, label, score in zip(output_paths(model_name, result.labels, args.out), result.images,
                                              result.labels, result.final_scores.tolist()):

@@ -201,7 +201,7 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
     extra = {"diversity": copies, "diversity_weight": s.diversity_weight} if copies > 1 else {}
     result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=steps, size=s.size,
                     seed=s.seed, device=device, progress=progress, compile=compile, thresholds=thresholds,
-                    on_snapshot=on_snapshot, **extra)
+                    on_snapshot=on_snapshot, keep_snapshots=False, **extra)
     if tensorboard is not None:
         tensorboard.write_result(result)
     if result.interrupted:  # the images are part-way: keep none of them
