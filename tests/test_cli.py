@@ -186,8 +186,11 @@ def test_default_weights_offline_says_what_to_do(tmp_path, capsys, no_network):
 
 def test_recipes_lists_shipped_recipes(capsys):
     assert main(["recipes"]) == 0
-    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]]
-    assert names == ["googlenet", "hed-vgg16", "lenet-digits", "resnet50", "vgg16"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["googlenet", "hed-vgg16", "lenet-digits", "resnet50", "vgg16"]
+    # the hint's commands are ones that run
+    assert "`dreamlab layers convnext_tiny`" in lines[-1]
+    assert "`dreamlab render features.5:0 --model convnext_tiny`" in lines[-1]
 
 
 def test_a_model_that_refuses_the_input_size_gets_one_line(tmp_path, capsys):

