@@ -292,6 +292,8 @@ def test_units_that_never_turn_on_get_a_note(tmp_path, monkeypatch, capsys):
     (["render", "conv2:1", "--init", ""], "dreamlab: error: argument --init: an empty path; give a file name"),
     (["layers", "--recipe", ""], "dreamlab: error: argument --recipe: an empty path; give a file name"),
     (["layers", ""], "dreamlab: error: argument model: an empty name"),
+    (["graph", "--model", "googlenet"], "dreamlab: error: unrecognized arguments: --model; here the model is the "
+                                        "first argument, without --model: dreamlab graph MODEL ..."),
 ])
 def test_command_line_slips_get_a_hint(argv, message, capsys):
     """The subcommand names its own help and close options; an empty path is not read as the current folder."""

@@ -150,3 +150,24 @@ def test_a_token_sequence_is_read_by_its_hidden_units(fixed):
     with pytest.raises(DreamlabError, match=r"channel 5 is out of range.*valid 0-4"):  # 5 units, not 16 tokens
         dreamlab.render(model, "mlp:5", steps=1, size=16, transforms="none", device="cpu")
     assert result.final_scores.shape == (1,)
+
+
+class DataDependent(ConvNeXtLike):
+    """ConvNeXtLike with an `if` on the values: the meta device cannot run it, so both probes run on a CPU copy."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if y.mean() > 0:
+            y = y * 2
+        return self.bn(self.to_first(self.lin(self.to_last(y))))
+
+
+def test_a_data_dependent_model_is_probed_on_the_cpu_at_both_sizes():
+    torch.manual_seed(0)
+    model = DataDependent().eval()
+    rows = {r.name: r for r in layer_table(model, input_size=16)}
+    assert (rows["lin"].output_shape, rows["lin"].channels, rows["lin"].channels_last) == ((16, 16, 6), 6, True)
+    assert channels_last_layers(model, ["conv", "lin", "bn"], torch.rand(2, 3, 16, 16)) == {"lin"}
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(DreamlabError, match=r"channel 6 is out of range.*valid 0-5"):  # 6 channels, not 16 rows
+        dreamlab.render(model, "lin:6", steps=1, size=16, device="cpu")

@@ -47,7 +47,10 @@ def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
     """argparse's 'unrecognized arguments' message, with the options close to a mistyped one."""
     message = f"unrecognized arguments: {' '.join(extras)}"
     options = [o for o in parser._option_string_actions if o.startswith("--")]
+    model_first = any(a.dest == "model" and not a.option_strings for a in parser._actions)
     for extra in extras:
+        if extra.split("=", 1)[0] == "--model" and model_first:
+            return f"{message}; here the model is the first argument, without --model: {parser.prog} MODEL ..."
         if extra.startswith("--"):
             close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=2)
             if close:

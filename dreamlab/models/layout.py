@@ -7,7 +7,9 @@ read transposed to [B, C, H, W] or [B, D, N] (`to_channels_first`); read as they
 of the map, or token 3.
 
 One shape cannot tell the layouts apart, two can: the axes that grow with the input are the spatial ones. So
-a weightless copy of the model runs at two sizes on the meta device, with hooks that only read shapes.
+a weightless copy of the model runs at two sizes on the meta device, with hooks that only read shapes. A layer
+that forward does not reach there (an op without a meta kernel, an `if` on the values) is probed the same way on
+a CPU copy, so that data-dependent models get the same answer as the others.
 
 >>> channels_last_layers(convnext, ["features.1.0.block.0", "features.1.0.block.3"], x)  # doctest: +SKIP
 frozenset({'features.1.0.block.3'})
@@ -20,14 +22,16 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from dreamlab.models.copies import weightless_copy
+from dreamlab.models.copies import copy_with, weightless_copy
 from dreamlab.models.loading import resolve_layer
 
 PROBE_GROWTH = 32  # pixels added to the input's height and width for the second forward
 _KNOWN: weakref.WeakKeyDictionary[nn.Module, dict[str, bool]] = weakref.WeakKeyDictionary()
 # what a failed forward raises: a model with a fixed input size (ViT, a classifier head on a flatten), an op
-# that refuses the size; the layers it reached before still tell their layout
-_FORWARD_ERRORS = (RuntimeError, ValueError, AssertionError, NotImplementedError, IndexError, TypeError)
+# that refuses the size or has no meta kernel, a forward that wants other inputs (two tensors, a dict); the
+# layers it reached before still tell their layout
+FORWARD_ERRORS = (RuntimeError, ValueError, AssertionError, NotImplementedError, LookupError, TypeError,
+                  AttributeError)
 
 
 class _Stop(BaseException):
@@ -37,27 +41,46 @@ class _Stop(BaseException):
 def channels_last_layers(model: nn.Module, names: Iterable[str], x: Tensor) -> frozenset[str]:
     """The layers among `names` (whose outputs are 3-D or 4-D) that put channels last, found from the shapes of a
     forward of one image of `x`'s size ([B, C, H, W]) and one PROBE_GROWTH pixels larger, on a weightless copy
-    of the model on the meta device: the model itself never runs, so its hooks, statistics and memory are left
-    alone. A 4-D output that does not change with the size (after global pooling), or that a forward never
-    reaches (an op without a meta kernel, a fixed input size), counts as channels-first; a 3-D one as a token
-    sequence [B, N, D] unless its last axis grows with the image. Cached per model and layer."""
+    of the model on the meta device (or, for the layers that forward does not reach, on a CPU copy): the model
+    itself never runs, so its hooks, statistics and memory are left alone. A 4-D output that does not change
+    with the size (after global pooling), or that neither probe reaches at the larger size (a fixed input size),
+    counts as channels-first; a 3-D one as a token sequence [B, N, D] unless its last axis grows with the image.
+    Cached per model and layer."""
     known = _KNOWN.setdefault(model, {})
     todo = [name for name in dict.fromkeys(names) if name not in known]
     if todo:
-        probe = meta_copy(model)
-        channels, height, width = x.shape[1:]
-        small = _shapes(probe, todo, torch.zeros(1, channels, height, width, device="meta"))
-        large = _shapes(probe, todo, torch.zeros(1, channels, height + PROBE_GROWTH, width + PROBE_GROWTH,
-                                                 device="meta"))
+        height, width = x.shape[2:]
+        small, large = _probe(meta_copy(model), todo, x.shape[1], height, width, "meta")
+        unreached = [name for name in todo if name not in small]
+        if unreached:  # no meta kernel, or control flow on the values (`if y.mean() > 0`): a real forward
+            cpu_small, cpu_large = _probe(cpu_probe_copy(model), unreached, x.shape[1], height, width, "cpu")
+            small.update(cpu_small)
+            large.update(cpu_large)
         for name in todo:
             known[name] = is_channels_last(small.get(name), large.get(name))
     return frozenset(name for name in names if known.get(name))
+
+
+def _probe(probe: nn.Module, names: list[str], channels: int, height: int, width: int,
+           device: str) -> tuple[dict[str, torch.Size], dict[str, torch.Size]]:
+    """The output shapes of `names` for one image of height x width and one PROBE_GROWTH pixels larger."""
+    small = _shapes(probe, names, torch.zeros(1, channels, height, width, device=device))
+    large = _shapes(probe, names, torch.zeros(1, channels, height + PROBE_GROWTH, width + PROBE_GROWTH,
+                                              device=device))
+    return small, large
 
 
 def meta_copy(model: nn.Module) -> nn.Module:
     """An eval-mode copy of `model` on the meta device, without its hooks: no tensor data is copied, and no hook
     of the caller's runs in it."""
     return weightless_copy(model, hooks=False).eval()
+
+
+def cpu_probe_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` on the CPU with its weights (zeros for weights on the meta device), without
+    its hooks: for the forwards that the meta device cannot run. Nothing is copied on the model's own device."""
+    return copy_with(model, lambda t: torch.zeros_like(t, device="cpu") if t.is_meta else
+                     t.detach().to("cpu", copy=True), hooks=False).eval()
 
 
 def to_channels_first(acts: dict[str, Tensor], channels_last: frozenset[str]) -> dict[str, Tensor]:
@@ -103,7 +126,7 @@ def _shapes(model: nn.Module, names: list[str], x: Tensor) -> dict[str, torch.Si
             handles.append(resolve_layer(model, name).register_forward_hook(hook_for(name)))
         with torch.no_grad():
             model(x)
-    except (_Stop, *_FORWARD_ERRORS):
+    except (_Stop, *FORWARD_ERRORS):
         pass
     finally:
         for handle in handles:

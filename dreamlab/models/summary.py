@@ -1,7 +1,9 @@
-"""The layer table: every addressable module with its output shape and parameter count (like torchinfo).
+"""The layer table: every addressable module with its output shape and parameter count, in the order the modules
+run, indented by depth (like torchinfo), between a row for the input and one for the model's output.
 
-Shapes come from one forward pass on a copy of the model on the meta device (no memory, no compute), so the
-caller's model is never moved or changed.
+Shapes come from forward passes on a copy of the model on the meta device (no memory, no compute); a model that
+cannot run there (an op without a meta kernel, an `if` on the values) runs on a CPU copy. The caller's model is
+never moved or changed.
 
 >>> rows = layer_table(torchvision.models.googlenet(init_weights=True), input_size=224)
 >>> [r for r in rows if r.name == "inception4c"][0].channels
@@ -9,53 +11,129 @@ caller's model is never moved or changed.
 """
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError, check_range, first_line
-from dreamlab.models.layout import PROBE_GROWTH, is_channels_last, meta_copy
-from dreamlab.optvis.capture import first_tensor
+from dreamlab.models.layout import FORWARD_ERRORS, PROBE_GROWTH, cpu_probe_copy, is_channels_last, meta_copy
+from dreamlab.optvis.capture import OUTPUT
+
+Shape = tuple[int, ...]
+INPUT = "(input)"  # the input row's name: not a layer address
 
 
 @dataclass(frozen=True)
 class LayerRow:
     name: str  # dotted address, usable in objectives
     type: str
-    output_shape: tuple[int, ...] | None  # without the batch dimension; None if the module did not run
+    output_shape: Shape | None  # without the batch dimension; None if the module did not run
     channels: int | None
     params: int  # parameters of the module and its children
     calls: int  # forward calls in one pass; >1 means the module is reused and cannot be addressed alone
     channels_last: bool = False  # output laid out [H, W, C] (ConvNeXt block internals, Swin): channels are its last axis
+    depth: int = 1  # 1: a module of the model, 2: a module of one of those, ...; 0: the input and output rows
+    order: int | None = None  # rank of its first call among all modules' (an iterated container: its first module's)
+    output_shapes: tuple[Shape | None, ...] = ()  # output_shape of every call, in call order
+    outputs: tuple[str, ...] = ()  # every call's whole output as text: '30x16, (1x16, 1x16)' for an LSTM
+    output_bytes: int = 0  # every tensor of every call's output, for one image
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def _shapes_on(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[list[tuple[int, ...]], int]]:
-    found: dict[str, tuple[list[tuple[int, ...]], int]] = {}
-    handles = []
+@dataclass(frozen=True)
+class _TensorInfo:
+    """What the table keeps of an output tensor (not the tensor: a CPU probe's would fill the memory)."""
 
-    def hook_for(name: str):
-        def hook(module: nn.Module, inputs: object, output: object) -> None:
-            tensor = first_tensor(output)
-            shapes, calls = found.get(name, ([], 0))
-            found[name] = (shapes + ([tuple(tensor.shape[1:])] if tensor is not None else []), calls + 1)
+    shape: Shape  # with the batch dimension
+    itemsize: int
+
+
+def _structure(output: object) -> object:
+    """`output` with its tensors replaced by _TensorInfo: tuples and lists become lists, mappings dicts, anything
+    else its type's name ('None', 'int')."""
+    if isinstance(output, Tensor):
+        return _TensorInfo(tuple(output.shape), output.element_size())
+    if isinstance(output, (tuple, list)):
+        return [_structure(item) for item in output]
+    if isinstance(output, Mapping):
+        return {str(key): _structure(value) for key, value in output.items()}
+    return "None" if output is None else type(output).__name__
+
+
+def _tensors(structure: object) -> list[_TensorInfo]:
+    """Every tensor in an output's structure, in order."""
+    if isinstance(structure, _TensorInfo):
+        return [structure]
+    items = structure.values() if isinstance(structure, dict) else structure if isinstance(structure, list) else []
+    return [tensor for item in items for tensor in _tensors(item)]
+
+
+def _first(structure: object) -> _TensorInfo | None:
+    """The tensor that capture reads (optvis.capture.first_tensor): the output, or the first item of a tuple."""
+    if isinstance(structure, list) and structure and isinstance(structure[0], _TensorInfo):
+        return structure[0]
+    return structure if isinstance(structure, _TensorInfo) else None
+
+
+def _shape(structure: object) -> Shape | None:
+    """The shape, without the batch dimension, of the tensor that capture reads from an output."""
+    first = _first(structure)
+    return first.shape[1:] if first else None
+
+
+def _describe(structure: object, nested: bool = False) -> str:
+    """An output's shapes without the batch dimension: '512x14x14', '30x16, (1x16, 1x16)', 'logits: 10, aux: 10',
+    '197x768, None'."""
+    if isinstance(structure, _TensorInfo):
+        return "x".join(map(str, structure.shape[1:])) or "scalar"
+    if isinstance(structure, list):
+        text = ", ".join(_describe(item, True) for item in structure)
+        return f"({text})" if nested else text or "-"
+    if isinstance(structure, dict):
+        text = ", ".join(f"{key}: {_describe(value, True)}" for key, value in structure.items())
+        return f"{{{text}}}" if nested else text or "-"
+    return str(structure)  # not a tensor: its type's name
+
+
+@dataclass
+class _Trace:
+    """One forward pass as the hooks saw it."""
+
+    first: dict[str, int] = field(default_factory=dict)  # rank of each module's first call (before its children's)
+    outputs: dict[str, list[object]] = field(default_factory=dict)  # each call's output structure
+    output: object = "None"  # the model's output structure
+
+
+def _trace(model: nn.Module, x: Tensor) -> _Trace:
+    """Every named module's calls in one forward of `x`: when each first ran and what each call returned."""
+    trace = _Trace()
+
+    def before(name: str):
+        def hook(module: nn.Module, inputs: object) -> None:
+            trace.first.setdefault(name, len(trace.first))
         return hook
 
-    for name, module in model.named_modules():
-        if name:
-            handles.append(module.register_forward_hook(hook_for(name)))
+    def after(name: str):
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            trace.outputs.setdefault(name, []).append(_structure(output))
+        return hook
+
+    handles = []
     try:
+        for name, module in model.named_modules():
+            if name:
+                handles += [module.register_forward_pre_hook(before(name)), module.register_forward_hook(after(name))]
         with torch.no_grad():
-            model(x)
+            trace.output = _structure(model(x))
     finally:
         for h in handles:
             h.remove()
-    return found
+    return trace
 
 
 # the layer table's CPU fallback below runs a real forward, and renders allocate images of this side: bounded so
@@ -68,63 +146,137 @@ def check_input_size(size: int, minimum: int = 1, name: str = "input size") -> N
     check_range(name, size, minimum, MAX_INPUT_SIZE, "pixels")
 
 
+def _traces(model: nn.Module, size: int, channels: int, recipe_size: int | None) -> tuple[_Trace, _Trace | None]:
+    """Forwards of one image of `size` and of one PROBE_GROWTH pixels larger (None: refused, a fixed-size model),
+    on a meta copy, or on a CPU copy when the meta device cannot run the model. Both on the same copy, so that
+    data-dependent models are probed alike at both sizes (models/layout.py)."""
+    device = "meta"
+    probe = meta_copy(model)  # no data copied, none of the caller's hooks
+    try:
+        small = _trace(probe, torch.zeros(1, channels, size, size, device=device))
+    except FORWARD_ERRORS:
+        device = "cpu"
+        probe = cpu_probe_copy(model)
+        try:
+            small = _trace(probe, torch.zeros(1, channels, size, size))
+        except FORWARD_ERRORS as exc:
+            raise _cannot_run(model, size, channels, recipe_size, exc) from None
+    side = size + PROBE_GROWTH
+    try:
+        larger = _trace(probe, torch.zeros(1, channels, side, side, device=device))
+    except FORWARD_ERRORS:
+        larger = None  # a fixed-size model: its 4-D layers count as channels-first
+    return small, larger
+
+
+def _cannot_run(model: nn.Module, size: int, channels: int, recipe_size: int | None,
+                exc: BaseException) -> DreamlabError:
+    """The one-line error for a model whose forward fails on one image of `size`."""
+    what = f"{type(model).__name__} cannot take a {size}x{size} input ({first_line(exc)})"
+    if recipe_size and recipe_size != size:
+        return DreamlabError(f"{what}; try --size {recipe_size}, the recipe's")
+    if recipe_size is None:
+        return DreamlabError(f"{what}; try a size near the recipe's (--size)")
+    return DreamlabError(f"{what}; dreamlab needs a model whose forward takes one image batch [B, {channels}, H, W]: "
+                         f"check the recipe's input_size and channels, or wrap the model in a module that does")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The whole table: the input, every module in the order they run, the model's output."""
+
+    input: LayerRow
+    layers: list[LayerRow]
+    output: LayerRow  # named OUTPUT ('logit'), the address of the model's output in objectives
+
+    def rows(self) -> list[LayerRow]:
+        return [self.input, *self.layers, self.output]
+
+
+def summarize(model: nn.Module, input_size: int = 224, channels: int = 3,
+              recipe_size: int | None = None) -> Summary:
+    """The layer table of `model` for one `channels` x `input_size`^2 image, from a forward pass of a copy (and one
+    at a larger size, which tells channels-last outputs: models/layout.py)."""
+    check_input_size(input_size)
+    small, larger = _traces(model, input_size, channels, recipe_size)
+    modules = [(name, module) for name, module in model.named_modules() if name]
+    keys = _row_keys([name for name, _ in modules], small.first)
+    rows = []
+    for name, module in modules:
+        calls = small.outputs.get(name, [])
+        shape = _shape(calls[0]) if calls else None
+        bigger = _shape(larger.outputs[name][0]) if larger and larger.outputs.get(name) else None
+        last = shape is not None and is_channels_last((1, *shape), (1, *bigger) if bigger is not None else None)
+        rank, ran, _ = keys[name]
+        rows.append(LayerRow(
+            name=name, type=type(module).__name__, output_shape=shape,
+            channels=(shape[-1] if last else shape[0]) if shape else None,
+            params=sum(p.numel() for p in module.parameters()), calls=len(calls), channels_last=last,
+            depth=name.count(".") + 1, order=rank if ran == 0 else None, **_call_fields(calls)))
+    rows.sort(key=lambda r: keys[r.name])
+    image = _TensorInfo((1, channels, input_size, input_size), 4)  # the probe's float32 zeros
+    output = _shape(small.output)
+    return Summary(
+        input=LayerRow(name=INPUT, type="Tensor", output_shape=image.shape[1:], channels=channels, params=0, calls=1,
+                       depth=0, **_call_fields([image])),
+        layers=rows,
+        output=LayerRow(name=OUTPUT, type=type(model).__name__, output_shape=output,
+                        channels=output[0] if output else None,
+                        params=sum(p.numel() for p in model.parameters()), calls=1, depth=0,
+                        **_call_fields([small.output])))
+
+
+def _call_fields(calls: list[object]) -> dict:
+    """The LayerRow fields that describe every call's output."""
+    return {"output_shapes": tuple(_shape(c) for c in calls),
+            "outputs": tuple(_describe(c) for c in calls),
+            "output_bytes": sum(math.prod(t.shape) * t.itemsize for c in calls for t in _tensors(c))}
+
+
+def _row_keys(names: list[str], first: dict[str, int]) -> dict[str, tuple[int, int, int]]:
+    """Where each module's row goes, as a sort key (rank, ran, tie-break) with ran 0 if it ran: by the rank of
+    its first call; a container that is iterated rather than called (ModuleList) just before its first module
+    that ran; a module that never ran just after the one that ran before it in registration order."""
+    keys: dict[str, tuple[int, int, int]] = {}
+    previous = -1
+    for index, name in enumerate(names):
+        ranks = [rank for other, rank in first.items() if other == name or other.startswith(name + ".")]
+        if ranks:
+            previous = first.get(name, min(ranks))
+            keys[name] = (previous, 0, name.count("."))  # a container ranks with its first module: outer first
+        else:
+            keys[name] = (previous, 1, index)
+    return keys
+
+
 def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3,
                 recipe_size: int | None = None) -> list[LayerRow]:
-    """One row per named module, in registration order, from a forward pass of a copy of `model` (and one at a
-    larger size, which tells channels-last outputs: models/layout.py)."""
-    check_input_size(input_size)
-    probe = meta_copy(model)  # no data copied, none of the caller's hooks
-    larger: dict[str, tuple[list[tuple[int, ...]], int]] = {}
-    try:
-        shapes = _shapes_on(probe, torch.zeros(1, channels, input_size, input_size, device="meta"))
-        try:
-            side = input_size + PROBE_GROWTH
-            larger = _shapes_on(probe, torch.zeros(1, channels, side, side, device="meta"))
-        except (NotImplementedError, RuntimeError, ValueError, AssertionError):
-            pass  # a fixed-size model: its layers count as channels-first
-    except (NotImplementedError, RuntimeError, ValueError, AssertionError):
-        # an op without a meta kernel, or a size the model refuses: a real forward on a CPU copy says which
-        probe = copy.deepcopy(model).eval().to("cpu")
-        try:
-            shapes = _shapes_on(probe, torch.zeros(1, channels, input_size, input_size))
-        except (RuntimeError, ValueError, AssertionError) as exc:
-            reason = first_line(exc)
-            near = f"try --size {recipe_size}, the recipe's" if recipe_size and recipe_size != input_size else \
-                "try a size near the recipe's (--size)"
-            raise DreamlabError(f"{type(model).__name__} cannot take a {input_size}x{input_size} input ({reason}); "
-                                f"{near}") from None
-    rows = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-        found, calls = shapes.get(name, ([], 0))
-        shape = found[0] if found else None
-        bigger = larger.get(name, ([], 0))[0]
-        last = bool(shape) and is_channels_last((1, *shape), (1, *bigger[0]) if bigger else None)
-        rows.append(LayerRow(
-            name=name,
-            type=type(module).__name__,
-            output_shape=shape,
-            channels=(shape[-1] if last else shape[0]) if shape else None,
-            params=sum(p.numel() for p in module.parameters()),
-            calls=calls,
-            channels_last=last,
-        ))
-    return rows
+    """One row per named module, in the order they first run (summarize's rows without the input and output)."""
+    return summarize(model, input_size, channels, recipe_size).layers
+
+
+def _note(r: LayerRow) -> str:
+    if r.name == OUTPUT and r.depth == 0:
+        return "the model's output"
+    if r.calls > 1:
+        return f"runs {r.calls}x per pass: not addressable"
+    if r.calls == 0:
+        return "iterated, not called: not addressable" if r.order is not None else "not run"
+    if r.channels_last:
+        return "tokens x channels: read as CxN" if len(r.output_shape or ()) == 2 else "channels last: read as CxHxW"
+    return ""
 
 
 def format_table(rows: list[LayerRow]) -> str:
-    """A plain-text table of the rows, one line per module."""
+    """A plain-text table of the rows, one line per module (names indented by depth) and one more per extra call
+    of a reused module."""
     header = ("layer", "type", "output shape", "channels", "params", "note")
     lines = []
     for r in rows:
-        shape = "x".join(map(str, r.output_shape)) if r.output_shape else "-"
-        note = f"runs {r.calls}x per pass: not addressable" if r.calls > 1 else ("not run" if r.calls == 0 else "")
-        if r.channels_last and r.calls == 1:
-            note = "tokens x channels: read as CxN" if len(r.output_shape or ()) == 2 else \
-                "channels last: read as CxHxW"
-        lines.append((r.name, r.type, shape, str(r.channels) if r.channels is not None else "-", f"{r.params:,}",
-                      note))
+        shapes = r.outputs or (("x".join(map(str, r.output_shape)),) if r.output_shape else ("-",))
+        lines.append(("  " * max(r.depth - 1, 0) + r.name, r.type, shapes[0],
+                      str(r.channels) if r.channels is not None else "-", f"{r.params:,}", _note(r)))
+        lines += [("", "", shape, "", "", f"call {call} of {r.calls}") for call, shape in enumerate(shapes[1:], 2)]
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i in (0, 1, 5) else c.rjust(w)  # noqa: E731
                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
@@ -139,24 +291,25 @@ class ModelTotals:
     param_bytes: int
     buffers: int  # elements of the buffers (BatchNorm's running statistics, ...)
     buffer_bytes: int
-    output_bytes: int  # the outputs of the leaf modules for one image, as float32, every call counted
+    output_bytes: int  # the outputs of the leaf modules for one image, every tensor of every call
+    input_bytes: int = 0  # the one image those outputs are for, as float32
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def model_totals(model: nn.Module, rows: list[LayerRow]) -> ModelTotals:
-    """The totals of `model`, whose layer table is `rows` (for the outputs' size)."""
+def model_totals(model: nn.Module, summary: Summary) -> ModelTotals:
+    """The totals of `model`, whose layer table is `summary` (for the sizes of the input and the outputs)."""
     params = list(model.parameters())  # unique tensors: shared weights once
     buffers = list(model.buffers())
     leaves = {name for name, module in model.named_modules() if name and not any(True for _ in module.children())}
-    outputs = sum(math.prod(r.output_shape) * r.calls for r in rows if r.name in leaves and r.output_shape)
     return ModelTotals(
         params=sum(p.numel() for p in params),
         param_bytes=sum(p.numel() * p.element_size() for p in params),
         buffers=sum(b.numel() for b in buffers),
         buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),
-        output_bytes=outputs * 4,
+        output_bytes=sum(r.output_bytes for r in summary.layers if r.name in leaves),
+        input_bytes=summary.input.output_bytes,
     )
 
 
@@ -165,13 +318,14 @@ def format_totals(totals: ModelTotals, input_size: int) -> str:
     return "\n".join([
         f"parameters: {totals.params:,} ({_size(totals.param_bytes)}); buffers: {totals.buffers:,} "
         f"({_size(totals.buffer_bytes)})",
-        f"outputs of one {input_size}x{input_size} image (every leaf module, float32): {_size(totals.output_bytes)}",
+        f"one {input_size}x{input_size} image: input {_size(totals.input_bytes)}, outputs of the leaf modules "
+        f"(every call) {_size(totals.output_bytes)}",
     ])
 
 
 def _size(count: int) -> str:
-    """Bytes in binary units, one decimal: '44.6 MB', '7.0 kB', '12 bytes'."""
-    for unit, power in (("GB", 30), ("MB", 20), ("kB", 10)):
-        if count >= 2 ** power:
-            return f"{count / 2 ** power:,.1f} {unit}"
+    """Bytes in decimal units (as torchinfo), one decimal: '46.8 MB', '7.2 kB', '12 bytes'."""
+    for unit, power in (("GB", 9), ("MB", 6), ("kB", 3)):
+        if count >= 10 ** power:
+            return f"{count / 10 ** power:,.1f} {unit}"
     return f"{count} bytes"
