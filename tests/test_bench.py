@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dreamlab.apps.bench import PeerBenchFailed, ratios, run_peer_bench
+from dreamlab.errors import DreamlabError
+
+from dreamlab.apps.bench import (PeerBenchFailed, check_peer_options, peer_device_env, ratios, run_peer_bench)
 from dreamlab.apps.cli import main
 
 
@@ -22,6 +24,8 @@ def test_ratios_compare_with_the_peer_figures_of_the_same_run() -> None:
     assert ratios(ours, peers) == {"unit_vs_lucent_1": 1.5, "layer_vs_lucent_best_batched": 8.0,
                                    "layer_vs_best_fwd_bwd_ceiling": 0.8}
     assert ratios({"unit": {"images_per_s": 30.0}}, []) == {}
+    dreams = [{"what": "torch_dreams_render", "batch": 1, "images_per_s": 12.0}]
+    assert ratios({"unit": {"images_per_s": 30.0}}, dreams) == {"unit_vs_torch_dreams": 2.5}
 
 
 def test_the_unit_workload_prints_its_figures(capsys: pytest.CaptureFixture) -> None:
@@ -36,11 +40,34 @@ def test_the_unit_workload_prints_its_figures(capsys: pytest.CaptureFixture) -> 
 
 
 def test_the_peer_benchmark_runs_the_parts_asked_for(tmp_path: Path) -> None:
-    script = tmp_path / "peer_bench.py"  # a stand-in that reports the arguments it was given
-    script.write_text("import json, sys\nprint('noise')\nprint(json.dumps({'what': 'args', 'argv': sys.argv[1:]}))\n")
-    lines = run_peer_bench(script, tmp_path, steps=8, size=64, batches="1,8", parts="ceiling,lucent")
-    assert lines == [{"what": "args", "argv": ["--steps", "8", "--size", "64", "--batches", "1,8",
-                                                "--only", "ceiling,lucent"]}]
+    script = tmp_path / "peer_bench.py"  # a stand-in that reports the arguments and the GPUs it was given
+    script.write_text("import json, os, sys\nprint('noise')\nprint(json.dumps({'what': 'env', 'device': 'cpu'}))\n"
+                      "print(json.dumps({'what': 'args', 'argv': sys.argv[1:],"
+                      " 'gpus': os.environ['CUDA_VISIBLE_DEVICES'], 'threads': os.environ['OMP_NUM_THREADS']}))\n")
+    lines = run_peer_bench(script, tmp_path, steps=8, size=64, batches="1,8", parts="ceiling,lucent",
+                           device=torch.device("cpu"))
+    assert lines == [{"what": "env", "device": "cpu"},
+                     {"what": "args", "argv": ["--steps", "8", "--size", "64", "--batches", "1,8",
+                                               "--only", "ceiling,lucent"],
+                      "gpus": "", "threads": str(torch.get_num_threads())}]  # no GPU: the peer takes the CPU
+
+
+def test_the_peer_benchmark_runs_on_dreamlabs_device() -> None:
+    # peer_bench.py has no device option and takes cuda whenever torch sees one: the visible GPUs decide
+    assert peer_device_env(torch.device("cpu"), {})["CUDA_VISIBLE_DEVICES"] == ""
+    assert peer_device_env(torch.device("cuda", 1), {}) == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert peer_device_env(torch.device("cuda", 1), {"CUDA_VISIBLE_DEVICES": "2,3"}) == {"CUDA_VISIBLE_DEVICES": "3"}
+    with pytest.raises(DreamlabError, match="--peer-bench runs the peers on cpu or cuda only, not on mps"):
+        peer_device_env(torch.device("mps"), {})
+
+
+def test_a_peer_that_ran_on_another_device_gives_no_ratio(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    script = tmp_path / "peer.py"
+    script.write_text("import json\nprint(json.dumps({'what': 'env', 'device': 'NVIDIA H200'}))\n")
+    with pytest.raises(PeerBenchFailed) as failed:
+        run_peer_bench(script, tmp_path, steps=2, size=32, batches="1", device=torch.device("cpu"))
+    assert str(failed.value) == ("peer benchmark ran on 'NVIDIA H200', dreamlab on 'cpu': no ratio is given across "
+                                 "devices")
 
 
 @pytest.mark.parametrize("body, message", [
@@ -97,8 +124,49 @@ def test_peer_options_are_checked_before_any_work(tmp_path: Path, capsys: pytest
         out, err = capsys.readouterr()
         assert (out, err) == ("", f"dreamlab: error: {message}\n")
     # the ceiling alone imports nothing from --peer-site: a missing folder is no error there
-    from dreamlab.apps.bench import check_peer_options
-    check_peer_options(script, tmp_path / "nowhere", "ceiling")
+    assert check_peer_options(script, tmp_path / "nowhere", "ceiling").parts == ("ceiling",)
+    plan = check_peer_options(script, tmp_path, " ceiling, ,lucent,ceiling", "8, 1,8")
+    assert (plan.parts, plan.batches) == (("ceiling", "lucent"), (8, 1))
+
+
+@pytest.mark.parametrize("parts, batches, workloads, message", [
+    ("lucent", "1,x", ["unit", "layer"],
+     "--peer-batches '1,x': 'x' is not a positive whole number; give lucent's batch sizes separated by commas, e.g. "
+     "1,8,32"),
+    ("lucent", "0", ["layer"], "--peer-batches '0': '0' is not a positive whole number"),
+    ("lucent", "", ["layer"], "--peer-batches '': '' is not a positive whole number"),
+    (",", "1", ["layer"], "--peer-parts ',' names no part; valid: ceiling, lucent, dreams (comma-separated)"),
+    ("dreams", "1", ["layer"], "--peer-parts dreams is compared with dreamlab's unit workload, which this run does "
+                               "not time; use --workload both (the default) or leave dreams out"),
+    ("ceiling", "1", ["unit"], "--peer-parts ceiling is compared with dreamlab's layer workload"),
+    ("lucent", "8,32", ["unit"], "--peer-batches '8,32': the unit workload is compared with lucent at batch 1; add 1 "
+                                 "to --peer-batches"),
+])
+def test_peer_options_that_give_no_ratio_or_would_fail_are_refused(tmp_path: Path, parts: str, batches: str,
+                                                                   workloads: list[str], message: str) -> None:
+    with pytest.raises(DreamlabError) as refused:
+        check_peer_options(tmp_path / "peer_bench.py", tmp_path, parts, batches, workloads)
+    assert message in str(refused.value)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--peer-batches", "1,x"], "--peer-batches '1,x': 'x' is not a positive whole number"),  # item 6 of the review
+    (["--workload", "layer", "--units", "2", "--peer-parts", "dreams"],
+     "--peer-parts dreams is compared with dreamlab's unit workload"),
+    (["--peer-parts", "ceiling", "--peer-batches", "1,8"],
+     "--peer-batches sets lucent's batch sizes: add lucent to --peer-parts, or leave --peer-batches out"),
+    (["--peer-parts", "ceiling", "--peer-site", "SITE"],
+     "--peer-site is where lucent and torch-dreams are imported from, and the ceiling imports neither"),
+])
+def test_the_command_checks_every_peer_option_before_dreamlabs_renders(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                                        args: list[str], message: str) -> None:
+    script = tmp_path / "peer_bench.py"
+    script.write_text("")
+    args = [str(tmp_path) if arg == "SITE" else arg for arg in args]
+    code = main(["bench", "--steps", "2", "--size", "32", "--device", "cpu", "--peer-bench", str(script), *args])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""  # not even the environment line: nothing was rendered
+    assert err.startswith("dreamlab: error: ") and message in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("args, message", [

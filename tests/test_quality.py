@@ -191,7 +191,8 @@ def _measure(passed: bool) -> Measure:
 @pytest.mark.parametrize("passed, code", [(True, 0), (False, 1)])
 def test_command_exit_status_follows_the_goals(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                                                passed: bool, code: int) -> None:
-    monkeypatch.setattr("dreamlab.apps.quality.measures.run_measures", lambda names, settings: [_measure(passed)])
+    monkeypatch.setattr("dreamlab.apps.quality.measures.run_measures",
+                        lambda names, settings, progress=False: [_measure(passed)])
     assert main(["quality", "--measures", "dataset"]) == code
     out = capsys.readouterr().out
     assert ">= 95% of units" in out and ("MISSED" in out) == (not passed)
@@ -199,11 +200,18 @@ def test_command_exit_status_follows_the_goals(monkeypatch: pytest.MonkeyPatch, 
 
 def test_command_runs_the_fast_planted_measure_as_json(capsys: pytest.CaptureFixture) -> None:
     assert main(["quality", "--measures", "planted", "--fast", "--json", "--threads", "1"]) == 0
-    report = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    report = json.loads(out)
     (planted,) = report["measures"]
     assert planted["passed"] and planted["figure_text"] == "2/2 cells recover every channel"
     assert {c["transforms"] for c in planted["items"]} == {"none", "jitter"}
     assert report["settings"]["planted_steps"] == 512
+    # progress on stderr: the measure, each cell, each render (stderr is not a terminal here: lines, not bars)
+    assert err.splitlines() == ["dreamlab: quality: measure 1/1: planted",
+                                "dreamlab: quality: planted cell 1/2: 1-layer model, pixel, transforms none",
+                                "dreamlab: rendering 8 unit(s), 512 steps",
+                                "dreamlab: quality: planted cell 2/2: 1-layer model, pixel, transforms jitter",
+                                "dreamlab: rendering 8 unit(s), 512 steps"]
 
 
 def test_command_rejects_unknown_measures_and_bad_steps(capsys: pytest.CaptureFixture) -> None:
@@ -211,6 +219,65 @@ def test_command_rejects_unknown_measures_and_bad_steps(capsys: pytest.CaptureFi
     assert "unknown quality measure 'beauty'" in capsys.readouterr().err
     assert main(["quality", "--steps", "0"]) == 2
     assert "--steps must be a positive integer" in capsys.readouterr().err
+    assert main(["quality", "--measures", "natural", "--hed-steps", "-4"]) == 2
+    assert "--hed-steps must be a positive integer, got -4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--measures", "planted", "--hed-units", "8"],
+     "--hed-units applies to the natural measure, and --measures planted does not run it: add it to --measures, or "
+     "leave --hed-units out"),
+    (["--measures", "transfer,dataset", "--hed-steps", "8"], "--hed-steps applies to the natural measure"),
+    (["--measures", "natural,planted", "--steps", "64"],
+     "--steps applies to the transfer, dataset, kept measures, and --measures natural,planted runs none of them: add "
+     "one to --measures, or leave --steps out"),
+    (["--measures", "kept", "--planted-steps", "64"], "--planted-steps applies to the planted measure"),
+    (["--measures", "transfer", "--fast"],  # FAST renders the logits as the full measure does
+     "--fast applies to the dataset, kept, planted, natural measures, and --measures transfer runs none of them"),
+])
+def test_options_the_chosen_measures_do_not_read_are_refused(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture, args: list[str],
+                                                             message: str) -> None:
+    monkeypatch.setattr("dreamlab.apps.quality.measures.run_measures", lambda *a, **k: pytest.fail("ran"))
+    assert main(["quality", *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"dreamlab: error: {message}") and err.count("\n") == 1
+
+
+def test_the_options_reach_the_measures_they_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[QualitySettings] = []
+    monkeypatch.setattr("dreamlab.apps.quality.measures.run_measures",
+                        lambda names, settings, progress=False: seen.append(settings) or [_measure(True)])
+    assert main(["quality", "--measures", "natural", "--fast"]) == 0
+    assert (seen[-1].hed_units, seen[-1].hed_steps) == (FAST.hed_units, FAST.hed_steps) == (2, 48)
+    assert main(["quality", "--measures", "natural", "--fast", "--hed-units", "3", "--hed-steps", "20"]) == 0
+    assert (seen[-1].hed_units, seen[-1].hed_steps) == (3, 20)
+    assert main(["quality", "--measures", "natural"]) == 0
+    assert (seen[-1].hed_units, seen[-1].hed_steps) == (4, None)  # the recipe's 256 steps
+    assert main(["quality", "--measures", "kept,planted", "--steps", "30", "--planted-steps", "40"]) == 0
+    assert (seen[-1].steps, seen[-1].planted_steps) == (30, 40)
+
+
+def test_the_fast_natural_measure_renders_few_units_and_steps(tmp_path, monkeypatch, capsys) -> None:
+    from dreamlab.apps.quality import natural
+    from dreamlab.apps.quality.measures import format_report
+
+    weights = tmp_path / "hed.pt"
+    weights.write_bytes(b"")
+    monkeypatch.setattr("dreamlab.models.zoo.hed.weights_path", lambda: weights)
+    calls = []
+
+    def fake_natural(units_per_layer, **kwargs):
+        calls.append((units_per_layer, kwargs))
+        return _measure(True), {}
+
+    monkeypatch.setattr(natural, "measure_natural", fake_natural)
+    run_measures(["natural"], FAST, progress=True)
+    ((units, kwargs),) = calls
+    assert (units, kwargs["steps"], kwargs["progress"]) == (2, 48, True)
+    assert capsys.readouterr().err == "dreamlab: quality: measure 1/1: natural\n"
+    header = format_report([dataclasses.replace(_measure(True), name="natural")], FAST).splitlines()[0]
+    assert header.endswith("recipe parameter options, hed-vgg16 2 unit(s) per layer at 48 steps")
 
 
 def test_digits_measures_without_scikit_learn_say_what_to_install(monkeypatch: pytest.MonkeyPatch,
@@ -280,16 +347,29 @@ def test_the_natural_measure_is_skipped_without_hed_weights(tmp_path, monkeypatc
     (natural,) = run_measures(["natural"], FAST)
     assert natural.skipped and "dreamlab fetch hed-vgg16" in natural.figure_text
     assert main(["quality", "--measures", "natural"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "skipped" in out and "0/0 goals met" in out
+    assert err.splitlines() == ["dreamlab: quality: measure 1/1: natural", "dreamlab: quality: natural: skipped, the "
+                                "hed-vgg16 weights are not in the cache (dreamlab fetch hed-vgg16)"]
     assert main(["quality", "--hed-units", "0"]) == 2
+
+
+def test_kept_alone_reports_the_seconds_of_the_renders_it_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    items = [{"unit": f"conv2:{k}", "kept": 0.6} for k in range(4)]
+    dataset = dataclasses.replace(_measure(True), items=items, seconds=14.0)
+    monkeypatch.setattr("dreamlab.apps.quality.measures.digits_data", lambda: None)
+    monkeypatch.setattr("dreamlab.apps.quality.measures.measure_dataset", lambda *args: dataset)
+    (kept,) = run_measures(["kept"], FAST)  # the dataset measure runs hidden: its time is kept's
+    assert (kept.name, kept.seconds, kept.figure) == ("kept", 14.0, 1.0)
+    dataset_shown, kept = run_measures(["dataset", "kept"], FAST)  # counted once, on the dataset measure
+    assert (dataset_shown.seconds, kept.seconds) == (14.0, 0.0)
 
 
 def test_command_runs_the_measures_with_lucids_settings(monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture) -> None:
     seen: list[QualitySettings] = []
 
-    def fake_run(names, settings):
+    def fake_run(names, settings, progress=False):
         seen.append(settings)
         return [_measure(False)]
 

@@ -17,6 +17,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -184,6 +186,8 @@ def run_ablation(*, steps: int, size: int, units: int, device: torch.device, com
 
 PEER_PARTS = ("ceiling", "lucent", "dreams")  # what ../shared/bench/peer_bench.py --only knows
 PEER_PACKAGES = {"lucent": "lucent", "dreams": "torch_dreams"}  # the parts that import from --peer-site
+# the dreamlab workload each part's ratio is taken against (ratios() below): without it the part gives no ratio
+PEER_WORKLOADS = {"ceiling": ("layer",), "lucent": ("unit", "layer"), "dreams": ("unit",)}
 
 
 class PeerBenchFailed(DreamlabError):
@@ -195,17 +199,60 @@ class PeerBenchFailed(DreamlabError):
         self.lines = lines
 
 
-def check_peer_options(script: Path, site: Path, parts: str) -> None:
-    """Refuse, before any work, a peer benchmark that is not a Python script, parts it does not know, and a
-    --peer-site folder that is missing where the parts asked for import from it."""
-    if script.suffix != ".py":
-        raise DreamlabError(f"--peer-bench {str(script)!r} is not a Python script; give the peer benchmark, "
-                            f"../shared/bench/peer_bench.py")
-    asked = [part.strip() for part in parts.split(",")]
+@dataclass(frozen=True)
+class PeerPlan:
+    """The peer benchmark's options, checked: the parts to run and lucent's batch sizes."""
+
+    parts: tuple[str, ...]
+    batches: tuple[int, ...]
+
+
+def parse_peer_parts(parts: str) -> tuple[str, ...]:
+    """--peer-parts as a tuple of known part names (empty entries dropped, order and duplicates kept out)."""
+    asked = tuple(dict.fromkeys(part.strip() for part in parts.split(",") if part.strip()))
+    if not asked:
+        raise DreamlabError(f"--peer-parts {parts!r} names no part; valid: {', '.join(PEER_PARTS)} (comma-separated)")
     unknown_parts = [part for part in asked if part not in PEER_PARTS]
     if unknown_parts:
         raise DreamlabError(f"--peer-parts {parts!r}: unknown part {', '.join(map(repr, unknown_parts))}; valid: "
                             f"{', '.join(PEER_PARTS)} (comma-separated)")
+    return asked
+
+
+def parse_peer_batches(batches: str) -> tuple[int, ...]:
+    """--peer-batches as positive batch sizes; the peer benchmark would only fail on a bad one after dreamlab's
+    renders."""
+    sizes = []
+    for text in batches.split(","):
+        try:
+            size = int(text.strip())
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise DreamlabError(f"--peer-batches {batches!r}: {text.strip()!r} is not a positive whole number; give "
+                                f"lucent's batch sizes separated by commas, e.g. 1,8,32")
+        sizes.append(size)
+    return tuple(dict.fromkeys(sizes))
+
+
+def check_peer_options(script: Path, site: Path, parts: str, batches: str = "1",
+                       workloads: Sequence[str] = ("unit", "layer")) -> PeerPlan:
+    """Refuse, before any work, a peer benchmark that is not a Python script, parts it does not know or that give
+    no ratio against `workloads` (dreamlab's), batch sizes that are not positive integers, and a --peer-site
+    folder that is missing where the parts asked for import from it."""
+    if script.suffix != ".py":
+        raise DreamlabError(f"--peer-bench {str(script)!r} is not a Python script; give the peer benchmark, "
+                            f"../shared/bench/peer_bench.py")
+    asked = parse_peer_parts(parts)
+    sizes = parse_peer_batches(batches)
+    for part in asked:
+        if not set(PEER_WORKLOADS[part]) & set(workloads):
+            raise DreamlabError(f"--peer-parts {part} is compared with dreamlab's {PEER_WORKLOADS[part][0]} "
+                                f"workload, which this run does not time; use --workload both (the default) or leave "
+                                f"{part} out")
+    if "lucent" in asked and list(workloads) == ["unit"] and 1 not in sizes:
+        raise DreamlabError(f"--peer-batches {batches!r}: the unit workload is compared with lucent at batch 1; add "
+                            f"1 to --peer-batches")
     needs_site = [part for part in asked if part in PEER_PACKAGES]
     if needs_site and not site.is_dir():
         packages = " and ".join(PEER_PACKAGES[part] for part in needs_site)
@@ -213,15 +260,40 @@ def check_peer_options(script: Path, site: Path, parts: str) -> None:
         raise DreamlabError(f"--peer-site {str(site)!r} is not a folder, and the peer benchmark imports {packages} "
                             f"from it; give --peer-site DIR where {packages} {'is' if one else 'are'} installed, or "
                             f"install {'it' if one else 'them'} there with ../shared/bench/setup_peers.sh")
+    return PeerPlan(asked, sizes)
 
 
-def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: str,
-                   parts: str = "lucent") -> list[dict]:
-    """Run the shared peer benchmark (lucent) in a subprocess and echo its JSON lines.
+def peer_device_env(device: torch.device, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The environment that makes the peer benchmark run on `device`: it has no device option and takes cuda
+    whenever torch sees one, so the GPUs it may see are set (none for the CPU, where its threads are set to
+    dreamlab's too). Refuses a device it cannot run on."""
+    if device.type == "cpu":
+        return {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    if device.type == "cuda":
+        visible = [d.strip() for d in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        index = device.index or 0
+        if "CUDA_VISIBLE_DEVICES" in environ and index < len(visible):
+            return {"CUDA_VISIBLE_DEVICES": visible[index]}  # cuda:N counts among the GPUs already visible
+        return {"CUDA_VISIBLE_DEVICES": str(index)}
+    raise DreamlabError(f"--peer-bench runs the peers on cpu or cuda only, not on {device.type}: give --device cpu "
+                        f"or cuda, or leave --peer-bench out")
+
+
+def device_name(device: torch.device) -> str:
+    """The name peer_bench.py's env line gives the device: the GPU's name, or 'cpu'."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: str, parts: str = "lucent",
+                   device: torch.device = torch.device("cpu")) -> list[dict]:
+    """Run the shared peer benchmark in a subprocess on `device` with dreamlab's steps and size, and echo its JSON
+    lines.
 
     Raises PeerBenchFailed, after echoing the lines, when it exits with an error (the message ends with the last
-    line of its stderr) or reports a part it was asked for as failed (a `{"what": part, "error": ...}` line)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(script.parent / "stubs")])}
+    line of its stderr), reports a part it was asked for as failed (a `{"what": part, "error": ...}` line), or
+    says that it ran on another device than `device`."""
+    env = {**os.environ, **peer_device_env(device),
+           "PYTHONPATH": os.pathsep.join([str(site), str(script.parent / "stubs")])}
     cmd = [sys.executable, str(script), "--steps", str(steps), "--size", str(size), "--batches", batches,
            "--only", parts]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -237,6 +309,11 @@ def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: 
         how = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
         last = f": {said[-1][:300]}" if said else " with nothing on stderr"
         raise PeerBenchFailed(f"peer benchmark {script} failed ({how}){last}", lines)
+    ran_on = [line["device"] for line in lines if isinstance(line, dict) and line.get("what") == "env"
+              and "device" in line]
+    if ran_on and ran_on[0] != device_name(device):
+        raise PeerBenchFailed(f"peer benchmark ran on {ran_on[0]!r}, dreamlab on {device_name(device)!r}: no ratio "
+                              f"is given across devices", lines)
     failed = [_part_failure(line, site) for line in lines
               if isinstance(line, dict) and line.get("what") in PEER_PARTS and "error" in line]
     if failed:
@@ -255,7 +332,9 @@ def _part_failure(line: dict, site: Path) -> str:
 
 
 def ratios(ours: dict[str, dict], peers: list[dict]) -> dict[str, float]:
-    """dreamlab's image-steps/s over lucent's, per workload, from figures of the same run."""
+    """dreamlab's image-steps/s over the peers', per workload, from figures of the same run: the unit workload
+    against lucent at batch 1 and torch-dreams (both one unit), the layer workload against lucent's best batch
+    and the best bare fwd+bwd of the ceiling."""
     lucent = {line["batch"]: line["images_per_s"] for line in peers if line.get("what") == "lucent_render_vis"}
     found = {}
     if "unit" in ours and 1 in lucent:
@@ -263,6 +342,10 @@ def ratios(ours: dict[str, dict], peers: list[dict]) -> dict[str, float]:
     if "layer" in ours and lucent:
         best = max(lucent.values())
         found["layer_vs_lucent_best_batched"] = round(ours["layer"]["images_per_s"] / best, 2)
+    dreams = [line["images_per_s"] for line in peers
+              if line.get("what") == "torch_dreams_render" and "images_per_s" in line]
+    if "unit" in ours and dreams:
+        found["unit_vs_torch_dreams"] = round(ours["unit"]["images_per_s"] / dreams[0], 2)
     ceiling = [line["images_per_s"] for line in peers
                if line.get("what") == "ceiling_googlenet_fwd_bwd" and "images_per_s" in line]
     if "layer" in ours and ceiling:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
-from dreamlab.apps.bench import (PeerBenchFailed, bench_dream, bench_workload, check_bench_size, check_peer_options,
-                                 ratios, run_ablation, run_peer_bench)
+from dreamlab.apps.bench import (PEER_PACKAGES, PeerBenchFailed, PeerPlan, bench_dream, bench_workload,
+                                 check_bench_size, check_peer_options, peer_device_env, ratios, run_ablation,
+                                 run_peer_bench)
 from dreamlab.apps.args import (EXIT_FAILURE, add_compile_argument, add_device_argument, add_given_option,
                                 given_options, input_path, positive_int)
 from dreamlab.errors import DreamlabError
@@ -32,14 +33,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, help="units per batch (default: all)")
     add_compile_argument(p, "each workload is then rendered twice and the warm-up reported as warmup_s")
     p.add_argument("--peer-bench", type=input_path, metavar="PEER_BENCH_PY",
-                   help="also run this peer benchmark (../shared/bench/peer_bench.py) with the same settings, "
-                        "in the same run, and print the ratios")
+                   help="also run this peer benchmark (../shared/bench/peer_bench.py) in the same run and print the "
+                        "ratios. It gets dreamlab's --steps, --size and device (on the CPU, its thread count too); "
+                        "everything else is the peers' own: lucent renders mixed4a of its InceptionV1 (batch 1: "
+                        "unit 476; batch N: N channels) in fp32 with its default image (FFT, decorrelated colour) and "
+                        "transforms, torch-dreams inception4c:97 of GoogLeNet in fp32 at batch 1, the ceiling a bare "
+                        "GoogLeNet fwd+bwd for 20 steps at batches 1-256 (on cuda also in tf32 and bf16). "
+                        "--precision, --param, --transforms, --units and --batch-size change dreamlab's side only "
+                        "(the defaults fourier and standard are lucent's kind of image and transforms; --precision "
+                        "auto is bf16 on cuda, against the peers' fp32)")
     add_given_option(p, "--peer-site", type=Path, default=Path("/tmp/peers_site"),
-                     help="where setup_peers.sh installed the peers (default: %(default)s)")
-    add_given_option(p, "--peer-batches", default="1", help="lucent batch sizes to time (default: 1)")
+                     help="where setup_peers.sh installed lucent and torch-dreams (default: %(default)s)")
+    add_given_option(p, "--peer-batches", default="1",
+                     help="lucent's batch sizes to time, comma-separated (default: 1); the unit workload is "
+                          "compared with batch 1, the layer workload with the fastest")
     add_given_option(p, "--peer-parts", default="lucent",
-                     help="what the peer benchmark runs: any of ceiling (bare GoogLeNet fwd+bwd), lucent, dreams "
-                          "(default: lucent)")
+                     help="what the peer benchmark runs, comma-separated: ceiling (bare GoogLeNet fwd+bwd, against "
+                          "the layer workload), lucent (against unit and layer), dreams (torch-dreams, against the "
+                          "unit workload) (default: lucent)")
     p.add_argument("--ablation", action="store_true",
                    help="instead of the workloads: time inception4c:0-<units-1> with each speed-up switched off "
                         "alone (early stop, one gather, precision, layout, optimizer; --compile adds compile)")
@@ -73,6 +84,16 @@ def _unused_options(args: argparse.Namespace) -> None:
         refuse(given_options(args, ["units", "batch_size"]), "--workload unit renders one unit")
 
 
+def _unused_peer_options(args: argparse.Namespace, plan: PeerPlan) -> None:
+    """Refuse --peer-batches without lucent and --peer-site without a part that imports from it."""
+    if args.peer_batches_given and "lucent" not in plan.parts:
+        raise DreamlabError("--peer-batches sets lucent's batch sizes: add lucent to --peer-parts, or leave "
+                            "--peer-batches out")
+    if args.peer_site_given and not set(plan.parts) & set(PEER_PACKAGES):
+        raise DreamlabError("--peer-site is where lucent and torch-dreams are imported from, and the ceiling imports "
+                            "neither: add lucent or dreams to --peer-parts, or leave --peer-site out")
+
+
 def run(args: argparse.Namespace) -> int:
     from dreamlab.devices import resolve_device
 
@@ -87,9 +108,13 @@ def run(args: argparse.Namespace) -> int:
     if args.peer_bench and not args.peer_bench.is_file():
         raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; it lives in "
                             f"../shared/bench/peer_bench.py")
+    workloads = ["unit", "layer"] if args.workload == "both" else [args.workload]
     if args.peer_bench:
-        check_peer_options(args.peer_bench, args.peer_site, args.peer_parts)
+        plan = check_peer_options(args.peer_bench, args.peer_site, args.peer_parts, args.peer_batches, workloads)
+        _unused_peer_options(args, plan)
     device = resolve_device(args.device)
+    if args.peer_bench:
+        peer_device_env(device)  # refuses a device the peers cannot run on, before any render
     print(json.dumps({"what": "env", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}), flush=True)
     if args.ablation:
         for line in run_ablation(steps=args.steps, size=args.size, units=args.units, device=device,
@@ -100,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workload == "dream":
         print(json.dumps(bench_dream(steps=args.steps, device=device)), flush=True)
         return 0
-    for workload in (["unit", "layer"] if args.workload == "both" else [args.workload]):
+    for workload in workloads:
         figures = bench_workload(workload, steps=args.steps, size=args.size, units=args.units, device=device,
                                  precision=args.precision, param=args.param, transforms=args.transforms,
                                  batch_size=args.batch_size, compile=args.compile)
@@ -109,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     if args.peer_bench:
         try:
             peers = run_peer_bench(args.peer_bench, args.peer_site, steps=args.steps, size=args.size,
-                                   batches=args.peer_batches, parts=args.peer_parts)
+                                   batches=",".join(map(str, plan.batches)), parts=",".join(plan.parts),
+                                   device=device)
         except PeerBenchFailed as exc:  # dreamlab's figures are printed; say why the peer's are missing
             found = ratios(ours, exc.lines)
             if found:

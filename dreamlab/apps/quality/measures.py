@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class QualitySettings:
     param: str | None = None  # None: the recipes'; 'pixel' for the adversarial-style control (not planted)
     transforms: str | None = None  # None: the recipes'; 'none' for the adversarial-style control (not planted)
     hed_units: int = 4  # units per layer of the natural-image measure on hed-vgg16 (64: the full measure)
+    hed_steps: int | None = None  # natural renders (None: the hed-vgg16 recipe's, 256)
 
 
 # QualitySettings.param_options keys (the parameterization's own names) -> the render settings they set
@@ -121,9 +123,21 @@ SETTINGS_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-# the small version that the test suite runs (seconds, not minutes)
+# the small version (`dreamlab quality --fast`; the test suite runs its digits and planted parts): the logits as
+# the full measure renders them (the recipe's 256 steps), 10 of the 50 conv2 channels, two planted cells at 512
+# steps, and hed-vgg16 with 2 units per layer at 48 steps (measured 2026-12-04: 6/6 pass at seed 0 in 147 s on one
+# thread of a shared 2-core CPU, half of it scoring the 438 photo crops)
 FAST = QualitySettings(steps=None, planted_steps=512, logit_units=range(10), conv2_units=range(0, 50, 5),
-                       planted_layers=(1,), planted_params=("pixel",), planted_presets=("none", "jitter"))
+                       planted_layers=(1,), planted_params=("pixel",), planted_presets=("none", "jitter"),
+                       hed_units=2, hed_steps=48)
+
+# the measures that render lenet-digits (QualitySettings.steps); `dreamlab quality` refuses --steps without them
+DIGITS_MEASURES = ("transfer", "dataset", "kept")
+
+
+def say(what: str) -> None:
+    """One progress line on stderr, so that a long `dreamlab quality` run shows which measure is running."""
+    print(f"dreamlab: quality: {what}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -173,13 +187,14 @@ def unit_scores(model: torch.nn.Module, images: Tensor, layer: str, units: Seque
     return act[:, index]
 
 
-def _digits_render(settings: QualitySettings, layer: str, units: Sequence[int]):
-    """(loaded lenet-digits, RenderResult) of one batched render of `units` of `layer` ('logit' or a layer)."""
+def _digits_render(settings: QualitySettings, layer: str, units: Sequence[int], progress: bool = False):
+    """(loaded lenet-digits, RenderResult) of one batched render of `units` of `layer` ('logit' or a layer);
+    `progress`: a bar on a terminal, a line otherwise."""
     loaded = load_model(DIGITS_MODEL)
     objective = logit(list(units)) if layer == "logit" else channel(layer, list(units))
     result = render(loaded, objective, steps=settings.steps, seed=settings.seed, device=settings.device,
                     optimizer=settings.optimizer, param=settings.param, transforms=settings.transforms,
-                    **_param_settings(settings))
+                    progress=progress, **_param_settings(settings))
     return loaded, result
 
 
@@ -221,7 +236,7 @@ def measure_transfer(settings: QualitySettings = QualitySettings(), logits=None)
         seconds=time.perf_counter() - start)
 
 
-def measure_dataset(settings: QualitySettings = QualitySettings(), logits=None) -> Measure:
+def measure_dataset(settings: QualitySettings = QualitySettings(), logits=None, progress: bool = False) -> Measure:
     """For every conv2 channel and class logit: does the render beat the best image of the dataset, and keep that
     lead under perturbations it was not optimized for (dreamlab.apps.quality.perturb)?
 
@@ -241,7 +256,9 @@ def measure_dataset(settings: QualitySettings = QualitySettings(), logits=None) 
         if layer == "logit" and logits is not None:
             loaded, result = logits
         else:
-            loaded, result = _digits_render(settings, layer, units)
+            if progress:
+                say(f"dataset: {layer}, {len(units)} unit(s)")
+            loaded, result = _digits_render(settings, layer, units, progress)
         items += score_against_dataset(loaded.model, result.images.cpu(), layer, units, data)
     n = len(items)
     if n == 0:
@@ -294,12 +311,14 @@ def measure_kept(items: Sequence[dict[str, Any]], seconds: float = 0.0) -> Measu
 
 # --- planted filters ---------------------------------------------------------------------------------------------
 
-def planted_cell(layers: int, param: str, preset: str, settings: QualitySettings = QualitySettings()) -> dict:
+def planted_cell(layers: int, param: str, preset: str, settings: QualitySettings = QualitySettings(),
+                 progress: bool = False) -> dict:
     """Render every channel of one planted model with one parameterization and transform preset; check each."""
     planted = planted_model(layers=layers)
     result = render(planted.model, channel(planted.layer, range(planted.units)), recipe=planted.recipe,
                     param=param, transforms=preset, steps=settings.planted_steps, seed=settings.seed,
-                    device=settings.device, optimizer=settings.optimizer, **_param_settings(settings))
+                    device=settings.device, optimizer=settings.optimizer, progress=progress,
+                    **_param_settings(settings))
     cell = score_planted(planted, result.images.cpu(), preset)
     return {"model": f"{layers}-layer", "param": param, "transforms": preset, **cell}
 
@@ -330,13 +349,18 @@ def score_planted(planted: PlantedModel, images: Tensor, transforms: str = "none
             "passed": recovered == len(channels), "per_channel": channels}
 
 
-def measure_planted(settings: QualitySettings = QualitySettings()) -> Measure:
+def measure_planted(settings: QualitySettings = QualitySettings(), progress: bool = False) -> Measure:
     """Every (model, parameterization, preset) cell must recover all of its planted channels."""
     start = time.perf_counter()
-    cells = [planted_cell(layers, param, preset, settings) for layers in settings.planted_layers
-             for param in settings.planted_params for preset in settings.planted_presets]
-    if not cells:
+    todo = [(layers, param, preset) for layers in settings.planted_layers for param in settings.planted_params
+            for preset in settings.planted_presets]
+    if not todo:
         raise DreamlabError("the planted measure needs at least one model, parameterization and preset")
+    cells = []
+    for i, (layers, param, preset) in enumerate(todo, 1):
+        if progress:
+            say(f"planted cell {i}/{len(todo)}: {layers}-layer model, {param}, transforms {preset}")
+        cells.append(planted_cell(layers, param, preset, settings, progress))
     passed = sum(c["passed"] for c in cells)
     notes = []
     for param in settings.planted_params:
@@ -355,54 +379,59 @@ def measure_planted(settings: QualitySettings = QualitySettings()) -> Measure:
 
 # --- running and printing ---------------------------------------------------------------------------------------
 
-def run_measures(names: Sequence[str] = MEASURES, settings: QualitySettings = QualitySettings()) -> list[Measure]:
-    """Run the named measures; transfer and dataset share one logit render."""
+def run_measures(names: Sequence[str] = MEASURES, settings: QualitySettings = QualitySettings(), *,
+                 progress: bool = False) -> list[Measure]:
+    """Run the named measures; transfer and dataset share one logit render. `progress`: a line on stderr per
+    measure (and per planted cell and hed-vgg16 layer), and each render's progress."""
     bad = [n for n in names if n not in MEASURES]
     if bad:
         raise unknown("quality measure", bad[0], MEASURES)
-    out: list[Measure] = []
-    logits, render_seconds = None, 0.0
-    if "kept" in names and "dataset" not in names:
-        names = [*names, "dataset"]  # kept is read from the dataset measure's renders
-        hide_dataset = True
-    else:
-        hide_dataset = False
-    if "transfer" in names or "dataset" in names:
+    shown = [name for name in MEASURES if name in names]
+    hide_dataset = "kept" in shown and "dataset" not in shown  # kept is read from the dataset measure's renders
+    if "transfer" in shown or "kept" in shown or "dataset" in shown:
         digits_data()  # fail early, with the install hint, when scikit-learn is missing
-        if "transfer" in names and list(settings.logit_units):
-            start = time.perf_counter()
-            logits = _digits_render(settings, "logit", settings.logit_units)
-            render_seconds = time.perf_counter() - start
+    out: list[Measure] = []
+    logits, dataset = None, None
     for name in MEASURES:
-        if name not in names:
+        hidden = name == "dataset" and hide_dataset
+        if name not in shown and not hidden:
             continue
+        if progress and not (name == "kept" and hide_dataset):  # a hidden dataset measure is announced as kept
+            which = "kept" if hidden else name
+            say(f"measure {shown.index(which) + 1}/{len(shown)}: {which}"
+                + (" (renders the dataset measure's units)" if hidden else ""))
         if name == "transfer":
+            start = time.perf_counter()
+            if list(settings.logit_units):
+                logits = _digits_render(settings, "logit", settings.logit_units, progress)
             out.append(measure_transfer(settings, logits))
-            out[-1].seconds += render_seconds  # the shared logit render is counted once, here
+            out[-1].seconds = time.perf_counter() - start  # the shared logit render is counted once, here
         elif name == "dataset":
-            dataset = measure_dataset(settings, logits)
+            dataset = measure_dataset(settings, logits, progress)
             if not hide_dataset:
                 out.append(dataset)
         elif name == "kept":
-            out.append(measure_kept(dataset.items))
+            out.append(measure_kept(dataset.items, dataset.seconds if hide_dataset else 0.0))
         elif name == "planted":
-            out.append(measure_planted(settings))
+            out.append(measure_planted(settings, progress))
         else:
-            out.append(_natural(settings))
+            out.append(_natural(settings, progress))
     return out
 
 
-def _natural(settings: QualitySettings) -> Measure:
+def _natural(settings: QualitySettings, progress: bool = False) -> Measure:
     from dreamlab.apps.quality.natural import measure_natural
     from dreamlab.models.zoo.hed import weights_path
 
     if not weights_path().is_file():
+        if progress:
+            say("natural: skipped, the hed-vgg16 weights are not in the cache (dreamlab fetch hed-vgg16)")
         return Measure(name="natural", title="hed-vgg16 vs photo crops", figure=0.0,
                        figure_text="skipped: hed-vgg16 weights not in the cache (dreamlab fetch hed-vgg16)",
                        goal=0.95, goal_text=">= 95% of units", passed=True, skipped=True)
-    measure, _ = measure_natural(settings.hed_units, seed=settings.seed, device=settings.device,
-                                 optimizer=settings.optimizer, param=settings.param, transforms=settings.transforms,
-                                 **_param_settings(settings))
+    measure, _ = measure_natural(settings.hed_units, steps=settings.hed_steps, seed=settings.seed,
+                                 device=settings.device, optimizer=settings.optimizer, param=settings.param,
+                                 transforms=settings.transforms, progress=progress, **_param_settings(settings))
     return measure
 
 
@@ -412,10 +441,17 @@ def format_report(measures: Sequence[Measure], settings: QualitySettings) -> str
     rows += [(m.title, m.figure_text, m.goal_text, "skipped" if m.skipped else "ok" if m.passed else "MISSED")
              for m in measures]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    ran = {m.name for m in measures}
     header = (f"dreamlab quality: device {settings.device}, seed {settings.seed}, optimizer "
               f"{settings.optimizer or 'recipe'}, param {settings.param or 'recipe'}, transforms "
-              f"{settings.transforms or 'recipe'}, {settings.param_options or 'recipe parameter options'}, digits steps "
-              f"{settings.steps or 'recipe (256)'}, planted steps {settings.planted_steps or 'recipe (1024)'}")
+              f"{settings.transforms or 'recipe'}, {settings.param_options or 'recipe parameter options'}")
+    if ran & set(DIGITS_MEASURES):
+        header += f", digits steps {settings.steps or 'recipe (256)'}"
+    if "planted" in ran:
+        header += f", planted steps {settings.planted_steps or 'recipe (1024)'}"
+    if "natural" in ran:
+        hed_steps = settings.hed_steps or "the recipe's (256)"
+        header += f", hed-vgg16 {settings.hed_units} unit(s) per layer at {hed_steps} steps"
     lines = [header, ""]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     for m in measures:

@@ -7,7 +7,8 @@ channel's spatial mean, after the ReLU) beats every crop's and every other unit'
 super-stimuli: another unit's render often beats the photos too), and it keeps at least half of it under the
 worst of a 1-px blur, a 0.85x rescale and a 5-degree rotation (dreamlab.apps.quality.perturb).
 
-Rendering VGG16 is heavy on a CPU: the default is 4 units per layer; `units_per_layer=64` is the full measure.
+Rendering VGG16 is heavy on a CPU: the default is 4 units per layer; `units_per_layer=64` is the full measure
+(`dreamlab quality --fast`: 2 units per layer at 48 steps).
 """
 from __future__ import annotations
 
@@ -140,11 +141,12 @@ def colour_stats(images: Tensor) -> dict[str, float]:
 
 
 def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: int = 0, device: str = "cpu",
-                    layers: Sequence[str] = HED_LAYERS, **render_settings: Any):
+                    layers: Sequence[str] = HED_LAYERS, progress: bool = False, **render_settings: Any):
     """Render `units_per_layer` units (evenly spread over the channels) of each layer with the recipe, or with
     `render_settings` (e.g. optimizer='adam', fourier_decay=1.0 for lucid's), and score them on the photos.
+    `steps` None: the recipe's. `progress`: a stderr line per phase and each render's progress.
     Returns (Measure, {layer: rendered images})."""
-    from dreamlab.apps.quality.measures import Measure
+    from dreamlab.apps.quality.measures import Measure, say
     from dreamlab.models.loading import load_model
     from dreamlab.optvis.engine import render
     from dreamlab.optvis.objectives import channel
@@ -153,14 +155,18 @@ def measure_natural(units_per_layer: int = 4, steps: int | None = None, seed: in
     loaded = load_model(HED_MODEL)
     recipe = loaded.recipe
     crops = photo_crops()
+    if progress:
+        say(f"natural: scoring {crops.shape[0]} photo crops on {', '.join(layers)} of {HED_MODEL}")
     crop_acts = channel_means(loaded.model, crops, layers, recipe.mean, recipe.std)
     items: list[dict[str, Any]] = []
     images: dict[str, Tensor] = {}
     for layer in layers:
         width = crop_acts[layer].shape[1]
         units = sorted({round(i * width / units_per_layer) for i in range(units_per_layer)})
+        if progress:
+            say(f"natural: {layer}, {len(units)} unit(s)")
         result = render(loaded, channel(layer, units), steps=steps, seed=seed, device=device,
-                        batch_size=RENDER_BATCH, **render_settings)
+                        batch_size=RENDER_BATCH, progress=progress, **render_settings)
         images[layer] = result.images.cpu()
         best, best_index = crop_acts[layer][:, units].max(0)
         items += score_natural(loaded.model, images[layer], layer, units, best, recipe.mean, recipe.std,
