@@ -96,24 +96,27 @@ def torchvision_categories(recipe: Recipe) -> tuple[str, ...] | None:
     return tuple(meta.get("categories") or ()) or None
 
 
-def _torchvision_weights_enum(recipe: Recipe, member: str):
+def _torchvision_weights_enum(recipe: Recipe, member: str, origin: str = ""):
+    """The torchvision weights enum member; `origin` names where `member` came from when the user did not give it
+    (the recipe's `weights`)."""
     import torchvision.models as tvm
 
     enum = tvm.get_model_weights(recipe.torchvision_name)
-    if member == "DEFAULT":
+    if member in ("DEFAULT", "default"):  # "default": a recipe that names no weights (Recipe.weights's default)
         return enum.DEFAULT
     try:
         return enum[member]
     except KeyError:
         named = [name for name in enum.__members__ if name != "DEFAULT"]  # 'default' stands for DEFAULT
-        raise unknown(f"weights for {recipe.name}", member, ["default", "none", *named],
-                      hint="or give a local file with --weights PATH") from None
+        hint = f"{origin} named it: fix it there, or leave it out" if origin else \
+            "or give a local file with --weights PATH"
+        raise unknown(f"weights for {recipe.name}", member, ["default", "none", *named], hint=hint) from None
 
 
-def _build_with_download(recipe: Recipe, member: str) -> nn.Module:
+def _build_with_download(recipe: Recipe, member: str, origin: str = "") -> nn.Module:
     import torchvision.models as tvm
 
-    weights = _torchvision_weights_enum(recipe, member)
+    weights = _torchvision_weights_enum(recipe, member, origin)
     try:  # torchvision sets the builder arguments its weights need itself
         return tvm.get_model(recipe.torchvision_name, weights=weights)
     except OSError as exc:  # urllib's URLError and socket errors are OSErrors
@@ -206,26 +209,45 @@ def build_model(recipe: Recipe, weights: str | Path | None = "default",
         return _build_model(recipe, weights, allow_code)  # torch.manual_seed would reseed every GPU too
 
 
+WEIGHTS_KEYWORDS = ("default", "none")  # never a file path, whatever the folder holds: write ./none for that file
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def is_weights_file(weights: str | Path) -> bool:
+    """Whether `weights` names a state-dict file: a Path, or a string other than a keyword that ends in a weights
+    suffix or names something that exists."""
+    if isinstance(weights, Path):
+        return True
+    if weights.lower() in WEIGHTS_KEYWORDS:
+        return False
+    path = Path(weights)
+    return path.suffix in WEIGHTS_SUFFIXES or path.exists()
+
+
 def _build_model(recipe: Recipe, weights: str | Path | None, allow_code: bool) -> tuple[nn.Module, str]:
     if weights is None:
         weights = "none"
-    choice = str(weights)
-    as_path = Path(choice)
-    is_file = isinstance(weights, Path) or as_path.suffix in (".pt", ".pth", ".bin", ".ckpt") or as_path.exists()
-    if choice == "default":
-        choice = recipe.weights
+    if not isinstance(weights, Path):
+        weights = str(weights)
     _check_torchvision_name(recipe)
-    if is_file:
+    if is_weights_file(weights):
         model = _call_builder(recipe, None, recipe.weights_kwargs, allow_code)
-        load_state_dict_file(model, as_path, recipe.name)
-        return model, str(as_path)
+        load_state_dict_file(model, Path(weights), recipe.name)
+        return model, str(Path(weights))
+    choice, origin = str(weights), ""
+    if choice == "default":
+        choice, origin = recipe.weights, f"the `weights` of recipe {recipe.name}"
     if choice.lower() == "none":
         return _call_builder(recipe, None, {}, allow_code), "none"
     if recipe.is_torchvision:
-        return _build_with_download(recipe, choice), str(_torchvision_weights_enum(recipe, choice)).split(".")[-1]
+        member = _torchvision_weights_enum(recipe, choice, origin)
+        return _build_with_download(recipe, choice, origin), str(member).split(".")[-1]
     try:
         return _call_builder(recipe, choice, {}, allow_code), choice
     except ValueError:  # the zoo's builders refuse weights they do not know
+        if origin:
+            raise WeightsError(f"unknown weights {choice!r} for {recipe.name}, named by {origin}; valid: default, "
+                               f"none (or what its builder takes): fix it there, or leave it out") from None
         raise WeightsError(f"unknown weights {choice!r} for {recipe.name}; valid: default, none, or the PATH of a "
                            f"state-dict file") from None
 

@@ -19,14 +19,59 @@ from dreamlab.models.recipe import Recipe, check_recipe, load_recipe
 
 def custom_recipe(model: nn.Module, channels: int | None = None, input_size: int = 224) -> Recipe:
     """Settings for a model passed as a module without a recipe: ImageNet-style preprocessing; `channels`
-    defaults to the first Conv2d's input channels (3 without one)."""
+    defaults to what the first Conv2d that runs reads (3 without one)."""
     if channels is None:
-        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-        channels = first.in_channels if first is not None else 3
+        channels = input_channels(model, input_size) or 3
     return Recipe(name=type(model).__name__, builder="custom:" + type(model).__name__, weights="none",
                   channels=channels, input_size=input_size,
                   mean=(0.485, 0.456, 0.406) if channels == 3 else (0.5,) * channels,
                   std=(0.229, 0.224, 0.225) if channels == 3 else (0.5,) * channels)
+
+
+class _ConvReached(BaseException):
+    """Stops the channel probe's forward at the first convolution that runs."""
+
+
+def first_conv(model: nn.Module, channels: int, size: int) -> tuple[int, int] | None:
+    """(channels the first Conv2d that runs reads, channels it is given) in a forward of one `channels` x `size`
+    x `size` image, found by forward pre-hooks on a weightless meta copy (the model itself never runs). None
+    when no convolution is reached: none exists, or the forward fails before one (an op without a meta kernel,
+    an input it cannot take)."""
+    from dreamlab.models.layout import FORWARD_ERRORS as PROBE_ERRORS, meta_copy
+
+    found: list[tuple[int, int]] = []
+
+    def reached(conv: nn.Conv2d, inputs: tuple) -> None:
+        given = inputs[0].shape[1] if inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() > 2 \
+            else conv.in_channels
+        found.append((conv.in_channels, given))
+        raise _ConvReached
+
+    try:
+        probe = meta_copy(model)
+    except Exception:  # a module deepcopy cannot copy: no probe, the caller falls back on registration order
+        return None
+    for conv in probe.modules():
+        if isinstance(conv, nn.Conv2d):
+            conv.register_forward_pre_hook(reached)
+    try:
+        with torch.no_grad():
+            probe(torch.zeros(1, channels, size, size, device="meta"))
+    except (_ConvReached, *PROBE_ERRORS):
+        pass
+    return found[0] if found else None
+
+
+def input_channels(model: nn.Module, size: int = 224) -> int | None:
+    """The channels the model's input has, as the first Conv2d that runs reads them (not the first one
+    registered: a head may be registered before the stem); None without a Conv2d."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        return None
+    if len({conv.in_channels for conv in convs}) == 1:  # every convolution reads the same: no probe needed
+        return convs[0].in_channels
+    found = first_conv(model, convs[0].in_channels, size)
+    return found[0] if found is not None else convs[0].in_channels
 
 
 def model_device(model: nn.Module) -> torch.device | None:
@@ -70,27 +115,58 @@ def prepared_model(model: nn.Module, device: torch.device, channels_last: bool, 
 
 
 def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | None,
-                   weights: str | Path | None) -> tuple[nn.Module, Recipe, str, tuple[str, ...] | None, bool]:
-    """(module, recipe, weights description, class names, whether dreamlab owns the module)."""
+                  weights: str | Path | None = "default"
+                  ) -> tuple[nn.Module, Recipe, str, tuple[str, ...] | None, bool]:
+    """(module, recipe, weights description, class names, whether dreamlab owns the module).
+
+    `recipe` goes with a caller's nn.Module and `weights` with a model given by name; any other pairing is
+    refused rather than ignored ("default", the callers' default for `weights`, goes with everything)."""
     if recipe is not None and not isinstance(recipe, (str, Path, Recipe)):
         raise DreamlabError(f"recipe must be a recipe name, a .toml path or a Recipe, got {type(recipe).__name__}")
     if isinstance(model, (str, Path)):
-        model = load_model(recipe if recipe is not None else model, weights)
+        if recipe is not None:
+            shown = recipe.name if isinstance(recipe, Recipe) else str(recipe)
+            raise DreamlabError(f"model {str(model)!r} and recipe {shown!r} both say which model to load; give "
+                                f"one: the name (or .toml path) as the model, and recipe= only with your own "
+                                f"nn.Module")
+        model = load_model(model, weights)
+        weights = "default"  # used
+    if weights != "default":
+        _refuse_weights(model, weights)
     if isinstance(model, LoadedModel):
+        if recipe is not None:
+            raise DreamlabError(f"recipe= goes with your own nn.Module; this LoadedModel carries its recipe "
+                                f"{model.recipe.name!r}: leave recipe out, or load_model(RECIPE) and pass that")
         return model.model, model.recipe, model.weights, model.categories, True
     if not isinstance(model, nn.Module):
         raise DreamlabError(f"model must be a recipe or torchvision model name, a LoadedModel or an nn.Module, "
                             f"got {type(model).__name__}")
     check_float32(model)
-    if isinstance(recipe, (str, Path)):
-        recipe = load_recipe(recipe)
-    elif isinstance(recipe, Recipe):
-        check_recipe(recipe)
-        check_recipe_layers(recipe, model, None)
-    recipe = recipe or custom_recipe(model)
-    _check_channels(model, recipe)
+    if recipe is None:
+        recipe = custom_recipe(model)  # its channels are what the module reads
+    else:
+        source = None if isinstance(recipe, Recipe) else str(recipe)  # a name or a .toml path
+        if source is None:
+            check_recipe(recipe)
+        else:
+            recipe = load_recipe(recipe)
+        check_recipe_layers(recipe, model, source)
+        _check_channels(model, recipe)
     categories = recipe.categories or torchvision_categories(recipe)
     return model, recipe, "caller's module", categories, False
+
+
+def _refuse_weights(model: object, weights: object) -> None:
+    """`weights` given with a model that already has its weights (a LoadedModel, a caller's module)."""
+    shown = repr(str(weights)) if weights is not None else "None"
+    if isinstance(model, LoadedModel):
+        raise DreamlabError(f"weights={shown} goes with a model given by name; this LoadedModel of "
+                            f"{model.recipe.name} has its weights ({model.weights}): leave weights out, or "
+                            f"load_model({model.recipe.name!r}, weights={shown}) and pass that")
+    if isinstance(model, nn.Module):
+        raise DreamlabError(f"weights={shown} goes with a model given by name; {type(model).__name__} is your "
+                            f"module and keeps its own weights: leave weights out, or load them into it "
+                            f"(model.load_state_dict(torch.load(PATH, weights_only=True)))")
 
 
 def check_float32(model: nn.Module) -> None:
@@ -104,12 +180,20 @@ def check_float32(model: nn.Module) -> None:
 
 
 def _check_channels(model: nn.Module, recipe: Recipe) -> None:
-    """A recipe's colour channels must be what the module's first convolution reads."""
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is not None and first.in_channels != recipe.channels:
+    """A recipe's colour channels must be what the module's first convolution reads. The recipe is trusted
+    unless the first Conv2d that runs (probed on a meta copy) is given the image's channels as they are and
+    reads another number: a module that makes its own channels (grey repeated to RGB) passes."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if all(conv.in_channels == recipe.channels for conv in convs):
+        return
+    found = first_conv(model, recipe.channels, recipe.input_size)
+    if found is None:  # the probe reached no convolution: nothing to go on but the recipe
+        return
+    reads, given = found
+    if given == recipe.channels != reads:
         raise DreamlabError(f"recipe {recipe.name!r} gives {recipe.channels}-channel images, but "
-                            f"{type(model).__name__}'s first convolution reads {first.in_channels}; set "
-                            f"channels={first.in_channels} (with a mean and std per channel)")
+                            f"{type(model).__name__}'s first convolution reads {reads}; set "
+                            f"channels={reads} (with a mean and std per channel)")
 
 
 FORWARD_ERRORS = (RuntimeError, AssertionError, ValueError)  # what a model raises for an input it cannot take
@@ -141,16 +225,25 @@ COMMON_SIZES = (28, 32, 64, 96, 128, 299)  # input sides a module without a reci
 
 
 def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseException,
-                         accepts: Callable[[int], bool]) -> DreamlabError | None:
-    """For a module passed without a recipe (whose made-up recipe assumes 224 px) that fails on an input of
-    `shape`: if it takes one of COMMON_SIZES (`accepts(side)`), the one line that says how to give that size;
-    None when it takes none of them (a bug in the module, whose own error should show) or has a real recipe."""
+                         accepts: Callable[[int | tuple[int, int]], bool],
+                         rendered: tuple[int, int] | None = None) -> DreamlabError | None:
+    """The one line for a model that fails on an input of `shape` [B, C, H, W] whose size is not its recipe's
+    doing, or None (a bug in the module, whose own error should show). `rendered`: the image's (height, width)
+    before the transforms. Where the transforms' padding changed the size and the model takes `rendered`
+    (`accepts(size)`), that is the line. Otherwise, for a module passed without a recipe (whose made-up recipe
+    assumes 224 px) that takes one of COMMON_SIZES, how to say its size in a Recipe."""
+    shown = "x".join(map(str, shape[1:]))
+    if rendered is not None and tuple(rendered) != tuple(shape[2:]) and accepts(tuple(rendered)):
+        height, width = rendered
+        return DreamlabError(f"{recipe.name} failed on a {shown} input ({first_line(exc)}): the transforms' padding "
+                             f"made the {height}x{width} image {shape[-2]}x{shape[-1]}, and the model takes a fixed "
+                             f"size; render with transforms='none' or 'small' (--transforms none/small), which keep "
+                             f"the size")
     if not recipe.builder.startswith("custom:"):
         return None
     side = next((n for n in COMMON_SIZES if n != recipe.input_size and accepts(n)), None)
     if side is None:
         return None
-    shown = "x".join(map(str, shape[1:]))
     return DreamlabError(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on {side}x{side}; "
                          f"for a module with a fixed input size, say it: recipe=dreamlab.Recipe({recipe.name!r}, "
                          f"'custom:{recipe.name}', input_size={side}, channels={recipe.channels}), and render with "

@@ -35,7 +35,9 @@ class Recipe:
 
     name: str
     builder: str  # "torchvision:<name>", "zoo:<name>", a name given to register_builder, or "module:function"
-    weights: str = "DEFAULT"  # torchvision enum member (IMAGENET1K_V1, DEFAULT), or what the builder takes; "none"
+    # "default": the builder's own default weights (torchvision's DEFAULT member, the zoo's shipped ones); a
+    # torchvision enum member (IMAGENET1K_V1); "none"; or another value the builder takes
+    weights: str = "default"
     # builder arguments when dreamlab builds the model (random init, local weights file); a torchvision
     # weights enum sets its own
     builder_kwargs: dict[str, Any] = field(default_factory=dict)

@@ -159,6 +159,10 @@ def _validate(s: RenderSettings) -> None:
     _finite("init_sd", s.init_sd, 0, True)
     _whole("redirect_relu_steps", s.redirect_relu_steps, 0)
     check_diversity(s.diversity, s.diversity_weight)
+    if s.diversity_layer is not None and s.diversity == 1:
+        raise DreamlabError(f"diversity_layer={s.diversity_layer!r} compares the images of one unit, and "
+                            f"diversity is 1 (one image per unit): add diversity=N (N >= 2), or leave "
+                            f"diversity_layer out")
     for name in ("decorrelate", "channels_last"):
         value = getattr(s, name)
         if not isinstance(value, bool) and not (name == "channels_last" and value is None):
@@ -237,7 +241,9 @@ def check_units(units: Sequence[int] | None, total: int) -> list[int]:
 
 
 def fit_init_image(image: Any, channels: int, size: tuple[int, int], units: int) -> Tensor:
-    """A start image [H,W] (grey), [C,H,W] or [B,C,H,W] in [0,1] as [1 or `units`, channels, *size]."""
+    """A start image [H,W] (grey), [C,H,W] or [B,C,H,W] in [0,1] as [1 or `units`, channels, *size]. It keeps
+    its aspect ratio: scaled to cover `size`, then centre-cropped (a wide photo loses its sides), never
+    stretched."""
     image = check_image(image, "init_image").float()
     if image.dim() == 2:  # one grey channel
         image = image[None]
@@ -253,8 +259,21 @@ def fit_init_image(image: Any, channels: int, size: tuple[int, int], units: int)
     if image.shape[1] != channels:
         raise DreamlabError(f"init_image has {image.shape[1]} channels (shape {list(image.shape)}, read as "
                             f"[B,C,H,W]); this model takes {channels}")
-    image = torch.nn.functional.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return image.clamp(0, 1)
+    return cover_crop(image, size).clamp(0, 1)
+
+
+def cover_crop(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """Images [B,C,H,W] scaled (bilinear, antialiased) by one factor to cover `size` (height, width), then
+    centre-cropped to it: the aspect ratio is kept."""
+    height, width = images.shape[-2:]
+    target_h, target_w = size
+    scale = max(target_h / height, target_w / width)
+    # at least the target on both sides; round() keeps the side that sets the scale exact
+    scaled = (max(target_h, round(height * scale)), max(target_w, round(width * scale)))
+    images = torch.nn.functional.interpolate(images, size=scaled, mode="bilinear", antialias=True,
+                                             align_corners=False)
+    top, left = (scaled[0] - target_h) // 2, (scaled[1] - target_w) // 2
+    return images[..., top:top + target_h, left:left + target_w]
 
 
 def param_options(s: RenderSettings) -> dict[str, Any]:
