@@ -40,13 +40,17 @@ def to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(array.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
 
 
-def png_bytes(image: Tensor, text: Mapping[str, str] | None = None) -> bytes:
-    """Encode an image as PNG with `text` as tEXt/iTXt chunks (deterministic: no timestamps)."""
+def _png_info(text: Mapping[str, str] | None) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():
         info.add_itxt(key, str(value))
+    return info
+
+
+def png_bytes(image: Tensor, text: Mapping[str, str] | None = None) -> bytes:
+    """Encode an image as PNG with `text` as tEXt/iTXt chunks (deterministic: no timestamps)."""
     buffer = BytesIO()
-    to_pil(image).save(buffer, format="PNG", pnginfo=info)
+    to_pil(image).save(buffer, format="PNG", pnginfo=_png_info(text))
     return buffer.getvalue()
 
 
@@ -84,6 +88,16 @@ def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8", f
 def save_png(image: Tensor, path: str | Path, text: Mapping[str, str] | None = None) -> Path:
     """Save one image [C, H, W] in [0, 1] as a PNG with provenance text chunks (atomically)."""
     return atomic_write_bytes(path, png_bytes(image, text))
+
+
+def set_png_text(path: str | Path, text: Mapping[str, str]) -> Path:
+    """Replace the text chunks of a PNG by `text`, keeping its pixels (atomically): how a file written before
+    its provenance was known gets it."""
+    with Image.open(path) as img:
+        img.load()
+        buffer = BytesIO()
+        img.save(buffer, format="PNG", pnginfo=_png_info(text))
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
@@ -124,25 +138,63 @@ def grid(images: Tensor, columns: int | None = None, padding: int = 2, fill: flo
 
 def safe_name(text: str, limit: int = 96) -> str:
     """A file-name-safe version of a label: 'inception4c:97' -> 'inception4c_97'."""
-    name = re.sub(r"[^A-Za-z0-9.+-]+", "_", text.replace("@", "_at_")).strip("._")
-    if len(name) > limit:
-        import hashlib
+    return _shorten(re.sub(r"[^A-Za-z0-9.+-]+", "_", text.replace("@", "_at_")).strip("._"), text, limit)
 
+
+def _shorten(name: str, text: str, limit: int) -> str:
+    """`name` cut to `limit` characters, ending in a hash of the whole `text` when cut (so cut names differ)."""
+    if len(name) > limit:
         name = name[:limit - 9] + "_" + hashlib.sha1(text.encode()).hexdigest()[:8]
     return name or "image"
 
 
+# How a unit's label reads in a file name. ':' before a unit becomes '_' as in safe_name; the operators and a
+# --diversity image's number get marks of their own, so that 'a:3*b:2' and 'a:3/b:2', or 'conv2 #1' (the first
+# diversity image of conv2) and 'conv2:1', name different files.
+_LABEL_MARKS = {"*": "_x_", "/": "_over_", "^": "_pow", "@": "_at_"}
+_COPY = re.compile(r"(.*) #(\d+)")  # 'conv2:3 #2': image 2 of conv2:3 (optvis.diversity.repeat_units)
+
+
+def label_name(label: str, limit: int = 96) -> str:
+    """The file-name form of a unit's label: 'inception4c:97' -> 'inception4c_97', 'conv2:3 #2' ->
+    'conv2_3_div2', 'a:3*b:2' -> 'a_3_x_b_2', 'a:3/b:2' -> 'a_3_over_b_2', 'a:pair^1[0]' (a direction) -> 'a_pair_pow1_0'.
+
+    >>> label_name("inception4c:97@7,7")
+    'inception4c_97_at_7_7'
+    """
+    copy = _COPY.fullmatch(label)
+    text = f"{copy[1]} div{copy[2]}" if copy else label
+    text = re.sub(r"[*/^@]", lambda m: _LABEL_MARKS[m[0]], text)
+    return _shorten(re.sub(r"[^A-Za-z0-9.+()-]+", "_", text).strip("._"), label, limit)
+
+
+def distinct_paths(paths: Sequence[Path]) -> list[Path]:
+    """`paths` with each repeat renamed NAME_dup2.png, NAME_dup3.png, ... (compared ignoring case, as macOS and
+    Windows do), so that one run never overwrites a file it wrote itself."""
+    seen: set[str] = set()
+    out = []
+    for path in paths:
+        candidate, n = path, 1
+        while str(candidate).lower() in seen:
+            n += 1
+            candidate = path.with_name(f"{path.stem}_dup{n}{path.suffix}")
+        seen.add(str(candidate).lower())
+        out.append(candidate)
+    return out
+
+
 def output_paths(model: str, labels: Sequence[str], out: str | Path | None) -> list[Path]:
-    """Where each unit's PNG goes: `out` itself for one unit, else descriptive names (in `out` if a folder)."""
-    names = [f"{safe_name(model)}_{safe_name(label)}.png" for label in labels]
+    """Where each unit's PNG goes: `out` itself for one unit, else descriptive names (in `out` if a folder),
+    never the same path twice."""
+    names = [f"{safe_name(model)}_{label_name(label)}.png" for label in labels]
     if out is None:
-        return [Path(n) for n in names]
+        return distinct_paths([Path(n) for n in names])
     out = Path(out)
     if len(labels) == 1 and out.suffix.lower() == ".png":
         return [out]
     if out.suffix.lower() == ".png":  # several units and a file name: stem_label.png beside it
-        return [out.with_name(f"{out.stem}_{safe_name(label)}.png") for label in labels]
-    return [out / n for n in names]
+        return distinct_paths([out.with_name(f"{out.stem}_{label_name(label)}.png") for label in labels])
+    return distinct_paths([out / n for n in names])
 
 
 MAX_IMAGE_PIXELS = 64 * 2 ** 20  # 8192 x 8192: far above any render size, far below a decompression bomb

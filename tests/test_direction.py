@@ -121,7 +121,7 @@ def test_render_direction_from_the_command_line(tmp_path, monkeypatch, capsys) -
     assert main(["render", "conv2", "--model", "lenet-digits", "--direction", "pair.npy", "--steps", "4",
                  "--cossim-power", "1", "-o", "out"]) == 0
     written = sorted((tmp_path / "out").iterdir())
-    assert [p.name for p in written] == ["lenet-digits_conv2_pair_1_0.png", "lenet-digits_conv2_pair_1_1.png"]
+    assert [p.name for p in written] == ["lenet-digits_conv2_pair_pow1_0.png", "lenet-digits_conv2_pair_pow1_1.png"]
     text = read_png_text(written[1])
     assert text["dreamlab:unit"] == "conv2:pair^1[1]" and text["dreamlab:objective"] == "conv2:pair^1[0-1]"
     assert text["dreamlab:direction_file"] == "pair.npy" and len(text["dreamlab:direction_sha256"]) == 16

@@ -125,8 +125,8 @@ def test_render_diversity_writes_a_row_per_unit(tmp_path, capsys, monkeypatch):
         assert grid.text["dreamlab:units"] == " | ".join(f"conv2:{u} #{k}" for u in (3, 7) for k in (1, 2, 3))
     assert main(["render", "conv2:3", "--model", "lenet-digits", "--diversity", "2", "--steps", "2",
                  "-o", str(tmp_path / "each")]) == 0
-    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["lenet-digits_conv2_3_1.png",
-                                                                    "lenet-digits_conv2_3_2.png"]
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == ["lenet-digits_conv2_3_div1.png",
+                                                                    "lenet-digits_conv2_3_div2.png"]
     monkeypatch.chdir(tmp_path)
     assert main(["render", "logit:3", "--model", "lenet-digits", "--diversity", "2", "--steps", "2", "--grid"]) == 0
     assert (tmp_path / "lenet-digits_logit_3_grid.png").is_file()  # named for the unit, not its copies

@@ -119,6 +119,9 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
             assert (img.size, img.mode) == ((28, 28), "L")
         text = read_png_text(reference / unit["file"])
         assert text["dreamlab:unit"] == unit["unit"] and text["dreamlab:seed"] == "0"
+        # what was rendered: the layer's whole channel list, in which the channel is the unit's place
+        count = dict(zip(LAYERS, (20, 50, 10)))[layer]
+        assert (text["dreamlab:objective"], text["dreamlab:unit_index"]) == (f"{layer}:0-{count - 1}", str(ch))
         assert float(text["dreamlab:score"]) == pytest.approx(unit["activation"], rel=1e-5)
     # the logit units did what they were asked: each logit went up from its value on the unit's start image
     start = render(load_model("lenet-digits"), "fc2:0-9", steps=1, device="cpu").initial_scores

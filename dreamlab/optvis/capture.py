@@ -63,7 +63,8 @@ class _StopForward(BaseException):
 
 def first_tensor(output: object) -> Tensor | None:
     """A module's output as one tensor: the tensor itself, or the first item of a tuple or list when it is one
-    (e.g. GoogLeNet's namedtuple in training mode); None for anything else."""
+    (e.g. GoogLeNet's namedtuple in training mode, or a model that returns `(logits, aux)`: `logit` then reads
+    the logits); None for anything else."""
     if isinstance(output, Tensor):
         return output
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
@@ -71,12 +72,23 @@ def first_tensor(output: object) -> Tensor | None:
     return None
 
 
-def _captured(output: object) -> Tensor:
+def _captured(name: str, output: object) -> Tensor:
+    """The tensor captured for layer `name` (OUTPUT: the model's own output), or a one-line DreamlabError."""
     tensor = first_tensor(output)
-    if tensor is None:
-        raise DreamlabError(f"cannot capture a module output of type {type(output).__name__}; pick a module that "
-                            f"returns a tensor")
-    return tensor
+    if tensor is not None:
+        return tensor
+    if isinstance(output, dict):
+        keys = list(output)
+        what = f"a dict (keys {', '.join(map(repr, keys[:8]))}{', ...' if len(keys) > 8 else ''})"
+        body = f"return self.model(x)[{keys[0]!r}]" if keys else "return the logits"
+    else:
+        what = f"a {type(output).__name__} (a tuple or list is read by its first item, when that is a tensor)"
+        body = "return the logits"
+    if name == OUTPUT:
+        raise DreamlabError(f"the model returns {what}, not a tensor, so 'logit' has nothing to read; wrap it in a "
+                            f"module whose forward returns the logits tensor ({body}), or address one of its layers")
+    raise DreamlabError(f"layer {name!r} returns {what}, not a tensor; pick a module that returns a tensor "
+                        f"(`dreamlab layers MODEL` lists them)")
 
 
 class Capture:
@@ -86,8 +98,9 @@ class Capture:
     would otherwise overwrite the stored values. A module that runs twice in one forward is refused, since
     its name would not say which call is meant. To see a second call the forward must go on past the first,
     so the first `run` of a Capture always runs the whole model; with `stop_early` later runs stop after the
-    deepest requested layer. Outputs laid out [B, H, W, C] (inside ConvNeXt blocks, Swin) are returned as
-    [B, C, H, W], and token sequences [B, N, D] (ViT) as [B, D, N], so that a unit is channel k of dim 1
+    deepest requested layer. A module (or the model, for `logit`) that returns a tuple or list is read by its
+    first item; a dict is refused with its keys. Outputs laid out [B, H, W, C] (inside ConvNeXt blocks, Swin) are
+    returned as [B, C, H, W], and token sequences [B, N, D] (ViT) as [B, D, N], so that a unit is channel k of dim 1
     everywhere; the first `run` finds them
     (models/layout.py: a weightless copy's shapes at two input sizes).
     """
@@ -128,7 +141,7 @@ class Capture:
             self.calls[name] = count
             if count > 1:
                 raise reused_module(name)
-            tensor = _captured(output)
+            tensor = _captured(name, output)
             self.acts[name] = (channels_first(tensor) if name in self.channels_last else tensor).clone()
             if self._stopping and len(self.acts) == len(self.layers):
                 raise _StopForward

@@ -30,6 +30,14 @@ from dreamlab.optvis.capture import OUTPUT
 from dreamlab.optvis.objectives import IMAGE, Acts, Objective, Offsets
 
 
+COPY_MARK = " #"  # 'conv2:3 #2': the second image of conv2:3 (a file name reads conv2_3_div2: io.label_name)
+
+
+def unit_label(label: str) -> str:
+    """The unit a label names, without its diversity image's number: 'conv2:3 #2' -> 'conv2:3'."""
+    return label.rsplit(COPY_MARK, 1)[0]
+
+
 def repeat_units(objective: Objective, copies: int) -> Objective:
     """`objective` with each unit repeated `copies` times in a row: sample v renders unit v // copies, and is
     labelled 'LABEL #k' (k from 1)."""
@@ -39,7 +47,7 @@ def repeat_units(objective: Objective, copies: int) -> Objective:
     def shifted(offsets: Offsets) -> Objective:
         return repeat_units(objective.at_offsets(offsets), copies)
 
-    labels = tuple(f"{label} #{k + 1}" for label in objective.labels for k in range(copies))
+    labels = tuple(f"{label}{COPY_MARK}{k + 1}" for label in objective.labels for k in range(copies))
     return Objective(scorer, objective.layers, objective.name, labels, objective.checks, objective.precedence,
                      objective.per_position, shifted if objective.shifted is not None else None)
 
@@ -99,4 +107,5 @@ def describe(copies: int, layer: str, weight: float) -> str:
     return f"{copies} images per unit, Gram distance at {layer}, weight {weight:g}"
 
 
-__all__ = ["repeat_units", "gram_distance", "with_diversity", "diversity_layer", "describe"]
+__all__ = ["COPY_MARK", "unit_label", "repeat_units", "gram_distance", "with_diversity", "diversity_layer",
+           "describe"]

@@ -26,7 +26,7 @@ from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.layout import to_channels_first
-from dreamlab.models.loading import LoadedModel
+from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.optvis.diversity import diversity_layer, repeat_units, with_diversity
 from dreamlab.optvis.objectives import IMAGE, Objective
 from dreamlab.optvis.optimizers import make_optimizer
@@ -56,6 +56,15 @@ class RenderResult:
     interrupted: bool = False  # Ctrl-C stopped the run early; images are the last state reached
     # each unit's gradient norm per step, [steps, B], over the parameterization's tensors, before the update
     grad_norms: Tensor = field(default_factory=lambda: torch.zeros(0, 0))
+    # image i's place in the unit list of the objective in provenance['dreamlab:objective'], which decides its
+    # start noise and transform draws: render(..., units=[unit_indices[i]]) with the same settings renders it
+    # again (with diversity, a unit's images share its index; the label's '#k' says which copy)
+    unit_indices: list[int] = field(default_factory=list)
+
+    def unit_text(self, i: int) -> dict[str, str]:
+        """The PNG text of image i on top of `provenance`: its unit, its place in the unit list, its score."""
+        return {"dreamlab:unit": self.labels[i], "dreamlab:unit_index": str(self.unit_indices[i]),
+                "dreamlab:score": f"{float(self.final_scores[i]):.6g}"}
 
     def never_on(self) -> list[str]:
         """Labels of the units whose score was exactly 0 on the start image, at every step and at the end: a ReLU'd
@@ -172,6 +181,8 @@ class _Renderer:
         # read; the transforms' padding makes the maps the optimizer sees larger, so fixed positions (a neuron at
         # x, y) are read where the render-size map sits in them, and must fall inside them too
         self.objective.check({name: act.shape for name, act in acts.items()})
+        with torch.no_grad():  # one score per sample, or the one-line error now rather than after the bar starts
+            self.objective({**acts, IMAGE: grey}, torch.zeros(1, dtype=torch.long, device=dev))
         if resized:
             self.step_objective = self.for_steps(self.objective.at_offsets(map_offsets(transformed, acts)))
             self.step_objective.check({name: act.shape for name, act in transformed.items()})
@@ -190,14 +201,15 @@ class _Renderer:
         except FORWARD_ERRORS as exc:
             size = self.recipe.input_size
             if tuple(model_input.shape[2:]) == (size, size) or not self._accepts(size):
-                unsized = unsized_module_error(self.recipe, model_input.shape, exc, self._accepts)
+                unsized = unsized_module_error(self.recipe, model_input.shape, exc, self._accepts,
+                                               rendered=self.settings.height_width)
                 if unsized is not None:
                     raise unsized from None
                 raise  # the model fails at its own size too: its error, not a size rejection
             raise size_rejection(self.recipe.name, model_input.shape, exc, size,
                                  " and transforms that keep the size (--transforms small or none)") from None
 
-    def _accepts(self, size: int) -> bool:
+    def _accepts(self, size: int | tuple[int, int]) -> bool:
         """Whether the model runs on a grey input of the recipe's size (telling a size rejection from a bug)."""
         def forward(grey: Tensor) -> None:
             with Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
@@ -268,9 +280,10 @@ class _Renderer:
                         with self.step_rng(step):
                             score = fast_scores(run_layers, param, draws, index)
                     if not score.requires_grad:
-                        raise DreamlabError(f"the objective {self.objective.name!r} does not depend on the image "
-                                            f"(its score has no gradient): compute it from the activations it "
-                                            f"is given, without .detach(), .item() or torch.no_grad()")
+                        raise DreamlabError(f"the score of {self.objective.name!r} does not depend on the image "
+                                            f"(it has no gradient): the objective or the model's forward cuts "
+                                            f"the gradient with .detach(), .item(), torch.no_grad() or an "
+                                            f"integer op; remove that cut")
                     optimizer.zero_grad(set_to_none=True)
                     (-score.sum()).backward()  # the one negation: objectives are maximized
                     grad_norms.append(_grad_norms(param, b))  # on the device: no host sync
@@ -394,7 +407,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     """
     requested = with_overrides(settings, overrides)
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
-    obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
+    obj = parse_objective(objective, categories, module_names(module)) if isinstance(objective, str) else objective
     if not isinstance(obj, Objective):
         raise DreamlabError(f"objective must be a string such as 'inception4c:97' or an Objective (dreamlab."
                             f"objectives), got {type(objective).__name__}")
@@ -402,7 +415,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     settings = resolve_settings(requested, recipe_obj, owned, dev, obj.layers)
     todo = check_units(units, obj.batch_size)
     thresholds = check_call(settings.steps, todo, batch_size, thresholds)
-    copies = settings.diversity
+    copies = settings.diversity  # below, todo holds indices into the repeated objective: unit u's are u*copies+k
     if copies > 1:  # each unit becomes `copies` samples in a row, optimized in one batch
         settings = dataclasses.replace(settings, diversity_layer=diversity_layer(
             obj, recipe_obj.default_layer, settings.diversity_layer))
@@ -464,6 +477,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         snapshots=snapshots,
         interrupted=any(p.interrupted for p in parts),
         grad_norms=torch.cat([p.grad_norms[:steps_run] for p in parts], dim=1),
+        unit_indices=[u // copies for u in todo[:done]],
     )
 
 

@@ -14,16 +14,23 @@
 A LAYER is a dotted module name; its parts may start with a digit, as in a bare nn.Sequential (`0.2:3`). Such a
 name followed by ':' is a layer; without ':' it reads as a number, so the whole-layer form needs a letter in it.
 
+A LAYER may contain '-' written without spaces (`blocks.conv-b:3`, a ModuleDict key); with spaces around it, '-'
+subtracts (`a:1 - b:2`). So `a-b:2` is the layer 'a-b', unless the model's layer names are known (`layers` of
+`parse_objective`, which `render` passes): then the longest of `a`, `a-b` that names a layer is taken, and what
+follows it subtracts (`conv2-1` is conv2 minus 1 on a model with a layer conv2 and none called conv2-1). Where '-'
+follows a unit or a range (`conv2:3-conv1:2`) or a number (`2-conv2:3`), it subtracts, as before.
+
 >>> parse_objective("inception4c:97 - 0.5*inception4d:12").name
 'inception4c:97 - 0.5*inception4d:12'
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, unknown
 from dreamlab.optvis import objectives as o
+from dreamlab.optvis.capture import OUTPUT
 from dreamlab.optvis.units import unit_range
 
 _FORMS = ("layer, layer:97, layer:0-63, layer:2,14,20-23, layer:97@x,y, logit:281, logit:name, and + - * / with "
@@ -31,6 +38,8 @@ _FORMS = ("layer, layer:97, layer:0-63, layer:2,14,20-23, layer:97@x,y, logit:28
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
   | (?P<layer>[A-Za-z_0-9][A-Za-z_0-9.]*(?=\s*:))   # before a ':' even '0.2' is a layer name, not a number
+  | (?P<dashed>\d[\d.]*\.(?![eE][-+]?\d)[A-Za-z_][A-Za-z_0-9.]*(?=(?:-[A-Za-z_0-9][A-Za-z_0-9.]*)+\s*:))
+                                                  # '0.conv' of '0.conv-b:3' is a name, not the number '0.'
   | (?P<number>\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)
   | (?P<name>[A-Za-z_0-9][A-Za-z_0-9.]*)
   | (?P<quoted>'[^']*'|"[^"]*")
@@ -41,13 +50,14 @@ _TOKEN = re.compile(r"""
 class _ObjectiveParser:
     """A recursive-descent parser of one objective string (the grammar above) into an Objective."""
 
-    def __init__(self, text: str, categories: Sequence[str] | None):
+    def __init__(self, text: str, categories: Sequence[str] | None, layers: Collection[str] | None = None):
         if not isinstance(text, str):
             already = "; an Objective needs no parsing: pass it as it is" if isinstance(text, o.Objective) else ""
             raise DreamlabError(f"an objective string is needed, such as 'inception4c:97' or 'logit:3'; got "
                                 f"{type(text).__name__}{already}")
         self.text = text
         self.categories = categories
+        self.layers = None if layers is None else {*layers, OUTPUT}  # the model's layer names, when known
         self.tokens: list[tuple[str, str, int]] = []  # (kind, value, position)
         pos = 0
         while pos < len(text):
@@ -55,7 +65,7 @@ class _ObjectiveParser:
             if not m:
                 self.fail(pos, f"unexpected character {text[pos]!r}")
             if m.lastgroup != "space":
-                kind = "name" if m.lastgroup == "layer" else m.lastgroup
+                kind = "name" if m.lastgroup in ("layer", "dashed") else m.lastgroup
                 self.tokens.append((kind, m.group(), pos))
             pos = m.end()
         self.tokens.append(("end", "", len(text)))
@@ -156,10 +166,8 @@ class _ObjectiveParser:
 
     def joins(self, value: str) -> bool:
         """The next token is `value` glued between the previous token and a number (0-63, 2,14: no spaces)."""
-        _, last, last_pos = self.tokens[self.i - 1]
-        _, val, pos = self.peek
-        _, after, after_pos = self.tokens[self.i + 1] if val == value else ("", "", -1)
-        return val == value and pos == last_pos + len(last) and after.isdigit() and after_pos == pos + 1
+        return self.peek[1] == value and self.glued(self.i - 1, self.i) and self.tokens[self.i + 1][1].isdigit() \
+            and self.glued(self.i, self.i + 1)
 
     def span(self) -> list[int]:
         first, _ = self.integer("a channel number")
@@ -173,8 +181,28 @@ class _ObjectiveParser:
                 self.fail(last_pos, str(exc))
         return [first]
 
+    def layer_name(self) -> str:
+        """A LAYER: a name, with the names that '-' glues to it without spaces (blocks.conv-b). With the model's
+        layer names known, the longest glued name that is one of them (what follows it then subtracts)."""
+        names = [self.take()[1]]
+        ends = [self.i]  # token index after each candidate
+        while self.peek[1] == "-" and self.glued(self.i - 1, self.i) and self.tokens[self.i + 1][0] == "name" \
+                and self.glued(self.i, self.i + 1):
+            self.i += 2
+            names.append(f"{names[-1]}-{self.tokens[self.i - 1][1]}")
+            ends.append(self.i)
+        known = [k for k, name in enumerate(names) if self.layers is not None and name in self.layers]
+        pick = known[-1] if known else len(names) - 1
+        self.i = ends[pick]
+        return names[pick]
+
+    def glued(self, left: int, right: int) -> bool:
+        """Token `right` starts where token `left` ends (no space between them)."""
+        _, value, pos = self.tokens[left]
+        return self.tokens[right][2] == pos + len(value)
+
     def unit(self) -> o.Objective:
-        kind, layer, pos = self.take()
+        layer = self.layer_name()
         if self.peek[1] != ":":
             if layer == "logit":
                 self.fail(self.peek[2], "expected ':' and a class after 'logit' (logit:281)")
@@ -224,6 +252,8 @@ def check_syntax(text: str) -> None:
     _ObjectiveParser(text, ANY_CLASS_NAME).parse()
 
 
-def parse_objective(text: str, categories: Sequence[str] | None = None) -> o.Objective:
-    """Parse an objective string; `categories` (class names) lets `logit:tabby` resolve."""
-    return _ObjectiveParser(text, categories).parse()
+def parse_objective(text: str, categories: Sequence[str] | None = None,
+                    layers: Collection[str] | None = None) -> o.Objective:
+    """Parse an objective string; `categories` (class names) lets `logit:tabby` resolve, and `layers` (the
+    model's layer names, `loading.module_names`) decides where a name with '-' ends (see the module's text)."""
+    return _ObjectiveParser(text, categories, layers).parse()

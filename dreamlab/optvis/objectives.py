@@ -346,12 +346,18 @@ def deepdream(layer: str) -> Objective:
 
 
 def logit(units: int | Sequence[int] | range) -> Objective:
-    """A class logit (the model's output) by index; the grammar resolves class names to indices."""
+    """A class logit (the model's output) by index; the grammar resolves class names to indices. A model whose
+    output is a map [B, C, H, W] (hed-vgg16's edge map) scores output channel k's mean over positions, as
+    `channel` does."""
     unit_list = _unit_list(units)
     cache = _IndexCache(unit_list)
-    return Objective(lambda acts, index: _pick_units(acts[OUTPUT], cache, index), frozenset({OUTPUT}),
-                     f"logit:{format_units(unit_list)}", tuple(f"logit:{u}" for u in unit_list),
-                     (_channel_check(OUTPUT, unit_list, "class", "classes"),))
+
+    def scorer(acts: Acts, index: Tensor) -> Tensor:
+        picked = _pick_units(acts[OUTPUT], cache, index)
+        return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
+
+    return Objective(scorer, frozenset({OUTPUT}), f"logit:{format_units(unit_list)}",
+                     tuple(f"logit:{u}" for u in unit_list), (_channel_check(OUTPUT, unit_list, "class", "classes"),))
 
 
 # lucid's dot_cossim (Olah et al. 2018, "The Building Blocks of Interpretability"): the cosine similarity is
@@ -453,6 +459,11 @@ def objective(layers: str | Iterable[str], name: str | None = None) -> Callable[
     """Decorator: a function of the captured activations (and optionally the unit index) becomes an Objective.
     `layers` names every layer the function reads (one name, or a list); reading another is a DreamlabError.
 
+    The function is called as `fn(acts)`, or as `fn(acts, index)` when it has a second positional parameter
+    without a default (`index`: the unit index [b] of each sample). Parameters with defaults are never filled
+    (`def weighted(acts, weight=0.5)` is called as `weighted(acts)`). A function that requires more than two
+    arguments, or takes no positional one, is refused when it is decorated.
+
     >>> @objective(layers=["inception4c"])
     ... def centre_vs_edges(acts):
     ...     a = acts["inception4c"][:, 97]
@@ -469,8 +480,8 @@ def objective(layers: str | Iterable[str], name: str | None = None) -> Callable[
         if not callable(fn):
             raise DreamlabError(f"@objective(...) decorates a function of the activations, got "
                                 f"{type(fn).__name__}")
-        takes_index = len(inspect.signature(fn).parameters) >= 2
         label = name or getattr(fn, "__name__", "objective")
+        takes_index = _takes_index(fn, label)
 
         def scorer(acts: Acts, index: Tensor) -> Tensor:
             seen = _DeclaredActs(acts, declared, label)
@@ -479,6 +490,28 @@ def objective(layers: str | Iterable[str], name: str | None = None) -> Callable[
         return Objective(scorer, declared, label, (label,))
 
     return wrap
+
+
+def _takes_index(fn: Callable[..., Tensor], label: str) -> bool:
+    """Whether `fn` is called with the unit index too: it has two required positional parameters (see
+    `objective`); a signature that fits neither `fn(acts)` nor `fn(acts, index)` is a DreamlabError."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: called with the activations alone
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p.name for p in params if p.kind in positional and p.default is p.empty]
+    keyword = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is p.empty]
+    takes_acts = any(p.kind in (*positional, inspect.Parameter.VAR_POSITIONAL) for p in params)
+    forms = "def f(acts) or def f(acts, index)"
+    if not takes_acts:
+        raise DreamlabError(f"@objective function {label!r} takes no positional argument; it is called with the "
+                            f"activations and optionally the unit index: {forms}")
+    if len(required) > 2 or keyword:
+        raise DreamlabError(f"@objective function {label!r} requires ({', '.join(required + keyword)}), but it is "
+                            f"called with the activations and optionally the unit index ({forms}); give the other "
+                            f"parameters defaults")
+    return len(required) == 2
 
 
 class _DeclaredActs(Mapping[str, Tensor]):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
     from dreamlab.apps.args import phase
     from dreamlab.devices import resolve_device
-    from dreamlab.io import file_digest, grid, load_image, output_paths, save_png
-    from dreamlab.models.loading import load_model
+    from dreamlab.io import file_digest, grid, load_image, output_paths, save_png, set_png_text
+    from dreamlab.models.loading import load_model, module_names
+    from dreamlab.optvis.diversity import repeat_units
     from dreamlab.optvis.grammar import check_syntax, parse_objective
     from dreamlab.optvis.engine import render
 
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         check_syntax(args.objective)  # so is a typo
     resolve_device(args.device)  # a bad --device is refused before the model loads
     loaded = load_model(model_recipe(args), args.weights)
-    objective = along if along is not None else parse_objective(args.objective, loaded.categories)
+    objective = along if along is not None else parse_objective(args.objective, loaded.categories,
+                                                                module_names(loaded.model))
     recipe = loaded.recipe.for_layers(objective.layers)  # with the recipe's settings for the layers it reads
     if args.fourier_decay is not None and (args.param or recipe.param) != "fourier":
         raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
@@ -83,14 +86,22 @@ def run(args: argparse.Namespace) -> int:
     init = load_image(args.init) if args.init else None
     model_name = loaded.recipe.name
 
+    copies = args.diversity or 1
+    units = repeat_units(objective, copies).labels if copies > 1 else objective.labels  # the render's labels
+    paths = dict(zip(units, output_paths(model_name, units, args.out)))  # a PNG of its own per unit
     grid_snapshots: dict[int, list] = {}  # step -> each batch's images: a grid needs the units of every batch
+    snapshots: dict[Path, tuple[str, int]] = {}  # written during the render: path -> unit, step
 
     def save_snapshot(step: int, images, labels) -> None:
         if args.grid:
             grid_snapshots.setdefault(step, []).append(images)
             return
-        for path, image in zip(output_paths(model_name, labels, args.out), images):
-            save_png(image, path.with_name(f"{path.stem}_step{step:04d}.png"), {"dreamlab:step": str(step)})
+        # written now, so that a crash keeps them; the render's full provenance is added once it ends (below)
+        for label, image in zip(labels, images):
+            path = _snapshot_path(paths[label], step)
+            save_png(image, path, {"dreamlab:objective": objective.name, "dreamlab:model": model_name,
+                                   "dreamlab:unit": label, "dreamlab:step": str(step)})
+            snapshots[path] = label, step
 
     log = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
     thresholds, on_snapshot = with_snapshots(log, args.steps or recipe.steps, args.thresholds,
@@ -100,11 +111,11 @@ def run(args: argparse.Namespace) -> int:
                     device=args.device, batch_size=args.batch_size, thresholds=thresholds, on_snapshot=on_snapshot,
                     keep_snapshots=False, init_image=init, precision=args.precision, progress=True,
                     compile=args.compile or False,
-                    fourier_decay=args.fourier_decay, diversity=args.diversity or 1,
+                    fourier_decay=args.fourier_decay, diversity=copies,
                     diversity_layer=args.diversity_layer,
                     **({} if args.diversity_weight is None else {"diversity_weight": args.diversity_weight}))
     provenance = dict(result.provenance)
-    if args.direction is not None:  # the name is the file's stem: record which file, and its content
+    if args.direction is not None:  # the name comes from the file's stem: record which file, and its content
         provenance["dreamlab:direction_file"] = str(args.direction)
         provenance["dreamlab:direction_sha256"] = file_digest(args.direction)
     if log is not None:
@@ -115,21 +126,25 @@ def run(args: argparse.Namespace) -> int:
     phase(f"saving one grid of {count} image(s)" if args.grid else f"saving {count} image(s)")
     if args.grid:
         path = _grid_path(args.out, model_name, result.labels)
-        columns = args.diversity if (args.diversity or 1) > 1 else None  # a row per unit
-        save_png(grid(result.images, columns), path, {**provenance, "dreamlab:units": " | ".join(result.labels),
-                                                      "dreamlab:scores": " | ".join(f"{v:.6g}" for v in
-                                                                                    result.final_scores.tolist())})
+        columns = copies if copies > 1 else None  # a row per unit
+        units = {"dreamlab:units": " | ".join(result.labels),
+                 "dreamlab:unit_indices": " | ".join(map(str, result.unit_indices))}
+        save_png(grid(result.images, columns), path, {**provenance, **units, "dreamlab:scores": " | ".join(
+            f"{v:.6g}" for v in result.final_scores.tolist())})
         written.append(path)
         for step, parts in sorted(grid_snapshots.items()):
             images = torch.cat(parts)
             if len(images) == count:  # every batch reached this step
-                save_png(grid(images, columns), path.with_name(f"{path.stem}_step{step:04d}.png"),
-                         {"dreamlab:step": str(step)})
+                save_png(grid(images, columns), _snapshot_path(path, step),
+                         {**provenance, **units, "dreamlab:step": str(step)})
     else:
-        for path, image, label, score in zip(output_paths(model_name, result.labels, args.out), result.images,
-                                             result.labels, result.final_scores.tolist()):
-            save_png(image, path, {**provenance, "dreamlab:unit": label, "dreamlab:score": f"{score:.6g}"})
-            written.append(path)
+        for i, (image, label) in enumerate(zip(result.images, result.labels)):
+            save_png(image, paths[label], {**provenance, **result.unit_text(i)})
+            written.append(paths[label])
+    index_of = dict(zip(result.labels, result.unit_indices))
+    for path, (label, step) in snapshots.items():  # after the final images, the more precious ones
+        set_png_text(path, {**provenance, "dreamlab:unit": label, "dreamlab:unit_index": str(index_of[label]),
+                            "dreamlab:step": str(step)})
     for path in written[:10]:
         print(path)
     if len(written) > 10:
@@ -156,7 +171,17 @@ def _direction_objective(args: argparse.Namespace) -> Objective | None:
     if not layer or any(c in layer for c in " :@+*/()") or layer.startswith("-"):
         raise DreamlabError(f"with --direction, OBJECTIVE is the layer the directions live in, like conv2 or "
                             f"logit, got {args.objective!r}: give the layer alone")
-    return direction(layer, load_vectors(args.direction), args.cossim_power or 0.0, name=args.direction.stem)
+    return direction(layer, load_vectors(args.direction), args.cossim_power or 0.0,
+                     name=_direction_name(args.direction))
+
+
+def _direction_name(path: Path) -> str:
+    """The name of a --direction file's directions in labels and file names: its stem, made a safe word
+    ('my dirs.npy' -> 'my_dirs'; 'direction' when nothing of it is left)."""
+    from dreamlab.io import safe_name
+
+    name = safe_name(path.stem)
+    return name if re.search(r"[A-Za-z0-9]", name) else "direction"
 
 
 # names that mean a file of another type (render -o out.jpg used to make a folder out.jpg/); a folder may have
@@ -176,11 +201,17 @@ def _check_out(out: Path | None) -> None:
 
 
 def _grid_path(out: Path | None, model: str, labels: Sequence[str]) -> Path:
-    from dreamlab.io import safe_name
+    from dreamlab.io import label_name, safe_name
+    from dreamlab.optvis.diversity import unit_label
 
     if out is not None and out.suffix.lower() == ".png":
         return out
-    labels = list(dict.fromkeys(label.split(" #")[0] for label in labels))  # a unit's --diversity images: once
+    labels = list(dict.fromkeys(unit_label(label) for label in labels))  # a unit's --diversity images: once
     span = labels[0] if len(labels) == 1 else f"{labels[0]}..{labels[-1].split(':')[-1]}"
-    name = f"{safe_name(model)}_{safe_name(span)}_grid.png"
+    name = f"{safe_name(model)}_{label_name(span)}_grid.png"
     return (out / name) if out is not None else Path(name)
+
+
+def _snapshot_path(path: Path, step: int) -> Path:
+    """Where the snapshot at `step` of the PNG `path` goes: NAME_step0064.png beside it."""
+    return path.with_name(f"{path.stem}_step{step:04d}.png")

@@ -225,7 +225,9 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
         if copies > 1:
             record.update(diversity=copies, diversity_weight=s.diversity_weight, files=files,
                           activations=[_finite_or_none(v) for v in mine])
-        texts = [{**result.provenance, "dreamlab:objective": unit, "dreamlab:unit": unit,
+        # the objective rendered is the whole layer's channel list, in which the channel is the unit's place
+        # (its start noise): `render(model, OBJECTIVE, units=[INDEX])` renders the image again
+        texts = [{**result.provenance, "dreamlab:unit": unit, "dreamlab:unit_index": str(ch),
                   "dreamlab:score": f"{score:.6g}"} for score in mine]
         folder.write_unit(record, result.images[i * copies:(i + 1) * copies], texts)
         written += 1
