@@ -68,3 +68,17 @@ def test_depth_and_size_are_checked(options, text):
 
 def test_numpys_ints_are_taken():
     assert graph(SmallNet(), depth=np.int64(1), size=np.int64(16)).count("->") == 8
+
+
+def test_views_refuse_the_pairings_render_refuses():
+    """model_and_recipe goes through render's resolve_model: a name with recipe=, a module with weights=."""
+    from dreamlab.inspect.source import model_and_recipe
+
+    with pytest.raises(DreamlabError, match="both say which model to load"):
+        model_and_recipe("lenet-digits", recipe="googlenet")
+    module = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3))
+    with pytest.raises(DreamlabError, match="weights"):
+        model_and_recipe(module, weights="none")
+    assert model_and_recipe(module)[1].channels == 1  # the channels its first conv reads
+    # graph's own default (weights none) is not a pairing the caller made
+    assert "Conv2d" in model_graph(module, size=16).to_dot()

@@ -300,6 +300,8 @@ def _build(model: nn.Module | str | Path, recipe: object, weights: str | Path | 
             raise
         except Exception:  # noqa: BLE001, S110 -- a builder that needs real tensors: build it normally below
             pass
+    if not isinstance(model, (str, Path)) and str(weights).lower() == "none":
+        weights = "default"  # graph's default: a module or LoadedModel keeps its own weights, which it does not read
     return model_and_recipe(model, recipe, weights)[:2]
 
 

@@ -7,9 +7,9 @@ from torch import nn
 
 from dreamlab.attribution.inputs import shown
 from dreamlab.errors import DreamlabError
-from dreamlab.models.loading import LoadedModel, load_model
-from dreamlab.models.prepare import custom_recipe
-from dreamlab.models.recipe import Recipe, load_recipe
+from dreamlab.models.loading import LoadedModel
+from dreamlab.models.prepare import resolve_model
+from dreamlab.models.recipe import Recipe
 
 
 def model_and_recipe(model: nn.Module | str | Path | LoadedModel, recipe: Recipe | str | Path | None = None,
@@ -17,15 +17,11 @@ def model_and_recipe(model: nn.Module | str | Path | LoadedModel, recipe: Recipe
     """The module, the recipe that describes its input (size, channels, mean, std), and where its weights came from.
 
     A module passed without a recipe gets ImageNet-style settings at 224 px for the channels its first
-    convolution reads, as `render` gives it.
+    convolution reads, as `render` gives it; pairings `render` refuses (a model name with `recipe=`, a module with
+    `weights=`) are refused here too.
     """
-    if isinstance(model, (str, Path)):
-        model = load_model(recipe if recipe is not None else model, weights)
-    if isinstance(model, LoadedModel):
-        return model.model, model.recipe, model.weights
-    if isinstance(recipe, (str, Path)):
-        recipe = load_recipe(recipe)
-    return model, recipe or custom_recipe(model), "caller's module"
+    module, recipe_obj, described, _, _ = resolve_model(model, recipe, weights)
+    return module, recipe_obj, described
 
 
 def check_layer(layer: object) -> None:
