@@ -6,6 +6,7 @@ does (the recipe's 256 steps); the planted measure's fast cells are in test_plan
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from types import SimpleNamespace
 
@@ -286,6 +287,9 @@ def test_digits_measures_without_scikit_learn_say_what_to_install(monkeypatch: p
         raise ImportError("scikit-learn is needed")
 
     monkeypatch.setattr("dreamlab.apps.quality.measures.load_digits_split", missing)
+    real_find_spec = importlib.util.find_spec  # scikit-learn really absent (else the real import error is named)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else
+                        real_find_spec(name, *a))
     assert main(["quality", "--measures", "dataset"]) == 2
     assert "pip install 'dreamlab[digits]'" in capsys.readouterr().err
 

@@ -90,6 +90,13 @@ def deconvnet(score: TargetScore, images: Tensor) -> Tensor:
         return saliency(score, images)
 
 
+def seeded_generator(device: torch.device, seed: int) -> torch.Generator:
+    """A generator on `device` seeded with any whole number `seed`, reduced modulo 2**64: every seed torch takes
+    (-2**63 to 2**64 - 1, a negative one as its two's complement) draws the same noise as before, and a larger one
+    is accepted, as render accepts it."""
+    return torch.Generator(device=device).manual_seed(int(seed) % 2**64)
+
+
 def smoothgrad(score: TargetScore, images: Tensor, samples: int = 32, noise: float = 0.15, seed: int = 0,
                batch_size: int = 32) -> Tensor:
     """The mean gradient over `samples` noisy copies (Smilkov et al. 2017).
@@ -99,7 +106,7 @@ def smoothgrad(score: TargetScore, images: Tensor, samples: int = 32, noise: flo
     check_smoothgrad(samples, noise)
     check_batch_size(batch_size)
     b = images.shape[0]
-    generator = torch.Generator(device=images.device).manual_seed(seed)
+    generator = seeded_generator(images.device, seed)
     spread = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(b, 1, 1, 1)
     noisy = images.repeat(samples, 1, 1, 1)
     noisy = noisy + torch.randn(noisy.shape, generator=generator, device=images.device) * (noise * spread).repeat(
@@ -124,7 +131,7 @@ def baseline_for(images: Tensor, kind: str, seed: int = 0) -> Tensor:
         out = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
         return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
     if kind == "noise":
-        generator = torch.Generator(device=images.device).manual_seed(seed)
+        generator = seeded_generator(images.device, seed)
         return torch.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     raise unknown("baseline", kind, BASELINES)
 

@@ -135,7 +135,9 @@ def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist; give a state-dict file saved with torch.save")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a raw pickle's protocol before refusing it: the
+            warnings.simplefilter("ignore")  # refusal below is the one line the user needs
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors have no common base class
         raise _unreadable(path, exc) from None
     for wrapper in ("state_dict", "model"):  # checkpoints that wrap the state dict
@@ -287,6 +289,9 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
     model, described = build_model(recipe, weights, allow_code)
     model.eval().requires_grad_(False)
     check_recipe_layers(recipe, model, None if isinstance(name, Recipe) else str(name))
+    from dreamlab.models.prepare import check_channels  # prepare imports this module
+
+    check_channels(model, recipe)  # else every command's first forward fails with torch's conv error
     categories = recipe.categories or torchvision_categories(recipe)
     return LoadedModel(model=model, recipe=recipe, weights=described, categories=categories)
 

@@ -151,7 +151,7 @@ def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | N
         else:
             recipe = load_recipe(recipe)
         check_recipe_layers(recipe, model, source)
-        _check_channels(model, recipe)
+        check_channels(model, recipe)
     categories = recipe.categories or torchvision_categories(recipe)
     return model, recipe, "caller's module", categories, False
 
@@ -179,7 +179,7 @@ def check_float32(model: nn.Module) -> None:
                             f"models (lower precision through precision='bf16', --precision): pass model.float()")
 
 
-def _check_channels(model: nn.Module, recipe: Recipe) -> None:
+def check_channels(model: nn.Module, recipe: Recipe) -> None:
     """A recipe's colour channels must be what the module's first convolution reads. The recipe is trusted
     unless the first Conv2d that runs (probed on a meta copy) is given the image's channels as they are and
     reads another number: a module that makes its own channels (grey repeated to RGB) passes."""

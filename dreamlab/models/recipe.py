@@ -27,6 +27,11 @@ TORCHVISION_PREFIXES = ("torchvision:", "torchvision.models:")  # the second: re
 # the Fourier spectrum's 1/f^decay scale reaches size^decay: lucid uses decay 1 and the recipes 0.5 to 1, so 4
 # leaves ample room, while decays far above it overflow float32 (100 at 28 px made the first score NaN)
 MAX_FOURIER_DECAY = 4.0
+# Both optimizers move each image parameter by about lr per step whatever the gradient (Adam's normalized step),
+# and a sigmoid maps those parameters to [0, 1]: a step of 10 already saturates every pixel, so 1000 is far past
+# any useful rate (the recipes use 0.02 to 0.05), while rates near float32's largest value (3.4e38) overflow
+# inside the optimizer mid-render
+MAX_LR = 1000.0
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,8 @@ def _check_value(key: str, value: Any) -> str | None:
         return None if isinstance(value, list) and all(isinstance(v, str) for v in value) else \
             'a list of class names, like ["cat", "dog"]'
     if key == "lr":
-        return None if _number(value) and value > 0 else "a positive number"
+        return None if _number(value) and 0 < value <= MAX_LR else \
+            f"a number above 0 up to {MAX_LR:g} (the recipes use 0.02 to 0.05)"
     if key in ("fill", "start_level"):
         return None if _number(value) and 0 <= value <= 1 else "a number from 0 to 1"
     if key == "fourier_decay":

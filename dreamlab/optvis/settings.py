@@ -24,7 +24,7 @@ from dreamlab import __version__
 from dreamlab.errors import DreamlabError, check_range, unknown
 from dreamlab.io import check_image, match_channels
 from dreamlab.models.loading import WEIGHTS_SEED
-from dreamlab.models.recipe import MAX_FOURIER_DECAY, Recipe
+from dreamlab.models.recipe import MAX_FOURIER_DECAY, MAX_LR, Recipe
 from dreamlab.models.summary import check_input_size
 from dreamlab.optvis.objectives import Objective
 from dreamlab.optvis.optimizers import OPTIMIZERS, OptimizerFactory
@@ -149,6 +149,9 @@ def _validate(s: RenderSettings) -> None:
         _whole("size", s.size, MIN_SIZE, " pixels (or a (height, width) pair)")
         check_input_size(s.size, MIN_SIZE, "size")
     _finite("lr", s.lr, 0, False, " (the learning rate)")
+    if s.lr > MAX_LR:  # MAX_LR says why: a larger rate overflows float32 in the optimizer or saturates every pixel
+        raise DreamlabError(f"lr {s.lr:g} is out of range; valid: above 0 up to {MAX_LR:g} (the learning rate; the "
+                            f"recipes use 0.02 to 0.05); try 0.05")
     if isinstance(s.seed, bool) or not isinstance(s.seed, numbers.Integral):
         raise DreamlabError(f"seed must be a whole number (an int), got {s.seed!r}")
     _finite("fourier_decay", s.fourier_decay, 0, True, " (0: flat spectrum, 1: lucid's 1/f)")

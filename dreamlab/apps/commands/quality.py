@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from typing import Any
 
 import torch
@@ -54,6 +55,10 @@ def _check_options(args: argparse.Namespace, names: list[str]) -> None:
                         (args.hed_units, "--hed-units"), (args.hed_steps, "--hed-steps")):
         if value is not None and value < 1:
             raise DreamlabError(f"{flag} must be a positive integer, got {value}")
+    cores = os.cpu_count() or 1
+    if args.threads > cores:  # more threads than cores only slow torch down; a huge count crashes it
+        raise DreamlabError(f"--threads must be from 1 to {cores} (this machine's CPU cores), got {args.threads}; "
+                            f"the default 1 suits the tiny renders")
     if args.hed_units is not None and args.hed_units > HED_UNITS_MAX:
         raise DreamlabError(f"--hed-units must be from 1 to {HED_UNITS_MAX} (the channels of features.15, the "
                             f"narrowest layer measured), got {args.hed_units}; 64 is the full measure")

