@@ -43,8 +43,22 @@ def to_pil(image: Tensor) -> Image.Image:
 def _png_info(text: Mapping[str, str] | None) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():
-        info.add_itxt(key, str(value))
+        info.add_itxt(key, valid_utf8(str(value)))
     return info
+
+
+def valid_utf8(text: str) -> str:
+    """`text` made encodable as UTF-8, as a PNG text chunk must be: a file name's undecodable bytes (which Python
+    holds as surrogates, '\\udcfe') become escapes ('\\\\xfe'), so provenance that names such a file is still saved.
+
+    >>> valid_utf8("caf\\udcc3.png")
+    'caf\\\\xc3.png'
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # os.fsdecode's surrogates back to the file name's bytes
+    except UnicodeEncodeError:  # a surrogate that is not an undecodable byte
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def png_bytes(image: Tensor, text: Mapping[str, str] | None = None) -> bytes:
@@ -369,13 +383,9 @@ def load_vectors(path: str | Path) -> Tensor:
     if not path.is_file():
         raise DreamlabError(f"no such file: {str(path)!r}")
     try:
-        if suffix == ".npy":
-            value: object = np.load(path, allow_pickle=False)
-        elif suffix == ".pt":
-            value = torch.load(path, map_location="cpu", weights_only=True)
-        else:
-            value = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, dtype=np.float64, ndmin=2)
-            value = value.ravel() if value.shape[0] == 1 or value.shape[1] == 1 else value  # a row or a column
+        with warnings.catch_warnings():  # loadtxt warns of an empty file, torch.load of an old pickle protocol:
+            warnings.simplefilter("ignore")  # the one-line error below says what was wrong
+            value = _read_vectors(path, suffix)
     except Exception as exc:  # each reader has its own errors for a damaged or foreign file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DreamlabError(f"cannot read directions from {str(path)!r} ({first[:160]}); give a {suffix} file "
@@ -387,3 +397,13 @@ def load_vectors(path: str | Path) -> Tensor:
     kind = f"a {type(value).__name__}" if not isinstance(value, np.ndarray) else f"an array of dtype {value.dtype}"
     raise DreamlabError(f"{str(path)!r} holds {kind}, not numbers: save one vector [C] or matrix [N, C] of "
                         f"floats (np.save, or torch.save of a tensor)")
+
+
+def _read_vectors(path: Path, suffix: str) -> object:
+    """What a --direction file holds, read by the reader of its suffix (load_vectors checks it)."""
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".pt":
+        return torch.load(path, map_location="cpu", weights_only=True)
+    value = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, dtype=np.float64, ndmin=2)
+    return value.ravel() if value.shape[0] == 1 or value.shape[1] == 1 else value  # a row or a column

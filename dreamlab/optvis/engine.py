@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -60,11 +62,21 @@ class RenderResult:
     # start noise and transform draws: render(..., units=[unit_indices[i]]) with the same settings renders it
     # again (with diversity, a unit's images share its index; the label's '#k' says which copy)
     unit_indices: list[int] = field(default_factory=list)
+    # the steps each image ran: `planned_steps` unless Ctrl-C cut its batch short (an interrupted render's
+    # batches differ; provenance['dreamlab:steps'] and `history` hold the fewest)
+    steps: list[int] = field(default_factory=list)
+    planned_steps: int = 0
 
     def unit_text(self, i: int) -> dict[str, str]:
-        """The PNG text of image i on top of `provenance`: its unit, its place in the unit list, its score."""
-        return {"dreamlab:unit": self.labels[i], "dreamlab:unit_index": str(self.unit_indices[i]),
+        """The PNG text of image i on top of `provenance`: its unit, its place in the unit list, its score; after a
+        Ctrl-C also its own step count, and `dreamlab:interrupted` when it stopped before the planned steps."""
+        text = {"dreamlab:unit": self.labels[i], "dreamlab:unit_index": str(self.unit_indices[i]),
                 "dreamlab:score": f"{float(self.final_scores[i]):.6g}"}
+        if self.interrupted and self.steps:
+            text["dreamlab:steps"] = str(self.steps[i])
+            if self.steps[i] < self.planned_steps:
+                text["dreamlab:interrupted"] = f"after {self.steps[i]} of {self.planned_steps} steps"
+        return text
 
     def never_on(self) -> list[str]:
         """Labels of the units whose score was exactly 0 on the start image, at every step and at the end: a ReLU'd
@@ -93,6 +105,32 @@ class _Batch:
     snapshots: dict[int, Tensor]
     interrupted: bool
     grad_norms: Tensor
+    steps: int  # the steps it ran
+
+
+class DeferredSigint:
+    """Inside `with DeferredSigint() as d:` Ctrl-C (SIGINT) does not raise: it sets `d.hit`, and the previous
+    handler is back on exit. So a second Ctrl-C cannot cut off finishing a render or writing its files. Off the
+    main thread, where handlers cannot be set, it does nothing."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._previous: Any = None
+        self._active = False
+
+    def _record(self, signum: int, frame: object) -> None:
+        self.hit = True
+
+    def __enter__(self) -> DeferredSigint:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._record)
+            self._active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._active:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if self._previous is None else self._previous)
+            self._active = False
 
 
 def map_offsets(padded: dict[str, Tensor], plain: dict[str, Tensor]) -> dict[str, tuple[int, int]]:
@@ -299,11 +337,13 @@ class _Renderer:
                             snapshots[step] = images
             except KeyboardInterrupt:
                 interrupted = True
-        broken.raise_if_any()
-        final, final_scores = self.clean_scores(param, index)
-        hist = torch.stack(history).float().cpu() if history else torch.zeros(0, b)
-        norms = torch.stack(grad_norms).float().cpu() if grad_norms else torch.zeros(0, b)
-        return _Batch(final.cpu(), hist, initial_scores, final_scores, snapshots, interrupted, norms)
+        with DeferredSigint() as later:  # the steps are over: a Ctrl-C now stops the render after this batch
+            broken.raise_if_any()
+            final, final_scores = self.clean_scores(param, index)
+            hist = torch.stack(history).float().cpu() if history else torch.zeros(0, b)
+            norms = torch.stack(grad_norms).float().cpu() if grad_norms else torch.zeros(0, b)
+            return _Batch(final.cpu(), hist, initial_scores, final_scores, snapshots, interrupted or later.hit,
+                          norms, len(history))
 
     def clean_scores(self, param: ImageParam, index: Tensor) -> tuple[Tensor, Tensor]:
         """The images without transforms and their scores (CPU), e.g. to report what a render achieved."""
@@ -402,7 +442,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     (`keep_snapshots=False` leaves them to the callback: a TensorBoard log's images need not stay in memory).
     `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]) replaces the random start (with
     `diversity`, a unit's images start from its image plus their own random starts). Ctrl-C ends
-    the run early and returns what exists, with `interrupted=True`. With `compile`, the model must be
+    the run early and returns the batches that exist, with `interrupted=True` and each image's `steps` (a Ctrl-C
+    before the first batch got going raises KeyboardInterrupt). With `compile`, the model must be
     traceable by torch.fx; the warm-up is paid once per model, layers and shape in a process.
     """
     requested = with_overrides(settings, overrides)
@@ -435,49 +476,66 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
             raise DreamlabError("init_image works with the pixel and fourier parameterizations only")
         fitted = fit_init_image(init_image, recipe_obj.channels, settings.height_width, len(todo) // copies)
         init_images = fitted if fitted.shape[0] == 1 else dict(zip(todo, fitted.repeat_interleave(copies, 0)))
-    with prepared_model(module, dev, settings.channels_last, owned) as ready:
-        renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot,
-                             keep_snapshots)
-        renderer.check_units()  # before the first image is allocated
-        parts, start = [], 0
-        what = f"{len(todo) // copies} unit(s) x {copies} images" if copies > 1 else f"{len(todo)} unit(s)"
-        bar = progress_bar(len(todo) * settings.steps, f"rendering {what}, {settings.steps} steps") \
-            if progress else None
-        try:
-            while start < len(todo):
-                end = min(start + per_batch, len(todo))
-                try:
-                    part = renderer.run_batch(todo[start:end], bar)
-                except (torch.OutOfMemoryError, RuntimeError) as exc:
-                    if not _out_of_memory(exc) or per_batch == copies or isinstance(settings.param, nn.Module):
-                        raise
-                    # keep finished batches, retry this one smaller (whole groups of a unit's images)
-                    per_batch = max(copies, (per_batch + 1) // 2 // copies * copies)
-                    if dev.type == "cuda":
-                        torch.cuda.empty_cache()
-                    continue
-                parts.append(part)
-                start = end
-                if part.interrupted:
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
+    parts: list[_Batch] = []
+    stopped = False  # a Ctrl-C outside a batch's steps (between batches, or while one starts)
+    try:
+        with prepared_model(module, dev, settings.channels_last, owned) as ready:
+            renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot,
+                                 keep_snapshots)
+            renderer.check_units()  # before the first image is allocated
+            start = 0
+            what = f"{len(todo) // copies} unit(s) x {copies} images" if copies > 1 else f"{len(todo)} unit(s)"
+            bar = progress_bar(len(todo) * settings.steps, f"rendering {what}, {settings.steps} steps") \
+                if progress else None
+            try:
+                while start < len(todo):
+                    end = min(start + per_batch, len(todo))
+                    try:
+                        parts.append(renderer.run_batch(todo[start:end], bar))
+                    except (torch.OutOfMemoryError, RuntimeError) as exc:
+                        if not _out_of_memory(exc) or per_batch == copies or isinstance(settings.param, nn.Module):
+                            raise
+                        # keep finished batches, retry this one smaller (whole groups of a unit's images)
+                        per_batch = max(copies, (per_batch + 1) // 2 // copies * copies)
+                        if dev.type == "cuda":
+                            torch.cuda.empty_cache()
+                        continue
+                    start = end
+                    if parts[-1].interrupted:
+                        break
+            finally:
+                if bar is not None:
+                    bar.close()
+    except KeyboardInterrupt:
+        if not parts:
+            raise  # nothing was finished
+        stopped = True  # the batches finished so far are returned
+    with DeferredSigint():  # a second Ctrl-C must not lose them now
+        return _result(parts, obj, todo, copies, sorted(set(thresholds)),
+                       provenance_of=partial(provenance, obj, recipe_obj, weights_desc, settings),
+                       planned=settings.steps, stopped=stopped)
+
+
+def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: int, thresholds: Sequence[int],
+            provenance_of: Callable[[int], dict[str, str]], planned: int, stopped: bool) -> RenderResult:
+    """The finished batches as one RenderResult (history and provenance hold the steps every batch ran)."""
     done = sum(p.images.shape[0] for p in parts)
-    snapshots = {step: torch.cat([p.snapshots[step] for p in parts]) for step in renderer.thresholds
+    snapshots = {step: torch.cat([p.snapshots[step] for p in parts]) for step in thresholds
                  if all(step in p.snapshots for p in parts)}
-    steps_run = min(p.history.shape[0] for p in parts)
+    steps_run = min(p.steps for p in parts)
     return RenderResult(
         images=torch.cat([p.images for p in parts]),
         labels=[obj.labels[u] for u in todo[:done]],
         history=torch.cat([p.history[:steps_run] for p in parts], dim=1),
         initial_scores=torch.cat([p.initial_scores for p in parts]),
         final_scores=torch.cat([p.final_scores for p in parts]),
-        provenance=provenance(obj, recipe_obj, weights_desc, settings, steps_run),
+        provenance=provenance_of(steps_run),
         snapshots=snapshots,
-        interrupted=any(p.interrupted for p in parts),
+        interrupted=stopped or any(p.interrupted for p in parts),
         grad_norms=torch.cat([p.grad_norms[:steps_run] for p in parts], dim=1),
         unit_indices=[u // copies for u in todo[:done]],
+        steps=[p.steps for p in parts for _ in range(p.images.shape[0])],
+        planned_steps=planned,
     )
 
 

@@ -15,6 +15,7 @@ from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_devi
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
+    from dreamlab.optvis.engine import RenderResult
     from dreamlab.optvis.objectives import Objective
 
 
@@ -58,16 +59,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
-    from dreamlab.apps.args import phase
     from dreamlab.devices import resolve_device
-    from dreamlab.io import file_digest, grid, load_image, output_paths, save_png, set_png_text
+    from dreamlab.io import load_image, output_paths, save_png
     from dreamlab.models.loading import load_model, module_names
     from dreamlab.optvis.diversity import repeat_units
     from dreamlab.optvis.grammar import check_syntax, parse_objective
-    from dreamlab.optvis.engine import render
+    from dreamlab.optvis.engine import DeferredSigint, render
 
     _check_out(args.out)  # before any work
     check_tensorboard(args)
@@ -89,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     copies = args.diversity or 1
     units = repeat_units(objective, copies).labels if copies > 1 else objective.labels  # the render's labels
     paths = dict(zip(units, output_paths(model_name, units, args.out)))  # a PNG of its own per unit
+    grid_path = _grid_path(args.out, model_name, units)
+    _check_paths([grid_path] if args.grid else list(paths.values()), args.thresholds)  # before the render
     grid_snapshots: dict[int, list] = {}  # step -> each batch's images: a grid needs the units of every batch
     snapshots: dict[Path, tuple[str, int]] = {}  # written during the render: path -> unit, step
 
@@ -114,28 +114,52 @@ def run(args: argparse.Namespace) -> int:
                     fourier_decay=args.fourier_decay, diversity=copies,
                     diversity_layer=args.diversity_layer,
                     **({} if args.diversity_weight is None else {"diversity_weight": args.diversity_weight}))
+    with DeferredSigint() as saving:  # a Ctrl-C now would lose images: it waits until they are written
+        if log is not None:
+            log.write_result(result)
+            log.close()
+        written = _save(args, result, paths, grid_path, grid_snapshots, snapshots)
+    for path in written[:10]:
+        print(path)
+    if len(written) > 10:
+        print(f"... and {len(written) - 10} more in {written[-1].parent}")
+    ran = f"all {len(result.history)}" if len(set(result.steps)) == 1 else f"the {len(result.history)} that all ran"
+    warn_never_on(result.never_on(), f"stayed at 0 for {ran} steps")
+    if result.interrupted or saving.hit:
+        print(_interrupted_line(result, len(units) // copies, copies, saving.hit), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path], grid_path: Path,
+          grid_snapshots: dict[int, list], snapshots: dict[Path, tuple[str, int]]) -> list[Path]:
+    """Write the render's PNGs (and its provenance into the snapshots written during it); the paths written."""
+    import torch
+
+    from dreamlab.apps.args import phase
+    from dreamlab.io import file_digest, grid, save_png, set_png_text
+
     provenance = dict(result.provenance)
     if args.direction is not None:  # the name comes from the file's stem: record which file, and its content
         provenance["dreamlab:direction_file"] = str(args.direction)
         provenance["dreamlab:direction_sha256"] = file_digest(args.direction)
-    if log is not None:
-        log.write_result(result)
-        log.close()
     written = []
     count = len(result.labels)
     phase(f"saving one grid of {count} image(s)" if args.grid else f"saving {count} image(s)")
     if args.grid:
-        path = _grid_path(args.out, model_name, result.labels)
+        copies = args.diversity or 1
         columns = copies if copies > 1 else None  # a row per unit
         units = {"dreamlab:units": " | ".join(result.labels),
                  "dreamlab:unit_indices": " | ".join(map(str, result.unit_indices))}
-        save_png(grid(result.images, columns), path, {**provenance, **units, "dreamlab:scores": " | ".join(
+        if result.interrupted:  # each image's own step count
+            units["dreamlab:steps"] = " | ".join(map(str, result.steps))
+        save_png(grid(result.images, columns), grid_path, {**provenance, **units, "dreamlab:scores": " | ".join(
             f"{v:.6g}" for v in result.final_scores.tolist())})
-        written.append(path)
+        written.append(grid_path)
         for step, parts in sorted(grid_snapshots.items()):
             images = torch.cat(parts)
             if len(images) == count:  # every batch reached this step
-                save_png(grid(images, columns), _snapshot_path(path, step),
+                save_png(grid(images, columns), _snapshot_path(grid_path, step),
                          {**provenance, **units, "dreamlab:step": str(step)})
     else:
         for i, (image, label) in enumerate(zip(result.images, result.labels)):
@@ -143,18 +167,27 @@ def run(args: argparse.Namespace) -> int:
             written.append(paths[label])
     index_of = dict(zip(result.labels, result.unit_indices))
     for path, (label, step) in snapshots.items():  # after the final images, the more precious ones
-        set_png_text(path, {**provenance, "dreamlab:unit": label, "dreamlab:unit_index": str(index_of[label]),
-                            "dreamlab:step": str(step)})
-    for path in written[:10]:
-        print(path)
-    if len(written) > 10:
-        print(f"... and {len(written) - 10} more in {written[-1].parent}")
-    warn_never_on(result.never_on(), f"stayed at 0 for all {len(result.history)} steps")
-    if result.interrupted:
-        print(f"dreamlab: interrupted after {result.history.shape[0]} steps; saved the images as they were",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+        if label in index_of:  # else its unit's batch was cut off before it finished
+            set_png_text(path, {**provenance, "dreamlab:unit": label, "dreamlab:unit_index": str(index_of[label]),
+                                "dreamlab:step": str(step)})
+    return written
+
+
+def _interrupted_line(result: RenderResult, units: int, copies: int, while_saving: bool) -> str:
+    """What a Ctrl-C left: how far the images got, and how many units were not rendered."""
+    done = len(result.labels) // copies
+    cut = [n for n in result.steps if n < result.planned_steps]
+    if cut:
+        line = f"dreamlab: interrupted after {min(cut)} steps; saved the images as they were"
+    elif result.interrupted:
+        line = f"dreamlab: interrupted; saved the {done} unit(s) rendered in full"
+    else:
+        line = "dreamlab: interrupted while saving; saved every image first"
+    if done < units:
+        line += f"; {units - done} of {units} unit(s) were not rendered"
+    if while_saving and result.interrupted:
+        line += " (a Ctrl-C while saving waited until they were written)"
+    return line
 
 
 def _direction_objective(args: argparse.Namespace) -> Objective | None:
@@ -184,20 +217,37 @@ def _direction_name(path: Path) -> str:
     return name if re.search(r"[A-Za-z0-9]", name) else "direction"
 
 
-# names that mean a file of another type (render -o out.jpg used to make a folder out.jpg/); a folder may have
-# any other dot in its name (renders.v2)
-OTHER_FILE_TYPES = {".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".svg", ".pdf", ".npy", ".pt"}
+# names that mean a file of another type (render -o out.jpg used to make a folder out.jpg/), besides any suffix
+# of 1-4 letters (.txt, .json, .html); a folder may have other dots in its name (renders.v2, runs.final)
+OTHER_FILE_TYPES = {".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".svg", ".pdf", ".npy", ".pt",
+                    ".mp4", ".mp3", ".h5", ".7z", ".pth", ".bz2"}
+
+
+def _looks_like_a_file(out: Path) -> bool:
+    """Whether -o names a file of a type other than PNG (out.jpg, x.txt) rather than a folder."""
+    suffix = out.suffix.lower()
+    return suffix != ".png" and (suffix in OTHER_FILE_TYPES or re.fullmatch(r"\.[a-z]{1,4}", suffix) is not None)
 
 
 def _check_out(out: Path | None) -> None:
-    """-o is a PNG file or a folder (a name without a suffix, or one that exists); refused before any work
+    """-o is a PNG file or a folder (a name without a file suffix, or one that exists); refused before any work
     when it is neither, or cannot be written."""
     from dreamlab.io import check_writable
 
-    if out is not None and out.suffix.lower() in OTHER_FILE_TYPES and not out.is_dir():
-        raise DreamlabError(f"-o {str(out)!r}: images are saved as PNG; give a name ending in .png, or a folder")
+    if out is not None and _looks_like_a_file(out) and not out.is_dir():
+        raise DreamlabError(f"-o {str(out)!r}: images are saved as PNG; give a name ending in .png, or a folder "
+                            f"(a new folder's name without a suffix like {out.suffix!r}, or an existing folder)")
     is_file = out is not None and out.suffix.lower() == ".png"
     check_writable(out if out is not None else Path("."), "output", folder=not is_file)
+
+
+def _check_paths(paths: Sequence[Path], thresholds: Sequence[int]) -> None:
+    """Refuse, before the render, an output PNG (or a --thresholds snapshot of one) whose name is a folder."""
+    for path in paths:
+        for name in (path, *(_snapshot_path(path, step) for step in thresholds)):
+            if name.is_dir():
+                raise DreamlabError(f"output {str(name)!r} is a folder, so the image cannot be saved there; "
+                                    f"remove or rename that folder, or give -o another name")
 
 
 def _grid_path(out: Path | None, model: str, labels: Sequence[str]) -> Path:
