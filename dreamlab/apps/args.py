@@ -16,6 +16,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are one line with dreamlab's prefix (no usage dump)."""
 
     argv: list[str] = []  # the command line, set by cli.build_parser for the chosen subcommand
+    intermixed = False  # parse with parse_known_intermixed_args (set by add_positional_model for MODEL LAYER)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"dreamlab: error: {message}{self._hint(message)} (see {self.prog} --help)\n")
@@ -161,9 +162,11 @@ def model_recipe(args: argparse.Namespace) -> str | Path:
 
 def add_positional_model(p: argparse.ArgumentParser, help_text: str, layer_follows: bool = False) -> None:
     """MODEL (optional) and --recipe FILE, for the commands whose model is positional; `positional_model(args)`
-    reads them. `layer_follows`: a positional LAYER comes next (kernels, features)."""
+    reads them. `layer_follows`: a positional LAYER comes next (kernels, features, examples); such a parser reads
+    its options anywhere, between MODEL and LAYER too (cli parses it with argparse's intermixed parsing)."""
     p.add_argument("model", nargs="?", type=nonempty, help=f"{help_text} (or --recipe FILE instead)")
     p.set_defaults(layer_follows=layer_follows)
+    p.intermixed = layer_follows  # type: ignore[attr-defined]
     p.add_argument("--recipe", type=input_path, help="a recipe TOML file, instead of MODEL (the file names its model)")
     add_allow_code_argument(p)
 

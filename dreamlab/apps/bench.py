@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import resource
@@ -190,6 +191,31 @@ PEER_PACKAGES = {"lucent": "lucent", "dreams": "torch_dreams"}  # the parts that
 PEER_WORKLOADS = {"ceiling": ("layer",), "lucent": ("unit", "layer"), "dreams": ("unit",)}
 
 
+# the JSON line ("what") that carries each part's figure in peer_bench.py's output
+PEER_FIGURES = {"ceiling": "ceiling_googlenet_fwd_bwd", "lucent": "lucent_render_vis", "dreams": "torch_dreams_render"}
+
+
+def peer_figure(line: object) -> float | None:
+    """A peer line's images_per_s when it is a usable figure (a number > 0, finite; lucent's with its whole batch
+    size), else None: a malformed line gives no ratio rather than a division by zero or a KeyError."""
+    if not isinstance(line, dict):
+        return None
+    value = line.get("images_per_s")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        return None
+    batch = line.get("batch")
+    if line.get("what") == PEER_FIGURES["lucent"] and (isinstance(batch, bool) or not isinstance(batch, int)
+                                                        or batch < 1):
+        return None
+    return float(value)
+
+
+def _figures(peers: Sequence[object], part: str) -> list[dict]:
+    """The lines of `peers` that carry a usable figure of `part`."""
+    return [line for line in peers if isinstance(line, dict) and line.get("what") == PEER_FIGURES[part]
+            and peer_figure(line) is not None]
+
+
 class PeerBenchFailed(DreamlabError):
     """The peer benchmark exited with an error, or reported that a part it was asked for failed; `lines` are the
     JSON lines it printed before (already echoed)."""
@@ -290,8 +316,9 @@ def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: 
     lines.
 
     Raises PeerBenchFailed, after echoing the lines, when it exits with an error (the message ends with the last
-    line of its stderr), reports a part it was asked for as failed (a `{"what": part, "error": ...}` line), or
-    says that it ran on another device than `device`."""
+    line of its stderr), reports a part it was asked for as failed (a `{"what": part, "error": ...}` line),
+    says that it ran on another device than `device`, or prints no usable figure (`peer_figure`) for a part it
+    was asked for."""
     env = {**os.environ, **peer_device_env(device),
            "PYTHONPATH": os.pathsep.join([str(site), str(script.parent / "stubs")])}
     cmd = [sys.executable, str(script), "--steps", str(steps), "--size", str(size), "--batches", batches,
@@ -318,7 +345,20 @@ def run_peer_bench(script: Path, site: Path, *, steps: int, size: int, batches: 
               if isinstance(line, dict) and line.get("what") in PEER_PARTS and "error" in line]
     if failed:
         raise PeerBenchFailed("; ".join(failed), lines)
+    missing = [part for part in parse_peer_parts(parts) if not _figures(lines, part)]
+    if missing:
+        raise PeerBenchFailed(_no_figure(script, missing, lines), lines)
     return lines
+
+
+def _no_figure(script: Path, missing: Sequence[str], lines: Sequence[dict]) -> str:
+    """Why parts that were asked for give no ratio: their figure lines are missing or malformed."""
+    malformed = sum(1 for line in lines for part in missing if line.get("what") == PEER_FIGURES[part])
+    what = " or ".join(repr(PEER_FIGURES[part]) for part in missing)
+    batch = ", its batch" if "lucent" in missing else ""
+    found = f"{malformed} malformed one{'s' if malformed > 1 else ''}" if malformed else "none"
+    return (f"peer benchmark {script} gave no usable figure for {', '.join(missing)} (expected a JSON line with "
+            f"what {what}{batch} and images_per_s > 0; it printed {found}); run it alone to see its output")
 
 
 def _part_failure(line: dict, site: Path) -> str:
@@ -334,20 +374,18 @@ def _part_failure(line: dict, site: Path) -> str:
 def ratios(ours: dict[str, dict], peers: list[dict]) -> dict[str, float]:
     """dreamlab's image-steps/s over the peers', per workload, from figures of the same run: the unit workload
     against lucent at batch 1 and torch-dreams (both one unit), the layer workload against lucent's best batch
-    and the best bare fwd+bwd of the ceiling."""
-    lucent = {line["batch"]: line["images_per_s"] for line in peers if line.get("what") == "lucent_render_vis"}
+    and the best bare fwd+bwd of the ceiling. Malformed peer lines (see `peer_figure`) are left out."""
+    lucent = {line["batch"]: line["images_per_s"] for line in _figures(peers, "lucent")}
     found = {}
     if "unit" in ours and 1 in lucent:
         found["unit_vs_lucent_1"] = round(ours["unit"]["images_per_s"] / lucent[1], 2)
     if "layer" in ours and lucent:
         best = max(lucent.values())
         found["layer_vs_lucent_best_batched"] = round(ours["layer"]["images_per_s"] / best, 2)
-    dreams = [line["images_per_s"] for line in peers
-              if line.get("what") == "torch_dreams_render" and "images_per_s" in line]
+    dreams = [line["images_per_s"] for line in _figures(peers, "dreams")]
     if "unit" in ours and dreams:
         found["unit_vs_torch_dreams"] = round(ours["unit"]["images_per_s"] / dreams[0], 2)
-    ceiling = [line["images_per_s"] for line in peers
-               if line.get("what") == "ceiling_googlenet_fwd_bwd" and "images_per_s" in line]
+    ceiling = [line["images_per_s"] for line in _figures(peers, "ceiling")]
     if "layer" in ours and ceiling:
         found["layer_vs_best_fwd_bwd_ceiling"] = round(ours["layer"]["images_per_s"] / max(ceiling), 2)
     return found

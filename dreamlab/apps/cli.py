@@ -71,9 +71,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     """Parse `argv`; options the subcommand does not have are its error (with close matches), not the top's."""
     parser = build_parser(argv)
-    args, extras = parser.parse_known_args(argv)
+    chosen = getattr(parser, "chosen", parser)
+    if getattr(chosen, "intermixed", False):  # MODEL LAYER with options anywhere, as in `kernels M --weights none L`
+        args, extras = chosen.parse_known_intermixed_args(argv[1:], argparse.Namespace(command=argv[0]))
+    else:
+        args, extras = parser.parse_known_args(argv)
     if extras:
-        chosen = getattr(parser, "chosen", parser)
         chosen.error(unrecognized(extras, chosen))
     return args
 

@@ -63,6 +63,8 @@ class Examples:
 def image_list(images: str | Path | Sequence[str | Path | Tensor]) -> list[tuple[str, str | Path | Tensor]]:
     """(name, source) of each image: a folder's PNG/JPEG files (sorted), or a list of paths, sample names
     (china, flower) and [C, H, W] tensors in [0, 1]."""
+    if isinstance(images, str) and not images.strip():  # Path('') would be the current folder
+        raise DreamlabError("images is an empty path; give a folder of photos, or image paths")
     if isinstance(images, (str, Path)) and Path(images).is_dir():
         files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:

@@ -55,12 +55,15 @@ def read_photo(image: Tensor | str | Path) -> Tensor:
         raise DreamlabError(f"image must be a torch tensor [C, H, W] in [0, 1], a PNG/JPEG path, or one of "
                             f"{', '.join(SAMPLE_PHOTOS)}, got {type(image).__name__}; dreamlab.io.load_image reads a "
                             f"file as a tensor")
+    if isinstance(image, str) and not image.strip():  # Path('') would be the current folder
+        raise DreamlabError(f"image is an empty path; give a PNG/JPEG path or one of {', '.join(SAMPLE_PHOTOS)}")
     if str(image) in SAMPLE_PHOTOS and not Path(image).exists():
         return sample_photo(str(image), f"--image {image}")
     if not Path(image).exists():
         raise DreamlabError(f"cannot read image {str(image)!r}: no such file; give a PNG/JPEG path or one of "
                             f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
-    return load_image(image)
+    # a float TIFF can hold NaN (load_image clamps the rest into [0, 1]): refused as render, cam and dream do
+    return check_image(load_image(image), f"image {str(image)!r}").float()
 
 
 def preprocess(photo: Tensor, recipe: Recipe) -> Tensor:

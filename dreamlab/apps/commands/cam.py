@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import add_device_argument, add_positional_model, output_path, positional_model, positive_int, \
-    recipe_names
+from dreamlab.apps.args import add_device_argument, add_positional_model, input_path, nonempty, output_path, \
+    positional_model, positive_int, recipe_names
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or Grad-CAM++) of a target at a "
@@ -17,11 +17,11 @@ DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or
 def add_subject_arguments(p: argparse.ArgumentParser) -> None:
     """MODEL, --image, --target, --weights, --recipe, --size, --device, --out: shared with `dreamlab attribute`."""
     add_positional_model(p, f"recipe name ({recipe_names()}) or a torchvision model name")
-    p.add_argument("--image", "-i", type=Path, required=True,
+    p.add_argument("--image", "-i", type=input_path, required=True,
                    help="the photo (PNG or JPEG), or china or flower (scikit-learn's sample photos)")
     p.add_argument("--target", "-t", type=target_text,
                    help="an objective: logit:281, logit:tabby, inception4c:97, ... (default: the model's top class)")
-    p.add_argument("--weights", default="default",
+    p.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
                         "a torchvision weights name, or PATH to a state-dict file")
     p.add_argument("--size", type=positive_int, help="the model's input size (default: the recipe's)")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, model_recipe,
-                                check_tensorboard, given_options, output_path,
+                                check_tensorboard, given_options, input_path, output_path,
                                 positive_int)
 from dreamlab.errors import DreamlabError
 
@@ -24,8 +24,8 @@ ZOOM_DEFAULTS = {"zoom": 1.05, "rotate": 0.0, "fps": 12}  # the zoom's options, 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photo", type=Path, help="the photo (PNG, JPEG, ...), dreamed at its own size, or china or "
-                                            "flower (scikit-learn's sample photos)")
+    p.add_argument("photo", type=input_path, help="the photo (PNG, JPEG, ...), dreamed at its own size, or china "
+                                                  "or flower (scikit-learn's sample photos)")
     add_model_arguments(p)
     p.add_argument("--objective", help="what to amplify: a whole layer (inception4c), a channel (inception4c:97) "
                                        "or any objective (default: the recipe's default layer)")
@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.006, help="mean absolute change per step in [0,1] units "
                                                            "(default: 0.006, google/deepdream's)")
     p.add_argument("--jitter", type=int, default=32, help="largest random roll per step, pixels (default: 32)")
-    p.add_argument("--guide", type=Path, help="an image whose features at the layer the photo takes on")
+    p.add_argument("--guide", type=input_path, help="an image whose features at the layer the photo takes on")
     p.add_argument("--tile", type=int, default=1024,
                    help="photos (octaves) with a longer side above this many pixels are dreamed in tiles; lower "
                         "it to use less memory (default: 1024)")
@@ -222,16 +222,38 @@ def _zoom_key(args: argparse.Namespace, loaded) -> str:
 
 def _frames_done(folder: Path, key: str, total: int) -> int:
     """How many frames (0, 1, ... in a row) a stopped run with the same settings left in `folder`."""
-    from dreamlab.io import read_png_text
+    from PIL import UnidentifiedImageError
+
+    from dreamlab.io import is_whole_png, read_png_text
 
     done = 0
     while done < total and _frame_path(folder, done).is_file():
-        found = read_png_text(_frame_path(folder, done)).get("dreamlab:zoom_key")
+        path = _frame_path(folder, done)
+        try:
+            found = read_png_text(path).get("dreamlab:zoom_key")
+            if not is_whole_png(path):  # PIL reads a PNG cut short after its pixels without a word
+                raise OSError("image file is truncated")
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated, not a PNG, unreadable
+            reason = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, UnidentifiedImageError):
+                reason = "not a PNG image"
+            raise DreamlabError(f"frame {str(path)!r} in --frames-dir is unreadable ({reason}); remove it (and the "
+                                f"frames after it) to dream it again, or give another --frames-dir") from None
         if found != key:
             raise DreamlabError(f"{str(folder)!r} holds frames of a zoom with other settings (or another photo); "
                                 f"give another --frames-dir, or remove those frames to start over")
         done += 1
+    _check_no_folders(folder)
     return done
+
+
+def _check_no_folders(folder: Path) -> None:
+    """Refuse, before dreaming, something that is not a file (a folder) named like a frame: writing the frame
+    there would fail after the work."""
+    for entry in sorted(folder.glob("frame_*.png")) if folder.is_dir() else []:
+        if not entry.is_file():
+            raise DreamlabError(f"{str(entry)!r} in --frames-dir is not a file (a folder?) where a zoom frame goes; "
+                                f"remove it, or give another --frames-dir")
 
 
 EXIF_IMAGE_DESCRIPTION = 0x010E  # the EXIF tag a WebP animation's provenance is written to

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import add_positional_model, nonempty, output_path, positional_model, positive_int
+from dreamlab.apps.args import add_positional_model, input_path, nonempty, output_path, positional_model, positive_int
 
 DESCRIPTION = ("Run every image through MODEL (shorter side resized to the recipe's size, normalized as the recipe "
                "says) and save, for each unit, the images that drive it hardest: a channel's strongest position, "
@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
     p.add_argument("layer", metavar="LAYER:UNITS",
                    help="the units, e.g. features.22:0-7, inception4c:97,12 or logit:3 (`dreamlab layers MODEL`)")
-    p.add_argument("--images", "-i", nargs="+", required=True, metavar="IMAGE",
+    p.add_argument("--images", "-i", nargs="+", type=input_path, required=True, metavar="IMAGE",
                    help="a folder of PNG/JPEG photos, image files, or china / flower (scikit-learn's sample photos)")
     p.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")

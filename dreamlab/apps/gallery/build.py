@@ -63,9 +63,10 @@ from dreamlab.inspect.examples import checked_images
 from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
 from dreamlab.io import check_writable
 from dreamlab.models.loading import LoadedModel, load_model
+from dreamlab.models.summary import MAX_INPUT_SIZE
 from dreamlab.optvis.engine import render
 from dreamlab.optvis.objectives import channel
-from dreamlab.optvis.settings import check_diversity
+from dreamlab.optvis.settings import MIN_SIZE, check_diversity
 from dreamlab.optvis.units import format_units
 
 
@@ -109,6 +110,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     check_diversity(diversity, 1.0 if diversity_weight is None else diversity_weight)
     if diversity_weight is not None:
         diversity_weight = float(diversity_weight)
+    if size is not None:  # render's bounds, before the model loads (the model's own limits are the plan's)
+        size = check_whole("size", size, MIN_SIZE, MAX_INPUT_SIZE, flag="--size", hint=" pixels")
     check_out_folder(out)  # before the model is loaded
     if examples is not None:
         examples_top = check_whole("examples_top", examples_top, 1, flag="--examples-top")

@@ -6,7 +6,7 @@ import contextlib
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from dreamlab.apps.gallery.naming import (
     sheet_file,
     unit_files,
 )
-from dreamlab.apps.gallery.page import write_index
+from dreamlab.apps.gallery.page import INDEX_NAME, write_index
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.tiles import draw_labels, upscale
 from dreamlab.io import (
@@ -54,6 +54,8 @@ class GalleryFolder:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold an exclusive lock on the folder for the run: two runs writing one gallery would clash."""
+        _check_kind(self.units, folder=True)
+        _check_kind(self.units / LOCK_NAME, folder=False)
         self.units.mkdir(parents=True, exist_ok=True)
         try:
             import fcntl
@@ -69,6 +71,23 @@ class GalleryFolder:
             except OSError:  # a file system without locks (some network mounts): go without
                 pass
             yield  # the kernel drops the lock when the process ends, however it ends
+
+    def check_paths(self, units: Iterable[tuple[str, int]], copies: int) -> None:
+        """Before rendering: refuse a folder (or other non-file) where one of `units`' PNGs, records or contact
+        sheets, the manifest or the page goes, and a file where a layer's folder goes; writing there would fail
+        after the render."""
+        _check_kind(self.out / MANIFEST_NAME, folder=False)
+        _check_kind(self.out / INDEX_NAME, folder=False)
+        layers: set[str] = set()
+        for layer, ch in units:
+            if layer not in layers:
+                layers.add(layer)
+                _check_kind(self.out / layer_folder(layer), folder=True)
+                _check_kind(self.units / layer_folder(layer), folder=True)
+                _check_kind(self.out / sheet_file(layer), folder=False)
+            for file in unit_files(layer, ch, copies):
+                _check_kind(self.out / file, folder=False)
+            _check_kind(self.record_path(layer, ch), folder=False)
 
     def remove_temp_files(self) -> int:
         """Delete temporary files that a killed run left (only ones named like atomic_write's)."""
@@ -149,6 +168,16 @@ class GalleryFolder:
         """manifest.json, then index.html (each replaced atomically)."""
         atomic_write_text(self.out / MANIFEST_NAME, json.dumps(manifest, indent=1, allow_nan=False) + "\n")
         write_index(self.out, manifest)
+
+
+def _check_kind(path: Path, folder: bool) -> None:
+    """`path` is absent or is what the gallery writes there (a folder, or a file); else one line saying what to
+    remove."""
+    if not path.exists() or path.is_dir() == folder:
+        return
+    found, wanted = ("a folder", "file") if path.is_dir() else ("a file", "folder")
+    raise DreamlabError(f"{str(path)!r} is {found}, where the gallery keeps a {wanted}; remove it (or give "
+                        f"another --out) and run again")
 
 
 def _files_of(record: dict[str, Any]) -> list[str] | None:

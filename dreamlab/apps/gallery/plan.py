@@ -128,6 +128,7 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
     done = set(records)
     todo = [b for b in batches if any((b.layer, c) not in done for c in b.channels)]
+    folder.check_paths([(b.layer, c) for b in todo for c in b.channels if (b.layer, c) not in done], diversity)
     shown = set(wanted) | {layer for layer, _ in records}
     gallery_layers = [(name, counts[name]) for name in order if name in shown and name in counts]
     return Plan(settings, gallery_layers, batches, todo, done, layer_steps)
@@ -204,7 +205,8 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
     render size."""
     recipe = loaded.recipe
     try:
-        rows = layer_table(loaded.model, input_size=size, channels=recipe.channels)
+        # the recipe's size makes a refused size's message `layers`' own ("try --size 28, the recipe's")
+        rows = layer_table(loaded.model, input_size=size, channels=recipe.channels, recipe_size=recipe.input_size)
     except RuntimeError as exc:
         raise DreamlabError(f"{recipe.name} does not run on {size}px images ({first_line(exc)}); "
                             f"use --size {recipe.input_size}") from None
