@@ -81,10 +81,10 @@ CASES = {
     "cam size the model rejects": (lambda t: ["cam", "lenet-digits", "--image", _digit(t), "--size", "64"],
                                    "lenet-digits rejected a 1x64x64 input"),
     "cam size with a target": (lambda t: ["cam", "lenet-digits", "--image", _digit(t), "--size", "64",
-                                          "--target", "logit:3"], "it runs at its recipe's size: use --size 28"),
+                                          "--target", "logit:3"], "it runs at its recipe's size, 28: use --size 28"),
     "attribute size the model rejects": (
         lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--size", "64"],
-        "it runs at its recipe's size: use --size 28"),
+        "it runs at its recipe's size, 28: use --size 28"),
     "ig steps": (lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--method", "ig", "--steps",
                             "100000000"], "steps 100000000 is out of range; valid: 1 to 1024"),
     "smoothgrad samples": (lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--method", "smoothgrad",
@@ -177,7 +177,7 @@ def test_graph_prints_no_traceback_of_its_own(tmp_path, capsys):
     code, err = run_cli(["graph", "lenet-digits", "--size", "64"], capsys)
     assert code == 2
     assert err.splitlines() == [err.strip()]  # ShapeProp's traceback is not printed
-    assert err.strip().endswith("it runs at its recipe's size: use --size 28")
+    assert err.strip().endswith("it runs at its recipe's size, 28: use --size 28")
     assert "ShapeProp" not in err and "node=" not in err
 
 

@@ -215,10 +215,11 @@ def takes_size(forward: Callable[[torch.Tensor], object], channels: int, size: i
 
 def size_rejection(name: str, shape: Sequence[int], exc: BaseException, input_size: int,
                    advice: str = "") -> DreamlabError:
-    """The one line for a model that rejects an input of `shape` [B, C, H, W] and takes its recipe's size."""
+    """The one line for a model that rejects an input of `shape` [B, C, H, W] and takes its recipe's size (some
+    such models take other sizes too, above a minimum: inception_v3, squeezenet)."""
     side = "x".join(map(str, shape[1:]))
-    return DreamlabError(f"{name} rejected a {side} input ({first_line(exc)}); it runs at its recipe's size: use "
-                         f"--size {input_size}{advice}")
+    return DreamlabError(f"{name} rejected a {side} input ({first_line(exc)}); it runs at its recipe's size, "
+                         f"{input_size}: use --size {input_size}{advice}")
 
 
 COMMON_SIZES = (28, 32, 64, 96, 128, 299)  # input sides a module without a recipe is tried at when 224 fails
