@@ -2,10 +2,12 @@
 of any name (review r8, items 9-11)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
@@ -111,3 +113,18 @@ def test_the_python_api_still_refuses_a_bad_direction_name() -> None:
 
     with pytest.raises(DreamlabError, match="a direction's name must be a word without spaces or ':'"):
         o.direction("conv2", torch.ones(50), name="my dirs")
+
+
+def test_size_takes_height_x_width(tmp_path, capsys):
+    from dreamlab.apps.args import image_size
+
+    assert (image_size("224"), image_size("96x128"), image_size(" 64X32 ")) == (224, (96, 128), (64, 32))
+    for bad in ("32xq", "x32", "0x32", "-3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="N or HEIGHTxWIDTH"):
+            image_size(bad)
+    out = tmp_path / "wide.png"
+    assert main(["render", "conv2:3", "--model", "googlenet", "--weights", "none", "--size", "32x48",
+                 "--steps", "2", "--device", "cpu", "-o", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.size == (48, 32)  # PIL gives (width, height)
+    assert read_png_text(out)["dreamlab:size"] == "32x48"

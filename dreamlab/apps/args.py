@@ -77,6 +77,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def image_size(text: str) -> int | tuple[int, int]:
+    """argparse type of render's --size: '224' (square) or '96x128' (height x width, as provenance writes it)."""
+    height, cross, width = text.strip().lower().partition("x")
+    try:
+        sides = (int(height), int(width)) if cross else int(height)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected pixels, N or HEIGHTxWIDTH (224, 96x128), got {text!r}") from None
+    if min(sides if isinstance(sides, tuple) else (sides,)) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive pixels, N or HEIGHTxWIDTH (224, 96x128), got {text!r}")
+    return sides
+
+
 def output_path(text: str) -> Path:
     """argparse type of output paths: refuses an empty one (an unset shell variable), which Path would read as
     the current folder."""

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
                                 add_diversity_arguments, add_model_arguments, check_diversity_options,
-                                check_tensorboard, input_path, int_list, model_recipe, output_path, positive_int,
-                                warn_never_on)
+                                check_tensorboard, image_size, input_path, int_list, model_recipe, output_path,
+                                positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                   "default: descriptive names in the current directory")
     p.add_argument("--grid", action="store_true", help="save all units as one grid image")
     p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
-    p.add_argument("--size", type=positive_int, help="image size in pixels (default: the recipe's input size)")
+    p.add_argument("--size", type=image_size, help="image size in pixels, N or HEIGHTxWIDTH such as 96x128 "
+                                                   "(default: the recipe's input size)")
     p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     p.add_argument("--optimizer", help="channel-adam or adam (default: the recipe's; see dreamlab/optvis/optimizers.py)")
     p.add_argument("--fourier-decay", type=float, metavar="D",
