@@ -224,3 +224,12 @@ def test_a_dashed_layer_renders_from_its_string_as_from_the_api():
     torch.testing.assert_close(text.images, api.images)
     with pytest.raises(UnknownNameError, match=r"^unknown layer 'blocks.conv-x'; close matches: blocks.conv-"):
         dreamlab.render(model, "blocks.conv-x:3", **QUICK)
+
+
+def test_dream_and_attribution_read_dashes_with_the_models_layer_names():
+    """lenet-digits has conv2 and no 'conv2-1': there the dash subtracts, as in render."""
+    photo = torch.rand(1, 28, 28)
+    dreamt = dreamlab.dream("lenet-digits", photo, "conv2-1", octaves=1, steps=1, device="cpu")
+    assert dreamt.provenance["dreamlab:objective"] == "conv2 - 1"
+    heat = dreamlab.attribute("lenet-digits", photo, "conv2-1", method="saliency")
+    assert heat.shape == (1, 28, 28)

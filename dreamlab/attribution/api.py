@@ -19,6 +19,7 @@ from dreamlab.attribution.photos import predicted_classes
 from dreamlab.attribution.target import (ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target,
                                          sized_forward, subject)
 from dreamlab.errors import DreamlabError, unknown
+from dreamlab.models.loading import module_names
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.objectives import Objective, logit
 
@@ -43,7 +44,8 @@ def _check_arguments(image: object, layer: object, seed: object = 0) -> None:
 def _prepare(subj: Subject, image: Tensor, target: Target) -> tuple[Tensor, TargetScore]:
     images = as_batch(image, subj.recipe.channels)
     images = images.to(_device(subj, images))
-    objective = top_classes(subj, images) if target is None else parse_target(target, subj.categories)
+    objective = top_classes(subj, images) if target is None else \
+        parse_target(target, subj.categories, module_names(subj.model))
     return images, TargetScore(subj, objective, images.shape[0])
 
 

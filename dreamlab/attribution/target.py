@@ -7,7 +7,7 @@ with respect to those pixels, so the normalization is part of the differentiated
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,14 +98,15 @@ def as_batch(image: Tensor, channels: int) -> Tensor:
     return image.float()
 
 
-def parse_target(target: Objective | str | int, categories: tuple[str, ...] | None) -> Objective:
+def parse_target(target: Objective | str | int, categories: tuple[str, ...] | None,
+                 layers: Sequence[str] | None = None) -> Objective:
     """An objective from a string (`logit:281`, `logit:tabby`, `inception4c:97`), a class index (an int, numpy's
     or torch's integer scalar; an integer tensor of one class per image), or as is."""
     if isinstance(target, Objective):
         return target
     if isinstance(target, Tensor) and not target.is_floating_point() and not target.is_complex() \
             and target.dtype != torch.bool and target.numel() > 0:
-        return logit(target) if target.numel() > 1 else parse_target(int(target.flatten()[0]), categories)
+        return logit(target) if target.numel() > 1 else parse_target(int(target.flatten()[0]), categories, layers)
     if isinstance(target, numbers.Integral) and not isinstance(target, bool):
         if target < 0:
             raise DreamlabError(f"class index {target} is negative; give a class index >= 0 (logit:N)")
@@ -114,7 +115,7 @@ def parse_target(target: Objective | str | int, categories: tuple[str, ...] | No
         raise DreamlabError(f"target must be an objective string (logit:281, logit:tabby, inception4c:97), an "
                             f"Objective, a class index (int) or None (each image's top class), got "
                             f"{shown(target)}")
-    return parse_objective(target, categories)
+    return parse_objective(target, categories, layers)
 
 
 class TargetScore:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,7 +306,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
     if start_frame and start_frame >= max(zoom_frames, 1):
         raise DreamlabError(f"start_frame {start_frame} is past the last of {zoom_frames} zoom frames")
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
-    obj = _objective(objective, recipe_obj, categories)
+    obj = _objective(objective, recipe_obj, categories, module_names(module))
     _check_layers(obj, module, recipe_obj)
     photo = fit_photo(image, recipe_obj.channels)
     dev = resolve_device(device)
@@ -414,13 +414,14 @@ def _check_layers(obj: Objective, model: nn.Module, recipe: Recipe) -> None:
             raise unknown("layer", layer, names, hint=f"{example}`dreamlab layers {model_name}` lists them all")
 
 
-def _objective(objective: Objective | str | None, recipe: Recipe, categories) -> Objective:
+def _objective(objective: Objective | str | None, recipe: Recipe, categories,
+               layers: Sequence[str] | None = None) -> Objective:
     if objective is None:
         if not recipe.default_layer:
             raise DreamlabError(f"recipe {recipe.name!r} names no default_layer; give an objective, e.g. a layer "
                                 f"from `dreamlab layers {recipe.name}`")
         return deepdream(recipe.default_layer)
-    obj = parse_objective(objective, categories) if isinstance(objective, str) else objective
+    obj = parse_objective(objective, categories, layers) if isinstance(objective, str) else objective
     if not isinstance(obj, Objective):
         raise DreamlabError(f"objective must be a string or an Objective, got {type(objective).__name__}")
     if obj.batch_size != 1:
