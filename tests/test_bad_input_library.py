@@ -73,7 +73,7 @@ CASES = {
                                  "not class scores [N, classes]"),
     # 2. sizes and counts that would exhaust memory, and sizes a model cannot take
     "render size": (["render", "logit:3", *LENET, "--size", "100000"],
-                    "size 100000 is out of range; valid: 8 to 2048 pixels"),
+                    "--size 100000 is out of range; valid: 8 to 2048 pixels a side"),
     "bench size": (["bench", "--size", "100000", "--device", "cpu"],
                    "--size 100000 is out of range; valid: 32 to 2048 pixels"),
     "cam size": (lambda t: ["cam", "lenet-digits", "--image", _digit(t), "--size", "100000"],

@@ -128,3 +128,13 @@ def test_size_takes_height_x_width(tmp_path, capsys):
     with Image.open(out) as image:
         assert image.size == (48, 32)  # PIL gives (width, height)
     assert read_png_text(out)["dreamlab:size"] == "32x48"
+
+
+@pytest.mark.parametrize("size, message", [("4", "--size 4 is out of range; valid: 8 to 2048 pixels a side"),
+                                           ("64x4000", "--size 4000 is out of range; valid: 8 to 2048 pixels a side")])
+def test_a_size_out_of_range_is_named_before_the_model_loads(size, message, capsys, monkeypatch):
+    from dreamlab.models import loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    assert main(["render", "conv2:3", "--model", "lenet-digits", "--size", size]) == 2
+    assert capsys.readouterr().err.strip() == f"dreamlab: error: {message}"
