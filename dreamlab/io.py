@@ -30,6 +30,26 @@ def file_digest(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def cover(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """Images [B, C, H, W] scaled (bilinear, antialiased) by one factor so that they cover `size` (height, width):
+    at least the target on both sides, the side that sets the scale exact; returned as they are when they
+    already have that size."""
+    height, width = images.shape[-2:]
+    target_h, target_w = size
+    scale = max(target_h / height, target_w / width)
+    scaled = (max(target_h, round(height * scale)), max(target_w, round(width * scale)))
+    if scaled == (height, width):
+        return images
+    return torch.nn.functional.interpolate(images, size=scaled, mode="bilinear", antialias=True,
+                                           align_corners=False)
+
+
+def centre_crop(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """The centre (height, width) `size` crop of images [B, C, H, W]."""
+    top, left = (images.shape[-2] - size[0]) // 2, (images.shape[-1] - size[1]) // 2
+    return images[..., top:top + size[0], left:left + size[1]]
+
+
 def to_pil(image: Tensor) -> Image.Image:
     """[C, H, W] in [0, 1] (C = 1 or 3) to a PIL image ('L' or 'RGB')."""
     if image.dim() != 3 or image.shape[0] not in (1, 3):

@@ -22,11 +22,11 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError
-from dreamlab.inspect.features import centre_square, normalize, read_photo, shorter_side_to, to_channels
+from dreamlab.inspect.features import normalize, read_photo, shorter_side_to, to_channels
 from dreamlab.inspect.receptive import Field, receptive_field
 from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.inspect.tiles import TileGrid, draw_labels
-from dreamlab.io import SAMPLE_PHOTOS
+from dreamlab.io import SAMPLE_PHOTOS, centre_crop
 from dreamlab.models.recipe import Recipe
 from dreamlab.models.summary import MAX_INPUT_SIZE
 
@@ -187,7 +187,7 @@ def _model_input(photo: Tensor, recipe: Recipe, side: int, whole: bool) -> Tenso
     """A photo [C, H, W] as the model reads it, before normalization: [1, C', h, w] with the shorter side
     `side`, or the centre square for a model that takes only its own size."""
     x = shorter_side_to(to_channels(photo, recipe), side)
-    return x if whole else centre_square(x, side)
+    return x if whole else centre_crop(x, (side, side))
 
 
 def _check_units(act: Tensor, layer: str, unit_ids: list[int]) -> None:

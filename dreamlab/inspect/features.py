@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
-from dreamlab.io import check_image
 from dreamlab.errors import DreamlabError
-from dreamlab.io import SAMPLE_PHOTOS, load_image, sample_photo
+from dreamlab.io import SAMPLE_PHOTOS, centre_crop, check_image, cover, load_image, sample_photo
 from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.inspect.tiles import TileGrid, draw_labels, normalize_each, upscale
 from dreamlab.models.recipe import Recipe
@@ -69,7 +67,7 @@ def read_photo(image: Tensor | str | Path) -> Tensor:
 def preprocess(photo: Tensor, recipe: Recipe) -> Tensor:
     """[C, H, W] in [0, 1] -> the model input [1, C', S, S]: shorter side to S, centre crop, channels, mean/std."""
     side = recipe.input_size
-    return normalize(centre_square(shorter_side_to(to_channels(photo, recipe), side), side), recipe)
+    return normalize(centre_crop(shorter_side_to(to_channels(photo, recipe), side), (side, side)), recipe)
 
 
 def to_channels(photo: Tensor, recipe: Recipe) -> Tensor:
@@ -87,18 +85,7 @@ def to_channels(photo: Tensor, recipe: Recipe) -> Tensor:
 
 def shorter_side_to(photo: Tensor, side: int) -> Tensor:
     """[C, H, W] resized (antialiased) so that its shorter side is `side`, whole: [1, C, h, w]."""
-    h, w = photo.shape[1:]
-    size = (side, max(side, round(w * side / h))) if h <= w else (max(side, round(h * side / w)), side)
-    x = photo[None]
-    if (h, w) != size:
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-    return x
-
-
-def centre_square(x: Tensor, side: int) -> Tensor:
-    """The centre `side` x `side` crop of images [B, C, H, W]."""
-    top, left = (x.shape[2] - side) // 2, (x.shape[3] - side) // 2
-    return x[:, :, top:top + side, left:left + side]
+    return cover(photo[None], (side, side)).clamp(0, 1)
 
 
 def normalize(x: Tensor, recipe: Recipe) -> Tensor:

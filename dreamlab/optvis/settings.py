@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.errors import DreamlabError, check_range, unknown
-from dreamlab.io import check_image, match_channels
+from dreamlab.io import centre_crop, check_image, cover, match_channels
 from dreamlab.models.loading import WEIGHTS_SEED
 from dreamlab.models.recipe import MAX_FOURIER_DECAY, MAX_LR, Recipe
 from dreamlab.models.summary import check_input_size
@@ -262,21 +262,7 @@ def fit_init_image(image: Any, channels: int, size: tuple[int, int], units: int)
     if image.shape[1] != channels:
         raise DreamlabError(f"init_image has {image.shape[1]} channels (shape {list(image.shape)}, read as "
                             f"[B,C,H,W]); this model takes {channels}")
-    return cover_crop(image, size).clamp(0, 1)
-
-
-def cover_crop(images: Tensor, size: tuple[int, int]) -> Tensor:
-    """Images [B,C,H,W] scaled (bilinear, antialiased) by one factor to cover `size` (height, width), then
-    centre-cropped to it: the aspect ratio is kept."""
-    height, width = images.shape[-2:]
-    target_h, target_w = size
-    scale = max(target_h / height, target_w / width)
-    # at least the target on both sides; round() keeps the side that sets the scale exact
-    scaled = (max(target_h, round(height * scale)), max(target_w, round(width * scale)))
-    images = torch.nn.functional.interpolate(images, size=scaled, mode="bilinear", antialias=True,
-                                             align_corners=False)
-    top, left = (scaled[0] - target_h) // 2, (scaled[1] - target_w) // 2
-    return images[..., top:top + target_h, left:left + target_w]
+    return centre_crop(cover(image, size), size).clamp(0, 1)
 
 
 def param_options(s: RenderSettings) -> dict[str, Any]:
