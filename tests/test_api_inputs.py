@@ -196,7 +196,7 @@ def test_a_module_with_a_fixed_size_is_told_how_to_say_it():
                                             r"channels=3\)"):
         dreamlab.render(net, "logit:1", **LENET)
     recipe = dreamlab.Recipe("cifar", "custom:cifar", input_size=32)
-    with pytest.raises(DreamlabError, match=r"cifar rejected a 3x44x44 input .* use --size 32 and transforms "
+    with pytest.raises(DreamlabError, match=r"cifar rejected a 3x44x44 input .* use size 32 \(--size 32\) and transforms "
                                             r"that keep the size"):
         dreamlab.render(net, "logit:1", recipe=recipe, **LENET)
     done = dreamlab.render(net, "logit:1", recipe=recipe, transforms="none", **LENET)

@@ -81,10 +81,10 @@ CASES = {
     "cam size the model rejects": (lambda t: ["cam", "lenet-digits", "--image", _digit(t), "--size", "64"],
                                    "lenet-digits rejected a 1x64x64 input"),
     "cam size with a target": (lambda t: ["cam", "lenet-digits", "--image", _digit(t), "--size", "64",
-                                          "--target", "logit:3"], "it runs at its recipe's size, 28: use --size 28"),
+                                          "--target", "logit:3"], "it runs at its recipe's size, 28: use size 28 (--size 28)"),
     "attribute size the model rejects": (
         lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--size", "64"],
-        "it runs at its recipe's size, 28: use --size 28"),
+        "it runs at its recipe's size, 28: use size 28 (--size 28)"),
     "ig steps": (lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--method", "ig", "--steps",
                             "100000000"], "steps 100000000 is out of range; valid: 1 to 1024"),
     "smoothgrad samples": (lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--method", "smoothgrad",
@@ -177,7 +177,7 @@ def test_graph_prints_no_traceback_of_its_own(tmp_path, capsys):
     code, err = run_cli(["graph", "lenet-digits", "--size", "64"], capsys)
     assert code == 2
     assert err.splitlines() == [err.strip()]  # ShapeProp's traceback is not printed
-    assert err.strip().endswith("it runs at its recipe's size, 28: use --size 28")
+    assert err.strip().endswith("it runs at its recipe's size, 28: use size 28 (--size 28)")
     assert "ShapeProp" not in err and "node=" not in err
 
 
@@ -187,9 +187,9 @@ def test_graph_at_the_recipe_size_still_draws(capsys):
 
 def test_attribution_api_refuses_a_size_the_model_rejects():
     digit = torch.rand(1, 64, 64)
-    with pytest.raises(DreamlabError, match="lenet-digits rejected a 1x64x64 input .*use --size 28$"):
+    with pytest.raises(DreamlabError, match=r"lenet-digits rejected a 1x64x64 input .*use size 28 \(--size 28\)$"):
         attribute("lenet-digits", digit, "logit:3")
-    with pytest.raises(DreamlabError, match="use --size 28$"):
+    with pytest.raises(DreamlabError, match=r"use size 28 \(--size 28\)$"):
         gradcam("lenet-digits", digit, "logit:3")
     assert attribute("lenet-digits", torch.rand(1, 28, 28), "logit:3").shape == (1, 28, 28)
 
@@ -235,7 +235,7 @@ def test_kernels_scale_at_the_bound_is_taken(tmp_path):
 def test_octaves_of_a_photo_too_small_for_any_count():
     with pytest.raises(DreamlabError, match="the photo is 10x12 px; DeepDream needs at least 16 px a side"):
         octave_sizes(12, 10, 1, 1.4)
-    with pytest.raises(DreamlabError, match="use --octaves 1 or less"):
+    with pytest.raises(DreamlabError, match="use octaves=1 \(--octaves 1\) or fewer"):
         octave_sizes(20, 20, 4, 1.4)
     assert octave_sizes(20, 20, 1, 1.4) == [(20, 20)]
 

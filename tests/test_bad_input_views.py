@@ -189,7 +189,7 @@ def test_gallery_sizes_are_refused_as_layers_refuses_them(size: str, message: st
     err = _one_line_error(capsys)
     assert message in err
     if size == "10":
-        assert err.endswith("; try --size 28, the recipe's\n")
+        assert err.endswith("; try size 28 (--size 28), the recipe's\n")
         assert _exit(["layers", "lenet-digits", "--weights", "none", "--size", size]) == 2
         assert _one_line_error(capsys) == err
 

@@ -180,7 +180,7 @@ def test_default_weights_offline_says_what_to_do(tmp_path, capsys, no_network):
     assert main(["render", "inception4c:97", *FAST, "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dreamlab: error: could not download the GoogLeNet_Weights.IMAGENET1K_V1 weights")
-    assert err.endswith("use --weights PATH for a local state-dict file, or --weights none for random init")
+    assert err.endswith("use weights=PATH (--weights PATH) for a local state-dict file, or weights='none' (--weights none) for random init")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -199,7 +199,7 @@ def test_a_model_that_refuses_the_input_size_gets_one_line(tmp_path, capsys):
                  "--steps", "1", "--device", "cpu", "-o", str(tmp_path / "v.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dreamlab: error: vit_b_16 rejected a 3x236x236 input (Wrong image height! Expected 224")
-    assert err.endswith("use --size 224 and transforms that keep the size (--transforms small or none)")
+    assert err.endswith("use size 224 (--size 224) and transforms that keep the size (--transforms small or none)")
     assert main(["render", "encoder.layers.encoder_layer_0:5", "--model", "vit_b_16", "--weights", "none",
                  "--steps", "1", "--device", "cpu", "--transforms", "small", "-o", str(tmp_path / "v.png")]) == 0
 

@@ -50,8 +50,8 @@ class DataDependent(nn.Module):
 
 
 def test_an_untraceable_model_gets_one_clear_line() -> None:
-    with pytest.raises(DreamlabError, match=r"^--compile needs a model that torch.fx can trace, and DataDependent "
-                                            r"cannot be traced \(.*\); render without --compile$"):
+    with pytest.raises(DreamlabError, match=r"^compile \(--compile\) needs a model that torch.fx can trace, and DataDependent "
+                                            r"cannot be traced \(.*\); render without it$"):
         truncated_forward(DataDependent(), ["conv"])
 
 

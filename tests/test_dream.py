@@ -83,8 +83,8 @@ def test_tiled_dreams_take_only_objectives_whose_tiles_add_up(objective, splits)
     if splits:
         assert tiled().image.shape == (1, 96, 128)
     else:
-        with pytest.raises(DreamlabError, match=r"the 128x96 photo is larger than --tile 64, so it is dreamed in "
-                                                r"tiles.*dream in one piece with --tile 128"):
+        with pytest.raises(DreamlabError, match=r"the 128x96 photo is larger than tile=64 \(--tile\), so it is dreamed in "
+                                                r"tiles.*dream in one piece with tile=128 \(--tile 128\)"):
             tiled()
         dream("lenet-digits", photo, objective, octaves=1, steps=1, device="cpu", tile=128)  # one piece: fine
 
@@ -210,7 +210,7 @@ def test_cli_ctrl_c_saves_a_png_that_says_how_far_the_dream_got(photo_file, tmp_
 @pytest.mark.parametrize("kwargs, message", [
     (dict(objective="conv2:0-3"), "has 4 units"),
     (dict(objective="conv2:1", guide=torch.rand(1, 32, 32)), "whole-layer objective"),
-    (dict(octaves=9), "use --octaves"),
+    (dict(octaves=9), r"use octaves=\d+ \(--octaves \d+\) or fewer"),
     (dict(octave_scale=1.0), "octave_scale must be"),
     (dict(tile=10), "tile must be"),
     (dict(objective="conv9"), "unknown layer 'conv9'; close matches: conv1, conv2"),
@@ -307,14 +307,14 @@ def test_cli_zoom_resumes_from_the_last_frame(photo_file, tmp_path, capsys):
     (["--octaves", "1", "--objective", "logit:3"],
      "lenet-digits rejected the 64x48 photo itself (mat1 and mat2 shapes cannot be multiplied (1x9600 and 2450x500)"
      "), so no number of octaves helps; objectives past a fixed-size layer (logit) need the model's 28x28 input: "
-     "use a layer objective, or resize the photo to 28x28 and dream it with --octaves 1"),
+     "use a layer objective, or resize the photo to 28x28 and dream it with octaves=1 (--octaves 1)"),
 ])
 def test_cli_errors_are_one_line(photo_file, tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     assert run_dream(photo_file, *args) == 2
     err = capsys.readouterr().err
     assert err.startswith("dreamlab: error: ") and message in err and err.count("\n") == 1
-    assert "fewer --octaves" not in err  # (the photo's own size is refused: fewer octaves would not help)
+    assert "fewer octaves" not in err  # (the photo's own size is refused: fewer octaves would not help)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]  # nothing written
 
 
@@ -325,7 +325,7 @@ def test_a_photo_of_the_input_size_is_told_to_use_fewer_octaves(tmp_path, capsys
     assert run_dream(photo, "--objective", "logit:3", "-o", tmp_path / "d.png") == 2
     err = capsys.readouterr().err
     assert "lenet-digits rejected a 20x20 octave" in err and "though it takes the photo's size" in err
-    assert "or fewer --octaves (--octaves 1 dreams the photo at its size only)" in err
+    assert "or fewer octaves (octaves=1, --octaves 1, dreams the photo at its size only)" in err
     assert main(["dream", str(photo), "--model", "lenet-digits", "--objective", "logit:3", "--octaves", "1",
                  "--steps", "1", "--device", "cpu", "-o", str(tmp_path / "d.png")]) == 0
 

@@ -209,11 +209,11 @@ def test_a_model_that_asserts_its_input_size_gets_the_one_line_refusal(fixed_siz
     with pytest.raises(DreamlabError, match=r"^lenet-digits rejected the 64x48 photo itself \(Wrong image height! "
                                             r"Expected 28 but got 48!\), so no number of octaves helps; the model "
                                             r"takes its 28x28 input only, for any layer: resize the photo to 28x28 "
-                                            r"and dream it with --octaves 1$"):
+                                            r"and dream it with octaves=1 \(--octaves 1\)$"):
         dream(fixed_size_lenet, smooth_photo(48, 64), "conv2", octaves=2, steps=1, device="cpu")
     with pytest.raises(DreamlabError, match=r"^lenet-digits rejected a 20x20 octave \(Wrong image height! Expected "
                                             r"28 but got 20!\) though it takes the photo's size; the model takes its "
-                                            r"28x28 input only, for any layer: use fewer --octaves \(--octaves 1 "
+                                            r"28x28 input only, for any layer: use fewer octaves \(octaves=1, --octaves 1, "
                                             r"dreams the photo at its size only\)$"):
         dream(fixed_size_lenet, smooth_photo(28, 28), "conv2", octaves=2, steps=1, device="cpu")
 

@@ -50,7 +50,7 @@ def test_a_failure_that_is_not_about_the_size_does_not_blame_the_size():
 
 def test_a_size_the_model_rejects_names_its_size():
     with pytest.raises(DreamlabError, match=r"^lenet-digits rejected a 1x64x64 input \(a and b must have same "
-                                            r"reduction dim.*\); it runs at its recipe's size, 28: use --size 28$"):
+                                            r"reduction dim.*\); it runs at its recipe's size, 28: use size 28 \(--size 28\)$"):
         graph("lenet-digits", size=64)
 
 

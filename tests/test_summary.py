@@ -113,7 +113,7 @@ def test_a_model_that_does_not_take_one_image_is_a_one_line_error(tmp_path, monk
     assert err.endswith("dreamlab needs a model whose forward takes one image batch [B, 3, H, W]: check the "
                         "recipe's input_size and channels, or wrap the model in a module that does")
     assert main(["layers", "--recipe", _custom_recipe(tmp_path, monkeypatch, build), "--size", "20"]) == 2
-    assert capsys.readouterr().err.strip().endswith("; try --size 16, the recipe's")
+    assert capsys.readouterr().err.strip().endswith("; try size 16 (--size 16), the recipe's")
 
 
 class Reused(nn.Module):

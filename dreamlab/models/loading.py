@@ -123,7 +123,7 @@ def _build_with_download(recipe: Recipe, member: str, origin: str = "") -> nn.Mo
         reason = getattr(exc, "reason", None) or exc
         raise WeightsError(
             f"could not download the {weights} weights of {recipe.name} ({reason}); "
-            f"use --weights PATH for a local state-dict file, or --weights none for random init"
+            f"use weights=PATH (--weights PATH) for a local state-dict file, or weights='none' (--weights none) for random init"
         ) from None
 
 
@@ -197,7 +197,7 @@ def _check_state(state: dict, path: Path) -> None:
                                f"model.state_dict()")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise WeightsError(f"{where} holds NaN or infinite values in {key!r}; the weights are broken (a "
-                               f"diverged training run?); use other weights or --weights none")
+                               f"diverged training run?); use other weights, or weights='none' (--weights none)")
 
 
 def build_model(recipe: Recipe, weights: str | Path | None = "default",

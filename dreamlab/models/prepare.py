@@ -219,7 +219,7 @@ def size_rejection(name: str, shape: Sequence[int], exc: BaseException, input_si
     such models take other sizes too, above a minimum: inception_v3, squeezenet)."""
     side = "x".join(map(str, shape[1:]))
     return DreamlabError(f"{name} rejected a {side} input ({first_line(exc)}); it runs at its recipe's size, "
-                         f"{input_size}: use --size {input_size}{advice}")
+                         f"{input_size}: use size {input_size} (--size {input_size}){advice}")
 
 
 COMMON_SIZES = (28, 32, 64, 96, 128, 299)  # input sides a module without a recipe is tried at when 224 fails

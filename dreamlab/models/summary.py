@@ -174,7 +174,7 @@ def _cannot_run(model: nn.Module, size: int, channels: int, recipe_size: int | N
     """The one-line error for a model whose forward fails on one image of `size`."""
     what = f"{type(model).__name__} cannot take a {size}x{size} input ({first_line(exc)})"
     if recipe_size and recipe_size != size:
-        return DreamlabError(f"{what}; try --size {recipe_size}, the recipe's")
+        return DreamlabError(f"{what}; try size {recipe_size} (--size {recipe_size}), the recipe's")
     if recipe_size is None:
         return DreamlabError(f"{what}; try a size near the recipe's (--size)")
     return DreamlabError(f"{what}; dreamlab needs a model whose forward takes one image batch [B, {channels}, H, W]: "

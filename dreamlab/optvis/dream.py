@@ -118,8 +118,8 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tu
     if min(sizes[-1]) < MIN_SIDE:
         fit = 1 + int(math.log(min(height, width) / MIN_SIDE) / math.log(scale))
         raise DreamlabError(f"{octaves} octaves at scale {scale:g} shrink the {width}x{height} photo to "
-                            f"{sizes[-1][1]}x{sizes[-1][0]}, below {MIN_SIDE} px a side; use --octaves {fit} "
-                            f"or less, or a smaller --octave-scale")
+                            f"{sizes[-1][1]}x{sizes[-1][0]}, below {MIN_SIDE} px a side; use octaves={fit} "
+                            f"(--octaves {fit}) or fewer, or a smaller octave_scale (--octave-scale)")
     return sizes
 
 
@@ -174,10 +174,10 @@ class _Dreamer:
             if len(tiles(*photo_size, self.tile, self.overlap)) > 1 and not splits:
                 height, width = photo_size
                 raise DreamlabError(
-                    f"the {width}x{height} photo is larger than --tile {self.tile}, so it is dreamed in tiles, whose "
+                    f"the {width}x{height} photo is larger than tile={self.tile} (--tile), so it is dreamed in tiles, whose "
                     f"scores add up only for means over one layer's positions (a layer, a channel, --guide, sums "
                     f"of these); {self.objective.name!r} is not one: pick such an objective, or dream in one piece "
-                    f"with --tile {max(height, width)}")
+                    f"with tile={max(height, width)} (--tile {max(height, width)})")
             try:
                 self.score(image)
             except FORWARD_ERRORS as exc:  # torchvision's ViT asserts its input size
@@ -192,11 +192,11 @@ class _Dreamer:
                     raise DreamlabError(
                         f"{self.recipe.name} rejected the {width}x{height} photo itself ({refused}), so no number "
                         f"of octaves helps; {needs} resize the photo to {side}x{side} and dream it with "
-                        f"--octaves 1") from None
+                        f"octaves=1 (--octaves 1)") from None
                 raise DreamlabError(f"{self.recipe.name} rejected a {image.shape[-1]}x{image.shape[-2]} octave "
                                     f"({reason}) though it takes the photo's size; {needs} "
-                                    f"{'' if OUTPUT in self.objective.layers else 'use '}fewer --octaves "
-                                    f"(--octaves 1 dreams the photo at its size only)") from None
+                                    f"{'' if OUTPUT in self.objective.layers else 'use '}fewer octaves "
+                                    f"(octaves=1, --octaves 1, dreams the photo at its size only)") from None
 
     def _refusal(self, photo: Tensor) -> str | None:
         """Why the model cannot run the objective on the photo at its own size, or None where it can (the recipe's

@@ -414,7 +414,7 @@ class NonFinite:
         when = "on the start image" if step < 0 else f"at step {step}"
         raise DreamlabError(
             f"the score of {self.labels[self.units[k]]} became NaN or infinite {when}, so the render was stopped "
-            f"and nothing saved; lower --lr, or check the objective (a division by ~0?) and the weights")
+            f"and nothing saved; lower lr (--lr), or check the objective (a division by ~0?) and the weights")
 
 
 def _out_of_memory(exc: BaseException) -> bool:

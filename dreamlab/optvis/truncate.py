@@ -64,8 +64,8 @@ def _trace(model: nn.Module, layers: tuple[str, ...]) -> fx.GraphModule:
         graph_module = create_feature_extractor(model, return_nodes=nodes)
     except Exception as exc:  # fx raises many kinds of errors on untraceable code
         reason = first_line(exc)
-        raise DreamlabError(f"--compile needs a model that torch.fx can trace, and {type(model).__name__} cannot "
-                            f"be traced ({reason}); render without --compile") from None
+        raise DreamlabError(f"compile (--compile) needs a model that torch.fx can trace, and {type(model).__name__} cannot "
+                            f"be traced ({reason}); render without it") from None
     _clone_outputs(graph_module.graph)
     graph_module.recompile()
     return graph_module.eval()

