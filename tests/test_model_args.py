@@ -120,6 +120,9 @@ NET = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
      "diversity_layer='conv1' compares the images of one unit, and diversity is 1 (one image per unit): add "
      "diversity=N (N >= 2), or leave diversity_layer out"),
     (lambda L: dreamlab.render(L, "conv2:1", diversity_layer=3, diversity=1, **TINY), "diversity_layer=3 compares"),
+    (lambda L: dreamlab.render(L, "conv2:1", diversity_weight=0.5, **TINY),
+     "diversity_weight=0.5 weighs the penalty between the images of one unit, and diversity is 1 (one image per "
+     "unit): add diversity=N (N >= 2), or leave diversity_weight out"),
     (lambda L: dreamlab.dream(L, torch.rand(1, 28, 28), "conv2", recipe="lenet-digits", octaves=1, steps=1,
                               device="cpu"), "recipe= goes with your own nn.Module"),
     (lambda L: dreamlab.gradcam(NET, torch.rand(3, 32, 32), "logit:1", weights="none"),

@@ -166,6 +166,10 @@ def _validate(s: RenderSettings) -> None:
         raise DreamlabError(f"diversity_layer={s.diversity_layer!r} compares the images of one unit, and "
                             f"diversity is 1 (one image per unit): add diversity=N (N >= 2), or leave "
                             f"diversity_layer out")
+    if s.diversity == 1 and s.diversity_weight != 1.0:  # 1.0 is the default: a weight given with nothing to weigh
+        raise DreamlabError(f"diversity_weight={s.diversity_weight!r} weighs the penalty between the images of one "
+                            f"unit, and diversity is 1 (one image per unit): add diversity=N (N >= 2), or leave "
+                            f"diversity_weight out")
     for name in ("decorrelate", "channels_last"):
         value = getattr(s, name)
         if not isinstance(value, bool) and not (name == "channels_last" and value is None):
