@@ -120,6 +120,8 @@ NET = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
      "diversity_layer='conv1' compares the images of one unit, and diversity is 1 (one image per unit): add "
      "diversity=N (N >= 2), or leave diversity_layer out"),
     (lambda L: dreamlab.render(L, "conv2:1", diversity_layer=3, diversity=1, **TINY), "diversity_layer=3 compares"),
+    (lambda L: dreamlab.render(L, "conv2:1", diversity=2, diversity_weight=1e39, **TINY),
+     "diversity_weight 1e+39 is out of range; valid: 0 to 1000 (the penalty relative to each image's score"),
     (lambda L: dreamlab.render(L, "conv2:1", diversity_weight=0.5, **TINY),
      "diversity_weight=0.5 weighs the penalty between the images of one unit, and diversity is 1 (one image per "
      "unit): add diversity=N (N >= 2), or leave diversity_weight out"),

@@ -196,11 +196,19 @@ def _validate(s: RenderSettings) -> None:
         _check_color_matrix(s.color_matrix)
 
 
+# the penalty is relative to each image's score (diversity.py): far beyond 1 the images ignore their unit, and
+# near float32's range the penalty overflows (which the NaN guard would blame on the learning rate)
+MAX_DIVERSITY_WEIGHT = 1000
+
+
 def check_diversity(copies: Any, weight: Any) -> None:
-    """diversity (images per unit, 1 to MAX_DIVERSITY) and diversity_weight (finite, >= 0), as one line each."""
+    """diversity (images per unit, 1 to MAX_DIVERSITY) and diversity_weight (0 to MAX_DIVERSITY_WEIGHT), as one
+    line each."""
     _whole("diversity", copies, 1, " (images per unit; 1: no diversity)")
     check_range("diversity", copies, 1, MAX_DIVERSITY, "images per unit")
     _finite("diversity_weight", weight, 0, True, " (0: the copies differ by their start only)")
+    check_range("diversity_weight", weight, 0, MAX_DIVERSITY_WEIGHT, hint=" (the penalty relative to each image's "
+                "score: 1 weighs them alike, beyond that the score hardly counts)")
 
 
 def _check_color_matrix(matrix: Any) -> None:
