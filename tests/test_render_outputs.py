@@ -130,11 +130,16 @@ def test_size_takes_height_x_width(tmp_path, capsys):
     assert read_png_text(out)["dreamlab:size"] == "32x48"
 
 
-@pytest.mark.parametrize("size, message", [("4", "--size 4 is out of range; valid: 8 to 2048 pixels a side"),
-                                           ("64x4000", "--size 4000 is out of range; valid: 8 to 2048 pixels a side")])
-def test_a_size_out_of_range_is_named_before_the_model_loads(size, message, capsys, monkeypatch):
+@pytest.mark.parametrize("option, message", [
+    (["--size", "4"], "--size 4 is out of range; valid: 8 to 2048 pixels a side"),
+    (["--size", "64x4000"], "--size 4000 is out of range; valid: 8 to 2048 pixels a side"),
+    (["--lr", "2000"], "lr 2000 is out of range; valid: above 0 up to 1000 (the learning rate; the recipes use 0.02 "
+                       "to 0.05); try 0.05"),
+    (["--lr", "0"], "lr must be a finite number > 0 (the learning rate), got 0.0"),
+])
+def test_a_size_or_lr_out_of_range_is_named_before_the_model_loads(option, message, capsys, monkeypatch):
     from dreamlab.models import loading
 
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model loaded first"))
-    assert main(["render", "conv2:3", "--model", "lenet-digits", "--size", size]) == 2
+    assert main(["render", "conv2:3", "--model", "lenet-digits", *option]) == 2
     assert capsys.readouterr().err.strip() == f"dreamlab: error: {message}"

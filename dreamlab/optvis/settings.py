@@ -148,10 +148,7 @@ def _validate(s: RenderSettings) -> None:
     else:
         _whole("size", s.size, MIN_SIZE, " pixels (or a (height, width) pair)")
         check_input_size(s.size, MIN_SIZE, "size")
-    _finite("lr", s.lr, 0, False, " (the learning rate)")
-    if s.lr > MAX_LR:  # MAX_LR says why: a larger rate overflows float32 in the optimizer or saturates every pixel
-        raise DreamlabError(f"lr {s.lr:g} is out of range; valid: above 0 up to {MAX_LR:g} (the learning rate; the "
-                            f"recipes use 0.02 to 0.05); try 0.05")
+    check_lr(s.lr)
     if isinstance(s.seed, bool) or not isinstance(s.seed, numbers.Integral):
         raise DreamlabError(f"seed must be a whole number (an int), got {s.seed!r}")
     _finite("fourier_decay", s.fourier_decay, 0, True, " (0: flat spectrum, 1: lucid's 1/f)")
@@ -199,6 +196,14 @@ def _validate(s: RenderSettings) -> None:
 # the penalty is relative to each image's score (diversity.py): far beyond 1 the images ignore their unit, and
 # near float32's range the penalty overflows (which the NaN guard would blame on the learning rate)
 MAX_DIVERSITY_WEIGHT = 1000
+
+
+def check_lr(lr: Any) -> None:
+    """The learning rate: above 0 up to MAX_LR (the CLI checks it before the model loads)."""
+    _finite("lr", lr, 0, False, " (the learning rate)")
+    if lr > MAX_LR:  # MAX_LR says why: a larger rate overflows float32 in the optimizer or saturates every pixel
+        raise DreamlabError(f"lr {lr:g} is out of range; valid: above 0 up to {MAX_LR:g} (the learning rate; the "
+                            f"recipes use 0.02 to 0.05); try 0.05")
 
 
 def check_diversity(copies: Any, weight: Any) -> None:

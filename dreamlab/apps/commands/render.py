@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.errors import check_range
     from dreamlab.models.loading import load_model, module_names
     from dreamlab.models.summary import MAX_INPUT_SIZE
-    from dreamlab.optvis.settings import MIN_SIZE
+    from dreamlab.optvis.settings import MIN_SIZE, check_lr
     from dreamlab.optvis.diversity import repeat_units
     from dreamlab.optvis.grammar import check_syntax, parse_objective
     from dreamlab.optvis.engine import DeferredSigint, render
@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     _check_out(args.out)  # before any work
     for side in (args.size if isinstance(args.size, tuple) else (args.size,)) if args.size is not None else ():
         check_range("--size", side, MIN_SIZE, MAX_INPUT_SIZE, "pixels a side")  # before the model loads
+    if args.lr is not None:
+        check_lr(args.lr)
     check_tensorboard(args)
     check_diversity_options(args)
     along = _direction_objective(args)  # a bad file is refused before the model loads (tens of seconds on a CPU)
