@@ -68,8 +68,13 @@ def test_bad_directions_are_one_line_errors(vectors: object, message: str) -> No
 
 
 def test_bad_cossim_power_and_name_are_refused() -> None:
-    with pytest.raises(DreamlabError, match="cossim_power must be a number >= 0"):
+    with pytest.raises(DreamlabError, match=r"cossim_power must be a number from 0 to 32 \(0: the plain dot "
+                                            r"product; lucid uses 1 to 4\), got -1"):
         o.direction("conv", torch.ones(3), cossim_power=-1)
+    # 0.1 ** 1e6 is 0 in float32: every position pointing away from the direction would score 0
+    with pytest.raises(DreamlabError, match="cossim_power must be a number from 0 to 32"):
+        o.direction("conv", torch.ones(3), cossim_power=1e6)
+    assert o.direction("conv", torch.ones(3), cossim_power=32).name == "conv:direction^32"
     with pytest.raises(DreamlabError, match="without spaces or ':'"):
         o.direction("conv", torch.ones(3), name="a:b")
 
@@ -131,7 +136,7 @@ def test_render_direction_from_the_command_line(tmp_path, monkeypatch, capsys) -
     (["conv2:3", "--direction", "v.npy"], "OBJECTIVE is the layer the directions live in"),
     (["conv2", "--cossim-power", "1"], "--cossim-power applies to --direction FILE only"),
     (["conv2", "--direction", "short.npy"], "the direction has 20 values but layer 'conv2' has 50 channels"),
-    (["conv2", "--direction", "v.npy", "--cossim-power", "-1"], "cossim_power must be a number >= 0"),
+    (["conv2", "--direction", "v.npy", "--cossim-power", "-1"], "cossim_power must be a number from 0 to 32"),
 ])
 def test_render_direction_bad_input_exits_with_one_line(tmp_path, monkeypatch, capsys, argv, message) -> None:
     monkeypatch.chdir(tmp_path)

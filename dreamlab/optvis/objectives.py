@@ -365,6 +365,9 @@ def logit(units: int | Sequence[int] | range) -> Objective:
 # gets 1e-4 added before dividing
 COSSIM_FLOOR = 0.1
 COSSIM_EPS = 1e-4
+# the floor to this power, 1e-32, is still a normal float32; beyond it every position pointing away scores 0 and
+# a render whose positions all do would stay at 0
+MAX_COSSIM_POWER = 32
 
 
 def direction(layer: str, vectors: object, cossim_power: float = 0.0, name: str = "direction") -> Objective:
@@ -383,9 +386,9 @@ def direction(layer: str, vectors: object, cossim_power: float = 0.0, name: str 
     """
     matrix = _direction_matrix(vectors)
     power = as_number(cossim_power)
-    if power is None or not math.isfinite(power) or power < 0:
-        raise DreamlabError(f"cossim_power must be a number >= 0 (0: the plain dot product; lucid uses 1 or more), "
-                            f"got {cossim_power!r}"[:200])
+    if power is None or not 0 <= power <= MAX_COSSIM_POWER:
+        raise DreamlabError(f"cossim_power must be a number from 0 to {MAX_COSSIM_POWER} (0: the plain dot product; "
+                            f"lucid uses 1 to 4), got {cossim_power!r}"[:200])
     if not isinstance(name, str) or not name or any(c in name for c in " :"):
         raise DreamlabError(f"a direction's name must be a word without spaces or ':', like 'direction' or "
                             f"'sae_17', got {name!r}"[:200])
