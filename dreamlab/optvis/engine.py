@@ -245,7 +245,7 @@ class _Renderer:
                     raise unsized from None
                 raise  # the model fails at its own size too: its error, not a size rejection
             raise size_rejection(self.recipe.name, model_input.shape, exc, size,
-                                 " and transforms that keep the size (--transforms small or none)") from None
+                                 " and transforms that keep the size (transforms='small' or 'none', --transforms small or none)") from None
 
     def _accepts(self, size: int | tuple[int, int]) -> bool:
         """Whether the model runs on a grey input of the recipe's size (telling a size rejection from a bug)."""
