@@ -154,3 +154,39 @@ def test_grid_and_names():
     assert safe_name("inception4c:97@7,7") == "inception4c_97_at_7_7"
     assert [p.name for p in output_paths("googlenet", ["a:1"], None)] == ["googlenet_a_1.png"]
     assert [str(p) for p in output_paths("m", ["a:1", "a:2"], "out.png")] == ["out_a_1.png", "out_a_2.png"]
+
+
+# --- CPPN -------------------------------------------------------------------------------------------------------
+
+def test_cppn_images_are_smooth_and_each_sample_starts_from_its_own_generator():
+    from dreamlab.optvis.params import CPPNParam
+
+    def generators(*seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    pair = CPPNParam(2, 3, 32, 48, generator=generators(0, 1), sd=1.0)()
+    alone = CPPNParam(1, 3, 32, 48, generator=generators(1), sd=1.0)()
+    assert pair.shape == (2, 3, 32, 48) and 0 < pair.min() and pair.max() < 1
+    assert torch.equal(pair[1:], alone)  # sample 1 depends on its generator only
+    assert not torch.allclose(pair[0], pair[1])
+    # a function of the coordinates: neighbouring pixels differ far less than in a pixel image of the same spread
+    step = (pair[..., 1:] - pair[..., :-1]).abs().mean()
+    noise = PixelParam(1, 3, 32, 48, generator=generators(0), sd=float(pair.detach().std()) * 4)()
+    assert step < 0.2 * (noise[..., 1:] - noise[..., :-1]).abs().mean()
+    # the default output layer starts near grey, as the other parameterizations do
+    grey = CPPNParam(1, 3, 32, 32, generator=generators(0))()
+    assert (grey - 0.5).abs().max() < 0.05
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cppn_renders_raise_the_objective_through_every_layer():
+    import dreamlab
+    from dreamlab.optvis.params import CPPNParam
+
+    result = dreamlab.render("lenet-digits", "conv2:3", param=CPPNParam, optimizer="adam", lr=0.005, steps=48,
+                             device="cpu")
+    assert result.history[-1, 0] > result.history[0, 0] + 0.5 and result.final_scores[0] > 0
+    assert result.provenance["dreamlab:param"] == "custom:CPPNParam"
+    param = CPPNParam(1, 1, 28, 28, generator=torch.Generator().manual_seed(0), sd=1.0)
+    param().mean().backward()
+    assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in param.weights)
