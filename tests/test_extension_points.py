@@ -184,3 +184,23 @@ def test_a_user_transform_that_breaks_the_batch_or_the_gradient_is_named(net):
     with pytest.raises(DreamlabError, match=r"the transform first_only turned images \[2, 3, 24, 24\] into "
                                             r"\[1, 3, 24, 24\]; a transform keeps the batch and the channels"):
         render(net, "conv2:0-1", **{**FAST, "transforms": first_only})
+
+
+def test_transforms_that_draw_from_numpy_or_random_are_seeded_and_leave_the_callers_state():
+    """lucent's jitter and random_scale draw from np.random; the render's seed decides them too."""
+    import random
+
+    import numpy as np
+
+    def lucent_style_jitter(images: torch.Tensor) -> torch.Tensor:
+        dx, dy = np.random.randint(-3, 4, size=2)
+        angle = random.choice([0, 1, 2, 3])
+        return torch.roll(images, shifts=(int(dy), int(dx)), dims=(2, 3)).rot90(angle, dims=(2, 3))
+
+    np.random.seed(123)
+    random.seed(123)
+    expected_numpy, expected_python = np.random.get_state()[1].copy(), random.getstate()
+    renders = [render("lenet-digits", "conv2:3", transforms=[lucent_style_jitter], steps=8, device="cpu")
+               for _ in range(2)]
+    assert torch.equal(renders[0].images, renders[1].images)
+    assert np.array_equal(np.random.get_state()[1], expected_numpy) and random.getstate() == expected_python

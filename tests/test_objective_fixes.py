@@ -233,3 +233,16 @@ def test_dream_and_attribution_read_dashes_with_the_models_layer_names():
     assert dreamt.provenance["dreamlab:objective"] == "conv2 - 1"
     heat = dreamlab.attribute("lenet-digits", photo, "conv2-1", method="saliency")
     assert heat.shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("model, layer, hint", [
+    ("googlenet", "mixed4a:476", "lucid's InceptionV1 'mixed4a' is GoogLeNet's 'inception4a' here (with "
+                                 "torchvision's weights, not lucid's: a channel number names another feature)"),
+    ("resnet18", "layer3_0_conv2:3", "lucent's 'layer3_0_conv2' is 'layer3.0.conv2' here (dotted module addresses)"),
+])
+def test_layer_names_from_lucid_and_lucent_are_translated(model, layer, hint, capsys):
+    from dreamlab.apps.cli import main
+
+    assert main(["render", layer, "--model", model, "--weights", "none", "--steps", "1", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dreamlab: error: unknown layer '{layer.split(':')[0]}'") and hint in err

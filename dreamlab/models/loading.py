@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,4 +341,20 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     modules = dict(model.named_modules())
     if name in modules and name:
         return modules[name]
-    raise unknown("layer", name, module_names(model), hint="`dreamlab layers MODEL` lists them all")
+    names = module_names(model)
+    hint = "`dreamlab layers MODEL` lists them all"
+    raise unknown("layer", name, names, hint=f"{ported_name_hint(name, names)}{hint}")
+
+
+def ported_name_hint(name: str, names: Sequence[str]) -> str:
+    """What a layer name from lucid or lucent is called here, as the start of a hint ('' for other names):
+    lucid's InceptionV1 `mixed4a` is torchvision GoogLeNet's `inception4a`; lucent writes `layer3_0_conv2` for
+    `layer3.0.conv2`."""
+    lucid = re.fullmatch(r"mixed(\d[a-e])", name)
+    if lucid and f"inception{lucid[1]}" in names:
+        return (f"lucid's InceptionV1 {name!r} is GoogLeNet's 'inception{lucid[1]}' here (with torchvision's "
+                f"weights, not lucid's: a channel number names another feature); ")
+    dotted = name.replace("_", ".")
+    if "_" in name and dotted in names:
+        return f"lucent's {name!r} is {dotted!r} here (dotted module addresses); "
+    return ""

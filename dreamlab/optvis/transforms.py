@@ -15,10 +15,12 @@ torch.Size([8, 3, 236, 236])
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
@@ -144,14 +146,22 @@ def make_transforms(spec: TransformSpec, fill: float = 0.5) -> RandomTransforms 
 
 @contextmanager
 def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Torch's global RNG (CPU and `device`) seeded with `seed` inside, restored to the caller's state after."""
+    """Torch's global RNG (CPU and `device`) seeded with `seed` inside, restored to the caller's state after;
+    NumPy's and Python's global RNGs too, which ported transforms (lucent's jitter, random_scale) draw from."""
     devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type="cuda"):
-        torch.default_generator.manual_seed(seed)  # not torch.manual_seed, which reseeds every GPU
-        for index in devices:
-            with torch.cuda.device(index):
-                torch.cuda.manual_seed(seed)
-        yield
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices, device_type="cuda"):
+            torch.default_generator.manual_seed(seed)  # not torch.manual_seed, which reseeds every GPU
+            for index in devices:
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)
+            np.random.seed(seed % 2 ** 32)  # NumPy's legacy seed takes 32 bits
+            random.seed(seed)
+            yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
 
 
 __all__ = ["PRESETS", "CallableTransforms", "RandomTransforms", "TransformSpec", "make_transforms", "seeded_rng"]
