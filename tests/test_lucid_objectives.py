@@ -120,3 +120,18 @@ def test_a_batched_custom_objective_renders_one_image_per_index():
     by_channel = dreamlab.render("lenet-digits", "conv2:0-3", device="cpu", steps=16)
     assert torch.allclose(result.images, by_channel.images, atol=1e-5)
     assert [result.unit_text(i)["dreamlab:unit"] for i in range(4)] == list(diagonal.labels)
+
+
+def test_habits_from_lucent_read_naturally():
+    assert sum([o.channel("conv2", 1), o.channel("conv2", 2)]).name == "conv2:1 + conv2:2"  # no '0 + '
+
+    @o.objective(layers=["conv2"])
+    def lucent_style(T):
+        return T("conv2")[:, 0].mean((1, 2))
+
+    with pytest.raises(DreamlabError, match=r"objective 'lucent_style' called acts\('conv2'\) as lucent's T\(...\) "
+                                            r"is called; index it instead: acts\['conv2'\]"):
+        lucent_style({"conv2": torch.zeros(1, 2, 3, 3)})
+    with pytest.raises(DreamlabError, match=r"unit 97 is listed twice; for several images of one unit use "
+                                            r"--diversity N \(diversity=N; with --diversity-weight 0"):
+        dreamlab.parse_objective("inception4c:97,97")

@@ -160,7 +160,9 @@ class _ObjectiveParser:
             pos = self.peek[2]
             for unit in self.span():
                 if unit in found:
-                    self.fail(pos, f"unit {unit} is listed twice")
+                    self.fail(pos, f"unit {unit} is listed twice; for several images of one unit use "
+                                   f"--diversity N (diversity=N; with --diversity-weight 0 they differ by their "
+                                   f"start only)")
                 found.append(unit)
         return found
 

@@ -89,6 +89,8 @@ class Objective:
         return combine(operator.add, " + ", _SUM, self, other)
 
     def __radd__(self, other: float) -> Objective:
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self  # sum([a, b]) starts from 0: its name is 'a + b', not '0 + a + b'
         return combine(operator.add, " + ", _SUM, other, self)
 
     def __sub__(self, other: Objective | float) -> Objective:
@@ -683,3 +685,8 @@ class _DeclaredActs(Mapping[str, Tensor]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+    def __call__(self, *args: object, **kwargs: object) -> Tensor:  # lucent's T("layer")
+        shown = repr(args[0]) if args else "'layer'"
+        raise UnknownNameError(f"objective {self._name!r} called acts({shown}) as lucent's T(...) is called; "
+                               f"index it instead: acts[{shown}]"[:300])
