@@ -597,7 +597,9 @@ def objective(layers: str | Iterable[str], name: str | None = None,
     (`def weighted(acts, weight=0.5)` is called as `weighted(acts)`). A function that requires more than two
     arguments, or takes no positional one, is refused when it is decorated. `units` N > 1 renders N images
     together, labelled `name[0]` to `name[N-1]`: sample k of the batch is image `index[k]`, so the function can
-    give each its own target, or relate the images of a batch to each other (lucid's batched objectives).
+    give each its own target, or relate the images of a batch to each other (lucid's batched objectives). Return
+    one score per sample, [b]: a 0-d score is given to every sample, so the sum the optimizer maximizes counts it
+    b times (a term ported from lucid that sums over the batch weighs more as the batch grows).
 
     >>> @objective(layers=["inception4c"])
     ... def centre_vs_edges(acts):
