@@ -36,6 +36,7 @@ def test_penalties_are_named_as_written():
     (lambda: o.alignment("conv2", decay_ratio=0), "alignment's decay_ratio must be a finite number above 0"),
     (lambda: o.channel_interpolate("conv2", 0, "conv2", 1, steps=1), "steps must be a whole number from 2"),
     (lambda: o.channel_interpolate("conv2", 0, "conv2", 1, steps=2.5), "steps must be a whole number from 2"),
+    (lambda: o.channel_interpolate("conv2", [0, 1], "conv2", 1), "give one unit each, got conv2:0-1 and conv2:1"),
     (lambda: o.objective(layers="conv2", units=0)(lambda acts: acts["conv2"].mean()), r"units=N\)"),
     (lambda: o.objective(layers="conv2", units=True)(lambda acts: acts["conv2"].mean()), "got True"),
 ])

@@ -460,7 +460,6 @@ def total_variation() -> Objective:
     return Objective(scorer, frozenset({IMAGE}), "total_variation", ("total_variation",))
 
 
-
 # --- penalties and relations between the images of a batch (lucid's regularizers) ---------------------------
 # lucid writes these as sums over the whole tensor; here each is a mean per sample, so that its weight does not
 # depend on the image size or the layer's width
@@ -547,6 +546,9 @@ def channel_interpolate(layer_a: str, unit_a: int, layer_b: str, unit_b: int, st
                             f"one channel to the other, ends included), got {steps!r}"[:200])
     count = int(count)
     a, b = channel(layer_a, unit_a), channel(layer_b, unit_b)
+    if a.batch_size > 1 or b.batch_size > 1:
+        raise DreamlabError(f"channel_interpolate goes from one channel to another: give one unit each, got "
+                            f"{a.name} and {b.name}")
     weights = torch.linspace(0, 1, count)  # t of each image
     by_device: dict[torch.device, Tensor] = {}
 
