@@ -77,3 +77,89 @@ def test_guided_gradcam_is_guided_backprop_masked_by_the_cam(model_and_images):
     guided = attribute(model, x, 3, "guided", recipe=IDENTITY)
     cam = gradcam(model, x, 3, layer="6", recipe=IDENTITY)
     torch.testing.assert_close(attribute(model, x, 3, "guided-gradcam", layer="6", recipe=IDENTITY), guided * cam)
+
+
+def test_a_layer_with_a_1x1_output_is_refused(model_and_images):
+    from torch import nn
+
+    model, x = model_and_images
+    pooled = nn.Sequential(*list(model)[:7], nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
+    for method in ("gradcam", "gradcam++"):
+        with pytest.raises(DreamlabError, match=r"layer '7' has output shape \[2, 8, 1, 1\], a 1x1 map with no "
+                                                r"spatial extent.*pick a layer before the pooling"):
+            gradcam(pooled, x, 3, layer="7", recipe=IDENTITY, method=method)
+    assert default_cam_layer(pooled, x) == "6"  # the default skips it, as before
+
+
+def test_gradcam_plus_plus_alpha_takes_relu_of_the_activations():
+    # a layer with negative outputs: sum(A) = -3, so the literal alpha at g = 1 would be 1 / (2 - 3) = -1
+    act = torch.tensor([[[[1.0, -5.0], [0.0, 1.0]]]])
+    grad = torch.tensor([[[[1.0, 1.0], [2.0, 0.0]]]])
+    # with relu(A) the sum is 2: alpha = 1 / (2 + 2) at g = 1, 4 / (8 + 16) at g = 2
+    expected = 1 / 4 * 1 + 1 / 4 * 1 + 4 / 24 * 2
+    torch.testing.assert_close(cam_weights(act, grad, "gradcam++").flatten(), torch.tensor([expected]))
+
+
+def test_gradcam_plus_plus_alphas_stay_in_0_to_half_at_a_layer_before_its_relu():
+    """LeNet's conv2 (before relu2) on held-out digits: the literal formula's alphas reach -60 and 176 there."""
+    from dreamlab.attribution.api import _prepare
+    from dreamlab.attribution.cam import layer_activation_and_gradient
+    from dreamlab.attribution.target import subject
+    from dreamlab.models.zoo.digits import load_digits_split
+
+    _, _, x, y = load_digits_split()
+    subj = subject("lenet-digits")
+    images, score = _prepare(subj, x[:8], "logit:4")
+    act, grad = layer_activation_and_gradient(score, images, "conv2")
+    assert act.min() < 0  # the case at hand
+    g2, g3 = grad.pow(2), grad.pow(3)
+    literal = g2 / (2 * g2 + act.sum((2, 3), keepdim=True) * g3)
+    ours = g2 / (2 * g2 + act.clamp(min=0).sum((2, 3), keepdim=True) * g3)
+    positive = grad > 0
+    assert literal[positive].min() < 0  # what the fix avoids
+    assert ours[positive].min() >= 0 and ours[positive].max() <= 0.5
+    expected = (ours.nan_to_num() * grad.clamp(min=0)).sum((2, 3), True)  # 0 / 0 where g = 0
+    torch.testing.assert_close(cam_weights(act, grad, "gradcam++"), expected)
+    # its weights are >= 0, and conv2's outputs mostly negative (69% on digit 4): the maps are all zero there,
+    # which `dreamlab cam` notes, where the literal alphas' sign flips made up a map
+    cam = gradcam(subj, x[:8], "logit:4", layer="conv2", method="gradcam++")
+    assert cam.shape == (8, 1, 28, 28) and cam.min() >= 0
+
+
+def test_the_default_layer_is_never_the_targets_own_layer():
+    x = torch.rand(1, 28, 28, generator=torch.Generator().manual_seed(0))
+    # relu2 is lenet's cam_layer; for a relu2 channel the map there would be the channel itself
+    own = gradcam("lenet-digits", x, "relu2:3", layer="relu2")
+    channel = {}
+    from dreamlab import load_model
+
+    loaded = load_model("lenet-digits")
+    handle = loaded.model.relu2.register_forward_hook(lambda m, i, o: channel.setdefault("out", o.detach()))
+    loaded.model((x[None] - loaded.recipe.mean[0]) / loaded.recipe.std[0])
+    handle.remove()
+    relu_channel = torch.nn.functional.interpolate(channel["out"][:, 3:4], size=(28, 28), mode="bilinear")[0]
+    torch.testing.assert_close(own / own.max(), relu_channel / relu_channel.max())  # why it is not the default
+    conv2 = gradcam("lenet-digits", x, "relu2:3", layer="conv2")  # relu2 is relu(conv2): the same channel again
+    torch.testing.assert_close(conv2 / conv2.max(), relu_channel / relu_channel.max())
+    default = gradcam("lenet-digits", x, "relu2:3")  # at pool1, the input of the conv that mixes channels
+    torch.testing.assert_close(default, gradcam("lenet-digits", x, "relu2:3", layer="pool1"))
+    assert not torch.allclose(default / default.max(), own / own.max(), atol=0.05)
+    torch.testing.assert_close(gradcam("lenet-digits", x, "conv2:3"), default)  # conv2 mixes: pool1 too
+    # a logit keeps the recipe's layer; a target at the first layer has no spatial layer before it
+    torch.testing.assert_close(gradcam("lenet-digits", x, "logit:3"),
+                               gradcam("lenet-digits", x, "logit:3", layer="relu2"))
+    with pytest.raises(DreamlabError, match="no layer with a spatial output map runs before the target's layer "
+                                            "conv1.*give a later target"):
+        gradcam("lenet-digits", x, "conv1:0")
+
+
+def test_the_default_layer_skips_the_recipes_when_the_target_reads_an_earlier_layer():
+    googlenet = random_googlenet()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    from dreamlab.attribution.api import cam_layer
+    from dreamlab.attribution.target import subject
+
+    subj = subject(googlenet, "googlenet")
+    assert cam_layer(subj, x, None) == "inception5b"
+    assert cam_layer(subj, x, None, "inception4c:97") == "inception4b"  # not inside inception4c either
+    assert cam_layer(subj, x, None, "logit:3") == "inception5b"

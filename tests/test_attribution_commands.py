@@ -276,3 +276,128 @@ def test_a_photo_with_the_wrong_channel_count_is_one_line(tmp_path):
     assert fit_photo(torch.rand(1, 20, 20), 3, 28).shape == (1, 3, 28, 28)  # grey repeated
     with pytest.raises(DreamlabError, match="the photo has 3 channels and this model takes 4; give a 4-channel"):
         fit_photo(torch.rand(3, 20, 20), 4, 28)
+
+
+@pytest.mark.parametrize("fraction", [0.004, 0.006])
+def test_a_sparse_map_is_drawn_not_blank(fraction):
+    a = torch.zeros(1, 100, 100)
+    n = round(fraction * 10000)
+    a.view(-1)[:n] = torch.linspace(0.5, 1.0, n)  # 0.5% of the pixels or fewer: the 99.5th percentile is 0
+    h = heat(a)
+    assert h.max() > 0.99 and h.view(-1)[:n].min() > 0.45 and h.view(-1)[n:].max() == 0
+    s = signed_map(a)
+    red = s[0] - s[2]  # red positive, white zero
+    assert red.view(-1)[:n].min() > 0.2 and red.view(-1)[n:].abs().max() < 1e-6
+    s = signed_map(-a)
+    assert (s[2] - s[0]).view(-1)[:n].min() > 0.2  # blue negative
+    # a dense map keeps the 99.5th percentile of all its values
+    dense = torch.rand(1, 50, 50, generator=torch.Generator().manual_seed(0)) + 0.01
+    torch.testing.assert_close(heat(dense), (dense[0] / torch.quantile(dense.flatten(), 0.995)).clamp(0, 1))
+
+
+def test_a_sparse_attribution_shows_in_the_png(tmp_path):
+    """The reviewer's speck: one white pixel on black (0.13% of the pixels); IG against black is 0 elsewhere."""
+    photo = torch.zeros(1, 28, 28)
+    photo[:, 13:15, 13] = 1
+    save_png(photo, tmp_path / "speck.png")
+    out = tmp_path / "speck_ig.png"
+    assert main(["attribute", "lenet-digits", "--image", str(tmp_path / "speck.png"), "--target", "logit:3",
+                 "--method", "ig", "--steps", "8", "-o", str(out)]) == 0
+    values = np.load(out.with_suffix(".npy"))
+    assert 0 < (values != 0).mean() <= 0.005 and values.sum(0).max() > 0
+    picture = load_image(out)
+    heat_panel, signed_panel = picture[:, 2:30, 2:30], picture[:, 2:30, 32:60]
+    blank = overlay(photo, torch.zeros(28, 28))  # what the heat panel was: the photo greyed, no heat
+    assert (heat_panel - blank).abs().amax() > 0.2  # heat on the speck
+    assert (signed_panel < 0.8).any()  # colour where the speck is, not all white
+
+
+def test_a_layer_with_a_1x1_map_is_refused_on_the_command_line(capsys):
+    assert main(["cam", "resnet18", "--weights", "none", "--image", "china", "--size", "64", "--layer",
+                 "avgpool"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlab: error: layer 'avgpool' has output shape [1, 512, 1, 1], a 1x1 map") \
+        and err.count("\n") == 1
+
+
+def test_default_names_include_the_layer_given(digit_photo, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for layer in ([], ["--layer", "conv1"], ["--layer", "relu2"]):
+        assert main(["cam", "lenet-digits", "--image", str(digit_photo), *layer]) == 0
+    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), "--method", "guided-gradcam",
+                 "--layer", "conv2"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "lenet-digits_logit_4_conv1_gradcam.png", "lenet-digits_logit_4_conv2_guided-gradcam.png",
+        "lenet-digits_logit_4_gradcam.png", "lenet-digits_logit_4_relu2_gradcam.png"]
+    assert read_png_text(tmp_path / "lenet-digits_logit_4_conv1_gradcam.png")["dreamlab:layer"] == "conv1"
+
+
+def test_the_targets_own_layer_gets_a_note_and_is_not_the_default(digit_photo, tmp_path, capsys):
+    assert main(["cam", "lenet-digits", "--image", str(digit_photo), "--target", "relu2:3", "-o",
+                 str(tmp_path / "a.png")]) == 0
+    captured = capsys.readouterr()
+    assert "gradcam of relu2:3 at pool1" in captured.out and captured.err == ""
+    assert main(["cam", "lenet-digits", "--image", str(digit_photo), "--target", "relu2:3", "--layer", "relu2",
+                 "-o", str(tmp_path / "b.png")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlab: note: --layer relu2 is the layer relu2:3 reads, so the map is the target "
+                          "channel itself") and err.count("\n") == 1
+
+
+def test_ig_prints_and_records_its_completeness_gap(digit_photo, tmp_path, capsys):
+    from dreamlab.attribution.photos import read_photo
+    from dreamlab.attribution.target import subject
+
+    out = tmp_path / "ig.png"
+    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), "--target", "logit:4", "--method", "ig",
+                 "--steps", "8", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    text = read_png_text(out)
+    assert text["dreamlab:ig_quadrature"] == "gauss-legendre, 8 nodes"
+    gap, difference = float(text["dreamlab:ig_completeness_gap"]), float(text["dreamlab:ig_score_difference"])
+    # independently: the .npy's sum minus the model's logit at the photo and at the black baseline
+    subj = subject("lenet-digits")
+    _, x = read_photo(digit_photo, subj)
+    with torch.no_grad():
+        f = subj.model(subj.normalize(x))[0, 4].double() - subj.model(subj.normalize(torch.zeros_like(x)))[0, 4]
+    assert difference == pytest.approx(float(f), rel=1e-5)
+    assert gap == pytest.approx(float(np.load(out.with_suffix(".npy")).astype(np.float64).sum()) - float(f),
+                                rel=1e-4, abs=1e-6)
+    assert abs(gap) > 1e-4  # 8 steps: not exact
+    assert err.startswith("dreamlab: note: integrated gradients by Gauss-Legendre quadrature, 8 steps: the "
+                          "attributions sum to") and f"a completeness gap of {gap:.3g}" in err
+    assert err.count("\n") == 1
+
+
+def test_smoothgrad_on_a_constant_image_notes_the_noise_scale(tmp_path, capsys):
+    save_png(torch.zeros(1, 28, 28), tmp_path / "black.png")
+    assert main(["attribute", "lenet-digits", "--image", str(tmp_path / "black.png"), "--method", "smoothgrad",
+                 "--samples", "4", "-o", str(tmp_path / "sg.png")]) == 0
+    err = capsys.readouterr().err
+    assert err == ("dreamlab: note: the image is constant (its value range is 0), so SmoothGrad's noise is 0.15 of "
+                   "the input range [0, 1] rather than of the image's range\n")
+
+
+@pytest.mark.parametrize("method", ["guided", "deconvnet"])
+def test_rules_on_models_without_relu_refuse_and_partial_ones_get_a_note(tmp_path, capsys, method):
+    assert main(["attribute", "efficientnet_b0", "--weights", "none", "--image", "china", "--size", "32",
+                 "--method", method, "-o", str(tmp_path / "e.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlab: error: ") and "ran none on the way to" in err and "SiLU x 49" in err
+    assert err.count("\n") == 1
+    assert main(["attribute", "mobilenet_v3_small", "--weights", "none", "--image", "china", "--size", "32",
+                 "--method", method, "-o", str(tmp_path / "m.png")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlab: note: ") and "ruled the model's 14 ReLU/ReLU6 calls" in err \
+        and "Hardswish x 19" in err and err.count("\n") == 1
+
+
+def test_sanity_leaves_out_blocks_the_target_does_not_depend_on(digit_photo, capsys):
+    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), "--target", "conv2:3", "--sanity",
+                 "--method", "saliency"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.strip().splitlines()[2:]]
+    assert [r[0] for r in rows] == ["conv2", "+conv1"]  # fc1, fc2 run after conv2: re-initializing them is no step
+    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), "--target", "conv2:3 + logit:1",
+                 "--sanity", "--method", "saliency"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.strip().splitlines()[2:]]
+    assert [r[0] for r in rows] == ["fc2", "+fc1", "+conv2", "+conv1"]

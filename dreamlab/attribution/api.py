@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import numbers
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -58,12 +59,23 @@ def _like_input(result: Tensor, image: Tensor) -> Tensor:
     return result[0] if image.dim() == 3 else result
 
 
-def cam_layer(subj: Subject, images: Tensor, layer: str | None) -> str:
-    """The layer asked for, else the recipe's `cam_layer`, else the last spatial layer."""
+def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target = None) -> str:
+    """The layer asked for, else the recipe's `cam_layer`, else the last spatial layer; by default never the
+    target's own layer, a later one, or one whose channel the target only passes through per-channel ops
+    (see `cam.default_cam_layer`)."""
     if layer:
         return layer
+    reads = target_layers(subj, target)
     with evaluating(subj.model), sized_forward(subj, images):
-        return default_cam_layer(subj.model, subj.normalize(images[:1]), getattr(subj.recipe, "cam_layer", None))
+        return default_cam_layer(subj.model, subj.normalize(images[:1]), getattr(subj.recipe, "cam_layer", None),
+                                 reads)
+
+
+def target_layers(subj: Subject, target: Target) -> frozenset[str]:
+    """The layers the target reads (`logit`, the model's output, among them); none for None."""
+    if target is None:
+        return frozenset()
+    return frozenset(parse_target(target, subj.categories, module_names(subj.model)).layers)
 
 
 def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str | None = None, *,
@@ -73,8 +85,11 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
 
     `image` is in [0, 1] ([C, H, W] or a batch); it is normalized with the recipe's mean and std. `target` is an
     objective string (`logit:281`, `logit:tabby`, `inception4c:97`), an Objective, a class index, or None: each
-    image's top class. `method` is gradcam or gradcam++. A map can be all zero: where the gradient-weighted sum
-    of the layer's channels is 0 or negative at every position (`dreamlab cam` notes it).
+    image's top class. `method` is gradcam or gradcam++. `layer`: by default the recipe's `cam_layer`, else the
+    last spatial layer, and never the target's own layer or one it merely passes through a ReLU (then the last
+    spatial layer before the channel-mixing layer that forms the target: `cam.default_cam_layer`); a layer
+    with a 1x1 output (a global pool) is refused. A map can be all zero: where the gradient-weighted sum of the
+    layer's channels is 0 or negative at every position (`dreamlab cam` notes it).
     """
     _check_arguments(image, layer)
     if not isinstance(method, str) or method not in CAM_METHODS:
@@ -82,7 +97,8 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
     subj = subject(model, recipe, weights)
     images, score = _prepare(subj, image, target)
     with evaluating(subj.model), sized_forward(subj, images):
-        return _like_input(class_activation_map(score, images, cam_layer(subj, images, layer), method), image)
+        return _like_input(class_activation_map(score, images, cam_layer(subj, images, layer, score.objective),
+                                                method), image)
 
 
 def attribute(model: ModelLike, image: Tensor, target: Target = None, method: str = "saliency", *,
@@ -92,9 +108,12 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
     """Per-pixel attributions of `target` (as for `gradcam`; None: each image's top class) with the image's
     shape, signed.
 
-    `method`: saliency, smoothgrad (`samples`, `noise`), ig (`baseline` black|blurred|noise or an image,
-    `steps`), deconvnet, guided, guided-gradcam (guided backprop times the Grad-CAM at `layer`). Expanded
-    batches (IG steps, SmoothGrad samples) run `batch_size` images per forward pass.
+    `method`: saliency, smoothgrad (`samples`, `noise`: a fraction of each image's value range, of [0, 1] for a
+    constant image; every image draws the same noise from `seed`, so a batch gives what each image gives alone),
+    ig (`baseline` black|blurred|noise or an image, `steps`: Gauss-Legendre nodes; `ig_completeness` gives the
+    completeness gap), deconvnet, guided (both refused for a model that runs no ReLU or ReLU6: the result would
+    be the plain gradient), guided-gradcam (guided backprop times the Grad-CAM at `layer`). Expanded batches
+    (IG steps, SmoothGrad samples) run `batch_size` images per forward pass.
     """
     if not isinstance(method, str) or method not in METHODS:
         raise unknown("attribution method", str(method), METHODS)
@@ -122,6 +141,51 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
         elif method == "guided":
             result = g.guided_backprop(score, images)
         else:
-            cam = class_activation_map(score, images, cam_layer(subj, images, layer), CAM_METHODS[0])
+            at = cam_layer(subj, images, layer, score.objective)
+            cam = class_activation_map(score, images, at, CAM_METHODS[0])
             result = g.guided_backprop(score, images) * cam
     return _like_input(result, image)
+
+
+def ig_completeness(model: ModelLike, image: Tensor, target: Target, attributions: Tensor,
+                    baseline: str | Tensor = "black", seed: int = 0, *, recipe: Recipe | str | None = None,
+                    weights: str | Path | None = "default") -> tuple[Tensor, Tensor]:
+    """(completeness gap, f(x) - f(x')) of integrated-gradients `attributions` of `image` (as `attribute`
+    returned them, with the same target, baseline and seed): the gap is the attributions' sum minus
+    f(x) - f(x'), 0 for an exact integral ([B], or 0-d for one image [C, H, W])."""
+    subj = subject(model, recipe, weights)
+    images, score = _prepare(subj, image, target)
+    with evaluating(subj.model), sized_forward(subj, images):
+        gap, difference = g.completeness_gap(score, images, as_batch(attributions, images.shape[1]).to(images),
+                                             baseline, seed)
+    return (gap[0], difference[0]) if image.dim() == 3 else (gap, difference)
+
+
+def rectifier_census(model: ModelLike, image: Tensor, target: Target = None, *, recipe: Recipe | str | None = None,
+                     weights: str | Path | None = "default") -> tuple[int, Counter]:
+    """(ReLU and ReLU6 calls that guided backprop and deconvnet rule, other activation calls by name) on the way
+    from `image` to `target`: where both are non-zero the rules reach only part of the model."""
+    from dreamlab.attribution.relu_rules import ReLURule
+
+    subj = subject(model, recipe, weights)
+    images, score = _prepare(subj, image, target)
+    with evaluating(subj.model), sized_forward(subj, images), ReLURule("guided") as mode:
+        g.saliency(score, images)
+    return mode.ruled, mode.others
+
+
+def sanity_blocks(model: ModelLike, image: Tensor, target: Target = None, *, recipe: Recipe | str | None = None,
+                  weights: str | Path | None = "default") -> list[str]:
+    """The blocks the sanity cascade re-initializes for `target`, top down (`sanity.blocks_top_down`): those
+    that run on the way from `image` to the target (up to the target's layers, for a target that reads no
+    logit)."""
+    from dreamlab.attribution.sanity import blocks_top_down
+
+    from dreamlab.optvis.capture import OUTPUT
+
+    subj = subject(model, recipe, weights)
+    images, score = _prepare(subj, image, target)
+    layers = set(score.objective.layers)
+    with evaluating(subj.model), sized_forward(subj, images), torch.no_grad():
+        return blocks_top_down(subj.model, lambda: subj.model(subj.normalize(images)),
+                               () if OUTPUT in layers else layers)

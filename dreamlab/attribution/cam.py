@@ -3,9 +3,24 @@
 Grad-CAM (Selvaraju et al. 2017): weight each channel of layer activations A by the spatial mean of the
 target's gradient d y / d A, sum over channels, ReLU, then upsample bilinearly to the image.
 Grad-CAM++ (Chattopadhay et al. 2018, eq. 19 with the exponential-score closed form): per-position weights
-alpha = g^2 / (2 g^2 + sum_ab(A) g^3), channel weight sum_ab(alpha * relu(g)).
+alpha = g^2 / (2 g^2 + sum_ab(A) g^3), channel weight sum_ab(alpha * relu(g)). The paper derives alpha for
+activations A >= 0 (after a ReLU), where alpha lies in [0, 1/2] wherever g > 0. At a layer whose outputs can be
+negative (a conv before its ReLU, a LayerNorm: ConvNeXt's and Swin's default layers) the literal formula's
+denominator changes sign or nears 0, and alpha takes values like -842 or 176 (LeNet's conv1, conv2); so the sum
+in alpha is taken over relu(A). That equals the paper's alpha wherever A >= 0 and keeps alpha in [0, 1/2]
+elsewhere; the map itself still weights the signed A, as Grad-CAM's does. Its channel weights are >= 0, so at
+a layer whose outputs are mostly negative the map is often 0 everywhere (LeNet's conv2, each of the first 100
+held-out digits for its own label: 97 all-zero maps, against 44 for Grad-CAM and none at relu2); use the layer
+after the ReLU there.
+
+The default layer (`default_cam_layer`) is the recipe's `cam_layer`, else the last spatial layer, but never the
+target's own layer, one after it, or one whose channel the target merely passes through a ReLU (or another
+per-channel op): Grad-CAM of a channel's mean there has a gradient on that one channel, uniform where it is
+positive, so its "map" would be the channel itself, not a gradient-weighted map of a hidden layer.
 """
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import torch
 import torch.nn.functional as F
@@ -18,27 +33,73 @@ from dreamlab.errors import DreamlabError, unknown
 CAM_METHODS = ("gradcam", "gradcam++")
 
 
-def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None = None) -> str:
-    """The recipe's `cam_layer`, else the last module (in execution order) whose output is a spatial map."""
-    if recipe_layer:
-        return recipe_layer
+def mixes_channels(module: nn.Module) -> bool:
+    """Whether an output channel of `module` reads several input channels: a conv (not depthwise) or linear
+    layer, or a block holding one. ReLU, batch norm, pooling, a sigmoid and depthwise convs act per channel."""
+    for sub in module.modules():
+        if isinstance(sub, nn.modules.conv._ConvNd):
+            if sub.groups < sub.in_channels or sub.in_channels == 1:
+                return True
+        elif any(p.dim() >= 2 for p in sub.parameters(recurse=False)):  # linear, attention projections
+            return True
+    return False
+
+
+def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None = None,
+                      target_layers: Collection[str] = ()) -> str:
+    """The recipe's `cam_layer`, else the last module (in execution order) whose output is a spatial map (more
+    than 1x1, more than one channel).
+
+    For a target that reads a layer (`target_layers`: module addresses; the output `logit` is none), the layer
+    must run before the target's value is formed, else its Grad-CAM is the target's channel itself: before the
+    target's module, and outside it; and where that module acts per channel (a ReLU, batch norm, pooling, HED's
+    sigmoid `edges`), before the last channel-mixing layer that feeds it (LeNet's relu2:3 reads conv2's channel
+    3: its map is at pool1). The recipe's layer is kept if it qualifies, else the last one that does."""
     names = {module: name for name, module in model.named_modules() if name}
-    order: list[str] = []
+    modules = {name: module for module, name in names.items()}
+    events: list[tuple[str, str, bool]] = []  # ("start" | "end", module, its output is a spatial map)
+
+    def pre_hook(module: nn.Module, inputs: object) -> None:
+        events.append(("start", names[module], False))
 
     def hook(module: nn.Module, inputs: object, output: object) -> None:
-        if isinstance(output, Tensor) and output.dim() == 4 and output.shape[-2] * output.shape[-1] > 1:
-            order.append(names[module])
+        spatial = isinstance(output, Tensor) and output.dim() == 4 and output.shape[-2] * output.shape[-1] > 1 \
+            and output.shape[1] > 1
+        events.append(("end", names[module], spatial))
 
-    handles = [m.register_forward_hook(hook) for m in names]
+    handles = [m.register_forward_hook(hook) for m in names] + [m.register_forward_pre_hook(pre_hook) for m in names]
     try:
         with torch.no_grad():
             model(sample)
     finally:
         for h in handles:
             h.remove()
-    if not order:
+    targets = [t for t in target_layers if t in modules]
+
+    def inside_target(name: str) -> bool:
+        return any(name == t or name.startswith(t + ".") for t in targets)
+
+    limit = len(events)
+    starts = [i for i, (kind, name, _) in enumerate(events) if kind == "start" and name in targets]
+    if starts:
+        limit = min(starts)  # before the target's module starts
+        if not any(mixes_channels(modules[t]) for t in targets):  # a per-channel target: before its mixing layer
+            mixing = [i for i, (kind, name, _) in enumerate(events[:limit]) if kind == "end"
+                      and not any(True for _ in modules[name].children()) and mixes_channels(modules[name])]
+            if mixing:
+                mixer = events[mixing[-1]][1]
+                limit = max(i for i, (kind, name, _) in enumerate(events[:mixing[-1]])
+                            if kind == "start" and name == mixer)
+    before = [name for kind, name, spatial in events[:limit] if kind == "end" and spatial and not inside_target(name)]
+    if recipe_layer and (not starts or recipe_layer in before):
+        return recipe_layer
+    if not before:
+        if starts:
+            raise DreamlabError(f"no layer with a spatial output map runs before the target's layer "
+                                f"{', '.join(sorted(targets))}, so there is no layer for its Grad-CAM; give a "
+                                f"later target (logit:N) or an explicit layer (layer, --layer)")
         raise DreamlabError("this model has no layer with a spatial output map; Grad-CAM needs one (layer, --layer)")
-    return order[-1]
+    return before[-1]
 
 
 def layer_activation_and_gradient(score: TargetScore, images: Tensor, layer: str) -> tuple[Tensor, Tensor]:
@@ -61,16 +122,21 @@ def layer_activation_and_gradient(score: TargetScore, images: Tensor, layer: str
                             f"on its path")
     if layer in channels_last_layers(score.subject.model, [layer], images):  # [B, H, W, C]: ConvNeXt, Swin
         act, grad = act.permute(0, 3, 1, 2), grad.permute(0, 3, 1, 2)
+    if act.shape[-2] * act.shape[-1] == 1:  # a pooled vector: the upsampled "map" would be one value everywhere
+        raise DreamlabError(f"layer {layer!r} has output shape {list(act.shape)}, a 1x1 map with no spatial "
+                            f"extent, so its Grad-CAM is one value over the whole image; pick a layer before "
+                            f"the pooling, a conv layer or block (`dreamlab layers MODEL` lists the shapes)")
     return act.detach(), grad
 
 
 def cam_weights(act: Tensor, grad: Tensor, method: str) -> Tensor:
-    """Channel weights [B, K, 1, 1] of Grad-CAM or Grad-CAM++."""
+    """Channel weights [B, K, 1, 1] of Grad-CAM or Grad-CAM++ (alpha from relu(A): see the module's docstring)."""
     if method == "gradcam":
         return grad.mean((2, 3), keepdim=True)
     if method == "gradcam++":
         g2, g3 = grad.pow(2), grad.pow(3)
-        denominator = 2 * g2 + act.sum((2, 3), keepdim=True) * g3
+        # relu(A): the paper's A >= 0; at a layer with negative outputs the literal sum flips alpha's sign
+        denominator = 2 * g2 + act.clamp(min=0).sum((2, 3), keepdim=True) * g3
         alpha = torch.where(denominator != 0, g2 / denominator.where(denominator != 0, torch.ones_like(g2)),
                             torch.zeros_like(g2))
         return (alpha * grad.clamp(min=0)).sum((2, 3), keepdim=True)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from dreamlab.attribution.inputs import check_whole, shown
 from dreamlab.io import check_image
-from dreamlab.attribution.relu_rules import ReLURule
+from dreamlab.attribution.relu_rules import ReLURule, describe
 from dreamlab.attribution.target import TargetScore, input_gradient
 from dreamlab.errors import DreamlabError, unknown
 
@@ -79,15 +79,31 @@ def saliency(score: TargetScore, images: Tensor) -> Tensor:
 
 
 def guided_backprop(score: TargetScore, images: Tensor) -> Tensor:
-    """The gradient with every ReLU's backward replaced by the guided rule (see relu_rules)."""
-    with ReLURule("guided"):
-        return saliency(score, images)
+    """The gradient with every ReLU's (and ReLU6's) backward replaced by the guided rule (see relu_rules).
+
+    A model that runs no ReLU or ReLU6 on the target's path (SiLU, GELU, Hardswish nets) is refused: the
+    result would be the plain gradient."""
+    return _ruled_gradient(score, images, "guided")
 
 
 def deconvnet(score: TargetScore, images: Tensor) -> Tensor:
-    """The gradient with every ReLU's backward replaced by the deconvnet rule (see relu_rules)."""
-    with ReLURule("deconvnet"):
-        return saliency(score, images)
+    """The gradient with every ReLU's (and ReLU6's) backward replaced by the deconvnet rule (see relu_rules);
+    refused, as `guided_backprop`, for a model that runs no rectifier."""
+    return _ruled_gradient(score, images, "deconvnet")
+
+
+RULE_NAMES = {"guided": "guided backprop", "deconvnet": "deconvnet"}
+
+
+def _ruled_gradient(score: TargetScore, images: Tensor, rule: str) -> Tensor:
+    with ReLURule(rule) as mode:
+        result = saliency(score, images)
+    if mode.ruled == 0:
+        raise DreamlabError(f"{RULE_NAMES[rule]} changes the backward of ReLU and ReLU6 only, and "
+                            f"{score.subject.recipe.name} ran none on the way to {score.objective.name!r} "
+                            f"(its activations: {describe(mode.others)}), so the result would be the plain "
+                            f"gradient; use --method saliency (method='saliency') for that, or another method")
+    return result
 
 
 def seeded_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -97,22 +113,31 @@ def seeded_generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(seed) % 2**64)
 
 
+def noise_spread(images: Tensor) -> Tensor:
+    """Each image's value range max - min [B, 1, 1, 1], SmoothGrad's noise unit; 1 (the input range [0, 1]) for
+    an image whose range is 0 (a constant image), whose noise would otherwise be 0."""
+    flat = images.flatten(1)
+    spread = flat.amax(1) - flat.amin(1)
+    return torch.where(spread > 0, spread, torch.ones_like(spread)).view(-1, 1, 1, 1)
+
+
 def smoothgrad(score: TargetScore, images: Tensor, samples: int = 32, noise: float = 0.15, seed: int = 0,
                batch_size: int = 32) -> Tensor:
     """The mean gradient over `samples` noisy copies (Smilkov et al. 2017).
 
-    The noise's standard deviation is `noise` times each image's value range; the paper finds 10-20% best.
+    The noise's standard deviation is `noise` times each image's value range (max - min; the input range [0, 1]
+    for a constant image); the paper finds 10-20% best. Every image of the batch gets the same standard normal
+    draws (one generator seeded with `seed`, scaled by its own range), so an image's SmoothGrad does not depend
+    on the other images of the batch or its place among them: a batch gives what each image gives alone.
     """
     check_smoothgrad(samples, noise)
     check_batch_size(batch_size)
     b = images.shape[0]
     generator = seeded_generator(images.device, seed)
-    spread = (images.flatten(1).amax(1) - images.flatten(1).amin(1)).view(b, 1, 1, 1)
-    noisy = images.repeat(samples, 1, 1, 1)
-    noisy = noisy + torch.randn(noisy.shape, generator=generator, device=images.device) * (noise * spread).repeat(
-        samples, 1, 1, 1)
+    draws = torch.randn((samples, 1, *images.shape[1:]), generator=generator, device=images.device)
+    noisy = images + draws * noise * noise_spread(images)  # [samples, B, C, H, W], sample-major
     index = torch.arange(b, device=images.device).repeat(samples)
-    grads = _chunked_gradient(score, noisy, index, batch_size)
+    grads = _chunked_gradient(score, noisy.flatten(0, 1), index, batch_size)
     return grads.view(samples, *images.shape).mean(0)
 
 
@@ -142,19 +167,26 @@ def gauss_legendre(steps: int) -> tuple[Tensor, Tensor]:
     return torch.tensor((nodes + 1) / 2, dtype=torch.float64), torch.tensor(weights / 2, dtype=torch.float64)
 
 
-def integrated_gradients(score: TargetScore, images: Tensor, baseline: str | Tensor = "black", steps: int = 64,
-                         batch_size: int = 32, seed: int = 0) -> Tensor:
-    """(x - x') times the path integral of the gradient from x' to x (Sundararajan et al. 2017).
-
-    Completeness: the attributions of each image sum to f(x) - f(x'), up to the quadrature error.
-    """
-    check_ig_steps(steps)
-    check_batch_size(batch_size)
+def ig_reference(images: Tensor, baseline: str | Tensor = "black", seed: int = 0) -> Tensor:
+    """The IG baseline x' for `images` [B, C, H, W], as `integrated_gradients` uses it."""
     check_baseline(baseline)
     if isinstance(baseline, Tensor):
         check_baseline_shape(baseline, images)
     reference = baseline if isinstance(baseline, Tensor) else baseline_for(images, baseline, seed)
-    reference = reference.to(images).expand_as(images)
+    return reference.to(images).expand_as(images)
+
+
+def integrated_gradients(score: TargetScore, images: Tensor, baseline: str | Tensor = "black", steps: int = 64,
+                         batch_size: int = 32, seed: int = 0) -> Tensor:
+    """(x - x') times the path integral of the gradient from x' to x (Sundararajan et al. 2017).
+
+    The integral is taken by Gauss-Legendre quadrature with `steps` nodes (captum's default rule; the paper
+    uses a Riemann sum, which at the same number of steps is much less exact). Completeness: the attributions
+    of each image sum to f(x) - f(x'), up to the quadrature error, which `completeness_gap` measures.
+    """
+    check_ig_steps(steps)
+    check_batch_size(batch_size)
+    reference = ig_reference(images, baseline, seed)
     alphas, weights = gauss_legendre(steps)
     alphas = alphas.to(images).view(-1, 1, 1, 1, 1)
     path = (reference + alphas * (images - reference)).flatten(0, 1)  # [steps * B, C, H, W], step-major
@@ -162,3 +194,14 @@ def integrated_gradients(score: TargetScore, images: Tensor, baseline: str | Ten
     grads = _chunked_gradient(score, path, index, batch_size).view(steps, *images.shape)
     mean_grad = (grads * weights.to(images).view(-1, 1, 1, 1, 1)).sum(0)
     return (images - reference) * mean_grad
+
+
+def completeness_gap(score: TargetScore, images: Tensor, attributions: Tensor, baseline: str | Tensor = "black",
+                     seed: int = 0) -> tuple[Tensor, Tensor]:
+    """(sum of each image's attributions minus (f(x) - f(x')), f(x) - f(x')), each [B]: IG's completeness
+    gap (captum's convergence delta), which shrinks towards 0 with more steps, and the difference it is
+    measured against. Two forward passes, in float64 sums."""
+    index = torch.arange(images.shape[0], device=images.device)
+    with torch.no_grad():
+        difference = score(images, index).double() - score(ig_reference(images, baseline, seed), index).double()
+    return attributions.double().flatten(1).sum(1) - difference, difference

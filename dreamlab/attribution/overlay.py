@@ -27,19 +27,30 @@ def heat(attribution: Tensor, signed: bool = False) -> Tensor:
     """A per-pixel map [H, W] in [0, 1] from attributions [C, H, W] (or a map [1, H, W]).
 
     `signed`: the channel sum's positive part (additive attributions: IG); otherwise the largest magnitude
-    over channels (gradient maps). Scaled by its 99.5th percentile so a few extreme pixels do not blacken the
-    rest (SmoothGrad's paper caps at the 99th percentile for the same reason).
+    over channels (gradient maps). Scaled by the 99.5th percentile of its non-zero values (`scale`) so a few
+    extreme pixels do not blacken the rest (SmoothGrad's paper caps at the 99th percentile for the same reason).
     """
     a = attribution.detach().float().cpu()
     a = a.sum(0).clamp(min=0) if signed else a.abs().amax(0)
-    top = torch.quantile(a.flatten(), 0.995)
+    top = scale(a)
     return (a / top).clamp(0, 1) if top > 0 else torch.zeros_like(a)
+
+
+def scale(magnitudes: Tensor) -> Tensor:
+    """The 99.5th percentile of the non-zero values of a map of magnitudes (>= 0); 0 for an all-zero map.
+
+    Over the non-zero values only: a sparse map (a small object, IG against a black baseline on a mostly black
+    photo) would otherwise have a percentile of 0 where 0.5% of its pixels or fewer are set, and be drawn blank;
+    and the zeros of a black background would decide how much of the rest saturates."""
+    values = magnitudes.flatten()
+    values = values[values > 0]
+    return torch.quantile(values, 0.995) if values.numel() else torch.zeros(())
 
 
 def signed_map(attribution: Tensor) -> Tensor:
     """The channel sum as an RGB image [3, H, W], blue negative, white zero, red positive."""
     a = attribution.detach().float().cpu().sum(0)
-    top = torch.quantile(a.abs().flatten(), 0.995)
+    top = scale(a.abs())  # as `heat`: over the non-zero values, so a sparse map is not drawn blank
     scaled = (a / top).clamp(-1, 1) if top > 0 else torch.zeros_like(a)
     return _rgb(colorize(((scaled + 1) / 2).numpy(), SIGNED))
 

@@ -113,8 +113,11 @@ def to_photo_size(values: Tensor, photo: Tensor) -> Tensor:
     return F.interpolate(values[None].float(), size=photo.shape[-2:], mode="bilinear", align_corners=False)[0]
 
 
-def default_output(model: str, target: str, kind: str) -> Path:
-    return Path(f"{safe_name(model)}_{safe_name(target)}_{kind}.png")
+def default_output(model: str, target: str, kind: str, layer: str | None = None) -> Path:
+    """MODEL_TARGET_KIND.png, or MODEL_TARGET_LAYER_KIND.png for a layer the user gave (--layer), so maps of one
+    target at two layers do not overwrite each other."""
+    at = f"{safe_name(layer)}_" if layer else ""
+    return Path(f"{safe_name(model)}_{safe_name(target)}_{at}{kind}.png")
 
 
 def save_outputs(picture: Tensor, raw: Tensor, path: Path, provenance: dict[str, str]) -> tuple[Path, Path]:

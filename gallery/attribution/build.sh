@@ -20,6 +20,6 @@ PY
 "$PYTHON" -m dreamlab attribute lenet-digits --image digit4.png --target logit:4 --method ig -o digit4_ig.png
 "$PYTHON" -m dreamlab attribute lenet-digits --image digit4.png --target logit:4 --method guided -o digit4_guided.png
 "$PYTHON" -m dreamlab attribute lenet-digits --image digit4.png --target logit:4 --sanity \
-  --method saliency,smoothgrad,ig,guided,deconvnet,gradcam > sanity.txt
+  --method saliency,smoothgrad,ig,guided,deconvnet,gradcam,gradcam++ > sanity.txt
 rm -f ./*.npy  # the raw maps: nothing to commit
 cat sanity.txt

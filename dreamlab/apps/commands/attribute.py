@@ -23,10 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     # add_given_option: these have defaults, and an option the method does not use must still be told apart
     add_given_option(p, "--baseline", default="black",
                      help="IG baseline: black, blurred or noise (default: %(default)s)")
-    add_given_option(p, "--steps", type=positive_int, default=64, help="IG steps (default: %(default)s)")
+    add_given_option(p, "--steps", type=positive_int, default=64,
+                     help="IG steps, the nodes of its Gauss-Legendre quadrature (default: %(default)s)")
     add_given_option(p, "--samples", type=positive_int, default=32, help="SmoothGrad samples (default: %(default)s)")
     add_given_option(p, "--noise", type=float, default=0.15,
-                     help="SmoothGrad noise, a fraction of the image's value range (default: %(default)s)")
+                     help="SmoothGrad noise, a fraction of the image's value range (of [0, 1] for a constant "
+                          "image; default: %(default)s)")
     add_given_option(p, "--batch-size", type=positive_int, default=32,
                      help="images per forward pass for IG steps and SmoothGrad samples (default: %(default)s)")
     p.add_argument("--layer", "-l", help="the CAM layer of guided-gradcam (and of gradcam, gradcam++ with --sanity; "
@@ -34,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_given_option(p, "--seed", type=int, default=0,
                      help="seed of SmoothGrad's and the noise baseline's noise (default: %(default)s)")
     p.add_argument("--sanity", action="store_true",
-                   help="re-initialize the model's blocks top-down and print the rank correlation with the "
+                   help="re-initialize the model's blocks top-down (one row per block that runs; containers such "
+                        "as VGG's features give one row per layer) and print the rank correlation with the "
                         "trained model's map at each step (low = the method depends on the weights)")
 
 
@@ -66,12 +69,20 @@ def run(args: argparse.Namespace) -> int:
     if args.sanity:
         return _sanity(subj, x, target, methods, options)
     method = methods[0]
-    out = args.out or default_output(subj.recipe.name, target, method)
+    out = args.out or default_output(subj.recipe.name, target, method, args.layer)
     if args.out is None:
         check_outputs(out, default=True)  # before the attributions are computed
     if method == "guided-gradcam":  # the layer it uses, for the provenance
-        options["layer"] = cam_layer(subj, x, args.layer)
+        options["layer"] = cam_layer(subj, x, args.layer, target)
     result = attribute(subj, x, target, method, **options)[0].cpu()
+    extra, notes = {}, []
+    if method == "ig":
+        extra, notes = _ig_completeness(subj, x, target, result, options)
+    elif method == "smoothgrad" and float(x.max() - x.min()) == 0 and args.noise > 0:
+        notes.append(f"the image is constant (its value range is 0), so SmoothGrad's noise is {args.noise:g} of the "
+                     f"input range [0, 1] rather than of the image's range")
+    elif method in ("guided", "deconvnet", "guided-gradcam"):
+        notes += _partial_rule_note(subj, x, target, method)
     signed = method == "ig"
     panels = torch.stack([overlay(photo, to_photo_size(heat(result, signed)[None], photo)[0].clamp(0, 1)),
                           to_photo_size(signed_map(result), photo).clamp(0, 1)])
@@ -80,9 +91,11 @@ def run(args: argparse.Namespace) -> int:
                             {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
                              "dreamlab:method": method, "dreamlab:weights": str(args.weights),
                              **({"dreamlab:layer": used["layer"]} if "layer" in used else {}),
-                             "dreamlab:options": json.dumps(used),
+                             "dreamlab:options": json.dumps(used), **extra,
                              **photo_provenance(args.image, x.shape[-1]), **versions()})
     print(f"{png} ({method} of {target}: heat map | signed map; attributions in {npy})")
+    for note in notes:
+        print(f"dreamlab: note: {note}", file=sys.stderr)
     if not bool(result.any()):
         if method == "guided-gradcam" and not bool(gradcam(subj, x, target, used["layer"]).any()):
             note_zero_map("Grad-CAM", target, used["layer"])
@@ -90,6 +103,37 @@ def run(args: argparse.Namespace) -> int:
             print(f"dreamlab: note: the {method} attributions of {target} are all zero, so the picture shows no "
                   f"heat; try another --target or --method", file=sys.stderr)
     return 0
+
+
+def _ig_completeness(subj, x, target: str, result, options: dict) -> tuple[dict, list[str]]:
+    """IG's quadrature and completeness gap (sum of the attributions minus (f(x) - f(baseline))), for the PNG's
+    provenance and a note."""
+    from dreamlab.attribution.api import ig_completeness
+
+    gap, difference = (float(v) for v in ig_completeness(subj, x[0], target, result, options["baseline"],
+                                                          options["seed"]))
+    total = gap + difference
+    relative = f" ({abs(gap) / abs(difference):.1%} of |f(x) - f(baseline)|)" if difference != 0 else ""
+    extra = {"dreamlab:ig_quadrature": f"gauss-legendre, {options['steps']} nodes",
+             "dreamlab:ig_completeness_gap": f"{gap:.6g}", "dreamlab:ig_score_difference": f"{difference:.6g}"}
+    note = (f"integrated gradients by Gauss-Legendre quadrature, {options['steps']} steps: the attributions sum to "
+            f"{total:.6g}, f(x) - f(baseline) = {difference:.6g}, a completeness gap of {gap:.3g}{relative}; more "
+            f"--steps shrinks it")
+    return extra, [note]
+
+
+def _partial_rule_note(subj, x, target: str, method: str) -> list[str]:
+    """A note where guided backprop / deconvnet ruled some rectifiers and other activations kept their backward
+    (MobileNetV3: ReLU and Hardswish); a model with no rectifier at all is refused by the method itself."""
+    from dreamlab.attribution.api import rectifier_census
+    from dreamlab.attribution.relu_rules import describe
+
+    ruled, others = rectifier_census(subj, x, target)
+    if not ruled or not others:
+        return []
+    name = "deconvnet" if method == "deconvnet" else "guided backprop"
+    return [f"{name} ruled the model's {ruled} ReLU/ReLU6 calls; its other activations ({describe(others)}) keep "
+            f"their own backward, as the rule is defined for rectifiers only"]
 
 
 def options_used(method: str, options: dict) -> dict:
@@ -128,9 +172,9 @@ def _or(names: list[str]) -> str:
 
 
 def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
-    from dreamlab.attribution.api import attribute, gradcam
+    from dreamlab.attribution.api import attribute, gradcam, sanity_blocks
     from dreamlab.attribution.cam import CAM_METHODS
-    from dreamlab.attribution.sanity import blocks_top_down, cascading_randomization
+    from dreamlab.attribution.sanity import cascading_randomization
     from dreamlab.attribution.target import Subject
 
     def attribution(model, method: str):
@@ -139,7 +183,7 @@ def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
             return gradcam(copy, x, target, options["layer"], method=method)
         return attribute(copy, x, target, method, **options)
 
-    blocks = blocks_top_down(subj.model)
+    blocks = sanity_blocks(subj, x, target)  # those that run for the target, containers descended into
     print(f"cascading randomization (Adebayo et al. 2018) of {target}: rank correlation of |attribution| with "
           f"the trained model's, blocks re-initialized from the top down")
     table = {}

@@ -27,7 +27,8 @@ def add_subject_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=positive_int, help="the model's input size (default: the recipe's)")
     add_device_argument(p)
     p.add_argument("-o", "--out", type=output_path,
-                   help="output PNG (default: MODEL_TARGET_METHOD.png); the .npy goes beside it")
+                   help="output PNG (default: MODEL_TARGET_METHOD.png, with --layer MODEL_TARGET_LAYER_METHOD.png); "
+                        "the .npy goes beside it")
 
 
 def target_text(text: str) -> str:
@@ -70,7 +71,8 @@ def check_default_folder() -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_subject_arguments(p)
-    p.add_argument("--layer", "-l", help="layer address (default: the recipe's cam_layer, else the last spatial layer)")
+    p.add_argument("--layer", "-l", help="layer address (default: the recipe's cam_layer, else the last spatial layer; "
+                                         "never the target's own layer: then the last spatial layer before it)")
     p.add_argument("--method", default="gradcam", help="gradcam or gradcam++ (default: %(default)s)")
 
 
@@ -94,7 +96,7 @@ def load_subject(args: argparse.Namespace, writes: bool = True):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dreamlab.attribution.api import cam_layer, gradcam
+    from dreamlab.attribution.api import cam_layer, gradcam, target_layers
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.errors import unknown
     from dreamlab.attribution.overlay import overlay
@@ -105,11 +107,13 @@ def run(args: argparse.Namespace) -> int:
         raise unknown("CAM method", args.method, CAM_METHODS)
     subj, photo, x = load_subject(args)
     target = args.target or predicted_class(subj, x)
-    out = args.out or default_output(subj.recipe.name, target, args.method)
+    out = args.out or default_output(subj.recipe.name, target, args.method, args.layer)
     if args.out is None:
         check_outputs(out, default=True)  # before the map is computed
-    layer = cam_layer(subj, x, args.layer)
+    layer = cam_layer(subj, x, args.layer, target)
     cam = gradcam(subj, x, target, layer, method=args.method)
+    if args.layer and target_layers(subj, target) == {layer}:
+        note_own_layer(target, layer)
     raw = to_photo_size(cam[0].cpu(), photo)[0].clamp(min=0)
     top = float(raw.max())
     picture = overlay(photo, raw / top if top > 0 else raw)
@@ -128,3 +132,11 @@ def note_zero_map(method: str, target: str, layer: str) -> None:
     print(f"dreamlab: note: the {method} map of {target} at {layer} is all zero: its gradient-weighted sum of the "
           f"layer's channels is 0 or negative at every position (nothing there raises the target), so the picture "
           f"shows no heat; try another --layer or --target", file=sys.stderr)
+
+
+def note_own_layer(target: str, layer: str) -> None:
+    """One stderr line where --layer is the layer the target reads: the gradient of a channel's mean at its own
+    layer is uniform, so the map is that channel itself (clipped at 0), not a gradient-weighted map."""
+    print(f"dreamlab: note: --layer {layer} is the layer {target} reads, so the map is the target channel itself "
+          f"(its gradient there is uniform); leave out --layer for the last spatial layer before it, or pass an "
+          f"earlier --layer", file=sys.stderr)
