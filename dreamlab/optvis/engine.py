@@ -19,20 +19,22 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab.devices import resolve_device
 from dreamlab.optvis.capture import Capture
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, first_line
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.layout import to_channels_first
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.optvis.diversity import diversity_layer, repeat_units, with_diversity
 from dreamlab.optvis.objectives import IMAGE, Objective
 from dreamlab.optvis.optimizers import make_optimizer
-from dreamlab.optvis.params import ImageParam, image_to_param_raw, make_param
+from dreamlab.optvis.params import ImageParam, _takes_no_arguments, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
 from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, resolve_model, size_rejection, takes_size,
@@ -92,6 +94,27 @@ class RenderResult:
         from dreamlab.io import to_pil
 
         return [to_pil(img) for img in self.images]
+
+    def numpy(self) -> np.ndarray:
+        """The images as one float32 array [B, H, W, C] in [0, 1] (channels last, as lucent's render_vis returns
+        them; C is 1 for a grey model)."""
+        return self.images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+    def grid(self, nrow: int | None = None, padding: int = 2) -> Image.Image:
+        """All images tiled into one PIL image, `nrow` to a row (default: about square), on white."""
+        from dreamlab.io import grid, to_pil
+
+        if nrow is not None and (isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1):
+            raise DreamlabError(f"nrow must be a whole number >= 1 (images per row) or None, got {nrow!r}")
+        return to_pil(grid(self.images.detach().float().cpu(), nrow, padding))
+
+    PREVIEW_IMAGES = 64  # a notebook shows at most these in its preview (a whole 512-unit layer would be huge)
+
+    def _repr_png_(self) -> bytes:
+        """How Jupyter shows a result: the grid of its first PREVIEW_IMAGES images, as PNG."""
+        from dreamlab.io import grid, png_bytes
+
+        return png_bytes(grid(self.images[:self.PREVIEW_IMAGES].detach().float().cpu()))
 
 
 @dataclass
@@ -181,6 +204,15 @@ class _Renderer:
         return with_diversity(objective, s.diversity, s.diversity_layer, s.diversity_weight) if s.diversity > 1 \
             else objective
 
+    def to_model_size(self, images: Tensor) -> Tensor:
+        """`images` resized to the model_size setting (bilinear, antialiased when shrinking, as PIL and
+        torchvision resize), or as they are when it is unset or already met."""
+        size = self.settings.model_height_width
+        if size is None or tuple(images.shape[-2:]) == size:
+            return images
+        shrinking = size[0] < images.shape[-2] or size[1] < images.shape[-1]
+        return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
     def normalize(self, images: Tensor) -> Tensor:
         x = (images - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.settings.channels_last else x
@@ -201,7 +233,7 @@ class _Renderer:
                     index: Tensor) -> Tensor:
         """One step's forward: the images, their transforms, the model up to the objective's layers, the scores."""
         images = param()
-        model_input = self.normalize(self.transforms(images, draws=draws))
+        model_input = self.normalize(self.to_model_size(self.transforms(images, draws=draws)))
         return self.scores(run_layers, images, model_input, index, self.step_objective)
 
     def check_units(self) -> None:
@@ -211,14 +243,18 @@ class _Renderer:
         with torch.no_grad(), self.step_rng(0):
             middle = torch.full((1, RandomTransforms.DRAWS_PER_SAMPLE), 0.5, device=dev)
             grey = torch.full((1, self.recipe.channels, *self.settings.height_width), 0.5, device=dev)
-            model_input = self.transforms(grey, draws=middle)
+            padded = self.transforms(grey, draws=middle)
+            model_input, clean = self.to_model_size(padded), self.to_model_size(grey)
         acts = self._forward_once(model_input) if self.layers else {}
-        resized = bool(acts) and model_input.shape[-2:] != grey.shape[-2:]
-        transformed, acts = (acts, self._forward_once(grey)) if resized else (acts, acts)
-        # units and positions are checked on the maps of the image at the render size, which the final scores
-        # read; the transforms' padding makes the maps the optimizer sees larger, so fixed positions (a neuron at
-        # x, y) are read where the render-size map sits in them, and must fall inside them too
+        resized = bool(acts) and model_input.shape[-2:] != clean.shape[-2:]
+        transformed, acts = (acts, self._forward_once(clean)) if resized else (acts, acts)
+        # units and positions are checked on the maps of the image at the render size (at model_size when it is
+        # set), which the final scores read; the transforms' padding makes the maps the optimizer sees larger, so
+        # fixed positions (a neuron at x, y) are read where the render-size map sits in them, and must fall inside
+        # them too
         self.objective.check({name: act.shape for name, act in acts.items()})
+        if self.settings.model_size is not None and padded.shape[-2:] != grey.shape[-2:]:
+            self._refuse_fixed_positions(acts, padded.shape[-2:])
         with torch.no_grad():  # one score per sample, or the one-line error now rather than after the bar starts
             self.objective({**acts, IMAGE: grey}, torch.zeros(1, dtype=torch.long, device=dev))
         if resized:
@@ -230,6 +266,23 @@ class _Renderer:
                                 f"{list(acts[layer].shape)} has no channels: pick a conv layer")
         self.checked = True
 
+    def _refuse_fixed_positions(self, acts: dict[str, Tensor], padded: Sequence[int]) -> None:
+        """With model_size, transforms that pad shrink the image's content in what the model sees (the padded
+        image is resized to model_size), so a neuron at x, y of the clean map sits elsewhere in the step's map;
+        no offset can say where. Refuse those objectives (the centre stays the centre, so it is kept). A
+        fixed position shifted far outside every map fails the objective's own position check: that is how
+        an objective with fixed positions is told from one without."""
+        far = {name: (-(1 << 30), -(1 << 30)) for name, act in acts.items() if act.dim() == 4}
+        try:
+            self.objective.at_offsets(far).check({name: act.shape for name, act in acts.items()})
+        except DreamlabError:
+            height, width = self.settings.height_width
+            raise DreamlabError(
+                f"{self.objective.name!r} reads fixed positions, which model_size cannot keep in place: the "
+                f"transforms make the {height}x{width} image {padded[0]}x{padded[1]}, which model_size then "
+                f"shrinks; use transforms that keep the size (transforms='small' or 'none'), the centre (no x, y), "
+                f"or leave model_size unset") from None
+
     def _forward_once(self, model_input: Tensor) -> dict[str, Tensor]:
         try:
             with torch.no_grad(), Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
@@ -238,9 +291,15 @@ class _Renderer:
                 return acts
         except FORWARD_ERRORS as exc:
             size = self.recipe.input_size
+            model_size = self.settings.model_height_width
+            if model_size is not None and model_size != (size, size) and self._accepts(size):
+                shown = "x".join(map(str, model_input.shape[1:]))
+                raise DreamlabError(f"{self.recipe.name} rejected a {shown} input at model_size "
+                                    f"{model_size[0]}x{model_size[1]} ({first_line(exc)}); it runs at its recipe's "
+                                    f"size: give model_size={size}") from None
             if tuple(model_input.shape[2:]) == (size, size) or not self._accepts(size):
                 unsized = unsized_module_error(self.recipe, model_input.shape, exc, self._accepts,
-                                               rendered=self.settings.height_width)
+                                               rendered=model_size or self.settings.height_width)
                 if unsized is not None:
                     raise unsized from None
                 raise  # the model fails at its own size too: its error, not a size rejection
@@ -297,7 +356,7 @@ class _Renderer:
         if not self.checked:
             self.check_units()
         initial_scores = self.clean_scores(param, index)[1]
-        broken = NonFinite(units, self.objective.labels)
+        broken = NonFinite(units, self.objective.labels, factory_lr=not isinstance(self.settings.optimizer, str))
         broken.check_scores(initial_scores, 0)
         with Capture(self.model, self.layers) if self.features is None else nullcontext() as cap, \
                 _quiet_compiler() if self.compiled_scores else nullcontext():
@@ -349,7 +408,9 @@ class _Renderer:
         """The images without transforms and their scores (CPU), e.g. to report what a render achieved."""
         with torch.no_grad(), Capture(self.model, self.layers) as cap:
             images = param().float()
-            return images, self.scores(cap.run, images, self.normalize(images), index).float().cpu()
+            # what the model sees: at model_size when it is set (the final scores are of that image)
+            return images, self.scores(cap.run, images, self.normalize(self.to_model_size(images)),
+                                       index).float().cpu()
 
     def snapshot(self, param: ImageParam, units: Sequence[int], step: int) -> Tensor:
         with torch.no_grad():
@@ -385,8 +446,9 @@ class NonFinite:
     """Watches a batch's scores for NaN/inf on the device (no host sync per step) and stops the render with the
     unit and the first bad step when it is read (at snapshots and at the end of the batch)."""
 
-    def __init__(self, units: Sequence[int], labels: Sequence[str]):
+    def __init__(self, units: Sequence[int], labels: Sequence[str], factory_lr: bool = False):
         self.units, self.labels = list(units), labels
+        self.factory_lr = factory_lr  # an optimizer factory sets the learning rate, not the lr setting
         self.first_bad: Tensor | None = None  # per unit: the first step whose score was not finite, 0 if none
 
     def record(self, score: Tensor, step: int) -> None:
@@ -411,10 +473,14 @@ class NonFinite:
             self._stop(k, int(found[k]))
 
     def _stop(self, k: int, step: int) -> None:
-        when = "on the start image" if step < 0 else f"at step {step}"
-        raise DreamlabError(
-            f"the score of {self.labels[self.units[k]]} became NaN or infinite {when}, so the render was stopped "
-            f"and nothing saved; lower lr (--lr), or check the objective (a division by ~0?) and the weights")
+        what = f"the score of {self.labels[self.units[k]]} became NaN or infinite"
+        if step < 0:  # no optimizer step has run: the learning rate cannot be the cause
+            raise DreamlabError(f"{what} on the start image, before any optimizer step, so the render was stopped "
+                                f"and nothing saved; check the objective (a division by ~0?), the weights and "
+                                f"init_image")
+        lower = "lower the learning rate your optimizer factory sets" if self.factory_lr else "lower lr (--lr)"
+        raise DreamlabError(f"{what} at step {step}, so the render was stopped and nothing saved; {lower}, or check "
+                            f"the objective (a division by ~0?) and the weights")
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -449,6 +515,11 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     requested = with_overrides(settings, overrides)
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = parse_objective(objective, categories, module_names(module)) if isinstance(objective, str) else objective
+    if not isinstance(obj, Objective) and callable(obj):  # lucent's `lambda T: T("layer")[:, 5].mean()`
+        name = getattr(obj, "__name__", type(obj).__name__)
+        raise DreamlabError(f"objective {name!r} is a plain function; decorate it with @dreamlab.objective(layers="
+                            f"['layer']), and it gets the activations it declares, acts['layer'] (one score per "
+                            f"sample)")
     if not isinstance(obj, Objective):
         raise DreamlabError(f"objective must be a string such as 'inception4c:97' or an Objective (dreamlab."
                             f"objectives), got {type(objective).__name__}")
@@ -467,6 +538,9 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
                                 f"one unit are optimized together; give at least {copies} (or leave it unset)")
     per_batch = min(batch_size or len(todo), len(todo))
     per_batch -= per_batch % copies
+    # a module, or a factory that takes no arguments, makes one fixed batch: it cannot be halved on out-of-memory
+    fixed_batch = isinstance(settings.param, nn.Module) or (
+        callable(settings.param) and not isinstance(settings.param, str) and _takes_no_arguments(settings.param))
     if isinstance(settings.param, nn.Module) and per_batch < len(todo):
         raise DreamlabError(f"a param module holds one fixed batch: render its {len(todo)} units at once (leave "
                             f"batch_size unset) or pass a factory")
@@ -493,7 +567,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
                     try:
                         parts.append(renderer.run_batch(todo[start:end], bar))
                     except (torch.OutOfMemoryError, RuntimeError) as exc:
-                        if not _out_of_memory(exc) or per_batch == copies or isinstance(settings.param, nn.Module):
+                        if not _out_of_memory(exc) or per_batch == copies or fixed_batch:
                             raise
                         # keep finished batches, retry this one smaller (whole groups of a unit's images)
                         per_batch = max(copies, (per_batch + 1) // 2 // copies * copies)
@@ -549,9 +623,11 @@ def _grad_norms(param: ImageParam, units: int) -> Tensor:
 
 
 def progress_bar(total: int, what: str = ""):
-    """A tqdm bar on a terminal; elsewhere (a log, a pipe) the line `dreamlab: <what>`, so a run is not silent.
-    Called once the inputs are checked, so a bad input still gets its error as the only line."""
-    if not sys.stderr.isatty():
+    """A tqdm bar on a terminal or in a Jupyter kernel (its widget bar, or tqdm's text bar without ipywidgets);
+    elsewhere (a log, a pipe) the line `dreamlab: <what>`, so a run is not silent. Called once the inputs are
+    checked, so a bad input still gets its error as the only line."""
+    in_notebook = _in_notebook()
+    if not sys.stderr.isatty() and not in_notebook:
         if what:
             print(f"dreamlab: {what}", file=sys.stderr, flush=True)
         return None
@@ -559,4 +635,25 @@ def progress_bar(total: int, what: str = ""):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, unit="img-step", unit_scale=True, leave=False)
+    options = dict(total=total, unit="img-step", unit_scale=True, leave=False)
+    if in_notebook:
+        try:
+            from tqdm import notebook
+        except ImportError:
+            notebook = None
+        # without ipywidgets, tqdm.notebook has no widget (IProgress) and its bar fails as it is made: the text bar
+        if getattr(notebook, "IProgress", None) is not None:
+            return notebook.tqdm(**options)
+    return tqdm(**options)
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (notebook, lab, VS Code, Colab), where stderr is no terminal but
+    shows a bar. Only an IPython that is already imported is asked: none is imported here."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    try:
+        shell = get_ipython() if callable(get_ipython) else None
+    except Exception:  # an IPython in a strange state: no bar rather than an error
+        return False
+    return getattr(shell, "kernel", None) is not None

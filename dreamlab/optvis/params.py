@@ -248,8 +248,14 @@ def make_param(spec: ParamSpec, batch: int, channels: int, size: int | tuple[int
         images = param()
     if not isinstance(images, Tensor) or images.dim() != 4 or tuple(images.shape[:2]) != (batch, channels):
         shape = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        fixed = isinstance(spec, nn.Module) or _takes_no_arguments(spec)
+        split = ("; a module or a factory that takes no arguments makes one fixed batch, and must make one image "
+                 f"per unit of each batch the render optimizes, {batch} here (a batch_size below the number of "
+                 "units splits them: leave batch_size unset, or take the arguments (batch, channels, height, "
+                 "width, generator=, device=))") if fixed and isinstance(images, Tensor) and images.dim() == 4 \
+            and images.shape[0] != batch else ""
         raise DreamlabError(f"the custom param produced {shape}; expected [{batch}, {channels}, {h}, {w}] "
-                            f"(one image per unit, the model's {channels} channels)")
+                            f"(one image per unit, the model's {channels} channels){split}")
     if tuple(images.shape[2:]) != (h, w):  # the provenance and the neuron checks read the render size
         raise DreamlabError(f"the custom param produced {images.shape[3]}x{images.shape[2]} images, but the render "
                             f"size is {w}x{h}; give size=({images.shape[2]}, {images.shape[3]}) (height, width)")

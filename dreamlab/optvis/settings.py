@@ -75,10 +75,22 @@ class RenderSettings:
     diversity: int = 1
     diversity_weight: float = 1.0  # the penalty relative to each image's score (0: copies differ by their start only)
     diversity_layer: str | None = None  # None: the objective's own layer, else the recipe's default layer
+    # lucent's fixed_image_size: pixels (or (height, width)) the model sees; each step's transformed images and the
+    # clean images of the final scores are resized to it (bilinear, antialiased when shrinking) before the
+    # model, so a fixed-size model renders at any `size`. None: the model sees the images as they are
+    model_size: int | tuple[int, int] | None = None
 
     @property
     def height_width(self) -> tuple[int, int]:
         size = self.size
+        return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))  # type: ignore[index]
+
+    @property
+    def model_height_width(self) -> tuple[int, int] | None:
+        """model_size as (height, width), or None when unset."""
+        size = self.model_size
+        if size is None:
+            return None
         return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))  # type: ignore[index]
 
 
@@ -103,6 +115,11 @@ def resolve_settings(s: RenderSettings, recipe: Recipe, owned: bool, device: tor
     dreamlab's defaults, checked; `device` is the resolved device (default: cpu). `owned`: the model is
     dreamlab's to move and re-layout."""
     recipe = recipe.for_layers(layers)
+    if s.lr is not None and s.optimizer is not None and not isinstance(s.optimizer, str):
+        # refused, not ignored: only the recipe's lr goes unused with a factory
+        raise DreamlabError(f"lr={s.lr!r} was given with an optimizer factory, which sets its own learning rate: "
+                            f"give it there (optimizer=lambda params: torch.optim.Adam(params, lr={s.lr!r})), or "
+                            f"leave lr out")
 
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
@@ -116,7 +133,7 @@ def resolve_settings(s: RenderSettings, recipe: Recipe, owned: bool, device: tor
     dev = device or torch.device("cpu")
     matrix = s.color_matrix
     return dataclasses.replace(
-        s, size=s.height_width, lr=float(s.lr), seed=int(s.seed), device=dev,
+        s, size=s.height_width, model_size=s.model_height_width, lr=float(s.lr), seed=int(s.seed), device=dev,
         fourier_decay=float(s.fourier_decay), start_level=float(s.start_level),
         precision=("bf16" if dev.type == "cuda" else "fp32") if s.precision == "auto" else s.precision,
         channels_last=(dev.type == "cuda" and owned) if s.channels_last is None else s.channels_last,
@@ -136,18 +153,25 @@ def _finite(name: str, value: Any, low: float, low_ok: bool, hint: str = "") -> 
         raise DreamlabError(f"{name} must be a finite number {relation} {low:g}{hint}, got {value!r}")
 
 
+def _check_size(name: str, size: Any, hint: str = "") -> None:
+    """An image size: a whole number of pixels >= MIN_SIZE, or a (height, width) pair of them."""
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise DreamlabError(f"{name} must be an int or (height, width), got {size!r}")
+        for side in size:
+            _whole(name, side, MIN_SIZE, " pixels a side")
+            check_input_size(side, MIN_SIZE, name)
+    else:
+        _whole(name, size, MIN_SIZE, f" pixels (or a (height, width) pair{hint})")
+        check_input_size(size, MIN_SIZE, name)
+
+
 def _validate(s: RenderSettings) -> None:
     """Every field of a recipe-filled RenderSettings, with the first problem as one line."""
     _whole("steps", s.steps, 1)
-    if isinstance(s.size, (tuple, list)):
-        if len(s.size) != 2:
-            raise DreamlabError(f"size must be an int or (height, width), got {s.size!r}")
-        for side in s.size:
-            _whole("size", side, MIN_SIZE, " pixels a side")
-            check_input_size(side, MIN_SIZE, "size")
-    else:
-        _whole("size", s.size, MIN_SIZE, " pixels (or a (height, width) pair)")
-        check_input_size(s.size, MIN_SIZE, "size")
+    _check_size("size", s.size)
+    if s.model_size is not None:
+        _check_size("model_size", s.model_size, "; None: the model sees the render size")
     check_lr(s.lr)
     if isinstance(s.seed, bool) or not isinstance(s.seed, numbers.Integral):
         raise DreamlabError(f"seed must be a whole number (an int), got {s.seed!r}")
@@ -325,6 +349,9 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
         from dreamlab.optvis.diversity import describe as describe_diversity
 
         options["dreamlab:diversity"] = describe_diversity(s.diversity, s.diversity_layer, s.diversity_weight)
+    if s.model_size is not None:  # recorded only when set, so other PNGs stay as they were
+        model_h, model_w = s.model_height_width
+        options["dreamlab:model_size"] = str(model_h) if model_h == model_w else f"{model_h}x{model_w}"
     height, width = s.height_width
     return {
         "dreamlab:objective": obj.name,

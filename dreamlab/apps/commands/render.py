@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
     p.add_argument("--size", type=image_size, help="image size in pixels, N or HEIGHTxWIDTH such as 96x128 "
                                                    "(default: the recipe's input size)")
+    p.add_argument("--model-size", type=image_size, metavar="N",
+                   help="resize what the model sees to N or HEIGHTxWIDTH pixels after the transforms (lucent's "
+                        "fixed_image_size), so a fixed-size model renders at any --size (default: no resize)")
     p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     p.add_argument("--optimizer", help="channel-adam or adam (default: the recipe's; see dreamlab/optvis/optimizers.py)")
     p.add_argument("--fourier-decay", type=float, metavar="D",
@@ -72,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.optvis.engine import DeferredSigint, render
 
     _check_out(args.out)  # before any work
-    for side in (args.size if isinstance(args.size, tuple) else (args.size,)) if args.size is not None else ():
-        check_range("--size", side, MIN_SIZE, MAX_INPUT_SIZE, "pixels a side")  # before the model loads
+    for flag, size in (("--size", args.size), ("--model-size", args.model_size)):
+        for side in (size if isinstance(size, tuple) else (size,)) if size is not None else ():
+            check_range(flag, side, MIN_SIZE, MAX_INPUT_SIZE, "pixels a side")  # before the model loads
     if args.lr is not None:
         check_lr(args.lr)
     check_tensorboard(args)
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     log = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
     thresholds, on_snapshot = with_snapshots(log, args.steps or recipe.steps, args.thresholds,
                                              save_snapshot if args.thresholds else None, args.tensorboard_every)
-    result = render(loaded, objective, steps=args.steps, size=args.size, lr=args.lr,
+    result = render(loaded, objective, steps=args.steps, size=args.size, model_size=args.model_size, lr=args.lr,
                     optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
                     device=args.device, batch_size=args.batch_size, thresholds=thresholds, on_snapshot=on_snapshot,
                     keep_snapshots=False, init_image=init, precision=args.precision, progress=True,

@@ -1,0 +1,140 @@
+"""RenderResult's numpy/grid/notebook helpers, the progress bar in a notebook, and the render messages a lucid or
+lucent user meets (NaN on the start image, a plain function as objective, lr with an optimizer factory, a fixed-
+batch param split by batch_size)."""
+from __future__ import annotations
+
+import io
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from dreamlab import render
+from dreamlab.errors import DreamlabError
+from dreamlab.optvis import engine
+from dreamlab.optvis.engine import NonFinite, progress_bar
+from dreamlab.optvis.params import PixelParam
+from dreamlab.optvis.settings import RenderSettings
+
+from models_fixtures import TinyNet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = dict(steps=2, size=16, device="cpu", transforms="none", seed=0)
+
+
+@pytest.fixture(scope="module")
+def net() -> nn.Module:
+    return TinyNet().eval()
+
+
+@pytest.fixture(scope="module")
+def result(net):
+    return render(net, "conv2:0-2", **FAST)
+
+
+def test_numpy_is_lucents_channels_last_float_array(result):
+    array = result.numpy()
+    assert isinstance(array, np.ndarray) and array.dtype == np.float32 and array.shape == (3, 16, 16, 3)
+    assert np.array_equal(array, result.images.permute(0, 2, 3, 1).numpy())
+    assert 0 <= array.min() and array.max() <= 1
+
+
+def test_grid_is_one_pil_image_of_all_images(result):
+    square = result.grid()
+    assert isinstance(square, Image.Image) and square.mode == "RGB"
+    assert square.size == (2 + 2 * 18, 2 + 2 * 18)  # 3 images: 2 columns, 2 rows, 2 px of padding
+    row = result.grid(nrow=3)
+    assert row.size == (2 + 3 * 18, 18 + 2)
+    assert np.array_equal(np.asarray(row)[2:18, 2:18], np.asarray(result.pil()[0]))
+    with pytest.raises(DreamlabError, match="nrow must be a whole number >= 1"):
+        result.grid(nrow=0)
+
+
+def test_a_notebook_shows_the_result_as_a_png(result):
+    with Image.open(io.BytesIO(result._repr_png_())) as shown:
+        assert shown.format == "PNG" and shown.size == result.grid().size
+
+
+def _fake_kernel(monkeypatch, kernel: object) -> None:
+    shell = types.SimpleNamespace(kernel=kernel)
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+
+
+def test_progress_in_a_jupyter_kernel_is_a_bar_not_a_line(monkeypatch, capsys):
+    pytest.importorskip("tqdm")
+    _fake_kernel(monkeypatch, kernel=object())  # stderr is no terminal here, as in a notebook
+    bar = progress_bar(10, "rendering 1 unit(s), 10 steps")
+    assert bar is not None
+    bar.update(5)
+    bar.close()
+    assert "dreamlab: rendering" not in capsys.readouterr().err
+
+
+def test_progress_outside_a_notebook_and_not_on_a_terminal_is_one_line(monkeypatch, capsys):
+    _fake_kernel(monkeypatch, kernel=None)  # a terminal IPython has no kernel
+    assert progress_bar(10, "rendering 1 unit(s), 10 steps") is None
+    assert capsys.readouterr().err == "dreamlab: rendering 1 unit(s), 10 steps\n"
+    monkeypatch.delitem(sys.modules, "IPython")
+    assert not engine._in_notebook()
+
+
+def test_nan_on_the_start_image_does_not_blame_the_learning_rate():
+    watch = NonFinite([0], ["a:1"])
+    with pytest.raises(DreamlabError) as start:
+        watch.check_scores(torch.tensor([float("nan")]), 0)
+    assert "on the start image, before any optimizer step" in str(start.value) and "lr" not in str(start.value)
+    with pytest.raises(DreamlabError, match=r"at step 3, so the render was stopped and nothing saved; lower lr "
+                                            r"\(--lr\), or check"):
+        watch._stop(0, 3)
+    with pytest.raises(DreamlabError, match="lower the learning rate your optimizer factory sets"):
+        NonFinite([0], ["a:1"], factory_lr=True)._stop(0, 3)
+
+
+def test_nan_on_the_start_image_of_a_render():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    with pytest.raises(DreamlabError, match="on the start image") as caught:
+        render(model, "0:1 / (0:2 - 0:2)", **FAST)
+    assert "lr" not in str(caught.value)
+
+
+def test_a_plain_function_as_objective_points_to_the_decorator(net):
+    def lucent_style(T):
+        return T("conv2")[:, 0].mean()
+
+    with pytest.raises(DreamlabError, match=r"objective 'lucent_style' is a plain function; decorate it with "
+                                            r"@dreamlab.objective\(layers=\['layer'\]\)"):
+        render(net, lucent_style, **FAST)
+    with pytest.raises(DreamlabError, match=r"objective '<lambda>' is a plain function"):
+        render(net, lambda T: T("conv2"), **FAST)
+
+
+def adam(params):
+    return torch.optim.Adam(params, lr=0.05)
+
+
+def test_lr_with_an_optimizer_factory_is_refused_not_ignored(net):
+    with pytest.raises(DreamlabError, match=r"lr=0.01 was given with an optimizer factory, which sets its own "
+                                            r"learning rate: give it there"):
+        render(net, "conv2:0", optimizer=adam, lr=0.01, **FAST)
+    with pytest.raises(DreamlabError, match="lr=0.01 was given with an optimizer factory"):
+        render(net, "conv2:0", RenderSettings(optimizer=adam, lr=0.01), **FAST)
+    # the recipe's lr (every recipe has one) is not the caller's: the factory's rate is used
+    result = render(net, "conv2:0", optimizer=adam, **FAST)
+    assert result.provenance["dreamlab:lr"] == "set by the optimizer factory"
+    render("lenet-digits", "logit:3", optimizer=adam, steps=1, device="cpu")
+    render(net, "conv2:0", optimizer="adam", lr=0.01, **FAST)  # a named optimizer takes lr
+
+
+def test_a_fixed_batch_factory_split_by_batch_size_says_so(net):
+    def fixed():  # lucent's param_f: one batch of 2, made without arguments
+        return PixelParam(2, 3, 16, 16)
+
+    render(net, "conv2:0-1", param=fixed, **FAST)  # all units at once: fine
+    with pytest.raises(DreamlabError, match=r"the custom param produced \[2, 3, 16, 16\]; expected \[1, 3, 16, 16\] "
+                                            r".*makes one fixed batch.*leave batch_size unset"):
+        render(net, "conv2:0-1", param=fixed, batch_size=1, **FAST)
