@@ -199,7 +199,9 @@ def test_a_model_that_refuses_the_input_size_gets_one_line(tmp_path, capsys):
                  "--steps", "1", "--device", "cpu", "-o", str(tmp_path / "v.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dreamlab: error: vit_b_16 rejected a 3x236x236 input (Wrong image height! Expected 224")
-    assert err.endswith("use size 224 (--size 224) and transforms that keep the size (transforms='small' or 'none', --transforms small or none)")
+    assert err.endswith("use size 224 (--size 224) and transforms that keep the size (transforms='small' or "
+                        "'none', --transforms small or none), or render at another size with model_size=224 "
+                        "(--model-size 224)")
     assert main(["render", "encoder.layers.encoder_layer_0:5", "--model", "vit_b_16", "--weights", "none",
                  "--steps", "1", "--device", "cpu", "--transforms", "small", "-o", str(tmp_path / "v.png")]) == 0
 

@@ -204,3 +204,8 @@ def test_transforms_that_draw_from_numpy_or_random_are_seeded_and_leave_the_call
                for _ in range(2)]
     assert torch.equal(renders[0].images, renders[1].images)
     assert np.array_equal(np.random.get_state()[1], expected_numpy) and random.getstate() == expected_python
+
+
+def test_an_empty_transform_list_is_recorded_as_none():
+    result = render("lenet-digits", "conv2:3", transforms=[], steps=2, device="cpu")
+    assert result.provenance["dreamlab:transforms"] == "none"

@@ -303,8 +303,10 @@ class _Renderer:
                 if unsized is not None:
                     raise unsized from None
                 raise  # the model fails at its own size too: its error, not a size rejection
+            keep = "transforms='small' or 'none', --transforms small or none"
             raise size_rejection(self.recipe.name, model_input.shape, exc, size,
-                                 " and transforms that keep the size (transforms='small' or 'none', --transforms small or none)") from None
+                                 f" and transforms that keep the size ({keep}), or render at another size with "
+                                 f"model_size={size} (--model-size {size})") from None
 
     def _accepts(self, size: int | tuple[int, int]) -> bool:
         """Whether the model runs on a grey input of the recipe's size (telling a size rejection from a bug)."""

@@ -323,7 +323,7 @@ def describe(spec: Any) -> str:
     if isinstance(spec, str):
         return spec
     if isinstance(spec, (list, tuple, nn.Sequential)):
-        return "custom:" + "+".join(_callable_name(part) for part in spec)
+        return "custom:" + "+".join(_callable_name(part) for part in spec) if len(spec) else "none"
     return "custom:" + _callable_name(spec)
 
 
