@@ -322,8 +322,8 @@ def _neuron(layer: str, unit_list: list[int], cache: _IndexCache, x: int | None,
         if x is None or y is None or (0 <= x + dx < w and 0 <= y + dy < h):
             return
         if dx == dy == 0:
-            raise DreamlabError(f"position {x},{y} is outside layer {layer!r} ({w}x{h} at the render size: "
-                                f"valid x 0-{w - 1}, y 0-{h - 1})")
+            raise DreamlabError(f"position {x},{y} is outside layer {layer!r} ({w}x{h} at the render size, or at "
+                                f"model_size where it is set: valid x 0-{w - 1}, y 0-{h - 1})")
         raise DreamlabError(f"position {x},{y} of layer {layer!r} falls outside the map the transforms give the "
                             f"optimizer ({w}x{h}, with the render-size map at offset {dx},{dy} in it): use "
                             f"transforms that keep the image's size, or a position nearer the centre")
