@@ -34,7 +34,7 @@ from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.optvis.diversity import diversity_layer, repeat_units, with_diversity
 from dreamlab.optvis.objectives import IMAGE, Objective
 from dreamlab.optvis.optimizers import make_optimizer
-from dreamlab.optvis.params import ImageParam, _takes_no_arguments, image_to_param_raw, make_param
+from dreamlab.optvis.params import ImageParam, takes_no_arguments, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
 from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, resolve_model, size_rejection, takes_size,
@@ -542,7 +542,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     per_batch -= per_batch % copies
     # a module, or a factory that takes no arguments, makes one fixed batch: it cannot be halved on out-of-memory
     fixed_batch = isinstance(settings.param, nn.Module) or (
-        callable(settings.param) and not isinstance(settings.param, str) and _takes_no_arguments(settings.param))
+        callable(settings.param) and not isinstance(settings.param, str) and takes_no_arguments(settings.param))
     if isinstance(settings.param, nn.Module) and per_batch < len(todo):
         raise DreamlabError(f"a param module holds one fixed batch: render its {len(todo)} units at once (leave "
                             f"batch_size unset) or pass a factory")

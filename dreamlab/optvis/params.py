@@ -232,7 +232,7 @@ def make_param(spec: ParamSpec, batch: int, channels: int, size: int | tuple[int
     if isinstance(spec, nn.Module):
         param = spec
     elif callable(spec):
-        param = spec() if _takes_no_arguments(spec) else spec(batch, channels, h, w, generator=generator,
+        param = spec() if takes_no_arguments(spec) else spec(batch, channels, h, w, generator=generator,
                                                                 device=device)
     else:
         raise DreamlabError(f"param must be a name ({', '.join(PARAMS)}), an ImageParam module or a factory "
@@ -248,7 +248,7 @@ def make_param(spec: ParamSpec, batch: int, channels: int, size: int | tuple[int
         images = param()
     if not isinstance(images, Tensor) or images.dim() != 4 or tuple(images.shape[:2]) != (batch, channels):
         shape = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        fixed = isinstance(spec, nn.Module) or _takes_no_arguments(spec)
+        fixed = isinstance(spec, nn.Module) or takes_no_arguments(spec)
         split = ("; a module or a factory that takes no arguments makes one fixed batch, and must make one image "
                  f"per unit of each batch the render optimizes, {batch} here (a batch_size below the number of "
                  "units splits them: leave batch_size unset, or take the arguments (batch, channels, height, "
@@ -285,7 +285,7 @@ def _is_lucent_pair(value: object) -> bool:
             isinstance(t, Tensor) and t.requires_grad for t in value[0])
 
 
-def _takes_no_arguments(factory: Callable) -> bool:
+def takes_no_arguments(factory: Callable) -> bool:
     try:
         return not inspect.signature(factory).parameters
     except (TypeError, ValueError):  # builtins without a signature
