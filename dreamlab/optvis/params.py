@@ -286,6 +286,7 @@ def _is_lucent_pair(value: object) -> bool:
 
 
 def takes_no_arguments(factory: Callable) -> bool:
+    """Whether a param factory is called with no arguments (lucent's param_f), not with the batch's shape."""
     try:
         return not inspect.signature(factory).parameters
     except (TypeError, ValueError):  # builtins without a signature
