@@ -5,8 +5,10 @@
 #   gallery/build_examples.sh googlenet  GoogLeNet inception3a + inception4c (ImageNet weights, best on a GPU)
 #   gallery/build_examples.sh all        both
 #
-# Each build resumes: stop it (Ctrl-C) and run it again, finished units are kept. Spread the GoogLeNet one over
-# several GPUs with   LAUNCH="torchrun --nproc-per-node 4" gallery/build_examples.sh googlenet
+# The digits build starts from an empty folder, so that the committed example is what the current code renders
+# (a resumed folder would keep the images of an older version), and replaces gallery/lenet-digits only once it
+# has finished. The GoogLeNet build resumes: stop it (Ctrl-C) and run it again, finished units are kept. Spread
+# it over several GPUs with   LAUNCH="torchrun --nproc-per-node 4" gallery/build_examples.sh googlenet
 # PYTHON picks the interpreter (default: python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +18,12 @@ LAUNCH=${LAUNCH:-$PYTHON}
 digits() {
   # The embedded digits model (shipped weights, no download) with its recipe's settings: both conv layers
   # and the logits (fc2). Rendered on the CPU so that the committed files do not depend on a GPU.
-  "$PYTHON" -m dreamlab gallery lenet-digits --layers conv1,conv2,fc2 --device cpu --out gallery/lenet-digits
-  rm -f gallery/lenet-digits/.units/lock  # the run's lock file: nothing to commit
+  local out=gallery/lenet-digits build=gallery/.lenet-digits.build
+  rm -rf "$build"
+  "$PYTHON" -m dreamlab gallery lenet-digits --layers conv1,conv2,fc2 --device cpu --out "$build"
+  rm -rf "$out"
+  mv "$build" "$out"
+  echo "$out/index.html"
 }
 
 googlenet() {

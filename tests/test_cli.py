@@ -243,7 +243,7 @@ def test_a_gallery_resumed_with_another_batch_size_says_so(tmp_path, capsys):
     assert json.loads((tmp_path / ".units" / "conv1" / "0002.json").read_text())["batch_size"] == 4
     capsys.readouterr()
     assert main([*GALLERY[:-1], "2", "--channels", "0-5", "--out", str(tmp_path)]) == 0
-    assert (f"{tmp_path}: note: units there were rendered with --batch-size 4 and this run uses 2; rounding "
+    assert (f"dreamlab: note: {tmp_path}: units there were rendered with --batch-size 4 and this run uses 2; rounding "
             f"depends on the batch size (on CPUs too), so some units can differ slightly from a run with one batch "
             f"size (gallery/README.md, Determinism); pass --batch-size 4 to match them") in capsys.readouterr().err
     assert json.loads((tmp_path / ".units" / "conv1" / "0005.json").read_text())["batch_size"] == 2
@@ -278,7 +278,8 @@ def test_units_that_never_turn_on_get_a_note(tmp_path, monkeypatch, capsys):
     assert "relu:0" not in err  # the unit that came on gets no note
     assert main(["gallery", str(recipe), "--layers", "relu", "--steps", "4", "--device", "cpu",
                  "-o", str(tmp_path / "gallery")]) == 0
-    assert "note: relu:1 ended at activation 0: no image the optimizer reached turned it on" in capsys.readouterr().err
+    assert ("note: relu:1 ended at activation 0 (the page marks them): no image the optimizer reached turned it on"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -101,8 +101,9 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
     assert {k: manifest[k] for k in ("model", "recipe", "recipe_hash", "weights", "steps", "size", "seed")} == {
         "model": "lenet-digits", "recipe": "lenet-digits", "recipe_hash": recipe.hash(), "weights": "default",
         "steps": 8, "size": 28, "seed": 0}
-    assert manifest["layers"] == [{"name": name, "channels": n, "steps": 8, "sheet": f"{name}/contact_sheet.png"}
-                                  for name, n in zip(LAYERS, (20, 50, 10))]
+    # fc2's output is the model's: the page's search box takes logit:N for it
+    assert manifest["layers"] == [{"name": name, "channels": n, "steps": 8,
+                                   **({"output": True} if name == "fc2" else {}), "sheet": f"{name}/contact_sheet.png"} for name, n in zip(LAYERS, (20, 50, 10))]
     assert [u["unit"] for u in manifest["units"]] == EXPECTED
 
     for unit in manifest["units"]:
@@ -111,7 +112,8 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
             "unit": f"{layer}:{ch}", "layer": layer, "channel": ch, "objective": f"{layer}:{ch}",
             "activation": unit["activation"], "seed": 0, "steps": 8, "size": 28, "recipe": "lenet-digits",
             "recipe_hash": recipe.hash(), "weights": "default", "weights_seed": None, "device": "cpu",
-            "precision": "fp32", "batch_size": BATCH, "file": f"{layer}/{layer}_{ch:04d}.png"}
+            "precision": "fp32", "compile": "no", "batch_size": BATCH, "scheme": 2,
+            "file": f"{layer}/{layer}_{ch:04d}.png"}
         assert isinstance(unit["activation"], float)
         record = json.loads((reference / ".units" / layer / f"{ch:04d}.json").read_text())
         assert record == unit
@@ -797,6 +799,6 @@ def test_help_and_resume_note_do_not_promise_batch_size_independence(tmp_path: P
     lines: list[str] = []
     build_gallery("lenet-digits", out, batch_size=1, log=lines.append, **args)
     note = [line for line in lines if "note:" in line]
-    assert note == [f"{out}: note: units there were rendered with --batch-size 2 and this run uses 1; rounding "
+    assert note == [f"dreamlab: note: {out}: units there were rendered with --batch-size 2 and this run uses 1; rounding "
                     f"depends on the batch size (on CPUs too), so some units can differ slightly from a run with "
                     f"one batch size (gallery/README.md, Determinism); pass --batch-size 2 to match them"]

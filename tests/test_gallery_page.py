@@ -406,14 +406,18 @@ def test_browser_click_opens_unit_and_arrows_step(chromium: Chromium,
     page.click(x, y)
     page.wait_for("document.getElementById('viewer').open")
     assert viewer_state(page)["title"] == "mixed3a:2"
-    assert page.evaluate("location.href").endswith("index.html")  # the link's default was prevented
+    # the link's default was prevented; the address names the unit on view (finding r9 #6)
+    assert page.evaluate("location.href.split('#')[0]").endswith("index.html")
+    assert page.evaluate("location.hash") == "#unit=mixed3a%3A2"
     page.press("ArrowRight")
     assert viewer_state(page)["title"] == "mixed3a:3"
     page.press("ArrowLeft")
     page.press("ArrowLeft")
     assert viewer_state(page)["title"] == "mixed3a:1"
+    assert page.evaluate("location.hash") == "#unit=mixed3a%3A1"
     page.press("Escape")
     assert page.evaluate("document.getElementById('viewer').open") is False
+    assert page.wait_for("location.hash === ''") is True
     check_clean(page)
 
 

@@ -10,7 +10,7 @@ from dreamlab.apps.args import (EXIT_INTERRUPTED, add_allow_code_argument, add_c
                                 check_tensorboard, input_path, nonempty, output_path, positive_int, warn_never_on)
 from dreamlab.apps.gallery.build import build_gallery, check_out_folder
 from dreamlab.apps.gallery.folder import GalleryFolder
-from dreamlab.apps.gallery.page import INDEX_NAME
+from dreamlab.apps.gallery.page import INDEX_NAME, never_on
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.tensorboard import TensorBoardLog
 from dreamlab.io import safe_name
@@ -43,6 +43,9 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     add_diversity_arguments(g, layer_option=False, note="; at the unit's layer. The page shows a unit's N images "
                                                         "together")
     add_compile_argument(g, "pays off over many batches")
+    g.add_argument("--precision", default="auto",
+                   help="auto, fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere); a gallery holds one precision, "
+                        "so resume with the one it was started with")
     g.add_argument("--examples", type=input_path, metavar="DIR",
                    help="a folder of photos: each unit's best crops of them (`dreamlab examples`) are shown under "
                         "its render in the page's large view")
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                                channels=args.channels, overwrite=args.overwrite, compile=args.compile or False,
                                tensorboard=tensorboard, diversity=args.diversity or 1,
                                diversity_weight=args.diversity_weight, examples=args.examples,
-                               examples_top=args.examples_top or 8)
+                               examples_top=args.examples_top or 8, precision=args.precision)
     except KeyboardInterrupt:
         done = len(GalleryFolder(out).read_records())
         print(f"dreamlab: interrupted; {done} finished units are saved in {out}. Run the same command again to "
@@ -100,12 +103,17 @@ def run(args: argparse.Namespace) -> int:
             tensorboard.close()
     if result.manifest is not None:
         print(out / INDEX_NAME)
-        print(f"{len(result.manifest['units'])} units in {out} ({result.total - result.skipped} rendered now, "
-              f"{result.skipped} already done)", file=sys.stderr)
-        warn_never_on([u["unit"] for u in result.manifest["units"] if _never_on(u)], "ended at activation 0")
+        print(summary(out, len(result.manifest["units"]), result.total, result.skipped), file=sys.stderr)
+        new = set(result.new_units)  # a rerun does not repeat the note for units it did not render
+        warn_never_on([u["unit"] for u in result.manifest["units"] if u["unit"] in new and never_on(u)],
+                      "ended at activation 0 (the page marks them)")
     return 0
 
 
-def _never_on(record: dict) -> bool:
-    """A unit whose image (every one of its --diversity images) ended at exactly 0."""
-    return all(v == 0 for v in record.get("activations") or [record.get("activation")])
+def summary(out: Path, held: int, asked: int, skipped: int) -> str:
+    """The closing line: what the gallery holds, and what this run did with the units it asked for."""
+    units = lambda n: f"{n} unit{'' if n == 1 else 's'}"  # noqa: E731
+    now = f"{asked - skipped} rendered now, {skipped} already done"
+    if held == asked:
+        return f"{out}: {units(held)} in the gallery ({now})"
+    return f"{out}: {units(held)} in the gallery; of the {units(asked)} this run asked for, {now}"

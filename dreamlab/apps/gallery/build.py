@@ -16,10 +16,11 @@ What OUT holds:
 Resume: a rerun skips every unit whose record and PNG exist and renders the rest. Every file is written
 under a temporary name and renamed into place, so a stop at any moment (Ctrl-C, kill -9, power loss) leaves
 whole files or none; temporary files a killed run left behind are removed at the next start. Records made
-with other settings (recipe, weights and random init's weights_seed, steps, size, seed) stop the run with an
-error rather than mixing two galleries in one folder; `--overwrite` replaces them, and refuses while the folder
-holds units of layers the run does not render (it would delete them for good). Another batch size is
-recorded and noted, not refused (see Determinism).
+with other settings (recipe, weights and random init's weights_seed, steps, size, seed, diversity, precision,
+and the render scheme, plan.RENDER_SCHEME) stop the run with an error rather than mixing two galleries in one
+folder; `--overwrite` replaces them, and refuses while the folder holds units of layers the run does not render
+(it would delete them for good). Another batch size, device or --compile choice is recorded and noted, not
+refused (see Determinism). `.units/lock` exists while a run holds the folder and is removed at its end.
 
 Determinism: every unit is unit `channel` of the one objective `layer:0-(n-1)` with the gallery's seed,
 rendered in batches of up to `batch_size` consecutive channels through `render(..., units=...)`, which gives
@@ -41,6 +42,7 @@ The parts: naming.py (file names), folder.py (the folder's files, lock and clean
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
@@ -55,10 +57,10 @@ from dreamlab.apps.gallery.examples import examples_record, unit_examples, write
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.naming import MANIFEST_NAME, UNITS_DIR, sheet_file, unit_files
 from dreamlab.apps.gallery.page import INDEX_NAME
-from dreamlab.apps.gallery.plan import Batch, Log, Plan, make_plan
+from dreamlab.apps.gallery.plan import RENDER_SCHEME, Batch, Log, Plan, compile_label, make_plan
 from dreamlab.apps.gallery.ranks import RankGroup
 from dreamlab.attribution.inputs import check_whole
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, unknown
 from dreamlab.inspect.examples import checked_images
 from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
 from dreamlab.io import check_writable
@@ -66,7 +68,7 @@ from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.models.summary import MAX_INPUT_SIZE
 from dreamlab.optvis.engine import render
 from dreamlab.optvis.objectives import channel
-from dreamlab.optvis.settings import MIN_SIZE, check_diversity
+from dreamlab.optvis.settings import MIN_SIZE, PRECISIONS, check_diversity
 from dreamlab.optvis.units import format_units
 
 
@@ -79,6 +81,7 @@ class GalleryResult:
     rendered: int  # units rendered by this process
     skipped: int  # units that were already done when the run started
     total: int  # units this run asked for
+    new_units: list[str] = dataclasses.field(default_factory=list)  # units rendered now, by every rank (rank 0)
 
 
 def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequence[str] | None = None, *,
@@ -87,7 +90,7 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
                   channels: Sequence[int] | None = None, overwrite: bool = False, compile: bool | str = False,
                   log: Log | None = None, tensorboard: TensorBoardLog | None = None, diversity: int = 1,
                   diversity_weight: float | None = None, examples: str | Path | None = None,
-                  examples_top: int = 8) -> GalleryResult:
+                  examples_top: int = 8, precision: str = "auto") -> GalleryResult:
     """Render one image per channel of `layers` (default: the recipe's default layer) into the folder `out`.
 
     Units already in `out` are skipped (see the module docstring for resume, determinism and torchrun).
@@ -99,7 +102,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     N images per unit, pushed apart at the unit's layer (`render`'s diversity; `diversity_weight` default 1):
     the record lists them as `files`, `file` is the first, and the default `batch_size` is divided by N.
     `examples`: a folder of photos (or image paths) whose `examples_top` best crops per unit the page shows
-    under its render (apps/gallery/examples.py), found once every unit is rendered.
+    under its render (apps/gallery/examples.py), found once every unit is rendered. `precision` is render's
+    (auto: bf16 on cuda, fp32 elsewhere); a folder holds one precision.
     """
     out = Path(out)
     if diversity == 1 and diversity_weight is not None:
@@ -110,6 +114,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     check_diversity(diversity, 1.0 if diversity_weight is None else diversity_weight)
     if diversity_weight is not None:
         diversity_weight = float(diversity_weight)
+    if precision not in PRECISIONS:
+        raise unknown("precision", str(precision), PRECISIONS, hint="auto picks bf16 on cuda, fp32 elsewhere")
     if size is not None:  # render's bounds, before the model loads (the model's own limits are the plan's)
         size = check_whole("size", size, MIN_SIZE, MAX_INPUT_SIZE, flag="--size", hint=" pixels")
     check_out_folder(out)  # before the model is loaded
@@ -129,7 +135,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
                 loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
                 plan = make_plan(loaded, folder, stack, layers, steps=steps, size=size, seed=seed, device=dev,
                                   batch_size=batch_size, channels=channels, overwrite=overwrite, log=log,
-                                  diversity=diversity, diversity_weight=diversity_weight)
+                                  diversity=diversity, diversity_weight=diversity_weight, precision=precision,
+                                  compile=compile)
             except Exception as exc:
                 if group.distributed:  # tell the other ranks, or they wait for the plan until the timeout
                     group.broadcast((None, str(exc) if isinstance(exc, DreamlabError) else "rank 0 failed"))
@@ -144,7 +151,9 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
         done_before = sum(1 for b in plan.batches for c in b.channels if (b.layer, c) in plan.done)
         if group.rank == 0:
             shared = f"; {len(plan.todo)} batches to do, shared by {group.world} ranks" if group.distributed else ""
-            log(f"{out}: {total} units in {len(plan.batches)} batches, {done_before} already done{shared}")
+            n = len(plan.batches)
+            log(f"{out}: {total} unit{'s' if total != 1 else ''} asked for, in {n} batch{'es' if n != 1 else ''}, "
+                f"{done_before} already done{shared}")
         mine = plan.todo[group.rank::group.world]
         rendered = 0
         for i, batch in enumerate(mine):
@@ -166,9 +175,11 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
             if examples is not None:
                 for layer, _ in plan.layers:
                     chosen = [c for b in plan.batches if b.layer == layer for c in b.channels]
-                    write_examples(out, loaded, layer, chosen, examples, examples_top, plan.settings.size, log)
+                    write_examples(out, loaded, layer, chosen, examples, examples_top, plan.settings.size, log,
+                                   weights_seed=plan.settings.weights_seed)
             manifest = _write_pages(folder, plan, stale)
-        return GalleryResult(out, manifest, rendered, done_before, total)
+        return GalleryResult(out, manifest, rendered, done_before, total,
+                             plan.new_units() if group.rank == 0 else [])
 
 
 FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".html", ".htm", ".json")
@@ -204,6 +215,7 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
     extra = {"diversity": copies, "diversity_weight": s.diversity_weight} if copies > 1 else {}
     result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=steps, size=s.size,
                     seed=s.seed, device=device, progress=progress, compile=compile, thresholds=thresholds,
+                    precision=s.precision,
                     on_snapshot=on_snapshot, keep_snapshots=False, **extra)
     if tensorboard is not None:
         tensorboard.write_result(result)
@@ -222,8 +234,9 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
             "activation": _finite_or_none(mine[0]),  # the first image's: the one the page and sheet show
             "seed": s.seed, "steps": steps, "size": s.size, "recipe": s.recipe, "recipe_hash": s.recipe_hash,
             "weights": s.weights, "weights_seed": s.weights_seed, "device": device.type,
-            "precision": result.provenance.get("dreamlab:precision", ""), "batch_size": s.batch_size,
-            "file": files[0],
+            "precision": result.provenance.get("dreamlab:precision", ""),
+            "compile": result.provenance.get("dreamlab:compile", compile_label(compile)), "batch_size": s.batch_size,
+            "scheme": RENDER_SCHEME, "file": files[0],
         }
         if copies > 1:
             record.update(diversity=copies, diversity_weight=s.diversity_weight, files=files,
@@ -261,6 +274,8 @@ def _write_pages(folder: GalleryFolder, plan: Plan, sheets_for: Iterable[str]) -
     for layer, count in plan.layers:
         chans = sorted(ch for (name, ch) in records if name == layer)
         entry: dict[str, Any] = {"name": layer, "channels": count, "steps": plan.layer_steps[layer]}
+        if layer == plan.output_layer:  # the model's output: the page's search box takes `logit:N` for it
+            entry["output"] = True
         if chans:
             firsts = [(ch, records[(layer, ch)]["file"]) for ch in chans]
             entry["sheet"] = folder.write_sheet(layer, firsts) if layer in sheets_for else sheet_file(layer)

@@ -1,8 +1,9 @@
 """A gallery's dataset examples (`gallery --examples DIR`): each unit's best crops of the given photos, shown
 under its render in the page's large view (dreamlab/inspect/examples.py finds them).
 
-Per layer, `.examples/<layer folder>.json` records which images (names and file sizes), how many per unit and
-at what size; a rerun with the same ones and every strip on disk skips the layer, anything else finds them again.
+Per layer, `.examples/<layer folder>.json` records which images (names and file sizes), how many per unit, at
+what size and for which model (recipe hash, weights, weights_seed), and each unit's examples; a rerun with the
+same key finds only the units it lacks (added channels, a missing strip), another key finds every unit's again.
 """
 from __future__ import annotations
 
@@ -30,19 +31,28 @@ def examples_record(out: Path, layer: str) -> dict[str, Any] | None:
 
 
 def write_examples(out: Path, loaded: LoadedModel, layer: str, channels: Sequence[int], images: str | Path,
-                   top: int, size: int, log: Callable[[str], None]) -> None:
-    """Find and write the examples of `channels` of `layer`, unless the folder already holds them for the same
-    images, count and size."""
+                   top: int, size: int, log: Callable[[str], None], weights_seed: int | None = None) -> None:
+    """Find and write the examples of `channels` of `layer` that the folder does not hold yet for the same
+    images, count, size and model (recipe hash, weights, random init's `weights_seed`). The layer's record keeps
+    the examples of its other channels: with the same key they stay as they are, with another key (other photos,
+    K or weights) they are found again too, so that no strip on the page is stale and none is dropped."""
     sources = checked_images(images)
-    key = {"images": [[name, Path(source).stat().st_size] for name, source in sources], "top": top, "size": size}
+    key = {"images": [[name, Path(source).stat().st_size] for name, source in sources], "top": top, "size": size,
+           "recipe_hash": loaded.recipe.hash(), "weights": loaded.weights, "weights_seed": weights_seed}
     old = examples_record(out, layer)
-    if old is not None and old.get("key") == key and all(
-            str(ch) in old["units"] and is_whole_png(out / examples_file(layer, ch)) for ch in channels):
-        return
-    log(f"{layer}: dataset examples of {len(channels)} units from {len(sources)} images")
+    old_units = {ch: unit for ch, unit in (old or {}).get("units", {}).items()
+                 if isinstance(unit, dict) and ch.isdigit()}
     units: dict[str, Any] = {}
-    for start in range(0, len(channels), UNITS_PER_PASS):
-        part = list(channels[start:start + UNITS_PER_PASS])
+    if old is not None and old.get("key") == key:  # keep what is there and whole
+        units = {ch: unit for ch, unit in old_units.items() if is_whole_png(out / examples_file(layer, int(ch)))}
+    wanted = sorted(set(channels) | {int(ch) for ch in old_units})  # the run's, and the ones found before
+    todo = [ch for ch in wanted if str(ch) not in units]
+    if not todo:
+        return
+    log(f"{layer}: dataset examples of {len(todo)} unit{'s' if len(todo) != 1 else ''} from {len(sources)} "
+        f"image{'s' if len(sources) != 1 else ''}")
+    for start in range(0, len(todo), UNITS_PER_PASS):
+        part = todo[start:start + UNITS_PER_PASS]
         found = examples(loaded, layer, part, [source for _, source in sources], top=top, size=size)
         for ch, row in zip(part, found.units):
             strip = grid(example_tiles(row, max(1, len(row))), columns=max(1, len(row)))
@@ -51,7 +61,7 @@ def write_examples(out: Path, loaded: LoadedModel, layer: str, channels: Sequenc
             atomic_write_bytes(out / examples_file(layer, ch), png_bytes(strip, text))
             units[str(ch)] = {"file": examples_file(layer, ch), "images": [e.image for e in row],
                               "scores": [round(e.score, 6) for e in row], "boxes": [list(e.box) for e in row]}
-    record = {"layer": layer, "key": key, "units": units}
+    record = {"layer": layer, "key": key, "units": dict(sorted(units.items(), key=lambda kv: int(kv[0])))}
     atomic_write_text(out / EXAMPLES_DIR / f"{layer_folder(layer)}.json", json.dumps(record, indent=1) + "\n")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -53,7 +54,8 @@ class GalleryFolder:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold an exclusive lock on the folder for the run: two runs writing one gallery would clash."""
+        """Hold an exclusive lock on the folder for the run: two runs writing one gallery would clash. The lock
+        file, `.units/lock`, is removed when the run ends (while still held), so a finished gallery has none."""
         _check_kind(self.units, folder=True)
         _check_kind(self.units / LOCK_NAME, folder=False)
         self.units.mkdir(parents=True, exist_ok=True)
@@ -62,15 +64,36 @@ class GalleryFolder:
         except ImportError:  # no flock (Windows): go without
             yield
             return
-        with open(self.units / LOCK_NAME, "a") as handle:
+        path = self.units / LOCK_NAME
+        for _ in range(100):
+            handle = open(path, "a")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                handle.close()
                 raise DreamlabError(f"another dreamlab gallery run is writing {str(self.out)!r}; wait for it to "
                                     f"finish or use another --out") from None
             except OSError:  # a file system without locks (some network mounts): go without
-                pass
-            yield  # the kernel drops the lock when the process ends, however it ends
+                with handle:
+                    yield
+                return
+            # a run that ended between our open and our flock removed the file we hold: lock the current one
+            try:
+                same = os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+            except OSError:
+                same = False
+            if same:
+                break
+            handle.close()
+        else:
+            raise DreamlabError(f"could not lock {str(path)!r}: it kept being replaced; is another program "
+                                f"removing it? Run again, or use another --out")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()  # while held: a run that opened it meanwhile sees it gone and locks a new one
+            handle.close()  # the kernel drops the lock when the process ends, however it ends
 
     def check_paths(self, units: Iterable[tuple[str, int]], copies: int) -> None:
         """Before rendering: refuse a folder (or other non-file) where one of `units`' PNGs, records or contact

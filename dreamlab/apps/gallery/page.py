@@ -24,6 +24,13 @@ from dreamlab.io import atomic_write_bytes, atomic_write_text  # noqa: F401  (re
 
 INDEX_NAME = "index.html"
 DATA_ELEMENT_ID = "gallery-data"  # id of the <script type="application/json"> block holding the manifest
+# Renders up to this size are shown with their pixels as squares (image-rendering: pixelated), as the contact
+# sheet enlarges them: a tile is about 112 px and the large view about 600 px, so a 64 px render is enlarged at
+# least 1.75x, a 28 px one 4x to 20x, where smoothing blurs what the optimizer drew. Bigger ones stay smooth
+# (nearest-neighbour at 2.7x or less makes uneven pixel widths).
+PIXELATED_MAX_SIZE = 64
+DEAD_TITLE = ("ended at activation 0: no image the optimizer reached turned this unit on, so its image shows "
+              "nothing it responds to")
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -70,7 +77,8 @@ def render_index(manifest: Mapping[str, Any]) -> str:
 
     return _asset("index.html").substitute(
         model=_esc(model), example=_esc(example), run_meta=_run_meta(manifest, n_units, n_layers), nav=nav,
-        body=body, data_id=DATA_ELEMENT_ID, data=json_for_script(manifest), css=_asset("page.css").template,
+        body=body, body_class=_body_class(manifest), data_id=DATA_ELEMENT_ID, data=json_for_script(manifest),
+        css=_asset("page.css").template,
         js=_asset("page.js").template)
 
 
@@ -126,6 +134,21 @@ def _unit_key(unit: Mapping[str, Any]) -> str:
     return f"{_unit_layer(unit)}:{_unit_channel(unit)}"
 
 
+def _body_class(manifest: Mapping[str, Any]) -> str:
+    """'pixelated' for a gallery of small renders (PIXELATED_MAX_SIZE), else ''."""
+    size = manifest.get("size")
+    small = isinstance(size, int) and not isinstance(size, bool) and 0 < size <= PIXELATED_MAX_SIZE
+    return "pixelated" if small else ""
+
+
+def never_on(unit: Mapping[str, Any]) -> bool:
+    """A unit whose image (every one of its --diversity images) ended at activation exactly 0."""
+    values = unit.get("activations")
+    if not isinstance(values, list) or not values:
+        values = [unit.get("activation")]
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0 for v in values)
+
+
 def _run_meta(manifest: Mapping[str, Any], n_units: int, n_layers: int) -> str:
     """The run-info list: model, recipe, recipe_hash, weights, then any other top-level field (as JSON)."""
     rows = []
@@ -168,13 +191,17 @@ def _tile(i: int, unit: Mapping[str, Any]) -> str:
     """A thumbnail: a link to the image (works without JS) that the script turns into 'open the large view'."""
     key = _esc(_unit_key(unit))
     channel = _esc(_unit_channel(unit))
-    attrs = f'id="u{i}" data-idx="{i}" data-key="{key}" title="{key}"'
+    dead = never_on(unit)  # dimmed, with a "0" badge and a title that says why
+    title = f"{key} {DEAD_TITLE}" if dead else key
+    attrs = f'id="u{i}" data-idx="{i}" data-key="{key}" title="{_esc(title)}"'
+    badge = '<span class="badge" aria-hidden="true">0</span>' if dead else ""
     file = unit.get("file")
     if not file:
-        return f'<button type="button" class="unit missing" {attrs}><span class="noimg">no image</span>' \
-               f'<span class="ch">{channel}</span></button>'
+        return f'<button type="button" class="unit missing{" dead" if dead else ""}" {attrs}>' \
+               f'<span class="noimg">no image</span>{badge}<span class="ch">{channel}</span></button>'
     src = _esc(url_path(file))
     files = unit.get("files")
     more = f" ×{len(files)}" if isinstance(files, list) and len(files) > 1 else ""  # --diversity: the viewer has all
-    return (f'<a class="unit" href="{src}" {attrs}><img src="{src}" loading="lazy" decoding="async" alt="{key}">'
-            f'<span class="ch">{channel}{more}</span></a>')
+    alt = f"{key} (ended at activation 0)" if dead else key
+    return (f'<a class="unit{" dead" if dead else ""}" href="{src}" {attrs}><img src="{src}" loading="lazy" '
+            f'decoding="async" alt="{_esc(alt)}">{badge}<span class="ch">{channel}{more}</span></a>')

@@ -9,18 +9,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel
 from dreamlab.models.summary import layer_table
 from dreamlab.optvis.capture import reused_module, unused_module
+from dreamlab.optvis.settings import PRECISIONS
 from dreamlab.optvis.units import format_units
 
 # must match to resume; weights_seed is random init's seed (None for loaded weights), absent from older records
 SETTING_KEYS = ("recipe", "recipe_hash", "weights", "weights_seed", "steps", "size", "seed", "diversity",
                 "diversity_weight")
 RECORD_DEFAULTS = {"diversity": 1}  # what a record written before the key existed meant
+# How a unit is rendered, recorded as `scheme`: bump it when the same settings give a unit another image, so that
+# a folder of the old scheme is refused instead of mixed with new units. 1: each unit its own objective
+# (`conv2:25`; PNGs without dreamlab:unit_index); 2: unit `channel` of the layer's whole channel list.
+RENDER_SCHEME = 2
+SCHEMES = {1: "each unit rendered as its own objective", 2: "each unit its channel of the layer's whole channel list"}
 Log = Callable[[str], None]
 
 
@@ -38,6 +45,7 @@ class Settings:
     batch_size: int  # units per render call: recorded, and a resume with another one is warned about
     diversity: int = 1  # images per unit (--diversity)
     diversity_weight: float | None = None  # --diversity-weight; None without diversity
+    precision: str = "fp32"  # resolved: fp32 or bf16
 
 
 @dataclass(frozen=True)
@@ -82,14 +90,22 @@ class Plan:
     todo: list[Batch]  # batches with at least one unfinished unit
     done: set[tuple[str, int]] = field(default_factory=set)  # units finished before the run
     layer_steps: dict[str, int] = field(default_factory=dict)  # each layer's steps: --steps, or its recipe's
+    output_layer: str | None = None  # the gallery layer whose output is the model's (what `logit:N` reads)
+
+    def new_units(self) -> list[str]:
+        """The units this run renders (by every rank): the unfinished units of its batches."""
+        return [f"{b.layer}:{c}" for b in self.todo for c in b.channels if (b.layer, c) not in self.done]
 
 
 def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.ExitStack,
                layers: Sequence[str] | None, *, steps: int | None, size: int | None, seed: int,
                device: torch.device, batch_size: int | None, channels: Sequence[int] | None, overwrite: bool,
-               log: Log, diversity: int = 1, diversity_weight: float | None = None) -> Plan:
-    """Check the request and the folder (holding its lock on `stack` from here on) and list the batches."""
+               log: Log, diversity: int = 1, diversity_weight: float | None = None, precision: str = "auto",
+               compile: bool | str = False) -> Plan:
+    """Check the request and the folder (holding its lock on `stack` from here on) and list the batches.
+    `precision` is render's (auto: bf16 on cuda, else fp32); `compile` is only compared with the records'."""
     recipe = loaded.recipe
+    precision = resolve_precision(precision, device)
     size = int(size if size is not None else recipe.input_size)
     order, counts, calls = _layer_channels(loaded, size)
     wanted = list(dict.fromkeys(layers)) if layers else ([recipe.default_layer] if recipe.default_layer else [])
@@ -118,20 +134,57 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     records = folder.read_records()
     layer_steps = {layer: int(steps if steps is not None else recipe.for_layers([layer]).steps)
                    for layer in set(wanted) | {layer for layer, _ in records}}
+    _check_scheme(records.values(), folder.out)
     _check_settings(records.values(), loaded, layer_steps, size, seed, diversity, diversity_weight, folder.out)
+    _check_precision(records.values(), precision, folder.out)
     # a unit is `diversity` images: the default keeps about as many images per call as without
     batch_size = batch_size or max(1, (64 if device.type == "cuda" else 16) // diversity)
     _warn_batch_sizes(records.values(), batch_size, folder.out, log)
+    _warn_device_and_compile(records.values(), device, compile_label(compile), folder.out, log)
     settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
                         weights_seed=_weights_seed(loaded), size=size, seed=int(seed),
-                        batch_size=batch_size, diversity=diversity, diversity_weight=diversity_weight)
+                        batch_size=batch_size, diversity=diversity, diversity_weight=diversity_weight,
+                        precision=precision)
     batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
     done = set(records)
     todo = [b for b in batches if any((b.layer, c) not in done for c in b.channels)]
     folder.check_paths([(b.layer, c) for b in todo for c in b.channels if (b.layer, c) not in done], diversity)
     shown = set(wanted) | {layer for layer, _ in records}
     gallery_layers = [(name, counts[name]) for name in order if name in shown and name in counts]
-    return Plan(settings, gallery_layers, batches, todo, done, layer_steps)
+    output = _output_layer(loaded, [name for name, _ in gallery_layers], size)
+    return Plan(settings, gallery_layers, batches, todo, done, layer_steps, output)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """render's precision for `device`: auto is bf16 on cuda and fp32 elsewhere (as resolve_settings picks it)."""
+    if precision not in PRECISIONS:
+        raise unknown("precision", str(precision), PRECISIONS, hint="auto picks bf16 on cuda, fp32 elsewhere")
+    return ("bf16" if device.type == "cuda" else "fp32") if precision == "auto" else precision
+
+
+def compile_label(compile: bool | str) -> str:
+    """--compile as PNG provenance and records write it: 'no', or the torch.compile mode."""
+    return "default" if compile is True else (str(compile) if compile else "no")
+
+
+def _output_layer(loaded: LoadedModel, layers: Sequence[str], size: int) -> str | None:
+    """The layer among `layers` whose output is the model's own output (the logits `logit:N` reads), found by one
+    forward pass on a blank image; None when none is (or the pass fails: the page then says what to type)."""
+    modules = dict(loaded.model.named_modules())
+    seen: dict[str, Any] = {}
+    hooks = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: seen.setdefault(name, out))
+             for name in layers if name in modules]
+    try:
+        param = next(loaded.model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        with torch.no_grad():
+            output = loaded.model(torch.zeros(1, loaded.recipe.channels, size, size, device=device))
+    except Exception:  # noqa: BLE001  (a nicety for the page's search box, never a reason to stop the run)
+        return None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return next((name for name in layers if name in seen and seen[name] is output), None)
 
 
 def _check_channels(wanted: Sequence[str], counts: dict[str, int], channels: Sequence[int], log: Log) -> None:
@@ -219,10 +272,64 @@ def _warn_batch_sizes(records: Any, batch_size: int, out: Path, log: Log) -> Non
     (on CPUs too), so its units may differ slightly from what the recorded one would have given."""
     other = sorted({r["batch_size"] for r in records if isinstance(r.get("batch_size"), int)} - {batch_size})
     if other:
-        log(f"{out}: note: units there were rendered with --batch-size {', '.join(map(str, other))} and this run "
-            f"uses {batch_size}; rounding depends on the batch size (on CPUs too), so some units can differ "
+        log(f"dreamlab: note: {out}: units there were rendered with --batch-size {', '.join(map(str, other))} and "
+            f"this run uses {batch_size}; rounding depends on the batch size (on CPUs too), so some units can differ "
             f"slightly from a run with one batch size (gallery/README.md, Determinism); pass --batch-size "
             f"{other[0]} to match them")
+
+
+def _warn_device_and_compile(records: Any, device: torch.device, compiled: str, out: Path, log: Log) -> None:
+    """A resume on another kind of device, or with another --compile choice, is allowed but said, as another batch
+    size is: their kernels round differently, so some units can differ slightly (records before `compile` was
+    recorded are not compared)."""
+    devices = sorted({r["device"] for r in records if isinstance(r.get("device"), str) and r["device"]}
+                     - {device.type})
+    if devices:
+        log(f"dreamlab: note: {out}: units there were rendered on {', '.join(devices)} and this run renders on "
+            f"{device.type}; kernels round differently on another device, so some units can differ slightly from "
+            f"a run on one device; pass --device {devices[0]} to match them")
+    modes = sorted({r["compile"] for r in records if isinstance(r.get("compile"), str)} - {compiled})
+    if modes:
+        match = "leave out --compile" if modes[0] == "no" else f"pass --compile {modes[0]}"
+        log(f"dreamlab: note: {out}: units there were rendered with compile {', '.join(modes)} and this run with "
+            f"compile {compiled}; compiled kernels can round differently, so some units can differ slightly; "
+            f"{match} to match them")
+
+
+def _check_precision(records: Any, precision: str, out: Path) -> None:
+    """Refuse to mix precisions in one folder: bf16 changes a unit's image well beyond rounding (unlike the batch
+    size or device, which are noted), and the page would show both side by side without saying so."""
+    for record in records:
+        found = record.get("precision")
+        if isinstance(found, str) and found and found != precision:
+            raise DreamlabError(
+                f"{str(out)!r} holds units rendered at precision {found} (on {record.get('device', 'another device')})"
+                f", this run renders at {precision}; pass --precision {found} to match them, or use another --out, "
+                f"or --overwrite to replace them")
+
+
+def _check_scheme(records: Any, out: Path) -> None:
+    """Refuse a folder whose units an older dreamlab rendered another way: resuming it would mix images that the
+    same settings no longer give (records before `scheme` existed: scheme 1 unless the PNG names its unit_index)."""
+    for record in records:
+        found = record.get("scheme")
+        if found is None:
+            found = _png_scheme(out / record["file"])
+        if found != RENDER_SCHEME:
+            how = SCHEMES.get(found, "unknown to this version") if isinstance(found, int) else "unknown"
+            raise DreamlabError(
+                f"{str(out)!r} holds units of render scheme {found!r} ({how}), and this dreamlab renders scheme "
+                f"{RENDER_SCHEME} ({SCHEMES[RENDER_SCHEME]}), whose images differ; use another --out, or "
+                f"--overwrite to render them again")
+
+
+def _png_scheme(path: Path) -> int:
+    """The scheme of a unit PNG written before records said it: scheme 2 PNGs name their dreamlab:unit_index."""
+    try:
+        with Image.open(path) as img:  # the text chunks before the image data: no decoding
+            return RENDER_SCHEME if "dreamlab:unit_index" in img.info else 1
+    except OSError:
+        return RENDER_SCHEME  # unreadable here: read_records said it is whole, let the render settings decide
 
 
 def _weights_seed(loaded: LoadedModel) -> int | None:
