@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,3 +63,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of scikit-learn's two sample photos as PNGs (dataset examples for the gallery's --examples)."""
+    from dreamlab.io import sample_photo, save_png
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("china", "flower"):
+        save_png(sample_photo(name, "test"), folder / f"{name}.png")
+    return folder

@@ -12,15 +12,7 @@ from dreamlab.apps.cli import main
 from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.examples import TILE, examples
-from dreamlab.io import read_png_text, sample_photo, save_png
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("photos")
-    for name in ("china", "flower"):
-        save_png(sample_photo(name, "test"), folder / f"{name}.png")
-    return folder
+from dreamlab.io import read_png_text
 
 
 def test_gallery_examples_are_written_listed_and_kept_on_resume(tmp_path: Path, photos: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,14 @@ from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import render_index
 from dreamlab.apps.gallery.plan import RENDER_SCHEME, resolve_precision
 from dreamlab.errors import DreamlabError
-from dreamlab.io import read_png_text, sample_photo, save_png
+from dreamlab.io import read_png_text
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "gallery" / "lenet-digits"
 SMALL: dict[str, Any] = {"layers": ["conv1"], "channels": [0, 1], "steps": 2, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("photos")
-    for name in ("china", "flower"):
-        save_png(sample_photo(name, "test"), folder / f"{name}.png")
-    return folder
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def records(out: Path) -> list[Path]:
