@@ -90,3 +90,16 @@ def test_a_grouped_conv_with_three_inputs_per_group_is_not_drawn_as_colour():
     grouped = kernels(nn.Sequential(nn.Conv2d(6, 12, 3, groups=2)), "0")
     assert grouped.text["dreamlab:mode"] == "pairs" and grouped.tiles.shape[:2] == (12 * 3, 1)
     assert kernels(nn.Sequential(nn.Conv2d(3, 4, 3)), "0").text["dreamlab:mode"] == "rgb"
+
+
+def test_1x1_kernels_share_one_scale_instead_of_turning_mid_grey():
+    """Stretched on its own a one-weight tile is constant; shared, the weights' signs and sizes show."""
+    weight = torch.tensor([-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 5.0]).view(2, 4, 1, 1)  # not 3 inputs: not RGB
+    for sum_inputs in (False, True):
+        grid = kernel_grid(weight, sum_inputs=sum_inputs)
+        values = grid.tiles.flatten().unique()
+        assert len(values) > 1  # not one mid-grey
+        assert grid.text["dreamlab:normalization"] == "shared (1x1 kernels: one value a tile)"
+    pairs = kernel_grid(weight, scale=1).tiles.flatten()
+    assert pairs.argmax() == 7 and pairs.argmin() == 0 and pairs[3] == 0.5  # zero stays mid-grey
+    assert kernel_grid(torch.randn(4, 3, 5, 5)).text["dreamlab:normalization"] == "each tile"

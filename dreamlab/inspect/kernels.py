@@ -3,7 +3,8 @@
 A layer that reads RGB (the first layer) shows one colour tile per filter. Deeper layers show one grey
 tile per (output, input) pair, a row per output channel, or with ``sum_inputs`` one tile per filter with its
 input channels summed. Each tile is stretched to [0, 1] on its own unless ``shared_scale``, which puts every
-tile on one scale with zero at mid-grey (signs and relative strengths stay comparable).
+tile on one scale with zero at mid-grey (signs and relative strengths stay comparable); grey 1x1 tiles, one value
+each, always share the scale (stretched alone, each would be mid-grey).
 
 >>> kernels("googlenet", "conv1.conv", weights="none").image.shape   # 64 filters 7x7, 8 a row
 """
@@ -74,11 +75,15 @@ def kernel_grid(weight: Tensor, *, shared_scale: bool = False, sum_inputs: bool 
     else:  # one row per output channel, one column per input channel
         w = w[:, :limit]
         tiles, mode, columns = w.reshape(-1, 1, kh, kw), "pairs", w.shape[1]
-    tiles = normalize_shared(tiles) if shared_scale else normalize_each(tiles)
+    # a grey 1x1 tile holds one value, which stretching it on its own would turn into mid-grey: share the scale
+    one_value = kh * kw == 1 and tiles.shape[1] == 1
+    shared = shared_scale or one_value
+    tiles = normalize_shared(tiles) if shared else normalize_each(tiles)
     columns = columns or min(tiles.shape[0], math.ceil(math.sqrt(tiles.shape[0])))
     scale = scale or max(1, math.ceil(MIN_TILE_PIXELS / max(kh, kw)))
     _check_scale(scale, tiles.shape[0], columns, (kh, kw), padding)
-    text = {"dreamlab:mode": mode, "dreamlab:normalization": "shared" if shared_scale else "each tile",
+    text = {"dreamlab:mode": mode, "dreamlab:normalization": ("shared (1x1 kernels: one value a tile)" if one_value and not shared_scale
+                                                        else "shared" if shared else "each tile"),
             "dreamlab:kernel": f"{kh}x{kw}", "dreamlab:scale": str(scale),
             "dreamlab:outputs": f"{min(n_out, limit)} of {n_out}",
             "dreamlab:inputs": f"{w.shape[1] if mode == 'pairs' else n_in} of {n_in}"}
