@@ -120,11 +120,16 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
                 if act.dim() == 1:  # a logit or a vector layer: the whole image
                     best.add(i, act[unit_ids], torch.zeros(len(unit_ids), dtype=torch.long), 1)
                 else:
-                    values, index = act[unit_ids].flatten(1).max(1)
-                    best.add(i, values, index, act.shape[-1])
-    shown = {i: model_input(sources[i][1])[0] for i in sorted(set(best.image.flatten().tolist()) - {-1})}
+                    maps = act[unit_ids].flatten(1)
+                    values, index = maps.max(1)
+                    # a map that is 0 everywhere (a unit this image leaves off) is no example: argmax would pick
+                    # the top-left corner and show it as one
+                    off = (maps == 0).all(1)
+                    best.add(i, values.masked_fill(off, -math.inf), index, act.shape[-1])
+    kept = best.image[best.score > -math.inf]
+    shown = {i: model_input(sources[i][1])[0] for i in sorted(set(kept.tolist()) - {-1})}
     chosen = [[_example(sources[i][0], score, shown[i], position, field)
-               for i, score, position in best.row(u)] for u in range(len(unit_ids))]
+               for i, score, position in best.row(u) if score > -math.inf] for u in range(len(unit_ids))]
     return _finish(layer, unit_ids, chosen, field, rec, described, out)
 
 
@@ -228,13 +233,14 @@ def example_tiles(row: Sequence[Example], columns: int, label: str = "") -> Tens
 
 def _finish(layer: str, unit_ids: list[int], chosen: list[list[Example]], field: Field | None, recipe: Recipe,
             described: str, out: str | Path | None) -> Examples:
-    columns = max(len(row) for row in chosen)
+    columns = max(1, max(len(row) for row in chosen))  # a row is short where photos left its unit off
     tiles = torch.cat([example_tiles(row, columns, f"{unit}: ") for unit, row in zip(unit_ids, chosen)])
     text = {"dreamlab:model": recipe.name, "dreamlab:layer": layer, "dreamlab:weights": described,
             "dreamlab:units": ",".join(map(str, unit_ids)),
             "dreamlab:receptive_field": str(field.side) if field else "whole image",
             "dreamlab:examples": " | ".join(",".join(f"{e.image}={e.score:.6g}" for e in row) for row in chosen),
-            "dreamlab:order": "a row per unit, best first"}
+            "dreamlab:order": "a row per unit, best first; a blank tile where fewer photos turned the unit on "
+                              "(its map 0 everywhere)"}
     grid = TileGrid(tiles, columns=columns, padding=2, text=text)
     result = Examples(layer, unit_ids, chosen, field, grid)
     if out is not None:
