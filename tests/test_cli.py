@@ -297,6 +297,10 @@ def test_units_that_never_turn_on_get_a_note(tmp_path, monkeypatch, capsys):
     (["layers", ""], "dreamlab: error: argument model: an empty name"),
     (["graph", "--model", "googlenet"], "dreamlab: error: unrecognized arguments: --model; here the model is the "
                                         "first argument, without --model: dreamlab graph MODEL ..."),
+    (["dream", "lenet-digits", "china"], "dreamlab: error: unrecognized arguments: china; here the model is an "
+                                         "option: dreamlab dream PHOTO --model MODEL"),
+    (["render", "googlenet", "inception4c:97"], "unrecognized arguments: inception4c:97; here the model is an "
+                                                "option: dreamlab render OBJECTIVE --model MODEL"),
 ])
 def test_command_line_slips_get_a_hint(argv, message, capsys):
     """The subcommand names its own help and close options; an empty path is not read as the current folder."""

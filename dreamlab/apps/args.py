@@ -49,9 +49,14 @@ def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
     message = f"unrecognized arguments: {' '.join(extras)}"
     options = [o for o in parser._option_string_actions if o.startswith("--")]
     model_first = any(a.dest == "model" and not a.option_strings for a in parser._actions)
+    model_option = "--model" in parser._option_string_actions
     for extra in extras:
         if extra.split("=", 1)[0] == "--model" and model_first:
             return f"{message}; here the model is the first argument, without --model: {parser.prog} MODEL ..."
+        if model_option and not extra.startswith("-"):  # `dreamlab dream lenet-digits china`: MODEL-first habit
+            first = next((a.metavar or a.dest.upper() for a in parser._actions
+                          if not a.option_strings and a.dest != "help"), "...")
+            return f"{message}; here the model is an option: {parser.prog} {first} --model MODEL"
         if extra.startswith("--"):
             close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=2)
             if close:
