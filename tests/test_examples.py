@@ -165,3 +165,17 @@ def test_an_image_that_leaves_a_unit_off_is_no_example() -> None:
     assert found.grid.columns == 1 and found.grid.tiles.shape[0] == 2
     assert found.grid.tiles[1].min() == 1.0  # blue's row is a blank tile
     assert "fewer photos turned the unit on" in found.grid.text["dreamlab:order"]
+
+
+@pytest.mark.parametrize("view", ["features", "examples"])
+def test_a_callers_fixed_size_module_without_a_recipe_is_told_how_to_say_its_size(view) -> None:
+    """As render says it: the made-up recipe assumes 224 px, which LeNet's Linear head cannot take."""
+    from dreamlab.models.zoo.digits import lenet_digits
+
+    call = {"features": lambda: dreamlab.features(lenet_digits(), "conv1", "china"),
+            "examples": lambda: dreamlab.examples(lenet_digits(), "conv2", [0], ["china"])}[view]
+    with pytest.raises(DreamlabError, match=r"^LeNetDigits failed on a 1x224x224 input \(mat1 and mat2 .*\) and runs "
+                                            r"on 28x28; for a module with a fixed input size, say it: recipe=dreamlab"
+                                            r"\.Recipe\('LeNetDigits', 'custom:LeNetDigits', input_size=28, "
+                                            r"channels=1\)$"):
+        call()

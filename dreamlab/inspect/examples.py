@@ -12,6 +12,7 @@ receptive field (receptive.py). A logit (`layer="logit"`) or a Linear layer scor
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.features import normalize, read_photo, shorter_side_to, to_channels
 from dreamlab.inspect.receptive import Field, receptive_field
-from dreamlab.inspect.source import check_layer, model_and_recipe
+from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe
 from dreamlab.inspect.tiles import TileGrid, draw_labels
 from dreamlab.io import SAMPLE_PHOTOS, centre_crop
 from dreamlab.models.recipe import Recipe
@@ -88,7 +89,7 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
              recipe: object = None, weights: str | Path | None = "default", out: str | Path | None = None) -> Examples:
     """The `top` images of `images` that drive each of `units` of `layer` hardest (see the module's docstring);
     `size`: the images' shorter side (default: the recipe's input size; a fixed-size model takes only that)."""
-    from dreamlab.models.prepare import model_device, prepared_model, takes_size
+    from dreamlab.models.prepare import FORWARD_ERRORS, model_device, prepared_model, takes_size
     from dreamlab.optvis.capture import Capture
 
     check_layer(layer)
@@ -101,20 +102,32 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
     sources = checked_images(images)  # before the model loads; decoded one at a time below
     module, rec, described = model_and_recipe(model, recipe, weights)
     device = model_device(module) or torch.device("cpu")
+    failed: tuple[BaseException, torch.Size] | None = None
     with prepared_model(module, device, channels_last=False, owned=False) as ready:
-        field = receptive_field(ready, layer, rec)
-        with torch.no_grad(), Capture(ready, [layer]) as cap:
+        grey = torch.full((1, rec.channels, rec.input_size, rec.input_size), 0.5, device=device)
+        try:  # a caller's fixed-size module without a recipe fails here: said below in one line
+            with torch.no_grad():
+                ready(grey)
+        except FORWARD_ERRORS as exc:
+            failed = exc, grey.shape
+        field = receptive_field(ready, layer, rec) if failed is None else None
+        with torch.no_grad(), Capture(ready, [layer]) if failed is None else nullcontext() as cap:
             # a fixed-size model (a Linear layer after the convolutions) gets the centre square of each image
             side = rec.input_size
-            whole = takes_size(cap.run, rec.channels, (side, side + side // 3 + 1), device)
+            whole = failed is None and takes_size(cap.run, rec.channels, (side, side + side // 3 + 1), device)
             side = size or rec.input_size
-            if not whole and side != rec.input_size:
+            if failed is None and not whole and side != rec.input_size:
                 raise DreamlabError(f"{rec.name} takes {rec.input_size}-pixel images only; leave size (--size) "
                                     f"out, or give {rec.input_size}")
             model_input = lambda source: _model_input(read_photo(source), rec, side, whole)  # noqa: E731
             best = _Best(len(unit_ids), top)
-            for i, (_, source) in enumerate(sources):
-                act = cap.run(normalize(model_input(source), rec).to(device))[layer][0].float().cpu()
+            for i, (_, source) in enumerate(sources if failed is None else []):
+                x = normalize(model_input(source), rec).to(device)
+                try:
+                    act = cap.run(x)[layer][0].float().cpu()
+                except FORWARD_ERRORS as exc:  # told once the hooks are gone (the check runs the model again)
+                    failed = exc, x.shape
+                    break
                 if i == 0:
                     _check_units(act, layer, unit_ids)
                 if act.dim() == 1:  # a logit or a vector layer: the whole image
@@ -126,6 +139,11 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
                     # the top-left corner and show it as one
                     off = (maps == 0).all(1)
                     best.add(i, values.masked_fill(off, -math.inf), index, act.shape[-1])
+        if failed is not None:  # the hooks are gone: the check runs the model again
+            error = forward_error(ready, rec, failed[1], failed[0])
+            if error is None:
+                raise failed[0]
+            raise error from None
     kept = best.image[best.score > -math.inf]
     shown = {i: model_input(sources[i][1])[0] for i in sorted(set(kept.tolist()) - {-1})}
     chosen = [[_example(sources[i][0], score, shown[i], position, field)

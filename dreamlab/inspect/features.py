@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError
 from dreamlab.io import SAMPLE_PHOTOS, centre_crop, check_image, cover, load_image, sample_photo
-from dreamlab.inspect.source import check_layer, model_and_recipe
+from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe
+from dreamlab.models.prepare import FORWARD_ERRORS
 from dreamlab.inspect.tiles import TileGrid, draw_labels, normalize_each, upscale
 from dreamlab.models.recipe import Recipe
 
@@ -122,7 +123,13 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
     photo = read_photo(image)  # before the model loads
     module, rec, described = model_and_recipe(model, recipe, weights)
     x = preprocess(photo, rec)
-    act = activations(module, layer, x)
+    try:
+        act = activations(module, layer, x)
+    except FORWARD_ERRORS as exc:
+        error = forward_error(module, rec, x.shape, exc)
+        if error is None:
+            raise
+        raise error from None
     count = act.shape[0]
     k = min(count, top if top is not None else DEFAULT_TOP)
     means = act.mean((1, 2))

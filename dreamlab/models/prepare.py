@@ -227,12 +227,13 @@ COMMON_SIZES = (28, 32, 64, 96, 128, 299)  # input sides a module without a reci
 
 def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseException,
                          accepts: Callable[[int | tuple[int, int]], bool],
-                         rendered: tuple[int, int] | None = None) -> DreamlabError | None:
+                         rendered: tuple[int, int] | None = None, rendering: bool = True) -> DreamlabError | None:
     """The one line for a model that fails on an input of `shape` [B, C, H, W] whose size is not its recipe's
     doing, or None (a bug in the module, whose own error should show). `rendered`: the image's (height, width)
     before the transforms. Where the transforms' padding changed the size and the model takes `rendered`
     (`accepts(size)`), that is the line. Otherwise, for a module passed without a recipe (whose made-up recipe
-    assumes 224 px) that takes one of COMMON_SIZES, how to say its size in a Recipe."""
+    assumes 224 px) that takes one of COMMON_SIZES, how to say its size in a Recipe (`rendering`: with the
+    advice on render's transforms, which the inspection views have none of)."""
     shown = "x".join(map(str, shape[1:]))
     if rendered is not None and tuple(rendered) != tuple(shape[2:]) and accepts(tuple(rendered)):
         height, width = rendered
@@ -247,5 +248,5 @@ def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseExceptio
         return None
     return DreamlabError(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on {side}x{side}; "
                          f"for a module with a fixed input size, say it: recipe=dreamlab.Recipe({recipe.name!r}, "
-                         f"'custom:{recipe.name}', input_size={side}, channels={recipe.channels}), and render with "
-                         f"transforms='none' (or 'small'), which keep the size")
+                         f"'custom:{recipe.name}', input_size={side}, channels={recipe.channels})" +
+                         (", and render with transforms='none' (or 'small'), which keep the size" if rendering else ""))
