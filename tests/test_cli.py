@@ -295,8 +295,8 @@ def test_units_that_never_turn_on_get_a_note(tmp_path, monkeypatch, capsys):
     (["render", "conv2:1", "--init", ""], "dreamlab: error: argument --init: an empty path; give a file name"),
     (["layers", "--recipe", ""], "dreamlab: error: argument --recipe: an empty path; give a file name"),
     (["layers", ""], "dreamlab: error: argument model: an empty name"),
-    (["graph", "--model", "googlenet"], "dreamlab: error: unrecognized arguments: --model; here the model is the "
-                                        "first argument, without --model: dreamlab graph MODEL ..."),
+    (["gallery", "--model", "lenet-digits"], "dreamlab: error: unrecognized arguments: --model; here the model is "
+                                             "the first argument, without --model: dreamlab gallery MODEL ..."),
     (["dream", "lenet-digits", "china"], "dreamlab: error: unrecognized arguments: china; here the model is an "
                                          "option: dreamlab dream PHOTO --model MODEL"),
     (["render", "googlenet", "inception4c:97"], "unrecognized arguments: inception4c:97; here the model is an "
@@ -309,6 +309,30 @@ def test_command_line_slips_get_a_hint(argv, message, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["layers", "--model", "lenet-digits"],
+    ["layers", "-m", "lenet-digits", "--json"],
+    ["kernels", "--model", "lenet-digits", "conv1", "-o", "k.png"],
+    ["kernels", "conv1", "--model", "lenet-digits", "-o", "k.png"],
+])
+def test_model_first_commands_take_model_as_an_option_too(argv, capsys, tmp_path, monkeypatch):
+    """render and dream take --model; the commands whose model comes first accept that spelling as well."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    if argv[0] == "layers":
+        assert "conv2" in out
+    else:
+        assert (tmp_path / "k.png").is_file()
+
+
+def test_model_given_twice_is_refused(capsys):
+    assert main(["layers", "lenet-digits", "--model", "googlenet"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("dreamlab: error: give the model once: MODEL 'lenet-digits' and --model 'googlenet' were both "
+                   "given\n"), err
 
 
 @pytest.mark.parametrize("argv, message", [

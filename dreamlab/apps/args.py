@@ -49,9 +49,9 @@ def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
     message = f"unrecognized arguments: {' '.join(extras)}"
     options = [o for o in parser._option_string_actions if o.startswith("--")]
     model_first = any(a.dest == "model" and not a.option_strings for a in parser._actions)
-    model_option = "--model" in parser._option_string_actions
+    model_option = "--model" in parser._option_string_actions and not model_first
     for extra in extras:
-        if extra.split("=", 1)[0] == "--model" and model_first:
+        if extra.split("=", 1)[0] == "--model" and model_first:  # gallery: its model comes first
             return f"{message}; here the model is the first argument, without --model: {parser.prog} MODEL ..."
         if model_option and not extra.startswith("-"):  # `dreamlab dream lenet-digits china`: MODEL-first habit
             first = next((a.metavar or a.dest.upper() for a in parser._actions
@@ -182,6 +182,9 @@ def add_positional_model(p: argparse.ArgumentParser, help_text: str, layer_follo
     reads them. `layer_follows`: a positional LAYER comes next (kernels, features, examples); such a parser reads
     its options anywhere, between MODEL and LAYER too (cli parses it with argparse's intermixed parsing)."""
     p.add_argument("model", nargs="?", type=nonempty, help=f"{help_text} (or --recipe FILE instead)")
+    # render and dream take --model: the same habit works here, so either spelling is accepted
+    p.add_argument("--model", "-m", dest="model_option", type=nonempty, metavar="MODEL",
+                   help="the model as an option, instead of MODEL first")
     p.set_defaults(layer_follows=layer_follows)
     p.intermixed = layer_follows  # type: ignore[attr-defined]
     p.add_argument("--recipe", type=input_path, help="a recipe TOML file, instead of MODEL (the file names its model)")
@@ -192,6 +195,11 @@ def positional_model(args: argparse.Namespace) -> str | Path:
     """MODEL or the --recipe file: exactly one of them (the recipe names its own model, so one would be ignored)."""
     from dreamlab.errors import DreamlabError
 
+    if args.model_option is not None:
+        if args.model is not None:
+            raise DreamlabError(f"give the model once: MODEL {args.model!r} and --model {args.model_option!r} were both "
+                                f"given")
+        args.model = args.model_option
     if args.model is not None and args.recipe is not None:
         raise DreamlabError(f"give MODEL or --recipe, not both: the recipe {str(args.recipe)!r} names its own model "
                             f"(its builder); MODEL also takes a recipe .toml")
@@ -201,7 +209,7 @@ def positional_model(args: argparse.Namespace) -> str | Path:
             raise DreamlabError(f"give MODEL and LAYER (e.g. lenet-digits conv1), got only {layer!r}; "
                                 f"`dreamlab layers MODEL` lists a model's layers")
         raise DreamlabError(f"name a model: MODEL ({recipe_names()}, a torchvision model name or a recipe .toml), "
-                            f"or --recipe FILE")
+                            f"--model MODEL, or --recipe FILE")
     return args.recipe if args.recipe is not None else args.model
 
 
