@@ -1,4 +1,6 @@
-"""lucid's penalties and batch objectives: l1, l2, blur, channel_interpolate, alignment, batched @objective."""
+"""lucid's penalties and batch objectives: l1, l2, blur, channel_interpolate, alignment, batched @objective;
+channel_weight, neuron_weight, localgroup_weight, direction_neuron, diversity as a term and
+penalize_boundary_complexity."""
 from __future__ import annotations
 
 import pytest
@@ -136,3 +138,178 @@ def test_habits_from_lucent_read_naturally():
     with pytest.raises(DreamlabError, match=r"unit 97 is listed twice; for several images of one unit use "
                                             r"--diversity N \(diversity=N; with --diversity-weight 0"):
         dreamlab.parse_objective("inception4c:97,97")
+
+
+# --- lucid's weighted objectives, direction_neuron, diversity as a term, penalize_boundary_complexity ----------
+
+def one_hot(channels: int, k: int) -> torch.Tensor:
+    vector = torch.zeros(channels)
+    vector[k] = 1.0
+    return vector
+
+
+def test_a_one_hot_weight_is_the_channel_and_a_weight_sums_the_channels():
+    act = torch.randn(3, 6, 4, 5, generator=torch.Generator().manual_seed(0))
+    acts = {"conv2": act}
+    assert torch.allclose(o.channel_weight("conv2", one_hot(6, 4))(acts), o.channel("conv2", 4)(acts), atol=1e-6)
+    weight = torch.tensor([0.5, -1.0, 0.0, 2.0, 0.0, 1.5])
+    by_hand = (act * weight[:, None, None]).sum(1).mean((1, 2))  # a sum over channels, a mean over positions
+    obj = o.channel_weight("conv2", weight)
+    assert torch.allclose(obj(acts), by_hand, atol=1e-5)
+    assert obj.name == "conv2:weight" and obj.per_position
+    batched = o.channel_weight("conv2", torch.stack([one_hot(6, 1), one_hot(6, 5)]))  # sample i: row i
+    assert batched.labels == ("conv2:weight[0]", "conv2:weight[1]")
+    assert torch.allclose(batched({"conv2": act[:2]}), act[[0, 1], [1, 5]].mean((1, 2)), atol=1e-6)
+
+
+def test_neuron_weight_and_direction_neuron_at_a_position_are_the_neuron_for_a_one_hot_vector():
+    act = torch.randn(2, 6, 5, 7, generator=torch.Generator().manual_seed(1))
+    acts = {"conv2": act}
+    for x, y in ((None, None), (6, 0), (2, 3)):
+        neuron = o.neuron("conv2", 4, x=x, y=y)(acts)
+        assert torch.equal(o.neuron_weight("conv2", one_hot(6, 4), x=x, y=y)(acts), neuron)
+        assert torch.equal(o.direction_neuron("conv2", one_hot(6, 4), x=x, y=y)(acts), neuron)
+    assert torch.equal(o.localgroup_weight("conv2", one_hot(6, 4), x=2, y=3)(acts), o.neuron("conv2", 4, 2, 3)(acts))
+    weight = torch.tensor([1.0, 0.0, -2.0, 0.5, 0.0, 3.0])
+    assert torch.allclose(o.neuron_weight("conv2", weight, x=2, y=3)(acts), act[:, :, 3, 2] @ weight, atol=1e-5)
+    # the centre of a 5x7 map is x=3, y=2; the cosine weighs the one position as direction's does every position
+    at = act[:, :, 2, 3]
+    cos = (at @ weight) / (at.norm(dim=1) + 1e-4) / (weight.norm() + 1e-4)
+    assert torch.allclose(o.direction_neuron("conv2", weight, cossim_power=2)(acts),
+                          (at @ weight) * cos.clamp_min(0.1) ** 2, atol=1e-5)
+
+
+def test_localgroup_weight_averages_the_weighted_sum_over_its_window():
+    act = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(2))
+    weight = torch.tensor([1.0, -0.5, 2.0])
+    obj = o.localgroup_weight("conv2", weight, x=1, y=2, wx=3, wy=2)
+    by_hand = (act[:, :, 2:4, 1:4] * weight[:, None, None]).sum(1).mean((1, 2))  # rows y 2-3, columns x 1-3
+    assert torch.allclose(obj({"conv2": act}), by_hand, atol=1e-5)
+    assert obj.name == "conv2:weight@1-3,2-3" and not obj.per_position
+    obj.check({"conv2": torch.Size([1, 3, 4, 4])})  # the window's last column is x=3: inside a 4x4 map
+    with pytest.raises(DreamlabError, match=r"^window 1-3,2-3 is outside layer 'conv2' \(3x3 at the render size, "
+                                            r"or at model_size where it is set: valid x 0-0, y 0-1\)$"):
+        obj.check({"conv2": torch.Size([1, 3, 3, 3])})
+
+
+def test_positioned_weights_and_directions_are_read_where_the_render_size_map_sits():
+    """Under the transforms' padding they read the map shifted by the offset, as a neuron does."""
+    act = torch.zeros(1, 3, 12, 12)
+    act[0, :, 5 + 3, 2 + 2] = torch.tensor([1.0, 2.0, 3.0])  # (x=2, y=5) of a map sitting at (dy=3, dx=2)
+    weight = torch.tensor([1.0, 1.0, 1.0])
+    for obj, expected in ((o.neuron_weight("l", weight, x=2, y=5), 6.0), (o.direction_neuron("l", weight, 2, 5), 6.0),
+                          (o.localgroup_weight("l", weight, x=2, y=5, wx=2), 3.0)):  # the window: x=2 and x=3
+        assert obj({"l": act}).tolist() == [0.0]
+        assert obj.at_offsets({"l": (3, 2)})({"l": act}).item() == pytest.approx(expected)
+    with pytest.raises(DreamlabError, match=r"^position 2,5 of layer 'l' falls outside the map the transforms give "
+                                            r"the optimizer \(6x6, with the render-size map at offset 2,3 in it\)"):
+        o.neuron_weight("l", weight, x=2, y=5).at_offsets({"l": (3, 2)}).check({"l": torch.Size([1, 3, 6, 6])})
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: o.channel_weight("conv2", torch.zeros(4)), "^the weight is all zeros"),
+    (lambda: o.channel_weight("conv2", None), "^a weight is a vector of numbers"),
+    (lambda: o.channel_weight("conv2", torch.ones(2, 3, 4)), r"^a weight is a vector \[C\] or a matrix \[N, C\]"),
+    (lambda: o.neuron_weight("conv2", torch.ones(4), x=1), r"^neuron_weight\('conv2', \.\.\.\) needs both x and y"),
+    (lambda: o.direction_neuron("conv2", torch.ones(4), x=1, y=-1), "^direction_neuron position y=-1 is not a whole"),
+    (lambda: o.direction_neuron("conv2", torch.ones(4), cossim_power=-1), "^cossim_power must be a number"),
+    (lambda: o.localgroup_weight("conv2", torch.ones(4), x=None, y=0), "^localgroup_weight position x=None is not"),
+    (lambda: o.localgroup_weight("conv2", torch.ones(4), 0, 0, wx=0), "^localgroup_weight's wx=0 is not a whole "
+                                                                      "number >= 1; give the window's width"),
+    (lambda: o.diversity(""), "^a layer is named by its address"),
+    (lambda: o.penalize_boundary_complexity(0), "^penalize_boundary_complexity's width=0 is not a whole number"),
+    (lambda: o.penalize_boundary_complexity(4, constant=float("inf")), "constant must be a finite number"),
+])
+def test_bad_arguments_to_lucids_other_objectives_are_one_line(build, message):
+    with pytest.raises(DreamlabError, match=message) as info:
+        build()
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("obj, message", [
+    (o.channel_weight("conv2", torch.ones(20)), "the weight has 20 values but layer 'conv2' has 50 channels"),
+    (o.neuron_weight("conv2", torch.ones(20), 1, 1), "the weight has 20 values but layer 'conv2' has 50 channels"),
+    (o.direction_neuron("conv2", torch.ones(50), 1, 30), r"position 1,30 is outside layer 'conv2'"),
+    (o.neuron_weight("fc1", torch.ones(500)), r"layer 'fc1' has output shape \[1, 500\]: neuron_weight needs a "
+                                              r"spatial map; use o.channel_weight"),
+])
+def test_weights_and_positions_are_checked_against_the_layer_before_the_render(obj, message):
+    with pytest.raises(DreamlabError, match=message):
+        dreamlab.render("lenet-digits", obj, steps=1, device="cpu")
+
+
+def test_diversity_is_the_summed_gram_cosine_to_the_other_images_of_a_unit():
+    act = torch.rand(4, 5, 3, 3, generator=torch.Generator().manual_seed(3))
+    same = act[:1].expand(4, -1, -1, -1)
+    div = o.diversity("conv2")
+    assert div.name == "diversity(conv2)"
+    # identical images of one unit: each is alike (cosine 1) to the 3 others, the most it can be
+    assert torch.allclose(div({"conv2": same}, torch.zeros(4, dtype=torch.long)), torch.full((4,), 3.0))
+    assert (div({"conv2": act}, torch.zeros(4, dtype=torch.long)) < 3.0).all()
+    # images of different units are not compared: two units of two images each (diversity=2)
+    assert torch.allclose(div({"conv2": same}, torch.tensor([0, 0, 1, 1])), torch.ones(4))
+    assert torch.equal(div({"conv2": same}), torch.zeros(4))  # one image per unit: nothing to compare
+    # images whose activations share no channel have orthogonal Gram matrices
+    apart = torch.zeros(2, 2, 1, 1)
+    apart[0, 0], apart[1, 1] = 1.0, 1.0
+    assert torch.equal(div({"conv2": apart}, torch.zeros(2, dtype=torch.long)), torch.zeros(2))
+
+
+def test_penalize_boundary_complexity_reads_only_the_border():
+    grey = torch.full((2, 3, 16, 16), 0.5)
+    pbc = o.penalize_boundary_complexity(3)
+    assert pbc.name == "penalize_boundary_complexity(3)" and pbc.layers == frozenset({IMAGE})
+    assert torch.allclose(pbc({IMAGE: grey}), torch.zeros(2))
+    busy_centre = grey.clone()
+    busy_centre[:, :, 5:11, 5:11] = torch.rand(2, 3, 6, 6)  # more than 2 px (the blur's reach) from the border
+    assert torch.allclose(pbc({IMAGE: busy_centre}), torch.zeros(2))
+    # a flat border away from the constant costs 0.8 * its squared distance, per pixel
+    assert torch.allclose(pbc({IMAGE: torch.full((1, 3, 16, 16), 0.9)}), torch.tensor([-0.8 * 0.16]))
+    assert torch.allclose(o.penalize_boundary_complexity(3, constant=0.9)({IMAGE: torch.full((1, 3, 16, 16), 0.9)}),
+                          torch.zeros(1), atol=1e-6)
+    noisy_border = busy_centre.clone()
+    noisy_border[:, :, 0] = torch.rand(2, 3, 16)
+    assert (pbc({IMAGE: noisy_border}) < -1e-3).all()
+    # a border of half the image or more is the whole image
+    assert torch.allclose(o.penalize_boundary_complexity(8)({IMAGE: torch.full((1, 3, 16, 16), 0.9)}),
+                          torch.tensor([-0.8 * 0.16]))
+
+
+W = one_hot(50, 3) + 0.5 * one_hot(50, 7)
+
+
+@pytest.mark.parametrize("obj", [
+    o.channel_weight("conv2", W),
+    o.neuron_weight("conv2", W, x=3, y=4),
+    o.localgroup_weight("conv2", W, x=2, y=2, wx=3, wy=3),
+    o.direction_neuron("conv2", torch.randn(50, generator=torch.Generator().manual_seed(0)), cossim_power=1),
+], ids=lambda obj: obj.name)
+def test_a_weighted_or_positioned_render_raises_its_score(obj):
+    result = dreamlab.render("lenet-digits", obj, steps=16, device="cpu")
+    assert (result.history[-1] > result.history[0]).all()
+    assert result.provenance["dreamlab:objective"] == obj.name
+
+
+def test_a_one_hot_weight_renders_as_its_channel():
+    by_weight = dreamlab.render("lenet-digits", o.channel_weight("conv2", one_hot(50, 3)), steps=8, device="cpu")
+    assert torch.equal(by_weight.images, dreamlab.render("lenet-digits", "conv2:3", steps=8, device="cpu").images)
+
+
+def test_lucids_diversity_term_with_lucids_weight_parts_a_units_images():
+    """lucid's `channel - 1e2 * diversity` over a unit's images (diversity=4 with the built-in penalty off)."""
+    def spread(images: torch.Tensor) -> float:
+        return float((images - images.mean(0)).abs().mean())
+
+    plain = dreamlab.render("lenet-digits", "conv2:3", steps=32, device="cpu", diversity=4, diversity_weight=0)
+    obj = o.channel("conv2", 3) - 1e2 * o.diversity("conv2")
+    parted = dreamlab.render("lenet-digits", obj, steps=32, device="cpu", diversity=4, diversity_weight=0)
+    assert (parted.history[-1] > parted.history[0]).all()
+    assert spread(parted.images) > 3 * spread(plain.images)
+
+
+def test_penalize_boundary_complexity_plainens_a_renders_border():
+    pbc = o.penalize_boundary_complexity(6)
+    plain = dreamlab.render("lenet-digits", "conv2:3", steps=32, device="cpu")
+    kept = dreamlab.render("lenet-digits", o.channel("conv2", 3) + 10 * pbc, steps=32, device="cpu")
+    assert (kept.history[-1] > kept.history[0]).all()
+    assert (pbc({IMAGE: kept.images}) > 0.7 * pbc({IMAGE: plain.images})).all()  # less negative: plainer

@@ -52,6 +52,13 @@ def repeat_units(objective: Objective, copies: int) -> Objective:
                      objective.per_position, shifted if objective.shifted is not None else None)
 
 
+def unit_grams(features: Tensor) -> Tensor:
+    """[b, C*C]: each sample's Gram matrix at `features` ([b, C, H, W] or [b, C]: channel-by-channel sums of
+    products over positions), flattened and scaled to unit length."""
+    flat = features.float().reshape(features.shape[0], features.shape[1], -1)  # [b, C, positions]
+    return F.normalize((flat @ flat.transpose(1, 2)).flatten(1), dim=1)
+
+
 def gram_distance(features: Tensor, copies: int) -> Tensor:
     """[b]: each sample's mean distance between its Gram matrix at `features` ([b, C, H, W] or [b, C]), scaled
     to unit length, and those of the other samples of its group: the samples come in groups of `copies` in a
@@ -60,8 +67,7 @@ def gram_distance(features: Tensor, copies: int) -> Tensor:
     b = features.shape[0]
     if b % copies:
         raise ValueError(f"{b} samples do not make groups of {copies}")
-    flat = features.float().reshape(b, features.shape[1], -1)  # [b, C, positions]
-    gram = F.normalize((flat @ flat.transpose(1, 2)).flatten(1), dim=1)  # [b, C*C], unit length
+    gram = unit_grams(features)
     # the cosine's gradient vanishes where two images are alike (the copies' random starts nearly are), the
     # distance's does not, so the copies part from the first step. Computed from the differences, not as
     # sqrt(2 - 2 cos), which loses nearly alike pairs to float rounding; cdist's gradient is 0 at distance 0.
@@ -107,5 +113,5 @@ def describe(copies: int, layer: str, weight: float) -> str:
     return f"{copies} images per unit, Gram distance at {layer}, weight {weight:g}"
 
 
-__all__ = ["COPY_MARK", "unit_label", "repeat_units", "gram_distance", "with_diversity", "diversity_layer",
-           "describe"]
+__all__ = ["COPY_MARK", "unit_label", "repeat_units", "unit_grams", "gram_distance", "with_diversity",
+           "diversity_layer", "describe"]

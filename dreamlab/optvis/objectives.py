@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.optvis.capture import OUTPUT, layer_names
@@ -289,56 +290,73 @@ def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None,
     map of the image at the render size (checked there). The render's transforms pad the image, so the maps the
     optimizer sees are larger: the engine reads x, y where that map sits in them (`Objective.at_offsets`)."""
     unit_list = _unit_list(units)
+    x, y = _xy("neuron", layer, x, y)
+    return _at_window(channel(layer, unit_list), layer, (x, y), (1, 1), "a neuron",
+                      f"{layer}:{unit_list[0]} for the whole channel")
+
+
+def _xy(kind: str, layer: str, x: object, y: object) -> tuple[int | None, int | None]:
+    """x, y of a position, both given (whole numbers >= 0) or neither (None, None: the centre)."""
     if (x is None) != (y is None):
-        raise DreamlabError(f"neuron({layer!r}, ...) needs both x and y, or neither for the centre; got x={x}, "
+        raise DreamlabError(f"{kind}({layer!r}, ...) needs both x and y, or neither for the centre; got x={x}, "
                             f"y={y}")
-    return _neuron(layer, unit_list, _IndexCache(unit_list), _position("x", x), _position("y", y), 0, 0)
+    return _position("x", x, kind), _position("y", y, kind)
 
 
-def _position(axis: str, value: object) -> int | None:
-    """A neuron's x or y as an int: a whole number >= 0 (2.0 and NumPy's ints too), or None for the centre."""
-    if value is None:
+def _position(axis: str, value: object, kind: str = "neuron", centre: bool = True) -> int | None:
+    """A position's x or y as an int: a whole number >= 0 (2.0 and NumPy's ints too), or None for the centre."""
+    if value is None and centre:
         return None
+    tail = " (or neither x nor y, for the centre)" if centre else ""
+    return _whole(f"{kind} position {axis}", value, 0, f"give positions of the layer's map, like x=7, y=7{tail}")
+
+
+def _whole(what: str, value: object, low: int, hint: str) -> int:
+    """`value` as an int: a whole number >= `low` (2.0 and NumPy's ints too), else a one-line DreamlabError."""
     number = as_number(value)
-    if number is None or not math.isfinite(number) or not number.is_integer() or number < 0:
-        raise DreamlabError(f"neuron position {axis}={value!r} is not a whole number >= 0; give positions of the "
-                            f"layer's map, like x=7, y=7 (or neither x nor y, for the centre)")
+    if number is None or not math.isfinite(number) or not number.is_integer() or number < low:
+        raise DreamlabError(f"{what}={value!r} is not a whole number >= {low}; {hint}")
     return int(number)
 
 
-def _neuron(layer: str, unit_list: list[int], cache: _IndexCache, x: int | None, y: int | None,
-            dy: int, dx: int) -> Objective:
+def _at_window(base: Objective, layer: str, xy: tuple[int | None, int | None], size: tuple[int, int], kind: str,
+               whole: str, offset: tuple[int, int] = (0, 0)) -> Objective:
+    """`base`, a mean over the positions of `layer` (a channel, a direction), read on the window of size
+    (width, height) whose top-left is `xy` (None: the centre position). `xy` are positions of the map at the
+    render size; `offset` (dy, dx) is where that map sits in the map scored (`Objective.at_offsets`)."""
+    (x, y), (wx, wy), (dy, dx) = xy, size, offset
+
     def scorer(acts: Acts, index: Tensor) -> Tensor:
-        picked = _pick_units(acts[layer], cache, index)  # [b, H, W]
-        h, w = picked.shape[-2:]
-        return picked[:, h // 2 if y is None else y + dy, w // 2 if x is None else x + dx]
+        act = acts[layer]
+        h, w = act.shape[-2:]
+        top, left = h // 2 if y is None else y + dy, w // 2 if x is None else x + dx
+        return base.scorer({layer: act[..., top:top + wy, left:left + wx]}, index)
+
+    where = f"position {x},{y}" if (wx, wy) == (1, 1) else f"window {x}-{x + wx - 1},{y}-{y + wy - 1}"
 
     def position_check(shapes: Mapping[str, torch.Size]) -> None:
         shape = shapes[layer]
         if len(shape) != 4:
-            raise DreamlabError(f"layer {layer!r} has output shape {list(shape)}: a neuron needs a spatial map; "
-                                f"use {layer}:{unit_list[0]} for the whole channel")
+            raise DreamlabError(f"layer {layer!r} has output shape {list(shape)}: {kind} needs a spatial map; "
+                                f"use {whole}")
         h, w = shape[-2:]
-        if x is None or y is None or (0 <= x + dx < w and 0 <= y + dy < h):
+        if x is None or y is None or (0 <= x + dx and x + dx + wx <= w and 0 <= y + dy and y + dy + wy <= h):
             return
         if dx == dy == 0:
-            raise DreamlabError(f"position {x},{y} is outside layer {layer!r} ({w}x{h} at the render size, or at "
-                                f"model_size where it is set: valid x 0-{w - 1}, y 0-{h - 1})")
-        raise DreamlabError(f"position {x},{y} of layer {layer!r} falls outside the map the transforms give the "
+            valid = f"valid x 0-{w - wx}, y 0-{h - wy}" if wx <= w and wy <= h else f"windows up to {w}x{h}"
+            raise DreamlabError(f"{where} is outside layer {layer!r} ({w}x{h} at the render size, or at "
+                                f"model_size where it is set: {valid})")
+        raise DreamlabError(f"{where} of layer {layer!r} falls outside the map the transforms give the "
                             f"optimizer ({w}x{h}, with the render-size map at offset {dx},{dy} in it): use "
                             f"transforms that keep the image's size, or a position nearer the centre")
 
     def shifted(offsets: Offsets) -> Objective:
-        return _neuron(layer, unit_list, cache, x, y, *offsets.get(layer, (0, 0)))
+        return _at_window(base, layer, xy, size, kind, whole, offsets.get(layer, (0, 0)))
 
-    if x is None:  # the centre of whichever map: no offset needed
-        name, labels = f"{layer}:{format_units(unit_list)}@centre", tuple(f"{layer}:{u}@centre" for u in unit_list)
-    else:
-        where = f"@{x},{y}"
-        name, labels = f"{layer}:{format_units(unit_list)}{where}", tuple(f"{layer}:{u}{where}" for u in unit_list)
+    at = "@centre" if x is None else f"@{x},{y}" if (wx, wy) == (1, 1) else f"@{x}-{x + wx - 1},{y}-{y + wy - 1}"
     # the centre needs no offset, but carries `shifted` too: it marks an objective that reads a fixed position
-    return Objective(scorer, frozenset({layer}), name, labels, (_channel_check(layer, unit_list), position_check),
-                     shifted=shifted)
+    return Objective(scorer, frozenset({layer}), base.name + at, tuple(label + at for label in base.labels),
+                     (*base.checks, position_check), shifted=shifted)
 
 
 def deepdream(layer: str) -> Objective:
@@ -394,6 +412,12 @@ def direction(layer: str, vectors: object, cossim_power: float = 0.0, name: str 
     if not isinstance(name, str) or not name or any(c in name for c in " :"):
         raise DreamlabError(f"a direction's name must be a word without spaces or ':', like 'direction' or "
                             f"'sae_17', got {name!r}"[:200])
+    return _linear(layer, matrix, power, name, "direction")
+
+
+def _linear(layer: str, matrix: Tensor, power: float, name: str, noun: str) -> Objective:
+    """The mean over positions of each position's dot product with a row of `matrix` [N, C] (times its floored
+    cosine similarity to the power `power`): `direction` and `channel_weight`. `noun` names a row in errors."""
     count, channels = matrix.shape
     by_device: dict[torch.device, Tensor] = {}
 
@@ -414,7 +438,7 @@ def direction(layer: str, vectors: object, cossim_power: float = 0.0, name: str 
         shape = shapes[layer]
         if len(shape) < 2 or shape[1] != channels:
             held = f"{shape[1]} channels" if len(shape) >= 2 else f"output shape {list(shape)}, no channels"
-            raise DreamlabError(f"the direction has {channels} values but layer {layer!r} has {held}; give one "
+            raise DreamlabError(f"the {noun} has {channels} values but layer {layer!r} has {held}; give one "
                                 f"value per channel of the layer ('dreamlab layers' lists them)")
 
     suffix = f"{name}" + (f"^{power:g}" if power else "")
@@ -423,29 +447,83 @@ def direction(layer: str, vectors: object, cossim_power: float = 0.0, name: str 
     return Objective(scorer, frozenset({layer}), title, labels, (check,), per_position=True)
 
 
-def _direction_matrix(vectors: object) -> Tensor:
-    """`vectors` as a float32 CPU matrix [N, C]: finite, every row non-zero."""
+def _direction_matrix(vectors: object, noun: str = "direction") -> Tensor:
+    """`vectors` as a float32 CPU matrix [N, C]: finite, every row non-zero. `noun` names a row in errors."""
     try:
         matrix = torch.as_tensor(vectors).detach()
     except (TypeError, ValueError, RuntimeError):
-        raise DreamlabError(f"a direction is a vector of numbers (a list, NumPy array or tensor), got "
+        raise DreamlabError(f"a {noun} is a vector of numbers (a list, NumPy array or tensor), got "
                             f"{type(vectors).__name__}") from None
     if matrix.dtype == torch.bool or matrix.is_complex() or not (matrix.is_floating_point() or matrix.dtype in
                                                                     (torch.int8, torch.int16, torch.int32,
                                                                      torch.int64, torch.uint8)):
-        raise DreamlabError(f"a direction's values must be real numbers, got dtype {matrix.dtype}")
+        raise DreamlabError(f"a {noun}'s values must be real numbers, got dtype {matrix.dtype}")
     if matrix.dim() not in (1, 2) or matrix.numel() == 0:
-        raise DreamlabError(f"a direction is a vector [C] or a matrix [N, C] of N directions, got shape "
+        raise DreamlabError(f"a {noun} is a vector [C] or a matrix [N, C] of N {noun}s, got shape "
                             f"{list(matrix.shape)}")
     matrix = matrix.reshape(-1, matrix.shape[-1]).float().cpu()
     if not torch.isfinite(matrix).all():
-        raise DreamlabError("a direction holds NaN or infinite values (or values beyond float32's range); give "
-                            "finite numbers")
+        raise DreamlabError(f"a {noun} holds NaN or infinite values (or values beyond float32's range); give "
+                            f"finite numbers")
     zero = (matrix == 0).all(1).nonzero().flatten().tolist()
     if zero:
-        which = "the direction is" if matrix.shape[0] == 1 else f"row {zero[0]} of the directions is"
+        which = f"the {noun} is" if matrix.shape[0] == 1 else f"row {zero[0]} of the {noun}s is"
         raise DreamlabError(f"{which} all zeros, which points nowhere; give a non-zero vector")
     return matrix.clone()
+
+
+def direction_neuron(layer: str, vector: object, x: int | None = None, y: int | None = None,
+                     cossim_power: float = 0.0) -> Objective:
+    """A direction at one position (default: the centre of the map): the dot product of the activation vector at
+    x, y with `vector` (times its floored cosine similarity to the power `cossim_power`, as `direction`). A
+    one-hot vector is `neuron`; positions are handled as neuron's (corrected for the transforms' padding).
+    lucid's direction_neuron (lucent's is the cosine similarity alone).
+
+    >>> o.direction_neuron("conv2", torch.ones(50), x=3, y=4, cossim_power=1).name
+    'conv2:direction^1@3,4'
+    """
+    xy = _xy("direction_neuron", layer, x, y)
+    return _at_window(direction(layer, vector, cossim_power), layer, xy, (1, 1), "direction_neuron",
+                      "o.direction for the mean over every position")
+
+
+def channel_weight(layer: str, weight: object) -> Objective:
+    """A weighted sum of a layer's channels, each its mean over positions: sum_c weight[c] * channel c. A one-hot
+    weight is `channel`. lucent's channel_weight, which also averages over the channels (1/C of this).
+    `weight` [C], or [N, C] for N weightings rendered together, is `direction`'s vector under another name.
+
+    >>> o.channel_weight("conv2", torch.linspace(0, 1, 50)).name
+    'conv2:weight'
+    """
+    return _linear(layer, _direction_matrix(weight, "weight"), 0.0, "weight", "weight")
+
+
+def neuron_weight(layer: str, weight: object, x: int | None = None, y: int | None = None) -> Objective:
+    """A weighted sum of the channels at one position (default: the centre): sum_c weight[c] * act[c, y, x]. A
+    one-hot weight is `neuron`; positions are handled as neuron's. lucent's neuron_weight (which averages over
+    the channels: 1/C of this).
+
+    >>> o.neuron_weight("conv2", torch.ones(50), x=3, y=4).name
+    'conv2:weight@3,4'
+    """
+    xy = _xy("neuron_weight", layer, x, y)
+    return _at_window(channel_weight(layer, weight), layer, xy, (1, 1), "neuron_weight",
+                      "o.channel_weight for the mean over every position")
+
+
+def localgroup_weight(layer: str, weight: object, x: int, y: int, wx: int = 1, wy: int = 1) -> Objective:
+    """A weighted sum of the channels averaged over a window of wx by wy positions whose top-left is x, y. A
+    one-hot weight with wx = wy = 1 is `neuron`; positions are handled as neuron's. lucent's localgroup_weight
+    (which averages over the channels: 1/C of this).
+
+    >>> o.localgroup_weight("conv2", torch.ones(50), x=2, y=3, wx=4, wy=2).name
+    'conv2:weight@2-5,3-4'
+    """
+    xy = (_position("x", x, "localgroup_weight", centre=False), _position("y", y, "localgroup_weight", centre=False))
+    size = (_whole("localgroup_weight's wx", wx, 1, "give the window's width in positions, like wx=3"),
+            _whole("localgroup_weight's wy", wy, 1, "give the window's height in positions, like wy=3"))
+    return _at_window(channel_weight(layer, weight), layer, xy, size, "localgroup_weight",
+                      "o.channel_weight for the mean over every position")
 
 
 def total_variation() -> Objective:
@@ -588,6 +666,71 @@ def alignment(layer: str, decay_ratio: float = 2.0) -> Objective:
 
     name = f"alignment({layer}{'' if decay == 2 else f', {decay:g}'})"
     return Objective(scorer, frozenset({key}), name, (name,))
+
+
+def diversity(layer: str) -> Objective:
+    """lucid's diversity term, to subtract with a weight: each image's summed cosine similarity between its Gram
+    matrix at `layer` (channel-by-channel correlations over positions) and those of the other images of its
+    unit, which are the samples of the batch with its unit index (with `diversity=N`, a unit's N images; alone,
+    an image has none and scores 0). Summed over the batch it stands to dreamlab's channel as lucid's term to
+    lucid's channel, so lucid's weights carry over:
+
+    >>> obj = o.channel("conv2", 3) - 1e2 * o.diversity("conv2")
+    >>> dreamlab.render("lenet-digits", obj, diversity=4, diversity_weight=0)  # doctest: +SKIP
+
+    dreamlab's built-in `diversity=N` (`diversity_weight` > 0) instead adds each image's Gram *distance* to the
+    others, scaled by the image's own score: the cosine's gradient vanishes while the images are still alike,
+    and a fixed weight means something else on each model (diversity.py). Use this term to port lucid code.
+    """
+    from dreamlab.optvis.diversity import unit_grams  # diversity.py builds on this module
+
+    key, _ = _target(layer)
+
+    def scorer(acts: Acts, index: Tensor) -> Tensor:
+        grams = unit_grams(acts[key])  # [b, C*C], unit length
+        alike = grams @ grams.T  # [b, b]: cosine similarities
+        others = (index[:, None] == index[None, :]).fill_diagonal_(False)  # images of the same unit, not itself
+        return (alike * others).sum(1)
+
+    return Objective(scorer, frozenset({key}), f"diversity({layer})", (f"diversity({layer})",))
+
+
+# lucid's penalize_boundary_complexity: the blur is a 5x5 kernel, 1 inside and 0.5 on its rim, normalized by the
+# weights that fall inside the image, and the pull towards the constant is weighed 0.8
+BOUNDARY_KERNEL = F.pad(torch.ones(3, 3), (1, 1, 1, 1), value=0.5)
+BOUNDARY_CONSTANT_WEIGHT = 0.8
+
+
+def penalize_boundary_complexity(width: int = 20, constant: float = 0.5) -> Objective:
+    """Keeps the border of the image (`width` pixels on each side; the whole image when it is half the size or
+    more) plain: minus the mean, over the border's pixels, of the squared difference from a 5x5 blur plus 0.8
+    times the squared difference from `constant` (0.5: mid-grey). lucid's penalize_boundary_complexity, as a mean
+    (lucid sums) and without its custom mask.
+
+    >>> (o.channel("conv2", 3) + 2 * o.penalize_boundary_complexity(4)).name
+    'conv2:3 + 2*penalize_boundary_complexity(4)'
+    """
+    border = _whole("penalize_boundary_complexity's width", width, 1, "give the border's width in pixels, like 20")
+    c = _number("penalize_boundary_complexity's constant", constant)
+    kernels: dict[tuple[torch.device, int], Tensor] = {}
+
+    def scorer(acts: Acts, index: Tensor) -> Tensor:
+        img = acts[IMAGE].float()
+        channels, h, w = img.shape[1:]
+        if (img.device, channels) not in kernels:
+            kernels[img.device, channels] = BOUNDARY_KERNEL.to(img.device).expand(channels, 1, 5, 5)
+        kernel = kernels[img.device, channels]
+        blurred = (F.conv2d(img, kernel, padding=2, groups=channels)
+                   / F.conv2d(torch.ones_like(img[:1]), kernel, padding=2, groups=channels))
+        cost = (blurred - img).pow(2) + BOUNDARY_CONSTANT_WEIGHT * (img - c).pow(2)
+        mask = torch.ones(h, w, device=img.device)
+        mask[border:h - border, border:w - border] = 0
+        inside = max(h - 2 * border, 0) * max(w - 2 * border, 0)
+        return -(cost * mask).sum((1, 2, 3)) / (channels * (h * w - inside))
+
+    name = f"penalize_boundary_complexity({border}{'' if c == 0.5 else f', {c:g}'})"
+    return Objective(scorer, frozenset({IMAGE}), name, (name,))
+
 
 def objective(layers: str | Iterable[str], name: str | None = None,
               units: int = 1) -> Callable[[Callable[..., Tensor]], Objective]:
