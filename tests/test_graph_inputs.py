@@ -57,7 +57,12 @@ def test_a_size_the_model_rejects_names_its_size():
 @pytest.mark.parametrize("options, text", [
     ({"depth": 0}, "depth (--depth) must be a whole number >= 1 (1: the model's top-level modules), got 0"),
     ({"depth": 1.5}, "depth (--depth) must be a whole number >= 1 (1: the model's top-level modules), got 1.5"),
-    ({"size": 0}, "size (--size) must be a whole number >= 1 (the input side in pixels), got 0"),
+    ({"size": 0}, "size (--size) must be a whole number >= 1 (the input side in pixels, or (height, width)), got 0"),
+    ({"size": (32, 0)}, "size (--size) must be a whole number >= 1 (the input side in pixels, or (height, width)), "
+                        "got 0"),
+    ({"size": (32, 32, 3)}, "size (--size) must be pixels or a (height, width) pair, got tuple (32, 32, 3); on the "
+                            "command line: --size 224 or --size 96x128"),
+    ({"size": (32, 100_000)}, "size 100000 is out of range; valid: 1 to 2048 pixels"),
     ({"size": 100_000}, "size 100000 is out of range; valid: 1 to 2048 pixels"),
 ])
 def test_depth_and_size_are_checked(options, text):

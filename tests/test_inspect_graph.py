@@ -68,7 +68,7 @@ def test_rankdir_changes_the_dot_text():
     lr = graph("lenet-digits", rankdir="LR")
     assert "rankdir=TB" in tb and "rankdir=LR" in lr
     assert tb.replace("rankdir=TB", "rankdir=LR") == lr
-    assert '"conv1" [label="conv1\\nConv2d\\n20×28×28"' in tb
+    assert '"conv1" [label="conv1\\nConv2d 1→20, 5×5, pad 2\\n20×28×28 · 520 params"' in tb
     assert '"conv1" -> "relu1";' in tb
 
 
@@ -105,7 +105,7 @@ def test_without_graphviz_one_line_says_how_to_get_it(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "apt-get install graphviz" in err
     assert main(["graph", "lenet-digits", "-o", str(tmp_path / "g.dot")]) == 0  # DOT text needs nothing
-    assert (tmp_path / "g.dot").read_text().startswith('digraph "lenet-digits"')
+    assert (tmp_path / "g.dot").read_text().splitlines()[1] == 'digraph "lenet-digits" {'
 
 
 @needs_dot
@@ -153,7 +153,7 @@ def test_svg_shows_a_diagram_in_chromium(chromium, tmp_path):
 def test_cli_prints_dot_without_output(capsys):
     assert main(["graph", "lenet-digits", "--depth", "1", "--rankdir", "lr"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith('digraph "lenet-digits"') and "rankdir=LR" in out
+    assert out.startswith("// dreamlab ") and '\ndigraph "lenet-digits" {' in out and "rankdir=LR" in out
     assert Path("lenet-digits.dot").exists() is False
 
 

@@ -2,7 +2,12 @@
 
 The model is traced with torch.fx, with every module at ``depth`` (or without children) kept as one node, and
 shapes come from one forward of a weightless copy on the meta device, so the caller's model is never moved,
-run or changed. Functional ops where branches join (GoogLeNet's concats, ResNet's residual adds) are nodes too.
+run or changed. Functional ops (GoogLeNet's concats, ResNet's residual adds, functional ReLUs) are nodes too.
+Each module's label gives its key hyperparameters and parameter count (a block kept whole: all of its own), and
+nodes are coloured by family (conv, norm, activation, pool, linear, dropout, reshape, join) with a legend under
+the title, which gives the total parameters and the input. The DOT text starts with a comment saying what drew
+it (dreamlab, torch and torchvision versions, model, weights, input, depth); SVG keeps it as a comment and PNG
+as text chunks.
 
 >>> dot = graph("googlenet", rankdir="LR")          # DOT text; needs nothing installed
 >>> graph("resnet18", depth=3, out="resnet18.svg")   # SVG/PNG/PDF through Graphviz's `dot`
@@ -12,18 +17,20 @@ from __future__ import annotations
 import contextlib
 import io
 import operator
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from dreamlab.attribution.inputs import check_whole
+from dreamlab.attribution.inputs import check_whole, shown
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.inspect.source import model_and_recipe
 from dreamlab.models.copies import cpu_copy, weightless_copy
@@ -37,11 +44,126 @@ DOT_FORMATS = (".svg", ".png", ".pdf")
 GRAPHVIZ_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz) " \
                 "or write DOT text with -o FILE.dot"
 
-# fill colour by layer family, matched against the module's class name (first match wins)
-_COLOURS = (("Conv", "#cfe2f3"), ("Pool", "#d9ead3"), ("Norm", "#fff2cc"), ("ReLU", "#f4cccc"),
-            ("Linear", "#ead1dc"), ("Dropout", "#eeeeee"))
-_JOIN_COLOUR = "#fce5cd"  # functional ops (cat, add, ...)
+# fill colour per family: modules by their torch.nn family, functional ops by what they do; the rest is white
+FAMILY_COLOURS = {"conv": "#cfe2f3", "norm": "#fff2cc", "activation": "#f4cccc", "pool": "#d9ead3",
+                  "linear": "#ead1dc", "dropout": "#eeeeee", "reshape": "#d0e0e3", "join": "#fce5cd"}
+_PLAIN_COLOUR = "#ffffff"  # blocks kept whole and other ops
+_END_COLOUR = "#dddddd"  # the input and the output
 _SKIPPED_FUNCTIONS = {operator.getitem, getattr}  # plumbing between nodes, not computation
+
+# torch.nn's layers by the file torch defines them in (a subclass counts as its base)
+_TORCH_FAMILIES = {"torch.nn.modules.conv": "conv", "torch.nn.modules.pooling": "pool",
+                   "torch.nn.modules.batchnorm": "norm", "torch.nn.modules.instancenorm": "norm",
+                   "torch.nn.modules.normalization": "norm", "torch.nn.modules.activation": "activation",
+                   "torch.nn.modules.linear": "linear", "torch.nn.modules.dropout": "dropout",
+                   "torch.nn.modules.flatten": "reshape", "torch.nn.modules.pixelshuffle": "reshape"}
+# other libraries' leaf layers (FrozenBatchNorm2d, a Swish) by their class name: first match wins
+_NAMED_FAMILIES = (("Conv", "conv"), ("Pool", "pool"), ("Norm", "norm"), ("ReLU", "activation"),
+                   ("GELU", "activation"), ("SiLU", "activation"), ("Swish", "activation"), ("Linear", "linear"),
+                   ("Dropout", "dropout"), ("Flatten", "reshape"))
+_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "rrelu", "prelu", "elu", "selu", "celu", "gelu", "silu",
+                          "mish", "sigmoid", "hardsigmoid", "tanh", "hardtanh", "hardswish", "softplus", "softmax",
+                          "log_softmax", "glu", "threshold", "logsigmoid"})
+_RESHAPES = frozenset({"flatten", "unflatten", "view", "reshape", "permute", "transpose", "squeeze", "unsqueeze",
+                       "expand", "contiguous", "movedim", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle"})
+_CONCATS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack"})
+
+
+def module_family(module: nn.Module) -> str:
+    """The colour family of a module kept as one node: 'block' when it has children, else its torch.nn family
+    ('conv', 'norm', 'activation', 'pool', 'linear', 'dropout', 'reshape'), or 'other'."""
+    if next(module.children(), None) is not None:
+        return "block"
+    if isinstance(module, nn.Identity):  # defined beside Linear, but computes nothing
+        return "other"
+    for cls in type(module).__mro__:
+        if cls.__module__ in _TORCH_FAMILIES:
+            return _TORCH_FAMILIES[cls.__module__]
+    name = type(module).__name__
+    return next((family for key, family in _NAMED_FAMILIES if key in name), "other")
+
+
+def function_family(name: str, sources: int) -> str:
+    """The colour family of a functional op called `name` that reads tensors from `sources` nodes: 'join' for a
+    concat or any op that combines two or more (add, mul of two tensors), else by what it does."""
+    base = name.strip("_")  # in place: relu_, __iadd__
+    if base in _ACTIVATIONS:
+        return "activation"
+    if base in _RESHAPES:
+        return "reshape"
+    if "pool" in base:
+        return "pool"
+    if base in _CONCATS or sources >= 2:
+        return "join"
+    if base.startswith("conv"):
+        return "conv"
+    if base == "linear":
+        return "linear"
+    if base.endswith("norm"):
+        return "norm"
+    return "dropout" if "dropout" in base else "other"
+
+
+def _per_axis(value: object, dims: int) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
+
+
+def _compact(values: tuple) -> str:
+    """(2, 2) -> '2', (2, 1) -> '2×1'."""
+    return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+
+
+def _unless(what: str, value: object, default: int, dims: int) -> list[str]:
+    """['stride 2'] where any axis differs from `default`, else []."""
+    values = _per_axis(value, dims)
+    return [f"{what} {_compact(values)}"] if any(v != default for v in values) else []
+
+
+def _padding(module: nn.Module, dims: int) -> list[str]:
+    padding = module.padding
+    mode = getattr(module, "padding_mode", "zeros")
+    if isinstance(padding, str):  # 'same' or 'valid' (no padding)
+        shown_pad = [] if padding == "valid" else [f"pad {padding}"]
+    else:
+        shown_pad = _unless("pad", padding, 0, dims)
+    return [f"{text} {mode}" for text in shown_pad] if mode != "zeros" else shown_pad
+
+
+def hyperparameters(module: nn.Module) -> str:
+    """A module's key settings, short: Conv2d '3→64, 7×7, stride 2, pad 3' (stride, pad, dilation and groups only
+    where not the default), MaxPool2d '3×3, stride 2, ceil', Linear '2450→500', BatchNorm2d '64'; '' for others."""
+    match = re.search(r"(\d)d$", type(module).__name__)
+    dims = int(match.group(1)) if match else 1  # for a kernel given as one int: MaxPool2d(3) is 3×3
+    m = module
+    if isinstance(m, nn.modules.conv._ConvNd):
+        parts = [f"{m.in_channels}→{m.out_channels}", "×".join(map(str, m.kernel_size)),
+                 *_unless("stride", m.stride, 1, dims), *_padding(m, dims), *_unless("dilation", m.dilation, 1, dims)]
+        parts += [f"groups {m.groups}"] if m.groups > 1 else []
+    elif isinstance(m, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)):
+        parts = ["×".join(map(str, _per_axis(m.kernel_size, dims))),
+                 f"stride {_compact(_per_axis(m.stride or m.kernel_size, dims))}", *_padding(m, dims),
+                 *_unless("dilation", getattr(m, "dilation", 1), 1, dims)]
+        parts += ["ceil"] if m.ceil_mode else []
+    elif isinstance(m, (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)):
+        parts = ["to " + "×".join("*" if s is None else str(s) for s in _per_axis(m.output_size, dims))]
+    elif isinstance(m, nn.Linear):
+        parts = [f"{m.in_features}→{m.out_features}"]
+    elif isinstance(m, nn.modules.batchnorm._NormBase):  # BatchNorm, InstanceNorm
+        parts = [str(m.num_features)]
+    elif isinstance(m, nn.LayerNorm):
+        parts = ["×".join(map(str, m.normalized_shape))]
+    elif isinstance(m, nn.GroupNorm):
+        parts = [f"{m.num_channels}, {m.num_groups} groups"]
+    elif isinstance(m, nn.modules.dropout._DropoutNd):
+        parts = [f"p={m.p:g}"]
+    else:
+        return ""
+    return ", ".join(parts)
+
+
+def count_text(params: int) -> str:
+    """'9,408 params', '1 param'."""
+    return f"{params:,} param{'' if params == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -53,12 +175,16 @@ class GraphNode:
     kind: str  # module class name, op name ('cat', 'add'), 'input' or 'output'
     shape: tuple[int, ...] | None  # output shape without the batch dimension
     op: str  # 'input', 'module', 'function', 'output'
+    family: str = ""  # colour family: module_family or function_family ('' for the input and output)
+    detail: str = ""  # a module's key hyperparameters ('3→64, 7×7, stride 2, pad 3')
+    params: int | None = None  # a module's parameters, its children's included (None: not a module)
 
     @property
     def label(self) -> str:
         shape = "×".join(map(str, self.shape)) if self.shape else "?" if self.shape is None else "scalar"
         if self.op == "module":
-            return f"{self.address}\n{self.kind}\n{shape}"
+            kind = f"{self.kind} {self.detail}" if self.detail else self.kind
+            return f"{self.address}\n{kind}\n{shape}{' · ' + count_text(self.params) if self.params else ''}"
         if self.op == "function":
             return f"{self.kind}\n{self.address + ' · ' if self.address else ''}{shape}"
         return f"{self.kind}\n{shape}"
@@ -71,6 +197,36 @@ class ModelGraph:
     name: str
     nodes: tuple[GraphNode, ...]
     edges: tuple[tuple[str, str], ...]
+    params: int | None = None  # the model's parameters, shared ones once
+    weights: str | None = None  # where the weights came from ('none', 'default', a file, "caller's module")
+    depth: int | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The input's shape without the batch dimension ([C, H, W])."""
+        return next((n.shape for n in self.nodes if n.op == "input"), None)
+
+    def provenance(self) -> dict[str, str]:
+        """What drew this graph, under the keys render's PNGs use: the DOT text's first comment, an SVG's comment
+        and a PNG's text chunks."""
+        from dreamlab.attribution.photos import versions
+
+        info = {**versions(), "dreamlab:model": self.name}
+        if self.weights is not None:
+            info["dreamlab:weights"] = self.weights
+        if self.input_shape is not None:
+            info["dreamlab:input"] = "x".join(map(str, self.input_shape))
+        if self.depth is not None:
+            info["dreamlab:depth"] = str(self.depth)
+        return info
+
+    def comment(self) -> str:
+        """The provenance as one line: 'dreamlab 0.1.0 (torch 2.x, torchvision 0.y); model: lenet-digits; ...'."""
+        info = self.provenance()
+        made = (f"dreamlab {info.pop('dreamlab:version')} (torch {info.pop('torch:version')}, "
+                f"torchvision {info.pop('torchvision:version')})")
+        text = "; ".join([made, *(f"{key.removeprefix('dreamlab:')}: {value}" for key, value in info.items())])
+        return "".join(c if c.isprintable() else "?" for c in text)  # a newline in a path would end the comment
 
     def node(self, address: str, kind: str | None = None) -> GraphNode:
         """The first node at `address` (and of `kind`, when given)."""
@@ -83,26 +239,53 @@ class ModelGraph:
         by_id = {n.id: n for n in self.nodes}
         return [by_id[s] for s, t in self.edges if t == node_id]
 
+    def title(self) -> str:
+        """The graph's label as a Graphviz HTML label: the name, parameters and input, then a legend of the
+        colours in use."""
+        facts = [f"<B>{_html(self.name)}</B>"]
+        if self.params is not None:
+            facts.append(f"{self.params:,} parameters")
+        if self.input_shape is not None:
+            facts.append("input " + "×".join(map(str, self.input_shape)))
+        rows = [f'<TR><TD ALIGN="LEFT">{" · ".join(facts)}</TD></TR>']
+        used = {n.family for n in self.nodes}
+        cells = [f'<TD BGCOLOR="{colour}" BORDER="1">{family}</TD>' for family, colour in FAMILY_COLOURS.items()
+                 if family in used]
+        if any(n.op == "function" for n in self.nodes):
+            cells.append("<TD>(ellipse: a function call)</TD>")
+        if cells:
+            legend = f'<TABLE BORDER="0" CELLSPACING="3" CELLPADDING="2"><TR>{"".join(cells)}</TR></TABLE>'
+            rows.append(f'<TR><TD ALIGN="LEFT">{legend}</TD></TR>')
+        return f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1">{"".join(rows)}</TABLE>>'
+
     def to_dot(self, rankdir: str = "TB") -> str:
-        """Graphviz DOT text."""
+        """Graphviz DOT text, starting with a comment that says what drew it."""
         check_rankdir(rankdir)
-        lines = [f"digraph {_quote(self.name)} {{",
-                 f'  graph [rankdir={rankdir}, nodesep=0.2, ranksep=0.3, fontname="Helvetica"];',
+        comment = self.comment()
+        lines = [f"// {comment}",
+                 f"digraph {_quote(self.name)} {{",
+                 f'  graph [rankdir={rankdir}, nodesep=0.2, ranksep=0.3, fontname="Helvetica", fontsize=11, '
+                 f"labelloc=t, labeljust=l, comment={_quote(comment)}, label={self.title()}];",
                  ('  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica", '
                   'fontsize=10, margin="0.08,0.04"];'),
                  '  edge [arrowsize=0.6, color="#555555"];']
         for n in self.nodes:
             attrs = {"label": n.label}
             if n.op == "function":
-                attrs |= {"shape": "ellipse", "style": "filled", "fillcolor": _JOIN_COLOUR}
+                attrs |= {"shape": "ellipse", "style": "filled",
+                          "fillcolor": FAMILY_COLOURS.get(n.family, _PLAIN_COLOUR)}
             elif n.op in ("input", "output"):
-                attrs |= {"shape": "box", "style": "filled", "fillcolor": "#dddddd"}
+                attrs |= {"shape": "box", "style": "filled", "fillcolor": _END_COLOUR}
             else:
-                attrs["fillcolor"] = next((c for key, c in _COLOURS if key in n.kind), "#ffffff")
+                attrs["fillcolor"] = FAMILY_COLOURS.get(n.family, _PLAIN_COLOUR)
             lines.append(f"  {_quote(n.id)} [{', '.join(f'{k}={_quote(v)}' for k, v in attrs.items())}];")
         lines += [f"  {_quote(s)} -> {_quote(t)};" for s, t in self.edges]
         lines.append("}")
         return "\n".join(lines) + "\n"
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def _quote(text: str) -> str:
@@ -130,7 +313,7 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, 
                 input_size: int | None = None) -> ModelGraph:
     """The data-flow graph of `model` for one input of `input_shape` ([1, C, H, W]); the model is not touched.
     `input_size`: the recipe's, named in the error when the model takes it but not `input_shape`."""
-    check_whole("depth", depth, 1, flag="--depth", hint=" (1: the model's top-level modules)")
+    depth = check_whole("depth", depth, 1, flag="--depth", hint=" (1: the model's top-level modules)")
     try:
         return _graph_of(model, input_shape, depth, name)
     except _Failed as failed:
@@ -156,16 +339,36 @@ def _graph_of(model: nn.Module, input_shape: Sequence[int], depth: int, name: st
     hook that reads them, `if x.mean() > 0`) or an op has no meta kernel, from a forward of a CPU copy."""
     copied = weightless_copy(model).eval()
     try:
-        return _shapes(copied, _trace(copied, depth), input_shape, depth, name, "meta")
+        drawn = _shapes(copied, _trace(copied, depth), input_shape, depth, name, "meta")
     except Exception as exc:  # noqa: BLE001 -- the model refused the input, or it needs real tensors
         meta_error = exc.__cause__ or exc  # ShapeProp wraps the op's error in one that quotes the whole node
+    else:
+        return _described(drawn, copied, depth)
     copied = cpu_copy(model).eval()
     try:
-        return _shapes(copied, _trace(copied, depth), input_shape, depth, name, "cpu")
+        drawn = _shapes(copied, _trace(copied, depth), input_shape, depth, name, "cpu")
     except Exception as exc:  # noqa: BLE001 -- whatever the model raises
         cpu_error = exc.__cause__ or exc
+    else:
+        return _described(drawn, copied, depth)
     # an error about the meta device says nothing about the model; otherwise the meta one is as good, and shorter
     raise _Failed(cpu_error if "meta" in str(meta_error).lower() else meta_error)
+
+
+def _described(drawn: ModelGraph, copied: nn.Module, depth: int) -> ModelGraph:
+    """`drawn` with each node's family, hyperparameters and parameter count, read from the copy that ran (after
+    its forward, so lazy modules have their parameters)."""
+    sources = Counter(target for _, target in drawn.edges)
+    nodes = []
+    for n in drawn.nodes:
+        if n.op == "module":
+            module = copied.get_submodule(n.address)
+            n = replace(n, family=module_family(module), detail=hyperparameters(module),
+                        params=sum(p.numel() for p in module.parameters()))
+        elif n.op == "function":
+            n = replace(n, family=function_family(n.kind, sources[n.id]))
+        nodes.append(n)
+    return replace(drawn, nodes=tuple(nodes), params=sum(p.numel() for p in copied.parameters()), depth=depth)
 
 
 def _trace(copied: nn.Module, depth: int) -> fx.GraphModule | None:
@@ -272,9 +475,10 @@ def check_output(path: str | Path) -> str:
     return suffix
 
 
-def write_graph(dot_text: str, path: str | Path) -> Path:
-    """Write DOT text (.dot/.gv) or render it with Graphviz's `dot` (.svg/.png/.pdf)."""
-    from dreamlab.io import atomic_write_bytes, atomic_write_text
+def write_graph(dot_text: str, path: str | Path, provenance: dict[str, str] | None = None) -> Path:
+    """Write DOT text (.dot/.gv) or render it with Graphviz's `dot` (.svg/.png/.pdf); a PNG gets `provenance` as
+    text chunks (DOT and SVG carry it as a comment, from the DOT text)."""
+    from dreamlab.io import atomic_write_bytes, atomic_write_text, set_png_text
 
     path = Path(path)
     suffix = check_output(path)
@@ -287,49 +491,70 @@ def write_graph(dot_text: str, path: str | Path) -> Path:
                           check=False)
     if done.returncode != 0:
         raise DreamlabError(f"Graphviz's dot failed: {done.stderr.decode(errors='replace').strip()[:300]}")
-    return atomic_write_bytes(path, done.stdout)
+    atomic_write_bytes(path, done.stdout)
+    return set_png_text(path, provenance) if suffix == ".png" and provenance else path
 
 
-def _build(model: nn.Module | str | Path, recipe: object, weights: str | Path | None) -> tuple[nn.Module, Recipe]:
-    """The module and its recipe; a named model without weights is built on the meta device (VGG16: 0.2 s, not 8)."""
+def _build(model: nn.Module | str | Path, recipe: object, weights: str | Path | None
+           ) -> tuple[nn.Module, Recipe, str]:
+    """The module, its recipe and where its weights came from; a named model without weights is built on the meta
+    device (VGG16: 0.2 s, not 8)."""
     if isinstance(model, (str, Path)) and str(weights).lower() == "none":
         try:
             with torch.device("meta"):
-                return model_and_recipe(model, recipe, weights)[:2]
+                return model_and_recipe(model, recipe, weights)[:3]
         except DreamlabError:
             raise
         except Exception:  # noqa: BLE001, S110 -- a builder that needs real tensors: build it normally below
             pass
     if not isinstance(model, (str, Path)) and str(weights).lower() == "none":
         weights = "default"  # graph's default: a module or LoadedModel keeps its own weights, which it does not read
-    return model_and_recipe(model, recipe, weights)[:2]
+    return model_and_recipe(model, recipe, weights)[:3]
 
 
-def model_graph(model: nn.Module | str | Path, *, depth: int = 2, size: int | None = None,
+def check_size(size: object) -> tuple[int, int]:
+    """`size` (pixels, or a (height, width) pair of them) as (height, width), each side within the bound every
+    command shares."""
+    hint = " (the input side in pixels, or (height, width))"
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise DreamlabError(f"size (--size) must be pixels or a (height, width) pair, got {shown(size)}; "
+                                f"on the command line: --size 224 or --size 96x128")
+        sides = tuple(check_whole("size", side, 1, flag="--size", hint=hint) for side in size)
+    else:
+        sides = (check_whole("size", size, 1, flag="--size", hint=hint),) * 2
+    for side in dict.fromkeys(sides):
+        check_input_size(side, name="size")
+    return sides
+
+
+def model_graph(model: nn.Module | str | Path, *, depth: int = 2, size: int | tuple[int, int] | None = None,
                 recipe: object = None, weights: str | Path | None = "none") -> ModelGraph:
     """The ModelGraph of a recipe/torchvision name or a module (see `graph`)."""
     depth = check_whole("depth", depth, 1, flag="--depth", hint=" (1: the model's top-level modules)")
-    if size is not None:
-        size = check_whole("size", size, 1, flag="--size", hint=" (the input side in pixels)")
-        check_input_size(size, name="size")
-    module, rec = _build(model, recipe, weights)
-    side = size or rec.input_size
-    return trace_graph(module, (1, rec.channels, side, side), depth=depth, name=rec.name, input_size=rec.input_size)
+    sides = None if size is None else check_size(size)
+    module, rec, described = _build(model, recipe, weights)
+    height, width = sides or (rec.input_size, rec.input_size)
+    drawn = trace_graph(module, (1, rec.channels, height, width), depth=depth, name=rec.name,
+                        input_size=rec.input_size)
+    return replace(drawn, weights=described)
 
 
-def graph(model: nn.Module | str | Path, *, rankdir: str = "TB", depth: int = 2, size: int | None = None,
-          out: str | Path | None = None, recipe: object = None, weights: str | Path | None = "none") -> str:
+def graph(model: nn.Module | str | Path, *, rankdir: str = "TB", depth: int = 2,
+          size: int | tuple[int, int] | None = None, out: str | Path | None = None, recipe: object = None,
+          weights: str | Path | None = "none") -> str:
     """The architecture of `model` as DOT text, also written to `out` (.dot, .gv, .svg, .png, .pdf) when given.
 
     `model` is a recipe or torchvision name, a recipe TOML path, or an nn.Module (with `recipe` for its input
     size and channels; default 3x224x224). `depth` picks how far modules are opened (1: the top-level ones;
-    GoogLeNet's inception branches show at 2, ResNet's residual adds at 3). `size` is the input side in pixels
-    (default: the recipe's). Shapes need no weights, so the default `weights` is 'none'.
+    GoogLeNet's inception branches show at 2, ResNet's residual adds at 3). `size` is the input side in pixels,
+    or (height, width) (default: the recipe's). Shapes need no weights, so the default `weights` is 'none'.
     """
     check_rankdir(rankdir)
     if out is not None:
         check_output(out)
-    dot_text = model_graph(model, depth=depth, size=size, recipe=recipe, weights=weights).to_dot(rankdir)
+    drawn = model_graph(model, depth=depth, size=size, recipe=recipe, weights=weights)
+    dot_text = drawn.to_dot(rankdir)
     if out is not None:
-        write_graph(dot_text, out)
+        write_graph(dot_text, out, drawn.provenance())
     return dot_text

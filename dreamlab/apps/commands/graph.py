@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from dreamlab.apps.args import add_positional_model, nonempty, output_path, positional_model, positive_int
+from dreamlab.apps.args import add_positional_model, image_size, nonempty, output_path, positional_model, positive_int
 
-DESCRIPTION = ("Draw MODEL's data flow: one node per module at --depth with its dotted address, type and output "
-               "shape; functional ops where branches join (concat, add). Without -o the DOT text is printed; "
-               ".svg, .png and .pdf need Graphviz's `dot`.")
+DESCRIPTION = ("Draw MODEL's data flow: one node per module at --depth with its dotted address, type, key "
+               "hyperparameters, output shape and parameters; functional ops (concat, add, relu, flatten) are "
+               "nodes too, coloured by kind. The title gives the total parameters and the input. Without -o the "
+               "DOT text is printed; .svg, .png and .pdf need Graphviz's `dot`.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=positive_int, default=2,
                    help="how far modules are opened: 1 = top-level modules (default: %(default)s; "
                         "ResNet's residual adds show at 3)")
-    p.add_argument("--size", type=positive_int, help="input size in pixels (default: the recipe's)")
+    p.add_argument("--size", type=image_size,
+                   help="input size in pixels, N or HEIGHTxWIDTH such as 96x128 (default: the recipe's)")
     p.add_argument("--weights", default="none", type=nonempty,
                    help="weights to load (default: none; shapes do not depend on them)")
 
