@@ -130,13 +130,14 @@ def test_size_sets_the_shorter_side_and_a_fixed_size_model_refuses_another() -> 
     assert 8 <= top and bottom <= 20 and 12 <= left and right <= 24  # inside the square, now at rows 8-19
     with pytest.raises(DreamlabError, match="lenet-digits takes 28-pixel images only"):
         examples("lenet-digits", "conv2", [0], ["china"], size=56)
-    with pytest.raises(DreamlabError, match="size 4 is out of range; valid: 8 to 2048"):
+    with pytest.raises(DreamlabError, match=r"^size \(--size\) 4 is out of range; valid: 8 to 2048"):
         examples("lenet-digits", "conv2", [0], ["china"], size=4)
 
 
 def test_the_best_images_are_kept_as_they_stream_past_and_ties_keep_the_earlier(tmp_path) -> None:
     levels = [0.6, 0.9, 0.7, 1.0, 0.9]
     images = [grey_with_square((level, 0, 0), 10, 10) for level in levels]
+    images[4][:, 0, 0] = 0.4  # another image (the same one twice is read once) with the same best score
     found = examples(colour_detector(), "0", [0], images, top=3, recipe=RECIPE)
     assert [e.image for e in found.units[0]] == ["tensor 3", "tensor 1", "tensor 4"]
     assert [e.score for e in found.units[0]] == pytest.approx([9 * 1.0, 9 * 0.9, 9 * 0.9])

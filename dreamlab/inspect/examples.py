@@ -3,7 +3,10 @@
 Each image is resized so that its shorter side is the recipe's input size (not cropped: a convolutional layer
 reads it whole; a model that takes only its own size gets the centre square) and normalized as the recipe
 says. A channel's score on an image is its strongest position; the image is cropped to that position's
-receptive field (receptive.py). A logit (`layer="logit"`) or a Linear layer scores the whole image, shown whole.
+receptive field (receptive.py). A logit (`layer="logit"`, its units by index or by class name) or a Linear layer
+scores the whole image, shown whole. An image given twice (the same file, or the same content under another
+name) is read once, so a unit's tiles are distinct images, each labelled with its name; the PNG records each
+image's sha256 and each tile's image, map position and box in that image's own pixels.
 
 >>> ex = examples("hed-vgg16", "features.22", [0, 12], ["china", "flower"], top=2)
 >>> [(e.image, round(e.score, 1)) for e in ex.units[0]]        # channel 0's two best images, best first
@@ -11,10 +14,13 @@ receptive field (receptive.py). A logit (`layer="logit"`) or a Linear layer scor
 """
 from __future__ import annotations
 
+import json
 import math
+import numbers
+import re
 from contextlib import nullcontext
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
 import torch
@@ -22,14 +28,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
+from dreamlab.attribution.photos import is_sample_photo
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.features import normalize, read_photo, shorter_side_to, to_channels
 from dreamlab.inspect.receptive import Field, receptive_field
-from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe
+from dreamlab.inspect.source import check_layer, forward_error, image_record, model_and_recipe, provenance
 from dreamlab.inspect.tiles import TileGrid, draw_labels
 from dreamlab.io import SAMPLE_PHOTOS, centre_crop
 from dreamlab.models.recipe import Recipe
 from dreamlab.models.summary import MAX_INPUT_SIZE
+from dreamlab.optvis.capture import OUTPUT
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CROP_FILL = 0.5  # where a receptive field reaches past the image: mid-grey, so a crop keeps its scale
@@ -39,12 +47,16 @@ TILE = 96  # the side of each shown crop, in pixels
 @dataclass(frozen=True)
 class Example:
     """One image's best response of a unit: which image, the score, and the box [top, left, bottom, right) of
-    the resized image that the unit saw (the whole image for a logit), with the crop itself [C, s, s]."""
+    the resized image that the unit saw (the whole image for a logit), with the crop itself [C, s, s]; the map
+    `position` (y, x) it was read at (None for a logit), and `photo_box`, the part of the image as read (its own
+    pixels) that the crop shows."""
 
     image: str
     score: float
     box: tuple[int, int, int, int]
     crop: Tensor
+    position: tuple[int, int] | None = None
+    photo_box: tuple[int, int, int, int] | None = None
 
 
 @dataclass
@@ -56,22 +68,19 @@ class Examples:
     units: list[list[Example]]
     receptive_field: Field | None  # where map positions look in the resized images; None for a logit
     grid: TileGrid
+    images: list[dict[str, str]] = dataclass_field(default_factory=list)  # name, sha256 (, same_as) of each input
+    duplicates: dict[str, str] = dataclass_field(default_factory=dict)  # an image given again -> the one kept
 
     def save(self, path: str | Path) -> Path:
         return self.grid.save(path)
 
 
 def image_list(images: str | Path | Sequence[str | Path | Tensor]) -> list[tuple[str, str | Path | Tensor]]:
-    """(name, source) of each image: a folder's PNG/JPEG files (sorted), or a list of paths, sample names
-    (china, flower) and [C, H, W] tensors in [0, 1]."""
+    """(name, source) of each image: a folder's PNG/JPEG files (sorted), or a list of paths, folders, sample
+    names (china, flower) and [C, H, W] tensors in [0, 1]. A file is named by its file name, or by its path
+    where two files share a name."""
     if isinstance(images, str) and not images.strip():  # Path('') would be the current folder
         raise DreamlabError("images is an empty path; give a folder of photos, or image paths")
-    if isinstance(images, (str, Path)) and Path(images).is_dir():
-        files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DreamlabError(f"no PNG or JPEG images in folder {str(images)!r}; give a folder of photos, or "
-                                f"image paths")
-        return [(p.name, p) for p in files]
     if isinstance(images, (str, Path, Tensor)):
         images = [images]
     try:
@@ -81,26 +90,48 @@ def image_list(images: str | Path | Sequence[str | Path | Tensor]) -> list[tuple
                             f"({', '.join(SAMPLE_PHOTOS)}) or tensors; got {type(images).__name__}") from None
     if not items:
         raise DreamlabError("no images given; give a folder of photos, or image paths")
-    return [(f"tensor {i}" if isinstance(item, Tensor) else Path(str(item)).name, item) for i, item in enumerate(items)]
+    found: list[tuple[str, str | Path | Tensor]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Tensor):
+            found.append((f"tensor {i}", item))
+        elif isinstance(item, (str, Path)) and str(item).strip() and Path(item).is_dir():
+            found += [(p.name, p) for p in _folder_images(Path(item))]
+        else:
+            found.append((Path(str(item)).name, item))
+    names = [name for name, _ in found]
+    return [(str(source) if names.count(name) > 1 and not isinstance(source, Tensor) else name, source)
+            for name, source in found]
 
 
-def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[int],
+def _folder_images(folder: Path) -> list[Path]:
+    """A folder's PNG and JPEG files, sorted; a folder without any is refused."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DreamlabError(f"no PNG or JPEG images in folder {str(folder)!r}; give a folder of photos, or image "
+                            f"paths")
+    return files
+
+
+def examples(model: nn.Module | str | Path, layer: str, units: int | str | Sequence[int | str],
              images: str | Path | Sequence[str | Path | Tensor], *, top: int = 8, size: int | None = None,
              recipe: object = None, weights: str | Path | None = "default", out: str | Path | None = None) -> Examples:
     """The `top` images of `images` that drive each of `units` of `layer` hardest (see the module's docstring);
-    `size`: the images' shorter side (default: the recipe's input size; a fixed-size model takes only that)."""
+    `size`: the images' shorter side (default: the recipe's input size; a fixed-size model takes only that).
+    The units of `layer="logit"` may be class names too ("tabby", "tiger cat"), as `render` reads `logit:tabby`;
+    `weights` is as `render` takes it ("default", "none" or None for random init, a weights name or a file)."""
     from dreamlab.models.prepare import FORWARD_ERRORS, model_device, prepared_model, takes_size
     from dreamlab.optvis.capture import Capture
 
     check_layer(layer)
     top = check_whole("top", top, 1, flag="--top", hint=" (how many images per unit)")
-    if size is not None:
-        size = check_whole("size", size, 8, MAX_INPUT_SIZE, flag="--size", hint=" (the images' shorter side)")
-    unit_ids = [units] if isinstance(units, int) else list(units)
-    if not unit_ids or any(isinstance(u, bool) or not isinstance(u, int) or u < 0 for u in unit_ids):
-        raise DreamlabError(f"units must be channel numbers >= 0, like [0, 12] or range(8); got {units!r}"[:200])
-    sources = checked_images(images)  # before the model loads; decoded one at a time below
-    module, rec, described = model_and_recipe(model, recipe, weights)
+    if size is not None:  # the flag in both of check_whole's lines (it names it only for a value below `low`)
+        size = check_whole("size (--size)", size, 8, MAX_INPUT_SIZE, hint=" (the images' shorter side)")
+    wanted = _wanted_units(units, layer)
+    # before the model loads; decoded one at a time below, each distinct image once
+    sources, records, duplicates = _distinct(checked_images(images))
+    module, rec, described, categories = model_and_recipe(model, recipe, weights)
+    unit_ids = [u for unit in wanted for u in (class_units(unit, categories, rec.name) if isinstance(unit, str)
+                                                else [unit])]
     device = model_device(module) or torch.device("cpu")
     failed: tuple[BaseException, torch.Size] | None = None
     with prepared_model(module, device, channels_last=False, owned=False) as ready:
@@ -110,7 +141,7 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
                 ready(grey)
         except FORWARD_ERRORS as exc:
             failed = exc, grey.shape
-        field = receptive_field(ready, layer, rec) if failed is None else None
+        field, has_maps = None, False
         with torch.no_grad(), Capture(ready, [layer]) if failed is None else nullcontext() as cap:
             # a fixed-size model (a Linear layer after the convolutions) gets the centre square of each image
             side = rec.input_size
@@ -119,7 +150,7 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
             if failed is None and not whole and side != rec.input_size:
                 raise DreamlabError(f"{rec.name} takes {rec.input_size}-pixel images only; leave size (--size) "
                                     f"out, or give {rec.input_size}")
-            model_input = lambda source: _model_input(read_photo(source), rec, side, whole)  # noqa: E731
+            model_input = lambda source: _model_input(read_photo(source), rec, side, whole)[0]  # noqa: E731
             best = _Best(len(unit_ids), top)
             for i, (_, source) in enumerate(sources if failed is None else []):
                 x = normalize(model_input(source), rec).to(device)
@@ -130,6 +161,7 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
                     break
                 if i == 0:
                     _check_units(act, layer, unit_ids)
+                    has_maps = act.dim() == 3
                 if act.dim() == 1:  # a logit or a vector layer: the whole image
                     best.add(i, act[unit_ids], torch.zeros(len(unit_ids), dtype=torch.long), 1)
                 else:
@@ -144,11 +176,85 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | Sequence[in
             if error is None:
                 raise failed[0]
             raise error from None
+        if has_maps:  # a logit or a Linear layer sees the whole image: no gradients to probe
+            field = receptive_field(ready, layer, rec)
     kept = best.image[best.score > -math.inf]
-    shown = {i: model_input(sources[i][1])[0] for i in sorted(set(kept.tolist()) - {-1})}
-    chosen = [[_example(sources[i][0], score, shown[i], position, field)
+    shown = {}
+    for i in sorted(set(kept.tolist()) - {-1}):
+        photo = read_photo(sources[i][1])
+        x, placement = _model_input(photo, rec, side, whole)
+        shown[i] = x[0], _Placement(*placement, *photo.shape[-2:])
+    chosen = [[_example(sources[i][0], score, *shown[i], position, field)
                for i, score, position in best.row(u) if score > -math.inf] for u in range(len(unit_ids))]
-    return _finish(layer, unit_ids, chosen, field, rec, described, out)
+    text = {**provenance(module, rec, described, layer), "dreamlab:units": ",".join(map(str, unit_ids)),
+            **_classes(layer, unit_ids, categories), "dreamlab:top": str(top), "dreamlab:size": str(side),
+            "dreamlab:crop": "none (shorter side to the size)" if whole else "shorter side to the size, centre square"}
+    return _finish(layer, unit_ids, chosen, field, text, records, duplicates, out)
+
+
+def _wanted_units(units: object, layer: str) -> list[int | str]:
+    """`units` as a list of channel numbers, or (for the logit) class names too, refused in one line otherwise."""
+    wanted = [units] if isinstance(units, (numbers.Integral, str)) else units
+    try:
+        wanted = list(wanted)
+    except TypeError:
+        wanted = []
+    names = layer == OUTPUT
+    for unit in wanted or [None]:
+        if isinstance(unit, str) and not names:
+            raise DreamlabError(f"unit {unit!r} is a name, and the units of layer {layer!r} are channel numbers, "
+                                f"like [0, 12]; class names go with layer 'logit' (logit:tabby on the command "
+                                f"line)")
+        number = isinstance(unit, numbers.Integral) and not isinstance(unit, bool) and unit >= 0
+        if not number and not (isinstance(unit, str) and unit.strip()):
+            names_too = " or class names, like ['tabby']" if names else ""
+            raise DreamlabError(f"units must be channel numbers >= 0, like [0, 12] or range(8){names_too}; got "
+                                f"{units!r}"[:200])
+    return [unit if isinstance(unit, str) else int(unit) for unit in wanted]
+
+
+_BARE = re.compile(r"[A-Za-z_0-9][A-Za-z_0-9.]*|\d+(-\d+)?(,\d+(-\d+)?)*|'[^']*'|\"[^\"]*\"")  # needs no quotes
+
+
+def class_units(name: str, categories: Sequence[str] | None, model: str) -> list[int]:
+    """The logit indices that `name` stands for, read as render reads `logit:NAME` (tabby, tiger_cat, 'tiger cat',
+    or an index list such as 281,285)."""
+    from dreamlab.optvis.grammar import parse_objective
+
+    name = name.strip()
+    if not categories and not re.fullmatch(r"[\d,-]+", name):
+        raise DreamlabError(f"class name {name!r} given, but {model} has no class names; give a class index, like "
+                            f"logit:3")
+    quote = "'" if "'" not in name else '"'
+    written = name if _BARE.fullmatch(name) else f"{quote}{name}{quote}"
+    return [int(label.removeprefix(f"{OUTPUT}:")) for label in parse_objective(f"{OUTPUT}:{written}",
+                                                                              categories).labels]
+
+
+def _classes(layer: str, unit_ids: list[int], categories: Sequence[str] | None) -> dict[str, str]:
+    """The class names of a logit's units, where the model has them, for the provenance."""
+    if layer != OUTPUT or not categories or max(unit_ids) >= len(categories):
+        return {}
+    return {"dreamlab:classes": " | ".join(f"{u}={categories[u]}" for u in unit_ids)}
+
+
+def _distinct(sources: list[tuple[str, str | Path | Tensor]]
+              ) -> tuple[list[tuple[str, str | Path | Tensor]], list[dict[str, str]], dict[str, str]]:
+    """The sources with each content once (by sha256 of a file, or of a tensor's or sample photo's pixels), the
+    records (image_record) of all, a repeat's `same_as` naming the image it repeats, and each repeat's name
+    with that image's name."""
+    kept, records, seen, duplicates = [], [], {}, {}
+    for name, source in sources:
+        pixels = read_photo(source) if isinstance(source, Tensor) or is_sample_photo(Path(str(source))) else None
+        record = image_record(name, source, pixels)
+        key = record["sha256"], record["sha256_of"]
+        if key in seen:
+            duplicates[name] = record["same_as"] = seen[key]
+        else:
+            seen[key] = name
+            kept.append((name, source))
+        records.append(record)
+    return kept, records, duplicates
 
 
 class _Best:
@@ -206,11 +312,35 @@ def _check_readable(source: object) -> None:
         raise DreamlabError(f"cannot read image {str(path)!r}: {reason}; give a PNG or JPEG file") from None
 
 
-def _model_input(photo: Tensor, recipe: Recipe, side: int, whole: bool) -> Tensor:
+def _model_input(photo: Tensor, recipe: Recipe, side: int, whole: bool) -> tuple[Tensor, tuple[int, int, int, int]]:
     """A photo [C, H, W] as the model reads it, before normalization: [1, C', h, w] with the shorter side
-    `side`, or the centre square for a model that takes only its own size."""
-    x = shorter_side_to(to_channels(photo, recipe), side)
-    return x if whole else centre_crop(x, (side, side))
+    `side`, or the centre square for a model that takes only its own size; with where that input lies in the
+    resized photo (top, left offsets and the resized height, width)."""
+    resized = shorter_side_to(to_channels(photo, recipe), side)
+    x = resized if whole else centre_crop(resized, (side, side))
+    h, w = resized.shape[-2:]
+    return x, ((h - x.shape[-2]) // 2, (w - x.shape[-1]) // 2, h, w)
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where a model input lies in its photo: its offset in the resized photo, that photo's size, the photo's."""
+
+    top: int
+    left: int
+    resized_h: int
+    resized_w: int
+    photo_h: int
+    photo_w: int
+
+    def photo_box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """A box [top, left, bottom, right) of the input in the photo's own pixels, cut to the photo."""
+        top, left, bottom, right = box
+        y0, y1 = (min(max(round((v + self.top) * self.photo_h / self.resized_h), 0), self.photo_h)
+                  for v in (top, bottom))
+        x0, x1 = (min(max(round((v + self.left) * self.photo_w / self.resized_w), 0), self.photo_w)
+                  for v in (left, right))
+        return y0, x0, y1, x1
 
 
 def _check_units(act: Tensor, layer: str, unit_ids: list[int]) -> None:
@@ -223,7 +353,8 @@ def _check_units(act: Tensor, layer: str, unit_ids: list[int]) -> None:
                             f"0-{act.shape[0] - 1})")
 
 
-def _example(name: str, score: float, image: Tensor, position: tuple[int, int], field: Field | None) -> Example:
+def _example(name: str, score: float, image: Tensor, placement: _Placement, position: tuple[int, int],
+             field: Field | None) -> Example:
     """The crop of `image` [C, H, W] a unit saw at map `position`: its receptive field, grey past the edges (the
     whole image, centred in a square, for a layer without maps)."""
     c, h, w = image.shape
@@ -236,31 +367,44 @@ def _example(name: str, score: float, image: Tensor, position: tuple[int, int], 
     canvas = torch.full((c, side, side), CROP_FILL)
     y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + side, h), min(left + side, w)
     canvas[:, y0 - top:y1 - top, x0 - left:x1 - left] = image[:, y0:y1, x0:x1]
-    return Example(name, score, (top, left, top + side, left + side), canvas)
+    box = (top, left, top + side, left + side)
+    return Example(name, score, box, canvas, None if field is None else position, placement.photo_box(box))
 
 
 def example_tiles(row: Sequence[Example], columns: int, label: str = "") -> Tensor:
-    """One unit's crops as labelled RGB tiles [columns, 3, TILE, TILE] (`label` before each score), blank white
-    where the unit has fewer examples than `columns`."""
+    """One unit's crops as labelled RGB tiles [columns, 3, TILE, TILE] (`label` before each score at the top, the
+    image's name at the bottom), blank white where the unit has fewer examples than `columns`."""
     crops = [F.interpolate(e.crop[None], size=(TILE, TILE), mode="bilinear", antialias=True,
                            align_corners=False)[0].clamp(0, 1).expand(3, -1, -1) for e in row[:columns]]
-    tiles = draw_labels(torch.stack(crops), [f"{label}{e.score:.3g}" for e in row[:columns]]) if crops else \
-        torch.ones(0, 3, TILE, TILE)
+    tiles = draw_labels(draw_labels(torch.stack(crops), [f"{label}{e.score:.3g}" for e in row[:columns]]),
+                        [e.image for e in row[:columns]], bottom=True) if crops else torch.ones(0, 3, TILE, TILE)
     return torch.cat([tiles, torch.ones(columns - len(crops), 3, TILE, TILE)])
 
 
-def _finish(layer: str, unit_ids: list[int], chosen: list[list[Example]], field: Field | None, recipe: Recipe,
-            described: str, out: str | Path | None) -> Examples:
+def _tile_record(example: Example) -> dict[str, object]:
+    """Where a tile comes from, for the provenance: image, score, map position, box in the model input and in
+    the image's own pixels."""
+    return {"image": example.image, "score": float(f"{example.score:.6g}"),
+            "position": list(example.position) if example.position is not None else None,
+            "box": list(example.box), "photo_box": list(example.photo_box) if example.photo_box else None}
+
+
+def _finish(layer: str, unit_ids: list[int], chosen: list[list[Example]], field: Field | None,
+            text: dict[str, str], records: list[dict[str, str]], duplicates: dict[str, str],
+            out: str | Path | None) -> Examples:
     columns = max(1, max(len(row) for row in chosen))  # a row is short where photos left its unit off
     tiles = torch.cat([example_tiles(row, columns, f"{unit}: ") for unit, row in zip(unit_ids, chosen)])
-    text = {"dreamlab:model": recipe.name, "dreamlab:layer": layer, "dreamlab:weights": described,
-            "dreamlab:units": ",".join(map(str, unit_ids)),
-            "dreamlab:receptive_field": str(field.side) if field else "whole image",
+    compact = {"separators": (",", ":"), "ensure_ascii": False}
+    text = {**text, "dreamlab:receptive_field": str(field.side) if field else "whole image",
+            **({"dreamlab:receptive_stride": "x".join(f"{s:g}" for s in field.stride)} if field else {}),
+            "dreamlab:images": json.dumps(records, **compact),
             "dreamlab:examples": " | ".join(",".join(f"{e.image}={e.score:.6g}" for e in row) for row in chosen),
-            "dreamlab:order": "a row per unit, best first; a blank tile where fewer photos turned the unit on "
-                              "(its map 0 everywhere)"}
+            "dreamlab:example_sources": json.dumps([[_tile_record(e) for e in row] for row in chosen], **compact),
+            "dreamlab:order": "a row per unit, best first, each image once a row; a blank tile where fewer photos "
+                              "turned the unit on (its map 0 everywhere); boxes are [top, left, bottom, right): "
+                              "box in the resized model input, photo_box in the image as read"}
     grid = TileGrid(tiles, columns=columns, padding=2, text=text)
-    result = Examples(layer, unit_ids, chosen, field, grid)
+    result = Examples(layer, unit_ids, chosen, field, grid, records, duplicates)
     if out is not None:
         result.save(out)
     return result

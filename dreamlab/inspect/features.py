@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError
 from dreamlab.io import SAMPLE_PHOTOS, centre_crop, check_image, cover, load_image, sample_photo
-from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe
+from dreamlab.inspect.source import check_layer, forward_error, image_record, model_and_recipe, provenance
 from dreamlab.models.prepare import FORWARD_ERRORS
 from dreamlab.inspect.tiles import TileGrid, draw_labels, normalize_each, upscale
 from dreamlab.models.recipe import Recipe
@@ -121,7 +121,7 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
     if top is not None:
         top = check_whole("top", top, 1, flag="--top", hint=" (how many channels to show)")
     photo = read_photo(image)  # before the model loads
-    module, rec, described = model_and_recipe(model, recipe, weights)
+    module, rec, described, _ = model_and_recipe(model, recipe, weights)
     x = preprocess(photo, rec)
     try:
         act = activations(module, layer, x)
@@ -143,12 +143,16 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
     tiles = upscale(stretched[:, None], scale)
     channels = order.tolist()
     tiles = draw_labels(tiles, [str(c) for c in channels])
-    text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": described,
-            "dreamlab:image": image if isinstance(image, (str, Path)) else "tensor",
-            "dreamlab:channels": ",".join(map(str, channels)), "dreamlab:order": "mean activation, descending",
-            "dreamlab:normalization": "each tile", "dreamlab:scale": str(scale)}
-    grid = TileGrid(tiles, columns=min(k, math.ceil(math.sqrt(k))), padding=padding, text={
-        k_: str(v) for k_, v in text.items()})
+    name = "tensor" if isinstance(image, Tensor) else Path(image).name
+    source = {f"dreamlab:image_{key}" if key != "name" else "dreamlab:image": value
+              for key, value in image_record(name, image, photo).items()}
+    text = {**provenance(module, rec, described, layer), **source,
+            "dreamlab:size": str(rec.input_size), "dreamlab:preprocess": "shorter side to the size, centre crop",
+            "dreamlab:channels": ",".join(map(str, channels)),
+            "dreamlab:means": ",".join(f"{m:.6g}" for m in means[order].tolist()),
+            "dreamlab:order": "mean activation, descending",
+            "dreamlab:normalization": "each tile (a channel 0 everywhere is black)", "dreamlab:scale": str(scale)}
+    grid = TileGrid(tiles, columns=min(k, math.ceil(math.sqrt(k))), padding=padding, text=text)
     result = FeatureMaps(maps=maps, channels=channels, means=means[order], input=x, grid=grid,
                          channel_means=means)
     if out is not None:

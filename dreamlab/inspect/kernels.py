@@ -14,11 +14,12 @@ import math
 import numbers
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, close_matches
-from dreamlab.inspect.source import check_layer, model_and_recipe
+from dreamlab.inspect.source import check_layer, model_and_recipe, provenance
 from dreamlab.inspect.tiles import TileGrid, normalize_each, normalize_shared, upscale
 from dreamlab.io import MAX_IMAGE_PIXELS
 from dreamlab.models.loading import resolve_layer
@@ -78,12 +79,16 @@ def kernel_grid(weight: Tensor, *, shared_scale: bool = False, sum_inputs: bool 
     # a grey 1x1 tile holds one value, which stretching it on its own would turn into mid-grey: share the scale
     one_value = kh * kw == 1 and tiles.shape[1] == 1
     shared = shared_scale or one_value
+    low, high = (float(v) for v in torch.aminmax(tiles))  # what the grey levels stand for
     tiles = normalize_shared(tiles) if shared else normalize_each(tiles)
     columns = columns or min(tiles.shape[0], math.ceil(math.sqrt(tiles.shape[0])))
     scale = scale or max(1, math.ceil(MIN_TILE_PIXELS / max(kh, kw)))
     _check_scale(scale, tiles.shape[0], columns, (kh, kw), padding)
-    text = {"dreamlab:mode": mode, "dreamlab:normalization": ("shared (1x1 kernels: one value a tile)" if one_value and not shared_scale
-                                                        else "shared" if shared else "each tile"),
+    normalization = ("shared (1x1 kernels: one value a tile)" if one_value and not shared_scale
+                     else "shared (0 is mid-grey)" if shared
+                     else "each tile")
+    text = {"dreamlab:mode": mode, "dreamlab:normalization": normalization,
+            "dreamlab:values": f"{low:.6g} to {high:.6g}",
             "dreamlab:kernel": f"{kh}x{kw}", "dreamlab:scale": str(scale),
             "dreamlab:outputs": f"{min(n_out, limit)} of {n_out}",
             "dreamlab:inputs": f"{w.shape[1] if mode == 'pairs' else n_in} of {n_in}"}
@@ -118,13 +123,12 @@ def kernels(model: nn.Module | str | Path, layer: str, *, shared_scale: bool = F
     """
     check_layer(layer)
     check_whole("limit", limit, 1, flag="--limit", hint=" (output and input channels shown)")  # before loading
-    module, rec, described = model_and_recipe(model, recipe, weights)
+    module, rec, described, _ = model_and_recipe(model, recipe, weights)
     conv = resolve_layer(module, layer)
     transposed = isinstance(conv, _TRANSPOSED)
     result = kernel_grid(conv_weight(module, layer), shared_scale=shared_scale, sum_inputs=sum_inputs,
                          limit=limit, scale=scale, padding=padding, groups=getattr(conv, "groups", 1))
-    result.text = {"dreamlab:model": rec.name, "dreamlab:layer": layer, "dreamlab:weights": described,
-                   **result.text}
+    result.text = {**provenance(module, rec, described, layer), **result.text}
     if transposed:
         result.text["dreamlab:weight"] = "transposed conv [in, out, kh, kw], shown as [out, in, kh, kw]"
     if out is not None:

@@ -1,28 +1,72 @@
-"""Where the inspection views get their model: a recipe or torchvision name, a LoadedModel, or a caller's module."""
+"""Where the inspection views get their model (a recipe or torchvision name, a LoadedModel, or a caller's module),
+and the provenance their PNGs share with render's: model, weights, recipe hash, device, versions, input images."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import shown
+from dreamlab.attribution.photos import is_sample_photo, versions
 from dreamlab.errors import DreamlabError
-from dreamlab.models.loading import LoadedModel
+from dreamlab.io import file_digest
+from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, resolve_layer
 from dreamlab.models.prepare import FORWARD_ERRORS, model_device, resolve_model, takes_size, unsized_module_error
 from dreamlab.models.recipe import Recipe
 
 
 def model_and_recipe(model: nn.Module | str | Path | LoadedModel, recipe: Recipe | str | Path | None = None,
-                     weights: str | Path | None = "default") -> tuple[nn.Module, Recipe, str]:
-    """The module, the recipe that describes its input (size, channels, mean, std), and where its weights came from.
+                     weights: str | Path | None = "default"
+                     ) -> tuple[nn.Module, Recipe, str, tuple[str, ...] | None]:
+    """The module, the recipe that describes its input (size, channels, mean, std), where its weights came from,
+    and its class names (None where it has none).
 
     A module passed without a recipe gets ImageNet-style settings at 224 px for the channels its first
     convolution reads, as `render` gives it; pairings `render` refuses (a model name with `recipe=`, a module with
     `weights=`) are refused here too.
     """
-    module, recipe_obj, described, _, _ = resolve_model(model, recipe, weights)
-    return module, recipe_obj, described
+    module, recipe_obj, described, categories, _ = resolve_model(model, recipe, weights)
+    return module, recipe_obj, described, categories
+
+
+def provenance(module: nn.Module, recipe: Recipe, weights: str, layer: str) -> dict[str, str]:
+    """The text chunks every inspection PNG starts from, under render's keys (model, weights and random init's
+    seed, recipe and its hash, device, versions), with the layer and what kind of module it is."""
+    from dreamlab.optvis.capture import OUTPUT
+
+    device = model_device(module) or torch.device("cpu")
+    if layer == OUTPUT:
+        kind = "the model's output"
+    else:  # type and settings in one line (`repr` of a block would list all its children)
+        found = resolve_layer(module, layer)
+        kind = f"{type(found).__name__}({found.extra_repr()})"
+    return {"dreamlab:model": recipe.name, "dreamlab:weights": weights,
+            **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {}),  # random init's seed
+            "dreamlab:recipe": recipe.name, "dreamlab:recipe_hash": recipe.hash(), "dreamlab:layer": layer,
+            "dreamlab:layer_module": kind, "dreamlab:device": device.type, **versions()}
+
+
+SAMPLE_SOURCE = "scikit-learn sample photo"
+PIXELS = "pixels (float32 [C, H, W] values in [0, 1], C order, little-endian)"
+
+
+def pixel_digest(photo: Tensor) -> str:
+    """The first 16 hex digits of the sha256 of an image's pixels, as `PIXELS` says (a file's is of its bytes)."""
+    values = photo.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False)
+    return hashlib.sha256(values.tobytes()).hexdigest()[:16]
+
+
+def image_record(name: str, source: str | Path | Tensor, photo: Tensor | None = None) -> dict[str, str]:
+    """An input image's name and sha256 (its first 16 hex digits, as render and cam record files): of its file, or
+    of its pixels (`photo`, as read) for a tensor or a sample photo; `sha256_of` says which."""
+    if isinstance(source, Tensor) or is_sample_photo(Path(str(source))):
+        if photo is None:
+            raise ValueError("the pixels of a tensor or sample photo are needed for its digest")
+        record = {"name": name, "sha256": pixel_digest(photo), "sha256_of": PIXELS}
+        return record if isinstance(source, Tensor) else {**record, "source": SAMPLE_SOURCE}
+    return {"name": name, "sha256": file_digest(source), "sha256_of": "file"}
 
 
 def check_layer(layer: object) -> None:

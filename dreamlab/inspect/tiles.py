@@ -6,7 +6,7 @@ and between them), so a grid's geometry can be checked against it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +40,9 @@ def upscale(tiles: Tensor, scale: int) -> Tensor:
     return tiles.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
 
 
-def draw_labels(tiles: Tensor, labels: Sequence[str]) -> Tensor:
-    """Write each label in the top-left corner of its tile ([N, C, h, w] in [0, 1]), white on a black box."""
+def draw_labels(tiles: Tensor, labels: Sequence[str], *, bottom: bool = False) -> Tensor:
+    """Write each label in the top-left (or `bottom`-left) corner of its tile ([N, C, h, w] in [0, 1]), white on a
+    black box; a label wider than its tile loses its middle to '...'."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
@@ -51,12 +52,24 @@ def draw_labels(tiles: Tensor, labels: Sequence[str]) -> Tensor:
         image = Image.fromarray(array[..., 0] if tile.shape[0] == 1 else array, mode="L" if tile.shape[0] == 1
                                 else "RGB")
         draw = ImageDraw.Draw(image)
-        _, _, right, bottom = draw.textbbox((2, 1), label, font=font)
-        draw.rectangle((0, 0, right + 1, bottom + 1), fill=0)
-        draw.text((2, 1), label, fill=255 if tile.shape[0] == 1 else (255, 255, 255), font=font)
+        label = _fitted(label, lambda text: draw.textlength(text, font=font), tile.shape[-1] - 4)
+        _, top, right, low = draw.textbbox((2, 1), label, font=font)
+        shift = tile.shape[-2] - low - 2 if bottom else 0  # the box's bottom edge on the tile's
+        draw.rectangle((0, top - 1 + shift if bottom else 0, right + 1, low + 1 + shift), fill=0)
+        draw.text((2, 1 + shift), label, fill=255 if tile.shape[0] == 1 else (255, 255, 255), font=font)
         labelled = torch.from_numpy(np.asarray(image).copy()).float() / 255
         out.append(labelled[None] if labelled.dim() == 2 else labelled.permute(2, 0, 1))
     return torch.stack(out)
+
+
+def _fitted(label: str, width_of: Callable[[str], float], width: float) -> str:
+    """`label`, or its start and end around '...' where it is wider than `width` (a file name keeps its suffix)."""
+    if width_of(label) <= width:
+        return label
+    head, tail = label[:len(label) // 2], label[len(label) // 2:]
+    while (head or tail) and width_of(f"{head}...{tail}") > width:
+        head, tail = (head[:-1], tail) if len(head) > len(tail) else (head, tail[1:])
+    return f"{head}...{tail}"
 
 
 @dataclass

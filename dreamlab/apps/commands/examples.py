@@ -3,6 +3,7 @@ unit saw (dataset examples, to set beside a unit's render)."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from dreamlab.apps.args import add_positional_model, input_path, nonempty, output_path, positional_model, positive_int
@@ -15,9 +16,11 @@ DESCRIPTION = ("Run every image through MODEL (shorter side resized to the recip
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
     p.add_argument("layer", metavar="LAYER:UNITS",
-                   help="the units, e.g. features.22:0-7, inception4c:97,12 or logit:3 (`dreamlab layers MODEL`)")
+                   help="the units, e.g. features.22:0-7, inception4c:97,12, logit:3 or logit:tabby (a class name, "
+                        "as render takes it; `dreamlab layers MODEL`)")
     p.add_argument("--images", "-i", nargs="+", type=input_path, required=True, metavar="IMAGE",
-                   help="a folder of PNG/JPEG photos, image files, or china / flower (scikit-learn's sample photos)")
+                   help="folders of PNG/JPEG photos, image files, or china / flower (scikit-learn's sample photos); "
+                        "an image given twice is read once")
     p.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
     p.add_argument("--top", type=positive_int, default=8, help="images per unit (default: 8)")
@@ -28,19 +31,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from dreamlab.errors import DreamlabError
     from dreamlab.inspect.examples import examples
     from dreamlab.io import check_output_file, safe_name
+    from dreamlab.optvis.capture import OUTPUT
     from dreamlab.optvis.units import parse_units
 
     name = positional_model(args)
-    layer, colon, units_text = args.layer.rpartition(":")
-    if not colon or not layer or not units_text:
+    # a class name may hold ':' ('logit:tabby' has its layer first), so the layer is what comes before the first
+    layer, colon, units_text = args.layer.partition(":") if args.layer.startswith(f"{OUTPUT}:") else \
+        args.layer.rpartition(":")
+    if not colon or not layer or not units_text.strip():
         raise DreamlabError(f"give the units as LAYER:UNITS, like features.22:0-7 or logit:3, got {args.layer!r}")
-    units = parse_units(units_text)
+    if re.fullmatch(r"[\d\s,-]+", units_text):
+        units: list[int] | str = parse_units(units_text)
+    elif layer == OUTPUT:
+        units = units_text  # a class name (tabby, tiger_cat, 'tiger cat'), read with the model's class names
+    else:
+        raise DreamlabError(f"cannot read {units_text!r} as units of {layer!r}: give channel numbers like 0-15 or "
+                            f"0-3,8 (class names, as in logit:tabby, go with the logit)")
     out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{safe_name(args.layer)}_examples.png")
     check_output_file(out)  # before the model loads
     images = args.images[0] if len(args.images) == 1 else args.images
-    examples(name, layer, units, images, top=args.top, size=args.size, weights=args.weights, out=out)
+    found = examples(name, layer, units, images, top=args.top, size=args.size, weights=args.weights, out=out)
+    for again, first in found.duplicates.items():
+        same = "is given more than once" if again == first else f"is the same as {first} (same sha256)"
+        print(f"dreamlab: note: image {again} {same}; it is read once", file=sys.stderr)
     print(out)
     return 0

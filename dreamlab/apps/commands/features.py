@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
     p.add_argument("--top", type=positive_int,
                    help="show the K strongest channels (default: all up to 64 channels, else 64)")
-    p.add_argument("-o", "--out", type=output_path, help="output PNG (default: MODEL_LAYER_features.png)")
+    p.add_argument("-o", "--out", type=output_path,
+                   help="output PNG (default: MODEL_LAYER_PHOTO_features.png, PHOTO the image's name without suffix)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.io import check_output_file, safe_name
 
     name = positional_model(args)
-    out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{safe_name(args.layer)}_features.png")
+    # the photo in the name: maps of one layer for two photos must not overwrite each other
+    out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{safe_name(args.layer)}_"
+                           f"{safe_name(Path(args.image).stem)}_features.png")
     check_output_file(out)  # before the model loads
     features(name, args.layer, args.image, top=args.top, out=out, weights=args.weights)
     print(out)
