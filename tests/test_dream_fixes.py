@@ -16,7 +16,8 @@ from torch import nn
 from dreamlab import dream
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
-from dreamlab.io import load_image, read_png_text, save_png
+from dreamlab.inspect.source import pixel_digest
+from dreamlab.io import load_image, read_png_text, sample_photo, save_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -184,7 +185,7 @@ def test_tiles_give_the_one_piece_result_with_the_layers_receptive_field_as_cont
     assert tiled.final_score == pytest.approx(whole.final_score, rel=1e-5)  # every tile's crop is whole here
     short = dream(model, photo, "l10", tile=64, overlap=64, **kwargs)  # the old fixed context
     assert (whole.image - short.image).abs().max() >= 2 / 255
-    assert whole.provenance["dreamlab:overlap"] == "64"  # one piece: the field is not measured
+    assert whole.provenance["dreamlab:overlap"] == "none (one piece)"  # not tiled: no context, no field measured
 
 
 # 5. a model that asserts its input size
@@ -307,7 +308,29 @@ def test_cli_dreams_a_sample_photo_by_name(tmp_path, monkeypatch, capsys):
                  "cpu"]) == 0
     with Image.open(tmp_path / "china_dream.png") as image:
         assert image.size == (640, 427)
-        assert image.text["dreamlab:photo"] == "china" and "dreamlab:photo_sha256" not in image.text
+        assert image.text["dreamlab:photo"] == "china"
+        assert image.text["dreamlab:photo_sha256"] == pixel_digest(sample_photo("china", "test"))
+        assert image.text["dreamlab:photo_sha256_of"].startswith("pixels")
     assert main(["dream", "chin.png", "--model", "lenet-digits"]) == 2
     assert capsys.readouterr().err == ("dreamlab: error: cannot read photo 'chin.png': no such file; give a PNG/JPEG "
                                        "path or one of china, flower (scikit-learn's sample photos)\n")
+
+
+def test_the_python_api_dreams_a_photo_file_or_sample_by_name(photo_file):
+    """dream() takes what features() and the CLI take: a path, or china/flower; the same pixels give one result."""
+    kwargs = dict(octaves=1, steps=1, device="cpu")
+    by_path = dream("lenet-digits", str(photo_file), "conv2", guide=photo_file, **kwargs)
+    by_tensor = dream("lenet-digits", load_image(photo_file), "conv2", guide=load_image(photo_file), **kwargs)
+    assert torch.equal(by_path.image, by_tensor.image)
+    with pytest.raises(DreamlabError, match="cannot read image 'nope.png': no such file; give a PNG/JPEG path or one"):
+        dream("lenet-digits", "nope.png", **kwargs)
+
+
+@pytest.mark.parametrize("shape, hint", [
+    ((1, 3, 64, 64), "a batch of one: pass image[0]"),
+    ((64, 64, 3), "channels last (NumPy/PIL's layout): pass image.permute(2, 0, 1)"),
+])
+def test_a_photo_of_the_wrong_layout_says_what_to_pass(shape, hint):
+    with pytest.raises(DreamlabError) as error:
+        dream("lenet-digits", torch.rand(shape), octaves=1, steps=1, device="cpu")
+    assert str(error.value) == f"image must be [C,H,W] with 1 or 3 channels, got shape {list(shape)}; {hint}"

@@ -100,13 +100,28 @@ def _number(name: str, value: object, low: float, integral: bool = False, strict
         raise DreamlabError(f"{name} must be {kind} {within}, got {value!r}")
 
 
-def fit_photo(image: object, channels: int) -> Tensor:
-    """A photo [C,H,W] or [H,W] in [0,1] as [1, channels, H, W] (RGB photos are greyed for 1-channel models)."""
-    image = check_image(image).detach().float().cpu()
+def fit_photo(image: object, channels: int, name: str = "image") -> Tensor:
+    """A photo [C,H,W] or [H,W] in [0,1], a PNG/JPEG path or a sample name (china, flower), as [1, channels, H, W]
+    (RGB photos are greyed for 1-channel models)."""
+    if isinstance(image, (str, Path)):
+        from dreamlab.inspect.features import read_photo  # features, cam and dream read photos alike
+
+        image = read_photo(image)
+    image = check_image(image, name).detach().float().cpu()
     image = image[None] if image.dim() == 2 else image
     if image.dim() != 3 or image.shape[0] not in (1, 3):
-        raise DreamlabError(f"the photo must be [C,H,W] with 1 or 3 channels, got shape {list(image.shape)}")
+        raise DreamlabError(f"{name} must be [C,H,W] with 1 or 3 channels, got shape {list(image.shape)}"
+                            f"{_shape_hint(image.shape, name)}")
     return match_channels(image, channels).clamp(0, 1)[None].contiguous()
+
+
+def _shape_hint(shape: torch.Size, name: str) -> str:
+    """What to pass instead, for the shapes that come from a batch or from NumPy/PIL's channels-last layout."""
+    if len(shape) == 4 and shape[0] == 1 and shape[1] in (1, 3):
+        return f"; a batch of one: pass {name}[0]"
+    if len(shape) == 3 and shape[-1] in (1, 3):
+        return f"; channels last (NumPy/PIL's layout): pass {name}.permute(2, 0, 1)"
+    return ""
 
 
 def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
@@ -269,27 +284,28 @@ def _quantized(image: Tensor) -> Tensor:
     return (image * 255).round() / 255
 
 
-def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Objective | str | None = None, *,
+def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, objective: Objective | str | None = None, *,
           recipe: Recipe | str | None = None, weights: str | Path | None = "default", octaves: int = 4,
           octave_scale: float = 1.4, steps: int = 10, lr: float = LR, jitter: int = 32,
-          guide: Tensor | None = None, tile: int | None = 1024, overlap: int | None = None, seed: int = 0,
+          guide: Tensor | str | Path | None = None, tile: int | None = 1024, overlap: int | None = None, seed: int = 0,
           device: str | torch.device | None = None, zoom_frames: int = 0, zoom: float = 1.05, rotate: float = 0.0,
           start_frame: int = 0, on_step: Callable[[DreamStep], None] | None = None,
           on_frame: Callable[[int, Tensor], None] | None = None,
           on_start: Callable[[dict[str, str]], None] | None = None, progress: bool = False) -> DreamResult:
-    """Dream on a photo [C,H,W] in [0,1] at its own size and return it with its provenance.
+    """Dream on a photo [C,H,W] in [0,1] (or a PNG/JPEG path, or `china`/`flower`, scikit-learn's sample photos)
+    at its own size and return it with its provenance.
 
     `objective`: a string (`inception4c`, `inception4c:97`, any objective of the grammar) or an Objective;
     default: the recipe's `default_layer` as a whole layer. `octaves` sizes, each `octave_scale` times smaller,
     get `steps` steps of size `lr` (mean absolute change in [0,1] units) with a random roll of up to `jitter`
-    pixels. `guide`: an image [C,H,W] whose features at the objective's layer the photo takes on (the objective
-    must then be a whole layer). Photos whose longer side exceeds `tile` pixels are dreamed in tiles with
-    `overlap` pixels of context (tile None: never tile; overlap None: the objective layer's receptive field, at
-    least 64). `zoom_frames` N > 0 makes the endless zoom: frame 0 dreams the photo, frame i dreams frame i-1
-    magnified by `zoom` and turned by `rotate` degrees; `start_frame` k resumes a zoom whose frame k-1 is
+    pixels. `guide`: an image [C,H,W] (or a path or sample name) whose features at the objective's layer the photo
+    takes on (the objective must then be a whole layer). Photos whose longer side exceeds `tile` pixels are dreamed
+    in tiles with `overlap` pixels of context (tile None: never tile; overlap None: the objective layer's receptive
+    field, at least 64). `zoom_frames` N > 0 makes the endless zoom: frame 0 dreams the photo, frame i dreams frame
+    i-1 magnified by `zoom` and turned by `rotate` degrees; `start_frame` k resumes a zoom whose frame k-1 is
     `image`. `on_start(provenance)` gets the provenance before the first step (without the fields an interruption
-    adds), `on_step` a DreamStep after every step, `on_frame(i, image)` every finished frame. Ctrl-C returns what
-    is done with `interrupted=True`. Same seed, same device: same pixels.
+    adds), `on_step` a DreamStep after every step, `on_frame(i, image)` every finished frame. Ctrl-C returns what is
+    done with `interrupted=True`. Same seed, same device: same pixels.
     """
     for name, value, low, integral, strict in (
             ("octaves", octaves, 1, True, False), ("octave_scale", octave_scale, 1, False, True),
@@ -309,6 +325,8 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
     obj = _objective(objective, recipe_obj, categories, module_names(module))
     _check_layers(obj, module, recipe_obj)
     photo = fit_photo(image, recipe_obj.channels)
+    if guide is not None:  # read and checked before any work, as the photo is
+        guide = fit_photo(guide, recipe_obj.channels, "guide")[0]
     dev = resolve_device(device)
     guide_name = "none"
     with prepared_model(module, dev, channels_last=False, owned=owned) as ready:
@@ -317,11 +335,12 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor, objective: Object
                 raise DreamlabError(f"a guide works with a whole-layer objective (e.g. {recipe_obj.default_layer}), "
                                     f"got {obj.name!r}")
             obj, guide_name = _guide_objective(ready, obj.name, guide, recipe_obj, dev), f"{obj.name} features"
+        tiled = len(tiles(*photo.shape[-2:], tile, OVERLAP)) > 1  # the photo is the largest octave
         if overlap is None:  # the field is measured only where it is used: a photo dreamed in tiles
-            overlap = _context(ready, obj, recipe_obj) if len(tiles(*photo.shape[-2:], tile, OVERLAP)) > 1 \
-                else OVERLAP
+            overlap = _context(ready, obj, recipe_obj) if tiled else OVERLAP
         settings = {"octaves": octaves, "octave_scale": f"{octave_scale:g}", "steps": steps, "lr": f"{lr:g}",
-                    "jitter": jitter, "tile": tile or "none", "overlap": overlap, "guide": guide_name}
+                    "jitter": jitter, "tile": tile or "none", "overlap": overlap if tiled else "none (one piece)",
+                    "guide": guide_name}
         if zoom_frames:
             settings.update(zoom_frames=zoom_frames, zoom=f"{zoom:g}", rotate=f"{rotate:g}")
         provenance = _provenance(obj, recipe_obj, weights_desc, seed, photo, settings, dev)

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     photo = _read_photo(args.photo)
     guide = load_image(args.guide) if args.guide else None
     loaded = load_model(model_recipe(args), args.weights)
-    files = _file_provenance(args)
+    files = _file_provenance(args, photo)
     key = _zoom_key(args, loaded) if zoom else ""
     done = _frames_done(frames_dir, key, args.zoom_frames) if zoom else 0
     board = None
@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     write_animation(paths, out, args.fps)
     print(out)
-    return _finish(interrupted, f"the {len(paths)} finished frames (run again to resume)")
+    frames = "the finished frame" if len(paths) == 1 else f"the {len(paths)} finished frames"
+    return _finish(interrupted, f"{frames} (run again to resume)")
 
 
 # the CLI's own names for dream()'s ranges, with what to try
@@ -164,13 +165,17 @@ def _read_photo(path: Path):
     return load_image(path)
 
 
-def _file_provenance(args: argparse.Namespace) -> dict[str, str]:
-    """The photo and the guide by name and sha256 prefix (as `render --direction` records its file)."""
+def _file_provenance(args: argparse.Namespace, photo) -> dict[str, str]:
+    """The photo and the guide by name and sha256 prefix (as `render --direction` records its file); a sample
+    photo (china, flower) by the sha256 of its pixels, as the inspection views record one."""
+    from dreamlab.inspect.source import PIXELS, pixel_digest
     from dreamlab.io import file_digest
 
     text = {"dreamlab:photo": args.photo.name}
     if args.photo.is_file():
         text["dreamlab:photo_sha256"] = file_digest(args.photo)
+    else:
+        text.update({"dreamlab:photo_sha256": pixel_digest(photo), "dreamlab:photo_sha256_of": PIXELS})
     if args.guide:
         text.update({"dreamlab:guide_file": str(args.guide), "dreamlab:guide_sha256": file_digest(args.guide)})
     return text
