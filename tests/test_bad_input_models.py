@@ -211,3 +211,28 @@ def test_a_raw_pickle_as_weights_is_one_line_without_torch_warnings(tmp_path, ca
     assert not [w for w in caught if "pickle" in str(w.message)]
     assert main(["layers", "lenet-digits", "--weights", str(path)]) == 2
     _one_error_line(capsys)
+
+
+@pytest.mark.parametrize("weights", ["", "  ", 3, 2.5])
+def test_weights_that_are_no_name_nor_path_are_refused(weights):
+    """An empty string would read as the current folder ('.'), a number as a weights name."""
+    from dreamlab.models.loading import WeightsError, load_model
+
+    with pytest.raises(WeightsError) as error:
+        load_model("lenet-digits", weights)
+    assert str(error.value) == (f"weights (--weights) must be 'default', 'none' (or None), a torchvision weights "
+                                f"name or the path of a state-dict file, got {weights!r}")
+
+
+def test_a_torchvision_weights_enum_member_is_read_by_its_name(monkeypatch):
+    """weights=GoogLeNet_Weights.IMAGENET1K_V1, torchvision's spelling, asks for the same download as 'IMAGENET1K_V1'."""
+    import torchvision
+
+    from dreamlab.models import loading
+
+    asked = []
+    monkeypatch.setattr(loading, "_build_with_download",
+                        lambda recipe, choice, origin: asked.append(choice) or torchvision.models.googlenet(
+                            weights=None, aux_logits=False, init_weights=False))
+    loaded = loading.load_model("googlenet", torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1)
+    assert asked == ["IMAGENET1K_V1"] and loaded.weights == "IMAGENET1K_V1"

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import enum
 import importlib
 import os
 import re
@@ -206,6 +207,10 @@ def build_model(recipe: Recipe, weights: str | Path | None = "default",
 
     Whatever the builder initializes at random is drawn from WEIGHTS_SEED, and the global RNG is left as it was.
     """
+    if weights is not None and (not isinstance(weights, (str, Path, enum.Enum)) or not str(weights).strip()):
+        # an empty string would read as the current folder, a number as a weights name
+        raise WeightsError(f"weights (--weights) must be 'default', 'none' (or None), a torchvision weights name or "
+                           f"the path of a state-dict file, got {weights!r}"[:300])
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(WEIGHTS_SEED)  # the CPU's only: models are built there, and
         return _build_model(recipe, weights, allow_code)  # torch.manual_seed would reseed every GPU too
@@ -229,6 +234,8 @@ def is_weights_file(weights: str | Path) -> bool:
 def _build_model(recipe: Recipe, weights: str | Path | None, allow_code: bool) -> tuple[nn.Module, str]:
     if weights is None:
         weights = "none"
+    if isinstance(weights, enum.Enum):  # torchvision's own spelling, GoogLeNet_Weights.IMAGENET1K_V1: by its name
+        weights = weights.name
     if not isinstance(weights, Path):
         weights = str(weights)
     _check_torchvision_name(recipe)
