@@ -349,7 +349,7 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     if name in modules and name:
         return modules[name]
     names = module_names(model)
-    hint = "`dreamlab layers MODEL` lists them all"
+    hint = "`dreamlab layers MODEL` lists them all (in Python: dreamlab.layer_table(model))"
     raise unknown("layer", name, names, hint=f"{ported_name_hint(name, names)}{hint}")
 
 

@@ -430,7 +430,8 @@ def _check_layers(obj: Objective, model: nn.Module, recipe: Recipe) -> None:
             example = f"dream a layer such as {recipe.default_layer} (the recipe's default); " \
                 if recipe.default_layer in names else ""
             model_name = recipe.name if recipe.name in shipped_recipe_names() else "MODEL"
-            raise unknown("layer", layer, names, hint=f"{example}`dreamlab layers {model_name}` lists them all")
+            raise unknown("layer", layer, names, hint=f"{example}`dreamlab layers {model_name}` lists them all "
+                          f"(in Python: dreamlab.layer_table(model))")
 
 
 def _objective(objective: Objective | str | None, recipe: Recipe, categories,
