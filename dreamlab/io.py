@@ -387,6 +387,48 @@ def check_image(value: object, name: str = "image") -> Tensor:
     return value
 
 
+def read_photo(image: object, name: str = "image") -> Tensor:
+    """A photo [C, H, W] in [0, 1] from a tensor, a file path, or a sample name (china, flower); `name` is what
+    the caller calls it in errors ('image', 'guide')."""
+    if isinstance(image, Tensor):
+        return check_image(image, name).float()
+    if not isinstance(image, (str, Path)):
+        raise DreamlabError(f"{name} must be a torch tensor [C, H, W] in [0, 1], a PNG/JPEG path, or one of "
+                            f"{', '.join(SAMPLE_PHOTOS)}, got {type(image).__name__}; dreamlab.io.load_image reads a "
+                            f"file as a tensor{_conversion(image)}")
+    if isinstance(image, str) and not image.strip():  # Path('') would be the current folder
+        raise DreamlabError(f"{name} is an empty path; give a PNG/JPEG path or one of {', '.join(SAMPLE_PHOTOS)}")
+    if str(image) in SAMPLE_PHOTOS and not Path(image).exists():
+        return sample_photo(str(image), f"{name} {str(image)!r}")
+    if not Path(image).exists():
+        raise DreamlabError(f"cannot read {name} {str(image)!r}: no such file; give a PNG/JPEG path or one of "
+                            f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
+    # a float TIFF can hold NaN (load_image clamps the rest into [0, 1]): refused as render, cam and dream do
+    return check_image(load_image(image), f"{name} {str(image)!r}").float()
+
+
+def _conversion(value: object) -> str:
+    """How to make a tensor of a NumPy array or a PIL image, for read_photo's error ('' for anything else)."""
+    if isinstance(value, np.ndarray):
+        channels_last = value.ndim == 3 and value.shape[-1] in (1, 3) and value.shape[0] not in (1, 3)
+        layout = ".permute(2, 0, 1)" if channels_last else ""
+        scale = ".float() / 255" if value.dtype == np.uint8 else ".float()"
+        return f", and torch.from_numpy(array){layout}{scale} converts this {value.dtype} array {list(value.shape)}"
+    if isinstance(value, Image.Image):
+        return ", and torchvision.transforms.functional.to_tensor(picture) converts a PIL image"
+    return ""
+
+
+# what a pixel digest is of: the same bytes for the same image, however it was read or made
+PIXELS = "pixels (float32 [C, H, W] values in [0, 1], C order, little-endian)"
+
+
+def pixel_digest(photo: Tensor) -> str:
+    """The first 16 hex digits of the sha256 of an image's pixels, as `PIXELS` says (a file's is of its bytes)."""
+    values = photo.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False)
+    return hashlib.sha256(values.tobytes()).hexdigest()[:16]
+
+
 VECTOR_SUFFIXES = (".npy", ".pt", ".txt", ".csv")
 
 

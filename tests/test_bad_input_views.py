@@ -14,7 +14,7 @@ from PIL import Image
 from dreamlab.apps.bench import PeerBenchFailed, peer_figure, ratios, run_peer_bench
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
-from dreamlab.inspect.features import read_photo
+from dreamlab.io import read_photo
 from dreamlab.io import save_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -254,7 +254,7 @@ def test_cli_same_seed_same_bytes_and_provenance(photo_file, tmp_path):
     assert (tmp_path / "a.png").read_bytes() != (tmp_path / "c.png").read_bytes()
     text = read_png_text(tmp_path / "a.png")
     assert text["dreamlab:model"] == "lenet-digits" and text["dreamlab:octaves"] == "2"
-    assert text["dreamlab:objective"] == "conv2" and text["dreamlab:photo"] == "photo.png"
+    assert text["dreamlab:objective"] == "conv2" and text["dreamlab:photo"] == str(photo_file)  # as given
     with Image.open(tmp_path / "a.png") as image:
         assert image.size == (64, 48)
 

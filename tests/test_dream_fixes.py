@@ -16,7 +16,7 @@ from torch import nn
 from dreamlab import dream
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
-from dreamlab.inspect.source import pixel_digest
+from dreamlab.io import pixel_digest
 from dreamlab.io import load_image, read_png_text, sample_photo, save_png
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,9 +95,10 @@ def test_an_mp4_encoder_failure_is_one_line_and_leaves_no_file(tmp_path, fake_im
     fake_imageio.fail = True
     out = tmp_path / "z.mp4"
     assert run_dream(photo_file, "-o", out, "--zoom-frames", 2) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"dreamlab: error: could not encode {str(out)!r} ([Errno 32] "
-                                                   f"Broken pipe); the frames are kept in")
+    *progress, err = capsys.readouterr().err.splitlines()
+    assert progress == [f"dreamlab: dreaming frame {i} of 2 (0-based) at 64x48: 2 octaves of 2 steps" for i in (0, 1)]
+    assert err.startswith(f"dreamlab: error: could not encode {str(out)!r} ([Errno 32] Broken pipe); the frames are "
+                          f"kept in")
     assert "run again with -o NAME.webp or .gif" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png", "z_frames"]  # no 0-byte z.mp4, no temp
     assert len(list((tmp_path / "z_frames").iterdir())) == 2  # nothing computed is lost
@@ -261,7 +262,8 @@ def test_ctrl_c_in_the_first_zoom_frame_exits_130_without_an_error(tmp_path, pho
     monkeypatch.setattr(dream_module, "tiled_gradient", ctrl_c)
     assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 3) == 130
     err = capsys.readouterr().err
-    assert err == ("dreamlab: interrupted during frame 0, before any zoom frame was finished; nothing was written "
+    assert err == ("dreamlab: dreaming frame 0 of 3 (0-based) at 64x48: 2 octaves of 2 steps\n"
+                   "dreamlab: interrupted during frame 0, before any zoom frame was finished; nothing was written "
                    "(run the command again to start over)\n")
     assert not (tmp_path / "z.gif").exists()
 
@@ -306,6 +308,7 @@ def test_cli_dreams_a_sample_photo_by_name(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["dream", "china", "--model", "lenet-digits", "--octaves", "1", "--steps", "1", "--device",
                  "cpu"]) == 0
+    assert capsys.readouterr().err == "dreamlab: dreaming the photo at 640x427: 1 octave of 1 step\n"
     with Image.open(tmp_path / "china_dream.png") as image:
         assert image.size == (640, 427)
         assert image.text["dreamlab:photo"] == "china"

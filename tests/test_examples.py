@@ -149,6 +149,7 @@ def test_the_best_images_are_kept_as_they_stream_past_and_ties_keep_the_earlier(
 def test_inspection_of_a_callers_module_reads_its_first_convs_channels() -> None:
     """A 1-channel module without a recipe gets 1-channel images, as render gives it (not RGB at 224 px)."""
     grey = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+    nn.init.constant_(grey[0].weight, 0.1)  # every channel is on for a photo (a dead map would be dropped)
     assert dreamlab.features(grey, "1", torch.rand(3, 40, 40)).input.shape == (1, 1, 224, 224)
     found = examples(grey, "1", [0], [torch.rand(3, 40, 60)], top=1)
     assert found.units[0][0].crop.shape[0] == 1 and found.receptive_field.side == 3

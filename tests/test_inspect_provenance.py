@@ -18,7 +18,7 @@ import dreamlab
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.examples import TILE, class_units, examples
-from dreamlab.inspect.source import PIXELS
+from dreamlab.io import PIXELS
 from dreamlab.io import sample_photo
 from test_examples import colour_detector
 

@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.target import Subject, evaluating, sized_forward
 from dreamlab.errors import DreamlabError
-from dreamlab.io import (SAMPLE_PHOTOS, atomic_write_bytes, file_digest, load_image, match_channels, safe_name,
-                         sample_photo, save_png)
+from dreamlab.io import SAMPLE_PHOTOS, atomic_write_bytes, file_digest, match_channels, safe_name, save_png
+from dreamlab.io import read_photo as read_image
 from dreamlab.models.summary import check_input_size
 
 
@@ -35,13 +35,7 @@ def read_photo(path: Path, subj: Subject, size: int | None = None) -> tuple[Tens
     `features` and `examples` take them."""
     if size is not None:
         check_input_size(size, name="--size")
-    if is_sample_photo(path):
-        photo = sample_photo(str(path), f"--image {path}")
-    elif not Path(path).exists():
-        raise DreamlabError(f"cannot read image {str(path)!r}: no such file; give a PNG or JPEG file, or "
-                            f"{' or '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
-    else:
-        photo = load_image(path)
+    photo = read_image(path)
     return photo, fit_photo(photo, subj.recipe.channels, size or subj.recipe.input_size)
 
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError
-from dreamlab.io import SAMPLE_PHOTOS, centre_crop, check_image, cover, load_image, sample_photo
+from dreamlab.io import centre_crop, cover, read_photo
 from dreamlab.inspect.source import check_layer, forward_error, image_record, model_and_recipe, provenance
 from dreamlab.models.prepare import FORWARD_ERRORS
 from dreamlab.inspect.tiles import TileGrid, draw_labels, normalize_each, upscale
@@ -44,25 +44,6 @@ class FeatureMaps:
 
     def save(self, path: str | Path) -> Path:
         return self.grid.save(path)
-
-
-def read_photo(image: Tensor | str | Path) -> Tensor:
-    """A photo [C, H, W] in [0, 1] from a tensor, a file path, or a sample name (china, flower)."""
-    if isinstance(image, Tensor):
-        return check_image(image).float()
-    if not isinstance(image, (str, Path)):
-        raise DreamlabError(f"image must be a torch tensor [C, H, W] in [0, 1], a PNG/JPEG path, or one of "
-                            f"{', '.join(SAMPLE_PHOTOS)}, got {type(image).__name__}; dreamlab.io.load_image reads a "
-                            f"file as a tensor")
-    if isinstance(image, str) and not image.strip():  # Path('') would be the current folder
-        raise DreamlabError(f"image is an empty path; give a PNG/JPEG path or one of {', '.join(SAMPLE_PHOTOS)}")
-    if str(image) in SAMPLE_PHOTOS and not Path(image).exists():
-        return sample_photo(str(image), f"--image {image}")
-    if not Path(image).exists():
-        raise DreamlabError(f"cannot read image {str(image)!r}: no such file; give a PNG/JPEG path or one of "
-                            f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
-    # a float TIFF can hold NaN (load_image clamps the rest into [0, 1]): refused as render, cam and dream do
-    return check_image(load_image(image), f"image {str(image)!r}").float()
 
 
 def preprocess(photo: Tensor, recipe: Recipe) -> Tensor:

@@ -2,7 +2,6 @@
 and the provenance their PNGs share with render's: model, weights, recipe hash, device, versions, input images."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -11,7 +10,7 @@ from torch import Tensor, nn
 from dreamlab.attribution.inputs import shown
 from dreamlab.attribution.photos import is_sample_photo, versions
 from dreamlab.errors import DreamlabError
-from dreamlab.io import file_digest
+from dreamlab.io import PIXELS, file_digest, pixel_digest
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, resolve_layer
 from dreamlab.models.prepare import FORWARD_ERRORS, model_device, resolve_model, takes_size, unsized_module_error
 from dreamlab.models.recipe import Recipe
@@ -49,13 +48,6 @@ def provenance(module: nn.Module, recipe: Recipe, weights: str, layer: str) -> d
 
 
 SAMPLE_SOURCE = "scikit-learn sample photo"
-PIXELS = "pixels (float32 [C, H, W] values in [0, 1], C order, little-endian)"
-
-
-def pixel_digest(photo: Tensor) -> str:
-    """The first 16 hex digits of the sha256 of an image's pixels, as `PIXELS` says (a file's is of its bytes)."""
-    values = photo.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False)
-    return hashlib.sha256(values.tobytes()).hexdigest()[:16]
 
 
 def image_record(name: str, source: str | Path | Tensor, photo: Tensor | None = None) -> dict[str, str]:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from dreamlab import __version__
 from dreamlab.devices import resolve_device
 from dreamlab.errors import DreamlabError, first_line, unknown
-from dreamlab.io import check_image, match_channels
+from dreamlab.io import PIXELS, file_digest, match_channels, pixel_digest, read_photo
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
 from dreamlab.optvis.capture import OUTPUT, Capture
@@ -103,25 +103,47 @@ def _number(name: str, value: object, low: float, integral: bool = False, strict
 def fit_photo(image: object, channels: int, name: str = "image") -> Tensor:
     """A photo [C,H,W] or [H,W] in [0,1], a PNG/JPEG path or a sample name (china, flower), as [1, channels, H, W]
     (RGB photos are greyed for 1-channel models)."""
-    if isinstance(image, (str, Path)):
-        from dreamlab.inspect.features import read_photo  # features, cam and dream read photos alike
-
-        image = read_photo(image)
-    image = check_image(image, name).detach().float().cpu()
+    image = read_photo(image, name).detach().cpu()
     image = image[None] if image.dim() == 2 else image
     if image.dim() != 3 or image.shape[0] not in (1, 3):
         raise DreamlabError(f"{name} must be [C,H,W] with 1 or 3 channels, got shape {list(image.shape)}"
-                            f"{_shape_hint(image.shape, name)}")
+                            f"{_shape_hint(list(image.shape), name)}")
     return match_channels(image, channels).clamp(0, 1)[None].contiguous()
 
 
-def _shape_hint(shape: torch.Size, name: str) -> str:
-    """What to pass instead, for the shapes that come from a batch or from NumPy/PIL's channels-last layout."""
-    if len(shape) == 4 and shape[0] == 1 and shape[1] in (1, 3):
-        return f"; a batch of one: pass {name}[0]"
-    if len(shape) == 3 and shape[-1] in (1, 3):
-        return f"; channels last (NumPy/PIL's layout): pass {name}.permute(2, 0, 1)"
-    return ""
+def _shape_hint(dims: list[int], name: str) -> str:
+    """What to pass instead, for the shapes of a batch, of NumPy/PIL's channels-last layout and of RGBA: the
+    expression that makes [C,H,W] of them ('' for other shapes)."""
+    expr, what = name, []
+    if len(dims) == 4:
+        what.append("a batch of one" if dims[0] == 1 else f"a batch of {dims[0]} (dream one photo at a time)")
+        dims, expr = dims[1:], f"{name}[0]"
+    if len(dims) == 3 and dims[0] not in (1, 3, 4) and dims[-1] in (1, 3, 4):
+        what.append("channels last (NumPy/PIL's layout)")
+        dims, expr = [dims[2], *dims[:2]], f"{expr}.permute(2, 0, 1)"
+    if len(dims) == 3 and dims[0] == 4:
+        what.append("4 channels (RGBA: the alpha channel is not read)")
+        dims, expr = [3, *dims[1:]], f"{expr}[:3]"
+    if not what or len(dims) != 3 or dims[0] not in (1, 3):
+        return ""
+    return f"; {', '.join(what)}: pass {expr}"
+
+
+def counted(count: int, noun: str) -> str:
+    """'1 frame', '2 frames': a count with its noun in the number it needs."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def photo_record(source: object, pixels: Tensor, key: str = "photo") -> dict[str, str]:
+    """Which photo a dream read, for its provenance: `dreamlab:KEY` (the path as given, the sample name, or
+    'tensor') and the sha256 prefix of its file, or of its pixels (`pixels`, as read) for a sample or a tensor,
+    with `dreamlab:KEY_sha256_of` saying which. The guide's name goes under `guide_file` (`guide` is its setting)."""
+    name_key = "guide_file" if key == "guide" else key
+    if isinstance(source, (str, Path)) and Path(source).is_file():
+        name, digest, of = str(source), file_digest(source), "file"
+    else:
+        name, digest, of = str(source) if isinstance(source, (str, Path)) else "tensor", pixel_digest(pixels), PIXELS
+    return {f"dreamlab:{name_key}": name, f"dreamlab:{key}_sha256": digest, f"dreamlab:{key}_sha256_of": of}
 
 
 def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
@@ -231,16 +253,19 @@ class _Dreamer:
         return float(tiled_score(self.score, image.to(self.device), tiles(*image.shape[-2:], self.tile, self.overlap)))
 
     def octaves_of(self, photo: Tensor, seed: int, frame: int,
-                   zooming: bool) -> tuple[Tensor, tuple[int, int] | None]:
+                   frames: int) -> tuple[Tensor, tuple[int, int] | None]:
         """(the dreamed photo [1, C, H, W] on the CPU, None when it finished, or where Ctrl-C stopped it: (the
-        octaves finished, the steps done in the next one))."""
+        octaves finished, the steps done in the next one)); `frames`: the zoom's frame count, 0 without zoom."""
         generator = torch.Generator().manual_seed(seed)  # on the CPU: the jitter is a pair of ints per step
         base = photo.to(self.device)
         sizes = octave_sizes(*base.shape[-2:], self.octaves, self.octave_scale)
         bases = [_resize(base, size) for size in sizes]
         detail = torch.zeros_like(bases[-1])
         image = bases[-1]
-        bar = progress_bar(self.octaves * self.steps) if self.progress else None
+        size = f"{base.shape[-1]}x{base.shape[-2]}"
+        what = f"dreaming frame {frame} of {frames} (0-based) at {size}" if frames else f"dreaming the photo at {size}"
+        bar = progress_bar(self.octaves * self.steps, f"{what}: {counted(self.octaves, 'octave')} of "
+                           f"{counted(self.steps, 'step')}") if self.progress else None
         reached = [0, 0]  # [octave, steps done in it]: what the image holds when Ctrl-C comes
         try:
             for octave, size in enumerate(reversed(sizes)):
@@ -250,7 +275,7 @@ class _Dreamer:
                 image = (start + detail).clamp(0, 1)
                 parts = tiles(*size, self.tile, self.overlap)
                 if bar is not None:
-                    where = f"frame {frame}, " if zooming else ""
+                    where = f"frame {frame}, " if frames else ""
                     bar.set_description(f"{where}octave {octave + 1}/{self.octaves}")
                 for step in range(self.steps):
                     dy, dx = torch.randint(-self.jitter, self.jitter + 1, (2,), generator=generator).tolist()
@@ -305,7 +330,8 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
     i-1 magnified by `zoom` and turned by `rotate` degrees; `start_frame` k resumes a zoom whose frame k-1 is
     `image`. `on_start(provenance)` gets the provenance before the first step (without the fields an interruption
     adds), `on_step` a DreamStep after every step, `on_frame(i, image)` every finished frame. Ctrl-C returns what is
-    done with `interrupted=True`. Same seed, same device: same pixels.
+    done with `interrupted=True`. Same seed, same device: same pixels. The provenance names the photo and the guide
+    (`photo_record`: the path as given, the sample name or 'tensor', and a sha256 of the file or of the pixels).
     """
     for name, value, low, integral, strict in (
             ("octaves", octaves, 1, True, False), ("octave_scale", octave_scale, 1, False, True),
@@ -320,13 +346,19 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
     if overlap is not None:
         _number("overlap", overlap, 0, True)
     if start_frame and start_frame >= max(zoom_frames, 1):
-        raise DreamlabError(f"start_frame {start_frame} is past the last of {zoom_frames} zoom frames")
+        raise DreamlabError(f"start_frame {start_frame} is past the last of {counted(zoom_frames, 'zoom frame')} "
+                            f"(frames count from 0): give a start_frame below zoom_frames")
+    pixels = read_photo(image)  # before the model loads: a wrong path is told at once
+    records = photo_record(image, pixels)
+    if guide is not None:
+        guide_pixels = read_photo(guide, "guide")
+        records.update(photo_record(guide, guide_pixels, "guide"))
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = _objective(objective, recipe_obj, categories, module_names(module))
     _check_layers(obj, module, recipe_obj)
-    photo = fit_photo(image, recipe_obj.channels)
-    if guide is not None:  # read and checked before any work, as the photo is
-        guide = fit_photo(guide, recipe_obj.channels, "guide")[0]
+    photo = fit_photo(pixels, recipe_obj.channels)
+    if guide is not None:  # checked before any work, as the photo is
+        guide = fit_photo(guide_pixels, recipe_obj.channels, "guide")[0]
     dev = resolve_device(device)
     guide_name = "none"
     with prepared_model(module, dev, channels_last=False, owned=owned) as ready:
@@ -343,7 +375,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
                     "guide": guide_name}
         if zoom_frames:
             settings.update(zoom_frames=zoom_frames, zoom=f"{zoom:g}", rotate=f"{rotate:g}")
-        provenance = _provenance(obj, recipe_obj, weights_desc, seed, photo, settings, dev)
+        provenance = {**_provenance(obj, recipe_obj, weights_desc, seed, photo, settings, dev), **records}
         if on_start is not None:
             on_start(dict(provenance))
         dreamer = _Dreamer(ready, obj, recipe_obj, dev, octaves=octaves, octave_scale=octave_scale, steps=steps,
@@ -358,7 +390,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
             for frame in range(start_frame, max(zoom_frames, 1)):
                 if frame > start_frame:
                     current = _quantized(zoom_rotate(current, zoom, rotate))
-                out, stopped = dreamer.octaves_of(current, derived_seed(seed, frame), frame, zoom_frames > 0)
+                out, stopped = dreamer.octaves_of(current, derived_seed(seed, frame), frame, zoom_frames)
                 interrupted = stopped is not None
                 current = _quantized(out)
                 if interrupted and zoom_frames:
@@ -412,13 +444,18 @@ def _stopped(stopped: tuple[int, int], octaves: int, steps: int, zoom_frames: in
     the octaves finished and the steps of the octave that was stopped (whose detail it holds)."""
     if zoom_frames:
         frame = start_frame + frames_done
-        where = (f"after all {zoom_frames} frames" if frame >= zoom_frames else
+        where = (f"after {_all(zoom_frames, 'frame')}" if frame >= zoom_frames else
                  f"during frame {frame} of {zoom_frames} (0-based), which is not kept")
         return {"interrupted": where, "frames_done": frame}
     octave, done = stopped
-    where = (f"after all {octaves} octaves" if octave >= octaves else
-             f"during octave {octave + 1} of {octaves}, after {done} of its {steps} steps")
+    where = (f"after {_all(octaves, 'octave')}" if octave >= octaves else
+             f"during octave {octave + 1} of {octaves}, after {done} of its {counted(steps, 'step')}")
     return {"interrupted": where, "octaves_done": min(octave, octaves), "last_octave_steps": done}
+
+
+def _all(count: int, noun: str) -> str:
+    """'the one octave', 'all 3 octaves'."""
+    return f"the one {noun}" if count == 1 else f"all {counted(count, noun)}"
 
 
 def _check_layers(obj: Objective, model: nn.Module, recipe: Recipe) -> None:

@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.006, help="mean absolute change per step in [0,1] units "
                                                            "(default: 0.006, google/deepdream's)")
     p.add_argument("--jitter", type=int, default=32, help="largest random roll per step, pixels (default: 32)")
-    p.add_argument("--guide", type=input_path, help="an image whose features at the layer the photo takes on")
+    p.add_argument("--guide", type=input_path, metavar="IMAGE",
+                   help="an image (PNG, JPEG, ..., or china or flower) whose features at the layer the photo takes on")
     p.add_argument("--tile", type=int, default=1024,
                    help="photos (octaves) with a longer side above this many pixels are dreamed in tiles; lower "
                         "it to use less memory (default: 1024)")
@@ -60,9 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import DreamSteps, TensorBoardLog
-    from dreamlab.io import check_writable, load_image, save_png
+    from dreamlab.io import check_writable, load_image, read_photo, save_png
     from dreamlab.models.loading import load_model
-    from dreamlab.optvis.dream import dream
+    from dreamlab.optvis.dream import dream, photo_record
 
     zoom = bool(args.zoom_frames)
     _zoom_options(args, zoom)
@@ -81,10 +82,11 @@ def run(args: argparse.Namespace) -> int:
     frames_dir = args.frames_dir or out.with_name(out.stem + "_frames")
     if zoom:
         check_writable(frames_dir, "--frames-dir folder", folder=True)
-    photo = _read_photo(args.photo)
-    guide = load_image(args.guide) if args.guide else None
+    photo = read_photo(args.photo, "photo")
+    guide = read_photo(args.guide, "guide") if args.guide else None
     loaded = load_model(model_recipe(args), args.weights)
-    files = _file_provenance(args, photo)
+    # dream() is given the pixels (a resumed zoom starts from a frame): the files are named here
+    files = {**photo_record(args.photo, photo), **(photo_record(args.guide, guide, "guide") if args.guide else {})}
     key = _zoom_key(args, loaded) if zoom else ""
     done = _frames_done(frames_dir, key, args.zoom_frames) if zoom else 0
     board = None
@@ -97,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
                    progress=True, on_step=board)
     if not zoom:
         result = dream(loaded, photo, args.objective, **options)
+        provenance = {**result.provenance, **files}
         if board is not None:
-            board.finish(result.provenance)
-        save_png(result.image, out, {**result.provenance, **files, "dreamlab:score": f"{result.final_score:.6g}"})
+            board.finish(provenance)
+        save_png(result.image, out, {**provenance, "dreamlab:score": f"{result.final_score:.6g}"})
         print(out)
         where = result.provenance.get("dreamlab:interrupted", "")
         return _finish(result.interrupted, f"the octaves done so far ({where}; the PNG records it)")
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                        rotate=args.rotate, start_frame=done, on_frame=save_frame, on_start=start_frames, **options)
         interrupted = result.interrupted
         if board is not None:
-            board.finish(result.provenance)
+            board.finish({**result.provenance, **files})
     paths = [_frame_path(frames_dir, i) for i in range(args.zoom_frames) if _frame_path(frames_dir, i).is_file()]
     if interrupted and not paths:
         print("dreamlab: interrupted during frame 0, before any zoom frame was finished; nothing was written "
@@ -150,35 +153,6 @@ def _check_numbers(args: argparse.Namespace) -> None:
         if not (math.isfinite(value) and ok(value)):
             option = "--" + name.replace("_", "-")
             raise DreamlabError(f"{option} {value:g} is out of range; valid: {valid}; {hint}")
-
-
-def _read_photo(path: Path):
-    """The photo from a file, or scikit-learn's sample photo of that name (china, flower) when no such file is
-    there, as `features`, `cam` and `attribute` take them."""
-    from dreamlab.io import SAMPLE_PHOTOS, load_image, sample_photo
-
-    if str(path) in SAMPLE_PHOTOS and not path.exists():
-        return sample_photo(str(path), f"the photo {path}")
-    if not path.exists():
-        raise DreamlabError(f"cannot read photo {str(path)!r}: no such file; give a PNG/JPEG path or one of "
-                            f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
-    return load_image(path)
-
-
-def _file_provenance(args: argparse.Namespace, photo) -> dict[str, str]:
-    """The photo and the guide by name and sha256 prefix (as `render --direction` records its file); a sample
-    photo (china, flower) by the sha256 of its pixels, as the inspection views record one."""
-    from dreamlab.inspect.source import PIXELS, pixel_digest
-    from dreamlab.io import file_digest
-
-    text = {"dreamlab:photo": args.photo.name}
-    if args.photo.is_file():
-        text["dreamlab:photo_sha256"] = file_digest(args.photo)
-    else:
-        text.update({"dreamlab:photo_sha256": pixel_digest(photo), "dreamlab:photo_sha256_of": PIXELS})
-    if args.guide:
-        text.update({"dreamlab:guide_file": str(args.guide), "dreamlab:guide_sha256": file_digest(args.guide)})
-    return text
 
 
 def _zoom_options(args: argparse.Namespace, zoom: bool) -> None:

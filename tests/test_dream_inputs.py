@@ -1,0 +1,192 @@
+"""DeepDream's inputs as a new user gives them: paths, sample names, tensors of the wrong layout, NumPy arrays and
+PIL images; the photo and guide in the provenance (Python and the PNG the CLI writes); the counts in messages."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamlab import dream
+from dreamlab.apps.cli import main
+from dreamlab.errors import DreamlabError
+from dreamlab.io import PIXELS, pixel_digest, read_png_text, read_photo, sample_photo, save_png
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = dict(octaves=1, steps=1, device="cpu")
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+@pytest.fixture()
+def photo_file(tmp_path):
+    return save_png(torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(0)), tmp_path / "photo.png")
+
+
+def photo_keys(provenance: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in provenance.items() if k.startswith(("dreamlab:photo", "dreamlab:guide_"))}
+
+
+# 1. what dream() takes
+
+def test_the_python_api_records_a_photo_file_a_sample_and_a_tensor(photo_file):
+    pytest.importorskip("sklearn")
+    by_path = dream("lenet-digits", str(photo_file), guide="flower", **FAST).provenance  # (a sample photo is
+    assert photo_keys(by_path) == {"dreamlab:photo": str(photo_file), "dreamlab:photo_sha256": sha(photo_file),  # a
+                                   "dreamlab:photo_sha256_of": "file", "dreamlab:guide_file": "flower",  # slow photo)
+                                   "dreamlab:guide_sha256": pixel_digest(sample_photo("flower", "test")),
+                                   "dreamlab:guide_sha256_of": PIXELS}
+    pixels = torch.full((3, 32, 32), 0.25)
+    tensor = dream("lenet-digits", pixels, guide=photo_file, **FAST).provenance
+    assert photo_keys(tensor) == {"dreamlab:photo": "tensor", "dreamlab:photo_sha256": pixel_digest(pixels),
+                                  "dreamlab:photo_sha256_of": PIXELS, "dreamlab:guide_file": str(photo_file),
+                                  "dreamlab:guide_sha256": sha(photo_file), "dreamlab:guide_sha256_of": "file"}
+    assert tensor["dreamlab:guide"] == "conv2 features"  # the setting keeps its key
+
+
+def test_the_pixel_digest_is_the_one_the_inspection_views_record():
+    from dreamlab.inspect import source
+
+    image = torch.rand(3, 8, 8, dtype=torch.float64)
+    assert (pixel_digest(image), PIXELS) == (source.pixel_digest(image), source.PIXELS)
+
+
+def test_features_reads_photos_with_the_same_function():
+    from dreamlab.inspect import features
+
+    assert features.read_photo is read_photo
+
+
+@pytest.mark.parametrize("image, message", [
+    (3, "image must be a torch tensor [C, H, W] in [0, 1], a PNG/JPEG path, or one of china, flower, got int; "
+        "dreamlab.io.load_image reads a file as a tensor"),
+    (np.zeros((40, 56, 3), np.uint8), "image must be a torch tensor [C, H, W] in [0, 1], a PNG/JPEG path, or one of "
+                                      "china, flower, got ndarray; dreamlab.io.load_image reads a file as a tensor, "
+                                      "and torch.from_numpy(array).permute(2, 0, 1).float() / 255 converts this uint8 "
+                                      "array [40, 56, 3]"),
+    (np.zeros((3, 40, 56)), "got ndarray; dreamlab.io.load_image reads a file as a tensor, and "
+                            "torch.from_numpy(array).float() converts this float64 array [3, 40, 56]"),
+    (Image.new("RGB", (56, 40)), "got Image; dreamlab.io.load_image reads a file as a tensor, and "
+                                 "torchvision.transforms.functional.to_tensor(picture) converts a PIL image"),
+    ("", "image is an empty path; give a PNG/JPEG path or one of china, flower"),
+    ("chna", "cannot read image 'chna': no such file; give a PNG/JPEG path or one of china, flower (scikit-learn's "
+             "sample photos)"),
+])
+def test_what_is_not_a_photo_is_refused_in_one_line(image, message):
+    with pytest.raises(DreamlabError) as refused:
+        dream("lenet-digits", image, **FAST)
+    assert str(refused.value).endswith(message) and "\n" not in str(refused.value)
+
+
+def test_a_bad_guide_is_named_as_the_guide():
+    with pytest.raises(DreamlabError) as refused:
+        dream("lenet-digits", torch.rand(3, 32, 32), guide="clouds.jpg", **FAST)
+    assert str(refused.value) == ("cannot read guide 'clouds.jpg': no such file; give a PNG/JPEG path or one of "
+                                  "china, flower (scikit-learn's sample photos)")
+
+
+# 2. a tensor of the wrong layout: the expression that makes [C,H,W] of it
+
+@pytest.mark.parametrize("shape, hint", [
+    ((2, 3, 32, 32), "; a batch of 2 (dream one photo at a time): pass image[0]"),
+    ((1, 32, 40, 3), "; a batch of one, channels last (NumPy/PIL's layout): pass image[0].permute(2, 0, 1)"),
+    ((4, 32, 40), "; 4 channels (RGBA: the alpha channel is not read): pass image[:3]"),
+    ((32, 40, 4), "; channels last (NumPy/PIL's layout), 4 channels (RGBA: the alpha channel is not read): pass "
+                  "image.permute(2, 0, 1)[:3]"),
+    ((5, 32, 40), ""),  # no guess
+    ((32,), ""),
+])
+def test_a_photo_of_another_layout_is_told_the_expression_to_pass(shape, hint):
+    with pytest.raises(DreamlabError) as refused:
+        dream("lenet-digits", torch.rand(shape), **FAST)
+    assert str(refused.value) == f"image must be [C,H,W] with 1 or 3 channels, got shape {list(shape)}{hint}"
+
+
+# 3. and 4. the PNG the CLI writes
+
+def test_the_cli_png_names_the_photo_as_given_and_a_sample_guide_by_its_pixels(photo_file, tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.chdir(tmp_path)
+    assert main(["dream", "photo.png", "--guide", "china", "--model", "lenet-digits", "--octaves", "1", "--steps",
+                 "1", "--device", "cpu"]) == 0
+    text = read_png_text(tmp_path / "photo_dream.png")
+    assert photo_keys(text) == {
+        "dreamlab:photo": "photo.png", "dreamlab:photo_sha256": sha(photo_file), "dreamlab:photo_sha256_of": "file",
+        "dreamlab:guide_file": "china", "dreamlab:guide_sha256": pixel_digest(sample_photo("china", "test")),
+        "dreamlab:guide_sha256_of": PIXELS}
+    assert text["dreamlab:overlap"] == "none (one piece)"  # 56x40 is one tile: no context was used
+
+
+def test_the_cli_records_the_overlap_of_a_tiled_photo(tmp_path):
+    photo = save_png(torch.rand(3, 72, 100, generator=torch.Generator().manual_seed(1)), tmp_path / "wide.png")
+    out = tmp_path / "d.png"
+    assert main(["dream", str(photo), "--model", "lenet-digits", "--octaves", "1", "--steps", "1", "--tile", "64",
+                 "--device", "cpu", "-o", str(out)]) == 0
+    text = read_png_text(out)
+    assert (text["dreamlab:tile"], text["dreamlab:overlap"]) == ("64", "64")
+
+
+def test_a_resumed_zoom_frame_names_the_photo_not_the_frame_it_started_from(photo_file, tmp_path):
+    args = ["dream", str(photo_file), "--model", "lenet-digits", "--octaves", "1", "--steps", "1", "--device", "cpu",
+            "-o", str(tmp_path / "z.gif")]
+    assert main([*args, "--zoom-frames", "1"]) == 0
+    assert main([*args, "--zoom-frames", "2"]) == 0  # frame 1 starts from frame 0's PNG
+    text = read_png_text(tmp_path / "z_frames" / "frame_0001.png")
+    assert photo_keys(text) == {"dreamlab:photo": str(photo_file), "dreamlab:photo_sha256": sha(photo_file),
+                                "dreamlab:photo_sha256_of": "file"}
+
+
+# 5. counts
+
+def test_the_cli_says_what_it_dreams_with_counts_in_their_number(photo_file, tmp_path, capsys):
+    args = ["dream", str(photo_file), "--model", "lenet-digits", "--device", "cpu"]
+    assert main([*args, "--octaves", "1", "--steps", "1", "-o", str(tmp_path / "a.png")]) == 0
+    assert main([*args, "--octaves", "2", "--steps", "3", "--zoom-frames", "2", "-o", str(tmp_path / "z.gif")]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "dreamlab: dreaming the photo at 56x40: 1 octave of 1 step",
+        "dreamlab: dreaming frame 0 of 2 (0-based) at 56x40: 2 octaves of 3 steps",
+        "dreamlab: dreaming frame 1 of 2 (0-based) at 56x40: 2 octaves of 3 steps"]
+
+
+def test_an_interrupted_dream_of_one_octave_step_or_frame_counts_in_the_singular(monkeypatch):
+    import dreamlab.optvis.dream as dream_module
+
+    photo = torch.rand(3, 32, 32)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(dream_module, "tiled_gradient", ctrl_c)
+        stopped = dream("lenet-digits", photo, **FAST).provenance["dreamlab:interrupted"]
+    assert stopped == "during octave 1 of 1, after 0 of its 1 step"
+
+    def ctrl_c_at_the_last_step(step) -> None:
+        raise KeyboardInterrupt
+
+    done = dream("lenet-digits", photo, on_step=ctrl_c_at_the_last_step, **FAST).provenance
+    assert done["dreamlab:interrupted"] == "after the one octave"
+
+    real, calls = dream_module._Dreamer.measure, []
+
+    def ctrl_c_at_the_final_score(self, image):
+        calls.append(1)
+        if len(calls) == 2:  # the first is the photo's own score
+            raise KeyboardInterrupt
+        return real(self, image)
+
+    monkeypatch.setattr(dream_module._Dreamer, "measure", ctrl_c_at_the_final_score)
+    zoom = dream("lenet-digits", photo, zoom_frames=1, **FAST).provenance
+    assert zoom["dreamlab:interrupted"] == "after the one frame"
+
+
+def test_a_start_frame_past_the_zoom_says_how_frames_count():
+    with pytest.raises(DreamlabError) as refused:
+        dream("lenet-digits", torch.rand(3, 32, 32), zoom_frames=1, start_frame=1, **FAST)
+    assert str(refused.value) == ("start_frame 1 is past the last of 1 zoom frame (frames count from 0): give a "
+                                  "start_frame below zoom_frames")
