@@ -429,6 +429,22 @@ def pixel_digest(photo: Tensor) -> str:
     return hashlib.sha256(values.tobytes()).hexdigest()[:16]
 
 
+def photo_record(source: object, pixels: Tensor, key: str = "photo") -> dict[str, str]:
+    """Which image a run read, for its provenance: `dreamlab:KEY` (the path as given, the sample name, or
+    'tensor') and the sha256 prefix of its file, or of its pixels (`pixels`, as read) for a sample or a tensor,
+    with `dreamlab:KEY_sha256_of` saying which. The guide's name goes under `guide_file` (`guide` is its setting).
+
+    >>> photo_record("china", sample_photo("china", "the example"), "init")["dreamlab:init_sha256_of"].split()[0]
+    'pixels'
+    """
+    name_key = "guide_file" if key == "guide" else key
+    if isinstance(source, (str, Path)) and Path(source).is_file():
+        name, digest, of = str(source), file_digest(source), "file"
+    else:
+        name, digest, of = str(source) if isinstance(source, (str, Path)) else "tensor", pixel_digest(pixels), PIXELS
+    return {f"dreamlab:{name_key}": name, f"dreamlab:{key}_sha256": digest, f"dreamlab:{key}_sha256_of": of}
+
+
 VECTOR_SUFFIXES = (".npy", ".pt", ".txt", ".csv")
 
 

@@ -62,10 +62,10 @@ def test_one_octave_differs_from_four_and_both_raise_the_objective():
 
 
 def test_tiles_give_the_one_piece_result():
-    photo = smooth_photo(96, 128, seed=3)
-    assert len(tiles(96, 128, tile=64, overlap=32)) > 1
+    photo = smooth_photo(200, 272, seed=3)
+    assert len(tiles(200, 272, tile=192, overlap=32)) == 6
     whole = dream("lenet-digits", photo, octaves=2, steps=6, device="cpu", tile=None)
-    tiled = dream("lenet-digits", photo, octaves=2, steps=6, device="cpu", tile=64, overlap=32)
+    tiled = dream("lenet-digits", photo, octaves=2, steps=6, device="cpu", tile=192, overlap=32)
     changed = (whole.image - photo.mean(0, keepdim=True)).abs().mean()
     assert changed > 0.02  # the dream did something, and the tiles did the same thing
     assert (whole.image - tiled.image).abs().max() <= 2 / 255
@@ -78,15 +78,15 @@ def test_tiles_give_the_one_piece_result():
 def test_tiled_dreams_take_only_objectives_whose_tiles_add_up(objective, splits):
     """Tiles add up their scores: right for means over one layer's positions, wrong for a product, or two layers
     (weighted by the first one's positions)."""
-    photo = smooth_photo(96, 128, seed=3)
-    tiled = lambda: dream("lenet-digits", photo, objective, octaves=1, steps=1, device="cpu", tile=64)  # noqa: E731
+    photo = smooth_photo(272, 320, seed=3)
+    tiled = lambda: dream("lenet-digits", photo, objective, octaves=1, steps=1, device="cpu", tile=256)  # noqa: E731
     if splits:
-        assert tiled().image.shape == (1, 96, 128)
+        assert tiled().image.shape == (1, 272, 320)
     else:
-        with pytest.raises(DreamlabError, match=r"the 128x96 photo is larger than tile=64 \(--tile\), so it is dreamed in "
-                                                r"tiles.*dream in one piece with tile=128 \(--tile 128\)"):
+        with pytest.raises(DreamlabError, match=r"the 320x272 photo is larger than tile=256 \(--tile\), so it is dreamed "
+                                                r"in tiles.*dream in one piece with tile=320 \(--tile 320\)"):
             tiled()
-        dream("lenet-digits", photo, objective, octaves=1, steps=1, device="cpu", tile=128)  # one piece: fine
+        dream("lenet-digits", photo, objective, octaves=1, steps=1, device="cpu", tile=320)  # one piece: fine
 
 
 @pytest.mark.parametrize("objective", ["conv2:3@centre", "conv2:3@2,1", "conv2:3 + 0.5*conv2:4@1,1"])

@@ -176,15 +176,15 @@ def dilated(gain: float = 2.0) -> nn.Module:
 
 
 def test_tiles_give_the_one_piece_result_with_the_layers_receptive_field_as_context():
-    model, photo = dilated(), smooth_photo(96, 128, seed=3)
+    model, photo = dilated(), smooth_photo(352, 400, seed=3)
     kwargs = dict(octaves=1, steps=3, device="cpu")
     whole = dream(model, photo, "l10", tile=None, **kwargs)
-    tiled = dream(model, photo, "l10", tile=64, **kwargs)
-    assert tiled.provenance["dreamlab:overlap"] == "95"
+    tiled = dream(model, photo, "l10", tile=320, **kwargs)
+    assert tiled.provenance["dreamlab:overlap"] == "96"  # the field, 95 px, in whole steps of 32 as the tiles take it
     assert (whole.image - photo).abs().mean() > 3 / 255  # the dream did something
-    assert (whole.image - tiled.image).abs().max() == 0
-    assert tiled.final_score == pytest.approx(whole.final_score, rel=1e-5)  # every tile's crop is whole here
-    short = dream(model, photo, "l10", tile=64, overlap=64, **kwargs)  # the old fixed context
+    assert (whole.image - tiled.image).abs().max() <= 1 / 255 + 1e-6  # float rounding, through the 8-bit image
+    assert ((whole.image - tiled.image).abs() > 0).float().mean() < 0.01
+    short = dream(model, photo, "l10", tile=320, overlap=64, **kwargs)  # the old fixed context
     assert (whole.image - short.image).abs().max() >= 2 / 255
     assert whole.provenance["dreamlab:overlap"] == "none (one piece)"  # not tiled: no context, no field measured
 
@@ -294,7 +294,8 @@ def test_a_resumed_zoom_continues_the_tensorboard_steps(tmp_path, photo_file):
     (["--lr", "0"], "--lr 0 is out of range; valid: a finite number above 0; try 0.006 (the default)"),
     (["--lr", "inf"], "--lr inf is out of range"),
     (["--jitter", "-1"], "--jitter -1 is out of range; valid: 0 or more pixels; --jitter 0 turns the roll off"),
-    (["--tile", "10"], "--tile 10 is out of range; valid: at least 64 pixels; the default is 1024"),
+    (["--tile", "10"], "--tile 10 is out of range; valid: at least 64 pixels, or auto; the default is auto (1024)"),
+    (["--overlap", "-1"], "--overlap -1 is out of range; valid: 0 or more pixels"),
 ])
 def test_cli_range_errors_name_the_option(photo_file, tmp_path, capsys, args, message):
     assert run_dream(photo_file, *args, "-o", tmp_path / "d.png") == 2

@@ -123,12 +123,12 @@ def test_the_cli_png_names_the_photo_as_given_and_a_sample_guide_by_its_pixels(p
 
 
 def test_the_cli_records_the_overlap_of_a_tiled_photo(tmp_path):
-    photo = save_png(torch.rand(3, 72, 100, generator=torch.Generator().manual_seed(1)), tmp_path / "wide.png")
+    photo = save_png(torch.rand(3, 200, 300, generator=torch.Generator().manual_seed(1)), tmp_path / "wide.png")
     out = tmp_path / "d.png"
-    assert main(["dream", str(photo), "--model", "lenet-digits", "--octaves", "1", "--steps", "1", "--tile", "64",
+    assert main(["dream", str(photo), "--model", "lenet-digits", "--octaves", "1", "--steps", "1", "--tile", "256",
                  "--device", "cpu", "-o", str(out)]) == 0
     text = read_png_text(out)
-    assert (text["dreamlab:tile"], text["dreamlab:overlap"]) == ("64", "64")
+    assert (text["dreamlab:tile"], text["dreamlab:overlap"]) == ("256", "64")
 
 
 def test_a_resumed_zoom_frame_names_the_photo_not_the_frame_it_started_from(photo_file, tmp_path):

@@ -138,3 +138,22 @@ def test_a_fixed_batch_factory_split_by_batch_size_says_so(net):
     with pytest.raises(DreamlabError, match=r"the custom param produced \[2, 3, 16, 16\]; expected \[1, 3, 16, 16\] "
                                             r".*makes one fixed batch.*leave batch_size unset"):
         render(net, "conv2:0-1", param=fixed, batch_size=1, **FAST)
+
+
+# DreamResult: the same ways out as RenderResult, and a PNG as `dreamlab dream` writes it
+
+def test_a_dream_result_gives_pil_numpy_a_notebook_picture_and_a_png_with_its_provenance(tmp_path) -> None:
+    from dreamlab import dream
+    from dreamlab.io import read_png_text
+
+    photo = torch.rand(3, 30, 40, generator=torch.Generator().manual_seed(0))
+    result = dream("lenet-digits", photo, "conv2", octaves=1, steps=2, device="cpu")
+    assert result.pil().size == (40, 30) and result.pil().mode == "L"  # the 1-channel model greys the photo
+    array = result.numpy()
+    assert array.shape == (30, 40, 1) and array.dtype == np.float32
+    assert np.array_equal(array[..., 0], result.image[0].numpy())
+    shown = Image.open(io.BytesIO(result._repr_png_()))
+    assert shown.size == (40, 30) and np.array_equal(np.asarray(shown), np.asarray(result.pil()))
+    text = read_png_text(result.save(tmp_path / "dreamed.png"))
+    assert text["dreamlab:score"] == f"{result.final_score:.6g}" and text["dreamlab:photo"] == "tensor"
+    assert {k: v for k, v in text.items() if k != "dreamlab:score"} == result.provenance

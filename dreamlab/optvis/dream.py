@@ -19,18 +19,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.devices import resolve_device
 from dreamlab.errors import DreamlabError, first_line, unknown
-from dreamlab.io import PIXELS, file_digest, match_channels, pixel_digest, read_photo
+from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, save_png, to_pil
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
 from dreamlab.optvis.capture import OUTPUT, Capture
-from dreamlab.optvis.dream_tiles import tiled_gradient, tiled_score, tiles, zoom_rotate
+from dreamlab.optvis.dream_tiles import (AUTO_TILE, aligned, smallest_tile, tiled_gradient, tiled_score, tiles,
+                                        zoom_rotate)
 from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, resolve_model, takes_size,
                                      unsized_module_error)
 from dreamlab.optvis.engine import derived_seed, progress_bar
@@ -71,6 +74,25 @@ class DreamResult:
     provenance: dict[str, str]
     interrupted: bool = False  # Ctrl-C: the last image holds the octaves finished so far
     frame_numbers: list[int] = field(default_factory=list)
+
+    def pil(self) -> Image.Image:
+        """The dreamed image as a PIL image (RGB, or L for a 1-channel model)."""
+        return to_pil(self.image)
+
+    def numpy(self) -> np.ndarray:
+        """The dreamed image as a float32 array [H, W, C] in [0, 1] (channels last, as NumPy and PIL lay it out)."""
+        return self.image.detach().float().clamp(0, 1).permute(1, 2, 0).contiguous().cpu().numpy()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the dreamed image as a PNG carrying the provenance and the final score, as `dreamlab dream` does.
+
+        >>> dreamlab.dream("lenet-digits", "china", "conv2", octaves=1).save("china_dream.png")  # doctest: +SKIP
+        """
+        return save_png(self.image, path, {**self.provenance, "dreamlab:score": f"{self.final_score:.6g}"})
+
+    def _repr_png_(self) -> bytes:
+        """How Jupyter shows a result: the dreamed image."""
+        return png_bytes(self.image)
 
 
 def guided(layer: str, guide_features: Tensor) -> Objective:
@@ -132,18 +154,6 @@ def _shape_hint(dims: list[int], name: str) -> str:
 def counted(count: int, noun: str) -> str:
     """'1 frame', '2 frames': a count with its noun in the number it needs."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def photo_record(source: object, pixels: Tensor, key: str = "photo") -> dict[str, str]:
-    """Which photo a dream read, for its provenance: `dreamlab:KEY` (the path as given, the sample name, or
-    'tensor') and the sha256 prefix of its file, or of its pixels (`pixels`, as read) for a sample or a tensor,
-    with `dreamlab:KEY_sha256_of` saying which. The guide's name goes under `guide_file` (`guide` is its setting)."""
-    name_key = "guide_file" if key == "guide" else key
-    if isinstance(source, (str, Path)) and Path(source).is_file():
-        name, digest, of = str(source), file_digest(source), "file"
-    else:
-        name, digest, of = str(source) if isinstance(source, (str, Path)) else "tensor", pixel_digest(pixels), PIXELS
-    return {f"dreamlab:{name_key}": name, f"dreamlab:{key}_sha256": digest, f"dreamlab:{key}_sha256_of": of}
 
 
 def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
@@ -312,7 +322,8 @@ def _quantized(image: Tensor) -> Tensor:
 def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, objective: Objective | str | None = None, *,
           recipe: Recipe | str | None = None, weights: str | Path | None = "default", octaves: int = 4,
           octave_scale: float = 1.4, steps: int = 10, lr: float = LR, jitter: int = 32,
-          guide: Tensor | str | Path | None = None, tile: int | None = 1024, overlap: int | None = None, seed: int = 0,
+          guide: Tensor | str | Path | None = None, tile: int | str | None = "auto", overlap: int | None = None,
+          seed: int = 0,
           device: str | torch.device | None = None, zoom_frames: int = 0, zoom: float = 1.05, rotate: float = 0.0,
           start_frame: int = 0, on_step: Callable[[DreamStep], None] | None = None,
           on_frame: Callable[[int, Tensor], None] | None = None,
@@ -325,8 +336,9 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
     get `steps` steps of size `lr` (mean absolute change in [0,1] units) with a random roll of up to `jitter`
     pixels. `guide`: an image [C,H,W] (or a path or sample name) whose features at the objective's layer the photo
     takes on (the objective must then be a whole layer). Photos whose longer side exceeds `tile` pixels are dreamed
-    in tiles with `overlap` pixels of context (tile None: never tile; overlap None: the objective layer's receptive
-    field, at least 64). `zoom_frames` N > 0 makes the endless zoom: frame 0 dreams the photo, frame i dreams frame
+    in tiles with `overlap` pixels of context (overlap None: the objective layer's receptive field, at least 64;
+    rounded up to 32); tile 'auto' is 1024, or the smallest tile that keeps 128 px beside that context; a smaller
+    tile than that is refused; None never tiles. `zoom_frames` N > 0 makes the endless zoom: frame 0 dreams the photo, frame i dreams frame
     i-1 magnified by `zoom` and turned by `rotate` degrees; `start_frame` k resumes a zoom whose frame k-1 is
     `image`. `on_start(provenance)` gets the provenance before the first step (without the fields an interruption
     adds), `on_step` a DreamStep after every step, `on_frame(i, image)` every finished frame. Ctrl-C returns what is
@@ -341,8 +353,12 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
         _number(name, value, low, integral, strict)
     _number("zoom", zoom, ZOOM_RANGE[0], high=ZOOM_RANGE[1])
     _number("rotate", rotate, ROTATE_RANGE[0], high=ROTATE_RANGE[1])
-    if tile is not None:
-        _number("tile", tile, 64, True)
+    if tile is not None and tile != "auto":
+        try:
+            _number("tile", tile, 64, True)
+        except DreamlabError:
+            raise DreamlabError(f"tile must be 'auto', a whole number >= 64 (pixels) or None (never tile), got "
+                                f"{tile!r}") from None
     if overlap is not None:
         _number("overlap", overlap, 0, True)
     if start_frame and start_frame >= max(zoom_frames, 1):
@@ -367,9 +383,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
                 raise DreamlabError(f"a guide works with a whole-layer objective (e.g. {recipe_obj.default_layer}), "
                                     f"got {obj.name!r}")
             obj, guide_name = _guide_objective(ready, obj.name, guide, recipe_obj, dev), f"{obj.name} features"
-        tiled = len(tiles(*photo.shape[-2:], tile, OVERLAP)) > 1  # the photo is the largest octave
-        if overlap is None:  # the field is measured only where it is used: a photo dreamed in tiles
-            overlap = _context(ready, obj, recipe_obj) if tiled else OVERLAP
+        tile, overlap, tiled = _tiling(tile, overlap, max(photo.shape[-2:]), lambda: _context(ready, obj, recipe_obj))
         settings = {"octaves": octaves, "octave_scale": f"{octave_scale:g}", "steps": steps, "lr": f"{lr:g}",
                     "jitter": jitter, "tile": tile or "none", "overlap": overlap if tiled else "none (one piece)",
                     "guide": guide_name}
@@ -427,6 +441,27 @@ def _provenance(obj: Objective, recipe: Recipe, weights: str, seed: int, photo: 
             **{f"dreamlab:{k}": str(v) for k, v in settings.items()},
             "dreamlab:device": device.type, "dreamlab:version": __version__, "torch:version": torch.__version__,
             "torchvision:version": torchvision.__version__}
+
+
+def _tiling(tile: int | str | None, overlap: int | None, longer: int,
+            context: Callable[[], int]) -> tuple[int | None, int, bool]:
+    """(the tile, the overlap used, whether the photo is tiled) for a photo whose longer side is `longer` (the
+    largest octave). `context()` measures the objective's receptive field, only where a photo is tiled."""
+    limit = AUTO_TILE if tile == "auto" else tile
+    if limit is None or longer <= limit:
+        return limit, OVERLAP, False
+    overlap = aligned(context() if overlap is None else overlap)
+    needed = smallest_tile(overlap)
+    if tile == "auto":
+        limit = max(AUTO_TILE, needed)
+        return limit, overlap, longer > limit
+    if limit < needed:
+        raise DreamlabError(
+            f"tile={limit} (--tile {limit}) is too small for the {overlap} px of context each tile takes on every "
+            f"side: a tile must keep {needed - 2 * overlap} px of its own beside "
+            f"it, or the pieces multiply; give tile={needed} (--tile {needed}) or more, a smaller overlap "
+            f"(--overlap N: seams then differ from one piece), or tile='auto' (--tile auto)")
+    return limit, overlap, True
 
 
 def _context(model: nn.Module, obj: Objective, recipe: Recipe) -> int:

@@ -21,6 +21,19 @@ from torch import Tensor
 # tile corners on multiples of 32 px keep the pooling grids of GoogLeNet and VGG (total stride 32 at most) where
 # they are in one piece, so a tile's activations are the same numbers as the one-piece ones away from its border
 ALIGN = 32
+AUTO_TILE = 1024  # tile="auto": photos up to this side are dreamed in one piece, larger ones in tiles this wide
+MIN_CORE = 4 * ALIGN  # a tile keeps at least this much of its side beside its context, or the pieces multiply
+
+
+def aligned(overlap: int) -> int:
+    """The context a tile gets for `overlap`: rounded up to whole ALIGN steps."""
+    return math.ceil(overlap / ALIGN) * ALIGN
+
+
+def smallest_tile(overlap: int) -> int:
+    """The smallest tile that keeps MIN_CORE px of its side beside `overlap` px of context on both sides (any tile
+    of 64 px or more without context)."""
+    return 2 * aligned(overlap) + MIN_CORE if overlap > 0 else 64
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,7 @@ def tiles(height: int, width: int, tile: int | None, overlap: int) -> list[Tile]
     if tile is None or max(height, width) <= tile:
         whole = (slice(0, height), slice(0, width))
         return [Tile(whole, whole)]
-    overlap = math.ceil(overlap / ALIGN) * ALIGN
+    overlap = aligned(overlap)
     core = max(ALIGN, (tile - 2 * overlap) // ALIGN * ALIGN)
     found = []
     for y in range(0, height, core):

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from dreamlab.devices import resolve_device
 from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError, first_line
+from dreamlab.io import photo_record, read_photo
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.layout import to_channels_first
 from dreamlab.models.loading import LoadedModel, module_names
@@ -493,7 +494,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
            settings: RenderSettings | None = None, *, recipe: Recipe | str | None = None,
            weights: str | Path | None = "default", units: Sequence[int] | None = None,
            batch_size: int | None = None, thresholds: Sequence[int] = (), on_snapshot: SnapshotCallback | None = None,
-           keep_snapshots: bool = True, init_image: Tensor | None = None, progress: bool = False,
+           keep_snapshots: bool = True, init_image: Tensor | str | Path | None = None, progress: bool = False,
            **overrides: Any) -> RenderResult:
     """Optimize one image per unit of `objective` and return them with their history and provenance.
 
@@ -508,13 +509,18 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     on); with `diversity` N, a unit's N images share a batch, so it is rounded down to a multiple of N.
     `thresholds` are steps (1..steps) at which `on_snapshot` is called and snapshots are kept in the result
     (`keep_snapshots=False` leaves them to the callback: a TensorBoard log's images need not stay in memory).
-    `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]) replaces the random start (with
-    `diversity`, a unit's images start from its image plus their own random starts). Ctrl-C ends
+    `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]; or a PNG/JPEG path, or `china`/`flower`)
+    replaces the random start (with `diversity`, a unit's images start from its image plus their own random
+    starts); the provenance names it (`dreamlab:init`, `dreamlab:init_sha256` of its file or pixels). Ctrl-C ends
     the run early and returns the batches that exist, with `interrupted=True` and each image's `steps` (a Ctrl-C
     before the first batch got going raises KeyboardInterrupt). With `compile`, the model must be
     traceable by torch.fx; the warm-up is paid once per model, layers and shape in a process.
     """
     requested = with_overrides(settings, overrides)
+    init_record: dict[str, str] = {}
+    if isinstance(init_image, (str, Path)):  # read before the model loads: a wrong path is told at once
+        pixels = read_photo(init_image, "init_image")
+        init_record, init_image = photo_record(init_image, pixels, "init"), pixels
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = parse_objective(objective, categories, module_names(module)) if isinstance(objective, str) else objective
     if not isinstance(obj, Objective) and callable(obj):  # lucent's `lambda T: T("layer")[:, 5].mean()`
@@ -551,6 +557,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         if not isinstance(settings.param, str):
             raise DreamlabError("init_image works with the pixel and fourier parameterizations only")
         fitted = fit_init_image(init_image, recipe_obj.channels, settings.height_width, len(todo) // copies)
+        init_record = init_record or photo_record(init_image, init_image, "init")
         init_images = fitted if fitted.shape[0] == 1 else dict(zip(todo, fitted.repeat_interleave(copies, 0)))
     parts: list[_Batch] = []
     stopped = False  # a Ctrl-C outside a batch's steps (between batches, or while one starts)
@@ -588,7 +595,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         stopped = True  # the batches finished so far are returned
     with DeferredSigint():  # a second Ctrl-C must not lose them now
         return _result(parts, obj, todo, copies, sorted(set(thresholds)),
-                       provenance_of=partial(provenance, obj, recipe_obj, weights_desc, settings),
+                       provenance_of=lambda steps: {**provenance(obj, recipe_obj, weights_desc, settings, steps),
+                                                    **init_record},
                        planned=settings.steps, stopped=stopped)
 
 

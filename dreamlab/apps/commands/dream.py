@@ -39,9 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jitter", type=int, default=32, help="largest random roll per step, pixels (default: 32)")
     p.add_argument("--guide", type=input_path, metavar="IMAGE",
                    help="an image (PNG, JPEG, ..., or china or flower) whose features at the layer the photo takes on")
-    p.add_argument("--tile", type=int, default=1024,
+    p.add_argument("--tile", type=_tile, default="auto",
                    help="photos (octaves) with a longer side above this many pixels are dreamed in tiles; lower "
-                        "it to use less memory (default: 1024)")
+                        "it to use less memory (default: auto: 1024, or more where the objective's context needs "
+                        "it)")
+    p.add_argument("--overlap", type=int, metavar="PX",
+                   help="context each tile takes on every side, in pixels (default: the objective layer's "
+                        "receptive field, at least 64; rounded up to 32)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the jitter (default: 0)")
     add_device_argument(p)
     p.add_argument("--zoom-frames", type=positive_int, metavar="N", help="make an endless zoom of N frames")
@@ -61,9 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import DreamSteps, TensorBoardLog
-    from dreamlab.io import check_writable, load_image, read_photo, save_png
+    from dreamlab.io import check_writable, load_image, photo_record, read_photo, save_png
     from dreamlab.models.loading import load_model
-    from dreamlab.optvis.dream import dream, photo_record
+    from dreamlab.optvis.dream import dream
 
     zoom = bool(args.zoom_frames)
     _zoom_options(args, zoom)
@@ -95,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
         board = DreamSteps(TensorBoardLog(args.tensorboard), args.tensorboard_every or args.steps,
                            done=done * args.octaves * args.steps)
     options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,
-                   jitter=args.jitter, guide=guide, tile=args.tile, seed=args.seed, device=args.device,
-                   progress=True, on_step=board)
+                   jitter=args.jitter, guide=guide, tile=args.tile, overlap=args.overlap, seed=args.seed,
+                   device=args.device, progress=True, on_step=board)
     if not zoom:
         result = dream(loaded, photo, args.objective, **options)
         provenance = {**result.provenance, **files}
@@ -142,17 +146,31 @@ def run(args: argparse.Namespace) -> int:
 NUMBER_OPTIONS = (("octave_scale", "a finite number above 1", lambda v: v > 1, "try 1.4 (the default) to 2"),
                   ("lr", "a finite number above 0", lambda v: v > 0, "try 0.006 (the default)"),
                   ("jitter", "0 or more pixels", lambda v: v >= 0, "--jitter 0 turns the roll off"),
-                  ("tile", "at least 64 pixels", lambda v: v >= 64,
-                   "the default is 1024; lower it (not below 64) to use less memory"))
+                  ("tile", "at least 64 pixels, or auto", lambda v: v >= 64,
+                   "the default is auto (1024); lower it (not below 64) to use less memory"),
+                  ("overlap", "0 or more pixels", lambda v: v >= 0,
+                   "leave it out for the objective layer's receptive field"))
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
     """Refuse out-of-range numbers before any work, naming the option (dream() names its Python arguments)."""
     for name, valid, ok, hint in NUMBER_OPTIONS:
         value = getattr(args, name)
+        if value is None or value == "auto":
+            continue
         if not (math.isfinite(value) and ok(value)):
             option = "--" + name.replace("_", "-")
             raise DreamlabError(f"{option} {value:g} is out of range; valid: {valid}; {hint}")
+
+
+def _tile(text: str) -> int | str:
+    """argparse type of --tile: a whole number of pixels, or auto."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels or auto") from None
 
 
 def _zoom_options(args: argparse.Namespace, zoom: bool) -> None:
@@ -194,7 +212,8 @@ def _zoom_key(args: argparse.Namespace, loaded) -> str:
         else:
             digest.update(path.read_bytes() if path else b"")
     settings = [loaded.recipe.name, loaded.recipe.hash(), loaded.weights, args.objective, args.octaves,
-                args.octave_scale, args.steps, args.lr, args.jitter, args.tile, args.seed, args.zoom, args.rotate]
+                args.octave_scale, args.steps, args.lr, args.jitter, args.tile, args.overlap, args.seed, args.zoom,
+                args.rotate]
     digest.update(json.dumps(settings).encode())
     return digest.hexdigest()[:16]
 

@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="images optimized at once (default: all; with --diversity N, a multiple of N: rounded down)")
     p.add_argument("--thresholds", type=int_list, default=[], help="also save snapshots at these steps, "
                                                                     "e.g. 64,256,512")
-    p.add_argument("--init", type=input_path, help="start from this image instead of noise")
+    p.add_argument("--init", type=input_path, metavar="PHOTO",
+                   help="start from this image (a PNG/JPEG file, or china or flower) instead of noise")
     add_diversity_arguments(p, note="; a --grid has a row per unit")
     p.add_argument("--direction", type=input_path, metavar="FILE",
                    help="render directions in the channel space of the layer given as OBJECTIVE: a vector [C] or a "
@@ -65,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
     from dreamlab.devices import resolve_device
-    from dreamlab.io import load_image, output_paths, save_png
+    from dreamlab.io import output_paths, photo_record, read_photo, save_png
     from dreamlab.errors import check_range
     from dreamlab.models.loading import load_model, module_names
     from dreamlab.models.summary import MAX_INPUT_SIZE
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if along is None:
         check_syntax(args.objective)  # so is a typo
     resolve_device(args.device)  # a bad --device is refused before the model loads
+    init = read_photo(args.init, "--init image") if args.init else None  # so is an unreadable photo
     loaded = load_model(model_recipe(args), args.weights)
     objective = along if along is not None else parse_objective(args.objective, loaded.categories,
                                                                 module_names(loaded.model))
@@ -93,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
     if args.fourier_decay is not None and (args.param or recipe.param) != "fourier":
         raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
                             "or leave it out")
-    init = load_image(args.init) if args.init else None
     model_name = loaded.recipe.name
 
     copies = args.diversity or 1
@@ -126,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
                     fourier_decay=args.fourier_decay, diversity=copies,
                     diversity_layer=args.diversity_layer,
                     **({} if args.diversity_weight is None else {"diversity_weight": args.diversity_weight}))
+    if init is not None:  # the photo by its name and file (render() was given its pixels)
+        result.provenance.update(photo_record(args.init, init, "init"))
     with DeferredSigint() as saving:  # a Ctrl-C now would lose images: it waits until they are written
         if log is not None:
             log.write_result(result)
