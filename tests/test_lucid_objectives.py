@@ -255,6 +255,16 @@ def test_diversity_is_the_summed_gram_cosine_to_the_other_images_of_a_unit():
     assert torch.equal(div({"conv2": apart}, torch.zeros(2, dtype=torch.long)), torch.zeros(2))
 
 
+def test_a_render_with_the_diversity_term_and_one_image_per_unit_is_refused():
+    obj = o.channel("conv2", 3) - 1e2 * o.diversity("conv2")
+    with pytest.raises(DreamlabError, match=r"^'conv2:3 - 100\*diversity\(conv2\)' holds o.diversity, which compares "
+                                            r"each image with the other images of its unit.*add diversity=N \(N >= 2\) "
+                                            r"with diversity_weight=0"):
+        dreamlab.render("lenet-digits", obj, steps=1, device="cpu")
+    assert dreamlab.render("lenet-digits", obj, steps=1, device="cpu", diversity=2,
+                           diversity_weight=0).images.shape == (2, 1, 28, 28)
+
+
 def test_penalize_boundary_complexity_reads_only_the_border():
     grey = torch.full((2, 3, 16, 16), 0.5)
     pbc = o.penalize_boundary_complexity(3)

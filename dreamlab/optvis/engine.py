@@ -536,6 +536,10 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     todo = check_units(units, obj.batch_size)
     thresholds = check_call(settings.steps, todo, batch_size, thresholds)
     copies = settings.diversity  # below, todo holds indices into the repeated objective: unit u's are u*copies+k
+    if copies == 1 and "diversity(" in obj.name:  # o.diversity compares the images of one unit: alone it is 0
+        raise DreamlabError(f"{obj.name!r} holds o.diversity, which compares each image with the other images of "
+                            f"its unit, and each unit has one image here; add diversity=N (N >= 2) with "
+                            f"diversity_weight=0, as lucid's batch of N")
     if copies > 1:  # each unit becomes `copies` samples in a row, optimized in one batch
         settings = dataclasses.replace(settings, diversity_layer=diversity_layer(
             obj, recipe_obj.default_layer, settings.diversity_layer))

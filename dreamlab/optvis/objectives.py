@@ -672,7 +672,7 @@ def diversity(layer: str) -> Objective:
     """lucid's diversity term, to subtract with a weight: each image's summed cosine similarity between its Gram
     matrix at `layer` (channel-by-channel correlations over positions) and those of the other images of its
     unit, which are the samples of the batch with its unit index (with `diversity=N`, a unit's N images; alone,
-    an image has none and scores 0). Summed over the batch it stands to dreamlab's channel as lucid's term to
+    an image has none and scores 0, so `render` refuses the term without `diversity=N`). Summed over the batch it stands to dreamlab's channel as lucid's term to
     lucid's channel, so lucid's weights carry over:
 
     >>> obj = o.channel("conv2", 3) - 1e2 * o.diversity("conv2")
