@@ -12,7 +12,7 @@ from dreamlab.errors import DreamlabError
 from dreamlab.inspect.examples import examples
 from dreamlab.inspect.receptive import receptive_field
 from dreamlab.inspect.features import preprocess
-from dreamlab.io import read_png_text, sample_photo
+from dreamlab.io import read_png_text, sample_photo, save_png
 
 RECIPE = dreamlab.Recipe("colours", "custom:colours", input_size=32, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
@@ -137,7 +137,7 @@ def test_size_sets_the_shorter_side_and_a_fixed_size_model_refuses_another() -> 
 def test_the_best_images_are_kept_as_they_stream_past_and_ties_keep_the_earlier(tmp_path) -> None:
     levels = [0.6, 0.9, 0.7, 1.0, 0.9]
     images = [grey_with_square((level, 0, 0), 10, 10) for level in levels]
-    images[4][:, 0, 0] = 0.4  # another image (the same one twice is read once) with the same best score
+    images[4][:, 24:, :8] = 0.4  # another picture (a copy is read once) with the same best score
     found = examples(colour_detector(), "0", [0], images, top=3, recipe=RECIPE)
     assert [e.image for e in found.units[0]] == ["tensor 3", "tensor 1", "tensor 4"]
     assert [e.score for e in found.units[0]] == pytest.approx([9 * 1.0, 9 * 0.9, 9 * 0.9])
@@ -181,3 +181,28 @@ def test_a_callers_fixed_size_module_without_a_recipe_is_told_how_to_say_its_siz
                                             r"\.Recipe\('LeNetDigits', 'custom:LeNetDigits', input_size=28, "
                                             r"channels=1\)$"):
         call()
+
+
+def test_a_copy_at_another_size_or_format_is_read_once_and_a_distinct_picture_is_not(tmp_path, capsys) -> None:
+    """The same picture as a PNG and as a half-size JPEG would fill two tiles of each row; a mirrored copy is
+    another picture."""
+    from PIL import Image
+
+    from dreamlab.apps.cli import main
+
+    photo = torch.full((3, 96, 144), 0.5)
+    photo[0, 24:54, 36:66] = 1.0
+    photo[1] = torch.linspace(0, 1, 144).expand(96, 144)  # texture, so resampling and JPEG change it a little
+    full = save_png(photo, tmp_path / "a.png")  # both are read at the recipe's 32 px (shorter side)
+    Image.open(full).resize((72, 48)).convert("RGB").save(tmp_path / "a_small.jpg", quality=80)
+    Image.open(full).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "a_mirrored.png")
+    found = examples(colour_detector(), "0", [0], tmp_path, top=3, recipe=RECIPE)
+    assert found.duplicates == {"a_small.jpg": "a.png"}
+    assert sorted(e.image for e in found.units[0]) == ["a.png", "a_mirrored.png"]
+    small = next(r for r in found.images if r["name"] == "a_small.jpg")
+    assert small["same_as"] == "a.png" and "another size or format" in small["same_picture"]
+    out = tmp_path / "ex.png"
+    assert main(["examples", "lenet-digits", "conv2:0", "--images", str(tmp_path),
+                 "-o", str(out)]) == 0
+    assert "image a_small.jpg is the same picture as a.png at another size or format; it is read once" in \
+        capsys.readouterr().err

@@ -6,7 +6,8 @@ says. A channel's score on an image is its strongest position; the image is crop
 receptive field (receptive.py). A logit (`layer="logit"`, its units by index or by class name) or a Linear layer
 scores the whole image, shown whole. An image given twice (the same file, or the same content under another
 name) is read once, so a unit's tiles are distinct images, each labelled with its name; the PNG records each
-image's sha256 and each tile's image, map position and box in that image's own pixels.
+image's sha256 and each tile's image, map position and box in that image's own pixels. A copy at another size
+or format (the same picture after resizing: 8x8 thumbnails within 0.05 everywhere) is left out too.
 
 >>> ex = examples("hed-vgg16", "features.22", [0, 12], ["china", "flower"], top=2)
 >>> [(e.image, round(e.score, 1)) for e in ex.units[0]]        # channel 0's two best images, best first
@@ -152,8 +153,15 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | str | Seque
                                     f"out, or give {rec.input_size}")
             model_input = lambda source: _model_input(read_photo(source), rec, side, whole)[0]  # noqa: E731
             best = _Best(len(unit_ids), top)
-            for i, (_, source) in enumerate(sources if failed is None else []):
-                x = normalize(model_input(source), rec).to(device)
+            thumbnails: list[tuple[str, Tensor]] = []
+            for i, (name, source) in enumerate(sources if failed is None else []):
+                resized = model_input(source)
+                again = _same_picture(name, resized, thumbnails)
+                if again is not None:  # a copy at another size or format would fill a second tile of each row
+                    duplicates[name] = again
+                    next(r for r in records if r["name"] == name).update(same_as=again, same_picture=ALIKE)
+                    continue
+                x = normalize(resized, rec).to(device)
                 try:
                     act = cap.run(x)[layer][0].float().cpu()
                 except FORWARD_ERRORS as exc:  # told once the hooks are gone (the check runs the model again)
@@ -255,6 +263,27 @@ def _distinct(sources: list[tuple[str, str | Path | Tensor]]
             kept.append((name, source))
         records.append(record)
     return kept, records, duplicates
+
+
+# two model inputs of one shape whose 8x8 thumbnails are this close in every block and channel are one picture (a
+# resized or re-encoded copy): JPEG and resampling errors average out over a block (0.03 for a half-size JPEG of a
+# sharp-edged 32 px image), while distinct pictures differ somewhere (a 2 px shift of a square: 0.17)
+THUMBNAIL, ALIKE_GAP = 8, 0.05
+ALIKE = f"its {THUMBNAIL}x{THUMBNAIL} thumbnail within {ALIKE_GAP:g} of that image's everywhere (another size or format)"
+
+
+def _same_picture(name: str, resized: Tensor, seen: list[tuple[str, Tensor]]) -> str | None:
+    """The name of an earlier image that `resized` (a model input [1, C, h, w]) is a copy of, or None (then it is
+    added to `seen`)."""
+    size = (THUMBNAIL, THUMBNAIL)
+    thumbnail = torch.cat([F.adaptive_avg_pool2d(resized.float().cpu(), size).flatten(),
+                           torch.tensor(resized.shape[-2:], dtype=torch.float32)])
+    for earlier, other in seen:
+        same_shape = bool(((other[-2:] - thumbnail[-2:]).abs() <= 1).all())  # sides rounded apart by a pixel
+        if same_shape and float((other[:-2] - thumbnail[:-2]).abs().max()) < ALIKE_GAP:
+            return earlier
+    seen.append((name, thumbnail))
+    return None
 
 
 class _Best:

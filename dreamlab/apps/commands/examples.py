@@ -56,8 +56,11 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(out)  # before the model loads
     images = args.images[0] if len(args.images) == 1 else args.images
     found = examples(name, layer, units, images, top=args.top, size=args.size, weights=args.weights, out=out)
+    alike = {record["name"] for record in found.images if "same_picture" in record}
     for again, first in found.duplicates.items():
-        same = "is given more than once" if again == first else f"is the same as {first} (same sha256)"
+        same = ("is given more than once" if again == first else
+                f"is the same picture as {first} at another size or format" if again in alike else
+                f"is the same as {first} (same sha256)")
         print(f"dreamlab: note: image {again} {same}; it is read once", file=sys.stderr)
     print(out)
     return 0
