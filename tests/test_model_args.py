@@ -35,6 +35,21 @@ def test_keywords_win_over_folders_of_that_name(tmp_path, monkeypatch):
         load_model("lenet-digits", "./none")  # a path that spells the keyword is a path
 
 
+def test_a_weights_file_named_like_a_keyword_is_recorded_as_a_file_not_as_random_init(tmp_path, monkeypatch):
+    import shutil
+
+    from pathlib import Path
+
+    import dreamlab.models.zoo.digits as digits
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(Path(digits.__file__).parent / "weights" / digits.LENET_WEIGHTS_FILE, tmp_path / "none")
+    loaded = load_model("lenet-digits", "./none")
+    assert loaded.weights == "./none"  # 'none' would read as random init in every PNG's provenance
+    trained = load_model("lenet-digits").model.state_dict()
+    assert all(torch.equal(value, trained[key]) for key, value in loaded.model.state_dict().items())
+
+
 def test_what_counts_as_a_weights_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "default").mkdir()

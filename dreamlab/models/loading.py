@@ -242,7 +242,9 @@ def _build_model(recipe: Recipe, weights: str | Path | None, allow_code: bool) -
     if is_weights_file(weights):
         model = _call_builder(recipe, None, recipe.weights_kwargs, allow_code)
         load_state_dict_file(model, Path(weights), recipe.name)
-        return model, str(Path(weights))
+        described = str(Path(weights))
+        # Path('./none') prints as 'none', which the provenance reads as random init: keep the file's ./
+        return model, f"./{described}" if described.lower() in WEIGHTS_KEYWORDS else described
     choice, origin = str(weights), ""
     if choice == "default":
         choice, origin = recipe.weights, f"the `weights` of recipe {recipe.name}"
