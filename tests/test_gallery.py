@@ -740,11 +740,11 @@ def test_a_folder_that_is_no_gallery_keeps_its_own_page_and_manifest(tmp_path: P
             "--out", str(out)]
     assert main(argv) == 2
     assert capsys.readouterr().err == (
-        f"dreamlab: error: --out {str(out)!r} already holds a {name} that no gallery wrote (there is no .units/ "
+        f"dreamlab: error: --out {str(out)!r} already holds {name} that no gallery wrote (there is no .units/ "
         f"folder), which the gallery's own {name} would replace; give an empty folder or a new name, e.g. --out "
         f"{str(out / 'gallery')!r}\n")
     assert sorted(p.name for p in out.iterdir()) == [name] and (out / name).read_text() == "mine\n"
-    with pytest.raises(DreamlabError, match=f"already holds a {name} that no gallery wrote"):
+    with pytest.raises(DreamlabError, match=f"already holds {name} that no gallery wrote"):
         build_gallery("lenet-digits", out, ["conv1"], channels=[0], steps=2, device="cpu")
 
     # a folder with other files of the user's is fine, and a gallery's own folder resumes

@@ -199,7 +199,7 @@ def check_out_folder(out: Path) -> None:
     if not is_gallery and out.is_dir():  # a folder of the user's own: its page and data are not ours to replace
         for name in (INDEX_NAME, MANIFEST_NAME):
             if (out / name).exists():
-                raise DreamlabError(f"--out {str(out)!r} already holds a {name} that no gallery wrote (there is no "
+                raise DreamlabError(f"--out {str(out)!r} already holds {name} that no gallery wrote (there is no "
                                     f"{UNITS_DIR}/ folder), which the gallery's own {name} would replace; give an "
                                     f"empty folder or a new name, e.g. --out {str(out / 'gallery')!r}")
 
