@@ -23,8 +23,9 @@ def digits():
 def _score(digits, method: str):
     subj, x, y = digits
     target = o.logit(y.tolist())  # each digit attributed to its own label
+    options = {"smoothgrad": {"samples": 8}, "ig": {"steps": 16}}.get(method, {})  # what each method reads
     maps = gradcam(subj, x, target, method=method) if method.startswith("gradcam") else \
-        attribute(subj, x, target, method, samples=8, steps=16)
+        attribute(subj, x, target, method, **options)
     return deletion_score(subj.model, subj.normalize, x, y, maps, method, signed=method == "ig", steps=10,
                           random_orders=2)
 

@@ -125,8 +125,9 @@ def test_unknown_method_and_bad_image_shapes_are_one_line_errors(model_and_image
 @pytest.mark.parametrize("method", ["saliency", "smoothgrad", "ig", "guided", "guided-gradcam"])
 def test_a_model_on_the_gpu_gives_the_cpu_result(model_and_images, method):
     model, x = model_and_images
-    on_cpu = attribute(model, x, 3, method, recipe=IDENTITY, steps=8, samples=4, layer="6")
-    on_gpu = attribute(copy.deepcopy(model).to("cuda"), x, 3, method, recipe=IDENTITY, steps=8, samples=4, layer="6")
+    options = {"smoothgrad": {"samples": 4}, "ig": {"steps": 8}, "guided-gradcam": {"layer": "6"}}.get(method, {})
+    on_cpu = attribute(model, x, 3, method, recipe=IDENTITY, **options)
+    on_gpu = attribute(copy.deepcopy(model).to("cuda"), x, 3, method, recipe=IDENTITY, **options)
     assert on_gpu.device.type == "cuda" and on_gpu.shape == x.shape
     if method != "smoothgrad":  # SmoothGrad's noise comes from the device's own generator
         torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-3, atol=1e-6)

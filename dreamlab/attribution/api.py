@@ -14,7 +14,7 @@ from torch import Tensor
 
 from dreamlab.attribution import gradients as g
 from dreamlab.attribution.cam import CAM_METHODS, class_activation_map, default_cam_layer
-from dreamlab.attribution.inputs import check_optional_text, shown
+from dreamlab.attribution.inputs import USED_BY, check_optional_text, reads_seed, shown
 from dreamlab.io import check_image
 from dreamlab.attribution.photos import predicted_classes
 from dreamlab.attribution.target import (ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target,
@@ -78,6 +78,24 @@ def target_layers(subj: Subject, target: Target) -> frozenset[str]:
     return frozenset(parse_target(target, subj.categories, module_names(subj.model)).layers)
 
 
+def refuse_unread(method: str, given: dict[str, object]) -> None:
+    """Refuse an option the caller gave that `method` does not read (`USED_BY`), which it would silently ignore:
+    the rule `dreamlab attribute` applies to its flags."""
+    for name in given:
+        users = [user for user in USED_BY.get(name, ()) if user in METHODS]
+        if name in USED_BY and method not in users:
+            flag = f"--{name.replace('_', '-')}"
+            raise DreamlabError(f"{name} ({flag}) applies to {' or '.join(f'method={u!r}' for u in users)} only, "
+                                f"not method={method!r}; leave it out")
+    if "seed" in given and not reads_seed([method], given.get("baseline")):
+        asked = f"method={method!r}"
+        if method == "ig":
+            base = given.get("baseline", "black")
+            asked += f" with baseline={base!r}" if isinstance(base, str) else " with an image baseline"
+        raise DreamlabError(f"seed (--seed) applies to method='smoothgrad', and method='ig' with baseline='noise', "
+                            f"only (the others draw no noise), not {asked}; leave it out")
+
+
 def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str | None = None, *,
             method: str = "gradcam", recipe: Recipe | str | None = None,
             weights: str | Path | None = "default") -> Tensor:
@@ -103,8 +121,9 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
 
 def attribute(model: ModelLike, image: Tensor, target: Target = None, method: str = "saliency", *,
               recipe: Recipe | str | None = None, weights: str | Path | None = "default",
-              baseline: str | Tensor = "black", steps: int = 64, samples: int = 32, noise: float = 0.15,
-              layer: str | None = None, batch_size: int = 32, seed: int = 0) -> Tensor:
+              baseline: str | Tensor | None = None, steps: int | None = None, samples: int | None = None,
+              noise: float | None = None, layer: str | None = None, batch_size: int | None = None,
+              seed: int | None = None) -> Tensor:
     """Per-pixel attributions of `target` (as for `gradcam`; None: each image's top class) with the image's
     shape, signed.
 
@@ -113,11 +132,23 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
     ig (`baseline` black|blurred|noise or an image, `steps`: Gauss-Legendre nodes; `ig_completeness` gives the
     completeness gap), deconvnet, guided (both refused for a model that runs no ReLU or ReLU6: the result would
     be the plain gradient), guided-gradcam (guided backprop times the Grad-CAM at `layer`). Expanded batches
-    (IG steps, SmoothGrad samples) run `batch_size` images per forward pass.
+    (IG steps, SmoothGrad samples) run `batch_size` images per forward pass. Left out (None): baseline black,
+    steps 64, samples 32, noise 0.15, batch_size 32, seed 0. An option given to a method that does not read it
+    is refused (`seed` is read by smoothgrad, and ig with baseline="noise"), as `dreamlab attribute` refuses it.
     """
     if not isinstance(method, str) or method not in METHODS:
         raise unknown("attribution method", str(method), METHODS)
+    given = {name: value for name, value in dict(baseline=baseline, steps=steps, samples=samples, noise=noise,
+                                                  layer=layer, batch_size=batch_size, seed=seed).items()
+             if value is not None}
+    baseline = "black" if baseline is None else baseline
+    steps = 64 if steps is None else steps
+    samples = 32 if samples is None else samples
+    noise = 0.15 if noise is None else noise
+    batch_size = 32 if batch_size is None else batch_size
+    seed = 0 if seed is None else seed
     _check_arguments(image, layer, seed)  # before the model loads
+    refuse_unread(method, given)
     if method == "smoothgrad":
         g.check_smoothgrad(samples, noise)
         g.check_batch_size(batch_size)

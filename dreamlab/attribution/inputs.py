@@ -3,6 +3,7 @@ that names the argument (and its command-line flag, where it has one)."""
 from __future__ import annotations
 
 import numbers
+from collections.abc import Collection
 
 from dreamlab.errors import DreamlabError, check_range
 
@@ -30,3 +31,15 @@ def check_optional_text(name: str, value: object, what: str) -> None:
     """None or a string (a layer address, a method name); anything else is refused, saying what it names."""
     if value is not None and not isinstance(value, str):
         raise DreamlabError(f"{name} must be a string ({what}), got {shown(value)}")
+
+
+# the options each attribution method reads (it would ignore the rest), for `dreamlab.attribute` and `dreamlab
+# attribute` alike; `layer` is also the CAM layer of gradcam and gradcam++ (`dreamlab attribute --sanity`)
+USED_BY: dict[str, tuple[str, ...]] = {
+    "steps": ("ig",), "baseline": ("ig",), "samples": ("smoothgrad",), "noise": ("smoothgrad",),
+    "batch_size": ("ig", "smoothgrad"), "layer": ("guided-gradcam", "gradcam", "gradcam++")}
+
+
+def reads_seed(methods: Collection[str], baseline: object) -> bool:
+    """Whether one of `methods` draws noise from the seed: SmoothGrad, and IG with the noise baseline."""
+    return "smoothgrad" in methods or ("ig" in methods and isinstance(baseline, str) and baseline == "noise")

@@ -89,13 +89,26 @@ def sized_forward(subj: Subject, images: Tensor) -> Iterator[None]:
 
 def as_batch(image: Tensor, channels: int) -> Tensor:
     """[C, H, W] or [B, C, H, W] in [0, 1] as a float batch; a channel count the model does not take is refused."""
+    shape = image.shape
     if image.dim() == 3:
         image = image[None]
     if image.dim() != 4:
         raise DreamlabError(f"expected an image [C, H, W] or a batch [B, C, H, W], got shape {list(image.shape)}")
     if image.shape[1] != channels:
-        raise DreamlabError(f"the image has {image.shape[1]} channels; this model takes {channels}")
+        raise DreamlabError(f"the image has {image.shape[1]} channels; this model takes {channels}"
+                            f"{layout_hint(list(shape))}")
     return image.float()
+
+
+def layout_hint(shape: list[int]) -> str:
+    """What to pass instead for an image or batch of one that is channels last (NumPy/PIL's layout) or RGBA
+    (`dream._shape_hint`), and for a channels-last batch ('' for other shapes)."""
+    from dreamlab.optvis.dream import _shape_hint
+
+    if len(shape) == 4 and shape[0] > 1:  # dream's hint takes one photo of a batch; attributions take them all
+        last = shape[1] not in (1, 3, 4) and shape[3] in (1, 3)
+        return "; channels last (NumPy/PIL's layout): pass image.permute(0, 3, 1, 2)" if last else ""
+    return _shape_hint(shape, "image")
 
 
 def parse_target(target: Objective | str | int, categories: tuple[str, ...] | None,

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         check_outputs(out, default=True)  # before the attributions are computed
     if method == "guided-gradcam":  # the layer it uses, for the provenance
         options["layer"] = cam_layer(subj, x, args.layer, target)
-    result = attribute(subj, x, target, method, **options)[0].cpu()
+    used = options_used(method, options)
+    result = attribute(subj, x, target, method, **used)[0].cpu()
     extra, notes = {}, []
     if method == "ig":
         extra, notes = _ig_completeness(subj, x, target, result, options)
@@ -86,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     signed = method == "ig"
     panels = torch.stack([overlay(photo, to_photo_size(heat(result, signed)[None], photo)[0].clamp(0, 1)),
                           to_photo_size(signed_map(result), photo).clamp(0, 1)])
-    used = options_used(method, options)
     png, npy = save_outputs(grid(panels, columns=2, padding=2, fill=1.0), result, out,
                             {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
                              "dreamlab:method": method, "dreamlab:weights": str(args.weights),
@@ -137,22 +137,24 @@ def _partial_rule_note(subj, x, target: str, method: str) -> list[str]:
 
 
 def options_used(method: str, options: dict) -> dict:
-    """The options `method` reads (USED_BY; --seed only where noise is drawn), for the PNG's provenance."""
+    """The options `method` reads (`USED_BY`; --seed only where noise is drawn), for the PNG's provenance and
+    the call of `dreamlab.attribute`, which refuses the others."""
+    from dreamlab.attribution.inputs import USED_BY, reads_seed
+
     used = {name: options[name] for name, users in USED_BY.items() if method in users}
-    if method == "smoothgrad" or (method == "ig" and options["baseline"] == "noise"):
+    if reads_seed([method], options["baseline"]):
         used["seed"] = options["seed"]
     return used
 
 
-# the options each method reads (the rest it ignores); with --sanity, those of any method in the list
-USED_BY = {"steps": ("ig",), "baseline": ("ig",), "samples": ("smoothgrad",), "noise": ("smoothgrad",),
-           "batch_size": ("ig", "smoothgrad"), "layer": ("guided-gradcam", "gradcam", "gradcam++")}
-
-
 def refuse_unused_options(args: argparse.Namespace, methods: list[str]) -> None:
-    """Before the model loads: refuse an option that none of `methods` reads, which would be silently ignored
-    (--seed seeds SmoothGrad's noise and IG's noise baseline)."""
+    """Before the model loads: refuse an option that none of `methods` reads (`USED_BY`, the table the Python
+    API's `attribute` refuses by), which would be silently ignored (--seed seeds SmoothGrad's noise and IG's
+    noise baseline), and a --baseline the command line does not take."""
     from dreamlab.attribution.api import METHODS
+    from dreamlab.attribution.gradients import BASELINES
+    from dreamlab.attribution.inputs import USED_BY, reads_seed
+    from dreamlab.errors import unknown
 
     asked = ",".join(methods)
     for name, users in USED_BY.items():
@@ -160,10 +162,12 @@ def refuse_unused_options(args: argparse.Namespace, methods: list[str]) -> None:
             which = list(users) if args.sanity else [u for u in users if u in METHODS]
             raise DreamlabError(f"--{name.replace('_', '-')} applies to --method {_or(which)} only, not "
                                 f"{asked}; leave it out")
-    noisy = "smoothgrad" in methods or ("ig" in methods and args.baseline == "noise")
-    if given_options(args, ["seed"]) and not noisy:
+    if given_options(args, ["seed"]) and not reads_seed(methods, args.baseline):
         raise DreamlabError(f"--seed applies to --method smoothgrad, and ig with --baseline noise, only (the "
                             f"others draw no noise), not {asked}; leave it out")
+    if args.baseline not in BASELINES:
+        raise unknown("baseline", args.baseline, BASELINES,
+                      hint="an image as the baseline needs the Python API (dreamlab.attribute(..., baseline=image))")
 
 
 def _or(names: list[str]) -> str:
@@ -181,7 +185,7 @@ def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
         copy = Subject(model, subj.recipe, subj.categories)
         if method in CAM_METHODS:
             return gradcam(copy, x, target, options["layer"], method=method)
-        return attribute(copy, x, target, method, **options)
+        return attribute(copy, x, target, method, **options_used(method, options))
 
     blocks = sanity_blocks(subj, x, target)  # those that run for the target, containers descended into
     print(f"cascading randomization (Adebayo et al. 2018) of {target}: rank correlation of |attribution| with "
