@@ -165,7 +165,8 @@ def test_an_image_that_leaves_a_unit_off_is_no_example() -> None:
     assert [e.image for e in found.units[0]] == ["tensor 1"]  # the red square only
     assert found.units[1] == []  # nothing blue: no example at all
     assert found.grid.columns == 1 and found.grid.tiles.shape[0] == 2
-    assert found.grid.tiles[1].min() == 1.0  # blue's row is a blank tile
+    assert found.never_on == [1] and found.grid.text["dreamlab:never_on"] == "1"
+    assert found.grid.tiles[1].min() == 0.0 and (found.grid.tiles[1] == 0.8).float().mean() > 0.5  # grey, labelled
     assert "fewer photos turned the unit on" in found.grid.text["dreamlab:order"]
 
 

@@ -55,4 +55,4 @@ def test_gallery_examples_bad_input_is_refused_before_any_render(tmp_path: Path,
     assert "--examples-top applies to --examples DIR" in capsys.readouterr().err
     assert main(["gallery", "lenet-digits", "--layers", "conv2", "--channels", "0", "--steps", "2", "--out",
                  str(tmp_path / "g"), "--examples", str(tmp_path / "missing")]) == 2
-    assert "cannot read image" in capsys.readouterr().err and not (tmp_path / "g" / "conv2").exists()
+    assert "no such file or folder" in capsys.readouterr().err and not (tmp_path / "g" / "conv2").exists()

@@ -71,6 +71,7 @@ class Examples:
     grid: TileGrid
     images: list[dict[str, str]] = dataclass_field(default_factory=list)  # name, sha256 (, same_as) of each input
     duplicates: dict[str, str] = dataclass_field(default_factory=dict)  # an image given again -> the one kept
+    never_on: list[int] = dataclass_field(default_factory=list)  # units no image turned on: their rows are empty
 
     def save(self, path: str | Path) -> Path:
         return self.grid.save(path)
@@ -331,6 +332,9 @@ def _check_readable(source: object) -> None:
     if not isinstance(source, (str, Path)):
         read_photo(source)  # says what images may be
     path = Path(source)
+    if not path.exists() and path.suffix.lower() not in IMAGE_SUFFIXES:  # a folder as likely as a file
+        raise DreamlabError(f"no such file or folder {str(source)!r}; images are folders of PNG/JPEG photos, image "
+                            f"files, or {' / '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
     if not path.is_file():
         read_photo(path)  # the one-line "no such file"
     try:
@@ -410,6 +414,18 @@ def example_tiles(row: Sequence[Example], columns: int, label: str = "") -> Tens
     return torch.cat([tiles, torch.ones(columns - len(crops), 3, TILE, TILE)])
 
 
+NEVER_ON = "no photo turns it on"  # the tile of a unit whose map is 0 everywhere on every image
+NEVER_ON_FILL = 0.8  # light grey: apart from the white of missing tiles and the mid-grey past a crop's edges
+
+
+def never_on_tile(label: str) -> Tensor:
+    """The one tile [1, 3, TILE, TILE] of a unit that no image turned on: grey, `label` and NEVER_ON on it (in two
+    lines, as one does not fit a tile)."""
+    head, tail = NEVER_ON.split(" turns ")
+    tile = torch.full((1, 3, TILE, TILE), NEVER_ON_FILL)
+    return draw_labels(draw_labels(tile, [f"{label}{head}"]), [f"turns {tail}"], bottom=True)
+
+
 def _tile_record(example: Example) -> dict[str, object]:
     """Where a tile comes from, for the provenance: image, score, map position, box in the model input and in
     the image's own pixels."""
@@ -422,18 +438,23 @@ def _finish(layer: str, unit_ids: list[int], chosen: list[list[Example]], field:
             text: dict[str, str], records: list[dict[str, str]], duplicates: dict[str, str],
             out: str | Path | None) -> Examples:
     columns = max(1, max(len(row) for row in chosen))  # a row is short where photos left its unit off
-    tiles = torch.cat([example_tiles(row, columns, f"{unit}: ") for unit, row in zip(unit_ids, chosen)])
+    never_on = [unit for unit, row in zip(unit_ids, chosen) if not row]
+    tiles = torch.cat([example_tiles(row, columns, f"{unit}: ") if row else
+                       torch.cat([never_on_tile(f"{unit}: "), torch.ones(columns - 1, 3, TILE, TILE)])
+                       for unit, row in zip(unit_ids, chosen)])
     compact = {"separators": (",", ":"), "ensure_ascii": False}
     text = {**text, "dreamlab:receptive_field": str(field.side) if field else "whole image",
             **({"dreamlab:receptive_stride": "x".join(f"{s:g}" for s in field.stride)} if field else {}),
             "dreamlab:images": json.dumps(records, **compact),
             "dreamlab:examples": " | ".join(",".join(f"{e.image}={e.score:.6g}" for e in row) for row in chosen),
             "dreamlab:example_sources": json.dumps([[_tile_record(e) for e in row] for row in chosen], **compact),
+            **({"dreamlab:never_on": ",".join(map(str, never_on))} if never_on else {}),
             "dreamlab:order": "a row per unit, best first, each image once a row; a blank tile where fewer photos "
-                              "turned the unit on (its map 0 everywhere); boxes are [top, left, bottom, right): "
+                              "turned the unit on (its map 0 everywhere); a unit no photo turned on (dreamlab:"
+                              f"never_on): one grey tile saying '{NEVER_ON}'; boxes are [top, left, bottom, right): "
                               "box in the resized model input, photo_box in the image as read"}
     grid = TileGrid(tiles, columns=columns, padding=2, text=text)
-    result = Examples(layer, unit_ids, chosen, field, grid, records, duplicates)
+    result = Examples(layer, unit_ids, chosen, field, grid, records, duplicates, never_on)
     if out is not None:
         result.save(out)
     return result

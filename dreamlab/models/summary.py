@@ -5,15 +5,18 @@ Shapes come from forward passes on a copy of the model on the meta device (no me
 cannot run there (an op without a meta kernel, an `if` on the values) runs on a CPU copy. The caller's model is
 never moved or changed.
 
->>> rows = layer_table(torchvision.models.googlenet(init_weights=True), input_size=224)
+>>> rows = layer_table("googlenet")  # or a LoadedModel, or any nn.Module; input_size=(96, 128) for HxW
 >>> [r for r in rows if r.name == "inception4c"][0].channels
 512
 """
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +25,11 @@ from dreamlab.errors import DreamlabError, check_range, first_line
 from dreamlab.models.layout import FORWARD_ERRORS, PROBE_GROWTH, cpu_probe_copy, is_channels_last, meta_copy
 from dreamlab.optvis.capture import OUTPUT
 
+if TYPE_CHECKING:
+    from dreamlab.models.loading import LoadedModel
+
 Shape = tuple[int, ...]
+Size = int | tuple[int, int]  # an input side in pixels, or (height, width)
 INPUT = "(input)"  # the input row's name: not a layer address
 
 
@@ -146,37 +153,49 @@ def check_input_size(size: int, minimum: int = 1, name: str = "input size") -> N
     check_range(name, size, minimum, MAX_INPUT_SIZE, "pixels")
 
 
-def _traces(model: nn.Module, size: int, channels: int, recipe_size: int | None) -> tuple[_Trace, _Trace | None]:
-    """Forwards of one image of `size` and of one PROBE_GROWTH pixels larger (None: refused, a fixed-size model),
-    on a meta copy, or on a CPU copy when the meta device cannot run the model. Both on the same copy, so that
-    data-dependent models are probed alike at both sizes (models/layout.py)."""
+def check_sides(size: object) -> tuple[int, int]:
+    """`size` (pixels, or a (height, width) pair of them) as (height, width), each side within check_input_size's
+    bound; anything else is refused in one line."""
+    pair = size if isinstance(size, (tuple, list)) and len(size) == 2 else (size, size)
+    if not all(isinstance(side, numbers.Integral) and not isinstance(side, bool) for side in pair):
+        raise DreamlabError(f"input_size must be pixels or a (height, width) pair of them, like 224 or "
+                            f"(96, 128), got {size!r}"[:200] + "; on the command line: --size 224 or --size 96x128")
+    for side in pair:
+        check_input_size(int(side))
+    return int(pair[0]), int(pair[1])
+
+
+def _traces(model: nn.Module, sides: tuple[int, int], channels: int,
+            recipe_size: int | None) -> tuple[_Trace, _Trace | None]:
+    """Forwards of one image of `sides` (height, width) and of one PROBE_GROWTH pixels larger (None: refused, a
+    fixed-size model), on a meta copy, or on a CPU copy when the meta device cannot run the model. Both on the
+    same copy, so that data-dependent models are probed alike at both sizes (models/layout.py)."""
     device = "meta"
     probe = meta_copy(model)  # no data copied, none of the caller's hooks
     try:
-        small = _trace(probe, torch.zeros(1, channels, size, size, device=device))
+        small = _trace(probe, torch.zeros(1, channels, *sides, device=device))
     except FORWARD_ERRORS:
         device = "cpu"
         probe = cpu_probe_copy(model)
         try:
-            small = _trace(probe, torch.zeros(1, channels, size, size))
+            small = _trace(probe, torch.zeros(1, channels, *sides))
         except FORWARD_ERRORS as exc:
-            raise _cannot_run(model, size, channels, recipe_size, exc) from None
-    side = size + PROBE_GROWTH
+            raise _cannot_run(model, sides, channels, recipe_size, exc) from None
     try:
-        larger = _trace(probe, torch.zeros(1, channels, side, side, device=device))
+        larger = _trace(probe, torch.zeros(1, channels, *(side + PROBE_GROWTH for side in sides), device=device))
     except FORWARD_ERRORS:
         larger = None  # a fixed-size model: its 4-D layers count as channels-first
     return small, larger
 
 
-def _cannot_run(model: nn.Module, size: int, channels: int, recipe_size: int | None,
+def _cannot_run(model: nn.Module, sides: tuple[int, int], channels: int, recipe_size: int | None,
                 exc: BaseException) -> DreamlabError:
-    """The one-line error for a model whose forward fails on one image of `size`."""
-    what = f"{type(model).__name__} cannot take a {size}x{size} input ({first_line(exc)})"
-    if recipe_size and recipe_size != size:
+    """The one-line error for a model whose forward fails on one image of `sides` (height, width)."""
+    what = f"{type(model).__name__} cannot take a {sides[0]}x{sides[1]} input ({first_line(exc)})"
+    if recipe_size and (recipe_size, recipe_size) != sides:
         return DreamlabError(f"{what}; try size {recipe_size} (--size {recipe_size}), the recipe's")
     if recipe_size is None:
-        return DreamlabError(f"{what}; try a size near the recipe's (--size)")
+        return DreamlabError(f"{what}; give the size it takes (input_size=, --size), or its recipe (recipe=)")
     return DreamlabError(f"{what}; dreamlab needs a model whose forward takes one image batch [B, {channels}, H, W]: "
                          f"check the recipe's input_size and channels, or wrap the model in a module that does")
 
@@ -193,12 +212,12 @@ class Summary:
         return [self.input, *self.layers, self.output]
 
 
-def summarize(model: nn.Module, input_size: int = 224, channels: int = 3,
+def summarize(model: nn.Module, input_size: Size = 224, channels: int = 3,
               recipe_size: int | None = None) -> Summary:
-    """The layer table of `model` for one `channels` x `input_size`^2 image, from a forward pass of a copy (and one
-    at a larger size, which tells channels-last outputs: models/layout.py)."""
-    check_input_size(input_size)
-    small, larger = _traces(model, input_size, channels, recipe_size)
+    """The layer table of `model` for one `channels` x `input_size` image (a side, or (height, width)), from a
+    forward pass of a copy (and one at a larger size, which tells channels-last outputs: models/layout.py)."""
+    sides = check_sides(input_size)
+    small, larger = _traces(model, sides, channels, recipe_size)
     modules = [(name, module) for name, module in model.named_modules() if name]
     keys = _row_keys([name for name, _ in modules], small.first)
     rows = []
@@ -214,7 +233,7 @@ def summarize(model: nn.Module, input_size: int = 224, channels: int = 3,
             params=sum(p.numel() for p in module.parameters()), calls=len(calls), channels_last=last,
             depth=name.count(".") + 1, order=rank if ran == 0 else None, **_call_fields(calls)))
     rows.sort(key=lambda r: keys[r.name])
-    image = _TensorInfo((1, channels, input_size, input_size), 4)  # the probe's float32 zeros
+    image = _TensorInfo((1, channels, *sides), 4)  # the probe's float32 zeros
     output = _shape(small.output)
     return Summary(
         input=LayerRow(name=INPUT, type="Tensor", output_shape=image.shape[1:], channels=channels, params=0, calls=1,
@@ -249,10 +268,29 @@ def _row_keys(names: list[str], first: dict[str, int]) -> dict[str, tuple[int, i
     return keys
 
 
-def layer_table(model: nn.Module, input_size: int = 224, channels: int = 3,
-                recipe_size: int | None = None) -> list[LayerRow]:
-    """One row per named module, in the order they first run (summarize's rows without the input and output)."""
-    return summarize(model, input_size, channels, recipe_size).layers
+def layer_table(model: nn.Module | str | Path | LoadedModel, input_size: Size | None = None,
+                channels: int | None = None, recipe_size: int | None = None, *, recipe: object = None,
+                weights: str | Path | None = "none") -> list[LayerRow]:
+    """One row per named module, in the order they first run (summarize's rows without the input and output).
+
+    `model` is a recipe or torchvision name, a recipe .toml path, a LoadedModel, or an nn.Module (with `recipe`
+    for its input); `input_size` (a side, or (height, width)) and `channels` default to the recipe's (224 and
+    what the first convolution reads for a module without one). Shapes need no weights: `weights` defaults to
+    'none' for a model given by name, as `dreamlab layers` does."""
+    from dreamlab.models.loading import LoadedModel
+    from dreamlab.models.prepare import resolve_model
+
+    if not isinstance(model, (str, Path, LoadedModel, nn.Module)):
+        raise DreamlabError(f"model must be a recipe or torchvision model name (like 'googlenet'), a recipe .toml "
+                            f"path, a LoadedModel or an nn.Module, got {type(model).__name__}; `dreamlab recipes` "
+                            f"lists the names")
+    if not isinstance(model, (str, Path)) and weights is not None and str(weights).lower() == "none":
+        weights = "default"  # the default: a module or LoadedModel keeps its own weights, which shapes do not need
+    module, rec, _, _, owned = resolve_model(model, recipe, weights)
+    named = owned or recipe is not None  # a caller's bare module has no recipe size to suggest
+    return summarize(module, rec.input_size if input_size is None else input_size,
+                     rec.channels if channels is None else channels,
+                     recipe_size if recipe_size is not None else rec.input_size if named else None).layers
 
 
 def _note(r: LayerRow) -> str:
@@ -313,12 +351,13 @@ def model_totals(model: nn.Module, summary: Summary) -> ModelTotals:
     )
 
 
-def format_totals(totals: ModelTotals, input_size: int) -> str:
-    """The totals as the lines under the table."""
+def format_totals(totals: ModelTotals, input_size: Size) -> str:
+    """The totals as the lines under the table (`input_size`: a side, or (height, width))."""
+    height, width = input_size if isinstance(input_size, tuple) else (input_size, input_size)
     return "\n".join([
         f"parameters: {totals.params:,} ({_size(totals.param_bytes)}); buffers: {totals.buffers:,} "
         f"({_size(totals.buffer_bytes)})",
-        f"one {input_size}x{input_size} image: input {_size(totals.input_bytes)}, outputs of the leaf modules "
+        f"one {height}x{width} image: input {_size(totals.input_bytes)}, outputs of the leaf modules "
         f"(every call) {_size(totals.output_bytes)}",
     ])
 

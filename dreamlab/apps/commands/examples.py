@@ -62,5 +62,12 @@ def run(args: argparse.Namespace) -> int:
                 f"is the same picture as {first} at another size or format" if again in alike else
                 f"is the same as {first} (same sha256)")
         print(f"dreamlab: note: image {again} {same}; it is read once", file=sys.stderr)
+    if found.never_on:
+        labels = [f"{layer}:{unit}" for unit in found.never_on]
+        names = ", ".join(labels[:8]) + (f" and {len(labels) - 8} more" if len(labels) > 8 else "")
+        one = len(labels) == 1
+        print(f"dreamlab: note: {names} {'is' if one else 'are'} 0 everywhere on every image: no photo turns "
+              f"{'it' if one else 'them'} on, so {'its row is' if one else 'their rows are'} one tile saying so; try "
+              f"more or other photos (--images)", file=sys.stderr)
     print(out)
     return 0

@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from dreamlab.apps.args import add_positional_model, nonempty, positional_model, positive_int
+from dreamlab.apps.args import add_positional_model, image_size, nonempty, positional_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_positional_model(p, "recipe name, recipe .toml or torchvision model name")
-    p.add_argument("--size", type=positive_int, help="input size (default: the recipe's)")
+    p.add_argument("--size", type=image_size,
+                   help="input size in pixels, N or HEIGHTxWIDTH such as 96x128 (default: the recipe's)")
     p.add_argument("--weights", default="none", type=nonempty,
                    help="weights to load (default: none; shapes do not depend on them)")
     p.add_argument("--json", action="store_true", help="print JSON (input, layers, output, totals) instead of a table")
