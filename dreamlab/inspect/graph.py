@@ -30,13 +30,13 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from dreamlab.attribution.inputs import check_whole, shown
+from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.inspect.source import model_and_recipe
 from dreamlab.models.copies import cpu_copy, weightless_copy
 from dreamlab.models.prepare import size_rejection
 from dreamlab.models.recipe import Recipe
-from dreamlab.models.summary import check_input_size
+from dreamlab.models.summary import check_sides
 
 RANKDIRS = ("TB", "LR", "BT", "RL")
 TEXT_FORMATS = (".dot", ".gv")
@@ -512,27 +512,11 @@ def _build(model: nn.Module | str | Path, recipe: object, weights: str | Path | 
     return model_and_recipe(model, recipe, weights)[:3]
 
 
-def check_size(size: object) -> tuple[int, int]:
-    """`size` (pixels, or a (height, width) pair of them) as (height, width), each side within the bound every
-    command shares."""
-    hint = " (the input side in pixels, or (height, width))"
-    if isinstance(size, (tuple, list)):
-        if len(size) != 2:
-            raise DreamlabError(f"size (--size) must be pixels or a (height, width) pair, got {shown(size)}; "
-                                f"on the command line: --size 224 or --size 96x128")
-        sides = tuple(check_whole("size", side, 1, flag="--size", hint=hint) for side in size)
-    else:
-        sides = (check_whole("size", size, 1, flag="--size", hint=hint),) * 2
-    for side in dict.fromkeys(sides):
-        check_input_size(side, name="size")
-    return sides
-
-
 def model_graph(model: nn.Module | str | Path, *, depth: int = 2, size: int | tuple[int, int] | None = None,
                 recipe: object = None, weights: str | Path | None = "none") -> ModelGraph:
     """The ModelGraph of a recipe/torchvision name or a module (see `graph`)."""
     depth = check_whole("depth", depth, 1, flag="--depth", hint=" (1: the model's top-level modules)")
-    sides = None if size is None else check_size(size)
+    sides = None if size is None else check_sides(size)
     module, rec, described = _build(model, recipe, weights)
     height, width = sides or (rec.input_size, rec.input_size)
     drawn = trace_graph(module, (1, rec.channels, height, width), depth=depth, name=rec.name,

@@ -12,7 +12,6 @@ never moved or changed.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,16 +152,23 @@ def check_input_size(size: int, minimum: int = 1, name: str = "input size") -> N
     check_range(name, size, minimum, MAX_INPUT_SIZE, "pixels")
 
 
-def check_sides(size: object) -> tuple[int, int]:
-    """`size` (pixels, or a (height, width) pair of them) as (height, width), each side within check_input_size's
-    bound; anything else is refused in one line."""
-    pair = size if isinstance(size, (tuple, list)) and len(size) == 2 else (size, size)
-    if not all(isinstance(side, numbers.Integral) and not isinstance(side, bool) for side in pair):
-        raise DreamlabError(f"input_size must be pixels or a (height, width) pair of them, like 224 or "
-                            f"(96, 128), got {size!r}"[:200] + "; on the command line: --size 224 or --size 96x128")
-    for side in pair:
-        check_input_size(int(side))
-    return int(pair[0]), int(pair[1])
+def check_sides(size: object, name: str = "size") -> tuple[int, int]:
+    """`size` (pixels, or a (height, width) pair of them) as (height, width), each side within the bound every
+    command shares (`name`: the argument as the caller calls it; its flag is --size); anything else is refused in
+    one line."""
+    from dreamlab.attribution.inputs import check_whole, shown
+
+    hint = " (the input side in pixels, or (height, width))"
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2:
+            raise DreamlabError(f"{name} (--size) must be pixels or a (height, width) pair, got {shown(size)}; "
+                                f"on the command line: --size 224 or --size 96x128")
+        sides = tuple(check_whole(name, side, 1, flag="--size", hint=hint) for side in size)
+    else:
+        sides = (check_whole(name, size, 1, flag="--size", hint=hint),) * 2
+    for side in dict.fromkeys(sides):
+        check_input_size(side, name=name)
+    return sides
 
 
 def _traces(model: nn.Module, sides: tuple[int, int], channels: int,
@@ -216,7 +222,7 @@ def summarize(model: nn.Module, input_size: Size = 224, channels: int = 3,
               recipe_size: int | None = None) -> Summary:
     """The layer table of `model` for one `channels` x `input_size` image (a side, or (height, width)), from a
     forward pass of a copy (and one at a larger size, which tells channels-last outputs: models/layout.py)."""
-    sides = check_sides(input_size)
+    sides = check_sides(input_size, "input_size")
     small, larger = _traces(model, sides, channels, recipe_size)
     modules = [(name, module) for name, module in model.named_modules() if name]
     keys = _row_keys([name for name, _ in modules], small.first)
