@@ -477,7 +477,8 @@ def check_output(path: str | Path) -> str:
 
 def write_graph(dot_text: str, path: str | Path, provenance: dict[str, str] | None = None) -> Path:
     """Write DOT text (.dot/.gv) or render it with Graphviz's `dot` (.svg/.png/.pdf); a PNG gets `provenance` as
-    text chunks (DOT and SVG carry it as a comment, from the DOT text)."""
+    text chunks, a PDF as its document information (DOT and SVG carry it as a comment, from the DOT text)."""
+    from dreamlab.inspect.pdf_info import add_pdf_info
     from dreamlab.io import atomic_write_bytes, atomic_write_text, set_png_text
 
     path = Path(path)
@@ -492,6 +493,8 @@ def write_graph(dot_text: str, path: str | Path, provenance: dict[str, str] | No
     if done.returncode != 0:
         raise DreamlabError(f"Graphviz's dot failed: {done.stderr.decode(errors='replace').strip()[:300]}")
     atomic_write_bytes(path, done.stdout)
+    if suffix == ".pdf" and provenance:
+        return add_pdf_info(path, provenance)
     return set_png_text(path, provenance) if suffix == ".png" and provenance else path
 
 
