@@ -81,6 +81,37 @@ class RenderResult:
                 text["dreamlab:interrupted"] = f"after {self.steps[i]} of {self.planned_steps} steps"
         return text
 
+    def grid_text(self) -> dict[str, str]:
+        """The PNG text of a grid of all images on top of `provenance`: their units, places in the unit list and
+        scores, in one order (and each image's step count after a Ctrl-C)."""
+        text = {"dreamlab:units": " | ".join(self.labels),
+                "dreamlab:unit_indices": " | ".join(map(str, self.unit_indices))}
+        if self.interrupted:
+            text["dreamlab:steps"] = " | ".join(map(str, self.steps))
+        return {**text, "dreamlab:scores": " | ".join(f"{v:.6g}" for v in self.final_scores.tolist())}
+
+    def save(self, path: str | Path, index: int | None = None) -> Path:
+        """Write a PNG with the render's provenance, as `dreamlab render` does: image `index` alone, or (None) the
+        only image, or a grid of all of them (`dreamlab render --grid`'s file, a row per unit with diversity).
+
+        >>> result = dreamlab.render("lenet-digits", "conv2:0-3", steps=32)   # doctest: +SKIP
+        >>> result.save("conv2.png"); result.save("conv2_3.png", index=3)     # doctest: +SKIP
+        """
+        from dreamlab.io import check_output_file, grid, save_png
+
+        count = len(self.labels)
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int)
+                                  or not -count <= index < count):
+            raise DreamlabError(f"index must be an image's place, 0 to {count - 1}, or None (a grid of all {count}), "
+                                f"got {index!r}")
+        path = check_output_file(path)
+        if index is None and count > 1:
+            copies = count // max(1, len(set(self.unit_indices)))  # diversity: a unit's images share its index
+            return save_png(grid(self.images.detach().float().cpu(), copies if copies > 1 else None), path,
+                            {**self.provenance, **self.grid_text()})
+        i = 0 if index is None else index % count
+        return save_png(self.images[i], path, {**self.provenance, **self.unit_text(i)})
+
     def never_on(self) -> list[str]:
         """Labels of the units whose score was exactly 0 on the start image, at every step and at the end: a ReLU'd
         unit that no image the optimizer reached turned on (the redirected ReLU's first steps included), so its

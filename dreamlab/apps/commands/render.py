@@ -164,12 +164,9 @@ def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path]
     if args.grid:
         copies = args.diversity or 1
         columns = copies if copies > 1 else None  # a row per unit
-        units = {"dreamlab:units": " | ".join(result.labels),
-                 "dreamlab:unit_indices": " | ".join(map(str, result.unit_indices))}
-        if result.interrupted:  # each image's own step count
-            units["dreamlab:steps"] = " | ".join(map(str, result.steps))
-        save_png(grid(result.images, columns), grid_path, {**provenance, **units, "dreamlab:scores": " | ".join(
-            f"{v:.6g}" for v in result.final_scores.tolist())})
+        units = result.grid_text()
+        save_png(grid(result.images, columns), grid_path, {**provenance, **units})
+        del units["dreamlab:scores"]  # a snapshot has its step in place of the scores
         written.append(grid_path)
         for step, parts in sorted(grid_snapshots.items()):
             images = torch.cat(parts)
