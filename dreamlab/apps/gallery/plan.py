@@ -112,6 +112,8 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     if not wanted:
         raise DreamlabError(f"recipe {recipe.name!r} names no default layer; give --layers (`dreamlab layers "
                             f"{recipe.name}` lists them)")
+    if "logit" in wanted and "logit" not in counts:
+        wanted = _logit_as_layer(loaded, wanted, order, size, log)
     for layer in wanted:
         if calls.get(layer, 0) > 1:
             raise reused_module(layer)
@@ -185,6 +187,21 @@ def _output_layer(loaded: LoadedModel, layers: Sequence[str], size: int) -> str 
         for hook in hooks:
             hook.remove()
     return next((name for name in layers if name in seen and seen[name] is output), None)
+
+
+def _logit_as_layer(loaded: LoadedModel, wanted: list[str], order: Sequence[str], size: int, log: Log) -> list[str]:
+    """`wanted` with `logit` (the model's output, as objectives call it) replaced by the module that computes it,
+    said in a note; refused in one line when no module's output is the model's (a functional op after the last
+    module)."""
+    layer = _output_layer(loaded, order, size)
+    if layer is None:
+        raise DreamlabError(f"{loaded.recipe.name}'s output is not the output of one of its modules, so a gallery "
+                            f"cannot show `logit` as a layer; render its classes with `dreamlab render logit:0-9 "
+                            f"--model {loaded.recipe.name}` (any unit list), or give a module of `dreamlab layers "
+                            f"{loaded.recipe.name}`")
+    log(f"dreamlab: note: logit, the model's output, is layer {layer!r} of {loaded.recipe.name}; its page and files "
+        f"use that name (the page's search box takes logit:N)")
+    return list(dict.fromkeys(layer if name == "logit" else name for name in wanted))
 
 
 def _check_channels(wanted: Sequence[str], counts: dict[str, int], channels: Sequence[int], log: Log) -> None:

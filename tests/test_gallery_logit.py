@@ -1,0 +1,43 @@
+"""`gallery --layers logit`: the model's output, as objectives call it, is the module that computes it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dreamlab.apps.cli import main
+from dreamlab.apps.gallery.build import build_gallery
+from dreamlab.errors import DreamlabError
+from dreamlab.models.loading import LoadedModel
+from dreamlab.models.recipe import Recipe
+
+
+def test_logit_is_the_module_whose_output_is_the_models(tmp_path, capsys):
+    assert main(["gallery", "lenet-digits", "--layers", "logit", "--channels", "0-2", "--steps", "2", "--out",
+                 str(tmp_path / "g")]) == 0
+    err = capsys.readouterr().err
+    assert "dreamlab: note: logit, the model's output, is layer 'fc2' of lenet-digits" in err
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert [(layer["name"], layer.get("output")) for layer in manifest["layers"]] == [("fc2", True)]
+    assert sorted(u["channel"] for u in manifest["units"]) == [0, 1, 2]
+
+
+def test_logit_beside_the_module_itself_renders_it_once(tmp_path, capsys):
+    assert main(["gallery", "lenet-digits", "--layers", "fc2,logit", "--channels", "0", "--steps", "1", "--out",
+                 str(tmp_path / "g")]) == 0
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert [layer["name"] for layer in manifest["layers"]] == ["fc2"] and len(manifest["units"]) == 1
+
+
+def test_a_model_whose_output_no_module_gives_is_refused_in_one_line(tmp_path):
+    from test_gallery import OddNet
+
+    recipe = Recipe(name="odd-net", builder="tests:OddNet", weights="none", input_size=16, channels=1,
+                    mean=(0.5,), std=(0.5,), transforms="small", steps=1)
+    loaded = LoadedModel(model=OddNet().eval().requires_grad_(False), recipe=recipe, weights="none",
+                         categories=None)
+    with pytest.raises(DreamlabError, match=r"^odd-net's output is not the output of one of its modules, so a "
+                                            r"gallery cannot show `logit` as a layer; render its classes with "
+                                            r"`dreamlab render logit:0-9 --model odd-net`"):
+        build_gallery(loaded, tmp_path / "g", layers=["logit"], device="cpu")
+    assert not (tmp_path / "g").exists()
