@@ -58,7 +58,7 @@ def test_loading_a_model_and_seeding_a_cpu_render_leave_the_gpus_seeds_alone(mon
 
 def test_neuron_positions_are_checked_at_the_render_size():
     model = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1))  # the map has the image's size
-    with pytest.raises(DreamlabError, match=r"position 20,3 is outside layer '0' \(16x16 at the render size"):
+    with pytest.raises(DreamlabError, match=r"position 20,3 is outside layer '0' \(16 wide x 16 high at the render size"):
         dreamlab.render(model, "0:1@20,3", steps=1, size=16, transforms="standard", device="cpu")
     result = dreamlab.render(model, "0:1@15,3", steps=2, size=16, transforms="standard", device="cpu")
     assert result.images.shape == (1, 3, 16, 16)
@@ -113,7 +113,7 @@ def test_a_neuron_under_a_cropping_transform_is_read_at_a_negative_offset_or_ref
     change = result.images[0, 0] - result.images[0, 0].median()
     assert divmod(int(change.abs().argmax()), 16) == (6, 9)
     with pytest.raises(DreamlabError, match=r"position 14,6 of layer '0' falls outside the map the transforms give "
-                                            r"the optimizer \(8x8, with the render-size map at offset -4,-4"):
+                                            r"the optimizer \(8 wide x 8 high, with the render-size map at offset -4,-4"):
         dreamlab.render(model, "0:0@14,6", steps=1, size=16, transforms=crop, device="cpu")
 
 

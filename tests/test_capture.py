@@ -119,7 +119,7 @@ def test_unknown_layer_lists_close_matches_and_leaves_no_hook():
     model = nn.Sequential()
     model.add_module("conv1", nn.Conv2d(3, 3, 1))
     model.add_module("conv2", nn.Conv2d(3, 3, 1))
-    with pytest.raises(UnknownNameError, match="unknown layer 'conv3'; close matches: conv1, conv2; `dreamlab layers MODEL` lists them all"):
+    with pytest.raises(UnknownNameError, match="unknown layer 'conv3'; close matches: conv1, conv2; valid: conv1, conv2, logit; `dreamlab layers MODEL` lists them all"):
         with capture(model, ["conv1", "conv3"]):
             pass
     assert no_hooks(model)

@@ -48,14 +48,14 @@ def test_layer_table_takes_height_x_width() -> None:
                                       "recipe .toml path, a LoadedModel or an nn.Module, got int; `dreamlab "
                                       "recipes` lists the names"),
     (lambda: dreamlab.layer_table("lenet-digits", input_size="28"),
-     "input_size (--size) must be a whole number >= 1 (the input side in pixels, or (height, width)), got '28'"),
+     "input size (--size) must be a whole number >= 1 (the input side in pixels, or (height, width)), got '28'"),
     (lambda: dreamlab.layer_table("lenet-digits", input_size=(28, 28, 1)),
-     "input_size (--size) must be pixels or a (height, width) pair, got tuple (28, 28, 1); on the command line: "
+     "input size (--size) must be pixels or a (height, width) pair, got tuple (28, 28, 1); on the command line: "
      "--size 224 or --size 96x128"),
     (lambda: dreamlab.layer_table("lenet-digits", input_size=(28, 0)),
-     "input_size (--size) must be a whole number >= 1 (the input side in pixels, or (height, width)), got 0"),
+     "input size (--size) must be a whole number >= 1 (the input side in pixels, or (height, width)), got 0"),
     (lambda: dreamlab.layer_table("lenet-digits", input_size=5000),
-     "input_size 5000 is out of range; valid: 1 to 2048 pixels"),
+     "input size 5000 is out of range; valid: 1 to 2048 pixels"),
     (lambda: dreamlab.layer_table(dreamlab.load_model("lenet-digits"), weights="imagenet"),
      "weights='imagenet' goes with a model given by name; this LoadedModel of lenet-digits has its weights"),
 ])

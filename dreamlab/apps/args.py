@@ -44,6 +44,15 @@ def _is_number(text: str) -> bool:
     return True
 
 
+# what other feature-visualization and training tools call some of our flags (lucent, torch-dreams, DeepDream
+# scripts): no spelling is close enough for difflib to find
+ALIASES = {"--iterations": "--steps", "--iters": "--steps", "--n-steps": "--steps", "--num-steps": "--steps",
+           "--num-iterations": "--steps", "--epochs": "--steps", "--learning-rate": "--lr",
+           "--image-size": "--size", "--img-size": "--size", "--resolution": "--size", "--output": "--out",
+           "--layer-name": "--layer", "--n-octaves": "--octaves",
+           "--num-octaves": "--octaves", "--cuda": "--device cuda", "--gpu": "--device cuda"}
+
+
 def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
     """argparse's 'unrecognized arguments' message, with the options close to a mistyped one."""
     message = f"unrecognized arguments: {' '.join(extras)}"
@@ -58,7 +67,11 @@ def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
                           if not a.option_strings and a.dest != "help"), "...")
             return f"{message}; here the model is an option: {parser.prog} {first} --model MODEL"
         if extra.startswith("--"):
-            close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=2)
+            flag = extra.split("=", 1)[0]
+            ours = ALIASES.get(flag, "")
+            if ours.split(" ")[0] in options:  # another tool's name for one of ours
+                return f"{message}; use {ours} (dreamlab's name for {flag})"
+            close = difflib.get_close_matches(flag, options, n=2)
             if close:
                 return f"{message}; did you mean {' or '.join(close)}?"
     return message

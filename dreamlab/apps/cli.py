@@ -122,6 +122,15 @@ class _StderrWithoutReader:
         return getattr(self._stream, name)
 
 
+def _with_model(message: str, model: object) -> str:
+    """`message` with the library's placeholder in "`dreamlab layers MODEL`" filled in with the command's model."""
+    import shlex
+
+    if model is None or not str(model):
+        return message
+    return message.replace("`dreamlab layers MODEL`", f"`dreamlab layers {shlex.quote(str(model))}`")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; every failure is one line on stderr and an exit status (see dreamlab.apps.args)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -133,12 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    model = None
     try:
         args = _parse(argv)
+        model = getattr(args, "model", None)
         with _recipe_code_allowed(getattr(args, "allow_recipe_code", False)):
             return args.run(args)
     except DreamlabError as exc:
-        print(f"dreamlab: error: {exc}", file=sys.stderr)
+        print(f"dreamlab: error: {_with_model(str(exc), model)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dreamlab: interrupted", file=sys.stderr)

@@ -345,12 +345,13 @@ def module_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
-def resolve_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule at dotted address `name`; an unknown name lists close matches."""
+def resolve_layer(model: nn.Module, name: str, also: Sequence[str] = ()) -> nn.Module:
+    """The submodule at dotted address `name`; an unknown name lists close matches among the modules and `also`
+    (names the caller takes besides them, such as `logit`)."""
     modules = dict(model.named_modules())
     if name in modules and name:
         return modules[name]
-    names = module_names(model)
+    names = module_names(model) + [extra for extra in also if extra not in modules]
     hint = "`dreamlab layers MODEL` lists them all (in Python: dreamlab.layer_table(model))"
     raise unknown("layer", name, names, hint=f"{ported_name_hint(name, names)}{hint}")
 

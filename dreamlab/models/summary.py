@@ -222,7 +222,7 @@ def summarize(model: nn.Module, input_size: Size = 224, channels: int = 3,
               recipe_size: int | None = None) -> Summary:
     """The layer table of `model` for one `channels` x `input_size` image (a side, or (height, width)), from a
     forward pass of a copy (and one at a larger size, which tells channels-last outputs: models/layout.py)."""
-    sides = check_sides(input_size, "input_size")
+    sides = check_sides(input_size, "input size")
     small, larger = _traces(model, sides, channels, recipe_size)
     modules = [(name, module) for name, module in model.named_modules() if name]
     keys = _row_keys([name for name, _ in modules], small.first)

@@ -119,7 +119,7 @@ class Capture:
     def __enter__(self) -> Capture:
         try:
             for name in self.layers:
-                module = self.model if name == OUTPUT else resolve_layer(self.model, name)
+                module = self.model if name == OUTPUT else resolve_layer(self.model, name, also=[OUTPUT])
                 self._handles.append(module.register_forward_hook(self._hook_for(name)))
         except BaseException:
             self.close()

@@ -343,11 +343,11 @@ def _at_window(base: Objective, layer: str, xy: tuple[int | None, int | None], s
         if x is None or y is None or (0 <= x + dx and x + dx + wx <= w and 0 <= y + dy and y + dy + wy <= h):
             return
         if dx == dy == 0:
-            valid = f"valid x 0-{w - wx}, y 0-{h - wy}" if wx <= w and wy <= h else f"windows up to {w}x{h}"
-            raise DreamlabError(f"{where} is outside layer {layer!r} ({w}x{h} at the render size, or at "
+            valid = f"valid x 0-{w - wx}, y 0-{h - wy}" if wx <= w and wy <= h else f"windows up to {w} wide, {h} high"
+            raise DreamlabError(f"{where} is outside layer {layer!r} ({w} wide x {h} high at the render size, or at "
                                 f"model_size where it is set: {valid})")
         raise DreamlabError(f"{where} of layer {layer!r} falls outside the map the transforms give the "
-                            f"optimizer ({w}x{h}, with the render-size map at offset {dx},{dy} in it): use "
+                            f"optimizer ({w} wide x {h} high, with the render-size map at offset {dx},{dy} in it): use "
                             f"transforms that keep the image's size, or a position nearer the centre")
 
     def shifted(offsets: Offsets) -> Objective:

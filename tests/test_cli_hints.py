@@ -1,0 +1,51 @@
+"""Hints that name what the user typed: the model in `dreamlab layers MODEL`, logit among the layers."""
+from __future__ import annotations
+
+import pytest
+
+import dreamlab
+from dreamlab.apps.cli import main
+from dreamlab.errors import DreamlabError
+
+
+def test_a_typo_of_logit_is_matched_and_the_hint_names_the_model(capsys):
+    assert main(["render", "logti:3", "--model", "lenet-digits", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlab: error: unknown layer 'logti'; close matches: logit; valid: conv1, ")
+    assert ", fc2, logit; `dreamlab layers lenet-digits` lists them all" in err and err.count("\n") == 1
+
+
+def test_a_model_path_with_a_space_is_quoted_in_the_hint(tmp_path, capsys):
+    recipe = tmp_path / "my recipe.toml"
+    recipe.write_text('name = "mine"\nbuilder = "zoo:lenet_digits"\ninput_size = 28\nchannels = 1\n'
+                      'mean = [0.0]\nstd = [1.0]\n')
+    assert main(["render", "nosuch:3", "--model", str(recipe), "--steps", "1"]) == 2
+    assert f"`dreamlab layers '{recipe}'` lists them all" in capsys.readouterr().err
+
+
+def test_the_python_api_keeps_the_placeholder():
+    with pytest.raises(DreamlabError, match=r"close matches: logit; .*`dreamlab layers MODEL` lists them all \(in "
+                                            r"Python: dreamlab.layer_table\(model\)\)$"):
+        dreamlab.render("lenet-digits", "logti:3", steps=1)
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["render", "conv2:3", "--model", "lenet-digits", "--iterations", "3"],
+     "use --steps (dreamlab's name for --iterations)"),
+    (["dream", "china", "--n-octaves", "3"], "use --octaves (dreamlab's name for --n-octaves)"),
+    (["render", "conv2:3", "--learning-rate", "0.1"], "use --lr (dreamlab's name for --learning-rate)"),
+    (["render", "conv2:3", "--gpu"], "use --device cuda (dreamlab's name for --gpu)"),
+])
+def test_another_tools_name_for_a_flag_gets_ours(argv, hint, capsys):
+    with pytest.raises(SystemExit) as exit_:  # argparse's errors exit from the parser
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dreamlab: error: unrecognized arguments: {argv[-2] if argv[-1][0] != '-' else argv[-1]}")
+    assert hint in err and err.count("\n") == 1
+
+
+def test_an_alias_a_command_has_no_flag_for_is_not_suggested(capsys):
+    with pytest.raises(SystemExit):
+        main(["layers", "lenet-digits", "--gpu"])
+    assert capsys.readouterr().err == "dreamlab: error: unrecognized arguments: --gpu (see dreamlab layers --help)\n"
