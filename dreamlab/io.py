@@ -241,8 +241,12 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND) -> Tensor
     The image is turned as its EXIF orientation says (phone photos are stored sideways), so it has the shape
     a viewer shows. 16-bit images are scaled (65535 is white), not clipped. Transparency is composited over a
     grey of level `background`, so a transparent region reads as neutral rather than as whatever colour it
-    happens to hold. Images of more than 64 Mpixels (8192x8192) are refused before they are decoded.
+    happens to hold. Images of more than 64 Mpixels (8192x8192) are refused before they are decoded. A sample
+    name (china, flower: scikit-learn's photos) reads that photo, as every command's photo argument does, unless
+    a file of that name is in the current folder.
     """
+    if str(path) in SAMPLE_PHOTOS and not Path(path).exists():
+        return sample_photo(str(path), f"image {str(path)!r}")
     try:
         with warnings.catch_warnings():
             # Pillow warns of sizes above its own limit while opening; the size is checked and said below

@@ -80,6 +80,9 @@ class RenderSettings:
     # model, so a fixed-size model renders at any `size`. None: the model sees the images as they are
     model_size: int | tuple[int, int] | None = None
 
+    def __post_init__(self) -> None:
+        _check_numbers(self)
+
     @property
     def height_width(self) -> tuple[int, int]:
         size = self.size
@@ -166,22 +169,34 @@ def _check_size(name: str, size: Any, hint: str = "") -> None:
         check_input_size(size, MIN_SIZE, name)
 
 
-def _validate(s: RenderSettings) -> None:
-    """Every field of a recipe-filled RenderSettings, with the first problem as one line."""
-    _whole("steps", s.steps, 1)
-    _check_size("size", s.size)
+def _check_numbers(s: RenderSettings) -> None:
+    """The numeric fields that are set (None: the recipe's, checked once filled in), with the first problem as
+    one line: at construction, so that `RenderSettings(steps=0)` is refused where it is written."""
+    if s.steps is not None:
+        _whole("steps", s.steps, 1)
+    if s.size is not None:
+        _check_size("size", s.size)
     if s.model_size is not None:
         _check_size("model_size", s.model_size, "; None: the model sees the render size")
-    check_lr(s.lr)
+    if s.lr is not None:
+        check_lr(s.lr)
     if isinstance(s.seed, bool) or not isinstance(s.seed, numbers.Integral):
         raise DreamlabError(f"seed must be a whole number (an int), got {s.seed!r}")
-    _finite("fourier_decay", s.fourier_decay, 0, True, " (0: flat spectrum, 1: lucid's 1/f)")
-    check_range("fourier_decay", s.fourier_decay, 0, MAX_FOURIER_DECAY, hint=" (0: flat spectrum, 1: lucid's 1/f)")
-    _finite("start_level", s.start_level, 0, False)
-    if s.start_level >= 1:
-        raise DreamlabError(f"start_level must be between 0 and 1 (exclusive), got {s.start_level!r}")
+    if s.fourier_decay is not None:
+        _finite("fourier_decay", s.fourier_decay, 0, True, " (0: flat spectrum, 1: lucid's 1/f)")
+        check_range("fourier_decay", s.fourier_decay, 0, MAX_FOURIER_DECAY,
+                    hint=" (0: flat spectrum, 1: lucid's 1/f)")
+    if s.start_level is not None:
+        _finite("start_level", s.start_level, 0, False)
+        if s.start_level >= 1:
+            raise DreamlabError(f"start_level must be between 0 and 1 (exclusive), got {s.start_level!r}")
     _finite("init_sd", s.init_sd, 0, True)
     _whole("redirect_relu_steps", s.redirect_relu_steps, 0)
+
+
+def _validate(s: RenderSettings) -> None:
+    """Every field of a recipe-filled RenderSettings, with the first problem as one line."""
+    _check_numbers(s)
     check_diversity(s.diversity, s.diversity_weight)
     if s.diversity_layer is not None and s.diversity == 1:
         raise DreamlabError(f"diversity_layer={s.diversity_layer!r} compares the images of one unit, and "

@@ -1,0 +1,38 @@
+"""Python API slips told where they are written: settings at construction, sample photos everywhere."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dreamlab import RenderSettings
+from dreamlab.errors import DreamlabError
+from dreamlab.io import load_image, read_photo
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"steps": 0}, "steps must be a whole number >= 1, got 0"),
+    ({"size": 3}, "size must be a whole number >= 8 pixels (or a (height, width) pair), got 3"),
+    ({"lr": -1.0}, "lr must be a finite number > 0 (the learning rate), got -1.0"),
+    ({"seed": 1.5}, "seed must be a whole number (an int), got 1.5"),
+    ({"start_level": 1.0}, "start_level must be between 0 and 1 (exclusive), got 1.0"),
+    ({"model_size": (28, 2)}, "model_size must be a whole number >= 8 pixels a side, got 2"),
+])
+def test_settings_are_checked_when_made(fields, message):
+    with pytest.raises(DreamlabError) as refused:
+        RenderSettings(**fields)
+    assert str(refused.value) == message
+
+
+def test_unset_settings_are_left_to_the_recipe():
+    settings = RenderSettings()
+    assert settings.steps is None and settings.lr is None and settings.size is None
+
+
+def test_load_image_takes_the_sample_names(tmp_path, monkeypatch):
+    china = load_image("china")
+    assert china.shape == (3, 427, 640) and torch.equal(china, read_photo("china"))
+    monkeypatch.chdir(tmp_path)  # a file of that name in the current folder wins, as for every photo argument
+    from PIL import Image
+
+    Image.new("RGB", (5, 4), (255, 0, 0)).save(tmp_path / "china", format="PNG")
+    assert load_image("china").shape == (3, 4, 5)
