@@ -49,3 +49,17 @@ def test_an_index_outside_the_images_is_refused(result, tmp_path, index):
 def test_a_name_that_is_not_a_png_is_refused(result, tmp_path):
     with pytest.raises(DreamlabError, match="would not be a .png file"):
         result.save(tmp_path / "x.jpg")
+
+
+def test_threshold_snapshots_are_listed_after_the_final_images(tmp_path, capsys):
+    from dreamlab.apps.cli import main
+
+    assert main(["render", "conv2:3,4", "--model", "lenet-digits", "--steps", "3", "--thresholds", "2", "--out",
+                 str(tmp_path) + "/"]) == 0
+    names = [line.rsplit("/", 1)[-1] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["lenet-digits_conv2_3.png", "lenet-digits_conv2_4.png", "lenet-digits_conv2_3_step0002.png",
+                     "lenet-digits_conv2_4_step0002.png"]
+    assert main(["render", "conv2:3,4", "--model", "lenet-digits", "--steps", "3", "--thresholds", "1,2", "--grid",
+                 "--out", str(tmp_path / "g.png")]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(tmp_path / name) for name in
+                                                    ("g.png", "g_step0001.png", "g_step0002.png")]

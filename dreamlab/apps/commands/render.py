@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path], grid_path: Path,
           grid_snapshots: dict[int, list], snapshots: dict[Path, tuple[str, int]]) -> list[Path]:
-    """Write the render's PNGs (and its provenance into the snapshots written during it); the paths written."""
+    """Write the render's PNGs (and its provenance into the snapshots written during it); the paths written, the
+    final images first, then the --thresholds snapshots."""
     import torch
 
     from dreamlab.apps.args import phase
@@ -171,8 +172,8 @@ def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path]
         for step, parts in sorted(grid_snapshots.items()):
             images = torch.cat(parts)
             if len(images) == count:  # every batch reached this step
-                save_png(grid(images, columns), _snapshot_path(grid_path, step),
-                         {**provenance, **units, "dreamlab:step": str(step)})
+                written.append(save_png(grid(images, columns), _snapshot_path(grid_path, step),
+                                        {**provenance, **units, "dreamlab:step": str(step)}))
     else:
         for i, (image, label) in enumerate(zip(result.images, result.labels)):
             save_png(image, paths[label], {**provenance, **result.unit_text(i)})
@@ -182,6 +183,7 @@ def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path]
         if label in index_of:  # else its unit's batch was cut off before it finished
             set_png_text(path, {**provenance, "dreamlab:unit": label, "dreamlab:unit_index": str(index_of[label]),
                                 "dreamlab:step": str(step)})
+            written.append(path)
     return written
 
 
