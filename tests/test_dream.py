@@ -283,6 +283,10 @@ def test_cli_zoom_resumes_from_the_last_frame(photo_file, tmp_path, capsys):
     assert "resuming at frame 1" in capsys.readouterr().err
     for i in range(4):
         assert (straight / f"frame_{i:04d}.png").read_bytes() == (resumed / f"frame_{i:04d}.png").read_bytes()
+    assert run_dream(photo_file, "-o", tmp_path / "again.gif", "--zoom-frames", 4, "--frames-dir", resumed) == 0
+    assert capsys.readouterr().err == (f"dreamlab: all 4 frames are already in {resumed}; writing the animation "
+                                       f"from them\n")
+    assert (tmp_path / "again.gif").read_bytes() == (tmp_path / "r.gif").read_bytes()
     # frames of other settings are not continued
     assert run_dream(photo_file, "-o", tmp_path / "r.gif", "--zoom-frames", 5, "--frames-dir", resumed,
                      "--seed", 7) == 2

@@ -222,7 +222,7 @@ def test_a_model_that_asserts_its_input_size_gets_the_one_line_refusal(fixed_siz
 
 # 6. provenance
 
-SETTINGS = ["objective", "model", "weights", "recipe_hash", "seed", "size", "octaves", "octave_scale", "steps", "lr",
+SETTINGS = ["objective", "model", "weights", "recipe", "recipe_hash", "seed", "size", "octaves", "octave_scale", "steps", "lr",
             "jitter", "tile", "overlap", "guide", "device", "version"]
 
 

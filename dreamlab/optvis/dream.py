@@ -436,7 +436,7 @@ def _provenance(obj: Objective, recipe: Recipe, weights: str, seed: int, photo: 
     return {"dreamlab:mode": "dream", "dreamlab:objective": obj.name, "dreamlab:model": recipe.name,
             "dreamlab:weights": weights,
             **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {}),  # random init's seed
-            "dreamlab:recipe_hash": recipe.hash(), "dreamlab:seed": str(seed),
+            "dreamlab:recipe": recipe.name, "dreamlab:recipe_hash": recipe.hash(), "dreamlab:seed": str(seed),
             "dreamlab:size": f"{photo.shape[-2]}x{photo.shape[-1]}",
             **{f"dreamlab:{k}": str(v) for k, v in settings.items()},
             "dreamlab:device": device.type, "dreamlab:version": __version__, "torch:version": torch.__version__,

@@ -131,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         interrupted = result.interrupted
         if board is not None:
             board.finish({**result.provenance, **files})
+    else:
+        print(f"dreamlab: all {args.zoom_frames} frames are already in {frames_dir}; writing the animation from "
+              f"them", file=sys.stderr)
     paths = [_frame_path(frames_dir, i) for i in range(args.zoom_frames) if _frame_path(frames_dir, i).is_file()]
     if interrupted and not paths:
         print("dreamlab: interrupted during frame 0, before any zoom frame was finished; nothing was written "
