@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import signal
 import sys
 import threading
@@ -69,12 +70,16 @@ class RenderResult:
     # batches differ; provenance['dreamlab:steps'] and `history` hold the fewest)
     steps: list[int] = field(default_factory=list)
     planned_steps: int = 0
+    # image i's class name where its unit is a class logit of a model with class names (else None)
+    class_names: list[str | None] = field(default_factory=list)
 
     def unit_text(self, i: int) -> dict[str, str]:
         """The PNG text of image i on top of `provenance`: its unit, its place in the unit list, its score; after a
         Ctrl-C also its own step count, and `dreamlab:interrupted` when it stopped before the planned steps."""
         text = {"dreamlab:unit": self.labels[i], "dreamlab:unit_index": str(self.unit_indices[i]),
                 "dreamlab:score": f"{float(self.final_scores[i]):.6g}"}
+        if i < len(self.class_names) and self.class_names[i]:
+            text["dreamlab:class"] = str(self.class_names[i])
         if self.interrupted and self.steps:
             text["dreamlab:steps"] = str(self.steps[i])
             if self.steps[i] < self.planned_steps:
@@ -147,6 +152,16 @@ class RenderResult:
         from dreamlab.io import grid, png_bytes
 
         return png_bytes(grid(self.images[:self.PREVIEW_IMAGES].detach().float().cpu()))
+
+
+def logit_class(label: str, categories: Sequence[str] | None) -> str | None:
+    """The class name of a class logit's label ('logit:281' or a copy, 'logit:281 #2') where the model names its
+    classes, and the name says more than the number (lenet-digits' '3' does not); else None."""
+    found = re.fullmatch(r"logit:(\d+)(?: #\d+)?", label)
+    if not found or not categories or int(found[1]) >= len(categories):
+        return None
+    name = str(categories[int(found[1])])
+    return None if name == found[1] else name
 
 
 @dataclass
@@ -632,11 +647,12 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         return _result(parts, obj, todo, copies, sorted(set(thresholds)),
                        provenance_of=lambda steps: {**provenance(obj, recipe_obj, weights_desc, settings, steps),
                                                     **init_record},
-                       planned=settings.steps, stopped=stopped)
+                       planned=settings.steps, stopped=stopped, categories=categories)
 
 
 def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: int, thresholds: Sequence[int],
-            provenance_of: Callable[[int], dict[str, str]], planned: int, stopped: bool) -> RenderResult:
+            provenance_of: Callable[[int], dict[str, str]], planned: int, stopped: bool,
+            categories: Sequence[str] | None = None) -> RenderResult:
     """The finished batches as one RenderResult (history and provenance hold the steps every batch ran)."""
     done = sum(p.images.shape[0] for p in parts)
     snapshots = {step: torch.cat([p.snapshots[step] for p in parts]) for step in thresholds
@@ -653,6 +669,7 @@ def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: in
         interrupted=stopped or any(p.interrupted for p in parts),
         grad_norms=torch.cat([p.grad_norms[:steps_run] for p in parts], dim=1),
         unit_indices=[u // copies for u in todo[:done]],
+        class_names=[logit_class(obj.labels[u], categories) for u in todo[:done]],
         steps=[p.steps for p in parts for _ in range(p.images.shape[0])],
         planned_steps=planned,
     )

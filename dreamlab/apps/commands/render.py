@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
     copies = args.diversity or 1
     units = repeat_units(objective, copies).labels if copies > 1 else objective.labels  # the render's labels
-    paths = dict(zip(units, output_paths(model_name, units, args.out)))  # a PNG of its own per unit
+    named = [_with_class(label, loaded.categories) for label in units]  # logit:281 -> logit_281_tabby.png
+    paths = dict(zip(units, output_paths(model_name, named, args.out)))  # a PNG of its own per unit
     grid_path = _grid_path(args.out, model_name, units)
     _check_paths([grid_path] if args.grid else list(paths.values()), args.thresholds)  # before the render
     grid_snapshots: dict[int, list] = {}  # step -> each batch's images: a grid needs the units of every batch
@@ -185,6 +186,14 @@ def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path]
                                 "dreamlab:step": str(step)})
             written.append(path)
     return written
+
+
+def _with_class(label: str, categories) -> str:
+    """A class logit's label with its class name after the number, for its file name ('logit:281 tabby')."""
+    from dreamlab.optvis.engine import logit_class
+
+    name = logit_class(label, categories)
+    return label if name is None else re.sub(r"^(logit:\d+)", lambda m: f"{m[1]} {name}", label)
 
 
 def _interrupted_line(result: RenderResult, units: int, copies: int, while_saving: bool) -> str:

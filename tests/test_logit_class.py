@@ -1,0 +1,47 @@
+"""A class logit of a model with class names is saved under its name, and its PNG records the class."""
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+import dreamlab
+from dreamlab.apps.cli import main
+from dreamlab.optvis.engine import logit_class
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@pytest.fixture
+def named_recipe(tmp_path):
+    path = tmp_path / "named.toml"
+    path.write_text('name = "named-digits"\nbuilder = "zoo:lenet_digits"\ninput_size = 28\nchannels = 1\n'
+                    'mean = [0.0]\nstd = [1.0]\ntransforms = "small"\ncategories = [' +
+                    ", ".join(f'"{n}"' for n in NAMES) + "]\n")
+    return path
+
+
+@pytest.mark.parametrize("label, categories, name", [
+    ("logit:3", NAMES, "three"), ("logit:3 #2", NAMES, "three"), ("logit:3", None, None),
+    ("logit:3", [str(i) for i in range(10)], None),  # lenet-digits: the name says no more than the number
+    ("logit:12", NAMES, None), ("conv2:3", NAMES, None), ("logit:3@1,1", NAMES, None),
+])
+def test_logit_class(label, categories, name):
+    assert logit_class(label, categories) == name
+
+
+def test_the_file_name_and_png_carry_the_class_name(named_recipe, tmp_path, capsys):
+    assert main(["render", "logit:three", "--model", str(named_recipe), "--steps", "1", "--out",
+                 str(tmp_path / "out") + "/"]) == 0
+    path = tmp_path / "out" / "named-digits_logit_3_three.png"
+    assert capsys.readouterr().out.splitlines() == [str(path)]
+    with Image.open(path) as img:
+        assert img.text["dreamlab:class"] == "three" and img.text["dreamlab:unit"] == "logit:3"
+
+
+def test_the_python_result_knows_the_class_names(named_recipe, tmp_path):
+    result = dreamlab.render(str(named_recipe), "logit:3-4", steps=1)
+    assert result.class_names == ["three", "four"]
+    with Image.open(result.save(tmp_path / "four.png", index=1)) as img:
+        assert img.text["dreamlab:class"] == "four"
+    plain = dreamlab.render("lenet-digits", "logit:3", steps=1)
+    assert plain.class_names == [None] and "dreamlab:class" not in plain.unit_text(0)
