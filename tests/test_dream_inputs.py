@@ -93,7 +93,7 @@ def test_a_bad_guide_is_named_as_the_guide():
 # 2. a tensor of the wrong layout: the expression that makes [C,H,W] of it
 
 @pytest.mark.parametrize("shape, hint", [
-    ((2, 3, 32, 32), "; a batch of 2 (dream one photo at a time): pass image[0]"),
+    ((2, 3, 32, 32), "; a batch of 2 (one photo at a time): pass image[0]"),
     ((1, 32, 40, 3), "; a batch of one, channels last (NumPy/PIL's layout): pass image[0].permute(2, 0, 1)"),
     ((4, 32, 40), "; 4 channels (RGBA: the alpha channel is not read): pass image[:3]"),
     ((32, 40, 4), "; channels last (NumPy/PIL's layout), 4 channels (RGBA: the alpha channel is not read): pass "

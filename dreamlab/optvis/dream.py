@@ -138,7 +138,7 @@ def _shape_hint(dims: list[int], name: str) -> str:
     expression that makes [C,H,W] of them ('' for other shapes)."""
     expr, what = name, []
     if len(dims) == 4:
-        what.append("a batch of one" if dims[0] == 1 else f"a batch of {dims[0]} (dream one photo at a time)")
+        what.append("a batch of one" if dims[0] == 1 else f"a batch of {dims[0]} (one photo at a time)")
         dims, expr = dims[1:], f"{name}[0]"
     if len(dims) == 3 and dims[0] not in (1, 3, 4) and dims[-1] in (1, 3, 4):
         what.append("channels last (NumPy/PIL's layout)")

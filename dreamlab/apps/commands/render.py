@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cossim-power", type=float, metavar="P",
                    help="with --direction: weight each position's dot product by its cosine similarity to the "
                         "direction to the power P (default 0: the plain dot product; lucid uses 1 or more)")
-    p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda)")
+    p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere)")
     add_compile_argument(p, "pays off over long or repeated renders")
     p.add_argument("--tensorboard", type=output_path, metavar="DIR",
                    help="log the objective and gradient norm of each unit per step, and images, to a TensorBoard "
