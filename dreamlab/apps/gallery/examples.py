@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamlab.apps.gallery.naming import examples_file, layer_folder
-from dreamlab.inspect.examples import checked_images, example_tiles, examples
+from dreamlab.inspect.examples import checked_images, example_tiles, examples, never_on_tile
 from dreamlab.io import atomic_write_bytes, atomic_write_text, grid, is_whole_png, png_bytes
 from dreamlab.models.loading import LoadedModel
 
@@ -55,9 +55,10 @@ def write_examples(out: Path, loaded: LoadedModel, layer: str, channels: Sequenc
         part = todo[start:start + UNITS_PER_PASS]
         found = examples(loaded, layer, part, [source for _, source in sources], top=top, size=size)
         for ch, row in zip(part, found.units):
-            strip = grid(example_tiles(row, max(1, len(row))), columns=max(1, len(row)))
+            tiles = example_tiles(row, len(row)) if row else never_on_tile("")  # a dead unit says so
+            strip = grid(tiles, columns=max(1, len(row)))
             text = {"dreamlab:unit": f"{layer}:{ch}", "dreamlab:examples": ",".join(
-                f"{e.image}={e.score:.6g}" for e in row)}
+                f"{e.image}={e.score:.6g}" for e in row), **({} if row else {"dreamlab:never_on": str(ch)})}
             atomic_write_bytes(out / examples_file(layer, ch), png_bytes(strip, text))
             units[str(ch)] = {"file": examples_file(layer, ch), "images": [e.image for e in row],
                               "scores": [round(e.score, 6) for e in row], "boxes": [list(e.box) for e in row]}

@@ -1,4 +1,4 @@
-"""`gallery --layers logit`: the model's output, as objectives call it, is the module that computes it."""
+"""Gallery: `--layers logit` (the module that computes the model's output), and the strip of a unit no photo turns on."""
 from __future__ import annotations
 
 import json
@@ -41,3 +41,28 @@ def test_a_model_whose_output_no_module_gives_is_refused_in_one_line(tmp_path):
                                             r"`dreamlab render logit:0-9 --model odd-net`"):
         build_gallery(loaded, tmp_path / "g", layers=["logit"], device="cpu")
     assert not (tmp_path / "g").exists()
+
+
+def test_a_gallery_strip_of_a_unit_no_photo_turns_on_says_so(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from torch import nn
+
+    from dreamlab.apps.gallery.examples import examples_record, write_examples
+    from dreamlab.inspect.examples import NEVER_ON_FILL
+    from dreamlab.io import save_png
+    from test_examples import RECIPE, colour_detector, grey_with_square
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_png(grey_with_square((1, 0, 0), 4, 6), photos / "red.png")  # turns on channel 0 only
+    loaded = LoadedModel(model=nn.Sequential(colour_detector(), nn.ReLU()).eval(), recipe=RECIPE, weights="none",
+                         categories=None)
+    notes = []
+    write_examples(tmp_path / "g", loaded, "1", [0, 1], photos, top=2, size=32, log=notes.append)
+    record = examples_record(tmp_path / "g", "1")
+    assert record["units"]["0"]["images"] == ["red.png"] and record["units"]["1"]["images"] == []
+    with Image.open(tmp_path / "g" / record["units"]["1"]["file"]) as strip:
+        assert strip.text["dreamlab:never_on"] == "1" and strip.text["dreamlab:examples"] == ""
+        pixels = np.asarray(strip.convert("RGB"))
+        assert (pixels == round(NEVER_ON_FILL * 255)).all(-1).mean() > 0.5  # the grey tile, not a white one
