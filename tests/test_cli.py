@@ -194,9 +194,10 @@ def test_recipes_lists_shipped_recipes(capsys):
 
 
 def test_a_model_that_refuses_the_input_size_gets_one_line(tmp_path, capsys):
-    # torchvision's ViT asserts a 224 px input; the standard transforms pad it to 236
+    # torchvision's ViT asserts a 224 px input; the standard transforms pad it to 236 (with nothing chosen, the
+    # model is shown its own size instead: tests/test_auto_model_size.py)
     assert main(["render", "encoder.layers.encoder_layer_0:5", "--model", "vit_b_16", "--weights", "none",
-                 "--steps", "1", "--device", "cpu", "-o", str(tmp_path / "v.png")]) == 2
+                 "--steps", "1", "--device", "cpu", "--transforms", "standard", "-o", str(tmp_path / "v.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dreamlab: error: vit_b_16 rejected a 3x236x236 input (Wrong image height! Expected 224")
     assert err.endswith("use size 224 (--size 224) and transforms that keep the size (transforms='small' or "

@@ -164,6 +164,45 @@ def logit_class(label: str, categories: Sequence[str] | None) -> str | None:
     return None if name == found[1] else name
 
 
+class _TransformsOutgrowModel(DreamlabError):
+    """A fixed-size model rejects what the transforms make of an image of its own size (their padding grows it)."""
+
+
+def _fitted_renderer(make: Callable[[RenderSettings], _Renderer], settings: RenderSettings, requested: RenderSettings,
+                     progress: bool) -> tuple[_Renderer, RenderSettings]:
+    """A renderer whose first forward has passed (`check_units`). For a fixed-size model whose input the
+    transforms' padding grows, and where the size, model_size and transforms all come from the recipe, the model
+    is shown the images resized to its own size (model_size), with a note: what `model_size` is for. A choice the
+    caller made is kept, and gets the error that names both ways out."""
+    renderer = make(settings)
+    try:
+        renderer.check_units()
+        return renderer, settings
+    except _TransformsOutgrowModel as exc:
+        if (requested.size, requested.model_size, requested.transforms) != (None, None, None):
+            raise DreamlabError(str(exc)) from None
+    side = renderer.recipe.input_size
+    fitted = dataclasses.replace(settings, model_size=(side, side))
+    renderer = make(fitted)
+    try:
+        renderer.check_units()
+    except DreamlabError as exc:
+        if "reads fixed positions" not in str(exc):
+            raise  # a problem of its own, past the size (a unit out of range, a neuron of a token layer)
+        raise DreamlabError(f"{renderer.recipe.name} takes {side}x{side} inputs only, and the transforms' padding "
+                            f"grows the image; {renderer.objective.name!r} reads fixed positions, which resizing "
+                            f"to {side}x{side} would move: use transforms that keep the size (transforms='small' "
+                            f"or 'none', --transforms small or none)") from None
+    note = (f"dreamlab: note: {renderer.recipe.name} takes {side}x{side} inputs only, and the transforms' padding "
+            f"grows the image; the model sees each step's images resized to {side}x{side} (model_size={side}, "
+            f"--model-size {side}; recorded as dreamlab:model_size)")
+    if progress:
+        print(note, file=sys.stderr, flush=True)
+    else:
+        warnings.warn(note.removeprefix("dreamlab: note: "), stacklevel=3)
+    return renderer, fitted
+
+
 @dataclass
 class _Batch:
     """What one batch of units produced (see _Renderer.run_batch)."""
@@ -351,9 +390,9 @@ class _Renderer:
                     raise unsized from None
                 raise  # the model fails at its own size too: its error, not a size rejection
             keep = "transforms='small' or 'none', --transforms small or none"
-            raise size_rejection(self.recipe.name, model_input.shape, exc, size,
-                                 f" and transforms that keep the size ({keep}), or render at another size with "
-                                 f"model_size={size} (--model-size {size})") from None
+            raise _TransformsOutgrowModel(str(size_rejection(
+                self.recipe.name, model_input.shape, exc, size, f" and transforms that keep the size ({keep}), or "
+                f"render at another size with model_size={size} (--model-size {size})"))) from None
 
     def _accepts(self, size: int | tuple[int, int]) -> bool:
         """Whether the model runs on a grey input of the recipe's size (telling a size rejection from a bug)."""
@@ -613,9 +652,9 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     stopped = False  # a Ctrl-C outside a batch's steps (between batches, or while one starts)
     try:
         with prepared_model(module, dev, settings.channels_last, owned) as ready:
-            renderer = _Renderer(ready, obj, recipe_obj, settings, init_images, thresholds, on_snapshot,
-                                 keep_snapshots)
-            renderer.check_units()  # before the first image is allocated
+            renderer, settings = _fitted_renderer(  # its first forward checks units and sizes before any image
+                lambda chosen: _Renderer(ready, obj, recipe_obj, chosen, init_images, thresholds, on_snapshot,
+                                         keep_snapshots), settings, requested, progress)
             start = 0
             what = f"{len(todo) // copies} unit(s) x {copies} images" if copies > 1 else f"{len(todo)} unit(s)"
             bar = progress_bar(len(todo) * settings.steps, f"rendering {what}, {settings.steps} steps") \
