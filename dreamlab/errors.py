@@ -12,6 +12,11 @@ class DreamlabError(Exception):
     """Base class of every user-facing error (bad name, bad value, failed download)."""
 
 
+class DreamlabNote(UserWarning):
+    """Something the library chose for the caller and says (a warning, not an error); the command line prints it
+    as one `dreamlab: note: ...` line, once per run."""
+
+
 class ObjectiveSyntaxError(DreamlabError, ValueError):
     """An objective string that does not parse; the message points at the offending position."""
 

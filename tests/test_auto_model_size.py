@@ -32,7 +32,22 @@ def test_the_cli_says_so_in_a_note(tmp_path, capsys, monkeypatch):
     assert main(["render", "encoder.layers.encoder_layer_1:0", "--model", "vit_b_16", "--weights", "none",
                  "--steps", "1", "--out", str(tmp_path / "vit.png")]) == 0
     err = capsys.readouterr().err
-    assert "dreamlab: note: vit_b_16 takes 224x224 inputs only" in err and "--model-size 224" in err
+    assert err.count("dreamlab: note: vit_b_16 takes 224x224 inputs only") == 1 and "model_size=224" in err
+
+
+def test_a_gallery_notes_it_once_and_records_it(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from dreamlab.apps.cli import main
+
+    assert main(["gallery", "vit_b_16", "--weights", "none", "--layers", "encoder.layers.encoder_layer_1",
+                 "--channels", "0-1", "--batch-size", "1", "--steps", "1", "--out", str(tmp_path / "g")]) == 0
+    assert capsys.readouterr().err.count("dreamlab: note: vit_b_16 takes 224x224 inputs only") == 1  # 2 batches
+    unit = json.loads((tmp_path / "g" / "manifest.json").read_text())["units"][1]
+    with Image.open(tmp_path / "g" / unit["file"]) as img:
+        assert img.text["dreamlab:model_size"] == "224"
 
 
 @pytest.mark.parametrize("given", [{"size": 16}, {"transforms": "standard"}, {"model_size": 16}])

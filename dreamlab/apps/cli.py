@@ -11,12 +11,14 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OneLineParser, unrecognized
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 
 # name -> (module, one-line help shown by `dreamlab --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -136,9 +138,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     stderr, sys.stderr = sys.stderr, _StderrWithoutReader(sys.stderr)
     try:
-        return _main(argv)
+        with warnings.catch_warnings():
+            warnings.simplefilter("once", DreamlabNote)  # a gallery's batches would repeat it
+            shown = warnings.showwarning
+            warnings.showwarning = partial(_show_note, shown)
+            return _main(argv)
     finally:
         sys.stderr = stderr
+
+
+def _show_note(show: Callable[..., None], message: Warning | str, category: type[Warning], *args: Any,
+               **kwargs: Any) -> None:
+    """A DreamlabNote as the line `dreamlab: note: ...`; any other warning as Python shows it."""
+    if issubclass(category, DreamlabNote):
+        print(f"dreamlab: note: {message}", file=sys.stderr, flush=True)
+    else:
+        show(message, category, *args, **kwargs)
 
 
 def _main(argv: list[str]) -> int:

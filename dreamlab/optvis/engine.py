@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from dreamlab.devices import resolve_device
 from dreamlab.optvis.capture import Capture
-from dreamlab.errors import DreamlabError, first_line
+from dreamlab.errors import DreamlabError, DreamlabNote, first_line
 from dreamlab.io import photo_record, read_photo
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.layout import to_channels_first
@@ -168,11 +168,11 @@ class _TransformsOutgrowModel(DreamlabError):
     """A fixed-size model rejects what the transforms make of an image of its own size (their padding grows it)."""
 
 
-def _fitted_renderer(make: Callable[[RenderSettings], _Renderer], settings: RenderSettings, requested: RenderSettings,
-                     progress: bool) -> tuple[_Renderer, RenderSettings]:
+def _fitted_renderer(make: Callable[[RenderSettings], _Renderer], settings: RenderSettings,
+                     requested: RenderSettings) -> tuple[_Renderer, RenderSettings]:
     """A renderer whose first forward has passed (`check_units`). For a fixed-size model whose input the
     transforms' padding grows, and where the size, model_size and transforms all come from the recipe, the model
-    is shown the images resized to its own size (model_size), with a note: what `model_size` is for. A choice the
+    is shown the images resized to its own size (model_size), with a DreamlabNote: what `model_size` is for. A choice the
     caller made is kept, and gets the error that names both ways out."""
     renderer = make(settings)
     try:
@@ -193,13 +193,9 @@ def _fitted_renderer(make: Callable[[RenderSettings], _Renderer], settings: Rend
                             f"grows the image; {renderer.objective.name!r} reads fixed positions, which resizing "
                             f"to {side}x{side} would move: use transforms that keep the size (transforms='small' "
                             f"or 'none', --transforms small or none)") from None
-    note = (f"dreamlab: note: {renderer.recipe.name} takes {side}x{side} inputs only, and the transforms' padding "
-            f"grows the image; the model sees each step's images resized to {side}x{side} (model_size={side}, "
-            f"--model-size {side}; recorded as dreamlab:model_size)")
-    if progress:
-        print(note, file=sys.stderr, flush=True)
-    else:
-        warnings.warn(note.removeprefix("dreamlab: note: "), stacklevel=3)
+    warnings.warn(f"{renderer.recipe.name} takes {side}x{side} inputs only, and the transforms' padding grows the "
+                  f"image; the model sees each step's images resized to {side}x{side} (as model_size={side} "
+                  f"does; recorded as dreamlab:model_size)", DreamlabNote, stacklevel=3)
     return renderer, fitted
 
 
@@ -654,7 +650,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         with prepared_model(module, dev, settings.channels_last, owned) as ready:
             renderer, settings = _fitted_renderer(  # its first forward checks units and sizes before any image
                 lambda chosen: _Renderer(ready, obj, recipe_obj, chosen, init_images, thresholds, on_snapshot,
-                                         keep_snapshots), settings, requested, progress)
+                                         keep_snapshots), settings, requested)
             start = 0
             what = f"{len(todo) // copies} unit(s) x {copies} images" if copies > 1 else f"{len(todo)} unit(s)"
             bar = progress_bar(len(todo) * settings.steps, f"rendering {what}, {settings.steps} steps") \

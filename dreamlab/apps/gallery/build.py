@@ -213,7 +213,9 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
     thresholds, on_snapshot = with_snapshots(tensorboard, steps, (), None)
     copies = s.diversity
     extra = {"diversity": copies, "diversity_weight": s.diversity_weight} if copies > 1 else {}
-    result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=steps, size=s.size,
+    # the recipe's size is left to render, which then shows a fixed-size model (ViT) its own size (model_size)
+    size = None if s.size == loaded.recipe.input_size else s.size
+    result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=steps, size=size,
                     seed=s.seed, device=device, progress=progress, compile=compile, thresholds=thresholds,
                     precision=s.precision,
                     on_snapshot=on_snapshot, keep_snapshots=False, **extra)
