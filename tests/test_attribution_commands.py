@@ -269,13 +269,20 @@ def test_heat_signed_map_and_overlay():
 
 
 def test_a_photo_with_the_wrong_channel_count_is_one_line(tmp_path):
-    from dreamlab.attribution.photos import fit_photo
+    from dreamlab.attribution.photos import model_input
+    from dreamlab.attribution.target import Subject
     from dreamlab.errors import DreamlabError
+    from dreamlab.models.recipe import Recipe
 
-    assert fit_photo(torch.rand(3, 20, 20), 1, 28).shape == (1, 1, 28, 28)  # RGB read as grey
-    assert fit_photo(torch.rand(1, 20, 20), 3, 28).shape == (1, 3, 28, 28)  # grey repeated
+    def subject(channels: int) -> Subject:
+        recipe = Recipe("c", "custom:c", input_size=28, channels=channels, mean=(0.0,) * channels,
+                        std=(1.0,) * channels)
+        return Subject(torch.nn.Conv2d(channels, 1, 3), recipe, None)
+
+    assert model_input(torch.rand(3, 20, 20), subject(1), 28).x.shape == (1, 1, 28, 28)  # RGB read as grey
+    assert model_input(torch.rand(1, 20, 20), subject(3), 28).x.shape == (1, 3, 28, 28)  # grey repeated
     with pytest.raises(DreamlabError, match="the photo has 3 channels and this model takes 4; give a 4-channel"):
-        fit_photo(torch.rand(3, 20, 20), 4, 28)
+        model_input(torch.rand(3, 20, 20), subject(4), 28)
 
 
 @pytest.mark.parametrize("fraction", [0.004, 0.006])
@@ -357,7 +364,7 @@ def test_ig_prints_and_records_its_completeness_gap(digit_photo, tmp_path, capsy
     gap, difference = float(text["dreamlab:ig_completeness_gap"]), float(text["dreamlab:ig_score_difference"])
     # independently: the .npy's sum minus the model's logit at the photo and at the black baseline
     subj = subject("lenet-digits")
-    _, x = read_photo(digit_photo, subj)
+    x = read_photo(digit_photo, subj)[1].x
     with torch.no_grad():
         f = subj.model(subj.normalize(x))[0, 4].double() - subj.model(subj.normalize(torch.zeros_like(x)))[0, 4]
     assert difference == pytest.approx(float(f), rel=1e-5)

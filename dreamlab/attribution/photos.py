@@ -1,10 +1,11 @@
 """Photos in and maps out, for the `cam` and `attribute` commands.
 
-A photo is resized to the model's input size for the attribution; maps go back to the photo's own size for
-the pictures, so an overlay lines up with the original.
+A photo becomes the model's input undistorted (`model_input`: its aspect kept, or padded for a fixed-size model);
+maps go back to the photo's own size for the pictures, so an overlay lines up with the original.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -17,26 +18,76 @@ from dreamlab.attribution.target import Subject, evaluating, sized_forward
 from dreamlab.errors import DreamlabError
 from dreamlab.io import SAMPLE_PHOTOS, atomic_write_bytes, file_digest, match_channels, safe_name, save_png
 from dreamlab.io import read_photo as read_image
-from dreamlab.models.summary import check_input_size
+from dreamlab.models.prepare import takes_size
+from dreamlab.models.summary import MAX_INPUT_SIZE, check_input_size
 
 
-def fit_photo(photo: Tensor, channels: int, size: int) -> Tensor:
-    """A photo [C, H, W] in [0, 1] as the model's input [1, channels, size, size]."""
+@dataclass(frozen=True)
+class ModelInput:
+    """A photo as the model's input: `x` [1, C, h, w], and where the photo lies in it (`region`: top, left,
+    height, width; all of `x` unless it was padded)."""
+
+    x: Tensor
+    region: tuple[int, int, int, int]
+    how: str  # for the provenance: '224x336, aspect kept', '28x28, padded', '224x224'
+
+    def crop(self, values: Tensor) -> Tensor:
+        """The photo's part of a map [..., h, w] over `x`."""
+        top, left, height, width = self.region
+        return values[..., top:top + height, left:left + width]
+
+
+def model_input(photo: Tensor, subj: Subject, size: int) -> ModelInput:
+    """The photo as the model's input, undistorted: its shorter side at `size` and its aspect kept where the model
+    takes that size (classifiers with adaptive pooling, as torchvision's are evaluated), else the whole photo
+    fitted into a `size` square and padded with the recipe's mean colour (0 once normalized) around it."""
+    x = _with_channels(photo, subj.recipe.channels)
+    height, width = photo.shape[-2:]
+    if height == width:
+        return ModelInput(_resized(x, (size, size)), (0, 0, size, size), f"{size}x{size}")
+    scale = size / min(height, width)
+    kept = (max(size, round(height * scale)), max(size, round(width * scale)))
+    if max(kept) <= MAX_INPUT_SIZE and _takes(subj, kept):
+        return ModelInput(_resized(x, kept), (0, 0, *kept), f"{kept[0]}x{kept[1]}, aspect kept")
+    scale = size / max(height, width)
+    inner = (max(1, round(height * scale)), max(1, round(width * scale)))
+    top, left = (size - inner[0]) // 2, (size - inner[1]) // 2
+    padded = torch.tensor(subj.recipe.mean, dtype=x.dtype).view(1, -1, 1, 1).repeat(1, 1, size, size)
+    padded[..., top:top + inner[0], left:left + inner[1]] = _resized(x, inner)
+    return ModelInput(padded, (top, left, *inner), f"{size}x{size}, padded (the photo {inner[0]}x{inner[1]} at "
+                                                   f"{top},{left})")
+
+
+def _with_channels(photo: Tensor, channels: int) -> Tensor:
     x = match_channels(photo[None].float(), channels)
     if x.shape[1] != channels:
         raise DreamlabError(f"the photo has {x.shape[1]} channels and this model takes {channels}; give a "
                             f"{'greyscale or RGB' if channels in (1, 3) else f'{channels}-channel'} image")
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return x
 
 
-def read_photo(path: Path, subj: Subject, size: int | None = None) -> tuple[Tensor, Tensor]:
-    """(the photo as read [C, H, W], the model's input [1, C, S, S]); an unreadable file or a size out of range
+def _resized(x: Tensor, size: tuple[int, int]) -> Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def _takes(subj: Subject, size: tuple[int, int]) -> bool:
+    """Whether the model runs on an input of `size` (height, width), on the device its parameters are on."""
+    def forward(grey: Tensor) -> None:
+        with evaluating(subj.model):
+            subj.model(subj.normalize(grey))
+
+    param = next(subj.model.parameters(), None)
+    return takes_size(forward, subj.recipe.channels, size, param.device if param is not None else None)
+
+
+def read_photo(path: Path, subj: Subject, size: int | None = None) -> tuple[Tensor, ModelInput]:
+    """(the photo as read [C, H, W], the model's input: `model_input`); an unreadable file or a size out of range
     is a DreamlabError. `china` and `flower` (when no such file exists) are scikit-learn's sample photos, as
     `features` and `examples` take them."""
     if size is not None:
         check_input_size(size, name="--size")
     photo = read_image(path)
-    return photo, fit_photo(photo, subj.recipe.channels, size or subj.recipe.input_size)
+    return photo, model_input(photo, subj, size or subj.recipe.input_size)
 
 
 def is_sample_photo(path: Path) -> bool:
@@ -44,14 +95,17 @@ def is_sample_photo(path: Path) -> bool:
     return str(path) in SAMPLE_PHOTOS and not Path(path).exists()
 
 
-def photo_provenance(path: Path, size: int) -> dict[str, str]:
-    """The input image by name and sha256 prefix (a sample photo by name and source), and the input size."""
+def photo_provenance(path: Path, size: int, fitted: ModelInput | None = None) -> dict[str, str]:
+    """The input image by name and sha256 prefix (a sample photo by name and source), the input size, and how
+    the photo became the model's input."""
     if is_sample_photo(path):
         text = {"dreamlab:image": str(path), "dreamlab:image_source": "scikit-learn sample photo"}
     else:
         text = {"dreamlab:image": Path(path).name,
                 "dreamlab:image_sha256": file_digest(path)}
-    return {**text, "dreamlab:size": str(size)}
+    return {**text, "dreamlab:size": str(size),
+            **({"dreamlab:model_input": fitted.how, "dreamlab:photo_region": ",".join(map(str, fitted.region))}
+               if fitted is not None else {})}
 
 
 def versions() -> dict[str, str]:
@@ -102,8 +156,10 @@ def _example_target(subj: Subject, x: Tensor) -> str:
     return f"{name}:0"
 
 
-def to_photo_size(values: Tensor, photo: Tensor) -> Tensor:
-    """A map [k, S, S] resized to the photo's [k, H, W] (bilinear)."""
+def to_photo_size(values: Tensor, photo: Tensor, fitted: ModelInput | None = None) -> Tensor:
+    """A map [k, h, w] over the model's input (its photo region, where `fitted` says it was padded) resized to the
+    photo's [k, H, W] (bilinear)."""
+    values = fitted.crop(values) if fitted is not None else values
     return F.interpolate(values[None].float(), size=photo.shape[-2:], mode="bilinear", align_corners=False)[0]
 
 

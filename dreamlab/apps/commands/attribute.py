@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if method not in valid:
             raise unknown("attribution method", method, valid)
     refuse_unused_options(args, methods)
-    subj, photo, x = load_subject(args, writes=not args.sanity)
+    subj, photo, fitted, x = load_subject(args, writes=not args.sanity)
     target = args.target or predicted_class(subj, x)
     options = dict(baseline=args.baseline, steps=args.steps, samples=args.samples, noise=args.noise,
                    layer=args.layer, batch_size=args.batch_size, seed=args.seed)
@@ -85,14 +85,14 @@ def run(args: argparse.Namespace) -> int:
     elif method in ("guided", "deconvnet", "guided-gradcam"):
         notes += _partial_rule_note(subj, x, target, method)
     signed = method == "ig"
-    panels = torch.stack([overlay(photo, to_photo_size(heat(result, signed)[None], photo)[0].clamp(0, 1)),
-                          to_photo_size(signed_map(result), photo).clamp(0, 1)])
+    panels = torch.stack([overlay(photo, to_photo_size(heat(fitted.crop(result), signed)[None], photo)[0].clamp(0, 1)),
+                          to_photo_size(signed_map(fitted.crop(result)), photo).clamp(0, 1)])
     png, npy = save_outputs(grid(panels, columns=2, padding=2, fill=1.0), result, out,
                             {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
                              "dreamlab:method": method, "dreamlab:weights": str(args.weights),
                              **({"dreamlab:layer": used["layer"]} if "layer" in used else {}),
                              "dreamlab:options": json.dumps(used), **extra,
-                             **photo_provenance(args.image, x.shape[-1]), **versions()})
+                             **photo_provenance(args.image, min(x.shape[-2:]), fitted), **versions()})
     print(f"{png} ({method} of {target}: heat map | signed map; attributions in {npy})")
     for note in notes:
         print(f"dreamlab: note: {note}", file=sys.stderr)

@@ -77,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_subject(args: argparse.Namespace, writes: bool = True):
-    """(the Subject on --device, the photo as read [C, H, W], the model's input on that device): shared with
+    """(the Subject on --device, the photo as read [C, H, W], how it became the model's input (a ModelInput), that
+    input on the device): shared with
     `dreamlab attribute`. A bad --device, and an output place that cannot be written (`writes`: the command
     writes files), are refused before the model loads."""
     from dreamlab.attribution.photos import read_photo
@@ -91,8 +92,8 @@ def load_subject(args: argparse.Namespace, writes: bool = True):
         check_default_folder()
     subj = subject(str(positional_model(args)), weights=args.weights)
     subj.model.to(device)
-    photo, x = read_photo(args.image, subj, args.size)
-    return subj, photo, x.to(device)
+    photo, fitted = read_photo(args.image, subj, args.size)
+    return subj, photo, fitted, fitted.x.to(device)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.method not in CAM_METHODS:  # before the model loads
         raise unknown("CAM method", args.method, CAM_METHODS)
-    subj, photo, x = load_subject(args)
+    subj, photo, fitted, x = load_subject(args)
     target = args.target or predicted_class(subj, x)
     out = args.out or default_output(subj.recipe.name, target, args.method, args.layer)
     if args.out is None:
@@ -114,13 +115,14 @@ def run(args: argparse.Namespace) -> int:
     cam = gradcam(subj, x, target, layer, method=args.method)
     if args.layer and target_layers(subj, target) == {layer}:
         note_own_layer(target, layer)
-    raw = to_photo_size(cam[0].cpu(), photo)[0].clamp(min=0)
+    raw = to_photo_size(cam[0].cpu(), photo, fitted)[0].clamp(min=0)
     top = float(raw.max())
     picture = overlay(photo, raw / top if top > 0 else raw)
     png, npy = save_outputs(picture, raw, out, {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
                                                   "dreamlab:layer": layer, "dreamlab:method": args.method,
                                                   "dreamlab:weights": str(args.weights),
-                                                  **photo_provenance(args.image, x.shape[-1]), **versions()})
+                                                  **photo_provenance(args.image, min(x.shape[-2:]), fitted),
+                                                  **versions()})
     print(f"{png} ({args.method} of {target} at {layer}; raw map in {npy})")
     if top == 0:
         note_zero_map(args.method, target, layer)
