@@ -12,7 +12,7 @@ from torch import nn
 
 import dreamlab
 from dreamlab import objectives as o
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 from dreamlab.optvis.engine import NonFinite
 from dreamlab.optvis.params import FourierParam, PixelParam, image_to_param_raw, make_param
 from dreamlab.optvis.transforms import seeded_rng
@@ -58,7 +58,7 @@ def test_loading_a_model_and_seeding_a_cpu_render_leave_the_gpus_seeds_alone(mon
 
 def test_neuron_positions_are_checked_at_the_render_size():
     model = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1))  # the map has the image's size
-    with pytest.raises(DreamlabError, match=r"position 20,3 is outside layer '0' \(16 wide x 16 high at the render size"):
+    with pytest.raises(DreamlabError, match=r"position 20,3 is outside layer '0' \(its map is 16 high x 16 wide at the render size"):
         dreamlab.render(model, "0:1@20,3", steps=1, size=16, transforms="standard", device="cpu")
     result = dreamlab.render(model, "0:1@15,3", steps=2, size=16, transforms="standard", device="cpu")
     assert result.images.shape == (1, 3, 16, 16)
@@ -113,7 +113,7 @@ def test_a_neuron_under_a_cropping_transform_is_read_at_a_negative_offset_or_ref
     change = result.images[0, 0] - result.images[0, 0].median()
     assert divmod(int(change.abs().argmax()), 16) == (6, 9)
     with pytest.raises(DreamlabError, match=r"position 14,6 of layer '0' falls outside the map the transforms give "
-                                            r"the optimizer \(8 wide x 8 high, with the render-size map at offset -4,-4"):
+                                            r"the optimizer \(8 high x 8 wide, with the render-size map at offset -4,-4"):
         dreamlab.render(model, "0:0@14,6", steps=1, size=16, transforms=crop, device="cpu")
 
 
@@ -198,7 +198,9 @@ def test_a_module_with_a_fixed_size_is_told_how_to_say_it():
     recipe = dreamlab.Recipe("cifar", "custom:cifar", input_size=32)
     with pytest.raises(DreamlabError, match=r"cifar rejected a 3x44x44 input .* use size 32 \(--size 32\) and transforms "
                                             r"that keep the size"):
-        dreamlab.render(net, "logit:1", recipe=recipe, **LENET)
+        dreamlab.render(net, "logit:1", recipe=recipe, transforms="standard", **LENET)
+    with pytest.warns(DreamlabNote, match="^cifar takes 32x32 inputs only"):  # nothing chosen: model_size 32
+        assert dreamlab.render(net, "logit:1", recipe=recipe, **LENET).provenance["dreamlab:model_size"] == "32"
     done = dreamlab.render(net, "logit:1", recipe=recipe, transforms="none", **LENET)
     assert done.images.shape == (1, 3, 32, 32)
     with pytest.raises(DreamlabError, match=r"_FixedSize failed on a 3x224x224 input .* input_size=32"):
