@@ -263,6 +263,9 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND) -> Tensor
     except Image.DecompressionBombError:  # PIL refuses these sizes itself while reading the header
         raise DreamlabError(f"image {str(path)!r} has more pixels than dreamlab reads (64 Mpixels; it may be a "
                             f"decompression bomb); resize it first") from None
+    except FileNotFoundError:  # said as read_photo says it: a sample name is the other thing it takes
+        raise DreamlabError(f"cannot read image {str(path)!r}: no such file; give a PNG/JPEG path or one of "
+                            f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)") from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError for some broken headers
         reason = getattr(exc, "strerror", None) or exc
         raise DreamlabError(f"cannot read image {str(path)!r}: {reason}; give a PNG or JPEG file") from None

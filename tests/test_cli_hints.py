@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import dreamlab
 from dreamlab.apps.cli import main
@@ -23,10 +24,13 @@ def test_a_model_path_with_a_space_is_quoted_in_the_hint(tmp_path, capsys):
     assert f"`dreamlab layers '{recipe}'` lists them all" in capsys.readouterr().err
 
 
-def test_the_python_api_keeps_the_placeholder():
-    with pytest.raises(DreamlabError, match=r"close matches: logit; .*`dreamlab layers MODEL` lists them all \(in "
-                                            r"Python: dreamlab.layer_table\(model\)\)$"):
+def test_the_python_api_names_a_loaded_model_and_keeps_the_placeholder_for_others():
+    with pytest.raises(DreamlabError, match=r"close matches: logit; .*`dreamlab layers lenet-digits` lists them all "
+                                            r"\(in Python: dreamlab.layer_table\(model\)\)$"):
         dreamlab.render("lenet-digits", "logti:3", steps=1)
+    own = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))  # a model of the caller's own: no name is known
+    with pytest.raises(DreamlabError, match=r"`dreamlab layers MODEL` lists them all \(in Python: "):
+        dreamlab.render(own, "logti:3", steps=1, size=16)
 
 
 @pytest.mark.parametrize("argv, hint", [

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from dreamlab.apps.cli import main
 from dreamlab.apps.gallery.build import build_gallery
-from dreamlab.errors import DreamlabError
 from dreamlab.models.loading import LoadedModel
 from dreamlab.models.recipe import Recipe
 
@@ -29,18 +26,17 @@ def test_logit_beside_the_module_itself_renders_it_once(tmp_path, capsys):
     assert [layer["name"] for layer in manifest["layers"]] == ["fc2"] and len(manifest["units"]) == 1
 
 
-def test_a_model_whose_output_no_module_gives_is_refused_in_one_line(tmp_path):
+def test_a_model_whose_output_no_module_gives_shows_logit_as_a_layer_of_its_own(tmp_path):
     from test_gallery import OddNet
 
     recipe = Recipe(name="odd-net", builder="tests:OddNet", weights="none", input_size=16, channels=1,
                     mean=(0.5,), std=(0.5,), transforms="small", steps=1)
     loaded = LoadedModel(model=OddNet().eval().requires_grad_(False), recipe=recipe, weights="none",
                          categories=None)
-    with pytest.raises(DreamlabError, match=r"^odd-net's output is not the output of one of its modules, so a "
-                                            r"gallery cannot show `logit` as a layer; render its classes with "
-                                            r"`dreamlab render logit:0-9 --model odd-net`"):
-        build_gallery(loaded, tmp_path / "g", layers=["logit"], device="cpu")
-    assert not (tmp_path / "g").exists()
+    result = build_gallery(loaded, tmp_path / "g", layers=["logit"], device="cpu")  # tanh after the last conv
+    layers = result.manifest["layers"]
+    assert [(layer["name"], layer["channels"], layer.get("output")) for layer in layers] == [("logit", 2, True)]
+    assert [u["unit"] for u in result.manifest["units"]] == ["logit:0", "logit:1"]
 
 
 def test_a_gallery_strip_of_a_unit_no_photo_turns_on_says_so(tmp_path):

@@ -187,7 +187,7 @@ def test_localgroup_weight_averages_the_weighted_sum_over_its_window():
     assert torch.allclose(obj({"conv2": act}), by_hand, atol=1e-5)
     assert obj.name == "conv2:weight@1-3,2-3" and not obj.per_position
     obj.check({"conv2": torch.Size([1, 3, 4, 4])})  # the window's last column is x=3: inside a 4x4 map
-    with pytest.raises(DreamlabError, match=r"^window 1-3,2-3 is outside layer 'conv2' \(3 wide x 3 high at the render size, "
+    with pytest.raises(DreamlabError, match=r"^window 1-3,2-3 is outside layer 'conv2' \(its map is 3 high x 3 wide at the render size, "
                                             r"or at model_size where it is set: valid x 0-0, y 0-1\)$"):
         obj.check({"conv2": torch.Size([1, 3, 3, 3])})
 
@@ -202,7 +202,7 @@ def test_positioned_weights_and_directions_are_read_where_the_render_size_map_si
         assert obj({"l": act}).tolist() == [0.0]
         assert obj.at_offsets({"l": (3, 2)})({"l": act}).item() == pytest.approx(expected)
     with pytest.raises(DreamlabError, match=r"^position 2,5 of layer 'l' falls outside the map the transforms give "
-                                            r"the optimizer \(6 wide x 6 high, with the render-size map at offset 2,3 in it\)"):
+                                            r"the optimizer \(6 high x 6 wide, with the render-size map at offset 2,3 in it\)"):
         o.neuron_weight("l", weight, x=2, y=5).at_offsets({"l": (3, 2)}).check({"l": torch.Size([1, 3, 6, 6])})
 
 

@@ -73,7 +73,7 @@ def test_neurons_at_fixed_positions_need_transforms_that_keep_the_size(digits):
     render(digits, "conv2:3@2,2", size=56, model_size=28, transforms="small", **DIGITS)
     render(digits, "conv2:3@centre", size=56, model_size=28, transforms="jitter", **DIGITS)
     # positions are those of the map at model_size (14x14; 28x28 at the render size of 56)
-    with pytest.raises(DreamlabError, match=r"position 20,20 is outside layer 'conv2' \(14 wide x 14 high"):
+    with pytest.raises(DreamlabError, match=r"position 20,20 is outside layer 'conv2' \(its map is 14 high x 14 wide"):
         render(digits, "conv2:3@20,20", size=56, model_size=28, transforms="small", **DIGITS)
 
 

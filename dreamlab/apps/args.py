@@ -45,8 +45,11 @@ def _is_number(text: str) -> bool:
 
 
 # what other feature-visualization and training tools call some of our flags (lucent, torch-dreams, DeepDream
-# scripts): no spelling is close enough for difflib to find
-ALIASES = {"--iterations": "--steps", "--iters": "--steps", "--n-steps": "--steps", "--num-steps": "--steps",
+# scripts): no spelling is close enough for difflib to find. Looked up with '_' read as '-' (--num_steps), and a
+# typo of one (--iteratoins) is matched too.
+ALIASES = {"--iterations": "--steps", "--iters": "--steps", "--iter": "--steps", "--n-iter": "--steps",
+           "--n-iters": "--steps", "--num-iters": "--steps", "--n-iterations": "--steps", "--max-iter": "--steps",
+           "--max-iters": "--steps", "--max-steps": "--steps", "--n-steps": "--steps", "--num-steps": "--steps",
            "--num-iterations": "--steps", "--epochs": "--steps", "--learning-rate": "--lr",
            "--image-size": "--size", "--img-size": "--size", "--resolution": "--size", "--output": "--out",
            "--layer-name": "--layer", "--n-octaves": "--octaves",
@@ -59,7 +62,12 @@ def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
     options = [o for o in parser._option_string_actions if o.startswith("--")]
     model_first = any(a.dest == "model" and not a.option_strings for a in parser._actions)
     model_option = "--model" in parser._option_string_actions and not model_first
+    value_of_flag = False  # the word after an unknown --flag is its value, not a misplaced argument
+    guess = ""  # the first typo's close matches, said unless a later flag has a sure hint (another tool's name)
     for extra in extras:
+        if value_of_flag and not extra.startswith("-"):
+            value_of_flag = False
+            continue
         if extra.split("=", 1)[0] == "--model" and model_first:  # gallery: its model comes first
             return f"{message}; here the model is the first argument, without --model: {parser.prog} MODEL ..."
         if model_option and not extra.startswith("-"):  # `dreamlab dream lenet-digits china`: MODEL-first habit
@@ -67,14 +75,32 @@ def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
                           if not a.option_strings and a.dest != "help"), "...")
             return f"{message}; here the model is an option: {parser.prog} {first} --model MODEL"
         if extra.startswith("--"):
-            flag = extra.split("=", 1)[0]
-            ours = ALIASES.get(flag, "")
-            if ours.split(" ")[0] in options:  # another tool's name for one of ours
-                return f"{message}; use {ours} (dreamlab's name for {flag})"
-            close = difflib.get_close_matches(flag, options, n=2)
-            if close:
-                return f"{message}; did you mean {' or '.join(close)}?"
-    return message
+            value_of_flag = "=" not in extra
+            hint = _flag_hint(extra.split("=", 1)[0], options)
+            if hint.startswith("use "):
+                return f"{message}; {hint}"
+            guess = guess or hint
+    return f"{message}; {guess}" if guess else message
+
+
+def _flag_hint(flag: str, options: Sequence[str]) -> str:
+    """What to write for an unknown --flag: ours where it is another tool's name (ALIASES) or is written with '_'
+    for '-', else the options (and the other tools' names) it is a typo of; '' when nothing is close."""
+    dashed = flag.replace("_", "-")
+    if dashed != flag and dashed in options:
+        return f"use {dashed} (options are written with '-', not '_')"
+    ours = ALIASES.get(dashed, "")
+    if ours.split(" ")[0] in options:  # another tool's name for one of ours
+        return f"use {ours} (dreamlab's name for {dashed})"
+    aliases = [name for name, target in ALIASES.items() if target.split(" ")[0] in options]
+    close = difflib.get_close_matches(dashed, options, n=2)
+    alias = difflib.get_close_matches(dashed, aliases, n=1)
+    ratio = lambda other: difflib.SequenceMatcher(None, dashed, other).ratio()  # noqa: E731
+    if alias and (not close or ratio(alias[0]) > ratio(close[0])):  # --iteratoins: a typo of --iterations
+        return f"did you mean {ALIASES[alias[0]]} (dreamlab's name for {alias[0]})?"
+    if close:
+        return f"did you mean {' or '.join(close)}?"
+    return ""
 
 
 def int_list(text: str) -> list[int]:

@@ -160,7 +160,7 @@ def _main(argv: list[str]) -> int:
     model = None
     try:
         args = _parse(argv)
-        model = getattr(args, "model", None)
+        model = getattr(args, "recipe", None) or getattr(args, "model", None)  # --recipe beats --model's default
         with _recipe_code_allowed(getattr(args, "allow_recipe_code", False)):
             return args.run(args)
     except DreamlabError as exc:

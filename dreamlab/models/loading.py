@@ -10,8 +10,10 @@ import enum
 import importlib
 import os
 import re
+import shlex
 import sys
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,10 @@ from torch import nn
 
 from dreamlab.errors import DreamlabError, WeightsError, unknown
 from dreamlab.models.recipe import Recipe, load_recipe
+
+# What `dreamlab layers` is given to list a loaded model's layers (its recipe name, or the recipe file it came
+# from), so that an unknown layer's hint names it; a model built another way is absent (the hint says MODEL).
+_LISTED_AS: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 
 # Random init ("--weights none") draws from this seed, never from the global RNG, so the same command gives the
 # same model in every process; renders record it as dreamlab:weights_seed, gallery units as weights_seed.
@@ -302,7 +308,15 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
 
     check_channels(model, recipe)  # else every command's first forward fails with torch's conv error
     categories = recipe.categories or torchvision_categories(recipe)
+    _LISTED_AS[model] = shlex.quote(recipe.name if isinstance(name, Recipe) else str(name))
     return LoadedModel(model=model, recipe=recipe, weights=described, categories=categories)
+
+
+def layers_hint(model: nn.Module, fallback: str | None = None) -> str:
+    """'`dreamlab layers NAME` lists them all' for a model `load_model` built (NAME: what it was loaded by), else
+    with `fallback` (a recipe's name) or the placeholder MODEL (the command line fills in its own model)."""
+    listed = _LISTED_AS.get(model) or (shlex.quote(fallback) if fallback else "MODEL")
+    return f"`dreamlab layers {listed}` lists them all"
 
 
 def check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None) -> None:
@@ -352,7 +366,7 @@ def resolve_layer(model: nn.Module, name: str, also: Sequence[str] = ()) -> nn.M
     if name in modules and name:
         return modules[name]
     names = module_names(model) + [extra for extra in also if extra not in modules]
-    hint = "`dreamlab layers MODEL` lists them all (in Python: dreamlab.layer_table(model))"
+    hint = f"{layers_hint(model)} (in Python: dreamlab.layer_table(model))"
     raise unknown("layer", name, names, hint=f"{ported_name_hint(name, names)}{hint}")
 
 

@@ -72,14 +72,15 @@ class RenderResult:
     planned_steps: int = 0
     # image i's class name where its unit is a class logit of a model with class names (else None)
     class_names: list[str | None] = field(default_factory=list)
+    # the model's class names (None: it has none), for `dreamlab:classes` of a grid or an expression of logits
+    categories: Sequence[str] | None = field(default=None, repr=False)
 
     def unit_text(self, i: int) -> dict[str, str]:
-        """The PNG text of image i on top of `provenance`: its unit, its place in the unit list, its score; after a
+        """The PNG text of image i on top of `provenance`: its unit, its place in the unit list, its score, its
+        class (`dreamlab:class` for a class logit, `dreamlab:classes` for an expression of several); after a
         Ctrl-C also its own step count, and `dreamlab:interrupted` when it stopped before the planned steps."""
         text = {"dreamlab:unit": self.labels[i], "dreamlab:unit_index": str(self.unit_indices[i]),
-                "dreamlab:score": f"{float(self.final_scores[i]):.6g}"}
-        if i < len(self.class_names) and self.class_names[i]:
-            text["dreamlab:class"] = str(self.class_names[i])
+                "dreamlab:score": f"{float(self.final_scores[i]):.6g}", **self._class_text(i)}
         if self.interrupted and self.steps:
             text["dreamlab:steps"] = str(self.steps[i])
             if self.steps[i] < self.planned_steps:
@@ -88,19 +89,39 @@ class RenderResult:
 
     def grid_text(self) -> dict[str, str]:
         """The PNG text of a grid of all images on top of `provenance`: their units, places in the unit list and
-        scores, in one order (and each image's step count after a Ctrl-C)."""
+        scores, in one order (and each image's step count after a Ctrl-C), and the class logits' names."""
         text = {"dreamlab:units": " | ".join(self.labels),
                 "dreamlab:unit_indices": " | ".join(map(str, self.unit_indices))}
         if self.interrupted:
             text["dreamlab:steps"] = " | ".join(map(str, self.steps))
-        return {**text, "dreamlab:scores": " | ".join(f"{v:.6g}" for v in self.final_scores.tolist())}
+        return {**text, "dreamlab:scores": " | ".join(f"{v:.6g}" for v in self.final_scores.tolist()),
+                **classes_text(self.labels, self.categories)}
 
-    def save(self, path: str | Path, index: int | None = None) -> Path:
-        """Write a PNG with the render's provenance, as `dreamlab render` does: image `index` alone, or (None) the
-        only image, or a grid of all of them (`dreamlab render --grid`'s file, a row per unit with diversity).
+    def snapshot_text(self, i: int | None, step: int) -> dict[str, str]:
+        """The PNG text of the --thresholds snapshot at `step` of image i (None: of the grid) on top of
+        `provenance`, as `dreamlab render` writes it: the final image's text with the step in place of the score."""
+        if i is None:
+            return {**{k: v for k, v in self.grid_text().items() if k != "dreamlab:scores"},
+                    "dreamlab:step": str(step)}
+        return {"dreamlab:unit": self.labels[i], "dreamlab:unit_index": str(self.unit_indices[i]),
+                **self._class_text(i), "dreamlab:step": str(step)}
 
-        >>> result = dreamlab.render("lenet-digits", "conv2:0-3", steps=32)   # doctest: +SKIP
-        >>> result.save("conv2.png"); result.save("conv2_3.png", index=3)     # doctest: +SKIP
+    def _class_text(self, i: int) -> dict[str, str]:
+        if i < len(self.class_names) and self.class_names[i]:
+            return {"dreamlab:class": str(self.class_names[i])}
+        return classes_text([self.labels[i]], self.categories)
+
+    def save(self, path: str | Path, index: int | None = None, step: int | None = None) -> Path:
+        """Write one PNG with the render's provenance, as `dreamlab render` does, and return its path: image
+        `index` alone (render's file of that unit), or with index None the only image, or a grid of all of them
+        (`dreamlab render --grid`'s file, a row per unit with diversity). `step` writes the snapshot kept at
+        that step (`render(..., thresholds=[step])`; render's `NAME_step0064.png`) in place of the final image.
+        One file a call: for a file per unit, give each its index.
+
+        >>> result = dreamlab.render("lenet-digits", "conv2:0-3", steps=32, thresholds=[8])   # doctest: +SKIP
+        >>> result.save("conv2.png"); result.save("conv2_3.png", index=3)                     # doctest: +SKIP
+        >>> [result.save(f"conv2_{i}.png", index=i) for i in range(4)]                        # doctest: +SKIP
+        >>> result.save("conv2_3_step0008.png", index=3, step=8)                              # doctest: +SKIP
         """
         from dreamlab.io import check_output_file, grid, save_png
 
@@ -109,13 +130,23 @@ class RenderResult:
                                   or not -count <= index < count):
             raise DreamlabError(f"index must be an image's place, 0 to {count - 1}, or None (a grid of all {count}), "
                                 f"got {index!r}")
+        images = self.images
+        if step is not None:
+            if isinstance(step, bool) or not isinstance(step, int) or step not in self.snapshots:
+                kept = ", ".join(map(str, sorted(self.snapshots))) or "none"
+                raise DreamlabError(f"step must be a step with a snapshot in this result (kept: {kept}), got "
+                                    f"{step!r}; render(..., thresholds=[STEP]) keeps one (keep_snapshots=False "
+                                    f"leaves them to on_snapshot)")
+            images = self.snapshots[step]
         path = check_output_file(path)
         if index is None and count > 1:
             copies = count // max(1, len(set(self.unit_indices)))  # diversity: a unit's images share its index
-            return save_png(grid(self.images.detach().float().cpu(), copies if copies > 1 else None), path,
-                            {**self.provenance, **self.grid_text()})
+            text = self.grid_text() if step is None else self.snapshot_text(None, step)
+            return save_png(grid(images.detach().float().cpu(), copies if copies > 1 else None), path,
+                            {**self.provenance, **text})
         i = 0 if index is None else index % count
-        return save_png(self.images[i], path, {**self.provenance, **self.unit_text(i)})
+        text = self.unit_text(i) if step is None else self.snapshot_text(i, step)
+        return save_png(images[i], path, {**self.provenance, **text})
 
     def never_on(self) -> list[str]:
         """Labels of the units whose score was exactly 0 on the start image, at every step and at the end: a ReLU'd
@@ -152,6 +183,20 @@ class RenderResult:
         from dreamlab.io import grid, png_bytes
 
         return png_bytes(grid(self.images[:self.PREVIEW_IMAGES].detach().float().cpu()))
+
+
+# a class logit in a unit's label: 'logit:281', also inside an expression ('logit:281 - logit:282'); not a layer
+# whose name ends in 'logit' (my.logit:3), nor a range
+LOGIT_IN_LABEL = re.compile(r"(?<![\w.-])logit:(\d+)(?![\d-])")
+
+
+def classes_text(labels: Sequence[str], categories: Sequence[str] | None) -> dict[str, str]:
+    """{'dreamlab:classes': '281=tabby | 282=tiger cat'}: the names of the class logits in `labels` (as `dreamlab
+    examples` writes them), for a grid or an expression of several logits; {} without any named one."""
+    found = dict.fromkeys(int(m[1]) for label in labels for m in LOGIT_IN_LABEL.finditer(label))
+    names = [(index, logit_class(f"logit:{index}", categories)) for index in found]
+    named = " | ".join(f"{index}={name}" for index, name in names if name is not None)
+    return {"dreamlab:classes": named} if named else {}
 
 
 def logit_class(label: str, categories: Sequence[str] | None) -> str | None:
@@ -705,6 +750,7 @@ def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: in
         grad_norms=torch.cat([p.grad_norms[:steps_run] for p in parts], dim=1),
         unit_indices=[u // copies for u in todo[:done]],
         class_names=[logit_class(obj.labels[u], categories) for u in todo[:done]],
+        categories=categories,
         steps=[p.steps for p in parts for _ in range(p.images.shape[0])],
         planned_steps=planned,
     )

@@ -59,11 +59,12 @@ class _ObjectiveParser:
         self.categories = categories
         self.layers = None if layers is None else {*layers, OUTPUT}  # the model's layer names, when known
         self.tokens: list[tuple[str, str, int]] = []  # (kind, value, position)
+        self.after_class = -1  # the token index after the last class name read (logit:tabby)
         pos = 0
         while pos < len(text):
             m = _TOKEN.match(text, pos)
             if not m:
-                self.fail(pos, f"unexpected character {text[pos]!r}")
+                self.fail(pos, f"unexpected character {text[pos]!r}{_quote_hint(text, pos)}")
             if m.lastgroup != "space":
                 kind = "name" if m.lastgroup in ("layer", "dashed") else m.lastgroup
                 self.tokens.append((kind, m.group(), pos))
@@ -96,8 +97,12 @@ class _ObjectiveParser:
         result = self.expr()
         kind, val, pos = self.peek
         if kind != "end":
-            self.fail(pos, f"unexpected {val!r}" + (" (a unit list is written without spaces: 2,14)" if val == ","
-                                                   else ""))
+            hint = " (a unit list is written without spaces: 2,14)" if val == "," else ""
+            if self.i == self.after_class and kind == "name":  # logit:tabby cat
+                name = self.tokens[self.i - 1][1]
+                hint = (f" (a class name with spaces is written with '_' for them or in quotes: logit:{name}_{val} "
+                        f"or logit:'{name} {val}')")
+            self.fail(pos, f"unexpected {val!r}{hint}")
         if not isinstance(result, o.Objective):
             self.fail(0, "an objective needs at least one layer or logit, not just numbers")
         return result
@@ -231,18 +236,40 @@ class _ObjectiveParser:
         if kind not in ("name", "quoted"):
             self.fail(pos, f"expected a class index or name after 'logit:', found {val or 'the end'!r}")
         self.take()
+        self.after_class = self.i
         name = val[1:-1] if kind == "quoted" else val.replace("_", " ")
-        return o.logit(self._class_index(name, pos))
+        # a name written with '_' for its spaces, or a class name that has '_' in it
+        return o.logit(self._class_index(name, pos, also=val if kind == "name" and val != name else None))
 
-    def _class_index(self, name: str, pos: int) -> int:
+    def _class_index(self, name: str, pos: int, also: str | None = None) -> int:
+        """The index of class `name` (or of `also`, the name as written, when `name` names none): the class of
+        exactly that name, else the one whose name differs only in case; refused when two classes share it
+        (ImageNet's 'Cardigan', a dog, and 'cardigan', a sweater, differ only in case)."""
         if self.categories is ANY_CLASS_NAME:  # checking the syntax before the model (and its classes) loads
             return 0
         if not self.categories:
             self.fail(pos, f"class name {name!r} given but this model has no class names; use an index")
-        lowered = [c.lower() for c in self.categories]
-        if name.lower() in lowered:
-            return lowered.index(name.lower())
-        raise unknown("class", name, self.categories, hint="give a class index (logit:281) or a listed name")
+        categories = [str(c) for c in self.categories]
+        for wanted in (name, also) if also is not None else (name,):
+            found = [i for i, c in enumerate(categories) if c == wanted] \
+                or [i for i, c in enumerate(categories) if c.lower() == wanted.lower()]
+            if len(found) == 1:
+                return found[0]
+            if found:
+                listed = ", ".join(f"logit:{i} ({categories[i]!r})" for i in found)
+                exact = "" if len({categories[i] for i in found}) == 1 else ", or the name in its exact case"
+                raise DreamlabError(f"class name {wanted!r} names {len(found)} classes: {listed}; give the index"
+                                    f"{exact}")
+        raise unknown("class", name, categories, hint="give a class index (logit:281) or a listed name")
+
+
+def _quote_hint(text: str, pos: int) -> str:
+    """For a quote inside a class name (logit:potter's wheel): how to write it; else ''."""
+    if text[pos] not in "'\"" or not re.search(r"logit\s*:\s*[A-Za-z_0-9.-]+$", text[:pos]):
+        return ""
+    whole = re.fullmatch(r"\s*logit\s*:\s*([\w' .-]+?)\s*", text) if text[pos] == "'" else None
+    example = f'logit:"{whole[1]}"' if whole else "logit:\"potter's wheel\""
+    return f" (a class name with a quote in it goes in the other quotes: {example})"
 
 
 ANY_CLASS_NAME: Sequence[str] = ("any class name",)  # categories that accept every name: see check_syntax

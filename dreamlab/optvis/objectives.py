@@ -343,12 +343,13 @@ def _at_window(base: Objective, layer: str, xy: tuple[int | None, int | None], s
         if x is None or y is None or (0 <= x + dx and x + dx + wx <= w and 0 <= y + dy and y + dy + wy <= h):
             return
         if dx == dy == 0:
-            valid = f"valid x 0-{w - wx}, y 0-{h - wy}" if wx <= w and wy <= h else f"windows up to {w} wide, {h} high"
-            raise DreamlabError(f"{where} is outside layer {layer!r} ({w} wide x {h} high at the render size, or at "
-                                f"model_size where it is set: {valid})")
+            # sizes height first, as everywhere in dreamlab (--size 96x128), each side named; positions are x,y
+            valid = f"valid x 0-{w - wx}, y 0-{h - wy}" if wx <= w and wy <= h else f"windows up to {h} high, {w} wide"
+            raise DreamlabError(f"{where} is outside layer {layer!r} (its map is {h} high x {w} wide at the render "
+                                f"size, or at model_size where it is set: {valid})")
         raise DreamlabError(f"{where} of layer {layer!r} falls outside the map the transforms give the "
-                            f"optimizer ({w} wide x {h} high, with the render-size map at offset {dx},{dy} in it): use "
-                            f"transforms that keep the image's size, or a position nearer the centre")
+                            f"optimizer ({h} high x {w} wide, with the render-size map at offset {dx},{dy} in it): "
+                            f"use transforms that keep the image's size, or a position nearer the centre")
 
     def shifted(offsets: Offsets) -> Objective:
         return _at_window(base, layer, xy, size, kind, whole, offsets.get(layer, (0, 0)))

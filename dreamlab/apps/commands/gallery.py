@@ -24,7 +24,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("model", type=nonempty, help="recipe name (googlenet, lenet-digits, ...), a recipe .toml, or any "
                                  "torchvision model name")
     g.add_argument("--layers", help="comma-separated layer names (default: the recipe's default layer); "
-                                    "`dreamlab layers MODEL` lists them")
+                                    "`dreamlab layers MODEL` lists them; logit is the model's output, a channel "
+                                    "per class")
     g.add_argument("-o", "--out", type=output_path, help="output folder (default: gallery/MODEL)")
     g.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     units = repeat_units(objective, copies).labels if copies > 1 else objective.labels  # the render's labels
     named = [_with_class(label, loaded.categories) for label in units]  # logit:281 -> logit_281_tabby.png
     paths = dict(zip(units, output_paths(model_name, named, args.out)))  # a PNG of its own per unit
-    grid_path = _grid_path(args.out, model_name, units)
+    grid_path = _grid_path(args.out, model_name, units, loaded.categories)
     _check_paths([grid_path] if args.grid else list(paths.values()), args.thresholds)  # before the render
     grid_snapshots: dict[int, list] = {}  # step -> each batch's images: a grid needs the units of every batch
     snapshots: dict[Path, tuple[str, int]] = {}  # written during the render: path -> unit, step
@@ -166,34 +166,36 @@ def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path]
     if args.grid:
         copies = args.diversity or 1
         columns = copies if copies > 1 else None  # a row per unit
-        units = result.grid_text()
-        save_png(grid(result.images, columns), grid_path, {**provenance, **units})
-        del units["dreamlab:scores"]  # a snapshot has its step in place of the scores
+        save_png(grid(result.images, columns), grid_path, {**provenance, **result.grid_text()})
         written.append(grid_path)
         for step, parts in sorted(grid_snapshots.items()):
             images = torch.cat(parts)
             if len(images) == count:  # every batch reached this step
                 written.append(save_png(grid(images, columns), _snapshot_path(grid_path, step),
-                                        {**provenance, **units, "dreamlab:step": str(step)}))
+                                        {**provenance, **result.snapshot_text(None, step)}))
     else:
         for i, (image, label) in enumerate(zip(result.images, result.labels)):
             save_png(image, paths[label], {**provenance, **result.unit_text(i)})
             written.append(paths[label])
-    index_of = dict(zip(result.labels, result.unit_indices))
+    index_of = {label: i for i, label in enumerate(result.labels)}
     for path, (label, step) in snapshots.items():  # after the final images, the more precious ones
         if label in index_of:  # else its unit's batch was cut off before it finished
-            set_png_text(path, {**provenance, "dreamlab:unit": label, "dreamlab:unit_index": str(index_of[label]),
-                                "dreamlab:step": str(step)})
+            set_png_text(path, {**provenance, **result.snapshot_text(index_of[label], step)})
             written.append(path)
     return written
 
 
-def _with_class(label: str, categories) -> str:
-    """A class logit's label with its class name after the number, for its file name ('logit:281 tabby')."""
-    from dreamlab.optvis.engine import logit_class
+def _with_class(label: str, categories: Sequence[str] | None) -> str:
+    """A unit's label with the class name after each class logit's number, for its file name ('logit:281 tabby',
+    'logit:281 tabby - logit:282 tiger cat'): names that say more than the number (lenet-digits' '3' does not)."""
+    from dreamlab.optvis.engine import LOGIT_IN_LABEL, logit_class
 
-    name = logit_class(label, categories)
-    return label if name is None else re.sub(r"^(logit:\d+)", lambda m: f"{m[1]} {name}", label)
+    def named(m: re.Match) -> str:
+        # safe characters only: a '/' or '*' in a class name is no operator ('a_over_b' would say it is)
+        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", logit_class(m[0], categories) or "").strip("._")
+        return f"{m[0]} {name}" if name else m[0]
+
+    return LOGIT_IN_LABEL.sub(named, label)
 
 
 def _interrupted_line(result: RenderResult, units: int, copies: int, while_saving: bool) -> str:
@@ -273,14 +275,15 @@ def _check_paths(paths: Sequence[Path], thresholds: Sequence[int]) -> None:
                                     f"remove or rename that folder, or give -o another name")
 
 
-def _grid_path(out: Path | None, model: str, labels: Sequence[str]) -> Path:
+def _grid_path(out: Path | None, model: str, labels: Sequence[str], categories: Sequence[str] | None = None) -> Path:
     from dreamlab.io import label_name, safe_name
     from dreamlab.optvis.diversity import unit_label
 
     if out is not None and out.suffix.lower() == ".png":
         return out
     labels = list(dict.fromkeys(unit_label(label) for label in labels))  # a unit's --diversity images: once
-    span = labels[0] if len(labels) == 1 else f"{labels[0]}..{labels[-1].split(':')[-1]}"
+    # one unit (its --diversity images): its class name too, as its own file would have it
+    span = _with_class(labels[0], categories) if len(labels) == 1 else f"{labels[0]}..{labels[-1].split(':')[-1]}"
     name = f"{safe_name(model)}_{label_name(span)}_grid.png"
     return (out / name) if out is not None else Path(name)
 

@@ -232,7 +232,7 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
         mine = scores[i * copies:(i + 1) * copies]  # a unit's images are consecutive
         files = unit_files(batch.layer, ch, copies)
         record = {
-            "unit": unit, "layer": batch.layer, "channel": ch, "objective": unit,
+            "unit": unit, "layer": batch.layer, "channel": ch, "objective": unit, **plan.class_of(batch.layer, ch),
             "activation": _finite_or_none(mine[0]),  # the first image's: the one the page and sheet show
             "seed": s.seed, "steps": steps, "size": s.size, "recipe": s.recipe, "recipe_hash": s.recipe_hash,
             "weights": s.weights, "weights_seed": s.weights_seed, "device": device.type,
@@ -245,8 +245,9 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
                           activations=[_finite_or_none(v) for v in mine])
         # the objective rendered is the whole layer's channel list, in which the channel is the unit's place
         # (its start noise): `render(model, OBJECTIVE, units=[INDEX])` renders the image again
+        named = {f"dreamlab:{key}": value for key, value in plan.class_of(batch.layer, ch).items()}
         texts = [{**result.provenance, "dreamlab:unit": unit, "dreamlab:unit_index": str(ch),
-                  "dreamlab:score": f"{score:.6g}"} for score in mine]
+                  "dreamlab:score": f"{score:.6g}", **named} for score in mine]
         folder.write_unit(record, result.images[i * copies:(i + 1) * copies], texts)
         written += 1
     return written
@@ -280,10 +281,12 @@ def _write_pages(folder: GalleryFolder, plan: Plan, sheets_for: Iterable[str]) -
             entry["output"] = True
         if chans:
             firsts = [(ch, records[(layer, ch)]["file"]) for ch in chans]
-            entry["sheet"] = folder.write_sheet(layer, firsts) if layer in sheets_for else sheet_file(layer)
+            named = {ch: plan.class_of(layer, ch)["class"] for ch in chans if plan.class_of(layer, ch)}
+            entry["sheet"] = folder.write_sheet(layer, firsts, named) if layer in sheets_for else sheet_file(layer)
         layers.append(entry)
         shown = examples_record(folder.out, layer)
-        units += [{**records[(layer, ch)], **unit_examples(shown, ch)} for ch in chans]
+        # class names also for units an earlier version recorded without them
+        units += [{**records[(layer, ch)], **plan.class_of(layer, ch), **unit_examples(shown, ch)} for ch in chans]
     every_steps = {plan.layer_steps[layer] for layer, _ in plan.layers}
     manifest = {"model": s.model, "recipe": s.recipe, "recipe_hash": s.recipe_hash, "weights": s.weights,
                 "steps": every_steps.pop() if len(every_steps) == 1 else None,  # None: they differ (see layers)

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +171,11 @@ class GalleryFolder:
         atomic_write_text(self.record_path(layer, ch), json.dumps(record, indent=1, allow_nan=False) + "\n")
         self._thumbs[(layer, ch)] = _thumbnail(images[0])
 
-    def write_sheet(self, layer: str, units: Sequence[tuple[int, str]]) -> str:
+    def write_sheet(self, layer: str, units: Sequence[tuple[int, str]],
+                    classes: Mapping[int, str] | None = None) -> str:
         """Tile the layer's finished units, (channel, first file) in channel order, into its contact sheet,
-        each labelled with its channel; return its path."""
+        each labelled with its channel (and its class name from `classes`, for the model's output); return its
+        path."""
         tiles = []
         for ch, file in units:
             if (layer, ch) not in self._thumbs:
@@ -181,7 +183,8 @@ class GalleryFolder:
             tiles.append(self._thumbs[(layer, ch)])
         tiles = torch.stack(tiles).float() / 255
         tiles = upscale(tiles, max(1, math.ceil(SHEET_MIN_TILE / max(tiles.shape[-2:]))))
-        tiles = draw_labels(tiles, [str(ch) for ch, _ in units])
+        classes = classes or {}
+        tiles = draw_labels(tiles, [f"{ch} {classes[ch]}" if ch in classes else str(ch) for ch, _ in units])
         sheet = grid(tiles, columns=math.ceil(math.sqrt(len(tiles))))
         text = {"dreamlab:layer": layer, "dreamlab:channels": format_units([ch for ch, _ in units])}
         atomic_write_bytes(self.out / sheet_file(layer), png_bytes(sheet, text))

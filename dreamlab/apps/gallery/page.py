@@ -191,8 +191,12 @@ def _tile(i: int, unit: Mapping[str, Any]) -> str:
     """A thumbnail: a link to the image (works without JS) that the script turns into 'open the large view'."""
     key = _esc(_unit_key(unit))
     channel = _esc(_unit_channel(unit))
+    named = unit.get("class")  # a class logit's class name (gallery --layers logit): shown after the number
+    if isinstance(named, str) and named:
+        channel = f"{channel} {_esc(named)}"
     dead = never_on(unit)  # dimmed, with a "0" badge and a title that says why
-    title = f"{key} {DEAD_TITLE}" if dead else key
+    label = f"{_unit_key(unit)} ({named})" if isinstance(named, str) and named else _unit_key(unit)
+    title = f"{label} {DEAD_TITLE}" if dead else label
     attrs = f'id="u{i}" data-idx="{i}" data-key="{key}" title="{_esc(title)}"'
     badge = '<span class="badge" aria-hidden="true">0</span>' if dead else ""
     file = unit.get("file")
@@ -202,6 +206,6 @@ def _tile(i: int, unit: Mapping[str, Any]) -> str:
     src = _esc(url_path(file))
     files = unit.get("files")
     more = f" ×{len(files)}" if isinstance(files, list) and len(files) > 1 else ""  # --diversity: the viewer has all
-    alt = f"{key} (ended at activation 0)" if dead else key
+    alt = f"{label} (ended at activation 0)" if dead else label
     return (f'<a class="unit{" dead" if dead else ""}" href="{src}" {attrs}><img src="{src}" loading="lazy" '
             f'decoding="async" alt="{_esc(alt)}">{badge}<span class="ch">{channel}{more}</span></a>')

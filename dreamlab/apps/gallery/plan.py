@@ -13,9 +13,9 @@ from PIL import Image
 
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.errors import DreamlabError, first_line, unknown
-from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel
+from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, layers_hint
 from dreamlab.models.summary import layer_table
-from dreamlab.optvis.capture import reused_module, unused_module
+from dreamlab.optvis.capture import OUTPUT, reused_module, unused_module
 from dreamlab.optvis.settings import PRECISIONS
 from dreamlab.optvis.units import format_units
 
@@ -91,6 +91,15 @@ class Plan:
     done: set[tuple[str, int]] = field(default_factory=set)  # units finished before the run
     layer_steps: dict[str, int] = field(default_factory=dict)  # each layer's steps: --steps, or its recipe's
     output_layer: str | None = None  # the gallery layer whose output is the model's (what `logit:N` reads)
+    class_names: tuple[str, ...] | None = None  # the model's class names, one per channel of output_layer
+
+    def class_of(self, layer: str, ch: int) -> dict[str, str]:
+        """{"class": NAME} for a unit of the output layer of a model that names its classes, where the name says
+        more than the number (lenet-digits' '3' does not, as render's file names); else {}."""
+        if layer != self.output_layer or not self.class_names or not 0 <= ch < len(self.class_names):
+            return {}
+        name = str(self.class_names[ch])
+        return {} if name == str(ch) else {"class": name}
 
     def new_units(self) -> list[str]:
         """The units this run renders (by every rank): the unfinished units of its batches."""
@@ -112,15 +121,15 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     if not wanted:
         raise DreamlabError(f"recipe {recipe.name!r} names no default layer; give --layers (`dreamlab layers "
                             f"{recipe.name}` lists them)")
-    if "logit" in wanted and "logit" not in counts:
-        wanted = _logit_as_layer(loaded, wanted, order, size, log)
+    if OUTPUT in wanted and OUTPUT not in counts:
+        wanted = _logit_as_layer(loaded, wanted, order, counts, size, log)
     for layer in wanted:
         if calls.get(layer, 0) > 1:
             raise reused_module(layer)
         if calls.get(layer) == 0:
             raise unused_module(layer)
-        if layer not in counts:
-            raise unknown("layer", layer, order, hint=f"`dreamlab layers {recipe.name}` lists them")
+        if layer not in counts:  # logit is a layer here too, as in render's objectives
+            raise unknown("layer", layer, [*order, OUTPUT], hint=layers_hint(loaded.model, recipe.name))
     if channels is not None:
         _check_channels(wanted, counts, channels, log)  # fail before touching the folder
 
@@ -134,6 +143,8 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
         if removed:
             log(f"{folder.out}: --overwrite removed {removed} units of an earlier run")
     records = folder.read_records()
+    if OUTPUT not in counts and any(layer == OUTPUT for layer, _ in records):  # a resume that does not ask for it
+        _add_output_as_logit(loaded, order, counts, size)
     layer_steps = {layer: int(steps if steps is not None else recipe.for_layers([layer]).steps)
                    for layer in set(wanted) | {layer for layer, _ in records}}
     _check_scheme(records.values(), folder.out)
@@ -153,8 +164,11 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     folder.check_paths([(b.layer, c) for b in todo for c in b.channels if (b.layer, c) not in done], diversity)
     shown = set(wanted) | {layer for layer, _ in records}
     gallery_layers = [(name, counts[name]) for name in order if name in shown and name in counts]
-    output = _output_layer(loaded, [name for name, _ in gallery_layers], size)
-    return Plan(settings, gallery_layers, batches, todo, done, layer_steps, output)
+    output = OUTPUT if OUTPUT in shown and OUTPUT in counts else \
+        _output_layer(loaded, [name for name, _ in gallery_layers], size)
+    classes = loaded.categories if output is not None and loaded.categories is not None \
+        and len(loaded.categories) == counts[output] else None
+    return Plan(settings, gallery_layers, batches, todo, done, layer_steps, output, classes)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -172,6 +186,12 @@ def compile_label(compile: bool | str) -> str:
 def _output_layer(loaded: LoadedModel, layers: Sequence[str], size: int) -> str | None:
     """The layer among `layers` whose output is the model's own output (the logits `logit:N` reads), found by one
     forward pass on a blank image; None when none is (or the pass fails: the page then says what to type)."""
+    return _forward(loaded, layers, size)[0]
+
+
+def _forward(loaded: LoadedModel, layers: Sequence[str], size: int) -> tuple[str | None, Any]:
+    """(the layer among `layers` whose output is the model's own, the model's output) of one forward pass on a
+    blank image; (None, None) when the pass fails."""
     modules = dict(loaded.model.named_modules())
     seen: dict[str, Any] = {}
     hooks = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: seen.setdefault(name, out))
@@ -182,26 +202,42 @@ def _output_layer(loaded: LoadedModel, layers: Sequence[str], size: int) -> str 
         with torch.no_grad():
             output = loaded.model(torch.zeros(1, loaded.recipe.channels, size, size, device=device))
     except Exception:  # noqa: BLE001  (a nicety for the page's search box, never a reason to stop the run)
-        return None
+        return None, None
     finally:
         for hook in hooks:
             hook.remove()
-    return next((name for name in layers if name in seen and seen[name] is output), None)
+    return next((name for name in layers if name in seen and seen[name] is output), None), output
 
 
-def _logit_as_layer(loaded: LoadedModel, wanted: list[str], order: Sequence[str], size: int, log: Log) -> list[str]:
+def _logit_as_layer(loaded: LoadedModel, wanted: list[str], order: list[str], counts: dict[str, int], size: int,
+                    log: Log) -> list[str]:
     """`wanted` with `logit` (the model's output, as objectives call it) replaced by the module that computes it,
-    said in a note; refused in one line when no module's output is the model's (a functional op after the last
-    module)."""
-    layer = _output_layer(loaded, order, size)
-    if layer is None:
-        raise DreamlabError(f"{loaded.recipe.name}'s output is not the output of one of its modules, so a gallery "
-                            f"cannot show `logit` as a layer; render its classes with `dreamlab render logit:0-9 "
-                            f"--model {loaded.recipe.name}` (any unit list), or give a module of `dreamlab layers "
-                            f"{loaded.recipe.name}`")
-    log(f"dreamlab: note: logit, the model's output, is layer {layer!r} of {loaded.recipe.name}; its page and files "
-        f"use that name (the page's search box takes logit:N)")
-    return list(dict.fromkeys(layer if name == "logit" else name for name in wanted))
+    said in a note. Where no module's output is the model's (a function follows the last module), `logit` stays a
+    layer of its own, with a channel per output (`counts`, `order` gain it); refused in one line when the output
+    is no tensor of channels."""
+    layer, _ = _forward(loaded, order, size)
+    if layer is not None:
+        log(f"dreamlab: note: logit, the model's output, is layer {layer!r} of {loaded.recipe.name}; its page and "
+            f"files use that name (the page's search box takes logit:N)")
+        return list(dict.fromkeys(layer if name == OUTPUT else name for name in wanted))
+    _add_output_as_logit(loaded, order, counts, size)
+    return wanted
+
+
+def _add_output_as_logit(loaded: LoadedModel, order: list[str], counts: dict[str, int], size: int) -> None:
+    """Add `logit`, the model's output, to the gallery's layers (last in `order`, its channel count in `counts`:
+    a [B, N] output has N, a [B, C, H, W] map C), or refuse in one line when it is not such a tensor."""
+    _, output = _forward(loaded, [], size)
+    if not isinstance(output, torch.Tensor) or output.dim() not in (2, 4) or output.shape[1] < 1:
+        name = loaded.recipe.name
+        shape = list(output.shape) if isinstance(output, torch.Tensor) else \
+            "none: its forward pass failed" if output is None else type(output).__name__
+        raise DreamlabError(f"{name}'s output ({shape}) is not a tensor of channels ([batch, N] logits or a "
+                            f"[batch, C, H, W] map), so a gallery cannot show `logit` as a layer; give a module of "
+                            f"`dreamlab layers {name}` in --layers, or render its output with `dreamlab render "
+                            f"logit:0 --model {name}`")
+    order.append(OUTPUT)
+    counts[OUTPUT] = int(output.shape[1])
 
 
 def _check_channels(wanted: Sequence[str], counts: dict[str, int], channels: Sequence[int], log: Log) -> None:
