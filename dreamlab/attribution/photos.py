@@ -5,6 +5,7 @@ maps go back to the photo's own size for the pictures, so an overlay lines up wi
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -37,16 +38,33 @@ class ModelInput:
         return values[..., top:top + height, left:left + width]
 
 
+# torchvision's ImageNet classifiers reduce their input 32-fold (ResNet, VGG, GoogLeNet, ConvNeXt, ...): the longer
+# side is rounded to a multiple of that, so the last maps' cells cover it exactly as they cover the shorter side
+STRIDE = 32
+
+
+def side_multiple(size: int) -> int:
+    """What the longer side is rounded to: the largest power of two up to STRIDE that divides the shorter side
+    `size` (224: 32, 28: 4, 299: 1) and is at most a seventh of it, so the rounding changes the aspect by at most
+    1/14 (for 224: 16 pixels, well inside the 3/4 to 4/3 aspect jitter torchvision's classifiers train with)."""
+    multiple = 1
+    while multiple * 2 <= STRIDE and size % (multiple * 2) == 0 and multiple * 2 <= size // 7:
+        multiple *= 2
+    return multiple
+
+
 def model_input(photo: Tensor, subj: Subject, size: int) -> ModelInput:
     """The photo as the model's input, undistorted: its shorter side at `size` and its aspect kept where the model
-    takes that size (classifiers with adaptive pooling, as torchvision's are evaluated), else the whole photo
-    fitted into a `size` square and padded with the recipe's mean colour (0 once normalized) around it."""
+    takes that size (classifiers with adaptive pooling, as torchvision's are evaluated; the longer side rounded to
+    a multiple of `side_multiple(size)`), else the whole photo fitted into a `size` square and padded with the
+    recipe's mean colour (0 once normalized) around it."""
     x = _with_channels(photo, subj.recipe.channels)
     height, width = photo.shape[-2:]
     if height == width:
         return ModelInput(_resized(x, (size, size)), (0, 0, size, size), f"{size}x{size}")
-    scale = size / min(height, width)
-    kept = (max(size, round(height * scale)), max(size, round(width * scale)))
+    multiple = side_multiple(size)
+    longer = max(size, multiple * math.floor(max(height, width) * size / min(height, width) / multiple + 0.5))
+    kept = (size, longer) if height < width else (longer, size)
     if max(kept) <= MAX_INPUT_SIZE and _takes(subj, kept):
         return ModelInput(_resized(x, kept), (0, 0, *kept), f"{kept[0]}x{kept[1]}, aspect kept")
     scale = size / max(height, width)

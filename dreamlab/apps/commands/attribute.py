@@ -11,8 +11,9 @@ from dreamlab.apps.commands.cam import add_subject_arguments, check_outputs, loa
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("Per-pixel attributions of a target: FILE.png shows the heat map over the photo and the signed map "
-               "(blue negative, red positive) side by side; FILE.npy holds the signed attributions at the model's "
-               "input size. --sanity runs the model-randomization test of Adebayo et al. (2018) instead.")
+               "(blue negative, red positive) side by side; FILE.npy holds the signed attributions over the model's "
+               "input (the photo with its aspect kept, or padded to a square: dreamlab:photo_region says where the "
+               "photo lies in it). --sanity runs the model-randomization test of Adebayo et al. (2018) instead.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

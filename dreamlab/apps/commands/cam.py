@@ -24,7 +24,9 @@ def add_subject_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
                         "a torchvision weights name, or PATH to a state-dict file")
-    p.add_argument("--size", type=positive_int, help="the model's input size (default: the recipe's)")
+    p.add_argument("--size", type=positive_int,
+                   help="the model's input size: the photo's shorter side, its aspect kept where the model takes "
+                        "any size, else the side of the padded square (default: the recipe's)")
     add_device_argument(p)
     p.add_argument("-o", "--out", type=output_path,
                    help="output PNG (default: MODEL_TARGET_METHOD.png, with --layer MODEL_TARGET_LAYER_METHOD.png); "
