@@ -50,7 +50,7 @@ def test_a_gallery_notes_it_once_and_records_it(tmp_path, capsys):
         assert img.text["dreamlab:model_size"] == "224"
 
 
-@pytest.mark.parametrize("given", [{"size": 16}, {"transforms": "standard"}, {"model_size": 16}])
+@pytest.mark.parametrize("given", [{"size": 24}, {"transforms": "standard"}, {"model_size": 16}])
 def test_a_choice_the_caller_made_is_kept(given):
     if "model_size" in given:  # model_size was the way out: it works and needs no note
         with warnings.catch_warnings():
@@ -68,3 +68,10 @@ def test_a_neuron_that_resizing_would_move_is_refused_with_the_way_out():
                                             r"would move: use transforms that keep the size"):
         dreamlab.render(fixed_size_net(), "1:2@3,4", recipe=RECIPE, steps=1)
     dreamlab.render(fixed_size_net(), "1:2@3,4", recipe=RECIPE, steps=1, transforms="small")  # the way out works
+
+
+@pytest.mark.parametrize("size", [16, (16, 16)])
+def test_the_recipes_own_size_given_is_no_choice_against_it(size):
+    with pytest.warns(UserWarning, match=r"^fixed16 takes 16x16 inputs only"):
+        result = dreamlab.render(fixed_size_net(), "logit:1", recipe=RECIPE, steps=1, size=size)
+    assert result.provenance["dreamlab:model_size"] == "16"

@@ -217,16 +217,18 @@ def _fitted_renderer(make: Callable[[RenderSettings], _Renderer], settings: Rend
                      requested: RenderSettings) -> tuple[_Renderer, RenderSettings]:
     """A renderer whose first forward has passed (`check_units`). For a fixed-size model whose input the
     transforms' padding grows, and where the size, model_size and transforms all come from the recipe, the model
-    is shown the images resized to its own size (model_size), with a DreamlabNote: what `model_size` is for. A choice the
+    is shown the images resized to its own size (model_size), with a DreamlabNote: what `model_size` is for (a
+    size given as the recipe's own counts as left to it). A choice the
     caller made is kept, and gets the error that names both ways out."""
     renderer = make(settings)
     try:
         renderer.check_units()
         return renderer, settings
     except _TransformsOutgrowModel as exc:
-        if (requested.size, requested.model_size, requested.transforms) != (None, None, None):
+        side = renderer.recipe.input_size  # a size given as the recipe's own is no choice against it
+        if requested.model_size is not None or requested.transforms is not None or \
+                requested.size not in (None, side, (side, side)):
             raise DreamlabError(str(exc)) from None
-    side = renderer.recipe.input_size
     fitted = dataclasses.replace(settings, model_size=(side, side))
     renderer = make(fitted)
     try:
