@@ -70,10 +70,13 @@ class RenderResult:
     # batches differ; provenance['dreamlab:steps'] and `history` hold the fewest)
     steps: list[int] = field(default_factory=list)
     planned_steps: int = 0
-    # image i's class name where its unit is a class logit of a model with class names (else None)
-    class_names: list[str | None] = field(default_factory=list)
-    # the model's class names (None: it has none), for `dreamlab:classes` of a grid or an expression of logits
+    # the model's class names (None: it has none), for `dreamlab:class(es)` of class logits
     categories: Sequence[str] | None = field(default=None, repr=False)
+
+    @property
+    def class_names(self) -> list[str | None]:
+        """Each image's class name where its unit is a class logit of a model with class names (else None)."""
+        return [logit_class(label, self.categories) for label in self.labels]
 
     def unit_text(self, i: int) -> dict[str, str]:
         """The PNG text of image i on top of `provenance`: its unit, its place in the unit list, its score, its
@@ -107,9 +110,8 @@ class RenderResult:
                 **self._class_text(i), "dreamlab:step": str(step)}
 
     def _class_text(self, i: int) -> dict[str, str]:
-        if i < len(self.class_names) and self.class_names[i]:
-            return {"dreamlab:class": str(self.class_names[i])}
-        return classes_text([self.labels[i]], self.categories)
+        name = logit_class(self.labels[i], self.categories)
+        return {"dreamlab:class": name} if name else classes_text([self.labels[i]], self.categories)
 
     def save(self, path: str | Path, index: int | None = None, step: int | None = None) -> Path:
         """Write one PNG with the render's provenance, as `dreamlab render` does, and return its path: image
@@ -751,7 +753,6 @@ def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: in
         interrupted=stopped or any(p.interrupted for p in parts),
         grad_norms=torch.cat([p.grad_norms[:steps_run] for p in parts], dim=1),
         unit_indices=[u // copies for u in todo[:done]],
-        class_names=[logit_class(obj.labels[u], categories) for u in todo[:done]],
         categories=categories,
         steps=[p.steps for p in parts for _ in range(p.images.shape[0])],
         planned_steps=planned,

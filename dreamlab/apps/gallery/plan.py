@@ -96,10 +96,10 @@ class Plan:
     def class_of(self, layer: str, ch: int) -> dict[str, str]:
         """{"class": NAME} for a unit of the output layer of a model that names its classes, where the name says
         more than the number (lenet-digits' '3' does not, as render's file names); else {}."""
-        if layer != self.output_layer or not self.class_names or not 0 <= ch < len(self.class_names):
-            return {}
-        name = str(self.class_names[ch])
-        return {} if name == str(ch) else {"class": name}
+        from dreamlab.optvis.engine import logit_class
+
+        name = logit_class(f"logit:{ch}", self.class_names) if layer == self.output_layer else None
+        return {"class": name} if name else {}
 
     def new_units(self) -> list[str]:
         """The units this run renders (by every rank): the unfinished units of its batches."""
