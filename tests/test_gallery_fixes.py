@@ -62,3 +62,19 @@ def test_a_gallery_strip_of_a_unit_no_photo_turns_on_says_so(tmp_path):
         assert strip.text["dreamlab:never_on"] == "1" and strip.text["dreamlab:examples"] == ""
         pixels = np.asarray(strip.convert("RGB"))
         assert (pixels == round(NEVER_ON_FILL * 255)).all(-1).mean() > 0.5  # the grey tile, not a white one
+
+
+def test_logit_as_its_module_takes_the_recipes_logit_table_as_render_does(tmp_path):
+    from PIL import Image
+
+    from dreamlab.models.loading import load_model
+    from test_recipe_layers import recipe_file
+
+    loaded = load_model(recipe_file(tmp_path, '[layers."logit"]\nsteps = 3\nlr = 0.1\n'))
+    result = build_gallery(loaded, tmp_path / "g", layers=["logit"], channels=[4], device="cpu")
+    unit = result.manifest["units"][0]
+    assert (unit["unit"], result.manifest["layers"][0]["steps"]) == ("fc2:4", 3)
+    text = Image.open(tmp_path / "g" / unit["file"]).text
+    assert (text["dreamlab:steps"], text["dreamlab:lr"]) == ("3", "0.1")  # as `render logit:4` would
+    other = build_gallery(loaded, tmp_path / "h", layers=["conv2"], channels=[0], device="cpu")
+    assert Image.open(tmp_path / "h" / other.manifest["units"][0]["file"]).text["dreamlab:lr"] == "0.02"

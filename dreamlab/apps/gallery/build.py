@@ -218,7 +218,8 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
     result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=steps, size=size,
                     seed=s.seed, device=device, progress=progress, compile=compile, thresholds=thresholds,
                     precision=s.precision,
-                    on_snapshot=on_snapshot, keep_snapshots=False, **extra)
+                    on_snapshot=on_snapshot, keep_snapshots=False, **plan.layer_overrides.get(batch.layer, {}),
+                    **extra)
     if tensorboard is not None:
         tensorboard.write_result(result)
     if result.interrupted:  # the images are part-way: keep none of them

@@ -14,6 +14,7 @@ from PIL import Image
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, layers_hint
+from dreamlab.models.recipe import LAYER_KEYS, Recipe
 from dreamlab.models.summary import layer_table
 from dreamlab.optvis.capture import OUTPUT, reused_module, unused_module
 from dreamlab.optvis.settings import PRECISIONS
@@ -92,6 +93,7 @@ class Plan:
     layer_steps: dict[str, int] = field(default_factory=dict)  # each layer's steps: --steps, or its recipe's
     output_layer: str | None = None  # the gallery layer whose output is the model's (what `logit:N` reads)
     class_names: tuple[str, ...] | None = None  # the model's class names, one per channel of output_layer
+    layer_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # render settings beyond the layer's
 
     def class_of(self, layer: str, ch: int) -> dict[str, str]:
         """{"class": NAME} for a unit of the output layer of a model that names its classes, where the name says
@@ -145,8 +147,15 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     records = folder.read_records()
     if OUTPUT not in counts and any(layer == OUTPUT for layer, _ in records):  # a resume that does not ask for it
         _add_output_as_logit(loaded, order, counts, size)
-    layer_steps = {layer: int(steps if steps is not None else recipe.for_layers([layer]).steps)
-                   for layer in set(wanted) | {layer for layer, _ in records}}
+    shown = set(wanted) | {layer for layer, _ in records}
+    gallery_layers = [(name, counts[name]) for name in order if name in shown and name in counts]
+    output = OUTPUT if OUTPUT in shown and OUTPUT in counts else \
+        _output_layer(loaded, [name for name, _ in gallery_layers], size)
+    layer_recipes = {layer: _layer_recipe(recipe, layer, output) for layer in shown}
+    layer_steps = {layer: int(steps if steps is not None else layer_recipe.steps)
+                   for layer, layer_recipe in layer_recipes.items()}
+    layer_overrides = {layer: _logit_settings(recipe, layer, layer_recipe)
+                       for layer, layer_recipe in layer_recipes.items()}
     _check_scheme(records.values(), folder.out)
     _check_settings(records.values(), loaded, layer_steps, size, seed, diversity, diversity_weight, folder.out)
     _check_precision(records.values(), precision, folder.out)
@@ -162,13 +171,24 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     done = set(records)
     todo = [b for b in batches if any((b.layer, c) not in done for c in b.channels)]
     folder.check_paths([(b.layer, c) for b in todo for c in b.channels if (b.layer, c) not in done], diversity)
-    shown = set(wanted) | {layer for layer, _ in records}
-    gallery_layers = [(name, counts[name]) for name in order if name in shown and name in counts]
-    output = OUTPUT if OUTPUT in shown and OUTPUT in counts else \
-        _output_layer(loaded, [name for name, _ in gallery_layers], size)
     classes = loaded.categories if output is not None and loaded.categories is not None \
         and len(loaded.categories) == counts[output] else None
-    return Plan(settings, gallery_layers, batches, todo, done, layer_steps, output, classes)
+    return Plan(settings, gallery_layers, batches, todo, done, layer_steps, output, classes,
+                {layer: found for layer, found in layer_overrides.items() if found})
+
+
+def _layer_recipe(recipe: Recipe, layer: str, output: str | None) -> Recipe:
+    """The recipe `layer`'s units render with. The module whose output is the model's also takes the
+    [layers."logit"] settings, as `render logit:N` would (where its own table sets a key too, the table written
+    later in the recipe wins, as for any objective that reads two layers)."""
+    return recipe.for_layers([OUTPUT, layer] if layer == output else [layer])
+
+
+def _logit_settings(recipe: Recipe, layer: str, layer_recipe: Recipe) -> dict[str, Any]:
+    """The render settings (steps aside) that `layer_recipe` has beyond what render gives `layer` by itself."""
+    own = recipe.for_layers([layer])
+    return {key: getattr(layer_recipe, key) for key in LAYER_KEYS
+            if key != "steps" and getattr(layer_recipe, key) != getattr(own, key)}
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
