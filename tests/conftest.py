@@ -74,3 +74,11 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("china", "flower"):
         save_png(sample_photo(name, "test"), folder / f"{name}.png")
     return folder
+
+
+@pytest.fixture
+def named_recipe(tmp_path: Path) -> Path:
+    """A recipe file of lenet-digits whose classes are named "zero" to "nine"."""
+    from models_fixtures import named_digits_recipe
+
+    return named_digits_recipe(tmp_path / "named.toml")

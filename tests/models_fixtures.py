@@ -67,3 +67,14 @@ class SmallNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.conv2(self.relu1(self.conv1(x))))
         return self.fc(self.pool(x).flatten(1))
+
+
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def named_digits_recipe(path):
+    """Write a recipe of lenet-digits whose classes have names (DIGIT_NAMES) to `path`, and return it."""
+    path.write_text('name = "named-digits"\nbuilder = "zoo:lenet_digits"\ninput_size = 28\nchannels = 1\n'
+                    'mean = [0.0]\nstd = [1.0]\ntransforms = "small"\ncategories = [' +
+                    ", ".join(f'"{n}"' for n in DIGIT_NAMES) + "]\n")
+    return path

@@ -8,16 +8,7 @@ import dreamlab
 from dreamlab.apps.cli import main
 from dreamlab.optvis.engine import logit_class
 
-NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-@pytest.fixture
-def named_recipe(tmp_path):
-    path = tmp_path / "named.toml"
-    path.write_text('name = "named-digits"\nbuilder = "zoo:lenet_digits"\ninput_size = 28\nchannels = 1\n'
-                    'mean = [0.0]\nstd = [1.0]\ntransforms = "small"\ncategories = [' +
-                    ", ".join(f'"{n}"' for n in NAMES) + "]\n")
-    return path
+from models_fixtures import DIGIT_NAMES as NAMES
 
 
 @pytest.mark.parametrize("label, categories, name", [

@@ -18,7 +18,7 @@ from dreamlab.errors import DreamlabError
 from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.models.recipe import Recipe
 
-from test_logit_class import NAMES, named_recipe  # noqa: F401 (lenet-digits with class names: a fixture)
+from models_fixtures import DIGIT_NAMES as NAMES
 
 
 def one_error_line(capsys) -> str:
