@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import tempfile
+import unicodedata
 import warnings
 from collections.abc import Mapping, Sequence
 from io import BytesIO
@@ -172,7 +173,13 @@ def grid(images: Tensor, columns: int | None = None, padding: int = 2, fill: flo
 
 def safe_name(text: str, limit: int = 96) -> str:
     """A file-name-safe version of a label: 'inception4c:97' -> 'inception4c_97'."""
-    return _shorten(re.sub(r"[^A-Za-z0-9.+-]+", "_", text.replace("@", "_at_")).strip("._"), text, limit)
+    name = re.sub(r"[^A-Za-z0-9.+-]+", "_", ascii_letters(text).replace("@", "_at_"))
+    return _shorten(name.strip("._"), text, limit)
+
+
+def ascii_letters(text: str) -> str:
+    """`text` with accented letters as their base letters ('café' -> 'cafe'); other non-ASCII characters go."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
 
 
 def _shorten(name: str, text: str, limit: int) -> str:
@@ -198,7 +205,7 @@ def label_name(label: str, limit: int = 96) -> str:
     """
     copy = _COPY.fullmatch(label)
     text = f"{copy[1]} div{copy[2]}" if copy else label
-    text = re.sub(r"[*/^@]", lambda m: _LABEL_MARKS[m[0]], text)
+    text = re.sub(r"[*/^@]", lambda m: _LABEL_MARKS[m[0]], ascii_letters(text))
     return _shorten(re.sub(r"[^A-Za-z0-9.+()-]+", "_", text).strip("._"), label, limit)
 
 

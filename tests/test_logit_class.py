@@ -36,3 +36,15 @@ def test_the_python_result_knows_the_class_names(named_recipe, tmp_path):
         assert img.text["dreamlab:class"] == "four"
     plain = dreamlab.render("lenet-digits", "logit:3", steps=1)
     assert plain.class_names == [None] and "dreamlab:class" not in plain.unit_text(0)
+
+
+def test_an_accented_class_name_keeps_its_letters_in_the_file_name(tmp_path, capsys):
+    recipe = tmp_path / "accents.toml"
+    recipe.write_text('name = "accents"\nbuilder = "zoo:lenet_digits"\ninput_size = 28\nchannels = 1\n'
+                      'mean = [0.0]\nstd = [1.0]\ntransforms = "small"\ncategories = ['
+                      + ", ".join(f'"{n}"' for n in [*NAMES[:3], "crème brûlée", *NAMES[4:]]) + "]\n")
+    assert main(["render", "logit:3", "--model", str(recipe), "--steps", "1", "--out", str(tmp_path) + "/"]) == 0
+    path = tmp_path / "accents_logit_3_creme_brulee.png"
+    assert capsys.readouterr().out.splitlines() == [str(path)]
+    with Image.open(path) as img:
+        assert img.text["dreamlab:class"] == "crème brûlée"  # the PNG keeps the name as the weights spell it

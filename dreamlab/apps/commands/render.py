@@ -188,11 +188,12 @@ def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path]
 def _with_class(label: str, categories: Sequence[str] | None) -> str:
     """A unit's label with the class name after each class logit's number, for its file name ('logit:281 tabby',
     'logit:281 tabby - logit:282 tiger cat'): names that say more than the number (lenet-digits' '3' does not)."""
+    from dreamlab.io import ascii_letters
     from dreamlab.optvis.engine import LOGIT_IN_LABEL, logit_class
 
     def named(m: re.Match) -> str:
         # safe characters only: a '/' or '*' in a class name is no operator ('a_over_b' would say it is)
-        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", logit_class(m[0], categories) or "").strip("._")
+        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", ascii_letters(logit_class(m[0], categories) or "")).strip("._")
         return f"{m[0]} {name}" if name else m[0]
 
     return LOGIT_IN_LABEL.sub(named, label)
