@@ -5,7 +5,10 @@ Every message is one line: what was wrong, what is valid, what to try. The CLI p
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 
 class DreamlabError(Exception):
@@ -26,6 +29,10 @@ class UnknownNameError(DreamlabError, KeyError):
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return str(self.args[0])
+
+
+class UnknownKeywordError(UnknownNameError, TypeError):
+    """A keyword argument a function or settings class does not take (a TypeError, as Python's own would be)."""
 
 
 class WeightsError(DreamlabError):
@@ -69,3 +76,65 @@ def check_range(name: str, value: float, low: float, high: float, unit: str = ""
     if not low <= value <= high:
         unit = f" {unit}" if unit else ""
         raise DreamlabError(f"{name} {value} is out of range; valid: {low:g} to {high:g}{unit}{hint}")
+
+
+# Other tools' names for dreamlab's settings (lucid, lucent, torch-dreams, DeepDream scripts), as Python keywords;
+# the command line's --flag forms are made from these (apps/args.py).
+OTHER_TOOLS_NAMES = {
+    "iterations": "steps", "iters": "steps", "iter": "steps", "n_iter": "steps", "n_iters": "steps",
+    "num_iters": "steps", "n_iterations": "steps", "max_iter": "steps", "max_iters": "steps", "max_steps": "steps",
+    "n_steps": "steps", "num_steps": "steps", "num_iterations": "steps", "epochs": "steps", "learning_rate": "lr",
+    "image_size": "size", "img_size": "size", "resolution": "size", "output": "out", "layer_name": "layer",
+    "n_octaves": "octaves", "num_octaves": "octaves"}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def unknown_keyword(owner: str, name: str, valid: Iterable[str]) -> UnknownKeywordError:
+    """The error for a keyword `owner` (a function or class name) does not take: another tool's name for one of
+    ours gets ours, a typo its close matches, a short list of keywords is given in full."""
+    valid = list(valid)
+    message = f"{owner} takes no keyword {name!r}"
+    ours = OTHER_TOOLS_NAMES.get(name)
+    if ours in valid:
+        return UnknownKeywordError(f"{message}; use {ours}= (dreamlab's name for {name})")
+    matches = close_matches(name, valid)
+    if matches:
+        message += f"; close matches: {', '.join(matches)}"
+    if len(valid) <= 12 and set(matches) != set(valid):
+        message += f"; valid: {', '.join(valid)}"
+    return UnknownKeywordError(message)
+
+
+def checked_keywords(func: F) -> F:
+    """Wrap `func` (a function, or a class: its constructor) so that a keyword it does not take is refused naming
+    the close ones (Python's own TypeError names only the wrong word).
+
+    >>> @checked_keywords
+    ... def shade(image, *, steps=1): ...
+    >>> try:
+    ...     shade(0, stepz=2)
+    ... except TypeError as error:  # an UnknownKeywordError: a DreamlabError and a TypeError
+    ...     print(error)
+    shade() takes no keyword 'stepz'; close matches: steps; valid: image, steps
+    """
+    if isinstance(func, type):
+        func.__init__ = _checked(func.__init__, f"{func.__name__}()")  # type: ignore[misc]
+        return func
+    return _checked(func, f"{func.__name__}()")
+
+
+def _checked(func: F, owner: str) -> F:
+    params = inspect.signature(func).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return func  # it takes any keyword and checks its own
+    valid = [name for name, p in params.items() if p.kind != p.VAR_POSITIONAL and name != "self"]
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for name in kwargs:
+            if name not in params:
+                raise unknown_keyword(owner, name, valid)
+        return func(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dreamlab.errors import OTHER_TOOLS_NAMES
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -45,15 +47,10 @@ def _is_number(text: str) -> bool:
 
 
 # what other feature-visualization and training tools call some of our flags (lucent, torch-dreams, DeepDream
-# scripts): no spelling is close enough for difflib to find. Looked up with '_' read as '-' (--num_steps), and a
-# typo of one (--iteratoins) is matched too.
-ALIASES = {"--iterations": "--steps", "--iters": "--steps", "--iter": "--steps", "--n-iter": "--steps",
-           "--n-iters": "--steps", "--num-iters": "--steps", "--n-iterations": "--steps", "--max-iter": "--steps",
-           "--max-iters": "--steps", "--max-steps": "--steps", "--n-steps": "--steps", "--num-steps": "--steps",
-           "--num-iterations": "--steps", "--epochs": "--steps", "--learning-rate": "--lr",
-           "--image-size": "--size", "--img-size": "--size", "--resolution": "--size", "--output": "--out",
-           "--layer-name": "--layer", "--n-octaves": "--octaves",
-           "--num-octaves": "--octaves", "--cuda": "--device cuda", "--gpu": "--device cuda"}
+# scripts; errors.OTHER_TOOLS_NAMES as flags): no spelling is close enough for difflib to find. Looked up with '_'
+# read as '-' (--num_steps), and a typo of one (--iteratoins) is matched too.
+ALIASES = {f"--{name.replace('_', '-')}": f"--{ours}" for name, ours in OTHER_TOOLS_NAMES.items()} | {
+    "--cuda": "--device cuda", "--gpu": "--device cuda"}
 
 
 def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:

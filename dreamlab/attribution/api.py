@@ -19,7 +19,7 @@ from dreamlab.io import check_image
 from dreamlab.attribution.photos import predicted_classes
 from dreamlab.attribution.target import (ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target,
                                          sized_forward, subject)
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, checked_keywords, unknown
 from dreamlab.models.loading import module_names
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.objectives import Objective, logit
@@ -96,6 +96,7 @@ def refuse_unread(method: str, given: dict[str, object]) -> None:
                             f"only (the others draw no noise), not {asked}; leave it out")
 
 
+@checked_keywords
 def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str | None = None, *,
             method: str = "gradcam", recipe: Recipe | str | None = None,
             weights: str | Path | None = "default") -> Tensor:
@@ -119,6 +120,7 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
                                                 method), image)
 
 
+@checked_keywords
 def attribute(model: ModelLike, image: Tensor, target: Target = None, method: str = "saliency", *,
               recipe: Recipe | str | None = None, weights: str | Path | None = "default",
               baseline: str | Tensor | None = None, steps: int | None = None, samples: int | None = None,

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.attribution.photos import is_sample_photo
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, checked_keywords
 from dreamlab.inspect.features import normalize, shorter_side_to, to_channels
 from dreamlab.inspect.receptive import Field, receptive_field
 from dreamlab.inspect.source import check_layer, forward_error, image_record, model_and_recipe, provenance
@@ -114,6 +114,7 @@ def _folder_images(folder: Path) -> list[Path]:
     return files
 
 
+@checked_keywords
 def examples(model: nn.Module | str | Path, layer: str, units: int | str | Sequence[int | str],
              images: str | Path | Sequence[str | Path | Tensor], *, top: int = 8, size: int | None = None,
              recipe: object = None, weights: str | Path | None = "default", out: str | Path | None = None) -> Examples:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, checked_keywords
 from dreamlab.io import centre_crop, cover, read_photo
 from dreamlab.inspect.source import check_layer, forward_error, image_record, model_and_recipe, provenance
 from dreamlab.models.prepare import FORWARD_ERRORS
@@ -92,6 +92,7 @@ def activations(model: nn.Module, layer: str, x: Tensor) -> Tensor:
     return act
 
 
+@checked_keywords
 def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Path, *, top: int | None = None,
              out: str | Path | None = None, recipe: object = None, weights: str | Path | None = "default",
              padding: int = 2) -> FeatureMaps:

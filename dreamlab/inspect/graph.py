@@ -31,7 +31,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from dreamlab.attribution.inputs import check_whole
-from dreamlab.errors import DreamlabError, first_line, unknown
+from dreamlab.errors import DreamlabError, checked_keywords, first_line, unknown
 from dreamlab.inspect.source import model_and_recipe
 from dreamlab.models.copies import cpu_copy, weightless_copy
 from dreamlab.models.prepare import size_rejection
@@ -527,6 +527,7 @@ def model_graph(model: nn.Module | str | Path, *, depth: int = 2, size: int | tu
     return replace(drawn, weights=described)
 
 
+@checked_keywords
 def graph(model: nn.Module | str | Path, *, rankdir: str = "TB", depth: int = 2,
           size: int | tuple[int, int] | None = None, out: str | Path | None = None, recipe: object = None,
           weights: str | Path | None = "none") -> str:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
-from dreamlab.errors import DreamlabError, close_matches
+from dreamlab.errors import DreamlabError, checked_keywords, close_matches
 from dreamlab.inspect.source import check_layer, model_and_recipe, provenance
 from dreamlab.inspect.tiles import TileGrid, normalize_each, normalize_shared, upscale
 from dreamlab.io import MAX_IMAGE_PIXELS
@@ -113,6 +113,7 @@ def _check_scale(scale: int, n: int, columns: int, kernel: tuple[int, int], padd
                         f"to {largest} (the grid must stay within {MAX_IMAGE_PIXELS // 2 ** 20} Mpixels)")
 
 
+@checked_keywords
 def kernels(model: nn.Module | str | Path, layer: str, *, shared_scale: bool = False, sum_inputs: bool = False,
             limit: int = 64, scale: int | None = None, padding: int = 2, out: str | Path | None = None,
             recipe: object = None, weights: str | Path | None = "default") -> TileGrid:

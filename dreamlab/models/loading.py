@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dreamlab.errors import DreamlabError, WeightsError, unknown
+from dreamlab.errors import DreamlabError, WeightsError, checked_keywords, unknown
 from dreamlab.models.recipe import Recipe, load_recipe
 
 # What `dreamlab layers` is given to list a loaded model's layers (its recipe name, or the recipe file it came
@@ -297,6 +297,7 @@ def _call_builder(recipe: Recipe, weights: Any, extra: dict[str, Any], allow_cod
                             f"{sorted(kwargs)} ({exc}); check builder_kwargs") from None
 
 
+@checked_keywords
 def load_model(name: str | Path | Recipe, weights: str | Path | None = "default", *,
                allow_code: bool = False) -> LoadedModel:
     """A model by recipe name, recipe file or torchvision name, in eval mode with frozen parameters."""

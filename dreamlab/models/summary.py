@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from dreamlab.errors import DreamlabError, check_range, first_line
+from dreamlab.errors import DreamlabError, check_range, checked_keywords, first_line
 from dreamlab.models.layout import FORWARD_ERRORS, PROBE_GROWTH, cpu_probe_copy, is_channels_last, meta_copy
 from dreamlab.optvis.capture import OUTPUT
 
@@ -274,6 +274,7 @@ def _row_keys(names: list[str], first: dict[str, int]) -> dict[str, tuple[int, i
     return keys
 
 
+@checked_keywords
 def layer_table(model: nn.Module | str | Path | LoadedModel, input_size: Size | None = None,
                 channels: int | None = None, recipe_size: int | None = None, *, recipe: object = None,
                 weights: str | Path | None = "none") -> list[LayerRow]:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.devices import resolve_device
-from dreamlab.errors import DreamlabError, first_line, unknown
+from dreamlab.errors import DreamlabError, checked_keywords, first_line, unknown
 from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, save_png, to_pil
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
@@ -319,6 +319,7 @@ def _quantized(image: Tensor) -> Tensor:
     return (image * 255).round() / 255
 
 
+@checked_keywords
 def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, objective: Objective | str | None = None, *,
           recipe: Recipe | str | None = None, weights: str | Path | None = "default", octaves: int = 4,
           octave_scale: float = 1.4, steps: int = 10, lr: float = LR, jitter: int = 32,

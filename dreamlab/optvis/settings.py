@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab import __version__
-from dreamlab.errors import DreamlabError, check_range, unknown
+from dreamlab.errors import (OTHER_TOOLS_NAMES, DreamlabError, check_range, checked_keywords, unknown,
+                             unknown_keyword)
 from dreamlab.io import centre_crop, check_image, cover, match_channels
 from dreamlab.models.loading import WEIGHTS_SEED
 from dreamlab.models.recipe import MAX_FOURIER_DECAY, MAX_LR, Recipe
@@ -41,6 +42,7 @@ MIN_SIZE = 8  # pixels a side of a rendered image
 MAX_DIVERSITY = 64  # images per unit: they are optimized in one batch
 
 
+@checked_keywords
 @dataclass(frozen=True)
 class RenderSettings:
     """Everything that decides the pixels. A field left at None takes the recipe's value (its `layers` table's for
@@ -105,6 +107,8 @@ def with_overrides(settings: RenderSettings | None, overrides: Mapping[str, Any]
     if settings is not None and not isinstance(settings, RenderSettings):
         raise DreamlabError(f"settings must be a RenderSettings, got {type(settings).__name__}")
     for name in overrides:
+        if name not in SETTING_NAMES and name in OTHER_TOOLS_NAMES:
+            raise unknown_keyword("render()", name, SETTING_NAMES)  # iterations= -> steps=
         if name not in SETTING_NAMES:
             raise unknown("render option", name, SETTING_NAMES,
                           "param_options became typed settings: fourier_decay, start_level, init_sd, decorrelate, "

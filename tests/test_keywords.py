@@ -1,0 +1,39 @@
+"""A keyword the Python API does not take is refused in one line naming dreamlab's word for it."""
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import dreamlab
+from dreamlab.errors import DreamlabError, UnknownKeywordError
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: dreamlab.RenderSettings(stepz=3), "RenderSettings() takes no keyword 'stepz'; close matches: steps"),
+    (lambda: dreamlab.RenderSettings(iterations=3),
+     "RenderSettings() takes no keyword 'iterations'; use steps= (dreamlab's name for iterations)"),
+    (lambda: dreamlab.render("lenet-digits", "conv2:1", learning_rate=0.1),
+     "render() takes no keyword 'learning_rate'; use lr= (dreamlab's name for learning_rate)"),
+    (lambda: dreamlab.dream("lenet-digits", "china", iterations=3),
+     "dream() takes no keyword 'iterations'; use steps= (dreamlab's name for iterations)"),
+    (lambda: dreamlab.dream("lenet-digits", "china", octave=3), "dream() takes no keyword 'octave'; close matches: "
+     "octaves, objective, octave_scale"),
+    (lambda: dreamlab.gradcam("lenet-digits", None, layr="conv2"),
+     "gradcam() takes no keyword 'layr'; close matches: layer; valid: model, image, target, layer, method, recipe, "
+     "weights"),
+    (lambda: dreamlab.layer_table("lenet-digits", input_sise=28), "layer_table() takes no keyword 'input_sise'; "
+     "close matches: input_size"),
+])
+def test_an_unknown_keyword_names_ours(call, message):
+    with pytest.raises(UnknownKeywordError) as caught:
+        call()
+    assert str(caught.value).startswith(message)
+    assert isinstance(caught.value, TypeError) and isinstance(caught.value, DreamlabError)  # as Python's would be
+
+
+def test_checked_functions_keep_their_signature_and_work():
+    assert "octaves" in inspect.signature(dreamlab.dream).parameters and dreamlab.dream.__name__ == "dream"
+    assert dreamlab.RenderSettings(steps=3).steps == 3
+    table = dreamlab.layer_table("lenet-digits", input_size=28)
+    assert "conv2" in str(table)
