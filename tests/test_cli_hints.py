@@ -53,3 +53,14 @@ def test_an_alias_a_command_has_no_flag_for_is_not_suggested(capsys):
     with pytest.raises(SystemExit):
         main(["layers", "lenet-digits", "--gpu"])
     assert capsys.readouterr().err == "dreamlab: error: unrecognized arguments: --gpu (see dreamlab layers --help)\n"
+
+
+@pytest.mark.parametrize("command", ["", "render", "gallery", "dream", "cam", "layers"])
+def test_help_does_not_load_torch(command):
+    import subprocess
+    import sys
+
+    code = ("import sys; from dreamlab.apps.cli import main\ntry:\n    main([c for c in [%r, '--help'] if c])\n"
+            "except SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)" % command)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "usage: dreamlab" in done.stdout and done.stderr.strip().splitlines()[-1] == "False"

@@ -256,7 +256,7 @@ def add_device_argument(p: argparse.ArgumentParser, default_note: str = "") -> N
 
 def add_compile_argument(p: argparse.ArgumentParser, when: str) -> None:
     """--compile [MODE], shared by render, gallery and bench; `when` says when it pays off for the command."""
-    from dreamlab.optvis.settings import COMPILE_MODES  # the commands that take --compile import torch anyway
+    from dreamlab.optvis.choices import COMPILE_MODES
 
     p.add_argument("--compile", nargs="?", const="default", metavar="MODE", choices=COMPILE_MODES,
                    help=f"torch.compile each step's forward; MODE: {', '.join(COMPILE_MODES)} (reduce-overhead: "

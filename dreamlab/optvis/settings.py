@@ -27,6 +27,7 @@ from dreamlab.io import centre_crop, check_image, cover, match_channels
 from dreamlab.models.loading import WEIGHTS_SEED
 from dreamlab.models.recipe import MAX_FOURIER_DECAY, MAX_LR, Recipe
 from dreamlab.models.summary import check_input_size
+from dreamlab.optvis.choices import COMPILE_MODES, PRECISIONS
 from dreamlab.optvis.objectives import Objective
 from dreamlab.optvis.optimizers import OPTIMIZERS, OptimizerFactory
 from dreamlab.optvis.params import PARAMS, ParamSpec
@@ -36,8 +37,6 @@ from dreamlab.optvis.transforms import (
     make_transforms,
 )
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
-PRECISIONS = ("auto", "fp32", "bf16")
 MIN_SIZE = 8  # pixels a side of a rendered image
 MAX_DIVERSITY = 64  # images per unit: they are optimized in one batch
 

@@ -8,12 +8,7 @@ from pathlib import Path
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_allow_code_argument, add_compile_argument,
                                 add_device_argument, add_diversity_arguments, check_diversity_options,
                                 check_tensorboard, input_path, nonempty, output_path, positive_int, warn_never_on)
-from dreamlab.apps.gallery.build import build_gallery, check_out_folder
-from dreamlab.apps.gallery.folder import GalleryFolder
-from dreamlab.apps.gallery.page import INDEX_NAME, never_on
 from dreamlab.errors import DreamlabError
-from dreamlab.inspect.tensorboard import TensorBoardLog
-from dreamlab.io import safe_name
 from dreamlab.optvis.units import parse_units
 
 DESCRIPTION = ("Render every channel of LAYERS into OUT: one PNG per unit, contact sheets, manifest.json "
@@ -78,6 +73,13 @@ def _layer_names(text: str, model: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not above, so that `dreamlab gallery --help` does not load torch
+    from dreamlab.apps.gallery.build import build_gallery, check_out_folder
+    from dreamlab.apps.gallery.folder import GalleryFolder
+    from dreamlab.apps.gallery.page import INDEX_NAME, never_on
+    from dreamlab.inspect.tensorboard import TensorBoardLog
+    from dreamlab.io import safe_name
+
     layers = _layer_names(args.layers, args.model) if args.layers is not None else None
     out = args.out if args.out is not None else Path("gallery") / safe_name(Path(str(args.model)).stem)
     check_out_folder(out)
