@@ -115,3 +115,15 @@ def test_a_gallery_renders_each_layer_with_its_steps_and_records_them(tmp_path: 
     assert again.rendered == 0  # the records match each layer's steps: nothing to do
     with pytest.raises(DreamlabError, match="holds units made with steps=2, this run has steps=3"):
         build_gallery(str(path), tmp_path / "g", ["conv1"], channels=[0, 1], steps=3, device="cpu")
+
+
+def test_layers_lists_the_model_of_a_recipe_with_a_layer_typo_so_it_can_be_fixed(tmp_path, capsys) -> None:
+    path = recipe_file(tmp_path, '[layers."conv9"]\nsteps = 3\n')
+    assert main(["layers", "--recipe", str(path)]) == 0  # the command the error names works
+    out, err = capsys.readouterr()
+    assert "conv2" in out and "fc2" in out
+    assert err.startswith("dreamlab: note: unknown layer in recipe digits-layers's [layers.\"...\"] tables: 'conv9'; "
+                          "close matches: conv1, conv2") and err.rstrip().endswith("the table below lists the "
+                                                                                   "model's layers")
+    assert main(["render", "conv2:0", "--recipe", str(path)]) == 2  # elsewhere still an error
+    assert "`dreamlab layers --recipe " in capsys.readouterr().err

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dreamlab.errors import DreamlabError, WeightsError, checked_keywords, unknown
+from dreamlab.errors import DreamlabError, DreamlabNote, UnknownNameError, WeightsError, checked_keywords, unknown
 from dreamlab.models.recipe import Recipe, load_recipe
 
 # What `dreamlab layers` is given to list a loaded model's layers (its recipe name, or the recipe file it came
@@ -299,12 +299,21 @@ def _call_builder(recipe: Recipe, weights: Any, extra: dict[str, Any], allow_cod
 
 @checked_keywords
 def load_model(name: str | Path | Recipe, weights: str | Path | None = "default", *,
-               allow_code: bool = False) -> LoadedModel:
-    """A model by recipe name, recipe file or torchvision name, in eval mode with frozen parameters."""
+               allow_code: bool = False, recipe_layers: str = "error") -> LoadedModel:
+    """A model by recipe name, recipe file or torchvision name, in eval mode with frozen parameters.
+    `recipe_layers`: what a layer name in the recipe that the model lacks gives: "error", or "note" (a
+    DreamlabNote warning: `dreamlab layers` still lists the layers, so that the recipe can be fixed)."""
     recipe = name if isinstance(name, Recipe) else load_recipe(name)
     model, described = build_model(recipe, weights, allow_code)
     model.eval().requires_grad_(False)
-    check_recipe_layers(recipe, model, None if isinstance(name, Recipe) else str(name))
+    source = None if isinstance(name, Recipe) else str(name)
+    if recipe_layers == "note":
+        try:
+            check_recipe_layers(recipe, model, source, hint="the table below lists the model's layers")
+        except UnknownNameError as error:
+            warnings.warn(DreamlabNote(str(error)), stacklevel=2)
+    else:
+        check_recipe_layers(recipe, model, source)
     from dreamlab.models.prepare import check_channels  # prepare imports this module
 
     check_channels(model, recipe)  # else every command's first forward fails with torch's conv error
@@ -320,22 +329,23 @@ def layers_hint(model: nn.Module, fallback: str | None = None) -> str:
     return f"`dreamlab layers {listed}` lists them all"
 
 
-def check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None) -> None:
+def check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None, hint: str | None = None) -> None:
     """A [layers."NAME"] table must name a layer of the model (a typo would silently change nothing);
-    `source` is what the recipe was loaded from (a file path ends in .toml)."""
+    `source` is what the recipe was loaded from (a file path ends in .toml); `hint` ends the message (default:
+    the `dreamlab layers` command that lists the layers)."""
     from dreamlab.optvis.capture import OUTPUT
 
     names = module_names(model) + [OUTPUT]
     listing = f"--recipe {source}" if source and source.endswith(".toml") else recipe.name
+    hint = hint or f"`dreamlab layers {listing}` lists them"
     for layer in recipe.layers:
         if layer not in names:
             raise unknown(f'layer in recipe {recipe.name}\'s [layers."..."] tables:', layer, names,
-                          hint=f"`dreamlab layers {listing}` lists them")
+                          hint=hint)
     for key in ("default_layer", "cam_layer"):  # else the error comes later, naming a layer the user never typed
         layer = getattr(recipe, key)
         if layer and layer not in names[:-1]:
-            raise unknown(f"{key} of recipe {recipe.name}:", layer, names[:-1],
-                          hint=f"`dreamlab layers {listing}` lists them")
+            raise unknown(f"{key} of recipe {recipe.name}:", layer, names[:-1], hint=hint)
     if recipe.categories:
         _check_categories(recipe, model)
 

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.models.loading import load_model
     from dreamlab.models.summary import format_table, format_totals, model_totals, summarize
 
-    loaded = load_model(positional_model(args), weights=args.weights)
+    loaded = load_model(positional_model(args), weights=args.weights, recipe_layers="note")  # lists them to fix
     size = args.size or loaded.recipe.input_size
     summary = summarize(loaded.model, input_size=size, channels=loaded.recipe.channels,
                         recipe_size=loaded.recipe.input_size)
