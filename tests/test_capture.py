@@ -155,3 +155,30 @@ def test_layers_that_are_not_names_are_refused(layers, message):
         with capture(model, layers):
             pass
     assert no_hooks(model)
+
+
+class LoopedNet(nn.Module):
+    """A forward that loops over a ModuleList (as HED's taps do) and has a branch that never runs in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1)])
+        self.aux = nn.Sequential(nn.Conv2d(4, 2, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.aux(x) if self.training else x
+
+
+def test_a_container_the_forward_loops_over_names_its_modules_instead():
+    model = LoopedNet().eval()
+    with pytest.raises(DreamlabError, match=r"layer 'blocks' is never called: the model's forward runs the modules "
+                                            r"inside it one by one, .*address one of them \(blocks\.0, blocks\.1, "
+                                            r"blocks\.2;"):
+        with capture(model, ["blocks"]) as cap:
+            cap.run(torch.rand(2, 3, 8, 8))
+    with pytest.raises(DreamlabError, match=r"layer 'aux' did not run in the forward pass \(it is unused in eval "
+                                            r"mode\)"):
+        with capture(model, ["aux"]) as cap:
+            cap.run(torch.rand(2, 3, 8, 8))

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -48,10 +48,30 @@ def reused_module(name: str) -> ModuleReusedError:
         f"reused modules)")
 
 
-def unused_module(name: str) -> DreamlabError:
-    """The error for layer `name`, whose module does not run in an eval-mode forward pass."""
+def unused_module(name: str, ran_inside: Sequence[str] = ()) -> DreamlabError:
+    """The error for layer `name`, whose module does not run in an eval-mode forward pass; `ran_inside`: the
+    modules directly inside it that did run (the forward loops over it, as over a ModuleList, instead of calling it)."""
+    if ran_inside:
+        inside = ", ".join(ran_inside) if len(ran_inside) <= 3 else f"{ran_inside[0]} ... {ran_inside[-1]}"
+        return DreamlabError(f"layer {name!r} is never called: the model's forward runs the modules inside it one by "
+                             f"one, so it has no output of its own; address one of them ({inside}; `dreamlab layers "
+                             f"MODEL` marks it 'iterated, not called')")
     return DreamlabError(f"layer {name!r} did not run in the forward pass (it is unused in eval mode); pick a layer "
                          f"on the inference path")
+
+
+def children_that_ran(model: nn.Module, name: str, x: Tensor) -> list[str]:
+    """The names of the modules directly inside `model`'s module `name` that run in a forward of `x`."""
+    ran: list[str] = []
+    handles = [child.register_forward_hook(lambda *_, n=f"{name}.{child_name}": ran.append(n))
+               for child_name, child in model.get_submodule(name).named_children()]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(dict.fromkeys(ran))
 
 
 class _StopForward(BaseException):
@@ -158,7 +178,9 @@ class Capture:
             pass
         missing = [n for n in self.layers if n not in self.acts]
         if missing:
-            raise unused_module(missing[0])
+            self.calls, self._stopping = {}, False  # this capture's hooks see the second forward as a first
+            inside = children_that_ran(self.model, missing[0], x[:1]) if missing[0] != OUTPUT else []
+            raise unused_module(missing[0], inside)
         if not self._checked:
             spatial = [n for n, act in self.acts.items() if act.dim() in (3, 4) and n != OUTPUT]
             if spatial:

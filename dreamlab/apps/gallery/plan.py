@@ -129,7 +129,8 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
         if calls.get(layer, 0) > 1:
             raise reused_module(layer)
         if calls.get(layer) == 0:
-            raise unused_module(layer)
+            raise unused_module(layer, [name for name in order if name.startswith(f"{layer}.")
+                                        and "." not in name[len(layer) + 1:] and calls.get(name)])
         if layer not in counts:  # logit is a layer here too, as in render's objectives
             raise unknown("layer", layer, [*order, OUTPUT], hint=layers_hint(loaded.model, recipe.name))
     if channels is not None:
