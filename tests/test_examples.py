@@ -207,3 +207,14 @@ def test_a_copy_at_another_size_or_format_is_read_once_and_a_distinct_picture_is
                  "-o", str(out)]) == 0
     assert "image a_small.jpg is the same picture as a.png at another size or format; it is read once" in \
         capsys.readouterr().err
+
+
+def test_a_token_layer_scores_a_unit_by_its_mean_over_the_tokens() -> None:
+    from test_inspect_features import GREY, TokenNet
+
+    bright, dark = torch.full((1, 8, 8), 0.9), torch.full((1, 8, 8), 0.1)
+    found = examples(TokenNet().eval(), "mix", [0, 1], [bright, dark], top=2, recipe=GREY)
+    # unit 0 is the patches' mean: 16 patches and the class token (7), averaged over the 17 tokens
+    assert [e.score for e in found.units[0]] == pytest.approx([(7 + 16 * 0.9) / 17, (7 + 16 * 0.1) / 17])
+    assert [e.score for e in found.units[1]] == pytest.approx([(7 - 16 * 0.1) / 17, (7 - 16 * 0.9) / 17])
+    assert found.units[0][0].box == (0, 0, 8, 8) and found.receptive_field is None  # the whole image

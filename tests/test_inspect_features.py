@@ -8,6 +8,7 @@ from PIL import Image
 from torch import nn
 
 from dreamlab.apps.cli import main
+from dreamlab.errors import DreamlabError
 from dreamlab.inspect.features import features, preprocess
 from dreamlab.io import read_png_text
 from dreamlab.models.recipe import Recipe
@@ -97,3 +98,36 @@ def test_a_channel_that_is_off_everywhere_is_black_not_grey():
     tiles = maps.grid.tiles
     for k in dead:
         assert tiles[k, :, 12:, :].max() == 0  # below the label: all black
+
+
+class TokenNet(nn.Module):
+    """A vision transformer's shape: 2x2 patches embedded as 2 dims (their mean, and minus it), a class token
+    first, then a layer `mix` whose output is the [B, N, D] token sequence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(1, 2, 2, stride=2, bias=False)
+        with torch.no_grad():
+            self.embed.weight[0].fill_(0.25)
+            self.embed.weight[1].fill_(-0.25)
+        self.class_token = nn.Parameter(torch.full((1, 1, 2), 7.0))
+        self.mix = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = self.embed(x).flatten(2).transpose(1, 2)  # [B, N, D]
+        return self.mix(torch.cat([self.class_token.expand(len(x), -1, -1), patches], 1))
+
+
+def test_token_layers_are_shown_as_their_grid_of_patches_without_the_class_token():
+    image = torch.rand(1, 8, 8)
+    result = features(TokenNet().eval(), "mix", image, recipe=GREY)
+    patch_means = nn.functional.avg_pool2d(image[None], 2)[0, 0]  # 4x4 patches
+    assert result.maps.shape == (2, 4, 4) and result.channels == [0, 1]
+    torch.testing.assert_close(result.maps[0], patch_means)  # the class token (7) is not among them
+
+
+def test_a_layer_of_1x1_maps_is_refused_as_showing_no_pattern():
+    model = nn.Sequential(edge_model(), nn.AdaptiveAvgPool2d(1))
+    with pytest.raises(DreamlabError, match=r"layer '1' outputs 1x1 maps \(one value per channel\), which show no "
+                                            r"pattern; pick an earlier layer"):
+        features(model, "1", torch.rand(1, 8, 8), recipe=GREY)

@@ -166,6 +166,8 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | str | Seque
                 x = normalize(resized, rec).to(device)
                 try:
                     act = cap.run(x)[layer][0].float().cpu()
+                    if act.dim() == 2:  # tokens [D, N]: a unit's score is its mean over the tokens, as render's
+                        act = act.mean(1)
                 except FORWARD_ERRORS as exc:  # told once the hooks are gone (the check runs the model again)
                     failed = exc, x.shape
                     break

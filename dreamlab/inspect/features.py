@@ -86,10 +86,27 @@ def activations(model: nn.Module, layer: str, x: Tensor) -> Tensor:
     with prepared_model(model, device, channels_last=False, owned=False) as ready, torch.no_grad(), \
             Capture(ready, [layer]) as cap:
         act = cap.run(x.to(device))[layer][0].float().cpu()
+    if act.dim() == 2:  # tokens, read as [D, N]
+        act = token_maps(act, layer)
     if act.dim() != 3:
         raise DreamlabError(f"layer {layer!r} outputs shape {list(act.shape)}, not feature maps [C, H, W]; "
                             f"pick a convolutional layer (`dreamlab layers MODEL` lists shapes)")
+    if act.shape[1] * act.shape[2] == 1:
+        raise DreamlabError(f"layer {layer!r} outputs 1x1 maps (one value per channel), which show no pattern; "
+                            f"pick an earlier layer with larger maps (`dreamlab layers MODEL` lists shapes)")
     return act
+
+
+def token_maps(tokens: Tensor, layer: str) -> Tensor:
+    """A vision transformer's tokens [D, N] as maps [D, k, k]: N = k*k patches, or a class token first and then
+    k*k patches (torchvision's ViT: 197 = 1 + 14*14; the class token is left out)."""
+    n = tokens.shape[1]
+    for extra in (0, 1):
+        side = math.isqrt(n - extra)
+        if side > 1 and side * side == n - extra:
+            return tokens[:, extra:].reshape(tokens.shape[0], side, side)
+    raise DreamlabError(f"layer {layer!r} outputs {n} tokens, which are no square grid of patches (with or "
+                        f"without a class token first), so they cannot be shown as maps; pick a layer with maps")
 
 
 @checked_keywords
