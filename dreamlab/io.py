@@ -158,12 +158,17 @@ def read_png_text(path: str | Path) -> dict[str, str]:
         return dict(img.text)
 
 
-def grid(images: Tensor, columns: int | None = None, padding: int = 2, fill: float = 1.0) -> Tensor:
-    """Tile images [B, C, H, W] into one image [C, H', W'] (about square unless `columns` is given)."""
+def grid(images: Tensor, columns: int | None = None, padding: int = 2,
+         fill: float | tuple[float, float, float] = 1.0) -> Tensor:
+    """Tile images [B, C, H, W] into one image [C, H', W'] (about square unless `columns` is given); `fill`, the
+    padding's grey level or RGB colour (grey images then become RGB)."""
+    colour = torch.as_tensor(fill, dtype=torch.float32).reshape(-1, 1, 1)
+    if len(colour) == 3 and images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
     b, c, h, w = images.shape
     columns = columns or math.ceil(math.sqrt(b))
     rows = math.ceil(b / columns)
-    out = torch.full((c, rows * (h + padding) + padding, columns * (w + padding) + padding), fill)
+    out = colour.expand(c, rows * (h + padding) + padding, columns * (w + padding) + padding).clone()
     for i, img in enumerate(images):
         r, col = divmod(i, columns)
         top, left = padding + r * (h + padding), padding + col * (w + padding)

@@ -103,3 +103,15 @@ def test_1x1_kernels_share_one_scale_instead_of_turning_mid_grey():
     pairs = kernel_grid(weight, scale=1).tiles.flatten()
     assert pairs.argmax() == 7 and pairs.argmin() == 0 and pairs[3] == 0.5  # zero stays mid-grey
     assert kernel_grid(torch.randn(4, 3, 5, 5)).text["dreamlab:normalization"] == "each tile"
+
+
+def test_a_shared_scale_grids_padding_is_a_colour_no_tile_has():
+    from dreamlab.inspect.kernels import SHARED_PADDING, kernel_grid
+
+    weight = torch.tensor([0.2016, 0.203, 0.2062]).view(3, 1, 1, 1)  # three 1x1 kernels, as hed-vgg16's fuse
+    image = kernel_grid(weight, padding=2, scale=4).image
+    assert image.shape[0] == 3  # grey tiles, drawn as RGB for the coloured padding
+    torch.testing.assert_close(image[:, 0, 0], torch.tensor(SHARED_PADDING))
+    assert image[:, 2:6, 2:6].std(0).max() == 0  # the tiles themselves stay grey
+    assert float(image[0, 8:12, 2:6].min()) == 1.0  # the largest weight (third tile: row 2) is white, beside blue
+    assert kernel_grid(torch.randn(4, 1, 3, 3)).fill == 1.0  # tiles stretched each on their own: white padding

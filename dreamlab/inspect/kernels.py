@@ -29,6 +29,9 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *_TRANSPOSED)
 
 
+SHARED_PADDING = (0.45, 0.6, 0.85)  # a blue no grey tile has
+
+
 def conv_layers(model: nn.Module) -> list[str]:
     """Addresses of the modules with a 4-D `weight` (2-D convolutions)."""
     return [name for name, m in model.named_modules()
@@ -92,7 +95,9 @@ def kernel_grid(weight: Tensor, *, shared_scale: bool = False, sum_inputs: bool 
             "dreamlab:kernel": f"{kh}x{kw}", "dreamlab:scale": str(scale),
             "dreamlab:outputs": f"{min(n_out, limit)} of {n_out}",
             "dreamlab:inputs": f"{w.shape[1] if mode == 'pairs' else n_in} of {n_in}"}
-    return TileGrid(upscale(tiles, scale), columns=columns, padding=padding, text=text)
+    # on a shared scale the largest weights are white: a grey grid's padding is coloured so that they show
+    fill = SHARED_PADDING if shared and tiles.shape[1] == 1 else 1.0
+    return TileGrid(upscale(tiles, scale), columns=columns, padding=padding, fill=fill, text=text)
 
 
 def _grid_pixels(scale: int, n: int, columns: int, kernel: tuple[int, int], padding: int) -> int:

@@ -79,7 +79,7 @@ class TileGrid:
     tiles: Tensor
     columns: int
     padding: int = 2
-    fill: float = 1.0
+    fill: float | tuple[float, float, float] = 1.0  # the padding: a grey level, or a colour
     text: dict[str, str] = field(default_factory=dict)  # provenance written into the PNG
 
     @property
