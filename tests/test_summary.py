@@ -198,3 +198,27 @@ def test_layers_command_json_and_options(capsys):
     assert main(["layers", "lenet-digits"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-2] == "parameters: 1,256,080 (5.0 MB); buffers: 0 (0 bytes)"  # 5,024,320 bytes
+
+
+class TwoLoops(nn.Module):
+    """HED's shape: a forward that alternates between the modules of two lists."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.ModuleList([nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)])
+        self.taps = nn.ModuleList([nn.Conv2d(4, 1, 1), nn.Conv2d(4, 1, 1)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for block, tap in zip(self.trunk, self.taps):
+            x = block(x)
+            out.append(tap(x))
+        return torch.cat(out, 1)
+
+
+def test_a_module_whose_list_was_left_for_another_gets_a_continued_row():
+    lines = format_table(summarize(TwoLoops(), 8).rows()).splitlines()
+    width = len(lines[1].split(" ")[0])  # the name column's dashes
+    names = [line[:width].rstrip() for line in lines[2:]]
+    assert names == ["(input)", "trunk", "  trunk.0", "taps", "  taps.0", "trunk (continued)", "  trunk.1",
+                     "taps (continued)", "  taps.1", "logit"]

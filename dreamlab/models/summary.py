@@ -317,7 +317,14 @@ def format_table(rows: list[LayerRow]) -> str:
     of a reused module."""
     header = ("layer", "type", "output shape", "channels", "params", "note")
     lines = []
+    names = {r.name for r in rows}
+    above: list[str] = []  # the previous row and the modules it sits in
     for r in rows:
+        inside = [a for a in _ancestors(r.name) if a in names] if r.depth > 1 else []
+        for depth, ancestor in enumerate(inside, 1):
+            if ancestor not in above:  # execution order went elsewhere (a loop over two lists): say where it is
+                lines.append(("  " * (depth - 1) + f"{ancestor} (continued)", "", "", "", "", ""))
+        above = [*inside, r.name]
         shapes = r.outputs or (("x".join(map(str, r.output_shape)),) if r.output_shape else ("-",))
         lines.append(("  " * max(r.depth - 1, 0) + r.name, r.type, shapes[0],
                       str(r.channels) if r.channels is not None else "-", f"{r.params:,}", _note(r)))
@@ -326,6 +333,12 @@ def format_table(rows: list[LayerRow]) -> str:
     fmt = lambda cells: "  ".join(c.ljust(w) if i in (0, 1, 5) else c.rjust(w)  # noqa: E731
                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     return "\n".join([fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, lines)])
+
+
+def _ancestors(name: str) -> list[str]:
+    """'a.b.c' -> ['a', 'a.b']: the names of the modules a module sits in, outermost first."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 @dataclass(frozen=True)
