@@ -137,6 +137,18 @@ def test_functional_ops_are_coloured_by_kind_with_a_legend():
     # the legend names exactly the colours in use, in a fixed order
     legend = re.findall(r'<TD BGCOLOR="(#[0-9a-f]{6})" BORDER="1">(\w+)</TD>', dot)
     assert legend == [(FAMILY_COLOURS[f], f) for f in ("conv", "activation", "pool", "linear", "reshape", "join")]
+    assert '<TD BGCOLOR="#ffffff" BORDER="1">other (a block kept whole, another op)</TD>' in dot  # mul*2's white
+
+
+def test_torchvisions_permute_and_stochastic_depth_are_coloured_as_their_functions():
+    from torchvision.ops import Permute, StochasticDepth
+
+    from dreamlab.inspect.graph import module_family
+
+    assert module_family(Permute([0, 2, 3, 1])) == "reshape"  # as the function permute is
+    assert module_family(StochasticDepth(0.1, "row")) == "dropout"  # drop path: a dropout of whole samples
+    plain = model_graph(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()), size=8).to_dot()
+    assert "other (a block" not in plain  # the legend has no white entry where nothing is white
 
 
 def test_resnet_and_googlenet_colours():

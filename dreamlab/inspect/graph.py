@@ -60,7 +60,8 @@ _TORCH_FAMILIES = {"torch.nn.modules.conv": "conv", "torch.nn.modules.pooling": 
 # other libraries' leaf layers (FrozenBatchNorm2d, a Swish) by their class name: first match wins
 _NAMED_FAMILIES = (("Conv", "conv"), ("Pool", "pool"), ("Norm", "norm"), ("ReLU", "activation"),
                    ("GELU", "activation"), ("SiLU", "activation"), ("Swish", "activation"), ("Linear", "linear"),
-                   ("Dropout", "dropout"), ("Flatten", "reshape"))
+                   ("Dropout", "dropout"), ("StochasticDepth", "dropout"), ("DropPath", "dropout"),
+                   ("Flatten", "reshape"), ("Permute", "reshape"))
 _ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "rrelu", "prelu", "elu", "selu", "celu", "gelu", "silu",
                           "mish", "sigmoid", "hardsigmoid", "tanh", "hardtanh", "hardswish", "softplus", "softmax",
                           "log_softmax", "glu", "threshold", "logsigmoid"})
@@ -251,6 +252,8 @@ class ModelGraph:
         used = {n.family for n in self.nodes}
         cells = [f'<TD BGCOLOR="{colour}" BORDER="1">{family}</TD>' for family, colour in FAMILY_COLOURS.items()
                  if family in used]
+        if any(n.op in ("module", "function") and n.family not in FAMILY_COLOURS for n in self.nodes):
+            cells.append(f'<TD BGCOLOR="{_PLAIN_COLOUR}" BORDER="1">other (a block kept whole, another op)</TD>')
         if any(n.op == "function" for n in self.nodes):
             cells.append("<TD>(ellipse: a function call)</TD>")
         if cells:
