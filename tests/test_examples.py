@@ -115,6 +115,9 @@ def test_examples_from_the_command_line(tmp_path, monkeypatch, capsys) -> None:
     (["lenet-digits", "conv2", "--images", "china"], "give the units as LAYER:UNITS"),
     (["lenet-digits", "conv2:3", "--images", "missing.png"], "cannot read image 'missing.png': no such file"),
     (["lenet-digits", "conv9:1", "--images", "china"], "unknown layer 'conv9'"),
+    (["lenet-digits", "conv2:1 + conv2:2", "--images", "china"],
+     "examples takes one LAYER:UNITS, like conv2:1,2 or features.22:0-7, not an expression or a neuron position; "
+     "got 'conv2:1 + conv2:2'"),
 ])
 def test_examples_bad_input_exits_with_one_line(tmp_path, monkeypatch, capsys, argv, message) -> None:
     monkeypatch.chdir(tmp_path)

@@ -131,3 +131,9 @@ def test_a_layer_of_1x1_maps_is_refused_as_showing_no_pattern():
     with pytest.raises(DreamlabError, match=r"layer '1' outputs 1x1 maps \(one value per channel\), which show no "
                                             r"pattern; pick an earlier layer"):
         features(model, "1", torch.rand(1, 8, 8), recipe=GREY)
+
+
+def test_a_unit_where_a_layer_goes_is_told_to_give_the_layer_alone(capsys):
+    assert main(["features", "lenet-digits", "conv1:3", "--image", "china"]) == 2
+    assert "unknown layer 'conv1:3'" in (err := capsys.readouterr().err) and \
+        "give a layer alone here, such as 'conv1', not a unit or an expression" in err

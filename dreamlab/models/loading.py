@@ -392,4 +392,7 @@ def ported_name_hint(name: str, names: Sequence[str]) -> str:
     dotted = name.replace("_", ".")
     if "_" in name and dotted in names:
         return f"lucent's {name!r} is {dotted!r} here (dotted module addresses); "
+    layer = re.split(r"[:@\s+*/()]", name.strip("( "), maxsplit=1)[0]
+    if layer != name and layer in names:  # 'conv1:3' or an expression, where a layer alone goes
+        return f"give a layer alone here, such as {layer!r}, not a unit or an expression; "
     return ""

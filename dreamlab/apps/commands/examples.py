@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
         args.layer.rpartition(":")
     if not colon or not layer or not units_text.strip():
         raise DreamlabError(f"give the units as LAYER:UNITS, like features.22:0-7 or logit:3, got {args.layer!r}")
+    if layer != OUTPUT and re.search(r"[:\s+*/()@]", layer):
+        raise DreamlabError(f"examples takes one LAYER:UNITS, like conv2:1,2 or features.22:0-7, not an expression "
+                            f"or a neuron position; got {args.layer!r}")
     if re.fullmatch(r"[\d\s,-]+", units_text):
         units: list[int] | str = parse_units(units_text)
     elif layer == OUTPUT:
