@@ -102,10 +102,12 @@ def test_a_unit_no_photo_turns_on_gets_a_labelled_tile_and_a_record(tmp_path) ->
     text = read_png_text(tmp_path / "ex.png")
     assert text["dreamlab:never_on"] == "1"
     assert f"a unit no photo turned on (dreamlab:never_on): one grey tile saying '{NEVER_ON}'" in text["dreamlab:order"]
-    tile = found.grid.tiles[2]  # row 1, column 0: light grey, with its label in black boxes at the top and bottom
+    tile = found.grid.tiles[2]  # row 1, column 0: light grey, its unit in the corner, the words in the middle
     assert tile.shape == (3, TILE, TILE)
-    assert float(tile[:, TILE // 2, TILE // 2].mean()) == pytest.approx(NEVER_ON_FILL, abs=1e-6)
-    assert float(tile[:, :12].min()) == 0.0 and float(tile[:, -12:].min()) == 0.0
+    assert float(tile[:, -12:].min()) == pytest.approx(NEVER_ON_FILL, abs=1e-6)  # grey to the bottom edge
+    assert float(tile[:, :12, :12].min()) == 0.0  # the unit's label box
+    middle = tile[:, TILE // 2 - 12:TILE // 2 + 12]
+    assert float(middle.min()) < 0.1 and float(middle[:, :, :8].min()) == pytest.approx(NEVER_ON_FILL, abs=1e-6)
     assert bool((found.grid.tiles[3] == 1).all())  # the rest of that row: blank white
 
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -422,11 +423,17 @@ NEVER_ON_FILL = 0.8  # light grey: apart from the white of missing tiles and the
 
 
 def never_on_tile(label: str) -> Tensor:
-    """The one tile [1, 3, TILE, TILE] of a unit that no image turned on: grey, `label` and NEVER_ON on it (in two
-    lines, as one does not fit a tile)."""
+    """The one tile [1, 3, TILE, TILE] of a unit that no image turned on: grey, `label` in the corner as on
+    other tiles, and NEVER_ON in the middle (in two centred lines, as one does not fit a tile)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    tile = draw_labels(torch.full((1, 3, TILE, TILE), NEVER_ON_FILL), [label.rstrip(": ")])
+    image = Image.fromarray((tile[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    draw, font = ImageDraw.Draw(image), ImageFont.load_default()
     head, tail = NEVER_ON.split(" turns ")
-    tile = torch.full((1, 3, TILE, TILE), NEVER_ON_FILL)
-    return draw_labels(draw_labels(tile, [f"{label}{head}"]), [f"turns {tail}"], bottom=True)
+    draw.multiline_text((TILE / 2, TILE / 2), f"{head}\nturns {tail}", fill=(0, 0, 0), font=font, anchor="mm",
+                        align="center")
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
 
 
 def _tile_record(example: Example) -> dict[str, object]:
