@@ -285,7 +285,7 @@ def test_units_that_never_turn_on_get_a_note(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["render", "conv2:1", "--model", "lenet-digits", "--stesp", "4"],
-     "dreamlab: error: unrecognized arguments: --stesp 4; did you mean --steps or --size? (see dreamlab render --help)"),
+     "dreamlab: error: unrecognized arguments: --stesp 4; did you mean --steps? (see dreamlab render --help)"),
     (["render", "-o", "c.png", "-logit:3", "--model", "lenet-digits"],
      "dreamlab: error: the following arguments are required: objective; a value that starts with '-' (-logit:3) "
      "goes after --: dreamlab render [OPTIONS] -- -logit:3 (see dreamlab render --help)"),

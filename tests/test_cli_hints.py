@@ -64,3 +64,15 @@ def test_help_does_not_load_torch(command):
             "except SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)" % command)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "usage: dreamlab" in done.stdout and done.stderr.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["layer", "lenet-digits"], "; did you mean layers? (see dreamlab --help)"),
+    (["features", "lenet-digits", "conv1", "--image", "china", "--size", "56"],
+     "unrecognized arguments: --size 56 (see dreamlab features --help)"),  # no longer "did you mean --image?"
+    (["bench", "--compile", "bogus"], "--compile takes an optional MODE: write --compile=default (see"),
+])
+def test_slips_get_a_fitting_hint_or_none(argv, hint, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and hint in capsys.readouterr().err

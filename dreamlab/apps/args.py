@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import functools
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,13 @@ class OneLineParser(argparse.ArgumentParser):
             return (f"; a value that starts with '-' ({dashed[0]}) goes after --: "
                     f"{self.prog} [OPTIONS] -- {dashed[0]}")
         if message.startswith("argument --compile: invalid choice"):
-            return "; --compile takes an optional MODE: put it after the positional arguments, or write --compile=default"
+            positionals = any(not a.option_strings for a in self._actions)
+            return ("; --compile takes an optional MODE: " + ("put it after the positional arguments, or "
+                                                               if positionals else "") + "write --compile=default")
+        command = re.match(r"argument COMMAND: invalid choice: '(.*?)' \(choose from (.*)\)$", message)
+        if command:
+            close = difflib.get_close_matches(command[1], re.findall(r"'([^']+)'", command[2]), n=2)
+            return f"; did you mean {' or '.join(close)}?" if close else ""
         return ""
 
     def _is_option(self, text: str) -> bool:
@@ -90,8 +97,9 @@ def _flag_hint(flag: str, options: Sequence[str]) -> str:
     if ours.split(" ")[0] in options:  # another tool's name for one of ours
         return f"use {ours} (dreamlab's name for {dashed})"
     aliases = [name for name, target in ALIASES.items() if target.split(" ")[0] in options]
-    close = difflib.get_close_matches(dashed, options, n=2)
-    alias = difflib.get_close_matches(dashed, aliases, n=1)
+    # 0.7, not difflib's 0.6: --size is no typo of --image
+    close = difflib.get_close_matches(dashed, options, n=2, cutoff=0.7)
+    alias = difflib.get_close_matches(dashed, aliases, n=1, cutoff=0.7)
     ratio = lambda other: difflib.SequenceMatcher(None, dashed, other).ratio()  # noqa: E731
     if alias and (not close or ratio(alias[0]) > ratio(close[0])):  # --iteratoins: a typo of --iterations
         return f"did you mean {ALIASES[alias[0]]} (dreamlab's name for {alias[0]})?"
