@@ -221,3 +221,12 @@ def test_a_token_layer_scores_a_unit_by_its_mean_over_the_tokens() -> None:
     assert [e.score for e in found.units[0]] == pytest.approx([(7 + 16 * 0.9) / 17, (7 + 16 * 0.1) / 17])
     assert [e.score for e in found.units[1]] == pytest.approx([(7 - 16 * 0.1) / 17, (7 - 16 * 0.9) / 17])
     assert found.units[0][0].box == (0, 0, 8, 8) and found.receptive_field is None  # the whole image
+
+
+def test_a_long_strip_is_refused_before_its_resized_copy_fills_the_memory(tmp_path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (20000, 60), (100, 50, 20)).save(tmp_path / "strip.png")
+    with pytest.raises(DreamlabError, match=r"strip.png is 20000x60 pixels: with its shorter side at 28 it would be "
+                                            r"9333 px long \(at most 8192\); crop it"):
+        examples("lenet-digits", "conv2", [0], [tmp_path / "strip.png"], size=28)

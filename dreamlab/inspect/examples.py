@@ -44,6 +44,7 @@ from dreamlab.optvis.capture import OUTPUT
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CROP_FILL = 0.5  # where a receptive field reaches past the image: mid-grey, so a crop keeps its scale
 TILE = 96  # the side of each shown crop, in pixels
+MAX_RESIZED_SIDE = 8192  # an image's longer side once resized: a long strip would hold gigabytes of activations
 
 
 @dataclass(frozen=True)
@@ -154,11 +155,11 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | str | Seque
             if failed is None and not whole and side != rec.input_size:
                 raise DreamlabError(f"{rec.name} takes {rec.input_size}-pixel images only; leave size (--size) "
                                     f"out, or give {rec.input_size}")
-            model_input = lambda source: _model_input(read_photo(source), rec, side, whole)[0]  # noqa: E731
+            model_input = lambda name, source: _model_input(read_photo(source), rec, side, whole, name)[0]  # noqa: E731
             best = _Best(len(unit_ids), top)
             thumbnails: list[tuple[str, Tensor]] = []
             for i, (name, source) in enumerate(sources if failed is None else []):
-                resized = model_input(source)
+                resized = model_input(name, source)
                 again = _same_picture(name, resized, thumbnails)
                 if again is not None:  # a copy at another size or format would fill a second tile of each row
                     duplicates[name] = again
@@ -349,10 +350,17 @@ def _check_readable(source: object) -> None:
         raise DreamlabError(f"cannot read image {str(path)!r}: {reason}; give a PNG or JPEG file") from None
 
 
-def _model_input(photo: Tensor, recipe: Recipe, side: int, whole: bool) -> tuple[Tensor, tuple[int, int, int, int]]:
+def _model_input(photo: Tensor, recipe: Recipe, side: int, whole: bool,
+                 name: str = "an image") -> tuple[Tensor, tuple[int, int, int, int]]:
     """A photo [C, H, W] as the model reads it, before normalization: [1, C', h, w] with the shorter side
     `side`, or the centre square for a model that takes only its own size; with where that input lies in the
-    resized photo (top, left offsets and the resized height, width)."""
+    resized photo (top, left offsets and the resized height, width). A photo whose longer side would exceed
+    MAX_RESIZED_SIDE (a long strip) is refused, naming `name`."""
+    h, w = photo.shape[-2:]
+    longer = round(max(h, w) * side / min(h, w))
+    if longer > MAX_RESIZED_SIDE:
+        raise DreamlabError(f"{name} is {w}x{h} pixels: with its shorter side at {side} it would be {longer} px "
+                            f"long (at most {MAX_RESIZED_SIDE}); crop it to a less extreme shape, or leave it out")
     resized = shorter_side_to(to_channels(photo, recipe), side)
     x = resized if whole else centre_crop(resized, (side, side))
     h, w = resized.shape[-2:]
