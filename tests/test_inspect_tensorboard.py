@@ -131,3 +131,11 @@ def test_dream_command_writes_events(tmp_path):
     acc = read_events(logdir)
     assert [e.step for e in acc.Scalars("objective/dream")] == list(range(1, 7))  # 2 octaves x 3 steps
     assert [e.step for e in acc.Images("image/dream")] == [3, 6]  # once per octave by default
+
+
+@pytest.mark.parametrize("label, expected", [
+    ("inception4c:97", "inception4c:97"), ("logit:0 #1", "logit:0_div1"),  # a --diversity image, as its file
+    ("conv2:3 - 0.5*conv1:2", "conv2:3_-_0.5_conv1:2"),
+])
+def test_tags_read_as_the_units_file_names_do(label, expected):
+    assert tb.tag(label) == expected

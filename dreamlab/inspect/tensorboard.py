@@ -24,7 +24,9 @@ INSTALL_HINT = "pip install 'dreamlab[tensorboard]' (or pip install tensorboard)
 
 
 def tag(label: str) -> str:
-    """A TensorBoard tag for a unit label: 'inception4c:97' stays, spaces and odd characters become '_'."""
+    """A TensorBoard tag for a unit label: 'inception4c:97' stays, spaces and odd characters become '_', and a
+    --diversity image's number reads as its file name's ('conv2:3 #2' -> 'conv2:3_div2', not a unit 'conv2:3_2')."""
+    label = re.sub(r" #(\d+)$", r" div\1", label)
     return re.sub(r"[^\w.:@,+-]+", "_", label).strip("_") or "unit"
 
 
