@@ -56,3 +56,11 @@ def test_gallery_examples_bad_input_is_refused_before_any_render(tmp_path: Path,
     assert main(["gallery", "lenet-digits", "--layers", "conv2", "--channels", "0", "--steps", "2", "--out",
                  str(tmp_path / "g"), "--examples", str(tmp_path / "missing")]) == 2
     assert "no such file or folder" in capsys.readouterr().err and not (tmp_path / "g" / "conv2").exists()
+
+
+def test_gallery_examples_from_a_sample_photo_name(tmp_path: Path) -> None:
+    out, lines = tmp_path / "g", []
+    result = build_gallery("lenet-digits", out, ["conv2"], channels=[3], steps=2, examples="china", examples_top=1,
+                           log=lines.append)  # failed after the renders: a sample name is no file to stat
+    assert result.manifest["units"][0]["example_images"] == ["china"]
+    assert json.loads((out / ".examples" / "conv2.json").read_text())["key"]["images"] == [["china", "china"]]

@@ -37,7 +37,9 @@ def write_examples(out: Path, loaded: LoadedModel, layer: str, channels: Sequenc
     the examples of its other channels: with the same key they stay as they are, with another key (other photos,
     K or weights) they are found again too, so that no strip on the page is stale and none is dropped."""
     sources = checked_images(images)
-    key = {"images": [[name, Path(source).stat().st_size] for name, source in sources], "top": top, "size": size,
+    # a file by its size; a sample photo (china, flower) by its name, which is all there is to it
+    key = {"images": [[name, Path(source).stat().st_size if Path(source).is_file() else str(source)]
+                      for name, source in sources], "top": top, "size": size,
            "recipe_hash": loaded.recipe.hash(), "weights": loaded.weights, "weights_seed": weights_seed}
     old = examples_record(out, layer)
     old_units = {ch: unit for ch, unit in (old or {}).get("units", {}).items()
