@@ -128,7 +128,7 @@ CASES = {
     "recipe default_layer": (lambda t: ["render", "conv2:1", "--weights", "none", "--recipe",
                                                         _recipe(t, default_layer='"nope"')], 2,
                              "unknown default_layer of recipe r: 'nope'"),
-    "recipe cam_layer": (lambda t: ["layers", "--recipe", _recipe(t, cam_layer='"conv9"')], 2,
+    "recipe cam_layer": (lambda t: ["kernels", "--recipe", _recipe(t, cam_layer='"conv9"'), "conv1"], 2,
                          "unknown cam_layer of recipe r: 'conv9'; close matches: conv1, conv2"),
     "recipe categories count": (lambda t: ["render", "logit:0", "--weights", "none", "--recipe",
                                                            _recipe(t, categories='["a"]')], 2,

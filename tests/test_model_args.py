@@ -255,3 +255,10 @@ def test_a_square_start_image_is_resized_as_before():
     image = torch.rand(3, 20, 20)
     expected = F.interpolate(image[None], size=(28, 28), mode="bilinear", antialias=True, align_corners=False)
     assert torch.allclose(fit_init_image(image, 3, (28, 28), 1), expected.clamp(0, 1))
+
+
+def test_a_shipped_recipe_lent_to_another_module_is_not_refused_over_its_default_layer():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(8, 4))
+    result = dreamlab.render(net, "0:1", recipe="googlenet", **TINY)  # googlenet's default layer: inception4c
+    assert result.final_scores.shape == (1,) and result.provenance["dreamlab:recipe"] == "googlenet"

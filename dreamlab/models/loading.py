@@ -329,10 +329,12 @@ def layers_hint(model: nn.Module, fallback: str | None = None) -> str:
     return f"`dreamlab layers {listed}` lists them all"
 
 
-def check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None, hint: str | None = None) -> None:
+def check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None, hint: str | None = None,
+                        defaults: bool = True) -> None:
     """A [layers."NAME"] table must name a layer of the model (a typo would silently change nothing);
     `source` is what the recipe was loaded from (a file path ends in .toml); `hint` ends the message (default:
-    the `dreamlab layers` command that lists the layers)."""
+    the `dreamlab layers` command that lists the layers). `defaults`: check the recipe's default_layer and
+    cam_layer too (not for a caller's own module, which may borrow another model's recipe for its settings)."""
     from dreamlab.optvis.capture import OUTPUT
 
     names = module_names(model) + [OUTPUT]
@@ -342,7 +344,8 @@ def check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None, hi
         if layer not in names:
             raise unknown(f'layer in recipe {recipe.name}\'s [layers."..."] tables:', layer, names,
                           hint=hint)
-    for key in ("default_layer", "cam_layer"):  # else the error comes later, naming a layer the user never typed
+    # checked here, else the error would come later naming a layer the user never typed
+    for key in ("default_layer", "cam_layer") if defaults else ():
         layer = getattr(recipe, key)
         if layer and layer not in names[:-1]:
             raise unknown(f"{key} of recipe {recipe.name}:", layer, names[:-1], hint=hint)

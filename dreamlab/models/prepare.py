@@ -150,7 +150,10 @@ def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | N
             check_recipe(recipe)
         else:
             recipe = load_recipe(recipe)
-        check_recipe_layers(recipe, model, source)
+        # a shipped recipe lent to another module (recipe="vgg16" for a VGG11) brings its settings; its default
+        # layers are the shipped model's, so they are checked only where they are used
+        borrowed = source is not None and not source.endswith(".toml")
+        check_recipe_layers(recipe, model, source, defaults=not borrowed)
         check_channels(model, recipe)
     categories = recipe.categories or torchvision_categories(recipe)
     return model, recipe, "caller's module", categories, False
