@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.target import Subject, evaluating, sized_forward
 from dreamlab.errors import DreamlabError
-from dreamlab.io import SAMPLE_PHOTOS, atomic_write_bytes, file_digest, match_channels, safe_name, save_png
+from dreamlab.io import SAMPLE_PHOTOS, atomic_write_bytes, file_digest, label_name, match_channels, safe_name, save_png
 from dreamlab.io import read_photo as read_image
 from dreamlab.models.prepare import takes_size
 from dreamlab.models.summary import MAX_INPUT_SIZE, check_input_size
@@ -183,9 +183,10 @@ def to_photo_size(values: Tensor, photo: Tensor, fitted: ModelInput | None = Non
 
 def default_output(model: str, target: str, kind: str, layer: str | None = None) -> Path:
     """MODEL_TARGET_KIND.png, or MODEL_TARGET_LAYER_KIND.png for a layer the user gave (--layer), so maps of one
-    target at two layers do not overwrite each other."""
+    target at two layers do not overwrite each other; the target reads as render's file names do ('logit:3*logit:4'
+    -> logit_3_x_logit_4, 'logit:3/logit:4' -> logit_3_over_logit_4)."""
     at = f"{safe_name(layer)}_" if layer else ""
-    return Path(f"{safe_name(model)}_{safe_name(target)}_{at}{kind}.png")
+    return Path(f"{safe_name(model)}_{label_name(target)}_{at}{kind}.png")
 
 
 def save_outputs(picture: Tensor, raw: Tensor, path: Path, provenance: dict[str, str]) -> tuple[Path, Path]:
