@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from dreamlab.attribution.target import TargetScore, tap
 from dreamlab.models.layout import channels_last_layers
 from dreamlab.errors import DreamlabError, unknown
+from dreamlab.optvis.capture import children_that_ran, unused_module
 
 CAM_METHODS = ("gradcam", "gradcam++")
 
@@ -108,6 +109,10 @@ def layer_activation_and_gradient(score: TargetScore, images: Tensor, layer: str
     with torch.enable_grad(), tap(score.subject.model, layer) as store:
         values = score(images.detach().requires_grad_(True), index)  # the layer's output joins the graph
         if "out" not in store:
+            model = score.subject.model
+            inside = children_that_ran(model, layer, images[:1].detach()) if layer else []
+            if inside:  # a container the forward loops over (hed-vgg16's features): it never runs as one
+                raise unused_module(layer, inside)
             raise DreamlabError(f"layer {layer!r} runs after every layer the target "
                                 f"{score.objective.name!r} reads, so the target does not depend on it; pick an "
                                 f"earlier layer or a later target (logit:N)")
