@@ -334,7 +334,7 @@ def check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None, hi
     """A [layers."NAME"] table must name a layer of the model (a typo would silently change nothing);
     `source` is what the recipe was loaded from (a file path ends in .toml); `hint` ends the message (default:
     the `dreamlab layers` command that lists the layers). `defaults`: check the recipe's default_layer and
-    cam_layer too (not for a caller's own module, which may borrow another model's recipe for its settings)."""
+    cam_layer too (not for a shipped recipe lent to a caller's own module: those name the shipped model's layers)."""
     from dreamlab.optvis.capture import OUTPUT
 
     names = module_names(model) + [OUTPUT]
