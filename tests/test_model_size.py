@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import dreamlab
 from dreamlab import capture, render
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
@@ -79,7 +80,7 @@ def test_neurons_at_fixed_positions_need_transforms_that_keep_the_size(digits):
 
 def test_a_model_size_the_model_rejects_is_one_line(digits):
     with pytest.raises(DreamlabError, match=r"lenet-digits rejected a 1x20x20 input at model_size 20x20 \(.*\); it "
-                                            r"runs at its recipe's size: give model_size=28$"):
+                                            r"runs at its recipe's size: give model_size=28 \(--model-size 28\)$"):
         render(digits, "logit:3", size=56, model_size=20, **DIGITS)
 
 
@@ -114,3 +115,25 @@ def test_capture_agrees_with_the_model_size_scores():
     with capture(net, ["conv2"]) as cap, torch.no_grad():
         acts = cap.run((seen - mean) / std)
     assert torch.allclose(result.final_scores, acts["conv2"][:, 2, 5, 3], atol=1e-5)
+
+
+def pooling_net() -> nn.Module:
+    """Takes any square side from 10 up (two unpadded 3x3 convolutions, two 2x2 pools); its recipe says 64."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), nn.MaxPool2d(2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+
+
+POOLING = dict(recipe=dreamlab.Recipe("pooling", "custom:pooling", input_size=64), steps=1, device="cpu")
+
+
+def test_a_size_below_the_models_minimum_names_the_minimum_not_only_the_recipes_size():
+    with pytest.raises(DreamlabError, match=r"^pooling rejected a 3x9x9 input \(.*\); the smallest size it takes is "
+                                            r"10x10: use size 10 or more \(--size 10\), or render this size and show "
+                                            r"the model 64x64 \(model_size=64, --model-size 64\)$"):
+        render(pooling_net(), "6:1", size=9, transforms="none", **POOLING)
+    with pytest.raises(DreamlabError, match=r"^pooling rejected a 3x9x9 input at model_size 9x9 \(.*\); the smallest "
+                                            r"size it takes is 10x10: give model_size=10 or more \(--model-size 10\), "
+                                            r"or its recipe's 64$"):
+        render(pooling_net(), "6:1", size=32, model_size=9, **POOLING)
+    assert render(pooling_net(), "6:1", size=10, transforms="none", **POOLING).images.shape == (1, 3, 10, 10)

@@ -225,6 +225,20 @@ def size_rejection(name: str, shape: Sequence[int], exc: BaseException, input_si
                          f"{input_size}: use size {input_size} (--size {input_size}){advice}")
 
 
+def smallest_side(accepts: Callable[[int], bool], rejected: int, accepted: int) -> int:
+    """The smallest square side in (`rejected`, `accepted`] that `accepts` takes, by bisection: a model too
+    small an input fails for is told its minimum (googlenet runs from 16 px), not only its recipe's size.
+    Assumes that a model taking a side takes the larger ones, as pooling and striding models do; where that
+    does not hold the answer is still a side the model takes."""
+    while accepted - rejected > 1:
+        middle = (rejected + accepted) // 2
+        if accepts(middle):
+            accepted = middle
+        else:
+            rejected = middle
+    return accepted
+
+
 COMMON_SIZES = (28, 32, 64, 96, 128, 299)  # input sides a module without a recipe is tried at when 224 fails
 
 

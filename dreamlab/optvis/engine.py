@@ -39,8 +39,8 @@ from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import ImageParam, takes_no_arguments, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
-from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, resolve_model, size_rejection, takes_size,
-                                     unsized_module_error)
+from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, resolve_model, size_rejection, smallest_side,
+                                     takes_size, unsized_module_error)
 from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, fit_init_image, param_options,
                                       provenance, resolve_settings, with_overrides)
 from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, make_transforms, seeded_rng
@@ -423,11 +423,22 @@ class _Renderer:
         except FORWARD_ERRORS as exc:
             size = self.recipe.input_size
             model_size = self.settings.model_height_width
+            shown = "x".join(map(str, model_input.shape[1:]))
+            smallest = self._smallest_side(min(model_input.shape[2:]), size)
             if model_size is not None and model_size != (size, size) and self._accepts(size):
-                shown = "x".join(map(str, model_input.shape[1:]))
+                if smallest < size:
+                    raise DreamlabError(f"{self.recipe.name} rejected a {shown} input at model_size "
+                                        f"{model_size[0]}x{model_size[1]} ({first_line(exc)}); the smallest size it "
+                                        f"takes is {smallest}x{smallest}: give model_size={smallest} or more "
+                                        f"(--model-size {smallest}), or its recipe's {size}") from None
                 raise DreamlabError(f"{self.recipe.name} rejected a {shown} input at model_size "
                                     f"{model_size[0]}x{model_size[1]} ({first_line(exc)}); it runs at its recipe's "
-                                    f"size: give model_size={size}") from None
+                                    f"size: give model_size={size} (--model-size {size})") from None
+            if smallest < size:
+                raise DreamlabError(f"{self.recipe.name} rejected a {shown} input ({first_line(exc)}); the smallest "
+                                    f"size it takes is {smallest}x{smallest}: use size {smallest} or more (--size "
+                                    f"{smallest}), or render this size and show the model {size}x{size} "
+                                    f"(model_size={size}, --model-size {size})") from None
             if tuple(model_input.shape[2:]) == (size, size) or not self._accepts(size):
                 unsized = unsized_module_error(self.recipe, model_input.shape, exc, self._accepts,
                                                rendered=model_size or self.settings.height_width)
@@ -438,6 +449,13 @@ class _Renderer:
             raise _TransformsOutgrowModel(str(size_rejection(
                 self.recipe.name, model_input.shape, exc, size, f" and transforms that keep the size ({keep}), or "
                 f"render at another size with model_size={size} (--model-size {size})"))) from None
+
+    def _smallest_side(self, side: int, size: int) -> int:
+        """The smallest square side the model takes between a rejected `side` and its recipe's `size`, or
+        `size` where `side` is not below it or the model does not take `size` either."""
+        if side >= size or not self._accepts(size):
+            return size
+        return smallest_side(self._accepts, side, size)
 
     def _accepts(self, size: int | tuple[int, int]) -> bool:
         """Whether the model runs on a grey input of the recipe's size (telling a size rejection from a bug)."""
