@@ -70,6 +70,19 @@ def test_class_names_resolve_with_categories():
         parse_objective("logit:tabbi", categories)
 
 
+def test_a_class_list_mixes_names_and_indices():
+    categories = ["tench", "goldfish", "tabby", "tiger cat"]
+    assert parse_objective("logit:tabby,0", categories).labels == ("logit:2", "logit:0")
+    assert parse_objective("logit:goldfish,'tiger cat',tench", categories).labels == ("logit:1", "logit:3", "logit:0")
+    assert parse_objective("logit:0-1,tiger_cat", categories).labels == ("logit:0", "logit:1", "logit:3")
+    with pytest.raises(ObjectiveSyntaxError, match=r"class 2 \(Tabby\) is listed twice; for several images of one "
+                                                   r"class use --diversity N"):
+        parse_objective("logit:2,Tabby", categories)
+    check_syntax("logit:tabby,goldfish")  # before the model loads, any names pass
+    with pytest.raises(ObjectiveSyntaxError, match=r"unexpected ','"):
+        parse_objective("logit:tabby,", categories)
+
+
 @pytest.mark.parametrize("text, position, marked", [
     ("inception4c::97", 13, "inception4c:>>:97"),
     ("inception4c:9x7", 13, "inception4c:>>9x7"),

@@ -7,8 +7,9 @@
             | LAYER ':' UNITS             channel(s), mean over space   inception4c:97, inception4c:0-63
             | LAYER ':' UNITS '@' X ',' Y neuron at a position          inception4c:97@7,7
             | LAYER ':' UNITS '@centre'   neuron at the centre
-            | 'logit' ':' (UNITS | CLASS) class logit                   logit:281, logit:tabby, logit:'tiger cat'
+            | 'logit' ':' CLASSES     class logit(s)                    logit:281, logit:tabby, logit:'tiger cat'
     UNITS  := SPAN (',' SPAN)*            (no spaces: 0-63, 2,14,20-23; in the order written)
+    CLASSES := (SPAN | CLASS) (',' (SPAN | CLASS))*                    logit:tabby,285,'tiger cat'
     SPAN   := INT | INT '-' INT
 
 A LAYER is a dotted module name; its parts may start with a digit, as in a bare nn.Sequential (`0.2:3`). Such a
@@ -230,16 +231,38 @@ class _ObjectiveParser:
         return o.neuron(layer, units, x, y)
 
     def logit(self) -> o.Objective:
-        kind, val, pos = self.peek
-        if kind == "name" and val[0].isdigit():
-            return o.logit(self.units())
-        if kind not in ("name", "quoted"):
-            self.fail(pos, f"expected a class index or name after 'logit:', found {val or 'the end'!r}")
-        self.take()
+        """The classes after 'logit:': indices, ranges and class names joined by commas without spaces
+        (logit:281, logit:tabby, logit:tabby,282,'tiger cat')."""
+        found: list[int] = []
+        while True:
+            kind, val, pos = self.peek
+            if kind == "name" and val[0].isdigit():
+                items = self.span()
+            elif kind in ("name", "quoted"):
+                items = [self.class_name()]
+            else:
+                self.fail(pos, f"expected a class index or name after 'logit:', found {val or 'the end'!r}")
+            for item in items:
+                if item in found and self.categories is not ANY_CLASS_NAME:  # names all read 0 there
+                    written = "" if val[0].isdigit() else f" ({val})"
+                    self.fail(pos, f"class {item}{written} is listed twice; for several images of one class use "
+                                   f"--diversity N (diversity=N)")
+                found.append(item)
+            if not self.joins_class():
+                return o.logit(found)
+            self.take()
+
+    def joins_class(self) -> bool:
+        """The next token is a ',' glued between the previous token and a class index or name."""
+        return self.peek[1] == "," and self.glued(self.i - 1, self.i) and \
+            self.tokens[self.i + 1][0] in ("name", "quoted") and self.glued(self.i, self.i + 1)
+
+    def class_name(self) -> int:
+        kind, val, pos = self.take()
         self.after_class = self.i
         name = val[1:-1] if kind == "quoted" else val.replace("_", " ")
         # a name written with '_' for its spaces, or a class name that has '_' in it
-        return o.logit(self._class_index(name, pos, also=val if kind == "name" and val != name else None))
+        return self._class_index(name, pos, also=val if kind == "name" and val != name else None)
 
     def _class_index(self, name: str, pos: int, also: str | None = None) -> int:
         """The index of class `name` (or of `also`, the name as written, when `name` names none): the class of
