@@ -232,7 +232,7 @@ class _ObjectiveParser:
 
     def logit(self) -> o.Objective:
         """The classes after 'logit:': indices, ranges and class names joined by commas without spaces
-        (logit:281, logit:tabby, logit:tabby,282,'tiger cat')."""
+        (logit:281, logit:tabby, logit:tabby,285,'tiger cat')."""
         found: list[int] = []
         while True:
             kind, val, pos = self.peek
