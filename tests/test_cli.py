@@ -279,7 +279,7 @@ def test_units_that_never_turn_on_get_a_note(tmp_path, monkeypatch, capsys):
     assert "relu:0" not in err  # the unit that came on gets no note
     assert main(["gallery", str(recipe), "--layers", "relu", "--steps", "4", "--device", "cpu",
                  "-o", str(tmp_path / "gallery")]) == 0
-    assert ("note: relu:1 ended at activation 0 (the page marks them): no image the optimizer reached turned it on"
+    assert ("note: relu:1 stayed at 0 for every step (the page marks them): no image the optimizer reached turned it on"
             in capsys.readouterr().err)
 
 

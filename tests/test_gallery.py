@@ -110,11 +110,12 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
         layer, ch = unit["layer"], unit["channel"]
         assert unit == {
             "unit": f"{layer}:{ch}", "layer": layer, "channel": ch, "objective": f"{layer}:{ch}",
-            "activation": unit["activation"], "seed": 0, "steps": 8, "size": 28, "recipe": "lenet-digits",
+            "activation": unit["activation"], "never_on": unit["activation"] == 0.0 and unit["never_on"], "seed": 0,
+            "steps": 8, "size": 28, "recipe": "lenet-digits",
             "recipe_hash": recipe.hash(), "weights": "default", "weights_seed": None, "device": "cpu",
             "precision": "fp32", "compile": "no", "batch_size": BATCH, "scheme": 2,
             "file": f"{layer}/{layer}_{ch:04d}.png"}
-        assert isinstance(unit["activation"], float)
+        assert isinstance(unit["activation"], float) and isinstance(unit["never_on"], bool)
         record = json.loads((reference / ".units" / layer / f"{ch:04d}.json").read_text())
         assert record == unit
         with Image.open(reference / unit["file"]) as img:

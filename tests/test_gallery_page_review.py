@@ -196,6 +196,17 @@ def test_units_that_ended_at_activation_0_are_marked(lenet: Path) -> None:
     assert len(badges) == 1
 
 
+def test_a_unit_that_was_on_during_the_run_is_not_marked_though_it_ended_at_0(lenet: Path) -> None:
+    manifest = json.loads(json.dumps(lenet_like(lenet / "again", dead=("conv2:3",), diverse="conv2:5")))
+    units = {unit["unit"]: unit for unit in manifest["units"]}
+    units["conv2:3"]["never_on"] = False  # the gallery's record: on at some step, though it ended at 0
+    units["conv2:4"].update(activation=0.0, never_on=True)
+    parser = PageParser()
+    parser.feed(render_index(manifest))
+    dead = [attrs["data-key"] for tag, attrs in parser.tags if tag == "a" and attrs.get("class") == "unit dead"]
+    assert dead == ["conv2:4"]
+
+
 def test_dead_tile_is_dimmed_in_the_browser(chromium: Chromium, lenet: Path) -> None:
     page = open_page(chromium, lenet)
     opacity = "getComputedStyle(document.querySelector('.unit[data-key=\"{}\"] img')).opacity"

@@ -22,6 +22,7 @@ from dreamlab.apps.gallery.page import render_index
 from dreamlab.apps.gallery.plan import RENDER_SCHEME, resolve_precision
 from dreamlab.errors import DreamlabError
 from dreamlab.io import read_png_text
+from dreamlab.optvis.engine import RenderResult
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "gallery" / "lenet-digits"
@@ -226,15 +227,15 @@ def test_cli_summary_on_partial_runs(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_activation_0_note_names_only_units_rendered_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(gallery_build, "_finite_or_none", lambda score: 0.0)  # every unit ends at 0
+    monkeypatch.setattr(RenderResult, "never_on_mask", lambda self: [True] * len(self.labels))  # every unit off
     base = ["gallery", "lenet-digits", "--layers", "conv1", "--steps", "1", "--device", "cpu", "--out",
             str(tmp_path / "g")]
     assert main([*base, "--channels", "0"]) == 0
-    assert "dreamlab: note: conv1:0 ended at activation 0 (the page marks them)" in capsys.readouterr().err
+    assert "dreamlab: note: conv1:0 stayed at 0 for every step (the page marks them)" in capsys.readouterr().err
     assert main([*base, "--channels", "0-1"]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if "activation 0" in line]
-    assert len(notes) == 1 and notes[0].startswith("dreamlab: note: conv1:1 ended at activation 0")
+    notes = [line for line in capsys.readouterr().err.splitlines() if "stayed at 0" in line]
+    assert len(notes) == 1 and notes[0].startswith("dreamlab: note: conv1:1 stayed at 0")
     assert main([*base, "--channels", "0-1"]) == 0  # nothing rendered: no note
-    assert "activation 0" not in capsys.readouterr().err
+    assert "stayed at 0" not in capsys.readouterr().err
     page = (tmp_path / "g" / "index.html").read_text(encoding="utf-8")
     assert page.count('class="unit dead"') == 2

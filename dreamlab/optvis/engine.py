@@ -154,10 +154,14 @@ class RenderResult:
         """Labels of the units whose score was exactly 0 on the start image, at every step and at the end: a ReLU'd
         unit that no image the optimizer reached turned on (the redirected ReLU's first steps included), so its
         image shows nothing it responds to."""
+        return [label for label, is_off in zip(self.labels, self.never_on_mask()) if is_off]
+
+    def never_on_mask(self) -> list[bool]:
+        """Per image, whether its score was exactly 0 at the start, at every step and at the end (see never_on)."""
         off = (self.initial_scores == 0) & (self.final_scores == 0)
         if self.history.numel():
             off &= (self.history == 0).all(0)
-        return [label for label, is_off in zip(self.labels, off.tolist()) if is_off]
+        return off.tolist()
 
     def pil(self) -> list[Image.Image]:
         """The images as PIL images (RGB, or L for one channel)."""

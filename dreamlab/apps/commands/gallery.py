@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print(summary(out, len(result.manifest["units"]), result.total, result.skipped), file=sys.stderr)
         new = set(result.new_units)  # a rerun does not repeat the note for units it did not render
         warn_never_on([u["unit"] for u in result.manifest["units"] if u["unit"] in new and never_on(u)],
-                      "ended at activation 0 (the page marks them)")
+                      "stayed at 0 for every step (the page marks them)")
     return 0
 
 

@@ -226,6 +226,7 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
         raise KeyboardInterrupt
     written = 0
     scores = result.final_scores.tolist()
+    off = result.never_on_mask()
     for i, ch in enumerate(batch.channels):
         if (batch.layer, ch) in plan.done:
             continue
@@ -235,6 +236,7 @@ def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch:
         record = {
             "unit": unit, "layer": batch.layer, "channel": ch, "objective": unit, **plan.class_of(batch.layer, ch),
             "activation": _finite_or_none(mine[0]),  # the first image's: the one the page and sheet show
+            "never_on": all(off[i * copies:(i + 1) * copies]),  # at 0 for every step, as render's note says
             "seed": s.seed, "steps": steps, "size": s.size, "recipe": s.recipe, "recipe_hash": s.recipe_hash,
             "weights": s.weights, "weights_seed": s.weights_seed, "device": device.type,
             "precision": result.provenance.get("dreamlab:precision", ""),

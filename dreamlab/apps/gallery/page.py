@@ -29,7 +29,7 @@ DATA_ELEMENT_ID = "gallery-data"  # id of the <script type="application/json"> b
 # least 1.75x, a 28 px one 4x to 20x, where smoothing blurs what the optimizer drew. Bigger ones stay smooth
 # (nearest-neighbour at 2.7x or less makes uneven pixel widths).
 PIXELATED_MAX_SIZE = 64
-DEAD_TITLE = ("ended at activation 0: no image the optimizer reached turned this unit on, so its image shows "
+DEAD_TITLE = ("stayed at activation 0: no image the optimizer reached turned this unit on, so its image shows "
               "nothing it responds to")
 
 
@@ -142,7 +142,10 @@ def _body_class(manifest: Mapping[str, Any]) -> str:
 
 
 def never_on(unit: Mapping[str, Any]) -> bool:
-    """A unit whose image (every one of its --diversity images) ended at activation exactly 0."""
+    """A unit whose image (every one of its --diversity images) stayed at activation exactly 0 for every step; in
+    a manifest without that record (written before it), one whose images ended at 0."""
+    if isinstance(unit.get("never_on"), bool):
+        return unit["never_on"]
     values = unit.get("activations")
     if not isinstance(values, list) or not values:
         values = [unit.get("activation")]
@@ -206,6 +209,6 @@ def _tile(i: int, unit: Mapping[str, Any]) -> str:
     src = _esc(url_path(file))
     files = unit.get("files")
     more = f" ×{len(files)}" if isinstance(files, list) and len(files) > 1 else ""  # --diversity: the viewer has all
-    alt = f"{label} (ended at activation 0)" if dead else label
+    alt = f"{label} (stayed at activation 0)" if dead else label
     return (f'<a class="unit{" dead" if dead else ""}" href="{src}" {attrs}><img src="{src}" loading="lazy" '
             f'decoding="async" alt="{_esc(alt)}">{badge}<span class="ch">{channel}{more}</span></a>')
