@@ -217,16 +217,25 @@ def test_a_module_of_another_dtype_is_refused_before_it_runs():
         dreamlab.gradcam(_FixedSize().bfloat16(), torch.rand(3, 32, 32), "logit:1")
 
 
+@pytest.mark.parametrize("fields, message", [
+    (dict(std=(0.0, 1.0, 1.0)), r"recipe 'r': std = \[0.0, 1.0, 1.0\] is not valid; std must be a list of positive "
+                                r"numbers"),
+    (dict(mean=(0.5,)), r"recipe 'r': mean and std need 3 values"),
+    (dict(lr="fast"), r"recipe 'r': lr = \"fast\" is not valid; lr must be a number above 0 up to 1000"),
+    (dict(layers={"deep": {"size": 3}}), r"recipe 'r': \[layers.\"deep\"\]: 'size' cannot be set per layer"),
+])
+def test_a_recipe_built_in_python_is_checked_where_it_is_written_as_a_file_is(fields, message):
+    with pytest.raises(DreamlabError, match=message):
+        dreamlab.Recipe("r", "custom:r", **fields)
+
+
 @pytest.mark.parametrize("recipe, message", [
-    (dreamlab.Recipe("r", "custom:r", std=(0.0, 1.0, 1.0)), r"recipe 'r': std = \[0.0, 1.0, 1.0\] is not valid; "
-                                                            r"std must be a list of positive numbers"),
     (dreamlab.Recipe("r", "custom:r", channels=1, mean=(0.5,), std=(0.5,)),
      r"recipe 'r' gives 1-channel images, but _FixedSize's first convolution reads 3; set channels=3"),
-    (dreamlab.Recipe("r", "custom:r", mean=(0.5,)), r"recipe 'r': mean and std need 3 values"),
     (dreamlab.Recipe("r", "custom:r", layers={"nope": {"steps": 3}}),
      r"unknown layer in recipe r's \[layers.\"...\"\] tables: 'nope'"),
 ])
-def test_a_recipe_built_in_python_is_checked_as_a_file_is(recipe, message):
+def test_a_recipe_built_in_python_is_checked_against_the_model(recipe, message):
     with pytest.raises(DreamlabError, match=message):
         dreamlab.render(_FixedSize(), "conv:0", recipe=recipe, **LENET)
 

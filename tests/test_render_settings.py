@@ -120,3 +120,24 @@ def test_settings_resolve_against_the_recipe():
     assert resolved.color_matrix == ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
     with pytest.raises(dataclasses.FrozenInstanceError):
         resolved.steps = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(device="tpu"), r"unknown device 'tpu'; valid here: cpu"),
+    (dict(device="gpu0"), r"unknown device 'gpu0'; valid here: cpu"),
+    (dict(optimizer="sgd"), r"unknown optimizer 'sgd'; valid: channel-adam, adam"),
+    (dict(precision="fp16"), r"unknown precision 'fp16'; close matches: bf16"),
+    (dict(param="pixels"), r"unknown parameterization 'pixels'; close matches: pixel"),
+    (dict(transforms="big"), r"unknown transforms preset 'big'; valid: standard, small, jitter, none"),
+    (dict(compile="max"), r"unknown compile mode 'max'; close matches: max-autotune"),
+])
+def test_a_name_no_render_could_take_is_refused_where_the_settings_are_written(given, message):
+    with pytest.raises(DreamlabError, match=message):
+        RenderSettings(**given)
+
+
+def test_a_gpu_named_in_settings_is_checked_when_the_render_runs():
+    settings = RenderSettings(device="cuda:1", steps=1)  # the settings may be meant for another machine
+    if not torch.cuda.is_available():
+        with pytest.raises(DreamlabError, match="no CUDA GPU is available"):
+            render(TinyNet(), "conv:0", settings)

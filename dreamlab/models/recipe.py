@@ -66,6 +66,11 @@ class Recipe:
     # LAYER_KEYS; in TOML, tables like [layers."features.29"]
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Checked where it is written, as a recipe file is: `Recipe("r", "zoo:x", lr="fast")` is refused here,
+        not when a render first uses it."""
+        _check_fields(self)
+
     def for_layers(self, layers: Iterable[str]) -> Recipe:
         """The recipe an objective reading `layers` renders with: the [layers."NAME"] settings of those layers
         applied over the top-level ones. Where two of them set one key, the table written later in the recipe
@@ -158,6 +163,19 @@ def _check_layer_settings(layers: dict[str, dict[str, Any]], source: str) -> Non
             if key not in LAYER_KEYS:
                 raise DreamlabError(f"{where}: {key!r} cannot be set per layer; valid: {', '.join(LAYER_KEYS)}")
             _refuse_bad_value(where, key, value)
+
+
+def _check_fields(recipe: Recipe) -> None:
+    """Every field's type and range, the per-layer tables, and a mean and std per channel, as one line."""
+    where = f"recipe {recipe.name!r}"
+    for item in dataclasses.fields(recipe):
+        value = getattr(recipe, item.name)
+        if value is not None:
+            _refuse_bad_value(where, item.name, list(value) if isinstance(value, tuple) else value)
+    _check_layer_settings(recipe.layers, repr(recipe.name))
+    if len(recipe.mean) != recipe.channels or len(recipe.std) != recipe.channels:
+        raise DreamlabError(f"{where}: mean and std need {recipe.channels} values (channels = {recipe.channels}), "
+                            f"got {len(recipe.mean)} and {len(recipe.std)}")
 
 
 def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab import __version__
+from dreamlab.devices import resolve_device
 from dreamlab.errors import (OTHER_TOOLS_NAMES, DreamlabError, check_range, checked_keywords, unknown,
                              unknown_keyword)
 from dreamlab.io import centre_crop, check_image, cover, match_channels
@@ -31,11 +32,7 @@ from dreamlab.optvis.choices import COMPILE_MODES, PRECISIONS
 from dreamlab.optvis.objectives import Objective
 from dreamlab.optvis.optimizers import OPTIMIZERS, OptimizerFactory
 from dreamlab.optvis.params import PARAMS, ParamSpec
-from dreamlab.optvis.transforms import (
-    CallableTransforms,
-    TransformSpec,
-    make_transforms,
-)
+from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, TransformSpec, make_transforms
 
 MIN_SIZE = 8  # pixels a side of a rendered image
 MAX_DIVERSITY = 64  # images per unit: they are optimized in one batch
@@ -83,6 +80,7 @@ class RenderSettings:
 
     def __post_init__(self) -> None:
         _check_numbers(self)
+        _check_names(self)
 
     @property
     def height_width(self) -> tuple[int, int]:
@@ -197,9 +195,33 @@ def _check_numbers(s: RenderSettings) -> None:
     _whole("redirect_relu_steps", s.redirect_relu_steps, 0)
 
 
+def _check_names(s: RenderSettings) -> None:
+    """The fields given as names (precision, optimizer, param, compile mode, transforms, device), at construction, so that
+    `RenderSettings(optimizer="sgd")` is refused where it is written. Whether a GPU named here is present is left
+    to the render, which may run on another machine than the one that built the settings."""
+    if s.precision not in PRECISIONS:
+        raise unknown("precision", str(s.precision), PRECISIONS)
+    if isinstance(s.param, str) and s.param not in PARAMS:
+        raise unknown("parameterization", s.param, PARAMS)
+    if isinstance(s.optimizer, str) and s.optimizer not in OPTIMIZERS:
+        raise unknown("optimizer", s.optimizer, OPTIMIZERS)
+    if isinstance(s.compile, str) and s.compile not in COMPILE_MODES:
+        raise unknown("compile mode", s.compile, COMPILE_MODES)
+    if isinstance(s.transforms, str):
+        RandomTransforms.preset(s.transforms)
+    if isinstance(s.device, str):
+        try:
+            kind = torch.device(s.device.strip()).type
+        except (RuntimeError, ValueError):
+            kind = None
+        if kind not in ("cuda", "mps"):
+            resolve_device(s.device)  # refuses an unknown name or a device type dreamlab cannot render on
+
+
 def _validate(s: RenderSettings) -> None:
     """Every field of a recipe-filled RenderSettings, with the first problem as one line."""
     _check_numbers(s)
+    _check_names(s)
     check_diversity(s.diversity, s.diversity_weight)
     if s.diversity_layer is not None and s.diversity == 1:
         raise DreamlabError(f"diversity_layer={s.diversity_layer!r} compares the images of one unit, and "
@@ -213,15 +235,9 @@ def _validate(s: RenderSettings) -> None:
         value = getattr(s, name)
         if not isinstance(value, bool) and not (name == "channels_last" and value is None):
             raise DreamlabError(f"{name} must be True or False, got {value!r}")
-    if s.precision not in PRECISIONS:
-        raise unknown("precision", str(s.precision), PRECISIONS)
-    if isinstance(s.param, str) and s.param not in PARAMS:
-        raise unknown("parameterization", s.param, PARAMS)
     if not isinstance(s.param, (str, nn.Module)) and not callable(s.param):
         raise DreamlabError(f"param must be a name ({', '.join(PARAMS)}), an ImageParam module or a factory "
                             f"returning one, got {type(s.param).__name__}")
-    if isinstance(s.optimizer, str) and s.optimizer not in OPTIMIZERS:
-        raise unknown("optimizer", s.optimizer, OPTIMIZERS)
     if not isinstance(s.optimizer, str) and not callable(s.optimizer):
         raise DreamlabError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or a factory params -> "
                             f"torch.optim.Optimizer, got {type(s.optimizer).__name__}")
