@@ -133,6 +133,12 @@ CASES = {
     "recipe categories count": (lambda t: ["render", "logit:0", "--weights", "none", "--recipe",
                                                            _recipe(t, categories='["a"]')], 2,
                                 "recipe r lists 1 categories, but the model has 10 outputs; give one class name"),
+    "recipe transforms name": (lambda t: ["render", "conv2:1", "--recipe", _recipe(t, transforms='"big"')], 2,
+                               'r.toml: transforms = "big" is not valid; transforms must be one of standard, small, '
+                               'jitter, none'),
+    "recipe builder typo": (lambda t: ["render", "conv2:1", "--recipe", _recipe(t, builder='"zoo:lenet-digits"')], 2,
+                            "r.toml: builder 'zoo:lenet-digits' is not a registered builder (did you mean "
+                            "'zoo:lenet_digits'?)"),
     "recipe runs code": (lambda t: ["render", "x:0", "--recipe", _recipe(t, builder='"torch.hub:load"')], 2,
         "builder 'torch.hub:load' is not a registered builder"),
     # layer table sizes

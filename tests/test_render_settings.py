@@ -141,3 +141,14 @@ def test_a_gpu_named_in_settings_is_checked_when_the_render_runs():
     if not torch.cuda.is_available():
         with pytest.raises(DreamlabError, match="no CUDA GPU is available"):
             render(TinyNet(), "conv:0", settings)
+
+
+def test_the_names_recipe_files_are_checked_against_are_the_tables_render_uses():
+    from dreamlab.optvis import choices
+    from dreamlab.optvis.optimizers import OPTIMIZERS
+    from dreamlab.optvis.params import PARAMS
+    from dreamlab.optvis.transforms import PRESETS
+
+    assert choices.PARAM_NAMES == tuple(PARAMS)
+    assert choices.OPTIMIZER_NAMES == tuple(OPTIMIZERS)
+    assert choices.TRANSFORM_PRESETS == tuple(PRESETS)

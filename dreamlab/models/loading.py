@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dreamlab.errors import DreamlabError, DreamlabNote, UnknownNameError, WeightsError, checked_keywords, unknown
+from dreamlab.errors import (DreamlabError, DreamlabNote, UnknownNameError, WeightsError, checked_keywords,
+                             close_matches, unknown)
 from dreamlab.models.recipe import Recipe, load_recipe
 
 # What `dreamlab layers` is given to list a loaded model's layers (its recipe name, or the recipe file it came
@@ -76,8 +77,10 @@ def _builder(recipe: Recipe, allow_code: bool) -> Callable[..., nn.Module]:
     if found is None:
         if ":" not in spec or not code_allowed(allow_code):
             zoo = ", ".join(sorted(_BUILDERS))
+            close = close_matches(spec, _BUILDERS, n=1)
+            meant = f" (did you mean {close[0]!r}?)" if close else ""
             raise DreamlabError(
-                f"recipe {recipe.name}: builder {spec!r} is not a registered builder (torchvision:<model name>, "
+                f"recipe {recipe.name}: builder {spec!r} is not a registered builder{meant} (torchvision:<model name>, "
                 f"{zoo}); naming any module:function would run its code, which needs --allow-recipe-code (or "
                 f"{ALLOW_CODE_ENV}=1, or load_model(..., allow_code=True)); from Python, register_builder() it")
         found = spec
@@ -304,9 +307,12 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
     `recipe_layers`: what a layer name in the recipe that the model lacks gives: "error", or "note" (a
     DreamlabNote warning: `dreamlab layers` still lists the layers, so that the recipe can be fixed)."""
     recipe = name if isinstance(name, Recipe) else load_recipe(name)
-    model, described = build_model(recipe, weights, allow_code)
-    model.eval().requires_grad_(False)
     source = None if isinstance(name, Recipe) else str(name)
+    try:
+        model, described = build_model(recipe, weights, allow_code)
+    except DreamlabError as exc:
+        raise _naming_the_file(exc, recipe, source) from None
+    model.eval().requires_grad_(False)
     if recipe_layers == "note":
         try:
             check_recipe_layers(recipe, model, source, hint="the table below lists the model's layers")
@@ -320,6 +326,15 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
     categories = recipe.categories or torchvision_categories(recipe)
     _LISTED_AS[model] = shlex.quote(recipe.name if isinstance(name, Recipe) else str(name))
     return LoadedModel(model=model, recipe=recipe, weights=described, categories=categories)
+
+
+def _naming_the_file(exc: DreamlabError, recipe: Recipe, source: str | None) -> DreamlabError:
+    """`exc` with "recipe NAME" read as "recipe FILE" where the recipe came from a file (the name inside a file
+    does not say where to look)."""
+    said = f"recipe {recipe.name}"
+    if not source or not source.endswith(".toml") or said not in str(exc):
+        return exc
+    return type(exc)(str(exc).replace(said, f"recipe {source}", 1))
 
 
 def layers_hint(model: nn.Module, fallback: str | None = None) -> str:

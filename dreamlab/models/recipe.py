@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamlab.errors import DreamlabError, UnknownNameError, unknown
+from dreamlab.optvis.choices import OPTIMIZER_NAMES, PARAM_NAMES, TRANSFORM_PRESETS
 
 TORCHVISION_PREFIX = "torchvision:"
 TORCHVISION_PREFIXES = ("torchvision:", "torchvision.models:")  # the second: recipes written before the registry
@@ -109,13 +110,18 @@ RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))
 LAYER_KEYS = ("steps", "lr", "optimizer", "param", "transforms", "fourier_decay", "start_level")  # per layer
 
 
+NAMED_CHOICES = {"param": PARAM_NAMES, "optimizer": OPTIMIZER_NAMES, "transforms": TRANSFORM_PRESETS}
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check_value(key: str, value: Any) -> str | None:
     """What is wrong with one recipe value (None when it is fine)."""
-    if key in ("name", "builder", "weights", "param", "transforms", "optimizer"):
+    if key in NAMED_CHOICES:
+        return None if value in NAMED_CHOICES[key] else f"one of {', '.join(NAMED_CHOICES[key])}"
+    if key in ("name", "builder", "weights"):
         return None if isinstance(value, str) and value else "a non-empty string"
     if key in ("default_layer", "cam_layer"):
         return None if isinstance(value, str) else "a layer name (a string)"
