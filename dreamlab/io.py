@@ -328,11 +328,14 @@ def check_writable(path: str | Path, what: str = "output", folder: bool | None =
     alone miss read-only mounts.
     """
     path = Path(path)
+    by_suffix = folder is None
     folder = not path.suffix if folder is None else folder
     if not folder and path.is_dir():
         raise DreamlabError(f"{what} {str(path)!r} is a folder; give a file name or another path")
     if folder and path.exists() and not path.is_dir():
-        raise DreamlabError(f"cannot write {what} {str(path)!r}: it is a file, not a folder; choose another path")
+        kind = "a file" if path.is_file() else "a device or other special file"  # -o /dev/null
+        why = " (a name without a suffix is a folder)" if by_suffix else ""
+        raise DreamlabError(f"cannot write {what} {str(path)!r}: it is {kind}, not a folder{why}; choose another path")
     existing = path if folder else path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -167,6 +167,8 @@ CASES = {
     "empty output": (["render", "conv2:1", *LENET, "-o", ""], 2, "argument -o/--out: an empty path"),
     "tensorboard folder is a file": (lambda t: ["render", "conv2:1", *LENET, "--tensorboard", _a_file(t)], 2,
                                      "cannot write --tensorboard folder"),
+    "output to a device": (["render", "conv2:1", *LENET, "-o", "/dev/null"], 2,
+                           "cannot write output '/dev/null': it is a device or other special file, not a folder"),
     "gallery folder is a file": (lambda t: ["gallery", "lenet-digits", "--out", _a_file(t)], 2,
                                  "it is a file, not a folder"),
     "cam output of another type": (["cam", "lenet-digits", "--image", "x.png", "-o", "c.jpg"], 2,
