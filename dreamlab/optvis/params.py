@@ -191,10 +191,15 @@ class CPPNParam(ImageParam):
         return x.view(batch, -1, *self.size)
 
 
+# how far inside (0, 1) a start image's pixels are brought before the sigmoid's inverse: at 1e-3 a black pixel
+# sat at logit -6.9, where the sigmoid's slope is 1e-3, and a black --init hardly moved in 256 steps
+INIT_MARGIN = 0.02
+
+
 def image_to_param_raw(image: Tensor, param: ImageParam) -> None:
     """Set `param` so that it produces `image` ([B|1, C, H, W] in (0, 1)): start from a photo instead of noise."""
     image = image.to(next(param.parameters()).device)
-    target = torch.logit(image.clamp(1e-3, 1 - 1e-3)) - param.offset
+    target = torch.logit(image.clamp(INIT_MARGIN, 1 - INIT_MARGIN)) - param.offset
     if param.color_matrix is not None:
         target = torch.einsum("bchw,dc->bdhw", target, torch.linalg.inv(param.color_matrix))
     with torch.no_grad():
