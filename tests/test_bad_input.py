@@ -396,6 +396,31 @@ def test_disk_full_mid_write_exits_1_naming_the_users_path(tmp_path, monkeypatch
     assert not list(tmp_path.iterdir())  # no temp file left behind
 
 
+def test_an_output_that_cannot_be_replaced_keeps_its_image_beside_it(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    assert main(["render", "conv2:1-2", *LENET, "-o", str(out)]) == 0
+    locked = out / "lenet-digits_conv2_1.png"
+    before = locked.read_bytes()
+    real_replace = os.replace
+
+    def immutable(src, dst):  # what chattr +i does to a rename over the file
+        if Path(dst) == locked:
+            raise PermissionError(1, "Operation not permitted")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", immutable)
+    capsys.readouterr()
+    assert main(["render", "conv2:1-2", *LENET, "--steps", "3", "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    aside = out / "lenet-digits_conv2_1_new.png"
+    assert captured.err.splitlines()[-1] == (
+        f"dreamlab: error: cannot replace '{locked}' (Operation not permitted); its image was saved as '{aside}': "
+        f"lift the file's protection, or give -o another path")
+    assert str(aside) in captured.out.split() and str(out / "lenet-digits_conv2_2.png") in captured.out.split()
+    assert locked.read_bytes() == before and read_png_text(aside)["dreamlab:unit"] == "conv2:1"
+    assert not list(out.glob(".*.tmp"))
+
+
 def test_a_run_off_a_terminal_says_each_phase_once_the_inputs_are_checked(tmp_path, capsys):
     assert main(["render", "conv2:1-2", *LENET, "-o", str(tmp_path)]) == 0
     assert capsys.readouterr().err.splitlines() == ["dreamlab: rendering 2 unit(s), 2 steps",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
+from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
                                 add_diversity_arguments, add_model_arguments, check_diversity_options,
                                 check_tensorboard, image_size, input_path, int_list, model_recipe, output_path,
                                 positive_int, warn_never_on)
@@ -134,11 +134,17 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             log.write_result(result)
             log.close()
-        written = _save(args, result, paths, grid_path, grid_snapshots, snapshots)
+        written, kept_aside = _save(args, result, paths, grid_path, grid_snapshots, snapshots)
     for path in written[:10]:
         print(path)
     if len(written) > 10:
         print(f"... and {len(written) - 10} more in {written[-1].parent}")
+    if kept_aside:
+        (first, aside, why), more = kept_aside[0], len(kept_aside) - 1
+        others = f" (and {more} more, each beside its name)" if more else ""
+        print(f"dreamlab: error: cannot replace {str(first)!r} ({why}); its image was saved as {str(aside)!r}"
+              f"{others}: lift the file's protection, or give -o another path", file=sys.stderr)
+        return EXIT_FAILURE
     ran = f"all {len(result.history)}" if len(set(result.steps)) == 1 else f"the {len(result.history)} that all ran"
     warn_never_on(result.never_on(), f"stayed at 0 for {ran} steps")
     if result.interrupted or saving.hit:
@@ -148,9 +154,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path], grid_path: Path,
-          grid_snapshots: dict[int, list], snapshots: dict[Path, tuple[str, int]]) -> list[Path]:
-    """Write the render's PNGs (and its provenance into the snapshots written during it); the paths written, the
-    final images first, then the --thresholds snapshots."""
+          grid_snapshots: dict[int, list], snapshots: dict[Path, tuple[str, int]]
+          ) -> tuple[list[Path], list[tuple[Path, Path, str]]]:
+    """Write the render's PNGs (and its provenance into the snapshots written during it): the paths written, the
+    final images first, then the --thresholds snapshots; and (path, where its image went instead, why) for each
+    existing file that could not be replaced (chattr +i), so that no rendered image is lost."""
     import torch
 
     from dreamlab.apps.args import phase
@@ -160,14 +168,25 @@ def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path]
     if args.direction is not None:  # the name comes from the file's stem: record which file, and its content
         provenance["dreamlab:direction_file"] = str(args.direction)
         provenance["dreamlab:direction_sha256"] = file_digest(args.direction)
-    written = []
+    written: list[Path] = []
+    kept_aside: list[tuple[Path, Path, str]] = []
+
+    def keep(image: torch.Tensor, path: Path, text: dict[str, str]) -> Path:
+        try:
+            return save_png(image, path, text)
+        except PermissionError as exc:  # the folder takes files (checked before the render); this one is locked
+            if not path.exists():
+                raise
+            aside = save_png(image, _free_name(path), text)
+            kept_aside.append((path, aside, exc.strerror or str(exc)))
+            return aside
+
     count = len(result.labels)
     phase(f"saving one grid of {count} image(s)" if args.grid else f"saving {count} image(s)")
     if args.grid:
         copies = args.diversity or 1
         columns = copies if copies > 1 else None  # a row per unit
-        save_png(grid(result.images, columns), grid_path, {**provenance, **result.grid_text()})
-        written.append(grid_path)
+        written.append(keep(grid(result.images, columns), grid_path, {**provenance, **result.grid_text()}))
         for step, parts in sorted(grid_snapshots.items()):
             images = torch.cat(parts)
             if len(images) == count:  # every batch reached this step
@@ -175,14 +194,22 @@ def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path]
                                         {**provenance, **result.snapshot_text(None, step)}))
     else:
         for i, (image, label) in enumerate(zip(result.images, result.labels)):
-            save_png(image, paths[label], {**provenance, **result.unit_text(i)})
-            written.append(paths[label])
+            written.append(keep(image, paths[label], {**provenance, **result.unit_text(i)}))
     index_of = {label: i for i, label in enumerate(result.labels)}
     for path, (label, step) in snapshots.items():  # after the final images, the more precious ones
         if label in index_of:  # else its unit's batch was cut off before it finished
             set_png_text(path, {**provenance, **result.snapshot_text(index_of[label], step)})
             written.append(path)
-    return written
+    return written, kept_aside
+
+
+def _free_name(path: Path) -> Path:
+    """NAME_new.png beside `path` (NAME_new2.png, ... where that exists too)."""
+    for n in range(1, 1000):
+        candidate = path.with_name(f"{path.stem}_new{n if n > 1 else ''}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise DreamlabError(f"no free name beside {str(path)!r}; clear out its _new copies")
 
 
 def _with_class(label: str, categories: Sequence[str] | None) -> str:
