@@ -55,7 +55,8 @@ def test_an_alias_a_command_has_no_flag_for_is_not_suggested(capsys):
     assert capsys.readouterr().err == "dreamlab: error: unrecognized arguments: --gpu (see dreamlab layers --help)\n"
 
 
-@pytest.mark.parametrize("command", ["", "render", "gallery", "dream", "cam", "layers"])
+@pytest.mark.parametrize("command", ["", "render", "gallery", "dream", "cam", "attribute", "layers", "graph",
+                                     "kernels", "features", "examples", "recipes", "fetch", "quality", "bench"])
 def test_help_does_not_load_torch(command):
     import subprocess
     import sys

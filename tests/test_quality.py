@@ -417,3 +417,10 @@ def test_the_fragile_note_sets_each_failing_render_beside_its_best_photo() -> No
                          "(l:1 0.300)")
     assert "keep median 0.70 (min 0.300)" in note
     assert fragile_note([item("l:1", 0.6, 0.3)]).endswith("every live unit's render keeps >= 0.5")
+
+
+def test_the_quality_commands_torch_free_names_match_the_measures():
+    from dreamlab.apps.quality import names
+    from dreamlab.apps.quality.measures import SETTINGS_PRESETS
+
+    assert names.SETTINGS_NAMES == tuple(sorted(SETTINGS_PRESETS))

@@ -6,17 +6,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from dreamlab.apps.bench import (PEER_PACKAGES, PeerBenchFailed, PeerPlan, bench_dream, bench_workload,
-                                 check_bench_size, check_peer_options, peer_device_env, ratios, run_ablation,
-                                 run_peer_bench)
 from dreamlab.apps.args import (EXIT_FAILURE, add_compile_argument, add_device_argument, add_given_option,
                                 given_options, input_path, positive_int)
 from dreamlab.errors import DreamlabError
-from dreamlab.optvis.params import PARAMS
-from dreamlab.optvis.transforms import PRESETS
+from dreamlab.optvis.choices import PARAM_NAMES, TRANSFORM_PRESETS
+
+if TYPE_CHECKING:
+    from dreamlab.apps.bench import PeerPlan
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device_argument(p)
     # add_given_option: these have defaults, and the dream workload must still tell whether they were given
     add_given_option(p, "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on cuda")
-    add_given_option(p, "--param", default="fourier", choices=sorted(PARAMS))
-    add_given_option(p, "--transforms", default="standard", choices=sorted(PRESETS))
+    add_given_option(p, "--param", default="fourier", choices=sorted(PARAM_NAMES))
+    add_given_option(p, "--transforms", default="standard", choices=sorted(TRANSFORM_PRESETS))
     p.add_argument("--batch-size", type=positive_int, help="units per batch (default: all)")
     add_compile_argument(p, "each workload is then rendered twice and the warm-up reported as warmup_s")
     p.add_argument("--peer-bench", type=input_path, metavar="PEER_BENCH_PY",
@@ -89,12 +87,18 @@ def _unused_peer_options(args: argparse.Namespace, plan: PeerPlan) -> None:
     if args.peer_batches_given and "lucent" not in plan.parts:
         raise DreamlabError("--peer-batches sets lucent's batch sizes: add lucent to --peer-parts, or leave "
                             "--peer-batches out")
+    from dreamlab.apps.bench import PEER_PACKAGES
+
     if args.peer_site_given and not set(plan.parts) & set(PEER_PACKAGES):
         raise DreamlabError("--peer-site is where lucent and torch-dreams are imported from, and the ceiling imports "
                             "neither: add lucent or dreams to --peer-parts, or leave --peer-site out")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dreamlab.apps.bench import (PeerBenchFailed, bench_dream, bench_workload, check_bench_size,
+                                     check_peer_options, peer_device_env, ratios, run_ablation, run_peer_bench)
     from dreamlab.devices import resolve_device
 
     _unused_options(args)

@@ -5,16 +5,14 @@ import argparse
 import dataclasses
 import json
 import os
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from dreamlab.apps.args import given_options
-from dreamlab.apps.quality import measures as quality
-from dreamlab.apps.quality.natural import HED_UNITS_MAX
-from dreamlab.apps.quality.measures import (DIGITS_MEASURES, FAST, MEASURES, SETTINGS_PRESETS, QualitySettings,
-                                            format_report)
+from dreamlab.apps.quality.names import DIGITS_MEASURES, HED_UNITS_MAX, MEASURES, SETTINGS_NAMES
 from dreamlab.errors import DreamlabError, unknown
+
+if TYPE_CHECKING:
+    from dreamlab.apps.quality.measures import QualitySettings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "2 with --fast; 64 is the full measure, hours on a CPU)")
     p.add_argument("--hed-steps", type=int,
                    help="steps of the hed-vgg16 natural-image renders (default: the recipe's, 256; 48 with --fast)")
-    p.add_argument("--settings", default="recipe", choices=sorted(SETTINGS_PRESETS),
+    p.add_argument("--settings", default="recipe", choices=SETTINGS_NAMES,
                    help="render with the recipes' settings (default), with lucid's optimizer and 1/f scale "
                         "(Adam, Fourier decay 1) on the recipes' other settings, or adversarial-style (pixel, no "
                         "transforms, no decorrelation; planted cells keep their own), to compare (QUALITY.md)")
@@ -72,6 +70,10 @@ def _check_options(args: argparse.Namespace, names: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dreamlab.apps.quality import measures as quality
+    from dreamlab.apps.quality.measures import FAST, SETTINGS_PRESETS, QualitySettings, format_report
     from dreamlab.devices import resolve_device
 
     names = [n.strip() for n in args.measures.split(",") if n.strip()]

@@ -46,6 +46,7 @@ from dreamlab.apps.quality.planted import (
     reference_activations,
     tiling_correlation,
 )
+from dreamlab.apps.quality.names import DIGITS_MEASURES, MEASURES
 from dreamlab.apps.quality.perturb import kept_activation, kept_fraction, rounded_down
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import load_model
@@ -62,7 +63,6 @@ from dreamlab.optvis.params import PARAMS
 from dreamlab.optvis.transforms import PRESETS
 
 DIGITS_MODEL = "lenet-digits"
-MEASURES = ("transfer", "dataset", "kept", "planted", "natural")
 
 # the goals of issue #3
 TRANSFER_GOAL = 0.9  # fraction of logit renders the judge classifies as their digit (9/10)
@@ -132,8 +132,6 @@ FAST = QualitySettings(steps=None, planted_steps=512, logit_units=range(10), con
                        planted_layers=(1,), planted_params=("pixel",), planted_presets=("none", "jitter"),
                        hed_units=2, hed_steps=48)
 
-# the measures that render lenet-digits (QualitySettings.steps); `dreamlab quality` refuses --steps without them
-DIGITS_MEASURES = ("transfer", "dataset", "kept")
 
 
 def say(what: str) -> None:

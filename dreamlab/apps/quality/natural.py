@@ -25,7 +25,6 @@ from dreamlab.io import SAMPLE_PHOTOS, sample_photo
 
 HED_MODEL = "hed-vgg16"
 HED_LAYERS = ("features.15", "features.22", "features.29")
-HED_UNITS_MAX = 256  # features.15's channels, the fewest of HED_LAYERS
 CROP, STRIDE = 128, 32
 PHOTO_SCALES = (1.0, 0.6, 0.35)  # a 427-px photo at 0.35 is about one crop high
 BEAT_GOAL = 0.95  # fraction of units that beat the best crop and keep >= KEPT of their activation
