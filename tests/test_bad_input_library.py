@@ -96,7 +96,7 @@ CASES = {
     # 3. an unknown torchvision model in a recipe, whichever weights are asked for
     "recipe names no torchvision model": (
         lambda t: ["render", "conv1:1", "--recipe", _recipe_naming(t, "torchvision:nosuch"), "--steps", "1"],
-        "unknown torchvision model in recipe lenet-digits: 'nosuch'"),
+        "r.toml: 'nosuch'"),  # the file, not the name inside it
     # 5. graph of a size the model cannot take
     "graph size": (["graph", "lenet-digits", "--size", "64"],
                    "lenet-digits rejected a 1x64x64 input (a and b must have same reduction dim"),

@@ -2,6 +2,7 @@
 that conflict, a recipe's default weights, a fixed-size module under padding transforms, and start images."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -187,7 +188,7 @@ def test_a_zoo_recipe_without_weights_gets_the_builders_default(tmp_path):
 def test_weights_a_recipe_names_wrongly_are_blamed_on_the_recipe(tmp_path):
     path = tmp_path / "u.toml"
     path.write_text(DIGITS.replace('name = "t"', 'name = "u"\nweights = "DEFAULT"'))
-    with pytest.raises(WeightsError, match=r"^unknown weights 'DEFAULT' for u, named by the `weights` of recipe u; "
+    with pytest.raises(WeightsError, match=rf"^unknown weights 'DEFAULT' for u, named by the `weights` of recipe {re.escape(str(path))}; "
                                            r"valid: default, none \(or what its builder takes\): fix it there, or "
                                            r"leave it out$"):
         load_model(path)

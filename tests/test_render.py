@@ -8,6 +8,7 @@ from torch import nn
 from dreamlab import objectives as o
 from dreamlab import render
 from dreamlab.errors import DreamlabError
+from dreamlab.optvis.params import INIT_MARGIN
 
 from models_fixtures import random_googlenet, random_resnet18
 
@@ -189,7 +190,7 @@ def test_start_from_an_image(models):
     photo[0] = 0.9  # red
     result = render(models["resnet18"], "layer2:0", steps=1, size=32, lr=1e-6, device="cpu", init_image=photo,
                     param="pixel", transforms="none")
-    assert torch.allclose(result.images[0, :, 5, 5], torch.tensor([0.9, 0.001, 0.001]), atol=0.01)
+    assert torch.allclose(result.images[0, :, 5, 5], torch.tensor([0.9, INIT_MARGIN, INIT_MARGIN]), atol=0.01)
 
 
 def test_a_units_image_does_not_depend_on_the_batch_split(models):
@@ -241,7 +242,8 @@ def test_an_unknown_optimizer_in_a_recipe_is_named(tmp_path):
 
     path = tmp_path / "r.toml"
     path.write_text('name = "r"\nbuilder = "torchvision.models:resnet18"\nweights = "none"\noptimizer = "adamw"\n')
-    with pytest.raises(DreamlabError, match="unknown optimizer 'adamw'; close matches: adam"):
+    with pytest.raises(DreamlabError, match='r.toml: optimizer = "adamw" is not valid; optimizer must be one of '
+                                            'channel-adam, adam'):
         render(str(path), "layer1:0", steps=1, size=32, device="cpu")
 
 

@@ -176,6 +176,8 @@ def _check_fields(recipe: Recipe) -> None:
     where = f"recipe {recipe.name!r}"
     for item in dataclasses.fields(recipe):
         value = getattr(recipe, item.name)
+        if item.name == "channels" and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            continue  # a file gives images of 1 to 4 channels; the recipe made up for a module may read more
         if value is not None:
             _refuse_bad_value(where, item.name, list(value) if isinstance(value, tuple) else value)
     _check_layer_settings(recipe.layers, repr(recipe.name))
