@@ -31,6 +31,7 @@ class ModelInput:
     x: Tensor
     region: tuple[int, int, int, int]
     how: str  # for the provenance: '224x336, aspect kept', '28x28, padded', '224x224'
+    note: str = ""  # what the caller should be told (a long strip's longer side capped), else ''
 
     def crop(self, values: Tensor) -> Tensor:
         """The photo's part of a map [..., h, w] over `x`."""
@@ -53,27 +54,50 @@ def side_multiple(size: int) -> int:
     return multiple
 
 
-def model_input(photo: Tensor, subj: Subject, size: int) -> ModelInput:
+def model_input(photo: Tensor, subj: Subject, size: int, asked: str = "") -> ModelInput:
     """The photo as the model's input, undistorted: its shorter side at `size` and its aspect kept where the model
     takes that size (classifiers with adaptive pooling, as torchvision's are evaluated; the longer side rounded to
     a multiple of `side_multiple(size)`), else the whole photo fitted into a `size` square and padded with the
-    recipe's mean colour (0 once normalized) around it."""
+    recipe's mean colour (0 once normalized) around it.
+
+    A photo so long that its longer side would pass MAX_INPUT_SIZE keeps its aspect with that side capped (the
+    shorter side follows, below `size`); should the model not take that either, it is padded. Both are told in
+    the ModelInput's `note` (`asked`: how the caller names the size, e.g. '--size 2048')."""
     x = _with_channels(photo, subj.recipe.channels)
     height, width = photo.shape[-2:]
     if height == width:
         return ModelInput(_resized(x, (size, size)), (0, 0, size, size), f"{size}x{size}")
     multiple = side_multiple(size)
     longer = max(size, multiple * math.floor(max(height, width) * size / min(height, width) / multiple + 0.5))
-    kept = (size, longer) if height < width else (longer, size)
-    if max(kept) <= MAX_INPUT_SIZE and _takes(subj, kept):
-        return ModelInput(_resized(x, kept), (0, 0, *kept), f"{kept[0]}x{kept[1]}, aspect kept")
+    capped = longer > MAX_INPUT_SIZE
+    if capped:  # a long strip: the longer side at the limit, the shorter one follows
+        shorter = max(1, round(MAX_INPUT_SIZE * min(height, width) / max(height, width)))
+        longer = MAX_INPUT_SIZE
+    else:
+        shorter = size
+    kept = (shorter, longer) if height < width else (longer, shorter)
+    asked = asked or f"size {size}"
+    too_long = (f"{asked} would make the {height}x{width} photo's longer side "
+                f"{round(max(height, width) * size / min(height, width))} px, over the {MAX_INPUT_SIZE}-pixel limit")
+    if _takes(subj, kept):
+        if not capped:
+            return ModelInput(_resized(x, kept), (0, 0, *kept), f"{kept[0]}x{kept[1]}, aspect kept")
+        note = (f"{too_long}: the model sees it at {kept[0]}x{kept[1]}, its aspect kept with the longer side capped "
+                f"at {MAX_INPUT_SIZE} (the shorter side {shorter} px, not {size})")
+        return ModelInput(_resized(x, kept), (0, 0, *kept),
+                          f"{kept[0]}x{kept[1]}, aspect kept, the longer side capped at {MAX_INPUT_SIZE}", note)
     scale = size / max(height, width)
     inner = (max(1, round(height * scale)), max(1, round(width * scale)))
     top, left = (size - inner[0]) // 2, (size - inner[1]) // 2
     padded = torch.tensor(subj.recipe.mean, dtype=x.dtype).view(1, -1, 1, 1).repeat(1, 1, size, size)
     padded[..., top:top + inner[0], left:left + inner[1]] = _resized(x, inner)
-    return ModelInput(padded, (top, left, *inner), f"{size}x{size}, padded (the photo {inner[0]}x{inner[1]} at "
-                                                   f"{top},{left})")
+    how = f"{size}x{size}, padded (the photo {inner[0]}x{inner[1]} at {top},{left})"
+    note = ""
+    if capped and _takes(subj, (size, size + multiple)):  # a model that takes any size: padded for the cap only
+        note = (f"{too_long}, and capped there ({kept[0]}x{kept[1]}) the model does not take it: the photo is "
+                f"fitted into a {size}x{size} square at {inner[0]}x{inner[1]} and padded with the recipe's mean "
+                f"colour, so the padding can draw attributions; crop the photo to a less elongated part")
+    return ModelInput(padded, (top, left, *inner), how, note)
 
 
 def _with_channels(photo: Tensor, channels: int) -> Tensor:
@@ -105,7 +129,8 @@ def read_photo(path: Path, subj: Subject, size: int | None = None) -> tuple[Tens
     if size is not None:
         check_input_size(size, name="--size")
     photo = read_image(path)
-    return photo, model_input(photo, subj, size or subj.recipe.input_size)
+    asked = f"--size {size}" if size is not None else f"the recipe's size {subj.recipe.input_size}"
+    return photo, model_input(photo, subj, size or subj.recipe.input_size, asked)
 
 
 def is_sample_photo(path: Path) -> bool:

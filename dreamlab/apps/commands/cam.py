@@ -26,7 +26,8 @@ def add_subject_arguments(p: argparse.ArgumentParser) -> None:
                         "a torchvision weights name, or PATH to a state-dict file")
     p.add_argument("--size", type=positive_int,
                    help="the model's input size: the photo's shorter side, its aspect kept where the model takes "
-                        "any size, else the side of the padded square (default: the recipe's)")
+                        "any size (a longer side past 2048 is capped there, the shorter one follows), else the side of "
+                        "the padded square (default: the recipe's)")
     add_device_argument(p)
     p.add_argument("-o", "--out", type=output_path,
                    help="output PNG (default: MODEL_TARGET_METHOD.png, with --layer MODEL_TARGET_LAYER_METHOD.png); "
@@ -95,6 +96,8 @@ def load_subject(args: argparse.Namespace, writes: bool = True):
     subj = subject(str(positional_model(args)), weights=args.weights)
     subj.model.to(device)
     photo, fitted = read_photo(args.image, subj, args.size)
+    if fitted.note:  # a long strip's input, not the one --size asks for
+        print(f"dreamlab: note: {fitted.note}", file=sys.stderr)
     return subj, photo, fitted, fitted.x.to(device)
 
 

@@ -1,0 +1,84 @@
+"""Defects a new-user walkthrough of `cam` and `attribute` found: a long strip's input, provenance, the --sanity
+table, and messages that speak the caller's words."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from dreamlab.apps.cli import main
+from dreamlab.io import save_png
+from dreamlab.models import loading
+
+SIDE = 32  # the recipes' input size
+
+
+class RedFrom(nn.Module):
+    """Logit 0: the strongest red-over-the-rest response anywhere, through a `kernel`-pixel conv without padding,
+    so the model takes any size from `kernel` pixels a side up."""
+
+    def __init__(self, kernel: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, kernel, bias=False)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[:, 0], self.conv.weight[:, 1:] = 1.0, -0.5
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveMaxPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.pool(self.relu(self.conv(x))).flatten(1)[:, :1], torch.zeros(x.shape[0], 1)], 1)
+
+
+@pytest.fixture
+def recipes(tmp_path):
+    loading.register_builder("tests:red_k3", lambda weights=None: RedFrom(3))
+    loading.register_builder("tests:red_k16", lambda weights=None: RedFrom(16))
+    paths = {}
+    for name in ("red_k3", "red_k16"):
+        paths[name] = tmp_path / f"{name}.toml"
+        paths[name].write_text(f'name = "{name}"\nbuilder = "tests:{name}"\ninput_size = {SIDE}\nweights = "none"\n'
+                               f'mean = [0.5, 0.5, 0.5]\nstd = [1.0, 1.0, 1.0]\n')
+    return paths
+
+
+def strip(tmp_path, height: int, width: int):
+    """A grey strip with a red patch in its middle third."""
+    photo = torch.full((3, height, width), 0.5)
+    photo[:, :, width // 3:2 * width // 3] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)
+    return save_png(photo, tmp_path / "strip.png")
+
+
+def test_a_long_strip_keeps_its_aspect_with_the_longer_side_capped(recipes, tmp_path, capsys):
+    # 4x200 at --size 64 would be 64x3200, over 2048: it used to be padded into a 64x64 square, silently
+    out = tmp_path / "cam.png"
+    assert main(["cam", str(recipes["red_k3"]), "--image", str(strip(tmp_path, 4, 200)), "--size", "64",
+                 "--target", "logit:0", "--layer", "relu", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "dreamlab: note: --size 64 would make the 4x200 photo's longer side 3200 px, over the 2048-pixel " \
+           "limit: the model sees it at 41x2048, its aspect kept with the longer side capped at 2048" in err
+    with Image.open(out) as img:
+        assert img.text["dreamlab:model_input"] == "41x2048, aspect kept, the longer side capped at 2048"
+        assert img.text["dreamlab:photo_region"] == "0,0,41,2048"
+
+
+def test_a_strip_too_thin_once_capped_is_padded_with_a_note(recipes, tmp_path, capsys):
+    # 2x1000 capped is 4x2048, below the 16-pixel kernel: padded into the 32 square, and said so
+    out = tmp_path / "sal.png"
+    assert main(["attribute", str(recipes["red_k16"]), "--image", str(strip(tmp_path, 2, 1000)),
+                 "--target", "logit:0", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "the recipe's size 32 would make the 2x1000 photo's longer side 16000 px" in err
+    assert "padded with the recipe's mean colour, so the padding can draw attributions" in err
+    with Image.open(out) as img:
+        assert img.text["dreamlab:model_input"].startswith("32x32, padded")
+
+
+def test_a_photo_within_the_limit_gets_no_note(recipes, tmp_path, capsys):
+    assert main(["cam", str(recipes["red_k3"]), "--image", str(strip(tmp_path, 20, 100)), "--target", "logit:0",
+                 "--layer", "relu", "-o", str(tmp_path / "c.png")]) == 0
+    assert "note" not in capsys.readouterr().err
