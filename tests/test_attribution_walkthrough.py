@@ -82,3 +82,29 @@ def test_a_photo_within_the_limit_gets_no_note(recipes, tmp_path, capsys):
     assert main(["cam", str(recipes["red_k3"]), "--image", str(strip(tmp_path, 20, 100)), "--target", "logit:0",
                  "--layer", "relu", "-o", str(tmp_path / "c.png")]) == 0
     assert "note" not in capsys.readouterr().err
+
+
+def digit(tmp_path):
+    """A grey 28x28 photo with a bright bar, for lenet-digits."""
+    photo = torch.zeros(1, 28, 28)
+    photo[:, 6:22, 12:16] = 1.0
+    return str(save_png(photo, tmp_path / "digit.png"))
+
+
+def test_a_cam_png_records_the_options_its_method_read(tmp_path):
+    out = tmp_path / "cam.png"
+    assert main(["cam", "lenet-digits", "--image", digit(tmp_path), "--target", "logit:1", "-o", str(out)]) == 0
+    with Image.open(out) as img:
+        assert json.loads(img.text["dreamlab:options"]) == {"layer": "relu2"}
+        assert img.text["dreamlab:layer"] == "relu2" and "dreamlab:weights_seed" not in img.text
+
+
+@pytest.mark.parametrize("command", [["cam"], ["attribute", "--method", "saliency"]])
+def test_random_init_records_its_seed_as_render_does(tmp_path, command):
+    from dreamlab.models.loading import WEIGHTS_SEED
+
+    out = tmp_path / "map.png"
+    assert main([*command, "lenet-digits", "--image", digit(tmp_path), "--target", "logit:1", "--weights", "none",
+                 "-o", str(out)]) == 0
+    with Image.open(out) as img:
+        assert img.text["dreamlab:weights"] == "none" and img.text["dreamlab:weights_seed"] == str(WEIGHTS_SEED)

@@ -5,6 +5,7 @@ maps go back to the photo's own size for the pictures, so an overlay lines up wi
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from io import BytesIO
@@ -19,6 +20,7 @@ from dreamlab.attribution.target import Subject, evaluating, sized_forward
 from dreamlab.errors import DreamlabError
 from dreamlab.io import SAMPLE_PHOTOS, atomic_write_bytes, file_digest, label_name, match_channels, safe_name, save_png
 from dreamlab.io import read_photo as read_image
+from dreamlab.models.loading import weights_provenance
 from dreamlab.models.prepare import takes_size
 from dreamlab.models.summary import MAX_INPUT_SIZE, check_input_size
 
@@ -149,6 +151,17 @@ def photo_provenance(path: Path, size: int, fitted: ModelInput | None = None) ->
     return {**text, "dreamlab:size": str(size),
             **({"dreamlab:model_input": fitted.how, "dreamlab:photo_region": ",".join(map(str, fitted.region))}
                if fitted is not None else {})}
+
+
+def attribution_provenance(subj: Subject, target: str, method: str, weights: object, used: dict[str, object],
+                           image: Path, fitted: ModelInput, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The text chunks of a `cam` or `attribute` PNG: model, target, method, weights (random init's seed too),
+    the layer and every option the method read (`used`, as JSON in `dreamlab:options`), `extra`, the photo and
+    how it became the model's input, and the library versions."""
+    return {"dreamlab:model": subj.recipe.name, "dreamlab:target": target, "dreamlab:method": method,
+            **weights_provenance(weights), **({"dreamlab:layer": str(used["layer"])} if "layer" in used else {}),
+            "dreamlab:options": json.dumps(used), **(extra or {}),
+            **photo_provenance(image, min(fitted.x.shape[-2:]), fitted), **versions()}
 
 
 def versions() -> dict[str, str]:

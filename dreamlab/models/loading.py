@@ -35,6 +35,13 @@ _LISTED_AS: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionar
 WEIGHTS_SEED = 0
 
 
+def weights_provenance(weights: object) -> dict[str, str]:
+    """A PNG's `dreamlab:weights`, and for random init ('none') the seed it was drawn from, `dreamlab:weights_seed`:
+    the keys every command that writes a PNG records."""
+    return {"dreamlab:weights": str(weights),
+            **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {})}
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A model ready for rendering, with the recipe that describes it and where its weights came from."""

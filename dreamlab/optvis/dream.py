@@ -432,11 +432,10 @@ def _provenance(obj: Objective, recipe: Recipe, weights: str, seed: int, photo: 
                 device: torch.device) -> dict[str, str]:
     import torchvision
 
-    from dreamlab.models.loading import WEIGHTS_SEED
+    from dreamlab.models.loading import weights_provenance
 
     return {"dreamlab:mode": "dream", "dreamlab:objective": obj.name, "dreamlab:model": recipe.name,
-            "dreamlab:weights": weights,
-            **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {}),  # random init's seed
+            **weights_provenance(weights),  # with random init's seed
             "dreamlab:recipe": recipe.name, "dreamlab:recipe_hash": recipe.hash(), "dreamlab:seed": str(seed),
             "dreamlab:size": f"{photo.shape[-2]}x{photo.shape[-1]}",
             **{f"dreamlab:{k}": str(v) for k, v in settings.items()},

@@ -25,7 +25,7 @@ from dreamlab.devices import resolve_device
 from dreamlab.errors import (OTHER_TOOLS_NAMES, DreamlabError, check_range, checked_keywords, unknown,
                              unknown_keyword)
 from dreamlab.io import centre_crop, check_image, cover, match_channels
-from dreamlab.models.loading import WEIGHTS_SEED
+from dreamlab.models.loading import weights_provenance
 from dreamlab.models.recipe import MAX_FOURIER_DECAY, MAX_LR, Recipe
 from dreamlab.models.summary import check_input_size
 from dreamlab.optvis.choices import COMPILE_MODES, PRECISIONS
@@ -390,8 +390,7 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
     return {
         "dreamlab:objective": obj.name,
         "dreamlab:model": recipe.name,
-        "dreamlab:weights": weights,
-        **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {}),  # random init's seed
+        **weights_provenance(weights),  # with random init's seed
         "dreamlab:recipe": recipe.name,
         "dreamlab:recipe_hash": recipe.hash(),
         "dreamlab:seed": str(s.seed),

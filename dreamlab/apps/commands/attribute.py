@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 
@@ -48,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.attribution.api import METHODS, attribute, cam_layer, gradcam
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.attribution.overlay import heat, overlay, signed_map
-    from dreamlab.attribution.photos import (default_output, photo_provenance, predicted_class, save_outputs,
-                                             to_photo_size, versions)
+    from dreamlab.attribution.photos import (attribution_provenance, default_output, predicted_class, save_outputs,
+                                             to_photo_size)
     from dreamlab.errors import unknown
     from dreamlab.io import grid
 
@@ -89,11 +88,8 @@ def run(args: argparse.Namespace) -> int:
     panels = torch.stack([overlay(photo, to_photo_size(heat(fitted.crop(result), signed)[None], photo)[0].clamp(0, 1)),
                           to_photo_size(signed_map(fitted.crop(result)), photo).clamp(0, 1)])
     png, npy = save_outputs(grid(panels, columns=2, padding=2, fill=1.0), result, out,
-                            {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
-                             "dreamlab:method": method, "dreamlab:weights": str(args.weights),
-                             **({"dreamlab:layer": used["layer"]} if "layer" in used else {}),
-                             "dreamlab:options": json.dumps(used), **extra,
-                             **photo_provenance(args.image, min(x.shape[-2:]), fitted), **versions()})
+                            attribution_provenance(subj, target, method, args.weights, used, args.image, fitted,
+                                                   extra))
     print(f"{png} ({method} of {target}: heat map | signed map; attributions in {npy})")
     for note in notes:
         print(f"dreamlab: note: {note}", file=sys.stderr)

@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.errors import unknown
     from dreamlab.attribution.overlay import overlay
-    from dreamlab.attribution.photos import (default_output, photo_provenance, predicted_class, save_outputs,
-                                             to_photo_size, versions)
+    from dreamlab.attribution.photos import (attribution_provenance, default_output, predicted_class, save_outputs,
+                                             to_photo_size)
 
     if args.method not in CAM_METHODS:  # before the model loads
         raise unknown("CAM method", args.method, CAM_METHODS)
@@ -123,11 +123,8 @@ def run(args: argparse.Namespace) -> int:
     raw = to_photo_size(cam[0].cpu(), photo, fitted)[0].clamp(min=0)
     top = float(raw.max())
     picture = overlay(photo, raw / top if top > 0 else raw)
-    png, npy = save_outputs(picture, raw, out, {"dreamlab:model": subj.recipe.name, "dreamlab:target": target,
-                                                  "dreamlab:layer": layer, "dreamlab:method": args.method,
-                                                  "dreamlab:weights": str(args.weights),
-                                                  **photo_provenance(args.image, min(x.shape[-2:]), fitted),
-                                                  **versions()})
+    png, npy = save_outputs(picture, raw, out, attribution_provenance(subj, target, args.method, args.weights,
+                                                                      {"layer": layer}, args.image, fitted))
     print(f"{png} ({args.method} of {target} at {layer}; raw map in {npy})")
     if top == 0:
         note_zero_map(args.method, target, layer)
