@@ -108,3 +108,42 @@ def test_random_init_records_its_seed_as_render_does(tmp_path, command):
                  "-o", str(out)]) == 0
     with Image.open(out) as img:
         assert img.text["dreamlab:weights"] == "none" and img.text["dreamlab:weights_seed"] == str(WEIGHTS_SEED)
+
+
+class LongNames(nn.Module):
+    """Two conv blocks; the first's address is longer than the table's 'randomized' header, and it is re-drawn
+    second, so its row gets the '+'."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_convolution = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.first_convolution(x))).amax((2, 3))
+
+
+def test_the_sanity_table_keeps_its_columns_under_their_headers(tmp_path, capsys):
+    loading.register_builder("tests:long_names", lambda weights=None: LongNames())
+    recipe = tmp_path / "long_names.toml"
+    recipe.write_text(f'name = "long_names"\nbuilder = "tests:long_names"\ninput_size = {SIDE}\nweights = "none"\n'
+                      f'mean = [0.5, 0.5, 0.5]\nstd = [1.0, 1.0, 1.0]\n')
+    photo = str(save_png(torch.rand(3, SIDE, SIDE, generator=torch.Generator().manual_seed(0)), tmp_path / "p.png"))
+    assert main(["attribute", str(recipe), "--image", photo, "--target", "logit:0", "--sanity",
+                 "--method", "saliency,gradcam"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines()[1:] if not line.startswith("n/a:")]
+    assert [line.split()[0] for line in lines] == ["randomized", "head", "+first_convolution"]
+    assert len({len(line) for line in lines}) == 1  # right-aligned cells: every row as long as the header
+
+
+@pytest.mark.parametrize("methods, message", [
+    ("saliency,,ig", "--method 'saliency,,ig' has an empty item (two commas in a row, or one at an end); give "
+                     "the methods separated by single commas, e.g. saliency,ig"),
+    ("saliency,", "--method 'saliency,' has an empty item"),
+    ("saliency,ig,saliency", "--method 'saliency,ig,saliency' names saliency twice; name each method once, e.g. "
+                             "saliency,ig"),
+])
+def test_sanity_refuses_an_empty_or_repeated_method(tmp_path, capsys, methods, message):
+    assert main(["attribute", "lenet-digits", "--image", digit(tmp_path), "--sanity", "--method", methods]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -52,12 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.errors import unknown
     from dreamlab.io import grid
 
-    methods = [m.strip() for m in args.method.split(",") if m.strip()] if args.sanity else [args.method]
     valid = METHODS + CAM_METHODS if args.sanity else METHODS
     if args.sanity and args.out is not None:
         raise DreamlabError("--sanity prints a table and writes no file: leave out -o")
-    if not methods:
-        raise DreamlabError(f"--method {args.method!r} names no method; valid: {', '.join(valid)}")
+    methods = method_list(args.method, valid) if args.sanity else [args.method]
     for method in methods:  # before the model loads
         if method not in valid:
             raise unknown("attribution method", method, valid)
@@ -100,6 +98,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"dreamlab: note: the {method} attributions of {target} are all zero, so the picture shows no "
                   f"heat; try another --target or --method", file=sys.stderr)
     return 0
+
+
+def method_list(text: str, valid: tuple[str, ...]) -> list[str]:
+    """--sanity's comma-separated --method: each item a method (spaces around it allowed), named once; an empty
+    item (`saliency,,ig`, a trailing comma) or a repeat, which would print its column twice, is refused."""
+    methods = [m.strip() for m in text.split(",")]
+    if not any(methods):
+        raise DreamlabError(f"--method {text!r} names no method; valid: {', '.join(valid)}")
+    if not all(methods):
+        raise DreamlabError(f"--method {text!r} has an empty item (two commas in a row, or one at an end); give "
+                            f"the methods separated by single commas, e.g. {','.join(m for m in methods if m)}")
+    repeated = [m for i, m in enumerate(methods) if m in methods[:i]]
+    if repeated:
+        raise DreamlabError(f"--method {text!r} names {repeated[0]} twice; name each method once, e.g. "
+                            f"{','.join(dict.fromkeys(methods))}")
+    return methods
 
 
 def _ig_completeness(subj, x, target: str, result, options: dict) -> tuple[dict, list[str]]:
@@ -191,10 +205,11 @@ def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
     for method in methods:
         steps = cascading_randomization(subj.model, lambda model, m=method: attribution(model, m), blocks)
         table[method] = [s.correlation for s in steps]
-    width = max(len(b) for b in blocks + ["randomized"])
+    labels = [block if i == 0 else f"+{block}" for i, block in enumerate(blocks)]  # '+': this one re-drawn too
+    width = max(len(label) for label in labels + ["randomized"])
     print(f"{'randomized':<{width}}  " + "  ".join(f"{m:>14}" for m in methods))
-    for i, block in enumerate(blocks):
-        print(f"{'+' + block if i else block:<{width}}  " + "  ".join(f"{_cell(table[m][i]):>14}" for m in methods))
+    for i, label in enumerate(labels):
+        print(f"{label:<{width}}  " + "  ".join(f"{_cell(table[m][i]):>14}" for m in methods))
     if any(math.isnan(c) for column in table.values() for c in column):
         print("n/a: the trained or the randomized model's map is all zero (for Grad-CAM: its weighted sum of the "
               "layer's channels is 0 or negative everywhere), so there is no rank correlation; it is not a pass")
