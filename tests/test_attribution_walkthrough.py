@@ -147,3 +147,11 @@ def test_sanity_refuses_an_empty_or_repeated_method(tmp_path, capsys, methods, m
     assert main(["attribute", "lenet-digits", "--image", digit(tmp_path), "--sanity", "--method", methods]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["cam"], ["attribute", "--method", "saliency"]])
+def test_a_target_is_echoed_as_written(tmp_path, capsys, command):
+    assert main([*command, "lenet-digits", "--image", digit(tmp_path), "--target", "conv2:3,4", "-o",
+                 str(tmp_path / "m.png")]) == 2
+    assert capsys.readouterr().err.strip() == ("dreamlab: error: target 'conv2:3,4' has 2 units for 1 image(s); "
+                                               "give one unit (logit:3) or one per image")

@@ -47,7 +47,7 @@ def _prepare(subj: Subject, image: Tensor, target: Target) -> tuple[Tensor, Targ
     images = images.to(_device(subj, images))
     objective = top_classes(subj, images) if target is None else \
         parse_target(target, subj.categories, module_names(subj.model))
-    return images, TargetScore(subj, objective, images.shape[0])
+    return images, TargetScore(subj, objective, images.shape[0], target if isinstance(target, str) else None)
 
 
 def top_classes(subj: Subject, images: Tensor) -> Objective:

@@ -114,7 +114,7 @@ def layer_activation_and_gradient(score: TargetScore, images: Tensor, layer: str
             if inside:  # a container the forward loops over (hed-vgg16's features): it never runs as one
                 raise unused_module(layer, inside)
             raise DreamlabError(f"layer {layer!r} runs after every layer the target "
-                                f"{score.objective.name!r} reads, so the target does not depend on it; pick an "
+                                f"{score.shown!r} reads, so the target does not depend on it; pick an "
                                 f"earlier layer or a later target (logit:N)")
         act = store["out"]
         if act.dim() != 4:
@@ -123,7 +123,7 @@ def layer_activation_and_gradient(score: TargetScore, images: Tensor, layer: str
                                 f"(`dreamlab layers MODEL` lists the shapes)")
         (grad,) = torch.autograd.grad(values.sum(), act, allow_unused=True)
     if grad is None:
-        raise DreamlabError(f"the target {score.objective.name!r} does not depend on layer {layer!r}; pick a layer "
+        raise DreamlabError(f"the target {score.shown!r} does not depend on layer {layer!r}; pick a layer "
                             f"on its path")
     if layer in channels_last_layers(score.subject.model, [layer], images):  # [B, H, W, C]: ConvNeXt, Swin
         act, grad = act.permute(0, 3, 1, 2), grad.permute(0, 3, 1, 2)

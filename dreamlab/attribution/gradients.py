@@ -100,7 +100,7 @@ def _ruled_gradient(score: TargetScore, images: Tensor, rule: str) -> Tensor:
         result = saliency(score, images)
     if mode.ruled == 0:
         raise DreamlabError(f"{RULE_NAMES[rule]} changes the backward of ReLU and ReLU6 only, and "
-                            f"{score.subject.recipe.name} ran none on the way to {score.objective.name!r} "
+                            f"{score.subject.recipe.name} ran none on the way to {score.shown!r} "
                             f"(its activations: {describe(mode.others)}), so the result would be the plain "
                             f"gradient; use --method saliency (method='saliency') for that, or another method")
     return result

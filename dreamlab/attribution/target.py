@@ -139,9 +139,12 @@ class TargetScore:
     (hence unit) row k of an expanded batch (IG steps, SmoothGrad samples) belongs to.
     """
 
-    def __init__(self, subj: Subject, target: Objective, n_images: int):
+    def __init__(self, subj: Subject, target: Objective, n_images: int, written: str | None = None):
+        """`written`: the target as the caller wrote it (`conv2:3,4`), which messages echo; the objective's own
+        name (`conv2:3-4`) where it was not a string."""
+        self.shown = written if written is not None else target.name
         if target.batch_size not in (1, n_images):
-            raise DreamlabError(f"target {target.name!r} has {target.batch_size} units for {n_images} image(s); "
+            raise DreamlabError(f"target {self.shown!r} has {target.batch_size} units for {n_images} image(s); "
                                 f"give one unit (logit:3) or one per image")
         self.subject = subj
         self.objective = target
@@ -149,7 +152,7 @@ class TargetScore:
 
     def __call__(self, images: Tensor, index: Tensor) -> Tensor:
         if not self.objective.layers:
-            raise DreamlabError(f"target {self.objective.name!r} reads no layer; give a logit or a layer unit")
+            raise DreamlabError(f"target {self.shown!r} reads no layer; give a logit or a layer unit")
         with capture(self.subject.model, self.objective.layers) as cap:
             acts = cap.run(self.subject.normalize(images))
         if not self.checked:
