@@ -155,3 +155,76 @@ def test_a_target_is_echoed_as_written(tmp_path, capsys, command):
                  str(tmp_path / "m.png")]) == 2
     assert capsys.readouterr().err.strip() == ("dreamlab: error: target 'conv2:3,4' has 2 units for 1 image(s); "
                                                "give one unit (logit:3) or one per image")
+
+
+class Pooled(nn.Module):
+    """4x max pool -> conv -> conv (3x3, padding 1): it takes 4 pixels a side and more, and below 8 every map is
+    1x1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(4)
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv2(self.conv1(self.pool(x))).amax((2, 3)))
+
+
+@pytest.fixture
+def pooled(tmp_path):
+    loading.register_builder("tests:pooled", lambda weights=None: Pooled())
+    recipe = tmp_path / "pooled.toml"
+    recipe.write_text(f'name = "pooled"\nbuilder = "tests:pooled"\ninput_size = {SIDE}\nweights = "none"\n'
+                      f'mean = [0.5, 0.5, 0.5]\nstd = [1.0, 1.0, 1.0]\n')
+    return str(recipe)
+
+
+def test_cam_at_too_small_a_size_names_the_size_and_the_smallest_that_works(pooled, tmp_path, capsys):
+    # conv2:1 reads conv2, so the map is at conv1 or pool: 1x1 below 8 pixels; it used to blame the target
+    photo = str(save_png(torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)), tmp_path / "p.png"))
+    assert main(["cam", pooled, "--image", photo, "--size", "4", "--target", "conv2:1", "-o",
+                 str(tmp_path / "c.png")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "dreamlab: error: the model input at this --size, 4x4, is too small for a Grad-CAM: at that size no layer "
+        "with a spatial output map runs before the target's layer conv2; the smallest size that gives one (a map "
+        "larger than 1x1) is 8: use --size 8 or more")
+    assert main(["cam", pooled, "--image", photo, "--size", "8", "--target", "conv2:1", "-o",
+                 str(tmp_path / "c.png")]) == 0
+
+
+def test_the_python_api_names_the_image_to_pass_not_a_flag(pooled):
+    import dreamlab
+
+    with pytest.raises(dreamlab.DreamlabError) as error:
+        dreamlab.gradcam("lenet-digits", torch.rand(1, 8, 8), "logit:3")
+    assert str(error.value).endswith("it runs at its recipe's size, 28: pass a 28x28 image (resize yours first)")
+    assert "--size" not in str(error.value)
+    with pytest.raises(dreamlab.DreamlabError) as error:
+        dreamlab.gradcam(pooled, torch.rand(3, 4, 4), "conv2:1")
+    assert str(error.value) == (
+        "an image of 4x4 is too small for a Grad-CAM: at that size no layer with a spatial output map runs before "
+        "the target's layer conv2; the smallest size that gives one (a map larger than 1x1) is 8: pass an image of "
+        "at least 8 pixels a side (resize yours first)")
+
+
+def test_a_command_names_the_smallest_size_a_model_takes(pooled, tmp_path, capsys):
+    photo = str(save_png(torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)), tmp_path / "p.png"))
+    assert main(["attribute", pooled, "--image", photo, "--size", "2", "--target", "logit:0", "-o",
+                 str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dreamlab: error: pooled rejected a 3x2x2 input (") and \
+        err.endswith("; the smallest size it takes is 4: use --size 4 or more")
+
+
+def test_a_recipe_cam_layer_with_a_1x1_map_is_told_as_a_size_too_small(pooled, tmp_path, capsys):
+    recipe = tmp_path / "pooled_cam.toml"
+    recipe.write_text(open(pooled).read().replace('name = "pooled"', 'name = "pooled_cam"') + 'cam_layer = "conv2"\n')
+    photo = str(save_png(torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)), tmp_path / "p.png"))
+    assert main(["cam", str(recipe), "--image", photo, "--size", "4", "--target", "logit:0", "-o",
+                 str(tmp_path / "c.png")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "dreamlab: error: the model input at this --size, 4x4, is too small for a Grad-CAM: at that size the "
+        "recipe's cam_layer conv2 has no map larger than 1x1; the smallest size that gives one (a map larger than "
+        "1x1) is 8: use --size 8 or more")

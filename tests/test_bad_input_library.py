@@ -81,10 +81,10 @@ CASES = {
     "cam size the model rejects": (lambda t: ["cam", "lenet-digits", "--image", _digit(t), "--size", "64"],
                                    "lenet-digits rejected a 1x64x64 input"),
     "cam size with a target": (lambda t: ["cam", "lenet-digits", "--image", _digit(t), "--size", "64",
-                                          "--target", "logit:3"], "it runs at its recipe's size, 28: use size 28 (--size 28)"),
+                                          "--target", "logit:3"], "it runs at its recipe's size, 28: use --size 28"),
     "attribute size the model rejects": (
         lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--size", "64"],
-        "it runs at its recipe's size, 28: use size 28 (--size 28)"),
+        "it runs at its recipe's size, 28: use --size 28"),
     "ig steps": (lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--method", "ig", "--steps",
                             "100000000"], "steps 100000000 is out of range; valid: 1 to 1024"),
     "smoothgrad samples": (lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--method", "smoothgrad",
@@ -187,9 +187,11 @@ def test_graph_at_the_recipe_size_still_draws(capsys):
 
 def test_attribution_api_refuses_a_size_the_model_rejects():
     digit = torch.rand(1, 64, 64)
-    with pytest.raises(DreamlabError, match=r"lenet-digits rejected a 1x64x64 input .*use size 28 \(--size 28\)$"):
+    # the API has no size argument: its errors name the image to pass, not --size
+    with pytest.raises(DreamlabError, match=r"lenet-digits rejected a 1x64x64 input .*its recipe's size, 28: pass a "
+                                            r"28x28 image \(resize yours first\)$"):
         attribute("lenet-digits", digit, "logit:3")
-    with pytest.raises(DreamlabError, match=r"use size 28 \(--size 28\)$"):
+    with pytest.raises(DreamlabError, match=r"pass a 28x28 image \(resize yours first\)$"):
         gradcam("lenet-digits", digit, "logit:3")
     assert attribute("lenet-digits", torch.rand(1, 28, 28), "logit:3").shape == (1, 28, 28)
 

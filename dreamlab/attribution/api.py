@@ -10,17 +10,19 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.attribution import gradients as g
-from dreamlab.attribution.cam import CAM_METHODS, class_activation_map, default_cam_layer
+from dreamlab.attribution.cam import CAM_METHODS, NoSpatialLayer, class_activation_map, default_cam_layer
 from dreamlab.attribution.inputs import USED_BY, check_optional_text, reads_seed, shown
 from dreamlab.io import check_image
 from dreamlab.attribution.photos import predicted_classes
 from dreamlab.attribution.target import (ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target,
-                                         sized_forward, subject)
+                                         size_advice, sized_forward, subject)
 from dreamlab.errors import DreamlabError, checked_keywords, unknown
 from dreamlab.models.loading import module_names
+from dreamlab.models.prepare import smallest_side
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.objectives import Objective, logit
 
@@ -59,16 +61,52 @@ def _like_input(result: Tensor, image: Tensor) -> Tensor:
     return result[0] if image.dim() == 3 else result
 
 
-def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target = None) -> str:
+def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target = None, cli: bool = False) -> str:
     """The layer asked for, else the recipe's `cam_layer`, else the last spatial layer; by default never the
     target's own layer, a later one, or one whose channel the target only passes through per-channel ops
-    (see `cam.default_cam_layer`)."""
+    (see `cam.default_cam_layer`). Where the images are too small for any such layer to have a map larger than
+    1x1, the error names the smallest size that gives one, in the caller's words (`cli`: --size)."""
     if layer:
         return layer
     reads = target_layers(subj, target)
-    with evaluating(subj.model), sized_forward(subj, images):
-        return default_cam_layer(subj.model, subj.normalize(images[:1]), getattr(subj.recipe, "cam_layer", None),
-                                 reads)
+
+    def default(sample: Tensor) -> str:
+        with evaluating(subj.model), sized_forward(subj, sample, cli):
+            return default_cam_layer(subj.model, subj.normalize(sample), getattr(subj.recipe, "cam_layer", None),
+                                     reads)
+
+    try:
+        return default(images[:1])
+    except NoSpatialLayer as exc:
+        smallest = _smallest_with_a_map(default, images[:1], subj.recipe.input_size)
+        if smallest is None:
+            raise
+        height, width = images.shape[-2:]
+        given = f"the model input at this --size, {height}x{width}," if cli else f"an image of {height}x{width}"
+        raise DreamlabError(f"{given} is too small for a Grad-CAM: at that size {exc.reason}; the smallest size that "
+                            f"gives one (a map larger than 1x1) is {smallest}: {size_advice(smallest, cli)}") from None
+
+
+def _smallest_with_a_map(default, image: Tensor, size: int) -> int | None:
+    """The smallest shorter side (the aspect kept) at which `default` finds a CAM layer, up to the recipe's `size`
+    (where larger, the image's own), or None where the image is not smaller than that or no size up to it gives
+    one: the model or the target, not the size, is to blame."""
+    side = min(image.shape[-2:])
+    top = max(size, side)
+
+    def finds(shorter: int) -> bool:
+        scale = shorter / side
+        resized = F.interpolate(image, size=(max(1, round(image.shape[-2] * scale)),
+                                             max(1, round(image.shape[-1] * scale))), mode="bilinear")
+        try:
+            default(resized)
+        except DreamlabError:
+            return False
+        return True
+
+    if side >= top or not finds(top):
+        return None
+    return smallest_side(finds, side, top)
 
 
 def target_layers(subj: Subject, target: Target) -> frozenset[str]:

@@ -34,6 +34,15 @@ from dreamlab.optvis.capture import children_that_ran, unused_module
 CAM_METHODS = ("gradcam", "gradcam++")
 
 
+class NoSpatialLayer(DreamlabError):
+    """No layer with a map larger than 1x1 runs (before the target's layer): at too small an image, or in the
+    model itself. `reason` is what was found, without the advice."""
+
+    def __init__(self, reason: str, advice: str) -> None:
+        super().__init__(reason + advice)
+        self.reason = reason
+
+
 def mixes_channels(module: nn.Module) -> bool:
     """Whether an output channel of `module` reads several input channels: a conv (not depthwise) or linear
     layer, or a block holding one. ReLU, batch norm, pooling, a sigmoid and depthwise convs act per channel."""
@@ -92,14 +101,19 @@ def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None
                 limit = max(i for i, (kind, name, _) in enumerate(events[:mixing[-1]])
                             if kind == "start" and name == mixer)
     before = [name for kind, name, spatial in events[:limit] if kind == "end" and spatial and not inside_target(name)]
+    if recipe_layer and not starts and any(kind == "end" and name == recipe_layer and not spatial
+                                           for kind, name, spatial in events):  # a 1x1 map at this image size
+        raise NoSpatialLayer(f"the recipe's cam_layer {recipe_layer} has no map larger than 1x1",
+                             "; give an explicit layer (layer, --layer) or a larger image")
     if recipe_layer and (not starts or recipe_layer in before):
         return recipe_layer
     if not before:
         if starts:
-            raise DreamlabError(f"no layer with a spatial output map runs before the target's layer "
-                                f"{', '.join(sorted(targets))}, so there is no layer for its Grad-CAM; give a "
-                                f"later target (logit:N) or an explicit layer (layer, --layer)")
-        raise DreamlabError("this model has no layer with a spatial output map; Grad-CAM needs one (layer, --layer)")
+            raise NoSpatialLayer(f"no layer with a spatial output map runs before the target's layer "
+                                 f"{', '.join(sorted(targets))}", ", so there is no layer for its Grad-CAM; give a "
+                                 "later target (logit:N) or an explicit layer (layer, --layer)")
+        raise NoSpatialLayer("this model has no layer with a spatial output map",
+                             "; Grad-CAM needs one (layer, --layer)")
     return before[-1]
 
 

@@ -16,12 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.attribution.target import Subject, evaluating, sized_forward
+from dreamlab.attribution.target import Subject, accepts_side, evaluating, sized_forward
 from dreamlab.errors import DreamlabError
 from dreamlab.io import SAMPLE_PHOTOS, atomic_write_bytes, file_digest, label_name, match_channels, safe_name, save_png
 from dreamlab.io import read_photo as read_image
 from dreamlab.models.loading import weights_provenance
-from dreamlab.models.prepare import takes_size
 from dreamlab.models.summary import MAX_INPUT_SIZE, check_input_size
 
 
@@ -116,12 +115,16 @@ def _resized(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 def _takes(subj: Subject, size: tuple[int, int]) -> bool:
     """Whether the model runs on an input of `size` (height, width), on the device its parameters are on."""
-    def forward(grey: Tensor) -> None:
-        with evaluating(subj.model):
-            subj.model(subj.normalize(grey))
-
     param = next(subj.model.parameters(), None)
-    return takes_size(forward, subj.recipe.channels, size, param.device if param is not None else None)
+    with evaluating(subj.model):
+        return accepts_side(subj, size, param.device if param is not None else None)
+
+
+def check_model_takes(subj: Subject, x: Tensor) -> None:
+    """Refuse, before the attribution runs, an input `x` whose size the model rejects, in the command line's words
+    (the smallest --size it takes, or its recipe's)."""
+    with torch.no_grad(), evaluating(subj.model), sized_forward(subj, x, cli=True):
+        subj.model(subj.normalize(x))
 
 
 def read_photo(path: Path, subj: Subject, size: int | None = None) -> tuple[Tensor, ModelInput]:

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import shown
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, first_line
 from dreamlab.models.loading import LoadedModel, resolve_layer
-from dreamlab.models.prepare import FORWARD_ERRORS, size_rejection, takes_size
+from dreamlab.models.prepare import FORWARD_ERRORS, smallest_side, takes_size
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import capture, reused_module
 from dreamlab.optvis.grammar import parse_objective
@@ -65,9 +65,10 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextmanager
-def sized_forward(subj: Subject, images: Tensor) -> Iterator[None]:
+def sized_forward(subj: Subject, images: Tensor, cli: bool = False) -> Iterator[None]:
     """Work that runs the model on `images`; where it fails and the model takes its recipe's input size instead,
-    the error is one line saying which size the model needs."""
+    the error is one line saying which size the model needs, in the caller's words (`cli`: --size; else the
+    image to pass, as the Python API has no size argument)."""
     try:
         yield
     except FORWARD_ERRORS as exc:
@@ -75,16 +76,36 @@ def sized_forward(subj: Subject, images: Tensor) -> Iterator[None]:
         if isinstance(exc, (DreamlabError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower() \
                 or tuple(images.shape[-2:]) == (size, size):
             raise  # the user's own error, or memory: not a size the model rejects
+        if accepts_side(subj, tuple(images.shape[-2:]), images.device):
+            raise  # the model takes this size: something else failed
+        if not accepts_side(subj, size, images.device):
+            raise  # the model fails at its own size too: its error, not a size rejection
+        side = "x".join(map(str, images.shape[1:]))
+        smallest = smallest_side(lambda s: accepts_side(subj, s, images.device), min(images.shape[-2:]), size)
+        if smallest < size:
+            needs = f"the smallest size it takes is {smallest}: {size_advice(smallest, cli)}"
+        else:
+            needs = f"it runs at its recipe's size, {size}: {size_advice(size, cli, exact=True)}"
+        raise DreamlabError(f"{subj.recipe.name} rejected a {side} input ({first_line(exc)}); {needs}") from None
 
-        def forward(x: Tensor) -> None:
+
+def accepts_side(subj: Subject, size: int | tuple[int, int], device: torch.device | None = None) -> bool:
+    """Whether the model runs on a grey input of `size` (a side, or height and width)."""
+    def forward(x: Tensor) -> None:
+        with torch.no_grad():
             subj.model(subj.normalize(x))
 
-        channels = subj.recipe.channels
-        if takes_size(forward, channels, tuple(images.shape[-2:]), images.device):
-            raise  # the model takes this size: something else failed
-        if not takes_size(forward, channels, size, images.device):
-            raise  # the model fails at its own size too: its error, not a size rejection
-        raise size_rejection(subj.recipe.name, images.shape, exc, size) from None
+    return takes_size(forward, subj.recipe.channels, size, device)
+
+
+def size_advice(side: int, cli: bool, exact: bool = False) -> str:
+    """How to give the model an input of `side` pixels (`exact`: that size only, else at least), in the caller's
+    words: the command line's --size, or the image the Python API takes (it has no size argument)."""
+    if cli:
+        return f"use --size {side}" if exact else f"use --size {side} or more"
+    if exact:
+        return f"pass a {side}x{side} image (resize yours first)"
+    return f"pass an image of at least {side} pixels a side (resize yours first)"
 
 
 def as_batch(image: Tensor, channels: int) -> Tensor:

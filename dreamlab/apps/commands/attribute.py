@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         check_outputs(out, default=True)  # before the attributions are computed
     if method == "guided-gradcam":  # the layer it uses, for the provenance
-        options["layer"] = cam_layer(subj, x, args.layer, target)
+        options["layer"] = cam_layer(subj, x, args.layer, target, cli=True)
     used = options_used(method, options)
     result = attribute(subj, x, target, method, **used)[0].cpu()
     extra, notes = {}, []
@@ -187,7 +187,7 @@ def _or(names: list[str]) -> str:
 
 
 def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
-    from dreamlab.attribution.api import attribute, gradcam, sanity_blocks
+    from dreamlab.attribution.api import attribute, cam_layer, gradcam, sanity_blocks
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.attribution.sanity import cascading_randomization
     from dreamlab.attribution.target import Subject
@@ -198,6 +198,8 @@ def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
             return gradcam(copy, x, target, options["layer"], method=method)
         return attribute(copy, x, target, method, **options_used(method, options))
 
+    if any(m in CAM_METHODS or m == "guided-gradcam" for m in methods):  # a size too small is told before the table
+        options = {**options, "layer": cam_layer(subj, x, options["layer"], target, cli=True)}
     blocks = sanity_blocks(subj, x, target)  # those that run for the target, containers descended into
     print(f"cascading randomization (Adebayo et al. 2018) of {target}: rank correlation of |attribution| with "
           f"the trained model's, blocks re-initialized from the top down")

@@ -84,7 +84,7 @@ def load_subject(args: argparse.Namespace, writes: bool = True):
     input on the device): shared with
     `dreamlab attribute`. A bad --device, and an output place that cannot be written (`writes`: the command
     writes files), are refused before the model loads."""
-    from dreamlab.attribution.photos import read_photo
+    from dreamlab.attribution.photos import check_model_takes, read_photo
     from dreamlab.attribution.target import subject
     from dreamlab.devices import resolve_device
 
@@ -98,7 +98,9 @@ def load_subject(args: argparse.Namespace, writes: bool = True):
     photo, fitted = read_photo(args.image, subj, args.size)
     if fitted.note:  # a long strip's input, not the one --size asks for
         print(f"dreamlab: note: {fitted.note}", file=sys.stderr)
-    return subj, photo, fitted, fitted.x.to(device)
+    x = fitted.x.to(device)
+    check_model_takes(subj, x)  # a size the model rejects, told as --size (the API's errors name the image)
+    return subj, photo, fitted, x
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_output(subj.recipe.name, target, args.method, args.layer)
     if args.out is None:
         check_outputs(out, default=True)  # before the map is computed
-    layer = cam_layer(subj, x, args.layer, target)
+    layer = cam_layer(subj, x, args.layer, target, cli=True)
     cam = gradcam(subj, x, target, layer, method=args.method)
     if args.layer and target_layers(subj, target) == {layer}:
         note_own_layer(target, layer)
