@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,12 @@ from dreamlab.optvis.objectives import IMAGE, Objective, deepdream
 MIN_SIDE = 16  # the smallest octave side dreamed; smaller ones carry no pattern a layer could amplify
 LR = 0.006  # google/deepdream's step_size 1.5 on 0-255 pixels, in [0, 1] units
 GUIDE_SIDE = 512  # the guide's longer side is shrunk to this: its features only need to be representative
+# the guide positions matched, at most: an early layer's map of a 512 px guide has 175,000 (hed-vgg16's features.3),
+# and matching every photo position against each asked 12 GB for a 160x107 photo. A map with more is sampled on an
+# even grid (every k-th row and column), which keeps the features' scale; features.22 of a 512 px guide (2,752) is
+# whole
+GUIDE_POSITIONS = 16384
+MATCH_CHUNK = 2 ** 24  # the match's dot products computed at once (64 MB of float32), whatever the photo's size
 # a zoom frame shows the middle 1/zoom of the last one: beyond 4x that is under 1/16 of its area, a blur of a few of
 # its pixels (1e308 gives one flat colour); below 1/4 mirrored copies of the border fill most of the frame
 ZOOM_RANGE = (0.25, 4.0)
@@ -95,20 +102,31 @@ class DreamResult:
         return png_bytes(self.image)
 
 
-def guided(layer: str, guide_features: Tensor) -> Objective:
+def guided(layer: str, guide_features: Tensor, chunk: int = MATCH_CHUNK) -> Objective:
     """The guide objective: each position's features dotted with the guide feature it matches best.
 
     `guide_features` [C, M] are the guide's activations at `layer`, one column per position (google/deepdream's
-    `objective_guide`). The match is chosen without gradient; the dot product is then maximized.
+    `objective_guide`). The match is chosen without gradient; the dot product is then maximized. The match scores
+    positions x guide positions `chunk` numbers at a time (each row whole, so the best match is the same), which
+    keeps memory bounded whatever the photo's size.
     """
     def scorer(acts, index: Tensor) -> Tensor:
         a = acts[layer].float().flatten(2)  # [B, C, N]
         g = guide_features.to(a.device)
-        best = torch.einsum("bcn,cm->bnm", a.detach(), g).argmax(-1)  # [B, N]
+        best = _best_matches(a.detach(), g, chunk)  # [B, N]
         matched = g.t()[best]  # [B, N, C]
         return (a.transpose(1, 2) * matched).sum(-1).mean(-1)
 
     return Objective(scorer, frozenset({layer}), f"guide@{layer}", (f"guide@{layer}",), per_position=True)
+
+
+def _best_matches(features: Tensor, guide: Tensor, chunk: int) -> Tensor:
+    """For features [B, C, N] and guide features [C, M]: the index of the guide column with the largest dot
+    product, per position [B, N], computed on at most `chunk` scores at a time (at least one position's row)."""
+    rows = max(1, chunk // max(1, guide.shape[1]))
+    flat = features.transpose(1, 2)  # [B, N, C]
+    return torch.cat([(flat[:, start:start + rows] @ guide).argmax(-1)
+                      for start in range(0, flat.shape[1], rows)], dim=1)
 
 
 def _number(name: str, value: object, low: float, integral: bool = False, strict: bool = False,
@@ -228,6 +246,8 @@ class _Dreamer:
             try:
                 self.score(image)
             except FORWARD_ERRORS as exc:  # torchvision's ViT asserts its input size
+                if out_of_memory(exc):  # not a size the model rejects: said by dream()
+                    raise
                 reason = first_line(exc)
                 refused = self._refusal(photo)
                 # past a logit a layer objective helps; a model that takes one size only (ViT) takes it everywhere
@@ -256,6 +276,8 @@ class _Dreamer:
         try:
             self.score(photo.to(self.device))
         except FORWARD_ERRORS as exc:
+            if out_of_memory(exc):
+                raise
             return first_line(exc)
         return None
 
@@ -312,6 +334,31 @@ class _Dreamer:
             if bar is not None:
                 bar.close()
         return image.cpu(), None
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is the allocator running out (CUDA's OutOfMemoryError, or the CPU's 'can't allocate')."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def _memory_error(exc: BaseException, photo: Tensor, obj: Objective, recipe: Recipe, device: torch.device,
+                  tile: int | None) -> DreamlabError:
+    """The one line for a dream that ran out of memory: what ran out, how much was asked, and what uses less."""
+    found = re.search(r"allocate ([0-9.]+) (bytes|[KMGT]iB)", str(exc))
+    asked = ""
+    if found:
+        factor = {"bytes": 1, "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40}[found[2]]
+        asked = f" (one allocation of {float(found[1]) * factor / 1e9:.3g} GB)"
+    where = "GPU memory" if device.type == "cuda" else f"{device.type} memory"
+    height, width = photo.shape[-2:]
+    later = (f"a later layer (the recipe's default, {recipe.default_layer}), "
+             if recipe.default_layer and recipe.default_layer not in obj.layers else "a later layer, ")
+    smaller = (f"a smaller tile (--tile N, tile=N in Python: below the photo's longer side, {max(height, width)} "
+               f"px, it is dreamed in pieces)" if tile is None or tile >= max(height, width) else
+               f"a smaller tile than {tile} (--tile N, tile=N in Python)")
+    return DreamlabError(f"ran out of {where}{asked} dreaming {obj.name!r} on the {width}x{height} photo; try "
+                         f"{later}{smaller}, or a smaller photo")
 
 
 def _quantized(image: Tensor) -> Tensor:
@@ -378,49 +425,56 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
         guide = fit_photo(guide_pixels, recipe_obj.channels, "guide")[0]
     dev = resolve_device(device)
     guide_name = "none"
-    with prepared_model(module, dev, channels_last=False, owned=owned) as ready:
-        if guide is not None:
-            if obj.name not in obj.layers:
-                raise DreamlabError(f"a guide works with a whole-layer objective (e.g. {recipe_obj.default_layer}), "
-                                    f"got {obj.name!r}")
-            obj, guide_name = _guide_objective(ready, obj.name, guide, recipe_obj, dev), f"{obj.name} features"
-        tile, overlap, tiled = _tiling(tile, overlap, max(photo.shape[-2:]), lambda: _context(ready, obj, recipe_obj))
-        settings = {"octaves": octaves, "octave_scale": f"{octave_scale:g}", "steps": steps, "lr": f"{lr:g}",
-                    "jitter": jitter, "tile": tile or "none", "overlap": overlap if tiled else "none (one piece)",
-                    "guide": guide_name}
-        if zoom_frames:
-            settings.update(zoom_frames=zoom_frames, zoom=f"{zoom:g}", rotate=f"{rotate:g}")
-        provenance = {**_provenance(obj, recipe_obj, weights_desc, seed, photo, settings, dev), **records}
-        if on_start is not None:
-            on_start(dict(provenance))
-        dreamer = _Dreamer(ready, obj, recipe_obj, dev, octaves=octaves, octave_scale=octave_scale, steps=steps,
-                           lr=lr, jitter=jitter, tile=tile, overlap=overlap, on_step=on_step, progress=progress)
-        with Capture(ready, dreamer.layers) as dreamer.capture:
-            smallest = octave_sizes(*photo.shape[-2:], octaves, octave_scale)[-1]
-            dreamer.check(_resize(photo, smallest).to(dev), photo)
-            first = photo if start_frame == 0 else _quantized(zoom_rotate(photo, zoom, rotate))
-            initial = dreamer.measure(first)
-            frames, numbers_done, interrupted, current = [], [], False, first
-            stopped: tuple[int, int] | None = None
-            for frame in range(start_frame, max(zoom_frames, 1)):
-                if frame > start_frame:
-                    current = _quantized(zoom_rotate(current, zoom, rotate))
-                out, stopped = dreamer.octaves_of(current, derived_seed(seed, frame), frame, zoom_frames)
-                interrupted = stopped is not None
-                current = _quantized(out)
-                if interrupted and zoom_frames:
-                    break  # an unfinished zoom frame is not kept: a resumed run redoes it
-                frames.append(current[0])
-                numbers_done.append(frame)
-                if on_frame is not None:
-                    on_frame(frame, current[0])
-                if interrupted:
-                    break
-            try:
-                final = dreamer.measure(current) if frames else initial
-            except KeyboardInterrupt:  # the image is done: keep it, without its score
-                final, interrupted = math.nan, True
-                stopped = stopped or (octaves, 0)
+    try:  # memory runs out in the match of a guide, or in a large photo's forward: said as such
+        with prepared_model(module, dev, channels_last=False, owned=owned) as ready:
+            if guide is not None:
+                if obj.name not in obj.layers:
+                    raise DreamlabError(f"a guide works with a whole-layer objective (e.g. "
+                                        f"{recipe_obj.default_layer}), got {obj.name!r}")
+                obj, guide_name = _guide_objective(ready, obj.name, guide, recipe_obj, dev), f"{obj.name} features"
+            tile, overlap, tiled = _tiling(tile, overlap, max(photo.shape[-2:]),
+                                           lambda: _context(ready, obj, recipe_obj))
+            settings = {"octaves": octaves, "octave_scale": f"{octave_scale:g}", "steps": steps, "lr": f"{lr:g}",
+                        "jitter": jitter, "tile": tile or "none", "overlap": overlap if tiled else "none (one piece)",
+                        "guide": guide_name}
+            if zoom_frames:
+                settings.update(zoom_frames=zoom_frames, zoom=f"{zoom:g}", rotate=f"{rotate:g}")
+            provenance = {**_provenance(obj, recipe_obj, weights_desc, seed, photo, settings, dev), **records}
+            if on_start is not None:
+                on_start(dict(provenance))
+            dreamer = _Dreamer(ready, obj, recipe_obj, dev, octaves=octaves, octave_scale=octave_scale,
+                               steps=steps, lr=lr, jitter=jitter, tile=tile, overlap=overlap, on_step=on_step,
+                               progress=progress)
+            with Capture(ready, dreamer.layers) as dreamer.capture:
+                smallest = octave_sizes(*photo.shape[-2:], octaves, octave_scale)[-1]
+                dreamer.check(_resize(photo, smallest).to(dev), photo)
+                first = photo if start_frame == 0 else _quantized(zoom_rotate(photo, zoom, rotate))
+                initial = dreamer.measure(first)
+                frames, numbers_done, interrupted, current = [], [], False, first
+                stopped: tuple[int, int] | None = None
+                for frame in range(start_frame, max(zoom_frames, 1)):
+                    if frame > start_frame:
+                        current = _quantized(zoom_rotate(current, zoom, rotate))
+                    out, stopped = dreamer.octaves_of(current, derived_seed(seed, frame), frame, zoom_frames)
+                    interrupted = stopped is not None
+                    current = _quantized(out)
+                    if interrupted and zoom_frames:
+                        break  # an unfinished zoom frame is not kept: a resumed run redoes it
+                    frames.append(current[0])
+                    numbers_done.append(frame)
+                    if on_frame is not None:
+                        on_frame(frame, current[0])
+                    if interrupted:
+                        break
+                try:
+                    final = dreamer.measure(current) if frames else initial
+                except KeyboardInterrupt:  # the image is done: keep it, without its score
+                    final, interrupted = math.nan, True
+                    stopped = stopped or (octaves, 0)
+    except FORWARD_ERRORS as exc:
+        if isinstance(exc, DreamlabError) or not out_of_memory(exc):
+            raise
+        raise _memory_error(exc, photo, obj, recipe_obj, dev, AUTO_TILE if tile == "auto" else tile) from None
     if interrupted:  # what the image holds, beside the settings asked for (render records the steps run)
         provenance.update({f"dreamlab:{k}": str(v) for k, v in _stopped(
             stopped or (octaves, 0), octaves, steps, zoom_frames, start_frame, len(frames)).items()})
@@ -543,4 +597,16 @@ def _guide_objective(model: nn.Module, layer: str, guide: Tensor, recipe: Recipe
             features = cap.run((picture - mean) / std)[layer].float()
         except FORWARD_ERRORS:  # a model of one input size (ViT) sees the guide at that size
             features = cap.run((_resize(picture, (side, side)) - mean) / std)[layer].float()
-    return guided(layer, features[0].flatten(1))
+    return guided(layer, guide_columns(features[0]))
+
+
+def guide_columns(features: Tensor) -> Tensor:
+    """A guide's features [C, H, W] (or [C, N]) as columns [C, M] with M <= GUIDE_POSITIONS: a larger map keeps
+    every k-th row and column, k as small as that allows."""
+    if features.dim() != 3 or features.shape[1] * features.shape[2] <= GUIDE_POSITIONS:
+        return features.flatten(1)
+    height, width = features.shape[1:]
+    step = math.ceil(math.sqrt(height * width / GUIDE_POSITIONS))
+    while math.ceil(height / step) * math.ceil(width / step) > GUIDE_POSITIONS:
+        step += 1
+    return features[:, ::step, ::step].flatten(1)

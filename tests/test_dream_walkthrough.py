@@ -1,0 +1,81 @@
+"""DeepDream on photos, a new user's walkthrough: a guide at an early layer (bounded memory, out-of-memory said as
+such), messages of bad options, --fps, the zoom frames' score, --recipe's help, zoom without zoom_frames, paths
+that name sample photos."""
+from __future__ import annotations
+
+import pytest
+import torch
+from test_dream_fixes import run_dream, smooth_photo
+
+import dreamlab.optvis.dream as dream_module
+from dreamlab import dream
+from dreamlab.errors import DreamlabError
+from dreamlab.io import save_png
+from dreamlab.optvis.dream import GUIDE_POSITIONS, guide_columns, guided
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+FAST = dict(weights="none", octaves=1, steps=1, device="cpu")
+
+
+@pytest.fixture()
+def photo_file(tmp_path):
+    return save_png(smooth_photo(48, 64), tmp_path / "photo.png")
+
+
+# 1. a guide at an early layer
+
+def test_the_guide_match_in_chunks_gives_the_one_piece_score_and_gradient():
+    generator = torch.Generator().manual_seed(0)
+    acts = torch.randn(1, 8, 37, generator=generator, requires_grad=True)
+    guide = torch.randn(8, 50, generator=generator)
+    best = torch.einsum("bcn,cm->bnm", acts.detach(), guide).argmax(-1)  # the match all at once
+    expected = (acts.transpose(1, 2) * guide.t()[best]).sum(-1).mean(-1)
+    (want,) = torch.autograd.grad(expected.sum(), acts)
+    chunked = guided("x", guide, chunk=100)({"x": acts})  # 2 positions' rows at a time: 19 chunks
+    (got,) = torch.autograd.grad(chunked.sum(), acts)
+    assert torch.equal(chunked, expected) and torch.equal(got, want)
+
+
+def test_a_guide_map_larger_than_the_bound_is_sampled_on_a_grid():
+    large = torch.randn(2, 342, 512)  # an early layer's map of a 512 px guide
+    columns = guide_columns(large)
+    assert columns.shape[1] <= GUIDE_POSITIONS
+    assert torch.equal(columns, large[:, ::4, ::4].flatten(1))  # every 4th: 86 x 128 (every 3rd: 19,494)
+    small = torch.randn(2, 43, 64)  # features.22 of a 512 px guide: kept whole
+    assert torch.equal(guide_columns(small), small.flatten(1))
+
+
+def test_a_guided_dream_at_an_early_layer_matches_a_bounded_guide(monkeypatch):
+    seen = []
+
+    def stop(layer, features, *args, **kwargs):  # the dream's guide features; stop before any matching
+        seen.append(tuple(features.shape))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dream_module, "guided", stop)
+    with pytest.raises(KeyboardInterrupt):  # lenet's conv1 of a 512x342 guide: 171,000 positions unbounded
+        dream("lenet-digits", smooth_photo(107, 160), "conv1", guide=smooth_photo(342, 512, seed=1), **FAST)
+    assert seen and seen[0][1] <= GUIDE_POSITIONS
+
+
+CPU_OOM = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+           "allocate 11991121920 bytes. Error code 12 (Cannot allocate memory)")
+
+
+def test_running_out_of_memory_is_said_as_such_not_as_a_size_the_model_rejects(monkeypatch, photo_file, capsys):
+    def score(self, crop):
+        if crop.shape[-1] != 28:  # the model's own size, the check's first forward, passes
+            raise RuntimeError(CPU_OOM)
+        return original(self, crop)
+
+    original = dream_module._Dreamer.score
+    monkeypatch.setattr(dream_module._Dreamer, "score", score)
+    with pytest.raises(DreamlabError) as refused:
+        dream("lenet-digits", str(photo_file), "conv2", **FAST)
+    assert str(refused.value) == (
+        "ran out of cpu memory (one allocation of 12 GB) dreaming 'conv2' on the 64x48 photo; try a later layer, "
+        "a smaller tile (--tile N, tile=N in Python: below the photo's longer side, 64 px, it is dreamed in "
+        "pieces), or a smaller photo")
+    assert run_dream(photo_file, "-o", photo_file.with_name("out.png")) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("dreamlab: error: ran out of cpu memory") and "input only" not in err
