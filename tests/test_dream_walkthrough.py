@@ -79,3 +79,22 @@ def test_running_out_of_memory_is_said_as_such_not_as_a_size_the_model_rejects(m
     assert run_dream(photo_file, "-o", photo_file.with_name("out.png")) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("dreamlab: error: ran out of cpu memory") and "input only" not in err
+
+
+# 2. messages
+
+def test_a_value_that_starts_with_a_dash_gets_the_equals_spelling(photo_file, capsys):
+    with pytest.raises(SystemExit) as exited:
+        run_dream(photo_file, "--objective", "-conv2")
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == ("dreamlab: error: argument --objective: expected one argument; a value that "
+                                       "starts with '-' goes after '=': --objective=-conv2 (see dreamlab dream "
+                                       "--help)\n")
+    assert run_dream(photo_file, "--objective=-conv2", "-o", photo_file.with_name("o.png")) == 0  # which works
+
+
+def test_a_guide_that_is_not_an_image_is_named_as_the_guide(tmp_path, photo_file, capsys):
+    (tmp_path / "notimage.png").write_text("not an image")
+    assert run_dream(photo_file, "--guide", tmp_path / "notimage.png") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dreamlab: error: cannot read guide {str(tmp_path / 'notimage.png')!r}: ")

@@ -31,6 +31,12 @@ class OneLineParser(argparse.ArgumentParser):
         if message.startswith("the following arguments are required") and dashed:
             return (f"; a value that starts with '-' ({dashed[0]}) goes after --: "
                     f"{self.prog} [OPTIONS] -- {dashed[0]}")
+        expected = re.match(r"argument (\S+): expected one argument$", message)
+        if expected:  # `--objective -features.22`: argparse reads the value as an option
+            flags = expected[1].split("/")
+            value = next((b for a, b in zip(self.argv, self.argv[1:]) if a in flags and b.startswith("-")), None)
+            if value is not None:
+                return f"; a value that starts with '-' goes after '=': {flags[-1]}={value}"
         if message.startswith("argument --compile: invalid choice"):
             positionals = any(not a.option_strings for a in self._actions)
             return ("; --compile takes an optional MODE: " + ("put it after the positional arguments, or "
