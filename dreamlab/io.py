@@ -247,7 +247,7 @@ MAX_IMAGE_PIXELS = 64 * 2 ** 20  # 8192 x 8192: far above any render size, far b
 ALPHA_BACKGROUND = 0.5  # transparent pixels become this grey (the renders' neutral start level)
 
 
-def load_image(path: str | Path, background: float = ALPHA_BACKGROUND) -> Tensor:
+def load_image(path: str | Path, background: float = ALPHA_BACKGROUND, name: str = "image") -> Tensor:
     """A PNG/JPEG from disk as [C, H, W] in [0, 1]: RGB, or one channel for greyscale.
 
     The image is turned as its EXIF orientation says (phone photos are stored sideways), so it has the shape
@@ -255,10 +255,10 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND) -> Tensor
     grey of level `background`, so a transparent region reads as neutral rather than as whatever colour it
     happens to hold. Images of more than 64 Mpixels (8192x8192) are refused before they are decoded. A sample
     name (china, flower: scikit-learn's photos) reads that photo, as every command's photo argument does, unless
-    a file of that name is in the current folder.
+    a file of that name is in the current folder. `name` is what errors call the file ('image', 'guide').
     """
     if str(path) in SAMPLE_PHOTOS and not Path(path).exists():
-        return sample_photo(str(path), f"image {str(path)!r}")
+        return sample_photo(str(path), f"{name} {str(path)!r}")
     try:
         with warnings.catch_warnings():
             # Pillow warns of sizes above its own limit while opening; the size is checked and said below
@@ -267,20 +267,20 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND) -> Tensor
         with img:
             width, height = img.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise DreamlabError(f"image {str(path)!r} is {width}x{height} pixels, more than dreamlab reads "
+                raise DreamlabError(f"{name} {str(path)!r} is {width}x{height} pixels, more than dreamlab reads "
                                     f"(64 Mpixels, 8192x8192); resize it first")
             img.load()
             ImageOps.exif_transpose(img, in_place=True)
             return _image_tensor(img, background)
     except Image.DecompressionBombError:  # PIL refuses these sizes itself while reading the header
-        raise DreamlabError(f"image {str(path)!r} has more pixels than dreamlab reads (64 Mpixels; it may be a "
+        raise DreamlabError(f"{name} {str(path)!r} has more pixels than dreamlab reads (64 Mpixels; it may be a "
                             f"decompression bomb); resize it first") from None
     except FileNotFoundError:  # said as read_photo says it: a sample name is the other thing it takes
-        raise DreamlabError(f"cannot read image {str(path)!r}: no such file; give a PNG/JPEG path or one of "
+        raise DreamlabError(f"cannot read {name} {str(path)!r}: no such file; give a PNG/JPEG path or one of "
                             f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)") from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError for some broken headers
         reason = getattr(exc, "strerror", None) or exc
-        raise DreamlabError(f"cannot read image {str(path)!r}: {reason}; give a PNG or JPEG file") from None
+        raise DreamlabError(f"cannot read {name} {str(path)!r}: {reason}; give a PNG or JPEG file") from None
 
 
 def _image_tensor(img: Image.Image, background: float) -> Tensor:
@@ -426,7 +426,7 @@ def read_photo(image: object, name: str = "image") -> Tensor:
         raise DreamlabError(f"cannot read {name} {str(image)!r}: no such file; give a PNG/JPEG path or one of "
                             f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
     # a float TIFF can hold NaN (load_image clamps the rest into [0, 1]): refused as render, cam and dream do
-    return check_image(load_image(image), f"{name} {str(image)!r}").float()
+    return check_image(load_image(image, name=name), f"{name} {str(image)!r}").float()
 
 
 def _conversion(value: object) -> str:

@@ -109,7 +109,7 @@ CASES = {
     "init decompression bomb": (lambda t: ["render", "conv2:1", *LENET, "--init", _bomb(t)], 2,
                                 "has more pixels than dreamlab reads"),
     "init not an image": (lambda t: ["render", "conv2:1", *LENET, "--init", _recipe(t)], 2,
-                          "cannot read image"),
+                          "cannot read --init image"),
     # recipe values of the wrong type, each with its key named
     "recipe input_size": (lambda t: ["layers", "--recipe", _recipe(t, input_size='"big"')], 2,
                           'input_size = "big" is not valid; input_size must be a positive integer'),
