@@ -98,3 +98,19 @@ def test_a_guide_that_is_not_an_image_is_named_as_the_guide(tmp_path, photo_file
     assert run_dream(photo_file, "--guide", tmp_path / "notimage.png") == 2
     err = capsys.readouterr().err
     assert err.startswith(f"dreamlab: error: cannot read guide {str(tmp_path / 'notimage.png')!r}: ")
+
+
+def test_a_tiled_photo_takes_the_logit_of_a_model_whose_output_is_a_map():
+    from collections import OrderedDict
+
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 4, 3, padding=1), relu=nn.ReLU(),
+                                      head=nn.Conv2d(4, 2, 3, padding=1))).eval()
+    photo = smooth_photo(200, 300)  # tiles of 256: two pieces
+    kwargs = dict(recipe="lenet-digits", octaves=1, steps=2, tile=256, device="cpu")
+    by_logit = dream(model, photo, "logit:1", **kwargs)  # the output map's channel 1, as head:1 (README)
+    by_layer = dream(model, photo, "head:1", **kwargs)
+    assert by_logit.provenance["dreamlab:overlap"] == by_layer.provenance["dreamlab:overlap"] == "64"
+    assert torch.equal(by_logit.image, by_layer.image) and by_logit.final_score == by_layer.final_score

@@ -523,7 +523,8 @@ def _context(model: nn.Module, obj: Objective, recipe: Recipe) -> int:
     layers (see OVERLAP), at least OVERLAP."""
     from dreamlab.inspect.receptive import receptive_field
 
-    fields = (receptive_field(model, layer, recipe) for layer in sorted(obj.layers - {IMAGE, OUTPUT}))
+    # the output too: a map (hed-vgg16's edge map, whose logit:0 is edges:0) has a field; a class logit has none
+    fields = (receptive_field(model, layer, recipe) for layer in sorted(obj.layers - {IMAGE}))
     return max([OVERLAP, *(field.side for field in fields if field is not None)])
 
 

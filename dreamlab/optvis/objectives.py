@@ -378,7 +378,8 @@ def logit(units: int | Sequence[int] | range) -> Objective:
         return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
 
     return Objective(scorer, frozenset({OUTPUT}), f"logit:{format_units(unit_list)}",
-                     tuple(f"logit:{u}" for u in unit_list), (_channel_check(OUTPUT, unit_list, "class", "classes"),))
+                     tuple(f"logit:{u}" for u in unit_list), (_channel_check(OUTPUT, unit_list, "class", "classes"),),
+                     per_position=True)  # on a map; a dream checks that the output is one before tiling
 
 
 # lucid's dot_cossim (Olah et al. 2018, "The Building Blocks of Interpretability"): the cosine similarity is
