@@ -114,3 +114,27 @@ def test_a_tiled_photo_takes_the_logit_of_a_model_whose_output_is_a_map():
     by_layer = dream(model, photo, "head:1", **kwargs)
     assert by_logit.provenance["dreamlab:overlap"] == by_layer.provenance["dreamlab:overlap"] == "64"
     assert torch.equal(by_logit.image, by_layer.image) and by_logit.final_score == by_layer.final_score
+
+
+def test_an_mp4_encoder_that_fails_inside_imageio_is_one_clear_line_and_keeps_the_frames(tmp_path, photo_file,
+                                                                                         monkeypatch, capsys):
+    import dreamlab.apps.commands.dream as command
+
+    class Broken:  # imageio-ffmpeg on an ffmpeg that lists no encoders: header_footer[1] of a split
+        @staticmethod
+        def get_writer(path, **kwargs):
+            raise IndexError("list index out of range")
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    monkeypatch.setattr(command, "_imageio", lambda: Broken)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: "/opt/ffmpeg")
+    out = tmp_path / "z.mp4"
+    assert run_dream(photo_file, "-o", out, "--zoom-frames", 2) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == (f"dreamlab: error: could not encode {str(out)!r} (imageio-ffmpeg could not use the ffmpeg "
+                   f"'/opt/ffmpeg': IndexError: list index out of range; check that it is a working ffmpeg with "
+                   f"H.264, or name one with IMAGEIO_FFMPEG_EXE); the frames are kept in "
+                   f"{str(tmp_path / 'z_frames')!r}: run again with -o NAME.webp or .gif and --frames-dir "
+                   f"{tmp_path / 'z_frames'} to make the animation from them")
+    assert sorted(p.name for p in (tmp_path / "z_frames").iterdir()) == ["frame_0000.png", "frame_0001.png"]
+    assert not out.exists()

@@ -291,12 +291,30 @@ def _write_mp4(frames: list[Path], out: Path, fps: int, description: str) -> Pat
                 writer.append_data(np.pad(array, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge"))
         os.replace(tmp, out)
     except Exception as exc:  # ffmpeg's failures arrive as OSError, RuntimeError or BrokenPipeError
-        raise DreamlabError(f"could not encode {str(out)!r} ({first_line(exc)}); the frames are kept in "
+        reason = first_line(exc)
+        if not isinstance(exc, (OSError, RuntimeError)):  # imageio-ffmpeg's own, e.g. "list index out of range"
+            reason = _encoder_failure(exc)
+        raise DreamlabError(f"could not encode {str(out)!r} ({reason}); the frames are kept in "
                             f"{str(frames[0].parent)!r}: run again with -o NAME.webp or .gif and "
                             f"--frames-dir {frames[0].parent} to make the animation from them") from None
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def _encoder_failure(exc: BaseException) -> str:
+    """Why an MP4 failed where imageio-ffmpeg raised a bare Python error (an IndexError when the ffmpeg it runs
+    does not list its encoders): the ffmpeg it ran, and how to pick another."""
+    from dreamlab.errors import first_line
+
+    try:
+        import imageio_ffmpeg
+
+        exe = repr(imageio_ffmpeg.get_ffmpeg_exe())
+    except Exception:  # noqa: BLE001 - naming the binary is a courtesy; the failure is said anyway
+        exe = "its ffmpeg"
+    return (f"imageio-ffmpeg could not use the ffmpeg {exe}: {type(exc).__name__}: {first_line(exc)}; check that "
+            f"it is a working ffmpeg with H.264, or name one with IMAGEIO_FFMPEG_EXE")
 
 
 def animation_description(frames: list[Path], fps: int) -> str:
