@@ -138,3 +138,25 @@ def test_an_mp4_encoder_that_fails_inside_imageio_is_one_clear_line_and_keeps_th
                    f"{tmp_path / 'z_frames'} to make the animation from them")
     assert sorted(p.name for p in (tmp_path / "z_frames").iterdir()) == ["frame_0000.png", "frame_0001.png"]
     assert not out.exists()
+
+
+# 3. --fps
+
+@pytest.mark.parametrize("suffix, fps, limit, step", [(".gif", 101, 100, "10 ms"), (".webp", 5000, 1000, "1 ms")])
+def test_a_frame_rate_the_format_cannot_show_is_refused_before_dreaming(tmp_path, photo_file, capsys, suffix, fps,
+                                                                        limit, step):
+    out = tmp_path / f"z{suffix}"
+    assert run_dream(photo_file, "-o", out, "--zoom-frames", 2, "--fps", fps) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dreamlab: error: --fps {fps} is more than a {'GIF' if suffix == '.gif' else 'WebP'} "
+                          f"can show: its frame delay is in {step} steps, so {limit} fps at most; give --fps {limit} "
+                          f"or less") and err.count("\n") == 1
+    assert not out.exists() and not (tmp_path / "z_frames").exists()
+
+
+def test_a_gif_at_100_fps_gets_10_ms_frames(tmp_path, photo_file):
+    from PIL import Image
+
+    assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 2, "--fps", 100) == 0
+    with Image.open(tmp_path / "z.gif") as gif:
+        assert gif.info["duration"] == 10

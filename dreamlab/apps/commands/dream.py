@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if not zoom and out.suffix.lower() != ".png":
         raise DreamlabError(f"a dream is saved as PNG: give -o a name ending in .png (animations need "
                             f"--zoom-frames), got {str(out)!r}")
+    if zoom:
+        _check_fps(args.fps, out.suffix.lower())
     if out.suffix.lower() == ".mp4":
         _imageio()  # fail before dreaming when the extra is missing
     check_writable(out, "output", folder=False)
@@ -164,6 +166,21 @@ def _check_numbers(args: argparse.Namespace) -> None:
         if not (math.isfinite(value) and ok(value)):
             option = "--" + name.replace("_", "-")
             raise DreamlabError(f"{option} {value:g} is out of range; valid: {valid}; {hint}")
+
+
+# the highest rate each format's frame delay can hold: a GIF's is in 10 ms steps, a WebP's in 1 ms steps; an MP4's
+# time base holds any rate
+MAX_FPS = {".gif": 100, ".webp": 1000}
+
+
+def _check_fps(fps: int, suffix: str) -> None:
+    """Refuse a --fps that the animation's format cannot show (its frames would get a delay of 0)."""
+    limit = MAX_FPS.get(suffix)
+    if limit is not None and fps > limit:
+        step = "10 ms" if limit == 100 else "1 ms"
+        others = " (or write .webp, up to 1000, or .mp4)" if suffix == ".gif" else " (or write .mp4)"
+        raise DreamlabError(f"--fps {fps} is more than a {'GIF' if suffix == '.gif' else 'WebP'} can show: its frame delay is in "
+                            f"{step} steps, so {limit} fps at most; give --fps {limit} or less{others}")
 
 
 def _tile(text: str) -> int | str:
