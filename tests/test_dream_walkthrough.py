@@ -3,8 +3,11 @@ such), messages of bad options, --fps, the zoom frames' score, --recipe's help, 
 that name sample photos."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from PIL import Image
 from test_dream_fixes import run_dream, smooth_photo
 
 import dreamlab.optvis.dream as dream_module
@@ -160,3 +163,30 @@ def test_a_gif_at_100_fps_gets_10_ms_frames(tmp_path, photo_file):
     assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 2, "--fps", 100) == 0
     with Image.open(tmp_path / "z.gif") as gif:
         assert gif.info["duration"] == 10
+
+
+# 4. the zoom frames' score
+
+def test_each_zoom_frame_png_carries_its_score(tmp_path, photo_file):
+    from dreamlab.io import load_image, read_png_text
+
+    assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 3, "--zoom", 1.1) == 0
+    texts = [read_png_text(tmp_path / "z_frames" / f"frame_{i:04d}.png") for i in range(3)]
+    scores = [float(text["dreamlab:score"]) for text in texts]
+    kwargs = dict(weights="default", octaves=1, steps=1, lr=1e-12, device="cpu")
+    for i in range(3):  # the objective on the frame as saved: a dream of it with a step of ~0 measures it
+        frame = load_image(tmp_path / "z_frames" / f"frame_{i:04d}.png")
+        assert scores[i] == pytest.approx(dream("lenet-digits", frame, **kwargs).initial_score, rel=1e-5)
+    with Image.open(tmp_path / "z.gif") as gif:  # the animation keeps no one frame's score
+        assert "dreamlab:score" not in json.loads(gif.info["comment"])
+
+
+def test_dream_gives_on_frame_the_score_where_it_takes_one():
+    seen = []
+    result = dream("lenet-digits", smooth_photo(48, 64), zoom_frames=2, zoom=1.1,
+                   on_frame=lambda i, image, score: seen.append((i, score)), **FAST)
+    assert [i for i, _ in seen] == [0, 1] and [s for _, s in seen] == result.frame_scores
+    assert result.final_score == result.frame_scores[-1]
+    two = dream("lenet-digits", smooth_photo(48, 64), zoom_frames=2, zoom=1.1, on_frame=lambda i, image: None,
+                **FAST)  # the documented two-argument callback still works
+    assert two.frame_scores == result.frame_scores

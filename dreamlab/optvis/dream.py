@@ -12,6 +12,7 @@ torch.Size([1, 96, 128])
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import re
@@ -81,6 +82,7 @@ class DreamResult:
     provenance: dict[str, str]
     interrupted: bool = False  # Ctrl-C: the last image holds the octaves finished so far
     frame_numbers: list[int] = field(default_factory=list)
+    frame_scores: list[float] = field(default_factory=list)  # each zoom frame's objective (empty without zoom)
 
     def pil(self) -> Image.Image:
         """The dreamed image as a PIL image (RGB, or L for a 1-channel model)."""
@@ -374,7 +376,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
           seed: int = 0,
           device: str | torch.device | None = None, zoom_frames: int = 0, zoom: float = 1.05, rotate: float = 0.0,
           start_frame: int = 0, on_step: Callable[[DreamStep], None] | None = None,
-          on_frame: Callable[[int, Tensor], None] | None = None,
+          on_frame: Callable[..., None] | None = None,
           on_start: Callable[[dict[str, str]], None] | None = None, progress: bool = False) -> DreamResult:
     """Dream on a photo [C,H,W] in [0,1] (or a PNG/JPEG path, or `china`/`flower`, scikit-learn's sample photos)
     at its own size and return it with its provenance.
@@ -389,8 +391,8 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
     tile than that is refused; None never tiles. `zoom_frames` N > 0 makes the endless zoom: frame 0 dreams the photo, frame i dreams frame
     i-1 magnified by `zoom` and turned by `rotate` degrees; `start_frame` k resumes a zoom whose frame k-1 is
     `image`. `on_start(provenance)` gets the provenance before the first step (without the fields an interruption
-    adds), `on_step` a DreamStep after every step, `on_frame(i, image)` every finished frame. Ctrl-C returns what is
-    done with `interrupted=True`. Same seed, same device: same pixels. The provenance names the photo and the guide
+    adds), `on_step` a DreamStep after every step, `on_frame(i, image)` every finished frame (with a third
+    parameter, `on_frame(i, image, score)`: a zoom frame's objective as well). Ctrl-C returns what is done with `interrupted=True`. Same seed, same device: same pixels. The provenance names the photo and the guide
     (`photo_record`: the path as given, the sample name or 'tensor', and a sha256 of the file or of the pixels).
     """
     for name, value, low, integral, strict in (
@@ -451,6 +453,8 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
                 first = photo if start_frame == 0 else _quantized(zoom_rotate(photo, zoom, rotate))
                 initial = dreamer.measure(first)
                 frames, numbers_done, interrupted, current = [], [], False, first
+                frame_scores: list[float] = []
+                scored = zoom_frames > 0 and on_frame is not None and _takes_score(on_frame)
                 stopped: tuple[int, int] | None = None
                 for frame in range(start_frame, max(zoom_frames, 1)):
                     if frame > start_frame:
@@ -462,12 +466,18 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
                         break  # an unfinished zoom frame is not kept: a resumed run redoes it
                     frames.append(current[0])
                     numbers_done.append(frame)
+                    if zoom_frames:  # each frame's score, for its PNG as a plain dream's (the last: the final)
+                        try:
+                            frame_scores.append(dreamer.measure(current))
+                        except KeyboardInterrupt:  # the frame is done: keep it, without its score
+                            frame_scores.append(math.nan)
+                            interrupted = True
                     if on_frame is not None:
-                        on_frame(frame, current[0])
+                        on_frame(frame, current[0], *(frame_scores[-1:] if scored else []))
                     if interrupted:
                         break
                 try:
-                    final = dreamer.measure(current) if frames else initial
+                    final = frame_scores[-1] if frame_scores else dreamer.measure(current) if frames else initial
                 except KeyboardInterrupt:  # the image is done: keep it, without its score
                     final, interrupted = math.nan, True
                     stopped = stopped or (octaves, 0)
@@ -479,7 +489,17 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
         provenance.update({f"dreamlab:{k}": str(v) for k, v in _stopped(
             stopped or (octaves, 0), octaves, steps, zoom_frames, start_frame, len(frames)).items()})
     last = frames[-1] if frames else current[0]
-    return DreamResult(last, frames, initial, final, provenance, interrupted, numbers_done)
+    return DreamResult(last, frames, initial, final, provenance, interrupted, numbers_done, frame_scores)
+
+
+def _takes_score(on_frame: Callable[..., None]) -> bool:
+    """Whether `on_frame` takes a third positional argument, the frame's score (or any number of them)."""
+    try:
+        parameters = inspect.signature(on_frame).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: called as documented first, (i, image)
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
 
 
 def _provenance(obj: Objective, recipe: Recipe, weights: str, seed: int, photo: Tensor, settings: dict[str, object],

@@ -120,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
         provenance.pop("dreamlab:zoom_frames", None)
         text.update({**provenance, "dreamlab:mode": "dream-zoom", "dreamlab:zoom_key": key, **files})
 
-    def save_frame(index: int, frame) -> None:
-        save_png(frame, _frame_path(frames_dir, index), {**text, "dreamlab:frame": str(index)})
+    def save_frame(index: int, frame, score: float) -> None:
+        scored = {"dreamlab:score": f"{score:.6g}"} if math.isfinite(score) else {}  # none when Ctrl-C stopped it
+        save_png(frame, _frame_path(frames_dir, index), {**text, "dreamlab:frame": str(index), **scored})
 
     interrupted = False
     if done < args.zoom_frames:
@@ -335,11 +336,11 @@ def _encoder_failure(exc: BaseException) -> str:
 
 
 def animation_description(frames: list[Path], fps: int) -> str:
-    """The provenance an animation carries, as JSON: its first frame's PNG text (less the frame's index), the
-    frame count and the rate."""
+    """The provenance an animation carries, as JSON: its first frame's PNG text (less the frame's index and
+    score, which are the frame's own), the frame count and the rate."""
     from dreamlab.io import read_png_text
 
-    text = {k: v for k, v in read_png_text(frames[0]).items() if k != "dreamlab:frame"}
+    text = {k: v for k, v in read_png_text(frames[0]).items() if k not in ("dreamlab:frame", "dreamlab:score")}
     return json.dumps({**text, "dreamlab:frames": str(len(frames)), "dreamlab:fps": str(fps)}, sort_keys=True)
 
 
