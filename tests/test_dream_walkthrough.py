@@ -12,6 +12,7 @@ from test_dream_fixes import run_dream, smooth_photo
 
 import dreamlab.optvis.dream as dream_module
 from dreamlab import dream
+from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
 from dreamlab.io import save_png
 from dreamlab.optvis.dream import GUIDE_POSITIONS, guide_columns, guided
@@ -190,3 +191,15 @@ def test_dream_gives_on_frame_the_score_where_it_takes_one():
     two = dream("lenet-digits", smooth_photo(48, 64), zoom_frames=2, zoom=1.1, on_frame=lambda i, image: None,
                 **FAST)  # the documented two-argument callback still works
     assert two.frame_scores == result.frame_scores
+
+
+# 5. --recipe's help
+
+@pytest.mark.parametrize("command", ["dream", "render"])
+def test_the_help_of_recipe_says_it_replaces_model(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("--recipe RECIPE a recipe TOML file, instead of --model (the file names its model; giving both is "
+            "refused)") in text
+    assert "instead of the model's shipped recipe" not in text

@@ -197,7 +197,8 @@ def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = 
     p.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
                         "a torchvision weights name, or PATH to a state-dict file")
-    p.add_argument("--recipe", type=input_path, help="a recipe TOML file to use instead of the model's shipped recipe")
+    p.add_argument("--recipe", type=input_path,
+                   help="a recipe TOML file, instead of --model (the file names its model; giving both is refused)")
     add_allow_code_argument(p)
 
 
