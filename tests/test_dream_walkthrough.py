@@ -203,3 +203,17 @@ def test_the_help_of_recipe_says_it_replaces_model(command, capsys):
     assert ("--recipe RECIPE a recipe TOML file, instead of --model (the file names its model; giving both is "
             "refused)") in text
     assert "instead of the model's shipped recipe" not in text
+
+
+# 6. zoom without zoom_frames
+
+@pytest.mark.parametrize("kwargs, said", [
+    (dict(zoom=2.0), "zoom applies to the endless zoom only: add zoom_frames=N, or leave it out"),
+    (dict(rotate=5), "rotate applies to the endless zoom only: add zoom_frames=N, or leave it out"),
+    (dict(zoom=2.0, rotate=5), "zoom and rotate apply to the endless zoom only: add zoom_frames=N, or leave them "
+                               "out")])
+def test_the_api_refuses_zoom_settings_without_zoom_frames(kwargs, said):
+    with pytest.raises(DreamlabError) as refused:
+        dream("lenet-digits", smooth_photo(48, 64), **kwargs, **FAST)
+    assert str(refused.value) == said
+    assert dream("lenet-digits", smooth_photo(48, 64), zoom_frames=1, **kwargs, **FAST).frames  # with it: taken

@@ -54,6 +54,7 @@ MATCH_CHUNK = 2 ** 24  # the match's dot products computed at once (64 MB of flo
 # a zoom frame shows the middle 1/zoom of the last one: beyond 4x that is under 1/16 of its area, a blur of a few of
 # its pixels (1e308 gives one flat colour); below 1/4 mirrored copies of the border fill most of the frame
 ZOOM_RANGE = (0.25, 4.0)
+ZOOM_DEFAULT = 1.05  # magnification per zoom frame
 ROTATE_RANGE = (-360.0, 360.0)  # degrees per frame: a whole turn either way (more is the same turn again)
 # the least context around a tile; the default is the objective layer's receptive field when that is wider: a
 # pixel's gradient reads every position whose field holds it, and their fields, so it reaches one field's side
@@ -374,7 +375,8 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
           octave_scale: float = 1.4, steps: int = 10, lr: float = LR, jitter: int = 32,
           guide: Tensor | str | Path | None = None, tile: int | str | None = "auto", overlap: int | None = None,
           seed: int = 0,
-          device: str | torch.device | None = None, zoom_frames: int = 0, zoom: float = 1.05, rotate: float = 0.0,
+          device: str | torch.device | None = None, zoom_frames: int = 0, zoom: float = ZOOM_DEFAULT,
+          rotate: float = 0.0,
           start_frame: int = 0, on_step: Callable[[DreamStep], None] | None = None,
           on_frame: Callable[..., None] | None = None,
           on_start: Callable[[dict[str, str]], None] | None = None, progress: bool = False) -> DreamResult:
@@ -388,12 +390,14 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
     takes on (the objective must then be a whole layer). Photos whose longer side exceeds `tile` pixels are dreamed
     in tiles with `overlap` pixels of context (overlap None: the objective layer's receptive field, at least 64;
     rounded up to 32); tile 'auto' is 1024, or the smallest tile that keeps 128 px beside that context; a smaller
-    tile than that is refused; None never tiles. `zoom_frames` N > 0 makes the endless zoom: frame 0 dreams the photo, frame i dreams frame
-    i-1 magnified by `zoom` and turned by `rotate` degrees; `start_frame` k resumes a zoom whose frame k-1 is
-    `image`. `on_start(provenance)` gets the provenance before the first step (without the fields an interruption
-    adds), `on_step` a DreamStep after every step, `on_frame(i, image)` every finished frame (with a third
-    parameter, `on_frame(i, image, score)`: a zoom frame's objective as well). Ctrl-C returns what is done with `interrupted=True`. Same seed, same device: same pixels. The provenance names the photo and the guide
-    (`photo_record`: the path as given, the sample name or 'tensor', and a sha256 of the file or of the pixels).
+    tile than that is refused; None never tiles. `zoom_frames` N > 0 makes the endless zoom: frame 0 dreams the
+    photo, frame i dreams frame i-1 magnified by `zoom` and turned by `rotate` degrees (either given without
+    `zoom_frames` is refused); `start_frame` k resumes a zoom whose frame k-1 is `image`. `on_start(provenance)`
+    gets the provenance before the first step (without the fields an interruption adds), `on_step` a DreamStep
+    after every step, `on_frame(i, image)` every finished frame (with a third parameter, `on_frame(i, image,
+    score)`: a zoom frame's objective as well). Ctrl-C returns what is done with `interrupted=True`. Same seed,
+    same device: same pixels. The provenance names the photo and the guide (`photo_record`: the path as given,
+    the sample name or 'tensor', and a sha256 of the file or of the pixels).
     """
     for name, value, low, integral, strict in (
             ("octaves", octaves, 1, True, False), ("octave_scale", octave_scale, 1, False, True),
@@ -403,6 +407,14 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
         _number(name, value, low, integral, strict)
     _number("zoom", zoom, ZOOM_RANGE[0], high=ZOOM_RANGE[1])
     _number("rotate", rotate, ROTATE_RANGE[0], high=ROTATE_RANGE[1])
+    # what the CLI refuses too (--zoom, --rotate without --zoom-frames): a value other than the default would do
+    # nothing
+    given = [name for name, value, default in (("zoom", zoom, ZOOM_DEFAULT), ("rotate", rotate, 0.0))
+             if value != default]
+    if given and not zoom_frames:
+        one = len(given) == 1
+        raise DreamlabError(f"{' and '.join(given)} appl{'ies' if one else 'y'} to the endless zoom only: add "
+                            f"zoom_frames=N, or leave {'it' if one else 'them'} out")
     if tile is not None and tile != "auto":
         try:
             _number("tile", tile, 64, True)
