@@ -276,8 +276,7 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND, name: str
         raise DreamlabError(f"{name} {str(path)!r} has more pixels than dreamlab reads (64 Mpixels; it may be a "
                             f"decompression bomb); resize it first") from None
     except FileNotFoundError:  # said as read_photo says it: a sample name is the other thing it takes
-        raise DreamlabError(f"cannot read {name} {str(path)!r}: no such file; give a PNG/JPEG path or one of "
-                            f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)") from None
+        raise _no_such_file(name, path) from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError for some broken headers
         reason = getattr(exc, "strerror", None) or exc
         raise DreamlabError(f"cannot read {name} {str(path)!r}: {reason}; give a PNG or JPEG file") from None
@@ -423,10 +422,17 @@ def read_photo(image: object, name: str = "image") -> Tensor:
     if str(image) in SAMPLE_PHOTOS and not Path(image).exists():
         return sample_photo(str(image), f"{name} {str(image)!r}")
     if not Path(image).exists():
-        raise DreamlabError(f"cannot read {name} {str(image)!r}: no such file; give a PNG/JPEG path or one of "
-                            f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos)")
+        raise _no_such_file(name, image)
     # a float TIFF can hold NaN (load_image clamps the rest into [0, 1]): refused as render, cam and dream do
     return check_image(load_image(image, name=name), f"{name} {str(image)!r}").float()
+
+
+def _no_such_file(name: str, path: str | Path) -> DreamlabError:
+    """The error for a photo path that names no file; for ./china, the bare name that is the sample photo."""
+    sample = Path(path).name if Path(path).name in SAMPLE_PHOTOS else None
+    how = f": write {sample}, without a folder, for it" if sample else ""
+    return DreamlabError(f"cannot read {name} {str(path)!r}: no such file; give a PNG/JPEG path or one of "
+                         f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos{how})")
 
 
 def _conversion(value: object) -> str:

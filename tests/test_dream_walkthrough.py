@@ -217,3 +217,26 @@ def test_the_api_refuses_zoom_settings_without_zoom_frames(kwargs, said):
         dream("lenet-digits", smooth_photo(48, 64), **kwargs, **FAST)
     assert str(refused.value) == said
     assert dream("lenet-digits", smooth_photo(48, 64), zoom_frames=1, **kwargs, **FAST).frames  # with it: taken
+
+
+# 7. a path that names a sample photo
+
+def test_a_path_with_a_folder_is_a_file_even_where_its_name_is_a_sample(tmp_path, monkeypatch, capsys):
+    from dreamlab.io import read_png_text
+
+    monkeypatch.chdir(tmp_path)
+    assert run_dream("./china", "-o", "c.png") == 2  # no file ./china: not the sample photo
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"dreamlab: error: cannot read photo {str(tmp_path / 'china')!r}: no such file; give a PNG/JPEG path or one "
+        f"of china, flower (scikit-learn's sample photos: write china, without a folder, for it)")
+    save_png(smooth_photo(48, 64), tmp_path / "photo.png").rename(tmp_path / "china")  # a PNG without a suffix
+    assert run_dream("./china", "--guide", "flower/", "-o", "c.png") == 2  # flower/ is a folder's path too
+    assert "cannot read guide" in capsys.readouterr().err
+    assert run_dream("./china", "-o", "c.png") == 0
+    assert read_png_text(tmp_path / "c.png")["dreamlab:size"] == "48x64"  # the file, not the 427x640 sample
+
+
+def test_the_api_reads_a_str_with_a_folder_as_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DreamlabError, match=r"^cannot read image './flower': no such file; .*write flower, without"):
+        dream("lenet-digits", "./flower", **FAST)

@@ -154,10 +154,17 @@ def output_path(text: str) -> Path:
 
 def input_path(text: str) -> Path:
     """argparse type of files to read: refuses an empty path, which Path would read as the current folder (and
-    the error would then name '.')."""
+    the error would then name '.'). A path with a folder part that names a sample photo (./china) is made
+    absolute, so it stays a file: only a bare name means a sample."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path; give a file name")
-    return Path(text)
+    path = Path(text)
+    if "/" in text and len(path.parts) == 1:  # ./china, china/: Path drops what makes it a file, not a sample name
+        from dreamlab.io import SAMPLE_PHOTOS  # (torch: only here)
+
+        if str(path) in SAMPLE_PHOTOS:
+            return path.absolute()
+    return path
 
 
 def nonempty(text: str) -> str:
