@@ -240,3 +240,21 @@ def test_the_api_reads_a_str_with_a_folder_as_a_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DreamlabError, match=r"^cannot read image './flower': no such file; .*write flower, without"):
         dream("lenet-digits", "./flower", **FAST)
+
+
+# 8. README's tiling figure
+
+def test_the_readme_measures_tiling_with_a_tile_the_engine_takes():
+    import re
+    from pathlib import Path
+
+    from dreamlab.optvis.dream import _tiling
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    measured = re.search(r"`dreamlab dream (\S+) --model hed-vgg16\s+--octaves 2 --steps 5 --tile (\d+)`", readme)
+    assert measured and measured[1] == "china.jpg"  # the 640x427 photo: larger than the tile, so it is tiled
+    tile = int(measured[2])
+    assert _tiling(tile, None, 640, lambda: 92) == (tile, 96, True)  # features.22's 92 px field: 96 of context
+    with pytest.raises(DreamlabError, match=r"^tile=256 \(--tile 256\) is too small .* give tile=320"):
+        _tiling(256, None, 640, lambda: 92)  # what README measured before
+    assert "--tile 256` against" not in readme
