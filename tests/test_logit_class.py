@@ -29,6 +29,20 @@ def test_the_file_name_and_png_carry_the_class_name(named_recipe, tmp_path, caps
         assert img.text["dreamlab:class"] == "three" and img.text["dreamlab:unit"] == "logit:3"
 
 
+def test_the_module_behind_the_logits_names_its_classes_too(named_recipe, tmp_path, capsys):
+    """fc2's output is lenet-digits' output: its units are the classes logit:N reads, named as gallery names them."""
+    assert main(["render", "fc2:3 - fc2:4", "--model", str(named_recipe), "--steps", "1", "-o",
+                 str(tmp_path / "out") + "/"]) == 0
+    path = tmp_path / "out" / "named-digits_fc2_3_three_-_fc2_4_four.png"
+    assert capsys.readouterr().out.splitlines() == [str(path)]
+    with Image.open(path) as img:
+        assert img.text["dreamlab:classes"] == "3=three | 4=four" and img.text["dreamlab:unit"] == "fc2:3 - fc2:4"
+    result = dreamlab.render(str(named_recipe), "fc2:3-4", steps=1)
+    assert result.class_layer == "fc2" and result.class_names == ["three", "four"]
+    hidden = dreamlab.render(str(named_recipe), "fc1:3", steps=1)  # not the output: no class
+    assert hidden.class_layer is None and hidden.class_names == [None]
+
+
 def test_the_python_result_knows_the_class_names(named_recipe, tmp_path):
     result = dreamlab.render(str(named_recipe), "logit:3-4", steps=1)
     assert result.class_names == ["three", "four"]

@@ -81,6 +81,23 @@ class _StopForward(BaseException):
     """
 
 
+def output_module(model: nn.Module, layers: Sequence[str], sample: Tensor) -> tuple[str | None, object]:
+    """(the module among `layers` whose output is the model's own output, or None; that output) from one
+    forward pass of `sample` without gradient: `fc` of googlenet is what `logit:N` reads, so `fc:281` is a
+    class too."""
+    modules = dict(model.named_modules())
+    seen: dict[str, object] = {}
+    hooks = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: seen.setdefault(name, out))
+             for name in layers if name in modules]
+    try:
+        with torch.no_grad():
+            output = model(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return next((name for name in layers if name in seen and seen[name] is output), None), output
+
+
 def first_tensor(output: object) -> Tensor | None:
     """A module's output as one tensor: the tensor itself, or the first item of a tuple or list when it is one
     (e.g. GoogLeNet's namedtuple in training mode, or a model that returns `(logits, aux)`: `logit` then reads

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,7 +27,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab.devices import resolve_device
-from dreamlab.optvis.capture import Capture
+from dreamlab.optvis.capture import OUTPUT, Capture, output_module
 from dreamlab.errors import DreamlabError, DreamlabNote, first_line
 from dreamlab.io import photo_record, read_photo
 from dreamlab.optvis.grammar import parse_objective
@@ -72,11 +72,16 @@ class RenderResult:
     planned_steps: int = 0
     # the model's class names (None: it has none), for `dreamlab:class(es)` of class logits
     categories: Sequence[str] | None = field(default=None, repr=False)
+    # the module whose output is the model's (googlenet's fc): its units are classes too, as logit:N's are
+    class_layer: str | None = None
 
     @property
     def class_names(self) -> list[str | None]:
         """Each image's class name where its unit is a class logit of a model with class names (else None)."""
-        return [logit_class(label, self.categories) for label in self.labels]
+        return [logit_class(label, self.categories) for label in self._as_logits()]
+
+    def _as_logits(self) -> list[str]:
+        return [as_logit(label, self.class_layer) for label in self.labels]
 
     def unit_text(self, i: int) -> dict[str, str]:
         """The PNG text of image i on top of `provenance`: its unit, its place in the unit list, its score, its
@@ -98,7 +103,7 @@ class RenderResult:
         if self.interrupted:
             text["dreamlab:steps"] = " | ".join(map(str, self.steps))
         return {**text, "dreamlab:scores": " | ".join(f"{v:.6g}" for v in self.final_scores.tolist()),
-                **classes_text(self.labels, self.categories)}
+                **classes_text(self._as_logits(), self.categories)}
 
     def snapshot_text(self, i: int | None, step: int) -> dict[str, str]:
         """The PNG text of the --thresholds snapshot at `step` of image i (None: of the grid) on top of
@@ -110,8 +115,9 @@ class RenderResult:
                 **self._class_text(i), "dreamlab:step": str(step)}
 
     def _class_text(self, i: int) -> dict[str, str]:
-        name = logit_class(self.labels[i], self.categories)
-        return {"dreamlab:class": name} if name else classes_text([self.labels[i]], self.categories)
+        label = self._as_logits()[i]
+        name = logit_class(label, self.categories)
+        return {"dreamlab:class": name} if name else classes_text([label], self.categories)
 
     def save(self, path: str | Path, index: int | None = None, step: int | None = None) -> Path:
         """Write one PNG with the render's provenance, as `dreamlab render` does, and return its path: image
@@ -194,6 +200,14 @@ class RenderResult:
 # a class logit in a unit's label: 'logit:281', also inside an expression ('logit:281 - logit:282'); not a layer
 # whose name ends in 'logit' (my.logit:3), nor a range
 LOGIT_IN_LABEL = re.compile(r"(?<![\w.-])logit:(\d+)(?![\d-])")
+
+
+def as_logit(label: str, class_layer: str | None) -> str:
+    """`label` with the units of `class_layer` (the module whose output is the model's) written as the class
+    logits they are: 'fc:281' -> 'logit:281' for googlenet, to look up class names by."""
+    if not class_layer or class_layer == "logit":
+        return label
+    return re.sub(rf"(?<![\w.-]){re.escape(class_layer)}:(\d+)(?![\d-])", r"logit:\1", label)
 
 
 def classes_text(labels: Sequence[str], categories: Sequence[str] | None) -> dict[str, str]:
@@ -722,6 +736,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
             renderer, settings = _fitted_renderer(  # its first forward checks units and sizes before any image
                 lambda chosen: _Renderer(ready, obj, recipe_obj, chosen, init_images, thresholds, on_snapshot,
                                          keep_snapshots), settings, requested)
+            class_layer = class_layer_of(ready, obj.layers, categories, recipe_obj.channels,
+                                         settings.model_height_width or settings.height_width, dev)
             start = 0
             what = f"{len(todo) // copies} unit(s) x {copies} images" if copies > 1 else f"{len(todo)} unit(s)"
             bar = progress_bar(len(todo) * settings.steps, f"rendering {what}, {settings.steps} steps") \
@@ -753,12 +769,25 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
         return _result(parts, obj, todo, copies, sorted(set(thresholds)),
                        provenance_of=lambda steps: {**provenance(obj, recipe_obj, weights_desc, settings, steps),
                                                     **init_record},
-                       planned=settings.steps, stopped=stopped, categories=categories)
+                       planned=settings.steps, stopped=stopped, categories=categories, class_layer=class_layer)
+
+
+def class_layer_of(model: nn.Module, layers: Iterable[str], categories: Sequence[str] | None, channels: int,
+                   size: tuple[int, int], device: torch.device | str) -> str | None:
+    """The layer among `layers` whose output is the model's own (googlenet's fc, whose units are its classes),
+    found by one forward of a grey image where the model names its classes; else None."""
+    wanted = [name for name in layers if name != OUTPUT]
+    if not categories or not wanted:
+        return None
+    try:
+        return output_module(model, wanted, torch.full((1, channels, *size), 0.5, device=device))[0]
+    except FORWARD_ERRORS:
+        return None
 
 
 def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: int, thresholds: Sequence[int],
             provenance_of: Callable[[int], dict[str, str]], planned: int, stopped: bool,
-            categories: Sequence[str] | None = None) -> RenderResult:
+            categories: Sequence[str] | None = None, class_layer: str | None = None) -> RenderResult:
     """The finished batches as one RenderResult (history and provenance hold the steps every batch ran)."""
     done = sum(p.images.shape[0] for p in parts)
     snapshots = {step: torch.cat([p.snapshots[step] for p in parts]) for step in thresholds
@@ -776,6 +805,7 @@ def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: in
         grad_norms=torch.cat([p.grad_norms[:steps_run] for p in parts], dim=1),
         unit_indices=[u // copies for u in todo[:done]],
         categories=categories,
+        class_layer=class_layer,
         steps=[p.steps for p in parts for _ in range(p.images.shape[0])],
         planned_steps=planned,
     )

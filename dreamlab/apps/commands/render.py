@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.optvis.settings import MIN_SIZE, check_lr
     from dreamlab.optvis.diversity import repeat_units
     from dreamlab.optvis.grammar import check_syntax, parse_objective
-    from dreamlab.optvis.engine import DeferredSigint, render
+    from dreamlab.optvis.engine import DeferredSigint, class_layer_of, render
 
     _check_out(args.out)  # before any work
     for flag, size in (("--size", args.size), ("--model-size", args.model_size)):
@@ -99,9 +99,12 @@ def run(args: argparse.Namespace) -> int:
 
     copies = args.diversity or 1
     units = repeat_units(objective, copies).labels if copies > 1 else objective.labels  # the render's labels
-    named = [_with_class(label, loaded.categories) for label in units]  # logit:281 -> logit_281_tabby.png
+    side = args.model_size or args.size or recipe.input_size
+    class_layer = class_layer_of(loaded.model, objective.layers, loaded.categories, recipe.channels,
+                                 side if isinstance(side, tuple) else (side, side), "cpu")  # googlenet's fc
+    named = [_with_class(label, loaded.categories, class_layer) for label in units]  # logit_281_tabby.png
     paths = dict(zip(units, output_paths(model_name, named, args.out)))  # a PNG of its own per unit
-    grid_path = _grid_path(args.out, model_name, units, loaded.categories)
+    grid_path = _grid_path(args.out, model_name, units, loaded.categories, class_layer)
     _check_paths([grid_path] if args.grid else list(paths.values()), args.thresholds)  # before the render
     grid_snapshots: dict[int, list] = {}  # step -> each batch's images: a grid needs the units of every batch
     snapshots: dict[Path, tuple[str, int]] = {}  # written during the render: path -> unit, step
@@ -212,17 +215,21 @@ def _free_name(path: Path) -> Path:
     raise DreamlabError(f"no free name beside {str(path)!r}; clear out its _new copies")
 
 
-def _with_class(label: str, categories: Sequence[str] | None) -> str:
+def _with_class(label: str, categories: Sequence[str] | None, class_layer: str | None = None) -> str:
     """A unit's label with the class name after each class logit's number, for its file name ('logit:281 tabby',
-    'logit:281 tabby - logit:282 tiger cat'): names that say more than the number (lenet-digits' '3' does not)."""
+    'logit:281 tabby - logit:282 tiger cat'; also a unit of `class_layer`, the module whose output is the model's:
+    'fc:281 tabby'): names that say more than the number (lenet-digits' '3' does not)."""
     from dreamlab.io import ascii_letters
     from dreamlab.optvis.engine import LOGIT_IN_LABEL, logit_class
 
     def named(m: re.Match) -> str:
         # safe characters only: a '/' or '*' in a class name is no operator ('a_over_b' would say it is)
-        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", ascii_letters(logit_class(m[0], categories) or "")).strip("._")
+        found = logit_class(f"logit:{m[1]}", categories) or ""
+        name = re.sub(r"[^A-Za-z0-9.+-]+", "_", ascii_letters(found)).strip("._")
         return f"{m[0]} {name}" if name else m[0]
 
+    if class_layer and class_layer != "logit":
+        return re.sub(rf"(?<![\w.-])(?:logit|{re.escape(class_layer)}):(\d+)(?![\d-])", named, label)
     return LOGIT_IN_LABEL.sub(named, label)
 
 
@@ -303,7 +310,8 @@ def _check_paths(paths: Sequence[Path], thresholds: Sequence[int]) -> None:
                                     f"remove or rename that folder, or give -o another name")
 
 
-def _grid_path(out: Path | None, model: str, labels: Sequence[str], categories: Sequence[str] | None = None) -> Path:
+def _grid_path(out: Path | None, model: str, labels: Sequence[str], categories: Sequence[str] | None = None,
+               class_layer: str | None = None) -> Path:
     from dreamlab.io import label_name, safe_name
     from dreamlab.optvis.diversity import unit_label
 
@@ -311,7 +319,7 @@ def _grid_path(out: Path | None, model: str, labels: Sequence[str], categories: 
         return out
     labels = list(dict.fromkeys(unit_label(label) for label in labels))  # a unit's --diversity images: once
     # one unit (its --diversity images): its class name too, as its own file would have it
-    span = _with_class(labels[0], categories) if len(labels) == 1 else f"{labels[0]}..{labels[-1].split(':')[-1]}"
+    span = _with_class(labels[0], categories, class_layer) if len(labels) == 1 else f"{labels[0]}..{labels[-1].split(':')[-1]}"
     name = f"{safe_name(model)}_{label_name(span)}_grid.png"
     return (out / name) if out is not None else Path(name)
 

@@ -16,7 +16,7 @@ from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, layers_hint
 from dreamlab.models.recipe import LAYER_KEYS, Recipe
 from dreamlab.models.summary import layer_table
-from dreamlab.optvis.capture import OUTPUT, reused_module, unused_module
+from dreamlab.optvis.capture import OUTPUT, output_module, reused_module, unused_module
 from dreamlab.optvis.settings import PRECISIONS
 from dreamlab.optvis.units import format_units
 
@@ -213,21 +213,12 @@ def _output_layer(loaded: LoadedModel, layers: Sequence[str], size: int) -> str 
 def _forward(loaded: LoadedModel, layers: Sequence[str], size: int) -> tuple[str | None, Any]:
     """(the layer among `layers` whose output is the model's own, the model's output) of one forward pass on a
     blank image; (None, None) when the pass fails."""
-    modules = dict(loaded.model.named_modules())
-    seen: dict[str, Any] = {}
-    hooks = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: seen.setdefault(name, out))
-             for name in layers if name in modules]
+    param = next(loaded.model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     try:
-        param = next(loaded.model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-        with torch.no_grad():
-            output = loaded.model(torch.zeros(1, loaded.recipe.channels, size, size, device=device))
+        return output_module(loaded.model, layers, torch.zeros(1, loaded.recipe.channels, size, size, device=device))
     except Exception:  # noqa: BLE001  (a nicety for the page's search box, never a reason to stop the run)
         return None, None
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return next((name for name in layers if name in seen and seen[name] is output), None), output
 
 
 def _logit_as_layer(loaded: LoadedModel, wanted: list[str], order: list[str], counts: dict[str, int], size: int,
