@@ -180,8 +180,9 @@ def _check_fps(fps: int, suffix: str) -> None:
     if limit is not None and fps > limit:
         step = "10 ms" if limit == 100 else "1 ms"
         others = " (or write .webp, up to 1000, or .mp4)" if suffix == ".gif" else " (or write .mp4)"
-        raise DreamlabError(f"--fps {fps} is more than a {'GIF' if suffix == '.gif' else 'WebP'} can show: its frame delay is in "
-                            f"{step} steps, so {limit} fps at most; give --fps {limit} or less{others}")
+        kind = "GIF" if suffix == ".gif" else "WebP"
+        raise DreamlabError(f"--fps {fps} is more than a {kind} can show: its frame delay is in {step} steps, so "
+                            f"{limit} fps at most; give --fps {limit} or less{others}")
 
 
 def _tile(text: str) -> int | str:

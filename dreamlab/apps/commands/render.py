@@ -319,7 +319,8 @@ def _grid_path(out: Path | None, model: str, labels: Sequence[str], categories: 
         return out
     labels = list(dict.fromkeys(unit_label(label) for label in labels))  # a unit's --diversity images: once
     # one unit (its --diversity images): its class name too, as its own file would have it
-    span = _with_class(labels[0], categories, class_layer) if len(labels) == 1 else f"{labels[0]}..{labels[-1].split(':')[-1]}"
+    span = _with_class(labels[0], categories, class_layer) if len(labels) == 1 else \
+        f"{labels[0]}..{labels[-1].split(':')[-1]}"
     name = f"{safe_name(model)}_{label_name(span)}_grid.png"
     return (out / name) if out is not None else Path(name)
 
