@@ -182,3 +182,20 @@ def test_a_container_the_forward_loops_over_names_its_modules_instead():
                                             r"mode\)"):
         with capture(model, ["aux"]) as cap:
             cap.run(torch.rand(2, 3, 8, 8))
+
+
+def test_the_model_called_directly_inside_capture_fills_acts_at_every_forward():
+    """Lucent's hook_model habit, `model(x)` inside the with block: each forward's outputs replace the last ones;
+    before, the second call was refused as if the module ran twice in one forward."""
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 1))
+    first, second = torch.randn(1, 3, 4, 4), torch.randn(1, 3, 4, 4)
+    with torch.no_grad():
+        relu, output = model[1](model[0](second)), model(second)
+    with torch.no_grad(), capture(model, ["1"]) as cap:
+        model(first)
+        model(second)
+        assert torch.equal(cap.acts["1"], relu)
+        cap.run(first)  # stops early once a whole forward has run
+        assert torch.equal(model(second), output)  # no early stop outside run
+    with capture(Reuser(), ["act"]) as cap, pytest.raises(ModuleReusedError):
+        cap.model(torch.randn(1, 3, 4, 4))  # a module that runs twice in one forward is still refused

@@ -150,11 +150,13 @@ class Capture:
         self.calls: dict[str, int] = {}
         self._stopping = False  # stop the current forward once every layer is captured
         self._checked = False  # a whole forward has shown that no requested module runs twice
+        self._in_run = False  # inside run(); a forward called directly (model(x)) starts afresh, never stops early
         self.channels_last: frozenset[str] = frozenset()  # layers whose output is [B, H, W, C], read transposed
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> Capture:
         try:
+            self._handles.append(self.model.register_forward_pre_hook(self._new_forward))
             for name in self.layers:
                 module = self.model if name == OUTPUT else resolve_layer(self.model, name, also=[OUTPUT])
                 self._handles.append(module.register_forward_hook(self._hook_for(name)))
@@ -171,6 +173,12 @@ class Capture:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+    def _new_forward(self, module: nn.Module, inputs: object) -> None:
+        """A forward of the model called directly (`model(x)` inside `with capture(...) as cap`): its outputs
+        replace the last ones in `cap.acts`, and a module runs once per forward, not once per capture."""
+        if not self._in_run:
+            self.acts, self.calls, self._stopping = {}, {}, False
 
     def _hook_for(self, name: str):
         def hook(module: nn.Module, inputs: object, output: object) -> None:
@@ -189,10 +197,13 @@ class Capture:
         """Forward `x` and return the captured activations (stopping after the last one when allowed)."""
         self.acts, self.calls = {}, {}
         self._stopping = self.stop_early and self._checked
+        self._in_run = True
         try:
             self.model(x)
         except _StopForward:
             pass
+        finally:
+            self._in_run = False
         missing = [n for n in self.layers if n not in self.acts]
         if missing:
             self.calls, self._stopping = {}, False  # this capture's hooks see the second forward as a first
