@@ -153,6 +153,18 @@ def test_googlenets_class_names_come_with_it_offline() -> None:
     assert class_units("tabby", names, "googlenet") == [281]
     assert class_units("tiger_cat", names, "googlenet") == class_units("'tiger cat'", names, "googlenet") == [282]
     assert class_units("jack-o'-lantern", names, "googlenet") == [607]
+    # a list, as render reads logit:tabby,285,'tiger cat'; a typo in it is named alone
+    assert class_units("tabby,285,'tiger cat'", names, "googlenet") == [281, 285, 282]
+    assert class_units("tabby,tiger_cat", names, "googlenet") == [281, 282]
+    with pytest.raises(DreamlabError, match=r"^unknown class 'tigr cat'; close matches: tiger cat"):
+        class_units("tabby,tigr_cat", names, "googlenet")
+
+
+def test_the_command_line_takes_a_list_of_class_names(named_recipe, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["examples", str(named_recipe), "logit:three,4,'five'", "--images", "china", "--top", "1",
+                 "-o", "ex.png"]) == 0
+    assert text_of(tmp_path / "ex.png")["dreamlab:classes"] == "3=three | 4=four | 5=five"
 
 
 def test_the_command_line_takes_a_logit_by_class_name(tmp_path, monkeypatch, capsys) -> None:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.attribution.photos import is_sample_photo
-from dreamlab.errors import DreamlabError, checked_keywords
+from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, checked_keywords
 from dreamlab.inspect.features import normalize, shorter_side_to, to_channels
 from dreamlab.inspect.receptive import Field, receptive_field
 from dreamlab.inspect.source import check_layer, forward_error, image_record, model_and_recipe, provenance
@@ -232,15 +232,24 @@ _BARE = re.compile(r"[A-Za-z_0-9][A-Za-z_0-9.]*|\d+(-\d+)?(,\d+(-\d+)?)*|'[^']*'
 
 def class_units(name: str, categories: Sequence[str] | None, model: str) -> list[int]:
     """The logit indices that `name` stands for, read as render reads `logit:NAME` (tabby, tiger_cat, 'tiger cat',
-    or an index list such as 281,285)."""
-    from dreamlab.optvis.grammar import parse_objective
-
+    or an index list such as 281,285, or a list of both: tabby,285,'tiger cat')."""
     name = name.strip()
     if not categories and not re.fullmatch(r"[\d,-]+", name):
         raise DreamlabError(f"class name {name!r} given, but {model} has no class names; give a class index, like "
                             f"logit:3")
     quote = "'" if "'" not in name else '"'
     written = name if _BARE.fullmatch(name) else f"{quote}{name}{quote}"
+    if written != name and "," in name:  # a list (tabby,285,'tiger cat') as render reads it, else one name
+        try:
+            return _logit_units(name, categories)
+        except ObjectiveSyntaxError:
+            pass
+    return _logit_units(written, categories)
+
+
+def _logit_units(written: str, categories: Sequence[str] | None) -> list[int]:
+    from dreamlab.optvis.grammar import parse_objective
+
     return [int(label.removeprefix(f"{OUTPUT}:")) for label in parse_objective(f"{OUTPUT}:{written}",
                                                                               categories).labels]
 
