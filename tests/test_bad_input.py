@@ -185,6 +185,9 @@ CASES = {
     "zoom frames folder is a file": (lambda t: ["dream", _photo(t), "--model", "lenet-digits", "--zoom-frames", "2",
                                                 "-o", str(t / "z.gif"), "--frames-dir", _a_file(t)], 2,
                                      "cannot write --frames-dir folder"),
+    "method list without sanity": (["attribute", "lenet-digits", "--image", "x.png", "--method", "saliency,ig"], 2,
+                                   "--method 'saliency,ig' names several methods, and without --sanity attribute "
+                                   "writes one map: give one of saliency"),
     "sanity with no method": (["attribute", "lenet-digits", "--image", "x.png", "--sanity", "--method", ","], 2,
                               "--method ',' names no method; valid: saliency"),
     "quality hed units past the layer": (["quality", "--measures", "natural", "--hed-units", "1000"], 2,

@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     valid = METHODS + CAM_METHODS if args.sanity else METHODS
     if args.sanity and args.out is not None:
         raise DreamlabError("--sanity prints a table and writes no file: leave out -o")
+    if not args.sanity and "," in args.method:
+        raise DreamlabError(f"--method {args.method!r} names several methods, and without --sanity attribute writes "
+                            f"one map: give one of {', '.join(METHODS)}, or add --sanity to compare methods in a "
+                            f"table")
     methods = method_list(args.method, valid) if args.sanity else [args.method]
     for method in methods:  # before the model loads
         if method not in valid:
