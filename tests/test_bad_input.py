@@ -127,12 +127,12 @@ CASES = {
     # names a recipe gives are checked when it loads, not when a command first reads them
     "recipe default_layer": (lambda t: ["render", "conv2:1", "--weights", "none", "--recipe",
                                                         _recipe(t, default_layer='"nope"')], 2,
-                             "unknown default_layer of recipe r: 'nope'"),
+                             "r.toml: 'nope'"),
     "recipe cam_layer": (lambda t: ["kernels", "--recipe", _recipe(t, cam_layer='"conv9"'), "conv1"], 2,
-                         "unknown cam_layer of recipe r: 'conv9'; close matches: conv1, conv2"),
+                         "r.toml: 'conv9'; close matches: conv1, conv2"),
     "recipe categories count": (lambda t: ["render", "logit:0", "--weights", "none", "--recipe",
                                                            _recipe(t, categories='["a"]')], 2,
-                                "recipe r lists 1 categories, but the model has 10 outputs; give one class name"),
+                                "r.toml lists 1 categories, but the model has 10 outputs; give one class name"),
     "recipe transforms name": (lambda t: ["render", "conv2:1", "--recipe", _recipe(t, transforms='"big"')], 2,
                                'r.toml: transforms = "big" is not valid; transforms must be one of standard, small, '
                                'jitter, none'),

@@ -263,3 +263,17 @@ def test_a_shipped_recipe_lent_to_another_module_is_not_refused_over_its_default
                         nn.Linear(8, 4))
     result = dreamlab.render(net, "0:1", recipe="googlenet", **TINY)  # googlenet's default layer: inception4c
     assert result.final_scores.shape == (1,) and result.provenance["dreamlab:recipe"] == "googlenet"
+
+
+def test_errors_of_a_recipe_file_name_the_file_only_where_they_name_the_recipe():
+    from dreamlab.errors import DreamlabError
+    from dreamlab.models.loading import _naming_the_file
+    from dreamlab.models.recipe import Recipe
+
+    recipe = Recipe("r", "zoo:lenet_digits")
+    said = _naming_the_file(DreamlabError("unknown cam_layer of recipe r: 'x'"), recipe, "my/r.toml")
+    assert str(said) == "unknown cam_layer of recipe my/r.toml: 'x'"
+    other = DreamlabError("the recipe resnet18 is not this one")  # 'recipe r' inside another word: left alone
+    assert _naming_the_file(other, recipe, "my/r.toml") is other
+    by_name = DreamlabError("recipe r: x")
+    assert _naming_the_file(by_name, recipe, "googlenet") is by_name  # loaded by name, not from a file

@@ -122,7 +122,7 @@ def test_layers_lists_the_model_of_a_recipe_with_a_layer_typo_so_it_can_be_fixed
     assert main(["layers", "--recipe", str(path)]) == 0  # the command the error names works
     out, err = capsys.readouterr()
     assert "conv2" in out and "fc2" in out
-    assert err.startswith("dreamlab: note: unknown layer in recipe digits-layers's [layers.\"...\"] tables: 'conv9'; "
+    assert err.startswith(f"dreamlab: note: unknown layer in recipe {path}'s [layers.\"...\"] tables: 'conv9'; "
                           "close matches: conv1, conv2") and err.rstrip().endswith("the table below lists the "
                                                                                    "model's layers")
     assert main(["render", "conv2:0", "--recipe", str(path)]) == 2  # elsewhere still an error

@@ -324,9 +324,12 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
         try:
             check_recipe_layers(recipe, model, source, hint="the table below lists the model's layers")
         except UnknownNameError as error:
-            warnings.warn(DreamlabNote(str(error)), stacklevel=2)
+            warnings.warn(DreamlabNote(str(_naming_the_file(error, recipe, source))), stacklevel=2)
     else:
-        check_recipe_layers(recipe, model, source)
+        try:
+            check_recipe_layers(recipe, model, source)
+        except DreamlabError as exc:
+            raise _naming_the_file(exc, recipe, source) from None
     from dreamlab.models.prepare import check_channels  # prepare imports this module
 
     check_channels(model, recipe)  # else every command's first forward fails with torch's conv error
@@ -338,10 +341,10 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
 def _naming_the_file(exc: DreamlabError, recipe: Recipe, source: str | None) -> DreamlabError:
     """`exc` with "recipe NAME" read as "recipe FILE" where the recipe came from a file (the name inside a file
     does not say where to look)."""
-    said = f"recipe {recipe.name}"
-    if not source or not source.endswith(".toml") or said not in str(exc):
+    said = re.compile(rf"recipe {re.escape(recipe.name)}(?![\w.-])")
+    if not source or not source.endswith(".toml") or not said.search(str(exc)):
         return exc
-    return type(exc)(str(exc).replace(said, f"recipe {source}", 1))
+    return type(exc)(said.sub(lambda _: f"recipe {source}", str(exc), count=1))
 
 
 def layers_hint(model: nn.Module, fallback: str | None = None) -> str:
