@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from dreamlab.attribution.inputs import shown
 from dreamlab.errors import DreamlabError, first_line
 from dreamlab.models.loading import LoadedModel, resolve_layer
-from dreamlab.models.prepare import FORWARD_ERRORS, smallest_side, takes_size
+from dreamlab.models.prepare import FORWARD_ERRORS, smallest_side, takes_size, unsized_module_error
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import capture, reused_module
 from dreamlab.optvis.grammar import parse_objective
@@ -73,13 +73,18 @@ def sized_forward(subj: Subject, images: Tensor, cli: bool = False) -> Iterator[
         yield
     except FORWARD_ERRORS as exc:
         size = subj.recipe.input_size
-        if isinstance(exc, (DreamlabError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower() \
-                or tuple(images.shape[-2:]) == (size, size):
+        if isinstance(exc, (DreamlabError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower():
             raise  # the user's own error, or memory: not a size the model rejects
-        if accepts_side(subj, tuple(images.shape[-2:]), images.device):
+        own_size = tuple(images.shape[-2:]) == (size, size)
+        if not own_size and accepts_side(subj, tuple(images.shape[-2:]), images.device):
             raise  # the model takes this size: something else failed
-        if not accepts_side(subj, size, images.device):
-            raise  # the model fails at its own size too: its error, not a size rejection
+        if own_size or not accepts_side(subj, size, images.device):
+            # the model fails at its recipe's size: a recipe whose input_size is wrong, or the model's own error
+            wrong = unsized_module_error(subj.recipe, images.shape, exc,
+                                         lambda s: accepts_side(subj, s, images.device), rendering=False)
+            if wrong is not None:
+                raise wrong from None
+            raise
         side = "x".join(map(str, images.shape[1:]))
         smallest = smallest_side(lambda s: accepts_side(subj, s, images.device), min(images.shape[-2:]), size)
         if smallest < size:

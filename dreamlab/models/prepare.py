@@ -258,8 +258,13 @@ def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseExceptio
                              f"made the {height}x{width} image {shape[-2]}x{shape[-1]}, and the model takes a fixed "
                              f"size; render with transforms='none' or 'small' (--transforms none/small), which keep "
                              f"the size")
-    if not recipe.builder.startswith("custom:"):
-        return None
+    if not recipe.builder.startswith("custom:"):  # a recipe file (or a shipped one) whose input_size is wrong
+        side = next((n for n in (224, *COMMON_SIZES) if n != recipe.input_size and accepts(n)), None)
+        if side is None:
+            return None
+        return DreamlabError(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on "
+                             f"{side}x{side}: its recipe's input_size, {recipe.input_size}, is not a size the model "
+                             f"takes; set input_size = {side} in the recipe")
     side = next((n for n in COMMON_SIZES if n != recipe.input_size and accepts(n)), None)
     if side is None:
         return None
