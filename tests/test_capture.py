@@ -199,3 +199,16 @@ def test_the_model_called_directly_inside_capture_fills_acts_at_every_forward():
         assert torch.equal(model(second), output)  # no early stop outside run
     with capture(Reuser(), ["act"]) as cap, pytest.raises(ModuleReusedError):
         cap.model(torch.randn(1, 3, 4, 4))  # a module that runs twice in one forward is still refused
+
+
+def test_capture_takes_what_load_model_returns_and_refuses_a_name_saying_how():
+    from dreamlab.errors import DreamlabError
+    from dreamlab.models.loading import load_model
+
+    loaded = load_model("lenet-digits")
+    with capture(loaded, ["conv1"]) as cap:
+        assert cap.run(torch.rand(1, 1, 28, 28))["conv1"].shape == (1, 20, 28, 28)
+    with pytest.raises(DreamlabError, match=r"^capture hooks a module you then run, got str; pass "
+                                            r"dreamlab.load_model\('lenet-digits'\).model$"):
+        with capture("lenet-digits", ["conv1"]):
+            pass

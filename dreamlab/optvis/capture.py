@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError
 from dreamlab.models.layout import channels_first, channels_last_layers, to_channels_first
-from dreamlab.models.loading import resolve_layer
+from dreamlab.models.loading import LoadedModel, resolve_layer
 
 OUTPUT = "logit"  # the name under which the model's own output is captured
 
@@ -142,7 +142,12 @@ class Capture:
     (models/layout.py: a weightless copy's shapes at two input sizes).
     """
 
-    def __init__(self, model: nn.Module, layers: str | Iterable[str], stop_early: bool = True):
+    def __init__(self, model: nn.Module | LoadedModel, layers: str | Iterable[str], stop_early: bool = True):
+        if isinstance(model, LoadedModel):  # what load_model returns: its module
+            model = model.model
+        if not isinstance(model, nn.Module):
+            load = f"dreamlab.load_model({model!r}).model" if isinstance(model, str) else "an nn.Module"
+            raise DreamlabError(f"capture hooks a module you then run, got {type(model).__name__}; pass {load}")
         self.model = model
         self.layers = sorted(set(layer_names(layers, "capture(model, ['inception4c'])")))
         self.stop_early = stop_early and OUTPUT not in self.layers
@@ -219,7 +224,8 @@ class Capture:
 
 
 @contextmanager
-def capture(model: nn.Module, layers: str | Iterable[str], stop_early: bool = True) -> Iterator[Capture]:
+def capture(model: nn.Module | LoadedModel, layers: str | Iterable[str],
+            stop_early: bool = True) -> Iterator[Capture]:
     """Context manager form of Capture (`layers`: one name or a list); every hook is removed on exit, also on
     error."""
     with Capture(model, layers, stop_early) as cap:
