@@ -159,3 +159,23 @@ def test_numbers_beyond_float32_are_refused_where_written(text, position, messag
 
 def test_numbers_within_float32_still_parse():
     assert parse_objective("conv2:1 * 3e38 + 1e-30").name == "conv2:1*3e+38 + 1e-30"
+
+
+def test_a_long_sum_is_scored_in_a_loop_and_deep_nesting_is_one_line():
+    """sum() over 500 channels nested 500 calls deep and hit Python's recursion limit; a chain of one precedence is
+    now folded in a loop. Parentheses nested 1000 deep are refused in one line."""
+    from dreamlab import objectives as o
+
+    acts = {"a": torch.rand(2, 50, 3, 3)}
+    total = sum(o.channel("a", i % 50) for i in range(2000))
+    assert len(total.chain) == 2000
+    assert torch.allclose(total(acts), acts["a"].mean((2, 3)).sum(1) * 40, rtol=1e-4)
+    text = " - ".join(f"a:{i % 50}" for i in range(1500))
+    parsed = parse_objective(text)
+    expected = acts["a"].mean((2, 3))[:, 0] - sum(acts["a"].mean((2, 3))[:, i % 50] for i in range(1, 1500))
+    assert torch.allclose(parsed(acts), expected, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(parse_objective("2 - a:1 - a:2")(acts), 2 - acts["a"].mean((2, 3))[:, 1:3].sum(1))
+    assert torch.allclose(parse_objective("a:1/a:2*a:3")(acts),
+                          acts["a"].mean((2, 3))[:, 1] / acts["a"].mean((2, 3))[:, 2] * acts["a"].mean((2, 3))[:, 3])
+    with pytest.raises(ObjectiveSyntaxError, match=r"nests parentheses or signs too deeply for the parser"):
+        check_syntax("(" * 1000 + "a:1" + ")" * 1000)

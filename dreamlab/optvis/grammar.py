@@ -95,7 +95,13 @@ class _ObjectiveParser:
     def parse(self) -> o.Objective:
         if self.peek[0] == "end":
             self.fail(0, "empty objective")
-        result = self.expr()
+        try:
+            result = self.expr()
+        except RecursionError:  # parentheses or signs nested hundreds deep: each level is a call of the parser
+            shown = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+            raise ObjectiveSyntaxError(f"objective {shown!r} nests parentheses or signs too deeply for the "
+                                       f"parser; write it with fewer levels (a sum needs none: a:1 + a:2 + ...)"
+                                       ) from None
         kind, val, pos = self.peek
         if kind != "end":
             hint = " (a unit list is written without spaces: 2,14)" if val == "," else ""

@@ -17,7 +17,7 @@ import math
 import numbers
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,9 @@ class Objective:
     # for objectives that read fixed positions (a neuron at x, y): the same objective reading each layer's map
     # shifted by `Offsets`, for the larger maps of a padded input (the render transforms' padding)
     shifted: Callable[[Offsets], Objective] | None = None
+    # a left-to-right run of one precedence (a + b - c + ..., a * b / c * ...): (op, symbol, term) with the first
+    # op None; scored and shifted by a loop, so that sum() over 512 channels does not nest 512 calls deep
+    chain: tuple[tuple[Callable[..., Tensor] | None, str, Objective], ...] = field(default=(), repr=False)
 
     __array_ufunc__ = None  # `np.float32(2) * obj`: NumPy hands the operation to __rmul__
 
@@ -196,17 +199,44 @@ def combine(op: Callable[..., Tensor], symbol: str, precedence: int, *parts: Obj
         return left + symbol + _wrap(objs[1], texts[1], precedence, right=symbol.strip() in "-/")
 
     labels = tuple(fmt([o.labels[i if o.batch_size > 1 else 0] for o in objs]) for i in range(size))
+    chain: tuple[tuple[Callable[..., Tensor] | None, str, Objective], ...] = ()
+    if len(objs) == 2 and precedence in (_SUM, _PRODUCT):
+        left = objs[0].chain if objs[0].chain and objs[0].precedence == precedence else ((None, "", objs[0]),)
+        chain = (*left, (op, symbol, objs[1]))
     return Objective(
         per_position=_stays_per_position(op, objs),
-        scorer=lambda acts, index: op(*(o.scorer(acts, index) for o in objs)),
+        scorer=_chain_scorer(chain) if chain else lambda acts, index: op(*(o.scorer(acts, index) for o in objs)),
         layers=frozenset().union(*(o.layers for o in objs)),
         name=fmt([o.name for o in objs]),
         labels=labels,
         checks=tuple(c for o in objs for c in o.checks),
         precedence=precedence,
-        shifted=(lambda offsets: combine(op, symbol, precedence, *(o.at_offsets(offsets) for o in objs)))
+        shifted=(lambda offsets: _shifted(op, symbol, precedence, objs, chain, offsets))
         if any(o.shifted is not None for o in objs) else None,
+        chain=chain,
     )
+
+
+def _chain_scorer(chain: Sequence[tuple[Callable[..., Tensor] | None, str, Objective]]) -> Scorer:
+    """The score of a run of one precedence, folded left to right in a loop."""
+    def scorer(acts: Acts, index: Tensor) -> Tensor:
+        total = chain[0][2].scorer(acts, index)
+        for op, _, term in chain[1:]:
+            total = op(total, term.scorer(acts, index))
+        return total
+
+    return scorer
+
+
+def _shifted(op: Callable[..., Tensor], symbol: str, precedence: int, objs: Sequence[Objective],
+             chain: Sequence[tuple[Callable[..., Tensor] | None, str, Objective]], offsets: Offsets) -> Objective:
+    """The combination of the parts read at `offsets`: a chain is rebuilt term by term, in a loop."""
+    if not chain:
+        return combine(op, symbol, precedence, *(o.at_offsets(offsets) for o in objs))
+    total = chain[0][2].at_offsets(offsets)
+    for link_op, link_symbol, term in chain[1:]:
+        total = combine(link_op, link_symbol, precedence, total, term.at_offsets(offsets))
+    return total
 
 
 # --- units -----------------------------------------------------------------------------------------------
