@@ -137,3 +137,13 @@ def test_neuron_positions_must_be_whole_numbers_from_zero(x, y, shown):
                                             rf"of the layer's map, like x=7, y=7 \(or neither x nor y, for the "
                                             rf"centre\)$"):
         o.neuron("conv2", 1, x=x, y=y)
+
+
+def test_a_string_of_units_is_refused_whole_not_as_its_letters():
+    with pytest.raises(DreamlabError, match=r"^units must be an int or a list of ints, got the string 'tabby'; an "
+                                            r"objective string reads unit lists and class names"):
+        o.logit("tabby")
+    with pytest.raises(DreamlabError, match=r"got '01'$"):
+        dreamlab.render("lenet-digits", "conv2:0-3", units="01", steps=1)
+    with pytest.raises(DreamlabError, match=r"got 1; write units=\[1\]$"):
+        dreamlab.render("lenet-digits", "conv2:0-3", units=1, steps=1)

@@ -258,6 +258,9 @@ def _unit_list(units: int | Sequence[int] | range | Tensor) -> list[int]:
         units = units.flatten().tolist()
     elif isinstance(units, numbers.Integral):
         units = [units]
+    elif isinstance(units, str):  # list('tabby') would be its letters
+        raise DreamlabError(f"units must be an int or a list of ints, got the string {units!r}; an objective string "
+                            f"reads unit lists and class names: render(model, 'logit:tabby'), 'conv2:0-3,8'")
     try:
         values = list(units)
     except TypeError:

@@ -306,6 +306,12 @@ def check_units(units: Sequence[int] | None, total: int) -> list[int]:
     """Indices into the objective's `total` units (default: all of them)."""
     if units is None:
         return list(range(total))
+    if isinstance(units, numbers.Integral) and not isinstance(units, bool):
+        raise DreamlabError(f"units must be a list of indices into the objective's {total} units, got {units}; "
+                            f"write units=[{units}]")
+    if isinstance(units, str) or not isinstance(units, Iterable):
+        raise DreamlabError(f"units must be a list of indices into the objective's {total} units (0-{total - 1}), "
+                            f"got {units!r}"[:300])
     units = list(units)
     if not units or any(isinstance(u, bool) or not isinstance(u, numbers.Integral) or not 0 <= u < total
                         for u in units):
