@@ -277,3 +277,15 @@ def test_errors_of_a_recipe_file_name_the_file_only_where_they_name_the_recipe()
     assert _naming_the_file(other, recipe, "my/r.toml") is other
     by_name = DreamlabError("recipe r: x")
     assert _naming_the_file(by_name, recipe, "googlenet") is by_name  # loaded by name, not from a file
+
+
+@pytest.mark.parametrize("given, message", [
+    (None, r"^load_model takes a model name \(googlenet, lenet-digits\), a recipe file or a Recipe, got NoneType$"),
+    (nn.Linear(2, 2), r"got Linear \(a module you built goes to render, gradcam, ... as it is"),
+])
+def test_load_model_refuses_what_names_no_model_in_one_line(given, message):
+    from dreamlab.errors import DreamlabError
+    from dreamlab.models.loading import load_model
+
+    with pytest.raises(DreamlabError, match=message):
+        load_model(given)

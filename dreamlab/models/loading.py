@@ -313,6 +313,11 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
     """A model by recipe name, recipe file or torchvision name, in eval mode with frozen parameters.
     `recipe_layers`: what a layer name in the recipe that the model lacks gives: "error", or "note" (a
     DreamlabNote warning: `dreamlab layers` still lists the layers, so that the recipe can be fixed)."""
+    if not isinstance(name, (str, Path, Recipe)):
+        module = " (a module you built goes to render, gradcam, ... as it is: dreamlab.render(module, ...))" \
+            if isinstance(name, nn.Module) else ""
+        raise DreamlabError(f"load_model takes a model name (googlenet, lenet-digits), a recipe file or a Recipe, "
+                            f"got {type(name).__name__}{module}")
     recipe = name if isinstance(name, Recipe) else load_recipe(name)
     source = None if isinstance(name, Recipe) else str(name)
     try:
