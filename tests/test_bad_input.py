@@ -112,7 +112,7 @@ CASES = {
                           "cannot read --init image"),
     # recipe values of the wrong type, each with its key named
     "recipe input_size": (lambda t: ["layers", "--recipe", _recipe(t, input_size='"big"')], 2,
-                          'input_size = "big" is not valid; input_size must be a positive integer'),
+                          'input_size = "big" is not valid; input_size must be a whole number of pixels from 1 to 2048'),
     "recipe lr": (lambda t: ["layers", "--recipe", _recipe(t, lr='"fast"')], 2,
                   'lr = "fast" is not valid; lr must be a number above 0 up to 1000'),
     "recipe mean": (lambda t: ["layers", "--recipe", _recipe(t, mean="5")], 2,
@@ -146,6 +146,9 @@ CASES = {
        for command in (["render", "conv2:1", "--steps", "1"], ["cam", "--image", "china"],
                        ["attribute", "--image", "china"], ["features", "conv1", "--image", "china"],
                        ["dream", "china", "--objective", "conv2", "--steps", "1"])},
+    "recipe input_size huge": (lambda t: ["cam", "--recipe", _recipe(t, input_size="100000"), "--image", "china"], 2,
+                               "input_size = 100000 is not valid; input_size must be a whole number of pixels from 1 "
+                               "to 2048"),
     "recipe runs code": (lambda t: ["render", "x:0", "--recipe", _recipe(t, builder='"torch.hub:load"')], 2,
         "builder 'torch.hub:load' is not a registered builder"),
     # layer table sizes

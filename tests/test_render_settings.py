@@ -152,3 +152,10 @@ def test_the_names_recipe_files_are_checked_against_are_the_tables_render_uses()
     assert choices.PARAM_NAMES == tuple(PARAMS)
     assert choices.OPTIMIZER_NAMES == tuple(OPTIMIZERS)
     assert choices.TRANSFORM_PRESETS == tuple(PRESETS)
+
+
+def test_the_recipe_files_size_bound_is_the_one_every_command_takes():
+    from dreamlab.models.recipe import _check_value
+    from dreamlab.models.summary import MAX_INPUT_SIZE
+
+    assert _check_value("input_size", MAX_INPUT_SIZE) is None and _check_value("input_size", MAX_INPUT_SIZE + 1)

@@ -127,7 +127,10 @@ def _check_value(key: str, value: Any) -> str | None:
         return None if isinstance(value, str) else "a layer name (a string)"
     if key in ("builder_kwargs", "weights_kwargs"):
         return None if isinstance(value, dict) else "a table of builder arguments ({ name = value })"
-    if key in ("input_size", "steps"):
+    if key == "input_size":  # the largest side any command takes (summary.MAX_INPUT_SIZE)
+        return None if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2048 else \
+            "a whole number of pixels from 1 to 2048"
+    if key == "steps":
         return None if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else \
             "a positive integer"
     if key == "channels":
