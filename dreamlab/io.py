@@ -398,6 +398,9 @@ def check_image(value: object, name: str = "image") -> Tensor:
                             f"values by 255)")
     if value.numel() == 0:
         raise DreamlabError(f"{name} is empty (shape {list(value.shape)}); give {IMAGE_FORMS}")
+    if value.device.type == "meta":
+        raise DreamlabError(f"{name} is a tensor on the 'meta' device, which holds a shape but no values; give one "
+                            f"with its pixels (on cpu or cuda)")
     values = value.detach()
     if not bool(torch.isfinite(values).all()):
         raise DreamlabError(f"{name} has NaN or infinite values; give finite values in [0, 1]")

@@ -244,6 +244,7 @@ def test_a_recipe_built_in_python_is_checked_against_the_model(recipe, message):
     (torch.full((1, 28, 28), float("nan")), "has NaN or infinite values; give finite values in [0, 1]"),
     (torch.full((1, 28, 28), 200.0), "has values from 200 to 200, outside [0, 1]"),
     (torch.zeros(1, 28, 28, dtype=torch.uint8), "is a uint8 tensor (0-255) and images are in [0, 1]; divide it by 255"),
+    (torch.zeros(1, 28, 28, device="meta"), "is a tensor on the 'meta' device, which holds a shape but no values"),
 ])
 def test_a_start_image_or_photo_outside_0_1_is_refused_not_clamped(image, message):
     """Before, a NaN start image ended in 'the score became NaN ... lower --lr' and a 0-255 one was clamped to white."""
