@@ -215,6 +215,9 @@ def test_a_module_of_another_dtype_is_refused_before_it_runs():
         dreamlab.render(_FixedSize().double(), "conv:0", **LENET)
     with pytest.raises(DreamlabError, match="has bfloat16 parameters"):
         dreamlab.gradcam(_FixedSize().bfloat16(), torch.rand(3, 32, 32), "logit:1")
+    with pytest.raises(DreamlabError, match=r"_FixedSize has parameters on the 'meta' device, which hold shapes but "
+                                            r"no values"):
+        dreamlab.render(_FixedSize().to("meta"), "conv:0", **LENET)
 
 
 @pytest.mark.parametrize("fields, message", [

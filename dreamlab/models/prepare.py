@@ -174,7 +174,11 @@ def _refuse_weights(model: object, weights: object) -> None:
 
 def check_float32(model: nn.Module) -> None:
     """dreamlab feeds float32 images (and runs bfloat16 through autocast, `precision`): a module whose
-    parameters are another dtype would fail deep inside torch, so it is refused in one line."""
+    parameters are another dtype would fail deep inside torch, so it is refused in one line; so is a module whose
+    parameters sit on the 'meta' device (shapes without values)."""
+    if any(p.device.type == "meta" for p in model.parameters()):
+        raise DreamlabError(f"{type(model).__name__} has parameters on the 'meta' device, which hold shapes but no "
+                            f"values; load its weights first (model.to_empty(device='cpu') then load_state_dict)")
     dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()}
                     - {"float32"})
     if dtypes:
