@@ -289,3 +289,25 @@ def test_load_model_refuses_what_names_no_model_in_one_line(given, message):
 
     with pytest.raises(DreamlabError, match=message):
         load_model(given)
+
+
+def test_a_recipe_or_weights_file_that_cannot_be_read_says_so(tmp_path, monkeypatch):
+    from dreamlab.errors import DreamlabError
+    from dreamlab.models.loading import _unreadable
+    from dreamlab.models.recipe import load_recipe
+
+    path = tmp_path / "r.toml"
+    path.write_text(DIGITS)
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(DreamlabError, match=r"folder.toml' is a folder, not a TOML recipe file"):
+        load_recipe(tmp_path / "folder.toml")
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", denied)  # what mode 000 does for a user who is not root
+    with pytest.raises(DreamlabError, match=r"cannot read recipe '.*r.toml': permission denied; give a file you "
+                                            r"can read \(chmod u\+r\)$"):
+        load_recipe(path)
+    said = _unreadable(tmp_path / "w.pt", PermissionError(13, "Permission denied"))
+    assert str(said).endswith("w.pt': permission denied; give a file you can read (chmod u+r)")

@@ -190,6 +190,9 @@ def _unreadable(path: Path, exc: Exception) -> WeightsError:
         what = "a pickled module" if _is_module_class(found.group(1)) else "a pickled object"
         return WeightsError(f"cannot read weights file {str(path)!r}: it holds {what} ({found.group(1)}) rather "
                             f"than a state dict; {save}")
+    if isinstance(exc, PermissionError):
+        return WeightsError(f"cannot read weights file {str(path)!r}: permission denied; give a file you can read "
+                            f"(chmod u+r)")
     return WeightsError(f"cannot read weights file {str(path)!r} as a state dict (torch.load raised "
                         f"{type(exc).__name__}: the file is corrupt, truncated or not a PyTorch file); {save}")
 

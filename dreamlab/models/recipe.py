@@ -245,10 +245,15 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     """A shipped recipe by name ('googlenet', 'lenet-digits'), a TOML file path, or a derived torchvision recipe."""
     path = Path(name_or_path)
     if path.suffix == ".toml":
+        if path.is_dir():
+            raise DreamlabError(f"recipe {str(path)!r} is a folder, not a TOML recipe file; give the .toml file")
         if not path.is_file():
             raise DreamlabError(f"recipe file {str(path)!r} does not exist")
         try:
             text = path.read_text(encoding="utf-8")
+        except PermissionError:
+            raise DreamlabError(f"cannot read recipe {str(path)!r}: permission denied; give a file you can read "
+                                f"(chmod u+r)") from None
         except UnicodeDecodeError as exc:
             raise DreamlabError(f"recipe {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8 "
                                 f"TOML") from None
