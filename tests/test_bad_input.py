@@ -149,6 +149,10 @@ CASES = {
     "recipe input_size huge": (lambda t: ["cam", "--recipe", _recipe(t, input_size="100000"), "--image", "china"], 2,
                                "input_size = 100000 is not valid; input_size must be a whole number of pixels from 1 "
                                "to 2048"),
+    "cam empty layer": (["cam", "lenet-digits", "--image", "china", "--layer", ""], 2,
+                        "argument --layer/-l: an empty name"),
+    "graph output is a folder": (lambda t: ["graph", "lenet-digits", "-o", str(t)], 2,
+                                 "is a folder; give a file name ending in one of .dot"),
     "recipe runs code": (lambda t: ["render", "x:0", "--recipe", _recipe(t, builder='"torch.hub:load"')], 2,
         "builder 'torch.hub:load' is not a registered builder"),
     # layer table sizes

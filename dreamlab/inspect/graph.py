@@ -472,6 +472,9 @@ def _collapse(g: fx.Graph, name: str) -> ModelGraph:
 def check_output(path: str | Path) -> str:
     """The output format (file suffix) of `path`, refused unless DOT text or one Graphviz renders."""
     suffix = Path(path).suffix.lower()
+    if Path(path).is_dir():
+        raise DreamlabError(f"graph output {str(path)!r} is a folder; give a file name ending in one of "
+                            f"{', '.join(TEXT_FORMATS + DOT_FORMATS)}")
     if suffix not in TEXT_FORMATS + DOT_FORMATS:
         raise DreamlabError(f"cannot write a graph as {suffix or 'a file without suffix'!r}; "
                             f"valid: {', '.join(TEXT_FORMATS + DOT_FORMATS)}")

@@ -5,7 +5,7 @@ import argparse
 import math
 import sys
 
-from dreamlab.apps.args import add_given_option, given_options, positive_int
+from dreamlab.apps.args import add_given_option, given_options, nonempty, positive_int
 from dreamlab.apps.commands.cam import add_subject_arguments, check_outputs, load_subject, note_zero_map
 from dreamlab.errors import DreamlabError
 
@@ -31,8 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "image; default: %(default)s)")
     add_given_option(p, "--batch-size", type=positive_int, default=32,
                      help="images per forward pass for IG steps and SmoothGrad samples (default: %(default)s)")
-    p.add_argument("--layer", "-l", help="the CAM layer of guided-gradcam (and of gradcam, gradcam++ with --sanity; "
-                                         "default: the recipe's cam_layer)")
+    p.add_argument("--layer", "-l", type=nonempty,
+                   help="the CAM layer of guided-gradcam (and of gradcam, gradcam++ with --sanity; "
+                        "default: the recipe's cam_layer)")
     add_given_option(p, "--seed", type=int, default=0,
                      help="seed of SmoothGrad's and the noise baseline's noise (default: %(default)s)")
     p.add_argument("--sanity", action="store_true",

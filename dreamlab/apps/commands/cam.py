@@ -74,8 +74,9 @@ def check_default_folder() -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_subject_arguments(p)
-    p.add_argument("--layer", "-l", help="layer address (default: the recipe's cam_layer, else the last spatial layer; "
-                                         "never the target's own layer: then the last spatial layer before it)")
+    p.add_argument("--layer", "-l", type=nonempty,
+                   help="layer address (default: the recipe's cam_layer, else the last spatial layer; "
+                        "never the target's own layer: then the last spatial layer before it)")
     p.add_argument("--method", default="gradcam", help="gradcam or gradcam++ (default: %(default)s)")
 
 
