@@ -220,6 +220,13 @@ def test_a_module_of_another_dtype_is_refused_before_it_runs():
         dreamlab.render(_FixedSize().to("meta"), "conv:0", **LENET)
 
 
+def test_a_module_that_takes_no_image_is_one_line():
+    with pytest.raises(DreamlabError, match=r"^Linear failed on a 3x\d+x\d+ image \(mat1 and mat2 shapes cannot be "
+                                            r"multiplied .*\), and at every common size; render needs a model that "
+                                            r"takes images \[batch, channels, height, width\]"):
+        dreamlab.render(torch.nn.Linear(3, 4), "logit:0", steps=1, size=8, device="cpu")
+
+
 @pytest.mark.parametrize("fields, message", [
     (dict(std=(0.0, 1.0, 1.0)), r"recipe 'r': std = \[0.0, 1.0, 1.0\] is not valid; std must be a list of positive "
                                 r"numbers"),

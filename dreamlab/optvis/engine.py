@@ -462,6 +462,12 @@ class _Renderer:
                                                rendered=model_size or self.settings.height_width)
                 if unsized is not None:
                     raise unsized from None
+                if self.recipe.builder.startswith("custom:") and not self._accepts(tuple(model_input.shape[2:])):
+                    # a module passed as it is that takes no image at any size tried (an nn.Linear)
+                    c = self.recipe.channels
+                    raise DreamlabError(f"{self.recipe.name} failed on a {shown} image ({first_line(exc)}), and at "
+                                        f"every common size; render needs a model that takes images [batch, "
+                                        f"channels, height, width]: try model(torch.rand(1, {c}, 224, 224))") from None
                 raise  # the model fails at its own size too: its error, not a size rejection
             keep = "transforms='small' or 'none', --transforms small or none"
             raise _TransformsOutgrowModel(str(size_rejection(
