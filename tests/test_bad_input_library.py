@@ -91,6 +91,8 @@ CASES = {
                                       "--samples", "100000000"], "samples 100000000 is out of range; valid: 1 to 1024"),
     "smoothgrad noise nan": (lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--method",
                                         "smoothgrad", "--noise", "nan"], "noise must be a finite number >= 0"),
+    "smoothgrad noise huge": (lambda t: ["attribute", "lenet-digits", "--image", _digit(t), "--method",
+                                         "smoothgrad", "--noise", "1e9"], "noise 1e+09 is out of range; valid: 0 to 1"),
     "kernels scale": (lambda t: ["kernels", "lenet-digits", "conv1", "--scale", "100000", "-o", str(t / "k.png")],
                       "scale 100000 is out of range for 20 tiles of 5x5 weights; valid: 1 to "),
     # 3. an unknown torchvision model in a recipe, whichever weights are asked for

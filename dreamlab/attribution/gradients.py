@@ -23,6 +23,7 @@ BASELINES = ("black", "blurred", "noise")
 # IG steps and SmoothGrad samples: the papers use 20-300 steps and 50 samples; each is one more copy of the
 # images in memory, and Gauss-Legendre's nodes for n steps cost an n x n eigenproblem (1024: 0.1 s)
 MAX_EXPANSION = 1024
+MAX_NOISE = 1.0  # SmoothGrad's noise std as a fraction of the value range (Smilkov et al. 2017 use 0.1 to 0.2)
 
 
 def check_smoothgrad(samples: int, noise: float) -> None:
@@ -31,6 +32,9 @@ def check_smoothgrad(samples: int, noise: float) -> None:
     if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not math.isfinite(noise) or noise < 0:
         raise DreamlabError(f"noise must be a finite number >= 0 (--noise: SmoothGrad's noise, a fraction of the "
                             f"image's value range; 0.1 to 0.2 works best), got {noise!r}")
+    if noise > MAX_NOISE:
+        raise DreamlabError(f"noise {noise:g} is out of range; valid: 0 to {MAX_NOISE:g} (a fraction of the image's "
+                            f"value range: beyond 1 the noise drowns the image); 0.1 to 0.2 works best")
 
 
 def check_ig_steps(steps: int) -> None:
