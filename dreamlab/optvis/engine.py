@@ -462,8 +462,11 @@ class _Renderer:
                                                rendered=model_size or self.settings.height_width)
                 if unsized is not None:
                     raise unsized from None
-                if self.recipe.builder.startswith("custom:") and not self._accepts(tuple(model_input.shape[2:])):
-                    # a module passed as it is that takes no image at any size tried (an nn.Linear)
+                convolves = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
+                if self.recipe.builder.startswith("custom:") and not convolves and \
+                        not self._accepts(tuple(model_input.shape[2:])):
+                    # a module passed as it is that has no convolution and takes no image at any size tried (an
+                    # nn.Linear); a convolutional one that fails is a bug of its own, whose error shows
                     c = self.recipe.channels
                     raise DreamlabError(f"{self.recipe.name} failed on a {shown} image ({first_line(exc)}), and at "
                                         f"every common size; render needs a model that takes images [batch, "
