@@ -78,3 +78,17 @@ def named_digits_recipe(path):
                     'mean = [0.0]\nstd = [1.0]\ntransforms = "small"\ncategories = [' +
                     ", ".join(f'"{n}"' for n in DIGIT_NAMES) + "]\n")
     return path
+
+
+def registered_rgb_recipes(folder, builders, side):
+    """Register each of `builders` ({name: module factory}) as builder 'tests:NAME' and write an RGB recipe file
+    NAME.toml for it in `folder` (input size `side`, random weights, mean 0.5, std 1); {name: path}."""
+    from dreamlab.models import loading
+
+    paths = {}
+    for name, build in builders.items():
+        loading.register_builder(f"tests:{name}", lambda weights=None, build=build: build())
+        paths[name] = folder / f"{name}.toml"
+        paths[name].write_text(f'name = "{name}"\nbuilder = "tests:{name}"\ninput_size = {side}\nweights = "none"\n'
+                               f'mean = [0.5, 0.5, 0.5]\nstd = [1.0, 1.0, 1.0]\n')
+    return paths

@@ -11,6 +11,7 @@ from torch import nn
 from dreamlab.apps.cli import main
 from dreamlab.io import save_png
 from dreamlab.models import loading
+from models_fixtures import registered_rgb_recipes
 
 SIDE = 32  # the recipes' input size
 
@@ -42,14 +43,8 @@ class RedAnywhere(nn.Module):
 
 @pytest.fixture
 def recipes(tmp_path):
-    loading.register_builder("tests:red_any", lambda weights=None: RedAnywhere(False))
-    loading.register_builder("tests:red_fixed", lambda weights=None: RedAnywhere(True))
-    paths = {}
-    for name in ("red_any", "red_fixed"):
-        paths[name] = tmp_path / f"{name}.toml"
-        paths[name].write_text(f'name = "{name}"\nbuilder = "tests:{name}"\ninput_size = {SIDE}\nweights = "none"\n'
-                               f'mean = [0.5, 0.5, 0.5]\nstd = [1.0, 1.0, 1.0]\n')
-    return paths
+    return registered_rgb_recipes(tmp_path, {"red_any": lambda: RedAnywhere(False),
+                                             "red_fixed": lambda: RedAnywhere(True)}, SIDE)
 
 
 def wide_photo(tmp_path):

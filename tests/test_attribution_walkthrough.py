@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,6 +12,7 @@ from torch import nn
 from dreamlab.apps.cli import main
 from dreamlab.io import save_png
 from dreamlab.models import loading
+from models_fixtures import registered_rgb_recipes
 
 SIDE = 32  # the recipes' input size
 
@@ -36,14 +36,7 @@ class RedFrom(nn.Module):
 
 @pytest.fixture
 def recipes(tmp_path):
-    loading.register_builder("tests:red_k3", lambda weights=None: RedFrom(3))
-    loading.register_builder("tests:red_k16", lambda weights=None: RedFrom(16))
-    paths = {}
-    for name in ("red_k3", "red_k16"):
-        paths[name] = tmp_path / f"{name}.toml"
-        paths[name].write_text(f'name = "{name}"\nbuilder = "tests:{name}"\ninput_size = {SIDE}\nweights = "none"\n'
-                               f'mean = [0.5, 0.5, 0.5]\nstd = [1.0, 1.0, 1.0]\n')
-    return paths
+    return registered_rgb_recipes(tmp_path, {"red_k3": lambda: RedFrom(3), "red_k16": lambda: RedFrom(16)}, SIDE)
 
 
 def strip(tmp_path, height: int, width: int):
