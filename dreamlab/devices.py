@@ -80,3 +80,10 @@ def _normalized(dev: torch.device) -> torch.device:
 
 
 __all__ = ["default_device", "resolve_device", "same_device", "valid_devices"]
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocator running out of memory (CUDA's OutOfMemoryError, or the CPU's "can't allocate
+    memory"), not an error in the model or its input."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text

@@ -1,9 +1,11 @@
 """capture(): what hooks record, that they go away, in-place ReLU and reused modules."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from dreamlab.optvis.capture import ModuleReusedError, capture
@@ -212,3 +214,71 @@ def test_capture_takes_what_load_model_returns_and_refuses_a_name_saying_how():
                                             r"dreamlab.load_model\('lenet-digits'\).model$"):
         with capture("lenet-digits", ["conv1"]):
             pass
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (lambda: np.zeros((1, 3, 8, 8), np.float32), r"^cap.run takes the model's input as a torch tensor \[B, C, H, W\], "
+                                                 r"got ndarray: torch.from_numpy\(array\).float\(\) makes one"),
+    (lambda: Image.new("RGB", (8, 8)), r"^cap.run takes .*, got Image: torchvision.transforms.functional.to_tensor"),
+    (lambda: torch.rand(1, 1, 8, 8), r"^cap.run: x has 1 channel and the model's first convolution reads 3; pass "
+                                     r"an image of 3 channels \[B, 3, H, W\]$"),
+    (lambda: torch.rand(3, 8, 8), r"^cap.run: x \[3, 8, 8\] has no batch axis; pass x\[None\] \(\[1, C, H, W\]\)$"),
+    (lambda: torch.rand(1, 3, 8, 8, dtype=torch.float64),
+     r"^cap.run: x is torch.float64 and the model's weights torch.float32; pass x.to\(torch.float32\)$"),
+    (lambda: torch.rand(1, 3, 8, 8, device="meta"), r"^cap.run: x is on meta and the model on cpu; pass x.to\('cpu'\)$"),
+])
+def test_an_input_the_model_cannot_take_is_named_in_one_line(make_input, message):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.rand(1, 3, 8, 8))  # materializes the lazy layer
+    with capture(model.eval(), ["0"]) as cap, pytest.raises(DreamlabError, match=message):
+        cap.run(make_input())
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (lambda: torch.rand(1, 1, 3, 8, 8), r"^cap.run: x \[1, 1, 3, 8, 8\] has 5 axes; the model takes a batch of images, 4 "
+                                        r"axes \[B, C, H, W\]$"),
+    (lambda: torch.rand(8, 8), r"^cap.run: x \[8, 8\] has 2 axes; the model takes a batch of images, 4 axes"),
+    (lambda: torch.rand(3, 8, 8), r"^cap.run: x \[3, 8, 8\] has no batch axis, and 3 channels where the model's first "
+                                  r"convolution reads 1; pass a batch of images \[B, 1, H, W\]$"),
+    (lambda: torch.rand(1, 8, 8), r"^cap.run: x \[1, 8, 8\] has no batch axis; pass x\[None\] \(\[1, C, H, W\]\)$"),
+    (lambda: torch.rand(1, 3, 8, 8), r"^cap.run: x has 3 channels and the model's first convolution reads 1; pass an "
+                                     r"image of 1 channel \[B, 1, H, W\]$"),
+    (lambda: {"image": torch.rand(1, 1, 8, 8)}, r"^cap.run takes .*, got dict \(for a model that takes another input, "
+                                                 r"call the model yourself inside the with-block"),
+])
+def test_a_one_channel_conv_model_names_inputs_of_other_shapes(make_input, message):
+    """A convolution also runs unbatched: [1, 8, 8] used to run, be read as a batch, then crash in the layout probe;
+    a 5-D or 2-D input showed conv2d's own error."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()).eval()
+    with capture(model, ["0"]) as cap, pytest.raises(DreamlabError, match=message):
+        cap.run(make_input())
+    with capture(model, ["0"]) as cap:  # the advice followed
+        assert cap.run(torch.rand(1, 1, 8, 8))["0"].shape == (1, 4, 6, 6)
+
+
+def test_a_model_that_takes_a_dict_is_captured_by_calling_it_in_the_with_block():
+    class TakesDict(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, inputs):
+            return self.conv(inputs["image"])
+
+    model = TakesDict().eval()
+    with capture(model, ["conv"]) as cap:
+        model({"image": torch.rand(1, 3, 8, 8)})
+        assert cap.acts["conv"].shape == (1, 4, 6, 6)
+
+
+def test_the_models_own_error_still_shows_when_the_input_looks_right():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            raise RuntimeError("a bug of the model's own")
+
+    with capture(Broken(), ["conv"]) as cap, pytest.raises(RuntimeError, match="^a bug of the model's own$"):
+        cap.run(torch.rand(1, 3, 8, 8))

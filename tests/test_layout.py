@@ -82,6 +82,20 @@ def test_capture_and_render_read_channel_k_of_the_last_axis():
         dreamlab.render(model, "lin:6", steps=1, size=16, device="cpu")  # 6 channels, not 16 rows
 
 
+def test_the_model_called_directly_inside_capture_reads_channels_last_layers_transposed_too():
+    """Lucent's habit, `model(x)` in the with block instead of cap.run(x): the first forward finds the layouts
+    as run() does, and a run() after it does not transpose again."""
+    model = _model()
+    x = torch.rand(2, 3, 16, 16)
+    truth = model.lin(model.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    with torch.no_grad(), capture(model, ["lin", "conv"]) as cap:
+        model(x)
+        assert cap.acts["lin"].shape == (2, 6, 16, 16) and torch.allclose(cap.acts["lin"], truth)
+        assert cap.acts["conv"].shape == (2, 4, 16, 16)
+        assert torch.allclose(cap.run(x)["lin"], truth)
+
+
+
 def test_convnext_units_are_its_channels():
     model = torchvision.models.convnext_tiny().eval()  # random weights: the layout is the architecture's
     rows = {r.name: r for r in layer_table(model, input_size=32)}

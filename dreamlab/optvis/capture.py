@@ -8,12 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
+from dreamlab.devices import out_of_memory
 from dreamlab.errors import DreamlabError
 from dreamlab.models.layout import channels_first, channels_last_layers, to_channels_first
 from dreamlab.models.loading import LoadedModel, resolve_layer
+from dreamlab.models.prepare import first_conv
 
 OUTPUT = "logit"  # the name under which the model's own output is captured
 
@@ -155,6 +159,7 @@ class Capture:
         self.calls: dict[str, int] = {}
         self._stopping = False  # stop the current forward once every layer is captured
         self._checked = False  # a whole forward has shown that no requested module runs twice
+        self._layout_known = False  # channels_last holds the requested layers' layouts
         self._in_run = False  # inside run(); a forward called directly (model(x)) starts afresh, never stops early
         self.channels_last: frozenset[str] = frozenset()  # layers whose output is [B, H, W, C], read transposed
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -184,6 +189,14 @@ class Capture:
         replace the last ones in `cap.acts`, and a module runs once per forward, not once per capture."""
         if not self._in_run:
             self.acts, self.calls, self._stopping = {}, {}, False
+            x = inputs[0] if isinstance(inputs, tuple) and inputs else None
+            if not self._layout_known and isinstance(x, Tensor) and x.dim() == 4:
+                self._find_layout([n for n in self.layers if n != OUTPUT], x)
+
+    def _find_layout(self, names: list[str], x: Tensor) -> None:
+        """Which of `names` put channels last, from a probe of `x`'s size (the model itself does not run)."""
+        self.channels_last = channels_last_layers(self.model, names, x) if names else frozenset()
+        self._layout_known = True
 
     def _hook_for(self, name: str):
         def hook(module: nn.Module, inputs: object, output: object) -> None:
@@ -200,6 +213,13 @@ class Capture:
 
     def run(self, x: Tensor) -> dict[str, Tensor]:
         """Forward `x` and return the captured activations (stopping after the last one when allowed)."""
+        if not isinstance(x, Tensor):
+            raise DreamlabError(f"cap.run takes the model's input as a torch tensor [B, C, H, W], got "
+                                f"{type(x).__name__}{_conversion_hint(x)}")
+        if x.dim() == 3:  # a convolution runs one image unbatched, and its output would be read as a batch
+            found = _first_conv(self.model, x.shape[0], x.shape[1:])
+            if found is not None and found[0] == x.shape[0]:
+                raise DreamlabError(f"cap.run: {_no_batch_axis(x)}")
         self.acts, self.calls = {}, {}
         self._stopping = self.stop_early and self._checked
         self._in_run = True
@@ -207,6 +227,11 @@ class Capture:
             self.model(x)
         except _StopForward:
             pass
+        except Exception as exc:
+            problem = input_problem(self.model, x, exc)
+            if problem is None:
+                raise
+            raise DreamlabError(f"cap.run: {problem}") from exc
         finally:
             self._in_run = False
         missing = [n for n in self.layers if n not in self.acts]
@@ -214,13 +239,64 @@ class Capture:
             self.calls, self._stopping = {}, False  # this capture's hooks see the second forward as a first
             inside = children_that_ran(self.model, missing[0], x[:1]) if missing[0] != OUTPUT else []
             raise unused_module(missing[0], inside)
-        if not self._checked:
-            spatial = [n for n, act in self.acts.items() if act.dim() in (3, 4) and n != OUTPUT]
-            if spatial:
-                self.channels_last = channels_last_layers(self.model, spatial, x)
-                self.acts = to_channels_first(self.acts, self.channels_last)
+        if not self._layout_known and x.dim() == 4:  # the layout probe runs images; other inputs are read as given
+            self._find_layout([n for n, act in self.acts.items() if act.dim() in (3, 4) and n != OUTPUT], x)
+            self.acts = to_channels_first(self.acts, self.channels_last)
         self._checked = True
         return self.acts
+
+
+def _conversion_hint(value: object) -> str:
+    """How to turn a NumPy array or a PIL image into the tensor cap.run takes ('' for anything else)."""
+    if isinstance(value, np.ndarray):
+        return ": torch.from_numpy(array).float() makes one (add [None] for a batch of one)"
+    if isinstance(value, Image.Image):
+        return ": torchvision.transforms.functional.to_tensor(picture)[None] makes one"
+    if isinstance(value, (dict, tuple, list)):
+        return (" (for a model that takes another input, call the model yourself inside the with-block, "
+                "model(inputs), and read cap.acts)")
+    return ""
+
+
+def _no_batch_axis(x: Tensor) -> str:
+    return f"x {list(x.shape)} has no batch axis; pass x[None] ([1, C, H, W])"
+
+
+def _first_conv(model: nn.Module, channels: int, sides: Sequence[int]) -> tuple[int, int] | None:
+    """(channels the first Conv2d that runs reads, channels it is given) for an input of `channels` and `sides`,
+    from a probe on a meta copy; None at once for a model without a Conv2d (no copy made)."""
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return None
+    return first_conv(model, channels, max(sides))
+
+
+def input_problem(model: nn.Module, x: Tensor, failure: Exception) -> str | None:
+    """What is wrong with `x` as `model`'s input, after a forward of it raised `failure`: no batch axis, another
+    dtype or device than the weights', or other channels than the first convolution reads; None when `x` looks
+    right (the failure is the model's own, or memory)."""
+    if isinstance(failure, DreamlabError) or out_of_memory(failure):
+        return None
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if weight is not None and x.device != weight.device:
+        return f"x is on {x.device} and the model on {weight.device}; pass x.to({str(weight.device)!r})"
+    if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        return f"x is {x.dtype} and the model's weights {weight.dtype}; pass x.to({weight.dtype})"
+    if x.dim() == 3:
+        found = _first_conv(model, x.shape[0], x.shape[1:])
+        if found is not None and found[0] != x.shape[0]:
+            return (f"x {list(x.shape)} has no batch axis, and {x.shape[0]} channels where the model's first "
+                    f"convolution reads {found[0]}; pass a batch of images [B, {found[0]}, H, W]")
+        return _no_batch_axis(x)
+    if x.dim() != 4 and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return f"x {list(x.shape)} has {x.dim()} axes; the model takes a batch of images, 4 axes [B, C, H, W]"
+    if x.dim() == 4:
+        found = _first_conv(model, x.shape[1], x.shape[2:])
+        if found is not None and found[0] != found[1]:
+            given = f"{x.shape[1]} channel{'' if x.shape[1] == 1 else 's'}"
+            wanted = f"{found[0]} channel{'' if found[0] == 1 else 's'}"
+            return (f"x has {given} and the model's first convolution reads {found[0]}; pass an image of "
+                    f"{wanted} [B, {found[0]}, H, W]")
+    return None
 
 
 @contextmanager
