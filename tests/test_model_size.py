@@ -10,11 +10,11 @@ from torch import nn
 import dreamlab
 from dreamlab import capture, render
 from dreamlab.apps.cli import main
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 from dreamlab.io import read_png_text
 from dreamlab.models.loading import load_model
 
-from models_fixtures import TinyNet
+from models_fixtures import NarrowSizes, TinyNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -137,3 +137,22 @@ def test_a_size_below_the_models_minimum_names_the_minimum_not_only_the_recipes_
                                             r"or its recipe's 64$"):
         render(pooling_net(), "6:1", size=32, model_size=9, **POOLING)
     assert render(pooling_net(), "6:1", size=10, transforms="none", **POOLING).images.shape == (1, 3, 10, 10)
+
+
+def test_a_model_that_takes_a_narrow_range_of_sizes_is_not_told_a_size_the_padding_would_push_out_of_it():
+    """The smallest side it takes is 60, but --size 60 with the standard transforms shows it 72: the advice is
+    its recipe's size with transforms that keep the size, or model_size."""
+    recipe = dreamlab.Recipe("narrow", "custom:narrow", input_size=64)
+    with pytest.raises(DreamlabError, match=r"^narrow rejected a 3x\d+x\d+ input \(shape .*\); it runs at its recipe's "
+                                            r"size, 64: use size 64 \(--size 64\) and transforms that keep the size"):
+        render(NarrowSizes().eval(), "conv:1", recipe=recipe, size=32, steps=1, device="cpu")
+    with pytest.warns(DreamlabNote, match=r"^narrow takes 64x64 inputs only, and the transforms' padding grows"):
+        result = render(NarrowSizes().eval(), "conv:1", recipe=recipe, size=64, steps=1, device="cpu")
+    assert result.images.shape == (1, 3, 64, 64) and result.provenance["dreamlab:model_size"] == "64"
+
+
+def test_a_model_that_takes_a_narrow_range_of_sizes_is_told_its_recipes_model_size():
+    recipe = dreamlab.Recipe("narrow", "custom:narrow", input_size=64)
+    with pytest.raises(DreamlabError, match=r"^narrow rejected a 3x32x32 input at model_size 32x32 \(shape .*\); it "
+                                            r"runs at its recipe's size: give model_size=64 \(--model-size 64\)$"):
+        render(NarrowSizes().eval(), "conv:1", recipe=recipe, size=64, model_size=32, steps=1, device="cpu")

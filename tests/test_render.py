@@ -138,7 +138,12 @@ def test_units_split_into_batches_are_all_kept(models):
     assert result.history.shape == (3, 5)
 
 
-def test_out_of_memory_halves_the_batch_and_keeps_finished_units(models, monkeypatch):
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 2147483648 bytes. Error code 12 (Cannot allocate memory)"),  # the CPU's words
+])
+def test_out_of_memory_halves_the_batch_and_keeps_finished_units(models, monkeypatch, error):
     from dreamlab.optvis import engine as render_module
 
     original = render_module._Renderer.run_batch
@@ -147,7 +152,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_finished_units(models, monkeyp
     def flaky(self, units, bar):
         sizes.append(len(units))
         if len(units) > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise error
         return original(self, units, bar)
 
     monkeypatch.setattr(render_module._Renderer, "run_batch", flaky)

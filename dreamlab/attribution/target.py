@@ -16,13 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import shown
+from dreamlab.devices import out_of_memory
 from dreamlab.errors import DreamlabError, first_line
 from dreamlab.models.loading import LoadedModel, resolve_layer
 from dreamlab.models.prepare import FORWARD_ERRORS, smallest_side, takes_size, unsized_module_error
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import capture, reused_module
 from dreamlab.optvis.grammar import parse_objective
-from dreamlab.optvis.objectives import Objective, logit
+from dreamlab.optvis.objectives import Objective, OutsideMap, logit
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def sized_forward(subj: Subject, images: Tensor, cli: bool = False) -> Iterator[
         yield
     except FORWARD_ERRORS as exc:
         size = subj.recipe.input_size
-        if isinstance(exc, (DreamlabError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower():
+        if isinstance(exc, DreamlabError) or out_of_memory(exc):
             raise  # the user's own error, or memory: not a size the model rejects
         own_size = tuple(images.shape[-2:]) == (size, size)
         if not own_size and accepts_side(subj, tuple(images.shape[-2:]), images.device):
@@ -87,7 +88,8 @@ def sized_forward(subj: Subject, images: Tensor, cli: bool = False) -> Iterator[
             raise
         side = "x".join(map(str, images.shape[1:]))
         smallest = smallest_side(lambda s: accepts_side(subj, s, images.device), min(images.shape[-2:]), size)
-        if smallest < size:
+        # "or more" holds for a model that takes twice its recipe's size too (MaxViT takes 221 to 224 px only)
+        if smallest < size and accepts_side(subj, 2 * size, images.device):
             needs = f"the smallest size it takes is {smallest}: {size_advice(smallest, cli)}"
         else:
             needs = f"it runs at its recipe's size, {size}: {size_advice(size, cli, exact=True)}"
@@ -182,9 +184,23 @@ class TargetScore:
         with capture(self.subject.model, self.objective.layers) as cap:
             acts = cap.run(self.subject.normalize(images))
         if not self.checked:
-            self.objective.check({k: v.shape for k, v in acts.items()})
+            try:
+                self.objective.check({k: v.shape for k, v in acts.items()})
+            except OutsideMap as exc:  # render's words (render size, model_size) say nothing to cam's users
+                raise self._outside(exc, images) from None
             self.checked = True
         return self.objective(acts, index)
+
+    def _outside(self, exc: OutsideMap, images: Tensor) -> DreamlabError:
+        """The error for a neuron position outside its layer's map, in the words of an attribution: the map's size
+        for this model input, the valid positions, and the target with @centre to try."""
+        (h, w), (height, width) = exc.size, images.shape[-2:]
+        at = "@" + exc.where.split(" ", 1)[1]
+        example = f": {self.shown.replace(at, '@centre', 1)!r}" if exc.where.startswith("position ") and \
+            at in self.shown else ""
+        return DreamlabError(f"target {self.shown!r}: {exc.where} is outside the map of layer {exc.layer!r}, which is "
+                             f"{h} high x {w} wide for this {height}x{width} model input ({exc.valid}); give a "
+                             f"position in that range, or @centre for the map's centre{example}")
 
 
 @contextmanager

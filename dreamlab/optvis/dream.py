@@ -28,7 +28,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab import __version__
-from dreamlab.devices import resolve_device
+from dreamlab.devices import out_of_memory, resolve_device
 from dreamlab.errors import DreamlabError, checked_keywords, first_line, unknown
 from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, save_png, to_pil
 from dreamlab.models.loading import LoadedModel, module_names
@@ -339,12 +339,6 @@ class _Dreamer:
         return image.cpu(), None
 
 
-def out_of_memory(exc: BaseException) -> bool:
-    """Whether `exc` is the allocator running out (CUDA's OutOfMemoryError, or the CPU's 'can't allocate')."""
-    text = str(exc).lower()
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
-
-
 def _memory_error(exc: BaseException, photo: Tensor, obj: Objective, recipe: Recipe, device: torch.device,
                   tile: int | None) -> DreamlabError:
     """The one line for a dream that ran out of memory: what ran out, how much was asked, and what uses less."""
@@ -399,38 +393,10 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
     same device: same pixels. The provenance names the photo and the guide (`photo_record`: the path as given,
     the sample name or 'tensor', and a sha256 of the file or of the pixels).
     """
-    for name, value, low, integral, strict in (
-            ("octaves", octaves, 1, True, False), ("octave_scale", octave_scale, 1, False, True),
-            ("steps", steps, 1, True, False), ("lr", lr, 0, False, True), ("jitter", jitter, 0, True, False),
-            ("zoom_frames", zoom_frames, 0, True, False),
-            ("start_frame", start_frame, 0, True, False), ("seed", seed, -(2 ** 63), True, False)):
-        _number(name, value, low, integral, strict)
-    _number("zoom", zoom, ZOOM_RANGE[0], high=ZOOM_RANGE[1])
-    _number("rotate", rotate, ROTATE_RANGE[0], high=ROTATE_RANGE[1])
-    # what the CLI refuses too (--zoom, --rotate without --zoom-frames): a value other than the default would do
-    # nothing
-    given = [name for name, value, default in (("zoom", zoom, ZOOM_DEFAULT), ("rotate", rotate, 0.0))
-             if value != default]
-    if given and not zoom_frames:
-        one = len(given) == 1
-        raise DreamlabError(f"{' and '.join(given)} appl{'ies' if one else 'y'} to the endless zoom only: add "
-                            f"zoom_frames=N, or leave {'it' if one else 'them'} out")
-    if tile is not None and tile != "auto":
-        try:
-            _number("tile", tile, 64, True)
-        except DreamlabError:
-            raise DreamlabError(f"tile must be 'auto', a whole number >= 64 (pixels) or None (never tile), got "
-                                f"{tile!r}") from None
-    if overlap is not None:
-        _number("overlap", overlap, 0, True)
-    if start_frame and start_frame >= max(zoom_frames, 1):
-        raise DreamlabError(f"start_frame {start_frame} is past the last of {counted(zoom_frames, 'zoom frame')} "
-                            f"(frames count from 0): give a start_frame below zoom_frames")
-    pixels = read_photo(image)  # before the model loads: a wrong path is told at once
-    records = photo_record(image, pixels)
-    if guide is not None:
-        guide_pixels = read_photo(guide, "guide")
-        records.update(photo_record(guide, guide_pixels, "guide"))
+    _check_arguments(octaves=octaves, octave_scale=octave_scale, steps=steps, lr=lr, jitter=jitter,
+                     zoom_frames=zoom_frames, start_frame=start_frame, seed=seed, zoom=zoom, rotate=rotate, tile=tile,
+                     overlap=overlap)
+    pixels, guide_pixels, records = _read_photos(image, guide)
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = _objective(objective, recipe_obj, categories, module_names(module))
     _check_layers(obj, module, recipe_obj)
@@ -462,46 +428,116 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
             with Capture(ready, dreamer.layers) as dreamer.capture:
                 smallest = octave_sizes(*photo.shape[-2:], octaves, octave_scale)[-1]
                 dreamer.check(_resize(photo, smallest).to(dev), photo)
-                first = photo if start_frame == 0 else _quantized(zoom_rotate(photo, zoom, rotate))
-                initial = dreamer.measure(first)
-                frames, numbers_done, interrupted, current = [], [], False, first
-                frame_scores: list[float] = []
-                scored = zoom_frames > 0 and on_frame is not None and _takes_score(on_frame)
-                stopped: tuple[int, int] | None = None
-                for frame in range(start_frame, max(zoom_frames, 1)):
-                    if frame > start_frame:
-                        current = _quantized(zoom_rotate(current, zoom, rotate))
-                    out, stopped = dreamer.octaves_of(current, derived_seed(seed, frame), frame, zoom_frames)
-                    interrupted = stopped is not None
-                    current = _quantized(out)
-                    if interrupted and zoom_frames:
-                        break  # an unfinished zoom frame is not kept: a resumed run redoes it
-                    frames.append(current[0])
-                    numbers_done.append(frame)
-                    if zoom_frames:  # each frame's score, for its PNG as a plain dream's (the last: the final)
-                        try:
-                            frame_scores.append(dreamer.measure(current))
-                        except KeyboardInterrupt:  # the frame is done: keep it, without its score
-                            frame_scores.append(math.nan)
-                            interrupted = True
-                    if on_frame is not None:
-                        on_frame(frame, current[0], *(frame_scores[-1:] if scored else []))
-                    if interrupted:
-                        break
-                try:
-                    final = frame_scores[-1] if frame_scores else dreamer.measure(current) if frames else initial
-                except KeyboardInterrupt:  # the image is done: keep it, without its score
-                    final, interrupted = math.nan, True
-                    stopped = stopped or (octaves, 0)
+                run = _dream_frames(dreamer, photo, seed=seed, zoom_frames=zoom_frames, zoom=zoom, rotate=rotate,
+                                    start_frame=start_frame, on_frame=on_frame)
     except FORWARD_ERRORS as exc:
         if isinstance(exc, DreamlabError) or not out_of_memory(exc):
             raise
         raise _memory_error(exc, photo, obj, recipe_obj, dev, AUTO_TILE if tile == "auto" else tile) from None
-    if interrupted:  # what the image holds, beside the settings asked for (render records the steps run)
+    if run.interrupted:  # what the image holds, beside the settings asked for (render records the steps run)
         provenance.update({f"dreamlab:{k}": str(v) for k, v in _stopped(
-            stopped or (octaves, 0), octaves, steps, zoom_frames, start_frame, len(frames)).items()})
-    last = frames[-1] if frames else current[0]
-    return DreamResult(last, frames, initial, final, provenance, interrupted, numbers_done, frame_scores)
+            run.stopped or (octaves, 0), octaves, steps, zoom_frames, start_frame, len(run.frames)).items()})
+    last = run.frames[-1] if run.frames else run.current[0]
+    return DreamResult(last, run.frames, run.initial, run.final, provenance, run.interrupted, run.numbers,
+                       run.scores)
+
+
+def _check_arguments(*, octaves: int, octave_scale: float, steps: int, lr: float, jitter: int, zoom_frames: int,
+                     start_frame: int, seed: int, zoom: float, rotate: float, tile: int | str | None,
+                     overlap: int | None) -> None:
+    """Refuse a number of dream()'s out of its range, and zoom settings without a zoom, before any work."""
+    for name, value, low, integral, strict in (
+            ("octaves", octaves, 1, True, False), ("octave_scale", octave_scale, 1, False, True),
+            ("steps", steps, 1, True, False), ("lr", lr, 0, False, True), ("jitter", jitter, 0, True, False),
+            ("zoom_frames", zoom_frames, 0, True, False),
+            ("start_frame", start_frame, 0, True, False), ("seed", seed, -(2 ** 63), True, False)):
+        _number(name, value, low, integral, strict)
+    _number("zoom", zoom, ZOOM_RANGE[0], high=ZOOM_RANGE[1])
+    _number("rotate", rotate, ROTATE_RANGE[0], high=ROTATE_RANGE[1])
+    # what the CLI refuses too (--zoom, --rotate without --zoom-frames): a value other than the default would do
+    # nothing
+    given = [name for name, value, default in (("zoom", zoom, ZOOM_DEFAULT), ("rotate", rotate, 0.0))
+             if value != default]
+    if given and not zoom_frames:
+        one = len(given) == 1
+        raise DreamlabError(f"{' and '.join(given)} appl{'ies' if one else 'y'} to the endless zoom only: add "
+                            f"zoom_frames=N, or leave {'it' if one else 'them'} out")
+    if tile is not None and tile != "auto":
+        try:
+            _number("tile", tile, 64, True)
+        except DreamlabError:
+            raise DreamlabError(f"tile must be 'auto', a whole number >= 64 (pixels) or None (never tile), got "
+                                f"{tile!r}") from None
+    if overlap is not None:
+        _number("overlap", overlap, 0, True)
+    if start_frame and start_frame >= max(zoom_frames, 1):
+        raise DreamlabError(f"start_frame {start_frame} is past the last of {counted(zoom_frames, 'zoom frame')} "
+                            f"(frames count from 0): give a start_frame below zoom_frames")
+
+
+def _read_photos(image: Tensor | str | Path, guide: Tensor | str | Path | None
+                 ) -> tuple[Tensor, Tensor | None, dict[str, str]]:
+    """The photo's pixels, the guide's (None without one) and their provenance records, read before the model
+    loads: a wrong path is told at once."""
+    pixels = read_photo(image)
+    records = photo_record(image, pixels)
+    guide_pixels = None
+    if guide is not None:
+        guide_pixels = read_photo(guide, "guide")
+        records.update(photo_record(guide, guide_pixels, "guide"))
+    return pixels, guide_pixels, records
+
+
+@dataclass
+class _Frames:
+    """What the frames of one dream() made (see _dream_frames)."""
+
+    initial: float  # the objective on the first frame's start image
+    final: float  # on the last image kept (nan where Ctrl-C cut off measuring it)
+    current: Tensor  # the last image [1, C, H, W] dreamed, kept or not
+    frames: list[Tensor]  # the finished frames [C, H, W]
+    numbers: list[int]  # their frame numbers
+    scores: list[float]  # a zoom's frame scores (empty without zoom)
+    interrupted: bool
+    stopped: tuple[int, int] | None  # where Ctrl-C stopped the octaves (see _Dreamer.octaves_of)
+
+
+def _dream_frames(dreamer: _Dreamer, photo: Tensor, *, seed: int, zoom_frames: int, zoom: float, rotate: float,
+                  start_frame: int, on_frame: Callable[..., None] | None) -> _Frames:
+    """Dream the photo, or the zoom's frames from `start_frame` on (each the last one magnified and turned),
+    measuring the objective before and after; Ctrl-C ends it with what is finished."""
+    first = photo if start_frame == 0 else _quantized(zoom_rotate(photo, zoom, rotate))
+    initial = dreamer.measure(first)
+    frames, numbers_done, interrupted, current = [], [], False, first
+    frame_scores: list[float] = []
+    scored = zoom_frames > 0 and on_frame is not None and _takes_score(on_frame)
+    stopped: tuple[int, int] | None = None
+    for frame in range(start_frame, max(zoom_frames, 1)):
+        if frame > start_frame:
+            current = _quantized(zoom_rotate(current, zoom, rotate))
+        out, stopped = dreamer.octaves_of(current, derived_seed(seed, frame), frame, zoom_frames)
+        interrupted = stopped is not None
+        current = _quantized(out)
+        if interrupted and zoom_frames:
+            break  # an unfinished zoom frame is not kept: a resumed run redoes it
+        frames.append(current[0])
+        numbers_done.append(frame)
+        if zoom_frames:  # each frame's score, for its PNG as a plain dream's (the last: the final)
+            try:
+                frame_scores.append(dreamer.measure(current))
+            except KeyboardInterrupt:  # the frame is done: keep it, without its score
+                frame_scores.append(math.nan)
+                interrupted = True
+        if on_frame is not None:
+            on_frame(frame, current[0], *(frame_scores[-1:] if scored else []))
+        if interrupted:
+            break
+    try:
+        final = frame_scores[-1] if frame_scores else dreamer.measure(current) if frames else initial
+    except KeyboardInterrupt:  # the image is done: keep it, without its score
+        final, interrupted = math.nan, True
+        stopped = stopped or (dreamer.octaves, 0)
+    return _Frames(initial, final, current, frames, numbers_done, frame_scores, interrupted, stopped)
 
 
 def _takes_score(on_frame: Callable[..., None]) -> bool:
@@ -597,8 +633,8 @@ def _objective(objective: Objective | str | None, recipe: Recipe, categories,
                layers: Sequence[str] | None = None) -> Objective:
     if objective is None:
         if not recipe.default_layer:
-            raise DreamlabError(f"recipe {recipe.name!r} names no default_layer; give an objective, e.g. a layer "
-                                f"from `dreamlab layers {recipe.name}`")
+            raise DreamlabError(f"recipe {recipe.called!r} names no default_layer; give an objective, e.g. a layer "
+                                f"from `dreamlab layers {recipe.called}`")
         return deepdream(recipe.default_layer)
     obj = parse_objective(objective, categories, layers) if isinstance(objective, str) else objective
     if not isinstance(obj, Objective):

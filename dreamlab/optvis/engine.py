@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from dreamlab.devices import resolve_device
+from dreamlab.devices import out_of_memory, resolve_device
 from dreamlab.optvis.capture import OUTPUT, Capture, output_module
 from dreamlab.errors import DreamlabError, DreamlabNote, first_line
 from dreamlab.io import photo_record, read_photo
@@ -444,7 +444,7 @@ class _Renderer:
             shown = "x".join(map(str, model_input.shape[1:]))
             smallest = self._smallest_side(min(model_input.shape[2:]), size)
             if model_size is not None and model_size != (size, size) and self._accepts(size):
-                if smallest < size:
+                if smallest < size and self._accepts(2 * size):  # "or more" (MaxViT takes 221 to 224 px only)
                     raise DreamlabError(f"{self.recipe.name} rejected a {shown} input at model_size "
                                         f"{model_size[0]}x{model_size[1]} ({first_line(exc)}); the smallest size it "
                                         f"takes is {smallest}x{smallest}: give model_size={smallest} or more "
@@ -452,7 +452,12 @@ class _Renderer:
                 raise DreamlabError(f"{self.recipe.name} rejected a {shown} input at model_size "
                                     f"{model_size[0]}x{model_size[1]} ({first_line(exc)}); it runs at its recipe's "
                                     f"size: give model_size={size} (--model-size {size})") from None
-            if smallest < size:
+            # "use size N or more": where the model takes N with the transforms' padding added, and twice its
+            # recipe's size (MaxViT takes 221 to 224 px and nothing else: --size 221 would show it 233)
+            padding = (model_input.shape[2] - self.settings.height_width[0],
+                       model_input.shape[3] - self.settings.height_width[1])
+            if smallest < size and self._accepts((smallest + padding[0], smallest + padding[1])) and \
+                    self._accepts(2 * size):
                 raise DreamlabError(f"{self.recipe.name} rejected a {shown} input ({first_line(exc)}); the smallest "
                                     f"size it takes is {smallest}x{smallest}: use size {smallest} or more (--size "
                                     f"{smallest}), or render this size and show the model {size}x{size} "
@@ -661,10 +666,6 @@ class NonFinite:
                             f"the objective (a division by ~0?) and the weights")
 
 
-def _out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
 def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
            settings: RenderSettings | None = None, *, recipe: Recipe | str | None = None,
            weights: str | Path | None = "default", units: Sequence[int] | None = None,
@@ -692,52 +693,17 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     traceable by torch.fx; the warm-up is paid once per model, layers and shape in a process.
     """
     requested = with_overrides(settings, overrides)
-    init_record: dict[str, str] = {}
-    if isinstance(init_image, (str, Path)):  # read before the model loads: a wrong path is told at once
-        pixels = read_photo(init_image, "init_image")
-        init_record, init_image = photo_record(init_image, pixels, "init"), pixels
+    init_image, init_record = _read_init_image(init_image)
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
-    obj = parse_objective(objective, categories, module_names(module)) if isinstance(objective, str) else objective
-    if not isinstance(obj, Objective) and callable(obj):  # lucent's `lambda T: T("layer")[:, 5].mean()`
-        name = getattr(obj, "__name__", type(obj).__name__)
-        raise DreamlabError(f"objective {name!r} is a plain function; decorate it with @dreamlab.objective(layers="
-                            f"['layer']), and it gets the activations it declares, acts['layer'] (one score per "
-                            f"sample)")
-    if not isinstance(obj, Objective):
-        raise DreamlabError(f"objective must be a string such as 'inception4c:97' or an Objective (dreamlab."
-                            f"objectives), got {type(objective).__name__}")
+    obj = _as_objective(objective, categories, module)
     dev = resolve_device(requested.device)
     settings = resolve_settings(requested, recipe_obj, owned, dev, obj.layers)
     todo = check_units(units, obj.batch_size)
     thresholds = check_call(settings.steps, todo, batch_size, thresholds)
     copies = settings.diversity  # below, todo holds indices into the repeated objective: unit u's are u*copies+k
-    if copies == 1 and "diversity(" in obj.name:  # o.diversity compares the images of one unit: alone it is 0
-        raise DreamlabError(f"{obj.name!r} holds o.diversity, which compares each image with the other images of "
-                            f"its unit, and each unit has one image here; add diversity=N (N >= 2) with "
-                            f"diversity_weight=0, as lucid's batch of N")
-    if copies > 1:  # each unit becomes `copies` samples in a row, optimized in one batch
-        settings = dataclasses.replace(settings, diversity_layer=diversity_layer(
-            obj, recipe_obj.default_layer, settings.diversity_layer))
-        obj = repeat_units(obj, copies)
-        todo = [u * copies + k for u in todo for k in range(copies)]
-        if batch_size is not None and batch_size < copies:
-            raise DreamlabError(f"batch_size (--batch-size) {batch_size} is below diversity {copies}: the images of "
-                                f"one unit are optimized together; give at least {copies} (or leave it unset)")
-    per_batch = min(batch_size or len(todo), len(todo))
-    per_batch -= per_batch % copies
-    # a module, or a factory that takes no arguments, makes one fixed batch: it cannot be halved on out-of-memory
-    fixed_batch = isinstance(settings.param, nn.Module) or (
-        callable(settings.param) and not isinstance(settings.param, str) and takes_no_arguments(settings.param))
-    if isinstance(settings.param, nn.Module) and per_batch < len(todo):
-        raise DreamlabError(f"a param module holds one fixed batch: render its {len(todo)} units at once (leave "
-                            f"batch_size unset) or pass a factory")
-    init_images = None
-    if init_image is not None:
-        if not isinstance(settings.param, str):
-            raise DreamlabError("init_image works with the pixel and fourier parameterizations only")
-        fitted = fit_init_image(init_image, recipe_obj.channels, settings.height_width, len(todo) // copies)
-        init_record = init_record or photo_record(init_image, init_image, "init")
-        init_images = fitted if fitted.shape[0] == 1 else dict(zip(todo, fitted.repeat_interleave(copies, 0)))
+    obj, todo, settings = _with_diversity_copies(obj, todo, settings, recipe_obj, batch_size)
+    per_batch, fixed_batch = _batch_plan(settings, todo, batch_size, copies)
+    init_images, init_record = _init_images(init_image, init_record, settings, recipe_obj, todo, copies)
     parts: list[_Batch] = []
     stopped = False  # a Ctrl-C outside a batch's steps (between batches, or while one starts)
     try:
@@ -747,26 +713,11 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
                                          keep_snapshots), settings, requested)
             class_layer = class_layer_of(ready, obj.layers, categories, recipe_obj.channels,
                                          settings.model_height_width or settings.height_width, dev)
-            start = 0
             what = f"{len(todo) // copies} unit(s) x {copies} images" if copies > 1 else f"{len(todo)} unit(s)"
             bar = progress_bar(len(todo) * settings.steps, f"rendering {what}, {settings.steps} steps") \
                 if progress else None
             try:
-                while start < len(todo):
-                    end = min(start + per_batch, len(todo))
-                    try:
-                        parts.append(renderer.run_batch(todo[start:end], bar))
-                    except (torch.OutOfMemoryError, RuntimeError) as exc:
-                        if not _out_of_memory(exc) or per_batch == copies or fixed_batch:
-                            raise
-                        # keep finished batches, retry this one smaller (whole groups of a unit's images)
-                        per_batch = max(copies, (per_batch + 1) // 2 // copies * copies)
-                        if dev.type == "cuda":
-                            torch.cuda.empty_cache()
-                        continue
-                    start = end
-                    if parts[-1].interrupted:
-                        break
+                _run_batches(renderer, todo, per_batch, copies, fixed_batch, bar, parts)
             finally:
                 if bar is not None:
                     bar.close()
@@ -779,6 +730,102 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
                        provenance_of=lambda steps: {**provenance(obj, recipe_obj, weights_desc, settings, steps),
                                                     **init_record},
                        planned=settings.steps, stopped=stopped, categories=categories, class_layer=class_layer)
+
+
+def _read_init_image(init_image: Tensor | str | Path | None) -> tuple[Tensor | None, dict[str, str]]:
+    """A path's pixels and its provenance record, read before the model loads (a wrong path is told at once);
+    pixels or None are passed through with an empty record."""
+    if not isinstance(init_image, (str, Path)):
+        return init_image, {}
+    pixels = read_photo(init_image, "init_image")
+    return pixels, photo_record(init_image, pixels, "init")
+
+
+def _as_objective(objective: Objective | str, categories: Sequence[str] | None, module: nn.Module) -> Objective:
+    """The Objective itself, or the one a string names; anything else is refused."""
+    obj = parse_objective(objective, categories, module_names(module)) if isinstance(objective, str) else objective
+    if not isinstance(obj, Objective) and callable(obj):  # lucent's `lambda T: T("layer")[:, 5].mean()`
+        name = getattr(obj, "__name__", type(obj).__name__)
+        raise DreamlabError(f"objective {name!r} is a plain function; decorate it with @dreamlab.objective(layers="
+                            f"['layer']), and it gets the activations it declares, acts['layer'] (one score per "
+                            f"sample)")
+    if not isinstance(obj, Objective):
+        raise DreamlabError(f"objective must be a string such as 'inception4c:97' or an Objective (dreamlab."
+                            f"objectives), got {type(objective).__name__}")
+    return obj
+
+
+def _with_diversity_copies(obj: Objective, todo: list[int], settings: RenderSettings, recipe: Recipe,
+                 batch_size: int | None) -> tuple[Objective, list[int], RenderSettings]:
+    """With `diversity` N (settings.diversity) each unit becomes N samples in a row, optimized in one batch:
+    the repeated objective, the indices into it (unit u's are u*N+k), and the settings with the layer the
+    diversity penalty reads. With N = 1 all is returned as it is."""
+    copies = settings.diversity
+    if copies == 1:
+        if "diversity(" in obj.name:  # o.diversity compares the images of one unit: alone it is 0
+            raise DreamlabError(f"{obj.name!r} holds o.diversity, which compares each image with the other images "
+                                f"of its unit, and each unit has one image here; add diversity=N (N >= 2) with "
+                                f"diversity_weight=0, as lucid's batch of N")
+        return obj, todo, settings
+    settings = dataclasses.replace(settings, diversity_layer=diversity_layer(
+        obj, recipe.default_layer, settings.diversity_layer))
+    obj = repeat_units(obj, copies)
+    todo = [u * copies + k for u in todo for k in range(copies)]
+    if batch_size is not None and batch_size < copies:
+        raise DreamlabError(f"batch_size (--batch-size) {batch_size} is below diversity {copies}: the images of "
+                            f"one unit are optimized together; give at least {copies} (or leave it unset)")
+    return obj, todo, settings
+
+
+def _batch_plan(settings: RenderSettings, todo: Sequence[int], batch_size: int | None,
+                copies: int) -> tuple[int, bool]:
+    """How many images a batch holds (whole groups of a unit's `copies`), and whether that batch is fixed."""
+    per_batch = min(batch_size or len(todo), len(todo))
+    per_batch -= per_batch % copies
+    # a module, or a factory that takes no arguments, makes one fixed batch: it cannot be halved on out-of-memory
+    fixed_batch = isinstance(settings.param, nn.Module) or (
+        callable(settings.param) and not isinstance(settings.param, str) and takes_no_arguments(settings.param))
+    if isinstance(settings.param, nn.Module) and per_batch < len(todo):
+        raise DreamlabError(f"a param module holds one fixed batch: render its {len(todo)} units at once (leave "
+                            f"batch_size unset) or pass a factory")
+    return per_batch, fixed_batch
+
+
+def _init_images(init_image: Tensor | None, init_record: dict[str, str], settings: RenderSettings, recipe: Recipe,
+                 todo: Sequence[int], copies: int) -> tuple[dict[int, Tensor] | Tensor | None, dict[str, str]]:
+    """The start images fitted to the render's size (one for all units, or one per index of `todo`), and the
+    provenance record of the init image (a tensor's is made here; a file's was made as it was read)."""
+    if init_image is None:
+        return None, init_record
+    if not isinstance(settings.param, str):
+        raise DreamlabError("init_image works with the pixel and fourier parameterizations only")
+    fitted = fit_init_image(init_image, recipe.channels, settings.height_width, len(todo) // copies)
+    init_record = init_record or photo_record(init_image, init_image, "init")
+    init_images = fitted if fitted.shape[0] == 1 else dict(zip(todo, fitted.repeat_interleave(copies, 0)))
+    return init_images, init_record
+
+
+def _run_batches(renderer: _Renderer, todo: Sequence[int], per_batch: int, copies: int, fixed_batch: bool, bar,
+                 parts: list[_Batch]) -> None:
+    """Run `todo` in batches of `per_batch` images, appending each finished batch to `parts` (so a Ctrl-C keeps
+    them); stops after a batch that was interrupted. On out-of-memory the batch is halved and retried, unless it
+    is fixed or already one unit's images."""
+    start = 0
+    while start < len(todo):
+        end = min(start + per_batch, len(todo))
+        try:
+            parts.append(renderer.run_batch(todo[start:end], bar))
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not out_of_memory(exc) or per_batch == copies or fixed_batch:
+                raise
+            # keep finished batches, retry this one smaller (whole groups of a unit's images)
+            per_batch = max(copies, (per_batch + 1) // 2 // copies * copies)
+            if renderer.settings.device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        start = end
+        if parts[-1].interrupted:
+            break
 
 
 def class_layer_of(model: nn.Module, layers: Iterable[str], categories: Sequence[str] | None, channels: int,

@@ -352,6 +352,16 @@ def _whole(what: str, value: object, low: int, hint: str) -> int:
     return int(number)
 
 
+class OutsideMap(DreamlabError):
+    """A neuron's position (or a window) outside its layer's map: `where` ("position 99,99"), `layer`, the map's
+    `size` (height, width) and the `valid` positions ("valid x 0-9, y 0-6"), so that a caller outside render
+    (`dreamlab cam`) can say it in its own words."""
+
+    def __init__(self, message: str, where: str, layer: str, size: tuple[int, int], valid: str) -> None:
+        super().__init__(message)
+        self.where, self.layer, self.size, self.valid = where, layer, size, valid
+
+
 def _at_window(base: Objective, layer: str, xy: tuple[int | None, int | None], size: tuple[int, int], kind: str,
                whole: str, offset: tuple[int, int] = (0, 0)) -> Objective:
     """`base`, a mean over the positions of `layer` (a channel, a direction), read on the window of size
@@ -378,8 +388,8 @@ def _at_window(base: Objective, layer: str, xy: tuple[int | None, int | None], s
         if dx == dy == 0:
             # sizes height first, as everywhere in dreamlab (--size 96x128), each side named; positions are x,y
             valid = f"valid x 0-{w - wx}, y 0-{h - wy}" if wx <= w and wy <= h else f"windows up to {h} high, {w} wide"
-            raise DreamlabError(f"{where} is outside layer {layer!r} (its map is {h} high x {w} wide at the render "
-                                f"size, or at model_size where it is set: {valid})")
+            raise OutsideMap(f"{where} is outside layer {layer!r} (its map is {h} high x {w} wide at the render "
+                             f"size, or at model_size where it is set: {valid})", where, layer, (h, w), valid)
         raise DreamlabError(f"{where} of layer {layer!r} falls outside the map the transforms give the "
                             f"optimizer ({h} high x {w} wide, with the render-size map at offset {dx},{dy} in it): "
                             f"use transforms that keep the image's size, or a position nearer the centre")
