@@ -163,3 +163,16 @@ def test_the_default_layer_skips_the_recipes_when_the_target_reads_an_earlier_la
     assert cam_layer(subj, x, None) == "inception5b"
     assert cam_layer(subj, x, None, "inception4c:97") == "inception4b"  # not inside inception4c either
     assert cam_layer(subj, x, None, "logit:3") == "inception5b"
+
+
+def test_the_default_layer_for_a_target_skips_a_module_that_runs_twice():
+    """resnet18's avgpool:1 reads layer4's channel, formed after layer4.1.conv2: the last spatial module before that
+    conv was layer4.1.relu, which also runs after bn2, and gradcam then failed with 'runs more than once' on a layer
+    the user never named."""
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None).eval()
+    x = torch.rand(1, 3, 32, 40)
+    assert default_cam_layer(model, x, target_layers={"avgpool"}) == "layer4.1.bn1"
+    assert default_cam_layer(model, x) == "layer4"
+    assert gradcam(model, x[0], "avgpool:1").shape == (1, 32, 40)

@@ -3,16 +3,20 @@ table, and messages that speak the caller's words."""
 from __future__ import annotations
 
 import json
+import warnings
+from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch import nn
 
+import dreamlab
 from dreamlab.apps.cli import main
 from dreamlab.io import save_png
 from dreamlab.models import loading
-from models_fixtures import registered_rgb_recipes
+from models_fixtures import NarrowSizes, registered_rgb_recipes
 
 SIDE = 32  # the recipes' input size
 
@@ -165,18 +169,19 @@ class Pooled(nn.Module):
         return self.head(self.conv2(self.conv1(self.pool(x))).amax((2, 3)))
 
 
+def noise_photo(tmp_path) -> str:
+    """A 40x40 RGB noise photo, seeded."""
+    return str(save_png(torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)), tmp_path / "p.png"))
+
+
 @pytest.fixture
 def pooled(tmp_path):
-    loading.register_builder("tests:pooled", lambda weights=None: Pooled())
-    recipe = tmp_path / "pooled.toml"
-    recipe.write_text(f'name = "pooled"\nbuilder = "tests:pooled"\ninput_size = {SIDE}\nweights = "none"\n'
-                      f'mean = [0.5, 0.5, 0.5]\nstd = [1.0, 1.0, 1.0]\n')
-    return str(recipe)
+    return str(registered_rgb_recipes(tmp_path, {"pooled": Pooled}, SIDE)["pooled"])
 
 
 def test_cam_at_too_small_a_size_names_the_size_and_the_smallest_that_works(pooled, tmp_path, capsys):
     # conv2:1 reads conv2, so the map is at conv1 or pool: 1x1 below 8 pixels; it used to blame the target
-    photo = str(save_png(torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)), tmp_path / "p.png"))
+    photo = noise_photo(tmp_path)
     assert main(["cam", pooled, "--image", photo, "--size", "4", "--target", "conv2:1", "-o",
                  str(tmp_path / "c.png")]) == 2
     assert capsys.readouterr().err.strip() == (
@@ -203,7 +208,7 @@ def test_the_python_api_names_the_image_to_pass_not_a_flag(pooled):
 
 
 def test_a_command_names_the_smallest_size_a_model_takes(pooled, tmp_path, capsys):
-    photo = str(save_png(torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)), tmp_path / "p.png"))
+    photo = noise_photo(tmp_path)
     assert main(["attribute", pooled, "--image", photo, "--size", "2", "--target", "logit:0", "-o",
                  str(tmp_path / "a.png")]) == 2
     err = capsys.readouterr().err.strip()
@@ -214,10 +219,115 @@ def test_a_command_names_the_smallest_size_a_model_takes(pooled, tmp_path, capsy
 def test_a_recipe_cam_layer_with_a_1x1_map_is_told_as_a_size_too_small(pooled, tmp_path, capsys):
     recipe = tmp_path / "pooled_cam.toml"
     recipe.write_text(open(pooled).read().replace('name = "pooled"', 'name = "pooled_cam"') + 'cam_layer = "conv2"\n')
-    photo = str(save_png(torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0)), tmp_path / "p.png"))
+    photo = noise_photo(tmp_path)
     assert main(["cam", str(recipe), "--image", photo, "--size", "4", "--target", "logit:0", "-o",
                  str(tmp_path / "c.png")]) == 2
     assert capsys.readouterr().err.strip() == (
         "dreamlab: error: the model input at this --size, 4x4, is too small for a Grad-CAM: at that size the "
         "recipe's cam_layer conv2 has no map larger than 1x1; the smallest size that gives one (a map larger than "
         "1x1) is 8: use --size 8 or more")
+
+
+def deep() -> nn.Module:
+    """conv1 (3x3, padding 1) -> relu1 -> 4x max pool -> conv2 -> relu2 -> global max -> 2 logits: below 8 pixels
+    a side relu2's map is 1x1 while relu1's is not, so the default Grad-CAM layer (the last spatial one, relu2)
+    moves to relu1."""
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 4, 3, padding=1), relu1=nn.ReLU(), pool=nn.MaxPool2d(4),
+        conv2=nn.Conv2d(4, 4, 3, padding=1), relu2=nn.ReLU(), top=nn.AdaptiveMaxPool2d(1), flat=nn.Flatten(),
+        head=nn.Linear(4, 2)))
+
+
+def deep_recipe(tmp_path) -> str:
+    """`deep` registered, and its recipe (input size 32) written in `tmp_path`."""
+    return str(registered_rgb_recipes(tmp_path, {"deep": deep}, SIDE)["deep"])
+
+
+def test_a_default_layer_moved_by_a_small_size_gets_a_note(tmp_path, capsys):
+    # hed-vgg16 at --size 2 used to take features.8 instead of features.29 with only the output line naming it
+    model, photo = deep_recipe(tmp_path), noise_photo(tmp_path)
+    assert main(["cam", model, "--image", photo, "--size", "4", "--target", "logit:0", "-o",
+                 str(tmp_path / "c.png")]) == 0
+    out, err = capsys.readouterr()
+    assert "gradcam of logit:0 at relu1;" in out
+    assert err.splitlines()[0] == (
+        "dreamlab: note: the default Grad-CAM layer moved from relu2 to relu1: at --size 4 (model input 4x4) relu2's "
+        "map is 1x1, too small for a Grad-CAM, so the map is at the last layer whose map is larger; use --size 8 or "
+        "more to keep relu2, or choose a layer with --layer")
+    for quiet in (["--size", "8"], ["--size", "4", "--layer", "relu1"]):  # the usual layer, or the user's choice
+        assert main(["cam", model, "--image", photo, *quiet, "--target", "logit:0", "-o",
+                     str(tmp_path / "c.png")]) == 0
+        assert "moved" not in capsys.readouterr().err
+    assert main(["attribute", model, "--image", photo, "--size", "4", "--target", "logit:0", "--method",
+                 "guided-gradcam", "-o", str(tmp_path / "a.png")]) == 0
+    assert capsys.readouterr().err.count("the default Grad-CAM layer moved from relu2 to relu1") == 1
+
+
+def test_the_python_api_warns_of_a_moved_default_layer_in_its_own_words(tmp_path):
+    import dreamlab
+    from dreamlab.errors import DreamlabNote
+
+    model = deep_recipe(tmp_path)
+    with pytest.warns(DreamlabNote) as notes:
+        dreamlab.gradcam(model, torch.rand(3, 4, 6), "logit:0")
+    assert [str(n.message) for n in notes] == [
+        "the default Grad-CAM layer moved from relu2 to relu1: on this 4x6 image relu2's map is 1x1, too small for a "
+        "Grad-CAM, so the map is at the last layer whose map is larger; pass an image of at least 5 pixels a side "
+        "(resize yours first) to keep relu2, or choose a layer with layer="]  # 5x8: relu2's map is 1x2
+    assert notes[0].filename == __file__  # it points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dreamlab.gradcam(model, torch.rand(3, 8, 8), "logit:0")
+        dreamlab.gradcam(model, torch.rand(3, 4, 6), "logit:0", "relu1")
+
+
+@pytest.mark.parametrize("command", [["cam"], ["attribute", "--method", "saliency"]])
+def test_a_position_outside_the_map_is_told_in_cams_words(tmp_path, capsys, command):
+    # it used to speak of "the render size, or model_size where it is set": render's words
+    assert main([*command, "lenet-digits", "--image", digit(tmp_path), "--target", "conv2:0@99,99", "-o",
+                 str(tmp_path / "m.png")]) == 2
+    assert capsys.readouterr().err == (
+        "dreamlab: error: target 'conv2:0@99,99': position 99,99 is outside the map of layer 'conv2', which is 14 "
+        "high x 14 wide for this 28x28 model input (valid x 0-13, y 0-13); give a position in that range, or "
+        "@centre for the map's centre: 'conv2:0@centre'\n")
+    assert not list(tmp_path.glob("m.*"))
+    assert main([*command, "lenet-digits", "--image", digit(tmp_path), "--target", "conv2:0@13,13", "-o",
+                 str(tmp_path / "m.png")]) == 0
+
+
+def test_the_python_api_tells_a_position_outside_the_map_without_render_words():
+    import dreamlab
+    from dreamlab import objectives as o
+
+    with pytest.raises(dreamlab.DreamlabError) as error:
+        dreamlab.attribute("lenet-digits", torch.rand(1, 28, 28), o.neuron("conv2", 0, x=3, y=14))
+    assert str(error.value) == (
+        "target 'conv2:0@3,14': position 3,14 is outside the map of layer 'conv2', which is 14 high x 14 wide for "
+        "this 28x28 model input (valid x 0-13, y 0-13); give a position in that range, or @centre for the map's "
+        "centre: 'conv2:0@centre'")
+    assert "model_size" not in str(error.value) and "render" not in str(error.value)
+
+
+def test_a_model_that_takes_a_narrow_range_of_sizes_is_not_told_or_more():
+    recipe = dreamlab.Recipe("narrow", "custom:narrow", input_size=64)
+    with pytest.raises(dreamlab.DreamlabError) as error:
+        dreamlab.gradcam(NarrowSizes().eval(), torch.rand(3, 32, 32), "logit:1", recipe=recipe)
+    assert str(error.value).startswith("narrow rejected a 3x32x32 input (shape [1, 3, 32, 32] is invalid")
+    assert str(error.value).endswith("it runs at its recipe's size, 64: pass a 64x64 image (resize yours first)")
+
+
+def test_the_size_a_moved_layer_note_advises_keeps_the_layer_for_a_photo_of_odd_aspect(tmp_path, capsys):
+    """The size was searched by resizing the 16x24 model input (aspect 1.5): at --size 22 that is 22x33, where
+    layer4's map is 1x2; but --size 22 makes this 427x640 photo 22x32 (the longer side from the photo's own aspect,
+    rounded to an even number), where it is 1x1, and the rerun said 'use --size 23'."""
+    photo = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (427, 640, 3), dtype=np.uint8)).save(photo)
+    common = ["resnet18", "--weights", "none", "--image", str(photo), "--target", "logit:0"]
+    assert main(["cam", *common, "--size", "16", "-o", str(tmp_path / "c.png")]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "dreamlab: note: the default Grad-CAM layer moved from layer4 to layer3: at --size 16 (model input 16x24) "
+        "layer4's map is 1x1, too small for a Grad-CAM, so the map is at the last layer whose map is larger; use "
+        "--size 23 or more to keep layer4, or choose a layer with --layer")
+    for command in (["cam"], ["attribute", "--method", "guided-gradcam"]):  # the advice followed
+        assert main([*command, *common, "--size", "23", "-o", str(tmp_path / "c.png")]) == 0
+        assert "moved" not in capsys.readouterr().err

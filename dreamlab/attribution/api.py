@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,13 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.attribution import gradients as g
-from dreamlab.attribution.cam import CAM_METHODS, NoSpatialLayer, class_activation_map, default_cam_layer
+from dreamlab.attribution.cam import CAM_METHODS, NoSpatialLayer, class_activation_map, default_cam_layer, output_shape
 from dreamlab.attribution.inputs import USED_BY, check_optional_text, reads_seed, shown
 from dreamlab.io import check_image
 from dreamlab.attribution.photos import predicted_classes
 from dreamlab.attribution.target import (ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target,
                                          size_advice, sized_forward, subject)
-from dreamlab.errors import DreamlabError, checked_keywords, unknown
+from dreamlab.errors import DreamlabError, DreamlabNote, checked_keywords, unknown
+from dreamlab.models.layout import channels_last_layers
 from dreamlab.models.loading import module_names
 from dreamlab.models.prepare import smallest_side
 from dreamlab.models.recipe import Recipe
@@ -61,14 +64,19 @@ def _like_input(result: Tensor, image: Tensor) -> Tensor:
     return result[0] if image.dim() == 3 else result
 
 
-def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target = None, cli: bool = False) -> str:
+def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target = None, cli: bool = False,
+              resize: Callable[[int], Tensor] | None = None) -> str:
     """The layer asked for, else the recipe's `cam_layer`, else the last spatial layer; by default never the
     target's own layer, a later one, or one whose channel the target only passes through per-channel ops
     (see `cam.default_cam_layer`). Where the images are too small for any such layer to have a map larger than
-    1x1, the error names the smallest size that gives one, in the caller's words (`cli`: --size)."""
+    1x1, the error names the smallest size that gives one, in the caller's words (`cli`: --size); where they are
+    only too small for the usual default layer, a shallower one is used and a DreamlabNote says so. `resize`:
+    the model input at another shorter side, as the caller makes it (the CLI's --size rounds the longer side from
+    the photo's own aspect); by default `images[:1]` resized with its aspect kept."""
     if layer:
         return layer
     reads = target_layers(subj, target)
+    resize = resize or (lambda shorter: _resized(images[:1], shorter))
 
     def default(sample: Tensor) -> str:
         with evaluating(subj.model), sized_forward(subj, sample, cli):
@@ -76,18 +84,64 @@ def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target =
                                      reads)
 
     try:
-        return default(images[:1])
+        chosen = default(images[:1])
     except NoSpatialLayer as exc:
-        smallest = _smallest_with_a_map(default, images[:1], subj.recipe.input_size)
+        smallest = _smallest_with_a_map(default, images[:1], subj.recipe.input_size, resize)
         if smallest is None:
             raise
         height, width = images.shape[-2:]
         given = f"the model input at this --size, {height}x{width}," if cli else f"an image of {height}x{width}"
         raise DreamlabError(f"{given} is too small for a Grad-CAM: at that size {exc.reason}; the smallest size that "
                             f"gives one (a map larger than 1x1) is {smallest}: {size_advice(smallest, cli)}") from None
+    _note_moved_default(subj, default, images[:1], chosen, cli, resize)
+    return chosen
 
 
-def _smallest_with_a_map(default, image: Tensor, size: int) -> int | None:
+def _resized(image: Tensor, shorter: int) -> Tensor:
+    """`image` [1, C, H, W] with its shorter side at `shorter` pixels, its aspect kept."""
+    scale = shorter / min(image.shape[-2:])
+    return F.interpolate(image, size=(max(1, round(image.shape[-2] * scale)), max(1, round(image.shape[-1] * scale))),
+                         mode="bilinear")
+
+
+def _note_moved_default(subj: Subject, default, image: Tensor, chosen: str, cli: bool,
+                        resize: Callable[[int], Tensor]) -> None:
+    """A DreamlabNote where the image is smaller than the recipe's input size and the default layer is not the
+    one it is at that size (the layer whose map it shrank to 1x1 gave way to a shallower one: hed-vgg16 at
+    --size 2 moves from features.29 to features.8), saying from which, why and what keeps it. Nothing is said
+    where the layer at the recipe's size cannot be found (the model does not take that size)."""
+    size, side = subj.recipe.input_size, min(image.shape[-2:])
+    if side >= size:
+        return
+
+    def at(shorter: int) -> str | None:
+        try:
+            return default(resize(shorter))
+        except Exception:  # noqa: BLE001 - a note is only said where the usual layer is known
+            return None
+
+    usual = at(size)
+    if usual is None or usual == chosen:
+        return
+    smallest = smallest_side(lambda shorter: at(shorter) == usual, side, size)
+    with evaluating(subj.model), torch.no_grad():
+        shape = output_shape(subj.model, subj.normalize(image), usual)
+    height, width = image.shape[-2:]
+    if shape is None:
+        its = f"{usual} does not run"
+    elif len(shape) == 4:
+        last = usual in channels_last_layers(subj.model, [usual], image)  # [B, H, W, C]: ConvNeXt, Swin
+        its = f"{usual}'s map is {shape[1]}x{shape[2]}" if last else f"{usual}'s map is {shape[-2]}x{shape[-1]}"
+    else:
+        its = f"{usual}'s output is {list(shape)}"
+    given = f"at --size {side} (model input {height}x{width})" if cli else f"on this {height}x{width} image"
+    keep = f"{size_advice(smallest, cli)} to keep {usual}, or choose a layer with " + ("--layer" if cli else "layer=")
+    warnings.warn(DreamlabNote(f"the default Grad-CAM layer moved from {usual} to {chosen}: {given} {its}, too "
+                               f"small for a Grad-CAM, so the map is at the last layer whose map is larger; {keep}"),
+                  stacklevel=5)  # the caller of gradcam or attribute (through checked_keywords)
+
+
+def _smallest_with_a_map(default, image: Tensor, size: int, resize: Callable[[int], Tensor]) -> int | None:
     """The smallest shorter side (the aspect kept) at which `default` finds a CAM layer, up to the recipe's `size`
     (where larger, the image's own), or None where the image is not smaller than that or no size up to it gives
     one: the model or the target, not the size, is to blame."""
@@ -95,11 +149,8 @@ def _smallest_with_a_map(default, image: Tensor, size: int) -> int | None:
     top = max(size, side)
 
     def finds(shorter: int) -> bool:
-        scale = shorter / side
-        resized = F.interpolate(image, size=(max(1, round(image.shape[-2] * scale)),
-                                             max(1, round(image.shape[-1] * scale))), mode="bilinear")
         try:
-            default(resized)
+            default(resize(shorter))
         except DreamlabError:
             return False
         return True
@@ -145,8 +196,9 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
     image's top class. `method` is gradcam or gradcam++. `layer`: by default the recipe's `cam_layer`, else the
     last spatial layer, and never the target's own layer or one it merely passes through a ReLU (then the last
     spatial layer before the channel-mixing layer that forms the target: `cam.default_cam_layer`); a layer
-    with a 1x1 output (a global pool) is refused. A map can be all zero: where the gradient-weighted sum of the
-    layer's channels is 0 or negative at every position (`dreamlab cam` notes it).
+    with a 1x1 output (a global pool) is refused; where the image is so small that the default layer's map is 1x1,
+    the last layer whose map is larger is used, with a DreamlabNote warning. A map can be all zero: where the
+    gradient-weighted sum of the layer's channels is 0 or negative at every position (`dreamlab cam` notes it).
     """
     _check_arguments(image, layer)
     if not isinstance(method, str) or method not in CAM_METHODS:

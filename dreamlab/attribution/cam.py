@@ -20,6 +20,7 @@ positive, so its "map" would be the channel itself, not a gradient-weighted map 
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 
 import torch
@@ -58,7 +59,7 @@ def mixes_channels(module: nn.Module) -> bool:
 def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None = None,
                       target_layers: Collection[str] = ()) -> str:
     """The recipe's `cam_layer`, else the last module (in execution order) whose output is a spatial map (more
-    than 1x1, more than one channel).
+    than 1x1, more than one channel) and that runs once per forward (a reused module's output is ambiguous).
 
     For a target that reads a layer (`target_layers`: module addresses; the output `logit` is none), the layer
     must run before the target's value is formed, else its Grad-CAM is the target's channel itself: before the
@@ -100,7 +101,9 @@ def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None
                 mixer = events[mixing[-1]][1]
                 limit = max(i for i, (kind, name, _) in enumerate(events[:mixing[-1]])
                             if kind == "start" and name == mixer)
-    before = [name for kind, name, spatial in events[:limit] if kind == "end" and spatial and not inside_target(name)]
+    runs = Counter(name for kind, name, _ in events if kind == "end")  # a reused module (ResNet's relu) is ambiguous
+    before = [name for kind, name, spatial in events[:limit]
+              if kind == "end" and spatial and not inside_target(name) and runs[name] == 1]
     if recipe_layer and not starts and any(kind == "end" and name == recipe_layer and not spatial
                                            for kind, name, spatial in events):  # a 1x1 map at this image size
         raise NoSpatialLayer(f"the recipe's cam_layer {recipe_layer} has no map larger than 1x1",
@@ -115,6 +118,25 @@ def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None
         raise NoSpatialLayer("this model has no layer with a spatial output map",
                              "; Grad-CAM needs one (layer, --layer)")
     return before[-1]
+
+
+def output_shape(model: nn.Module, sample: Tensor, layer: str) -> tuple[int, ...] | None:
+    """The shape of `layer`'s output (its first call) in one forward of `sample`, or None where it does not run or
+    returns no tensor. Runs without gradients; the caller sets eval mode."""
+    module = dict(model.named_modules())[layer]
+    shapes: list[tuple[int, ...]] = []
+
+    def hook(module: nn.Module, inputs: object, output: object) -> None:
+        if isinstance(output, Tensor) and not shapes:
+            shapes.append(tuple(output.shape))
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        handle.remove()
+    return shapes[0] if shapes else None
 
 
 def layer_activation_and_gradient(score: TargetScore, images: Tensor, layer: str) -> tuple[Tensor, Tensor]:

@@ -62,10 +62,5 @@ def overlay(image: Tensor, values: Tensor, opacity: float = 0.5) -> Tensor:
     return ((1 - opacity) * grey + opacity * colours).clamp(0, 1)
 
 
-def heat_image(values: Tensor) -> Tensor:
-    """The heat colours of `values` [H, W] in [0, 1] alone: RGB [3, H, W]."""
-    return _rgb(colorize(values.detach().cpu().numpy()))
-
-
 def _rgb(array: np.ndarray) -> Tensor:
     return torch.from_numpy(array).float().permute(2, 0, 1).contiguous()

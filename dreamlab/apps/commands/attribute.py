@@ -6,7 +6,7 @@ import math
 import sys
 
 from dreamlab.apps.args import add_given_option, given_options, nonempty, positive_int
-from dreamlab.apps.commands.cam import add_subject_arguments, check_outputs, load_subject, note_zero_map
+from dreamlab.apps.commands.cam import add_subject_arguments, at_size, check_outputs, load_subject, note_zero_map
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("Per-pixel attributions of a target: FILE.png shows the heat map over the photo and the signed map "
@@ -24,11 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_given_option(p, "--baseline", default="black",
                      help="IG baseline: black, blurred or noise (default: %(default)s)")
     add_given_option(p, "--steps", type=positive_int, default=64,
-                     help="IG steps, the nodes of its Gauss-Legendre quadrature (default: %(default)s)")
-    add_given_option(p, "--samples", type=positive_int, default=32, help="SmoothGrad samples (default: %(default)s)")
+                     help="IG steps, the nodes of its Gauss-Legendre quadrature, at most 1024 (default: %(default)s)")
+    add_given_option(p, "--samples", type=positive_int, default=32,
+                     help="SmoothGrad samples, at most 1024 (default: %(default)s)")
     add_given_option(p, "--noise", type=float, default=0.15,
-                     help="SmoothGrad noise, a fraction of the image's value range (of [0, 1] for a constant "
-                          "image; default: %(default)s)")
+                     help="SmoothGrad noise, a fraction of the image's value range, 0 to 1 (of [0, 1] for a "
+                          "constant image; default: %(default)s)")
     add_given_option(p, "--batch-size", type=positive_int, default=32,
                      help="images per forward pass for IG steps and SmoothGrad samples (default: %(default)s)")
     p.add_argument("--layer", "-l", type=nonempty,
@@ -70,13 +71,13 @@ def run(args: argparse.Namespace) -> int:
     options = dict(baseline=args.baseline, steps=args.steps, samples=args.samples, noise=args.noise,
                    layer=args.layer, batch_size=args.batch_size, seed=args.seed)
     if args.sanity:
-        return _sanity(subj, x, target, methods, options)
+        return _sanity(subj, x, target, methods, options, at_size(subj, photo, x))
     method = methods[0]
     out = args.out or default_output(subj.recipe.name, target, method, args.layer)
     if args.out is None:
         check_outputs(out, default=True)  # before the attributions are computed
     if method == "guided-gradcam":  # the layer it uses, for the provenance
-        options["layer"] = cam_layer(subj, x, args.layer, target, cli=True)
+        options["layer"] = cam_layer(subj, x, args.layer, target, cli=True, resize=at_size(subj, photo, x))
     used = options_used(method, options)
     result = attribute(subj, x, target, method, **used)[0].cpu()
     extra, notes = {}, []
@@ -191,7 +192,7 @@ def _or(names: list[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
+def _sanity(subj, x, target: str, methods: list[str], options: dict, resize=None) -> int:
     from dreamlab.attribution.api import attribute, cam_layer, gradcam, sanity_blocks
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.attribution.sanity import cascading_randomization
@@ -204,7 +205,7 @@ def _sanity(subj, x, target: str, methods: list[str], options: dict) -> int:
         return attribute(copy, x, target, method, **options_used(method, options))
 
     if any(m in CAM_METHODS or m == "guided-gradcam" for m in methods):  # a size too small is told before the table
-        options = {**options, "layer": cam_layer(subj, x, options["layer"], target, cli=True)}
+        options = {**options, "layer": cam_layer(subj, x, options["layer"], target, cli=True, resize=resize)}
     blocks = sanity_blocks(subj, x, target)  # those that run for the target, containers descended into
     print(f"cascading randomization (Adebayo et al. 2018) of {target}: rank correlation of |attribution| with "
           f"the trained model's, blocks re-initialized from the top down")

@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import add_device_argument, add_positional_model, input_path, nonempty, output_path, \
-    positional_model, positive_int, recipe_names
+from dreamlab.apps.args import (add_device_argument, add_once_option, add_positional_model, input_path, nonempty,
+                                output_path, positional_model, positive_int, recipe_names)
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or Grad-CAM++) of a target at a "
@@ -17,10 +17,12 @@ DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or
 def add_subject_arguments(p: argparse.ArgumentParser) -> None:
     """MODEL, --image, --target, --weights, --recipe, --size, --device, --out: shared with `dreamlab attribute`."""
     add_positional_model(p, f"recipe name ({recipe_names()}) or a torchvision model name")
-    p.add_argument("--image", "-i", type=input_path, required=True,
-                   help="the photo (PNG or JPEG), or china or flower (scikit-learn's sample photos)")
-    p.add_argument("--target", "-t", type=target_text,
-                   help="an objective: logit:281, logit:tabby, inception4c:97, ... (default: the model's top class)")
+    add_once_option(p, "--image", "-i", type=input_path, required=True,
+                    once=f"{p.prog.split()[-1]} maps one photo per run: run it once per photo",
+                    help="the photo (PNG or JPEG), or china or flower (scikit-learn's sample photos); one per run")
+    add_once_option(p, "--target", "-t", type=target_text,
+                    once=f"{p.prog.split()[-1]} maps one target per run: run it once per target",
+                    help="an objective: logit:281, logit:tabby, inception4c:97, ... (default: the model's top class)")
     p.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
                         "a torchvision weights name, or PATH to a state-dict file")
@@ -77,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", "-l", type=nonempty,
                    help="layer address (default: the recipe's cam_layer, else the last spatial layer; "
                         "never the target's own layer: then the last spatial layer before it)")
-    p.add_argument("--method", default="gradcam", help="gradcam or gradcam++ (default: %(default)s)")
+    p.add_argument("--method", "-M", default="gradcam", help="gradcam or gradcam++ (default: %(default)s)")
 
 
 def load_subject(args: argparse.Namespace, writes: bool = True):
@@ -104,6 +106,14 @@ def load_subject(args: argparse.Namespace, writes: bool = True):
     return subj, photo, fitted, x
 
 
+def at_size(subj, photo, x):
+    """The model input another --size gives (the longer side rounded as model_input rounds it), for the sizes
+    that cam_layer's advice names: resizing `x` itself would round that side differently."""
+    from dreamlab.attribution.photos import model_input
+
+    return lambda size: model_input(photo, subj, size).x.to(x.device)
+
+
 def run(args: argparse.Namespace) -> int:
     from dreamlab.attribution.api import cam_layer, gradcam, target_layers
     from dreamlab.attribution.cam import CAM_METHODS
@@ -119,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_output(subj.recipe.name, target, args.method, args.layer)
     if args.out is None:
         check_outputs(out, default=True)  # before the map is computed
-    layer = cam_layer(subj, x, args.layer, target, cli=True)
+    layer = cam_layer(subj, x, args.layer, target, cli=True, resize=at_size(subj, photo, x))
     cam = gradcam(subj, x, target, layer, method=args.method)
     if args.layer and target_layers(subj, target) == {layer}:
         note_own_layer(target, layer)
