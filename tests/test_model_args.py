@@ -165,11 +165,13 @@ def test_a_recipe_file_with_a_callers_module_gets_its_layer_checks(tmp_path):
                         nn.Linear(8, 4))
     table = tmp_path / "tbl.toml"
     table.write_text('name = "tbl"\nbuilder = "custom:x"\ninput_size = 32\n[layers."conv9"]\nsteps = 2\n')
-    with pytest.raises(DreamlabError, match=r"unknown layer in recipe tbl's \[layers.\"...\"\] tables: 'conv9'"):
+    with pytest.raises(DreamlabError, match=rf"unknown layer in recipe {re.escape(str(table))}'s \[layers.\"...\"\] "
+                                            r"tables: 'conv9'; valid: 0, 1, 2, 3, 4, logit; "
+                                            r"dreamlab.layer_table\(model\) lists them$"):
         dreamlab.render(net, "0:1", recipe=str(table), **TINY)
     default = tmp_path / "dl.toml"
     default.write_text('name = "dl"\nbuilder = "custom:x"\ninput_size = 32\ndefault_layer = "body.9"\n')
-    with pytest.raises(DreamlabError, match=r"unknown default_layer of recipe dl: 'body.9'"):
+    with pytest.raises(DreamlabError, match=rf"unknown default_layer of recipe {re.escape(str(default))}: 'body.9'"):
         dreamlab.render(net, "0:1", recipe=default, **TINY)
 
 
@@ -265,18 +267,16 @@ def test_a_shipped_recipe_lent_to_another_module_is_not_refused_over_its_default
     assert result.final_scores.shape == (1,) and result.provenance["dreamlab:recipe"] == "googlenet"
 
 
-def test_errors_of_a_recipe_file_name_the_file_only_where_they_name_the_recipe():
-    from dreamlab.errors import DreamlabError
-    from dreamlab.models.loading import _naming_the_file
-    from dreamlab.models.recipe import Recipe
-
-    recipe = Recipe("r", "zoo:lenet_digits")
-    said = _naming_the_file(DreamlabError("unknown cam_layer of recipe r: 'x'"), recipe, "my/r.toml")
-    assert str(said) == "unknown cam_layer of recipe my/r.toml: 'x'"
-    other = DreamlabError("the recipe resnet18 is not this one")  # 'recipe r' inside another word: left alone
-    assert _naming_the_file(other, recipe, "my/r.toml") is other
-    by_name = DreamlabError("recipe r: x")
-    assert _naming_the_file(by_name, recipe, "googlenet") is by_name  # loaded by name, not from a file
+def test_errors_of_a_recipe_file_name_the_file_only_where_they_name_the_recipe(tmp_path, monkeypatch):
+    path = tmp_path / "my" / "r.toml"
+    path.parent.mkdir()
+    path.write_text(DIGITS.replace('name = "t"', 'name = "r"\ncam_layer = "x"'))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DreamlabError, match=r"^unknown cam_layer of recipe my/r\.toml: 'x'"):
+        load_model("my/r.toml", "none")
+    with pytest.raises(DreamlabError, match=r"^unknown cam_layer of recipe r: 'x'"):
+        load_model(Recipe("r", "zoo:lenet_digits", input_size=28, channels=1, mean=(0.1,), std=(0.3,),
+                          cam_layer="x"), "none")  # built in Python: no file to name
 
 
 @pytest.mark.parametrize("given, message", [

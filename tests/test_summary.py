@@ -106,12 +106,13 @@ def _custom_recipe(tmp_path, monkeypatch, build) -> str:
 def test_a_model_that_does_not_take_one_image_is_a_one_line_error(tmp_path, monkeypatch, capsys, build, reason):
     with pytest.raises(DreamlabError, match=f"cannot take a 16x16 input .*{reason}"):
         layer_table(build(), input_size=16)
-    assert main(["layers", "--recipe", _custom_recipe(tmp_path, monkeypatch, build)]) == 2
+    recipe_file = _custom_recipe(tmp_path, monkeypatch, build)
+    assert main(["layers", "--recipe", recipe_file]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert err.startswith(f"dreamlab: error: {build.__name__} cannot take a 16x16 input (")
-    assert err.endswith("dreamlab needs a model whose forward takes one image batch [B, 3, H, W]: check the "
-                        "recipe's input_size and channels, or wrap the model in a module that does")
+    assert err.endswith(f"dreamlab needs a model whose forward takes one image batch [B, 3, H, W]: check input_size "
+                        f"and channels in {recipe_file}, or wrap the model in a module that does")
     assert main(["layers", "--recipe", _custom_recipe(tmp_path, monkeypatch, build), "--size", "20"]) == 2
     assert capsys.readouterr().err.strip().endswith("; try size 16 (--size 16), the recipe's")
 

@@ -87,8 +87,8 @@ def _builder(recipe: Recipe, allow_code: bool) -> Callable[..., nn.Module]:
             close = close_matches(spec, _BUILDERS, n=1)
             meant = f" (did you mean {close[0]!r}?)" if close else ""
             raise DreamlabError(
-                f"recipe {recipe.name}: builder {spec!r} is not a registered builder{meant} (torchvision:<model name>, "
-                f"{zoo}); naming any module:function would run its code, which needs --allow-recipe-code (or "
+                f"recipe {recipe.called}: builder {spec!r} is not a registered builder{meant} (torchvision:<model "
+                f"name>, {zoo}); naming any module:function would run its code, which needs --allow-recipe-code (or "
                 f"{ALLOW_CODE_ENV}=1, or load_model(..., allow_code=True)); from Python, register_builder() it")
         found = spec
     if callable(found):
@@ -266,7 +266,7 @@ def _build_model(recipe: Recipe, weights: str | Path | None, allow_code: bool) -
         return model, f"./{described}" if described.lower() in WEIGHTS_KEYWORDS else described
     choice, origin = str(weights), ""
     if choice == "default":
-        choice, origin = recipe.weights, f"the `weights` of recipe {recipe.name}"
+        choice, origin = recipe.weights, f"the `weights` of recipe {recipe.called}"
     if choice.lower() == "none":
         return _call_builder(recipe, None, {}, allow_code), "none"
     if recipe.is_torchvision:
@@ -288,7 +288,7 @@ def _check_torchvision_name(recipe: Recipe) -> None:
         import torchvision.models as tvm
 
         if recipe.torchvision_name not in tvm.list_models():
-            raise unknown(f"torchvision model in recipe {recipe.name}:", recipe.torchvision_name, tvm.list_models())
+            raise unknown(f"torchvision model in recipe {recipe.called}:", recipe.torchvision_name, tvm.list_models())
 
 
 def _call_builder(recipe: Recipe, weights: Any, extra: dict[str, Any], allow_code: bool) -> nn.Module:
@@ -306,7 +306,7 @@ def _call_builder(recipe: Recipe, weights: Any, extra: dict[str, Any], allow_cod
             warnings.filterwarnings("ignore", message="The default weight initialization", category=FutureWarning)
             return builder(**call)
     except TypeError as exc:  # builder_kwargs the builder does not take
-        raise DreamlabError(f"recipe {recipe.name}: builder {recipe.builder!r} refused its arguments "
+        raise DreamlabError(f"recipe {recipe.called}: builder {recipe.builder!r} refused its arguments "
                             f"{sorted(kwargs)} ({exc}); check builder_kwargs") from None
 
 
@@ -321,38 +321,22 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
             if isinstance(name, nn.Module) else ""
         raise DreamlabError(f"load_model takes a model name (googlenet, lenet-digits), a recipe file or a Recipe, "
                             f"got {type(name).__name__}{module}")
-    recipe = name if isinstance(name, Recipe) else load_recipe(name)
-    source = None if isinstance(name, Recipe) else str(name)
-    try:
-        model, described = build_model(recipe, weights, allow_code)
-    except DreamlabError as exc:
-        raise _naming_the_file(exc, recipe, source) from None
+    recipe = name if isinstance(name, Recipe) else load_recipe(name)  # a file's errors name it (recipe.called)
+    model, described = build_model(recipe, weights, allow_code)
     model.eval().requires_grad_(False)
     if recipe_layers == "note":
         try:
-            check_recipe_layers(recipe, model, source, hint="the table below lists the model's layers")
+            check_recipe_layers(recipe, model, hint="the table below lists the model's layers")
         except UnknownNameError as error:
-            warnings.warn(DreamlabNote(str(_naming_the_file(error, recipe, source))), stacklevel=2)
+            warnings.warn(DreamlabNote(str(error)), stacklevel=2)
     else:
-        try:
-            check_recipe_layers(recipe, model, source)
-        except DreamlabError as exc:
-            raise _naming_the_file(exc, recipe, source) from None
+        check_recipe_layers(recipe, model)
     from dreamlab.models.prepare import check_channels  # prepare imports this module
 
     check_channels(model, recipe)  # else every command's first forward fails with torch's conv error
     categories = recipe.categories or torchvision_categories(recipe)
     _LISTED_AS[model] = shlex.quote(recipe.name if isinstance(name, Recipe) else str(name))
     return LoadedModel(model=model, recipe=recipe, weights=described, categories=categories)
-
-
-def _naming_the_file(exc: DreamlabError, recipe: Recipe, source: str | None) -> DreamlabError:
-    """`exc` with "recipe NAME" read as "recipe FILE" where the recipe came from a file (the name inside a file
-    does not say where to look)."""
-    said = re.compile(rf"recipe {re.escape(recipe.name)}(?![\w.-])")
-    if not source or not source.endswith(".toml") or not said.search(str(exc)):
-        return exc
-    return type(exc)(said.sub(lambda _: f"recipe {source}", str(exc), count=1))
 
 
 def layers_hint(model: nn.Module, fallback: str | None = None) -> str:
@@ -362,31 +346,31 @@ def layers_hint(model: nn.Module, fallback: str | None = None) -> str:
     return f"`dreamlab layers {listed}` lists them all"
 
 
-def check_recipe_layers(recipe: Recipe, model: nn.Module, source: str | None, hint: str | None = None,
-                        defaults: bool = True) -> None:
-    """A [layers."NAME"] table must name a layer of the model (a typo would silently change nothing);
-    `source` is what the recipe was loaded from (a file path ends in .toml); `hint` ends the message (default:
-    the `dreamlab layers` command that lists the layers). `defaults`: check the recipe's default_layer and
-    cam_layer too (not for a shipped recipe lent to a caller's own module: those name the shipped model's layers)."""
+def check_recipe_layers(recipe: Recipe, model: nn.Module, hint: str | None = None, defaults: bool = True) -> None:
+    """A [layers."NAME"] table must name a layer of the model (a typo would silently change nothing); `hint` ends
+    the message (default: the `dreamlab layers` command that lists the layers, given the recipe's file if it was
+    read from one). `defaults`: check the recipe's default_layer and cam_layer too (not for a shipped recipe lent
+    to a caller's own module: those name the shipped model's layers)."""
     from dreamlab.optvis.capture import OUTPUT
 
+    called = recipe.called
     names = module_names(model) + [OUTPUT]
-    listing = f"--recipe {source}" if source and source.endswith(".toml") else recipe.name
+    listing = f"--recipe {recipe.source}" if recipe.source else recipe.name
     hint = hint or f"`dreamlab layers {listing}` lists them"
     for layer in recipe.layers:
         if layer not in names:
-            raise unknown(f'layer in recipe {recipe.name}\'s [layers."..."] tables:', layer, names,
+            raise unknown(f'layer in recipe {called}\'s [layers."..."] tables:', layer, names,
                           hint=hint)
     # checked here, else the error would come later naming a layer the user never typed
     for key in ("default_layer", "cam_layer") if defaults else ():
         layer = getattr(recipe, key)
         if layer and layer not in names[:-1]:
-            raise unknown(f"{key} of recipe {recipe.name}:", layer, names[:-1], hint=hint)
+            raise unknown(f"{key} of recipe {called}:", layer, names[:-1], hint=hint)
     if recipe.categories:
-        _check_categories(recipe, model)
+        _check_categories(recipe, model, called)
 
 
-def _check_categories(recipe: Recipe, model: nn.Module) -> None:
+def _check_categories(recipe: Recipe, model: nn.Module, called: str) -> None:
     """A recipe's own class names must be as many as the model's outputs (one forward of a weightless copy)."""
     from dreamlab.models.layout import meta_copy
 
@@ -397,7 +381,7 @@ def _check_categories(recipe: Recipe, model: nn.Module) -> None:
     except Exception:  # an op without a meta kernel: the count cannot be had for free, so it is not checked
         return
     if isinstance(output, torch.Tensor) and output.dim() == 2 and output.shape[1] != len(recipe.categories):
-        raise DreamlabError(f"recipe {recipe.name} lists {len(recipe.categories)} categories, but the model has "
+        raise DreamlabError(f"recipe {called} lists {len(recipe.categories)} categories, but the model has "
                             f"{output.shape[1]} outputs; give one class name per output, in order")
 
 

@@ -153,7 +153,7 @@ def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | N
         # a shipped recipe lent to another module (recipe="vgg16" for a VGG11) brings its settings; its default
         # layers are the shipped model's, so they are checked only where they are used
         borrowed = source is not None and not source.endswith(".toml")
-        check_recipe_layers(recipe, model, source, defaults=not borrowed)
+        check_recipe_layers(recipe, model, hint="dreamlab.layer_table(model) lists them", defaults=not borrowed)
         check_channels(model, recipe)
     categories = recipe.categories or torchvision_categories(recipe)
     return model, recipe, "caller's module", categories, False
@@ -198,7 +198,7 @@ def check_channels(model: nn.Module, recipe: Recipe) -> None:
         return
     reads, given = found
     if given == recipe.channels != reads:
-        raise DreamlabError(f"recipe {recipe.name!r} gives {recipe.channels}-channel images, but "
+        raise DreamlabError(f"recipe {recipe.called!r} gives {recipe.channels}-channel images, but "
                             f"{type(model).__name__}'s first convolution reads {reads}; set "
                             f"channels={reads} (with a mean and std per channel)")
 
@@ -266,9 +266,10 @@ def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseExceptio
         side = next((n for n in (224, *COMMON_SIZES) if n != recipe.input_size and accepts(n)), None)
         if side is None:
             return None
+        where = recipe.source or "the recipe"
         return DreamlabError(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on "
                              f"{side}x{side}: its recipe's input_size, {recipe.input_size}, is not a size the model "
-                             f"takes; set input_size = {side} in the recipe")
+                             f"takes; set input_size = {side} in {where}")
     side = next((n for n in COMMON_SIZES if n != recipe.input_size and accepts(n)), None)
     if side is None:
         return None

@@ -66,6 +66,9 @@ class Recipe:
     # render settings of objectives that read a layer, over the ones above: {layer: {key: value}}, keys from
     # LAYER_KEYS; in TOML, tables like [layers."features.29"]
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # not a TOML key, nor a setting: the .toml file load_recipe read it from (None for a shipped recipe, a derived
+    # one or one built in Python), so that errors name the file to edit; left out of equality, hash() and keys
+    source: str | None = field(default=None, compare=False, repr=False, kw_only=True)
 
     def __post_init__(self) -> None:
         """Checked where it is written, as a recipe file is: `Recipe("r", "zoo:x", lr="fast")` is refused here,
@@ -89,6 +92,11 @@ class Recipe:
         return dataclasses.replace(self, **chosen) if chosen else self
 
     @property
+    def called(self) -> str:
+        """What errors call the recipe: the file it was read from, else its name ("recipe {called}")."""
+        return self.source or self.name
+
+    @property
     def is_torchvision(self) -> bool:
         return self.builder.startswith(TORCHVISION_PREFIXES)
 
@@ -98,7 +106,7 @@ class Recipe:
 
     def hash(self) -> str:
         """A stable digest of every setting, recorded with rendered images."""
-        settings = dataclasses.asdict(self)
+        settings = {key: value for key, value in dataclasses.asdict(self).items() if key in RECIPE_KEYS}
         settings.pop("cam_layer")  # attribution only: renders (and their recorded hashes) do not depend on it
         if not settings["layers"]:
             settings.pop("layers")  # recipes without per-layer settings keep the hashes recorded before they existed
@@ -106,7 +114,7 @@ class Recipe:
         return "sha256:" + hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
-RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe))
+RECIPE_KEYS = tuple(f.name for f in dataclasses.fields(Recipe) if f.name != "source")  # the TOML keys
 LAYER_KEYS = ("steps", "lr", "optimizer", "param", "transforms", "fourier_decay", "start_level")  # per layer
 
 
@@ -174,24 +182,28 @@ def _check_layer_settings(layers: dict[str, dict[str, Any]], source: str) -> Non
             _refuse_bad_value(where, key, value)
 
 
+def _values(count: int) -> str:
+    return f"{count} value" if count == 1 else f"{count} values"
+
+
 def _check_fields(recipe: Recipe) -> None:
     """Every field's type and range, the per-layer tables, and a mean and std per channel, as one line."""
-    where = f"recipe {recipe.name!r}"
-    for item in dataclasses.fields(recipe):
-        value = getattr(recipe, item.name)
-        if item.name == "channels" and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    where = f"recipe {recipe.source}" if recipe.source else f"recipe {recipe.name!r}"
+    for key in RECIPE_KEYS:
+        value = getattr(recipe, key)
+        if key == "channels" and isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             continue  # a file gives images of 1 to 4 channels; the recipe made up for a module may read more
         if value is not None:
-            _refuse_bad_value(where, item.name, list(value) if isinstance(value, tuple) else value)
+            _refuse_bad_value(where, key, list(value) if isinstance(value, tuple) else value)
     _check_layer_settings(recipe.layers, repr(recipe.name))
     if len(recipe.mean) != recipe.channels or len(recipe.std) != recipe.channels:
-        raise DreamlabError(f"{where}: mean and std need {recipe.channels} values (channels = {recipe.channels}), "
+        raise DreamlabError(f"{where}: mean and std need {_values(recipe.channels)} (channels = {recipe.channels}), "
                             f"got {len(recipe.mean)} and {len(recipe.std)}")
 
 
-def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
+def recipe_from_dict(data: dict[str, Any], source: str, file: str | None = None) -> Recipe:
     """Validate a parsed TOML table into a Recipe: unknown keys and values of the wrong type are refused, the
-    key named, with what is valid."""
+    key named, with what is valid. `file`: the .toml file it was read from (the Recipe's `source`)."""
     bad = sorted(set(data) - set(RECIPE_KEYS))
     if bad:
         raise DreamlabError(f"recipe {source}: unknown key {bad[0]!r}; valid keys: {', '.join(RECIPE_KEYS)}")
@@ -205,22 +217,16 @@ def recipe_from_dict(data: dict[str, Any], source: str) -> Recipe:
     for key in ("mean", "std", "categories"):
         if data.get(key) is not None:
             data[key] = tuple(data[key])
-    recipe = Recipe(**data)
-    if len(recipe.mean) != recipe.channels or len(recipe.std) != recipe.channels:
-        raise DreamlabError(
-            f"recipe {source}: mean and std need {recipe.channels} values (channels = {recipe.channels}), "
-            f"got {len(recipe.mean)} and {len(recipe.std)}"
-        )
-    return recipe
+    return Recipe(**data, source=file)  # its own check names the file (mean and std per channel)
 
 
 def check_recipe(recipe: Recipe) -> Recipe:
     """A Recipe built in Python, checked as a recipe file is (types, ranges, a std of 0, mean/std per channel)."""
     if not isinstance(recipe, Recipe):
         raise DreamlabError(f"recipe must be a Recipe, got {type(recipe).__name__}")
-    data = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(Recipe)}
+    data = {key: getattr(recipe, key) for key in RECIPE_KEYS}
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items() if v is not None}
-    return recipe_from_dict(data, repr(recipe.name))
+    return recipe_from_dict(data, repr(recipe.name), recipe.source)
 
 
 def _toml_repr(value: Any) -> str:
@@ -248,7 +254,9 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         if path.is_dir():
             raise DreamlabError(f"recipe {str(path)!r} is a folder, not a TOML recipe file; give the .toml file")
         if not path.is_file():
-            raise DreamlabError(f"recipe file {str(path)!r} does not exist")
+            where = "" if path.is_absolute() else f" (a relative path is read from {Path.cwd()})"
+            raise DreamlabError(f"recipe file {str(path)!r} does not exist{where}; give the path of a .toml recipe "
+                                f"file, or a shipped recipe by name: {', '.join(shipped_recipe_names())}")
         try:
             text = path.read_text(encoding="utf-8")
         except PermissionError:
@@ -257,7 +265,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         except UnicodeDecodeError as exc:
             raise DreamlabError(f"recipe {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8 "
                                 f"TOML") from None
-        return recipe_from_dict(_read_toml(text, str(path)), str(path))
+        # the file as the caller wrote it ("./r.toml" stays so) names the recipe in the errors of what uses it
+        return recipe_from_dict(_read_toml(text, str(path)), str(path), str(name_or_path))
     name = str(name_or_path)
     stem = name.replace("-", "_")
     resource = resources.files("dreamlab.recipes") / f"{stem}.toml"

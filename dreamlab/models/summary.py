@@ -172,7 +172,7 @@ def check_sides(size: object, name: str = "size") -> tuple[int, int]:
 
 
 def _traces(model: nn.Module, sides: tuple[int, int], channels: int,
-            recipe_size: int | None) -> tuple[_Trace, _Trace | None]:
+            recipe_size: int | None, recipe_file: str | None = None) -> tuple[_Trace, _Trace | None]:
     """Forwards of one image of `sides` (height, width) and of one PROBE_GROWTH pixels larger (None: refused, a
     fixed-size model), on a meta copy, or on a CPU copy when the meta device cannot run the model. Both on the
     same copy, so that data-dependent models are probed alike at both sizes (models/layout.py)."""
@@ -186,7 +186,7 @@ def _traces(model: nn.Module, sides: tuple[int, int], channels: int,
         try:
             small = _trace(probe, torch.zeros(1, channels, *sides))
         except FORWARD_ERRORS as exc:
-            raise _cannot_run(model, sides, channels, recipe_size, exc) from None
+            raise _cannot_run(model, sides, channels, recipe_size, exc, recipe_file) from None
     try:
         larger = _trace(probe, torch.zeros(1, channels, *(side + PROBE_GROWTH for side in sides), device=device))
     except FORWARD_ERRORS:
@@ -195,15 +195,17 @@ def _traces(model: nn.Module, sides: tuple[int, int], channels: int,
 
 
 def _cannot_run(model: nn.Module, sides: tuple[int, int], channels: int, recipe_size: int | None,
-                exc: BaseException) -> DreamlabError:
-    """The one-line error for a model whose forward fails on one image of `sides` (height, width)."""
+                exc: BaseException, recipe_file: str | None = None) -> DreamlabError:
+    """The one-line error for a model whose forward fails on one image of `sides` (height, width); `recipe_file`:
+    the .toml file the recipe was read from, named as the place to fix its input_size."""
     what = f"{type(model).__name__} cannot take a {sides[0]}x{sides[1]} input ({first_line(exc)})"
     if recipe_size and (recipe_size, recipe_size) != sides:
         return DreamlabError(f"{what}; try size {recipe_size} (--size {recipe_size}), the recipe's")
     if recipe_size is None:
         return DreamlabError(f"{what}; give the size it takes (input_size=, --size), or its recipe (recipe=)")
+    check = f"input_size and channels in {recipe_file}" if recipe_file else "the recipe's input_size and channels"
     return DreamlabError(f"{what}; dreamlab needs a model whose forward takes one image batch [B, {channels}, H, W]: "
-                         f"check the recipe's input_size and channels, or wrap the model in a module that does")
+                         f"check {check}, or wrap the model in a module that does")
 
 
 @dataclass(frozen=True)
@@ -219,11 +221,12 @@ class Summary:
 
 
 def summarize(model: nn.Module, input_size: Size = 224, channels: int = 3,
-              recipe_size: int | None = None) -> Summary:
+              recipe_size: int | None = None, recipe_file: str | None = None) -> Summary:
     """The layer table of `model` for one `channels` x `input_size` image (a side, or (height, width)), from a
-    forward pass of a copy (and one at a larger size, which tells channels-last outputs: models/layout.py)."""
+    forward pass of a copy (and one at a larger size, which tells channels-last outputs: models/layout.py);
+    `recipe_file`: the recipe's .toml file, which an error names."""
     sides = check_sides(input_size, "input size")
-    small, larger = _traces(model, sides, channels, recipe_size)
+    small, larger = _traces(model, sides, channels, recipe_size, recipe_file)
     modules = [(name, module) for name, module in model.named_modules() if name]
     keys = _row_keys([name for name, _ in modules], small.first)
     rows = []
@@ -297,7 +300,8 @@ def layer_table(model: nn.Module | str | Path | LoadedModel, input_size: Size | 
     named = owned or recipe is not None  # a caller's bare module has no recipe size to suggest
     return summarize(module, rec.input_size if input_size is None else input_size,
                      rec.channels if channels is None else channels,
-                     recipe_size if recipe_size is not None else rec.input_size if named else None).layers
+                     recipe_size if recipe_size is not None else rec.input_size if named else None,
+                     rec.source if named else None).layers
 
 
 def _note(r: LayerRow) -> str:
