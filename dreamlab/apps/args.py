@@ -228,6 +228,28 @@ class _Given(argparse.Action):
         setattr(namespace, f"{self.dest}_given", True)
 
 
+def add_once_option(p: argparse.ArgumentParser, *flags: str, once: str, **kwargs: Any) -> None:
+    """An option that takes one value per run: given twice it is refused, in one line that names both values and
+    ends with `once` (what to do instead), where argparse would silently keep the last."""
+    p.add_argument(*flags, action=_Once, once=once, **kwargs)
+
+
+class _Once(argparse.Action):
+    """Stores the value; a second one is an error (see `add_once_option`)."""
+
+    def __init__(self, *args: Any, once: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.once = once
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001 - argparse's signature
+        seen = f"_{self.dest}_seen"
+        first = getattr(namespace, seen, None)
+        if first is not None:
+            raise argparse.ArgumentError(self, f"given twice ({str(first)!r} and {str(values)!r}); {self.once}")
+        setattr(namespace, seen, values)
+        setattr(namespace, self.dest, values)
+
+
 def model_recipe(args: argparse.Namespace) -> str | Path:
     """What to load: the --recipe file, or the --model name; both at once are refused (the recipe names its own
     model, so one of them would be ignored)."""

@@ -34,8 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("dreamlab.apps.commands.fetch", "download and convert the weights of a model not shipped (hed-vgg16)"),
     "cam": ("dreamlab.apps.commands.cam", "Grad-CAM / Grad-CAM++ of a target on a photo, overlaid as a heat map"),
     "attribute": ("dreamlab.apps.commands.attribute",
-                  "per-pixel attributions (saliency, SmoothGrad, IG, deconvnet, guided backprop); --sanity"),
-    "graph": ("dreamlab.apps.commands.graph", "draw the architecture as a diagram (DOT, SVG or PNG) with shapes"),
+                  "per-pixel attributions (saliency, SmoothGrad, IG, deconvnet, guided backprop, guided "
+                  "Grad-CAM); --sanity"),
+    "graph": ("dreamlab.apps.commands.graph", "draw the architecture as a diagram (DOT, SVG, PNG or PDF) with shapes"),
     "kernels": ("dreamlab.apps.commands.kernels", "save a conv layer's weights as a grid of tiles"),
     "features": ("dreamlab.apps.commands.features", "save the activation maps a photo produces at a layer"),
     "examples": ("dreamlab.apps.commands.examples",

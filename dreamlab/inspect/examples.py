@@ -39,7 +39,7 @@ from dreamlab.inspect.tiles import TileGrid, draw_labels
 from dreamlab.io import SAMPLE_PHOTOS, centre_crop, read_photo
 from dreamlab.models.recipe import Recipe
 from dreamlab.models.summary import MAX_INPUT_SIZE
-from dreamlab.optvis.capture import OUTPUT
+from dreamlab.optvis.capture import OUTPUT, Capture
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CROP_FILL = 0.5  # where a receptive field reaches past the image: mid-grey, so a crop keeps its scale
@@ -124,8 +124,7 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | str | Seque
     `size`: the images' shorter side (default: the recipe's input size; a fixed-size model takes only that).
     The units of `layer="logit"` may be class names too ("tabby", "tiger cat"), as `render` reads `logit:tabby`;
     `weights` is as `render` takes it ("default", "none" or None for random init, a weights name or a file)."""
-    from dreamlab.models.prepare import FORWARD_ERRORS, model_device, prepared_model, takes_size
-    from dreamlab.optvis.capture import Capture
+    from dreamlab.models.prepare import model_device, prepared_model
 
     check_layer(layer)
     top = check_whole("top", top, 1, flag="--top", hint=" (how many images per unit)")
@@ -138,53 +137,15 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | str | Seque
     unit_ids = [u for unit in wanted for u in (class_units(unit, categories, rec.name) if isinstance(unit, str)
                                                 else [unit])]
     device = model_device(module) or torch.device("cpu")
-    failed: tuple[BaseException, torch.Size] | None = None
     with prepared_model(module, device, channels_last=False, owned=False) as ready:
-        grey = torch.full((1, rec.channels, rec.input_size, rec.input_size), 0.5, device=device)
-        try:  # a caller's fixed-size module without a recipe fails here: said below in one line
-            with torch.no_grad():
-                ready(grey)
-        except FORWARD_ERRORS as exc:
-            failed = exc, grey.shape
+        failed = _probe(ready, rec, device)
         field, has_maps = None, False
         with torch.no_grad(), Capture(ready, [layer]) if failed is None else nullcontext() as cap:
-            # a fixed-size model (a Linear layer after the convolutions) gets the centre square of each image
-            side = rec.input_size
-            whole = failed is None and takes_size(cap.run, rec.channels, (side, side + side // 3 + 1), device)
-            side = size or rec.input_size
-            if failed is None and not whole and side != rec.input_size:
-                raise DreamlabError(f"{rec.name} takes {rec.input_size}-pixel images only; leave size (--size) "
-                                    f"out, or give {rec.input_size}")
-            model_input = lambda name, source: _model_input(read_photo(source), rec, side, whole, name)[0]  # noqa: E731
+            side, whole = _input_side(cap, rec, size, device, failed)
             best = _Best(len(unit_ids), top)
-            thumbnails: list[tuple[str, Tensor]] = []
-            for i, (name, source) in enumerate(sources if failed is None else []):
-                resized = model_input(name, source)
-                again = _same_picture(name, resized, thumbnails)
-                if again is not None:  # a copy at another size or format would fill a second tile of each row
-                    duplicates[name] = again
-                    next(r for r in records if r["name"] == name).update(same_as=again, same_picture=ALIKE)
-                    continue
-                x = normalize(resized, rec).to(device)
-                try:
-                    act = cap.run(x)[layer][0].float().cpu()
-                    if act.dim() == 2:  # tokens [D, N]: a unit's score is its mean over the tokens, as render's
-                        act = act.mean(1)
-                except FORWARD_ERRORS as exc:  # told once the hooks are gone (the check runs the model again)
-                    failed = exc, x.shape
-                    break
-                if i == 0:
-                    _check_units(act, layer, unit_ids)
-                    has_maps = act.dim() == 3
-                if act.dim() == 1:  # a logit or a vector layer: the whole image
-                    best.add(i, act[unit_ids], torch.zeros(len(unit_ids), dtype=torch.long), 1)
-                else:
-                    maps = act[unit_ids].flatten(1)
-                    values, index = maps.max(1)
-                    # a map that is 0 everywhere (a unit this image leaves off) is no example: argmax would pick
-                    # the top-left corner and show it as one
-                    off = (maps == 0).all(1)
-                    best.add(i, values.masked_fill(off, -math.inf), index, act.shape[-1])
+            if failed is None:
+                has_maps, failed = _score_images(cap, best, layer, unit_ids, sources, records, duplicates, rec,
+                                                 side, whole, device)
         if failed is not None:  # the hooks are gone: the check runs the model again
             error = forward_error(ready, rec, failed[1], failed[0])
             if error is None:
@@ -192,18 +153,97 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | str | Seque
             raise error from None
         if has_maps:  # a logit or a Linear layer sees the whole image: no gradients to probe
             field = receptive_field(ready, layer, rec)
+    chosen = _best_crops(best, sources, rec, side, whole, field, len(unit_ids))
+    text = {**provenance(module, rec, described, layer), "dreamlab:units": ",".join(map(str, unit_ids)),
+            **_classes(layer, unit_ids, categories), "dreamlab:top": str(top), "dreamlab:size": str(side),
+            "dreamlab:crop": "none (shorter side to the size)" if whole else "shorter side to the size, centre square"}
+    return _finish(layer, unit_ids, chosen, field, text, records, duplicates, out)
+
+
+_Failure = tuple[BaseException, torch.Size]  # a forward that failed, and the shape of its input
+
+
+def _probe(model: nn.Module, rec: Recipe, device: torch.device) -> _Failure | None:
+    """One forward of a grey image of the recipe's size: None where it runs, else why it failed. A caller's
+    fixed-size module without a recipe fails here: said in one line by examples()."""
+    from dreamlab.models.prepare import FORWARD_ERRORS
+
+    grey = torch.full((1, rec.channels, rec.input_size, rec.input_size), 0.5, device=device)
+    try:
+        with torch.no_grad():
+            model(grey)
+    except FORWARD_ERRORS as exc:
+        return exc, grey.shape
+    return None
+
+
+def _input_side(cap: Capture | None, rec: Recipe, size: int | None, device: torch.device, failed: _Failure | None
+                ) -> tuple[int, bool]:
+    """The images' shorter side as the model reads them, and whether it reads them whole: a fixed-size model
+    (a Linear layer after the convolutions) gets the centre square of each image, at its own size only."""
+    from dreamlab.models.prepare import takes_size
+
+    side = rec.input_size
+    whole = failed is None and takes_size(cap.run, rec.channels, (side, side + side // 3 + 1), device)
+    side = size or rec.input_size
+    if failed is None and not whole and side != rec.input_size:
+        raise DreamlabError(f"{rec.name} takes {rec.input_size}-pixel images only; leave size (--size) "
+                            f"out, or give {rec.input_size}")
+    return side, whole
+
+
+def _score_images(cap: Capture, best: _Best, layer: str, unit_ids: list[int],
+                  sources: list[tuple[str, str | Path | Tensor]], records: list[dict[str, str]],
+                  duplicates: dict[str, str], rec: Recipe, side: int, whole: bool,
+                  device: torch.device) -> tuple[bool, _Failure | None]:
+    """Run each image through the model once, adding each unit's score and map position to `best`; a picture
+    already seen at another size or format is recorded in `duplicates` and `records` instead. Returns whether
+    the layer has maps, and the forward that failed (which ends the scan), or None."""
+    from dreamlab.models.prepare import FORWARD_ERRORS
+
+    model_input = lambda name, source: _model_input(read_photo(source), rec, side, whole, name)[0]  # noqa: E731
+    has_maps = False
+    thumbnails: list[tuple[str, Tensor]] = []
+    for i, (name, source) in enumerate(sources):
+        resized = model_input(name, source)
+        again = _same_picture(name, resized, thumbnails)
+        if again is not None:  # a copy at another size or format would fill a second tile of each row
+            duplicates[name] = again
+            next(r for r in records if r["name"] == name).update(same_as=again, same_picture=ALIKE)
+            continue
+        x = normalize(resized, rec).to(device)
+        try:
+            act = cap.run(x)[layer][0].float().cpu()
+            if act.dim() == 2:  # tokens [D, N]: a unit's score is its mean over the tokens, as render's
+                act = act.mean(1)
+        except FORWARD_ERRORS as exc:  # told once the hooks are gone (the check runs the model again)
+            return has_maps, (exc, x.shape)
+        if i == 0:
+            _check_units(act, layer, unit_ids)
+            has_maps = act.dim() == 3
+        if act.dim() == 1:  # a logit or a vector layer: the whole image
+            best.add(i, act[unit_ids], torch.zeros(len(unit_ids), dtype=torch.long), 1)
+        else:
+            maps = act[unit_ids].flatten(1)
+            values, index = maps.max(1)
+            # a map that is 0 everywhere (a unit this image leaves off) is no example: argmax would pick
+            # the top-left corner and show it as one
+            off = (maps == 0).all(1)
+            best.add(i, values.masked_fill(off, -math.inf), index, act.shape[-1])
+    return has_maps, None
+
+
+def _best_crops(best: _Best, sources: list[tuple[str, str | Path | Tensor]], rec: Recipe, side: int,
+                whole: bool, field: Field | None, units: int) -> list[list[Example]]:
+    """Each unit's best examples as crops (a row per unit, best first), each image that holds one read again."""
     kept = best.image[best.score > -math.inf]
     shown = {}
     for i in sorted(set(kept.tolist()) - {-1}):
         photo = read_photo(sources[i][1])
         x, placement = _model_input(photo, rec, side, whole)
         shown[i] = x[0], _Placement(*placement, *photo.shape[-2:])
-    chosen = [[_example(sources[i][0], score, *shown[i], position, field)
-               for i, score, position in best.row(u) if score > -math.inf] for u in range(len(unit_ids))]
-    text = {**provenance(module, rec, described, layer), "dreamlab:units": ",".join(map(str, unit_ids)),
-            **_classes(layer, unit_ids, categories), "dreamlab:top": str(top), "dreamlab:size": str(side),
-            "dreamlab:crop": "none (shorter side to the size)" if whole else "shorter side to the size, centre square"}
-    return _finish(layer, unit_ids, chosen, field, text, records, duplicates, out)
+    return [[_example(sources[i][0], score, *shown[i], position, field)
+             for i, score, position in best.row(u) if score > -math.inf] for u in range(units)]
 
 
 def _wanted_units(units: object, layer: str) -> list[int | str]:

@@ -20,14 +20,19 @@ if TYPE_CHECKING:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_given_option(p, "--workload", default="both", choices=["unit", "layer", "both", "dream"],
                      help="both: unit and layer; dream: DeepDream at 1024x768, --steps steps (try 10)")
-    p.add_argument("--steps", type=positive_int, default=512)
+    p.add_argument("--steps", type=positive_int, default=512,
+                   help="steps per render; the dream workload dreams one octave of this many (default: %(default)s)")
     p.add_argument("--size", type=positive_int, help="image size of the unit and layer workloads (default: 224)")
-    p.add_argument("--units", type=int, help="units of the layer workload (default: 512, all of inception4c's)")
+    p.add_argument("--units", type=int, help="units of the layer workload, 1 to 512 (default: 512, all of "
+                                               "inception4c's)")
     add_device_argument(p)
     # add_given_option: these have defaults, and the dream workload must still tell whether they were given
-    add_given_option(p, "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 on cuda")
-    add_given_option(p, "--param", default="fourier", choices=sorted(PARAM_NAMES))
-    add_given_option(p, "--transforms", default="standard", choices=sorted(TRANSFORM_PRESETS))
+    add_given_option(p, "--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                     help="autocast of dreamlab's renders; auto: bf16 on cuda, fp32 elsewhere (default: %(default)s)")
+    add_given_option(p, "--param", default="fourier", choices=sorted(PARAM_NAMES),
+                     help="image parameterization of dreamlab's renders (default: %(default)s)")
+    add_given_option(p, "--transforms", default="standard", choices=sorted(TRANSFORM_PRESETS),
+                     help="transform preset of dreamlab's renders (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, help="units per batch (default: all)")
     add_compile_argument(p, "each workload is then rendered twice and the warm-up reported as warmup_s")
     p.add_argument("--peer-bench", type=input_path, metavar="PEER_BENCH_PY",
@@ -106,8 +111,6 @@ def run(args: argparse.Namespace) -> int:
     args.units = args.units if args.units is not None else 512
     if not 1 <= args.units <= 512:
         raise DreamlabError(f"--units must be between 1 and 512 (inception4c has 512 channels), got {args.units}")
-    if args.steps < 1:
-        raise DreamlabError(f"--steps must be at least 1, got {args.steps}")
     check_bench_size(args.size)
     if args.peer_bench and not args.peer_bench.is_file():
         raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; give the path of the team's "

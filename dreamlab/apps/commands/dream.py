@@ -54,11 +54,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'dreamlab[tensorboard]')")
     p.add_argument("--tensorboard-every", type=positive_int, metavar="N",
                    help="log the image every N steps (default: --steps, once per octave)")
-    p.add_argument("--zoom", type=float, help=f"magnification per frame (default: {ZOOM_DEFAULTS['zoom']})")
+    p.add_argument("--zoom", type=float,
+                   help=f"magnification per frame, 0.25 to 4 (default: {ZOOM_DEFAULTS['zoom']})")
     p.add_argument("--rotate", type=float, metavar="DEG",
-                   help=f"rotation per frame (default: {ZOOM_DEFAULTS['rotate']:g})")
+                   help=f"rotation per frame in degrees, -360 to 360 (default: {ZOOM_DEFAULTS['rotate']:g})")
     p.add_argument("--fps", type=positive_int,
-                   help=f"frames per second of the animation (default: {ZOOM_DEFAULTS['fps']})")
+                   help=f"frames per second of the animation, at most 100 for a .gif and 1000 for a .webp "
+                        f"(default: {ZOOM_DEFAULTS['fps']})")
     p.add_argument("--frames-dir", type=output_path, help="where the zoom's numbered PNG frames go, and where a stopped "
                                                    "run resumes from (default: OUT's name + _frames)")
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from dreamlab.apps.args import add_positional_model, input_path, nonempty, output_path, positional_model, positive_int
 
-DESCRIPTION = ("Run every image through MODEL (shorter side resized to the recipe's size, normalized as the recipe "
-               "says) and save, for each unit, the images that drive it hardest: a channel's strongest position, "
-               "cropped to that position's receptive field; a logit's whole image. A row per unit, best first.")
+DESCRIPTION = ("Run every image through MODEL (shorter side resized to the recipe's size or --size, normalized as "
+               "the recipe says) and save, for each unit, the images that drive it hardest: a channel's strongest "
+               "position, cropped to that position's receptive field; a logit's whole image. A row per unit, best "
+               "first.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import add_positional_model, input_path, nonempty, output_path, positional_model, positive_int
+from dreamlab.apps.args import (add_once_option, add_positional_model, input_path, nonempty, output_path,
+                                positional_model, positive_int)
 
 DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the recipe says) and save the "
                "activation maps of LAYER's strongest channels (by mean activation) as a labelled grid.")
@@ -13,8 +14,9 @@ DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
     p.add_argument("layer", help="layer address, e.g. inception4c (`dreamlab layers MODEL` lists them)")
-    p.add_argument("--image", "-i", type=input_path, required=True,
-                   help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline)")
+    add_once_option(p, "--image", "-i", type=input_path, required=True,
+                    once="features shows one photo per run: run it once per photo",
+                    help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline); one per run")
     p.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
     p.add_argument("--top", type=positive_int,

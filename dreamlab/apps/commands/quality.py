@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(Adam, Fourier decay 1) on the recipes' other settings, or adversarial-style (pixel, no "
                         "transforms, no decorrelation; planted cells keep their own), to compare (QUALITY.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu, where the goals were set)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu, where the goals were set)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for torch (default: 1; the renders are tiny, and on a busy machine more "
                         "threads make them several times slower)")

@@ -15,6 +15,10 @@ from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, add_compile_argu
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
+    from dreamlab.models.loading import LoadedModel
+    from dreamlab.models.recipe import Recipe
     from dreamlab.optvis.engine import RenderResult
     from dreamlab.optvis.objectives import Objective
 
@@ -27,16 +31,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                   "default: descriptive names in the current directory")
     p.add_argument("--grid", action="store_true", help="save all units as one grid image")
     p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
-    p.add_argument("--size", type=image_size, help="image size in pixels, N or HEIGHTxWIDTH such as 96x128 "
-                                                   "(default: the recipe's input size)")
+    p.add_argument("--size", type=image_size, help="image size in pixels, N or HEIGHTxWIDTH such as 96x128, 8 to "
+                                                   "2048 a side (default: the recipe's input size)")
     p.add_argument("--model-size", type=image_size, metavar="N",
-                   help="resize what the model sees to N or HEIGHTxWIDTH pixels after the transforms (lucent's "
-                        "fixed_image_size), so a fixed-size model renders at any --size (default: no resize)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+                   help="resize what the model sees to N or HEIGHTxWIDTH pixels (8 to 2048 a side) after the "
+                        "transforms (lucent's fixed_image_size), so a fixed-size model renders at any --size "
+                        "(default: no resize)")
+    p.add_argument("--lr", type=float, help="learning rate, above 0 up to 1000 (default: the recipe's)")
     p.add_argument("--optimizer", help="channel-adam or adam (default: the recipe's; see dreamlab/optvis/optimizers.py)")
     p.add_argument("--fourier-decay", type=float, metavar="D",
-                   help="the Fourier spectrum's 1/f^D scale (default: the recipe's, e.g. 0.5; lucid: --optimizer "
-                        "adam --fourier-decay 1)")
+                   help="the Fourier spectrum's 1/f^D scale, 0 to 4 (default: the recipe's, e.g. 0.5; lucid: "
+                        "--optimizer adam --fourier-decay 1)")
     p.add_argument("--param", help="image parameterization: pixel or fourier (default: the recipe's)")
     p.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -53,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "matrix [N, C] of N directions in a .npy, .pt (torch.save), .txt or .csv file")
     p.add_argument("--cossim-power", type=float, metavar="P",
                    help="with --direction: weight each position's dot product by its cosine similarity to the "
-                        "direction to the power P (default 0: the plain dot product; lucid uses 1 or more)")
+                        "direction to the power P, 0 to 32 (default 0: the plain dot product; lucid uses 1 or more)")
     p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere)")
     add_compile_argument(p, "pays off over long or repeated renders")
     p.add_argument("--tensorboard", type=output_path, metavar="DIR",
@@ -65,29 +70,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
-    from dreamlab.devices import resolve_device
-    from dreamlab.io import output_paths, photo_record, read_photo, save_png
-    from dreamlab.errors import check_range
+    from dreamlab.io import photo_record
     from dreamlab.models.loading import load_model, module_names
-    from dreamlab.models.summary import MAX_INPUT_SIZE
-    from dreamlab.optvis.settings import MIN_SIZE, check_lr
-    from dreamlab.optvis.diversity import repeat_units
-    from dreamlab.optvis.grammar import check_syntax, parse_objective
-    from dreamlab.optvis.engine import DeferredSigint, class_layer_of, render
+    from dreamlab.optvis.grammar import parse_objective
+    from dreamlab.optvis.engine import DeferredSigint, render
 
-    _check_out(args.out)  # before any work
-    for flag, size in (("--size", args.size), ("--model-size", args.model_size)):
-        for side in (size if isinstance(size, tuple) else (size,)) if size is not None else ():
-            check_range(flag, side, MIN_SIZE, MAX_INPUT_SIZE, "pixels a side")  # before the model loads
-    if args.lr is not None:
-        check_lr(args.lr)
-    check_tensorboard(args)
-    check_diversity_options(args)
-    along = _direction_objective(args)  # a bad file is refused before the model loads (tens of seconds on a CPU)
-    if along is None:
-        check_syntax(args.objective)  # so is a typo
-    resolve_device(args.device)  # a bad --device is refused before the model loads
-    init = read_photo(args.init, "--init image") if args.init else None  # so is an unreadable photo
+    along, init = _check_before_loading(args)
     loaded = load_model(model_recipe(args), args.weights)
     objective = along if along is not None else parse_objective(args.objective, loaded.categories,
                                                                 module_names(loaded.model))
@@ -95,34 +83,12 @@ def run(args: argparse.Namespace) -> int:
     if args.fourier_decay is not None and (args.param or recipe.param) != "fourier":
         raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
                             "or leave it out")
-    model_name = loaded.recipe.name
-
     copies = args.diversity or 1
-    units = repeat_units(objective, copies).labels if copies > 1 else objective.labels  # the render's labels
-    side = args.model_size or args.size or recipe.input_size
-    class_layer = class_layer_of(loaded.model, objective.layers, loaded.categories, recipe.channels,
-                                 side if isinstance(side, tuple) else (side, side), "cpu")  # googlenet's fc
-    named = [_with_class(label, loaded.categories, class_layer) for label in units]  # logit_281_tabby.png
-    paths = dict(zip(units, output_paths(model_name, named, args.out)))  # a PNG of its own per unit
-    grid_path = _grid_path(args.out, model_name, units, loaded.categories, class_layer)
-    _check_paths([grid_path] if args.grid else list(paths.values()), args.thresholds)  # before the render
-    grid_snapshots: dict[int, list] = {}  # step -> each batch's images: a grid needs the units of every batch
-    snapshots: dict[Path, tuple[str, int]] = {}  # written during the render: path -> unit, step
-
-    def save_snapshot(step: int, images, labels) -> None:
-        if args.grid:
-            grid_snapshots.setdefault(step, []).append(images)
-            return
-        # written now, so that a crash keeps them; the render's full provenance is added once it ends (below)
-        for label, image in zip(labels, images):
-            path = _snapshot_path(paths[label], step)
-            save_png(image, path, {"dreamlab:objective": objective.name, "dreamlab:model": model_name,
-                                   "dreamlab:unit": label, "dreamlab:step": str(step)})
-            snapshots[path] = label, step
-
+    units, paths, grid_path = _output_paths(args, loaded, objective, recipe, copies)
+    snapshots = _SnapshotSaver(args.grid, paths, objective.name, loaded.recipe.name)
     log = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
     thresholds, on_snapshot = with_snapshots(log, args.steps or recipe.steps, args.thresholds,
-                                             save_snapshot if args.thresholds else None, args.tensorboard_every)
+                                             snapshots if args.thresholds else None, args.tensorboard_every)
     result = render(loaded, objective, steps=args.steps, size=args.size, model_size=args.model_size, lr=args.lr,
                     optimizer=args.optimizer, param=args.param, transforms=args.transforms, seed=args.seed,
                     device=args.device, batch_size=args.batch_size, thresholds=thresholds, on_snapshot=on_snapshot,
@@ -137,7 +103,83 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             log.write_result(result)
             log.close()
-        written, kept_aside = _save(args, result, paths, grid_path, grid_snapshots, snapshots)
+        written, kept_aside = _save(args, result, paths, grid_path, snapshots.grid_images, snapshots.written)
+    return _report(result, written, kept_aside, len(units) // copies, copies, saving.hit)
+
+
+def _check_before_loading(args: argparse.Namespace) -> tuple[Objective | None, Tensor | None]:
+    """Refuse a bad option before the model loads (tens of seconds on a CPU); return the --direction objective
+    and the --init photo's pixels (None without them), both read here."""
+    from dreamlab.devices import resolve_device
+    from dreamlab.errors import check_range
+    from dreamlab.io import read_photo
+    from dreamlab.models.summary import MAX_INPUT_SIZE
+    from dreamlab.optvis.grammar import check_syntax
+    from dreamlab.optvis.settings import MIN_SIZE, check_lr
+
+    _check_out(args.out)  # before any work
+    for flag, size in (("--size", args.size), ("--model-size", args.model_size)):
+        for side in (size if isinstance(size, tuple) else (size,)) if size is not None else ():
+            check_range(flag, side, MIN_SIZE, MAX_INPUT_SIZE, "pixels a side")  # before the model loads
+    if args.lr is not None:
+        check_lr(args.lr)
+    check_tensorboard(args)
+    check_diversity_options(args)
+    along = _direction_objective(args)  # a bad file is refused before the model loads (tens of seconds on a CPU)
+    if along is None:
+        check_syntax(args.objective)  # so is a typo
+    resolve_device(args.device)  # a bad --device is refused before the model loads
+    init = read_photo(args.init, "--init image") if args.init else None  # so is an unreadable photo
+    return along, init
+
+
+def _output_paths(args: argparse.Namespace, loaded: LoadedModel, objective: Objective, recipe: Recipe,
+                  copies: int) -> tuple[list[str], dict[str, Path], Path]:
+    """The render's labels (each unit's `copies` images), the PNG of each, and the --grid PNG; a path that is a
+    folder is refused before the render."""
+    from dreamlab.io import output_paths
+    from dreamlab.optvis.diversity import repeat_units
+    from dreamlab.optvis.engine import class_layer_of
+
+    model_name = loaded.recipe.name
+    units = repeat_units(objective, copies).labels if copies > 1 else objective.labels  # the render's labels
+    side = args.model_size or args.size or recipe.input_size
+    class_layer = class_layer_of(loaded.model, objective.layers, loaded.categories, recipe.channels,
+                                 side if isinstance(side, tuple) else (side, side), "cpu")  # googlenet's fc
+    named = [_with_class(label, loaded.categories, class_layer) for label in units]  # logit_281_tabby.png
+    paths = dict(zip(units, output_paths(model_name, named, args.out)))  # a PNG of its own per unit
+    grid_path = _grid_path(args.out, model_name, units, loaded.categories, class_layer)
+    _check_paths([grid_path] if args.grid else list(paths.values()), args.thresholds)  # before the render
+    return units, paths, grid_path
+
+
+class _SnapshotSaver:
+    """render's `on_snapshot` for --thresholds: a unit's snapshot is written at once, so that a crash keeps it
+    (the render's full provenance is added once it ends, by _save); a grid's waits in `grid_images` for the
+    images of every batch."""
+
+    def __init__(self, grid: bool, paths: dict[str, Path], objective_name: str, model_name: str):
+        self.grid, self.paths, self.objective_name, self.model_name = grid, paths, objective_name, model_name
+        self.grid_images: dict[int, list] = {}  # step -> each batch's images: a grid needs the units of every batch
+        self.written: dict[Path, tuple[str, int]] = {}  # written during the render: path -> unit, step
+
+    def __call__(self, step: int, images, labels) -> None:
+        from dreamlab.io import save_png
+
+        if self.grid:
+            self.grid_images.setdefault(step, []).append(images)
+            return
+        for label, image in zip(labels, images):
+            path = _snapshot_path(self.paths[label], step)
+            save_png(image, path, {"dreamlab:objective": self.objective_name, "dreamlab:model": self.model_name,
+                                   "dreamlab:unit": label, "dreamlab:step": str(step)})
+            self.written[path] = label, step
+
+
+def _report(result: RenderResult, written: list[Path], kept_aside: list[tuple[Path, Path, str]], units: int,
+            copies: int, saving_hit: bool) -> int:
+    """Print what was saved, and on stderr what went wrong (a file that could not be replaced, units that stayed
+    at 0, a Ctrl-C); return the exit status."""
     for path in written[:10]:
         print(path)
     if len(written) > 10:
@@ -150,8 +192,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     ran = f"all {len(result.history)}" if len(set(result.steps)) == 1 else f"the {len(result.history)} that all ran"
     warn_never_on(result.never_on(), f"stayed at 0 for {ran} steps")
-    if result.interrupted or saving.hit:
-        print(_interrupted_line(result, len(units) // copies, copies, saving.hit), file=sys.stderr)
+    if result.interrupted or saving_hit:
+        print(_interrupted_line(result, units, copies, saving_hit), file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 

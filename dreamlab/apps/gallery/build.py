@@ -46,7 +46,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,37 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     (auto: bf16 on cuda, fp32 elsewhere); a folder holds one precision.
     """
     out = Path(out)
+    diversity_weight, size, examples_top = _checked_arguments(out, diversity, diversity_weight, precision, size,
+                                                              examples, examples_top)
+    log = log or _stderr
+    group, dev = RankGroup.start(device)
+    folder = GalleryFolder(out)
+    with contextlib.ExitStack() as stack:
+        stack.callback(group.close)
+        loaded, plan = _shared_plan(group, model, weights, lambda loaded: make_plan(
+            loaded, folder, stack, layers, steps=steps, size=size, seed=seed, device=dev, batch_size=batch_size,
+            channels=channels, overwrite=overwrite, log=log, diversity=diversity, diversity_weight=diversity_weight,
+            precision=precision, compile=compile))
+        total = sum(len(b.channels) for b in plan.batches)
+        done_before = sum(1 for b in plan.batches for c in b.channels if (b.layer, c) in plan.done)
+        if group.rank == 0:
+            shared = f"; {len(plan.todo)} batches to do, shared by {group.world} ranks" if group.distributed else ""
+            n = len(plan.batches)
+            log(f"{out}: {total} unit{'s' if total != 1 else ''} asked for, in {n} batch{'es' if n != 1 else ''}, "
+                f"{done_before} already done{shared}")
+        rendered = _render_my_batches(loaded, folder, plan, group, dev, log, compile, tensorboard)
+        group.barrier()
+        manifest = None
+        if group.rank == 0:
+            manifest = _finish_gallery(loaded, folder, plan, group, examples, examples_top, log)
+        return GalleryResult(out, manifest, rendered, done_before, total,
+                             plan.new_units() if group.rank == 0 else [])
+
+
+def _checked_arguments(out: Path, diversity: int, diversity_weight: float | None, precision: str, size: int | None,
+                       examples: str | Path | None, examples_top: int) -> tuple[float | None, int | None, int]:
+    """build_gallery's arguments checked before the model loads: (diversity_weight, size, examples_top) as the
+    run uses them (diversity_weight defaults to 1 with diversity N >= 2)."""
     if diversity == 1 and diversity_weight is not None:
         raise DreamlabError("diversity_weight (--diversity-weight) applies to several images per unit: add "
                             "diversity N (--diversity N, N >= 2), or leave it out")
@@ -122,64 +153,66 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     if examples is not None:
         examples_top = check_whole("examples_top", examples_top, 1, flag="--examples-top")
         checked_images(examples)  # before hours of rendering
-    log = log or _stderr
-    group, dev = RankGroup.start(device)
-    prefix = f"[rank {group.rank}/{group.world}] " if group.distributed else ""
-    folder = GalleryFolder(out)
-    with contextlib.ExitStack() as stack:
-        stack.callback(group.close)
-        loaded: LoadedModel | None = None
-        plan: Plan | None = None
-        if group.rank == 0:
-            try:
-                loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
-                plan = make_plan(loaded, folder, stack, layers, steps=steps, size=size, seed=seed, device=dev,
-                                  batch_size=batch_size, channels=channels, overwrite=overwrite, log=log,
-                                  diversity=diversity, diversity_weight=diversity_weight, precision=precision,
-                                  compile=compile)
-            except Exception as exc:
-                if group.distributed:  # tell the other ranks, or they wait for the plan until the timeout
-                    group.broadcast((None, str(exc) if isinstance(exc, DreamlabError) else "rank 0 failed"))
-                raise
-        plan, failure = group.broadcast((plan, None))
-        if plan is None:
-            raise DreamlabError(failure or "rank 0 failed")
-        if loaded is None:  # after rank 0 has loaded it, so that a download happens once
-            loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
+    return diversity_weight, size, examples_top
 
-        total = sum(len(b.channels) for b in plan.batches)
-        done_before = sum(1 for b in plan.batches for c in b.channels if (b.layer, c) in plan.done)
+
+def _shared_plan(group: RankGroup, model: str | Path | LoadedModel, weights: str | Path | None,
+                 make: Callable[[LoadedModel], Plan]) -> tuple[LoadedModel, Plan]:
+    """The loaded model and the plan on every rank: rank 0 loads the model and makes the plan (`make`), then
+    broadcasts it, or its failure, to the other ranks, which load the model after it."""
+    loaded: LoadedModel | None = None
+    plan: Plan | None = None
+    if group.rank == 0:
+        try:
+            loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
+            plan = make(loaded)
+        except Exception as exc:
+            if group.distributed:  # tell the other ranks, or they wait for the plan until the timeout
+                group.broadcast((None, str(exc) if isinstance(exc, DreamlabError) else "rank 0 failed"))
+            raise
+    plan, failure = group.broadcast((plan, None))
+    if plan is None:
+        raise DreamlabError(failure or "rank 0 failed")
+    if loaded is None:  # after rank 0 has loaded it, so that a download happens once
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
+    return loaded, plan
+
+
+def _render_my_batches(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, group: RankGroup,
+                       device: torch.device, log: Log, compile: bool | str,
+                       tensorboard: TensorBoardLog | None) -> int:
+    """Render this rank's share of the batches to do (every world-th one), logging each; return the units
+    written. Rank 0 rewrites the page after each batch."""
+    prefix = f"[rank {group.rank}/{group.world}] " if group.distributed else ""
+    mine = plan.todo[group.rank::group.world]
+    rendered = 0
+    for i, batch in enumerate(mine):
+        start = time.monotonic()
+        bar = not group.distributed and sys.stderr.isatty()  # off a terminal, the batch lines below say it
+        new = _render_batch(loaded, folder, plan, batch, device, progress=bar, compile=compile,
+                            tensorboard=tensorboard)
+        rendered += new
         if group.rank == 0:
-            shared = f"; {len(plan.todo)} batches to do, shared by {group.world} ranks" if group.distributed else ""
-            n = len(plan.batches)
-            log(f"{out}: {total} unit{'s' if total != 1 else ''} asked for, in {n} batch{'es' if n != 1 else ''}, "
-                f"{done_before} already done{shared}")
-        mine = plan.todo[group.rank::group.world]
-        rendered = 0
-        for i, batch in enumerate(mine):
-            start = time.monotonic()
-            bar = not group.distributed and sys.stderr.isatty()  # off a terminal, the batch lines below say it
-            new = _render_batch(loaded, folder, plan, batch, dev, progress=bar, compile=compile,
-                                tensorboard=tensorboard)
-            rendered += new
-            if group.rank == 0:
-                _write_pages(folder, plan, [batch.layer])
-            log(f"{prefix}{_progress(batch, plan.done, new)} in {time.monotonic() - start:.1f} s "
-                f"(batch {i + 1}/{len(mine)})")
-        group.barrier()
-        manifest = None
-        if group.rank == 0:
-            # sheets with other ranks' units, and any that a stopped run did not get to write
-            stale = {b.layer for b in plan.todo} if group.distributed else set()
-            stale |= {layer for layer, _ in plan.layers if not (out / sheet_file(layer)).is_file()}
-            if examples is not None:
-                for layer, _ in plan.layers:
-                    chosen = [c for b in plan.batches if b.layer == layer for c in b.channels]
-                    write_examples(out, loaded, layer, chosen, examples, examples_top, plan.settings.size, log,
-                                   weights_seed=plan.settings.weights_seed)
-            manifest = _write_pages(folder, plan, stale)
-        return GalleryResult(out, manifest, rendered, done_before, total,
-                             plan.new_units() if group.rank == 0 else [])
+            _write_pages(folder, plan, [batch.layer])
+        log(f"{prefix}{_progress(batch, plan.done, new)} in {time.monotonic() - start:.1f} s "
+            f"(batch {i + 1}/{len(mine)})")
+    return rendered
+
+
+def _finish_gallery(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, group: RankGroup,
+            examples: str | Path | None, examples_top: int, log: Log) -> dict[str, Any]:
+    """On rank 0, once every rank is done: the examples (with `examples`), the contact sheets not yet up to
+    date, the manifest and the page; returns the manifest."""
+    out = folder.out
+    # sheets with other ranks' units, and any that a stopped run did not get to write
+    stale = {b.layer for b in plan.todo} if group.distributed else set()
+    stale |= {layer for layer, _ in plan.layers if not (out / sheet_file(layer)).is_file()}
+    if examples is not None:
+        for layer, _ in plan.layers:
+            chosen = [c for b in plan.batches if b.layer == layer for c in b.channels]
+            write_examples(out, loaded, layer, chosen, examples, examples_top, plan.settings.size, log,
+                           weights_seed=plan.settings.weights_seed)
+    return _write_pages(folder, plan, stale)
 
 
 FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg", ".html", ".htm", ".json")

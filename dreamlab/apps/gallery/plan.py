@@ -15,7 +15,7 @@ from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, layers_hint
 from dreamlab.models.recipe import LAYER_KEYS, Recipe
-from dreamlab.models.summary import layer_table
+from dreamlab.models.summary import summarize
 from dreamlab.optvis.capture import OUTPUT, output_module, reused_module, unused_module
 from dreamlab.optvis.settings import PRECISIONS
 from dreamlab.optvis.units import format_units
@@ -121,8 +121,8 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     order, counts, calls = _layer_channels(loaded, size)
     wanted = list(dict.fromkeys(layers)) if layers else ([recipe.default_layer] if recipe.default_layer else [])
     if not wanted:
-        raise DreamlabError(f"recipe {recipe.name!r} names no default layer; give --layers (`dreamlab layers "
-                            f"{recipe.name}` lists them)")
+        raise DreamlabError(f"recipe {recipe.called!r} names no default layer; give --layers (`dreamlab layers "
+                            f"{recipe.called}` lists them)")
     if OUTPUT in wanted and OUTPUT not in counts:
         wanted = _logit_as_layer(loaded, wanted, order, counts, size, log)
     for layer in wanted:
@@ -324,7 +324,7 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
     recipe = loaded.recipe
     try:
         # the recipe's size makes a refused size's message `layers`' own ("try --size 28, the recipe's")
-        rows = layer_table(loaded.model, input_size=size, channels=recipe.channels, recipe_size=recipe.input_size)
+        rows = summarize(loaded.model, size, recipe.channels, recipe.input_size, recipe.source).layers
     except RuntimeError as exc:
         raise DreamlabError(f"{recipe.name} does not run on {size}px images ({first_line(exc)}); "
                             f"use --size {recipe.input_size}") from None

@@ -58,9 +58,5 @@ class DigitsSvmJudge:
         """The digit read in each image [N, 1, H, W] in [0, 1]."""
         return self.classifier.predict(judge_features(images))
 
-    def margins(self, images: Tensor) -> np.ndarray:
-        """[N, 10] one-vs-rest decision values (higher: more that digit)."""
-        return self.classifier.decision_function(judge_features(images))
-
 
 __all__ = ["DigitsSvmJudge", "judge_features", "NATIVE_SIZE"]
