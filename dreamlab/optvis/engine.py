@@ -681,7 +681,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     each unit starts from the same noise and draws the same transforms as in a render of them all, whatever
     the split into batches, so its image is the same up to the rounding of kernels whose results depend on the
     batch size (cuDNN's and some CPUs', amplified over many steps: gallery/README.md). `batch_size` caps how many
-    images are optimized at once (default: all; on a GPU out-of-memory the batch is halved and the run goes
+    images are optimized at once (default: all; when memory runs out, on a GPU or the CPU, the batch is halved and the run goes
     on); with `diversity` N, a unit's N images share a batch, so it is rounded down to a multiple of N.
     `thresholds` are steps (1..steps) at which `on_snapshot` is called and snapshots are kept in the result
     (`keep_snapshots=False` leaves them to the callback: a TensorBoard log's images need not stay in memory).
