@@ -3,6 +3,7 @@ the tiles' context, fixed-size models, provenance, Ctrl-C in the first zoom fram
 the CLI's option names and sample photos, the roll's border."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import OrderedDict
 
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+import dreamlab
 from dreamlab import dream
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
@@ -218,6 +220,65 @@ def test_a_model_that_asserts_its_input_size_gets_the_one_line_refusal(fixed_siz
                                             r"28x28 input only, for any layer: use fewer octaves \(octaves=1, --octaves 1, "
                                             r"dreams the photo at its size only\)$"):
         dream(fixed_size_lenet, smooth_photo(28, 28), "conv2", octaves=2, steps=1, device="cpu")
+
+
+
+class Only28(nn.Module):
+    """Takes 28x28 inputs only and asserts it, as torchvision's ViT does its 224."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch._assert(x.shape[-2] == 28, f"Wrong image height! Expected 28 but got {x.shape[-2]}!")
+        return self.conv(x)
+
+
+@pytest.fixture()
+def only28_recipe(tmp_path, monkeypatch):
+    """A recipe file whose input_size, 32, the model it builds (Only28) does not take."""
+    from dreamlab.models import loading
+
+    monkeypatch.setitem(loading._BUILDERS, "tests:only28", lambda weights=None: Only28())
+    path = tmp_path / "only28.toml"
+    path.write_text('name = "only28"\nbuilder = "tests:only28"\ninput_size = 32\ndefault_layer = "conv"\n')
+    return path
+
+
+WRONG_SIZE = ("only28 failed on a 3x32x32 input (Wrong image height! Expected 28 but got 32!) and runs on 28x28: its "
+              "recipe's input_size, 32, is not a size the model takes; set input_size = 28 in {where}; also, ")
+PHOTO_ITSELF = ("only28 rejected the 64x48 photo itself (Wrong image height! Expected 28 but got 48!), so no number "
+                "of octaves helps; the model takes its 28x28 input only, for any layer: resize the photo to 28x28 "
+                "and dream it with octaves=1 (--octaves 1)")
+OCTAVE = ("only28 rejected a 20x20 octave (Wrong image height! Expected 28 but got 20!) though it takes the photo's "
+          "size; the model takes its 28x28 input only, for any layer: use fewer octaves (octaves=1, --octaves 1, "
+          "dreams the photo at its size only)")
+
+
+@pytest.mark.parametrize("height, width, octaves, then", [(48, 64, 1, PHOTO_ITSELF), (28, 28, 2, OCTAVE)])
+def test_a_wrong_input_size_of_a_fixed_size_model_gets_every_fix_in_one_line(only28_recipe, tmp_path, capsys,
+                                                                             height, width, octaves, then):
+    """The input_size fix, and what the model would refuse next at the size it takes (the photo, an octave),
+    in the first error: not one fix per run."""
+    photo = save_png(smooth_photo(height, width), tmp_path / "photo.png")
+    assert main(["dream", str(photo), "--recipe", str(only28_recipe), "--weights", "none", "-o",
+                 str(tmp_path / "d.png"), "--steps", "1", "--octaves", str(octaves), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == f"dreamlab: error: {WRONG_SIZE.format(where=only28_recipe)}{then}\n"
+    assert not (tmp_path / "d.png").exists()
+
+
+def test_the_python_api_gets_every_fix_of_a_wrong_input_size_in_one_line(only28_recipe):
+    recipe = dreamlab.Recipe("only28", "tests:only28", input_size=32, default_layer="conv")
+    with pytest.raises(DreamlabError) as caught:
+        dream(Only28(), smooth_photo(48, 64), recipe=recipe, octaves=1, steps=1, device="cpu")
+    assert str(caught.value) == WRONG_SIZE.format(where="the recipe") + PHOTO_ITSELF
+    with pytest.raises(DreamlabError) as caught:
+        dream(str(only28_recipe), smooth_photo(48, 64), weights="none", octaves=1, steps=1, device="cpu")
+    assert str(caught.value) == WRONG_SIZE.format(where=only28_recipe) + PHOTO_ITSELF
+    fixed = dataclasses.replace(recipe, input_size=28)
+    assert dream(Only28(), smooth_photo(28, 28), recipe=fixed, octaves=1, steps=1,
+                 device="cpu").image.shape == (3, 28, 28)  # both fixes made: it dreams
 
 
 # 6. provenance

@@ -248,13 +248,15 @@ COMMON_SIZES = (28, 32, 64, 96, 128, 299)  # input sides a module without a reci
 
 def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseException,
                          accepts: Callable[[int | tuple[int, int]], bool],
-                         rendered: tuple[int, int] | None = None, rendering: bool = True) -> DreamlabError | None:
+                         rendered: tuple[int, int] | None = None, rendering: bool = True,
+                         then: Callable[[int], str | None] | None = None) -> DreamlabError | None:
     """The one line for a model that fails on an input of `shape` [B, C, H, W] whose size is not its recipe's
     doing, or None (a bug in the module, whose own error should show). `rendered`: the image's (height, width)
     before the transforms. Where the transforms' padding changed the size and the model takes `rendered`
     (`accepts(size)`), that is the line. Otherwise, for a module passed without a recipe (whose made-up recipe
     assumes 224 px) that takes one of COMMON_SIZES, how to say its size in a Recipe (`rendering`: with the
-    advice on render's transforms, which the inspection views have none of)."""
+    advice on render's transforms, which the inspection views have none of). `then(side)`: what the caller would
+    refuse next once the recipe says `side` (dream's photo and octaves), appended so one line gives every fix."""
     shown = "x".join(map(str, shape[1:]))
     if rendered is not None and tuple(rendered) != tuple(shape[2:]) and accepts(tuple(rendered)):
         height, width = rendered
@@ -267,13 +269,20 @@ def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseExceptio
         if side is None:
             return None
         where = recipe.source or "the recipe"
-        return DreamlabError(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on "
-                             f"{side}x{side}: its recipe's input_size, {recipe.input_size}, is not a size the model "
-                             f"takes; set input_size = {side} in {where}")
+        return _and_then(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on "
+                         f"{side}x{side}: its recipe's input_size, {recipe.input_size}, is not a size the model "
+                         f"takes; set input_size = {side} in {where}", side, then)
     side = next((n for n in COMMON_SIZES if n != recipe.input_size and accepts(n)), None)
     if side is None:
         return None
-    return DreamlabError(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on {side}x{side}; "
-                         f"for a module with a fixed input size, say it: recipe=dreamlab.Recipe({recipe.name!r}, "
-                         f"'custom:{recipe.name}', input_size={side}, channels={recipe.channels})" +
-                         (", and render with transforms='none' (or 'small'), which keep the size" if rendering else ""))
+    return _and_then(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on {side}x{side}; "
+                     f"for a module with a fixed input size, say it: recipe=dreamlab.Recipe({recipe.name!r}, "
+                     f"'custom:{recipe.name}', input_size={side}, channels={recipe.channels})" +
+                     (", and render with transforms='none' (or 'small'), which keep the size" if rendering else ""),
+                     side, then)
+
+
+def _and_then(line: str, side: int, then: Callable[[int], str | None] | None) -> DreamlabError:
+    """`line`, followed by what `then(side)` says the caller would be refused next, where it says anything."""
+    after = then(side) if then is not None else None
+    return DreamlabError(f"{line}; also, {after}" if after else line)

@@ -220,59 +220,90 @@ class _Dreamer:
         first = acts[self.layers[0]] if self.layers else crop
         return self.objective(acts), math.prod(first.shape[2:]) if first.dim() > 2 else 1
 
-    def check(self, image: Tensor, photo: Tensor) -> None:
+    def check(self, image: Tensor, photo: Tensor, side: int | None = None) -> None:
         """Before dreaming: reused modules and missing units (one whole forward at the recipe's input size, which
         every model takes), whether `photo` [1, C, H, W] needs tiles the objective cannot be split into, then
-        whether the model takes the smallest octave's size (`image`) up to the objective's layers."""
-        side = self.recipe.input_size
-        photo_size = tuple(photo.shape[-2:])
+        whether the model takes the smallest octave's size (`image`) up to the objective's layers. `side`: check
+        as if the recipe's input size were `side` (what the first error tells the user to set)."""
         with torch.no_grad():
-            model_input = (_resize(image, (side, side)) - self.mean) / self.std
-            try:
-                acts = self.capture.run(model_input) if self.layers else {}
-            except FORWARD_ERRORS as exc:
-                unsized = unsized_module_error(self.recipe, model_input.shape, exc, lambda n: takes_size(
-                    lambda grey: self.capture.run((grey - self.mean) / self.std), self.recipe.channels, n,
-                    self.device))
-                if unsized is None:
-                    raise
-                raise unsized from None
+            acts = self._whole_forward(image, photo, side)
             self.objective.check({name: act.shape for name, act in acts.items()})
-            splits = self.objective.per_position and all(act.dim() == 4 for act in acts.values())
-            if len(tiles(*photo_size, self.tile, self.overlap)) > 1 and not splits:
-                height, width = photo_size
-                raise DreamlabError(
-                    f"the {width}x{height} photo is larger than tile={self.tile} (--tile), so it is dreamed in tiles, whose "
-                    f"scores add up only for means over one layer's positions (a layer, a channel, --guide, sums "
-                    f"of these); {self.objective.name!r} is not one: pick such an objective, or dream in one piece "
-                    f"with tile={max(height, width)} (--tile {max(height, width)})")
-            try:
-                self.score(image)
-            except FORWARD_ERRORS as exc:  # torchvision's ViT asserts its input size
-                if out_of_memory(exc):  # not a size the model rejects: said by dream()
-                    raise
-                reason = first_line(exc)
-                refused = self._refusal(photo)
-                # past a logit a layer objective helps; a model that takes one size only (ViT) takes it everywhere
-                needs = (f"objectives past a fixed-size layer (logit) need the model's {side}x{side} input: use a "
-                         f"layer objective, or" if OUTPUT in self.objective.layers else
-                         f"the model takes its {side}x{side} input only, for any layer:")
-                if refused is not None:  # the photo's own size: no number of octaves helps
-                    height, width = photo_size
-                    raise DreamlabError(
-                        f"{self.recipe.name} rejected the {width}x{height} photo itself ({refused}), so no number "
-                        f"of octaves helps; {needs} resize the photo to {side}x{side} and dream it with "
-                        f"octaves=1 (--octaves 1)") from None
-                raise DreamlabError(f"{self.recipe.name} rejected a {image.shape[-1]}x{image.shape[-2]} octave "
-                                    f"({reason}) though it takes the photo's size; {needs} "
-                                    f"{'' if OUTPUT in self.objective.layers else 'use '}fewer octaves "
-                                    f"(octaves=1, --octaves 1, dreams the photo at its size only)") from None
+            self._check_tiles(acts, tuple(photo.shape[-2:]))
+            self._check_octave(image, photo, side or self.recipe.input_size)
 
-    def _refusal(self, photo: Tensor) -> str | None:
-        """Why the model cannot run the objective on the photo at its own size, or None where it can (the recipe's
-        input size, which `check` ran; a photo dreamed in tiles is assumed fine: past the tile check, its objective
+    def _whole_forward(self, image: Tensor, photo: Tensor, side: int | None) -> dict[str, Tensor]:
+        """The objective's layers for `image` resized to `side` (None: the recipe's input size, where a model that
+        rejects it is told the input_size it takes, with what check would refuse next at that size)."""
+        size = side or self.recipe.input_size
+        model_input = (_resize(image, (size, size)) - self.mean) / self.std
+        try:
+            return self.capture.run(model_input) if self.layers else {}
+        except FORWARD_ERRORS as exc:
+            if side is not None:
+                raise
+            unsized = unsized_module_error(self.recipe, model_input.shape, exc, self._takes, rendering=False,
+                                           then=lambda fixed: self._next_refusal(image, photo, fixed))
+            if unsized is None:
+                raise
+            raise unsized from None
+
+    def _takes(self, size: int | tuple[int, int]) -> bool:
+        """Whether the model runs the objective's layers on a grey input of `size`."""
+        return takes_size(lambda grey: self.capture.run((grey - self.mean) / self.std), self.recipe.channels, size,
+                          self.device)
+
+    def _next_refusal(self, image: Tensor, photo: Tensor, side: int) -> str | None:
+        """What check would refuse with the recipe's input size set to `side`, or None: the first error then gives
+        every fix at once (ViT: its input_size, then the photo's size)."""
+        try:
+            self.check(image, photo, side)
+        except DreamlabError as exc:
+            return str(exc)
+        except FORWARD_ERRORS:  # not a refusal that can be worded (memory): the first fix alone
+            return None
+        return None
+
+    def _check_tiles(self, acts: dict[str, Tensor], photo_size: tuple[int, int]) -> None:
+        """A photo dreamed in tiles needs an objective whose tiles' scores add up."""
+        splits = self.objective.per_position and all(act.dim() == 4 for act in acts.values())
+        if len(tiles(*photo_size, self.tile, self.overlap)) > 1 and not splits:
+            height, width = photo_size
+            raise DreamlabError(
+                f"the {width}x{height} photo is larger than tile={self.tile} (--tile), so it is dreamed in tiles, whose "
+                f"scores add up only for means over one layer's positions (a layer, a channel, --guide, sums "
+                f"of these); {self.objective.name!r} is not one: pick such an objective, or dream in one piece "
+                f"with tile={max(height, width)} (--tile {max(height, width)})")
+
+    def _check_octave(self, image: Tensor, photo: Tensor, side: int) -> None:
+        """The model must take the smallest octave (`image`); if not, say whether fewer octaves help, for a model
+        whose input size is `side`."""
+        try:
+            self.score(image)
+        except FORWARD_ERRORS as exc:  # torchvision's ViT asserts its input size
+            if out_of_memory(exc):  # not a size the model rejects: said by dream()
+                raise
+            reason = first_line(exc)
+            refused = self._refusal(photo, side)
+            # past a logit a layer objective helps; a model that takes one size only (ViT) takes it everywhere
+            needs = (f"objectives past a fixed-size layer (logit) need the model's {side}x{side} input: use a "
+                     f"layer objective, or" if OUTPUT in self.objective.layers else
+                     f"the model takes its {side}x{side} input only, for any layer:")
+            if refused is not None:  # the photo's own size: no number of octaves helps
+                height, width = photo.shape[-2:]
+                raise DreamlabError(
+                    f"{self.recipe.name} rejected the {width}x{height} photo itself ({refused}), so no number "
+                    f"of octaves helps; {needs} resize the photo to {side}x{side} and dream it with "
+                    f"octaves=1 (--octaves 1)") from None
+            raise DreamlabError(f"{self.recipe.name} rejected a {image.shape[-1]}x{image.shape[-2]} octave "
+                                f"({reason}) though it takes the photo's size; {needs} "
+                                f"{'' if OUTPUT in self.objective.layers else 'use '}fewer octaves "
+                                f"(octaves=1, --octaves 1, dreams the photo at its size only)") from None
+
+    def _refusal(self, photo: Tensor, side: int) -> str | None:
+        """Why the model cannot run the objective on the photo at its own size, or None where it can (the input
+        size `side`, which `check` ran; a photo dreamed in tiles is assumed fine: past the tile check, its objective
         is a mean over a spatial layer's positions)."""
-        if tuple(photo.shape[-2:]) == (self.recipe.input_size, self.recipe.input_size):
+        if tuple(photo.shape[-2:]) == (side, side):
             return None
         if len(tiles(*photo.shape[-2:], self.tile, self.overlap)) > 1:
             return None
