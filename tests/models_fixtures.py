@@ -106,3 +106,16 @@ class NarrowSizes(nn.Module):
         if not 60 <= x.shape[-1] <= 64:
             raise RuntimeError(f"shape {list(x.shape)} is invalid for this grid")
         return self.fc(self.conv(x).mean((2, 3)))
+
+
+class OnlySide(nn.Module):
+    """Takes `side`x`side` inputs only and asserts it, as torchvision's ViT does its 224."""
+
+    def __init__(self, side: int = 28):
+        super().__init__()
+        self.side = side
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch._assert(x.shape[-2] == self.side, f"Wrong image height! Expected {self.side} but got {x.shape[-2]}!")
+        return self.conv(x)

@@ -21,6 +21,8 @@ from dreamlab.errors import DreamlabError
 from dreamlab.io import pixel_digest
 from dreamlab.io import load_image, read_png_text, sample_photo, save_png
 
+from models_fixtures import OnlySide
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -223,24 +225,12 @@ def test_a_model_that_asserts_its_input_size_gets_the_one_line_refusal(fixed_siz
 
 
 
-class Only28(nn.Module):
-    """Takes 28x28 inputs only and asserts it, as torchvision's ViT does its 224."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        torch._assert(x.shape[-2] == 28, f"Wrong image height! Expected 28 but got {x.shape[-2]}!")
-        return self.conv(x)
-
-
 @pytest.fixture()
 def only28_recipe(tmp_path, monkeypatch):
-    """A recipe file whose input_size, 32, the model it builds (Only28) does not take."""
+    """A recipe file whose input_size, 32, the model it builds (OnlySide(28)) does not take."""
     from dreamlab.models import loading
 
-    monkeypatch.setitem(loading._BUILDERS, "tests:only28", lambda weights=None: Only28())
+    monkeypatch.setitem(loading._BUILDERS, "tests:only28", lambda weights=None: OnlySide())
     path = tmp_path / "only28.toml"
     path.write_text('name = "only28"\nbuilder = "tests:only28"\ninput_size = 32\ndefault_layer = "conv"\n')
     return path
@@ -271,14 +261,28 @@ def test_a_wrong_input_size_of_a_fixed_size_model_gets_every_fix_in_one_line(onl
 def test_the_python_api_gets_every_fix_of_a_wrong_input_size_in_one_line(only28_recipe):
     recipe = dreamlab.Recipe("only28", "tests:only28", input_size=32, default_layer="conv")
     with pytest.raises(DreamlabError) as caught:
-        dream(Only28(), smooth_photo(48, 64), recipe=recipe, octaves=1, steps=1, device="cpu")
+        dream(OnlySide(), smooth_photo(48, 64), recipe=recipe, octaves=1, steps=1, device="cpu")
     assert str(caught.value) == WRONG_SIZE.format(where="the recipe") + PHOTO_ITSELF
     with pytest.raises(DreamlabError) as caught:
         dream(str(only28_recipe), smooth_photo(48, 64), weights="none", octaves=1, steps=1, device="cpu")
     assert str(caught.value) == WRONG_SIZE.format(where=only28_recipe) + PHOTO_ITSELF
     fixed = dataclasses.replace(recipe, input_size=28)
-    assert dream(Only28(), smooth_photo(28, 28), recipe=fixed, octaves=1, steps=1,
+    assert dream(OnlySide(), smooth_photo(28, 28), recipe=fixed, octaves=1, steps=1,
                  device="cpu").image.shape == (3, 28, 28)  # both fixes made: it dreams
+
+
+def test_a_callers_recipe_that_misses_224_is_told_its_size():
+    """A Recipe of the caller's ('custom:') whose input_size is not the 224 its module takes: the size is found
+    (common sizes first, then 224), not the module's own assertion raised."""
+    recipe = dreamlab.Recipe("vitlike", "custom:vitlike", input_size=32, default_layer="conv")
+    with pytest.raises(DreamlabError) as caught:
+        dream(OnlySide(224), smooth_photo(48, 64), recipe=recipe, octaves=1, steps=1, device="cpu")
+    assert str(caught.value) == (
+        "vitlike failed on a 3x32x32 input (Wrong image height! Expected 224 but got 32!) and runs on 224x224; for a "
+        "module with a fixed input size, say it: recipe=dreamlab.Recipe('vitlike', 'custom:vitlike', input_size=224, "
+        "channels=3); also, vitlike rejected the 64x48 photo itself (Wrong image height! Expected 224 but got 48!), "
+        "so no number of octaves helps; the model takes its 224x224 input only, for any layer: resize the photo to "
+        "224x224 and dream it with octaves=1 (--octaves 1)")
 
 
 # 6. provenance

@@ -17,6 +17,8 @@ from dreamlab.models.prepare import custom_recipe, input_channels, takes_size, u
 from dreamlab.models.recipe import Recipe, load_recipe
 from dreamlab.optvis.settings import fit_init_image
 
+from models_fixtures import OnlySide
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(steps=1, device="cpu")
 DIGITS = ('name = "t"\nbuilder = "zoo:lenet_digits"\ninput_size = 28\nchannels = 1\nmean = [0.1307]\n'
@@ -233,6 +235,17 @@ def test_a_fixed_size_module_under_padding_is_one_line():
     with pytest.raises(DreamlabError, match=r"the transforms' padding made the 16x16 image 28x28"):
         dreamlab.render(FlatMLP(), "logit:1", size=16, **TINY)
     assert dreamlab.render(FlatMLP(), "logit:1", size=16, transforms="none", **TINY).images.shape == (1, 3, 16, 16)
+
+
+def test_a_callers_recipe_that_misses_224_is_told_its_size():
+    """224 is tried too for a caller's Recipe of another size (a made-up one is 224 already)."""
+    recipe = Recipe("vitlike", "custom:vitlike", input_size=32)
+    with pytest.raises(DreamlabError, match=r"^vitlike failed on a 3x44x44 input \(Wrong image height! Expected 224 "
+                                            r"but got 44!\) and runs on 224x224; for a module with a fixed input "
+                                            r"size, say it: recipe=dreamlab.Recipe\('vitlike', 'custom:vitlike', "
+                                            r"input_size=224, channels=3\), and render with transforms='none' \(or "
+                                            r"'small'\), which keep the size$"):
+        dreamlab.render(OnlySide(224), "conv:1", recipe=recipe, **TINY)
 
 
 # --- 15: start images keep their aspect ratio -------------------------------------------------------------------

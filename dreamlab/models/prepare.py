@@ -254,9 +254,10 @@ def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseExceptio
     doing, or None (a bug in the module, whose own error should show). `rendered`: the image's (height, width)
     before the transforms. Where the transforms' padding changed the size and the model takes `rendered`
     (`accepts(size)`), that is the line. Otherwise, for a module passed without a recipe (whose made-up recipe
-    assumes 224 px) that takes one of COMMON_SIZES, how to say its size in a Recipe (`rendering`: with the
-    advice on render's transforms, which the inspection views have none of). `then(side)`: what the caller would
-    refuse next once the recipe says `side` (dream's photo and octaves), appended so one line gives every fix."""
+    assumes 224 px) that takes one of COMMON_SIZES (or a caller's Recipe that missed 224), how to say its size in
+    a Recipe (`rendering`: with the advice on render's transforms, which the inspection views have none of).
+    `then(side)`: what the caller would refuse next once the recipe says `side` (dream's photo and octaves),
+    appended so one line gives every fix."""
     shown = "x".join(map(str, shape[1:]))
     if rendered is not None and tuple(rendered) != tuple(shape[2:]) and accepts(tuple(rendered)):
         height, width = rendered
@@ -264,17 +265,18 @@ def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseExceptio
                              f"made the {height}x{width} image {shape[-2]}x{shape[-1]}, and the model takes a fixed "
                              f"size; render with transforms='none' or 'small' (--transforms none/small), which keep "
                              f"the size")
-    if not recipe.builder.startswith("custom:"):  # a recipe file (or a shipped one) whose input_size is wrong
-        side = next((n for n in (224, *COMMON_SIZES) if n != recipe.input_size and accepts(n)), None)
-        if side is None:
-            return None
+    custom = recipe.builder.startswith("custom:")
+    # a caller's module: a common size first (a made-up recipe said 224 already; a Recipe of the caller's that says
+    # another size may have missed 224); a recipe file (or a shipped one): 224 first, torchvision's usual size
+    sizes = (*COMMON_SIZES, 224) if custom else (224, *COMMON_SIZES)
+    side = next((n for n in sizes if n != recipe.input_size and accepts(n)), None)
+    if side is None:
+        return None
+    if not custom:  # a recipe file (or a shipped one) whose input_size is wrong
         where = recipe.source or "the recipe"
         return _and_then(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on "
                          f"{side}x{side}: its recipe's input_size, {recipe.input_size}, is not a size the model "
                          f"takes; set input_size = {side} in {where}", side, then)
-    side = next((n for n in COMMON_SIZES if n != recipe.input_size and accepts(n)), None)
-    if side is None:
-        return None
     return _and_then(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on {side}x{side}; "
                      f"for a module with a fixed input size, say it: recipe=dreamlab.Recipe({recipe.name!r}, "
                      f"'custom:{recipe.name}', input_size={side}, channels={recipe.channels})" +
