@@ -43,6 +43,37 @@ def test_the_module_behind_the_logits_names_its_classes_too(named_recipe, tmp_pa
     assert hidden.class_layer is None and hidden.class_names == [None]
 
 
+@pytest.fixture()
+def forwards(monkeypatch) -> list[int]:
+    """[the forwards of every model load_model loads from now on]."""
+    from dreamlab.models import loading
+
+    count, load = [0], loading.load_model
+
+    def counted(*args, **kwargs):
+        loaded = load(*args, **kwargs)
+        loaded.model.register_forward_pre_hook(lambda module, inputs: count.__setitem__(0, count[0] + 1))
+        return loaded
+
+    monkeypatch.setattr(loading, "load_model", counted)
+    return count
+
+
+def test_the_command_line_finds_the_class_layer_with_the_forward_render_runs_for_it(named_recipe, tmp_path,
+                                                                                    forwards):
+    """`dreamlab render` names its files by the class layer before the render, and render() finds it too: one
+    forward answers both, so the command runs the model as often as render() does."""
+    from dreamlab.models import loading
+
+    result = dreamlab.render(loading.load_model(str(named_recipe)), "fc2:3 - fc2:4", steps=2)
+    assert result.class_layer == "fc2"
+    by_render, forwards[0] = forwards[0], 0
+    assert main(["render", "fc2:3 - fc2:4", "--model", str(named_recipe), "--steps", "2", "-o",
+                 str(tmp_path / "out") + "/"]) == 0
+    assert (tmp_path / "out" / "named-digits_fc2_3_three_-_fc2_4_four.png").exists()
+    assert forwards[0] == by_render == 6  # the class layer, the units' check, 2 steps, the start and end scores
+
+
 def test_the_python_result_knows_the_class_names(named_recipe, tmp_path):
     result = dreamlab.render(str(named_recipe), "logit:3-4", steps=1)
     assert result.class_names == ["three", "four"]

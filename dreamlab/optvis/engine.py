@@ -15,6 +15,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -828,6 +829,23 @@ def _run_batches(renderer: _Renderer, todo: Sequence[int], per_batch: int, copie
             break
 
 
+# class_layer_of's answers inside class_layers_remembered(), by (id(model), layers, classes, channels, size), each
+# with its model, which the reference keeps alive: no other model gets its id while the answer is remembered
+_CLASS_LAYERS: ContextVar[dict[tuple, tuple[nn.Module, str | None]] | None] = \
+    ContextVar("dreamlab_class_layers", default=None)
+
+
+@contextmanager
+def class_layers_remembered() -> Iterator[None]:
+    """Within it, class_layer_of runs its forward once per question: `dreamlab render` names its files by the
+    class layer before render() asks the same (on the same model; the device does not change the answer)."""
+    token = _CLASS_LAYERS.set({})
+    try:
+        yield
+    finally:
+        _CLASS_LAYERS.reset(token)
+
+
 def class_layer_of(model: nn.Module, layers: Iterable[str], categories: Sequence[str] | None, channels: int,
                    size: tuple[int, int], device: torch.device | str) -> str | None:
     """The layer among `layers` whose output is the model's own (googlenet's fc, whose units are its classes),
@@ -835,10 +853,17 @@ def class_layer_of(model: nn.Module, layers: Iterable[str], categories: Sequence
     wanted = [name for name in layers if name != OUTPUT]
     if not categories or not wanted:
         return None
+    remembered = _CLASS_LAYERS.get()
+    key = (id(model), tuple(wanted), tuple(categories), channels, tuple(size))
+    if remembered is not None and key in remembered:
+        return remembered[key][1]
     try:
-        return output_module(model, wanted, torch.full((1, channels, *size), 0.5, device=device))[0]
+        found = output_module(model, wanted, torch.full((1, channels, *size), 0.5, device=device))[0]
     except FORWARD_ERRORS:
-        return None
+        found = None
+    if remembered is not None:
+        remembered[key] = model, found
+    return found
 
 
 def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: int, thresholds: Sequence[int],

@@ -69,6 +69,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`dreamlab render`: the exit status."""
+    from dreamlab.optvis.engine import class_layers_remembered
+
+    with class_layers_remembered():  # the file names and render() need the class layer: one forward finds it
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
     from dreamlab.io import photo_record
     from dreamlab.models.loading import load_model, module_names
