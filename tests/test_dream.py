@@ -136,6 +136,18 @@ def test_guide_moves_the_features_towards_the_guide(googlenet):
     assert likeness(result.image) > likeness(plain.image)  # the guide, not just any dream, moved it there
 
 
+def test_a_fixed_size_model_sees_the_guide_at_its_size():
+    """torchvision's ViT takes 224x224 only: a 64x96 guide is read at that size, not refused (by cap.run's size
+    advice, which is for cap.run's callers)."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=224, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64)
+    result = dream(vit.eval(), smooth_photo(224, 224), "encoder.layers.encoder_layer_1", guide=smooth_photo(64, 96),
+                   octaves=1, steps=1, device="cpu")
+    assert result.provenance["dreamlab:guide"] == "encoder.layers.encoder_layer_1 features"
+
+
 def test_zoom_makes_n_frames_of_the_photo_size():
     photo = smooth_photo(48, 64)
     seen = []

@@ -21,11 +21,11 @@ from dreamlab.attribution.inputs import USED_BY, check_optional_text, reads_seed
 from dreamlab.io import check_image
 from dreamlab.attribution.photos import predicted_classes
 from dreamlab.attribution.target import (ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target,
-                                         size_advice, sized_forward, subject)
+                                         sized_forward, subject)
 from dreamlab.errors import DreamlabError, DreamlabNote, checked_keywords, unknown
 from dreamlab.models.layout import channels_last_layers
 from dreamlab.models.loading import module_names
-from dreamlab.models.prepare import smallest_side
+from dreamlab.models.prepare import size_advice, smallest_side
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.objectives import Objective, logit
 

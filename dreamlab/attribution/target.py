@@ -19,7 +19,8 @@ from dreamlab.attribution.inputs import shown
 from dreamlab.devices import out_of_memory
 from dreamlab.errors import DreamlabError, first_line
 from dreamlab.models.loading import LoadedModel, resolve_layer
-from dreamlab.models.prepare import FORWARD_ERRORS, smallest_side, takes_size, unsized_module_error
+from dreamlab.models.prepare import (FORWARD_ERRORS, raw_size_errors, size_advice, smallest_side, takes_size,
+                                     unsized_module_error)
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import capture, reused_module
 from dreamlab.optvis.grammar import parse_objective
@@ -71,7 +72,8 @@ def sized_forward(subj: Subject, images: Tensor, cli: bool = False) -> Iterator[
     the error is one line saying which size the model needs, in the caller's words (`cli`: --size; else the
     image to pass, as the Python API has no size argument)."""
     try:
-        yield
+        with raw_size_errors():  # cap.run's own size advice would not be in the caller's words
+            yield
     except FORWARD_ERRORS as exc:
         size = subj.recipe.input_size
         if isinstance(exc, DreamlabError) or out_of_memory(exc):
@@ -103,16 +105,6 @@ def accepts_side(subj: Subject, size: int | tuple[int, int], device: torch.devic
             subj.model(subj.normalize(x))
 
     return takes_size(forward, subj.recipe.channels, size, device)
-
-
-def size_advice(side: int, cli: bool, exact: bool = False) -> str:
-    """How to give the model an input of `side` pixels (`exact`: that size only, else at least), in the caller's
-    words: the command line's --size, or the image the Python API takes (it has no size argument)."""
-    if cli:
-        return f"use --size {side}" if exact else f"use --size {side} or more"
-    if exact:
-        return f"pass a {side}x{side} image (resize yours first)"
-    return f"pass an image of at least {side} pixels a side (resize yours first)"
 
 
 def as_batch(image: Tensor, channels: int) -> Tensor:

@@ -124,7 +124,7 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | str | Seque
     `size`: the images' shorter side (default: the recipe's input size; a fixed-size model takes only that).
     The units of `layer="logit"` may be class names too ("tabby", "tiger cat"), as `render` reads `logit:tabby`;
     `weights` is as `render` takes it ("default", "none" or None for random init, a weights name or a file)."""
-    from dreamlab.models.prepare import model_device, prepared_model
+    from dreamlab.models.prepare import model_device, prepared_model, raw_size_errors
 
     check_layer(layer)
     top = check_whole("top", top, 1, flag="--top", hint=" (how many images per unit)")
@@ -140,7 +140,8 @@ def examples(model: nn.Module | str | Path, layer: str, units: int | str | Seque
     with prepared_model(module, device, channels_last=False, owned=False) as ready:
         failed = _probe(ready, rec, device)
         field, has_maps = None, False
-        with torch.no_grad(), Capture(ready, [layer]) if failed is None else nullcontext() as cap:
+        # a size the model rejects is told by forward_error below, in the words of examples
+        with torch.no_grad(), raw_size_errors(), Capture(ready, [layer]) if failed is None else nullcontext() as cap:
             side, whole = _input_side(cap, rec, size, device, failed)
             best = _Best(len(unit_ids), top)
             if failed is None:

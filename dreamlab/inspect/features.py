@@ -80,11 +80,11 @@ def normalize(x: Tensor, recipe: Recipe) -> Tensor:
 def activations(model: nn.Module, layer: str, x: Tensor) -> Tensor:
     """The output [C, h, w] of `layer` for one input, with the model in eval mode and left as it was found."""
     from dreamlab.optvis.capture import Capture
-    from dreamlab.models.prepare import model_device, prepared_model
+    from dreamlab.models.prepare import model_device, prepared_model, raw_size_errors
 
     device = model_device(model) or torch.device("cpu")
     with prepared_model(model, device, channels_last=False, owned=False) as ready, torch.no_grad(), \
-            Capture(ready, [layer]) as cap:
+            raw_size_errors(), Capture(ready, [layer]) as cap:  # a rejected size: told by features(), forward_error
         act = cap.run(x.to(device))[layer][0].float().cpu()
     if act.dim() == 2:  # tokens, read as [D, N]
         act = token_maps(act, layer)

@@ -73,11 +73,12 @@ class _Probe:
 
 def _probe(model: nn.Module, layer: str, recipe: Recipe, side: int, samples: int, seed: int) -> _Probe | None:
     """Which input pixels the central position of `layer` and its diagonal neighbour reach (None: no maps)."""
+    from dreamlab.models.prepare import raw_size_errors
     from dreamlab.optvis.capture import Capture
 
     noise = torch.rand(samples, recipe.channels, side, side, generator=torch.Generator().manual_seed(seed))
     x = normalize(noise, recipe).to(next(model.parameters()).device).requires_grad_(True)
-    with torch.enable_grad(), Capture(model, [layer]) as cap:
+    with torch.enable_grad(), raw_size_errors(), Capture(model, [layer]) as cap:  # a size it rejects: its own error
         act = cap.run(x)[layer]
         if act.dim() != 4:
             return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -205,6 +206,24 @@ def check_channels(model: nn.Module, recipe: Recipe) -> None:
 
 FORWARD_ERRORS = (RuntimeError, AssertionError, ValueError)  # what a model raises for an input it cannot take
 
+_RAW_SIZE_ERRORS: ContextVar[bool] = ContextVar("dreamlab_raw_size_errors", default=False)
+
+
+@contextmanager
+def raw_size_errors() -> Iterator[None]:
+    """Within: cap.run leaves an input size the model rejects as the model's own exception (no size probe), for
+    work that probes sizes itself (takes_size) or words the advice its own way (render's --size, cam's)."""
+    token = _RAW_SIZE_ERRORS.set(True)
+    try:
+        yield
+    finally:
+        _RAW_SIZE_ERRORS.reset(token)
+
+
+def raw_size_errors_wanted() -> bool:
+    """Whether the caller words size rejections itself (inside raw_size_errors)."""
+    return _RAW_SIZE_ERRORS.get()
+
 
 def takes_size(forward: Callable[[torch.Tensor], object], channels: int, size: int | tuple[int, int],
                device: torch.device | str | None = None) -> bool:
@@ -213,11 +232,22 @@ def takes_size(forward: Callable[[torch.Tensor], object], channels: int, size: i
     height, width = (size, size) if isinstance(size, int) else size
     grey = torch.full((1, channels, height, width), 0.5, device=device)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), raw_size_errors():
             forward(grey)
     except FORWARD_ERRORS:
         return False
     return True
+
+
+def size_advice(side: int, cli: bool, exact: bool = False, resize: str = "resize yours first") -> str:
+    """How to give the model an input of `side` pixels (`exact`: that size only, else at least), in the caller's
+    words: the command line's --size, or the image the Python API takes (it has no size argument) and, in
+    brackets, how to make it (`resize`)."""
+    if cli:
+        return f"use --size {side}" if exact else f"use --size {side} or more"
+    if exact:
+        return f"pass a {side}x{side} image ({resize})"
+    return f"pass an image of at least {side} pixels a side ({resize})"
 
 
 def size_rejection(name: str, shape: Sequence[int], exc: BaseException, input_size: int,

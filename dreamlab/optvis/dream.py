@@ -36,7 +36,7 @@ from dreamlab.models.recipe import Recipe, shipped_recipe_names
 from dreamlab.optvis.capture import OUTPUT, Capture
 from dreamlab.optvis.dream_tiles import (AUTO_TILE, aligned, smallest_tile, tiled_gradient, tiled_score, tiles,
                                         zoom_rotate)
-from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, resolve_model, takes_size,
+from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, raw_size_errors, resolve_model, takes_size,
                                      unsized_module_error)
 from dreamlab.optvis.engine import derived_seed, progress_bar
 from dreamlab.optvis.grammar import parse_objective
@@ -456,7 +456,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
             dreamer = _Dreamer(ready, obj, recipe_obj, dev, octaves=octaves, octave_scale=octave_scale,
                                steps=steps, lr=lr, jitter=jitter, tile=tile, overlap=overlap, on_step=on_step,
                                progress=progress)
-            with Capture(ready, dreamer.layers) as dreamer.capture:
+            with raw_size_errors(), Capture(ready, dreamer.layers) as dreamer.capture:  # sizes told in dream's words
                 smallest = octave_sizes(*photo.shape[-2:], octaves, octave_scale)[-1]
                 dreamer.check(_resize(photo, smallest).to(dev), photo)
                 run = _dream_frames(dreamer, photo, seed=seed, zoom_frames=zoom_frames, zoom=zoom, rotate=rotate,
@@ -690,7 +690,7 @@ def _guide_objective(model: nn.Module, layer: str, guide: Tensor, recipe: Recipe
     mean = torch.tensor(recipe.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(recipe.std, device=device).view(1, -1, 1, 1)
     side = recipe.input_size
-    with torch.no_grad(), Capture(model, [layer]) as cap:
+    with torch.no_grad(), raw_size_errors(), Capture(model, [layer]) as cap:
         # a Capture's first run goes through the whole model, which takes the recipe's size only (a logit layer)
         cap.run((_resize(picture, (side, side)) - mean) / std)
         try:

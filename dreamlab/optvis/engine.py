@@ -40,8 +40,8 @@ from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import ImageParam, takes_no_arguments, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
-from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, resolve_model, size_rejection, smallest_side,
-                                     takes_size, unsized_module_error)
+from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, raw_size_errors, resolve_model, size_rejection,
+                                     smallest_side, takes_size, unsized_module_error)
 from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, fit_init_image, param_options,
                                       provenance, resolve_settings, with_overrides)
 from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, make_transforms, seeded_rng
@@ -435,7 +435,8 @@ class _Renderer:
 
     def _forward_once(self, model_input: Tensor) -> dict[str, Tensor]:
         try:
-            with torch.no_grad(), Capture(self.model, self.layers, stop_early=False) as cap, self.autocast():
+            with torch.no_grad(), raw_size_errors(), Capture(self.model, self.layers, stop_early=False) as cap, \
+                    self.autocast():  # a size the model rejects is told below, in render's words
                 acts = cap.run(self.normalize(model_input))
                 self.channels_last = cap.channels_last  # for the compiled forward, which has no Capture
                 return acts
