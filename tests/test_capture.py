@@ -282,3 +282,120 @@ def test_the_models_own_error_still_shows_when_the_input_looks_right():
 
     with capture(Broken(), ["conv"]) as cap, pytest.raises(RuntimeError, match="^a bug of the model's own$"):
         cap.run(torch.rand(1, 3, 8, 8))
+
+
+def small_vit() -> nn.Module:
+    """torchvision's ViT at a width that runs fast: like vit_b_16, it asserts a 224x224 input."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    return VisionTransformer(image_size=224, patch_size=16, num_layers=4, num_heads=2, hidden_dim=32,
+                             mlp_dim=64).eval()
+
+
+def pooling_net() -> nn.Module:
+    """Convolutions and max pooling: takes any size from 10x10 up."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), nn.MaxPool2d(2)).eval()
+
+
+def counted(model: nn.Module) -> list[tuple[bool, torch.dtype, tuple[int, ...]]]:
+    """(grad enabled, dtype, shape) of the input of every forward of `model` from now on."""
+    seen: list[tuple[bool, torch.dtype, tuple[int, ...]]] = []
+    model.register_forward_pre_hook(lambda _m, args: seen.append(
+        (torch.is_grad_enabled(), args[0].dtype, tuple(args[0].shape))))
+    return seen
+
+
+def test_a_fixed_size_model_names_the_size_it_runs_on_and_the_capture_still_works():
+    model, layer = small_vit(), "encoder.layers.encoder_layer_3"
+    with capture(model, [layer]) as cap:
+        with pytest.raises(DreamlabError) as caught:
+            cap.run(torch.rand(1, 3, 128, 128))
+        assert str(caught.value) == (
+            "cap.run: x is 128x128, a size the model rejects (Wrong image height! Expected 224 but got 128!); it runs "
+            "on 224x224: pass a 224x224 image (torch.nn.functional.interpolate(x, size=(224, 224), "
+            "mode=\"bilinear\") makes one)")
+        assert isinstance(caught.value.__cause__, AssertionError)
+        # the probe's forwards (224 ran whole) left nothing in the capture
+        assert (cap.acts, cap.calls, cap._stopping, cap._in_run, cap._idle) == ({}, {}, False, False, False)
+        x = torch.rand(2, 3, 224, 224)
+        acts = cap.run(x)
+        assert cap.calls == {layer: 1} and list(acts) == [layer]
+    assert no_hooks(model)
+    seen: list[torch.Tensor] = []
+    model.get_submodule(layer).register_forward_hook(lambda _m, _i, out: seen.append(out))
+    model(x)  # with gradient, as cap.run ran (without it torch's attention takes another, fused path)
+    assert acts[layer].shape == (2, 32, 197) and torch.equal(acts[layer], seen[0].transpose(1, 2))
+
+
+def test_an_input_smaller_than_the_model_takes_names_the_smallest_size():
+    model = pooling_net()
+    with capture(model, ["0"]) as cap:
+        with pytest.raises(DreamlabError, match=r"^cap.run: x is 4x4, a size the model rejects \(Calculated padded "
+                                                r"input size per channel: \(1 x 1\)\. .*\); the smallest size it takes "
+                                                r"is 10: pass an image of at least 10 pixels a side \(torch\.nn\."
+                                                r"functional\.interpolate\(x, size=\(10, 10\), mode=\"bilinear\"\) "
+                                                r"makes one\)$") as caught:
+            cap.run(torch.rand(1, 3, 4, 4))
+        assert isinstance(caught.value.__cause__, RuntimeError)
+        assert cap.acts["0"].shape == (1, 4, 2, 2) and cap.calls == {"0": 1}  # the failed forward's, not a probe's
+        with pytest.raises(DreamlabError, match=r"at least 10 pixels a side \(.*size=\(10, 75\), "):
+            cap.run(torch.rand(1, 3, 4, 30))  # the shorter side to 10, the other in proportion
+        x = torch.rand(1, 3, 10, 10)
+        acts = cap.run(x)
+    assert torch.equal(acts["0"], model[0](x))
+
+
+def test_the_size_probe_runs_without_gradient_on_xs_dtype():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 26 * 26, 2)).double().eval()
+    seen = counted(model)
+    with capture(model, ["0"]) as cap, pytest.raises(DreamlabError, match=r"^cap.run: x is 32x32, a size the model "
+                                                                          r"rejects \(mat1 and mat2 .*\); it runs on "
+                                                                          r"28x28: pass a 28x28 image \("):
+        cap.run(torch.rand(1, 3, 32, 32, dtype=torch.float64, requires_grad=True))
+    assert seen[0] == (True, torch.float64, (1, 3, 32, 32))
+    assert {(grad, dtype) for grad, dtype, _ in seen[1:]} == {(False, torch.float64)}
+    assert (1, 3, 28, 28) in {shape for *_, shape in seen[1:]}
+
+
+class FailsOn(nn.Module):
+    """A convolution whose forward raises `error` for every input `fails` says."""
+
+    def __init__(self, error: BaseException, fails=lambda x: True):
+        super().__init__()
+        self.conv, self.error, self.fails = nn.Conv2d(3, 4, 3), error, fails
+
+    def forward(self, x):
+        if self.fails(x):
+            raise self.error
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory"), DreamlabError("the model's own line"),
+                                   TypeError("not a size error")])
+def test_memory_and_dreamlab_errors_are_raised_as_they_are_without_a_probe(error):
+    model = FailsOn(error)
+    seen = counted(model)
+    with capture(model, ["conv"]) as cap, pytest.raises(type(error)) as caught:
+        cap.run(torch.rand(1, 3, 8, 8))
+    assert caught.value is error and len(seen) == 1
+
+
+def test_a_failure_that_is_not_the_size_shows_the_models_own_error():
+    """The model takes x's size (a grey image of it runs): one probe, and its own exception, unchanged."""
+    model = FailsOn(ValueError("negative pixels"), lambda x: bool((x < 0).any()))
+    seen = counted(model)
+    with capture(model, ["conv"]) as cap, pytest.raises(ValueError, match="^negative pixels$"):
+        cap.run(torch.rand(1, 3, 8, 8) - 1)
+    assert len(seen) == 2 and cap.acts == {}
+
+
+def test_a_caller_that_words_sizes_itself_gets_the_models_exception():
+    from dreamlab.models.prepare import raw_size_errors
+
+    model = pooling_net()
+    seen = counted(model)
+    with capture(model, ["0"]) as cap, raw_size_errors(), pytest.raises(RuntimeError, match="^Calculated padded"):
+        cap.run(torch.rand(1, 3, 4, 4))
+    assert len(seen) == 1

@@ -5,7 +5,8 @@
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -14,10 +15,11 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab.devices import out_of_memory
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, first_line
 from dreamlab.models.layout import channels_first, channels_last_layers, to_channels_first
 from dreamlab.models.loading import LoadedModel, resolve_layer
-from dreamlab.models.prepare import first_conv
+from dreamlab.models.prepare import (COMMON_SIZES, FORWARD_ERRORS, first_conv, raw_size_errors_wanted, size_advice,
+                                     smallest_side, takes_size)
 
 OUTPUT = "logit"  # the name under which the model's own output is captured
 
@@ -161,6 +163,7 @@ class Capture:
         self._checked = False  # a whole forward has shown that no requested module runs twice
         self._layout_known = False  # channels_last holds the requested layers' layouts
         self._in_run = False  # inside run(); a forward called directly (model(x)) starts afresh, never stops early
+        self._idle = False  # the hooks record nothing (run's size probe is forwarding)
         self.channels_last: frozenset[str] = frozenset()  # layers whose output is [B, H, W, C], read transposed
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -187,7 +190,7 @@ class Capture:
     def _new_forward(self, module: nn.Module, inputs: object) -> None:
         """A forward of the model called directly (`model(x)` inside `with capture(...) as cap`): its outputs
         replace the last ones in `cap.acts`, and a module runs once per forward, not once per capture."""
-        if not self._in_run:
+        if not self._in_run and not self._idle:
             self.acts, self.calls, self._stopping = {}, {}, False
             x = inputs[0] if isinstance(inputs, tuple) and inputs else None
             if not self._layout_known and isinstance(x, Tensor) and x.dim() == 4:
@@ -200,6 +203,8 @@ class Capture:
 
     def _hook_for(self, name: str):
         def hook(module: nn.Module, inputs: object, output: object) -> None:
+            if self._idle:
+                return
             count = self.calls.get(name, 0) + 1
             self.calls[name] = count
             if count > 1:
@@ -228,7 +233,7 @@ class Capture:
         except _StopForward:
             pass
         except Exception as exc:
-            problem = input_problem(self.model, x, exc)
+            problem = input_problem(self.model, x, exc, self._unhooked)
             if problem is None:
                 raise
             raise DreamlabError(f"cap.run: {problem}") from exc
@@ -244,6 +249,15 @@ class Capture:
             self.acts = to_channels_first(self.acts, self.channels_last)
         self._checked = True
         return self.acts
+
+    def _unhooked(self, x: Tensor) -> object:
+        """The model's forward of `x` with this capture's hooks idle: a probe leaves acts, calls and the stopping
+        state as they were."""
+        self._idle = True
+        try:
+            return self.model(x)
+        finally:
+            self._idle = False
 
 
 def _conversion_hint(value: object) -> str:
@@ -270,12 +284,19 @@ def _first_conv(model: nn.Module, channels: int, sides: Sequence[int]) -> tuple[
     return first_conv(model, channels, max(sides))
 
 
-def input_problem(model: nn.Module, x: Tensor, failure: Exception) -> str | None:
+def input_problem(model: nn.Module, x: Tensor, failure: Exception,
+                  forward: Callable[[Tensor], object] | None = None) -> str | None:
     """What is wrong with `x` as `model`'s input, after a forward of it raised `failure`: no batch axis, another
-    dtype or device than the weights', or other channels than the first convolution reads; None when `x` looks
-    right (the failure is the model's own, or memory)."""
+    dtype or device than the weights', other channels than the first convolution reads, or a size the model
+    rejects (probed through `forward`, the model's by default); None when `x` looks right (the failure is the
+    model's own, or memory)."""
     if isinstance(failure, DreamlabError) or out_of_memory(failure):
         return None
+    return _layout_problem(model, x) or _size_problem(forward or model, x, failure)
+
+
+def _layout_problem(model: nn.Module, x: Tensor) -> str | None:
+    """x's device, dtype, axes or channels, where they are not what the model takes; else None."""
     weight = next((p for p in model.parameters() if p.is_floating_point()), None)
     if weight is not None and x.device != weight.device:
         return f"x is on {x.device} and the model on {weight.device}; pass x.to({str(weight.device)!r})"
@@ -297,6 +318,38 @@ def input_problem(model: nn.Module, x: Tensor, failure: Exception) -> str | None
             return (f"x has {given} and the model's first convolution reads {found[0]}; pass an image of "
                     f"{wanted} [B, {found[0]}, H, W]")
     return None
+
+
+def _size_problem(forward: Callable[[Tensor], object], x: Tensor, failure: Exception) -> str | None:
+    """x's height and width, where the model rejects them and runs on another size: that size (224 or one of
+    COMMON_SIZES), or the smallest it takes when x is smaller (probed under no_grad with grey images on x's device
+    and dtype); None when the failure is not x's size (a grey image of x's size runs, or none of those sizes
+    does) or the caller words sizes itself (raw_size_errors)."""
+    if x.dim() != 4 or not isinstance(failure, FORWARD_ERRORS) or raw_size_errors_wanted():
+        return None
+    height, width = x.shape[-2:]
+
+    def accepts(size: int | tuple[int, int]) -> bool:
+        return takes_size(lambda grey: forward(grey.to(x.dtype)), x.shape[1], size, x.device)
+
+    if accepts((height, width)):
+        return None
+    side = next((n for n in (224, *COMMON_SIZES) if (n, n) != (height, width) and accepts(n)), None)
+    if side is None:
+        return None
+    wrong = f"x is {height}x{width}, a size the model rejects ({first_line(failure)})"
+    shorter = min(height, width)
+    if shorter < side and accepts(2 * side):  # "or more" (MaxViT takes 221 to 224 px only)
+        smallest = smallest_side(accepts, shorter, side)
+        scaled = (math.ceil(height * smallest / shorter), math.ceil(width * smallest / shorter))
+        advice = size_advice(smallest, False, resize=_resize(scaled))
+        return f"{wrong}; the smallest size it takes is {smallest}: {advice}"
+    return f"{wrong}; it runs on {side}x{side}: {size_advice(side, False, exact=True, resize=_resize((side, side)))}"
+
+
+def _resize(size: tuple[int, int]) -> str:
+    """The call that resizes x to `size`, for size_advice."""
+    return f'torch.nn.functional.interpolate(x, size=({size[0]}, {size[1]}), mode="bilinear") makes one'
 
 
 @contextmanager
