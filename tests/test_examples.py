@@ -230,3 +230,58 @@ def test_a_long_strip_is_refused_before_its_resized_copy_fills_the_memory(tmp_pa
     with pytest.raises(DreamlabError, match=r"strip.png is 20000x60 pixels: with its shorter side at 28 it would be "
                                             r"9333 px long \(at most 8192\); crop it"):
         examples("lenet-digits", "conv2", [0], [tmp_path / "strip.png"], size=28)
+
+
+def from_ten_pixels() -> nn.Module:
+    """Takes any size from 10 px up: 3x3 (-2), 3x3 (-2), 2x2 max-pool (/2), 3x3 (-2) leave 1x1 at 10 px."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 4, 3)).eval()
+
+
+KERNEL = r"\(Calculated padded input size per channel: .*\)"
+
+
+def test_a_model_with_a_minimum_size_is_told_that_minimum_not_a_fixed_size() -> None:
+    """It takes 10 px or more: a size or a recipe below that is told 10 or more (it once heard 'runs on 28x28; for a
+    module with a fixed input size, say it', as for LeNet), as render words --size."""
+    tiny = dreamlab.Recipe("tiny", "custom:tiny", input_size=6, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    with pytest.raises(DreamlabError, match=rf"^colours rejected a 3x8x12 input {KERNEL}; the smallest size it takes "
+                                            rf"is 10: use size 10 or more \(--size 10\)$"):
+        examples(from_ten_pixels(), "5", [0], ["china"], size=8, recipe=RECIPE)
+    with pytest.raises(DreamlabError, match=rf"^tiny failed on a 3x6x6 input {KERNEL}; the smallest size it takes is "
+                                            rf"10x10, above its recipe's input_size, 6: give a recipe with input_size "
+                                            rf"10 or more, recipe=dreamlab\.Recipe\('tiny', 'custom:tiny', "
+                                            rf"input_size=10, channels=3\)$"):
+        examples(from_ten_pixels(), "5", [0], ["china"], recipe=tiny)
+
+
+OUTPUT_TOO_SMALL = "(Given input size: (480x1x1). Calculated output size: (480x0x0). Output size is too small)"
+
+
+@pytest.mark.parametrize("model, argv, message", [
+    ("googlenet", ["--size", "8"],  # googlenet takes any size from 15 px: not 'set input_size = 28'
+     f"googlenet rejected a 3x8x12 input {OUTPUT_TOO_SMALL}; the smallest size it takes is 15: use size 15 or more "
+     f"(--size 15)"),
+    ("small.toml", [],  # not 'set input_size = 224'
+     f"small failed on a 3x12x12 input {OUTPUT_TOO_SMALL}; the smallest size it takes is 15x15, above its recipe's "
+     f"input_size, 12: set input_size = 15 or more in small.toml"),
+    ("vit.toml", [],  # a fixed size: that size, no 'or more'
+     "vit failed on a 3x160x160 input (Wrong image height! Expected 224 but got 160!) and runs on 224x224: its "
+     "recipe's input_size, 160, is not a size the model takes; set input_size = 224 in vit.toml"),
+    ("vit_b_16", ["--size", "112"],
+     "vit_b_16 takes 224-pixel images only, not size (--size) 112; leave size out, or give 224"),
+])
+def test_a_size_the_model_rejects_is_told_its_minimum_or_its_fixed_size(tmp_path, monkeypatch, capsys, model, argv,
+                                                                         message) -> None:
+    from importlib import resources
+
+    monkeypatch.chdir(tmp_path)
+    googlenet = (resources.files("dreamlab.recipes") / "googlenet.toml").read_text()
+    (tmp_path / "small.toml").write_text(googlenet.replace('name = "googlenet"', 'name = "small"')
+                                         .replace("input_size = 224", "input_size = 12"))
+    (tmp_path / "vit.toml").write_text('name = "vit"\nbuilder = "torchvision:vit_b_16"\ninput_size = 160\n'
+                                       'mean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\n')
+    layer = "encoder:0" if "vit" in model else "inception4c:0"
+    assert main(["examples", model, layer, "--images", "china", "--weights", "none", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dreamlab: error: {message}"] and not list(tmp_path.glob("*.png"))

@@ -188,8 +188,8 @@ def _input_side(cap: Capture | None, rec: Recipe, size: int | None, device: torc
     whole = failed is None and takes_size(cap.run, rec.channels, (side, side + side // 3 + 1), device)
     side = size or rec.input_size
     if failed is None and not whole and side != rec.input_size:
-        raise DreamlabError(f"{rec.name} takes {rec.input_size}-pixel images only; leave size (--size) "
-                            f"out, or give {rec.input_size}")
+        raise DreamlabError(f"{rec.name} takes {rec.input_size}-pixel images only, not size (--size) {side}; "
+                            f"leave size out, or give {rec.input_size}")
     return side, whole
 
 

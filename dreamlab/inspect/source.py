@@ -9,10 +9,11 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import shown
 from dreamlab.attribution.photos import is_sample_photo, versions
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, first_line
 from dreamlab.io import PIXELS, file_digest, pixel_digest
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, resolve_layer
-from dreamlab.models.prepare import FORWARD_ERRORS, model_device, resolve_model, takes_size, unsized_module_error
+from dreamlab.models.prepare import (FORWARD_ERRORS, model_device, resolve_model, size_rejection, smallest_side,
+                                     takes_size, unsized_module_error)
 from dreamlab.models.recipe import Recipe
 
 
@@ -69,10 +70,21 @@ def check_layer(layer: object) -> None:
 
 
 def forward_error(model: nn.Module, recipe: Recipe, shape: torch.Size, exc: BaseException) -> DreamlabError | None:
-    """The one line for a caller's module, passed without a recipe, that fails on an input of `shape` because it
-    takes another fixed size (how to say it in a Recipe); None for any other failure, whose own error shows."""
+    """The one line for a model that fails on an input of `shape` because of its size: a shorter side other than
+    the recipe's (examples' size), where the model takes the recipe's, is told the smallest size it takes or its
+    recipe's, as render words --size; a recipe whose size the model does not take, how to say one it does
+    (unsized_module_error). None for any other failure, whose own error shows."""
     def runs(size: int | tuple[int, int]) -> bool:
         return takes_size(model, recipe.channels, size, model_device(model) or torch.device("cpu"))
 
-    return unsized_module_error(recipe, shape, exc, runs, rendering=False) if isinstance(exc, FORWARD_ERRORS) \
-        else None
+    if not isinstance(exc, FORWARD_ERRORS):
+        return None
+    size, shorter = recipe.input_size, min(shape[-2:])
+    if shorter != size and not runs(tuple(shape[-2:])) and runs(size):
+        least = smallest_side(runs, shorter, size) if shorter < size else size
+        if least < size and runs(2 * size):  # "or more" (MaxViT takes 221 to 224 px only)
+            shown = "x".join(map(str, shape[1:]))
+            return DreamlabError(f"{recipe.name} rejected a {shown} input ({first_line(exc)}); the smallest size it "
+                                 f"takes is {least}: use size {least} or more (--size {least})")
+        return size_rejection(recipe.name, shape, exc, size)
+    return unsized_module_error(recipe, shape, exc, runs, rendering=False)

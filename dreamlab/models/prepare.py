@@ -285,7 +285,8 @@ def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseExceptio
     before the transforms. Where the transforms' padding changed the size and the model takes `rendered`
     (`accepts(size)`), that is the line. Otherwise, for a module passed without a recipe (whose made-up recipe
     assumes 224 px) that takes one of COMMON_SIZES (or a caller's Recipe that missed 224), how to say its size in
-    a Recipe (`rendering`: with the advice on render's transforms, which the inspection views have none of).
+    a Recipe; for a model that takes any size from a minimum above the rejected one (googlenet from 15 px), that
+    minimum "or more" (`rendering`: with the advice on render's transforms, which the inspection views have none of).
     `then(side)`: what the caller would refuse next once the recipe says `side` (dream's photo and octaves),
     appended so one line gives every fix."""
     shown = "x".join(map(str, shape[1:]))
@@ -302,6 +303,17 @@ def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseExceptio
     side = next((n for n in sizes if n != recipe.input_size and accepts(n)), None)
     if side is None:
         return None
+    rejected = min(shape[-2:])
+    if rejected < side and accepts(2 * side):  # a minimum, not a fixed size ("or more": MaxViT takes 221-224 only)
+        least = smallest_side(accepts, rejected, side)
+        wrong = f"{recipe.name} failed on a {shown} input ({first_line(exc)}); the smallest size it takes is " \
+                f"{least}x{least}, above its recipe's input_size, {recipe.input_size}"
+        if not custom:
+            return _and_then(f"{wrong}: set input_size = {least} or more in {recipe.source or 'the recipe'}",
+                             least, then)
+        return _and_then(f"{wrong}: give a recipe with input_size {least} or more, recipe=dreamlab.Recipe("
+                         f"{recipe.name!r}, 'custom:{recipe.name}', input_size={least}, channels={recipe.channels})",
+                         least, then)
     if not custom:  # a recipe file (or a shipped one) whose input_size is wrong
         where = recipe.source or "the recipe"
         return _and_then(f"{recipe.name} failed on a {shown} input ({first_line(exc)}) and runs on "
