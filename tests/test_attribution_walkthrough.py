@@ -331,3 +331,45 @@ def test_the_size_a_moved_layer_note_advises_keeps_the_layer_for_a_photo_of_odd_
     for command in (["cam"], ["attribute", "--method", "guided-gradcam"]):  # the advice followed
         assert main([*command, *common, "--size", "23", "-o", str(tmp_path / "c.png")]) == 0
         assert "moved" not in capsys.readouterr().err
+
+
+ALEXNET_NOTE = (  # alexnet's avgpool, AdaptiveAvgPool2d((6, 6)), repeats features.12's 1x1 map below 223 px
+    "the Grad-CAM layer avgpool is an adaptive pool that enlarges a 1x1 map to 6x6 {given}, so the map is flat (one "
+    "value over the whole image), with no location information; {larger} for a map it does not enlarge, or an "
+    "earlier layer such as the last conv layer, {named} (3x3 here)")
+
+
+def test_a_cam_layer_enlarged_by_an_adaptive_pool_gets_a_note(tmp_path, capsys):
+    # alexnet's default layer is avgpool: at --size 63 its 6x6 map was features.12's 1x1 one repeated, a flat
+    # Grad-CAM shown as heat over the whole photo without a word
+    photo = noise_photo(tmp_path)
+    cam = ["cam", "alexnet", "--weights", "none", "--image", photo, "--target", "logit:0", "-o",
+           str(tmp_path / "c.png")]
+    assert main([*cam, "--size", "63"]) == 0
+    out, err = capsys.readouterr()
+    assert "gradcam of logit:0 at avgpool;" in out
+    assert err.splitlines()[0] == "dreamlab: note: " + ALEXNET_NOTE.format(  # an all-zero map's note may follow
+        given="at --size 63 (model input 63x63)", larger="use --size 223 or more", named="--layer features.10")
+    raw = np.load(tmp_path / "c.npy")
+    assert raw.max() == pytest.approx(raw.min())  # what the note says: one value everywhere
+    for quiet in (["--size", "224"], ["--size", "63", "--layer", "features.10"]):  # the usual size, the conv layer
+        assert main([*cam, *quiet]) == 0
+        assert "adaptive pool" not in capsys.readouterr().err
+    assert main(["attribute", "alexnet", "--weights", "none", "--image", photo, "--size", "63", "--target", "logit:0",
+                 "--method", "guided-gradcam", "-o", str(tmp_path / "a.png")]) == 0
+    assert capsys.readouterr().err.count("adaptive pool that enlarges") == 1  # in --size words only
+
+
+def test_the_python_api_notes_an_enlarged_cam_layer_in_its_own_words():
+    from dreamlab.errors import DreamlabNote
+
+    with pytest.warns(DreamlabNote) as notes:
+        dreamlab.gradcam("alexnet", torch.rand(3, 63, 63), "logit:0", weights="none")
+    assert [str(n.message) for n in notes] == [ALEXNET_NOTE.format(
+        given="on this 63x63 image", larger="pass an image of at least 223 pixels a side (resize yours first)",
+        named="layer='features.10'")]
+    assert notes[0].filename == __file__  # it points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dreamlab.gradcam("alexnet", torch.rand(3, 224, 224), "logit:0", weights="none")
+        dreamlab.gradcam("alexnet", torch.rand(3, 63, 63), "logit:0", "features.10", weights="none")

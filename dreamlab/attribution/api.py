@@ -8,7 +8,8 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.attribution import gradients as g
-from dreamlab.attribution.cam import CAM_METHODS, NoSpatialLayer, class_activation_map, default_cam_layer, output_shape
+from dreamlab.attribution.cam import (CAM_METHODS, NoSpatialLayer, class_activation_map, default_cam_layer,
+                                     enlarging_pool, output_shape)
 from dreamlab.attribution.inputs import USED_BY, check_optional_text, reads_seed, shown
 from dreamlab.io import check_image
 from dreamlab.attribution.photos import predicted_classes
@@ -73,10 +75,11 @@ def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target =
     only too small for the usual default layer, a shallower one is used and a DreamlabNote says so. `resize`:
     the model input at another shorter side, as the caller makes it (the CLI's --size rounds the longer side from
     the photo's own aspect); by default `images[:1]` resized with its aspect kept."""
+    resize = resize or (lambda shorter: _resized(images[:1], shorter))
     if layer:
+        _note_enlarged_map(subj, images[:1], layer, cli, resize)
         return layer
     reads = target_layers(subj, target)
-    resize = resize or (lambda shorter: _resized(images[:1], shorter))
 
     def default(sample: Tensor) -> str:
         with evaluating(subj.model), sized_forward(subj, sample, cli):
@@ -94,6 +97,7 @@ def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target =
         raise DreamlabError(f"{given} is too small for a Grad-CAM: at that size {exc.reason}; the smallest size that "
                             f"gives one (a map larger than 1x1) is {smallest}: {size_advice(smallest, cli)}") from None
     _note_moved_default(subj, default, images[:1], chosen, cli, resize)
+    _note_enlarged_map(subj, images[:1], chosen, cli, resize)
     return chosen
 
 
@@ -139,6 +143,58 @@ def _note_moved_default(subj: Subject, default, image: Tensor, chosen: str, cli:
     warnings.warn(DreamlabNote(f"the default Grad-CAM layer moved from {usual} to {chosen}: {given} {its}, too "
                                f"small for a Grad-CAM, so the map is at the last layer whose map is larger; {keep}"),
                   stacklevel=5)  # the caller of gradcam or attribute (through checked_keywords)
+
+
+class EnlargedMapNote(DreamlabNote):
+    """The note that the Grad-CAM layer's map is an adaptive pool's enlargement of a smaller map."""
+
+
+@contextmanager
+def enlarged_map_noted() -> Iterator[None]:
+    """Quiets the EnlargedMapNote of the API calls inside: for the command line, whose `cam_layer(cli=True)` has
+    said it already in its own words (--size, --layer)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EnlargedMapNote)
+        yield
+
+
+def _note_enlarged_map(subj: Subject, image: Tensor, layer: str, cli: bool,
+                       resize: Callable[[int], Tensor]) -> None:
+    """An EnlargedMapNote where `layer` is, or runs after, an adaptive pool that enlarges a smaller map at this
+    image size (`cam.enlarging_pool`: alexnet's avgpool repeats a 1x1 map to 6x6 at 63 to 64 px, a 2x2 one at
+    100): its map, and so its Grad-CAM, has no more location information than the smaller map (none where it is
+    1x1), and the picture does not show it. Says what to try: the smallest size where the pool does not enlarge
+    (up to the recipe's), or the last conv layer before the pool. Nothing is said where the model fails to run."""
+    def at(sample: Tensor):
+        try:
+            with evaluating(subj.model):
+                return enlarging_pool(subj.model, subj.normalize(sample), layer)
+        except Exception:  # noqa: BLE001 - the Grad-CAM itself tells a model or layer that fails
+            return None
+
+    found = at(image)
+    if found is None:
+        return
+    pool, (h, w), (out_h, out_w), conv, conv_map = found
+    height, width = image.shape[-2:]
+    side, size = min(height, width), subj.recipe.input_size
+    given = f"at --size {side} (model input {height}x{width})" if cli else f"on this {height}x{width} image"
+    verb, does = "enlarges", "enlarge"
+    if out_h < h or out_w < w:  # one side enlarged, the other shrunk (alexnet's 5x9 at --size 222)
+        verb, does = "stretches", "stretch"
+    head = (f"the Grad-CAM layer {layer} is an adaptive pool that {verb}" if layer == pool else
+            f"the Grad-CAM layer {layer} runs after the adaptive pool {pool}, which {verb}")
+    what = ("so the map is flat (one value over the whole image), with no location information" if h * w == 1 else
+            f"so the map has no more location information than those {h}x{w} cells")
+    if side < size and at(resize(size)) is None:
+        larger = size_advice(smallest_side(lambda shorter: at(resize(shorter)) is None, side, size), cli)
+    else:
+        larger = "use a larger --size" if cli else "pass a larger image"
+    named = f"--layer {conv}" if cli else f"layer={conv!r}"
+    earlier = "" if conv_map is None else \
+        f", or an earlier layer such as the last conv layer, {named} ({conv_map[0]}x{conv_map[1]} here)"
+    warnings.warn(EnlargedMapNote(f"{head} a {h}x{w} map to {out_h}x{out_w} {given}, {what}; {larger} for a map "
+                                  f"it does not {does}{earlier}"), stacklevel=5)  # gradcam's or attribute's caller
 
 
 def _smallest_with_a_map(default, image: Tensor, size: int, resize: Callable[[int], Tensor]) -> int | None:

@@ -56,6 +56,16 @@ def mixes_channels(module: nn.Module) -> bool:
     return False
 
 
+def hooked_forward(model: nn.Module, sample: Tensor, handles: list) -> None:
+    """One forward of `sample` without gradients, then the hooks `handles` removed (also on error)."""
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None = None,
                       target_layers: Collection[str] = ()) -> str:
     """The recipe's `cam_layer`, else the last module (in execution order) whose output is a spatial map (more
@@ -78,13 +88,8 @@ def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None
             and output.shape[1] > 1
         events.append(("end", names[module], spatial))
 
-    handles = [m.register_forward_hook(hook) for m in names] + [m.register_forward_pre_hook(pre_hook) for m in names]
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for h in handles:
-            h.remove()
+    hooked_forward(model, sample, [m.register_forward_hook(hook) for m in names] +
+                   [m.register_forward_pre_hook(pre_hook) for m in names])
     targets = [t for t in target_layers if t in modules]
 
     def inside_target(name: str) -> bool:
@@ -130,13 +135,45 @@ def output_shape(model: nn.Module, sample: Tensor, layer: str) -> tuple[int, ...
         if isinstance(output, Tensor) and not shapes:
             shapes.append(tuple(output.shape))
 
-    handle = module.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        handle.remove()
+    hooked_forward(model, sample, [module.register_forward_hook(hook)])
     return shapes[0] if shapes else None
+
+
+ADAPTIVE_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def enlarging_pool(model: nn.Module, sample: Tensor, layer: str) -> tuple[str, tuple[int, int], tuple[int, int],
+                                                                          str | None, tuple[int, int] | None] | None:
+    """Where an adaptive pool that runs before `layer`'s output is formed (or is `layer`) makes its map larger
+    than the one it reads (AlexNet's avgpool, AdaptiveAvgPool2d((6, 6)), repeats a 1x1 map below 223 px, VGG's
+    (7, 7) below 224): (the pool, the map it reads, the map it gives, the last conv layer before it whose map is
+    larger than 1x1 and that map, or None); None where no pool enlarges a map, or `layer` does not run. One
+    forward without gradients; the caller sets eval mode."""
+    names = {module: name for name, module in model.named_modules() if name}
+    sizes = [m.output_size if isinstance(m.output_size, tuple) else (m.output_size,) for m in names
+             if isinstance(m, ADAPTIVE_POOLS)]
+    if not any(s is not None and s > 1 for size in sizes for s in size):  # a pool to 1x1 enlarges nothing
+        return None  # no forward: most models (ResNet, GoogLeNet) end in a global pool
+    events: list[tuple[str, nn.Module, tuple[int, ...], tuple[int, ...]]] = []
+
+    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+        given = inputs[0].shape if inputs and isinstance(inputs[0], Tensor) else ()
+        events.append((names[module], module, tuple(given), tuple(output.shape) if isinstance(output, Tensor) else ()))
+
+    hooked_forward(model, sample, [m.register_forward_hook(hook) for m in names])
+    ends = [i for i, (name, *_) in enumerate(events) if name == layer]
+    if not ends:
+        return None
+    pools = [i for i, (_, module, given, out) in enumerate(events[:ends[0] + 1])
+             if isinstance(module, ADAPTIVE_POOLS) and len(given) >= 3 and len(out) == len(given)
+             and (out[-2] > given[-2] or out[-1] > given[-1])]
+    if not pools:
+        return None
+    pool, _, given, out = events[pools[-1]]
+    convs = [(name, shape[-2:]) for name, module, _, shape in events[:pools[-1]]
+             if isinstance(module, nn.modules.conv._ConvNd) and len(shape) == 4 and shape[-2] * shape[-1] > 1]
+    conv, conv_map = convs[-1] if convs else (None, None)
+    return pool, tuple(given[-2:]), tuple(out[-2:]), conv, conv_map
 
 
 def layer_activation_and_gradient(score: TargetScore, images: Tensor, layer: str) -> tuple[Tensor, Tensor]:

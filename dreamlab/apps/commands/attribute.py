@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from dreamlab.attribution.api import METHODS, attribute, cam_layer, gradcam
+    from dreamlab.attribution.api import METHODS, attribute, cam_layer, enlarged_map_noted, gradcam
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.attribution.overlay import heat, overlay, signed_map
     from dreamlab.attribution.photos import (attribution_provenance, default_output, predicted_class, save_outputs,
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if method == "guided-gradcam":  # the layer it uses, for the provenance
         options["layer"] = cam_layer(subj, x, args.layer, target, cli=True, resize=at_size(subj, photo, x))
     used = options_used(method, options)
-    result = attribute(subj, x, target, method, **used)[0].cpu()
+    with enlarged_map_noted():  # cam_layer said it in --size words
+        result = attribute(subj, x, target, method, **used)[0].cpu()
     extra, notes = {}, []
     if method == "ig":
         extra, notes = _ig_completeness(subj, x, target, result, options)
@@ -98,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"dreamlab: note: {note}", file=sys.stderr)
     if not bool(result.any()):
-        if method == "guided-gradcam" and not bool(gradcam(subj, x, target, used["layer"]).any()):
+        with enlarged_map_noted():
+            zero_cam = method == "guided-gradcam" and not bool(gradcam(subj, x, target, used["layer"]).any())
+        if zero_cam:
             note_zero_map("Grad-CAM", target, used["layer"])
         else:
             print(f"dreamlab: note: the {method} attributions of {target} are all zero, so the picture shows no "
@@ -193,16 +196,17 @@ def _or(names: list[str]) -> str:
 
 
 def _sanity(subj, x, target: str, methods: list[str], options: dict, resize=None) -> int:
-    from dreamlab.attribution.api import attribute, cam_layer, gradcam, sanity_blocks
+    from dreamlab.attribution.api import attribute, cam_layer, enlarged_map_noted, gradcam, sanity_blocks
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.attribution.sanity import cascading_randomization
     from dreamlab.attribution.target import Subject
 
     def attribution(model, method: str):
         copy = Subject(model, subj.recipe, subj.categories)
-        if method in CAM_METHODS:
-            return gradcam(copy, x, target, options["layer"], method=method)
-        return attribute(copy, x, target, method, **options_used(method, options))
+        with enlarged_map_noted():  # cam_layer said it in --size words
+            if method in CAM_METHODS:
+                return gradcam(copy, x, target, options["layer"], method=method)
+            return attribute(copy, x, target, method, **options_used(method, options))
 
     if any(m in CAM_METHODS or m == "guided-gradcam" for m in methods):  # a size too small is told before the table
         options = {**options, "layer": cam_layer(subj, x, options["layer"], target, cli=True, resize=resize)}

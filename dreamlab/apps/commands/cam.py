@@ -115,7 +115,7 @@ def at_size(subj, photo, x):
 
 
 def run(args: argparse.Namespace) -> int:
-    from dreamlab.attribution.api import cam_layer, gradcam, target_layers
+    from dreamlab.attribution.api import cam_layer, enlarged_map_noted, gradcam, target_layers
     from dreamlab.attribution.cam import CAM_METHODS
     from dreamlab.errors import unknown
     from dreamlab.attribution.overlay import overlay
@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         check_outputs(out, default=True)  # before the map is computed
     layer = cam_layer(subj, x, args.layer, target, cli=True, resize=at_size(subj, photo, x))
-    cam = gradcam(subj, x, target, layer, method=args.method)
+    with enlarged_map_noted():  # cam_layer said it in --size words
+        cam = gradcam(subj, x, target, layer, method=args.method)
     if args.layer and target_layers(subj, target) == {layer}:
         note_own_layer(target, layer)
     raw = to_photo_size(cam[0].cpu(), photo, fitted)[0].clamp(min=0)
