@@ -13,7 +13,7 @@ from torch import nn
 import dreamlab
 from dreamlab.errors import DreamlabError, WeightsError
 from dreamlab.models.loading import is_weights_file, load_model
-from dreamlab.models.prepare import custom_recipe, input_channels, takes_size, unsized_module_error
+from dreamlab.models.prepare import custom_recipe, input_channels, minimum_side, takes_size, unsized_module_error
 from dreamlab.models.recipe import Recipe, load_recipe
 from dreamlab.optvis.settings import fit_init_image
 
@@ -235,6 +235,21 @@ def test_a_fixed_size_module_under_padding_is_one_line():
     with pytest.raises(DreamlabError, match=r"the transforms' padding made the 16x16 image 28x28"):
         dreamlab.render(FlatMLP(), "logit:1", size=16, **TINY)
     assert dreamlab.render(FlatMLP(), "logit:1", size=16, transforms="none", **TINY).images.shape == (1, 3, 16, 16)
+
+
+def test_minimum_side_is_said_only_of_models_that_take_every_larger_size():
+    """The one rule every size message shares: "N or more" needs the model to take twice its size too."""
+    probes = []
+
+    def from_15(side: int) -> bool:
+        probes.append(side)
+        return side >= 15
+
+    assert minimum_side(from_15, 8, 224) == 15
+    assert probes[0] == 448  # the cheap check first: no bisection for a fixed-size model
+    assert minimum_side(lambda side: 221 <= side <= 224, 100, 224) is None  # MaxViT: 221 to 224 px only
+    assert minimum_side(from_15, 224, 224) is None and minimum_side(from_15, 300, 224) is None  # not below
+    assert minimum_side(lambda side: side >= 224, 100, 224) == 224  # takes the size and up: the size itself
 
 
 def test_a_callers_recipe_that_misses_224_is_told_its_size():

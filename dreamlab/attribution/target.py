@@ -19,7 +19,7 @@ from dreamlab.attribution.inputs import shown
 from dreamlab.devices import out_of_memory
 from dreamlab.errors import DreamlabError, first_line
 from dreamlab.models.loading import LoadedModel, resolve_layer
-from dreamlab.models.prepare import (FORWARD_ERRORS, raw_size_errors, size_advice, smallest_side, takes_size,
+from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, raw_size_errors, size_advice, takes_size,
                                      unsized_module_error)
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.capture import capture, reused_module
@@ -89,9 +89,8 @@ def sized_forward(subj: Subject, images: Tensor, cli: bool = False) -> Iterator[
                 raise wrong from None
             raise
         side = "x".join(map(str, images.shape[1:]))
-        smallest = smallest_side(lambda s: accepts_side(subj, s, images.device), min(images.shape[-2:]), size)
-        # "or more" holds for a model that takes twice its recipe's size too (MaxViT takes 221 to 224 px only)
-        if smallest < size and accepts_side(subj, 2 * size, images.device):
+        smallest = minimum_side(lambda s: accepts_side(subj, s, images.device), min(images.shape[-2:]), size)
+        if smallest is not None and smallest < size:
             needs = f"the smallest size it takes is {smallest}: {size_advice(smallest, cli)}"
         else:
             needs = f"it runs at its recipe's size, {size}: {size_advice(size, cli, exact=True)}"

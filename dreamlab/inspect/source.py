@@ -12,7 +12,7 @@ from dreamlab.attribution.photos import is_sample_photo, versions
 from dreamlab.errors import DreamlabError, first_line
 from dreamlab.io import PIXELS, file_digest, pixel_digest
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, resolve_layer
-from dreamlab.models.prepare import (FORWARD_ERRORS, model_device, resolve_model, size_rejection, smallest_side,
+from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, model_device, resolve_model, size_rejection,
                                      takes_size, unsized_module_error)
 from dreamlab.models.recipe import Recipe
 
@@ -81,8 +81,8 @@ def forward_error(model: nn.Module, recipe: Recipe, shape: torch.Size, exc: Base
         return None
     size, shorter = recipe.input_size, min(shape[-2:])
     if shorter != size and not runs(tuple(shape[-2:])) and runs(size):
-        least = smallest_side(runs, shorter, size) if shorter < size else size
-        if least < size and runs(2 * size):  # "or more" (MaxViT takes 221 to 224 px only)
+        least = minimum_side(runs, shorter, size)
+        if least is not None and least < size:
             shown = "x".join(map(str, shape[1:]))
             return DreamlabError(f"{recipe.name} rejected a {shown} input ({first_line(exc)}); the smallest size it "
                                  f"takes is {least}: use size {least} or more (--size {least})")

@@ -273,6 +273,15 @@ def smallest_side(accepts: Callable[[int], bool], rejected: int, accepted: int) 
     return accepted
 
 
+def minimum_side(accepts: Callable[[int], bool], rejected: int, side: int) -> int | None:
+    """The smallest side, in (`rejected`, `side`], of a model that takes every size from a minimum: one that takes
+    `side` and twice `side` too, where "N or more" is true advice; None where `rejected` is not below `side` or the
+    model does not take twice `side` (MaxViT takes 221 to 224 px only). `side` is one the model takes."""
+    if rejected >= side or not accepts(2 * side):
+        return None
+    return smallest_side(accepts, rejected, side)
+
+
 COMMON_SIZES = (28, 32, 64, 96, 128, 299)  # input sides a module without a recipe is tried at when 224 fails
 
 
@@ -303,9 +312,8 @@ def unsized_module_error(recipe: Recipe, shape: Sequence[int], exc: BaseExceptio
     side = next((n for n in sizes if n != recipe.input_size and accepts(n)), None)
     if side is None:
         return None
-    rejected = min(shape[-2:])
-    if rejected < side and accepts(2 * side):  # a minimum, not a fixed size ("or more": MaxViT takes 221-224 only)
-        least = smallest_side(accepts, rejected, side)
+    least = minimum_side(accepts, min(shape[-2:]), side)
+    if least is not None:
         wrong = f"{recipe.name} failed on a {shown} input ({first_line(exc)}); the smallest size it takes is " \
                 f"{least}x{least}, above its recipe's input_size, {recipe.input_size}"
         if not custom:

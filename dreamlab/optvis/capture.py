@@ -18,8 +18,8 @@ from dreamlab.devices import out_of_memory
 from dreamlab.errors import DreamlabError, first_line
 from dreamlab.models.layout import channels_first, channels_last_layers, to_channels_first
 from dreamlab.models.loading import LoadedModel, resolve_layer
-from dreamlab.models.prepare import (COMMON_SIZES, FORWARD_ERRORS, first_conv, raw_size_errors_wanted, size_advice,
-                                     smallest_side, takes_size)
+from dreamlab.models.prepare import (COMMON_SIZES, FORWARD_ERRORS, first_conv, minimum_side, raw_size_errors_wanted,
+                                     size_advice, takes_size)
 
 OUTPUT = "logit"  # the name under which the model's own output is captured
 
@@ -339,8 +339,8 @@ def _size_problem(forward: Callable[[Tensor], object], x: Tensor, failure: Excep
         return None
     wrong = f"x is {height}x{width}, a size the model rejects ({first_line(failure)})"
     shorter = min(height, width)
-    if shorter < side and accepts(2 * side):  # "or more" (MaxViT takes 221 to 224 px only)
-        smallest = smallest_side(accepts, shorter, side)
+    smallest = minimum_side(accepts, shorter, side)
+    if smallest is not None:
         scaled = (math.ceil(height * smallest / shorter), math.ceil(width * smallest / shorter))
         advice = size_advice(smallest, False, resize=_resize(scaled))
         return f"{wrong}; the smallest size it takes is {smallest}: {advice}"

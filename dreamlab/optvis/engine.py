@@ -40,8 +40,8 @@ from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import ImageParam, takes_no_arguments, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
-from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, raw_size_errors, resolve_model, size_rejection,
-                                     smallest_side, takes_size, unsized_module_error)
+from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, prepared_model, raw_size_errors, resolve_model,
+                                     size_rejection, takes_size, unsized_module_error)
 from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, fit_init_image, param_options,
                                       provenance, resolve_settings, with_overrides)
 from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, make_transforms, seeded_rng
@@ -444,9 +444,9 @@ class _Renderer:
             size = self.recipe.input_size
             model_size = self.settings.model_height_width
             shown = "x".join(map(str, model_input.shape[1:]))
-            smallest = self._smallest_side(min(model_input.shape[2:]), size)
+            smallest = self._smallest_side(min(model_input.shape[2:]))
             if model_size is not None and model_size != (size, size) and self._accepts(size):
-                if smallest < size and self._accepts(2 * size):  # "or more" (MaxViT takes 221 to 224 px only)
+                if smallest is not None:
                     raise DreamlabError(f"{self.recipe.name} rejected a {shown} input at model_size "
                                         f"{model_size[0]}x{model_size[1]} ({first_line(exc)}); the smallest size it "
                                         f"takes is {smallest}x{smallest}: give model_size={smallest} or more "
@@ -454,12 +454,10 @@ class _Renderer:
                 raise DreamlabError(f"{self.recipe.name} rejected a {shown} input at model_size "
                                     f"{model_size[0]}x{model_size[1]} ({first_line(exc)}); it runs at its recipe's "
                                     f"size: give model_size={size} (--model-size {size})") from None
-            # "use size N or more": where the model takes N with the transforms' padding added, and twice its
-            # recipe's size (MaxViT takes 221 to 224 px and nothing else: --size 221 would show it 233)
+            # "use size N or more": where the model takes N with the transforms' padding added
             padding = (model_input.shape[2] - self.settings.height_width[0],
                        model_input.shape[3] - self.settings.height_width[1])
-            if smallest < size and self._accepts((smallest + padding[0], smallest + padding[1])) and \
-                    self._accepts(2 * size):
+            if smallest is not None and self._accepts((smallest + padding[0], smallest + padding[1])):
                 raise DreamlabError(f"{self.recipe.name} rejected a {shown} input ({first_line(exc)}); the smallest "
                                     f"size it takes is {smallest}x{smallest}: use size {smallest} or more (--size "
                                     f"{smallest}), or render this size and show the model {size}x{size} "
@@ -484,12 +482,12 @@ class _Renderer:
                 self.recipe.name, model_input.shape, exc, size, f" and transforms that keep the size ({keep}), or "
                 f"render at another size with model_size={size} (--model-size {size})"))) from None
 
-    def _smallest_side(self, side: int, size: int) -> int:
-        """The smallest square side the model takes between a rejected `side` and its recipe's `size`, or
-        `size` where `side` is not below it or the model does not take `size` either."""
-        if side >= size or not self._accepts(size):
-            return size
-        return smallest_side(self._accepts, side, size)
+    def _smallest_side(self, side: int) -> int | None:
+        """The smallest square side, above a rejected `side` and below the recipe's size, from which the model
+        takes every size (prepare.minimum_side), or None: it takes its recipe's size only, or not even that."""
+        size = self.recipe.input_size
+        least = minimum_side(self._accepts, side, size) if self._accepts(size) else None
+        return least if least is not None and least < size else None
 
     def _accepts(self, size: int | tuple[int, int]) -> bool:
         """Whether the model runs on a grey input of the recipe's size (telling a size rejection from a bug)."""
