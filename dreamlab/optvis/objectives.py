@@ -305,16 +305,19 @@ def _pick_units(act: Tensor, cache: _IndexCache, index: Tensor) -> Tensor:
     return act[torch.arange(act.shape[0], device=act.device), units[index]]
 
 
-def channel(layer: str, units: int | Sequence[int] | range) -> Objective:
-    """Mean activation of a channel over space; a sequence of channels renders one unit per sample."""
-    unit_list = _unit_list(units)
-    cache = _IndexCache(unit_list)
-
+def _spatial_mean(layer: str, cache: _IndexCache) -> Scorer:
+    """The scorer of sample k: its unit's activation in `layer`, averaged over positions where it has any."""
     def scorer(acts: Acts, index: Tensor) -> Tensor:
         picked = _pick_units(acts[layer], cache, index)
         return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
 
-    return Objective(scorer, frozenset({layer}), f"{layer}:{format_units(unit_list)}",
+    return scorer
+
+
+def channel(layer: str, units: int | Sequence[int] | range) -> Objective:
+    """Mean activation of a channel over space; a sequence of channels renders one unit per sample."""
+    unit_list = _unit_list(units)
+    return Objective(_spatial_mean(layer, _IndexCache(unit_list)), frozenset({layer}), f"{layer}:{format_units(unit_list)}",
                      tuple(f"{layer}:{u}" for u in unit_list), (_channel_check(layer, unit_list),), per_position=True)
 
 
@@ -414,13 +417,7 @@ def logit(units: int | Sequence[int] | range) -> Objective:
     output is a map [B, C, H, W] (hed-vgg16's edge map) scores output channel k's mean over positions, as
     `channel` does."""
     unit_list = _unit_list(units)
-    cache = _IndexCache(unit_list)
-
-    def scorer(acts: Acts, index: Tensor) -> Tensor:
-        picked = _pick_units(acts[OUTPUT], cache, index)
-        return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
-
-    return Objective(scorer, frozenset({OUTPUT}), f"logit:{format_units(unit_list)}",
+    return Objective(_spatial_mean(OUTPUT, _IndexCache(unit_list)), frozenset({OUTPUT}), f"logit:{format_units(unit_list)}",
                      tuple(f"logit:{u}" for u in unit_list), (_channel_check(OUTPUT, unit_list, "class", "classes"),),
                      per_position=True)  # on a map; a dream checks that the output is one before tiling
 
