@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from dreamlab.attribution.target import TargetScore, tap
 from dreamlab.models.layout import channels_last_layers
 from dreamlab.errors import DreamlabError, unknown
+from dreamlab.hooks import hooked_forward
 from dreamlab.optvis.capture import children_that_ran, unused_module
 
 CAM_METHODS = ("gradcam", "gradcam++")
@@ -56,16 +57,6 @@ def mixes_channels(module: nn.Module) -> bool:
     return False
 
 
-def hooked_forward(model: nn.Module, sample: Tensor, handles: list) -> None:
-    """One forward of `sample` without gradients, then the hooks `handles` removed (also on error)."""
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None = None,
                       target_layers: Collection[str] = ()) -> str:
     """The recipe's `cam_layer`, else the last module (in execution order) whose output is a spatial map (more
@@ -88,8 +79,7 @@ def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None
             and output.shape[1] > 1
         events.append(("end", names[module], spatial))
 
-    hooked_forward(model, sample, [m.register_forward_hook(hook) for m in names] +
-                   [m.register_forward_pre_hook(pre_hook) for m in names])
+    hooked_forward(model, sample, [(m, hook) for m in names], [(m, pre_hook) for m in names])
     targets = [t for t in target_layers if t in modules]
 
     def inside_target(name: str) -> bool:
@@ -135,7 +125,7 @@ def output_shape(model: nn.Module, sample: Tensor, layer: str) -> tuple[int, ...
         if isinstance(output, Tensor) and not shapes:
             shapes.append(tuple(output.shape))
 
-    hooked_forward(model, sample, [module.register_forward_hook(hook)])
+    hooked_forward(model, sample, [(module, hook)])
     return shapes[0] if shapes else None
 
 
@@ -160,7 +150,7 @@ def enlarging_pool(model: nn.Module, sample: Tensor, layer: str) -> tuple[str, t
         given = inputs[0].shape if inputs and isinstance(inputs[0], Tensor) else ()
         events.append((names[module], module, tuple(given), tuple(output.shape) if isinstance(output, Tensor) else ()))
 
-    hooked_forward(model, sample, [m.register_forward_hook(hook) for m in names])
+    hooked_forward(model, sample, [(m, hook) for m in names])
     ends = [i for i, (name, *_) in enumerate(events) if name == layer]
     if not ends:
         return None

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from dreamlab.devices import out_of_memory
 from dreamlab.errors import DreamlabError, first_line
+from dreamlab.hooks import hooked_forward
 from dreamlab.models.layout import channels_first, channels_last_layers, to_channels_first
 from dreamlab.models.loading import LoadedModel, resolve_layer
 from dreamlab.models.prepare import (COMMON_SIZES, FORWARD_ERRORS, first_conv, minimum_side, raw_size_errors_wanted,
@@ -69,14 +70,8 @@ def unused_module(name: str, ran_inside: Sequence[str] = ()) -> DreamlabError:
 def children_that_ran(model: nn.Module, name: str, x: Tensor) -> list[str]:
     """The names of the modules directly inside `model`'s module `name` that run in a forward of `x`."""
     ran: list[str] = []
-    handles = [child.register_forward_hook(lambda *_, n=f"{name}.{child_name}": ran.append(n))
-               for child_name, child in model.get_submodule(name).named_children()]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooked_forward(model, x, [(child, lambda *_, n=f"{name}.{child_name}": ran.append(n))
+                              for child_name, child in model.get_submodule(name).named_children()])
     return list(dict.fromkeys(ran))
 
 
@@ -93,14 +88,8 @@ def output_module(model: nn.Module, layers: Sequence[str], sample: Tensor) -> tu
     class too."""
     modules = dict(model.named_modules())
     seen: dict[str, object] = {}
-    hooks = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: seen.setdefault(name, out))
-             for name in layers if name in modules]
-    try:
-        with torch.no_grad():
-            output = model(sample)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    output = hooked_forward(model, sample, [(modules[name], lambda _m, _i, out, name=name: seen.setdefault(name, out))
+                                            for name in layers if name in modules])
     return next((name for name in layers if name in seen and seen[name] is output), None), output
 
 
