@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 from models_fixtures import random_googlenet
 from test_attribution_gradients import IDENTITY, relu_net
 
 from dreamlab import attribute, gradcam
-from dreamlab.attribution.cam import cam_weights, default_cam_layer
+from dreamlab.attribution.cam import cam_weights, default_cam_layer, enlarging_pool, trace_forward
 from dreamlab.errors import DreamlabError
 
 captum_attr = pytest.importorskip("captum.attr")
@@ -48,6 +49,36 @@ def test_default_layer_is_the_recipes_else_the_last_spatial_one(model_and_images
     assert default_cam_layer(googlenet, torch.rand(1, 3, 64, 64), "inception4e") == "inception4e"
     cam = gradcam(googlenet, torch.rand(3, 64, 64), "logit:7", recipe="googlenet")
     assert cam.shape == (1, 64, 64) and cam.min() >= 0 and cam.max() > 0
+
+
+def forward_counter(model: torch.nn.Module) -> list[int]:
+    """A list that grows by one at each forward of `model`."""
+    forwards: list[int] = []
+    model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    return forwards
+
+
+def test_a_default_layer_gradcam_makes_no_extra_forward_for_the_enlarged_map_note():
+    # alexnet's avgpool, AdaptiveAvgPool2d((6, 6)), may enlarge its map: the note's check used to run a forward of its
+    # own (3 forwards at 224 px); it now reads the one that chose the default layer
+    model = torchvision.models.alexnet(weights=None)
+    forwards = forward_counter(model)
+    gradcam(model, torch.rand(3, 224, 224), "logit:0")
+    assert len(forwards) == 2  # the default layer's (and the note's), and the Grad-CAM's
+    forwards.clear()
+    gradcam(model, torch.rand(3, 224, 224), "logit:0", "features.10")
+    assert len(forwards) == 2  # a named layer: the note's, and the Grad-CAM's
+
+
+def test_a_trace_serves_the_default_layer_and_the_enlarging_pool_without_a_forward():
+    model = torchvision.models.alexnet(weights=None).eval()
+    x = torch.rand(1, 3, 63, 63)
+    trace = trace_forward(model, x)
+    forwards = forward_counter(model)
+    assert default_cam_layer(model, x, trace=trace) == default_cam_layer(model, x) == "avgpool"
+    assert enlarging_pool(model, x, "avgpool", trace) == enlarging_pool(model, x, "avgpool") == \
+        ("avgpool", (1, 1), (6, 6), "features.10", (3, 3))
+    assert len(forwards) == 2  # the two calls without a trace
 
 
 def test_target_may_be_any_objective_and_is_checked():

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.attribution import gradients as g
-from dreamlab.attribution.cam import (CAM_METHODS, NoSpatialLayer, class_activation_map, default_cam_layer,
-                                     enlarging_pool, output_shape)
+from dreamlab.attribution.cam import (CAM_METHODS, ModuleCall, NoSpatialLayer, class_activation_map,
+                                     default_cam_layer, enlarging_pool, output_shape, trace_forward)
 from dreamlab.attribution.inputs import USED_BY, check_optional_text, reads_seed, shown
 from dreamlab.io import check_image
 from dreamlab.attribution.photos import predicted_classes
@@ -81,13 +81,15 @@ def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target =
         return layer
     reads = target_layers(subj, target)
 
-    def default(sample: Tensor) -> str:
+    def default(sample: Tensor, trace: list[ModuleCall] | None = None) -> str:
         with evaluating(subj.model), sized_forward(subj, sample, cli):
             return default_cam_layer(subj.model, subj.normalize(sample), getattr(subj.recipe, "cam_layer", None),
-                                     reads)
+                                     reads, trace)
 
+    with evaluating(subj.model), sized_forward(subj, images[:1], cli):  # one forward for the layer and the note
+        trace = trace_forward(subj.model, subj.normalize(images[:1]))
     try:
-        chosen = default(images[:1])
+        chosen = default(images[:1], trace)
     except NoSpatialLayer as exc:
         smallest = _smallest_with_a_map(default, images[:1], subj.recipe.input_size, resize)
         if smallest is None:
@@ -97,7 +99,7 @@ def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target =
         raise DreamlabError(f"{given} is too small for a Grad-CAM: at that size {exc.reason}; the smallest size that "
                             f"gives one (a map larger than 1x1) is {smallest}: {size_advice(smallest, cli)}") from None
     _note_moved_default(subj, default, images[:1], chosen, cli, resize)
-    _note_enlarged_map(subj, images[:1], chosen, cli, resize)
+    _note_enlarged_map(subj, images[:1], chosen, cli, resize, trace)
     return chosen
 
 
@@ -158,21 +160,22 @@ def enlarged_map_noted() -> Iterator[None]:
         yield
 
 
-def _note_enlarged_map(subj: Subject, image: Tensor, layer: str, cli: bool,
-                       resize: Callable[[int], Tensor]) -> None:
+def _note_enlarged_map(subj: Subject, image: Tensor, layer: str, cli: bool, resize: Callable[[int], Tensor],
+                       trace: list[ModuleCall] | None = None) -> None:
     """An EnlargedMapNote where `layer` is, or runs after, an adaptive pool that enlarges a smaller map at this
     image size (`cam.enlarging_pool`: alexnet's avgpool repeats a 1x1 map to 6x6 at 63 to 64 px, a 2x2 one at
     100): its map, and so its Grad-CAM, has no more location information than the smaller map (none where it is
     1x1), and the picture does not show it. Says what to try: the smallest size where the pool does not enlarge
-    (up to the recipe's), or the last conv layer before the pool. Nothing is said where the model fails to run."""
-    def at(sample: Tensor):
+    (up to the recipe's), or the last conv layer before the pool. Nothing is said where the model fails to run.
+    `trace`: `cam.trace_forward` of `image`, where the caller has it (no forward at the image's size then)."""
+    def at(sample: Tensor, trace: list[ModuleCall] | None = None):
         try:
             with evaluating(subj.model):
-                return enlarging_pool(subj.model, subj.normalize(sample), layer)
+                return enlarging_pool(subj.model, subj.normalize(sample), layer, trace)
         except Exception:  # noqa: BLE001 - the Grad-CAM itself tells a model or layer that fails
             return None
 
-    found = at(image)
+    found = at(image, trace)
     if found is None:
         return
     pool, (h, w), (out_h, out_w), conv, conv_map = found

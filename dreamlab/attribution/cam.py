@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -57,8 +58,45 @@ def mixes_channels(module: nn.Module) -> bool:
     return False
 
 
+class ModuleCall(NamedTuple):
+    """A named module's start or end in a traced forward; at its end, the shapes of its first input and output."""
+    kind: str  # "start" | "end"
+    name: str
+    given: tuple[int, ...] = ()  # () at a start, or where the first input is no tensor
+    out: tuple[int, ...] = ()  # () at a start, or where the output is no tensor
+
+
+def trace_forward(model: nn.Module, sample: Tensor) -> list[ModuleCall]:
+    """Every named module's start and end, in the order they happen in one forward of `sample` without gradients:
+    what `default_cam_layer` and `enlarging_pool` read, so that one forward can serve both. The caller sets eval
+    mode."""
+    names = {module: name for name, module in model.named_modules() if name}
+    calls: list[ModuleCall] = []
+
+    def pre_hook(module: nn.Module, inputs: object) -> None:
+        calls.append(ModuleCall("start", names[module]))
+
+    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+        given = inputs[0].shape if inputs and isinstance(inputs[0], Tensor) else ()
+        calls.append(ModuleCall("end", names[module], tuple(given),
+                                tuple(output.shape) if isinstance(output, Tensor) else ()))
+
+    hooked_forward(model, sample, [(m, hook) for m in names], [(m, pre_hook) for m in names])
+    return calls
+
+
+def traced(model: nn.Module, sample: Tensor, trace: list[ModuleCall] | None) -> list[ModuleCall]:
+    """`trace` where the caller has one, else `trace_forward(model, sample)`."""
+    return trace_forward(model, sample) if trace is None else trace
+
+
+def spatial_map(out: tuple[int, ...]) -> bool:
+    """Whether an output of shape `out` is a spatial map: [B, C, H, W] with more than one channel and H*W > 1."""
+    return len(out) == 4 and out[-2] * out[-1] > 1 and out[1] > 1
+
+
 def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None = None,
-                      target_layers: Collection[str] = ()) -> str:
+                      target_layers: Collection[str] = (), trace: list[ModuleCall] | None = None) -> str:
     """The recipe's `cam_layer`, else the last module (in execution order) whose output is a spatial map (more
     than 1x1, more than one channel) and that runs once per forward (a reused module's output is ambiguous).
 
@@ -66,20 +104,11 @@ def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None
     must run before the target's value is formed, else its Grad-CAM is the target's channel itself: before the
     target's module, and outside it; and where that module acts per channel (a ReLU, batch norm, pooling, HED's
     sigmoid `edges`), before the last channel-mixing layer that feeds it (LeNet's relu2:3 reads conv2's channel
-    3: its map is at pool1). The recipe's layer is kept if it qualifies, else the last one that does."""
-    names = {module: name for name, module in model.named_modules() if name}
-    modules = {name: module for module, name in names.items()}
-    events: list[tuple[str, str, bool]] = []  # ("start" | "end", module, its output is a spatial map)
-
-    def pre_hook(module: nn.Module, inputs: object) -> None:
-        events.append(("start", names[module], False))
-
-    def hook(module: nn.Module, inputs: object, output: object) -> None:
-        spatial = isinstance(output, Tensor) and output.dim() == 4 and output.shape[-2] * output.shape[-1] > 1 \
-            and output.shape[1] > 1
-        events.append(("end", names[module], spatial))
-
-    hooked_forward(model, sample, [(m, hook) for m in names], [(m, pre_hook) for m in names])
+    3: its map is at pool1). The recipe's layer is kept if it qualifies, else the last one that does. `trace`:
+    `trace_forward(model, sample)` where the caller has it (no forward then)."""
+    modules = {name: module for name, module in model.named_modules() if name}
+    # ("start" | "end", module, its output is a spatial map)
+    events = [(kind, name, spatial_map(out)) for kind, name, _, out in traced(model, sample, trace)]
     targets = [t for t in target_layers if t in modules]
 
     def inside_target(name: str) -> bool:
@@ -132,25 +161,21 @@ def output_shape(model: nn.Module, sample: Tensor, layer: str) -> tuple[int, ...
 ADAPTIVE_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
-def enlarging_pool(model: nn.Module, sample: Tensor, layer: str) -> tuple[str, tuple[int, int], tuple[int, int],
-                                                                          str | None, tuple[int, int] | None] | None:
+def enlarging_pool(model: nn.Module, sample: Tensor, layer: str, trace: list[ModuleCall] | None = None
+                   ) -> tuple[str, tuple[int, int], tuple[int, int], str | None, tuple[int, int] | None] | None:
     """Where an adaptive pool that runs before `layer`'s output is formed (or is `layer`) makes its map larger
     than the one it reads (AlexNet's avgpool, AdaptiveAvgPool2d((6, 6)), repeats a 1x1 map below 223 px, VGG's
     (7, 7) below 224): (the pool, the map it reads, the map it gives, the last conv layer before it whose map is
     larger than 1x1 and that map, or None); None where no pool enlarges a map, or `layer` does not run. One
-    forward without gradients; the caller sets eval mode."""
-    names = {module: name for name, module in model.named_modules() if name}
-    sizes = [m.output_size if isinstance(m.output_size, tuple) else (m.output_size,) for m in names
+    forward without gradients, none where the caller gives its `trace_forward(model, sample)` as `trace`; the
+    caller sets eval mode."""
+    modules = {name: module for name, module in model.named_modules() if name}
+    sizes = [m.output_size if isinstance(m.output_size, tuple) else (m.output_size,) for m in modules.values()
              if isinstance(m, ADAPTIVE_POOLS)]
     if not any(s is not None and s > 1 for size in sizes for s in size):  # a pool to 1x1 enlarges nothing
         return None  # no forward: most models (ResNet, GoogLeNet) end in a global pool
-    events: list[tuple[str, nn.Module, tuple[int, ...], tuple[int, ...]]] = []
-
-    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-        given = inputs[0].shape if inputs and isinstance(inputs[0], Tensor) else ()
-        events.append((names[module], module, tuple(given), tuple(output.shape) if isinstance(output, Tensor) else ()))
-
-    hooked_forward(model, sample, [(m, hook) for m in names])
+    events = [(name, modules[name], given, out) for kind, name, given, out in traced(model, sample, trace)
+              if kind == "end"]
     ends = [i for i, (name, *_) in enumerate(events) if name == layer]
     if not ends:
         return None
