@@ -281,6 +281,30 @@ class _Batch:
     steps: int  # the steps it ran
 
 
+@dataclass
+class _BatchRun:
+    """One batch while it is optimized (see _Renderer.run_batch): what it optimizes and what it records."""
+
+    units: Sequence[int]
+    index: Tensor  # the units on the device
+    param: ImageParam
+    optimizer: torch.optim.Optimizer
+    broken: NonFinite
+    initial_scores: Tensor
+    history: list[Tensor] = field(default_factory=list)  # each step's scores, on the device
+    grad_norms: list[Tensor] = field(default_factory=list)  # each step's gradient norms, on the device
+    snapshots: dict[int, Tensor] = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C stopped the steps
+
+    def result(self, final: Tensor, final_scores: Tensor, interrupted_after: bool) -> _Batch:
+        """The batch's images and records, on the CPU; `interrupted_after`: a Ctrl-C came after the steps."""
+        b = len(self.units)
+        hist = torch.stack(self.history).float().cpu() if self.history else torch.zeros(0, b)
+        norms = torch.stack(self.grad_norms).float().cpu() if self.grad_norms else torch.zeros(0, b)
+        return _Batch(final.cpu(), hist, self.initial_scores, final_scores, self.snapshots,
+                      self.interrupted or interrupted_after, norms, len(self.history))
+
+
 class DeferredSigint:
     """Inside `with DeferredSigint() as d:` Ctrl-C (SIGINT) does not raise: it sets `d.hit`, and the previous
     handler is back on exit. So a second Ctrl-C cannot cut off finishing a render or writing its files. Off the
@@ -525,67 +549,79 @@ class _Renderer:
 
     def run_batch(self, units: Sequence[int], bar) -> _Batch:
         """Optimize the images of these units (indices into the objective's units)."""
-        dev = self.settings.device
-        b = len(units)
+        run = self._start_batch(units)
+        with Capture(self.model, self.layers) if self.features is None else nullcontext() as cap, \
+                _quiet_compiler() if self.compiled_scores else nullcontext():
+            run_layers = self._layer_runner(cap)
+            try:
+                self._optimize(run, run_layers, bar)
+            except KeyboardInterrupt:
+                run.interrupted = True
+        with DeferredSigint() as later:  # the steps are over: a Ctrl-C now stops the render after this batch
+            run.broken.raise_if_any()
+            final, final_scores = self.clean_scores(run.param, run.index)
+            return run.result(final, final_scores, later.hit)
+
+    def _start_batch(self, units: Sequence[int]) -> _BatchRun:
+        """The batch's parameterization and optimizer, checked units and the scores of its starting images."""
         param = self.make_param(units)
-        step_generator = torch.Generator(dev)
-        total = self.objective.batch_size
         optimizer = make_optimizer(self.settings.optimizer, param.parameters(), lr=self.settings.lr)
-        index = torch.tensor(list(units), device=dev)
-        history: list[Tensor] = []
-        grad_norms: list[Tensor] = []
-        snapshots: dict[int, Tensor] = {}
-        interrupted = False
+        index = torch.tensor(list(units), device=self.settings.device)
         if not self.checked:
             self.check_units()
         initial_scores = self.clean_scores(param, index)[1]
         broken = NonFinite(units, self.objective.labels, factory_lr=not isinstance(self.settings.optimizer, str))
         broken.check_scores(initial_scores, 0)
-        with Capture(self.model, self.layers) if self.features is None else nullcontext() as cap, \
-                _quiet_compiler() if self.compiled_scores else nullcontext():
-            run_layers = cap.run if cap is not None else self.features if not self.channels_last else \
-                partial(_channels_first, self.features, self.channels_last)
-            fast_scores = self.compiled_scores or self.step_scores  # after the redirected-ReLU steps
-            try:
-                for step in range(1, self.settings.steps + 1):
-                    # every step draws the transforms of all units and keeps this batch's: same per unit
-                    # whatever the split
-                    step_generator.manual_seed(derived_seed(self.settings.seed, 1, step))
-                    draws = torch.rand(total, RandomTransforms.DRAWS_PER_SAMPLE, generator=step_generator,
-                                       device=dev)[index]
-                    if step <= self.settings.redirect_relu_steps:  # eager: the mode swaps every ReLU's gradient
-                        with RedirectedReLU(), self.step_rng(step):
-                            score = self.step_scores(run_layers, param, draws, index)
-                    else:
-                        with self.step_rng(step):
-                            score = fast_scores(run_layers, param, draws, index)
-                    if not score.requires_grad:
-                        raise DreamlabError(f"the score of {self.objective.name!r} does not depend on the image "
-                                            f"(it has no gradient): the objective or the model's forward cuts "
-                                            f"the gradient with .detach(), .item(), torch.no_grad() or an "
-                                            f"integer op; remove that cut")
-                    optimizer.zero_grad(set_to_none=True)
-                    (-score.sum()).backward()  # the one negation: objectives are maximized
-                    grad_norms.append(_grad_norms(param, b))  # on the device: no host sync
-                    optimizer.step()
-                    history.append(score.detach().clone())  # a CUDA graph reuses its output buffer
-                    broken.record(score, step)  # on the device: read only at snapshots and at the end
-                    if bar is not None:
-                        bar.update(b)
-                    if step in self.thresholds:
-                        broken.raise_if_any()
-                        images = self.snapshot(param, units, step)
-                        if self.keep_snapshots:
-                            snapshots[step] = images
-            except KeyboardInterrupt:
-                interrupted = True
-        with DeferredSigint() as later:  # the steps are over: a Ctrl-C now stops the render after this batch
-            broken.raise_if_any()
-            final, final_scores = self.clean_scores(param, index)
-            hist = torch.stack(history).float().cpu() if history else torch.zeros(0, b)
-            norms = torch.stack(grad_norms).float().cpu() if grad_norms else torch.zeros(0, b)
-            return _Batch(final.cpu(), hist, initial_scores, final_scores, snapshots, interrupted or later.hit,
-                          norms, len(history))
+        return _BatchRun(units, index, param, optimizer, broken, initial_scores)
+
+    def _layer_runner(self, cap: Capture | None) -> Callable[[Tensor], dict[str, Tensor]]:
+        """What runs the model's forward up to the objective's layers: the capture's, or the compiled features'."""
+        if cap is not None:
+            return cap.run
+        if not self.channels_last:
+            return self.features
+        return partial(_channels_first, self.features, self.channels_last)
+
+    def _optimize(self, run: _BatchRun, run_layers: Callable[[Tensor], dict[str, Tensor]], bar) -> None:
+        """The optimization steps, recorded into `run` (on the device: no host sync but at the thresholds)."""
+        b = len(run.units)
+        step_generator = torch.Generator(self.settings.device)
+        fast_scores = self.compiled_scores or self.step_scores  # after the redirected-ReLU steps
+        for step in range(1, self.settings.steps + 1):
+            score = self._step_score(step, step_generator, fast_scores, run_layers, run)
+            run.optimizer.zero_grad(set_to_none=True)
+            (-score.sum()).backward()  # the one negation: objectives are maximized
+            run.grad_norms.append(_grad_norms(run.param, b))  # on the device: no host sync
+            run.optimizer.step()
+            run.history.append(score.detach().clone())  # a CUDA graph reuses its output buffer
+            run.broken.record(score, step)  # on the device: read only at snapshots and at the end
+            if bar is not None:
+                bar.update(b)
+            if step in self.thresholds:
+                run.broken.raise_if_any()
+                images = self.snapshot(run.param, run.units, step)
+                if self.keep_snapshots:
+                    run.snapshots[step] = images
+
+    def _step_score(self, step: int, step_generator: torch.Generator, fast_scores: Callable[..., Tensor],
+                    run_layers: Callable[[Tensor], dict[str, Tensor]], run: _BatchRun) -> Tensor:
+        """One step's scores of the transformed images, refused when they have no gradient."""
+        # every step draws the transforms of all units and keeps this batch's: same per unit whatever the split
+        step_generator.manual_seed(derived_seed(self.settings.seed, 1, step))
+        draws = torch.rand(self.objective.batch_size, RandomTransforms.DRAWS_PER_SAMPLE, generator=step_generator,
+                           device=self.settings.device)[run.index]
+        if step <= self.settings.redirect_relu_steps:  # eager: the mode swaps every ReLU's gradient
+            with RedirectedReLU(), self.step_rng(step):
+                score = self.step_scores(run_layers, run.param, draws, run.index)
+        else:
+            with self.step_rng(step):
+                score = fast_scores(run_layers, run.param, draws, run.index)
+        if not score.requires_grad:
+            raise DreamlabError(f"the score of {self.objective.name!r} does not depend on the image "
+                                f"(it has no gradient): the objective or the model's forward cuts "
+                                f"the gradient with .detach(), .item(), torch.no_grad() or an "
+                                f"integer op; remove that cut")
+        return score
 
     def clean_scores(self, param: ImageParam, index: Tensor) -> tuple[Tensor, Tensor]:
         """The images without transforms and their scores (CPU), e.g. to report what a render achieved."""
