@@ -66,7 +66,7 @@ from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
 from dreamlab.io import check_writable
 from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.models.summary import MAX_INPUT_SIZE
-from dreamlab.optvis.engine import render
+from dreamlab.optvis.engine import RenderResult, render
 from dreamlab.optvis.objectives import channel
 from dreamlab.optvis.settings import MIN_SIZE, PRECISIONS, check_diversity
 from dreamlab.optvis.units import format_units
@@ -240,53 +240,72 @@ def check_out_folder(out: Path) -> None:
 def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch: Batch, device: torch.device,
                   progress: bool, compile: bool | str = False, tensorboard: TensorBoardLog | None = None) -> int:
     """Render one batch and save its unfinished units; return how many were saved."""
-    s = plan.settings
-    steps = plan.layer_steps[batch.layer]
-    count = dict(plan.layers)[batch.layer]
-    thresholds, on_snapshot = with_snapshots(tensorboard, steps, (), None)
-    copies = s.diversity
-    extra = {"diversity": copies, "diversity_weight": s.diversity_weight} if copies > 1 else {}
-    # the recipe's size is left to render, which then shows a fixed-size model (ViT) its own size (model_size)
-    size = None if s.size == loaded.recipe.input_size else s.size
-    result = render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=steps, size=size,
-                    seed=s.seed, device=device, progress=progress, compile=compile, thresholds=thresholds,
-                    precision=s.precision,
-                    on_snapshot=on_snapshot, keep_snapshots=False, **plan.layer_overrides.get(batch.layer, {}),
-                    **extra)
+    result = _render_units(loaded, plan, batch, device, progress, compile, tensorboard)
     if tensorboard is not None:
         tensorboard.write_result(result)
     if result.interrupted:  # the images are part-way: keep none of them
         raise KeyboardInterrupt
+    copies = plan.settings.diversity
     written = 0
     scores = result.final_scores.tolist()
     off = result.never_on_mask()
     for i, ch in enumerate(batch.channels):
         if (batch.layer, ch) in plan.done:
             continue
-        unit = f"{batch.layer}:{ch}"
-        mine = scores[i * copies:(i + 1) * copies]  # a unit's images are consecutive
-        files = unit_files(batch.layer, ch, copies)
-        record = {
-            "unit": unit, "layer": batch.layer, "channel": ch, "objective": unit, **plan.class_of(batch.layer, ch),
-            "activation": _finite_or_none(mine[0]),  # the first image's: the one the page and sheet show
-            "never_on": all(off[i * copies:(i + 1) * copies]),  # at 0 for every step, as render's note says
-            "seed": s.seed, "steps": steps, "size": s.size, "recipe": s.recipe, "recipe_hash": s.recipe_hash,
-            "weights": s.weights, "weights_seed": s.weights_seed, "device": device.type,
-            "precision": result.provenance.get("dreamlab:precision", ""),
-            "compile": result.provenance.get("dreamlab:compile", compile_label(compile)), "batch_size": s.batch_size,
-            "scheme": RENDER_SCHEME, "file": files[0],
-        }
-        if copies > 1:
-            record.update(diversity=copies, diversity_weight=s.diversity_weight, files=files,
-                          activations=[_finite_or_none(v) for v in mine])
-        # the objective rendered is the whole layer's channel list, in which the channel is the unit's place
-        # (its start noise): `render(model, OBJECTIVE, units=[INDEX])` renders the image again
-        named = {f"dreamlab:{key}": value for key, value in plan.class_of(batch.layer, ch).items()}
-        texts = [{**result.provenance, "dreamlab:unit": unit, "dreamlab:unit_index": str(ch),
-                  "dreamlab:score": f"{score:.6g}", **named} for score in mine]
-        folder.write_unit(record, result.images[i * copies:(i + 1) * copies], texts)
+        mine = slice(i * copies, (i + 1) * copies)  # a unit's images are consecutive
+        record = _unit_record(plan, batch.layer, ch, result, scores[mine], all(off[mine]), device, compile)
+        folder.write_unit(record, result.images[mine], _unit_texts(plan, batch.layer, ch, result, scores[mine]))
         written += 1
     return written
+
+
+def _render_units(loaded: LoadedModel, plan: Plan, batch: Batch, device: torch.device, progress: bool,
+                  compile: bool | str, tensorboard: TensorBoardLog | None) -> RenderResult:
+    """Render the batch's channels with the plan's settings (and the layer's steps and overrides)."""
+    s = plan.settings
+    steps = plan.layer_steps[batch.layer]
+    count = dict(plan.layers)[batch.layer]
+    thresholds, on_snapshot = with_snapshots(tensorboard, steps, (), None)
+    extra = {"diversity": s.diversity, "diversity_weight": s.diversity_weight} if s.diversity > 1 else {}
+    # the recipe's size is left to render, which then shows a fixed-size model (ViT) its own size (model_size)
+    size = None if s.size == loaded.recipe.input_size else s.size
+    return render(loaded, channel(batch.layer, range(count)), units=batch.channels, steps=steps, size=size,
+                  seed=s.seed, device=device, progress=progress, compile=compile, thresholds=thresholds,
+                  precision=s.precision,
+                  on_snapshot=on_snapshot, keep_snapshots=False, **plan.layer_overrides.get(batch.layer, {}),
+                  **extra)
+
+
+def _unit_record(plan: Plan, layer: str, ch: int, result: RenderResult, scores: list[float], never_on: bool,
+                 device: torch.device, compile: bool | str) -> dict[str, Any]:
+    """A unit's manifest record; `scores`: its images' final scores, `never_on`: at 0 for every step in all."""
+    s = plan.settings
+    copies = s.diversity
+    unit = f"{layer}:{ch}"
+    files = unit_files(layer, ch, copies)
+    record = {
+        "unit": unit, "layer": layer, "channel": ch, "objective": unit, **plan.class_of(layer, ch),
+        "activation": _finite_or_none(scores[0]),  # the first image's: the one the page and sheet show
+        "never_on": never_on,  # at 0 for every step, as render's note says
+        "seed": s.seed, "steps": plan.layer_steps[layer], "size": s.size, "recipe": s.recipe,
+        "recipe_hash": s.recipe_hash, "weights": s.weights, "weights_seed": s.weights_seed, "device": device.type,
+        "precision": result.provenance.get("dreamlab:precision", ""),
+        "compile": result.provenance.get("dreamlab:compile", compile_label(compile)), "batch_size": s.batch_size,
+        "scheme": RENDER_SCHEME, "file": files[0],
+    }
+    if copies > 1:
+        record.update(diversity=copies, diversity_weight=s.diversity_weight, files=files,
+                      activations=[_finite_or_none(v) for v in scores])
+    return record
+
+
+def _unit_texts(plan: Plan, layer: str, ch: int, result: RenderResult, scores: list[float]) -> list[dict[str, str]]:
+    """The PNG text of each of a unit's images: the render's provenance, the unit, its score and class."""
+    # the objective rendered is the whole layer's channel list, in which the channel is the unit's place
+    # (its start noise): `render(model, OBJECTIVE, units=[INDEX])` renders the image again
+    named = {f"dreamlab:{key}": value for key, value in plan.class_of(layer, ch).items()}
+    return [{**result.provenance, "dreamlab:unit": f"{layer}:{ch}", "dreamlab:unit_index": str(ch),
+             "dreamlab:score": f"{score:.6g}", **named} for score in scores]
 
 
 def _progress(batch: Batch, done: set[tuple[str, int]], new: int) -> str:
