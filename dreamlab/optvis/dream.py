@@ -34,8 +34,8 @@ from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, sav
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
 from dreamlab.optvis.capture import OUTPUT, Capture
-from dreamlab.optvis.dream_tiles import (AUTO_TILE, aligned, smallest_tile, tiled_gradient, tiled_score, tiles,
-                                        zoom_rotate)
+from dreamlab.optvis.dream_tiles import (AUTO_TILE, Tile, aligned, smallest_tile, tiled_gradient, tiled_score,
+                                        tiles, zoom_rotate)
 from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, raw_size_errors, resolve_model, takes_size,
                                      unsized_module_error)
 from dreamlab.optvis.engine import derived_seed, progress_bar
@@ -326,48 +326,72 @@ class _Dreamer:
         base = photo.to(self.device)
         sizes = octave_sizes(*base.shape[-2:], self.octaves, self.octave_scale)
         bases = [_resize(base, size) for size in sizes]
-        detail = torch.zeros_like(bases[-1])
-        image = bases[-1]
-        size = f"{base.shape[-1]}x{base.shape[-2]}"
-        what = f"dreaming frame {frame} of {frames} (0-based) at {size}" if frames else f"dreaming the photo at {size}"
-        bar = progress_bar(self.octaves * self.steps, f"{what}: {counted(self.octaves, 'octave')} of "
-                           f"{counted(self.steps, 'step')}") if self.progress else None
-        reached = [0, 0]  # [octave, steps done in it]: what the image holds when Ctrl-C comes
+        state = _Octaves(image=bases[-1], detail=torch.zeros_like(bases[-1]))
+        bar = self._octaves_bar(base, frame, frames)
         try:
             for octave, size in enumerate(reversed(sizes)):
-                reached[:] = [octave, 0]
-                start = bases[len(sizes) - 1 - octave]
-                detail = _resize(detail, size)
-                image = (start + detail).clamp(0, 1)
-                parts = tiles(*size, self.tile, self.overlap)
-                if bar is not None:
-                    where = f"frame {frame}, " if frames else ""
-                    bar.set_description(f"{where}octave {octave + 1}/{self.octaves}")
-                for step in range(self.steps):
-                    dy, dx = torch.randint(-self.jitter, self.jitter + 1, (2,), generator=generator).tolist()
-                    shifted = image.roll((dy, dx), (-2, -1))
-                    grad, score = tiled_gradient(self.score, shifted, parts)
-                    grad = grad.roll((-dy, -dx), (-2, -1))
-                    # google/deepdream's normalized step: the mean absolute change per step is lr. Its epsilon
-                    # (1e-8) swallowed whole steps of random-weight models (mean |grad| ~5e-10), so the floor
-                    # here only keeps an all-zero gradient from dividing by zero
-                    scale = grad.abs().mean().clamp_min(torch.finfo(grad.dtype).tiny)
-                    image = (image + self.lr * (grad / scale)).clamp(0, 1)
-                    detail = image - start
-                    reached[1] = step + 1
-                    if self.on_step is not None:
-                        self.on_step(DreamStep(frame, octave, step, score, image))
-                    if bar is not None:
-                        bar.update(1)
+                self._dream_octave(state, octave, bases[len(sizes) - 1 - octave], size, generator, frame, frames,
+                                   bar)
         except KeyboardInterrupt:
-            octave, steps = reached
-            if steps == self.steps:  # stopped after an octave's last step: that octave is finished
-                octave, steps = octave + 1, 0
-            return (base + _resize(detail, sizes[0])).clamp(0, 1).cpu(), (octave, steps)
+            return (base + _resize(state.detail, sizes[0])).clamp(0, 1).cpu(), self._stopped_at(state)
         finally:
             if bar is not None:
                 bar.close()
-        return image.cpu(), None
+        return state.image.cpu(), None
+
+    def _octaves_bar(self, base: Tensor, frame: int, frames: int):
+        """The progress bar of one photo's (or zoom frame's) octaves, or None without progress."""
+        size = f"{base.shape[-1]}x{base.shape[-2]}"
+        what = f"dreaming frame {frame} of {frames} (0-based) at {size}" if frames else f"dreaming the photo at {size}"
+        return progress_bar(self.octaves * self.steps, f"{what}: {counted(self.octaves, 'octave')} of "
+                            f"{counted(self.steps, 'step')}") if self.progress else None
+
+    def _dream_octave(self, state: _Octaves, octave: int, start: Tensor, size: tuple[int, int],
+                      generator: torch.Generator, frame: int, frames: int, bar) -> None:
+        """Dream one octave: its photo `start` plus the detail dreamed so far, then `steps` steps, into `state`."""
+        state.octave, state.steps = octave, 0
+        state.detail = _resize(state.detail, size)
+        state.image = (start + state.detail).clamp(0, 1)
+        parts = tiles(*size, self.tile, self.overlap)
+        if bar is not None:
+            where = f"frame {frame}, " if frames else ""
+            bar.set_description(f"{where}octave {octave + 1}/{self.octaves}")
+        for step in range(self.steps):
+            state.image, score = self._dream_step(state.image, parts, generator)
+            state.detail = state.image - start
+            state.steps = step + 1
+            if self.on_step is not None:
+                self.on_step(DreamStep(frame, octave, step, score, state.image))
+            if bar is not None:
+                bar.update(1)
+
+    def _dream_step(self, image: Tensor, parts: list[Tile], generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One gradient-ascent step on the randomly rolled image: the new image and the step's score."""
+        dy, dx = torch.randint(-self.jitter, self.jitter + 1, (2,), generator=generator).tolist()
+        shifted = image.roll((dy, dx), (-2, -1))
+        grad, score = tiled_gradient(self.score, shifted, parts)
+        grad = grad.roll((-dy, -dx), (-2, -1))
+        # google/deepdream's normalized step: the mean absolute change per step is lr. Its epsilon
+        # (1e-8) swallowed whole steps of random-weight models (mean |grad| ~5e-10), so the floor
+        # here only keeps an all-zero gradient from dividing by zero
+        scale = grad.abs().mean().clamp_min(torch.finfo(grad.dtype).tiny)
+        return (image + self.lr * (grad / scale)).clamp(0, 1), score
+
+    def _stopped_at(self, state: _Octaves) -> tuple[int, int]:
+        """Where Ctrl-C stopped the octaves: (the octaves finished, the steps done in the next one)."""
+        if state.steps == self.steps:  # stopped after an octave's last step: that octave is finished
+            return state.octave + 1, 0
+        return state.octave, state.steps
+
+
+@dataclass
+class _Octaves:
+    """Where a photo's octaves stand: the image, its detail over the octave's photo, and the steps done so far."""
+
+    image: Tensor
+    detail: Tensor
+    octave: int = 0  # the octave under way, 0 the smallest
+    steps: int = 0  # the steps done in it
 
 
 def _memory_error(exc: BaseException, photo: Tensor, obj: Objective, recipe: Recipe, device: torch.device,
