@@ -212,48 +212,75 @@ def _save(args: argparse.Namespace, result: RenderResult, paths: dict[str, Path]
     """Write the render's PNGs (and its provenance into the snapshots written during it): the paths written, the
     final images first, then the --thresholds snapshots; and (path, where its image went instead, why) for each
     existing file that could not be replaced (chattr +i), so that no rendered image is lost."""
-    import torch
-
     from dreamlab.apps.args import phase
-    from dreamlab.io import file_digest, grid, save_png, set_png_text
+
+    provenance = _file_provenance(args, result)
+    kept_aside: list[tuple[Path, Path, str]] = []
+    count = len(result.labels)
+    phase(f"saving one grid of {count} image(s)" if args.grid else f"saving {count} image(s)")
+    if args.grid:
+        written = _save_grid(args, result, provenance, grid_path, grid_snapshots, kept_aside)
+    else:
+        written = [_keep(image, paths[label], {**provenance, **result.unit_text(i)}, kept_aside)
+                   for i, (image, label) in enumerate(zip(result.images, result.labels))]
+    return written + _label_snapshots(result, provenance, snapshots), kept_aside
+
+
+def _file_provenance(args: argparse.Namespace, result: RenderResult) -> dict[str, str]:
+    """The render's provenance, with the --direction file's name and digest where one was given."""
+    from dreamlab.io import file_digest
 
     provenance = dict(result.provenance)
     if args.direction is not None:  # the name comes from the file's stem: record which file, and its content
         provenance["dreamlab:direction_file"] = str(args.direction)
         provenance["dreamlab:direction_sha256"] = file_digest(args.direction)
+    return provenance
+
+
+def _keep(image: Tensor, path: Path, text: dict[str, str], kept_aside: list[tuple[Path, Path, str]]) -> Path:
+    """Save the PNG at `path`, or beside it where an existing file there is locked (noted in `kept_aside`)."""
+    from dreamlab.io import save_png
+
+    try:
+        return save_png(image, path, text)
+    except PermissionError as exc:  # the folder takes files (checked before the render); this one is locked
+        if not path.exists():
+            raise
+        aside = save_png(image, _free_name(path), text)
+        kept_aside.append((path, aside, exc.strerror or str(exc)))
+        return aside
+
+
+def _save_grid(args: argparse.Namespace, result: RenderResult, provenance: dict[str, str], grid_path: Path,
+               grid_snapshots: dict[int, list], kept_aside: list[tuple[Path, Path, str]]) -> list[Path]:
+    """Write the --grid PNG, then a grid per --thresholds step that every batch reached: the paths written."""
+    import torch
+
+    from dreamlab.io import grid, save_png
+
+    copies = args.diversity or 1
+    columns = copies if copies > 1 else None  # a row per unit
+    written = [_keep(grid(result.images, columns), grid_path, {**provenance, **result.grid_text()}, kept_aside)]
+    for step, parts in sorted(grid_snapshots.items()):
+        images = torch.cat(parts)
+        if len(images) == len(result.labels):  # every batch reached this step
+            written.append(save_png(grid(images, columns), _snapshot_path(grid_path, step),
+                                    {**provenance, **result.snapshot_text(None, step)}))
+    return written
+
+
+def _label_snapshots(result: RenderResult, provenance: dict[str, str],
+                     snapshots: dict[Path, tuple[str, int]]) -> list[Path]:
+    """Write the provenance into the unit snapshots saved during the render: the paths of those kept."""
+    from dreamlab.io import set_png_text
+
     written: list[Path] = []
-    kept_aside: list[tuple[Path, Path, str]] = []
-
-    def keep(image: torch.Tensor, path: Path, text: dict[str, str]) -> Path:
-        try:
-            return save_png(image, path, text)
-        except PermissionError as exc:  # the folder takes files (checked before the render); this one is locked
-            if not path.exists():
-                raise
-            aside = save_png(image, _free_name(path), text)
-            kept_aside.append((path, aside, exc.strerror or str(exc)))
-            return aside
-
-    count = len(result.labels)
-    phase(f"saving one grid of {count} image(s)" if args.grid else f"saving {count} image(s)")
-    if args.grid:
-        copies = args.diversity or 1
-        columns = copies if copies > 1 else None  # a row per unit
-        written.append(keep(grid(result.images, columns), grid_path, {**provenance, **result.grid_text()}))
-        for step, parts in sorted(grid_snapshots.items()):
-            images = torch.cat(parts)
-            if len(images) == count:  # every batch reached this step
-                written.append(save_png(grid(images, columns), _snapshot_path(grid_path, step),
-                                        {**provenance, **result.snapshot_text(None, step)}))
-    else:
-        for i, (image, label) in enumerate(zip(result.images, result.labels)):
-            written.append(keep(image, paths[label], {**provenance, **result.unit_text(i)}))
     index_of = {label: i for i, label in enumerate(result.labels)}
     for path, (label, step) in snapshots.items():  # after the final images, the more precious ones
         if label in index_of:  # else its unit's batch was cut off before it finished
             set_png_text(path, {**provenance, **result.snapshot_text(index_of[label], step)})
             written.append(path)
-    return written, kept_aside
+    return written
 
 
 def _free_name(path: Path) -> Path:
