@@ -3,6 +3,7 @@ PIL images; the photo and guide in the provenance (Python and the PNG the CLI wr
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -190,3 +191,35 @@ def test_a_start_frame_past_the_zoom_says_how_frames_count():
         dream("lenet-digits", torch.rand(3, 32, 32), zoom_frames=1, start_frame=1, **FAST)
     assert str(refused.value) == ("start_frame 1 is past the last of 1 zoom frame (frames count from 0): give a "
                                   "start_frame below zoom_frames")
+
+
+# 4. objectives that cannot be dreamed: one line, as render says it
+
+def _tiny_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(OrderedDict(conv=torch.nn.Conv2d(3, 4, 3, padding=1), relu=torch.nn.ReLU())).eval()
+
+
+def test_an_objective_without_a_gradient_is_one_line_not_torchs_runtime_error():
+    from dreamlab import objectives as o
+    cut = o.objective(layers=["relu"])(lambda acts: acts["relu"].mean((1, 2, 3)).detach())
+    with pytest.raises(DreamlabError) as err:
+        dream(_tiny_net(), torch.rand(3, 32, 32), cut, **FAST)
+    assert str(err.value) == ("the score of '<lambda>' does not depend on the image (it has no gradient): the "
+                              "objective or the model's forward cuts the gradient with .detach(), .item(), "
+                              "torch.no_grad() or an integer op; remove that cut")
+
+
+def test_a_score_or_gradient_that_is_nan_stops_the_dream_instead_of_returning_a_nan_image():
+    from dreamlab import objectives as o
+    nan_score = o.objective(layers=["relu"])(lambda acts: acts["relu"].mean((1, 2, 3)) * float("nan"))
+    with pytest.raises(DreamlabError, match=r"^the score of '<lambda>' is NaN or infinite on the photo, before any "
+                                            r"step, so the dream was stopped and nothing saved; check the objective"):
+        dream(_tiny_net(), torch.rand(3, 32, 32), nan_score, **FAST)
+    # a finite score whose gradient is NaN (sqrt at 0 times 0): caught once the octave ends
+    nan_grad = o.objective(layers=["relu"])(
+        lambda acts: acts["relu"].mean((1, 2, 3)) + (acts["relu"] * 0).sqrt().sum((1, 2, 3)))
+    with pytest.raises(DreamlabError, match=r"^the gradient of '<lambda>' became NaN or infinite in octave 1 of 2, "
+                                            r"so the dream was stopped and nothing saved"):
+        dream(_tiny_net(), torch.rand(3, 32, 32), nan_grad, octaves=2, steps=2, device="cpu")
+    assert dream(_tiny_net(), torch.rand(3, 32, 32), "relu", **FAST).image.isfinite().all()

@@ -38,7 +38,7 @@ from dreamlab.optvis.dream_tiles import (AUTO_TILE, Tile, aligned, smallest_tile
                                         tiles, zoom_rotate)
 from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, raw_size_errors, resolve_model, takes_size,
                                      unsized_module_error)
-from dreamlab.optvis.engine import derived_seed, progress_bar
+from dreamlab.optvis.engine import derived_seed, no_gradient, progress_bar
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.optvis.objectives import IMAGE, Objective, deepdream
 
@@ -218,7 +218,10 @@ class _Dreamer:
         acts = dict(self.capture.run((crop - self.mean) / self.std)) if self.layers else {}
         acts[IMAGE] = crop
         first = acts[self.layers[0]] if self.layers else crop
-        return self.objective(acts), math.prod(first.shape[2:]) if first.dim() > 2 else 1
+        value = self.objective(acts)
+        if torch.is_grad_enabled() and not value.requires_grad:  # a dream step; else torch's raw RuntimeError
+            raise no_gradient(self.objective.name)
+        return value, math.prod(first.shape[2:]) if first.dim() > 2 else 1
 
     def check(self, image: Tensor, photo: Tensor, side: int | None = None) -> None:
         """Before dreaming: reused modules and missing units (one whole forward at the recipe's input size, which
@@ -364,6 +367,12 @@ class _Dreamer:
                 self.on_step(DreamStep(frame, octave, step, score, state.image))
             if bar is not None:
                 bar.update(1)
+        if not bool(torch.isfinite(state.image).all()):  # one check per octave: no host sync per step
+            kept = f" in frame {frame} (the frames before it are kept)" if frame else " and nothing saved"
+            raise DreamlabError(
+                f"the gradient of {self.objective.name!r} became NaN or infinite in octave {octave + 1} of "
+                f"{self.octaves}, so the dream was stopped{kept}; check the objective (a division by ~0?) "
+                f"and the weights")
 
     def _dream_step(self, image: Tensor, parts: list[Tile], generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """One gradient-ascent step on the randomly rolled image: the new image and the step's score."""
@@ -563,6 +572,10 @@ def _dream_frames(dreamer: _Dreamer, photo: Tensor, *, seed: int, zoom_frames: i
     measuring the objective before and after; Ctrl-C ends it with what is finished."""
     first = photo if start_frame == 0 else _quantized(zoom_rotate(photo, zoom, rotate))
     initial = dreamer.measure(first)
+    if not math.isfinite(initial):
+        raise DreamlabError(f"the score of {dreamer.objective.name!r} is NaN or infinite on the photo, before any "
+                            f"step, so the dream was stopped and nothing saved; check the objective (a division "
+                            f"by ~0?) and the weights")
     frames, numbers_done, interrupted, current = [], [], False, first
     frame_scores: list[float] = []
     scored = zoom_frames > 0 and on_frame is not None and _takes_score(on_frame)

@@ -338,6 +338,13 @@ def map_offsets(padded: dict[str, Tensor], plain: dict[str, Tensor]) -> dict[str
             for name, act in plain.items() if act.dim() == 4 and padded[name].dim() == 4}
 
 
+def no_gradient(name: str) -> DreamlabError:
+    """The one line for an objective whose score does not depend on the image (render's and dream's)."""
+    return DreamlabError(f"the score of {name!r} does not depend on the image (it has no gradient): the objective "
+                         f"or the model's forward cuts the gradient with .detach(), .item(), torch.no_grad() or an "
+                         f"integer op; remove that cut")
+
+
 def derived_seed(*parts: int) -> int:
     """A 63-bit seed from integers (tuple hashing of ints is the same in every process)."""
     return hash(parts) & 0x7FFF_FFFF_FFFF_FFFF
@@ -617,10 +624,7 @@ class _Renderer:
             with self.step_rng(step):
                 score = fast_scores(run_layers, run.param, draws, run.index)
         if not score.requires_grad:
-            raise DreamlabError(f"the score of {self.objective.name!r} does not depend on the image "
-                                f"(it has no gradient): the objective or the model's forward cuts "
-                                f"the gradient with .detach(), .item(), torch.no_grad() or an "
-                                f"integer op; remove that cut")
+            raise no_gradient(self.objective.name)
         return score
 
     def clean_scores(self, param: ImageParam, index: Tensor) -> tuple[Tensor, Tensor]:
