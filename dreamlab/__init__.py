@@ -47,6 +47,11 @@ def __getattr__(name: str):
     return value
 
 
+def __dir__() -> list[str]:
+    """dir(dreamlab) lists the public names, though they are imported on first use (PEP 562)."""
+    return sorted(set(__all__) | {name for name in globals() if not name.startswith("_")} - {"importlib"})
+
+
 __all__ = ["__version__", "objectives", "capture", "DreamlabError", "parse_objective", "load_model", "Objective",
            "objective", "Recipe", "load_recipe", "RenderResult", "RenderSettings", "render", "layer_table",
            "gradcam", "attribute", "graph", "kernels", "features", "examples", "dream", "DreamResult"]

@@ -36,3 +36,14 @@ def test_load_image_takes_the_sample_names(tmp_path, monkeypatch):
 
     Image.new("RGB", (5, 4), (255, 0, 0)).save(tmp_path / "china", format="PNG")
     assert load_image("china").shape == (3, 4, 5)
+
+
+def test_dir_of_the_package_lists_the_public_names_it_imports_on_first_use():
+    import subprocess
+    import sys
+    # a fresh interpreter: nothing imported yet, as a new user's `import dreamlab; dir(dreamlab)`
+    shown = subprocess.run([sys.executable, "-c", "import dreamlab; print(' '.join(dir(dreamlab)))"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert {"render", "capture", "objectives", "dream", "gradcam", "attribute", "layer_table", "Recipe",
+            "RenderSettings", "DreamlabError", "__version__"} <= set(shown)
+    assert "importlib" not in shown and shown == sorted(shown)
