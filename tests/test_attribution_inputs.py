@@ -127,16 +127,27 @@ def test_no_target_means_each_images_top_class(model, x):
 
 @pytest.mark.parametrize("target, text", [
     (1.5, "target must be an objective string (logit:281, logit:tabby, inception4c:97), an Objective, a class "
-          "index (int) or None (each image's top class), got float 1.5"),
+          "index (int), an integer tensor of one class per image or None (each image's top class), got float 1.5"),
     (True, "target must be an objective string"),
     (torch.tensor(1.0), "target must be an objective string"),
     ([1, 2], "target must be an objective string"),
+    ((1, 3), "target must be an objective string"),
     (-1, "class index -1 is negative; give a class index >= 0 (logit:N)"),
 ])
 def test_targets_of_other_kinds_are_refused(model, x, target, text):
     with pytest.raises(DreamlabError) as refused:
         gradcam(model, x, target)
     assert str(refused.value).startswith(text) and "\n" not in str(refused.value)
+
+
+def test_a_list_of_labels_is_told_the_tensor_that_attributes_each_image_to_its_own():
+    from dreamlab.attribution.target import parse_target
+    with pytest.raises(DreamlabError, match=r", got list \[1, 2\]; for one class per image pass "
+                                            r"torch.tensor\(\[1, 2\]\)$"):
+        parse_target([1, 2], None)
+    with pytest.raises(DreamlabError) as refused:
+        parse_target(["a"], None)
+    assert "torch.tensor" not in str(refused.value)
 
 
 def test_layer_and_method_of_the_wrong_type_are_refused(model, x):

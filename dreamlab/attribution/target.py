@@ -144,9 +144,12 @@ def parse_target(target: Objective | str | int, categories: tuple[str, ...] | No
             raise DreamlabError(f"class index {target} is negative; give a class index >= 0 (logit:N)")
         target = f"logit:{int(target)}"
     if not isinstance(target, str):
+        labels = isinstance(target, (list, tuple)) and target and all(
+            isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in target)
+        fix = f"; for one class per image pass torch.tensor({list(map(int, target))})" if labels else ""
         raise DreamlabError(f"target must be an objective string (logit:281, logit:tabby, inception4c:97), an "
-                            f"Objective, a class index (int) or None (each image's top class), got "
-                            f"{shown(target)}")
+                            f"Objective, a class index (int), an integer tensor of one class per image or None "
+                            f"(each image's top class), got {shown(target)}{fix}")
     return parse_objective(target, categories, layers)
 
 
