@@ -213,8 +213,14 @@ def test_a_module_of_another_dtype_is_refused_before_it_runs():
     with pytest.raises(DreamlabError, match=r"_FixedSize has float64 parameters; dreamlab runs float32 models .* "
                                             r"pass model.float\(\)"):
         dreamlab.render(_FixedSize().double(), "conv:0", **LENET)
-    with pytest.raises(DreamlabError, match="has bfloat16 parameters"):
+    with pytest.raises(DreamlabError, match=r"precision='bf16'"):
+        dreamlab.render(_FixedSize().bfloat16(), "conv:0", **LENET)
+    # only render takes precision=: the others are not sent to a keyword they refuse
+    with pytest.raises(DreamlabError) as refused:
         dreamlab.gradcam(_FixedSize().bfloat16(), torch.rand(3, 32, 32), "logit:1")
+    assert str(refused.value) == "_FixedSize has bfloat16 parameters; dreamlab runs float32 models: pass model.float()"
+    with pytest.raises(DreamlabError, match=r"^_FixedSize has float64 parameters; dreamlab runs float32 models: pass "):
+        dreamlab.dream(_FixedSize().double(), torch.rand(3, 40, 40), "conv", octaves=1, steps=1)
     with pytest.raises(DreamlabError, match=r"_FixedSize has parameters on the 'meta' device, which hold shapes but "
                                             r"no values"):
         dreamlab.render(_FixedSize().to("meta"), "conv:0", **LENET)

@@ -116,9 +116,11 @@ def prepared_model(model: nn.Module, device: torch.device, channels_last: bool, 
 
 
 def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | None,
-                  weights: str | Path | None = "default"
+                  weights: str | Path | None = "default", *, precision: bool = False
                   ) -> tuple[nn.Module, Recipe, str, tuple[str, ...] | None, bool]:
     """(module, recipe, weights description, class names, whether dreamlab owns the module).
+
+    `precision`: the caller takes `precision=` (render), which a module of another dtype is then told of.
 
     `recipe` goes with a caller's nn.Module and `weights` with a model given by name; any other pairing is
     refused rather than ignored ("default", the callers' default for `weights`, goes with everything)."""
@@ -142,7 +144,7 @@ def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | N
     if not isinstance(model, nn.Module):
         raise DreamlabError(f"model must be a recipe or torchvision model name, a LoadedModel or an nn.Module, "
                             f"got {type(model).__name__}")
-    check_float32(model)
+    check_float32(model, precision)
     if recipe is None:
         recipe = custom_recipe(model)  # its channels are what the module reads
     else:
@@ -173,18 +175,20 @@ def _refuse_weights(model: object, weights: object) -> None:
                             f"(model.load_state_dict(torch.load(PATH, weights_only=True)))")
 
 
-def check_float32(model: nn.Module) -> None:
-    """dreamlab feeds float32 images (and runs bfloat16 through autocast, `precision`): a module whose
-    parameters are another dtype would fail deep inside torch, so it is refused in one line; so is a module whose
-    parameters sit on the 'meta' device (shapes without values)."""
+def check_float32(model: nn.Module, precision: bool = False) -> None:
+    """dreamlab feeds float32 images (and render runs bfloat16 through autocast, `precision`): a module whose
+    parameters are another dtype would fail deep inside torch, so it is refused in one line, naming render's
+    `precision` where the caller takes it; so is a module whose parameters sit on the 'meta' device (shapes
+    without values)."""
     if any(p.device.type == "meta" for p in model.parameters()):
         raise DreamlabError(f"{type(model).__name__} has parameters on the 'meta' device, which hold shapes but no "
                             f"values; load its weights first (model.to_empty(device='cpu') then load_state_dict)")
     dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters() if p.is_floating_point()}
                     - {"float32"})
     if dtypes:
+        lower = " (lower precision through precision='bf16', --precision)" if precision else ""
         raise DreamlabError(f"{type(model).__name__} has {', '.join(dtypes)} parameters; dreamlab runs float32 "
-                            f"models (lower precision through precision='bf16', --precision): pass model.float()")
+                            f"models{lower}: pass model.float()")
 
 
 def check_channels(model: nn.Module, recipe: Recipe) -> None:

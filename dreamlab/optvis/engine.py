@@ -734,7 +734,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     """
     requested = with_overrides(settings, overrides)
     init_image, init_record = _read_init_image(init_image)
-    module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
+    module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights, precision=True)
     obj = _as_objective(objective, categories, module)
     dev = resolve_device(requested.device)
     settings = resolve_settings(requested, recipe_obj, owned, dev, obj.layers)
