@@ -36,6 +36,18 @@ def test_layer_table_takes_a_name_a_loaded_model_and_a_module() -> None:
     assert _shapes(dreamlab.layer_table("lenet-digits", weights="default")) == LENET
 
 
+def test_layer_table_names_channels_the_model_rejects_not_the_size() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    with pytest.raises(DreamlabError, match=r"^Sequential does not take channels=1 \(.*expected input\[1, 1, 224, "
+                                            r"224\] to have 3 channels.*\); it takes 3, what its first convolution "
+                                            r"reads: leave channels out$"):
+        dreamlab.layer_table(model, channels=1)
+    with pytest.raises(DreamlabError, match=r"^LeNetDigits does not take channels=3 .*; it takes 1, the recipe's: "
+                                            r"leave channels out$"):
+        dreamlab.layer_table("lenet-digits", channels=3)
+    assert _shapes(dreamlab.layer_table("lenet-digits", channels=1)) == LENET
+
+
 def test_layer_table_takes_height_x_width() -> None:
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
     rows = dreamlab.layer_table(model, input_size=(10, 14))

@@ -298,10 +298,25 @@ def layer_table(model: nn.Module | str | Path | LoadedModel, input_size: Size | 
         weights = "default"  # the default: a module or LoadedModel keeps its own weights, which shapes do not need
     module, rec, _, _, owned = resolve_model(model, recipe, weights)
     named = owned or recipe is not None  # a caller's bare module has no recipe size to suggest
-    return summarize(module, rec.input_size if input_size is None else input_size,
-                     rec.channels if channels is None else channels,
-                     recipe_size if recipe_size is not None else rec.input_size if named else None,
-                     rec.source if named else None).layers
+
+    def rows(image_channels: int) -> list[LayerRow]:
+        return summarize(module, rec.input_size if input_size is None else input_size, image_channels,
+                         recipe_size if recipe_size is not None else rec.input_size if named else None,
+                         rec.source if named else None).layers
+
+    try:
+        return rows(rec.channels if channels is None else channels)
+    except DreamlabError as exc:
+        if channels is None or channels == rec.channels:
+            raise
+        try:  # the size is fine with the model's own channels: the channels given are what it rejects
+            rows(rec.channels)
+        except DreamlabError:
+            raise exc from None
+        reads = "the recipe's" if named else "what its first convolution reads"
+        cause = first_line(exc.__context__) if exc.__context__ is not None else str(exc)  # torch's own words
+        raise DreamlabError(f"{type(module).__name__} does not take channels={channels} ({cause}); it takes "
+                            f"{rec.channels}, {reads}: leave channels out") from None
 
 
 def _note(r: LayerRow) -> str:
