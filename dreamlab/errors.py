@@ -90,6 +90,31 @@ OTHER_TOOLS_NAMES = {
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def check_callback(name: str, fn: object, call: str, args: int | tuple[int, ...]) -> None:
+    """Refuse a callback (None: none given) that is not callable, or cannot be called with `args` positional
+    arguments (or one of these counts) as `call` shows, before any work: it is first called after work that its
+    error would lose."""
+    if fn is None:
+        return
+    if not callable(fn):
+        raise DreamlabError(f"{name} must be a function, called as {call}; got {type(fn).__name__}")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: trusted
+        return
+    counts = (args,) if isinstance(args, int) else args
+    for count in counts:
+        try:
+            signature.bind(*range(count))
+            return
+        except TypeError:
+            pass
+    shown = getattr(fn, "__name__", type(fn).__name__)
+    many = " or ".join(map(str, counts))
+    raise DreamlabError(f"{name} is called as {call}, which {shown}{signature} cannot take; give it {many} "
+                        f"positional parameter{'s' if counts != (1,) else ''}")
+
+
 def unknown_keyword(owner: str, name: str, valid: Iterable[str]) -> UnknownKeywordError:
     """The error for a keyword `owner` (a function or class name) does not take: another tool's name for one of
     ours gets ours, a typo its close matches, a short list of keywords is given in full."""

@@ -268,3 +268,16 @@ def test_a_start_image_or_photo_outside_0_1_is_refused_not_clamped(image, messag
         dreamlab.render("lenet-digits", "logit:1", init_image=image, **LENET)
     with pytest.raises(DreamlabError, match=re.escape(f"image {message}")):
         dreamlab.dream("lenet-digits", image, "conv2", octaves=1, steps=1, device="cpu")
+
+
+def test_a_snapshot_callback_that_cannot_be_called_is_refused_before_the_render_runs():
+    calls, net, small = [], nn.Sequential(nn.Conv2d(3, 4, 3)), dict(steps=1, size=16, device="cpu")
+    with pytest.raises(DreamlabError) as refused:
+        dreamlab.render(net, "0:0", thresholds=[1], on_snapshot=lambda step: calls.append(step), **small)
+    assert str(refused.value) == ("on_snapshot is called as on_snapshot(step, images, labels), which <lambda>(step) "
+                                  "cannot take; give it 3 positional parameters")
+    with pytest.raises(DreamlabError, match=r"^on_snapshot must be a function, called as on_snapshot\(step, images, "
+                                            r"labels\); got str$"):
+        dreamlab.render(net, "0:0", thresholds=[1], on_snapshot="print", **small)
+    dreamlab.render(net, "0:0", thresholds=[1], on_snapshot=lambda *seen: calls.append(seen[0]), **small)
+    assert calls == [1]

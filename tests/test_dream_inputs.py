@@ -223,3 +223,20 @@ def test_a_score_or_gradient_that_is_nan_stops_the_dream_instead_of_returning_a_
                                             r"so the dream was stopped and nothing saved"):
         dream(_tiny_net(), torch.rand(3, 32, 32), nan_grad, octaves=2, steps=2, device="cpu")
     assert dream(_tiny_net(), torch.rand(3, 32, 32), "relu", **FAST).image.isfinite().all()
+
+
+@pytest.mark.parametrize("callbacks, message", [
+    ({"on_step": 5}, "on_step must be a function, called as on_step(DreamStep); got int"),
+    ({"on_start": lambda: None}, "on_start is called as on_start(provenance), which <lambda>() cannot take; give it 1 "
+                                 "positional parameter"),
+    ({"on_frame": lambda frame: None, "zoom_frames": 2},
+     "on_frame is called as on_frame(frame, image, score) or on_frame(frame, image), which <lambda>(frame) cannot "
+     "take; give it 2 or 3 positional parameters"),
+    ({"on_frame": lambda frame, image, score: None},  # without a zoom there is no frame score to give it
+     "on_frame is called as on_frame(frame, image) (a score only with zoom_frames), which <lambda>(frame, image, "
+     "score) cannot take; give it 2 positional parameters"),
+])
+def test_a_callback_that_cannot_be_called_is_refused_before_the_first_frame(callbacks, message):
+    with pytest.raises(DreamlabError) as refused:
+        dream(_tiny_net(), torch.rand(3, 32, 32), "relu", **FAST, **callbacks)
+    assert str(refused.value) == message

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.devices import out_of_memory, resolve_device
-from dreamlab.errors import DreamlabError, checked_keywords, first_line, unknown
+from dreamlab.errors import DreamlabError, check_callback, checked_keywords, first_line, unknown
 from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, save_png, to_pil
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
@@ -460,6 +460,12 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
     _check_arguments(octaves=octaves, octave_scale=octave_scale, steps=steps, lr=lr, jitter=jitter,
                      zoom_frames=zoom_frames, start_frame=start_frame, seed=seed, zoom=zoom, rotate=rotate, tile=tile,
                      overlap=overlap)
+    for name, fn, call, args in (("on_start", on_start, "on_start(provenance)", 1),
+                                 ("on_step", on_step, "on_step(DreamStep)", 1),
+                                 ("on_frame", on_frame, "on_frame(frame, image, score) or on_frame(frame, image)"
+                                  if zoom_frames else "on_frame(frame, image) (a score only with zoom_frames)",
+                                  (2, 3) if zoom_frames else 2)):
+        check_callback(name, fn, call, args)
     pixels, guide_pixels, records = _read_photos(image, guide)
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = _objective(objective, recipe_obj, categories, module_names(module))

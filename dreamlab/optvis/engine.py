@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from dreamlab.devices import out_of_memory, resolve_device
 from dreamlab.optvis.capture import OUTPUT, Capture, output_module
-from dreamlab.errors import DreamlabError, DreamlabNote, first_line
+from dreamlab.errors import DreamlabError, DreamlabNote, check_callback, first_line
 from dreamlab.io import photo_record, read_photo
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.layout import to_channels_first
@@ -733,6 +733,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     traceable by torch.fx; the warm-up is paid once per model, layers and shape in a process.
     """
     requested = with_overrides(settings, overrides)
+    check_callback("on_snapshot", on_snapshot, "on_snapshot(step, images, labels)", 3)
     init_image, init_record = _read_init_image(init_image)
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights, precision=True)
     obj = _as_objective(objective, categories, module)
