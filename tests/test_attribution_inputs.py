@@ -150,6 +150,24 @@ def test_a_list_of_labels_is_told_the_tensor_that_attributes_each_image_to_its_o
     assert "torch.tensor" not in str(refused.value)
 
 
+CUT = "does not depend on the image (it has no gradient)"
+NOT_FINITE = "became NaN or infinite on the model input, so there is nothing to attribute"
+
+
+@pytest.mark.parametrize("method", ["gradcam", "saliency", "smoothgrad", "ig", "guided"])
+@pytest.mark.parametrize("score, text", [(lambda a: a["conv2"].mean((1, 2, 3)).detach(), CUT),
+                                         (lambda a: a["conv2"].mean((1, 2, 3)) / 0.0, NOT_FINITE)])
+def test_a_target_without_a_gradient_or_with_nan_scores_is_one_line_not_a_nan_map(model, x, method, score, text):
+    from dreamlab import objectives as o
+    target = o.objective(layers=["conv2"])(score)
+    with pytest.raises(DreamlabError) as refused:
+        if method == "gradcam":
+            gradcam(model, x[0], target)
+        else:
+            attribute(model, x[0], target, method=method)
+    assert str(refused.value).startswith(f"target '<lambda>' {text}") and "\n" not in str(refused.value)
+
+
 def test_layer_and_method_of_the_wrong_type_are_refused(model, x):
     with pytest.raises(DreamlabError, match=r"^layer must be a string \(a layer address, e.g. 'inception4c'\), got "
                                             r"int 3$"):

@@ -183,7 +183,15 @@ class TargetScore:
             except OutsideMap as exc:  # render's words (render size, model_size) say nothing to cam's users
                 raise self._outside(exc, images) from None
             self.checked = True
-        return self.objective(acts, index)
+        values = self.objective(acts, index)
+        if images.requires_grad and torch.is_grad_enabled() and not values.requires_grad:  # else torch's RuntimeError
+            raise DreamlabError(f"target {self.shown!r} does not depend on the image (it has no gradient): the "
+                                f"objective or the model's forward cuts the gradient with .detach(), .item(), "
+                                f"torch.no_grad() or an integer op; remove that cut")
+        if not bool(torch.isfinite(values).all()):  # NaN maps otherwise, with no word of why
+            raise DreamlabError(f"target {self.shown!r} became NaN or infinite on the model input, so there is "
+                                f"nothing to attribute; check the target (a division by ~0?) and the weights")
+        return values
 
     def _outside(self, exc: OutsideMap, images: Tensor) -> DreamlabError:
         """The error for a neuron position outside its layer's map, in the words of an attribution: the map's size
