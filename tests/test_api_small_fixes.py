@@ -47,3 +47,12 @@ def test_dir_of_the_package_lists_the_public_names_it_imports_on_first_use():
     assert {"render", "capture", "objectives", "dream", "gradcam", "attribute", "layer_table", "Recipe",
             "RenderSettings", "DreamlabError", "__version__"} <= set(shown)
     assert "importlib" not in shown and shown == sorted(shown)
+
+
+def test_sizes_of_numpy_and_torch_integers_are_plain_ints_or_pairs():
+    import numpy as np
+    settings = RenderSettings(size=np.int64(32), model_size=[np.int32(28), 30])
+    assert settings.size == 32 and type(settings.size) is int  # was kept as np.int64: an IndexError in render
+    assert settings.model_size == (28, 30) and all(type(side) is int for side in settings.model_size)
+    assert settings.height_width == (32, 32) and settings.model_height_width == (28, 30)
+    assert RenderSettings(size=[32, 48]).size == (32, 48)

@@ -81,6 +81,11 @@ class RenderSettings:
     def __post_init__(self) -> None:
         _check_numbers(self)
         _check_names(self)
+        for name in ("size", "model_size"):  # NumPy's and torch's integers, lists: plain ints, (height, width)
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, int(value) if isinstance(value, numbers.Integral)
+                                   else (int(value[0]), int(value[1])))
 
     @property
     def height_width(self) -> tuple[int, int]:
