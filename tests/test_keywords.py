@@ -24,6 +24,8 @@ from dreamlab.errors import DreamlabError, UnknownKeywordError
      "weights"),
     (lambda: dreamlab.layer_table("lenet-digits", input_sise=28), "layer_table() takes no keyword 'input_sise'; "
      "close matches: input_size"),
+    (lambda: dreamlab.Recipe("cifar", "custom:cifar", inputsize=32), "Recipe() takes no keyword 'inputsize'; "
+     "close matches: input_size"),
 ])
 def test_an_unknown_keyword_names_ours(call, message):
     with pytest.raises(UnknownKeywordError) as caught:

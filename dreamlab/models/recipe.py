@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dreamlab.errors import DreamlabError, UnknownNameError, unknown
+from dreamlab.errors import DreamlabError, UnknownNameError, checked_keywords, unknown
 from dreamlab.optvis.choices import OPTIMIZER_NAMES, PARAM_NAMES, TRANSFORM_PRESETS
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -35,6 +35,7 @@ MAX_FOURIER_DECAY = 4.0
 MAX_LR = 1000.0
 
 
+@checked_keywords
 @dataclass(frozen=True)
 class Recipe:
     """What differs between architectures. Field names are the TOML keys."""
