@@ -399,3 +399,17 @@ def test_a_caller_that_words_sizes_itself_gets_the_models_exception():
     with capture(model, ["0"]) as cap, raw_size_errors(), pytest.raises(RuntimeError, match="^Calculated padded"):
         cap.run(torch.rand(1, 3, 4, 4))
     assert len(seen) == 1
+
+
+def test_run_outside_a_with_block_is_told_so_not_that_the_layer_never_ran():
+    model = InplaceBlock().eval()
+    cap = capture(model, ["conv"])
+    with pytest.raises(DreamlabError) as refused:  # was an AttributeError of a generator's context manager
+        cap.run(torch.rand(1, 3, 8, 8))
+    assert str(refused.value) == ("cap.run outside a `with` block, where the capture has no hooks; write `with "
+                                  "dreamlab.capture(model, layers) as cap:` and call cap.run(x) inside it")
+    with cap:  # the same object, entered: the documented form
+        assert cap.run(torch.rand(1, 3, 8, 8))["conv"].shape == (1, 4, 6, 6)
+    with pytest.raises(DreamlabError, match="^cap.run outside a `with` block"):  # its hooks are gone on exit
+        cap.run(torch.rand(1, 3, 8, 8))
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

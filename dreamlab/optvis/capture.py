@@ -6,8 +6,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -207,6 +206,9 @@ class Capture:
 
     def run(self, x: Tensor) -> dict[str, Tensor]:
         """Forward `x` and return the captured activations (stopping after the last one when allowed)."""
+        if not self._handles:  # no hooks: every layer would look as if it never ran
+            raise DreamlabError("cap.run outside a `with` block, where the capture has no hooks; write `with "
+                                "dreamlab.capture(model, layers) as cap:` and call cap.run(x) inside it")
         if not isinstance(x, Tensor):
             raise DreamlabError(f"cap.run takes the model's input as a torch tensor [B, C, H, W], got "
                                 f"{type(x).__name__}{_conversion_hint(x)}")
@@ -341,10 +343,7 @@ def _resize(size: tuple[int, int]) -> str:
     return f'torch.nn.functional.interpolate(x, size=({size[0]}, {size[1]}), mode="bilinear") makes one'
 
 
-@contextmanager
-def capture(model: nn.Module | LoadedModel, layers: str | Iterable[str],
-            stop_early: bool = True) -> Iterator[Capture]:
-    """Context manager form of Capture (`layers`: one name or a list); every hook is removed on exit, also on
-    error."""
-    with Capture(model, layers, stop_early) as cap:
-        yield cap
+def capture(model: nn.Module | LoadedModel, layers: str | Iterable[str], stop_early: bool = True) -> Capture:
+    """A Capture of `layers` (one name or a list), to use as `with capture(model, layers) as cap:`; its hooks are
+    on inside the block only, and every one is removed on exit, also on error."""
+    return Capture(model, layers, stop_early)
