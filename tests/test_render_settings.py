@@ -64,6 +64,18 @@ BAD = [
                                                 "unit), got shape [1, 1, 3, 8, 8]"),
     ({"init_image": torch.rand(5, 8, 8)}, "init_image has 5 channels (shape [1, 5, 8, 8], read as [B,C,H,W]); this "
                                           "model takes 3"),
+    ({"init_image": torch.rand(8, 8, 3)}, "init_image has 8 channels (shape [1, 8, 8, 3], read as [B,C,H,W]); this "
+                                          "model takes 3; channels last (NumPy/PIL's layout): pass "
+                                          "init_image.permute(2, 0, 1)"),
+    ({"init_image": torch.rand(4, 8, 8)}, "init_image has 4 channels (shape [1, 4, 8, 8], read as [B,C,H,W]); this "
+                                          "model takes 3; 4 channels (RGBA: the alpha channel is not read): pass "
+                                          "init_image[:3]"),
+    ({"init_image": torch.rand(2, 4, 8, 8)}, "init_image has 4 channels (shape [2, 4, 8, 8], read as [B,C,H,W]); "
+                                             "this model takes 3; 4 channels (RGBA: the alpha channel is not read): "
+                                             "pass init_image[:, :3]"),
+    ({"init_image": torch.rand(2, 8, 8, 3)}, "init_image has 8 channels (shape [2, 8, 8, 3], read as [B,C,H,W]); "
+                                             "this model takes 3; channels last (NumPy/PIL's layout): pass "
+                                             "init_image.permute(0, 3, 1, 2)"),
     ({"init_image": [[0.5]]}, "init_image must be a torch tensor [C, H, W] or [B, C, H, W] in [0, 1], got list"),
     ({"settings": {"steps": 2}}, "settings must be a RenderSettings, got dict"),
 ]

@@ -334,6 +334,7 @@ def fit_init_image(image: Any, channels: int, size: tuple[int, int], units: int)
     its aspect ratio: scaled to cover `size`, then centre-cropped (a wide photo loses its sides), never
     stretched."""
     image = check_image(image, "init_image").float()
+    given = list(image.shape)
     if image.dim() == 2:  # one grey channel
         image = image[None]
     if image.dim() == 3:
@@ -347,8 +348,22 @@ def fit_init_image(image: Any, channels: int, size: tuple[int, int], units: int)
     image = match_channels(image, channels)
     if image.shape[1] != channels:
         raise DreamlabError(f"init_image has {image.shape[1]} channels (shape {list(image.shape)}, read as "
-                            f"[B,C,H,W]); this model takes {channels}")
+                            f"[B,C,H,W]); this model takes {channels}{_init_layout_hint(given)}")
     return centre_crop(cover(image, size), size).clamp(0, 1)
+
+
+def _init_layout_hint(shape: list[int]) -> str:
+    """What makes a channels-last or RGBA init_image of `shape` ([C,H,W] or a batch [B,C,H,W]) one the model
+    takes ('' for other shapes); a batch stays a batch, as init_image takes one image per unit."""
+    lead, dims, index = ([], shape, "") if len(shape) == 3 else (shape[:1], shape[1:], ":, ")
+    if len(dims) != 3:
+        return ""
+    if dims[0] not in (1, 3, 4) and dims[-1] in (1, 3, 4):
+        order = "2, 0, 1" if not lead else "0, 3, 1, 2"
+        return f"; channels last (NumPy/PIL's layout): pass init_image.permute({order})"
+    if dims[0] == 4:
+        return f"; 4 channels (RGBA: the alpha channel is not read): pass init_image[{index}:3]"
+    return ""
 
 
 def param_options(s: RenderSettings) -> dict[str, Any]:
