@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib
 import os
@@ -135,7 +136,10 @@ def _build_with_download(recipe: Recipe, member: str, origin: str = "") -> nn.Mo
 
     weights = _torchvision_weights_enum(recipe, member, origin)
     try:  # torchvision sets the builder arguments its weights need itself
-        return tvm.get_model(recipe.torchvision_name, weights=weights)
+        # torch.hub writes 'Downloading: ...' to stdout: it goes to stderr, so that what a command prints on
+        # stdout (the layer table, --json, DOT text) stays only that
+        with contextlib.redirect_stdout(sys.stderr):
+            return tvm.get_model(recipe.torchvision_name, weights=weights)
     except OSError as exc:  # urllib's URLError and socket errors are OSErrors
         reason = getattr(exc, "reason", None) or exc
         raise WeightsError(
