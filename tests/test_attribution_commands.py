@@ -153,6 +153,9 @@ def test_sanity_prints_one_row_per_block_with_a_column_per_method(digit_photo, c
     (["cam", "lenet-digits", "--layer", "fc1"], "'fc1' has output shape [1, 500], with no spatial dimensions"),
     (["cam", "lenet-digits", "--layer", "conv3"], "unknown layer 'conv3'; close matches: conv1, conv2"),
     (["attribute", "lenet-digits", "--method", "guidedd"], "close matches: guided"),
+    (["attribute", "lenet-digits", "--method", "gradcam++"], "unknown attribution method 'gradcam++'; close matches: "
+     "guided-gradcam; valid: saliency, smoothgrad, ig, deconvnet, guided, guided-gradcam; for Grad-CAM run "
+     "`dreamlab cam --method gradcam++` (attribute takes it with --sanity only)"),
     (["attribute", "lenet-digits", "--method", "ig", "--baseline", "blurry"], "close matches: blurred"),
     (["attribute", "lenet-digits", "--target", "conv7:1"], "unknown layer 'conv7'"),
     (["cam", "lenet-digits", "--device", "gpu"], "unknown device 'gpu'; valid here: cpu"),

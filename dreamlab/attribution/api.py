@@ -288,7 +288,8 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
     is refused (`seed` is read by smoothgrad, and ig with baseline="noise"), as `dreamlab attribute` refuses it.
     """
     if not isinstance(method, str) or method not in METHODS:
-        raise unknown("attribution method", str(method), METHODS)
+        hint = f"for Grad-CAM call dreamlab.gradcam(..., method={method!r})" if method in CAM_METHODS else ""
+        raise unknown("attribution method", str(method), METHODS, hint=hint)
     given = {name: value for name, value in dict(baseline=baseline, steps=steps, samples=samples, noise=noise,
                                                   layer=layer, batch_size=batch_size, seed=seed).items()
              if value is not None}

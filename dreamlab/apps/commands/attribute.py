@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     methods = method_list(args.method, valid) if args.sanity else [args.method]
     for method in methods:  # before the model loads
         if method not in valid:
-            raise unknown("attribution method", method, valid)
+            hint = (f"for Grad-CAM run `dreamlab cam --method {method}` (attribute takes it with --sanity only)"
+                    if method in CAM_METHODS else "")
+            raise unknown("attribution method", method, valid, hint=hint)
     refuse_unused_options(args, methods)
     subj, photo, fitted, x = load_subject(args, writes=not args.sanity)
     target = args.target or predicted_class(subj, x)
