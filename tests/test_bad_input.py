@@ -100,7 +100,7 @@ CASES = {
                               2, "has a key 0 of type int"),
     "weights values are strings": (
         lambda t: ["render", "conv2:1", *LENET, "--weights", _weights(t, {"conv1.weight": "x"})],
-        2, "maps 'conv1.weight' to a str, not a tensor"),
+        2, "maps 'conv1.weight' to a value of type str, not a tensor"),
     "weights full of NaN": (
         lambda t: ["render", "conv2:1", *LENET, "--weights", _weights(t, _lenet_state(float("nan")))],
         2, "holds NaN or infinite values in"),

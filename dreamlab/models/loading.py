@@ -217,7 +217,7 @@ def _check_state(state: dict, path: Path) -> None:
             raise WeightsError(f"{where} has a key {key!r} of type {type(key).__name__}; a state dict maps "
                                f"parameter names (strings) to tensors; save model.state_dict()")
         if not isinstance(value, torch.Tensor):
-            raise WeightsError(f"{where} maps {key!r} to a {type(value).__name__}, not a tensor; save "
+            raise WeightsError(f"{where} maps {key!r} to a value of type {type(value).__name__}, not a tensor; save "
                                f"model.state_dict()")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise WeightsError(f"{where} holds NaN or infinite values in {key!r}; the weights are broken (a "
