@@ -52,6 +52,18 @@ def test_unknown_model_lists_close_matches():
         load_recipe("googlenett")
 
 
+@pytest.mark.parametrize("name, family, advice", [("deeplabv3_resnet50", "segmentation", "dreamlab.layer_table(model)"),
+                                                  ("fasterrcnn_resnet50_fpn", "detection", None),
+                                                  ("r3d_18", "video", None)])
+def test_a_torchvision_model_of_another_family_is_named_as_such(name, family, advice):
+    with pytest.raises(UnknownNameError) as caught:
+        load_recipe(name)
+    message = str(caught.value)
+    assert message.startswith(f"'{name}' is a torchvision {family} model; dreamlab names torchvision's "
+                              f"classification models (resnet18, convnext_tiny")
+    assert (advice in message) if advice else message.endswith("vgg16)")
+
+
 @pytest.mark.offline_attempt
 def test_offline_download_fails_with_one_clear_line(no_network):
     with pytest.raises(WeightsError) as info:

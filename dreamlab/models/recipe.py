@@ -285,12 +285,27 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         raise
 
 
+# torchvision's model families other than classification: their names are not models dreamlab builds by name
+OTHER_TORCHVISION_FAMILIES = ("segmentation", "detection", "video", "optical_flow", "quantization")
+OTHER_FAMILY_ADVICE = {  # what works instead, where something does
+    "segmentation": "; build it yourself and pass the module to the Python API with one of its layers: "
+                    "dreamlab.render(model, 'LAYER:UNIT'), dreamlab.layer_table(model) lists them (its output is a "
+                    "dict, which logit cannot read)",
+}
+
+
 def torchvision_recipe(name: str) -> Recipe:
     """A recipe for any torchvision classification model, with preprocessing from its default weights."""
     import torchvision.models as tvm
 
     names = tvm.list_models(module=tvm)
     if name not in names:
+        family = next((f for f in OTHER_TORCHVISION_FAMILIES if name in tvm.list_models(module=getattr(tvm, f))), None)
+        if family is not None:
+            raise UnknownNameError(f"{name!r} is a torchvision {family.replace('_', ' ')} model; dreamlab names "
+                                   f"torchvision's classification models (resnet18, convnext_tiny: "
+                                   f"torchvision.models.list_models(module=torchvision.models)) and its recipes "
+                                   f"({', '.join(shipped_recipe_names())}){OTHER_FAMILY_ADVICE.get(family, '')}")
         raise unknown("model", name, shipped_recipe_names() + names,
                       hint="shipped recipes: " + ", ".join(shipped_recipe_names()))
     weights = tvm.get_model_weights(name).DEFAULT
