@@ -35,6 +35,10 @@ class UnknownKeywordError(UnknownNameError, TypeError):
     """A keyword argument a function or settings class does not take (a TypeError, as Python's own would be)."""
 
 
+class ArgumentOrderError(DreamlabError, TypeError):
+    """A keyword given for a parameter a positional argument already fills (Python's 'got multiple values')."""
+
+
 class WeightsError(DreamlabError):
     """Weights that could not be downloaded, read, or fitted to the model."""
 
@@ -133,7 +137,9 @@ def unknown_keyword(owner: str, name: str, valid: Iterable[str]) -> UnknownKeywo
 
 def checked_keywords(func: F) -> F:
     """Wrap `func` (a function, or a class: its constructor) so that a keyword it does not take is refused naming
-    the close ones (Python's own TypeError names only the wrong word).
+    the close ones (Python's own TypeError names only the wrong word), and a keyword for a place a positional
+    argument fills is refused showing the order (`dream(photo, model=net)`). A function with **kwargs checks its
+    own keywords: only the order is checked.
 
     >>> @checked_keywords
     ... def shade(image, *, steps=1): ...
@@ -151,15 +157,29 @@ def checked_keywords(func: F) -> F:
 
 def _checked(func: F, owner: str) -> F:
     params = inspect.signature(func).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return func  # it takes any keyword and checks its own
+    any_keyword = any(p.kind == p.VAR_KEYWORD for p in params.values())  # it checks its own keywords
     valid = [name for name, p in params.items() if p.kind != p.VAR_POSITIONAL and name != "self"]
+    positional = [name for name, p in params.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    only_positional = {name for name, p in params.items() if p.kind == p.POSITIONAL_ONLY}  # its name= is **kwargs'
 
     @functools.wraps(func)
     def checked(*args: Any, **kwargs: Any) -> Any:
         for name in kwargs:
-            if name not in params:
+            if name not in params and not any_keyword:
                 raise unknown_keyword(owner, name, valid)
+        twice = [name for name in positional[:len(args)] if name in kwargs and name not in only_positional]
+        if twice:
+            raise argument_order_error(owner, twice[0], [name for name in positional if name != "self"])
         return func(*args, **kwargs)
 
     return checked  # type: ignore[return-value]
+
+
+def argument_order_error(owner: str, name: str, positional: list[str]) -> ArgumentOrderError:
+    """The error for `name=` given as a keyword while a positional argument already fills its place: a photo
+    passed first with model= (`dream(photo, model=net)`) is the usual slip."""
+    order = f"{owner[:-2]}({', '.join(positional)})"
+    named = ", ".join(f"{p}=..." for p in positional[:2])
+    return ArgumentOrderError(f"{owner} got {name}= as a keyword and a positional argument in its place (Python's "
+                              f"'multiple values'): the order is {order}; pass them in that order, or name each "
+                              f"({named})")

@@ -1,12 +1,14 @@
-"""A keyword the Python API does not take is refused in one line naming dreamlab's word for it."""
+"""A keyword the Python API does not take is refused in one line naming dreamlab's word for it, and a keyword
+for a place a positional argument fills in one line showing the order."""
 from __future__ import annotations
 
 import inspect
 
 import pytest
+import torch
 
 import dreamlab
-from dreamlab.errors import DreamlabError, UnknownKeywordError
+from dreamlab.errors import ArgumentOrderError, DreamlabError, UnknownKeywordError
 
 
 @pytest.mark.parametrize("call, message", [
@@ -39,3 +41,24 @@ def test_checked_functions_keep_their_signature_and_work():
     assert dreamlab.RenderSettings(steps=3).steps == 3
     table = dreamlab.layer_table("lenet-digits", input_size=28)
     assert "conv2" in str(table)
+
+
+PHOTO = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("call, order", [
+    (lambda: dreamlab.dream(PHOTO, model="lenet-digits"), "dream() got model= as a keyword and a positional argument "
+     "in its place (Python's 'multiple values'): the order is dream(model, image, objective)"),
+    (lambda: dreamlab.render("conv2:1", model="lenet-digits", steps=1),
+     "render() got model= as a keyword and a positional argument in its place (Python's 'multiple values'): the "
+     "order is render(model, objective, settings)"),
+    (lambda: dreamlab.gradcam(PHOTO, model="lenet-digits"), "gradcam() got model= as a keyword and a positional "
+     "argument in its place (Python's 'multiple values'): the order is gradcam(model, image, target, layer)"),
+    (lambda: dreamlab.attribute(PHOTO, model="lenet-digits"), "attribute() got model= as a keyword and a positional "
+     "argument in its place (Python's 'multiple values'): the order is attribute(model, image, target, method)"),
+])
+def test_a_photo_or_objective_first_with_model_as_a_keyword_is_told_the_order(call, order):
+    with pytest.raises(ArgumentOrderError) as caught:  # not Python's bare 'got multiple values for argument'
+        call()
+    assert str(caught.value).startswith(order + "; pass them in that order, or name each (model=..., ")
+    assert isinstance(caught.value, TypeError) and isinstance(caught.value, DreamlabError)

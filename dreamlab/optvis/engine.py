@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from dreamlab.devices import out_of_memory, resolve_device
 from dreamlab.optvis.capture import OUTPUT, Capture, output_module
-from dreamlab.errors import DreamlabError, DreamlabNote, check_callback, first_line
+from dreamlab.errors import DreamlabError, DreamlabNote, check_callback, checked_keywords, first_line
 from dreamlab.io import photo_record, read_photo
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.layout import to_channels_first
@@ -263,7 +263,7 @@ def _fitted_renderer(make: Callable[[RenderSettings], _Renderer], settings: Rend
                             f"or 'none', --transforms small or none)") from None
     warnings.warn(f"{renderer.recipe.name} takes {side}x{side} inputs only, and the transforms' padding grows the "
                   f"image; the model sees each step's images resized to {side}x{side} (as model_size={side} "
-                  f"does; recorded as dreamlab:model_size)", DreamlabNote, stacklevel=3)
+                  f"does; recorded as dreamlab:model_size)", DreamlabNote, stacklevel=4)  # render's caller
     return renderer, fitted
 
 
@@ -706,6 +706,7 @@ class NonFinite:
                             f"the objective (a division by ~0?) and the weights")
 
 
+@checked_keywords  # render(objective, model=net) is told the order
 def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
            settings: RenderSettings | None = None, *, recipe: Recipe | str | None = None,
            weights: str | Path | None = "default", units: Sequence[int] | None = None,
