@@ -3,6 +3,8 @@ channel_weight, neuron_weight, localgroup_weight, direction_neuron, diversity as
 penalize_boundary_complexity."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -265,6 +267,23 @@ def test_a_render_with_the_diversity_term_and_one_image_per_unit_is_refused():
                            diversity_weight=0).images.shape == (2, 1, 28, 28)
 
 
+@pytest.mark.parametrize("obj, options, alone", [
+    (o.channel("conv2", 3) + 0.1 * o.alignment("conv2"), {}, "one unit is rendered"),
+    (o.channel("conv2", 3) + 0.1 * o.alignment("conv2"), {"diversity": 2}, "one unit is rendered"),  # copies: one unit
+    (o.channel_interpolate("conv2", 0, "conv2", 5, steps=4) + 0.1 * o.alignment("conv2"), {"batch_size": 1},
+     "no batch holds two units 1 to 4 places apart"),
+])
+def test_a_render_with_the_alignment_term_and_nothing_to_align_is_refused(obj, options, alone):
+    with pytest.raises(DreamlabError, match=rf"^{re.escape(repr(obj.name))} holds o.alignment, which compares each "
+                                            rf"image with those of the units 1 to 4 places from its own in the same "
+                                            rf"batch, and {alone} here, so it would be 0; render neighbouring units "
+                                            rf"together .* and leave batch_size unset$"):
+        dreamlab.render("lenet-digits", obj, steps=1, device="cpu", **options)
+    # two units 3 places apart in one batch are compared
+    assert dreamlab.render("lenet-digits", o.channel_interpolate("conv2", 0, "conv2", 5, steps=4) + o.alignment(
+        "conv2"), steps=1, device="cpu", units=[0, 3]).images.shape == (2, 1, 28, 28)
+
+
 def test_penalize_boundary_complexity_reads_only_the_border():
     grey = torch.full((2, 3, 16, 16), 0.5)
     pbc = o.penalize_boundary_complexity(3)
@@ -315,6 +334,22 @@ def test_lucids_diversity_term_with_lucids_weight_parts_a_units_images():
     parted = dreamlab.render("lenet-digits", obj, steps=32, device="cpu", diversity=4, diversity_weight=0)
     assert (parted.history[-1] > parted.history[0]).all()
     assert spread(parted.images) > 3 * spread(plain.images)
+
+
+def test_a_boundary_wider_than_half_the_render_is_refused_before_any_step():
+    seen: list[int] = []
+    obj = o.channel("conv2", 3) + o.penalize_boundary_complexity(15)
+    with pytest.raises(DreamlabError, match=r"^penalize_boundary_complexity's width 15 does not fit the 28x28 image: "
+                                            r"its border takes 15 px on each side, 30 of 28; give a width of 1 to 14 "
+                                            r"\(14: the whole image\), or render a larger size$"):
+        dreamlab.render("lenet-digits", obj, steps=2, device="cpu", thresholds=[1],
+                        on_snapshot=lambda step, images, labels: seen.append(step))
+    assert seen == []  # no step ran
+    # half the side is the whole image, as the objective says; a larger render takes the wider border
+    assert dreamlab.render("lenet-digits", o.channel("conv2", 3) + o.penalize_boundary_complexity(14), steps=1,
+                           device="cpu").images.shape == (1, 1, 28, 28)
+    assert dreamlab.render("lenet-digits", obj, steps=1, device="cpu", size=32,
+                           model_size=28).images.shape == (1, 1, 32, 32)
 
 
 def test_penalize_boundary_complexity_plainens_a_renders_border():

@@ -35,7 +35,7 @@ from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.layout import to_channels_first
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.optvis.diversity import diversity_layer, repeat_units, with_diversity
-from dreamlab.optvis.objectives import IMAGE, Objective
+from dreamlab.optvis.objectives import ALIGNMENT_DISTANCES, IMAGE, Objective
 from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import ImageParam, takes_no_arguments, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
@@ -433,7 +433,7 @@ class _Renderer:
         # set), which the final scores read; the transforms' padding makes the maps the optimizer sees larger, so
         # fixed positions (a neuron at x, y) are read where the render-size map sits in them, and must fall inside
         # them too
-        self.objective.check({name: act.shape for name, act in acts.items()})
+        self.objective.check({**{name: act.shape for name, act in acts.items()}, IMAGE: grey.shape})
         if self.settings.model_size is not None and padded.shape[-2:] != grey.shape[-2:]:
             self._refuse_fixed_positions(acts, padded.shape[-2:])
         with torch.no_grad():  # one score per sample, or the one-line error now rather than after the bar starts
@@ -745,6 +745,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     copies = settings.diversity  # below, todo holds indices into the repeated objective: unit u's are u*copies+k
     obj, todo, settings = _with_diversity_copies(obj, todo, settings, recipe_obj, batch_size)
     per_batch, fixed_batch = _batch_plan(settings, todo, batch_size, copies)
+    _check_alignment(obj, todo, per_batch, copies)
     init_images, init_record = _init_images(init_image, init_record, settings, recipe_obj, todo, copies)
     parts: list[_Batch] = []
     stopped = False  # a Ctrl-C outside a batch's steps (between batches, or while one starts)
@@ -817,6 +818,23 @@ def _with_diversity_copies(obj: Objective, todo: list[int], settings: RenderSett
         raise DreamlabError(f"batch_size (--batch-size) {batch_size} is below diversity {copies}: the images of "
                             f"one unit are optimized together; give at least {copies} (or leave it unset)")
     return obj, todo, settings
+
+
+def _check_alignment(obj: Objective, todo: Sequence[int], per_batch: int, copies: int) -> None:
+    """Refuse o.alignment where no batch holds two units it compares (1 to 4 places apart in the unit list): its
+    term would be 0 for every image, as o.diversity's is without diversity=N."""
+    if "alignment(" not in obj.name:
+        return
+    for start in range(0, len(todo), per_batch):
+        units = {u // copies for u in todo[start:start + per_batch]}
+        if any(u + d in units for u in units for d in ALIGNMENT_DISTANCES):
+            return
+    alone = "one unit is rendered" if len({u // copies for u in todo}) == 1 else \
+        "no batch holds two units 1 to 4 places apart"
+    raise DreamlabError(f"{obj.name!r} holds o.alignment, which compares each image with those of the units 1 to 4 "
+                        f"places from its own in the same batch, and {alone} here, so it would be 0; render "
+                        f"neighbouring units together (o.channel_interpolate(..., steps=N), a range like "
+                        f"'conv2:0-7') and leave batch_size unset")
 
 
 def _batch_plan(settings: RenderSettings, todo: Sequence[int], batch_size: int | None,

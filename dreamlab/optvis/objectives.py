@@ -744,9 +744,9 @@ BOUNDARY_CONSTANT_WEIGHT = 0.8
 
 
 def penalize_boundary_complexity(width: int = 20, constant: float = 0.5) -> Objective:
-    """Keeps the border of the image (`width` pixels on each side; the whole image when it is half the size or
-    more) plain: minus the mean, over the border's pixels, of the squared difference from a 5x5 blur plus 0.8
-    times the squared difference from `constant` (0.5: mid-grey). lucid's penalize_boundary_complexity, as a mean
+    """Keeps the border of the image (`width` pixels on each side; the whole image when it is half the size; a
+    render refuses a wider one) plain: minus the mean, over the border's pixels, of the squared difference from a
+    5x5 blur plus 0.8 times the squared difference from `constant` (0.5: mid-grey). lucid's penalize_boundary_complexity, as a mean
     (lucid sums) and without its custom mask.
 
     >>> (o.channel("conv2", 3) + 2 * o.penalize_boundary_complexity(4)).name
@@ -770,8 +770,18 @@ def penalize_boundary_complexity(width: int = 20, constant: float = 0.5) -> Obje
         inside = max(h - 2 * border, 0) * max(w - 2 * border, 0)
         return -(cost * mask).sum((1, 2, 3)) / (channels * (h * w - inside))
 
+    def check(shapes: Mapping[str, torch.Size]) -> None:
+        if IMAGE not in shapes:  # a caller that does not give the image's shape (the maps' check of the steps)
+            return
+        side = min(shapes[IMAGE][-2:])
+        if 2 * border > side:
+            h, w = shapes[IMAGE][-2:]
+            raise DreamlabError(f"penalize_boundary_complexity's width {border} does not fit the {h}x{w} image: "
+                                f"its border takes {border} px on each side, {2 * border} of {side}; give a width "
+                                f"of 1 to {side // 2} ({side // 2}: the whole image), or render a larger size")
+
     name = f"penalize_boundary_complexity({border}{'' if c == 0.5 else f', {c:g}'})"
-    return Objective(scorer, frozenset({IMAGE}), name, (name,))
+    return Objective(scorer, frozenset({IMAGE}), name, (name,), (check,))
 
 
 def objective(layers: str | Iterable[str], name: str | None = None,
