@@ -267,13 +267,46 @@ class _TwoUnits(torch.nn.Module):
         return self.relu(self.conv(x)).mean((2, 3))
 
 
-def test_units_that_never_turn_on_get_a_note(tmp_path, monkeypatch, capsys):
+class _StepUnits(torch.nn.Module):
+    """Two units whose outputs are steps (sign + 2): never 0, and no gradient reaches the image."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 1)
+        self.step = _Sign()
+
+    def forward(self, x):
+        return self.step(self.conv(x)).mean((2, 3))
+
+
+class _Sign(torch.nn.Module):
+    def forward(self, x):
+        return x.sign() + 2
+
+
+def _tiny_recipe(tmp_path, monkeypatch, name: str, make, layer: str):
+    """A 16-px recipe `name` whose builder makes `make()`, and its path."""
     from dreamlab.models import loading
 
-    monkeypatch.setitem(loading._BUILDERS, "tests:two_units", lambda weights=None: _TwoUnits())
-    recipe = tmp_path / "two.toml"
-    recipe.write_text('name = "two"\nbuilder = "tests:two_units"\nweights = "none"\ninput_size = 16\n'
-                      'default_layer = "relu"\n')
+    monkeypatch.setitem(loading._BUILDERS, f"tests:{name}", lambda weights=None: make())
+    recipe = tmp_path / f"{name}.toml"
+    recipe.write_text(f'name = "{name}"\nbuilder = "tests:{name}"\nweights = "none"\ninput_size = 16\n'
+                      f'default_layer = "{layer}"\n')
+    return recipe
+
+
+def test_units_no_gradient_reaches_get_a_note(tmp_path, monkeypatch, capsys):
+    recipe = _tiny_recipe(tmp_path, monkeypatch, "step_units", _StepUnits, "step")
+    args = ["--recipe", str(recipe), "--steps", "3", "--device", "cpu", "--transforms", "none"]
+    assert main(["render", "step:0-1", *args, "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert ("dreamlab: note: step:0, step:1: the gradient reaching their images was exactly 0 at every step, so the "
+            "objective never changed them and each is its start image" in err)
+    assert "stayed at 0" not in err  # on (at 1 to 3) all along: not never_on's note
+
+
+def test_units_that_never_turn_on_get_a_note(tmp_path, monkeypatch, capsys):
+    recipe = _tiny_recipe(tmp_path, monkeypatch, "two_units", _TwoUnits, "relu")
     args = ["--recipe", str(recipe), "--steps", "20", "--device", "cpu", "--transforms", "none"]
     assert main(["render", "relu:0-1", *args, "-o", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err

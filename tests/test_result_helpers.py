@@ -157,3 +157,52 @@ def test_a_dream_result_gives_pil_numpy_a_notebook_picture_and_a_png_with_its_pr
     text = read_png_text(result.save(tmp_path / "dreamed.png"))
     assert text["dreamlab:score"] == f"{result.final_score:.6g}" and text["dreamlab:photo"] == "tensor"
     assert {k: v for k, v in text.items() if k != "dreamlab:score"} == result.provenance
+
+
+FLAT_NOTE = ("the gradient reaching {} was exactly 0 at every step, so the objective never changed {} and {} start "
+             "image; the objective's score has no gradient (.sign(), .round(), a comparison or another step "
+             "function): use a smooth score, e.g. torch.sigmoid(k * x) for a step")
+
+
+def test_a_flat_objective_is_told_not_rendered_silently():
+    import dreamlab
+    from dreamlab.errors import DreamlabNote
+
+    @dreamlab.objective("conv2", units=3)
+    def mixed(acts, index):  # image 0 smooth, image 1 a step (nonzero, no gradient), image 2 at 0 (never on)
+        mean = acts["conv2"][torch.arange(acts["conv2"].shape[0]), index].mean((1, 2))
+        return torch.where(index == 0, mean, torch.where(index == 1, mean.sign() + 2, mean * 0))
+
+    with pytest.warns(DreamlabNote) as caught:
+        result = render("lenet-digits", mixed, steps=4, device="cpu")
+    notes = [w for w in caught if "gradient reaching" in str(w.message)]
+    assert [str(w.message) for w in notes] == ["mixed[1]: " + FLAT_NOTE.format("its image", "it", "it is its")]
+    assert notes[0].filename == __file__  # pointed at render's caller
+    assert result.no_gradient() == ["mixed[1]"] and result.never_on() == ["mixed[2]"]  # each told once
+    with pytest.warns(DreamlabNote, match=r"^mixed\[1\]: the gradient reaching"):
+        shorter = render("lenet-digits", mixed, steps=1, device="cpu")
+    assert torch.equal(result.images[1], shorter.images[1]) and not torch.equal(result.images[0], shorter.images[0])
+
+
+def test_a_flat_objective_on_a_shared_param_module_is_judged_by_all_its_tensors(recwarn):
+    import dreamlab
+
+    class Shared(nn.Module):  # one tensor for every image: per-image gradient norms cannot tell
+        def __init__(self):
+            super().__init__()
+            self.pixels = nn.Parameter(torch.zeros(1, 1, 28, 28))
+
+        def forward(self):
+            return torch.sigmoid(self.pixels).expand(2, -1, -1, -1)
+
+    @dreamlab.objective("conv2", units=2)
+    def step(acts, index):
+        return acts["conv2"][torch.arange(acts["conv2"].shape[0]), index].mean((1, 2)).round() + 5
+
+    flat = render("lenet-digits", step, steps=2, device="cpu", param=Shared())
+    assert flat.no_gradient() == ["step[0]", "step[1]"]
+    assert [str(w.message) for w in recwarn if "gradient reaching" in str(w.message)] == [
+        "step[0], step[1]: " + FLAT_NOTE.format("their images", "them", "each is its")]
+    recwarn.clear()
+    smooth = render("lenet-digits", "conv2:0-1", steps=2, device="cpu", param=Shared())
+    assert smooth.no_gradient() == [] and not [w for w in recwarn if "gradient reaching" in str(w.message)]

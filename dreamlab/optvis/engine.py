@@ -75,6 +75,8 @@ class RenderResult:
     categories: Sequence[str] | None = field(default=None, repr=False)
     # the module whose output is the model's (googlenet's fc): its units are classes too, as logit:N's are
     class_layer: str | None = None
+    # per image, whether a non-zero gradient reached its parameters at some step (see no_gradient); empty: unknown
+    gradient_reached: list[bool] = field(default_factory=list)
 
     @property
     def class_names(self) -> list[str | None]:
@@ -169,6 +171,15 @@ class RenderResult:
         if self.history.numel():
             off &= (self.history == 0).all(0)
         return off.tolist()
+
+    def no_gradient(self) -> list[str]:
+        """Labels of the images whose parameters got a gradient of exactly 0 at every step, so the objective never
+        changed them: each is its start image (a score made of .sign(), .round() or another step function, which
+        has no gradient). The units of never_on() are left out: they are told as such. A parameterization whose
+        tensors are not one per image (a user module's) is judged as a whole: listed only if none got a gradient."""
+        off = self.never_on_mask()
+        return [label for label, reached, is_off in zip(self.labels, self.gradient_reached, off)
+                if not reached and not is_off]
 
     def pil(self) -> list[Image.Image]:
         """The images as PIL images (RGB, or L for one channel)."""
@@ -279,6 +290,7 @@ class _Batch:
     interrupted: bool
     grad_norms: Tensor
     steps: int  # the steps it ran
+    gradient_reached: Tensor  # per image, whether a non-zero gradient reached its parameters at some step
 
 
 @dataclass
@@ -293,6 +305,7 @@ class _BatchRun:
     initial_scores: Tensor
     history: list[Tensor] = field(default_factory=list)  # each step's scores, on the device
     grad_norms: list[Tensor] = field(default_factory=list)  # each step's gradient norms, on the device
+    gradient_reached: Tensor | None = None  # per image, a non-zero gradient at some step so far, on the device
     snapshots: dict[int, Tensor] = field(default_factory=dict)
     interrupted: bool = False  # Ctrl-C stopped the steps
 
@@ -301,8 +314,10 @@ class _BatchRun:
         b = len(self.units)
         hist = torch.stack(self.history).float().cpu() if self.history else torch.zeros(0, b)
         norms = torch.stack(self.grad_norms).float().cpu() if self.grad_norms else torch.zeros(0, b)
+        # read once, here; no step ran: nothing to say
+        reached = torch.ones(b, dtype=torch.bool) if self.gradient_reached is None else self.gradient_reached.cpu()
         return _Batch(final.cpu(), hist, self.initial_scores, final_scores, self.snapshots,
-                      self.interrupted or interrupted_after, norms, len(self.history))
+                      self.interrupted or interrupted_after, norms, len(self.history), reached)
 
 
 class DeferredSigint:
@@ -599,6 +614,8 @@ class _Renderer:
             run.optimizer.zero_grad(set_to_none=True)
             (-score.sum()).backward()  # the one negation: objectives are maximized
             run.grad_norms.append(_grad_norms(run.param, b))  # on the device: no host sync
+            reached = _gradient_reached(run.param, b, per_image=isinstance(self.settings.param, str))
+            run.gradient_reached = reached if run.gradient_reached is None else run.gradient_reached | reached
             run.optimizer.step()
             run.history.append(score.detach().clone())  # a CUDA graph reuses its output buffer
             run.broken.record(score, step)  # on the device: read only at snapshots and at the end
@@ -769,10 +786,12 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
             raise  # nothing was finished
         stopped = True  # the batches finished so far are returned
     with DeferredSigint():  # a second Ctrl-C must not lose them now
-        return _result(parts, obj, todo, copies, sorted(set(thresholds)),
-                       provenance_of=lambda steps: {**provenance(obj, recipe_obj, weights_desc, settings, steps),
-                                                    **init_record},
-                       planned=settings.steps, stopped=stopped, categories=categories, class_layer=class_layer)
+        result = _result(parts, obj, todo, copies, sorted(set(thresholds)),
+                         provenance_of=lambda steps: {**provenance(obj, recipe_obj, weights_desc, settings, steps),
+                                                      **init_record},
+                         planned=settings.steps, stopped=stopped, categories=categories, class_layer=class_layer)
+        _note_no_gradient(result)
+        return result
 
 
 def _read_init_image(init_image: Tensor | str | Path | None) -> tuple[Tensor | None, dict[str, str]]:
@@ -948,6 +967,7 @@ def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: in
         class_layer=class_layer,
         steps=[p.steps for p in parts for _ in range(p.images.shape[0])],
         planned_steps=planned,
+        gradient_reached=torch.cat([p.gradient_reached for p in parts]).tolist(),
     )
 
 
@@ -958,6 +978,38 @@ def _grad_norms(param: ImageParam, units: int) -> Tensor:
     if not squares:
         return torch.zeros(units, device=next(param.parameters()).device)
     return torch.stack(squares).sum(0).sqrt()
+
+
+def _gradient_reached(param: ImageParam, images: int, per_image: bool) -> Tensor:
+    """Per image [images], on the device (no host sync), whether any gradient entry on the parameterization's
+    tensors is non-zero this step. `per_image`: every tensor is batched one slice per image (pixel, fourier), so
+    each image is judged by its own slice; else (a user module, whose tensors may be shared) by all of them."""
+    device = next(param.parameters()).device
+    reached = torch.zeros(images, dtype=torch.bool, device=device)
+    for p in param.parameters():
+        if p.grad is None:
+            continue
+        nonzero = p.grad.detach() != 0
+        if per_image and p.dim() > 0 and p.shape[0] == images:
+            reached = reached | nonzero.reshape(images, -1).any(1)
+        else:
+            reached = reached | nonzero.any()
+    return reached
+
+
+def _note_no_gradient(result: RenderResult) -> None:
+    """A DreamlabNote naming the images no gradient reached (RenderResult.no_gradient): they are their start
+    images, which nothing else says."""
+    labels = result.no_gradient()
+    if not labels:
+        return
+    names = ", ".join(labels[:8]) + (f" and {len(labels) - 8} more" if len(labels) > 8 else "")
+    one = len(labels) == 1
+    warnings.warn(DreamlabNote(
+        f"{names}: the gradient reaching {'its image' if one else 'their images'} was exactly 0 at every step, so "
+        f"the objective never changed {'it' if one else 'them'} and {'it is its' if one else 'each is its'} start "
+        f"image; the objective's score has no gradient (.sign(), .round(), a comparison or another step "
+        f"function): use a smooth score, e.g. torch.sigmoid(k * x) for a step"), stacklevel=4)  # render's caller
 
 
 def progress_bar(total: int, what: str = ""):
