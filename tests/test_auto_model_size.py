@@ -20,8 +20,9 @@ def fixed_size_net() -> nn.Module:
 
 def test_the_model_sees_its_own_size_with_a_warning_and_a_record():
     with pytest.warns(UserWarning, match=r"^fixed16 takes 16x16 inputs only, and the transforms' padding grows the "
-                                         r"image; the model sees each step's images resized to 16x16"):
+                                         r"image; the model sees each step's images resized to 16x16") as caught:
         result = dreamlab.render(fixed_size_net(), "logit:1", recipe=RECIPE, steps=2)
+    assert caught[0].filename == __file__  # render's caller, through render's argument-order check
     assert result.images.shape == (1, 3, 16, 16) and result.provenance["dreamlab:model_size"] == "16"
     assert result.final_scores[0] > result.initial_scores[0]
 
