@@ -65,6 +65,17 @@ def test_bad_layers_of_a_custom_objective_are_refused(layers, message):
         o.objective(layers=layers)
 
 
+def test_a_function_passed_in_the_call_is_told_the_decorator_form():
+    def edges(acts):
+        return acts["conv2"][:, 3].mean((1, 2))
+
+    with pytest.raises(DreamlabError, match=r"^objective\(\.\.\.\) makes a decorator and takes no function: write "
+                                            r"@dreamlab\.objective\(layers=\['conv2'\]\) above def edges\(acts\), or "
+                                            r"call dreamlab\.objective\(layers=\['conv2'\]\)\(edges\)$"):
+        o.objective(edges, layers=["conv2"])
+    assert o.objective(layers=["conv2"])(edges).layers == frozenset({"conv2"})  # the form it names works
+
+
 @pytest.mark.parametrize("number, name", [
     (np.float32(0.5), "conv2:1 + 0.5"),
     (np.int64(3), "conv2:1 + 3"),

@@ -12,6 +12,7 @@ decorator; combine with `+ - * /` and numbers.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
@@ -784,6 +785,23 @@ def penalize_boundary_complexity(width: int = 20, constant: float = 0.5) -> Obje
     return Objective(scorer, frozenset({IMAGE}), name, (name,), (check,))
 
 
+def _called_as_a_decorator(make: Callable[..., Callable[[Callable[..., Tensor]], Objective]]
+                           ) -> Callable[..., Callable[[Callable[..., Tensor]], Objective]]:
+    """`make` (objective), with the slip of passing the function in the call, `objective(fn, layers=...)`, told
+    the decorator form rather than Python's "got multiple values for argument 'layers'"."""
+    @functools.wraps(make)
+    def checked(*args: object, **kwargs: object) -> Callable[[Callable[..., Tensor]], Objective]:
+        if args and callable(args[0]) and "layers" in kwargs:
+            fn, layers = getattr(args[0], "__name__", "fn"), kwargs["layers"]
+            raise DreamlabError(f"objective(...) makes a decorator and takes no function: write "
+                                f"@dreamlab.objective(layers={layers!r}) above def {fn}(acts), or call "
+                                f"dreamlab.objective(layers={layers!r})({fn})")
+        return make(*args, **kwargs)
+
+    return checked
+
+
+@_called_as_a_decorator
 def objective(layers: str | Iterable[str], name: str | None = None,
               units: int = 1) -> Callable[[Callable[..., Tensor]], Objective]:
     """Decorator: a function of the captured activations (and optionally the unit index) becomes an Objective.
