@@ -34,6 +34,13 @@ def no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
         pytest.fail(f"test tried to reach the network: {attempts[0]}")
 
 
+@pytest.fixture(autouse=True)
+def seeded() -> None:
+    """torch's global generator starts every test from one seed: a random-weight net a test builds is the same on
+    every run and in any test order, so a test cannot pass or warn by the luck of the draw."""
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """For modules of tiny renders (`pytestmark = pytest.mark.usefixtures("one_thread")`): one torch thread
