@@ -613,8 +613,8 @@ class _Renderer:
             score = self._step_score(step, step_generator, fast_scores, run_layers, run)
             run.optimizer.zero_grad(set_to_none=True)
             (-score.sum()).backward()  # the one negation: objectives are maximized
-            run.grad_norms.append(_grad_norms(run.param, b))  # on the device: no host sync
-            reached = _gradient_reached(run.param, b, per_image=isinstance(self.settings.param, str))
+            norms, reached = _gradient_stats(run.param, b, per_image=isinstance(self.settings.param, str))
+            run.grad_norms.append(norms)  # on the device: no host sync
             run.gradient_reached = reached if run.gradient_reached is None else run.gradient_reached | reached
             run.optimizer.step()
             run.history.append(score.detach().clone())  # a CUDA graph reuses its output buffer
@@ -971,30 +971,25 @@ def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: in
     )
 
 
-def _grad_norms(param: ImageParam, units: int) -> Tensor:
-    """Each unit's gradient norm [units] over the parameterization's batched tensors (for --tensorboard)."""
-    squares = [p.grad.detach().reshape(units, -1).float().pow(2).sum(1) for p in param.parameters()
-               if p.grad is not None and p.dim() > 0 and p.shape[0] == units]
-    if not squares:
-        return torch.zeros(units, device=next(param.parameters()).device)
-    return torch.stack(squares).sum(0).sqrt()
-
-
-def _gradient_reached(param: ImageParam, images: int, per_image: bool) -> Tensor:
-    """Per image [images], on the device (no host sync), whether any gradient entry on the parameterization's
-    tensors is non-zero this step. `per_image`: every tensor is batched one slice per image (pixel, fourier), so
-    each image is judged by its own slice; else (a user module, whose tensors may be shared) by all of them."""
+def _gradient_stats(param: ImageParam, images: int, per_image: bool) -> tuple[Tensor, Tensor]:
+    """This step's gradients on the parameterization's tensors, in one pass, on the device (no host sync): each
+    image's gradient norm [images] over the tensors batched one slice per image (for --tensorboard; 0 where none
+    is), and whether any gradient entry reaching it is non-zero [images] (RenderResult.no_gradient). `per_image`:
+    every tensor is batched one slice per image (pixel, fourier), so each image is judged by its own slice; else
+    (a user module, whose tensors may be shared) by all of them."""
     device = next(param.parameters()).device
+    squares = torch.zeros(images, device=device)
     reached = torch.zeros(images, dtype=torch.bool, device=device)
     for p in param.parameters():
         if p.grad is None:
             continue
-        nonzero = p.grad.detach() != 0
-        if per_image and p.dim() > 0 and p.shape[0] == images:
-            reached = reached | nonzero.reshape(images, -1).any(1)
-        else:
-            reached = reached | nonzero.any()
-    return reached
+        grad = p.grad.detach()
+        batched = p.dim() > 0 and p.shape[0] == images
+        if batched:
+            squares = squares + grad.reshape(images, -1).float().pow(2).sum(1)
+        nonzero = grad != 0
+        reached = reached | (nonzero.reshape(images, -1).any(1) if per_image and batched else nonzero.any())
+    return squares.sqrt(), reached
 
 
 def _note_no_gradient(result: RenderResult) -> None:
