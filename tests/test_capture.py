@@ -150,6 +150,9 @@ def test_one_layer_name_is_one_layer_not_its_characters():
     (["conv1", 2], r"^layers must be layer names \(non-empty strings\), like capture\(model, \['inception4c'\]\); "
                    r"got 2 \(int\)$"),
     ([""], r"got '' \(str\)$"),
+    ([], r"^capture got no layers, so it has nothing to record; name at least one, like capture\(model, "
+         r"\['inception4c'\]\) \(`dreamlab layers MODEL` lists them; 'logit' is the model's output\)$"),
+    ((), r"^capture got no layers"),
 ])
 def test_layers_that_are_not_names_are_refused(layers, message):
     model = nn.Sequential(nn.Conv2d(3, 3, 1))

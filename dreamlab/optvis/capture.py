@@ -144,6 +144,10 @@ class Capture:
             raise DreamlabError(f"capture hooks a module you then run, got {type(model).__name__}; pass {load}")
         self.model = model
         self.layers = sorted(set(layer_names(layers, "capture(model, ['inception4c'])")))
+        if not self.layers:  # run would return {} for every input
+            raise DreamlabError("capture got no layers, so it has nothing to record; name at least one, like "
+                                "capture(model, ['inception4c']) (`dreamlab layers MODEL` lists them; 'logit' is the "
+                                "model's output)")
         self.stop_early = stop_early and OUTPUT not in self.layers
         self.acts: dict[str, Tensor] = {}
         self.calls: dict[str, int] = {}
