@@ -254,11 +254,12 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND, name: str
     a viewer shows. 16-bit images are scaled (65535 is white), not clipped. Transparency is composited over a
     grey of level `background`, so a transparent region reads as neutral rather than as whatever colour it
     happens to hold. Images of more than 64 Mpixels (8192x8192) are refused before they are decoded. A sample
-    name (china, flower: scikit-learn's photos) reads that photo, as every command's photo argument does, unless
-    a file of that name is in the current folder. `name` is what errors call the file ('image', 'guide').
+    name (china, flower: scikit-learn's photos), as a plain string, reads that photo, as every command's photo
+    argument does, unless a file of that name is in the current folder (`is_sample_photo`); a Path is always a
+    file. `name` is what errors call the file ('image', 'guide').
     """
-    if str(path) in SAMPLE_PHOTOS and not Path(path).exists():
-        return sample_photo(str(path), f"{name} {str(path)!r}")
+    if is_sample_photo(path):
+        return sample_photo(path, f"{name} {path!r}")
     try:
         with warnings.catch_warnings():
             # Pillow warns of sizes above its own limit while opening; the size is checked and said below
@@ -368,6 +369,13 @@ def check_output_file(path: str | Path, suffixes: Sequence[str] = (".png",), wha
 SAMPLE_PHOTOS = ("china", "flower")  # the photos that ship inside scikit-learn (no download)
 
 
+def is_sample_photo(source: object) -> bool:
+    """`source` means one of scikit-learn's sample photos: a plain string that is exactly 'china' or 'flower', and
+    no file of that name is in the current folder. A Path always means a file (Path('./china') is Path('china'),
+    which must not read as the sample)."""
+    return isinstance(source, str) and source in SAMPLE_PHOTOS and not Path(source).exists()
+
+
 def sample_photo(name: str, needed_for: str) -> Tensor:
     """scikit-learn's sample photo 'china' or 'flower' as [3, H, W] in [0, 1].
 
@@ -422,8 +430,8 @@ def read_photo(image: object, name: str = "image") -> Tensor:
                             f"file as a tensor{_conversion(image)}")
     if isinstance(image, str) and not image.strip():  # Path('') would be the current folder
         raise DreamlabError(f"{name} is an empty path; give a PNG/JPEG path or one of {', '.join(SAMPLE_PHOTOS)}")
-    if str(image) in SAMPLE_PHOTOS and not Path(image).exists():
-        return sample_photo(str(image), f"{name} {str(image)!r}")
+    if is_sample_photo(image):
+        return sample_photo(image, f"{name} {image!r}")
     if not Path(image).exists():
         raise _no_such_file(name, image)
     # a float TIFF can hold NaN (load_image clamps the rest into [0, 1]): refused as render, cam and dream do
@@ -431,9 +439,14 @@ def read_photo(image: object, name: str = "image") -> Tensor:
 
 
 def _no_such_file(name: str, path: str | Path) -> DreamlabError:
-    """The error for a photo path that names no file; for ./china, the bare name that is the sample photo."""
+    """The error for a photo path that names no file; for ./china, the bare name that is the sample photo, and for
+    Path('china'), the plain string."""
     sample = Path(path).name if Path(path).name in SAMPLE_PHOTOS else None
-    how = f": write {sample}, without a folder, for it" if sample else ""
+    how = ""
+    if sample and isinstance(path, Path) and str(path) == sample:
+        how = f": pass the string {sample!r}, not a Path, for it"
+    elif sample:
+        how = f": write {sample}, without a folder, for it"
     return DreamlabError(f"cannot read {name} {str(path)!r}: no such file; give a PNG/JPEG path or one of "
                          f"{', '.join(SAMPLE_PHOTOS)} (scikit-learn's sample photos{how})")
 

@@ -56,3 +56,44 @@ def test_sizes_of_numpy_and_torch_integers_are_plain_ints_or_pairs():
     assert settings.model_size == (28, 30) and all(type(side) is int for side in settings.model_size)
     assert settings.height_width == (32, 32) and settings.model_height_width == (28, 30)
     assert RenderSettings(size=[32, 48]).size == (32, 48)
+
+
+SAMPLE_AS_A_PATH = ("no such file; give a PNG/JPEG path or one of china, flower (scikit-learn's sample photos: pass "
+                    "the string 'china', not a Path, for it)")
+
+
+def test_a_path_object_is_a_file_even_where_its_name_is_a_sample(tmp_path, monkeypatch):
+    """Path('./china') is Path('china'), and was read as the sample photo: a Path now always means a file."""
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    for read in (load_image, read_photo):
+        for given in (Path("china"), Path("./china")):
+            with pytest.raises(DreamlabError) as refused:
+                read(given)
+            assert str(refused.value) == f"cannot read image 'china': {SAMPLE_AS_A_PATH}"
+        assert read("china").shape == (3, 427, 640)  # the plain string is the sample
+    from PIL import Image
+
+    Image.new("RGB", (5, 4), (255, 0, 0)).save(tmp_path / "china", format="PNG")
+    assert load_image(Path("./china")).shape == read_photo(Path("china")).shape == (3, 4, 5)
+
+
+def test_every_photo_argument_of_the_api_reads_a_path_as_a_file(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import dreamlab
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DreamlabError) as refused:
+        dreamlab.render("lenet-digits", "conv1:0", init_image=Path("china"), weights="none", steps=1, device="cpu")
+    assert str(refused.value) == f"cannot read init_image 'china': {SAMPLE_AS_A_PATH}"
+    for photo, guide, said in ((Path("china"), None, "image 'china'"), ("flower", Path("china"), "guide 'china'")):
+        with pytest.raises(DreamlabError) as refused:
+            dreamlab.dream("lenet-digits", photo, guide=guide, weights="none", steps=1, octaves=1, device="cpu")
+        assert str(refused.value) == f"cannot read {said}: {SAMPLE_AS_A_PATH}"
+    with pytest.raises(DreamlabError) as refused:
+        dreamlab.features("lenet-digits", "conv1", Path("china"), weights="none")
+    assert str(refused.value) == f"cannot read image 'china': {SAMPLE_AS_A_PATH}"
+    with pytest.raises(DreamlabError, match=r"^no such file or folder 'china'; images are folders of PNG/JPEG"):
+        dreamlab.examples("lenet-digits", "conv1", [0], [Path("china")], weights="none")

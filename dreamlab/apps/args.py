@@ -171,6 +171,14 @@ def input_path(text: str) -> Path:
     return path
 
 
+def photo_path(text: str) -> str | Path:
+    """argparse type of photos: a bare sample name (china, flower) stays a plain string, which is what names the
+    sample photo (dreamlab.io.is_sample_photo: a Path is always a file); anything else is `input_path`'s."""
+    from dreamlab.io import SAMPLE_PHOTOS  # (torch: only here)
+
+    return text if text in SAMPLE_PHOTOS else input_path(text)
+
+
 def nonempty(text: str) -> str:
     """argparse type of names (a model, weights): refuses an empty or blank one."""
     if not text.strip():

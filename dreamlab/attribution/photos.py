@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.target import Subject, accepts_side, evaluating, sized_forward
 from dreamlab.errors import DreamlabError
-from dreamlab.io import SAMPLE_PHOTOS, atomic_write_bytes, file_digest, label_name, match_channels, safe_name, save_png
+from dreamlab.io import (atomic_write_bytes, file_digest, is_sample_photo, label_name, match_channels, safe_name,
+                         save_png)
 from dreamlab.io import read_photo as read_image
 from dreamlab.models.loading import weights_provenance
 from dreamlab.models.summary import MAX_INPUT_SIZE, check_input_size
@@ -127,7 +128,7 @@ def check_model_takes(subj: Subject, x: Tensor) -> None:
         subj.model(subj.normalize(x))
 
 
-def read_photo(path: Path, subj: Subject, size: int | None = None) -> tuple[Tensor, ModelInput]:
+def read_photo(path: str | Path, subj: Subject, size: int | None = None) -> tuple[Tensor, ModelInput]:
     """(the photo as read [C, H, W], the model's input: `model_input`); an unreadable file or a size out of range
     is a DreamlabError. `china` and `flower` (when no such file exists) are scikit-learn's sample photos, as
     `features` and `examples` take them."""
@@ -138,12 +139,7 @@ def read_photo(path: Path, subj: Subject, size: int | None = None) -> tuple[Tens
     return photo, model_input(photo, subj, size or subj.recipe.input_size, asked)
 
 
-def is_sample_photo(path: Path) -> bool:
-    """`path` names one of scikit-learn's sample photos (china, flower) and no file of that name exists."""
-    return str(path) in SAMPLE_PHOTOS and not Path(path).exists()
-
-
-def photo_provenance(path: Path, size: int, fitted: ModelInput | None = None) -> dict[str, str]:
+def photo_provenance(path: str | Path, size: int, fitted: ModelInput | None = None) -> dict[str, str]:
     """The input image by name and sha256 prefix (a sample photo by name and source), the input size, and how
     the photo became the model's input."""
     if is_sample_photo(path):

@@ -30,13 +30,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
-from dreamlab.attribution.photos import is_sample_photo
 from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, checked_keywords
 from dreamlab.inspect.features import normalize, shorter_side_to, to_channels
 from dreamlab.inspect.receptive import Field, receptive_field
 from dreamlab.inspect.source import check_layer, forward_error, image_record, model_and_recipe, provenance
 from dreamlab.inspect.tiles import TileGrid, draw_labels
-from dreamlab.io import SAMPLE_PHOTOS, centre_crop, read_photo
+from dreamlab.io import SAMPLE_PHOTOS, centre_crop, is_sample_photo, read_photo
 from dreamlab.models.recipe import Recipe
 from dreamlab.models.summary import MAX_INPUT_SIZE
 from dreamlab.optvis.capture import OUTPUT, Capture
@@ -309,7 +308,7 @@ def _distinct(sources: list[tuple[str, str | Path | Tensor]]
     with that image's name."""
     kept, records, seen, duplicates = [], [], {}, {}
     for name, source in sources:
-        pixels = read_photo(source) if isinstance(source, Tensor) or is_sample_photo(Path(str(source))) else None
+        pixels = read_photo(source) if isinstance(source, Tensor) or is_sample_photo(source) else None
         record = image_record(name, source, pixels)
         key = record["sha256"], record["sha256_of"]
         if key in seen:
@@ -381,7 +380,7 @@ def _check_readable(source: object) -> None:
     sample name, or an image tensor; anything else is refused in one line."""
     from PIL import Image
 
-    if isinstance(source, Tensor) or str(source) in SAMPLE_PHOTOS and not Path(str(source)).exists():
+    if isinstance(source, Tensor) or is_sample_photo(source):
         read_photo(source)
         return
     if not isinstance(source, (str, Path)):

@@ -8,9 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import shown
-from dreamlab.attribution.photos import is_sample_photo, versions
+from dreamlab.attribution.photos import versions
 from dreamlab.errors import DreamlabError, first_line
-from dreamlab.io import PIXELS, file_digest, pixel_digest
+from dreamlab.io import PIXELS, file_digest, is_sample_photo, pixel_digest
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, resolve_layer
 from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, model_device, resolve_model, size_rejection,
                                      takes_size, unsized_module_error)
@@ -54,7 +54,7 @@ SAMPLE_SOURCE = "scikit-learn sample photo"
 def image_record(name: str, source: str | Path | Tensor, photo: Tensor | None = None) -> dict[str, str]:
     """An input image's name and sha256 (its first 16 hex digits, as render and cam record files): of its file, or
     of its pixels (`photo`, as read) for a tensor or a sample photo; `sha256_of` says which."""
-    if isinstance(source, Tensor) or is_sample_photo(Path(str(source))):
+    if isinstance(source, Tensor) or is_sample_photo(source):
         if photo is None:
             raise ValueError("the pixels of a tensor or sample photo are needed for its digest")
         record = {"name": name, "sha256": pixel_digest(photo), "sha256_of": PIXELS}

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (add_device_argument, add_once_option, add_positional_model, input_path, nonempty,
+from dreamlab.apps.args import (add_device_argument, add_once_option, add_positional_model, nonempty, photo_path,
                                 output_path, positional_model, positive_int, recipe_names)
 from dreamlab.errors import DreamlabError
 
@@ -17,7 +17,7 @@ DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or
 def add_subject_arguments(p: argparse.ArgumentParser) -> None:
     """MODEL, --image, --target, --weights, --recipe, --size, --device, --out: shared with `dreamlab attribute`."""
     add_positional_model(p, f"recipe name ({recipe_names()}) or a torchvision model name")
-    add_once_option(p, "--image", "-i", type=input_path, required=True,
+    add_once_option(p, "--image", "-i", type=photo_path, required=True,
                     once=f"{p.prog.split()[-1]} maps one photo per run: run it once per photo",
                     help="the photo (PNG or JPEG), or china or flower (scikit-learn's sample photos); one per run")
     add_once_option(p, "--target", "-t", type=target_text,

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, model_recipe,
-                                check_tensorboard, given_options, input_path, output_path,
+                                check_tensorboard, given_options, output_path, photo_path,
                                 positive_int)
 from dreamlab.errors import DreamlabError
 
@@ -24,7 +24,7 @@ ZOOM_DEFAULTS = {"zoom": 1.05, "rotate": 0.0, "fps": 12}  # the zoom's options, 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photo", type=input_path, help="the photo (PNG, JPEG, ...), dreamed at its own size, or china "
+    p.add_argument("photo", type=photo_path, help="the photo (PNG, JPEG, ...), dreamed at its own size, or china "
                                                   "or flower (scikit-learn's sample photos)")
     add_model_arguments(p)
     p.add_argument("--objective", help="what to amplify: a whole layer (inception4c), a channel (inception4c:97) "
@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.006, help="mean absolute change per step in [0,1] units "
                                                            "(default: 0.006, google/deepdream's)")
     p.add_argument("--jitter", type=int, default=32, help="largest random roll per step, pixels (default: 32)")
-    p.add_argument("--guide", type=input_path, metavar="IMAGE",
+    p.add_argument("--guide", type=photo_path, metavar="IMAGE",
                    help="an image (PNG, JPEG, ..., or china or flower) whose features at the layer the photo takes on")
     p.add_argument("--tile", type=_tile, default="auto",
                    help="photos (octaves) with a longer side above this many pixels are dreamed in tiles; lower "
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     _zoom_options(args, zoom)
     _check_numbers(args)
     check_tensorboard(args)
-    out = args.out or Path(f"{args.photo.stem}_{'zoom.webp' if zoom else 'dream.png'}")
+    out = args.out or Path(f"{Path(args.photo).stem}_{'zoom.webp' if zoom else 'dream.png'}")
     if zoom and out.suffix.lower() not in ANIMATIONS:
         raise DreamlabError(f"--zoom-frames writes an animation: give -o a name ending in {', '.join(ANIMATIONS)}, "
                             f"got {str(out)!r}")
@@ -229,12 +229,14 @@ def _frame_path(folder: Path, index: int) -> Path:
 
 def _zoom_key(args: argparse.Namespace, loaded) -> str:
     """What decides a zoom's frames: a resumed run must have the same, or its frames would not continue."""
+    from dreamlab.io import is_sample_photo
+
     digest = hashlib.sha256()
     for path in (args.photo, args.guide):
-        if path and not path.exists():  # a sample photo, named
+        if is_sample_photo(path):
             digest.update(f"sample:{path}".encode())
         else:
-            digest.update(path.read_bytes() if path else b"")
+            digest.update(Path(path).read_bytes() if path else b"")
     settings = [loaded.recipe.name, loaded.recipe.hash(), loaded.weights, args.objective, args.octaves,
                 args.octave_scale, args.steps, args.lr, args.jitter, args.tile, args.overlap, args.seed, args.zoom,
                 args.rotate]

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from dreamlab.apps.args import add_positional_model, input_path, nonempty, output_path, positional_model, positive_int
+from dreamlab.apps.args import add_positional_model, nonempty, output_path, photo_path, positional_model, positive_int
 
 DESCRIPTION = ("Run every image through MODEL (shorter side resized to the recipe's size or --size, normalized as "
                "the recipe says) and save, for each unit, the images that drive it hardest: a channel's strongest "
@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("layer", metavar="LAYER:UNITS",
                    help="the units, e.g. features.22:0-7, inception4c:97,12, logit:3 or logit:tabby (a class name, "
                         "as render takes it; `dreamlab layers MODEL`)")
-    p.add_argument("--images", "-i", nargs="+", type=input_path, required=True, metavar="IMAGE",
+    p.add_argument("--images", "-i", nargs="+", type=photo_path, required=True, metavar="IMAGE",
                    help="folders of PNG/JPEG photos, image files, or china / flower (scikit-learn's sample photos); "
                         "an image given twice is read once")
     p.add_argument("--weights", default="default", type=nonempty,

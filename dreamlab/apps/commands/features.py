@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import (add_once_option, add_positional_model, input_path, nonempty, output_path,
+from dreamlab.apps.args import (add_once_option, add_positional_model, nonempty, output_path, photo_path,
                                 positional_model, positive_int)
 
 DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the recipe says) and save the "
@@ -14,7 +14,7 @@ DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
     p.add_argument("layer", help="layer address, e.g. inception4c (`dreamlab layers MODEL` lists them)")
-    add_once_option(p, "--image", "-i", type=input_path, required=True,
+    add_once_option(p, "--image", "-i", type=photo_path, required=True,
                     once="features shows one photo per run: run it once per photo",
                     help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline); one per run")
     p.add_argument("--weights", default="default", type=nonempty,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
                                 add_diversity_arguments, add_model_arguments, check_diversity_options,
                                 check_tensorboard, image_size, input_path, int_list, model_recipe, output_path,
-                                positive_int, warn_never_on)
+                                photo_path, positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="images optimized at once (default: all; with --diversity N, a multiple of N: rounded down)")
     p.add_argument("--thresholds", type=int_list, default=[], help="also save snapshots at these steps, "
                                                                     "e.g. 64,256,512")
-    p.add_argument("--init", type=input_path, metavar="PHOTO",
+    p.add_argument("--init", type=photo_path, metavar="PHOTO",
                    help="start from this image (a PNG/JPEG file, or china or flower) instead of noise")
     add_diversity_arguments(p, note="; a --grid has a row per unit")
     p.add_argument("--direction", type=input_path, metavar="FILE",
