@@ -274,6 +274,57 @@ def test_a_model_that_takes_a_dict_is_captured_by_calling_it_in_the_with_block()
         assert cap.acts["conv"].shape == (1, 4, 6, 6)
 
 
+class BreaksMidway(nn.Module):
+    """Two convolutions with a check between them that fails for a negative input: the first layer's output is
+    captured before the forward raises."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        y = self.first(x)
+        if bool((x < 0).any()):
+            raise ValueError("negative pixels")
+        return self.second(y)
+
+
+def test_a_failed_forward_leaves_no_partial_activations_from_run_or_a_direct_call():
+    """A forward that raised after its first layers kept their outputs in cap.acts: a stale mix with nothing to
+    say which forward they came from."""
+    model = BreaksMidway().eval()
+    good, bad = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4) - 1
+    with torch.no_grad():
+        first, second = model.first(good), model(good)
+    with torch.no_grad(), capture(model, ["first", "second"]) as cap:
+        assert sorted(cap.run(good)) == ["first", "second"]
+        with pytest.raises(ValueError, match="^negative pixels$"):
+            cap.run(bad)
+        assert cap.acts == {} and cap.calls == {}
+        model(good)  # a direct call fills acts
+        assert sorted(cap.acts) == ["first", "second"]
+        with pytest.raises(ValueError, match="^negative pixels$"):
+            model(bad)
+        assert cap.acts == {} and cap.calls == {}
+        assert torch.equal(cap.run(good)["second"], second)  # and the next forward is whole
+        model(good)
+        assert torch.equal(cap.acts["first"], first)
+    assert no_hooks(model)
+
+
+def test_a_refused_logit_leaves_no_partial_activations():
+    """The 'logit' hook's own error (a dict output) comes after the layers' hooks ran: acts is emptied too."""
+    class ReturnsDict(BreaksMidway):
+        def forward(self, x):
+            return {"out": super().forward(x)}
+
+    model = ReturnsDict().eval()
+    with capture(model, ["first", "logit"]) as cap:
+        with pytest.raises(DreamlabError, match="^the model returns a dict"):
+            model(torch.rand(1, 3, 4, 4))
+        assert cap.acts == {}
+
+
 def test_the_models_own_error_still_shows_when_the_input_looks_right():
     class Broken(nn.Module):
         def __init__(self):
@@ -342,7 +393,7 @@ def test_an_input_smaller_than_the_model_takes_names_the_smallest_size():
                                                 r"makes one\)$") as caught:
             cap.run(torch.rand(1, 3, 4, 4))
         assert isinstance(caught.value.__cause__, RuntimeError)
-        assert cap.acts["0"].shape == (1, 4, 2, 2) and cap.calls == {"0": 1}  # the failed forward's, not a probe's
+        assert cap.acts == {} and cap.calls == {}  # the failed forward left nothing, and the probes recorded nothing
         with pytest.raises(DreamlabError, match=r"at least 10 pixels a side \(.*size=\(10, 75\), "):
             cap.run(torch.rand(1, 3, 4, 30))  # the shorter side to 10, the other in proportion
         x = torch.rand(1, 3, 10, 10)

@@ -130,7 +130,8 @@ class Capture:
     its name would not say which call is meant. To see a second call the forward must go on past the first,
     so the first `run` of a Capture always runs the whole model; with `stop_early` later runs stop after the
     deepest requested layer. A module (or the model, for `logit`) that returns a tuple or list is read by its
-    first item; a dict is refused with its keys. Outputs laid out [B, H, W, C] (inside ConvNeXt blocks, Swin) are
+    first item; a dict is refused with its keys. A forward that raises (in `run`, or the caller's own `model(x)`)
+    leaves `acts` empty, not holding the layers it reached. Outputs laid out [B, H, W, C] (inside ConvNeXt blocks, Swin) are
     returned as [B, C, H, W], and token sequences [B, N, D] (ViT) as [B, D, N], so that a unit is channel k of dim 1
     everywhere; the first `run` finds them
     (models/layout.py: a weightless copy's shapes at two input sizes).
@@ -156,6 +157,7 @@ class Capture:
         self._layout_known = False  # channels_last holds the requested layers' layouts
         self._in_run = False  # inside run(); a forward called directly (model(x)) starts afresh, never stops early
         self._idle = False  # the hooks record nothing (run's size probe is forwarding)
+        self._finished = False  # the model's forward returned (a forward that raised leaves it False)
         self.channels_last: frozenset[str] = frozenset()  # layers whose output is [B, H, W, C], read transposed
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
@@ -165,6 +167,10 @@ class Capture:
             for name in self.layers:
                 module = self.model if name == OUTPUT else resolve_layer(self.model, name, also=[OUTPUT])
                 self._handles.append(module.register_forward_hook(self._hook_for(name)))
+            # last, so that they see the 'logit' hook's error too: the first runs only when the forward returns,
+            # the second also when it raises (torch runs always_call hooks on an exception)
+            self._handles.append(self.model.register_forward_hook(self._forward_returned))
+            self._handles.append(self.model.register_forward_hook(self._forward_ended, always_call=True))
         except BaseException:
             self.close()
             raise
@@ -187,6 +193,16 @@ class Capture:
             x = inputs[0] if isinstance(inputs, tuple) and inputs else None
             if not self._layout_known and isinstance(x, Tensor) and x.dim() == 4:
                 self._find_layout([n for n in self.layers if n != OUTPUT], x)
+
+    def _forward_returned(self, module: nn.Module, inputs: object, output: object) -> None:
+        self._finished = True
+
+    def _forward_ended(self, module: nn.Module, inputs: object, output: object) -> None:
+        """After every forward of the model, also one that raised: a failed forward leaves no partial outputs in
+        `acts` (a stale mix of this forward's first layers), and the next forward starts afresh."""
+        if not self._finished and not self._idle:
+            self.acts, self.calls, self._stopping = {}, {}, False
+        self._finished = False
 
     def _find_layout(self, names: list[str], x: Tensor) -> None:
         """Which of `names` put channels last, from a probe of `x`'s size (the model itself does not run)."""
