@@ -48,6 +48,24 @@ def test_layer_table_names_channels_the_model_rejects_not_the_size() -> None:
     assert _shapes(dreamlab.layer_table("lenet-digits", channels=1)) == LENET
 
 
+def test_layer_table_names_both_wrong_channels_and_a_wrong_size_channels_first() -> None:
+    """channels=3 and input_size=4 for LeNet were told the size alone; once fixed, the channels were refused."""
+    with pytest.raises(DreamlabError) as refused:
+        dreamlab.layer_table("lenet-digits", input_size=4, channels=3)
+    assert str(refused.value) == (
+        "LeNetDigits does not take channels=3 (Given groups=1, weight of size [20, 1, 5, 5], expected input[1, 3, 28, "
+        "28] to have 1 channels, but got 3 channels instead); it takes 1, the recipe's: leave channels out; also, "
+        "LeNetDigits cannot take a 4x4 input (mat1 and mat2 shapes cannot be multiplied (1x50 and 2450x500)); try "
+        "size 28 (--size 28), the recipe's")
+    with pytest.raises(DreamlabError, match=r"^Sequential does not take channels=1 \(.*\); it takes 3, what its first "
+                                            r"convolution reads: leave channels out; also, Sequential cannot take a "
+                                            r"2x2 input \(.*\); give the size it takes \(input_size=, --size\), or "
+                                            r"its recipe \(recipe=\)$"):
+        dreamlab.layer_table(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), input_size=2, channels=1)
+    with pytest.raises(DreamlabError, match=r"^LeNetDigits cannot take a 4x4 input \(mat1 .*\); try size 28"):
+        dreamlab.layer_table("lenet-digits", input_size=4, channels=1)  # the size alone
+
+
 def test_layer_table_takes_height_x_width() -> None:
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
     rows = dreamlab.layer_table(model, input_size=(10, 14))

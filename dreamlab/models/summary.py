@@ -12,7 +12,7 @@ never moved or changed.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -299,8 +299,8 @@ def layer_table(model: nn.Module | str | Path | LoadedModel, input_size: Size | 
     module, rec, _, _, owned = resolve_model(model, recipe, weights)
     named = owned or recipe is not None  # a caller's bare module has no recipe size to suggest
 
-    def rows(image_channels: int) -> list[LayerRow]:
-        return summarize(module, rec.input_size if input_size is None else input_size, image_channels,
+    def rows(image_channels: int, size: Size | None = input_size) -> list[LayerRow]:
+        return summarize(module, rec.input_size if size is None else size, image_channels,
                          recipe_size if recipe_size is not None else rec.input_size if named else None,
                          rec.source if named else None).layers
 
@@ -309,14 +309,29 @@ def layer_table(model: nn.Module | str | Path | LoadedModel, input_size: Size | 
     except DreamlabError as exc:
         if channels is None or channels == rec.channels:
             raise
-        try:  # the size is fine with the model's own channels: the channels given are what it rejects
-            rows(rec.channels)
-        except DreamlabError:
-            raise exc from None
-        reads = "the recipe's" if named else "what its first convolution reads"
-        cause = first_line(exc.__context__) if exc.__context__ is not None else str(exc)  # torch's own words
-        raise DreamlabError(f"{type(module).__name__} does not take channels={channels} ({cause}); it takes "
-                            f"{rec.channels}, {reads}: leave channels out") from None
+        failure = exc
+    # which of the two the model rejects: the size with its own channels, and the channels at its recipe's size
+    size_error = _fails(lambda: rows(rec.channels))
+    channels_error = failure if size_error is None else _fails(lambda: rows(channels, None))
+    if channels_error is None:  # the size alone: its line names what to try
+        raise size_error from None
+    if size_error is not None and input_size is None:  # the recipe's own size fails: nothing to tell apart
+        raise failure from None
+    reads = "the recipe's" if named else "what its first convolution reads"
+    context = channels_error.__context__
+    cause = first_line(context) if context is not None else str(channels_error)  # torch's own words
+    line = (f"{type(module).__name__} does not take channels={channels} ({cause}); it takes {rec.channels}, "
+            f"{reads}: leave channels out")
+    raise DreamlabError(f"{line}; also, {size_error}" if size_error is not None else line) from None
+
+
+def _fails(call: Callable[[], object]) -> DreamlabError | None:
+    """The DreamlabError `call` raises, or None where it runs."""
+    try:
+        call()
+    except DreamlabError as exc:
+        return exc
+    return None
 
 
 def _note(r: LayerRow) -> str:
