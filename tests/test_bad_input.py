@@ -160,7 +160,7 @@ CASES = {
     "recipe runs code": (lambda t: ["render", "x:0", "--recipe", _recipe(t, builder='"torch.hub:load"')], 2,
         "builder 'torch.hub:load' is not a registered builder"),
     # layer table sizes
-    "layers too small": (["layers", "googlenet", "--size", "8"], 2, "GoogLeNet cannot take a 8x8 input"),
+    "layers too small": (["layers", "googlenet", "--size", "8"], 2, "googlenet rejected a 3x8x8 input"),
     "layers too large": (["layers", "lenet-digits", "--size", "100000"], 2,
                          "input size 100000 is out of range; valid: 1 to 2048"),
     # bench and quality arguments

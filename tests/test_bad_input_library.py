@@ -101,7 +101,7 @@ CASES = {
         "r.toml: 'nosuch'"),  # the file, not the name inside it
     # 5. graph of a size the model cannot take
     "graph size": (["graph", "lenet-digits", "--size", "64"],
-                   "lenet-digits rejected a 1x64x64 input (a and b must have same reduction dim"),
+                   "lenet-digits rejected a 1x64x64 input (mat1 and mat2 shapes cannot be multiplied"),
     # 6. a reused module in a gallery
     "gallery reused module": (lambda t: ["gallery", "resnet18", "--weights", "none", "--layers", "layer1.0.relu",
                                          "--steps", "1", "--size", "32", "--out", str(t / "g")],

@@ -180,7 +180,7 @@ def test_a_file_where_the_gallery_keeps_its_units_folder_is_refused(tmp_path: Pa
 @pytest.mark.parametrize("size, message", [
     ("2", "size 2 is out of range; valid: 8 to 2048 pixels"),
     ("4000", "size 4000 is out of range; valid: 8 to 2048 pixels"),
-    ("10", "LeNetDigits cannot take a 10x10 input"),  # the model's own limit: said as `layers` says it
+    ("10", "lenet-digits rejected a 1x10x10 input"),  # the model's own limit: said as `layers` says it
 ])
 def test_gallery_sizes_are_refused_as_layers_refuses_them(size: str, message: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -189,7 +189,7 @@ def test_gallery_sizes_are_refused_as_layers_refuses_them(size: str, message: st
     err = _one_line_error(capsys)
     assert message in err
     if size == "10":
-        assert err.endswith("; try size 28 (--size 28), the recipe's\n")
+        assert err.endswith("; it runs at its recipe's size, 28: use size 28 (--size 28)\n")
         assert _exit(["layers", "lenet-digits", "--weights", "none", "--size", size]) == 2
         assert _one_line_error(capsys) == err
 

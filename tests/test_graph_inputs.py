@@ -49,9 +49,26 @@ def test_a_failure_that_is_not_about_the_size_does_not_blame_the_size():
 
 
 def test_a_size_the_model_rejects_names_its_size():
-    with pytest.raises(DreamlabError, match=r"^lenet-digits rejected a 1x64x64 input \(a and b must have same "
-                                            r"reduction dim.*\); it runs at its recipe's size, 28: use size 28 \(--size 28\)$"):
+    with pytest.raises(DreamlabError, match=r"^lenet-digits rejected a 1x64x64 input \(mat1 and mat2 shapes cannot "
+                                            r"be multiplied.*\); it runs at its recipe's size, 28: use size 28 \(--size 28\)$"):
         graph("lenet-digits", size=64)
+
+
+@pytest.mark.parametrize("size, said", [
+    ("8", "googlenet rejected a 3x8x8 input (Given input size: (480x1x1). Calculated output size: (480x0x0). Output "
+          "size is too small); the smallest size it takes is 15: use size 15 or more (--size 15)"),
+    ("4", "lenet-digits rejected a 1x4x4 input (mat1 and mat2 shapes cannot be multiplied (1x50 and 2450x500)); it "
+          "runs at its recipe's size, 28: use size 28 (--size 28)"),
+])
+def test_graph_and_layers_word_a_size_the_model_rejects_alike(size, said, capsys):
+    """`layers` said 'GoogLeNet cannot take a 8x8 input (...); try size 224', `graph` 'googlenet rejected a 3x8x8
+    input (...); it runs at its recipe's size, 224': one line now (prepare.too_small_error), with the minimum."""
+    from dreamlab.apps.cli import main
+
+    model = "googlenet" if size == "8" else "lenet-digits"
+    for command in ("graph", "layers"):
+        assert main([command, model, "--size", size]) == 2
+        assert capsys.readouterr().err == f"dreamlab: error: {said}\n"
 
 
 @pytest.mark.parametrize("options, text", [

@@ -42,7 +42,7 @@ def test_layer_table_names_channels_the_model_rejects_not_the_size() -> None:
                                             r"224\] to have 3 channels.*\); it takes 3, what its first convolution "
                                             r"reads: leave channels out$"):
         dreamlab.layer_table(model, channels=1)
-    with pytest.raises(DreamlabError, match=r"^LeNetDigits does not take channels=3 .*; it takes 1, the recipe's: "
+    with pytest.raises(DreamlabError, match=r"^lenet-digits does not take channels=3 .*; it takes 1, the recipe's: "
                                             r"leave channels out$"):
         dreamlab.layer_table("lenet-digits", channels=3)
     assert _shapes(dreamlab.layer_table("lenet-digits", channels=1)) == LENET
@@ -53,16 +53,17 @@ def test_layer_table_names_both_wrong_channels_and_a_wrong_size_channels_first()
     with pytest.raises(DreamlabError) as refused:
         dreamlab.layer_table("lenet-digits", input_size=4, channels=3)
     assert str(refused.value) == (
-        "LeNetDigits does not take channels=3 (Given groups=1, weight of size [20, 1, 5, 5], expected input[1, 3, 28, "
-        "28] to have 1 channels, but got 3 channels instead); it takes 1, the recipe's: leave channels out; also, "
-        "LeNetDigits cannot take a 4x4 input (mat1 and mat2 shapes cannot be multiplied (1x50 and 2450x500)); try "
-        "size 28 (--size 28), the recipe's")
+        "lenet-digits does not take channels=3 (Given groups=1, weight of size [20, 1, 5, 5], expected input[1, 3, "
+        "28, 28] to have 1 channels, but got 3 channels instead); it takes 1, the recipe's: leave channels out; also, "
+        "lenet-digits rejected a 1x4x4 input (mat1 and mat2 shapes cannot be multiplied (1x50 and 2450x500)); it runs "
+        "at its recipe's size, 28: use size 28 (--size 28)")
     with pytest.raises(DreamlabError, match=r"^Sequential does not take channels=1 \(.*\); it takes 3, what its first "
                                             r"convolution reads: leave channels out; also, Sequential cannot take a "
                                             r"2x2 input \(.*\); give the size it takes \(input_size=, --size\), or "
                                             r"its recipe \(recipe=\)$"):
         dreamlab.layer_table(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), input_size=2, channels=1)
-    with pytest.raises(DreamlabError, match=r"^LeNetDigits cannot take a 4x4 input \(mat1 .*\); try size 28"):
+    with pytest.raises(DreamlabError, match=r"^lenet-digits rejected a 1x4x4 input \(mat1 .*\); it runs at its "
+                                            r"recipe's size, 28: use size 28 \(--size 28\)$"):
         dreamlab.layer_table("lenet-digits", input_size=4, channels=1)  # the size alone
 
 
@@ -101,9 +102,9 @@ def test_layers_size_takes_height_x_width(capsys) -> None:
     assert table["input"]["output_shape"] == [3, 96, 128]
     assert {r["name"]: r["output_shape"] for r in table["layers"]}["inception4c"] == [512, 6, 8]
     assert main(["layers", "lenet-digits", "--size", "20x40"]) == 2
-    assert capsys.readouterr().err.strip().endswith("cannot take a 20x40 input (mat1 and mat2 shapes cannot be "
-                                                    "multiplied (1x2500 and 2450x500)); try size 28 (--size 28), "
-                                                    "the recipe's")
+    assert capsys.readouterr().err.strip().endswith("rejected a 1x20x40 input (mat1 and mat2 shapes cannot be "
+                                                    "multiplied (1x2500 and 2450x500)); it runs at its recipe's size, "
+                                                    "28: use size 28 (--size 28)")
     assert main(["layers", "lenet-digits", "--size", "28x28"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("one 28x28 image: input 3.1 kB, outputs of the leaf modules "
                                                      "(every call) 243.2 kB")

@@ -110,11 +110,13 @@ def test_a_model_that_does_not_take_one_image_is_a_one_line_error(tmp_path, monk
     assert main(["layers", "--recipe", recipe_file]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert err.startswith(f"dreamlab: error: {build.__name__} cannot take a 16x16 input (")
+    assert err.startswith("dreamlab: error: custom cannot take a 16x16 input (")  # the recipe's name
     assert err.endswith(f"dreamlab needs a model whose forward takes one image batch [B, 3, H, W]: check input_size "
                         f"and channels in {recipe_file}, or wrap the model in a module that does")
     assert main(["layers", "--recipe", _custom_recipe(tmp_path, monkeypatch, build), "--size", "20"]) == 2
-    assert capsys.readouterr().err.strip().endswith("; try size 16 (--size 16), the recipe's")
+    err = capsys.readouterr().err.strip()  # not "try size 16": it fails at the recipe's size too
+    assert err.startswith("dreamlab: error: custom cannot take a 20x20 input (") and err.endswith(
+        f"check input_size and channels in {recipe_file}, or wrap the model in a module that does")
 
 
 class Reused(nn.Module):

@@ -34,7 +34,7 @@ from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, checked_keywords, first_line, unknown
 from dreamlab.inspect.source import model_and_recipe
 from dreamlab.models.copies import cpu_copy, weightless_copy
-from dreamlab.models.prepare import size_rejection
+from dreamlab.models.prepare import too_small_error
 from dreamlab.models.recipe import Recipe
 from dreamlab.models.summary import check_sides
 
@@ -324,7 +324,10 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, 
     size = input_size
     side = "x".join(map(str, input_shape[1:]))
     if size and tuple(input_shape[-2:]) != (size, size) and _takes(model, input_shape, size, depth):
-        raise size_rejection(name, input_shape, cause, size) from None  # like render's, naming the size
+        def takes(side: int) -> bool:
+            return _takes(model, input_shape, side, depth)
+
+        raise too_small_error(name, input_shape, cause, size, takes) from None  # as `layers` says it
     raise DreamlabError(f"{name} failed on a {side} input ({first_line(cause)}) in one forward of a copy of it; "
                         f"if it takes another input size, give size (--size)") from None
 
@@ -343,19 +346,18 @@ def _graph_of(model: nn.Module, input_shape: Sequence[int], depth: int, name: st
     copied = weightless_copy(model).eval()
     try:
         drawn = _shapes(copied, _trace(copied, depth), input_shape, depth, name, "meta")
-    except Exception as exc:  # noqa: BLE001 -- the model refused the input, or it needs real tensors
-        meta_error = exc.__cause__ or exc  # ShapeProp wraps the op's error in one that quotes the whole node
+    except Exception:  # noqa: BLE001 -- the model refused the input or needs real tensors: the CPU copy tells
+        pass
     else:
         return _described(drawn, copied, depth)
     copied = cpu_copy(model).eval()
     try:
         drawn = _shapes(copied, _trace(copied, depth), input_shape, depth, name, "cpu")
     except Exception as exc:  # noqa: BLE001 -- whatever the model raises
-        cpu_error = exc.__cause__ or exc
-    else:
-        return _described(drawn, copied, depth)
-    # an error about the meta device says nothing about the model; otherwise the meta one is as good, and shorter
-    raise _Failed(cpu_error if "meta" in str(meta_error).lower() else meta_error)
+        # the CPU copy's error: the model's own words on real tensors, as `layers` and cam quote them (a meta
+        # kernel words a shape error its own way). ShapeProp wraps the op's error in one that quotes the whole node
+        raise _Failed(exc.__cause__ or exc) from None
+    return _described(drawn, copied, depth)
 
 
 def _described(drawn: ModelGraph, copied: nn.Module, depth: int) -> ModelGraph:

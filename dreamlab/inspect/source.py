@@ -9,11 +9,11 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import shown
 from dreamlab.attribution.photos import versions
-from dreamlab.errors import DreamlabError, first_line
+from dreamlab.errors import DreamlabError
 from dreamlab.io import PIXELS, file_digest, is_sample_photo, pixel_digest
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, resolve_layer
-from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, model_device, resolve_model, size_rejection,
-                                     takes_size, unsized_module_error)
+from dreamlab.models.prepare import (FORWARD_ERRORS, model_device, resolve_model, takes_size, too_small_error,
+                                     unsized_module_error)
 from dreamlab.models.recipe import Recipe
 
 
@@ -81,10 +81,5 @@ def forward_error(model: nn.Module, recipe: Recipe, shape: torch.Size, exc: Base
         return None
     size, shorter = recipe.input_size, min(shape[-2:])
     if shorter != size and not runs(tuple(shape[-2:])) and runs(size):
-        least = minimum_side(runs, shorter, size)
-        if least is not None and least < size:
-            shown = "x".join(map(str, shape[1:]))
-            return DreamlabError(f"{recipe.name} rejected a {shown} input ({first_line(exc)}); the smallest size it "
-                                 f"takes is {least}: use size {least} or more (--size {least})")
-        return size_rejection(recipe.name, shape, exc, size)
+        return too_small_error(recipe.name, shape, exc, size, runs)
     return unsized_module_error(recipe, shape, exc, runs, rendering=False)

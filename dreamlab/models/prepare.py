@@ -263,6 +263,19 @@ def size_rejection(name: str, shape: Sequence[int], exc: BaseException, input_si
                          f"{input_size}: use size {input_size} (--size {input_size}){advice}")
 
 
+def too_small_error(name: str, shape: Sequence[int], exc: BaseException, input_size: int,
+                    accepts: Callable[[int], bool]) -> DreamlabError:
+    """The one line, in every view's words, for a model that rejects an input of `shape` [B, C, H, W] and takes its
+    recipe's `input_size` (`accepts(side)`: whether it takes a square side): the smallest size it takes, where it
+    takes every size from one above the rejected one (minimum_side), else its recipe's size (size_rejection)."""
+    least = minimum_side(accepts, min(shape[-2:]), input_size)
+    if least is not None and least < input_size:
+        shown = "x".join(map(str, shape[1:]))
+        return DreamlabError(f"{name} rejected a {shown} input ({first_line(exc)}); the smallest size it takes is "
+                             f"{least}: use size {least} or more (--size {least})")
+    return size_rejection(name, shape, exc, input_size)
+
+
 def smallest_side(accepts: Callable[[int], bool], rejected: int, accepted: int) -> int:
     """The smallest square side in (`rejected`, `accepted`] that `accepts` takes, by bisection: a model too
     small an input fails for is told its minimum (googlenet runs from 16 px), not only its recipe's size.

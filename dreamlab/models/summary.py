@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError, check_range, checked_keywords, first_line
 from dreamlab.models.layout import FORWARD_ERRORS, PROBE_GROWTH, cpu_probe_copy, is_channels_last, meta_copy
+from dreamlab.models.prepare import too_small_error
 from dreamlab.optvis.capture import OUTPUT
 
 if TYPE_CHECKING:
@@ -171,8 +172,8 @@ def check_sides(size: object, name: str = "size") -> tuple[int, int]:
     return sides
 
 
-def _traces(model: nn.Module, sides: tuple[int, int], channels: int,
-            recipe_size: int | None, recipe_file: str | None = None) -> tuple[_Trace, _Trace | None]:
+def _traces(model: nn.Module, sides: tuple[int, int], channels: int, recipe_size: int | None,
+            recipe_file: str | None = None, name: str | None = None) -> tuple[_Trace, _Trace | None]:
     """Forwards of one image of `sides` (height, width) and of one PROBE_GROWTH pixels larger (None: refused, a
     fixed-size model), on a meta copy, or on a CPU copy when the meta device cannot run the model. Both on the
     same copy, so that data-dependent models are probed alike at both sizes (models/layout.py)."""
@@ -186,7 +187,15 @@ def _traces(model: nn.Module, sides: tuple[int, int], channels: int,
         try:
             small = _trace(probe, torch.zeros(1, channels, *sides))
         except FORWARD_ERRORS as exc:
-            raise _cannot_run(model, sides, channels, recipe_size, exc, recipe_file) from None
+            def accepts(side: int) -> bool:
+                try:
+                    _trace(probe, torch.zeros(1, channels, side, side))
+                except FORWARD_ERRORS:
+                    return False
+                return True
+
+            raise _cannot_run(name or type(model).__name__, sides, channels, recipe_size, exc, accepts,
+                              recipe_file) from None
     try:
         larger = _trace(probe, torch.zeros(1, channels, *(side + PROBE_GROWTH for side in sides), device=device))
     except FORWARD_ERRORS:
@@ -194,13 +203,15 @@ def _traces(model: nn.Module, sides: tuple[int, int], channels: int,
     return small, larger
 
 
-def _cannot_run(model: nn.Module, sides: tuple[int, int], channels: int, recipe_size: int | None,
-                exc: BaseException, recipe_file: str | None = None) -> DreamlabError:
-    """The one-line error for a model whose forward fails on one image of `sides` (height, width); `recipe_file`:
-    the .toml file the recipe was read from, named as the place to fix its input_size."""
-    what = f"{type(model).__name__} cannot take a {sides[0]}x{sides[1]} input ({first_line(exc)})"
-    if recipe_size and (recipe_size, recipe_size) != sides:
-        return DreamlabError(f"{what}; try size {recipe_size} (--size {recipe_size}), the recipe's")
+def _cannot_run(name: str, sides: tuple[int, int], channels: int, recipe_size: int | None, exc: BaseException,
+                accepts: Callable[[int], bool], recipe_file: str | None = None) -> DreamlabError:
+    """The one-line error for model `name`, whose forward fails on one image of `sides` (height, width);
+    `accepts(side)`: whether it takes a square side; `recipe_file`: the .toml file the recipe was read from, named
+    as the place to fix its input_size. A size the model rejects where it takes its recipe's is said as every view
+    says it (prepare.too_small_error)."""
+    if recipe_size and (recipe_size, recipe_size) != sides and accepts(recipe_size):
+        return too_small_error(name, (1, channels, *sides), exc, recipe_size, accepts)
+    what = f"{name} cannot take a {sides[0]}x{sides[1]} input ({first_line(exc)})"
     if recipe_size is None:
         return DreamlabError(f"{what}; give the size it takes (input_size=, --size), or its recipe (recipe=)")
     check = f"input_size and channels in {recipe_file}" if recipe_file else "the recipe's input_size and channels"
@@ -220,13 +231,14 @@ class Summary:
         return [self.input, *self.layers, self.output]
 
 
-def summarize(model: nn.Module, input_size: Size = 224, channels: int = 3,
-              recipe_size: int | None = None, recipe_file: str | None = None) -> Summary:
+def summarize(model: nn.Module, input_size: Size = 224, channels: int = 3, recipe_size: int | None = None,
+              recipe_file: str | None = None, name: str | None = None) -> Summary:
     """The layer table of `model` for one `channels` x `input_size` image (a side, or (height, width)), from a
     forward pass of a copy (and one at a larger size, which tells channels-last outputs: models/layout.py);
-    `recipe_file`: the recipe's .toml file, which an error names."""
+    `recipe_file`: the recipe's .toml file, which an error names; `name`: the model's, in errors (its recipe's;
+    default: its class's)."""
     sides = check_sides(input_size, "input size")
-    small, larger = _traces(model, sides, channels, recipe_size, recipe_file)
+    small, larger = _traces(model, sides, channels, recipe_size, recipe_file, name)
     modules = [(name, module) for name, module in model.named_modules() if name]
     keys = _row_keys([name for name, _ in modules], small.first)
     rows = []
@@ -302,7 +314,7 @@ def layer_table(model: nn.Module | str | Path | LoadedModel, input_size: Size | 
     def rows(image_channels: int, size: Size | None = input_size) -> list[LayerRow]:
         return summarize(module, rec.input_size if size is None else size, image_channels,
                          recipe_size if recipe_size is not None else rec.input_size if named else None,
-                         rec.source if named else None).layers
+                         rec.source if named else None, rec.name).layers
 
     try:
         return rows(rec.channels if channels is None else channels)
@@ -320,7 +332,7 @@ def layer_table(model: nn.Module | str | Path | LoadedModel, input_size: Size | 
     reads = "the recipe's" if named else "what its first convolution reads"
     context = channels_error.__context__
     cause = first_line(context) if context is not None else str(channels_error)  # torch's own words
-    line = (f"{type(module).__name__} does not take channels={channels} ({cause}); it takes {rec.channels}, "
+    line = (f"{rec.name} does not take channels={channels} ({cause}); it takes {rec.channels}, "
             f"{reads}: leave channels out")
     raise DreamlabError(f"{line}; also, {size_error}" if size_error is not None else line) from None
 

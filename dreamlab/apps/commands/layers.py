@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(positional_model(args), weights=args.weights, recipe_layers="note")  # lists them to fix
     size = args.size or loaded.recipe.input_size
     summary = summarize(loaded.model, input_size=size, channels=loaded.recipe.channels,
-                        recipe_size=loaded.recipe.input_size, recipe_file=loaded.recipe.source)
+                        recipe_size=loaded.recipe.input_size, recipe_file=loaded.recipe.source,
+                        name=loaded.recipe.name)
     totals = model_totals(loaded.model, summary)
     if args.json:
         print(json.dumps({"input": summary.input.as_dict(), "layers": [r.as_dict() for r in summary.layers],

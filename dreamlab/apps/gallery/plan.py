@@ -323,8 +323,8 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
     render size."""
     recipe = loaded.recipe
     try:
-        # the recipe's size makes a refused size's message `layers`' own ("try --size 28, the recipe's")
-        rows = summarize(loaded.model, size, recipe.channels, recipe.input_size, recipe.source).layers
+        # the recipe's size and name make a refused size's message `layers`' own
+        rows = summarize(loaded.model, size, recipe.channels, recipe.input_size, recipe.source, recipe.name).layers
     except RuntimeError as exc:
         raise DreamlabError(f"{recipe.name} does not run on {size}px images ({first_line(exc)}); "
                             f"use --size {recipe.input_size}") from None
