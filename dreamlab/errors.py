@@ -39,6 +39,10 @@ class ArgumentOrderError(DreamlabError, TypeError):
     """A keyword given for a parameter a positional argument already fills (Python's 'got multiple values')."""
 
 
+class ObjectiveOperatorError(DreamlabError, TypeError):
+    """An operator objectives do not take (`obj ** 2`, `obj @ x`): a TypeError, as Python's own would be."""
+
+
 class WeightsError(DreamlabError):
     """Weights that could not be downloaded, read, or fitted to the model."""
 

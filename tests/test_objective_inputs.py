@@ -158,3 +158,25 @@ def test_a_string_of_units_is_refused_whole_not_as_its_letters():
         dreamlab.render("lenet-digits", "conv2:0-3", units="01", steps=1)
     with pytest.raises(DreamlabError, match=r"got 1; write units=\[1\]$"):
         dreamlab.render("lenet-digits", "conv2:0-3", units=1, steps=1)
+
+
+POWER = ("objectives take + - * / (with numbers and other objectives) and unary -, not **; for a power, write a "
+         "custom @o.objective(layers=[...]) whose function computes the score")
+
+
+@pytest.mark.parametrize("apply, said", [
+    (lambda obj: obj ** 2, POWER),
+    (lambda obj: 2 ** obj, POWER),
+    (lambda obj: pow(obj, 2, 3), POWER),
+    (lambda obj: obj @ obj, POWER.replace("not **; for a power", "not @; for another operation")),
+    (lambda obj: torch.ones(2) @ obj, POWER.replace("not **; for a power", "not @; for another operation")),
+    (lambda obj: obj % 2, POWER.replace("not **; for a power", "not %; for another operation")),
+])
+def test_an_operator_objectives_do_not_take_says_which_they_do(apply, said):
+    """`obj ** 2` was Python's 'unsupported operand type(s)', which names neither what works nor what to do."""
+    from dreamlab.errors import ObjectiveOperatorError
+
+    with pytest.raises(ObjectiveOperatorError) as refused:
+        apply(o.channel("conv1", 0))
+    assert str(refused.value) == said
+    assert isinstance(refused.value, TypeError) and isinstance(refused.value, DreamlabError)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.optvis.capture import OUTPUT, layer_names
-from dreamlab.errors import DreamlabError, UnknownNameError
+from dreamlab.errors import DreamlabError, ObjectiveOperatorError, UnknownNameError
 from dreamlab.optvis.units import format_units
 
 IMAGE = "@image"  # key of the clean (un-transformed) image in the activations mapping
@@ -124,8 +124,35 @@ class Objective:
     def __neg__(self) -> Objective:
         return combine(operator.neg, "-", _UNARY, self)
 
+    # the operators objectives do not take are refused saying which they do (Python's own line names neither)
+    def __pow__(self, other: object, modulo: object = None) -> Objective:
+        raise operator_error("**")
+
+    def __rpow__(self, other: object, modulo: object = None) -> Objective:
+        raise operator_error("**")
+
+    def __matmul__(self, other: object) -> Objective:
+        raise operator_error("@")
+
+    def __rmatmul__(self, other: object) -> Objective:
+        raise operator_error("@")
+
+    def __mod__(self, other: object) -> Objective:
+        raise operator_error("%")
+
+    def __rmod__(self, other: object) -> Objective:
+        raise operator_error("%")
+
     def __repr__(self) -> str:
         return f"Objective({self.name!r}, batch_size={self.batch_size})"
+
+
+def operator_error(symbol: str) -> ObjectiveOperatorError:
+    """The error for an operator objectives do not take (`symbol`: '**', '@', '%')."""
+    what = "a power" if symbol == "**" else "another operation"
+    return ObjectiveOperatorError(
+        f"objectives take + - * / (with numbers and other objectives) and unary -, not {symbol}; for {what}, write "
+        f"a custom @o.objective(layers=[...]) whose function computes the score")
 
 
 def as_number(x: object) -> float | None:
