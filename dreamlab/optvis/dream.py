@@ -38,7 +38,7 @@ from dreamlab.optvis.dream_tiles import (AUTO_TILE, Tile, aligned, smallest_tile
                                         tiles, zoom_rotate)
 from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, raw_size_errors, resolve_model, takes_size,
                                      unsized_module_error)
-from dreamlab.optvis.engine import derived_seed, no_gradient, progress_bar
+from dreamlab.optvis.engine import derived_seed, no_gradient, non_finite_error, progress_bar
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.optvis.objectives import IMAGE, Objective, deepdream
 
@@ -369,10 +369,8 @@ class _Dreamer:
                 bar.update(1)
         if not bool(torch.isfinite(state.image).all()):  # one check per octave: no host sync per step
             kept = f" in frame {frame} (the frames before it are kept)" if frame else " and nothing saved"
-            raise DreamlabError(
-                f"the gradient of {self.objective.name!r} became NaN or infinite in octave {octave + 1} of "
-                f"{self.octaves}, so the dream was stopped{kept}; check the objective (a division by ~0?) "
-                f"and the weights")
+            raise non_finite_error(f"the gradient of {self.objective.name!r}",
+                                   f"in octave {octave + 1} of {self.octaves}", f"the dream was stopped{kept}")
 
     def _dream_step(self, image: Tensor, parts: list[Tile], generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """One gradient-ascent step on the randomly rolled image: the new image and the step's score."""
@@ -579,9 +577,8 @@ def _dream_frames(dreamer: _Dreamer, photo: Tensor, *, seed: int, zoom_frames: i
     first = photo if start_frame == 0 else _quantized(zoom_rotate(photo, zoom, rotate))
     initial = dreamer.measure(first)
     if not math.isfinite(initial):
-        raise DreamlabError(f"the score of {dreamer.objective.name!r} is NaN or infinite on the photo, before any "
-                            f"step, so the dream was stopped and nothing saved; check the objective (a division "
-                            f"by ~0?) and the weights")
+        raise non_finite_error(f"the score of {dreamer.objective.name!r}", "on the photo, before any step",
+                               "the dream was stopped and nothing saved")
     frames, numbers_done, interrupted, current = [], [], False, first
     frame_scores: list[float] = []
     scored = zoom_frames > 0 and on_frame is not None and _takes_score(on_frame)

@@ -682,6 +682,15 @@ def _quiet_compiler() -> Iterator[None]:
             logger.setLevel(level)
 
 
+def non_finite_error(subject: str, place: str, stopped: str, first: str = "", inputs: str = "") -> DreamlabError:
+    """The one line for a score or gradient that became NaN or infinite, as render and dream say it: `subject`
+    ("the score of 'x'"), `place` ("at step 12", "in octave 2 of 4"), what stopped and what is kept (`stopped`), a fix
+    to try first (`first`: a lower lr) and an input to check beside the objective and the weights (`inputs`)."""
+    check = "the objective (a division by ~0?)" + (f", the weights and {inputs}" if inputs else " and the weights")
+    return DreamlabError(f"{subject} became NaN or infinite {place}, so {stopped}; "
+                         f"{f'{first}, or check' if first else 'check'} {check}")
+
+
 class NonFinite:
     """Watches a batch's scores for NaN/inf on the device (no host sync per step) and stops the render with the
     unit and the first bad step when it is read (at snapshots and at the end of the batch)."""
@@ -713,14 +722,12 @@ class NonFinite:
             self._stop(k, int(found[k]))
 
     def _stop(self, k: int, step: int) -> None:
-        what = f"the score of {self.labels[self.units[k]]} became NaN or infinite"
+        what, stopped = f"the score of {self.labels[self.units[k]]}", "the render was stopped and nothing saved"
         if step < 0:  # no optimizer step has run: the learning rate cannot be the cause
-            raise DreamlabError(f"{what} on the start image, before any optimizer step, so the render was stopped "
-                                f"and nothing saved; check the objective (a division by ~0?), the weights and "
-                                f"init_image")
+            raise non_finite_error(what, "on the start image, before any optimizer step", stopped,
+                                   inputs="init_image")
         lower = "lower the learning rate your optimizer factory sets" if self.factory_lr else "lower lr (--lr)"
-        raise DreamlabError(f"{what} at step {step}, so the render was stopped and nothing saved; {lower}, or check "
-                            f"the objective (a division by ~0?) and the weights")
+        raise non_finite_error(what, f"at step {step}", stopped, first=lower)
 
 
 @checked_keywords  # render(objective, model=net) is told the order
