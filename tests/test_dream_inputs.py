@@ -229,6 +229,26 @@ def test_a_score_or_gradient_that_is_nan_stops_the_dream_instead_of_returning_a_
     assert dream(_tiny_net(), torch.rand(3, 32, 32), "relu", **FAST).image.isfinite().all()
 
 
+def test_a_boundary_wider_than_half_the_smallest_octave_is_refused_as_render_refuses_it():
+    """dream did not give the objective's checks the image's shape: render refused this width, dream ran it."""
+    from dreamlab import objectives as o
+
+    wide = o.channel("relu", 1) + o.penalize_boundary_complexity(20)
+    with pytest.raises(DreamlabError) as refused:
+        dream(_tiny_net(), torch.rand(3, 32, 32), wide, **FAST)
+    assert str(refused.value) == ("penalize_boundary_complexity's width 20 does not fit the 32x32 image: its border "
+                                  "takes 20 px on each side, 40 of 32; give a width of 1 to 16 (16: the whole image), "
+                                  "or render a larger size")
+    with pytest.raises(DreamlabError) as refused:  # two octaves: the smaller one, 23 px, is scored too
+        dream(_tiny_net(), torch.rand(3, 32, 32), o.channel("relu", 1) + o.penalize_boundary_complexity(16),
+              octaves=2, steps=1, device="cpu")
+    assert str(refused.value).startswith("penalize_boundary_complexity's width 16 does not fit the 23x23 image: ")
+    assert str(refused.value).endswith("; a dream scores the photo's smallest octave, that image, first: fewer "
+                                       "octaves (octaves=, --octaves) make it larger")
+    narrow = o.channel("relu", 1) + o.penalize_boundary_complexity(16)
+    assert dream(_tiny_net(), torch.rand(3, 32, 32), narrow, **FAST).image.shape == (3, 32, 32)
+
+
 @pytest.mark.parametrize("callbacks, message", [
     ({"on_step": 5}, "on_step must be a function, called as on_step(DreamStep); got int"),
     ({"on_start": lambda: None}, "on_start is called as on_start(provenance), which <lambda>() cannot take; give it 1 "

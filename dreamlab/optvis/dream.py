@@ -225,12 +225,20 @@ class _Dreamer:
 
     def check(self, image: Tensor, photo: Tensor, side: int | None = None) -> None:
         """Before dreaming: reused modules and missing units (one whole forward at the recipe's input size, which
-        every model takes), whether `photo` [1, C, H, W] needs tiles the objective cannot be split into, then
+        every model takes), the objective's checks of the image (the smallest octave, `image`), whether `photo` [1, C, H, W] needs tiles the objective cannot be split into, then
         whether the model takes the smallest octave's size (`image`) up to the objective's layers. `side`: check
         as if the recipe's input size were `side` (what the first error tells the user to set)."""
         with torch.no_grad():
             acts = self._whole_forward(image, photo, side)
-            self.objective.check({name: act.shape for name, act in acts.items()})
+            shapes = {name: act.shape for name, act in acts.items()}
+            self.objective.check(shapes)
+            try:  # and the image, as render passes it: the smallest octave is the smallest image scored
+                self.objective.check({**shapes, IMAGE: image.shape})
+            except DreamlabError as exc:
+                if self.octaves == 1:
+                    raise
+                raise DreamlabError(f"{exc}; a dream scores the photo's smallest octave, that image, first: fewer "
+                                    f"octaves (octaves=, --octaves) make it larger") from None
             self._check_tiles(acts, tuple(photo.shape[-2:]))
             self._check_octave(image, photo, side or self.recipe.input_size)
 
