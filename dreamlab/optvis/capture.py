@@ -77,7 +77,8 @@ def children_that_ran(model: nn.Module, name: str, x: Tensor) -> list[str]:
 class _StopForward(BaseException):
     """Raised from a hook once every requested layer has been captured, to skip the rest of the network.
 
-    A BaseException, like KeyboardInterrupt, so that a model's own `except Exception:` cannot swallow it.
+    A BaseException, like KeyboardInterrupt, so that a model's own `except Exception:` cannot swallow it; torch's
+    always_call hooks catch `Exception` only, so a stopped forward keeps its `acts` (`Capture._forward_ended`).
     """
 
 
