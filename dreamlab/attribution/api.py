@@ -1,7 +1,11 @@
 """`dreamlab.gradcam` and `dreamlab.attribute`: attributions for a model, an image and a target.
 
->>> cam = dreamlab.gradcam("lenet-digits", digit, "logit:3")                 # [1, 28, 28], >= 0
->>> ig = dreamlab.attribute("lenet-digits", digit, "logit:3", method="ig")   # [1, 28, 28], signed
+>>> digit = torch.zeros(1, 28, 28); digit[:, 6:22, 13:16] = 1              # a vertical stroke: a 1
+>>> cam = dreamlab.gradcam("lenet-digits", digit, "logit:1")
+>>> cam.shape, bool((cam >= 0).all())
+(torch.Size([1, 28, 28]), True)
+>>> dreamlab.attribute("lenet-digits", digit, "logit:1", method="ig").shape   # signed, the image's shape
+torch.Size([1, 28, 28])
 """
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ or format (the same picture after resizing: 8x8 thumbnails within 0.05 everywher
 
 >>> ex = examples("hed-vgg16", "features.22", [0, 12], ["china", "flower"], top=2)
 >>> [(e.image, round(e.score, 1)) for e in ex.units[0]]        # channel 0's two best images, best first
+[('china', 24.2), ('flower', 20.6)]
 >>> ex.save("features.22_examples.png")                         # a row per unit, each crop labelled
+PosixPath('features.22_examples.png')
 """
 from __future__ import annotations
 

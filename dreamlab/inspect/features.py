@@ -4,8 +4,10 @@ The photo goes through the recipe's preprocessing (shorter side resized to the i
 the recipe's channel count, mean and std), the model runs up to the layer under `capture`, and the top K
 channels by mean activation are tiled, each labelled with its channel index.
 
->>> maps = features("lenet-digits", "conv1", "digit.png", top=8)
->>> maps.maps.shape, maps.channels                  # [8, 28, 28], the 8 strongest channels
+>>> digit = torch.zeros(1, 28, 28); digit[:, 6:22, 13:16] = 1   # a photo path, a sample name or a tensor
+>>> maps = features("lenet-digits", "conv1", digit, top=4)
+>>> maps.maps.shape, maps.channels                              # the 4 strongest channels, strongest first
+(torch.Size([4, 28, 28]), [6, 17, 1, 4])
 """
 from __future__ import annotations
 

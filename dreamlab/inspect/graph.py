@@ -9,8 +9,10 @@ the title, which gives the total parameters and the input. The DOT text starts w
 it (dreamlab, torch and torchvision versions, model, weights, input, depth); SVG keeps it as a comment and PNG
 as text chunks.
 
->>> dot = graph("googlenet", rankdir="LR")          # DOT text; needs nothing installed
->>> graph("resnet18", depth=3, out="resnet18.svg")   # SVG/PNG/PDF through Graphviz's `dot`
+>>> dot = graph("lenet-digits", rankdir="LR")       # DOT text; needs nothing installed
+>>> dot.splitlines()[0]
+'// dreamlab ... model: lenet-digits; weights: none; input: 1x28x28; depth: 2'
+>>> dot = graph("resnet18", depth=3, out="resnet18.dot")   # also writes it; .svg/.png/.pdf through Graphviz's `dot`
 """
 from __future__ import annotations
 

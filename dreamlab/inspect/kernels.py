@@ -6,7 +6,8 @@ input channels summed. Each tile is stretched to [0, 1] on its own unless ``shar
 tile on one scale with zero at mid-grey (signs and relative strengths stay comparable); grey 1x1 tiles, one value
 each, always share the scale (stretched alone, each would be mid-grey).
 
->>> kernels("googlenet", "conv1.conv", weights="none").image.shape   # 64 filters 7x7, 8 a row
+>>> kernels("googlenet", "conv1.conv", weights="none").image.shape   # 64 RGB filters 7x7 (scaled up), 8 a row
+torch.Size([3, 242, 242])
 """
 from __future__ import annotations
 

@@ -4,8 +4,12 @@ A central position's gradient on noise images reaches exactly the input pixels i
 every ReLU and max-pool path somewhere in a small batch); its diagonal neighbour's gives the stride. That holds
 for any padding, stride or pooling, without reading the architecture.
 
->>> field = receptive_field(model, "features.22", recipe)    # hed-vgg16: Field(side=92, stride=(8.0, 8.0), ...)
+>>> from dreamlab.models.loading import load_model
+>>> digits = load_model("lenet-digits")
+>>> field = receptive_field(digits.model, "conv2", digits.recipe); field   # hed-vgg16's features.22: side 92, stride 8
+Field(side=14, stride=(2.0, 2.0), origin=(1.0, 1.0))
 >>> field.box(3, 5)                                         # [top, left, bottom, right) of position y=3, x=5
+(0, 4, 14, 18)
 """
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ a weightless copy of the model runs at two sizes on the meta device, with hooks 
 that forward does not reach there (an op without a meta kernel, an `if` on the values) is probed the same way on
 a CPU copy, so that data-dependent models get the same answer as the others.
 
->>> channels_last_layers(convnext, ["features.1.0.block.0", "features.1.0.block.3"], x)  # doctest: +SKIP
+>>> import torchvision
+>>> convnext = torchvision.models.convnext_tiny().eval()      # block.0 is a conv, block.3 a Linear after a Permute
+>>> channels_last_layers(convnext, ["features.1.0.block.0", "features.1.0.block.3"], torch.rand(1, 3, 64, 64))
 frozenset({'features.1.0.block.3'})
 """
 from __future__ import annotations

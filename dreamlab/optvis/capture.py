@@ -1,7 +1,10 @@
 """Capture the outputs of named modules during a forward pass, and nothing else.
 
->>> with capture(model, {"inception4c"}) as cap:
-...     acts = cap.run(x)            # {"inception4c": tensor}, forward stopped after inception4c
+>>> from dreamlab.models.zoo import lenet_digits
+>>> with capture(lenet_digits(), ["conv2"]) as cap:
+...     acts = cap.run(torch.rand(2, 1, 28, 28))   # the forward stops after conv2 (from the second run on)
+>>> {name: tuple(act.shape) for name, act in acts.items()}
+{'conv2': (2, 50, 14, 14)}
 """
 from __future__ import annotations
 

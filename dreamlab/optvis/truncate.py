@@ -4,9 +4,10 @@ The hook-based `Capture` stops a forward by raising an exception from a hook, wh
 a graph. Here the model is traced with torchvision's feature extractor instead, so everything after the deepest
 requested layer is simply not in the graph, and the graph returns the requested outputs as a dict.
 
->>> features = truncated_forward(model, ["inception4c"])       # doctest: +SKIP
->>> features(x)["inception4c"].shape                          # doctest: +SKIP
-torch.Size([1, 512, 14, 14])
+>>> from dreamlab.models.zoo import lenet_digits
+>>> features = truncated_forward(lenet_digits(), ["conv2"])     # fc1 and fc2 are not in the graph
+>>> features(torch.rand(1, 1, 28, 28))["conv2"].shape
+torch.Size([1, 50, 14, 14])
 """
 from __future__ import annotations
 

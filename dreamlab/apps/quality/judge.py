@@ -7,8 +7,8 @@ images that no digits model was trained on. It reads images at the data's native
 images are bilinear upsamplings of 8x8 scans), area-pooled. Its accuracy is measured on the 1347 training images,
 which it never saw: 98.1%.
 
->>> judge = DigitsSvmJudge.fit()                                       # doctest: +SKIP
->>> judge.predict(torch.zeros(1, 1, 28, 28)).shape                     # doctest: +SKIP
+>>> judge = DigitsSvmJudge.fit()
+>>> judge.predict(torch.zeros(1, 1, 28, 28)).shape
 (1,)
 """
 from __future__ import annotations
