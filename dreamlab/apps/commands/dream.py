@@ -8,6 +8,7 @@ import math
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, model_recipe,
@@ -66,12 +67,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dreamlab.inspect.tensorboard import DreamSteps, TensorBoardLog
-    from dreamlab.io import check_writable, load_image, photo_record, read_photo, save_png
+    from dreamlab.io import read_photo
     from dreamlab.models.loading import load_model
-    from dreamlab.optvis.dream import dream
 
     zoom = bool(args.zoom_frames)
+    out, frames_dir = _checked_outputs(args, zoom)
+    photo = read_photo(args.photo, "photo")
+    guide = read_photo(args.guide, "guide") if args.guide else None
+    loaded = load_model(model_recipe(args), args.weights)
+    files = _photo_files(args, photo, guide)
+    key = _zoom_key(args, loaded) if zoom else ""
+    done = _frames_done(frames_dir, key, args.zoom_frames) if zoom else 0
+    board = _board(args, done)
+    options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,
+                   jitter=args.jitter, guide=guide, tile=args.tile, overlap=args.overlap, seed=args.seed,
+                   device=args.device, progress=True, on_step=board)
+    if not zoom:
+        return _dream_photo(args, loaded, photo, options, files, out)
+    interrupted = _dream_zoom(args, loaded, photo, options, files, frames_dir, key, done)
+    return _write_zoom(args, out, frames_dir, interrupted)
+
+
+def _checked_outputs(args: argparse.Namespace, zoom: bool) -> tuple[Path, Path]:
+    """Check the options and the output's name and folder before any work: (the output, the zoom's frames
+    folder)."""
+    from dreamlab.io import check_writable
+
     _zoom_options(args, zoom)
     _check_numbers(args)
     check_tensorboard(args)
@@ -90,42 +111,53 @@ def run(args: argparse.Namespace) -> int:
     frames_dir = args.frames_dir or out.with_name(out.stem + "_frames")
     if zoom:
         check_writable(frames_dir, "--frames-dir folder", folder=True)
-    photo = read_photo(args.photo, "photo")
-    guide = read_photo(args.guide, "guide") if args.guide else None
-    loaded = load_model(model_recipe(args), args.weights)
+    return out, frames_dir
+
+
+def _photo_files(args: argparse.Namespace, photo, guide) -> dict[str, str]:
+    """The provenance records of the photo and the guide files."""
+    from dreamlab.io import photo_record
+
     # dream() is given the pixels (a resumed zoom starts from a frame): the files are named here
-    files = {**photo_record(args.photo, photo), **(photo_record(args.guide, guide, "guide") if args.guide else {})}
-    key = _zoom_key(args, loaded) if zoom else ""
-    done = _frames_done(frames_dir, key, args.zoom_frames) if zoom else 0
-    board = None
-    if args.tensorboard is not None:
-        # a resumed zoom continues the step series of the frames already made
-        board = DreamSteps(TensorBoardLog(args.tensorboard), args.tensorboard_every or args.steps,
-                           done=done * args.octaves * args.steps)
-    options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,
-                   jitter=args.jitter, guide=guide, tile=args.tile, overlap=args.overlap, seed=args.seed,
-                   device=args.device, progress=True, on_step=board)
-    if not zoom:
-        result = dream(loaded, photo, args.objective, **options)
-        provenance = {**result.provenance, **files}
-        if board is not None:
-            board.finish(provenance)
-        save_png(result.image, out, {**provenance, "dreamlab:score": f"{result.final_score:.6g}"})
-        print(out)
-        where = result.provenance.get("dreamlab:interrupted", "")
-        return _finish(result.interrupted, f"the octaves done so far ({where}; the PNG records it)")
+    return {**photo_record(args.photo, photo), **(photo_record(args.guide, guide, "guide") if args.guide else {})}
 
-    text: dict[str, str] = {}
 
-    def start_frames(provenance: dict[str, str]) -> None:
-        # a frame does not depend on how many follow it, so a longer resumed zoom writes the same bytes
-        provenance.pop("dreamlab:zoom_frames", None)
-        text.update({**provenance, "dreamlab:mode": "dream-zoom", "dreamlab:zoom_key": key, **files})
+def _board(args: argparse.Namespace, done: int):
+    """The --tensorboard log's step callback, or None without one."""
+    from dreamlab.inspect.tensorboard import DreamSteps, TensorBoardLog
 
-    def save_frame(index: int, frame, score: float) -> None:
-        scored = {"dreamlab:score": f"{score:.6g}"} if math.isfinite(score) else {}  # none when Ctrl-C stopped it
-        save_png(frame, _frame_path(frames_dir, index), {**text, "dreamlab:frame": str(index), **scored})
+    if args.tensorboard is None:
+        return None
+    # a resumed zoom continues the step series of the frames already made
+    return DreamSteps(TensorBoardLog(args.tensorboard), args.tensorboard_every or args.steps,
+                      done=done * args.octaves * args.steps)
 
+
+def _dream_photo(args: argparse.Namespace, loaded, photo, options: dict, files: dict[str, str], out: Path) -> int:
+    """Dream the photo once and save it as PNG: the exit status."""
+    from dreamlab.io import save_png
+    from dreamlab.optvis.dream import dream
+
+    board = options["on_step"]
+    result = dream(loaded, photo, args.objective, **options)
+    provenance = {**result.provenance, **files}
+    if board is not None:
+        board.finish(provenance)
+    save_png(result.image, out, {**provenance, "dreamlab:score": f"{result.final_score:.6g}"})
+    print(out)
+    where = result.provenance.get("dreamlab:interrupted", "")
+    return _finish(result.interrupted, f"the octaves done so far ({where}; the PNG records it)")
+
+
+def _dream_zoom(args: argparse.Namespace, loaded, photo, options: dict, files: dict[str, str], frames_dir: Path,
+                key: str, done: int) -> bool:
+    """Dream the zoom's frames from `done` on into `frames_dir` (each saved as it is finished): whether Ctrl-C
+    stopped it."""
+    from dreamlab.io import load_image
+    from dreamlab.optvis.dream import dream
+
+    board = options["on_step"]
+    start_frames, save_frame = _frame_callbacks(frames_dir, key, files)
     interrupted = False
     if done < args.zoom_frames:
         if done:
@@ -139,6 +171,29 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"dreamlab: all {args.zoom_frames} frames are already in {frames_dir}; writing the animation from "
               f"them", file=sys.stderr)
+    return interrupted
+
+
+def _frame_callbacks(frames_dir: Path, key: str, files: dict[str, str]) -> tuple[Callable, Callable]:
+    """dream()'s on_start and on_frame for a zoom: keep the provenance it starts with, save each frame with it."""
+    from dreamlab.io import save_png
+
+    text: dict[str, str] = {}
+
+    def start_frames(provenance: dict[str, str]) -> None:
+        # a frame does not depend on how many follow it, so a longer resumed zoom writes the same bytes
+        provenance.pop("dreamlab:zoom_frames", None)
+        text.update({**provenance, "dreamlab:mode": "dream-zoom", "dreamlab:zoom_key": key, **files})
+
+    def save_frame(index: int, frame, score: float) -> None:
+        scored = {"dreamlab:score": f"{score:.6g}"} if math.isfinite(score) else {}  # none when Ctrl-C stopped it
+        save_png(frame, _frame_path(frames_dir, index), {**text, "dreamlab:frame": str(index), **scored})
+
+    return start_frames, save_frame
+
+
+def _write_zoom(args: argparse.Namespace, out: Path, frames_dir: Path, interrupted: bool) -> int:
+    """Write the animation of the finished frames: the exit status."""
     paths = [_frame_path(frames_dir, i) for i in range(args.zoom_frames) if _frame_path(frames_dir, i).is_file()]
     if interrupted and not paths:
         print("dreamlab: interrupted during frame 0, before any zoom frame was finished; nothing was written "
