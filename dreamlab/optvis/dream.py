@@ -466,12 +466,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
     _check_arguments(octaves=octaves, octave_scale=octave_scale, steps=steps, lr=lr, jitter=jitter,
                      zoom_frames=zoom_frames, start_frame=start_frame, seed=seed, zoom=zoom, rotate=rotate, tile=tile,
                      overlap=overlap)
-    for name, fn, call, args in (("on_start", on_start, "on_start(provenance)", 1),
-                                 ("on_step", on_step, "on_step(DreamStep)", 1),
-                                 ("on_frame", on_frame, "on_frame(frame, image, score) or on_frame(frame, image)"
-                                  if zoom_frames else "on_frame(frame, image) (a score only with zoom_frames)",
-                                  (2, 3) if zoom_frames else 2)):
-        check_callback(name, fn, call, args)
+    _check_callbacks(on_start, on_step, on_frame, zoom_frames)
     pixels, guide_pixels, records = _read_photos(image, guide)
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights)
     obj = _objective(objective, recipe_obj, categories, module_names(module))
@@ -480,36 +475,76 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
     if guide is not None:  # checked before any work, as the photo is
         guide = fit_photo(guide_pixels, recipe_obj.channels, "guide")[0]
     dev = resolve_device(device)
-    guide_name = "none"
     try:  # memory runs out in the match of a guide, or in a large photo's forward: said as such
         with prepared_model(module, dev, channels_last=False, owned=owned) as ready:
-            if guide is not None:
-                if obj.name not in obj.layers:
-                    raise DreamlabError(f"a guide works with a whole-layer objective (e.g. "
-                                        f"{recipe_obj.default_layer}), got {obj.name!r}")
-                obj, guide_name = _guide_objective(ready, obj.name, guide, recipe_obj, dev), f"{obj.name} features"
+            obj, guide_name = _with_guide(ready, obj, guide, recipe_obj, dev)
             tile, overlap, tiled = _tiling(tile, overlap, max(photo.shape[-2:]),
                                            lambda: _context(ready, obj, recipe_obj))
-            settings = {"octaves": octaves, "octave_scale": f"{octave_scale:g}", "steps": steps, "lr": f"{lr:g}",
-                        "jitter": jitter, "tile": tile or "none", "overlap": overlap if tiled else "none (one piece)",
-                        "guide": guide_name}
-            if zoom_frames:
-                settings.update(zoom_frames=zoom_frames, zoom=f"{zoom:g}", rotate=f"{rotate:g}")
+            settings = _settings(octaves=octaves, octave_scale=octave_scale, steps=steps, lr=lr, jitter=jitter,
+                                 tile=tile, overlap=overlap, tiled=tiled, guide_name=guide_name,
+                                 zoom_frames=zoom_frames, zoom=zoom, rotate=rotate)
             provenance = {**_provenance(obj, recipe_obj, weights_desc, seed, photo, settings, dev), **records}
             if on_start is not None:
                 on_start(dict(provenance))
             dreamer = _Dreamer(ready, obj, recipe_obj, dev, octaves=octaves, octave_scale=octave_scale,
                                steps=steps, lr=lr, jitter=jitter, tile=tile, overlap=overlap, on_step=on_step,
                                progress=progress)
-            with raw_size_errors(), Capture(ready, dreamer.layers) as dreamer.capture:  # sizes told in dream's words
-                smallest = octave_sizes(*photo.shape[-2:], octaves, octave_scale)[-1]
-                dreamer.check(_resize(photo, smallest).to(dev), photo)
-                run = _dream_frames(dreamer, photo, seed=seed, zoom_frames=zoom_frames, zoom=zoom, rotate=rotate,
-                                    start_frame=start_frame, on_frame=on_frame)
+            run = _checked_frames(dreamer, photo, seed=seed, zoom_frames=zoom_frames, zoom=zoom, rotate=rotate,
+                                  start_frame=start_frame, on_frame=on_frame)
     except FORWARD_ERRORS as exc:
         if isinstance(exc, DreamlabError) or not out_of_memory(exc):
             raise
         raise _memory_error(exc, photo, obj, recipe_obj, dev, AUTO_TILE if tile == "auto" else tile) from None
+    return _result(run, provenance, octaves=octaves, steps=steps, zoom_frames=zoom_frames, start_frame=start_frame)
+
+
+def _check_callbacks(on_start: Callable[[dict[str, str]], None] | None, on_step: Callable[[DreamStep], None] | None,
+                     on_frame: Callable[..., None] | None, zoom_frames: int) -> None:
+    """Refuse, before any work, a callback that cannot be called as dream() will call it."""
+    for name, fn, call, args in (("on_start", on_start, "on_start(provenance)", 1),
+                                 ("on_step", on_step, "on_step(DreamStep)", 1),
+                                 ("on_frame", on_frame, "on_frame(frame, image, score) or on_frame(frame, image)"
+                                  if zoom_frames else "on_frame(frame, image) (a score only with zoom_frames)",
+                                  (2, 3) if zoom_frames else 2)):
+        check_callback(name, fn, call, args)
+
+
+def _with_guide(model: nn.Module, obj: Objective, guide: Tensor | None, recipe: Recipe,
+                device: torch.device) -> tuple[Objective, str]:
+    """(the objective, guided by `guide`'s features where one is given; the guide as the provenance names it)."""
+    if guide is None:
+        return obj, "none"
+    if obj.name not in obj.layers:
+        raise DreamlabError(f"a guide works with a whole-layer objective (e.g. "
+                            f"{recipe.default_layer}), got {obj.name!r}")
+    return _guide_objective(model, obj.name, guide, recipe, device), f"{obj.name} features"
+
+
+def _settings(*, octaves: int, octave_scale: float, steps: int, lr: float, jitter: int, tile: int | None,
+              overlap: int, tiled: bool, guide_name: str, zoom_frames: int, zoom: float,
+              rotate: float) -> dict[str, object]:
+    """The dream's settings as its provenance records them."""
+    settings = {"octaves": octaves, "octave_scale": f"{octave_scale:g}", "steps": steps, "lr": f"{lr:g}",
+                "jitter": jitter, "tile": tile or "none", "overlap": overlap if tiled else "none (one piece)",
+                "guide": guide_name}
+    if zoom_frames:
+        settings.update(zoom_frames=zoom_frames, zoom=f"{zoom:g}", rotate=f"{rotate:g}")
+    return settings
+
+
+def _checked_frames(dreamer: _Dreamer, photo: Tensor, *, seed: int, zoom_frames: int, zoom: float, rotate: float,
+                    start_frame: int, on_frame: Callable[..., None] | None) -> _Frames:
+    """Check that the model takes the photo and its smallest octave (`_Dreamer.check`), then dream the frames."""
+    with raw_size_errors(), Capture(dreamer.model, dreamer.layers) as dreamer.capture:  # sizes told in dream's words
+        smallest = octave_sizes(*photo.shape[-2:], dreamer.octaves, dreamer.octave_scale)[-1]
+        dreamer.check(_resize(photo, smallest).to(dreamer.device), photo)
+        return _dream_frames(dreamer, photo, seed=seed, zoom_frames=zoom_frames, zoom=zoom, rotate=rotate,
+                             start_frame=start_frame, on_frame=on_frame)
+
+
+def _result(run: _Frames, provenance: dict[str, str], *, octaves: int, steps: int, zoom_frames: int,
+            start_frame: int) -> DreamResult:
+    """The DreamResult of the frames made; an interrupted one's provenance says how far it got."""
     if run.interrupted:  # what the image holds, beside the settings asked for (render records the steps run)
         provenance.update({f"dreamlab:{k}": str(v) for k, v in _stopped(
             run.stopped or (octaves, 0), octaves, steps, zoom_frames, start_frame, len(run.frames)).items()})
