@@ -780,14 +780,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
                                          keep_snapshots), settings, requested)
             class_layer = class_layer_of(ready, obj.layers, categories, recipe_obj.channels,
                                          settings.model_height_width or settings.height_width, dev)
-            what = f"{len(todo) // copies} unit(s) x {copies} images" if copies > 1 else f"{len(todo)} unit(s)"
-            bar = progress_bar(len(todo) * settings.steps, f"rendering {what}, {settings.steps} steps") \
-                if progress else None
-            try:
-                _run_batches(renderer, todo, per_batch, copies, fixed_batch, bar, parts)
-            finally:
-                if bar is not None:
-                    bar.close()
+            _run_with_bar(renderer, todo, per_batch, copies, fixed_batch, parts, settings.steps, progress)
     except KeyboardInterrupt:
         if not parts:
             raise  # nothing was finished
@@ -799,6 +792,18 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
                          planned=settings.steps, stopped=stopped, categories=categories, class_layer=class_layer)
         _note_no_gradient(result)
         return result
+
+
+def _run_with_bar(renderer: _Renderer, todo: Sequence[int], per_batch: int, copies: int, fixed_batch: bool,
+                  parts: list[_Batch], steps: int, progress: bool) -> None:
+    """`_run_batches`, under a progress bar of every image's steps where `progress` asks for one."""
+    what = f"{len(todo) // copies} unit(s) x {copies} images" if copies > 1 else f"{len(todo)} unit(s)"
+    bar = progress_bar(len(todo) * steps, f"rendering {what}, {steps} steps") if progress else None
+    try:
+        _run_batches(renderer, todo, per_batch, copies, fixed_batch, bar, parts)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _read_init_image(init_image: Tensor | str | Path | None) -> tuple[Tensor | None, dict[str, str]]:
