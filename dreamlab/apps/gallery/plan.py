@@ -119,6 +119,35 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     precision = resolve_precision(precision, device)
     size = int(size if size is not None else recipe.input_size)
     order, counts, calls = _layer_channels(loaded, size)
+    wanted = _wanted_layers(loaded, layers, order, counts, calls, size, log)
+    if channels is not None:
+        _check_channels(wanted, counts, channels, log)  # fail before touching the folder
+
+    records = _locked_records(folder, stack, wanted, order, counts, channels, overwrite, recipe.name, log)
+    shown, gallery_layers, output = _gallery_layers(loaded, wanted, records, order, counts, size)
+    layer_steps, layer_overrides = _layer_settings(recipe, shown, output, steps)
+    _check_records(records.values(), loaded, layer_steps, size, seed, diversity, diversity_weight, precision,
+                   folder.out)
+    # a unit is `diversity` images: the default keeps about as many images per call as without
+    batch_size = batch_size or max(1, (64 if device.type == "cuda" else 16) // diversity)
+    _warn_batch_sizes(records.values(), batch_size, folder.out, log)
+    _warn_device_and_compile(records.values(), device, compile_label(compile), folder.out, log)
+    settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
+                        weights_seed=_weights_seed(loaded), size=size, seed=int(seed),
+                        batch_size=batch_size, diversity=diversity, diversity_weight=diversity_weight,
+                        precision=precision)
+    batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
+    done = set(records)
+    todo = _unfinished(batches, done, folder, diversity)
+    return Plan(settings, gallery_layers, batches, todo, done, layer_steps, output,
+                _class_names(loaded, output, counts), layer_overrides)
+
+
+def _wanted_layers(loaded: LoadedModel, layers: Sequence[str] | None, order: list[str], counts: dict[str, int],
+                   calls: dict[str, int], size: int, log: Log) -> list[str]:
+    """The layers asked for (default: the recipe's default layer), each once, `logit` as the module that computes
+    it where one does; refused in one line where one is not a layer a gallery can show."""
+    recipe = loaded.recipe
     wanted = list(dict.fromkeys(layers)) if layers else ([recipe.default_layer] if recipe.default_layer else [])
     if not wanted:
         raise DreamlabError(f"recipe {recipe.called!r} names no default layer; give --layers (`dreamlab layers "
@@ -133,49 +162,71 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
                                         and "." not in name[len(layer) + 1:] and calls.get(name)])
         if layer not in counts:  # logit is a layer here too, as in render's objectives
             raise unknown("layer", layer, [*order, OUTPUT], hint=layers_hint(loaded.model, recipe.name))
-    if channels is not None:
-        _check_channels(wanted, counts, channels, log)  # fail before touching the folder
+    return wanted
 
+
+def _locked_records(folder: GalleryFolder, stack: contextlib.ExitStack, wanted: Sequence[str], order: Sequence[str],
+                    counts: dict[str, int], channels: Sequence[int] | None, overwrite: bool, model: str,
+                    log: Log) -> dict[tuple[str, int], dict[str, Any]]:
+    """Lock the folder (on `stack` from here on), remove a stopped run's temporary files and, with --overwrite,
+    the units this run renders again: the records of the finished units it then holds."""
     stack.enter_context(folder.locked())
     if folder.remove_temp_files():
         log(f"{folder.out}: removed temporary files left by a stopped run")
     if overwrite:
-        _check_overwrite(folder, wanted, order, counts, recipe.name)
+        _check_overwrite(folder, wanted, order, counts, model)
         _check_overwrite_channels(folder, wanted, counts, channels)
         removed = folder.remove_units()
         if removed:
             log(f"{folder.out}: --overwrite removed {removed} units of an earlier run")
-    records = folder.read_records()
+    return folder.read_records()
+
+
+def _gallery_layers(loaded: LoadedModel, wanted: Sequence[str], records: dict[tuple[str, int], dict[str, Any]],
+                    order: list[str], counts: dict[str, int],
+                    size: int) -> tuple[set[str], list[tuple[str, int]], str | None]:
+    """(the layers the page shows: those asked for and those the folder holds; the same in model order with their
+    channel counts; the one whose output is the model's, or None)."""
     if OUTPUT not in counts and any(layer == OUTPUT for layer, _ in records):  # a resume that does not ask for it
         _add_output_as_logit(loaded, order, counts, size)
     shown = set(wanted) | {layer for layer, _ in records}
     gallery_layers = [(name, counts[name]) for name in order if name in shown and name in counts]
     output = OUTPUT if OUTPUT in shown and OUTPUT in counts else \
         _output_layer(loaded, [name for name, _ in gallery_layers], size)
+    return shown, gallery_layers, output
+
+
+def _layer_settings(recipe: Recipe, shown: set[str], output: str | None,
+                    steps: int | None) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """(each layer's steps: `steps`, or its recipe's; the render settings a layer has beyond its own, for the
+    layers that have some: those of the model's output, `_logit_settings`)."""
     layer_recipes = {layer: _layer_recipe(recipe, layer, output) for layer in shown}
     layer_steps = {layer: int(steps if steps is not None else layer_recipe.steps)
                    for layer, layer_recipe in layer_recipes.items()}
     layer_overrides = {layer: _logit_settings(recipe, layer, layer_recipe)
                        for layer, layer_recipe in layer_recipes.items()}
-    _check_scheme(records.values(), folder.out)
-    _check_settings(records.values(), loaded, layer_steps, size, seed, diversity, diversity_weight, folder.out)
-    _check_precision(records.values(), precision, folder.out)
-    # a unit is `diversity` images: the default keeps about as many images per call as without
-    batch_size = batch_size or max(1, (64 if device.type == "cuda" else 16) // diversity)
-    _warn_batch_sizes(records.values(), batch_size, folder.out, log)
-    _warn_device_and_compile(records.values(), device, compile_label(compile), folder.out, log)
-    settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
-                        weights_seed=_weights_seed(loaded), size=size, seed=int(seed),
-                        batch_size=batch_size, diversity=diversity, diversity_weight=diversity_weight,
-                        precision=precision)
-    batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
-    done = set(records)
+    return layer_steps, {layer: found for layer, found in layer_overrides.items() if found}
+
+
+def _check_records(records: Any, loaded: LoadedModel, layer_steps: dict[str, int], size: int, seed: int,
+                   diversity: int, diversity_weight: float | None, precision: str, out: Path) -> None:
+    """Refuse a folder whose units were rendered by another scheme, with other settings or at another precision."""
+    _check_scheme(records, out)
+    _check_settings(records, loaded, layer_steps, size, seed, diversity, diversity_weight, out)
+    _check_precision(records, precision, out)
+
+
+def _unfinished(batches: list[Batch], done: set[tuple[str, int]], folder: GalleryFolder, diversity: int) -> list[Batch]:
+    """The batches with a unit not `done`, once the folder has been checked to take those units' files."""
     todo = [b for b in batches if any((b.layer, c) not in done for c in b.channels)]
     folder.check_paths([(b.layer, c) for b in todo for c in b.channels if (b.layer, c) not in done], diversity)
-    classes = loaded.categories if output is not None and loaded.categories is not None \
+    return todo
+
+
+def _class_names(loaded: LoadedModel, output: str | None, counts: dict[str, int]) -> tuple[str, ...] | None:
+    """The model's class names where there is one per channel of the output layer, else None."""
+    return loaded.categories if output is not None and loaded.categories is not None \
         and len(loaded.categories) == counts[output] else None
-    return Plan(settings, gallery_layers, batches, todo, done, layer_steps, output, classes,
-                {layer: found for layer, found in layer_overrides.items() if found})
 
 
 def _layer_recipe(recipe: Recipe, layer: str, output: str | None) -> Recipe:
