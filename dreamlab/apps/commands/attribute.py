@@ -44,29 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from dreamlab.attribution.api import attribute, cam_layer, enlarged_map_noted
+    from dreamlab.attribution.photos import default_output, predicted_class
 
-    from dreamlab.attribution.api import METHODS, attribute, cam_layer, enlarged_map_noted, gradcam
-    from dreamlab.attribution.cam import CAM_METHODS
-    from dreamlab.attribution.overlay import heat, overlay, signed_map
-    from dreamlab.attribution.photos import (attribution_provenance, default_output, predicted_class, save_outputs,
-                                             to_photo_size)
-    from dreamlab.errors import unknown
-    from dreamlab.io import grid
-
-    valid = METHODS + CAM_METHODS if args.sanity else METHODS
-    if args.sanity and args.out is not None:
-        raise DreamlabError("--sanity prints a table and writes no file: leave out -o")
-    if not args.sanity and "," in args.method:
-        raise DreamlabError(f"--method {args.method!r} names several methods, and without --sanity attribute writes "
-                            f"one map: give one of {', '.join(METHODS)}, or add --sanity to compare methods in a "
-                            f"table")
-    methods = method_list(args.method, valid) if args.sanity else [args.method]
-    for method in methods:  # before the model loads
-        if method not in valid:
-            hint = (f"for Grad-CAM run `dreamlab cam --method {method}` (attribute takes it with --sanity only)"
-                    if method in CAM_METHODS else "")
-            raise unknown("attribution method", method, valid, hint=hint)
+    methods = _checked_methods(args)
     refuse_unused_options(args, methods)
     subj, photo, fitted, x = load_subject(args, writes=not args.sanity)
     target = args.target or predicted_class(subj, x)
@@ -83,6 +64,42 @@ def run(args: argparse.Namespace) -> int:
     used = options_used(method, options)
     with enlarged_map_noted():  # cam_layer said it in --size words
         result = attribute(subj, x, target, method, **used)[0].cpu()
+    extra, notes = _method_notes(args, subj, x, target, method, result, options)
+    _save_maps(args, subj, photo, fitted, result, out, target, method, used, extra)
+    for note in notes:
+        print(f"dreamlab: note: {note}", file=sys.stderr)
+    if not bool(result.any()):
+        _note_all_zero(subj, x, target, method, used)
+    return 0
+
+
+def _checked_methods(args: argparse.Namespace) -> list[str]:
+    """The methods --method names (several with --sanity), refused before the model loads where one is unknown
+    or where the options do not fit --sanity."""
+    from dreamlab.attribution.api import METHODS
+    from dreamlab.attribution.cam import CAM_METHODS
+    from dreamlab.errors import unknown
+
+    valid = METHODS + CAM_METHODS if args.sanity else METHODS
+    if args.sanity and args.out is not None:
+        raise DreamlabError("--sanity prints a table and writes no file: leave out -o")
+    if not args.sanity and "," in args.method:
+        raise DreamlabError(f"--method {args.method!r} names several methods, and without --sanity attribute writes "
+                            f"one map: give one of {', '.join(METHODS)}, or add --sanity to compare methods in a "
+                            f"table")
+    methods = method_list(args.method, valid) if args.sanity else [args.method]
+    for method in methods:  # before the model loads
+        if method not in valid:
+            hint = (f"for Grad-CAM run `dreamlab cam --method {method}` (attribute takes it with --sanity only)"
+                    if method in CAM_METHODS else "")
+            raise unknown("attribution method", method, valid, hint=hint)
+    return methods
+
+
+def _method_notes(args: argparse.Namespace, subj, x, target: str, method: str, result,
+                  options: dict) -> tuple[dict, list[str]]:
+    """(what the method adds to the PNG's provenance, the notes it prints): IG's completeness, SmoothGrad on a
+    constant image, a guided/deconvnet rule that left some activations alone."""
     extra, notes = {}, []
     if method == "ig":
         extra, notes = _ig_completeness(subj, x, target, result, options)
@@ -91,6 +108,18 @@ def run(args: argparse.Namespace) -> int:
                      f"input range [0, 1] rather than of the image's range")
     elif method in ("guided", "deconvnet", "guided-gradcam"):
         notes += _partial_rule_note(subj, x, target, method)
+    return extra, notes
+
+
+def _save_maps(args: argparse.Namespace, subj, photo, fitted, result, out, target: str, method: str, used: dict,
+               extra: dict) -> None:
+    """Write the heat map and the signed map side by side (PNG) and the attributions (.npy), and say where."""
+    import torch
+
+    from dreamlab.attribution.overlay import heat, overlay, signed_map
+    from dreamlab.attribution.photos import attribution_provenance, save_outputs, to_photo_size
+    from dreamlab.io import grid
+
     signed = method == "ig"
     panels = torch.stack([overlay(photo, to_photo_size(heat(fitted.crop(result), signed)[None], photo)[0].clamp(0, 1)),
                           to_photo_size(signed_map(fitted.crop(result)), photo).clamp(0, 1)])
@@ -98,17 +127,19 @@ def run(args: argparse.Namespace) -> int:
                             attribution_provenance(subj, target, method, args.weights, used, args.image, fitted,
                                                    extra))
     print(f"{png} ({method} of {target}: heat map | signed map; attributions in {npy})")
-    for note in notes:
-        print(f"dreamlab: note: {note}", file=sys.stderr)
-    if not bool(result.any()):
-        with enlarged_map_noted():
-            zero_cam = method == "guided-gradcam" and not bool(gradcam(subj, x, target, used["layer"]).any())
-        if zero_cam:
-            note_zero_map("Grad-CAM", target, used["layer"])
-        else:
-            print(f"dreamlab: note: the {method} attributions of {target} are all zero, so the picture shows no "
-                  f"heat; try another --target or --method", file=sys.stderr)
-    return 0
+
+
+def _note_all_zero(subj, x, target: str, method: str, used: dict) -> None:
+    """Say why the picture of an all-zero attribution shows no heat: Grad-CAM's map was zero, or the method's."""
+    from dreamlab.attribution.api import enlarged_map_noted, gradcam
+
+    with enlarged_map_noted():
+        zero_cam = method == "guided-gradcam" and not bool(gradcam(subj, x, target, used["layer"]).any())
+    if zero_cam:
+        note_zero_map("Grad-CAM", target, used["layer"])
+    else:
+        print(f"dreamlab: note: the {method} attributions of {target} are all zero, so the picture shows no "
+              f"heat; try another --target or --method", file=sys.stderr)
 
 
 def method_list(text: str, valid: tuple[str, ...]) -> list[str]:
