@@ -258,3 +258,25 @@ def test_the_readme_measures_tiling_with_a_tile_the_engine_takes():
     with pytest.raises(DreamlabError, match=r"^tile=256 \(--tile 256\) is too small .* give tile=320"):
         _tiling(256, None, 640, lambda: 92)  # what README measured before
     assert "--tile 256` against" not in readme
+
+
+# 9. the README's pictures are what the current code dreams
+
+def test_the_dream_build_script_starts_the_zoom_from_no_frames(tmp_path):
+    """gallery/dream/build.sh keeps its frames in TMPDIR: a rebuild must not resume from the last build's."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    stale = tmp_path / "china_zoom_frames"
+    stale.mkdir()
+    (stale / "frame_0000.png").write_bytes(b"an older build's frame")
+    log = tmp_path / "calls.txt"
+    stub = tmp_path / "python"  # stands in for the interpreter: notes what the zoom's --frames-dir holds
+    stub.write_text('#!/bin/sh\nprev=""\nfor a in "$@"; do\n  if [ "$prev" = --frames-dir ]; then '
+                    'echo "frames: $(ls -A "$a" 2>/dev/null)" >> "$LOG"; fi\n  prev=$a\ndone\n')
+    stub.chmod(0o755)
+    script = Path(__file__).parent.parent / "gallery" / "dream" / "build.sh"
+    env = {**os.environ, "PYTHON": str(stub), "TMPDIR": str(tmp_path), "LOG": str(log)}
+    subprocess.run(["bash", str(script)], env=env, check=True, stdin=subprocess.DEVNULL)
+    assert log.read_text().splitlines() == ["frames: "]

@@ -14,7 +14,10 @@ Image.fromarray(load_sample_image("china.jpg")).save("china.jpg", quality=90)
 PY
 "$PYTHON" -m dreamlab dream china.jpg --model hed-vgg16 -o china_dream.png
 
-# the endless zoom: 12 frames on a 320 px copy, each frame dreamed on the last one magnified 1.05x and turned 1 degree
+# the endless zoom: 12 frames on a 320 px copy, each frame dreamed on the last one magnified 1.05x and turned 1 degree;
+# from no frames, since a run resumes from the frames it finds (an older build's would be kept)
+frames="${TMPDIR:-/tmp}/china_zoom_frames"
+rm -rf "$frames"
 "$PYTHON" -c "from PIL import Image; Image.open('china.jpg').resize((320, 214), Image.LANCZOS).save('${TMPDIR:-/tmp}/china320.png')"
 "$PYTHON" -m dreamlab dream "${TMPDIR:-/tmp}/china320.png" --model hed-vgg16 --octaves 3 --steps 5 --zoom-frames 12 \
-  --rotate 1 --fps 6 --frames-dir "${TMPDIR:-/tmp}/china_zoom_frames" -o china_zoom.webp
+  --rotate 1 --fps 6 --frames-dir "$frames" -o china_zoom.webp
