@@ -280,3 +280,23 @@ def test_the_dream_build_script_starts_the_zoom_from_no_frames(tmp_path):
     env = {**os.environ, "PYTHON": str(stub), "TMPDIR": str(tmp_path), "LOG": str(log)}
     subprocess.run(["bash", str(script)], env=env, check=True, stdin=subprocess.DEVNULL)
     assert log.read_text().splitlines() == ["frames: "]
+
+
+# 10. a resumed zoom with other settings says which
+
+def test_frames_of_other_settings_are_refused_naming_the_setting(tmp_path, photo_file, capsys):
+    frames = tmp_path / "z_frames"
+    assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 1, "--zoom", 1.1) == 0
+    capsys.readouterr()
+    assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 2, "--zoom", 1.2, "--seed", 3) == 2
+    assert capsys.readouterr().err == (
+        f"dreamlab: error: {str(frames)!r} holds frames of a zoom with other settings: --seed 0 there (this run: "
+        f"3), --zoom 1.1 there (this run: 1.2); give theirs, another --frames-dir, or remove those frames to start "
+        f"over\n")
+    assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 2, "--zoom", 1.1, "--objective",
+                     "conv1") == 2
+    assert "other settings: --objective conv2 there (this run: conv1);" in capsys.readouterr().err
+    other = tmp_path / "other.png"
+    save_png(smooth_photo(48, 64, seed=1), other)
+    assert run_dream(other, "-o", tmp_path / "z.gif", "--zoom-frames", 2, "--zoom", 1.1) == 2
+    assert f"other settings: the photo ({photo_file} there, {other} in this run);" in capsys.readouterr().err

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(model_recipe(args), args.weights)
     files = _photo_files(args, photo, guide)
     key = _zoom_key(args, loaded) if zoom else ""
-    done = _frames_done(frames_dir, key, args.zoom_frames) if zoom else 0
+    done = _frames_done(frames_dir, key, args) if zoom else 0
     board = _board(args, done)
     options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,
                    jitter=args.jitter, guide=guide, tile=args.tile, overlap=args.overlap, seed=args.seed,
@@ -299,17 +299,17 @@ def _zoom_key(args: argparse.Namespace, loaded) -> str:
     return digest.hexdigest()[:16]
 
 
-def _frames_done(folder: Path, key: str, total: int) -> int:
+def _frames_done(folder: Path, key: str, args: argparse.Namespace) -> int:
     """How many frames (0, 1, ... in a row) a stopped run with the same settings left in `folder`."""
     from PIL import UnidentifiedImageError
 
     from dreamlab.io import is_whole_png, read_png_text
 
     done = 0
-    while done < total and _frame_path(folder, done).is_file():
+    while done < args.zoom_frames and _frame_path(folder, done).is_file():
         path = _frame_path(folder, done)
         try:
-            found = read_png_text(path).get("dreamlab:zoom_key")
+            text = read_png_text(path)
             if not is_whole_png(path):  # PIL reads a PNG cut short after its pixels without a word
                 raise OSError("image file is truncated")
         except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated, not a PNG, unreadable
@@ -318,12 +318,46 @@ def _frames_done(folder: Path, key: str, total: int) -> int:
                 reason = "not a PNG image"
             raise DreamlabError(f"frame {str(path)!r} in --frames-dir is unreadable ({reason}); remove it (and the "
                                 f"frames after it) to dream it again, or give another --frames-dir") from None
-        if found != key:
+        if text.get("dreamlab:zoom_key") != key:
+            changed = _changed_settings(text, args)
+            if changed:
+                raise DreamlabError(f"{str(folder)!r} holds frames of a zoom with other settings: "
+                                    f"{', '.join(changed)}; give theirs, another --frames-dir, or remove those frames "
+                                    f"to start over")
             raise DreamlabError(f"{str(folder)!r} holds frames of a zoom with other settings (or another photo); "
                                 f"give another --frames-dir, or remove those frames to start over")
         done += 1
     _check_no_folders(folder)
     return done
+
+
+# the zoom's numeric settings that each frame's provenance records under dreamlab:NAME
+FRAME_NUMBERS = ("octaves", "octave_scale", "steps", "lr", "jitter", "seed", "zoom", "rotate")
+
+
+def _changed_settings(text: dict[str, str], args: argparse.Namespace) -> list[str]:
+    """What of this run differs from a frame's provenance `text`, in CLI terms (empty where the frame does not
+    say: the model, its weights, the guide or the tiling then differ)."""
+    from dreamlab.io import file_digest
+
+    changed = []
+    for name in FRAME_NUMBERS:
+        there, now = text.get(f"dreamlab:{name}"), getattr(args, name)
+        try:
+            differs = float(there) != float(now)
+        except (TypeError, ValueError):
+            continue
+        if differs:
+            shown = now if isinstance(now, int) else f"{now:g}"
+            changed.append(f"--{name.replace('_', '-')} {there} there (this run: {shown})")
+    there = text.get("dreamlab:objective", "")
+    if args.objective and "".join(args.objective.split()) != "".join(there.split()):
+        changed.append(f"--objective {there} there (this run: {args.objective})")
+    photo = text.get("dreamlab:photo")
+    if text.get("dreamlab:photo_sha256_of") == "file" and args.photo.is_file() and photo is not None and \
+            file_digest(args.photo) != text.get("dreamlab:photo_sha256"):
+        changed.append(f"the photo ({photo} there, {args.photo} in this run)")
+    return changed
 
 
 def _check_no_folders(folder: Path) -> None:
