@@ -300,3 +300,13 @@ def test_frames_of_other_settings_are_refused_naming_the_setting(tmp_path, photo
     save_png(smooth_photo(48, 64, seed=1), other)
     assert run_dream(other, "-o", tmp_path / "z.gif", "--zoom-frames", 2, "--zoom", 1.1) == 2
     assert f"other settings: the photo ({photo_file} there, {other} in this run);" in capsys.readouterr().err
+
+
+def test_a_zoom_resumes_with_its_objective_spelled_out(tmp_path, photo_file, capsys):
+    """The default objective given by name, or an objective spaced otherwise, is the same zoom."""
+    assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 1) == 0  # lenet-digits: conv2
+    assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 1, "--objective", "conv2") == 0
+    assert "all 1 frames are already in" in capsys.readouterr().err
+    assert run_dream(photo_file, "-o", tmp_path / "s.gif", "--zoom-frames", 1, "--objective", "conv2 + conv2:1") == 0
+    assert run_dream(photo_file, "-o", tmp_path / "s.gif", "--zoom-frames", 1, "--objective", "conv2+conv2:1") == 0
+    assert "all 1 frames are already in" in capsys.readouterr().err

@@ -292,7 +292,9 @@ def _zoom_key(args: argparse.Namespace, loaded) -> str:
             digest.update(f"sample:{path}".encode())
         else:
             digest.update(Path(path).read_bytes() if path else b"")
-    settings = [loaded.recipe.name, loaded.recipe.hash(), loaded.weights, args.objective, args.octaves,
+    # the default objective named, or spaced otherwise, is the same objective
+    objective = "".join((args.objective or loaded.recipe.default_layer or "").split())
+    settings = [loaded.recipe.name, loaded.recipe.hash(), loaded.weights, objective, args.octaves,
                 args.octave_scale, args.steps, args.lr, args.jitter, args.tile, args.overlap, args.seed, args.zoom,
                 args.rotate]
     digest.update(json.dumps(settings).encode())
