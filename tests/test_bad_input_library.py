@@ -239,8 +239,10 @@ def test_kernels_scale_at_the_bound_is_taken(tmp_path):
 def test_octaves_of_a_photo_too_small_for_any_count():
     with pytest.raises(DreamlabError, match="the photo is 10x12 px; DeepDream needs at least 16 px a side"):
         octave_sizes(12, 10, 1, 1.4)
-    with pytest.raises(DreamlabError, match=r"use octaves=1 \(--octaves 1\) or fewer"):
-        octave_sizes(20, 20, 4, 1.4)
+    with pytest.raises(DreamlabError, match=r"below 16 px a side; use octaves=1 \(--octaves 1\), or a smaller "):
+        octave_sizes(20, 20, 4, 1.4)  # not 'octaves=1 or fewer': there is no fewer
+    with pytest.raises(DreamlabError, match=r"use octaves=3 \(--octaves 3\) or fewer, or a smaller octave_scale"):
+        octave_sizes(40, 40, 5, 1.4)
     assert octave_sizes(20, 20, 1, 1.4) == [(20, 20)]
 
 

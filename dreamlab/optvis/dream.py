@@ -187,7 +187,8 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tu
         fit = 1 + int(math.log(min(height, width) / MIN_SIDE) / math.log(scale))
         raise DreamlabError(f"{octaves} octaves at scale {scale:g} shrink the {width}x{height} photo to "
                             f"{sizes[-1][1]}x{sizes[-1][0]}, below {MIN_SIDE} px a side; use octaves={fit} "
-                            f"(--octaves {fit}) or fewer, or a smaller octave_scale (--octave-scale)")
+                            f"(--octaves {fit}){' or fewer' if fit > 1 else ''}, or a smaller octave_scale "
+                            f"(--octave-scale)")
     return sizes
 
 
