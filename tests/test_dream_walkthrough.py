@@ -300,6 +300,9 @@ def test_frames_of_other_settings_are_refused_naming_the_setting(tmp_path, photo
     save_png(smooth_photo(48, 64, seed=1), other)
     assert run_dream(other, "-o", tmp_path / "z.gif", "--zoom-frames", 2, "--zoom", 1.1) == 2
     assert f"other settings: the photo ({photo_file} there, {other} in this run);" in capsys.readouterr().err
+    # a sample photo's name (a plain string) against a file's frames
+    assert run_dream("china", "-o", tmp_path / "z.gif", "--zoom-frames", 2, "--zoom", 1.1) == 2
+    assert f"other settings: the photo ({photo_file} there, china in this run);" in capsys.readouterr().err
     assert run_dream("china", "-o", tmp_path / "s.gif", "--zoom-frames", 1) == 0
     assert run_dream("flower", "-o", tmp_path / "s.gif", "--zoom-frames", 2) == 2
     assert "other settings: the photo (china there, flower in this run);" in capsys.readouterr().err

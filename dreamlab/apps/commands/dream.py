@@ -356,8 +356,8 @@ def _changed_settings(text: dict[str, str], args: argparse.Namespace) -> list[st
     if args.objective and "".join(args.objective.split()) != "".join(there.split()):
         changed.append(f"--objective {there} there (this run: {args.objective})")
     photo = text.get("dreamlab:photo")
-    if text.get("dreamlab:photo_sha256_of") == "file" and args.photo.is_file():  # a file: its bytes decide
-        other_photo = file_digest(args.photo) != text.get("dreamlab:photo_sha256")
+    if text.get("dreamlab:photo_sha256_of") == "file" and Path(args.photo).is_file():  # a file: its bytes decide
+        other_photo = file_digest(Path(args.photo)) != text.get("dreamlab:photo_sha256")
     else:  # a sample photo: its name
         other_photo = photo != str(args.photo)
     if photo is not None and other_photo:
