@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import numbers
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -84,6 +85,14 @@ def check_range(name: str, value: float, low: float, high: float, unit: str = ""
     if not low <= value <= high:
         unit = f" {unit}" if unit else ""
         raise DreamlabError(f"{name} {value} is out of range; valid: {low:g} to {high:g}{unit}{hint}")
+
+
+def check_seed(seed: object) -> None:
+    """Refuse a seed that is not a whole number; any int is a seed (render, dream and attribute hash it to 63
+    bits), so no range is checked."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        text = " ".join(repr(seed).split())
+        raise DreamlabError(f"seed must be a whole number (an int), got {text[:60] + '...' if len(text) > 60 else text}")
 
 
 # Other tools' names for dreamlab's settings (lucid, lucent, torch-dreams, DeepDream scripts), as Python keywords;

@@ -193,6 +193,14 @@ def test_a_start_frame_past_the_zoom_says_how_frames_count():
                                   "start_frame below zoom_frames")
 
 
+def test_any_whole_number_is_a_seed_as_render_takes_it():
+    big = dream("lenet-digits", torch.rand(3, 32, 32), seed=-(2 ** 70), **FAST)
+    assert big.provenance["dreamlab:seed"] == str(-(2 ** 70))
+    with pytest.raises(DreamlabError) as refused:
+        dream("lenet-digits", torch.rand(3, 32, 32), seed=1.5, **FAST)
+    assert str(refused.value) == "seed must be a whole number (an int), got 1.5"
+
+
 # 4. objectives that cannot be dreamed: one line, as render says it
 
 def _tiny_net() -> torch.nn.Module:

@@ -9,7 +9,6 @@ torch.Size([1, 28, 28])
 """
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,12 +22,12 @@ from torch import Tensor
 from dreamlab.attribution import gradients as g
 from dreamlab.attribution.cam import (CAM_METHODS, ModuleCall, NoSpatialLayer, class_activation_map,
                                      default_cam_layer, enlarging_pool, output_shape, trace_forward)
-from dreamlab.attribution.inputs import USED_BY, check_optional_text, reads_seed, shown
+from dreamlab.attribution.inputs import USED_BY, check_optional_text, reads_seed
 from dreamlab.io import check_image
 from dreamlab.attribution.photos import predicted_classes
 from dreamlab.attribution.target import (ModelLike, Subject, TargetScore, as_batch, evaluating, parse_target,
                                          sized_forward, subject)
-from dreamlab.errors import DreamlabError, DreamlabNote, checked_keywords, unknown
+from dreamlab.errors import DreamlabError, DreamlabNote, check_seed, checked_keywords, unknown
 from dreamlab.models.layout import channels_last_layers
 from dreamlab.models.loading import module_names
 from dreamlab.models.prepare import size_advice, smallest_side
@@ -49,8 +48,7 @@ def _check_arguments(image: object, layer: object, seed: object = 0) -> None:
     """What every attribution takes, checked before the model loads."""
     check_image(image)
     check_optional_text("layer", layer, "a layer address, e.g. 'inception4c'")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise DreamlabError(f"seed must be a whole number (an int), got {shown(seed, kind=False)}")
+    check_seed(seed)
 
 
 def _prepare(subj: Subject, image: Tensor, target: Target) -> tuple[Tensor, TargetScore]:

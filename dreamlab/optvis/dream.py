@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.devices import out_of_memory, resolve_device
-from dreamlab.errors import DreamlabError, check_callback, checked_keywords, first_line, unknown
+from dreamlab.errors import DreamlabError, check_callback, check_seed, checked_keywords, first_line, unknown
 from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, save_png, to_pil
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
@@ -562,8 +562,9 @@ def _check_arguments(*, octaves: int, octave_scale: float, steps: int, lr: float
             ("octaves", octaves, 1, True, False), ("octave_scale", octave_scale, 1, False, True),
             ("steps", steps, 1, True, False), ("lr", lr, 0, False, True), ("jitter", jitter, 0, True, False),
             ("zoom_frames", zoom_frames, 0, True, False),
-            ("start_frame", start_frame, 0, True, False), ("seed", seed, -(2 ** 63), True, False)):
+            ("start_frame", start_frame, 0, True, False)):
         _number(name, value, low, integral, strict)
+    check_seed(seed)  # any int: the frames' generators take derived_seed(seed, frame)
     _number("zoom", zoom, ZOOM_RANGE[0], high=ZOOM_RANGE[1])
     _number("rotate", rotate, ROTATE_RANGE[0], high=ROTATE_RANGE[1])
     # what the CLI refuses too (--zoom, --rotate without --zoom-frames): a value other than the default would do

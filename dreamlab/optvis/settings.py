@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.devices import resolve_device
-from dreamlab.errors import (OTHER_TOOLS_NAMES, DreamlabError, check_range, checked_keywords, unknown,
+from dreamlab.errors import (OTHER_TOOLS_NAMES, DreamlabError, check_range, check_seed, checked_keywords, unknown,
                              unknown_keyword)
 from dreamlab.io import centre_crop, check_image, cover, match_channels
 from dreamlab.models.loading import weights_provenance
@@ -186,8 +186,7 @@ def _check_numbers(s: RenderSettings) -> None:
         _check_size("model_size", s.model_size, "; None: the model sees the render size")
     if s.lr is not None:
         check_lr(s.lr)
-    if isinstance(s.seed, bool) or not isinstance(s.seed, numbers.Integral):
-        raise DreamlabError(f"seed must be a whole number (an int), got {s.seed!r}")
+    check_seed(s.seed)
     if s.fourier_decay is not None:
         _finite("fourier_decay", s.fourier_decay, 0, True, " (0: flat spectrum, 1: lucid's 1/f)")
         check_range("fourier_decay", s.fourier_decay, 0, MAX_FOURIER_DECAY,
