@@ -351,8 +351,24 @@ def check_writable(path: str | Path, what: str = "output", folder: bool | None =
                             f"place") from None
 
 
-def check_output_file(path: str | Path, suffixes: Sequence[str] = (".png",), what: str = "output") -> Path:
-    """`path` as a Path, refused before any work unless it ends in one of `suffixes` and can be written.
+def check_not_an_input(path: str | Path, reads: Sequence[object], what: str = "output") -> None:
+    """Refuse, before any work, an output file that is one of the files the command reads (`reads`: photo paths;
+    sample names, tensors and None are skipped): writing it would replace the user's photo."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    for source in reads:
+        if source is None or isinstance(source, Tensor) or is_sample_photo(source):
+            continue
+        if Path(source).is_file() and os.path.samefile(source, path):
+            raise DreamlabError(f"{what} {str(path)!r} is the photo this command reads ({str(source)!r}), which it "
+                                f"would replace; give another output path")
+
+
+def check_output_file(path: str | Path, suffixes: Sequence[str] = (".png",), what: str = "output",
+                      reads: Sequence[object] = ()) -> Path:
+    """`path` as a Path, refused before any work unless it ends in one of `suffixes` and can be written, and is
+    none of the photos the command `reads`.
 
     >>> check_output_file("maps.jpg")
     Traceback (most recent call last):
@@ -363,6 +379,7 @@ def check_output_file(path: str | Path, suffixes: Sequence[str] = (".png",), wha
         raise DreamlabError(f"{what} {str(path)!r} would not be a {' or '.join(suffixes)} file; give a name "
                             f"ending in {' or '.join(suffixes)}")
     check_writable(path, what, folder=False)
+    check_not_an_input(path, reads, what)
     return path
 
 

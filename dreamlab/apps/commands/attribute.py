@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     method = methods[0]
     out = args.out or default_output(subj.recipe.name, target, method, args.layer)
     if args.out is None:
-        check_outputs(out, default=True)  # before the attributions are computed
+        check_outputs(out, default=True, photo=args.image)  # before the attributions are computed
     if method == "guided-gradcam":  # the layer it uses, for the provenance
         options["layer"] = cam_layer(subj, x, args.layer, target, cli=True, resize=at_size(subj, photo, x))
     used = options_used(method, options)

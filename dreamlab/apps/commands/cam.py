@@ -45,14 +45,15 @@ def target_text(text: str) -> str:
     return text
 
 
-def check_outputs(out: Path, default: bool) -> None:
-    """Refuse, before the attribution runs, a PNG or its .npy beside it that cannot be written; `default`: the
-    name was made up (no -o), so say how to write elsewhere."""
-    from dreamlab.io import check_output_file, check_writable
+def check_outputs(out: Path, default: bool, photo: object = None) -> None:
+    """Refuse, before the attribution runs, a PNG or its .npy beside it that cannot be written, or that is the
+    `photo` read; `default`: the name was made up (no -o), so say how to write elsewhere."""
+    from dreamlab.io import check_output_file
 
     try:
-        check_output_file(out, what="default output" if default else "output")
-        check_writable(out.with_suffix(".npy"), "default output" if default else "output", folder=False)
+        what = "default output" if default else "output"
+        check_output_file(out, what=what, reads=[photo])
+        check_output_file(out.with_suffix(".npy"), (".npy",), what, reads=[photo])
     except DreamlabError as exc:
         if not default:
             raise
@@ -93,7 +94,7 @@ def load_subject(args: argparse.Namespace, writes: bool = True):
 
     device = resolve_device(args.device)
     if writes and args.out is not None:
-        check_outputs(args.out, default=False)  # before the model loads
+        check_outputs(args.out, default=False, photo=args.image)  # before the model loads
     elif writes:
         check_default_folder()
     subj = subject(str(positional_model(args)), weights=args.weights)
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     target = args.target or predicted_class(subj, x)
     out = args.out or default_output(subj.recipe.name, target, args.method, args.layer)
     if args.out is None:
-        check_outputs(out, default=True)  # before the map is computed
+        check_outputs(out, default=True, photo=args.image)  # before the map is computed
     layer = cam_layer(subj, x, args.layer, target, cli=True, resize=at_size(subj, photo, x))
     with enlarged_map_noted():  # cam_layer said it in --size words
         cam = gradcam(subj, x, target, layer, method=args.method)

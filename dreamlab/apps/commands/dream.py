@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 def _checked_outputs(args: argparse.Namespace, zoom: bool) -> tuple[Path, Path]:
     """Check the options and the output's name and folder before any work: (the output, the zoom's frames
     folder)."""
-    from dreamlab.io import check_writable
+    from dreamlab.io import check_not_an_input, check_writable
 
     _zoom_options(args, zoom)
     _check_numbers(args)
@@ -108,6 +108,7 @@ def _checked_outputs(args: argparse.Namespace, zoom: bool) -> tuple[Path, Path]:
     if out.suffix.lower() == ".mp4":
         _imageio()  # fail before dreaming when the extra is missing
     check_writable(out, "output", folder=False)
+    check_not_an_input(out, [args.photo, args.guide])
     frames_dir = args.frames_dir or out.with_name(out.stem + "_frames")
     if zoom:
         check_writable(frames_dir, "--frames-dir folder", folder=True)
@@ -378,12 +379,15 @@ EXIF_IMAGE_DESCRIPTION = 0x010E  # the EXIF tag a WebP animation's provenance is
 
 
 def _imageio():
+    import importlib.util
+
     try:
-        import imageio.v2 as imageio  # noqa: F401
-        import imageio_ffmpeg  # noqa: F401
+        import imageio.v2 as imageio
     except ImportError:
+        imageio = None
+    if imageio is None or importlib.util.find_spec("imageio_ffmpeg") is None:  # the ffmpeg binary imageio calls
         raise DreamlabError("MP4 needs imageio and imageio-ffmpeg: pip install 'dreamlab[video]', or write "
-                            ".webp or .gif") from None
+                            ".webp or .gif")
     return imageio
 
 

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise DreamlabError(f"cannot read {units_text!r} as units of {layer!r}: give channel numbers like 0-15 or "
                             f"0-3,8 (class names, as in logit:tabby, go with the logit)")
     out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{safe_name(args.layer)}_examples.png")
-    check_output_file(out)  # before the model loads
+    check_output_file(out, reads=args.images)  # before the model loads
     images = args.images[0] if len(args.images) == 1 else args.images
     found = examples(name, layer, units, images, top=args.top, size=args.size, weights=args.weights, out=out)
     alike = {record["name"] for record in found.images if "same_picture" in record}

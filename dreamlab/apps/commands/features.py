@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     # the photo in the name: maps of one layer for two photos must not overwrite each other
     out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{safe_name(args.layer)}_"
                            f"{safe_name(Path(args.image).stem)}_features.png")
-    check_output_file(out)  # before the model loads
+    check_output_file(out, reads=[args.image])  # before the model loads
     features(name, args.layer, args.image, top=args.top, out=out, weights=args.weights)
     print(out)
     return 0

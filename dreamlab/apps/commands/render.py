@@ -125,7 +125,7 @@ def _check_before_loading(args: argparse.Namespace) -> tuple[Objective | None, T
     from dreamlab.optvis.grammar import check_syntax
     from dreamlab.optvis.settings import MIN_SIZE, check_lr
 
-    _check_out(args.out)  # before any work
+    _check_out(args.out, args.init)  # before any work
     for flag, size in (("--size", args.size), ("--model-size", args.model_size)):
         for side in (size if isinstance(size, tuple) else (size,)) if size is not None else ():
             check_range(flag, side, MIN_SIZE, MAX_INPUT_SIZE, "pixels a side")  # before the model loads
@@ -366,16 +366,18 @@ def _looks_like_a_file(out: Path) -> bool:
     return suffix != ".png" and (suffix in OTHER_FILE_TYPES or re.fullmatch(r"\.[a-z]{1,4}", suffix) is not None)
 
 
-def _check_out(out: Path | None) -> None:
+def _check_out(out: Path | None, init: object = None) -> None:
     """-o is a PNG file or a folder (a name without a file suffix, or one that exists); refused before any work
-    when it is neither, or cannot be written."""
-    from dreamlab.io import check_writable
+    when it is neither, cannot be written, or is the --init photo."""
+    from dreamlab.io import check_not_an_input, check_writable
 
     if out is not None and _looks_like_a_file(out) and not out.is_dir():
         raise DreamlabError(f"-o {str(out)!r}: images are saved as PNG; give a name ending in .png, or a folder "
                             f"(a new folder's name without a suffix like {out.suffix!r}, or an existing folder)")
     is_file = out is not None and out.suffix.lower() == ".png"
     check_writable(out if out is not None else Path("."), "output", folder=not is_file)
+    if is_file:
+        check_not_an_input(out, [init])
 
 
 def _check_paths(paths: Sequence[Path], thresholds: Sequence[int]) -> None:
