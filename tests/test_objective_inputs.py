@@ -171,6 +171,8 @@ POWER = ("objectives take + - * / (with numbers and other objectives) and unary 
     (lambda obj: obj @ obj, POWER.replace("not **; for a power", "not @; for another operation")),
     (lambda obj: torch.ones(2) @ obj, POWER.replace("not **; for a power", "not @; for another operation")),
     (lambda obj: obj % 2, POWER.replace("not **; for a power", "not %; for another operation")),
+    (lambda obj: obj // 2, POWER.replace("not **; for a power", "not //; for another operation")),
+    (lambda obj: 1 // obj, POWER.replace("not **; for a power", "not //; for another operation")),
 ])
 def test_an_operator_objectives_do_not_take_says_which_they_do(apply, said):
     """`obj ** 2` was Python's 'unsupported operand type(s)', which names neither what works nor what to do."""

@@ -143,12 +143,18 @@ class Objective:
     def __rmod__(self, other: object) -> Objective:
         raise operator_error("%")
 
+    def __floordiv__(self, other: object) -> Objective:
+        raise operator_error("//")
+
+    def __rfloordiv__(self, other: object) -> Objective:
+        raise operator_error("//")
+
     def __repr__(self) -> str:
         return f"Objective({self.name!r}, batch_size={self.batch_size})"
 
 
 def operator_error(symbol: str) -> ObjectiveOperatorError:
-    """The error for an operator objectives do not take (`symbol`: '**', '@', '%')."""
+    """The error for an operator objectives do not take (`symbol`: '**', '@', '%', '//')."""
     what = "a power" if symbol == "**" else "another operation"
     return ObjectiveOperatorError(
         f"objectives take + - * / (with numbers and other objectives) and unary -, not {symbol}; for {what}, write "
