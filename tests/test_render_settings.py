@@ -48,7 +48,7 @@ BAD = [
     ({"param_options": {"sd": 0.1}}, "unknown render option 'param_options'; param_options became typed settings: fourier_decay, start_level, init_sd"),
     ({"stpes": 3}, "unknown render option 'stpes'; close matches: steps"),
     ({"param": "fourir"}, "unknown parameterization 'fourir'; close matches: fourier"),
-    ({"param": 3}, "param must be a name (pixel, fourier), an ImageParam module or a factory returning one, got int"),
+    ({"param": 3}, "param must be a name (pixel, fourier, maco), an ImageParam module or a factory returning one, got int"),
     ({"optimizer": 3}, "optimizer must be a name (channel-adam, adam) or a factory params -> torch.optim.Optimizer"),
     ({"transforms": [1]}, "transforms must be a preset name (standard, small, jitter, none), or callables"),
     ({"transforms": "standart"}, "unknown transforms preset 'standart'; close matches: standard"),

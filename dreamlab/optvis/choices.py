@@ -6,6 +6,6 @@ from __future__ import annotations
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 PRECISIONS = ("auto", "fp32", "bf16")
-PARAM_NAMES = ("pixel", "fourier")
+PARAM_NAMES = ("pixel", "fourier", "maco")
 OPTIMIZER_NAMES = ("channel-adam", "adam")
 TRANSFORM_PRESETS = ("standard", "small", "jitter", "none")

@@ -987,7 +987,7 @@ def _gradient_stats(param: ImageParam, images: int, per_image: bool) -> tuple[Te
     """This step's gradients on the parameterization's tensors, in one pass, on the device (no host sync): each
     image's gradient norm [images] over the tensors batched one slice per image (for --tensorboard; 0 where none
     is), and whether any gradient entry reaching it is non-zero [images] (RenderResult.no_gradient). `per_image`:
-    every tensor is batched one slice per image (pixel, fourier), so each image is judged by its own slice; else
+    every tensor is batched one slice per image (the built-in params), so each image is judged by its own slice; else
     (a user module, whose tensors may be shared) by all of them."""
     device = next(param.parameters()).device
     squares = torch.zeros(images, device=device)

@@ -191,6 +191,135 @@ class CPPNParam(ImageParam):
         return x.view(batch, -1, *self.size)
 
 
+# The natural amplitude spectrum MacoParam keeps by default: per channel of the param's raw basis (lucid's
+# decorrelated colour: luminance, then the two chromatic axes), |F(f)| = gain / f^alpha. Measured for dreamlab on
+# scikit-learn's sample photos (china, flower): the mean |rfft2| of their 128-px tiles (stride 64) mapped into
+# that basis, least squares in log-log over 2/128 < f < 0.4 cycles/pixel (gains relative to luminance; 256-px
+# tiles give the same within 0.02 in alpha). Luminance's 1.06 matches the amplitude exponent of about 1 reported
+# for natural images (Field, JOSA A 1987; van der Schaaf & van Hateren, Vision Research 1996).
+MACO_ALPHA = (1.06, 1.30, 1.08)
+MACO_GAIN = (1.0, 0.75, 1.46)
+MACO_PHASE_SD = math.pi  # a normal phase of sd pi, wrapped to the circle, is within 1% of uniform: natural noise
+
+
+def natural_magnitude(channels: int, height: int, width: int, decorrelated: bool = True) -> Tensor:
+    """[channels, height, width // 2 + 1]: the default MACO magnitude (MACO_ALPHA, MACO_GAIN), with the lowest
+    frequency clamped as in `fourier_scale`. Without the decorrelated basis every channel takes luminance's law."""
+    laws = zip(MACO_GAIN, MACO_ALPHA) if decorrelated and channels == 3 else [(MACO_GAIN[0], MACO_ALPHA[0])] * channels
+    return torch.stack([gain * fourier_scale(height, width, alpha) for gain, alpha in laws])
+
+
+def resize_magnitude(magnitude: Tensor, height: int, width: int) -> Tensor:
+    """A magnitude spectrum [C, h, w // 2 + 1] resampled to [C, height, width // 2 + 1]: each frequency (in
+    cycles per pixel) read bilinearly at the same frequency of the given grid, so the zero frequency stays put."""
+    channels, h, half = magnitude.shape
+    if (h, half) == (height, width // 2 + 1):
+        return magnitude
+    fy = torch.fft.fftfreq(height) * h + h // 2  # row of the height-centred given grid
+    fx = torch.fft.rfftfreq(width) * 2 * (half - 1)  # its column (the given width taken as even)
+    grid = torch.stack(torch.meshgrid(2 * fy / max(h - 1, 1) - 1, 2 * fx / max(half - 1, 1) - 1, indexing="ij"))
+    centred = torch.fft.fftshift(magnitude, dim=1)[None]
+    resized = torch.nn.functional.grid_sample(centred, grid.flip(0).permute(1, 2, 0)[None], mode="bilinear",
+                                              padding_mode="border", align_corners=True)
+    return resized[0]
+
+
+def check_magnitude(magnitude: object, channels: int) -> Tensor:
+    """A user's magnitude: a finite, non-negative float tensor [channels, h, w // 2 + 1] that is not all zero."""
+    hint = (f"give a tensor [{channels}, H, W // 2 + 1] of finite values >= 0 (the |rfft2| of images in the "
+            f"param's colour basis), or MacoParam.from_images(photos)")
+    if not isinstance(magnitude, Tensor) or not magnitude.is_floating_point():
+        kind = type(magnitude).__name__ if not isinstance(magnitude, Tensor) else f"a {magnitude.dtype} tensor"
+        raise DreamlabError(f"magnitude must be a float tensor, got {kind}; {hint}")
+    if magnitude.dim() != 3 or magnitude.shape[0] != channels or min(magnitude.shape[1:]) < 2:
+        raise DreamlabError(f"magnitude has shape {list(magnitude.shape)}; {hint}")
+    if not bool(torch.isfinite(magnitude).all()):
+        raise DreamlabError(f"magnitude holds NaN or infinite values; {hint}")
+    if bool((magnitude < 0).any()) or not bool((magnitude > 0).any()):
+        raise DreamlabError(f"magnitude has {'negative' if bool((magnitude < 0).any()) else 'only zero'} values; "
+                            f"{hint}")
+    return magnitude.float()
+
+
+class MacoParam(ImageParam):
+    """MAgnitude-Constrained Optimization (Fel et al., "Unlocking Feature Visualization for Deeper Networks with
+    MAgnitude Constrained Optimization", NeurIPS 2023): the image's Fourier magnitude is fixed to a natural
+    spectrum and only its phase (one value per frequency and channel) is optimized. The image, irfft2 of
+    magnitude * exp(i phase), is standardized per sample (zero mean, unit deviation, as in the paper's code)
+    before the colour mapping and sigmoid every ImageParam applies, so no frequency and no contrast can run away.
+
+    `magnitude` [channels, h, w // 2 + 1] (resized to the render size; see `from_images`) replaces the default,
+    a power law measured on natural photos (MACO_ALPHA). The random start phase comes from `generator`.
+    """
+
+    def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
+                 magnitude: Tensor | None = None, decorrelate: bool = True, color_matrix: Tensor | None = None,
+                 start_level: float = 0.5, device: torch.device | str | None = None):
+        super().__init__(channels, decorrelate, color_matrix, start_level, device)
+        self.size = (height, width)
+        if magnitude is None:
+            magnitude = natural_magnitude(channels, height, width, self.color_matrix is not None)
+        else:
+            magnitude = resize_magnitude(check_magnitude(magnitude, channels).detach(), height, width)
+        self.register_buffer("magnitude", magnitude.to(device), persistent=False)
+        shape = (batch, channels, height, width // 2 + 1)
+        self.phase = nn.Parameter(seeded_randn(shape, generator, device) * MACO_PHASE_SD)
+
+    @classmethod
+    def from_images(cls, images: Tensor | Sequence[object], **options: object) -> ParamFactory:
+        """A factory (for `render(param=...)`) whose magnitude is the mean spectrum of `images` (a tensor
+        [B, 3, H, W] or [3, H, W] in [0, 1], or a list of photos: paths, sample names, tensors), each scaled to
+        cover the render size and centre-cropped. `options` go to MacoParam (decorrelate, start_level, ...)."""
+        from dreamlab.io import read_photo
+
+        photos = [images] if isinstance(images, Tensor) else [read_photo(p, "MACO photo") for p in images]
+        if not photos:
+            raise DreamlabError("MacoParam.from_images needs at least one photo; give a tensor [B, 3, H, W], "
+                                "or a list of paths or sample names (china, flower)")
+
+        def factory(batch: int, channels: int, height: int, width: int, **given: object) -> MacoParam:
+            probe = cls(1, channels, 8, 8, **{**options, "device": None})  # the colour basis it is measured in
+            magnitude = image_magnitude(photos, probe, (height, width))
+            return cls(batch, channels, height, width, magnitude=magnitude, **{**options, **given})
+
+        factory.__name__ = "MacoParam.from_images"
+        return factory
+
+    def raw(self) -> Tensor:
+        # built from real pairs, so that torch.compile has no complex arithmetic to generate code for
+        pairs = torch.stack((torch.cos(self.phase), torch.sin(self.phase)), -1) * self.magnitude[..., None]
+        image = torch.fft.irfft2(torch.view_as_complex(pairs), s=self.size, norm="ortho")
+        image = image - image.mean((1, 2, 3), keepdim=True)
+        return image / (image.std((1, 2, 3), keepdim=True) + 1e-4)
+
+
+def raw_target(image: Tensor, param: ImageParam) -> Tensor:
+    """The raw image (before colour mapping and sigmoid) that makes `param` produce `image` in (0, 1)."""
+    target = torch.logit(image.clamp(INIT_MARGIN, 1 - INIT_MARGIN)) - param.offset
+    if param.color_matrix is not None:
+        target = torch.einsum("bchw,dc->bdhw", target, torch.linalg.inv(param.color_matrix))
+    return target
+
+
+def image_magnitude(photos: Sequence[Tensor], param: ImageParam, size: tuple[int, int]) -> Tensor:
+    """[C, H, W // 2 + 1]: the mean |rfft2| of `photos` ([3, h, w] or [B, 3, h, w] in [0, 1]) at `size`, in
+    `param`'s raw basis, each photo's mean removed (the zero frequency is set to its neighbours' mean)."""
+    from dreamlab.io import centre_crop, check_image, cover, match_channels
+
+    tiles = []
+    for photo in photos:
+        photo = check_image(photo, "MACO photo").float()
+        photo = photo[None] if photo.dim() == 3 else photo
+        if photo.dim() != 4:
+            raise DreamlabError(f"MACO photo must be [3, H, W] or [B, 3, H, W], got shape {list(photo.shape)}")
+        tiles.append(centre_crop(cover(match_channels(photo, param.channels), size), size))
+    raw = raw_target(torch.cat(tiles), param)
+    raw = raw - raw.mean((2, 3), keepdim=True)
+    magnitude = torch.fft.rfft2(raw, norm="ortho").abs().mean(0)
+    magnitude[:, 0, 0] = (magnitude[:, 0, 1] + magnitude[:, 1, 0]) / 2
+    return magnitude
+
+
 # how far inside (0, 1) a start image's pixels are brought before the sigmoid's inverse: at 1e-3 a black pixel
 # sat at logit -6.9, where the sigmoid's slope is 1e-3, and a black --init hardly moved in 256 steps
 INIT_MARGIN = 0.02
@@ -199,9 +328,7 @@ INIT_MARGIN = 0.02
 def image_to_param_raw(image: Tensor, param: ImageParam) -> None:
     """Set `param` so that it produces `image` ([B|1, C, H, W] in (0, 1)): start from a photo instead of noise."""
     image = image.to(next(param.parameters()).device)
-    target = torch.logit(image.clamp(INIT_MARGIN, 1 - INIT_MARGIN)) - param.offset
-    if param.color_matrix is not None:
-        target = torch.einsum("bchw,dc->bdhw", target, torch.linalg.inv(param.color_matrix))
+    target = raw_target(image, param)
     with torch.no_grad():
         if isinstance(param, PixelParam):
             param.pixels.copy_(target.expand_as(param.pixels))
@@ -210,12 +337,16 @@ def image_to_param_raw(image: Tensor, param: ImageParam) -> None:
             param.spectrum.copy_(torch.view_as_real(spectrum).expand_as(param.spectrum))
             if param.frozen is not None:
                 param.frozen.copy_(param.spectrum * (1 - param.free))
+        elif isinstance(param, MacoParam):  # the photo's phase; the magnitude stays the natural one
+            phase = torch.fft.rfft2(target, norm="ortho").angle()
+            param.phase.copy_(phase.expand_as(param.phase))
         else:
-            raise DreamlabError(f"init_image works with the pixel and fourier parameterizations, not "
-                                f"{type(param).__name__}; start from noise, or use param='pixel' or 'fourier'")
+            raise DreamlabError(f"init_image works with the pixel, fourier and maco parameterizations, not "
+                                f"{type(param).__name__}; start from noise, or use param='pixel', 'fourier' or "
+                                f"'maco'")
 
 
-PARAMS = {"pixel": PixelParam, "fourier": FourierParam}
+PARAMS = {"pixel": PixelParam, "fourier": FourierParam, "maco": MacoParam}
 
 # a user's parameterization: called as factory(batch, channels, height, width, generator=..., device=...) (the
 # signature of PixelParam and FourierParam, so a class or a functools.partial of one fits), or with no arguments
@@ -226,7 +357,7 @@ ParamSpec = str | nn.Module | ParamFactory
 def make_param(spec: ParamSpec, batch: int, channels: int, size: int | tuple[int, int], *,
                generator: Generators = None, device: torch.device | str | None = None,
                **options: object) -> nn.Module:
-    """A parameterization from a name ('pixel' or 'fourier', with `options`), a module (used as it is, moved to
+    """A parameterization from a name ('pixel', 'fourier' or 'maco', with `options`), a module (used as it is, moved to
     `device`), or a factory returning one. `generator` holds one generator per sample (see `seeded_randn`).
     A module or factory must produce [batch, channels, H, W] in [0, 1]; anything else is refused here."""
     h, w = (size, size) if isinstance(size, int) else size
@@ -304,10 +435,13 @@ __all__ = [
     "PARAMS",
     "FourierParam",
     "ImageParam",
+    "MACO_ALPHA",
+    "MacoParam",
     "ParamFactory",
     "ParamSpec",
     "PixelParam",
     "fourier_scale",
     "image_to_param_raw",
     "make_param",
+    "natural_magnitude",
 ]

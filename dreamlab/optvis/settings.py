@@ -369,7 +369,9 @@ def param_options(s: RenderSettings) -> dict[str, Any]:
     """The options a built-in parameterization is built with (none for user code)."""
     if not isinstance(s.param, str):
         return {}
-    options: dict[str, Any] = {"start_level": s.start_level, "sd": s.init_sd, "decorrelate": s.decorrelate}
+    options: dict[str, Any] = {"start_level": s.start_level, "decorrelate": s.decorrelate}
+    if s.param != "maco":  # maco starts from a random phase on the circle: a spread has nothing to set
+        options["sd"] = s.init_sd
     if s.color_matrix is not None:
         options["color_matrix"] = torch.tensor(s.color_matrix)
     if s.param == "fourier":

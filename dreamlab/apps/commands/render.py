@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fourier-decay", type=float, metavar="D",
                    help="the Fourier spectrum's 1/f^D scale, 0 to 4 (default: the recipe's, e.g. 0.5; lucid: "
                         "--optimizer adam --fourier-decay 1)")
-    p.add_argument("--param", help="image parameterization: pixel or fourier (default: the recipe's)")
+    p.add_argument("--param", help="image parameterization: pixel, fourier or maco (a fixed natural Fourier "
+                                   "magnitude, only the phase optimized; default: the recipe's)")
     p.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_argument(p)

@@ -59,7 +59,6 @@ from dreamlab.models.zoo.digits import (
 from dreamlab.optvis.capture import Capture
 from dreamlab.optvis.engine import render
 from dreamlab.optvis.objectives import channel, logit
-from dreamlab.optvis.params import PARAMS
 from dreamlab.optvis.transforms import PRESETS
 
 DIGITS_MODEL = "lenet-digits"
@@ -89,7 +88,7 @@ class QualitySettings:
     logit_units: Sequence[int] = range(10)
     conv2_units: Sequence[int] = range(50)
     planted_layers: Sequence[int] = (1, 2)
-    planted_params: Sequence[str] = tuple(PARAMS)
+    planted_params: Sequence[str] = ("pixel", "fourier")
     planted_presets: Sequence[str] = tuple(PRESETS)
     param_options: dict | None = None  # passed to every render (e.g. to show that a broken parameterization fails)
     optimizer: str | None = None  # None: the recipes' ('channel-adam'); 'adam' shows lucid's optimizer

@@ -1,0 +1,174 @@
+"""MacoParam: a fixed natural Fourier magnitude, only the phase optimized (params.py), and the name "maco" through
+settings, the command line and the PNG provenance."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dreamlab
+from dreamlab.apps.cli import main
+from dreamlab.errors import DreamlabError
+from dreamlab.io import read_png_text
+from dreamlab.optvis.optimizers import make_optimizer
+from dreamlab.optvis.params import MACO_ALPHA, MacoParam, image_to_param_raw, make_param, natural_magnitude
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def generators(*seeds: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def spectrum_ratio(param: MacoParam) -> torch.Tensor:
+    """|rfft2| of the raw image over the magnitude, on the columns irfft2 takes as they are (not the zero and
+    the Nyquist column, which it makes Hermitian)."""
+    with torch.no_grad():
+        spectrum = torch.fft.rfft2(param.raw(), norm="ortho").abs()
+    return (spectrum / param.magnitude)[..., 1:-1]
+
+
+def test_maco_gives_batched_images_in_unit_range():
+    for channels in (1, 3):
+        images = make_param("maco", 3, channels, (16, 24), generator=generators(0, 1, 2))()
+        assert images.shape == (3, channels, 16, 24)
+        assert 0 < images.min() and images.max() < 1
+        assert images.std() > 0.05  # natural-looking noise from the start, not flat grey
+
+
+def test_only_the_phase_is_a_parameter_and_a_step_keeps_the_magnitude():
+    param = MacoParam(2, 3, 16, 24, generator=generators(0, 1))
+    assert [name for name, _ in param.named_parameters()] == ["phase"]
+    assert param.phase.shape == (2, 3, 16, 13)
+    magnitude = param.magnitude.clone()
+    start = param().detach().clone()
+    optimizer = make_optimizer("adam", param.parameters(), lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        (-param()[:, 0, 4:8, 4:8].mean()).backward()
+        optimizer.step()
+    assert not torch.allclose(param().detach(), start)  # the phase moved the picture...
+    assert torch.equal(param.magnitude, magnitude)  # ...and the magnitude buffer did not move
+    ratio = spectrum_ratio(param)  # the image's spectrum is the magnitude, up to one scale per image
+    torch.testing.assert_close(ratio, ratio.flatten(1).median(1).values.view(2, 1, 1, 1).expand_as(ratio),
+                               rtol=1e-3, atol=1e-4)
+
+
+def test_the_default_magnitude_is_the_measured_power_law():
+    magnitude = natural_magnitude(3, 16, 16)
+    assert magnitude.shape == (3, 16, 9)
+    # luminance at 1/4 and 1/8 cycles per pixel: a factor 2 in frequency is a factor 2^alpha in magnitude
+    assert magnitude[0, 0, 2] / magnitude[0, 0, 4] == pytest.approx(2 ** MACO_ALPHA[0], rel=1e-5)
+    grey = MacoParam(1, 1, 16, 16).magnitude
+    torch.testing.assert_close(grey[0], magnitude[0])  # one channel: luminance's law
+
+
+def test_same_seed_same_image_and_each_sample_from_its_own_generator():
+    pair = MacoParam(2, 3, 16, 16, generator=generators(0, 1))()
+    again = MacoParam(2, 3, 16, 16, generator=generators(0, 1))()
+    alone = MacoParam(1, 3, 16, 16, generator=generators(1))()
+    assert torch.equal(pair, again)
+    assert torch.equal(pair[1:], alone)
+    assert not torch.allclose(pair[0], pair[1])
+
+
+def test_a_given_magnitude_is_used_as_given():
+    grating = torch.zeros(1, 16, 9)
+    grating[0, 0, 3] = 1.0  # one frequency: 3 cycles across, none down
+    param = MacoParam(1, 1, 16, 16, magnitude=grating, decorrelate=False)
+    assert torch.equal(param.magnitude, grating)
+    raw = param.raw().detach()[0, 0]
+    torch.testing.assert_close(raw, raw[:1].expand(16, 16))  # the same in every row: vertical stripes
+    spectrum = torch.fft.rfft2(raw).abs()
+    assert spectrum.argmax().item() == 3
+    # another size is resampled to the render's by frequency: 1/16 cycle per pixel is column 1 of a 16-px
+    # spectrum and column 2 of a 32-px one
+    given = natural_magnitude(3, 16, 16) * torch.rand(3, 16, 9, generator=torch.Generator().manual_seed(0))
+    resized = MacoParam(1, 3, 32, 32, magnitude=given).magnitude
+    assert resized.shape == (3, 32, 17)
+    torch.testing.assert_close(resized[:, 0, [0, 2, 4]], given[:, 0, [0, 1, 2]])
+    torch.testing.assert_close(resized[:, [2, 30], 0], given[:, [1, 15], 0])
+
+
+def test_from_images_takes_the_photos_spectrum_at_the_render_size():
+    stripes = (torch.cos(torch.arange(64) * 2 * torch.pi * 8 / 64) * 0.3 + 0.5).expand(1, 3, 64, 64)
+    factory = MacoParam.from_images(stripes, decorrelate=False)
+    param = make_param(factory, 2, 3, 32, generator=generators(0, 1))
+    assert param.magnitude.shape == (3, 32, 17)
+    assert param.magnitude[0].argmax().item() == 8  # scaled to cover 32 px, the 8 cycles across stay 8 across
+    assert param().shape == (2, 3, 32, 32)
+    with pytest.raises(DreamlabError, match="MacoParam.from_images needs at least one photo"):
+        MacoParam.from_images([])
+
+
+@pytest.mark.parametrize("magnitude, message", [
+    (torch.ones(3, 16), r"magnitude has shape \[3, 16\]; give a tensor \[3, H, W // 2 \+ 1\] of finite values"),
+    (torch.ones(1, 16, 9), r"magnitude has shape \[1, 16, 9\]; give a tensor \[3, H, W // 2 \+ 1\]"),
+    (torch.full((3, 16, 9), float("nan")), "magnitude holds NaN or infinite values; give a tensor"),
+    (-torch.ones(3, 16, 9), "magnitude has negative values; give a tensor"),
+    (torch.zeros(3, 16, 9), "magnitude has only zero values; give a tensor"),
+    (torch.ones(3, 16, 9, dtype=torch.int64), "magnitude must be a float tensor, got a torch.int64 tensor"),
+    ([[1.0]], "magnitude must be a float tensor, got list; give a tensor"),
+])
+def test_a_bad_magnitude_is_refused_in_one_line(magnitude, message):
+    with pytest.raises(DreamlabError, match=message) as caught:
+        MacoParam(1, 3, 16, 16, magnitude=magnitude)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_init_photo_gives_its_phase():
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    disc = ((yy - 12) ** 2 + (xx - 20) ** 2 < 64).float() * 0.8 + 0.1  # a bright disc off centre
+    photo = disc.expand(1, 3, 32, 32)
+    param = MacoParam(1, 3, 32, 32, generator=generators(0))
+    noise = param().detach()
+    image_to_param_raw(photo, param)
+    image = param().detach()
+
+    def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+        return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
+
+    assert correlation(image, photo) > 0.6 > abs(correlation(noise, photo))
+    assert image[0, :, 12, 20].mean() > image[0, :, 28, 4].mean() + 0.1  # the disc is where the photo's is
+
+
+def test_maco_renders_raise_the_objective_and_are_named_in_the_provenance():
+    result = dreamlab.render("lenet-digits", "logit:3", param="maco", steps=24, device="cpu", transforms="none")
+    assert result.history[-1, 0] > result.history[0, 0] + 1  # measured: 0.76 -> 3.8
+    assert result.provenance["dreamlab:param"] == "maco"
+    assert "dreamlab:sd" not in result.provenance and "dreamlab:decay_power" not in result.provenance
+    again = dreamlab.render("lenet-digits", "conv2:3", dreamlab.RenderSettings(param="maco", steps=2),
+                            device="cpu", init_sd=0.5, fourier_decay=1.0)  # neither applies: ignored, as for pixel
+    assert again.provenance["dreamlab:param"] == "maco"
+
+
+def test_param_options_leave_out_what_maco_does_not_take():
+    from dreamlab.models.recipe import load_recipe
+    from dreamlab.optvis.settings import RenderSettings, param_options, resolve_settings
+
+    options = param_options(resolve_settings(RenderSettings(param="maco", init_sd=0.5), load_recipe("lenet-digits"),
+                                             owned=True))
+    assert options == {"start_level": 0.05, "decorrelate": True}
+
+
+def test_the_cli_renders_maco_and_refuses_fourier_decay_with_it(tmp_path, capsys):
+    out = tmp_path / "maco.png"
+    assert main(["render", "conv2:1", "--model", "lenet-digits", "--param", "maco", "--steps", "2", "--device",
+                 "cpu", "-o", str(out)]) == 0
+    assert read_png_text(out)["dreamlab:param"] == "maco"
+    assert main(["render", "conv2:1", "--model", "lenet-digits", "--param", "maco", "--fourier-decay", "1",
+                 "--steps", "2", "--device", "cpu", "-o", str(out)]) != 0
+    assert ("dreamlab: error: --fourier-decay applies to the Fourier parameterization only"
+            in capsys.readouterr().err)
+
+
+def test_a_recipe_may_name_maco(tmp_path):
+    from dreamlab.models.recipe import load_recipe
+
+    from pathlib import Path
+
+    source = (Path(dreamlab.__file__).parent / "recipes" / "lenet_digits.toml").read_text()
+    assert 'param = "fourier"' in source
+    recipe = tmp_path / "digits-maco.toml"
+    recipe.write_text(source.replace('name = "lenet-digits"', 'name = "digits-maco"')
+                      .replace('param = "fourier"', 'param = "maco"'))
+    assert load_recipe(str(recipe)).param == "maco"
