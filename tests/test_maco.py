@@ -115,6 +115,17 @@ def test_a_bad_magnitude_is_refused_in_one_line(magnitude, message):
     assert "\n" not in str(caught.value)
 
 
+def test_a_bad_contrast_is_refused_in_one_line():
+    for contrast in (0.0, -1.0, float("nan")):
+        with pytest.raises(DreamlabError, match=r"contrast must be a finite number > 0 \(the raw image's deviation"):
+            MacoParam(1, 3, 16, 16, contrast=contrast)
+
+
+def test_the_default_contrast_is_that_of_natural_photos():
+    images = MacoParam(4, 3, 64, 64, generator=generators(0, 1, 2, 3))().detach()
+    assert images.std((1, 2, 3)).median().item() == pytest.approx(0.22, abs=0.02)  # the sample photos' 0.21-0.23
+
+
 def test_an_init_photo_gives_its_phase():
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     disc = ((yy - 12) ** 2 + (xx - 20) ** 2 < 64).float() * 0.8 + 0.1  # a bright disc off centre

@@ -199,6 +199,10 @@ class CPPNParam(ImageParam):
 # for natural images (Field, JOSA A 1987; van der Schaaf & van Hateren, Vision Research 1996).
 MACO_ALPHA = (1.06, 1.30, 1.08)
 MACO_GAIN = (1.0, 0.75, 1.46)
+# the raw image's deviation after standardizing: at 2.5 the random start has a pixel deviation of 0.22, that of
+# the sample photos' 128-px tiles (median 0.21 china, 0.23 flower); Horama's 1 gives 0.11, renders of half the
+# contrast (and on hed-vgg16 a quarter of the activation)
+MACO_CONTRAST = 2.5
 MACO_PHASE_SD = math.pi  # a normal phase of sd pi, wrapped to the circle, is within 1% of uniform: natural noise
 
 
@@ -245,8 +249,9 @@ class MacoParam(ImageParam):
     """MAgnitude-Constrained Optimization (Fel et al., "Unlocking Feature Visualization for Deeper Networks with
     MAgnitude Constrained Optimization", NeurIPS 2023): the image's Fourier magnitude is fixed to a natural
     spectrum and only its phase (one value per frequency and channel) is optimized. The image, irfft2 of
-    magnitude * exp(i phase), is standardized per sample (zero mean, unit deviation, as in the paper's code)
-    before the colour mapping and sigmoid every ImageParam applies, so no frequency and no contrast can run away.
+    magnitude * exp(i phase), is standardized per sample (zero mean, deviation `contrast`: the paper's code uses 1,
+    dreamlab the contrast of natural photos, MACO_CONTRAST) before the colour mapping and sigmoid every ImageParam
+    applies, so no frequency and no contrast can run away.
 
     `magnitude` [channels, h, w // 2 + 1] (resized to the render size; see `from_images`) replaces the default,
     a power law measured on natural photos (MACO_ALPHA). The random start phase comes from `generator`.
@@ -254,9 +259,14 @@ class MacoParam(ImageParam):
 
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  magnitude: Tensor | None = None, decorrelate: bool = True, color_matrix: Tensor | None = None,
-                 start_level: float = 0.5, device: torch.device | str | None = None):
+                 start_level: float = 0.5, contrast: float = MACO_CONTRAST,
+                 device: torch.device | str | None = None):
         super().__init__(channels, decorrelate, color_matrix, start_level, device)
+        if not (math.isfinite(contrast) and contrast > 0):
+            raise DreamlabError(f"contrast must be a finite number > 0 (the raw image's deviation; default "
+                                f"{MACO_CONTRAST:g}, the sample photos'), got {contrast!r}")
         self.size = (height, width)
+        self.contrast = float(contrast)
         if magnitude is None:
             magnitude = natural_magnitude(channels, height, width, self.color_matrix is not None)
         else:
@@ -290,7 +300,7 @@ class MacoParam(ImageParam):
         pairs = torch.stack((torch.cos(self.phase), torch.sin(self.phase)), -1) * self.magnitude[..., None]
         image = torch.fft.irfft2(torch.view_as_complex(pairs), s=self.size, norm="ortho")
         image = image - image.mean((1, 2, 3), keepdim=True)
-        return image / (image.std((1, 2, 3), keepdim=True) + 1e-4)
+        return image * (self.contrast / (image.std((1, 2, 3), keepdim=True) + 1e-4))
 
 
 def raw_target(image: Tensor, param: ImageParam) -> Tensor:
