@@ -92,6 +92,7 @@ class QualitySettings:
     planted_presets: Sequence[str] = tuple(PRESETS)
     param_options: dict | None = None  # passed to every render (e.g. to show that a broken parameterization fails)
     optimizer: str | None = None  # None: the recipes' ('channel-adam'); 'adam' shows lucid's optimizer
+    lr: float | None = None  # None: the recipes'; digits and natural renders only (the planted cells keep theirs)
     param: str | None = None  # None: the recipes'; 'pixel' for the adversarial-style control (not planted)
     transforms: str | None = None  # None: the recipes'; 'none' for the adversarial-style control (not planted)
     hed_units: int = 4  # units per layer of the natural-image measure on hed-vgg16 (64: the full measure)
@@ -197,7 +198,7 @@ def _digits_render(settings: QualitySettings, layer: str, units: Sequence[int], 
     objective = logit(list(units)) if layer == "logit" else channel(layer, list(units))
     result = render(loaded, objective, steps=settings.steps, seed=settings.seed, device=settings.device,
                     optimizer=settings.optimizer, param=settings.param, transforms=settings.transforms,
-                    progress=progress, **_param_settings(settings))
+                    lr=settings.lr, progress=progress, **_param_settings(settings))
     return loaded, result
 
 
@@ -433,7 +434,8 @@ def _natural(settings: QualitySettings, progress: bool = False) -> Measure:
                        figure_text="skipped: hed-vgg16 weights not in the cache (dreamlab fetch hed-vgg16)",
                        goal=0.95, goal_text=">= 95% of units", passed=True, skipped=True)
     measure, _ = measure_natural(settings.hed_units, steps=settings.hed_steps, seed=settings.seed,
-                                 device=settings.device, optimizer=settings.optimizer, param=settings.param,
+                                 device=settings.device, optimizer=settings.optimizer, lr=settings.lr,
+                                 param=settings.param,
                                  transforms=settings.transforms, progress=progress, **_param_settings(settings))
     return measure
 
@@ -446,7 +448,8 @@ def format_report(measures: Sequence[Measure], settings: QualitySettings) -> str
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     ran = {m.name for m in measures}
     header = (f"dreamlab quality: device {settings.device}, seed {settings.seed}, optimizer "
-              f"{settings.optimizer or 'recipe'}, param {settings.param or 'recipe'}, transforms "
+              f"{settings.optimizer or 'recipe'}{f' at lr {settings.lr:g}' if settings.lr else ''}, param "
+              f"{settings.param or 'recipe'}, transforms "
               f"{settings.transforms or 'recipe'}, {settings.param_options or 'recipe parameter options'}")
     if ran & set(DIGITS_MEASURES):
         header += f", digits steps {settings.steps or 'recipe (256)'}"
