@@ -183,3 +183,19 @@ def test_a_recipe_may_name_maco(tmp_path):
     recipe.write_text(source.replace('name = "lenet-digits"', 'name = "digits-maco"')
                       .replace('param = "fourier"', 'param = "maco"'))
     assert load_recipe(str(recipe)).param == "maco"
+
+
+def test_quality_settings_maco_renders_maco_with_adam_at_its_lr(monkeypatch, capsys):
+    from dreamlab.apps.quality.measures import Measure
+
+    seen = []
+
+    def fake_run(names, settings, progress=False):
+        seen.append(settings)
+        return [Measure(name="natural", title="hed-vgg16 vs photo crops", figure=1.0, figure_text="x", goal=0.95,
+                        goal_text=">= 95% of units", passed=True)]
+
+    monkeypatch.setattr("dreamlab.apps.quality.measures.run_measures", fake_run)
+    assert main(["quality", "--measures", "natural", "--settings", "maco", "--hed-units", "1"]) == 0
+    assert (seen[0].param, seen[0].optimizer, seen[0].lr) == ("maco", "adam", 0.3)
+    assert "optimizer adam at lr 0.3, param maco" in capsys.readouterr().out

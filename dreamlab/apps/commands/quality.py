@@ -32,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="steps of the hed-vgg16 natural-image renders (default: the recipe's, 256; 48 with --fast)")
     p.add_argument("--settings", default="recipe", choices=SETTINGS_NAMES,
                    help="render with the recipes' settings (default), with lucid's optimizer and 1/f scale "
-                        "(Adam, Fourier decay 1) on the recipes' other settings, or adversarial-style (pixel, no "
-                        "transforms, no decorrelation; planted cells keep their own), to compare (QUALITY.md)")
+                        "(Adam, Fourier decay 1) on the recipes' other settings, adversarial-style (pixel, no "
+                        "transforms, no decorrelation; planted cells keep their own), or MACO (--param maco, Adam at "
+                        "lr 0.3; planted cells keep theirs), to compare (QUALITY.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu, where the goals were set)")
     p.add_argument("--threads", type=int, default=1,

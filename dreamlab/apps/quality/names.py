@@ -5,5 +5,5 @@ from __future__ import annotations
 
 MEASURES = ("transfer", "dataset", "kept", "planted", "natural")
 DIGITS_MEASURES = ("transfer", "dataset", "kept")  # the measures that render lenet-digits (--steps)
-SETTINGS_NAMES = ("adversarial", "lucid", "recipe")  # measures.SETTINGS_PRESETS' keys, sorted
+SETTINGS_NAMES = ("adversarial", "lucid", "maco", "recipe")  # measures.SETTINGS_PRESETS' keys, sorted
 HED_UNITS_MAX = 256  # features.15's channels, the fewest of natural.HED_LAYERS
