@@ -173,11 +173,11 @@ def test_the_cli_renders_maco_and_refuses_fourier_decay_with_it(tmp_path, capsys
 
 
 def test_a_recipe_may_name_maco(tmp_path):
-    from dreamlab.models.recipe import load_recipe
-
     from pathlib import Path
 
-    source = (Path(dreamlab.__file__).parent / "recipes" / "lenet_digits.toml").read_text()
+    from dreamlab.models.recipe import load_recipe
+
+    source = (Path(__file__).resolve().parents[1] / "recipes" / "lenet_digits.toml").read_text()
     assert 'param = "fourier"' in source
     recipe = tmp_path / "digits-maco.toml"
     recipe.write_text(source.replace('name = "lenet-digits"', 'name = "digits-maco"')
