@@ -114,7 +114,9 @@ def test_gallery_writes_units_records_sheets_manifest_and_page(reference: Path) 
             "steps": 8, "size": 28, "recipe": "lenet-digits",
             "recipe_hash": recipe.hash(), "weights": "default", "weights_seed": None, "device": "cpu",
             "precision": "fp32", "compile": "no", "batch_size": BATCH, "scheme": 2,
-            "file": f"{layer}/{layer}_{ch:04d}.png"}
+            # the render options as the layer's units used them: here the recipe's
+            "param": "fourier", "optimizer": "channel-adam", "lr": recipe.lr, "fourier_decay": 0.5,
+            "transforms": "small", "file": f"{layer}/{layer}_{ch:04d}.png"}
         assert isinstance(unit["activation"], float) and isinstance(unit["never_on"], bool)
         record = json.loads((reference / ".units" / layer / f"{ch:04d}.json").read_text())
         assert record == unit

@@ -319,6 +319,28 @@ def add_compile_argument(p: argparse.ArgumentParser, when: str) -> None:
                         f"CUDA graphs). The warm-up is paid once per model, layers and shape in a process: {when}")
 
 
+def add_optimization_arguments(p: argparse.ArgumentParser) -> None:
+    """--lr, --optimizer, --fourier-decay, --param and --transforms, shared by render and gallery (each None when
+    left out: the recipe's); RenderSettings checks the values and `check_fourier_decay` the pairing."""
+    p.add_argument("--lr", type=float, help="learning rate, above 0 up to 1000 (default: the recipe's)")
+    p.add_argument("--optimizer", help="channel-adam or adam (default: the recipe's; see dreamlab/optvis/optimizers.py)")
+    p.add_argument("--fourier-decay", type=float, metavar="D",
+                   help="the Fourier spectrum's 1/f^D scale, 0 to 4 (default: the recipe's, e.g. 0.5; lucid: "
+                        "--optimizer adam --fourier-decay 1)")
+    p.add_argument("--param", help="image parameterization: pixel, fourier or maco (a fixed natural Fourier "
+                                   "magnitude, only the phase optimized; default: the recipe's)")
+    p.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
+
+
+def check_fourier_decay(fourier_decay: float | None, param: object) -> None:
+    """--fourier-decay is refused with a parameterization other than fourier (`param`: the one the render uses)."""
+    from dreamlab.errors import DreamlabError
+
+    if fourier_decay is not None and param != "fourier":
+        raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
+                            "or leave it out")
+
+
 def add_diversity_arguments(p: argparse.ArgumentParser, layer_option: bool = True, note: str = "") -> None:
     """--diversity N and --diversity-weight W (and --diversity-layer LAYER with `layer_option`), shared by render
     and gallery (`note` ends --diversity's help); `check_diversity_options` refuses the last two without it."""

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_allow_code_argument, add_compile_argument,
-                                add_device_argument, add_diversity_arguments, check_diversity_options,
-                                check_tensorboard, input_path, nonempty, output_path, positive_int, warn_never_on)
+                                add_device_argument, add_diversity_arguments, add_optimization_arguments,
+                                check_diversity_options, check_fourier_decay, check_tensorboard, input_path,
+                                nonempty, output_path, positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.units import parse_units
 
@@ -27,6 +28,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
     g.add_argument("--size", type=positive_int, help="image size in pixels (default: the recipe's input size)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_optimization_arguments(g)
     add_device_argument(g, "; cuda:LOCAL_RANK under torchrun")
     g.add_argument("--batch-size", type=positive_int,
                    help="units per render call (default: 64 on cuda, 16 on cpu, divided by --diversity); "
@@ -85,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     check_out_folder(out)
     check_tensorboard(args)
     check_diversity_options(args)
+    if args.param is not None:  # else the recipe's, known once it is loaded (the plan checks it then)
+        check_fourier_decay(args.fourier_decay, args.param)
     if args.examples is None and args.examples_top is not None:
         raise DreamlabError("--examples-top applies to --examples DIR: add it, or leave --examples-top out")
     tensorboard = TensorBoardLog(args.tensorboard, image_every=args.tensorboard_every) \
@@ -95,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
                                channels=args.channels, overwrite=args.overwrite, compile=args.compile or False,
                                tensorboard=tensorboard, diversity=args.diversity or 1,
                                diversity_weight=args.diversity_weight, examples=args.examples,
-                               examples_top=args.examples_top or 8, precision=args.precision)
+                               examples_top=args.examples_top or 8, precision=args.precision, param=args.param,
+                               optimizer=args.optimizer, lr=args.lr, fourier_decay=args.fourier_decay,
+                               transforms=args.transforms)
     except KeyboardInterrupt:
         done = len(GalleryFolder(out).read_records())
         print(f"dreamlab: interrupted; {done} finished units are saved in {out}. Run the same command again to "

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
-                                add_diversity_arguments, add_model_arguments, check_diversity_options,
-                                check_tensorboard, image_size, input_path, int_list, model_recipe, output_path,
-                                photo_path, positive_int, warn_never_on)
+                                add_diversity_arguments, add_model_arguments, add_optimization_arguments,
+                                check_diversity_options, check_fourier_decay, check_tensorboard, image_size,
+                                input_path, int_list, model_recipe, output_path, photo_path, positive_int,
+                                warn_never_on)
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
@@ -37,14 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resize what the model sees to N or HEIGHTxWIDTH pixels (8 to 2048 a side) after the "
                         "transforms (lucent's fixed_image_size), so a fixed-size model renders at any --size "
                         "(default: no resize)")
-    p.add_argument("--lr", type=float, help="learning rate, above 0 up to 1000 (default: the recipe's)")
-    p.add_argument("--optimizer", help="channel-adam or adam (default: the recipe's; see dreamlab/optvis/optimizers.py)")
-    p.add_argument("--fourier-decay", type=float, metavar="D",
-                   help="the Fourier spectrum's 1/f^D scale, 0 to 4 (default: the recipe's, e.g. 0.5; lucid: "
-                        "--optimizer adam --fourier-decay 1)")
-    p.add_argument("--param", help="image parameterization: pixel, fourier or maco (a fixed natural Fourier "
-                                   "magnitude, only the phase optimized; default: the recipe's)")
-    p.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
+    add_optimization_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_device_argument(p)
     p.add_argument("--batch-size", type=positive_int,
@@ -89,9 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     objective = along if along is not None else parse_objective(args.objective, loaded.categories,
                                                                 module_names(loaded.model))
     recipe = loaded.recipe.for_layers(objective.layers)  # with the recipe's settings for the layers it reads
-    if args.fourier_decay is not None and (args.param or recipe.param) != "fourier":
-        raise DreamlabError("--fourier-decay applies to the Fourier parameterization only; add --param fourier "
-                            "or leave it out")
+    check_fourier_decay(args.fourier_decay, args.param or recipe.param)
     copies = args.diversity or 1
     units, paths, grid_path = _output_paths(args, loaded, objective, recipe, copies)
     snapshots = _SnapshotSaver(args.grid, paths, objective.name, loaded.recipe.name)

@@ -17,7 +17,7 @@ Resume: a rerun skips every unit whose record and PNG exist and renders the rest
 under a temporary name and renamed into place, so a stop at any moment (Ctrl-C, kill -9, power loss) leaves
 whole files or none; temporary files a killed run left behind are removed at the next start. Records made
 with other settings (recipe, weights and random init's weights_seed, steps, size, seed, diversity, precision,
-and the render scheme, plan.RENDER_SCHEME) stop the run with an error rather than mixing two galleries in one
+render's options plan.OPTION_KEYS, and the render scheme, plan.RENDER_SCHEME) stop the run with an error rather than mixing two galleries in one
 folder; `--overwrite` replaces them, and refuses while the folder holds units of layers the run does not render
 (it would delete them for good). Another batch size, device or --compile choice is recorded and noted, not
 refused (see Determinism). `.units/lock` exists while a run holds the folder and is removed at its end.
@@ -57,7 +57,7 @@ from dreamlab.apps.gallery.examples import examples_record, unit_examples, write
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.naming import MANIFEST_NAME, UNITS_DIR, sheet_file, unit_files
 from dreamlab.apps.gallery.page import INDEX_NAME
-from dreamlab.apps.gallery.plan import RENDER_SCHEME, Batch, Log, Plan, compile_label, make_plan
+from dreamlab.apps.gallery.plan import OPTION_KEYS, RENDER_SCHEME, Batch, Log, Plan, compile_label, make_plan
 from dreamlab.apps.gallery.ranks import RankGroup
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, unknown
@@ -68,7 +68,7 @@ from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.models.summary import MAX_INPUT_SIZE
 from dreamlab.optvis.engine import RenderResult, render
 from dreamlab.optvis.objectives import channel
-from dreamlab.optvis.settings import MIN_SIZE, PRECISIONS, check_diversity
+from dreamlab.optvis.settings import MIN_SIZE, PRECISIONS, RenderSettings, check_diversity
 from dreamlab.optvis.units import format_units
 
 
@@ -90,7 +90,9 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
                   channels: Sequence[int] | None = None, overwrite: bool = False, compile: bool | str = False,
                   log: Log | None = None, tensorboard: TensorBoardLog | None = None, diversity: int = 1,
                   diversity_weight: float | None = None, examples: str | Path | None = None,
-                  examples_top: int = 8, precision: str = "auto") -> GalleryResult:
+                  examples_top: int = 8, precision: str = "auto", param: str | None = None,
+                  optimizer: str | None = None, lr: float | None = None, fourier_decay: float | None = None,
+                  transforms: str | None = None) -> GalleryResult:
     """Render one image per channel of `layers` (default: the recipe's default layer) into the folder `out`.
 
     Units already in `out` are skipped (see the module docstring for resume, determinism and torchrun).
@@ -103,9 +105,13 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     the record lists them as `files`, `file` is the first, and the default `batch_size` is divided by N.
     `examples`: a folder of photos (or image paths) whose `examples_top` best crops per unit the page shows
     under its render (apps/gallery/examples.py), found once every unit is rendered. `precision` is render's
-    (auto: bf16 on cuda, fp32 elsewhere); a folder holds one precision.
+    (auto: bf16 on cuda, fp32 elsewhere); a folder holds one precision. `param`, `optimizer`, `lr`,
+    `fourier_decay` and `transforms` are render's, by name (None: each layer's recipe's); a folder holds one of
+    each.
     """
     out = Path(out)
+    options = _checked_options(param=param, optimizer=optimizer, lr=lr, fourier_decay=fourier_decay,
+                               transforms=transforms)
     diversity_weight, size, examples_top = _checked_arguments(out, diversity, diversity_weight, precision, size,
                                                               examples, examples_top)
     log = log or _stderr
@@ -116,7 +122,7 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
         loaded, plan = _shared_plan(group, model, weights, lambda loaded: make_plan(
             loaded, folder, stack, layers, steps=steps, size=size, seed=seed, device=dev, batch_size=batch_size,
             channels=channels, overwrite=overwrite, log=log, diversity=diversity, diversity_weight=diversity_weight,
-            precision=precision, compile=compile))
+            precision=precision, compile=compile, options=options))
         total = sum(len(b.channels) for b in plan.batches)
         done_before = sum(1 for b in plan.batches for c in b.channels if (b.layer, c) in plan.done)
         if group.rank == 0:
@@ -154,6 +160,19 @@ def _checked_arguments(out: Path, diversity: int, diversity_weight: float | None
         examples_top = check_whole("examples_top", examples_top, 1, flag="--examples-top")
         checked_images(examples)  # before hours of rendering
     return diversity_weight, size, examples_top
+
+
+def _checked_options(**given: Any) -> dict[str, Any]:
+    """The render options given (not None), checked as render checks them, before the model loads."""
+    options = {key: value for key, value in given.items() if value is not None}
+    for key, value in options.items():
+        if key in ("lr", "fourier_decay") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise DreamlabError(f"{key} must be a number, got {value!r}")
+        if key not in ("lr", "fourier_decay") and not isinstance(value, str):  # a record holds names
+            raise DreamlabError(f"a gallery takes {key} by name (see `dreamlab render --help`), got "
+                                f"{type(value).__name__}; render custom code with `dreamlab.render`")
+    RenderSettings(**options)  # render's own checks and texts: lr and fourier_decay ranges, unknown names
+    return {key: float(value) if key in ("lr", "fourier_decay") else value for key, value in options.items()}
 
 
 def _shared_plan(group: RankGroup, model: str | Path | LoadedModel, weights: str | Path | None,
@@ -291,7 +310,7 @@ def _unit_record(plan: Plan, layer: str, ch: int, result: RenderResult, scores: 
         "recipe_hash": s.recipe_hash, "weights": s.weights, "weights_seed": s.weights_seed, "device": device.type,
         "precision": result.provenance.get("dreamlab:precision", ""),
         "compile": result.provenance.get("dreamlab:compile", compile_label(compile)), "batch_size": s.batch_size,
-        "scheme": RENDER_SCHEME, "file": files[0],
+        "scheme": RENDER_SCHEME, **plan.layer_options[layer], "file": files[0],
     }
     if copies > 1:
         record.update(diversity=copies, diversity_weight=s.diversity_weight, files=files,
@@ -345,11 +364,24 @@ def _write_pages(folder: GalleryFolder, plan: Plan, sheets_for: Iterable[str]) -
     every_steps = {plan.layer_steps[layer] for layer, _ in plan.layers}
     manifest = {"model": s.model, "recipe": s.recipe, "recipe_hash": s.recipe_hash, "weights": s.weights,
                 "steps": every_steps.pop() if len(every_steps) == 1 else None,  # None: they differ (see layers)
-                "size": s.size, "seed": s.seed,
+                "size": s.size, "seed": s.seed, **_shared_options(plan),
                 **({"diversity": s.diversity, "diversity_weight": s.diversity_weight} if s.diversity > 1 else {}),
                 "layers": layers, "units": units}
     folder.write_manifest(manifest)
     return manifest
+
+
+def _shared_options(plan: Plan) -> dict[str, Any]:
+    """The render options that every layer of the gallery uses alike, for the manifest (fourier_decay only with the
+    Fourier parameterization, the one it shapes)."""
+    shared = {}
+    for key in OPTION_KEYS:
+        values = {plan.layer_options[layer][key] for layer, _ in plan.layers}
+        if len(values) == 1:
+            shared[key] = values.pop()
+    if shared.get("param", "fourier") != "fourier":
+        shared.pop("fourier_decay", None)
+    return shared
 
 
 def _stderr(message: str) -> None:

@@ -24,6 +24,9 @@ from dreamlab.optvis.units import format_units
 SETTING_KEYS = ("recipe", "recipe_hash", "weights", "weights_seed", "steps", "size", "seed", "diversity",
                 "diversity_weight")
 RECORD_DEFAULTS = {"diversity": 1}  # what a record written before the key existed meant
+# render's optimization options (--param ...), recorded as the unit's layer used them; must match to resume. A
+# record without them (made before gallery took them) was rendered with its layer's recipe values
+OPTION_KEYS = ("param", "optimizer", "lr", "fourier_decay", "transforms")
 # How a unit is rendered, recorded as `scheme`: bump it when the same settings give a unit another image, so that
 # a folder of the old scheme is refused instead of mixed with new units. 1: each unit its own objective
 # (`conv2:25`; PNGs without dreamlab:unit_index); 2: unit `channel` of the layer's whole channel list.
@@ -94,6 +97,7 @@ class Plan:
     output_layer: str | None = None  # the gallery layer whose output is the model's (what `logit:N` reads)
     class_names: tuple[str, ...] | None = None  # the model's class names, one per channel of output_layer
     layer_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # render settings beyond the layer's
+    layer_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # each layer's OPTION_KEYS values
 
     def class_of(self, layer: str, ch: int) -> dict[str, str]:
         """{"class": NAME} for a unit of the output layer of a model that names its classes, where the name says
@@ -112,9 +116,10 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
                layers: Sequence[str] | None, *, steps: int | None, size: int | None, seed: int,
                device: torch.device, batch_size: int | None, channels: Sequence[int] | None, overwrite: bool,
                log: Log, diversity: int = 1, diversity_weight: float | None = None, precision: str = "auto",
-               compile: bool | str = False) -> Plan:
+               compile: bool | str = False, options: dict[str, Any] | None = None) -> Plan:
     """Check the request and the folder (holding its lock on `stack` from here on) and list the batches.
-    `precision` is render's (auto: bf16 on cuda, else fp32); `compile` is only compared with the records'."""
+    `precision` is render's (auto: bf16 on cuda, else fp32); `compile` is only compared with the records';
+    `options`: render's OPTION_KEYS given for every layer (the others are each layer's recipe's)."""
     recipe = loaded.recipe
     precision = resolve_precision(precision, device)
     size = int(size if size is not None else recipe.input_size)
@@ -126,8 +131,12 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     records = _locked_records(folder, stack, wanted, order, counts, channels, overwrite, recipe.name, log)
     shown, gallery_layers, output = _gallery_layers(loaded, wanted, records, order, counts, size)
     layer_steps, layer_overrides = _layer_settings(recipe, shown, output, steps)
+    layer_options, recipe_options = _layer_options(recipe, shown, output, options or {})
     _check_records(records.values(), loaded, layer_steps, size, seed, diversity, diversity_weight, precision,
                    folder.out)
+    _check_options(records.values(), layer_options, recipe_options, folder.out)
+    for layer in shown:  # the options given win over a layer's own settings, as render's do over the recipe's
+        layer_overrides[layer] = {**layer_overrides.get(layer, {}), **(options or {})}
     # a unit is `diversity` images: the default keeps about as many images per call as without
     batch_size = batch_size or max(1, (64 if device.type == "cuda" else 16) // diversity)
     _warn_batch_sizes(records.values(), batch_size, folder.out, log)
@@ -140,7 +149,7 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     done = set(records)
     todo = _unfinished(batches, done, folder, diversity)
     return Plan(settings, gallery_layers, batches, todo, done, layer_steps, output,
-                _class_names(loaded, output, counts), layer_overrides)
+                _class_names(loaded, output, counts), layer_overrides, layer_options)
 
 
 def _wanted_layers(loaded: LoadedModel, layers: Sequence[str] | None, order: list[str], counts: dict[str, int],
@@ -227,6 +236,35 @@ def _class_names(loaded: LoadedModel, output: str | None, counts: dict[str, int]
     """The model's class names where there is one per channel of the output layer, else None."""
     return loaded.categories if output is not None and loaded.categories is not None \
         and len(loaded.categories) == counts[output] else None
+
+
+def _layer_options(recipe: Recipe, shown: set[str], output: str | None,
+                   options: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(each layer's OPTION_KEYS values as its units render them: `options` where given, else its recipe's; its
+    recipe's alone), refusing --fourier-decay where a layer does not render with the Fourier parameterization."""
+    from dreamlab.apps.args import check_fourier_decay
+
+    own = {layer: {key: getattr(_layer_recipe(recipe, layer, output), key) for key in OPTION_KEYS}
+           for layer in shown}
+    used = {layer: {**values, **options} for layer, values in own.items()}
+    for values in used.values():
+        check_fourier_decay(options.get("fourier_decay"), values["param"])
+    return used, own
+
+
+def _check_options(records: Any, layer_options: dict[str, dict[str, Any]],
+                   recipe_options: dict[str, dict[str, Any]], out: Path) -> None:
+    """Refuse a folder whose units were rendered with another --param, --optimizer, --lr, --fourier-decay or
+    --transforms (a record without the key: its layer's recipe value, which it was rendered with)."""
+    for record in records:
+        layer = record["layer"]
+        for key in OPTION_KEYS:
+            found, expected = record.get(key, recipe_options[layer][key]), layer_options[layer][key]
+            if found != expected:
+                flag = f"--{key.replace('_', '-')}"
+                raise DreamlabError(
+                    f"{str(out)!r} holds units made with {flag} {found}, this run has {flag} {expected}; pass "
+                    f"{flag} {found} to match them, or use another --out, or --overwrite to replace them")
 
 
 def _layer_recipe(recipe: Recipe, layer: str, output: str | None) -> Recipe:

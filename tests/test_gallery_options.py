@@ -1,0 +1,133 @@
+"""`dreamlab gallery` takes render's optimization options (--param, --optimizer, --lr, --fourier-decay,
+--transforms): they reach the renders, are recorded, and a resume with other values is refused."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from dreamlab.apps.cli import build_parser, main
+from dreamlab.apps.gallery.build import build_gallery
+from dreamlab.apps.gallery.plan import OPTION_KEYS
+from dreamlab.errors import DreamlabError
+
+BASE = ["gallery", "lenet-digits", "--layers", "conv2", "--channels", "0-1", "--steps", "2", "--device", "cpu"]
+MACO = ["--param", "maco", "--optimizer", "adam", "--lr", "0.3"]
+FLAGS = ("--lr", "--optimizer", "--fourier-decay", "--param", "--transforms")
+
+
+def _gallery(out, *args: str) -> int:
+    return main([*BASE, "--out", str(out), *args])
+
+
+def _records(out) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / ".units" / "conv2").glob("*.json"))]
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err.strip()
+
+
+def test_the_options_are_render_s_own_definitions():
+    def actions(command: str) -> dict:
+        parser = build_parser([command]).chosen
+        return {flag: (a.dest, a.type, a.default, a.metavar, a.help) for a in parser._actions
+                for flag in a.option_strings if flag in FLAGS}
+
+    assert actions("gallery") == actions("render") and len(actions("gallery")) == len(FLAGS)
+
+
+def test_maco_options_reach_the_renders_and_are_recorded(tmp_path, capsys):
+    out = tmp_path / "g"
+    assert _gallery(out, *MACO) == 0
+    with Image.open(out / "conv2" / "conv2_0001.png") as png:
+        text = dict(png.info)
+    assert (text["dreamlab:param"], text["dreamlab:optimizer"], text["dreamlab:lr"]) == ("maco", "adam", "0.3")
+    assert text["dreamlab:transforms"] == "small"  # the recipe's, left alone
+    assert [{k: r[k] for k in OPTION_KEYS} for r in _records(out)] == \
+        [{"param": "maco", "optimizer": "adam", "lr": 0.3, "fourier_decay": 0.5, "transforms": "small"}] * 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["param"], manifest["optimizer"], manifest["lr"]) == ("maco", "adam", 0.3)
+    assert "fourier_decay" not in manifest  # it shapes the Fourier parameterization only
+    page = (out / "index.html").read_text()
+    assert "<dt>param</dt><dd title=\"maco\">maco</dd>" in page
+    capsys.readouterr()
+    assert _gallery(out, *MACO) == 0  # the same values resume
+    assert "2 already done" in capsys.readouterr().err
+
+
+def test_lucid_settings_record_the_fourier_decay(tmp_path):
+    out = tmp_path / "g"
+    assert _gallery(out, "--optimizer", "adam", "--fourier-decay", "1", "--transforms", "none") == 0
+    with Image.open(out / "conv2" / "conv2_0000.png") as png:
+        assert (png.info["dreamlab:decay_power"], png.info["dreamlab:transforms"]) == ("1", "none")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["param"], manifest["fourier_decay"], manifest["transforms"]) == ("fourier", 1.0, "none")
+
+
+@pytest.mark.parametrize("args, flag, found, asked", [
+    ([*MACO[:-1], "0.2"], "--lr", "0.3", "0.2"),
+    (["--param", "fourier", *MACO[2:]], "--param", "maco", "fourier"),
+    (["--param", "maco", "--lr", "0.3"], "--optimizer", "adam", "channel-adam"),
+    (["--transforms", "none", *MACO], "--transforms", "small", "none"),
+])
+def test_a_resume_with_another_value_is_refused_naming_it(tmp_path, capsys, args, flag, found, asked):
+    out = tmp_path / "g"
+    assert _gallery(out, *MACO) == 0
+    capsys.readouterr()
+    assert _gallery(out, *args) == 2
+    assert _error(capsys) == (f"dreamlab: error: {str(out)!r} holds units made with {flag} {found}, this run has "
+                              f"{flag} {asked}; pass {flag} {found} to match them, or use another --out, or "
+                              f"--overwrite to replace them")
+    assert _gallery(out, *args, "--overwrite") == 0
+    assert all(r["param"] == ("fourier" if "fourier" in args else "maco") for r in _records(out))
+
+
+def test_a_folder_from_before_the_options_resumes_at_the_recipe_s_values(tmp_path, capsys):
+    out = tmp_path / "g"
+    assert _gallery(out) == 0
+    for path in (out / ".units" / "conv2").glob("*.json"):  # as an older dreamlab wrote them
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({k: v for k, v in record.items() if k not in OPTION_KEYS}))
+    capsys.readouterr()
+    assert _gallery(out) == 0
+    assert "0 rendered now, 2 already done" in capsys.readouterr().err
+    assert _gallery(out, "--lr", "0.02", "--param", "fourier") == 0  # the recipe's values, given
+    capsys.readouterr()
+    assert _gallery(out, "--lr", "0.05") == 2
+    assert "holds units made with --lr 0.02, this run has --lr 0.05" in _error(capsys)
+
+
+@pytest.mark.parametrize("args", [
+    ["--optimizer", "sgd"], ["--param", "nope"], ["--transforms", "nope"], ["--lr", "0"], ["--lr", "2000"],
+    ["--lr", "nan"], ["--fourier-decay", "5"], ["--param", "pixel", "--fourier-decay", "1"],
+    ["--param", "maco", "--fourier-decay", "1"], ["--lr", "x"],
+])
+def test_bad_values_get_render_s_texts(tmp_path, capsys, args):
+    assert _status([*BASE, "--out", str(tmp_path / "g"), *args]) == 2
+    gallery_error = _error(capsys)
+    assert _status(["render", "conv2:0", "--model", "lenet-digits", "--steps", "2", "--device", "cpu", "-o",
+                    str(tmp_path / "r.png"), *args]) == 2
+    assert _error(capsys).replace("dreamlab render", "dreamlab gallery") == gallery_error
+    assert not (tmp_path / "g" / ".units").exists()  # refused before any work
+
+
+def _status(argv: list[str]) -> int:
+    """main's exit status, also where argparse exits (a value of the wrong type)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+def test_fourier_decay_is_refused_where_a_layer_renders_another_parameterization(tmp_path):
+    with pytest.raises(DreamlabError, match="^--fourier-decay applies to the Fourier parameterization only; add "
+                                            "--param fourier or leave it out$"):
+        build_gallery("lenet-digits", tmp_path / "g", ["conv2"], steps=1, device="cpu", param="pixel",
+                      fourier_decay=1.0)
+    with pytest.raises(DreamlabError, match="^a gallery takes optimizer by name"):
+        build_gallery("lenet-digits", tmp_path / "g", ["conv2"], steps=1, device="cpu", optimizer=lambda p: p)
+
