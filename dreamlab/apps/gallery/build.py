@@ -310,7 +310,8 @@ def _unit_record(plan: Plan, layer: str, ch: int, result: RenderResult, scores: 
         "recipe_hash": s.recipe_hash, "weights": s.weights, "weights_seed": s.weights_seed, "device": device.type,
         "precision": result.provenance.get("dreamlab:precision", ""),
         "compile": result.provenance.get("dreamlab:compile", compile_label(compile)), "batch_size": s.batch_size,
-        "scheme": RENDER_SCHEME, **plan.layer_options[layer], "file": files[0],
+        "scheme": RENDER_SCHEME, **{key: value for key, value in plan.layer_options[layer].items()
+                                    if value is not None}, "file": files[0],
     }
     if copies > 1:
         record.update(diversity=copies, diversity_weight=s.diversity_weight, files=files,
@@ -372,15 +373,13 @@ def _write_pages(folder: GalleryFolder, plan: Plan, sheets_for: Iterable[str]) -
 
 
 def _shared_options(plan: Plan) -> dict[str, Any]:
-    """The render options that every layer of the gallery uses alike, for the manifest (fourier_decay only with the
-    Fourier parameterization, the one it shapes)."""
+    """The render options that every layer of the gallery uses alike, for the manifest (fourier_decay only where
+    the layers use the Fourier parameterization, the one it shapes)."""
     shared = {}
     for key in OPTION_KEYS:
         values = {plan.layer_options[layer][key] for layer, _ in plan.layers}
-        if len(values) == 1:
+        if len(values) == 1 and None not in values:
             shared[key] = values.pop()
-    if shared.get("param", "fourier") != "fourier":
-        shared.pop("fourier_decay", None)
     return shared
 
 

@@ -24,8 +24,9 @@ from dreamlab.optvis.units import format_units
 SETTING_KEYS = ("recipe", "recipe_hash", "weights", "weights_seed", "steps", "size", "seed", "diversity",
                 "diversity_weight")
 RECORD_DEFAULTS = {"diversity": 1}  # what a record written before the key existed meant
-# render's optimization options (--param ...), recorded as the unit's layer used them; must match to resume. A
-# record without them (made before gallery took them) was rendered with its layer's recipe values
+# render's optimization options (--param ...), recorded as the unit's layer used them (fourier_decay only with the
+# Fourier parameterization, the one it shapes); must match to resume. A record without them (made before gallery
+# took them) was rendered with its layer's recipe values
 OPTION_KEYS = ("param", "optimizer", "lr", "fourier_decay", "transforms")
 # How a unit is rendered, recorded as `scheme`: bump it when the same settings give a unit another image, so that
 # a folder of the old scheme is refused instead of mixed with new units. 1: each unit its own objective
@@ -241,25 +242,33 @@ def _class_names(loaded: LoadedModel, output: str | None, counts: dict[str, int]
 def _layer_options(recipe: Recipe, shown: set[str], output: str | None,
                    options: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """(each layer's OPTION_KEYS values as its units render them: `options` where given, else its recipe's; its
-    recipe's alone), refusing --fourier-decay where a layer does not render with the Fourier parameterization."""
+    recipe's alone), fourier_decay None without the Fourier parameterization; refusing --fourier-decay where a
+    layer does not render with it."""
     from dreamlab.apps.args import check_fourier_decay
+
+    def shaped(values: dict[str, Any]) -> dict[str, Any]:
+        return {**values, "fourier_decay": values["fourier_decay"] if values["param"] == "fourier" else None}
 
     own = {layer: {key: getattr(_layer_recipe(recipe, layer, output), key) for key in OPTION_KEYS}
            for layer in shown}
     used = {layer: {**values, **options} for layer, values in own.items()}
     for values in used.values():
         check_fourier_decay(options.get("fourier_decay"), values["param"])
-    return used, own
+    return ({layer: shaped(values) for layer, values in used.items()},
+            {layer: shaped(values) for layer, values in own.items()})
 
 
 def _check_options(records: Any, layer_options: dict[str, dict[str, Any]],
                    recipe_options: dict[str, dict[str, Any]], out: Path) -> None:
     """Refuse a folder whose units were rendered with another --param, --optimizer, --lr, --fourier-decay or
-    --transforms (a record without the key: its layer's recipe value, which it was rendered with)."""
+    --transforms (a record without them: its layer's recipe values, which it was rendered with; a newer record
+    leaves out only a fourier_decay that its parameterization does not use)."""
     for record in records:
         layer = record["layer"]
+        older = "param" not in record
         for key in OPTION_KEYS:
-            found, expected = record.get(key, recipe_options[layer][key]), layer_options[layer][key]
+            found = record.get(key, recipe_options[layer][key] if older else None)
+            expected = layer_options[layer][key]
             if found != expected:
                 flag = f"--{key.replace('_', '-')}"
                 raise DreamlabError(
