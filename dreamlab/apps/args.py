@@ -323,7 +323,8 @@ def add_optimization_arguments(p: argparse.ArgumentParser) -> None:
     """--lr, --optimizer, --fourier-decay, --param and --transforms, shared by render and gallery (each None when
     left out: the recipe's); RenderSettings checks the values and `check_fourier_decay` the pairing."""
     p.add_argument("--lr", type=float, help="learning rate, above 0 up to 1000 (default: the recipe's)")
-    p.add_argument("--optimizer", help="channel-adam or adam (default: the recipe's; see dreamlab/optvis/optimizers.py)")
+    p.add_argument("--optimizer",
+                   help="channel-adam or adam (default: the recipe's; see dreamlab/optvis/optimizers.py)")
     p.add_argument("--fourier-decay", type=float, metavar="D",
                    help="the Fourier spectrum's 1/f^D scale, 0 to 4 (default: the recipe's, e.g. 0.5; lucid: "
                         "--optimizer adam --fourier-decay 1)")

@@ -17,10 +17,11 @@ Resume: a rerun skips every unit whose record and PNG exist and renders the rest
 under a temporary name and renamed into place, so a stop at any moment (Ctrl-C, kill -9, power loss) leaves
 whole files or none; temporary files a killed run left behind are removed at the next start. Records made
 with other settings (recipe, weights and random init's weights_seed, steps, size, seed, diversity, precision,
-render's options plan.OPTION_KEYS, and the render scheme, plan.RENDER_SCHEME) stop the run with an error rather than mixing two galleries in one
-folder; `--overwrite` replaces them, and refuses while the folder holds units of layers the run does not render
-(it would delete them for good). Another batch size, device or --compile choice is recorded and noted, not
-refused (see Determinism). `.units/lock` exists while a run holds the folder and is removed at its end.
+render's options plan.OPTION_KEYS, and the render scheme, plan.RENDER_SCHEME) stop the run with an error
+rather than mixing two galleries in one folder; `--overwrite` replaces them, and refuses while the folder holds
+units of layers the run does not render (it would delete them for good). Another batch size, device or
+--compile choice is recorded and noted, not refused (see Determinism). `.units/lock` exists while a run holds
+the folder and is removed at its end.
 
 Determinism: every unit is unit `channel` of the one objective `layer:0-(n-1)` with the gallery's seed,
 rendered in batches of up to `batch_size` consecutive channels through `render(..., units=...)`, which gives
@@ -165,13 +166,11 @@ def _checked_arguments(out: Path, diversity: int, diversity_weight: float | None
 def _checked_options(**given: Any) -> dict[str, Any]:
     """The render options given (not None), checked as render checks them, before the model loads."""
     options = {key: value for key, value in given.items() if value is not None}
+    RenderSettings(**options)  # render's own checks and texts: lr and fourier_decay ranges, unknown names
     for key, value in options.items():
-        if key in ("lr", "fourier_decay") and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise DreamlabError(f"{key} must be a number, got {value!r}")
         if key not in ("lr", "fourier_decay") and not isinstance(value, str):  # a record holds names
             raise DreamlabError(f"a gallery takes {key} by name (see `dreamlab render --help`), got "
                                 f"{type(value).__name__}; render custom code with `dreamlab.render`")
-    RenderSettings(**options)  # render's own checks and texts: lr and fourier_decay ranges, unknown names
     return {key: float(value) if key in ("lr", "fourier_decay") else value for key, value in options.items()}
 
 
