@@ -199,3 +199,18 @@ def test_quality_settings_maco_renders_maco_with_adam_at_its_lr(monkeypatch, cap
     assert main(["quality", "--measures", "natural", "--settings", "maco", "--hed-units", "1"]) == 0
     assert (seen[0].param, seen[0].optimizer, seen[0].lr) == ("maco", "adam", 0.3)
     assert "optimizer adam at lr 0.3, param maco" in capsys.readouterr().out
+
+
+def test_from_images_takes_one_photo_name_or_path_as_one_photo(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "stripes.png"
+    stripes = (torch.cos(torch.arange(32) * 2 * torch.pi * 4 / 32) * 0.3 + 0.5).expand(32, 32)
+    Image.fromarray((stripes * 255).round().byte().numpy()).convert("RGB").save(path)
+    for photo in (path, str(path)):  # not read character by character as a list of names
+        magnitude = make_param(MacoParam.from_images(photo, decorrelate=False), 1, 3, 32).magnitude
+        assert magnitude[0].argmax().item() == 4
+    named = make_param(MacoParam.from_images("china"), 1, 3, 16).magnitude
+    torch.testing.assert_close(named, make_param(MacoParam.from_images(["china"]), 1, 3, 16).magnitude)
+    with pytest.raises(DreamlabError, match="MACO photo must be a torch tensor"):
+        MacoParam.from_images(3)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -276,13 +277,18 @@ class MacoParam(ImageParam):
         self.phase = nn.Parameter(seeded_randn(shape, generator, device) * MACO_PHASE_SD)
 
     @classmethod
-    def from_images(cls, images: Tensor | Sequence[object], **options: object) -> ParamFactory:
+    def from_images(cls, images: Tensor | str | os.PathLike | Sequence[object], **options: object) -> ParamFactory:
         """A factory (for `render(param=...)`) whose magnitude is the mean spectrum of `images` (a tensor
-        [B, 3, H, W] or [3, H, W] in [0, 1], or a list of photos: paths, sample names, tensors), each scaled to
-        cover the render size and centre-cropped. `options` go to MacoParam (decorrelate, start_level, ...)."""
+        [B, 3, H, W] or [3, H, W] in [0, 1], one path or sample name, or a list of photos: paths, sample names,
+        tensors), each scaled to cover the render size and centre-cropped. `options` go to MacoParam
+        (decorrelate, start_level, ...)."""
         from dreamlab.io import read_photo
 
-        photos = [images] if isinstance(images, Tensor) else [read_photo(p, "MACO photo") for p in images]
+        if isinstance(images, Tensor):
+            photos = [images]
+        else:  # a lone name or path is one photo, not a sequence of characters
+            given = images if isinstance(images, Sequence) and not isinstance(images, str) else [images]
+            photos = [read_photo(p, "MACO photo") for p in given]
         if not photos:
             raise DreamlabError("MacoParam.from_images needs at least one photo; give a tensor [B, 3, H, W], "
                                 "or a list of paths or sample names (china, flower)")
