@@ -116,9 +116,10 @@ def test_a_bad_magnitude_is_refused_in_one_line(magnitude, message):
 
 
 def test_a_bad_contrast_is_refused_in_one_line():
-    for contrast in (0.0, -1.0, float("nan")):
+    for contrast in (0.0, -1.0, float("nan"), "2", None, True):  # not a number: not a TypeError deep in math
         with pytest.raises(DreamlabError, match=r"contrast must be a finite number > 0 \(the raw image's deviation"):
-            MacoParam(1, 3, 16, 16, contrast=contrast)
+            MacoParam(1, 3, 16, 16, contrast=contrast)  # type: ignore[arg-type]
+    assert MacoParam(1, 3, 16, 16, contrast=2).contrast == 2.0
 
 
 def test_the_default_contrast_is_that_of_natural_photos():

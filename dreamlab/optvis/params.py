@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterator, Sequence
 
@@ -263,7 +264,8 @@ class MacoParam(ImageParam):
                  start_level: float = 0.5, contrast: float = MACO_CONTRAST,
                  device: torch.device | str | None = None):
         super().__init__(channels, decorrelate, color_matrix, start_level, device)
-        if not (math.isfinite(contrast) and contrast > 0):
+        if isinstance(contrast, bool) or not isinstance(contrast, numbers.Real) or not (
+                math.isfinite(contrast) and contrast > 0):
             raise DreamlabError(f"contrast must be a finite number > 0 (the raw image's deviation; default "
                                 f"{MACO_CONTRAST:g}, the sample photos'), got {contrast!r}")
         self.size = (height, width)
