@@ -106,6 +106,8 @@ def test_from_images_takes_the_photos_spectrum_at_the_render_size():
     (torch.full((3, 16, 9), float("nan")), "magnitude holds NaN or infinite values; give a tensor"),
     (-torch.ones(3, 16, 9), "magnitude has negative values; give a tensor"),
     (torch.zeros(3, 16, 9), "magnitude has only zero values; give a tensor"),
+    (torch.nn.functional.pad(torch.ones(3, 1, 1), (0, 8, 0, 15)),  # the zero frequency alone
+     r"magnitude is zero at every frequency but \[:, 0, 0\], the zero frequency, which gives flat images"),
     (torch.ones(3, 16, 9, dtype=torch.int64), "magnitude must be a float tensor, got a torch.int64 tensor"),
     ([[1.0]], "magnitude must be a float tensor, got list; give a tensor"),
 ])

@@ -244,6 +244,9 @@ def check_magnitude(magnitude: object, channels: int) -> Tensor:
     if bool((magnitude < 0).any()) or not bool((magnitude > 0).any()):
         raise DreamlabError(f"magnitude has {'negative' if bool((magnitude < 0).any()) else 'only zero'} values; "
                             f"{hint}")
+    if not bool((magnitude.flatten(1)[:, 1:] > 0).any()):  # the standardized image keeps only each channel's mean
+        raise DreamlabError(f"magnitude is zero at every frequency but [:, 0, 0], the zero frequency, which gives flat "
+                            f"images (one colour each); {hint}")
     return magnitude.float()
 
 
