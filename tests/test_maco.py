@@ -217,3 +217,13 @@ def test_from_images_takes_one_photo_name_or_path_as_one_photo(tmp_path):
     torch.testing.assert_close(named, make_param(MacoParam.from_images(["china"]), 1, 3, 16).magnitude)
     with pytest.raises(DreamlabError, match="MACO photo must be a torch tensor"):
         MacoParam.from_images(3)  # type: ignore[arg-type]
+
+
+def test_from_images_refuses_an_option_maco_does_not_take_when_called():
+    from dreamlab.errors import UnknownKeywordError
+
+    with pytest.raises(UnknownKeywordError, match="MacoParam.from_images takes no keyword 'contrst'; close matches: "
+                                                   "contrast"):
+        MacoParam.from_images(["china"], contrst=2.0)
+    with pytest.raises(UnknownKeywordError, match="takes no keyword 'magnitude'"):  # from_images sets it
+        MacoParam.from_images(["china"], magnitude=torch.ones(3, 4, 3))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, unknown, unknown_keyword
 
 # Square root of the colour correlation of ImageNet images, from lucid (tensorflow/lucid,
 # optvis/param/color.py, `color_correlation_svd_sqrt`). Optimizing in this basis decorrelates the colour
@@ -205,6 +205,8 @@ MACO_GAIN = (1.0, 0.75, 1.46)
 # the sample photos' 128-px tiles (median 0.21 china, 0.23 flower); Horama's 1 gives 0.11, renders of half the
 # contrast (and on hed-vgg16 a quarter of the activation)
 MACO_CONTRAST = 2.5
+# MacoParam's keywords that MacoParam.from_images passes on (it sets the magnitude; render sets the rest)
+MACO_OPTIONS = ("decorrelate", "color_matrix", "start_level", "contrast")
 MACO_PHASE_SD = math.pi  # a normal phase of sd pi, wrapped to the circle, is within 1% of uniform: natural noise
 
 
@@ -289,6 +291,9 @@ class MacoParam(ImageParam):
         (decorrelate, start_level, ...)."""
         from dreamlab.io import read_photo
 
+        for name in options:  # refused here, not when the render calls the factory
+            if name not in MACO_OPTIONS:
+                raise unknown_keyword("MacoParam.from_images", name, MACO_OPTIONS)
         if isinstance(images, Tensor):
             photos = [images]
         else:  # a lone name or path is one photo, not a sequence of characters
