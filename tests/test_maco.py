@@ -227,3 +227,9 @@ def test_from_images_refuses_an_option_maco_does_not_take_when_called():
         MacoParam.from_images(["china"], contrst=2.0)
     with pytest.raises(UnknownKeywordError, match="takes no keyword 'magnitude'"):  # from_images sets it
         MacoParam.from_images(["china"], magnitude=torch.ones(3, 4, 3))
+
+
+def test_flat_photos_are_refused_as_photos_not_as_a_magnitude():
+    factory = MacoParam.from_images(torch.full((2, 3, 32, 32), 0.5))
+    with pytest.raises(DreamlabError, match=r"the MACO photos are flat \(one colour each\): their spectrum is zero"):
+        make_param(factory, 1, 3, 16)

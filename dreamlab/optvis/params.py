@@ -343,6 +343,9 @@ def image_magnitude(photos: Sequence[Tensor], param: ImageParam, size: tuple[int
     raw = raw - raw.mean((2, 3), keepdim=True)
     magnitude = torch.fft.rfft2(raw, norm="ortho").abs().mean(0)
     magnitude[:, 0, 0] = (magnitude[:, 0, 1] + magnitude[:, 1, 0]) / 2
+    if not bool((magnitude > 0).any()):
+        raise DreamlabError("the MACO photos are flat (one colour each): their spectrum is zero at every frequency; "
+                            "give photos with some texture, or leave the default natural magnitude (param='maco')")
     return magnitude
 
 
