@@ -186,6 +186,10 @@ def test_a_recipe_may_name_maco(tmp_path):
     recipe.write_text(source.replace('name = "lenet-digits"', 'name = "digits-maco"')
                       .replace('param = "fourier"', 'param = "maco"'))
     assert load_recipe(str(recipe)).param == "maco"
+    recipe.write_text(source.replace('param = "fourier"', 'param = "mac0"'))
+    with pytest.raises(DreamlabError, match='param = "mac0" is not valid; param must be one of pixel, fourier, maco '
+                                            r'\(close matches: maco\)$'):
+        load_recipe(str(recipe))
 
 
 def test_quality_settings_maco_renders_maco_with_adam_at_its_lr(monkeypatch, capsys):

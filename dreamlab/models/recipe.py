@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dreamlab.errors import DreamlabError, UnknownNameError, checked_keywords, unknown
+from dreamlab.errors import DreamlabError, UnknownNameError, checked_keywords, close_matches, unknown
 from dreamlab.optvis.choices import OPTIMIZER_NAMES, PARAM_NAMES, TRANSFORM_PRESETS
 
 TORCHVISION_PREFIX = "torchvision:"
@@ -129,7 +129,11 @@ def _number(value: Any) -> bool:
 def _check_value(key: str, value: Any) -> str | None:
     """What is wrong with one recipe value (None when it is fine)."""
     if key in NAMED_CHOICES:
-        return None if value in NAMED_CHOICES[key] else f"one of {', '.join(NAMED_CHOICES[key])}"
+        if value in NAMED_CHOICES[key]:
+            return None
+        matches = close_matches(value, NAMED_CHOICES[key]) if isinstance(value, str) else []
+        close = f" (close matches: {', '.join(matches)})" if matches else ""
+        return f"one of {', '.join(NAMED_CHOICES[key])}{close}"
     if key in ("name", "builder", "weights"):
         return None if isinstance(value, str) and value else "a non-empty string"
     if key in ("default_layer", "cam_layer"):
