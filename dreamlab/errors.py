@@ -87,12 +87,18 @@ def check_range(name: str, value: float, low: float, high: float, unit: str = ""
         raise DreamlabError(f"{name} {value} is out of range; valid: {low:g} to {high:g}{unit}{hint}")
 
 
+def shown(value: object, kind: bool = True, limit: int = 60) -> str:
+    """`value`'s repr (after its type name, with `kind`) on one short line, for errors about arguments."""
+    text = " ".join(repr(value).split())
+    text = text[:limit] + "..." if len(text) > limit else text
+    return f"{type(value).__name__} {text}" if kind else text
+
+
 def check_seed(seed: object) -> None:
     """Refuse a seed that is not a whole number; any int is a seed (render, dream and attribute hash it to 63
     bits), so no range is checked."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        text = " ".join(repr(seed).split())
-        raise DreamlabError(f"seed must be a whole number (an int), got {text[:60] + '...' if len(text) > 60 else text}")
+        raise DreamlabError(f"seed must be a whole number (an int), got {shown(seed, kind=False)}")
 
 
 # Other tools' names for dreamlab's settings (lucid, lucent, torch-dreams, DeepDream scripts), as Python keywords;

@@ -5,14 +5,9 @@ from __future__ import annotations
 import numbers
 from collections.abc import Collection
 
-from dreamlab.errors import DreamlabError, check_range
+from dreamlab.errors import DreamlabError, check_range, shown
 
-
-def shown(value: object, kind: bool = True, limit: int = 60) -> str:
-    """`value`'s repr (after its type name, with `kind`) on one short line, for errors about arguments."""
-    text = " ".join(repr(value).split())
-    text = text[:limit] + "..." if len(text) > limit else text
-    return f"{type(value).__name__} {text}" if kind else text
+__all__ = ["USED_BY", "check_optional_text", "check_whole", "reads_seed", "shown"]
 
 
 def check_whole(name: str, value: object, low: int, high: int | None = None, flag: str = "", hint: str = "") -> int:
