@@ -11,6 +11,7 @@ import torch
 import dreamlab
 from dreamlab import objectives as o
 from dreamlab.errors import DreamlabError
+from dreamlab.optvis.diversity import repeat_units, with_diversity
 from dreamlab.optvis.objectives import IMAGE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -272,6 +273,9 @@ def test_a_render_with_the_diversity_term_and_one_image_per_unit_is_refused():
     (o.channel("conv2", 3) + 0.1 * o.alignment("conv2"), {"diversity": 2}, "one unit is rendered"),  # copies: one unit
     (o.channel_interpolate("conv2", 0, "conv2", 5, steps=4) + 0.1 * o.alignment("conv2"), {"batch_size": 1},
      "no batch holds two units 1 to 4 places apart"),
+    # the term found inside a product, a negation and a quotient, not by its name
+    (o.channel("conv2", 3) * (1 - o.alignment("conv2", 3) / 4), {}, "one unit is rendered"),
+    (-(-o.alignment("conv2")) + o.neuron("conv2", 3, x=2, y=2), {}, "one unit is rendered"),
 ])
 def test_a_render_with_the_alignment_term_and_nothing_to_align_is_refused(obj, options, alone):
     with pytest.raises(DreamlabError, match=rf"^{re.escape(repr(obj.name))} holds o.alignment, which compares each "
@@ -282,6 +286,38 @@ def test_a_render_with_the_alignment_term_and_nothing_to_align_is_refused(obj, o
     # two units 3 places apart in one batch are compared
     assert dreamlab.render("lenet-digits", o.channel_interpolate("conv2", 0, "conv2", 5, steps=4) + o.alignment(
         "conv2"), steps=1, device="cpu", units=[0, 3]).images.shape == (2, 1, 28, 28)
+
+
+def _named(name: str) -> o.Objective:
+    @o.objective(layers=["conv2"], name=name)
+    def mean(acts):
+        return acts["conv2"].mean((1, 2, 3))
+
+    return mean
+
+
+@pytest.mark.parametrize("obj, couples", [
+    (o.channel("conv2", 3) + 0.1 * o.alignment("conv2"), {"alignment"}),
+    (sum([o.channel("conv2", 3), -o.alignment("conv2"), o.l1()]), {"alignment"}),
+    (2 * (o.channel("conv2", 3) * o.alignment("conv2") / 3), {"alignment"}),
+    (o.channel("conv2", 3) - 1e2 * o.diversity("conv2"), {"diversity"}),
+    (o.alignment("conv2") + o.diversity("conv2"), {"alignment", "diversity"}),
+    (repeat_units(o.channel("conv2", [3, 4]) + o.alignment("conv2"), 2), {"alignment"}),
+    (with_diversity(repeat_units(o.channel("conv2", 3) - o.diversity("conv2"), 2), 2, "conv2", 1.0), {"diversity"}),
+    # the engine scores the steps with the objective read at the padded maps' offsets
+    ((o.neuron("conv2", 3, x=2, y=2) + o.alignment("conv2")).at_offsets({"conv2": (1, 1)}), {"alignment"}),
+    (repeat_units(o.neuron("conv2", 3) - o.diversity("conv2"), 2).at_offsets({"conv2": (1, 1)}), {"diversity"}),
+    (o.channel_interpolate("conv2", 0, "conv2", 5, steps=3), set()),
+    (_named("alignment(conv2)") + _named("diversity(conv2)"), set()),
+], ids=lambda x: x.name if isinstance(x, o.Objective) else None)
+def test_what_couples_a_batch_is_carried_by_the_terms_not_read_from_the_name(obj, couples):
+    assert obj.couples == couples
+
+
+@pytest.mark.parametrize("name", ["alignment(conv2)", "my_alignment(x)", "diversity(conv2)"])
+def test_a_custom_objective_named_like_a_batch_term_renders_one_unit(name):
+    result = dreamlab.render("lenet-digits", _named(name), steps=1, device="cpu")
+    assert result.images.shape == (1, 1, 28, 28) and result.labels == [name]
 
 
 def test_penalize_boundary_complexity_reads_only_the_border():

@@ -836,7 +836,7 @@ def _with_diversity_copies(obj: Objective, todo: list[int], settings: RenderSett
     diversity penalty reads. With N = 1 all is returned as it is."""
     copies = settings.diversity
     if copies == 1:
-        if "diversity(" in obj.name:  # o.diversity compares the images of one unit: alone it is 0
+        if "diversity" in obj.couples:  # o.diversity compares the images of one unit: alone it is 0
             raise DreamlabError(f"{obj.name!r} holds o.diversity, which compares each image with the other images "
                                 f"of its unit, and each unit has one image here; add diversity=N (N >= 2) with "
                                 f"diversity_weight=0, as lucid's batch of N")
@@ -854,7 +854,7 @@ def _with_diversity_copies(obj: Objective, todo: list[int], settings: RenderSett
 def _check_alignment(obj: Objective, todo: Sequence[int], per_batch: int, copies: int) -> None:
     """Refuse o.alignment where no batch holds two units it compares (1 to 4 places apart in the unit list): its
     term would be 0 for every image, as o.diversity's is without diversity=N."""
-    if "alignment(" not in obj.name:
+    if "alignment" not in obj.couples:
         return
     for start in range(0, len(todo), per_batch):
         units = {u // copies for u in todo[start:start + per_batch]}

@@ -56,6 +56,10 @@ class Objective:
     # for objectives that read fixed positions (a neuron at x, y): the same objective reading each layer's map
     # shifted by `Offsets`, for the larger maps of a padded input (the render transforms' padding)
     shifted: Callable[[Offsets], Objective] | None = None
+    # how a sample's score reads the other samples of its batch, which the engine's batching must respect:
+    # "alignment" (o.alignment: the units 1 to 4 places from its own), "diversity" (o.diversity: the other
+    # images of its unit). An objective built from others carries all of theirs, whatever its name
+    couples: frozenset[str] = frozenset()
     # a left-to-right run of one precedence (a + b - c + ..., a * b / c * ...): (op, symbol, term) with the first
     # op None; scored and shifted by a loop, so that sum() over 512 channels does not nest 512 calls deep
     chain: tuple[tuple[Callable[..., Tensor] | None, str, Objective], ...] = field(default=(), repr=False)
@@ -244,6 +248,7 @@ def combine(op: Callable[..., Tensor], symbol: str, precedence: int, *parts: Obj
         name=fmt([o.name for o in objs]),
         labels=labels,
         checks=tuple(c for o in objs for c in o.checks),
+        couples=frozenset().union(*(o.couples for o in objs)),
         precedence=precedence,
         shifted=(lambda offsets: _shifted(op, symbol, precedence, objs, chain, offsets))
         if any(o.shifted is not None for o in objs) else None,
@@ -437,7 +442,7 @@ def _at_window(base: Objective, layer: str, xy: tuple[int | None, int | None], s
     at = "@centre" if x is None else f"@{x},{y}" if (wx, wy) == (1, 1) else f"@{x}-{x + wx - 1},{y}-{y + wy - 1}"
     # the centre needs no offset, but carries `shifted` too: it marks an objective that reads a fixed position
     return Objective(scorer, frozenset({layer}), base.name + at, tuple(label + at for label in base.labels),
-                     (*base.checks, position_check), shifted=shifted)
+                     (*base.checks, position_check), shifted=shifted, couples=base.couples)
 
 
 def deepdream(layer: str) -> Objective:
@@ -715,7 +720,7 @@ def channel_interpolate(layer_a: str, unit_a: int, layer_b: str, unit_b: int, st
     ts = [round(float(t), 3) for t in weights]
     labels = tuple(f"{1 - t:.3g}*{a.name} + {t:.3g}*{b.name}" for t in ts)
     return Objective(scorer, a.layers | b.layers, f"channel_interpolate({a.name}, {b.name}, {count})", labels,
-                     a.checks + b.checks, per_position=layer_a == layer_b)
+                     a.checks + b.checks, per_position=layer_a == layer_b, couples=a.couples | b.couples)
 
 
 def alignment(layer: str, decay_ratio: float = 2.0) -> Objective:
@@ -741,7 +746,7 @@ def alignment(layer: str, decay_ratio: float = 2.0) -> Objective:
         return score
 
     name = f"alignment({layer}{'' if decay == 2 else f', {decay:g}'})"
-    return Objective(scorer, frozenset({key}), name, (name,))
+    return Objective(scorer, frozenset({key}), name, (name,), couples=frozenset({"alignment"}))
 
 
 def diversity(layer: str) -> Objective:
@@ -768,7 +773,8 @@ def diversity(layer: str) -> Objective:
         others = (index[:, None] == index[None, :]).fill_diagonal_(False)  # images of the same unit, not itself
         return (alike * others).sum(1)
 
-    return Objective(scorer, frozenset({key}), f"diversity({layer})", (f"diversity({layer})",))
+    return Objective(scorer, frozenset({key}), f"diversity({layer})", (f"diversity({layer})",),
+                     couples=frozenset({"diversity"}))
 
 
 # lucid's penalize_boundary_complexity: the blur is a 5x5 kernel, 1 inside and 0.5 on its rim, normalized by the
