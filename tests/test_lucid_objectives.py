@@ -288,6 +288,34 @@ def test_a_render_with_the_alignment_term_and_nothing_to_align_is_refused(obj, o
         "conv2"), steps=1, device="cpu", units=[0, 3]).images.shape == (2, 1, 28, 28)
 
 
+@pytest.mark.parametrize("units, split", [
+    ([0, 1, 2, 3], ", or give batch_size=2 (neighbours in different batches are then not compared)"),
+    ([0, 1], ""),  # halved to one unit per batch, nothing would be compared: no batch_size to offer
+])
+def test_out_of_memory_does_not_halve_a_batch_that_alignment_compares(monkeypatch, units, split):
+    from dreamlab.optvis import engine
+
+    sizes = []
+
+    def out_of_memory(self, batch, bar):
+        sizes.append(len(batch))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(engine._Renderer, "run_batch", out_of_memory)
+    obj = o.channel_interpolate("conv2", 0, "conv2", 5, steps=4) - o.alignment("conv2") * 0.5
+    with pytest.raises(DreamlabError, match=rf"^out of memory optimizing {len(units)} images at once, and "
+                                            rf"{re.escape(repr(obj.name))} holds o.alignment, which compares only the "
+                                            rf"units of one batch, so the batch is not halved; free memory on the "
+                                            rf"device or render a smaller size{re.escape(split)}$"):
+        dreamlab.render("lenet-digits", obj, steps=1, device="cpu", units=units)
+    assert sizes == [len(units)]  # no smaller batch was tried
+    sizes.clear()
+    with pytest.raises(torch.OutOfMemoryError):  # without the term the batch is halved down to one unit
+        dreamlab.render("lenet-digits", o.channel_interpolate("conv2", 0, "conv2", 5, steps=4), steps=1,
+                        device="cpu", units=units)
+    assert sizes[:2] == [len(units), len(units) // 2] and sizes[-1] == 1
+
+
 def _named(name: str) -> o.Objective:
     @o.objective(layers=["conv2"], name=name)
     def mean(acts):

@@ -747,7 +747,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     the split into batches, so its image is the same up to the rounding of kernels whose results depend on the
     batch size (cuDNN's and some CPUs', amplified over many steps: gallery/README.md). `batch_size` caps how many
     images are optimized at once (default: all; when memory runs out, on a GPU or the CPU, the batch is halved and the run goes
-    on); with `diversity` N, a unit's N images share a batch, so it is rounded down to a multiple of N.
+    on, except with o.alignment, whose neighbours would be cut apart: that is refused); with `diversity` N, a unit's N images share a batch, so it is rounded down to a multiple of N.
     `thresholds` are steps (1..steps) at which `on_snapshot` is called and snapshots are kept in the result
     (`keep_snapshots=False` leaves them to the callback: a TensorBoard log's images need not stay in memory).
     `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]; or a PNG/JPEG path, or `china`/`flower`)
@@ -854,18 +854,36 @@ def _with_diversity_copies(obj: Objective, todo: list[int], settings: RenderSett
 def _check_alignment(obj: Objective, todo: Sequence[int], per_batch: int, copies: int) -> None:
     """Refuse o.alignment where no batch holds two units it compares (1 to 4 places apart in the unit list): its
     term would be 0 for every image, as o.diversity's is without diversity=N."""
-    if "alignment" not in obj.couples:
+    if "alignment" not in obj.couples or _aligns_a_pair(todo, per_batch, copies):
         return
-    for start in range(0, len(todo), per_batch):
-        units = {u // copies for u in todo[start:start + per_batch]}
-        if any(u + d in units for u in units for d in ALIGNMENT_DISTANCES):
-            return
     alone = "one unit is rendered" if len({u // copies for u in todo}) == 1 else \
         "no batch holds two units 1 to 4 places apart"
     raise DreamlabError(f"{obj.name!r} holds o.alignment, which compares each image with those of the units 1 to 4 "
                         f"places from its own in the same batch, and {alone} here, so it would be 0; render "
                         f"neighbouring units together (o.channel_interpolate(..., steps=N), a range like "
                         f"'conv2:0-7') and leave batch_size unset")
+
+
+def _aligns_a_pair(todo: Sequence[int], per_batch: int, copies: int) -> bool:
+    """Whether a batch of `per_batch` images of `todo` holds two units o.alignment compares."""
+    for start in range(0, len(todo), per_batch):
+        units = {u // copies for u in todo[start:start + per_batch]}
+        if any(u + d in units for u in units for d in ALIGNMENT_DISTANCES):
+            return True
+    return False
+
+
+def _refuse_halving_alignment(obj: Objective, todo: Sequence[int], images: int, smaller: int, copies: int) -> None:
+    """Out of memory with `images` of `todo` at once: refuse to halve the batch (to `smaller`) when `obj` holds
+    o.alignment, which compares the units of one batch only, so that a render never compares fewer neighbours
+    than were asked for because memory ran short; a smaller batch_size is the user's to choose."""
+    if "alignment" not in obj.couples:
+        return
+    split = f", or give batch_size={smaller} (neighbours in different batches are then not compared)" \
+        if _aligns_a_pair(todo, smaller, copies) else ""
+    raise DreamlabError(f"out of memory optimizing {images} images at once, and {obj.name!r} holds o.alignment, "
+                        f"which compares only the units of one batch, so the batch is not halved; free memory on "
+                        f"the device or render a smaller size{split}")
 
 
 def _batch_plan(settings: RenderSettings, todo: Sequence[int], batch_size: int | None,
@@ -900,7 +918,7 @@ def _run_batches(renderer: _Renderer, todo: Sequence[int], per_batch: int, copie
                  parts: list[_Batch]) -> None:
     """Run `todo` in batches of `per_batch` images, appending each finished batch to `parts` (so a Ctrl-C keeps
     them); stops after a batch that was interrupted. On out-of-memory the batch is halved and retried, unless it
-    is fixed or already one unit's images."""
+    is fixed, already one unit's images, or its objective holds o.alignment."""
     start = 0
     while start < len(todo):
         end = min(start + per_batch, len(todo))
@@ -910,7 +928,9 @@ def _run_batches(renderer: _Renderer, todo: Sequence[int], per_batch: int, copie
             if not out_of_memory(exc) or per_batch == copies or fixed_batch:
                 raise
             # keep finished batches, retry this one smaller (whole groups of a unit's images)
-            per_batch = max(copies, (per_batch + 1) // 2 // copies * copies)
+            smaller = max(copies, (per_batch + 1) // 2 // copies * copies)
+            _refuse_halving_alignment(renderer.objective, todo, end - start, smaller, copies)
+            per_batch = smaller
             if renderer.settings.device.type == "cuda":
                 torch.cuda.empty_cache()
             continue
