@@ -121,21 +121,27 @@ def check_callback(name: str, fn: object, call: str, args: int | tuple[int, ...]
         return
     if not callable(fn):
         raise DreamlabError(f"{name} must be a function, called as {call}; got {type(fn).__name__}")
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):  # a builtin without a signature: trusted
-        return
     counts = (args,) if isinstance(args, int) else args
-    for count in counts:
-        try:
-            signature.bind(*range(count))
-            return
-        except TypeError:
-            pass
+    if any(takes_positional(fn, count) is not False for count in counts):  # None, no signature: trusted
+        return
     shown = getattr(fn, "__name__", type(fn).__name__)
     many = " or ".join(map(str, counts))
-    raise DreamlabError(f"{name} is called as {call}, which {shown}{signature} cannot take; give it {many} "
-                        f"positional parameter{'s' if counts != (1,) else ''}")
+    raise DreamlabError(f"{name} is called as {call}, which {shown}{inspect.signature(fn)} cannot take; give it "
+                        f"{many} positional parameter{'s' if counts != (1,) else ''}")
+
+
+def takes_positional(fn: Callable[..., object], count: int) -> bool | None:
+    """Whether `fn` can be called with `count` positional arguments, as its signature reads (defaults, *args,
+    required keyword-only parameters); None for a callable without a signature to read (some builtins)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
 
 
 def unknown_keyword(owner: str, name: str, valid: Iterable[str]) -> UnknownKeywordError:

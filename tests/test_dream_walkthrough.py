@@ -13,7 +13,7 @@ from test_dream_fixes import run_dream, smooth_photo
 import dreamlab.optvis.dream as dream_module
 from dreamlab import dream
 from dreamlab.apps.cli import main
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, takes_positional
 from dreamlab.io import save_png
 from dreamlab.optvis.dream import GUIDE_POSITIONS, guide_columns, guided
 
@@ -191,6 +191,37 @@ def test_dream_gives_on_frame_the_score_where_it_takes_one():
     two = dream("lenet-digits", smooth_photo(48, 64), zoom_frames=2, zoom=1.1, on_frame=lambda i, image: None,
                 **FAST)  # the documented two-argument callback still works
     assert two.frame_scores == result.frame_scores
+
+
+class _NoSignature:
+    """A callable whose signature cannot be read, as some builtins'."""
+
+    __signature__ = "unreadable"  # inspect.signature raises TypeError
+
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    def __call__(self, *args: object) -> None:
+        self.seen.append(len(args))
+
+
+@pytest.mark.parametrize("make, given", [
+    (lambda seen: lambda i, image: seen.append(2), 2),
+    (lambda seen: lambda i, image, score: seen.append(3), 3),
+    (lambda seen: lambda *args: seen.append(len(args)), 3),
+    (lambda seen: lambda i, image, score=None: seen.append(2 if score is None else 3), 3),
+    (lambda seen: lambda i, image, *, score=None: seen.append(2 if score is None else 3), 2),
+    (_NoSignature, 2),  # called as documented first
+])
+def test_on_frame_gets_the_score_as_its_signature_reads(make, given):
+    seen: list[int] = []
+    dream("lenet-digits", smooth_photo(32, 32), zoom_frames=1, on_frame=make(seen), **FAST)
+    assert seen == [given]
+
+
+def test_a_builtin_without_a_signature_is_taken_as_on_frame():
+    assert takes_positional(slice, 2) is None  # unreadable, so it is not refused: called as on_frame(i, image)
+    assert dream("lenet-digits", smooth_photo(32, 32), zoom_frames=1, on_frame=slice, **FAST).frames
 
 
 # 5. --recipe's help

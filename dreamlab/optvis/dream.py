@@ -12,7 +12,6 @@ torch.Size([1, 96, 128])
 """
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import re
@@ -29,7 +28,8 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.devices import out_of_memory, resolve_device
-from dreamlab.errors import DreamlabError, check_callback, check_seed, checked_keywords, first_line, unknown
+from dreamlab.errors import (DreamlabError, check_callback, check_seed, checked_keywords, first_line,
+                             takes_positional, unknown)
 from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, save_png, to_pil
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
@@ -626,7 +626,8 @@ def _dream_frames(dreamer: _Dreamer, photo: Tensor, *, seed: int, zoom_frames: i
                                "the dream was stopped and nothing saved")
     frames, numbers_done, interrupted, current = [], [], False, first
     frame_scores: list[float] = []
-    scored = zoom_frames > 0 and on_frame is not None and _takes_score(on_frame)
+    # a builtin without a signature is called as documented first, on_frame(i, image)
+    scored = zoom_frames > 0 and on_frame is not None and takes_positional(on_frame, 3) is True
     stopped: tuple[int, int] | None = None
     for frame in range(start_frame, max(zoom_frames, 1)):
         if frame > start_frame:
@@ -654,16 +655,6 @@ def _dream_frames(dreamer: _Dreamer, photo: Tensor, *, seed: int, zoom_frames: i
         final, interrupted = math.nan, True
         stopped = stopped or (dreamer.octaves, 0)
     return _Frames(initial, final, current, frames, numbers_done, frame_scores, interrupted, stopped)
-
-
-def _takes_score(on_frame: Callable[..., None]) -> bool:
-    """Whether `on_frame` takes a third positional argument, the frame's score (or any number of them)."""
-    try:
-        parameters = inspect.signature(on_frame).parameters.values()
-    except (TypeError, ValueError):  # a builtin without a signature: called as documented first, (i, image)
-        return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
 
 
 def _provenance(obj: Objective, recipe: Recipe, weights: str, seed: int, photo: Tensor, settings: dict[str, object],
