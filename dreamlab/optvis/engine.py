@@ -747,7 +747,8 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     the split into batches, so its image is the same up to the rounding of kernels whose results depend on the
     batch size (cuDNN's and some CPUs', amplified over many steps: gallery/README.md). `batch_size` caps how many
     images are optimized at once (default: all; when memory runs out, on a GPU or the CPU, the batch is halved and the run goes
-    on, except with o.alignment, whose neighbours would be cut apart: that is refused); with `diversity` N, a unit's N images share a batch, so it is rounded down to a multiple of N.
+    on, except with o.alignment, whose neighbours would be cut apart: that is refused); with `diversity` N, a
+    unit's N images share a batch, so it is rounded down to a multiple of N.
     `thresholds` are steps (1..steps) at which `on_snapshot` is called and snapshots are kept in the result
     (`keep_snapshots=False` leaves them to the callback: a TensorBoard log's images need not stay in memory).
     `init_image` ([H,W], [C,H,W], or one per unit [B,C,H,W], in [0,1]; or a PNG/JPEG path, or `china`/`flower`)

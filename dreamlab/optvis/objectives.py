@@ -58,7 +58,8 @@ class Objective:
     shifted: Callable[[Offsets], Objective] | None = None
     # how a sample's score reads the other samples of its batch, which the engine's batching must respect:
     # "alignment" (o.alignment: the units 1 to 4 places from its own), "diversity" (o.diversity: the other
-    # images of its unit). An objective built from others carries all of theirs, whatever its name
+    # images of its unit). An objective built from others carries all of theirs, whatever its name; a custom
+    # @objective carries none, even one that calls o.alignment inside (its function cannot be seen into)
     couples: frozenset[str] = frozenset()
     # a left-to-right run of one precedence (a + b - c + ..., a * b / c * ...): (op, symbol, term) with the first
     # op None; scored and shifted by a loop, so that sum() over 512 channels does not nest 512 calls deep
