@@ -125,8 +125,10 @@ def _status(argv: list[str]) -> int:
 
 
 def test_fourier_decay_is_refused_where_a_layer_renders_another_parameterization(tmp_path):
-    with pytest.raises(DreamlabError, match="^--fourier-decay applies to the Fourier parameterization only; add "
-                                            "--param fourier or leave it out$"):
+    # build_gallery serves Python and the CLI: the keyword, with its flag
+    with pytest.raises(DreamlabError, match=r"^fourier_decay=1.0 \(--fourier-decay\) applies to the Fourier "
+                                            r"parameterization only, and layer conv2 renders with param 'pixel': give "
+                                            r"param='fourier' \(--param fourier\), or leave fourier_decay out$"):
         build_gallery("lenet-digits", tmp_path / "g", ["conv2"], steps=1, device="cpu", param="pixel",
                       fourier_decay=1.0)
     with pytest.raises(DreamlabError, match="^a gallery takes optimizer by name"):

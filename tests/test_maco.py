@@ -151,8 +151,32 @@ def test_maco_renders_raise_the_objective_and_are_named_in_the_provenance():
     assert result.provenance["dreamlab:param"] == "maco"
     assert "dreamlab:sd" not in result.provenance and "dreamlab:decay_power" not in result.provenance
     again = dreamlab.render("lenet-digits", "conv2:3", dreamlab.RenderSettings(param="maco", steps=2),
-                            device="cpu", init_sd=0.5, fourier_decay=1.0)  # neither applies: ignored, as for pixel
+                            device="cpu", init_sd=0.5)  # maco starts from a random phase: no spread to set
     assert again.provenance["dreamlab:param"] == "maco"
+
+
+@pytest.mark.parametrize("param", ["maco", "pixel"])
+def test_the_api_refuses_a_fourier_decay_it_was_given_with_another_param(param):
+    with pytest.raises(DreamlabError, match=rf"^fourier_decay=1.0 applies to the Fourier parameterization "
+                                                     rf"only, and param is '{param}': give param='fourier', or "
+                                                     rf"leave fourier_decay out$"):
+        dreamlab.render("lenet-digits", "conv2:3", param=param, fourier_decay=1.0, steps=1, device="cpu")
+    # the recipe's own fourier_decay (0.5, for its Fourier default) does not stop another param
+    assert dreamlab.render("lenet-digits", "conv2:3", param=param, steps=1,
+                           device="cpu").provenance["dreamlab:param"] == param
+
+
+def test_the_api_names_a_recipes_param_that_ignores_fourier_decay():
+    import dataclasses
+
+    from dreamlab.models.recipe import load_recipe
+    from dreamlab.optvis.settings import RenderSettings, resolve_settings
+
+    pixel = dataclasses.replace(load_recipe("lenet-digits"), param="pixel")
+    with pytest.raises(DreamlabError, match=r"^fourier_decay=0.7 applies to the Fourier parameterization "
+                                                     r"only, and param is 'pixel' \(the recipe's\): give"):
+        resolve_settings(RenderSettings(fourier_decay=0.7), pixel, owned=True)
+    assert resolve_settings(RenderSettings(), pixel, owned=True).param == "pixel"
 
 
 def test_param_options_leave_out_what_maco_does_not_take():

@@ -133,12 +133,15 @@ def resolve_settings(s: RenderSettings, recipe: Recipe, owned: bool, device: tor
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
 
+    given_decay, given_param = s.fourier_decay, s.param
     s = dataclasses.replace(
         s, steps=pick(s.steps, recipe.steps), size=pick(s.size, recipe.input_size), lr=pick(s.lr, recipe.lr),
         optimizer=pick(s.optimizer, recipe.optimizer), param=pick(s.param, recipe.param),
         transforms=pick(s.transforms, recipe.transforms), fourier_decay=pick(s.fourier_decay, recipe.fourier_decay),
         start_level=pick(s.start_level, recipe.start_level))
     _validate(s)
+    if given_decay is not None and s.param != "fourier":  # the recipe's own decay goes unused without a word
+        check_fourier_decay(given_decay, s.param, "" if given_param is not None else " (the recipe's)")
     dev = device or torch.device("cpu")
     matrix = s.color_matrix
     return dataclasses.replace(
@@ -266,6 +269,14 @@ def check_lr(lr: Any) -> None:
     if lr > MAX_LR:  # MAX_LR says why: a larger rate overflows float32 in the optimizer or saturates every pixel
         raise DreamlabError(f"lr {lr:g} is out of range; valid: above 0 up to {MAX_LR:g} (the learning rate; the "
                             f"recipes use 0.02 to 0.05); try 0.05")
+
+
+def check_fourier_decay(fourier_decay: float | None, param: Any, whose: str = "") -> None:
+    """fourier_decay, given by the caller, with the parameterization the render uses (`whose`: where that came
+    from, e.g. " (the recipe's)"): any but fourier would ignore it, so it is refused."""
+    if fourier_decay is not None and param != "fourier":
+        raise DreamlabError(f"fourier_decay={fourier_decay!r} applies to the Fourier parameterization only, and "
+                            f"param is {describe(param)!r}{whose}: give param='fourier', or leave fourier_decay out")
 
 
 def check_diversity(copies: Any, weight: Any) -> None:

@@ -242,18 +242,21 @@ def _class_names(loaded: LoadedModel, output: str | None, counts: dict[str, int]
 def _layer_options(recipe: Recipe, shown: set[str], output: str | None,
                    options: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """(each layer's OPTION_KEYS values as its units render them: `options` where given, else its recipe's; its
-    recipe's alone), fourier_decay None without the Fourier parameterization; refusing --fourier-decay where a
-    layer does not render with it."""
-    from dreamlab.apps.args import check_fourier_decay
-
+    recipe's alone), fourier_decay None without the Fourier parameterization; refusing a fourier_decay given where
+    a layer does not render with it (in both interfaces' words: build_gallery serves the CLI too)."""
     def shaped(values: dict[str, Any]) -> dict[str, Any]:
         return {**values, "fourier_decay": values["fourier_decay"] if values["param"] == "fourier" else None}
 
     own = {layer: {key: getattr(_layer_recipe(recipe, layer, output), key) for key in OPTION_KEYS}
            for layer in shown}
     used = {layer: {**values, **options} for layer, values in own.items()}
-    for values in used.values():
-        check_fourier_decay(options.get("fourier_decay"), values["param"])
+    decay = options.get("fourier_decay")
+    for layer, values in used.items():
+        if decay is not None and values["param"] != "fourier":
+            whose = "" if "param" in options else " (its recipe's)"
+            raise DreamlabError(f"fourier_decay={decay!r} (--fourier-decay) applies to the Fourier parameterization "
+                                f"only, and layer {layer} renders with param {values['param']!r}{whose}: give "
+                                f"param='fourier' (--param fourier), or leave fourier_decay out")
     return ({layer: shaped(values) for layer, values in used.items()},
             {layer: shaped(values) for layer, values in own.items()})
 

@@ -323,10 +323,12 @@ def planted_cell(layers: int, param: str, preset: str, settings: QualitySettings
                  progress: bool = False) -> dict:
     """Render every channel of one planted model with one parameterization and transform preset; check each."""
     planted = planted_model(layers=layers)
+    options = _param_settings(settings)
+    if param != "fourier":  # a preset's decay (lucid's) is for the Fourier cells; render refuses it with the others
+        options.pop("fourier_decay", None)
     result = render(planted.model, channel(planted.layer, range(planted.units)), recipe=planted.recipe,
                     param=param, transforms=preset, steps=settings.planted_steps, seed=settings.seed,
-                    device=settings.device, optimizer=settings.optimizer, progress=progress,
-                    **_param_settings(settings))
+                    device=settings.device, optimizer=settings.optimizer, progress=progress, **options)
     cell = score_planted(planted, result.images.cpu(), preset)
     return {"model": f"{layers}-layer", "param": param, "transforms": preset, **cell}
 
