@@ -201,10 +201,11 @@ def test_a_model_that_refuses_the_input_size_gets_one_line(tmp_path, capsys):
     assert main(["render", "encoder.layers.encoder_layer_0:5", "--model", "vit_b_16", "--weights", "none",
                  "--steps", "1", "--device", "cpu", "--transforms", "standard", "-o", str(tmp_path / "v.png")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("dreamlab: error: vit_b_16 rejected a 3x236x236 input (Wrong image height! Expected 224")
-    assert err.endswith("use size 224 (--size 224) and transforms that keep the size (transforms='small' or "
-                        "'none', --transforms small or none), or render at another size with model_size=224 "
-                        "(--model-size 224)")
+    assert err.startswith("dreamlab: error: vit_b_16 takes 224x224 inputs only, and transforms 'standard' pad the "
+                          "224x224 image to 236x236 (Wrong image height! Expected 224")
+    assert err.endswith("use transforms that keep the size (transforms='small' or 'none', --transforms small or "
+                        "none), or show the model each step's images resized to 224x224 (model_size=224, "
+                        "--model-size 224)")
     assert main(["render", "encoder.layers.encoder_layer_0:5", "--model", "vit_b_16", "--weights", "none",
                  "--steps", "1", "--device", "cpu", "--transforms", "small", "-o", str(tmp_path / "v.png")]) == 0
 

@@ -134,3 +134,30 @@ def test_fourier_decay_is_refused_where_a_layer_renders_another_parameterization
     with pytest.raises(DreamlabError, match="^a gallery takes optimizer by name"):
         build_gallery("lenet-digits", tmp_path / "g", ["conv2"], steps=1, device="cpu", optimizer=lambda p: p)
 
+
+
+@pytest.mark.parametrize("preset", ["jitter", "standard"])
+def test_a_preset_that_pads_past_a_fixed_size_model_is_refused_before_the_folder(tmp_path, capsys, preset):
+    # lenet-digits ends in a fixed-size linear layer: 28 px only; jitter pads to 36, standard to 40
+    grown = {"jitter": 36, "standard": 40}[preset]
+    assert _gallery(tmp_path / "g", "--transforms", preset) == 2
+    assert _error(capsys) == (f"dreamlab: error: lenet-digits does not take the {grown}x{grown} images that transforms "
+                              f"'{preset}' (--transforms {preset}) make of its 28x28 ones by padding; valid for this "
+                              f"model: transforms='small' or 'none' (--transforms small or none), which keep the size")
+    assert not (tmp_path / "g").exists()  # refused before the folder is made
+    with pytest.raises(DreamlabError, match=f"^lenet-digits does not take the {grown}x{grown} images"):
+        build_gallery("lenet-digits", tmp_path / "p", ["conv2"], steps=1, device="cpu", transforms=preset)
+    assert not (tmp_path / "p").exists()
+    assert _gallery(tmp_path / "s", "--transforms", "small") == 0  # what it names as valid works
+
+
+def test_render_names_the_presets_a_fixed_size_model_takes(tmp_path, capsys):
+    assert _status(["render", "conv2:0", "--model", "lenet-digits", "--transforms", "jitter", "--steps", "2",
+                    "--device", "cpu", "-o", str(tmp_path / "r.png")]) == 2
+    assert _error(capsys).startswith("dreamlab: error: lenet-digits takes 28x28 inputs only, and transforms 'jitter' "
+                                     "pad the 28x28 image to 36x36 (")
+    assert not (tmp_path / "r.png").exists()
+    # the two ways out it names both work
+    for way_out in (["--transforms", "small"], ["--transforms", "jitter", "--model-size", "28"]):
+        assert _status(["render", "conv2:0", "--model", "lenet-digits", "--steps", "2", "--device", "cpu", "-o",
+                        str(tmp_path / "r.png"), *way_out]) == 0

@@ -44,7 +44,8 @@ from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, prepared_mode
                                      size_rejection, takes_size, unsized_module_error)
 from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, fit_init_image, param_options,
                                       provenance, resolve_settings, with_overrides)
-from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, make_transforms, seeded_rng
+from dreamlab.optvis.transforms import (CallableTransforms, RandomTransforms, make_transforms, seeded_rng,
+                                        size_keeping_presets)
 
 SnapshotCallback = Callable[[int, Tensor, Sequence[str]], None]  # (step, images [b,C,H,W] cpu, labels)
 
@@ -523,7 +524,16 @@ class _Renderer:
                                         f"every common size; render needs a model that takes images [batch, "
                                         f"channels, height, width]: try model(torch.rand(1, {c}, 224, 224))") from None
                 raise  # the model fails at its own size too: its error, not a size rejection
-            keep = "transforms='small' or 'none', --transforms small or none"
+            keeping = size_keeping_presets()
+            keep = f"transforms={' or '.join(map(repr, keeping))}, --transforms {' or '.join(keeping)}"
+            if self.settings.height_width == (size, size):  # the model's own size: the transforms alone are at fault
+                chosen = self.settings.transforms
+                named = f"transforms {chosen!r}" if isinstance(chosen, str) else "the transforms"
+                raise _TransformsOutgrowModel(
+                    f"{self.recipe.name} takes {size}x{size} inputs only, and {named} pad the {size}x{size} image to "
+                    f"{model_input.shape[-2]}x{model_input.shape[-1]} ({first_line(exc)}): use transforms that "
+                    f"keep the size ({keep}), or show the model each step's images resized to {size}x{size} "
+                    f"(model_size={size}, --model-size {size})") from None
             raise _TransformsOutgrowModel(str(size_rejection(
                 self.recipe.name, model_input.shape, exc, size, f" and transforms that keep the size ({keep}), or "
                 f"render at another size with model_size={size} (--model-size {size})"))) from None

@@ -95,6 +95,11 @@ PRESETS: dict[str, RandomTransforms] = {
 
 
 
+def size_keeping_presets() -> list[str]:
+    """The presets that hand the model an image of the size they were given: those a fixed-size model takes."""
+    return [name for name, preset in PRESETS.items() if preset.output_size(64, 64) == (64, 64)]
+
+
 class CallableTransforms:
     """User transforms applied in order; their randomness comes from torch's global RNG (see `seeded_rng`)."""
 
@@ -164,4 +169,5 @@ def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
         random.setstate(python_state)
 
 
-__all__ = ["PRESETS", "CallableTransforms", "RandomTransforms", "TransformSpec", "make_transforms", "seeded_rng"]
+__all__ = ["PRESETS", "CallableTransforms", "RandomTransforms", "TransformSpec", "make_transforms", "seeded_rng",
+           "size_keeping_presets"]

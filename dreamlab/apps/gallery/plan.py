@@ -18,6 +18,7 @@ from dreamlab.models.recipe import LAYER_KEYS, Recipe
 from dreamlab.models.summary import summarize
 from dreamlab.optvis.capture import OUTPUT, output_module, reused_module, unused_module
 from dreamlab.optvis.settings import PRECISIONS
+from dreamlab.optvis.transforms import RandomTransforms, size_keeping_presets
 from dreamlab.optvis.units import format_units
 
 # must match to resume; weights_seed is random init's seed (None for loaded weights), absent from older records
@@ -125,6 +126,7 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     precision = resolve_precision(precision, device)
     size = int(size if size is not None else recipe.input_size)
     order, counts, calls = _layer_channels(loaded, size)
+    _check_transforms_fit(loaded, (options or {}).get("transforms"), size)  # before touching the folder
     wanted = _wanted_layers(loaded, layers, order, counts, calls, size, log)
     if channels is not None:
         _check_channels(wanted, counts, channels, log)  # fail before touching the folder
@@ -431,6 +433,26 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
                             f"use --size {recipe.input_size}") from None
     counts = {r.name: r.channels for r in rows if r.channels and r.calls == 1}
     return [r.name for r in rows], counts, {r.name: r.calls for r in rows}  # type: ignore[return-value]
+
+
+def _check_transforms_fit(loaded: LoadedModel, transforms: str | None, size: int) -> None:
+    """Refuse a transforms preset given for the gallery whose padding grows the `size` image past what a
+    fixed-size model takes: render would refuse it at the first batch, and a gallery has no model_size to resize
+    with. (A recipe's own preset is left to render, which then shows the model its own size.)"""
+    if transforms is None:
+        return
+    grown = RandomTransforms.preset(transforms).output_size(size, size)
+    if grown == (size, size):
+        return
+    recipe = loaded.recipe
+    try:
+        summarize(loaded.model, grown, recipe.channels, name=recipe.name)
+    except DreamlabError:
+        keeping = size_keeping_presets()
+        raise DreamlabError(f"{recipe.name} does not take the {grown[0]}x{grown[1]} images that transforms "
+                            f"{transforms!r} (--transforms {transforms}) make of its {size}x{size} ones by padding; "
+                            f"valid for this model: transforms={' or '.join(map(repr, keeping))} (--transforms "
+                            f"{' or '.join(keeping)}), which keep the size") from None
 
 
 def _warn_batch_sizes(records: Any, batch_size: int, out: Path, log: Log) -> None:
