@@ -162,7 +162,7 @@ CASES = {
     # layer table sizes
     "layers too small": (["layers", "googlenet", "--size", "8"], 2, "googlenet rejected a 3x8x8 input"),
     "layers too large": (["layers", "lenet-digits", "--size", "100000"], 2,
-                         "input size 100000 is out of range; valid: 1 to 2048"),
+                         "--size 100000 is out of range; valid: 1 to 2048"),
     # bench and quality arguments
     "bench batch size": (["bench", "--batch-size", "-1"], 2, "argument --batch-size: expected a positive integer"),
     "bench steps": (["bench", "--steps", "0"], 2, "argument --steps: expected a positive integer"),

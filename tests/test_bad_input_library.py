@@ -179,7 +179,7 @@ def test_graph_prints_no_traceback_of_its_own(tmp_path, capsys):
     code, err = run_cli(["graph", "lenet-digits", "--size", "64"], capsys)
     assert code == 2
     assert err.splitlines() == [err.strip()]  # ShapeProp's traceback is not printed
-    assert err.strip().endswith("it runs at its recipe's size, 28: use size 28 (--size 28)")
+    assert err.strip().endswith("it runs at its recipe's size, 28: use --size 28")
     assert "ShapeProp" not in err and "node=" not in err
 
 

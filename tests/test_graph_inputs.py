@@ -45,20 +45,20 @@ def test_a_failure_that_is_not_about_the_size_does_not_blame_the_size():
     with pytest.raises(DreamlabError) as refused:
         graph(_Broken())
     assert str(refused.value) == ("_Broken failed on a 3x224x224 input (this forward is broken) in one forward of a "
-                                  "copy of it; if it takes another input size, give size (--size)")
+                                  "copy of it; if it takes another input size, give size=")
 
 
 def test_a_size_the_model_rejects_names_its_size():
     with pytest.raises(DreamlabError, match=r"^lenet-digits rejected a 1x64x64 input \(mat1 and mat2 shapes cannot "
-                                            r"be multiplied.*\); it runs at its recipe's size, 28: use size 28 \(--size 28\)$"):
+                                            r"be multiplied.*\); it runs at its recipe's size, 28: use size=28$"):
         graph("lenet-digits", size=64)
 
 
 @pytest.mark.parametrize("size, said", [
     ("8", "googlenet rejected a 3x8x8 input (Given input size: (480x1x1). Calculated output size: (480x0x0). Output "
-          "size is too small); the smallest size it takes is 15: use size 15 or more (--size 15)"),
+          "size is too small); the smallest size it takes is 15: use --size 15 or more"),
     ("4", "lenet-digits rejected a 1x4x4 input (mat1 and mat2 shapes cannot be multiplied (1x50 and 2450x500)); it "
-          "runs at its recipe's size, 28: use size 28 (--size 28)"),
+          "runs at its recipe's size, 28: use --size 28"),
 ])
 def test_graph_and_layers_word_a_size_the_model_rejects_alike(size, said, capsys):
     """`layers` said 'GoogLeNet cannot take a 8x8 input (...); try size 224', `graph` 'googlenet rejected a 3x8x8

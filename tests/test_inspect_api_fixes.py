@@ -30,7 +30,7 @@ def test_layer_table_takes_a_name_a_loaded_model_and_a_module() -> None:
     assert _shapes(dreamlab.layer_table(loaded)) == LENET
     assert _shapes(dreamlab.layer_table(loaded.model, input_size=28)) == LENET  # 1 channel, as its first conv reads
     with pytest.raises(DreamlabError, match=r"^LeNetDigits cannot take a 224x224 input \(.*\); give the size it "
-                                            r"takes \(input_size=, --size\), or its recipe \(recipe=\)$"):
+                                            r"takes \(input_size=\), or its recipe \(recipe=\)$"):
         dreamlab.layer_table(loaded.model)  # a module without a recipe: 224 px, as render gives it
     assert _shapes(dreamlab.layer_table(loaded.model, recipe="lenet-digits")) == LENET
     assert _shapes(dreamlab.layer_table("lenet-digits", weights="default")) == LENET
@@ -56,14 +56,14 @@ def test_layer_table_names_both_wrong_channels_and_a_wrong_size_channels_first()
         "lenet-digits does not take channels=3 (Given groups=1, weight of size [20, 1, 5, 5], expected input[1, 3, "
         "28, 28] to have 1 channels, but got 3 channels instead); it takes 1, the recipe's: leave channels out; also, "
         "lenet-digits rejected a 1x4x4 input (mat1 and mat2 shapes cannot be multiplied (1x50 and 2450x500)); it runs "
-        "at its recipe's size, 28: use size 28 (--size 28)")
+        "at its recipe's size, 28: use input_size=28")
     with pytest.raises(DreamlabError, match=r"^Sequential does not take channels=1 \(.*\); it takes 3, what its first "
                                             r"convolution reads: leave channels out; also, Sequential cannot take a "
-                                            r"2x2 input \(.*\); give the size it takes \(input_size=, --size\), or "
+                                            r"2x2 input \(.*\); give the size it takes \(input_size=\), or "
                                             r"its recipe \(recipe=\)$"):
         dreamlab.layer_table(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), input_size=2, channels=1)
     with pytest.raises(DreamlabError, match=r"^lenet-digits rejected a 1x4x4 input \(mat1 .*\); it runs at its "
-                                            r"recipe's size, 28: use size 28 \(--size 28\)$"):
+                                            r"recipe's size, 28: use input_size=28$"):
         dreamlab.layer_table("lenet-digits", input_size=4, channels=1)  # the size alone
 
 
@@ -79,14 +79,13 @@ def test_layer_table_takes_height_x_width() -> None:
                                       "recipe .toml path, a LoadedModel or an nn.Module, got int; `dreamlab "
                                       "recipes` lists the names"),
     (lambda: dreamlab.layer_table("lenet-digits", input_size="28"),
-     "input size (--size) must be a whole number >= 1 (the input side in pixels, or (height, width)), got '28'"),
+     "input_size must be a whole number >= 1 (the input side in pixels, or (height, width)), got '28'"),
     (lambda: dreamlab.layer_table("lenet-digits", input_size=(28, 28, 1)),
-     "input size (--size) must be pixels or a (height, width) pair, got tuple (28, 28, 1); on the command line: "
-     "--size 224 or --size 96x128"),
+     "input_size must be pixels or a (height, width) pair, got tuple (28, 28, 1)"),
     (lambda: dreamlab.layer_table("lenet-digits", input_size=(28, 0)),
-     "input size (--size) must be a whole number >= 1 (the input side in pixels, or (height, width)), got 0"),
+     "input_size must be a whole number >= 1 (the input side in pixels, or (height, width)), got 0"),
     (lambda: dreamlab.layer_table("lenet-digits", input_size=5000),
-     "input size 5000 is out of range; valid: 1 to 2048 pixels"),
+     "input_size 5000 is out of range; valid: 1 to 2048 pixels"),
     (lambda: dreamlab.layer_table(dreamlab.load_model("lenet-digits"), weights="imagenet"),
      "weights='imagenet' goes with a model given by name; this LoadedModel of lenet-digits has its weights"),
 ])
@@ -94,6 +93,17 @@ def test_layer_table_refuses_in_one_line(call, message) -> None:
     with pytest.raises(DreamlabError) as refused:
         call()
     assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+
+
+def test_a_too_small_size_is_told_in_the_words_of_the_interface_that_asked(capsys) -> None:
+    """googlenet takes every size from 15 px: layer_table names its keyword, `dreamlab layers` its flag."""
+    with pytest.raises(DreamlabError) as refused:
+        dreamlab.layer_table("googlenet", input_size=8)
+    assert str(refused.value).endswith("; the smallest size it takes is 15: use input_size=15 or more")
+    assert main(["layers", "googlenet", "--size", "8"]) == 2
+    assert capsys.readouterr().err.strip().endswith("; the smallest size it takes is 15: use --size 15 or more")
+    assert main(["layers", "lenet-digits", "--size", "5000"]) == 2
+    assert capsys.readouterr().err.strip() == "dreamlab: error: --size 5000 is out of range; valid: 1 to 2048 pixels"
 
 
 def test_layers_size_takes_height_x_width(capsys) -> None:
@@ -104,7 +114,7 @@ def test_layers_size_takes_height_x_width(capsys) -> None:
     assert main(["layers", "lenet-digits", "--size", "20x40"]) == 2
     assert capsys.readouterr().err.strip().endswith("rejected a 1x20x40 input (mat1 and mat2 shapes cannot be "
                                                     "multiplied (1x2500 and 2450x500)); it runs at its recipe's size, "
-                                                    "28: use size 28 (--size 28)")
+                                                    "28: use --size 28")
     assert main(["layers", "lenet-digits", "--size", "28x28"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("one 28x28 image: input 3.1 kB, outputs of the leaf modules "
                                                      "(every call) 243.2 kB")

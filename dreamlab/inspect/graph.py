@@ -315,9 +315,10 @@ class _DepthTracer(fx.Tracer):
 
 
 def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, name: str = "model",
-                input_size: int | None = None) -> ModelGraph:
+                input_size: int | None = None, option: str | None = None) -> ModelGraph:
     """The data-flow graph of `model` for one input of `input_shape` ([1, C, H, W]); the model is not touched.
-    `input_size`: the recipe's, named in the error when the model takes it but not `input_shape`."""
+    `input_size`: the recipe's, named in the error when the model takes it but not `input_shape`; `option`: how
+    the caller spells the size in errors ('--size', 'size'; None: both)."""
     depth = check_whole("depth", depth, 1, flag="--depth", hint=" (1: the model's top-level modules)")
     try:
         return _graph_of(model, input_shape, depth, name)
@@ -329,9 +330,10 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, 
         def takes(side: int) -> bool:
             return _takes(model, input_shape, side, depth)
 
-        raise too_small_error(name, input_shape, cause, size, takes) from None  # as `layers` says it
+        raise too_small_error(name, input_shape, cause, size, takes, option) from None  # as `layers` says it
+    spelled = "size (--size)" if option is None else option if option.startswith("--") else f"{option}="
     raise DreamlabError(f"{name} failed on a {side} input ({first_line(cause)}) in one forward of a copy of it; "
-                        f"if it takes another input size, give size (--size)") from None
+                        f"if it takes another input size, give {spelled}") from None
 
 
 class _Failed(Exception):
@@ -526,14 +528,15 @@ def _build(model: nn.Module | str | Path, recipe: object, weights: str | Path | 
 
 
 def model_graph(model: nn.Module | str | Path, *, depth: int = 2, size: int | tuple[int, int] | None = None,
-                recipe: object = None, weights: str | Path | None = "none") -> ModelGraph:
-    """The ModelGraph of a recipe/torchvision name or a module (see `graph`)."""
+                recipe: object = None, weights: str | Path | None = "none", option: str = "size") -> ModelGraph:
+    """The ModelGraph of a recipe/torchvision name or a module (see `graph`); `option`: how the caller spells
+    the size where the model rejects it, 'size' (Python's keyword) or '--size' (`dreamlab graph`)."""
     depth = check_whole("depth", depth, 1, flag="--depth", hint=" (1: the model's top-level modules)")
-    sides = None if size is None else check_sides(size)
+    sides = None if size is None else check_sides(size)  # named as depth is: keyword and flag
     module, rec, described = _build(model, recipe, weights)
     height, width = sides or (rec.input_size, rec.input_size)
     drawn = trace_graph(module, (1, rec.channels, height, width), depth=depth, name=rec.name,
-                        input_size=rec.input_size)
+                        input_size=rec.input_size, option=option)
     return replace(drawn, weights=described)
 
 
@@ -548,10 +551,18 @@ def graph(model: nn.Module | str | Path, *, rankdir: str = "TB", depth: int = 2,
     GoogLeNet's inception branches show at 2, ResNet's residual adds at 3). `size` is the input side in pixels,
     or (height, width) (default: the recipe's). Shapes need no weights, so the default `weights` is 'none'.
     """
+    return drawn_graph(model, rankdir=rankdir, depth=depth, size=size, out=out, recipe=recipe, weights=weights)
+
+
+def drawn_graph(model: nn.Module | str | Path, *, rankdir: str = "TB", depth: int = 2,
+                size: int | tuple[int, int] | None = None, out: str | Path | None = None, recipe: object = None,
+                weights: str | Path | None = "none", option: str = "size") -> str:
+    """`graph`, whose errors spell the size as `option` does: 'size' (Python's keyword) or '--size' (`dreamlab
+    graph`)."""
     check_rankdir(rankdir)
     if out is not None:
         check_output(out)
-    drawn = model_graph(model, depth=depth, size=size, recipe=recipe, weights=weights)
+    drawn = model_graph(model, depth=depth, size=size, recipe=recipe, weights=weights, option=option)
     dot_text = drawn.to_dot(rankdir)
     if out is not None:
         write_graph(dot_text, out, drawn.provenance())

@@ -254,26 +254,37 @@ def size_advice(side: int, cli: bool, exact: bool = False, resize: str = "resize
     return f"pass an image of at least {side} pixels a side ({resize})"
 
 
+def given_size(side: int, option: str | None, more: bool = False) -> str:
+    """`side` (`more`: or more) as the caller gives a size: `option` is the spelling of the interface that
+    called, a flag ('--size') or a keyword ('input_size'); None names both, for code that serves both."""
+    more_text = " or more" if more else ""
+    if option is None:
+        return f"size {side}{more_text} (--size {side})"
+    return f"{option} {side}{more_text}" if option.startswith("--") else f"{option}={side}{more_text}"
+
+
 def size_rejection(name: str, shape: Sequence[int], exc: BaseException, input_size: int,
-                   advice: str = "") -> DreamlabError:
+                   advice: str = "", option: str | None = None) -> DreamlabError:
     """The one line for a model that rejects an input of `shape` [B, C, H, W] and takes its recipe's size (some
-    such models take other sizes too, above a minimum: inception_v3, squeezenet)."""
+    such models take other sizes too, above a minimum: inception_v3, squeezenet); `option`: the caller's
+    spelling of the size (given_size)."""
     side = "x".join(map(str, shape[1:]))
     return DreamlabError(f"{name} rejected a {side} input ({first_line(exc)}); it runs at its recipe's size, "
-                         f"{input_size}: use size {input_size} (--size {input_size}){advice}")
+                         f"{input_size}: use {given_size(input_size, option)}{advice}")
 
 
 def too_small_error(name: str, shape: Sequence[int], exc: BaseException, input_size: int,
-                    accepts: Callable[[int], bool]) -> DreamlabError:
+                    accepts: Callable[[int], bool], option: str | None = None) -> DreamlabError:
     """The one line, in every view's words, for a model that rejects an input of `shape` [B, C, H, W] and takes its
     recipe's `input_size` (`accepts(side)`: whether it takes a square side): the smallest size it takes, where it
-    takes every size from one above the rejected one (minimum_side), else its recipe's size (size_rejection)."""
+    takes every size from one above the rejected one (minimum_side), else its recipe's size (size_rejection).
+    `option`: the caller's spelling of the size (given_size)."""
     least = minimum_side(accepts, min(shape[-2:]), input_size)
     if least is not None and least < input_size:
         shown = "x".join(map(str, shape[1:]))
         return DreamlabError(f"{name} rejected a {shown} input ({first_line(exc)}); the smallest size it takes is "
-                             f"{least}: use size {least} or more (--size {least})")
-    return size_rejection(name, shape, exc, input_size)
+                             f"{least}: use {given_size(least, option, more=True)}")
+    return size_rejection(name, shape, exc, input_size, option=option)
 
 
 def smallest_side(accepts: Callable[[int], bool], rejected: int, accepted: int) -> int:

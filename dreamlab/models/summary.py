@@ -153,27 +153,29 @@ def check_input_size(size: int, minimum: int = 1, name: str = "input size") -> N
     check_range(name, size, minimum, MAX_INPUT_SIZE, "pixels")
 
 
-def check_sides(size: object, name: str = "size") -> tuple[int, int]:
+def check_sides(size: object, name: str = "size", flag: str | None = "--size") -> tuple[int, int]:
     """`size` (pixels, or a (height, width) pair of them) as (height, width), each side within the bound every
-    command shares (`name`: the argument as the caller calls it; its flag is --size); anything else is refused in
-    one line."""
+    command shares (`name`: the argument as the caller calls it; `flag`: its command-line form, named beside it,
+    None for a caller that is Python only); anything else is refused in one line."""
     from dreamlab.attribution.inputs import check_whole, shown
 
     hint = " (the input side in pixels, or (height, width))"
     if isinstance(size, (tuple, list)):
         if len(size) != 2:
-            raise DreamlabError(f"{name} (--size) must be pixels or a (height, width) pair, got {shown(size)}; "
-                                f"on the command line: --size 224 or --size 96x128")
-        sides = tuple(check_whole(name, side, 1, flag="--size", hint=hint) for side in size)
+            label, cli = (f"{name} ({flag})", f"; on the command line: {flag} 224 or {flag} 96x128") if flag \
+                else (name, "")
+            raise DreamlabError(f"{label} must be pixels or a (height, width) pair, got {shown(size)}{cli}")
+        sides = tuple(check_whole(name, side, 1, flag=flag or "", hint=hint) for side in size)
     else:
-        sides = (check_whole(name, size, 1, flag="--size", hint=hint),) * 2
+        sides = (check_whole(name, size, 1, flag=flag or "", hint=hint),) * 2
     for side in dict.fromkeys(sides):
         check_input_size(side, name=name)
     return sides
 
 
 def _traces(model: nn.Module, sides: tuple[int, int], channels: int, recipe_size: int | None,
-            recipe_file: str | None = None, name: str | None = None) -> tuple[_Trace, _Trace | None]:
+            recipe_file: str | None = None, name: str | None = None,
+            option: str | None = None) -> tuple[_Trace, _Trace | None]:
     """Forwards of one image of `sides` (height, width) and of one PROBE_GROWTH pixels larger (None: refused, a
     fixed-size model), on a meta copy, or on a CPU copy when the meta device cannot run the model. Both on the
     same copy, so that data-dependent models are probed alike at both sizes (models/layout.py)."""
@@ -195,7 +197,7 @@ def _traces(model: nn.Module, sides: tuple[int, int], channels: int, recipe_size
                 return True
 
             raise _cannot_run(name or type(model).__name__, sides, channels, recipe_size, exc, accepts,
-                              recipe_file) from None
+                              recipe_file, option) from None
     try:
         larger = _trace(probe, torch.zeros(1, channels, *(side + PROBE_GROWTH for side in sides), device=device))
     except FORWARD_ERRORS:
@@ -204,16 +206,18 @@ def _traces(model: nn.Module, sides: tuple[int, int], channels: int, recipe_size
 
 
 def _cannot_run(name: str, sides: tuple[int, int], channels: int, recipe_size: int | None, exc: BaseException,
-                accepts: Callable[[int], bool], recipe_file: str | None = None) -> DreamlabError:
+                accepts: Callable[[int], bool], recipe_file: str | None = None,
+                option: str | None = None) -> DreamlabError:
     """The one-line error for model `name`, whose forward fails on one image of `sides` (height, width);
     `accepts(side)`: whether it takes a square side; `recipe_file`: the .toml file the recipe was read from, named
-    as the place to fix its input_size. A size the model rejects where it takes its recipe's is said as every view
-    says it (prepare.too_small_error)."""
+    as the place to fix its input_size; `option`: the caller's spelling of the size (prepare.given_size). A size
+    the model rejects where it takes its recipe's is said as every view says it (prepare.too_small_error)."""
     if recipe_size and (recipe_size, recipe_size) != sides and accepts(recipe_size):
-        return too_small_error(name, (1, channels, *sides), exc, recipe_size, accepts)
+        return too_small_error(name, (1, channels, *sides), exc, recipe_size, accepts, option)
     what = f"{name} cannot take a {sides[0]}x{sides[1]} input ({first_line(exc)})"
     if recipe_size is None:
-        return DreamlabError(f"{what}; give the size it takes (input_size=, --size), or its recipe (recipe=)")
+        spelled = "input_size=, --size" if option is None else option if option.startswith("--") else f"{option}="
+        return DreamlabError(f"{what}; give the size it takes ({spelled}), or its recipe (recipe=)")
     check = f"input_size and channels in {recipe_file}" if recipe_file else "the recipe's input_size and channels"
     return DreamlabError(f"{what}; dreamlab needs a model whose forward takes one image batch [B, {channels}, H, W]: "
                          f"check {check}, or wrap the model in a module that does")
@@ -232,13 +236,14 @@ class Summary:
 
 
 def summarize(model: nn.Module, input_size: Size = 224, channels: int = 3, recipe_size: int | None = None,
-              recipe_file: str | None = None, name: str | None = None) -> Summary:
+              recipe_file: str | None = None, name: str | None = None, option: str | None = None) -> Summary:
     """The layer table of `model` for one `channels` x `input_size` image (a side, or (height, width)), from a
     forward pass of a copy (and one at a larger size, which tells channels-last outputs: models/layout.py);
     `recipe_file`: the recipe's .toml file, which an error names; `name`: the model's, in errors (its recipe's;
-    default: its class's)."""
-    sides = check_sides(input_size, "input size")
-    small, larger = _traces(model, sides, channels, recipe_size, recipe_file, name)
+    default: its class's); `option`: how the caller spells the size in its errors, '--size' (`dreamlab layers`)
+    or 'input_size' (layer_table), None for both."""
+    sides = check_sides(input_size, "input size") if option is None else check_sides(input_size, option, None)
+    small, larger = _traces(model, sides, channels, recipe_size, recipe_file, name, option)
     modules = [(name, module) for name, module in model.named_modules() if name]
     keys = _row_keys([name for name, _ in modules], small.first)
     rows = []
@@ -314,7 +319,7 @@ def layer_table(model: nn.Module | str | Path | LoadedModel, input_size: Size | 
     def rows(image_channels: int, size: Size | None = input_size) -> list[LayerRow]:
         return summarize(module, rec.input_size if size is None else size, image_channels,
                          recipe_size if recipe_size is not None else rec.input_size if named else None,
-                         rec.source if named else None, rec.name).layers
+                         rec.source if named else None, rec.name, option="input_size").layers
 
     try:
         return rows(rec.channels if channels is None else channels)

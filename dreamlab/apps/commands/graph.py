@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dreamlab.inspect.graph import check_output, check_rankdir, graph
+    from dreamlab.inspect.graph import check_output, check_rankdir, drawn_graph
     from dreamlab.io import check_writable
 
     name = positional_model(args)
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_output(args.out)
         check_writable(args.out, folder=False)
-    dot_text = graph(name, rankdir=args.rankdir, depth=args.depth, size=args.size,
-                     out=args.out, weights=args.weights)
+    dot_text = drawn_graph(name, rankdir=args.rankdir, depth=args.depth, size=args.size, out=args.out,
+                           weights=args.weights, option="--size")
     print(args.out if args.out is not None else dot_text, end="\n" if args.out is not None else "")
     return 0

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or loaded.recipe.input_size
     summary = summarize(loaded.model, input_size=size, channels=loaded.recipe.channels,
                         recipe_size=loaded.recipe.input_size, recipe_file=loaded.recipe.source,
-                        name=loaded.recipe.name)
+                        name=loaded.recipe.name, option="--size")
     totals = model_totals(loaded.model, summary)
     if args.json:
         print(json.dumps({"input": summary.input.as_dict(), "layers": [r.as_dict() for r in summary.layers],
