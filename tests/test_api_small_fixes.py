@@ -11,11 +11,13 @@ from dreamlab.io import load_image, read_photo
 
 @pytest.mark.parametrize("fields, message", [
     ({"steps": 0}, "steps must be a whole number >= 1, got 0"),
-    ({"size": 3}, "size must be a whole number >= 8 pixels (or a (height, width) pair), got 3"),
+    ({"size": 3}, "size 3 is out of range; valid: 8 to 2048 pixels"),  # as build_gallery words it
+    ({"size": "28"}, "size must be a whole number >= 8 pixels (or a (height, width) pair), got '28'"),
     ({"lr": -1.0}, "lr must be a finite number > 0 (the learning rate), got -1.0"),
     ({"seed": 1.5}, "seed must be a whole number (an int), got 1.5"),
     ({"start_level": 1.0}, "start_level must be between 0 and 1 (exclusive), got 1.0"),
-    ({"model_size": (28, 2)}, "model_size must be a whole number >= 8 pixels a side, got 2"),
+    ({"model_size": (28, 2)}, "model_size 2 is out of range; valid: 8 to 2048 pixels"),
+    ({"model_size": (28, 2.5)}, "model_size must be a whole number >= 8 pixels a side, got 2.5"),
 ])
 def test_settings_are_checked_when_made(fields, message):
     with pytest.raises(DreamlabError) as refused:

@@ -178,8 +178,8 @@ def test_a_file_where_the_gallery_keeps_its_units_folder_is_refused(tmp_path: Pa
 # 17. gallery's size messages
 
 @pytest.mark.parametrize("size, message", [
-    ("2", "size 2 is out of range; valid: 8 to 2048 pixels"),
-    ("4000", "size 4000 is out of range; valid: 8 to 2048 pixels"),
+    ("2", "dreamlab: error: --size 2 is out of range; valid: 8 to 2048 pixels a side"),  # as render says it
+    ("4000", "dreamlab: error: --size 4000 is out of range; valid: 8 to 2048 pixels a side"),
     ("10", "lenet-digits rejected a 1x10x10 input"),  # the model's own limit: said as `layers` says it
 ])
 def test_gallery_sizes_are_refused_as_layers_refuses_them(size: str, message: str, tmp_path: Path,

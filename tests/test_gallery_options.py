@@ -105,7 +105,8 @@ def test_a_folder_from_before_the_options_resumes_at_the_recipe_s_values(tmp_pat
 @pytest.mark.parametrize("args", [
     ["--optimizer", "sgd"], ["--param", "nope"], ["--transforms", "nope"], ["--lr", "0"], ["--lr", "2000"],
     ["--lr", "nan"], ["--fourier-decay", "5"], ["--param", "pixel", "--fourier-decay", "1"],
-    ["--param", "maco", "--fourier-decay", "1"], ["--lr", "x"],
+    ["--param", "maco", "--fourier-decay", "1"], ["--lr", "x"], ["--lr", "-1"], ["--steps", "0"], ["--size", "3"],
+    ["--size", "5000"],
 ])
 def test_bad_values_get_render_s_texts(tmp_path, capsys, args):
     assert _status([*BASE, "--out", str(tmp_path / "g"), *args]) == 2
@@ -161,3 +162,15 @@ def test_render_names_the_presets_a_fixed_size_model_takes(tmp_path, capsys):
     for way_out in (["--transforms", "small"], ["--transforms", "jitter", "--model-size", "28"]):
         assert _status(["render", "conv2:0", "--model", "lenet-digits", "--steps", "2", "--device", "cpu", "-o",
                         str(tmp_path / "r.png"), *way_out]) == 0
+
+
+@pytest.mark.parametrize("given", [{"steps": 0}, {"size": 3}, {"size": 5000}, {"lr": 0}, {"lr": -1}])
+def test_build_gallery_refuses_what_render_refuses_in_its_words_before_the_folder(tmp_path, given):
+    import dreamlab
+
+    with pytest.raises(DreamlabError) as by_render:
+        dreamlab.render("lenet-digits", "conv2:0", device="cpu", **given)
+    with pytest.raises(DreamlabError) as by_gallery:
+        build_gallery("lenet-digits", tmp_path / "g", ["conv2"], device="cpu", **given)
+    assert str(by_gallery.value) == str(by_render.value)
+    assert not (tmp_path / "g").exists()

@@ -85,8 +85,9 @@ def test_a_model_size_the_model_rejects_is_one_line(digits):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (4, r"model_size must be a whole number >= 8 pixels \(or a \(height, width\) pair; None: the model sees the "
-        r"render size\), got 4"),
+    (4, r"^model_size 4 is out of range; valid: 8 to 2048 pixels$"),
+    (4.0, r"model_size must be a whole number >= 8 pixels \(or a \(height, width\) pair; None: the model sees the "
+          r"render size\), got 4.0"),
     ("28", r"model_size must be a whole number >= 8 pixels .*, got '28'"),
     (4096, r"model_size 4096 is out of range"),
     ((28, 28, 1), r"model_size must be an int or \(height, width\), got \(28, 28, 1\)"),

@@ -42,7 +42,7 @@ BAD = [
     ({"init_sd": math.nan}, "init_sd must be a finite number >= 0"),
     ({"seed": "1"}, "seed must be a whole number (an int), got '1'"),
     ({"seed": 1.5}, "seed must be a whole number"),
-    ({"size": 4}, "size must be a whole number >= 8 pixels (or a (height, width) pair), got 4"),
+    ({"size": 4}, "size 4 is out of range; valid: 8 to 2048 pixels"),  # as build_gallery and the CLI say it
     ({"size": (48,)}, "size must be an int or (height, width), got (48,)"),
     ({"size": (48, 6.5)}, "size must be a whole number >= 8 pixels a side, got 6.5"),
     ({"param_options": {"sd": 0.1}}, "unknown render option 'param_options'; param_options became typed settings: fourier_decay, start_level, init_sd"),

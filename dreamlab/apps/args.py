@@ -145,6 +145,17 @@ def image_size(text: str) -> int | tuple[int, int]:
     return sides
 
 
+def check_image_size(flag: str, size: int | tuple[int, int] | None) -> None:
+    """A render's --size or --model-size (render and gallery alike): each side within render's bounds, checked
+    before the model loads; None (left out) passes."""
+    from dreamlab.errors import check_range
+    from dreamlab.models.summary import MAX_INPUT_SIZE
+    from dreamlab.optvis.settings import MIN_SIZE
+
+    for side in (size if isinstance(size, tuple) else (size,)) if size is not None else ():
+        check_range(flag, side, MIN_SIZE, MAX_INPUT_SIZE, "pixels a side")
+
+
 def output_path(text: str) -> Path:
     """argparse type of output paths: refuses an empty one (an unset shell variable), which Path would read as
     the current folder."""

@@ -166,16 +166,22 @@ def _finite(name: str, value: Any, low: float, low_ok: bool, hint: str = "") -> 
 
 
 def _check_size(name: str, size: Any, hint: str = "") -> None:
-    """An image size: a whole number of pixels >= MIN_SIZE, or a (height, width) pair of them."""
+    """An image size: a whole number of pixels from MIN_SIZE to MAX_INPUT_SIZE, or a (height, width) pair of
+    them; a whole number out of range is told the range, as build_gallery and the command line tell it."""
     if isinstance(size, (tuple, list)):
         if len(size) != 2:
             raise DreamlabError(f"{name} must be an int or (height, width), got {size!r}")
         for side in size:
-            _whole(name, side, MIN_SIZE, " pixels a side")
-            check_input_size(side, MIN_SIZE, name)
+            _side(name, side, " pixels a side")
     else:
-        _whole(name, size, MIN_SIZE, f" pixels (or a (height, width) pair{hint})")
-        check_input_size(size, MIN_SIZE, name)
+        _side(name, size, f" pixels (or a (height, width) pair{hint})")
+
+
+def _side(name: str, side: Any, hint: str) -> None:
+    """One side: not a whole number is refused as `_whole` words it, a whole number out of range with the range."""
+    if isinstance(side, bool) or not isinstance(side, numbers.Integral):
+        _whole(name, side, MIN_SIZE, hint)
+    check_input_size(side, MIN_SIZE, name)
 
 
 def _check_numbers(s: RenderSettings) -> None:

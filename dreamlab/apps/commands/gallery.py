@@ -7,8 +7,8 @@ from pathlib import Path
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_allow_code_argument, add_compile_argument,
                                 add_device_argument, add_diversity_arguments, add_optimization_arguments,
-                                check_diversity_options, check_fourier_decay, check_tensorboard, input_path,
-                                nonempty, output_path, positive_int, warn_never_on)
+                                check_diversity_options, check_fourier_decay, check_image_size, check_tensorboard,
+                                input_path, nonempty, output_path, positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.units import parse_units
 
@@ -26,7 +26,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
     g.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
-    g.add_argument("--size", type=positive_int, help="image size in pixels (default: the recipe's input size)")
+    g.add_argument("--size", type=positive_int,
+                   help="image size in pixels, square, 8 to 2048 (default: the recipe's input size)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_optimization_arguments(g)
     add_device_argument(g, "; cuda:LOCAL_RANK under torchrun")
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     layers = _layer_names(args.layers, args.model) if args.layers is not None else None
     out = args.out if args.out is not None else Path("gallery") / safe_name(Path(str(args.model)).stem)
     check_out_folder(out)
+    check_image_size("--size", args.size)  # in render's words
     check_tensorboard(args)
     check_diversity_options(args)
     if args.param is not None:  # else the recipe's, known once it is loaded (the plan checks it then)

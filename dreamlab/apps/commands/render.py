@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
                                 add_diversity_arguments, add_model_arguments, add_optimization_arguments,
-                                check_diversity_options, check_fourier_decay, check_tensorboard, image_size,
-                                input_path, int_list, model_recipe, output_path, photo_path, positive_int,
-                                warn_never_on)
+                                check_diversity_options, check_fourier_decay, check_image_size, check_tensorboard,
+                                image_size, input_path, int_list, model_recipe, output_path, photo_path,
+                                positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
@@ -112,16 +112,13 @@ def _check_before_loading(args: argparse.Namespace) -> tuple[Objective | None, T
     """Refuse a bad option before the model loads (tens of seconds on a CPU); return the --direction objective
     and the --init photo's pixels (None without them), both read here."""
     from dreamlab.devices import resolve_device
-    from dreamlab.errors import check_range
     from dreamlab.io import read_photo
-    from dreamlab.models.summary import MAX_INPUT_SIZE
     from dreamlab.optvis.grammar import check_syntax
-    from dreamlab.optvis.settings import MIN_SIZE, check_lr
+    from dreamlab.optvis.settings import check_lr
 
     _check_out(args.out, args.init)  # before any work
-    for flag, size in (("--size", args.size), ("--model-size", args.model_size)):
-        for side in (size if isinstance(size, tuple) else (size,)) if size is not None else ():
-            check_range(flag, side, MIN_SIZE, MAX_INPUT_SIZE, "pixels a side")  # before the model loads
+    check_image_size("--size", args.size)  # before the model loads
+    check_image_size("--model-size", args.model_size)
     if args.lr is not None:
         check_lr(args.lr)
     check_tensorboard(args)

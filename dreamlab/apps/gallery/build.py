@@ -111,6 +111,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     each.
     """
     out = Path(out)
+    if steps is not None:
+        RenderSettings(steps=steps)  # render's check and text, before the model loads and the folder is made
     options = _checked_options(param=param, optimizer=optimizer, lr=lr, fourier_decay=fourier_decay,
                                transforms=transforms)
     diversity_weight, size, examples_top = _checked_arguments(out, diversity, diversity_weight, precision, size,
