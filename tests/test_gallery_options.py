@@ -174,3 +174,18 @@ def test_build_gallery_refuses_what_render_refuses_in_its_words_before_the_folde
         build_gallery("lenet-digits", tmp_path / "g", ["conv2"], device="cpu", **given)
     assert str(by_gallery.value) == str(by_render.value)
     assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"seed": 1.5}, "seed must be a whole number (an int), got 1.5"),  # was rendered as seed 1
+    ({"seed": True}, "seed must be a whole number (an int), got True"),
+    ({"batch_size": 0}, "batch_size (--batch-size) must be a whole number >= 1 (units per render call; None: 64 on "
+                        "cuda, 16 on cpu), got 0"),  # was taken as the default
+    ({"batch_size": 1.5}, "batch_size (--batch-size) must be a whole number >= 1"),
+    ({"compile": "nope"}, "unknown compile mode 'nope'; valid: default, reduce-overhead"),  # was after the folder
+])
+def test_build_gallery_checks_its_render_arguments_before_the_folder(tmp_path, given, message):
+    with pytest.raises(DreamlabError) as refused:
+        build_gallery("lenet-digits", tmp_path / "g", ["conv2"], steps=1, device="cpu", channels=[0], **given)
+    assert str(refused.value).startswith(message)
+    assert not (tmp_path / "g").exists()

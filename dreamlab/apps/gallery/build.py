@@ -111,8 +111,11 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     each.
     """
     out = Path(out)
-    if steps is not None:
-        RenderSettings(steps=steps)  # render's check and text, before the model loads and the folder is made
+    # render's checks and texts, before the model loads and the folder is made
+    RenderSettings(steps=steps, seed=seed, compile=compile)
+    if batch_size is not None:
+        check_whole("batch_size", batch_size, 1, flag="--batch-size",
+                    hint=" (units per render call; None: 64 on cuda, 16 on cpu)")
     options = _checked_options(param=param, optimizer=optimizer, lr=lr, fourier_decay=fourier_decay,
                                transforms=transforms)
     diversity_weight, size, examples_top = _checked_arguments(out, diversity, diversity_weight, precision, size,
