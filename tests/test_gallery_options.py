@@ -106,7 +106,7 @@ def test_a_folder_from_before_the_options_resumes_at_the_recipe_s_values(tmp_pat
     ["--optimizer", "sgd"], ["--param", "nope"], ["--transforms", "nope"], ["--lr", "0"], ["--lr", "2000"],
     ["--lr", "nan"], ["--fourier-decay", "5"], ["--param", "pixel", "--fourier-decay", "1"],
     ["--param", "maco", "--fourier-decay", "1"], ["--lr", "x"], ["--lr", "-1"], ["--steps", "0"], ["--size", "3"],
-    ["--size", "5000"],
+    ["--size", "5000"], ["--precision", "fp16"],
 ])
 def test_bad_values_get_render_s_texts(tmp_path, capsys, args):
     assert _status([*BASE, "--out", str(tmp_path / "g"), *args]) == 2

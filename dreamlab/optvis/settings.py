@@ -212,8 +212,7 @@ def _check_names(s: RenderSettings) -> None:
     """The fields given as names (precision, optimizer, param, compile mode, transforms, device), at construction, so that
     `RenderSettings(optimizer="sgd")` is refused where it is written. Whether a GPU named here is present is left
     to the render, which may run on another machine than the one that built the settings."""
-    if s.precision not in PRECISIONS:
-        raise unknown("precision", str(s.precision), PRECISIONS)
+    check_precision(s.precision)
     if isinstance(s.param, str) and s.param not in PARAMS:
         raise unknown("parameterization", s.param, PARAMS)
     if isinstance(s.optimizer, str) and s.optimizer not in OPTIMIZERS:
@@ -229,6 +228,12 @@ def _check_names(s: RenderSettings) -> None:
             kind = None
         if kind not in ("cuda", "mps"):
             resolve_device(s.device)  # refuses an unknown name or a device type dreamlab cannot render on
+
+
+def check_precision(precision: Any) -> None:
+    """One of PRECISIONS, refused alike by render and gallery."""
+    if precision not in PRECISIONS:
+        raise unknown("precision", str(precision), PRECISIONS, hint="auto picks bf16 on cuda, fp32 elsewhere")
 
 
 def _validate(s: RenderSettings) -> None:

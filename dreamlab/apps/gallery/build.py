@@ -61,7 +61,7 @@ from dreamlab.apps.gallery.page import INDEX_NAME
 from dreamlab.apps.gallery.plan import OPTION_KEYS, RENDER_SCHEME, Batch, Log, Plan, compile_label, make_plan
 from dreamlab.apps.gallery.ranks import RankGroup
 from dreamlab.attribution.inputs import check_whole
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError
 from dreamlab.inspect.examples import checked_images
 from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
 from dreamlab.io import check_writable
@@ -69,7 +69,7 @@ from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.models.summary import MAX_INPUT_SIZE
 from dreamlab.optvis.engine import RenderResult, render
 from dreamlab.optvis.objectives import channel
-from dreamlab.optvis.settings import MIN_SIZE, PRECISIONS, RenderSettings, check_diversity
+from dreamlab.optvis.settings import MIN_SIZE, RenderSettings, check_diversity, check_precision
 from dreamlab.optvis.units import format_units
 
 
@@ -157,8 +157,7 @@ def _checked_arguments(out: Path, diversity: int, diversity_weight: float | None
     check_diversity(diversity, 1.0 if diversity_weight is None else diversity_weight)
     if diversity_weight is not None:
         diversity_weight = float(diversity_weight)
-    if precision not in PRECISIONS:
-        raise unknown("precision", str(precision), PRECISIONS, hint="auto picks bf16 on cuda, fp32 elsewhere")
+    check_precision(precision)
     if size is not None:  # render's bounds, before the model loads (the model's own limits are the plan's)
         size = check_whole("size", size, MIN_SIZE, MAX_INPUT_SIZE, flag="--size", hint=" pixels")
     check_out_folder(out)  # before the model is loaded

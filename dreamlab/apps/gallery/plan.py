@@ -17,7 +17,7 @@ from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, layers_hint
 from dreamlab.models.recipe import LAYER_KEYS, Recipe
 from dreamlab.models.summary import summarize
 from dreamlab.optvis.capture import OUTPUT, output_module, reused_module, unused_module
-from dreamlab.optvis.settings import PRECISIONS
+from dreamlab.optvis.settings import check_precision
 from dreamlab.optvis.transforms import RandomTransforms, size_keeping_presets
 from dreamlab.optvis.units import format_units
 
@@ -297,8 +297,7 @@ def _logit_settings(recipe: Recipe, layer: str, layer_recipe: Recipe) -> dict[st
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """render's precision for `device`: auto is bf16 on cuda and fp32 elsewhere (as resolve_settings picks it)."""
-    if precision not in PRECISIONS:
-        raise unknown("precision", str(precision), PRECISIONS, hint="auto picks bf16 on cuda, fp32 elsewhere")
+    check_precision(precision)
     return ("bf16" if device.type == "cuda" else "fp32") if precision == "auto" else precision
 
 
