@@ -189,3 +189,18 @@ def test_build_gallery_checks_its_render_arguments_before_the_folder(tmp_path, g
         build_gallery("lenet-digits", tmp_path / "g", ["conv2"], steps=1, device="cpu", channels=[0], **given)
     assert str(refused.value).startswith(message)
     assert not (tmp_path / "g").exists()
+
+
+def test_the_flags_render_and_gallery_share_read_and_default_alike():
+    """--weights said less in gallery's help ('PATH'), and --size's range was render's only."""
+    shared = ("--weights", "--steps", "--seed", "--diversity-weight")  # --tensorboard-every: per batch in a gallery
+
+    def actions(command: str) -> dict:
+        parser = build_parser([command]).chosen
+        return {flag: (a.dest, a.type, a.default, a.help) for a in parser._actions
+                for flag in a.option_strings if flag in shared}
+
+    assert actions("gallery") == actions("render") and len(actions("gallery")) == len(shared)
+    sizes = {command: next(a for a in build_parser([command]).chosen._actions if "--size" in a.option_strings).help
+             for command in ("render", "gallery")}
+    assert all("8 to 2048" in text for text in sizes.values()), sizes

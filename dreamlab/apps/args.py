@@ -219,14 +219,17 @@ def check_tensorboard(args: argparse.Namespace) -> None:
         raise DreamlabError("--tensorboard-every applies to a TensorBoard log: add --tensorboard DIR, or leave it out")
 
 
+# --weights of the commands that render (render, gallery, dream, ...): one text, one default
+WEIGHTS_HELP = ("'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), a torchvision "
+                "weights name, or PATH to a state-dict file")
+
+
 def add_model_arguments(p: argparse.ArgumentParser, default_model: str | None = "googlenet") -> None:
     """--model/--weights/--recipe, shared by every subcommand that loads a model; `model_recipe(args)` reads them."""
     add_given_option(p, "--model", "-m", default=default_model, type=nonempty,
                      help=f"recipe name ({recipe_names()}) or any torchvision model name "
                           "(default: %(default)s)")
-    p.add_argument("--weights", default="default", type=nonempty,
-                   help="'default' (the recipe's, downloaded by torchvision on first use), 'none' (random init), "
-                        "a torchvision weights name, or PATH to a state-dict file")
+    p.add_argument("--weights", default="default", type=nonempty, help=WEIGHTS_HELP)
     p.add_argument("--recipe", type=input_path,
                    help="a recipe TOML file, instead of --model (the file names its model; giving both is refused)")
     add_allow_code_argument(p)

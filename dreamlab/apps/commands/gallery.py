@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_allow_code_argument, add_compile_argument,
+from dreamlab.apps.args import (EXIT_INTERRUPTED, WEIGHTS_HELP, add_allow_code_argument, add_compile_argument,
                                 add_device_argument, add_diversity_arguments, add_optimization_arguments,
                                 check_diversity_options, check_fourier_decay, check_image_size, check_tensorboard,
                                 input_path, nonempty, output_path, positive_int, warn_never_on)
@@ -23,8 +23,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                                     "`dreamlab layers MODEL` lists them; logit is the model's output, a channel "
                                     "per class")
     g.add_argument("-o", "--out", type=output_path, help="output folder (default: gallery/MODEL)")
-    g.add_argument("--weights", default="default", type=nonempty,
-                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
+    g.add_argument("--weights", default="default", type=nonempty, help=WEIGHTS_HELP)
     g.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
     g.add_argument("--size", type=positive_int,
                    help="image size in pixels, square, 8 to 2048 (default: the recipe's input size)")
