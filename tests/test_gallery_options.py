@@ -204,3 +204,12 @@ def test_the_flags_render_and_gallery_share_read_and_default_alike():
     sizes = {command: next(a for a in build_parser([command]).chosen._actions if "--size" in a.option_strings).help
              for command in ("render", "gallery")}
     assert all("8 to 2048" in text for text in sizes.values()), sizes
+
+
+@pytest.mark.parametrize("size, said", [
+    ("96x128", "a gallery's images are square: give one side in pixels (e.g. 128), got '96x128'"),  # render takes it
+    ("0", "expected positive pixels, one side (224), got '0'"),
+])
+def test_gallery_size_says_its_images_are_square(tmp_path, capsys, size, said):
+    assert _status([*BASE, "--out", str(tmp_path / "g"), "--size", size]) == 2
+    assert _error(capsys) == f"dreamlab: error: argument --size: {said} (see dreamlab gallery --help)"

@@ -156,6 +156,19 @@ def check_image_size(flag: str, size: int | tuple[int, int] | None) -> None:
         check_range(flag, side, MIN_SIZE, MAX_INPUT_SIZE, "pixels a side")
 
 
+def square_size(text: str) -> int:
+    """argparse type of gallery's --size: one side, as render's --size reads it; HEIGHTxWIDTH is told that a
+    gallery's images are square."""
+    try:
+        sides = image_size(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected positive pixels, one side (224), got {text!r}") from None
+    if isinstance(sides, tuple):
+        raise argparse.ArgumentTypeError(f"a gallery's images are square: give one side in pixels (e.g. "
+                                         f"{max(sides)}), got {text!r}")
+    return sides
+
+
 def output_path(text: str) -> Path:
     """argparse type of output paths: refuses an empty one (an unset shell variable), which Path would read as
     the current folder."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from dreamlab.apps.args import (EXIT_INTERRUPTED, WEIGHTS_HELP, add_allow_code_argument, add_compile_argument,
                                 add_device_argument, add_diversity_arguments, add_optimization_arguments,
                                 check_diversity_options, check_fourier_decay, check_image_size, check_tensorboard,
-                                input_path, nonempty, output_path, positive_int, warn_never_on)
+                                input_path, nonempty, output_path, positive_int, square_size, warn_never_on)
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.units import parse_units
 
@@ -25,7 +25,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("-o", "--out", type=output_path, help="output folder (default: gallery/MODEL)")
     g.add_argument("--weights", default="default", type=nonempty, help=WEIGHTS_HELP)
     g.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
-    g.add_argument("--size", type=positive_int,
+    g.add_argument("--size", type=square_size,
                    help="image size in pixels, square, 8 to 2048 (default: the recipe's input size)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_optimization_arguments(g)
