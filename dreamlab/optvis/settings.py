@@ -140,8 +140,8 @@ def resolve_settings(s: RenderSettings, recipe: Recipe, owned: bool, device: tor
         transforms=pick(s.transforms, recipe.transforms), fourier_decay=pick(s.fourier_decay, recipe.fourier_decay),
         start_level=pick(s.start_level, recipe.start_level))
     _validate(s)
-    if given_decay is not None and s.param != "fourier":  # the recipe's own decay goes unused without a word
-        check_fourier_decay(given_decay, s.param, "" if given_param is not None else " (the recipe's)")
+    # a decay the caller gave; the recipe's own (there for its Fourier default) goes unused without a word
+    check_fourier_decay(given_decay, s.param, "" if given_param is not None else " (the recipe's)")
     dev = device or torch.device("cpu")
     matrix = s.color_matrix
     return dataclasses.replace(
