@@ -3,13 +3,20 @@
 larger than the tile and multiply)."""
 from __future__ import annotations
 
+import hashlib
+import json
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from test_dream_fixes import smooth_photo
 
 from dreamlab import dream
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
-from dreamlab.io import read_png_text, save_png
+from dreamlab.io import load_image, read_png_text, save_png
+from dreamlab.models.loading import load_model
 from dreamlab.optvis.dream import _tiling
 from dreamlab.optvis.dream_tiles import smallest_tile, tiles
 
@@ -71,3 +78,83 @@ def test_the_cli_takes_tile_auto_and_overlap_and_records_the_context_used(tmp_pa
         main([*base, "--tile", "big", "-o", str(out)])
     assert exit_.value.code == 2
     assert "'big' is not a whole number of pixels or auto" in capsys.readouterr().err
+
+
+# a zoom's resume key holds the tiling that decides its pixels, not the --tile and --overlap values as given
+
+def zoom(photo, frames, count: int, *options) -> int:
+    """A 2-frame-or-more lenet-digits zoom of `photo` into the folder `frames`."""
+    return main(["dream", str(photo), "--model", "lenet-digits", "--octaves", "2", "--steps", "2", "--device",
+                 "cpu", "-o", str(frames.with_suffix(".gif")), "--frames-dir", str(frames), "--zoom-frames",
+                 str(count), *map(str, options)])
+
+
+def frame_pixels(frames, index: int) -> np.ndarray:
+    with Image.open(frames / f"frame_{index:04d}.png") as image:
+        return np.asarray(image)
+
+
+def test_tile_values_that_cut_a_zoom_alike_give_the_same_frames_and_resume_each_other(tmp_path, capsys) -> None:
+    photo = save_png(smooth_photo(96, 240), tmp_path / "photo.png")
+    # one piece: auto (1024), a tile larger than the photo, a tile of the photo's size; an overlap is then unused
+    alike = {"auto": [], "large": ["--tile", 500, "--overlap", 32], "own": ["--tile", 240]}
+    # tiles of a 64 px core without context, whatever the tile that leaves it (64 and 70 both round down to 64)
+    tiled = {"tile64": ["--tile", 64, "--overlap", 0], "tile70": ["--tile", 70, "--overlap", 0]}
+    # a 128 px core with 32 px of context: 20 px rounds up to 32, 192 and 200 leave the same core
+    context = {"overlap32": ["--tile", 192, "--overlap", 32], "overlap20": ["--tile", 200, "--overlap", 20]}
+    for name, options in {**alike, **tiled, **context}.items():
+        assert zoom(photo, tmp_path / name, 2, *options) == 0
+    for group in (alike, tiled, context):
+        first, *others = group
+        for name in others:
+            for i in range(2):
+                assert np.array_equal(frame_pixels(tmp_path / first, i), frame_pixels(tmp_path / name, i))
+    # tiles without context are another dream (with enough context they can match one piece: not claimed)
+    assert not np.array_equal(frame_pixels(tmp_path / "auto", 1), frame_pixels(tmp_path / "tile64", 1))
+    capsys.readouterr()
+    # each folder resumes with the other settings of its group, and continues with the same frames
+    (tmp_path / "auto" / "frame_0001.png").unlink()
+    assert zoom(photo, tmp_path / "auto", 3, "--tile", 500, "--overlap", 32) == 0
+    assert zoom(photo, tmp_path / "tile70", 3, "--tile", 64, "--overlap", 0) == 0
+    assert capsys.readouterr().err.count("resuming at frame") == 2
+    assert zoom(photo, tmp_path / "large", 3) == 0
+    assert zoom(photo, tmp_path / "tile64", 3, "--tile", 64, "--overlap", 0) == 0
+    for a, b in (("auto", "large"), ("tile64", "tile70")):
+        for i in range(3):
+            assert np.array_equal(frame_pixels(tmp_path / a, i), frame_pixels(tmp_path / b, i))
+
+
+def test_a_zoom_resumed_with_another_tiling_is_refused_naming_it(tmp_path, capsys) -> None:
+    photo = save_png(smooth_photo(96, 240), tmp_path / "photo.png")
+    assert zoom(photo, tmp_path / "whole", 1) == 0
+    assert zoom(photo, tmp_path / "tiled", 1, "--tile", 64, "--overlap", 0) == 0
+    capsys.readouterr()
+    refused = {("whole", "--tile", 64, "--overlap", 0): "one piece there (this run: tiles of 64 px with 0 px of context)",
+               ("tiled",): "tiles of 64 px with 0 px of context there (this run: one piece)",
+               ("tiled", "--tile", 96, "--overlap", 0):
+                   "tiles of 64 px with 0 px of context there (this run: tiles of 96 px with 0 px of context)",
+               ("tiled", "--tile", 192, "--overlap", 1):  # rounded up to 32 px of context
+                   "tiles of 64 px with 0 px of context there (this run: tiles of 192 px with 32 px of context)"}
+    for (folder, *options), said in refused.items():
+        assert zoom(photo, tmp_path / folder, 2, *options) == 2
+        assert capsys.readouterr().err == (
+            f"dreamlab: error: {str(tmp_path / folder)!r} holds frames of a zoom with other settings: "
+            f"--tile/--overlap: {said}; give theirs, another --frames-dir, or remove those frames to start over\n")
+
+
+def test_frames_of_the_older_key_still_resume_with_the_same_tile_and_overlap(tmp_path, capsys) -> None:
+    """Frames written before the key held the tiling carry a key of --tile and --overlap as given."""
+    photo = save_png(smooth_photo(48, 64), tmp_path / "photo.png")
+    frames = tmp_path / "frames"
+    assert zoom(photo, frames, 1, "--tile", 500) == 0
+    loaded = load_model("lenet-digits")
+    older = hashlib.sha256(photo.read_bytes() + b"")  # the photo's bytes, then the guide's (none)
+    older.update(json.dumps(["lenet-digits", loaded.recipe.hash(), loaded.weights, "conv2", 2, 1.4, 2, 0.006, 32, 500,
+                             None, 0, 1.05, 0.0]).encode())
+    text = read_png_text(frames / "frame_0000.png")
+    assert text["dreamlab:zoom_key"] != older.hexdigest()[:16]
+    save_png(load_image(frames / "frame_0000.png"), frames / "frame_0000.png",
+             {**text, "dreamlab:zoom_key": older.hexdigest()[:16]})
+    capsys.readouterr()
+    assert zoom(photo, frames, 2, "--tile", 500) == 0
+    assert "resuming at frame 1" in capsys.readouterr().err

@@ -34,8 +34,8 @@ from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, sav
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
 from dreamlab.optvis.capture import OUTPUT, Capture
-from dreamlab.optvis.dream_tiles import (AUTO_TILE, Tile, aligned, smallest_tile, tiled_gradient, tiled_score,
-                                        tiles, zoom_rotate)
+from dreamlab.optvis.dream_tiles import (AUTO_TILE, Tile, aligned, layout, smallest_tile, tiled_gradient,
+                                        tiled_score, tiles, zoom_rotate)
 from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, raw_size_errors, resolve_model, takes_size,
                                      unsized_module_error)
 from dreamlab.optvis.engine import derived_seed, no_gradient, non_finite_error, progress_bar
@@ -691,6 +691,43 @@ def _tiling(tile: int | str | None, overlap: int | None, longer: int,
             f"it, or the pieces multiply; give tile={needed} (--tile {needed}) or more, a smaller overlap "
             f"(--overlap N: seams then differ from one piece), or tile='auto' (--tile auto)")
     return limit, overlap, True
+
+
+@dataclass(frozen=True)
+class DreamTiling:
+    """How dream() cuts a photo into tiles: the tile and context it uses (`_tiling`), whether the photo itself is
+    tiled, and each octave's `dream_tiles.layout` (None: one piece) and size, the photo's first. The layouts, beside
+    the other settings, decide the pixels: settings with the same layouts dream the same image."""
+
+    tile: int | None
+    overlap: int
+    tiled: bool
+    layouts: tuple[tuple[int, int] | None, ...]
+    sizes: tuple[tuple[int, int], ...]  # (height, width) of each octave
+
+    def described(self) -> str:
+        """'one piece', or 'tiles of 320 px with 96 px of context'."""
+        return f"tiles of {self.tile} px with {self.overlap} px of context" if self.tiled else "one piece"
+
+
+def dream_tiling(model: nn.Module | str | LoadedModel, photo_size: tuple[int, int],
+                 objective: Objective | str | None = None, *, octaves: int = 4, octave_scale: float = 1.4,
+                 tile: int | str | None = "auto", overlap: int | None = None,
+                 device: str | torch.device | None = None) -> DreamTiling:
+    """The tiling dream() gives a photo of `photo_size` (height, width) with these settings. The objective's
+    receptive field is measured (on `device`, as dream() measures it) only where the photo is tiled and
+    `overlap` is None."""
+    module, recipe, _, categories, owned = resolve_model(model, None)
+
+    def context() -> int:
+        obj = _objective(objective, recipe, categories, module_names(module))
+        _check_layers(obj, module, recipe)
+        with prepared_model(module, resolve_device(device), channels_last=False, owned=owned) as ready:
+            return _context(ready, obj, recipe)
+
+    limit, used, tiled = _tiling(tile, overlap, max(photo_size), context)
+    sizes = tuple(octave_sizes(*photo_size, octaves, octave_scale))
+    return DreamTiling(limit, used, tiled, tuple(layout(*size, limit, used) for size in sizes), sizes)
 
 
 def _context(model: nn.Module, obj: Objective, recipe: Recipe) -> int:

@@ -47,13 +47,22 @@ class Tile:
         return tuple(slice(c.start - p.start, c.stop - p.start) for c, p in zip(self.core, self.crop))  # type: ignore
 
 
+def layout(height: int, width: int, tile: int | None, overlap: int) -> tuple[int, int] | None:
+    """How `tiles` cuts a height x width image: (each tile's core side, its context on every side), or None for one
+    piece. Two (tile, overlap) settings with the same layout give the same tiles, so the same dream."""
+    if tile is None or max(height, width) <= tile:
+        return None
+    overlap = aligned(overlap)
+    return max(ALIGN, (tile - 2 * overlap) // ALIGN * ALIGN), overlap
+
+
 def tiles(height: int, width: int, tile: int | None, overlap: int) -> list[Tile]:
     """The tiles covering a height x width image: one piece when neither side exceeds `tile` (None: never tile)."""
-    if tile is None or max(height, width) <= tile:
+    cut = layout(height, width, tile, overlap)
+    if cut is None:
         whole = (slice(0, height), slice(0, width))
         return [Tile(whole, whole)]
-    overlap = aligned(overlap)
-    core = max(ALIGN, (tile - 2 * overlap) // ALIGN * ALIGN)
+    core, overlap = cut
     found = []
     for y in range(0, height, core):
         for x in range(0, width, core):

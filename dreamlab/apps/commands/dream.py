@@ -10,11 +10,15 @@ import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, model_recipe,
                                 check_tensorboard, given_options, output_path, photo_path,
                                 positive_int)
 from dreamlab.errors import DreamlabError
+
+if TYPE_CHECKING:
+    from dreamlab.optvis.dream import DreamTiling
 
 DESCRIPTION = ("DeepDream on a photo: gradient ascent on a layer (default: the recipe's default layer, the L2 of "
                "its activations) at several scales, the photo at its own size (tiled when larger than --tile). "
@@ -76,15 +80,18 @@ def run(args: argparse.Namespace) -> int:
     guide = read_photo(args.guide, "guide") if args.guide else None
     loaded = load_model(model_recipe(args), args.weights)
     files = _photo_files(args, photo, guide)
-    key = _zoom_key(args, loaded) if zoom else ""
-    done = _frames_done(frames_dir, key, args) if zoom else 0
+    tiling = _tiling(args, loaded, photo) if zoom else None
+    keys = _zoom_keys(args, loaded, tiling) if zoom else ("", "")
+    done = _frames_done(frames_dir, keys, args, tiling) if zoom else 0
     board = _board(args, done)
+    # a tiled zoom's context was measured for its key: dream() takes it rather than measuring it again
+    overlap = tiling.overlap if tiling is not None and tiling.tiled else args.overlap
     options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,
-                   jitter=args.jitter, guide=guide, tile=args.tile, overlap=args.overlap, seed=args.seed,
+                   jitter=args.jitter, guide=guide, tile=args.tile, overlap=overlap, seed=args.seed,
                    device=args.device, progress=True, on_step=board)
     if not zoom:
         return _dream_photo(args, loaded, photo, options, files, out)
-    interrupted = _dream_zoom(args, loaded, photo, options, files, frames_dir, key, done)
+    interrupted = _dream_zoom(args, loaded, photo, options, files, frames_dir, keys[0], done)
     return _write_zoom(args, out, frames_dir, interrupted)
 
 
@@ -283,8 +290,20 @@ def _frame_path(folder: Path, index: int) -> Path:
     return folder / f"frame_{index:04d}.png"
 
 
-def _zoom_key(args: argparse.Namespace, loaded) -> str:
-    """What decides a zoom's frames: a resumed run must have the same, or its frames would not continue."""
+def _tiling(args: argparse.Namespace, loaded, photo) -> DreamTiling:
+    """How dream() will cut this zoom's frames (the photo's size) into tiles."""
+    from dreamlab.optvis.dream import dream_tiling
+
+    return dream_tiling(loaded, tuple(photo.shape[-2:]), args.objective, octaves=args.octaves,
+                        octave_scale=args.octave_scale, tile=args.tile, overlap=args.overlap, device=args.device)
+
+
+def _zoom_keys(args: argparse.Namespace, loaded, tiling: DreamTiling) -> tuple[str, str]:
+    """What decides a zoom's frames, which a resumed run must have the same or its frames would not continue: (the
+    key, the older key). The key holds the tiling as the octaves' layouts, so --tile and --overlap values that cut
+    them alike (a tile larger than the photo, or auto; an overlap rounded up to the same 32) are the same zoom.
+    The older key, which held --tile and --overlap as given, is what frames written before it carry: those
+    frames still resume with the same --tile and --overlap."""
     from dreamlab.io import is_sample_photo
 
     digest = hashlib.sha256()
@@ -295,15 +314,21 @@ def _zoom_key(args: argparse.Namespace, loaded) -> str:
             digest.update(Path(path).read_bytes() if path else b"")
     # the default objective named, or spaced otherwise, is the same objective
     objective = "".join((args.objective or loaded.recipe.default_layer or "").split())
-    settings = [loaded.recipe.name, loaded.recipe.hash(), loaded.weights, objective, args.octaves,
-                args.octave_scale, args.steps, args.lr, args.jitter, args.tile, args.overlap, args.seed, args.zoom,
-                args.rotate]
-    digest.update(json.dumps(settings).encode())
-    return digest.hexdigest()[:16]
+    before = [loaded.recipe.name, loaded.recipe.hash(), loaded.weights, objective, args.octaves, args.octave_scale,
+              args.steps, args.lr, args.jitter]
+    after = [args.seed, args.zoom, args.rotate]
+    layouts = {"layouts": [list(cut) if cut else None for cut in tiling.layouts]}
+    keys = []
+    for tiles in ([layouts], [args.tile, args.overlap]):
+        settings = digest.copy()
+        settings.update(json.dumps([*before, *tiles, *after]).encode())
+        keys.append(settings.hexdigest()[:16])
+    return keys[0], keys[1]
 
 
-def _frames_done(folder: Path, key: str, args: argparse.Namespace) -> int:
-    """How many frames (0, 1, ... in a row) a stopped run with the same settings left in `folder`."""
+def _frames_done(folder: Path, keys: tuple[str, ...], args: argparse.Namespace, tiling: DreamTiling) -> int:
+    """How many frames (0, 1, ... in a row) a stopped run with the same settings (`keys`: either key of
+    `_zoom_keys`) left in `folder`."""
     from PIL import UnidentifiedImageError
 
     from dreamlab.io import is_whole_png, read_png_text
@@ -321,8 +346,8 @@ def _frames_done(folder: Path, key: str, args: argparse.Namespace) -> int:
                 reason = "not a PNG image"
             raise DreamlabError(f"frame {str(path)!r} in --frames-dir is unreadable ({reason}); remove it (and the "
                                 f"frames after it) to dream it again, or give another --frames-dir") from None
-        if text.get("dreamlab:zoom_key") != key:
-            changed = _changed_settings(text, args)
+        if text.get("dreamlab:zoom_key") not in keys:
+            changed = _changed_settings(text, args, tiling)
             if changed:
                 raise DreamlabError(f"{str(folder)!r} holds frames of a zoom with other settings: "
                                     f"{', '.join(changed)}; give theirs, another --frames-dir, or remove those frames "
@@ -338,9 +363,9 @@ def _frames_done(folder: Path, key: str, args: argparse.Namespace) -> int:
 FRAME_NUMBERS = ("octaves", "octave_scale", "steps", "lr", "jitter", "seed", "zoom", "rotate")
 
 
-def _changed_settings(text: dict[str, str], args: argparse.Namespace) -> list[str]:
+def _changed_settings(text: dict[str, str], args: argparse.Namespace, tiling: DreamTiling) -> list[str]:
     """What of this run differs from a frame's provenance `text`, in CLI terms (empty where the frame does not
-    say: the model, its weights, the guide or the tiling then differ)."""
+    say: the model, its weights or the guide then differ)."""
     from dreamlab.io import file_digest
 
     changed = []
@@ -363,7 +388,27 @@ def _changed_settings(text: dict[str, str], args: argparse.Namespace) -> list[st
         other_photo = photo != str(args.photo)
     if photo is not None and other_photo:
         changed.append(f"the photo ({photo} there, {args.photo} in this run)")
+    there = _frame_tiling(text, tiling)
+    if there is not None and there.layouts != tiling.layouts:
+        changed.append(f"--tile/--overlap: {there.described()} there (this run: {tiling.described()})")
     return changed
+
+
+def _frame_tiling(text: dict[str, str], tiling: DreamTiling) -> DreamTiling | None:
+    """The tiling a frame's provenance records (its tile and overlap) laid on this run's octave sizes, or None
+    where the frame does not say."""
+    from dreamlab.optvis.dream import DreamTiling
+    from dreamlab.optvis.dream_tiles import layout
+
+    try:
+        tile, overlap = text["dreamlab:tile"], text["dreamlab:overlap"]
+        limit = None if tile == "none" else int(tile)
+        tiled = overlap.isdigit()  # else "none (one piece)"
+        used = int(overlap) if tiled else tiling.overlap
+    except (KeyError, ValueError):
+        return None
+    cuts = tuple(layout(*size, limit, used) if tiled else None for size in tiling.sizes)
+    return DreamTiling(limit, used, tiled, cuts, tiling.sizes)
 
 
 def _check_no_folders(folder: Path) -> None:
