@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -17,7 +18,7 @@ from torch import nn
 import dreamlab
 from dreamlab import dream
 from dreamlab.apps.cli import main
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 from dreamlab.io import pixel_digest
 from dreamlab.io import load_image, read_png_text, sample_photo, save_png
 
@@ -356,8 +357,11 @@ def test_a_resumed_zoom_continues_the_tensorboard_steps(tmp_path, photo_file):
     (["--octave-scale", "1"], "--octave-scale 1 is out of range; valid: a finite number above 1; try 1.4 (the "
                               "default) to 2"),
     (["--octave-scale", "nan"], "--octave-scale nan is out of range"),
-    (["--lr", "0"], "--lr 0 is out of range; valid: a finite number above 0; try 0.006 (the default)"),
+    (["--lr", "0"], "--lr 0 is out of range; valid: a finite number above 0, at most 1 (the mean change of a pixel "
+                    "per step in [0,1] units: a larger step is more than the whole pixel range, and gives noise); "
+                    "try 0.006 (the default)"),
     (["--lr", "inf"], "--lr inf is out of range"),
+    (["--lr", "5"], "--lr 5 is out of range; valid: a finite number above 0, at most 1"),
     (["--jitter", "-1"], "--jitter -1 is out of range; valid: 0 or more pixels; --jitter 0 turns the roll off"),
     (["--tile", "10"], "--tile 10 is out of range; valid: at least 64 pixels, or auto; the default is auto (1024)"),
     (["--overlap", "-1"], "--overlap -1 is out of range; valid: 0 or more pixels"),
@@ -367,6 +371,27 @@ def test_cli_range_errors_name_the_option(photo_file, tmp_path, capsys, args, me
     err = capsys.readouterr().err
     assert err.startswith(f"dreamlab: error: {message}") and err.count("\n") == 1
     assert not (tmp_path / "d.png").exists()
+
+
+def test_an_lr_above_1_is_refused_and_one_above_0_1_is_noted(photo_file, tmp_path, capsys):
+    """lr is the mean change per step in [0, 1] units: above 1 a step is more than the pixel range (noise), and
+    above 0.1 the photo is soon lost (a judgement call: a note, the dream still made)."""
+    with pytest.raises(DreamlabError, match=r"^lr must be a finite number above 0 and at most 1 \(the mean change of "
+                                            r"a pixel per step, in \[0, 1\] units: a larger step is more than the "
+                                            r"whole pixel range, and gives noise; the default is 0.006\), got 1.5$"):
+        dream("lenet-digits", smooth_photo(48, 64), lr=1.5, octaves=1, steps=1, device="cpu")
+    with pytest.warns(DreamlabNote, match=r"^lr=0.5 \(--lr\) moves a pixel by 50% of its range per step on average"):
+        assert dream("lenet-digits", smooth_photo(48, 64), lr=0.5, octaves=1, steps=1, device="cpu").image.shape \
+            == (1, 48, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DreamlabNote)
+        dream("lenet-digits", smooth_photo(48, 64), lr=0.1, octaves=1, steps=1, device="cpu")  # no note
+    assert run_dream(photo_file, "--lr", 1, "-o", tmp_path / "d.png") == 0  # the largest taken
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlab: note: lr=1 (--lr) moves a pixel by 100% of its range per step on average, so "
+                          "the photo is soon lost in saturated noise (with hed-vgg16 the score falls above 0.1); the "
+                          "default is 0.006, and 0.03 already dreams strongly\n")
+    assert (tmp_path / "d.png").is_file()
 
 
 def test_cli_dreams_a_sample_photo_by_name(tmp_path, monkeypatch, capsys):

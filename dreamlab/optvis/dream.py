@@ -16,6 +16,7 @@ import math
 import numbers
 import re
 import shlex
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,8 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.devices import out_of_memory, resolve_device
-from dreamlab.errors import (DreamlabError, check_callback, check_seed, checked_keywords, first_line,
-                             takes_positional, unknown)
+from dreamlab.errors import (DreamlabError, DreamlabNote, check_callback, check_seed, checked_keywords,
+                             first_line, takes_positional, unknown)
 from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, save_png, to_pil
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
@@ -44,6 +45,13 @@ from dreamlab.optvis.objectives import IMAGE, Objective, deepdream
 
 MIN_SIDE = 16  # the smallest octave side dreamed; smaller ones carry no pattern a layer could amplify
 LR = 0.006  # google/deepdream's step_size 1.5 on 0-255 pixels, in [0, 1] units
+# lr is the mean change per step in [0, 1] units: above 1 a step is larger than the whole pixel range (at 1, one step
+# pins 57% of china's values at 0 or 1 with hed-vgg16, 77% with lenet-digits; 73% and 86% at 2): refused
+LR_MAX = 1.0
+# above this the photo is soon lost in saturated noise, a judgement call, so only noted: on a 320x214 china with
+# hed-vgg16 (4 octaves of 10 steps) the score rose with lr up to 0.1 (786; 575 at 0.03) and fell beyond it (476 at
+# 0.3, 203 at 1, 99 at 5), the photo unrecognizable from 0.3 on (2026-12-06)
+LR_NOTE = 0.1
 GUIDE_SIDE = 512  # the guide's longer side is shrunk to this: its features only need to be representative
 # the guide positions matched, at most: an early layer's map of a 512 px guide has 175,000 (hed-vgg16's features.3),
 # and matching every photo position against each asked 12 GB for a 160x107 photo. A map with more is sampled on an
@@ -133,14 +141,17 @@ def _best_matches(features: Tensor, guide: Tensor, chunk: int) -> Tensor:
 
 
 def _number(name: str, value: object, low: float, integral: bool = False, strict: bool = False,
-            high: float | None = None) -> None:
-    """Refuse a value that is not a (whole) finite number >= low (> low: `strict`) and, given `high`, <= high."""
+            high: float | None = None, why: str = "") -> None:
+    """Refuse a value that is not a (whole) finite number >= low (> low: `strict`) and, given `high`, <= high;
+    `why` follows the range in the message."""
     bad = isinstance(value, bool) or not isinstance(value, numbers.Integral if integral else numbers.Real)
     if bad or not math.isfinite(value) or value < low or (strict and value == low) \
             or (high is not None and value > high):  # type: ignore[operator]
         kind = "a whole number" if integral else "a finite number"
-        within = f"from {low:g} to {high:g}" if high is not None else f"{'>' if strict else '>='} {low:g}"
-        raise DreamlabError(f"{name} must be {kind} {within}, got {value!r}")
+        within = f"{'>' if strict else '>='} {low:g}"
+        if high is not None:
+            within = f"above {low:g} and at most {high:g}" if strict else f"from {low:g} to {high:g}"
+        raise DreamlabError(f"{name} must be {kind} {within}{why}, got {value!r}")
 
 
 def fit_photo(image: object, channels: int, name: str = "image") -> Tensor:
@@ -560,10 +571,17 @@ def _check_arguments(*, octaves: int, octave_scale: float, steps: int, lr: float
     """Refuse a number of dream()'s out of its range, and zoom settings without a zoom, before any work."""
     for name, value, low, integral, strict in (
             ("octaves", octaves, 1, True, False), ("octave_scale", octave_scale, 1, False, True),
-            ("steps", steps, 1, True, False), ("lr", lr, 0, False, True), ("jitter", jitter, 0, True, False),
+            ("steps", steps, 1, True, False), ("jitter", jitter, 0, True, False),
             ("zoom_frames", zoom_frames, 0, True, False),
             ("start_frame", start_frame, 0, True, False)):
         _number(name, value, low, integral, strict)
+    _number("lr", lr, 0, strict=True, high=LR_MAX, why=f" (the mean change of a pixel per step, in [0, 1] units: "
+            f"a larger step is more than the whole pixel range, and gives noise; the default is {LR:g})")
+    if lr > LR_NOTE:
+        warnings.warn(DreamlabNote(f"lr={lr:g} (--lr) moves a pixel by {lr:.0%} of its range per step on average, so "
+                                   f"the photo is soon lost in saturated noise (with hed-vgg16 the score falls above "
+                                   f"{LR_NOTE:g}); the default is {LR:g}, and 0.03 already dreams strongly"),
+                      stacklevel=4)  # dream()'s caller (through checked_keywords)
     check_seed(seed)  # any int: the frames' generators take derived_seed(seed, frame)
     _number("zoom", zoom, ZOOM_RANGE[0], high=ZOOM_RANGE[1])
     _number("rotate", rotate, ROTATE_RANGE[0], high=ROTATE_RANGE[1])

@@ -39,8 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--octaves", type=positive_int, default=4, help="scales dreamed, smallest first (default: 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default: 1.4)")
     p.add_argument("--steps", type=positive_int, default=10, help="steps per octave (default: 10)")
-    p.add_argument("--lr", type=float, default=0.006, help="mean absolute change per step in [0,1] units "
-                                                           "(default: 0.006, google/deepdream's)")
+    p.add_argument("--lr", type=float, default=0.006, help="mean absolute change per step in [0,1] units, above 0 "
+                                                           "and at most 1 (default: 0.006, google/deepdream's)")
     p.add_argument("--jitter", type=int, default=32, help="largest random roll per step, pixels (default: 32)")
     p.add_argument("--guide", type=photo_path, metavar="IMAGE",
                    help="an image (PNG, JPEG, ..., or china or flower) whose features at the layer the photo takes on")
@@ -215,7 +215,9 @@ def _write_zoom(args: argparse.Namespace, out: Path, frames_dir: Path, interrupt
 
 # the CLI's own names for dream()'s ranges, with what to try
 NUMBER_OPTIONS = (("octave_scale", "a finite number above 1", lambda v: v > 1, "try 1.4 (the default) to 2"),
-                  ("lr", "a finite number above 0", lambda v: v > 0, "try 0.006 (the default)"),
+                  ("lr", "a finite number above 0, at most 1 (the mean change of a pixel per step in [0,1] "
+                         "units: a larger step is more than the whole pixel range, and gives noise)",
+                   lambda v: 0 < v <= 1, "try 0.006 (the default)"),
                   ("jitter", "0 or more pixels", lambda v: v >= 0, "--jitter 0 turns the roll off"),
                   ("tile", "at least 64 pixels, or auto", lambda v: v >= 64,
                    "the default is auto (1024); lower it (not below 64) to use less memory"),
