@@ -1,6 +1,8 @@
 """Grad-CAM and Grad-CAM++: agreement with captum, default layers, targets that are any objective, bad input."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torchvision
@@ -9,7 +11,8 @@ from test_attribution_gradients import IDENTITY, relu_net
 
 from dreamlab import attribute, gradcam
 from dreamlab.attribution.cam import cam_weights, default_cam_layer, enlarging_pool, trace_forward
-from dreamlab.errors import DreamlabError
+from dreamlab.attribution.api import enlarged_map_noted
+from dreamlab.errors import DreamlabError, DreamlabNote
 
 captum_attr = pytest.importorskip("captum.attr")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,6 +71,49 @@ def test_a_default_layer_gradcam_makes_no_extra_forward_for_the_enlarged_map_not
     forwards.clear()
     gradcam(model, torch.rand(3, 224, 224), "logit:0", "features.10")
     assert len(forwards) == 2  # a named layer: the note's, and the Grad-CAM's
+
+
+def sized_forward_counter(model: torch.nn.Module) -> list[tuple[int, int]]:
+    """A list that grows by the input's height and width at each forward of `model`."""
+    sizes: list[tuple[int, int]] = []
+    model.register_forward_pre_hook(lambda _, inputs: sizes.append(tuple(inputs[0].shape[-2:])))
+    return sizes
+
+
+def test_the_notes_share_their_forwards_and_each_size_is_run_once():
+    # alexnet at 63 px: the moved-layer note and the enlarged-map note both look at the recipe's 224 px (each ran its
+    # own forward there), and the enlarged-map note's search (7 sizes) runs each size once
+    model = torchvision.models.alexnet(weights=None)
+    sizes = sized_forward_counter(model)
+    with pytest.warns(DreamlabNote, match="adaptive pool that enlarges a 1x1 map to 6x6"):
+        cam = gradcam(model, torch.rand(3, 63, 63, generator=torch.Generator().manual_seed(0)), "logit:0")
+    assert cam.shape == (1, 63, 63)
+    assert sizes.count((224, 224)) == 1 and len(sizes) == len(set(sizes)) + 1  # 63 px twice: layer, Grad-CAM
+    assert sizes.count((63, 63)) == 2
+    # resnet18 at 16 px: layer4's map is 1x1, so the default moves to layer2; the note names layer4's map from the
+    # forward that chose the layer, not from one more at 16 px
+    model = torchvision.models.resnet18(weights=None)
+    sizes = sized_forward_counter(model)
+    with pytest.warns(DreamlabNote, match="moved from layer4 to layer2: on this 16x16 image layer4's map is 1x1"):
+        gradcam(model, torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)), "logit:0")
+    assert sizes.count((16, 16)) == 2 and len(sizes) == len(set(sizes)) + 1
+
+
+def test_inside_enlarged_map_noted_the_note_is_not_worked_out():
+    """The command line says the enlarged-map note once, in --size words, then calls the API inside
+    enlarged_map_noted(): the API's own note, silenced there, ran a forward at the image's size and a search."""
+    model = torchvision.models.alexnet(weights=None)
+    image = torch.rand(3, 63, 63, generator=torch.Generator().manual_seed(0))
+    forwards = forward_counter(model)
+    with pytest.warns(DreamlabNote, match="adaptive pool that enlarges"):
+        said = gradcam(model, image, "logit:0", "avgpool")
+    assert len(forwards) > 2  # the note's forward at 63 px, its search up to 224, the Grad-CAM's
+    forwards.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with enlarged_map_noted():
+            quiet = gradcam(model, image, "logit:0", "avgpool")
+    assert len(forwards) == 1 and torch.equal(quiet, said)  # the Grad-CAM's forward only; the same map
 
 
 def test_a_trace_serves_the_default_layer_and_the_enlarging_pool_without_a_forward():

@@ -13,6 +13,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from torch import Tensor
 
 from dreamlab.attribution import gradients as g
 from dreamlab.attribution.cam import (CAM_METHODS, ModuleCall, NoSpatialLayer, class_activation_map,
-                                     default_cam_layer, enlarging_pool, output_shape, trace_forward)
+                                     default_cam_layer, enlarging_pool, trace_forward, traced_output_shape)
 from dreamlab.attribution.inputs import USED_BY, check_optional_text, reads_seed
 from dreamlab.io import check_image
 from dreamlab.attribution.photos import predicted_classes
@@ -77,32 +78,53 @@ def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target =
     only too small for the usual default layer, a shallower one is used and a DreamlabNote says so. `resize`:
     the model input at another shorter side, as the caller makes it (the CLI's --size rounds the longer side from
     the photo's own aspect); by default `images[:1]` resized with its aspect kept."""
-    resize = resize or (lambda shorter: _resized(images[:1], shorter))
+    traced_at = _traced_sizes(subj, resize or (lambda shorter: _resized(images[:1], shorter)), cli)
     if layer:
-        _note_enlarged_map(subj, images[:1], layer, cli, resize)
+        _note_enlarged_map(subj, images[:1], layer, cli, traced_at)
         return layer
     reads = target_layers(subj, target)
 
-    def default(sample: Tensor, trace: list[ModuleCall] | None = None) -> str:
+    def default(sample: Tensor, trace: list[ModuleCall]) -> str:
         with evaluating(subj.model), sized_forward(subj, sample, cli):
             return default_cam_layer(subj.model, subj.normalize(sample), getattr(subj.recipe, "cam_layer", None),
                                      reads, trace)
 
-    with evaluating(subj.model), sized_forward(subj, images[:1], cli):  # one forward for the layer and the note
+    def default_at(shorter: int) -> str:
+        return default(*traced_at(shorter))
+
+    with evaluating(subj.model), sized_forward(subj, images[:1], cli):  # one forward for the layer and the notes
         trace = trace_forward(subj.model, subj.normalize(images[:1]))
     try:
         chosen = default(images[:1], trace)
     except NoSpatialLayer as exc:
-        smallest = _smallest_with_a_map(default, images[:1], subj.recipe.input_size, resize)
+        smallest = _smallest_with_a_map(default_at, images[:1], subj.recipe.input_size)
         if smallest is None:
             raise
         height, width = images.shape[-2:]
         given = f"the model input at this --size, {height}x{width}," if cli else f"an image of {height}x{width}"
         raise DreamlabError(f"{given} is too small for a Grad-CAM: at that size {exc.reason}; the smallest size that "
                             f"gives one (a map larger than 1x1) is {smallest}: {size_advice(smallest, cli)}") from None
-    _note_moved_default(subj, default, images[:1], chosen, cli, resize)
-    _note_enlarged_map(subj, images[:1], chosen, cli, resize, trace)
+    _note_moved_default(subj, default_at, images[:1], chosen, cli, trace)
+    _note_enlarged_map(subj, images[:1], chosen, cli, traced_at, trace)
     return chosen
+
+
+Traced = Callable[[int], tuple[Tensor, list[ModuleCall]]]  # a shorter side -> (the model input, its trace)
+
+
+def _traced_sizes(subj: Subject, resize: Callable[[int], Tensor], cli: bool) -> Traced:
+    """The model input at a shorter side (`resize`) and its `cam.trace_forward`, each side made and run once, so
+    the notes, which both look at the recipe's size and search the sizes below it, share their forwards."""
+    done: dict[int, tuple[Tensor, list[ModuleCall]]] = {}
+
+    def traced_at(shorter: int) -> tuple[Tensor, list[ModuleCall]]:
+        if shorter not in done:
+            sample = resize(shorter)
+            with evaluating(subj.model), sized_forward(subj, sample, cli):
+                done[shorter] = sample, trace_forward(subj.model, subj.normalize(sample))
+        return done[shorter]
+
+    return traced_at
 
 
 def _resized(image: Tensor, shorter: int) -> Tensor:
@@ -112,19 +134,20 @@ def _resized(image: Tensor, shorter: int) -> Tensor:
                          mode="bilinear")
 
 
-def _note_moved_default(subj: Subject, default, image: Tensor, chosen: str, cli: bool,
-                        resize: Callable[[int], Tensor]) -> None:
+def _note_moved_default(subj: Subject, default_at: Callable[[int], str], image: Tensor, chosen: str, cli: bool,
+                        trace: list[ModuleCall]) -> None:
     """A DreamlabNote where the image is smaller than the recipe's input size and the default layer is not the
     one it is at that size (the layer whose map it shrank to 1x1 gave way to a shallower one: hed-vgg16 at
     --size 2 moves from features.29 to features.8), saying from which, why and what keeps it. Nothing is said
-    where the layer at the recipe's size cannot be found (the model does not take that size)."""
+    where the layer at the recipe's size cannot be found (the model does not take that size). `default_at`: the
+    default layer at a shorter side; `trace`: `cam.trace_forward` of `image`."""
     size, side = subj.recipe.input_size, min(image.shape[-2:])
     if side >= size:
         return
 
     def at(shorter: int) -> str | None:
         try:
-            return default(resize(shorter))
+            return default_at(shorter)
         except Exception:  # noqa: BLE001 - a note is only said where the usual layer is known
             return None
 
@@ -132,8 +155,7 @@ def _note_moved_default(subj: Subject, default, image: Tensor, chosen: str, cli:
     if usual is None or usual == chosen:
         return
     smallest = smallest_side(lambda shorter: at(shorter) == usual, side, size)
-    with evaluating(subj.model), torch.no_grad():
-        shape = output_shape(subj.model, subj.normalize(image), usual)
+    shape = traced_output_shape(trace, usual)
     height, width = image.shape[-2:]
     if shape is None:
         its = f"{usual} does not run"
@@ -153,29 +175,49 @@ class EnlargedMapNote(DreamlabNote):
     """The note that the Grad-CAM layer's map is an adaptive pool's enlargement of a smaller map."""
 
 
+# set inside enlarged_map_noted(): the EnlargedMapNote is neither said nor worked out (its forwards)
+_ENLARGED_MAP_NOTED: ContextVar[bool] = ContextVar("enlarged_map_noted", default=False)
+
+
 @contextmanager
 def enlarged_map_noted() -> Iterator[None]:
-    """Quiets the EnlargedMapNote of the API calls inside: for the command line, whose `cam_layer(cli=True)` has
-    said it already in its own words (--size, --layer)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", EnlargedMapNote)
-        yield
+    """Quiets the EnlargedMapNote of the API calls inside, and skips the forwards that work it out: for the
+    command line, whose `cam_layer(cli=True)` has said it already in its own words (--size, --layer)."""
+    token = _ENLARGED_MAP_NOTED.set(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EnlargedMapNote)
+            yield
+    finally:
+        _ENLARGED_MAP_NOTED.reset(token)
 
 
-def _note_enlarged_map(subj: Subject, image: Tensor, layer: str, cli: bool, resize: Callable[[int], Tensor],
+def _note_enlarged_map(subj: Subject, image: Tensor, layer: str, cli: bool, traced_at: Traced,
                        trace: list[ModuleCall] | None = None) -> None:
     """An EnlargedMapNote where `layer` is, or runs after, an adaptive pool that enlarges a smaller map at this
     image size (`cam.enlarging_pool`: alexnet's avgpool repeats a 1x1 map to 6x6 at 63 to 64 px, a 2x2 one at
     100): its map, and so its Grad-CAM, has no more location information than the smaller map (none where it is
     1x1), and the picture does not show it. Says what to try: the smallest size where the pool does not enlarge
     (up to the recipe's), or the last conv layer before the pool. Nothing is said where the model fails to run.
-    `trace`: `cam.trace_forward` of `image`, where the caller has it (no forward at the image's size then)."""
+    `trace`: `cam.trace_forward` of `image`, where the caller has it (no forward at the image's size then);
+    `traced_at`: the model input at another shorter side and its trace (`_traced_sizes`). Inside
+    `enlarged_map_noted()` nothing is worked out, as nothing would be said."""
+    if _ENLARGED_MAP_NOTED.get():
+        return
+
     def at(sample: Tensor, trace: list[ModuleCall] | None = None):
         try:
             with evaluating(subj.model):
                 return enlarging_pool(subj.model, subj.normalize(sample), layer, trace)
         except Exception:  # noqa: BLE001 - the Grad-CAM itself tells a model or layer that fails
             return None
+
+    def at_side(shorter: int):
+        try:
+            sample, trace = traced_at(shorter)
+        except Exception:  # noqa: BLE001 - as at(): a size the model fails at gives no note
+            return None
+        return at(sample, trace)
 
     found = at(image, trace)
     if found is None:
@@ -191,8 +233,8 @@ def _note_enlarged_map(subj: Subject, image: Tensor, layer: str, cli: bool, resi
             f"the Grad-CAM layer {layer} runs after the adaptive pool {pool}, which {verb}")
     what = ("so the map is flat (one value over the whole image), with no location information" if h * w == 1 else
             f"so the map has no more location information than those {h}x{w} cells")
-    if side < size and at(resize(size)) is None:
-        larger = size_advice(smallest_side(lambda shorter: at(resize(shorter)) is None, side, size), cli)
+    if side < size and at_side(size) is None:
+        larger = size_advice(smallest_side(lambda shorter: at_side(shorter) is None, side, size), cli)
     else:
         larger = "use a larger --size" if cli else "pass a larger image"
     named = f"--layer {conv}" if cli else f"layer={conv!r}"
@@ -202,7 +244,7 @@ def _note_enlarged_map(subj: Subject, image: Tensor, layer: str, cli: bool, resi
                                   f"it does not {does}{earlier}"), stacklevel=5)  # gradcam's or attribute's caller
 
 
-def _smallest_with_a_map(default, image: Tensor, size: int, resize: Callable[[int], Tensor]) -> int | None:
+def _smallest_with_a_map(default_at: Callable[[int], str], image: Tensor, size: int) -> int | None:
     """The smallest shorter side (the aspect kept) at which `default` finds a CAM layer, up to the recipe's `size`
     (where larger, the image's own), or None where the image is not smaller than that or no size up to it gives
     one: the model or the target, not the size, is to blame."""
@@ -211,7 +253,7 @@ def _smallest_with_a_map(default, image: Tensor, size: int, resize: Callable[[in
 
     def finds(shorter: int) -> bool:
         try:
-            default(resize(shorter))
+            default_at(shorter)
         except DreamlabError:
             return False
         return True

@@ -158,6 +158,11 @@ def output_shape(model: nn.Module, sample: Tensor, layer: str) -> tuple[int, ...
     return shapes[0] if shapes else None
 
 
+def traced_output_shape(trace: list[ModuleCall], layer: str) -> tuple[int, ...] | None:
+    """`output_shape` read from a `trace_forward` of the same sample: no forward (a 0-dim output reads as None)."""
+    return next((call.out for call in trace if call.kind == "end" and call.name == layer and call.out), None)
+
+
 ADAPTIVE_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
