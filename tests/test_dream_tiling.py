@@ -129,7 +129,8 @@ def test_a_zoom_resumed_with_another_tiling_is_refused_naming_it(tmp_path, capsy
     assert zoom(photo, tmp_path / "whole", 1) == 0
     assert zoom(photo, tmp_path / "tiled", 1, "--tile", 64, "--overlap", 0) == 0
     capsys.readouterr()
-    refused = {("whole", "--tile", 64, "--overlap", 0): "one piece there (this run: tiles of 64 px with 0 px of context)",
+    refused = {("whole", "--tile", 64, "--overlap", 0):
+               "one piece there (this run: tiles of 64 px with 0 px of context)",
                ("tiled",): "tiles of 64 px with 0 px of context there (this run: one piece)",
                ("tiled", "--tile", 96, "--overlap", 0):
                    "tiles of 64 px with 0 px of context there (this run: tiles of 96 px with 0 px of context)",

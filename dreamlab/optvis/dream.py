@@ -461,7 +461,8 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
 
     `objective`: a string (`inception4c`, `inception4c:97`, any objective of the grammar) or an Objective;
     default: the recipe's `default_layer` as a whole layer. `octaves` sizes, each `octave_scale` times smaller,
-    get `steps` steps of size `lr` (mean absolute change in [0,1] units) with a random roll of up to `jitter`
+    get `steps` steps of size `lr` (mean absolute change in [0,1] units, at most 1; above 0.1 a DreamlabNote says
+    the photo will soon be lost) with a random roll of up to `jitter`
     pixels. `guide`: an image [C,H,W] (or a path or sample name) whose features at the objective's layer the photo
     takes on (the objective must then be a whole layer). Photos whose longer side exceeds `tile` pixels are dreamed
     in tiles with `overlap` pixels of context (overlap None: the objective layer's receptive field, at least 64;
