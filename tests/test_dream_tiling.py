@@ -143,9 +143,9 @@ def test_a_zoom_resumed_with_another_tiling_is_refused_naming_it(tmp_path, capsy
             f"--tile/--overlap: {said}; give theirs, another --frames-dir, or remove those frames to start over\n")
 
 
-def test_frames_of_the_older_key_still_resume_with_the_same_tile_and_overlap(tmp_path, capsys) -> None:
+def test_frames_of_the_older_key_resume_with_tile_and_overlap_values_that_cut_them_alike(tmp_path, capsys) -> None:
     """Frames written before the key held the tiling carry a key of --tile and --overlap as given."""
-    photo = save_png(smooth_photo(48, 64), tmp_path / "photo.png")
+    photo = save_png(smooth_photo(48, 96), tmp_path / "photo.png")
     frames = tmp_path / "frames"
     assert zoom(photo, frames, 1, "--tile", 500) == 0
     loaded = load_model("lenet-digits")
@@ -157,5 +157,10 @@ def test_frames_of_the_older_key_still_resume_with_the_same_tile_and_overlap(tmp
     save_png(load_image(frames / "frame_0000.png"), frames / "frame_0000.png",
              {**text, "dreamlab:zoom_key": older.hexdigest()[:16]})
     capsys.readouterr()
-    assert zoom(photo, frames, 2, "--tile", 500) == 0
+    assert zoom(photo, frames, 2, "--tile", 500) == 0  # the same values
     assert "resuming at frame 1" in capsys.readouterr().err
+    (frames / "frame_0001.png").unlink()
+    assert zoom(photo, frames, 2) == 0  # auto: one piece too, as the frame's provenance (tile 500, one piece) says
+    assert "resuming at frame 1" in capsys.readouterr().err
+    assert zoom(photo, frames, 3, "--tile", 64, "--overlap", 0) == 2  # another tiling
+    assert "other settings: --tile/--overlap: one piece there (this run: tiles of 64 px" in capsys.readouterr().err

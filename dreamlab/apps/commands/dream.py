@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(model_recipe(args), args.weights)
     files = _photo_files(args, photo, guide)
     tiling = _tiling(args, loaded, photo) if zoom else None
-    keys = _zoom_keys(args, loaded, tiling) if zoom else ("", "")
-    done = _frames_done(frames_dir, keys, args, tiling) if zoom else 0
+    key, older = _zoom_keys(args, loaded, tiling) if zoom else ("", None)
+    done = _frames_done(frames_dir, key, older, args, tiling) if zoom else 0
     board = _board(args, done)
     # a tiled zoom's context was measured for its key: dream() takes it rather than measuring it again
     overlap = tiling.overlap if tiling is not None and tiling.tiled else args.overlap
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                    device=args.device, progress=True, on_step=board)
     if not zoom:
         return _dream_photo(args, loaded, photo, options, files, out)
-    interrupted = _dream_zoom(args, loaded, photo, options, files, frames_dir, keys[0], done)
+    interrupted = _dream_zoom(args, loaded, photo, options, files, frames_dir, key, done)
     return _write_zoom(args, out, frames_dir, interrupted)
 
 
@@ -300,12 +300,12 @@ def _tiling(args: argparse.Namespace, loaded, photo) -> DreamTiling:
                         octave_scale=args.octave_scale, tile=args.tile, overlap=args.overlap, device=args.device)
 
 
-def _zoom_keys(args: argparse.Namespace, loaded, tiling: DreamTiling) -> tuple[str, str]:
+def _zoom_keys(args: argparse.Namespace, loaded, tiling: DreamTiling) -> tuple[str, Callable[[object, object], str]]:
     """What decides a zoom's frames, which a resumed run must have the same or its frames would not continue: (the
-    key, the older key). The key holds the tiling as the octaves' layouts, so --tile and --overlap values that cut
-    them alike (a tile larger than the photo, or auto; an overlap rounded up to the same 32) are the same zoom.
-    The older key, which held --tile and --overlap as given, is what frames written before it carry: those
-    frames still resume with the same --tile and --overlap."""
+    key, the older key of --tile and --overlap values). The key holds the tiling as the octaves' layouts, so
+    --tile and --overlap values that cut them alike (a tile larger than the photo, or auto; an overlap rounded up
+    to the same 32) are the same zoom. The older key, which held --tile and --overlap as given, is what frames
+    written before it carry (`_an_older_frame`)."""
     from dreamlab.io import is_sample_photo
 
     digest = hashlib.sha256()
@@ -319,18 +319,19 @@ def _zoom_keys(args: argparse.Namespace, loaded, tiling: DreamTiling) -> tuple[s
     before = [loaded.recipe.name, loaded.recipe.hash(), loaded.weights, objective, args.octaves, args.octave_scale,
               args.steps, args.lr, args.jitter]
     after = [args.seed, args.zoom, args.rotate]
-    layouts = {"layouts": [list(cut) if cut else None for cut in tiling.layouts]}
-    keys = []
-    for tiles in ([layouts], [args.tile, args.overlap]):
+
+    def key(*tiles: object) -> str:
         settings = digest.copy()
         settings.update(json.dumps([*before, *tiles, *after]).encode())
-        keys.append(settings.hexdigest()[:16])
-    return keys[0], keys[1]
+        return settings.hexdigest()[:16]
+
+    return key({"layouts": [list(cut) if cut else None for cut in tiling.layouts]}), key
 
 
-def _frames_done(folder: Path, keys: tuple[str, ...], args: argparse.Namespace, tiling: DreamTiling) -> int:
-    """How many frames (0, 1, ... in a row) a stopped run with the same settings (`keys`: either key of
-    `_zoom_keys`) left in `folder`."""
+def _frames_done(folder: Path, key: str, older: Callable[[object, object], str], args: argparse.Namespace,
+                 tiling: DreamTiling) -> int:
+    """How many frames (0, 1, ... in a row) a stopped run with the same settings (`key`, or an `older` key that
+    `_an_older_frame` accepts: see `_zoom_keys`) left in `folder`."""
     from PIL import UnidentifiedImageError
 
     from dreamlab.io import is_whole_png, read_png_text
@@ -348,7 +349,7 @@ def _frames_done(folder: Path, keys: tuple[str, ...], args: argparse.Namespace, 
                 reason = "not a PNG image"
             raise DreamlabError(f"frame {str(path)!r} in --frames-dir is unreadable ({reason}); remove it (and the "
                                 f"frames after it) to dream it again, or give another --frames-dir") from None
-        if text.get("dreamlab:zoom_key") not in keys:
+        if text.get("dreamlab:zoom_key") != key and not _an_older_frame(text, older, args, tiling):
             changed = _changed_settings(text, args, tiling)
             if changed:
                 raise DreamlabError(f"{str(folder)!r} holds frames of a zoom with other settings: "
@@ -394,6 +395,22 @@ def _changed_settings(text: dict[str, str], args: argparse.Namespace, tiling: Dr
     if there is not None and there.layouts != tiling.layouts:
         changed.append(f"--tile/--overlap: {there.described()} there (this run: {tiling.described()})")
     return changed
+
+
+def _an_older_frame(text: dict[str, str], older: Callable[[object, object], str], args: argparse.Namespace,
+                    tiling: DreamTiling) -> bool:
+    """Whether a frame carries the older key (`older(tile, overlap)`: --tile and --overlap as given) of this run's
+    settings: with this run's values, or with values its provenance allows (auto, or the tile it records; no
+    overlap, or the one it records) that cut the frames as this run does."""
+    found = text.get("dreamlab:zoom_key")
+    if found == older(args.tile, args.overlap):
+        return True
+    there = _frame_tiling(text, tiling)
+    if there is None or there.layouts != tiling.layouts:
+        return False
+    tiles = ["auto", *([there.tile] if there.tile is not None else [])]
+    overlaps = [None, *([there.overlap] if there.tiled else [])]
+    return found in {older(tile, overlap) for tile in tiles for overlap in overlaps}
 
 
 def _frame_tiling(text: dict[str, str], tiling: DreamTiling) -> DreamTiling | None:
