@@ -10,7 +10,8 @@ from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
 from dreamlab.io import read_png_text
 from dreamlab.optvis.optimizers import make_optimizer
-from dreamlab.optvis.params import MACO_ALPHA, MacoParam, image_to_param_raw, make_param, natural_magnitude
+from dreamlab.optvis.params import (MACO_ALPHA, MacoParam, image_to_param_raw, make_param, natural_magnitude,
+                                    resize_magnitude)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,10 +84,39 @@ def test_a_given_magnitude_is_used_as_given():
     # another size is resampled to the render's by frequency: 1/16 cycle per pixel is column 1 of a 16-px
     # spectrum and column 2 of a 32-px one
     given = natural_magnitude(3, 16, 16) * torch.rand(3, 16, 9, generator=torch.Generator().manual_seed(0))
-    resized = MacoParam(1, 3, 32, 32, magnitude=given).magnitude
+    resized = MacoParam(1, 3, 32, 32, magnitude=given, magnitude_width=16).magnitude
     assert resized.shape == (3, 32, 17)
     torch.testing.assert_close(resized[:, 0, [0, 2, 4]], given[:, 0, [0, 1, 2]])
     torch.testing.assert_close(resized[:, [2, 30], 0], given[:, [1, 15], 0])
+
+
+def test_an_odd_width_magnitude_is_resampled_at_its_own_frequencies():
+    # 45 px wide has 23 columns, as 44 px has: column j is j/45 cycles per pixel, not j/44. Resampled to 10 x 15,
+    # every frequency of the target grid (k/10, j/15) falls on a column and row of the 30 x 45 grid (3k, 3j), so
+    # the resampled power law must equal the one computed at 10 x 15 up to float32 rounding (1e-5 relative), but
+    # for the zero frequency, which each size clamps at its own lowest frequency (fourier_scale)
+    source = natural_magnitude(3, 30, 45)
+    resized = MacoParam(1, 3, 10, 15, magnitude=source, magnitude_width=45).magnitude
+    direct = natural_magnitude(3, 10, 15)
+    assert resized.shape == direct.shape == (3, 10, 8)
+    away = torch.ones(10, 8, dtype=torch.bool)
+    away[0, 0] = False
+    torch.testing.assert_close(resized[:, away], direct[:, away], rtol=1e-5, atol=0)
+    # read as an even width (the old assumption) every column is 45/44 off in frequency: 2% off in magnitude
+    assert ((resize_magnitude(source, 10, 15, 44) / direct)[:, away] - 1).abs().max() > 0.02
+
+
+def test_a_magnitude_of_another_width_needs_the_width_it_was_measured_at():
+    magnitude = natural_magnitude(3, 16, 17)
+    with pytest.raises(DreamlabError, match=r"^magnitude has 9 columns, the rfft2 of images 16 or 17 px wide, and "
+                                            r"the render is 32 px wide; give magnitude_width=16 or 17"):
+        MacoParam(1, 3, 32, 32, magnitude=magnitude)
+    for width in (18, 16.5, True, "17"):
+        with pytest.raises(DreamlabError, match=r"^magnitude_width must be the width the magnitude was measured "
+                                                r"at, 16 or 17 for its 9 columns \(width // 2 \+ 1\), got "):
+            MacoParam(1, 3, 32, 32, magnitude=magnitude, magnitude_width=width)  # type: ignore[arg-type]
+    same = MacoParam(1, 3, 20, 17, magnitude=magnitude).magnitude  # the render's own width: none needed
+    torch.testing.assert_close(same, resize_magnitude(magnitude, 20, 17, 17))
 
 
 def test_from_images_takes_the_photos_spectrum_at_the_render_size():

@@ -217,19 +217,40 @@ def natural_magnitude(channels: int, height: int, width: int, decorrelated: bool
     return torch.stack([gain * fourier_scale(height, width, alpha) for gain, alpha in laws])
 
 
-def resize_magnitude(magnitude: Tensor, height: int, width: int) -> Tensor:
-    """A magnitude spectrum [C, h, w // 2 + 1] resampled to [C, height, width // 2 + 1]: each frequency (in
-    cycles per pixel) read bilinearly at the same frequency of the given grid, so the zero frequency stays put."""
+def resize_magnitude(magnitude: Tensor, height: int, width: int, source_width: int) -> Tensor:
+    """A magnitude spectrum [C, h, source_width // 2 + 1] (the rfft2 of images h x source_width) resampled to
+    [C, height, width // 2 + 1]: each frequency (in cycles per pixel) read bilinearly at the same frequency of the
+    given grid, so the zero frequency stays put. The source width must be given: the columns alone do not say
+    whether it was even or odd (9 columns: 16 or 17 px), and the frequency of a column depends on it."""
     channels, h, half = magnitude.shape
-    if (h, half) == (height, width // 2 + 1):
+    if half != source_width // 2 + 1:
+        raise ValueError(f"a magnitude of {half} columns is not the rfft of {source_width}-px-wide images")
+    if (h, source_width) == (height, width):
         return magnitude
-    fy = torch.fft.fftfreq(height) * h + h // 2  # row of the height-centred given grid
-    fx = torch.fft.rfftfreq(width) * 2 * (half - 1)  # its column (the given width taken as even)
+    fy = torch.fft.fftfreq(height, dtype=torch.float64) * h + h // 2  # row of the height-centred given grid
+    fx = torch.fft.rfftfreq(width, dtype=torch.float64) * source_width  # its column: frequency * source width
     grid = torch.stack(torch.meshgrid(2 * fy / max(h - 1, 1) - 1, 2 * fx / max(half - 1, 1) - 1, indexing="ij"))
     centred = torch.fft.fftshift(magnitude, dim=1)[None]
-    resized = torch.nn.functional.grid_sample(centred, grid.flip(0).permute(1, 2, 0)[None], mode="bilinear",
-                                              padding_mode="border", align_corners=True)
+    resized = torch.nn.functional.grid_sample(centred, grid.flip(0).permute(1, 2, 0)[None].to(magnitude.dtype),
+                                              mode="bilinear", padding_mode="border", align_corners=True)
     return resized[0]
+
+
+def magnitude_source_width(magnitude: Tensor, given: object, width: int) -> int:
+    """The full width of the images a user's magnitude [C, h, w // 2 + 1] was measured on: `given`
+    (MacoParam's `magnitude_width`), or the render's `width` when its columns fit that width."""
+    half = magnitude.shape[2]
+    if given is None:
+        if half == width // 2 + 1:
+            return width
+        raise DreamlabError(f"magnitude has {half} columns, the rfft2 of images {2 * half - 2} or {2 * half - 1} px "
+                            f"wide, and the render is {width} px wide; give magnitude_width={2 * half - 2} or "
+                            f"{2 * half - 1} (the width it was measured at) to resample it, or a magnitude "
+                            f"[C, H, {width // 2 + 1}]")
+    if isinstance(given, bool) or not isinstance(given, numbers.Integral) or given // 2 + 1 != half:
+        raise DreamlabError(f"magnitude_width must be the width the magnitude was measured at, {2 * half - 2} or "
+                            f"{2 * half - 1} for its {half} columns (width // 2 + 1), got {given!r}")
+    return int(given)
 
 
 def check_magnitude(magnitude: object, channels: int) -> Tensor:
@@ -260,13 +281,15 @@ class MacoParam(ImageParam):
     dreamlab the contrast of natural photos, MACO_CONTRAST) before the colour mapping and sigmoid every ImageParam
     applies, so no frequency and no contrast can run away.
 
-    `magnitude` [channels, h, w // 2 + 1] (resized to the render size; see `from_images`) replaces the default,
-    a power law measured on natural photos (MACO_ALPHA). The random start phase comes from `generator`.
+    `magnitude` [channels, h, w // 2 + 1] (see `from_images`) replaces the default, a power law measured on
+    natural photos (MACO_ALPHA); one of another size is resampled to the render size by frequency, which needs
+    `magnitude_width`, the w it was measured at (w // 2 + 1 columns fit an even and an odd w). The random start
+    phase comes from `generator`.
     """
 
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  magnitude: Tensor | None = None, decorrelate: bool = True, color_matrix: Tensor | None = None,
-                 start_level: float = 0.5, contrast: float = MACO_CONTRAST,
+                 start_level: float = 0.5, contrast: float = MACO_CONTRAST, magnitude_width: int | None = None,
                  device: torch.device | str | None = None):
         super().__init__(channels, decorrelate, color_matrix, start_level, device)
         if isinstance(contrast, bool) or not isinstance(contrast, numbers.Real) or not (
@@ -278,7 +301,9 @@ class MacoParam(ImageParam):
         if magnitude is None:
             magnitude = natural_magnitude(channels, height, width, self.color_matrix is not None)
         else:
-            magnitude = resize_magnitude(check_magnitude(magnitude, channels).detach(), height, width)
+            magnitude = check_magnitude(magnitude, channels).detach()
+            source_width = magnitude_source_width(magnitude, magnitude_width, width)
+            magnitude = resize_magnitude(magnitude, height, width, source_width)
         self.register_buffer("magnitude", magnitude.to(device), persistent=False)
         shape = (batch, channels, height, width // 2 + 1)
         self.phase = nn.Parameter(seeded_randn(shape, generator, device) * MACO_PHASE_SD)
