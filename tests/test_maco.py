@@ -287,6 +287,32 @@ def test_from_images_refuses_an_option_maco_does_not_take_when_called():
         MacoParam.from_images(["china"], magnitude=torch.ones(3, 4, 3))
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"contrast": -1}, r"contrast must be a finite number > 0 \(the raw image's deviation; default 2.5, the sample "
+                       r"photos'\), got -1$"),
+    ({"contrast": float("inf")}, "contrast must be a finite number > 0 .*, got inf$"),
+    ({"contrast": "2"}, "contrast must be a finite number > 0 .*, got '2'$"),
+    ({"start_level": 1.0}, r"start_level must be between 0 and 1 \(exclusive\) \(the level a zero raw image maps "
+                           r"to; 0.5: grey, 0.05: near-black\), got 1.0$"),
+    ({"start_level": True}, "start_level must be between 0 and 1 .*, got True$"),
+    ({"decorrelate": "yes"}, "decorrelate must be True or False, got 'yes'$"),
+    ({"color_matrix": torch.eye(2)}, r"color_matrix must be 3x3, got shape \[2, 2\]$"),
+    ({"color_matrix": torch.zeros(3, 3)}, "color_matrix must hold finite numbers and be invertible"),
+])
+def test_from_images_refuses_a_bad_option_value_when_called(options, message):
+    with pytest.raises(DreamlabError, match=message) as caught:
+        MacoParam.from_images(torch.rand(1, 3, 16, 16), **options)  # not later, when the render calls the factory
+    assert "\n" not in str(caught.value)
+
+
+def test_from_images_takes_good_option_values():
+    factory = MacoParam.from_images(torch.rand(1, 3, 16, 16), contrast=1, start_level=0.05, decorrelate=False,
+                                    color_matrix=None)
+    param = make_param(factory, 1, 3, 16)
+    assert (param.contrast, param.color_matrix) == (1.0, None)
+    assert param.offset == pytest.approx(-2.944, abs=1e-3)  # logit(0.05)
+
+
 def test_flat_photos_are_refused_as_photos_not_as_a_magnitude():
     factory = MacoParam.from_images(torch.full((2, 3, 32, 32), 0.5))
     with pytest.raises(DreamlabError, match=r"the MACO photos are flat \(one colour each\): their spectrum is zero"):

@@ -10,7 +10,7 @@ import inspect
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +41,19 @@ def seeded_randn(shape: tuple[int, ...], generator: Generators, device: torch.de
             raise ValueError(f"expected {shape[0]} generators (one per sample), got {len(generator)}")
         return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
     return torch.randn(shape, generator=generator, device=device)
+
+
+def check_color_matrix(matrix: object) -> None:
+    """A 3x3 matrix of finite numbers that can be inverted (a start image is mapped through its inverse)."""
+    try:
+        values = torch.as_tensor(matrix, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise DreamlabError(f"color_matrix must be a 3x3 matrix of numbers, got {matrix!r}"[:300]) from None
+    if tuple(values.shape) != (3, 3):
+        raise DreamlabError(f"color_matrix must be 3x3, got shape {list(values.shape)}")
+    if not bool(torch.isfinite(values).all()) or abs(float(torch.linalg.det(values))) < 1e-9:
+        raise DreamlabError("color_matrix must hold finite numbers and be invertible (its columns are the colour "
+                            "basis); leave it out for lucid's")
 
 
 class ImageParam(nn.Module):
@@ -210,6 +223,26 @@ MACO_OPTIONS = ("decorrelate", "color_matrix", "start_level", "contrast")
 MACO_PHASE_SD = math.pi  # a normal phase of sd pi, wrapped to the circle, is within 1% of uniform: natural noise
 
 
+def check_maco_options(options: Mapping[str, object]) -> None:
+    """The values of MacoParam's options (MACO_OPTIONS) among `options`, each refused in one line: checked where
+    they are given, also by `from_images`, whose factory builds the param only when the render calls it."""
+    if "decorrelate" in options and not isinstance(options["decorrelate"], bool):
+        raise DreamlabError(f"decorrelate must be True or False, got {options['decorrelate']!r}")
+    if options.get("color_matrix") is not None:
+        check_color_matrix(options["color_matrix"])
+    for name, low, high, hint in (("start_level", 0, 1, " (the level a zero raw image maps to; 0.5: grey, 0.05: "
+                                                        "near-black)"),
+                                  ("contrast", 0, math.inf, f" (the raw image's deviation; default {MACO_CONTRAST:g}, "
+                                                            f"the sample photos')")):
+        if name not in options:
+            continue
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+                math.isfinite(value) and low < value < high):
+            valid = "between 0 and 1 (exclusive)" if high == 1 else "a finite number > 0"
+            raise DreamlabError(f"{name} must be {valid}{hint}, got {value!r}")
+
+
 def natural_magnitude(channels: int, height: int, width: int, decorrelated: bool = True) -> Tensor:
     """[channels, height, width // 2 + 1]: the default MACO magnitude (MACO_ALPHA, MACO_GAIN), with the lowest
     frequency clamped as in `fourier_scale`. Without the decorrelated basis every channel takes luminance's law."""
@@ -292,10 +325,7 @@ class MacoParam(ImageParam):
                  start_level: float = 0.5, contrast: float = MACO_CONTRAST, magnitude_width: int | None = None,
                  device: torch.device | str | None = None):
         super().__init__(channels, decorrelate, color_matrix, start_level, device)
-        if isinstance(contrast, bool) or not isinstance(contrast, numbers.Real) or not (
-                math.isfinite(contrast) and contrast > 0):
-            raise DreamlabError(f"contrast must be a finite number > 0 (the raw image's deviation; default "
-                                f"{MACO_CONTRAST:g}, the sample photos'), got {contrast!r}")
+        check_maco_options({"contrast": contrast})
         self.size = (height, width)
         self.contrast = float(contrast)
         if magnitude is None:
@@ -319,6 +349,7 @@ class MacoParam(ImageParam):
         for name in options:  # refused here, not when the render calls the factory
             if name not in MACO_OPTIONS:
                 raise unknown_keyword("MacoParam.from_images", name, MACO_OPTIONS)
+        check_maco_options(options)
         if isinstance(images, Tensor):
             photos = [images]
         else:  # a lone name or path is one photo, not a sequence of characters

@@ -31,7 +31,7 @@ from dreamlab.models.summary import check_input_size
 from dreamlab.optvis.choices import COMPILE_MODES, PRECISIONS
 from dreamlab.optvis.objectives import Objective
 from dreamlab.optvis.optimizers import OPTIMIZERS, OptimizerFactory
-from dreamlab.optvis.params import PARAMS, ParamSpec
+from dreamlab.optvis.params import PARAMS, ParamSpec, check_color_matrix
 from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, TransformSpec, make_transforms
 
 MIN_SIZE = 8  # pixels a side of a rendered image
@@ -266,7 +266,7 @@ def _validate(s: RenderSettings) -> None:
         raise DreamlabError("compile works with the named transforms presets only; user transforms run eagerly "
                             "(leave compile off)")
     if s.color_matrix is not None:
-        _check_color_matrix(s.color_matrix)
+        check_color_matrix(s.color_matrix)
 
 
 # the penalty is relative to each image's score (diversity.py): far beyond 1 the images ignore their unit, and
@@ -298,19 +298,6 @@ def check_diversity(copies: Any, weight: Any) -> None:
     _finite("diversity_weight", weight, 0, True, " (0: the copies differ by their start only)")
     check_range("diversity_weight", weight, 0, MAX_DIVERSITY_WEIGHT, hint=" (the penalty relative to each image's "
                 "score: 1 weighs them alike, beyond that the score hardly counts)")
-
-
-def _check_color_matrix(matrix: Any) -> None:
-    """A 3x3 matrix of finite numbers that can be inverted (a start image is mapped through its inverse)."""
-    try:
-        values = torch.as_tensor(matrix, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError):
-        raise DreamlabError(f"color_matrix must be a 3x3 matrix of numbers, got {matrix!r}"[:300]) from None
-    if tuple(values.shape) != (3, 3):
-        raise DreamlabError(f"color_matrix must be 3x3, got shape {list(values.shape)}")
-    if not bool(torch.isfinite(values).all()) or abs(float(torch.linalg.det(values))) < 1e-9:
-        raise DreamlabError("color_matrix must hold finite numbers and be invertible (its columns are the colour "
-                            "basis); leave it out for lucid's")
 
 
 def check_call(steps: int, units: Sequence[int], batch_size: Any, thresholds: Any) -> list[int]:
