@@ -506,6 +506,25 @@ def photo_record(source: object, pixels: Tensor, key: str = "photo") -> dict[str
     return {f"dreamlab:{name_key}": name, f"dreamlab:{key}_sha256": digest, f"dreamlab:{key}_sha256_of": of}
 
 
+def photos_record(sources: Sequence[object], photos: Sequence[Tensor], key: str) -> dict[str, str]:
+    """Which images a run read as one input (MACO's photos), for its provenance: `dreamlab:KEY`, how many and each
+    as given (the path, the sample name, or 'tensor [shape]'), and `dreamlab:KEY_sha256` with one sha256 prefix per
+    source, of its file or of its pixels as read (`dreamlab:KEY_sha256_of` says which, per source; see photo_record).
+
+    >>> photos_record(["china"], [sample_photo("china", "the example")], "maco_photos")["dreamlab:maco_photos"]
+    '1 photo: china'
+    """
+    records = [photo_record(source, pixels, key) for source, pixels in zip(sources, photos)]
+    names = [f"tensor {list(pixels.shape)}" if isinstance(source, Tensor) else record[f"dreamlab:{key}"]
+             for source, pixels, record in zip(sources, photos, records)]
+    count = sum(pixels.shape[0] if pixels.dim() == 4 else 1 for pixels in photos)
+    kinds = ["file" if record[f"dreamlab:{key}_sha256_of"] == "file" else "pixels" for record in records]
+    of = ", ".join(kinds) + (f"; pixels: {PIXELS}" if "pixels" in kinds else "")
+    return {f"dreamlab:{key}": f"{count} photo{'' if count == 1 else 's'}: {', '.join(names)}",
+            f"dreamlab:{key}_sha256": " ".join(record[f"dreamlab:{key}_sha256"] for record in records),
+            f"dreamlab:{key}_sha256_of": of}
+
+
 VECTOR_SUFFIXES = (".npy", ".pt", ".txt", ".csv")
 
 

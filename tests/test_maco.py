@@ -313,6 +313,29 @@ def test_from_images_takes_good_option_values():
     assert param.offset == pytest.approx(-2.944, abs=1e-3)  # logit(0.05)
 
 
+def test_a_from_images_render_names_its_photos_in_the_png(tmp_path):
+    from PIL import Image
+
+    from dreamlab.io import file_digest, pixel_digest, sample_photo
+
+    path = tmp_path / "stripes.png"
+    stripes = (torch.cos(torch.arange(32) * 2 * torch.pi * 4 / 32) * 0.3 + 0.5).expand(32, 32)
+    Image.fromarray((stripes * 255).round().byte().numpy()).convert("RGB").save(path)
+    batch = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    factory = MacoParam.from_images(["china", str(path), batch])
+    result = dreamlab.render("lenet-digits", "conv2:1", param=factory, steps=1, device="cpu")
+    text = read_png_text(result.save(tmp_path / "maco.png"))
+    assert text["dreamlab:param"] == "custom:MacoParam.from_images"
+    assert text["dreamlab:maco_photos"] == f"4 photos: china, {path}, tensor [2, 3, 16, 16]"
+    assert text["dreamlab:maco_photos_sha256"].split() == [
+        pixel_digest(sample_photo("china", "the test")), file_digest(path), pixel_digest(batch)]
+    assert text["dreamlab:maco_photos_sha256_of"].startswith("pixels, file, pixels; pixels: pixels (float32")
+    other = MacoParam.from_images(batch + 0.01).png_text  # other pixels, another digest
+    assert other["dreamlab:maco_photos_sha256"] != pixel_digest(batch)
+    plain = dreamlab.render("lenet-digits", "conv2:1", param="maco", steps=1, device="cpu").provenance
+    assert not any(key.startswith("dreamlab:maco_photos") for key in plain)
+
+
 def test_flat_photos_are_refused_as_photos_not_as_a_magnitude():
     factory = MacoParam.from_images(torch.full((2, 3, 32, 32), 0.5))
     with pytest.raises(DreamlabError, match=r"the MACO photos are flat \(one colour each\): their spectrum is zero"):

@@ -343,17 +343,18 @@ class MacoParam(ImageParam):
         """A factory (for `render(param=...)`) whose magnitude is the mean spectrum of `images` (a tensor
         [B, 3, H, W] or [3, H, W] in [0, 1], one path or sample name, or a list of photos: paths, sample names,
         tensors), each scaled to cover the render size and centre-cropped. `options` go to MacoParam
-        (decorrelate, start_level, ...)."""
-        from dreamlab.io import read_photo
+        (decorrelate, start_level, ...). The factory's `png_text` names the photos in the render's provenance
+        (`dreamlab:maco_photos`: how many, and each as given; a sha256 prefix of each file or its pixels)."""
+        from dreamlab.io import photos_record, read_photo
 
         for name in options:  # refused here, not when the render calls the factory
             if name not in MACO_OPTIONS:
                 raise unknown_keyword("MacoParam.from_images", name, MACO_OPTIONS)
         check_maco_options(options)
         if isinstance(images, Tensor):
-            photos = [images]
+            given, photos = [images], [images]
         else:  # a lone name or path is one photo, not a sequence of characters
-            given = images if isinstance(images, Sequence) and not isinstance(images, str) else [images]
+            given = list(images) if isinstance(images, Sequence) and not isinstance(images, str) else [images]
             photos = [read_photo(p, "MACO photo") for p in given]
         if not photos:
             raise DreamlabError("MacoParam.from_images needs at least one photo; give a tensor [B, 3, H, W], "
@@ -365,6 +366,7 @@ class MacoParam(ImageParam):
             return cls(batch, channels, height, width, magnitude=magnitude, **{**options, **given})
 
         factory.__name__ = "MacoParam.from_images"
+        factory.png_text = photos_record(given, photos, "maco_photos")  # type: ignore[attr-defined]
         return factory
 
     def raw(self) -> Tensor:

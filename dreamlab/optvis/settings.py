@@ -405,6 +405,16 @@ def _callable_name(function: Any) -> str:
     return getattr(function, "__name__", None) or type(function).__name__
 
 
+def param_text(spec: Any) -> dict[str, str]:
+    """The PNG text a param factory or module asks for in its `png_text` (a mapping of `dreamlab:...` keys to
+    strings: MacoParam.from_images names its photos there); none for a name, or for anything else."""
+    text = None if isinstance(spec, str) else getattr(spec, "png_text", None)
+    if not isinstance(text, Mapping):
+        return {}
+    return {key: value for key, value in text.items()
+            if isinstance(key, str) and key.startswith("dreamlab:") and isinstance(value, str)}
+
+
 def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, steps_run: int) -> dict[str, str]:
     """What produced an image, stored in its PNG text chunks (`s` resolved)."""
     import torchvision
@@ -435,6 +445,7 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
         "dreamlab:lr": f"{s.lr:g}" if isinstance(s.optimizer, str) else "set by the optimizer factory",
         "dreamlab:optimizer": describe(s.optimizer),
         "dreamlab:param": describe(s.param),
+        **param_text(s.param),  # what a param factory read (MacoParam.from_images: its photos)
         "dreamlab:transforms": describe(s.transforms),
         **options,  # the built-in parameterization's options: start_level, decay_power, ...
         "dreamlab:device": s.device.type,
