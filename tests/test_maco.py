@@ -154,6 +154,33 @@ def test_a_bad_contrast_is_refused_in_one_line():
     assert MacoParam(1, 3, 16, 16, contrast=2).contrast == 2.0
 
 
+def bluest(param: MacoParam, steps: int = 30) -> torch.Tensor:
+    """Adam at MACO's lr 0.3 on the phase, for the bluest image (blue minus red): the raw image's channel means."""
+    optimizer = make_optimizer("adam", param.parameters(), lr=0.3)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        images = param()
+        (-(images[:, 2] - images[:, 0]).mean()).backward()
+        optimizer.step()
+    with torch.no_grad():
+        return param.raw().mean((2, 3))
+
+
+def test_the_chromatic_axes_mean_stays_grey_and_luminance_mean_is_free():
+    # the zero frequency's phase sets each channel's mean: left free, Adam drives the red-blue axis to its end on
+    # every unit (hed-vgg16's blue lean, QUALITY.md "hed-vgg16: MACO"); frozen, its mean stays 0
+    frozen = bluest(MacoParam(2, 3, 32, 32, generator=generators(0, 1)))
+    torch.testing.assert_close(frozen[:, 1:], torch.zeros(2, 2), rtol=0, atol=1e-5)
+    assert frozen[:, 0].abs().min() > 0.2  # measured 0.46: the optimizer moves luminance's mean
+    free = bluest(MacoParam(2, 3, 32, 32, generator=generators(0, 1), freeze_chroma_mean=False))
+    assert free[:, 1].max() < -0.5  # measured -0.90: the red-blue axis at the blue end
+    torch.testing.assert_close(free.mean(1), torch.zeros(2), rtol=0, atol=1e-5)  # Horama's one mean removed
+    for param in (MacoParam(1, 3, 16, 16, decorrelate=False), MacoParam(1, 1, 16, 16)):  # no chromatic axes
+        assert param.centred is None
+    with pytest.raises(DreamlabError, match="^freeze_chroma_mean must be True or False, got 1$"):
+        MacoParam.from_images(torch.rand(1, 3, 16, 16), freeze_chroma_mean=1)
+
+
 def test_the_default_contrast_is_that_of_natural_photos():
     images = MacoParam(4, 3, 64, 64, generator=generators(0, 1, 2, 3))().detach()
     assert images.std((1, 2, 3)).median().item() == pytest.approx(0.22, abs=0.02)  # the sample photos' 0.21-0.23

@@ -219,15 +219,16 @@ MACO_GAIN = (1.0, 0.75, 1.46)
 # contrast (and on hed-vgg16 a quarter of the activation)
 MACO_CONTRAST = 2.5
 # MacoParam's keywords that MacoParam.from_images passes on (it sets the magnitude; render sets the rest)
-MACO_OPTIONS = ("decorrelate", "color_matrix", "start_level", "contrast")
+MACO_OPTIONS = ("decorrelate", "color_matrix", "start_level", "contrast", "freeze_chroma_mean")
 MACO_PHASE_SD = math.pi  # a normal phase of sd pi, wrapped to the circle, is within 1% of uniform: natural noise
 
 
 def check_maco_options(options: Mapping[str, object]) -> None:
     """The values of MacoParam's options (MACO_OPTIONS) among `options`, each refused in one line: checked where
     they are given, also by `from_images`, whose factory builds the param only when the render calls it."""
-    if "decorrelate" in options and not isinstance(options["decorrelate"], bool):
-        raise DreamlabError(f"decorrelate must be True or False, got {options['decorrelate']!r}")
+    for name in ("decorrelate", "freeze_chroma_mean"):
+        if name in options and not isinstance(options[name], bool):
+            raise DreamlabError(f"{name} must be True or False, got {options[name]!r}")
     if options.get("color_matrix") is not None:
         check_color_matrix(options["color_matrix"])
     for name, low, high, hint in (("start_level", 0, 1, " (the level a zero raw image maps to; 0.5: grey, 0.05: "
@@ -312,7 +313,11 @@ class MacoParam(ImageParam):
     spectrum and only its phase (one value per frequency and channel) is optimized. The image, irfft2 of
     magnitude * exp(i phase), is standardized per sample (zero mean, deviation `contrast`: the paper's code uses 1,
     dreamlab the contrast of natural photos, MACO_CONTRAST) before the colour mapping and sigmoid every ImageParam
-    applies, so no frequency and no contrast can run away.
+    applies, so no frequency and no contrast can run away. With 3 decorrelated channels (`freeze_chroma_mean`, the
+    default) each chromatic axis's own mean is removed instead, luminance's left free: the mean colour stays the
+    start level's grey. The zero frequency's phase sets each channel's mean, and on hed-vgg16 Adam drove the
+    red-blue axis's to its blue end on every unit (QUALITY.md, "hed-vgg16: MACO"), as FourierParam's chromatic mean
+    ran away before it was frozen. An init photo (`image_to_param_raw`) gives its phase, not its mean colour.
 
     `magnitude` [channels, h, w // 2 + 1] (see `from_images`) replaces the default, a power law measured on
     natural photos (MACO_ALPHA); one of another size is resampled to the render size by frequency, which needs
@@ -323,11 +328,17 @@ class MacoParam(ImageParam):
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  magnitude: Tensor | None = None, decorrelate: bool = True, color_matrix: Tensor | None = None,
                  start_level: float = 0.5, contrast: float = MACO_CONTRAST, magnitude_width: int | None = None,
-                 device: torch.device | str | None = None):
+                 freeze_chroma_mean: bool = True, device: torch.device | str | None = None):
         super().__init__(channels, decorrelate, color_matrix, start_level, device)
-        check_maco_options({"contrast": contrast})
+        check_maco_options({"contrast": contrast, "freeze_chroma_mean": freeze_chroma_mean})
         self.size = (height, width)
         self.contrast = float(contrast)
+        # 1 for the channels whose own mean raw() removes: the two chromatic axes (the mean colour stays grey),
+        # not luminance; None: one mean over all channels removed, as Horama's maco does
+        # (freeze_chroma_mean=False, or no decorrelated colour)
+        chroma = torch.tensor([0.0, 1.0, 1.0], device=device).view(1, 3, 1, 1)
+        self.register_buffer("centred", chroma if freeze_chroma_mean and self.color_matrix is not None else None,
+                             persistent=False)
         if magnitude is None:
             magnitude = natural_magnitude(channels, height, width, self.color_matrix is not None)
         else:
@@ -373,7 +384,10 @@ class MacoParam(ImageParam):
         # built from real pairs, so that torch.compile has no complex arithmetic to generate code for
         pairs = torch.stack((torch.cos(self.phase), torch.sin(self.phase)), -1) * self.magnitude[..., None]
         image = torch.fft.irfft2(torch.view_as_complex(pairs), s=self.size, norm="ortho")
-        image = image - image.mean((1, 2, 3), keepdim=True)
+        if self.centred is None:
+            image = image - image.mean((1, 2, 3), keepdim=True)
+        else:
+            image = image - image.mean((2, 3), keepdim=True) * self.centred
         return image * (self.contrast / (image.std((1, 2, 3), keepdim=True) + 1e-4))
 
 
