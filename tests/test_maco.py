@@ -115,6 +115,9 @@ def test_a_magnitude_of_another_width_needs_the_width_it_was_measured_at():
         with pytest.raises(DreamlabError, match=r"^magnitude_width must be the width the magnitude was measured "
                                                 r"at, 16 or 17 for its 9 columns \(width // 2 \+ 1\), got "):
             MacoParam(1, 3, 32, 32, magnitude=magnitude, magnitude_width=width)  # type: ignore[arg-type]
+    with pytest.raises(DreamlabError, match=r"^magnitude_width=16 is the width a given magnitude was measured at, "
+                                            r"and no magnitude is given"):
+        MacoParam(1, 3, 32, 32, magnitude_width=16)
     same = MacoParam(1, 3, 20, 17, magnitude=magnitude).magnitude  # the render's own width: none needed
     torch.testing.assert_close(same, resize_magnitude(magnitude, 20, 17, 17))
 

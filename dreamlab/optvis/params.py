@@ -340,6 +340,9 @@ class MacoParam(ImageParam):
         self.register_buffer("centred", chroma if freeze_chroma_mean and self.color_matrix is not None else None,
                              persistent=False)
         if magnitude is None:
+            if magnitude_width is not None:
+                raise DreamlabError(f"magnitude_width={magnitude_width!r} is the width a given magnitude was measured "
+                                    f"at, and no magnitude is given; give magnitude= too, or leave it out")
             magnitude = natural_magnitude(channels, height, width, self.color_matrix is not None)
         else:
             magnitude = check_magnitude(magnitude, channels).detach()
