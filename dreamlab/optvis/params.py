@@ -313,11 +313,12 @@ class MacoParam(ImageParam):
     spectrum and only its phase (one value per frequency and channel) is optimized. The image, irfft2 of
     magnitude * exp(i phase), is standardized per sample (zero mean, deviation `contrast`: the paper's code uses 1,
     dreamlab the contrast of natural photos, MACO_CONTRAST) before the colour mapping and sigmoid every ImageParam
-    applies, so no frequency and no contrast can run away. With 3 decorrelated channels (`freeze_chroma_mean`, the
-    default) each chromatic axis's own mean is removed instead, luminance's left free: the mean colour stays the
-    start level's grey. The zero frequency's phase sets each channel's mean, and on hed-vgg16 Adam drove the
-    red-blue axis's to its blue end on every unit (QUALITY.md, "hed-vgg16: MACO"), as FourierParam's chromatic mean
-    ran away before it was frozen. An init photo (`image_to_param_raw`) gives its phase, not its mean colour.
+    applies, so no frequency and no contrast can run away. The zero frequency's phase sets each channel's mean, and
+    on hed-vgg16 Adam drives the red-blue axis's to its blue end on every unit (blue - red +0.07; QUALITY.md,
+    "hed-vgg16: MACO"), as FourierParam's chromatic mean ran away before it was frozen. `freeze_chroma_mean=True`
+    (3 decorrelated channels) removes each chromatic axis's own mean instead, luminance's left free: the mean
+    colour stays the start level's grey, at 0 to 4% less activation there, so it is not the default. An init photo
+    (`image_to_param_raw`) then gives its phase, not its mean colour.
 
     `magnitude` [channels, h, w // 2 + 1] (see `from_images`) replaces the default, a power law measured on
     natural photos (MACO_ALPHA); one of another size is resampled to the render size by frequency, which needs
@@ -328,7 +329,7 @@ class MacoParam(ImageParam):
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  magnitude: Tensor | None = None, decorrelate: bool = True, color_matrix: Tensor | None = None,
                  start_level: float = 0.5, contrast: float = MACO_CONTRAST, magnitude_width: int | None = None,
-                 freeze_chroma_mean: bool = True, device: torch.device | str | None = None):
+                 freeze_chroma_mean: bool = False, device: torch.device | str | None = None):
         super().__init__(channels, decorrelate, color_matrix, start_level, device)
         check_maco_options({"contrast": contrast, "freeze_chroma_mean": freeze_chroma_mean})
         self.size = (height, width)
