@@ -60,6 +60,16 @@ def test_a_layer_without_weights_of_a_convolution_says_so(layers):
         kernels(layers, "fc")
 
 
+def test_a_relu_or_pool_first_suggests_the_conv_it_follows():
+    vgg = nn.Module()  # as VGG's features: conv, relu, ... conv 28, relu 29, pool 30
+    vgg.features = nn.Sequential(*[nn.Conv2d(3, 3, 1) if i % 2 == 0 else nn.ReLU() for i in range(30)],
+                                 nn.MaxPool2d(2))
+    for layer in ("features.29", "features.30"):
+        with pytest.raises(DreamlabError, match=f"^layer '{layer}' \\(\\w+\\) has no convolution weights; "
+                                                "try features.28 or "):
+            kernels(vgg, layer)
+
+
 @pytest.mark.parametrize("options, text", [
     ({"layer": 3}, "layer must be a string, a dotted module address such as 'conv1' or 'inception4c', got int 3; "
                    "`dreamlab layers MODEL` lists them"),

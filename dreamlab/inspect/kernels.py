@@ -39,6 +39,16 @@ def conv_layers(model: nn.Module) -> list[str]:
             if name and isinstance(getattr(m, "weight", None), Tensor) and m.weight.dim() == 4]
 
 
+def _conv_before(model: nn.Module, layer: str, convs: list[str]) -> str | None:
+    """The last conv layer registered before `layer` (the conv a ReLU or pool follows: features.28 for VGG's
+    features.29), or None when none is."""
+    names = [name for name, _ in model.named_modules()]
+    if layer not in names:
+        return None
+    earlier = set(names[:names.index(layer)])
+    return next((name for name in reversed(convs) if name in earlier), None)
+
+
 def conv_weight(model: nn.Module, layer: str) -> Tensor:
     """The [out, in, kh, kw] weight of the conv layer at `layer`; other layers get one line naming conv layers.
 
@@ -55,7 +65,9 @@ def conv_weight(model: nn.Module, layer: str) -> Tensor:
         return weight.detach()
     convs = conv_layers(model)
     inside = [name for name in convs if name.startswith(layer + ".")]
-    suggestions = inside[:3] or close_matches(layer, convs)[:3] or convs[:3]
+    before = _conv_before(model, layer, convs)
+    near = list(dict.fromkeys(([before] if before else []) + close_matches(layer, convs)))
+    suggestions = inside[:3] or near[:3] or convs[:3]
     alternatives = f"try {' or '.join(suggestions) or 'another model'} (`dreamlab layers MODEL` lists the layers)"
     if isinstance(module, _CONVOLUTIONS):
         raise DreamlabError(f"only 2-D convolutions (Conv2d, ConvTranspose2d) are shown; {layer!r} is "
