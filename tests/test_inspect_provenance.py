@@ -5,6 +5,7 @@ located in the provenance."""
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from pathlib import Path
 
@@ -208,6 +209,24 @@ def test_each_units_tiles_are_distinct_images_labelled_and_located(tmp_path) -> 
     # the image's name is written in the tile's bottom-left corner: light text on a black box
     corner = found.grid.tiles[0, :, TILE - 12:TILE - 1, 1:30]
     assert (corner == 0).float().mean() > 0.4 and (corner > 0.6).any()
+
+
+def test_a_photo_smaller_than_the_input_gets_every_pixel_its_crop_covers() -> None:
+    """photo_box holds the photo pixels a crop overlaps: never an empty box, even for a 1x1 photo (rounding both
+    ends to the nearest pixel gave (1, 0, 1, 0) there)."""
+    g = torch.Generator().manual_seed(0)
+    dot, small = torch.rand(1, 1, 1, generator=g), torch.rand(1, 3, 3, generator=g)
+    found = examples("lenet-digits", "conv2", list(range(10)), [dot, small], top=2)  # both resized to 28x28
+    seen = set()
+    for example in (e for row in found.units for e in row):
+        top, left, bottom, right = example.box
+        scale = (1 if example.image == "tensor 0" else 3) / 28
+        clip = 1 if example.image == "tensor 0" else 3
+        expected = (max(math.floor(top * scale), 0), max(math.floor(left * scale), 0),
+                    min(math.ceil(bottom * scale), clip), min(math.ceil(right * scale), clip))
+        assert example.photo_box == expected and expected[0] < expected[2] and expected[1] < expected[3]
+        seen.add(example.image)
+    assert seen == {"tensor 0", "tensor 1"}
 
 
 def test_the_command_line_says_when_an_image_is_given_twice(tmp_path, monkeypatch, capsys) -> None:

@@ -430,12 +430,18 @@ class _Placement:
     photo_w: int
 
     def photo_box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        """A box [top, left, bottom, right) of the input in the photo's own pixels, cut to the photo."""
+        """A box [top, left, bottom, right) of the input in the photo's own pixels, cut to the photo: every
+        photo pixel the box overlaps (start rounded down, end up), so a box never comes out empty, even on a
+        photo smaller than the model input."""
         top, left, bottom, right = box
-        y0, y1 = (min(max(round((v + self.top) * self.photo_h / self.resized_h), 0), self.photo_h)
-                  for v in (top, bottom))
-        x0, x1 = (min(max(round((v + self.left) * self.photo_w / self.resized_w), 0), self.photo_w)
-                  for v in (left, right))
+
+        def span(start: int, end: int, offset: int, photo: int, resized: int) -> tuple[int, int]:
+            lo = (start + offset) * photo // resized  # integer floor and ceil: no float rounding at whole pixels
+            hi = -(-(end + offset) * photo // resized)
+            return min(max(lo, 0), photo), min(max(hi, 0), photo)
+
+        y0, y1 = span(top, bottom, self.top, self.photo_h, self.resized_h)
+        x0, x1 = span(left, right, self.left, self.photo_w, self.resized_w)
         return y0, x0, y1, x1
 
 
