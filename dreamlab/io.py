@@ -272,7 +272,7 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND, name: str
                                     f"(64 Mpixels, 8192x8192); resize it first")
             img.load()
             ImageOps.exif_transpose(img, in_place=True)
-            return _image_tensor(img, background)
+            return _image_tensor(img, background, f"{name} {str(path)!r}")
     except Image.DecompressionBombError:  # PIL refuses these sizes itself while reading the header
         raise DreamlabError(f"{name} {str(path)!r} has more pixels than dreamlab reads (64 Mpixels; it may be a "
                             f"decompression bomb); resize it first") from None
@@ -283,12 +283,25 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND, name: str
         raise DreamlabError(f"cannot read {name} {str(path)!r}: {reason}; give a PNG or JPEG file") from None
 
 
-def _image_tensor(img: Image.Image, background: float) -> Tensor:
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit greyscale PNG
-        array = torch.from_numpy(np.asarray(img).astype(np.float32))
-        return (array / 65535.0).clamp(0, 1)[None]
-    if img.mode == "F":
-        return torch.from_numpy(np.asarray(img).astype(np.float32)).clamp(0, 1)[None]
+def _image_tensor(img: Image.Image, background: float, what: str = "image") -> Tensor:
+    """`img` as [C, H, W] in [0, 1]; a 32-bit integer or float image (a TIFF) whose values do not fit that
+    scale is refused, naming `what`, rather than clipped to black or white."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit greyscale PNG; "I" also 32-bit TIFFs
+        array = np.asarray(img).astype(np.float64)
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise DreamlabError(f"{what} is a 32-bit integer image with values from {array.min():g} to "
+                                f"{array.max():g}; dreamlab reads 8- and 16-bit values (0-65535): save it as an "
+                                f"8- or 16-bit PNG")
+        return torch.from_numpy(array / 65535.0).float()[None]
+    if img.mode == "F":  # a float TIFF: read as it is, so values must already be in [0, 1]
+        array = np.asarray(img).astype(np.float32)
+        if not np.isfinite(array).all():
+            raise DreamlabError(f"{what} has NaN or infinite values; give finite values in [0, 1]")
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise DreamlabError(f"{what} is a floating-point image with values from {array.min():g} to "
+                                f"{array.max():g}, outside [0, 1]; scale it to [0, 1] (divide 0-255 values by "
+                                f"255), or save it as an 8- or 16-bit PNG")
+        return torch.from_numpy(array)[None]
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     grey = img.mode in ("1", "L", "LA", "La") or (img.mode == "P" and _palette_is_grey(img))
     if has_alpha:
@@ -451,7 +464,7 @@ def read_photo(image: object, name: str = "image") -> Tensor:
         return sample_photo(image, f"{name} {image!r}")
     if not Path(image).exists():
         raise _no_such_file(name, image)
-    # a float TIFF can hold NaN (load_image clamps the rest into [0, 1]): refused as render, cam and dream do
+    # load_image refuses a float TIFF's NaN and out-of-range values; check_image refuses what else is off
     return check_image(load_image(image, name=name), f"{name} {str(image)!r}").float()
 
 

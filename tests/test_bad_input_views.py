@@ -114,6 +114,37 @@ def test_features_and_examples_refuse_a_nan_photo(nan_tiff: Path, tmp_path: Path
     assert not out.exists()
 
 
+@pytest.mark.parametrize("mode, values, message", [
+    ("F", (0.0, 255.0), "is a floating-point image with values from 0 to 255, outside [0, 1]; scale it to [0, 1] "
+                        "(divide 0-255 values by 255), or save it as an 8- or 16-bit PNG"),
+    ("F", (-0.5, 0.5), "is a floating-point image with values from -0.5 to 0.5, outside [0, 1]"),
+    ("I", (0, 100000), "is a 32-bit integer image with values from 0 to 100000; dreamlab reads 8- and 16-bit values "
+                       "(0-65535): save it as an 8- or 16-bit PNG"),
+])
+def test_a_tiff_beyond_the_image_scale_is_refused_not_clipped(mode: str, values: tuple[float, float], message: str,
+                                                              tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A float TIFF of 0-255 values once read as all white, a 32-bit one beyond 16 bits as clipped white."""
+    path = tmp_path / "scan.tiff"
+    ramp = np.linspace(values[0], values[1], 28 * 28).reshape(28, 28)
+    Image.fromarray(ramp.astype(np.float32 if mode == "F" else np.int32), mode=mode).save(path)
+    with pytest.raises(DreamlabError) as refused:
+        read_photo(path)
+    assert str(refused.value).startswith(f"image {str(path)!r} {message}")
+    out = tmp_path / "out.png"
+    assert _exit(["features", "lenet-digits", "conv1", "--image", str(path), "-o", str(out)]) == 2
+    assert message in _one_line_error(capsys) and not out.exists()
+
+
+def test_a_float_tiff_in_the_unit_range_and_a_16_bit_one_are_read_as_they_are(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 1, 28 * 28).reshape(28, 28)
+    Image.fromarray(ramp.astype(np.float32), mode="F").save(tmp_path / "f.tiff")
+    Image.fromarray((ramp * 65535).round().astype(np.int32), mode="I").save(tmp_path / "i.tiff")
+    for name in ("f.tiff", "i.tiff"):
+        image = read_photo(tmp_path / name)
+        assert image.shape == (1, 28, 28) and torch.allclose(image[0], torch.from_numpy(ramp).float(), atol=1e-5)
+
+
 # 9. damaged frames of a resumed dream zoom
 
 def _zoom(photo: Path, tmp_path: Path) -> list[str]:
