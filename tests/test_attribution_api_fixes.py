@@ -8,7 +8,7 @@ import torch
 import dreamlab
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
-from dreamlab.io import save_png
+from dreamlab.io import match_channels, save_png
 from dreamlab.models import loading
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -89,6 +89,16 @@ def test_other_channel_counts_get_no_layout_hint():
     with pytest.raises(DreamlabError) as refused:
         dreamlab.attribute("lenet-digits", torch.rand(5, 28, 28), "logit:3")
     assert str(refused.value) == "the image has 5 channels; this model takes 1"
+
+
+@pytest.mark.parametrize("function", [dreamlab.gradcam, dreamlab.attribute])
+def test_rgb_for_a_grey_model_names_the_conversion_that_works(function):
+    rgb = torch.rand(3, 28, 28, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(DreamlabError) as refused:
+        function("lenet-digits", rgb, "logit:3")
+    assert str(refused.value) == ("the image has 3 channels; this model takes 1; dreamlab.io.match_channels(image, 1) "
+                                  "makes it grey (the mean of R, G and B)")
+    assert function("lenet-digits", match_channels(rgb, 1), "logit:3").shape[-2:] == (28, 28)  # the fix works
 
 
 def test_the_cli_lists_the_baselines_it_takes_before_the_model_loads(tmp_path, capsys, monkeypatch):

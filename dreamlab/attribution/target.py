@@ -114,8 +114,11 @@ def as_batch(image: Tensor, channels: int) -> Tensor:
     if image.dim() != 4:
         raise DreamlabError(f"expected an image [C, H, W] or a batch [B, C, H, W], got shape {list(image.shape)}")
     if image.shape[1] != channels:
-        raise DreamlabError(f"the image has {image.shape[1]} channels; this model takes {channels}"
-                            f"{layout_hint(list(shape))}")
+        hint = layout_hint(list(shape))
+        if not hint and {image.shape[1], channels} == {1, 3}:  # what the command line converts by itself
+            kind = "grey (the mean of R, G and B)" if channels == 1 else "RGB (its grey repeated)"
+            hint = f"; dreamlab.io.match_channels(image, {channels}) makes it {kind}"
+        raise DreamlabError(f"the image has {image.shape[1]} channels; this model takes {channels}{hint}")
     return image.float()
 
 
