@@ -225,3 +225,18 @@ def test_a_module_whose_list_was_left_for_another_gets_a_continued_row():
     names = [line[:width].rstrip() for line in lines[2:]]
     assert names == ["(input)", "trunk", "  trunk.0", "taps", "  taps.0", "trunk (continued)", "  trunk.1",
                      "taps (continued)", "  taps.1", "logit"]
+
+
+def test_summarize_and_model_totals_refuse_a_name_or_loaded_model_in_one_line():
+    """README names them beside layer_table, which takes names; they take a module, and say how to get one."""
+    loaded = loading.load_model("lenet-digits", weights="none")
+    with pytest.raises(DreamlabError) as refused:
+        summarize("lenet-digits")
+    assert str(refused.value) == (
+        "summarize takes an nn.Module, got 'lenet-digits'; for a model by name, dreamlab.layer_table('lenet-digits') "
+        "gives its rows, or load it: loaded = dreamlab.load_model(name, weights='none'), then "
+        "summarize(loaded.model, ...)")
+    with pytest.raises(DreamlabError, match="^model_totals takes an nn.Module, got a LoadedModel; pass its .model"):
+        model_totals(loaded, summarize(loaded.model, 28, 1))
+    summary = summarize(loaded.model, loaded.recipe.input_size, loaded.recipe.channels)  # the way it names works
+    assert summary.input.output_shape == (1, 28, 28) and model_totals(loaded.model, summary).params == 1_256_080

@@ -235,6 +235,22 @@ class Summary:
         return [self.input, *self.layers, self.output]
 
 
+def _check_module(model: object, function: str) -> None:
+    """Refuse, in one line, a `model` that is not an nn.Module (a name or a LoadedModel, which layer_table takes)."""
+    from dreamlab.models.loading import LoadedModel
+
+    if isinstance(model, nn.Module):
+        return
+    if isinstance(model, LoadedModel):
+        raise DreamlabError(f"{function} takes an nn.Module, got a LoadedModel; pass its .model (and its "
+                            f".recipe.input_size, .recipe.channels), or call dreamlab.layer_table, which takes it")
+    shown = repr(str(model)) if isinstance(model, (str, Path)) else type(model).__name__
+    raise DreamlabError(f"{function} takes an nn.Module, got {shown}; for a model by name, "
+                        f"dreamlab.layer_table({shown if isinstance(model, (str, Path)) else 'name'}) gives its "
+                        f"rows, or load it: loaded = dreamlab.load_model(name, weights='none'), then "
+                        f"{function}(loaded.model, ...)")
+
+
 def summarize(model: nn.Module, input_size: Size = 224, channels: int = 3, recipe_size: int | None = None,
               recipe_file: str | None = None, name: str | None = None, option: str | None = None) -> Summary:
     """The layer table of `model` for one `channels` x `input_size` image (a side, or (height, width)), from a
@@ -242,6 +258,7 @@ def summarize(model: nn.Module, input_size: Size = 224, channels: int = 3, recip
     `recipe_file`: the recipe's .toml file, which an error names; `name`: the model's, in errors (its recipe's;
     default: its class's); `option`: how the caller spells the size in its errors, '--size' (`dreamlab layers`)
     or 'input_size' (layer_table), None for both."""
+    _check_module(model, "summarize")
     sides = check_sides(input_size, "input size") if option is None else check_sides(input_size, option, None)
     small, larger = _traces(model, sides, channels, recipe_size, recipe_file, name, option)
     modules = [(name, module) for name, module in model.named_modules() if name]
@@ -409,6 +426,7 @@ class ModelTotals:
 
 def model_totals(model: nn.Module, summary: Summary) -> ModelTotals:
     """The totals of `model`, whose layer table is `summary` (for the sizes of the input and the outputs)."""
+    _check_module(model, "model_totals")
     params = list(model.parameters())  # unique tensors: shared weights once
     buffers = list(model.buffers())
     leaves = {name for name, module in model.named_modules() if name and not any(True for _ in module.children())}
