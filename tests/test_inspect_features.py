@@ -9,8 +9,9 @@ from torch import nn
 
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
-from dreamlab.inspect.features import features, preprocess
-from dreamlab.io import read_png_text
+from dreamlab.inspect import features as features_module
+from dreamlab.inspect.features import features, normalize, preprocess, shorter_side_to, to_channels
+from dreamlab.io import centre_crop, read_png_text
 from dreamlab.models.recipe import Recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,6 +54,21 @@ def test_preprocess_resizes_crops_and_normalizes_as_the_recipe_says():
                                                   torch.tensor([0.5, 0.25, 2.0])).view(3, 1, 1).expand(3, 10, 6))
     grey = preprocess(torch.ones(3, 8, 8) * torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1), GREY)
     torch.testing.assert_close(grey, torch.full((1, 1, 8, 8), 0.299))  # BT.601 luma of pure red
+
+
+@pytest.mark.parametrize("shape", [(3, 10, 60), (3, 60, 10), (1, 7, 101)])
+def test_a_long_strip_is_cut_to_its_centre_before_the_resize(shape, monkeypatch):
+    """The model input is the centre square, as before, but the resize no longer sees the whole strip: an 8000x1
+    strip made a 224 x 1.8M-pixel tensor (10 GB) on its way to a 224x224 crop."""
+    recipe = Recipe(name="r", builder="custom:r", input_size=28, mean=(0.5,) * 3, std=(0.25,) * 3)
+    photo = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    whole = normalize(centre_crop(shorter_side_to(to_channels(photo, recipe), 28), (28, 28)), recipe)
+    sizes = []
+    real_cover = features_module.cover
+    monkeypatch.setattr(features_module, "cover", lambda x, size: sizes.append(x.shape[-2:]) or real_cover(x, size))
+    x = preprocess(photo, recipe)
+    assert x.shape == (1, 3, 28, 28) and max(sizes[0]) <= 4 * min(sizes[0]) + 1  # cut to 4:1 (+1: same centre)
+    torch.testing.assert_close(x, whole, atol=1e-4, rtol=0)  # the same centre square (measured: 1e-5 apart)
 
 
 def test_cli_top_k_labelled_grid(tmp_path, capsys):

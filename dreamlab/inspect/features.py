@@ -50,9 +50,26 @@ class FeatureMaps:
 
 
 def preprocess(photo: Tensor, recipe: Recipe) -> Tensor:
-    """[C, H, W] in [0, 1] -> the model input [1, C', S, S]: shorter side to S, centre crop, channels, mean/std."""
+    """[C, H, W] in [0, 1] -> the model input [1, C', S, S]: shorter side to S, centre crop, channels, mean/std.
+
+    A photo longer than MAX_ASPECT times its shorter side is cut to its centre span of that length first: the
+    centre square is all that is kept, and an 8000x1 strip would otherwise be resized to 224 x 1.8M pixels
+    (10 GB) before the crop."""
     side = recipe.input_size
-    return normalize(centre_crop(shorter_side_to(to_channels(photo, recipe), side), (side, side)), recipe)
+    return normalize(centre_crop(shorter_side_to(to_channels(centre_span(photo), recipe), side), (side, side)),
+                     recipe)
+
+
+MAX_ASPECT = 4  # a span 4x the shorter side keeps the centre square and the few pixels the resize filter reads
+
+
+def centre_span(photo: Tensor) -> Tensor:
+    """[C, H, W] with its longer side cut, about the centre, to at most MAX_ASPECT times its shorter side."""
+    h, w = photo.shape[-2:]
+    keep_h, keep_w = min(h, MAX_ASPECT * w), min(w, MAX_ASPECT * h)
+    keep_h, keep_w = keep_h + (h - keep_h) % 2, keep_w + (w - keep_w) % 2  # cut as much off each end: same centre
+    top, left = (h - keep_h) // 2, (w - keep_w) // 2
+    return photo[..., top:top + keep_h, left:left + keep_w]
 
 
 def to_channels(photo: Tensor, recipe: Recipe) -> Tensor:
