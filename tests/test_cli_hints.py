@@ -77,3 +77,29 @@ def test_slips_get_a_fitting_hint_or_none(argv, hint, capsys):
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2 and hint in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["cam", "lenet-digits", "{photo}", "-o", "out.png"], "--image {photo}"),  # -o's value is not the photo
+    (["features", "lenet-digits", "conv1", "china"], "--image china"),
+    (["attribute", "--method", "ig", "lenet-digits", "flower"], "--image flower"),
+    (["examples", "lenet-digits", "conv2:1", "china", "{photo}"], "--images china {photo}"),
+])
+def test_a_photo_given_without_its_option_is_named_with_it(argv, hint, tmp_path, capsys):
+    photo = tmp_path / "digit.png"
+    photo.write_bytes(b"")  # only its name matters: the parser refuses before reading it
+    with pytest.raises(SystemExit) as exited:
+        main([a.format(photo=photo) for a in argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    flag = "--images/-i" if argv[0] == "examples" else "--image/-i"
+    assert err == (f"dreamlab: error: the following arguments are required: {flag}; give the photo"
+                   f"{'s' if argv[0] == 'examples' else ''} with the option: {hint.format(photo=photo)} "
+                   f"(see dreamlab {argv[0]} --help)\n")
+
+
+def test_a_missing_photo_with_none_on_the_line_gets_no_hint(capsys):
+    with pytest.raises(SystemExit):
+        main(["cam", "lenet-digits", "-o", "out.png"])
+    assert capsys.readouterr().err == ("dreamlab: error: the following arguments are required: --image/-i "
+                                       "(see dreamlab cam --help)\n")

@@ -16,6 +16,10 @@ from dreamlab.errors import OTHER_TOOLS_NAMES
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+_SAMPLE_PHOTOS = ("china", "flower")  # io.SAMPLE_PHOTOS, named here so that parsing does not import torch
+_PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose errors are one line with dreamlab's prefix (no usage dump)."""
 
@@ -32,6 +36,31 @@ class OneLineParser(argparse.ArgumentParser):
         if message.startswith("the following arguments are required") and dashed:
             return (f"; a value that starts with '-' ({dashed[0]}) goes after --: "
                     f"{self.prog} [OPTIONS] -- {dashed[0]}")
+        photo = re.match(r"the following arguments are required: (--images?)/-i", message)
+        if photo:  # `dreamlab cam lenet-digits digit4.png`: the photo given as dream takes it, without --image
+            words = self._photo_words()[:None if photo[1] == "--images" else 1]
+            if words:
+                return f"; give the photo{'s' if len(words) > 1 else ''} with the option: {photo[1]} {' '.join(words)}"
+        return self._other_hint(message)
+
+    def _photo_words(self) -> list[str]:
+        """The words of the command line, not option values, that name a photo: an image file or folder
+        (`--images`), or a sample photo's name."""
+        words, value_next = [], False
+        for arg in self.argv[1:]:
+            if value_next:  # the value of the option before it (-o out.png)
+                value_next = False
+                continue
+            if arg.startswith("-"):
+                action = self._option_string_actions.get(arg.split("=", 1)[0])
+                value_next = action is not None and action.nargs != 0 and "=" not in arg
+                continue
+            if (arg in _SAMPLE_PHOTOS or Path(arg).suffix.lower() in _PHOTO_SUFFIXES
+                    or (Path(arg).is_dir() and arg not in ("", "."))):
+                words.append(arg)
+        return words
+
+    def _other_hint(self, message: str) -> str:
         expected = re.match(r"argument (\S+): expected one argument$", message)
         if expected:  # `--objective -features.22`: argparse reads the value as an option
             flags = expected[1].split("/")
