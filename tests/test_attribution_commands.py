@@ -27,6 +27,20 @@ def digit_photo(tmp_path_factory):
     return path
 
 
+@pytest.mark.parametrize("command", [["cam"], ["attribute", "--method", "saliency"]])
+def test_a_photo_smaller_than_the_model_input_is_noted(command, digit_photo, tmp_path, capsys):
+    """A 3x3 photo gave a 3x3 PNG without a word; the README's own digit is upscaled so that it reads."""
+    small = tmp_path / "small.png"
+    save_png(F.interpolate(load_image(digit_photo)[None], size=(3, 5), mode="area")[0], small)
+    out = tmp_path / "out.png"
+    assert main([*command, "lenet-digits", "--image", str(small), "-o", str(out)]) == 0
+    assert capsys.readouterr().err == ("dreamlab: note: the photo is 5x3 pixels, smaller than the 28x28 model input, "
+                                       "and the PNG is drawn at the photo's size; for a readable picture, upscale "
+                                       "the photo first\n")
+    assert main([*command, "lenet-digits", "--image", str(digit_photo), "-o", str(out)]) == 0  # 56 px: no note
+    assert "dreamlab: note: the photo is" not in capsys.readouterr().err
+
+
 def test_cam_writes_an_overlay_at_the_photo_size_and_the_raw_map(digit_photo, tmp_path, capsys):
     out = tmp_path / "cam.png"
     assert main(["cam", "lenet-digits", "--image", str(digit_photo), "-o", str(out)]) == 0

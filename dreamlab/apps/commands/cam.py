@@ -102,9 +102,24 @@ def load_subject(args: argparse.Namespace, writes: bool = True):
     photo, fitted = read_photo(args.image, subj, args.size)
     if fitted.note:  # a long strip's input, not the one --size asks for
         print(f"dreamlab: note: {fitted.note}", file=sys.stderr)
+    if writes:
+        note_small_photo(photo, fitted.x)
     x = fitted.x.to(device)
     check_model_takes(subj, x)  # a size the model rejects, told as --size (the API's errors name the image)
     return subj, photo, fitted, x
+
+
+ICON_SIDE = 32  # a picture whose longer side is under 32 px is an icon: its overlay cannot be read at 100%
+
+
+def note_small_photo(photo, x) -> None:
+    """Say so where the photo [C, H, W] is an icon (under ICON_SIDE) smaller on both sides than the model input
+    x [1, C, h, w]: the PNG is drawn at the photo's size, so a 3x3 photo gave a 3x3 picture of a 28x28 map."""
+    (h, w), (model_h, model_w) = photo.shape[-2:], x.shape[-2:]
+    if h < model_h and w < model_w and max(h, w) < ICON_SIDE:
+        print(f"dreamlab: note: the photo is {w}x{h} pixels, smaller than the {model_w}x{model_h} model input, and "
+              f"the PNG is drawn at the photo's size; for a readable picture, upscale the photo first",
+              file=sys.stderr)
 
 
 def at_size(subj, photo, x):
