@@ -179,3 +179,14 @@ def test_a_long_sum_is_scored_in_a_loop_and_deep_nesting_is_one_line():
                           acts["a"].mean((2, 3))[:, 1] / acts["a"].mean((2, 3))[:, 2] * acts["a"].mean((2, 3))[:, 3])
     with pytest.raises(ObjectiveSyntaxError, match=r"nests parentheses or signs too deeply for the parser"):
         check_syntax("(" * 1000 + "a:1" + ")" * 1000)
+
+
+def test_a_bare_class_number_names_the_logit_it_means():
+    """`dreamlab cam MODEL --target 4`: the class index alone is no objective; the error says how to write it."""
+    with pytest.raises(ObjectiveSyntaxError) as refused:
+        parse_objective("4")
+    assert str(refused.value).startswith("bad objective '4': an objective needs at least one layer or logit, not "
+                                         "just numbers (class 4 is logit:4) at position 1 (>>4); valid forms: ")
+    with pytest.raises(ObjectiveSyntaxError) as refused:
+        parse_objective("2 * 3")  # arithmetic of numbers: no class to name
+    assert "not just numbers at position 1" in str(refused.value)

@@ -111,7 +111,9 @@ class _ObjectiveParser:
                         f"or logit:'{name} {val}')")
             self.fail(pos, f"unexpected {val!r}{hint}")
         if not isinstance(result, o.Objective):
-            self.fail(0, "an objective needs at least one layer or logit, not just numbers")
+            number = self.text.strip()  # `--target 4`: a class index without its layer
+            hint = f" (class {number} is logit:{number})" if number.isdigit() else ""
+            self.fail(0, f"an objective needs at least one layer or logit, not just numbers{hint}")
         return result
 
     def expr(self) -> o.Objective | float:
