@@ -196,8 +196,10 @@ def test_a_module_with_a_fixed_size_is_told_how_to_say_it():
                                             r"channels=3\)"):
         dreamlab.render(net, "logit:1", **LENET)
     recipe = dreamlab.Recipe("cifar", "custom:cifar", input_size=32)
-    with pytest.raises(DreamlabError, match=r"cifar rejected a 3x44x44 input .* use size 32 \(--size 32\) and transforms "
-                                            r"that keep the size"):
+    with pytest.raises(DreamlabError, match=r"^cifar takes 32x32 inputs only, and transforms 'standard' pad the 32x32 "
+                                            r"image to 44x44 \(mat1 and mat2 .*\): use transforms that keep the size "
+                                            r"\(transforms='small' or 'none', --transforms small or none\), or .* "
+                                            r"\(model_size=32, --model-size 32\)$"):
         dreamlab.render(net, "logit:1", recipe=recipe, transforms="standard", **LENET)
     with pytest.warns(DreamlabNote, match="^cifar takes 32x32 inputs only"):  # nothing chosen: model_size 32
         assert dreamlab.render(net, "logit:1", recipe=recipe, **LENET).provenance["dreamlab:model_size"] == "32"
