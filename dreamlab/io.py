@@ -444,9 +444,25 @@ def check_image(value: object, name: str = "image") -> Tensor:
         raise DreamlabError(f"{name} has NaN or infinite values; give finite values in [0, 1]")
     low, high = (float(v) for v in torch.aminmax(values.float()))
     if low < 0 or high > 1:
-        raise DreamlabError(f"{name} has values from {low:.4g} to {high:.4g}, outside [0, 1]; images are in [0, 1]: "
-                            f"divide 0-255 values by 255, or clamp a resized image with .clamp(0, 1)")
+        shown_low, shown_high = _visible(low, 0.0), _visible(high, 1.0)
+        beyond = [f"the min {shown_low} is below 0"] if low < 0 else []
+        beyond += [f"the max {shown_high} is above 1"] if high > 1 else []
+        advice = ("they look like 0-255 values: divide them by 255" if low >= 0 and high > 2 else
+                  "clamp them with .clamp(0, 1) if a resize or a blend overshot; if the image was normalized with a "
+                  "mean and std, give it from before that (dreamlab normalizes for the model)")
+        raise DreamlabError(f"{name} has values from {shown_low} to {shown_high}, outside [0, 1] "
+                            f"({' and '.join(beyond)}); {advice}")
     return value
+
+
+def _visible(value: float, bound: float) -> str:
+    """`value` with 4 significant digits, or as many more as it takes to show on which side of `bound` it lies:
+    a max of 1.0000001 must not print as 1."""
+    for digits in range(4, 18):
+        text = f"{value:.{digits}g}"
+        if (float(text) > bound) == (value > bound) and (float(text) < bound) == (value < bound):
+            return text
+    return repr(value)
 
 
 def read_photo(image: object, name: str = "image") -> Tensor:

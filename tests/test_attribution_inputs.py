@@ -36,7 +36,8 @@ INF = torch.zeros(3, 32, 32).index_fill_(1, torch.tensor([4]), float("inf"))
     ((torch.rand(3, 32, 32) * 255).to(torch.uint8),
      "image is a uint8 tensor (0-255) and images are in [0, 1]; divide it by 255 (image.float() / 255)"),
     (torch.linspace(0, 255, 3 * 32 * 32).view(3, 32, 32),
-     "image has values from 0 to 255, outside [0, 1]; images are in [0, 1]: divide 0-255 values by 255"),
+     "image has values from 0 to 255, outside [0, 1] (the max 255 is above 1); they look like 0-255 values: divide "
+     "them by 255"),
     (torch.full((3, 32, 32), -0.5), "image has values from -0.5 to -0.5, outside [0, 1]"),
     (torch.ones(3, 32, 32, dtype=torch.int64), "image has dtype torch.int64; images are float tensors in [0, 1]"),
     (np.zeros((3, 32, 32), np.float32), "image must be a torch tensor [C, H, W] or [B, C, H, W] in [0, 1], got "

@@ -1,0 +1,48 @@
+"""dreamlab.io.check_image: what it says about values outside [0, 1]."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dreamlab.errors import DreamlabError
+from dreamlab.io import check_image
+
+
+def _image(low: float, high: float) -> torch.Tensor:
+    """A [3, 8, 8] float32 image whose min is `low` and max is `high`."""
+    image = torch.linspace(0.25, 0.75, 3 * 8 * 8).view(3, 8, 8)
+    image[0, 0, 0], image[2, 7, 7] = low, high
+    return image
+
+
+CLAMP = ("clamp them with .clamp(0, 1) if a resize or a blend overshot; if the image was normalized with a mean "
+         "and std, give it from before that (dreamlab normalizes for the model)")
+
+
+@pytest.mark.parametrize("image, text", [
+    # before: "values from 0.0006591 to 1, outside [0, 1]": the rounding hid the value that was outside
+    (_image(0.0006591, 1 + 1e-6), "photo has values from 0.0006591 to 1.000001, outside [0, 1] (the max 1.000001 is "
+                                  f"above 1); {CLAMP}"),
+    (_image(-1e-7, 0.9), f"photo has values from -1e-07 to 0.9, outside [0, 1] (the min -1e-07 is below 0); {CLAMP}"),
+    (_image(-0.5, 1.5), "photo has values from -0.5 to 1.5, outside [0, 1] (the min -0.5 is below 0 and the max 1.5 "
+                        f"is above 1); {CLAMP}"),
+    (torch.linspace(0, 255, 3 * 8 * 8).view(3, 8, 8),
+     "photo has values from 0 to 255, outside [0, 1] (the max 255 is above 1); they look like 0-255 values: divide "
+     "them by 255"),
+])
+def test_values_outside_0_1_are_named_with_enough_digits_to_show_it(image, text):
+    with pytest.raises(DreamlabError) as refused:
+        check_image(image, "photo")
+    assert str(refused.value) == text
+
+
+def test_float64_values_a_hair_outside_still_show_it():
+    image = _image(0.5, 1.0).double()
+    image[1, 1, 1] = 1 + 2 ** -20  # a float32 value, so the float32 check sees it
+    with pytest.raises(DreamlabError, match=r"the max 1\.000001 is above 1"):
+        check_image(image)
+
+
+def test_values_at_the_bounds_pass_unchanged():
+    image = _image(0.0, 1.0)
+    assert check_image(image) is image
