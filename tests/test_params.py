@@ -4,11 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dreamlab.errors import DreamlabError
 from dreamlab.io import grid, output_paths, png_bytes, read_png_text, safe_name, save_png
 from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import (
     COLOR_CORRELATION_SVD_SQRT,
     FourierParam,
+    MacoParam,
     PixelParam,
     fourier_scale,
     image_to_param_raw,
@@ -123,9 +125,20 @@ def test_an_init_image_keeps_its_mean_colour():
     assert red_minus_blue[False] < 0.1  # unfrozen, the colour is lost
 
 
-def test_start_level_outside_zero_one_is_refused():
-    with pytest.raises(ValueError, match="start_level must be between 0 and 1"):
-        PixelParam(1, 1, 4, 4, start_level=1.0)
+@pytest.mark.parametrize("start_level", [1.0, 0, -0.5, float("nan"), "0.5", True])
+@pytest.mark.parametrize("kind", ["pixel", "fourier", "maco"])
+def test_start_level_outside_zero_one_is_refused(kind, start_level):
+    """Every parameterization (and MacoParam.from_images) refuses it with the same DreamlabError line; before,
+    the pixel and Fourier ones raised a bare ValueError and a string start_level a TypeError."""
+    text = (f"start_level must be between 0 and 1 (exclusive) (the level a zero raw image maps to; 0.5: grey, "
+            f"0.05: near-black), got {start_level!r}")
+    with pytest.raises(DreamlabError) as refused:
+        make_param(kind, 1, 3, 8, start_level=start_level)
+    assert str(refused.value) == text
+    if kind == "maco":
+        with pytest.raises(DreamlabError) as refused:
+            MacoParam.from_images(torch.rand(3, 8, 8), start_level=start_level)
+        assert str(refused.value) == text
 
 
 def test_transforms_are_per_sample_and_seeded():

@@ -56,6 +56,19 @@ def check_color_matrix(matrix: object) -> None:
                             "basis); leave it out for lucid's")
 
 
+def _real_in(value: object, low: float, high: float) -> bool:
+    """Whether `value` is a finite real number (not a bool) strictly between `low` and `high`."""
+    return (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+            and low < value < high)
+
+
+def check_start_level(value: object) -> None:
+    """Refuses, in one line, a `start_level` that is not a number strictly between 0 and 1."""
+    if not _real_in(value, 0, 1):
+        raise DreamlabError(f"start_level must be between 0 and 1 (exclusive) (the level a zero raw image maps to; "
+                            f"0.5: grey, 0.05: near-black), got {value!r}")
+
+
 class ImageParam(nn.Module):
     """Base: subclasses produce unbounded 'raw' images; colour decorrelation and a sigmoid map them to [0, 1].
 
@@ -65,8 +78,7 @@ class ImageParam(nn.Module):
     def __init__(self, channels: int, decorrelate: bool = True, color_matrix: Tensor | None = None,
                  start_level: float = 0.5, device: torch.device | str | None = None):
         super().__init__()
-        if not 0 < start_level < 1:
-            raise ValueError(f"start_level must be between 0 and 1 (exclusive), got {start_level}")
+        check_start_level(start_level)
         self.channels = channels
         use_matrix = decorrelate and channels == 3
         matrix = normalized_color_matrix(COLOR_CORRELATION_SVD_SQRT if color_matrix is None else color_matrix)
@@ -231,17 +243,11 @@ def check_maco_options(options: Mapping[str, object]) -> None:
             raise DreamlabError(f"{name} must be True or False, got {options[name]!r}")
     if options.get("color_matrix") is not None:
         check_color_matrix(options["color_matrix"])
-    for name, low, high, hint in (("start_level", 0, 1, " (the level a zero raw image maps to; 0.5: grey, 0.05: "
-                                                        "near-black)"),
-                                  ("contrast", 0, math.inf, f" (the raw image's deviation; default {MACO_CONTRAST:g}, "
-                                                            f"the sample photos')")):
-        if name not in options:
-            continue
-        value = options[name]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-                math.isfinite(value) and low < value < high):
-            valid = "between 0 and 1 (exclusive)" if high == 1 else "a finite number > 0"
-            raise DreamlabError(f"{name} must be {valid}{hint}, got {value!r}")
+    if "start_level" in options:
+        check_start_level(options["start_level"])
+    if "contrast" in options and not _real_in(options["contrast"], 0, math.inf):
+        raise DreamlabError(f"contrast must be a finite number > 0 (the raw image's deviation; default "
+                            f"{MACO_CONTRAST:g}, the sample photos'), got {options['contrast']!r}")
 
 
 def natural_magnitude(channels: int, height: int, width: int, decorrelated: bool = True) -> Tensor:
