@@ -2,6 +2,8 @@
 settings, the command line and the PNG provenance."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -365,6 +367,17 @@ def test_a_from_images_render_names_its_photos_in_the_png(tmp_path):
     assert other["dreamlab:maco_photos_sha256"] != pixel_digest(batch)
     plain = dreamlab.render("lenet-digits", "conv2:1", param="maco", steps=1, device="cpu").provenance
     assert not any(key.startswith("dreamlab:maco_photos") for key in plain)
+
+
+def test_a_partial_of_a_from_images_factory_still_names_its_photos_in_the_png(tmp_path):
+    """Before, functools.partial hid the factory's png_text, and the PNG said nothing of the photos."""
+    factory = MacoParam.from_images("china")
+    result = dreamlab.render("lenet-digits", "conv2:1", param=functools.partial(factory, contrast=1.5), steps=2,
+                             device="cpu")
+    text = read_png_text(result.save(tmp_path / "maco.png"))
+    assert text["dreamlab:param"] == "custom:MacoParam.from_images"
+    assert text["dreamlab:maco_photos"] == "1 photo: china"
+    assert text["dreamlab:maco_photos_sha256"] == factory.png_text["dreamlab:maco_photos_sha256"]
 
 
 def test_flat_photos_are_refused_as_photos_not_as_a_magnitude():

@@ -407,7 +407,10 @@ def _callable_name(function: Any) -> str:
 
 def param_text(spec: Any) -> dict[str, str]:
     """The PNG text a param factory or module asks for in its `png_text` (a mapping of `dreamlab:...` keys to
-    strings: MacoParam.from_images names its photos there); none for a name, or for anything else."""
+    strings: MacoParam.from_images names its photos there), also through a functools.partial of the factory; none
+    for a name, or for anything else."""
+    if isinstance(spec, functools.partial):
+        spec = spec.func
     text = None if isinstance(spec, str) else getattr(spec, "png_text", None)
     if not isinstance(text, Mapping):
         return {}
