@@ -57,6 +57,33 @@ def test_cam_writes_an_overlay_at_the_photo_size_and_the_raw_map(digit_photo, tm
     assert read_png_text(tmp_path / "pp.png")["dreamlab:layer"] == "conv1"
 
 
+@pytest.mark.parametrize("options, target, layer", [([], "logit:4", "relu2"),
+                                                   (["--target", "relu2:3"], "relu2:3", "pool1")])
+def test_cam_runs_the_model_input_once_without_gradients_before_its_gradient_pass(digit_photo, tmp_path, capsys,
+                                                                                   options, target, layer):
+    """The check that the model takes the input, the top class and the layer's trace share one forward; before,
+    each ran its own (three forwards of the same input without a --target, two with one)."""
+    from dreamlab.models.zoo.digits import LeNetDigits
+
+    calls: list[tuple[bool, torch.Tensor]] = []
+
+    def hook(module: torch.nn.Module, inputs: tuple, output: object) -> None:
+        if isinstance(module, LeNetDigits) and inputs[0].device.type != "meta":  # not the shape probes
+            calls.append((torch.is_grad_enabled(), inputs[0].detach().clone()))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        assert main(["cam", "lenet-digits", "--image", str(digit_photo), *options, "-o", str(tmp_path / "c.png")]) == 0
+    finally:
+        handle.remove()
+    assert f"gradcam of {target} at {layer}" in capsys.readouterr().out
+    with_gradients = [x for grad, x in calls if grad]
+    assert len(with_gradients) == 1
+    same_input = [x for grad, x in calls if not grad and x.shape == with_gradients[0].shape
+                  and torch.equal(x, with_gradients[0])]
+    assert len(same_input) == 1
+
+
 @pytest.mark.parametrize("method, options", [
     ("saliency", []), ("ig", ["--steps", "8", "--baseline", "noise", "--seed", "3"]),
     ("guided-gradcam", ["--layer", "conv2"])])

@@ -70,17 +70,18 @@ def _like_input(result: Tensor, image: Tensor) -> Tensor:
 
 
 def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target = None, cli: bool = False,
-              resize: Callable[[int], Tensor] | None = None) -> str:
+              resize: Callable[[int], Tensor] | None = None, trace: list[ModuleCall] | None = None) -> str:
     """The layer asked for, else the recipe's `cam_layer`, else the last spatial layer; by default never the
     target's own layer, a later one, or one whose channel the target only passes through per-channel ops
     (see `cam.default_cam_layer`). Where the images are too small for any such layer to have a map larger than
     1x1, the error names the smallest size that gives one, in the caller's words (`cli`: --size); where they are
     only too small for the usual default layer, a shallower one is used and a DreamlabNote says so. `resize`:
     the model input at another shorter side, as the caller makes it (the CLI's --size rounds the longer side from
-    the photo's own aspect); by default `images[:1]` resized with its aspect kept."""
+    the photo's own aspect); by default `images[:1]` resized with its aspect kept. `trace`: the caller's
+    `cam.trace_forward` of `images[:1]` (the command line's `photos.check_model_takes`), so none is run here."""
     traced_at = _traced_sizes(subj, resize or (lambda shorter: _resized(images[:1], shorter)), cli)
     if layer:
-        _note_enlarged_map(subj, images[:1], layer, cli, traced_at)
+        _note_enlarged_map(subj, images[:1], layer, cli, traced_at, trace)
         return layer
     reads = target_layers(subj, target)
 
@@ -92,8 +93,9 @@ def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target =
     def default_at(shorter: int) -> str:
         return default(*traced_at(shorter))
 
-    with evaluating(subj.model), sized_forward(subj, images[:1], cli):  # one forward for the layer and the notes
-        trace = trace_forward(subj.model, subj.normalize(images[:1]))
+    if trace is None:
+        with evaluating(subj.model), sized_forward(subj, images[:1], cli):  # one forward for the layer and the notes
+            trace = trace_forward(subj.model, subj.normalize(images[:1]))
     try:
         chosen = default(images[:1], trace)
     except NoSpatialLayer as exc:

@@ -70,6 +70,12 @@ def trace_forward(model: nn.Module, sample: Tensor) -> list[ModuleCall]:
     """Every named module's start and end, in the order they happen in one forward of `sample` without gradients:
     what `default_cam_layer` and `enlarging_pool` read, so that one forward can serve both. The caller sets eval
     mode."""
+    return traced_run(model, sample)[1]
+
+
+def traced_run(model: nn.Module, sample: Tensor) -> tuple[object, list[ModuleCall]]:
+    """(the model's output, `trace_forward`'s trace) from one forward of `sample` without gradients: for a caller
+    that needs both (the command line's top class and Grad-CAM layer). The caller sets eval mode."""
     names = {module: name for name, module in model.named_modules() if name}
     calls: list[ModuleCall] = []
 
@@ -81,8 +87,8 @@ def trace_forward(model: nn.Module, sample: Tensor) -> list[ModuleCall]:
         calls.append(ModuleCall("end", names[module], tuple(given),
                                 tuple(output.shape) if isinstance(output, Tensor) else ()))
 
-    hooked_forward(model, sample, [(m, hook) for m in names], [(m, pre_hook) for m in names])
-    return calls
+    output = hooked_forward(model, sample, [(m, hook) for m in names], [(m, pre_hook) for m in names])
+    return output, calls
 
 
 def traced(model: nn.Module, sample: Tensor, trace: list[ModuleCall] | None) -> list[ModuleCall]:

@@ -10,12 +10,14 @@ import math
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dreamlab.attribution.cam import ModuleCall, traced_run
 from dreamlab.attribution.target import Subject, accepts_side, evaluating, sized_forward
 from dreamlab.errors import DreamlabError
 from dreamlab.io import (atomic_write_bytes, file_digest, is_sample_photo, label_name, match_channels, safe_name,
@@ -121,11 +123,21 @@ def _takes(subj: Subject, size: tuple[int, int]) -> bool:
         return accepts_side(subj, size, param.device if param is not None else None)
 
 
-def check_model_takes(subj: Subject, x: Tensor) -> None:
+class ModelRun(NamedTuple):
+    """One forward of a model input without gradients: the model's output, and where asked for, the
+    `cam.trace_forward` trace of that forward (else None)."""
+    output: object
+    trace: list[ModuleCall] | None = None
+
+
+def check_model_takes(subj: Subject, x: Tensor, trace: bool = False) -> ModelRun:
     """Refuse, before the attribution runs, an input `x` whose size the model rejects, in the command line's words
-    (the smallest --size it takes, or its recipe's)."""
+    (the smallest --size it takes, or its recipe's). The forward that checks it is returned (`trace`: traced), so
+    that the top class (`predicted_class`) and the Grad-CAM layer (`api.cam_layer`) need none of their own."""
     with torch.no_grad(), evaluating(subj.model), sized_forward(subj, x, cli=True):
-        subj.model(subj.normalize(x))
+        if trace:
+            return ModelRun(*traced_run(subj.model, subj.normalize(x)))
+        return ModelRun(subj.model(subj.normalize(x)))
 
 
 def read_photo(path: str | Path, subj: Subject, size: int | None = None) -> tuple[Tensor, ModelInput]:
@@ -173,17 +185,21 @@ def versions() -> dict[str, str]:
             "torchvision:version": torchvision.__version__}
 
 
-def predicted_class(subj: Subject, x: Tensor) -> str:
+def predicted_class(subj: Subject, x: Tensor, run: ModelRun | None = None) -> str:
     """The target `logit:N` of the model's top class for `x`; a model whose output is not class scores
-    [N, classes] (an edge map, say) has no top class, and the caller must name a target."""
-    return f"logit:{predicted_classes(subj, x)[0]}"
+    [N, classes] (an edge map, say) has no top class, and the caller must name a target. `run`: a forward of `x`
+    the caller has (`check_model_takes`), read instead of running one."""
+    return f"logit:{predicted_classes(subj, x, run=run)[0]}"
 
 
-def predicted_classes(subj: Subject, x: Tensor, ask: str = "give --target") -> list[int]:
+def predicted_classes(subj: Subject, x: Tensor, ask: str = "give --target", run: ModelRun | None = None) -> list[int]:
     """The model's top class for each image of `x`; `ask` says how to name a target instead, where the model's
-    output is not class scores."""
-    with torch.no_grad(), evaluating(subj.model), sized_forward(subj, x):
-        output = subj.model(subj.normalize(x))
+    output is not class scores. `run`: a forward of `x` the caller has, read instead of running one."""
+    if run is not None:
+        output = run.output
+    else:
+        with torch.no_grad(), evaluating(subj.model), sized_forward(subj, x):
+            output = subj.model(subj.normalize(x))
     if not isinstance(output, Tensor) or output.dim() != 2 or output.shape[0] != x.shape[0]:
         shape = list(output.shape) if isinstance(output, Tensor) else type(output).__name__
         raise DreamlabError(f"{subj.recipe.name}'s output is {shape}, not class scores [N, classes], so there is "

@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     methods = _checked_methods(args)
     refuse_unused_options(args, methods)
-    subj, photo, fitted, x = load_subject(args, writes=not args.sanity)
-    target = args.target or predicted_class(subj, x)
+    subj, photo, fitted, x, run = load_subject(args, writes=not args.sanity)
+    target = args.target or predicted_class(subj, x, run)
     options = dict(baseline=args.baseline, steps=args.steps, samples=args.samples, noise=args.noise,
                    layer=args.layer, batch_size=args.batch_size, seed=args.seed)
     if args.sanity:

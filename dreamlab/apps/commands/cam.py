@@ -83,11 +83,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", "-M", default="gradcam", help="gradcam or gradcam++ (default: %(default)s)")
 
 
-def load_subject(args: argparse.Namespace, writes: bool = True):
+def load_subject(args: argparse.Namespace, writes: bool = True, trace: bool = False):
     """(the Subject on --device, the photo as read [C, H, W], how it became the model's input (a ModelInput), that
-    input on the device): shared with
-    `dreamlab attribute`. A bad --device, and an output place that cannot be written (`writes`: the command
-    writes files), are refused before the model loads."""
+    input on the device, the forward that checked the model takes it (a `photos.ModelRun`; `trace`: traced, for
+    the Grad-CAM layer)): shared with `dreamlab attribute`. A bad --device, and an output place that cannot be
+    written (`writes`: the command writes files), are refused before the model loads."""
     from dreamlab.attribution.photos import check_model_takes, read_photo
     from dreamlab.attribution.target import subject
     from dreamlab.devices import resolve_device
@@ -105,8 +105,8 @@ def load_subject(args: argparse.Namespace, writes: bool = True):
     if writes:
         note_small_photo(photo, fitted.x)
     x = fitted.x.to(device)
-    check_model_takes(subj, x)  # a size the model rejects, told as --size (the API's errors name the image)
-    return subj, photo, fitted, x
+    run = check_model_takes(subj, x, trace)  # a size the model rejects, told as --size (the API names the image)
+    return subj, photo, fitted, x, run
 
 
 ICON_SIDE = 32  # a picture whose longer side is under 32 px is an icon: its overlay cannot be read at 100%
@@ -140,12 +140,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.method not in CAM_METHODS:  # before the model loads
         raise unknown("CAM method", args.method, CAM_METHODS)
-    subj, photo, fitted, x = load_subject(args)
-    target = args.target or predicted_class(subj, x)
+    subj, photo, fitted, x, run = load_subject(args, trace=True)  # one forward: the top class and the layer read it
+    target = args.target or predicted_class(subj, x, run)
     out = args.out or default_output(subj.recipe.name, target, args.method, args.layer)
     if args.out is None:
         check_outputs(out, default=True, photo=args.image)  # before the map is computed
-    layer = cam_layer(subj, x, args.layer, target, cli=True, resize=at_size(subj, photo, x))
+    layer = cam_layer(subj, x, args.layer, target, cli=True, resize=at_size(subj, photo, x), trace=run.trace)
     with enlarged_map_noted():  # cam_layer said it in --size words
         cam = gradcam(subj, x, target, layer, method=args.method)
     if args.layer and target_layers(subj, target) == {layer}:
