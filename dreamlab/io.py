@@ -298,9 +298,9 @@ def _image_tensor(img: Image.Image, background: float, what: str = "image") -> T
         if not np.isfinite(array).all():
             raise DreamlabError(f"{what} has NaN or infinite values; give finite values in [0, 1]")
         if array.size and (array.min() < 0 or array.max() > 1):
-            raise DreamlabError(f"{what} is a floating-point image with values from {array.min():g} to "
-                                f"{array.max():g}, outside [0, 1]; scale it to [0, 1] (divide 0-255 values by "
-                                f"255), or save it as an 8- or 16-bit PNG")
+            low, high = _visible(float(array.min()), 0.0), _visible(float(array.max()), 1.0)
+            raise DreamlabError(f"{what} is a floating-point image with values from {low} to {high}, outside [0, 1]; "
+                                f"scale it to [0, 1] (divide 0-255 values by 255), or save it as an 8- or 16-bit PNG")
         return torch.from_numpy(array)[None]
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
     grey = img.mode in ("1", "L", "LA", "La") or (img.mode == "P" and _palette_is_grey(img))

@@ -1,11 +1,15 @@
-"""dreamlab.io.check_image: what it says about values outside [0, 1]."""
+"""dreamlab.io: what check_image and load_image say about values outside [0, 1]."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dreamlab.errors import DreamlabError
-from dreamlab.io import check_image
+from dreamlab.io import check_image, load_image
 
 
 def _image(low: float, high: float) -> torch.Tensor:
@@ -46,3 +50,14 @@ def test_float64_values_a_hair_outside_still_show_it():
 def test_values_at_the_bounds_pass_unchanged():
     image = _image(0.0, 1.0)
     assert check_image(image) is image
+
+
+def test_a_float_tiff_a_hair_above_1_shows_it(tmp_path: Path):
+    """Before, ':g' printed its max 1.00000095 as 1: 'values from 0 to 1, outside [0, 1]'."""
+    path = tmp_path / "scan.tiff"
+    ramp = np.linspace(0, 1, 28 * 28, dtype=np.float32).reshape(28, 28)
+    ramp[-1, -1] = np.float32(1 + 1e-6)
+    Image.fromarray(ramp, mode="F").save(path)
+    with pytest.raises(DreamlabError) as refused:
+        load_image(path)
+    assert "is a floating-point image with values from 0 to 1.000001, outside [0, 1]; scale it" in str(refused.value)
