@@ -69,20 +69,21 @@ def test_lucid_settings_record_the_fourier_decay(tmp_path):
     assert (manifest["param"], manifest["fourier_decay"], manifest["transforms"]) == ("fourier", 1.0, "none")
 
 
-@pytest.mark.parametrize("args, flag, found, asked", [
-    ([*MACO[:-1], "0.2"], "--lr", "0.3", "0.2"),
-    (["--param", "fourier", *MACO[2:]], "--param", "maco", "fourier"),
-    (["--param", "maco", "--lr", "0.3"], "--optimizer", "adam", "channel-adam"),
-    (["--transforms", "none", *MACO], "--transforms", "small", "none"),
+@pytest.mark.parametrize("args, key, found, asked", [
+    ([*MACO[:-1], "0.2"], "lr", 0.3, 0.2),
+    (["--param", "fourier", *MACO[2:]], "param", "maco", "fourier"),
+    (["--param", "maco", "--lr", "0.3"], "optimizer", "adam", "channel-adam"),
+    (["--transforms", "none", *MACO], "transforms", "small", "none"),
 ])
-def test_a_resume_with_another_value_is_refused_naming_it(tmp_path, capsys, args, flag, found, asked):
+def test_a_resume_with_another_value_is_refused_naming_it(tmp_path, capsys, args, key, found, asked):
     out = tmp_path / "g"
     assert _gallery(out, *MACO) == 0
     capsys.readouterr()
     assert _gallery(out, *args) == 2
-    assert _error(capsys) == (f"dreamlab: error: {str(out)!r} holds units made with {flag} {found}, this run has "
-                              f"{flag} {asked}; pass {flag} {found} to match them, or use another --out, or "
-                              f"--overwrite to replace them")
+    assert _error(capsys) == (f"dreamlab: error: {str(out)!r} holds units made with {key}={found!r} (--{key} "
+                              f"{found}), this run has {key}={asked!r}; pass {key}={found!r} (--{key} {found}) to "
+                              f"match them, or use another out folder (--out), or overwrite=True (--overwrite) to "
+                              f"replace them")
     assert _gallery(out, *args, "--overwrite") == 0
     assert all(r["param"] == ("fourier" if "fourier" in args else "maco") for r in _records(out))
 
@@ -99,7 +100,7 @@ def test_a_folder_from_before_the_options_resumes_at_the_recipe_s_values(tmp_pat
     assert _gallery(out, "--lr", "0.02", "--param", "fourier") == 0  # the recipe's values, given
     capsys.readouterr()
     assert _gallery(out, "--lr", "0.05") == 2
-    assert "holds units made with --lr 0.02, this run has --lr 0.05" in _error(capsys)
+    assert "holds units made with lr=0.02 (--lr 0.02), this run has lr=0.05;" in _error(capsys)
 
 
 @pytest.mark.parametrize("args", [

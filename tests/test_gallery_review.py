@@ -84,7 +84,7 @@ def test_a_folder_of_an_older_render_scheme_is_refused(tmp_path: Path) -> None:
         img.save(png, pnginfo=info)
     message = (f"{str(out)!r} holds units of render scheme 1 (each unit rendered as its own objective), and this "
                f"dreamlab renders scheme 2 (each unit its channel of the layer's whole channel list), whose images "
-               f"differ; use another --out, or --overwrite to render them again")
+               f"differ; use another out folder (--out), or overwrite=True (--overwrite) to render them again")
     with pytest.raises(DreamlabError) as err:
         build_gallery("lenet-digits", out, **SMALL)
     assert str(err.value) == message
@@ -103,8 +103,8 @@ def test_another_precision_is_refused_with_the_fix(tmp_path: Path, capsys: pytes
     with pytest.raises(DreamlabError) as err:
         build_gallery("lenet-digits", out, precision="bf16", **SMALL)
     assert str(err.value) == (f"{str(out)!r} holds units rendered at precision fp32 (on cpu), this run renders at "
-                              f"bf16; pass --precision fp32 to match them, or use another --out, or --overwrite to "
-                              f"replace them")
+                              f"bf16; pass precision='fp32' (--precision fp32) to match them, or use another out "
+                              f"folder (--out), or overwrite=True (--overwrite) to replace them")
     capsys.readouterr()
     assert main(["gallery", "lenet-digits", "--layers", "conv1", "--channels", "0", "--precision", "fp16",
                  "--out", str(tmp_path / "h")]) == 2

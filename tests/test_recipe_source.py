@@ -69,8 +69,8 @@ def test_gallery_without_layers_names_the_recipe_file_that_has_no_default_layer(
     path = _recipe_file(tmp_path, drop=("default_layer",))
     assert main(["gallery", str(path), "--weights", "none", "--out", str(tmp_path / "g")]) == 2
     err = capsys.readouterr().err
-    assert f"recipe {str(path)!r} names no default layer; give --layers (`dreamlab layers {path}` lists them)" \
-        in err, err
+    assert err == (f"dreamlab: error: recipe {str(path)!r} names no default layer; give layers (--layers): "
+                   f"`dreamlab layers {path}` lists them\n"), err
 
 
 def test_a_channel_mismatch_names_the_recipe_file(tmp_path):

@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -248,15 +249,17 @@ def check_out_folder(out: Path) -> None:
     suffix = out.suffix.lower()
     is_gallery = (out / UNITS_DIR).is_dir()
     if suffix in FILE_SUFFIXES and not is_gallery:
-        raise DreamlabError(f"--out {str(out)!r} ends in {suffix} like a file, but a gallery is a folder (one PNG "
-                            f"per unit, manifest.json, index.html); give a folder name, e.g. --out "
-                            f"{str(out.with_suffix(''))!r}")
+        folder = str(out.with_suffix(""))
+        raise DreamlabError(f"out={str(out)!r} (--out) ends in {suffix} like a file, but a gallery is a folder (one "
+                            f"PNG per unit, manifest.json, index.html); give a folder name, e.g. out={folder!r} "
+                            f"(--out {shlex.quote(folder)})")
     if not is_gallery and out.is_dir():  # a folder of the user's own: its page and data are not ours to replace
         for name in (INDEX_NAME, MANIFEST_NAME):
             if (out / name).exists():
-                raise DreamlabError(f"--out {str(out)!r} already holds {name} that no gallery wrote (there is no "
-                                    f"{UNITS_DIR}/ folder), which the gallery's own {name} would replace; give an "
-                                    f"empty folder or a new name, e.g. --out {str(out / 'gallery')!r}")
+                inside = str(out / "gallery")
+                raise DreamlabError(f"out={str(out)!r} (--out) already holds {name} that no gallery wrote (there is "
+                                    f"no {UNITS_DIR}/ folder), which the gallery's own {name} would replace; give an "
+                                    f"empty folder or a new name, e.g. out={inside!r} (--out {shlex.quote(inside)})")
 
 
 def _render_batch(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, batch: Batch, device: torch.device,

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.apps.gallery.naming import (
+    ANOTHER_OUT,
     LOCK_NAME,
     MANIFEST_NAME,
     UNITS_DIR,
@@ -72,7 +73,7 @@ class GalleryFolder:
             except BlockingIOError:
                 handle.close()
                 raise DreamlabError(f"another dreamlab gallery run is writing {str(self.out)!r}; wait for it to "
-                                    f"finish or use another --out") from None
+                                    f"finish or use {ANOTHER_OUT}") from None
             except OSError:  # a file system without locks (some network mounts): go without
                 with handle:
                     yield
@@ -87,7 +88,7 @@ class GalleryFolder:
             handle.close()
         else:
             raise DreamlabError(f"could not lock {str(path)!r}: it kept being replaced; is another program "
-                                f"removing it? Run again, or use another --out")
+                                f"removing it? Run again, or use {ANOTHER_OUT}")
         try:
             yield
         finally:
@@ -203,7 +204,7 @@ def _check_kind(path: Path, folder: bool) -> None:
         return
     found, wanted = ("a folder", "file") if path.is_dir() else ("a file", "folder")
     raise DreamlabError(f"{str(path)!r} is {found}, where the gallery keeps a {wanted}; remove it (or give "
-                        f"another --out) and run again")
+                        f"{ANOTHER_OUT}) and run again")
 
 
 def _files_of(record: dict[str, Any]) -> list[str] | None:

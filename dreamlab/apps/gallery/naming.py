@@ -11,6 +11,9 @@ LOCK_NAME = "lock"
 MANIFEST_NAME = "manifest.json"
 SHEET_NAME = "contact_sheet.png"
 RESERVED_FOLDERS = {INDEX_NAME, MANIFEST_NAME, UNITS_DIR}
+# how messages name two of build_gallery's arguments, as the keyword and the flag (build_gallery serves the CLI too)
+ANOTHER_OUT = "another out folder (--out)"
+OVERWRITE = "overwrite=True (--overwrite)"
 
 
 def layer_folder(layer: str) -> str:

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from dreamlab.apps.gallery.folder import GalleryFolder
+from dreamlab.apps.gallery.naming import ANOTHER_OUT, OVERWRITE
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, layers_hint
 from dreamlab.models.recipe import LAYER_KEYS, Recipe
@@ -74,8 +75,9 @@ def plan_batches(layers: Sequence[tuple[str, int]], channels: Sequence[int] | No
     for layer, count in layers:
         chosen = sorted({c for c in channels if 0 <= c < count}) if channels is not None else list(range(count))
         if not chosen:
-            raise DreamlabError(f"--channels selects no channel of layer {layer!r} ({count} channels: 0-{count - 1}); "
-                                f"pick channels within 0-{count - 1} for it, or leave --channels out for every channel")
+            raise DreamlabError(f"channels (--channels) selects no channel of layer {layer!r} ({count} channels: "
+                                f"0-{count - 1}); pick channels within 0-{count - 1} for it, or leave channels out "
+                                f"for every channel")
         run: list[int] = []
         for c in chosen:
             if run and (c != run[-1] + 1 or c // batch_size != run[0] // batch_size):
@@ -162,8 +164,8 @@ def _wanted_layers(loaded: LoadedModel, layers: Sequence[str] | None, order: lis
     recipe = loaded.recipe
     wanted = list(dict.fromkeys(layers)) if layers else ([recipe.default_layer] if recipe.default_layer else [])
     if not wanted:
-        raise DreamlabError(f"recipe {recipe.called!r} names no default layer; give --layers (`dreamlab layers "
-                            f"{recipe.called}` lists them)")
+        raise DreamlabError(f"recipe {recipe.called!r} names no default layer; give layers (--layers): `dreamlab "
+                            f"layers {recipe.called}` lists them")
     if OUTPUT in wanted and OUTPUT not in counts:
         wanted = _logit_as_layer(loaded, wanted, order, counts, size, log)
     for layer in wanted:
@@ -190,7 +192,7 @@ def _locked_records(folder: GalleryFolder, stack: contextlib.ExitStack, wanted: 
         _check_overwrite_channels(folder, wanted, counts, channels)
         removed = folder.remove_units()
         if removed:
-            log(f"{folder.out}: --overwrite removed {removed} units of an earlier run")
+            log(f"{folder.out}: overwrite (--overwrite) removed {removed} units of an earlier run")
     return folder.read_records()
 
 
@@ -277,8 +279,9 @@ def _check_options(records: Any, layer_options: dict[str, dict[str, Any]],
             if found != expected:
                 flag = f"--{key.replace('_', '-')}"
                 raise DreamlabError(
-                    f"{str(out)!r} holds units made with {flag} {found}, this run has {flag} {expected}; pass "
-                    f"{flag} {found} to match them, or use another --out, or --overwrite to replace them")
+                    f"{str(out)!r} holds units made with {key}={found!r} ({flag} {found}), this run has "
+                    f"{key}={expected!r}; pass {key}={found!r} ({flag} {found}) to match them, or use {ANOTHER_OUT}, "
+                    f"or {OVERWRITE} to replace them")
 
 
 def _layer_recipe(recipe: Recipe, layer: str, output: str | None) -> Recipe:
@@ -348,8 +351,8 @@ def _add_output_as_logit(loaded: LoadedModel, order: list[str], counts: dict[str
             "none: its forward pass failed" if output is None else type(output).__name__
         raise DreamlabError(f"{name}'s output ({shape}) is not a tensor of channels ([batch, N] logits or a "
                             f"[batch, C, H, W] map), so a gallery cannot show `logit` as a layer; give a module of "
-                            f"`dreamlab layers {name}` in --layers, or render its output with `dreamlab render "
-                            f"logit:0 --model {name}`")
+                            f"`dreamlab layers {name}` in layers (--layers), or render its output with `dreamlab "
+                            f"render logit:0 --model {name}`")
     order.append(OUTPUT)
     counts[OUTPUT] = int(output.shape[1])
 
@@ -359,19 +362,20 @@ def _check_channels(wanted: Sequence[str], counts: dict[str, int], channels: Seq
     channel of one; note what it leaves out of a narrower layer when a wider one takes all of it."""
     chosen = sorted(set(channels))
     if not chosen:
-        raise DreamlabError("--channels selects no channel; give some, e.g. 0-15, or leave it out for every channel")
+        raise DreamlabError("channels (--channels) selects no channel; give some, e.g. range(16) (--channels 0-15), "
+                            "or leave channels out for every channel")
     widest = max(counts[layer] for layer in wanted)
     within = [c for c in chosen if c < widest]
     if within and chosen[-1] >= widest:  # (none within: plan_batches says it selects no channel)
         past = ", ".join(f"{layer!r} ({counts[layer]} channels: 0-{counts[layer] - 1})" for layer in wanted)
-        raise DreamlabError(f"--channels {format_units(chosen)} goes past layer{'s' if len(wanted) > 1 else ''} "
-                            f"{past}; use --channels {format_units(within)}, or leave --channels out for every "
-                            f"channel")
+        raise DreamlabError(f"channels {format_units(chosen)} (--channels {format_units(chosen)}) goes past "
+                            f"layer{'s' if len(wanted) > 1 else ''} {past}; use channels {format_units(within)} "
+                            f"(--channels {format_units(within)}), or leave channels out for every channel")
     plan_batches([(layer, counts[layer]) for layer in wanted], chosen, 1)  # a layer it selects nothing of
     for layer in wanted:
         past_layer = [c for c in chosen if c >= counts[layer]]
         if past_layer:  # one --channels serves layers of several widths: say what a narrower one leaves out
-            log(f"dreamlab: note: --channels goes past layer {layer!r} ({counts[layer]} channels: "
+            log(f"dreamlab: note: channels (--channels) goes past layer {layer!r} ({counts[layer]} channels: "
                 f"0-{counts[layer] - 1}); {format_units(past_layer)} left out there")
 
 
@@ -390,11 +394,12 @@ def _check_overwrite(folder: GalleryFolder, wanted: Sequence[str], order: Sequen
     listed = ", ".join(f"{name!r} ({held[name]} unit{'s' if held[name] > 1 else ''})" for name in others)
     if all(name in counts for name in others):
         every = [name for name in order if name in set(wanted) | set(others)]
-        fix = (f"add {'it' if len(others) == 1 else 'them'} to --layers (--layers {','.join(every)}) to render "
-               f"{'it' if len(others) == 1 else 'them'} again with this run's settings, or use another --out")
+        fix = (f"add {'it' if len(others) == 1 else 'them'} to layers (layers={every!r}, --layers "
+               f"{','.join(every)}) to render {'it' if len(others) == 1 else 'them'} again with this run's settings, "
+               f"or use {ANOTHER_OUT}")
     else:
-        fix = f"they are not all layers of {model}: use another --out, or remove the folder yourself"
-    raise DreamlabError(f"--overwrite would delete the finished units of layer{'s' if len(others) > 1 else ''} "
+        fix = f"they are not all layers of {model}: use {ANOTHER_OUT}, or remove the folder yourself"
+    raise DreamlabError(f"{OVERWRITE} would delete the finished units of layer{'s' if len(others) > 1 else ''} "
                         f"{listed} in {str(folder.out)!r}, which this run does not render; {fix}")
 
 
@@ -414,10 +419,11 @@ def _check_overwrite_channels(folder: GalleryFolder, wanted: Sequence[str], coun
     listed = ", ".join(f"{layer}:{format_units(dropped[layer])}" for layer in wanted if layer in dropped)
     count = sum(len(chs) for chs in dropped.values())
     keep = format_units(sorted(chosen | {ch for chs in dropped.values() for ch in chs}))
-    raise DreamlabError(f"--overwrite would delete {count} finished unit{'s' if count > 1 else ''} ({listed}) in "
-                        f"{str(folder.out)!r}, which this run's --channels {format_units(sorted(chosen))} does not "
-                        f"render; leave out --channels to render every channel again with this run's settings "
-                        f"(or use --channels {keep}), or use another --out")
+    chosen_units = format_units(sorted(chosen))
+    raise DreamlabError(f"{OVERWRITE} would delete {count} finished unit{'s' if count > 1 else ''} ({listed}) in "
+                        f"{str(folder.out)!r}, which this run's channels {chosen_units} (--channels {chosen_units}) "
+                        f"does not render; leave channels out to render every channel again with this run's settings "
+                        f"(or use channels {keep}, --channels {keep}), or use {ANOTHER_OUT}")
 
 
 def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str, int], dict[str, int]]:
@@ -429,7 +435,7 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
         rows = summarize(loaded.model, size, recipe.channels, recipe.input_size, recipe.source, recipe.name).layers
     except RuntimeError as exc:
         raise DreamlabError(f"{recipe.name} does not run on {size}px images ({first_line(exc)}); "
-                            f"use --size {recipe.input_size}") from None
+                            f"use size={recipe.input_size} (--size {recipe.input_size})") from None
     counts = {r.name: r.channels for r in rows if r.channels and r.calls == 1}
     return [r.name for r in rows], counts, {r.name: r.calls for r in rows}  # type: ignore[return-value]
 
@@ -491,8 +497,8 @@ def _check_precision(records: Any, precision: str, out: Path) -> None:
         if isinstance(found, str) and found and found != precision:
             raise DreamlabError(
                 f"{str(out)!r} holds units rendered at precision {found} (on {record.get('device', 'another device')})"
-                f", this run renders at {precision}; pass --precision {found} to match them, or use another --out, "
-                f"or --overwrite to replace them")
+                f", this run renders at {precision}; pass precision={found!r} (--precision {found}) to match them, or "
+                f"use {ANOTHER_OUT}, or {OVERWRITE} to replace them")
 
 
 def _check_scheme(records: Any, out: Path) -> None:
@@ -506,8 +512,8 @@ def _check_scheme(records: Any, out: Path) -> None:
             how = SCHEMES.get(found, "unknown to this version") if isinstance(found, int) else "unknown"
             raise DreamlabError(
                 f"{str(out)!r} holds units of render scheme {found!r} ({how}), and this dreamlab renders scheme "
-                f"{RENDER_SCHEME} ({SCHEMES[RENDER_SCHEME]}), whose images differ; use another --out, or "
-                f"--overwrite to render them again")
+                f"{RENDER_SCHEME} ({SCHEMES[RENDER_SCHEME]}), whose images differ; use {ANOTHER_OUT}, or "
+                f"{OVERWRITE} to render them again")
 
 
 def _png_scheme(path: Path) -> int:
@@ -537,4 +543,4 @@ def _check_settings(records: Any, loaded: LoadedModel, layer_steps: dict[str, in
             if found != expected[key]:
                 raise DreamlabError(
                     f"{str(out)!r} holds units made with {key}={found!r}, this run has "
-                    f"{key}={expected[key]!r}; use another --out, or --overwrite to replace them")
+                    f"{key}={expected[key]!r}; use {ANOTHER_OUT}, or {OVERWRITE} to replace them")
