@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -10,10 +11,11 @@ from PIL import Image
 from dreamlab.apps.cli import build_parser, main
 from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.apps.gallery.plan import OPTION_KEYS
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 
 BASE = ["gallery", "lenet-digits", "--layers", "conv2", "--channels", "0-1", "--steps", "2", "--device", "cpu"]
 MACO = ["--param", "maco", "--optimizer", "adam", "--lr", "0.3"]
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 FLAGS = ("--lr", "--optimizer", "--fourier-decay", "--param", "--transforms")
 
 
@@ -214,3 +216,31 @@ def test_the_flags_render_and_gallery_share_read_and_default_alike():
 def test_gallery_size_says_its_images_are_square(tmp_path, capsys, size, said):
     assert _status([*BASE, "--out", str(tmp_path / "g"), "--size", size]) == 2
     assert _error(capsys) == f"dreamlab: error: argument --size: {said} (see dreamlab gallery --help)"
+
+
+def test_a_recipe_s_padding_preset_for_a_fixed_size_model_renders_at_its_size(tmp_path):
+    # a [layers."logit"] table's preset reaches render as the gallery's override, which render refused at the first
+    # batch (after the folder was made) as the caller's choice; the gallery now shows the model its own size, as
+    # render does for logit:N and for a recipe's other presets (conv2's own table here)
+    recipe = tmp_path / "padded.toml"
+    recipe.write_text((RECIPES / "lenet_digits.toml").read_text(encoding="utf-8")
+                      + '\n[layers."conv2"]\ntransforms = "jitter"\n\n[layers."logit"]\ntransforms = "standard"\n')
+    said: list[str] = []
+    with pytest.warns(DreamlabNote, match="the transforms' padding grows the image; the model sees each step's "
+                                          "images resized to 28x28"):  # render's own, for conv2
+        result = build_gallery(recipe, tmp_path / "g", ["conv2", "fc2"], channels=[0, 1], steps=2, device="cpu",
+                               log=said.append)
+    assert result.rendered == 4
+    assert ('dreamlab: note: lenet-digits takes 28x28 inputs only, and transforms \'standard\' (its recipe\'s '
+            '[layers."logit"] table, for layer fc2) pad the image to 40x40; the model sees each step\'s images '
+            'resized to 28x28 (as model_size=28 does; recorded as dreamlab:model_size)') in said
+    for layer, preset in (("conv2", "jitter"), ("fc2", "standard")):
+        with Image.open(tmp_path / "g" / layer / f"{layer}_0000.png") as png:
+            assert (png.size, png.info["dreamlab:transforms"], png.info["dreamlab:model_size"]) == \
+                ((28, 28), preset, "28")
+        assert {json.loads(p.read_text())["transforms"] for p in (tmp_path / "g" / ".units" / layer).glob("*.json")} \
+            == {preset}
+    # a preset given for the gallery is still refused before the folder is made, over the recipe's too
+    with pytest.raises(DreamlabError, match="^lenet-digits does not take the 36x36 images that transforms 'jitter'"):
+        build_gallery(recipe, tmp_path / "h", ["fc2"], steps=2, device="cpu", transforms="jitter")
+    assert not (tmp_path / "h").exists()

@@ -142,6 +142,7 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     _check_options(records.values(), layer_options, recipe_options, folder.out)
     for layer in shown:  # the options given win over a layer's own settings, as render's do over the recipe's
         layer_overrides[layer] = {**layer_overrides.get(layer, {}), **(options or {})}
+    _fit_logit_transforms(loaded, layer_overrides, options or {}, size, log)
     # a unit is `diversity` images: the default keeps about as many images per call as without
     batch_size = batch_size or max(1, (64 if device.type == "cuda" else 16) // diversity)
     _warn_batch_sizes(records.values(), batch_size, folder.out, log)
@@ -440,24 +441,51 @@ def _layer_channels(loaded: LoadedModel, size: int) -> tuple[list[str], dict[str
     return [r.name for r in rows], counts, {r.name: r.calls for r in rows}  # type: ignore[return-value]
 
 
-def _check_transforms_fit(loaded: LoadedModel, transforms: str | None, size: int) -> None:
-    """Refuse a transforms preset given for the gallery whose padding grows the `size` image past what a
-    fixed-size model takes: render would refuse it at the first batch, and a gallery has no model_size to resize
-    with. (A recipe's own preset is left to render, which then shows the model its own size.)"""
-    if transforms is None:
-        return
-    grown = RandomTransforms.preset(transforms).output_size(size, size)
+def _outgrown(loaded: LoadedModel, preset: str, size: int) -> tuple[int, int] | None:
+    """The size that transforms `preset` pad a `size` image to, where the model does not take it; else None."""
+    grown = RandomTransforms.preset(preset).output_size(size, size)
     if grown == (size, size):
-        return
+        return None
     recipe = loaded.recipe
     try:
         summarize(loaded.model, grown, recipe.channels, name=recipe.name)
     except DreamlabError:
+        return grown
+    return None
+
+
+def _fit_logit_transforms(loaded: LoadedModel, layer_overrides: dict[str, dict[str, Any]], options: dict[str, Any],
+                          size: int, log: Log) -> None:
+    """Show a fixed-size model its own size (model_size, said in a note) where a recipe's [layers."logit"] table
+    sets the output layer a preset whose padding grows the image past it, as render does for `logit:N` and for a
+    recipe's other presets: the gallery hands that table's values to render as its own, which render would
+    refuse at the first batch as a choice of the caller's. (A preset given for the gallery was checked before.)"""
+    if "transforms" in options:
+        return
+    for layer, overrides in layer_overrides.items():
+        preset = overrides.get("transforms")
+        grown = _outgrown(loaded, preset, size) if isinstance(preset, str) else None
+        if grown is not None:
+            overrides["model_size"] = size
+            log(f"dreamlab: note: {loaded.recipe.name} takes {size}x{size} inputs only, and transforms {preset!r} "
+                f"(its recipe's [layers.\"{OUTPUT}\"] table, for layer {layer}) pad the image to "
+                f"{grown[0]}x{grown[1]}; the model sees each step's images resized to {size}x{size} (as "
+                f"model_size={size} does; recorded as dreamlab:model_size)")
+
+
+def _check_transforms_fit(loaded: LoadedModel, transforms: str | None, size: int) -> None:
+    """Refuse a transforms preset given for the gallery whose padding grows the `size` image past what a
+    fixed-size model takes: render would refuse it at the first batch, and a gallery has no model_size to resize
+    with. (A recipe's own preset is left to render, which then shows the model its own size; that of a
+    [layers."logit"] table, _fit_logit_transforms.)"""
+    grown = _outgrown(loaded, transforms, size) if transforms is not None else None
+    if grown is not None:
+        recipe = loaded.recipe
         keeping = size_keeping_presets()
         raise DreamlabError(f"{recipe.name} does not take the {grown[0]}x{grown[1]} images that transforms "
                             f"{transforms!r} (--transforms {transforms}) make of its {size}x{size} ones by padding; "
                             f"valid for this model: transforms={' or '.join(map(repr, keeping))} (--transforms "
-                            f"{' or '.join(keeping)}), which keep the size") from None
+                            f"{' or '.join(keeping)}), which keep the size")
 
 
 def _warn_batch_sizes(records: Any, batch_size: int, out: Path, log: Log) -> None:
