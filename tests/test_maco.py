@@ -12,8 +12,8 @@ from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
 from dreamlab.io import read_png_text
 from dreamlab.optvis.optimizers import make_optimizer
-from dreamlab.optvis.params import (MACO_ALPHA, MacoParam, image_to_param_raw, make_param, natural_magnitude,
-                                    resize_magnitude)
+from dreamlab.optvis.params import (MACO_ALPHA, MacoParam, PixelParam, image_to_param_raw, make_param,
+                                    natural_magnitude, resize_magnitude)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -213,9 +213,34 @@ def test_maco_renders_raise_the_objective_and_are_named_in_the_provenance():
     assert result.history[-1, 0] > result.history[0, 0] + 1  # measured: 0.76 -> 3.8
     assert result.provenance["dreamlab:param"] == "maco"
     assert "dreamlab:sd" not in result.provenance and "dreamlab:decay_power" not in result.provenance
-    again = dreamlab.render("lenet-digits", "conv2:3", dreamlab.RenderSettings(param="maco", steps=2),
-                            device="cpu", init_sd=0.5)  # maco starts from a random phase: no spread to set
-    assert again.provenance["dreamlab:param"] == "maco"
+
+
+@pytest.mark.parametrize("given", [{"param": "maco"}, {"param": lambda: PixelParam(1, 1, 28, 28)}])
+def test_an_init_sd_given_where_no_random_start_takes_it_is_refused(given):
+    import dataclasses
+
+    from dreamlab.models.recipe import load_recipe
+    from dreamlab.optvis.settings import RenderSettings, resolve_settings
+
+    # maco starts from a random phase: no spread to set; user code makes its own start (was silently ignored)
+    what = ("'maco' (MACO starts from a random phase, with no spread to set)" if given["param"] == "maco" else
+            "'custom:<lambda>' (a parameterization of your own makes its own start)")
+    with pytest.raises(DreamlabError) as refused:
+        dreamlab.render("lenet-digits", "conv2:3", dreamlab.RenderSettings(steps=2, **given), device="cpu",
+                        init_sd=0.5)
+    assert str(refused.value) == (f"init_sd=0.5 is the spread of the pixel and fourier parameterizations' random "
+                                  f"start, and param is {what}: give param='pixel' or 'fourier', or leave init_sd "
+                                  f"out")
+    # where a recipe's param is maco, the message says whose it is
+    maco_digits = dataclasses.replace(load_recipe("lenet-digits"), param="maco")
+    with pytest.raises(DreamlabError, match=r"and param is 'maco' \(the recipe's\) \(MACO starts"):
+        resolve_settings(RenderSettings(init_sd=0.5), maco_digits, owned=True)
+    # pixel and fourier take it, and record it where it is not the default
+    for param in ("pixel", "fourier"):
+        result = dreamlab.render("lenet-digits", "conv2:3", param=param, init_sd=0.1, steps=1, device="cpu")
+        assert result.provenance["dreamlab:sd"] == "0.1"
+        assert "dreamlab:sd" not in dreamlab.render("lenet-digits", "conv2:3", param=param, steps=1,
+                                                    device="cpu").provenance
 
 
 @pytest.mark.parametrize("param", ["maco", "pixel"])
@@ -246,8 +271,7 @@ def test_param_options_leave_out_what_maco_does_not_take():
     from dreamlab.models.recipe import load_recipe
     from dreamlab.optvis.settings import RenderSettings, param_options, resolve_settings
 
-    options = param_options(resolve_settings(RenderSettings(param="maco", init_sd=0.5), load_recipe("lenet-digits"),
-                                             owned=True))
+    options = param_options(resolve_settings(RenderSettings(param="maco"), load_recipe("lenet-digits"), owned=True))
     assert options == {"start_level": 0.05, "decorrelate": True}
 
 

@@ -35,6 +35,8 @@ from dreamlab.optvis.params import PARAMS, ParamSpec, check_color_matrix
 from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, TransformSpec, make_transforms
 
 MIN_SIZE = 8  # pixels a side of a rendered image
+INIT_SD = 0.01  # the pixel and Fourier params' random start spread (lucid's image(..., sd=0.01) default)
+SPREAD_PARAMS = ("pixel", "fourier")  # the built-in params init_sd sets (maco starts from a random phase)
 MAX_DIVERSITY = 64  # images per unit: they are optimized in one batch
 
 
@@ -61,7 +63,7 @@ class RenderSettings:
     transforms: TransformSpec | None = None
     fourier_decay: float | None = None  # the Fourier spectrum's 1/f^decay scale (0: flat); see optimizers.py
     start_level: float | None = None  # the grey level a zero image maps to (0.05 for digits on black)
-    init_sd: float = 0.01  # spread of the built-in params' random start
+    init_sd: float | None = None  # spread of the pixel and Fourier params' random start (None: INIT_SD)
     decorrelate: bool = True  # optimize colour in a decorrelated basis (3-channel models; see params.py)
     color_matrix: tuple[tuple[float, ...], ...] | None = None  # that basis (a tensor is accepted); None: lucid's
     precision: str = "auto"  # "fp32", "bf16" (autocast around the model only), "auto": bf16 on cuda
@@ -133,20 +135,21 @@ def resolve_settings(s: RenderSettings, recipe: Recipe, owned: bool, device: tor
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
 
-    given_decay, given_param = s.fourier_decay, s.param
+    given_decay, given_sd, given_param = s.fourier_decay, s.init_sd, s.param
     s = dataclasses.replace(
         s, steps=pick(s.steps, recipe.steps), size=pick(s.size, recipe.input_size), lr=pick(s.lr, recipe.lr),
         optimizer=pick(s.optimizer, recipe.optimizer), param=pick(s.param, recipe.param),
         transforms=pick(s.transforms, recipe.transforms), fourier_decay=pick(s.fourier_decay, recipe.fourier_decay),
-        start_level=pick(s.start_level, recipe.start_level))
+        start_level=pick(s.start_level, recipe.start_level), init_sd=pick(s.init_sd, INIT_SD))
     _validate(s)
     # a decay the caller gave; the recipe's own (there for its Fourier default) goes unused without a word
     check_fourier_decay(given_decay, s.param, "" if given_param is not None else " (the recipe's)")
+    check_init_sd(given_sd, s.param, "" if given_param is not None else " (the recipe's)")
     dev = device or torch.device("cpu")
     matrix = s.color_matrix
     return dataclasses.replace(
         s, size=s.height_width, model_size=s.model_height_width, lr=float(s.lr), seed=int(s.seed), device=dev,
-        fourier_decay=float(s.fourier_decay), start_level=float(s.start_level),
+        fourier_decay=float(s.fourier_decay), start_level=float(s.start_level), init_sd=float(s.init_sd),
         precision=("bf16" if dev.type == "cuda" else "fp32") if s.precision == "auto" else s.precision,
         channels_last=(dev.type == "cuda" and owned) if s.channels_last is None else s.channels_last,
         compile=("default" if s.compile is True else s.compile) or None,
@@ -204,7 +207,8 @@ def _check_numbers(s: RenderSettings) -> None:
         _finite("start_level", s.start_level, 0, False)
         if s.start_level >= 1:
             raise DreamlabError(f"start_level must be between 0 and 1 (exclusive), got {s.start_level!r}")
-    _finite("init_sd", s.init_sd, 0, True)
+    if s.init_sd is not None:
+        _finite("init_sd", s.init_sd, 0, True)
     _whole("redirect_relu_steps", s.redirect_relu_steps, 0)
 
 
@@ -288,6 +292,17 @@ def check_fourier_decay(fourier_decay: float | None, param: Any, whose: str = ""
     if fourier_decay is not None and param != "fourier":
         raise DreamlabError(f"fourier_decay={fourier_decay!r} applies to the Fourier parameterization only, and "
                             f"param is {describe(param)!r}{whose}: give param='fourier', or leave fourier_decay out")
+
+
+def check_init_sd(init_sd: float | None, param: Any, whose: str = "") -> None:
+    """init_sd, given by the caller, with the parameterization the render uses (`whose`: where that came from):
+    MACO and user code would ignore it, so it is refused."""
+    if init_sd is not None and param not in SPREAD_PARAMS:
+        which = "MACO starts from a random phase, with no spread to set" if param == "maco" else \
+            "a parameterization of your own makes its own start"
+        raise DreamlabError(f"init_sd={init_sd!r} is the spread of the {' and '.join(SPREAD_PARAMS)} "
+                            f"parameterizations' random start, and param is {describe(param)!r}{whose} ({which}): "
+                            f"give param={' or '.join(map(repr, SPREAD_PARAMS))}, or leave init_sd out")
 
 
 def check_diversity(copies: Any, weight: Any) -> None:
@@ -379,7 +394,7 @@ def param_options(s: RenderSettings) -> dict[str, Any]:
     if not isinstance(s.param, str):
         return {}
     options: dict[str, Any] = {"start_level": s.start_level, "decorrelate": s.decorrelate}
-    if s.param != "maco":  # maco starts from a random phase on the circle: a spread has nothing to set
+    if s.param in SPREAD_PARAMS:  # maco starts from a random phase on the circle: a spread has nothing to set
         options["sd"] = s.init_sd
     if s.color_matrix is not None:
         options["color_matrix"] = torch.tensor(s.color_matrix)
@@ -422,7 +437,7 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
     """What produced an image, stored in its PNG text chunks (`s` resolved)."""
     import torchvision
 
-    defaults = {"sd": 0.01, "decorrelate": True}  # recorded only when changed, so default PNGs stay as they were
+    defaults = {"sd": INIT_SD, "decorrelate": True}  # recorded only when changed, so default PNGs stay as they were
     options = {f"dreamlab:{key}": f"{value:g}" if isinstance(value, float) else str(value)
                for key, value in param_options(s).items()
                if key != "color_matrix" and (key not in defaults or value != defaults[key])}
