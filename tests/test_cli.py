@@ -247,9 +247,10 @@ def test_a_gallery_resumed_with_another_batch_size_says_so(tmp_path, capsys):
     assert json.loads((tmp_path / ".units" / "conv1" / "0002.json").read_text())["batch_size"] == 4
     capsys.readouterr()
     assert main([*GALLERY[:-1], "2", "--channels", "0-5", "--out", str(tmp_path)]) == 0
-    assert (f"dreamlab: note: {tmp_path}: units there were rendered with --batch-size 4 and this run uses 2; rounding "
+    assert (f"dreamlab: note: {tmp_path}: units there were rendered with batch_size 4 and this run uses 2; rounding "
             f"depends on the batch size (on CPUs too), so some units can differ slightly from a run with one batch "
-            f"size (gallery/README.md, Determinism); pass --batch-size 4 to match them") in capsys.readouterr().err
+            f"size (gallery/README.md, Determinism); pass batch_size=4 (--batch-size 4) to match them") \
+        in capsys.readouterr().err
     assert json.loads((tmp_path / ".units" / "conv1" / "0005.json").read_text())["batch_size"] == 2
 
 

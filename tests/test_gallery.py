@@ -814,6 +814,7 @@ def test_help_and_resume_note_do_not_promise_batch_size_independence(tmp_path: P
     lines: list[str] = []
     build_gallery("lenet-digits", out, batch_size=1, log=lines.append, **args)
     note = [line for line in lines if "note:" in line]
-    assert note == [f"dreamlab: note: {out}: units there were rendered with --batch-size 2 and this run uses 1; rounding "
+    assert note == [f"dreamlab: note: {out}: units there were rendered with batch_size 2 and this run uses 1; rounding "
                     f"depends on the batch size (on CPUs too), so some units can differ slightly from a run with "
-                    f"one batch size (gallery/README.md, Determinism); pass --batch-size 2 to match them"]
+                    f"one batch size (gallery/README.md, Determinism); pass batch_size=2 (--batch-size 2) to match "
+                    f"them"]

@@ -126,11 +126,18 @@ def test_another_device_or_compile_choice_is_noted(tmp_path: Path) -> None:
     notes = [line for line in lines if line.startswith("dreamlab: note:")]
     assert notes == [
         f"dreamlab: note: {out}: units there were rendered on cuda and this run renders on cpu; kernels round "
-        f"differently on another device, so some units can differ slightly from a run on one device; pass --device "
-        f"cuda to match them",
+        f"differently on another device, so some units can differ slightly from a run on one device; pass "
+        f"device='cuda' (--device cuda) to match them",
         f"dreamlab: note: {out}: units there were rendered with compile max-autotune and this run with compile no; "
-        f"compiled kernels can round differently, so some units can differ slightly; pass --compile max-autotune to "
-        f"match them"]
+        f"compiled kernels can round differently, so some units can differ slightly; pass compile='max-autotune' "
+        f"(--compile max-autotune) to match them"]
+    edit_records(out, device="cpu", compile="no")  # the folder is done: nothing is compiled
+    lines.clear()
+    assert build_gallery("lenet-digits", out, log=lines.append, compile=True, **SMALL).rendered == 0
+    assert [line for line in lines if "note:" in line] == [
+        f"dreamlab: note: {out}: units there were rendered with compile no and this run with compile default; "
+        f"compiled kernels can round differently, so some units can differ slightly; leave compile (--compile) out "
+        f"to match them"]
     edit_records(out, device="cpu", compile=None)  # records from before compile was recorded: not compared
     lines.clear()
     build_gallery("lenet-digits", out, log=lines.append, **SMALL)

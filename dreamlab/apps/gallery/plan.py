@@ -493,10 +493,10 @@ def _warn_batch_sizes(records: Any, batch_size: int, out: Path, log: Log) -> Non
     (on CPUs too), so its units may differ slightly from what the recorded one would have given."""
     other = sorted({r["batch_size"] for r in records if isinstance(r.get("batch_size"), int)} - {batch_size})
     if other:
-        log(f"dreamlab: note: {out}: units there were rendered with --batch-size {', '.join(map(str, other))} and "
+        log(f"dreamlab: note: {out}: units there were rendered with batch_size {', '.join(map(str, other))} and "
             f"this run uses {batch_size}; rounding depends on the batch size (on CPUs too), so some units can differ "
-            f"slightly from a run with one batch size (gallery/README.md, Determinism); pass --batch-size "
-            f"{other[0]} to match them")
+            f"slightly from a run with one batch size (gallery/README.md, Determinism); pass batch_size={other[0]} "
+            f"(--batch-size {other[0]}) to match them")
 
 
 def _warn_device_and_compile(records: Any, device: torch.device, compiled: str, out: Path, log: Log) -> None:
@@ -508,10 +508,11 @@ def _warn_device_and_compile(records: Any, device: torch.device, compiled: str, 
     if devices:
         log(f"dreamlab: note: {out}: units there were rendered on {', '.join(devices)} and this run renders on "
             f"{device.type}; kernels round differently on another device, so some units can differ slightly from "
-            f"a run on one device; pass --device {devices[0]} to match them")
+            f"a run on one device; pass device={devices[0]!r} (--device {devices[0]}) to match them")
     modes = sorted({r["compile"] for r in records if isinstance(r.get("compile"), str)} - {compiled})
     if modes:
-        match = "leave out --compile" if modes[0] == "no" else f"pass --compile {modes[0]}"
+        match = "leave compile (--compile) out" if modes[0] == "no" else \
+            f"pass compile={modes[0]!r} (--compile {modes[0]})"
         log(f"dreamlab: note: {out}: units there were rendered with compile {', '.join(modes)} and this run with "
             f"compile {compiled}; compiled kernels can round differently, so some units can differ slightly; "
             f"{match} to match them")
