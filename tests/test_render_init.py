@@ -85,3 +85,17 @@ def test_a_black_start_image_is_not_pinned_where_the_sigmoid_is_flat() -> None:
         param = make_param(name, 1, 3, (16, 16), device="cpu")
         dreamlab.optvis.params.image_to_param_raw(torch.zeros(1, 3, 16, 16), param)
         assert torch.allclose(param(), torch.full((1, 3, 16, 16), INIT_MARGIN), atol=1e-4), name
+
+
+@pytest.mark.parametrize("param", ["pixel", "fourier"])
+def test_an_init_sd_given_with_a_start_image_is_refused(photo_file, param) -> None:
+    # the start image replaces the whole random start, so the spread was silently ignored
+    with pytest.raises(DreamlabError) as refused:
+        dreamlab.render("lenet-digits", "conv2:3", param=param, init_image=str(photo_file), init_sd=0.1, **FAST)
+    assert str(refused.value) == ("init_sd=0.1 is the spread of the random start, and init_image starts from the "
+                                  "image instead: leave init_sd out, or init_image out for a random start")
+    # either alone renders
+    assert dreamlab.render("lenet-digits", "conv2:3", param=param, init_sd=0.1, **FAST).provenance["dreamlab:sd"] \
+        == "0.1"
+    assert "dreamlab:init" in dreamlab.render("lenet-digits", "conv2:3", param=param, init_image=str(photo_file),
+                                              **FAST).provenance

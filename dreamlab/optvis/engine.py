@@ -771,6 +771,9 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     requested = with_overrides(settings, overrides)
     check_callback("on_snapshot", on_snapshot, "on_snapshot(step, images, labels)", 3)
     init_image, init_record = _read_init_image(init_image)
+    if init_image is not None and requested.init_sd is not None:  # the start image replaces the random start
+        raise DreamlabError(f"init_sd={requested.init_sd!r} is the spread of the random start, and init_image starts "
+                            f"from the image instead: leave init_sd out, or init_image out for a random start")
     module, recipe_obj, weights_desc, categories, owned = resolve_model(model, recipe, weights, precision=True)
     obj = _as_objective(objective, categories, module)
     dev = resolve_device(requested.device)
