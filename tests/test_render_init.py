@@ -99,3 +99,12 @@ def test_an_init_sd_given_with_a_start_image_is_refused(photo_file, param) -> No
         == "0.1"
     assert "dreamlab:init" in dreamlab.render("lenet-digits", "conv2:3", param=param, init_image=str(photo_file),
                                               **FAST).provenance
+
+
+def test_init_image_with_a_param_of_ones_own_names_the_three_that_take_it():
+    from dreamlab.optvis.params import PixelParam
+
+    with pytest.raises(DreamlabError, match=r"^init_image works with the named parameterizations \(param='pixel', "
+                                            r"'fourier' or 'maco'\), not a module or factory of your own"):
+        dreamlab.render("lenet-digits", "conv2:0", steps=1, device="cpu",
+                        param=lambda: PixelParam(1, 1, 28, 28), init_image=torch.rand(1, 28, 28))

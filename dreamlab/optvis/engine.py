@@ -921,7 +921,8 @@ def _init_images(init_image: Tensor | None, init_record: dict[str, str], setting
     if init_image is None:
         return None, init_record
     if not isinstance(settings.param, str):
-        raise DreamlabError("init_image works with the pixel and fourier parameterizations only")
+        raise DreamlabError("init_image works with the named parameterizations (param='pixel', 'fourier' or 'maco'), "
+                            "not a module or factory of your own; start from noise, or name one of them")
     fitted = fit_init_image(init_image, recipe.channels, settings.height_width, len(todo) // copies)
     init_record = init_record or photo_record(init_image, init_image, "init")
     init_images = fitted if fitted.shape[0] == 1 else dict(zip(todo, fitted.repeat_interleave(copies, 0)))
