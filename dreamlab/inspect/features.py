@@ -56,7 +56,7 @@ def preprocess(photo: Tensor, recipe: Recipe) -> Tensor:
     centre square is all that is kept, and an 8000x1 strip would otherwise be resized to 224 x 1.8M pixels
     (10 GB) before the crop."""
     side = recipe.input_size
-    return normalize(centre_crop(shorter_side_to(to_channels(centre_span(photo), recipe), side), (side, side)),
+    return normalize(centre_crop(shorter_side_to(centre_span(to_channels(photo, recipe)), side), (side, side)),
                      recipe)
 
 
