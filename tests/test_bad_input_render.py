@@ -134,9 +134,10 @@ def test_ctrl_c_before_any_batch_finished_raises(monkeypatch):
 
 def test_a_second_ctrl_c_while_a_batch_finishes_keeps_it(monkeypatch):
     _interrupt_at(monkeypatch, {3: "raise", 4: "signal"})  # Ctrl-C at step 2, again during the final scoring
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN where pytest was started in the background by a shell
     result = render("lenet-digits", "conv2:0-3", steps=5, batch_size=2, device="cpu")
     assert result.interrupted and result.steps == [1, 1]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGINT) is before  # restored
 
 
 def test_a_ctrl_c_at_the_end_of_a_batch_stops_after_it(monkeypatch):
@@ -158,7 +159,8 @@ def test_a_ctrl_c_while_saving_waits_until_every_image_is_written(tmp_path, monk
         return original(*args, **kwargs)
 
     monkeypatch.setattr(io, "save_png", save_png_interrupted)
+    before = signal.getsignal(signal.SIGINT)
     assert main(["render", "conv2:0-3", *LENET, "-o", str(tmp_path)]) == 130
     assert len(list(tmp_path.glob("*.png"))) == 4
     assert "interrupted while saving; saved every image first" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before
