@@ -162,3 +162,25 @@ def test_download_message_goes_to_stderr_not_into_printed_output(no_network, cap
     assert 'Downloading: "https://download.pytorch.org/models/googlenet-' in err
     assert err.rstrip().splitlines()[-1].startswith("dreamlab: error: could not download the GoogLeNet_Weights")
     assert no_network, "the download should have been attempted (and refused)"
+
+
+def test_weights_file_from_pytorchs_checkpoint_tutorial_loads(tmp_path: Path):
+    """PyTorch's tutorial saves {"epoch", "model_state_dict", "optimizer_state_dict", "loss"}: the model's part."""
+    source = torchvision.models.resnet18()
+    optimizer = torch.optim.SGD(source.parameters(), lr=0.1)
+    path = tmp_path / "tutorial.pt"
+    torch.save({"epoch": 3, "model_state_dict": source.state_dict(),
+                "optimizer_state_dict": optimizer.state_dict(), "loss": 0.5}, path)
+    assert torch.equal(load_model("resnet18", weights=path).model.fc.weight, source.fc.weight)
+
+
+def test_checkpoint_with_state_dicts_under_other_names_names_them(tmp_path: Path):
+    state = torchvision.models.resnet18().state_dict()
+    path = tmp_path / "two.pt"
+    torch.save({"step": 7, "net": state, "ema": state}, path)
+    with pytest.raises(WeightsError) as info:
+        load_model("resnet18", weights=path)
+    message = str(info.value)
+    assert "entries 'net', 'ema' hold dicts" in message
+    assert f"torch.save(torch.load({str(path)!r})['net'], PATH)" in message
+    assert "\n" not in message

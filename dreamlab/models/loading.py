@@ -161,11 +161,7 @@ def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors have no common base class
         raise _unreadable(path, exc) from None
-    for wrapper in ("state_dict", "model"):  # checkpoints that wrap the state dict
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise WeightsError(f"weights file {str(path)!r} holds a {type(state).__name__}, not a state dict")
+    state = _unwrap_checkpoint(state, path)
     _check_state(state, path)
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
         state = {k[len("module."):]: v for k, v in state.items()}
@@ -207,6 +203,30 @@ def _is_module_class(qualified: str) -> bool:
     module_name, _, attr = qualified.rpartition(".")
     found = getattr(sys.modules.get(module_name), attr, None)
     return isinstance(found, type) and issubclass(found, nn.Module)
+
+
+# where checkpoints keep the model's state dict: Lightning and many scripts ("state_dict"), PyTorch's tutorial
+# "Saving and loading a general checkpoint" ("model_state_dict"), others ("model")
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def _unwrap_checkpoint(state: object, path: Path) -> dict:
+    """The state dict inside a checkpoint dict (under one of CHECKPOINT_KEYS), or `state` itself; a dict whose
+    state dicts sit under other names is refused naming them, as is anything that is not a dict."""
+    where = f"weights file {str(path)!r}"
+    save = "save the weights with torch.save(model.state_dict(), PATH) and give that file"
+    if not isinstance(state, dict):
+        raise WeightsError(f"{where} holds a {type(state).__name__}, not a state dict; {save}")
+    for wrapper in CHECKPOINT_KEYS:
+        if isinstance(state.get(wrapper), dict):
+            return state[wrapper]
+    nested = [key for key, value in state.items() if isinstance(value, dict)]
+    if nested:
+        names = ", ".join(repr(key) for key in nested[:4]) + (f" (+{len(nested) - 4} more)" if len(nested) > 4 else "")
+        raise WeightsError(f"{where} is a checkpoint whose entries {names} hold dicts, none under a name dreamlab "
+                           f"reads ({', '.join(CHECKPOINT_KEYS)}); save the one holding the model's weights on its "
+                           f"own: torch.save(torch.load({str(path)!r})[{nested[0]!r}], PATH), and give that file")
+    return state
 
 
 def _check_state(state: dict, path: Path) -> None:
