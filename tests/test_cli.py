@@ -398,3 +398,27 @@ def test_a_render_whose_log_reader_went_away_still_writes_its_images(tmp_path):
         os.close(write_end)
     assert done.returncode == 0
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["lenet-digits_logit_0.png", "lenet-digits_logit_1.png"]
+
+
+def test_render_from_a_weights_file_records_its_sha256(tmp_path, monkeypatch, capsys):
+    """A path alone does not say which weights were read once the file is retrained: the PNG names its bytes."""
+    import hashlib
+
+    from dreamlab import load_model
+
+    monkeypatch.chdir(tmp_path)
+    state = load_model("lenet-digits").model.state_dict()
+    torch.save(state, tmp_path / "mine.pt")
+    assert main(["render", "conv2:1", "--model", "lenet-digits", "--weights", "mine.pt", "--steps", "2",
+                 "-o", "first.png"]) == 0
+    first = read_png_text(tmp_path / "first.png")
+    assert first["dreamlab:weights"] == "mine.pt" and "dreamlab:weights_seed" not in first
+    assert first["dreamlab:weights_sha256"] == hashlib.sha256((tmp_path / "mine.pt").read_bytes()).hexdigest()[:16]
+    torch.save({k: v * 0.5 for k, v in state.items()}, tmp_path / "mine.pt")  # retrained in place
+    assert main(["render", "conv2:1", "--model", "lenet-digits", "--weights", "mine.pt", "--steps", "2",
+                 "-o", "second.png"]) == 0
+    second = read_png_text(tmp_path / "second.png")
+    assert second["dreamlab:weights"] == "mine.pt"
+    assert second["dreamlab:weights_sha256"] == hashlib.sha256((tmp_path / "mine.pt").read_bytes()).hexdigest()[:16]
+    assert second["dreamlab:weights_sha256"] != first["dreamlab:weights_sha256"]
+    capsys.readouterr()

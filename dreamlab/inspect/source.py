@@ -11,7 +11,7 @@ from dreamlab.attribution.inputs import shown
 from dreamlab.attribution.photos import versions
 from dreamlab.errors import DreamlabError
 from dreamlab.io import PIXELS, file_digest, is_sample_photo, pixel_digest
-from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, resolve_layer
+from dreamlab.models.loading import LoadedModel, resolve_layer, weights_provenance
 from dreamlab.models.prepare import (FORWARD_ERRORS, model_device, resolve_model, takes_size, too_small_error,
                                      unsized_module_error)
 from dreamlab.models.recipe import Recipe
@@ -42,8 +42,7 @@ def provenance(module: nn.Module, recipe: Recipe, weights: str, layer: str) -> d
     else:  # type and settings in one line (`repr` of a block would list all its children)
         found = resolve_layer(module, layer)
         kind = f"{type(found).__name__}({found.extra_repr()})"
-    return {"dreamlab:model": recipe.name, "dreamlab:weights": weights,
-            **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {}),  # random init's seed
+    return {"dreamlab:model": recipe.name, **weights_provenance(weights),  # random init's seed, a file's sha256
             "dreamlab:recipe": recipe.name, "dreamlab:recipe_hash": recipe.hash(), "dreamlab:layer": layer,
             "dreamlab:layer_module": kind, "dreamlab:device": device.type, **versions()}
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
+import hashlib
 import importlib
 import os
 import re
@@ -37,10 +39,27 @@ WEIGHTS_SEED = 0
 
 
 def weights_provenance(weights: object) -> dict[str, str]:
-    """A PNG's `dreamlab:weights`, and for random init ('none') the seed it was drawn from, `dreamlab:weights_seed`:
-    the keys every command that writes a PNG records."""
-    return {"dreamlab:weights": str(weights),
-            **({"dreamlab:weights_seed": str(WEIGHTS_SEED)} if weights == "none" else {})}
+    """A PNG's `dreamlab:weights`, and for random init ('none') the seed it was drawn from, `dreamlab:weights_seed`,
+    or for a weights file the sha256 of its bytes, `dreamlab:weights_sha256` (a path alone does not say which
+    weights were read once the file is retrained or replaced): the keys every command that writes a PNG records."""
+    text = {"dreamlab:weights": str(weights)}
+    if weights == "none":
+        text["dreamlab:weights_seed"] = str(WEIGHTS_SEED)
+    elif isinstance(weights, (str, Path)) and is_weights_file(weights) and Path(weights).is_file():
+        stat = Path(weights).stat()
+        text["dreamlab:weights_sha256"] = _weights_digest(str(Path(weights).resolve()), stat.st_mtime_ns, stat.st_size)
+    return text
+
+
+@functools.lru_cache(maxsize=8)
+def _weights_digest(path: str, mtime_ns: int, size: int) -> str:
+    """The first 16 hex digits of a file's sha256 (as io.file_digest), read in chunks: a VGG's file is 500 MB.
+    Cached by path, modification time and size, so that the images of one render hash the file once."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
