@@ -184,3 +184,14 @@ def test_checkpoint_with_state_dicts_under_other_names_names_them(tmp_path: Path
     assert "entries 'net', 'ema' hold dicts" in message
     assert f"torch.save(torch.load({str(path)!r})['net'], PATH)" in message
     assert "\n" not in message
+
+
+def test_a_builder_argument_it_does_not_take_is_the_one_named(tmp_path: Path):
+    path = tmp_path / "typo.toml"
+    path.write_text('name = "gn"\nbuilder = "torchvision:googlenet"\n'
+                    'builder_kwargs = { aux_logit = false, init_weights = false }\n')
+    with pytest.raises(DreamlabError) as info:
+        load_model(path, weights="none")
+    message = str(info.value)
+    assert "builder 'torchvision:googlenet' refused its argument 'aux_logit' (" in message
+    assert "init_weights" not in message.split("(")[0]  # the valid argument is not blamed

@@ -349,8 +349,12 @@ def _call_builder(recipe: Recipe, weights: Any, extra: dict[str, Any], allow_cod
             warnings.filterwarnings("ignore", message="The default weight initialization", category=FutureWarning)
             return builder(**call)
     except TypeError as exc:  # builder_kwargs the builder does not take
-        raise DreamlabError(f"recipe {recipe.called}: builder {recipe.builder!r} refused its arguments "
-                            f"{sorted(kwargs)} ({exc}); check builder_kwargs") from None
+        # name the argument Python names (a builder's unexpected keyword), not every one the recipe gives
+        found = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        refused = f"argument {found.group(1)!r}" if found and found.group(1) in kwargs else \
+            f"arguments {sorted(kwargs)}"
+        raise DreamlabError(f"recipe {recipe.called}: builder {recipe.builder!r} refused its {refused} ({exc}); "
+                            f"check builder_kwargs") from None
 
 
 @checked_keywords
