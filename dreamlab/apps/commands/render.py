@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("objective", help="e.g. inception4c:97, inception4c:97@7,7, inception4c, logit:tabby, "
                                      "inception4c:0-63, 'inception4c:97 - 0.5*inception4d:12'")
     add_model_arguments(p)
-    p.add_argument("-o", "--out", type=output_path, help="output PNG (one unit or --grid) or folder (several units); "
-                                                  "default: descriptive names in the current directory")
+    p.add_argument("-o", "--out", type=output_path, help="output PNG (one unit or --grid) or folder (several units; "
+                                                  "a NAME.png gives NAME_UNIT.png each); default: descriptive "
+                                                  "names in the current directory")
     p.add_argument("--grid", action="store_true", help="save all units as one grid image")
     p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
     p.add_argument("--size", type=image_size, help="image size in pixels, N or HEIGHTxWIDTH such as 96x128, 8 to "
