@@ -195,3 +195,33 @@ def test_a_builder_argument_it_does_not_take_is_the_one_named(tmp_path: Path):
     message = str(info.value)
     assert "builder 'torchvision:googlenet' refused its argument 'aux_logit' (" in message
     assert "init_weights" not in message.split("(")[0]  # the valid argument is not blamed
+
+
+def test_torchvision_class_names_skip_a_model_with_another_number_of_classes(tmp_path: Path):
+    """ImageNet's names fit a 1000-way resnet18; one built with num_classes=10 has no names (its class 3 is no
+    'tiger shark'), from a recipe and from a module with a borrowed recipe alike."""
+    from dreamlab.models.prepare import resolve_model
+
+    assert load_model("resnet18", weights="none").categories[3] == "tiger shark"
+    path = tmp_path / "ten.toml"
+    path.write_text('name = "ten"\nbuilder = "torchvision:resnet18"\nbuilder_kwargs = { num_classes = 10 }\n')
+    assert load_model(path, weights="none").categories is None
+    module = torchvision.models.resnet18(num_classes=10).eval()
+    assert resolve_model(module, "resnet50", "default")[3] is None
+    assert resolve_model(torchvision.models.resnet18().eval(), "resnet50", "default")[3][3] == "tiger shark"
+
+
+def test_a_class_name_for_a_model_without_names_says_to_use_an_index(tmp_path: Path, monkeypatch, capsys):
+    from dreamlab.apps.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ten.toml").write_text('name = "ten"\nbuilder = "torchvision:resnet18"\nweights = "none"\n'
+                                       'builder_kwargs = { num_classes = 10 }\n')
+    assert main(["render", "logit:3", "--recipe", "ten.toml", "--size", "32", "--steps", "1"]) == 0
+    assert capsys.readouterr().out.strip() == "ten_logit_3.png"  # no ImageNet name in it
+    assert main(["render", "logit:tabby", "--recipe", "ten.toml", "--size", "32", "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "class name 'tabby' given but this model has no class names; use an index (logit:3), or list them in " \
+           "its recipe (categories = [...])" in err
+    assert "\n" not in err
+

@@ -381,7 +381,7 @@ def load_model(name: str | Path | Recipe, weights: str | Path | None = "default"
     from dreamlab.models.prepare import check_channels  # prepare imports this module
 
     check_channels(model, recipe)  # else every command's first forward fails with torch's conv error
-    categories = recipe.categories or torchvision_categories(recipe)
+    categories = model_categories(recipe, model)
     _LISTED_AS[model] = shlex.quote(recipe.name if isinstance(name, Recipe) else str(name))
     return LoadedModel(model=model, recipe=recipe, weights=described, categories=categories)
 
@@ -417,19 +417,38 @@ def check_recipe_layers(recipe: Recipe, model: nn.Module, hint: str | None = Non
         _check_categories(recipe, model, called)
 
 
-def _check_categories(recipe: Recipe, model: nn.Module, called: str) -> None:
-    """A recipe's own class names must be as many as the model's outputs (one forward of a weightless copy)."""
+def output_count(model: nn.Module, recipe: Recipe) -> int | None:
+    """How many outputs per image the model gives (its logits), from one forward of a weightless copy at the
+    recipe's input size; None where that copy cannot run or the output is no [batch, outputs] tensor."""
     from dreamlab.models.layout import meta_copy
 
     try:
         with torch.no_grad():
             output = meta_copy(model)(torch.zeros(1, recipe.channels, recipe.input_size, recipe.input_size,
                                                   device="meta"))
-    except Exception:  # an op without a meta kernel: the count cannot be had for free, so it is not checked
-        return
-    if isinstance(output, torch.Tensor) and output.dim() == 2 and output.shape[1] != len(recipe.categories):
+    except Exception:  # an op without a meta kernel: the count cannot be had for free
+        return None
+    return int(output.shape[1]) if isinstance(output, torch.Tensor) and output.dim() == 2 else None
+
+
+def model_categories(recipe: Recipe, model: nn.Module) -> tuple[str, ...] | None:
+    """The model's class names: the recipe's own, else torchvision's weights metadata where the model has as many
+    outputs as it names (a resnet18 built with num_classes=10 gets none: ImageNet's 'tiger shark' is no name for
+    its class 3)."""
+    if recipe.categories:
+        return recipe.categories
+    names = torchvision_categories(recipe)
+    if names and output_count(model, recipe) not in (None, len(names)):
+        return None
+    return names
+
+
+def _check_categories(recipe: Recipe, model: nn.Module, called: str) -> None:
+    """A recipe's own class names must be as many as the model's outputs (one forward of a weightless copy)."""
+    count = output_count(model, recipe)
+    if count is not None and count != len(recipe.categories):
         raise DreamlabError(f"recipe {called} lists {len(recipe.categories)} categories, but the model has "
-                            f"{output.shape[1]} outputs; give one class name per output, in order")
+                            f"{count} outputs; give one class name per output, in order")
 
 
 def module_names(model: nn.Module) -> list[str]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from dreamlab.devices import same_device
 from dreamlab.errors import DreamlabError, first_line
-from dreamlab.models.loading import LoadedModel, check_recipe_layers, load_model, torchvision_categories
+from dreamlab.models.loading import LoadedModel, check_recipe_layers, load_model, model_categories
 from dreamlab.models.recipe import Recipe, check_recipe, load_recipe
 
 
@@ -158,7 +158,7 @@ def resolve_model(model: nn.Module | str | LoadedModel, recipe: Recipe | str | N
         borrowed = source is not None and not source.endswith(".toml")
         check_recipe_layers(recipe, model, hint="dreamlab.layer_table(model) lists them", defaults=not borrowed)
         check_channels(model, recipe)
-    categories = recipe.categories or torchvision_categories(recipe)
+    categories = model_categories(recipe, model)
     return model, recipe, "caller's module", categories, False
 
 

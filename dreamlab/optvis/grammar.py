@@ -279,7 +279,8 @@ class _ObjectiveParser:
         if self.categories is ANY_CLASS_NAME:  # checking the syntax before the model (and its classes) loads
             return 0
         if not self.categories:
-            self.fail(pos, f"class name {name!r} given but this model has no class names; use an index")
+            self.fail(pos, f"class name {name!r} given but this model has no class names; use an index (logit:3), "
+                           f"or list them in its recipe (categories = [...])")
         categories = [str(c) for c in self.categories]
         for wanted in (name, also) if also is not None else (name,):
             found = [i for i, c in enumerate(categories) if c == wanted] \
