@@ -225,3 +225,20 @@ def test_a_class_name_for_a_model_without_names_says_to_use_an_index(tmp_path: P
            "its recipe (categories = [...])" in err
     assert "\n" not in err
 
+
+def test_weights_of_a_model_fine_tuned_on_other_classes_say_how_to_build_it(tmp_path: Path):
+    path = tmp_path / "ten.pt"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), path)
+    with pytest.raises(WeightsError) as info:
+        load_model("resnet18", weights=path)
+    assert str(info.value).endswith("; trained on 10 classes? build it so: a recipe whose builder_kwargs say so "
+                                    "(torchvision models: num_classes = 10), given with --recipe FILE.toml "
+                                    "(README: Recipes)")
+    recipe = tmp_path / "ten.toml"
+    recipe.write_text('name = "ten"\nbuilder = "torchvision:resnet18"\nbuilder_kwargs = { num_classes = 10 }\n')
+    assert load_model(recipe, weights=path).model.fc.out_features == 10  # the advice works
+    other = tmp_path / "other.pt"  # another architecture: no such advice
+    torch.save(torchvision.models.resnet34().state_dict(), other)
+    with pytest.raises(WeightsError) as info:
+        load_model("resnet18", weights=other)
+    assert "trained on" not in str(info.value)

@@ -197,8 +197,21 @@ def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
             more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
             problems.append(f"{label}: {', '.join(keys[:3])}{more}")
     if problems:
-        raise WeightsError(f"weights file {str(path)!r} does not fit {model_name}: " + "; ".join(problems))
+        raise WeightsError(f"weights file {str(path)!r} does not fit {model_name}: " + "; ".join(problems)
+                           + _classes_hint(state, expected, missing, extra))
     model.load_state_dict(state)
+
+
+def _classes_hint(state: dict, expected: dict, missing: list[str], extra: list[str]) -> str:
+    """Where the keys match and only the output rows differ (a model fine-tuned on N classes), how to build it so."""
+    differ = [k for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    rows = {tuple(state[k].shape[:1]) for k in differ}
+    if missing or extra or not differ or len(rows) != 1 or () in rows or any(
+            state[k].shape[1:] != expected[k].shape[1:] for k in differ):
+        return ""
+    classes = rows.pop()[0]
+    return (f"; trained on {classes} classes? build it so: a recipe whose builder_kwargs say so (torchvision models: "
+            f"num_classes = {classes}), given with --recipe FILE.toml (README: Recipes)")
 
 
 def _unreadable(path: Path, exc: Exception) -> WeightsError:
