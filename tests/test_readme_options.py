@@ -86,3 +86,19 @@ def test_readme_example_parses(line):
         except SystemExit as exc:
             pytest.fail(f"{line!r} does not parse (exit {exc.code}): {err.getvalue().strip()}")
     assert args.command == argv[1]
+
+
+def test_readme_recipe_example_loads_and_applies_its_layer_table(tmp_path):
+    """The ```toml block under README's Recipes is a recipe that loads, with its names and [layers."logit"]."""
+    from dreamlab import load_model
+    from dreamlab.models.recipe import load_recipe
+
+    blocks = re.findall(r"```toml\n(.*?)```", _between("## Recipes", "## Tests"), re.S)
+    assert len(blocks) == 1
+    path = tmp_path / "my-resnet18.toml"
+    path.write_text(blocks[0])
+    recipe = load_recipe(path)
+    assert recipe.name == "my-resnet18" and recipe.builder_kwargs == {"num_classes": 10}
+    assert recipe.for_layers(["logit"]).lr == 0.1 and recipe.for_layers(["layer3"]).lr == recipe.lr
+    loaded = load_model(path)
+    assert loaded.weights == "none" and loaded.model.fc.out_features == 10 and loaded.categories[3] == "cat"
