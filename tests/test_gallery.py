@@ -818,3 +818,27 @@ def test_help_and_resume_note_do_not_promise_batch_size_independence(tmp_path: P
                     f"depends on the batch size (on CPUs too), so some units can differ slightly from a run with "
                     f"one batch size (gallery/README.md, Determinism); pass batch_size=2 (--batch-size 2) to match "
                     f"them"]
+
+
+def test_a_weights_file_retrained_in_place_is_refused_on_resume(tmp_path: Path) -> None:
+    weights = tmp_path / "lenet.pt"
+    torch.save(load_model("lenet-digits", weights="none").model.state_dict(), weights)
+    out = tmp_path / "g"
+    small: dict[str, Any] = {"layers": ["conv1"], "channels": [0, 1], "steps": 2, "device": "cpu",
+                             "weights": str(weights)}
+    build_gallery("lenet-digits", out, **small)
+    first = manifest_of(out)["units"][0]["weights_sha256"]
+    assert first == read_png_text(out / manifest_of(out)["units"][0]["file"])["dreamlab:weights_sha256"]
+    assert build_gallery("lenet-digits", out, **small).rendered == 0  # the same file resumes
+
+    state = torch.load(weights)
+    state["conv1.weight"] += 0.1  # retrained: same path, other weights
+    torch.save(state, weights)
+    with pytest.raises(DreamlabError) as refused:
+        build_gallery("lenet-digits", out, **small)
+    assert str(refused.value).startswith(f"{str(out)!r} holds units made from {str(weights)!r} with sha256 {first}, "
+                                         f"and the file now has sha256 ")
+    assert str(refused.value).endswith(" (retrained or replaced); use another out folder (--out), or "
+                                       "overwrite=True (--overwrite) to replace them")
+    assert build_gallery("lenet-digits", out, overwrite=True, **small).rendered == 2
+    assert manifest_of(out)["units"][0]["weights_sha256"] != first

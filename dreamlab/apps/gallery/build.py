@@ -313,7 +313,8 @@ def _unit_record(plan: Plan, layer: str, ch: int, result: RenderResult, scores: 
         "activation": _finite_or_none(scores[0]),  # the first image's: the one the page and sheet show
         "never_on": never_on,  # at 0 for every step, as render's note says
         "seed": s.seed, "steps": plan.layer_steps[layer], "size": s.size, "recipe": s.recipe,
-        "recipe_hash": s.recipe_hash, "weights": s.weights, "weights_seed": s.weights_seed, "device": device.type,
+        "recipe_hash": s.recipe_hash, "weights": s.weights, "weights_seed": s.weights_seed,
+        **({"weights_sha256": s.weights_sha256} if s.weights_sha256 else {}), "device": device.type,
         "precision": result.provenance.get("dreamlab:precision", ""),
         "compile": result.provenance.get("dreamlab:compile", compile_label(compile)), "batch_size": s.batch_size,
         "scheme": RENDER_SCHEME, **{key: value for key, value in plan.layer_options[layer].items()

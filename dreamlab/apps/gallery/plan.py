@@ -14,7 +14,7 @@ from PIL import Image
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.naming import ANOTHER_OUT, OVERWRITE
 from dreamlab.errors import DreamlabError, first_line, unknown
-from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, layers_hint
+from dreamlab.models.loading import WEIGHTS_SEED, LoadedModel, layers_hint, weights_provenance
 from dreamlab.models.recipe import LAYER_KEYS, Recipe
 from dreamlab.models.summary import summarize
 from dreamlab.optvis.capture import OUTPUT, output_module, reused_module, unused_module
@@ -53,6 +53,7 @@ class Settings:
     diversity: int = 1  # images per unit (--diversity)
     diversity_weight: float | None = None  # --diversity-weight; None without diversity
     precision: str = "fp32"  # resolved: fp32 or bf16
+    weights_sha256: str | None = None  # of a weights file's bytes (its path alone does not say which weights)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
                         weights_seed=_weights_seed(loaded), size=size, seed=int(seed),
                         batch_size=batch_size, diversity=diversity, diversity_weight=diversity_weight,
-                        precision=precision)
+                        precision=precision, weights_sha256=_weights_sha256(loaded))
     batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
     done = set(records)
     todo = _unfinished(batches, done, folder, diversity)
@@ -559,6 +560,11 @@ def _weights_seed(loaded: LoadedModel) -> int | None:
     return WEIGHTS_SEED if loaded.weights == "none" else None
 
 
+def _weights_sha256(loaded: LoadedModel) -> str | None:
+    """The sha256 (16 hex digits) of the weights file the model was loaded from, or None (a name, random init)."""
+    return weights_provenance(loaded.weights).get("dreamlab:weights_sha256")
+
+
 def _check_settings(records: Any, loaded: LoadedModel, layer_steps: dict[str, int], size: int, seed: int,
                     diversity: int, diversity_weight: float | None, out: Path) -> None:
     """Refuse to mix settings in one folder (`layer_steps`: the steps of each layer's units)."""
@@ -573,3 +579,9 @@ def _check_settings(records: Any, loaded: LoadedModel, layer_steps: dict[str, in
                 raise DreamlabError(
                     f"{str(out)!r} holds units made with {key}={found!r}, this run has "
                     f"{key}={expected[key]!r}; use {ANOTHER_OUT}, or {OVERWRITE} to replace them")
+        # records made before the hash was kept are not checked
+        if "weights_sha256" in record and record["weights_sha256"] != _weights_sha256(loaded):
+            raise DreamlabError(
+                f"{str(out)!r} holds units made from {loaded.weights!r} with sha256 {record['weights_sha256']}, "
+                f"and the file now has sha256 {_weights_sha256(loaded)} (retrained or replaced); use "
+                f"{ANOTHER_OUT}, or {OVERWRITE} to replace them")
