@@ -51,6 +51,10 @@ def test_unit_list_errors_say_what_to_write():
         parse_objective("conv2:1-3,2")
     with pytest.raises(ObjectiveSyntaxError, match=r"a unit list is written without spaces: 2,14"):
         parse_objective("conv2:2, 14")
+    for centre in ("centre", "center"):  # not a unit list: the neuron's position is already given
+        with pytest.raises(ObjectiveSyntaxError, match=r"unexpected ',' \(@centre is a whole position: write "
+                                                       r"@centre alone, or @x,y for another one\) at position 15"):
+            parse_objective(f"conv2:1@{centre},3")
 
 
 def test_arithmetic_evaluates_like_the_expression():

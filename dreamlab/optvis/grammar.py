@@ -105,6 +105,8 @@ class _ObjectiveParser:
         kind, val, pos = self.peek
         if kind != "end":
             hint = " (a unit list is written without spaces: 2,14)" if val == "," else ""
+            if val == "," and self.tokens[self.i - 1][1] in ("centre", "center"):  # conv2:1@centre,3
+                hint = " (@centre is a whole position: write @centre alone, or @x,y for another one)"
             if self.i == self.after_class and kind == "name":  # logit:tabby cat
                 name = self.tokens[self.i - 1][1]
                 hint = (f" (a class name with spaces is written with '_' for them or in quotes: logit:{name}_{val} "
