@@ -13,7 +13,7 @@ from dreamlab.io import load_image, read_photo
     ({"steps": 0}, "steps must be a whole number >= 1, got 0"),
     ({"size": 3}, "size 3 is out of range; valid: 8 to 2048 pixels"),  # as build_gallery words it
     ({"size": "28"}, "size must be a whole number >= 8 pixels (or a (height, width) pair), got '28'"),
-    ({"lr": -1.0}, "lr must be a finite number > 0 (the learning rate), got -1.0"),
+    ({"lr": -1.0}, "lr must be a finite number > 0 up to 1000 (the learning rate; the recipes use 0.02 to 0.05), got -1.0"),
     ({"seed": 1.5}, "seed must be a whole number (an int), got 1.5"),
     ({"start_level": 1.0}, "start_level must be between 0 and 1 (exclusive), got 1.0"),
     ({"model_size": (28, 2)}, "model_size 2 is out of range; valid: 8 to 2048 pixels"),

@@ -135,7 +135,7 @@ def test_size_takes_height_x_width(tmp_path, capsys):
     (["--size", "64x4000"], "--size 4000 is out of range; valid: 8 to 2048 pixels a side"),
     (["--lr", "2000"], "lr 2000 is out of range; valid: above 0 up to 1000 (the learning rate; the recipes use 0.02 "
                        "to 0.05); try 0.05"),
-    (["--lr", "0"], "lr must be a finite number > 0 (the learning rate), got 0.0"),
+    (["--lr", "0"], "lr must be a finite number > 0 up to 1000 (the learning rate; the recipes use 0.02 to 0.05), got 0.0"),
 ])
 def test_a_size_or_lr_out_of_range_is_named_before_the_model_loads(option, message, capsys, monkeypatch):
     from dreamlab.models import loading

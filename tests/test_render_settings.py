@@ -30,10 +30,10 @@ BAD = [
     ({"steps": 2.7}, "steps must be a whole number >= 1, got 2.7"),
     ({"steps": 0}, "steps must be a whole number >= 1, got 0"),
     ({"steps": True}, "steps must be a whole number >= 1, got True"),
-    ({"lr": math.nan}, "lr must be a finite number > 0 (the learning rate), got nan"),
-    ({"lr": math.inf}, "lr must be a finite number > 0 (the learning rate), got inf"),
+    ({"lr": math.nan}, "lr must be a finite number > 0 up to 1000 (the learning rate; the recipes use 0.02 to 0.05), got nan"),
+    ({"lr": math.inf}, "lr must be a finite number > 0 up to 1000 (the learning rate; the recipes use 0.02 to 0.05), got inf"),
     ({"lr": 0.0}, "lr must be a finite number > 0"),
-    ({"lr": "fast"}, "lr must be a finite number > 0 (the learning rate), got 'fast'"),
+    ({"lr": "fast"}, "lr must be a finite number > 0 up to 1000 (the learning rate; the recipes use 0.02 to 0.05), got 'fast'"),
     ({"fourier_decay": math.nan}, "fourier_decay must be a finite number >= 0 (0: flat spectrum, 1: lucid's 1/f), "
                                   "got nan"),
     ({"fourier_decay": -math.inf}, "fourier_decay must be a finite number >= 0"),
@@ -92,8 +92,8 @@ def test_bad_render_arguments_are_one_line_errors(given, message):
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
-    ("--lr", "nan", "dreamlab: error: lr must be a finite number > 0 (the learning rate), got nan"),
-    ("--lr", "inf", "dreamlab: error: lr must be a finite number > 0 (the learning rate), got inf"),
+    ("--lr", "nan", "dreamlab: error: lr must be a finite number > 0 up to 1000 (the learning rate; the recipes use 0.02 to 0.05), got nan"),
+    ("--lr", "inf", "dreamlab: error: lr must be a finite number > 0 up to 1000 (the learning rate; the recipes use 0.02 to 0.05), got inf"),
     ("--fourier-decay", "nan", "dreamlab: error: fourier_decay must be a finite number >= 0"),
 ])
 def test_the_cli_maps_to_the_same_checks(capsys, option, value, message):

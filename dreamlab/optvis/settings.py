@@ -280,7 +280,7 @@ MAX_DIVERSITY_WEIGHT = 1000
 
 def check_lr(lr: Any) -> None:
     """The learning rate: above 0 up to MAX_LR (the CLI checks it before the model loads)."""
-    _finite("lr", lr, 0, False, " (the learning rate)")
+    _finite("lr", lr, 0, False, f" up to {MAX_LR:g} (the learning rate; the recipes use 0.02 to 0.05)")
     if lr > MAX_LR:  # MAX_LR says why: a larger rate overflows float32 in the optimizer or saturates every pixel
         raise DreamlabError(f"lr {lr:g} is out of range; valid: above 0 up to {MAX_LR:g} (the learning rate; the "
                             f"recipes use 0.02 to 0.05); try 0.05")
