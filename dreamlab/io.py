@@ -27,8 +27,13 @@ from dreamlab.errors import DreamlabError
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """The first 16 hex digits of a file's sha256: what provenance records to tell input files apart."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """The first 16 hex digits of a file's sha256: what provenance records to tell input files apart. Read in
+    chunks: a weights file can be 500 MB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def cover(images: Tensor, size: tuple[int, int]) -> Tensor:

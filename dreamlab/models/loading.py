@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
-import hashlib
 import importlib
 import os
 import re
@@ -27,6 +26,7 @@ from torch import nn
 
 from dreamlab.errors import (DreamlabError, DreamlabNote, UnknownNameError, WeightsError, checked_keywords,
                              close_matches, unknown)
+from dreamlab.io import file_digest
 from dreamlab.models.recipe import Recipe, load_recipe
 
 # What `dreamlab layers` is given to list a loaded model's layers (its recipe name, or the recipe file it came
@@ -53,13 +53,9 @@ def weights_provenance(weights: object) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=8)
 def _weights_digest(path: str, mtime_ns: int, size: int) -> str:
-    """The first 16 hex digits of a file's sha256 (as io.file_digest), read in chunks: a VGG's file is 500 MB.
-    Cached by path, modification time and size, so that the images of one render hash the file once."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    """io.file_digest of a weights file, cached by path, modification time and size, so that the images of one
+    render hash the file once (a VGG's is 500 MB)."""
+    return file_digest(path)
 
 
 @dataclass(frozen=True)

@@ -571,6 +571,7 @@ def _check_settings(records: Any, loaded: LoadedModel, layer_steps: dict[str, in
     wanted = {"recipe": loaded.recipe.name, "recipe_hash": loaded.recipe.hash(), "weights": loaded.weights,
               "weights_seed": _weights_seed(loaded), "size": size, "seed": int(seed), "diversity": diversity,
               "diversity_weight": diversity_weight}
+    sha256 = _weights_sha256(loaded)
     for record in records:
         expected = {**wanted, "steps": layer_steps[record["layer"]]}
         for key in SETTING_KEYS:
@@ -580,8 +581,8 @@ def _check_settings(records: Any, loaded: LoadedModel, layer_steps: dict[str, in
                     f"{str(out)!r} holds units made with {key}={found!r}, this run has "
                     f"{key}={expected[key]!r}; use {ANOTHER_OUT}, or {OVERWRITE} to replace them")
         # records made before the hash was kept are not checked
-        if "weights_sha256" in record and record["weights_sha256"] != _weights_sha256(loaded):
+        if "weights_sha256" in record and record["weights_sha256"] != sha256:
             raise DreamlabError(
                 f"{str(out)!r} holds units made from {loaded.weights!r} with sha256 {record['weights_sha256']}, "
-                f"and the file now has sha256 {_weights_sha256(loaded)} (retrained or replaced); use "
+                f"and the file now has sha256 {sha256} (retrained or replaced); use "
                 f"{ANOTHER_OUT}, or {OVERWRITE} to replace them")
