@@ -36,7 +36,7 @@ from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, checked_keywords, first_line, unknown
 from dreamlab.inspect.source import model_and_recipe
 from dreamlab.models.copies import cpu_copy, weightless_copy
-from dreamlab.models.prepare import too_small_error
+from dreamlab.models.prepare import option_named, too_small_error
 from dreamlab.models.recipe import Recipe
 from dreamlab.models.summary import check_sides
 
@@ -331,9 +331,8 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, ...], depth: int = 2, 
             return _takes(model, input_shape, side, depth)
 
         raise too_small_error(name, input_shape, cause, size, takes, option) from None  # as `layers` says it
-    spelled = "size (--size)" if option is None else option if option.startswith("--") else f"{option}="
     raise DreamlabError(f"{name} failed on a {side} input ({first_line(cause)}) in one forward of a copy of it; "
-                        f"if it takes another input size, give {spelled}") from None
+                        f"if it takes another input size, give {option_named(option, 'size (--size)')}") from None
 
 
 class _Failed(Exception):

@@ -263,6 +263,14 @@ def given_size(side: int, option: str | None, more: bool = False) -> str:
     return f"{option} {side}{more_text}" if option.startswith("--") else f"{option}={side}{more_text}"
 
 
+def option_named(option: str | None, both: str) -> str:
+    """How an error names the size option without a value: the flag ('--size') or the keyword ('input_size='),
+    as the caller spells it (`option`, as given_size takes it), or `both` (None: code that serves both)."""
+    if option is None:
+        return both
+    return option if option.startswith("--") else f"{option}="
+
+
 def size_rejection(name: str, shape: Sequence[int], exc: BaseException, input_size: int,
                    advice: str = "", option: str | None = None) -> DreamlabError:
     """The one line for a model that rejects an input of `shape` [B, C, H, W] and takes its recipe's size (some

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError, check_range, checked_keywords, first_line
 from dreamlab.models.layout import FORWARD_ERRORS, PROBE_GROWTH, cpu_probe_copy, is_channels_last, meta_copy
-from dreamlab.models.prepare import too_small_error
+from dreamlab.models.prepare import option_named, too_small_error
 from dreamlab.optvis.capture import OUTPUT
 
 if TYPE_CHECKING:
@@ -216,8 +216,8 @@ def _cannot_run(name: str, sides: tuple[int, int], channels: int, recipe_size: i
         return too_small_error(name, (1, channels, *sides), exc, recipe_size, accepts, option)
     what = f"{name} cannot take a {sides[0]}x{sides[1]} input ({first_line(exc)})"
     if recipe_size is None:
-        spelled = "input_size=, --size" if option is None else option if option.startswith("--") else f"{option}="
-        return DreamlabError(f"{what}; give the size it takes ({spelled}), or its recipe (recipe=)")
+        return DreamlabError(f"{what}; give the size it takes ({option_named(option, 'input_size=, --size')}), or "
+                             f"its recipe (recipe=)")
     check = f"input_size and channels in {recipe_file}" if recipe_file else "the recipe's input_size and channels"
     return DreamlabError(f"{what}; dreamlab needs a model whose forward takes one image batch [B, {channels}, H, W]: "
                          f"check {check}, or wrap the model in a module that does")
