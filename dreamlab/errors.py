@@ -48,6 +48,11 @@ class WeightsError(DreamlabError):
     """Weights that could not be downloaded, read, or fitted to the model."""
 
 
+class DownloadError(WeightsError):
+    """Weights whose download failed (no network, the index or server unreachable): a failure of the machine's
+    surroundings rather than of the command line, so the CLI exits 1 for it, not 2."""
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

@@ -177,12 +177,27 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, message):
 
 @pytest.mark.offline_attempt
 def test_default_weights_offline_says_what_to_do(tmp_path, capsys, no_network):
-    assert main(["render", "inception4c:97", *FAST, "-o", str(tmp_path / "x.png")]) == 2
+    assert main(["render", "inception4c:97", *FAST, "-o", str(tmp_path / "x.png")]) == 1  # not a usage error
     captured = capsys.readouterr()
     *notice, err = captured.err.strip().splitlines()  # torch.hub's notice, on stderr: stdout stays the output's
     assert [line.split('"')[0] for line in notice] == ["Downloading: "] and captured.out == ""
     assert err.startswith("dreamlab: error: could not download the GoogLeNet_Weights.IMAGENET1K_V1 weights")
     assert err.endswith("use weights=PATH (--weights PATH) for a local state-dict file, or weights='none' (--weights none) for random init")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_failed_download_exits_1_not_the_usage_status(tmp_path, capsys, monkeypatch):
+    """torch.hub offline raises urllib's URLError: a failure of the surroundings (exit 1), not a usage error (2)."""
+    import urllib.error
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    assert main(["render", "inception4c:97", *FAST, "-o", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("dreamlab: error: could not download the GoogLeNet_Weights.IMAGENET1K_V1 weights of "
+                          "googlenet ([Errno 101] Network is unreachable); use weights=PATH")
     assert not (tmp_path / "x.png").exists()
 
 

