@@ -240,6 +240,16 @@ def test_a_recipe_s_padding_preset_for_a_fixed_size_model_renders_at_its_size(tm
                 ((28, 28), preset, "28")
         assert {json.loads(p.read_text())["transforms"] for p in (tmp_path / "g" / ".units" / layer).glob("*.json")} \
             == {preset}
+    # a resume with nothing left to render says only what it says for any other layer: all done
+    again: list[str] = []
+    assert build_gallery(recipe, tmp_path / "g", ["conv2", "fc2"], channels=[0, 1], steps=2, device="cpu",
+                         log=again.append).rendered == 0
+    assert again == [f"{tmp_path / 'g'}: 4 units asked for, in 2 batches, 4 already done"]
+    # one that renders the logit layer's units says it again
+    more: list[str] = []
+    assert build_gallery(recipe, tmp_path / "g", ["fc2"], channels=[0, 1, 2], steps=2, device="cpu",
+                         log=more.append).rendered == 1
+    assert sum("its recipe's [layers.\"logit\"] table, for layer fc2" in line for line in more) == 1
     # a preset given for the gallery is still refused before the folder is made, over the recipe's too
     with pytest.raises(DreamlabError, match="^lenet-digits does not take the 36x36 images that transforms 'jitter'"):
         build_gallery(recipe, tmp_path / "h", ["fc2"], steps=2, device="cpu", transforms="jitter")

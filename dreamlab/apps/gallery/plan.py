@@ -143,7 +143,6 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     _check_options(records.values(), layer_options, recipe_options, folder.out)
     for layer in shown:  # the options given win over a layer's own settings, as render's do over the recipe's
         layer_overrides[layer] = {**layer_overrides.get(layer, {}), **(options or {})}
-    _fit_logit_transforms(loaded, layer_overrides, options or {}, size, log)
     # a unit is `diversity` images: the default keeps about as many images per call as without
     batch_size = batch_size or max(1, (64 if device.type == "cuda" else 16) // diversity)
     _warn_batch_sizes(records.values(), batch_size, folder.out, log)
@@ -155,6 +154,7 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
     done = set(records)
     todo = _unfinished(batches, done, folder, diversity)
+    _fit_logit_transforms(loaded, layer_overrides, options or {}, size, {b.layer for b in todo}, log)
     return Plan(settings, gallery_layers, batches, todo, done, layer_steps, output,
                 _class_names(loaded, output, counts), layer_overrides, layer_options)
 
@@ -456,18 +456,21 @@ def _outgrown(loaded: LoadedModel, preset: str, size: int) -> tuple[int, int] | 
 
 
 def _fit_logit_transforms(loaded: LoadedModel, layer_overrides: dict[str, dict[str, Any]], options: dict[str, Any],
-                          size: int, log: Log) -> None:
-    """Show a fixed-size model its own size (model_size, said in a note) where a recipe's [layers."logit"] table
-    sets the output layer a preset whose padding grows the image past it, as render does for `logit:N` and for a
-    recipe's other presets: the gallery hands that table's values to render as its own, which render would
-    refuse at the first batch as a choice of the caller's. (A preset given for the gallery was checked before.)"""
+                          size: int, rendering: set[str], log: Log) -> None:
+    """Show a fixed-size model its own size (model_size, said in a note where the layer has units to render in
+    `rendering`: a resume that renders none of them is quiet) where a recipe's [layers."logit"] table sets the
+    output layer a preset whose padding grows the image past it, as render does for `logit:N` and for a recipe's
+    other presets: the gallery hands that table's values to render as its own, which render would refuse at the
+    first batch as a choice of the caller's. (A preset given for the gallery was checked before.)"""
     if "transforms" in options:
         return
     for layer, overrides in layer_overrides.items():
         preset = overrides.get("transforms")
         grown = _outgrown(loaded, preset, size) if isinstance(preset, str) else None
-        if grown is not None:
-            overrides["model_size"] = size
+        if grown is None:
+            continue
+        overrides["model_size"] = size
+        if layer in rendering:
             log(f"dreamlab: note: {loaded.recipe.name} takes {size}x{size} inputs only, and transforms {preset!r} "
                 f"(its recipe's [layers.\"{OUTPUT}\"] table, for layer {layer}) pad the image to "
                 f"{grown[0]}x{grown[1]}; the model sees each step's images resized to {size}x{size} (as "
