@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 import os
 import re
@@ -540,23 +541,33 @@ def photo_record(source: object, pixels: Tensor, key: str = "photo") -> dict[str
     return {f"dreamlab:{name_key}": name, f"dreamlab:{key}_sha256": digest, f"dreamlab:{key}_sha256_of": of}
 
 
-def photos_record(sources: Sequence[object], photos: Sequence[Tensor], key: str) -> dict[str, str]:
-    """Which images a run read as one input (MACO's photos), for its provenance: `dreamlab:KEY`, how many and each
-    as given (the path, the sample name, or 'tensor [shape]'), and `dreamlab:KEY_sha256` with one sha256 prefix per
-    source, of its file or of its pixels as read (`dreamlab:KEY_sha256_of` says which, per source; see photo_record).
+SAMPLE_SOURCE = "scikit-learn sample photo"
 
-    >>> photos_record(["china"], [sample_photo("china", "the example")], "maco_photos")["dreamlab:maco_photos"]
-    '1 photo: china'
+
+def image_record(name: str, source: str | Path | Tensor, photo: Tensor | None = None) -> dict[str, str]:
+    """An input image's name and sha256 (its first 16 hex digits, as render and cam record files): of its file, or
+    of its pixels (`photo`, as read) for a tensor or a sample photo; `sha256_of` says which."""
+    if isinstance(source, Tensor) or is_sample_photo(source):
+        if photo is None:
+            raise ValueError("the pixels of a tensor or sample photo are needed for its digest")
+        record = {"name": name, "sha256": pixel_digest(photo), "sha256_of": PIXELS}
+        return record if isinstance(source, Tensor) else {**record, "source": SAMPLE_SOURCE}
+    return {"name": name, "sha256": file_digest(source), "sha256_of": "file"}
+
+
+def photos_record(sources: Sequence[object], photos: Sequence[Tensor], key: str) -> dict[str, str]:
+    """Which images a run read as one input (MACO's photos), for its provenance: `dreamlab:KEY`, a JSON list of
+    one image_record per source, as given (the path, the sample name, or 'tensor [shape]'), as `dreamlab:images`
+    lists examples' photos; JSON, so that a path holding a comma still reads as one name.
+
+    >>> json.loads(photos_record(["china"], [sample_photo("china", "the example")], "maco_photos")
+    ...            ["dreamlab:maco_photos"])[0]["name"]
+    'china'
     """
-    records = [photo_record(source, pixels, key) for source, pixels in zip(sources, photos)]
-    names = [f"tensor {list(pixels.shape)}" if isinstance(source, Tensor) else record[f"dreamlab:{key}"]
-             for source, pixels, record in zip(sources, photos, records)]
-    count = sum(pixels.shape[0] if pixels.dim() == 4 else 1 for pixels in photos)
-    kinds = ["file" if record[f"dreamlab:{key}_sha256_of"] == "file" else "pixels" for record in records]
-    of = ", ".join(kinds) + (f"; pixels: {PIXELS}" if "pixels" in kinds else "")
-    return {f"dreamlab:{key}": f"{count} photo{'' if count == 1 else 's'}: {', '.join(names)}",
-            f"dreamlab:{key}_sha256": " ".join(record[f"dreamlab:{key}_sha256"] for record in records),
-            f"dreamlab:{key}_sha256_of": of}
+    records = [image_record(f"tensor {list(pixels.shape)}" if isinstance(source, Tensor) else str(source),
+                            source, pixels)  # type: ignore[arg-type]  (read_photo took it: a path, name or tensor)
+               for source, pixels in zip(sources, photos)]
+    return {f"dreamlab:{key}": json.dumps(records, separators=(",", ":"), ensure_ascii=False)}
 
 
 VECTOR_SUFFIXES = (".npy", ".pt", ".txt", ".csv")

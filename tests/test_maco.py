@@ -3,6 +3,7 @@ settings, the command line and the PNG provenance."""
 from __future__ import annotations
 
 import functools
+import json
 
 import pytest
 import torch
@@ -322,7 +323,7 @@ def test_quality_settings_maco_renders_maco_with_adam_at_its_lr(monkeypatch, cap
 def test_from_images_takes_one_photo_name_or_path_as_one_photo(tmp_path):
     from PIL import Image
 
-    path = tmp_path / "stripes.png"
+    path = tmp_path / "stripes, 2 photos.png"  # a comma in a name, which a comma-separated list read as two
     stripes = (torch.cos(torch.arange(32) * 2 * torch.pi * 4 / 32) * 0.3 + 0.5).expand(32, 32)
     Image.fromarray((stripes * 255).round().byte().numpy()).convert("RGB").save(path)
     for photo in (path, str(path)):  # not read character by character as a list of names
@@ -373,9 +374,9 @@ def test_from_images_takes_good_option_values():
 def test_a_from_images_render_names_its_photos_in_the_png(tmp_path):
     from PIL import Image
 
-    from dreamlab.io import file_digest, pixel_digest, sample_photo
+    from dreamlab.io import PIXELS, file_digest, pixel_digest, sample_photo
 
-    path = tmp_path / "stripes.png"
+    path = tmp_path / "stripes, 2 photos.png"  # a comma in a name, which a comma-separated list read as two
     stripes = (torch.cos(torch.arange(32) * 2 * torch.pi * 4 / 32) * 0.3 + 0.5).expand(32, 32)
     Image.fromarray((stripes * 255).round().byte().numpy()).convert("RGB").save(path)
     batch = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -383,12 +384,13 @@ def test_a_from_images_render_names_its_photos_in_the_png(tmp_path):
     result = dreamlab.render("lenet-digits", "conv2:1", param=factory, steps=1, device="cpu")
     text = read_png_text(result.save(tmp_path / "maco.png"))
     assert text["dreamlab:param"] == "custom:MacoParam.from_images"
-    assert text["dreamlab:maco_photos"] == f"4 photos: china, {path}, tensor [2, 3, 16, 16]"
-    assert text["dreamlab:maco_photos_sha256"].split() == [
-        pixel_digest(sample_photo("china", "the test")), file_digest(path), pixel_digest(batch)]
-    assert text["dreamlab:maco_photos_sha256_of"].startswith("pixels, file, pixels; pixels: pixels (float32")
+    assert json.loads(text["dreamlab:maco_photos"]) == [
+        {"name": "china", "sha256": pixel_digest(sample_photo("china", "the test")), "sha256_of": PIXELS,
+         "source": "scikit-learn sample photo"},
+        {"name": str(path), "sha256": file_digest(path), "sha256_of": "file"},
+        {"name": "tensor [2, 3, 16, 16]", "sha256": pixel_digest(batch), "sha256_of": PIXELS}]
     other = MacoParam.from_images(batch + 0.01).png_text  # other pixels, another digest
-    assert other["dreamlab:maco_photos_sha256"] != pixel_digest(batch)
+    assert json.loads(other["dreamlab:maco_photos"])[0]["sha256"] != pixel_digest(batch)
     plain = dreamlab.render("lenet-digits", "conv2:1", param="maco", steps=1, device="cpu").provenance
     assert not any(key.startswith("dreamlab:maco_photos") for key in plain)
 
@@ -400,8 +402,8 @@ def test_a_partial_of_a_from_images_factory_still_names_its_photos_in_the_png(tm
                              device="cpu")
     text = read_png_text(result.save(tmp_path / "maco.png"))
     assert text["dreamlab:param"] == "custom:MacoParam.from_images"
-    assert text["dreamlab:maco_photos"] == "1 photo: china"
-    assert text["dreamlab:maco_photos_sha256"] == factory.png_text["dreamlab:maco_photos_sha256"]
+    assert [photo["name"] for photo in json.loads(text["dreamlab:maco_photos"])] == ["china"]
+    assert text["dreamlab:maco_photos"] == factory.png_text["dreamlab:maco_photos"]
 
 
 def test_flat_photos_are_refused_as_photos_not_as_a_magnitude():

@@ -35,9 +35,9 @@ from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, checked_keywords
 from dreamlab.inspect.features import normalize, shorter_side_to, to_channels
 from dreamlab.inspect.receptive import Field, receptive_field
-from dreamlab.inspect.source import check_layer, forward_error, image_record, model_and_recipe, provenance
+from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe, provenance
 from dreamlab.inspect.tiles import TileGrid, draw_labels
-from dreamlab.io import SAMPLE_PHOTOS, centre_crop, is_sample_photo, read_photo
+from dreamlab.io import SAMPLE_PHOTOS, centre_crop, image_record, is_sample_photo, read_photo
 from dreamlab.models.recipe import Recipe
 from dreamlab.models.summary import MAX_INPUT_SIZE
 from dreamlab.optvis.capture import OUTPUT, Capture

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, checked_keywords
-from dreamlab.io import centre_crop, cover, read_photo
-from dreamlab.inspect.source import check_layer, forward_error, image_record, model_and_recipe, provenance
+from dreamlab.io import centre_crop, cover, image_record, read_photo
+from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe, provenance
 from dreamlab.models.prepare import FORWARD_ERRORS
 from dreamlab.inspect.tiles import TileGrid, draw_labels, normalize_each, upscale
 from dreamlab.models.recipe import Recipe

@@ -1,16 +1,16 @@
 """Where the inspection views get their model (a recipe or torchvision name, a LoadedModel, or a caller's module),
-and the provenance their PNGs share with render's: model, weights, recipe hash, device, versions, input images."""
+and the provenance their PNGs share with render's: model, weights, recipe hash, device, versions (an input image's
+record is io.image_record)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from dreamlab.attribution.inputs import shown
 from dreamlab.attribution.photos import versions
 from dreamlab.errors import DreamlabError
-from dreamlab.io import PIXELS, file_digest, is_sample_photo, pixel_digest
 from dreamlab.models.loading import LoadedModel, resolve_layer, weights_provenance
 from dreamlab.models.prepare import (FORWARD_ERRORS, model_device, resolve_model, takes_size, too_small_error,
                                      unsized_module_error)
@@ -45,20 +45,6 @@ def provenance(module: nn.Module, recipe: Recipe, weights: str, layer: str) -> d
     return {"dreamlab:model": recipe.name, **weights_provenance(weights),  # random init's seed, a file's sha256
             "dreamlab:recipe": recipe.name, "dreamlab:recipe_hash": recipe.hash(), "dreamlab:layer": layer,
             "dreamlab:layer_module": kind, "dreamlab:device": device.type, **versions()}
-
-
-SAMPLE_SOURCE = "scikit-learn sample photo"
-
-
-def image_record(name: str, source: str | Path | Tensor, photo: Tensor | None = None) -> dict[str, str]:
-    """An input image's name and sha256 (its first 16 hex digits, as render and cam record files): of its file, or
-    of its pixels (`photo`, as read) for a tensor or a sample photo; `sha256_of` says which."""
-    if isinstance(source, Tensor) or is_sample_photo(source):
-        if photo is None:
-            raise ValueError("the pixels of a tensor or sample photo are needed for its digest")
-        record = {"name": name, "sha256": pixel_digest(photo), "sha256_of": PIXELS}
-        return record if isinstance(source, Tensor) else {**record, "source": SAMPLE_SOURCE}
-    return {"name": name, "sha256": file_digest(source), "sha256_of": "file"}
 
 
 def check_layer(layer: object) -> None:

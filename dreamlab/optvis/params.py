@@ -365,7 +365,7 @@ class MacoParam(ImageParam):
         [B, 3, H, W] or [3, H, W] in [0, 1], one path or sample name, or a list of photos: paths, sample names,
         tensors), each scaled to cover the render size and centre-cropped. `options` go to MacoParam
         (decorrelate, start_level, ...). The factory's `png_text` names the photos in the render's provenance
-        (`dreamlab:maco_photos`: how many, and each as given; a sha256 prefix of each file or its pixels)."""
+        (`dreamlab:maco_photos`, JSON: each as given, with a sha256 prefix of its file or its pixels)."""
         from dreamlab.io import photos_record, read_photo
 
         for name in options:  # refused here, not when the render calls the factory
