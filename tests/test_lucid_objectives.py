@@ -316,6 +316,51 @@ def test_out_of_memory_does_not_halve_a_batch_that_alignment_compares(monkeypatc
     assert sizes[:2] == [len(units), len(units) // 2] and sizes[-1] == 1
 
 
+def _aligned(couples: object = ()) -> o.Objective:
+    """A custom objective of 4 images that calls o.alignment inside, declaring it with `couples` (or not)."""
+    align = o.alignment("conv2")
+
+    @o.objective(layers=["conv2"], name="aligned", units=4, couples=couples)
+    def aligned(acts, index):
+        return acts["conv2"][:, 0].mean((1, 2)) + align(acts, index)
+
+    return aligned
+
+
+def test_a_custom_objective_declares_that_it_calls_alignment_and_render_checks_it(monkeypatch):
+    declared, undeclared = _aligned("alignment"), _aligned()
+    assert (declared.couples, undeclared.couples, _aligned(["alignment", "diversity"]).couples) == \
+        ({"alignment"}, set(), {"alignment", "diversity"})
+    with pytest.raises(DreamlabError, match=r"^'aligned\[0-3\]' holds o.alignment, .* no batch holds two units 1 to 4 "
+                                            r"places apart here"):
+        dreamlab.render("lenet-digits", declared, steps=1, device="cpu", batch_size=1)
+    assert dreamlab.render("lenet-digits", undeclared, steps=1, device="cpu", batch_size=1).images.shape[0] == 4
+    assert dreamlab.render("lenet-digits", declared, steps=1, device="cpu").images.shape[0] == 4  # one batch
+    from dreamlab.optvis import engine
+
+    sizes = []
+
+    def out_of_memory(self, batch, bar):
+        sizes.append(len(batch))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(engine._Renderer, "run_batch", out_of_memory)
+    with pytest.raises(DreamlabError, match=r"^out of memory optimizing 4 images at once, and 'aligned\[0-3\]' holds "
+                                            r"o.alignment"):
+        dreamlab.render("lenet-digits", declared, steps=1, device="cpu")
+    assert sizes == [4]  # not halved
+
+
+@pytest.mark.parametrize("couples, message", [
+    ("alinment", "unknown @objective(couples=...) value 'alinment'; close matches: alignment; valid: alignment, "
+                 "diversity; leave couples out for a function that scores each sample alone"),
+    (3, "@objective(couples=...) takes 'alignment' or 'diversity' or a list of them, got int"),
+])
+def test_an_objective_declaring_an_unknown_coupling_is_refused(couples, message):
+    with pytest.raises(DreamlabError, match=f"^{re.escape(message)}$"):
+        _aligned(couples)
+
+
 def _named(name: str) -> o.Objective:
     @o.objective(layers=["conv2"], name=name)
     def mean(acts):

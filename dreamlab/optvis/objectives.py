@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.optvis.capture import OUTPUT, layer_names
-from dreamlab.errors import DreamlabError, ObjectiveOperatorError, UnknownNameError
+from dreamlab.errors import DreamlabError, ObjectiveOperatorError, UnknownNameError, unknown
 from dreamlab.optvis.units import format_units
 
 IMAGE = "@image"  # key of the clean (un-transformed) image in the activations mapping
@@ -59,7 +59,7 @@ class Objective:
     # how a sample's score reads the other samples of its batch, which the engine's batching must respect:
     # "alignment" (o.alignment: the units 1 to 4 places from its own), "diversity" (o.diversity: the other
     # images of its unit). An objective built from others carries all of theirs, whatever its name; a custom
-    # @objective carries none, even one that calls o.alignment inside (its function cannot be seen into)
+    # @objective carries what it declares, @objective(couples="alignment") (its function cannot be seen into)
     couples: frozenset[str] = frozenset()
     # a left-to-right run of one precedence (a + b - c + ..., a * b / c * ...): (op, symbol, term) with the first
     # op None; scored and shifted by a loop, so that sum() over 512 channels does not nest 512 calls deep
@@ -842,8 +842,8 @@ def _called_as_a_decorator(make: Callable[..., Callable[[Callable[..., Tensor]],
 
 
 @_called_as_a_decorator
-def objective(layers: str | Iterable[str], name: str | None = None,
-              units: int = 1) -> Callable[[Callable[..., Tensor]], Objective]:
+def objective(layers: str | Iterable[str], name: str | None = None, units: int = 1,
+              couples: str | Iterable[str] = ()) -> Callable[[Callable[..., Tensor]], Objective]:
     """Decorator: a function of the captured activations (and optionally the unit index) becomes an Objective.
     `layers` names every layer the function reads (one name, or a list); reading another is a DreamlabError.
 
@@ -855,6 +855,12 @@ def objective(layers: str | Iterable[str], name: str | None = None,
     give each its own target, or relate the images of a batch to each other (lucid's batched objectives). Return
     one score per sample, [b]: a 0-d score is given to every sample, so the sum the optimizer maximizes counts it
     b times (a term ported from lucid that sums over the batch weighs more as the batch grows).
+
+    `couples` declares how a sample's score reads the other samples of its batch, which render cannot see inside
+    the function: "alignment" where it calls o.alignment (or compares each image with the units 1 to 4 places
+    from its own), "diversity" where it calls o.diversity (or compares the images of one unit); render then
+    checks and batches it as it does those terms (it refuses a batch with no pair to compare, and halving the
+    batch when memory runs out).
 
     >>> @objective(layers=["inception4c"])
     ... def centre_vs_edges(acts):
@@ -870,6 +876,7 @@ def objective(layers: str | Iterable[str], name: str | None = None,
     if isinstance(units, bool) or not isinstance(units, numbers.Integral) or not 1 <= units <= 4096:
         raise DreamlabError(f"@objective(units=N): N is how many images the objective renders together, a whole "
                             f"number from 1 to 4096, got {units!r}"[:200])
+    coupled = _couplings(couples)
 
     def wrap(fn: Callable[..., Tensor]) -> Objective:
         if not callable(fn):
@@ -883,9 +890,28 @@ def objective(layers: str | Iterable[str], name: str | None = None,
             return fn(seen, index) if takes_index else fn(seen)
 
         labels = (label,) if units == 1 else tuple(f"{label}[{i}]" for i in range(units))
-        return Objective(scorer, declared, label if units == 1 else f"{label}[0-{units - 1}]", labels)
+        return Objective(scorer, declared, label if units == 1 else f"{label}[0-{units - 1}]", labels,
+                         couples=coupled)
 
     return wrap
+
+
+COUPLINGS = ("alignment", "diversity")  # what Objective.couples holds
+
+
+def _couplings(couples: str | Iterable[str]) -> frozenset[str]:
+    """@objective's `couples` (one name or several) as Objective.couples holds them, an unknown name refused."""
+    names = [couples] if isinstance(couples, str) else couples
+    try:
+        names = list(names)
+    except TypeError:
+        raise DreamlabError(f"@objective(couples=...) takes {' or '.join(map(repr, COUPLINGS))} or a list of them, "
+                            f"got {type(couples).__name__}") from None
+    for coupling in names:
+        if coupling not in COUPLINGS:
+            raise unknown("@objective(couples=...) value", str(coupling), COUPLINGS,
+                          hint="leave couples out for a function that scores each sample alone")
+    return frozenset(names)
 
 
 def _takes_index(fn: Callable[..., Tensor], label: str) -> bool:
