@@ -78,7 +78,6 @@ class _RuledReLUInPlace(torch.autograd.Function):
 
 _OUT_OF_PLACE = {torch.relu, F.relu, torch.Tensor.relu}
 _IN_PLACE = {torch.relu_, torch.Tensor.relu_}
-_CLAMPED = {F.relu6, F.hardtanh}  # ReLU6 (nn.ReLU6 calls F.hardtanh(x, 0., 6.)); hardtanh only with min_val 0
 
 # activations that are no rectifier, by the name a user knows them by: counted, never ruled
 _OTHERS = {F.silu: "SiLU", F.gelu: "GELU", F.hardswish: "Hardswish", F.mish: "Mish", F.elu: "ELU", F.selu: "SELU",
