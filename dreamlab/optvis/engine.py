@@ -779,7 +779,7 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     dev = resolve_device(requested.device)
     settings = resolve_settings(requested, recipe_obj, owned, dev, obj.layers)
     todo = check_units(units, obj.batch_size)
-    thresholds = check_call(settings.steps, todo, batch_size, thresholds)
+    thresholds = check_call(settings.steps, batch_size, thresholds)
     copies = settings.diversity  # below, todo holds indices into the repeated objective: unit u's are u*copies+k
     obj, todo, settings = _with_diversity_copies(obj, todo, settings, recipe_obj, batch_size)
     per_batch, fixed_batch = _batch_plan(settings, todo, batch_size, copies)

@@ -315,7 +315,7 @@ def check_diversity(copies: Any, weight: Any) -> None:
                 "score: 1 weighs them alike, beyond that the score hardly counts)")
 
 
-def check_call(steps: int, units: Sequence[int], batch_size: Any, thresholds: Any) -> list[int]:
+def check_call(steps: int, batch_size: Any, thresholds: Any) -> list[int]:
     """The render arguments besides the settings; returns the thresholds as a sorted list."""
     if batch_size is not None:
         _whole("batch_size", batch_size, 1, " (units optimized at once; None: all)")

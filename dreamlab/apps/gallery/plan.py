@@ -191,7 +191,7 @@ def _locked_records(folder: GalleryFolder, stack: contextlib.ExitStack, wanted: 
         log(f"{folder.out}: removed temporary files left by a stopped run")
     if overwrite:
         _check_overwrite(folder, wanted, order, counts, model)
-        _check_overwrite_channels(folder, wanted, counts, channels)
+        _check_overwrite_channels(folder, wanted, channels)
         removed = folder.remove_units()
         if removed:
             log(f"{folder.out}: overwrite (--overwrite) removed {removed} units of an earlier run")
@@ -405,8 +405,7 @@ def _check_overwrite(folder: GalleryFolder, wanted: Sequence[str], order: Sequen
                         f"{listed} in {str(folder.out)!r}, which this run does not render; {fix}")
 
 
-def _check_overwrite_channels(folder: GalleryFolder, wanted: Sequence[str], counts: dict[str, int],
-                               channels: Sequence[int] | None) -> None:
+def _check_overwrite_channels(folder: GalleryFolder, wanted: Sequence[str], channels: Sequence[int] | None) -> None:
     """--overwrite with --channels: refuse while the folder holds finished units of the layers this run renders
     but outside its --channels, which it would delete without rendering them again."""
     if channels is None:
