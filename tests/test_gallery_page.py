@@ -19,7 +19,8 @@ from browser import Chromium, Page, load_all_thumbnails  # tests/browser.py: pyt
 from PIL import Image
 
 from dreamlab import io as dreamlab_io
-from dreamlab.apps.gallery.page import atomic_write_bytes, atomic_write_text, json_for_script, render_index, write_index
+from dreamlab.apps.gallery.page import json_for_script, render_index, write_index
+from dreamlab.io import atomic_write_bytes, atomic_write_text
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 SCREENSHOT_COPY = Path("/tmp/gallery_page_screenshot.png")

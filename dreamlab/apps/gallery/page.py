@@ -20,7 +20,7 @@ from string import Template
 from typing import Any
 from urllib.parse import quote
 
-from dreamlab.io import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported for the gallery runner)
+from dreamlab.io import atomic_write_bytes
 
 INDEX_NAME = "index.html"
 DATA_ELEMENT_ID = "gallery-data"  # id of the <script type="application/json"> block holding the manifest
