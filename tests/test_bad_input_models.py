@@ -216,7 +216,8 @@ def test_a_raw_pickle_as_weights_is_one_line_without_torch_warnings(tmp_path, ca
 @pytest.mark.parametrize("weights", ["", "  ", 3, 2.5])
 def test_weights_that_are_no_name_nor_path_are_refused(weights):
     """An empty string would read as the current folder ('.'), a number as a weights name."""
-    from dreamlab.models.loading import WeightsError, load_model
+    from dreamlab.errors import WeightsError
+    from dreamlab.models.loading import load_model
 
     with pytest.raises(WeightsError) as error:
         load_model("lenet-digits", weights)

@@ -11,7 +11,8 @@ import pytest
 from browser import Chromium, Page  # tests/browser.py
 from test_gallery_page import PageParser, _png, _unit, check_clean, jump, viewer_state
 
-from dreamlab.apps.gallery.page import DEAD_TITLE, atomic_write_bytes, render_index, write_index
+from dreamlab.apps.gallery.page import DEAD_TITLE, render_index, write_index
+from dreamlab.io import atomic_write_bytes
 
 MSG = "document.getElementById('jump-msg').textContent"
 

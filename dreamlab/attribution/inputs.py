@@ -7,7 +7,7 @@ from collections.abc import Collection
 
 from dreamlab.errors import DreamlabError, check_range, shown
 
-__all__ = ["USED_BY", "check_optional_text", "check_whole", "reads_seed", "shown"]
+__all__ = ["USED_BY", "check_optional_text", "check_whole", "reads_seed"]
 
 
 def check_whole(name: str, value: object, low: int, high: int | None = None, flag: str = "", hint: str = "") -> int:

@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dreamlab.attribution.inputs import shown
 from dreamlab.devices import out_of_memory
-from dreamlab.errors import DreamlabError, first_line
+from dreamlab.errors import DreamlabError, first_line, shown
 from dreamlab.models.loading import LoadedModel, resolve_layer
 from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, raw_size_errors, size_advice, takes_size,
                                      unsized_module_error)

@@ -8,9 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dreamlab.attribution.inputs import shown
 from dreamlab.attribution.photos import versions
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, shown
 from dreamlab.models.loading import LoadedModel, resolve_layer, weights_provenance
 from dreamlab.models.prepare import (FORWARD_ERRORS, model_device, resolve_model, takes_size, too_small_error,
                                      unsized_module_error)
