@@ -30,7 +30,7 @@ _EXPORTS = {
     "layer_table": "dreamlab.models.summary",
     "objectives": "dreamlab.optvis.objectives",  # the module itself
     "capture": "dreamlab.optvis.capture",
-    "RenderResult": "dreamlab.optvis.engine", "render": "dreamlab.optvis.engine",
+    "RenderResult": "dreamlab.optvis.result", "render": "dreamlab.optvis.engine",
     "RenderSettings": "dreamlab.optvis.settings",
     "dream": "dreamlab.optvis.dream", "DreamResult": "dreamlab.optvis.dream",
     "parse_objective": "dreamlab.optvis.grammar",

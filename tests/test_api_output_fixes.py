@@ -14,7 +14,7 @@ from dreamlab import RenderSettings
 from dreamlab.apps.cli import main
 from dreamlab.errors import DreamlabError
 from dreamlab.io import load_image, read_photo, read_png_text, save_png
-from dreamlab.optvis.engine import classes_text
+from dreamlab.optvis.classes import classes_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -22,7 +22,7 @@ from dreamlab.apps.gallery.page import render_index
 from dreamlab.apps.gallery.plan import RENDER_SCHEME, resolve_precision
 from dreamlab.errors import DreamlabError
 from dreamlab.io import read_png_text
-from dreamlab.optvis.engine import RenderResult
+from dreamlab.optvis.result import RenderResult
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "gallery" / "lenet-digits"

@@ -6,7 +6,7 @@ from PIL import Image
 
 import dreamlab
 from dreamlab.apps.cli import main
-from dreamlab.optvis.engine import logit_class
+from dreamlab.optvis.classes import logit_class
 
 from models_fixtures import DIGIT_NAMES as NAMES
 

@@ -8,29 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab.devices import out_of_memory, resolve_device
-from dreamlab.optvis.capture import OUTPUT, Capture, output_module
+from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError, DreamlabNote, check_callback, checked_keywords, first_line
 from dreamlab.io import photo_record, read_photo
+from dreamlab.optvis.classes import class_layer_of
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.layout import to_channels_first
 from dreamlab.models.loading import LoadedModel, module_names
@@ -40,6 +37,7 @@ from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.params import ImageParam, takes_no_arguments, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
+from dreamlab.optvis.result import RenderResult
 from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, prepared_model, raw_size_errors, resolve_model,
                                      size_rejection, takes_size, unsized_module_error)
 from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, fit_init_image, param_options,
@@ -48,198 +46,6 @@ from dreamlab.optvis.transforms import (CallableTransforms, RandomTransforms, ma
                                         size_keeping_presets)
 
 SnapshotCallback = Callable[[int, Tensor, Sequence[str]], None]  # (step, images [b,C,H,W] cpu, labels)
-
-
-@dataclass
-class RenderResult:
-    """Rendered images [B, C, H, W] in [0, 1] (CPU), one per unit, with what produced them."""
-
-    images: Tensor
-    labels: list[str]
-    history: Tensor  # objective per step and unit, [steps, B], measured on the transformed images
-    initial_scores: Tensor  # objective of each unit on its starting un-transformed image, [B]
-    final_scores: Tensor  # objective of each unit on its final un-transformed image, [B]
-    provenance: dict[str, str]
-    snapshots: dict[int, Tensor] = field(default_factory=dict)  # step -> images, for the requested thresholds
-    interrupted: bool = False  # Ctrl-C stopped the run early; images are the last state reached
-    # each unit's gradient norm per step, [steps, B], over the parameterization's tensors, before the update
-    grad_norms: Tensor = field(default_factory=lambda: torch.zeros(0, 0))
-    # image i's place in the unit list of the objective in provenance['dreamlab:objective'], which decides its
-    # start noise and transform draws: render(..., units=[unit_indices[i]]) with the same settings renders it
-    # again (with diversity, a unit's images share its index; the label's '#k' says which copy)
-    unit_indices: list[int] = field(default_factory=list)
-    # the steps each image ran: `planned_steps` unless Ctrl-C cut its batch short (an interrupted render's
-    # batches differ; provenance['dreamlab:steps'] and `history` hold the fewest)
-    steps: list[int] = field(default_factory=list)
-    planned_steps: int = 0
-    # the model's class names (None: it has none), for `dreamlab:class(es)` of class logits
-    categories: Sequence[str] | None = field(default=None, repr=False)
-    # the module whose output is the model's (googlenet's fc): its units are classes too, as logit:N's are
-    class_layer: str | None = None
-    # per image, whether a non-zero gradient reached its parameters at some step (see no_gradient); empty: unknown
-    gradient_reached: list[bool] = field(default_factory=list)
-
-    @property
-    def class_names(self) -> list[str | None]:
-        """Each image's class name where its unit is a class logit of a model with class names (else None)."""
-        return [logit_class(label, self.categories) for label in self._as_logits()]
-
-    def _as_logits(self) -> list[str]:
-        return [as_logit(label, self.class_layer) for label in self.labels]
-
-    def unit_text(self, i: int) -> dict[str, str]:
-        """The PNG text of image i on top of `provenance`: its unit, its place in the unit list, its score, its
-        class (`dreamlab:class` for a class logit, `dreamlab:classes` for an expression of several); after a
-        Ctrl-C also its own step count, and `dreamlab:interrupted` when it stopped before the planned steps."""
-        text = {"dreamlab:unit": self.labels[i], "dreamlab:unit_index": str(self.unit_indices[i]),
-                "dreamlab:score": f"{float(self.final_scores[i]):.6g}", **self._class_text(i)}
-        if self.interrupted and self.steps:
-            text["dreamlab:steps"] = str(self.steps[i])
-            if self.steps[i] < self.planned_steps:
-                text["dreamlab:interrupted"] = f"after {self.steps[i]} of {self.planned_steps} steps"
-        return text
-
-    def grid_text(self) -> dict[str, str]:
-        """The PNG text of a grid of all images on top of `provenance`: their units, places in the unit list and
-        scores, in one order (and each image's step count after a Ctrl-C), and the class logits' names."""
-        text = {"dreamlab:units": " | ".join(self.labels),
-                "dreamlab:unit_indices": " | ".join(map(str, self.unit_indices))}
-        if self.interrupted:
-            text["dreamlab:steps"] = " | ".join(map(str, self.steps))
-        return {**text, "dreamlab:scores": " | ".join(f"{v:.6g}" for v in self.final_scores.tolist()),
-                **classes_text(self._as_logits(), self.categories)}
-
-    def snapshot_text(self, i: int | None, step: int) -> dict[str, str]:
-        """The PNG text of the --thresholds snapshot at `step` of image i (None: of the grid) on top of
-        `provenance`, as `dreamlab render` writes it: the final image's text with the step in place of the score."""
-        if i is None:
-            return {**{k: v for k, v in self.grid_text().items() if k != "dreamlab:scores"},
-                    "dreamlab:step": str(step)}
-        return {"dreamlab:unit": self.labels[i], "dreamlab:unit_index": str(self.unit_indices[i]),
-                **self._class_text(i), "dreamlab:step": str(step)}
-
-    def _class_text(self, i: int) -> dict[str, str]:
-        label = self._as_logits()[i]
-        name = logit_class(label, self.categories)
-        return {"dreamlab:class": name} if name else classes_text([label], self.categories)
-
-    def save(self, path: str | Path, index: int | None = None, step: int | None = None) -> Path:
-        """Write one PNG with the render's provenance, as `dreamlab render` does, and return its path: image
-        `index` alone (render's file of that unit), or with index None the only image, or a grid of all of them
-        (`dreamlab render --grid`'s file, a row per unit with diversity). `step` writes the snapshot kept at
-        that step (`render(..., thresholds=[step])`; render's `NAME_step0064.png`) in place of the final image.
-        One file a call: for a file per unit, give each its index.
-
-        >>> result = dreamlab.render("lenet-digits", "conv2:0-3", steps=32, thresholds=[8])   # doctest: +SKIP
-        >>> result.save("conv2.png"); result.save("conv2_3.png", index=3)                     # doctest: +SKIP
-        >>> [result.save(f"conv2_{i}.png", index=i) for i in range(4)]                        # doctest: +SKIP
-        >>> result.save("conv2_3_step0008.png", index=3, step=8)                              # doctest: +SKIP
-        """
-        from dreamlab.io import check_output_file, grid, save_png
-
-        count = len(self.labels)
-        if index is not None and (isinstance(index, bool) or not isinstance(index, int)
-                                  or not -count <= index < count):
-            raise DreamlabError(f"index must be an image's place, 0 to {count - 1}, or None (a grid of all {count}), "
-                                f"got {index!r}")
-        images = self.images
-        if step is not None:
-            if isinstance(step, bool) or not isinstance(step, int) or step not in self.snapshots:
-                kept = ", ".join(map(str, sorted(self.snapshots))) or "none"
-                raise DreamlabError(f"step must be a step with a snapshot in this result (kept: {kept}), got "
-                                    f"{step!r}; render(..., thresholds=[STEP]) keeps one (keep_snapshots=False "
-                                    f"leaves them to on_snapshot)")
-            images = self.snapshots[step]
-        path = check_output_file(path)
-        if index is None and count > 1:
-            copies = count // max(1, len(set(self.unit_indices)))  # diversity: a unit's images share its index
-            text = self.grid_text() if step is None else self.snapshot_text(None, step)
-            return save_png(grid(images.detach().float().cpu(), copies if copies > 1 else None), path,
-                            {**self.provenance, **text})
-        i = 0 if index is None else index % count
-        text = self.unit_text(i) if step is None else self.snapshot_text(i, step)
-        return save_png(images[i], path, {**self.provenance, **text})
-
-    def never_on(self) -> list[str]:
-        """Labels of the units whose score was exactly 0 on the start image, at every step and at the end: a ReLU'd
-        unit that no image the optimizer reached turned on (the redirected ReLU's first steps included), so its
-        image shows nothing it responds to."""
-        return [label for label, is_off in zip(self.labels, self.never_on_mask()) if is_off]
-
-    def never_on_mask(self) -> list[bool]:
-        """Per image, whether its score was exactly 0 at the start, at every step and at the end (see never_on)."""
-        off = (self.initial_scores == 0) & (self.final_scores == 0)
-        if self.history.numel():
-            off &= (self.history == 0).all(0)
-        return off.tolist()
-
-    def no_gradient(self) -> list[str]:
-        """Labels of the images whose parameters got a gradient of exactly 0 at every step, so the objective never
-        changed them: each is its start image (a score made of .sign(), .round() or another step function, which
-        has no gradient). The units of never_on() are left out: they are told as such. A parameterization whose
-        tensors are not one per image (a user module's) is judged as a whole: listed only if none got a gradient."""
-        off = self.never_on_mask()
-        return [label for label, reached, is_off in zip(self.labels, self.gradient_reached, off)
-                if not reached and not is_off]
-
-    def pil(self) -> list[Image.Image]:
-        """The images as PIL images (RGB, or L for one channel)."""
-        from dreamlab.io import to_pil
-
-        return [to_pil(img) for img in self.images]
-
-    def numpy(self) -> np.ndarray:
-        """The images as one float32 array [B, H, W, C] in [0, 1] (channels last, as lucent's render_vis returns
-        them; C is 1 for a grey model)."""
-        return self.images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-    def grid(self, nrow: int | None = None, padding: int = 2) -> Image.Image:
-        """All images tiled into one PIL image, `nrow` to a row (default: about square), on white."""
-        from dreamlab.io import grid, to_pil
-
-        if nrow is not None and (isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1):
-            raise DreamlabError(f"nrow must be a whole number >= 1 (images per row) or None, got {nrow!r}")
-        return to_pil(grid(self.images.detach().float().cpu(), nrow, padding))
-
-    PREVIEW_IMAGES = 64  # a notebook shows at most these in its preview (a whole 512-unit layer would be huge)
-
-    def _repr_png_(self) -> bytes:
-        """How Jupyter shows a result: the grid of its first PREVIEW_IMAGES images, as PNG."""
-        from dreamlab.io import grid, png_bytes
-
-        return png_bytes(grid(self.images[:self.PREVIEW_IMAGES].detach().float().cpu()))
-
-
-# a class logit in a unit's label: 'logit:281', also inside an expression ('logit:281 - logit:282'); not a layer
-# whose name ends in 'logit' (my.logit:3), nor a range
-LOGIT_IN_LABEL = re.compile(r"(?<![\w.-])logit:(\d+)(?![\d-])")
-
-
-def as_logit(label: str, class_layer: str | None) -> str:
-    """`label` with the units of `class_layer` (the module whose output is the model's) written as the class
-    logits they are: 'fc:281' -> 'logit:281' for googlenet, to look up class names by."""
-    if not class_layer or class_layer == "logit":
-        return label
-    return re.sub(rf"(?<![\w.-]){re.escape(class_layer)}:(\d+)(?![\d-])", r"logit:\1", label)
-
-
-def classes_text(labels: Sequence[str], categories: Sequence[str] | None) -> dict[str, str]:
-    """{'dreamlab:classes': '281=tabby | 282=tiger cat'}: the names of the class logits in `labels` (as `dreamlab
-    examples` writes them), for a grid or an expression of several logits; {} without any named one."""
-    found = dict.fromkeys(int(m[1]) for label in labels for m in LOGIT_IN_LABEL.finditer(label))
-    names = [(index, logit_class(f"logit:{index}", categories)) for index in found]
-    named = " | ".join(f"{index}={name}" for index, name in names if name is not None)
-    return {"dreamlab:classes": named} if named else {}
-
-
-def logit_class(label: str, categories: Sequence[str] | None) -> str | None:
-    """The class name of a class logit's label ('logit:281' or a copy, 'logit:281 #2') where the model names its
-    classes, and the name says more than the number (lenet-digits' '3' does not); else None."""
-    found = re.fullmatch(r"logit:(\d+)(?: #\d+)?", label)
-    if not found or not categories or int(found[1]) >= len(categories):
-        return None
-    name = str(categories[int(found[1])])
-    return None if name == found[1] else name
 
 
 class _TransformsOutgrowModel(DreamlabError):
@@ -952,43 +758,6 @@ def _run_batches(renderer: _Renderer, todo: Sequence[int], per_batch: int, copie
         start = end
         if parts[-1].interrupted:
             break
-
-
-# class_layer_of's answers inside class_layers_remembered(), by (id(model), layers, classes, channels, size), each
-# with its model, which the reference keeps alive: no other model gets its id while the answer is remembered
-_CLASS_LAYERS: ContextVar[dict[tuple, tuple[nn.Module, str | None]] | None] = \
-    ContextVar("dreamlab_class_layers", default=None)
-
-
-@contextmanager
-def class_layers_remembered() -> Iterator[None]:
-    """Within it, class_layer_of runs its forward once per question: `dreamlab render` names its files by the
-    class layer before render() asks the same (on the same model; the device does not change the answer)."""
-    token = _CLASS_LAYERS.set({})
-    try:
-        yield
-    finally:
-        _CLASS_LAYERS.reset(token)
-
-
-def class_layer_of(model: nn.Module, layers: Iterable[str], categories: Sequence[str] | None, channels: int,
-                   size: tuple[int, int], device: torch.device | str) -> str | None:
-    """The layer among `layers` whose output is the model's own (googlenet's fc, whose units are its classes),
-    found by one forward of a grey image where the model names its classes; else None."""
-    wanted = [name for name in layers if name != OUTPUT]
-    if not categories or not wanted:
-        return None
-    remembered = _CLASS_LAYERS.get()
-    key = (id(model), tuple(wanted), tuple(categories), channels, tuple(size))
-    if remembered is not None and key in remembered:
-        return remembered[key][1]
-    try:
-        found = output_module(model, wanted, torch.full((1, channels, *size), 0.5, device=device))[0]
-    except FORWARD_ERRORS:
-        found = None
-    if remembered is not None:
-        remembered[key] = model, found
-    return found
 
 
 def _result(parts: list[_Batch], obj: Objective, todo: Sequence[int], copies: int, thresholds: Sequence[int],

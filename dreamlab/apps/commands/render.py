@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from dreamlab.models.loading import LoadedModel
     from dreamlab.models.recipe import Recipe
-    from dreamlab.optvis.engine import RenderResult
+    from dreamlab.optvis.result import RenderResult
     from dreamlab.optvis.objectives import Objective
 
 
@@ -66,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`dreamlab render`: the exit status."""
-    from dreamlab.optvis.engine import class_layers_remembered
+    from dreamlab.optvis.classes import class_layers_remembered
 
     with class_layers_remembered():  # the file names and render() need the class layer: one forward finds it
         return _run(args)
@@ -138,7 +138,7 @@ def _output_paths(args: argparse.Namespace, loaded: LoadedModel, objective: Obje
     folder is refused before the render."""
     from dreamlab.io import output_paths
     from dreamlab.optvis.diversity import repeat_units
-    from dreamlab.optvis.engine import class_layer_of
+    from dreamlab.optvis.classes import class_layer_of
 
     model_name = loaded.recipe.name
     units = repeat_units(objective, copies).labels if copies > 1 else objective.labels  # the render's labels
@@ -288,7 +288,7 @@ def _with_class(label: str, categories: Sequence[str] | None, class_layer: str |
     'logit:281 tabby - logit:282 tiger cat'; also a unit of `class_layer`, the module whose output is the model's:
     'fc:281 tabby'): names that say more than the number (lenet-digits' '3' does not)."""
     from dreamlab.io import ascii_letters
-    from dreamlab.optvis.engine import LOGIT_IN_LABEL, logit_class
+    from dreamlab.optvis.classes import LOGIT_IN_LABEL, logit_class
 
     def named(m: re.Match) -> str:
         # safe characters only: a '/' or '*' in a class name is no operator ('a_over_b' would say it is)

@@ -68,7 +68,8 @@ from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
 from dreamlab.io import check_writable
 from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.models.summary import MAX_INPUT_SIZE
-from dreamlab.optvis.engine import RenderResult, render
+from dreamlab.optvis.engine import render
+from dreamlab.optvis.result import RenderResult
 from dreamlab.optvis.objectives import channel
 from dreamlab.optvis.settings import MIN_SIZE, RenderSettings, check_diversity, check_precision
 from dreamlab.optvis.units import format_units

@@ -107,7 +107,7 @@ class Plan:
     def class_of(self, layer: str, ch: int) -> dict[str, str]:
         """{"class": NAME} for a unit of the output layer of a model that names its classes, where the name says
         more than the number (lenet-digits' '3' does not, as render's file names); else {}."""
-        from dreamlab.optvis.engine import logit_class
+        from dreamlab.optvis.classes import logit_class
 
         name = logit_class(f"logit:{ch}", self.class_names) if layer == self.output_layer else None
         return {"class": name} if name else {}
