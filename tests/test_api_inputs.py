@@ -13,7 +13,7 @@ from torch import nn
 import dreamlab
 from dreamlab import objectives as o
 from dreamlab.errors import DreamlabError, DreamlabNote
-from dreamlab.optvis.engine import NonFinite
+from dreamlab.optvis.score_checks import NonFinite
 from dreamlab.optvis.params import FourierParam, PixelParam, image_to_param_raw, make_param
 from dreamlab.optvis.transforms import seeded_rng
 

@@ -225,7 +225,7 @@ def test_a_score_or_gradient_that_is_nan_stops_the_dream_instead_of_returning_a_
         dream(_tiny_net(), torch.rand(3, 32, 32), nan_score, **FAST)
     assert str(stopped.value) == ("the score of '<lambda>' became NaN or infinite on the photo, before any step, so the "
                                   "dream was stopped and nothing saved; check the objective (a division by ~0?) and "
-                                  "the weights")  # render's words (engine.non_finite_error), but for the place
+                                  "the weights")  # render's words (score_checks.non_finite_error), but for the place
     # a finite score whose gradient is NaN (sqrt at 0 times 0): caught once the octave ends
     nan_grad = o.objective(layers=["relu"])(
         lambda acts: acts["relu"].mean((1, 2, 3)) + (acts["relu"] * 0).sqrt().sum((1, 2, 3)))

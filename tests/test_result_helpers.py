@@ -15,8 +15,9 @@ from torch import nn
 
 from dreamlab import render
 from dreamlab.errors import DreamlabError
-from dreamlab.optvis import engine
-from dreamlab.optvis.engine import NonFinite, progress_bar
+from dreamlab.optvis import progress
+from dreamlab.optvis.progress import progress_bar
+from dreamlab.optvis.score_checks import NonFinite
 from dreamlab.optvis.params import PixelParam
 from dreamlab.optvis.settings import RenderSettings
 
@@ -80,7 +81,7 @@ def test_progress_outside_a_notebook_and_not_on_a_terminal_is_one_line(monkeypat
     assert progress_bar(10, "rendering 1 unit(s), 10 steps") is None
     assert capsys.readouterr().err == "dreamlab: rendering 1 unit(s), 10 steps\n"
     monkeypatch.delitem(sys.modules, "IPython")
-    assert not engine._in_notebook()
+    assert not progress._in_notebook()
 
 
 def test_nan_on_the_start_image_does_not_blame_the_learning_rate():

@@ -39,9 +39,11 @@ from dreamlab.optvis.dream_tiles import (AUTO_TILE, Tile, aligned, layout, small
                                         tiled_score, tiles, zoom_rotate)
 from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, raw_size_errors, resolve_model, takes_size,
                                      unsized_module_error)
-from dreamlab.optvis.engine import derived_seed, no_gradient, non_finite_error, progress_bar
+from dreamlab.optvis.engine import derived_seed
 from dreamlab.optvis.grammar import parse_objective
 from dreamlab.optvis.objectives import IMAGE, Objective, deepdream
+from dreamlab.optvis.progress import progress_bar
+from dreamlab.optvis.score_checks import no_gradient, non_finite_error
 
 MIN_SIDE = 16  # the smallest octave side dreamed; smaller ones carry no pattern a layer could amplify
 LR = 0.006  # google/deepdream's step_size 1.5 on 0-255 pixels, in [0, 1] units

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
-import sys
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -34,10 +31,12 @@ from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.optvis.diversity import diversity_layer, repeat_units, with_diversity
 from dreamlab.optvis.objectives import ALIGNMENT_DISTANCES, IMAGE, Objective
 from dreamlab.optvis.optimizers import make_optimizer
+from dreamlab.optvis.progress import DeferredSigint, progress_bar
 from dreamlab.optvis.params import ImageParam, takes_no_arguments, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
 from dreamlab.optvis.result import RenderResult
+from dreamlab.optvis.score_checks import NonFinite, no_gradient
 from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, prepared_model, raw_size_errors, resolve_model,
                                      size_rejection, takes_size, unsized_module_error)
 from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, fit_init_image, param_options,
@@ -127,44 +126,12 @@ class _BatchRun:
                       self.interrupted or interrupted_after, norms, len(self.history), reached)
 
 
-class DeferredSigint:
-    """Inside `with DeferredSigint() as d:` Ctrl-C (SIGINT) does not raise: it sets `d.hit`, and the previous
-    handler is back on exit. So a second Ctrl-C cannot cut off finishing a render or writing its files. Off the
-    main thread, where handlers cannot be set, it does nothing."""
-
-    def __init__(self) -> None:
-        self.hit = False
-        self._previous: Any = None
-        self._active = False
-
-    def _record(self, signum: int, frame: object) -> None:
-        self.hit = True
-
-    def __enter__(self) -> DeferredSigint:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._record)
-            self._active = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._active:
-            signal.signal(signal.SIGINT, signal.SIG_DFL if self._previous is None else self._previous)
-            self._active = False
-
-
 def map_offsets(padded: dict[str, Tensor], plain: dict[str, Tensor]) -> dict[str, tuple[int, int]]:
     """(dy, dx) per spatial layer: where the map of the image sits in the map of the transformed image, taken as
     padded (or cropped, for a negative offset) by the same amount on every side. A user transform that resizes
     the image breaks that assumption: a neuron is then read at the same offset from the map's centre."""
     return {name: ((padded[name].shape[-2] - act.shape[-2]) // 2, (padded[name].shape[-1] - act.shape[-1]) // 2)
             for name, act in plain.items() if act.dim() == 4 and padded[name].dim() == 4}
-
-
-def no_gradient(name: str) -> DreamlabError:
-    """The one line for an objective whose score does not depend on the image (render's and dream's)."""
-    return DreamlabError(f"the score of {name!r} does not depend on the image (it has no gradient): the objective "
-                         f"or the model's forward cuts the gradient with .detach(), .item(), torch.no_grad() or an "
-                         f"integer op; remove that cut")
 
 
 def derived_seed(*parts: int) -> int:
@@ -498,54 +465,6 @@ def _quiet_compiler() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def non_finite_error(subject: str, place: str, stopped: str, first: str = "", inputs: str = "") -> DreamlabError:
-    """The one line for a score or gradient that became NaN or infinite, as render and dream say it: `subject`
-    ("the score of 'x'"), `place` ("at step 12", "in octave 2 of 4"), what stopped and what is kept (`stopped`), a fix
-    to try first (`first`: a lower lr) and an input to check beside the objective and the weights (`inputs`)."""
-    check = "the objective (a division by ~0?)" + (f", the weights and {inputs}" if inputs else " and the weights")
-    return DreamlabError(f"{subject} became NaN or infinite {place}, so {stopped}; "
-                         f"{f'{first}, or check' if first else 'check'} {check}")
-
-
-class NonFinite:
-    """Watches a batch's scores for NaN/inf on the device (no host sync per step) and stops the render with the
-    unit and the first bad step when it is read (at snapshots and at the end of the batch)."""
-
-    def __init__(self, units: Sequence[int], labels: Sequence[str], factory_lr: bool = False):
-        self.units, self.labels = list(units), labels
-        self.factory_lr = factory_lr  # an optimizer factory sets the learning rate, not the lr setting
-        self.first_bad: Tensor | None = None  # per unit: the first step whose score was not finite, 0 if none
-
-    def record(self, score: Tensor, step: int) -> None:
-        bad = ~torch.isfinite(score.detach())
-        if self.first_bad is None:
-            self.first_bad = torch.zeros(score.shape, dtype=torch.long, device=score.device)
-        self.first_bad = torch.where(bad & (self.first_bad == 0), step, self.first_bad)
-
-    def check_scores(self, scores: Tensor, step: int) -> None:
-        """Stop at once when `scores` (the start image's, read on the host) hold NaN/inf. Keeps no state, so
-        the per-step record lives on the device of the step scores, whatever device these came from."""
-        bad = ~torch.isfinite(scores.detach())
-        if bool(bad.any()):
-            self._stop(int(bad.nonzero()[0, 0]), step if step else -1)  # -1: the start image
-
-    def raise_if_any(self) -> None:
-        if self.first_bad is None:
-            return
-        found = self.first_bad.cpu()
-        if bool((found != 0).any()):
-            k = int((found != 0).nonzero()[0, 0])
-            self._stop(k, int(found[k]))
-
-    def _stop(self, k: int, step: int) -> None:
-        what, stopped = f"the score of {self.labels[self.units[k]]}", "the render was stopped and nothing saved"
-        if step < 0:  # no optimizer step has run: the learning rate cannot be the cause
-            raise non_finite_error(what, "on the start image, before any optimizer step", stopped,
-                                   inputs="init_image")
-        lower = "lower the learning rate your optimizer factory sets" if self.factory_lr else "lower lr (--lr)"
-        raise non_finite_error(what, f"at step {step}", stopped, first=lower)
-
-
 @checked_keywords  # render(objective, model=net) is told the order
 def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
            settings: RenderSettings | None = None, *, recipe: Recipe | str | None = None,
@@ -821,40 +740,3 @@ def _note_no_gradient(result: RenderResult) -> None:
         f"the objective never changed {'it' if one else 'them'} and {'it is its' if one else 'each is its'} start "
         f"image; the objective's score has no gradient (.sign(), .round(), a comparison or another step "
         f"function): use a smooth score, e.g. torch.sigmoid(k * x) for a step"), stacklevel=4)  # render's caller
-
-
-def progress_bar(total: int, what: str = ""):
-    """A tqdm bar on a terminal or in a Jupyter kernel (its widget bar, or tqdm's text bar without ipywidgets);
-    elsewhere (a log, a pipe) the line `dreamlab: <what>`, so a run is not silent. Called once the inputs are
-    checked, so a bad input still gets its error as the only line."""
-    in_notebook = _in_notebook()
-    if not sys.stderr.isatty() and not in_notebook:
-        if what:
-            print(f"dreamlab: {what}", file=sys.stderr, flush=True)
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    options = dict(total=total, unit="img-step", unit_scale=True, leave=False)
-    if in_notebook:
-        try:
-            from tqdm import notebook
-        except ImportError:
-            notebook = None
-        # without ipywidgets, tqdm.notebook has no widget (IProgress) and its bar fails as it is made: the text bar
-        if getattr(notebook, "IProgress", None) is not None:
-            return notebook.tqdm(**options)
-    return tqdm(**options)
-
-
-def _in_notebook() -> bool:
-    """Whether this process is a Jupyter kernel (notebook, lab, VS Code, Colab), where stderr is no terminal but
-    shows a bar. Only an IPython that is already imported is asked: none is imported here."""
-    ipython = sys.modules.get("IPython")
-    get_ipython = getattr(ipython, "get_ipython", None)
-    try:
-        shell = get_ipython() if callable(get_ipython) else None
-    except Exception:  # an IPython in a strange state: no bar rather than an error
-        return False
-    return getattr(shell, "kernel", None) is not None

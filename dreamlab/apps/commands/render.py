@@ -77,7 +77,8 @@ def _run(args: argparse.Namespace) -> int:
     from dreamlab.io import photo_record
     from dreamlab.models.loading import load_model, module_names
     from dreamlab.optvis.grammar import parse_objective
-    from dreamlab.optvis.engine import DeferredSigint, render
+    from dreamlab.optvis.engine import render
+    from dreamlab.optvis.progress import DeferredSigint
 
     along, init = _check_before_loading(args)
     loaded = load_model(model_recipe(args), args.weights)
