@@ -153,6 +153,7 @@ def int_list(text: str) -> list[int]:
 
 
 def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:

@@ -48,6 +48,8 @@ def area(curve: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class DeletionScore:
+    """One method's deletion area, the random orders' area, and their ratio (lower is better)."""
+
     method: str
     area: float  # mean over images
     random_area: float

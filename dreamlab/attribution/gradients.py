@@ -38,10 +38,12 @@ def check_smoothgrad(samples: int, noise: float) -> None:
 
 
 def check_ig_steps(steps: int) -> None:
+    """Refuse integrated gradients' steps outside 1 to MAX_EXPANSION, in one line."""
     check_whole("steps", steps, 1, MAX_EXPANSION, "--steps", " (integrated gradients' steps; 20 to 300 is usual)")
 
 
 def check_batch_size(batch_size: int) -> None:
+    """Refuse a batch size that is not a whole number >= 1, in one line."""
     check_whole("batch_size", batch_size, 1, flag="--batch-size",
                 hint=" (images per forward pass for IG steps and SmoothGrad samples)")
 

@@ -35,6 +35,7 @@ class Subject:
     categories: tuple[str, ...] | None
 
     def normalize(self, images: Tensor) -> Tensor:
+        """Images in [0, 1] normalized with the recipe's mean and std, as the model takes them."""
         mean = torch.tensor(self.recipe.mean, device=images.device).view(1, -1, 1, 1)
         std = torch.tensor(self.recipe.std, device=images.device).view(1, -1, 1, 1)
         return (images - mean) / std

@@ -77,6 +77,7 @@ class Examples:
     never_on: list[int] = dataclass_field(default_factory=list)  # units no image turned on: their rows are empty
 
     def save(self, path: str | Path) -> Path:
+        """Write the grid as a PNG with its provenance; returns the path."""
         return self.grid.save(path)
 
 

@@ -46,6 +46,7 @@ class FeatureMaps:
     channel_means: Tensor
 
     def save(self, path: str | Path) -> Path:
+        """Write the grid as a PNG with its provenance; returns the path."""
         return self.grid.save(path)
 
 

@@ -184,6 +184,7 @@ class GraphNode:
 
     @property
     def label(self) -> str:
+        """The node's text in the drawing: address, kind and output shape (and parameters) of a module."""
         shape = "×".join(map(str, self.shape)) if self.shape else "?" if self.shape is None else "scalar"
         if self.op == "module":
             kind = f"{self.kind} {self.detail}" if self.detail else self.kind
@@ -239,6 +240,7 @@ class ModelGraph:
         raise KeyError(address)
 
     def inputs_of(self, node_id: str) -> list[GraphNode]:
+        """The nodes with an edge into `node_id`."""
         by_id = {n.id: n for n in self.nodes}
         return [by_id[s] for s, t in self.edges if t == node_id]
 
@@ -299,6 +301,7 @@ def _quote(text: str) -> str:
 
 
 def check_rankdir(rankdir: str) -> None:
+    """Refuse a layout direction other than RANKDIRS, in one line."""
     if rankdir not in RANKDIRS:
         raise unknown("rankdir", rankdir, RANKDIRS, hint="TB: top to bottom, LR: left to right")
 

@@ -86,6 +86,7 @@ class TensorBoardLog:
         self.writer.flush()
 
     def close(self) -> None:
+        """Flush and close the event file."""
         self.writer.close()
 
     def __enter__(self) -> Self:
@@ -130,6 +131,7 @@ class DreamSteps:
                                       global_step=self.done + len(self.scores))
 
     def finish(self, provenance: dict[str, str]) -> None:
+        """Write the kept scores as `objective/dream` and the provenance as text, and close the log."""
         import torch
 
         values = torch.stack(self.scores).float().cpu().tolist() if self.scores else []

@@ -84,10 +84,12 @@ class TileGrid:
 
     @property
     def rows(self) -> int:
+        """How many rows the tiles fill."""
         return math.ceil(self.tiles.shape[0] / self.columns)
 
     @property
     def image(self) -> Tensor:
+        """The tiles as one image [C, H, W], `columns` to a row."""
         return grid(self.tiles, columns=self.columns, padding=self.padding, fill=self.fill)
 
     def geometry(self) -> dict[str, str]:

@@ -76,6 +76,7 @@ def input_channels(model: nn.Module, size: int = 224) -> int | None:
 
 
 def model_device(model: nn.Module) -> torch.device | None:
+    """The device of the model's first parameter (or buffer); None for a model with neither."""
     tensor = next(model.parameters(), None)
     if tensor is None:
         tensor = next(model.buffers(), None)

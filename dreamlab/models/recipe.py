@@ -99,10 +99,12 @@ class Recipe:
 
     @property
     def is_torchvision(self) -> bool:
+        """Whether the builder is a torchvision model."""
         return self.builder.startswith(TORCHVISION_PREFIXES)
 
     @property
     def torchvision_name(self) -> str:
+        """The torchvision model's name in the builder ('googlenet' of 'torchvision:googlenet')."""
         return self.builder.partition(":")[2]
 
     def hash(self) -> str:

@@ -35,6 +35,8 @@ INPUT = "(input)"  # the input row's name: not a layer address
 
 @dataclass(frozen=True)
 class LayerRow:
+    """One row of the layer table: a module (or the input, or the output) and what one forward shows of it."""
+
     name: str  # dotted address, usable in objectives
     type: str
     output_shape: Shape | None  # without the batch dimension; None if the module did not run
@@ -49,6 +51,7 @@ class LayerRow:
     output_bytes: int = 0  # every tensor of every call's output, for one image
 
     def as_dict(self) -> dict:
+        """The row as a dict of plain values (`dreamlab layers --json`)."""
         return asdict(self)
 
 
@@ -232,6 +235,7 @@ class Summary:
     output: LayerRow  # named OUTPUT ('logit'), the address of the model's output in objectives
 
     def rows(self) -> list[LayerRow]:
+        """Every row in table order: the input, the modules, the output."""
         return [self.input, *self.layers, self.output]
 
 
@@ -421,6 +425,7 @@ class ModelTotals:
     input_bytes: int = 0  # the one image those outputs are for, as float32
 
     def as_dict(self) -> dict:
+        """The totals as a dict of plain values (`dreamlab layers --json`)."""
         return asdict(self)
 
 

@@ -44,6 +44,7 @@ class Tile:
     crop: tuple[slice, slice]
 
     def core_in_crop(self) -> tuple[slice, slice]:
+        """Where the core lies inside the crop (rows and columns relative to the crop)."""
         return tuple(slice(c.start - p.start, c.stop - p.start) for c, p in zip(self.core, self.crop))  # type: ignore
 
 

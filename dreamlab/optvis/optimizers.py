@@ -47,6 +47,7 @@ class ChannelAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - the Optimizer signature
+        """One update of every parameter: Adam's, with one second moment per (sample, channel)."""
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for p in group["params"]:

@@ -87,9 +87,12 @@ class ImageParam(nn.Module):
         self.offset = math.log(start_level / (1 - start_level))  # logit: added before the sigmoid
 
     def raw(self) -> Tensor:
+        """The images before colour decorrelation and the sigmoid, [B, C, H, W] (each parameterization's own)."""
         raise NotImplementedError
 
     def forward(self) -> Tensor:
+        """The images [B, C, H, W] in (0, 1): `raw()` mixed by the colour matrix, shifted by the start level,
+        through a sigmoid."""
         x = self.raw()
         if self.color_matrix is not None:
             x = torch.einsum("bchw,dc->bdhw", x, self.color_matrix)
@@ -107,6 +110,7 @@ class PixelParam(ImageParam):
         self.pixels = nn.Parameter(init)
 
     def raw(self) -> Tensor:
+        """The pixels themselves, [B, C, H, W]."""
         return self.pixels
 
 
@@ -160,6 +164,7 @@ class FourierParam(ImageParam):
         return self.spectrum * self.free + self.frozen
 
     def raw(self) -> Tensor:
+        """The images the scaled spectrum makes, [B, C, H, W] (inverse real FFT)."""
         # scaled as real pairs, so that torch.compile has no complex arithmetic to generate code for
         spectrum = torch.view_as_complex(self.spectrum_used() * self.scale[..., None])
         image = torch.fft.irfft2(spectrum, s=self.size, norm="ortho")
@@ -208,6 +213,7 @@ class CPPNParam(ImageParam):
         self.weights, self.biases = nn.ParameterList(weights), nn.ParameterList(biases)
 
     def raw(self) -> Tensor:
+        """The network's output at every pixel's coordinates, [B, C, H, W]."""
         batch = self.weights[0].shape[0]
         x = self.coordinates.expand(batch, -1, -1)
         for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
@@ -391,6 +397,7 @@ class MacoParam(ImageParam):
         return factory
 
     def raw(self) -> Tensor:
+        """The images the fixed magnitude and the optimized phase make, [B, C, H, W] (inverse real FFT)."""
         # built from real pairs, so that torch.compile has no complex arithmetic to generate code for
         pairs = torch.stack((torch.cos(self.phase), torch.sin(self.phase)), -1) * self.magnitude[..., None]
         image = torch.fft.irfft2(torch.view_as_complex(pairs), s=self.size, norm="ortho")
@@ -520,9 +527,11 @@ class LucentParam(nn.Module):
         self.image_f = image_f
 
     def parameters(self, recurse: bool = True) -> Iterator[Tensor]:  # type: ignore[override]
+        """The tensors lucent's param function returned, which the optimizer updates."""
         return iter(self.tensors)
 
     def forward(self) -> Tensor:
+        """The images lucent's image function makes, [B, C, H, W] in [0, 1]."""
         return self.image_f()
 
 

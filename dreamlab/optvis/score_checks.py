@@ -36,6 +36,7 @@ class NonFinite:
         self.first_bad: Tensor | None = None  # per unit: the first step whose score was not finite, 0 if none
 
     def record(self, score: Tensor, step: int) -> None:
+        """Note, on the device, the step at which each unit's score first became NaN or infinite."""
         bad = ~torch.isfinite(score.detach())
         if self.first_bad is None:
             self.first_bad = torch.zeros(score.shape, dtype=torch.long, device=score.device)
@@ -49,6 +50,7 @@ class NonFinite:
             self._stop(int(bad.nonzero()[0, 0]), step if step else -1)  # -1: the start image
 
     def raise_if_any(self) -> None:
+        """Stop the render, naming the first unit and step whose score was NaN or infinite (one host read)."""
         if self.first_bad is None:
             return
         found = self.first_bad.cpu()

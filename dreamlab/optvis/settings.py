@@ -91,6 +91,7 @@ class RenderSettings:
 
     @property
     def height_width(self) -> tuple[int, int]:
+        """The render size as (height, width), for a square size too."""
         size = self.size
         return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))  # type: ignore[index]
 

@@ -51,9 +51,11 @@ class RandomTransforms:
 
     @property
     def is_identity(self) -> bool:
+        """Whether the transforms leave every image as it is."""
         return self.pad == 0 and self.translate == 0 and self.scale == (1.0, 1.0) and self.degrees == 0
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size of an image of `height` x `width` after the padding and the crop."""
         grow = 2 * (self.pad - self.crop)
         return height + grow, width + grow
 

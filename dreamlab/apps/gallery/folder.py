@@ -51,6 +51,7 @@ class GalleryFolder:
         self._thumbs: dict[tuple[str, int], Tensor] = {}  # contact-sheet tiles, uint8
 
     def record_path(self, layer: str, ch: int) -> Path:
+        """The JSON record of a finished unit."""
         return self.units / layer_folder(layer) / f"{ch:04d}.json"
 
     @contextlib.contextmanager

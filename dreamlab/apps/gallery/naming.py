@@ -41,6 +41,7 @@ def unit_files(layer: str, ch: int, copies: int = 1) -> list[str]:
 
 
 def sheet_file(layer: str) -> str:
+    """The contact sheet's path of `layer`, relative to the gallery folder."""
     return f"{layer_folder(layer)}/{SHEET_NAME}"
 
 

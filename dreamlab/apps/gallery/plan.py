@@ -65,6 +65,7 @@ class Batch:
 
     @property
     def label(self) -> str:
+        """'conv2:0-15', or 'conv2:3' for one channel."""
         first, last = self.channels[0], self.channels[-1]
         return f"{self.layer}:{first}" if first == last else f"{self.layer}:{first}-{last}"
 

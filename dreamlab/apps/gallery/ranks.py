@@ -19,6 +19,7 @@ class RankGroup:
 
     @classmethod
     def start(cls, device: str | torch.device | None) -> tuple[RankGroup, torch.device]:
+        """The group this process belongs to (joining torchrun's, one GPU per rank) and its device."""
         dev = resolve_device(device)
         world = int(os.environ.get("WORLD_SIZE") or 1)
         if world <= 1:
@@ -36,6 +37,7 @@ class RankGroup:
 
     @property
     def distributed(self) -> bool:
+        """Whether more than one process shares the work."""
         return self.world > 1
 
     def broadcast(self, value: Any) -> Any:
@@ -49,12 +51,14 @@ class RankGroup:
         return box[0]
 
     def barrier(self) -> None:
+        """Wait until every rank gets here."""
         if self.distributed:
             import torch.distributed as dist
 
             dist.barrier()
 
     def close(self) -> None:
+        """Leave the process group, where this group started it."""
         if self.owned:
             import torch.distributed as dist
 

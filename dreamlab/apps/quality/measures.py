@@ -160,6 +160,7 @@ class Measure:
     skipped: bool = False  # not run (hed-vgg16's weights not in the cache); counts as neither met nor missed
 
     def as_dict(self) -> dict[str, Any]:
+        """The measure as a dict of plain values (`dreamlab quality --json`)."""
         return dataclasses.asdict(self)
 
 

@@ -52,6 +52,7 @@ def perturb(images: Tensor, kind: str, fill: float) -> Tensor:
 
 
 def perturbations(images: Tensor, fill: float) -> dict[str, Tensor]:
+    """Each perturbation (PERTURBATIONS) of `images`, by name."""
     return {kind: perturb(images, kind, fill) for kind in PERTURBATIONS}
 
 

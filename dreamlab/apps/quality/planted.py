@@ -74,6 +74,7 @@ class PlantedModel:
 
     @property
     def units(self) -> int:
+        """How many planted channels (kernels) the model has."""
         return self.kernels.shape[0]
 
 

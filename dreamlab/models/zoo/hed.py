@@ -49,6 +49,7 @@ def cache_dir() -> Path:
 
 
 def weights_path() -> Path:
+    """Where `dreamlab fetch hed-vgg16` puts the converted state dict (in the cache folder)."""
     return cache_dir() / STATE_FILE
 
 

@@ -44,6 +44,8 @@ class Augment:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """One model's training settings (seed, schedule, augmentation)."""
+
     seed: int
     epochs: int
     batch_size: int
@@ -63,6 +65,7 @@ JUDGE_CONFIG = TrainConfig(
 
 
 def normalize(x: Tensor) -> Tensor:
+    """Digits images in [0, 1] normalized as the model takes them."""
     return (x - DIGITS_MEAN) / DIGITS_STD
 
 
@@ -90,6 +93,7 @@ def augment(x: Tensor, aug: Augment, gen: torch.Generator) -> Tensor:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """The share of images the model classifies right."""
     model.eval()
     pred = model(normalize(x)).argmax(dim=1)
     return (pred == y).float().mean().item()
@@ -128,6 +132,7 @@ def save_fp16(model: nn.Module, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Train both digit models, save their fp16 weights under --out and print each one's held-out accuracy."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     args = parser.parse_args(argv)
