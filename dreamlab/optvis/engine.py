@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dreamlab.devices import out_of_memory, resolve_device
 from dreamlab.optvis.capture import Capture
-from dreamlab.errors import DreamlabError, DreamlabNote, check_callback, checked_keywords, first_line
+from dreamlab.errors import DreamlabError, DreamlabNote, check_callback, checked_keywords
 from dreamlab.io import photo_record, read_photo
 from dreamlab.optvis.classes import class_layer_of
 from dreamlab.optvis.grammar import parse_objective
@@ -35,20 +35,15 @@ from dreamlab.optvis.progress import DeferredSigint, progress_bar
 from dreamlab.optvis.params import ImageParam, takes_no_arguments, image_to_param_raw, make_param
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.relu import RedirectedReLU
+from dreamlab.optvis.render_sizes import TransformsOutgrowModel, rejected_size_error
 from dreamlab.optvis.result import RenderResult
 from dreamlab.optvis.score_checks import NonFinite, no_gradient
-from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, prepared_model, raw_size_errors, resolve_model,
-                                     size_rejection, takes_size, unsized_module_error)
+from dreamlab.models.prepare import FORWARD_ERRORS, prepared_model, raw_size_errors, resolve_model, takes_size
 from dreamlab.optvis.settings import (RenderSettings, check_call, check_units, fit_init_image, param_options,
                                       provenance, resolve_settings, with_overrides)
-from dreamlab.optvis.transforms import (CallableTransforms, RandomTransforms, make_transforms, seeded_rng,
-                                        size_keeping_presets)
+from dreamlab.optvis.transforms import CallableTransforms, RandomTransforms, make_transforms, seeded_rng
 
 SnapshotCallback = Callable[[int, Tensor, Sequence[str]], None]  # (step, images [b,C,H,W] cpu, labels)
-
-
-class _TransformsOutgrowModel(DreamlabError):
-    """A fixed-size model rejects what the transforms make of an image of its own size (their padding grows it)."""
 
 
 def _fitted_renderer(make: Callable[[RenderSettings], _Renderer], settings: RenderSettings,
@@ -62,7 +57,7 @@ def _fitted_renderer(make: Callable[[RenderSettings], _Renderer], settings: Rend
     try:
         renderer.check_units()
         return renderer, settings
-    except _TransformsOutgrowModel as exc:
+    except TransformsOutgrowModel as exc:
         side = renderer.recipe.input_size  # a size given as the recipe's own is no choice against it
         if requested.model_size is not None or requested.transforms is not None or \
                 requested.size not in (None, side, (side, side)):
@@ -261,62 +256,10 @@ class _Renderer:
                 self.channels_last = cap.channels_last  # for the compiled forward, which has no Capture
                 return acts
         except FORWARD_ERRORS as exc:
-            size = self.recipe.input_size
-            model_size = self.settings.model_height_width
-            shown = "x".join(map(str, model_input.shape[1:]))
-            smallest = self._smallest_side(min(model_input.shape[2:]))
-            if model_size is not None and model_size != (size, size) and self._accepts(size):
-                if smallest is not None:
-                    raise DreamlabError(f"{self.recipe.name} rejected a {shown} input at model_size "
-                                        f"{model_size[0]}x{model_size[1]} ({first_line(exc)}); the smallest size it "
-                                        f"takes is {smallest}x{smallest}: give model_size={smallest} or more "
-                                        f"(--model-size {smallest}), or its recipe's {size}") from None
-                raise DreamlabError(f"{self.recipe.name} rejected a {shown} input at model_size "
-                                    f"{model_size[0]}x{model_size[1]} ({first_line(exc)}); it runs at its recipe's "
-                                    f"size: give model_size={size} (--model-size {size})") from None
-            # "use size N or more": where the model takes N with the transforms' padding added
-            padding = (model_input.shape[2] - self.settings.height_width[0],
-                       model_input.shape[3] - self.settings.height_width[1])
-            if smallest is not None and self._accepts((smallest + padding[0], smallest + padding[1])):
-                raise DreamlabError(f"{self.recipe.name} rejected a {shown} input ({first_line(exc)}); the smallest "
-                                    f"size it takes is {smallest}x{smallest}: use size {smallest} or more (--size "
-                                    f"{smallest}), or render this size and show the model {size}x{size} "
-                                    f"(model_size={size}, --model-size {size})") from None
-            if tuple(model_input.shape[2:]) == (size, size) or not self._accepts(size):
-                unsized = unsized_module_error(self.recipe, model_input.shape, exc, self._accepts,
-                                               rendered=model_size or self.settings.height_width)
-                if unsized is not None:
-                    raise unsized from None
-                convolves = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
-                if self.recipe.builder.startswith("custom:") and not convolves and \
-                        not self._accepts(tuple(model_input.shape[2:])):
-                    # a module passed as it is that has no convolution and takes no image at any size tried (an
-                    # nn.Linear); a convolutional one that fails is a bug of its own, whose error shows
-                    c = self.recipe.channels
-                    raise DreamlabError(f"{self.recipe.name} failed on a {shown} image ({first_line(exc)}), and at "
-                                        f"every common size; render needs a model that takes images [batch, "
-                                        f"channels, height, width]: try model(torch.rand(1, {c}, 224, 224))") from None
+            error = rejected_size_error(exc, model_input, self.model, self.recipe, self.settings, self._accepts)
+            if error is None:
                 raise  # the model fails at its own size too: its error, not a size rejection
-            keeping = size_keeping_presets()
-            keep = f"transforms={' or '.join(map(repr, keeping))}, --transforms {' or '.join(keeping)}"
-            if self.settings.height_width == (size, size):  # the model's own size: the transforms alone are at fault
-                chosen = self.settings.transforms
-                named = f"transforms {chosen!r}" if isinstance(chosen, str) else "the transforms"
-                raise _TransformsOutgrowModel(
-                    f"{self.recipe.name} takes {size}x{size} inputs only, and {named} pad the {size}x{size} image to "
-                    f"{model_input.shape[-2]}x{model_input.shape[-1]} ({first_line(exc)}): use transforms that "
-                    f"keep the size ({keep}), or show the model each step's images resized to {size}x{size} "
-                    f"(model_size={size}, --model-size {size})") from None
-            raise _TransformsOutgrowModel(str(size_rejection(
-                self.recipe.name, model_input.shape, exc, size, f" and transforms that keep the size ({keep}), or "
-                f"render at another size with model_size={size} (--model-size {size})"))) from None
-
-    def _smallest_side(self, side: int) -> int | None:
-        """The smallest square side, above a rejected `side` and below the recipe's size, from which the model
-        takes every size (prepare.minimum_side), or None: it takes its recipe's size only, or not even that."""
-        size = self.recipe.input_size
-        least = minimum_side(self._accepts, side, size) if self._accepts(size) else None
-        return least if least is not None and least < size else None
+            raise error from None
 
     def _accepts(self, size: int | tuple[int, int]) -> bool:
         """Whether the model runs on a grey input of the recipe's size (telling a size rejection from a bug)."""
