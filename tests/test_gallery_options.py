@@ -10,7 +10,7 @@ from PIL import Image
 
 from dreamlab.apps.cli import build_parser, main
 from dreamlab.apps.gallery.build import build_gallery
-from dreamlab.apps.gallery.plan import OPTION_KEYS
+from dreamlab.apps.gallery.resume import OPTION_KEYS
 from dreamlab.errors import DreamlabError, DreamlabNote
 
 BASE = ["gallery", "lenet-digits", "--layers", "conv2", "--channels", "0-1", "--steps", "2", "--device", "cpu"]

@@ -19,7 +19,8 @@ from dreamlab.apps.gallery import build as gallery_build
 from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import render_index
-from dreamlab.apps.gallery.plan import RENDER_SCHEME, resolve_precision
+from dreamlab.apps.gallery.plan import resolve_precision
+from dreamlab.apps.gallery.resume import RENDER_SCHEME
 from dreamlab.errors import DreamlabError
 from dreamlab.io import read_png_text
 from dreamlab.optvis.result import RenderResult

@@ -17,7 +17,7 @@ Resume: a rerun skips every unit whose record and PNG exist and renders the rest
 under a temporary name and renamed into place, so a stop at any moment (Ctrl-C, kill -9, power loss) leaves
 whole files or none; temporary files a killed run left behind are removed at the next start. Records made
 with other settings (recipe, weights and random init's weights_seed, steps, size, seed, diversity, precision,
-render's options plan.OPTION_KEYS, and the render scheme, plan.RENDER_SCHEME) stop the run with an error
+render's options resume.OPTION_KEYS, and the render scheme, resume.RENDER_SCHEME) stop the run with an error
 rather than mixing two galleries in one folder; `--overwrite` replaces them, and refuses while the folder holds
 units of layers the run does not render (it would delete them for good). Another batch size, device or
 --compile choice is recorded and noted, not refused (see Determinism). `.units/lock` exists while a run holds
@@ -59,7 +59,8 @@ from dreamlab.apps.gallery.examples import examples_record, unit_examples, write
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.naming import MANIFEST_NAME, UNITS_DIR, sheet_file, unit_files
 from dreamlab.apps.gallery.page import INDEX_NAME
-from dreamlab.apps.gallery.plan import OPTION_KEYS, RENDER_SCHEME, Batch, Log, Plan, compile_label, make_plan
+from dreamlab.apps.gallery.plan import Batch, Log, Plan, compile_label, make_plan
+from dreamlab.apps.gallery.resume import OPTION_KEYS, RENDER_SCHEME
 from dreamlab.apps.gallery.ranks import RankGroup
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError
