@@ -334,6 +334,24 @@ def match_channels(images: Tensor, channels: int) -> Tensor:
     return images
 
 
+def shape_hint(dims: list[int], name: str) -> str:
+    """What to pass instead, for the shapes of a batch, of NumPy/PIL's channels-last layout and of RGBA: the
+    expression that makes [C,H,W] of them ('' for other shapes)."""
+    expr, what = name, []
+    if len(dims) == 4:
+        what.append("a batch of one" if dims[0] == 1 else f"a batch of {dims[0]} (one photo at a time)")
+        dims, expr = dims[1:], f"{name}[0]"
+    if len(dims) == 3 and dims[0] not in (1, 3, 4) and dims[-1] in (1, 3, 4):
+        what.append("channels last (NumPy/PIL's layout)")
+        dims, expr = [dims[2], *dims[:2]], f"{expr}.permute(2, 0, 1)"
+    if len(dims) == 3 and dims[0] == 4:
+        what.append("4 channels (RGBA: the alpha channel is not read)")
+        dims, expr = [3, *dims[1:]], f"{expr}[:3]"
+    if not what or len(dims) != 3 or dims[0] not in (1, 3):
+        return ""
+    return f"; {', '.join(what)}: pass {expr}"
+
+
 def _palette_is_grey(img: Image.Image) -> bool:
     colours = np.asarray(img.convert("RGB"))
     return bool((colours[..., 0] == colours[..., 1]).all() and (colours[..., 1] == colours[..., 2]).all())

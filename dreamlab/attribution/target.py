@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from dreamlab.devices import out_of_memory
 from dreamlab.errors import DreamlabError, first_line, shown
+from dreamlab.io import shape_hint
 from dreamlab.models.loading import LoadedModel, resolve_layer
 from dreamlab.models.prepare import (FORWARD_ERRORS, minimum_side, raw_size_errors, size_advice, takes_size,
                                      unsized_module_error)
@@ -124,13 +125,11 @@ def as_batch(image: Tensor, channels: int) -> Tensor:
 
 def layout_hint(shape: list[int]) -> str:
     """What to pass instead for an image or batch of one that is channels last (NumPy/PIL's layout) or RGBA
-    (`dream._shape_hint`), and for a channels-last batch ('' for other shapes)."""
-    from dreamlab.optvis.dream import _shape_hint
-
+    (`io.shape_hint`), and for a channels-last batch ('' for other shapes)."""
     if len(shape) == 4 and shape[0] > 1:  # dream's hint takes one photo of a batch; attributions take them all
         last = shape[1] not in (1, 3, 4) and shape[3] in (1, 3)
         return "; channels last (NumPy/PIL's layout): pass image.permute(0, 3, 1, 2)" if last else ""
-    return _shape_hint(shape, "image")
+    return shape_hint(shape, "image")
 
 
 def parse_target(target: Objective | str | int, categories: tuple[str, ...] | None,

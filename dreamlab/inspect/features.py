@@ -20,12 +20,11 @@ from torch import Tensor, nn
 
 from dreamlab.attribution.inputs import check_whole
 from dreamlab.errors import DreamlabError, checked_keywords
-from dreamlab.io import centre_crop, cover, image_record, read_photo
+from dreamlab.io import centre_crop, cover, image_record, read_photo, shape_hint
 from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe, provenance
 from dreamlab.models.prepare import FORWARD_ERRORS
 from dreamlab.inspect.tiles import TileGrid, draw_labels, normalize_each, upscale
 from dreamlab.models.recipe import Recipe
-from dreamlab.optvis.dream import _shape_hint
 
 DEFAULT_TOP = 64  # layers with more channels show their 64 strongest unless --top says otherwise
 MIN_TILE_PIXELS = 64  # small maps are enlarged (nearest neighbour) so the labels fit
@@ -77,7 +76,7 @@ def to_channels(photo: Tensor, recipe: Recipe) -> Tensor:
     """A photo [1 or 3, H, W] with the recipe's channels: RGB greyed for a 1-channel model, grey repeated for RGB."""
     if photo.dim() != 3 or photo.shape[0] not in (1, 3):
         raise DreamlabError(f"expected an image [1 or 3, H, W], got shape {list(photo.shape)}"
-                            f"{_shape_hint(list(photo.shape), 'image')}")
+                            f"{shape_hint(list(photo.shape), 'image')}")
     if photo.shape[0] == 3 and recipe.channels == 1:
         return (photo * torch.tensor(LUMA).view(3, 1, 1)).sum(0, keepdim=True)
     if photo.shape[0] == 1 and recipe.channels == 3:

@@ -31,7 +31,7 @@ from dreamlab import __version__
 from dreamlab.devices import out_of_memory, resolve_device
 from dreamlab.errors import (DreamlabError, DreamlabNote, check_callback, check_seed, checked_keywords,
                              first_line, takes_positional, unknown)
-from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, save_png, to_pil
+from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, save_png, shape_hint, to_pil
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
 from dreamlab.optvis.capture import OUTPUT, Capture
@@ -163,26 +163,8 @@ def fit_photo(image: object, channels: int, name: str = "image") -> Tensor:
     image = image[None] if image.dim() == 2 else image
     if image.dim() != 3 or image.shape[0] not in (1, 3):
         raise DreamlabError(f"{name} must be [C,H,W] with 1 or 3 channels, got shape {list(image.shape)}"
-                            f"{_shape_hint(list(image.shape), name)}")
+                            f"{shape_hint(list(image.shape), name)}")
     return match_channels(image, channels).clamp(0, 1)[None].contiguous()
-
-
-def _shape_hint(dims: list[int], name: str) -> str:
-    """What to pass instead, for the shapes of a batch, of NumPy/PIL's channels-last layout and of RGBA: the
-    expression that makes [C,H,W] of them ('' for other shapes)."""
-    expr, what = name, []
-    if len(dims) == 4:
-        what.append("a batch of one" if dims[0] == 1 else f"a batch of {dims[0]} (one photo at a time)")
-        dims, expr = dims[1:], f"{name}[0]"
-    if len(dims) == 3 and dims[0] not in (1, 3, 4) and dims[-1] in (1, 3, 4):
-        what.append("channels last (NumPy/PIL's layout)")
-        dims, expr = [dims[2], *dims[:2]], f"{expr}.permute(2, 0, 1)"
-    if len(dims) == 3 and dims[0] == 4:
-        what.append("4 channels (RGBA: the alpha channel is not read)")
-        dims, expr = [3, *dims[1:]], f"{expr}[:3]"
-    if not what or len(dims) != 3 or dims[0] not in (1, 3):
-        return ""
-    return f"; {', '.join(what)}: pass {expr}"
 
 
 def counted(count: int, noun: str) -> str:
