@@ -92,6 +92,18 @@ def check_range(name: str, value: float, low: float, high: float, unit: str = ""
         raise DreamlabError(f"{name} {value} is out of range; valid: {low:g} to {high:g}{unit}{hint}")
 
 
+def check_whole(name: str, value: object, low: int, high: int | None = None, flag: str = "", hint: str = "") -> int:
+    """`value` as an int (numpy's integers too) if it is a whole number in [low, high]; the error names the
+    argument and its command-line `flag`."""
+    label = f"{name} ({flag})" if flag else name
+    bounds = f">= {low}" if high is None else f"from {low} to {high}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (high is None and value < low):
+        raise DreamlabError(f"{label} must be a whole number {bounds}{hint}, got {shown(value, kind=False)}")
+    if high is not None:
+        check_range(name, value, low, high, hint=hint)
+    return int(value)
+
+
 def shown(value: object, kind: bool = True, limit: int = 60) -> str:
     """`value`'s repr (after its type name, with `kind`) on one short line, for errors about arguments."""
     text = " ".join(repr(value).split())

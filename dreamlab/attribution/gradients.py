@@ -13,11 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dreamlab.attribution.inputs import check_whole
 from dreamlab.io import check_image
 from dreamlab.attribution.relu_rules import ReLURule, describe
 from dreamlab.attribution.target import TargetScore, input_gradient
-from dreamlab.errors import DreamlabError, shown, unknown
+from dreamlab.errors import DreamlabError, check_whole, shown, unknown
 
 BASELINES = ("black", "blurred", "noise")
 # IG steps and SmoothGrad samples: the papers use 20-300 steps and 50 samples; each is one more copy of the

@@ -1,25 +1,13 @@
-"""Checks on what a Python caller passes to the attribution and inspection functions, each refused in one line
-that names the argument (and its command-line flag, where it has one)."""
+"""Checks on what a Python caller passes to the attribution functions, each refused in one line that names the
+argument, and which options each method reads (whole numbers, which every command checks alike, are
+errors.check_whole's)."""
 from __future__ import annotations
 
-import numbers
 from collections.abc import Collection
 
-from dreamlab.errors import DreamlabError, check_range, shown
+from dreamlab.errors import DreamlabError, shown
 
-__all__ = ["USED_BY", "check_optional_text", "check_whole", "reads_seed"]
-
-
-def check_whole(name: str, value: object, low: int, high: int | None = None, flag: str = "", hint: str = "") -> int:
-    """`value` as an int (numpy's integers too) if it is a whole number in [low, high]; the error names the
-    argument and its command-line `flag`."""
-    label = f"{name} ({flag})" if flag else name
-    bounds = f">= {low}" if high is None else f"from {low} to {high}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (high is None and value < low):
-        raise DreamlabError(f"{label} must be a whole number {bounds}{hint}, got {shown(value, kind=False)}")
-    if high is not None:
-        check_range(name, value, low, high, hint=hint)
-    return int(value)
+__all__ = ["USED_BY", "check_optional_text", "reads_seed"]
 
 
 def check_optional_text(name: str, value: object, what: str) -> None:

@@ -31,8 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.attribution.inputs import check_whole
-from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, checked_keywords
+from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, check_whole, checked_keywords
 from dreamlab.inspect.features import normalize, shorter_side_to, to_channels
 from dreamlab.inspect.receptive import Field, receptive_field
 from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe, provenance

@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dreamlab.attribution.inputs import check_whole
-from dreamlab.errors import DreamlabError, checked_keywords
+from dreamlab.errors import DreamlabError, check_whole, checked_keywords
 from dreamlab.io import centre_crop, cover, image_record, read_photo, shape_hint
 from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe, provenance
 from dreamlab.models.prepare import FORWARD_ERRORS

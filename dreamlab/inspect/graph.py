@@ -32,8 +32,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from dreamlab.attribution.inputs import check_whole
-from dreamlab.errors import DreamlabError, checked_keywords, first_line, unknown
+from dreamlab.errors import DreamlabError, check_whole, checked_keywords, first_line, unknown
 from dreamlab.inspect.source import model_and_recipe
 from dreamlab.models.copies import cpu_copy, weightless_copy
 from dreamlab.models.prepare import option_named, too_small_error

@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dreamlab.attribution.inputs import check_whole
-from dreamlab.errors import DreamlabError, checked_keywords, close_matches
+from dreamlab.errors import DreamlabError, check_whole, checked_keywords, close_matches
 from dreamlab.inspect.source import check_layer, model_and_recipe, provenance
 from dreamlab.inspect.tiles import TileGrid, normalize_each, normalize_shared, upscale
 from dreamlab.io import MAX_IMAGE_PIXELS

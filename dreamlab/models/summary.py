@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from dreamlab.errors import DreamlabError, check_range, checked_keywords, first_line, shown
+from dreamlab.errors import DreamlabError, check_range, check_whole, checked_keywords, first_line, shown
 from dreamlab.models.layout import FORWARD_ERRORS, PROBE_GROWTH, cpu_probe_copy, is_channels_last, meta_copy
 from dreamlab.models.prepare import option_named, too_small_error
 from dreamlab.optvis.capture import OUTPUT
@@ -160,8 +160,6 @@ def check_sides(size: object, name: str = "size", flag: str | None = "--size") -
     """`size` (pixels, or a (height, width) pair of them) as (height, width), each side within the bound every
     command shares (`name`: the argument as the caller calls it; `flag`: its command-line form, named beside it,
     None for a caller that is Python only); anything else is refused in one line."""
-    from dreamlab.attribution.inputs import check_whole
-
     hint = " (the input side in pixels, or (height, width))"
     if isinstance(size, (tuple, list)):
         if len(size) != 2:

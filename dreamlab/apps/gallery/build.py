@@ -62,8 +62,7 @@ from dreamlab.apps.gallery.page import INDEX_NAME
 from dreamlab.apps.gallery.plan import Batch, Log, Plan, compile_label, make_plan
 from dreamlab.apps.gallery.resume import OPTION_KEYS, RENDER_SCHEME
 from dreamlab.apps.gallery.ranks import RankGroup
-from dreamlab.attribution.inputs import check_whole
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, check_whole
 from dreamlab.inspect.examples import checked_images
 from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
 from dreamlab.io import check_writable
