@@ -265,7 +265,7 @@ def _tile(text: str) -> int | str:
 def _zoom_options(args: argparse.Namespace, zoom: bool) -> None:
     """Refuse the zoom's options without --zoom-frames (they would do nothing); fill in their defaults."""
     from dreamlab.errors import check_range
-    from dreamlab.optvis.dream import ROTATE_RANGE, ZOOM_RANGE
+    from dreamlab.optvis.dream_settings import ROTATE_RANGE, ZOOM_RANGE
 
     given = given_options(args, [*ZOOM_DEFAULTS, "frames_dir"])
     if given and not zoom:
