@@ -133,6 +133,34 @@ def test_dream_command_writes_events(tmp_path):
     assert [e.step for e in acc.Images("image/dream")] == [3, 6]  # once per octave by default
 
 
+@needs_tensorboard
+def test_dream_logs_its_last_image_where_every_leaves_it_out(tmp_path):
+    from dreamlab.io import save_png
+
+    photo = save_png(torch.rand(1, 28, 28), tmp_path / "photo.png")
+    logdir = tmp_path / "tb"
+    assert main(["dream", str(photo), "--model", "lenet-digits", "--objective", "conv2", "--octaves", "2",
+                 "--steps", "3", "--device", "cpu", "-o", str(tmp_path / "d.png"), "--tensorboard", str(logdir),
+                 "--tensorboard-every", "4"]) == 0
+    images = read_events(logdir).Images("image/dream")
+    assert [e.step for e in images] == [4, 6]  # every 4 steps, and the dream's last, as render logs it
+    assert (images[-1].width, images[-1].height) == (28, 28)  # the last octave's image, at the photo's size
+
+
+@needs_tensorboard
+def test_a_finished_zoom_run_again_writes_no_empty_event_file(tmp_path, capsys):
+    from dreamlab.io import save_png
+
+    photo = save_png(torch.rand(1, 28, 28), tmp_path / "photo.png")
+    args = ["dream", str(photo), "--model", "lenet-digits", "--objective", "conv2", "--octaves", "1", "--steps", "2",
+            "--device", "cpu", "--zoom-frames", "2", "-o", str(tmp_path / "z.gif")]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--tensorboard", str(tmp_path / "tb")]) == 0
+    assert "writing the animation from them; no step to log to --tensorboard" in capsys.readouterr().err
+    assert not (tmp_path / "tb").exists()
+
+
 @pytest.mark.parametrize("label, expected", [
     ("inception4c:97", "inception4c:97"), ("logit:0 #1", "logit:0_div1"),  # a --diversity image, as its file
     ("conv2:3 - 0.5*conv1:2", "conv2:3_-_0.5_conv1:2"),

@@ -115,25 +115,34 @@ def with_snapshots(log: TensorBoardLog | None, steps: int, thresholds: Sequence[
 
 class DreamSteps:
     """`on_step` for `dreamlab.dream`: keeps each step's score on the device (no host sync per step) and logs the
-    image every `every` steps; `finish` writes the scores as `objective/dream` (steps counted across octaves and
+    image every `every` steps and at the last; `finish` writes the scores as `objective/dream` (steps counted across octaves and
     frames from 1, after `done` steps of a resumed zoom's earlier frames) and closes the log. The dream loop normalizes each step by the mean |gradient| (its step size
     is fixed), so it has no gradient norm to log."""
 
     def __init__(self, log: TensorBoardLog, every: int, done: int = 0):
         self.log, self.every, self.done = log, max(1, every), done
         self.scores: list[Tensor] = []
+        self.last: Tensor | None = None  # the latest step's image, until it is logged
 
     def __call__(self, step: Any) -> None:
         self.scores.append(step.score.detach().reshape(()))
+        self.last = step.image
         if len(self.scores) % self.every == 0:
-            image = step.image[0].detach().float().clamp(0, 1).cpu()
+            self._log_image()
+
+    def _log_image(self) -> None:
+        if self.last is not None:
+            image = self.last[0].detach().float().clamp(0, 1).cpu()
             self.log.writer.add_image(f"image/{self.log.prefix}dream", image,
                                       global_step=self.done + len(self.scores))
+            self.last = None
 
     def finish(self, provenance: dict[str, str]) -> None:
-        """Write the kept scores as `objective/dream` and the provenance as text, and close the log."""
+        """Write the scores, the last step's image where --tensorboard-every (or Ctrl-C) left it out, as render
+        logs its last step, and the provenance; close the log."""
         import torch
 
+        self._log_image()
         values = torch.stack(self.scores).float().cpu().tolist() if self.scores else []
         for i, value in enumerate(values, start=self.done + 1):
             self.log.writer.add_scalar(f"objective/{self.log.prefix}dream", value, global_step=i)

@@ -131,10 +131,11 @@ def _photo_files(args: argparse.Namespace, photo, guide) -> dict[str, str]:
 
 
 def _board(args: argparse.Namespace, done: int):
-    """The --tensorboard log's step callback, or None without one."""
+    """The --tensorboard log's step callback, or None without one (or with every zoom frame already made: an
+    empty event file would show as an empty run)."""
     from dreamlab.inspect.tensorboard import DreamSteps, TensorBoardLog
 
-    if args.tensorboard is None:
+    if args.tensorboard is None or (args.zoom_frames and done >= args.zoom_frames):
         return None
     # a resumed zoom continues the step series of the frames already made
     return DreamSteps(TensorBoardLog(args.tensorboard), args.tensorboard_every or args.steps,
@@ -177,8 +178,9 @@ def _dream_zoom(args: argparse.Namespace, loaded, photo, options: dict, files: d
         if board is not None:
             board.finish({**result.provenance, **files})
     else:
+        nothing = "; no step to log to --tensorboard" if args.tensorboard is not None else ""
         print(f"dreamlab: all {args.zoom_frames} frames are already in {frames_dir}; writing the animation from "
-              f"them", file=sys.stderr)
+              f"them{nothing}", file=sys.stderr)
     return interrupted
 
 
