@@ -110,6 +110,20 @@ def test_gallery_command_writes_events(tmp_path):
     assert [e.step for e in acc.Images("image/conv1:1")] == [2, 3]  # every 2 steps, and the last
 
 
+@needs_tensorboard
+@pytest.mark.parametrize("command", [
+    ["render", "conv2:999", "--steps", "2", "-o", "u.png"],  # refused once the model is loaded
+    ["dream", "photo.png", "--objective", "conv2:999", "-o", "d.png"],
+])
+def test_a_refused_run_leaves_no_empty_event_file(tmp_path, monkeypatch, command):
+    from dreamlab.io import save_png
+
+    monkeypatch.chdir(tmp_path)
+    save_png(torch.rand(1, 28, 28), tmp_path / "photo.png")
+    assert main([*command, "--model", "lenet-digits", "--device", "cpu", "--tensorboard", "tb"]) == 2
+    assert not (tmp_path / "tb").exists()  # TensorBoard would list an empty run
+
+
 def test_without_tensorboard_one_line_says_what_to_install(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(tb.importlib.util, "find_spec", lambda name: None)
     assert main(["render", "conv2:3", "--model", "lenet-digits", "--steps", "2", "--device", "cpu",

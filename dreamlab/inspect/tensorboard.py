@@ -52,12 +52,20 @@ class TensorBoardLog:
     def __init__(self, logdir: str | Path, prefix: str = "", image_every: int | None = None):
         if importlib.util.find_spec("tensorboard") is None:
             raise DreamlabError(f"--tensorboard needs the tensorboard package; {INSTALL_HINT}")
-        from torch.utils.tensorboard import SummaryWriter
-
         self.logdir = Path(logdir)
         self.prefix = prefix
         self.image_every = image_every
-        self.writer: Any = SummaryWriter(log_dir=str(self.logdir))
+        self._writer: Any = None
+
+    @property
+    def writer(self) -> Any:
+        """The SummaryWriter, made at the first write: a run refused or with nothing to do leaves no empty event
+        file (TensorBoard would list it as a run)."""
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.logdir))
+        return self._writer
 
     def _tag(self, kind: str, label: str) -> str:
         return f"{kind}/{self.prefix}{tag(label)}"
@@ -86,8 +94,9 @@ class TensorBoardLog:
         self.writer.flush()
 
     def close(self) -> None:
-        """Flush and close the event file."""
-        self.writer.close()
+        """Flush and close the event file, if one was opened."""
+        if self._writer is not None:
+            self._writer.close()
 
     def __enter__(self) -> Self:
         return self

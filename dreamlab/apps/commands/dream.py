@@ -131,11 +131,10 @@ def _photo_files(args: argparse.Namespace, photo, guide) -> dict[str, str]:
 
 
 def _board(args: argparse.Namespace, done: int):
-    """The --tensorboard log's step callback, or None without one (or with every zoom frame already made: an
-    empty event file would show as an empty run)."""
+    """The --tensorboard log's step callback, or None without one."""
     from dreamlab.inspect.tensorboard import DreamSteps, TensorBoardLog
 
-    if args.tensorboard is None or (args.zoom_frames and done >= args.zoom_frames):
+    if args.tensorboard is None:
         return None
     # a resumed zoom continues the step series of the frames already made
     return DreamSteps(TensorBoardLog(args.tensorboard), args.tensorboard_every or args.steps,
