@@ -347,3 +347,13 @@ def test_a_zoom_resumes_with_its_objective_spelled_out(tmp_path, photo_file, cap
     assert run_dream(photo_file, "-o", tmp_path / "s.gif", "--zoom-frames", 1, "--objective", "conv2 + conv2:1") == 0
     assert run_dream(photo_file, "-o", tmp_path / "s.gif", "--zoom-frames", 1, "--objective", "conv2+conv2:1") == 0
     assert "all 1 frames are already in" in capsys.readouterr().err
+
+
+def test_a_result_is_saved_only_under_a_png_name(tmp_path):
+    """.save writes PNG bytes: under a .gif or .jpg name they would pass for another format."""
+    result = dream("lenet-digits", smooth_photo(48, 64), **FAST)
+    with pytest.raises(DreamlabError, match=r"^output '.*z\.gif' would not be a \.png file; give a name ending in "
+                                            r"\.png$"):
+        result.save(tmp_path / "z.gif")
+    assert not (tmp_path / "z.gif").exists()
+    assert Image.open(result.save(tmp_path / "d.png")).info["dreamlab:score"] == f"{result.final_score:.6g}"

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from dreamlab import __version__
 from dreamlab.devices import out_of_memory, resolve_device
 from dreamlab.errors import DreamlabError, checked_keywords, first_line, takes_positional, unknown
-from dreamlab.io import match_channels, photo_record, png_bytes, read_photo, save_png, shape_hint, to_pil
+from dreamlab.io import (check_output_file, match_channels, photo_record, png_bytes, read_photo, save_png, shape_hint,
+                         to_pil)
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
 from dreamlab.optvis.capture import OUTPUT, Capture
@@ -93,6 +94,7 @@ class DreamResult:
 
         >>> dreamlab.dream("lenet-digits", "china", "conv2", octaves=1).save("china_dream.png")  # doctest: +SKIP
         """
+        path = check_output_file(path)  # a name not ending in .png would hold PNG bytes under another format's name
         return save_png(self.image, path, {**self.provenance, "dreamlab:score": f"{self.final_score:.6g}"})
 
     def _repr_png_(self) -> bytes:
