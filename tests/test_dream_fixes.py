@@ -428,3 +428,24 @@ def test_a_photo_of_the_wrong_layout_says_what_to_pass(shape, hint):
     with pytest.raises(DreamlabError) as error:
         dream("lenet-digits", torch.rand(shape), octaves=1, steps=1, device="cpu")
     assert str(error.value) == f"image must be [C,H,W] with 1 or 3 channels, got shape {list(shape)}; {hint}"
+
+
+# 10. a long zoom's animation under the open-file limit
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp"])
+def test_an_animation_of_more_frames_than_open_files_allowed_is_written(tmp_path, suffix):
+    resource = pytest.importorskip("resource")
+    import os
+
+    from dreamlab.apps.commands.dream import write_animation
+
+    frames = [save_png(torch.rand(3, 8, 8), tmp_path / f"frame_{i:04d}.png") for i in range(120)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    open_now = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 64
+    resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 60, hard))  # fewer than the frames: macOS's 256 in small
+    try:
+        out = write_animation(frames, tmp_path / f"z{suffix}", 12)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with Image.open(out) as animation:
+        assert animation.n_frames == 120

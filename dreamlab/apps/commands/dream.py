@@ -488,6 +488,16 @@ def _write_mp4(frames: list[Path], out: Path, fps: int, description: str) -> Pat
     return out
 
 
+def _loaded(path: Path):
+    """A frame's pixels with its file closed: Pillow keeps an opened image's file open until it is loaded, and a
+    long zoom's frames would pass the open-file limit (256 on macOS, 1024 on Linux) before they are encoded."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+    return image
+
+
 def _encoder_failure(exc: BaseException) -> str:
     """Why an MP4 failed where imageio-ffmpeg raised a bare Python error (an IndexError when the ffmpeg it runs
     does not list its encoders): the ffmpeg it ran, and how to pick another."""
@@ -527,7 +537,7 @@ def write_animation(frames: list[Path], out: Path, fps: int) -> Path:
         return _write_mp4(frames, out, fps, description)
     from io import BytesIO
 
-    images = [Image.open(path) for path in frames]
+    images = [_loaded(path) for path in frames]
     buffer = BytesIO()
     fmt = "WEBP" if out.suffix.lower() == ".webp" else "GIF"
     if fmt == "WEBP":
