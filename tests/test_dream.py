@@ -373,3 +373,22 @@ def test_cli_zoom_mp4_with_the_video_extra(photo_file, tmp_path):
     assert json.loads(comment)["dreamlab:frames"] == "3"
     assert json.loads(comment)["dreamlab:objective"] == read_png_text(tmp_path / "zoom_frames" / "frame_0002.png")[
         "dreamlab:objective"]
+
+
+def test_cli_ctrl_c_while_saving_waits_for_the_png(photo_file, tmp_path, monkeypatch, capsys):
+    import signal
+
+    import dreamlab.io as io_module
+
+    real = io_module.save_png
+
+    def ctrl_c_then_save(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # a second Ctrl-C, as the user presses it while the PNG is written
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(io_module, "save_png", ctrl_c_then_save)
+    out = tmp_path / "d.png"
+    assert main(["dream", str(photo_file), "--model", "lenet-digits", "--octaves", "1", "--steps", "2",
+                 "--device", "cpu", "-o", str(out)]) == 130
+    assert "dreamlab:score" in read_png_text(out)
+    assert capsys.readouterr().err.endswith("dreamlab: interrupted while saving; saved the dream first\n")

@@ -4,6 +4,7 @@ The step loop stays free of host syncs: the engine keeps the per-step values on 
 and `.grad_norms`, [steps, units]) and they are written here after the render. Images arrive through the
 engine's snapshot callback at the steps `image_steps` lists.
 
+>>> import dreamlab
 >>> log = TensorBoardLog("runs/digit3")
 >>> result = dreamlab.render("lenet-digits", "logit:3", steps=8, thresholds=image_steps(8),
 ...                          on_snapshot=log.on_snapshot)

@@ -145,14 +145,19 @@ def _dream_photo(args: argparse.Namespace, loaded, photo, options: dict, files: 
     """Dream the photo once and save it as PNG: the exit status."""
     from dreamlab.io import save_png
     from dreamlab.optvis.dream import dream
+    from dreamlab.optvis.engine import DeferredSigint
 
     board = options["on_step"]
     result = dream(loaded, photo, args.objective, **options)
     provenance = {**result.provenance, **files}
-    if board is not None:
-        board.finish(provenance)
-    save_png(result.image, out, {**provenance, "dreamlab:score": f"{result.final_score:.6g}"})
+    with DeferredSigint() as saving:  # a second Ctrl-C now would lose the dream: it waits until the PNG is written
+        save_png(result.image, out, {**provenance, "dreamlab:score": f"{result.final_score:.6g}"})
+        if board is not None:
+            board.finish(provenance)
     print(out)
+    if saving.hit and not result.interrupted:
+        print("dreamlab: interrupted while saving; saved the dream first", file=sys.stderr)
+        return EXIT_INTERRUPTED
     where = result.provenance.get("dreamlab:interrupted", "")
     return _finish(result.interrupted, f"the octaves done so far ({where}; the PNG records it)")
 
