@@ -175,6 +175,28 @@ def test_a_finished_zoom_run_again_writes_no_empty_event_file(tmp_path, capsys):
     assert not (tmp_path / "tb").exists()
 
 
+@needs_tensorboard
+@pytest.mark.filterwarnings("error")  # numpy's warning about casting the NaN image would print after the error line
+def test_a_dream_that_fails_keeps_the_steps_it_logged(tmp_path, monkeypatch, capsys):
+    import dreamlab.optvis.dream as dream_module
+    from dreamlab.io import save_png
+
+    real, calls = dream_module.tiled_gradient, []
+
+    def nan_in_the_second_octave(*args, **kwargs):
+        calls.append(1)
+        grad, score = real(*args, **kwargs)
+        return (grad * float("nan") if len(calls) > 3 else grad), score
+
+    monkeypatch.setattr(dream_module, "tiled_gradient", nan_in_the_second_octave)
+    photo = save_png(torch.rand(1, 28, 28), tmp_path / "photo.png")
+    logdir = tmp_path / "tb"
+    assert main(["dream", str(photo), "--model", "lenet-digits", "--objective", "conv2", "--octaves", "2",
+                 "--steps", "3", "--device", "cpu", "-o", str(tmp_path / "d.png"), "--tensorboard", str(logdir)]) == 2
+    assert "in octave 2 of 2" in capsys.readouterr().err
+    assert [e.step for e in read_events(logdir).Scalars("objective/dream")] == list(range(1, 7))
+
+
 @pytest.mark.parametrize("label, expected", [
     ("inception4c:97", "inception4c:97"), ("logit:0 #1", "logit:0_div1"),  # a --diversity image, as its file
     ("conv2:3 - 0.5*conv1:2", "conv2:3_-_0.5_conv1:2"),

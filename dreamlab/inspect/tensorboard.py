@@ -98,6 +98,7 @@ class TensorBoardLog:
         """Flush and close the event file, if one was opened."""
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
 
     def __enter__(self) -> Self:
         return self
@@ -142,19 +143,23 @@ class DreamSteps:
 
     def _log_image(self) -> None:
         if self.last is not None:
-            image = self.last[0].detach().float().clamp(0, 1).cpu()
+            # a gradient gone NaN is found at the octave's end, after its image was logged: black, not a warning
+            image = self.last[0].detach().float().nan_to_num(0.0).clamp(0, 1).cpu()
             self.log.writer.add_image(f"image/{self.log.prefix}dream", image,
                                       global_step=self.done + len(self.scores))
             self.last = None
 
-    def finish(self, provenance: dict[str, str]) -> None:
+    def finish(self, provenance: dict[str, str] | None) -> None:
         """Write the scores, the last step's image where --tensorboard-every (or Ctrl-C) left it out, as render
-        logs its last step, and the provenance; close the log."""
+        logs its last step, and the provenance (None for a dream that failed: the steps up to the failure show
+        where it went wrong); close the log. A second call writes nothing."""
         import torch
 
         self._log_image()
         values = torch.stack(self.scores).float().cpu().tolist() if self.scores else []
+        self.scores = []
         for i, value in enumerate(values, start=self.done + 1):
             self.log.writer.add_scalar(f"objective/{self.log.prefix}dream", value, global_step=i)
-        self.log.writer.add_text("provenance", "\n".join(f"    {k}: {v}" for k, v in provenance.items()))
+        if provenance is not None:
+            self.log.writer.add_text("provenance", "\n".join(f"    {k}: {v}" for k, v in provenance.items()))
         self.log.close()

@@ -89,9 +89,14 @@ def run(args: argparse.Namespace) -> int:
     options = dict(octaves=args.octaves, octave_scale=args.octave_scale, steps=args.steps, lr=args.lr,
                    jitter=args.jitter, guide=guide, tile=args.tile, overlap=overlap, seed=args.seed,
                    device=args.device, progress=True, on_step=board)
-    if not zoom:
-        return _dream_photo(args, loaded, photo, options, files, out)
-    interrupted = _dream_zoom(args, loaded, photo, options, files, frames_dir, key, done)
+    try:
+        if not zoom:
+            return _dream_photo(args, loaded, photo, options, files, out)
+        interrupted = _dream_zoom(args, loaded, photo, options, files, frames_dir, key, done)
+    except DreamlabError:  # out of memory, a gradient gone NaN: the steps logged so far show how it got there
+        if board is not None:
+            board.finish(None)
+        raise
     return _write_zoom(args, out, frames_dir, interrupted)
 
 
