@@ -194,3 +194,11 @@ def test_a_bare_class_number_names_the_logit_it_means():
     with pytest.raises(ObjectiveSyntaxError) as refused:
         parse_objective("2 * 3")  # arithmetic of numbers: no class to name
     assert "not just numbers at position 1" in str(refused.value)
+
+
+def test_a_bare_number_that_names_a_layer_says_how_to_reach_it():
+    """dream(nn.Sequential(...), photo, "2"): a child of a bare Sequential reads as a number without ':'."""
+    with pytest.raises(ObjectiveSyntaxError) as refused:
+        parse_objective("2", layers=["0", "1", "2"])
+    assert ("not just numbers (a layer named 2 reads as a number without ':': its channels are 2:0-N; from Python, "
+            "dreamlab.objectives.deepdream('2') is the whole layer) at position 1") in str(refused.value)

@@ -115,6 +115,9 @@ class _ObjectiveParser:
         if not isinstance(result, o.Objective):
             number = self.text.strip()  # `--target 4`: a class index without its layer
             hint = f" (class {number} is logit:{number})" if number.isdigit() else ""
+            if self.layers is not None and number in self.layers:  # a bare nn.Sequential's child: see LAYER above
+                hint = (f" (a layer named {number} reads as a number without ':': its channels are {number}:0-N; "
+                        f"from Python, dreamlab.objectives.deepdream({number!r}) is the whole layer)")
             self.fail(0, f"an objective needs at least one layer or logit, not just numbers{hint}")
         return result
 
