@@ -61,8 +61,14 @@ def test_dream_without_an_objective_names_the_recipe_file_that_has_no_default_la
         dreamlab.dream(str(path), photo, weights="none", steps=1, device="cpu")
     built = dataclasses.replace(load_recipe("lenet-digits"), name="t", default_layer=None)
     with pytest.raises(DreamlabError, match=r"^recipe 't' names no default_layer; give an objective, e.g. a layer "
-                                            r"from `dreamlab layers t`$"):
+                                            r"from dreamlab\.layer_table\(model\)$"):  # no recipe t to list
         dreamlab.dream(load_model(built, "none"), photo, steps=1, device="cpu")
+    with pytest.raises(DreamlabError, match=r"^recipe 'Sequential' names no default_layer; give an objective, e.g. a "
+                                            r"layer from dreamlab\.layer_table\(model\)$"):  # a module of your own
+        dreamlab.dream(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), photo, steps=1, device="cpu")
+    with pytest.raises(DreamlabError, match=r"^recipe 'resnet18' names no default_layer; give an objective, e.g. a "
+                                            r"layer from `dreamlab layers resnet18`$"):  # a torchvision name
+        dreamlab.dream("resnet18", photo, weights="none", steps=1, device="cpu")
 
 
 def test_gallery_without_layers_names_the_recipe_file_that_has_no_default_layer(tmp_path, capsys):

@@ -696,8 +696,11 @@ def _objective(objective: Objective | str | None, recipe: Recipe, categories,
                layers: Sequence[str] | None = None) -> Objective:
     if objective is None:
         if not recipe.default_layer:
+            # a module of your own, or a Recipe built in Python, has no name that `dreamlab layers` knows
+            named = recipe.source or recipe.name in shipped_recipe_names() or recipe.is_torchvision
+            where = f"`dreamlab layers {recipe.called}`" if named else "dreamlab.layer_table(model)"
             raise DreamlabError(f"recipe {recipe.called!r} names no default_layer; give an objective, e.g. a layer "
-                                f"from `dreamlab layers {recipe.called}`")
+                                f"from {where}")
         return deepdream(recipe.default_layer)
     obj = parse_objective(objective, categories, layers) if isinstance(objective, str) else objective
     if not isinstance(obj, Objective):
