@@ -343,10 +343,10 @@ def test_a_zoom_resumes_with_its_objective_spelled_out(tmp_path, photo_file, cap
     """The default objective given by name, or an objective spaced otherwise, is the same zoom."""
     assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 1) == 0  # lenet-digits: conv2
     assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 1, "--objective", "conv2") == 0
-    assert "all 1 frames are already in" in capsys.readouterr().err
+    assert "the 1 frame is already in" in capsys.readouterr().err
     assert run_dream(photo_file, "-o", tmp_path / "s.gif", "--zoom-frames", 1, "--objective", "conv2 + conv2:1") == 0
     assert run_dream(photo_file, "-o", tmp_path / "s.gif", "--zoom-frames", 1, "--objective", "conv2+conv2:1") == 0
-    assert "all 1 frames are already in" in capsys.readouterr().err
+    assert "the 1 frame is already in" in capsys.readouterr().err
 
 
 def test_a_result_is_saved_only_under_a_png_name(tmp_path):

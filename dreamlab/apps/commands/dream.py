@@ -188,8 +188,9 @@ def _dream_zoom(args: argparse.Namespace, loaded, photo, options: dict, files: d
             board.finish({**result.provenance, **files})
     else:
         nothing = "; no step to log to --tensorboard" if args.tensorboard is not None else ""
-        print(f"dreamlab: all {args.zoom_frames} frames are already in {frames_dir}; writing the animation from "
-              f"them{nothing}", file=sys.stderr)
+        one = args.zoom_frames == 1
+        held, them = ("the 1 frame is", "it") if one else (f"all {args.zoom_frames} frames are", "them")
+        print(f"dreamlab: {held} already in {frames_dir}; writing the animation from {them}{nothing}", file=sys.stderr)
     return interrupted
 
 
