@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="log the objective per step and images to a TensorBoard run folder (needs: pip install "
                         "'dreamlab[tensorboard]')")
     p.add_argument("--tensorboard-every", type=positive_int, metavar="N",
-                   help="log the image every N steps (default: --steps, once per octave)")
+                   help="log the image every N steps, and the last (default: --steps, once per octave)")
     p.add_argument("--zoom", type=float,
                    help=f"magnification per frame, 0.25 to 4 (default: {ZOOM_DEFAULTS['zoom']})")
     p.add_argument("--rotate", type=float, metavar="DEG",
