@@ -134,6 +134,20 @@ def test_without_tensorboard_one_line_says_what_to_install(monkeypatch, capsys, 
     assert not (tmp_path / "u.png").exists()
 
 
+@pytest.mark.parametrize("command", [["render", "conv2:3", "-o", "u.png"], ["dream", "china", "-o", "d.png"]])
+def test_without_tensorboard_the_line_comes_before_the_model_loads(monkeypatch, capsys, tmp_path, command):
+    import dreamlab.models.loading as loading
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before --tensorboard was checked")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tb.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(loading, "load_model", no_loading)
+    assert main([*command, "--model", "lenet-digits", "--tensorboard", "tb"]) == 2
+    assert capsys.readouterr().err.startswith("dreamlab: error: --tensorboard needs the tensorboard package;")
+
+
 @needs_tensorboard
 def test_dream_command_writes_events(tmp_path):
     from dreamlab.io import save_png

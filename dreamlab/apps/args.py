@@ -257,6 +257,9 @@ def check_tensorboard(args: argparse.Namespace) -> None:
     from dreamlab.io import check_writable
 
     if args.tensorboard is not None:
+        from dreamlab.inspect.tensorboard import require_tensorboard
+
+        require_tensorboard()  # before the model loads (tens of seconds, or a download)
         check_writable(args.tensorboard, "--tensorboard folder", folder=True)
     elif given_options(args, ["tensorboard_every"]):
         raise DreamlabError("--tensorboard-every applies to a TensorBoard log: add --tensorboard DIR, or leave it out")

@@ -46,13 +46,18 @@ def image_steps(steps: int, every: int | None = None) -> list[int]:
     return sorted({*range(every, steps + 1, every), steps})
 
 
+def require_tensorboard() -> None:
+    """Refuse --tensorboard in one line where the tensorboard package is missing (before the model loads)."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise DreamlabError(f"--tensorboard needs the tensorboard package; {INSTALL_HINT}")
+
+
 class TensorBoardLog:
     """One TensorBoard run folder; `prefix` separates several renders in one folder (the gallery's batches).
     `image_every`: log images every so many steps (default: 8 images over a render)."""
 
     def __init__(self, logdir: str | Path, prefix: str = "", image_every: int | None = None):
-        if importlib.util.find_spec("tensorboard") is None:
-            raise DreamlabError(f"--tensorboard needs the tensorboard package; {INSTALL_HINT}")
+        require_tensorboard()
         self.logdir = Path(logdir)
         self.prefix = prefix
         self.image_every = image_every
