@@ -18,6 +18,8 @@ from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
+    from PIL.Image import Image
+
     from dreamlab.optvis.dream import DreamTiling
 
 DESCRIPTION = ("DeepDream on a photo: gradient ascent on a layer (default: the recipe's default layer, the L2 of "
@@ -499,7 +501,7 @@ def _write_mp4(frames: list[Path], out: Path, fps: int, description: str) -> Pat
     return out
 
 
-def _loaded(path: Path):
+def _loaded(path: Path) -> Image:
     """A frame's pixels with its file closed: Pillow keeps an opened image's file open until it is loaded, and a
     long zoom's frames would pass the open-file limit (256 on macOS, 1024 on Linux) before they are encoded."""
     from PIL import Image
