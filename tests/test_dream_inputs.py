@@ -51,10 +51,14 @@ def test_the_python_api_records_a_photo_file_a_sample_and_a_tensor(photo_file):
 
 
 def test_the_pixel_digest_is_the_one_the_inspection_views_record():
-    from dreamlab.inspect import source
+    from dreamlab.io import image_record, photo_record
 
     image = torch.rand(3, 8, 8, dtype=torch.float64)
-    assert (pixel_digest(image), PIXELS) == (source.pixel_digest(image), source.PIXELS)
+    dreamed = photo_record(image, image)
+    inspected = image_record("tensor", image, image)
+    assert (dreamed["dreamlab:photo_sha256"], dreamed["dreamlab:photo_sha256_of"]) == (inspected["sha256"],
+                                                                                       inspected["sha256_of"])
+    assert inspected["sha256_of"] == PIXELS and len(inspected["sha256"]) == 16
 
 
 def test_features_reads_photos_with_the_same_function():
