@@ -276,3 +276,14 @@ def test_a_callback_that_cannot_be_called_is_refused_before_the_first_frame(call
     with pytest.raises(DreamlabError) as refused:
         dream(_tiny_net(), torch.rand(3, 32, 32), "relu", **FAST, **callbacks)
     assert str(refused.value) == message
+
+
+def test_a_billion_octaves_are_told_to_be_fewer_not_overflowed(photo_file, tmp_path, capsys):
+    """--octaves 1000000000: 1.4**999999999 is past a float's range; the smallest octave is told (0x0), in one line,
+    before a list of a billion sizes is made."""
+    assert main(["dream", str(photo_file), "--model", "lenet-digits", "--octaves", "1000000000", "--steps", "1",
+                 "--device", "cpu", "-o", str(tmp_path / "d.png")]) == 2
+    err = capsys.readouterr().err
+    assert err == ("dreamlab: error: 1000000000 octaves at scale 1.4 shrink the 56x40 photo to 0x0, below 16 px a "
+                   "side; use octaves=3 (--octaves 3) or fewer, or a smaller octave_scale (--octave-scale)\n")
+    assert not (tmp_path / "d.png").exists()

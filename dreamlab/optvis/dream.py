@@ -145,14 +145,22 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tu
     if min(height, width) < MIN_SIDE:  # no number of octaves helps: the photo itself is too small
         raise DreamlabError(f"the photo is {width}x{height} px; DeepDream needs at least {MIN_SIDE} px a side: give a "
                             f"larger photo (or enlarge this one)")
-    sizes = [(round(height / scale ** k), round(width / scale ** k)) for k in range(octaves)]
-    if min(sizes[-1]) < MIN_SIDE:
+    smallest = _shrunk(height, scale, octaves - 1), _shrunk(width, scale, octaves - 1)
+    if min(smallest) < MIN_SIDE:  # checked before the list is made: octaves=10**9 is told, not built
         fit = 1 + int(math.log(min(height, width) / MIN_SIDE) / math.log(scale))
         raise DreamlabError(f"{octaves} octaves at scale {scale:g} shrink the {width}x{height} photo to "
-                            f"{sizes[-1][1]}x{sizes[-1][0]}, below {MIN_SIDE} px a side; use octaves={fit} "
+                            f"{smallest[1]}x{smallest[0]}, below {MIN_SIDE} px a side; use octaves={fit} "
                             f"(--octaves {fit}){' or fewer' if fit > 1 else ''}, or a smaller octave_scale "
                             f"(--octave-scale)")
-    return sizes
+    return [(_shrunk(height, scale, k), _shrunk(width, scale, k)) for k in range(octaves)]
+
+
+def _shrunk(side: int, scale: float, k: int) -> int:
+    """`side` at octave k (divided by scale**k), rounded; 0 where scale**k is past a float's range."""
+    try:
+        return round(side / scale ** k)
+    except OverflowError:
+        return 0
 
 
 def _resize(image: Tensor, size: tuple[int, int]) -> Tensor:
