@@ -133,3 +133,18 @@ def test_render_diversity_writes_a_row_per_unit(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["render", "conv2:3", "--model", "lenet-digits", "--diversity-layer", "conv1"]) == 2
     assert "--diversity-layer applies to several images per unit: add --diversity N" in capsys.readouterr().err
+
+
+def test_render_refuses_a_billion_copies_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    """--diversity 1000000000 was only told after the model loaded and a billion labels were made (minutes)."""
+    import dreamlab.models.loading
+
+    def not_loaded(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(dreamlab.models.loading, "load_model", not_loaded)
+    assert main(["render", "conv2:3", "--model", "lenet-digits", "--diversity", "1000000000", "--steps", "1",
+                 "-o", str(tmp_path / "r.png")]) == 2
+    assert capsys.readouterr().err == ("dreamlab: error: diversity 1000000000 is out of range; valid: 1 to 64 "
+                                       "images per unit\n")
+    assert list(tmp_path.iterdir()) == []

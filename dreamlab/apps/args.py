@@ -418,9 +418,12 @@ def add_diversity_arguments(p: argparse.ArgumentParser, layer_option: bool = Tru
 
 
 def check_diversity_options(args: argparse.Namespace) -> None:
-    """The options that tune --diversity are refused without it (they would be ignored)."""
-    from dreamlab.errors import DreamlabError
+    """--diversity out of its range (before a label per image is made: 10**9 of them would take minutes), and the
+    options that tune it without it (they would be ignored), are refused."""
+    from dreamlab.errors import DreamlabError, check_range
+    from dreamlab.optvis.settings import MAX_DIVERSITY
 
+    check_range("diversity", args.diversity or 1, 1, MAX_DIVERSITY, "images per unit")  # as render() tells it
     if (args.diversity or 1) > 1:
         return
     unused = given_options(args, [n for n in ("diversity_weight", "diversity_layer") if hasattr(args, n)])
