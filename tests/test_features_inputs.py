@@ -36,6 +36,8 @@ def test_bad_images_are_refused(model, image, text):
     ({"top": 2.5}, "top (--top) must be a whole number >= 1 (how many channels to show), got 2.5"),
     ({"layer": 0}, "layer must be a string, a dotted module address such as 'conv1' or 'inception4c', got int 0; "
                    "`dreamlab layers MODEL` lists them"),
+    ({"layer": ""}, "layer '' is empty: give a dotted module address such as 'conv1' or 'inception4c'; "
+                    "`dreamlab layers MODEL` lists them"),  # (was told in capture()'s words)
 ])
 def test_top_and_layer_are_checked(model, options, text):
     with pytest.raises(DreamlabError) as refused:

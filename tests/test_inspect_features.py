@@ -96,6 +96,9 @@ def test_bad_input_gets_one_line(tmp_path, capsys):
     assert "not feature maps" in capsys.readouterr().err
     assert main(["features", "lenet-digits", "conv9", "--image", "flower"]) == 2
     assert "close matches: conv1, conv2" in capsys.readouterr().err
+    assert main(["features", "lenet-digits", "", "--image", "flower"]) == 2  # an unset shell variable
+    assert capsys.readouterr().err == ("dreamlab: error: layer '' is empty: give a dotted module address such as "
+                                       "'conv1' or 'inception4c'; `dreamlab layers lenet-digits` lists them\n")
 
 
 def test_callers_model_is_unchanged():

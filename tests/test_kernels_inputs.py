@@ -74,6 +74,8 @@ def test_a_relu_or_pool_first_suggests_the_conv_it_follows():
     ({"layer": 3}, "layer must be a string, a dotted module address such as 'conv1' or 'inception4c', got int 3; "
                    "`dreamlab layers MODEL` lists them"),
     ({"layer": None}, "layer must be a string"),
+    ({"layer": " "}, "layer ' ' is empty: give a dotted module address such as 'conv1' or 'inception4c'; "
+                     "`dreamlab layers MODEL` lists them"),
     ({"layer": "conv", "limit": 0}, "limit (--limit) must be a whole number >= 1 (output and input channels shown), "
                                     "got 0"),
     ({"layer": "conv", "limit": 2.5}, "limit (--limit) must be a whole number >= 1"),

@@ -47,10 +47,13 @@ def provenance(module: nn.Module, recipe: Recipe, weights: str, layer: str) -> d
 
 
 def check_layer(layer: object) -> None:
-    """A layer address is a string ('inception4c', 'conv1.conv'); anything else is refused in one line."""
+    """A layer address is a non-empty string ('inception4c', 'conv1.conv'); anything else is refused in one line."""
     if not isinstance(layer, str):
         raise DreamlabError(f"layer must be a string, a dotted module address such as 'conv1' or 'inception4c', got "
                             f"{shown(layer)}; `dreamlab layers MODEL` lists them")
+    if not layer.strip():  # (else features told it in capture()'s words: capture(model, ['inception4c']))
+        raise DreamlabError(f"layer {layer!r} is empty: give a dotted module address such as 'conv1' or "
+                            f"'inception4c'; `dreamlab layers MODEL` lists them")
 
 
 def forward_error(model: nn.Module, recipe: Recipe, shape: torch.Size, exc: BaseException) -> DreamlabError | None:
