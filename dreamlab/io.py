@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin
 from torch import Tensor
 
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, first_line
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -602,13 +602,14 @@ def load_vectors(path: str | Path) -> Tensor:
         raise DreamlabError(f"cannot read directions from {str(path)!r}: give a {', '.join(VECTOR_SUFFIXES)} file "
                             f"holding a vector [C] or a matrix [N, C]")
     if not path.is_file():
-        raise DreamlabError(f"no such file: {str(path)!r}")
+        raise DreamlabError(f"no such file: {str(path)!r}; give the {suffix} file holding the directions, a vector [C] "
+                            f"or a matrix [N, C]")
     try:
         with warnings.catch_warnings():  # loadtxt warns of an empty file, torch.load of an old pickle protocol:
             warnings.simplefilter("ignore")  # the one-line error below says what was wrong
             value = _read_vectors(path, suffix)
     except Exception as exc:  # each reader has its own errors for a damaged or foreign file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _torch_load_failure(exc) if suffix == ".pt" else first_line(exc)
         raise DreamlabError(f"cannot read directions from {str(path)!r} ({first[:160]}); give a {suffix} file "
                             f"holding a vector [C] or a matrix [N, C]") from None
     if isinstance(value, np.ndarray) and value.dtype.kind in "iuf":
@@ -618,6 +619,15 @@ def load_vectors(path: str | Path) -> Tensor:
     kind = f"a {type(value).__name__}" if not isinstance(value, np.ndarray) else f"an array of dtype {value.dtype}"
     raise DreamlabError(f"{str(path)!r} holds {kind}, not numbers: save one vector [C] or matrix [N, C] of "
                         f"floats (np.save, or torch.save of a tensor)")
+
+
+def _torch_load_failure(exc: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in a few words: its own message is a paragraph, with
+    terminal colour codes, whose first line says nothing of the file."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if found:  # e.g. torch.save of a NumPy array
+        return f"it holds a pickled {found.group(1)}, which torch.load(weights_only=True) does not open"
+    return f"torch.load raised {type(exc).__name__}: the file is corrupt, truncated or not a PyTorch file"
 
 
 def _read_vectors(path: Path, suffix: str) -> object:

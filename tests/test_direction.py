@@ -120,6 +120,29 @@ def test_load_vectors_refuses_other_files_in_one_line(tmp_path) -> None:
         assert "\n" not in str(info.value)
 
 
+def test_a_pt_file_torch_load_refuses_is_told_in_a_few_words(tmp_path) -> None:
+    """torch.load's own message is a paragraph with terminal colour codes; its first line was cut at 160
+    characters mid-sentence."""
+    torch.save(np.ones(3, dtype=np.float32), tmp_path / "np.pt")  # a pickled NumPy array: not weights-only
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(DreamlabError, match=r"\(it holds a pickled numpy\.\S+, which torch\.load\(weights_only=True\) "
+                                            r"does not open\); give a \.pt file holding a vector \[C\]"):
+        load_vectors(tmp_path / "np.pt")  # (numpy 2 names numpy._core.multiarray._reconstruct)
+    for name, why in [("text.pt", "torch.load raised UnpicklingError: the file is corrupt, truncated or not a "
+                                  "PyTorch file"),
+                      ("empty.pt", "torch.load raised EOFError: the file is corrupt, truncated or not a PyTorch "
+                                   "file")]:
+        with pytest.raises(DreamlabError) as info:
+            load_vectors(tmp_path / name)
+        assert str(info.value) == (f"cannot read directions from {str(tmp_path / name)!r} ({why}); give a .pt file "
+                                   f"holding a vector [C] or a matrix [N, C]")
+    with pytest.raises(DreamlabError) as info:
+        load_vectors(tmp_path / "missing.pt")
+    assert str(info.value) == (f"no such file: {str(tmp_path / 'missing.pt')!r}; give the .pt file holding the "
+                               f"directions, a vector [C] or a matrix [N, C]")
+
+
 def test_render_direction_from_the_command_line(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     np.save(tmp_path / "pair.npy", np.eye(50, dtype=np.float32)[[3, 7]])
