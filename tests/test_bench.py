@@ -175,6 +175,9 @@ def test_the_command_checks_every_peer_option_before_dreamlabs_renders(tmp_path:
     (["--units", "0"], "--units must be between 1 and 512 (inception4c has 512 channels), got 0"),
     (["--device", "cpu", "--peer-bench", "nowhere/peer_bench.py"],  # refused before the 512-step workloads
      "peer benchmark 'nowhere/peer_bench.py' not found; give the path of the team's peer_bench.py (in this workplace ../shared/bench/peer_bench.py)"),
+    (["--device", "cpu", "--peer-bench", "."],  # a folder was told it is not found
+     "peer benchmark '.' is a folder, not the script; give the path of the team's peer_bench.py (in this workplace "
+     "../shared/bench/peer_bench.py)"),
     (["--workload", "unit", "--steps", "1", "--size", "64", "--device", "cpu", "--compile", "fast"],
      "argument --compile: invalid choice: 'fast'"),
     (["--size", "100000"], "--size 100000 is out of range; valid: 32 to 2048 pixels"),

@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         raise DreamlabError(f"--units must be between 1 and 512 (inception4c has 512 channels), got {args.units}")
     check_bench_size(args.size)
     if args.peer_bench and not args.peer_bench.is_file():
-        raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} not found; give the path of the team's "
+        what = "is a folder, not the script" if args.peer_bench.is_dir() else "not found"
+        raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} {what}; give the path of the team's "
                             f"peer_bench.py (in this workplace ../shared/bench/peer_bench.py)")
     workloads = ["unit", "layer"] if args.workload == "both" else [args.workload]
     if args.peer_bench:
