@@ -178,6 +178,8 @@ def test_the_command_checks_every_peer_option_before_dreamlabs_renders(tmp_path:
     (["--device", "cpu", "--peer-bench", "."],  # a folder was told it is not found
      "peer benchmark '.' is a folder, not the script; give the path of the team's peer_bench.py (in this workplace "
      "../shared/bench/peer_bench.py)"),
+    (["--device", "cpu", "--peer-bench", "peer_bench.py", "--peer-site", ""],  # was the current folder: the
+     "argument --peer-site: an empty path"),                                  # renders ran, then the peer failed
     (["--workload", "unit", "--steps", "1", "--size", "64", "--device", "cpu", "--compile", "fast"],
      "argument --compile: invalid choice: 'fast'"),
     (["--size", "100000"], "--size 100000 is out of range; valid: 32 to 2048 pixels"),

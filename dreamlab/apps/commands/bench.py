@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--precision, --param, --transforms, --units and --batch-size change dreamlab's side only "
                         "(the defaults fourier and standard are lucent's kind of image and transforms; --precision "
                         "auto is bf16 on cuda, against the peers' fp32)")
-    add_given_option(p, "--peer-site", type=Path, default=Path("/tmp/peers_site"),
+    add_given_option(p, "--peer-site", type=input_path, default=Path("/tmp/peers_site"),
                      help="where setup_peers.sh installed lucent and torch-dreams (default: %(default)s)")
     add_given_option(p, "--peer-batches", default="1",
                      help="lucent's batch sizes to time, comma-separated (default: 1); the unit workload is "
