@@ -287,3 +287,13 @@ def test_a_billion_octaves_are_told_to_be_fewer_not_overflowed(photo_file, tmp_p
     assert err == ("dreamlab: error: 1000000000 octaves at scale 1.4 shrink the 56x40 photo to 0x0, below 16 px a "
                    "side; use octaves=3 (--octaves 3) or fewer, or a smaller octave_scale (--octave-scale)\n")
     assert not (tmp_path / "d.png").exists()
+
+
+def test_a_scale_just_above_1_is_told_as_given():
+    """--octave-scale 1.0000001 (valid: above 1) was told as 'at scale 1', the value refused elsewhere."""
+    from dreamlab.optvis.dream import octave_sizes
+
+    with pytest.raises(DreamlabError, match=r"^1000000000 octaves at scale 1\.0000001 shrink the 64x64 photo to 0x0, "
+                                            r"below 16 px a side; use octaves=13862945 \(--octaves 13862945\) or "
+                                            r"fewer"):
+        octave_sizes(64, 64, 10**9, 1.0000001)

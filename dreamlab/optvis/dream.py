@@ -148,7 +148,7 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float) -> list[tu
     smallest = _shrunk(height, scale, octaves - 1), _shrunk(width, scale, octaves - 1)
     if min(smallest) < MIN_SIDE:  # checked before the list is made: octaves=10**9 is told, not built
         fit = 1 + int(math.log(min(height, width) / MIN_SIDE) / math.log(scale))
-        raise DreamlabError(f"{octaves} octaves at scale {scale:g} shrink the {width}x{height} photo to "
+        raise DreamlabError(f"{octaves} octaves at scale {scale:.12g} shrink the {width}x{height} photo to "
                             f"{smallest[1]}x{smallest[0]}, below {MIN_SIDE} px a side; use octaves={fit} "
                             f"(--octaves {fit}){' or fewer' if fit > 1 else ''}, or a smaller octave_scale "
                             f"(--octave-scale)")
