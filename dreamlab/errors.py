@@ -58,6 +58,12 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
 
 
+def permission_denied(what: str, path: object) -> DreamlabError:
+    """The one line for a file that is there but that this user may not read (said as 'give a PNG file' it would
+    send them looking for another format)."""
+    return DreamlabError(f"cannot read {what} {str(path)!r}: permission denied; give a file you can read (chmod u+r)")
+
+
 def close_matches(name: str, options: Iterable[str], n: int = 5) -> list[str]:
     """Up to `n` distinct options that look like `name` (difflib), for 'did you mean' hints."""
     options = list(dict.fromkeys(options))  # a name listed twice (a recipe and a torchvision model) counts once

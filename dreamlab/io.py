@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin
 from torch import Tensor
 
-from dreamlab.errors import DreamlabError, first_line
+from dreamlab.errors import DreamlabError, first_line, permission_denied
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -284,6 +284,8 @@ def load_image(path: str | Path, background: float = ALPHA_BACKGROUND, name: str
                             f"decompression bomb); resize it first") from None
     except FileNotFoundError:  # said as read_photo says it: a sample name is the other thing it takes
         raise _no_such_file(name, path) from None
+    except PermissionError:
+        raise permission_denied(name, path) from None
     except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError for some broken headers
         reason = getattr(exc, "strerror", None) or exc
         raise DreamlabError(f"cannot read {name} {str(path)!r}: {reason}; give a PNG or JPEG file") from None
@@ -608,6 +610,8 @@ def load_vectors(path: str | Path) -> Tensor:
         with warnings.catch_warnings():  # loadtxt warns of an empty file, torch.load of an old pickle protocol:
             warnings.simplefilter("ignore")  # the one-line error below says what was wrong
             value = _read_vectors(path, suffix)
+    except PermissionError:  # (torch.load's would be told as a damaged file)
+        raise permission_denied("directions from", path) from None
     except Exception as exc:  # each reader has its own errors for a damaged or foreign file
         first = _torch_load_failure(exc) if suffix == ".pt" else first_line(exc)
         raise DreamlabError(f"cannot read directions from {str(path)!r} ({first[:160]}); give a {suffix} file "

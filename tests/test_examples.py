@@ -285,3 +285,20 @@ def test_a_size_the_model_rejects_is_told_its_minimum_or_its_fixed_size(tmp_path
     assert main(["examples", model, layer, "--images", "china", "--weights", "none", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"dreamlab: error: {message}"] and not list(tmp_path.glob("*.png"))
+
+
+def test_a_locked_image_is_told_to_be_made_readable(tmp_path, monkeypatch, capsys):
+    """Was '[Errno 13] Permission denied: ...; give a PNG or JPEG file' (PermissionError raised by hand: the tests
+    run as root, where chmod 000 does not bite)."""
+    from PIL import Image
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (28, 28)).save(photo)
+
+    def locked(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", locked)
+    assert main(["examples", "lenet-digits", "conv2:0", "--images", str(photo), "-o", str(tmp_path / "e.png")]) == 2
+    assert capsys.readouterr().err == (f"dreamlab: error: cannot read image {str(photo)!r}: permission denied; give "
+                                       f"a file you can read (chmod u+r)\n")

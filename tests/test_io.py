@@ -61,3 +61,28 @@ def test_a_float_tiff_a_hair_above_1_shows_it(tmp_path: Path):
     with pytest.raises(DreamlabError) as refused:
         load_image(path)
     assert "is a floating-point image with values from 0 to 1.000001, outside [0, 1]; scale it" in str(refused.value)
+
+
+def test_a_file_this_user_may_not_read_is_told_so(tmp_path, monkeypatch):
+    """A locked photo was told 'Permission denied; give a PNG or JPEG file', and a locked .pt direction file as
+    'corrupt, truncated or not a PyTorch file' (the tests run as root, where chmod 000 does not bite: the
+    PermissionError is raised by hand)."""
+    import dreamlab.io
+    from dreamlab.io import load_vectors, read_photo
+
+    def locked(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    photo, vectors = tmp_path / "p.png", tmp_path / "v.pt"
+    Image.new("RGB", (8, 8)).save(photo)
+    torch.save(torch.ones(3), vectors)
+    monkeypatch.setattr(Image, "open", locked)
+    monkeypatch.setattr(dreamlab.io, "_read_vectors", locked)
+    with pytest.raises(DreamlabError) as refused:
+        read_photo(str(photo), "photo")
+    assert str(refused.value) == f"cannot read photo {str(photo)!r}: permission denied; give a file you can read " \
+                                 f"(chmod u+r)"
+    with pytest.raises(DreamlabError) as refused:
+        load_vectors(vectors)
+    assert str(refused.value) == f"cannot read directions from {str(vectors)!r}: permission denied; give a file you " \
+                                 f"can read (chmod u+r)"

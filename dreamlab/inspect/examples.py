@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, check_whole, checked_keywords
+from dreamlab.errors import DreamlabError, ObjectiveSyntaxError, check_whole, checked_keywords, permission_denied
 from dreamlab.inspect.features import normalize, shorter_side_to, to_channels
 from dreamlab.inspect.receptive import Field, receptive_field
 from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe, provenance
@@ -396,6 +396,8 @@ def _check_readable(source: object) -> None:
     try:
         with Image.open(path) as img:
             img.verify()
+    except PermissionError:
+        raise permission_denied("image", path) from None
     except Exception as exc:  # PIL raises many kinds for a damaged or foreign file
         reason = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise DreamlabError(f"cannot read image {str(path)!r}: {reason}; give a PNG or JPEG file") from None
