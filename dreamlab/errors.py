@@ -58,10 +58,11 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
 
 
-def permission_denied(what: str, path: object) -> DreamlabError:
-    """The one line for a file that is there but that this user may not read (said as 'give a PNG file' it would
-    send them looking for another format)."""
-    return DreamlabError(f"cannot read {what} {str(path)!r}: permission denied; give a file you can read (chmod u+r)")
+def permission_denied(what: str, path: object, folder: bool = False) -> DreamlabError:
+    """The one line for a file (or `folder`) that is there but that this user may not read (said as 'give a PNG
+    file' it would send them looking for another format)."""
+    which = "a folder you can read (chmod u+rx)" if folder else "a file you can read (chmod u+r)"
+    return DreamlabError(f"cannot read {what} {str(path)!r}: permission denied; give {which}")
 
 
 def close_matches(name: str, options: Iterable[str], n: int = 5) -> list[str]:

