@@ -195,6 +195,13 @@ def test_sections_for_unlisted_layers_missing_files_and_empty_gallery() -> None:
     assert json.loads(data_block(empty)) == {"model": "m", "layers": [], "units": []}
 
 
+def test_layer_heading_counts_one_channel_in_the_singular() -> None:
+    manifest = {"model": "m", "layers": [{"name": "one", "channels": 1}, {"name": "two", "channels": 2}],
+                "units": [_unit("one", 0, "one/one_0000.png"), _unit("two", 0, "two/two_0000.png")]}
+    counts = [text for text in parse(render_index(manifest)).text if "channel" in text]
+    assert counts == ["1 channel", "2 channels · 1 shown"]
+
+
 def test_write_index_is_atomic_and_replaces(tmp_path: Path) -> None:
     manifest = hostile_manifest()
     out = tmp_path / "gallery"

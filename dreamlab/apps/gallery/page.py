@@ -178,7 +178,8 @@ def _section(j: int, name: str, layer: Mapping[str, Any], units: list[tuple[int,
     if channels is None:
         count = f"{len(units)} shown"
     else:
-        count = f"{channels} channels" + ("" if str(channels) == str(len(units)) else f" · {len(units)} shown")
+        noun = "channel" if str(channels) == "1" else "channels"
+        count = f"{channels} {noun}" + ("" if str(channels) == str(len(units)) else f" · {len(units)} shown")
     steps = layer.get("steps")
     if show_steps and steps is not None:
         count += f" · {steps} steps"
