@@ -161,8 +161,9 @@ def test_a_dream_result_gives_pil_numpy_a_notebook_picture_and_a_png_with_its_pr
 
 
 FLAT_NOTE = ("the gradient reaching {} was exactly 0 at every step, so the objective never changed {} and {} start "
-             "image; the objective's score has no gradient (.sign(), .round(), a comparison or another step "
-             "function): use a smooth score, e.g. torch.sigmoid(k * x) for a step")
+             "image; its score does not change with the image: a ReLU on the way to the unit is off everywhere (a "
+             "unit after it sees only a bias), or the score has no gradient (.sign(), .round(), a comparison or "
+             "another step function: use a smooth score, e.g. torch.sigmoid(k * x) for a step)")
 
 
 def test_a_flat_objective_is_told_not_rendered_silently():
@@ -183,6 +184,20 @@ def test_a_flat_objective_is_told_not_rendered_silently():
     with pytest.warns(DreamlabNote, match=r"^mixed\[1\]: the gradient reaching"):
         shorter = render("lenet-digits", mixed, steps=1, device="cpu")
     assert torch.equal(result.images[1], shorter.images[1]) and not torch.equal(result.images[0], shorter.images[0])
+
+
+def test_a_plain_channel_behind_a_dead_relu_is_told_with_that_cause(recwarn):
+    from collections import OrderedDict
+
+    dead = nn.Sequential(OrderedDict(a=nn.Conv2d(3, 2, 3), r=nn.ReLU(), b=nn.Conv2d(2, 2, 1)))
+    with torch.no_grad():  # no image turns `a` on, so `b` sees its bias only: a nonzero score with no gradient
+        dead.a.weight.zero_()
+        dead.a.bias.fill_(-1.0)
+        dead.b.bias.fill_(1.0)
+    result = render(dead, "b:0", **FAST)
+    assert result.no_gradient() == ["b:0"]
+    (note,) = [str(w.message) for w in recwarn if "gradient reaching" in str(w.message)]
+    assert "a ReLU on the way to the unit is off everywhere" in note
 
 
 def test_a_flat_objective_on_a_shared_param_module_is_judged_by_all_its_tensors(recwarn):

@@ -681,5 +681,7 @@ def _note_no_gradient(result: RenderResult) -> None:
     warnings.warn(DreamlabNote(
         f"{names}: the gradient reaching {'its image' if one else 'their images'} was exactly 0 at every step, so "
         f"the objective never changed {'it' if one else 'them'} and {'it is its' if one else 'each is its'} start "
-        f"image; the objective's score has no gradient (.sign(), .round(), a comparison or another step "
-        f"function): use a smooth score, e.g. torch.sigmoid(k * x) for a step"), stacklevel=4)  # render's caller
+        f"image; its score does not change with the image: a ReLU on the way to the unit is off everywhere (a "
+        f"unit after it sees only a bias), or the score has no gradient (.sign(), .round(), a comparison or "
+        f"another step function: use a smooth score, e.g. torch.sigmoid(k * x) for a step)"),
+        stacklevel=4)  # render's caller
