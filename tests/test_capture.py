@@ -467,3 +467,20 @@ def test_run_outside_a_with_block_is_told_so_not_that_the_layer_never_ran():
     with pytest.raises(DreamlabError, match="^cap.run outside a `with` block"):  # its hooks are gone on exit
         cap.run(torch.rand(1, 3, 8, 8))
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_output_module_leaves_a_reused_modules_later_calls_alone():
+    from dreamlab.optvis.capture import output_module
+
+    class Shared(nn.Module):  # one ReLU on two shapes, as ResNet's Bottleneck reuses its relu
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.head, self.relu = nn.Conv2d(1, 3, 1), nn.Conv2d(3, 2, 1), nn.Conv2d(2, 2, 1), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.relu(self.b(self.relu(self.a(x)))))
+
+    model = Shared().eval()
+    sample = torch.rand(1, 1, 4, 4)
+    found, output = output_module(model, ["a", "relu", "b", "head"], sample)
+    assert found == "head" and torch.equal(output, model(sample))  # the hooks changed nothing the model computes

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 
+import torch
+from torch import nn
+
 from dreamlab.apps.cli import main
 from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.models.loading import LoadedModel
@@ -37,6 +40,33 @@ def test_a_model_whose_output_no_module_gives_shows_logit_as_a_layer_of_its_own(
     layers = result.manifest["layers"]
     assert [(layer["name"], layer["channels"], layer.get("output")) for layer in layers] == [("logit", 2, True)]
     assert [u["unit"] for u in result.manifest["units"]] == ["logit:0", "logit:1"]
+
+
+class SharedReLUNet(nn.Module):
+    """One ReLU module called twice, on tensors of different shapes (as ResNet's Bottleneck reuses its relu)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 3, 3, padding=1)
+        self.b = nn.Conv2d(3, 2, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(2, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.relu(self.b(self.relu(self.a(x)))).mean((2, 3)))
+
+
+def test_logit_is_the_output_module_also_where_a_module_runs_twice(tmp_path, capsys):
+    # finding the output module hooks every layer; a hook that returned what it kept gave the shared relu's second
+    # call its first call's output, the forward failed, and `logit` became a layer of its own beside `fc`
+    recipe = Recipe(name="shared-relu", builder="tests:SharedReLUNet", weights="none", input_size=16, channels=1,
+                    mean=(0.5,), std=(0.5,), transforms="small", steps=1)
+    torch.manual_seed(0)
+    loaded = LoadedModel(model=SharedReLUNet().eval().requires_grad_(False), recipe=recipe, weights="none",
+                         categories=None)
+    result = build_gallery(loaded, tmp_path / "g", layers=["logit"], channels=[0, 1], device="cpu")
+    assert [(layer["name"], layer.get("output")) for layer in result.manifest["layers"]] == [("fc", True)]
+    assert [u["unit"] for u in result.manifest["units"]] == ["fc:0", "fc:1"]
 
 
 def test_a_gallery_strip_of_a_unit_no_photo_turns_on_says_so(tmp_path):

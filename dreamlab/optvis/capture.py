@@ -91,8 +91,14 @@ def output_module(model: nn.Module, layers: Sequence[str], sample: Tensor) -> tu
     class too."""
     modules = dict(model.named_modules())
     seen: dict[str, object] = {}
-    output = hooked_forward(model, sample, [(modules[name], lambda _m, _i, out, name=name: seen.setdefault(name, out))
-                                            for name in layers if name in modules])
+
+    def keep_first(name: str) -> Callable[[nn.Module, object, object], None]:
+        # returns None: a hook that returned the first call's output would replace a reused module's later ones
+        def hook(_module: nn.Module, _inputs: object, out: object) -> None:
+            seen.setdefault(name, out)
+        return hook
+
+    output = hooked_forward(model, sample, [(modules[name], keep_first(name)) for name in layers if name in modules])
     return next((name for name in layers if name in seen and seen[name] is output), None), output
 
 
