@@ -377,6 +377,15 @@ def test_cli_reports_bad_channels_in_one_line(tmp_path: Path, capsys: pytest.Cap
     assert err.count("\n") == 1 and "cannot read '3-x'" in err
     assert main(["gallery", "lenet-digits", "--layers", "nope", "--out", str(tmp_path / "g")]) == 2
     assert "unknown layer 'nope'" in capsys.readouterr().err
+    # a unit where a layer goes is told how a gallery spells it: the layer, and the channels apart
+    assert main(["gallery", "lenet-digits", "--layers", "conv2:3-5", "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give the layer alone, 'conv2', and its channels as channels 3-5 " \
+        "(--channels 3-5); `dreamlab layers lenet-digits` lists them all" in err
+    assert not (tmp_path / "g").exists()
+    assert main(["gallery", "hed-vgg16", "--weights", "none", "--layers", "features_22", "--out",
+                 str(tmp_path / "g")]) == 2  # lucent's spelling, told as render tells it
+    assert "lucent's 'features_22' is 'features.22' here (dotted module addresses)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [

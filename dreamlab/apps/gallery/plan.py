@@ -14,7 +14,7 @@ from dreamlab.apps.gallery.naming import ANOTHER_OUT, OVERWRITE
 from dreamlab.apps.gallery.resume import (OPTION_KEYS, check_options, check_records, warn_batch_sizes,
                                           warn_device_and_compile, weights_seed, weights_sha256)
 from dreamlab.errors import DreamlabError, first_line, unknown
-from dreamlab.models.loading import LoadedModel, layers_hint
+from dreamlab.models.loading import LoadedModel, layers_hint, ported_name_hint
 from dreamlab.models.recipe import LAYER_KEYS, Recipe
 from dreamlab.models.summary import summarize
 from dreamlab.optvis.capture import OUTPUT, output_module, reused_module, unused_module
@@ -165,8 +165,19 @@ def _wanted_layers(loaded: LoadedModel, layers: Sequence[str] | None, order: lis
             raise unused_module(layer, [name for name in order if name.startswith(f"{layer}.")
                                         and "." not in name[len(layer) + 1:] and calls.get(name)])
         if layer not in counts:  # logit is a layer here too, as in render's objectives
-            raise unknown("layer", layer, [*order, OUTPUT], hint=layers_hint(loaded.model, recipe.name))
+            raise unknown("layer", layer, [*order, OUTPUT], hint=_layer_hint(loaded, layer, [*order, OUTPUT]))
     return wanted
+
+
+def _layer_hint(loaded: LoadedModel, layer: str, names: Sequence[str]) -> str:
+    """The hint for a --layers name the model lacks: what a unit (`conv2:3`, whose channels go in --channels) or a
+    lucid/lucent name means here, then where the layer names are listed."""
+    name, _, units = layer.partition(":")
+    if name in names and units:
+        said = f"give the layer alone, {name!r}, and its channels as channels {units} (--channels {units}); "
+    else:
+        said = ported_name_hint(layer, names)
+    return said + layers_hint(loaded.model, loaded.recipe.name)
 
 
 def _locked_records(folder: GalleryFolder, stack: contextlib.ExitStack, wanted: Sequence[str], order: Sequence[str],
