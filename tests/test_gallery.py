@@ -345,8 +345,8 @@ def test_bad_requests_fail_before_touching_the_folder(tmp_path: Path) -> None:
     (["fc2", "conv1"], [3, 15, 25], "channels 3,15,25 (--channels 3,15,25) goes past layers 'fc2' (10 channels: "
                                     "0-9), 'conv1' (20 channels: 0-19); use channels 3,15 (--channels 3,15), or "
                                     "leave channels out for every channel"),
-    (["conv1"], [25, 30], "channels (--channels) selects no channel of layer 'conv1' (20 channels: 0-19); pick "
-                          "channels within 0-19 for it, or leave channels out for every channel"),
+    (["conv1"], [25, 30], "channels 25,30 (--channels 25,30) selects no channel of layer 'conv1' (20 channels: "
+                          "0-19); pick channels within 0-19 for it, or leave channels out for every channel"),
     (["conv1"], [], "channels (--channels) selects no channel; give some, e.g. range(16) (--channels 0-15), or "
                     "leave channels out for every channel"),
 ])

@@ -64,9 +64,10 @@ def plan_batches(layers: Sequence[tuple[str, int]], channels: Sequence[int] | No
     for layer, count in layers:
         chosen = sorted({c for c in channels if 0 <= c < count}) if channels is not None else list(range(count))
         if not chosen:
-            raise DreamlabError(f"channels (--channels) selects no channel of layer {layer!r} ({count} channels: "
-                                f"0-{count - 1}); pick channels within 0-{count - 1} for it, or leave channels out "
-                                f"for every channel")
+            given = format_units(sorted(set(channels or ())))
+            raise DreamlabError(f"channels {given} (--channels {given}) selects no channel of layer {layer!r} "
+                                f"({count} channels: 0-{count - 1}); pick channels within 0-{count - 1} for it, or "
+                                f"leave channels out for every channel")
         run: list[int] = []
         for c in chosen:
             if run and (c != run[-1] + 1 or c // batch_size != run[0] // batch_size):
