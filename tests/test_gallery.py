@@ -215,6 +215,15 @@ def test_cli_ctrl_c_exits_130_and_says_how_to_resume(tmp_path: Path, monkeypatch
     assert [u["unit"] for u in manifest_of(out)["units"]] == EXPECTED[:4]
 
 
+def test_cli_ctrl_c_before_any_unit_finished_says_none_is_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "g"
+    _interrupt_on_call(monkeypatch, 1, "raise")
+    assert main(["gallery", *ARGS, "--out", str(out)]) == 130
+    assert capsys.readouterr().err.endswith(f"dreamlab: interrupted; no unit had finished, so {out} holds none. Run "
+                                            f"the same command again to render them.\n")
+
+
 def test_cli_compile_reaches_every_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     modes = []
     real = gallery.render

@@ -105,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
                                transforms=args.transforms)
     except KeyboardInterrupt:
         done = len(GalleryFolder(out).read_records())
-        print(f"dreamlab: interrupted; {done} finished units are saved in {out}. Run the same command again to "
-              f"render the rest.", file=sys.stderr)
+        saved = f"{done} finished unit{'s are' if done != 1 else ' is'} saved in {out}" if done else \
+            f"no unit had finished, so {out} holds none"
+        print(f"dreamlab: interrupted; {saved}. Run the same command again to render "
+              f"{'the rest' if done else 'them'}.", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         if tensorboard is not None:
