@@ -860,3 +860,20 @@ def test_a_weights_file_retrained_in_place_is_refused_on_resume(tmp_path: Path) 
                                        "overwrite=True (--overwrite) to replace them")
     assert build_gallery("lenet-digits", out, overwrite=True, **small).rendered == 2
     assert manifest_of(out)["units"][0]["weights_sha256"] != first
+
+
+def test_a_weights_file_named_another_way_resumes_by_its_bytes(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = tmp_path / "lenet.pt"
+    torch.save(load_model("lenet-digits", weights="none").model.state_dict(), weights)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    small: dict[str, Any] = {"layers": ["conv1"], "steps": 2, "device": "cpu", "batch_size": 1}
+    build_gallery("lenet-digits", "g", channels=[0], weights="lenet.pt", **small)
+    monkeypatch.chdir(tmp_path / "sub")  # the same file from another folder, then by its absolute path
+    assert build_gallery("lenet-digits", "../g", channels=[0, 1], weights="../lenet.pt", **small).rendered == 1
+    assert build_gallery("lenet-digits", "../g", channels=[0, 1, 2], weights=str(weights), **small).rendered == 1
+    torch.save({k: v + 0.1 for k, v in torch.load(weights).items()}, tmp_path / "other.pt")
+    with pytest.raises(DreamlabError, match=r"holds units made with weights='lenet.pt', this run has "
+                                            r"weights='\.\./other.pt'"):
+        build_gallery("lenet-digits", "../g", channels=[0], weights="../other.pt", **small)

@@ -144,6 +144,8 @@ def _check_settings(records: Any, loaded: LoadedModel, layer_steps: dict[str, in
         expected = {**wanted, "steps": layer_steps[record["layer"]]}
         for key in SETTING_KEYS:
             found = record.get(key, RECORD_DEFAULTS.get(key))
+            if key == "weights" and sha256 is not None and record.get("weights_sha256") == sha256:
+                continue  # the same file's bytes under another spelling of its path (absolute, from another folder)
             if found != expected[key]:
                 raise DreamlabError(
                     f"{str(out)!r} holds units made with {key}={found!r}, this run has "
