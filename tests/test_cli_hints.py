@@ -72,6 +72,11 @@ def test_help_does_not_load_torch(command):
     (["features", "lenet-digits", "conv1", "--image", "china", "--size", "56"],
      "unrecognized arguments: --size 56 (see dreamlab features --help)"),  # no longer "did you mean --image?"
     (["bench", "--compile", "bogus"], "--compile takes an optional MODE: write --compile=default (see"),
+    # a space after a list's comma: the shell splits it, and the rest is an argument of its own
+    (["gallery", "lenet-digits", "--layers", "conv1,", "conv2"], "unrecognized arguments: conv2; a comma-separated "
+     "list is written without spaces: --layers conv1,conv2 (see dreamlab gallery --help)"),
+    (["quality", "--measures=transfer,", "kept"], "without spaces: --measures=transfer,kept (see"),
+    (["render", "conv2:1,", "conv2:3", "--model", "lenet-digits"], "unrecognized arguments: conv2:3; here the model"),
 ])
 def test_slips_get_a_fitting_hint_or_none(argv, hint, capsys):
     with pytest.raises(SystemExit) as exited:

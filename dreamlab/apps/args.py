@@ -96,9 +96,15 @@ ALIASES = {f"--{name.replace('_', '-')}": f"--{ours}" for name, ours in OTHER_TO
     "--cuda": "--device cuda", "--gpu": "--device cuda"}
 
 
-def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser) -> str:
-    """argparse's 'unrecognized arguments' message, with the options close to a mistyped one."""
+def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> str:
+    """argparse's 'unrecognized arguments' message, with the options close to a mistyped one, or how to write a
+    comma-separated list that a space split (`--layers conv1, conv2`; `argv`: the whole command line)."""
     message = f"unrecognized arguments: {' '.join(extras)}"
+    for i, word in enumerate(argv[:-1]):  # an option's list only: an objective (render's) has its own grammar
+        listed = word if word.startswith("--") and "=" in word else \
+            f"{argv[i - 1]} {word}" if i and argv[i - 1].startswith("--") else ""
+        if listed.endswith(",") and argv[i + 1] in extras and not argv[i + 1].startswith("-"):
+            return f"{message}; a comma-separated list is written without spaces: {listed}{argv[i + 1]}"
     options = [o for o in parser._option_string_actions if o.startswith("--")]
     model_first = any(a.dest == "model" and not a.option_strings for a in parser._actions)
     model_option = "--model" in parser._option_string_actions and not model_first

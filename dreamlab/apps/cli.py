@@ -80,7 +80,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     else:
         args, extras = parser.parse_known_args(argv)
     if extras:
-        chosen.error(unrecognized(extras, chosen))
+        chosen.error(unrecognized(extras, chosen, argv))
     return args
 
 
