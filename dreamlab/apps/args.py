@@ -107,7 +107,8 @@ def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser, argv: S
             return f"{message}; a comma-separated list is written without spaces: {listed}{argv[i + 1]}"
     options = [o for o in parser._option_string_actions if o.startswith("--")]
     model_first = any(a.dest == "model" and not a.option_strings for a in parser._actions)
-    model_option = "--model" in parser._option_string_actions and not model_first
+    model_given = any(word in ("-m", "--model") or word.startswith("--model=") for word in argv)
+    model_option = "--model" in parser._option_string_actions and not model_first and not model_given
     value_of_flag = False  # the word after an unknown --flag is its value, not a misplaced argument
     guess = ""  # the first typo's close matches, said unless a later flag has a sure hint (another tool's name)
     for extra in extras:
