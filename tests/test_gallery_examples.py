@@ -64,3 +64,14 @@ def test_gallery_examples_from_a_sample_photo_name(tmp_path: Path) -> None:
                            log=lines.append)  # failed after the renders: a sample name is no file to stat
     assert result.manifest["units"][0]["example_images"] == ["china"]
     assert json.loads((out / ".examples" / "conv2.json").read_text())["key"]["images"] == [["china", "china"]]
+
+
+def test_gallery_examples_option_takes_a_sample_photo_name(tmp_path: Path, capsys) -> None:
+    # the command line's type made 'china' a Path, a file, which the error then offered as a sample name
+    out = tmp_path / "g"
+    assert main(["gallery", "lenet-digits", "--layers", "conv2", "--channels", "1", "--steps", "2", "--out",
+                 str(out), "--examples", "china", "--examples-top", "1"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["units"][0]["example_images"] == ["china"]
+    assert main(["gallery", "lenet-digits", "--layers", "conv2", "--channels", "1", "--steps", "2", "--out",
+                 str(out), "--examples", "./china"]) == 2  # a path is a file, never the sample
+    assert "no such file" in capsys.readouterr().err

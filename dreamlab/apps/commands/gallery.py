@@ -8,7 +8,7 @@ from pathlib import Path
 from dreamlab.apps.args import (EXIT_INTERRUPTED, WEIGHTS_HELP, add_allow_code_argument, add_compile_argument,
                                 add_device_argument, add_diversity_arguments, add_optimization_arguments,
                                 check_diversity_options, check_fourier_decay, check_image_size, check_tensorboard,
-                                input_path, nonempty, output_path, positive_int, square_size, warn_never_on)
+                                nonempty, output_path, photo_path, positive_int, square_size, warn_never_on)
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.units import parse_units
 
@@ -44,9 +44,10 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="auto",
                    help="auto, fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere); a gallery holds one precision, "
                         "so resume with the one it was started with")
-    g.add_argument("--examples", type=input_path, metavar="DIR",
-                   help="a folder of photos: each unit's best crops of them (`dreamlab examples`) are shown under "
-                        "its render in the page's large view")
+    g.add_argument("--examples", type=photo_path, metavar="DIR",
+                   help="a folder of photos (or one photo, or china / flower: scikit-learn's sample photos): each "
+                        "unit's best crops of them (`dreamlab examples`) are shown under its render in the page's "
+                        "large view")
     g.add_argument("--examples-top", type=positive_int, metavar="K", help="crops per unit (default: 8)")
     g.add_argument("--tensorboard", type=output_path, metavar="DIR",
                    help="log each unit's objective and gradient norm per step, and images, to a TensorBoard run "
