@@ -398,6 +398,19 @@ def test_register_builder_checks_its_arguments():
         loading.register_builder("mine", "nn.Identity")
 
 
+def test_unknown_builder_offers_only_what_users_can_name(tmp_path):
+    """dreamlab's own builders (the quality judge, the planted model) are never offered, nor guessed as a close
+    match; named exactly they still load, as the quality measures name them."""
+    for builder in ("zoo:nope", "zoo:digits_judgee", "quality:plantd"):
+        with pytest.raises(DreamlabError) as caught:
+            loading.load_model(_recipe(tmp_path, builder=f'"{builder}"'), weights="none")
+        message = str(caught.value)
+        assert "(torchvision:<model name>, zoo:hed_vgg16, zoo:lenet_digits);" in message, message
+        assert "zoo:digits_judge'" not in message and "quality:planted" not in message, message
+    recipe = _recipe(tmp_path, builder='"zoo:digits_judge"', input_size="16", channels="1")
+    assert type(loading.load_model(recipe, weights="none").model).__name__ == "DigitsJudge"
+
+
 def test_shipped_recipes_use_registered_builders():
     for name in ("googlenet", "lenet-digits", "resnet50", "vgg16", "hed-vgg16"):
         builder = load_recipe(name).builder

@@ -76,6 +76,9 @@ _BUILDERS: dict[str, Callable[..., nn.Module] | str] = {
     "zoo:hed_vgg16": "dreamlab.models.zoo.hed:hed_vgg16",
     "quality:planted": "dreamlab.apps.quality.planted:build_planted",
 }
+# Registered builders that exist for dreamlab's own measures and tests (the quality judge, the planted model): they
+# load when named exactly, but errors never offer them to users, whose recipes have no use for them
+_INTERNAL_BUILDERS = frozenset({"zoo:digits_judge", "quality:planted"})
 ALLOW_CODE_ENV = "DREAMLAB_ALLOW_RECIPE_CODE"  # "1": a recipe's builder may be any importable module:function
 
 
@@ -99,8 +102,9 @@ def _builder(recipe: Recipe, allow_code: bool) -> Callable[..., nn.Module]:
     found = _BUILDERS.get(spec) or next((b for b in _BUILDERS.values() if b == spec), None)
     if found is None:
         if ":" not in spec or not code_allowed(allow_code):
-            zoo = ", ".join(sorted(_BUILDERS))
-            close = close_matches(spec, _BUILDERS, n=1)
+            offered = sorted(name for name in _BUILDERS if name not in _INTERNAL_BUILDERS)
+            zoo = ", ".join(offered)
+            close = close_matches(spec, offered, n=1)
             meant = f" (did you mean {close[0]!r}?)" if close else ""
             raise DreamlabError(
                 f"recipe {recipe.called}: builder {spec!r} is not a registered builder{meant} (torchvision:<model "
