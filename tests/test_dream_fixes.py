@@ -334,6 +334,35 @@ def test_ctrl_c_in_the_first_zoom_frame_exits_130_without_an_error(tmp_path, pho
     assert not (tmp_path / "z.gif").exists()
 
 
+def test_ctrl_c_in_the_first_zoom_frame_says_the_tensorboard_log_keeps_its_steps(tmp_path, photo_file, monkeypatch,
+                                                                                    capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import dreamlab.optvis.dream as dream_module
+
+    real, calls = dream_module.tiled_gradient, []
+
+    def ctrl_c_at_the_third_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dream_module, "tiled_gradient", ctrl_c_at_the_third_step)
+    board = tmp_path / "tb"
+    assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 3, "--tensorboard", board) == 130
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == ("dreamlab: interrupted during frame 0, before any zoom frame was finished; no frame or animation "
+                    f"was written, the TensorBoard log in {str(board)!r} keeps the steps so far (run the command "
+                    "again to start over)")
+    (events,) = board.iterdir()
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("objective/dream")] == [1, 2]  # what the message promises is there
+    assert not (tmp_path / "z.gif").exists()
+
+
 # 8. a resumed zoom's TensorBoard steps continue
 
 def test_a_resumed_zoom_continues_the_tensorboard_steps(tmp_path, photo_file):

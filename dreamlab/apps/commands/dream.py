@@ -218,7 +218,11 @@ def _write_zoom(args: argparse.Namespace, out: Path, frames_dir: Path, interrupt
     """Write the animation of the finished frames: the exit status."""
     paths = [_frame_path(frames_dir, i) for i in range(args.zoom_frames) if _frame_path(frames_dir, i).is_file()]
     if interrupted and not paths:
-        print("dreamlab: interrupted during frame 0, before any zoom frame was finished; nothing was written "
+        # _dream_zoom closed the --tensorboard log with the steps of frame 0 made before Ctrl-C
+        written = ("no frame or animation was written, the TensorBoard log in "
+                   f"{str(args.tensorboard)!r} keeps the steps so far") if args.tensorboard is not None \
+            else "nothing was written"
+        print(f"dreamlab: interrupted during frame 0, before any zoom frame was finished; {written} "
               "(run the command again to start over)", file=sys.stderr)
         return EXIT_INTERRUPTED
     write_animation(paths, out, args.fps)
