@@ -334,22 +334,27 @@ def test_ctrl_c_in_the_first_zoom_frame_exits_130_without_an_error(tmp_path, pho
     assert not (tmp_path / "z.gif").exists()
 
 
+def ctrl_c_at_step(monkeypatch, step: int) -> None:
+    """Make the dream's `step`-th step (counted over octaves and frames from 1) raise KeyboardInterrupt."""
+    import dreamlab.optvis.dream as dream_module
+
+    real, calls = dream_module.tiled_gradient, []
+
+    def gradient(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dream_module, "tiled_gradient", gradient)
+
+
 def test_ctrl_c_in_the_first_zoom_frame_says_the_tensorboard_log_keeps_its_steps(tmp_path, photo_file, monkeypatch,
                                                                                     capsys):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    import dreamlab.optvis.dream as dream_module
-
-    real, calls = dream_module.tiled_gradient, []
-
-    def ctrl_c_at_the_third_step(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(dream_module, "tiled_gradient", ctrl_c_at_the_third_step)
+    ctrl_c_at_step(monkeypatch, 3)
     board = tmp_path / "tb"
     assert run_dream(photo_file, "-o", tmp_path / "z.gif", "--zoom-frames", 3, "--tensorboard", board) == 130
     last = capsys.readouterr().err.splitlines()[-1]
@@ -378,6 +383,28 @@ def test_a_resumed_zoom_continues_the_tensorboard_steps(tmp_path, photo_file):
         acc.Reload()
         steps += [e.step for e in acc.Scalars("objective/dream")]
     assert steps == list(range(1, 4 * 2 * 2 + 1))  # 4 frames x 2 octaves x 2 steps, each once
+
+
+def test_a_zoom_resumed_mid_frame_logs_each_tensorboard_step_once(tmp_path, photo_file, monkeypatch):
+    """The first run logs frame 1's first steps, then stops; the resumed run dreams frame 1 again and tells
+    TensorBoard (read as it reads a run: the whole folder) to drop the stopped run's steps from there on."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board, out = tmp_path / "tb", tmp_path / "z.gif"
+    with monkeypatch.context() as patch:
+        ctrl_c_at_step(patch, 7)
+        assert run_dream(photo_file, "-o", out, "--zoom-frames", 3, "--tensorboard", board,
+                         "--tensorboard-every", 1) == 130
+    first = EventAccumulator(str(board))
+    first.Reload()
+    assert [e.step for e in first.Scalars("objective/dream")] == [1, 2, 3, 4, 5, 6]  # frame 1 stopped at step 7
+    assert run_dream(photo_file, "-o", out, "--zoom-frames", 3, "--tensorboard", board, "--tensorboard-every", 1) == 0
+    assert len(list(board.iterdir())) == 2
+    run = EventAccumulator(str(board), size_guidance={"images": 0})  # 0: keep them all (the default samples 4)
+    run.Reload()
+    assert [e.step for e in run.Scalars("objective/dream")] == list(range(1, 13))  # 3 frames x 2 x 2 steps, once
+    assert [e.step for e in run.Images("image/dream")] == list(range(1, 13))
 
 
 # 9. the CLI's own names, and the sample photos

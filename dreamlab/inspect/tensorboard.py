@@ -54,13 +54,17 @@ def require_tensorboard() -> None:
 
 class TensorBoardLog:
     """One TensorBoard run folder; `prefix` separates several renders in one folder (the gallery's batches).
-    `image_every`: log images every so many steps (default: 8 images over a render)."""
+    `image_every`: log images every so many steps (default: 8 images over a render). `purge_step`: a resumed
+    run's first step; TensorBoard then hides what the folder's earlier event files hold from that step on (the
+    steps of the run that stopped, which this one logs again)."""
 
-    def __init__(self, logdir: str | Path, prefix: str = "", image_every: int | None = None):
+    def __init__(self, logdir: str | Path, prefix: str = "", image_every: int | None = None,
+                 purge_step: int | None = None):
         require_tensorboard()
         self.logdir = Path(logdir)
         self.prefix = prefix
         self.image_every = image_every
+        self.purge_step = purge_step
         self._writer: Any = None
 
     @property
@@ -70,7 +74,7 @@ class TensorBoardLog:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.logdir))
+            self._writer = SummaryWriter(log_dir=str(self.logdir), purge_step=self.purge_step)
         return self._writer
 
     def _tag(self, kind: str, label: str) -> str:

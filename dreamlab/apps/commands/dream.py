@@ -143,9 +143,11 @@ def _board(args: argparse.Namespace, done: int):
 
     if args.tensorboard is None:
         return None
-    # a resumed zoom continues the step series of the frames already made
-    return DreamSteps(TensorBoardLog(args.tensorboard), args.tensorboard_every or args.steps,
-                      done=done * args.octaves * args.steps)
+    # a resumed zoom continues the step series of the frames already made; the steps a stopped run logged of the
+    # frame it left unfinished are logged again, so TensorBoard is told to hide the old ones (purge_step)
+    steps_done = done * args.octaves * args.steps
+    log = TensorBoardLog(args.tensorboard, purge_step=steps_done + 1 if done else None)
+    return DreamSteps(log, args.tensorboard_every or args.steps, done=steps_done)
 
 
 def _dream_photo(args: argparse.Namespace, loaded, photo, options: dict, files: dict[str, str], out: Path) -> int:
