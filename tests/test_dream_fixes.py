@@ -409,6 +409,20 @@ def test_a_zoom_resumed_mid_frame_logs_each_tensorboard_step_once(tmp_path, phot
 
 # 9. the CLI's own names, and the sample photos
 
+def test_the_cli_defaults_are_dream_s():
+    """`dreamlab dream PHOTO` and dream(model, photo) dream alike: each default the CLI shows is dream()'s own."""
+    import inspect
+
+    from dreamlab.apps.cli import build_parser
+    from dreamlab.apps.commands.dream import ZOOM_DEFAULTS
+
+    signature = inspect.signature(dream).parameters
+    args = build_parser(["dream"]).parse_args(["dream", "china"])
+    shown = {name: getattr(args, name) for name in ("octaves", "octave_scale", "steps", "lr", "jitter", "tile", "seed")}
+    shown.update(zoom=ZOOM_DEFAULTS["zoom"], rotate=ZOOM_DEFAULTS["rotate"])
+    assert shown == {name: signature[name].default for name in shown}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--octave-scale", "1"], "--octave-scale 1 is out of range; valid: a finite number above 1; try 1.4 (the "
                               "default) to 2"),

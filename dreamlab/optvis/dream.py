@@ -33,7 +33,8 @@ from dreamlab.io import (check_output_file, match_channels, photo_record, png_by
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.models.recipe import Recipe, shipped_recipe_names
 from dreamlab.optvis.capture import OUTPUT, Capture
-from dreamlab.optvis.dream_settings import LR, ZOOM_DEFAULT, check_arguments, check_callbacks, counted
+from dreamlab.optvis.dream_settings import (LR, ROTATE_DEFAULT, ZOOM_DEFAULT, check_arguments, check_callbacks,
+                                            counted)
 from dreamlab.optvis.dream_tiles import (AUTO_TILE, Tile, aligned, layout, smallest_tile, tiled_gradient,
                                         tiled_score, tiles, zoom_rotate)
 from dreamlab.models.prepare import (FORWARD_ERRORS, prepared_model, raw_size_errors, resolve_model, takes_size,
@@ -412,7 +413,7 @@ def dream(model: nn.Module | str | LoadedModel, image: Tensor | str | Path, obje
           guide: Tensor | str | Path | None = None, tile: int | str | None = "auto", overlap: int | None = None,
           seed: int = 0,
           device: str | torch.device | None = None, zoom_frames: int = 0, zoom: float = ZOOM_DEFAULT,
-          rotate: float = 0.0,
+          rotate: float = ROTATE_DEFAULT,
           start_frame: int = 0, on_step: Callable[[DreamStep], None] | None = None,
           on_frame: Callable[..., None] | None = None,
           on_start: Callable[[dict[str, str]], None] | None = None, progress: bool = False) -> DreamResult:

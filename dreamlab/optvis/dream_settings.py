@@ -26,6 +26,7 @@ LR_NOTE = 0.1
 ZOOM_RANGE = (0.25, 4.0)
 ZOOM_DEFAULT = 1.05  # magnification per zoom frame
 ROTATE_RANGE = (-360.0, 360.0)  # degrees per frame: a whole turn either way (more is the same turn again)
+ROTATE_DEFAULT = 0.0  # degrees per zoom frame
 
 
 def counted(count: int, noun: str) -> str:
@@ -55,7 +56,7 @@ def check_arguments(*, octaves: int, octave_scale: float, steps: int, lr: float,
     _number("rotate", rotate, ROTATE_RANGE[0], high=ROTATE_RANGE[1])
     # what the CLI refuses too (--zoom, --rotate without --zoom-frames): a value other than the default would do
     # nothing
-    given = [name for name, value, default in (("zoom", zoom, ZOOM_DEFAULT), ("rotate", rotate, 0.0))
+    given = [name for name, value, default in (("zoom", zoom, ZOOM_DEFAULT), ("rotate", rotate, ROTATE_DEFAULT))
              if value != default]
     if given and not zoom_frames:
         one = len(given) == 1

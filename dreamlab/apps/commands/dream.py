@@ -16,6 +16,7 @@ from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model
                                 check_tensorboard, given_options, output_path, photo_path,
                                 positive_int)
 from dreamlab.errors import DreamlabError
+from dreamlab.optvis.dream_settings import LR, LR_MAX, ROTATE_DEFAULT, ROTATE_RANGE, ZOOM_DEFAULT, ZOOM_RANGE
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -27,7 +28,8 @@ DESCRIPTION = ("DeepDream on a photo: gradient ascent on a layer (default: the r
                "--guide IMAGE dreams towards that image's features; --zoom-frames N writes the endless zoom as "
                "an animation (.webp, .gif, or .mp4 with the video extra), resumable from its frames folder.")
 ANIMATIONS = (".webp", ".gif", ".mp4")
-ZOOM_DEFAULTS = {"zoom": 1.05, "rotate": 0.0, "fps": 12}  # the zoom's options, which need --zoom-frames
+# the zoom's options, which need --zoom-frames: dream()'s defaults, and the animation's frame rate
+ZOOM_DEFAULTS = {"zoom": ZOOM_DEFAULT, "rotate": ROTATE_DEFAULT, "fps": 12}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,8 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--octaves", type=positive_int, default=4, help="scales dreamed, smallest first (default: 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default: 1.4)")
     p.add_argument("--steps", type=positive_int, default=10, help="steps per octave (default: 10)")
-    p.add_argument("--lr", type=float, default=0.006, help="mean absolute change per step in [0,1] units, above 0 "
-                                                           "and at most 1 (default: 0.006, google/deepdream's)")
+    p.add_argument("--lr", type=float, default=LR, help=f"mean absolute change per step in [0,1] units, above 0 "
+                                                        f"and at most 1 (default: {LR:g}, google/deepdream's)")
     p.add_argument("--jitter", type=int, default=32, help="largest random roll per step, pixels (default: 32)")
     p.add_argument("--guide", type=photo_path, metavar="IMAGE",
                    help="an image (PNG, JPEG, ..., or china or flower) whose features at the layer the photo takes on")
@@ -62,9 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tensorboard-every", type=positive_int, metavar="N",
                    help="log the image every N steps, and the last (default: --steps, once per octave)")
     p.add_argument("--zoom", type=float,
-                   help=f"magnification per frame, 0.25 to 4 (default: {ZOOM_DEFAULTS['zoom']})")
+                   help=f"magnification per frame, {ZOOM_RANGE[0]:g} to {ZOOM_RANGE[1]:g} (default: {ZOOM_DEFAULT:g})")
     p.add_argument("--rotate", type=float, metavar="DEG",
-                   help=f"rotation per frame in degrees, -360 to 360 (default: {ZOOM_DEFAULTS['rotate']:g})")
+                   help=f"rotation per frame in degrees, {ROTATE_RANGE[0]:g} to {ROTATE_RANGE[1]:g} (default: "
+                        f"{ROTATE_DEFAULT:g})")
     p.add_argument("--fps", type=positive_int,
                    help=f"frames per second of the animation, at most 100 for a .gif and 1000 for a .webp "
                         f"(default: {ZOOM_DEFAULTS['fps']})")
@@ -237,7 +240,7 @@ def _write_zoom(args: argparse.Namespace, out: Path, frames_dir: Path, interrupt
 NUMBER_OPTIONS = (("octave_scale", "a finite number above 1", lambda v: v > 1, "try 1.4 (the default) to 2"),
                   ("lr", "a finite number above 0, at most 1 (the mean change of a pixel per step in [0,1] "
                          "units: a larger step is more than the whole pixel range, and gives noise)",
-                   lambda v: 0 < v <= 1, "try 0.006 (the default)"),
+                   lambda v: 0 < v <= LR_MAX, f"try {LR:g} (the default)"),
                   ("jitter", "0 or more pixels", lambda v: v >= 0, "--jitter 0 turns the roll off"),
                   ("tile", "at least 64 pixels, or auto", lambda v: v >= 64,
                    "the default is auto (1024); lower it (not below 64) to use less memory"),
@@ -285,7 +288,6 @@ def _tile(text: str) -> int | str:
 def _zoom_options(args: argparse.Namespace, zoom: bool) -> None:
     """Refuse the zoom's options without --zoom-frames (they would do nothing); fill in their defaults."""
     from dreamlab.errors import check_range
-    from dreamlab.optvis.dream_settings import ROTATE_RANGE, ZOOM_RANGE
 
     given = given_options(args, [*ZOOM_DEFAULTS, "frames_dir"])
     if given and not zoom:
