@@ -473,12 +473,29 @@ def check_image(value: object, name: str = "image") -> Tensor:
         shown_low, shown_high = _visible(low, 0.0), _visible(high, 1.0)
         beyond = [f"the min {shown_low} is below 0"] if low < 0 else []
         beyond += [f"the max {shown_high} is above 1"] if high > 1 else []
-        advice = ("they look like 0-255 values: divide them by 255" if low >= 0 and high > 2 else
-                  "clamp them with .clamp(0, 1) if a resize or a blend overshot; if the image was normalized with a "
-                  "mean and std, give it from before that (dreamlab normalizes for the model)")
+        if _looks_0_255(values, low, high):
+            advice = "they look like 0-255 values: divide them by 255"
+        elif low >= 0 and high > 2:  # far past an overshoot, and without a normalization's negatives
+            advice = "scale them into [0, 1], e.g. (x - x.min()) / (x.max() - x.min())"
+        else:
+            advice = ("clamp them with .clamp(0, 1) if a resize or a blend overshot; if the image was normalized "
+                      "with a mean and std, give it from before that (dreamlab normalizes for the model)")
         raise DreamlabError(f"{name} has values from {shown_low} to {shown_high}, outside [0, 1] "
                             f"({' and '.join(beyond)}); {advice}")
     return value
+
+
+# a max above 10 is past what an overshoot or a mean/std normalization (ImageNet's reaches about 2.6) makes; a max
+# below it still reads as 0-255 data when every value is a whole number (a dark photo)
+LOOKS_0_255_ABOVE = 10.0
+
+
+def _looks_0_255(values: Tensor, low: float, high: float) -> bool:
+    """Whether values outside [0, 1] are likely 0-255 pixels, so that dividing by 255 is the advice to give (a
+    [0, 1] image scaled by 3 is not)."""
+    if low < 0 or not 2 < high <= 255:
+        return False
+    return high > LOOKS_0_255_ABOVE or bool(torch.equal(values, values.round()))
 
 
 def _visible(value: float, bound: float) -> str:

@@ -40,6 +40,27 @@ def test_values_outside_0_1_are_named_with_enough_digits_to_show_it(image, text)
     assert str(refused.value) == text
 
 
+DIVIDE = "they look like 0-255 values: divide them by 255"
+SCALE = "scale them into [0, 1], e.g. (x - x.min()) / (x.max() - x.min())"
+
+
+@pytest.mark.parametrize("image, advice", [
+    (_image(0, 1) * 3, SCALE),  # a [0, 1] image scaled by 3 is not 0-255 data
+    (_image(0, 1) * 300, SCALE),  # nor are values past 255
+    (_image(0, 1) * 9.5, SCALE),
+    (_image(0.5, 1) * 30.5, DIVIDE),  # a resized 0-255 photo: past what a [0, 1] image is scaled to by mistake
+    (torch.tensor([0.0, 3.0, 7.0]).repeat(3, 4, 1), DIVIDE),  # whole numbers: a dark 0-255 photo
+    (torch.tensor([0.0, 2.0]).repeat(3, 4, 1), CLAMP),  # within 2 of [0, 1]: an overshoot, as before
+    (_image(-2.1, 2.6), CLAMP),  # a mean/std-normalized image, as before
+    (_image(-1, 200), CLAMP),
+])
+def test_the_0_255_hint_is_given_only_to_values_that_look_like_it(image, advice):
+    with pytest.raises(DreamlabError) as refused:
+        check_image(image, "photo")
+    message = str(refused.value)
+    assert message.startswith("photo has values from ") and message.split("); ", 1)[1] == advice, message
+
+
 def test_float64_values_a_hair_outside_still_show_it():
     image = _image(0.5, 1.0).double()
     image[1, 1, 1] = 1 + 2 ** -20  # a float32 value, so the float32 check sees it
