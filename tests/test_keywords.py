@@ -17,6 +17,22 @@ from dreamlab.errors import ArgumentOrderError, DreamlabError, UnknownKeywordErr
      "RenderSettings() takes no keyword 'iterations'; use steps= (dreamlab's name for iterations)"),
     (lambda: dreamlab.render("lenet-digits", "conv2:1", learning_rate=0.1),
      "render() takes no keyword 'learning_rate'; use lr= (dreamlab's name for learning_rate)"),
+    (lambda: dreamlab.render("lenet-digits", "conv2:1", stpes=3),  # a TypeError as Python's, not a KeyError
+     "render() takes no keyword 'stpes'; close matches: steps"),
+    # lucent's render_vis keywords
+    (lambda: dreamlab.render("lenet-digits", "conv2:1", param_f=lambda: None),
+     "render() takes no keyword 'param_f'; use param= (dreamlab's name for param_f)"),
+    (lambda: dreamlab.render("lenet-digits", "conv2:1", fixed_image_size=28),
+     "render() takes no keyword 'fixed_image_size'; use model_size= (dreamlab's name for fixed_image_size)"),
+    (lambda: dreamlab.render("lenet-digits", "conv2:1", show_inline=True),
+     "render() takes no keyword 'show_inline'; lucent's show_inline: a RenderResult shows itself as a grid in a "
+     "notebook (result.grid() is that PIL image)"),
+    (lambda: dreamlab.render("lenet-digits", "conv2:1", save_image=True, image_name="a.png"),
+     "render() takes no keyword 'save_image'; lucent's save_image: write the PNG with result.save(path)"),
+    (lambda: dreamlab.render("lenet-digits", "conv2:1", preprocess=False),
+     "render() takes no keyword 'preprocess'; lucent's preprocess: the input normalization comes from the recipe"),
+    (lambda: dreamlab.render("lenet-digits", "conv2:1", verbose=True),
+     "render() takes no keyword 'verbose'; lucent's verbose: progress=True draws a bar"),
     (lambda: dreamlab.dream("lenet-digits", "china", iterations=3),
      "dream() takes no keyword 'iterations'; use steps= (dreamlab's name for iterations)"),
     (lambda: dreamlab.dream("lenet-digits", "china", octave=3), "dream() takes no keyword 'octave'; close matches: "

@@ -45,8 +45,8 @@ BAD = [
     ({"size": 4}, "size 4 is out of range; valid: 8 to 2048 pixels"),  # as build_gallery and the CLI say it
     ({"size": (48,)}, "size must be an int or (height, width), got (48,)"),
     ({"size": (48, 6.5)}, "size must be a whole number >= 8 pixels a side, got 6.5"),
-    ({"param_options": {"sd": 0.1}}, "unknown render option 'param_options'; param_options became typed settings: fourier_decay, start_level, init_sd"),
-    ({"stpes": 3}, "unknown render option 'stpes'; close matches: steps"),
+    ({"param_options": {"sd": 0.1}}, "render() takes no keyword 'param_options'; param_options became typed settings: fourier_decay, start_level, init_sd"),
+    ({"stpes": 3}, "render() takes no keyword 'stpes'; close matches: steps"),
     ({"param": "fourir"}, "unknown parameterization 'fourir'; close matches: fourier"),
     ({"param": 3}, "param must be a name (pixel, fourier, maco), an ImageParam module or a factory returning one, got int"),
     ({"optimizer": 3}, "optimizer must be a name (channel-adam, adam) or a factory params -> torch.optim.Optimizer"),

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dreamlab import __version__
 from dreamlab.devices import resolve_device
-from dreamlab.errors import (OTHER_TOOLS_NAMES, DreamlabError, check_range, check_seed, checked_keywords, unknown,
+from dreamlab.errors import (DreamlabError, check_range, check_seed, checked_keywords, unknown,
                              unknown_keyword)
 from dreamlab.io import centre_crop, check_image, cover, match_channels
 from dreamlab.models.loading import weights_provenance
@@ -106,18 +106,29 @@ class RenderSettings:
 
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(RenderSettings))
 
+# lucent's render_vis keywords that are no setting here, with what does their job
+RENDER_VIS_HINTS = {
+    "show_inline": "lucent's show_inline: a RenderResult shows itself as a grid in a notebook (result.grid() is "
+                   "that PIL image)",
+    "show_image": "lucent's show_image: a RenderResult shows itself as a grid in a notebook (result.grid() is "
+                  "that PIL image)",
+    "save_image": "lucent's save_image: write the PNG with result.save(path) (index=i for one image)",
+    "image_name": "lucent's image_name: write the PNG with result.save(path) (index=i for one image)",
+    "preprocess": "lucent's preprocess: the input normalization comes from the recipe (its mean and std; "
+                  "recipe=dreamlab.Recipe(..., mean=, std=) for your own module)",
+    "verbose": "lucent's verbose: progress=True draws a bar, and result.history holds the objective per step"}
+
 
 def with_overrides(settings: RenderSettings | None, overrides: Mapping[str, Any]) -> RenderSettings:
     """`settings` (default: all unset) with the keyword form's values; an unknown keyword names close matches."""
     if settings is not None and not isinstance(settings, RenderSettings):
         raise DreamlabError(f"settings must be a RenderSettings, got {type(settings).__name__}")
     for name in overrides:
-        if name not in SETTING_NAMES and name in OTHER_TOOLS_NAMES:
-            raise unknown_keyword("render()", name, SETTING_NAMES)  # iterations= -> steps=
-        if name not in SETTING_NAMES:
-            raise unknown("render option", name, SETTING_NAMES,
-                          "param_options became typed settings: fourier_decay, start_level, init_sd, decorrelate, "
-                          "color_matrix" if name == "param_options" else "")
+        if name not in SETTING_NAMES:  # a TypeError too, as Python's own for a keyword a function does not take
+            error = unknown_keyword("render()", name, SETTING_NAMES)  # iterations= -> steps=
+            hint = "param_options became typed settings: fourier_decay, start_level, init_sd, decorrelate, " \
+                "color_matrix" if name == "param_options" else RENDER_VIS_HINTS.get(name, "")
+            raise type(error)(f"{error}; {hint}") if hint else error
     return dataclasses.replace(settings or RenderSettings(), **overrides)
 
 
