@@ -61,6 +61,29 @@ def test_a_param_factory_gets_batch_channels_size_generator_and_device(net):
     assert result.provenance["dreamlab:param"] == "custom:stripes"
 
 
+def test_a_factory_that_hands_generator_to_torch_is_told_it_is_one_per_image(net):
+    def noise(batch, channels, height, width, generator=None, device=None):  # the natural first try
+        return PixelParam(1, channels, height, width) if torch.randn(batch, generator=generator) is None else None
+
+    with pytest.raises(DreamlabError) as caught:
+        render(net, "conv2:0-1", param=noise, **FAST)
+    message = str(caught.value)
+    assert message.startswith("the param factory noise failed on its generator= (TypeError: randn() received an "
+                              "invalid combination of arguments")
+    assert message.endswith("it is a list of torch.Generator, one per image, so that a unit's start noise does not "
+                            "depend on the batch; draw the noise with dreamlab.optvis.params.seeded_randn((batch, "
+                            "channels, height, width), generator, device), or torch.randn(..., "
+                            "generator=generator[i]) for image i")
+    assert "\n" not in message
+
+    def broken(batch, channels, height, width, generator=None, device=None):  # another TypeError is the user's own
+        return PixelParam(batch, channels, height, width, sd="wide")
+
+    with pytest.raises(TypeError) as other:
+        render(net, "conv2:0", param=broken, **FAST)
+    assert not isinstance(other.value, DreamlabError)
+
+
 def test_a_lucent_style_factory_without_arguments_and_a_partial_of_a_class(net):
     zero_args = render(net, "conv2:0", param=lambda: StripesParam(1, 3, 24, 24), **FAST)
     assert zero_args.provenance["dreamlab:param"] == "custom:<lambda>"

@@ -485,9 +485,21 @@ def make_param(spec: ParamSpec, batch: int, channels: int, size: int | tuple[int
         return PARAMS[spec](batch, channels, h, w, generator=generator, device=device, **options)
     if isinstance(spec, nn.Module):
         param = spec
+    elif callable(spec) and takes_no_arguments(spec):
+        param = spec()
     elif callable(spec):
-        param = spec() if takes_no_arguments(spec) else spec(batch, channels, h, w, generator=generator,
-                                                                device=device)
+        try:
+            param = spec(batch, channels, h, w, generator=generator, device=device)
+        except TypeError as error:
+            if not isinstance(generator, Sequence) or "generator" not in str(error).lower():
+                raise
+            # torch.randn(..., generator=generator) is the natural first try, and torch's message does not say why
+            name = getattr(spec, "__name__", type(spec).__name__)
+            raise DreamlabError(f"the param factory {name} failed on its generator= ({type(error).__name__}: "
+                                f"{str(error).splitlines()[0]}): it is a list of torch.Generator, one per image, "
+                                f"so that a unit's start noise does not depend on the batch; draw the noise with "
+                                f"dreamlab.optvis.params.seeded_randn((batch, channels, height, width), generator, "
+                                f"device), or torch.randn(..., generator=generator[i]) for image i") from None
     else:
         raise DreamlabError(f"param must be a name ({', '.join(PARAMS)}), an ImageParam module or a factory "
                             f"returning one, got {type(spec).__name__}")
@@ -564,4 +576,5 @@ __all__ = [
     "image_to_param_raw",
     "make_param",
     "natural_magnitude",
+    "seeded_randn",
 ]
