@@ -239,6 +239,11 @@ def test_dream_and_attribution_read_dashes_with_the_models_layer_names():
     ("googlenet", "mixed4a:476", "lucid's InceptionV1 'mixed4a' is GoogLeNet's 'inception4a' here (with "
                                  "torchvision's weights, not lucid's: a channel number names another feature)"),
     ("resnet18", "layer3_0_conv2:3", "lucent's 'layer3_0_conv2' is 'layer3.0.conv2' here (dotted module addresses)"),
+    ("googlenet", "mixed4a_pre_relu:476", "lucid's InceptionV1 'mixed4a_pre_relu' is GoogLeNet's 'inception4a' here "
+                                          "(there is no pre-ReLU output: torchvision's Inception block concatenates "
+                                          "branches that each end in a ReLU)"),
+    ("lenet-digits", "labels:3", "lucent's 'labels' is 'logit' here (logit:N, or logit:NAME where the model names "
+                                 "its classes)"),
 ])
 def test_layer_names_from_lucid_and_lucent_are_translated(model, layer, hint, capsys):
     from dreamlab.apps.cli import main

@@ -484,10 +484,14 @@ def ported_name_hint(name: str, names: Sequence[str]) -> str:
     """What a layer name from lucid or lucent is called here, as the start of a hint ('' for other names):
     lucid's InceptionV1 `mixed4a` is torchvision GoogLeNet's `inception4a`; lucent writes `layer3_0_conv2` for
     `layer3.0.conv2`."""
-    lucid = re.fullmatch(r"mixed(\d[a-e])", name)
+    lucid = re.fullmatch(r"mixed(\d[a-e])(_pre_relu)?", name)
     if lucid and f"inception{lucid[1]}" in names:
-        return (f"lucid's InceptionV1 {name!r} is GoogLeNet's 'inception{lucid[1]}' here (with torchvision's "
+        pre = (" (there is no pre-ReLU output: torchvision's Inception block concatenates branches that each end in "
+               "a ReLU)") if lucid[2] else ""
+        return (f"lucid's InceptionV1 {name!r} is GoogLeNet's 'inception{lucid[1]}' here{pre} (with torchvision's "
                 f"weights, not lucid's: a channel number names another feature); ")
+    if name == "labels" and "logit" in names:
+        return "lucent's 'labels' is 'logit' here (logit:N, or logit:NAME where the model names its classes); "
     dotted = name.replace("_", ".")
     if "_" in name and dotted in names:
         return f"lucent's {name!r} is {dotted!r} here (dotted module addresses); "
