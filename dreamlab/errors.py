@@ -8,7 +8,7 @@ import difflib
 import functools
 import inspect
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 
@@ -168,9 +168,11 @@ def takes_positional(fn: Callable[..., object], count: int) -> bool | None:
     return True
 
 
-def unknown_keyword(owner: str, name: str, valid: Iterable[str]) -> UnknownKeywordError:
+def unknown_keyword(owner: str, name: str, valid: Iterable[str],
+                    hints: Mapping[str, str] | None = None) -> UnknownKeywordError:
     """The error for a keyword `owner` (a function or class name) does not take: another tool's name for one of
-    ours gets ours, a typo its close matches, a short list of keywords is given in full."""
+    ours gets ours, a typo its close matches, a short list of keywords is given in full, and a name in `hints`
+    what does its job here."""
     valid = list(valid)
     message = f"{owner} takes no keyword {name!r}"
     ours = OTHER_TOOLS_NAMES.get(name)
@@ -181,10 +183,12 @@ def unknown_keyword(owner: str, name: str, valid: Iterable[str]) -> UnknownKeywo
         message += f"; close matches: {', '.join(matches)}"
     if len(valid) <= 12 and set(matches) != set(valid):
         message += f"; valid: {', '.join(valid)}"
+    if hints and name in hints:
+        message += f"; {hints[name]}"
     return UnknownKeywordError(message)
 
 
-def checked_keywords(func: F) -> F:
+def checked_keywords(func: F, hints: Mapping[str, str] | None = None) -> F:
     """Wrap `func` (a function, or a class: its constructor) so that a keyword it does not take is refused naming
     the close ones (Python's own TypeError names only the wrong word), and a keyword for a place a positional
     argument fills is refused showing the order (`dream(photo, model=net)`). A function with **kwargs checks its
@@ -199,12 +203,12 @@ def checked_keywords(func: F) -> F:
     shade() takes no keyword 'stepz'; close matches: steps; valid: image, steps
     """
     if isinstance(func, type):
-        func.__init__ = _checked(func.__init__, f"{func.__name__}()")  # type: ignore[misc]
+        func.__init__ = _checked(func.__init__, f"{func.__name__}()", hints)  # type: ignore[misc]
         return func
-    return _checked(func, f"{func.__name__}()")
+    return _checked(func, f"{func.__name__}()", hints)
 
 
-def _checked(func: F, owner: str) -> F:
+def _checked(func: F, owner: str, hints: Mapping[str, str] | None = None) -> F:
     params = inspect.signature(func).parameters
     any_keyword = any(p.kind == p.VAR_KEYWORD for p in params.values())  # it checks its own keywords
     valid = [name for name, p in params.items() if p.kind != p.VAR_POSITIONAL and name != "self"]
@@ -215,7 +219,7 @@ def _checked(func: F, owner: str) -> F:
     def checked(*args: Any, **kwargs: Any) -> Any:
         for name in kwargs:
             if name not in params and not any_keyword:
-                raise unknown_keyword(owner, name, valid)
+                raise unknown_keyword(owner, name, valid, hints)
         twice = [name for name in positional[:len(args)] if name in kwargs and name not in only_positional]
         if twice:
             raise argument_order_error(owner, twice[0], [name for name in positional if name != "self"])

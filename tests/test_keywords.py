@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import dreamlab
+from dreamlab import objectives as o
 from dreamlab.errors import ArgumentOrderError, DreamlabError, UnknownKeywordError
 
 
@@ -50,6 +51,23 @@ def test_an_unknown_keyword_names_ours(call, message):
         call()
     assert str(caught.value).startswith(message)
     assert isinstance(caught.value, TypeError) and isinstance(caught.value, DreamlabError)  # as Python's would be
+
+
+@pytest.mark.parametrize("make, owner", [
+    (lambda: o.channel("conv2", 3, batch=1), "channel() takes no keyword 'batch'; valid: layer, units"),
+    (lambda: o.neuron("conv2", 3, 1, 1, batch=0), "neuron() takes no keyword 'batch'; valid: layer, units, x, y"),
+    (lambda: o.direction("conv2", torch.ones(50), batch=0), "direction() takes no keyword 'batch'"),
+    (lambda: o.l1(batch=0), "l1() takes no keyword 'batch'"),
+])
+def test_lucents_batch_keyword_on_an_objective_is_told_the_unit_list(make, owner):
+    with pytest.raises(UnknownKeywordError) as caught:  # was Python's bare 'unexpected keyword argument'
+        make()
+    assert str(caught.value).startswith(owner)
+    assert str(caught.value).endswith("lucent's batch=i scores one image of the batch; here each image has its own "
+                                      "unit: o.channel(layer, [a, b]) makes image i maximize unit i (combined "
+                                      "objectives pair them image by image), and @o.objective(layers=..., units=N) "
+                                      "reads each image's index")
+    assert o.channel("conv2", units=[3, 4]).batch_size == 2 and o.l1(constant=0.5).name  # keywords still work
 
 
 def test_checked_functions_keep_their_signature_and_work():

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.optvis.capture import OUTPUT, layer_names
-from dreamlab.errors import DreamlabError, ObjectiveOperatorError, UnknownNameError, unknown
+from dreamlab.errors import DreamlabError, ObjectiveOperatorError, UnknownNameError, checked_keywords, unknown
 from dreamlab.optvis.units import format_units
 
 IMAGE = "@image"  # key of the clean (un-transformed) image in the activations mapping
@@ -292,6 +292,13 @@ def _stays_per_position(op: Callable[..., Tensor], objs: Sequence[Objective]) ->
     return len(terms) == 1 and (op is operator.mul or objs[0] is terms[0])  # a / c, not c / a
 
 
+# lucent's objectives take batch=i, which scores image i of the batch alone; here each image has its own unit
+_by_image = functools.partial(checked_keywords, hints={
+    "batch": "lucent's batch=i scores one image of the batch; here each image has its own unit: "
+             "o.channel(layer, [a, b]) makes image i maximize unit i (combined objectives pair them image by "
+             "image), and @o.objective(layers=..., units=N) reads each image's index"})
+
+
 def _unit_list(units: int | Sequence[int] | range | Tensor) -> list[int]:
     """Units as ints: one int (numpy's too), a sequence or range of them, or an integer tensor."""
     if isinstance(units, Tensor):
@@ -354,6 +361,7 @@ def _spatial_mean(layer: str, cache: _IndexCache) -> Scorer:
     return scorer
 
 
+@_by_image
 def channel(layer: str, units: int | Sequence[int] | range) -> Objective:
     """Mean activation of a channel over space; a sequence of channels renders one unit per sample."""
     unit_list = _unit_list(units)
@@ -361,6 +369,7 @@ def channel(layer: str, units: int | Sequence[int] | range) -> Objective:
                      tuple(f"{layer}:{u}" for u in unit_list), (_channel_check(layer, unit_list),), per_position=True)
 
 
+@_by_image
 def neuron(layer: str, units: int | Sequence[int] | range, x: int | None = None, y: int | None = None) -> Objective:
     """One spatial position of a channel (default: the centre of the activation map); x, y are positions of the
     map of the image at the render size (checked there). The render's transforms pad the image, so the maps the
@@ -446,12 +455,14 @@ def _at_window(base: Objective, layer: str, xy: tuple[int | None, int | None], s
                      (*base.checks, position_check), shifted=shifted, couples=base.couples)
 
 
+@_by_image
 def deepdream(layer: str) -> Objective:
     """DeepDream: the mean of squared activations of a whole layer."""
     return Objective(lambda acts, index: acts[layer].float().pow(2).flatten(1).mean(1),
                      frozenset({layer}), layer, (layer,), per_position=True)
 
 
+@_by_image
 def logit(units: int | Sequence[int] | range) -> Objective:
     """A class logit (the model's output) by index; the grammar resolves class names to indices. A model whose
     output is a map [B, C, H, W] (hed-vgg16's edge map) scores output channel k's mean over positions, as
@@ -472,6 +483,7 @@ COSSIM_EPS = 1e-4
 MAX_COSSIM_POWER = 32
 
 
+@_by_image
 def direction(layer: str, vectors: object, cossim_power: float = 0.0, name: str = "direction") -> Objective:
     """A direction in a layer's channel space: the dot product of the activation vector at each position with
     `vectors`, averaged over positions. `vectors` is one vector of the layer's channel count [C] (a NumPy array,
@@ -554,6 +566,7 @@ def _direction_matrix(vectors: object, noun: str = "direction") -> Tensor:
     return matrix.clone()
 
 
+@_by_image
 def direction_neuron(layer: str, vector: object, x: int | None = None, y: int | None = None,
                      cossim_power: float = 0.0) -> Objective:
     """A direction at one position (default: the centre of the map): the dot product of the activation vector at
@@ -569,6 +582,7 @@ def direction_neuron(layer: str, vector: object, x: int | None = None, y: int | 
                       "o.direction for the mean over every position")
 
 
+@_by_image
 def channel_weight(layer: str, weight: object) -> Objective:
     """A weighted sum of a layer's channels, each its mean over positions: sum_c weight[c] * channel c. A one-hot
     weight is `channel`. lucent's channel_weight, which also averages over the channels (1/C of this).
@@ -580,6 +594,7 @@ def channel_weight(layer: str, weight: object) -> Objective:
     return _linear(layer, _direction_matrix(weight, "weight"), 0.0, "weight", "weight")
 
 
+@_by_image
 def neuron_weight(layer: str, weight: object, x: int | None = None, y: int | None = None) -> Objective:
     """A weighted sum of the channels at one position (default: the centre): sum_c weight[c] * act[c, y, x]. A
     one-hot weight is `neuron`; positions are handled as neuron's. lucent's neuron_weight (which averages over
@@ -593,6 +608,7 @@ def neuron_weight(layer: str, weight: object, x: int | None = None, y: int | Non
                       "o.channel_weight for the mean over every position")
 
 
+@_by_image
 def localgroup_weight(layer: str, weight: object, x: int, y: int, wx: int = 1, wy: int = 1) -> Objective:
     """A weighted sum of the channels averaged over a window of wx by wy positions whose top-left is x, y. A
     one-hot weight with wx = wy = 1 is `neuron`; positions are handled as neuron's. lucent's localgroup_weight
@@ -608,6 +624,7 @@ def localgroup_weight(layer: str, weight: object, x: int, y: int, wx: int = 1, w
                       "o.channel_weight for the mean over every position")
 
 
+@_by_image
 def total_variation() -> Objective:
     """Smoothness: minus the mean absolute difference between neighbouring pixels (add it with a weight)."""
 
@@ -649,6 +666,7 @@ def _penalty_name(kind: str, shown: str, constant_value: float) -> str:
     return f"{kind}({', '.join(args)})" if args else kind
 
 
+@_by_image
 def l1(layer: str = IMAGE, constant: float = 0.0) -> Objective:
     """Minus the mean absolute difference of the image (or a layer's activations) from `constant`: add it with a
     weight to keep pixels near a value (0.5: mid-grey) or activations sparse. lucid's L1.
@@ -662,6 +680,7 @@ def l1(layer: str = IMAGE, constant: float = 0.0) -> Objective:
                      _penalty_name("l1", shown, c), (_penalty_name("l1", shown, c),))
 
 
+@_by_image
 def l2(layer: str = IMAGE, constant: float = 0.0) -> Objective:
     """Minus the root mean square difference of the image (or a layer's activations) from `constant`. lucid's L2
     (with its epsilon inside the root)."""
@@ -674,6 +693,7 @@ def l2(layer: str = IMAGE, constant: float = 0.0) -> Objective:
     return Objective(scorer, frozenset({key}), _penalty_name("l2", shown, c), (_penalty_name("l2", shown, c),))
 
 
+@_by_image
 def blur() -> Objective:
     """Pulls each image towards a blurred copy of itself (a 3x3 box blur, held fixed within a step): minus half
     the mean squared difference. Its values are small (about 1e-4 on a noisy render), so useful weights are
@@ -691,6 +711,7 @@ def blur() -> Objective:
     return Objective(scorer, frozenset({IMAGE}), "blur", ("blur",))
 
 
+@_by_image
 def channel_interpolate(layer_a: str, unit_a: int, layer_b: str, unit_b: int, steps: int = 6) -> Objective:
     """A batch of `steps` images going from channel `unit_a` of `layer_a` to channel `unit_b` of `layer_b`:
     image i maximizes (1 - t) * a + t * b with t = i / (steps - 1). Add `alignment(layer)` to make neighbouring
@@ -724,6 +745,7 @@ def channel_interpolate(layer_a: str, unit_a: int, layer_b: str, unit_b: int, st
                      a.checks + b.checks, per_position=layer_a == layer_b, couples=a.couples | b.couples)
 
 
+@_by_image
 def alignment(layer: str, decay_ratio: float = 2.0) -> Objective:
     """Makes the images of a batch that are neighbours in the unit list alike at `layer`: minus the mean squared
     difference of their activations, for images 1 to 4 places apart, each distance d weighed 1/decay_ratio^d
@@ -750,6 +772,7 @@ def alignment(layer: str, decay_ratio: float = 2.0) -> Objective:
     return Objective(scorer, frozenset({key}), name, (name,), couples=frozenset({"alignment"}))
 
 
+@_by_image
 def diversity(layer: str) -> Objective:
     """lucid's diversity term, to subtract with a weight: each image's summed cosine similarity between its Gram
     matrix at `layer` (channel-by-channel correlations over positions) and those of the other images of its
@@ -784,6 +807,7 @@ BOUNDARY_KERNEL = F.pad(torch.ones(3, 3), (1, 1, 1, 1), value=0.5)
 BOUNDARY_CONSTANT_WEIGHT = 0.8
 
 
+@_by_image
 def penalize_boundary_complexity(width: int = 20, constant: float = 0.5) -> Objective:
     """Keeps the border of the image (`width` pixels on each side; the whole image when it is half the size; a
     render refuses a wider one) plain: minus the mean, over the border's pixels, of the squared difference from a
