@@ -154,6 +154,40 @@ def test_transforms_are_per_sample_and_seeded():
     assert small.shape == images.shape  # no padding: fixed-size models still fit
 
 
+@pytest.mark.parametrize("amounts, message", [
+    ({"pad": -3}, "RandomTransforms pad -3 is out of range; valid: 0 to 2048"),
+    ({"crop": 2.5}, "RandomTransforms crop must be a whole number from 0 to 2048, got 2.5"),
+    ({"degrees": 1000}, "RandomTransforms degrees must be a number from 0 to 180 degrees, got 1000"),
+    ({"translate": "4"}, "RandomTransforms translate must be a number from 0 to 2048 pixels, got '4'"),
+    ({"translate": float("nan")}, "RandomTransforms translate must be a number from 0 to 2048 pixels, got nan"),
+    ({"scale": 1.1}, "RandomTransforms scale must be a range (low, high) such as (0.9, 1.1), got 1.1"),
+    ({"scale": (0, 1)}, "RandomTransforms scale must be a number from 0.05 to 20 (a factor), got 0"),
+    ({"scale": (1.2, 0.8)}, "RandomTransforms scale (1.2, 0.8) runs from high to low; give (low, high), such as "
+                            "(0.8, 1.2)"),
+    ({"fill": 2}, "RandomTransforms fill must be a number from 0 to 1 (a grey level), got 2"),
+])
+def test_random_transforms_of_ones_own_refuse_amounts_that_cannot_work(amounts, message):
+    with pytest.raises(DreamlabError) as caught:
+        RandomTransforms(**amounts)
+    assert str(caught.value) == message
+
+
+def test_random_transforms_of_ones_own_render_seeded_and_are_recorded_with_their_amounts():
+    import dreamlab
+
+    mine = RandomTransforms(translate=3, scale=[0.9, 1.1], degrees=5)
+    assert mine.scale == (0.9, 1.1)  # a list is taken, kept as a tuple (the dataclass stays hashable)
+    first = dreamlab.render("lenet-digits", "logit:3", transforms=mine, steps=3)
+    again = dreamlab.render("lenet-digits", "logit:3", transforms=mine, steps=3)
+    assert torch.equal(first.images, again.images)
+    assert first.provenance["dreamlab:transforms"] == ("RandomTransforms(pad=0, translate=3, scale=(0.9, 1.1), "
+                                                       "degrees=5, crop=0, fill=0.5)")
+    with pytest.raises(DreamlabError) as caught:  # a crop that leaves the model nothing
+        dreamlab.render("lenet-digits", "logit:3", transforms=RandomTransforms(crop=11), steps=1)
+    assert str(caught.value) == ("the transforms' crop of 11 px a side (after a pad of 0) leaves 6x6 px of the 28x28 "
+                                 "image; keep crop - pad under 11 px, or render a larger size")
+
+
 def test_png_provenance_and_determinism(tmp_path):
     img = torch.rand(3, 10, 12)
     path = save_png(img, tmp_path / "x.png", {"dreamlab:objective": "a:1", "note": "ü"})

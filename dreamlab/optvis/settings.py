@@ -276,6 +276,13 @@ def _validate(s: RenderSettings) -> None:
         raise DreamlabError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or a factory params -> "
                             f"torch.optim.Optimizer, got {type(s.optimizer).__name__}")
     transforms = make_transforms(s.transforms)  # raises for an unknown preset or a non-callable
+    if isinstance(transforms, RandomTransforms) and s.size is not None:
+        h, w = s.height_width
+        if min(transforms.output_size(h, w)) < MIN_TRANSFORMED:
+            raise DreamlabError(f"the transforms' crop of {transforms.crop} px a side (after a pad of "
+                                f"{transforms.pad}) leaves {'x'.join(str(max(side, 0)) for side in transforms.output_size(h, w)[::-1])} "
+                                f"px of the {w}x{h} image; keep crop - pad under "
+                                f"{(min(h, w) - MIN_TRANSFORMED) // 2 + 1} px, or render a larger size")
     if s.compile not in (None, False, True) and s.compile not in COMPILE_MODES:
         raise unknown("compile mode", str(s.compile), COMPILE_MODES)
     if s.compile and isinstance(transforms, CallableTransforms):
@@ -284,6 +291,8 @@ def _validate(s: RenderSettings) -> None:
     if s.color_matrix is not None:
         check_color_matrix(s.color_matrix)
 
+
+MIN_TRANSFORMED = 8  # pixels a side the model gets after the transforms' crop: the smallest render size
 
 # the penalty is relative to each image's score (diversity.py): far beyond 1 the images ignore their unit, and
 # near float32's range the penalty overflows (which the NaN guard would blame on the learning rate)
@@ -419,6 +428,8 @@ def describe(spec: Any) -> str:
     """A name as it is; user code as "custom:<name>" (a list of transforms joined by '+')."""
     if isinstance(spec, str):
         return spec
+    if isinstance(spec, RandomTransforms):  # dreamlab's own, with its amounts: enough to render it again
+        return repr(spec)
     if isinstance(spec, (list, tuple, nn.Sequential)):
         return "custom:" + "+".join(_callable_name(part) for part in spec) if len(spec) else "none"
     return "custom:" + _callable_name(spec)

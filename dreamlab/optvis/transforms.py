@@ -15,6 +15,7 @@ torch.Size([8, 3, 236, 236])
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 from torch import Tensor, nn
 
-from dreamlab.errors import DreamlabError, unknown
+from dreamlab.errors import DreamlabError, check_whole, shown, unknown
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,23 @@ class RandomTransforms:
     degrees: float = 0.0  # maximum rotation, uniform in [-degrees, degrees]
     crop: int = 0  # pixels dropped from every side after the warp (lucid's jitter crops as it shifts)
     fill: float = 0.5
+
+    def __post_init__(self) -> None:
+        """Refuse amounts that cannot work, in one line, where the transforms are made (a user's own ones too)."""
+        check_whole("RandomTransforms pad", self.pad, 0, 2048)
+        check_whole("RandomTransforms crop", self.crop, 0, 2048)
+        _amount("translate", self.translate, 0, 2048, "pixels")
+        _amount("degrees", self.degrees, 0, 180, "degrees")
+        _amount("fill", self.fill, 0, 1, "(a grey level)")
+        if not isinstance(self.scale, (tuple, list)) or len(self.scale) != 2:
+            raise DreamlabError(f"RandomTransforms scale must be a range (low, high) such as (0.9, 1.1), got "
+                                f"{shown(self.scale, kind=False)}")
+        for bound in self.scale:
+            _amount("scale", bound, 0.05, 20, "(a factor)")
+        if self.scale[0] > self.scale[1]:
+            raise DreamlabError(f"RandomTransforms scale {tuple(self.scale)} runs from high to low; give (low, high), "
+                                f"such as {tuple(sorted(self.scale))}")
+        object.__setattr__(self, "scale", (float(self.scale[0]), float(self.scale[1])))  # frozen: hashable, comparable
 
     @staticmethod
     def preset(name: str) -> RandomTransforms:
@@ -82,6 +100,13 @@ class RandomTransforms:
         fill = torch.full((c,), self.fill, device=images.device, dtype=images.dtype)
         warped = warp_affine(images, matrix, (h, w), padding_mode="fill", fill_value=fill, align_corners=True)
         return warped[..., self.crop:h - self.crop, self.crop:w - self.crop] if self.crop else warped
+
+
+def _amount(name: str, value: object, low: float, high: float, unit: str) -> None:
+    """Refuse a RandomTransforms amount that is no real number in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low <= float(value) <= high:
+        raise DreamlabError(f"RandomTransforms {name} must be a number from {low:g} to {high:g} {unit}, got "
+                            f"{shown(value, kind=False)}")
 
 
 # 'standard' follows lucid's standard_transforms (pad 12 with grey, jitter 8 then 4, scale 0.9-1.1, rotation
