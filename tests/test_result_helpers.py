@@ -61,6 +61,24 @@ def test_a_notebook_shows_the_result_as_a_png(result):
         assert shown.format == "PNG" and shown.size == result.grid().size
 
 
+def test_a_diversity_result_shows_each_units_images_in_a_row_as_the_grid_file(net, tmp_path):
+    result = render(net, "conv2:0-2", diversity=2, **FAST)  # 6 images: about square would be 3 a row
+    assert result.grid().size == (2 + 2 * 18, 2 + 3 * 18)  # a row per unit, as render --grid
+    with Image.open(result.save(tmp_path / "grid.png")) as saved, Image.open(io.BytesIO(result._repr_png_())) as shown:
+        assert saved.size == shown.size == result.grid().size
+    assert result.grid(nrow=3).size == (2 + 3 * 18, 2 + 2 * 18)  # nrow given: as asked
+
+
+def test_snapshots_show_and_convert_as_the_final_images_do(net):
+    result = render(net, "conv2:0-2", thresholds=[1], **FAST)
+    first = result.numpy(step=1)
+    assert first.shape == (3, 16, 16, 3) and np.array_equal(first, result.snapshots[1].permute(0, 2, 3, 1).numpy())
+    assert not np.array_equal(first, result.numpy())  # one step later the images moved
+    assert np.array_equal(np.asarray(result.grid(step=1))[2:18, 2:18], (first[0] * 255).round().astype(np.uint8))
+    with pytest.raises(DreamlabError, match=r"step must be a step with a snapshot in this result \(kept: 1\), got 2"):
+        result.grid(step=2)
+
+
 def _fake_kernel(monkeypatch, kernel: object) -> None:
     shell = types.SimpleNamespace(kernel=kernel)
     monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))

@@ -107,23 +107,30 @@ class RenderResult:
                                   or not -count <= index < count):
             raise DreamlabError(f"index must be an image's place, 0 to {count - 1}, or None (a grid of all {count}), "
                                 f"got {index!r}")
-        images = self.images
-        if step is not None:
-            if isinstance(step, bool) or not isinstance(step, int) or step not in self.snapshots:
-                kept = ", ".join(map(str, sorted(self.snapshots))) or "none"
-                raise DreamlabError(f"step must be a step with a snapshot in this result (kept: {kept}), got "
-                                    f"{step!r}; render(..., thresholds=[STEP]) keeps one (keep_snapshots=False "
-                                    f"leaves them to on_snapshot)")
-            images = self.snapshots[step]
+        images = self._at_step(step)
         path = check_output_file(path)
         if index is None and count > 1:
-            copies = count // max(1, len(set(self.unit_indices)))  # diversity: a unit's images share its index
             text = self.grid_text() if step is None else self.snapshot_text(None, step)
-            return save_png(grid(images.detach().float().cpu(), copies if copies > 1 else None), path,
-                            {**self.provenance, **text})
+            return save_png(grid(images.detach().float().cpu(), self._row()), path, {**self.provenance, **text})
         i = 0 if index is None else index % count
         text = self.unit_text(i) if step is None else self.snapshot_text(i, step)
         return save_png(images[i], path, {**self.provenance, **text})
+
+    def _at_step(self, step: int | None) -> Tensor:
+        """The final images (step None), or the snapshot kept at `step`."""
+        if step is None:
+            return self.images
+        if isinstance(step, bool) or not isinstance(step, int) or step not in self.snapshots:
+            kept = ", ".join(map(str, sorted(self.snapshots))) or "none"
+            raise DreamlabError(f"step must be a step with a snapshot in this result (kept: {kept}), got "
+                                f"{step!r}; render(..., thresholds=[STEP]) keeps one (keep_snapshots=False "
+                                f"leaves them to on_snapshot)")
+        return self.snapshots[step]
+
+    def _row(self) -> int | None:
+        """Images per grid row: a unit's images with diversity (they share its index), else None (about square)."""
+        copies = len(self.labels) // max(1, len(set(self.unit_indices)))
+        return copies if copies > 1 else None
 
     def never_on(self) -> list[str]:
         """Labels of the units whose score was exactly 0 on the start image, at every step and at the end: a ReLU'd
@@ -153,18 +160,20 @@ class RenderResult:
 
         return [to_pil(img) for img in self.images]
 
-    def numpy(self) -> np.ndarray:
-        """The images as one float32 array [B, H, W, C] in [0, 1] (channels last, as lucent's render_vis returns
-        them; C is 1 for a grey model)."""
-        return self.images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    def numpy(self, step: int | None = None) -> np.ndarray:
+        """The images (`step`: the snapshot kept at that step) as one float32 array [B, H, W, C] in [0, 1]
+        (channels last, as lucent's render_vis returns them, one such array per threshold; C is 1 for a grey
+        model)."""
+        return self._at_step(step).detach().float().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
-    def grid(self, nrow: int | None = None, padding: int = 2) -> Image.Image:
-        """All images tiled into one PIL image, `nrow` to a row (default: about square), on white."""
+    def grid(self, nrow: int | None = None, padding: int = 2, step: int | None = None) -> Image.Image:
+        """All images (`step`: the snapshot kept at that step) tiled into one PIL image, `nrow` to a row (default:
+        a unit's images with diversity, as `dreamlab render --grid`, else about square), on white."""
         from dreamlab.io import grid, to_pil
 
         if nrow is not None and (isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1):
             raise DreamlabError(f"nrow must be a whole number >= 1 (images per row) or None, got {nrow!r}")
-        return to_pil(grid(self.images.detach().float().cpu(), nrow, padding))
+        return to_pil(grid(self._at_step(step).detach().float().cpu(), nrow or self._row(), padding))
 
     PREVIEW_IMAGES = 64  # a notebook shows at most these in its preview (a whole 512-unit layer would be huge)
 
@@ -172,4 +181,4 @@ class RenderResult:
         """How Jupyter shows a result: the grid of its first PREVIEW_IMAGES images, as PNG."""
         from dreamlab.io import grid, png_bytes
 
-        return png_bytes(grid(self.images[:self.PREVIEW_IMAGES].detach().float().cpu()))
+        return png_bytes(grid(self.images[:self.PREVIEW_IMAGES].detach().float().cpu(), self._row()))
