@@ -132,7 +132,8 @@ OTHER_TOOLS_NAMES = {
     "num_iters": "steps", "n_iterations": "steps", "max_iter": "steps", "max_iters": "steps", "max_steps": "steps",
     "n_steps": "steps", "num_steps": "steps", "num_iterations": "steps", "epochs": "steps", "learning_rate": "lr",
     "image_size": "size", "img_size": "size", "resolution": "size", "output": "out", "layer_name": "layer",
-    "n_octaves": "octaves", "num_octaves": "octaves", "param_f": "param", "fixed_image_size": "model_size"}
+    "n_octaves": "octaves", "num_octaves": "octaves", "param_f": "param", "fixed_image_size": "model_size",
+    "sd": "init_sd", "decay_power": "fourier_decay"}
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -39,6 +39,10 @@ def test_the_python_api_names_a_loaded_model_and_keeps_the_placeholder_for_other
     (["dream", "china", "--n-octaves", "3"], "use --octaves (dreamlab's name for --n-octaves)"),
     (["render", "conv2:3", "--learning-rate", "0.1"], "use --lr (dreamlab's name for --learning-rate)"),
     (["render", "conv2:3", "--gpu"], "use --device cuda (dreamlab's name for --gpu)"),
+    # a two-word name of ours is a flag with '-' (was '--model_size', no option, so a wrong guess was made)
+    (["render", "conv2:3", "--fixed-image-size", "28"],
+     "use --model-size (dreamlab's name for --fixed-image-size)"),
+    (["render", "conv2:3", "--decay-power", "1"], "use --fourier-decay (dreamlab's name for --decay-power)"),
 ])
 def test_another_tools_name_for_a_flag_gets_ours(argv, hint, capsys):
     with pytest.raises(SystemExit) as exit_:  # argparse's errors exit from the parser

@@ -20,20 +20,6 @@ from dreamlab.errors import ArgumentOrderError, DreamlabError, UnknownKeywordErr
      "render() takes no keyword 'learning_rate'; use lr= (dreamlab's name for learning_rate)"),
     (lambda: dreamlab.render("lenet-digits", "conv2:1", stpes=3),  # a TypeError as Python's, not a KeyError
      "render() takes no keyword 'stpes'; close matches: steps"),
-    # lucent's render_vis keywords
-    (lambda: dreamlab.render("lenet-digits", "conv2:1", param_f=lambda: None),
-     "render() takes no keyword 'param_f'; use param= (dreamlab's name for param_f)"),
-    (lambda: dreamlab.render("lenet-digits", "conv2:1", fixed_image_size=28),
-     "render() takes no keyword 'fixed_image_size'; use model_size= (dreamlab's name for fixed_image_size)"),
-    (lambda: dreamlab.render("lenet-digits", "conv2:1", show_inline=True),
-     "render() takes no keyword 'show_inline'; lucent's show_inline: a RenderResult shows itself as a grid in a "
-     "notebook (result.grid() is that PIL image)"),
-    (lambda: dreamlab.render("lenet-digits", "conv2:1", save_image=True, image_name="a.png"),
-     "render() takes no keyword 'save_image'; lucent's save_image: write the PNG with result.save(path)"),
-    (lambda: dreamlab.render("lenet-digits", "conv2:1", preprocess=False),
-     "render() takes no keyword 'preprocess'; lucent's preprocess: the input normalization comes from the recipe"),
-    (lambda: dreamlab.render("lenet-digits", "conv2:1", verbose=True),
-     "render() takes no keyword 'verbose'; lucent's verbose: progress=True draws a bar"),
     (lambda: dreamlab.dream("lenet-digits", "china", iterations=3),
      "dream() takes no keyword 'iterations'; use steps= (dreamlab's name for iterations)"),
     (lambda: dreamlab.dream("lenet-digits", "china", octave=3), "dream() takes no keyword 'octave'; close matches: "
@@ -68,6 +54,29 @@ def test_lucents_batch_keyword_on_an_objective_is_told_the_unit_list(make, owner
                                       "objectives pair them image by image), and @o.objective(layers=..., units=N) "
                                       "reads each image's index")
     assert o.channel("conv2", units=[3, 4]).batch_size == 2 and o.l1(constant=0.5).name  # keywords still work
+
+
+# lucent's render_vis and param.image keywords: what render() says after "render() takes no keyword 'NAME'; "
+LUCENT_KEYWORDS = {
+    "param_f": "use param= (dreamlab's name for param_f)",
+    "fixed_image_size": "use model_size= (dreamlab's name for fixed_image_size)",
+    "show_inline": "lucent's show_inline: a RenderResult shows itself as a grid in a notebook (result.grid() is that "
+                   "PIL image)",
+    "save_image": "lucent's save_image: write the PNG with result.save(path)",
+    "preprocess": "lucent's preprocess: the input normalization comes from the recipe",
+    "verbose": "lucent's verbose: progress=True draws a bar",
+    "sd": "use init_sd= (dreamlab's name for sd)",
+    "decay_power": "use fourier_decay= (dreamlab's name for decay_power)",
+    "fft": "lucent's param.image(fft=True) is param='fourier' (the default), fft=False param='pixel'",
+    "batch": "lucent's param.image(batch=N): a unit list renders one image per unit",
+}
+
+
+@pytest.mark.parametrize("keyword", sorted(LUCENT_KEYWORDS))
+def test_lucents_render_keywords_get_what_does_their_job(keyword):
+    with pytest.raises(UnknownKeywordError) as caught:  # a TypeError as Python's, as every unknown keyword
+        dreamlab.render("lenet-digits", "conv2:1", **{keyword: 1})
+    assert str(caught.value).startswith(f"render() takes no keyword {keyword!r}; {LUCENT_KEYWORDS[keyword]}")
 
 
 def test_checked_functions_keep_their_signature_and_work():

@@ -92,7 +92,7 @@ def _is_number(text: str) -> bool:
 # what other feature-visualization and training tools call some of our flags (lucent, torch-dreams, DeepDream
 # scripts; errors.OTHER_TOOLS_NAMES as flags): no spelling is close enough for difflib to find. Looked up with '_'
 # read as '-' (--num_steps), and a typo of one (--iteratoins) is matched too.
-ALIASES = {f"--{name.replace('_', '-')}": f"--{ours}" for name, ours in OTHER_TOOLS_NAMES.items()} | {
+ALIASES = {f"--{name.replace('_', '-')}": f"--{ours.replace('_', '-')}" for name, ours in OTHER_TOOLS_NAMES.items()} | {
     "--cuda": "--device cuda", "--gpu": "--device cuda"}
 
 

@@ -106,8 +106,15 @@ class RenderSettings:
 
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(RenderSettings))
 
-# lucent's render_vis keywords that are no setting here, with what does their job
-RENDER_VIS_HINTS = {
+# lucent's render_vis and param.image keywords that are no setting here, with what does their job
+LUCENT_HINTS = {
+    "fft": "lucent's param.image(fft=True) is param='fourier' (the default), fft=False param='pixel'",
+    "w": "lucent's param.image(w, h): size=N, or size=(height, width)",
+    "h": "lucent's param.image(w, h): size=N, or size=(height, width)",
+    "batch": "lucent's param.image(batch=N): a unit list renders one image per unit ('layer:0-7'), diversity=N "
+             "N images per unit",
+    "alpha": "lucid's param.image(alpha=True): dreamlab has no transparent (alpha) parameterization; the images "
+             "are opaque",
     "show_inline": "lucent's show_inline: a RenderResult shows itself as a grid in a notebook (result.grid() is "
                    "that PIL image)",
     "show_image": "lucent's show_image: a RenderResult shows itself as a grid in a notebook (result.grid() is "
@@ -127,7 +134,7 @@ def with_overrides(settings: RenderSettings | None, overrides: Mapping[str, Any]
         if name not in SETTING_NAMES:  # a TypeError too, as Python's own for a keyword a function does not take
             error = unknown_keyword("render()", name, SETTING_NAMES)  # iterations= -> steps=
             hint = "param_options became typed settings: fourier_decay, start_level, init_sd, decorrelate, " \
-                "color_matrix" if name == "param_options" else RENDER_VIS_HINTS.get(name, "")
+                "color_matrix" if name == "param_options" else LUCENT_HINTS.get(name, "")
             raise type(error)(f"{error}; {hint}") if hint else error
     return dataclasses.replace(settings or RenderSettings(), **overrides)
 
