@@ -106,6 +106,8 @@ def test_numpy_and_torch_scalars_combine_on_either_side():
     (torch.ones(2), r"^cannot combine an objective with Tensor tensor\(\[1\., 1\.\]\); combine objectives with "
                     r"numbers \(int, float, a NumPy scalar or a 0-d tensor\) and other objectives$"),
     ("2", r"^cannot combine an objective with str '2'"),
+    ("conv2:4", r"^cannot combine an objective with str 'conv2:4'; combine objectives with numbers .* and other "
+                r"objectives; a string becomes one with dreamlab\.parse_objective\('conv2:4'\)$"),
     (True, r"^cannot combine an objective with bool"),
     (torch.tensor(1j), r"^cannot combine an objective with Tensor"),
 ])

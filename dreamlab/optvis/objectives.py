@@ -210,8 +210,9 @@ def _as_objective(x: Objective | float) -> Objective:
         return x
     if as_number(x) is None:
         shown = f"{x!r}"[:60]
+        text = f"; a string becomes one with dreamlab.parse_objective({shown})" if isinstance(x, str) else ""
         raise DreamlabError(f"cannot combine an objective with {type(x).__name__} {shown}; combine objectives "
-                            f"with numbers ({_NUMBERS}) and other objectives")
+                            f"with numbers ({_NUMBERS}) and other objectives{text}")
     return constant(x)
 
 
