@@ -194,6 +194,18 @@ def test_lucents_param_f_pair_is_taken_as_it_is(net):
         render(net, "conv2:0", param=lambda: ([torch.zeros(3)], "not callable"), **FAST)
 
 
+def test_lucents_batch_of_images_for_one_unit_is_pointed_to_diversity(net):
+    def param_f():  # lucent's param.image(24, batch=3): three images of one objective
+        pixels = (torch.randn(3, 3, 24, 24) * 0.01).requires_grad_(True)
+        return [pixels], lambda: torch.sigmoid(pixels)
+
+    with pytest.raises(DreamlabError) as caught:
+        render(net, "conv2:0", param=param_f, **FAST)
+    assert str(caught.value).endswith("; 3 images of each unit are diversity=3 (with diversity_weight=0 they differ "
+                                      "by their start only, as lucent's batch)")
+    assert render(net, "conv2:0", param=param_f, diversity=3, diversity_weight=0, **FAST).images.shape[0] == 3
+
+
 def test_a_user_transform_that_breaks_the_batch_or_the_gradient_is_named(net):
     """Before, both ended in an error that blamed the objective."""
     settings = {**FAST, "transforms": [lambda x: x * 1.0, lambda x: x.detach()]}
