@@ -201,8 +201,9 @@ def test_lucents_batch_of_images_for_one_unit_is_pointed_to_diversity(net):
 
     with pytest.raises(DreamlabError) as caught:
         render(net, "conv2:0", param=param_f, **FAST)
-    assert str(caught.value).endswith("; 3 images of each unit are diversity=3 (with diversity_weight=0 they differ "
-                                      "by their start only, as lucent's batch)")
+    assert str(caught.value).endswith("; if the 3 images are 3 of each unit (lucent's param.image(w, batch=3) for "
+                                      "one objective), give diversity=3 (with diversity_weight=0 they differ by "
+                                      "their start only, as in lucent)")
     assert render(net, "conv2:0", param=param_f, diversity=3, diversity_weight=0, **FAST).images.shape[0] == 3
 
 

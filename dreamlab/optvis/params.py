@@ -521,8 +521,10 @@ def make_param(spec: ParamSpec, batch: int, channels: int, size: int | tuple[int
                  "width, generator=, device=))") if fixed and isinstance(images, Tensor) and images.dim() == 4 \
             and images.shape[0] != batch else ""
         if split and images.shape[0] % batch == 0:  # lucent's param.image(w, batch=N) for one objective
-            split += (f"; {images.shape[0] // batch} images of each unit are diversity={images.shape[0] // batch} "
-                      f"(with diversity_weight=0 they differ by their start only, as lucent's batch)")
+            copies = images.shape[0] // batch
+            split += (f"; if the {images.shape[0]} images are {copies} of each unit (lucent's param.image(w, "
+                      f"batch={copies}) for one objective), give diversity={copies} (with diversity_weight=0 they "
+                      f"differ by their start only, as in lucent)")
         raise DreamlabError(f"the custom param produced {shape}; expected [{batch}, {channels}, {h}, {w}] "
                             f"(one image per unit, the model's {channels} channels){split}")
     if tuple(images.shape[2:]) != (h, w):  # the provenance and the neuron checks read the render size
