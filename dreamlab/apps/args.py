@@ -7,7 +7,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -464,6 +464,16 @@ def warn_never_on(labels: Sequence[str], how: str) -> None:
     print(f"dreamlab: note: {names} {how}: no image the optimizer reached turned {'it' if one else 'them'} on, so "
           f"{'its image shows' if one else 'their images show'} nothing {'it responds' if one else 'they respond'} "
           f"to", file=sys.stderr)
+
+
+def note_zero_head(model, layers: Iterable[str]) -> None:
+    """The stderr line of zero_head_note, where a target that reads the model's output stayed flat because the
+    model's head is all zero (random-weight ViT)."""
+    from dreamlab.models.zero_head import zero_head_note
+
+    note = zero_head_note(model, layers)
+    if note is not None:
+        print(note, file=sys.stderr)
 
 
 def phase(what: str) -> None:

@@ -5,7 +5,7 @@ import argparse
 import math
 import sys
 
-from dreamlab.apps.args import add_given_option, given_options, nonempty, positive_int
+from dreamlab.apps.args import add_given_option, given_options, nonempty, note_zero_head, positive_int
 from dreamlab.apps.commands.cam import add_subject_arguments, at_size, check_outputs, load_subject, note_zero_map
 from dreamlab.errors import DreamlabError
 
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dreamlab.attribution.api import attribute, cam_layer, enlarged_map_noted
+    from dreamlab.attribution.api import attribute, cam_layer, enlarged_map_noted, target_layers
     from dreamlab.attribution.photos import default_output, predicted_class
 
     methods = _checked_methods(args)
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dreamlab: note: {note}", file=sys.stderr)
     if not bool(result.any()):
         _note_all_zero(subj, x, target, method, used)
+        note_zero_head(subj.model, target_layers(subj, target))
     return 0
 
 

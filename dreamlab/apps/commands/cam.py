@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (add_device_argument, add_once_option, add_positional_model, nonempty, photo_path,
-                                output_path, positional_model, positive_int, recipe_names)
+from dreamlab.apps.args import (add_device_argument, add_once_option, add_positional_model, nonempty,
+                                note_zero_head, output_path, photo_path, positional_model, positive_int, recipe_names)
 from dreamlab.errors import DreamlabError
 
 DESCRIPTION = ("Where does the model look: the class activation map (Grad-CAM or Grad-CAM++) of a target at a "
@@ -158,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{png} ({args.method} of {target} at {layer}; raw map in {npy})")
     if top == 0:
         note_zero_map(args.method, target, layer)
+        note_zero_head(subj.model, target_layers(subj, target))
     return 0
 
 

@@ -12,7 +12,7 @@ from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, add_compile_argu
                                 add_diversity_arguments, add_model_arguments, add_optimization_arguments,
                                 check_diversity_options, check_fourier_decay, check_image_size, check_tensorboard,
                                 image_size, input_path, int_list, model_recipe, output_path, photo_path,
-                                positive_int, warn_never_on)
+                                note_zero_head, positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
@@ -107,7 +107,10 @@ def _run(args: argparse.Namespace) -> int:
             log.write_result(result)
             log.close()
         written, kept_aside = _save(args, result, paths, grid_path, snapshots.grid_images, snapshots.written)
-    return _report(result, written, kept_aside, len(units) // copies, copies, saving.hit)
+    status = _report(result, written, kept_aside, len(units) // copies, copies, saving.hit)
+    if result.never_on():
+        note_zero_head(loaded.model, objective.layers)
+    return status
 
 
 def _check_before_loading(args: argparse.Namespace) -> tuple[Objective | None, Tensor | None]:
