@@ -9,7 +9,7 @@ from torch import nn
 
 import dreamlab
 from dreamlab.errors import DreamlabError
-from dreamlab.models.layout import channels_last_layers, is_channels_last
+from dreamlab.models.layout import channels_last_layers, is_channels_last, patch_grid, token_maps
 from dreamlab.models.summary import layer_table
 from dreamlab.optvis.capture import capture
 
@@ -185,3 +185,19 @@ def test_a_data_dependent_model_is_probed_on_the_cpu_at_both_sizes():
     assert all(not m._forward_hooks for m in model.modules())
     with pytest.raises(DreamlabError, match=r"channel 6 is out of range.*valid 0-5"):  # 6 channels, not 16 rows
         dreamlab.render(model, "lin:6", steps=1, size=16, device="cpu")
+
+
+def test_patch_grids_are_k_by_k_tokens_with_or_without_a_class_token_first():
+    assert patch_grid(197) == (1, 14) and patch_grid(196) == (0, 14) and patch_grid(5) == (1, 2)
+    assert patch_grid(6) is None and patch_grid(2) is None and patch_grid(1) is None and patch_grid(0) is None
+
+
+def test_token_maps_lay_the_patches_out_row_by_row_and_leave_the_class_token_out():
+    tokens = torch.arange(2 * 3 * 5.0).reshape(2, 3, 5)  # [B, D, N]: a class token, then 2x2 patches
+    maps = token_maps(tokens, "enc")
+    assert maps.shape == (2, 3, 2, 2)
+    torch.testing.assert_close(maps[1, 2], torch.tensor([[26.0, 27.0], [28.0, 29.0]]))
+    with pytest.raises(DreamlabError, match=r"^layer 'enc' outputs 7 tokens, which are no square grid of patches "
+                                            r"\(with or without a class token first\), so they cannot be shown as "
+                                            r"maps; pick a layer with maps$"):
+        token_maps(torch.zeros(3, 7), "enc")

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from dreamlab.errors import DreamlabError, check_whole, checked_keywords
 from dreamlab.io import centre_crop, cover, image_record, read_photo, shape_hint
 from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe, provenance
+from dreamlab.models.layout import token_maps
 from dreamlab.models.prepare import FORWARD_ERRORS
 from dreamlab.inspect.tiles import TileGrid, draw_labels, normalize_each, upscale
 from dreamlab.models.recipe import Recipe
@@ -113,18 +114,6 @@ def activations(model: nn.Module, layer: str, x: Tensor) -> Tensor:
         raise DreamlabError(f"layer {layer!r} outputs 1x1 maps (one value per channel), which show no pattern; "
                             f"pick an earlier layer with larger maps (`dreamlab layers MODEL` lists shapes)")
     return act
-
-
-def token_maps(tokens: Tensor, layer: str) -> Tensor:
-    """A vision transformer's tokens [D, N] as maps [D, k, k]: N = k*k patches, or a class token first and then
-    k*k patches (torchvision's ViT: 197 = 1 + 14*14; the class token is left out)."""
-    n = tokens.shape[1]
-    for extra in (0, 1):
-        side = math.isqrt(n - extra)
-        if side > 1 and side * side == n - extra:
-            return tokens[:, extra:].reshape(tokens.shape[0], side, side)
-    raise DreamlabError(f"layer {layer!r} outputs {n} tokens, which are no square grid of patches (with or "
-                        f"without a class token first), so they cannot be shown as maps; pick a layer with maps")
 
 
 @checked_keywords

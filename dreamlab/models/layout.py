@@ -4,7 +4,8 @@ token sequences [B, N, D] (a vision transformer's hidden units are its last axis
 ConvNeXt's blocks do (a Permute, then LayerNorm and Linear layers act on the last axis, then a Permute back),
 and so does torchvision's Swin throughout. dreamlab reads a unit as channel k of dim 1, so those layers are
 read transposed to [B, C, H, W] or [B, D, N] (`to_channels_first`); read as they are, `layer:3` would be row 3
-of the map, or token 3.
+of the map, or token 3. Tokens [.., D, N] that are a square grid of patches are laid out as maps [.., D, k, k]
+(`token_maps`): what `features` shows and Grad-CAM weighs.
 
 One shape cannot tell the layouts apart, two can: the axes that grow with the input are the spatial ones. So
 a weightless copy of the model runs at two sizes on the meta device, with hooks that only read shapes. A layer
@@ -18,12 +19,14 @@ frozenset({'features.1.0.block.3'})
 """
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from dreamlab.errors import DreamlabError
 from dreamlab.models.copies import copy_with, weightless_copy
 from dreamlab.models.loading import resolve_layer
 
@@ -95,6 +98,28 @@ def channels_first(act: Tensor) -> Tensor:
     if act.dim() == 4:
         return act.permute(0, 3, 1, 2)
     return act.transpose(1, 2) if act.dim() == 3 else act
+
+
+def patch_grid(count: int) -> tuple[int, int] | None:
+    """(leading extra tokens, k) where `count` tokens are k*k patches (k > 1), or a class token first and then k*k
+    patches (torchvision's ViT: 197 = 1 + 14*14); None where they are neither."""
+    for extra in (0, 1):
+        side = math.isqrt(max(count - extra, 0))
+        if side > 1 and side * side == count - extra:
+            return extra, side
+    return None
+
+
+def token_maps(tokens: Tensor, layer: str, unusable: str = "they cannot be shown as maps; pick a layer with maps"
+               ) -> Tensor:
+    """A vision transformer's tokens [..., D, N] (channels first) as maps [..., D, k, k] of its patches, the class
+    token left out (`patch_grid`). `unusable`: the refusal's end, after "so", for a count that is no such grid."""
+    grid = patch_grid(tokens.shape[-1])
+    if grid is None:
+        raise DreamlabError(f"layer {layer!r} outputs {tokens.shape[-1]} tokens, which are no square grid of patches "
+                            f"(with or without a class token first), so {unusable}")
+    extra, side = grid
+    return tokens[..., extra:].reshape(*tokens.shape[:-1], side, side)
 
 
 def is_channels_last(small: Sequence[int] | None, large: Sequence[int] | None) -> bool:
