@@ -13,6 +13,7 @@ from dreamlab import attribute, gradcam
 from dreamlab.attribution.cam import cam_weights, default_cam_layer, enlarging_pool, trace_forward
 from dreamlab.attribution.api import enlarged_map_noted
 from dreamlab.errors import DreamlabError, DreamlabNote
+from dreamlab.models.recipe import Recipe
 
 captum_attr = pytest.importorskip("captum.attr")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -253,3 +254,80 @@ def test_the_default_layer_for_a_target_skips_a_module_that_runs_twice():
     assert default_cam_layer(model, x, target_layers={"avgpool"}) == "layer4.1.bn1"
     assert default_cam_layer(model, x) == "layer4"
     assert gradcam(model, x[0], "avgpool:1").shape == (1, 32, 40)
+
+
+TOKENS = Recipe(name="tokens", builder="tests:tiny_vit", weights="none", input_size=32, mean=(0.0, 0.0, 0.0),
+                std=(1.0, 1.0, 1.0))
+
+
+def tiny_vit() -> torch.nn.Module:
+    """torchvision's ViT at 32 px: 4x4 patches of 8 px, so its token layers are [B, 17, 16] (a class token first);
+    a random head (torchvision starts it at zero, which would leave every gradient zero)."""
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+                                               mlp_dim=32, num_classes=5).eval()
+    torch.nn.init.normal_(vit.heads.head.weight)
+    return vit
+
+
+LAST_LN_1 = "encoder.layers.encoder_layer_1.ln_1"
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_a_vit_token_layer_gives_a_map_of_the_images_size_that_varies(method):
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    cam = gradcam(tiny_vit(), x, "logit:1", LAST_LN_1, method=method, recipe=TOKENS)
+    assert cam.shape == (2, 1, 32, 32)
+    assert (cam.flatten(1).amax(1) > cam.flatten(1).amin(1)).all()  # not constant
+
+
+def test_a_token_layers_gradcam_weighs_the_patch_tokens_read_as_their_grid():
+    vit, x = tiny_vit(), torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    store = {}
+    handle = vit.get_submodule(LAST_LN_1).register_forward_hook(lambda m, i, out: store.setdefault("out", out))
+    (grad,) = torch.autograd.grad(vit(x)[0, 1], store["out"])
+    handle.remove()
+    act = store["out"].detach()[0, 1:].T.reshape(16, 4, 4)  # the 16 patches (the class token left out) as 4x4
+    weights = grad[0, 1:].T.reshape(16, 4, 4).mean((1, 2), keepdim=True)
+    coarse = (weights * act).sum(0).clamp(min=0)[None, None]
+    expected = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)[0]
+    torch.testing.assert_close(gradcam(vit, x[0], "logit:1", LAST_LN_1, recipe=TOKENS), expected)
+
+
+@pytest.mark.parametrize("layer", ["encoder.layers.encoder_layer_1", "encoder.ln",
+                                   "encoder.layers.encoder_layer_1.mlp"])
+def test_a_token_layer_after_the_last_attention_is_refused_naming_its_input(layer):
+    # the head reads the class token alone, so the patch tokens there get no gradient: the map would be all zero
+    with pytest.raises(DreamlabError, match=rf"the target 'logit:1' reads only the class token of layer '{layer}', "
+                                            rf"none of its patch tokens .* so its Grad-CAM is zero everywhere; use "
+                                            rf"{LAST_LN_1}, the input of the last attention$"):
+        gradcam(tiny_vit(), torch.rand(3, 32, 32), "logit:1", layer, recipe=TOKENS)
+
+
+class PatchTokens(torch.nn.Module):
+    """4-px patches embedded as 4-dim tokens [B, N, 4] (no class token), a ReLU `mix`, their mean, 3 logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Conv2d(3, 4, 4, stride=4)
+        self.mix = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.mix(self.embed(x).flatten(2).transpose(1, 2)).mean(1))
+
+
+def test_tokens_without_a_class_token_give_a_map_and_guided_gradcam_reads_it_too():
+    model, x = PatchTokens().eval(), torch.rand(3, 12, 12, generator=torch.Generator().manual_seed(3))  # 3x3 patches
+    cam = gradcam(model, x, "logit:1", "mix", recipe=IDENTITY)
+    assert cam.shape == (1, 12, 12) and cam.max() > cam.min()
+    guided = attribute(model, x, "logit:1", "guided-gradcam", layer="mix", recipe=IDENTITY)
+    assert guided.shape == (3, 12, 12) and guided.abs().max() > 0
+
+
+def test_a_token_count_that_is_no_square_grid_is_refused():
+    with pytest.raises(DreamlabError, match=r"^layer 'mix' outputs 6 tokens, which are no square grid of patches "
+                                            r"\(with or without a class token first\), so Grad-CAM cannot lay them "
+                                            r"out as a map; pick a conv layer or a layer of k\*k patch tokens"):
+        gradcam(PatchTokens().eval(), torch.rand(3, 8, 12), "logit:0", "mix", recipe=IDENTITY)  # 2x3 patches

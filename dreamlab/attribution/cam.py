@@ -13,6 +13,10 @@ a layer whose outputs are mostly negative the map is often 0 everywhere (LeNet's
 held-out digits for its own label: 97 all-zero maps, against 44 for Grad-CAM and none at relu2); use the layer
 after the ReLU there.
 
+A vision transformer's token layer [B, N, D] is read as [B, D, k, k], its patches as a grid (`layout.token_maps`,
+which `features` shares). After the last attention the head reads only the class token, so a layer there gets no
+gradient on its patches; it is refused, naming the last attention's input.
+
 The default layer (`default_cam_layer`) is the recipe's `cam_layer`, else the last spatial layer, but never the
 target's own layer, one after it, or one whose channel the target merely passes through a ReLU (or another
 per-channel op): Grad-CAM of a channel's mean there has a gradient on that one channel, uniform where it is
@@ -29,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.attribution.target import TargetScore, tap
-from dreamlab.models.layout import channels_last_layers
+from dreamlab.models.layout import channels_first, channels_last_layers, token_maps
 from dreamlab.errors import DreamlabError, unknown
 from dreamlab.hooks import hooked_forward
 from dreamlab.optvis.capture import children_that_ran, unused_module
@@ -203,7 +207,8 @@ def enlarging_pool(model: nn.Module, sample: Tensor, layer: str, trace: list[Mod
 
 
 def layer_activation_and_gradient(score: TargetScore, images: Tensor, layer: str) -> tuple[Tensor, Tensor]:
-    """The layer's output A [B, K, h, w] and d target / d A for each image."""
+    """The layer's output A [B, K, h, w] and d target / d A for each image. A token layer's output [B, N, D] is
+    read as its grid of patches [B, D, k, k] (`layout.token_maps`: a class token first is left out)."""
     index = torch.arange(images.shape[0], device=images.device)
     with torch.enable_grad(), tap(score.subject.model, layer) as store:
         values = score(images.detach().requires_grad_(True), index)  # the layer's output joins the graph
@@ -216,21 +221,57 @@ def layer_activation_and_gradient(score: TargetScore, images: Tensor, layer: str
                                 f"{score.shown!r} reads, so the target does not depend on it; pick an "
                                 f"earlier layer or a later target (logit:N)")
         act = store["out"]
-        if act.dim() != 4:
+        if act.dim() not in (3, 4):
             raise DreamlabError(f"layer {layer!r} has output shape {list(act.shape)}, with no spatial dimensions; "
-                                f"Grad-CAM needs a [B, C, H, W] map: pick a conv layer or block "
-                                f"(`dreamlab layers MODEL` lists the shapes)")
+                                f"Grad-CAM needs a [B, C, H, W] map or [B, N, D] tokens of a grid of patches: pick "
+                                f"a conv layer or block (`dreamlab layers MODEL` lists the shapes)")
         (grad,) = torch.autograd.grad(values.sum(), act, allow_unused=True)
     if grad is None:
         raise DreamlabError(f"the target {score.shown!r} does not depend on layer {layer!r}; pick a layer "
                             f"on its path")
-    if layer in channels_last_layers(score.subject.model, [layer], images):  # [B, H, W, C]: ConvNeXt, Swin
-        act, grad = act.permute(0, 3, 1, 2), grad.permute(0, 3, 1, 2)
+    if layer in channels_last_layers(score.subject.model, [layer], images):  # [B, H, W, C], tokens [B, N, D]
+        act, grad = channels_first(act), channels_first(grad)
+    if act.dim() == 3:  # tokens [B, D, N]
+        act, grad = token_grid(score, images, layer, act.detach(), grad)
     if act.shape[-2] * act.shape[-1] == 1:  # a pooled vector: the upsampled "map" would be one value everywhere
         raise DreamlabError(f"layer {layer!r} has output shape {list(act.shape)}, a 1x1 map with no spatial "
                             f"extent, so its Grad-CAM is one value over the whole image; pick a layer before "
                             f"the pooling, a conv layer or block (`dreamlab layers MODEL` lists the shapes)")
     return act.detach(), grad
+
+
+def token_grid(score: TargetScore, images: Tensor, layer: str, act: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+    """A token layer's output and gradient [B, D, N] as the patches' maps [B, D, k, k]. Refused where the target
+    reads no patch token there but reads the class token: after a ViT's last attention its head reads only the
+    class token, so the patches' gradient, and with it the map, is zero for every image."""
+    unusable = ("Grad-CAM cannot lay them out as a map; pick a conv layer or a layer of k*k patch tokens "
+                "(`dreamlab layers MODEL` lists the shapes)")
+    maps, grads = token_maps(act, layer, unusable), token_maps(grad, layer, unusable)
+    extra = act.shape[-1] - maps.shape[-2] * maps.shape[-1]  # the class token, or none
+    if extra and not grads.any() and grad[..., :extra].any():
+        instead = token_mixer_input(score, images, layer)
+        use = f"use {instead}, the input of the last attention" if instead else \
+            "use a layer before the last attention (its input)"
+        raise DreamlabError(f"the target {score.shown!r} reads only the class token of layer {layer!r}, none of its "
+                            f"patch tokens (after the last attention the head reads the class token alone), so its "
+                            f"Grad-CAM is zero everywhere; {use}")
+    return maps, grads
+
+
+def token_mixer_input(score: TargetScore, images: Tensor, layer: str) -> str | None:
+    """The module that ends last before the last attention module (nn.MultiheadAttention, or a class named
+    *Attention) starts and outputs tokens shaped as `layer`'s (torchvision ViT's last `ln_1`, timm's `norm1`): the
+    last layer whose patch tokens still reach the class token. None where the model runs no attention."""
+    model = score.subject.model
+    modules = dict(model.named_modules())
+    trace = trace_forward(model, score.subject.normalize(images[:1].detach()))
+    shape = next((call.out for call in trace if call.kind == "end" and call.name == layer), None)
+    attentions = [i for i, call in enumerate(trace) if call.kind == "start" and (isinstance(
+        modules[call.name], nn.MultiheadAttention) or type(modules[call.name]).__name__.endswith("Attention"))]
+    if not attentions or shape is None:
+        return None
+    return next((call.name for call in reversed(trace[:attentions[-1]])
+                 if call.kind == "end" and call.out == shape and call.name != layer), None)
 
 
 def cam_weights(act: Tensor, grad: Tensor, method: str) -> Tensor:
