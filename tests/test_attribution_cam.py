@@ -294,6 +294,21 @@ def test_a_token_layers_gradcam_weighs_the_patch_tokens_read_as_their_grid():
     torch.testing.assert_close(gradcam(vit, x[0], "logit:1", LAST_LN_1, recipe=TOKENS), expected)
 
 
+def test_a_vits_default_layer_is_the_last_attentions_input_not_its_patch_embedding():
+    vit, x = tiny_vit(), torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert default_cam_layer(vit, x[:1]) == LAST_LN_1  # conv_proj, the last 4-D map, said little
+    cam = gradcam(vit, x, "logit:1", recipe=TOKENS)
+    assert (cam.flatten(1).amax(1) > cam.flatten(1).amin(1)).all()  # not constant
+    torch.testing.assert_close(cam, gradcam(vit, x, "logit:1", LAST_LN_1, recipe=TOKENS))
+    # a target inside the stack: the input of the last attention before it
+    first_mlp = "encoder.layers.encoder_layer_0.mlp"
+    assert default_cam_layer(vit, x[:1], target_layers={first_mlp}) == "encoder.layers.encoder_layer_0.ln_1"
+
+
+def test_tokens_without_attention_keep_the_last_spatial_layer_as_their_default():
+    assert default_cam_layer(PatchTokens().eval(), torch.rand(1, 3, 12, 12)) == "embed"
+
+
 @pytest.mark.parametrize("layer", ["encoder.layers.encoder_layer_1", "encoder.ln",
                                    "encoder.layers.encoder_layer_1.mlp"])
 def test_a_token_layer_after_the_last_attention_is_refused_naming_its_input(layer):

@@ -71,13 +71,13 @@ def _like_input(result: Tensor, image: Tensor) -> Tensor:
 
 def cam_layer(subj: Subject, images: Tensor, layer: str | None, target: Target = None, cli: bool = False,
               resize: Callable[[int], Tensor] | None = None, trace: list[ModuleCall] | None = None) -> str:
-    """The layer asked for, else the recipe's `cam_layer`, else the last spatial layer; by default never the
-    target's own layer, a later one, or one whose channel the target only passes through per-channel ops
-    (see `cam.default_cam_layer`). Where the images are too small for any such layer to have a map larger than
-    1x1, the error names the smallest size that gives one, in the caller's words (`cli`: --size); where they are
-    only too small for the usual default layer, a shallower one is used and a DreamlabNote says so. `resize`:
-    the model input at another shorter side, as the caller makes it (the CLI's --size rounds the longer side from
-    the photo's own aspect); by default `images[:1]` resized with its aspect kept. `trace`: the caller's
+    """The layer asked for, else the recipe's `cam_layer`, else the last spatial layer (a ViT's: the last attention's
+    input); by default never the target's own layer, a later one, or one whose channel the target only passes
+    through per-channel ops (see `cam.default_cam_layer`). Where the images are too small for any such layer to have
+    a map larger than 1x1, the error names the smallest size that gives one, in the caller's words (`cli`: --size);
+    where they are only too small for the usual default layer, a shallower one is used and a DreamlabNote says so.
+    `resize`: the model input at another shorter side, as the caller makes it (the CLI's --size rounds the longer
+    side from the photo's own aspect); by default `images[:1]` resized with its aspect kept. `trace`: the caller's
     `cam.trace_forward` of `images[:1]` (the command line's `photos.check_model_takes`), so none is run here."""
     traced_at = _traced_sizes(subj, resize or (lambda shorter: _resized(images[:1], shorter)), cli)
     if layer:
@@ -299,8 +299,9 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
     `image` is in [0, 1] ([C, H, W] or a batch); it is normalized with the recipe's mean and std. `target` is an
     objective string (`logit:281`, `logit:tabby`, `inception4c:97`), an Objective, a class index, or None: each
     image's top class. `method` is gradcam or gradcam++. `layer`: by default the recipe's `cam_layer`, else the
-    last spatial layer, and never the target's own layer or one it merely passes through a ReLU (then the last
-    spatial layer before the channel-mixing layer that forms the target: `cam.default_cam_layer`); a layer
+    last spatial layer (a ViT's: the last attention's input), and never the target's own layer or one it merely
+    passes through a ReLU (then the last spatial layer before the channel-mixing layer that forms the target:
+    `cam.default_cam_layer`); a layer
     with a 1x1 output (a global pool) is refused, and a token layer [B, N, D] is read as its grid of patches
     (`layout.token_maps`); where the image is so small that the default layer's map is 1x1,
     the last layer whose map is larger is used, with a DreamlabNote warning. A map can be all zero: where the

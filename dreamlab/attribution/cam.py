@@ -17,7 +17,8 @@ A vision transformer's token layer [B, N, D] is read as [B, D, k, k], its patche
 which `features` shares). After the last attention the head reads only the class token, so a layer there gets no
 gradient on its patches; it is refused, naming the last attention's input.
 
-The default layer (`default_cam_layer`) is the recipe's `cam_layer`, else the last spatial layer, but never the
+The default layer (`default_cam_layer`) is the recipe's `cam_layer`, else the last spatial layer (for a ViT, whose
+last spatial layer is its patch embedding, the last attention's input, where its tokens are a grid), but never the
 target's own layer, one after it, or one whose channel the target merely passes through a ReLU (or another
 per-channel op): Grad-CAM of a channel's mean there has a gradient on that one channel, uniform where it is
 positive, so its "map" would be the channel itself, not a gradient-weighted map of a hidden layer.
@@ -25,7 +26,7 @@ positive, so its "map" would be the channel itself, not a gradient-weighted map 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import NamedTuple
 
 import torch
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.attribution.target import TargetScore, tap
-from dreamlab.models.layout import channels_first, channels_last_layers, token_maps
+from dreamlab.models.layout import channels_first, channels_last_layers, patch_grid, token_maps
 from dreamlab.errors import DreamlabError, unknown
 from dreamlab.hooks import hooked_forward
 from dreamlab.optvis.capture import children_that_ran, unused_module
@@ -114,11 +115,14 @@ def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None
     must run before the target's value is formed, else its Grad-CAM is the target's channel itself: before the
     target's module, and outside it; and where that module acts per channel (a ReLU, batch norm, pooling, HED's
     sigmoid `edges`), before the last channel-mixing layer that feeds it (LeNet's relu2:3 reads conv2's channel
-    3: its map is at pool1). The recipe's layer is kept if it qualifies, else the last one that does. `trace`:
+    3: its map is at pool1). The recipe's layer is kept if it qualifies, else the last one that does. Where an
+    attention-based token stack runs after the last spatial layer (a ViT's patch embedding), the last attention's
+    input (`attention_input`) is taken instead if its tokens are a grid of patches. `trace`:
     `trace_forward(model, sample)` where the caller has it (no forward then)."""
     modules = {name: module for name, module in model.named_modules() if name}
+    calls = traced(model, sample, trace)
     # ("start" | "end", module, its output is a spatial map)
-    events = [(kind, name, spatial_map(out)) for kind, name, _, out in traced(model, sample, trace)]
+    events = [(kind, name, spatial_map(out)) for kind, name, _, out in calls]
     targets = [t for t in target_layers if t in modules]
 
     def inside_target(name: str) -> bool:
@@ -136,14 +140,22 @@ def default_cam_layer(model: nn.Module, sample: Tensor, recipe_layer: str | None
                 limit = max(i for i, (kind, name, _) in enumerate(events[:mixing[-1]])
                             if kind == "start" and name == mixer)
     runs = Counter(name for kind, name, _ in events if kind == "end")  # a reused module (ResNet's relu) is ambiguous
-    before = [name for kind, name, spatial in events[:limit]
-              if kind == "end" and spatial and not inside_target(name) and runs[name] == 1]
+    ends = [i for i, (kind, name, spatial) in enumerate(events[:limit])
+            if kind == "end" and spatial and not inside_target(name) and runs[name] == 1]
+    before = [events[i][1] for i in ends]
     if recipe_layer and not starts and any(kind == "end" and name == recipe_layer and not spatial
                                            for kind, name, spatial in events):  # a 1x1 map at this image size
         raise NoSpatialLayer(f"the recipe's cam_layer {recipe_layer} has no map larger than 1x1",
                              "; give an explicit layer (layer, --layer) or a larger image")
     if recipe_layer and (not starts or recipe_layer in before):
         return recipe_layer
+    tokens = attention_input(calls[:limit], modules, bool)  # the last tensor before it, tokens or not
+    shape = traced_output_shape(calls, tokens) if tokens is not None else None
+    if shape is not None and len(shape) == 3 and patch_grid(shape[1]) is not None and runs[tokens] == 1 \
+            and not inside_target(tokens):
+        end = max(i for i, call in enumerate(calls[:limit]) if call.kind == "end" and call.name == tokens)
+        if not ends or ends[-1] < end:  # the token stack runs after the last spatial layer
+            return tokens
     if not before:
         if starts:
             raise NoSpatialLayer(f"no layer with a spatial output map runs before the target's layer "
@@ -263,15 +275,24 @@ def token_mixer_input(score: TargetScore, images: Tensor, layer: str) -> str | N
     *Attention) starts and outputs tokens shaped as `layer`'s (torchvision ViT's last `ln_1`, timm's `norm1`): the
     last layer whose patch tokens still reach the class token. None where the model runs no attention."""
     model = score.subject.model
-    modules = dict(model.named_modules())
     trace = trace_forward(model, score.subject.normalize(images[:1].detach()))
-    shape = next((call.out for call in trace if call.kind == "end" and call.name == layer), None)
+    shape = traced_output_shape(trace, layer)
+    if shape is None:
+        return None
+    return attention_input(trace, dict(model.named_modules()), lambda out: out == shape, layer)
+
+
+def attention_input(trace: list[ModuleCall], modules: dict[str, nn.Module], fits: Callable[[tuple[int, ...]], bool],
+                    skip: str | None = None) -> str | None:
+    """The module in `trace` that ends last before the last attention module (nn.MultiheadAttention, or a class
+    named *Attention) starts, among those whose output shape `fits` (and that are not `skip`); None where no
+    attention runs or none fits."""
     attentions = [i for i, call in enumerate(trace) if call.kind == "start" and (isinstance(
         modules[call.name], nn.MultiheadAttention) or type(modules[call.name]).__name__.endswith("Attention"))]
-    if not attentions or shape is None:
+    if not attentions:
         return None
     return next((call.name for call in reversed(trace[:attentions[-1]])
-                 if call.kind == "end" and call.out == shape and call.name != layer), None)
+                 if call.kind == "end" and fits(call.out) and call.name != skip), None)
 
 
 def cam_weights(act: Tensor, grad: Tensor, method: str) -> Tensor:
