@@ -124,6 +124,9 @@ LUCENT_HINTS = {
     "preprocess": "lucent's preprocess: the input normalization comes from the recipe (its mean and std; "
                   "recipe=dreamlab.Recipe(..., mean=, std=) for your own module)",
     "verbose": "lucent's verbose: progress=True draws a bar, and result.history holds the objective per step"}
+# what render() tells a keyword it does not take, beside its close matches
+RENDER_HINTS = {**LUCENT_HINTS, "param_options": "param_options became typed settings: fourier_decay, start_level, "
+                                                 "init_sd, decorrelate, color_matrix"}
 
 
 def with_overrides(settings: RenderSettings | None, overrides: Mapping[str, Any]) -> RenderSettings:
@@ -132,10 +135,7 @@ def with_overrides(settings: RenderSettings | None, overrides: Mapping[str, Any]
         raise DreamlabError(f"settings must be a RenderSettings, got {type(settings).__name__}")
     for name in overrides:
         if name not in SETTING_NAMES:  # a TypeError too, as Python's own for a keyword a function does not take
-            error = unknown_keyword("render()", name, SETTING_NAMES)  # iterations= -> steps=
-            hint = "param_options became typed settings: fourier_decay, start_level, init_sd, decorrelate, " \
-                "color_matrix" if name == "param_options" else LUCENT_HINTS.get(name, "")
-            raise type(error)(f"{error}; {hint}") if hint else error
+            raise unknown_keyword("render()", name, SETTING_NAMES, RENDER_HINTS)  # iterations= -> steps=
     return dataclasses.replace(settings or RenderSettings(), **overrides)
 
 
@@ -285,9 +285,10 @@ def _validate(s: RenderSettings) -> None:
     transforms = make_transforms(s.transforms)  # raises for an unknown preset or a non-callable
     if isinstance(transforms, RandomTransforms) and s.size is not None:
         h, w = s.height_width
-        if min(transforms.output_size(h, w)) < MIN_TRANSFORMED:
+        out_h, out_w = transforms.output_size(h, w)
+        if min(out_h, out_w) < MIN_TRANSFORMED:
             raise DreamlabError(f"the transforms' crop of {transforms.crop} px a side (after a pad of "
-                                f"{transforms.pad}) leaves {'x'.join(str(max(side, 0)) for side in transforms.output_size(h, w)[::-1])} "
+                                f"{transforms.pad}) leaves {max(out_w, 0)}x{max(out_h, 0)} "
                                 f"px of the {w}x{h} image; keep crop - pad under "
                                 f"{(min(h, w) - MIN_TRANSFORMED) // 2 + 1} px, or render a larger size")
     if s.compile not in (None, False, True) and s.compile not in COMPILE_MODES:
