@@ -301,10 +301,9 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
     image's top class. `method` is gradcam or gradcam++. `layer`: by default the recipe's `cam_layer`, else the
     last spatial layer (a ViT's: the last attention's input), and never the target's own layer or one it merely
     passes through a ReLU (then the last spatial layer before the channel-mixing layer that forms the target:
-    `cam.default_cam_layer`); a layer
-    with a 1x1 output (a global pool) is refused, and a token layer [B, N, D] is read as its grid of patches
-    (`layout.token_maps`); where the image is so small that the default layer's map is 1x1,
-    the last layer whose map is larger is used, with a DreamlabNote warning. A map can be all zero: where the
+    `cam.default_cam_layer`); a layer with a 1x1 output (a global pool) is refused, and a token layer [B, N, D]
+    is read as its grid of patches (`layout.token_maps`); where the image is so small that the default layer's map
+    is 1x1, the last layer whose map is larger is used, with a DreamlabNote warning. A map can be all zero: where the
     gradient-weighted sum of the layer's channels is 0 or negative at every position (`dreamlab cam` notes it).
     """
     _check_arguments(image, layer)

@@ -135,9 +135,10 @@ def with_snapshots(log: TensorBoardLog | None, steps: int, thresholds: Sequence[
 
 class DreamSteps:
     """`on_step` for `dreamlab.dream`: keeps each step's score on the device (no host sync per step) and logs the
-    image every `every` steps and at the last; `finish` writes the scores as `objective/dream` (steps counted across octaves and
-    frames from 1, after `done` steps of a resumed zoom's earlier frames) and closes the log. The dream loop normalizes each step by the mean |gradient| (its step size
-    is fixed), so it has no gradient norm to log."""
+    image every `every` steps and at the last; `finish` writes the scores as `objective/dream` (steps counted
+    across octaves and frames from 1, after `done` steps of a resumed zoom's earlier frames) and closes the log.
+    The dream loop normalizes each step by the mean |gradient| (its step size is fixed), so it has no gradient
+    norm to log."""
 
     def __init__(self, log: TensorBoardLog, every: int, done: int = 0):
         self.log, self.every, self.done = log, max(1, every), done

@@ -157,7 +157,7 @@ def _dream_photo(args: argparse.Namespace, loaded, photo, options: dict, files: 
     """Dream the photo once and save it as PNG: the exit status."""
     from dreamlab.io import save_png
     from dreamlab.optvis.dream import dream
-    from dreamlab.optvis.engine import DeferredSigint
+    from dreamlab.optvis.progress import DeferredSigint
 
     board = options["on_step"]
     result = dream(loaded, photo, args.objective, **options)
