@@ -74,6 +74,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module] | str] = {
     "zoo:lenet_digits": "dreamlab.models.zoo.digits:lenet_digits",
     "zoo:digits_judge": "dreamlab.models.zoo.digits:digits_judge",
     "zoo:hed_vgg16": "dreamlab.models.zoo.hed:hed_vgg16",
+    "zoo:inceptionv1": "dreamlab.models.zoo.inceptionv1:inceptionv1",
     "quality:planted": "dreamlab.apps.quality.planted:build_planted",
 }
 # Registered builders that exist for dreamlab's own measures and tests (the quality judge, the planted model): they
@@ -198,8 +199,15 @@ def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
             problems.append(f"{label}: {', '.join(keys[:3])}{more}")
     if problems:
         raise WeightsError(f"weights file {str(path)!r} does not fit {model_name}: " + "; ".join(problems)
-                           + _classes_hint(state, expected, missing, extra))
+                           + _classes_hint(state, expected, missing, extra) + _model_hint(model, state, expected))
     model.load_state_dict(state)
+
+
+def _model_hint(model: nn.Module, state: dict, expected: dict) -> str:
+    """Where the file shares no key with the model (another model's weights), the model's own word on which file
+    it reads: its `weights_hint` attribute, if it has one (zoo/inceptionv1.py)."""
+    hint = getattr(model, "weights_hint", None)
+    return f"; {hint}" if isinstance(hint, str) and not set(state) & set(expected) else ""
 
 
 def _classes_hint(state: dict, expected: dict, missing: list[str], extra: list[str]) -> str:

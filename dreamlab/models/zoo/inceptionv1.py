@@ -1,0 +1,154 @@
+"""`inceptionv1`: lucid's InceptionV1, the "inception5h" GoogLeNet of the Distill feature-visualization articles.
+
+Not torchvision's GoogLeNet: other weights (trained by Google, released as TensorFlow's inception5h.zip), other
+widths (mixed4a has 508 channels, inception4a 512) and 1008 classes. The architecture facts below (state-dict
+names and shapes, TensorFlow 'SAME' padding amounts, the LRN constants, the input range) are those of lucent's
+PyTorch port (lucent 0.1.8, lucent/modelzoo/inceptionv1/InceptionV1.py, converted by ProGamerGov), so that its
+weights file `inception5h.pth` loads here unchanged (strict=True). dreamlab's own code: the forward is the same
+function, checked against lucent's module with random weights (README, "Coming from lucid or lucent").
+
+Addresses are lucid's layer names: `conv2d0`..`conv2d2` (after the ReLU), `maxpool0`, `localresponsenorm0`, ...,
+`mixed3a`..`mixed5b` (the block's four branches concatenated, after the ReLU) and `mixed3a_pre_relu`..
+`mixed5b_pre_relu` (the same before it: lucid's `mixed4a_pre_relu:476`); each conv keeps lucent's name
+(`mixed4a_3x3_pre_relu_conv` is lucid's `mixed4a_3x3_pre_relu`). The output is lucid's `softmax2_pre_activation`
+(the logits, `logit:N`); lucent's module returns their softmax.
+
+Input: lucid's range [-117, 138] (an RGB image in [0, 255] minus 117), as lucent's renders feed it
+(optvis/transform.py, preprocess_inceptionv1); the recipe's mean 117/255 and std 1/255 map [0, 1] images there.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamlab.errors import WeightsError
+
+# the mixed blocks: name, input width, then the widths of 1x1, 3x3 bottleneck, 3x3, 5x5 bottleneck, 5x5 and
+# pool reduce (lucent's InceptionV1.py; the block's width is 1x1 + 3x3 + 5x5 + pool reduce)
+MIXED = (
+    ("mixed3a", 192, 64, 96, 128, 16, 32, 32),
+    ("mixed3b", 256, 128, 128, 192, 32, 96, 64),
+    ("mixed4a", 480, 192, 96, 204, 16, 48, 64),
+    ("mixed4b", 508, 160, 112, 224, 24, 64, 64),
+    ("mixed4c", 512, 128, 128, 256, 24, 64, 64),
+    ("mixed4d", 512, 112, 144, 288, 32, 64, 64),
+    ("mixed4e", 528, 256, 160, 320, 32, 128, 128),
+    ("mixed5a", 832, 256, 160, 320, 48, 128, 128),
+    ("mixed5b", 832, 384, 192, 384, 48, 128, 128),
+)
+# the stride-2 max pools between stages, named as lucid names them, before the block they feed
+STRIDED_POOLS = {"mixed4a": "maxpool4", "mixed5a": "maxpool10"}
+CLASSES = 1008  # inception5h's output: ImageNet's 1000 classes and 8 unused ones
+# TensorFlow's LocalResponseNormalization as lucent writes it for torch: depth radius 4 (size 9), alpha 1e-4 as
+# float32 prints it, beta 0.5, bias 1
+LRN = dict(size=9, alpha=9.99999974738e-05, beta=0.5, k=1.0)
+# TensorFlow 'SAME' padding where it is uneven (left, right, top, bottom): conv2d0 (7x7, stride 2) and the
+# stride-2 3x3 max pools pad one more on the right and bottom
+CONV0_PAD = (2, 3, 2, 3)
+STRIDED_POOL_PAD = (0, 1, 0, 1)
+# where lucent's InceptionV1(pretrained=True) downloads the weights from (lucent's model_urls)
+WEIGHTS_URL = "https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/inception5h.pth"
+
+
+class PaddedMaxPool(nn.Module):
+    """A 3x3 max pool after padding with -inf (TensorFlow's 'SAME' pooling: the padding is never the maximum)."""
+
+    def __init__(self, stride: int, pad: tuple[int, int, int, int]):
+        super().__init__()
+        self.stride, self.pad = stride, pad
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(F.pad(x, self.pad, value=float("-inf")), 3, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size=3, stride={self.stride}, pad={self.pad}"
+
+
+class Concat(nn.Module):
+    """The branches of a mixed block along the channels, so that the concatenation is an addressable layer."""
+
+    def forward(self, *branches: Tensor) -> Tensor:
+        return torch.cat(branches, 1)
+
+
+def _conv(c_in: int, c_out: int, k: int) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, k, padding=k // 2)  # 'SAME' for odd kernels at stride 1: k // 2 on every side
+
+
+class InceptionV1(nn.Module):
+    """lucid's InceptionV1 with lucent's parameter names; forward(x in [-117, 138]) -> 1008 logits."""
+
+    weights_hint = ("inceptionv1 reads lucent's inception5h.pth (keys such as conv2d0_pre_relu_conv.weight); "
+                    "torchvision's GoogLeNet weights go with --model googlenet")
+
+    def __init__(self):
+        super().__init__()
+        # registered in the order of the forward, so that the layer table reads from input to output
+        self.conv2d0_pre_relu_conv = nn.Conv2d(3, 64, 7, stride=2)
+        self.conv2d0 = nn.ReLU()
+        self.maxpool0 = PaddedMaxPool(2, STRIDED_POOL_PAD)
+        self.localresponsenorm0 = nn.LocalResponseNorm(**LRN)
+        self.conv2d1_pre_relu_conv = _conv(64, 64, 1)
+        self.conv2d1 = nn.ReLU()
+        self.conv2d2_pre_relu_conv = _conv(64, 192, 3)
+        self.conv2d2 = nn.ReLU()
+        self.localresponsenorm1 = nn.LocalResponseNorm(**LRN)
+        self.maxpool1 = PaddedMaxPool(2, STRIDED_POOL_PAD)
+        for name, c_in, c1, c3r, c3, c5r, c5, cp in MIXED:
+            if name in STRIDED_POOLS:
+                self.add_module(STRIDED_POOLS[name], PaddedMaxPool(2, STRIDED_POOL_PAD))
+            self.add_module(f"{name}_1x1_pre_relu_conv", _conv(c_in, c1, 1))
+            self.add_module(f"{name}_3x3_bottleneck_pre_relu_conv", _conv(c_in, c3r, 1))
+            self.add_module(f"{name}_3x3_bottleneck", nn.ReLU())
+            self.add_module(f"{name}_3x3_pre_relu_conv", _conv(c3r, c3, 3))
+            self.add_module(f"{name}_5x5_bottleneck_pre_relu_conv", _conv(c_in, c5r, 1))
+            self.add_module(f"{name}_5x5_bottleneck", nn.ReLU())
+            self.add_module(f"{name}_5x5_pre_relu_conv", _conv(c5r, c5, 5))
+            self.add_module(f"{name}_pool", PaddedMaxPool(1, (1, 1, 1, 1)))
+            self.add_module(f"{name}_pool_reduce_pre_relu_conv", _conv(c_in, cp, 1))
+            self.add_module(f"{name}_pre_relu", Concat())
+            # one ReLU on the concatenation: the same values as lucent's ReLU per branch, and lucid's mixed4a
+            self.add_module(name, nn.ReLU())
+        # global average: lucent pools 7x7, the whole of mixed5b at the 224-px input it was trained on; global
+        # pooling gives the same there and a [B, 1024] vector at any other size
+        self.avgpool0 = nn.AdaptiveAvgPool2d(1)
+        self.softmax2_pre_activation_matmul = nn.Linear(1024, CLASSES)
+
+    def _mixed(self, name: str, x: Tensor) -> Tensor:
+        part = self.get_submodule  # the block's modules by name, run branch after branch (the layer table's order)
+        branch1 = part(f"{name}_1x1_pre_relu_conv")(x)
+        branch3 = part(f"{name}_3x3_bottleneck")(part(f"{name}_3x3_bottleneck_pre_relu_conv")(x))
+        branch3 = part(f"{name}_3x3_pre_relu_conv")(branch3)
+        branch5 = part(f"{name}_5x5_bottleneck")(part(f"{name}_5x5_bottleneck_pre_relu_conv")(x))
+        branch5 = part(f"{name}_5x5_pre_relu_conv")(branch5)
+        pool = part(f"{name}_pool_reduce_pre_relu_conv")(part(f"{name}_pool")(x))
+        return part(name)(part(f"{name}_pre_relu")(branch1, branch3, branch5, pool))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv2d0(self.conv2d0_pre_relu_conv(F.pad(x, CONV0_PAD)))
+        x = self.localresponsenorm0(self.maxpool0(x))
+        x = self.conv2d1(self.conv2d1_pre_relu_conv(x))
+        x = self.conv2d2(self.conv2d2_pre_relu_conv(x))
+        x = self.maxpool1(self.localresponsenorm1(x))
+        for name, *_ in MIXED:
+            if name in STRIDED_POOLS:
+                x = self.get_submodule(STRIDED_POOLS[name])(x)
+            x = self._mixed(name, x)
+        return self.softmax2_pre_activation_matmul(self.avgpool0(x).flatten(1))
+
+
+def inceptionv1(weights: object = "default") -> InceptionV1:
+    """The recipe's builder. `weights`: 'default' (the cache file `dreamlab fetch inceptionv1` fills) or None
+    (random init); a weights file (--weights PATH) is loaded by dreamlab's loader after the build."""
+    model = InceptionV1()
+    if weights is None or str(weights).lower() == "none":
+        return model
+    if str(weights) != "default":
+        raise WeightsError(f"inceptionv1 weights must be 'default' or 'none' (or a file: weights=PATH, --weights "
+                           f"PATH, such as lucent's inception5h.pth), got {weights!r}")
+    raise WeightsError(f"inceptionv1 has no default weights yet: give lucent's inception5h.pth with --weights PATH "
+                       f"(weights=PATH; download it from {WEIGHTS_URL}), or use --weights none for random init")
+
+
+__all__ = ["InceptionV1", "inceptionv1", "MIXED", "CLASSES", "PaddedMaxPool", "Concat"]

@@ -1,0 +1,166 @@
+"""Tests for lucid's InceptionV1 (dreamlab/models/zoo/inceptionv1.py): lucent's state-dict layout, lucid's layer
+names, the forward against figures from lucent's module, weights files and their errors. Offline, no lucent."""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from dreamlab.errors import WeightsError
+from dreamlab.models.loading import load_state_dict_file, resolve_layer
+from dreamlab.models.zoo.inceptionv1 import InceptionV1, inceptionv1
+from dreamlab.optvis.capture import capture
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# lucent 0.1.8's InceptionV1 (lucent/modelzoo/inceptionv1/InceptionV1.py): its state dict has 116 tensors,
+# 7,066,380 numbers; these are a sample of its keys and shapes (a conv: out, in, kh, kw)
+LUCENT_KEYS = 116
+LUCENT_NUMBERS = 7_066_380
+LUCENT_SHAPES = """
+conv2d0_pre_relu_conv.weight                  64 3 7 7
+conv2d1_pre_relu_conv.weight                  64 64 1 1
+conv2d2_pre_relu_conv.weight                  192 64 3 3
+mixed3a_1x1_pre_relu_conv.weight              64 192 1 1
+mixed4a_1x1_pre_relu_conv.weight              192 480 1 1
+mixed4a_3x3_bottleneck_pre_relu_conv.weight   96 480 1 1
+mixed4a_3x3_pre_relu_conv.weight              204 96 3 3
+mixed4a_5x5_bottleneck_pre_relu_conv.weight   16 480 1 1
+mixed4a_5x5_pre_relu_conv.weight              48 16 5 5
+mixed4a_pool_reduce_pre_relu_conv.weight      64 480 1 1
+mixed4e_pool_reduce_pre_relu_conv.bias        128
+mixed5b_3x3_pre_relu_conv.weight              384 192 3 3
+mixed5b_5x5_pre_relu_conv.weight              128 48 5 5
+softmax2_pre_activation_matmul.weight         1008 1024
+softmax2_pre_activation_matmul.bias           1008
+"""
+# lucid's layers and their widths (lucid's modelzoo InceptionV1 layer list)
+LUCID_WIDTHS = {"conv2d0": 64, "conv2d1": 64, "conv2d2": 192, "mixed3a": 256, "mixed3b": 480, "mixed4a": 508,
+                "mixed4b": 512, "mixed4c": 512, "mixed4d": 528, "mixed4e": 832, "mixed5a": 832, "mixed5b": 1024}
+
+
+def planted_state(shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Weights drawn from each key's name (He-scaled), so that lucent's module and this one get the same ones
+    whatever order they build in: the figures below are lucent's module's outputs with them."""
+    state = {}
+    for key, shape in sorted(shapes.items()):
+        g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+        fan_in = max(1, int(torch.tensor(shape[1:]).prod())) if len(shape) > 1 else 1
+        scale = (2.0 / fan_in) ** 0.5 if len(shape) > 1 else 0.1
+        state[key] = torch.randn(shape, generator=g) * scale
+    return state
+
+
+@pytest.fixture(scope="module")
+def planted() -> InceptionV1:
+    model = InceptionV1().eval()
+    model.load_state_dict(planted_state({k: tuple(v.shape) for k, v in model.state_dict().items()}), strict=True)
+    return model
+
+
+def test_state_dict_is_lucents():
+    state = InceptionV1().state_dict()
+    assert len(state) == LUCENT_KEYS
+    assert sum(v.numel() for v in state.values()) == LUCENT_NUMBERS
+    rows = [line.split() for line in LUCENT_SHAPES.strip().splitlines()]
+    assert {key: tuple(state[key].shape) for key, *_ in rows} == {key: tuple(map(int, dims)) for key, *dims in rows}
+    assert not [k for k in state if not k.endswith(("_pre_relu_conv.weight", "_pre_relu_conv.bias",
+                                                   "softmax2_pre_activation_matmul.weight",
+                                                   "softmax2_pre_activation_matmul.bias"))]
+
+
+def test_forward_matches_lucents_module(planted):
+    """Figures printed by lucent 0.1.8's InceptionV1 with planted_state's weights on this input (the logits are
+    its softmax2_pre_activation_matmul, the module returns their softmax)."""
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)) * 255 - 117
+    with torch.no_grad(), capture(planted, ["mixed4a", "mixed4a_pre_relu", "mixed5b"], stop_early=False) as cap:
+        logits = planted(x)
+    acts = cap.acts
+    assert logits[0, :4].tolist() == pytest.approx([-193.47004700, -121.35086060, -70.66670227, 65.37196351],
+                                                   rel=1e-4)
+    assert acts["mixed4a"].mean().item() == pytest.approx(50.62368393, rel=1e-4)
+    assert acts["mixed4a"][0, 476].mean().item() == pytest.approx(32.23888397, rel=1e-4)
+    assert acts["mixed4a_pre_relu"][0, 192 + 5].mean().item() == pytest.approx(19.09858513, rel=1e-4)
+    assert acts["mixed5b"].mean().item() == pytest.approx(53.05168915, rel=1e-4)
+    # lucid's mixed4a is its pre-ReLU concatenation after a ReLU, its first 192 channels the 1x1 branch
+    assert torch.equal(acts["mixed4a"], acts["mixed4a_pre_relu"].relu())
+    assert bool((acts["mixed4a_pre_relu"] < 0).any())
+
+
+def test_lucid_layer_names_address_layers_of_lucids_widths():
+    model = InceptionV1().eval()
+    for name in ("maxpool0", "localresponsenorm0", "maxpool1", "maxpool4", "maxpool10", "mixed4a_pre_relu",
+                 "mixed4a_3x3_bottleneck", "mixed4a_pool", "softmax2_pre_activation_matmul"):
+        resolve_layer(model, name)
+    names = list(LUCID_WIDTHS) + [f"{n}_pre_relu" for n in LUCID_WIDTHS if n.startswith("mixed")]
+    with torch.no_grad(), capture(model, names, stop_early=False) as cap:
+        logits = model(torch.zeros(2, 3, 224, 224))
+    acts = cap.acts
+    assert logits.shape == (2, 1008)
+    assert {n: acts[n].shape[1] for n in LUCID_WIDTHS} == LUCID_WIDTHS
+    assert acts["mixed4a"].shape == (2, 508, 14, 14) and acts["mixed5b_pre_relu"].shape == (2, 1024, 7, 7)
+
+
+def test_relus_are_modules_used_once_and_never_in_place():
+    model = InceptionV1()
+    relus = {name: m for name, m in model.named_modules() if isinstance(m, nn.ReLU)}
+    assert len(relus) == 3 + 9 * 3  # conv2d0-2; per mixed block the two bottlenecks and the block
+    assert all(isinstance(relus[n], nn.ReLU) for n in LUCID_WIDTHS)
+    assert not [n for n, m in relus.items() if m.inplace]
+    calls: list[str] = []
+    for name, m in relus.items():
+        m.register_forward_hook(lambda mod, i, o, name=name: calls.append(name))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64))
+    assert sorted(calls) == sorted(relus)
+
+
+def test_any_input_size_gives_one_logit_vector_per_image():
+    """lucent pools mixed5b 7x7, which only fits 224 px; here the pool is global."""
+    model = InceptionV1().eval()
+    with torch.no_grad():
+        assert model(torch.zeros(3, 3, 64, 64)).shape == (3, 1008)
+        assert model(torch.zeros(1, 3, 300, 257)).shape == (1, 1008)
+
+
+def test_a_saved_state_dict_loads_back_through_the_weights_file_path(tmp_path, planted):
+    path = tmp_path / "inception5h.pth"
+    torch.save(planted.state_dict(), path)
+    model = inceptionv1(weights=None)
+    load_state_dict_file(model, path, "inceptionv1")
+    assert all(torch.equal(v, planted.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_torchvision_googlenet_weights_are_refused_naming_the_file_expected(tmp_path):
+    import torchvision
+
+    path = tmp_path / "googlenet.pth"
+    torch.save(torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).state_dict(), path)
+    with pytest.raises(WeightsError) as info:
+        load_state_dict_file(inceptionv1(weights=None), path, "inceptionv1")
+    message = str(info.value)
+    assert "\n" not in message and "does not fit inceptionv1" in message
+    assert "lucent's inception5h.pth" in message and "--model googlenet" in message
+
+
+def test_a_partial_file_is_refused_without_the_other_models_hint(tmp_path):
+    state = InceptionV1().state_dict()
+    del state["mixed5b_5x5_pre_relu_conv.bias"]
+    torch.save(state, tmp_path / "cut.pth")
+    with pytest.raises(WeightsError, match="missing keys: mixed5b_5x5_pre_relu_conv.bias$"):
+        load_state_dict_file(inceptionv1(weights=None), tmp_path / "cut.pth", "inceptionv1")
+
+
+def test_unknown_weights_names_are_refused():
+    with pytest.raises(WeightsError, match="inceptionv1 weights must be 'default' or 'none'"):
+        inceptionv1(weights="IMAGENET1K_V1")
+
+
+def test_not_a_weights_file_is_one_line(tmp_path: Path):
+    path = tmp_path / "inception5h.pth"
+    path.write_text("not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot read weights file .* as a state dict"):
+        load_state_dict_file(inceptionv1(weights=None), path, "inceptionv1")
