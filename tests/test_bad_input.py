@@ -408,7 +408,7 @@ def test_unknown_builder_offers_only_what_users_can_name(tmp_path, monkeypatch):
         with pytest.raises(DreamlabError) as caught:
             loading.load_model(_recipe(tmp_path, builder=f'"{builder}"'), weights="none")
         message = str(caught.value)
-        assert "(torchvision:<model name>, zoo:hed_vgg16, zoo:lenet_digits);" in message, message
+        assert "(torchvision:<model name>, zoo:hed_vgg16, zoo:inceptionv1, zoo:lenet_digits);" in message, message
         assert "zoo:digits_judge'" not in message and "quality:planted" not in message, message
     recipe = _recipe(tmp_path, builder='"zoo:digits_judge"', input_size="16", channels="1")
     assert type(loading.load_model(recipe, weights="none").model).__name__ == "DigitsJudge"

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+from dreamlab.apps.cli import main
 from dreamlab.errors import WeightsError
-from dreamlab.models.loading import load_state_dict_file, resolve_layer
+from dreamlab.io import file_digest
+from dreamlab.models.loading import load_model, load_state_dict_file, resolve_layer
+from dreamlab.models.recipe import load_recipe
 from dreamlab.models.zoo.inceptionv1 import InceptionV1, inceptionv1
 from dreamlab.optvis.capture import capture
 
@@ -134,13 +138,19 @@ def test_a_saved_state_dict_loads_back_through_the_weights_file_path(tmp_path, p
     assert all(torch.equal(v, planted.state_dict()[k]) for k, v in model.state_dict().items())
 
 
-def test_torchvision_googlenet_weights_are_refused_naming_the_file_expected(tmp_path):
+@pytest.fixture(scope="module")
+def googlenet_file(tmp_path_factory) -> Path:
+    """torchvision's GoogLeNet weights (random): the file a user may take for lucid's."""
     import torchvision
 
-    path = tmp_path / "googlenet.pth"
+    path = tmp_path_factory.mktemp("googlenet") / "googlenet.pth"
     torch.save(torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).state_dict(), path)
+    return path
+
+
+def test_torchvision_googlenet_weights_are_refused_naming_the_file_expected(googlenet_file):
     with pytest.raises(WeightsError) as info:
-        load_state_dict_file(inceptionv1(weights=None), path, "inceptionv1")
+        load_state_dict_file(inceptionv1(weights=None), googlenet_file, "inceptionv1")
     message = str(info.value)
     assert "\n" not in message and "does not fit inceptionv1" in message
     assert "lucent's inception5h.pth" in message and "--model googlenet" in message
@@ -164,3 +174,45 @@ def test_not_a_weights_file_is_one_line(tmp_path: Path):
     path.write_text("not a checkpoint")
     with pytest.raises(WeightsError, match="cannot read weights file .* as a state dict"):
         load_state_dict_file(inceptionv1(weights=None), path, "inceptionv1")
+
+
+# --- the recipe and the command line ------------------------------------------------------------------------
+
+def test_recipe_maps_unit_images_to_lucids_input_range():
+    """lucid feeds InceptionV1 x * 255 - 117 (lucent: preprocess_inceptionv1); the recipe's normalize does it."""
+    recipe = load_recipe("inceptionv1")
+    for x, expected in ((0.0, -117.0), (1.0, 138.0), (0.5, 10.5)):
+        assert [(x - m) / s for m, s in zip(recipe.mean, recipe.std)] == pytest.approx([expected] * 3, abs=1e-4)
+    assert (recipe.input_size, recipe.default_layer, recipe.categories) == (224, "mixed4a", None)
+
+
+def test_random_weights_render_a_lucid_channel(tmp_path):
+    out = tmp_path / "r.png"
+    assert main(["render", "mixed4a:0", "--model", "inceptionv1", "--weights", "none", "--size", "64", "--steps",
+                 "8", "-o", str(out)]) == 0
+    text = Image.open(out).text
+    assert text["dreamlab:weights"] == "none" and text["dreamlab:objective"] == "mixed4a:0"
+    assert Image.open(out).size == (64, 64)
+
+
+def test_a_weights_file_renders_and_is_recorded(tmp_path, planted):
+    path = tmp_path / "inception5h.pth"
+    torch.save(planted.state_dict(), path)
+    loaded = load_model("inceptionv1", weights=path)
+    assert torch.equal(loaded.model.mixed4a_3x3_pre_relu_conv.weight, planted.mixed4a_3x3_pre_relu_conv.weight)
+    out = tmp_path / "r.png"
+    assert main(["render", "mixed4a_pre_relu:476", "--model", "inceptionv1", "--weights", str(path), "--size", "64",
+                 "--steps", "4", "-o", str(out)]) == 0
+    assert Image.open(out).text["dreamlab:weights_sha256"] == file_digest(path)
+
+
+def test_googlenet_weights_on_the_command_line_are_one_line(tmp_path, googlenet_file, capsys):
+    path = googlenet_file
+    assert main(["render", "mixed4a:0", "--model", "inceptionv1", "--weights", str(path), "--size", "64",
+                 "--steps", "2", "-o", str(tmp_path / "r.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"dreamlab: error: weights file {str(path)!r} does not "
+                                                         f"fit inceptionv1: missing keys: conv2d0_pre_relu_conv.weight")
+    assert err.endswith("inceptionv1 reads lucent's inception5h.pth (keys such as conv2d0_pre_relu_conv.weight); "
+                        "torchvision's GoogLeNet weights go with --model googlenet")
+    assert not (tmp_path / "r.png").exists()

@@ -490,14 +490,21 @@ def resolve_layer(model: nn.Module, name: str, also: Sequence[str] = ()) -> nn.M
 
 def ported_name_hint(name: str, names: Sequence[str]) -> str:
     """What a layer name from lucid or lucent is called here, as the start of a hint ('' for other names):
-    lucid's InceptionV1 `mixed4a` is torchvision GoogLeNet's `inception4a`; lucent writes `layer3_0_conv2` for
-    `layer3.0.conv2`."""
+    lucid's InceptionV1 `mixed4a` is torchvision GoogLeNet's `inception4a`; inceptionv1's `conv2d0_pre_relu` is
+    its conv `conv2d0_pre_relu_conv`; lucent writes `layer3_0_conv2` for `layer3.0.conv2`."""
     lucid = re.fullmatch(r"mixed(\d[a-e])(_pre_relu)?", name)
     if lucid and f"inception{lucid[1]}" in names:
         pre = (" (there is no pre-ReLU output: torchvision's Inception block concatenates branches that each end in "
                "a ReLU)") if lucid[2] else ""
         return (f"lucid's InceptionV1 {name!r} is GoogLeNet's 'inception{lucid[1]}' here{pre} (with torchvision's "
-                f"weights, not lucid's: a channel number names another feature); ")
+                f"weights, not lucid's: a channel number names another feature; lucid's model itself is --model "
+                f"inceptionv1); ")
+    if name.endswith("_pre_relu") and f"{name}_conv" in names:  # inceptionv1 keeps lucent's conv names
+        return f"lucid's {name!r} is the conv {name + '_conv'!r} here; "
+    if f"{name}_pre_relu_conv" in names:  # a branch whose ReLU is its block's (zoo/inceptionv1.py)
+        block = name.split("_")[0]
+        return (f"lucent's {name!r} (a branch after its ReLU) is part of {block!r} here, whose ReLU covers its "
+                f"branches, or {name + '_pre_relu_conv'!r} before the ReLU; ")
     if name == "labels" and "logit" in names:
         return "lucent's 'labels' is 'logit' here (logit:N, or logit:NAME where the model names its classes); "
     dotted = name.replace("_", ".")
