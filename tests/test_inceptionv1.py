@@ -2,6 +2,9 @@
 names, the forward against figures from lucent's module, weights files and their errors. Offline, no lucent."""
 from __future__ import annotations
 
+import io
+import urllib.error
+import urllib.request
 import zlib
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from dreamlab.errors import WeightsError
 from dreamlab.io import file_digest
 from dreamlab.models.loading import load_model, load_state_dict_file, resolve_layer
 from dreamlab.models.recipe import load_recipe
+from dreamlab.models.zoo import inceptionv1 as inceptionv1_module
 from dreamlab.models.zoo.inceptionv1 import InceptionV1, inceptionv1
 from dreamlab.optvis.capture import capture
 
@@ -216,3 +220,87 @@ def test_googlenet_weights_on_the_command_line_are_one_line(tmp_path, googlenet_
     assert err.endswith("inceptionv1 reads lucent's inception5h.pth (keys such as conv2d0_pre_relu_conv.weight); "
                         "torchvision's GoogLeNet weights go with --model googlenet")
     assert not (tmp_path / "r.png").exists()
+
+
+# --- default weights: the cache and `dreamlab fetch inceptionv1` ---------------------------------------------
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("DREAMLAB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+class FakeResponse(io.BytesIO):
+    """What urlopen returns, serving `data`."""
+
+
+def test_default_weights_not_fetched_say_how_to_get_them(cache, capsys):
+    assert main(["render", "mixed4a:0", "--model", "inceptionv1", "--size", "64", "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"dreamlab: error: inceptionv1 weights are not in the cache ({cache / 'inception5h.pth'}); run "
+                   f"`dreamlab fetch inceptionv1` once (it downloads lucent's inception5h.pth), or give that file "
+                   f"with --weights PATH, or use --weights none for random init")
+
+
+def test_fetch_offline_is_one_line_and_leaves_no_file(cache, monkeypatch, capsys):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    assert main(["fetch", "inceptionv1"]) == 1  # the surroundings failed, not the command line
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(
+        f"dreamlab: error: could not download the inceptionv1 weights from {inceptionv1_module.WEIGHTS_URL} (")
+    assert "Network is unreachable" in err and "dreamlab fetch inceptionv1 --file PATH" in err
+    assert list(cache.iterdir()) == []
+
+
+def test_fetch_downloads_checks_and_the_default_weights_load(cache, monkeypatch, planted, capsys):
+    buffer = io.BytesIO()
+    torch.save(planted.state_dict(), buffer)
+    asked = []
+
+    def serve(url, timeout):
+        asked.append(url)
+        return FakeResponse(buffer.getvalue())
+
+    monkeypatch.setattr(urllib.request, "urlopen", serve)
+    assert main(["fetch", "inceptionv1"]) == 0
+    assert capsys.readouterr().out.strip() == f"inceptionv1: weights written to {cache / 'inception5h.pth'}"
+    assert asked == [inceptionv1_module.WEIGHTS_URL] and sorted(p.name for p in cache.iterdir()) == ["inception5h.pth"]
+    model = load_model("inceptionv1").model
+    assert torch.equal(model.softmax2_pre_activation_matmul.bias, planted.softmax2_pre_activation_matmul.bias)
+    assert main(["fetch", "inceptionv1"]) == 0 and len(asked) == 1  # filled: no second download
+    assert capsys.readouterr().out.startswith("inceptionv1: weights already in")
+
+
+def test_a_download_of_another_file_is_refused_and_not_cached(cache, monkeypatch, capsys):
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"<html>rate limited</html>"))
+    assert main(["fetch", "inceptionv1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not lucent's inception5h.pth" in err
+    assert err.endswith("nothing was written to the cache") and list(cache.iterdir()) == []
+
+
+def test_fetch_file_copies_a_local_inception5h_and_refuses_other_files(cache, planted, googlenet_file, tmp_path,
+                                                                      capsys):
+    path = tmp_path / "inception5h.pth"
+    torch.save(planted.state_dict(), path)
+    assert main(["fetch", "inceptionv1", "--file", str(path)]) == 0
+    assert (cache / "inception5h.pth").read_bytes() == path.read_bytes()
+    capsys.readouterr()
+    assert main(["fetch", "inceptionv1", "--file", str(googlenet_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dreamlab: error: weights file {str(googlenet_file)!r} does not fit inceptionv1")
+    assert (cache / "inception5h.pth").read_bytes() == path.read_bytes()  # the good copy stays
+    assert main(["fetch", "inceptionv1", "--wheel", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == ("dreamlab: error: --wheel is not for inceptionv1; give its local file "
+                                               "with --file PATH, or leave it out to download it")
+
+
+def test_a_corrupt_cache_names_the_fetch_that_replaces_it(cache, capsys):
+    cache.mkdir()
+    (cache / "inception5h.pth").write_bytes(b"truncated")
+    with pytest.raises(WeightsError, match=r"^the cached inceptionv1 weights .* cannot be used \(cannot read "
+                                           r".*\); run `dreamlab fetch inceptionv1 --force` to fetch them again$"):
+        load_model("inceptionv1")

