@@ -239,6 +239,8 @@ def test_dream_and_attribution_read_dashes_with_the_models_layer_names():
     ("googlenet", "mixed4a:476", "lucid's InceptionV1 'mixed4a' is GoogLeNet's 'inception4a' here (with "
                                  "torchvision's weights, not lucid's: a channel number names another feature; "
                                  "lucid's model itself is --model inceptionv1)"),
+    ("inceptionv1", "softmax2_pre_activation:3", "lucid's 'softmax2_pre_activation' is 'logit' here (logit:N reads "
+                                                 "the logits, before any softmax)"),
     ("inceptionv1", "conv2d0_pre_relu:3", "lucid's 'conv2d0_pre_relu' is the conv 'conv2d0_pre_relu_conv' here"),
     ("inceptionv1", "mixed4a_3x3:3", "lucent's 'mixed4a_3x3' (a branch after its ReLU) is part of 'mixed4a' here, "
                                      "whose ReLU covers its branches, or 'mixed4a_3x3_pre_relu_conv' before the ReLU"),

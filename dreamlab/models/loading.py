@@ -505,6 +505,8 @@ def ported_name_hint(name: str, names: Sequence[str]) -> str:
         block = name.split("_")[0]
         return (f"lucent's {name!r} (a branch after its ReLU) is part of {block!r} here, whose ReLU covers its "
                 f"branches, or {name + '_pre_relu_conv'!r} before the ReLU; ")
+    if name in ("softmax2_pre_activation", "softmax2") and "logit" in names:  # lucid's InceptionV1 logits
+        return f"lucid's {name!r} is 'logit' here (logit:N reads the logits, before any softmax); "
     if name == "labels" and "logit" in names:
         return "lucent's 'labels' is 'logit' here (logit:N, or logit:NAME where the model names its classes); "
     dotted = name.replace("_", ".")
