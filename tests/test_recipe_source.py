@@ -119,7 +119,8 @@ def test_a_recipe_file_that_does_not_exist_says_where_it_was_looked_for_and_what
     assert main(["render", "--recipe", "nope.toml", "conv2:0"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"dreamlab: error: recipe file 'nope.toml' does not exist (a relative path is read from {tmp_path}); give the "
-        f"path of a .toml recipe file, or a shipped recipe by name: googlenet, hed-vgg16, lenet-digits, resnet50, vgg16")
+        f"path of a .toml recipe file, or a shipped recipe by name: googlenet, hed-vgg16, inceptionv1, lenet-digits, "
+        f"resnet50, vgg16")
     with pytest.raises(DreamlabError, match=r"^recipe file '/nope/x.toml' does not exist; give the path"):
         load_recipe("/nope/x.toml")
     assert main(["layers", "--recipe", "lenet-digits"]) == 0  # the advice followed: a shipped name
