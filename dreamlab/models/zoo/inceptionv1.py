@@ -44,12 +44,15 @@ MIXED = (
 )
 # the stride-2 max pools between stages, named as lucid names them, before the block they feed
 STRIDED_POOLS = {"mixed4a": "maxpool4", "mixed5a": "maxpool10"}
-CLASSES = 1008  # inception5h's output: ImageNet's 1000 classes and 8 unused ones
+# inception5h's outputs (lucent's final Linear, 1024 -> 1008); its class order is not torchvision's, so the recipe
+# names none (lucid's label file is not shipped)
+CLASSES = 1008
 # TensorFlow's LocalResponseNormalization as lucent writes it for torch: depth radius 4 (size 9), alpha 1e-4 as
 # float32 prints it, beta 0.5, bias 1
 LRN = dict(size=9, alpha=9.99999974738e-05, beta=0.5, k=1.0)
 # TensorFlow 'SAME' padding where it is uneven (left, right, top, bottom): conv2d0 (7x7, stride 2) and the
-# stride-2 3x3 max pools pad one more on the right and bottom
+# stride-2 3x3 max pools pad one more on the right and bottom; fixed amounts, as lucent has them (TensorFlow's
+# at even input sizes such as 224)
 CONV0_PAD = (2, 3, 2, 3)
 STRIDED_POOL_PAD = (0, 1, 0, 1)
 # where lucent's InceptionV1(pretrained=True) downloads the weights from (lucent's model_urls)
