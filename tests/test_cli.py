@@ -204,7 +204,8 @@ def test_a_failed_download_exits_1_not_the_usage_status(tmp_path, capsys, monkey
 def test_recipes_lists_shipped_recipes(capsys):
     assert main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[:-1]] == ["googlenet", "hed-vgg16", "lenet-digits", "resnet50", "vgg16"]
+    assert [line.split()[0] for line in lines[:-1]] == ["googlenet", "hed-vgg16", "inceptionv1",
+                                                       "lenet-digits", "resnet50", "vgg16"]
     # the hint's commands are ones that run
     assert "`dreamlab layers convnext_tiny`" in lines[-1]
     assert "`dreamlab render features.5:0 --model convnext_tiny`" in lines[-1]
