@@ -415,7 +415,7 @@ def test_unknown_builder_offers_only_what_users_can_name(tmp_path, monkeypatch):
 
 
 def test_shipped_recipes_use_registered_builders():
-    for name in ("googlenet", "lenet-digits", "resnet50", "vgg16", "hed-vgg16"):
+    for name in ("googlenet", "lenet-digits", "resnet50", "vgg16", "hed-vgg16", "inceptionv1"):
         builder = load_recipe(name).builder
         assert builder.startswith("torchvision:") or builder in loading._BUILDERS, builder
 
