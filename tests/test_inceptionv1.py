@@ -2,6 +2,7 @@
 names, the forward against figures from lucent's module, weights files and their errors. Offline, no lucent."""
 from __future__ import annotations
 
+import contextlib
 import io
 import urllib.error
 import urllib.request
@@ -21,6 +22,7 @@ from dreamlab.models.recipe import load_recipe
 from dreamlab.models.zoo import inceptionv1 as inceptionv1_module
 from dreamlab.models.zoo.inceptionv1 import InceptionV1, inceptionv1
 from dreamlab.optvis.capture import capture
+from dreamlab.optvis.relu import RedirectedReLU
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -304,3 +306,19 @@ def test_a_corrupt_cache_names_the_fetch_that_replaces_it(cache, capsys):
     with pytest.raises(WeightsError, match=r"^the cached inceptionv1 weights .* cannot be used \(cannot read "
                                            r".*\); run `dreamlab fetch inceptionv1 --force` to fetch them again$"):
         load_model("inceptionv1")
+
+
+def test_redirected_relu_reaches_a_dead_mixed4a_channel():
+    """The ReLU modules (the block's own included) take lucid's redirected gradient, as functional ReLUs do."""
+    model = load_model("inceptionv1", weights="none").model  # drawn from dreamlab's fixed weights seed
+    x = (torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 255 - 117).requires_grad_(True)
+    grads = []
+    for mode in (contextlib.nullcontext(), RedirectedReLU()):
+        x.grad = None
+        with mode, capture(model, ["mixed4a"], stop_early=False) as cap:
+            model(x)
+        acts = cap.acts["mixed4a"]
+        dead = int((acts.flatten(2).amax(2)[0] == 0).nonzero()[0])  # a channel off everywhere
+        (-acts[:, dead].mean()).backward()  # the render's loss: the negated score
+        grads.append(x.grad.abs().sum().item())
+    assert grads[0] == 0 and grads[1] > 0
