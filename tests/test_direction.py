@@ -42,6 +42,45 @@ def test_cossim_power_weights_each_position_by_its_floored_cosine() -> None:
     assert obj.name == "conv:direction^2"
 
 
+def test_cosine_scores_the_cosine_alone_as_lucent() -> None:
+    acts = {"conv": torch.randn(3, 8, 5, 6) * 7}
+    one_hot = torch.zeros(8)
+    one_hot[5] = 1
+    flat = acts["conv"].flatten(2)
+    channel_cosine = (flat[:, 5] / flat.norm(dim=1)).mean(1)  # a one-hot direction: the channel's share of |act|
+    obj = o.direction("conv", one_hot, cosine=True)
+    assert torch.allclose(obj(acts), channel_cosine, atol=1e-4)
+    assert obj.name == "conv:direction~cos" and obj.per_position
+    # lucent's direction: torch's cosine similarity against the vector, averaged over positions
+    v = torch.randn(2, 8)
+    lucent = torch.stack([torch.nn.functional.cosine_similarity(acts["conv"][i], v[i][:, None, None], dim=0).mean()
+                          for i in range(2)])
+    assert torch.allclose(o.direction("conv", v, cosine=True)({"conv": acts["conv"][:2]}), lucent, atol=1e-4)
+    # the size of the activations does not count: scaled acts score the same, and every score lies in [-1, 1]
+    big = {"conv": acts["conv"] * 1000}
+    assert torch.allclose(obj(big), obj(acts), atol=1e-4)
+    scores = o.direction("conv", torch.randn(50, 8), cosine=True)({"conv": torch.randn(50, 8, 5, 6)},
+                                                                 torch.arange(50))
+    assert scores.abs().max() <= 1 and scores.abs().max() > 0.1
+
+
+def test_direction_neuron_takes_cosine_at_its_position() -> None:
+    acts = {"conv": torch.randn(2, 8, 5, 6)}
+    v = torch.randn(8)
+    at = acts["conv"][:, :, 4, 3]  # y=4, x=3
+    expected = torch.nn.functional.cosine_similarity(at, v[None], dim=1)
+    obj = o.direction_neuron("conv", v, x=3, y=4, cosine=True)
+    assert torch.allclose(obj(acts), expected, atol=1e-4)
+    assert obj.name == "conv:direction~cos@3,4"
+
+
+def test_cosine_with_cossim_power_or_not_a_bool_is_refused() -> None:
+    with pytest.raises(DreamlabError, match="give one of them"):
+        o.direction("conv", torch.ones(8), cossim_power=1, cosine=True)
+    with pytest.raises(DreamlabError, match="cosine must be True"):
+        o.direction("conv", torch.ones(8), cosine="yes")
+
+
 def test_a_direction_reads_vectors_and_token_sequences() -> None:
     v = torch.randn(6)
     fc = {"fc": torch.randn(2, 6)}  # [B, C]: one position

@@ -485,20 +485,31 @@ MAX_COSSIM_POWER = 32
 
 
 @_by_image
-def direction(layer: str, vectors: object, cossim_power: float = 0.0, name: str = "direction") -> Objective:
+def direction(layer: str, vectors: object, cossim_power: float = 0.0, name: str = "direction",
+              cosine: bool = False) -> Objective:
     """A direction in a layer's channel space: the dot product of the activation vector at each position with
     `vectors`, averaged over positions. `vectors` is one vector of the layer's channel count [C] (a NumPy array,
     a tensor or a list), or a matrix [N, C] of N directions rendered together (sample i renders row i). A one-hot
     vector is the channel itself. `cossim_power` p > 0 multiplies each position's dot product by its cosine
     similarity to the direction (floored at 0.1) to the power p, which favours activations that point along the
-    direction over ones that are merely large (lucid renders directions with p = 1 or more).
+    direction over ones that are merely large (lucid renders directions with p = 1 or more). `cosine=True` scores
+    each position by its cosine similarity to the direction alone (from -1 to 1), as lucent's `direction` does:
+    the size of the activations then does not count at all.
 
     >>> import torch
     >>> o.direction("inception4c", torch.randn(512)).name
     'inception4c:direction'
     >>> o.direction("inception4c", torch.randn(3, 512), cossim_power=1).labels
     ('inception4c:direction^1[0]', 'inception4c:direction^1[1]', 'inception4c:direction^1[2]')
+    >>> o.direction("inception4c", torch.randn(512), cosine=True).name
+    'inception4c:direction~cos'
     """
+    if not isinstance(cosine, bool):
+        raise DreamlabError(f"cosine must be True (the cosine similarity alone, lucent's direction) or False (the "
+                            f"dot product), got {cosine!r}"[:200])
+    if cosine and cossim_power != 0:
+        raise DreamlabError(f"cosine=True scores the cosine alone and cossim_power={cossim_power!r} weighs the dot "
+                            f"product by the cosine: give one of them"[:200])
     matrix = _direction_matrix(vectors)
     power = as_number(cossim_power)
     if power is None or not 0 <= power <= MAX_COSSIM_POWER:
@@ -507,12 +518,13 @@ def direction(layer: str, vectors: object, cossim_power: float = 0.0, name: str 
     if not isinstance(name, str) or not name or any(c in name for c in " :"):
         raise DreamlabError(f"a direction's name must be a word without spaces or ':', like 'direction' or "
                             f"'sae_17', got {name!r}"[:200])
-    return _linear(layer, matrix, power, name, "direction")
+    return _linear(layer, matrix, power, name, "direction", cosine)
 
 
-def _linear(layer: str, matrix: Tensor, power: float, name: str, noun: str) -> Objective:
+def _linear(layer: str, matrix: Tensor, power: float, name: str, noun: str, cosine: bool = False) -> Objective:
     """The mean over positions of each position's dot product with a row of `matrix` [N, C] (times its floored
-    cosine similarity to the power `power`): `direction` and `channel_weight`. `noun` names a row in errors."""
+    cosine similarity to the power `power`; or, with `cosine`, that similarity alone): `direction` and
+    `channel_weight`. `noun` names a row in errors."""
     count, channels = matrix.shape
     by_device: dict[torch.device, Tensor] = {}
 
@@ -524,9 +536,9 @@ def _linear(layer: str, matrix: Tensor, power: float, name: str, noun: str) -> O
         rows = by_device[act.device]
         v = rows[:1].expand(act.shape[0], -1) if count == 1 else rows[index]  # [b, C]
         dot = torch.einsum("bcp,bc->bp", flat, v)
-        if power:
+        if power or cosine:
             cos = dot / (flat.norm(dim=1) + COSSIM_EPS) / (v.norm(dim=1, keepdim=True) + COSSIM_EPS)
-            dot = dot * cos.clamp_min(COSSIM_FLOOR) ** power
+            dot = cos if cosine else dot * cos.clamp_min(COSSIM_FLOOR) ** power
         return dot.mean(1)
 
     def check(shapes: Mapping[str, torch.Size]) -> None:
@@ -536,7 +548,7 @@ def _linear(layer: str, matrix: Tensor, power: float, name: str, noun: str) -> O
             raise DreamlabError(f"the {noun} has {channels} values but layer {layer!r} has {held}; give one "
                                 f"value per channel of the layer ('dreamlab layers' lists them)")
 
-    suffix = f"{name}" + (f"^{power:g}" if power else "")
+    suffix = f"{name}" + (f"^{power:g}" if power else "~cos" if cosine else "")
     labels = (f"{layer}:{suffix}",) if count == 1 else tuple(f"{layer}:{suffix}[{i}]" for i in range(count))
     title = labels[0] if count == 1 else f"{layer}:{suffix}[0-{count - 1}]"
     return Objective(scorer, frozenset({layer}), title, labels, (check,), per_position=True)
@@ -569,17 +581,17 @@ def _direction_matrix(vectors: object, noun: str = "direction") -> Tensor:
 
 @_by_image
 def direction_neuron(layer: str, vector: object, x: int | None = None, y: int | None = None,
-                     cossim_power: float = 0.0) -> Objective:
+                     cossim_power: float = 0.0, cosine: bool = False) -> Objective:
     """A direction at one position (default: the centre of the map): the dot product of the activation vector at
     x, y with `vector` (times its floored cosine similarity to the power `cossim_power`, as `direction`). A
     one-hot vector is `neuron`; positions are handled as neuron's (corrected for the transforms' padding).
-    lucid's direction_neuron (lucent's is the cosine similarity alone).
+    lucid's direction_neuron; `cosine=True` scores the cosine similarity alone, as lucent's does.
 
     >>> o.direction_neuron("conv2", torch.ones(50), x=3, y=4, cossim_power=1).name
     'conv2:direction^1@3,4'
     """
     xy = _xy("direction_neuron", layer, x, y)
-    return _at_window(direction(layer, vector, cossim_power), layer, xy, (1, 1), "direction_neuron",
+    return _at_window(direction(layer, vector, cossim_power, cosine=cosine), layer, xy, (1, 1), "direction_neuron",
                       "o.direction for the mean over every position")
 
 
