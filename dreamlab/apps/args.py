@@ -240,6 +240,16 @@ def photo_path(text: str) -> str | Path:
     return text if text in SAMPLE_PHOTOS else input_path(text)
 
 
+def photo_output(args: argparse.Namespace, model: str | Path, kind: str) -> Path:
+    """--out, or MODEL_LAYER_PHOTO_KIND.png (the photo in the name: two photos' files must not overwrite each
+    other), checked before the model loads."""
+    from dreamlab.io import check_output_file, safe_name
+
+    out = args.out or Path(f"{safe_name(Path(str(model)).stem)}_{safe_name(args.layer)}_"
+                           f"{safe_name(Path(args.image).stem)}_{kind}.png")
+    return check_output_file(out, reads=[args.image])
+
+
 def nonempty(text: str) -> str:
     """argparse type of names (a model, weights): refuses an empty or blank one."""
     if not text.strip():

@@ -96,6 +96,17 @@ def normalize(x: Tensor, recipe: Recipe) -> Tensor:
     return (x - torch.tensor(recipe.mean).view(1, -1, 1, 1)) / torch.tensor(recipe.std).view(1, -1, 1, 1)
 
 
+def photo_activations(model: nn.Module, recipe: Recipe, layer: str, x: Tensor) -> Tensor:
+    """`activations` of a preprocessed photo `x`, a size the model rejects told in one line (`forward_error`)."""
+    try:
+        return activations(model, layer, x)
+    except FORWARD_ERRORS as exc:
+        error = forward_error(model, recipe, x.shape, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
 def activations(model: nn.Module, layer: str, x: Tensor) -> Tensor:
     """The output [C, h, w] of `layer` for one input, with the model in eval mode and left as it was found."""
     from dreamlab.optvis.capture import Capture
@@ -131,13 +142,7 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
     photo = read_photo(image)  # before the model loads
     module, rec, described, _ = model_and_recipe(model, recipe, weights)
     x = preprocess(photo, rec)
-    try:
-        act = activations(module, layer, x)
-    except FORWARD_ERRORS as exc:
-        error = forward_error(module, rec, x.shape, exc)
-        if error is None:
-            raise
-        raise error from None
+    act = photo_activations(module, rec, layer, x)
     count = act.shape[0]
     k = min(count, top if top is not None else DEFAULT_TOP)
     means = act.mean((1, 2))

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from dreamlab.apps.args import (add_once_option, add_positional_model, nonempty, output_path, photo_path,
-                                positional_model, positive_int)
+from dreamlab.apps.args import (add_once_option, add_positional_model, nonempty, output_path, photo_output,
+                                photo_path, positional_model, positive_int)
 
 DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the recipe says) and save the "
                "activation maps of LAYER's strongest channels (by mean activation) as a labelled grid.")
@@ -27,13 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.inspect.features import features
-    from dreamlab.io import check_output_file, safe_name
 
     name = positional_model(args)
-    # the photo in the name: maps of one layer for two photos must not overwrite each other
-    out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{safe_name(args.layer)}_"
-                           f"{safe_name(Path(args.image).stem)}_features.png")
-    check_output_file(out, reads=[args.image])  # before the model loads
+    out = photo_output(args, name, "features")
     features(name, args.layer, args.image, top=args.top, out=out, weights=args.weights)
     print(out)
     return 0
