@@ -35,6 +35,7 @@ _EXPORTS = {
     "dream": "dreamlab.optvis.dream", "DreamResult": "dreamlab.optvis.dream",
     "parse_objective": "dreamlab.optvis.grammar",
     "Objective": "dreamlab.optvis.objectives", "objective": "dreamlab.optvis.objectives",
+    "activation_grid": "dreamlab.optvis.activation_grid", "ActivationGrid": "dreamlab.optvis.activation_grid",
 }
 
 
@@ -54,4 +55,5 @@ def __dir__() -> list[str]:
 
 __all__ = ["__version__", "objectives", "capture", "DreamlabError", "parse_objective", "load_model", "Objective",
            "objective", "Recipe", "load_recipe", "RenderResult", "RenderSettings", "render", "layer_table",
-           "gradcam", "attribute", "graph", "kernels", "features", "examples", "dream", "DreamResult"]
+           "gradcam", "attribute", "graph", "kernels", "features", "examples", "dream", "DreamResult",
+           "activation_grid", "ActivationGrid"]

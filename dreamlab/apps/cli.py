@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "graph": ("dreamlab.apps.commands.graph", "draw the architecture as a diagram (DOT, SVG, PNG or PDF) with shapes"),
     "kernels": ("dreamlab.apps.commands.kernels", "save a conv layer's weights as a grid of tiles"),
     "features": ("dreamlab.apps.commands.features", "save the activation maps a photo produces at a layer"),
+    "grid": ("dreamlab.apps.commands.grid", "activation grid: render what a layer sees in each cell of a photo"),
     "examples": ("dreamlab.apps.commands.examples",
                  "the photos that drive units hardest, cropped to what each unit saw"),
     "dream": ("dreamlab.apps.commands.dream", "DeepDream on a photo (octaves, tiles, --guide); --zoom-frames N "

@@ -1,0 +1,59 @@
+"""`dreamlab grid MODEL LAYER --image PHOTO`: an activation grid, what LAYER sees in each cell of a photo."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_once_option, add_positional_model,
+                                nonempty, output_path, photo_output, photo_path, positional_model, positive_int)
+
+DESCRIPTION = ("Split LAYER's map of PHOTO into CELLS x CELLS cells and render, for each, an image along the "
+               "cell's mean activation vector (all cells in one batch, cells alike sharing part of their image), "
+               "tiled in the photo's layout (lucid's activation grid, from The Building Blocks of "
+               "Interpretability).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
+    p.add_argument("layer", help="layer address, e.g. features.22 (`dreamlab layers MODEL` lists them)")
+    add_once_option(p, "--image", "-i", type=photo_path, required=True,
+                    once="grid shows one photo per run: run it once per photo",
+                    help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline); one per run")
+    p.add_argument("--weights", default="default", type=nonempty,
+                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
+    p.add_argument("--cells", type=positive_int, default=6,
+                   help="the grid is CELLS x CELLS, at most the layer map's shorter side (default: 6)")
+    p.add_argument("--cell-size", type=positive_int, default=64, metavar="PX",
+                   help="each cell's render in pixels, at least 8 (default: 64)")
+    p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    p.add_argument("--cossim-power", type=float, default=1.0, metavar="P",
+                   help="score each position's dot product with the cell's vector times its cosine to the power P, "
+                        "0 to 32 (default: 1, as the Building Blocks article; 0: the dot product, as lucid's "
+                        "grid notebook)")
+    p.add_argument("--shared", type=float, default=0.5, metavar="W",
+                   help="weight of the image parts shared by cells alike, 0 to 1 (default: 0.5, lucid's; 0: each "
+                        "cell on its own)")
+    add_device_argument(p)
+    p.add_argument("-o", "--out", type=output_path,
+                   help="output PNG (default: MODEL_LAYER_PHOTO_grid.png, PHOTO the image's name without suffix)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dreamlab.optvis.activation_grid import activation_grid
+    from dreamlab.optvis.progress import DeferredSigint
+
+    name = positional_model(args)
+    out = photo_output(args, name, "grid")
+    options = {key: value for key, value in (("steps", args.steps), ("lr", args.lr)) if value is not None}
+    grid = activation_grid(name, args.image, args.layer, cells=args.cells, cell_size=args.cell_size,
+                           cossim_power=args.cossim_power, shared=args.shared, weights=args.weights,
+                           seed=args.seed, device=args.device, progress=True, **options)
+    with DeferredSigint():  # a Ctrl-C now must not lose the renders
+        grid.save(out)
+    print(out)
+    if grid.renders.interrupted:
+        print("dreamlab: interrupted; saved the grid with each cell's image as far as it got", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0

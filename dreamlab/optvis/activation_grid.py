@@ -1,0 +1,179 @@
+"""Activation grids (Olah et al. 2018, "The Building Blocks of Interpretability", Distill): what a layer sees at
+each place of a photo.
+
+The photo's map at the layer is split into `cells` x `cells` cells; each cell's mean activation vector becomes a
+direction (`objectives.direction`), and one image per cell is rendered to point the layer along it. All cells
+render in one batch with a shared parameterization, so that cells whose vectors are alike get alike images, and
+the renders are tiled in the photo's layout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from dreamlab.errors import DreamlabError, check_whole
+from dreamlab.inspect.features import photo_activations, preprocess
+from dreamlab.inspect.source import check_layer, model_and_recipe
+from dreamlab.io import image_record, read_photo, save_png
+from dreamlab.optvis import objectives as o
+from dreamlab.optvis.params import FourierParam, ImageParam, Generators
+from dreamlab.optvis.result import RenderResult
+from dreamlab.optvis.settings import INIT_SD
+
+# lucid's activation-grid notebook (building-blocks, "render_activation_grid_less_naive"): a cell's image is 0.7
+# times its own image plus 0.5 times a weighted sum of shared images, before the colour mapping
+OWN_WEIGHT = 0.7
+SHARED_WEIGHT = 0.5
+DEFAULT_CELL_SIZE = 64
+DEFAULT_COSSIM_POWER = 1.0  # the Building Blocks article scores directions by dot product times cosine
+
+
+@dataclass
+class ActivationGrid:
+    """The tiled renders (`pixels`; `image` as PIL: cells x cells tiles in the photo's layout), the render of
+    every cell (`renders`, row by row), the photo's mean activation vector in each cell (`vectors`
+    [cells * cells, C], in the same order) and the PNG text (`text`)."""
+
+    pixels: Tensor  # [C, cells * cell_size, cells * cell_size] in [0, 1]
+    renders: RenderResult
+    vectors: Tensor
+    cells: int
+    text: dict[str, str]
+
+    @property
+    def image(self) -> Image.Image:
+        """The tiled renders as a PIL image."""
+        return Image.fromarray((self.pixels.clamp(0, 1).permute(1, 2, 0) * 255).round().byte().squeeze(-1).numpy())
+
+    def save(self, path: str | Path) -> Path:
+        """Write the tiled image as a PNG with its provenance; returns the path."""
+        return save_png(self.pixels, path, self.text)
+
+    def _repr_png_(self) -> bytes:  # a notebook shows the grid
+        from io import BytesIO
+
+        buffer = BytesIO()
+        self.image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def sharing(vectors: Tensor) -> Tensor:
+    """[N, N] weights by which cell i reads the shared image of cell j: the cosine similarity of their vectors
+    after the mean over cells is taken away, floored at 0, each row summing to 1. Centred, cells that stand out
+    alike (sky beside sky) share, and cells unlike each other (sky and trees) do not; a cell always reads its
+    own. (lucid groups the cells by NMF instead; this needs no factorization.)"""
+    centred = vectors - vectors.mean(0, keepdim=True)
+    unit = centred / (centred.norm(dim=1, keepdim=True) + o.COSSIM_EPS)
+    weights = (unit @ unit.T).clamp_min(0).fill_diagonal_(1.0)
+    return weights / weights.sum(1, keepdim=True)
+
+
+class SharedFourierParam(ImageParam):
+    """One Fourier image per cell plus shared ones: cell i's raw image is OWN_WEIGHT times its own plus `shared`
+    times the `mix[i]`-weighted sum of the shared images (lucid's grid parameterization)."""
+
+    def __init__(self, batch: int, channels: int, height: int, width: int, *, mix: Tensor, shared: float,
+                 generator: Generators = None, device: torch.device | str | None = None, **options: Any):
+        if batch != mix.shape[0]:  # the mix couples every cell: they render in one batch
+            raise DreamlabError(f"an activation grid renders its {mix.shape[0]} cells in one batch, got {batch}; "
+                                f"leave batch_size unset")
+        start_level = options.pop("start_level", 0.5)
+        super().__init__(channels, start_level=start_level, device=device)
+        self.own = FourierParam(batch, channels, height, width, generator=generator, device=device, **options)
+        # drawn after the own images from the same per-cell generators: the same seed gives the same start
+        self.common = FourierParam(batch, channels, height, width, generator=generator, device=device, **options)
+        self.register_buffer("mix", mix.to(device), persistent=False)
+        self.shared = shared
+
+    def raw(self) -> Tensor:
+        """[B, C, H, W]: each cell's own raw image and its share of the others'."""
+        common = torch.einsum("ij,jchw->ichw", self.mix, self.common.raw())
+        return OWN_WEIGHT * self.own.raw() + self.shared * common
+
+
+def cell_vectors(act: Tensor, cells: int, layer: str) -> Tensor:
+    """The mean activation vector [cells * cells, C] of each cell of the map `act` [C, h, w], row by row."""
+    h, w = act.shape[1:]
+    if cells > min(h, w):
+        raise DreamlabError(f"cells={cells} is more than layer {layer!r}'s map of the photo ({h} high x {w} wide) "
+                            f"can split: give cells from 1 to {min(h, w)}, or an earlier layer with a larger map")
+    pooled = F.adaptive_avg_pool2d(act[None].float(), cells)[0]  # [C, cells, cells]
+    vectors = pooled.flatten(1).T.contiguous()
+    dead = (vectors == 0).all(1).nonzero().flatten().tolist()
+    if dead:
+        row, col = divmod(dead[0], cells)
+        raise DreamlabError(f"cell row {row}, column {col} of layer {layer!r} is 0 in every channel on this photo, "
+                            f"which points in no direction; give fewer cells, or another layer")
+    return vectors
+
+
+def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, layer: str, *, cells: int = 6,
+                    cell_size: int = DEFAULT_CELL_SIZE, cossim_power: float = DEFAULT_COSSIM_POWER,
+                    shared: float = SHARED_WEIGHT, recipe: object = None, weights: str | Path | None = "default",
+                    **render_options: Any) -> ActivationGrid:
+    """Render what `layer` sees in each of `cells` x `cells` cells of `photo` and tile the renders as the photo.
+
+    `photo` is a [C, H, W] tensor in [0, 1], a PNG/JPEG path, or 'china'/'flower'; it goes through the recipe's
+    preprocessing (shorter side to the input size, centre crop), and must not be smaller than that size. Each
+    cell renders at `cell_size` px along its vector, scored by `objectives.direction` with `cossim_power`;
+    `shared` (0 to 1; 0: independent cells) weighs the images cells share with cells alike. Other keywords
+    (`steps`, `seed`, `device`, `lr`, `transforms`, `progress`, ...) go to `render`.
+
+    >>> grid = activation_grid("hed-vgg16", "china", "features.22", cells=4, steps=64)  # doctest: +SKIP
+    >>> grid.image.size, grid.vectors.shape                                              # doctest: +SKIP
+    ((256, 256), torch.Size([16, 512]))
+    """
+    from dreamlab.optvis.engine import render
+
+    check_layer(layer)
+    cells = check_whole("cells", cells, 1, flag="--cells", hint=" (the grid is cells x cells)")
+    cell_size = check_whole("cell_size", cell_size, 8, flag="--cell-size", hint=" (each cell's render, in px)")
+    number = o.as_number(shared)
+    if number is None or not 0 <= number <= 1:
+        raise DreamlabError(f"shared must be a number from 0 (independent cells) to 1, got {shared!r}; lucid uses "
+                            f"{SHARED_WEIGHT}"[:200])
+    for key in ("param", "size", "batch_size", "units", "diversity"):
+        if key in render_options:
+            raise DreamlabError(f"activation_grid sets {key}= itself (one {cell_size}-px image per cell, all in "
+                                f"one batch, shared Fourier images); leave it out")
+    image = read_photo(photo, "photo")  # before the model loads
+    module, rec, described, _ = model_and_recipe(model, recipe, weights)
+    short = min(image.shape[-2:])
+    if short < rec.input_size:
+        raise DreamlabError(f"the photo is {image.shape[-1]}x{image.shape[-2]} px, smaller than {rec.name}'s input "
+                            f"({rec.input_size} px on the shorter side): enlarged, its cells would show the blur; "
+                            f"give a photo at least {rec.input_size} px on each side")
+    act = photo_activations(module, rec, layer, preprocess(image, rec))
+    vectors = cell_vectors(act, cells, layer)
+    objective = o.direction(layer, vectors, cossim_power=cossim_power, name="cell")
+    settings = rec.for_layers([layer])
+    factory = _factory(sharing(vectors), float(number), settings.fourier_decay, settings.start_level)
+    result = render(module, objective, recipe=rec, param=factory, size=cell_size, **render_options)
+    n = cells * cells
+    tiles = result.images.reshape(cells, cells, *result.images.shape[1:])  # [row, col, C, s, s]
+    pixels = tiles.permute(2, 0, 3, 1, 4).reshape(result.images.shape[1], cells * cell_size, cells * cell_size)
+    name = "tensor" if isinstance(photo, Tensor) else Path(photo).name
+    text = {**result.provenance, **{f"dreamlab:image_{k}" if k != "name" else "dreamlab:image": v
+                                   for k, v in image_record(name, photo, image).items()},
+            "dreamlab:activation_grid": f"{cells}x{cells}", "dreamlab:cell_size": str(cell_size),
+            "dreamlab:photo_map": f"{act.shape[1]}x{act.shape[2]}", "dreamlab:shared": f"{number:g}",
+            "dreamlab:param": f"lucid's grid: {OWN_WEIGHT:g} own + {number:g} shared Fourier images",
+            "dreamlab:scores": ",".join(f"{s:.4g}" for s in result.final_scores[:n].tolist())}
+    return ActivationGrid(pixels, result, vectors, cells, text)
+
+
+def _factory(mix: Tensor, shared: float, decay: float, start_level: float):
+    """The render's param factory: `SharedFourierParam` over `mix` with the recipe's Fourier decay and start."""
+    def make(batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
+             device: torch.device | str | None = None) -> SharedFourierParam:
+        return SharedFourierParam(batch, channels, height, width, mix=mix, shared=shared, generator=generator,
+                                  device=device, sd=INIT_SD, decay_power=decay, start_level=start_level)
+
+    make.__name__ = "activation_grid"
+    return make
