@@ -85,6 +85,8 @@ def test_the_same_seed_gives_the_same_grid_and_another_seed_another(grid) -> Non
     assert not torch.equal(other.pixels, grid.pixels)
     alone = activation_grid("lenet-digits", "china", "conv2", shared=0, **TINY)
     assert not torch.equal(alone.pixels, grid.pixels)
+    flatter = activation_grid("lenet-digits", "china", "conv2", fourier_decay=2, init_sd=0.1, **TINY)
+    assert not torch.equal(flatter.pixels, grid.pixels)  # the Fourier images' settings reach them
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -95,7 +97,9 @@ def test_the_same_seed_gives_the_same_grid_and_another_seed_another(grid) -> Non
     (dict(photo=torch.rand(1, 20, 40)), "the photo is 40x20 px, smaller than lenet-digits's input"),
     (dict(shared=1.5), "shared must be a number from 0"),
     (dict(cell_size=4), r"cell_size \(--cell-size\) must be a whole number >= 8"),
-    (dict(param="pixel"), "activation_grid sets param= itself"),
+    (dict(param="pixel"), "activation_grid does not take param=: it renders one 28-px image per cell"),
+    (dict(init_image="china"), "activation_grid does not take init_image="),
+    (dict(fourier_decay=-1), "fourier_decay"),
 ])
 def test_bad_input_is_one_line(kwargs, message) -> None:
     args = {"photo": "china", "layer": "conv2", **TINY, **kwargs}

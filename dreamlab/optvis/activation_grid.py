@@ -24,7 +24,7 @@ from dreamlab.io import image_record, read_photo, save_png
 from dreamlab.optvis import objectives as o
 from dreamlab.optvis.params import FourierParam, ImageParam, Generators
 from dreamlab.optvis.result import RenderResult
-from dreamlab.optvis.settings import INIT_SD
+from dreamlab.optvis.settings import INIT_SD, RenderSettings
 
 # lucid's activation-grid notebook (building-blocks, "render_activation_grid_less_naive"): a cell's image is 0.7
 # times its own image plus 0.5 times a weighted sum of shared images, before the colour mapping
@@ -123,7 +123,8 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     preprocessing (shorter side to the input size, centre crop), and must not be smaller than that size. Each
     cell renders at `cell_size` px along its vector, scored by `objectives.direction` with `cossim_power`;
     `shared` (0 to 1; 0: independent cells) weighs the images cells share with cells alike. Other keywords
-    (`steps`, `seed`, `device`, `lr`, `transforms`, `progress`, ...) go to `render`.
+    (`steps`, `seed`, `device`, `lr`, `transforms`, `progress`, ...) go to `render`; `fourier_decay` and `init_sd`
+    to the Fourier images.
 
     >>> grid = activation_grid("hed-vgg16", "china", "features.22", cells=4, steps=64)  # doctest: +SKIP
     >>> grid.image.size, grid.vectors.shape                                              # doctest: +SKIP
@@ -138,10 +139,13 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     if number is None or not 0 <= number <= 1:
         raise DreamlabError(f"shared must be a number from 0 (independent cells) to 1, got {shared!r}; lucid uses "
                             f"{SHARED_WEIGHT}"[:200])
-    for key in ("param", "size", "batch_size", "units", "diversity"):
+    for key in ("param", "size", "batch_size", "units", "diversity", "init_image"):
         if key in render_options:
-            raise DreamlabError(f"activation_grid sets {key}= itself (one {cell_size}-px image per cell, all in "
-                                f"one batch, shared Fourier images); leave it out")
+            raise DreamlabError(f"activation_grid does not take {key}=: it renders one {cell_size}-px image per "
+                                f"cell, all in one batch, from shared random Fourier images; leave it out")
+    # the Fourier images' own settings, checked as render checks them, go to the parameterization
+    given = RenderSettings(fourier_decay=render_options.pop("fourier_decay", None),
+                           init_sd=render_options.pop("init_sd", None))
     image = read_photo(photo, "photo")  # before the model loads
     module, rec, described, _ = model_and_recipe(model, recipe, weights)
     short = min(image.shape[-2:])
@@ -153,7 +157,9 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     vectors = cell_vectors(act, cells, layer)
     objective = o.direction(layer, vectors, cossim_power=cossim_power, name="cell")
     settings = rec.for_layers([layer])
-    factory = _factory(sharing(vectors), float(number), settings.fourier_decay, settings.start_level)
+    decay = settings.fourier_decay if given.fourier_decay is None else given.fourier_decay
+    factory = _factory(sharing(vectors), float(number), decay, settings.start_level,
+                       INIT_SD if given.init_sd is None else given.init_sd)
     result = render(module, objective, recipe=rec, param=factory, size=cell_size, **render_options)
     n = cells * cells
     tiles = result.images.reshape(cells, cells, *result.images.shape[1:])  # [row, col, C, s, s]
@@ -168,12 +174,13 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     return ActivationGrid(pixels, result, vectors, cells, text)
 
 
-def _factory(mix: Tensor, shared: float, decay: float, start_level: float):
-    """The render's param factory: `SharedFourierParam` over `mix` with the recipe's Fourier decay and start."""
+def _factory(mix: Tensor, shared: float, decay: float, start_level: float, sd: float):
+    """The render's param factory: `SharedFourierParam` over `mix` with the Fourier decay, start level and
+    spread of the random start."""
     def make(batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
              device: torch.device | str | None = None) -> SharedFourierParam:
         return SharedFourierParam(batch, channels, height, width, mix=mix, shared=shared, generator=generator,
-                                  device=device, sd=INIT_SD, decay_power=decay, start_level=start_level)
+                                  device=device, sd=sd, decay_power=decay, start_level=start_level)
 
     make.__name__ = "activation_grid"
     return make
