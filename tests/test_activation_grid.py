@@ -132,3 +132,21 @@ def test_grid_help_does_not_load_torch() -> None:
 
 def test_the_grid_is_in_the_flat_api() -> None:
     assert dreamlab.activation_grid is activation_grid and "activation_grid" in dreamlab.__all__
+
+
+def test_a_ctrl_c_saves_the_grid_so_far_and_exits_130(tmp_path, monkeypatch, capsys) -> None:
+    import dreamlab.optvis.activation_grid as module
+
+    real = module.activation_grid
+
+    def stopped(*args, **kwargs):
+        grid = real(*args, **kwargs)
+        grid.renders.interrupted = True  # as render returns it after a Ctrl-C
+        return grid
+
+    monkeypatch.setattr(module, "activation_grid", stopped)
+    out = tmp_path / "g.png"
+    assert main(["grid", "lenet-digits", "conv2", "-i", "china", "--cells", "2", "--cell-size", "28",
+                 "--steps", "1", "--device", "cpu", "-o", str(out)]) == 130
+    assert read_png_text(out)["dreamlab:activation_grid"] == "2x2"
+    assert "interrupted; saved the grid" in capsys.readouterr().err
