@@ -76,6 +76,8 @@ def test_the_grid_png_records_its_provenance(grid, tmp_path) -> None:
     assert text["dreamlab:image"] == "china" and text["dreamlab:photo_map"] == "14x14"
     assert text["dreamlab:objective"] == "conv2:cell^1[0-3]" and text["dreamlab:shared"] == "0.5"
     assert len(text["dreamlab:scores"].split(",")) == 4
+    # the weights the model was loaded with, as render records them, not "caller's module"
+    assert text["dreamlab:weights"] == "default" and text["dreamlab:fourier_decay"] == "0.5"
 
 
 def test_the_same_seed_gives_the_same_grid_and_another_seed_another(grid) -> None:

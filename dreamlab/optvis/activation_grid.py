@@ -21,6 +21,7 @@ from dreamlab.errors import DreamlabError, check_whole
 from dreamlab.inspect.features import photo_activations, preprocess
 from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.io import image_record, read_photo, save_png
+from dreamlab.models.loading import weights_provenance
 from dreamlab.optvis import objectives as o
 from dreamlab.optvis.params import FourierParam, ImageParam, Generators
 from dreamlab.optvis.result import RenderResult
@@ -161,16 +162,17 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     factory = _factory(sharing(vectors), float(number), decay, settings.start_level,
                        INIT_SD if given.init_sd is None else given.init_sd)
     result = render(module, objective, recipe=rec, param=factory, size=cell_size, **render_options)
-    n = cells * cells
     tiles = result.images.reshape(cells, cells, *result.images.shape[1:])  # [row, col, C, s, s]
     pixels = tiles.permute(2, 0, 3, 1, 4).reshape(result.images.shape[1], cells * cell_size, cells * cell_size)
     name = "tensor" if isinstance(photo, Tensor) else Path(photo).name
-    text = {**result.provenance, **{f"dreamlab:image_{k}" if k != "name" else "dreamlab:image": v
+    # render was handed the loaded module: where its weights came from is known here, not there
+    text = {**result.provenance, **weights_provenance(described), **{f"dreamlab:image_{k}" if k != "name" else "dreamlab:image": v
                                    for k, v in image_record(name, photo, image).items()},
             "dreamlab:activation_grid": f"{cells}x{cells}", "dreamlab:cell_size": str(cell_size),
             "dreamlab:photo_map": f"{act.shape[1]}x{act.shape[2]}", "dreamlab:shared": f"{number:g}",
             "dreamlab:param": f"lucid's grid: {OWN_WEIGHT:g} own + {number:g} shared Fourier images",
-            "dreamlab:scores": ",".join(f"{s:.4g}" for s in result.final_scores[:n].tolist())}
+            "dreamlab:fourier_decay": f"{decay:g}",
+            "dreamlab:scores": ",".join(f"{s:.4g}" for s in result.final_scores.tolist())}
     return ActivationGrid(pixels, result, vectors, cells, text)
 
 
