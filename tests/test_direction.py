@@ -194,9 +194,22 @@ def test_render_direction_from_the_command_line(tmp_path, monkeypatch, capsys) -
     assert text["dreamlab:direction_file"] == "pair.npy" and len(text["dreamlab:direction_sha256"]) == 16
 
 
+def test_render_cosine_direction_from_the_command_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "pair.npy", np.eye(50, dtype=np.float32)[[3, 7]])
+    assert main(["render", "conv2", "--model", "lenet-digits", "--direction", "pair.npy", "--steps", "4",
+                 "--cosine", "-o", "out"]) == 0
+    written = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in written] == ["lenet-digits_conv2_pair_cos_0.png", "lenet-digits_conv2_pair_cos_1.png"]
+    text = read_png_text(written[1])
+    assert text["dreamlab:unit"] == "conv2:pair~cos[1]" and -1 <= float(text["dreamlab:score"]) <= 1
+
+
 @pytest.mark.parametrize("argv, message", [
     (["conv2:3", "--direction", "v.npy"], "OBJECTIVE is the layer the directions live in"),
     (["conv2", "--cossim-power", "1"], "--cossim-power applies to --direction FILE only"),
+    (["conv2", "--cosine"], "--cosine applies to --direction FILE only"),
+    (["conv2", "--direction", "v.npy", "--cosine", "--cossim-power", "1"], "give one of them"),
     (["conv2", "--direction", "short.npy"], "the direction has 20 values but layer 'conv2' has 50 channels"),
     (["conv2", "--direction", "v.npy", "--cossim-power", "-1"], "cossim_power must be a number from 0 to 32"),
 ])

@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cossim-power", type=float, metavar="P",
                    help="with --direction: weight each position's dot product by its cosine similarity to the "
                         "direction to the power P, 0 to 32 (default 0: the plain dot product; lucid uses 1 or more)")
+    p.add_argument("--cosine", action="store_true",
+                   help="with --direction: score each position by its cosine similarity to the direction alone, "
+                        "-1 to 1 (lucent's direction), instead of the dot product")
     p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere)")
     add_compile_argument(p, "pays off over long or repeated renders")
     p.add_argument("--tensorboard", type=output_path, metavar="DIR",
@@ -329,15 +332,19 @@ def _direction_objective(args: argparse.Namespace) -> Objective | None:
     from dreamlab.optvis.objectives import direction
 
     if args.direction is None:
-        if args.cossim_power is not None:
-            raise DreamlabError("--cossim-power applies to --direction FILE only; add it, or leave --cossim-power out")
+        for flag, given in (("--cossim-power", args.cossim_power is not None), ("--cosine", args.cosine)):
+            if given:
+                raise DreamlabError(f"{flag} applies to --direction FILE only; add it, or leave {flag} out")
         return None
+    if args.cosine and args.cossim_power is not None:
+        raise DreamlabError("--cosine scores the cosine alone and --cossim-power weighs the dot product by it: "
+                            "give one of them")
     layer = args.objective.strip()
     if not layer or any(c in layer for c in " :@+*/()") or layer.startswith("-"):
         raise DreamlabError(f"with --direction, OBJECTIVE is the layer the directions live in, like conv2 or "
                             f"logit, got {args.objective!r}: give the layer alone")
     return direction(layer, load_vectors(args.direction), args.cossim_power or 0.0,
-                     name=_direction_name(args.direction))
+                     name=_direction_name(args.direction), cosine=args.cosine)
 
 
 def _direction_name(path: Path) -> str:
