@@ -80,6 +80,12 @@ def test_the_grid_png_records_its_provenance(grid, tmp_path) -> None:
     assert text["dreamlab:weights"] == "default" and text["dreamlab:fourier_decay"] == "0.5"
 
 
+def test_a_fixed_size_model_sees_each_cell_at_its_own_size() -> None:
+    small = activation_grid("lenet-digits", "china", "conv2", **{**TINY, "cell_size": 16})
+    assert small.pixels.shape == (1, 32, 32) and small.text["dreamlab:model_size"] == "28"
+    assert "dreamlab:model_size" not in activation_grid("lenet-digits", "china", "conv2", **TINY).text
+
+
 def test_the_same_seed_gives_the_same_grid_and_another_seed_another(grid) -> None:
     again = activation_grid("lenet-digits", "china", "conv2", **TINY)
     assert torch.equal(again.pixels, grid.pixels)

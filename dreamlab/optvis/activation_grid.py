@@ -22,6 +22,7 @@ from dreamlab.inspect.features import photo_activations, preprocess
 from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.io import image_record, read_photo, save_png
 from dreamlab.models.loading import weights_provenance
+from dreamlab.models.prepare import model_device, takes_size
 from dreamlab.optvis import objectives as o
 from dreamlab.optvis.params import FourierParam, ImageParam, Generators
 from dreamlab.optvis.result import RenderResult
@@ -122,7 +123,8 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
 
     `photo` is a [C, H, W] tensor in [0, 1], a PNG/JPEG path, or 'china'/'flower'; it goes through the recipe's
     preprocessing (shorter side to the input size, centre crop), and must not be smaller than that size. Each
-    cell renders at `cell_size` px along its vector, scored by `objectives.direction` with `cossim_power`;
+    cell renders at `cell_size` px along its vector, scored by `objectives.direction` with `cossim_power` (a model
+    that takes no other size than its recipe's sees each cell resized to that, `model_size`);
     `shared` (0 to 1; 0: independent cells) weighs the images cells share with cells alike. Other keywords
     (`steps`, `seed`, `device`, `lr`, `transforms`, `progress`, ...) go to `render`; `fourier_decay` and `init_sd`
     to the Fourier images.
@@ -161,6 +163,9 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     decay = settings.fourier_decay if given.fourier_decay is None else given.fourier_decay
     factory = _factory(sharing(vectors), float(number), decay, settings.start_level,
                        INIT_SD if given.init_sd is None else given.init_sd)
+    if "model_size" not in render_options and cell_size != rec.input_size and \
+            not takes_size(module, rec.channels, cell_size, model_device(module)):
+        render_options["model_size"] = rec.input_size  # a fixed-size model (lenet-digits, a ViT) sees cells resized
     result = render(module, objective, recipe=rec, param=factory, size=cell_size, **render_options)
     tiles = result.images.reshape(cells, cells, *result.images.shape[1:])  # [row, col, C, s, s]
     pixels = tiles.permute(2, 0, 3, 1, 4).reshape(result.images.shape[1], cells * cell_size, cells * cell_size)
