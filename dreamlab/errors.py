@@ -44,6 +44,11 @@ class ObjectiveOperatorError(DreamlabError, TypeError):
     """An operator objectives do not take (`obj ** 2`, `obj @ x`): a TypeError, as Python's own would be."""
 
 
+class ArgumentValueError(DreamlabError, ValueError):
+    """An argument of the right type whose value a function cannot use (a ValueError, as Python's own would be,
+    so that `except ValueError` keeps catching it)."""
+
+
 class WeightsError(DreamlabError):
     """Weights that could not be downloaded, read, or fitted to the model."""
 

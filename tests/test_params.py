@@ -237,3 +237,23 @@ def test_cppn_renders_raise_the_objective_through_every_layer():
     param = CPPNParam(1, 1, 28, 28, generator=torch.Generator().manual_seed(0), sd=1.0)
     param().mean().backward()
     assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in param.weights)
+
+
+@pytest.mark.parametrize("cls", ["PixelParam", "FourierParam", "CPPNParam", "MacoParam"])
+def test_param_constructors_refuse_bad_shapes_and_generator_counts_in_one_line(cls):
+    from dreamlab.errors import ArgumentValueError
+    from dreamlab.optvis import params
+
+    make = getattr(params, cls)
+    with pytest.raises(DreamlabError) as caught:
+        make(1, 3, 0, 8)
+    assert str(caught.value) == (f"{cls} height must be a whole number >= 1; give the image's shape as whole numbers, "
+                                 f"e.g. (1, 3, 224, 224), got 0")
+    with pytest.raises(DreamlabError, match=f"^{cls} batch must be a whole number >= 1; .*, got 1.5$"):
+        make(1.5, 3, 8, 8)
+    # a ValueError still, as it was before it was a DreamlabError
+    with pytest.raises(ArgumentValueError) as caught:
+        make(2, 3, 8, 8, generator=[torch.Generator()])
+    assert isinstance(caught.value, ValueError) and str(caught.value) == (
+        "generator= holds 1 generator(s) for a batch of 2; give one per sample, or a single torch.Generator for the "
+        "whole batch")

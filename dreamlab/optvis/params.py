@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from dreamlab.errors import DreamlabError, unknown, unknown_keyword
+from dreamlab.errors import ArgumentValueError, DreamlabError, check_whole, unknown, unknown_keyword
 
 # Square root of the colour correlation of ImageNet images, from lucid (tensorflow/lucid,
 # optvis/param/color.py, `color_correlation_svd_sqrt`). Optimizing in this basis decorrelates the colour
@@ -38,7 +38,8 @@ def seeded_randn(shape: tuple[int, ...], generator: Generators, device: torch.de
     unit's starting image does not depend on which other units share its batch."""
     if isinstance(generator, Sequence):
         if len(generator) != shape[0]:
-            raise ValueError(f"expected {shape[0]} generators (one per sample), got {len(generator)}")
+            raise ArgumentValueError(f"generator= holds {len(generator)} generator(s) for a batch of {shape[0]}; "
+                                     f"give one per sample, or a single torch.Generator for the whole batch")
         return torch.stack([torch.randn(shape[1:], generator=g, device=device) for g in generator])
     return torch.randn(shape, generator=generator, device=device)
 
@@ -60,6 +61,13 @@ def _real_in(value: object, low: float, high: float) -> bool:
     """Whether `value` is a finite real number (not a bool) strictly between `low` and `high`."""
     return (not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
             and low < value < high)
+
+
+def check_image_shape(kind: str, batch: object, channels: object, height: object, width: object) -> None:
+    """Refuses, in one line naming the parameterization `kind`, a batch, channel count or side that is not a
+    whole number >= 1 (torch would fail later with a message about tensor shapes, or make an empty image)."""
+    for name, value in (("batch", batch), ("channels", channels), ("height", height), ("width", width)):
+        check_whole(f"{kind} {name}", value, 1, hint="; give the image's shape as whole numbers, e.g. (1, 3, 224, 224)")
 
 
 def check_start_level(value: object) -> None:
@@ -105,6 +113,7 @@ class PixelParam(ImageParam):
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  sd: float = 0.01, decorrelate: bool = True, color_matrix: Tensor | None = None,
                  start_level: float = 0.5, device: torch.device | str | None = None):
+        check_image_shape("PixelParam", batch, channels, height, width)
         super().__init__(channels, decorrelate, color_matrix, start_level, device)
         init = seeded_randn((batch, channels, height, width), generator, device) * sd
         self.pixels = nn.Parameter(init)
@@ -141,6 +150,7 @@ class FourierParam(ImageParam):
                  sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,
                  color_matrix: Tensor | None = None, start_level: float = 0.5,
                  freeze_chroma_mean: bool = True, device: torch.device | str | None = None):
+        check_image_shape("FourierParam", batch, channels, height, width)
         super().__init__(channels, decorrelate, color_matrix, start_level, device)
         self.size = (height, width)
         spectrum_shape = (batch, channels, height, width // 2 + 1, 2)
@@ -195,6 +205,7 @@ class CPPNParam(ImageParam):
                  sd: float = 0.01, hidden: int = 24, layers: int = 8, decorrelate: bool = True,
                  color_matrix: Tensor | None = None, start_level: float = 0.5,
                  device: torch.device | str | None = None):
+        check_image_shape("CPPNParam", batch, channels, height, width)
         super().__init__(channels, decorrelate, color_matrix, start_level, device)
         self.size = (height, width)
         longer = max(height, width)
@@ -270,7 +281,8 @@ def resize_magnitude(magnitude: Tensor, height: int, width: int, source_width: i
     whether it was even or odd (9 columns: 16 or 17 px), and the frequency of a column depends on it."""
     channels, h, half = magnitude.shape
     if half != source_width // 2 + 1:
-        raise ValueError(f"a magnitude of {half} columns is not the rfft of {source_width}-px-wide images")
+        raise ArgumentValueError(f"a magnitude of {half} columns is not the rfft of {source_width}-px-wide images; "
+                                 f"give the width it was measured at, {2 * half - 2} or {2 * half - 1}")
     if (h, source_width) == (height, width):
         return magnitude
     fy = torch.fft.fftfreq(height, dtype=torch.float64) * h + h // 2  # row of the height-centred given grid
@@ -342,6 +354,7 @@ class MacoParam(ImageParam):
                  magnitude: Tensor | None = None, decorrelate: bool = True, color_matrix: Tensor | None = None,
                  start_level: float = 0.5, contrast: float = MACO_CONTRAST, magnitude_width: int | None = None,
                  freeze_chroma_mean: bool = False, device: torch.device | str | None = None):
+        check_image_shape("MacoParam", batch, channels, height, width)
         super().__init__(channels, decorrelate, color_matrix, start_level, device)
         check_maco_options({"contrast": contrast, "freeze_chroma_mean": freeze_chroma_mean})
         self.size = (height, width)
