@@ -1,6 +1,8 @@
 """Hints that name what the user typed: the model in `dreamlab layers MODEL`, logit among the layers."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -113,3 +115,40 @@ def test_a_missing_photo_with_none_on_the_line_gets_no_hint(capsys):
         main(["cam", "lenet-digits", "-o", "out.png"])
     assert capsys.readouterr().err == ("dreamlab: error: the following arguments are required: --image/-i "
                                        "(see dreamlab cam --help)\n")
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["render", "conv2:0", "--thresholds", "2", "--thresholds", "3"],
+     "argument --thresholds: given twice ('2' and '3'); give them in one comma-separated list: --thresholds 2,3"),
+    (["gallery", "lenet-digits", "--layers", "conv1", "--layers=conv2"],
+     "argument --layers: given twice ('conv1' and 'conv2'); give them in one comma-separated list: --layers "
+     "conv1,conv2"),
+    (["gallery", "lenet-digits", "--channels", "0-2", "--channels", "5"],
+     "argument --channels: given twice ('0,1,2' and '5'); give them in one comma-separated list: --channels 0,1,2,5"),
+    (["quality", "--measures", "transfer", "--measures", "kept"],
+     "argument --measures: given twice ('transfer' and 'kept'); give them in one comma-separated list: --measures "
+     "transfer,kept"),
+    (["attribute", "lenet-digits", "-i", "china", "-M", "saliency", "-M", "ig"],
+     "argument --method/-M: given twice ('saliency' and 'ig'); give them in one comma-separated list: -M saliency,ig"),
+    (["render", "conv2:0", "--thresholds", ""],
+     "argument --thresholds: '' is empty; give comma-separated step counts like 64,256,512, or leave the option out"),
+    (["render", "conv2:0", "--thresholds", "2,,3"],
+     "argument --thresholds: '2,,3' has an empty item (two commas in a row, or one at an end); give comma-separated "
+     "step counts like 64,256,512, or leave the option out"),
+])
+def test_a_list_option_given_twice_or_empty_is_refused_not_cut_short(argv, said, capsys):
+    # argparse keeps the last value of a repeated option: for a list, the first items would be silently dropped
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and err.startswith(f"dreamlab: error: {said} (see dreamlab ") and err.count("\n") == 1
+
+
+def test_examples_reads_the_photos_of_every_images_option(tmp_path):
+    from dreamlab.io import read_png_text
+
+    out = tmp_path / "ex.png"
+    assert main(["examples", "lenet-digits", "conv2:0", "-i", "china", "-i", "flower", "--size", "28", "--top", "2",
+                 "-o", str(out)]) == 0
+    names = [photo["name"] for photo in json.loads(read_png_text(out)["dreamlab:images"])]
+    assert names == ["china", "flower"]

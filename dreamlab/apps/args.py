@@ -152,9 +152,15 @@ def _flag_hint(flag: str, options: Sequence[str]) -> str:
 
 
 def int_list(text: str) -> list[int]:
-    """``"64,256,512"`` -> ``[64, 256, 512]`` (for --thresholds)."""
+    """``"64,256,512"`` -> ``[64, 256, 512]`` (for --thresholds); an empty list or item (`''`, an unset shell
+    variable; `64,,256`) is refused, as gallery's --layers refuses one, rather than read as no snapshots."""
+    items = [v.strip() for v in text.split(",")]
+    if not all(items):
+        where = "is empty" if not any(items) else "has an empty item (two commas in a row, or one at an end)"
+        raise argparse.ArgumentTypeError(f"{text!r} {where}; give comma-separated step counts like 64,256,512, or "
+                                         f"leave the option out")
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        return [int(v) for v in items]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated step counts like 64,256,512, got {text!r}")
 
@@ -313,6 +319,9 @@ class _Given(argparse.Action):
         setattr(namespace, f"{self.dest}_given", True)
 
 
+LIST_ONCE = "give them in one comma-separated list"  # add_once_option's `once` for a list option (an example follows)
+
+
 def add_once_option(p: argparse.ArgumentParser, *flags: str, once: str, **kwargs: Any) -> None:
     """An option that takes one value per run: given twice it is refused, in one line that names both values and
     ends with `once` (what to do instead), where argparse would silently keep the last."""
@@ -330,9 +339,16 @@ class _Once(argparse.Action):
         seen = f"_{self.dest}_seen"
         first = getattr(namespace, seen, None)
         if first is not None:
-            raise argparse.ArgumentError(self, f"given twice ({str(first)!r} and {str(values)!r}); {self.once}")
+            first, second = _as_given(first), _as_given(values)
+            once = f"{self.once}: {option_string} {first},{second}" if self.once == LIST_ONCE else self.once
+            raise argparse.ArgumentError(self, f"given twice ({first!r} and {second!r}); {once}")
         setattr(namespace, seen, values)
         setattr(namespace, self.dest, values)
+
+
+def _as_given(value: object) -> str:
+    """An option's parsed value as the command line wrote it (a parsed list comma-separated again)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def model_recipe(args: argparse.Namespace) -> str | Path:

@@ -5,7 +5,8 @@ import argparse
 import math
 import sys
 
-from dreamlab.apps.args import add_given_option, given_options, nonempty, note_zero_head, positive_int
+from dreamlab.apps.args import (LIST_ONCE, add_given_option, add_once_option, given_options, nonempty, note_zero_head,
+                                positive_int)
 from dreamlab.apps.commands.cam import add_subject_arguments, at_size, check_outputs, load_subject, note_zero_map
 from dreamlab.errors import DreamlabError
 
@@ -17,7 +18,7 @@ DESCRIPTION = ("Per-pixel attributions of a target: FILE.png shows the heat map 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_subject_arguments(p)
-    p.add_argument("--method", "-M", default="saliency",
+    add_once_option(p, "--method", "-M", default="saliency", once=LIST_ONCE,
                    help="saliency, smoothgrad, ig, deconvnet, guided, guided-gradcam (default: %(default)s); "
                         "with --sanity, a comma-separated list that may also name gradcam and gradcam++")
     # add_given_option: these have defaults, and an option the method does not use must still be told apart

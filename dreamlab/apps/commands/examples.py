@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("layer", metavar="LAYER:UNITS",
                    help="the units, e.g. features.22:0-7, inception4c:97,12, logit:3 or logit:tabby (a class name, "
                         "as render takes it; `dreamlab layers MODEL`)")
-    p.add_argument("--images", "-i", nargs="+", type=photo_path, required=True, metavar="IMAGE",
+    p.add_argument("--images", "-i", nargs="+", action="extend", type=photo_path, required=True, metavar="IMAGE",
                    help="folders of PNG/JPEG photos, image files, or china / flower (scikit-learn's sample photos); "
                         "an image given twice is read once")
     p.add_argument("--weights", default="default", type=nonempty,

@@ -5,10 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, WEIGHTS_HELP, add_allow_code_argument, add_compile_argument,
-                                add_device_argument, add_diversity_arguments, add_optimization_arguments,
-                                check_diversity_options, check_fourier_decay, check_image_size, check_tensorboard,
-                                nonempty, output_path, photo_path, positive_int, square_size, warn_never_on)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, LIST_ONCE, WEIGHTS_HELP, add_allow_code_argument,
+                                add_compile_argument, add_device_argument, add_diversity_arguments, add_once_option,
+                                add_optimization_arguments, check_diversity_options, check_fourier_decay,
+                                check_image_size, check_tensorboard, nonempty, output_path, photo_path, positive_int,
+                                square_size, warn_never_on)
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.units import parse_units
 
@@ -19,9 +20,9 @@ DESCRIPTION = ("Render every channel of LAYERS into OUT: one PNG per unit, conta
 def add_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("model", type=nonempty, help="recipe name (googlenet, lenet-digits, ...), a recipe .toml, or any "
                                  "torchvision model name")
-    g.add_argument("--layers", help="comma-separated layer names (default: the recipe's default layer); "
-                                    "`dreamlab layers MODEL` lists them; logit is the model's output, a channel "
-                                    "per class")
+    add_once_option(g, "--layers", once=LIST_ONCE,
+                    help="comma-separated layer names (default: the recipe's default layer); `dreamlab layers MODEL` "
+                         "lists them; logit is the model's output, a channel per class")
     g.add_argument("-o", "--out", type=output_path, help="output folder (default: gallery/MODEL)")
     g.add_argument("--weights", default="default", type=nonempty, help=WEIGHTS_HELP)
     g.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
@@ -34,7 +35,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                    help="units per render call (default: 64 on cuda, 16 on cpu, divided by --diversity); "
                         "floating-point rounding depends on it, on a CPU too, so a few units can come out slightly "
                         "different with another one: keep one per gallery (gallery/README.md, Determinism)")
-    g.add_argument("--channels", type=_channels_arg, help="only these channels of each layer, e.g. 0-15 or 0-3,8")
+    add_once_option(g, "--channels", type=_channels_arg, once=LIST_ONCE,
+                    help="only these channels of each layer, e.g. 0-15 or 0-3,8")
     g.add_argument("--overwrite", action="store_true",
                    help="replace the units of LAYERS made with other settings (refused while OUT holds units of "
                         "other layers)")

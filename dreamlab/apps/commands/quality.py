@@ -7,7 +7,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from dreamlab.apps.args import given_options
+from dreamlab.apps.args import LIST_ONCE, add_once_option, given_options
 from dreamlab.apps.quality.names import DIGITS_MEASURES, HED_UNITS_MAX, MEASURES, SETTINGS_NAMES
 from dreamlab.errors import DreamlabError, unknown
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--measures", default=",".join(MEASURES),
+    add_once_option(p, "--measures", default=",".join(MEASURES), once=LIST_ONCE,
                    help="comma-separated subset of: " + ", ".join(MEASURES) + " (default: all)")
     p.add_argument("--steps", type=int, help="steps of the digits renders: transfer, dataset, kept (default: the "
                                              "lenet-digits recipe's, 256, also with --fast)")

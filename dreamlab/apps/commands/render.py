@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, add_compile_argument, add_device_argument,
-                                add_diversity_arguments, add_model_arguments, add_optimization_arguments,
-                                check_diversity_options, check_fourier_decay, check_image_size, check_tensorboard,
-                                image_size, input_path, int_list, model_recipe, output_path, photo_path,
-                                note_zero_head, positive_int, warn_never_on)
+from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, LIST_ONCE, add_compile_argument, add_device_argument,
+                                add_diversity_arguments, add_model_arguments, add_once_option,
+                                add_optimization_arguments, check_diversity_options, check_fourier_decay,
+                                check_image_size, check_tensorboard, image_size, input_path, int_list, model_recipe,
+                                output_path, photo_path, note_zero_head, positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
@@ -44,8 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device_argument(p)
     p.add_argument("--batch-size", type=positive_int,
                    help="images optimized at once (default: all; with --diversity N, a multiple of N: rounded down)")
-    p.add_argument("--thresholds", type=int_list, default=[], help="also save snapshots at these steps, "
-                                                                    "e.g. 64,256,512")
+    add_once_option(p, "--thresholds", type=int_list, default=[], once=LIST_ONCE,
+                    help="also save snapshots at these steps, e.g. 64,256,512")
     p.add_argument("--init", type=photo_path, metavar="PHOTO",
                    help="start from this image (a PNG/JPEG file, or china or flower) instead of noise")
     add_diversity_arguments(p, note="; a --grid has a row per unit")
