@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 class DreamlabError(Exception):
     """Base class of every user-facing error (bad name, bad value, failed download)."""
 
+    exit_code = 2  # the command line's exit status for it: 2, the command line was wrong (cli's EXIT_USAGE)
+
 
 class DreamlabNote(UserWarning):
     """Something the library chose for the caller and says (a warning, not an error); the command line prints it
@@ -56,6 +58,8 @@ class WeightsError(DreamlabError):
 class DownloadError(WeightsError):
     """Weights whose download failed (no network, the index or server unreachable): a failure of the machine's
     surroundings rather than of the command line, so the CLI exits 1 for it, not 2."""
+
+    exit_code = 1
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

@@ -1,13 +1,16 @@
 """Gallery: `--layers logit` (the module that computes the model's output), and the strip of a unit no photo turns on."""
 from __future__ import annotations
 
+import argparse
 import json
 
+import pytest
 import torch
 from torch import nn
 
 from dreamlab.apps.cli import main
 from dreamlab.apps.gallery.build import build_gallery
+from dreamlab.errors import DreamlabError
 from dreamlab.models.loading import LoadedModel
 from dreamlab.models.recipe import Recipe
 
@@ -108,3 +111,43 @@ def test_logit_as_its_module_takes_the_recipes_logit_table_as_render_does(tmp_pa
     assert (text["dreamlab:steps"], text["dreamlab:lr"]) == ("3", "0.1")  # as `render logit:4` would
     other = build_gallery(loaded, tmp_path / "h", layers=["conv2"], channels=[0], device="cpu")
     assert Image.open(tmp_path / "h" / other.manifest["units"][0]["file"]).text["dreamlab:lr"] == "0.02"
+
+
+def test_every_rank_exits_as_rank_0_does_when_its_download_fails(monkeypatch, capsys):
+    """Under torchrun rank 0 loads the model first; a failed download (exit 1) must not become exit 2 on the ranks
+    that hear of it second-hand, and a crash of rank 0 is exit 1 there too."""
+    from dreamlab.apps.cli import _main
+    from dreamlab.apps.gallery import build
+    from dreamlab.errors import DownloadError
+
+    class Group:  # two ranks, without torch.distributed: broadcast hands rank 0's value on
+        def __init__(self, rank: int, sent: list):
+            self.rank, self.world, self.distributed, self.sent = rank, 2, True, sent
+
+        def broadcast(self, value):
+            if self.rank == 0:
+                self.sent.append(value)
+            return self.sent[0]
+
+    def failing_load(model, weights):
+        raise DownloadError("could not download the weights of resnet18 (no network); use --weights PATH")
+
+    monkeypatch.setattr(build, "load_model", failing_load)
+    sent: list = []
+    with pytest.raises(DownloadError):
+        build._shared_plan(Group(0, sent), "resnet18", "default", lambda loaded: None)
+    assert sent == [(None, ("could not download the weights of resnet18 (no network); use --weights PATH", 1))]
+    with pytest.raises(DreamlabError) as caught:
+        build._shared_plan(Group(1, sent), "resnet18", "default", lambda loaded: None)
+    assert caught.value.exit_code == 1 and str(caught.value).startswith("could not download the weights")
+    crashed = [(None, build._failure(RuntimeError("CUDA error")))]
+    with pytest.raises(DreamlabError, match="^rank 0 failed; its output says why$") as caught:
+        build._shared_plan(Group(1, crashed), "resnet18", "default", lambda loaded: None)
+    assert caught.value.exit_code == 1
+
+    def run_rank_1(args):
+        build._shared_plan(Group(1, sent), "resnet18", "default", lambda loaded: None)
+
+    monkeypatch.setattr("dreamlab.apps.cli._parse", lambda argv: argparse.Namespace(run=run_rank_1))
+    assert _main(["gallery", "resnet18"]) == 1
+    assert capsys.readouterr().err.startswith("dreamlab: error: could not download the weights of resnet18")

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OneLineParser, unrecognized
-from dreamlab.errors import DownloadError, DreamlabError, DreamlabNote
+from dreamlab.apps.args import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, OneLineParser, unrecognized
+from dreamlab.errors import DreamlabError, DreamlabNote
 
 # name -> (module, one-line help shown by `dreamlab --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -167,7 +167,7 @@ def _main(argv: list[str]) -> int:
             return args.run(args)
     except DreamlabError as exc:
         print(f"dreamlab: error: {_with_model(str(exc), model)}", file=sys.stderr)
-        return EXIT_FAILURE if isinstance(exc, DownloadError) else EXIT_USAGE
+        return exc.exit_code  # EXIT_USAGE, or EXIT_FAILURE for a failure of the surroundings (DownloadError)
     except KeyboardInterrupt:
         print("dreamlab: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -192,14 +192,25 @@ def _shared_plan(group: RankGroup, model: str | Path | LoadedModel, weights: str
             plan = make(loaded)
         except Exception as exc:
             if group.distributed:  # tell the other ranks, or they wait for the plan until the timeout
-                group.broadcast((None, str(exc) if isinstance(exc, DreamlabError) else "rank 0 failed"))
+                group.broadcast((None, _failure(exc)))
             raise
     plan, failure = group.broadcast((plan, None))
     if plan is None:
-        raise DreamlabError(failure or "rank 0 failed")
+        message, code = failure or _failure(None)
+        error = DreamlabError(message)
+        error.exit_code = code  # every rank exits as rank 0 does (1 for a failed download, not 2)
+        raise error
     if loaded is None:  # after rank 0 has loaded it, so that a download happens once
         loaded = model if isinstance(model, LoadedModel) else load_model(model, weights)
     return loaded, plan
+
+
+def _failure(exc: BaseException | None) -> tuple[str, int]:
+    """What the other ranks say and exit with for rank 0's failure `exc`: its message and exit status where it
+    is a DreamlabError; else 1 (a crash, not the command line's fault), pointing at rank 0's own report."""
+    if isinstance(exc, DreamlabError):
+        return str(exc), exc.exit_code
+    return "rank 0 failed; its output says why", 1
 
 
 def _render_my_batches(loaded: LoadedModel, folder: GalleryFolder, plan: Plan, group: RankGroup,
