@@ -257,3 +257,24 @@ def test_layer_names_from_lucid_and_lucent_are_translated(model, layer, hint, ca
     assert main(["render", layer, "--model", model, "--weights", "none", "--steps", "1", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"dreamlab: error: unknown layer '{layer.split(':')[0]}'") and hint in err
+
+
+def test_units_n_without_an_index_says_the_images_share_one_target():
+    import warnings
+
+    from dreamlab.errors import DreamlabNote
+
+    with pytest.warns(DreamlabNote) as caught:
+        @o.objective(layers=["conv2"], units=3)
+        def same(acts):
+            return acts["conv2"][:, 0].mean((1, 2))
+    assert [str(w.message) for w in caught] == [
+        "@objective function 'same' takes no index, so its 3 images (units=3) share one target and differ only by "
+        "their random start (and by a diversity term added to it); for a target per image, take it: def "
+        "same(acts, index); for 3 images of one target pushed apart, leave units out and render with diversity=3"]
+    assert caught[0].filename == __file__  # the line of the decorator, not dreamlab's
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no note: each image reads its index, or the function couples them itself
+        o.objective(layers=["conv2"], units=3)(lambda acts, index: acts["conv2"][:, 0].mean((1, 2)))
+        o.objective(layers=["conv2"], units=3, couples="diversity")(lambda acts: acts["conv2"].mean((1, 2, 3)))
+        o.objective(layers=["conv2"])(lambda acts: acts["conv2"].mean((1, 2, 3)))

@@ -17,6 +17,7 @@ import inspect
 import math
 import numbers
 import operator
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamlab.optvis.capture import OUTPUT, layer_names
-from dreamlab.errors import DreamlabError, ObjectiveOperatorError, UnknownNameError, checked_keywords, unknown
+from dreamlab.errors import (DreamlabError, DreamlabNote, ObjectiveOperatorError, UnknownNameError, checked_keywords,
+                             unknown)
 from dreamlab.optvis.units import format_units
 
 IMAGE = "@image"  # key of the clean (un-transformed) image in the activations mapping
@@ -921,6 +923,12 @@ def objective(layers: str | Iterable[str], name: str | None = None, units: int =
                                 f"{type(fn).__name__}")
         label = name or getattr(fn, "__name__", "objective")
         takes_index = _takes_index(fn, label)
+        if units > 1 and not takes_index and not coupled:
+            warnings.warn(f"@objective function {label!r} takes no index, so its {units} images (units={units}) "
+                          f"share one target and differ only by their random start (and by a diversity term added "
+                          f"to it); for a target per image, take it: def {label}(acts, index); for {units} images "
+                          f"of one target pushed apart, leave units out and render with diversity={units}",
+                          DreamlabNote, stacklevel=2)
 
         def scorer(acts: Acts, index: Tensor) -> Tensor:
             seen = _DeclaredActs(acts, declared, label)
