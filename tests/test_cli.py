@@ -438,3 +438,24 @@ def test_render_from_a_weights_file_records_its_sha256(tmp_path, monkeypatch, ca
     assert second["dreamlab:weights_sha256"] == hashlib.sha256((tmp_path / "mine.pt").read_bytes()).hexdigest()[:16]
     assert second["dreamlab:weights_sha256"] != first["dreamlab:weights_sha256"]
     capsys.readouterr()
+
+
+def test_a_note_is_printed_once_per_run_even_when_the_warning_filters_change_between(monkeypatch, capsys):
+    """Python's "once" forgets what it showed whenever the filters change (an import that adds one, any
+    catch_warnings): a note given again after that (a gallery's next batch, a second check of --device) is still
+    printed once."""
+    import argparse
+    import warnings
+
+    from dreamlab.errors import DreamlabNote
+
+    def run(args):
+        for _ in range(3):
+            warnings.warn("the same note", DreamlabNote)
+            warnings.filterwarnings("ignore", message="something else")  # what a library import does
+        warnings.warn("another note", DreamlabNote)
+        return 0
+
+    monkeypatch.setattr("dreamlab.apps.cli._parse", lambda argv: argparse.Namespace(run=run))
+    assert main(["recipes"]) == 0
+    assert capsys.readouterr().err == "dreamlab: note: the same note\ndreamlab: note: another note\n"

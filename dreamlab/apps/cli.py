@@ -143,16 +143,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("once", DreamlabNote)  # a gallery's batches would repeat it
             shown = warnings.showwarning
-            warnings.showwarning = partial(_show_note, shown)
+            # "once" alone does not hold: Python forgets what it showed whenever the filters change (an import
+            # that adds one, any catch_warnings), so the notes shown are remembered here too
+            warnings.showwarning = partial(_show_note, shown, set())
             return _main(argv)
     finally:
         sys.stderr = stderr
 
 
-def _show_note(show: Callable[..., None], message: Warning | str, category: type[Warning], *args: Any,
-               **kwargs: Any) -> None:
-    """A DreamlabNote as the line `dreamlab: note: ...`; any other warning as Python shows it."""
+def _show_note(show: Callable[..., None], seen: set[str], message: Warning | str, category: type[Warning],
+               *args: Any, **kwargs: Any) -> None:
+    """A DreamlabNote as the line `dreamlab: note: ...`, once per run (`seen`: the notes shown); any other warning
+    as Python shows it."""
     if issubclass(category, DreamlabNote):
+        if str(message) in seen:
+            return
+        seen.add(str(message))
         print(f"dreamlab: note: {message}", file=sys.stderr, flush=True)
     else:
         show(message, category, *args, **kwargs)
