@@ -9,9 +9,11 @@ device(type='cpu')
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 
 
 def valid_devices() -> list[str]:
@@ -60,6 +62,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "mps" and _mps_available():
         return torch.device("mps")
     if dev.type == "cpu":
+        if dev.index:  # torch takes cpu:3 and ignores the index: say so, for one who meant a core or socket
+            warnings.warn(f"device {str(device)!r} is the CPU: torch has one CPU device, and its index picks no core; "
+                          f"rendering on cpu (to use fewer cores: torch.set_num_threads, or taskset)", DreamlabNote)
         return torch.device("cpu")  # "cpu:0" and "cpu" are the same device
     raise DreamlabError(f"cannot render on device {str(device)!r}; valid here: {valid}")
 

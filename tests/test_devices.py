@@ -31,6 +31,23 @@ def test_cpu_requests_are_one_device(no_gpu):
     assert resolve_device(None) == torch.device("cpu")
 
 
+def test_a_cpu_index_is_the_cpu_and_a_note_says_it_picks_no_core(no_gpu):
+    import warnings
+
+    from dreamlab.errors import DreamlabNote
+
+    with pytest.warns(DreamlabNote) as caught:
+        assert resolve_device("cpu:3") == resolve_device(torch.device("cpu", 2)) == torch.device("cpu")
+    assert [str(w.message) for w in caught] == [
+        "device 'cpu:3' is the CPU: torch has one CPU device, and its index picks no core; rendering on cpu (to "
+        "use fewer cores: torch.set_num_threads, or taskset)",
+        "device 'cpu:2' is the CPU: torch has one CPU device, and its index picks no core; rendering on cpu (to "
+        "use fewer cores: torch.set_num_threads, or taskset)"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # cpu:0 is what torch itself prints for the CPU: no note
+        assert resolve_device("cpu:0") == torch.device("cpu")
+
+
 def test_cuda_gets_the_current_index(two_gpus):
     assert resolve_device("cuda") == torch.device("cuda", 1)
     assert resolve_device(None) == torch.device("cuda", 1)
