@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 
 import pytest
 import torch
@@ -217,3 +218,29 @@ def test_a_dream_that_fails_keeps_the_steps_it_logged(tmp_path, monkeypatch, cap
 ])
 def test_tags_read_as_the_units_file_names_do(label, expected):
     assert tb.tag(label) == expected
+
+
+@needs_tensorboard
+@pytest.mark.parametrize("command", ["render", "dream"])
+def test_a_run_again_into_the_same_folder_shows_once_in_tensorboard(tmp_path, capsys, command):
+    """Two event files over the same steps draw two lines per tag: the second run says so and hides the first
+    (purge_step 1), as its -o replaces the first's PNG."""
+    from dreamlab.io import save_png
+
+    photo = save_png(torch.rand(1, 28, 28), tmp_path / "photo.png")
+    logdir = tmp_path / "tb"
+    argv = (["render", "conv2:3", "--model", "lenet-digits", "--steps", "3"] if command == "render" else
+            ["dream", str(photo), "--model", "lenet-digits", "--objective", "conv2", "--octaves", "1", "--steps", "3"])
+    argv += ["--device", "cpu", "-o", str(tmp_path / "out.png"), "--tensorboard", str(logdir)]
+    assert main(argv) == 0
+    assert "TensorBoard" not in capsys.readouterr().err
+    # TensorBoard reads a folder's event files in name order: time in seconds, host, pid, then a counter of the
+    # process's writers, compared as text (9 after 10); runs of one command are separate processes, seconds apart
+    time.sleep(1.1)
+    assert main(argv) == 0
+    assert (f"dreamlab: note: {str(logdir)!r} holds an earlier run's TensorBoard events: TensorBoard shows this run "
+            f"in their place (a second run over the same steps would draw two lines per tag); give another folder "
+            f"to keep both\n") in capsys.readouterr().err
+    assert len(list(logdir.glob("events.out.tfevents.*"))) == 2
+    tag = "objective/conv2:3" if command == "render" else "objective/dream"
+    assert [e.step for e in read_events(logdir).Scalars(tag)] == [1, 2, 3]  # not 1, 2, 3, 1, 2, 3

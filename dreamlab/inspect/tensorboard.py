@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 from torch import Tensor
 
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 
 INSTALL_HINT = "pip install 'dreamlab[tensorboard]' (or pip install tensorboard)"
 
@@ -44,6 +45,19 @@ def image_steps(steps: int, every: int | None = None) -> list[int]:
     if every is None:
         return sorted({max(1, round(k * steps / 8)) for k in range(1, 9)})
     return sorted({*range(every, steps + 1, every), steps})
+
+
+def fresh_run(logdir: str | Path) -> int | None:
+    """The purge_step of a run that starts from step 1 (not a resume): 1 where `logdir` already holds event files
+    (the same command run again), said in a note, so that TensorBoard shows this run in place of the earlier one
+    rather than a second line over the same steps; None for a new folder."""
+    folder = Path(logdir)
+    if not folder.is_dir() or not any(folder.glob("events.out.tfevents.*")):
+        return None
+    warnings.warn(f"{str(folder)!r} holds an earlier run's TensorBoard events: TensorBoard shows this run in their "
+                  f"place (a second run over the same steps would draw two lines per tag); give another folder to "
+                  f"keep both", DreamlabNote)
+    return 1
 
 
 def require_tensorboard() -> None:

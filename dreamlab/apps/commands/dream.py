@@ -142,14 +142,15 @@ def _photo_files(args: argparse.Namespace, photo, guide) -> dict[str, str]:
 
 def _board(args: argparse.Namespace, done: int):
     """The --tensorboard log's step callback, or None without one."""
-    from dreamlab.inspect.tensorboard import DreamSteps, TensorBoardLog
+    from dreamlab.inspect.tensorboard import DreamSteps, TensorBoardLog, fresh_run
 
     if args.tensorboard is None:
         return None
     # a resumed zoom continues the step series of the frames already made; the steps a stopped run logged of the
-    # frame it left unfinished are logged again, so TensorBoard is told to hide the old ones (purge_step)
+    # frame it left unfinished are logged again, so TensorBoard is told to hide the old ones (purge_step); a run
+    # from frame 0 into a folder with events hides all of theirs
     steps_done = done * args.octaves * args.steps
-    log = TensorBoardLog(args.tensorboard, purge_step=steps_done + 1 if done else None)
+    log = TensorBoardLog(args.tensorboard, purge_step=steps_done + 1 if done else fresh_run(args.tensorboard))
     return DreamSteps(log, args.tensorboard_every or args.steps, done=steps_done)
 
 

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
+    from dreamlab.inspect.tensorboard import TensorBoardLog, fresh_run, with_snapshots
     from dreamlab.io import photo_record
     from dreamlab.models.loading import load_model, module_names
     from dreamlab.optvis.grammar import parse_objective
@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     copies = args.diversity or 1
     units, paths, grid_path = _output_paths(args, loaded, objective, recipe, copies)
     snapshots = _SnapshotSaver(args.grid, paths, objective.name, loaded.recipe.name)
-    log = TensorBoardLog(args.tensorboard) if args.tensorboard is not None else None
+    log = None if args.tensorboard is None else TensorBoardLog(args.tensorboard, purge_step=fresh_run(args.tensorboard))
     thresholds, on_snapshot = with_snapshots(log, args.steps or recipe.steps, args.thresholds,
                                              snapshots if args.thresholds else None, args.tensorboard_every)
     result = render(loaded, objective, steps=args.steps, size=args.size, model_size=args.model_size, lr=args.lr,
