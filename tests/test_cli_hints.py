@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -152,3 +153,14 @@ def test_examples_reads_the_photos_of_every_images_option(tmp_path):
                  "-o", str(out)]) == 0
     names = [photo["name"] for photo in json.loads(read_png_text(out)["dreamlab:images"])]
     assert names == ["china", "flower"]
+
+
+@pytest.mark.parametrize("command", ["render", "dream", "cam", "attribute", "kernels", "features", "examples", "graph"])
+def test_every_output_file_help_says_an_existing_file_is_replaced(command, capsys):
+    # one policy for -o in every command that writes a file (gallery resumes its folder instead)
+    with pytest.raises(SystemExit) as caught:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert caught.value.code == 0 and "  -o OUT, --out OUT" in out
+    option = re.split(r"\n  -", out.split("  -o OUT, --out OUT", 1)[1])[0]  # up to the next option's line
+    assert "; a file already there is replaced" in " ".join(option.split())

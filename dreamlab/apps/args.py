@@ -319,6 +319,7 @@ class _Given(argparse.Action):
         setattr(namespace, f"{self.dest}_given", True)
 
 
+REPLACED = "; a file already there is replaced"  # every -o file's help: the one policy (gallery resumes instead)
 LIST_ONCE = "give them in one comma-separated list"  # add_once_option's `once` for a list option (an example follows)
 
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (add_device_argument, add_once_option, add_positional_model, nonempty,
+from dreamlab.apps.args import (REPLACED, add_device_argument, add_once_option, add_positional_model, nonempty,
                                 note_zero_head, output_path, photo_path, positional_model, positive_int, recipe_names)
 from dreamlab.errors import DreamlabError
 
@@ -33,7 +33,7 @@ def add_subject_arguments(p: argparse.ArgumentParser) -> None:
     add_device_argument(p)
     p.add_argument("-o", "--out", type=output_path,
                    help="output PNG (default: MODEL_TARGET_METHOD.png, with --layer MODEL_TARGET_LAYER_METHOD.png); "
-                        "the .npy goes beside it")
+                        "the .npy goes beside it" + REPLACED)
 
 
 def target_text(text: str) -> str:

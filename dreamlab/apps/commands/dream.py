@@ -12,9 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, model_recipe,
-                                check_tensorboard, given_options, output_path, photo_path,
-                                positive_int)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, REPLACED, add_device_argument, add_model_arguments, check_tensorboard,
+                                given_options, model_recipe, output_path, photo_path, positive_int)
 from dreamlab.errors import DreamlabError
 from dreamlab.optvis.dream_settings import LR, LR_MAX, ROTATE_DEFAULT, ROTATE_RANGE, ZOOM_DEFAULT, ZOOM_RANGE
 
@@ -39,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", help="what to amplify: a whole layer (inception4c), a channel (inception4c:97) "
                                        "or any objective (default: the recipe's default layer)")
     p.add_argument("-o", "--out", type=output_path, help="output: .png, or with --zoom-frames .webp, .gif or .mp4 "
-                                                  "(default: PHOTO_dream.png / PHOTO_zoom.webp here)")
+                                                  "(default: PHOTO_dream.png / PHOTO_zoom.webp here)" + REPLACED)
     p.add_argument("--octaves", type=positive_int, default=4, help="scales dreamed, smallest first (default: 4)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="size ratio between octaves (default: 1.4)")
     p.add_argument("--steps", type=positive_int, default=10, help="steps per octave (default: 10)")

@@ -6,7 +6,8 @@ import argparse
 import re
 from pathlib import Path
 
-from dreamlab.apps.args import add_positional_model, nonempty, output_path, photo_path, positional_model, positive_int
+from dreamlab.apps.args import (REPLACED, add_positional_model, nonempty, output_path, photo_path, positional_model,
+                                positive_int)
 
 DESCRIPTION = ("Run every image through MODEL (shorter side resized to the recipe's size or --size, normalized as "
                "the recipe says) and save, for each unit, the images that drive it hardest: a channel's strongest "
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=positive_int,
                    help="the images' shorter side in pixels (default: the recipe's input size)")
     p.add_argument("-o", "--out", type=output_path,
-                   help="output PNG (default: MODEL_LAYER_UNITS_examples.png)")
+                   help="output PNG (default: MODEL_LAYER_UNITS_examples.png)" + REPLACED)
 
 
 def run(args: argparse.Namespace) -> int:

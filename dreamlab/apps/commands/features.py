@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from dreamlab.apps.args import (add_once_option, add_positional_model, nonempty, output_path, photo_output,
-                                photo_path, positional_model, positive_int)
+from dreamlab.apps.args import (REPLACED, add_once_option, add_positional_model, nonempty, output_path,
+                                photo_output, photo_path, positional_model, positive_int)
 
 DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the recipe says) and save the "
                "activation maps of LAYER's strongest channels (by mean activation) as a labelled grid.")
@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=positive_int,
                    help="show the K strongest channels (default: all up to 64 channels, else 64)")
     p.add_argument("-o", "--out", type=output_path,
-                   help="output PNG (default: MODEL_LAYER_PHOTO_features.png, PHOTO the image's name without suffix)")
+                   help="output PNG (default: MODEL_LAYER_PHOTO_features.png, PHOTO the image's name without suffix)"
+                        + REPLACED)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,8 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
     add_once_option(g, "--layers", once=LIST_ONCE,
                     help="comma-separated layer names (default: the recipe's default layer); `dreamlab layers MODEL` "
                          "lists them; logit is the model's output, a channel per class")
-    g.add_argument("-o", "--out", type=output_path, help="output folder (default: gallery/MODEL)")
+    g.add_argument("-o", "--out", type=output_path, help="output folder (default: gallery/MODEL); run again to resume: "
+                                                                  "finished units are kept")
     g.add_argument("--weights", default="default", type=nonempty, help=WEIGHTS_HELP)
     g.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
     g.add_argument("--size", type=square_size,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from dreamlab.apps.args import add_positional_model, image_size, nonempty, output_path, positional_model, positive_int
+from dreamlab.apps.args import (REPLACED, add_positional_model, image_size, nonempty, output_path, positional_model,
+                                positive_int)
 
 DESCRIPTION = ("Draw MODEL's data flow: one node per module at --depth with its dotted address, type, key "
                "hyperparameters, output shape and parameters; functional ops (concat, add, relu, flatten) are "
@@ -13,7 +14,8 @@ DESCRIPTION = ("Draw MODEL's data flow: one node per module at --depth with its 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_positional_model(p, "recipe name, recipe .toml or torchvision model name")
-    p.add_argument("-o", "--out", type=output_path, help="output file: .dot/.gv (text), .svg, .png or .pdf (Graphviz)")
+    p.add_argument("-o", "--out", type=output_path,
+                   help="output file: .dot/.gv (text), .svg, .png or .pdf (Graphviz)" + REPLACED)
     p.add_argument("--rankdir", type=str.upper, default="TB",
                    help="layout direction: TB, LR, BT or RL (default: %(default)s)")
     p.add_argument("--depth", type=positive_int, default=2,

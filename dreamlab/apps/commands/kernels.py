@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dreamlab.apps.args import add_positional_model, nonempty, output_path, positional_model, positive_int
+from dreamlab.apps.args import REPLACED, add_positional_model, nonempty, output_path, positional_model, positive_int
 
 DESCRIPTION = ("Save the weights of conv LAYER as a grid: RGB filters (the first layer) in colour, deeper layers one "
                "grey tile per (output, input) pair, a row per output channel, or --sum-inputs. Each tile is "
@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("layer", help="a conv layer address, e.g. conv1.conv (`dreamlab layers MODEL` lists them)")
     p.add_argument("--weights", default="default", type=nonempty,
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
-    p.add_argument("-o", "--out", type=output_path, help="output PNG (default: MODEL_LAYER_kernels.png)")
+    p.add_argument("-o", "--out", type=output_path, help="output PNG (default: MODEL_LAYER_kernels.png)" + REPLACED)
     p.add_argument("--shared-scale", action="store_true",
                    help="one scale for all tiles, zero at mid-grey (default: each tile stretched on its own)")
     p.add_argument("--sum-inputs", action="store_true", help="one tile per filter, its input channels summed")

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, LIST_ONCE, add_compile_argument, add_device_argument,
-                                add_diversity_arguments, add_model_arguments, add_once_option,
+from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, LIST_ONCE, REPLACED, add_compile_argument,
+                                add_device_argument, add_diversity_arguments, add_model_arguments, add_once_option,
                                 add_optimization_arguments, check_diversity_options, check_fourier_decay,
                                 check_image_size, check_tensorboard, image_size, input_path, int_list, model_recipe,
-                                output_path, photo_path, note_zero_head, positive_int, warn_never_on)
+                                note_zero_head, output_path, photo_path, positive_int, warn_never_on)
 from dreamlab.errors import DreamlabError
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument("-o", "--out", type=output_path, help="output PNG (one unit or --grid) or folder (several units; "
                                                   "a NAME.png gives NAME_UNIT.png each); default: descriptive "
-                                                  "names in the current directory")
+                                                  "names in the current directory" + REPLACED)
     p.add_argument("--grid", action="store_true", help="save all units as one grid image")
     p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
     p.add_argument("--size", type=image_size, help="image size in pixels, N or HEIGHTxWIDTH such as 96x128, 8 to "
