@@ -297,3 +297,12 @@ def test_a_scale_just_above_1_is_told_as_given():
                                             r"below 16 px a side; use octaves=13862945 \(--octaves 13862945\) or "
                                             r"fewer"):
         octave_sizes(64, 64, 10**9, 1.0000001)
+
+
+def test_a_grey_photo_as_a_2d_tensor_dreams_as_its_one_channel_form():
+    """[H, W] is taken as render's init_image takes it: the same dream as [1, H, W], on a 1- and a 3-channel model."""
+    photo = torch.rand(28, 28, generator=torch.Generator().manual_seed(0))
+    flat, channel = dream("lenet-digits", photo, "conv2", **FAST), dream("lenet-digits", photo[None], "conv2", **FAST)
+    assert flat.image.shape == (1, 28, 28) and torch.equal(flat.image, channel.image)
+    rgb = dream("resnet18", photo, "layer1", weights="none", **FAST)
+    assert rgb.image.shape == (3, 28, 28)
