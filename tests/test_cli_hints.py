@@ -155,7 +155,8 @@ def test_examples_reads_the_photos_of_every_images_option(tmp_path):
     assert names == ["china", "flower"]
 
 
-@pytest.mark.parametrize("command", ["render", "dream", "cam", "attribute", "kernels", "features", "examples", "graph"])
+@pytest.mark.parametrize("command", ["render", "dream", "cam", "attribute", "kernels", "features", "examples", "graph",
+                                     "grid"])
 def test_every_output_file_help_says_an_existing_file_is_replaced(command, capsys):
     # one policy for -o in every command that writes a file (gallery resumes its folder instead)
     with pytest.raises(SystemExit) as caught:

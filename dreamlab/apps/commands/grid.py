@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_once_option, add_positional_model,
-                                nonempty, output_path, photo_output, photo_path, positional_model, positive_int)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, REPLACED, add_device_argument, add_once_option,
+                                add_positional_model, nonempty, output_path, photo_output, photo_path,
+                                positional_model, positive_int)
 
 DESCRIPTION = ("Split LAYER's map of PHOTO into CELLS x CELLS cells and render, for each, an image along the "
                "cell's mean activation vector (all cells in one batch, cells alike sharing part of their image), "
@@ -37,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "cell on its own)")
     add_device_argument(p)
     p.add_argument("-o", "--out", type=output_path,
-                   help="output PNG (default: MODEL_LAYER_PHOTO_grid.png, PHOTO the image's name without suffix)")
+                   help="output PNG (default: MODEL_LAYER_PHOTO_grid.png, PHOTO the image's name without suffix)"
+                   + REPLACED)
 
 
 def run(args: argparse.Namespace) -> int:
