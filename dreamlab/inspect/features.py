@@ -55,9 +55,13 @@ def preprocess(photo: Tensor, recipe: Recipe) -> Tensor:
     A photo longer than MAX_ASPECT times its shorter side is cut to its centre span of that length first: the
     centre square is all that is kept, and an 8000x1 strip would otherwise be resized to 224 x 1.8M pixels
     (10 GB) before the crop."""
+    return normalize(fitted(photo, recipe), recipe)
+
+
+def fitted(photo: Tensor, recipe: Recipe) -> Tensor:
+    """[C, H, W] in [0, 1] -> [1, C', S, S] in [0, 1], as `preprocess` crops it before the mean and std."""
     side = recipe.input_size
-    return normalize(centre_crop(shorter_side_to(centre_span(to_channels(photo, recipe)), side), (side, side)),
-                     recipe)
+    return centre_crop(shorter_side_to(centre_span(to_channels(photo, recipe)), side), (side, side))
 
 
 MAX_ASPECT = 4  # a span 4x the shorter side keeps the centre square and the few pixels the resize filter reads
@@ -127,6 +131,13 @@ def activations(model: nn.Module, layer: str, x: Tensor) -> Tensor:
     return act
 
 
+def photo_text(image: Tensor | str | Path, photo: Tensor) -> dict[str, str]:
+    """The PNG text that names the input photo: `dreamlab:image`, and its sha256 (`io.image_record`)."""
+    name = "tensor" if isinstance(image, Tensor) else Path(image).name
+    return {f"dreamlab:image_{key}" if key != "name" else "dreamlab:image": value
+            for key, value in image_record(name, image, photo).items()}
+
+
 @checked_keywords
 def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Path, *, top: int | None = None,
              out: str | Path | None = None, recipe: object = None, weights: str | Path | None = "default",
@@ -156,10 +167,7 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
     tiles = upscale(stretched[:, None], scale)
     channels = order.tolist()
     tiles = draw_labels(tiles, [str(c) for c in channels])
-    name = "tensor" if isinstance(image, Tensor) else Path(image).name
-    source = {f"dreamlab:image_{key}" if key != "name" else "dreamlab:image": value
-              for key, value in image_record(name, image, photo).items()}
-    text = {**provenance(module, rec, described, layer), **source,
+    text = {**provenance(module, rec, described, layer), **photo_text(image, photo),
             "dreamlab:size": str(rec.input_size), "dreamlab:preprocess": "shorter side to the size, centre crop",
             "dreamlab:channels": ",".join(map(str, channels)),
             "dreamlab:means": ",".join(f"{m:.6g}" for m in means[order].tolist()),
