@@ -25,6 +25,7 @@ _EXPORTS = {
     "DreamlabError": "dreamlab.errors",
     "features": "dreamlab.inspect.features", "examples": "dreamlab.inspect.examples",
     "graph": "dreamlab.inspect.graph", "kernels": "dreamlab.inspect.kernels",
+    "neuron_groups": "dreamlab.inspect.groups",
     "load_model": "dreamlab.models.loading",
     "Recipe": "dreamlab.models.recipe", "load_recipe": "dreamlab.models.recipe",
     "layer_table": "dreamlab.models.summary",
@@ -56,4 +57,4 @@ def __dir__() -> list[str]:
 __all__ = ["__version__", "objectives", "capture", "DreamlabError", "parse_objective", "load_model", "Objective",
            "objective", "Recipe", "load_recipe", "RenderResult", "RenderSettings", "render", "layer_table",
            "gradcam", "attribute", "graph", "kernels", "features", "examples", "dream", "DreamResult",
-           "activation_grid", "ActivationGrid"]
+           "activation_grid", "ActivationGrid", "neuron_groups"]

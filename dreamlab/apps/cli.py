@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("dreamlab.apps.commands.grid", "activation grid: render what a layer sees in each cell of a photo"),
     "examples": ("dreamlab.apps.commands.examples",
                  "the photos that drive units hardest, cropped to what each unit saw"),
+    "groups": ("dreamlab.apps.commands.groups",
+               "factor a photo's activations at a layer into neuron groups (NMF): maps and renders"),
     "dream": ("dreamlab.apps.commands.dream", "DeepDream on a photo (octaves, tiles, --guide); --zoom-frames N "
                                               "for the endless zoom"),
 }

@@ -1,0 +1,72 @@
+"""`dreamlab groups PHOTO --layer L --groups K`: a photo's activations factored into neuron groups (NMF), each
+shown as a map over the photo and rendered as a feature visualization."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, image_size,
+                                check_image_size, model_recipe, output_path, photo_path, positive_int)
+
+DESCRIPTION = ("Factor the activations PHOTO produces at LAYER (>= 0: a layer after a ReLU) into K neuron groups "
+               "with non-negative matrix factorization (lucid's Building Blocks): where in the photo each group "
+               "is active, and a render of each group's direction. Writes the figure (FILE.png) and the "
+               "directions (FILE.npy, for `dreamlab render LAYER --direction FILE.npy`).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("photo", type=photo_path, help="the photo (PNG, JPEG, ...), or china or flower (scikit-learn's "
+                                                  "sample photos)")
+    add_model_arguments(p)
+    p.add_argument("--layer", "-l", help="layer address, after a ReLU (default: the recipe's default layer; "
+                                         "`dreamlab layers MODEL` lists them)")
+    p.add_argument("--groups", "-k", type=positive_int, default=6, help="how many groups (default: 6, as lucid)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the factorization's start and of the renders "
+                                                       "(default: 0)")
+    p.add_argument("--no-render", action="store_true", help="only the maps: render no group")
+    p.add_argument("--steps", type=positive_int, help="render steps (default: the recipe's)")
+    p.add_argument("--size", type=image_size, help="render size, N or HEIGHTxWIDTH (default: the recipe's)")
+    p.add_argument("--cossim-power", type=float, default=1.0, metavar="P",
+                   help="weight each position by its cosine similarity to the group's direction to the power P, "
+                        "0 to 32 (default: 1; 0: the plain dot product, as lucid's notebook)")
+    p.add_argument("--photo-size", type=positive_int, metavar="N",
+                   help="the photo's shorter side as the model sees it, before the centre square is cut (default: "
+                        "the recipe's input size; larger: finer maps)")
+    add_device_argument(p)
+    p.add_argument("-o", "--out", type=output_path,
+                   help="output PNG (default: MODEL_LAYER_PHOTO_groups.png here, LAYER_ where --layer is given); "
+                        "the directions go beside it as .npy")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dreamlab.errors import DreamlabError
+    from dreamlab.inspect.groups import neuron_groups
+    from dreamlab.io import check_output_file, safe_name
+
+    name = model_recipe(args)
+    if args.no_render:
+        given = [flag for flag, value in (("--steps", args.steps), ("--size", args.size)) if value is not None]
+        if given:
+            raise DreamlabError(f"{given[0]} sets the renders, which --no-render leaves out: drop one of them")
+    check_image_size("--size", args.size)
+    layer = f"{safe_name(args.layer)}_" if args.layer is not None else ""
+    out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{layer}{safe_name(Path(args.photo).stem)}_groups.png")
+    directions = out.with_suffix(".npy")
+    check_output_file(out, reads=[args.photo])  # before the model loads
+    check_output_file(directions, suffixes=(".npy",), reads=[args.photo])
+    found = neuron_groups(name, args.photo, args.layer, groups=args.groups, seed=args.seed,
+                          render=not args.no_render, steps=args.steps, size=args.size,
+                          cossim_power=args.cossim_power, photo_size=args.photo_size, device=args.device,
+                          weights=args.weights,
+                          progress=sys.stderr.isatty())
+    found.save(out)
+    found.save_directions(directions)
+    print(out)
+    print(directions)
+    print(f"dreamlab: {len(found.maps)} groups at {found.layer}, reconstruction error {found.error:.3f} "
+          f"(relative, after {found.iterations} NMF sweeps)", file=sys.stderr)
+    if found.interrupted:
+        print("dreamlab: interrupted; saved the maps, and the renders as they were", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
