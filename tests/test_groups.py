@@ -171,3 +171,27 @@ def test_help_does_not_load_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "usage: dreamlab groups" in done.stdout and done.stderr.strip().splitlines()[-1] == "False"
     assert "--photo-size" in done.stdout and "--no-render" in done.stdout
+
+
+def test_photo_size_sets_the_side_the_model_sees():
+    found = neuron_groups(colour_model(), halves(), "1", groups=2, render=False, recipe=PLAIN, photo_size=16)
+    assert found.maps.shape == (2, 16, 16) and found.photo.shape == (3, 16, 16)
+    assert found.text["dreamlab:size"] == "16" and found.text["dreamlab:map_size"] == "16x16"
+    with pytest.raises(DreamlabError, match=r"photo_size \(--photo-size\) 4 is out of range; valid: 8 to 2048 \(pixels"):
+        neuron_groups(colour_model(), halves(), "1", groups=2, render=False, recipe=PLAIN, photo_size=4)
+
+
+def test_a_render_stopped_mid_way_keeps_its_images_and_says_so(monkeypatch):
+    from dreamlab.optvis import engine
+
+    real = engine.render
+
+    def stopped_early(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.interrupted, result.steps = True, [1] * len(result.steps)
+        return result
+
+    monkeypatch.setattr(engine, "render", stopped_early)
+    found = neuron_groups("lenet-digits", "china", "relu2", groups=2, steps=2)
+    assert found.interrupted and found.renders.shape[0] == 2
+    assert found.text["dreamlab:interrupted"] == "after 1 of 2 steps"

@@ -112,8 +112,9 @@ class NeuronGroups:
 
     def save(self, path: str | Path) -> Path:
         """Write the figure as a PNG with its provenance; returns the path."""
-        height, width = self.figure().shape[1:]
-        return save_png(self.figure(), path, {**self.text, "dreamlab:figure_size": f"{height}x{width}"})
+        figure = self.figure()
+        height, width = figure.shape[1:]
+        return save_png(figure, path, {**self.text, "dreamlab:figure_size": f"{height}x{width}"})
 
     def save_directions(self, path: str | Path) -> Path:
         """Write the directions [K, C] as a .npy file, which `dreamlab render LAYER --direction FILE` renders."""
@@ -225,7 +226,8 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
     max_iterations = check_whole("max_iterations", max_iterations, 1)
     _check_number("tolerance", tolerance, 1.0, " (the NMF's stopping threshold; 0: run every sweep)")
     if photo_size is not None:
-        photo_size = check_whole("photo_size", photo_size, MIN_SIZE, MAX_INPUT_SIZE, flag="--photo-size")
+        photo_size = check_whole("photo_size (--photo-size)", photo_size, MIN_SIZE, MAX_INPUT_SIZE,
+                                 hint=" (pixels: the photo's shorter side as the model sees it)")
     if layer is not None:
         check_layer(layer)
     pixels = read_photo(photo)  # before the model loads
