@@ -62,17 +62,18 @@ def test_the_figure_without_renders_and_its_records(tmp_path):
                           out=tmp_path / "g.png")
     with Image.open(tmp_path / "g.png") as image:
         assert image.mode == "RGB"
-        assert image.size == (136 + 2 * 132, 136)  # the overlay, then a 128 px map tile per group, 4 px apart
+        assert image.size == (142 + 2 * 138, 142)  # the overlay, then a 128 px map tile per group, framed in 3 px
     text = read_png_text(tmp_path / "g.png")
     assert text["dreamlab:groups"] == "2" and text["dreamlab:layer"] == "1"
-    assert text["dreamlab:map_size"] == "8x8" and text["dreamlab:figure_size"] == "136x400"
+    assert text["dreamlab:map_size"] == "8x8" and text["dreamlab:figure_size"] == "142x418"
     assert text["dreamlab:group_colours"] == "#ff2626,#26ffff"
     assert float(text["dreamlab:reconstruction_error"]) < 1e-3
     assert text["dreamlab:nmf"].startswith("HALS, seed 0")
     figure = found.figure()
-    left_tile = figure[:, 4 + 64, 140 + 20]  # group 0's map tile, on the photo's left half: its colour, red
-    right_tile = figure[:, 4 + 64, 140 + 110]
+    left_tile = figure[:, 4 + 64, 146 + 20]  # group 0's map tile, on the photo's left half: its colour, red
+    right_tile = figure[:, 4 + 64, 146 + 110]
     assert left_tile[0] > left_tile[1] + 0.3 and right_tile[0] < 0.5  # grey photo, not tinted, on the right
+    torch.testing.assert_close(figure[:, 4 + 64, 146 - 3], torch.tensor([1.0, 0.15, 0.15]))  # the frame: red
 
 
 def test_renders_are_one_batch_of_the_directions_and_sit_above_the_maps(tmp_path):
@@ -80,8 +81,12 @@ def test_renders_are_one_batch_of_the_directions_and_sit_above_the_maps(tmp_path
                           out=tmp_path / "g.png")
     assert found.renders.shape == (2, 1, 28, 28) or found.renders.shape == (2, 3, 28, 28)
     assert found.render_scores.shape == (2,)
-    with Image.open(tmp_path / "g.png") as image:  # 28 px renders in 64 px tiles: the overlay is 2 * 64 + 4
-        assert image.size == (140 + 2 * 68, 140) and image.mode == "RGB"
+    with Image.open(tmp_path / "g.png") as image:  # 28 px renders in 64 px tiles, framed: the overlay 2 * 70 + 4
+        assert image.size == (152 + 2 * 74, 152) and image.mode == "RGB"
+    figure = found.figure()  # render 1, enlarged 2x and centred in its frame at the top of column 1 (its lower
+    top, left = 4 + 3 + 4, 152 + 74 + 3 + 4  # half: the label covers the upper left corner)
+    torch.testing.assert_close(figure[:, top + 28:top + 56:2, left:left + 56:2],
+                               found.renders[1].expand(3, -1, -1)[:, 14:], atol=0.003, rtol=0)
     text = read_png_text(tmp_path / "g.png")
     assert text["dreamlab:render_objective"] == "relu2:group^0.5[0-1]"
     assert text["dreamlab:render_steps"] == "2" and len(text["dreamlab:render_scores"].split(",")) == 2

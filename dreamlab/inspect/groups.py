@@ -43,6 +43,7 @@ MAP_PERCENTILE = 0.99  # the combined overlay's scale: lucid's notebook divides 
 MIN_TILE = 64  # pixels a side of a tile at least, so that its label fits
 NO_RENDER_TILE = 128  # the tiles' side when nothing is rendered
 PADDING = 4
+FRAME = 3  # the coloured border around each tile, pixels
 
 
 @dataclass
@@ -70,23 +71,23 @@ class NeuronGroups:
         return sums / sums.sum().clamp_min(1e-30)
 
     def figure(self) -> Tensor:
-        """The photo with every group's map in its colour, then per group its render (when rendered) above its
-        map over the photo, each framed in its colour and labelled with its number: RGB [3, H, W]."""
+        """The photo with every group's map in its colour, then per group its render (when rendered, labelled with
+        the group's number) above its map over the photo, each framed in its colour: RGB [3, H, W]."""
         k = len(self.maps)
         rows = 1 if self.renders is None else 2
         side = NO_RENDER_TILE if self.renders is None else max(MIN_TILE, *self.renders.shape[-2:])
-        big = rows * side + (rows - 1) * PADDING
-        canvas = torch.ones(3, big + 2 * PADDING, big + 2 * PADDING + k * (side + PADDING))
+        cell = side + 2 * FRAME  # the frame goes around a tile: it hides none of a map's border positions
+        big = rows * cell + (rows - 1) * PADDING
+        canvas = torch.ones(3, big + 2 * PADDING, big + 2 * PADDING + k * (cell + PADDING))
         canvas[:, PADDING:PADDING + big, PADDING:PADDING + big] = self._combined(big)
-        left = big + 2 * PADDING
-        tiles = [self._map_tile(i, side) for i in range(k)]
-        if self.renders is not None:
-            tiles = [_framed(_fitted_tile(self.renders[i], side), self.colours[i]) for i in range(k)] + tiles
-        labelled = draw_labels(torch.stack(tiles), [str(i) for i in range(k)] * rows)
-        for n, tile in enumerate(labelled):
-            row, col = divmod(n, k)
-            top, at = PADDING + row * (side + PADDING), left + col * (side + PADDING)
-            canvas[:, top:top + side, at:at + side] = tile
+        maps = torch.stack([self._map_tile(i, side) for i in range(k)])
+        top_row = maps if self.renders is None else torch.stack([_fitted_tile(r, side) for r in self.renders])
+        # only the top row is numbered: a label on a map would hide the corner where it may peak
+        rows_of_tiles = [draw_labels(top_row, [str(i) for i in range(k)])] + ([maps] if rows == 2 else [])
+        for row, tiles in enumerate(rows_of_tiles):
+            for col, tile in enumerate(tiles):
+                top, at = PADDING + row * (cell + PADDING), big + 2 * PADDING + col * (cell + PADDING)
+                canvas[:, top:top + cell, at:at + cell] = _framed(tile, self.colours[col])
         return canvas
 
     def _grey(self, side: int) -> Tensor:
@@ -108,7 +109,7 @@ class NeuronGroups:
         peak = self.maps[i].max().clamp_min(1e-30)
         amount = OPACITY * _resized((self.maps[i] / peak)[None], side)
         colour = torch.tensor(self.colours[i]).view(3, 1, 1)
-        return _framed(self._grey(side) * (1 - amount) + colour * amount, self.colours[i])
+        return self._grey(side) * (1 - amount) + colour * amount
 
     def save(self, path: str | Path) -> Path:
         """Write the figure as a PNG with its provenance; returns the path."""
@@ -139,11 +140,10 @@ def _fitted_tile(image: Tensor, side: int) -> Tensor:
     return tile
 
 
-def _framed(tile: Tensor, colour: tuple[float, float, float], width: int = 3) -> Tensor:
-    """`tile` [3, H, W] with a border of `colour`, `width` pixels inside its edge."""
-    out = tile.clone()
-    rgb = torch.tensor(colour).view(3, 1, 1)
-    out[:, :width], out[:, -width:], out[:, :, :width], out[:, :, -width:] = rgb, rgb, rgb, rgb
+def _framed(tile: Tensor, colour: tuple[float, float, float]) -> Tensor:
+    """`tile` [3, H, W] inside a border of `colour`, FRAME pixels wide: [3, H + 2 FRAME, W + 2 FRAME]."""
+    out = torch.tensor(colour).view(3, 1, 1).repeat(1, tile.shape[1] + 2 * FRAME, tile.shape[2] + 2 * FRAME)
+    out[:, FRAME:-FRAME, FRAME:-FRAME] = tile
     return out
 
 
