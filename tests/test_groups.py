@@ -150,8 +150,13 @@ def test_a_missing_photo_is_refused_before_the_model_loads(tmp_path, capsys, mon
     ({"render": "yes"}, "render must be True or False"),
     ({"cossim_power": 40}, "cossim_power must be a number from 0 to 32"),
     ({"tolerance": -1}, "tolerance must be a number from 0 to 1"),
+    ({"steps": 3}, "steps= set the renders, which render=False leaves out"),
+    ({"render": True, "steps": 0}, "steps must be a whole number >= 1, got 0"),
+    ({"render": True, "device": "tpu"}, "unknown device 'tpu'; valid here:"),
+    ({"render": True, "size": 3}, "size 3 is out of range; valid: 8 to 2048 pixels"),
 ])
-def test_bad_arguments_from_python_are_refused(keywords, message):
+def test_bad_arguments_from_python_are_refused(keywords, message, monkeypatch):
+    monkeypatch.setattr(groups_module, "nmf", lambda *a, **k: pytest.fail("the NMF ran"))  # refused before it
     with pytest.raises(DreamlabError) as caught:
         neuron_groups(colour_model(), halves(), "1", recipe=PLAIN, **{"render": False, **keywords})
     assert message in str(caught.value)

@@ -33,13 +33,13 @@ from dreamlab.inspect.source import check_layer, model_and_recipe, provenance
 from dreamlab.inspect.tiles import draw_labels, upscale
 from dreamlab.models.summary import MAX_INPUT_SIZE
 from dreamlab.optvis.objectives import MAX_COSSIM_POWER, as_number
-from dreamlab.optvis.settings import MIN_SIZE
+from dreamlab.optvis.settings import MIN_SIZE, RenderSettings
 
 DEFAULT_GROUPS = 6  # lucid's building-blocks notebook factors its layers into 6 groups
 COSSIM_POWER = 1.0  # lucid's notebook renders the groups with the plain dot product (0); 1 favours the group's own
                     # mix of channels over whichever of them is largest (README "Directions")
 OPACITY = 0.7  # how much of a fully active position's colour covers the photo
-MAP_PERCENTILE = 0.99  # the combined overlay's scale: lucid's notebook divides the maps by their 99th percentile
+MAP_PERCENTILE = 0.99  # the combined overlay's scale; ports of lucid's notebook divide by the 99th percentile
 MIN_TILE = 64  # pixels a side of a tile at least, so that its label fits
 NO_RENDER_TILE = 128  # the tiles' side when nothing is rendered
 PADDING = 4
@@ -50,7 +50,7 @@ FRAME = 3  # the coloured border around each tile, pixels
 class NeuronGroups:
     """K groups of a layer for one photo: maps [K, h, w] (>= 0, activation units), directions [K, C] (>= 0, unit
     length), ordered left to right by where each map peaks (as lucid's notebook), the NMF's relative
-    reconstruction error and sweeps, and, when rendered, one image per direction [K, 3, H, W] with its score."""
+    reconstruction error and sweeps, and, when rendered, one image per direction [K, C, H, W] with its score."""
 
     maps: Tensor
     directions: Tensor
@@ -230,6 +230,11 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
                                  hint=" (pixels: the photo's shorter side as the model sees it)")
     if layer is not None:
         check_layer(layer)
+    given = {k: v for k, v in {"steps": steps, "size": size, "device": device}.items() if v is not None}
+    if not render and set(given) - {"device"}:
+        raise DreamlabError(f"{' and '.join(f'{k}=' for k in given if k != 'device')} set the renders, which "
+                            f"render=False leaves out: drop one of them")
+    settings = RenderSettings(seed=seed, **given) if render else None  # its values checked before the work
     pixels = read_photo(photo)  # before the model loads
     subject = load_model(model, weights) if isinstance(model, (str, Path)) else model
     module, rec, described, _ = model_and_recipe(subject, recipe, "default" if subject is not model else weights)
@@ -255,9 +260,8 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
                   "dreamlab:group_order": "left to right by the column of each map's peak",
                   "dreamlab:group_colours": ",".join(_hex(c) for c in colours),
                   "dreamlab:group_shares": ",".join(f"{s:.4g}" for s in found.shares.tolist())}
-    if render:
-        _render_groups(found, subject, recipe, cossim_power, seed, progress,
-                       {k: v for k, v in {"steps": steps, "size": size, "device": device}.items() if v is not None})
+    if settings is not None:
+        _render_groups(found, subject, recipe, cossim_power, settings, progress)
     else:
         found.text["dreamlab:render"] = "none"
     if out is not None:
@@ -265,15 +269,15 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
     return found
 
 
-def _render_groups(found: NeuronGroups, subject: object, recipe: object, cossim_power: float, seed: int,
-                   progress: bool, settings: dict[str, object]) -> None:
+def _render_groups(found: NeuronGroups, subject: object, recipe: object, cossim_power: float,
+                   settings: RenderSettings, progress: bool) -> None:
     """Render each group's direction into `found` (all in one batch); a Ctrl-C keeps what exists."""
     from dreamlab.optvis import objectives as o
     from dreamlab.optvis.engine import render
 
     objective = o.direction(found.layer, found.directions, cossim_power=cossim_power, name="group")
     try:
-        result = render(subject, objective, recipe=recipe, seed=seed, progress=progress, **settings)
+        result = render(subject, objective, settings, recipe=recipe, progress=progress)
     except KeyboardInterrupt:  # before the first step: the figure keeps the maps
         found.interrupted = True
         found.text["dreamlab:render"] = "none (interrupted before it started)"
