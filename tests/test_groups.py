@@ -205,3 +205,11 @@ def test_a_render_stopped_mid_way_keeps_its_images_and_says_so(monkeypatch):
     found = neuron_groups("lenet-digits", "china", "relu2", groups=2, steps=2)
     assert found.interrupted and found.renders.shape[0] == 2
     assert found.text["dreamlab:interrupted"] == "after 1 of 2 steps"
+
+
+def test_neuron_groups_is_exported_and_names_close_keywords():
+    import dreamlab
+
+    assert dreamlab.neuron_groups is neuron_groups and "neuron_groups" in dir(dreamlab)
+    with pytest.raises(TypeError, match=r"neuron_groups\(\) takes no keyword 'group'; close matches: groups"):
+        neuron_groups(colour_model(), halves(), "1", group=2)
