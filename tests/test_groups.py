@@ -213,3 +213,20 @@ def test_neuron_groups_is_exported_and_names_close_keywords():
     assert dreamlab.neuron_groups is neuron_groups and "neuron_groups" in dir(dreamlab)
     with pytest.raises(TypeError, match=r"neuron_groups\(\) takes no keyword 'group'; close matches: groups"):
         neuron_groups(colour_model(), halves(), "1", group=2)
+
+
+def test_a_non_square_render_is_enlarged_whole_and_centred_in_its_tile():
+    found = neuron_groups(colour_model(), halves(), "1", groups=2, recipe=PLAIN, steps=1, size=(8, 16))
+    assert found.renders.shape == (2, 3, 8, 16)
+    figure = found.figure()
+    assert figure.shape == (3, 152, 300)
+    top, left = 4 + 3 + 16, 152 + 3  # 8x16 enlarged 4x to 32x64 fills the 64 px tile's width, centred in height
+    torch.testing.assert_close(figure[:, top + 16:top + 32:4, left:left + 64:4], found.renders[0][:, 4:],
+                               atol=0.003, rtol=0)
+    assert (figure[:, top - 1, left + 30] == 1).all()  # white above it
+
+
+def test_a_negative_layer_with_no_relu_after_it_says_to_pick_one():
+    model = nn.Sequential(colour_model()[0], nn.Conv2d(3, 3, 1))
+    with pytest.raises(DreamlabError, match=r"NMF needs values >= 0; use a layer after a ReLU \(`dreamlab layers"):
+        neuron_groups(model, halves(), "0", groups=2, render=False, recipe=PLAIN)
