@@ -156,7 +156,7 @@ def test_examples_reads_the_photos_of_every_images_option(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["render", "dream", "cam", "attribute", "kernels", "features", "examples", "graph",
-                                     "grid"])
+                                     "grid", "groups"])
 def test_every_output_file_help_says_an_existing_file_is_replaced(command, capsys):
     # one policy for -o in every command that writes a file (gallery resumes its folder instead)
     with pytest.raises(SystemExit) as caught:

@@ -98,7 +98,7 @@ def test_an_interrupted_render_keeps_the_maps(tmp_path, monkeypatch):
 
     monkeypatch.setattr("dreamlab.optvis.engine.render", stopped)
     out = tmp_path / "g.png"
-    assert main(["groups", "china", "--model", "lenet-digits", "--layer", "relu2", "--groups", "2", "-o",
+    assert main(["groups", "lenet-digits", "relu2", "-i", "china", "--groups", "2", "-o",
                  str(out)]) == 130
     assert read_png_text(out)["dreamlab:render"] == "none (interrupted before it started)"
     assert np.load(tmp_path / "g.npy").shape == (2, 50)
@@ -106,7 +106,7 @@ def test_an_interrupted_render_keeps_the_maps(tmp_path, monkeypatch):
 
 def test_the_command_writes_the_figure_and_the_directions(tmp_path, capsys):
     out = tmp_path / "groups.png"
-    assert main(["groups", "china", "--model", "lenet-digits", "--layer", "relu2", "--groups", "3",
+    assert main(["groups", "lenet-digits", "relu2", "-i", "china", "--groups", "3",
                  "--no-render", "-o", str(out)]) == 0
     printed = capsys.readouterr()
     assert printed.out.split() == [str(out), str(tmp_path / "groups.npy")]
@@ -118,17 +118,17 @@ def test_the_command_writes_the_figure_and_the_directions(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--layer", "conv2"], "layer 'conv2' has negative activations for this photo (down to"),
-    (["--layer", "conv2"], "NMF needs values >= 0; use --layer relu2, the ReLU after it"),
-    (["--layer", "relu2", "--groups", "51"], "groups (--groups) must be from 1 to 50 at 'relu2', which has 50 "
+    (["conv2"], "layer 'conv2' has negative activations for this photo (down to"),
+    (["conv2"], "NMF needs values >= 0; use 'relu2' (the ReLU after it)"),
+    (["relu2", "--groups", "51"], "groups (--groups) must be from 1 to 50 at 'relu2', which has 50 "
                                              "channels at 14x14 = 196 positions; got 51"),
-    (["--layer", "relu2", "--groups", "0"], "argument --groups/-k: expected a positive integer, got '0'"),
-    (["--layer", "relu9"], "unknown layer 'relu9'; close matches: relu1, relu2, relu3"),
-    (["--layer", "relu2", "--steps", "3"], "--steps sets the renders, which --no-render leaves out"),
+    (["relu2", "--groups", "0"], "argument --groups/-k: expected a positive integer, got '0'"),
+    (["relu9"], "unknown layer 'relu9'; close matches: relu1, relu2, relu3"),
+    (["relu2", "--steps", "3"], "--steps sets the renders, which --no-render leaves out"),
 ])
 def test_bad_input_is_one_line_and_status_2(argv, message, tmp_path, capsys):
     try:
-        code = main(["groups", "china", "--model", "lenet-digits", "--no-render", "-o", str(tmp_path / "g.png"),
+        code = main(["groups", "lenet-digits", "-i", "china", "--no-render", "-o", str(tmp_path / "g.png"),
                      *argv])
     except SystemExit as exit:  # argparse's own checks exit from the parser
         code = exit.code
@@ -139,7 +139,7 @@ def test_bad_input_is_one_line_and_status_2(argv, message, tmp_path, capsys):
 
 def test_a_missing_photo_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("dreamlab.models.loading.load_model", lambda *a, **k: pytest.fail("the model loaded"))
-    assert main(["groups", str(tmp_path / "nosuch.jpg"), "--model", "lenet-digits", "--no-render"]) == 2
+    assert main(["groups", "lenet-digits", "relu2", "-i", str(tmp_path / "nosuch.jpg"), "--no-render"]) == 2
     assert "cannot read image" in capsys.readouterr().err
 
 
@@ -163,7 +163,7 @@ def test_bad_arguments_from_python_are_refused(keywords, message, monkeypatch):
 
 
 def test_the_pre_relu_layer_of_a_module_names_the_relu_after_it():
-    with pytest.raises(DreamlabError, match=r"use --layer 1, the ReLU after it"):
+    with pytest.raises(DreamlabError, match=r"use '1' \(the ReLU after it\); `dreamlab layers MODEL`"):
         neuron_groups(colour_model(), halves(), "0", groups=2, render=False, recipe=PLAIN)
 
 
@@ -228,5 +228,5 @@ def test_a_non_square_render_is_enlarged_whole_and_centred_in_its_tile():
 
 def test_a_negative_layer_with_no_relu_after_it_says_to_pick_one():
     model = nn.Sequential(colour_model()[0], nn.Conv2d(3, 3, 1))
-    with pytest.raises(DreamlabError, match=r"NMF needs values >= 0; use a layer after a ReLU \(`dreamlab layers"):
+    with pytest.raises(DreamlabError, match=r"NMF needs values >= 0; use a layer after a ReLU; `dreamlab layers MODEL`"):
         neuron_groups(model, halves(), "0", groups=2, render=False, recipe=PLAIN)

@@ -183,9 +183,9 @@ def check_groups_fit(act: Tensor, groups: int, layer: str, model: nn.Module) -> 
     low = float(act.min())
     if low < 0:
         after = _layer_after(model, layer)
-        where = f"--layer {after}, the ReLU after it" if after else "a layer after a ReLU"
+        where = f"{after!r} (the ReLU after it)" if after else "a layer after a ReLU"
         raise DreamlabError(f"layer {layer!r} has negative activations for this photo (down to {low:.4g}), and NMF "
-                            f"needs values >= 0; use {where} (`dreamlab layers MODEL` lists them)")
+                            f"needs values >= 0; use {where}; `dreamlab layers MODEL` lists the layers")
     if not act.any():
         raise DreamlabError(f"layer {layer!r} is 0 everywhere for this photo: no groups to find; try an earlier "
                             f"layer or another photo")
@@ -240,7 +240,7 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
     module, rec, described, _ = model_and_recipe(subject, recipe, "default" if subject is not model else weights)
     layer = layer if layer is not None else rec.default_layer
     if layer is None:
-        raise DreamlabError(f"recipe {rec.name!r} names no default layer: give one (--layer; `dreamlab layers "
+        raise DreamlabError(f"recipe {rec.name!r} names no default layer: give one (`dreamlab layers "
                             f"MODEL` lists them)")
     seen = rec if photo_size is None else dataclasses.replace(rec, input_size=photo_size)
     shown_photo = fitted(pixels, seen)

@@ -7,5 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python}
 
-"$PYTHON" -m dreamlab groups china --model hed-vgg16 --layer features.22 --groups 6 --photo-size 224 \
+"$PYTHON" -m dreamlab groups hed-vgg16 features.22 --image china --groups 6 --photo-size 224 \
     --size 96 --steps 128 --device cpu -o china_features.22.png

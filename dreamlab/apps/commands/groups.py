@@ -1,13 +1,13 @@
-"""`dreamlab groups PHOTO --layer L --groups K`: a photo's activations factored into neuron groups (NMF), each
-shown as a map over the photo and rendered as a feature visualization."""
+"""`dreamlab groups MODEL LAYER --image PHOTO --groups K`: a photo's activations factored into neuron groups (NMF),
+each shown as a map over the photo and rendered as a feature visualization."""
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_arguments, image_size,
-                                check_image_size, model_recipe, output_path, photo_path, positive_int)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, REPLACED, add_device_argument, add_once_option,
+                                add_positional_model, check_image_size, image_size, nonempty, output_path,
+                                photo_output, photo_path, positional_model, positive_int)
 
 DESCRIPTION = ("Factor the activations PHOTO produces at LAYER (>= 0: a layer after a ReLU) into K neuron groups "
                "with non-negative matrix factorization (lucid's Building Blocks): where in the photo each group "
@@ -16,11 +16,13 @@ DESCRIPTION = ("Factor the activations PHOTO produces at LAYER (>= 0: a layer af
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("photo", type=photo_path, help="the photo (PNG, JPEG, ...), or china or flower (scikit-learn's "
-                                                  "sample photos)")
-    add_model_arguments(p)
-    p.add_argument("--layer", "-l", help="layer address, after a ReLU (default: the recipe's default layer; "
-                                         "`dreamlab layers MODEL` lists them)")
+    add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
+    p.add_argument("layer", help="layer address after a ReLU, e.g. features.22 (`dreamlab layers MODEL` lists them)")
+    add_once_option(p, "--image", "-i", type=photo_path, required=True,
+                    once="groups factors one photo per run: run it once per photo",
+                    help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline); one per run")
+    p.add_argument("--weights", default="default", type=nonempty,
+                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
     p.add_argument("--groups", "-k", type=positive_int, default=6, help="how many groups (default: 6, as lucid)")
     p.add_argument("--seed", type=int, default=0, help="seed of the factorization's start and of the renders "
                                                        "(default: 0)")
@@ -35,27 +37,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the recipe's input size; larger: finer maps)")
     add_device_argument(p)
     p.add_argument("-o", "--out", type=output_path,
-                   help="output PNG (default: MODEL_LAYER_PHOTO_groups.png here, LAYER_ where --layer is given); "
-                        "the directions go beside it as .npy")
+                   help="output PNG (default: MODEL_LAYER_PHOTO_groups.png); the directions go beside it as .npy"
+                        + REPLACED)
 
 
 def run(args: argparse.Namespace) -> int:
     from dreamlab.errors import DreamlabError
     from dreamlab.inspect.groups import neuron_groups
-    from dreamlab.io import check_output_file, safe_name
+    from dreamlab.io import check_output_file
 
-    name = model_recipe(args)
+    name = positional_model(args)
     if args.no_render:
         given = [flag for flag, value in (("--steps", args.steps), ("--size", args.size)) if value is not None]
         if given:
             raise DreamlabError(f"{given[0]} sets the renders, which --no-render leaves out: drop one of them")
     check_image_size("--size", args.size)
-    layer = f"{safe_name(args.layer)}_" if args.layer is not None else ""
-    out = args.out or Path(f"{safe_name(Path(str(name)).stem)}_{layer}{safe_name(Path(args.photo).stem)}_groups.png")
-    directions = out.with_suffix(".npy")
-    check_output_file(out, reads=[args.photo])  # before the model loads
-    check_output_file(directions, suffixes=(".npy",), reads=[args.photo])
-    found = neuron_groups(name, args.photo, args.layer, groups=args.groups, seed=args.seed,
+    out = photo_output(args, name, "groups")  # checked before the model loads, as the directions' file
+    directions = check_output_file(out.with_suffix(".npy"), suffixes=(".npy",), reads=[args.image])
+    found = neuron_groups(name, args.image, args.layer, groups=args.groups, seed=args.seed,
                           render=not args.no_render, steps=args.steps, size=args.size,
                           cossim_power=args.cossim_power, photo_size=args.photo_size, device=args.device,
                           weights=args.weights,
