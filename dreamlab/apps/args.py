@@ -377,6 +377,17 @@ def add_positional_model(p: argparse.ArgumentParser, help_text: str, layer_follo
     add_allow_code_argument(p)
 
 
+def add_model_layer_photo(p: argparse.ArgumentParser, layer_help: str, once: str) -> None:
+    """MODEL LAYER --image PHOTO [--weights W], the arguments of the commands that look at one photo at a layer
+    (features, grid, groups); `once` says why a second --image is refused."""
+    add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
+    p.add_argument("layer", help=f"{layer_help} (`dreamlab layers MODEL` lists them)")
+    add_once_option(p, "--image", "-i", type=photo_path, required=True, once=f"{once}: run it once per photo",
+                    help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline); one per run")
+    p.add_argument("--weights", default="default", type=nonempty,
+                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
+
+
 def positional_model(args: argparse.Namespace) -> str | Path:
     """MODEL or the --recipe file: exactly one of them (the recipe names its own model, so one would be ignored)."""
     from dreamlab.errors import DreamlabError

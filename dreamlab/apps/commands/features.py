@@ -3,21 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from dreamlab.apps.args import (REPLACED, add_once_option, add_positional_model, nonempty, output_path,
-                                photo_output, photo_path, positional_model, positive_int)
+from dreamlab.apps.args import (REPLACED, add_model_layer_photo, output_path, photo_output, positional_model,
+                                positive_int)
 
 DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the recipe says) and save the "
                "activation maps of LAYER's strongest channels (by mean activation) as a labelled grid.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
-    p.add_argument("layer", help="layer address, e.g. inception4c (`dreamlab layers MODEL` lists them)")
-    add_once_option(p, "--image", "-i", type=photo_path, required=True,
-                    once="features shows one photo per run: run it once per photo",
-                    help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline); one per run")
-    p.add_argument("--weights", default="default", type=nonempty,
-                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
+    add_model_layer_photo(p, "layer address, e.g. inception4c", "features shows one photo per run")
     p.add_argument("--top", type=positive_int,
                    help="show the K strongest channels (default: all up to 64 channels, else 64)")
     p.add_argument("-o", "--out", type=output_path,

@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, REPLACED, add_device_argument, add_once_option,
-                                add_positional_model, nonempty, output_path, photo_output, photo_path,
-                                positional_model, positive_int)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, REPLACED, add_device_argument, add_model_layer_photo, output_path,
+                                photo_output, positional_model, positive_int)
 
 DESCRIPTION = ("Split LAYER's map of PHOTO into CELLS x CELLS cells and render, for each, an image along the "
                "cell's mean activation vector (all cells in one batch, cells alike sharing part of their image), "
@@ -15,13 +14,7 @@ DESCRIPTION = ("Split LAYER's map of PHOTO into CELLS x CELLS cells and render, 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
-    p.add_argument("layer", help="layer address, e.g. features.22 (`dreamlab layers MODEL` lists them)")
-    add_once_option(p, "--image", "-i", type=photo_path, required=True,
-                    once="grid shows one photo per run: run it once per photo",
-                    help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline); one per run")
-    p.add_argument("--weights", default="default", type=nonempty,
-                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
+    add_model_layer_photo(p, "layer address, e.g. features.22", "grid shows one photo per run")
     p.add_argument("--cells", type=positive_int, default=6,
                    help="the grid is CELLS x CELLS, at most the layer map's shorter side (default: 6)")
     p.add_argument("--cell-size", type=positive_int, default=64, metavar="PX",

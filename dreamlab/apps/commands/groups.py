@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, REPLACED, add_device_argument, add_once_option,
-                                add_positional_model, check_image_size, image_size, nonempty, output_path,
-                                photo_output, photo_path, positional_model, positive_int)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, REPLACED, add_device_argument, add_model_layer_photo,
+                                check_image_size, image_size, output_path, photo_output, positional_model,
+                                positive_int)
 
 DESCRIPTION = ("Factor the activations PHOTO produces at LAYER (>= 0: a layer after a ReLU) into K neuron groups "
                "with non-negative matrix factorization (lucid's Building Blocks): where in the photo each group "
@@ -16,13 +16,7 @@ DESCRIPTION = ("Factor the activations PHOTO produces at LAYER (>= 0: a layer af
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_positional_model(p, "recipe name, recipe .toml or torchvision model name", layer_follows=True)
-    p.add_argument("layer", help="layer address after a ReLU, e.g. features.22 (`dreamlab layers MODEL` lists them)")
-    add_once_option(p, "--image", "-i", type=photo_path, required=True,
-                    once="groups factors one photo per run: run it once per photo",
-                    help="a PNG/JPEG path, or china / flower (scikit-learn's sample photos, offline); one per run")
-    p.add_argument("--weights", default="default", type=nonempty,
-                   help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
+    add_model_layer_photo(p, "layer address after a ReLU, e.g. features.22", "groups factors one photo per run")
     p.add_argument("--groups", "-k", type=positive_int, default=6, help="how many groups (default: 6, as lucid)")
     p.add_argument("--seed", type=int, default=0, help="seed of the factorization's start and of the renders "
                                                        "(default: 0)")
