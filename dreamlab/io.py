@@ -57,14 +57,18 @@ def centre_crop(images: Tensor, size: tuple[int, int]) -> Tensor:
     return images[..., top:top + size[0], left:left + size[1]]
 
 
+PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}  # channels -> PIL mode: grey or colour, each with an alpha last
+
+
 def to_pil(image: Tensor) -> Image.Image:
-    """[C, H, W] in [0, 1] (C = 1 or 3) to a PIL image ('L' or 'RGB')."""
-    if image.dim() != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"expected an image [1|3, H, W], got shape {list(image.shape)}")
+    """[C, H, W] in [0, 1] (C = 1 or 3, or 2 or 4 with an alpha channel last) to a PIL image ('L', 'RGB', 'LA' or
+    'RGBA')."""
+    if image.dim() != 3 or image.shape[0] not in PIL_MODES:
+        raise ValueError(f"expected an image [1|2|3|4, H, W], got shape {list(image.shape)}")
     array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
     if image.shape[0] == 1:
         return Image.fromarray(array[0].numpy(), mode="L")
-    return Image.fromarray(array.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
+    return Image.fromarray(array.permute(1, 2, 0).contiguous().numpy(), mode=PIL_MODES[image.shape[0]])
 
 
 def _png_info(text: Mapping[str, str] | None) -> PngImagePlugin.PngInfo:
@@ -167,10 +171,13 @@ def read_png_text(path: str | Path) -> dict[str, str]:
 def grid(images: Tensor, columns: int | None = None, padding: int = 2,
          fill: float | tuple[float, float, float] = 1.0) -> Tensor:
     """Tile images [B, C, H, W] into one image [C, H', W'] (about square unless `columns` is given); `fill`, the
-    padding's grey level or RGB colour (grey images then become RGB)."""
+    padding's grey level or RGB colour (grey images then become RGB). Images with an alpha channel (2 or 4
+    channels) keep it, and the padding is opaque."""
     colour = torch.as_tensor(fill, dtype=torch.float32).reshape(-1, 1, 1)
-    if len(colour) == 3 and images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
+    if len(colour) == 3 and images.shape[1] in (1, 2):
+        images = torch.cat([images[:, :1].expand(-1, 3, -1, -1), images[:, 1:]], 1)
+    if images.shape[1] in (2, 4):  # the padding's colour, then an opaque alpha
+        colour = torch.cat([colour.expand(images.shape[1] - 1, 1, 1), torch.ones(1, 1, 1)])
     b, c, h, w = images.shape
     columns = columns or math.ceil(math.sqrt(b))
     rows = math.ceil(b / columns)

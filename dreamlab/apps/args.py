@@ -96,10 +96,19 @@ ALIASES = {f"--{name.replace('_', '-')}": f"--{ours.replace('_', '-')}" for name
     "--cuda": "--device cuda", "--gpu": "--device cuda"}
 
 
+# options of one command that another lacks on purpose: (command, option) -> why, and what to run instead
+NOT_HERE = {("dream", "--alpha"): "transparent images are dreamlab render's (dreamlab render OBJECTIVE --alpha): "
+                                  "dream changes a photo, which stays opaque everywhere"}
+
+
 def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> str:
     """argparse's 'unrecognized arguments' message, with the options close to a mistyped one, or how to write a
     comma-separated list that a space split (`--layers conv1, conv2`; `argv`: the whole command line)."""
     message = f"unrecognized arguments: {' '.join(extras)}"
+    command = parser.prog.split(" ")[-1]
+    for extra in extras:
+        if (command, extra.split("=", 1)[0]) in NOT_HERE:
+            return f"{message}; {NOT_HERE[command, extra.split('=', 1)[0]]}"
     for i, word in enumerate(argv[:-1]):  # an option's list only: an objective (render's) has its own grammar
         listed = word if word.startswith("--") and "=" in word else \
             f"{argv[i - 1]} {word}" if i and argv[i - 1].startswith("--") else ""

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.devices import out_of_memory, resolve_device
+from dreamlab.optvis.alpha import composite, random_backgrounds, transparency_penalty
 from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError, DreamlabNote, check_callback, checked_keywords
 from dreamlab.io import photo_record, read_photo
@@ -195,11 +196,24 @@ class _Renderer:
         return (objective or self.objective)(acts, index)
 
     def step_scores(self, run_layers: Callable[[Tensor], dict[str, Tensor]], param: ImageParam, draws: Tensor,
-                    index: Tensor) -> Tensor:
-        """One step's forward: the images, their transforms, the model up to the objective's layers, the scores."""
+                    index: Tensor, backgrounds: Tensor | None = None) -> Tensor:
+        """One step's forward: the images, their transforms, the model up to the objective's layers, the scores.
+        A transparent render's images are laid over `backgrounds` first (lucid: before the transforms), and its
+        scores carry the transparency penalty."""
         images = param()
-        model_input = self.normalize(self.to_model_size(self.transforms(images, draws=draws)))
-        return self.scores(run_layers, images, model_input, index, self.step_objective)
+        seen = images if backgrounds is None else composite(images, backgrounds)
+        model_input = self.normalize(self.to_model_size(self.transforms(seen, draws=draws)))
+        score = self.scores(run_layers, seen, model_input, index, self.step_objective)
+        return score if backgrounds is None else transparency_penalty(score, images, self.settings.alpha_weight)
+
+    def backgrounds(self, step: int, units: Sequence[int]) -> Tensor | None:
+        """A transparent render's random backgrounds for this step, one per image from its own generator (seeded
+        by the render's seed, the step and the unit: the same whatever the batches); None for an opaque one."""
+        s = self.settings
+        if not s.alpha:
+            return None
+        generators = [torch.Generator(s.device).manual_seed(derived_seed(s.seed, 2, step, unit)) for unit in units]
+        return random_backgrounds(generators, self.recipe.channels, *s.height_width, s.device)
 
     def check_units(self) -> None:
         """One forward of one grey input, before any image is allocated: refuses reused modules, units out of
@@ -360,12 +374,13 @@ class _Renderer:
         step_generator.manual_seed(derived_seed(self.settings.seed, 1, step))
         draws = torch.rand(self.objective.batch_size, RandomTransforms.DRAWS_PER_SAMPLE, generator=step_generator,
                            device=self.settings.device)[run.index]
+        backgrounds = self.backgrounds(step, run.units)
         if step <= self.settings.redirect_relu_steps:  # eager: the mode swaps every ReLU's gradient
             with RedirectedReLU(), self.step_rng(step):
-                score = self.step_scores(run_layers, run.param, draws, run.index)
+                score = self.step_scores(run_layers, run.param, draws, run.index, backgrounds)
         else:
             with self.step_rng(step):
-                score = fast_scores(run_layers, run.param, draws, run.index)
+                score = fast_scores(run_layers, run.param, draws, run.index, backgrounds)
         if not score.requires_grad:
             raise no_gradient(self.objective.name)
         return score
@@ -374,8 +389,10 @@ class _Renderer:
         """The images without transforms and their scores (CPU), e.g. to report what a render achieved."""
         with torch.no_grad(), Capture(self.model, self.layers) as cap:
             images = param().float()
+            # a transparent image is scored over the recipe's grey (the transforms' fill): one fixed background
+            seen = composite(images, self.recipe.fill) if self.settings.alpha else images
             # what the model sees: at model_size when it is set (the final scores are of that image)
-            return images, self.scores(cap.run, images, self.normalize(self.to_model_size(images)),
+            return images, self.scores(cap.run, seen, self.normalize(self.to_model_size(seen)),
                                        index).float().cpu()
 
     def snapshot(self, param: ImageParam, units: Sequence[int], step: int) -> Tensor:

@@ -81,13 +81,16 @@ class ImageParam(nn.Module):
     """Base: subclasses produce unbounded 'raw' images; colour decorrelation and a sigmoid map them to [0, 1].
 
     `start_level` is the value a zero raw image maps to (0.5: grey; 0.05: near-black, for digits on black).
+    With `alpha` the raw images have one more channel, the last, which a sigmoid alone makes the alpha
+    (opacity; a zero raw alpha is 0.5, as lucid's): forward() then gives [B, channels + 1, H, W].
     """
 
     def __init__(self, channels: int, decorrelate: bool = True, color_matrix: Tensor | None = None,
-                 start_level: float = 0.5, device: torch.device | str | None = None):
+                 start_level: float = 0.5, device: torch.device | str | None = None, alpha: bool = False):
         super().__init__()
         check_start_level(start_level)
         self.channels = channels
+        self.alpha = alpha
         use_matrix = decorrelate and channels == 3
         matrix = normalized_color_matrix(COLOR_CORRELATION_SVD_SQRT if color_matrix is None else color_matrix)
         matrix = matrix.to(device)  # on the image's device: the einsum in forward() mixes the two
@@ -102,9 +105,13 @@ class ImageParam(nn.Module):
         """The images [B, C, H, W] in (0, 1): `raw()` mixed by the colour matrix, shifted by the start level,
         through a sigmoid."""
         x = self.raw()
+        alpha = None
+        if self.alpha:  # the colour basis and the start level are the colours' alone
+            x, alpha = x[:, :self.channels], x[:, self.channels:]
         if self.color_matrix is not None:
             x = torch.einsum("bchw,dc->bdhw", x, self.color_matrix)
-        return torch.sigmoid(x + self.offset if self.offset else x)
+        colour = torch.sigmoid(x + self.offset if self.offset else x)
+        return colour if alpha is None else torch.cat([colour, torch.sigmoid(alpha)], 1)
 
 
 class PixelParam(ImageParam):
@@ -112,10 +119,10 @@ class PixelParam(ImageParam):
 
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  sd: float = 0.01, decorrelate: bool = True, color_matrix: Tensor | None = None,
-                 start_level: float = 0.5, device: torch.device | str | None = None):
+                 start_level: float = 0.5, device: torch.device | str | None = None, alpha: bool = False):
         check_image_shape("PixelParam", batch, channels, height, width)
-        super().__init__(channels, decorrelate, color_matrix, start_level, device)
-        init = seeded_randn((batch, channels, height, width), generator, device) * sd
+        super().__init__(channels, decorrelate, color_matrix, start_level, device, alpha)
+        init = seeded_randn((batch, channels + alpha, height, width), generator, device) * sd
         self.pixels = nn.Parameter(init)
 
     def raw(self) -> Tensor:
@@ -149,11 +156,11 @@ class FourierParam(ImageParam):
     def __init__(self, batch: int, channels: int, height: int, width: int, *, generator: Generators = None,
                  sd: float = 0.01, decay_power: float = 1.0, decorrelate: bool = True,
                  color_matrix: Tensor | None = None, start_level: float = 0.5,
-                 freeze_chroma_mean: bool = True, device: torch.device | str | None = None):
+                 freeze_chroma_mean: bool = True, device: torch.device | str | None = None, alpha: bool = False):
         check_image_shape("FourierParam", batch, channels, height, width)
-        super().__init__(channels, decorrelate, color_matrix, start_level, device)
+        super().__init__(channels, decorrelate, color_matrix, start_level, device, alpha)
         self.size = (height, width)
-        spectrum_shape = (batch, channels, height, width // 2 + 1, 2)
+        spectrum_shape = (batch, channels + alpha, height, width // 2 + 1, 2)
         self.spectrum = nn.Parameter(seeded_randn(spectrum_shape, generator, device) * sd)
         scale = fourier_scale(height, width, decay_power).to(device)
         self.register_buffer("scale", scale, persistent=False)
@@ -161,7 +168,7 @@ class FourierParam(ImageParam):
             # free: 1 everywhere but the chromatic axes' zero frequency; there the spectrum is replaced by the
             # frozen start value, so those coefficients get no gradient and never move
             free = torch.ones(spectrum_shape[1:], device=device)
-            free[1:, 0, 0, :] = 0
+            free[1:3, 0, 0, :] = 0  # the alpha channel after them (alpha=True) keeps its mean free
             self.register_buffer("free", free, persistent=False)
             self.register_buffer("frozen", (self.spectrum.detach() * (1 - free)).clone(), persistent=False)
         else:
@@ -460,12 +467,13 @@ def image_to_param_raw(image: Tensor, param: ImageParam) -> None:
     """Set `param` so that it produces `image` ([B|1, C, H, W] in (0, 1)): start from a photo instead of noise."""
     image = image.to(next(param.parameters()).device)
     target = raw_target(image, param)
+    colours = slice(0, param.channels)  # with alpha=True the alpha keeps its start (half transparent)
     with torch.no_grad():
         if isinstance(param, PixelParam):
-            param.pixels.copy_(target.expand_as(param.pixels))
+            param.pixels[:, colours].copy_(target.expand_as(param.pixels[:, colours]))
         elif isinstance(param, FourierParam):
             spectrum = torch.fft.rfft2(target * FourierParam.SPATIAL_DIVISOR, norm="ortho") / param.scale
-            param.spectrum.copy_(torch.view_as_real(spectrum).expand_as(param.spectrum))
+            param.spectrum[:, colours].copy_(torch.view_as_real(spectrum).expand_as(param.spectrum[:, colours]))
             if param.frozen is not None:
                 param.frozen.copy_(param.spectrum * (1 - param.free))
         elif isinstance(param, MacoParam):  # the photo's phase; the magnitude stays the natural one

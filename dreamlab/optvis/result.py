@@ -17,7 +17,9 @@ from dreamlab.optvis.classes import as_logit, classes_text, logit_class
 
 @dataclass
 class RenderResult:
-    """Rendered images [B, C, H, W] in [0, 1] (CPU), one per unit, with what produced them."""
+    """Rendered images [B, C, H, W] in [0, 1] (CPU), one per unit, with what produced them. A transparent
+    render's (render(..., alpha=True); `has_alpha`) have one more channel, the last, the alpha: [B, 4, H, W]
+    RGBA for a colour model."""
 
     images: Tensor
     labels: list[str]
@@ -43,6 +45,12 @@ class RenderResult:
     class_layer: str | None = None
     # per image, whether a non-zero gradient reached its parameters at some step (see no_gradient); empty: unknown
     gradient_reached: list[bool] = field(default_factory=list)
+
+    @property
+    def has_alpha(self) -> bool:
+        """Whether the images end in an alpha channel (a transparent render: RGBA, or grey + alpha); their PNGs,
+        grids and `pil()` images keep it, and `numpy()` gives it as the last channel."""
+        return "dreamlab:alpha" in self.provenance
 
     @property
     def class_names(self) -> list[str | None]:
@@ -155,7 +163,7 @@ class RenderResult:
                 if not reached and not is_off]
 
     def pil(self) -> list[Image.Image]:
-        """The images as PIL images (RGB, or L for one channel)."""
+        """The images as PIL images (RGB, or L for one channel; RGBA or LA with an alpha channel)."""
         from dreamlab.io import to_pil
 
         return [to_pil(img) for img in self.images]
@@ -168,7 +176,9 @@ class RenderResult:
 
     def grid(self, nrow: int | None = None, padding: int = 2, step: int | None = None) -> Image.Image:
         """All images (`step`: the snapshot kept at that step) tiled into one PIL image, `nrow` to a row (default:
-        a unit's images with diversity, as `dreamlab render --grid`, else about square), on white."""
+        a unit's images with diversity, as `dreamlab render --grid`, else about square), on white. Transparent
+        images keep their alpha (an RGBA image, which viewers show over their own checkerboard);
+        `dreamlab.optvis.alpha.checkerboard(result.images)` lays them over lucid's grey one instead."""
         from dreamlab.io import grid, to_pil
 
         if nrow is not None and (isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1):

@@ -28,6 +28,7 @@ from dreamlab.io import centre_crop, check_image, cover, match_channels
 from dreamlab.models.loading import weights_provenance
 from dreamlab.models.recipe import MAX_FOURIER_DECAY, MAX_LR, Recipe
 from dreamlab.models.summary import check_input_size
+from dreamlab.optvis.alpha import ALPHA_WEIGHT, BACKGROUND_DECAY, MAX_ALPHA_WEIGHT
 from dreamlab.optvis.choices import COMPILE_MODES, PRECISIONS
 from dreamlab.optvis.objectives import Objective
 from dreamlab.optvis.optimizers import OPTIMIZERS, OptimizerFactory
@@ -79,6 +80,10 @@ class RenderSettings:
     # clean images of the final scores are resized to it (bilinear, antialiased when shrinking) before the
     # model, so a fixed-size model renders at any `size`. None: the model sees the images as they are
     model_size: int | tuple[int, int] | None = None
+    # a transparent render (alpha.py): the images get an alpha channel, [B, C + 1, H, W]; the pixel and Fourier
+    # params only. alpha_weight: the transparency penalty relative to each image's score (None: ALPHA_WEIGHT)
+    alpha: bool = False
+    alpha_weight: float | None = None
 
     def __post_init__(self) -> None:
         _check_numbers(self)
@@ -113,8 +118,6 @@ LUCENT_HINTS = {
     "h": "lucent's param.image(w, h): size=N, or size=(height, width)",
     "batch": "lucent's param.image(batch=N): a unit list renders one image per unit ('layer:0-7'), diversity=N "
              "N images per unit",
-    "alpha": "lucid's param.image(alpha=True): dreamlab has no transparent (alpha) parameterization; the images "
-             "are opaque",
     "show_inline": "lucent's show_inline: a RenderResult shows itself as a grid in a notebook (result.grid() is "
                    "that PIL image)",
     "show_image": "lucent's show_image: a RenderResult shows itself as a grid in a notebook (result.grid() is "
@@ -155,11 +158,13 @@ def resolve_settings(s: RenderSettings, recipe: Recipe, owned: bool, device: tor
         return default if value is None else value
 
     given_decay, given_sd, given_param = s.fourier_decay, s.init_sd, s.param
+    check_alpha(s.alpha, s.alpha_weight, s.param or recipe.param, "" if s.param is not None else " (the recipe's)")
     s = dataclasses.replace(
         s, steps=pick(s.steps, recipe.steps), size=pick(s.size, recipe.input_size), lr=pick(s.lr, recipe.lr),
         optimizer=pick(s.optimizer, recipe.optimizer), param=pick(s.param, recipe.param),
         transforms=pick(s.transforms, recipe.transforms), fourier_decay=pick(s.fourier_decay, recipe.fourier_decay),
-        start_level=pick(s.start_level, recipe.start_level), init_sd=pick(s.init_sd, INIT_SD))
+        start_level=pick(s.start_level, recipe.start_level), init_sd=pick(s.init_sd, INIT_SD),
+        alpha_weight=(float(pick(s.alpha_weight, ALPHA_WEIGHT)) if s.alpha else None))
     _validate(s)
     # a decay the caller gave; the recipe's own (there for its Fourier default) goes unused without a word
     check_fourier_decay(given_decay, s.param, "" if given_param is not None else " (the recipe's)")
@@ -229,6 +234,7 @@ def _check_numbers(s: RenderSettings) -> None:
     if s.init_sd is not None:
         _finite("init_sd", s.init_sd, 0, True)
     _whole("redirect_relu_steps", s.redirect_relu_steps, 0)
+    check_alpha(s.alpha, s.alpha_weight, s.param if isinstance(s.param, str) else None)
 
 
 def _check_names(s: RenderSettings) -> None:
@@ -334,6 +340,26 @@ def check_init_sd(init_sd: float | None, param: Any, whose: str = "") -> None:
                             f"give param={' or '.join(map(repr, SPREAD_PARAMS))}, or leave init_sd out")
 
 
+def check_alpha(alpha: Any, weight: Any, param: Any = None, whose: str = "") -> None:
+    """alpha (True or False), alpha_weight (0 to MAX_ALPHA_WEIGHT, only with alpha) and the parameterization the
+    render uses (`whose`: where it came from; None: not known yet): an alpha channel is the pixel and Fourier
+    params' only."""
+    if not isinstance(alpha, bool):
+        raise DreamlabError(f"alpha must be True or False (a transparent render), got {alpha!r}")
+    if weight is not None:
+        if not alpha:
+            raise DreamlabError(f"alpha_weight={weight!r} weighs the transparency penalty of a transparent render, "
+                                f"and alpha is off: add alpha=True (--alpha), or leave alpha_weight out")
+        _finite("alpha_weight", weight, 0, True, " (the transparency penalty relative to each image's score; "
+                f"0: none, default {ALPHA_WEIGHT:g})")
+        check_range("alpha_weight", weight, 0, MAX_ALPHA_WEIGHT, hint=" (the transparency penalty relative to each "
+                    f"image's score; default {ALPHA_WEIGHT:g})")
+    if alpha and param is not None and param not in SPREAD_PARAMS:
+        raise DreamlabError(f"alpha (a transparent render) needs the alpha channel of the "
+                            f"{' or '.join(SPREAD_PARAMS)} parameterization, and param is {describe(param)!r}"
+                            f"{whose}: give param={' or '.join(map(repr, SPREAD_PARAMS))}, or leave alpha out")
+
+
 def check_diversity(copies: Any, weight: Any) -> None:
     """diversity (images per unit, 1 to MAX_DIVERSITY) and diversity_weight (0 to MAX_DIVERSITY_WEIGHT), as one
     line each."""
@@ -423,6 +449,8 @@ def param_options(s: RenderSettings) -> dict[str, Any]:
     if not isinstance(s.param, str):
         return {}
     options: dict[str, Any] = {"start_level": s.start_level, "decorrelate": s.decorrelate}
+    if s.alpha:
+        options["alpha"] = True
     if s.param in SPREAD_PARAMS:  # maco starts from a random phase on the circle: a spread has nothing to set
         options["sd"] = s.init_sd
     if s.color_matrix is not None:
@@ -471,7 +499,11 @@ def provenance(obj: Objective, recipe: Recipe, weights: str, s: RenderSettings, 
     defaults = {"sd": INIT_SD, "decorrelate": True}  # recorded only when changed, so default PNGs stay as they were
     options = {f"dreamlab:{key}": f"{value:g}" if isinstance(value, float) else str(value)
                for key, value in param_options(s).items()
-               if key != "color_matrix" and (key not in defaults or value != defaults[key])}
+               if key not in ("color_matrix", "alpha") and (key not in defaults or value != defaults[key])}
+    if s.alpha:  # recorded only when on, so opaque PNGs stay as they were
+        options["dreamlab:alpha"] = (f"on (alpha channel last): each step over random 1/f^{BACKGROUND_DECAY:g} "
+                                     f"noise (lucid); final score over grey {recipe.fill:g}")
+        options["dreamlab:alpha_weight"] = f"{s.alpha_weight:g}"
     if s.color_matrix is not None:
         options["dreamlab:color_matrix"] = repr(s.color_matrix)
     if s.diversity > 1:

@@ -49,6 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=photo_path, metavar="PHOTO",
                    help="start from this image (a PNG/JPEG file, or china or flower) instead of noise")
     add_diversity_arguments(p, note="; a --grid has a row per unit")
+    p.add_argument("--alpha", action="store_true", help="a transparent render (lucid's alpha; --param pixel or "
+                   "fourier): RGBA PNGs, opaque where the unit needs it (each step shows the model the image over "
+                   "random noise, and penalizes opacity)")
+    p.add_argument("--alpha-weight", type=float, metavar="W", help="with --alpha: the transparency penalty "
+                   "relative to each image's score, 0 to 100 (default: 1; higher: more transparent)")
     p.add_argument("--direction", type=input_path, metavar="FILE",
                    help="render directions in the channel space of the layer given as OBJECTIVE: a vector [C] or a "
                         "matrix [N, C] of N directions in a .npy, .pt (torch.save), .txt or .csv file")
@@ -89,6 +94,7 @@ def _run(args: argparse.Namespace) -> int:
                                                                 module_names(loaded.model))
     recipe = loaded.recipe.for_layers(objective.layers)  # with the recipe's settings for the layers it reads
     check_fourier_decay(args.fourier_decay, args.param or recipe.param)
+    _check_alpha(args, args.param or recipe.param, "" if args.param else " (the recipe's)")
     copies = args.diversity or 1
     units, paths, grid_path = _output_paths(args, loaded, objective, recipe, copies)
     snapshots = _SnapshotSaver(args.grid, paths, objective.name, loaded.recipe.name)
@@ -100,7 +106,8 @@ def _run(args: argparse.Namespace) -> int:
                     device=args.device, batch_size=args.batch_size, thresholds=thresholds, on_snapshot=on_snapshot,
                     keep_snapshots=False, init_image=init, precision=args.precision, progress=True,
                     compile=args.compile or False,
-                    fourier_decay=args.fourier_decay, diversity=copies,
+                    fourier_decay=args.fourier_decay, diversity=copies, alpha=args.alpha,
+                    alpha_weight=args.alpha_weight,
                     diversity_layer=args.diversity_layer,
                     **({} if args.diversity_weight is None else {"diversity_weight": args.diversity_weight}))
     if init is not None:  # the photo by its name and file (render() was given its pixels)
@@ -131,12 +138,31 @@ def _check_before_loading(args: argparse.Namespace) -> tuple[Objective | None, T
         check_lr(args.lr)
     check_tensorboard(args)
     check_diversity_options(args)
+    _check_alpha(args, args.param)
     along = _direction_objective(args)  # a bad file is refused before the model loads (tens of seconds on a CPU)
     if along is None:
         check_syntax(args.objective)  # so is a typo
     resolve_device(args.device)  # a bad --device is refused before the model loads
     init = read_photo(args.init, "--init image") if args.init else None  # so is an unreadable photo
     return along, init
+
+
+def _check_alpha(args: argparse.Namespace, param: str | None, whose: str = "") -> None:
+    """--alpha-weight without --alpha, out of range, or --alpha with a parameterization that has no alpha channel
+    (`param`: None before the recipe is known), in the command line's words."""
+    from dreamlab.optvis.settings import SPREAD_PARAMS, check_alpha
+
+    if args.alpha_weight is not None and not args.alpha:
+        raise DreamlabError("--alpha-weight weighs the transparency penalty of --alpha; add --alpha, or leave "
+                            "--alpha-weight out")
+    if args.alpha and param is not None and param not in SPREAD_PARAMS:
+        raise DreamlabError(f"--alpha needs the alpha channel that the {' and '.join(SPREAD_PARAMS)} "
+                            f"parameterizations add, and --param is {param}{whose}: add --param "
+                            f"{' or --param '.join(SPREAD_PARAMS)}, or leave --alpha out")
+    try:
+        check_alpha(args.alpha, args.alpha_weight)
+    except DreamlabError as exc:
+        raise DreamlabError(str(exc).replace("alpha_weight", "--alpha-weight")) from None
 
 
 def _output_paths(args: argparse.Namespace, loaded: LoadedModel, objective: Objective, recipe: Recipe,
