@@ -14,7 +14,10 @@ from dreamlab.errors import DreamlabError
 from dreamlab.io import grid, read_png_text, to_pil
 from dreamlab.optvis.alpha import checkerboard, composite, random_backgrounds, transparency_penalty
 from dreamlab.optvis.params import FourierParam, PixelParam, image_to_param_raw
-from dreamlab.optvis.settings import RenderSettings
+from dreamlab.models.recipe import load_recipe
+from dreamlab.optvis.engine import _Renderer
+from dreamlab.optvis.grammar import parse_objective
+from dreamlab.optvis.settings import RenderSettings, resolve_settings
 
 from models_fixtures import TinyNet
 
@@ -66,6 +69,18 @@ def test_the_backgrounds_are_seeded_per_image_and_differ_between_seeds():
     assert torch.equal(first[1], again[0])  # image 2's alone: the same whatever its batch
     assert not torch.equal(first[0], first[1])
     assert 0 < float(first.min()) and float(first.max()) < 1 and float(first.std()) > 0.01
+
+
+def test_the_render_draws_a_new_background_every_step_and_the_same_in_every_run():
+    recipe = load_recipe("lenet-digits")  # one channel: grey backgrounds
+    settings = resolve_settings(RenderSettings(alpha=True, size=16, seed=5), recipe, owned=True)
+    renderer = _Renderer(TinyNet(), parse_objective("conv2:0-1"), recipe, settings, None, (), None)
+    step1, again, step2 = (renderer.backgrounds(step, [0, 1]) for step in (1, 1, 2))
+    assert step1.shape == (2, 1, 16, 16) and torch.equal(step1, again)
+    assert not torch.equal(step1, step2) and not torch.equal(step1[0], step1[1])
+    assert torch.equal(renderer.backgrounds(2, [1])[0], step2[1])  # a unit's own, whatever its batch
+    opaque = resolve_settings(RenderSettings(size=16), recipe, owned=True)
+    assert _Renderer(TinyNet(), parse_objective("conv2:0"), recipe, opaque, None, (), None).backgrounds(1, [0]) is None
 
 
 def test_a_transparent_render_returns_rgba_images_and_says_so():
@@ -181,3 +196,11 @@ def test_dream_has_no_alpha_and_says_why(capsys):
     assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith("dreamlab: error: unrecognized arguments: --alpha; transparent images are dreamlab "
                           "render's (dreamlab render OBJECTIVE --alpha): dream changes a photo"), err
+
+
+def test_an_init_photo_sets_the_colours_of_a_transparent_render():
+    photo = torch.full((3, 16, 16), 0.8)
+    result = render(TinyNet(), "conv2:0", alpha=True, init_image=photo, param="pixel", lr=1e-6,
+                    **dict(FAST, steps=1))
+    assert torch.allclose(result.images[0, :3], photo, atol=1e-3)
+    assert float(result.images[0, 3].mean()) == pytest.approx(0.5, abs=0.01)

@@ -40,6 +40,14 @@ def random_backgrounds(generators: Sequence[torch.Generator], channels: int, hei
     return torch.sigmoid(raw)
 
 
+def seeded_backgrounds(seeds: Sequence[int], channels: int, size: tuple[int, int],
+                       device: torch.device | str | None) -> Tensor:
+    """`random_backgrounds`, image i's drawn from a generator seeded with `seeds[i]` (the render derives each from
+    its seed, the step and the image's unit: a new background every step, the same in every run)."""
+    generators = [torch.Generator(device if device is not None else "cpu").manual_seed(seed) for seed in seeds]
+    return random_backgrounds(generators, channels, size[0], size[1], device)
+
+
 def composite(images: Tensor, background: Tensor | float) -> Tensor:
     """The colour channels of RGBA (or grey + alpha) `images` [B, C+1, H, W] laid over `background` (an image
     batch [B, C, H, W], or one grey level): [B, C, H, W]."""
@@ -65,4 +73,4 @@ def checkerboard(images: Tensor, squares: int = 8, light: float = 0.95, dark: fl
 
 
 __all__ = ["ALPHA_WEIGHT", "BACKGROUND_DECAY", "BACKGROUND_SD", "MAX_ALPHA_WEIGHT", "checkerboard", "composite",
-           "random_backgrounds", "transparency_penalty"]
+           "random_backgrounds", "seeded_backgrounds", "transparency_penalty"]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.devices import out_of_memory, resolve_device
-from dreamlab.optvis.alpha import composite, random_backgrounds, transparency_penalty
+from dreamlab.optvis.alpha import composite, seeded_backgrounds, transparency_penalty
 from dreamlab.optvis.capture import Capture
 from dreamlab.errors import DreamlabError, DreamlabNote, check_callback, checked_keywords
 from dreamlab.io import photo_record, read_photo
@@ -212,8 +212,8 @@ class _Renderer:
         s = self.settings
         if not s.alpha:
             return None
-        generators = [torch.Generator(s.device).manual_seed(derived_seed(s.seed, 2, step, unit)) for unit in units]
-        return random_backgrounds(generators, self.recipe.channels, *s.height_width, s.device)
+        seeds = [derived_seed(s.seed, 2, step, unit) for unit in units]
+        return seeded_backgrounds(seeds, self.recipe.channels, s.height_width, s.device)
 
     def check_units(self) -> None:
         """One forward of one grey input, before any image is allocated: refuses reused modules, units out of
