@@ -450,8 +450,9 @@ def render(model: nn.Module | str | LoadedModel, objective: Objective | str,
     replaces the random start (with `diversity`, a unit's images start from its image plus their own random
     starts); the provenance names it (`dreamlab:init`, `dreamlab:init_sha256` of its file or pixels). Ctrl-C ends
     the run early and returns the batches that exist, with `interrupted=True` and each image's `steps` (a Ctrl-C
-    before the first batch got going raises KeyboardInterrupt). With `compile`, the model must be
-    traceable by torch.fx; the warm-up is paid once per model, layers and shape in a process.
+    before the first batch got going raises KeyboardInterrupt). `alpha=True` renders transparent images, RGBA
+    (optvis/alpha.py; `result.has_alpha`), with `alpha_weight` the transparency penalty. With `compile`, the
+    model must be traceable by torch.fx; the warm-up is paid once per model, layers and shape in a process.
     """
     requested = with_overrides(settings, overrides)
     check_callback("on_snapshot", on_snapshot, "on_snapshot(step, images, labels)", 3)

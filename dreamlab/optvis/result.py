@@ -171,7 +171,7 @@ class RenderResult:
     def numpy(self, step: int | None = None) -> np.ndarray:
         """The images (`step`: the snapshot kept at that step) as one float32 array [B, H, W, C] in [0, 1]
         (channels last, as lucent's render_vis returns them, one such array per threshold; C is 1 for a grey
-        model)."""
+        model, and one more, the alpha last, for a transparent render)."""
         return self._at_step(step).detach().float().clamp(0, 1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
     def grid(self, nrow: int | None = None, padding: int = 2, step: int | None = None) -> Image.Image:
