@@ -107,6 +107,7 @@ def test_the_same_seed_gives_the_same_grid_and_another_seed_another(grid) -> Non
     (dict(cell_size=4), r"cell_size \(--cell-size\) must be a whole number >= 8"),
     (dict(param="pixel"), "activation_grid does not take param=: it renders one 28-px image per cell"),
     (dict(init_image="china"), "activation_grid does not take init_image="),
+    (dict(alpha=True), "activation_grid does not take alpha=: it renders one 28-px image per cell"),
     (dict(fourier_decay=-1), "fourier_decay"),
 ])
 def test_bad_input_is_one_line(kwargs, message) -> None:

@@ -142,7 +142,7 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     if number is None or not 0 <= number <= 1:
         raise DreamlabError(f"shared must be a number from 0 (independent cells) to 1, got {shared!r}; lucid uses "
                             f"{SHARED_WEIGHT}"[:200])
-    for key in ("param", "size", "batch_size", "units", "diversity", "init_image"):
+    for key in ("param", "size", "batch_size", "units", "diversity", "init_image", "alpha", "alpha_weight"):
         if key in render_options:
             raise DreamlabError(f"activation_grid does not take {key}=: it renders one {cell_size}-px image per "
                                 f"cell, all in one batch, from shared random Fourier images; leave it out")
