@@ -162,6 +162,18 @@ def test_torchvision_googlenet_weights_are_refused_naming_the_file_expected(goog
     assert "lucent's inception5h.pth" in message and "--model googlenet" in message
 
 
+def test_lucents_file_given_to_torchvisions_googlenet_names_inceptionv1(tmp_path, planted):
+    """lucent users take `--model googlenet` for lucid's GoogLeNet: the refusal says which model the file is for."""
+    path = tmp_path / "inception5h.pth"
+    torch.save(planted.state_dict(), path)
+    with pytest.raises(WeightsError) as info:
+        load_model("googlenet", weights=path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"weights file {str(path)!r} does not fit googlenet")
+    assert message.endswith("; the file holds lucid's InceptionV1 in lucent's layout (inception5h.pth): give it to "
+                            "--model inceptionv1")
+
+
 def test_a_partial_file_is_refused_without_the_other_models_hint(tmp_path):
     state = InceptionV1().state_dict()
     del state["mixed5b_5x5_pre_relu_conv.bias"]
@@ -274,6 +286,35 @@ def test_fetch_downloads_checks_and_the_default_weights_load(cache, monkeypatch,
     assert torch.equal(model.softmax2_pre_activation_matmul.bias, planted.softmax2_pre_activation_matmul.bias)
     assert main(["fetch", "inceptionv1"]) == 0 and len(asked) == 1  # filled: no second download
     assert capsys.readouterr().out.startswith("inceptionv1: weights already in")
+
+
+def test_cached_weights_are_recorded_by_their_file_and_sha256(cache, planted, tmp_path):
+    """The cache's file is not pinned (fetch --file takes any inception5h-shaped file): a render records which."""
+    path = tmp_path / "inception5h.pth"
+    torch.save(planted.state_dict(), path)
+    assert main(["fetch", "inceptionv1", "--file", str(path)]) == 0
+    assert load_model("inceptionv1").weights == str(cache / "inception5h.pth")
+    out = tmp_path / "r.png"
+    assert main(["render", "mixed4a:0", "--model", "inceptionv1", "--size", "32", "--steps", "2", "-o", str(out)]) == 0
+    text = Image.open(out).text
+    assert text["dreamlab:weights"] == str(cache / "inception5h.pth")
+    assert text["dreamlab:weights_sha256"] == file_digest(path)
+
+
+def test_a_gallery_refuses_to_resume_on_other_cached_weights(cache, planted, tmp_path, capsys):
+    """`fetch --force --file` replaces the cache's file: units from the old one are not mixed with the new."""
+    path = tmp_path / "inception5h.pth"
+    torch.save(planted.state_dict(), path)
+    assert main(["fetch", "inceptionv1", "--file", str(path)]) == 0
+    args = ["gallery", "inceptionv1", "--layers", "conv2d0", "--channels", "0-1", "--size", "32", "--steps", "2",
+            "-o", str(tmp_path / "gal")]
+    assert main(args) == 0
+    torch.save(InceptionV1().state_dict(), tmp_path / "other.pth")
+    assert main(["fetch", "inceptionv1", "--force", "--file", str(tmp_path / "other.pth")]) == 0
+    capsys.readouterr()
+    assert main([*args[:5], "0-2", *args[6:]]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"with sha256 {file_digest(path)}" in err
 
 
 def test_a_download_of_another_file_is_refused_and_not_cached(cache, monkeypatch, capsys):

@@ -205,9 +205,22 @@ def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
 
 def _model_hint(model: nn.Module, state: dict, expected: dict) -> str:
     """Where the file shares no key with the model (another model's weights), the model's own word on which file
-    it reads: its `weights_hint` attribute, if it has one (zoo/inceptionv1.py)."""
+    it reads (its `weights_hint` attribute, zoo/inceptionv1.py), or else which model the file's keys are for."""
+    if set(state) & set(expected):
+        return ""
     hint = getattr(model, "weights_hint", None)
-    return f"; {hint}" if isinstance(hint, str) and not set(state) & set(expected) else ""
+    if isinstance(hint, str):
+        return f"; {hint}"
+    known = next((said for key, said in _FILE_HINTS.items() if key in state), None)
+    return f"; {known}" if known else ""
+
+
+# a key that marks a weights file as another zoo model's, and what to say to whoever gives it to a model it does not
+# fit (lucent users give inception5h.pth to --model googlenet, torchvision's other GoogLeNet)
+_FILE_HINTS = {
+    "conv2d0_pre_relu_conv.weight": "the file holds lucid's InceptionV1 in lucent's layout (inception5h.pth): "
+                                    "give it to --model inceptionv1",
+}
 
 
 def _classes_hint(state: dict, expected: dict, missing: list[str], extra: list[str]) -> str:
@@ -337,13 +350,17 @@ def _build_model(recipe: Recipe, weights: str | Path | None, allow_code: bool) -
         member = _torchvision_weights_enum(recipe, choice, origin)
         return _build_with_download(recipe, choice, origin), str(member).split(".")[-1]
     try:
-        return _call_builder(recipe, choice, {}, allow_code), choice
+        model = _call_builder(recipe, choice, {}, allow_code)
     except ValueError:  # the zoo's builders refuse weights they do not know
         if origin:
             raise WeightsError(f"unknown weights {choice!r} for {recipe.name}, named by {origin}; valid: default, "
                                f"none (or what its builder takes): fix it there, or leave it out") from None
         raise WeightsError(f"unknown weights {choice!r} for {recipe.name}; valid: default, none, or the PATH of a "
                            f"state-dict file") from None
+    # a builder that read a file no sha256 pins (zoo/inceptionv1.py's cache) names it, so that the provenance
+    # records the file and its bytes' sha256 rather than a 'default' that says nothing of which weights were read
+    read = getattr(model, "weights_file", None)
+    return model, str(read) if isinstance(read, (str, Path)) else choice
 
 
 def _check_torchvision_name(recipe: Recipe) -> None:

@@ -149,7 +149,8 @@ class InceptionV1(nn.Module):
 
 def inceptionv1(weights: object = "default") -> InceptionV1:
     """The recipe's builder. `weights`: 'default' (the cache file `dreamlab fetch inceptionv1` fills) or None
-    (random init); a weights file (--weights PATH) is loaded by dreamlab's loader after the build."""
+    (random init); a weights file (--weights PATH) is loaded by dreamlab's loader after the build. The cache's
+    file is named in `weights_file`, which load_model reports as the weights read."""
     model = InceptionV1()
     if weights is None or str(weights).lower() == "none":
         return model
@@ -163,6 +164,7 @@ def inceptionv1(weights: object = "default") -> InceptionV1:
                            f"once (it downloads lucent's inception5h.pth), or give that file with --weights PATH, "
                            f"or use --weights none for random init")
     _load_cached(model, path)
+    model.weights_file = str(path)  # not pinned by a sha256: the provenance records the file's (loading.py)
     return model
 
 
