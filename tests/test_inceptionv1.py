@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 
 from dreamlab.apps.cli import main
-from dreamlab.errors import WeightsError
+from dreamlab.errors import UnknownNameError, WeightsError
 from dreamlab.io import file_digest
 from dreamlab.models.loading import load_model, load_state_dict_file, resolve_layer
 from dreamlab.models.recipe import load_recipe
@@ -112,6 +112,25 @@ def test_lucid_layer_names_address_layers_of_lucids_widths():
     assert logits.shape == (2, 1008)
     assert {n: acts[n].shape[1] for n in LUCID_WIDTHS} == LUCID_WIDTHS
     assert acts["mixed4a"].shape == (2, 508, 14, 14) and acts["mixed5b_pre_relu"].shape == (2, 1024, 7, 7)
+
+
+def test_lucents_branch_names_point_at_their_channels_of_the_block():
+    """lucent's `mixed4a_3x3` (the branch after its ReLU) is no module here: the error names its channels of
+    mixed4a, and those channels are that branch's conv after a ReLU."""
+    model = InceptionV1().eval()
+    with pytest.raises(UnknownNameError) as info:
+        resolve_layer(model, "mixed4a_3x3")
+    assert "lucent's 'mixed4a_3x3' (a branch after its ReLU) is channels 192-395 of 'mixed4a' here " \
+           "(mixed4a_3x3:k is mixed4a:192+k)" in str(info.value)
+    assert inceptionv1_module.branch_channels("mixed4a_pool_reduce") == ("mixed4a", 444, 64)
+    assert inceptionv1_module.branch_channels("mixed9z_3x3") is None
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 255 - 117
+    names = ["mixed4a", "mixed4a_3x3_pre_relu_conv", "mixed4a_pool_reduce_pre_relu_conv"]
+    with torch.no_grad(), capture(model, names, stop_early=False) as cap:
+        model(x)
+    acts = cap.acts
+    assert torch.equal(acts["mixed4a"][:, 192:396], acts["mixed4a_3x3_pre_relu_conv"].relu())
+    assert torch.equal(acts["mixed4a"][:, 444:], acts["mixed4a_pool_reduce_pre_relu_conv"].relu())
 
 
 def test_relus_are_modules_used_once_and_never_in_place():

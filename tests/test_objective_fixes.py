@@ -242,8 +242,9 @@ def test_dream_and_attribution_read_dashes_with_the_models_layer_names():
     ("inceptionv1", "softmax2_pre_activation:3", "lucid's 'softmax2_pre_activation' is 'logit' here (logit:N reads "
                                                  "the logits, before any softmax)"),
     ("inceptionv1", "conv2d0_pre_relu:3", "lucid's 'conv2d0_pre_relu' is the conv 'conv2d0_pre_relu_conv' here"),
-    ("inceptionv1", "mixed4a_3x3:3", "lucent's 'mixed4a_3x3' (a branch after its ReLU) is part of 'mixed4a' here, "
-                                     "whose ReLU covers its branches, or 'mixed4a_3x3_pre_relu_conv' before the ReLU"),
+    ("inceptionv1", "mixed4a_3x3:3", "lucent's 'mixed4a_3x3' (a branch after its ReLU) is channels 192-395 of "
+                                     "'mixed4a' here (mixed4a_3x3:k is mixed4a:192+k), whose ReLU covers its "
+                                     "branches, or 'mixed4a_3x3_pre_relu_conv' before the ReLU"),
     ("resnet18", "layer3_0_conv2:3", "lucent's 'layer3_0_conv2' is 'layer3.0.conv2' here (dotted module addresses)"),
     ("googlenet", "mixed4a_pre_relu:476", "lucid's InceptionV1 'mixed4a_pre_relu' is GoogLeNet's 'inception4a' here "
                                           "(there is no pre-ReLU output: torchvision's Inception block concatenates "

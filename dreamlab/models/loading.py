@@ -519,9 +519,15 @@ def ported_name_hint(name: str, names: Sequence[str]) -> str:
     if name.endswith("_pre_relu") and f"{name}_conv" in names:  # inceptionv1 keeps lucent's conv names
         return f"lucid's {name!r} is the conv {name + '_conv'!r} here; "
     if f"{name}_pre_relu_conv" in names:  # a branch whose ReLU is its block's (zoo/inceptionv1.py)
-        block = name.split("_")[0]
-        return (f"lucent's {name!r} (a branch after its ReLU) is part of {block!r} here, whose ReLU covers its "
-                f"branches, or {name + '_pre_relu_conv'!r} before the ReLU; ")
+        from dreamlab.models.zoo.inceptionv1 import branch_channels  # the zoo's loaders import this module
+
+        found = branch_channels(name)
+        where = f"part of {name.split('_')[0]!r} here"
+        if found:
+            block, first, width = found
+            where = f"channels {first}-{first + width - 1} of {block!r} here ({name}:k is {block}:{first}+k)"
+        return (f"lucent's {name!r} (a branch after its ReLU) is {where}, whose ReLU covers its branches, or "
+                f"{name + '_pre_relu_conv'!r} before the ReLU; ")
     if name in ("softmax2_pre_activation", "softmax2") and "logit" in names:  # lucid's InceptionV1 logits
         return f"lucid's {name!r} is 'logit' here (logit:N reads the logits, before any softmax); "
     if name == "labels" and "logit" in names:

@@ -81,6 +81,18 @@ class Concat(nn.Module):
         return torch.cat(branches, 1)
 
 
+def branch_channels(branch: str) -> tuple[str, int, int] | None:
+    """Where lucent's branch after its ReLU (`mixed4a_3x3`) lies in its block here: (block, first channel, width),
+    or None for another name. The block concatenates 1x1, 3x3, 5x5 and pool reduce in that order."""
+    block, _, part = branch.partition("_")
+    row = next((r for r in MIXED if r[0] == block), None)
+    if row is None:
+        return None
+    _, _, c1, _, c3, _, c5, cp = row
+    starts = {"1x1": (0, c1), "3x3": (c1, c3), "5x5": (c1 + c3, c5), "pool_reduce": (c1 + c3 + c5, cp)}
+    return (block, *starts[part]) if part in starts else None
+
+
 def _conv(c_in: int, c_out: int, k: int) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, k, padding=k // 2)  # 'SAME' for odd kernels at stride 1: k // 2 on every side
 
@@ -246,5 +258,5 @@ def fetch_inceptionv1(force: bool = False, source: Path | None = None) -> Path:
     return target
 
 
-__all__ = ["InceptionV1", "inceptionv1", "fetch_inceptionv1", "weights_path", "MIXED", "CLASSES", "WEIGHTS_URL",
-           "PaddedMaxPool", "Concat"]
+__all__ = ["InceptionV1", "inceptionv1", "fetch_inceptionv1", "weights_path", "branch_channels", "MIXED", "CLASSES",
+           "WEIGHTS_URL", "PaddedMaxPool", "Concat"]
