@@ -213,6 +213,19 @@ def test_not_a_weights_file_is_one_line(tmp_path: Path):
         load_state_dict_file(inceptionv1(weights=None), path, "inceptionv1")
 
 
+def test_a_whole_pickled_module_says_how_to_get_its_state_dict(tmp_path):
+    """lucent users `torch.save(model)`: the refusal says how to turn that file into the state dict read here."""
+    path = tmp_path / "whole.pth"
+    torch.save(InceptionV1(), path)
+    with pytest.raises(WeightsError) as info:
+        load_model("inceptionv1", weights=path)
+    assert str(info.value) == (
+        f"cannot read weights file {str(path)!r}: it holds a pickled module (dreamlab.models.zoo.inceptionv1."
+        f"InceptionV1) rather than a state dict; save the weights with torch.save(model.state_dict(), PATH) and "
+        f"give that file (from this file, in a Python where its class imports and if you trust it: "
+        f"torch.save(torch.load(FILE, weights_only=False).state_dict(), PATH))")
+
+
 # --- the recipe and the command line ------------------------------------------------------------------------
 
 def test_recipe_maps_unit_images_to_lucids_input_range():

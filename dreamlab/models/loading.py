@@ -241,8 +241,10 @@ def _unreadable(path: Path, exc: Exception) -> WeightsError:
     save = "save the weights with torch.save(model.state_dict(), PATH) and give that file"
     if found:
         what = "a pickled module" if _is_module_class(found.group(1)) else "a pickled object"
+        # torch.save(model) users (lucent's notebooks) no longer hold `model`: say how to get it from the file
         return WeightsError(f"cannot read weights file {str(path)!r}: it holds {what} ({found.group(1)}) rather "
-                            f"than a state dict; {save}")
+                            f"than a state dict; {save} (from this file, in a Python where its class imports and "
+                            f"if you trust it: torch.save(torch.load(FILE, weights_only=False).state_dict(), PATH))")
     if isinstance(exc, PermissionError):
         return WeightsError(f"cannot read weights file {str(path)!r}: permission denied; give a file you can read "
                             f"(chmod u+r)")
