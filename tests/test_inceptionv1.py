@@ -213,6 +213,20 @@ def test_not_a_weights_file_is_one_line(tmp_path: Path):
         load_state_dict_file(inceptionv1(weights=None), path, "inceptionv1")
 
 
+def test_a_missing_weights_file_names_the_fetch(tmp_path, monkeypatch):
+    """README's `--weights inception5h.pth` without the file: the error says where the file comes from."""
+    monkeypatch.setenv("DREAMLAB_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "inception5h.pth"
+    with pytest.raises(WeightsError) as info:
+        load_model("inceptionv1", weights=path)
+    assert str(info.value) == (f"weights file {str(path)!r} does not exist; give a state-dict file saved with "
+                               f"torch.save, or run `dreamlab fetch inceptionv1` once and leave --weights out")
+    with pytest.raises(WeightsError, match="saved with torch.save$"):  # other models have no fetch to name
+        load_model("lenet-digits", weights=path)
+    with pytest.raises(WeightsError, match="saved with torch.save$"):  # fetch --file itself: no fetch to run
+        inceptionv1_module.fetch_inceptionv1(source=path)
+
+
 def test_a_whole_pickled_module_says_how_to_get_its_state_dict(tmp_path):
     """lucent users `torch.save(model)`: the refusal says how to turn that file into the state dict read here."""
     path = tmp_path / "whole.pth"

@@ -339,7 +339,13 @@ def _build_model(recipe: Recipe, weights: str | Path | None, allow_code: bool) -
     _check_torchvision_name(recipe)
     if is_weights_file(weights):
         model = _call_builder(recipe, None, recipe.weights_kwargs, allow_code)
-        load_state_dict_file(model, Path(weights), recipe.name)
+        try:
+            load_state_dict_file(model, Path(weights), recipe.name)
+        except WeightsError as exc:
+            fetch = getattr(model, "weights_fetch", None)  # a zoo model whose file a command downloads (inceptionv1)
+            if isinstance(fetch, str) and not Path(weights).exists():
+                raise WeightsError(f"{exc}, or run `{fetch}` once and leave --weights out") from None
+            raise
         described = str(Path(weights))
         # Path('./none') prints as 'none', which the provenance reads as random init: keep the file's ./
         return model, f"./{described}" if described.lower() in WEIGHTS_KEYWORDS else described

@@ -102,6 +102,7 @@ class InceptionV1(nn.Module):
 
     weights_hint = ("inceptionv1 reads lucent's inception5h.pth (keys such as conv2d0_pre_relu_conv.weight); "
                     "torchvision's GoogLeNet weights go with --model googlenet")
+    weights_fetch = "dreamlab fetch inceptionv1"  # named where a --weights file is missing (loading._build_model)
 
     def __init__(self):
         super().__init__()
