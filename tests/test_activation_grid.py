@@ -159,3 +159,22 @@ def test_a_ctrl_c_saves_the_grid_so_far_and_exits_130(tmp_path, monkeypatch, cap
                  "--steps", "1", "--device", "cpu", "-o", str(out)]) == 130
     assert read_png_text(out)["dreamlab:activation_grid"] == "2x2"
     assert "interrupted; saved the grid" in capsys.readouterr().err
+
+
+def test_a_render_stopped_mid_way_says_so_in_the_png(monkeypatch) -> None:
+    from dreamlab.optvis import engine
+
+    real = engine.render
+
+    def stopped_early(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.interrupted, result.steps = True, [1] * len(result.steps)  # as a Ctrl-C after step 1 leaves it
+        return result
+
+    monkeypatch.setattr(engine, "render", stopped_early)
+    stopped = activation_grid("lenet-digits", "china", "conv2", **TINY)
+    assert stopped.text["dreamlab:interrupted"] == "after 1 of 3 steps"
+
+
+def test_a_finished_grid_says_nothing_of_an_interruption(grid) -> None:
+    assert "dreamlab:interrupted" not in grid.text

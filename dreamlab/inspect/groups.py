@@ -288,5 +288,4 @@ def _render_groups(found: NeuronGroups, subject: object, recipe: object, cossim_
     found.text.update({f"dreamlab:render_{key.removeprefix('dreamlab:')}": value
                        for key, value in result.provenance.items() if found.text.get(key) != value})
     found.text["dreamlab:render_scores"] = ",".join(f"{s:.6g}" for s in result.final_scores.tolist())
-    if result.interrupted:
-        found.text["dreamlab:interrupted"] = f"after {min(result.steps)} of {result.planned_steps} steps"
+    found.text.update(result.interruption_text())

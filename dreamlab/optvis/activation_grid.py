@@ -177,7 +177,8 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
             "dreamlab:photo_map": f"{act.shape[1]}x{act.shape[2]}", "dreamlab:shared": f"{number:g}",
             "dreamlab:param": f"lucid's grid: {OWN_WEIGHT:g} own + {number:g} shared Fourier images",
             "dreamlab:fourier_decay": f"{decay:g}",
-            "dreamlab:scores": ",".join(f"{s:.4g}" for s in result.final_scores.tolist())}
+            "dreamlab:scores": ",".join(f"{s:.4g}" for s in result.final_scores.tolist()),
+            **result.interruption_text()}
     return ActivationGrid(pixels, result, vectors, cells, text)
 
 

@@ -72,6 +72,13 @@ class RenderResult:
                 text["dreamlab:interrupted"] = f"after {self.steps[i]} of {self.planned_steps} steps"
         return text
 
+    def interruption_text(self) -> dict[str, str]:
+        """`dreamlab:interrupted` (after how many of the planned steps) for a figure of all images that Ctrl-C
+        cut short; empty for a finished render."""
+        if not (self.interrupted and self.steps):
+            return {}
+        return {"dreamlab:interrupted": f"after {min(self.steps)} of {self.planned_steps} steps"}
+
     def grid_text(self) -> dict[str, str]:
         """The PNG text of a grid of all images on top of `provenance`: their units, places in the unit list and
         scores, in one order (and each image's step count after a Ctrl-C), and the class logits' names."""
