@@ -178,3 +178,14 @@ def test_a_render_stopped_mid_way_says_so_in_the_png(monkeypatch) -> None:
 
 def test_a_finished_grid_says_nothing_of_an_interruption(grid) -> None:
     assert "dreamlab:interrupted" not in grid.text
+
+
+def test_your_own_module_takes_a_shipped_recipe_by_name() -> None:
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, stride=2, padding=1),
+                          nn.ReLU())
+    # lenet-digits' default layers (conv2, ...) are not this module's: they must not be asked for
+    own = activation_grid(model, "china", "3", recipe="lenet-digits", cells=2, cell_size=28, steps=1,
+                          device="cpu")
+    assert own.vectors.shape == (4, 6) and own.text["dreamlab:recipe"] == "lenet-digits"

@@ -166,7 +166,10 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     if "model_size" not in render_options and cell_size != rec.input_size and \
             not takes_size(module, rec.channels, cell_size, model_device(module)):
         render_options["model_size"] = rec.input_size  # a fixed-size model (lenet-digits, a ViT) sees cells resized
-    result = render(module, objective, recipe=rec, param=factory, size=cell_size, **render_options)
+    # a caller's module gets its recipe as given: a shipped recipe's name lent to it is checked as render checks
+    # one (its default layers are the shipped model's), where the parsed recipe would be checked as its own
+    lent = recipe if module is model else rec
+    result = render(module, objective, recipe=lent, param=factory, size=cell_size, **render_options)
     tiles = result.images.reshape(cells, cells, *result.images.shape[1:])  # [row, col, C, s, s]
     pixels = tiles.permute(2, 0, 3, 1, 4).reshape(result.images.shape[1], cells * cell_size, cells * cell_size)
     name = "tensor" if isinstance(photo, Tensor) else Path(photo).name
