@@ -103,6 +103,7 @@ def test_the_same_seed_gives_the_same_grid_and_another_seed_another(grid) -> Non
     (dict(cells=0), r"cells \(--cells\) must be a whole number >= 1"),
     (dict(cells=15), "cells=15 is more than layer 'conv2'"),
     (dict(photo=torch.rand(1, 20, 40)), "the photo is 40x20 px, smaller than lenet-digits's input"),
+    (dict(photo=torch.rand(20, 40)), r"expected an image \[1 or 3, H, W\], got shape \[20, 40\]"),
     (dict(shared=1.5), "shared must be a number from 0"),
     (dict(cell_size=4), r"cell_size \(--cell-size\) must be a whole number >= 8"),
     (dict(param="pixel"), "activation_grid does not take param=: it renders one 28-px image per cell"),

@@ -18,7 +18,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError, check_whole
-from dreamlab.inspect.features import photo_activations, preprocess
+from dreamlab.inspect.features import photo_activations, preprocess, to_channels
 from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.io import image_record, read_photo, save_png
 from dreamlab.models.loading import weights_provenance
@@ -151,6 +151,7 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
                            init_sd=render_options.pop("init_sd", None))
     image = read_photo(photo, "photo")  # before the model loads
     module, rec, described, _ = model_and_recipe(model, recipe, weights)
+    to_channels(image, rec)  # a wrong shape says so, before its last two sides are read as a size
     short = min(image.shape[-2:])
     if short < rec.input_size:
         raise DreamlabError(f"the photo is {image.shape[-1]}x{image.shape[-2]} px, smaller than {rec.name}'s input "
