@@ -230,3 +230,23 @@ def test_a_negative_layer_with_no_relu_after_it_says_to_pick_one():
     model = nn.Sequential(colour_model()[0], nn.Conv2d(3, 3, 1))
     with pytest.raises(DreamlabError, match=r"NMF needs values >= 0; use a layer after a ReLU; `dreamlab layers MODEL`"):
         neuron_groups(model, halves(), "0", groups=2, render=False, recipe=PLAIN)
+
+
+def test_the_command_says_it_renders_and_a_ctrl_c_while_saving_loses_no_file(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    from dreamlab.inspect.groups import NeuronGroups
+
+    real = NeuronGroups.save
+
+    def interrupted_save(self, path):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the figure is written
+        return real(self, path)
+
+    monkeypatch.setattr(NeuronGroups, "save", interrupted_save)
+    out = tmp_path / "g.png"
+    assert main(["groups", "lenet-digits", "relu2", "-i", "china", "--groups", "2", "--steps", "1",
+                 "--device", "cpu", "-o", str(out)]) == 0
+    assert "dreamlab: rendering 2 unit(s), 1 steps" in capsys.readouterr().err  # as grid and render say
+    assert read_png_text(out)["dreamlab:groups"] == "2" and (tmp_path / "g.npy").exists()

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from dreamlab.errors import DreamlabError
     from dreamlab.inspect.groups import neuron_groups
     from dreamlab.io import check_output_file
+    from dreamlab.optvis.progress import DeferredSigint
 
     name = positional_model(args)
     if args.no_render:
@@ -51,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     found = neuron_groups(name, args.image, args.layer, groups=args.groups, seed=args.seed,
                           render=not args.no_render, steps=args.steps, size=args.size,
                           cossim_power=args.cossim_power, photo_size=args.photo_size, device=args.device,
-                          weights=args.weights,
-                          progress=sys.stderr.isatty())
-    found.save(out)
-    found.save_directions(directions)
+                          weights=args.weights, progress=True)
+    with DeferredSigint():  # a Ctrl-C now must not lose the groups or their renders
+        found.save(out)
+        found.save_directions(directions)
     print(out)
     print(directions)
     print(f"dreamlab: {len(found.maps)} groups at {found.layer}, reconstruction error {found.error:.3f} "
