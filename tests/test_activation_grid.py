@@ -74,6 +74,7 @@ def test_the_grid_png_records_its_provenance(grid, tmp_path) -> None:
     text = read_png_text(grid.save(tmp_path / "grid.png"))
     assert text["dreamlab:activation_grid"] == "2x2" and text["dreamlab:cell_size"] == "28"
     assert text["dreamlab:image"] == "china" and text["dreamlab:photo_map"] == "14x14"
+    assert text["dreamlab:layer"] == "conv2" and text["dreamlab:preprocess"] == "shorter side to 28, centre crop"
     assert text["dreamlab:objective"] == "conv2:cell^1[0-3]" and text["dreamlab:shared"] == "0.5"
     assert len(text["dreamlab:scores"].split(",")) == 4
     # the weights the model was loaded with, as render records them, not "caller's module"

@@ -177,6 +177,8 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     # render was handed the loaded module: where its weights came from is known here, not there
     text = {**result.provenance, **weights_provenance(described), **{f"dreamlab:image_{k}" if k != "name" else "dreamlab:image": v
                                    for k, v in image_record(name, photo, image).items()},
+            "dreamlab:layer": layer,  # as features and groups record it (the objective names it too)
+            "dreamlab:preprocess": f"shorter side to {rec.input_size}, centre crop",
             "dreamlab:activation_grid": f"{cells}x{cells}", "dreamlab:cell_size": str(cell_size),
             "dreamlab:photo_map": f"{act.shape[1]}x{act.shape[2]}", "dreamlab:shared": f"{number:g}",
             "dreamlab:param": f"lucid's grid: {OWN_WEIGHT:g} own + {number:g} shared Fourier images",
