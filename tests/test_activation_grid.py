@@ -191,3 +191,9 @@ def test_your_own_module_takes_a_shipped_recipe_by_name() -> None:
     own = activation_grid(model, "china", "3", recipe="lenet-digits", cells=2, cell_size=28, steps=1,
                           device="cpu")
     assert own.vectors.shape == (4, 6) and own.text["dreamlab:recipe"] == "lenet-digits"
+
+
+def test_save_refuses_a_name_that_is_not_png(grid, tmp_path) -> None:
+    with pytest.raises(DreamlabError, match=r"output '.*grid\.jpg' would not be a \.png file"):
+        grid.save(tmp_path / "grid.jpg")
+    assert not (tmp_path / "grid.jpg").exists()

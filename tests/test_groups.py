@@ -250,3 +250,14 @@ def test_the_command_says_it_renders_and_a_ctrl_c_while_saving_loses_no_file(tmp
                  "--device", "cpu", "-o", str(out)]) == 0
     assert "dreamlab: rendering 2 unit(s), 1 steps" in capsys.readouterr().err  # as grid and render say
     assert read_png_text(out)["dreamlab:groups"] == "2" and (tmp_path / "g.npy").exists()
+
+
+def test_a_name_that_is_not_png_or_npy_is_refused_before_the_work(tmp_path, monkeypatch):
+    with pytest.raises(DreamlabError, match=r"output '.*g\.jpg' would not be a \.png file"):
+        neuron_groups(colour_model(), halves(), "1", groups=2, render=False, recipe=PLAIN, out=tmp_path / "g.jpg")
+    found = neuron_groups(colour_model(), halves(), "1", groups=2, render=False, recipe=PLAIN)
+    with pytest.raises(DreamlabError, match=r"output '.*g\.jpg' would not be a \.png file"):
+        found.save(tmp_path / "g.jpg")
+    with pytest.raises(DreamlabError, match=r"directions' file '.*g\.png' would not be a \.npy file"):
+        found.save_directions(tmp_path / "g.png")
+    assert list(tmp_path.iterdir()) == []

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError, check_seed, check_whole, checked_keywords, shown
-from dreamlab.io import atomic_write_bytes, read_photo, save_png
+from dreamlab.io import atomic_write_bytes, check_output_file, read_photo, save_png
 from dreamlab.inspect.features import LUMA, photo_activations, fitted, normalize, photo_text
 from dreamlab.inspect.nmf import MAX_ITERATIONS, TOLERANCE, Factorization, nmf
 from dreamlab.inspect.source import check_layer, model_and_recipe, provenance
@@ -113,12 +113,14 @@ class NeuronGroups:
 
     def save(self, path: str | Path) -> Path:
         """Write the figure as a PNG with its provenance; returns the path."""
+        path = check_output_file(path)  # a .jpg name would get PNG bytes
         figure = self.figure()
         height, width = figure.shape[1:]
         return save_png(figure, path, {**self.text, "dreamlab:figure_size": f"{height}x{width}"})
 
     def save_directions(self, path: str | Path) -> Path:
         """Write the directions [K, C] as a .npy file, which `dreamlab render LAYER --direction FILE` renders."""
+        path = check_output_file(path, suffixes=(".npy",), what="directions' file")
         buffer = io.BytesIO()
         np.save(buffer, self.directions.numpy().astype(np.float32))
         return atomic_write_bytes(path, buffer.getvalue())
@@ -235,6 +237,8 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
         raise DreamlabError(f"{' and '.join(f'{k}=' for k in given if k != 'device')} set the renders, which "
                             f"render=False leaves out: drop one of them")
     settings = RenderSettings(seed=seed, **given) if render else None  # its values checked before the work
+    if out is not None:
+        check_output_file(out, reads=[photo])
     pixels = read_photo(photo)  # before the model loads
     subject = load_model(model, weights) if isinstance(model, (str, Path)) else model
     module, rec, described, _ = model_and_recipe(subject, recipe, "default" if subject is not model else weights)

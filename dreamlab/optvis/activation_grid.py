@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from dreamlab.errors import DreamlabError, check_whole
 from dreamlab.inspect.features import photo_activations, preprocess, to_channels
 from dreamlab.inspect.source import check_layer, model_and_recipe
-from dreamlab.io import image_record, read_photo, save_png
+from dreamlab.io import check_output_file, image_record, read_photo, save_png
 from dreamlab.models.loading import weights_provenance
 from dreamlab.models.prepare import model_device, takes_size
 from dreamlab.optvis import objectives as o
@@ -55,7 +55,7 @@ class ActivationGrid:
 
     def save(self, path: str | Path) -> Path:
         """Write the tiled image as a PNG with its provenance; returns the path."""
-        return save_png(self.pixels, path, self.text)
+        return save_png(self.pixels, check_output_file(path), self.text)  # a .jpg name would get PNG bytes
 
     def _repr_png_(self) -> bytes:  # a notebook shows the grid
         from io import BytesIO
