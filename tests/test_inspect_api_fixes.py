@@ -190,3 +190,12 @@ def test_features_says_how_to_pass_an_image_of_another_layout(shape, hint) -> No
     with pytest.raises(DreamlabError) as refused:
         dreamlab.features("lenet-digits", "conv1", torch.rand(*shape))
     assert str(refused.value) == f"expected an image [1 or 3, H, W], got shape {list(shape)}{hint}"
+
+
+def test_features_and_kernels_save_refuses_a_name_that_is_not_png(tmp_path) -> None:
+    maps = dreamlab.features("lenet-digits", "conv1", "china", top=2)
+    kernels = dreamlab.kernels("lenet-digits", "conv1")
+    for shown in (maps, kernels):
+        with pytest.raises(DreamlabError, match=r"output '.*x\.jpg' would not be a \.png file"):
+            shown.save(tmp_path / "x.jpg")  # a .jpg name got PNG bytes
+    assert list(tmp_path.iterdir()) == []

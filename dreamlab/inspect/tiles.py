@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dreamlab.io import grid, save_png
+from dreamlab.io import check_output_file, grid, save_png
 
 
 def normalize_each(tiles: Tensor) -> Tensor:
@@ -102,4 +102,5 @@ class TileGrid:
 
     def save(self, path: str | Path, extra: Mapping[str, str] | None = None) -> Path:
         """The grid as a PNG with its provenance and geometry in text chunks."""
+        path = check_output_file(path)  # a .jpg name would get PNG bytes
         return save_png(self.image, path, {**self.text, **self.geometry(), **(extra or {})})
