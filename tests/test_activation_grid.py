@@ -102,7 +102,7 @@ def test_the_same_seed_gives_the_same_grid_and_another_seed_another(grid) -> Non
     (dict(photo="no_such.png"), "no_such.png"),
     (dict(layer="conv9"), "conv9"),
     (dict(cells=0), r"cells \(--cells\) must be a whole number >= 1"),
-    (dict(cells=15), "cells=15 is more than layer 'conv2'"),
+    (dict(cells=15), "cells=15 is more than layer 'conv2' can split its map of the photo into "),
     (dict(photo=torch.rand(1, 20, 40)), "the photo is 40x20 px, smaller than lenet-digits's input"),
     (dict(photo=torch.rand(20, 40)), r"expected an image \[1 or 3, H, W\], got shape \[20, 40\]"),
     (dict(shared=1.5), "shared must be a number from 0"),

@@ -103,8 +103,9 @@ def cell_vectors(act: Tensor, cells: int, layer: str) -> Tensor:
     """The mean activation vector [cells * cells, C] of each cell of the map `act` [C, h, w], row by row."""
     h, w = act.shape[1:]
     if cells > min(h, w):
-        raise DreamlabError(f"cells={cells} is more than layer {layer!r}'s map of the photo ({h} high x {w} wide) "
-                            f"can split: give cells from 1 to {min(h, w)}, or an earlier layer with a larger map")
+        raise DreamlabError(f"cells={cells} is more than layer {layer!r} can split its map of the photo into "
+                            f"({h} high x {w} wide): give cells from 1 to {min(h, w)}, or an earlier layer with a "
+                            f"larger map")
     pooled = F.adaptive_avg_pool2d(act[None].float(), cells)[0]  # [C, cells, cells]
     vectors = pooled.flatten(1).T.contiguous()
     dead = (vectors == 0).all(1).nonzero().flatten().tolist()
