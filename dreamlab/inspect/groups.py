@@ -31,6 +31,7 @@ from dreamlab.inspect.features import LUMA, photo_activations, fitted, normalize
 from dreamlab.inspect.nmf import MAX_ITERATIONS, TOLERANCE, Factorization, nmf
 from dreamlab.inspect.source import check_layer, model_and_recipe, provenance
 from dreamlab.inspect.tiles import draw_labels, upscale
+from dreamlab.models.prepare import model_device, takes_size
 from dreamlab.models.summary import MAX_INPUT_SIZE
 from dreamlab.optvis.objectives import MAX_COSSIM_POWER, as_number
 from dreamlab.optvis.settings import MIN_SIZE, RenderSettings
@@ -195,7 +196,8 @@ def check_groups_fit(act: Tensor, groups: int, layer: str, model: nn.Module) -> 
     if groups > min(channels, positions):
         raise DreamlabError(f"groups (--groups) must be from 1 to {min(channels, positions)} at {layer!r}, which "
                             f"has {channels} channels at {act.shape[1]}x{act.shape[2]} = {positions} positions; "
-                            f"got {groups}")
+                            f"got {groups}" + ("; a larger --photo-size (photo_size=) gives more positions"
+                                               if positions < channels else ""))
 
 
 def _check_number(name: str, value: object, high: float, hint: str) -> None:
@@ -246,6 +248,10 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
     if layer is None:
         raise DreamlabError(f"recipe {rec.name!r} names no default layer: give one (`dreamlab layers "
                             f"MODEL` lists them)")
+    if photo_size not in (None, rec.input_size) and \
+            not takes_size(module, rec.channels, photo_size, model_device(module)):
+        raise DreamlabError(f"photo_size (--photo-size) {photo_size}: {rec.name} takes no input of that size (its "
+                            f"recipe's is {rec.input_size} px); leave it out, or give a size the model takes")
     seen = rec if photo_size is None else dataclasses.replace(rec, input_size=photo_size)
     shown_photo = fitted(pixels, seen)
     act = photo_activations(module, seen, layer, normalize(shown_photo, seen))
