@@ -122,8 +122,8 @@ def test_the_command_writes_the_figure_and_the_directions(tmp_path, capsys):
     (["conv2"], "NMF needs values >= 0; use 'relu2' (the ReLU after it)"),
     (["relu2", "--groups", "51"], "groups (--groups) must be from 1 to 50 at 'relu2', which has 50 "
                                              "channels at 14x14 = 196 positions; got 51"),
-    (["pool2", "--groups", "50"], "at 7x7 = 49 positions; got 50; a larger --photo-size (photo_size=) gives more "
-                                  "positions"),
+    (["pool2", "--groups", "50"], "at 7x7 = 49 positions; got 50; a larger --photo-size (photo_size=), where the "
+                                  "model takes one, gives more positions"),
     (["pool2", "--photo-size", "56"], "photo_size (--photo-size) 56: lenet-digits takes no input of that size (its "
                                       "recipe's is 28 px); leave it out"),
     (["relu2", "--groups", "0"], "argument --groups/-k: expected a positive integer, got '0'"),

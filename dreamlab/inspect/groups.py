@@ -196,8 +196,8 @@ def check_groups_fit(act: Tensor, groups: int, layer: str, model: nn.Module) -> 
     if groups > min(channels, positions):
         raise DreamlabError(f"groups (--groups) must be from 1 to {min(channels, positions)} at {layer!r}, which "
                             f"has {channels} channels at {act.shape[1]}x{act.shape[2]} = {positions} positions; "
-                            f"got {groups}" + ("; a larger --photo-size (photo_size=) gives more positions"
-                                               if positions < channels else ""))
+                            f"got {groups}" + ("; a larger --photo-size (photo_size=), where the model takes one, "
+                                               "gives more positions" if positions < channels else ""))
 
 
 def _check_number(name: str, value: object, high: float, hint: str) -> None:
