@@ -9,8 +9,10 @@ import torch
 
 from dreamlab.errors import DreamlabError
 
-from dreamlab.apps.bench import (PeerBenchFailed, check_peer_options, peer_device_env, ratios, run_peer_bench)
+from dreamlab.apps.bench import (BENCH_MODELS, PeerBenchFailed, check_peer_options, peer_device_env, ratios,
+                                 run_peer_bench, same_model_and_layer)
 from dreamlab.apps.cli import main
+from dreamlab.apps.commands.bench import BENCH_MODEL_NAMES
 
 
 def test_ratios_compare_with_the_peer_figures_of_the_same_run() -> None:
@@ -35,8 +37,52 @@ def test_the_unit_workload_prints_its_figures(capsys: pytest.CaptureFixture) -> 
     unit = lines[1]
     assert (unit["what"], unit["units"], unit["steps"], unit["size"], unit["compile"]) == ("dreamlab_unit", 1, 2,
                                                                                          64, "no")
+    assert (unit["model"], unit["objective"]) == ("googlenet", "inception4c:97")  # the default model
     assert unit["images_per_s"] == pytest.approx(2 / unit["seconds"], rel=0.01)
     assert unit["peak_rss_mb"] > 0
+
+
+def test_the_inceptionv1_workloads_render_lucents_model_and_unit(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "--model", "inceptionv1", "--units", "3", "--steps", "1", "--size", "64", "--device",
+                 "cpu"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()][1:]
+    assert [(line["what"], line["model"], line["objective"], line["units"]) for line in lines] == [
+        ("dreamlab_unit", "inceptionv1", "mixed4a:476", 1), ("dreamlab_layer", "inceptionv1", "mixed4a:0-2", 3)]
+
+
+def test_the_bench_models_are_listed_once_and_their_layers_are_as_wide_as_said() -> None:
+    from dreamlab.models.loading import load_model
+    from dreamlab.optvis.capture import capture
+
+    assert list(BENCH_MODEL_NAMES) == list(BENCH_MODELS)  # --help's names, kept free of torch
+    for name, spec in BENCH_MODELS.items():
+        loaded = load_model(name, weights="none")
+        with capture(loaded.model, spec.layer) as cap:
+            acts = cap.run(torch.zeros(1, 3, 64, 64))
+        assert acts[spec.layer].shape[1] == spec.channels > spec.unit, name
+    assert (BENCH_MODELS["inceptionv1"].layer, BENCH_MODELS["inceptionv1"].unit) == ("mixed4a", 476)  # lucent's
+
+
+def test_a_ratio_says_whether_both_sides_render_the_same_model_and_layer() -> None:
+    found = {"unit_vs_lucent_1": 1.2, "layer_vs_lucent_best_batched": 3.0, "unit_vs_torch_dreams": 2.0,
+             "layer_vs_best_fwd_bwd_ceiling": 0.5}
+    assert same_model_and_layer("inceptionv1", found) == ["unit_vs_lucent_1", "layer_vs_lucent_best_batched"]
+    assert same_model_and_layer("googlenet", found) == ["unit_vs_torch_dreams"]  # the ceiling renders nothing
+    assert same_model_and_layer("googlenet", {}) == []
+
+
+@pytest.mark.parametrize("model, same", [("inceptionv1", ["unit_vs_lucent_1"]), ("googlenet", [])])
+def test_the_ratios_line_records_the_model(tmp_path: Path, capsys: pytest.CaptureFixture, model: str,
+                                           same: list[str]) -> None:
+    script = tmp_path / "peer_bench.py"  # a stand-in for lucent at batch 1
+    script.write_text("import json\nprint(json.dumps({'what': 'env', 'device': 'cpu'}))\n"
+                      "print(json.dumps({'what': 'lucent_render_vis', 'batch': 1, 'images_per_s': 2.0}))\n")
+    assert main(["bench", "--model", model, "--workload", "unit", "--steps", "1", "--size", "64", "--device", "cpu",
+                 "--peer-bench", str(script), "--peer-site", str(tmp_path)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[-1]["what"] == "ratios"
+    assert (lines[-1]["model"], lines[-1]["same_model_and_layer"]) == (model, same)
+    assert set(lines[-1]) == {"what", "model", "unit_vs_lucent_1", "same_model_and_layer"}
 
 
 def test_the_peer_benchmark_runs_the_parts_asked_for(tmp_path: Path) -> None:
@@ -172,7 +218,19 @@ def test_the_command_checks_every_peer_option_before_dreamlabs_renders(tmp_path:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--units", "0"], "--units must be between 1 and 512 (inception4c has 512 channels), got 0"),
+    (["--units", "0"], "--units must be between 1 and 512 (inception4c of googlenet has 512 channels), got 0"),
+    (["--model", "inceptionv1", "--units", "509"],
+     "--units must be between 1 and 508 (mixed4a of inceptionv1 has 508 channels), got 509"),
+    (["--model", "inceptionv2"], "argument --model/-m: 'inceptionv2' is not a model bench renders; did you mean "
+                                 "inceptionv1? valid: googlenet (inception4c:97, torch-dreams' unit in the peer "
+                                 "benchmark); inceptionv1 (mixed4a:476, lucid's InceptionV1 and the unit lucent "
+                                 "renders there)"),
+    (["-m", "resnet50"], "'resnet50' is not a model bench renders; valid: googlenet"),
+    (["--workload", "dream", "--model", "googlenet"],  # given, even as the default: the dream is googlenet's
+     "--workload dream times a fixed DeepDream of 1024x768 on googlenet's inception4c: --model does not apply"),
+    (["--ablation", "--model", "inceptionv1"],
+     "--ablation times googlenet's inception4c:0-<units-1> with each speed-up switched off alone: --model does "
+     "not apply to it"),
     (["--device", "cpu", "--peer-bench", "nowhere/peer_bench.py"],  # refused before the 512-step workloads
      "peer benchmark 'nowhere/peer_bench.py' not found; give the path of the team's peer_bench.py (in this workplace ../shared/bench/peer_bench.py)"),
     (["--device", "cpu", "--peer-bench", "."],  # a folder was told it is not found
@@ -185,13 +243,14 @@ def test_the_command_checks_every_peer_option_before_dreamlabs_renders(tmp_path:
     (["--size", "100000"], "--size 100000 is out of range; valid: 32 to 2048 pixels"),
     (["--workload", "dream", "--units", "0"], "--units does not apply to it"),
     (["--workload", "dream", "--size", "64", "--units", "3"],
-     "--workload dream times a fixed DeepDream of 1024x768 on inception4c: --size, --units do not apply to it"),
+     "--workload dream times a fixed DeepDream of 1024x768 on googlenet's inception4c: --size, --units do not "
+     "apply to it"),
     (["--workload", "dream", "--precision", "fp32", "--peer-parts", "ceiling"],  # options with defaults, given
      "--precision, --peer-parts do not apply to it"),
     (["--workload", "dream", "--transforms", "none"], "--transforms does not apply to it"),
     (["--ablation", "--precision", "bf16", "--batch-size", "4"],
-     "--ablation times inception4c:0-<units-1> with each speed-up switched off alone: --precision, --batch-size do "
-     "not apply to it"),
+     "--ablation times googlenet's inception4c:0-<units-1> with each speed-up switched off alone: --precision, "
+     "--batch-size do not apply to it"),
     (["--peer-parts", "ceiling"], "--peer-parts configures the peer benchmark: add --peer-bench PEER_BENCH_PY"),
     (["--workload", "unit", "--units", "8"], "--workload unit renders one unit: --units does not apply to it"),
     (["--workload", "unit", "--batch-size", "4"], "--workload unit renders one unit: --batch-size does not apply"),

@@ -1,9 +1,10 @@
 """`dreamlab bench`: time fixed render workloads and print one JSON line per measurement.
 
-Workloads on random-weight GoogLeNet (speed does not depend on the weights):
-- unit:  `inception4c:97`, one image;
-- layer: `inception4c:0-<units-1>`, every channel of the layer rendered together.
-- dream: DeepDream (`dreamlab dream`) on a 1024x768 image, one octave on inception4c (ms per step).
+Workloads on a random-weight model (speed does not depend on the weights): torchvision GoogLeNet by default, or
+lucid's InceptionV1 (`--model inceptionv1`), the model and unit lucent renders in the shared peer benchmark:
+- unit:  `inception4c:97` (inceptionv1: `mixed4a:476`), one image;
+- layer: `inception4c:0-<units-1>` (inceptionv1: `mixed4a:0-<units-1>`), the layer's channels rendered together.
+- dream: DeepDream (`dreamlab dream`) on a 1024x768 image, one octave on GoogLeNet's inception4c (ms per step).
 
 image-steps/s = images optimized in parallel x steps / seconds, the unit of ../shared/bench/peer_bench.py.
 """
@@ -27,8 +28,39 @@ import torch
 from dreamlab.errors import DreamlabError
 
 
+@dataclass(frozen=True)
+class BenchModel:
+    """A model the unit and layer workloads render: the layer, the unit workload's unit, the layer's width."""
+
+    layer: str
+    unit: int
+    channels: int
+
+
+# inception4c:97 is the unit torch-dreams renders in ../shared/bench/peer_bench.py, mixed4a:476 (lucid's tutorial
+# unit) the one lucent renders there; commands/bench.py keeps their names for --help (BENCH_MODEL_NAMES)
+BENCH_MODELS = {"googlenet": BenchModel("inception4c", 97, 512), "inceptionv1": BenchModel("mixed4a", 476, 508)}
+# the model each peer part renders (peer_bench.py): a ratio compares like with like only where it is dreamlab's;
+# the ceiling is a bare fwd+bwd, not a render
+PEER_MODELS = {"lucent": "inceptionv1", "dreams": "googlenet", "ceiling": None}
+RATIO_PEERS = {"unit_vs_lucent_1": "lucent", "layer_vs_lucent_best_batched": "lucent",
+               "unit_vs_torch_dreams": "dreams", "layer_vs_best_fwd_bwd_ceiling": "ceiling"}
+
+
+def bench_objective(model: str, workload: str, units: int) -> str:
+    """The objective a unit or layer workload renders on `model` (a BENCH_MODELS name)."""
+    spec = BENCH_MODELS[model]
+    return f"{spec.layer}:{spec.unit}" if workload == "unit" else f"{spec.layer}:0-{units - 1}"
+
+
+def same_model_and_layer(model: str, found: Mapping[str, float]) -> list[str]:
+    """The ratios among `found` whose two sides render the same model at the same layer (the unit ratios: the same
+    unit, as BENCH_MODELS takes each model's unit from the peer that renders it)."""
+    return [name for name in found if PEER_MODELS[RATIO_PEERS[name]] == model]
+
+
 def check_bench_size(size: int) -> None:
-    """--size within the bound every command shares, refused before GoogLeNet is built."""
+    """--size within the bound every command shares, refused before the model is built."""
     from dreamlab.models.summary import check_input_size
 
     check_input_size(size, 32, "--size")
@@ -53,8 +85,9 @@ def _timed_render(device: torch.device, *args, **kwargs):
 
 
 def bench_workload(workload: str, *, steps: int, size: int, units: int, device: torch.device, precision: str,
-                   param: str, transforms: str, batch_size: int | None, compile: str | None = None) -> dict:
-    """Render one workload end to end and return its figures.
+                   param: str, transforms: str, batch_size: int | None, compile: str | None = None,
+                   model: str = "googlenet") -> dict:
+    """Render one workload of `model` (a BENCH_MODELS name) end to end and return its figures.
 
     With `compile` the workload is rendered twice in this process: the first render pays the compile warm-up,
     the second reuses it; the figures are the second's, and `warmup_s` is the difference.
@@ -62,8 +95,8 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
     from dreamlab.models.loading import load_model
 
     check_bench_size(size)
-    loaded = load_model("googlenet", weights="none")  # random init draws from its own fixed seed
-    objective = "inception4c:97" if workload == "unit" else f"inception4c:0-{units - 1}"
+    loaded = load_model(model, weights="none")  # random init draws from its own fixed seed
+    objective = bench_objective(model, workload, units)
     n = 1 if workload == "unit" else units
     settings = dict(steps=steps, size=size, precision=precision, param=param, transforms=transforms,
                     batch_size=batch_size, compile=compile or False)
@@ -76,7 +109,8 @@ def bench_workload(workload: str, *, steps: int, size: int, units: int, device: 
     figures = {
         "what": f"dreamlab_{workload}",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu,
-        "units": n, "steps": steps, "size": size, "precision": result.provenance["dreamlab:precision"],
+        "model": model, "objective": objective, "units": n, "steps": steps, "size": size,
+        "precision": result.provenance["dreamlab:precision"],
         "param": param, "transforms": transforms, "compile": compile or "no",
         "seconds": round(seconds, 3),
         "ms_per_step": round(1000 * seconds / steps, 3),

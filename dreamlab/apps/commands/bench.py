@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 import time
@@ -17,14 +18,34 @@ if TYPE_CHECKING:
     from dreamlab.apps.bench import PeerPlan
 
 
+# the models the unit and layer workloads render, with their units: apps/bench.py's BENCH_MODELS (a test keeps the
+# two equal; this module stays free of torch so that --help is fast)
+BENCH_MODEL_NAMES = {"googlenet": "inception4c:97, torch-dreams' unit in the peer benchmark",
+                     "inceptionv1": "mixed4a:476, lucid's InceptionV1 and the unit lucent renders there"}
+
+
+def bench_model_name(text: str) -> str:
+    """argparse type of --model: one of BENCH_MODEL_NAMES, else one line that lists them (and the closest)."""
+    if text in BENCH_MODEL_NAMES:
+        return text
+    close = difflib.get_close_matches(text.lower(), BENCH_MODEL_NAMES, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    valid = "; ".join(f"{name} ({unit})" for name, unit in BENCH_MODEL_NAMES.items())
+    raise argparse.ArgumentTypeError(f"{text!r} is not a model bench renders; {hint}valid: {valid}")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_given_option(p, "--model", "-m", default="googlenet", type=bench_model_name,
+                     help="random-weight model of the unit and layer workloads: googlenet (torchvision's; "
+                          "inception4c:97 and inception4c:0-<units-1>) or inceptionv1 (lucid's, the model lucent "
+                          "renders in the peer benchmark: mixed4a:476 and mixed4a:0-<units-1>) (default: %(default)s)")
     add_given_option(p, "--workload", default="both", choices=["unit", "layer", "both", "dream"],
                      help="both: unit and layer; dream: DeepDream at 1024x768, --steps steps (try 10)")
     p.add_argument("--steps", type=positive_int, default=512,
                    help="steps per render; the dream workload dreams one octave of this many (default: %(default)s)")
     p.add_argument("--size", type=positive_int, help="image size of the unit and layer workloads (default: 224)")
-    p.add_argument("--units", type=int, help="units of the layer workload, 1 to 512 (default: 512, all of "
-                                               "inception4c's)")
+    p.add_argument("--units", type=int, help="units of the layer workload, 1 to the layer's width (default: all of "
+                                               "them: googlenet's inception4c has 512, inceptionv1's mixed4a 508)")
     add_device_argument(p)
     # add_given_option: these have defaults, and the dream workload must still tell whether they were given
     add_given_option(p, "--precision", default="auto", choices=["auto", "fp32", "bf16"],
@@ -39,9 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also run this peer benchmark (../shared/bench/peer_bench.py) in the same run and print the "
                         "ratios. It gets dreamlab's --steps, --size and device (on the CPU, its thread count too); "
                         "everything else is the peers' own: lucent renders mixed4a of its InceptionV1 (batch 1: "
-                        "unit 476; batch N: N channels) in fp32 with its default image (FFT, decorrelated colour) and "
-                        "transforms, torch-dreams inception4c:97 of GoogLeNet in fp32 at batch 1, the ceiling a bare "
-                        "GoogLeNet fwd+bwd for 20 steps at batches 1-256 (on cuda also in tf32 and bf16). "
+                        "unit 476; batch N: N channels; --model inceptionv1 renders the same model and unit) in fp32 "
+                        "with its default image (FFT, decorrelated colour) and transforms, torch-dreams "
+                        "inception4c:97 of GoogLeNet in fp32 at batch 1, the ceiling a bare GoogLeNet fwd+bwd for "
+                        "20 steps at batches 1-256 (on cuda also in tf32 and bf16). "
                         "--precision, --param, --transforms, --units and --batch-size change dreamlab's side only "
                         "(the defaults fourier and standard are lucent's kind of image and transforms; --precision "
                         "auto is bf16 on cuda, against the peers' fp32)")
@@ -55,14 +77,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "the layer workload), lucent (against unit and layer), dreams (torch-dreams, against the "
                           "unit workload) (default: lucent)")
     p.add_argument("--ablation", action="store_true",
-                   help="instead of the workloads: time inception4c:0-<units-1> with each speed-up switched off "
-                        "alone (early stop, one gather, precision, layout, optimizer; --compile adds compile)")
+                   help="instead of the workloads: time googlenet's inception4c:0-<units-1> with each speed-up "
+                        "switched off alone (early stop, one gather, precision, layout, optimizer; --compile adds "
+                        "compile)")
 
 
 PEER_OPTIONS = ("peer_site", "peer_batches", "peer_parts")
-DREAM_FIXED = ("size", "units", "batch_size", "compile", "peer_bench", "ablation", "precision", "param",
+DREAM_FIXED = ("model", "size", "units", "batch_size", "compile", "peer_bench", "ablation", "precision", "param",
                "transforms", *PEER_OPTIONS)  # the dream workload's own
-ABLATION_IGNORES = ("workload", "precision", "param", "transforms", "batch_size", "peer_bench", *PEER_OPTIONS)
+ABLATION_IGNORES = ("model", "workload", "precision", "param", "transforms", "batch_size", "peer_bench",
+                    *PEER_OPTIONS)
 
 
 def _unused_options(args: argparse.Namespace) -> None:
@@ -74,10 +98,10 @@ def _unused_options(args: argparse.Namespace) -> None:
 
     if args.workload == "dream":
         refuse(given_options(args, DREAM_FIXED), "--workload dream times a fixed DeepDream of 1024x768 on "
-                                                 "inception4c")
+                                                 "googlenet's inception4c")
     if args.ablation:
-        refuse(given_options(args, ABLATION_IGNORES), "--ablation times inception4c:0-<units-1> with each "
-                                                      "speed-up switched off alone")
+        refuse(given_options(args, ABLATION_IGNORES), "--ablation times googlenet's inception4c:0-<units-1> with "
+                                                      "each speed-up switched off alone")
     peer = given_options(args, PEER_OPTIONS) if args.peer_bench is None else []
     if peer:
         one = len(peer) == 1
@@ -102,15 +126,17 @@ def _unused_peer_options(args: argparse.Namespace, plan: PeerPlan) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from dreamlab.apps.bench import (PeerBenchFailed, bench_dream, bench_workload, check_bench_size,
+    from dreamlab.apps.bench import (BENCH_MODELS, PeerBenchFailed, bench_dream, bench_workload, check_bench_size,
                                      check_peer_options, peer_device_env, ratios, run_ablation, run_peer_bench)
     from dreamlab.devices import resolve_device
 
     _unused_options(args)
+    spec = BENCH_MODELS[args.model]
     args.size = args.size if args.size is not None else 224
-    args.units = args.units if args.units is not None else 512
-    if not 1 <= args.units <= 512:
-        raise DreamlabError(f"--units must be between 1 and 512 (inception4c has 512 channels), got {args.units}")
+    args.units = args.units if args.units is not None else spec.channels
+    if not 1 <= args.units <= spec.channels:
+        raise DreamlabError(f"--units must be between 1 and {spec.channels} ({spec.layer} of {args.model} has "
+                            f"{spec.channels} channels), got {args.units}")
     check_bench_size(args.size)
     if args.peer_bench and not args.peer_bench.is_file():
         what = "is a folder, not the script" if args.peer_bench.is_dir() else "not found"
@@ -136,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     for workload in workloads:
         figures = bench_workload(workload, steps=args.steps, size=args.size, units=args.units, device=device,
                                  precision=args.precision, param=args.param, transforms=args.transforms,
-                                 batch_size=args.batch_size, compile=args.compile)
+                                 batch_size=args.batch_size, compile=args.compile, model=args.model)
         ours[workload] = figures
         print(json.dumps(figures), flush=True)
     if args.peer_bench:
@@ -147,8 +173,15 @@ def run(args: argparse.Namespace) -> int:
         except PeerBenchFailed as exc:  # dreamlab's figures are printed; say why the peer's are missing
             found = ratios(ours, exc.lines)
             if found:
-                print(json.dumps({"what": "ratios", **found}), flush=True)
+                print(json.dumps(_ratios_line(args.model, found)), flush=True)
             print(f"dreamlab: error: {exc}", file=sys.stderr)
             return EXIT_FAILURE
-        print(json.dumps({"what": "ratios", **ratios(ours, peers)}), flush=True)
+        print(json.dumps(_ratios_line(args.model, ratios(ours, peers))), flush=True)
     return 0
+
+
+def _ratios_line(model: str, found: dict[str, float]) -> dict:
+    """The ratios' JSON line: dreamlab's model, the ratios, and which of them compare the same model and layer."""
+    from dreamlab.apps.bench import same_model_and_layer
+
+    return {"what": "ratios", "model": model, **found, "same_model_and_layer": same_model_and_layer(model, found)}
