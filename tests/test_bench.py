@@ -9,8 +9,8 @@ import torch
 
 from dreamlab.errors import DreamlabError
 
-from dreamlab.apps.bench import (BENCH_MODELS, PeerBenchFailed, check_peer_options, peer_device_env, ratios,
-                                 run_peer_bench, same_model_and_layer)
+from dreamlab.apps.bench import (BENCH_MODELS, PeerBenchFailed, check_peer_options, peer_device_env, peer_figure,
+                                 ratios, run_peer_bench, same_model_and_layer)
 from dreamlab.apps.cli import main
 from dreamlab.apps.commands.bench import BENCH_MODEL_NAMES
 
@@ -28,6 +28,20 @@ def test_ratios_compare_with_the_peer_figures_of_the_same_run() -> None:
     assert ratios({"unit": {"images_per_s": 30.0}}, []) == {}
     dreams = [{"what": "torch_dreams_render", "batch": 1, "images_per_s": 12.0}]
     assert ratios({"unit": {"images_per_s": 30.0}}, dreams) == {"unit_vs_torch_dreams": 2.5}
+
+
+def test_ratios_undo_the_peers_rounding_of_images_per_s() -> None:
+    # peer_bench.py prints images_per_s to one decimal: 32 steps in 70.04 s print as 0.5, not 0.457
+    lucent = {"what": "lucent_render_vis", "batch": 1, "steps": 32, "seconds": 70.04, "images_per_s": 0.5}
+    assert ratios({"unit": {"images_per_s": 0.7538}}, [lucent]) == {"unit_vs_lucent_1": 1.65}  # not 1.51
+    assert peer_figure({**lucent, "batch": 8, "images_per_s": 3.7}) == pytest.approx(8 * 32 / 70.04)
+    ceiling = {"what": "ceiling_googlenet_fwd_bwd", "batch": 8, "ms_per_step": 523.456, "images_per_s": 15.3}
+    assert peer_figure(ceiling) == pytest.approx(8000 / 523.456)
+    dreams = {"what": "torch_dreams_render", "batch": 1, "steps": 32, "seconds": 41.0, "images_per_s": 0.8}
+    assert peer_figure(dreams) == pytest.approx(32 / 41.0)
+    # seconds that do not give the printed figure mean something else: the printed one is kept
+    assert peer_figure({**lucent, "seconds": 7.0}) == 0.5
+    assert peer_figure({**lucent, "seconds": 0, "steps": True}) == 0.5
 
 
 def test_the_unit_workload_prints_its_figures(capsys: pytest.CaptureFixture) -> None:

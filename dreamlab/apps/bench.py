@@ -229,18 +229,36 @@ PEER_WORKLOADS = {"ceiling": ("layer",), "lucent": ("unit", "layer"), "dreams": 
 PEER_FIGURES = {"ceiling": "ceiling_googlenet_fwd_bwd", "lucent": "lucent_render_vis", "dreams": "torch_dreams_render"}
 
 
+def _positive(value: object, whole: bool = False) -> bool:
+    """A finite number > 0 (a whole one with `whole`), not a bool."""
+    kinds = int if whole else (int, float)
+    return not isinstance(value, bool) and isinstance(value, kinds) and math.isfinite(value) and value > 0
+
+
 def peer_figure(line: object) -> float | None:
     """A peer line's images_per_s when it is a usable figure (a number > 0, finite; lucent's with its whole batch
-    size), else None: a malformed line gives no ratio rather than a division by zero or a KeyError."""
+    size), else None: a malformed line gives no ratio rather than a division by zero or a KeyError.
+
+    peer_bench.py rounds images_per_s to one decimal, which on a slow CPU is a tenth of the figure or more (32
+    steps in 70.04 s print as 0.5, not 0.457): where the line also has its seconds (two decimals) with steps and
+    batch, or its ms_per_step (three decimals), the figure is computed from those, as long as it rounds to the
+    printed one (else the printed one is kept)."""
     if not isinstance(line, dict):
         return None
     value = line.get("images_per_s")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if not _positive(value):
         return None
     batch = line.get("batch")
-    if line.get("what") == PEER_FIGURES["lucent"] and (isinstance(batch, bool) or not isinstance(batch, int)
-                                                        or batch < 1):
+    if line.get("what") == PEER_FIGURES["lucent"] and not _positive(batch, whole=True):
         return None
+    batch = batch if _positive(batch, whole=True) else 1
+    exact = None
+    if _positive(line.get("steps"), whole=True) and _positive(line.get("seconds")):
+        exact = batch * line["steps"] / line["seconds"]
+    elif _positive(line.get("ms_per_step")):
+        exact = batch * 1000 / line["ms_per_step"]
+    if exact is not None and math.isclose(exact, value, rel_tol=0.01, abs_tol=0.05):
+        return exact
     return float(value)
 
 
@@ -409,17 +427,17 @@ def ratios(ours: dict[str, dict], peers: list[dict]) -> dict[str, float]:
     """dreamlab's image-steps/s over the peers', per workload, from figures of the same run: the unit workload
     against lucent at batch 1 and torch-dreams (both one unit), the layer workload against lucent's best batch
     and the best bare fwd+bwd of the ceiling. Malformed peer lines (see `peer_figure`) are left out."""
-    lucent = {line["batch"]: line["images_per_s"] for line in _figures(peers, "lucent")}
+    lucent = {line["batch"]: peer_figure(line) for line in _figures(peers, "lucent")}
     found = {}
     if "unit" in ours and 1 in lucent:
         found["unit_vs_lucent_1"] = round(ours["unit"]["images_per_s"] / lucent[1], 2)
     if "layer" in ours and lucent:
         best = max(lucent.values())
         found["layer_vs_lucent_best_batched"] = round(ours["layer"]["images_per_s"] / best, 2)
-    dreams = [line["images_per_s"] for line in _figures(peers, "dreams")]
+    dreams = [peer_figure(line) for line in _figures(peers, "dreams")]
     if "unit" in ours and dreams:
         found["unit_vs_torch_dreams"] = round(ours["unit"]["images_per_s"] / dreams[0], 2)
-    ceiling = [line["images_per_s"] for line in _figures(peers, "ceiling")]
+    ceiling = [peer_figure(line) for line in _figures(peers, "ceiling")]
     if "layer" in ours and ceiling:
         found["layer_vs_best_fwd_bwd_ceiling"] = round(ours["layer"]["images_per_s"] / max(ceiling), 2)
     return found
