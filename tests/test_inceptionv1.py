@@ -412,3 +412,29 @@ def test_redirected_relu_reaches_a_dead_mixed4a_channel():
         (-acts[:, dead].mean()).backward()  # the render's loss: the negated score
         grads.append(x.grad.abs().sum().item())
     assert grads[0] == 0 and grads[1] > 0
+
+
+@pytest.mark.parametrize("channels", [5, 64])
+def test_the_band_lrn_is_torchs_lrn_in_value_and_gradient(channels: int) -> None:
+    # the window sums as a 1x1 convolution with a band of ones: torch's function, edges included (fewer than 9
+    # channels: every window is cut)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(2, channels, 9, 7, generator=g) * 40).requires_grad_()
+    ours, theirs = inceptionv1_module.LocalResponseNorm(**inceptionv1_module.LRN), nn.LocalResponseNorm(
+        **inceptionv1_module.LRN)
+    weight = torch.randn(2, channels, 9, 7, generator=g)
+    (ours(x) * weight).sum().backward()
+    ours_grad = x.grad.clone()
+    x.grad = None
+    (theirs(x) * weight).sum().backward()
+    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours_grad, x.grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("side", [7, 8, 112, 113])
+def test_the_strided_pool_is_lucents_right_and_bottom_padding(side: int) -> None:
+    x = torch.randn(1, 3, side, side + 3, generator=torch.Generator().manual_seed(side))
+    padded = torch.nn.functional.max_pool2d(torch.nn.functional.pad(x, (0, 1, 0, 1), value=float("-inf")), 3, 2)
+    assert torch.equal(inceptionv1_module.PaddedMaxPool(2)(x), padded)
+    same = torch.nn.functional.max_pool2d(torch.nn.functional.pad(x, (1, 1, 1, 1), value=float("-inf")), 3, 1)
+    assert torch.equal(inceptionv1_module.PaddedMaxPool(1)(x), same)
