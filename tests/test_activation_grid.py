@@ -197,3 +197,24 @@ def test_save_refuses_a_name_that_is_not_png(grid, tmp_path) -> None:
     with pytest.raises(DreamlabError, match=r"output '.*grid\.jpg' would not be a \.png file"):
         grid.save(tmp_path / "grid.jpg")
     assert not (tmp_path / "grid.jpg").exists()
+
+
+def test_photo_size_reads_the_photo_larger_for_a_finer_map() -> None:
+    # a model of any input size: a stride-2 convolution, so the map is half the photo's side
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.ReLU())
+    torch.nn.init.uniform_(model[0].weight, 0.05, 0.5)  # every channel on for a photo: no cell is 0 everywhere
+    common = dict(cells=2, cell_size=16, steps=2, device="cpu", recipe="vgg16")
+    small = activation_grid(model, "china", "1", **common)
+    large = activation_grid(model, "china", "1", photo_size=400, **common)
+    assert small.text["dreamlab:photo_map"] == "112x112" and large.text["dreamlab:photo_map"] == "200x200"
+    assert large.text["dreamlab:preprocess"] == "shorter side to 400, centre crop"
+    with pytest.raises(DreamlabError, match=r"smaller than --photo-size \(1000 px on the shorter side\)"):
+        activation_grid(model, "china", "1", photo_size=1000, **common)
+
+
+def test_photo_size_is_refused_where_the_model_takes_one_size() -> None:
+    with pytest.raises(DreamlabError, match=r"photo_size \(--photo-size\) 56: lenet-digits takes no input of that "
+                                            r"size \(its recipe's is 28 px\)"):
+        activation_grid("lenet-digits", "china", "conv2", photo_size=56, **TINY)
+    with pytest.raises(DreamlabError, match=r"photo_size \(--photo-size\) 4 is out of range"):
+        activation_grid("lenet-digits", "china", "conv2", photo_size=4, **TINY)

@@ -11,6 +11,7 @@ channels by mean activation are tiled, each labelled with its channel index.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,31 @@ def shorter_side_to(photo: Tensor, side: int) -> Tensor:
 def normalize(x: Tensor, recipe: Recipe) -> Tensor:
     """Images [B, C, H, W] in [0, 1] as the model reads them: minus the recipe's mean, over its std."""
     return (x - torch.tensor(recipe.mean).view(1, -1, 1, 1)) / torch.tensor(recipe.std).view(1, -1, 1, 1)
+
+
+def check_photo_size(photo_size: int | None) -> int | None:
+    """`photo_size` (--photo-size: the photo's shorter side as the model sees it), a whole number of pixels from
+    the smallest render size to the largest input; None is the recipe's input size."""
+    from dreamlab.models.summary import MAX_INPUT_SIZE
+    from dreamlab.optvis.settings import MIN_SIZE
+
+    if photo_size is None:
+        return None
+    return check_whole("photo_size (--photo-size)", photo_size, MIN_SIZE, MAX_INPUT_SIZE,
+                       hint=" (pixels: the photo's shorter side as the model sees it)")
+
+
+def at_photo_size(model: nn.Module, recipe: Recipe, photo_size: int | None) -> Recipe:
+    """`recipe` with `photo_size` as the side the photo is read at (None: the recipe's own), refused in one line
+    where the model takes no input of that size (a fixed-size model: lenet-digits, a ViT)."""
+    from dreamlab.models.prepare import model_device, takes_size
+
+    if photo_size is None or photo_size == recipe.input_size:
+        return recipe
+    if not takes_size(model, recipe.channels, photo_size, model_device(model)):
+        raise DreamlabError(f"photo_size (--photo-size) {photo_size}: {recipe.name} takes no input of that size (its "
+                            f"recipe's is {recipe.input_size} px); leave it out, or give a size the model takes")
+    return dataclasses.replace(recipe, input_size=photo_size)
 
 
 def photo_activations(model: nn.Module, recipe: Recipe, layer: str, x: Tensor) -> Tensor:

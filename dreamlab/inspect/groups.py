@@ -15,7 +15,6 @@ photo with every group's map as a colour over it, then per group its render abov
 from __future__ import annotations
 
 import colorsys
-import dataclasses
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +26,13 @@ from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError, check_seed, check_whole, checked_keywords, shown
 from dreamlab.io import atomic_write_bytes, check_output_file, read_photo, save_png
-from dreamlab.inspect.features import LUMA, photo_activations, fitted, normalize, photo_text
+from dreamlab.inspect.features import (LUMA, at_photo_size, check_photo_size, fitted, normalize, photo_activations,
+                                       photo_text)
 from dreamlab.inspect.nmf import MAX_ITERATIONS, TOLERANCE, Factorization, nmf
 from dreamlab.inspect.source import check_layer, model_and_recipe, provenance
 from dreamlab.inspect.tiles import draw_labels, upscale
-from dreamlab.models.prepare import model_device, takes_size
-from dreamlab.models.summary import MAX_INPUT_SIZE
 from dreamlab.optvis.objectives import MAX_COSSIM_POWER, as_number
-from dreamlab.optvis.settings import MIN_SIZE, RenderSettings
+from dreamlab.optvis.settings import RenderSettings
 
 DEFAULT_GROUPS = 6  # lucid's building-blocks notebook factors its layers into 6 groups
 COSSIM_POWER = 1.0  # lucid's notebook renders the groups with the plain dot product (0); 1 favours the group's own
@@ -229,9 +227,7 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
     _check_number("cossim_power", cossim_power, MAX_COSSIM_POWER, " (--cossim-power; 0: the plain dot product)")
     max_iterations = check_whole("max_iterations", max_iterations, 1)
     _check_number("tolerance", tolerance, 1.0, " (the NMF's stopping threshold; 0: run every sweep)")
-    if photo_size is not None:
-        photo_size = check_whole("photo_size (--photo-size)", photo_size, MIN_SIZE, MAX_INPUT_SIZE,
-                                 hint=" (pixels: the photo's shorter side as the model sees it)")
+    photo_size = check_photo_size(photo_size)
     if layer is not None:
         check_layer(layer)
     given = {k: v for k, v in {"steps": steps, "size": size, "device": device}.items() if v is not None}
@@ -248,11 +244,7 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
     if layer is None:
         raise DreamlabError(f"recipe {rec.name!r} names no default layer: give one (`dreamlab layers "
                             f"MODEL` lists them)")
-    if photo_size not in (None, rec.input_size) and \
-            not takes_size(module, rec.channels, photo_size, model_device(module)):
-        raise DreamlabError(f"photo_size (--photo-size) {photo_size}: {rec.name} takes no input of that size (its "
-                            f"recipe's is {rec.input_size} px); leave it out, or give a size the model takes")
-    seen = rec if photo_size is None else dataclasses.replace(rec, input_size=photo_size)
+    seen = at_photo_size(module, rec, photo_size)
     shown_photo = fitted(pixels, seen)
     act = photo_activations(module, seen, layer, normalize(shown_photo, seen))
     check_groups_fit(act, groups, layer, module)

@@ -18,7 +18,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError, check_whole
-from dreamlab.inspect.features import photo_activations, preprocess, to_channels
+from dreamlab.inspect.features import at_photo_size, check_photo_size, photo_activations, preprocess, to_channels
 from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.io import check_output_file, image_record, read_photo, save_png
 from dreamlab.models.loading import weights_provenance
@@ -118,12 +118,13 @@ def cell_vectors(act: Tensor, cells: int, layer: str) -> Tensor:
 
 def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, layer: str, *, cells: int = 6,
                     cell_size: int = DEFAULT_CELL_SIZE, cossim_power: float = DEFAULT_COSSIM_POWER,
-                    shared: float = SHARED_WEIGHT, recipe: object = None, weights: str | Path | None = "default",
-                    **render_options: Any) -> ActivationGrid:
+                    shared: float = SHARED_WEIGHT, photo_size: int | None = None, recipe: object = None,
+                    weights: str | Path | None = "default", **render_options: Any) -> ActivationGrid:
     """Render what `layer` sees in each of `cells` x `cells` cells of `photo` and tile the renders as the photo.
 
     `photo` is a [C, H, W] tensor in [0, 1], a PNG/JPEG path, or 'china'/'flower'; it goes through the recipe's
-    preprocessing (shorter side to the input size, centre crop), and must not be smaller than that size. Each
+    preprocessing (shorter side to the input size, or to `photo_size` for a finer map where the model takes it;
+    centre crop), and must not be smaller than that size. Each
     cell renders at `cell_size` px along its vector, scored by `objectives.direction` with `cossim_power` (a model
     that takes no other size than its recipe's sees each cell resized to that, `model_size`);
     `shared` (0 to 1; 0: independent cells) weighs the images cells share with cells alike. Other keywords
@@ -139,6 +140,7 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     check_layer(layer)
     cells = check_whole("cells", cells, 1, flag="--cells", hint=" (the grid is cells x cells)")
     cell_size = check_whole("cell_size", cell_size, 8, flag="--cell-size", hint=" (each cell's render, in px)")
+    photo_size = check_photo_size(photo_size)
     number = o.as_number(shared)
     if number is None or not 0 <= number <= 1:
         raise DreamlabError(f"shared must be a number from 0 (independent cells) to 1, got {shared!r}; lucid uses "
@@ -153,12 +155,14 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     image = read_photo(photo, "photo")  # before the model loads
     module, rec, described, _ = model_and_recipe(model, recipe, weights)
     to_channels(image, rec)  # a wrong shape says so, before its last two sides are read as a size
+    seen = at_photo_size(module, rec, photo_size)
     short = min(image.shape[-2:])
-    if short < rec.input_size:
-        raise DreamlabError(f"the photo is {image.shape[-1]}x{image.shape[-2]} px, smaller than {rec.name}'s input "
-                            f"({rec.input_size} px on the shorter side): enlarged, its cells would show the blur; "
-                            f"give a photo at least {rec.input_size} px on each side")
-    act = photo_activations(module, rec, layer, preprocess(image, rec))
+    if short < seen.input_size:
+        what = "--photo-size" if photo_size is not None else f"{rec.name}'s input"
+        raise DreamlabError(f"the photo is {image.shape[-1]}x{image.shape[-2]} px, smaller than {what} "
+                            f"({seen.input_size} px on the shorter side): enlarged, its cells would show the blur; "
+                            f"give a photo at least {seen.input_size} px on each side")
+    act = photo_activations(module, seen, layer, preprocess(image, seen))
     vectors = cell_vectors(act, cells, layer)
     objective = o.direction(layer, vectors, cossim_power=cossim_power, name="cell")
     settings = rec.for_layers([layer])
@@ -179,7 +183,7 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     text = {**result.provenance, **weights_provenance(described), **{f"dreamlab:image_{k}" if k != "name" else "dreamlab:image": v
                                    for k, v in image_record(name, photo, image).items()},
             "dreamlab:layer": layer,  # as features and groups record it (the objective names it too)
-            "dreamlab:preprocess": f"shorter side to {rec.input_size}, centre crop",
+            "dreamlab:preprocess": f"shorter side to {seen.input_size}, centre crop",
             "dreamlab:activation_grid": f"{cells}x{cells}", "dreamlab:cell_size": str(cell_size),
             "dreamlab:photo_map": f"{act.shape[1]}x{act.shape[2]}", "dreamlab:shared": f"{number:g}",
             "dreamlab:param": f"lucid's grid: {OWN_WEIGHT:g} own + {number:g} shared Fourier images",

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the grid is CELLS x CELLS, at most the layer map's shorter side (default: 6)")
     p.add_argument("--cell-size", type=positive_int, default=64, metavar="PX",
                    help="each cell's render in pixels, at least 8 (default: 64)")
+    p.add_argument("--photo-size", type=positive_int, metavar="N",
+                   help="the photo's shorter side as the model sees it, before the centre square is cut (default: "
+                        "the recipe's input size; larger: a finer map, more cells)")
     p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     out = photo_output(args, name, "grid")
     options = {key: value for key, value in (("steps", args.steps), ("lr", args.lr)) if value is not None}
     grid = activation_grid(name, args.image, args.layer, cells=args.cells, cell_size=args.cell_size,
-                           cossim_power=args.cossim_power, shared=args.shared, weights=args.weights,
+                           cossim_power=args.cossim_power, shared=args.shared, photo_size=args.photo_size,
+                           weights=args.weights,
                            seed=args.seed, device=args.device, progress=True, **options)
     with DeferredSigint():  # a Ctrl-C now must not lose the renders
         grid.save(out)
