@@ -397,6 +397,20 @@ def add_model_layer_photo(p: argparse.ArgumentParser, layer_help: str, once: str
                    help="'default' (the recipe's), 'none' (random init), a torchvision weights name, or PATH")
 
 
+def add_photo_size(p: argparse.ArgumentParser) -> None:
+    """--photo-size N of the photo views that read a photo larger for a finer map (grid, groups)."""
+    p.add_argument("--photo-size", type=positive_int, metavar="N",
+                   help="the photo's shorter side as the model sees it, before the centre square is cut (default: "
+                        "the recipe's input size; larger: a finer map)")
+
+
+def add_photo_out(p: argparse.ArgumentParser, kind: str, beside: str = "") -> None:
+    """-o FILE.png of the photo views, named MODEL_LAYER_PHOTO_KIND.png by default (`photo_output`)."""
+    p.add_argument("-o", "--out", type=output_path,
+                   help=f"output PNG (default: MODEL_LAYER_PHOTO_{kind}.png, PHOTO the image's name without "
+                        f"suffix){beside}" + REPLACED)
+
+
 def positional_model(args: argparse.Namespace) -> str | Path:
     """MODEL or the --recipe file: exactly one of them (the recipe names its own model, so one would be ignored)."""
     from dreamlab.errors import DreamlabError

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from dreamlab.apps.args import (REPLACED, add_model_layer_photo, output_path, photo_output, positional_model,
-                                positive_int)
+from dreamlab.apps.args import add_model_layer_photo, add_photo_out, photo_output, positional_model, positive_int
 
 DESCRIPTION = ("Run PHOTO through MODEL (resized, cropped and normalized as the recipe says) and save the "
                "activation maps of LAYER's strongest channels (by mean activation) as a labelled grid.")
@@ -14,9 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_layer_photo(p, "layer address, e.g. inception4c", "features shows one photo per run")
     p.add_argument("--top", type=positive_int,
                    help="show the K strongest channels (default: all up to 64 channels, else 64)")
-    p.add_argument("-o", "--out", type=output_path,
-                   help="output PNG (default: MODEL_LAYER_PHOTO_features.png, PHOTO the image's name without suffix)"
-                        + REPLACED)
+    add_photo_out(p, "features")
 
 
 def run(args: argparse.Namespace) -> int:

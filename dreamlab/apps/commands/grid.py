@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, REPLACED, add_device_argument, add_model_layer_photo, output_path,
-                                photo_output, positional_model, positive_int)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_layer_photo, add_photo_out,
+                                add_photo_size, photo_output, positional_model, positive_int)
 
 DESCRIPTION = ("Split LAYER's map of PHOTO into CELLS x CELLS cells and render, for each, an image along the "
                "cell's mean activation vector (all cells in one batch, cells alike sharing part of their image), "
@@ -19,9 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the grid is CELLS x CELLS, at most the layer map's shorter side (default: 6)")
     p.add_argument("--cell-size", type=positive_int, default=64, metavar="PX",
                    help="each cell's render in pixels, at least 8 (default: 64)")
-    p.add_argument("--photo-size", type=positive_int, metavar="N",
-                   help="the photo's shorter side as the model sees it, before the centre square is cut (default: "
-                        "the recipe's input size; larger: a finer map, more cells)")
+    add_photo_size(p)
     p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
@@ -33,9 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight of the image parts shared by cells alike, 0 to 1 (default: 0.5, lucid's; 0: each "
                         "cell on its own)")
     add_device_argument(p)
-    p.add_argument("-o", "--out", type=output_path,
-                   help="output PNG (default: MODEL_LAYER_PHOTO_grid.png, PHOTO the image's name without suffix)"
-                   + REPLACED)
+    add_photo_out(p, "grid")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, REPLACED, add_device_argument, add_model_layer_photo,
-                                check_image_size, image_size, output_path, photo_output, positional_model,
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_layer_photo, add_photo_out,
+                                add_photo_size, check_image_size, image_size, photo_output, positional_model,
                                 positive_int)
 
 DESCRIPTION = ("Factor the activations PHOTO produces at LAYER (>= 0: a layer after a ReLU) into K neuron groups "
@@ -26,13 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cossim-power", type=float, default=1.0, metavar="P",
                    help="weight each position by its cosine similarity to the group's direction to the power P, "
                         "0 to 32 (default: 1; 0: the plain dot product, as lucid's notebook)")
-    p.add_argument("--photo-size", type=positive_int, metavar="N",
-                   help="the photo's shorter side as the model sees it, before the centre square is cut (default: "
-                        "the recipe's input size; larger: finer maps)")
+    add_photo_size(p)
     add_device_argument(p)
-    p.add_argument("-o", "--out", type=output_path,
-                   help="output PNG (default: MODEL_LAYER_PHOTO_groups.png); the directions go beside it as .npy"
-                        + REPLACED)
+    add_photo_out(p, "groups", "; the directions go beside it as .npy")
 
 
 def run(args: argparse.Namespace) -> int:
