@@ -50,7 +50,7 @@ def repeat_units(objective: Objective, copies: int) -> Objective:
     labels = tuple(f"{label}{COPY_MARK}{k + 1}" for label in objective.labels for k in range(copies))
     return Objective(scorer, objective.layers, objective.name, labels, objective.checks, objective.precedence,
                      objective.per_position, shifted if objective.shifted is not None else None,
-                     couples=objective.couples)
+                     couples=objective.couples, reference=objective.reference)
 
 
 def unit_grams(features: Tensor) -> Tensor:
@@ -88,7 +88,7 @@ def with_diversity(objective: Objective, copies: int, layer: str, weight: float)
         return score + (bonus - bonus.detach())
 
     return Objective(scorer, objective.layers | {layer}, objective.name, objective.labels, objective.checks,
-                     objective.precedence, False, couples=objective.couples)
+                     objective.precedence, False, couples=objective.couples, reference=objective.reference)
 
 
 def diversity_layer(objective: Objective, default_layer: str | None, requested: str | None) -> str:

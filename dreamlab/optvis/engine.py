@@ -30,7 +30,7 @@ from dreamlab.optvis.grammar import parse_objective
 from dreamlab.models.layout import to_channels_first
 from dreamlab.models.loading import LoadedModel, module_names
 from dreamlab.optvis.diversity import diversity_layer, repeat_units, with_diversity
-from dreamlab.optvis.objectives import ALIGNMENT_DISTANCES, IMAGE, Objective
+from dreamlab.optvis.objectives import ALIGNMENT_DISTANCES, IMAGE, REFERENCE, Objective
 from dreamlab.optvis.optimizers import make_optimizer
 from dreamlab.optvis.progress import DeferredSigint, progress_bar
 from dreamlab.optvis.params import ImageParam, takes_no_arguments, image_to_param_raw, make_param
@@ -150,6 +150,7 @@ class _Renderer:
         self.mean = torch.tensor(recipe.mean, device=dev).view(1, -1, 1, 1)
         self.std = torch.tensor(recipe.std, device=dev).view(1, -1, 1, 1)
         self.transforms = make_transforms(settings.transforms, recipe.fill)
+        self.reference = self._reference_image(objective.reference)
         self.init_images = init_images  # one image for every unit, or one per unit
         self.thresholds = sorted(set(thresholds))  # checked against the steps by render()
         self.on_snapshot = on_snapshot
@@ -164,6 +165,34 @@ class _Renderer:
             self.features = truncated_forward(model, self.layers) if self.layers else None
             self.compiled_scores = torch.compile(self.step_scores, dynamic=False,
                                                  mode=None if settings.compile == "default" else settings.compile)
+
+    def _reference_image(self, photo: Tensor | None) -> Tensor | None:
+        """An objective's reference image (o.match) as a batch of one at the render size and the recipe's channels
+        (scaled to cover, centre crop), on the device; refused where it cannot share the renders' transforms."""
+        if photo is None:
+            return None
+        from dreamlab.inspect.features import to_channels
+        from dreamlab.io import centre_crop, cover
+
+        s = self.settings
+        if isinstance(self.transforms, CallableTransforms):  # they draw from the global RNG, once per call
+            raise DreamlabError("an objective that compares with a photo (o.match) sends it through the same "
+                                "random transforms as the renders, which user transforms cannot repeat: give a "
+                                "preset (standard, small, jitter, none) or RandomTransforms")
+        for name, value in (("alpha", s.alpha), ("compile", s.compile), ("diversity", s.diversity > 1)):
+            if value:
+                raise DreamlabError(f"an objective that compares with a photo (o.match) does not take {name}: "
+                                    f"leave {name} out")
+        image = to_channels(photo.float(), self.recipe)[None]
+        return centre_crop(cover(image, s.height_width), s.height_width).to(s.device)
+
+    def reference_input(self, batch: int, draws: Tensor | None = None) -> Tensor | None:
+        """The model input of the reference image for a batch of `batch` renders: through the transforms with
+        their `draws` (None: no transforms, as the final scores read the renders)."""
+        if self.reference is None:
+            return None
+        image = self.reference.expand(batch, -1, -1, -1)
+        return self.normalize(self.to_model_size(image if draws is None else self.transforms(image, draws=draws)))
 
     def for_steps(self, objective: Objective) -> Objective:
         s = self.settings
@@ -189,9 +218,12 @@ class _Renderer:
         return nullcontext()
 
     def scores(self, run_layers: Callable[[Tensor], dict[str, Tensor]], images: Tensor, model_input: Tensor,
-               index: Tensor, objective: Objective | None = None) -> Tensor:
+               index: Tensor, objective: Objective | None = None, reference_input: Tensor | None = None) -> Tensor:
         with self.autocast():
             acts = dict(run_layers(model_input)) if self.layers else {}
+            if reference_input is not None:
+                with torch.no_grad():
+                    acts.update({REFERENCE + name: act for name, act in run_layers(reference_input).items()})
         acts[IMAGE] = images
         return (objective or self.objective)(acts, index)
 
@@ -203,7 +235,8 @@ class _Renderer:
         images = param()
         seen = images if backgrounds is None else composite(images, backgrounds)
         model_input = self.normalize(self.to_model_size(self.transforms(seen, draws=draws)))
-        score = self.scores(run_layers, seen, model_input, index, self.step_objective)
+        score = self.scores(run_layers, seen, model_input, index, self.step_objective,
+                            self.reference_input(len(seen), draws))
         return score if backgrounds is None else transparency_penalty(score, images, self.settings.alpha_weight)
 
     def backgrounds(self, step: int, units: Sequence[int]) -> Tensor | None:
@@ -227,15 +260,19 @@ class _Renderer:
         acts = self._forward_once(model_input) if self.layers else {}
         resized = bool(acts) and model_input.shape[-2:] != clean.shape[-2:]
         transformed, acts = (acts, self._forward_once(clean)) if resized else (acts, acts)
+        # an objective's photo (o.match) as the final scores read it, beside the grey render
+        reference = {} if self.reference is None else {
+            REFERENCE + name: act for name, act in self._forward_once(self.to_model_size(self.reference)).items()}
         # units and positions are checked on the maps of the image at the render size (at model_size when it is
         # set), which the final scores read; the transforms' padding makes the maps the optimizer sees larger, so
         # fixed positions (a neuron at x, y) are read where the render-size map sits in them, and must fall inside
         # them too
-        self.objective.check({**{name: act.shape for name, act in acts.items()}, IMAGE: grey.shape})
+        self.objective.check({**{name: act.shape for name, act in {**acts, **reference}.items()},
+                              IMAGE: grey.shape})
         if self.settings.model_size is not None and padded.shape[-2:] != grey.shape[-2:]:
             self._refuse_fixed_positions(acts, padded.shape[-2:])
         with torch.no_grad():  # one score per sample, or the one-line error now rather than after the bar starts
-            self.objective({**acts, IMAGE: grey}, torch.zeros(1, dtype=torch.long, device=dev))
+            self.objective({**acts, **reference, IMAGE: grey}, torch.zeros(1, dtype=torch.long, device=dev))
         if resized:
             self.step_objective = self.for_steps(self.objective.at_offsets(map_offsets(transformed, acts)))
             self.step_objective.check({name: act.shape for name, act in transformed.items()})
@@ -392,8 +429,8 @@ class _Renderer:
             # a transparent image is scored over the recipe's grey (the transforms' fill): one fixed background
             seen = composite(images, self.recipe.fill) if self.settings.alpha else images
             # what the model sees: at model_size when it is set (the final scores are of that image)
-            return images, self.scores(cap.run, seen, self.normalize(self.to_model_size(seen)),
-                                       index).float().cpu()
+            return images, self.scores(cap.run, seen, self.normalize(self.to_model_size(seen)), index, None,
+                                       self.reference_input(len(seen))).float().cpu()
 
     def snapshot(self, param: ImageParam, units: Sequence[int], step: int) -> Tensor:
         with torch.no_grad():

@@ -31,6 +31,7 @@ from dreamlab.errors import (DreamlabError, DreamlabNote, ObjectiveOperatorError
 from dreamlab.optvis.units import format_units
 
 IMAGE = "@image"  # key of the clean (un-transformed) image in the activations mapping
+REFERENCE = "@reference:"  # REFERENCE + layer: the objective's reference image's activations at the layer
 
 Acts = Mapping[str, Tensor]
 Scorer = Callable[[Acts, Tensor], Tensor]  # (activations, unit index of each sample [b]) -> scores [b] or []
@@ -66,6 +67,9 @@ class Objective:
     # a left-to-right run of one precedence (a + b - c + ..., a * b / c * ...): (op, symbol, term) with the first
     # op None; scored and shifted by a loop, so that sum() over 512 channels does not nest 512 calls deep
     chain: tuple[tuple[Callable[..., Tensor] | None, str, Objective], ...] = field(default=(), repr=False)
+    # an image [C, H, W] in [0, 1] (a photo) that the engine sends through each step's transforms beside the
+    # renders, with the same draws; its activations reach the scorer under REFERENCE + layer (o.match)
+    reference: Tensor | None = field(default=None, repr=False)
 
     __array_ufunc__ = None  # `np.float32(2) * obj`: NumPy hands the operation to __rmul__
 
@@ -257,7 +261,17 @@ def combine(op: Callable[..., Tensor], symbol: str, precedence: int, *parts: Obj
         shifted=(lambda offsets: _shifted(op, symbol, precedence, objs, chain, offsets))
         if any(o.shifted is not None for o in objs) else None,
         chain=chain,
+        reference=_one_reference(objs),
     )
+
+
+def _one_reference(objs: Sequence[Objective]) -> Tensor | None:
+    """The reference image the parts share (None where none has one); two different ones are refused."""
+    references = {id(o.reference): o.reference for o in objs if o.reference is not None}
+    if len(references) > 1:
+        raise DreamlabError("cannot combine objectives that compare with two different reference images: the "
+                            "engine sends one image through the transforms beside the renders; match one photo")
+    return next(iter(references.values()), None)
 
 
 def _chain_scorer(chain: Sequence[tuple[Callable[..., Tensor] | None, str, Objective]]) -> Scorer:
@@ -595,6 +609,81 @@ def direction_neuron(layer: str, vector: object, x: int | None = None, y: int | 
     xy = _xy("direction_neuron", layer, x, y)
     return _at_window(direction(layer, vector, cossim_power, cosine=cosine), layer, xy, (1, 1), "direction_neuron",
                       "o.direction for the mean over every position")
+
+
+MATCH_MODES = ("match", "caricature")
+
+
+@_by_image
+def match(layers: str | Sequence[str], photo: object, mode: str = "match", cossim_power: float = 0.0) -> Objective:
+    """Feature inversion: an image whose activations at a layer are the photo's, position by position; with a
+    list of layers, one image per layer (sample i matches `layers[i]`). Scores read 1 at the photo's own:
+
+    - `mode="match"`: 1 - |a - p|^2 / |p|^2 over the layer's whole map (Mahendran & Vedaldi 2015's normalized
+      distance; a render with no activation scores 0);
+    - `mode="caricature"`: a.p / |p|^2 (lucid's caricature, its dot product in units of the photo's), times the
+      cosine of a and p, floored at 0.1, to the power `cossim_power` (lucid's default 0): it grows past 1 by
+      exaggerating what the layer sees in the photo.
+
+    `photo`: [C, H, W] in [0, 1], a PNG/JPEG path, or 'china'/'flower'. The engine scales it to cover the render
+    size, crops the centre, and sends it through each step's transforms beside the renders with the same draws,
+    so the positions stay matched: preset transforms (or RandomTransforms), not user callables.
+
+    >>> o.match("features.22", "china").name
+    'features.22:match'
+    >>> o.match(["conv1", "conv2"], torch.rand(1, 28, 28), mode="caricature", cossim_power=1).labels
+    ('conv1:caricature^1', 'conv2:caricature^1')
+    """
+    from dreamlab.io import read_photo
+
+    names = [layers] if isinstance(layers, str) else list(layers) if isinstance(layers, (list, tuple)) else None
+    if not names or not all(isinstance(name, str) and name and name != IMAGE for name in names):
+        raise DreamlabError(f"layers must be a layer address or a list of them, like 'features.22' or "
+                            f"['conv1', 'conv2'], got {layers!r}"[:200])
+    if len(set(names)) < len(names):
+        raise DreamlabError(f"layers name {sorted({n for n in names if names.count(n) > 1})[0]!r} twice; give each "
+                            f"layer once")
+    if mode not in MATCH_MODES:
+        raise DreamlabError(f"mode must be 'match' (the photo's activations) or 'caricature' (lucid's: along "
+                            f"them, exaggerated), got {mode!r}"[:200])
+    power = as_number(cossim_power)
+    if power is None or not 0 <= power <= MAX_COSSIM_POWER:
+        raise DreamlabError(f"cossim_power must be a number from 0 to {MAX_COSSIM_POWER} (0: the plain dot "
+                            f"product, lucid's caricature), got {cossim_power!r}"[:200])
+    if power and mode == "match":
+        raise DreamlabError(f"cossim_power={cossim_power!r} weighs a caricature's dot product; mode='match' takes "
+                            f"none: give mode='caricature', or leave cossim_power out")
+    image = read_photo(photo, "photo")
+
+    def scorer(acts: Acts, index: Tensor) -> Tensor:
+        scores = []
+        for name in names:
+            a, p = acts[name].float().flatten(1), acts[REFERENCE + name].float().flatten(1)
+            photo_energy = p.pow(2).sum(1).clamp_min(1e-12)
+            if mode == "match":
+                scores.append(1 - (a - p).pow(2).sum(1) / photo_energy)
+                continue
+            dot = (a * p).sum(1)
+            score = dot / photo_energy
+            if power:
+                cos = dot / (a.norm(dim=1) + COSSIM_EPS) / (p.norm(dim=1) + COSSIM_EPS)
+                score = score * cos.clamp_min(COSSIM_FLOOR) ** power
+            scores.append(score)
+        if len(names) == 1:
+            return scores[0]
+        return torch.stack(scores)[index, torch.arange(len(index), device=index.device)]
+
+    def check(shapes: Mapping[str, torch.Size]) -> None:
+        for name in names:
+            if REFERENCE + name in shapes and shapes[name] != shapes[REFERENCE + name]:
+                raise DreamlabError(f"layer {name!r} gives the renders {list(shapes[name])} and the photo "
+                                    f"{list(shapes[REFERENCE + name])}: its output depends on more than its own "
+                                    f"image; match another layer")
+
+    suffix = mode + (f"^{power:g}" if power else "")
+    labels = tuple(f"{name}:{suffix}" for name in names)
+    title = labels[0] if len(names) == 1 else f"{','.join(names)}:{suffix}"
+    return Objective(scorer, frozenset(names), title, labels, (check,), reference=image)
 
 
 @_by_image
