@@ -37,6 +37,7 @@ _EXPORTS = {
     "parse_objective": "dreamlab.optvis.grammar",
     "Objective": "dreamlab.optvis.objectives", "objective": "dreamlab.optvis.objectives",
     "activation_grid": "dreamlab.optvis.activation_grid", "ActivationGrid": "dreamlab.optvis.activation_grid",
+    "invert": "dreamlab.optvis.inversion", "Inversion": "dreamlab.optvis.inversion",
 }
 
 
@@ -57,4 +58,4 @@ def __dir__() -> list[str]:
 __all__ = ["__version__", "objectives", "capture", "DreamlabError", "parse_objective", "load_model", "Objective",
            "objective", "Recipe", "load_recipe", "RenderResult", "RenderSettings", "render", "layer_table",
            "gradcam", "attribute", "graph", "kernels", "features", "examples", "dream", "DreamResult",
-           "activation_grid", "ActivationGrid", "neuron_groups"]
+           "activation_grid", "ActivationGrid", "neuron_groups", "invert", "Inversion"]

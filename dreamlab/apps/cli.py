@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "the photos that drive units hardest, cropped to what each unit saw"),
     "groups": ("dreamlab.apps.commands.groups",
                "factor a photo's activations at a layer into neuron groups (NMF): maps and renders"),
+    "invert": ("dreamlab.apps.commands.invert",
+               "feature inversion: render what layers keep of a photo (or lucid's caricature)"),
     "dream": ("dreamlab.apps.commands.dream", "DeepDream on a photo (octaves, tiles, --guide); --zoom-frames N "
                                               "for the endless zoom"),
 }
