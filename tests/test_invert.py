@@ -93,7 +93,8 @@ def test_the_photo_goes_through_the_renders_own_transforms() -> None:
 def test_user_transforms_alpha_and_diversity_are_refused_with_a_photo() -> None:
     photo = _photo("china")
     for kwargs, text in [({"transforms": [K.RandomAffine(5, p=1.0)]}, "user transforms cannot repeat"),
-                         ({"transforms": "none", "diversity": 2}, "does not take diversity")]:
+                         ({"transforms": "none", "diversity": 2}, "does not take diversity"),
+                         ({"transforms": "none", "alpha": True}, "does not take alpha")]:
         with pytest.raises(DreamlabError, match=text):
             dreamlab.render("lenet-digits", o.match("conv1", photo), steps=1, device="cpu", **kwargs)
 
