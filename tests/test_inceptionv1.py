@@ -16,7 +16,7 @@ from torch import nn
 
 from dreamlab.apps.cli import main
 from dreamlab.errors import UnknownNameError, WeightsError
-from dreamlab.io import file_digest
+from dreamlab.io import file_digest, read_png_text
 from dreamlab.models.loading import load_model, load_state_dict_file, resolve_layer
 from dreamlab.models.recipe import load_recipe
 from dreamlab.models.zoo import inceptionv1 as inceptionv1_module
@@ -247,7 +247,24 @@ def test_recipe_maps_unit_images_to_lucids_input_range():
     recipe = load_recipe("inceptionv1")
     for x, expected in ((0.0, -117.0), (1.0, 138.0), (0.5, 10.5)):
         assert [(x - m) / s for m, s in zip(recipe.mean, recipe.std)] == pytest.approx([expected] * 3, abs=1e-4)
-    assert (recipe.input_size, recipe.default_layer, recipe.categories) == (224, "mixed4a", None)
+    assert (recipe.input_size, recipe.default_layer) == (224, "mixed4a")
+
+
+def test_recipe_names_the_logits_by_inception5hs_labels():
+    """inception5h's label file, 'dummy' first (lucid's class 0), its own class order (not torchvision's), and 7
+    outputs without a class at the end."""
+    names = load_recipe("inceptionv1").categories
+    assert len(names) == 1008 and names[:4] == ("dummy", "kit fox", "English setter", "Siberian husky")
+    assert (names.index("tabby"), names.index("Granny Smith"), names[1000]) == (174, 318, "dumbbell")
+    assert names[1001:] == tuple(f"unused {i}" for i in range(1001, 1008))
+
+
+def test_a_logit_named_by_its_class_renders_that_class(tmp_path):
+    out = tmp_path / "fox.png"
+    assert main(["render", "logit:kit_fox", "--model", "inceptionv1", "--weights", "none", "--size", "64",
+                 "--steps", "1", "--device", "cpu", "-o", str(out)]) == 0
+    text = read_png_text(out)
+    assert (text["dreamlab:objective"], text["dreamlab:class"]) == ("logit:1", "kit fox")
 
 
 def test_random_weights_render_a_lucid_channel(tmp_path):

@@ -44,8 +44,8 @@ MIXED = (
 )
 # the stride-2 max pools between stages, named as lucid names them, before the block they feed
 STRIDED_POOLS = {"mixed4a": "maxpool4", "mixed5a": "maxpool10"}
-# inception5h's outputs (lucent's final Linear, 1024 -> 1008); its class order is not torchvision's, so the recipe
-# names none (lucid's label file is not shipped)
+# inception5h's outputs (lucent's final Linear, 1024 -> 1008); its class order is not torchvision's: the recipe
+# names them from inception5h's own label file
 CLASSES = 1008
 # TensorFlow's LocalResponseNormalization as lucent writes it for torch: depth radius 4 (size 9), alpha 1e-4 as
 # float32 prints it, beta 0.5, bias 1
