@@ -346,3 +346,21 @@ def test_a_token_count_that_is_no_square_grid_is_refused():
                                             r"\(with or without a class token first\), so Grad-CAM cannot lay them "
                                             r"out as a map; pick a conv layer or a layer of k\*k patch tokens"):
         gradcam(PatchTokens().eval(), torch.rand(3, 8, 12), "logit:0", "mix", recipe=IDENTITY)  # 2x3 patches
+
+
+def test_layercam_weighs_each_position_by_its_own_positive_gradient(model_and_images):
+    model, x = model_and_images
+    kept = {}
+    handle = model[3].register_forward_hook(lambda module, inputs, output: kept.update(act=output))
+    try:
+        score = model(x)[:, 3].sum()
+        grad, = torch.autograd.grad(score, kept["act"])
+    finally:
+        handle.remove()
+    coarse = (grad.clamp(min=0) * kept["act"]).sum(1, keepdim=True).clamp(min=0)
+    expected = torch.nn.functional.interpolate(coarse, size=(16, 16), mode="bilinear", align_corners=False)
+    ours = gradcam(model, x, "logit:3", layer="3", method="layercam", recipe=IDENTITY)
+    assert expected.flatten(1).amax(1).min() > 0
+    torch.testing.assert_close(ours, expected.detach(), rtol=1e-5, atol=1e-8)
+    # one weight per channel (Grad-CAM) is another map at the same layer
+    assert not torch.allclose(ours, gradcam(model, x, "logit:3", layer="3", recipe=IDENTITY))

@@ -195,8 +195,8 @@ def test_sanity_prints_one_row_per_block_with_a_column_per_method(digit_photo, c
     (["cam", "lenet-digits", "--layer", "conv3"], "unknown layer 'conv3'; close matches: conv1, conv2"),
     (["attribute", "lenet-digits", "--method", "guidedd"], "close matches: guided"),
     (["attribute", "lenet-digits", "--method", "gradcam++"], "unknown attribution method 'gradcam++'; close matches: "
-     "guided-gradcam; valid: saliency, smoothgrad, ig, deconvnet, guided, guided-gradcam; for Grad-CAM run "
-     "`dreamlab cam --method gradcam++` (attribute takes it with --sanity only)"),
+     "guided-gradcam; valid: saliency, input-x-gradient, smoothgrad, ig, deconvnet, guided, guided-gradcam; "
+     "for Grad-CAM run `dreamlab cam --method gradcam++` (attribute takes it with --sanity only)"),
     (["attribute", "lenet-digits", "--method", "ig", "--baseline", "blurry"], "close matches: blurred"),
     (["attribute", "lenet-digits", "--target", "conv7:1"], "unknown layer 'conv7'"),
     (["cam", "lenet-digits", "--device", "gpu"], "unknown device 'gpu'; valid here: cpu"),
@@ -218,7 +218,7 @@ def test_bad_input_is_one_line_and_exit_2(digit_photo, capsys, argv, message):
     (["--method", "ig", "--layer", "conv1"], "--layer applies to --method guided-gradcam only, not ig"),
     (["--method", "ig", "--seed", "1"], "--seed applies to --method smoothgrad, and ig with --baseline noise, only"),
     (["--sanity", "--method", "saliency,ig", "--layer", "conv1"],
-     "--layer applies to --method guided-gradcam, gradcam or gradcam++ only, not saliency,ig"),
+     "--layer applies to --method guided-gradcam, gradcam, gradcam++ or layercam only, not saliency,ig"),
 ])
 def test_attribute_refuses_options_its_method_ignores(digit_photo, tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)

@@ -117,8 +117,8 @@ def test_unknown_method_and_bad_image_shapes_are_one_line_errors(model_and_image
         attribute(model, x, 1, "gided", recipe=IDENTITY)
     with pytest.raises(DreamlabError) as info:  # Grad-CAM is another function's: say which
         attribute(model, x, 1, "gradcam", recipe=IDENTITY)
-    assert str(info.value).endswith("valid: saliency, smoothgrad, ig, deconvnet, guided, guided-gradcam; for "
-                                    "Grad-CAM call dreamlab.gradcam(..., method='gradcam')")
+    assert str(info.value).endswith("valid: saliency, input-x-gradient, smoothgrad, ig, deconvnet, guided, "
+                                    "guided-gradcam; for Grad-CAM call dreamlab.gradcam(..., method='gradcam')")
     with pytest.raises(DreamlabError, match="has 1 channels; this model takes 3"):
         attribute(model, x[:, :1], 1, "saliency", recipe=IDENTITY)
     with pytest.raises(DreamlabError, match="class 7 is out of range"):
@@ -183,3 +183,15 @@ def test_integrated_gradients_completeness_gap_is_captums_convergence_delta(mode
     assert gap.abs().max() > 0  # 6 steps is not exact
     one, _ = ig_completeness(model, x[0], 2, ours[0], x.flip(-1)[0] * 0.5, recipe=IDENTITY)
     assert one.dim() == 0
+
+
+def test_input_x_gradient_agrees_with_captum_and_is_the_pixels_times_the_gradient(model_and_images):
+    model, x = model_and_images
+    ours = attribute(model, x, "logit:3", "input-x-gradient", recipe=IDENTITY)
+    theirs = captum_attr.InputXGradient(model).attribute(x.clone(), target=3)
+    assert theirs.abs().max() > 0
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ours, x * attribute(model, x, "logit:3", "saliency", recipe=IDENTITY))
+    with pytest.raises(DreamlabError, match=r"steps \(--steps\) applies to method='ig' only, not "
+                                            r"method='input-x-gradient'"):
+        attribute(model, x, "logit:3", "input-x-gradient", recipe=IDENTITY, steps=8)

@@ -32,9 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("dreamlab.apps.commands.bench",
               "time fixed render workloads on random-weight GoogLeNet; prints JSON lines"),
     "fetch": ("dreamlab.apps.commands.fetch", "download (and convert) the weights of a model not shipped (hed-vgg16, inceptionv1)"),
-    "cam": ("dreamlab.apps.commands.cam", "Grad-CAM / Grad-CAM++ of a target on a photo, overlaid as a heat map"),
+    "cam": ("dreamlab.apps.commands.cam",
+            "Grad-CAM / Grad-CAM++ / LayerCAM of a target on a photo, overlaid as a heat map"),
     "attribute": ("dreamlab.apps.commands.attribute",
-                  "per-pixel attributions (saliency, SmoothGrad, IG, deconvnet, guided backprop, guided "
+                  "per-pixel attributions (saliency, input x gradient, SmoothGrad, IG, deconvnet, guided backprop, guided "
                   "Grad-CAM); --sanity"),
     "graph": ("dreamlab.apps.commands.graph", "draw the architecture as a diagram (DOT, SVG, PNG or PDF) with shapes"),
     "kernels": ("dreamlab.apps.commands.kernels", "save a conv layer's weights as a grid of tiles"),

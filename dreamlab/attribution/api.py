@@ -35,7 +35,7 @@ from dreamlab.models.prepare import size_advice, smallest_side
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.objectives import Objective, logit
 
-METHODS = ("saliency", "smoothgrad", "ig", "deconvnet", "guided", "guided-gradcam")
+METHODS = ("saliency", "input-x-gradient", "smoothgrad", "ig", "deconvnet", "guided", "guided-gradcam")
 
 Target = Objective | str | int | None
 
@@ -298,7 +298,7 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
 
     `image` is in [0, 1] ([C, H, W] or a batch); it is normalized with the recipe's mean and std. `target` is an
     objective string (`logit:281`, `logit:tabby`, `inception4c:97`), an Objective, a class index, or None: each
-    image's top class. `method` is gradcam or gradcam++. `layer`: by default the recipe's `cam_layer`, else the
+    image's top class. `method` is gradcam, gradcam++ or layercam. `layer`: by default the recipe's `cam_layer`, else the
     last spatial layer (a ViT's: the last attention's input), and never the target's own layer or one it merely
     passes through a ReLU (then the last spatial layer before the channel-mixing layer that forms the target:
     `cam.default_cam_layer`); a layer with a 1x1 output (a global pool) is refused, and a token layer [B, N, D]
@@ -325,7 +325,7 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
     """Per-pixel attributions of `target` (as for `gradcam`; None: each image's top class) with the image's
     shape, signed.
 
-    `method`: saliency, smoothgrad (`samples`, `noise`: a fraction of each image's value range, of [0, 1] for a
+    `method`: saliency, input-x-gradient (the pixels in [0, 1] times their gradient), smoothgrad (`samples`, `noise`: a fraction of each image's value range, of [0, 1] for a
     constant image; every image draws the same noise from `seed`, so a batch gives what each image gives alone),
     ig (`baseline` black|blurred|noise or an image, `steps`: Gauss-Legendre nodes; `ig_completeness` gives the
     completeness gap), deconvnet, guided (both refused for a model that runs no ReLU or ReLU6: the result would
@@ -362,6 +362,8 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
     with evaluating(subj.model), sized_forward(subj, images):
         if method == "saliency":
             result = g.saliency(score, images)
+        elif method == "input-x-gradient":
+            result = g.input_x_gradient(score, images)
         elif method == "smoothgrad":
             result = g.smoothgrad(score, images, samples, noise, seed, batch_size)
         elif method == "ig":

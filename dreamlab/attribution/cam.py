@@ -1,4 +1,4 @@
-"""Class activation maps: Grad-CAM and Grad-CAM++ at a layer, upsampled to the image.
+"""Class activation maps: Grad-CAM, Grad-CAM++ and LayerCAM at a layer, upsampled to the image.
 
 Grad-CAM (Selvaraju et al. 2017): weight each channel of layer activations A by the spatial mean of the
 target's gradient d y / d A, sum over channels, ReLU, then upsample bilinearly to the image.
@@ -12,6 +12,10 @@ elsewhere; the map itself still weights the signed A, as Grad-CAM's does. Its ch
 a layer whose outputs are mostly negative the map is often 0 everywhere (LeNet's conv2, each of the first 100
 held-out digits for its own label: 97 all-zero maps, against 44 for Grad-CAM and none at relu2); use the layer
 after the ReLU there.
+
+LayerCAM (Jiang et al. 2021, eq. 5-6): no channel weights; each position of each channel is weighted by its own
+positive gradient, relu(g) * A, summed over channels, then ReLU. At a shallow layer, where Grad-CAM's spatial mean
+of the gradient blurs the map, it keeps the fine detail.
 
 A vision transformer's token layer [B, N, D] is read as [B, D, k, k], its patches as a grid (`layout.token_maps`,
 which `features` shares). After the last attention the head reads only the class token, so a layer there gets no
@@ -39,7 +43,7 @@ from dreamlab.errors import DreamlabError, unknown
 from dreamlab.hooks import hooked_forward
 from dreamlab.optvis.capture import children_that_ran, unused_module
 
-CAM_METHODS = ("gradcam", "gradcam++")
+CAM_METHODS = ("gradcam", "gradcam++", "layercam")
 
 
 class NoSpatialLayer(DreamlabError):
@@ -314,5 +318,6 @@ def class_activation_map(score: TargetScore, images: Tensor, layer: str, method:
     if method not in CAM_METHODS:
         raise unknown("CAM method", method, CAM_METHODS)
     act, grad = layer_activation_and_gradient(score, images, layer)
-    coarse = (cam_weights(act, grad, method) * act).sum(1, keepdim=True).clamp(min=0)
+    weights = grad.clamp(min=0) if method == "layercam" else cam_weights(act, grad, method)
+    coarse = (weights * act).sum(1, keepdim=True).clamp(min=0)
     return F.interpolate(coarse, size=images.shape[-2:], mode="bilinear", align_corners=False)

@@ -83,6 +83,13 @@ def saliency(score: TargetScore, images: Tensor) -> Tensor:
     return input_gradient(score, images, torch.arange(images.shape[0], device=images.device))[0]
 
 
+def input_x_gradient(score: TargetScore, images: Tensor) -> Tensor:
+    """Each pixel's value (in [0, 1]) times its gradient (Shrikumar et al. 2016; captum's InputXGradient): the
+    first-order share of the target that each pixel carries against black, signed. For a model linear in its
+    pixels it is integrated gradients with the black baseline."""
+    return images * saliency(score, images)
+
+
 def guided_backprop(score: TargetScore, images: Tensor) -> Tensor:
     """The gradient with every ReLU's (and ReLU6's) backward replaced by the guided rule (see relu_rules).
 

@@ -17,10 +17,10 @@ def check_optional_text(name: str, value: object, what: str) -> None:
 
 
 # the options each attribution method reads (it would ignore the rest), for `dreamlab.attribute` and `dreamlab
-# attribute` alike; `layer` is also the CAM layer of gradcam and gradcam++ (`dreamlab attribute --sanity`)
+# attribute` alike; `layer` is also the CAM layer of gradcam, gradcam++ and layercam (`dreamlab attribute --sanity`)
 USED_BY: dict[str, tuple[str, ...]] = {
     "steps": ("ig",), "baseline": ("ig",), "samples": ("smoothgrad",), "noise": ("smoothgrad",),
-    "batch_size": ("ig", "smoothgrad"), "layer": ("guided-gradcam", "gradcam", "gradcam++")}
+    "batch_size": ("ig", "smoothgrad"), "layer": ("guided-gradcam", "gradcam", "gradcam++", "layercam")}
 
 
 def reads_seed(methods: Collection[str], baseline: object) -> bool:

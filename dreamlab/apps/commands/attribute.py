@@ -19,8 +19,9 @@ DESCRIPTION = ("Per-pixel attributions of a target: FILE.png shows the heat map 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_subject_arguments(p)
     add_once_option(p, "--method", "-M", default="saliency", once=LIST_ONCE,
-                   help="saliency, smoothgrad, ig, deconvnet, guided, guided-gradcam (default: %(default)s); "
-                        "with --sanity, a comma-separated list that may also name gradcam and gradcam++")
+                   help="saliency, input-x-gradient, smoothgrad, ig, deconvnet, guided, guided-gradcam (default: "
+                        "%(default)s); with --sanity, a comma-separated list that may also name gradcam, gradcam++ "
+                        "and layercam")
     # add_given_option: these have defaults, and an option the method does not use must still be told apart
     add_given_option(p, "--baseline", default="black",
                      help="IG baseline: black, blurred or noise (default: %(default)s)")
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_given_option(p, "--batch-size", type=positive_int, default=32,
                      help="images per forward pass for IG steps and SmoothGrad samples (default: %(default)s)")
     p.add_argument("--layer", "-l", type=nonempty,
-                   help="the CAM layer of guided-gradcam (and of gradcam, gradcam++ with --sanity; "
+                   help="the CAM layer of guided-gradcam (and of gradcam, gradcam++, layercam with --sanity; "
                         "default: the recipe's cam_layer)")
     add_given_option(p, "--seed", type=int, default=0,
                      help="seed of SmoothGrad's and the noise baseline's noise (default: %(default)s)")
@@ -122,7 +123,7 @@ def _save_maps(args: argparse.Namespace, subj, photo, fitted, result, out, targe
     from dreamlab.attribution.photos import attribution_provenance, save_outputs, to_photo_size
     from dreamlab.io import grid
 
-    signed = method == "ig"
+    signed = method in ("ig", "input-x-gradient")
     panels = torch.stack([overlay(photo, to_photo_size(heat(fitted.crop(result), signed)[None], photo)[0].clamp(0, 1)),
                           to_photo_size(signed_map(fitted.crop(result)), photo).clamp(0, 1)])
     png, npy = save_outputs(grid(panels, columns=2, padding=2, fill=1.0), result, out,
