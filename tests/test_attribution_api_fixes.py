@@ -23,15 +23,16 @@ def digit() -> torch.Tensor:
     ("saliency", {"steps": 5}, "steps (--steps) applies to method='ig' only, not method='saliency'; leave it out"),
     ("saliency", {"samples": 5}, "samples (--samples) applies to method='smoothgrad' only, not method='saliency'"),
     ("guided", {"noise": 0.1}, "noise (--noise) applies to method='smoothgrad' only, not method='guided'"),
-    ("smoothgrad", {"baseline": "noise"}, "baseline (--baseline) applies to method='ig' only, not "
-                                          "method='smoothgrad'"),
+    ("smoothgrad", {"baseline": "noise"}, "baseline (--baseline) applies to method='ig' or method='occlusion' "
+                                          "only, not method='smoothgrad'"),
     ("deconvnet", {"batch_size": 4}, "batch_size (--batch-size) applies to method='ig' or method='smoothgrad' "
-                                     "only, not method='deconvnet'"),
+                                     "or method='occlusion' only, not method='deconvnet'"),
     ("ig", {"layer": "conv1"}, "layer (--layer) applies to method='guided-gradcam' only, not method='ig'"),
-    ("saliency", {"seed": 1}, "seed (--seed) applies to method='smoothgrad', and method='ig' with "
+    ("saliency", {"seed": 1}, "seed (--seed) applies to method='smoothgrad', and method='ig' or 'occlusion' with "
                               "baseline='noise', only (the others draw no noise), not method='saliency'"),
-    ("ig", {"seed": 1}, "seed (--seed) applies to method='smoothgrad', and method='ig' with baseline='noise', "
-                        "only (the others draw no noise), not method='ig' with baseline='black'; leave it out"),
+    ("ig", {"seed": 1}, "seed (--seed) applies to method='smoothgrad', and method='ig' or 'occlusion' with "
+                        "baseline='noise', only (the others draw no noise), not method='ig' with baseline='black'; "
+                        "leave it out"),
     ("ig", {"seed": 1, "baseline": torch.zeros(1, 28, 28)}, "not method='ig' with an image baseline; leave it out"),
 ])
 def test_attribute_refuses_an_option_its_method_ignores_before_the_model_loads(digit, monkeypatch, method, options,
@@ -46,7 +47,8 @@ def test_attribute_refuses_an_option_its_method_ignores_before_the_model_loads(d
     assert text in str(refused.value) and "\n" not in str(refused.value)
 
 
-@pytest.mark.parametrize("method", ["saliency", "smoothgrad", "ig", "deconvnet", "guided", "guided-gradcam"])
+@pytest.mark.parametrize("method", ["saliency", "input-x-gradient", "smoothgrad", "ig", "deconvnet", "guided",
+                                    "guided-gradcam", "occlusion"])
 def test_every_method_runs_with_its_options_left_out(digit, method):
     assert dreamlab.attribute("lenet-digits", digit, "logit:3", method=method).shape == (1, 28, 28)
 

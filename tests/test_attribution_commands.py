@@ -195,8 +195,8 @@ def test_sanity_prints_one_row_per_block_with_a_column_per_method(digit_photo, c
     (["cam", "lenet-digits", "--layer", "conv3"], "unknown layer 'conv3'; close matches: conv1, conv2"),
     (["attribute", "lenet-digits", "--method", "guidedd"], "close matches: guided"),
     (["attribute", "lenet-digits", "--method", "gradcam++"], "unknown attribution method 'gradcam++'; close matches: "
-     "guided-gradcam; valid: saliency, input-x-gradient, smoothgrad, ig, deconvnet, guided, guided-gradcam; "
-     "for Grad-CAM run `dreamlab cam --method gradcam++` (attribute takes it with --sanity only)"),
+     "guided-gradcam; valid: saliency, input-x-gradient, smoothgrad, ig, deconvnet, guided, guided-gradcam, "
+     "occlusion; for Grad-CAM run `dreamlab cam --method gradcam++` (attribute takes it with --sanity only)"),
     (["attribute", "lenet-digits", "--method", "ig", "--baseline", "blurry"], "close matches: blurred"),
     (["attribute", "lenet-digits", "--target", "conv7:1"], "unknown layer 'conv7'"),
     (["cam", "lenet-digits", "--device", "gpu"], "unknown device 'gpu'; valid here: cpu"),
@@ -212,11 +212,11 @@ def test_bad_input_is_one_line_and_exit_2(digit_photo, capsys, argv, message):
     (["--method", "saliency", "--samples", "5"], "--samples applies to --method smoothgrad only, not saliency; "
                                                  "leave it out"),
     (["--method", "saliency", "--noise", "0.3"], "--noise applies to --method smoothgrad only"),
-    (["--method", "saliency", "--baseline", "noise"], "--baseline applies to --method ig only, not saliency"),
+    (["--method", "saliency", "--baseline", "noise"], "--baseline applies to --method ig or occlusion only, not saliency"),
     (["--method", "saliency", "--steps", "5"], "--steps applies to --method ig only, not saliency"),
-    (["--method", "guided", "--batch-size", "4"], "--batch-size applies to --method ig or smoothgrad only"),
+    (["--method", "guided", "--batch-size", "4"], "--batch-size applies to --method ig, smoothgrad or occlusion only"),
     (["--method", "ig", "--layer", "conv1"], "--layer applies to --method guided-gradcam only, not ig"),
-    (["--method", "ig", "--seed", "1"], "--seed applies to --method smoothgrad, and ig with --baseline noise, only"),
+    (["--method", "ig", "--seed", "1"], "--seed applies to --method smoothgrad, and ig or occlusion with --baseline noise, only"),
     (["--sanity", "--method", "saliency,ig", "--layer", "conv1"],
      "--layer applies to --method guided-gradcam, gradcam, gradcam++ or layercam only, not saliency,ig"),
 ])
@@ -452,3 +452,16 @@ def test_sanity_leaves_out_blocks_the_target_does_not_depend_on(digit_photo, cap
                  "--sanity", "--method", "saliency"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.strip().splitlines()[2:]]
     assert [r[0] for r in rows] == ["fc2", "+fc1", "+conv2", "+conv1"]
+
+
+def test_occlusion_records_the_window_and_stride_it_used(digit_photo, tmp_path, capsys):
+    out = tmp_path / "occ.png"
+    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), "--target", "logit:4", "--method",
+                 "occlusion", "-o", str(out)]) == 0
+    options = json.loads(read_png_text(out)["dreamlab:options"])
+    assert (options["window"], options["stride"], options["baseline"]) == (3, 1, "black")  # 28 px input: 28 // 8
+    assert np.load(out.with_suffix(".npy")).shape == (1, 28, 28)
+    assert main(["attribute", "lenet-digits", "--image", str(digit_photo), "--method", "occlusion", "--window",
+                 "29", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "window 29 is out of range; valid: 1 to 28 (--window: the occluding square's side" in err

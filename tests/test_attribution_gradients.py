@@ -118,7 +118,7 @@ def test_unknown_method_and_bad_image_shapes_are_one_line_errors(model_and_image
     with pytest.raises(DreamlabError) as info:  # Grad-CAM is another function's: say which
         attribute(model, x, 1, "gradcam", recipe=IDENTITY)
     assert str(info.value).endswith("valid: saliency, input-x-gradient, smoothgrad, ig, deconvnet, guided, "
-                                    "guided-gradcam; for Grad-CAM call dreamlab.gradcam(..., method='gradcam')")
+                                    "guided-gradcam, occlusion; for Grad-CAM call dreamlab.gradcam(..., method='gradcam')")
     with pytest.raises(DreamlabError, match="has 1 channels; this model takes 3"):
         attribute(model, x[:, :1], 1, "saliency", recipe=IDENTITY)
     with pytest.raises(DreamlabError, match="class 7 is out of range"):
@@ -195,3 +195,51 @@ def test_input_x_gradient_agrees_with_captum_and_is_the_pixels_times_the_gradien
     with pytest.raises(DreamlabError, match=r"steps \(--steps\) applies to method='ig' only, not "
                                             r"method='input-x-gradient'"):
         attribute(model, x, "logit:3", "input-x-gradient", recipe=IDENTITY, steps=8)
+
+
+class LinearScore(nn.Module):
+    """Logit 0 is sum(w * x) over the pixels of a 1x4x4 image: its occlusion drops have a closed form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 1, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.arange(16.0).view(1, 16) - 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+GREY_IDENTITY = Recipe(name="linear", builder="tests:linear", weights="none", channels=1, mean=(0.0,), std=(1.0,),
+                       input_size=4)
+
+
+def test_occlusion_gives_each_pixel_the_mean_drop_of_the_windows_over_it():
+    model, x = LinearScore().eval(), torch.rand(1, 4, 4, generator=torch.Generator().manual_seed(3))
+    contribution = (model.fc.weight.view(4, 4) * x[0]).detach()
+    tiles = attribute(model, x, "logit:0", "occlusion", recipe=GREY_IDENTITY, window=2, stride=2)
+    # non-overlapping 2x2 windows against black: each pixel gets its window's share of the logit
+    expected = contribution.view(2, 2, 2, 2).sum((1, 3)).repeat_interleave(2, 0).repeat_interleave(2, 1)
+    torch.testing.assert_close(tiles[0], expected)
+    slid = attribute(model, x, "logit:0", "occlusion", recipe=GREY_IDENTITY, window=2, stride=1, batch_size=3)
+    windows = [contribution[t:t + 2, l:l + 2].sum() for t in range(3) for l in range(3)]
+    corner, centre = windows[0], sum(windows) / 9  # pixel (0, 0) under one window; (1, 1) under four
+    torch.testing.assert_close(slid[0, 0, 0], corner)
+    torch.testing.assert_close(slid[0, 1, 1], (windows[0] + windows[1] + windows[3] + windows[4]) / 4)
+    assert not torch.isclose(slid[0, 1, 1], centre)
+    single = attribute(model, x, "logit:0", "occlusion", recipe=GREY_IDENTITY, window=1)
+    torch.testing.assert_close(single[0], contribution)  # 1-px windows: each pixel's own w * x
+
+
+def test_occlusion_refuses_a_window_larger_than_the_input_and_options_it_does_not_read():
+    model, x = LinearScore().eval(), torch.rand(1, 4, 4)
+    with pytest.raises(DreamlabError, match=r"window .*at most the model input's shorter side, 4"):
+        attribute(model, x, "logit:0", "occlusion", recipe=GREY_IDENTITY, window=5)
+    with pytest.raises(DreamlabError, match=r"window \(--window\) applies to method='occlusion' only"):
+        attribute(model, x, "logit:0", "saliency", recipe=GREY_IDENTITY, window=2)
+    with pytest.raises(DreamlabError, match=r"seed \(--seed\) applies to .*not method='occlusion' with "
+                                            r"baseline='black'"):
+        attribute(model, x, "logit:0", "occlusion", recipe=GREY_IDENTITY, seed=1)
+    noisy = [attribute(model, x, "logit:0", "occlusion", recipe=GREY_IDENTITY, baseline="noise", seed=s)
+             for s in (1, 1, 2)]
+    assert torch.equal(noisy[0], noisy[1]) and not torch.equal(noisy[0], noisy[2])

@@ -35,7 +35,7 @@ from dreamlab.models.prepare import size_advice, smallest_side
 from dreamlab.models.recipe import Recipe
 from dreamlab.optvis.objectives import Objective, logit
 
-METHODS = ("saliency", "input-x-gradient", "smoothgrad", "ig", "deconvnet", "guided", "guided-gradcam")
+METHODS = ("saliency", "input-x-gradient", "smoothgrad", "ig", "deconvnet", "guided", "guided-gradcam", "occlusion")
 
 Target = Objective | str | int | None
 
@@ -283,11 +283,11 @@ def refuse_unread(method: str, given: dict[str, object]) -> None:
                                 f"not method={method!r}; leave it out")
     if "seed" in given and not reads_seed([method], given.get("baseline")):
         asked = f"method={method!r}"
-        if method == "ig":
+        if method in ("ig", "occlusion"):
             base = given.get("baseline", "black")
             asked += f" with baseline={base!r}" if isinstance(base, str) else " with an image baseline"
-        raise DreamlabError(f"seed (--seed) applies to method='smoothgrad', and method='ig' with baseline='noise', "
-                            f"only (the others draw no noise), not {asked}; leave it out")
+        raise DreamlabError(f"seed (--seed) applies to method='smoothgrad', and method='ig' or 'occlusion' with "
+                            f"baseline='noise', only (the others draw no noise), not {asked}; leave it out")
 
 
 @checked_keywords
@@ -321,7 +321,7 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
               recipe: Recipe | str | None = None, weights: str | Path | None = "default",
               baseline: str | Tensor | None = None, steps: int | None = None, samples: int | None = None,
               noise: float | None = None, layer: str | None = None, batch_size: int | None = None,
-              seed: int | None = None) -> Tensor:
+              seed: int | None = None, window: int | None = None, stride: int | None = None) -> Tensor:
     """Per-pixel attributions of `target` (as for `gradcam`; None: each image's top class) with the image's
     shape, signed.
 
@@ -329,16 +329,19 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
     constant image; every image draws the same noise from `seed`, so a batch gives what each image gives alone),
     ig (`baseline` black|blurred|noise or an image, `steps`: Gauss-Legendre nodes; `ig_completeness` gives the
     completeness gap), deconvnet, guided (both refused for a model that runs no ReLU or ReLU6: the result would
-    be the plain gradient), guided-gradcam (guided backprop times the Grad-CAM at `layer`). Expanded batches
-    (IG steps, SmoothGrad samples) run `batch_size` images per forward pass. Left out (None): baseline black,
-    steps 64, samples 32, noise 0.15, batch_size 32, seed 0. An option given to a method that does not read it
+    be the plain gradient), guided-gradcam (guided backprop times the Grad-CAM at `layer`), occlusion (the
+    target's mean drop when a `window`-pixel square around each pixel, slid every `stride`, shows `baseline`;
+    forward passes only). Expanded batches (IG steps, SmoothGrad samples, occluded copies) run `batch_size`
+    images per forward pass. Left out (None): baseline black, steps 64, samples 32, noise 0.15, batch_size 32,
+    seed 0, window an eighth of the input's shorter side, stride half the window. An option given to a method that does not read it
     is refused (`seed` is read by smoothgrad, and ig with baseline="noise"), as `dreamlab attribute` refuses it.
     """
     if not isinstance(method, str) or method not in METHODS:
         hint = f"for Grad-CAM call dreamlab.gradcam(..., method={method!r})" if method in CAM_METHODS else ""
         raise unknown("attribution method", str(method), METHODS, hint=hint)
     given = {name: value for name, value in dict(baseline=baseline, steps=steps, samples=samples, noise=noise,
-                                                  layer=layer, batch_size=batch_size, seed=seed).items()
+                                                  layer=layer, batch_size=batch_size, seed=seed, window=window,
+                                                  stride=stride).items()
              if value is not None}
     baseline = "black" if baseline is None else baseline
     steps = 64 if steps is None else steps
@@ -351,10 +354,13 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
     if method == "smoothgrad":
         g.check_smoothgrad(samples, noise)
         g.check_batch_size(batch_size)
-    elif method == "ig":
-        g.check_ig_steps(steps)
+    elif method in ("ig", "occlusion"):
+        if method == "ig":
+            g.check_ig_steps(steps)
         g.check_batch_size(batch_size)
         g.check_baseline(baseline)
+        if method == "occlusion" and not isinstance(baseline, str):
+            raise DreamlabError("occlusion takes baseline black, blurred or noise (--baseline), not an image")
     subj = subject(model, recipe, weights)
     images, score = _prepare(subj, image, target)
     if method == "ig" and isinstance(baseline, Tensor):
@@ -372,6 +378,9 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
             result = g.deconvnet(score, images)
         elif method == "guided":
             result = g.guided_backprop(score, images)
+        elif method == "occlusion":
+            result = g.occlusion(score, images, *g.occlusion_window(images, window, stride), baseline, batch_size,
+                                 seed)
         else:
             at = cam_layer(subj, images, layer, score.objective)
             cam = class_activation_map(score, images, at, CAM_METHODS[0])

@@ -173,6 +173,60 @@ def baseline_for(images: Tensor, kind: str, seed: int = 0) -> Tensor:
     raise unknown("baseline", kind, BASELINES)
 
 
+def window_corners(side: int, window: int, stride: int) -> list[int]:
+    """The first pixel of each occlusion window along a side: every `stride`, and the last window flush with
+    the far edge, so that every pixel is covered."""
+    corners = list(range(0, side - window + 1, stride))
+    return corners if corners[-1] == side - window else corners + [side - window]
+
+
+def occlusion_window(images: Tensor, window: int | None, stride: int | None) -> tuple[int, int]:
+    """Occlusion's window and stride where left out (None): an eighth of the images' shorter side, and half the
+    window (captum leaves both to the caller; these give 15 x 15 windows on any input)."""
+    window = max(1, min(images.shape[-2:]) // 8) if window is None else window
+    return window, (max(1, window // 2) if stride is None else stride)
+
+
+def check_occlusion(window: int, stride: int, images: Tensor) -> None:
+    """Occlusion's window and stride: whole numbers >= 1, the window no larger than the images' shorter side."""
+    side = min(images.shape[-2:])
+    check_whole("window", window, 1, side, "--window", f" (--window: the occluding square's side in pixels, at "
+                                                       f"most the model input's shorter side, {side})")
+    check_whole("stride", stride, 1, flag="--stride", hint=" (pixels between occlusion windows)")
+
+
+@torch.no_grad()
+def occlusion(score: TargetScore, images: Tensor, window: int, stride: int, baseline: str = "black",
+              batch_size: int = 32, seed: int = 0) -> Tensor:
+    """Occlusion (Zeiler & Fergus 2014; captum's Occlusion): a `window` x `window` square slid over each image
+    every `stride` pixels is replaced by the baseline's pixels there (black, blurred or noise, as IG's), and each
+    pixel gets the mean drop of the target over the windows that cover it (positive: the region supports the
+    target). Forward passes only, `batch_size` occluded copies each; the same value in every colour channel."""
+    check_occlusion(window, stride, images)
+    check_batch_size(batch_size)
+    b, _, height, width = images.shape
+    reference = baseline_for(images, baseline, seed)
+    index = torch.arange(b, device=images.device)
+    clean = score(images, index).float()
+    corners = [(top, left) for top in window_corners(height, window, stride)
+               for left in window_corners(width, window, stride)]
+    drops = torch.zeros(b, 1, height, width, device=images.device)
+    cover = torch.zeros(1, 1, height, width, device=images.device)
+    per_pass = max(1, batch_size // b)  # windows per forward, each for all the images
+    for start in range(0, len(corners), per_pass):
+        chunk = corners[start:start + per_pass]
+        occluded = images.repeat(len(chunk), 1, 1, 1)  # window-major: copy k of image i is row k * b + i
+        for k, (top, left) in enumerate(chunk):
+            rows = slice(k * b, (k + 1) * b)
+            occluded[rows, :, top:top + window, left:left + window] = \
+                reference[:, :, top:top + window, left:left + window]
+        dropped = clean.repeat(len(chunk)) - score(occluded, index.repeat(len(chunk))).float()
+        for k, (top, left) in enumerate(chunk):
+            drops[:, :, top:top + window, left:left + window] += dropped[k * b:(k + 1) * b].view(b, 1, 1, 1)
+            cover[:, :, top:top + window, left:left + window] += 1
+    return (drops / cover).expand_as(images).to(images.dtype).contiguous()
+
+
 def gauss_legendre(steps: int) -> tuple[Tensor, Tensor]:
     """Points in (0, 1) and weights summing to 1 for integrating over [0, 1] (captum's default rule too)."""
     nodes, weights = np.polynomial.legendre.leggauss(steps)

@@ -19,10 +19,13 @@ def check_optional_text(name: str, value: object, what: str) -> None:
 # the options each attribution method reads (it would ignore the rest), for `dreamlab.attribute` and `dreamlab
 # attribute` alike; `layer` is also the CAM layer of gradcam, gradcam++ and layercam (`dreamlab attribute --sanity`)
 USED_BY: dict[str, tuple[str, ...]] = {
-    "steps": ("ig",), "baseline": ("ig",), "samples": ("smoothgrad",), "noise": ("smoothgrad",),
-    "batch_size": ("ig", "smoothgrad"), "layer": ("guided-gradcam", "gradcam", "gradcam++", "layercam")}
+    "steps": ("ig",), "baseline": ("ig", "occlusion"), "samples": ("smoothgrad",), "noise": ("smoothgrad",),
+    "window": ("occlusion",), "stride": ("occlusion",),
+    "batch_size": ("ig", "smoothgrad", "occlusion"), "layer": ("guided-gradcam", "gradcam", "gradcam++", "layercam")}
 
 
 def reads_seed(methods: Collection[str], baseline: object) -> bool:
-    """Whether one of `methods` draws noise from the seed: SmoothGrad, and IG with the noise baseline."""
-    return "smoothgrad" in methods or ("ig" in methods and isinstance(baseline, str) and baseline == "noise")
+    """Whether one of `methods` draws noise from the seed: SmoothGrad, and IG or occlusion with the noise
+    baseline."""
+    noise = isinstance(baseline, str) and baseline == "noise"
+    return "smoothgrad" in methods or (noise and ("ig" in methods or "occlusion" in methods))

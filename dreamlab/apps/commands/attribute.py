@@ -19,12 +19,14 @@ DESCRIPTION = ("Per-pixel attributions of a target: FILE.png shows the heat map 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_subject_arguments(p)
     add_once_option(p, "--method", "-M", default="saliency", once=LIST_ONCE,
-                   help="saliency, input-x-gradient, smoothgrad, ig, deconvnet, guided, guided-gradcam (default: "
+                   help="saliency, input-x-gradient, smoothgrad, ig, deconvnet, guided, guided-gradcam, occlusion "
+                        "(default: "
                         "%(default)s); with --sanity, a comma-separated list that may also name gradcam, gradcam++ "
                         "and layercam")
     # add_given_option: these have defaults, and an option the method does not use must still be told apart
     add_given_option(p, "--baseline", default="black",
-                     help="IG baseline: black, blurred or noise (default: %(default)s)")
+                     help="what IG starts from and occlusion shows in its window: black, blurred or noise "
+                          "(default: %(default)s)")
     add_given_option(p, "--steps", type=positive_int, default=64,
                      help="IG steps, the nodes of its Gauss-Legendre quadrature, at most 1024 (default: %(default)s)")
     add_given_option(p, "--samples", type=positive_int, default=32,
@@ -33,7 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="SmoothGrad noise, a fraction of the image's value range, 0 to 1 (of [0, 1] for a "
                           "constant image; default: %(default)s)")
     add_given_option(p, "--batch-size", type=positive_int, default=32,
-                     help="images per forward pass for IG steps and SmoothGrad samples (default: %(default)s)")
+                     help="images per forward pass for IG steps, SmoothGrad samples and occluded copies (default: "
+                          "%(default)s)")
+    p.add_argument("--window", type=positive_int, metavar="PX",
+                   help="occlusion's square, in pixels of the model input (default: an eighth of its shorter side)")
+    p.add_argument("--stride", type=positive_int, metavar="PX",
+                   help="pixels between occlusion windows (default: half the window)")
     p.add_argument("--layer", "-l", type=nonempty,
                    help="the CAM layer of guided-gradcam (and of gradcam, gradcam++, layercam with --sanity; "
                         "default: the recipe's cam_layer)")
@@ -55,6 +62,10 @@ def run(args: argparse.Namespace) -> int:
     target = args.target or predicted_class(subj, x, run)
     options = dict(baseline=args.baseline, steps=args.steps, samples=args.samples, noise=args.noise,
                    layer=args.layer, batch_size=args.batch_size, seed=args.seed)
+    if "occlusion" in methods:  # the sizes it uses, for the provenance
+        from dreamlab.attribution.gradients import occlusion_window
+
+        options["window"], options["stride"] = occlusion_window(x, args.window, args.stride)
     if args.sanity:
         return _sanity(subj, x, target, methods, options, at_size(subj, photo, x))
     method = methods[0]
@@ -123,7 +134,7 @@ def _save_maps(args: argparse.Namespace, subj, photo, fitted, result, out, targe
     from dreamlab.attribution.photos import attribution_provenance, save_outputs, to_photo_size
     from dreamlab.io import grid
 
-    signed = method in ("ig", "input-x-gradient")
+    signed = method in ("ig", "input-x-gradient", "occlusion")
     panels = torch.stack([overlay(photo, to_photo_size(heat(fitted.crop(result), signed)[None], photo)[0].clamp(0, 1)),
                           to_photo_size(signed_map(fitted.crop(result)), photo).clamp(0, 1)])
     png, npy = save_outputs(grid(panels, columns=2, padding=2, fill=1.0), result, out,
@@ -219,8 +230,8 @@ def refuse_unused_options(args: argparse.Namespace, methods: list[str]) -> None:
             raise DreamlabError(f"--{name.replace('_', '-')} applies to --method {_or(which)} only, not "
                                 f"{asked}; leave it out")
     if given_options(args, ["seed"]) and not reads_seed(methods, args.baseline):
-        raise DreamlabError(f"--seed applies to --method smoothgrad, and ig with --baseline noise, only (the "
-                            f"others draw no noise), not {asked}; leave it out")
+        raise DreamlabError(f"--seed applies to --method smoothgrad, and ig or occlusion with --baseline noise, "
+                            f"only (the others draw no noise), not {asked}; leave it out")
     if args.baseline not in BASELINES:
         raise unknown("baseline", args.baseline, BASELINES,
                       hint="an image as the baseline needs the Python API (dreamlab.attribute(..., baseline=image))")
