@@ -212,11 +212,13 @@ def test_bad_input_is_one_line_and_exit_2(digit_photo, capsys, argv, message):
     (["--method", "saliency", "--samples", "5"], "--samples applies to --method smoothgrad only, not saliency; "
                                                  "leave it out"),
     (["--method", "saliency", "--noise", "0.3"], "--noise applies to --method smoothgrad only"),
-    (["--method", "saliency", "--baseline", "noise"], "--baseline applies to --method ig or occlusion only, not saliency"),
+    (["--method", "saliency", "--baseline", "noise"],
+     "--baseline applies to --method ig or occlusion only, not saliency"),
     (["--method", "saliency", "--steps", "5"], "--steps applies to --method ig only, not saliency"),
     (["--method", "guided", "--batch-size", "4"], "--batch-size applies to --method ig, smoothgrad or occlusion only"),
     (["--method", "ig", "--layer", "conv1"], "--layer applies to --method guided-gradcam only, not ig"),
-    (["--method", "ig", "--seed", "1"], "--seed applies to --method smoothgrad, and ig or occlusion with --baseline noise, only"),
+    (["--method", "ig", "--seed", "1"],
+     "--seed applies to --method smoothgrad, and ig or occlusion with --baseline noise, only"),
     (["--sanity", "--method", "saliency,ig", "--layer", "conv1"],
      "--layer applies to --method guided-gradcam, gradcam, gradcam++ or layercam only, not saliency,ig"),
 ])

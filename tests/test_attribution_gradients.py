@@ -118,7 +118,8 @@ def test_unknown_method_and_bad_image_shapes_are_one_line_errors(model_and_image
     with pytest.raises(DreamlabError) as info:  # Grad-CAM is another function's: say which
         attribute(model, x, 1, "gradcam", recipe=IDENTITY)
     assert str(info.value).endswith("valid: saliency, input-x-gradient, smoothgrad, ig, deconvnet, guided, "
-                                    "guided-gradcam, occlusion; for Grad-CAM call dreamlab.gradcam(..., method='gradcam')")
+                                    "guided-gradcam, occlusion; for Grad-CAM call "
+                                    "dreamlab.gradcam(..., method='gradcam')")
     with pytest.raises(DreamlabError, match="has 1 channels; this model takes 3"):
         attribute(model, x[:, :1], 1, "saliency", recipe=IDENTITY)
     with pytest.raises(DreamlabError, match="class 7 is out of range"):

@@ -35,8 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cam": ("dreamlab.apps.commands.cam",
             "Grad-CAM / Grad-CAM++ / LayerCAM of a target on a photo, overlaid as a heat map"),
     "attribute": ("dreamlab.apps.commands.attribute",
-                  "per-pixel attributions (saliency, input x gradient, SmoothGrad, IG, deconvnet, guided backprop, guided "
-                  "Grad-CAM); --sanity"),
+                  "per-pixel attributions (saliency, input x gradient, SmoothGrad, IG, deconvnet, guided backprop, "
+                  "guided Grad-CAM, occlusion); --sanity"),
     "graph": ("dreamlab.apps.commands.graph", "draw the architecture as a diagram (DOT, SVG, PNG or PDF) with shapes"),
     "kernels": ("dreamlab.apps.commands.kernels", "save a conv layer's weights as a grid of tiles"),
     "features": ("dreamlab.apps.commands.features", "save the activation maps a photo produces at a layer"),

@@ -298,12 +298,12 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
 
     `image` is in [0, 1] ([C, H, W] or a batch); it is normalized with the recipe's mean and std. `target` is an
     objective string (`logit:281`, `logit:tabby`, `inception4c:97`), an Objective, a class index, or None: each
-    image's top class. `method` is gradcam, gradcam++ or layercam. `layer`: by default the recipe's `cam_layer`, else the
-    last spatial layer (a ViT's: the last attention's input), and never the target's own layer or one it merely
-    passes through a ReLU (then the last spatial layer before the channel-mixing layer that forms the target:
-    `cam.default_cam_layer`); a layer with a 1x1 output (a global pool) is refused, and a token layer [B, N, D]
-    is read as its grid of patches (`layout.token_maps`); where the image is so small that the default layer's map
-    is 1x1, the last layer whose map is larger is used, with a DreamlabNote warning. A map can be all zero: where the
+    image's top class. `method` is gradcam, gradcam++ or layercam. `layer`: by default the recipe's `cam_layer`,
+    else the last spatial layer (a ViT's: the last attention's input), and never the target's own layer or one it
+    merely passes through a ReLU (then the last spatial layer before the channel-mixing layer that forms the target:
+    `cam.default_cam_layer`); a layer with a 1x1 output (a global pool) is refused, and a token layer [B, N, D] is
+    read as its grid of patches (`layout.token_maps`); where the image is so small that the default layer's map is
+    1x1, the last layer whose map is larger is used, with a DreamlabNote warning. A map can be all zero: where the
     gradient-weighted sum of the layer's channels is 0 or negative at every position (`dreamlab cam` notes it).
     """
     _check_arguments(image, layer)
@@ -325,16 +325,17 @@ def attribute(model: ModelLike, image: Tensor, target: Target = None, method: st
     """Per-pixel attributions of `target` (as for `gradcam`; None: each image's top class) with the image's
     shape, signed.
 
-    `method`: saliency, input-x-gradient (the pixels in [0, 1] times their gradient), smoothgrad (`samples`, `noise`: a fraction of each image's value range, of [0, 1] for a
-    constant image; every image draws the same noise from `seed`, so a batch gives what each image gives alone),
-    ig (`baseline` black|blurred|noise or an image, `steps`: Gauss-Legendre nodes; `ig_completeness` gives the
-    completeness gap), deconvnet, guided (both refused for a model that runs no ReLU or ReLU6: the result would
-    be the plain gradient), guided-gradcam (guided backprop times the Grad-CAM at `layer`), occlusion (the
-    target's mean drop when a `window`-pixel square around each pixel, slid every `stride`, shows `baseline`;
-    forward passes only). Expanded batches (IG steps, SmoothGrad samples, occluded copies) run `batch_size`
-    images per forward pass. Left out (None): baseline black, steps 64, samples 32, noise 0.15, batch_size 32,
-    seed 0, window an eighth of the input's shorter side, stride half the window. An option given to a method that does not read it
-    is refused (`seed` is read by smoothgrad, and ig with baseline="noise"), as `dreamlab attribute` refuses it.
+    `method`: saliency, input-x-gradient (the pixels in [0, 1] times their gradient), smoothgrad (`samples`,
+    `noise`: a fraction of each image's value range, of [0, 1] for a constant image; every image draws the same
+    noise from `seed`, so a batch gives what each image gives alone), ig (`baseline` black|blurred|noise or an
+    image, `steps`: Gauss-Legendre nodes; `ig_completeness` gives the completeness gap), deconvnet, guided (both
+    refused for a model that runs no ReLU or ReLU6: the result would be the plain gradient), guided-gradcam (guided
+    backprop times the Grad-CAM at `layer`), occlusion (the target's mean drop when a `window`-pixel square around
+    each pixel, slid every `stride`, shows `baseline`; forward passes only). Expanded batches (IG steps, SmoothGrad
+    samples, occluded copies) run `batch_size` images per forward pass. Left out (None): baseline black, steps 64,
+    samples 32, noise 0.15, batch_size 32, seed 0, window an eighth of the input's shorter side, stride half the
+    window. An option given to a method that does not read it is refused (`seed` is read by smoothgrad, and ig or
+    occlusion with baseline="noise"), as `dreamlab attribute` refuses it.
     """
     if not isinstance(method, str) or method not in METHODS:
         hint = f"for Grad-CAM call dreamlab.gradcam(..., method={method!r})" if method in CAM_METHODS else ""
