@@ -95,3 +95,14 @@ def test_a_replaced_submodule_gets_a_new_graph() -> None:
     torch.testing.assert_close(truncated_forward(model, ["2"])(x)["2"], model(x))
     graph = truncated_forward(model, ["2"])
     assert truncated_forward(model, ["2"]) is graph  # unchanged model: the graph is shared
+
+
+def test_a_compiled_transparent_render_matches_eager() -> None:
+    """--alpha --compile: the compositing over each step's background stays outside the compiled forward, so the
+    RGBA images match the eager ones (real inductor on the CPU, a few seconds)."""
+    digits = load_model("lenet-digits")
+    settings = {"steps": 4, "device": "cpu", "alpha": True}
+    eager = render(digits, "logit:0", **settings)
+    compiled = render(digits, "logit:0", compile=True, **settings)
+    assert compiled.images.shape[1] == 2 and compiled.provenance["dreamlab:alpha_weight"] == "1"  # grey + alpha
+    torch.testing.assert_close(compiled.images, eager.images, rtol=0, atol=1e-4)
