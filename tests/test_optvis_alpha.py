@@ -204,3 +204,14 @@ def test_an_init_photo_sets_the_colours_of_a_transparent_render():
                     **dict(FAST, steps=1))
     assert torch.allclose(result.images[0, :3], photo, atol=1e-3)
     assert float(result.images[0, 3].mean()) == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("flag", [["--alpha"], ["--alpha-weight", "2"]])
+def test_gallery_has_no_alpha_yet_and_names_render(capsys, flag):
+    with pytest.raises(SystemExit) as exit_:
+        main(["gallery", "lenet-digits", *flag])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"dreamlab: error: unrecognized arguments: {' '.join(flag)}; gallery renders opaque tiles "
+                          "only"), err
+    assert "dreamlab render LAYER:0-7 --model MODEL --alpha" in err

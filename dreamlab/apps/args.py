@@ -96,9 +96,12 @@ ALIASES = {f"--{name.replace('_', '-')}": f"--{ours.replace('_', '-')}" for name
     "--cuda": "--device cuda", "--gpu": "--device cuda"}
 
 
+_GALLERY_OPAQUE = ("gallery renders opaque tiles only (its page, sheets and records have no alpha yet); for "
+                   "transparent renders of a layer's channels use dreamlab render LAYER:0-7 --model MODEL --alpha")
 # options of one command that another lacks on purpose: (command, option) -> why, and what to run instead
 NOT_HERE = {("dream", "--alpha"): "transparent images are dreamlab render's (dreamlab render OBJECTIVE --alpha): "
-                                  "dream changes a photo, which stays opaque everywhere"}
+                                  "dream changes a photo, which stays opaque everywhere",
+            ("gallery", "--alpha"): _GALLERY_OPAQUE, ("gallery", "--alpha-weight"): _GALLERY_OPAQUE}
 
 
 def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> str:
