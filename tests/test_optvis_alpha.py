@@ -215,3 +215,17 @@ def test_gallery_has_no_alpha_yet_and_names_render(capsys, flag):
     assert err.startswith(f"dreamlab: error: unrecognized arguments: {' '.join(flag)}; gallery renders opaque tiles "
                           "only"), err
     assert "dreamlab render LAYER:0-7 --model MODEL --alpha" in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["dream", "--alpha"], "photo; dreamlab dream has no --alpha: transparent images are dreamlab render's"),
+    (["gallery", "--alpha-weight=2"], "model; dreamlab gallery has no --alpha-weight: gallery renders opaque"),
+])
+def test_a_missing_argument_beside_alpha_says_the_command_has_no_alpha(capsys, argv, says):
+    """Not argparse's guess that --alpha is a value starting with '-' that should go after --."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"dreamlab: error: the following arguments are required: {says}"), err
+    assert "goes after --" not in err

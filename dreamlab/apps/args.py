@@ -33,6 +33,10 @@ class OneLineParser(argparse.ArgumentParser):
         """What argparse's message leaves out, where the command line shows the likely slip."""
         dashed = [a for a in self.argv[1:] if a.startswith("-") and a != "-" and not self._is_option(a)
                   and not _is_number(a)]
+        command = self.prog.split(" ")[-1]
+        lacking = [a.split("=", 1)[0] for a in dashed if (command, a.split("=", 1)[0]) in NOT_HERE]
+        if message.startswith("the following arguments are required") and lacking:  # not a value: an option
+            return f"; {self.prog} has no {lacking[0]}: {NOT_HERE[command, lacking[0]]}"
         if message.startswith("the following arguments are required") and dashed:
             return (f"; a value that starts with '-' ({dashed[0]}) goes after --: "
                     f"{self.prog} [OPTIONS] -- {dashed[0]}")
