@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -338,3 +339,23 @@ def test_every_ablation_variant_renders_the_layout_it_claims(monkeypatch: pytest
     assert "channels_last" in [line["variant"] for line in lines]
     assert sum(asked for asked, _ in seen) == 1  # the one channels_last variant
     assert all(asked == found for asked, found in seen), seen
+
+
+def test_a_failed_peer_benchmark_is_a_runtime_failure() -> None:
+    # exit 1 like DownloadError: the command line was right, the peer run failed (2 would say it was wrong)
+    assert PeerBenchFailed("peer benchmark failed", []).exit_code == 1
+
+
+def test_an_unreadable_peer_script_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "peer_bench.py"
+    script.write_text("")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == script else real_access(path, mode))
+    code = main(["bench", "--peer-bench", str(script), "--peer-parts", "ceiling", "--workload", "layer", "--units",
+                 "2", "--steps", "2", "--size", "32", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""  # no environment line: nothing was timed
+    assert err == (f"dreamlab: error: cannot read peer benchmark {str(script)!r}: permission denied; give a file "
+                   f"you can read (chmod u+r)\n")

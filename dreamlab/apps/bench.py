@@ -270,7 +270,9 @@ def _figures(peers: Sequence[object], part: str) -> list[dict]:
 
 class PeerBenchFailed(DreamlabError):
     """The peer benchmark exited with an error, or reported that a part it was asked for failed; `lines` are the
-    JSON lines it printed before (already echoed)."""
+    JSON lines it printed before (already echoed). A failure at run time, not of the command line: exit 1."""
+
+    exit_code = 1
 
     def __init__(self, message: str, lines: list[dict]):
         super().__init__(message)

@@ -4,14 +4,15 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dreamlab.apps.args import (EXIT_FAILURE, add_compile_argument, add_device_argument, add_given_option,
+from dreamlab.apps.args import (add_compile_argument, add_device_argument, add_given_option,
                                 given_options, input_path, positive_int)
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, permission_denied
 from dreamlab.optvis.choices import PARAM_NAMES, TRANSFORM_PRESETS
 
 if TYPE_CHECKING:
@@ -142,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         what = "is a folder, not the script" if args.peer_bench.is_dir() else "not found"
         raise DreamlabError(f"peer benchmark {str(args.peer_bench)!r} {what}; give the path of the team's "
                             f"peer_bench.py (in this workplace ../shared/bench/peer_bench.py)")
+    if args.peer_bench and not os.access(args.peer_bench, os.R_OK):  # refused before the renders, not after
+        raise permission_denied("peer benchmark", args.peer_bench)
     workloads = ["unit", "layer"] if args.workload == "both" else [args.workload]
     if args.peer_bench:
         plan = check_peer_options(args.peer_bench, args.peer_site, args.peer_parts, args.peer_batches, workloads)
@@ -175,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
             if found:
                 print(json.dumps(_ratios_line(args.model, found)), flush=True)
             print(f"dreamlab: error: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
+            return exc.exit_code  # 1: a failure at run time, the figures above stand
         print(json.dumps(_ratios_line(args.model, ratios(ours, peers))), flush=True)
     return 0
 
