@@ -25,6 +25,21 @@ def test_logit_is_the_module_whose_output_is_the_models(tmp_path, capsys):
     assert sorted(u["channel"] for u in manifest["units"]) == [0, 1, 2]
 
 
+def test_a_resume_with_nothing_left_to_render_gives_no_notes(tmp_path):
+    out = tmp_path / "g"
+    args = {"layers": ["logit"], "channels": [0, 1], "steps": 1, "device": "cpu"}
+    build_gallery("lenet-digits", out, batch_size=2, log=lambda line: None, **args)
+    lines: list[str] = []
+    build_gallery("lenet-digits", out, batch_size=1, log=lines.append, **args)  # another batch size: a note
+    assert [line for line in lines if "note:" in line] == []  # nothing to render, so nothing they would explain
+    assert f"{out}: 2 units asked for, in 2 batches, 2 already done" in lines
+    lines.clear()
+    build_gallery("lenet-digits", out, batch_size=1, log=lines.append, **{**args, "channels": [0, 1, 2]})
+    assert [line.split(";")[0] for line in lines if "note:" in line] == [
+        "dreamlab: note: logit, the model's output, is layer 'fc2' of lenet-digits",
+        f"dreamlab: note: {out}: units there were rendered with batch_size 2 and this run uses 1"]
+
+
 def test_logit_beside_the_module_itself_renders_it_once(tmp_path, capsys):
     assert main(["gallery", "lenet-digits", "--layers", "fc2,logit", "--channels", "0", "--steps", "1", "--out",
                  str(tmp_path / "g")]) == 0

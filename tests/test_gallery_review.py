@@ -20,7 +20,7 @@ from dreamlab.apps.gallery.build import build_gallery
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.page import render_index
 from dreamlab.apps.gallery.plan import resolve_precision
-from dreamlab.apps.gallery.resume import RENDER_SCHEME
+from dreamlab.apps.gallery.resume import RENDER_SCHEME, warn_device_and_compile
 from dreamlab.errors import DreamlabError
 from dreamlab.io import read_png_text
 from dreamlab.optvis.result import RenderResult
@@ -124,6 +124,8 @@ def test_another_device_or_compile_choice_is_noted(tmp_path: Path) -> None:
     edit_records(out, device="cuda", compile="max-autotune")
     lines: list[str] = []
     assert build_gallery("lenet-digits", out, log=lines.append, **SMALL).rendered == 0
+    assert not [line for line in lines if "note:" in line]  # the folder is done: nothing they would explain
+    assert build_gallery("lenet-digits", out, log=lines.append, **{**SMALL, "channels": [0, 1, 2]}).rendered == 1
     notes = [line for line in lines if line.startswith("dreamlab: note:")]
     assert notes == [
         f"dreamlab: note: {out}: units there were rendered on cuda and this run renders on cpu; kernels round "
@@ -132,17 +134,15 @@ def test_another_device_or_compile_choice_is_noted(tmp_path: Path) -> None:
         f"dreamlab: note: {out}: units there were rendered with compile max-autotune and this run with compile no; "
         f"compiled kernels can round differently, so some units can differ slightly; pass compile='max-autotune' "
         f"(--compile max-autotune) to match them"]
-    edit_records(out, device="cpu", compile="no")  # the folder is done: nothing is compiled
-    lines.clear()
-    assert build_gallery("lenet-digits", out, log=lines.append, compile=True, **SMALL).rendered == 0
-    assert [line for line in lines if "note:" in line] == [
+    lines.clear()  # (called directly: a compiled render on this CPU would take minutes)
+    warn_device_and_compile([{"device": "cpu", "compile": "no"}], torch.device("cpu"), "default", out, lines.append)
+    assert lines == [
         f"dreamlab: note: {out}: units there were rendered with compile no and this run with compile default; "
         f"compiled kernels can round differently, so some units can differ slightly; leave compile (--compile) out "
         f"to match them"]
-    edit_records(out, device="cpu", compile=None)  # records from before compile was recorded: not compared
-    lines.clear()
-    build_gallery("lenet-digits", out, log=lines.append, **SMALL)
-    assert not [line for line in lines if "note:" in line]
+    lines.clear()  # records from before compile was recorded: not compared
+    warn_device_and_compile([{"device": "cpu"}], torch.device("cpu"), "default", out, lines.append)
+    assert lines == []
 
 
 def test_compile_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

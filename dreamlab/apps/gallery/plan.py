@@ -119,7 +119,8 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     size = int(size if size is not None else recipe.input_size)
     order, counts, calls = _layer_channels(loaded, size)
     _check_transforms_fit(loaded, (options or {}).get("transforms"), size)  # before touching the folder
-    wanted = _wanted_layers(loaded, layers, order, counts, calls, size, log)
+    notes: list[str] = []  # about how units will be rendered: said only where some are left to render
+    wanted = _wanted_layers(loaded, layers, order, counts, calls, size, notes.append)
     if channels is not None:
         _check_channels(wanted, counts, channels, log)  # fail before touching the folder
 
@@ -134,8 +135,8 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
         layer_overrides[layer] = {**layer_overrides.get(layer, {}), **(options or {})}
     # a unit is `diversity` images: the default keeps about as many images per call as without
     batch_size = batch_size or max(1, (64 if device.type == "cuda" else 16) // diversity)
-    warn_batch_sizes(records.values(), batch_size, folder.out, log)
-    warn_device_and_compile(records.values(), device, compile_label(compile), folder.out, log)
+    warn_batch_sizes(records.values(), batch_size, folder.out, notes.append)
+    warn_device_and_compile(records.values(), device, compile_label(compile), folder.out, notes.append)
     settings = Settings(model=recipe.name, recipe=recipe.name, recipe_hash=recipe.hash(), weights=loaded.weights,
                         weights_seed=weights_seed(loaded), size=size, seed=int(seed),
                         batch_size=batch_size, diversity=diversity, diversity_weight=diversity_weight,
@@ -143,6 +144,8 @@ def make_plan(loaded: LoadedModel, folder: GalleryFolder, stack: contextlib.Exit
     batches = plan_batches([(layer, counts[layer]) for layer in wanted], channels, batch_size)
     done = set(records)
     todo = _unfinished(batches, done, folder, diversity)
+    for note in notes if todo else ():
+        log(note)
     _fit_logit_transforms(loaded, layer_overrides, options or {}, size, {b.layer for b in todo}, log)
     return Plan(settings, gallery_layers, batches, todo, done, layer_steps, output,
                 _class_names(loaded, output, counts), layer_overrides, layer_options)
