@@ -179,8 +179,9 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, message):
 def test_default_weights_offline_says_what_to_do(tmp_path, capsys, no_network):
     assert main(["render", "inception4c:97", *FAST, "-o", str(tmp_path / "x.png")]) == 1  # not a usage error
     captured = capsys.readouterr()
-    *notice, err = captured.err.strip().splitlines()  # torch.hub's notice, on stderr: stdout stays the output's
-    assert [line.split('"')[0] for line in notice] == ["Downloading: "] and captured.out == ""
+    # torch.hub's 'Downloading: ...' notice is held back until the download is under way: one line only
+    [err] = captured.err.strip().splitlines()
+    assert captured.out == ""
     assert err.startswith("dreamlab: error: could not download the GoogLeNet_Weights.IMAGENET1K_V1 weights")
     assert err.endswith("use weights=PATH (--weights PATH) for a local state-dict file, or weights='none' (--weights none) for random init")
     assert not (tmp_path / "x.png").exists()
@@ -199,6 +200,23 @@ def test_a_failed_download_exits_1_not_the_usage_status(tmp_path, capsys, monkey
     assert err.startswith("dreamlab: error: could not download the GoogLeNet_Weights.IMAGENET1K_V1 weights of "
                           "googlenet ([Errno 101] Network is unreachable); use weights=PATH")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_download_under_way_says_so_on_stderr(tmp_path, capsys, monkeypatch):
+    """torch.hub's notice is let through, on stderr and before its progress bar, once the download proceeds."""
+    import torchvision
+    from tqdm import tqdm
+
+    def download(url, dst, *args, **kwargs):
+        with tqdm(total=1, unit="B") as bar:  # writes to sys.stderr, as torch.hub's bar does
+            bar.update(1)
+        torch.save(torchvision.models.resnet18(weights=None).state_dict(), dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    assert main(["layers", "resnet18", "--weights", "DEFAULT"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith('Downloading: "https://download.pytorch.org/models/resnet18-')
+    assert "100%" in captured.err and "Downloading" not in captured.out
 
 
 def test_recipes_lists_shipped_recipes(capsys):

@@ -10,6 +10,7 @@ import contextlib
 import enum
 import functools
 import importlib
+import io
 import os
 import re
 import shlex
@@ -155,17 +156,59 @@ def _build_with_download(recipe: Recipe, member: str, origin: str = "") -> nn.Mo
     import torchvision.models as tvm
 
     weights = _torchvision_weights_enum(recipe, member, origin)
+    notice = _HeldNotice(sys.stderr)
     try:  # torchvision sets the builder arguments its weights need itself
         # torch.hub writes 'Downloading: ...' to stdout: it goes to stderr, so that what a command prints on
-        # stdout (the layer table, --json, DOT text) stays only that
-        with contextlib.redirect_stdout(sys.stderr):
-            return tvm.get_model(recipe.torchvision_name, weights=weights)
+        # stdout (the layer table, --json, DOT text) stays only that, and only once the download is under way
+        with contextlib.redirect_stdout(notice), contextlib.redirect_stderr(notice.releaser):
+            model = tvm.get_model(recipe.torchvision_name, weights=weights)
+        notice.release()
+        return model
     except OSError as exc:  # urllib's URLError and socket errors are OSErrors
         reason = getattr(exc, "reason", None) or exc
         raise DownloadError(
             f"could not download the {weights} weights of {recipe.name} ({reason}); "
             f"use weights=PATH (--weights PATH) for a local state-dict file, or weights='none' (--weights none) for random init"
         ) from None
+
+
+class _HeldNotice(io.TextIOBase):
+    """A stream that holds what is written to it (torch.hub's 'Downloading: ...' line) until `release`, or until
+    something is written to `releaser` (the progress bar, drawn once the server has answered): a download that
+    fails at once leaves only dreamlab's one-line error."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.held: list[str] = []
+        self.releaser = _Releaser(self)
+
+    def write(self, text: str) -> int:
+        self.held.append(text)
+        return len(text)
+
+    def release(self) -> None:
+        """Write what is held to the stream."""
+        if self.held:
+            self.stream.write("".join(self.held))
+            self.held.clear()
+            self.stream.flush()
+
+
+class _Releaser(io.TextIOBase):
+    """The stream `_HeldNotice.releaser`: writes to the real stream, after what the notice holds."""
+
+    def __init__(self, notice: _HeldNotice) -> None:
+        self.notice = notice
+
+    def write(self, text: str) -> int:
+        self.notice.release()
+        return self.notice.stream.write(text)
+
+    def flush(self) -> None:
+        self.notice.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.notice.stream.isatty()
 
 
 def load_state_dict_file(model: nn.Module, path: Path, model_name: str) -> None:
