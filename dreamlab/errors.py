@@ -62,6 +62,13 @@ class DownloadError(WeightsError):
     exit_code = 1
 
 
+class CacheWriteError(WeightsError):
+    """Fetched weights that could not be written to the cache (a full disk, a read-only folder): a failure of the
+    machine, which the CLI exits 1 for, as for a disk full mid-write elsewhere."""
+
+    exit_code = 1
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]

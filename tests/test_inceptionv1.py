@@ -227,6 +227,21 @@ def test_a_missing_weights_file_names_the_fetch(tmp_path, monkeypatch):
         inceptionv1_module.fetch_inceptionv1(source=path)
 
 
+def test_a_full_disk_while_fetching_exits_1_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DREAMLAB_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "inception5h.pth"
+    torch.save(InceptionV1().state_dict(), source)  # a file fetch takes: only the copy into the cache fails
+
+    def full_disk(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(inceptionv1_module.shutil, "copyfile", full_disk)
+    assert main(["fetch", "inceptionv1", "--file", str(source)]) == 1  # the machine failed, not the command line
+    [err] = capsys.readouterr().err.splitlines()
+    assert err.startswith("dreamlab: error: cannot write the inceptionv1 weights to ") and \
+        "(No space left on device); free space or point DREAMLAB_CACHE at a writable folder" in err
+
+
 def test_a_whole_pickled_module_says_how_to_get_its_state_dict(tmp_path):
     """lucent users `torch.save(model)`: the refusal says how to turn that file into the state dict read here."""
     path = tmp_path / "whole.pth"

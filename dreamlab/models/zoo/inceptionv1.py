@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamlab.errors import DownloadError, WeightsError, first_line
+from dreamlab.errors import CacheWriteError, DownloadError, WeightsError, first_line
 from dreamlab.models.zoo.cache import cache_dir, check_cache_place
 
 # the mixed blocks: name, input width, then the widths of 1x1, 3x3 bottleneck, 3x3, 5x5 bottleneck, 5x5 and
@@ -276,7 +276,7 @@ def fetch_inceptionv1(force: bool = False, source: Path | None = None) -> Path:
             else:
                 shutil.copyfile(source, partial)
         except OSError as exc:  # a full disk, a read-only cache
-            raise WeightsError(f"cannot write the inceptionv1 weights to {str(target)!r} ({exc.strerror or exc}); "
+            raise CacheWriteError(f"cannot write the inceptionv1 weights to {str(target)!r} ({exc.strerror or exc}); "
                                f"free space or point DREAMLAB_CACHE at a writable folder, then fetch again") from None
         if source is None:
             try:
