@@ -266,9 +266,10 @@ def _sanity(subj, x, target: str, methods: list[str], options: dict, resize=None
         table[method] = [s.correlation for s in steps]
     labels = [block if i == 0 else f"+{block}" for i, block in enumerate(blocks)]  # '+': this one re-drawn too
     width = max(len(label) for label in labels + ["randomized"])
-    print(f"{'randomized':<{width}}  " + "  ".join(f"{m:>14}" for m in methods))
+    columns = {m: max(14, len(m)) for m in methods}  # input-x-gradient is wider than the figures
+    print(f"{'randomized':<{width}}  " + "  ".join(f"{m:>{columns[m]}}" for m in methods))
     for i, label in enumerate(labels):
-        print(f"{label:<{width}}  " + "  ".join(f"{_cell(table[m][i]):>14}" for m in methods))
+        print(f"{label:<{width}}  " + "  ".join(f"{_cell(table[m][i]):>{columns[m]}}" for m in methods))
     if any(math.isnan(c) for column in table.values() for c in column):
         print("n/a: the trained or the randomized model's map is all zero (for Grad-CAM: its weighted sum of the "
               "layer's channels is 0 or negative everywhere), so there is no rank correlation; it is not a pass")
