@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import dreamlab
 from dreamlab import objectives as o
 from dreamlab.apps.cli import main
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 from dreamlab.io import read_png_text
 from dreamlab.optvis.activation_grid import activation_grid, cell_vectors, sharing
 
@@ -103,7 +103,6 @@ def test_the_same_seed_gives_the_same_grid_and_another_seed_another(grid) -> Non
     (dict(layer="conv9"), "conv9"),
     (dict(cells=0), r"cells \(--cells\) must be a whole number >= 1"),
     (dict(cells=15), "cells=15 is more than layer 'conv2' can split its map of the photo into "),
-    (dict(photo=torch.rand(1, 20, 40)), "the photo is 40x20 px, smaller than lenet-digits's input"),
     (dict(photo=torch.rand(20, 40)), r"expected an image \[1 or 3, H, W\], got shape \[20, 40\]"),
     (dict(shared=1.5), "shared must be a number from 0"),
     (dict(cell_size=4), r"cell_size \(--cell-size\) must be a whole number >= 8"),
@@ -208,8 +207,30 @@ def test_photo_size_reads_the_photo_larger_for_a_finer_map() -> None:
     large = activation_grid(model, "china", "1", photo_size=400, **common)
     assert small.text["dreamlab:photo_map"] == "112x112" and large.text["dreamlab:photo_map"] == "200x200"
     assert large.text["dreamlab:preprocess"] == "shorter side to 400, centre crop"
-    with pytest.raises(DreamlabError, match=r"smaller than --photo-size \(1000 px on the shorter side\)"):
-        activation_grid(model, "china", "1", photo_size=1000, **common)
+    with pytest.warns(DreamlabNote, match=r"the photo is 640x427 px, smaller than the 1000 px \(shorter side\) "):
+        assert activation_grid(model, "china", "1", photo_size=1000, **common).text["dreamlab:photo_size"] == "1000"
+
+
+ENLARGED = ("the photo is 40x20 px, smaller than the 28 px (shorter side) that lenet-digits reads it at: it is "
+            "enlarged, so the layer sees its blur; give a photo at least 28 px on each side for a sharper one")
+
+
+def test_grid_groups_and_features_enlarge_a_small_photo_with_the_same_note(tmp_path, capsys) -> None:
+    """A photo under the model's input is enlarged by all three (grid refused it), each saying so in one note."""
+    from PIL import Image
+
+    Image.new("L", (40, 20), 200).save(tmp_path / "small.png")
+    photo = str(tmp_path / "small.png")
+    runs = [["grid", "lenet-digits", "conv2", "--image", photo, "--cells", "2", "--steps", "2", "-o",
+             str(tmp_path / "g.png")],
+            ["groups", "lenet-digits", "relu2", "--image", photo, "-k", "2", "--steps", "2", "-o",
+             str(tmp_path / "n.png")],
+            ["features", "lenet-digits", "conv2", "--image", photo, "-o", str(tmp_path / "f.png")]]
+    for args in runs:
+        assert main(args) == 0, capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert err.count("dreamlab: note: ") == 1 and f"dreamlab: note: {ENLARGED}" in err, err
+        assert read_png_text(args[args.index("-o") + 1])["dreamlab:photo_size"] == "28"
 
 
 def test_photo_size_is_refused_where_the_model_takes_one_size() -> None:

@@ -118,7 +118,7 @@ def test_attribution_pngs_record_the_input_image_size_and_versions(digit_photo, 
         out = tmp_path / f"{argv[-1]}.png"
         assert main([argv[0], "lenet-digits", "--image", str(digit_photo), *argv[1:], "-o", str(out)]) == 0
         text = read_png_text(out)
-        assert (text["dreamlab:image"], text["dreamlab:image_sha256"], text["dreamlab:size"]) == (
+        assert (text["dreamlab:image"], text["dreamlab:image_sha256"], text["dreamlab:photo_size"]) == (
             "four.png", sha, "28")
         assert (text["dreamlab:version"], text["torch:version"], text["torchvision:version"]) == (
             dreamlab.__version__, torch.__version__, torchvision.__version__)

@@ -190,7 +190,7 @@ def test_help_does_not_load_torch():
 def test_photo_size_sets_the_side_the_model_sees():
     found = neuron_groups(colour_model(), halves(), "1", groups=2, render=False, recipe=PLAIN, photo_size=16)
     assert found.maps.shape == (2, 16, 16) and found.photo.shape == (3, 16, 16)
-    assert found.text["dreamlab:size"] == "16" and found.text["dreamlab:map_size"] == "16x16"
+    assert found.text["dreamlab:photo_size"] == "16" and found.text["dreamlab:map_size"] == "16x16"
     with pytest.raises(DreamlabError, match=r"photo_size \(--photo-size\) 4 is out of range; valid: 8 to 2048 \(pixels"):
         neuron_groups(colour_model(), halves(), "1", groups=2, render=False, recipe=PLAIN, photo_size=4)
 

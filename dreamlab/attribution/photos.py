@@ -159,7 +159,7 @@ def photo_provenance(path: str | Path, size: int, fitted: ModelInput | None = No
     else:
         text = {"dreamlab:image": Path(path).name,
                 "dreamlab:image_sha256": file_digest(path)}
-    return {**text, "dreamlab:size": str(size),
+    return {**text, "dreamlab:photo_size": str(size),
             **({"dreamlab:model_input": fitted.how, "dreamlab:photo_region": ",".join(map(str, fitted.region))}
                if fitted is not None else {})}
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from dreamlab.errors import DreamlabError, check_whole, checked_keywords
+from dreamlab.errors import DreamlabError, DreamlabNote, check_whole, checked_keywords
 from dreamlab.io import centre_crop, cover, image_record, read_photo, shape_hint
 from dreamlab.inspect.source import check_layer, forward_error, model_and_recipe, provenance
 from dreamlab.models.layout import token_maps
@@ -126,6 +127,16 @@ def at_photo_size(model: nn.Module, recipe: Recipe, photo_size: int | None) -> R
     return dataclasses.replace(recipe, input_size=photo_size)
 
 
+def note_enlarged(photo: Tensor, recipe: Recipe) -> None:
+    """A DreamlabNote where the photo's shorter side is under the side `recipe` reads it at: it is enlarged to
+    that, as features, groups and grid all do, and what the layer sees of it is blurred."""
+    (h, w), side = photo.shape[-2:], recipe.input_size
+    if min(h, w) < side:
+        warnings.warn(DreamlabNote(f"the photo is {w}x{h} px, smaller than the {side} px (shorter side) that "
+                                   f"{recipe.name} reads it at: it is enlarged, so the layer sees its blur; give a "
+                                   f"photo at least {side} px on each side for a sharper one"), stacklevel=3)
+
+
 def photo_activations(model: nn.Module, recipe: Recipe, layer: str, x: Tensor) -> Tensor:
     """`activations` of a preprocessed photo `x`, a size the model rejects told in one line (`forward_error`)."""
     try:
@@ -178,6 +189,7 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
         top = check_whole("top", top, 1, flag="--top", hint=" (how many channels to show)")
     photo = read_photo(image)  # before the model loads
     module, rec, described, _ = model_and_recipe(model, recipe, weights)
+    note_enlarged(photo, rec)
     x = preprocess(photo, rec)
     act = photo_activations(module, rec, layer, x)
     count = act.shape[0]
@@ -194,7 +206,8 @@ def features(model: nn.Module | str | Path, layer: str, image: Tensor | str | Pa
     channels = order.tolist()
     tiles = draw_labels(tiles, [str(c) for c in channels])
     text = {**provenance(module, rec, described, layer), **photo_text(image, photo),
-            "dreamlab:size": str(rec.input_size), "dreamlab:preprocess": "shorter side to the size, centre crop",
+            "dreamlab:photo_size": str(rec.input_size),
+            "dreamlab:preprocess": f"shorter side to {rec.input_size}, centre crop",
             "dreamlab:channels": ",".join(map(str, channels)),
             "dreamlab:means": ",".join(f"{m:.6g}" for m in means[order].tolist()),
             "dreamlab:order": "mean activation, descending",

@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError, check_seed, check_whole, checked_keywords, shown
 from dreamlab.io import atomic_write_bytes, check_output_file, read_photo, save_png
-from dreamlab.inspect.features import (LUMA, at_photo_size, check_photo_size, fitted, normalize, photo_activations,
-                                       photo_text)
+from dreamlab.inspect.features import (LUMA, at_photo_size, check_photo_size, fitted, normalize, note_enlarged,
+                                       photo_activations, photo_text)
 from dreamlab.inspect.nmf import MAX_ITERATIONS, TOLERANCE, Factorization, nmf
 from dreamlab.inspect.source import check_layer, model_and_recipe, provenance
 from dreamlab.inspect.tiles import draw_labels, upscale
@@ -245,6 +245,7 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
         raise DreamlabError(f"recipe {rec.name!r} names no default layer: give one (`dreamlab layers "
                             f"MODEL` lists them)")
     seen = at_photo_size(module, rec, photo_size)
+    note_enlarged(pixels, seen)
     shown_photo = fitted(pixels, seen)
     act = photo_activations(module, seen, layer, normalize(shown_photo, seen))
     check_groups_fit(act, groups, layer, module)
@@ -254,7 +255,8 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
     found = NeuronGroups(maps=maps, directions=directions, error=fit.error, iterations=fit.iterations, layer=layer,
                          photo=shown_photo[0].expand(3, -1, -1), colours=colours)
     found.text = {**provenance(module, rec, described, layer), **photo_text(photo, pixels),
-                  "dreamlab:size": str(seen.input_size), "dreamlab:preprocess": "shorter side to the size, centre crop",
+                  "dreamlab:photo_size": str(seen.input_size),
+                  "dreamlab:preprocess": f"shorter side to {seen.input_size}, centre crop",
                   "dreamlab:groups": str(groups), "dreamlab:map_size": f"{act.shape[1]}x{act.shape[2]}",
                   "dreamlab:nmf": f"HALS, seed {seed}, at most {max_iterations} sweeps, tolerance {tolerance:g}",
                   "dreamlab:nmf_iterations": str(fit.iterations),

@@ -18,7 +18,8 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError, check_whole
-from dreamlab.inspect.features import at_photo_size, check_photo_size, photo_activations, preprocess, to_channels
+from dreamlab.inspect.features import (at_photo_size, check_photo_size, note_enlarged, photo_activations, preprocess,
+                                       to_channels)
 from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.io import check_output_file, image_record, read_photo, save_png
 from dreamlab.models.loading import weights_provenance
@@ -124,7 +125,7 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
 
     `photo` is a [C, H, W] tensor in [0, 1], a PNG/JPEG path, or 'china'/'flower'; it goes through the recipe's
     preprocessing (shorter side to the input size, or to `photo_size` for a finer map where the model takes it;
-    centre crop), and must not be smaller than that size. Each
+    centre crop; a smaller photo is enlarged, with a DreamlabNote). Each
     cell renders at `cell_size` px along its vector, scored by `objectives.direction` with `cossim_power` (a model
     that takes no other size than its recipe's sees each cell resized to that, `model_size`);
     `shared` (0 to 1; 0: independent cells) weighs the images cells share with cells alike. Other keywords
@@ -156,12 +157,7 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     module, rec, described, _ = model_and_recipe(model, recipe, weights)
     to_channels(image, rec)  # a wrong shape says so, before its last two sides are read as a size
     seen = at_photo_size(module, rec, photo_size)
-    short = min(image.shape[-2:])
-    if short < seen.input_size:
-        what = "--photo-size" if photo_size is not None else f"{rec.name}'s input"
-        raise DreamlabError(f"the photo is {image.shape[-1]}x{image.shape[-2]} px, smaller than {what} "
-                            f"({seen.input_size} px on the shorter side): enlarged, its cells would show the blur; "
-                            f"give a photo at least {seen.input_size} px on each side")
+    note_enlarged(image, seen)
     act = photo_activations(module, seen, layer, preprocess(image, seen))
     vectors = cell_vectors(act, cells, layer)
     objective = o.direction(layer, vectors, cossim_power=cossim_power, name="cell")
@@ -183,6 +179,7 @@ def activation_grid(model: nn.Module | str | Path, photo: Tensor | str | Path, l
     text = {**result.provenance, **weights_provenance(described), **{f"dreamlab:image_{k}" if k != "name" else "dreamlab:image": v
                                    for k, v in image_record(name, photo, image).items()},
             "dreamlab:layer": layer,  # as features and groups record it (the objective names it too)
+            "dreamlab:photo_size": str(seen.input_size),  # dreamlab:size is the render's
             "dreamlab:preprocess": f"shorter side to {seen.input_size}, centre crop",
             "dreamlab:activation_grid": f"{cells}x{cells}", "dreamlab:cell_size": str(cell_size),
             "dreamlab:photo_map": f"{act.shape[1]}x{act.shape[2]}", "dreamlab:shared": f"{number:g}",
