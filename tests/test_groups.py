@@ -92,6 +92,17 @@ def test_renders_are_one_batch_of_the_directions_and_sit_above_the_maps(tmp_path
     assert text["dreamlab:render_steps"] == "2" and len(text["dreamlab:render_scores"].split(",")) == 2
 
 
+def test_lr_sets_the_groups_renders_as_it_sets_grids(tmp_path):
+    out = tmp_path / "g.png"
+    assert main(["groups", "lenet-digits", "relu2", "-i", "china", "-k", "2", "--steps", "2", "--lr", "0.5", "-o",
+                 str(out)]) == 0
+    assert read_png_text(out)["dreamlab:render_lr"] == "0.5"
+    assert neuron_groups("lenet-digits", "china", "relu2", groups=2, steps=2, lr=0.25).text["dreamlab:render_lr"] == \
+        "0.25"
+    with pytest.raises(DreamlabError, match=r"^lr must be a finite number > 0 up to 1000"):
+        neuron_groups("lenet-digits", "china", "relu2", groups=2, lr=0)  # before the model loads
+
+
 def test_an_interrupted_render_keeps_the_maps(tmp_path, monkeypatch):
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
@@ -129,6 +140,7 @@ def test_the_command_writes_the_figure_and_the_directions(tmp_path, capsys):
     (["relu2", "--groups", "0"], "argument --groups/-k: expected a positive integer, got '0'"),
     (["relu9"], "unknown layer 'relu9'; close matches: relu1, relu2, relu3"),
     (["relu2", "--steps", "3"], "--steps sets the renders, which --no-render leaves out"),
+    (["relu2", "--lr", "0.1"], "--lr sets the renders, which --no-render leaves out"),
 ])
 def test_bad_input_is_one_line_and_status_2(argv, message, tmp_path, capsys):
     try:

@@ -411,6 +411,12 @@ def add_photo_size(p: argparse.ArgumentParser) -> None:
                         "the recipe's input size; larger: a finer map)")
 
 
+def add_batch_render(p: argparse.ArgumentParser) -> None:
+    """--steps and --lr of the photo views that render their directions in one batch (grid, groups)."""
+    p.add_argument("--steps", type=positive_int, help="render steps (default: the recipe's)")
+    p.add_argument("--lr", type=float, help="learning rate, above 0 up to 1000 (default: the recipe's)")
+
+
 def add_photo_out(p: argparse.ArgumentParser, kind: str, beside: str = "") -> None:
     """-o FILE.png of the photo views, named MODEL_LAYER_PHOTO_KIND.png by default (`photo_output`)."""
     p.add_argument("-o", "--out", type=output_path,

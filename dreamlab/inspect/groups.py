@@ -208,13 +208,13 @@ def _check_number(name: str, value: object, high: float, hint: str) -> None:
 @checked_keywords
 def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, layer: str | None = None, *,
                   groups: int = DEFAULT_GROUPS, seed: int = 0, render: bool = True, steps: int | None = None,
-                  size: int | tuple[int, int] | None = None, cossim_power: float = COSSIM_POWER,
+                  lr: float | None = None, size: int | tuple[int, int] | None = None, cossim_power: float = COSSIM_POWER,
                   photo_size: int | None = None, device: str | None = None, recipe: object = None,
                   weights: str | Path | None = "default",
                   max_iterations: int = MAX_ITERATIONS, tolerance: float = TOLERANCE, progress: bool = False,
                   out: str | Path | None = None) -> NeuronGroups:
     """Factor `photo`'s activations at `layer` (default: the recipe's default layer) into `groups` neuron groups
-    with NMF (seeded by `seed`) and, with `render`, render each group's direction (`steps`, `size`, `device`: the
+    with NMF (seeded by `seed`) and, with `render`, render each group's direction (`steps`, `lr`, `size`, `device`: the
     recipe's where left out; `cossim_power` as `objectives.direction`'s). The photo is read as `features` reads
     it: shorter side to `photo_size` (default: the recipe's input size), centre square. `out`: save the figure.
     """
@@ -230,7 +230,7 @@ def neuron_groups(model: nn.Module | str | Path, photo: Tensor | str | Path, lay
     photo_size = check_photo_size(photo_size)
     if layer is not None:
         check_layer(layer)
-    given = {k: v for k, v in {"steps": steps, "size": size, "device": device}.items() if v is not None}
+    given = {k: v for k, v in {"steps": steps, "lr": lr, "size": size, "device": device}.items() if v is not None}
     if not render and set(given) - {"device"}:
         raise DreamlabError(f"{' and '.join(f'{k}=' for k in given if k != 'device')} set the renders, which "
                             f"render=False leaves out: drop one of them")

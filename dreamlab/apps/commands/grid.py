@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_layer_photo, add_photo_out,
-                                add_photo_size, photo_output, positional_model, positive_int)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_batch_render, add_device_argument, add_model_layer_photo,
+                                add_photo_out, add_photo_size, photo_output, positional_model, positive_int)
 
 DESCRIPTION = ("Split LAYER's map of PHOTO into CELLS x CELLS cells and render, for each, an image along the "
                "cell's mean activation vector (all cells in one batch, cells alike sharing part of their image), "
@@ -20,9 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cell-size", type=positive_int, default=64, metavar="PX",
                    help="each cell's render in pixels, at least 8 (default: 64)")
     add_photo_size(p)
-    p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
+    add_batch_render(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     p.add_argument("--cossim-power", type=float, default=1.0, metavar="P",
                    help="score each position's dot product with the cell's vector times its cosine to the power P, "
                         "0 to 32 (default: 1, as the Building Blocks article; 0: the dot product, as lucid's "

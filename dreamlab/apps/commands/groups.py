@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_layer_photo, add_photo_out,
-                                add_photo_size, check_image_size, image_size, photo_output, positional_model,
-                                positive_int)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_batch_render, add_device_argument, add_model_layer_photo,
+                                add_photo_out, add_photo_size, check_image_size, image_size, photo_output,
+                                positional_model, positive_int)
 
 DESCRIPTION = ("Factor the activations PHOTO produces at LAYER (>= 0: a layer after a ReLU) into K neuron groups "
                "with non-negative matrix factorization (lucid's Building Blocks): where in the photo each group "
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the factorization's start and of the renders "
                                                        "(default: 0)")
     p.add_argument("--no-render", action="store_true", help="only the maps: render no group")
-    p.add_argument("--steps", type=positive_int, help="render steps (default: the recipe's)")
+    add_batch_render(p)
     p.add_argument("--size", type=image_size, help="render size, N or HEIGHTxWIDTH (default: the recipe's)")
     p.add_argument("--cossim-power", type=float, default=1.0, metavar="P",
                    help="weight each position by its cosine similarity to the group's direction to the power P, "
@@ -39,14 +39,15 @@ def run(args: argparse.Namespace) -> int:
 
     name = positional_model(args)
     if args.no_render:
-        given = [flag for flag, value in (("--steps", args.steps), ("--size", args.size)) if value is not None]
+        given = [flag for flag, value in (("--steps", args.steps), ("--lr", args.lr), ("--size", args.size))
+                 if value is not None]
         if given:
             raise DreamlabError(f"{given[0]} sets the renders, which --no-render leaves out: drop one of them")
     check_image_size("--size", args.size)
     out = photo_output(args, name, "groups")  # checked before the model loads, as the directions' file
     directions = check_output_file(out.with_suffix(".npy"), suffixes=(".npy",), reads=[args.image])
     found = neuron_groups(name, args.image, args.layer, groups=args.groups, seed=args.seed,
-                          render=not args.no_render, steps=args.steps, size=args.size,
+                          render=not args.no_render, steps=args.steps, lr=args.lr, size=args.size,
                           cossim_power=args.cossim_power, photo_size=args.photo_size, device=args.device,
                           weights=args.weights, progress=True)
     with DeferredSigint():  # a Ctrl-C now must not lose the groups or their renders
