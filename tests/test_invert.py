@@ -11,7 +11,7 @@ from torch import nn
 import dreamlab
 from dreamlab import objectives as o
 from dreamlab.apps.cli import main
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 from dreamlab.inspect.features import fitted
 from dreamlab.io import read_photo, read_png_text
 from dreamlab.models.recipe import load_recipe
@@ -117,6 +117,14 @@ def test_invert_renders_one_image_per_layer_with_the_photo_in_the_figure() -> No
     enlarged = found.photo.repeat_interleave(4, 1).repeat_interleave(4, 2)  # the photo as the model read it
     assert torch.allclose(figure[:, 4 + 20:4 + 112, 4:4 + 112], enlarged[:, 20:], atol=0.5 / 255)  # below the label
     assert found.text["dreamlab:layers"] == "conv1,conv2" and found.text["dreamlab:inversion"] == "match"
+    assert found.text["dreamlab:photo_size"] == found.text["dreamlab:size"] == "28"  # the renders have its size
+
+
+def test_a_photo_smaller_than_the_model_reads_it_is_enlarged_with_a_note() -> None:
+    small = torch.rand(1, 20, 24)
+    with pytest.warns(DreamlabNote, match="the photo is 24x20 px, smaller than the 28 px"):
+        found = dreamlab.invert("lenet-digits", small, "conv1", steps=1, device="cpu")
+    assert found.photo.shape == (1, 28, 28)
 
 
 def test_invert_refuses_bad_input_before_rendering() -> None:

@@ -17,8 +17,8 @@ from PIL import Image
 from torch import Tensor, nn
 
 from dreamlab.errors import DreamlabError
-from dreamlab.inspect.features import (at_photo_size, check_photo_size, fitted, normalize, photo_activations,
-                                       photo_text)
+from dreamlab.inspect.features import (at_photo_size, check_photo_size, fitted, normalize, note_enlarged,
+                                       photo_activations, photo_text)
 from dreamlab.inspect.source import check_layer, model_and_recipe
 from dreamlab.inspect.tiles import draw_labels, upscale
 from dreamlab.io import check_output_file, read_photo, save_png
@@ -115,6 +115,7 @@ def invert(model: nn.Module | str | Path, photo: Tensor | str | Path, layers: st
     pixels = read_photo(photo, "photo")  # before the model loads
     module, rec, described, _ = model_and_recipe(model, recipe, weights)
     seen = at_photo_size(module, rec, photo_size)
+    note_enlarged(pixels, seen)
     shown = fitted(pixels, seen)  # [1, C, S, S] in [0, 1]
     for name in names:  # an unknown layer, or one the photo leaves at 0, is told before the renders
         act = photo_activations(module, seen, name, normalize(shown, seen))
@@ -126,7 +127,7 @@ def invert(model: nn.Module | str | Path, photo: Tensor | str | Path, layers: st
     result = render(module, objective, recipe=lent, size=seen.input_size, **render_options)
     text = {**result.provenance, **weights_provenance(described), **photo_text(photo, pixels),
             "dreamlab:inversion": objective_check.labels[0].split(":", 1)[1],
-            "dreamlab:layers": ",".join(names),
+            "dreamlab:layers": ",".join(names), "dreamlab:photo_size": str(seen.input_size),
             "dreamlab:preprocess": f"shorter side to {seen.input_size}, centre crop",
             "dreamlab:scores": ",".join(f"{s:.4g}" for s in result.final_scores.tolist()),
             **result.interruption_text()}
