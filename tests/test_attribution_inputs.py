@@ -169,6 +169,31 @@ def test_a_target_without_a_gradient_or_with_nan_scores_is_one_line_not_a_nan_ma
     assert str(refused.value).startswith(f"target '<lambda>' {text}") and "\n" not in str(refused.value)
 
 
+class _DetachesItsInput(torch.nn.Module):
+    """A forward that cuts the pixels off while its own weights still need a gradient: the logit has a graph,
+    but not one back to the image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.detach().flatten(1))
+
+
+@pytest.mark.parametrize("method", ["saliency", "input-x-gradient", "smoothgrad", "ig"])
+def test_a_forward_that_detaches_the_image_is_one_line_though_its_weights_need_a_gradient(method):
+    from dreamlab.models.recipe import Recipe
+
+    grey = Recipe(name="detached", builder="tests:detached", weights="none", channels=1, mean=(0.0,), std=(1.0,),
+                  input_size=4)
+    model, image = _DetachesItsInput(), torch.rand(1, 4, 4)
+    with pytest.raises(DreamlabError) as refused:  # torch said "appears to not have been used in the graph"
+        attribute(model, image, "logit:0", method=method, recipe=grey)
+    assert str(refused.value).startswith(f"target 'logit:0' {CUT}")
+    assert attribute(model, image, "logit:0", method="occlusion", recipe=grey, window=2).abs().sum() > 0
+
+
 def test_layer_and_method_of_the_wrong_type_are_refused(model, x):
     with pytest.raises(DreamlabError, match=r"^layer must be a string \(a layer address, e.g. 'inception4c'\), got "
                                             r"int 3$"):

@@ -187,9 +187,7 @@ class TargetScore:
             self.checked = True
         values = self.objective(acts, index)
         if images.requires_grad and torch.is_grad_enabled() and not values.requires_grad:  # else torch's RuntimeError
-            raise DreamlabError(f"target {self.shown!r} does not depend on the image (it has no gradient): the "
-                                f"objective or the model's forward cuts the gradient with .detach(), .item(), "
-                                f"torch.no_grad() or an integer op; remove that cut")
+            raise no_image_gradient(self.shown)
         if not bool(torch.isfinite(values).all()):  # NaN maps otherwise, with no word of why
             raise DreamlabError(f"target {self.shown!r} became NaN or infinite on the model input, so there is "
                                 f"nothing to attribute; check the target (a division by ~0?) and the weights")
@@ -232,10 +230,21 @@ def tap(model: nn.Module, layer: str) -> Iterator[dict[str, Tensor]]:
         handle.remove()
 
 
+def no_image_gradient(shown: str) -> DreamlabError:
+    """The one line for a target whose value does not depend on the image's pixels."""
+    return DreamlabError(f"target {shown!r} does not depend on the image (it has no gradient): the objective or the "
+                         f"model's forward cuts the gradient with .detach(), .item(), torch.no_grad() or an integer "
+                         f"op; remove that cut")
+
+
 def input_gradient(score: TargetScore, images: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
     """(d score / d pixels, scores) for a batch of images whose rows belong to images `index`."""
     x = images.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         values = score(x, index)
-        (grad,) = torch.autograd.grad(values.sum(), x)
+        # the value can need a gradient through the model's own parameters and still not reach the pixels (a
+        # forward that detaches its input)
+        (grad,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
+    if grad is None:
+        raise no_image_gradient(score.shown)
     return grad, values.detach()
