@@ -254,3 +254,40 @@ def test_a_recipe_s_padding_preset_for_a_fixed_size_model_renders_at_its_size(tm
     with pytest.raises(DreamlabError, match="^lenet-digits does not take the 36x36 images that transforms 'jitter'"):
         build_gallery(recipe, tmp_path / "h", ["fc2"], steps=2, device="cpu", transforms="jitter")
     assert not (tmp_path / "h").exists()
+
+
+def test_a_transparent_gallery_records_alpha_shows_a_checkerboard_and_refuses_an_opaque_resume(tmp_path, capsys):
+    out = tmp_path / "g"
+    assert _gallery(out, "--alpha") == 0
+    with Image.open(out / "conv2" / "conv2_0000.png") as png:
+        assert png.mode == "LA" and png.info["dreamlab:alpha"]  # lenet-digits is grey: grey + alpha
+    with Image.open(out / "conv2" / "contact_sheet.png") as sheet:
+        assert sheet.mode in ("L", "RGB")  # the sheet lays the units over grey, as a resume reads them back
+    assert [(r["alpha"], r["alpha_weight"]) for r in _records(out)] == [(True, 1.0)] * 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["alpha"], manifest["alpha_weight"]) == (True, 1.0)
+    assert '<body class="pixelated alpha">' in (out / "index.html").read_text()
+    capsys.readouterr()
+    assert _gallery(out, "--alpha", "--alpha-weight", "1") == 0  # the default, named, resumes
+    assert "2 already done" in capsys.readouterr().err
+    assert _gallery(out) == 2
+    assert _error(capsys) == (f"dreamlab: error: {str(out)!r} holds units made with alpha=True (--alpha), this run "
+                              f"has alpha=False; pass alpha=True (--alpha) to match them, or use another out folder "
+                              f"(--out), or overwrite=True (--overwrite) to replace them")
+    assert _gallery(out, "--alpha", "--alpha-weight", "2") == 2
+    assert "holds units made with alpha_weight=1.0 (--alpha-weight 1.0), this run has alpha_weight=2.0;" in \
+        _error(capsys)
+
+
+def test_an_opaque_gallery_records_no_alpha_and_refuses_a_transparent_resume(tmp_path, capsys):
+    out = tmp_path / "g"
+    assert _gallery(out) == 0
+    assert all("alpha" not in r for r in _records(out))
+    assert "alpha" not in json.loads((out / "manifest.json").read_text())
+    assert '<body class="pixelated">' in (out / "index.html").read_text()
+    capsys.readouterr()
+    assert _gallery(out, "--alpha") == 2
+    assert "holds units made with alpha=False (no --alpha), this run has alpha=True;" in _error(capsys)
+    assert _gallery(out, "--alpha-weight", "2") == 2
+    assert "alpha_weight=2.0 weighs the transparency penalty of a transparent render, and alpha is off" in \
+        _error(capsys)

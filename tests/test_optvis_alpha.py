@@ -206,20 +206,8 @@ def test_an_init_photo_sets_the_colours_of_a_transparent_render():
     assert float(result.images[0, 3].mean()) == pytest.approx(0.5, abs=0.01)
 
 
-@pytest.mark.parametrize("flag", [["--alpha"], ["--alpha-weight", "2"]])
-def test_gallery_has_no_alpha_yet_and_names_render(capsys, flag):
-    with pytest.raises(SystemExit) as exit_:
-        main(["gallery", "lenet-digits", *flag])
-    err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
-    assert err.startswith(f"dreamlab: error: unrecognized arguments: {' '.join(flag)}; gallery renders opaque tiles "
-                          "only"), err
-    assert "dreamlab render LAYER:0-7 --model MODEL --alpha" in err
-
-
 @pytest.mark.parametrize("argv, says", [
     (["dream", "--alpha"], "photo; dreamlab dream has no --alpha: transparent images are dreamlab render's"),
-    (["gallery", "--alpha-weight=2"], "model; dreamlab gallery has no --alpha-weight: gallery renders opaque"),
 ])
 def test_a_missing_argument_beside_alpha_says_the_command_has_no_alpha(capsys, argv, says):
     """Not argparse's guess that --alpha is a value starting with '-' that should go after --."""

@@ -100,12 +100,9 @@ ALIASES = {f"--{name.replace('_', '-')}": f"--{ours.replace('_', '-')}" for name
     "--cuda": "--device cuda", "--gpu": "--device cuda"}
 
 
-_GALLERY_OPAQUE = ("gallery renders opaque tiles only (its page, sheets and records have no alpha yet); for "
-                   "transparent renders of a layer's channels use dreamlab render LAYER:0-7 --model MODEL --alpha")
 # options of one command that another lacks on purpose: (command, option) -> why, and what to run instead
 NOT_HERE = {("dream", "--alpha"): "transparent images are dreamlab render's (dreamlab render OBJECTIVE --alpha): "
-                                  "dream changes a photo, which stays opaque everywhere",
-            ("gallery", "--alpha"): _GALLERY_OPAQUE, ("gallery", "--alpha-weight"): _GALLERY_OPAQUE}
+                                  "dream changes a photo, which stays opaque everywhere"}
 
 
 def unrecognized(extras: Sequence[str], parser: argparse.ArgumentParser, argv: Sequence[str] = ()) -> str:
@@ -444,6 +441,15 @@ def positional_model(args: argparse.Namespace) -> str | Path:
         raise DreamlabError(f"name a model: MODEL ({recipe_names()}, a torchvision model name or a recipe .toml), "
                             f"--model MODEL, or --recipe FILE")
     return args.recipe if args.recipe is not None else args.model
+
+
+def add_alpha_arguments(p: argparse.ArgumentParser, note: str = "") -> None:
+    """--alpha and --alpha-weight, shared by render and gallery (settings.check_alpha checks the values)."""
+    p.add_argument("--alpha", action="store_true", help="a transparent render (lucid's alpha; --param pixel or "
+                   "fourier): RGBA PNGs, opaque where the unit needs it (each step shows the model the image over "
+                   f"random noise, and penalizes opacity){note}")
+    p.add_argument("--alpha-weight", type=float, metavar="W", help="with --alpha: the transparency penalty "
+                   "relative to each image's score, 0 to 100 (default: 1; higher: more transparent)")
 
 
 def add_device_argument(p: argparse.ArgumentParser, default_note: str = "") -> None:

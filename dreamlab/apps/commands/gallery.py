@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, LIST_ONCE, WEIGHTS_HELP, add_allow_code_argument,
+from dreamlab.apps.args import (EXIT_INTERRUPTED, LIST_ONCE, WEIGHTS_HELP, add_allow_code_argument, add_alpha_arguments,
                                 add_compile_argument, add_device_argument, add_diversity_arguments, add_once_option,
                                 add_optimization_arguments, check_diversity_options, check_fourier_decay,
                                 check_image_size, check_tensorboard, nonempty, output_path, photo_path, positive_int,
@@ -43,6 +43,7 @@ def add_arguments(g: argparse.ArgumentParser) -> None:
                         "other layers)")
     add_diversity_arguments(g, layer_option=False, note="; at the unit's layer. The page shows a unit's N images "
                                                         "together")
+    add_alpha_arguments(g, "; the page shows the units over a checkerboard, the contact sheets over grey")
     add_compile_argument(g, "pays off over many batches")
     g.add_argument("--precision", default="auto",
                    help="auto, fp32 or bf16 (default: bf16 on cuda, fp32 elsewhere); a gallery holds one precision, "
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
                                diversity_weight=args.diversity_weight, examples=args.examples,
                                examples_top=args.examples_top or 8, precision=args.precision, param=args.param,
                                optimizer=args.optimizer, lr=args.lr, fourier_decay=args.fourier_decay,
-                               transforms=args.transforms)
+                               transforms=args.transforms, alpha=args.alpha, alpha_weight=args.alpha_weight)
     except KeyboardInterrupt:
         done = len(GalleryFolder(out).read_records())
         saved = f"{done} finished unit{'s are' if done != 1 else ' is'} saved in {out}" if done else \

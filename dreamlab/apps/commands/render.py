@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, LIST_ONCE, REPLACED, add_compile_argument,
+from dreamlab.apps.args import (EXIT_FAILURE, EXIT_INTERRUPTED, LIST_ONCE, REPLACED, add_alpha_arguments,
+                                add_compile_argument,
                                 add_device_argument, add_diversity_arguments, add_model_arguments, add_once_option,
                                 add_optimization_arguments, check_diversity_options, check_fourier_decay,
                                 check_image_size, check_tensorboard, image_size, input_path, int_list, model_recipe,
@@ -49,11 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", type=photo_path, metavar="PHOTO",
                    help="start from this image (a PNG/JPEG file, or china or flower) instead of noise")
     add_diversity_arguments(p, note="; a --grid has a row per unit")
-    p.add_argument("--alpha", action="store_true", help="a transparent render (lucid's alpha; --param pixel or "
-                   "fourier): RGBA PNGs, opaque where the unit needs it (each step shows the model the image over "
-                   "random noise, and penalizes opacity)")
-    p.add_argument("--alpha-weight", type=float, metavar="W", help="with --alpha: the transparency penalty "
-                   "relative to each image's score, 0 to 100 (default: 1; higher: more transparent)")
+    add_alpha_arguments(p)
     p.add_argument("--direction", type=input_path, metavar="FILE",
                    help="render directions in the channel space of the layer given as OBJECTIVE: a vector [C] or a "
                         "matrix [N, C] of N directions in a .npy, .pt (torch.save), .txt or .csv file")

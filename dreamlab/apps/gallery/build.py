@@ -68,6 +68,7 @@ from dreamlab.inspect.tensorboard import TensorBoardLog, with_snapshots
 from dreamlab.io import check_writable
 from dreamlab.models.loading import LoadedModel, load_model
 from dreamlab.models.summary import MAX_INPUT_SIZE
+from dreamlab.optvis.alpha import ALPHA_WEIGHT
 from dreamlab.optvis.engine import render
 from dreamlab.optvis.result import RenderResult
 from dreamlab.optvis.objectives import channel
@@ -95,7 +96,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
                   diversity_weight: float | None = None, examples: str | Path | None = None,
                   examples_top: int = 8, precision: str = "auto", param: str | None = None,
                   optimizer: str | None = None, lr: float | None = None, fourier_decay: float | None = None,
-                  transforms: str | None = None) -> GalleryResult:
+                  transforms: str | None = None, alpha: bool = False,
+                  alpha_weight: float | None = None) -> GalleryResult:
     """Render one image per channel of `layers` (default: the recipe's default layer) into the folder `out`.
 
     Units already in `out` are skipped (see the module docstring for resume, determinism and torchrun).
@@ -110,7 +112,8 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
     under its render (apps/gallery/examples.py), found once every unit is rendered. `precision` is render's
     (auto: bf16 on cuda, fp32 elsewhere); a folder holds one precision. `param`, `optimizer`, `lr`,
     `fourier_decay` and `transforms` are render's, by name (None: each layer's recipe's); a folder holds one of
-    each.
+    each. `alpha` (with `alpha_weight`) renders transparent RGBA units, as render's; the contact sheets show them
+    over grey, the page over a checkerboard.
     """
     out = Path(out)
     # render's checks and texts, before the model loads and the folder is made
@@ -119,7 +122,7 @@ def build_gallery(model: str | Path | LoadedModel, out: str | Path, layers: Sequ
         check_whole("batch_size", batch_size, 1, flag="--batch-size",
                     hint=" (units per render call; None: 64 on cuda, 16 on cpu)")
     options = _checked_options(param=param, optimizer=optimizer, lr=lr, fourier_decay=fourier_decay,
-                               transforms=transforms)
+                               transforms=transforms, alpha=alpha or None, alpha_weight=alpha_weight)
     diversity_weight, size, examples_top = _checked_arguments(out, diversity, diversity_weight, precision, size,
                                                               examples, examples_top)
     log = log or _stderr
@@ -174,10 +177,13 @@ def _checked_options(**given: Any) -> dict[str, Any]:
     options = {key: value for key, value in given.items() if value is not None}
     RenderSettings(**options)  # render's own checks and texts: lr and fourier_decay ranges, unknown names
     for key, value in options.items():
-        if key not in ("lr", "fourier_decay") and not isinstance(value, str):  # a record holds names
+        if key not in ("lr", "fourier_decay", "alpha", "alpha_weight") and not isinstance(value, str):  # names
             raise DreamlabError(f"a gallery takes {key} by name (see `dreamlab render --help`), got "
                                 f"{type(value).__name__}; render custom code with `dreamlab.render`")
-    return {key: float(value) if key in ("lr", "fourier_decay") else value for key, value in options.items()}
+    if options.get("alpha"):  # recorded as rendered, so that a resume naming the default matches it
+        options["alpha_weight"] = options.get("alpha_weight", ALPHA_WEIGHT)
+    return {key: float(value) if key in ("lr", "fourier_decay", "alpha_weight") else value
+            for key, value in options.items()}
 
 
 def _shared_plan(group: RankGroup, model: str | Path | LoadedModel, weights: str | Path | None,
@@ -330,7 +336,7 @@ def _unit_record(plan: Plan, layer: str, ch: int, result: RenderResult, scores: 
         "precision": result.provenance.get("dreamlab:precision", ""),
         "compile": result.provenance.get("dreamlab:compile", compile_label(compile)), "batch_size": s.batch_size,
         "scheme": RENDER_SCHEME, **{key: value for key, value in plan.layer_options[layer].items()
-                                    if value is not None}, "file": files[0],
+                                    if value is not None and value is not False}, "file": files[0],
     }
     if copies > 1:
         record.update(diversity=copies, diversity_weight=s.diversity_weight, files=files,
@@ -397,7 +403,7 @@ def _shared_options(plan: Plan) -> dict[str, Any]:
     shared = {}
     for key in OPTION_KEYS:
         values = {plan.layer_options[layer][key] for layer, _ in plan.layers}
-        if len(values) == 1 and None not in values:
+        if len(values) == 1 and not values & {None, False}:  # alpha only where it is on
             shared[key] = values.pop()
     return shared
 

@@ -28,6 +28,7 @@ from dreamlab.apps.gallery.page import INDEX_NAME, write_index
 from dreamlab.errors import DreamlabError
 from dreamlab.inspect.tiles import draw_labels, upscale
 from dreamlab.io import (
+    ALPHA_BACKGROUND,
     atomic_write_bytes,
     atomic_write_text,
     grid,
@@ -217,7 +218,12 @@ def _files_of(record: dict[str, Any]) -> list[str] | None:
 
 
 def _thumbnail(image: Tensor) -> Tensor:
-    """A contact-sheet tile: the image scaled down to SHEET_TILE pixels at most, as uint8."""
+    """A contact-sheet tile: the image scaled down to SHEET_TILE pixels at most, as uint8; a transparent render
+    (RGBA, grey + alpha) laid over grey as `load_image` lays a unit read back from disk, so tiles made now and on
+    a resume match."""
+    if image.shape[0] in (2, 4):
+        alpha = image[-1:].float()
+        image = image[:-1].float() * alpha + ALPHA_BACKGROUND * (1 - alpha)
     if max(image.shape[-2:]) > SHEET_TILE:
         image = F.interpolate(image[None].float(), size=(SHEET_TILE, SHEET_TILE), mode="bilinear",
                               antialias=True, align_corners=False)[0]

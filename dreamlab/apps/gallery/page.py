@@ -135,10 +135,11 @@ def _unit_key(unit: Mapping[str, Any]) -> str:
 
 
 def _body_class(manifest: Mapping[str, Any]) -> str:
-    """'pixelated' for a gallery of small renders (PIXELATED_MAX_SIZE), else ''."""
+    """'pixelated' for a gallery of small renders (PIXELATED_MAX_SIZE), 'alpha' for transparent ones (shown over
+    a checkerboard), space-separated; '' for neither."""
     size = manifest.get("size")
     small = isinstance(size, int) and not isinstance(size, bool) and 0 < size <= PIXELATED_MAX_SIZE
-    return "pixelated" if small else ""
+    return " ".join(name for name, on in (("pixelated", small), ("alpha", manifest.get("alpha") is True)) if on)
 
 
 def never_on(unit: Mapping[str, Any]) -> bool:

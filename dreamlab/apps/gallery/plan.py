@@ -11,7 +11,7 @@ import torch
 
 from dreamlab.apps.gallery.folder import GalleryFolder
 from dreamlab.apps.gallery.naming import ANOTHER_OUT, OVERWRITE
-from dreamlab.apps.gallery.resume import (OPTION_KEYS, check_options, check_records, warn_batch_sizes,
+from dreamlab.apps.gallery.resume import (OPTION_DEFAULTS, OPTION_KEYS, check_options, check_records, warn_batch_sizes,
                                           warn_device_and_compile, weights_seed, weights_sha256)
 from dreamlab.errors import DreamlabError, first_line, unknown
 from dreamlab.models.loading import LoadedModel, layers_hint, ported_name_hint
@@ -248,8 +248,8 @@ def _layer_options(recipe: Recipe, shown: set[str], output: str | None,
     def shaped(values: dict[str, Any]) -> dict[str, Any]:
         return {**values, "fourier_decay": values["fourier_decay"] if values["param"] == "fourier" else None}
 
-    own = {layer: {key: getattr(_layer_recipe(recipe, layer, output), key) for key in OPTION_KEYS}
-           for layer in shown}
+    own = {layer: {key: getattr(_layer_recipe(recipe, layer, output), key, OPTION_DEFAULTS.get(key))
+                   for key in OPTION_KEYS} for layer in shown}  # alpha is no recipe setting: opaque
     used = {layer: {**values, **options} for layer, values in own.items()}
     decay = options.get("fourier_decay")
     for layer, values in used.items():

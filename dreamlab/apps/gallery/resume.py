@@ -21,7 +21,9 @@ RECORD_DEFAULTS = {"diversity": 1}  # what a record written before the key exist
 # render's optimization options (--param ...), recorded as the unit's layer used them (fourier_decay only with the
 # Fourier parameterization, the one it shapes); must match to resume. A record without them (made before gallery
 # took them) was rendered with its layer's recipe values
-OPTION_KEYS = ("param", "optimizer", "lr", "fourier_decay", "transforms")
+OPTION_KEYS = ("param", "optimizer", "lr", "fourier_decay", "transforms", "alpha", "alpha_weight")
+# what a newer record without the key meant: opaque renders (alpha is recorded only where it is on)
+OPTION_DEFAULTS = {"alpha": False}
 # How a unit is rendered, recorded as `scheme`: bump it when the same settings give a unit another image, so that
 # a folder of the old scheme is refused instead of mixed with new units. 1: each unit its own objective
 # (`conv2:25`; PNGs without dreamlab:unit_index); 2: unit `channel` of the layer's whole channel list.
@@ -46,14 +48,22 @@ def check_options(records: Any, layer_options: dict[str, dict[str, Any]],
         layer = record["layer"]
         older = "param" not in record
         for key in OPTION_KEYS:
-            found = record.get(key, recipe_options[layer][key] if older else None)
+            found = record.get(key, recipe_options[layer][key] if older else OPTION_DEFAULTS.get(key))
             expected = layer_options[layer][key]
             if found != expected:
-                flag = f"--{key.replace('_', '-')}"
+                flag = _as_flag(key, found)
                 raise DreamlabError(
-                    f"{str(out)!r} holds units made with {key}={found!r} ({flag} {found}), this run has "
-                    f"{key}={expected!r}; pass {key}={found!r} ({flag} {found}) to match them, or use {ANOTHER_OUT}, "
+                    f"{str(out)!r} holds units made with {key}={found!r} ({flag}), this run has "
+                    f"{key}={expected!r}; pass {key}={found!r} ({flag}) to match them, or use {ANOTHER_OUT}, "
                     f"or {OVERWRITE} to replace them")
+
+
+def _as_flag(key: str, value: Any) -> str:
+    """How the command line gives `key`=`value`: '--lr 0.05', '--alpha', 'no --alpha'."""
+    flag = f"--{key.replace('_', '-')}"
+    if isinstance(value, bool):
+        return flag if value else f"no {flag}"
+    return f"{flag} {value}"
 
 
 def warn_batch_sizes(records: Any, batch_size: int, out: Path, log: Callable[[str], None]) -> None:
