@@ -364,3 +364,29 @@ def test_layercam_weighs_each_position_by_its_own_positive_gradient(model_and_im
     torch.testing.assert_close(ours, expected.detach(), rtol=1e-5, atol=1e-8)
     # one weight per channel (Grad-CAM) is another map at the same layer
     assert not torch.allclose(ours, gradcam(model, x, "logit:3", layer="3", recipe=IDENTITY))
+
+
+def test_scorecam_weighs_each_channel_by_the_target_on_the_image_it_masks(model_and_images):
+    model, x = model_and_images
+    kept = {}
+    handle = model[3].register_forward_hook(lambda module, inputs, output: kept.update(act=output.detach()))
+    try:
+        with torch.no_grad():
+            model(x)
+            act = kept["act"]  # [2, 8, 16, 16]
+            masks = torch.nn.functional.interpolate(act, size=(16, 16), mode="bilinear", align_corners=False)
+            weights = torch.zeros(2, 8)
+            for i in range(2):
+                black = model(torch.zeros_like(x[i:i + 1]))[0, 3]
+                for k in range(8):
+                    m = masks[i, k]
+                    if m.max() > m.min():
+                        m = (m - m.min()) / (m.max() - m.min())
+                        weights[i, k] = model(x[i:i + 1] * m)[0, 3] - black
+    finally:
+        handle.remove()
+    coarse = (weights[:, :, None, None] * act).sum(1, keepdim=True).clamp(min=0)
+    expected = torch.nn.functional.interpolate(coarse, size=(16, 16), mode="bilinear", align_corners=False)
+    ours = gradcam(model, x, "logit:3", layer="3", method="scorecam", recipe=IDENTITY)
+    assert expected.flatten(1).amax(1).min() > 0
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-6)

@@ -220,7 +220,7 @@ def test_bad_input_is_one_line_and_exit_2(digit_photo, capsys, argv, message):
     (["--method", "ig", "--seed", "1"],
      "--seed applies to --method smoothgrad, and ig or occlusion with --baseline noise, only"),
     (["--sanity", "--method", "saliency,ig", "--layer", "conv1"],
-     "--layer applies to --method guided-gradcam, gradcam, gradcam++ or layercam only, not saliency,ig"),
+     "--layer applies to --method guided-gradcam, gradcam, gradcam++, layercam or scorecam only, not saliency,ig"),
 ])
 def test_attribute_refuses_options_its_method_ignores(digit_photo, tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)

@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "time fixed render workloads on random-weight GoogLeNet; prints JSON lines"),
     "fetch": ("dreamlab.apps.commands.fetch", "download (and convert) the weights of a model not shipped (hed-vgg16, inceptionv1)"),
     "cam": ("dreamlab.apps.commands.cam",
-            "Grad-CAM / Grad-CAM++ / LayerCAM of a target on a photo, overlaid as a heat map"),
+            "Grad-CAM / Grad-CAM++ / LayerCAM / Score-CAM of a target on a photo, overlaid as a heat map"),
     "attribute": ("dreamlab.apps.commands.attribute",
                   "per-pixel attributions (saliency, input x gradient, SmoothGrad, IG, deconvnet, guided backprop, "
                   "guided Grad-CAM, occlusion); --sanity"),

@@ -298,7 +298,7 @@ def gradcam(model: ModelLike, image: Tensor, target: Target = None, layer: str |
 
     `image` is in [0, 1] ([C, H, W] or a batch); it is normalized with the recipe's mean and std. `target` is an
     objective string (`logit:281`, `logit:tabby`, `inception4c:97`), an Objective, a class index, or None: each
-    image's top class. `method` is gradcam, gradcam++ or layercam. `layer`: by default the recipe's `cam_layer`,
+    image's top class. `method` is gradcam, gradcam++, layercam or scorecam. `layer`: by default the recipe's `cam_layer`,
     else the last spatial layer (a ViT's: the last attention's input), and never the target's own layer or one it
     merely passes through a ReLU (then the last spatial layer before the channel-mixing layer that forms the target:
     `cam.default_cam_layer`); a layer with a 1x1 output (a global pool) is refused, and a token layer [B, N, D] is

@@ -1,4 +1,4 @@
-"""Class activation maps: Grad-CAM, Grad-CAM++ and LayerCAM at a layer, upsampled to the image.
+"""Class activation maps: Grad-CAM, Grad-CAM++, LayerCAM and Score-CAM at a layer, upsampled to the image.
 
 Grad-CAM (Selvaraju et al. 2017): weight each channel of layer activations A by the spatial mean of the
 target's gradient d y / d A, sum over channels, ReLU, then upsample bilinearly to the image.
@@ -16,6 +16,11 @@ after the ReLU there.
 LayerCAM (Jiang et al. 2021, eq. 5-6): no channel weights; each position of each channel is weighted by its own
 positive gradient, relu(g) * A, summed over channels, then ReLU. At a shallow layer, where Grad-CAM's spatial mean
 of the gradient blurs the map, it keeps the fine detail.
+
+Score-CAM (Wang et al. 2020) uses no gradient for its weights: each channel's map, upsampled to the image and
+stretched to [0, 1], masks the image, and the channel's weight is the target's score on that masked image minus
+its score on a black one (the paper's increase of confidence; here the target's own value, as a target need not be
+a class probability). One forward per channel, SCORECAM_CHUNK at a time.
 
 A vision transformer's token layer [B, N, D] is read as [B, D, k, k], its patches as a grid (`layout.token_maps`,
 which `features` shares). After the last attention the head reads only the class token, so a layer there gets no
@@ -43,7 +48,8 @@ from dreamlab.errors import DreamlabError, unknown
 from dreamlab.hooks import hooked_forward
 from dreamlab.optvis.capture import children_that_ran, unused_module
 
-CAM_METHODS = ("gradcam", "gradcam++", "layercam")
+CAM_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam")
+SCORECAM_CHUNK = 32  # masked copies of an image per forward pass
 
 
 class NoSpatialLayer(DreamlabError):
@@ -313,11 +319,34 @@ def cam_weights(act: Tensor, grad: Tensor, method: str) -> Tensor:
     raise unknown("CAM method", method, CAM_METHODS)
 
 
+@torch.no_grad()
+def score_cam_weights(score: TargetScore, images: Tensor, act: Tensor) -> Tensor:
+    """Score-CAM's channel weights [B, K, 1, 1]: the target on the image masked by each channel's map (upsampled,
+    min-max stretched to [0, 1]; a constant map masks everything out) minus the target on a black image."""
+    b, k = act.shape[:2]
+    masks = F.interpolate(act.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+    low, high = masks.amin((2, 3), keepdim=True), masks.amax((2, 3), keepdim=True)
+    masks = torch.where(high > low, (masks - low) / (high - low).clamp_min(1e-12), torch.zeros_like(masks))
+    index = torch.arange(b, device=images.device)
+    black = score(torch.zeros_like(images), index).float()
+    weights = torch.empty(b, k, device=images.device)
+    for i in range(b):
+        for start in range(0, k, SCORECAM_CHUNK):
+            chunk = masks[i, start:start + SCORECAM_CHUNK, None]  # [n, 1, H, W]
+            masked = images[i:i + 1] * chunk
+            rows = torch.full((len(chunk),), i, device=images.device)
+            weights[i, start:start + len(chunk)] = score(masked, rows).float() - black[i]
+    return weights[:, :, None, None].to(act.dtype)
+
+
 def class_activation_map(score: TargetScore, images: Tensor, layer: str, method: str = "gradcam") -> Tensor:
     """The CAM [B, 1, H, W] at the images' size (ReLU on the coarse map, then bilinear upsampling)."""
     if method not in CAM_METHODS:
         raise unknown("CAM method", method, CAM_METHODS)
     act, grad = layer_activation_and_gradient(score, images, layer)
-    weights = grad.clamp(min=0) if method == "layercam" else cam_weights(act, grad, method)
+    if method == "scorecam":
+        weights = score_cam_weights(score, images, act)
+    else:
+        weights = grad.clamp(min=0) if method == "layercam" else cam_weights(act, grad, method)
     coarse = (weights * act).sum(1, keepdim=True).clamp(min=0)
     return F.interpolate(coarse, size=images.shape[-2:], mode="bilinear", align_corners=False)

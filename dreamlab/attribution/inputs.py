@@ -17,11 +17,11 @@ def check_optional_text(name: str, value: object, what: str) -> None:
 
 
 # the options each attribution method reads (it would ignore the rest), for `dreamlab.attribute` and `dreamlab
-# attribute` alike; `layer` is also the CAM layer of gradcam, gradcam++ and layercam (`dreamlab attribute --sanity`)
+# attribute` alike; `layer` is also the CAM layer of the CAM methods (`dreamlab attribute --sanity`)
 USED_BY: dict[str, tuple[str, ...]] = {
     "steps": ("ig",), "baseline": ("ig", "occlusion"), "samples": ("smoothgrad",), "noise": ("smoothgrad",),
     "window": ("occlusion",), "stride": ("occlusion",),
-    "batch_size": ("ig", "smoothgrad", "occlusion"), "layer": ("guided-gradcam", "gradcam", "gradcam++", "layercam")}
+    "batch_size": ("ig", "smoothgrad", "occlusion"), "layer": ("guided-gradcam", "gradcam", "gradcam++", "layercam", "scorecam")}
 
 
 def reads_seed(methods: Collection[str], baseline: object) -> bool:

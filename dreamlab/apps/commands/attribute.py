@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_once_option(p, "--method", "-M", default="saliency", once=LIST_ONCE,
                    help="saliency, input-x-gradient, smoothgrad, ig, deconvnet, guided, guided-gradcam, occlusion "
                         "(default: "
-                        "%(default)s); with --sanity, a comma-separated list that may also name gradcam, gradcam++ "
-                        "and layercam")
+                        "%(default)s); with --sanity, a comma-separated list that may also name gradcam, gradcam++, "
+                        "layercam and scorecam")
     # add_given_option: these have defaults, and an option the method does not use must still be told apart
     add_given_option(p, "--baseline", default="black",
                      help="what IG starts from and occlusion shows in its window: black, blurred or noise "
@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=positive_int, metavar="PX",
                    help="pixels between occlusion windows (default: half the window)")
     p.add_argument("--layer", "-l", type=nonempty,
-                   help="the CAM layer of guided-gradcam (and of gradcam, gradcam++, layercam with --sanity; "
+                   help="the CAM layer of guided-gradcam (and of the CAM methods with --sanity; "
                         "default: the recipe's cam_layer)")
     add_given_option(p, "--seed", type=int, default=0,
                      help="seed of SmoothGrad's and the noise baseline's noise (default: %(default)s)")

@@ -80,7 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", "-l", type=nonempty,
                    help="layer address (default: the recipe's cam_layer, else the last spatial layer; "
                         "never the target's own layer: then the last spatial layer before it)")
-    p.add_argument("--method", "-M", default="gradcam", help="gradcam, gradcam++ or layercam (default: %(default)s)")
+    p.add_argument("--method", "-M", default="gradcam", help="gradcam, gradcam++, layercam or scorecam (default: %(default)s)")
 
 
 def load_subject(args: argparse.Namespace, writes: bool = True, trace: bool = False):
