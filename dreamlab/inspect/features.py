@@ -130,7 +130,8 @@ def at_photo_size(model: nn.Module, recipe: Recipe, photo_size: int | None) -> R
 def note_enlarged(photo: Tensor, recipe: Recipe) -> None:
     """A DreamlabNote where the photo's shorter side is under the side `recipe` reads it at: it is enlarged to
     that, as features, groups and grid all do, and what the layer sees of it is blurred."""
-    (h, w), side = photo.shape[-2:], recipe.input_size
+    # read as the model will read it first: a photo in another layout (H, W, C) is refused, not noted as small
+    (h, w), side = to_channels(photo, recipe).shape[-2:], recipe.input_size
     if min(h, w) < side:
         warnings.warn(DreamlabNote(f"the photo is {w}x{h} px, smaller than the {side} px (shorter side) that "
                                    f"{recipe.name} reads it at: it is enlarged, so the layer sees its blur; give a "
