@@ -8,7 +8,7 @@ from torch import nn
 
 import dreamlab
 from dreamlab.apps.cli import main
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 from dreamlab.inspect.examples import examples
 from dreamlab.inspect.receptive import receptive_field
 from dreamlab.inspect.features import preprocess
@@ -153,7 +153,8 @@ def test_inspection_of_a_callers_module_reads_its_first_convs_channels() -> None
     """A 1-channel module without a recipe gets 1-channel images, as render gives it (not RGB at 224 px)."""
     grey = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
     nn.init.constant_(grey[0].weight, 0.1)  # every channel is on for a photo (a dead map would be dropped)
-    assert dreamlab.features(grey, "1", torch.rand(3, 40, 40)).input.shape == (1, 1, 224, 224)
+    with pytest.warns(DreamlabNote, match="the photo is 40x40 px, smaller than the 224 px"):  # enlarged, said
+        assert dreamlab.features(grey, "1", torch.rand(3, 40, 40)).input.shape == (1, 1, 224, 224)
     found = examples(grey, "1", [0], [torch.rand(3, 40, 60)], top=1)
     assert found.units[0][0].crop.shape[0] == 1 and found.receptive_field.side == 3
     assert "Conv2d" in dreamlab.graph(grey)

@@ -46,4 +46,4 @@ def test_top_and_layer_are_checked(model, options, text):
 
 
 def test_a_top_of_numpys_int_is_taken(model):
-    assert features(model, "0", torch.rand(3, 32, 32), top=np.int64(2)).maps.shape[0] == 2
+    assert features(model, "0", torch.rand(3, 224, 224), top=np.int64(2)).maps.shape[0] == 2

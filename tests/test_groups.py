@@ -8,7 +8,7 @@ from PIL import Image
 from torch import nn
 
 from dreamlab.apps.cli import main
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 from dreamlab.inspect import groups as groups_module
 from dreamlab.inspect.groups import neuron_groups
 from dreamlab.io import read_png_text
@@ -200,7 +200,8 @@ def test_help_does_not_load_torch():
 
 
 def test_photo_size_sets_the_side_the_model_sees():
-    found = neuron_groups(colour_model(), halves(), "1", groups=2, render=False, recipe=PLAIN, photo_size=16)
+    with pytest.warns(DreamlabNote, match="the photo is 8x8 px, smaller than the 16 px"):
+        found = neuron_groups(colour_model(), halves(), "1", groups=2, render=False, recipe=PLAIN, photo_size=16)
     assert found.maps.shape == (2, 16, 16) and found.photo.shape == (3, 16, 16)
     assert found.text["dreamlab:photo_size"] == "16" and found.text["dreamlab:map_size"] == "16x16"
     with pytest.raises(DreamlabError, match=r"photo_size \(--photo-size\) 4 is out of range; valid: 8 to 2048 \(pixels"):

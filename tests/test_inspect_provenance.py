@@ -17,7 +17,7 @@ from torch import nn
 
 import dreamlab
 from dreamlab.apps.cli import main
-from dreamlab.errors import DreamlabError
+from dreamlab.errors import DreamlabError, DreamlabNote
 from dreamlab.inspect.examples import TILE, class_units, examples
 from dreamlab.io import PIXELS
 from dreamlab.io import sample_photo
@@ -103,7 +103,8 @@ def test_kernels_record_the_range_their_grey_levels_stand_for() -> None:
 
 def test_a_tensor_is_recorded_by_the_sha256_of_its_pixels() -> None:
     image = torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(0))
-    result = dreamlab.features(nn.Sequential(nn.Conv2d(3, 2, 3)), "0", image)
+    with pytest.warns(DreamlabNote, match="smaller than the 224 px"):  # a 40 px photo for a 224 px input
+        result = dreamlab.features(nn.Sequential(nn.Conv2d(3, 2, 3)), "0", image)
     assert result.grid.text["dreamlab:image"] == "tensor"
     assert result.grid.text["dreamlab:image_sha256"] == sha16(image.numpy().astype("<f4").tobytes())
     assert result.grid.text["dreamlab:image_sha256_of"] == PIXELS
