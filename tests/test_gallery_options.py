@@ -291,3 +291,9 @@ def test_an_opaque_gallery_records_no_alpha_and_refuses_a_transparent_resume(tmp
     assert _gallery(out, "--alpha-weight", "2") == 2
     assert "alpha_weight=2.0 weighs the transparency penalty of a transparent render, and alpha is off" in \
         _error(capsys)
+
+
+def test_a_fourier_decay_of_0_stays_in_the_manifest_though_it_equals_false(tmp_path):
+    out = tmp_path / "g"
+    assert _gallery(out, "--fourier-decay", "0") == 0
+    assert json.loads((out / "manifest.json").read_text())["fourier_decay"] == 0.0

@@ -409,7 +409,7 @@ def add_photo_size(p: argparse.ArgumentParser) -> None:
 
 
 def add_batch_render(p: argparse.ArgumentParser) -> None:
-    """--steps and --lr of the photo views that render their directions in one batch (grid, groups)."""
+    """--steps and --lr of the photo views that render in one batch (grid, groups, invert)."""
     p.add_argument("--steps", type=positive_int, help="render steps (default: the recipe's)")
     p.add_argument("--lr", type=float, help="learning rate, above 0 up to 1000 (default: the recipe's)")
 

@@ -111,7 +111,7 @@ def invert(model: nn.Module | str | Path, photo: Tensor | str | Path, layers: st
         if key in render_options:
             what = "the photo's size: give photo_size" if key == "size" else "one image per layer"
             raise DreamlabError(f"invert does not take {key}=: it renders {what}; leave {key} out")
-    objective_check = o.match(names, torch.zeros(1, 8, 8), mode, cossim_power)  # mode and power, before the work
+    kind = o.match_kind(mode, cossim_power)  # before the work
     pixels = read_photo(photo, "photo")  # before the model loads
     module, rec, described, _ = model_and_recipe(model, recipe, weights)
     seen = at_photo_size(module, rec, photo_size)
@@ -126,7 +126,7 @@ def invert(model: nn.Module | str | Path, photo: Tensor | str | Path, layers: st
     lent = recipe if module is model else rec  # as activation_grid lends it
     result = render(module, objective, recipe=lent, size=seen.input_size, **render_options)
     text = {**result.provenance, **weights_provenance(described), **photo_text(photo, pixels),
-            "dreamlab:inversion": objective_check.labels[0].split(":", 1)[1],
+            "dreamlab:inversion": kind,
             "dreamlab:layers": ",".join(names), "dreamlab:photo_size": str(seen.input_size),
             "dreamlab:preprocess": f"shorter side to {seen.input_size}, centre crop",
             "dreamlab:scores": ",".join(f"{s:.4g}" for s in result.final_scores.tolist()),

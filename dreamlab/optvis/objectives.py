@@ -614,6 +614,21 @@ def direction_neuron(layer: str, vector: object, x: int | None = None, y: int | 
 MATCH_MODES = ("match", "caricature")
 
 
+def match_kind(mode: str, cossim_power: float) -> str:
+    """`match`'s mode and power checked, as its labels name them: 'match', 'caricature', 'caricature^1'."""
+    if mode not in MATCH_MODES:
+        raise DreamlabError(f"mode must be 'match' (the photo's activations) or 'caricature' (lucid's: along "
+                            f"them, exaggerated), got {mode!r}"[:200])
+    power = as_number(cossim_power)
+    if power is None or not 0 <= power <= MAX_COSSIM_POWER:
+        raise DreamlabError(f"cossim_power must be a number from 0 to {MAX_COSSIM_POWER} (0: the plain dot "
+                            f"product, lucid's caricature), got {cossim_power!r}"[:200])
+    if power and mode == "match":
+        raise DreamlabError(f"cossim_power={cossim_power!r} weighs a caricature's dot product; mode='match' takes "
+                            f"none: give mode='caricature', or leave cossim_power out")
+    return mode + (f"^{power:g}" if power else "")
+
+
 @_by_image
 def match(layers: str | Sequence[str], photo: object, mode: str = "match", cossim_power: float = 0.0) -> Objective:
     """Feature inversion: an image whose activations at a layer are the photo's, position by position; with a
@@ -643,16 +658,8 @@ def match(layers: str | Sequence[str], photo: object, mode: str = "match", cossi
     if len(set(names)) < len(names):
         raise DreamlabError(f"layers name {sorted({n for n in names if names.count(n) > 1})[0]!r} twice; give each "
                             f"layer once")
-    if mode not in MATCH_MODES:
-        raise DreamlabError(f"mode must be 'match' (the photo's activations) or 'caricature' (lucid's: along "
-                            f"them, exaggerated), got {mode!r}"[:200])
-    power = as_number(cossim_power)
-    if power is None or not 0 <= power <= MAX_COSSIM_POWER:
-        raise DreamlabError(f"cossim_power must be a number from 0 to {MAX_COSSIM_POWER} (0: the plain dot "
-                            f"product, lucid's caricature), got {cossim_power!r}"[:200])
-    if power and mode == "match":
-        raise DreamlabError(f"cossim_power={cossim_power!r} weighs a caricature's dot product; mode='match' takes "
-                            f"none: give mode='caricature', or leave cossim_power out")
+    suffix = match_kind(mode, cossim_power)
+    power = float(as_number(cossim_power))
     image = read_photo(photo, "photo")
 
     def scorer(acts: Acts, index: Tensor) -> Tensor:
@@ -680,7 +687,6 @@ def match(layers: str | Sequence[str], photo: object, mode: str = "match", cossi
                                     f"{list(shapes[REFERENCE + name])}: its output depends on more than its own "
                                     f"image; match another layer")
 
-    suffix = mode + (f"^{power:g}" if power else "")
     labels = tuple(f"{name}:{suffix}" for name in names)
     title = labels[0] if len(names) == 1 else f"{','.join(names)}:{suffix}"
     return Objective(scorer, frozenset(names), title, labels, (check,), reference=image)

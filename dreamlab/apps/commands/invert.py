@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dreamlab.apps.args import (EXIT_INTERRUPTED, add_device_argument, add_model_layer_photo, add_photo_out,
-                                add_photo_size, photo_output, positional_model, positive_int)
+from dreamlab.apps.args import (EXIT_INTERRUPTED, add_batch_render, add_device_argument, add_model_layer_photo,
+                                add_photo_out, add_photo_size, photo_output, positional_model)
 
 DESCRIPTION = ("Render, for each layer of LAYERS, an image whose activations there match PHOTO's, position by "
                "position (Mahendran & Vedaldi's feature inversion, with the render engine's parameterization and "
@@ -24,9 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --mode caricature: weigh the dot product by its cosine to the power P, 0 to 32 "
                         "(default: 0, lucid's)")
     add_photo_size(p)
-    p.add_argument("--steps", type=positive_int, help="optimization steps (default: the recipe's)")
+    add_batch_render(p)
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     p.add_argument("--transforms", help="transform preset: standard, small, jitter, none (default: the recipe's)")
     add_device_argument(p)
     add_photo_out(p, "invert")

@@ -403,7 +403,8 @@ def _shared_options(plan: Plan) -> dict[str, Any]:
     shared = {}
     for key in OPTION_KEYS:
         values = {plan.layer_options[layer][key] for layer, _ in plan.layers}
-        if len(values) == 1 and not values & {None, False}:  # alpha only where it is on
+        # alpha only where it is on; `is`: a fourier_decay of 0 equals False
+        if len(values) == 1 and not any(value is None or value is False for value in values):
             shared[key] = values.pop()
     return shared
 
